@@ -1,0 +1,3 @@
+from llm_proxy.cli import main
+
+raise SystemExit(main())

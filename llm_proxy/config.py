@@ -1,0 +1,414 @@
+"""The configuration model and its validation: pure, no I/O.
+
+`parse_config(data, locate)` turns plain data (from YAML or, later, database rows) into a frozen
+:class:`Config` or raises :class:`ConfigError` listing *every* problem found, each naming the key
+path and, through `locate`, where it came from (`providers[1].weight (line 14): must be a
+positive integer`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from llm_proxy.patterns import compile_pattern
+
+Path = tuple[str | int, ...]
+Locate = Callable[[Path], str | None]
+
+DEFAULT_PORT: Final = 18000
+DEFAULT_HOST: Final = "0.0.0.0"
+DEFAULT_TIMEOUT_SECS: Final = 300.0
+DEFAULT_MAX_BODY_MB: Final = 32.0
+
+_NAME_RE: Final = re.compile(r"^[^\x00-\x1f]{1,128}$")
+
+
+class Interpolated(str):
+    """A string produced by `${VAR}` interpolation; numeric and boolean fields accept it when
+    it spells a number or boolean (environment variables are always strings)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRule:
+    """One `model_mapping` entry: requested name or pattern -> upstream model name."""
+
+    key: str
+    target: str | None  # None: forward the requested name unchanged
+    pattern: re.Pattern[str] | None  # None: an exact name
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    api_base: str
+    api_key: str = field(repr=False)
+    weight: int = 1
+    model_mapping: tuple[ModelRule, ...] = ()
+    verify_ssl: bool | None = None  # None: use the global setting
+    request_timeout_secs: float | None = None  # None: use the global setting
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    requests_per_second: float
+    burst_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKey:
+    name: str
+    key: str = field(repr=False)
+    rate_limit: RateLimit | None = None
+    allowed_models: tuple[str, ...] | None = None  # None: every model
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    providers: tuple[Provider, ...] = ()
+    master_keys: tuple[MasterKey, ...] = ()
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    verify_ssl: bool = True
+    request_timeout_secs: float = DEFAULT_TIMEOUT_SECS
+    max_request_body_mb: float = DEFAULT_MAX_BODY_MB
+    provider_suffix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    path: Path
+    message: str
+    where: str | None = None
+
+    def __str__(self) -> str:
+        where = f" ({self.where})" if self.where else ""
+        return f"{format_path(self.path)}{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{part!r}]"
+    return out or "(top level)"
+
+
+T = TypeVar("T")
+
+
+class _Checker:
+    """Collects issues while reading values; every getter returns a usable default on error so
+    that one pass reports all problems."""
+
+    def __init__(self, locate: Locate | None) -> None:
+        self.issues: list[Issue] = []
+        self._locate = locate
+
+    def fail(self, path: Path, message: str) -> None:
+        self.issues.append(Issue(path, message, self._locate(path) if self._locate else None))
+
+    def mapping(
+        self, value: Any, path: Path, allowed: frozenset[str] | None
+    ) -> Mapping[str, Any] | None:
+        if not isinstance(value, Mapping):
+            self.fail(path, f"must be a mapping, got {_kind(value)}")
+            return None
+        for key in value:
+            if not isinstance(key, str):
+                self.fail(path, f"keys must be strings, got {_kind(key)} {key!r}")
+            elif allowed is not None and key not in allowed:
+                self.fail((*path, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, value: Any, path: Path, *, empty_ok: bool = False) -> str:
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string, got {_kind(value)}")
+            return ""
+        if not empty_ok and not value.strip():
+            self.fail(path, "must not be empty")
+        return str(value)
+
+    def boolean(self, value: Any, path: Path) -> bool:
+        if isinstance(value, Interpolated):
+            parsed = parse_bool(value)
+            if parsed is not None:
+                return parsed
+        if not isinstance(value, bool):
+            self.fail(path, f"must be true or false, got {_kind(value)}")
+            return False
+        return value
+
+    def positive_int(self, value: Any, path: Path) -> int:
+        if isinstance(value, Interpolated) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            self.fail(path, f"must be a positive integer, got {value!r}")
+            return 1
+        return value
+
+    def positive_number(self, value: Any, path: Path) -> float:
+        if isinstance(value, Interpolated):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            self.fail(path, f"must be a positive number, got {value!r}")
+            return 1.0
+        return float(value)
+
+    def port(self, value: Any, path: Path) -> int:
+        port = self.positive_int(value, path)
+        if port > 65535:
+            self.fail(path, f"must be a port number 1-65535, got {port}")
+        return port
+
+    def sequence(self, value: Any, path: Path) -> list[Any]:
+        if not isinstance(value, list | tuple):
+            self.fail(path, f"must be a list, got {_kind(value)}")
+            return []
+        return list(value)
+
+    def optional(self, data: Mapping[str, Any], key: str, default: T) -> Any:
+        value = data.get(key)
+        return default if value is None else value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        Interpolated: "a string",
+    }.get(
+        type(value),
+        "a mapping"
+        if isinstance(value, Mapping)
+        else "a list"
+        if isinstance(value, list | tuple)
+        else type(value).__name__,
+    )
+
+
+def parse_bool(text: str) -> bool | None:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    return None
+
+
+TOP_KEYS: Final = frozenset(
+    {
+        "providers",
+        "master_keys",
+        "server",
+        "verify_ssl",
+        "request_timeout_secs",
+        "max_request_body_mb",
+        "provider_suffix",
+    }
+)
+SERVER_KEYS: Final = frozenset({"host", "port"})
+PROVIDER_KEYS: Final = frozenset(
+    {"name", "api_base", "api_key", "weight", "model_mapping", "verify_ssl", "request_timeout_secs"}
+)
+KEY_KEYS: Final = frozenset({"name", "key", "rate_limit", "allowed_models", "enabled"})
+RATE_KEYS: Final = frozenset({"requests_per_second", "burst_size"})
+
+
+def parse_config(data: Any, locate: Locate | None = None) -> Config:
+    """Validate plain data and build a :class:`Config`; raise :class:`ConfigError` otherwise."""
+    check = _Checker(locate)
+    if data is None:
+        data = {}
+    top = check.mapping(data, (), TOP_KEYS)
+    if top is None:
+        raise ConfigError(check.issues)
+
+    providers = _providers(check, top.get("providers"))
+    keys = _master_keys(check, top.get("master_keys"))
+
+    host, port = DEFAULT_HOST, DEFAULT_PORT
+    server = top.get("server")
+    if server is not None:
+        srv = check.mapping(server, ("server",), SERVER_KEYS)
+        if srv is not None:
+            if srv.get("host") is not None:
+                host = check.string(srv["host"], ("server", "host"))
+            if srv.get("port") is not None:
+                port = check.port(srv["port"], ("server", "port"))
+
+    verify_ssl = check.boolean(check.optional(top, "verify_ssl", True), ("verify_ssl",))
+    timeout = check.positive_number(
+        check.optional(top, "request_timeout_secs", DEFAULT_TIMEOUT_SECS),
+        ("request_timeout_secs",),
+    )
+    max_body = check.positive_number(
+        check.optional(top, "max_request_body_mb", DEFAULT_MAX_BODY_MB), ("max_request_body_mb",)
+    )
+    suffix = top.get("provider_suffix")
+    if suffix is not None:
+        suffix = check.string(suffix, ("provider_suffix",), empty_ok=True).strip() or None
+
+    if check.issues:
+        raise ConfigError(check.issues)
+    return Config(
+        providers=providers,
+        master_keys=keys,
+        host=host,
+        port=port,
+        verify_ssl=verify_ssl,
+        request_timeout_secs=timeout,
+        max_request_body_mb=max_body,
+        provider_suffix=suffix,
+    )
+
+
+def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
+    if raw is None:
+        return ()
+    out: list[Provider] = []
+    seen: set[str] = set()
+    for i, item in enumerate(check.sequence(raw, ("providers",))):
+        path: Path = ("providers", i)
+        p = check.mapping(item, path, PROVIDER_KEYS)
+        if p is None:
+            continue
+        for required in ("name", "api_base"):
+            if p.get(required) is None:
+                check.fail((*path, required), "is required")
+        name = check.string(p.get("name", ""), (*path, "name")) if "name" in p else ""
+        if name and not _NAME_RE.match(name):
+            check.fail((*path, "name"), "must be 1-128 printable characters")
+        if name in seen:
+            check.fail((*path, "name"), f"duplicate provider name {name!r}")
+        seen.add(name)
+        api_base = ""
+        if p.get("api_base") is not None:
+            api_base = check.string(p["api_base"], (*path, "api_base")).rstrip("/")
+            if api_base and not api_base.startswith(("http://", "https://")):
+                check.fail((*path, "api_base"), f"must start with http:// or https://: {api_base}")
+        api_key = check.string(check.optional(p, "api_key", ""), (*path, "api_key"), empty_ok=True)
+        weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
+        mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
+        verify = p.get("verify_ssl")
+        timeout = p.get("request_timeout_secs")
+        out.append(
+            Provider(
+                name=name,
+                api_base=api_base,
+                api_key=api_key,
+                weight=weight,
+                model_mapping=mapping,
+                verify_ssl=None if verify is None else check.boolean(verify, (*path, "verify_ssl")),
+                request_timeout_secs=None
+                if timeout is None
+                else check.positive_number(timeout, (*path, "request_timeout_secs")),
+            )
+        )
+    return tuple(out)
+
+
+def _model_mapping(check: _Checker, raw: Any, path: Path) -> tuple[ModelRule, ...]:
+    if raw is None:
+        return ()
+    mapping = check.mapping(raw, path, None)
+    if mapping is None:
+        return ()
+    rules: list[ModelRule] = []
+    for key, target in mapping.items():
+        if not isinstance(key, str) or not key:
+            check.fail(path, f"model names must be non-empty strings, got {key!r}")
+            continue
+        if target is not None and (not isinstance(target, str) or not target.strip()):
+            check.fail((*path, key), f"must be an upstream model name (a string), got {target!r}")
+            continue
+        pattern = _pattern(check, key, (*path, key))
+        rules.append(ModelRule(key=key, target=target or None, pattern=pattern))
+    return tuple(rules)
+
+
+def _pattern(check: _Checker, text: str, path: Path) -> re.Pattern[str] | None:
+    try:
+        return compile_pattern(text)
+    except re.error as exc:
+        check.fail(path, f"invalid regular expression {text!r}: {exc}")
+        return None
+
+
+def _master_keys(check: _Checker, raw: Any) -> tuple[MasterKey, ...]:
+    if raw is None:
+        return ()
+    out: list[MasterKey] = []
+    names: set[str] = set()
+    secrets: set[str] = set()
+    for i, item in enumerate(check.sequence(raw, ("master_keys",))):
+        path: Path = ("master_keys", i)
+        k = check.mapping(item, path, KEY_KEYS)
+        if k is None:
+            continue
+        for required in ("name", "key"):
+            if k.get(required) is None:
+                check.fail((*path, required), "is required")
+        name = check.string(k["name"], (*path, "name")) if k.get("name") is not None else ""
+        if name in names:
+            check.fail((*path, "name"), f"duplicate key name {name!r}")
+        names.add(name)
+        secret = check.string(k["key"], (*path, "key")) if k.get("key") is not None else ""
+        if secret and secret in secrets:
+            # Never echo the secret itself.
+            check.fail((*path, "key"), "duplicate key value (two entries share one key)")
+        secrets.add(secret)
+        limit = None
+        if k.get("rate_limit") is not None:
+            limit = _rate_limit(check, k["rate_limit"], (*path, "rate_limit"))
+        allowed = None
+        if k.get("allowed_models") is not None:
+            entries = []
+            for j, entry in enumerate(
+                check.sequence(k["allowed_models"], (*path, "allowed_models"))
+            ):
+                text = check.string(entry, (*path, "allowed_models", j))
+                if text:
+                    _pattern(check, text, (*path, "allowed_models", j))
+                    entries.append(text)
+            allowed = tuple(entries)
+        enabled = check.boolean(check.optional(k, "enabled", True), (*path, "enabled"))
+        out.append(MasterKey(name, secret, limit, allowed, enabled))
+    return tuple(out)
+
+
+def _rate_limit(check: _Checker, raw: Any, path: Path) -> RateLimit | None:
+    r = check.mapping(raw, path, RATE_KEYS)
+    if r is None:
+        return None
+    if r.get("requests_per_second") is None:
+        check.fail((*path, "requests_per_second"), "is required")
+        return None
+    rps = check.positive_number(r["requests_per_second"], (*path, "requests_per_second"))
+    default_burst = max(1, int(rps))
+    burst = check.positive_int(check.optional(r, "burst_size", default_burst), (*path, "burst_size"))
+    return RateLimit(rps, burst)

@@ -1,0 +1,173 @@
+"""YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
+
+Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX` and `CONFIG_PATH`:
+process environment > `.env` file > YAML. The `.env` file is read from beside the config file
+(and from the working directory, for `CONFIG_PATH` itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path as FsPath
+from typing import Any, Final
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from llm_proxy.config import (
+    Config,
+    ConfigError,
+    Interpolated,
+    Issue,
+    Path,
+    parse_bool,
+    parse_config,
+)
+
+DEFAULT_CONFIG_PATH: Final = "config.yaml"
+_VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """`KEY=VALUE` lines; `export ` prefixes, `#` comments and surrounding quotes allowed."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def read_dotenv(directory: FsPath) -> dict[str, str]:
+    try:
+        return parse_dotenv((directory / ".env").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> FsPath:
+    """--config > $CONFIG_PATH > CONFIG_PATH in ./.env > config.yaml."""
+    if cli_value:
+        return FsPath(cli_value)
+    if environ.get("CONFIG_PATH"):
+        return FsPath(environ["CONFIG_PATH"])
+    return FsPath(read_dotenv(FsPath.cwd()).get("CONFIG_PATH") or DEFAULT_CONFIG_PATH)
+
+
+def load_config_file(path: FsPath, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate, validate. Raises ConfigError (with lines) or OSError."""
+    if environ is None:
+        environ = os.environ
+    text = path.read_text(encoding="utf-8")
+    env = {**read_dotenv(path.parent), **environ}
+    return load_config_text(text, env)
+
+
+def load_config_text(text: str, env: Mapping[str, str]) -> Config:
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}" if mark is not None else None
+        raise ConfigError([Issue((), f"YAML syntax error: {exc.problem}", where)]) from None
+    locate = _locator(data)
+    issues: list[Issue] = []
+    data = _interpolate(data, (), env, issues, locate)
+    if issues:
+        raise ConfigError(issues)
+    config = parse_config(data, locate)
+    return apply_env_overrides(config, env)
+
+
+def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
+    issues: list[Issue] = []
+    changes: dict[str, Any] = {}
+    if env.get("HOST"):
+        changes["host"] = env["HOST"]
+    if env.get("PORT"):
+        port = env["PORT"].strip()
+        if port.isdigit() and 0 < int(port) <= 65535:
+            changes["port"] = int(port)
+        else:
+            issues.append(Issue(("PORT",), f"must be a port number 1-65535, got {port!r}", "env"))
+    if env.get("VERIFY_SSL"):
+        flag = parse_bool(env["VERIFY_SSL"])
+        if flag is None:
+            issues.append(Issue(("VERIFY_SSL",), "must be true or false", "env"))
+        else:
+            changes["verify_ssl"] = flag
+    if "PROVIDER_SUFFIX" in env:
+        changes["provider_suffix"] = env["PROVIDER_SUFFIX"].strip() or None
+    if issues:
+        raise ConfigError(issues)
+    return dataclasses.replace(config, **changes) if changes else config
+
+
+def _interpolate(
+    node: Any, path: Path, env: Mapping[str, str], issues: list[Issue], locate: Any
+) -> Any:
+    if isinstance(node, CommentedMap):
+        for key in list(node):
+            node[key] = _interpolate(node[key], (*path, key), env, issues, locate)
+        return node
+    if isinstance(node, CommentedSeq):
+        for i, item in enumerate(node):
+            node[i] = _interpolate(item, (*path, i), env, issues, locate)
+        return node
+    if not isinstance(node, str) or "$" not in node:
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                issues.append(
+                    Issue(path, f"environment variable {name} is not set", locate(path))
+                )
+                return ""
+            return default
+        return value
+
+    return Interpolated(_VAR_RE.sub(substitute, str(node)))
+
+
+def _locator(root: Any) -> Any:
+    """Map a key path to `line N` using ruamel's recorded positions: the deepest node of the
+    path that exists in the document."""
+
+    def locate(path: Path) -> str | None:
+        node, line = root, None
+        for part in path:
+            try:
+                if isinstance(node, CommentedMap) and part in node:
+                    line = node.lc.key(part)[0]
+                    node = node[part]
+                elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                    line = node.lc.item(part)[0]
+                    node = node[part]
+                else:
+                    break
+            except (KeyError, TypeError, AttributeError):
+                break
+        return None if line is None else f"line {line + 1}"
+
+    return locate

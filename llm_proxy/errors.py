@@ -1,0 +1,96 @@
+"""Typed errors and the one place that renders them in OpenAI's shape.
+
+Anything in the proxy may raise a :class:`ProxyError`; the errors middleware turns it into
+``{"error": {"message", "type", "param", "code"}}`` with the right status. Once a stream has
+started, the relay finishes it with :func:`sse_error_event` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+INVALID_REQUEST: Final = "invalid_request_error"
+API_ERROR: Final = "api_error"
+
+
+class ProxyError(Exception):
+    """An error the proxy answers itself (as opposed to one passed through from upstream)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = INVALID_REQUEST,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers
+
+
+def error_body(
+    message: str, type: str = INVALID_REQUEST, code: str | None = None, param: str | None = None
+) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+def error_response(err: ProxyError) -> web.Response:
+    return web.Response(
+        status=err.status,
+        body=error_body(err.message, err.type, err.code, err.param),
+        content_type="application/json",
+        headers=err.headers,
+    )
+
+
+def sse_error_event(message: str, type: str = API_ERROR, code: str | None = None) -> bytes:
+    """An OpenAI-style error event that ends a stream which already started."""
+    return b"data: " + error_body(message, type, code) + b"\n\n"
+
+
+# Constructors for the errors the proxy makes, so wording and codes live in one place.
+
+
+def invalid_json(detail: str) -> ProxyError:
+    return ProxyError(400, f"The request body is not valid JSON: {detail}", code="invalid_json")
+
+
+def bad_param(param: str, message: str) -> ProxyError:
+    return ProxyError(400, message, code="invalid_value", param=param)
+
+
+def model_not_found(model: str) -> ProxyError:
+    return ProxyError(
+        404,
+        f"The model `{model}` does not exist or you do not have access to it.",
+        code="model_not_found",
+        param="model",
+    )
+
+
+def upstream_unreachable(provider: str) -> ProxyError:
+    return ProxyError(
+        502,
+        f"Upstream provider {provider!r} is unreachable.",
+        type=API_ERROR,
+        code="upstream_unreachable",
+    )
+
+
+def upstream_timeout(provider: str, seconds: float) -> ProxyError:
+    return ProxyError(
+        504,
+        f"Upstream provider {provider!r} did not answer within {seconds:g}s.",
+        type=API_ERROR,
+        code="upstream_timeout",
+    )

@@ -1,0 +1,147 @@
+"""Thin request handlers. Policy (routing) decides, `relay.forward` moves the bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from llm_proxy import errors
+from llm_proxy.config_store import Snapshot
+from llm_proxy.keys import HEALTH, METRICS, MODEL, MODEL_LABEL, PROVIDER, SNAPSHOT, STREAMED
+from llm_proxy.middlewares.observe import Handler
+from llm_proxy.relay import forward
+
+JSON: Final = "application/json"
+_HEALTH_OK: Final = orjson.dumps({"status": "ok"})
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit`."""
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise _too_large(limit)
+        return await request.read()
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> errors.ProxyError:
+    return errors.ProxyError(
+        413,
+        f"Request body is larger than the limit of {limit / 1048576:g} MB (max_request_body_mb).",
+        code="request_too_large",
+    )
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses some valid JSON (integers beyond 64 bits); the stdlib decides.
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise errors.invalid_json(str(exc)) from None
+    if not isinstance(data, dict):
+        raise errors.ProxyError(
+            400, "The request body must be a JSON object.", code="invalid_request_body"
+        )
+    return data
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # e.g. an integer beyond 64 bits, which the stdlib carries through
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def proxy_handler(endpoint: str) -> Handler:
+    """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        snapshot = request[SNAPSHOT]
+        body = await read_body(request, snapshot.max_body_bytes)
+        data = parse_object(body)
+        model = data.get("model")
+        if not isinstance(model, str) or not model:
+            raise errors.bad_param(
+                "model",
+                "`model` is required and must be a non-empty string."
+                if model is None or model == ""
+                else f"`model` must be a string, got {type(model).__name__}.",
+            )
+        stream = data.get("stream")
+        if stream is not None and not isinstance(stream, bool):
+            raise errors.bad_param("stream", "`stream` must be a boolean.")
+        request[MODEL] = model
+
+        routes = snapshot.routes
+        name = routes.normalize(model)
+        route = routes.resolve(name)
+        if route is None:
+            raise errors.model_not_found(model)
+        request[MODEL_LABEL] = route.label
+        target = route.pick()
+        upstream_model = target.model or name
+        if upstream_model != model:
+            # Rewrite only the model; every other field, known or not, is carried through.
+            data["model"] = upstream_model
+            body = dumps(data)
+        upstream = snapshot.upstreams[target.provider.name]
+        request[PROVIDER] = upstream.name
+        request[STREAMED] = stream is True
+        return await forward(request, upstream, endpoint, body, stream is True)
+
+    return handle
+
+
+async def list_models(request: web.Request) -> web.Response:
+    return web.Response(body=request[SNAPSHOT].models_body, content_type=JSON)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: cheap, touches no upstream and no database."""
+    return web.Response(body=_HEALTH_OK, content_type=JSON)
+
+
+async def health_detailed(request: web.Request) -> web.Response:
+    snapshot: Snapshot = request[SNAPSHOT]
+    board = request.app[HEALTH]
+    providers = []
+    for p in snapshot.config.providers:
+        s = board.get(p.name)
+        providers.append(
+            {
+                "name": p.name,
+                "weight": p.weight,
+                "models": [rule.key for rule in p.model_mapping],
+                "healthy": s.healthy,
+                "last_status": s.last_status,
+                "last_error": s.last_error,
+                "last_seen": s.last_seen,
+                "requests": s.requests,
+                "failures": s.failures,
+            }
+        )
+    healthy = all(item["healthy"] for item in providers)
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "config_version": snapshot.version,
+        "config_loaded_at": snapshot.loaded_at,
+        "providers": providers,
+    }
+    return web.Response(body=orjson.dumps(body), content_type=JSON)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, headers = request.app[METRICS].render()
+    return web.Response(body=body, headers=headers)

@@ -1,0 +1,52 @@
+"""Renders every error the proxy answers itself in OpenAI's shape. The one place that does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from aiohttp import web
+
+from llm_proxy.errors import API_ERROR, ProxyError, error_response
+from llm_proxy.middlewares.observe import Handler
+
+log = structlog.get_logger()
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets exactly one response: a handler's, or an OpenAI-shaped error."""
+    try:
+        return await handler(request)
+    except ProxyError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_from_http_exception(request, exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled_error", path=request.path)
+        return error_response(
+            ProxyError(500, "Internal proxy error.", type=API_ERROR, code="internal_error")
+        )
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ProxyError:
+    if exc.status == 404:
+        message = f"Unknown request URL: {request.method} {request.path}."
+    elif exc.status == 405:
+        message = f"Method {request.method} is not allowed for {request.path}."
+    else:
+        message = exc.text or exc.reason
+        if message.startswith(f"{exc.status}: "):
+            message = message[len(f"{exc.status}: ") :]
+    return ProxyError(exc.status, message, code=_HTTP_CODES.get(exc.status))

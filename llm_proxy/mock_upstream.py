@@ -1,0 +1,250 @@
+"""A fake OpenAI API for loopback use: offline demos (`llm-proxy mock-upstream`), the tests and
+the benchmark. Deterministic output; behaviour can be set per request through extra body fields
+(which also proves the proxy forwards unknown fields):
+
+* `mock_chunks`: number of content chunks in a stream (default: the server's `--chunks`)
+* `mock_delay_ms`: delay between stream chunks (default: `--delay-ms`)
+* `mock_status`: answer with this HTTP status and an OpenAI-shaped error instead
+* `mock_content`: the reply text for non-streaming calls
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+
+
+@dataclass(frozen=True, slots=True)
+class MockOptions:
+    chunks: int = 20
+    delay_ms: float = 0.0
+    record: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    path: str
+    headers: CIMultiDict[str]
+    body: bytes
+
+
+OPTIONS: Final = web.AppKey("mock_options", MockOptions)
+RECORDED: Final = web.AppKey("mock_recorded", deque[Recorded])
+_CREATED: Final = 1_700_000_000
+
+
+def stream_events(kind: str, model: str, chunks: int, include_usage: bool) -> list[bytes]:
+    """The exact SSE bytes the mock sends for a stream (tests compare against these)."""
+    rid = "chatcmpl-mock" if kind == "chat" else "cmpl-mock"
+    events: list[dict[str, Any]] = []
+    if kind == "chat":
+        base = {"id": rid, "object": "chat.completion.chunk", "created": _CREATED, "model": model}
+        events.append(
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+        )
+        for i in range(chunks):
+            delta = {"content": f"tok{i} "}
+            events.append(
+                {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            )
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    else:
+        base = {"id": rid, "object": "text_completion", "created": _CREATED, "model": model}
+        for i in range(chunks):
+            events.append(
+                {
+                    **base,
+                    "choices": [
+                        {"text": f"tok{i} ", "index": 0, "logprobs": None, "finish_reason": None}
+                    ],
+                }
+            )
+        events.append(
+            {
+                **base,
+                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            }
+        )
+    if include_usage:
+        events.append({**base, "choices": [], "usage": _usage(5, chunks)})
+    return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _error(status: int) -> web.Response:
+    body = {
+        "error": {
+            "message": f"mock upstream error {status}",
+            "type": "server_error" if status >= 500 else "invalid_request_error",
+            "param": None,
+            "code": f"mock_{status}",
+        }
+    }
+    return web.json_response(body, status=status, dumps=lambda o: orjson.dumps(o).decode())
+
+
+async def _read(request: web.Request) -> dict[str, Any]:
+    body = await request.read()
+    if request.app[OPTIONS].record:
+        request.app[RECORDED].append(Recorded(request.path, CIMultiDict(request.headers), body))
+    data = orjson.loads(body)
+    assert isinstance(data, dict)
+    return data
+
+
+def _json(obj: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), content_type="application/json")
+
+
+async def _stream(request: web.Request, data: dict[str, Any], kind: str) -> web.StreamResponse:
+    options = request.app[OPTIONS]
+    chunks = int(data.get("mock_chunks", options.chunks))
+    delay = float(data.get("mock_delay_ms", options.delay_ms)) / 1000
+    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    for event in stream_events(kind, data["model"], chunks, include_usage):
+        await resp.write(event)
+        if delay:
+            await asyncio.sleep(delay)
+    await resp.write_eof()
+    return resp
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    data = await _read(request)
+    if "mock_status" in data:
+        return _error(int(data["mock_status"]))
+    if data.get("stream"):
+        return await _stream(request, data, "chat")
+    content = data.get("mock_content", "Hello from the mock upstream.")
+    return _json(
+        {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": _CREATED,
+            "model": data["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(5, len(content.split())),
+        }
+    )
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    data = await _read(request)
+    if "mock_status" in data:
+        return _error(int(data["mock_status"]))
+    if data.get("stream"):
+        return await _stream(request, data, "text")
+    text = data.get("mock_content", " a mock completion")
+    return _json(
+        {
+            "id": "cmpl-mock",
+            "object": "text_completion",
+            "created": _CREATED,
+            "model": data["model"],
+            "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": "length"}],
+            "usage": _usage(3, len(text.split())),
+        }
+    )
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    data = await _read(request)
+    if "mock_status" in data:
+        return _error(int(data["mock_status"]))
+    inputs = data.get("input")
+    items = inputs if isinstance(inputs, list) else [inputs]
+    out = []
+    for i, _ in enumerate(items):
+        vector = [round(0.1 * (i + 1) + 0.01 * j, 4) for j in range(8)]
+        embedding: Any = vector
+        if data.get("encoding_format") == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        out.append({"object": "embedding", "index": i, "embedding": embedding})
+    return _json(
+        {
+            "object": "list",
+            "data": out,
+            "model": data["model"],
+            "usage": {"prompt_tokens": len(items), "total_tokens": len(items)},
+        }
+    )
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    data = await _read(request)
+    if "mock_status" in data:
+        return _error(int(data["mock_status"]))
+    text = data.get("mock_content", "Hello from the mock upstream.")
+    return _json(
+        {
+            "id": "resp_mock",
+            "object": "response",
+            "created_at": _CREATED,
+            "status": "completed",
+            "model": data["model"],
+            "output": [
+                {
+                    "type": "message",
+                    "id": "msg_mock",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {"input_tokens": 4, "output_tokens": len(text.split()), "total_tokens": 9},
+        }
+    )
+
+
+async def models(request: web.Request) -> web.Response:
+    return _json(
+        {
+            "object": "list",
+            "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}],
+        }
+    )
+
+
+def create_mock_app(options: MockOptions | None = None) -> web.Application:
+    app = web.Application(client_max_size=1 << 30)
+    app[OPTIONS] = options or MockOptions()
+    app[RECORDED] = deque(maxlen=1000)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+def run_mock(host: str, port: int, options: MockOptions) -> None:
+    print(f"mock upstream on http://{host}:{port}/v1 ({time.strftime('%H:%M:%S')})", flush=True)
+    web.run_app(create_mock_app(options), host=host, port=port, access_log=None, print=None)

@@ -1,0 +1,137 @@
+"""The upstream side: one pooled ClientSession per app, per-provider call settings compiled at
+config time, and the header policy (what crosses the proxy in each direction)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from llm_proxy.config import Config, Provider
+
+# Lower-case names (header names arrive in any case; `istr` does not hash case-insensitively).
+# Hop-by-hop headers (RFC 9110 7.6.1) plus what the proxy owns itself.
+_HOP_BY_HOP: Final = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    )
+)
+# Never forwarded upstream: the client's credentials (the provider's key replaces them), and
+# framing/encoding the client session computes itself.
+DROP_REQUEST: Final = _HOP_BY_HOP | frozenset(
+    (
+        "host",
+        "authorization",
+        "x-api-key",
+        "api-key",
+        "content-length",
+        "accept-encoding",
+        "cookie",
+        "x-request-id",
+        "forwarded",
+        "x-forwarded-for",
+        "x-real-ip",
+    )
+)
+# Not copied back to the client: framing is ours (the body may have been decompressed), and
+# the upstream's request id is renamed so it does not clash with ours.
+DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
+    (
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        "x-request-id",
+        "set-cookie",
+        "alt-svc",
+        "strict-transport-security",
+    )
+)
+UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
+
+ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/responses")
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """How to call one provider, compiled once per config snapshot."""
+
+    name: str
+    urls: Mapping[str, str]  # endpoint ("/chat/completions") -> full URL
+    authorization: str | None
+    ssl: bool  # False: skip certificate verification
+    timeout: aiohttp.ClientTimeout  # whole request, for non-streaming calls
+    stream_timeout: aiohttp.ClientTimeout  # to headers and between chunks, for streams
+    timeout_secs: float
+
+
+def compile_upstream(provider: Provider, config: Config) -> Upstream:
+    secs = provider.request_timeout_secs or config.request_timeout_secs
+    verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
+    return Upstream(
+        name=provider.name,
+        urls={ep: provider.api_base + ep for ep in ENDPOINTS},
+        authorization=f"Bearer {provider.api_key}" if provider.api_key else None,
+        ssl=verify,
+        timeout=aiohttp.ClientTimeout(total=secs, connect=min(secs, 10.0)),
+        stream_timeout=aiohttp.ClientTimeout(
+            total=None, connect=min(secs, 10.0), sock_read=secs
+        ),
+        timeout_secs=secs,
+    )
+
+
+def request_headers(
+    incoming: CIMultiDictProxy[str], upstream: Upstream, stream: bool
+) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        if name.lower() not in DROP_REQUEST:
+            out.add(name, value)
+    if upstream.authorization is not None:
+        out["Authorization"] = upstream.authorization
+    # Streams must not be compressed (it delays the first token); for JSON bodies let the
+    # client session negotiate and decompress, since usage is read from the body.
+    if stream:
+        out["Accept-Encoding"] = "identity"
+    return out
+
+
+def response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream_headers.items():
+        if name.lower() not in DROP_RESPONSE:
+            out.add(name, value)
+    request_id = upstream_headers.get("x-request-id")
+    if request_id is not None:
+        out[UPSTREAM_REQUEST_ID] = request_id
+    return out
+
+
+def create_session(limit: int = 0, limit_per_host: int = 0) -> aiohttp.ClientSession:
+    """The app's one session: pooled keep-alive connections, no cookie jar (a proxy must not
+    carry state between clients), and no default timeout (each call passes its own)."""
+    connector = aiohttp.TCPConnector(
+        limit=limit,
+        limit_per_host=limit_per_host,
+        ttl_dns_cache=300,
+        keepalive_timeout=60,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+    )
