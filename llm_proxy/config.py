@@ -8,6 +8,7 @@ positive integer`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,10 +167,8 @@ class _Checker:
 
     def positive_number(self, value: Any, path: Path) -> float:
         if isinstance(value, Interpolated):
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             self.fail(path, f"must be a positive number, got {value!r}")
             return 1.0
@@ -410,5 +409,7 @@ def _rate_limit(check: _Checker, raw: Any, path: Path) -> RateLimit | None:
         return None
     rps = check.positive_number(r["requests_per_second"], (*path, "requests_per_second"))
     default_burst = max(1, int(rps))
-    burst = check.positive_int(check.optional(r, "burst_size", default_burst), (*path, "burst_size"))
+    burst = check.positive_int(
+        check.optional(r, "burst_size", default_burst), (*path, "burst_size")
+    )
     return RateLimit(rps, burst)

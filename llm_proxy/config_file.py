@@ -140,9 +140,7 @@ def _interpolate(
         value = env.get(name)
         if value is None or (value == "" and default is not None):
             if default is None:
-                issues.append(
-                    Issue(path, f"environment variable {name} is not set", locate(path))
-                )
+                issues.append(Issue(path, f"environment variable {name} is not set", locate(path)))
                 return ""
             return default
         return value

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from aiohttp import web
 
 from llm_proxy import errors
 from llm_proxy.config_store import Snapshot
+from llm_proxy.jsonbody import parse_object, replace_model
 from llm_proxy.keys import HEALTH, METRICS, MODEL, MODEL_LABEL, PROVIDER, SNAPSHOT, STREAMED
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.relay import forward
@@ -41,29 +41,6 @@ def _too_large(limit: int) -> errors.ProxyError:
     )
 
 
-def parse_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        # orjson refuses some valid JSON (integers beyond 64 bits); the stdlib decides.
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise errors.invalid_json(str(exc)) from None
-    if not isinstance(data, dict):
-        raise errors.ProxyError(
-            400, "The request body must be a JSON object.", code="invalid_request_body"
-        )
-    return data
-
-
-def dumps(data: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(data)
-    except TypeError:  # e.g. an integer beyond 64 bits, which the stdlib carries through
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def proxy_handler(endpoint: str) -> Handler:
     """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider."""
 
@@ -93,9 +70,7 @@ def proxy_handler(endpoint: str) -> Handler:
         target = route.pick()
         upstream_model = target.model or name
         if upstream_model != model:
-            # Rewrite only the model; every other field, known or not, is carried through.
-            data["model"] = upstream_model
-            body = dumps(data)
+            body = replace_model(body, model, upstream_model)
         upstream = snapshot.upstreams[target.provider.name]
         request[PROVIDER] = upstream.name
         request[STREAMED] = stream is True

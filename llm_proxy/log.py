@@ -44,4 +44,6 @@ def configure(log_format: str | None = None, level: str | None = None) -> None:
     )
     # Library loggers (aiohttp, asyncio) go to stderr too; aiohttp's access log is replaced
     # by our own canonical line per request.
-    logging.basicConfig(level=max(level_no, logging.WARNING), stream=sys.stderr, format="%(message)s")
+    logging.basicConfig(
+        level=max(level_no, logging.WARNING), stream=sys.stderr, format="%(message)s"
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from aioprometheus import Counter, Gauge, Histogram, Registry
+from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 from aioprometheus.histogram import Histogram as HistogramValue
 from aioprometheus.renderer import render
 
@@ -77,7 +77,9 @@ class Metrics:
         if hist is None:
             labels = {"endpoint": endpoint, "model": model, "provider": provider}
             self._duration.add(labels, seconds)
-            self._histograms[hkey] = self._duration.get_value(labels)
+            value = self._duration.get_value(labels)
+            assert isinstance(value, HistogramValue)
+            self._histograms[hkey] = value
         else:
             hist.observe(seconds)
 

@@ -109,7 +109,11 @@ async def _read(request: web.Request) -> dict[str, Any]:
 
 
 def _json(obj: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(obj),
+        content_type="application/json",
+        headers={"x-request-id": "req_mock"},
+    )
 
 
 async def _stream(request: web.Request, data: dict[str, Any], kind: str) -> web.StreamResponse:

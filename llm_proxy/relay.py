@@ -8,8 +8,6 @@ stream with an OpenAI-style error event, or aborts a plain body so the client se
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import structlog
 from aiohttp import web
@@ -34,7 +32,7 @@ async def forward(
             upstream.urls[endpoint],
             data=body,
             headers=request_headers(request.headers, upstream, stream),
-            ssl=None if upstream.ssl else False,
+            ssl=upstream.ssl,
             timeout=upstream.stream_timeout if stream else upstream.timeout,
         )
     except TimeoutError:

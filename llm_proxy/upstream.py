@@ -85,9 +85,7 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
         authorization=f"Bearer {provider.api_key}" if provider.api_key else None,
         ssl=verify,
         timeout=aiohttp.ClientTimeout(total=secs, connect=min(secs, 10.0)),
-        stream_timeout=aiohttp.ClientTimeout(
-            total=None, connect=min(secs, 10.0), sock_read=secs
-        ),
+        stream_timeout=aiohttp.ClientTimeout(total=None, connect=min(secs, 10.0), sock_read=secs),
         timeout_secs=secs,
     )
 

@@ -1,0 +1,105 @@
+"""Shared fixtures: real aiohttp servers on loopback (the mock upstream and the proxy)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from llm_proxy.app import create_app
+from llm_proxy.config import Config, parse_config
+from llm_proxy.mock_upstream import MockOptions, create_mock_app
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run `app` on 127.0.0.1 with an ephemeral port, as `llm-proxy serve` runs it."""
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def make_config(*providers: dict[str, Any], **top: Any) -> Config:
+    """Build a Config through the real parser, from seed-format provider dicts."""
+    return parse_config({"providers": list(providers), **top})
+
+
+def provider(name: str, api_base: str, mapping: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "api_base": api_base,
+        "api_key": f"sk-{name}-secret",
+        "model_mapping": mapping,
+        **extra,
+    }
+
+
+class Upstream:
+    """A running mock upstream; `recorded` holds what it received."""
+
+    def __init__(self, app: web.Application, url: str) -> None:
+        self.app = app
+        self.url = url
+        self.api_base = url + "/v1"
+
+    @property
+    def recorded(self) -> Any:
+        from llm_proxy.mock_upstream import RECORDED
+
+        return self.app[RECORDED]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    app = create_mock_app(MockOptions(chunks=5, delay_ms=0, record=True))
+    async with serve(app) as url:
+        yield Upstream(app, url)
+
+
+ProxyFactory = Callable[[Config], Awaitable[str]]
+
+
+@pytest.fixture
+async def start_proxy() -> AsyncIterator[ProxyFactory]:
+    """Start proxies for given configs; all are stopped at the end of the test."""
+    stack: list[Any] = []
+
+    async def start(config: Config) -> str:
+        cm = serve(create_app(config))
+        url = await cm.__aenter__()
+        stack.append(cm)
+        return url
+
+    yield start
+    for cm in reversed(stack):
+        await cm.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def proxy_url(upstream: Upstream, start_proxy: ProxyFactory) -> str:
+    """A proxy with two providers on the mock upstream."""
+    config = make_config(
+        provider(
+            "alpha",
+            upstream.api_base,
+            {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4o-mini": None, "text-embedding-3-small": None},
+        ),
+        provider("beta", upstream.api_base, {"gpt-4.1*": None, "claude-(opus|sonnet)-4": "c4"}),
+    )
+    return await start_proxy(config)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

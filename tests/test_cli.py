@@ -1,0 +1,102 @@
+"""The CLI as users run it: `check-config` and `serve` in a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from llm_proxy.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = """\
+providers:
+  - name: big
+    api_base: http://127.0.0.1:9/v1
+    api_key: sk-big-secret
+    weight: 3
+    model_mapping: {"gpt-4o": "gpt-4o", "gpt-*": null}
+  - name: small
+    api_base: http://127.0.0.1:9/v1
+    api_key: sk-small-secret
+    model_mapping: {"gpt-4o": "gpt-4o"}
+master_keys:
+  - name: team-a
+    key: sk-team-a-secret
+    rate_limit: {requests_per_second: 2, burst_size: 4}
+"""
+
+
+def test_check_config_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "big  weight 3 (75.0%)" in out
+    assert "small  weight 1 (25.0%)" in out
+    assert "models served (1): gpt-4o" in out
+    assert "gpt-* -> (same name)  [pattern]" in out
+    assert "master keys (1): team-a (2 rps, burst 4)" in out
+    assert "secret" not in out
+
+
+def test_check_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.replace("weight: 3", "weight: 0"))
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "providers[0].weight (line 5): must be a positive integer, got 0" in err
+    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 1
+    assert "config file not found" in capsys.readouterr().err
+
+
+async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_port: int) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    env = {**os.environ, "LOG_FORMAT": "json", "PORT": str(unused_tcp_port)}
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "llm_proxy",
+        "serve",
+        "--config",
+        str(path),
+        "--host",
+        "127.0.0.1",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{unused_tcp_port}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(url + "/health") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.025)
+            else:
+                pytest.fail("proxy never answered /health")
+            print(f"startup to /health: {time.monotonic() - started:.3f}s")
+            async with http.get(url + "/v1/models") as resp:
+                assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 0
+        logs = stderr.decode()
+        assert '"event":"starting"' in logs
+        assert '"path":"/v1/models"' in logs
+        assert "secret" not in logs
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,168 @@
+"""YAML mode: validation messages name the key path and line; interpolation; precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llm_proxy.config import ConfigError
+from llm_proxy.config_file import load_config_file, load_config_text, parse_dotenv
+
+VALID = """\
+providers:
+  - name: one
+    api_base: http://127.0.0.1:9/v1
+    api_key: sk-1
+    weight: 2
+    model_mapping:
+      gpt-4o: gpt-4o
+  - name: two
+    api_base: http://127.0.0.1:9/v1/
+    api_key: sk-2
+    model_mapping:
+      "gemini-*": gemini-pro
+      "claude-opus-4-5-.*": claude-opus
+master_keys:
+  - name: team-a
+    key: sk-team-a
+    rate_limit: {requests_per_second: 5, burst_size: 10}
+    allowed_models: ["gpt-*"]
+server:
+  host: 127.0.0.1
+  port: 18080
+verify_ssl: false
+request_timeout_secs: 60
+"""
+
+
+def errors_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        load_config_text(text, env or {})
+    return [str(i) for i in exc.value.issues]
+
+
+def test_valid_config_loads_as_frozen_snapshot() -> None:
+    config = load_config_text(VALID, {})
+    assert [p.name for p in config.providers] == ["one", "two"]
+    assert config.providers[0].weight == 2 and config.providers[1].weight == 1
+    assert config.providers[1].api_base == "http://127.0.0.1:9/v1"  # trailing / dropped
+    assert config.port == 18080 and config.host == "127.0.0.1"
+    assert config.verify_ssl is False and config.request_timeout_secs == 60
+    key = config.master_keys[0]
+    assert key.rate_limit is not None and key.rate_limit.burst_size == 10
+    assert "sk-team-a" not in repr(key) and "sk-1" not in repr(config)  # secrets stay out
+    with pytest.raises(AttributeError):
+        config.port = 1  # type: ignore[misc]
+
+
+def test_wrong_weight_names_path_and_line() -> None:
+    text = VALID.replace("    weight: 2\n", "    weight: 0\n")
+    assert errors_of(text) == ["providers[0].weight (line 5): must be a positive integer, got 0"]
+    text = VALID.replace("    weight: 2\n", "    weight: -3\n")
+    assert errors_of(text) == ["providers[0].weight (line 5): must be a positive integer, got -3"]
+
+
+def test_second_provider_weight_error_matches_issue_example() -> None:
+    text = VALID.replace("    api_key: sk-2\n", "    api_key: sk-2\n    weight: two\n")
+    assert errors_of(text) == [
+        "providers[1].weight (line 11): must be a positive integer, got 'two'"
+    ]
+
+
+def test_unknown_key_wrong_type_duplicate_regex_all_reported() -> None:
+    text = (
+        VALID.replace("    api_key: sk-1\n", "    api_key: sk-1\n    wieght: 3\n")
+        .replace("name: two", "name: one")
+        .replace('"gemini-*"', '"gemini-(*"')
+        .replace("port: 18080", "port: eighty")
+    )
+    found = errors_of(text)
+    assert found[0].startswith("providers[0].wieght (line 5): unknown key (allowed: ")
+    assert "providers[1].name (line 9): duplicate provider name 'one'" in found
+    assert any(
+        e.startswith("providers[1].model_mapping['gemini-(*'] (line 13): invalid regular expr")
+        for e in found
+    )
+    assert "server.port (line 22): must be a positive integer, got 'eighty'" in found
+
+
+def test_unset_variable_without_default() -> None:
+    text = VALID.replace("api_key: sk-2", "api_key: ${MISSING_KEY}")
+    assert errors_of(text) == [
+        "providers[1].api_key (line 10): environment variable MISSING_KEY is not set"
+    ]
+
+
+def test_interpolation_defaults_and_types() -> None:
+    text = (
+        VALID.replace("api_key: sk-2", "api_key: ${KEY_TWO}")
+        .replace("port: 18080", "port: ${LISTEN_PORT:-18099}")
+        .replace("verify_ssl: false", "verify_ssl: ${VERIFY:-true}")
+        .replace("weight: 2", 'weight: "${W}"')
+    )
+    config = load_config_text(text, {"KEY_TWO": "sk-from-env", "W": "4"})
+    assert config.providers[1].api_key == "sk-from-env"
+    assert config.port == 18099
+    assert config.verify_ssl is True
+    assert config.providers[0].weight == 4
+    assert load_config_text("providers: []\nprovider_suffix: $${literal}\n", {}).provider_suffix
+    assert errors_of(text, {"KEY_TWO": "x", "W": "four"}) == [
+        "providers[0].weight (line 5): must be a positive integer, got 'four'"
+    ]
+
+
+def test_missing_required_and_bad_api_base() -> None:
+    text = "providers:\n  - name: x\n    api_base: ftp://nope\n  - api_base: http://a/v1\n"
+    assert errors_of(text) == [
+        "providers[0].api_base (line 3): must start with http:// or https://: ftp://nope",
+        "providers[1].name (line 4): is required",
+    ]
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    found = errors_of("providers:\n  - name: [unclosed\n")
+    assert len(found) == 1 and "YAML syntax error" in found[0] and "(line " in found[0]
+
+
+def test_master_key_validation_never_echoes_secret() -> None:
+    text = VALID.replace(
+        "server:",
+        "  - name: team-b\n    key: sk-team-a\n    allowed_models: ['(bad']\nserver:",
+    )
+    found = errors_of(text)
+    assert any("duplicate key value" in e for e in found)
+    assert any(e.startswith("master_keys[1].allowed_models[0]") for e in found)
+    assert all("sk-team-a" not in e for e in found)
+
+
+def test_dotenv_and_env_precedence(tmp_path: Path) -> None:
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(VALID.replace("api_key: sk-2", "api_key: ${KEY_TWO}"))
+    (tmp_path / ".env").write_text(
+        "# comment\nexport KEY_TWO='from-dotenv'\nPORT=19000\n"
+        "HOST=10.0.0.1\nPROVIDER_SUFFIX=Proxy\n"
+    )
+    config = load_config_file(config_file, environ={})
+    assert config.providers[1].api_key == "from-dotenv"
+    assert (config.port, config.host, config.provider_suffix) == (19000, "10.0.0.1", "Proxy")
+    # The process environment beats .env, which beats YAML.
+    config = load_config_file(config_file, environ={"PORT": "19500", "VERIFY_SSL": "true"})
+    assert (config.port, config.host, config.verify_ssl) == (19500, "10.0.0.1", True)
+    with pytest.raises(ConfigError) as exc:
+        load_config_file(config_file, environ={"PORT": "http"})
+    assert str(exc.value) == "PORT (env): must be a port number 1-65535, got 'http'"
+
+
+def test_parse_dotenv() -> None:
+    assert parse_dotenv('A=1\n  B = "two words"\n#C=3\nD=x # trailing\nbad line\n') == {
+        "A": "1",
+        "B": "two words",
+        "D": "x",
+    }
+
+
+def test_example_config_is_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = load_config_file(root / "example.config.yaml", environ={})
+    assert {p.name for p in config.providers} == {"primary", "secondary"}

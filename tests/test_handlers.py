@@ -1,0 +1,157 @@
+"""Endpoints and the bad-input matrix: every proxy-made error is OpenAI-shaped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ProxyFactory, Upstream, make_config, provider
+
+
+async def post(http: aiohttp.ClientSession, url: str, data: Any, **kw: Any) -> tuple[int, Any]:
+    async with http.post(url, data=data, **kw) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+def assert_openai_error(body: Any, code: str | None, param: str | None = None) -> None:
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+    assert body["error"]["code"] == code
+    assert body["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        (b"{not json", 400, "invalid_json", None),
+        (b"", 400, "invalid_json", None),
+        (b"[1, 2]", 400, "invalid_request_body", None),
+        (b'"text"', 400, "invalid_request_body", None),
+        (b"{}", 400, "invalid_value", "model"),
+        (b'{"model": 5}', 400, "invalid_value", "model"),
+        (b'{"model": ""}', 400, "invalid_value", "model"),
+        (b'{"model": "gpt-4o", "stream": "yes"}', 400, "invalid_value", "stream"),
+        (b'{"model": "unknown"}', 404, "model_not_found", "model"),
+    ],
+)
+async def test_bad_requests(
+    proxy_url: str,
+    http: aiohttp.ClientSession,
+    body: bytes,
+    status: int,
+    code: str,
+    param: str | None,
+) -> None:
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"):
+        got_status, got = await post(http, proxy_url + path, body)
+        assert got_status == status, (path, got)
+        assert_openai_error(got, code, param)
+
+
+async def test_body_limit_413_with_and_without_content_length(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_proxy(
+        make_config(provider("a", upstream.api_base, {"m": None}), max_request_body_mb=0.001)
+    )
+    big = b'{"model": "m", "pad": "' + b"x" * 2000 + b'"}'
+    status, body = await post(http, url + "/v1/chat/completions", big)
+    assert status == 413
+    assert_openai_error(body, "request_too_large")
+
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 300
+
+    status, body = await post(http, url + "/v1/chat/completions", chunks())
+    assert status == 413
+    small = b'{"model": "m"}'
+    assert (await post(http, url + "/v1/chat/completions", small))[0] == 200
+
+
+async def test_unknown_route_and_method(proxy_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(proxy_url + "/v2/nothing") as resp:
+        assert resp.status == 404
+        assert_openai_error(await resp.json(), "not_found")
+    async with http.get(proxy_url + "/v1/chat/completions") as resp:
+        assert resp.status == 405
+        assert_openai_error(await resp.json(), "method_not_allowed")
+
+
+async def test_models_lists_exact_names_only(proxy_url: str, http: aiohttp.ClientSession) -> None:
+    async with http.get(proxy_url + "/v1/models") as resp:
+        body = await resp.json()
+    assert body["object"] == "list"
+    assert [m["id"] for m in body["data"]] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+    assert all(m["object"] == "model" for m in body["data"])
+
+
+async def test_provider_suffix_end_to_end(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_proxy(
+        make_config(provider("a", upstream.api_base, {"gpt-4": None}), provider_suffix="Proxy")
+    )
+    status, _ = await post(http, url + "/v1/chat/completions", b'{"model":"Proxy/gpt-4"}')
+    assert status == 200
+    assert upstream.recorded[-1].body == b'{"model":"gpt-4"}'
+    status, _ = await post(http, url + "/v1/chat/completions", b'{"model":"Other/gpt-4"}')
+    assert status == 404
+
+
+async def test_health_and_detailed(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession, unused_tcp_port: int
+) -> None:
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"m": None}, weight=2),
+            provider("down", f"http://127.0.0.1:{unused_tcp_port}/v1", {"d": None}),
+        )
+    )
+    async with http.get(url + "/health") as resp:
+        assert resp.status == 200 and await resp.json() == {"status": "ok"}
+    await post(http, url + "/v1/chat/completions", b'{"model":"m"}')
+    await post(http, url + "/v1/chat/completions", b'{"model":"d"}')
+    async with http.get(url + "/health/detailed") as resp:
+        detail = await resp.json()
+        text = await resp.text()
+    assert detail["status"] == "degraded"
+    up, down = detail["providers"]
+    assert (up["name"], up["weight"], up["models"], up["healthy"]) == ("up", 2, ["m"], True)
+    assert up["last_status"] == 200
+    assert (down["healthy"], down["last_error"]) == (False, "unreachable")
+    assert "sk-up-secret" not in text and "sk-down-secret" not in text
+
+
+async def test_metrics_parse_and_count(proxy_url: str, http: aiohttp.ClientSession) -> None:
+    for _ in range(3):
+        await post(http, proxy_url + "/v1/chat/completions", b'{"model":"gpt-4o"}')
+    await post(http, proxy_url + "/v1/chat/completions", b'{"model":"gpt-4.1-nano"}')
+    await post(http, proxy_url + "/v1/chat/completions", b'{"model":"nope"}')
+    async with http.get(proxy_url + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["endpoint"], s.labels["model"], s.labels["provider"], s.labels["status_code"]): (
+            s.value
+        )
+        for s in families["llm_proxy_requests"].samples
+        if s.name == "llm_proxy_requests_total"
+    }
+    assert requests[("/v1/chat/completions", "gpt-4o", "alpha", "200")] == 3
+    assert requests[("/v1/chat/completions", "gpt-4.1*", "beta", "200")] == 1
+    assert requests[("/v1/chat/completions", "other", "none", "404")] == 1
+    counts = [
+        s.value
+        for s in families["llm_proxy_request_duration_seconds"].samples
+        if s.name.endswith("_count") and s.labels.get("model") == "gpt-4o"
+    ]
+    assert counts == [3]
+    active = families["llm_proxy_active_requests"].samples[0].value
+    assert active == 1  # the /metrics request itself
+    assert "sk-alpha-secret" not in text
