@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
+
+from aiohttp import web
 
 from llm_proxy import __version__
 from llm_proxy.config import Config, ConfigError
@@ -104,8 +108,6 @@ def summarize(path: Path, config: Config) -> str:
 
 
 def _serve(path_arg: str | None, host: str | None, port: int | None) -> int:
-    from aiohttp import web
-
     from llm_proxy import log
     from llm_proxy.app import create_app
 
@@ -125,6 +127,7 @@ def _serve(path_arg: str | None, host: str | None, port: int | None) -> int:
     )
     loop = _new_loop()
     app = create_app(config)
+    app.on_startup.append(partial(_handle_sighup, path=path))
     web.run_app(
         app,
         host=host or config.host,
@@ -136,6 +139,14 @@ def _serve(path_arg: str | None, host: str | None, port: int | None) -> int:
         loop=loop,
     )
     return 0
+
+
+async def _handle_sighup(app: web.Application, path: Path) -> None:
+    """SIGHUP re-reads the YAML file: validate, then swap, or keep the old config."""
+    from llm_proxy.config_file import reload_store
+    from llm_proxy.keys import STORE
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_store, app[STORE], path)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

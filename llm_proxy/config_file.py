@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any, Final
 
+import structlog
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -27,6 +28,7 @@ from llm_proxy.config import (
     parse_bool,
     parse_config,
 )
+from llm_proxy.config_store import ConfigStore, compile_snapshot
 
 DEFAULT_CONFIG_PATH: Final = "config.yaml"
 _VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -169,3 +171,22 @@ def _locator(root: Any) -> Any:
         return None if line is None else f"line {line + 1}"
 
     return locate
+
+
+def reload_store(store: ConfigStore, path: FsPath) -> bool:
+    """Re-read `path` and swap it in; on any error keep serving the old snapshot.
+    Requests in flight finish on the snapshot they started with."""
+    log = structlog.get_logger()
+    try:
+        config = load_config_file(path)
+    except ConfigError as exc:
+        log.error("config_reload_rejected", path=str(path), errors=[str(i) for i in exc.issues])
+        return False
+    except OSError as exc:
+        log.error("config_reload_rejected", path=str(path), error=str(exc))
+        return False
+    old = store.current
+    version = str(int(old.version) + 1) if old.version.isdigit() else "1"
+    store.swap(compile_snapshot(config, version))
+    log.info("config_reloaded", path=str(path), version=version)
+    return True

@@ -89,12 +89,26 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
             print(f"startup to /health: {time.monotonic() - started:.3f}s")
             async with http.get(url + "/v1/models") as resp:
                 assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
+
+            async def models_after_sighup() -> list[str]:
+                proc.send_signal(signal.SIGHUP)
+                await asyncio.sleep(0.3)
+                async with http.get(url + "/v1/models") as resp:
+                    return [m["id"] for m in (await resp.json())["data"]]
+
+            # SIGHUP re-reads the file; a broken file is rejected and the old config stays.
+            path.write_text(CONFIG.replace('"gpt-4o": "gpt-4o"}', '"o3": "o3"}'))
+            assert await models_after_sighup() == ["gpt-4o", "o3"]
+            path.write_text(CONFIG.replace("weight: 3", "weight: -1"))
+            assert await models_after_sighup() == ["gpt-4o", "o3"]
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0
         logs = stderr.decode()
         assert '"event":"starting"' in logs
         assert '"path":"/v1/models"' in logs
+        assert '"event":"config_reloaded"' in logs
+        assert "providers[0].weight (line 5): must be a positive integer" in logs
         assert "secret" not in logs
     finally:
         if proc.returncode is None:
