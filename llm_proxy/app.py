@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
+import structlog
 from aiohttp import web
 
 from llm_proxy import handlers
 from llm_proxy.config import Config
-from llm_proxy.config_store import ConfigStore, compile_snapshot
+from llm_proxy.config_store import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.health import HealthBoard
-from llm_proxy.keys import HEALTH, METRICS, SESSION, STORE
+from llm_proxy.keys import BACKGROUND, HEALTH, LIMITER, METRICS, SESSION, STORE
 from llm_proxy.metrics import Metrics
+from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
 from llm_proxy.middlewares.observe import add_request_id, observe
+from llm_proxy.middlewares.ratelimit import add_rate_headers, ratelimit
+from llm_proxy.ratelimit import Clock, Limiter
 from llm_proxy.upstream import create_session
+
+log = structlog.get_logger()
 
 # aiohttp's own body cap; the real, reloadable limit (max_request_body_mb) is enforced by the
 # handlers, so this only has to be above any sane setting.
 _SERVER_BODY_CAP: Final = 1 << 31
+_BACKGROUND_GRACE_SECS: Final = 5.0
 
 PROXY_ROUTES: Final = (
     ("/v1/chat/completions", "/chat/completions"),
@@ -29,16 +37,31 @@ PROXY_ROUTES: Final = (
 )
 
 
-def create_app(config: Config, *, version: str = "1") -> web.Application:
+def create_app(
+    config: Config, *, version: str = "1", clock: Clock | None = None
+) -> web.Application:
+    """The proxy application. `clock` (seconds) drives the rate limiter; tests pass their own."""
     # Middleware order, outermost first:
-    #   observe: request id, snapshot, access log, metrics (sees the final status of all)
-    #   errors:  renders every proxy-made error in OpenAI's shape
-    app = web.Application(middlewares=[observe, errors], client_max_size=_SERVER_BODY_CAP)
-    app[STORE] = ConfigStore(compile_snapshot(config, version))
-    app[METRICS] = Metrics()
-    app[HEALTH] = HealthBoard()
+    #   observe:   request id, snapshot, access log, metrics (sees the final status of all)
+    #   errors:    renders every proxy-made error in OpenAI's shape
+    #   auth:      master key -> request[API_KEY] (401 otherwise)
+    #   ratelimit: the key's request and token limits (429), x-ratelimit-* headers
+    app = web.Application(
+        middlewares=[observe, errors, auth, ratelimit], client_max_size=_SERVER_BODY_CAP
+    )
+    store = app[STORE] = ConfigStore(compile_snapshot(config, version))
+    metrics = app[METRICS] = Metrics()
+    health = app[HEALTH] = HealthBoard()
+    metrics.provider_health = lambda: {
+        p.name: health.get(p.name).healthy for p in store.current.config.providers
+    }
+    app[BACKGROUND] = set()
     app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_limiter(clock))
+    app.cleanup_ctx.append(_background_tasks)
+    app.on_startup.append(_warn_if_open)
     app.on_response_prepare.append(add_request_id)
+    app.on_response_prepare.append(add_rate_headers)
 
     for path, endpoint in PROXY_ROUTES:
         app.router.add_post(path, handlers.proxy_handler(endpoint))
@@ -53,3 +76,52 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     async with create_session() as session:
         app[SESSION] = session
         yield
+
+
+def _limiter(clock: Clock | None) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = app[STORE]
+        url = store.current.config.rate_limit_backend
+        redis = None
+        if url is not None:
+            from redis.asyncio import Redis
+
+            # Short timeouts: a slow Redis must not slow requests; the limiter fails open.
+            redis = Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        kwargs: dict[str, Any] = {"redis": redis, "metrics": app[METRICS]}
+        if clock is not None:
+            kwargs["clock"] = clock
+        limiter = app[LIMITER] = Limiter(**kwargs)
+        limiter.sync(store.current.keys)
+
+        def on_swap(snapshot: Snapshot) -> None:
+            limiter.sync(snapshot.keys)
+            _warn_if_no_keys(snapshot)
+
+        store.subscribers.append(on_swap)
+        try:
+            yield
+        finally:
+            store.subscribers.remove(on_swap)
+            if redis is not None:
+                await redis.aclose()
+
+    return ctx
+
+
+async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
+    yield
+    pending = app[BACKGROUND]
+    if pending:
+        _, late = await asyncio.wait(set(pending), timeout=_BACKGROUND_GRACE_SECS)
+        for task in late:
+            task.cancel()
+
+
+async def _warn_if_open(app: web.Application) -> None:
+    _warn_if_no_keys(app[STORE].current)
+
+
+def _warn_if_no_keys(snapshot: Snapshot) -> None:
+    if not snapshot.keys.enabled:
+        log.warning("authentication_disabled", reason=handlers.AUTH_OFF_WARNING)

@@ -52,6 +52,7 @@ class Provider:
     model_mapping: tuple[ModelRule, ...] = ()
     verify_ssl: bool | None = None  # None: use the global setting
     request_timeout_secs: float | None = None  # None: use the global setting
+    inject_stream_usage: bool | None = None  # None: use the global setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class MasterKey:
     rate_limit: RateLimit | None = None
     allowed_models: tuple[str, ...] | None = None  # None: every model
     enabled: bool = True
+    tokens_per_minute: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,9 @@ class Config:
     request_timeout_secs: float = DEFAULT_TIMEOUT_SECS
     max_request_body_mb: float = DEFAULT_MAX_BODY_MB
     provider_suffix: str | None = None
+    metrics_token: str | None = field(default=None, repr=False)
+    rate_limit_backend: str | None = field(default=None, repr=False)  # redis://...
+    inject_stream_usage: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +233,27 @@ TOP_KEYS: Final = frozenset(
         "request_timeout_secs",
         "max_request_body_mb",
         "provider_suffix",
+        "metrics_token",
+        "rate_limit_backend",
+        "inject_stream_usage",
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
 PROVIDER_KEYS: Final = frozenset(
-    {"name", "api_base", "api_key", "weight", "model_mapping", "verify_ssl", "request_timeout_secs"}
+    {
+        "name",
+        "api_base",
+        "api_key",
+        "weight",
+        "model_mapping",
+        "verify_ssl",
+        "request_timeout_secs",
+        "inject_stream_usage",
+    }
 )
-KEY_KEYS: Final = frozenset({"name", "key", "rate_limit", "allowed_models", "enabled"})
+KEY_KEYS: Final = frozenset(
+    {"name", "key", "rate_limit", "allowed_models", "enabled", "tokens_per_minute"}
+)
 RATE_KEYS: Final = frozenset({"requests_per_second", "burst_size"})
 
 
@@ -271,6 +290,17 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     suffix = top.get("provider_suffix")
     if suffix is not None:
         suffix = check.string(suffix, ("provider_suffix",), empty_ok=True).strip() or None
+    metrics_token = top.get("metrics_token")
+    if metrics_token is not None:
+        metrics_token = check.string(metrics_token, ("metrics_token",), empty_ok=True) or None
+    backend = top.get("rate_limit_backend")
+    if backend is not None:
+        backend = check.string(backend, ("rate_limit_backend",), empty_ok=True).strip() or None
+        if backend and not backend.startswith(("redis://", "rediss://", "unix://")):
+            check.fail(("rate_limit_backend",), "must be a redis://, rediss:// or unix:// URL")
+    inject = check.boolean(
+        check.optional(top, "inject_stream_usage", True), ("inject_stream_usage",)
+    )
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -283,6 +313,9 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         request_timeout_secs=timeout,
         max_request_body_mb=max_body,
         provider_suffix=suffix,
+        metrics_token=metrics_token,
+        rate_limit_backend=backend,
+        inject_stream_usage=inject,
     )
 
 
@@ -315,6 +348,7 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
         mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
         verify = p.get("verify_ssl")
         timeout = p.get("request_timeout_secs")
+        inject = p.get("inject_stream_usage")
         out.append(
             Provider(
                 name=name,
@@ -326,6 +360,9 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
                 request_timeout_secs=None
                 if timeout is None
                 else check.positive_number(timeout, (*path, "request_timeout_secs")),
+                inject_stream_usage=None
+                if inject is None
+                else check.boolean(inject, (*path, "inject_stream_usage")),
             )
         )
     return tuple(out)
@@ -396,7 +433,10 @@ def _master_keys(check: _Checker, raw: Any) -> tuple[MasterKey, ...]:
                     entries.append(text)
             allowed = tuple(entries)
         enabled = check.boolean(check.optional(k, "enabled", True), (*path, "enabled"))
-        out.append(MasterKey(name, secret, limit, allowed, enabled))
+        tpm = k.get("tokens_per_minute")
+        if tpm is not None:
+            tpm = check.positive_int(tpm, (*path, "tokens_per_minute"))
+        out.append(MasterKey(name, secret, limit, allowed, enabled, tpm))
     return tuple(out)
 
 

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 from typing import Final
 
 import orjson
 from aiohttp import web
 
 from llm_proxy import errors
+from llm_proxy.accounting import settle
+from llm_proxy.auth import model_not_allowed, presented_key
 from llm_proxy.config_store import Snapshot
 from llm_proxy.jsonbody import parse_object, replace_model
-from llm_proxy.keys import HEALTH, METRICS, MODEL, MODEL_LABEL, PROVIDER, SNAPSHOT, STREAMED
+from llm_proxy.keys import (
+    API_KEY,
+    HEALTH,
+    METRICS,
+    MODEL,
+    MODEL_LABEL,
+    PROVIDER,
+    SNAPSHOT,
+    STREAMED,
+)
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.relay import forward
+from llm_proxy.relay import Relayed, forward
+from llm_proxy.usage import UsageStripper, request_usage_in_stream
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
+# Endpoints whose streams accept `stream_options.include_usage`.
+_USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
+AUTH_OFF_WARNING: Final = (
+    "authentication is OFF: no master_keys are configured, anyone who can reach the proxy "
+    "can use every provider"
+)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -63,10 +83,13 @@ def proxy_handler(endpoint: str) -> Handler:
 
         routes = snapshot.routes
         name = routes.normalize(model)
+        key = request.get(API_KEY)
+        if key is not None and key.allowed is not None and name not in key.allowed:
+            raise model_not_allowed(model, key.name)
         route = routes.resolve(name)
         if route is None:
             raise errors.model_not_found(model)
-        request[MODEL_LABEL] = route.label
+        request[MODEL_LABEL] = label = route.label
         target = route.pick()
         upstream_model = target.model or name
         if upstream_model != model:
@@ -74,13 +97,31 @@ def proxy_handler(endpoint: str) -> Handler:
         upstream = snapshot.upstreams[target.provider.name]
         request[PROVIDER] = upstream.name
         request[STREAMED] = stream is True
-        return await forward(request, upstream, endpoint, body, stream is True)
+
+        relayed = Relayed()
+        if stream is True and upstream.inject_stream_usage and endpoint in _USAGE_STREAMS:
+            with_usage = request_usage_in_stream(body, data)
+            if with_usage is not None:
+                body, relayed.stripper = with_usage, UsageStripper()
+        key_name = key.name if key is not None else None
+        try:
+            response = await forward(
+                request, upstream, endpoint, body, stream is True, relayed, label
+            )
+        except asyncio.CancelledError:
+            # The client hung up: what was relayed so far still counts.
+            settle(request.app, relayed, data, key_name, label, upstream.name)
+            raise
+        settle(request.app, relayed, data, key_name, label, upstream.name)
+        return response
 
     return handle
 
 
 async def list_models(request: web.Request) -> web.Response:
-    return web.Response(body=request[SNAPSHOT].models_body, content_type=JSON)
+    key = request.get(API_KEY)
+    body = key.models_body if key is not None and key.models_body is not None else None
+    return web.Response(body=body or request[SNAPSHOT].models_body, content_type=JSON)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -108,15 +149,28 @@ async def health_detailed(request: web.Request) -> web.Response:
             }
         )
     healthy = all(item["healthy"] for item in providers)
+    keys = snapshot.keys
+    warnings = [] if keys.enabled else [AUTH_OFF_WARNING]
     body = {
         "status": "ok" if healthy else "degraded",
         "config_version": snapshot.version,
         "config_loaded_at": snapshot.loaded_at,
+        "auth": {"enabled": keys.enabled, "keys": [k.name for k in keys]},
+        "warnings": warnings,
         "providers": providers,
     }
     return web.Response(body=orjson.dumps(body), content_type=JSON)
 
 
 async def metrics(request: web.Request) -> web.Response:
+    token = request[SNAPSHOT].config.metrics_token
+    if token is not None:
+        presented = presented_key(request.headers.get("Authorization"), None) or ""
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            raise errors.ProxyError(
+                401,
+                "/metrics requires `Authorization: Bearer <metrics_token>`.",
+                code="unauthorized",
+            )
     body, headers = request.app[METRICS].render()
     return web.Response(body=body, headers=headers)

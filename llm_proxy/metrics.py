@@ -3,16 +3,20 @@
 aioprometheus serialises the label dict to JSON on every update, which is too slow for the
 request path. So the hot path only bumps plain dict entries and observes into cached histogram
 objects; counters and gauges are copied into the collectors when `/metrics` is scraped.
-Label values are bounded: model labels are configured names (or `other`), never a raw path or key.
+Label values are bounded: model labels are configured names (or `other`), key labels are key
+names, never a raw path or a key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 from aioprometheus.histogram import Histogram as HistogramValue
 from aioprometheus.renderer import render
+
+from llm_proxy.usage import Usage
 
 # LLM calls run from milliseconds (embeddings, cached) to minutes (long generations).
 DURATION_BUCKETS: Final = (
@@ -34,68 +38,204 @@ DURATION_BUCKETS: Final = (
     300.0,
     600.0,
 )
+# The proxy's own time per request: tens of microseconds to a few milliseconds.
+OVERHEAD_BUCKETS: Final = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+)
 
-RequestKey = tuple[str, str, str, str, str]  # method, endpoint, model, provider, status_code
+Labels = tuple[str, ...]
+
+
+class _Histograms:
+    """One aioprometheus histogram; per label set, the value object is cached for `observe`."""
+
+    def __init__(self, collector: Histogram, names: Sequence[str]) -> None:
+        self._collector = collector
+        self._names = tuple(names)
+        self._values: dict[Labels, HistogramValue] = {}
+
+    def observe(self, labels: Labels, value: float) -> None:
+        hist = self._values.get(labels)
+        if hist is None:
+            label_dict = dict(zip(self._names, labels, strict=True))
+            self._collector.add(label_dict, value)
+            found = self._collector.get_value(label_dict)
+            assert isinstance(found, HistogramValue)
+            self._values[labels] = found
+        else:
+            hist.observe(value)
+
+
+class _Counters:
+    """Plain-dict counts, copied into the collector at scrape time."""
+
+    def __init__(self, collector: Counter, names: Sequence[str]) -> None:
+        self._collector = collector
+        self._names = tuple(names)
+        self.counts: dict[Labels, float] = {}
+
+    def add(self, labels: Labels, value: float = 1) -> None:
+        self.counts[labels] = self.counts.get(labels, 0) + value
+
+    def flush(self) -> None:
+        for labels, value in self.counts.items():
+            self._collector.set(dict(zip(self._names, labels, strict=True)), value)
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = Registry()
-        self._requests = Counter(
-            "llm_proxy_requests_total",
-            "Requests handled, by method, endpoint, model, provider and status code.",
-            registry=self.registry,
+        r = self.registry = Registry()
+        self._requests = _Counters(
+            Counter(
+                "llm_proxy_requests_total",
+                "Requests handled, by method, endpoint, model, provider and status code.",
+                registry=r,
+            ),
+            ("method", "endpoint", "model", "provider", "status_code"),
         )
-        self._duration = Histogram(
-            "llm_proxy_request_duration_seconds",
-            "Time from request received to response finished (whole stream included).",
-            registry=self.registry,
-            buckets=DURATION_BUCKETS,
+        self._duration = _Histograms(
+            Histogram(
+                "llm_proxy_request_duration_seconds",
+                "Time from request received to response finished (whole stream included).",
+                registry=r,
+                buckets=DURATION_BUCKETS,
+            ),
+            ("endpoint", "model", "provider"),
         )
         self._active = Gauge(
-            "llm_proxy_active_requests",
-            "Requests being handled right now.",
-            registry=self.registry,
+            "llm_proxy_active_requests", "Requests being handled right now.", registry=r
+        )
+        self._tokens = _Counters(
+            Counter(
+                "llm_proxy_tokens_total",
+                "Tokens used, by model, provider and token_type "
+                "(prompt_tokens, completion_tokens, total_tokens).",
+                registry=r,
+            ),
+            ("model", "provider", "token_type"),
+        )
+        self._provider_health = Gauge(
+            "llm_proxy_provider_health",
+            "Provider health as seen by traffic (1 healthy, 0 unhealthy).",
+            registry=r,
+        )
+        self._provider_latency = _Histograms(
+            Histogram(
+                "llm_proxy_provider_latency_seconds",
+                "Time from sending a request upstream to receiving its response headers.",
+                registry=r,
+                buckets=DURATION_BUCKETS,
+            ),
+            ("provider",),
+        )
+        self._ttft = _Histograms(
+            Histogram(
+                "llm_proxy_time_to_first_token_seconds",
+                "Time from request received to the first stream chunk sent to the client.",
+                registry=r,
+                buckets=DURATION_BUCKETS,
+            ),
+            ("model", "provider"),
+        )
+        self._rate_limited = _Counters(
+            Counter(
+                "llm_proxy_rate_limited_total",
+                "Requests refused with 429 by a key's limits.",
+                registry=r,
+            ),
+            ("key_name",),
+        )
+        self._upstream_errors = _Counters(
+            Counter(
+                "llm_proxy_upstream_errors_total",
+                "Upstream failures by provider and kind "
+                "(connect, timeout, http_5xx, mid_body_disconnect, mid_body_timeout).",
+                registry=r,
+            ),
+            ("provider", "kind"),
+        )
+        self._overhead = _Histograms(
+            Histogram(
+                "llm_proxy_overhead_seconds",
+                "Time spent in the proxy itself, excluding the wait on the upstream "
+                "(for streams: up to the first byte).",
+                registry=r,
+                buckets=OVERHEAD_BUCKETS,
+            ),
+            (),
+        )
+        self._backend_up = Gauge(
+            "llm_proxy_rate_limit_backend_up",
+            "1 while the shared rate-limit backend (Redis) answers, 0 while limits are "
+            "enforced per instance instead.",
+            registry=r,
+        )
+        self._backend_errors = _Counters(
+            Counter(
+                "llm_proxy_rate_limit_backend_errors_total",
+                "Failed calls to the shared rate-limit backend.",
+                registry=r,
+            ),
+            (),
         )
         self.active_requests = 0
-        self._counts: dict[RequestKey, int] = {}
-        self._histograms: dict[tuple[str, str, str], HistogramValue] = {}
+        self.backend_up: bool | None = None  # None: no shared backend configured
+        self.provider_health: Callable[[], dict[str, bool]] = dict
 
     def request_done(
-        self,
-        method: str,
-        endpoint: str,
-        model: str,
-        provider: str,
-        status: int,
-        seconds: float,
+        self, method: str, endpoint: str, model: str, provider: str, status: int, seconds: float
     ) -> None:
-        key = (method, endpoint, model, provider, str(status))
-        self._counts[key] = self._counts.get(key, 0) + 1
-        hkey = (endpoint, model, provider)
-        hist = self._histograms.get(hkey)
-        if hist is None:
-            labels = {"endpoint": endpoint, "model": model, "provider": provider}
-            self._duration.add(labels, seconds)
-            value = self._duration.get_value(labels)
-            assert isinstance(value, HistogramValue)
-            self._histograms[hkey] = value
-        else:
-            hist.observe(seconds)
+        self._requests.add((method, endpoint, model, provider, str(status)))
+        self._duration.observe((endpoint, model, provider), seconds)
+
+    def tokens(self, model: str, provider: str, usage: Usage) -> None:
+        add = self._tokens.add
+        add((model, provider, "prompt_tokens"), usage.prompt_tokens)
+        add((model, provider, "completion_tokens"), usage.completion_tokens)
+        add((model, provider, "total_tokens"), usage.total_tokens)
+
+    def provider_latency(self, provider: str, seconds: float) -> None:
+        self._provider_latency.observe((provider,), seconds)
+
+    def time_to_first_token(self, model: str, provider: str, seconds: float) -> None:
+        self._ttft.observe((model, provider), seconds)
+
+    def rate_limited(self, key_name: str) -> None:
+        self._rate_limited.add((key_name,))
+
+    def upstream_error(self, provider: str, kind: str) -> None:
+        self._upstream_errors.add((provider, kind))
+
+    def overhead(self, seconds: float) -> None:
+        self._overhead.observe((), seconds)
+
+    def backend_error(self) -> None:
+        self._backend_errors.add(())
 
     def render(self) -> tuple[bytes, dict[str, str]]:
         """Prometheus text format (never the protobuf format some scrapers also accept)."""
-        for (method, endpoint, model, provider, status), n in self._counts.items():
-            self._requests.set(
-                {
-                    "method": method,
-                    "endpoint": endpoint,
-                    "model": model,
-                    "provider": provider,
-                    "status_code": status,
-                },
-                n,
-            )
+        for counters in (
+            self._requests,
+            self._tokens,
+            self._rate_limited,
+            self._upstream_errors,
+            self._backend_errors,
+        ):
+            counters.flush()
         self._active.set({}, self.active_requests)
+        for provider, healthy in self.provider_health().items():
+            self._provider_health.set({"provider": provider}, 1 if healthy else 0)
+        if self.backend_up is not None:
+            self._backend_up.set({}, 1 if self.backend_up else 0)
         body, headers = render(self.registry, [])
         return body, dict(headers)

@@ -75,6 +75,9 @@ def stream_events(kind: str, model: str, chunks: int, include_usage: bool) -> li
             }
         )
     if include_usage:
+        # As OpenAI does: with include_usage every chunk carries "usage": null, and a final
+        # chunk with no choices carries the usage.
+        events = [{**e, "usage": None} for e in events]
         events.append({**base, "choices": [], "usage": _usage(5, chunks)})
     return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 

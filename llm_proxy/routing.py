@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import orjson
+
 from llm_proxy.config import Provider
 
 
@@ -106,3 +108,15 @@ class RouteTable:
             self._cache.clear()
         self._cache[name] = route
         return route
+
+
+def render_models(names: Sequence[str]) -> bytes:
+    """The `/v1/models` answer for `names`, in OpenAI's list format."""
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "llm-proxy"} for n in names
+            ],
+        }
+    )

@@ -74,6 +74,7 @@ class Upstream:
     timeout: aiohttp.ClientTimeout  # whole request, for non-streaming calls
     stream_timeout: aiohttp.ClientTimeout  # to headers and between chunks, for streams
     timeout_secs: float
+    inject_stream_usage: bool  # ask for a usage chunk in streams (stripped before the client)
 
 
 def compile_upstream(provider: Provider, config: Config) -> Upstream:
@@ -87,6 +88,9 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
         timeout=aiohttp.ClientTimeout(total=secs, connect=min(secs, 10.0)),
         stream_timeout=aiohttp.ClientTimeout(total=None, connect=min(secs, 10.0), sock_read=secs),
         timeout_secs=secs,
+        inject_stream_usage=config.inject_stream_usage
+        if provider.inject_stream_usage is None
+        else provider.inject_stream_usage,
     )
 
 

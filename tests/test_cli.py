@@ -87,13 +87,16 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
             else:
                 pytest.fail("proxy never answered /health")
             print(f"startup to /health: {time.monotonic() - started:.3f}s")
+            auth = {"Authorization": "Bearer sk-team-a-secret"}
             async with http.get(url + "/v1/models") as resp:
+                assert resp.status == 401
+            async with http.get(url + "/v1/models", headers=auth) as resp:
                 assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
 
             async def models_after_sighup() -> list[str]:
                 proc.send_signal(signal.SIGHUP)
                 await asyncio.sleep(0.3)
-                async with http.get(url + "/v1/models") as resp:
+                async with http.get(url + "/v1/models", headers=auth) as resp:
                     return [m["id"] for m in (await resp.json())["data"]]
 
             # SIGHUP re-reads the file; a broken file is rejected and the old config stays.

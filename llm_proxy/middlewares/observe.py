@@ -20,6 +20,7 @@ from llm_proxy.keys import (
     PROVIDER,
     REQUEST_ID,
     SNAPSHOT,
+    STARTED,
     STORE,
     STREAMED,
 )
@@ -41,6 +42,7 @@ def _request_id(incoming: str | None) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
+    request[STARTED] = start
     request_id = request[REQUEST_ID] = _request_id(request.headers.get("x-request-id"))
     request[SNAPSHOT] = request.app[STORE].current
     metrics = request.app[METRICS]

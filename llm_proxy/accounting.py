@@ -1,0 +1,78 @@
+"""Token accounting after a relay: metrics and the key's tokens-per-minute budget see every
+successful call, including streams a client abandoned halfway.
+
+Usage comes from the upstream when it reports it (the tail of the body or stream, or the usage
+chunk the proxy asked for and stripped); otherwise it is counted with tiktoken from the request
+text and the relayed bytes, in the background so the connection is not held up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from llm_proxy import tokens
+from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
+from llm_proxy.relay import Relayed
+from llm_proxy.usage import Usage, find_usage, text_of_request, text_of_response
+
+log = structlog.get_logger()
+
+
+def settle(
+    app: web.Application,
+    relayed: Relayed,
+    data: dict[str, Any],
+    key_name: str | None,
+    model: str,
+    provider: str,
+) -> None:
+    if not 200 <= relayed.status < 300:
+        return
+    usage = relayed.stripped_usage or find_usage(relayed.tail)
+    if usage is not None:
+        _record(app, usage, key_name, model, provider)
+        return
+    task = asyncio.get_running_loop().create_task(
+        _count_and_record(app, relayed, data, key_name, model, provider)
+    )
+    background = app[BACKGROUND]
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+async def _count_and_record(
+    app: web.Application,
+    relayed: Relayed,
+    data: dict[str, Any],
+    key_name: str | None,
+    model: str,
+    provider: str,
+) -> None:
+    try:
+        usage = await count_usage(relayed, data)
+    except Exception:
+        log.exception("token_count_failed", model=model, provider=provider)
+        return
+    _record(app, usage, key_name, model, provider)
+
+
+async def count_usage(relayed: Relayed, data: dict[str, Any]) -> Usage:
+    """Usage counted with tiktoken. Past the bounded copy the relay keeps, the completion
+    count is extrapolated by bytes."""
+    kept = b"".join(relayed.kept)
+    prompt, completion = await tokens.count(text_of_request(data), text_of_response(kept))
+    if relayed.total_bytes > relayed.kept_bytes > 0:
+        completion = round(completion * relayed.total_bytes / relayed.kept_bytes)
+    return Usage(prompt, completion, estimated=True)
+
+
+def _record(
+    app: web.Application, usage: Usage, key_name: str | None, model: str, provider: str
+) -> None:
+    app[METRICS].tokens(model, provider, usage)
+    if key_name is not None:
+        app[LIMITER].charge_tokens(key_name, usage.total_tokens)

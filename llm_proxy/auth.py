@@ -1,0 +1,94 @@
+"""Master keys: compiled once per snapshot into a lookup by key hash.
+
+The plaintext of a presented key is hashed (SHA-256) and looked up; the stored hash is then
+compared in constant time. Neither the plaintext nor the hash is ever logged or labelled:
+keys are known to logs and metrics by their configured name only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from llm_proxy.config import MasterKey, RateLimit
+from llm_proxy.errors import ProxyError
+from llm_proxy.patterns import NameMatcher
+from llm_proxy.routing import render_models
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    name: str
+    digest: bytes
+    enabled: bool
+    allowed: NameMatcher | None  # None: every model
+    rate_limit: RateLimit | None
+    tokens_per_minute: int | None
+    models_body: bytes | None  # /v1/models filtered for this key; None: the full list
+
+
+class KeyRing:
+    """Every configured key by hash. `enabled` is False only when no key is configured at all
+    (then authentication is off)."""
+
+    def __init__(self, keys: Sequence[MasterKey], model_names: Sequence[str]) -> None:
+        self._by_digest: dict[bytes, KeyEntry] = {}
+        for k in keys:
+            allowed = NameMatcher(k.allowed_models) if k.allowed_models is not None else None
+            body = None
+            if allowed is not None:
+                body = render_models([m for m in model_names if m in allowed])
+            digest = digest_key(k.key)
+            self._by_digest[digest] = KeyEntry(
+                k.name, digest, k.enabled, allowed, k.rate_limit, k.tokens_per_minute, body
+            )
+        self.enabled = bool(keys)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def __iter__(self) -> Iterator[KeyEntry]:
+        return iter(self._by_digest.values())
+
+    def authenticate(self, presented: str | None) -> KeyEntry:
+        """The entry for a presented key, or a 401 ProxyError."""
+        if not presented:
+            raise ProxyError(
+                401,
+                "You didn't provide an API key. Send it as `Authorization: Bearer <key>` "
+                "(or `x-api-key: <key>`).",
+                code="invalid_api_key",
+            )
+        digest = digest_key(presented)
+        entry = self._by_digest.get(digest)
+        if entry is None or not hmac.compare_digest(entry.digest, digest):
+            raise ProxyError(401, "Incorrect API key provided.", code="invalid_api_key")
+        if not entry.enabled:
+            raise ProxyError(401, "This API key is disabled.", code="invalid_api_key")
+        return entry
+
+
+def digest_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+_BEARER: Final = "bearer "
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if authorization is not None and authorization[:7].lower() == _BEARER:
+        return authorization[7:].strip()
+    return x_api_key.strip() if x_api_key is not None else None
+
+
+def model_not_allowed(model: str, key_name: str) -> ProxyError:
+    return ProxyError(
+        403,
+        f"The API key {key_name!r} is not allowed to use the model `{model}`.",
+        type="permission_error",
+        code="model_not_allowed",
+        param="model",
+    )

@@ -1,0 +1,54 @@
+"""Per-key limits, after authentication: requests per second (token bucket) and tokens per
+minute. Every response of a limited key carries OpenAI's `x-ratelimit-*` headers; a refused
+request gets 429 `rate_limit_exceeded` with `Retry-After`."""
+
+from __future__ import annotations
+
+import math
+
+from aiohttp import web
+
+from llm_proxy.errors import ProxyError
+from llm_proxy.keys import API_KEY, LIMITER, METRICS, RATE_HEADERS
+from llm_proxy.middlewares.observe import Handler
+
+
+@web.middleware
+async def ratelimit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    key = request.get(API_KEY)
+    if key is None or (key.rate_limit is None and key.tokens_per_minute is None):
+        return await handler(request)
+    limiter = request.app[LIMITER]
+    headers: dict[str, str] = {}
+    refused = None
+    requests = await limiter.check(key.name)
+    if requests is not None:
+        headers.update(requests.headers("requests"))
+        if not requests.allowed:
+            refused = requests, "requests per second"
+    tokens = limiter.tokens_verdict(key.name)
+    if tokens is not None:
+        headers.update(tokens.headers("tokens"))
+        if refused is None and not tokens.allowed:
+            refused = tokens, "tokens per minute"
+    if refused is not None:
+        verdict, what = refused
+        request.app[METRICS].rate_limited(key.name)
+        headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_secs)))
+        raise ProxyError(
+            429,
+            f"Rate limit reached for key {key.name!r} ({what}). "
+            f"Try again in {verdict.retry_after_secs:.3g}s.",
+            type="requests" if what.startswith("requests") else "tokens",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
+    request[RATE_HEADERS] = headers
+    return await handler(request)
+
+
+async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare hook, so streamed responses carry the headers too."""
+    headers = request.get(RATE_HEADERS)
+    if headers is not None:
+        response.headers.update(headers)

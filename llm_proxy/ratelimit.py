@@ -1,0 +1,208 @@
+"""Per-key limits: requests (token bucket) and tokens per minute.
+
+Requests use pyrate-limiter's `TokenBucket` (GCRA: one "theoretical arrival time" per key):
+`requests_per_second: R, burst_size: B` admits a burst of B, then R per second. State lives in
+this process, or in Redis (pyrate-limiter's `RedisStateStore`, one atomic Lua step per request)
+when `rate_limit_backend` is set, so that several instances enforce one limit. If Redis fails,
+the limiter serves from local state, logs it and shows it in metrics, and tries Redis again a
+few seconds later (fail open, visibly).
+
+Tokens per minute are a budget charged *after* a response with the tokens it used (a response's
+size is not known in advance), rejecting new requests while the last minute's budget is spent.
+This budget is per instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+from pyrate_limiter import Decision, Rate, TokenBucket
+from pyrate_limiter.abstracts.algorithm import State
+from pyrate_limiter.buckets.redis_state import RedisStateStore
+
+from llm_proxy.auth import KeyEntry
+from llm_proxy.config import RateLimit
+from llm_proxy.metrics import Metrics
+
+log = structlog.get_logger()
+
+Clock = Callable[[], float]  # seconds
+_MINUTE_US: Final = 60_000_000
+_BACKEND_RETRY_SECS: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_secs: float  # until the bucket is full again
+    retry_after_secs: float  # 0 when allowed
+
+    def headers(self, kind: str) -> dict[str, str]:
+        return {
+            f"x-ratelimit-limit-{kind}": str(self.limit),
+            f"x-ratelimit-remaining-{kind}": str(self.remaining),
+            f"x-ratelimit-reset-{kind}": _duration(self.reset_secs),
+        }
+
+
+def _duration(seconds: float) -> str:
+    """OpenAI's reset format: `1s`, `6m0s`, `120ms`."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, secs = divmod(seconds, 60)
+    return f"{int(minutes)}m{secs:.0f}s"
+
+
+def _rates(limit: RateLimit) -> list[Rate]:
+    # Rate wants integers: express R/s as R*1000 per 1000 s so fractional rates stay exact.
+    return [Rate(max(1, round(limit.requests_per_second * 1000)), 1_000_000, limit.burst_size)]
+
+
+@dataclass(slots=True)
+class _Bucket:
+    limit: RateLimit
+    rates: list[Rate]
+    emission_us: int
+    state: State
+    redis_key: str
+
+
+@dataclass(slots=True)
+class _Budget:
+    tokens_per_minute: int
+    tat_us: int = 0  # when the spent budget will have refilled
+
+
+class Limiter:
+    """Owns limiter state for every key; survives config reloads for unchanged limits."""
+
+    def __init__(
+        self, clock: Clock = time.time, redis: Any = None, metrics: Metrics | None = None
+    ) -> None:
+        self._clock = clock
+        self._algorithm = TokenBucket()
+        self._buckets: dict[str, _Bucket] = {}
+        self._budgets: dict[str, _Budget] = {}
+        self._redis = redis
+        self._stores: dict[str, RedisStateStore] = {}
+        self._redis_retry_at = 0.0
+        self.backend_up = redis is not None
+        self._metrics = metrics
+        if metrics is not None and redis is not None:
+            metrics.backend_up = True
+
+    def sync(self, keys: Iterable[KeyEntry]) -> None:
+        """Adopt a new key set: state is kept for keys whose limits did not change."""
+        buckets: dict[str, _Bucket] = {}
+        budgets: dict[str, _Budget] = {}
+        for key in keys:
+            if key.rate_limit is not None:
+                old = self._buckets.get(key.name)
+                if old is not None and old.limit == key.rate_limit:
+                    buckets[key.name] = old
+                else:
+                    rates = _rates(key.rate_limit)
+                    fingerprint = hashlib.sha256(repr(key.rate_limit).encode()).hexdigest()[:12]
+                    buckets[key.name] = _Bucket(
+                        key.rate_limit,
+                        rates,
+                        TokenBucket._emission_us(rates[0]),
+                        self._algorithm.initial(rates),
+                        f"llm_proxy:ratelimit:{key.name}:{fingerprint}",
+                    )
+            if key.tokens_per_minute is not None:
+                old_budget = self._budgets.get(key.name)
+                if old_budget is not None and old_budget.tokens_per_minute == key.tokens_per_minute:
+                    budgets[key.name] = old_budget
+                else:
+                    budgets[key.name] = _Budget(key.tokens_per_minute)
+        self._buckets, self._budgets = buckets, budgets
+        self._stores = {k: s for k, s in self._stores.items() if k in buckets}
+
+    async def check(self, key_name: str) -> Verdict | None:
+        """Spend one request from the key's bucket; None when the key has no request limit."""
+        bucket = self._buckets.get(key_name)
+        if bucket is None:
+            return None
+        now_ms = int(self._clock() * 1000)
+        if self._redis is not None and self._clock() >= self._redis_retry_at:
+            try:
+                return await self._check_redis(key_name, bucket, now_ms)
+            except Exception as exc:  # any backend failure: fail open to local state
+                self._backend_failed(exc)
+        state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
+        bucket.state = state
+        return self._verdict(bucket, state, now_ms, decision)
+
+    async def _check_redis(self, key_name: str, bucket: _Bucket, now_ms: int) -> Verdict:
+        # pyrate-limiter's stores are untyped (sync-or-async returns); treat as Any.
+        store: Any = self._stores.get(key_name)
+        if store is None:
+            store = self._stores[key_name] = RedisStateStore(self._redis, bucket.redis_key)
+        decision = await store.check(self._algorithm, bucket.rates, now_ms, 1)
+        state = await store.read(self._algorithm, bucket.rates)
+        if not self.backend_up:
+            self.backend_up = True
+            log.warning("rate_limit_backend_recovered")
+            if self._metrics is not None:
+                self._metrics.backend_up = True
+        return self._verdict(bucket, state, now_ms, decision)
+
+    def _backend_failed(self, exc: Exception) -> None:
+        if self._metrics is not None:
+            self._metrics.backend_error()
+        self._redis_retry_at = self._clock() + _BACKEND_RETRY_SECS
+        if self.backend_up:
+            self.backend_up = False
+            log.error(
+                "rate_limit_backend_down",
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                fallback="per-instance limits",
+                retry_in_secs=_BACKEND_RETRY_SECS,
+            )
+            if self._metrics is not None:
+                self._metrics.backend_up = False
+
+    @staticmethod
+    def _verdict(bucket: _Bucket, state: State, now_ms: int, decision: Decision) -> Verdict:
+        owed_us = max(0, int(state[0]) - now_ms * 1000)
+        burst = bucket.limit.burst_size
+        remaining = max(0, burst - math.ceil(owed_us / bucket.emission_us))
+        if decision.allowed:
+            return Verdict(True, burst, remaining, owed_us / 1e6, 0.0)
+        retry_ms = decision.retry_after_ms or 0
+        return Verdict(False, burst, remaining, owed_us / 1e6, retry_ms / 1000)
+
+    # Tokens per minute.
+
+    def tokens_verdict(self, key_name: str) -> Verdict | None:
+        budget = self._budgets.get(key_name)
+        if budget is None:
+            return None
+        now_us = int(self._clock() * 1_000_000)
+        owed_us = max(0, budget.tat_us - now_us)
+        tpm = budget.tokens_per_minute
+        remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
+        if owed_us >= _MINUTE_US:
+            retry = (owed_us - _MINUTE_US) / 1e6 + 60 / tpm
+            return Verdict(False, tpm, 0, owed_us / 1e6, retry)
+        return Verdict(True, tpm, remaining, owed_us / 1e6, 0.0)
+
+    def charge_tokens(self, key_name: str, tokens: int) -> None:
+        budget = self._budgets.get(key_name)
+        if budget is None or tokens <= 0:
+            return
+        now_us = int(self._clock() * 1_000_000)
+        per_token_us = _MINUTE_US / budget.tokens_per_minute
+        budget.tat_us = max(budget.tat_us, now_us) + int(tokens * per_token_us)

@@ -1,0 +1,148 @@
+"""Token usage from upstream bytes, without parsing every chunk.
+
+* `find_usage(tail)` reads the last `"usage"` object in the tail of a body or stream (OpenAI
+  puts it at the end of a JSON body and in the final chunk of a stream).
+* `request_usage_in_stream(body)` asks the upstream for that final usage chunk
+  (`stream_options.include_usage`) when the client did not; `UsageStripper` then removes what
+  the option added, so the client receives exactly the bytes it would have without it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+_NUMBERS: Final = re.compile(
+    rb'"(prompt_tokens|completion_tokens|total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)'
+)
+_NAMES: Final = {
+    b"prompt_tokens": "prompt",
+    b"input_tokens": "prompt",
+    b"completion_tokens": "completion",
+    b"output_tokens": "completion",
+    b"total_tokens": "total",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool = False  # counted by the proxy (tiktoken), not reported by the upstream
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def find_usage(tail: bytes) -> Usage | None:
+    at = tail.rfind(b'"usage"')
+    if at < 0:
+        return None
+    window = tail[at + 7 : at + 1200]
+    if window.lstrip(b" \t\r\n:").startswith(b"null"):
+        return None
+    found: dict[str, int] = {}
+    for name, value in _NUMBERS.findall(window):
+        # Nested *_details objects come later; the first occurrence is the top-level one.
+        found.setdefault(_NAMES[name], int(value))
+    if "prompt" not in found and "total" not in found:
+        return None
+    prompt = found.get("prompt", 0)
+    completion = found.get("completion", max(0, found.get("total", prompt) - prompt))
+    return Usage(prompt, completion)
+
+
+def request_usage_in_stream(body: bytes, data: dict[str, Any]) -> bytes | None:
+    """`body` with `stream_options.include_usage` set, or None when nothing needs changing."""
+    options = data.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return None
+    if options is None:
+        start = body.find(b"{")
+        return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
+    if not isinstance(options, dict):
+        return None  # the client's malformed value is the upstream's to reject
+    exact = json.loads(body)  # keeps big integers exact; only for this rare case
+    exact["stream_options"] = {**options, "include_usage": True}
+    return json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class UsageStripper:
+    """Removes what `include_usage` added to a stream: the usage-only final chunk (kept in
+    `usage`) and the `"usage":null` field OpenAI adds to every other chunk.
+
+    Works on whole events: an incomplete event is held until its blank line arrives.
+    """
+
+    _HOLD_MAX: Final = 1 << 16  # an upstream without blank-line framing is passed through
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk if self._pending else chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            if len(data) > self._HOLD_MAX:
+                self._pending = b""
+                return data
+            self._pending = data
+            return b""
+        ready, self._pending = data[: cut + 2], data[cut + 2 :]
+        if b'"usage"' not in ready:
+            return ready
+        return self._strip(ready)
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self._strip(rest) if b'"usage"' in rest else rest
+
+    def _strip(self, events: bytes) -> bytes:
+        out = []
+        for event in events.split(b"\n\n"):
+            if b'"usage":{' in event and b'"choices":[]' in event:
+                self.usage = find_usage(event) or self.usage
+                continue
+            out.append(event.replace(b',"usage":null', b""))
+        return b"\n\n".join(out)
+
+
+def text_of_request(data: dict[str, Any]) -> str:
+    """The text a request sends to the model, for counting prompt tokens ourselves."""
+    parts: list[str] = []
+    _collect(data.get("messages"), parts)
+    _collect(data.get("prompt"), parts)
+    _collect(data.get("input"), parts)
+    _collect(data.get("instructions"), parts)
+    return "\n".join(parts)
+
+
+def _collect(value: Any, parts: list[str]) -> None:
+    if isinstance(value, str):
+        parts.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            _collect(item, parts)
+    elif isinstance(value, dict):
+        for field in ("content", "text", "input"):
+            _collect(value.get(field), parts)
+
+
+_TEXT: Final = re.compile(rb'"(?:content|text|delta)"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def text_of_response(relayed: bytes) -> str:
+    """Generated text in relayed bytes (JSON body or SSE chunks), for counting ourselves."""
+    out = []
+    for raw in _TEXT.findall(relayed):
+        try:
+            out.append(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            continue
+    return "".join(s for s in out if isinstance(s, str))
