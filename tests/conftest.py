@@ -66,7 +66,7 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield Upstream(app, url)
 
 
-ProxyFactory = Callable[[Config], Awaitable[str]]
+ProxyFactory = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture
@@ -74,8 +74,8 @@ async def start_proxy() -> AsyncIterator[ProxyFactory]:
     """Start proxies for given configs; all are stopped at the end of the test."""
     stack: list[Any] = []
 
-    async def start(config: Config) -> str:
-        cm = serve(create_app(config))
+    async def start(config: Config, **kwargs: Any) -> str:
+        cm = serve(create_app(config, **kwargs))
         url = await cm.__aenter__()
         stack.append(cm)
         return url
@@ -103,3 +103,35 @@ async def proxy_url(upstream: Upstream, start_proxy: ProxyFactory) -> str:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+class FakeClock:
+    """A clock the test moves by hand (seconds)."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def scrape(http: aiohttp.ClientSession, url: str, **kw: Any) -> dict[str, Any]:
+    """/metrics parsed by prometheus_client's text parser: {family name: family}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with http.get(url + "/metrics", **kw) as resp:
+        assert resp.status == 200, await resp.text()
+        text = await resp.text()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def sample(families: dict[str, Any], name: str, **labels: str) -> float | None:
+    """The value of one sample (by full sample name and labels), None when absent."""
+    for family in families.values():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return None

@@ -1,0 +1,63 @@
+"""The full metric set after a known sequence of requests, read with a Prometheus parser."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
+
+
+async def test_metric_values_after_known_sequence(
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    unused_tcp_port: int,
+) -> None:
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"chat": None, "emb-*": None}),
+            provider("down", f"http://127.0.0.1:{unused_tcp_port}/v1", {"dead": None}),
+        )
+    )
+    overheads: list[str | None] = []
+    for body in (
+        {"model": "chat"},
+        {"model": "chat", "stream": True, "mock_chunks": 4},
+        {"model": "chat", "stream": True, "mock_chunks": 4},
+        {"model": "chat", "mock_status": 503},
+        {"model": "dead"},
+        {"model": "random-name-123"},
+    ):
+        async with http.post(url + "/v1/chat/completions", json=body) as resp:
+            await resp.read()
+            if body["model"] == "chat":  # relayed responses carry the proxy's own time
+                overheads.append(resp.headers.get("x-llm-proxy-overhead-ms"))
+    async with http.post(url + "/v1/embeddings", json={"model": "emb-1", "input": "x"}) as resp:
+        assert resp.status == 200
+
+    m = await scrape(http, url)
+
+    def requests(**labels: str) -> float | None:
+        return sample(m, "llm_proxy_requests_total", **labels)
+
+    assert requests(endpoint="/v1/chat/completions", model="chat", status_code="200") == 3
+    assert requests(endpoint="/v1/chat/completions", model="chat", status_code="503") == 1
+    assert requests(model="dead", provider="down", status_code="502") == 1
+    assert requests(model="other", provider="none", status_code="404") == 1
+    assert requests(endpoint="/v1/embeddings", model="emb-*", provider="up") == 1
+    # Tokens: 10 (json) + 2 x (5 + 4) (streams, usage asked for and stripped) + embeddings 1.
+    tokens = sample(m, "llm_proxy_tokens_total", model="chat", token_type="total_tokens")
+    assert tokens == 10 + 2 * 9
+    assert sample(m, "llm_proxy_tokens_total", model="emb-*", token_type="prompt_tokens") == 1
+    assert sample(m, "llm_proxy_time_to_first_token_seconds_count", model="chat") == 2
+    assert sample(m, "llm_proxy_provider_latency_seconds_count", provider="up") == 5
+    assert sample(m, "llm_proxy_upstream_errors_total", provider="down", kind="connect") == 1
+    assert sample(m, "llm_proxy_upstream_errors_total", provider="up", kind="http_5xx") == 1
+    assert sample(m, "llm_proxy_provider_health", provider="up") == 1  # last answer: 200
+    assert sample(m, "llm_proxy_provider_health", provider="down") == 0
+    assert sample(m, "llm_proxy_overhead_seconds_count") == 5  # every relayed response
+    assert len(overheads) == 4
+    assert all(o is not None and 0 <= float(o) < 1000 for o in overheads)
+    assert sample(m, "llm_proxy_active_requests") == 1
+    duration = sample(m, "llm_proxy_request_duration_seconds_bucket", model="chat", le="+Inf")
+    assert duration == 4
