@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -13,7 +14,8 @@ from llm_proxy import handlers
 from llm_proxy.config import Config
 from llm_proxy.config_store import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.health import HealthBoard
-from llm_proxy.keys import BACKGROUND, HEALTH, LIMITER, METRICS, SESSION, STORE
+from llm_proxy.keys import BACKGROUND, HEALTH, LIMITER, LISTENER, METRICS, SESSION, STORE
+from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
@@ -37,10 +39,25 @@ PROXY_ROUTES: Final = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class DatabaseMode:
+    """Serve providers and keys from PostgreSQL, reloading on NOTIFY."""
+
+    dsn: str
+    base: Config  # settings from the file/environment; providers and keys come from the rows
+    check_interval_secs: float = 30.0
+
+
 def create_app(
-    config: Config, *, version: str = "1", clock: Clock | None = None
+    config: Config,
+    *,
+    version: str = "1",
+    clock: Clock | None = None,
+    database: DatabaseMode | None = None,
 ) -> web.Application:
-    """The proxy application. `clock` (seconds) drives the rate limiter; tests pass their own."""
+    """The proxy application. `clock` (seconds) drives the rate limiter; tests pass their own.
+    With `database`, `config` is the snapshot loaded at startup and a listener keeps it current.
+    """
     # Middleware order, outermost first:
     #   observe:   request id, snapshot, access log, metrics (sees the final status of all)
     #   errors:    renders every proxy-made error in OpenAI's shape
@@ -55,10 +72,13 @@ def create_app(
     metrics.provider_health = lambda: {
         p.name: health.get(p.name).healthy for p in store.current.config.providers
     }
+    metrics.config_version = lambda: store.current.version
     app[BACKGROUND] = set()
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_limiter(clock))
     app.cleanup_ctx.append(_background_tasks)
+    if database is not None:
+        app.cleanup_ctx.append(_listener(database))
     app.on_startup.append(_warn_if_open)
     app.on_response_prepare.append(add_request_id)
     app.on_response_prepare.append(add_rate_headers)
@@ -105,6 +125,24 @@ def _limiter(clock: Clock | None) -> Any:
             store.subscribers.remove(on_swap)
             if redis is not None:
                 await redis.aclose()
+
+    return ctx
+
+
+def _listener(database: DatabaseMode) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        listener = app[LISTENER] = ConfigListener(
+            database.dsn,
+            app[STORE],
+            database.base,
+            app[METRICS],
+            check_interval_secs=database.check_interval_secs,
+        )
+        listener.start()
+        try:
+            yield
+        finally:
+            await listener.stop()
 
     return ctx
 

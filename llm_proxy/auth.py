@@ -41,7 +41,7 @@ class KeyRing:
             body = None
             if allowed is not None:
                 body = render_models([m for m in model_names if m in allowed])
-            digest = digest_key(k.key)
+            digest = k.digest
             self._by_digest[digest] = KeyEntry(
                 k.name, digest, k.enabled, allowed, k.rate_limit, k.tokens_per_minute, body
             )

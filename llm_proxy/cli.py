@@ -1,4 +1,4 @@
-"""Command line: `llm-proxy serve | check-config | mock-upstream`."""
+"""Command line: `llm-proxy serve | check-config | migrate | import-config | mock-upstream`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--config", help="YAML config file (default: $CONFIG_PATH, config.yaml)")
     serve.add_argument("--host", help="listen address (overrides HOST and server.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides PORT and server.port)")
+    serve.add_argument("--db-url", help="PostgreSQL DSN: database mode (default: $DB_URL)")
+
+    mig = sub.add_parser("migrate", help="apply or inspect database schema migrations")
+    mig.add_argument("action", choices=("up", "down", "status"))
+    mig.add_argument("--steps", type=int, default=1, help="migrations to revert with `down`")
+    mig.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
+
+    imp = sub.add_parser("import-config", help="load a YAML file's providers and keys into the DB")
+    imp.add_argument("file")
+    imp.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
 
     check = sub.add_parser("check-config", help="validate a config file and print a summary")
     check.add_argument("file", nargs="?", help="config file (default: $CONFIG_PATH)")
@@ -42,9 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args.config, args.host, args.port)
+        return _serve(args.config, args.host, args.port, args.db_url)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "migrate":
+        return _migrate(args.action, args.db_url, args.steps)
+    if args.command == "import-config":
+        return _import_config(args.file, args.db_url)
     from llm_proxy.mock_upstream import MockOptions, run_mock
 
     run_mock(args.host, args.port, MockOptions(chunks=args.chunks, delay_ms=args.delay_ms))
@@ -107,26 +121,47 @@ def summarize(path: Path, config: Config) -> str:
     return "\n".join(lines)
 
 
-def _serve(path_arg: str | None, host: str | None, port: int | None) -> int:
-    from llm_proxy import log
-    from llm_proxy.app import create_app
-
-    log.configure()
-    loaded = _load(path_arg)
-    if loaded is None:
-        return 2
-    path, config = loaded
+def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str | None) -> int:
     import structlog
 
-    structlog.get_logger().info(
+    from llm_proxy import log
+    from llm_proxy.app import DatabaseMode, create_app
+
+    log.configure()
+    logger = structlog.get_logger()
+    dsn = db_url or os.environ.get("DB_URL") or None
+    loop = _new_loop()
+    database = None
+    path: Path | None
+    if dsn is None:
+        loaded = _load(path_arg)
+        if loaded is None:
+            return 2
+        path, config = loaded
+        version = "1"
+    else:
+        from llm_proxy.db import StartupError, describe_dsn, initial_load
+
+        base_loaded = _database_settings(path_arg)
+        if base_loaded is None:
+            return 2
+        path, base = base_loaded
+        try:
+            config, version = loop.run_until_complete(initial_load(dsn, base))
+        except (StartupError, ConfigError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        database = DatabaseMode(dsn, base)
+        logger.info("database_mode", database=describe_dsn(dsn), config_version=version)
+
+    logger.info(
         "starting",
         version=__version__,
-        config=str(path),
+        config=str(path) if path else None,
         listen=f"{host or config.host}:{port or config.port}",
         providers=[p.name for p in config.providers],
     )
-    loop = _new_loop()
-    app = create_app(config)
+    app = create_app(config, version=version, database=database)
     app.on_startup.append(partial(_handle_sighup, path=path))
     web.run_app(
         app,
@@ -141,12 +176,165 @@ def _serve(path_arg: str | None, host: str | None, port: int | None) -> int:
     return 0
 
 
-async def _handle_sighup(app: web.Application, path: Path) -> None:
-    """SIGHUP re-reads the YAML file: validate, then swap, or keep the old config."""
-    from llm_proxy.config_file import reload_store
-    from llm_proxy.keys import STORE
+def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | None:
+    """In database mode the file (optional) holds settings only; rows hold providers/keys."""
+    from llm_proxy.config_file import apply_env_overrides, read_dotenv
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload_store, app[STORE], path)
+    explicit = path_arg or os.environ.get("CONFIG_PATH")
+    path = resolve_config_path(path_arg, os.environ)
+    if not explicit and not path.exists():
+        env = {**read_dotenv(Path.cwd()), **os.environ}
+        try:
+            return None, apply_env_overrides(Config(), env)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+    loaded = _load(path_arg)
+    if loaded is None:
+        return None
+    path, config = loaded
+    if config.providers or config.master_keys:
+        print(
+            f"error: {path}: in database mode (DB_URL set) providers and master_keys live in "
+            "the database; remove them from the file (or load them once with "
+            "`llm-proxy import-config`)",
+            file=sys.stderr,
+        )
+        return None
+    return path, config
+
+
+async def _handle_sighup(app: web.Application, path: Path | None) -> None:
+    """SIGHUP: in YAML mode re-read the file (validate, then swap, or keep the old config);
+    in database mode reload from the database now."""
+    from llm_proxy.config_file import reload_store
+    from llm_proxy.keys import LISTENER, METRICS, STORE
+
+    loop = asyncio.get_running_loop()
+    listener = app.get(LISTENER)
+    if listener is not None:
+        loop.add_signal_handler(signal.SIGHUP, listener.request_reload)
+    elif path is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_store, app[STORE], path, app[METRICS])
+
+
+def _migrate(action: str, db_url: str | None, steps: int) -> int:
+    import asyncpg
+
+    from llm_proxy import migrate
+    from llm_proxy.db import describe_dsn
+
+    dsn = db_url or os.environ.get("DB_URL")
+    if not dsn:
+        print("error: set DB_URL (or pass --db-url)", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            if action == "up":
+                ran = await migrate.migrate_up(conn)
+                for m in ran:
+                    print(f"applied {m.version:03d} {m.name}")
+                if not ran:
+                    print("up to date")
+            elif action == "down":
+                for m in await migrate.migrate_down(conn, steps):
+                    print(f"reverted {m.version:03d} {m.name}")
+            else:
+                print(f"database {describe_dsn(dsn)}")
+                print("\n".join(await migrate.status_lines(conn)))
+        finally:
+            await conn.close()
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except (OSError, asyncpg.PostgresError, ValueError) as exc:
+        print(f"error: migrate {action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _import_config(path_arg: str, db_url: str | None) -> int:
+    """Load providers and master keys from a YAML file into the database (upsert by name)."""
+    import asyncpg
+    import orjson
+
+    dsn = db_url or os.environ.get("DB_URL")
+    if not dsn:
+        print("error: set DB_URL (or pass --db-url)", file=sys.stderr)
+        return 2
+    loaded = _load(path_arg)
+    if loaded is None:
+        return 1
+    _, config = loaded
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            async with conn.transaction():
+                for p in config.providers:
+                    params = {
+                        k: v
+                        for k, v in (
+                            ("verify_ssl", p.verify_ssl),
+                            ("request_timeout_secs", p.request_timeout_secs),
+                            ("inject_stream_usage", p.inject_stream_usage),
+                        )
+                        if v is not None
+                    }
+                    mapping = {rule.key: rule.target for rule in p.model_mapping}
+                    await conn.execute(
+                        """
+                        INSERT INTO providers
+                            (name, api_base, api_key, weight, model_mapping, params)
+                        VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
+                        ON CONFLICT (name) DO UPDATE SET api_base = EXCLUDED.api_base,
+                            api_key = EXCLUDED.api_key, weight = EXCLUDED.weight,
+                            model_mapping = EXCLUDED.model_mapping, params = EXCLUDED.params
+                        """,
+                        p.name,
+                        p.api_base,
+                        p.api_key,
+                        p.weight,
+                        orjson.dumps(mapping).decode(),
+                        orjson.dumps(params).decode(),
+                    )
+                for k in config.master_keys:
+                    limit = k.rate_limit
+                    await conn.execute(
+                        """
+                        INSERT INTO credentials
+                            (name, key, key_hash, allowed_models, rate_limit_rps,
+                             rate_limit_burst, tokens_per_minute, is_enabled)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                        ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
+                            key_hash = EXCLUDED.key_hash,
+                            allowed_models = EXCLUDED.allowed_models,
+                            rate_limit_rps = EXCLUDED.rate_limit_rps,
+                            rate_limit_burst = EXCLUDED.rate_limit_burst,
+                            tokens_per_minute = EXCLUDED.tokens_per_minute,
+                            is_enabled = EXCLUDED.is_enabled
+                        """,
+                        k.name,
+                        k.key or None,
+                        k.digest,
+                        list(k.allowed_models) if k.allowed_models is not None else None,
+                        limit.requests_per_second if limit else None,
+                        limit.burst_size if limit else None,
+                        k.tokens_per_minute,
+                        k.enabled,
+                    )
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run())
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: import-config: {exc}", file=sys.stderr)
+        return 1
+    print(f"imported {len(config.providers)} providers and {len(config.master_keys)} master keys")
+    return 0
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

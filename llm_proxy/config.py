@@ -9,6 +9,7 @@ positive integer`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,11 +65,16 @@ class RateLimit:
 @dataclass(frozen=True, slots=True)
 class MasterKey:
     name: str
-    key: str = field(repr=False)
+    key: str = field(repr=False)  # plaintext; "" when only the hash is known
     rate_limit: RateLimit | None = None
     allowed_models: tuple[str, ...] | None = None  # None: every model
     enabled: bool = True
     tokens_per_minute: int | None = None
+    key_sha256: bytes | None = field(default=None, repr=False)  # the hash, when given instead
+
+    @property
+    def digest(self) -> bytes:
+        return self.key_sha256 or hashlib.sha256(self.key.encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,7 @@ class Config:
     metrics_token: str | None = field(default=None, repr=False)
     rate_limit_backend: str | None = field(default=None, repr=False)  # redis://...
     inject_stream_usage: bool = True
+    config_cache_path: str | None = None  # database mode: last good config, for cold starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +243,7 @@ TOP_KEYS: Final = frozenset(
         "metrics_token",
         "rate_limit_backend",
         "inject_stream_usage",
+        "config_cache_path",
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
@@ -252,7 +260,7 @@ PROVIDER_KEYS: Final = frozenset(
     }
 )
 KEY_KEYS: Final = frozenset(
-    {"name", "key", "rate_limit", "allowed_models", "enabled", "tokens_per_minute"}
+    {"name", "key", "key_sha256", "rate_limit", "allowed_models", "enabled", "tokens_per_minute"}
 )
 RATE_KEYS: Final = frozenset({"requests_per_second", "burst_size"})
 
@@ -301,6 +309,9 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     inject = check.boolean(
         check.optional(top, "inject_stream_usage", True), ("inject_stream_usage",)
     )
+    cache_path = top.get("config_cache_path")
+    if cache_path is not None:
+        cache_path = check.string(cache_path, ("config_cache_path",))
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -316,6 +327,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         metrics_token=metrics_token,
         rate_limit_backend=backend,
         inject_stream_usage=inject,
+        config_cache_path=cache_path,
     )
 
 
@@ -400,24 +412,34 @@ def _master_keys(check: _Checker, raw: Any) -> tuple[MasterKey, ...]:
         return ()
     out: list[MasterKey] = []
     names: set[str] = set()
-    secrets: set[str] = set()
+    digests: set[bytes] = set()
     for i, item in enumerate(check.sequence(raw, ("master_keys",))):
         path: Path = ("master_keys", i)
         k = check.mapping(item, path, KEY_KEYS)
         if k is None:
             continue
-        for required in ("name", "key"):
-            if k.get(required) is None:
-                check.fail((*path, required), "is required")
+        if k.get("name") is None:
+            check.fail((*path, "name"), "is required")
         name = check.string(k["name"], (*path, "name")) if k.get("name") is not None else ""
         if name in names:
             check.fail((*path, "name"), f"duplicate key name {name!r}")
         names.add(name)
-        secret = check.string(k["key"], (*path, "key")) if k.get("key") is not None else ""
-        if secret and secret in secrets:
+        secret, key_sha256 = "", None
+        if (k.get("key") is None) == (k.get("key_sha256") is None):
+            check.fail((*path, "key"), "exactly one of key and key_sha256 is required")
+        elif k.get("key") is not None:
+            secret = check.string(k["key"], (*path, "key"))
+        else:
+            hex_digest = check.string(k["key_sha256"], (*path, "key_sha256"))
+            if re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):
+                key_sha256 = bytes.fromhex(hex_digest)
+            else:
+                check.fail((*path, "key_sha256"), "must be 64 hex characters (a SHA-256)")
+        digest = key_sha256 or hashlib.sha256(secret.encode()).digest()
+        if (secret or key_sha256) and digest in digests:
             # Never echo the secret itself.
             check.fail((*path, "key"), "duplicate key value (two entries share one key)")
-        secrets.add(secret)
+        digests.add(digest)
         limit = None
         if k.get("rate_limit") is not None:
             limit = _rate_limit(check, k["rate_limit"], (*path, "rate_limit"))
@@ -436,7 +458,7 @@ def _master_keys(check: _Checker, raw: Any) -> tuple[MasterKey, ...]:
         tpm = k.get("tokens_per_minute")
         if tpm is not None:
             tpm = check.positive_int(tpm, (*path, "tokens_per_minute"))
-        out.append(MasterKey(name, secret, limit, allowed, enabled, tpm))
+        out.append(MasterKey(name, secret, limit, allowed, enabled, tpm, key_sha256))
     return tuple(out)
 
 

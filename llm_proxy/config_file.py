@@ -29,6 +29,7 @@ from llm_proxy.config import (
     parse_config,
 )
 from llm_proxy.config_store import ConfigStore, compile_snapshot
+from llm_proxy.metrics import Metrics
 
 DEFAULT_CONFIG_PATH: Final = "config.yaml"
 _VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -173,20 +174,22 @@ def _locator(root: Any) -> Any:
     return locate
 
 
-def reload_store(store: ConfigStore, path: FsPath) -> bool:
+def reload_store(store: ConfigStore, path: FsPath, metrics: Metrics | None = None) -> bool:
     """Re-read `path` and swap it in; on any error keep serving the old snapshot.
     Requests in flight finish on the snapshot they started with."""
     log = structlog.get_logger()
     try:
         config = load_config_file(path)
-    except ConfigError as exc:
-        log.error("config_reload_rejected", path=str(path), errors=[str(i) for i in exc.issues])
-        return False
-    except OSError as exc:
-        log.error("config_reload_rejected", path=str(path), error=str(exc))
+    except (ConfigError, OSError) as exc:
+        detail = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
+        log.error("config_reload_rejected", path=str(path), errors=detail)
+        if metrics is not None:
+            metrics.config_reload("error")
         return False
     old = store.current
     version = str(int(old.version) + 1) if old.version.isdigit() else "1"
     store.swap(compile_snapshot(config, version))
+    if metrics is not None:
+        metrics.config_reload("ok")
     log.info("config_reloaded", path=str(path), version=version)
     return True

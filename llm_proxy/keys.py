@@ -10,6 +10,7 @@ from aiohttp import web
 from llm_proxy.auth import KeyEntry
 from llm_proxy.config_store import ConfigStore, Snapshot
 from llm_proxy.health import HealthBoard
+from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.ratelimit import Limiter
 
@@ -18,6 +19,7 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)
+LISTENER = web.AppKey("listener", ConfigListener)  # database mode only
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 

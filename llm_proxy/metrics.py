@@ -9,6 +9,7 @@ names, never a raw path or a key.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -188,6 +189,18 @@ class Metrics:
             ),
             (),
         )
+        self._config_reloads = _Counters(
+            Counter(
+                "llm_proxy_config_reloads_total",
+                "Configuration reloads by result (ok, error: rejected, old config kept).",
+                registry=r,
+            ),
+            ("result",),
+        )
+        self._config_version = Gauge(
+            "llm_proxy_config_version", "Version of the configuration being served.", registry=r
+        )
+        self.config_version: Callable[[], str] = lambda: "0"
         self.active_requests = 0
         self.backend_up: bool | None = None  # None: no shared backend configured
         self.provider_health: Callable[[], dict[str, bool]] = dict
@@ -222,6 +235,9 @@ class Metrics:
     def backend_error(self) -> None:
         self._backend_errors.add(())
 
+    def config_reload(self, result: str) -> None:
+        self._config_reloads.add((result,))
+
     def render(self) -> tuple[bytes, dict[str, str]]:
         """Prometheus text format (never the protobuf format some scrapers also accept)."""
         for counters in (
@@ -230,8 +246,11 @@ class Metrics:
             self._rate_limited,
             self._upstream_errors,
             self._backend_errors,
+            self._config_reloads,
         ):
             counters.flush()
+        with contextlib.suppress(ValueError):
+            self._config_version.set({}, float(self.config_version()))
         self._active.set({}, self.active_requests)
         for provider, healthy in self.provider_health().items():
             self._provider_health.set({"provider": provider}, 1 if healthy else 0)

@@ -1,0 +1,246 @@
+"""Database mode: configuration rows -> the same validated Config as YAML mode.
+
+Providers and credentials are read in one REPEATABLE READ transaction together with the
+config version, turned into the plain data `parse_config` reads, and validated by the same
+rules. Errors name the table, row and column. The request path never comes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import asyncpg
+import structlog
+
+from llm_proxy.config import Config, ConfigError, Path, parse_config
+
+log = structlog.get_logger()
+
+CHANNEL: Final = "llm_proxy_config"
+# What a connection can fail with while the database is down or restarting.
+CONNECTION_ERRORS: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+_PROVIDERS_SQL: Final = """
+SELECT id, name, api_base, api_key, model_mapping::text AS model_mapping, weight,
+       params::text AS params
+FROM providers WHERE is_enabled ORDER BY id
+"""
+_CREDENTIALS_SQL: Final = """
+SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_limit_rps,
+       rate_limit_burst, tokens_per_minute, is_enabled
+FROM credentials ORDER BY id
+"""
+_PARAM_KEYS: Final = frozenset({"verify_ssl", "request_timeout_secs", "inject_stream_usage"})
+
+
+@dataclass(frozen=True, slots=True)
+class DbConfig:
+    """One consistent read of the configuration tables."""
+
+    version: str
+    data: dict[str, Any]  # providers and master_keys, in parse_config's shape
+    rows: dict[str, list[tuple[int, str]]]  # table -> (id, name) per data entry, for errors
+
+
+def describe_dsn(dsn: str) -> str:
+    """host:port/dbname of a DSN, without user or password (safe to log)."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 5432}{parts.path or ''}"
+
+
+async def fetch(conn: asyncpg.Connection) -> DbConfig:
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await conn.fetchval("SELECT version FROM config_version")
+        providers = await conn.fetch(_PROVIDERS_SQL)
+        credentials = await conn.fetch(_CREDENTIALS_SQL)
+    data: dict[str, Any] = {"providers": [], "master_keys": []}
+    rows: dict[str, list[tuple[int, str]]] = {"providers": [], "master_keys": []}
+    for r in providers:
+        params = json.loads(r["params"])
+        entry: dict[str, Any] = {
+            "name": r["name"],
+            "api_base": r["api_base"],
+            "api_key": r["api_key"],
+            "weight": r["weight"],
+            "model_mapping": json.loads(r["model_mapping"]),
+        }
+        # Unknown params keys fail validation like unknown YAML keys, naming the column.
+        entry.update(params if isinstance(params, dict) else {"params": params})
+        data["providers"].append(entry)
+        rows["providers"].append((r["id"], r["name"]))
+    for r in credentials:
+        key: dict[str, Any] = {
+            "name": r["name"],
+            "key_sha256": r["key_sha256"],
+            "enabled": r["is_enabled"],
+        }
+        if r["allowed_models"] is not None:
+            key["allowed_models"] = list(r["allowed_models"])
+        if r["rate_limit_rps"] is not None:
+            key["rate_limit"] = {"requests_per_second": r["rate_limit_rps"]}
+            if r["rate_limit_burst"] is not None:
+                key["rate_limit"]["burst_size"] = r["rate_limit_burst"]
+        if r["tokens_per_minute"] is not None:
+            key["tokens_per_minute"] = r["tokens_per_minute"]
+        data["master_keys"].append(key)
+        rows["master_keys"].append((r["id"], r["name"]))
+    return DbConfig(str(version), data, rows)
+
+
+def build_config(base: Config, fetched: DbConfig) -> Config:
+    """Validate the rows and combine them with the file/env settings (`base`)."""
+    parsed = parse_config(fetched.data, _locator(fetched.rows))
+    return dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
+
+
+def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
+    tables = {"providers": "providers", "master_keys": "credentials"}
+    columns = {
+        "master_keys": {
+            "key_sha256": "key_hash",
+            "enabled": "is_enabled",
+            "rate_limit": "rate_limit_rps/rate_limit_burst",
+        },
+        "providers": dict.fromkeys(_PARAM_KEYS, "params"),
+    }
+
+    def locate(path: Path) -> str | None:
+        if len(path) < 2 or path[0] not in tables or not isinstance(path[1], int):
+            return None
+        section = str(path[0])
+        row_id, name = rows[section][path[1]]
+        where = f"table {tables[section]}, row id={row_id} ({name!r})"
+        if len(path) > 2:
+            field = str(path[2])
+            where += f", column {columns[section].get(field, field)}"
+        return where
+
+    return locate
+
+
+async def load(conn: asyncpg.Connection, base: Config) -> tuple[Config, DbConfig]:
+    fetched = await fetch(conn)
+    return build_config(base, fetched), fetched
+
+
+# The last good configuration on disk, so a proxy can start while the database is down.
+
+
+def write_cache(path: str, fetched: DbConfig) -> None:
+    """Atomically replace the cache file; mode 0600 (it holds provider keys)."""
+    target = FsPath(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(
+        {
+            "version": fetched.version,
+            "saved_at": time.time(),
+            "data": fetched.data,
+            "rows": fetched.rows,
+        }
+    ).encode()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".config-cache-", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def read_cache(path: str) -> DbConfig | None:
+    try:
+        raw = json.loads(FsPath(path).read_bytes())
+        rows = {k: [(int(i), str(n)) for i, n in v] for k, v in raw["rows"].items()}
+        return DbConfig(str(raw["version"]), raw["data"], rows)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.error("config_cache_unreadable", path=path, error=str(exc))
+        return None
+
+
+class StartupError(Exception):
+    """The database could not provide a configuration and no usable cache exists."""
+
+
+async def initial_load(
+    dsn: str, base: Config, *, timeout_secs: float = 30.0, cache_grace_secs: float = 3.0
+) -> tuple[Config, str]:
+    """Load the configuration at startup, retrying with backoff for `timeout_secs`.
+
+    With `base.config_cache_path` set and a cache present, stop retrying after
+    `cache_grace_secs` and start from the cache (the listener keeps trying the database).
+    """
+    cache_path = base.config_cache_path
+    cached = read_cache(cache_path) if cache_path else None
+    deadline = time.monotonic() + (cache_grace_secs if cached else timeout_secs)
+    delay = 0.1
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+            try:
+                config, fetched = await load(conn, base)
+            finally:
+                await conn.close()
+        except ConfigError as exc:
+            if cached is None:
+                raise
+            log.error(
+                "database_config_invalid_using_cache",
+                errors=[str(i) for i in exc.issues],
+                cache=cache_path,
+            )
+            break
+        except (*CONNECTION_ERRORS, asyncpg.UndefinedTableError) as exc:
+            if isinstance(exc, asyncpg.UndefinedTableError):
+                raise StartupError(
+                    f"database {describe_dsn(dsn)} has no llm-proxy tables: "
+                    "run `llm-proxy migrate up` first"
+                ) from None
+            if time.monotonic() >= deadline:
+                if cached is not None:
+                    log.warning(
+                        "database_unreachable_using_cache",
+                        database=describe_dsn(dsn),
+                        error=type(exc).__name__,
+                        cache=cache_path,
+                        cached_version=cached.version,
+                    )
+                    break
+                raise StartupError(
+                    f"cannot reach the database at {describe_dsn(dsn)} after "
+                    f"{timeout_secs:g}s ({type(exc).__name__}: {exc}); set config_cache_path "
+                    "to start from the last good configuration when the database is down"
+                ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            continue
+        if cache_path:
+            write_cache(cache_path, fetched)
+        return config, fetched.version
+    assert cached is not None
+    return build_config(base, cached), cached.version

@@ -1,0 +1,168 @@
+"""LISTEN/NOTIFY hot reload for database mode.
+
+One dedicated asyncpg connection LISTENs on `llm_proxy_config` (not a pooled one: a pool runs
+`UNLISTEN *` on release). The notification callback only sets an event; a single task does the
+work: it coalesces a burst of notifications into one reload, reads the whole configuration in
+one REPEATABLE READ transaction, validates and compiles it, and swaps the snapshot. An invalid
+configuration is rejected and the old snapshot keeps serving.
+
+Notifications sent while disconnected are lost, so after every (re)connect the listener
+compares versions and reloads what it missed; a slow periodic version check is the safety net.
+The request path never waits on any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, Final
+
+import asyncpg
+import structlog
+
+from llm_proxy import db
+from llm_proxy.config import Config, ConfigError
+from llm_proxy.config_store import ConfigStore, compile_snapshot
+from llm_proxy.metrics import Metrics
+
+log = structlog.get_logger()
+
+_BACKOFF_MAX: Final = 5.0
+# Shows in pg_stat_activity, so operators (and tests) can find the listening backend.
+LISTENER_APP_NAME: Final = "llm-proxy-listener"
+
+
+class ConfigListener:
+    def __init__(
+        self,
+        dsn: str,
+        store: ConfigStore,
+        base: Config,
+        metrics: Metrics,
+        *,
+        check_interval_secs: float = 30.0,
+        coalesce_secs: float = 0.02,
+        coalesce_max_secs: float = 0.25,
+    ) -> None:
+        self._dsn = dsn
+        self._store = store
+        self._base = base
+        self._metrics = metrics
+        self._check_interval = check_interval_secs
+        self._coalesce = coalesce_secs
+        self._coalesce_max = coalesce_max_secs
+        self._wake = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._rejected_version: str | None = None
+        self.connected = asyncio.Event()
+        self.reloads = 0  # successful swaps made by this listener
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="config-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def request_reload(self) -> None:
+        """Reload now (SIGHUP in database mode)."""
+        self._wake.set()
+
+    # Sync and trivial on purpose: asyncpg runs async callbacks as untracked tasks.
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    def _terminated(self, *_: Any) -> None:
+        self._lost.set()
+        self._wake.set()
+
+    async def _run(self) -> None:
+        delay = 0.1
+        where = db.describe_dsn(self._dsn)
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self._dsn, timeout=5, server_settings={"application_name": LISTENER_APP_NAME}
+                )
+                self._lost.clear()
+                conn.add_termination_listener(self._terminated)
+                await conn.add_listener(db.CHANNEL, self._notified)
+                self.connected.set()
+                log.info("config_listener_connected", database=where)
+                delay = 0.1
+                await self._serve(conn)
+            except asyncio.CancelledError:
+                raise
+            except (*db.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                log.warning(
+                    "config_listener_disconnected",
+                    database=where,
+                    error=type(exc).__name__,
+                    retry_in_secs=delay,
+                )
+            finally:
+                self.connected.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _serve(self, conn: asyncpg.Connection) -> None:
+        # Anything may have changed while we were not listening: check right away.
+        self._wake.set()
+        while not self._lost.is_set():
+            # A timeout is the periodic safety-net check.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._check_interval)
+            if self._lost.is_set():
+                break
+            await self._settle()
+            await self._reload_if_changed(conn)
+        raise asyncpg.ConnectionDoesNotExistError("listener connection lost")
+
+    async def _settle(self) -> None:
+        """Coalesce a burst: wait until notifications pause (bounded)."""
+        deadline = time.monotonic() + self._coalesce_max
+        while True:
+            self._wake.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(self._coalesce, remaining))
+            except TimeoutError:
+                return
+
+    async def _reload_if_changed(self, conn: asyncpg.Connection) -> None:
+        version = str(await conn.fetchval("SELECT version FROM config_version"))
+        if version in (self._store.current.version, self._rejected_version):
+            return
+        fetched = await db.fetch(conn)
+        try:
+            config = db.build_config(self._base, fetched)
+        except ConfigError as exc:
+            self._rejected_version = fetched.version
+            self._metrics.config_reload("error")
+            log.error(
+                "config_reload_rejected",
+                version=fetched.version,
+                serving_version=self._store.current.version,
+                errors=[str(i) for i in exc.issues],
+            )
+            return
+        self._store.swap(compile_snapshot(config, fetched.version))
+        self._rejected_version = None
+        self.reloads += 1
+        self._metrics.config_reload("ok")
+        log.info("config_reloaded", version=fetched.version, source="database")
+        if self._base.config_cache_path:
+            try:
+                db.write_cache(self._base.config_cache_path, fetched)
+            except OSError as exc:
+                log.error("config_cache_write_failed", error=str(exc))
