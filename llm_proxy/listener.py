@@ -42,16 +42,14 @@ class ConfigListener:
         metrics: Metrics,
         *,
         check_interval_secs: float = 30.0,
-        coalesce_secs: float = 0.02,
-        coalesce_max_secs: float = 0.25,
+        min_reload_interval_secs: float = 0.025,
     ) -> None:
         self._dsn = dsn
         self._store = store
         self._base = base
         self._metrics = metrics
         self._check_interval = check_interval_secs
-        self._coalesce = coalesce_secs
-        self._coalesce_max = coalesce_max_secs
+        self._min_interval = min_reload_interval_secs
         self._wake = asyncio.Event()
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -116,28 +114,22 @@ class ConfigListener:
     async def _serve(self, conn: asyncpg.Connection) -> None:
         # Anything may have changed while we were not listening: check right away.
         self._wake.set()
+        last_reload = -self._min_interval
         while not self._lost.is_set():
             # A timeout is the periodic safety-net check.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._check_interval)
             if self._lost.is_set():
                 break
-            await self._settle()
-            await self._reload_if_changed(conn)
-        raise asyncpg.ConnectionDoesNotExistError("listener connection lost")
-
-    async def _settle(self) -> None:
-        """Coalesce a burst: wait until notifications pause (bounded)."""
-        deadline = time.monotonic() + self._coalesce_max
-        while True:
+            # A lone change applies at once; a burst gets at most one reload per interval,
+            # each reading the latest version (notifications that arrive meanwhile coalesce).
+            pause = last_reload + self._min_interval - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             self._wake.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), min(self._coalesce, remaining))
-            except TimeoutError:
-                return
+            await self._reload_if_changed(conn)
+            last_reload = time.monotonic()
+        raise asyncpg.ConnectionDoesNotExistError("listener connection lost")
 
     async def _reload_if_changed(self, conn: asyncpg.Connection) -> None:
         version = str(await conn.fetchval("SELECT version FROM config_version"))

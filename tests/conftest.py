@@ -135,3 +135,45 @@ def sample(families: dict[str, Any], name: str, **labels: str) -> float | None:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """DSN of a PostgreSQL server (see tests/pg.py for how it is found or started)."""
+    from tests.pg import server_dsn
+
+    return server_dsn()
+
+
+@pytest.fixture
+async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    import uuid
+
+    import asyncpg
+
+    from tests.pg import with_database
+
+    name = f"llm_proxy_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(pg_server, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def config_dsn(pg_dsn: str) -> str:
+    """A fresh database with the schema migrated."""
+    import asyncpg
+
+    from llm_proxy.migrate import migrate_up
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await migrate_up(conn)
+    finally:
+        await conn.close()
+    return pg_dsn

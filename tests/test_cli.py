@@ -117,3 +117,63 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_database_mode_cli(
+    pg_dsn: str, tmp_path: Path, unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncpg
+
+    def run(*args: str) -> tuple[int, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, out = await asyncio.to_thread(run, "migrate", "status", "--db-url", pg_dsn)
+    assert code == 0 and "001 config_tables" in out and "pending" in out
+    code, out = await asyncio.to_thread(run, "migrate", "up", "--db-url", pg_dsn)
+    assert (code, out.strip()) == (0, "applied 001 config_tables")
+    code, out = await asyncio.to_thread(run, "migrate", "up", "--db-url", pg_dsn)
+    assert (code, out.strip()) == (0, "up to date")
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    code, out = await asyncio.to_thread(run, "import-config", str(path), "--db-url", pg_dsn)
+    assert (code, out.strip()) == (0, "imported 2 providers and 1 master keys")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM credentials WHERE key IS NULL") == 1
+    finally:
+        await conn.close()
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\n")
+    env = {**os.environ, "DB_URL": pg_dsn, "LOG_FORMAT": "json"}
+    env.pop("PORT", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llm_proxy", "serve", "--config", str(settings),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{unused_tcp_port}"
+        auth = {"Authorization": "Bearer sk-team-a-secret"}
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(url + "/v1/models", headers=auth) as resp:
+                        models = [m["id"] for m in (await resp.json())["data"]]
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.025)
+            else:
+                pytest.fail("database-mode proxy never answered")
+            assert models == ["gpt-4o"]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 0
+        logs = stderr.decode()
+        assert '"event":"database_mode"' in logs and '"config_listener_connected"' in logs
+        assert "secret" not in logs
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -1,0 +1,369 @@
+"""Database mode against a real PostgreSQL: migrations, psql-style edits reaching running
+proxies through LISTEN/NOTIFY, rejected edits, listener outages, streams during reloads."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import stat
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+
+from llm_proxy import migrate
+from llm_proxy.app import DatabaseMode
+from llm_proxy.config import Config, ConfigError
+from llm_proxy.db import StartupError, build_config, fetch, initial_load, read_cache
+from llm_proxy.listener import LISTENER_APP_NAME
+from llm_proxy.mock_upstream import RECORDED, MockOptions, create_mock_app
+from tests.conftest import ProxyFactory, Upstream, sample, scrape, serve
+
+
+@pytest.fixture
+async def sql(config_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """An operator's session, as with psql."""
+    conn = await asyncpg.connect(config_dsn)
+    yield conn
+    await conn.close()
+
+
+async def add_provider(
+    sql: asyncpg.Connection, name: str, api_base: str, mapping: dict[str, Any], weight: int = 1
+) -> None:
+    await sql.execute(
+        "INSERT INTO providers (name, api_base, api_key, weight, model_mapping) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb)",
+        name,
+        api_base,
+        f"sk-{name}-provider-key",
+        weight,
+        orjson.dumps(mapping).decode(),
+    )
+
+
+async def start_db_proxy(
+    start_proxy: ProxyFactory, dsn: str, base: Config | None = None, **kwargs: Any
+) -> str:
+    base = base or Config()
+    config, version = await initial_load(dsn, base, timeout_secs=5)
+    return await start_proxy(config, version=version, database=DatabaseMode(dsn, base, **kwargs))
+
+
+async def version_of(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url + "/health/detailed") as resp:
+        return str((await resp.json())["config_version"])
+
+
+async def wait_version(
+    http: aiohttp.ClientSession, url: str, version: str, timeout: float = 5.0
+) -> float:
+    """Seconds until `url` serves config `version`."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if await version_of(http, url) == version:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.002)
+    raise AssertionError(f"{url} never reached config version {version}")
+
+
+async def db_version(sql: asyncpg.Connection) -> str:
+    return str(await sql.fetchval("SELECT version FROM config_version"))
+
+
+# Migrations
+
+
+async def test_migrations_from_empty_rerun_and_concurrent(pg_dsn: str) -> None:
+    first, second = await asyncpg.connect(pg_dsn), await asyncpg.connect(pg_dsn)
+    try:
+        assert await migrate.applied(first) == {}
+        # Two instances starting together: the advisory lock serialises them.
+        ran_a, ran_b = await asyncio.gather(migrate.migrate_up(first), migrate.migrate_up(second))
+        assert sorted(len(r) for r in (ran_a, ran_b)) == [0, len(migrate.discover())]
+        assert await migrate.migrate_up(first) == []  # re-run: no-op
+        assert set(await migrate.applied(first)) == {m.version for m in migrate.discover()}
+        status = await migrate.status_lines(first)
+        assert all("applied" in line for line in status)
+        assert await first.fetchval("SELECT version FROM config_version") == 1
+        reverted = await migrate.migrate_down(first, 1)
+        assert [m.version for m in reverted] == [1]
+        assert await first.fetchval("SELECT to_regclass('providers')") is None
+        assert len(await migrate.migrate_up(first)) == 1
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    import llm_proxy
+
+    shipped = Path(llm_proxy.__file__).parent / "sql"
+    assert [m.up.parent for m in migrate.discover()] == [shipped] * len(migrate.discover())
+    repo_sql = Path(__file__).resolve().parent.parent / "sql"
+    assert sorted(p.name for p in repo_sql.iterdir()) == sorted(p.name for p in shipped.iterdir())
+
+
+async def test_database_refuses_bad_rows(sql: asyncpg.Connection) -> None:
+    for statement in (
+        "INSERT INTO providers (name, api_base, weight) VALUES ('x', 'http://a/v1', 0)",
+        "INSERT INTO providers (name, api_base) VALUES ('x', 'ftp://nope')",
+        "INSERT INTO providers (name, api_base, model_mapping) VALUES ('x', 'http://a', '[]')",
+        "INSERT INTO credentials (name) VALUES ('no-key')",
+        "INSERT INTO credentials (name, key) VALUES ('short', 'sk-1')",
+        "INSERT INTO credentials (name, key, rate_limit_burst) VALUES ('k', 'sk-12345678', 5)",
+    ):
+        with pytest.raises((asyncpg.CheckViolationError, asyncpg.NotNullViolationError)):
+            await sql.execute(statement)
+
+
+# Keys inserted in plain SQL
+
+
+async def test_plaintext_key_insert_stores_only_hash(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    row = await sql.fetchrow("SELECT key, key_hash, key_prefix FROM credentials")
+    assert row["key"] is None
+    assert bytes(row["key_hash"]) == hashlib.sha256(b"sk-team-a-secret").digest()
+    assert row["key_prefix"] == "sk-tea..."
+    dump = str(await sql.fetch("SELECT * FROM credentials"))
+    assert "sk-team-a-secret" not in dump
+
+    url = await start_db_proxy(start_proxy, config_dsn)
+    ok = {"Authorization": "Bearer sk-team-a-secret"}
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
+        assert r.status == 200
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 401
+    # Disabling the key in SQL reaches the running proxy.
+    await sql.execute("UPDATE credentials SET is_enabled = false")
+    await wait_version(http, url, await db_version(sql))
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
+        assert r.status == 401
+
+
+# Edits reach running proxies
+
+
+async def test_weight_update_reroutes_and_two_proxies_converge(
+    config_dsn: str, sql: asyncpg.Connection, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    apps = [create_mock_app(MockOptions(record=True)) for _ in range(2)]
+    async with serve(apps[0]) as url_a, serve(apps[1]) as url_b:
+        await add_provider(sql, "a", url_a + "/v1", {"m": None}, weight=1)
+        await add_provider(sql, "b", url_b + "/v1", {"m": None}, weight=1)
+        proxies = [await start_db_proxy(start_proxy, config_dsn) for _ in range(2)]
+
+        latencies = []
+        for weights in ((9, 1), (1, 4), (3, 2)):
+            # Apart from the previous change by more than the listener's minimum reload
+            # interval, so this measures a lone edit's latency, not burst coalescing.
+            await asyncio.sleep(0.05)
+            await sql.execute(
+                "UPDATE providers SET weight = CASE name WHEN 'a' THEN $1::int ELSE $2::int END",
+                *weights,
+            )
+            version = await db_version(sql)
+            waits = await asyncio.gather(*(wait_version(http, p, version) for p in proxies))
+            latencies.extend(waits)
+            for proxy in proxies:
+                seen: Counter[str] = Counter()
+                for _ in range(sum(weights)):
+                    async with http.post(proxy + "/v1/chat/completions", json={"model": "m"}):
+                        pass
+                for name, app in (("a", apps[0]), ("b", apps[1])):
+                    seen[name] = len(app[RECORDED])
+                    app[RECORDED].clear()
+                assert (seen["a"], seen["b"]) == weights
+        latencies.sort()
+        print(
+            f"NOTIFY-to-effect latency over {len(latencies)} changes: "
+            f"median {latencies[len(latencies) // 2] * 1000:.1f} ms, "
+            f"max {latencies[-1] * 1000:.1f} ms"
+        )
+        # Disabling a provider removes it from routing everywhere.
+        await sql.execute("UPDATE providers SET is_enabled = false WHERE name = 'b'")
+        version = await db_version(sql)
+        for proxy in proxies:
+            await wait_version(http, proxy, version)
+            async with http.get(proxy + "/health/detailed") as resp:
+                assert [p["name"] for p in (await resp.json())["providers"]] == ["a"]
+
+
+async def test_bad_edit_rejected_old_config_serves_fix_recovers(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"good": None})
+    url = await start_db_proxy(start_proxy, config_dsn)
+    good_version = await version_of(http, url)
+
+    # A regex that does not compile passes every database constraint, not the proxy's rules.
+    await sql.execute("""UPDATE providers SET model_mapping = '{"bad-(*": "x"}'""")
+    for _ in range(200):
+        families = await scrape(http, url)
+        if sample(families, "llm_proxy_config_reloads_total", result="error"):
+            break
+        await asyncio.sleep(0.01)
+    assert sample(families, "llm_proxy_config_reloads_total", result="error") == 1
+    assert sample(families, "llm_proxy_config_version") == float(good_version)
+    assert await version_of(http, url) == good_version
+    async with http.post(url + "/v1/chat/completions", json={"model": "good"}) as resp:
+        assert resp.status == 200  # still serving the old config
+
+    # The same rows, read and validated directly: the error names table, row and column.
+    fetched = await fetch(sql)
+    with pytest.raises(ConfigError) as exc:
+        build_config(Config(), fetched)
+    row_id = await sql.fetchval("SELECT id FROM providers")
+    assert str(exc.value).startswith(
+        f"providers[0].model_mapping['bad-(*'] (table providers, row id={row_id} ('alpha'), "
+        "column model_mapping): invalid regular expression"
+    )
+
+    await sql.execute("""UPDATE providers SET model_mapping = '{"fixed": null}'""")
+    await wait_version(http, url, await db_version(sql))
+    async with http.get(url + "/v1/models") as resp:
+        assert [m["id"] for m in (await resp.json())["data"]] == ["fixed"]
+
+
+async def test_burst_of_updates_is_coalesced(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    url = await start_db_proxy(start_proxy, config_dsn)
+    for weight in range(2, 102):  # 100 separate transactions, each a NOTIFY
+        await sql.execute("UPDATE providers SET weight = $1", weight)
+    await wait_version(http, url, await db_version(sql))
+    families = await scrape(http, url)
+    reloads = sample(families, "llm_proxy_config_reloads_total", result="ok") or 0
+    print(f"100 UPDATEs caused {reloads:g} reloads")
+    assert 1 <= reloads <= 10
+    async with http.get(url + "/health/detailed") as resp:
+        assert (await resp.json())["providers"][0]["weight"] == 101
+
+
+async def test_listener_killed_while_requests_flow(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"before": None})
+    url = await start_db_proxy(start_proxy, config_dsn, check_interval_secs=60)
+    results: Counter[int] = Counter()
+    stop = asyncio.Event()
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            async with http.post(url + "/v1/chat/completions", json={"model": "before"}) as r:
+                results[r.status] += 1
+
+    runner = asyncio.create_task(traffic())
+    await asyncio.sleep(0.1)
+    # Kill the listener's backend and change the config in the same breath: the NOTIFY is
+    # sent while nobody listens, so only the post-reconnect version check can catch it.
+    killed = await sql.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = $1 AND datname = current_database()",
+        LISTENER_APP_NAME,
+    )
+    assert killed == 1
+    await sql.execute("""UPDATE providers SET model_mapping = '{"before": null, "after": null}'""")
+    await wait_version(http, url, await db_version(sql), timeout=10)
+    async with http.post(url + "/v1/chat/completions", json={"model": "after"}) as r:
+        assert r.status == 200
+    stop.set()
+    await runner
+    assert set(results) == {200}, results
+    assert results[200] > 10
+
+
+async def test_streams_during_50_reloads(
+    config_dsn: str, sql: asyncpg.Connection, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    async with serve(create_mock_app(MockOptions(delay_ms=2))) as mock:
+        await add_provider(sql, "alpha", mock + "/v1", {"m": "upstream-0"})
+        url = await start_db_proxy(start_proxy, config_dsn)
+
+        async def stream(chunks: int) -> set[str]:
+            body = {"model": "m", "stream": True, "mock_chunks": chunks}
+            async with http.post(url + "/v1/chat/completions", json=body) as resp:
+                assert resp.status == 200
+                raw = await resp.read()
+            events = [e for e in raw.split(b"\n\n") if e.startswith(b"data: {")]
+            assert len(events) == chunks + 2  # role + content + finish; usage chunk stripped
+            assert raw.endswith(b"data: [DONE]\n\n")
+            return {orjson.loads(e[6:])["model"] for e in events}
+
+        # Long streams span all 50 reloads; shorter ones start between reloads.
+        streams = [asyncio.create_task(stream(2000)) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        for i in range(1, 51):
+            mapping = orjson.dumps({"m": f"upstream-{i}"}).decode()
+            await sql.execute("UPDATE providers SET model_mapping = $1::jsonb", mapping)
+            await wait_version(http, url, await db_version(sql))  # one reload per edit
+            if i % 5 == 0:
+                streams.append(asyncio.create_task(stream(40)))
+        assert not any(s.done() for s in streams[:10]), "long streams ended before the reloads"
+        models = await asyncio.gather(*streams)
+    # Every stream was served from one snapshot: one upstream model name throughout.
+    assert all(len(m) == 1 for m in models)
+    assert len({next(iter(m)) for m in models}) > 1  # and snapshots did change meanwhile
+    families = await scrape(http, url)
+    assert sample(families, "llm_proxy_config_reloads_total", result="ok") == 50
+
+
+# Startup when the database is down
+
+
+async def test_startup_without_database(
+    config_dsn: str, tmp_path: Path, unused_tcp_port: int, sql: asyncpg.Connection
+) -> None:
+    down = f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/nope"
+    started = time.monotonic()
+    with pytest.raises(StartupError) as exc:
+        await initial_load(down, Config(), timeout_secs=0.5)
+    assert time.monotonic() - started < 5
+    assert f"127.0.0.1:{unused_tcp_port}/nope" in str(exc.value)
+    assert "config_cache_path" in str(exc.value)
+
+    await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"cached-model": None})
+    cache = tmp_path / "state" / "config-cache.json"
+    base = Config(config_cache_path=str(cache))
+    config, version = await initial_load(config_dsn, base)  # writes the cache
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o600
+    cached = read_cache(str(cache))
+    assert cached is not None and cached.version == version
+
+    config, cached_version = await initial_load(down, base, cache_grace_secs=0.3)
+    assert cached_version == version
+    assert [p.name for p in config.providers] == ["alpha"]
+    assert config.providers[0].api_key == "sk-alpha-provider-key"
+
+
+async def test_unmigrated_database_fails_clearly(pg_dsn: str) -> None:
+    with pytest.raises(StartupError, match="migrate up"):
+        await initial_load(pg_dsn, Config(), timeout_secs=1)
