@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run mock check-config test lint typecheck fmt clean
+.PHONY: venv run mock check-config test lint typecheck fmt clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,10 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(STAMP)  ## direct vs bare forwarder vs llm-proxy; JSON into bench-results/
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
+	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)  ## the same, in seconds (a smoke test of the harness)
+	$(BIN)/python -m tests.perf.bench --quick

@@ -1,0 +1,449 @@
+"""The benchmark: direct (no proxy), a bare aiohttp forwarder and llm-proxy, in one run.
+
+Everything runs on 127.0.0.1. The proxy under test (bare or llm-proxy) is pinned to CPU 0; the
+fake upstream and the load generators share CPU 1 (when `taskset` exists). llm-proxy runs with
+auth, a (never triggered) rate limit, metrics and JSON access logging on.
+
+    python -m tests.perf.bench [--duration 10] [--quick] [--soak SECS] [--out bench-results]
+
+Reports requests/s and latency at 1/32/128 connections (wrk, else a built-in generator),
+proxy CPU ms per request (/proc), 100 and 1,000 concurrent streams (chunks/s, time to first
+chunk, errors), RSS idle / under 1,000 streams / after, and startup time to /health; prints a
+table with llm-proxy/bare ratios and saves JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+HERE = Path(__file__).resolve().parent
+KEY = "sk-bench-0123456789"
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello."}]}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXY_CPU, LOAD_CPU = "0", "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pinned(cpu: str, cmd: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
+        return ["taskset", "-c", cpu, *cmd]
+    return cmd
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    url: str
+    startup_secs: float = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def cpu_secs(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def wait_health(url: str, path: str, timeout: float = 20.0) -> float:
+    """Seconds until GET url+path answers (polled tightly, from the start of the call)."""
+    import urllib.request
+
+    started = time.perf_counter()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    while time.perf_counter() - started < timeout:
+        try:
+            with opener.open(url + path, timeout=1):
+                return time.perf_counter() - started
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"{url}{path} did not answer within {timeout}s")
+
+
+@contextlib.contextmanager
+def spawn(name: str, cmd: list[str], cpu: str, port: int, log: Path, health: str) -> Iterator[Proc]:
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        popen = subprocess.Popen(pinned(cpu, cmd), stdout=out, stderr=subprocess.STDOUT)
+    proc = Proc(name, popen, f"http://127.0.0.1:{port}")
+    try:
+        wait_health(proc.url, health)
+        proc.startup_secs = time.perf_counter() - started
+        yield proc
+    finally:
+        proc.stop()
+
+
+# Non-streaming load
+
+
+@dataclass
+class LoadResult:
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    cpu_ms_per_request: float | None = None
+
+
+def _ms(text: str) -> float:
+    value, unit = float(re.match(r"[\d.]+", text)[0]), re.sub(r"[\d.]+", "", text)  # type: ignore[index]
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, connections: int, seconds: float) -> LoadResult:
+    cmd = pinned(
+        LOAD_CPU,
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+         "-s", str(HERE / "post.lua"), url + "/v1/chat/completions"],
+    )  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return LoadResult(
+        connections,
+        float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        _ms(lat["50"]),
+        _ms(lat["99"]),
+        int(re.search(r"(\d+) requests in", out)[1]),  # type: ignore[index]
+        errors + (int(non2xx[1]) if non2xx else 0),
+    )
+
+
+async def _builtin_load(url: str, connections: int, seconds: float) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    body = json.dumps(BODY).encode()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            try:
+                async with session.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append(time.perf_counter() - t)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return LoadResult(
+        connections,
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+        len(latencies),
+        errors,
+    )
+
+
+def load(target: Proc, connections: int, seconds: float, measure_cpu: bool) -> LoadResult:
+    runner = run_wrk if shutil.which("wrk") else (
+        lambda u, c, s: asyncio.run(_builtin_load(u, c, s))
+    )  # fmt: skip
+    runner(target.url, connections, min(2.0, seconds))  # warm-up: pools, caches
+    before = target.cpu_secs()
+    result = runner(target.url, connections, seconds)
+    if measure_cpu and result.requests:
+        result.cpu_ms_per_request = (target.cpu_secs() - before) * 1000 / result.requests
+    return result
+
+
+# Streaming load
+
+
+@dataclass
+class StreamResult:
+    streams: int
+    chunks: int
+    chunks_per_sec: float
+    ttfc_p50_ms: float
+    ttfc_p99_ms: float
+    errors: int
+    peak_rss_mb: float | None = None
+    cpu_ms_per_stream: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def _streams(url: str, count: int, chunks: int, delay_ms: float, proc: Proc | None) -> StreamResult:
+    body = json.dumps(
+        {**BODY, "stream": True, "mock_chunks": chunks, "mock_delay_ms": delay_ms}
+    ).encode()
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    ttfc: list[float] = []
+    received = errors = 0
+    peak = 0.0
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        nonlocal received, errors
+        t = time.perf_counter()
+        try:
+            async with session.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
+                if r.status != 200:
+                    errors += 1
+                    return
+                first = True
+                buffer = b""
+                async for data in r.content.iter_any():
+                    if first:
+                        ttfc.append(time.perf_counter() - t)
+                        first = False
+                    buffer += data
+                events = buffer.count(b"\n\ndata: {") + buffer.startswith(b"data: {")
+                received += events
+                if not buffer.endswith(b"data: [DONE]\n\n") or events < chunks:
+                    errors += 1
+        except (aiohttp.ClientError, TimeoutError):
+            errors += 1
+
+    async def sample_rss(stop: asyncio.Event) -> None:
+        nonlocal peak
+        while proc is not None and not stop.is_set():
+            peak = max(peak, proc.rss_mb())
+            await asyncio.sleep(0.05)
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(sample_rss(stop))
+        cpu_before = proc.cpu_secs() if proc else 0.0
+        started = time.perf_counter()
+        await asyncio.gather(*(one(session) for _ in range(count)))
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await sampler
+    ttfc.sort()
+    if not ttfc:
+        ttfc.append(0.0)
+    return StreamResult(
+        count,
+        received,
+        received / elapsed,
+        ttfc[len(ttfc) // 2] * 1000,
+        ttfc[min(len(ttfc) - 1, int(len(ttfc) * 0.99))] * 1000,
+        errors,
+        peak if proc else None,
+        (proc.cpu_secs() - cpu_before) * 1000 / count if proc else None,
+    )
+
+
+def streams(url: str, count: int, chunks: int, delay_ms: float, proc: Proc | None) -> StreamResult:
+    return asyncio.run(_streams(url, count, chunks, delay_ms, proc))
+
+
+# Orchestration
+
+
+def write_config(path: Path, upstream: str, port: int) -> None:
+    path.write_text(
+        f"""
+providers:
+  - name: bench
+    api_base: {upstream}/v1
+    api_key: sk-upstream-bench
+    model_mapping: {{"gpt-4o-mini": null}}
+master_keys:
+  - name: bench
+    key: {KEY}
+    rate_limit: {{requests_per_second: 1000000, burst_size: 1000000}}
+server: {{host: 127.0.0.1, port: {port}}}
+"""
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of mixed-traffic soak")
+    parser.add_argument("--out", default="bench-results", help="directory for the JSON results")
+    args = parser.parse_args(argv)
+    seconds = 1.0 if args.quick else args.duration
+    connections = (1, 32) if args.quick else (1, 32, 128)
+    stream_counts = (20, 100) if args.quick else (100, 1000)
+    chunks, delay_ms = (20, 10.0) if args.quick else (30, 25.0)
+
+    tmp = Path(tempfile.mkdtemp(prefix="llm-proxy-bench-"))
+    ports = {name: free_port() for name in ("mock", "bare", "proxy")}
+    py = sys.executable
+    results: dict[str, Any] = {
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "pinning": bool(shutil.which("taskset")),
+            "load_generator": "wrk" if shutil.which("wrk") else "builtin-aiohttp",
+        },
+        "settings": {"seconds": seconds, "stream_chunks": chunks, "chunk_delay_ms": delay_ms},
+        "targets": {},
+    }
+    config = tmp / "bench.yaml"
+    write_config(config, f"http://127.0.0.1:{ports['mock']}", ports["proxy"])
+    env_log = tmp / "proxy.log"
+    with spawn(
+        "mock",
+        [py, "-m", "llm_proxy", "mock-upstream", "--port", str(ports["mock"]), "--chunks", "20"],
+        LOAD_CPU, ports["mock"], tmp / "mock.log", "/v1/models",
+    ) as mock:  # fmt: skip
+        targets = {
+            "direct": None,
+            "bare": [py, str(HERE / "bare.py"), mock.url, str(ports["bare"])],
+            "llm-proxy": [py, "-m", "llm_proxy", "serve", "--config", str(config)],
+        }
+        for name, cmd in targets.items():
+            print(f"== {name}", flush=True)
+            entry: dict[str, Any] = {}
+            if cmd is None:
+                target, stack = mock, contextlib.nullcontext(mock)
+            else:
+                port = ports["bare" if name == "bare" else "proxy"]
+                health = "/health" if name == "llm-proxy" else "/v1/models"
+                stack = spawn(name, cmd, PROXY_CPU, port, env_log if name == "llm-proxy" else tmp / f"{name}.log", health)
+            with stack as target:
+                proc = None if cmd is None else target
+                if proc is not None:
+                    entry["startup_secs"] = target.startup_secs
+                    time.sleep(0.5)
+                    entry["rss_idle_mb"] = proc.rss_mb()
+                entry["load"] = []
+                for c in connections:
+                    r = load(target, c, seconds, proc is not None)
+                    entry["load"].append(r.__dict__)
+                    print(f"   {c:>4} conns: {r.rps:9.0f} req/s  p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms"
+                          + (f"  cpu {r.cpu_ms_per_request:.3f} ms/req" if r.cpu_ms_per_request else ""), flush=True)  # fmt: skip
+                entry["streams"] = []
+                for n in stream_counts:
+                    s = streams(target.url, n, chunks, delay_ms, proc)
+                    entry["streams"].append(s.__dict__)
+                    print(f"   {n:>4} streams: {s.chunks_per_sec:9.0f} chunks/s  ttfc p50 {s.ttfc_p50_ms:.1f} ms  p99 {s.ttfc_p99_ms:.1f} ms  errors {s.errors}"
+                          + (f"  peak rss {s.peak_rss_mb:.1f} MB" if s.peak_rss_mb else ""), flush=True)  # fmt: skip
+                if proc is not None:
+                    time.sleep(1.0)
+                    entry["rss_after_mb"] = proc.rss_mb()
+                    if args.soak and name == "llm-proxy":
+                        entry["soak"] = soak(proc, args.soak, chunks, delay_ms)
+            results["targets"][name] = entry
+    report(results)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {path}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def soak(proc: Proc, seconds: float, chunks: int, delay_ms: float) -> dict[str, Any]:
+    """Mixed traffic for `seconds`; RSS sampled each round (growth means a leak)."""
+    samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        load(proc, 32, 2.0, False)
+        streams(proc.url, 200, chunks, delay_ms, None)
+        samples.append(round(proc.rss_mb(), 1))
+    print(f"   soak {seconds:.0f}s rss samples (MB): {samples}")
+    return {"seconds": seconds, "rss_mb": samples}
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def report(results: dict[str, Any]) -> None:
+    t = results["targets"]
+    bare, proxy, direct = t["bare"], t["llm-proxy"], t["direct"]
+    print("\n" + "=" * 78)
+    print(f"machine: {results['machine']}")
+    print(f"{'metric':<38}{'direct':>10}{'bare':>10}{'llm-proxy':>11}{'ratio':>9}")
+
+    def row(label: str, d: Any, b: Any, p: Any, ratio: float | None = None, fmt: str = "{:.0f}") -> None:
+        cells = [fmt.format(v) if isinstance(v, int | float) else "-" for v in (d, b, p)]
+        r = f"{ratio:.2f}x" if ratio is not None else ""
+        print(f"{label:<38}{cells[0]:>10}{cells[1]:>10}{cells[2]:>11}{r:>9}")
+
+    for i, load_d in enumerate(direct["load"]):
+        c = load_d["connections"]
+        lb, lp = bare["load"][i], proxy["load"][i]
+        row(f"req/s @{c} conns", load_d["rps"], lb["rps"], lp["rps"], lp["rps"] / lb["rps"])
+        row(f"p50 ms @{c}", load_d["p50_ms"], lb["p50_ms"], lp["p50_ms"], None, "{:.3f}")
+        row(f"p99 ms @{c}", load_d["p99_ms"], lb["p99_ms"], lp["p99_ms"], None, "{:.3f}")
+        row(f"proxy CPU ms/req @{c}", None, lb["cpu_ms_per_request"], lp["cpu_ms_per_request"],
+            lp["cpu_ms_per_request"] / lb["cpu_ms_per_request"], "{:.3f}")  # fmt: skip
+    added = proxy["load"][0]["p50_ms"] - direct["load"][0]["p50_ms"]
+    print(f"{'added p50 latency @1 conn vs direct':<38}{added:>31.3f} ms")
+    for i, sd in enumerate(direct["streams"]):
+        sb, sp = bare["streams"][i], proxy["streams"][i]
+        n = sd["streams"]
+        row(f"chunks/s, {n} streams", sd["chunks_per_sec"], sb["chunks_per_sec"], sp["chunks_per_sec"],
+            sp["chunks_per_sec"] / sb["chunks_per_sec"])  # fmt: skip
+        row(f"ttfc p50 ms, {n} streams", sd["ttfc_p50_ms"], sb["ttfc_p50_ms"], sp["ttfc_p50_ms"], None, "{:.1f}")
+        row(f"ttfc p99 ms, {n} streams", sd["ttfc_p99_ms"], sb["ttfc_p99_ms"], sp["ttfc_p99_ms"],
+            sp["ttfc_p99_ms"] / sb["ttfc_p99_ms"], "{:.1f}")  # fmt: skip
+        row(f"stream errors, {n} streams", sd["errors"], sb["errors"], sp["errors"])
+        row(f"peak RSS MB, {n} streams", None, sb["peak_rss_mb"], sp["peak_rss_mb"], None, "{:.1f}")
+    row("RSS MB idle", None, bare["rss_idle_mb"], proxy["rss_idle_mb"], None, "{:.1f}")
+    row("RSS MB after streams", None, bare["rss_after_mb"], proxy["rss_after_mb"], None, "{:.1f}")
+    row("startup to health, s", None, bare["startup_secs"], proxy["startup_secs"], None, "{:.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
