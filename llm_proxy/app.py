@@ -61,7 +61,7 @@ def create_app(
     # Middleware order, outermost first:
     #   observe:   request id, snapshot, access log, metrics (sees the final status of all)
     #   errors:    renders every proxy-made error in OpenAI's shape
-    #   auth:      master key -> request[API_KEY] (401 otherwise)
+    #   auth:      master key -> RequestState.api_key (401 otherwise)
     #   ratelimit: the key's request and token limits (429), x-ratelimit-* headers
     app = web.Application(
         middlewares=[observe, errors, auth, ratelimit], client_max_size=_SERVER_BODY_CAP
@@ -80,8 +80,7 @@ def create_app(
     if database is not None:
         app.cleanup_ctx.append(_listener(database))
     app.on_startup.append(_warn_if_open)
-    app.on_response_prepare.append(add_request_id)
-    app.on_response_prepare.append(add_rate_headers)
+    app.on_response_prepare.append(_before_headers_sent)
 
     for path, endpoint in PROXY_ROUTES:
         app.router.add_post(path, handlers.proxy_handler(endpoint))
@@ -127,6 +126,12 @@ def _limiter(clock: Clock | None) -> Any:
                 await redis.aclose()
 
     return ctx
+
+
+async def _before_headers_sent(request: web.Request, response: web.StreamResponse) -> None:
+    # One hook rather than one per concern: signal dispatch is paid per response.
+    add_request_id(request, response)
+    add_rate_headers(request, response)
 
 
 def _listener(database: DatabaseMode) -> Any:

@@ -14,16 +14,7 @@ from llm_proxy.accounting import settle
 from llm_proxy.auth import model_not_allowed, presented_key
 from llm_proxy.config_store import Snapshot
 from llm_proxy.jsonbody import parse_object, replace_model
-from llm_proxy.keys import (
-    API_KEY,
-    HEALTH,
-    METRICS,
-    MODEL,
-    MODEL_LABEL,
-    PROVIDER,
-    SNAPSHOT,
-    STREAMED,
-)
+from llm_proxy.keys import HEALTH, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.relay import Relayed, forward
 from llm_proxy.usage import UsageStripper, request_usage_in_stream
@@ -65,7 +56,8 @@ def proxy_handler(endpoint: str) -> Handler:
     """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        snapshot = request[SNAPSHOT]
+        state = request[STATE]
+        snapshot = state.snapshot
         body = await read_body(request, snapshot.max_body_bytes)
         data = parse_object(body)
         model = data.get("model")
@@ -79,24 +71,24 @@ def proxy_handler(endpoint: str) -> Handler:
         stream = data.get("stream")
         if stream is not None and not isinstance(stream, bool):
             raise errors.bad_param("stream", "`stream` must be a boolean.")
-        request[MODEL] = model
+        state.model = model
 
         routes = snapshot.routes
         name = routes.normalize(model)
-        key = request.get(API_KEY)
+        key = state.api_key
         if key is not None and key.allowed is not None and name not in key.allowed:
             raise model_not_allowed(model, key.name)
         route = routes.resolve(name)
         if route is None:
             raise errors.model_not_found(model)
-        request[MODEL_LABEL] = label = route.label
+        state.model_label = label = route.label
         target = route.pick()
         upstream_model = target.model or name
         if upstream_model != model:
             body = replace_model(body, model, upstream_model)
         upstream = snapshot.upstreams[target.provider.name]
-        request[PROVIDER] = upstream.name
-        request[STREAMED] = stream is True
+        state.provider = upstream.name
+        state.streamed = stream is True
 
         relayed = Relayed()
         if stream is True and upstream.inject_stream_usage and endpoint in _USAGE_STREAMS:
@@ -119,9 +111,10 @@ def proxy_handler(endpoint: str) -> Handler:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    key = request.get(API_KEY)
+    state = request[STATE]
+    key = state.api_key
     body = key.models_body if key is not None and key.models_body is not None else None
-    return web.Response(body=body or request[SNAPSHOT].models_body, content_type=JSON)
+    return web.Response(body=body or state.snapshot.models_body, content_type=JSON)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -130,7 +123,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def health_detailed(request: web.Request) -> web.Response:
-    snapshot: Snapshot = request[SNAPSHOT]
+    snapshot: Snapshot = request[STATE].snapshot
     board = request.app[HEALTH]
     providers = []
     for p in snapshot.config.providers:
@@ -163,7 +156,7 @@ async def health_detailed(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    token = request[SNAPSHOT].config.metrics_token
+    token = request[STATE].snapshot.config.metrics_token
     if token is not None:
         presented = presented_key(request.headers.get("Authorization"), None) or ""
         if not hmac.compare_digest(presented.encode(), token.encode()):

@@ -10,6 +10,7 @@ names, never a raw path or a key.
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -57,24 +58,48 @@ OVERHEAD_BUCKETS: Final = (
 Labels = tuple[str, ...]
 
 
-class _Histograms:
-    """One aioprometheus histogram; per label set, the value object is cached for `observe`."""
+class _Counts:
+    """One label set's histogram: per-bucket counts found by bisection (aioprometheus's own
+    `observe` walks every bucket), copied into aioprometheus at scrape time."""
 
+    __slots__ = ("buckets", "count", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.buckets = [0] * size
+        self.count = 0
+        self.sum = 0.0
+
+
+class _Histograms:
     def __init__(self, collector: Histogram, names: Sequence[str]) -> None:
         self._collector = collector
         self._names = tuple(names)
-        self._values: dict[Labels, HistogramValue] = {}
+        self._bounds = [float(b) for b in collector.upper_bounds]
+        self._values: dict[Labels, _Counts] = {}
 
     def observe(self, labels: Labels, value: float) -> None:
-        hist = self._values.get(labels)
-        if hist is None:
+        counts = self._values.get(labels)
+        if counts is None:
+            counts = self._values[labels] = _Counts(len(self._bounds) + 1)
+        counts.buckets[bisect_left(self._bounds, value)] += 1
+        counts.count += 1
+        counts.sum += value
+
+    def flush(self) -> None:
+        for labels, counts in self._values.items():
             label_dict = dict(zip(self._names, labels, strict=True))
-            self._collector.add(label_dict, value)
-            found = self._collector.get_value(label_dict)
-            assert isinstance(found, HistogramValue)
-            self._values[labels] = found
-        else:
-            hist.observe(value)
+            try:
+                target = self._collector.get_value(label_dict)
+            except KeyError:
+                target = HistogramValue(*self._bounds)
+                self._collector.set_value(label_dict, target)
+            assert isinstance(target, HistogramValue)
+            running = 0
+            for bound, n in zip(target.buckets, counts.buckets, strict=True):
+                running += n
+                target.buckets[bound] = running
+            target.observations = counts.count
+            target.sum = counts.sum
 
 
 class _Counters:
@@ -249,6 +274,8 @@ class Metrics:
             self._config_reloads,
         ):
             counters.flush()
+        for histograms in (self._duration, self._provider_latency, self._ttft, self._overhead):
+            histograms.flush()
         with contextlib.suppress(ValueError):
             self._config_version.set({}, float(self.config_version()))
         self._active.set({}, self.active_requests)

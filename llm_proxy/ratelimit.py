@@ -129,17 +129,28 @@ class Limiter:
         self._buckets, self._budgets = buckets, budgets
         self._stores = {k: s for k, s in self._stores.items() if k in buckets}
 
+    @property
+    def local(self) -> bool:
+        """True when state is in this process only (`check_local` then needs no await)."""
+        return self._redis is None
+
     async def check(self, key_name: str) -> Verdict | None:
         """Spend one request from the key's bucket; None when the key has no request limit."""
+        if self._redis is not None and self._clock() >= self._redis_retry_at:
+            bucket = self._buckets.get(key_name)
+            if bucket is None:
+                return None
+            try:
+                return await self._check_redis(key_name, bucket, int(self._clock() * 1000))
+            except Exception as exc:  # any backend failure: fail open to local state
+                self._backend_failed(exc)
+        return self.check_local(key_name)
+
+    def check_local(self, key_name: str) -> Verdict | None:
         bucket = self._buckets.get(key_name)
         if bucket is None:
             return None
         now_ms = int(self._clock() * 1000)
-        if self._redis is not None and self._clock() >= self._redis_retry_at:
-            try:
-                return await self._check_redis(key_name, bucket, now_ms)
-            except Exception as exc:  # any backend failure: fail open to local state
-                self._backend_failed(exc)
         state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
         bucket.state = state
         return self._verdict(bucket, state, now_ms, decision)

@@ -19,9 +19,10 @@ from typing import Final
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.payload import BytesPayload
 
 from llm_proxy import errors
-from llm_proxy.keys import FINAL_STATUS, HEALTH, METRICS, REQUEST_ID, SESSION, STARTED
+from llm_proxy.keys import HEALTH, METRICS, SESSION, STATE
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
 from llm_proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.usage import Usage, UsageStripper
@@ -78,7 +79,7 @@ async def forward(
     try:
         resp = await app[SESSION].post(
             upstream.urls[endpoint],
-            data=body,
+            data=BytesPayload(body),
             headers=request_headers(request.headers, upstream, stream),
             ssl=upstream.ssl,
             timeout=upstream.stream_timeout if stream else upstream.timeout,
@@ -92,7 +93,7 @@ async def forward(
         metrics.upstream_error(upstream.name, "connect")
         log.warning(
             "upstream_unreachable",
-            request_id=request.get(REQUEST_ID),
+            request_id=request[STATE].request_id,
             provider=upstream.name,
             error=type(exc).__name__,
         )
@@ -117,7 +118,7 @@ async def forward(
         if not is_sse or resp.status >= 300:
             relayed.stripper = None  # only successful streams carry the injected usage
         # The proxy's own time so far: everything but the wait for the upstream's headers.
-        overhead = (time.perf_counter() - request[STARTED]) - (headers_at - sent_at)
+        overhead = (time.perf_counter() - request[STATE].started) - (headers_at - sent_at)
         metrics.overhead(overhead)
         out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
         await out.prepare(request)
@@ -160,12 +161,12 @@ async def _relay(
         try:
             await out.write(chunk)
         except ConnectionResetError:
-            request[FINAL_STATUS] = CLIENT_CLOSED
+            request[STATE].final_status = CLIENT_CLOSED
             return
         if first:
             first = False
             request.app[METRICS].time_to_first_token(
-                model_label, upstream.name, time.perf_counter() - request[STARTED]
+                model_label, upstream.name, time.perf_counter() - request[STATE].started
             )
     relayed.complete = True
     try:
@@ -173,7 +174,7 @@ async def _relay(
             await out.write(rest)
         await out.write_eof()
     except ConnectionResetError:
-        request[FINAL_STATUS] = CLIENT_CLOSED
+        request[STATE].final_status = CLIENT_CLOSED
 
 
 async def _upstream_failed(
@@ -189,12 +190,12 @@ async def _upstream_failed(
     request.app[METRICS].upstream_error(upstream.name, f"mid_body_{kind}")
     log.warning(
         "upstream_failed_mid_body",
-        request_id=request.get(REQUEST_ID),
+        request_id=request[STATE].request_id,
         provider=upstream.name,
         error=type(exc).__name__,
         streamed=is_sse,
     )
-    request[FINAL_STATUS] = 504 if kind == "timeout" else 502
+    request[STATE].final_status = 504 if kind == "timeout" else 502
     if not is_sse:
         # Headers are gone; the only honest signal left is a truncated body.
         if request.transport is not None:
@@ -212,4 +213,4 @@ async def _upstream_failed(
         await out.write(prefix + event)
         await out.write_eof()
     except ConnectionResetError:
-        request[FINAL_STATUS] = CLIENT_CLOSED
+        request[STATE].final_status = CLIENT_CLOSED

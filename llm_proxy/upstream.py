@@ -9,6 +9,7 @@ from typing import Final
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from llm_proxy.config import Config, Provider
 
@@ -37,6 +38,7 @@ DROP_REQUEST: Final = _HOP_BY_HOP | frozenset(
         "api-key",
         "content-length",
         "accept-encoding",
+        "expect",
         "cookie",
         "x-request-id",
         "forwarded",
@@ -68,7 +70,7 @@ class Upstream:
     """How to call one provider, compiled once per config snapshot."""
 
     name: str
-    urls: Mapping[str, str]  # endpoint ("/chat/completions") -> full URL
+    urls: Mapping[str, URL]  # endpoint ("/chat/completions") -> full URL, parsed once
     authorization: str | None
     ssl: bool  # False: skip certificate verification
     timeout: aiohttp.ClientTimeout  # whole request, for non-streaming calls
@@ -82,7 +84,7 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
     return Upstream(
         name=provider.name,
-        urls={ep: provider.api_base + ep for ep in ENDPOINTS},
+        urls={ep: URL(provider.api_base + ep) for ep in ENDPOINTS},
         authorization=f"Bearer {provider.api_key}" if provider.api_key else None,
         ssl=verify,
         timeout=aiohttp.ClientTimeout(total=secs, connect=min(secs, 10.0)),
@@ -103,6 +105,8 @@ def request_headers(
             out.add(name, value)
     if upstream.authorization is not None:
         out["Authorization"] = upstream.authorization
+    if "Content-Type" not in out:
+        out["Content-Type"] = "application/json"  # the body was checked to be a JSON object
     # Streams must not be compressed (it delays the first token); for JSON bodies let the
     # client session negotiate and decompress, since usage is read from the body.
     if stream:

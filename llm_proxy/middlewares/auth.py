@@ -9,16 +9,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from llm_proxy.auth import presented_key
-from llm_proxy.keys import API_KEY, SNAPSHOT
+from llm_proxy.keys import STATE
 from llm_proxy.middlewares.observe import Handler
 
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    keys = request[SNAPSHOT].keys
+    state = request[STATE]
+    keys = state.snapshot.keys
     if keys.enabled and request.path.startswith("/v1/"):
         headers = request.headers
-        request[API_KEY] = keys.authenticate(
+        state.api_key = keys.authenticate(
             presented_key(headers.get("Authorization"), headers.get("x-api-key"))
         )
     return await handler(request)

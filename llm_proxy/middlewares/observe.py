@@ -4,6 +4,7 @@ gauge, one canonical access-log line and the request metrics."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -12,18 +13,8 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from llm_proxy.keys import (
-    FINAL_STATUS,
-    METRICS,
-    MODEL,
-    MODEL_LABEL,
-    PROVIDER,
-    REQUEST_ID,
-    SNAPSHOT,
-    STARTED,
-    STORE,
-    STREAMED,
-)
+from llm_proxy.keys import METRICS, STATE, STORE
+from llm_proxy.request_state import RequestState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,18 +24,23 @@ CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
 _QUIET_PATHS: Final = frozenset({"/health", "/metrics"})
 
 
+# Generated ids: a random per-process prefix and a counter (unique, and no syscall per request).
+_ID_PREFIX: Final = os.urandom(6).hex()
+_id_counter = itertools.count(1)
+
+
 def _request_id(incoming: str | None) -> str:
     if incoming and len(incoming) <= 128 and incoming.isprintable():
         return incoming
-    return os.urandom(12).hex()
+    return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
-    request[STARTED] = start
-    request_id = request[REQUEST_ID] = _request_id(request.headers.get("x-request-id"))
-    request[SNAPSHOT] = request.app[STORE].current
+    state = request[STATE] = RequestState(
+        start, _request_id(request.headers.get("x-request-id")), request.app[STORE].current
+    )
     metrics = request.app[METRICS]
     metrics.active_requests += 1
     status = 500
@@ -60,29 +56,29 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     finally:
         metrics.active_requests -= 1
-        status = request.get(FINAL_STATUS, status)
+        if state.final_status is not None:
+            status = state.final_status
         elapsed = time.perf_counter() - start
         resource = request.match_info.route.resource
         endpoint = resource.canonical if resource is not None else "other"
-        provider = request.get(PROVIDER, "none")
         metrics.request_done(
-            request.method, endpoint, request.get(MODEL_LABEL, "other"), provider, status, elapsed
+            request.method, endpoint, state.model_label, state.provider, status, elapsed
         )
         (log.debug if request.path in _QUIET_PATHS else log.info)(
             "request",
-            request_id=request_id,
+            request_id=state.request_id,
             method=request.method,
             path=request.path,
-            model=request.get(MODEL),
-            provider=provider,
+            model=state.model,
+            provider=state.provider,
             status=status,
             duration_ms=round(elapsed * 1000, 2),
-            streamed=request.get(STREAMED, False),
+            streamed=state.streamed,
         )
 
 
-async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare hook: every response, streamed or not, carries the request id."""
-    request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        response.headers["x-request-id"] = request_id
+def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Called before any response is sent: every response, streamed or not, carries the id."""
+    state = request.get(STATE)
+    if state is not None:
+        response.headers["x-request-id"] = state.request_id

@@ -9,19 +9,20 @@ import math
 from aiohttp import web
 
 from llm_proxy.errors import ProxyError
-from llm_proxy.keys import API_KEY, LIMITER, METRICS, RATE_HEADERS
+from llm_proxy.keys import LIMITER, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
 
 
 @web.middleware
 async def ratelimit(request: web.Request, handler: Handler) -> web.StreamResponse:
-    key = request.get(API_KEY)
+    state = request[STATE]
+    key = state.api_key
     if key is None or (key.rate_limit is None and key.tokens_per_minute is None):
         return await handler(request)
     limiter = request.app[LIMITER]
     headers: dict[str, str] = {}
     refused = None
-    requests = await limiter.check(key.name)
+    requests = limiter.check_local(key.name) if limiter.local else await limiter.check(key.name)
     if requests is not None:
         headers.update(requests.headers("requests"))
         if not requests.allowed:
@@ -43,12 +44,13 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             code="rate_limit_exceeded",
             headers=headers,
         )
-    request[RATE_HEADERS] = headers
+    state.rate_headers = headers
     return await handler(request)
 
 
-async def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare hook, so streamed responses carry the headers too."""
-    headers = request.get(RATE_HEADERS)
+def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Called before any response is sent, so streamed responses carry the headers too."""
+    state = request.get(STATE)
+    headers = state.rate_headers if state is not None else None
     if headers is not None:
         response.headers.update(headers)

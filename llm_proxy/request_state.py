@@ -1,0 +1,23 @@
+"""What the proxy learns about one request as it goes, in one object (one request-key lookup
+instead of many; middlewares and handlers fill it in, observe reads it at the end)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_proxy.auth import KeyEntry
+from llm_proxy.config_store import Snapshot
+
+
+@dataclass(slots=True)
+class RequestState:
+    started: float  # perf_counter() when the request arrived
+    request_id: str
+    snapshot: Snapshot  # the config this request is served from, start to end
+    api_key: KeyEntry | None = None  # set by auth when keys are configured
+    rate_headers: dict[str, str] | None = None  # x-ratelimit-* for every response of a limited key
+    model: str | None = None  # as requested, for the access log
+    model_label: str = "other"  # bounded, for metrics
+    provider: str = "none"
+    streamed: bool = False
+    final_status: int | None = None  # when it differs from the status sent (499, 502 mid-body)
