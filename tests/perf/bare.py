@@ -31,7 +31,10 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 
 async def session(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(auto_decompress=False) as s:
+    # No pool cap (aiohttp's default is 100), so 1,000 streams compare like for like.
+    async with aiohttp.ClientSession(
+        auto_decompress=False, connector=aiohttp.TCPConnector(limit=0)
+    ) as s:
         app[SESSION] = s
         yield
 
@@ -39,4 +42,6 @@ async def session(app: web.Application) -> AsyncIterator[None]:
 app = web.Application()
 app.cleanup_ctx.append(session)
 app.router.add_route("*", "/{tail:.*}", forward)
-web.run_app(app, host="127.0.0.1", port=PORT, access_log=None, print=None, loop=uvloop.new_event_loop())
+web.run_app(
+    app, host="127.0.0.1", port=PORT, access_log=None, print=None, loop=uvloop.new_event_loop()
+)
