@@ -24,7 +24,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -380,14 +379,23 @@ def main(argv: list[str] | None = None) -> int:
                 for c in connections:
                     r = load(target, c, seconds, proc is not None)
                     entry["load"].append(r.__dict__)
-                    print(f"   {c:>4} conns: {r.rps:9.0f} req/s  p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms"
-                          + (f"  cpu {r.cpu_ms_per_request:.3f} ms/req" if r.cpu_ms_per_request else ""), flush=True)  # fmt: skip
+                    cpu = r.cpu_ms_per_request
+                    print(
+                        f"   {c:>4} conns: {r.rps:9.0f} req/s  p50 {r.p50_ms:.3f} ms  "
+                        f"p99 {r.p99_ms:.3f} ms" + (f"  cpu {cpu:.3f} ms/req" if cpu else ""),
+                        flush=True,
+                    )
                 entry["streams"] = []
                 for n in stream_counts:
                     s = streams(target.url, n, chunks, delay_ms, proc)
                     entry["streams"].append(s.__dict__)
-                    print(f"   {n:>4} streams: {s.chunks_per_sec:9.0f} chunks/s  ttfc p50 {s.ttfc_p50_ms:.1f} ms  p99 {s.ttfc_p99_ms:.1f} ms  errors {s.errors}"
-                          + (f"  peak rss {s.peak_rss_mb:.1f} MB" if s.peak_rss_mb else ""), flush=True)  # fmt: skip
+                    rss = s.peak_rss_mb
+                    print(
+                        f"   {n:>4} streams: {s.chunks_per_sec:9.0f} chunks/s  "
+                        f"ttfc p50 {s.ttfc_p50_ms:.1f} ms  p99 {s.ttfc_p99_ms:.1f} ms  "
+                        f"errors {s.errors}" + (f"  peak rss {rss:.1f} MB" if rss else ""),
+                        flush=True,
+                    )
                 if proc is not None:
                     time.sleep(1.0)
                     entry["rss_after_mb"] = proc.rss_mb()
@@ -452,8 +460,8 @@ def report(results: dict[str, Any]) -> None:
     for i, sd in enumerate(direct["streams"]):
         sb, sp = bare["streams"][i], proxy["streams"][i]
         n = sd["streams"]
-        row(f"chunks/s, {n} streams", sd["chunks_per_sec"], sb["chunks_per_sec"], sp["chunks_per_sec"],
-            sp["chunks_per_sec"] / sb["chunks_per_sec"])  # fmt: skip
+        cps = [x["chunks_per_sec"] for x in (sd, sb, sp)]
+        row(f"chunks/s, {n} streams", *cps, cps[2] / cps[1])
         row(
             f"ttfc p50 ms, {n} streams",
             sd["ttfc_p50_ms"],
