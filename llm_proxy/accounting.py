@@ -16,22 +16,19 @@ from aiohttp import web
 
 from llm_proxy import tokens
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
-from llm_proxy.relay import Relayed
-from llm_proxy.usage import Usage, find_usage, text_of_request, text_of_response
+from llm_proxy.request_state import RequestState
+from llm_proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
 
 log = structlog.get_logger()
 
 
-def settle(
-    app: web.Application,
-    relayed: Relayed,
-    data: dict[str, Any],
-    key_name: str | None,
-    model: str,
-    provider: str,
-) -> None:
-    if not 200 <= relayed.status < 300:
+def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
+    """Account for the answering attempt of a finished (or abandoned) request."""
+    relayed = state.relayed
+    if relayed is None or not 200 <= relayed.status < 300:
         return
+    key_name = state.api_key.name if state.api_key is not None else None
+    model, provider = state.model_label, state.provider
     usage = relayed.stripped_usage or find_usage(relayed.tail)
     if usage is not None:
         _record(app, usage, key_name, model, provider)

@@ -69,6 +69,7 @@ def create_app(
     store = app[STORE] = ConfigStore(compile_snapshot(config, version))
     metrics = app[METRICS] = Metrics()
     health = app[HEALTH] = HealthBoard()
+    health.breaker = config.circuit_breaker
     metrics.provider_health = lambda: {
         p.name: health.get(p.name).healthy for p in store.current.config.providers
     }
@@ -115,6 +116,7 @@ def _limiter(clock: Clock | None) -> Any:
 
         def on_swap(snapshot: Snapshot) -> None:
             limiter.sync(snapshot.keys)
+            app[HEALTH].breaker = snapshot.config.circuit_breaker
             _warn_if_no_keys(snapshot)
 
         store.subscribers.append(on_swap)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -278,11 +279,13 @@ def _import_config(path_arg: str, db_url: str | None) -> int:
                         k: v
                         for k, v in (
                             ("verify_ssl", p.verify_ssl),
-                            ("request_timeout_secs", p.request_timeout_secs),
                             ("inject_stream_usage", p.inject_stream_usage),
+                            *dataclasses.asdict(p.timeouts).items(),
                         )
                         if v is not None
                     }
+                    if p.health_check is not None:
+                        params["health_check"] = dataclasses.asdict(p.health_check)
                     mapping = {rule.key: rule.target for rule in p.model_mapping}
                     await conn.execute(
                         """

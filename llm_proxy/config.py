@@ -9,6 +9,7 @@ positive integer`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ Locate = Callable[[Path], str | None]
 
 DEFAULT_PORT: Final = 18000
 DEFAULT_HOST: Final = "0.0.0.0"
-DEFAULT_TIMEOUT_SECS: Final = 300.0
+DEFAULT_TIMEOUT_SECS: Final = 600.0
 DEFAULT_MAX_BODY_MB: Final = 32.0
 
 _NAME_RE: Final = re.compile(r"^[^\x00-\x1f]{1,128}$")
@@ -45,6 +46,38 @@ class ModelRule:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Upstream timeouts in seconds; in a provider's settings None means "the global value"."""
+
+    connect_timeout_secs: float | None = None  # TCP/TLS connect
+    ttft_timeout_secs: float | None = None  # to the first byte (streams: first event)
+    stream_idle_timeout_secs: float | None = None  # between two stream chunks
+    request_timeout_secs: float | None = None  # the whole call, streams included
+
+
+DEFAULT_TIMEOUTS: Final = Timeouts(
+    connect_timeout_secs=10.0,
+    ttft_timeout_secs=None,  # None globally: bounded by request_timeout_secs only
+    stream_idle_timeout_secs=120.0,
+    request_timeout_secs=DEFAULT_TIMEOUT_SECS,
+)
+TIMEOUT_KEYS: Final = frozenset(f.name for f in dataclasses.fields(Timeouts))
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    interval_secs: float
+    model: str | None = None  # None: GET /models; else a 1-token chat completion
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    failure_threshold: int = 3  # consecutive failures that eject a provider
+    cooldown_secs: float = 5.0  # first ejection; doubles on each repeated ejection
+    max_cooldown_secs: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     api_base: str
@@ -52,8 +85,13 @@ class Provider:
     weight: int = 1
     model_mapping: tuple[ModelRule, ...] = ()
     verify_ssl: bool | None = None  # None: use the global setting
-    request_timeout_secs: float | None = None  # None: use the global setting
     inject_stream_usage: bool | None = None  # None: use the global setting
+    timeouts: Timeouts = Timeouts()  # overrides of the global timeouts
+    health_check: HealthCheck | None = None  # None: the global setting (if any)
+
+    @property
+    def request_timeout_secs(self) -> float | None:
+        return self.timeouts.request_timeout_secs
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +122,23 @@ class Config:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     verify_ssl: bool = True
-    request_timeout_secs: float = DEFAULT_TIMEOUT_SECS
+    timeouts: Timeouts = DEFAULT_TIMEOUTS
     max_request_body_mb: float = DEFAULT_MAX_BODY_MB
     provider_suffix: str | None = None
     metrics_token: str | None = field(default=None, repr=False)
     rate_limit_backend: str | None = field(default=None, repr=False)  # redis://...
     inject_stream_usage: bool = True
     config_cache_path: str | None = None  # database mode: last good config, for cold starts
+    max_attempts: int = 3  # providers tried per request before giving up (failover)
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    health_check: HealthCheck | None = None  # active checks for every provider
+    shutdown_grace_secs: float = 30.0
+    max_connections: int = 10000  # beyond: 503 at once
+    keepalive_timeout_secs: float = 75.0  # idle client connections (and slow request heads)
+
+    @property
+    def request_timeout_secs(self) -> float:
+        return self.timeouts.request_timeout_secs or DEFAULT_TIMEOUT_SECS
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +279,18 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
-TOP_KEYS: Final = frozenset(
+TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
     {
         "providers",
         "master_keys",
         "server",
         "verify_ssl",
-        "request_timeout_secs",
+        "max_attempts",
+        "circuit_breaker",
+        "health_check",
+        "shutdown_grace_secs",
+        "max_connections",
+        "keepalive_timeout_secs",
         "max_request_body_mb",
         "provider_suffix",
         "metrics_token",
@@ -247,7 +300,7 @@ TOP_KEYS: Final = frozenset(
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
-PROVIDER_KEYS: Final = frozenset(
+PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
     {
         "name",
         "api_base",
@@ -255,10 +308,12 @@ PROVIDER_KEYS: Final = frozenset(
         "weight",
         "model_mapping",
         "verify_ssl",
-        "request_timeout_secs",
         "inject_stream_usage",
+        "health_check",
     }
 )
+BREAKER_KEYS: Final = frozenset({"failure_threshold", "cooldown_secs", "max_cooldown_secs"})
+HEALTH_CHECK_KEYS: Final = frozenset({"interval_secs", "model"})
 KEY_KEYS: Final = frozenset(
     {"name", "key", "key_sha256", "rate_limit", "allowed_models", "enabled", "tokens_per_minute"}
 )
@@ -288,10 +343,35 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
                 port = check.port(srv["port"], ("server", "port"))
 
     verify_ssl = check.boolean(check.optional(top, "verify_ssl", True), ("verify_ssl",))
-    timeout = check.positive_number(
-        check.optional(top, "request_timeout_secs", DEFAULT_TIMEOUT_SECS),
-        ("request_timeout_secs",),
-    )
+    timeouts = _timeouts(check, top, (), DEFAULT_TIMEOUTS)
+    breaker = CircuitBreaker()
+    if top.get("circuit_breaker") is not None:
+        b = check.mapping(top["circuit_breaker"], ("circuit_breaker",), BREAKER_KEYS)
+        if b is not None:
+            path = ("circuit_breaker",)
+            breaker = CircuitBreaker(
+                check.positive_int(
+                    check.optional(b, "failure_threshold", breaker.failure_threshold),
+                    (*path, "failure_threshold"),
+                ),
+                check.positive_number(
+                    check.optional(b, "cooldown_secs", breaker.cooldown_secs),
+                    (*path, "cooldown_secs"),
+                ),
+                check.positive_number(
+                    check.optional(b, "max_cooldown_secs", breaker.max_cooldown_secs),
+                    (*path, "max_cooldown_secs"),
+                ),
+            )
+    defaults = Config()
+    numbers = {
+        key: check.positive_number(check.optional(top, key, getattr(defaults, key)), (key,))
+        for key in ("shutdown_grace_secs", "keepalive_timeout_secs")
+    }
+    integers = {
+        key: check.positive_int(check.optional(top, key, getattr(defaults, key)), (key,))
+        for key in ("max_attempts", "max_connections")
+    }
     max_body = check.positive_number(
         check.optional(top, "max_request_body_mb", DEFAULT_MAX_BODY_MB), ("max_request_body_mb",)
     )
@@ -321,13 +401,45 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         host=host,
         port=port,
         verify_ssl=verify_ssl,
-        request_timeout_secs=timeout,
+        timeouts=timeouts,
         max_request_body_mb=max_body,
         provider_suffix=suffix,
         metrics_token=metrics_token,
         rate_limit_backend=backend,
         inject_stream_usage=inject,
         config_cache_path=cache_path,
+        circuit_breaker=breaker,
+        health_check=_health_check(check, top.get("health_check"), ("health_check",)),
+        shutdown_grace_secs=numbers["shutdown_grace_secs"],
+        keepalive_timeout_secs=numbers["keepalive_timeout_secs"],
+        max_attempts=integers["max_attempts"],
+        max_connections=integers["max_connections"],
+    )
+
+
+def _timeouts(check: _Checker, data: Mapping[str, Any], path: Path, base: Timeouts) -> Timeouts:
+    values = {}
+    for key in sorted(TIMEOUT_KEYS):
+        value = data.get(key)
+        values[key] = (
+            getattr(base, key) if value is None else check.positive_number(value, (*path, key))
+        )
+    return Timeouts(**values)
+
+
+def _health_check(check: _Checker, raw: Any, path: Path) -> HealthCheck | None:
+    if raw is None:
+        return None
+    h = check.mapping(raw, path, HEALTH_CHECK_KEYS)
+    if h is None:
+        return None
+    if h.get("interval_secs") is None:
+        check.fail((*path, "interval_secs"), "is required")
+        return None
+    model = h.get("model")
+    return HealthCheck(
+        check.positive_number(h["interval_secs"], (*path, "interval_secs")),
+        check.string(model, (*path, "model")) if model is not None else None,
     )
 
 
@@ -359,7 +471,6 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
         weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
         mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
         verify = p.get("verify_ssl")
-        timeout = p.get("request_timeout_secs")
         inject = p.get("inject_stream_usage")
         out.append(
             Provider(
@@ -369,9 +480,8 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
                 weight=weight,
                 model_mapping=mapping,
                 verify_ssl=None if verify is None else check.boolean(verify, (*path, "verify_ssl")),
-                request_timeout_secs=None
-                if timeout is None
-                else check.positive_number(timeout, (*path, "request_timeout_secs")),
+                timeouts=_timeouts(check, p, path, Timeouts()),
+                health_check=_health_check(check, p.get("health_check"), (*path, "health_check")),
                 inject_stream_usage=None
                 if inject is None
                 else check.boolean(inject, (*path, "inject_stream_usage")),

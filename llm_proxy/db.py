@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import structlog
 
-from llm_proxy.config import Config, ConfigError, Path, parse_config
+from llm_proxy.config import TIMEOUT_KEYS, Config, ConfigError, Path, parse_config
 
 log = structlog.get_logger()
 
@@ -48,7 +48,7 @@ SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_lim
        rate_limit_burst, tokens_per_minute, is_enabled
 FROM credentials ORDER BY id
 """
-_PARAM_KEYS: Final = frozenset({"verify_ssl", "request_timeout_secs", "inject_stream_usage"})
+_PARAM_KEYS: Final = TIMEOUT_KEYS | {"verify_ssl", "inject_stream_usage", "health_check"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
+import time
 from typing import Final
 
 import orjson
@@ -12,17 +12,15 @@ from aiohttp import web
 from llm_proxy import errors
 from llm_proxy.accounting import settle
 from llm_proxy.auth import model_not_allowed, presented_key
+from llm_proxy.call import Call
 from llm_proxy.config_store import Snapshot
-from llm_proxy.jsonbody import parse_object, replace_model
+from llm_proxy.jsonbody import parse_object
 from llm_proxy.keys import HEALTH, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.relay import Relayed, forward
-from llm_proxy.usage import UsageStripper, request_usage_in_stream
+from llm_proxy.relay import forward
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
-# Endpoints whose streams accept `stream_options.include_usage`.
-_USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
 AUTH_OFF_WARNING: Final = (
     "authentication is OFF: no master_keys are configured, anyone who can reach the proxy "
     "can use every provider"
@@ -81,31 +79,15 @@ def proxy_handler(endpoint: str) -> Handler:
         route = routes.resolve(name)
         if route is None:
             raise errors.model_not_found(model)
-        state.model_label = label = route.label
-        target = route.pick()
-        upstream_model = target.model or name
-        if upstream_model != model:
-            body = replace_model(body, model, upstream_model)
-        upstream = snapshot.upstreams[target.provider.name]
-        state.provider = upstream.name
+        state.model_label = route.label
         state.streamed = stream is True
-
-        relayed = Relayed()
-        if stream is True and upstream.inject_stream_usage and endpoint in _USAGE_STREAMS:
-            with_usage = request_usage_in_stream(body, data)
-            if with_usage is not None:
-                body, relayed.stripper = with_usage, UsageStripper()
-        key_name = key.name if key is not None else None
+        call = Call(endpoint, body, data, model, name, stream is True)
         try:
-            response = await forward(
-                request, upstream, endpoint, body, stream is True, relayed, label
-            )
-        except asyncio.CancelledError:
-            # The client hung up: what was relayed so far still counts.
-            settle(request.app, relayed, data, key_name, label, upstream.name)
-            raise
-        settle(request.app, relayed, data, key_name, label, upstream.name)
-        return response
+            return await forward(request, route, call)
+        finally:
+            # Also when the client hung up (CancelledError): what was relayed still counts.
+            if state.relayed is not None:
+                settle(request.app, state, data)
 
     return handle
 
@@ -125,6 +107,7 @@ async def health(request: web.Request) -> web.Response:
 async def health_detailed(request: web.Request) -> web.Response:
     snapshot: Snapshot = request[STATE].snapshot
     board = request.app[HEALTH]
+    now = time.monotonic()
     providers = []
     for p in snapshot.config.providers:
         s = board.get(p.name)
@@ -134,6 +117,10 @@ async def health_detailed(request: web.Request) -> web.Response:
                 "weight": p.weight,
                 "models": [rule.key for rule in p.model_mapping],
                 "healthy": s.healthy,
+                "state": s.state(now),
+                "ejected_for_secs": round(max(0.0, s.ejected_until - now), 3),
+                "rate_limited_for_secs": round(max(0.0, s.rate_limited_until - now), 3),
+                "consecutive_failures": s.consecutive_failures,
                 "last_status": s.last_status,
                 "last_error": s.last_error,
                 "last_seen": s.last_seen,

@@ -214,6 +214,15 @@ class Metrics:
             ),
             (),
         )
+        self._attempts = _Counters(
+            Counter(
+                "llm_proxy_upstream_attempts_total",
+                "Attempts at upstream providers by outcome (ok, connect_error, timeout, "
+                "http_5xx, http_429, sse_error); failed attempts before the first byte fail over.",
+                registry=r,
+            ),
+            ("provider", "outcome"),
+        )
         self._config_reloads = _Counters(
             Counter(
                 "llm_proxy_config_reloads_total",
@@ -251,6 +260,9 @@ class Metrics:
     def rate_limited(self, key_name: str) -> None:
         self._rate_limited.add((key_name,))
 
+    def attempt(self, provider: str, outcome: str) -> None:
+        self._attempts.add((provider, outcome))
+
     def upstream_error(self, provider: str, kind: str) -> None:
         self._upstream_errors.add((provider, kind))
 
@@ -272,6 +284,7 @@ class Metrics:
             self._upstream_errors,
             self._backend_errors,
             self._config_reloads,
+            self._attempts,
         ):
             counters.flush()
         for histograms in (self._duration, self._provider_latency, self._ttft, self._overhead):

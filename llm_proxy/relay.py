@@ -1,19 +1,22 @@
-"""Byte-transparent relay of an upstream response to the client.
+"""Forwarding with failover, and the byte-transparent relay.
 
-Chunks are written as they arrive (`readany`), never re-encoded or buffered whole. The two
-failure sides are told apart: the client hanging up (a write fails, or aiohttp cancels the
-handler) closes the upstream connection at once; the upstream failing mid-body ends an SSE
-stream with an OpenAI-style error event, or aborts a plain body so the client sees truncation.
+Every request gets exactly one response. Until a byte has gone to the client, a failed attempt
+(connect error, timeout before the first byte, 5xx, 429, or a stream whose first event is an
+error) is retried on the next candidate provider, up to `max_attempts`, never the same provider
+twice unless it is the only one. Once the response has started, there is no retry: an upstream
+failure ends an SSE stream with an OpenAI-style error event, or cuts a plain body short.
 
-While relaying, the relay keeps what token accounting needs (the tail, and a bounded copy of
-the body for counting when the upstream reports no usage) in a :class:`Relayed` record that
-outlives a cancelled handler.
+Chunks are written as they arrive (`readany`), never re-encoded. A client that hangs up (a write
+fails, or aiohttp cancels the handler) closes the upstream connection at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import email.utils
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -22,107 +25,194 @@ from aiohttp import web
 from aiohttp.payload import BytesPayload
 
 from llm_proxy import errors
+from llm_proxy.call import Call
+from llm_proxy.health import HealthBoard
 from llm_proxy.keys import HEALTH, METRICS, SESSION, STATE
+from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
+from llm_proxy.request_state import RequestState
+from llm_proxy.routing import Route, Target
 from llm_proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.usage import Usage, UsageStripper
+from llm_proxy.usage import Relayed
 
 log = structlog.get_logger()
 
-TAIL_BYTES: Final = 8192  # enough for a final usage chunk or a JSON body's trailing usage
-KEEP_BYTES: Final = 256 * 1024  # bounded copy for counting tokens ourselves
 OVERHEAD_HEADER: Final = "x-llm-proxy-overhead-ms"
+_PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting for a first event
+_RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
 
 
 @dataclass(slots=True)
-class Relayed:
-    """What crossed the proxy, for token accounting after (or despite) the relay."""
+class Failure:
+    """A failed attempt, and what the client gets if no attempt succeeds."""
 
-    status: int = 0  # the upstream's HTTP status; 0 when it never answered
-    tail: bytes = b""
-    kept: list[bytes] = field(default_factory=list)
-    kept_bytes: int = 0
-    total_bytes: int = 0
-    complete: bool = False  # the upstream body was relayed to its end
-    stripper: UsageStripper | None = None
+    outcome: str  # connect_error, timeout, http_5xx, http_429, sse_error
+    error: errors.ProxyError | None = None  # a proxy-made error...
+    response: web.Response | None = None  # ...or the upstream's own answer, passed through
+    retry_after: float | None = None
 
-    @property
-    def stripped_usage(self) -> Usage | None:
-        return self.stripper.usage if self.stripper is not None else None
-
-    def note(self, chunk: bytes) -> None:
-        size = len(chunk)
-        self.total_bytes += size
-        if self.kept_bytes < KEEP_BYTES:
-            self.kept.append(chunk)
-            self.kept_bytes += size
-        if size >= TAIL_BYTES:
-            self.tail = chunk[-TAIL_BYTES:]
-        else:
-            self.tail = self.tail[size - TAIL_BYTES :] + chunk if self.tail else chunk
+    def respond(self) -> web.Response:
+        if self.response is not None:
+            return self.response
+        assert self.error is not None
+        raise self.error
 
 
-async def forward(
+async def forward(request: web.Request, route: Route, call: Call) -> web.StreamResponse:
+    state = request[STATE]
+    snapshot = state.snapshot
+    health = request.app[HEALTH]
+    max_attempts = snapshot.config.max_attempts
+    tried: list[str] = []
+    failure: Failure | None = None
+    for attempt in range(1, max_attempts + 1):
+        target = _choose(route, tried, health)
+        if target is None:
+            break
+        upstream = snapshot.upstreams[target.provider.name]
+        tried.append(upstream.name)
+        final = attempt == max_attempts or not _has_alternative(route, tried)
+        body, stripper = call.body_for(target, upstream)
+        state.provider = upstream.name
+        state.relayed = Relayed(stripper=stripper)
+        health.begin(upstream.name, time.monotonic())
+        result = await _attempt(request, state, upstream, call, body, final)
+        if not isinstance(result, Failure):
+            return result
+        failure = result
+        log.warning(
+            "upstream_attempt_failed",
+            request_id=state.request_id,
+            provider=upstream.name,
+            attempt=attempt,
+            outcome=result.outcome,
+            retry=not final,
+        )
+        if not final and len(route.targets) == 1:
+            await asyncio.sleep(min(result.retry_after or _RETRY_BACKOFF_SECS * attempt, 1.0))
+    assert failure is not None, "a route always has a target"
+    return failure.respond()
+
+
+def _choose(route: Route, tried: list[str], health: HealthBoard) -> Target | None:
+    if len(route.targets) == 1:
+        return route.targets[0]
+    if not tried and not health.impaired:
+        return route.pick()  # the common case: everyone healthy, first attempt
+    now = time.monotonic()
+    target = route.pick(
+        lambda t: t.provider.name not in tried and health.usable(t.provider.name, now)
+    )
+    if target is not None:
+        return target
+    # Every untried candidate is ejected or rate limited: still try the least recently
+    # failed one rather than failing the request outright.
+    remaining = [t for t in route.targets if t.provider.name not in tried]
+    if not remaining:
+        return None
+    return min(remaining, key=lambda t: health.last_failure(t.provider.name))
+
+
+def _has_alternative(route: Route, tried: list[str]) -> bool:
+    if len(route.targets) == 1:
+        return True  # the only provider may be retried
+    return any(t.provider.name not in tried for t in route.targets)
+
+
+async def _attempt(
     request: web.Request,
+    state: RequestState,
     upstream: Upstream,
-    endpoint: str,
+    call: Call,
     body: bytes,
-    stream: bool,
-    relayed: Relayed,
-    model_label: str,
-) -> web.StreamResponse:
-    """Send `body` to `upstream` and relay its answer. Raises ProxyError (502/504) only
-    before anything was sent to the client."""
+    final: bool,
+) -> web.StreamResponse | Failure:
     app = request.app
     health, metrics = app[HEALTH], app[METRICS]
+    relayed = state.relayed
+    assert relayed is not None
+    name = upstream.name
     sent_at = time.perf_counter()
+    first = b""
+    resp: aiohttp.ClientResponse | None = None
+    # The time-to-first-byte budget, when it is tighter than the total timeout aiohttp applies.
+    ttft = upstream.ttft_secs if upstream.ttft_secs < upstream.timeout_secs else None
     try:
-        resp = await app[SESSION].post(
-            upstream.urls[endpoint],
-            data=BytesPayload(body),
-            headers=request_headers(request.headers, upstream, stream),
-            ssl=upstream.ssl,
-            timeout=upstream.stream_timeout if stream else upstream.timeout,
-        )
+        async with asyncio.timeout(ttft):
+            resp = await app[SESSION].post(
+                upstream.urls[call.endpoint],
+                data=BytesPayload(body),
+                headers=request_headers(request.headers, upstream, call.stream),
+                ssl=upstream.ssl,
+                timeout=upstream.stream_timeout if call.stream else upstream.timeout,
+            )
+            is_sse = resp.content_type == "text/event-stream"
+            if not final and (resp.status >= 500 or resp.status == 429):
+                return await _failed_answer(resp, upstream, health, metrics)
+            if not final and is_sse and resp.status < 300:
+                first = await _first_event(resp)
+                if _is_error_event(first):
+                    resp.close()
+                    health.failure(name, "sse_error", resp.status)
+                    metrics.attempt(name, "sse_error")
+                    return Failure(
+                        "sse_error",
+                        response=web.Response(
+                            status=resp.status, body=first, content_type="text/event-stream"
+                        ),
+                    )
     except TimeoutError:
-        health.record(upstream.name, None, "timeout")
-        metrics.upstream_error(upstream.name, "timeout")
-        raise errors.upstream_timeout(upstream.name, upstream.timeout_secs) from None
-    except aiohttp.ClientError as exc:
-        health.record(upstream.name, None, "unreachable")
-        metrics.upstream_error(upstream.name, "connect")
-        log.warning(
-            "upstream_unreachable",
-            request_id=request[STATE].request_id,
-            provider=upstream.name,
-            error=type(exc).__name__,
-        )
-        raise errors.upstream_unreachable(upstream.name) from None
+        if resp is not None:
+            resp.close()
+        health.failure(name, "timeout")
+        metrics.attempt(name, "timeout")
+        metrics.upstream_error(name, "timeout")
+        return Failure("timeout", errors.upstream_timeout(name, ttft or upstream.timeout_secs))
+    except aiohttp.ClientError:
+        if resp is not None:
+            resp.close()
+        health.failure(name, "connect_error")
+        metrics.attempt(name, "connect_error")
+        metrics.upstream_error(name, "connect")
+        return Failure("connect_error", errors.upstream_unreachable(name))
+    except BaseException:
+        if resp is not None:
+            resp.close()
+        health.settle(name)
+        raise
 
+    # Committed: from here on, this upstream's answer is the client's answer.
     headers_at = time.perf_counter()
-    metrics.provider_latency(upstream.name, headers_at - sent_at)
-    health.record(upstream.name, resp.status)
-    if resp.status >= 500:
-        metrics.upstream_error(upstream.name, "http_5xx")
-    relayed.status = resp.status
-
-    out = web.StreamResponse(status=resp.status, reason=resp.reason)
+    metrics.provider_latency(name, headers_at - sent_at)
+    status = resp.status
+    relayed.status = status
+    if status >= 500:
+        health.failure(name, "http_5xx", status)
+        metrics.attempt(name, "http_5xx")
+        metrics.upstream_error(name, "http_5xx")
+    elif status == 429:
+        health.failure(name, "http_429", status, _retry_after(resp) or 1.0)
+        metrics.attempt(name, "http_429")
+    else:
+        health.success(name, status)
+        metrics.attempt(name, "ok")
+    out = web.StreamResponse(status=status, reason=resp.reason)
     out.headers.extend(response_headers(resp.headers))
+    is_sse = resp.content_type == "text/event-stream"
+    if is_sse:
+        out.headers["Cache-Control"] = "no-cache"
+        out.headers["X-Accel-Buffering"] = "no"
+    elif resp.content_length is not None and "Content-Encoding" not in resp.headers:
+        out.content_length = resp.content_length
+    if not is_sse or status >= 300:
+        relayed.stripper = None  # only successful streams carry the injected usage
+    # The proxy's own time so far: everything but the wait for the upstream's answer.
+    overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
+    metrics.overhead(overhead)
+    out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
     try:
-        is_sse = resp.content_type == "text/event-stream"
-        if is_sse:
-            out.headers["Cache-Control"] = "no-cache"
-            out.headers["X-Accel-Buffering"] = "no"
-        elif resp.content_length is not None and "Content-Encoding" not in resp.headers:
-            out.content_length = resp.content_length
-        if not is_sse or resp.status >= 300:
-            relayed.stripper = None  # only successful streams carry the injected usage
-        # The proxy's own time so far: everything but the wait for the upstream's headers.
-        overhead = (time.perf_counter() - request[STATE].started) - (headers_at - sent_at)
-        metrics.overhead(overhead)
-        out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
         await out.prepare(request)
-        await _relay(request, resp, out, upstream, relayed, is_sse, model_label)
+        await _relay(request, state, resp, out, upstream, relayed, is_sse, first)
     finally:
         if relayed.complete:
             resp.release()
@@ -130,29 +220,87 @@ async def forward(
             # Not read to the end: the connection cannot be reused; drop it now so the
             # upstream stops generating.
             resp.close()
+            health.settle(name)
     return out
+
+
+async def _failed_answer(
+    resp: aiohttp.ClientResponse, upstream: Upstream, health: HealthBoard, metrics: Metrics
+) -> Failure:
+    """A 5xx or 429 we will retry elsewhere: keep its body in case it is the last word."""
+    try:
+        body = await resp.content.read(_PEEK_LIMIT)
+    finally:
+        resp.close()
+    status = resp.status
+    retry_after = _retry_after(resp) if status == 429 else None
+    outcome = "http_429" if status == 429 else "http_5xx"
+    health.failure(upstream.name, outcome, status, (retry_after or 1.0) if status == 429 else None)
+    metrics.attempt(upstream.name, outcome)
+    if status >= 500:
+        metrics.upstream_error(upstream.name, "http_5xx")
+    answer = web.Response(status=status, body=body, headers=response_headers(resp.headers))
+    return Failure(outcome, response=answer, retry_after=retry_after)
+
+
+async def _first_event(resp: aiohttp.ClientResponse) -> bytes:
+    """Read until the first complete SSE event (usually one read: it is one chunk)."""
+    data = b""
+    while b"\n\n" not in data and len(data) < _PEEK_LIMIT:
+        chunk = await resp.content.readany()
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _is_error_event(first: bytes) -> bool:
+    head = first.lstrip()[:64]
+    if head.startswith((b"event: error", b"event:error")):
+        return True
+    if head.startswith(b"data:"):
+        return head[5:].lstrip().startswith(b'{"error"')
+    return False
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    ms = resp.headers.get("retry-after-ms")
+    if ms is not None:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(ms) / 1000)
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, when.timestamp() - time.time()) if when is not None else None
 
 
 async def _relay(
     request: web.Request,
+    state: RequestState,
     resp: aiohttp.ClientResponse,
     out: web.StreamResponse,
     upstream: Upstream,
     relayed: Relayed,
     is_sse: bool,
-    model_label: str,
+    first: bytes,
 ) -> None:
     reader = resp.content
     stripper = relayed.stripper
-    first = is_sse
+    pending_ttft = is_sse
+    chunk = first
     while True:
-        try:
-            chunk = await reader.readany()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            await _upstream_failed(request, out, upstream, relayed, is_sse, exc)
-            return
         if not chunk:
-            break
+            try:
+                chunk = await reader.readany()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                await _upstream_failed(request, state, out, upstream, relayed, is_sse, exc)
+                return
+            if not chunk:
+                break
         relayed.note(chunk)
         if stripper is not None:
             chunk = stripper.feed(chunk)
@@ -161,12 +309,13 @@ async def _relay(
         try:
             await out.write(chunk)
         except ConnectionResetError:
-            request[STATE].final_status = CLIENT_CLOSED
+            state.final_status = CLIENT_CLOSED
             return
-        if first:
-            first = False
+        chunk = b""
+        if pending_ttft:
+            pending_ttft = False
             request.app[METRICS].time_to_first_token(
-                model_label, upstream.name, time.perf_counter() - request[STATE].started
+                state.model_label, upstream.name, time.perf_counter() - state.started
             )
     relayed.complete = True
     try:
@@ -174,11 +323,12 @@ async def _relay(
             await out.write(rest)
         await out.write_eof()
     except ConnectionResetError:
-        request[STATE].final_status = CLIENT_CLOSED
+        state.final_status = CLIENT_CLOSED
 
 
 async def _upstream_failed(
     request: web.Request,
+    state: RequestState,
     out: web.StreamResponse,
     upstream: Upstream,
     relayed: Relayed,
@@ -186,16 +336,16 @@ async def _upstream_failed(
     exc: Exception,
 ) -> None:
     kind = "timeout" if isinstance(exc, TimeoutError) else "disconnect"
-    request.app[HEALTH].record(upstream.name, None, kind)
+    request.app[HEALTH].failure(upstream.name, f"mid_body_{kind}")
     request.app[METRICS].upstream_error(upstream.name, f"mid_body_{kind}")
     log.warning(
         "upstream_failed_mid_body",
-        request_id=request[STATE].request_id,
+        request_id=state.request_id,
         provider=upstream.name,
         error=type(exc).__name__,
         streamed=is_sse,
     )
-    request[STATE].final_status = 504 if kind == "timeout" else 502
+    state.final_status = 504 if kind == "timeout" else 502
     if not is_sse:
         # Headers are gone; the only honest signal left is a truncated body.
         if request.transport is not None:
@@ -206,11 +356,12 @@ async def _upstream_failed(
     tail = relayed.tail
     whole = relayed.stripper is not None or not tail or tail.endswith(b"\n\n")
     prefix = b"" if whole else b"\n\n"
-    event = errors.sse_error_event(
-        f"Upstream provider {upstream.name!r} failed mid-stream.", code="upstream_error"
-    )
+    message = f"Upstream provider {upstream.name!r} failed mid-stream."
+    if kind == "timeout":
+        message = f"Upstream provider {upstream.name!r} stalled mid-stream."
+    event = errors.sse_error_event(message, code="upstream_error")
     try:
         await out.write(prefix + event)
         await out.write_eof()
     except ConnectionResetError:
-        request[STATE].final_status = CLIENT_CLOSED
+        state.final_status = CLIENT_CLOSED

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from llm_proxy.auth import KeyEntry
 from llm_proxy.config_store import Snapshot
+from llm_proxy.usage import Relayed
 
 
 @dataclass(slots=True)
@@ -21,3 +22,4 @@ class RequestState:
     provider: str = "none"
     streamed: bool = False
     final_status: int | None = None  # when it differs from the status sent (499, 502 mid-body)
+    relayed: Relayed | None = None  # the current (finally: the answering) attempt's bytes

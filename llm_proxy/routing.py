@@ -10,7 +10,7 @@ built on first use and cached (bounded, so random model names cannot grow memory
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,17 +41,33 @@ class Route:
         self._total = sum(self._weights)
         self._single = self.targets[0] if len(self.targets) == 1 else None
 
-    def pick(self) -> Target:
+    def pick(self, usable: Callable[[Target], bool] | None = None) -> Target | None:
+        """The next target; with `usable`, only among targets it accepts (the others sit out
+        without accumulating weight, so the rest keep their proportions). None when no target
+        is usable."""
         if self._single is not None:
-            return self._single
-        current, weights = self._current, self._weights
-        best = 0
+            return self._single if usable is None or usable(self._single) else None
+        current, weights, targets = self._current, self._weights, self.targets
+        if usable is None:
+            best = 0
+            for i in range(len(current)):
+                current[i] += weights[i]
+                if current[i] > current[best]:
+                    best = i
+            current[best] -= self._total
+            return targets[best]
+        chosen, total = -1, 0
         for i in range(len(current)):
+            if not usable(targets[i]):
+                continue
             current[i] += weights[i]
-            if current[i] > current[best]:
-                best = i
-        current[best] -= self._total
-        return self.targets[best]
+            total += weights[i]
+            if chosen < 0 or current[i] > current[chosen]:
+                chosen = i
+        if chosen < 0:
+            return None
+        current[chosen] -= total
+        return targets[chosen]
 
 
 class RouteTable:

@@ -73,23 +73,33 @@ class Upstream:
     urls: Mapping[str, URL]  # endpoint ("/chat/completions") -> full URL, parsed once
     authorization: str | None
     ssl: bool  # False: skip certificate verification
-    timeout: aiohttp.ClientTimeout  # whole request, for non-streaming calls
-    stream_timeout: aiohttp.ClientTimeout  # to headers and between chunks, for streams
-    timeout_secs: float
+    timeout: aiohttp.ClientTimeout  # non-streaming calls: connect and total
+    stream_timeout: aiohttp.ClientTimeout  # streams: connect, total, and idle between chunks
+    ttft_secs: float  # to the first byte (streams: the first event); failover before it
+    timeout_secs: float  # total
     inject_stream_usage: bool  # ask for a usage chunk in streams (stripped before the client)
 
 
+def _pick(provider: Provider, config: Config, name: str) -> float | None:
+    value: float | None = getattr(provider.timeouts, name)
+    return value if value is not None else getattr(config.timeouts, name)
+
+
 def compile_upstream(provider: Provider, config: Config) -> Upstream:
-    secs = provider.request_timeout_secs or config.request_timeout_secs
+    total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
+    connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
+    idle = _pick(provider, config, "stream_idle_timeout_secs")
+    ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
     verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
     return Upstream(
         name=provider.name,
         urls={ep: URL(provider.api_base + ep) for ep in ENDPOINTS},
         authorization=f"Bearer {provider.api_key}" if provider.api_key else None,
         ssl=verify,
-        timeout=aiohttp.ClientTimeout(total=secs, connect=min(secs, 10.0)),
-        stream_timeout=aiohttp.ClientTimeout(total=None, connect=min(secs, 10.0), sock_read=secs),
-        timeout_secs=secs,
+        timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect),
+        stream_timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=idle),
+        ttft_secs=ttft,
+        timeout_secs=total,
         inject_stream_usage=config.inject_stream_usage
         if provider.inject_stream_usage is None
         else provider.inject_stream_usage,

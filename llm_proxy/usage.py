@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -111,6 +111,38 @@ class UsageStripper:
                 continue
             out.append(event.replace(b',"usage":null', b""))
         return b"\n\n".join(out)
+
+
+TAIL_BYTES: Final = 8192  # enough for a final usage chunk or a JSON body's trailing usage
+KEEP_BYTES: Final = 256 * 1024  # bounded copy for counting tokens ourselves
+
+
+@dataclass(slots=True)
+class Relayed:
+    """What crossed the proxy, for token accounting after (or despite) the relay."""
+
+    status: int = 0  # the upstream's HTTP status; 0 when it never answered
+    tail: bytes = b""
+    kept: list[bytes] = field(default_factory=list)
+    kept_bytes: int = 0
+    total_bytes: int = 0
+    complete: bool = False  # the upstream body was relayed to its end
+    stripper: UsageStripper | None = None
+
+    @property
+    def stripped_usage(self) -> Usage | None:
+        return self.stripper.usage if self.stripper is not None else None
+
+    def note(self, chunk: bytes) -> None:
+        size = len(chunk)
+        self.total_bytes += size
+        if self.kept_bytes < KEEP_BYTES:
+            self.kept.append(chunk)
+            self.kept_bytes += size
+        if size >= TAIL_BYTES:
+            self.tail = chunk[-TAIL_BYTES:]
+        else:
+            self.tail = self.tail[size - TAIL_BYTES :] + chunk if self.tail else chunk
 
 
 def text_of_request(data: dict[str, Any]) -> str:

@@ -123,7 +123,12 @@ async def test_health_and_detailed(
     up, down = detail["providers"]
     assert (up["name"], up["weight"], up["models"], up["healthy"]) == ("up", 2, ["m"], True)
     assert up["last_status"] == 200
-    assert (down["healthy"], down["last_error"]) == (False, "unreachable")
+    # One request, three attempts on its only provider: three failures in a row eject it.
+    assert (down["healthy"], down["last_error"], down["state"]) == (
+        False,
+        "connect_error",
+        "ejected",
+    )
     assert "sk-up-secret" not in text and "sk-down-secret" not in text
 
 

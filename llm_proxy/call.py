@@ -1,0 +1,39 @@
+"""One client call, as the handler validated it, and the body each candidate provider gets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from llm_proxy.jsonbody import replace_model
+from llm_proxy.routing import Target
+from llm_proxy.upstream import Upstream
+from llm_proxy.usage import UsageStripper, request_usage_in_stream
+
+# Endpoints whose streams accept `stream_options.include_usage`.
+USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    endpoint: str  # "/chat/completions", ...
+    body: bytes  # as the client sent it
+    data: dict[str, Any]  # the parsed body (read, never re-encoded)
+    requested: str  # the model as requested
+    name: str  # the model after PROVIDER_SUFFIX stripping
+    stream: bool
+
+    def body_for(self, target: Target, upstream: Upstream) -> tuple[bytes, UsageStripper | None]:
+        """The bytes to send to `target`: the model rewritten to its upstream name and, for
+        streams, usage requested (with the stripper that hides it from the client)."""
+        model = target.model or self.name
+        body = (
+            self.body
+            if model == self.requested
+            else replace_model(self.body, self.requested, model)
+        )
+        if self.stream and upstream.inject_stream_usage and self.endpoint in USAGE_STREAMS:
+            with_usage = request_usage_in_stream(body, self.data)
+            if with_usage is not None:
+                return with_usage, UsageStripper()
+        return body, None
