@@ -14,7 +14,18 @@ from llm_proxy import handlers
 from llm_proxy.config import Config
 from llm_proxy.config_store import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.health import HealthBoard
-from llm_proxy.keys import BACKGROUND, HEALTH, LIMITER, LISTENER, METRICS, SESSION, STORE
+from llm_proxy.health_checks import HealthChecker
+from llm_proxy.keys import (
+    BACKGROUND,
+    HEALTH,
+    LIFECYCLE,
+    LIMITER,
+    LISTENER,
+    METRICS,
+    SESSION,
+    STORE,
+)
+from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
@@ -75,9 +86,11 @@ def create_app(
     }
     metrics.config_version = lambda: store.current.version
     app[BACKGROUND] = set()
+    app[LIFECYCLE] = Lifecycle()
     app.cleanup_ctx.append(_client_session)
     app.cleanup_ctx.append(_limiter(clock))
     app.cleanup_ctx.append(_background_tasks)
+    app.cleanup_ctx.append(_health_checks)
     if database is not None:
         app.cleanup_ctx.append(_listener(database))
     app.on_startup.append(_warn_if_open)
@@ -152,6 +165,15 @@ def _listener(database: DatabaseMode) -> Any:
             await listener.stop()
 
     return ctx
+
+
+async def _health_checks(app: web.Application) -> AsyncIterator[None]:
+    checker = HealthChecker(app[STORE], app[HEALTH], app[SESSION])
+    checker.start()
+    try:
+        yield
+    finally:
+        await checker.stop()
 
 
 async def _background_tasks(app: web.Application) -> AsyncIterator[None]:

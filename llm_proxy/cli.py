@@ -18,9 +18,6 @@ from llm_proxy import __version__
 from llm_proxy.config import Config, ConfigError
 from llm_proxy.config_file import load_config_file, resolve_config_path
 
-# Seconds a SIGTERM waits for in-flight requests (streams included) before closing them.
-SHUTDOWN_GRACE_SECS = 30.0
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-proxy", description=__doc__)
@@ -164,16 +161,26 @@ def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str
     )
     app = create_app(config, version=version, database=database)
     app.on_startup.append(partial(_handle_sighup, path=path))
-    web.run_app(
-        app,
-        host=host or config.host,
-        port=port or config.port,
-        access_log=None,  # one canonical line per request comes from the observe middleware
-        handler_cancellation=True,  # a client hang-up cancels the handler, closing upstream
-        shutdown_timeout=SHUTDOWN_GRACE_SECS,
-        print=None,
-        loop=loop,
-    )
+    from llm_proxy.server import serve
+
+    try:
+        loop.run_until_complete(
+            serve(
+                app,
+                host or config.host,
+                port or config.port,
+                grace_secs=config.shutdown_grace_secs,
+                max_connections=config.max_connections,
+                keepalive_timeout_secs=config.keepalive_timeout_secs,
+            )
+        )
+    except OSError as exc:
+        logger.error(
+            "cannot_listen", host=host or config.host, port=port or config.port, error=str(exc)
+        )
+        return 2
+    finally:
+        loop.close()
     return 0
 
 

@@ -15,12 +15,13 @@ from llm_proxy.auth import model_not_allowed, presented_key
 from llm_proxy.call import Call
 from llm_proxy.config_store import Snapshot
 from llm_proxy.jsonbody import parse_object
-from llm_proxy.keys import HEALTH, METRICS, STATE
+from llm_proxy.keys import HEALTH, LIFECYCLE, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.relay import forward
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
+_HEALTH_DRAINING: Final = orjson.dumps({"status": "draining"})
 AUTH_OFF_WARNING: Final = (
     "authentication is OFF: no master_keys are configured, anyone who can reach the proxy "
     "can use every provider"
@@ -42,6 +43,24 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
+# Bodies must be JSON; raw bytes (what many HTTP libraries send by default) are read as JSON too.
+_ACCEPTED_TYPES: Final = frozenset({"application/json", "application/octet-stream"})
+
+
+def check_content_type(value: str | None) -> None:
+    if value is None:
+        return
+    media = value.partition(";")[0].strip().lower()
+    if media in _ACCEPTED_TYPES or media.endswith("+json"):
+        return
+    raise errors.ProxyError(
+        415,
+        f"Unsupported Content-Type {media!r}: send the request body as JSON with "
+        "`Content-Type: application/json`.",
+        code="unsupported_media_type",
+    )
+
+
 def _too_large(limit: int) -> errors.ProxyError:
     return errors.ProxyError(
         413,
@@ -56,6 +75,7 @@ def proxy_handler(endpoint: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request[STATE]
         snapshot = state.snapshot
+        check_content_type(request.headers.get("Content-Type"))
         body = await read_body(request, snapshot.max_body_bytes)
         data = parse_object(body)
         model = data.get("model")
@@ -100,7 +120,10 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness: cheap, touches no upstream and no database."""
+    """Cheap, touches no upstream and no database; 503 while draining (after SIGTERM), so
+    load balancers take this instance out of rotation."""
+    if request.app[LIFECYCLE].draining:
+        return web.Response(status=503, body=_HEALTH_DRAINING, content_type=JSON)
     return web.Response(body=_HEALTH_OK, content_type=JSON)
 
 

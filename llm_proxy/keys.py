@@ -9,6 +9,7 @@ from aiohttp import web
 
 from llm_proxy.config_store import ConfigStore
 from llm_proxy.health import HealthBoard
+from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.ratelimit import Limiter
@@ -20,6 +21,7 @@ METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)
 LISTENER = web.AppKey("listener", ConfigListener)  # database mode only
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 

@@ -71,6 +71,7 @@ class Upstream:
 
     name: str
     urls: Mapping[str, URL]  # endpoint ("/chat/completions") -> full URL, parsed once
+    models_url: URL  # for active health checks
     authorization: str | None
     ssl: bool  # False: skip certificate verification
     timeout: aiohttp.ClientTimeout  # non-streaming calls: connect and total
@@ -94,6 +95,7 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     return Upstream(
         name=provider.name,
         urls={ep: URL(provider.api_base + ep) for ep in ENDPOINTS},
+        models_url=URL(provider.api_base + "/models"),
         authorization=f"Bearer {provider.api_key}" if provider.api_key else None,
         ssl=verify,
         timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect),

@@ -1,0 +1,102 @@
+"""Optional active health checks (`health_check: {interval_secs, model}`, global or per
+provider). Each check feeds the same circuit breaker as real traffic: without `model` it is a
+`GET /models`, with one a one-token chat completion (which costs a token per check)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+import aiohttp
+import orjson
+import structlog
+
+from llm_proxy.config_store import ConfigStore
+from llm_proxy.health import HealthBoard
+from llm_proxy.upstream import Upstream
+
+log = structlog.get_logger()
+
+_TICK_SECS: Final = 0.25
+
+
+class HealthChecker:
+    def __init__(self, store: ConfigStore, board: HealthBoard, session: aiohttp.ClientSession):
+        self._store = store
+        self._board = board
+        self._session = session
+        self._due: dict[str, float] = {}
+        self._running: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="health-checks")
+
+    async def stop(self) -> None:
+        for task in [self._loop_task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            snapshot = self._store.current
+            now = time.monotonic()
+            for provider in snapshot.config.providers:
+                check = provider.health_check or snapshot.config.health_check
+                name = provider.name
+                if check is None or name in self._running:
+                    continue
+                due = self._due.get(name, now)
+                if now < due:
+                    continue
+                self._due[name] = now + check.interval_secs
+                self._running.add(name)
+                task = asyncio.get_running_loop().create_task(
+                    self._check(snapshot.upstreams[name], check.model, check.interval_secs)
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(_TICK_SECS)
+
+    async def _check(self, upstream: Upstream, model: str | None, interval: float) -> None:
+        name = upstream.name
+        timeout = aiohttp.ClientTimeout(total=min(10.0, interval, upstream.timeout_secs))
+        headers = {"Authorization": upstream.authorization} if upstream.authorization else {}
+        try:
+            if model is None:
+                request = self._session.get(
+                    upstream.models_url, headers=headers, ssl=upstream.ssl, timeout=timeout
+                )
+            else:
+                body = {
+                    "model": model,
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "ping"}],
+                }
+                request = self._session.post(
+                    upstream.urls["/chat/completions"],
+                    data=orjson.dumps(body),
+                    headers={**headers, "Content-Type": "application/json"},
+                    ssl=upstream.ssl,
+                    timeout=timeout,
+                )
+            async with request as resp:
+                await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            kind = "timeout" if isinstance(exc, TimeoutError) else "connect_error"
+            self._board.failure(name, f"health_check_{kind}")
+            log.warning("health_check_failed", provider=name, error=type(exc).__name__)
+            return
+        finally:
+            self._running.discard(name)
+        if status >= 500:
+            self._board.failure(name, "health_check_http_5xx", status)
+            log.warning("health_check_failed", provider=name, status=status)
+        elif status != 429:
+            self._board.success(name, status)
