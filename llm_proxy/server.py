@@ -115,8 +115,9 @@ async def serve(
     max_connections: int,
     keepalive_timeout_secs: float,
     started: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain (see the module docstring)."""
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain (see the module docstring)."""
     lifecycle = app[LIFECYCLE]
     runner = web.AppRunner(
         app,
@@ -132,7 +133,7 @@ async def serve(
     log.info("listening", host=host, port=port, max_connections=max_connections)
 
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if started is not None:

@@ -177,3 +177,57 @@ async def test_database_mode_cli(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int) -> None:
+    from llm_proxy.mock_upstream import MockOptions, create_mock_app
+    from tests.conftest import serve
+
+    async with serve(create_mock_app(MockOptions())) as mock:
+        path = tmp_path / "c.yaml"
+        path.write_text(
+            "providers:\n  - name: m\n    api_base: " + mock + "/v1\n"
+            "    model_mapping: {m: null}\n"
+            f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\nshutdown_grace_secs: 10\n"
+        )
+        env = {**os.environ, "LOG_FORMAT": "json"}
+        env.pop("PORT", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "llm_proxy", "serve", "--config", str(path),
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{unused_tcp_port}"
+        try:
+            async with aiohttp.ClientSession() as http, aiohttp.ClientSession() as probe:
+                for _ in range(200):
+                    try:
+                        async with probe.get(url + "/health") as resp:
+                            break  # `probe` keeps this connection open (keep-alive)
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.025)
+                # A stream of 30 chunks, 50 ms apart (1.5 s), then SIGTERM mid-stream.
+                body = {"model": "m", "stream": True, "mock_chunks": 30, "mock_delay_ms": 50}
+                async with http.post(url + "/v1/chat/completions", json=body) as resp:
+                    first = await resp.content.readany()
+                    proc.send_signal(signal.SIGTERM)
+                    await asyncio.sleep(0.2)
+                    # Draining: /health says 503 on a live connection...
+                    async with probe.get(url + "/health") as health:
+                        assert health.status == 503
+                        assert await health.json() == {"status": "draining"}
+                    # ...and new connections are refused.
+                    async with aiohttp.ClientSession() as fresh:
+                        with pytest.raises(aiohttp.ClientConnectionError):
+                            await fresh.get(url + "/health")
+                    rest = await resp.read()
+            stream = first + rest
+            assert stream.endswith(b"data: [DONE]\n\n")
+            assert stream.count(b'"content":"tok') == 30  # nothing lost
+            _, stderr = await asyncio.wait_for(proc.communicate(), 15)
+            assert proc.returncode == 0
+            logs = stderr.decode()
+            assert '"event":"draining"' in logs and '"unfinished":0' in logs
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()

@@ -73,6 +73,39 @@ async def test_body_limit_413_with_and_without_content_length(
     assert (await post(http, url + "/v1/chat/completions", small))[0] == 200
 
 
+async def test_wrong_content_type_415(proxy_url: str, http: aiohttp.ClientSession) -> None:
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", "multipart/form-data"):
+        status, body = await post(
+            http,
+            proxy_url + "/v1/chat/completions",
+            b'{"model": "gpt-4o"}',
+            headers={"Content-Type": content_type},
+        )
+        assert status == 415
+        assert_openai_error(body, "unsupported_media_type")
+    for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+        status, _ = await post(
+            http,
+            proxy_url + "/v1/chat/completions",
+            b'{"model": "gpt-4o"}',
+            headers={"Content-Type": content_type},
+        )
+        assert status == 200
+
+
+async def test_absurd_headers_rejected_by_server_limits(
+    proxy_url: str, http: aiohttp.ClientSession
+) -> None:
+    async with http.post(
+        proxy_url + "/v1/chat/completions",
+        json={"model": "gpt-4o"},
+        headers={"X-Huge": "x" * 100_000},
+    ) as resp:
+        assert resp.status == 400
+    async with http.get(proxy_url + "/health") as resp:  # and the proxy is fine
+        assert resp.status == 200
+
+
 async def test_unknown_route_and_method(proxy_url: str, http: aiohttp.ClientSession) -> None:
     async with http.get(proxy_url + "/v2/nothing") as resp:
         assert resp.status == 404

@@ -1,0 +1,332 @@
+"""Upstream faults: failover before the first byte, no retry after it, circuit breaking,
+timeouts; client faults: slow clients, connection cap. Every request gets exactly one answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
+from tests.faults import DONE, EVENT, FaultyUpstream
+
+Start = Callable[..., Any]
+
+
+@pytest.fixture
+async def faulty() -> AsyncIterator[Callable[..., Any]]:
+    """Start FaultyUpstreams; returns (upstream, api_base)."""
+    async with AsyncExitStack() as stack:
+
+        async def start(default: str = "ok", **kwargs: Any) -> tuple[FaultyUpstream, str]:
+            up = FaultyUpstream(default, **kwargs)
+            url = await stack.enter_async_context(serve(up.app))
+            return up, url + "/v1"
+
+        yield start
+
+
+async def chat(
+    http: aiohttp.ClientSession, url: str, stream: bool = False, model: str = "m"
+) -> tuple[int, bytes]:
+    body = {"model": model, "stream": stream}
+    async with http.post(url + "/v1/chat/completions", json=body) as resp:
+        return resp.status, await resp.read()
+
+
+def two_providers(a: str, b: str, *, breaker: dict[str, Any] | None = None, **top: Any) -> Any:
+    return make_config(
+        provider("a", a, {"m": None}),
+        provider("b", b, {"m": None}),
+        circuit_breaker=breaker or {"failure_threshold": 3, "cooldown_secs": 0.3},
+        **top,
+    )
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["status:500", "status:503", "status:429:30", "reset", "slow_headers", "sse_error_first"],
+)
+async def test_failover_before_first_byte(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession, fault: str
+) -> None:
+    bad, bad_base = await faulty(fault, delay=5)
+    good, good_base = await faulty("ok")
+    url = await start_proxy(two_providers(bad_base, good_base, ttft_timeout_secs=0.3))
+    stream = fault == "sse_error_first"
+    # Requests alternate a, b, a, b: each one landing on `a` must fail over to `b`.
+    for _ in range(4):
+        status, body = await chat(http, url, stream=stream)
+        assert status == 200, body
+        assert body.endswith(DONE) if stream else orjson.loads(body)["choices"]
+    assert len(bad.seen) >= 1
+    assert len(good.seen) == 4  # every request was answered by b, exactly once each
+    m = await scrape(http, url)
+    ok = sample(m, "llm_proxy_upstream_attempts_total", provider="b", outcome="ok")
+    assert ok == 4
+    assert sample(m, "llm_proxy_requests_total", status_code="200") == 4
+
+
+async def test_failover_on_connection_refused(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession, unused_tcp_port: int
+) -> None:
+    _, good_base = await faulty("ok")
+    url = await start_proxy(two_providers(f"http://127.0.0.1:{unused_tcp_port}/v1", good_base))
+    results = [await chat(http, url) for _ in range(6)]
+    assert [s for s, _ in results] == [200] * 6
+    m = await scrape(http, url)
+    refused = sample(m, "llm_proxy_upstream_attempts_total", provider="a", outcome="connect_error")
+    assert refused is not None and 1 <= refused <= 3  # then ejected: no more attempts on a
+
+
+async def test_429_retry_after_keeps_provider_out(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    limited, a_base = await faulty("ok")
+    limited.then("status:429:30")
+    good, b_base = await faulty("ok")
+    url = await start_proxy(two_providers(a_base, b_base))
+    for _ in range(6):
+        assert (await chat(http, url))[0] == 200
+    assert limited.seen == ["status:429:30"]  # honoured Retry-After: not asked again
+    assert len(good.seen) == 6
+    async with http.get(url + "/health/detailed") as resp:
+        a = (await resp.json())["providers"][0]
+    assert a["rate_limited_for_secs"] > 25
+    assert a["state"] == "healthy"  # rate limited is not unhealthy
+
+
+async def test_no_retry_after_first_byte(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    _, a_base = await faulty("die_mid_stream")
+    good, b_base = await faulty("ok")
+    url = await start_proxy(
+        make_config(
+            provider("a", a_base, {"m": None}, weight=100), provider("b", b_base, {"m": None})
+        )
+    )
+    status, body = await chat(http, url, stream=True)
+    assert status == 200
+    assert body.startswith(EVENT * 2)
+    assert b'"code":"upstream_error"' in body
+    assert good.seen == []  # the client already had bytes from a: no second provider
+
+
+async def test_ejection_half_open_trial_and_recovery(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    flaky, a_base = await faulty("status:500")
+    good, b_base = await faulty("ok")
+    url = await start_proxy(two_providers(a_base, b_base))
+    for _ in range(8):
+        assert (await chat(http, url))[0] == 200
+    assert flaky.seen == ["status:500"] * 3  # three failures in a row: ejected, then skipped
+    assert len(good.seen) == 8  # every request answered by b
+    async with http.get(url + "/health/detailed") as resp:
+        a = (await resp.json())["providers"][0]
+    assert (a["state"], a["healthy"]) == ("ejected", False)
+    m = await scrape(http, url)
+    assert sample(m, "llm_proxy_provider_health", provider="a") == 0
+
+    flaky.default = "ok"  # the provider recovers
+    await asyncio.sleep(0.35)  # past the cooldown: half-open, one trial request
+    for _ in range(6):
+        assert (await chat(http, url))[0] == 200
+    assert flaky.seen.count("ok") == 3  # trial succeeded; back in rotation (1 of every 2)
+    async with http.get(url + "/health/detailed") as resp:
+        assert (await resp.json())["providers"][0]["state"] == "healthy"
+
+
+async def test_failed_trial_doubles_cooldown(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    flaky, a_base = await faulty("status:500")
+    _, b_base = await faulty("ok")
+    url = await start_proxy(two_providers(a_base, b_base))
+    for _ in range(6):
+        await chat(http, url)
+    await asyncio.sleep(0.35)
+    for _ in range(4):
+        await chat(http, url)
+    assert flaky.seen == ["status:500"] * 4  # one failed trial, then out again
+    async with http.get(url + "/health/detailed") as resp:
+        a = (await resp.json())["providers"][0]
+    assert 0.4 < a["ejected_for_secs"] <= 0.6  # 0.3 s doubled
+
+
+async def test_all_ejected_still_serves(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    a, a_base = await faulty("status:500")
+    b, b_base = await faulty("status:500")
+    url = await start_proxy(two_providers(a_base, b_base, breaker={"cooldown_secs": 60}))
+    statuses = [(await chat(http, url))[0] for _ in range(4)]
+    assert statuses == [500] * 4  # the upstream's own error passes through, once per request
+    a.default = b.default = "ok"
+    # Both are ejected for a minute, yet the least recently failed one is still tried.
+    assert (await chat(http, url))[0] == 200
+
+
+async def test_ttft_timeout_504_and_stream_idle_timeout(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    slow, base = await faulty("slow_headers", delay=5)
+    url = await start_proxy(
+        make_config(provider("a", base, {"m": None}), ttft_timeout_secs=0.2, max_attempts=1)
+    )
+    started = time.monotonic()
+    status, body = await chat(http, url)
+    assert status == 504
+    assert orjson.loads(body)["error"]["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 2
+
+    slow.default = "stall_mid_stream"
+    url = await start_proxy(
+        make_config(provider("a", base, {"m": None}), stream_idle_timeout_secs=0.3)
+    )
+    started = time.monotonic()
+    status, body = await chat(http, url, stream=True)
+    assert status == 200
+    assert body.startswith(EVENT)
+    assert b"stalled mid-stream" in body and body.endswith(b"\n\n")
+    assert time.monotonic() - started < 3
+
+
+async def test_total_timeout_cuts_a_slow_body(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    _, base = await faulty("trickle_body")
+    url = await start_proxy(make_config(provider("a", base, {"m": None}), request_timeout_secs=0.5))
+    started = time.monotonic()
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as resp:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()  # truncated, never a fake success
+    assert time.monotonic() - started < 3
+
+
+async def test_connect_timeout(start_proxy: ProxyFactory, http: aiohttp.ClientSession) -> None:
+    # A listener that never accepts, with its accept queue full: new SYNs go unanswered.
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    port = blackhole.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        url = await start_proxy(
+            make_config(
+                provider("a", f"http://127.0.0.1:{port}/v1", {"m": None}),
+                connect_timeout_secs=0.3,
+                max_attempts=1,
+            )
+        )
+        started = time.monotonic()
+        status, body = await chat(http, url)
+        assert status in (502, 504)
+        assert orjson.loads(body)["error"]["code"] in ("upstream_timeout", "upstream_unreachable")
+        assert time.monotonic() - started < 2
+    finally:
+        for s in fillers:
+            s.close()
+        blackhole.close()
+
+
+async def test_active_health_checks_eject_and_restore(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    checked, base = await faulty("status:503")
+    url = await start_proxy(
+        make_config(
+            provider("a", base, {"m": None}, health_check={"interval_secs": 0.05}),
+            circuit_breaker={"failure_threshold": 2, "cooldown_secs": 0.1},
+        )
+    )
+    for _ in range(100):
+        async with http.get(url + "/health/detailed") as resp:
+            if (await resp.json())["providers"][0]["state"] != "healthy":
+                break
+        await asyncio.sleep(0.02)
+    assert any(s == "models:status:503" for s in checked.seen)
+    checked.default = "ok"
+    for _ in range(100):
+        async with http.get(url + "/health/detailed") as resp:
+            if (await resp.json())["providers"][0]["state"] == "healthy":
+                break
+        await asyncio.sleep(0.02)
+    else:
+        pytest.fail("health checks never restored the provider")
+
+
+async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFactory) -> None:
+    from llm_proxy.app import create_app
+    from llm_proxy.server import serve as serve_app
+
+    _, base = await faulty("ok")
+    app = create_app(make_config(provider("a", base, {"m": None}), max_connections=2))
+    started, stop = asyncio.Event(), asyncio.Event()
+    port = _free_port()
+    task = asyncio.create_task(
+        serve_app(
+            app,
+            "127.0.0.1",
+            port,
+            grace_secs=1,
+            max_connections=2,
+            keepalive_timeout_secs=0.5,
+            started=started,
+            stop=stop,
+        )
+    )
+    await started.wait()
+    try:
+        # Slowloris: a request head that never ends is closed by the keep-alive timeout.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+
+        async def trickle() -> None:
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                writer.write(b"X-Slow: 1\r\n")
+                await writer.drain()
+
+        trickler = asyncio.create_task(trickle())
+        t = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the server
+        assert time.monotonic() - t < 2
+        trickler.cancel()
+        await asyncio.gather(trickler, return_exceptions=True)
+        writer.close()
+
+        # Connection cap: two idle connections fill it; the third gets a clear 503.
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        r3, w3 = await asyncio.open_connection("127.0.0.1", port)
+        answer = await asyncio.wait_for(r3.read(), 2)
+        assert answer.startswith(b"HTTP/1.1 503")
+        assert b'"code":"over_capacity"' in answer
+        for _, w in held:
+            w.close()
+        w3.close()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
