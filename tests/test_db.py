@@ -367,3 +367,22 @@ async def test_startup_without_database(
 async def test_unmigrated_database_fails_clearly(pg_dsn: str) -> None:
     with pytest.raises(StartupError, match="migrate up"):
         await initial_load(pg_dsn, Config(), timeout_secs=1)
+
+
+def test_wheel_contains_the_migrations(tmp_path: Path) -> None:
+    """`llm-proxy migrate` must find its SQL after `pip install`, not only in a checkout."""
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+         "-w", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("llm_proxy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = sorted(n for n in names if n.startswith("llm_proxy/sql/"))
+    assert shipped == sorted(f"llm_proxy/sql/{p.name}" for p in migrate.SQL_DIR.iterdir())
