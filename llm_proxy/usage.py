@@ -113,8 +113,8 @@ class UsageStripper:
         return b"\n\n".join(out)
 
 
-TAIL_BYTES: Final = 8192  # enough for a final usage chunk or a JSON body's trailing usage
-KEEP_BYTES: Final = 256 * 1024  # bounded copy for counting tokens ourselves
+TAIL_BYTES: Final = 2048  # enough for a final usage chunk or a JSON body's trailing usage
+KEEP_BYTES: Final = 64 * 1024  # bounded copy for counting tokens ourselves (then extrapolated)
 
 
 @dataclass(slots=True)

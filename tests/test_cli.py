@@ -93,17 +93,25 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
             async with http.get(url + "/v1/models", headers=auth) as resp:
                 assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
 
-            async def models_after_sighup() -> list[str]:
+            async def reloads_after_sighup(result: str) -> list[str]:
+                """Send SIGHUP, wait until the reload with `result` is counted, return models."""
                 proc.send_signal(signal.SIGHUP)
-                await asyncio.sleep(0.3)
+                for _ in range(250):
+                    async with http.get(url + "/metrics") as resp:
+                        text = await resp.text()
+                    if f'llm_proxy_config_reloads_total{{result="{result}"}} 1' in text:
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    pytest.fail(f"no {result} reload counted")
                 async with http.get(url + "/v1/models", headers=auth) as resp:
                     return [m["id"] for m in (await resp.json())["data"]]
 
             # SIGHUP re-reads the file; a broken file is rejected and the old config stays.
             path.write_text(CONFIG.replace('"gpt-4o": "gpt-4o"}', '"o3": "o3"}'))
-            assert await models_after_sighup() == ["gpt-4o", "o3"]
+            assert await reloads_after_sighup("ok") == ["gpt-4o", "o3"]
             path.write_text(CONFIG.replace("weight: 3", "weight: -1"))
-            assert await models_after_sighup() == ["gpt-4o", "o3"]
+            assert await reloads_after_sighup("error") == ["gpt-4o", "o3"]
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0

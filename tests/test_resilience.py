@@ -160,7 +160,7 @@ async def test_failed_trial_doubles_cooldown(
     assert flaky.seen == ["status:500"] * 4  # one failed trial, then out again
     async with http.get(url + "/health/detailed") as resp:
         a = (await resp.json())["providers"][0]
-    assert 0.4 < a["ejected_for_secs"] <= 0.6  # 0.3 s doubled
+    assert 0.3 < a["ejected_for_secs"] <= 0.6  # 0.3 s doubled (a single cooldown is <= 0.3)
 
 
 async def test_all_ejected_still_serves(
