@@ -44,24 +44,30 @@ class HealthChecker:
 
     async def _run(self) -> None:
         while True:
-            snapshot = self._store.current
-            now = time.monotonic()
-            for provider in snapshot.config.providers:
-                check = provider.health_check or snapshot.config.health_check
-                name = provider.name
-                if check is None or name in self._running:
-                    continue
-                due = self._due.get(name, now)
-                if now < due:
-                    continue
-                self._due[name] = now + check.interval_secs
-                self._running.add(name)
-                task = asyncio.get_running_loop().create_task(
-                    self._check(snapshot.upstreams[name], check.model, check.interval_secs)
-                )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            try:
+                self._schedule()
+            except Exception:  # keep checking the others; a bug here must not stop them all
+                log.exception("health_check_scheduling_failed")
             await asyncio.sleep(_TICK_SECS)
+
+    def _schedule(self) -> None:
+        snapshot = self._store.current
+        now = time.monotonic()
+        for provider in snapshot.config.providers:
+            check = provider.health_check or snapshot.config.health_check
+            name = provider.name
+            if check is None or name in self._running:
+                continue
+            due = self._due.get(name, now)
+            if now < due:
+                continue
+            self._due[name] = now + check.interval_secs
+            self._running.add(name)
+            task = asyncio.get_running_loop().create_task(
+                self._check(snapshot.upstreams[name], check.model, check.interval_secs)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _check(self, upstream: Upstream, model: str | None, interval: float) -> None:
         name = upstream.name

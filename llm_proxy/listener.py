@@ -104,6 +104,9 @@ class ConfigListener:
                     error=type(exc).__name__,
                     retry_in_secs=delay,
                 )
+            except Exception:
+                # A bug must not end hot reload for good: log it, reconnect, carry on.
+                log.exception("config_listener_failed", database=where, retry_in_secs=delay)
             finally:
                 self.connected.clear()
                 if conn is not None and not conn.is_closed():
