@@ -99,6 +99,7 @@ def create_app(
     for path, endpoint in PROXY_ROUTES:
         app.router.add_post(path, handlers.proxy_handler(endpoint))
     app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/v1/models/{model:.+}", handlers.retrieve_model)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/detailed", handlers.health_detailed)
     app.router.add_get("/metrics", handlers.metrics)

@@ -119,6 +119,20 @@ async def list_models(request: web.Request) -> web.Response:
     return web.Response(body=body or state.snapshot.models_body, content_type=JSON)
 
 
+async def retrieve_model(request: web.Request) -> web.Response:
+    """`GET /v1/models/{model}` (the SDK's `models.retrieve`): exact names the key may use."""
+    state = request[STATE]
+    requested = request.match_info["model"]
+    routes = state.snapshot.routes
+    name = routes.normalize(requested)
+    key = state.api_key
+    allowed = key is None or key.allowed is None or name in key.allowed
+    if name not in routes.exact or not allowed:
+        raise errors.model_not_found(requested)
+    body = {"id": name, "object": "model", "created": 0, "owned_by": "llm-proxy"}
+    return web.Response(body=orjson.dumps(body), content_type=JSON)
+
+
 async def health(request: web.Request) -> web.Response:
     """Cheap, touches no upstream and no database; 503 while draining (after SIGTERM), so
     load balancers take this instance out of rotation."""

@@ -94,6 +94,16 @@ async def test_embeddings_and_responses(proxy_url: str) -> None:
         assert resp.output_text == "Hello from the mock upstream."
 
 
+async def test_models_list_and_retrieve(proxy_url: str) -> None:
+    async with async_client(proxy_url) as client:
+        ids = [m.id async for m in client.models.list()]
+        assert ids == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+        model = await client.models.retrieve("gpt-4o-mini")
+        assert (model.id, model.object) == ("gpt-4o-mini", "model")
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("gpt-4.1*")  # patterns are not models
+
+
 async def test_sdk_raises_its_typed_errors(proxy_url: str) -> None:
     async with async_client(proxy_url) as client:
         with pytest.raises(openai.NotFoundError) as not_found:
