@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, serve
+from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
 
@@ -52,6 +52,12 @@ async def test_client_disconnect_closes_upstream_within_1s(
             await asyncio.sleep(0.01)
         assert closed_at, "upstream never saw the disconnect"
         assert closed_at[0] - hung_up < 1.0
+        for _ in range(100):  # the request is recorded as 499 (client closed request)
+            m = await scrape(http, proxy)
+            if sample(m, "llm_proxy_requests_total", status_code="499"):
+                break
+            await asyncio.sleep(0.01)
+        assert sample(m, "llm_proxy_requests_total", status_code="499") == 1
 
 
 async def test_upstream_dying_mid_stream_ends_with_error_event(
