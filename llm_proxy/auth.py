@@ -29,6 +29,9 @@ class KeyEntry:
     tokens_per_minute: int | None
     models_body: bytes | None  # /v1/models filtered for this key; None: the full list
 
+    def may_use(self, model: str) -> bool:
+        return self.allowed is None or model in self.allowed
+
 
 class KeyRing:
     """Every configured key by hash. `enabled` is False only when no key is configured at all
@@ -46,9 +49,6 @@ class KeyRing:
                 k.name, digest, k.enabled, allowed, k.rate_limit, k.tokens_per_minute, body
             )
         self.enabled = bool(keys)
-
-    def __len__(self) -> int:
-        return len(self._by_digest)
 
     def __iter__(self) -> Iterator[KeyEntry]:
         return iter(self._by_digest.values())

@@ -94,7 +94,7 @@ def proxy_handler(endpoint: str) -> Handler:
         routes = snapshot.routes
         name = routes.normalize(model)
         key = state.api_key
-        if key is not None and key.allowed is not None and name not in key.allowed:
+        if key is not None and not key.may_use(name):
             raise model_not_allowed(model, key.name)
         route = routes.resolve(name)
         if route is None:
@@ -115,7 +115,7 @@ def proxy_handler(endpoint: str) -> Handler:
 async def list_models(request: web.Request) -> web.Response:
     state = request[STATE]
     key = state.api_key
-    body = key.models_body if key is not None and key.models_body is not None else None
+    body = key.models_body if key is not None else None
     return web.Response(body=body or state.snapshot.models_body, content_type=JSON)
 
 
@@ -126,8 +126,7 @@ async def retrieve_model(request: web.Request) -> web.Response:
     routes = state.snapshot.routes
     name = routes.normalize(requested)
     key = state.api_key
-    allowed = key is None or key.allowed is None or name in key.allowed
-    if name not in routes.exact or not allowed:
+    if name not in routes.exact or (key is not None and not key.may_use(name)):
         raise errors.model_not_found(requested)
     body = {"id": name, "object": "model", "created": 0, "owned_by": "llm-proxy"}
     return web.Response(body=orjson.dumps(body), content_type=JSON)

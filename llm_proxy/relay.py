@@ -135,8 +135,7 @@ async def _attempt(
     sent_at = time.perf_counter()
     first = b""
     resp: aiohttp.ClientResponse | None = None
-    # The time-to-first-byte budget, when it is tighter than the total timeout aiohttp applies.
-    ttft = upstream.ttft_secs if upstream.ttft_secs < upstream.timeout_secs else None
+    ttft = upstream.ttft_secs  # None: aiohttp's total timeout is the only bound
     try:
         async with asyncio.timeout(ttft):
             resp = await app[SESSION].post(

@@ -76,7 +76,8 @@ class Upstream:
     ssl: bool  # False: skip certificate verification
     timeout: aiohttp.ClientTimeout  # non-streaming calls: connect and total
     stream_timeout: aiohttp.ClientTimeout  # streams: connect, total, and idle between chunks
-    ttft_secs: float  # to the first byte (streams: the first event); failover before it
+    # To the first byte (streams: the first event); None when only the total timeout applies.
+    ttft_secs: float | None
     timeout_secs: float  # total
     inject_stream_usage: bool  # ask for a usage chunk in streams (stripped before the client)
 
@@ -100,7 +101,7 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
         ssl=verify,
         timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect),
         stream_timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=idle),
-        ttft_secs=ttft,
+        ttft_secs=ttft if ttft < total else None,
         timeout_secs=total,
         inject_stream_usage=config.inject_stream_usage
         if provider.inject_stream_usage is None
