@@ -17,12 +17,12 @@ from llm_proxy.health import HealthBoard
 from llm_proxy.health_checks import HealthChecker
 from llm_proxy.keys import (
     BACKGROUND,
+    CLIENT,
     HEALTH,
     LIFECYCLE,
     LIMITER,
     LISTENER,
     METRICS,
-    SESSION,
     STORE,
 )
 from llm_proxy.lifecycle import Lifecycle
@@ -33,7 +33,7 @@ from llm_proxy.middlewares.errors import errors
 from llm_proxy.middlewares.observe import add_request_id, observe
 from llm_proxy.middlewares.ratelimit import add_rate_headers, ratelimit
 from llm_proxy.ratelimit import Clock, Limiter
-from llm_proxy.upstream import create_session
+from llm_proxy.upstream_client import Client
 
 log = structlog.get_logger()
 
@@ -87,7 +87,7 @@ def create_app(
     metrics.config_version = lambda: store.current.version
     app[BACKGROUND] = set()
     app[LIFECYCLE] = Lifecycle()
-    app.cleanup_ctx.append(_client_session)
+    app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(_limiter(clock))
     app.cleanup_ctx.append(_background_tasks)
     app.cleanup_ctx.append(_health_checks)
@@ -106,10 +106,12 @@ def create_app(
     return app
 
 
-async def _client_session(app: web.Application) -> AsyncIterator[None]:
-    async with create_session() as session:
-        app[SESSION] = session
+async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
+    client = app[CLIENT] = Client()
+    try:
         yield
+    finally:
+        await client.close()
 
 
 def _limiter(clock: Clock | None) -> Any:
@@ -169,7 +171,7 @@ def _listener(database: DatabaseMode) -> Any:
 
 
 async def _health_checks(app: web.Application) -> AsyncIterator[None]:
-    checker = HealthChecker(app[STORE], app[HEALTH], app[SESSION])
+    checker = HealthChecker(app[STORE], app[HEALTH], app[CLIENT])
     checker.start()
     try:
         yield

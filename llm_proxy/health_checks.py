@@ -8,13 +8,13 @@ import asyncio
 import time
 from typing import Final
 
-import aiohttp
 import orjson
 import structlog
 
 from llm_proxy.config_store import ConfigStore
 from llm_proxy.health import HealthBoard
 from llm_proxy.upstream import Upstream
+from llm_proxy.upstream_client import Client, UpstreamError
 
 log = structlog.get_logger()
 
@@ -22,10 +22,10 @@ _TICK_SECS: Final = 0.25
 
 
 class HealthChecker:
-    def __init__(self, store: ConfigStore, board: HealthBoard, session: aiohttp.ClientSession):
+    def __init__(self, store: ConfigStore, board: HealthBoard, client: Client):
         self._store = store
         self._board = board
-        self._session = session
+        self._client = client
         self._due: dict[str, float] = {}
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -71,30 +71,30 @@ class HealthChecker:
 
     async def _check(self, upstream: Upstream, model: str | None, interval: float) -> None:
         name = upstream.name
-        timeout = aiohttp.ClientTimeout(total=min(10.0, interval, upstream.timeout_secs))
-        headers = {"Authorization": upstream.authorization} if upstream.authorization else {}
+        timeout = min(10.0, interval, upstream.timeout_secs)
         try:
             if model is None:
-                request = self._session.get(
-                    upstream.models_url, headers=headers, ssl=upstream.ssl, timeout=timeout
-                )
+                target, headers, body = upstream.models_target, upstream.fixed_headers, b""
             else:
-                body = {
-                    "model": model,
-                    "max_tokens": 1,
-                    "messages": [{"role": "user", "content": "ping"}],
-                }
-                request = self._session.post(
-                    upstream.urls["/chat/completions"],
-                    data=orjson.dumps(body),
-                    headers={**headers, "Content-Type": "application/json"},
-                    ssl=upstream.ssl,
-                    timeout=timeout,
+                target = upstream.targets["/chat/completions"]
+                headers = b"Content-Type: application/json\r\n" + upstream.fixed_headers
+                body = orjson.dumps(
+                    {
+                        "model": model,
+                        "max_tokens": 1,
+                        "messages": [{"role": "user", "content": "ping"}],
+                    }
                 )
-            async with request as resp:
-                await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            resp = await self._client.request(
+                target, headers, body, total_secs=timeout, connect_secs=upstream.connect_secs
+            )
+            try:
+                while await resp.read_chunk():
+                    pass
+            finally:
+                resp.close()
+            status = resp.status
+        except (TimeoutError, UpstreamError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else "connect_error"
             self._board.failure(name, f"health_check_{kind}")
             log.warning("health_check_failed", provider=name, error=type(exc).__name__)

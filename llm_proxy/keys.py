@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from aiohttp import web
 
 from llm_proxy.config_store import ConfigStore
@@ -14,9 +13,10 @@ from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.ratelimit import Limiter
 from llm_proxy.request_state import RequestState
+from llm_proxy.upstream_client import Client
 
 STORE = web.AppKey("store", ConfigStore)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
+CLIENT = web.AppKey("client", Client)  # the one upstream client (pooled connections)
 METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)

@@ -6,8 +6,9 @@ error) is retried on the next candidate provider, up to `max_attempts`, never th
 twice unless it is the only one. Once the response has started, there is no retry: an upstream
 failure ends an SSE stream with an OpenAI-style error event, or cuts a plain body short.
 
-Chunks are written as they arrive (`readany`), never re-encoded. A client that hangs up (a write
-fails, or aiohttp cancels the handler) closes the upstream connection at once.
+Chunks are written as they arrive (all that is buffered, in one write), never re-encoded. A
+client that hangs up (a write fails, or aiohttp cancels the handler) closes the upstream
+connection at once.
 """
 
 from __future__ import annotations
@@ -19,20 +20,19 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
 import structlog
 from aiohttp import web
-from aiohttp.payload import BytesPayload
 
 from llm_proxy import errors
 from llm_proxy.call import Call
 from llm_proxy.health import HealthBoard
-from llm_proxy.keys import HEALTH, METRICS, SESSION, STATE
+from llm_proxy.keys import CLIENT, HEALTH, METRICS, STATE
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
 from llm_proxy.request_state import RequestState
 from llm_proxy.routing import Route, Target
 from llm_proxy.upstream import Upstream, request_headers, response_headers
+from llm_proxy.upstream_client import Response, UpstreamError
 from llm_proxy.usage import Relayed
 
 log = structlog.get_logger()
@@ -134,32 +134,35 @@ async def _attempt(
     name = upstream.name
     sent_at = time.perf_counter()
     first = b""
-    resp: aiohttp.ClientResponse | None = None
-    ttft = upstream.ttft_secs  # None: aiohttp's total timeout is the only bound
+    resp: Response | None = None
+    ttft = upstream.ttft_secs  # None: the total timeout is the only bound
     try:
-        async with asyncio.timeout(ttft):
-            resp = await app[SESSION].post(
-                upstream.urls[call.endpoint],
-                data=BytesPayload(body),
-                headers=request_headers(request.headers, upstream, call.stream),
-                ssl=upstream.ssl,
-                timeout=upstream.stream_timeout if call.stream else upstream.timeout,
-            )
-            is_sse = resp.content_type == "text/event-stream"
-            if not final and (resp.status >= 500 or resp.status == 429):
-                return await _failed_answer(resp, upstream, health, metrics)
-            if not final and is_sse and resp.status < 300:
-                first = await _first_event(resp)
-                if _is_error_event(first):
-                    resp.close()
-                    health.failure(name, "sse_error", resp.status)
-                    metrics.attempt(name, "sse_error")
-                    return Failure(
-                        "sse_error",
-                        response=web.Response(
-                            status=resp.status, body=first, content_type="text/event-stream"
-                        ),
-                    )
+        resp = await app[CLIENT].request(
+            upstream.targets[call.endpoint],
+            request_headers(request.raw_headers, upstream),
+            body,
+            total_secs=upstream.timeout_secs,
+            connect_secs=upstream.connect_secs,
+            first_byte_secs=ttft,
+            idle_secs=upstream.idle_secs if call.stream else None,
+        )
+        is_sse = resp.content_type == "text/event-stream"
+        if not final and (resp.status >= 500 or resp.status == 429):
+            return await _failed_answer(resp, upstream, health, metrics)
+        if not final and is_sse and resp.status < 300:
+            # The first event is held back (to fail over on an error event) within the
+            # first-byte timeout too.
+            first = await _first_event(resp)
+            if _is_error_event(first):
+                resp.close()
+                health.failure(name, "sse_error", resp.status)
+                metrics.attempt(name, "sse_error")
+                return Failure(
+                    "sse_error",
+                    response=web.Response(
+                        status=resp.status, body=first, content_type="text/event-stream"
+                    ),
+                )
     except TimeoutError:
         if resp is not None:
             resp.close()
@@ -167,7 +170,7 @@ async def _attempt(
         metrics.attempt(name, "timeout")
         metrics.upstream_error(name, "timeout")
         return Failure("timeout", errors.upstream_timeout(name, ttft or upstream.timeout_secs))
-    except aiohttp.ClientError:
+    except UpstreamError:
         if resp is not None:
             resp.close()
         health.failure(name, "connect_error")
@@ -195,13 +198,13 @@ async def _attempt(
     else:
         health.success(name, status)
         metrics.attempt(name, "ok")
-    out = web.StreamResponse(status=status, reason=resp.reason)
-    out.headers.extend(response_headers(resp.headers))
+    out = web.StreamResponse(status=status, reason=resp.reason or None)
+    out.headers.extend(response_headers(resp.raw_headers))
     is_sse = resp.content_type == "text/event-stream"
     if is_sse:
         out.headers["Cache-Control"] = "no-cache"
         out.headers["X-Accel-Buffering"] = "no"
-    elif resp.content_length is not None and "Content-Encoding" not in resp.headers:
+    elif resp.content_length is not None:
         out.content_length = resp.content_length
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
@@ -213,22 +216,20 @@ async def _attempt(
         await out.prepare(request)
         await _relay(request, state, resp, out, upstream, relayed, is_sse, first)
     finally:
-        if relayed.complete:
-            resp.release()
-        else:
-            # Not read to the end: the connection cannot be reused; drop it now so the
-            # upstream stops generating.
-            resp.close()
+        # Read to the end, the connection is back in the pool already; otherwise it is
+        # dropped now, so the upstream stops generating.
+        resp.close()
+        if not relayed.complete:
             health.settle(name)
     return out
 
 
 async def _failed_answer(
-    resp: aiohttp.ClientResponse, upstream: Upstream, health: HealthBoard, metrics: Metrics
+    resp: Response, upstream: Upstream, health: HealthBoard, metrics: Metrics
 ) -> Failure:
     """A 5xx or 429 we will retry elsewhere: keep its body in case it is the last word."""
     try:
-        body = await resp.content.read(_PEEK_LIMIT)
+        body = await resp.read(_PEEK_LIMIT)
     finally:
         resp.close()
     status = resp.status
@@ -238,15 +239,15 @@ async def _failed_answer(
     metrics.attempt(upstream.name, outcome)
     if status >= 500:
         metrics.upstream_error(upstream.name, "http_5xx")
-    answer = web.Response(status=status, body=body, headers=response_headers(resp.headers))
+    answer = web.Response(status=status, body=body, headers=response_headers(resp.raw_headers))
     return Failure(outcome, response=answer, retry_after=retry_after)
 
 
-async def _first_event(resp: aiohttp.ClientResponse) -> bytes:
+async def _first_event(resp: Response) -> bytes:
     """Read until the first complete SSE event (usually one read: it is one chunk)."""
     data = b""
     while b"\n\n" not in data and len(data) < _PEEK_LIMIT:
-        chunk = await resp.content.readany()
+        chunk = await resp.read_chunk(resp.first_deadline)
         if not chunk:
             break
         data += chunk
@@ -262,12 +263,12 @@ def _is_error_event(first: bytes) -> bool:
     return False
 
 
-def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
-    ms = resp.headers.get("retry-after-ms")
+def _retry_after(resp: Response) -> float | None:
+    ms = resp.header(b"retry-after-ms")
     if ms is not None:
         with contextlib.suppress(ValueError):
             return max(0.0, float(ms) / 1000)
-    value = resp.headers.get("Retry-After")
+    value = resp.header(b"retry-after")
     if value is None:
         return None
     try:
@@ -280,22 +281,21 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
 async def _relay(
     request: web.Request,
     state: RequestState,
-    resp: aiohttp.ClientResponse,
+    resp: Response,
     out: web.StreamResponse,
     upstream: Upstream,
     relayed: Relayed,
     is_sse: bool,
     first: bytes,
 ) -> None:
-    reader = resp.content
     stripper = relayed.stripper
     pending_ttft = is_sse
     chunk = first
     while True:
         if not chunk:
             try:
-                chunk = await reader.readany()
-            except (TimeoutError, aiohttp.ClientError) as exc:
+                chunk = await resp.read_chunk()
+            except (TimeoutError, UpstreamError) as exc:
                 await _upstream_failed(request, state, out, upstream, relayed, is_sse, exc)
                 return
             if not chunk:

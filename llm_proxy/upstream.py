@@ -1,17 +1,17 @@
-"""The upstream side: one pooled ClientSession per app, per-provider call settings compiled at
-config time, and the header policy (what crosses the proxy in each direction)."""
+"""The upstream side: per-provider call settings compiled at config time, and the header policy
+(what crosses the proxy in each direction). The client itself is `llm_proxy.upstream_client`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from llm_proxy.config import Config, Provider
+from llm_proxy.upstream_client import Target, target
 
 # Lower-case names (header names arrive in any case; `istr` does not hash case-insensitively).
 # Hop-by-hop headers (RFC 9110 7.6.1) plus what the proxy owns itself.
@@ -28,8 +28,8 @@ _HOP_BY_HOP: Final = frozenset(
         "upgrade",
     )
 )
-# Never forwarded upstream: the client's credentials (the provider's key replaces them), and
-# framing/encoding the client session computes itself.
+# Never forwarded upstream: the client's credentials (the provider's key replaces them),
+# framing the proxy computes itself, and encodings (the proxy asks for identity).
 DROP_REQUEST: Final = _HOP_BY_HOP | frozenset(
     (
         "host",
@@ -46,12 +46,11 @@ DROP_REQUEST: Final = _HOP_BY_HOP | frozenset(
         "x-real-ip",
     )
 )
-# Not copied back to the client: framing is ours (the body may have been decompressed), and
-# the upstream's request id is renamed so it does not clash with ours.
+# Not copied back to the client: framing is ours, and the upstream's request id is renamed so it
+# does not clash with ours. (Content-Encoding passes: bodies are relayed as they come.)
 DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
     (
         "content-length",
-        "content-encoding",
         "date",
         "server",
         "x-request-id",
@@ -62,7 +61,11 @@ DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
 )
 UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
 
+_DROP_REQUEST_RAW: Final = frozenset(name.encode() for name in DROP_REQUEST)
+_DROP_RESPONSE_RAW: Final = frozenset(name.encode() for name in DROP_RESPONSE)
+
 ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/responses")
+RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +73,16 @@ class Upstream:
     """How to call one provider, compiled once per config snapshot."""
 
     name: str
-    urls: Mapping[str, URL]  # endpoint ("/chat/completions") -> full URL, parsed once
-    models_url: URL  # for active health checks
+    targets: Mapping[str, Target]  # endpoint ("/chat/completions") -> compiled POST target
+    models_target: Target  # GET .../models, for active health checks
     authorization: str | None
-    ssl: bool  # False: skip certificate verification
-    timeout: aiohttp.ClientTimeout  # non-streaming calls: connect and total
-    stream_timeout: aiohttp.ClientTimeout  # streams: connect, total, and idle between chunks
+    # Header lines every call carries: the provider's key, and no compression (bytes are
+    # relayed as they come, and usage is read from them).
+    fixed_headers: bytes
+    connect_secs: float
     # To the first byte (streams: the first event); None when only the total timeout applies.
     ttft_secs: float | None
+    idle_secs: float | None  # between two chunks of a stream
     timeout_secs: float  # total
     inject_stream_usage: bool  # ask for a usage chunk in streams (stripped before the client)
 
@@ -93,15 +98,19 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     idle = _pick(provider, config, "stream_idle_timeout_secs")
     ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
     verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
+    authorization = f"Bearer {provider.api_key}" if provider.api_key else None
+    fixed = b"Accept-Encoding: identity\r\n"
+    if authorization is not None:
+        fixed = b"Authorization: " + authorization.encode("latin-1") + b"\r\n" + fixed
     return Upstream(
         name=provider.name,
-        urls={ep: URL(provider.api_base + ep) for ep in ENDPOINTS},
-        models_url=URL(provider.api_base + "/models"),
-        authorization=f"Bearer {provider.api_key}" if provider.api_key else None,
-        ssl=verify,
-        timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect),
-        stream_timeout=aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=idle),
+        targets={ep: target(URL(provider.api_base + ep), "POST", verify) for ep in ENDPOINTS},
+        models_target=target(URL(provider.api_base + "/models"), "GET", verify),
+        authorization=authorization,
+        fixed_headers=fixed,
+        connect_secs=connect,
         ttft_secs=ttft if ttft < total else None,
+        idle_secs=idle,
         timeout_secs=total,
         inject_stream_usage=config.inject_stream_usage
         if provider.inject_stream_usage is None
@@ -109,48 +118,32 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     )
 
 
-def request_headers(
-    incoming: CIMultiDictProxy[str], upstream: Upstream, stream: bool
-) -> CIMultiDict[str]:
+def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
+    """The client's header lines minus what must not cross, plus the provider's fixed ones."""
+    lines = [
+        name + b": " + value + b"\r\n"
+        for name, value in raw
+        if name.lower() not in _DROP_REQUEST_RAW
+    ]
+    has_type = False
+    for name, _ in raw:
+        if name.lower() == b"content-type":
+            has_type = True
+            break
+    if not has_type:
+        lines.append(b"Content-Type: application/json\r\n")  # the body was checked to be JSON
+    lines.append(upstream.fixed_headers)
+    return b"".join(lines)
+
+
+def response_headers(raw: RawHeaders) -> CIMultiDict[str]:
+    """The upstream's headers the client gets; its request id renamed."""
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        if name.lower() not in DROP_REQUEST:
-            out.add(name, value)
-    if upstream.authorization is not None:
-        out["Authorization"] = upstream.authorization
-    if "Content-Type" not in out:
-        out["Content-Type"] = "application/json"  # the body was checked to be a JSON object
-    # Streams must not be compressed (it delays the first token); for JSON bodies let the
-    # client session negotiate and decompress, since usage is read from the body.
-    if stream:
-        out["Accept-Encoding"] = "identity"
+    for name, value in raw:
+        lname = name.lower()
+        if lname in _DROP_RESPONSE_RAW:
+            if lname == b"x-request-id":
+                out.add(UPSTREAM_REQUEST_ID, value.decode("latin-1"))
+            continue
+        out.add(name.decode("latin-1"), value.decode("latin-1"))
     return out
-
-
-def response_headers(upstream_headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream_headers.items():
-        if name.lower() not in DROP_RESPONSE:
-            out.add(name, value)
-    request_id = upstream_headers.get("x-request-id")
-    if request_id is not None:
-        out[UPSTREAM_REQUEST_ID] = request_id
-    return out
-
-
-def create_session(limit: int = 0, limit_per_host: int = 0) -> aiohttp.ClientSession:
-    """The app's one session: pooled keep-alive connections, no cookie jar (a proxy must not
-    carry state between clients), and no default timeout (each call passes its own)."""
-    connector = aiohttp.TCPConnector(
-        limit=limit,
-        limit_per_host=limit_per_host,
-        ttl_dns_cache=300,
-        keepalive_timeout=60,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None),
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
-    )

@@ -317,12 +317,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of mixed-traffic soak")
     parser.add_argument("--out", default="bench-results", help="directory for the JSON results")
     parser.add_argument("--streams-only", action="store_true", help="skip the non-streaming runs")
+    parser.add_argument("--load-only", action="store_true", help="skip the streaming runs")
+    parser.add_argument(
+        "--connections", type=int, nargs="+", help="connection counts (default 1 32 128)"
+    )
     args = parser.parse_args(argv)
     seconds = 1.0 if args.quick else args.duration
     connections: tuple[int, ...] = (1, 32) if args.quick else (1, 32, 128)
+    if args.connections:
+        connections = tuple(args.connections)
     if args.streams_only:
         connections = ()
-    stream_counts = (20, 100) if args.quick else (100, 1000)
+    stream_counts: tuple[int, ...] = (20, 100) if args.quick else (100, 1000)
+    if args.load_only:
+        stream_counts = ()
     chunks, delay_ms = (20, 10.0) if args.quick else (30, 25.0)
 
     tmp = Path(tempfile.mkdtemp(prefix="llm-proxy-bench-"))
