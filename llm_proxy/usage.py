@@ -122,9 +122,10 @@ class Relayed:
     """What crossed the proxy, for token accounting after (or despite) the relay."""
 
     status: int = 0  # the upstream's HTTP status; 0 when it never answered
-    tail: bytes = b""
-    kept: list[bytes] = field(default_factory=list)
-    kept_bytes: int = 0
+    # The first KEEP_BYTES relayed, in one buffer (no object per chunk), and past that only
+    # the last TAIL_BYTES: the common stream never pays for more than one append per chunk.
+    kept: bytearray = field(default_factory=bytearray)
+    _late_tail: bytes = b""
     total_bytes: int = 0
     complete: bool = False  # the upstream body was relayed to its end
     stripper: UsageStripper | None = None
@@ -133,16 +134,22 @@ class Relayed:
     def stripped_usage(self) -> Usage | None:
         return self.stripper.usage if self.stripper is not None else None
 
+    @property
+    def kept_bytes(self) -> int:
+        return len(self.kept)
+
+    @property
+    def tail(self) -> bytes:
+        """The last TAIL_BYTES relayed."""
+        return self._late_tail or bytes(self.kept[-TAIL_BYTES:])
+
     def note(self, chunk: bytes) -> None:
-        size = len(chunk)
-        self.total_bytes += size
-        if self.kept_bytes < KEEP_BYTES:
-            self.kept.append(chunk)
-            self.kept_bytes += size
-        if size >= TAIL_BYTES:
-            self.tail = chunk[-TAIL_BYTES:]
+        self.total_bytes += len(chunk)
+        kept = self.kept
+        if len(kept) < KEEP_BYTES:
+            kept += chunk
         else:
-            self.tail = self.tail[size - TAIL_BYTES :] + chunk if self.tail else chunk
+            self._late_tail = (self.tail + chunk)[-TAIL_BYTES:]
 
 
 def text_of_request(data: dict[str, Any]) -> str:

@@ -215,6 +215,7 @@ class StreamResult:
     ttfc_p99_ms: float
     errors: int
     peak_rss_mb: float | None = None
+    rss_before_mb: float | None = None  # just before the streams opened: peak - this = their cost
     cpu_ms_per_stream: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -262,6 +263,7 @@ async def _streams(
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         stop = asyncio.Event()
+        rss_before = proc.rss_mb() if proc else None
         sampler = asyncio.create_task(sample_rss(stop))
         cpu_before = proc.cpu_secs() if proc else 0.0
         started = time.perf_counter()
@@ -280,6 +282,7 @@ async def _streams(
         ttfc[min(len(ttfc) - 1, int(len(ttfc) * 0.99))] * 1000,
         errors,
         peak if proc else None,
+        rss_before,
         (proc.cpu_secs() - cpu_before) * 1000 / count if proc else None,
     )
 
@@ -401,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"   {n:>4} streams: {s.chunks_per_sec:9.0f} chunks/s  "
                         f"ttfc p50 {s.ttfc_p50_ms:.1f} ms  p99 {s.ttfc_p99_ms:.1f} ms  "
-                        f"errors {s.errors}" + (f"  peak rss {rss:.1f} MB" if rss else ""),
+                        f"errors {s.errors}"
+                        + (f"  rss {s.rss_before_mb:.1f} -> peak {rss:.1f} MB" if rss else ""),
                         flush=True,
                     )
                 if proc is not None:
@@ -482,6 +486,8 @@ def report(results: dict[str, Any]) -> None:
             sp["ttfc_p99_ms"] / sb["ttfc_p99_ms"], "{:.1f}")  # fmt: skip
         row(f"stream errors, {n} streams", sd["errors"], sb["errors"], sp["errors"])
         row(f"peak RSS MB, {n} streams", None, sb["peak_rss_mb"], sp["peak_rss_mb"], None, "{:.1f}")
+        added = [x["peak_rss_mb"] - x["rss_before_mb"] for x in (sb, sp)]
+        row(f"RSS MB added by {n} streams", None, *added, None, "{:.1f}")
     row("RSS MB idle", None, bare["rss_idle_mb"], proxy["rss_idle_mb"], None, "{:.1f}")
     row("RSS MB after streams", None, bare["rss_after_mb"], proxy["rss_after_mb"], None, "{:.1f}")
     row("startup to health, s", None, bare["startup_secs"], proxy["startup_secs"], None, "{:.3f}")
