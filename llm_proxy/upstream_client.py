@@ -114,7 +114,7 @@ class Response:
         self.content_type = ""  # media type, lower case, without parameters
         self.content_length: int | None = None
         self._conn: _Connection | None = conn
-        self._buffer: collections.deque[bytes] = collections.deque()
+        self._buffer: list[bytes] = []  # (a list: a deque costs a 64-slot block per stream)
         self._size = 0
         self._done = False
         self._error: BaseException | None = None
@@ -142,7 +142,7 @@ class Response:
         while True:
             if self._buffer:
                 buffer = self._buffer
-                data = buffer.popleft() if len(buffer) == 1 else b"".join(buffer)
+                data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
                 buffer.clear()
                 self._size = 0
                 conn = self._conn
@@ -307,7 +307,7 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # 101 too
             self._fail(UpstreamError(f"invalid HTTP response from upstream: {exc}"))
             self.abort()
 
@@ -317,7 +317,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         response = self.response
-        if response is not None and response.status and self._until_eof:
+        if response is not None and response.status and self._until_eof and exc is None:
             self.response = None
             response._finish(None)  # a body delimited by the end of the connection
             return

@@ -1,0 +1,1115 @@
+"""The upstream HTTP/1.1 client (`llm_proxy.upstream_client`) against real servers on loopback:
+raw asyncio TCP servers where the test needs byte-for-byte (mis)behaviour, aiohttp where not.
+
+A few of the scenarios run a second time on uvloop, the event loop `llm-proxy serve` uses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import random
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from llm_proxy.upstream_client import (
+    HIGH_WATER,
+    Client,
+    Response,
+    UpstreamError,
+    UpstreamTimeout,
+    target,
+)
+from tests.conftest import serve
+
+SOCKET_READ = 256 * 1024  # the most one socket read delivers (asyncio's and uvloop's buffers)
+
+
+# --- a raw TCP server -----------------------------------------------------------------------
+
+
+Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """`handler(server, reader, writer)` runs for every accepted connection (which is closed when
+    it returns). Counts connections, keeps what was received, and re-raises handler errors."""
+
+    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.handler = handler
+        self.ssl_context = ssl_context
+        self.connections = 0
+        self.requests: list[tuple[bytes, bytes]] = []  # (head, body), in arrival order
+        self.hangups = 0  # connections the client closed or aborted (seen by `until_eof`)
+        self.errors: list[BaseException] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", 0, ssl=self.ssl_context
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        scheme = "https" if self.ssl_context is not None else "http"
+        self.url = URL(f"{scheme}://127.0.0.1:{self.port}/v1/chat/completions")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        if self.errors and exc[0] is None:
+            raise self.errors[0]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.append(writer)
+        try:
+            await self.handler(self, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass  # torn down by __aexit__ (3.11 logs a cancelled callback task as an error)
+        except BaseException as exc:  # an assertion in a handler: fail the test with it
+            self.errors.append(exc)
+        finally:
+            writer.transport.abort()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+        """One request (head up to the blank line, and the Content-Length body); None at EOF."""
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            self.hangups += 1
+            return None
+        except ConnectionResetError:
+            self.hangups += 1
+            return None
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await reader.readexactly(length)
+        self.requests.append((head, body))
+        return head, body
+
+    async def until_eof(self, reader: asyncio.StreamReader) -> bytes:
+        """Wait for the client to close or abort the connection; what it sent meanwhile."""
+        data = b""
+        with contextlib.suppress(ConnectionError):
+            data = await reader.read()
+        self.hangups += 1
+        return data
+
+
+def response(body: bytes = b"ok", status: str = "200 OK", headers: tuple[bytes, ...] = ()) -> bytes:
+    head = b"HTTP/1.1 %s\r\n" % status.encode()
+    head += b"".join(h + b"\r\n" for h in headers)
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+async def keep_alive(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+    """A well-behaved keep-alive server answering `echo:<body>`."""
+    while (request := await server.read_request(reader)) is not None:
+        writer.write(response(b"echo:" + request[1]))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def read_all(resp: Response) -> bytes:
+    parts = []
+    while chunk := await resp.read_chunk():
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def post(
+    client: Client, url: URL, body: bytes = b"{}", headers: bytes = b"", **kw: Any
+) -> Response:
+    kw.setdefault("total_secs", 5.0)
+    async with asyncio.timeout(5):  # a hang fails the test quickly, not after 120 s
+        return await client.request(target(url), headers, body, **kw)
+
+
+@pytest.fixture(autouse=True)
+def no_asyncio_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Nothing may escape into the event loop's error log (an exception out of a protocol
+    callback, an unretrieved task exception...): every failure is to reach the caller."""
+    yield
+    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
+    errors = [r for r in records if r.name == "asyncio" and r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Client]:
+    c = Client()
+    yield c
+    await c.close()
+
+
+# --- compiling a target ---------------------------------------------------------------------
+
+
+def test_target_compiles_request_line_and_host() -> None:
+    t = target(URL("http://example.com/v1/chat?a=1&b=%20"))
+    assert t.head == b"POST /v1/chat?a=1&b=%20 HTTP/1.1\r\nHost: example.com\r\n"
+    assert (t.host, t.port, t.ssl, t.origin) == (
+        "example.com",
+        80,
+        None,
+        ("example.com", 80, False, True),
+    )
+
+    t = target(URL("https://api.example.com:8443/v1/models"), "GET", verify=False)
+    assert t.head == b"GET /v1/models HTTP/1.1\r\nHost: api.example.com:8443\r\n"
+    assert t.origin == ("api.example.com", 8443, True, False)
+    assert t.ssl is not None and t.ssl.verify_mode == ssl.CERT_NONE
+
+    t = target(URL("https://api.example.com/"))
+    assert t.port == 443 and b"Host: api.example.com\r\n" in t.head
+    assert t.ssl is not None and t.ssl.verify_mode == ssl.CERT_REQUIRED and t.ssl.check_hostname
+
+    t = target(URL("http://[::1]:8080/x"))
+    assert t.head == b"POST /x HTTP/1.1\r\nHost: [::1]:8080\r\n"
+    assert (t.host, t.port) == ("::1", 8080)
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/x", "/relative/path", "http:///nohost"])
+def test_target_rejects_non_http_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        target(URL(url))
+
+
+# --- the basics -----------------------------------------------------------------------------
+
+
+async def test_post_round_trip(client: Client) -> None:
+    answer = response(
+        b'{"ok": true}',
+        "201 Created Here",
+        (b"Content-Type: Application/JSON; charset=utf-8", b"X-Multi: a", b"X-Multi: b"),
+    )
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(answer)
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        url = URL(f"{srv.url}?a=1&b=%20")
+        headers = b"Authorization: Bearer sk-x\r\nX-Custom: v\r\n"
+        resp = await post(client, url, b'{"model": "m"}', headers)
+        assert srv.requests == [
+            (
+                b"POST /v1/chat/completions?a=1&b=%%20 HTTP/1.1\r\n"
+                b"Host: 127.0.0.1:%d\r\n"
+                b"Authorization: Bearer sk-x\r\nX-Custom: v\r\n"
+                b"Content-Length: 14\r\n\r\n" % srv.port,
+                b'{"model": "m"}',
+            )
+        ]
+        assert (resp.status, resp.reason) == (201, "Created Here")
+        assert resp.raw_headers == [
+            (b"Content-Type", b"Application/JSON; charset=utf-8"),
+            (b"X-Multi", b"a"),
+            (b"X-Multi", b"b"),
+            (b"Content-Length", b"12"),
+        ]
+        assert resp.content_type == "application/json"
+        assert resp.content_length == 12
+        assert resp.header(b"x-multi") == "a"
+        assert resp.header(b"content-type") == "Application/JSON; charset=utf-8"
+        assert resp.header(b"x-missing") is None
+        assert resp.complete  # the body came with the headers
+        assert await resp.read_chunk() == b'{"ok": true}'
+        assert await resp.read_chunk() == b""
+        assert await resp.read_chunk() == b""
+        assert resp.received == 12
+
+
+async def test_get_request_line(client: Client) -> None:
+    async with RawServer(keep_alive) as srv:
+        t = target(srv.url.with_path("/v1/models").with_query("q=1"), "GET")
+        resp = await client.request(t, b"Accept: */*\r\n", b"", total_secs=5)
+        assert await read_all(resp) == b"echo:"
+        assert srv.requests == [
+            (
+                b"GET /v1/models?q=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                b"Accept: */*\r\nContent-Length: 0\r\n\r\n" % srv.port,
+                b"",
+            )
+        ]
+
+
+async def test_read_limit(client: Client) -> None:
+    async with RawServer(keep_alive) as srv:
+        resp = await post(client, srv.url, b"0123456789")
+        assert await resp.read(6) == b"echo:0"
+        resp.close()
+        resp = await post(client, srv.url, b"0123456789")
+        assert await resp.read(1000) == b"echo:0123456789"
+        assert srv.connections == 1
+
+
+async def test_no_body_status_is_complete_and_pooled(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n")
+
+    async with RawServer(handler) as srv:
+        for _ in range(3):
+            resp = await post(client, srv.url)
+            assert (resp.status, resp.content_length, resp.complete) == (204, None, True)
+            assert await resp.read_chunk() == b""
+        assert srv.connections == 1
+        assert client.idle_connections() == 1
+
+
+async def test_large_request_body(client: Client) -> None:
+    body = random.Random(3).randbytes(4 << 20)
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        while (request := await server.read_request(reader)) is not None:
+            writer.write(response(hashlib.sha256(request[1]).hexdigest().encode()))
+
+    async with RawServer(handler) as srv:
+        for _ in range(2):
+            resp = await post(client, srv.url, body)
+            assert await read_all(resp) == hashlib.sha256(body).hexdigest().encode()
+        assert b"Content-Length: 4194304\r\n\r\n" in srv.requests[0][0]
+        assert srv.connections == 1
+
+
+# --- pooling --------------------------------------------------------------------------------
+
+
+async def test_keep_alive_reuses_one_connection(client: Client) -> None:
+    async with RawServer(keep_alive) as srv:
+        for i in range(3):
+            resp = await post(client, srv.url, b"n%d" % i)
+            assert await read_all(resp) == b"echo:n%d" % i
+            assert client.idle_connections() == 1
+        assert srv.connections == 1
+        assert [body for _, body in srv.requests] == [b"n0", b"n1", b"n2"]
+
+
+async def test_concurrent_requests_get_their_own_answers(client: Client) -> None:
+    peers: set[Any] = set()
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        await asyncio.sleep(0.02 * (int(body.split(b"-")[1]) % 5))  # answers come back out of order
+        return web.Response(body=b"echo:" + body, headers={"X-Echo": body.decode()})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", echo)
+    async with serve(app) as base:
+        url = URL(base + "/v1/chat/completions")
+
+        async def one(i: int) -> None:
+            body = b"request-%d-" % i + b"x" * (i * 997)
+            resp = await post(client, url, body)
+            assert resp.header(b"x-echo") == body.decode()
+            assert await read_all(resp) == b"echo:" + body
+
+        await asyncio.gather(*(one(i) for i in range(20)))
+        assert len(peers) == 20  # the pool was empty: one connection each
+        assert client.idle_connections() == 20
+        await asyncio.gather(*(one(i) for i in range(20, 40)))
+        assert len(peers) == 20  # ...and all of them reused
+        assert client.idle_connections() == 20
+
+        # Many more requests, at most five in flight: never more than five connections.
+        fresh = Client()
+        peers.clear()
+        gate = asyncio.Semaphore(5)
+
+        async def gated(i: int) -> None:
+            async with gate:
+                body = b"gated-%d" % i
+                resp = await post(fresh, url, body)
+                assert await read_all(resp) == b"echo:" + body
+
+        try:
+            await asyncio.gather(*(gated(i) for i in range(60)))
+        finally:
+            await fresh.close()
+        assert 1 <= len(peers) <= 5
+
+
+async def test_connection_close_answer_is_not_pooled(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(response(b"bye", headers=(b"Connection: close",)))
+        await server.until_eof(reader)  # the client, not the server, closes it
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url)
+        assert await read_all(resp) == b"bye"
+        await until(lambda: srv.hangups == 1)
+        assert client.idle_connections() == 0
+        resp = await post(client, srv.url)
+        assert await read_all(resp) == b"bye"
+        assert srv.connections == 2
+
+
+async def test_idle_connections_expire_after_keepalive_secs() -> None:
+    client = Client(keepalive_secs=0.1)
+    try:
+        async with RawServer(keep_alive) as srv:
+            assert await read_all(await post(client, srv.url, b"1")) == b"echo:1"
+            await asyncio.sleep(0.2)
+            assert await read_all(await post(client, srv.url, b"2")) == b"echo:2"
+            assert srv.connections == 2
+            await until(lambda: srv.hangups == 1)  # the expired one was closed
+    finally:
+        await client.close()
+
+
+async def test_pool_retires_its_oldest_idle_connection() -> None:
+    client = Client(keepalive_secs=0.5)
+    gone: list[int] = []
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        number = server.connections
+        while await server.read_request(reader) is not None:
+            if number <= 2:
+                await asyncio.sleep(0.05)  # so that the first two requests overlap
+            writer.write(response(b"%d" % number))
+        gone.append(number)
+
+    try:
+        async with RawServer(handler) as srv:
+            await asyncio.gather(post(client, srv.url), post(client, srv.url))
+            assert client.idle_connections() == 2
+            await asyncio.sleep(0.2)
+            # The most recently used connection is taken; the other one ages in the pool.
+            first = await read_all(await post(client, srv.url))
+            await asyncio.sleep(0.35)
+            # Past keepalive_secs for the one that aged, but not for the one just used: when
+            # that comes back, the aged one is closed.
+            assert await read_all(await post(client, srv.url)) == first
+            await until(lambda: len(gone) == 1)
+            assert gone == [3 - int(first)]
+            assert srv.connections == 2
+            assert client.idle_connections() == 1
+    finally:
+        await client.close()
+
+
+# --- bodies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+async def test_chunked_body(client: Client, byte_by_byte: bool) -> None:
+    parts = [b"data: one\n\n", b"data: two\n\n", b"x" * 70_000, b"data: [DONE]\n\n"]
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            data = head + b"Transfer-Encoding: chunked\r\n\r\n"
+            if byte_by_byte:
+                data += b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts[:2]) + b"0\r\n\r\n"
+                for i in range(len(data)):
+                    writer.write(data[i : i + 1])
+                    await writer.drain()
+                continue
+            writer.write(data)
+            for part in parts:
+                await asyncio.sleep(0.03)
+                writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await asyncio.sleep(0.03)
+            writer.write(b"0\r\n\r\n")
+
+    async with RawServer(handler) as srv:
+        for _ in range(2):
+            resp = await post(client, srv.url)
+            assert (resp.status, resp.content_type, resp.content_length) == (
+                200,
+                "text/event-stream",
+                None,
+            )
+            expected = parts if not byte_by_byte else parts[:2]
+            chunks = []
+            while chunk := await resp.read_chunk():
+                chunks.append(chunk)
+            assert b"".join(chunks) == b"".join(expected)
+            if not byte_by_byte:
+                assert chunks[:2] == parts[:2]  # streamed as they came, not all at the end
+            assert resp.complete
+            assert resp.received == len(b"".join(expected))
+        assert srv.connections == 1
+        assert client.idle_connections() == 1
+
+
+async def test_body_delimited_by_connection_close(client: Client) -> None:
+    parts = [b"first ", b"second ", b"y" * 100_000, b" last"]
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n")
+        for part in parts:
+            await asyncio.sleep(0.02)
+            writer.write(part)
+        await writer.drain()
+        writer.close()
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url)
+        assert (resp.status, resp.content_length, resp.complete) == (200, None, False)
+        first = await resp.read_chunk()
+        assert first == b"first "
+        assert first + await read_all(resp) == b"".join(parts)
+        assert resp.complete
+        assert await resp.read_chunk() == b""
+        assert client.idle_connections() == 0
+
+
+async def test_body_delimited_by_a_reset_connection_is_an_error(client: Client) -> None:
+    """Ended by a reset (not a clean close), an until-close body is truncated, not whole."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url)
+        assert await resp.read_chunk() == b"partial"
+        with pytest.raises(UpstreamError):
+            await resp.read_chunk()
+        assert not resp.complete
+
+
+@pytest.mark.parametrize(
+    ("answer", "received"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", 9),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", 5),
+    ],
+    ids=["content-length", "chunked"],
+)
+async def test_truncated_body_is_an_error(client: Client, answer: bytes, received: int) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(answer)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url)
+        assert resp.status == 200
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await read_all(resp)
+        assert resp.received == received
+        assert not resp.complete
+        assert client.idle_connections() == 0
+
+
+async def test_interim_100_continue_is_skipped(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(response(b"final body", headers=(b"X-Final: yes",)))
+
+    async with RawServer(handler) as srv:
+        for _ in range(2):
+            resp = await post(client, srv.url)
+            assert (resp.status, resp.reason) == (200, "OK")
+            assert resp.raw_headers == [(b"X-Final", b"yes"), (b"Content-Length", b"10")]
+            assert await read_all(resp) == b"final body"
+        assert srv.connections == 1
+        assert client.idle_connections() == 1
+
+
+async def test_backpressure_bounds_buffering(client: Client) -> None:
+    size = 8 << 20
+    payload = random.Random(7).randbytes(size)
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        for i in range(0, size, 64 * 1024):
+            writer.write(payload[i : i + 64 * 1024])
+            await writer.drain()
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url)
+        digest = hashlib.sha256()
+        total = reads = most_buffered = 0
+        paused_seen = False
+        async with asyncio.timeout(10):
+            while True:
+                await asyncio.sleep(0.005)  # a slow client
+                most_buffered = max(most_buffered, resp._size)
+                conn = resp._conn
+                paused_seen = paused_seen or (conn is not None and conn.reading_paused)
+                chunk = await resp.read_chunk()
+                if not chunk:
+                    break
+                reads += 1
+                digest.update(chunk)
+                total += len(chunk)
+        assert total == size
+        assert digest.digest() == hashlib.sha256(payload).digest()
+        assert paused_seen  # the socket was not read while the buffer was full...
+        assert most_buffered <= HIGH_WATER + SOCKET_READ  # ...so the buffer stayed bounded
+        assert reads >= size // (HIGH_WATER + SOCKET_READ)
+        assert client.idle_connections() == 1
+
+
+# --- stale and broken connections -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.1])
+async def test_upstream_closing_idle_connection(client: Client, pause: float) -> None:
+    """The upstream closes a keep-alive connection right after answering: whether the client
+    noticed (pause) or not (no pause: it may send on the dead one), the next request works."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        request = await server.read_request(reader)
+        assert request is not None
+        writer.write(response(b"echo:" + request[1]))  # no "Connection: close" said
+        await writer.drain()
+        writer.close()
+
+    async with RawServer(handler) as srv:
+        assert await read_all(await post(client, srv.url, b"1")) == b"echo:1"
+        if pause:
+            await asyncio.sleep(pause)
+            assert client.idle_connections() == 0
+        assert await read_all(await post(client, srv.url, b"2")) == b"echo:2"
+        assert srv.connections == 2
+
+
+async def test_stale_pooled_connection_is_retried_once_on_a_new_one(client: Client) -> None:
+    """The deterministic form of the race: the pooled connection takes the request and dies
+    without a byte of answer. The request goes out again, on a fresh connection."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        number = server.connections
+        assert await server.read_request(reader) is not None
+        if number == 1:
+            writer.write(response(b"first"))
+            assert await server.read_request(reader) is not None
+            return  # closed without answering
+        writer.write(response(b"second"))
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        assert await read_all(await post(client, srv.url, b"a")) == b"first"
+        assert client.idle_connections() == 1
+        assert await read_all(await post(client, srv.url, b"b")) == b"second"
+        assert srv.connections == 2
+        assert [body for _, body in srv.requests] == [b"a", b"b", b"b"]
+        assert srv.requests[1] == srv.requests[2]
+
+
+async def test_no_retry_once_the_pooled_connection_answered(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(response(b"first"))
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-")  # a byte of answer, then gone
+        await writer.drain()
+        await asyncio.sleep(0.02)
+
+    async with RawServer(handler) as srv:
+        assert await read_all(await post(client, srv.url, b"a")) == b"first"
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await post(client, srv.url, b"b")
+        assert srv.connections == 1
+        assert len(srv.requests) == 2
+
+
+async def test_fresh_connection_closed_without_answer(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None  # ...and nothing back
+
+    async with RawServer(handler) as srv:
+        started = time.monotonic()
+        with pytest.raises(UpstreamError, match="closed the connection"):
+            await post(client, srv.url)
+        assert time.monotonic() - started < 1.0
+        assert srv.connections == 1  # a fresh connection's failure is not retried
+        assert client.idle_connections() == 0
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+    ],
+)
+async def test_invalid_response_is_an_error(client: Client, answer: bytes) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(answer)
+        await server.until_eof(reader)  # the server keeps it open: the client must hang up
+
+    async with RawServer(handler) as srv:
+        with pytest.raises(UpstreamError, match="invalid HTTP response"):
+            await post(client, srv.url)
+        await until(lambda: srv.hangups == 1)
+        assert client.idle_connections() == 0
+
+
+async def test_upgrade_answer_is_an_error(client: Client) -> None:
+    """A 101 makes the parser stop with an "upgrade" (not a parse error): it is still an invalid
+    answer, not an exception out of `data_received`."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n")
+        writer.write(b"Upgrade: websocket\r\n\r\n\x81\x02hi")
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        with pytest.raises(UpstreamError, match="invalid HTTP response"):
+            await post(client, srv.url)
+        await until(lambda: srv.hangups == 1)
+        assert client.idle_connections() == 0
+
+
+async def test_invalid_answer_on_pooled_connection_is_not_retried(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(response(b"first"))
+        assert await server.read_request(reader) is not None
+        writer.write(b"garbage\r\n\r\n")
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        assert await read_all(await post(client, srv.url)) == b"first"
+        with pytest.raises(UpstreamError, match="invalid HTTP response"):
+            await post(client, srv.url)
+        assert srv.connections == 1
+        assert len(srv.requests) == 2
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+async def test_unrequested_bytes_make_a_connection_unusable(client: Client, delay: float) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(response(b"one"))
+            if server.connections == 1:
+                await writer.drain()
+                await asyncio.sleep(delay)
+                writer.write(response(b"two"))  # an answer nobody asked for
+
+    async with RawServer(handler) as srv:
+        assert await read_all(await post(client, srv.url)) == b"one"
+        await until(lambda: client.idle_connections() == 0)
+        assert await read_all(await post(client, srv.url)) == b"one"
+        assert srv.connections == 2
+
+
+# --- closing --------------------------------------------------------------------------------
+
+
+async def test_response_close_mid_body_aborts_the_connection(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+        assert await server.until_eof(reader) == b""
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url)
+        assert await resp.read_chunk() == b"0123456789"
+        resp.close()
+        resp.close()  # idempotent
+        await until(lambda: srv.hangups == 1)
+        assert not resp.complete
+        assert client.idle_connections() == 0
+
+
+async def test_response_close_after_body_keeps_the_connection(client: Client) -> None:
+    async with RawServer(keep_alive) as srv:
+        resp = await post(client, srv.url, b"a")
+        await until(lambda: resp.complete)
+        resp.close()  # whole but unread: still reusable
+        assert client.idle_connections() == 1
+        resp = await post(client, srv.url, b"b")
+        assert await read_all(resp) == b"echo:b"
+        resp.close()
+        assert client.idle_connections() == 1
+        assert srv.connections == 1
+        assert srv.hangups == 0
+
+
+async def test_client_close_aborts_idle_connections_and_refuses_requests() -> None:
+    client = Client()
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(response(b"ok"))
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        await asyncio.gather(post(client, srv.url), post(client, srv.url))
+        assert client.idle_connections() == 2
+        await client.close()
+        assert client.idle_connections() == 0
+        await until(lambda: srv.hangups == 2)
+        with pytest.raises(UpstreamError, match="client is closed"):
+            await post(client, srv.url)
+        assert srv.connections == 2
+
+
+async def test_client_close_during_a_request() -> None:
+    client = Client()
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        await asyncio.sleep(0.1)
+        writer.write(response(b"late"))
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        pending = asyncio.ensure_future(post(client, srv.url))
+        await until(lambda: len(srv.requests) == 1)
+        await client.close()
+        resp = await pending  # the request in flight still gets its answer...
+        assert await read_all(resp) == b"late"
+        await until(lambda: srv.hangups == 1)  # ...but its connection is not kept
+        assert client.idle_connections() == 0
+
+
+@pytest.mark.parametrize("when", ["waiting for headers", "reading the body"])
+async def test_cancelled_request_drops_the_connection(client: Client, when: str) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        if when == "reading the body":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345")
+        await server.until_eof(reader)
+
+    async def call() -> bytes:
+        return await read_all(await post(client, srv.url))
+
+    async with RawServer(handler) as srv:
+        task = asyncio.ensure_future(call())
+        await until(lambda: len(srv.requests) == 1)
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await until(lambda: srv.hangups == 1)
+        assert client.idle_connections() == 0
+
+
+# --- timeouts and connect failures ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["first_byte_secs", "total_secs"])
+async def test_no_headers_in_time(client: Client, which: str) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        await server.until_eof(reader)  # never answers
+
+    kw = {"total_secs": 10.0, "first_byte_secs": 0.2}
+    if which == "total_secs":
+        kw = {"total_secs": 0.2}
+    async with RawServer(handler) as srv:
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout, match="waiting for headers") as info:
+            await post(client, srv.url, **kw)
+        elapsed = time.monotonic() - started
+        assert 0.15 <= elapsed < 1.0
+        assert isinstance(info.value, TimeoutError)
+        await until(lambda: srv.hangups == 1)  # the connection was dropped
+        assert client.idle_connections() == 0
+
+
+async def test_idle_timeout_between_chunks(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await asyncio.sleep(0.1)
+        writer.write(b"3\r\ndef\r\n")
+        await server.until_eof(reader)  # then stalls
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url, idle_secs=0.3)
+        assert await resp.read_chunk() == b"abc"
+        assert await resp.read_chunk() == b"def"  # 0.1 s is within the idle timeout
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout, match="reading the upstream"):
+            await resp.read_chunk()
+        assert 0.25 <= time.monotonic() - started < 1.0
+        await until(lambda: srv.hangups == 1)
+        assert client.idle_connections() == 0
+
+
+async def test_total_timeout_on_a_trickling_body(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(1000):
+            writer.write(b".")
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    async with RawServer(handler) as srv:
+        started = time.monotonic()
+        resp = await post(client, srv.url, total_secs=0.5, idle_secs=0.3)
+        with pytest.raises(UpstreamTimeout, match="reading the upstream"):
+            await read_all(resp)
+        assert 0.45 <= time.monotonic() - started < 1.5
+        assert 5 < resp.received < 1000
+
+
+async def test_read_chunk_deadline_argument(client: Client) -> None:
+    """`read_chunk(deadline)` caps one wait (the relay passes `first_deadline`)."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        resp = await post(client, srv.url, first_byte_secs=0.3)
+        loop = asyncio.get_running_loop()
+        assert resp.first_deadline < resp.deadline
+        assert resp.first_deadline - loop.time() <= 0.3
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            await resp.read_chunk(resp.first_deadline)
+        assert time.monotonic() - started < 0.6
+
+
+async def test_connect_refused(client: Client) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before the client connects
+    started = time.monotonic()
+    with pytest.raises(UpstreamError, match="cannot connect"):
+        await post(client, URL(f"http://127.0.0.1:{port}/v1/x"), connect_secs=1.0)
+    assert time.monotonic() - started < 1.0
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[int]:
+    """A loopback port that takes no more connections: its accept queue is full, so Linux drops
+    further SYNs and a connect hangs (a local stand-in for a blackholed address)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            fillers.append(filler)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.3).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("where", ["full-backlog", "10.255.255.1"])
+async def test_connect_timeout(client: Client, where: str) -> None:
+    """Nothing answers: a timeout (or, for the remote address, an immediate error where the
+    network says it is unreachable), within about the connect timeout."""
+    with contextlib.ExitStack() as stack:
+        if where == "full-backlog":
+            url = URL(f"http://127.0.0.1:{stack.enter_context(full_backlog())}/v1/x")
+        else:
+            if await asyncio.to_thread(reachable, where, 81):
+                pytest.skip(f"something answers at {where} on this network")
+            url = URL(f"http://{where}:81/v1/x")
+        started = time.monotonic()
+        with pytest.raises((UpstreamTimeout, UpstreamError)) as info:
+            await post(client, url, connect_secs=0.2)
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0
+    if where == "full-backlog":
+        assert isinstance(info.value, UpstreamTimeout)
+    if isinstance(info.value, UpstreamTimeout):
+        assert elapsed >= 0.15
+        assert "timed out connecting" in str(info.value)
+    assert client.idle_connections() == 0
+
+
+# --- TLS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key) files."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        _make_cert_with_cryptography(cert, key)
+    except ImportError:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            pytest.skip("neither the cryptography package nor the openssl CLI is available")
+        subprocess.run(
+            [
+                openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )  # fmt: skip
+    return cert, key
+
+
+def _make_cert_with_cryptography(cert: Path, key: Path) -> None:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def server_tls(cert: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*cert)
+    return context
+
+
+async def test_tls_without_verification(client: Client, tls_cert: tuple[Path, Path]) -> None:
+    async with RawServer(keep_alive, server_tls(tls_cert)) as srv:
+        t = target(srv.url, verify=False)
+        for body in (b"secret-1", b"secret-2"):
+            resp = await client.request(t, b"X-A: 1\r\n", body, total_secs=5)
+            assert resp.status == 200
+            assert await read_all(resp) == b"echo:" + body
+        assert srv.connections == 1  # kept alive over TLS too
+        assert client.idle_connections() == 1
+        assert srv.requests[0] == (
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+            b"X-A: 1\r\nContent-Length: 8\r\n\r\n" % srv.port,
+            b"secret-1",
+        )
+
+
+async def test_tls_verification_rejects_self_signed(
+    client: Client, tls_cert: tuple[Path, Path]
+) -> None:
+    async with RawServer(keep_alive, server_tls(tls_cert)) as srv:
+        with pytest.raises(UpstreamError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.request(target(srv.url, verify=True), b"", b"{}", total_secs=5)
+        assert srv.requests == []
+        assert client.idle_connections() == 0
+
+
+# --- the same on uvloop ---------------------------------------------------------------------
+
+
+UVLOOP_SCENARIOS: list[Callable[..., Awaitable[None]]] = [
+    test_post_round_trip,
+    test_keep_alive_reuses_one_connection,
+    functools.partial(test_chunked_body, byte_by_byte=False),
+    test_body_delimited_by_connection_close,
+    test_backpressure_bounds_buffering,
+    test_stale_pooled_connection_is_retried_once_on_a_new_one,
+    functools.partial(test_upstream_closing_idle_connection, pause=0.0),
+    test_response_close_mid_body_aborts_the_connection,
+    test_idle_timeout_between_chunks,
+    functools.partial(test_invalid_response_is_an_error, answer=b"garbage\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [*UVLOOP_SCENARIOS, "tls"],
+    ids=lambda s: s if isinstance(s, str) else getattr(s, "func", s).__name__,
+)
+def test_on_uvloop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    if scenario == "tls":
+        scenario = functools.partial(test_tls_without_verification, tls_cert=tls_cert)
+
+    async def run() -> None:
+        client = Client()
+        try:
+            await scenario(client)
+        finally:
+            await client.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
