@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
@@ -68,6 +69,14 @@ def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
         head=head.encode("ascii"),
         url=str(url),
     )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 _SSL_CONTEXTS: dict[bool, ssl.SSLContext] = {}
@@ -388,9 +397,14 @@ class _Connection(asyncio.Protocol):
 class Client:
     """The app's upstream client: one pool of keep-alive connections per origin."""
 
-    def __init__(self, keepalive_secs: float = 60.0) -> None:
+    def __init__(self, keepalive_secs: float = 60.0, dns_ttl_secs: float = 300.0) -> None:
         self.keepalive_secs = keepalive_secs
+        self.dns_ttl_secs = dns_ttl_secs
         self._idle: dict[tuple[str, int, bool, bool], collections.deque[_Connection]] = {}
+        # Host names resolved once per TTL, one lookup in flight per name: a burst of new
+        # connections must not queue a thousand getaddrinfo calls on the executor.
+        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
         self._closed = False
 
     async def request(
@@ -438,13 +452,21 @@ class Client:
             deadline = min(deadline, loop.time() + connect_secs)
         try:
             async with asyncio.timeout_at(deadline):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self, target.origin),
-                    target.host,
-                    target.port,
-                    ssl=target.ssl,
-                    server_hostname=target.host if target.ssl is not None else None,
-                )
+                addresses = await self._addresses(target.host, target.port)
+                for i, address in enumerate(addresses):
+                    try:
+                        _, conn = await loop.create_connection(
+                            lambda: _Connection(self, target.origin),
+                            address,
+                            target.port,
+                            ssl=target.ssl,
+                            server_hostname=target.host if target.ssl is not None else None,
+                        )
+                        break
+                    except OSError:
+                        if i == len(addresses) - 1:
+                            self._dns.pop((target.host, target.port), None)  # look again
+                            raise
         except TimeoutError:
             raise UpstreamTimeout(f"timed out connecting to {target.url}") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -453,6 +475,35 @@ class Client:
             conn.abort()
             raise UpstreamError("the upstream client is closed")
         return conn
+
+    async def _addresses(self, host: str, port: int) -> list[str]:
+        """The addresses to try for `host`, in the resolver's order (an IP literal as is)."""
+        if _is_ip(host):
+            return [host]
+        key = (host, port)
+        loop = asyncio.get_running_loop()
+        cached = self._dns.get(key)
+        if cached is not None and cached[0] > loop.time():
+            return cached[1]
+        pending = self._resolving.get(key)
+        if pending is None:
+            pending = self._resolving[key] = loop.create_task(self._resolve(host, port))
+            pending.add_done_callback(self._resolved)
+        return await asyncio.shield(pending)
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        if not addresses:
+            raise OSError(f"no address for {host}")
+        self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, addresses)
+        return addresses
+
+    def _resolved(self, task: asyncio.Future[list[str]]) -> None:
+        self._resolving = {k: t for k, t in self._resolving.items() if t is not task}
+        if not task.cancelled():
+            task.exception()  # retrieved: its waiters may all have timed out
 
     def _take(self, origin: tuple[str, int, bool, bool], now: float) -> _Connection | None:
         idle = self._idle.get(origin)

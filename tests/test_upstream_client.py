@@ -1113,3 +1113,44 @@ def test_on_uvloop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(run())
+
+
+async def test_host_names_resolve_once(client: Client) -> None:
+    async with RawServer(keep_alive) as srv:
+        url = srv.url.with_host("localhost")
+        first = await post(client, url)
+        assert (await read_all(first)).startswith(b"echo:")
+        cached = client._dns[("localhost", srv.port)]
+        assert "127.0.0.1" in cached[1]
+        # Two at once need a second connection; it reuses the cached lookup.
+        both = await asyncio.gather(post(client, url), post(client, url))
+        for resp in both:
+            assert (await read_all(resp)).startswith(b"echo:")
+        assert srv.connections == 2
+        assert client._dns[("localhost", srv.port)] is cached
+
+
+async def test_connect_falls_back_across_addresses(client: Client) -> None:
+    """A name with several addresses: a refusing one is skipped, the next one serves."""
+    async with RawServer(keep_alive) as srv:
+        # 127.0.0.2 is loopback too, but nothing listens there on this port.
+        client._dns[("multi.test", srv.port)] = (
+            time.monotonic() + 3600,
+            ["127.0.0.2", "127.0.0.1"],
+        )
+        resp = await post(client, srv.url.with_host("multi.test"))
+        assert (await read_all(resp)).startswith(b"echo:")
+        # When every address refuses, the cached lookup is dropped so the next try resolves.
+        client._dns[("multi.test", srv.port)] = (time.monotonic() + 3600, ["127.0.0.2"])
+        client._idle.clear()
+        with pytest.raises(UpstreamError, match="cannot connect"):
+            await post(client, srv.url.with_host("multi.test"))
+        assert ("multi.test", srv.port) not in client._dns
+
+
+async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
+    with pytest.raises(UpstreamError, match="cannot connect"):
+        await client.request(
+            target(URL("http://no-such-host.invalid/v1/x")), b"", b"", total_secs=5
+        )
+    assert not client._resolving
