@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+from yarl import URL
+
 from llm_proxy.patterns import compile_pattern
 
 Path = tuple[str | int, ...]
@@ -467,7 +469,12 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
             api_base = check.string(p["api_base"], (*path, "api_base")).rstrip("/")
             if api_base and not api_base.startswith(("http://", "https://")):
                 check.fail((*path, "api_base"), f"must start with http:// or https://: {api_base}")
+            elif api_base and not _has_host(api_base):
+                check.fail((*path, "api_base"), f"has no host: {api_base}")
         api_key = check.string(check.optional(p, "api_key", ""), (*path, "api_key"), empty_ok=True)
+        if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
+            # It becomes a header line as is: no spaces, control characters or non-ASCII.
+            check.fail((*path, "api_key"), "must be printable ASCII without spaces")
         weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
         mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
         verify = p.get("verify_ssl")
@@ -585,3 +592,10 @@ def _rate_limit(check: _Checker, raw: Any, path: Path) -> RateLimit | None:
         check.optional(r, "burst_size", default_burst), (*path, "burst_size")
     )
     return RateLimit(rps, burst)
+
+
+def _has_host(url: str) -> bool:
+    try:
+        return bool(URL(url).host)
+    except ValueError:
+        return False

@@ -75,7 +75,6 @@ class Upstream:
     name: str
     targets: Mapping[str, Target]  # endpoint ("/chat/completions") -> compiled POST target
     models_target: Target  # GET .../models, for active health checks
-    authorization: str | None
     # Header lines every call carries: the provider's key, and no compression (bytes are
     # relayed as they come, and usage is read from them).
     fixed_headers: bytes
@@ -106,7 +105,6 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
         name=provider.name,
         targets={ep: target(URL(provider.api_base + ep), "POST", verify) for ep in ENDPOINTS},
         models_target=target(URL(provider.api_base + "/models"), "GET", verify),
-        authorization=authorization,
         fixed_headers=fixed,
         connect_secs=connect,
         ttft_secs=ttft if ttft < total else None,

@@ -120,6 +120,20 @@ def test_missing_required_and_bad_api_base() -> None:
     ]
 
 
+def test_api_base_without_host_and_unsendable_api_key() -> None:
+    text = (
+        "providers:\n"
+        "  - name: x\n    api_base: http:///v1\n"
+        '  - name: y\n    api_base: http://a/v1\n    api_key: "sk-a\\r\\nX-Evil: 1"\n'
+        '  - name: z\n    api_base: http://a/v1\n    api_key: "sk-ключ"\n'
+    )
+    assert errors_of(text) == [
+        "providers[0].api_base (line 3): has no host: http:///v1",
+        "providers[1].api_key (line 6): must be printable ASCII without spaces",
+        "providers[2].api_key (line 9): must be printable ASCII without spaces",
+    ]
+
+
 def test_yaml_syntax_error_has_line() -> None:
     found = errors_of("providers:\n  - name: [unclosed\n")
     assert len(found) == 1 and "YAML syntax error" in found[0] and "(line " in found[0]
