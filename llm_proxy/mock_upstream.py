@@ -254,4 +254,13 @@ def create_mock_app(options: MockOptions | None = None) -> web.Application:
 
 def run_mock(host: str, port: int, options: MockOptions) -> None:
     print(f"mock upstream on http://{host}:{port}/v1 ({time.strftime('%H:%M:%S')})", flush=True)
-    web.run_app(create_mock_app(options), host=host, port=port, access_log=None, print=None)
+    # A large accept queue, like a real provider's: the fake upstream must not be what a burst
+    # of new connections waits on (the benchmark opens 1,000 streams at once).
+    web.run_app(
+        create_mock_app(options),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=4096,
+    )

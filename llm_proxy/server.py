@@ -78,13 +78,19 @@ class _Reject(asyncio.Protocol):
         transport.close()
 
 
+# Pending connections the kernel queues before accept() (capped by net.core.somaxconn). With
+# aiohttp's default of 128, a burst of new clients (1,000 streams opened at once) overflows the
+# queue and the dropped SYNs are retried by the clients a whole second later.
+LISTEN_BACKLOG: Final = 4096
+
+
 class CappedTCPSite(web.TCPSite):
     """A TCPSite that answers 503 at once beyond `max_connections` open connections."""
 
     def __init__(
         self, runner: web.AppRunner, host: str, port: int, lifecycle: Lifecycle, cap: int
     ) -> None:
-        super().__init__(runner, host, port)
+        super().__init__(runner, host, port, backlog=LISTEN_BACKLOG)
         self._lifecycle = lifecycle
         self._cap = cap
 

@@ -100,9 +100,11 @@ class Response:
         "_buffer",
         "_conn",
         "_done",
+        "_due",
         "_error",
         "_idle_secs",
         "_size",
+        "_timer",
         "_waiter",
         "content_length",
         "content_type",
@@ -128,6 +130,8 @@ class Response:
         self._done = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = deadline
         self._idle_secs = idle_secs
         self.deadline = deadline  # loop time by which the whole body must be in
         self.first_deadline = first_deadline  # ...and the headers (callers may extend it)
@@ -178,22 +182,45 @@ class Response:
 
     async def _wait(self, deadline: float | None) -> None:
         loop = asyncio.get_running_loop()
-        when = self.deadline if deadline is None else min(deadline, self.deadline)
+        due = self.deadline if deadline is None else min(deadline, self.deadline)
         if self._idle_secs is not None:
-            when = min(when, loop.time() + self._idle_secs)
+            due = min(due, loop.time() + self._idle_secs)
+        self._due = due
+        # One lazy timer per response rather than one per wait: it stays armed across waits
+        # (the idle deadline only moves later) and re-arms itself if it fires early.
+        timer = self._timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(due, self._on_timer)
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_at(when, _expire, waiter, "reading the upstream's answer")
         try:
             await waiter
         except BaseException:
             self.close()
             raise
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms a new timer
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._due:
+            self._timer = loop.call_at(self._due, self._on_timer)
+            return
+        waiter.set_exception(UpstreamTimeout("timed out reading the upstream's answer"))
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def close(self) -> None:
         """Drop the connection unless the body already arrived whole (then it is pooled)."""
+        self._stop_timer()
         conn = self._conn
         if conn is not None:
             self._conn = None
@@ -211,6 +238,7 @@ class Response:
         self._wake()
 
     def _finish(self, error: BaseException | None) -> None:
+        self._stop_timer()
         if error is None:
             self._done = True
         elif not self._done:

@@ -97,6 +97,8 @@ class UsageStripper:
         ready, self._pending = data[: cut + 2], data[cut + 2 :]
         if b'"usage"' not in ready:
             return ready
+        if b'"usage":{' not in ready:  # the common chunk: only the added null to remove
+            return ready.replace(b',"usage":null', b"")
         return self._strip(ready)
 
     def flush(self) -> bytes:
