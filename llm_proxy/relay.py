@@ -163,20 +163,18 @@ async def _attempt(
                         status=resp.status, body=first, content_type="text/event-stream"
                     ),
                 )
-    except TimeoutError:
+    except (TimeoutError, UpstreamError) as exc:
         if resp is not None:
             resp.close()
-        health.failure(name, "timeout")
-        metrics.attempt(name, "timeout")
-        metrics.upstream_error(name, "timeout")
-        return Failure("timeout", errors.upstream_timeout(name, ttft or upstream.timeout_secs))
-    except UpstreamError:
-        if resp is not None:
-            resp.close()
-        health.failure(name, "connect_error")
-        metrics.attempt(name, "connect_error")
-        metrics.upstream_error(name, "connect")
-        return Failure("connect_error", errors.upstream_unreachable(name))
+        if isinstance(exc, TimeoutError):
+            outcome, kind = "timeout", "timeout"
+            error = errors.upstream_timeout(name, ttft or upstream.timeout_secs)
+        else:
+            outcome, kind, error = "connect_error", "connect", errors.upstream_unreachable(name)
+        health.failure(name, outcome)
+        metrics.attempt(name, outcome)
+        metrics.upstream_error(name, kind)
+        return Failure(outcome, error)
     except BaseException:
         if resp is not None:
             resp.close()

@@ -118,16 +118,13 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
 
 def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
     """The client's header lines minus what must not cross, plus the provider's fixed ones."""
-    lines = [
-        name + b": " + value + b"\r\n"
-        for name, value in raw
-        if name.lower() not in _DROP_REQUEST_RAW
-    ]
+    lines = []
     has_type = False
-    for name, _ in raw:
-        if name.lower() == b"content-type":
-            has_type = True
-            break
+    for name, value in raw:
+        lname = name.lower()
+        if lname not in _DROP_REQUEST_RAW:
+            lines.append(name + b": " + value + b"\r\n")
+            has_type = has_type or lname == b"content-type"
     if not has_type:
         lines.append(b"Content-Type: application/json\r\n")  # the body was checked to be JSON
     lines.append(upstream.fixed_headers)

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from llm_proxy.cli import main
+from llm_proxy.listener import LISTENER_APP_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """\
@@ -175,6 +176,18 @@ async def test_database_mode_cli(
             else:
                 pytest.fail("database-mode proxy never answered")
             assert models == ["gpt-4o"]
+        # The listener connects in the background; serving starts before it is in.
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            for _ in range(200):
+                if await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    LISTENER_APP_NAME,
+                ):
+                    break
+                await asyncio.sleep(0.025)
+        finally:
+            await conn.close()
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0
