@@ -25,7 +25,7 @@ from llm_proxy.keys import (
     METRICS,
     STORE,
 )
-from llm_proxy.lifecycle import Lifecycle
+from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
 from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
@@ -86,7 +86,7 @@ def create_app(
     }
     metrics.config_version = lambda: store.current.version
     app[BACKGROUND] = set()
-    app[LIFECYCLE] = Lifecycle()
+    app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
     app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(_limiter(clock))
     app.cleanup_ctx.append(_background_tasks)

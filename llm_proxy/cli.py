@@ -164,16 +164,7 @@ def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str
     from llm_proxy.server import serve
 
     try:
-        loop.run_until_complete(
-            serve(
-                app,
-                host or config.host,
-                port or config.port,
-                grace_secs=config.shutdown_grace_secs,
-                max_connections=config.max_connections,
-                keepalive_timeout_secs=config.keepalive_timeout_secs,
-            )
-        )
+        loop.run_until_complete(serve(app, host or config.host, port or config.port))
     except OSError as exc:
         logger.error(
             "cannot_listen", host=host or config.host, port=port or config.port, error=str(exc)

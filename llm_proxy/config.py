@@ -137,6 +137,17 @@ class Config:
     shutdown_grace_secs: float = 30.0
     max_connections: int = 10000  # beyond: 503 at once
     keepalive_timeout_secs: float = 75.0  # idle client connections (and slow request heads)
+    # One client address may hold this many connections (0: no per-client limit, e.g. behind
+    # a load balancer whose address every connection shares).
+    max_connections_per_client: int = 1000
+    # A new connection must send its first request head within this; an idle connection that
+    # never authenticated gets no more (authenticated keep-alive: keepalive_timeout_secs).
+    header_timeout_secs: float = 10.0
+    body_timeout_secs: float = 60.0  # the whole request body must arrive within this (408)
+    # A client that takes none of the response for this long is cut off (a write-idle bound).
+    write_timeout_secs: float = 60.0
+    # Request bodies held in memory by all requests at once; beyond, 503 with Retry-After.
+    max_inflight_body_mb: float = 1024.0
 
     @property
     def request_timeout_secs(self) -> float:
@@ -293,6 +304,11 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "shutdown_grace_secs",
         "max_connections",
         "keepalive_timeout_secs",
+        "max_connections_per_client",
+        "header_timeout_secs",
+        "body_timeout_secs",
+        "write_timeout_secs",
+        "max_inflight_body_mb",
         "max_request_body_mb",
         "provider_suffix",
         "metrics_token",
@@ -368,12 +384,25 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     defaults = Config()
     numbers = {
         key: check.positive_number(check.optional(top, key, getattr(defaults, key)), (key,))
-        for key in ("shutdown_grace_secs", "keepalive_timeout_secs")
+        for key in (
+            "shutdown_grace_secs",
+            "keepalive_timeout_secs",
+            "header_timeout_secs",
+            "body_timeout_secs",
+            "write_timeout_secs",
+            "max_inflight_body_mb",
+        )
     }
     integers = {
         key: check.positive_int(check.optional(top, key, getattr(defaults, key)), (key,))
         for key in ("max_attempts", "max_connections")
     }
+    per_client = check.optional(
+        top, "max_connections_per_client", defaults.max_connections_per_client
+    )
+    if per_client not in (0, "0"):  # 0 turns the per-client limit off
+        per_client = check.positive_int(per_client, ("max_connections_per_client",))
+    per_client = int(per_client)
     max_body = check.positive_number(
         check.optional(top, "max_request_body_mb", DEFAULT_MAX_BODY_MB), ("max_request_body_mb",)
     )
@@ -416,6 +445,11 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         keepalive_timeout_secs=numbers["keepalive_timeout_secs"],
         max_attempts=integers["max_attempts"],
         max_connections=integers["max_connections"],
+        max_connections_per_client=per_client,
+        header_timeout_secs=numbers["header_timeout_secs"],
+        body_timeout_secs=numbers["body_timeout_secs"],
+        write_timeout_secs=numbers["write_timeout_secs"],
+        max_inflight_body_mb=numbers["max_inflight_body_mb"],
     )
 
 

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from llm_proxy.config import Config
+
+
+@dataclass(slots=True)
+class ConnectionLimits:
+    """How many connections are admitted, from the config the server started with."""
+
+    max_connections: int
+    per_client: int  # 0: no per-address limit
+    header_timeout_secs: float
+
+    @classmethod
+    def of(cls, config: Config) -> ConnectionLimits:
+        return cls(
+            config.max_connections, config.max_connections_per_client, config.header_timeout_secs
+        )
 
 
 @dataclass(slots=True)
 class Lifecycle:
+    limits: ConnectionLimits
     draining: bool = False  # SIGTERM received: /health answers 503, no new connections
     open_connections: int = 0
-    rejected_connections: int = 0  # turned away at max_connections
+    rejected_connections: int = 0  # turned away at max_connections (or per client)
+    per_client: dict[str, int] = field(default_factory=dict)  # open connections by address
+    inflight_body_bytes: int = 0  # request bodies held in memory by all requests

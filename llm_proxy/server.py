@@ -1,10 +1,16 @@
-"""Running the app: the listening socket (with a connection cap), signals, graceful drain.
+"""Running the app: the listening socket, connection limits, signals, graceful drain.
+
+Connections are admitted in order: past `max_connections` open connections, or past
+`max_connections_per_client` from one address, a new connection gets a 503 at once and is
+closed. A connection that has not sent a complete request head within `header_timeout_secs`
+is closed (authenticated keep-alive connections then get `keepalive_timeout_secs`).
 
 Shutdown on SIGTERM or SIGINT, in order:
   1. `/health` answers 503 from now on, so load balancers stop sending;
   2. stop accepting connections;
   3. let in-flight requests and streams finish, up to `shutdown_grace_secs`;
-  4. close what is left and run the cleanup contexts (sessions, listener) in reverse order.
+  4. close what is left and run the cleanup contexts (upstream client, listener, ...) in
+     reverse order.
 """
 
 from __future__ import annotations
@@ -12,47 +18,157 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from typing import Final
+from typing import Any, Final, cast
 
-import orjson
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
-from llm_proxy.keys import LIFECYCLE, METRICS
+from llm_proxy.config import Config
+from llm_proxy.errors import API_ERROR, error_body
+from llm_proxy.keys import LIFECYCLE, METRICS, STORE
 from llm_proxy.lifecycle import Lifecycle
 
 log = structlog.get_logger()
 
-_OVER_CAPACITY: Final = orjson.dumps(
-    {
-        "error": {
-            "message": "The proxy is at its connection limit (max_connections); retry shortly.",
-            "type": "api_error",
-            "param": None,
-            "code": "over_capacity",
-        }
-    }
-)
-_REJECT: Final = (
+_REJECT_HEAD: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
-    % (len(_OVER_CAPACITY), _OVER_CAPACITY)
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
 )
 
 
-class _Counted(asyncio.Protocol):
-    """Wraps aiohttp's protocol to count open connections."""
+def _reject_bytes(message: str) -> bytes:
+    body = error_body(message, API_ERROR, "over_capacity")
+    return _REJECT_HEAD % len(body) + body
 
-    __slots__ = ("_inner", "_lifecycle")
+
+_OVER_CAPACITY: Final = _reject_bytes(
+    "The proxy is at its connection limit (max_connections); retry shortly."
+)
+_OVER_CLIENT_CAPACITY: Final = _reject_bytes(
+    "Too many connections from your address (max_connections_per_client); reuse "
+    "connections or retry shortly."
+)
+
+# Pending connections the kernel queues before accept() (capped by net.core.somaxconn). With
+# aiohttp's default of 128, a burst of new clients (1,000 streams opened at once) overflows the
+# queue and the dropped SYNs are retried by the clients a whole second later.
+LISTEN_BACKLOG: Final = 4096
+# After an answer sent before the body was read (401, 413), unread body bytes are read and
+# dropped for this long so the client sees the answer rather than a reset; raw bytes only
+# (bodies are never inflated by aiohttp here), so this costs no CPU to speak of.
+_LINGER_SECS: Final = 2.0
+
+# What aiohttp's parser reports, in words that never quote the offending bytes (a header line
+# may hold a master key).
+_PARSE_ERRORS: Final = {
+    "BadHttpMessage": "the request head is malformed",
+    "LineTooLong": "a request line or header is longer than 8 KiB",
+    "InvalidHeader": "a request header is malformed",
+    "BadStatusLine": "the request line is malformed",
+    "BadHttpMethod": "the request method is malformed",
+    "InvalidURLError": "the request URL is malformed",
+    "TransferEncodingError": "the chunked body is malformed",
+    "ContentLengthError": "the body is shorter than its Content-Length",
+    "ContentEncodingError": "the body encoding is malformed",
+}
+
+
+def handler_args(config: Config) -> dict[str, Any]:
+    """Per-connection settings for aiohttp's protocol, the same for `serve` and the tests."""
+    return {
+        "access_log": None,  # one canonical line per request comes from the observe middleware
+        "keepalive_timeout": config.keepalive_timeout_secs,
+        # Bodies arrive as sent: the handlers inflate them themselves, after authentication
+        # and within max_request_body_mb (aiohttp would inflate without a bound).
+        "auto_decompress": False,
+        "lingering_time": _LINGER_SECS,
+    }
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The runner `serve` uses (tests use it too, so they run the way production does)."""
+    return web.AppRunner(
+        app,
+        handle_signals=False,
+        handler_cancellation=True,  # a client hang-up cancels the handler, closing upstream
+        shutdown_timeout=1.0,  # we drain ourselves first; this only closes what is left
+        **handler_args(app[STORE].current.config),
+    )
+
+
+class _RequestHandler(RequestHandler):
+    """aiohttp's protocol, with requests it cannot parse answered in OpenAI's shape and logged
+    without their bytes: aiohttp's own answer and log line quote the offending header line,
+    which may hold a master key."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        kind = type(exc).__name__ if exc is not None else "unknown"
+        if status >= 500:
+            log.error("unhandled_error", path=request.path[:256], error=kind, exc_info=exc)
+            text = "Internal proxy error."
+            body = error_body(text, API_ERROR, "internal_error")
+        else:
+            log.info("bad_http_request", status=status, error=kind, remote=request.remote)
+            what = _PARSE_ERRORS.get(kind, "the request could not be parsed")
+            body = error_body(f"Malformed HTTP request: {what}.", code="bad_request")
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response has started; it cannot be replaced by an error")
+        response = web.Response(status=status, body=body, content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _Connection(asyncio.Protocol):
+    """Wraps aiohttp's protocol: counts open connections (in all and per client address) and
+    closes a connection whose first request head does not arrive in time."""
+
+    __slots__ = ("_head_timer", "_inner", "_lifecycle", "_peer", "_tail")
 
     def __init__(self, inner: asyncio.Protocol, lifecycle: Lifecycle) -> None:
         self._inner = inner
         self._lifecycle = lifecycle
+        self._peer: str | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._tail = b""  # the last bytes seen while waiting for the end of the first head
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        lifecycle = self._lifecycle
+        limits = lifecycle.limits
+        if limits.per_client:
+            peer = transport.get_extra_info("peername")
+            address = peer[0] if isinstance(peer, tuple) else None
+            if address is not None:
+                count = lifecycle.per_client.get(address, 0)
+                if count >= limits.per_client:
+                    lifecycle.rejected_connections += 1
+                    _reject(transport, _OVER_CLIENT_CAPACITY)
+                    self._inner = _Closed()
+                    return
+                lifecycle.per_client[address] = count + 1
+                self._peer = address
+        self._head_timer = asyncio.get_running_loop().call_later(
+            limits.header_timeout_secs, _close_slow_head, transport
+        )
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._head_timer is not None:
+            seen = self._tail + data
+            if b"\r\n\r\n" in seen or b"\n\n" in seen:
+                self._head_timer.cancel()
+                self._head_timer = None
+                self._tail = b""
+            else:
+                self._tail = seen[-3:]
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -65,51 +181,85 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._lifecycle.open_connections -= 1
+        lifecycle = self._lifecycle
+        lifecycle.open_connections -= 1
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        peer = self._peer
+        if peer is not None:
+            left = lifecycle.per_client[peer] - 1
+            if left:
+                lifecycle.per_client[peer] = left
+            else:
+                del lifecycle.per_client[peer]
         self._inner.connection_lost(exc)
 
 
-class _Reject(asyncio.Protocol):
-    """Past the connection cap: a clear 503, then close."""
+class _Closed(asyncio.Protocol):
+    """A connection turned away: nothing it sends is read."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(_REJECT)
+
+def _reject(transport: asyncio.BaseTransport, answer: bytes) -> None:
+    # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+    writer = cast(asyncio.WriteTransport, transport)
+    writer.write(answer)
+    writer.close()
+
+
+def _close_slow_head(transport: asyncio.BaseTransport) -> None:
+    if not transport.is_closing():
+        log.info("client_head_timeout")
         transport.close()
 
 
-# Pending connections the kernel queues before accept() (capped by net.core.somaxconn). With
-# aiohttp's default of 128, a burst of new clients (1,000 streams opened at once) overflows the
-# queue and the dropped SYNs are retried by the clients a whole second later.
-LISTEN_BACKLOG: Final = 4096
+class _Rejected(asyncio.Protocol):
+    """Past the connection cap: a clear 503, then close."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        _reject(transport, _OVER_CAPACITY)
 
 
-class CappedTCPSite(web.TCPSite):
-    """A TCPSite that answers 503 at once beyond `max_connections` open connections."""
+class ProxySite(web.BaseSite):
+    """A TCP site that admits connections under the limits in `Lifecycle.limits`."""
 
-    def __init__(
-        self, runner: web.AppRunner, host: str, port: int, lifecycle: Lifecycle, cap: int
-    ) -> None:
-        super().__init__(runner, host, port, backlog=LISTEN_BACKLOG)
-        self._lifecycle = lifecycle
-        self._cap = cap
+    __slots__ = ("_host", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+        super().__init__(runner, backlog=LISTEN_BACKLOG)
+        self._host = host
+        self._port = port
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
 
     async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with the runner
-        server = self._runner.server
+        await super().start()  # registers the site with the runner
+        runner = cast(web.AppRunner, self._runner)
+        server = runner.server
         assert server is not None
-        lifecycle, cap = self._lifecycle, self._cap
+        lifecycle = runner.app[LIFECYCLE]
+        args = handler_args(runner.app[STORE].current.config)
+        loop = asyncio.get_running_loop()
 
         def protocol() -> asyncio.Protocol:
-            if lifecycle.open_connections >= cap:
+            if lifecycle.open_connections >= lifecycle.limits.max_connections:
                 lifecycle.rejected_connections += 1
-                return _Reject()
+                return _Rejected()
             lifecycle.open_connections += 1
-            return _Counted(server(), lifecycle)
+            return _Connection(_RequestHandler(server, loop=loop, **args), lifecycle)
 
-        self._server = await asyncio.get_running_loop().create_server(
+        self._server = await loop.create_server(
             protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
         )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        assert self._server is not None
+        sockets = cast(asyncio.Server, self._server).sockets
+        return int(sockets[0].getsockname()[1])
 
 
 async def serve(
@@ -117,26 +267,24 @@ async def serve(
     host: str,
     port: int,
     *,
-    grace_secs: float,
-    max_connections: int,
-    keepalive_timeout_secs: float,
     started: asyncio.Event | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain (see the module docstring)."""
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain (see the module docstring).
+    Every setting comes from the config the app was created with."""
     lifecycle = app[LIFECYCLE]
-    runner = web.AppRunner(
-        app,
-        access_log=None,  # one canonical line per request comes from the observe middleware
-        handler_cancellation=True,  # a client hang-up cancels the handler, closing upstream
-        handle_signals=False,
-        shutdown_timeout=1.0,  # we drain ourselves first; this only closes what is left
-        keepalive_timeout=keepalive_timeout_secs,  # also bounds a slow request head
-    )
+    grace = app[STORE].current.config.shutdown_grace_secs
+    runner = make_runner(app)
     await runner.setup()
-    site = CappedTCPSite(runner, host, port, lifecycle, max_connections)
+    site = ProxySite(runner, host, port)
     await site.start()
-    log.info("listening", host=host, port=port, max_connections=max_connections)
+    log.info(
+        "listening",
+        host=host,
+        port=port,
+        max_connections=lifecycle.limits.max_connections,
+        max_connections_per_client=lifecycle.limits.per_client,
+    )
 
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -148,9 +296,9 @@ async def serve(
         await stop.wait()
         lifecycle.draining = True
         metrics = app[METRICS]
-        log.info("draining", in_flight=metrics.active_requests, grace_secs=grace_secs)
+        log.info("draining", in_flight=metrics.active_requests, grace_secs=grace)
         await site.stop()
-        deadline = time.monotonic() + grace_secs
+        deadline = time.monotonic() + grace
         # Polling the request counter (only during shutdown) beats an event on the hot path.
         while metrics.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)

@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.config import Config, parse_config
+from llm_proxy.keys import STORE
 from llm_proxy.mock_upstream import MockOptions, create_mock_app
+from llm_proxy.server import ProxySite, make_runner
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every async test runs on uvloop, the loop `llm-proxy serve` runs on."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run `app` on 127.0.0.1 with an ephemeral port, as `llm-proxy serve` runs it."""
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    """Run `app` on 127.0.0.1 with an ephemeral port. The proxy runs exactly as `llm-proxy
+    serve` runs it (the same runner, site, protocol and connection limits)."""
+    if STORE in app:
+        runner = make_runner(app)
+        await runner.setup()
+        site = ProxySite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site.port
+    else:
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        port = runner.addresses[0][1]
     try:
-        yield f"http://{host}:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 

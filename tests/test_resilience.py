@@ -276,7 +276,9 @@ async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFact
     from llm_proxy.server import serve as serve_app
 
     _, base = await faulty("ok")
-    app = create_app(make_config(provider("a", base, {"m": None}), max_connections=2))
+    app = create_app(
+        make_config(provider("a", base, {"m": None}), max_connections=2, keepalive_timeout_secs=0.5)
+    )
     started, stop = asyncio.Event(), asyncio.Event()
     port = _free_port()
     task = asyncio.create_task(
@@ -284,9 +286,6 @@ async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFact
             app,
             "127.0.0.1",
             port,
-            grace_secs=1,
-            max_connections=2,
-            keepalive_timeout_secs=0.5,
             started=started,
             stop=stop,
         )

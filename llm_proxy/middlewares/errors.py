@@ -26,7 +26,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProxyError as err:
-        return error_response(err)
+        response = error_response(err)
+        if err.status == 401:
+            # A client without a valid key does not keep a connection open.
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
