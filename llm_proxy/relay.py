@@ -26,7 +26,7 @@ from aiohttp import web
 from llm_proxy import errors
 from llm_proxy.call import Call
 from llm_proxy.health import HealthBoard
-from llm_proxy.keys import CLIENT, HEALTH, METRICS, STATE
+from llm_proxy.keys import BACKGROUND, CLIENT, HEALTH, METRICS, STATE
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
 from llm_proxy.request_state import RequestState
@@ -40,6 +40,18 @@ log = structlog.get_logger()
 OVERHEAD_HEADER: Final = "x-llm-proxy-overhead-ms"
 _PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting for a first event
 _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
+# The end of an OpenAI stream. Clients (the openai SDK) close as soon as they read it, while
+# the upstream may end its body a moment later: the client's answer is complete here.
+_DONE_EVENTS: Final = (
+    b"data: [DONE]\n\n",
+    b"data:[DONE]\n\n",
+    b"data: [DONE]\r\n\r\n",
+    b"data:[DONE]\r\n\r\n",
+)
+# What is left of an upstream body after [DONE] is read off in the background, so the
+# connection goes back to the pool: at most this long and this much, else it is closed.
+_DRAIN_SECS: Final = 2.0
+_DRAIN_BYTES: Final = 65536
 
 
 @dataclass(slots=True)
@@ -210,13 +222,15 @@ async def _attempt(
     overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
     metrics.overhead(overhead)
     out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
+    handed_off = False
     try:
         await out.prepare(request)
-        await _relay(request, state, resp, out, upstream, relayed, is_sse, first)
+        handed_off = await _relay(request, state, resp, out, upstream, relayed, is_sse, first)
     finally:
         # Read to the end, the connection is back in the pool already; otherwise it is
         # dropped now, so the upstream stops generating.
-        resp.close()
+        if not handed_off:
+            resp.close()
         if not relayed.complete:
             health.settle(name)
     return out
@@ -285,9 +299,12 @@ async def _relay(
     relayed: Relayed,
     is_sse: bool,
     first: bytes,
-) -> None:
+) -> bool:
+    """Relay the body; True when the rest of the upstream body (after [DONE]) was handed to
+    a background drain, which then owns `resp`."""
     stripper = relayed.stripper
     pending_ttft = is_sse
+    handed_off = False
     chunk = first
     while True:
         if not chunk:
@@ -295,7 +312,7 @@ async def _relay(
                 chunk = await resp.read_chunk()
             except (TimeoutError, UpstreamError) as exc:
                 await _upstream_failed(request, state, out, upstream, relayed, is_sse, exc)
-                return
+                return False
             if not chunk:
                 break
         relayed.note(chunk)
@@ -307,20 +324,51 @@ async def _relay(
             await out.write(chunk)
         except ConnectionResetError:
             state.final_status = CLIENT_CLOSED
-            return
-        chunk = b""
+            return False
         if pending_ttft:
             pending_ttft = False
             request.app[METRICS].time_to_first_token(
                 state.model_label, upstream.name, time.perf_counter() - state.started
             )
+        if is_sse and not resp.complete and chunk.endswith(_DONE_EVENTS):
+            _drain_in_background(request.app, resp)
+            handed_off = True
+            break
+        chunk = b""
+    # The client has the whole answer: a hang-up from here on is not a 499.
     relayed.complete = True
+    state.final_status = relayed.status
     try:
         if stripper is not None and (rest := stripper.flush()):
             await out.write(rest)
         await out.write_eof()
     except ConnectionResetError:
-        state.final_status = CLIENT_CLOSED
+        pass
+    return handed_off
+
+
+def _drain_in_background(app: web.Application, resp: Response) -> None:
+    task = asyncio.get_running_loop().create_task(_drain(resp))
+    background = app[BACKGROUND]
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+async def _drain(resp: Response) -> None:
+    """Read what follows [DONE] so the connection can be reused; close it if that takes
+    too long or too much."""
+    deadline = asyncio.get_running_loop().time() + _DRAIN_SECS
+    size = 0
+    try:
+        while size <= _DRAIN_BYTES:
+            chunk = await resp.read_chunk(deadline)
+            if not chunk:
+                break
+            size += len(chunk)
+    except (TimeoutError, UpstreamError):
+        pass
+    finally:
+        resp.close()
 
 
 async def _upstream_failed(

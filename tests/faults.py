@@ -12,11 +12,17 @@ from aiohttp import web
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
 DONE = b"data: [DONE]\n\n"
+USAGE_EVENT = (
+    b'data: {"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":22,'
+    b'"total_tokens":33}}\n\n'
+)
 
 
 class FaultyUpstream:
     """Behaviours: "ok", "slow_headers", "status:<code>", "status:429:<retry_after>",
-    "sse_error_first", "die_mid_stream", "stall_mid_stream", "trickle_body", "reset"."""
+    "sse_error_first", "die_mid_stream", "stall_mid_stream", "trickle_body", "reset",
+    "linger_after_done" (a stream with a usage chunk whose body ends `delay` after [DONE],
+    as real front ends do)."""
 
     def __init__(self, default: str = "ok", *, delay: float = 2.0, events: int = 5) -> None:
         self.script: deque[str] = deque()
@@ -24,6 +30,7 @@ class FaultyUpstream:
         self.delay = delay
         self.events = events
         self.seen: list[str] = []  # behaviour used, per request
+        self.peers: list[int] = []  # the client port of each request (connection reuse)
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self._handle)
         self.app.router.add_get("/v1/models", self._models)
@@ -43,6 +50,8 @@ class FaultyUpstream:
         data: dict[str, Any] = orjson.loads(await request.read())
         behaviour = self.script.popleft() if self.script else self.default
         self.seen.append(behaviour)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.peers.append(peer[1] if peer else 0)
         stream = bool(data.get("stream"))
         if behaviour == "reset":
             assert request.transport is not None
@@ -85,5 +94,9 @@ class FaultyUpstream:
             if i == 0 and behaviour == "stall_mid_stream":
                 await asyncio.sleep(60)
             await asyncio.sleep(0.001)
+        if behaviour == "linger_after_done":
+            await resp.write(USAGE_EVENT + DONE)
+            await asyncio.sleep(self.delay)
+            return resp
         await resp.write(DONE)
         return resp

@@ -9,7 +9,8 @@ import openai
 import pytest
 
 from llm_proxy.mock_upstream import stream_events
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
+from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.faults import FaultyUpstream
 
 
 def async_client(proxy_url: str) -> openai.AsyncOpenAI:
@@ -152,3 +153,37 @@ async def test_unreachable_and_slow_upstreams_map_to_502_504(
                 await client.chat.completions.create(model="slow", messages=[])
             assert slow_exc.value.status_code == 504
             assert slow_exc.value.code == "upstream_timeout"
+
+
+@pytest.mark.parametrize("client_asks_usage", [True, False])
+async def test_stream_read_to_done_is_a_200_with_the_upstreams_usage(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession, client_asks_usage: bool
+) -> None:
+    # Real front ends end the body a moment after `data: [DONE]`; the SDK closes the
+    # connection as soon as it has read [DONE]. The client got everything: a 200, the
+    # upstream's usage (not an estimate), and the upstream connection is reused.
+    from tests.conftest import serve
+
+    up = FaultyUpstream("linger_after_done", delay=0.5)
+    async with serve(up.app) as up_url:
+        url = await start_proxy(make_config(provider("a", up_url + "/v1", {"m": None})))
+        extra: dict[str, object] = {}
+        if client_asks_usage:
+            extra["stream_options"] = {"include_usage": True}
+        async with async_client(url) as client:
+            for _ in range(3):
+                stream = await client.chat.completions.create(
+                    model="m", messages=[], stream=True, **extra
+                )
+                chunks = [c async for c in stream]
+                assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                if client_asks_usage:
+                    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 33
+                else:
+                    assert all(c.usage is None for c in chunks)
+                await asyncio.sleep(0.8)  # past the upstream's linger: the body has ended
+        m = await scrape(http, url)
+    assert sample(m, "llm_proxy_requests_total", status_code="200") == 3
+    assert sample(m, "llm_proxy_requests_total", status_code="499") is None
+    assert sample(m, "llm_proxy_tokens_total", token_type="total_tokens") == 99
+    assert len(set(up.peers)) == 1, up.peers  # one upstream connection, reused

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 import structlog
 from aiohttp import web
 
 from llm_proxy.errors import API_ERROR, ProxyError, error_response
-from llm_proxy.middlewares.observe import Handler
+from llm_proxy.keys import STATE
+from llm_proxy.middlewares.observe import CLIENT_CLOSED, Handler
 
 log = structlog.get_logger()
 
@@ -37,20 +39,34 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(_from_http_exception(request, exc))
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        # The client hung up while its answer was being written (the handler was not
+        # cancelled yet): a 499 in the access log, not an error. aiohttp drops the reply.
+        request[STATE].final_status = CLIENT_CLOSED
+        return web.Response(status=CLIENT_CLOSED)
     except Exception:
-        log.exception("unhandled_error", path=request.path)
+        log.exception("unhandled_error", path=_bounded(request.path))
         return error_response(
             ProxyError(500, "Internal proxy error.", type=API_ERROR, code="internal_error")
         )
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ProxyError:
+    path = _bounded(request.path)
     if exc.status == 404:
-        message = f"Unknown request URL: {request.method} {request.path}."
+        message = f"Unknown request URL: {request.method} {path}."
     elif exc.status == 405:
-        message = f"Method {request.method} is not allowed for {request.path}."
+        message = f"Method {request.method} is not allowed for {path}."
     else:
         message = exc.text or exc.reason
         if message.startswith(f"{exc.status}: "):
             message = message[len(f"{exc.status}: ") :]
     return ProxyError(exc.status, message, code=_HTTP_CODES.get(exc.status))
+
+
+_ECHO_MAX: Final = 200
+
+
+def _bounded(text: str) -> str:
+    """A client-chosen string as it may be echoed in an error (never more than a line)."""
+    return text if len(text) <= _ECHO_MAX else text[:_ECHO_MAX] + "..."

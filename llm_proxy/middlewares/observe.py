@@ -68,7 +68,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             "request",
             request_id=state.request_id,
             method=request.method,
-            path=request.path,
+            path=path if len(path := request.path) <= 200 else path[:200] + "...",
             model=state.model,
             provider=state.provider,
             status=status,
