@@ -69,6 +69,11 @@ class HealthBoard:
             return True
         return now >= s.ejected_until and not s.trial_in_flight
 
+    def rate_limited_for(self, provider: str, now: float) -> float:
+        """Seconds left of the Retry-After window `provider` asked for (0: none)."""
+        s = self._status.get(provider)
+        return max(0.0, s.rate_limited_until - now) if s is not None else 0.0
+
     def begin(self, provider: str, now: float) -> None:
         """A request is about to use `provider`: a half-open provider's trial starts."""
         s = self._status.get(provider)

@@ -14,8 +14,10 @@ connection at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import datetime
 import email.utils
+import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -63,14 +65,16 @@ class Failure:
     response: web.Response | None = None  # ...or the upstream's own answer, passed through
     retry_after: float | None = None
 
-    def respond(self) -> web.Response:
+    def answer(self) -> web.Response:
+        """What the client gets when no attempt succeeded."""
         if self.response is not None:
             return self.response
         assert self.error is not None
-        raise self.error
+        return errors.error_response(self.error)
 
 
 async def forward(request: web.Request, route: Route, call: Call) -> web.StreamResponse:
+    """Try the route's providers in turn (see the module docstring) until one answers."""
     state = request[STATE]
     snapshot = state.snapshot
     health = request.app[HEALTH]
@@ -100,26 +104,68 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
             outcome=result.outcome,
             retry=not final,
         )
-        if not final and len(route.targets) == 1:
-            await asyncio.sleep(min(result.retry_after or _RETRY_BACKOFF_SECS * attempt, 1.0))
-    assert failure is not None, "a route always has a target"
-    return failure.respond()
+        if not final and len(route.targets) == 1 and result.outcome != "http_429":
+            await asyncio.sleep(_RETRY_BACKOFF_SECS * attempt)
+    if failure is None:
+        # Every candidate is inside a Retry-After window the upstream asked for: calling it
+        # again would only earn another 429, so the client hears it at once.
+        return _rate_limited(route, health)
+    if failure.error is not None and len(tried) > 1 and failure.outcome in _UNREACHABLE:
+        failure.error = _all_failed(tried, failure)
+    return failure.answer()
+
+
+_UNREACHABLE: Final = frozenset({"connect_error", "timeout"})
+
+
+def _all_failed(tried: list[str], last: Failure) -> errors.ProxyError:
+    names = ", ".join(repr(name) for name in dict.fromkeys(tried))
+    assert last.error is not None
+    return errors.ProxyError(
+        last.error.status,
+        f"No upstream provider answered (tried {names}); the proxy's log has each cause.",
+        type=errors.API_ERROR,
+        code=last.error.code,
+    )
+
+
+def _rate_limited(route: Route, health: HealthBoard) -> web.Response:
+    now = time.monotonic()
+    wait = min(health.rate_limited_for(t.provider.name, now) for t in route.targets)
+    seconds = max(1, math.ceil(wait))
+    names = ", ".join(repr(t.provider.name) for t in route.targets)
+    return errors.error_response(
+        errors.ProxyError(
+            429,
+            f"The upstream provider ({names}) asked the proxy to wait: retry in {seconds}s.",
+            type="requests",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(seconds)},
+        )
+    )
 
 
 def _choose(route: Route, tried: list[str], health: HealthBoard) -> Target | None:
-    if len(route.targets) == 1:
-        return route.targets[0]
-    if not tried and not health.impaired:
-        return route.pick()  # the common case: everyone healthy, first attempt
+    if not health.impaired:
+        if len(route.targets) == 1:
+            return route.targets[0]
+        if not tried:
+            return route.pick()  # the common case: everyone healthy, first attempt
     now = time.monotonic()
     target = route.pick(
         lambda t: t.provider.name not in tried and health.usable(t.provider.name, now)
     )
     if target is not None:
         return target
-    # Every untried candidate is ejected or rate limited: still try the least recently
-    # failed one rather than failing the request outright.
-    remaining = [t for t in route.targets if t.provider.name not in tried]
+    # Every untried candidate is ejected or rate limited. One inside a Retry-After window is
+    # never called; of the ejected ones, still try the least recently failed one rather than
+    # failing the request outright. (The only provider of a route may be retried.)
+    remaining = [
+        t
+        for t in route.targets
+        if (len(route.targets) == 1 or t.provider.name not in tried)
+        and not health.rate_limited_for(t.provider.name, now)
+    ]
     if not remaining:
         return None
     return min(remaining, key=lambda t: health.last_failure(t.provider.name))
@@ -199,13 +245,14 @@ async def _attempt(
     status = resp.status
     relayed.status = status
     if status >= 500:
-        health.failure(name, "http_5xx", status)
+        # Health is decided once the body is in: it may blame the request (see below).
         metrics.attempt(name, "http_5xx")
         metrics.upstream_error(name, "http_5xx")
     elif status == 429:
         health.failure(name, "http_429", status, _retry_after(resp) or 1.0)
         metrics.attempt(name, "http_429")
     else:
+        # 2xx, and 4xx: the provider answered; a 4xx is the request's fault, never its health.
         health.success(name, status)
         metrics.attempt(name, "ok")
     out = web.StreamResponse(status=status, reason=resp.reason or None)
@@ -231,7 +278,9 @@ async def _attempt(
         # dropped now, so the upstream stops generating.
         if not handed_off:
             resp.close()
-        if not relayed.complete:
+        if status >= 500 and relayed.complete:
+            _record_5xx(health, name, status, bytes(relayed.kept[:_BLAME_WINDOW]))
+        elif not relayed.complete:
             health.settle(name)
     return out
 
@@ -247,12 +296,29 @@ async def _failed_answer(
     status = resp.status
     retry_after = _retry_after(resp) if status == 429 else None
     outcome = "http_429" if status == 429 else "http_5xx"
-    health.failure(upstream.name, outcome, status, (retry_after or 1.0) if status == 429 else None)
+    if status == 429:
+        health.failure(upstream.name, outcome, status, retry_after or 1.0)
+    else:
+        _record_5xx(health, upstream.name, status, body[:_BLAME_WINDOW])
     metrics.attempt(upstream.name, outcome)
     if status >= 500:
         metrics.upstream_error(upstream.name, "http_5xx")
     answer = web.Response(status=status, body=body, headers=response_headers(resp.raw_headers))
     return Failure(outcome, response=answer, retry_after=retry_after)
+
+
+# A 5xx whose OpenAI-style error says the request was at fault (some servers answer an
+# oversized or malformed request with 500 `invalid_request_error`) is not held against the
+# provider: otherwise any client could eject a provider by sending such requests.
+_BLAME_WINDOW: Final = 4096
+_REQUEST_BLAMED: Final = re.compile(rb'"type"\s*:\s*"invalid_request_error"')
+
+
+def _record_5xx(health: HealthBoard, provider: str, status: int, head: bytes) -> None:
+    if _REQUEST_BLAMED.search(head):
+        health.success(provider, status)
+    else:
+        health.failure(provider, "http_5xx", status)
 
 
 async def _first_event(resp: Response) -> bytes:
@@ -276,18 +342,36 @@ def _is_error_event(first: bytes) -> bool:
 
 
 def _retry_after(resp: Response) -> float | None:
+    """Seconds the upstream asks us to wait (`retry-after-ms`, `Retry-After` in seconds or as
+    an HTTP date); None when absent or unreadable (`soon`)."""
     ms = resp.header(b"retry-after-ms")
-    if ms is not None:
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(ms) / 1000)
+    if ms is not None and (seconds := _number(ms)) is not None:
+        return seconds / 1000
     value = resp.header(b"retry-after")
     if value is None:
         return None
+    seconds = _number(value)
+    if seconds is not None:
+        return seconds
+    return _seconds_until(value)
+
+
+def _number(text: str) -> float | None:
     try:
-        return max(0.0, float(value))
+        value = float(text)
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, when.timestamp() - time.time()) if when is not None else None
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def _seconds_until(http_date: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": RFC 5322's "UTC, origin unknown"
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - time.time())
 
 
 async def _relay(

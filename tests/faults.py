@@ -21,8 +21,8 @@ USAGE_EVENT = (
 class FaultyUpstream:
     """Behaviours: "ok", "slow_headers", "status:<code>", "status:429:<retry_after>",
     "sse_error_first", "die_mid_stream", "stall_mid_stream", "trickle_body", "reset",
-    "linger_after_done" (a stream with a usage chunk whose body ends `delay` after [DONE],
-    as real front ends do)."""
+    "blame_request" (a 500 `invalid_request_error`), "linger_after_done" (a stream with a
+    usage chunk whose body ends `delay` after [DONE], as real front ends do)."""
 
     def __init__(self, default: str = "ok", *, delay: float = 2.0, events: int = 5) -> None:
         self.script: deque[str] = deque()
@@ -60,8 +60,11 @@ class FaultyUpstream:
         if behaviour == "slow_headers":
             await asyncio.sleep(self.delay)
             behaviour = "ok"
+        if behaviour == "blame_request":  # a 500 that says the request is at fault
+            error = {"message": "prompt too large", "type": "invalid_request_error"}
+            return web.json_response({"error": error}, status=500)
         if behaviour.startswith("status:"):
-            parts = behaviour.split(":")
+            parts = behaviour.split(":", 2)
             headers = {"Retry-After": parts[2]} if len(parts) > 2 else {}
             body = {"error": {"message": "upstream says no", "type": "x", "code": parts[1]}}
             return web.json_response(body, status=int(parts[1]), headers=headers)

@@ -12,6 +12,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 import pytest
 
@@ -329,3 +330,73 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_429_from_the_only_provider_is_not_amplified(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    limited, base = await faulty("status:429:20")
+    url = await start_proxy(make_config(provider("a", base, {"m": None}), max_attempts=3))
+    async with openai.AsyncOpenAI(api_key="k", base_url=url + "/v1", max_retries=0) as client:
+        with pytest.raises(openai.RateLimitError) as first:
+            await client.chat.completions.create(model="m", messages=[])
+    assert limited.seen == ["status:429:20"]  # one call, not max_attempts
+    assert first.value.response.headers["Retry-After"] == "20"
+    # Inside the window, the provider is not called again: the client hears at once.
+    for _ in range(3):
+        async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as resp:
+            assert resp.status == 429
+            assert 1 <= int(resp.headers["Retry-After"]) <= 20
+            assert (await resp.json())["error"]["code"] == "rate_limit_exceeded"
+    assert len(limited.seen) == 1
+
+
+@pytest.mark.parametrize(
+    "retry_after", ["soon", "", "NaN", "inf", "-5", "Thu, 01 Jan 1970 00:00:00 -0000", "a, b c"]
+)
+async def test_unreadable_retry_after_still_fails_over(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession, retry_after: str
+) -> None:
+    limited, a_base = await faulty("ok")
+    limited.then(f"status:429:{retry_after}")
+    good, b_base = await faulty("ok")
+    url = await start_proxy(
+        make_config(
+            provider("a", a_base, {"m": None}, weight=1000), provider("b", b_base, {"m": None})
+        )
+    )
+    assert (await chat(http, url))[0] == 200
+    assert limited.seen == [f"status:429:{retry_after}"] and len(good.seen) == 1
+
+
+async def test_unreadable_retry_after_from_the_only_provider_is_its_429(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    limited, base = await faulty("status:429:soon")
+    url = await start_proxy(make_config(provider("a", base, {"m": None})))
+    status, body = await chat(http, url)
+    assert status == 429 and b"upstream says no" in body
+    assert limited.seen == ["status:429:soon"]
+
+
+async def test_requests_that_blame_themselves_do_not_eject_a_provider(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    bad, a_base = await faulty("blame_request")
+    other, b_base = await faulty("blame_request")
+    url = await start_proxy(
+        two_providers(a_base, b_base, breaker={"failure_threshold": 2, "cooldown_secs": 30})
+    )
+    for _ in range(6):
+        status, body = await chat(http, url)
+        assert status == 500 and b"invalid_request_error" in body
+    async with http.get(url + "/health/detailed") as resp:
+        states = {p["name"]: p["state"] for p in (await resp.json())["providers"]}
+    assert states == {"a": "healthy", "b": "healthy"}
+    # A 4xx is the request's fault too.
+    bad.default = other.default = "status:400"
+    for _ in range(6):
+        assert (await chat(http, url))[0] == 400
+    async with http.get(url + "/health/detailed") as resp:
+        states = {p["name"]: p["state"] for p in (await resp.json())["providers"]}
+    assert states == {"a": "healthy", "b": "healthy"}
