@@ -72,7 +72,8 @@ class KeyRing:
 
 
 def digest_key(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    # surrogateescape: a header with non-UTF-8 bytes is a wrong key (401), not an error.
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
 
 
 _BEARER: Final = "bearer "

@@ -90,6 +90,11 @@ class Provider:
     inject_stream_usage: bool | None = None  # None: use the global setting
     timeouts: Timeouts = Timeouts()  # overrides of the global timeouts
     health_check: HealthCheck | None = None  # None: the global setting (if any)
+    # Sent as OpenAI-Organization / OpenAI-Project. Clients cannot set these (they would pick
+    # the provider account's organization), and the upstream's are not shown to clients
+    # unless set here.
+    organization: str | None = None
+    project: str | None = None
 
     @property
     def request_timeout_secs(self) -> float | None:
@@ -328,6 +333,8 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "verify_ssl",
         "inject_stream_usage",
         "health_check",
+        "organization",
+        "project",
     }
 )
 BREAKER_KEYS: Final = frozenset({"failure_threshold", "cooldown_secs", "max_cooldown_secs"})
@@ -509,6 +516,14 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
         if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
             # It becomes a header line as is: no spaces, control characters or non-ASCII.
             check.fail((*path, "api_key"), "must be printable ASCII without spaces")
+        ids = {}
+        for key in ("organization", "project"):
+            value = p.get(key)
+            if value is not None:
+                value = check.string(value, (*path, key))
+                if not _HEADER_SAFE.fullmatch(value):
+                    check.fail((*path, key), "must be printable ASCII without spaces")
+            ids[key] = value
         weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
         mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
         verify = p.get("verify_ssl")
@@ -526,9 +541,14 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
                 inject_stream_usage=None
                 if inject is None
                 else check.boolean(inject, (*path, "inject_stream_usage")),
+                organization=ids["organization"],
+                project=ids["project"],
             )
         )
     return tuple(out)
+
+
+_HEADER_SAFE: Final = re.compile(r"[!-~]+")  # printable ASCII, no spaces: a header value
 
 
 def _model_mapping(check: _Checker, raw: Any, path: Path) -> tuple[ModelRule, ...]:

@@ -14,10 +14,13 @@ from llm_proxy.accounting import settle
 from llm_proxy.auth import model_not_allowed, presented_key
 from llm_proxy.call import Call
 from llm_proxy.config_store import Snapshot
-from llm_proxy.jsonbody import parse_object
+from llm_proxy.jsonbody import has_duplicate_model, parse_object
 from llm_proxy.keys import HEALTH, LIFECYCLE, METRICS, STATE
+from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.relay import forward
+from llm_proxy.request_body import read_body, release
+from llm_proxy.request_state import RequestState
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
@@ -26,21 +29,6 @@ AUTH_OFF_WARNING: Final = (
     "authentication is OFF: no master_keys are configured, anyone who can reach the proxy "
     "can use every provider"
 )
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit`."""
-    length = request.content_length
-    if length is not None:
-        if length > limit:
-            raise _too_large(limit)
-        return await request.read()
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > limit:
-            raise _too_large(limit)
-    return bytes(body)
 
 
 # Bodies must be JSON; raw bytes (what many HTTP libraries send by default) are read as JSON too.
@@ -61,55 +49,68 @@ def check_content_type(value: str | None) -> None:
     )
 
 
-def _too_large(limit: int) -> errors.ProxyError:
-    return errors.ProxyError(
-        413,
-        f"Request body is larger than the limit of {limit / 1048576:g} MB (max_request_body_mb).",
-        code="request_too_large",
-    )
-
-
 def proxy_handler(endpoint: str) -> Handler:
     """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request[STATE]
-        snapshot = state.snapshot
         check_content_type(request.headers.get("Content-Type"))
-        body = await read_body(request, snapshot.max_body_bytes)
-        data = parse_object(body)
-        model = data.get("model")
-        if not isinstance(model, str) or not model:
-            raise errors.bad_param(
-                "model",
-                "`model` is required and must be a non-empty string."
-                if model is None or model == ""
-                else f"`model` must be a string, got {type(model).__name__}.",
-            )
-        stream = data.get("stream")
-        if stream is not None and not isinstance(stream, bool):
-            raise errors.bad_param("stream", "`stream` must be a boolean.")
-        state.model = model
-
-        routes = snapshot.routes
-        name = routes.normalize(model)
-        key = state.api_key
-        if key is not None and not key.may_use(name):
-            raise model_not_allowed(model, key.name)
-        route = routes.resolve(name)
-        if route is None:
-            raise errors.model_not_found(model)
-        state.model_label = route.label
-        state.streamed = stream is True
-        call = Call(endpoint, body, data, model, name, stream is True)
+        lifecycle = request.app[LIFECYCLE]
         try:
-            return await forward(request, route, call)
+            return await _proxy(request, state, lifecycle, endpoint)
         finally:
-            # Also when the client hung up (CancelledError): what was relayed still counts.
-            if state.relayed is not None:
-                settle(request.app, state, data)
+            release(lifecycle, state)
 
     return handle
+
+
+async def _proxy(
+    request: web.Request, state: RequestState, lifecycle: Lifecycle, endpoint: str
+) -> web.StreamResponse:
+    snapshot = state.snapshot
+    body = await read_body(request, state, lifecycle)
+    data = parse_object(body)
+    model = data.get("model")
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
+        raise _bad_model(model)
+    if has_duplicate_model(body):
+        raise errors.bad_param("model", "The body has more than one top-level `model`.")
+    stream = data.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise errors.bad_param("stream", "`stream` must be a boolean.")
+    state.model = model
+
+    routes = snapshot.routes
+    name = routes.normalize(model)
+    key = state.api_key
+    if key is not None and not key.may_use(name):
+        raise model_not_allowed(model, key.name)
+    route = routes.resolve(name)
+    if route is None:
+        raise errors.model_not_found(model)
+    state.model_label = route.label
+    state.streamed = stream is True
+    call = Call(endpoint, body, data, model, name, stream is True)
+    try:
+        return await forward(request, route, call)
+    finally:
+        # Also when the client hung up (CancelledError): what was relayed still counts.
+        if state.relayed is not None:
+            settle(request.app, state, data)
+
+
+# Model names are echoed in errors and logs and key caches: bounded (real names are < 100).
+MAX_MODEL_CHARS: Final = 256
+
+
+def _bad_model(model: object) -> errors.ProxyError:
+    if model is None or model == "":
+        message = "`model` is required and must be a non-empty string."
+    elif isinstance(model, str):
+        message = f"`model` is longer than {MAX_MODEL_CHARS} characters."
+    else:
+        message = f"`model` must be a string, got {type(model).__name__}."
+    return errors.bad_param("model", message)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -182,7 +183,7 @@ async def metrics(request: web.Request) -> web.Response:
     token = request[STATE].snapshot.config.metrics_token
     if token is not None:
         presented = presented_key(request.headers.get("Authorization"), None) or ""
-        if not hmac.compare_digest(presented.encode(), token.encode()):
+        if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), token.encode()):
             raise errors.ProxyError(
                 401,
                 "/metrics requires `Authorization: Bearer <metrics_token>`.",

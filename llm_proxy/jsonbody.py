@@ -25,6 +25,33 @@ def parse_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+def has_duplicate_model(body: bytes) -> bool:
+    """Does the top-level object name `model` twice? (The proxy would authorize one and an
+    upstream might use the other.) Cheap unless the body could: `"model"` twice, or a key
+    spelled with escapes (`"\\u006dodel"`)."""
+    if body.count(b'"model"') < 2 and b"\\u006" not in body and b"\\u0064" not in body:
+        return False
+    count = 0
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal count
+        count = sum(1 for key, _ in items if key == "model")  # the top level comes last
+        return dict(items)
+
+    exact_loads(body, object_pairs_hook=pairs)
+    return count > 1
+
+
+def exact_loads(body: bytes, **kwargs: Any) -> Any:
+    """The stdlib parser (exact big integers, hooks), with deep nesting a 400, not a crash."""
+    try:
+        return json.loads(body, **kwargs)
+    except RecursionError:
+        raise errors.invalid_json("it is nested too deeply") from None
+    except ValueError as exc:
+        raise errors.invalid_json(str(exc)) from None
+
+
 def replace_model(body: bytes, old: str, new: str) -> bytes:
     """`body` with its top-level `"model": old` replaced by `new`, all other bytes untouched.
 
@@ -38,6 +65,6 @@ def replace_model(body: bytes, old: str, new: str) -> bytes:
         spliced = pattern.sub(b'"model":' + orjson.dumps(new), body, count=1)
         if orjson.loads(spliced).get("model") == new:
             return spliced
-    data = json.loads(body)
+    data = exact_loads(body)
     data["model"] = new
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()

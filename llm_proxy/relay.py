@@ -256,7 +256,7 @@ async def _attempt(
         health.success(name, status)
         metrics.attempt(name, "ok")
     out = web.StreamResponse(status=status, reason=resp.reason or None)
-    out.headers.extend(response_headers(resp.raw_headers))
+    out.headers.extend(response_headers(resp.raw_headers, upstream))
     is_sse = resp.content_type == "text/event-stream"
     if is_sse:
         out.headers["Cache-Control"] = "no-cache"
@@ -303,7 +303,9 @@ async def _failed_answer(
     metrics.attempt(upstream.name, outcome)
     if status >= 500:
         metrics.upstream_error(upstream.name, "http_5xx")
-    answer = web.Response(status=status, body=body, headers=response_headers(resp.raw_headers))
+    answer = web.Response(
+        status=status, body=body, headers=response_headers(resp.raw_headers, upstream)
+    )
     return Failure(outcome, response=answer, retry_after=retry_after)
 
 

@@ -23,3 +23,4 @@ class RequestState:
     streamed: bool = False
     final_status: int | None = None  # when it differs from the status sent (499, 502 mid-body)
     relayed: Relayed | None = None  # the current (finally: the answering) attempt's bytes
+    body_bytes: int = 0  # counted against max_inflight_body_mb until the request ends

@@ -28,15 +28,19 @@ _HOP_BY_HOP: Final = frozenset(
         "upgrade",
     )
 )
-# Never forwarded upstream: the client's credentials (the provider's key replaces them),
-# framing the proxy computes itself, and encodings (the proxy asks for identity).
+# Never forwarded upstream: the client's credentials (the provider's key replaces them) and
+# account selectors (the provider config's organization/project replace them), framing the
+# proxy computes itself, and encodings (the body goes as read, inflated; answers: identity).
 DROP_REQUEST: Final = _HOP_BY_HOP | frozenset(
     (
         "host",
         "authorization",
         "x-api-key",
         "api-key",
+        "openai-organization",
+        "openai-project",
         "content-length",
+        "content-encoding",
         "accept-encoding",
         "expect",
         "cookie",
@@ -61,8 +65,12 @@ DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
 )
 UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
 
+# The provider account's identity, shown to clients only when the config names it.
+ACCOUNT_HEADERS: Final = frozenset(("openai-organization", "openai-project"))
+
 _DROP_REQUEST_RAW: Final = frozenset(name.encode() for name in DROP_REQUEST)
 _DROP_RESPONSE_RAW: Final = frozenset(name.encode() for name in DROP_RESPONSE)
+_DROP_RESPONSE_ACCOUNT_RAW: Final = _DROP_RESPONSE_RAW | {n.encode() for n in ACCOUNT_HEADERS}
 
 ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/responses")
 RawHeaders = Sequence[tuple[bytes, bytes]]
@@ -84,6 +92,7 @@ class Upstream:
     idle_secs: float | None  # between two chunks of a stream
     timeout_secs: float  # total
     inject_stream_usage: bool  # ask for a usage chunk in streams (stripped before the client)
+    drop_response: frozenset[bytes]  # lower-case header names the client never sees
 
 
 def _pick(provider: Provider, config: Config, name: str) -> float | None:
@@ -101,6 +110,11 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     fixed = b"Accept-Encoding: identity\r\n"
     if authorization is not None:
         fixed = b"Authorization: " + authorization.encode("latin-1") + b"\r\n" + fixed
+    if provider.organization is not None:
+        fixed += b"OpenAI-Organization: " + provider.organization.encode("ascii") + b"\r\n"
+    if provider.project is not None:
+        fixed += b"OpenAI-Project: " + provider.project.encode("ascii") + b"\r\n"
+    shows_account = provider.organization is not None or provider.project is not None
     return Upstream(
         name=provider.name,
         targets={ep: target(URL(provider.api_base + ep), "POST", verify) for ep in ENDPOINTS},
@@ -113,6 +127,7 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
         inject_stream_usage=config.inject_stream_usage
         if provider.inject_stream_usage is None
         else provider.inject_stream_usage,
+        drop_response=_DROP_RESPONSE_RAW if shows_account else _DROP_RESPONSE_ACCOUNT_RAW,
     )
 
 
@@ -131,12 +146,13 @@ def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
     return b"".join(lines)
 
 
-def response_headers(raw: RawHeaders) -> CIMultiDict[str]:
+def response_headers(raw: RawHeaders, upstream: Upstream) -> CIMultiDict[str]:
     """The upstream's headers the client gets; its request id renamed."""
     out: CIMultiDict[str] = CIMultiDict()
+    drop = upstream.drop_response
     for name, value in raw:
         lname = name.lower()
-        if lname in _DROP_RESPONSE_RAW:
+        if lname in drop:
             if lname == b"x-request-id":
                 out.add(UPSTREAM_REQUEST_ID, value.decode("latin-1"))
             continue

@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import orjson
 
+from llm_proxy.jsonbody import exact_loads
+
 _NUMBERS: Final = re.compile(
     rb'"(prompt_tokens|completion_tokens|total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)'
 )
@@ -67,7 +69,7 @@ def request_usage_in_stream(body: bytes, data: dict[str, Any]) -> bytes | None:
         return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
     if not isinstance(options, dict):
         return None  # the client's malformed value is the upstream's to reject
-    exact = json.loads(body)  # keeps big integers exact; only for this rare case
+    exact = exact_loads(body)  # keeps big integers exact; only for this rare case
     exact["stream_options"] = {**options, "include_usage": True}
     return json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -164,17 +166,20 @@ def text_of_request(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _collect(value: Any, parts: list[str]) -> None:
+def _collect(value: Any, parts: list[str], depth: int = 0) -> None:
+    if depth > _TEXT_DEPTH:
+        return  # clients may nest anything; text sits a few levels down
     if isinstance(value, str):
         parts.append(value)
     elif isinstance(value, list):
         for item in value:
-            _collect(item, parts)
+            _collect(item, parts, depth + 1)
     elif isinstance(value, dict):
-        for field in ("content", "text", "input"):
-            _collect(value.get(field), parts)
+        for name in ("content", "text", "input"):
+            _collect(value.get(name), parts, depth + 1)
 
 
+_TEXT_DEPTH: Final = 32
 _TEXT: Final = re.compile(rb'"(?:content|text|delta)"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 

@@ -14,6 +14,8 @@ from llm_proxy.middlewares.observe import CLIENT_CLOSED, Handler
 
 log = structlog.get_logger()
 
+# A client without a valid key does not keep a connection open, nor one whose body is late.
+_CLOSES: Final = frozenset({401, 408})
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -29,8 +31,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ProxyError as err:
         response = error_response(err)
-        if err.status == 401:
-            # A client without a valid key does not keep a connection open.
+        if err.status in _CLOSES:
             response.force_close()
         return response
     except web.HTTPException as exc:
