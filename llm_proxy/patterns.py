@@ -42,19 +42,20 @@ class NameMatcher:
     def __init__(self, entries: tuple[str, ...]) -> None:
         self._exact = frozenset(e for e in entries if compile_pattern(e) is None)
         self._patterns = tuple(p for e in entries if (p := compile_pattern(e)) is not None)
-        self._cache: dict[str, bool] = {}
+        self._cache: dict[str, bool] = {}  # names that matched a pattern
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
         if name in self._exact:
             return True
-        hit = self._cache.get(name)
-        if hit is None:
-            hit = any(p.fullmatch(name) for p in self._patterns)
+        if name in self._cache:
+            return True
+        hit = any(p.fullmatch(name) for p in self._patterns)
+        if hit:  # misses are not cached: random names cost no memory
             if len(self._cache) >= self._CACHE_MAX:
                 self._cache.clear()
-            self._cache[name] = hit
+            self._cache[name] = True
         return hit
 
     @property

@@ -4,7 +4,8 @@ A request's model name resolves to a :class:`Route`: the providers that serve it
 upstream model name to send. Exact `model_mapping` keys win over patterns; among patterns, every
 provider whose pattern matches is a candidate (its first matching pattern decides the upstream
 name). Routes for exact names are built at compile time; routes for pattern-matched names are
-built on first use and cached (bounded, so random model names cannot grow memory).
+built on first use and cached (bounded, and only names that match: random model names
+cannot grow memory).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class RouteTable:
                     patterns.append((rule.pattern, rule.key, target))
         self.exact: dict[str, Route] = {name: Route(ts, name) for name, ts in exact.items()}
         self._patterns = tuple(patterns)
-        self._cache: dict[str, Route | None] = {}
+        self._cache: dict[str, Route] = {}
         self._prefix = f"{provider_suffix}/" if provider_suffix else None
 
     @property
@@ -107,10 +108,9 @@ class RouteTable:
         route = self.exact.get(name)
         if route is not None:
             return route
-        try:
-            return self._cache[name]
-        except KeyError:
-            pass
+        route = self._cache.get(name)
+        if route is not None:
+            return route
         targets: list[Target] = []
         label = ""
         for pattern, key, target in self._patterns:
@@ -119,7 +119,9 @@ class RouteTable:
             if pattern.fullmatch(name):
                 targets.append(target)
                 label = label or key
-        route = Route(targets, label) if targets else None
+        if not targets:
+            return None  # misses are not cached: random names cost no memory
+        route = Route(targets, label)
         if len(self._cache) >= self._CACHE_MAX:
             self._cache.clear()
         self._cache[name] = route
