@@ -128,11 +128,14 @@ async def _stream(request: web.Request, data: dict[str, Any], kind: str) -> web.
     include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
-    for event in stream_events(kind, data["model"], chunks, include_usage):
-        await resp.write(event)
-        if delay:
-            await asyncio.sleep(delay)
-    await resp.write_eof()
+    try:
+        for event in stream_events(kind, data["model"], chunks, include_usage):
+            await resp.write(event)
+            if delay:
+                await asyncio.sleep(delay)
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client hung up (a proxy does when its own client does): not an error
     return resp
 
 
@@ -286,10 +289,13 @@ async def _stream_response(request: web.Request, data: dict[str, Any]) -> web.St
     chunks = int(data.get("mock_chunks", options.chunks))
     delay = float(data.get("mock_delay_ms", options.delay_ms)) / 1000
     async with sse_response(request, sep="\n", allow_all_methods=True) as resp:
-        for kind, event in response_stream_events(data["model"], chunks):
-            await resp.send(orjson.dumps(event).decode(), event=kind)
-            if delay and kind == "response.output_text.delta":
-                await asyncio.sleep(delay)
+        try:
+            for kind, event in response_stream_events(data["model"], chunks):
+                await resp.send(orjson.dumps(event).decode(), event=kind)
+                if delay and kind == "response.output_text.delta":
+                    await asyncio.sleep(delay)
+        except ConnectionResetError:
+            pass  # the client hung up: not an error
     return resp
 
 

@@ -3,12 +3,19 @@ through the proxy."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
 import aiohttp
 import openai
 import orjson
 
 from llm_proxy.mock_upstream import response_stream_events
 from tests.conftest import Upstream
+from tests.processes import free_port, stop, wait_until_up
 
 RESPONSE_EVENTS = [
     "response.created",
@@ -95,3 +102,34 @@ async def test_responses_non_streaming_usage_adds_up(upstream: Upstream) -> None
     assert resp.output_text == "one two three"
     assert resp.usage is not None
     assert resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens == 7
+
+
+def test_client_hang_up_mid_stream_is_not_an_error(tmp_path: Path) -> None:
+    """A client (or a proxy whose client left) closing a stream early is routine: the mock, run
+    as `llm-proxy mock-upstream` runs it, logs no traceback for it."""
+    port = free_port()
+    log = tmp_path / "mock.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llm_proxy", "mock-upstream", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc, log)
+        for path, body in (
+            ("/v1/chat/completions", {"model": "m", "stream": True}),
+            ("/v1/responses", {"model": "m", "input": "x", "stream": True}),
+        ):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}",
+                data=orjson.dumps({**body, "mock_chunks": 50, "mock_delay_ms": 10}),
+            )
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                assert resp.readline()  # the stream has started; then hang up
+        time.sleep(0.3)  # the mock's next writes meet the closed connection
+    finally:
+        stop(proc)
+    output = log.read_text()
+    assert "mock upstream on" in output
+    assert "Traceback" not in output and "Error handling request" not in output, output
