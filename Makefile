@@ -31,8 +31,8 @@ run-db: $(STAMP)  ## the proxy in database mode (needs DB_URL; optional DB_CONFI
 mock: $(STAMP)  ## a fake OpenAI API on 127.0.0.1:18001, for offline use
 	$(BIN)/llm-proxy mock-upstream
 
-check-config: $(STAMP)
-	$(BIN)/llm-proxy check-config $(CONFIG)
+check-config: $(STAMP)  ## check $(CONFIG) as `make run` serves it (YAML mode)
+	env -u DB_URL $(BIN)/llm-proxy check-config $(CONFIG)
 
 lint: $(STAMP)
 	$(BIN)/ruff check llm_proxy tests

@@ -196,3 +196,21 @@ def test_make_run_serves_the_file_even_with_db_url_set(tmp_path: Path) -> None:
     finally:
         stop(proc, group=True)
     assert "database" not in log.read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_check_config_checks_the_file_even_with_db_url_set() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SERVE_ENV_DROPPED}
+    env["DB_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        ["make", "--no-print-directory", "check-config", f"BIN={bin_dir}", "STAMP="],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "example.config.yaml: OK" in done.stdout
