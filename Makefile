@@ -1,12 +1,13 @@
 # The two commands: `make run` (the proxy on example.config.yaml) and `make test` (everything
-# CI runs). Both create the virtualenv they need on first use.
+# CI runs). Both create the virtualenv they need on first use. The targets call $(BIN)/llm-proxy,
+# so they work without activating the virtualenv.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run mock check-config test lint typecheck fmt clean bench bench-quick
+.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +17,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-run: $(STAMP)  ## the proxy on $(CONFIG) (port 18000)
-	$(BIN)/llm-proxy serve --config $(CONFIG)
+# `serve` switches to database mode whenever DB_URL is set, and database mode refuses a file
+# with providers: `run` is the file, always (a DB_URL exported for other work is ignored).
+run: $(STAMP)  ## the proxy on $(CONFIG) (port 18000), YAML mode even when DB_URL is set
+	env -u DB_URL $(BIN)/llm-proxy serve --config $(CONFIG)
+
+# Database mode: providers and keys from $DB_URL; settings (listen address, timeouts) from the
+# environment, or from DB_CONFIG, a file without providers and master_keys.
+run-db: $(STAMP)  ## the proxy in database mode (needs DB_URL; optional DB_CONFIG=settings.yaml)
+	@test -n "$$DB_URL" || { echo "run-db: set DB_URL (see README, Database mode)" >&2; exit 2; }
+	$(BIN)/llm-proxy serve $(if $(DB_CONFIG),--config $(DB_CONFIG))
 
 mock: $(STAMP)  ## a fake OpenAI API on 127.0.0.1:18001, for offline use
 	$(BIN)/llm-proxy mock-upstream
 
-check-config: $(STAMP)
-	$(BIN)/llm-proxy check-config $(CONFIG)
+check-config: $(STAMP)  ## check $(CONFIG) as `make run` serves it (YAML mode)
+	env -u DB_URL $(BIN)/llm-proxy check-config $(CONFIG)
 
 lint: $(STAMP)
 	$(BIN)/ruff check llm_proxy tests

@@ -1,6 +1,7 @@
 """A fake OpenAI API for loopback use: offline demos (`llm-proxy mock-upstream`), the tests and
-the benchmark. Deterministic output; behaviour can be set per request through extra body fields
-(which also proves the proxy forwards unknown fields):
+the benchmark. Deterministic output; streams for chat, legacy completions and the Responses API
+(its named events, as the openai SDK's `responses.stream()` reads them). Behaviour can be set
+per request through extra body fields (which also proves the proxy forwards unknown fields):
 
 * `mock_chunks`: number of content chunks in a stream (default: the server's `--chunks`)
 * `mock_delay_ms`: delay between stream chunks (default: `--delay-ms`)
@@ -20,6 +21,7 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from aiohttp_sse import sse_response
 from multidict import CIMultiDict
 
 
@@ -126,11 +128,14 @@ async def _stream(request: web.Request, data: dict[str, Any], kind: str) -> web.
     include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
-    for event in stream_events(kind, data["model"], chunks, include_usage):
-        await resp.write(event)
-        if delay:
-            await asyncio.sleep(delay)
-    await resp.write_eof()
+    try:
+        for event in stream_events(kind, data["model"], chunks, include_usage):
+            await resp.write(event)
+            if delay:
+                await asyncio.sleep(delay)
+        await resp.write_eof()
+    except ConnectionResetError:
+        pass  # the client hung up (a proxy does when its own client does): not an error
     return resp
 
 
@@ -202,33 +207,106 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _response(
+    model: str, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A Responses API `response` object (usage last, where OpenAI puts it near the end)."""
+    return {
+        "id": "resp_mock",
+        "object": "response",
+        "created_at": _CREATED,
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+
+
+def _message(text: str | None) -> dict[str, Any]:
+    """The assistant message item: in progress and empty while `text` is None."""
+    return {
+        "type": "message",
+        "id": "msg_mock",
+        "status": "in_progress" if text is None else "completed",
+        "role": "assistant",
+        "content": [] if text is None else [_text_part(text)],
+    }
+
+
+def _text_part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _response_usage(text: str) -> dict[str, Any]:
+    output = len(text.split())
+    return {
+        "input_tokens": 4,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 4 + output,
+    }
+
+
+def response_stream_events(model: str, chunks: int) -> list[tuple[str, dict[str, Any]]]:
+    """The (event type, data) pairs of a streamed Responses API call, in the order OpenAI sends
+    them: the openai SDK's `responses.stream()` rebuilds the response from exactly these."""
+    deltas = [f"tok{i} " for i in range(chunks)]
+    text = "".join(deltas)
+    item = {"item_id": "msg_mock", "output_index": 0, "content_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": _response(model, "in_progress", [], None)}),
+        ("response.in_progress", {"response": _response(model, "in_progress", [], None)}),
+        ("response.output_item.added", {"output_index": 0, "item": _message(None)}),
+        ("response.content_part.added", {**item, "part": _text_part("")}),
+    ]
+    events += [("response.output_text.delta", {**item, "delta": d, "logprobs": []}) for d in deltas]
+    events += [
+        ("response.output_text.done", {**item, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**item, "part": _text_part(text)}),
+        ("response.output_item.done", {"output_index": 0, "item": _message(text)}),
+        (
+            "response.completed",
+            {"response": _response(model, "completed", [_message(text)], _response_usage(text))},
+        ),
+    ]
+    return [
+        (kind, {"type": kind, "sequence_number": n, **data})
+        for n, (kind, data) in enumerate(events)
+    ]
+
+
+async def _stream_response(request: web.Request, data: dict[str, Any]) -> web.StreamResponse:
+    # Named events, so aiohttp-sse writes them (`event:` and `data:` lines); chat and legacy
+    # completions keep their pre-encoded `data:` bytes, which the tests and the benchmark need
+    # byte for byte. OpenAI ends lines with a bare LF; so does the mock.
+    options = request.app[OPTIONS]
+    chunks = int(data.get("mock_chunks", options.chunks))
+    delay = float(data.get("mock_delay_ms", options.delay_ms)) / 1000
+    async with sse_response(request, sep="\n", allow_all_methods=True) as resp:
+        try:
+            for kind, event in response_stream_events(data["model"], chunks):
+                await resp.send(orjson.dumps(event).decode(), event=kind)
+                if delay and kind == "response.output_text.delta":
+                    await asyncio.sleep(delay)
+        except ConnectionResetError:
+            pass  # the client hung up: not an error
+    return resp
+
+
 async def responses(request: web.Request) -> web.StreamResponse:
     data = await _read(request)
     if "mock_status" in data:
         return _error(int(data["mock_status"]))
+    if data.get("stream"):
+        return await _stream_response(request, data)
     text = data.get("mock_content", "Hello from the mock upstream.")
-    return _json(
-        {
-            "id": "resp_mock",
-            "object": "response",
-            "created_at": _CREATED,
-            "status": "completed",
-            "model": data["model"],
-            "output": [
-                {
-                    "type": "message",
-                    "id": "msg_mock",
-                    "status": "completed",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }
-            ],
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-            "usage": {"input_tokens": 4, "output_tokens": len(text.split()), "total_tokens": 9},
-        }
-    )
+    return _json(_response(data["model"], "completed", [_message(text)], _response_usage(text)))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -1,0 +1,135 @@
+"""The mock upstream speaks the OpenAI API the way the official SDK reads it, directly and
+through the proxy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import openai
+import orjson
+
+from llm_proxy.mock_upstream import response_stream_events
+from tests.conftest import Upstream
+from tests.processes import free_port, stop, wait_until_up
+
+RESPONSE_EVENTS = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.content_part.added",
+    *["response.output_text.delta"] * 3,
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def client(base: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(api_key="sk-client", base_url=base + "/v1", max_retries=0)
+
+
+async def test_responses_stream_direct_and_through_the_proxy(
+    upstream: Upstream, proxy_url: str
+) -> None:
+    for base in (upstream.url, proxy_url):
+        async with client(base) as sdk:
+            stream = await sdk.responses.create(
+                model="gpt-4.1", input="count", stream=True, extra_body={"mock_chunks": 3}
+            )
+            events = [event async for event in stream]
+        assert [e.type for e in events] == RESPONSE_EVENTS, base
+        assert [e.sequence_number for e in events] == list(range(len(RESPONSE_EVENTS)))
+        deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+        assert deltas == ["tok0 ", "tok1 ", "tok2 "]
+        done = events[-1]
+        assert done.type == "response.completed"
+        assert done.response.output_text == "tok0 tok1 tok2 "
+        assert done.response.usage is not None
+        assert (done.response.usage.input_tokens, done.response.usage.output_tokens) == (4, 3)
+        assert done.response.usage.total_tokens == 7
+
+
+async def test_responses_stream_helper_rebuilds_the_response(
+    upstream: Upstream, proxy_url: str
+) -> None:
+    for base in (upstream.url, proxy_url):
+        async with (
+            client(base) as sdk,
+            sdk.responses.stream(
+                model="gpt-4.1", input="count", extra_body={"mock_chunks": 4}
+            ) as stream,
+        ):
+            snapshots = [
+                event.snapshot
+                async for event in stream
+                if event.type == "response.output_text.delta"
+            ]
+            final = await stream.get_final_response()
+        assert snapshots == ["tok0 ", "tok0 tok1 ", "tok0 tok1 tok2 ", "tok0 tok1 tok2 tok3 "]
+        assert final.output_text == "tok0 tok1 tok2 tok3 "
+        assert final.status == "completed"
+
+
+async def test_responses_stream_wire_format(
+    upstream: Upstream, http: aiohttp.ClientSession
+) -> None:
+    """`event: <type>` then `data: <json>`, blank-line separated with bare LFs (as OpenAI sends
+    them; the proxy's relay frames events on blank lines)."""
+    body = {"model": "m", "input": "x", "stream": True, "mock_chunks": 2}
+    async with http.post(upstream.url + "/v1/responses", json=body) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        raw = await resp.read()
+    expected = b"".join(
+        b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        for kind, data in response_stream_events("m", 2)
+    )
+    assert raw == expected
+    assert b"\r" not in raw
+
+
+async def test_responses_non_streaming_usage_adds_up(upstream: Upstream) -> None:
+    async with client(upstream.url) as sdk:
+        resp = await sdk.responses.create(
+            model="m", input="x", extra_body={"mock_content": "one two three"}
+        )
+    assert resp.output_text == "one two three"
+    assert resp.usage is not None
+    assert resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens == 7
+
+
+def test_client_hang_up_mid_stream_is_not_an_error(tmp_path: Path) -> None:
+    """A client (or a proxy whose client left) closing a stream early is routine: the mock, run
+    as `llm-proxy mock-upstream` runs it, logs no traceback for it."""
+    port = free_port()
+    log = tmp_path / "mock.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llm_proxy", "mock-upstream", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc, log)
+        for path, body in (
+            ("/v1/chat/completions", {"model": "m", "stream": True}),
+            ("/v1/responses", {"model": "m", "input": "x", "stream": True}),
+        ):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}",
+                data=orjson.dumps({**body, "mock_chunks": 50, "mock_delay_ms": 10}),
+            )
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                assert resp.readline()  # the stream has started; then hang up
+        time.sleep(0.3)  # the mock's next writes meet the closed connection
+    finally:
+        stop(proc)
+    output = log.read_text()
+    assert "mock upstream on" in output
+    assert "Traceback" not in output and "Error handling request" not in output, output

@@ -1,0 +1,216 @@
+"""The README's newcomer path stays true: its Quick start runs, as written, against the real
+`llm-proxy serve --config example.config.yaml` and `llm-proxy mock-upstream` processes, and
+`make run` serves the file even when DB_URL is set."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.processes import free_port, stop, wait_until_up
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+DOCUMENTED_BASE = "http://127.0.0.1:18000/v1"
+# Variables that would change what `serve` does (database mode, another file or port).
+SERVE_ENV_DROPPED = ("DB_URL", "CONFIG_PATH", "HOST", "PORT", "VERIFY_SSL", "PROVIDER_SUFFIX")
+
+
+def section(title: str) -> str:
+    start = README.index(f"\n## {title}\n")
+    end = README.find("\n## ", start + 1)
+    return README[start : end if end > 0 else None]
+
+
+def code_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class QuickStart:
+    proxy_port: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.proxy_port}/v1"
+
+
+@pytest.fixture(scope="module")
+def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart]:
+    """`llm-proxy mock-upstream` and `llm-proxy serve --config example.config.yaml`, on free
+    ports: the example's providers read their api_base from PRIMARY_/SECONDARY_API_BASE."""
+    tmp = tmp_path_factory.mktemp("quick_start")
+    mock_port, proxy_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SERVE_ENV_DROPPED}
+    upstream = f"http://127.0.0.1:{mock_port}/v1"
+    env |= {"PRIMARY_API_BASE": upstream, "SECONDARY_API_BASE": upstream, "LOG_FORMAT": "json"}
+    cli = [sys.executable, "-m", "llm_proxy"]
+    mock_log, proxy_log = tmp / "mock.log", tmp / "proxy.log"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with mock_log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [*cli, "mock-upstream", "--port", str(mock_port), "--delay-ms", "1"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        with proxy_log.open("wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    [*cli, "serve", "--config", "example.config.yaml", "--port", str(proxy_port)],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        wait_until_up(f"http://127.0.0.1:{mock_port}/v1/models", procs[0], mock_log)
+        wait_until_up(f"http://127.0.0.1:{proxy_port}/health", procs[1], proxy_log)
+        yield QuickStart(proxy_port, proxy_log)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+
+
+# Runs a README snippet with streaming usage forced on or off, whatever the snippet asks for:
+# the snippet must be right in both cases (with usage on, the last chunk has no choices).
+RUNNER = """
+import sys
+from openai.resources.chat.completions import Completions
+
+create = Completions.create
+
+def create_with_usage_set(self, *args, **kwargs):
+    if kwargs.get("stream"):
+        kwargs.pop("stream_options", None)
+        if sys.argv[1] == "on":
+            kwargs["stream_options"] = {"include_usage": True}
+    return create(self, *args, **kwargs)
+
+Completions.create = create_with_usage_set
+exec(compile(sys.stdin.read(), "README.md", "exec"), {"__name__": "__main__"})
+"""
+
+
+def sdk_snippet() -> str:
+    """The Quick start's SDK snippet, preceded by blank lines so that a traceback's line
+    numbers are README.md's."""
+    blocks = code_blocks(section("Quick start"), "python")
+    assert len(blocks) == 1, "the Quick start has one Python SDK snippet"
+    assert DOCUMENTED_BASE in blocks[0]
+    first_line = README[: README.index(blocks[0])].count("\n")
+    return "\n" * first_line + blocks[0]
+
+
+@pytest.mark.parametrize("usage", ["on", "off"])
+def test_quick_start_sdk_snippet_runs(quick_start: QuickStart, usage: str) -> None:
+    code = sdk_snippet().replace(DOCUMENTED_BASE, quick_start.base_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, usage],
+        input=code.encode(),
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, err
+    # The non-streamed reply, then the 20 streamed chunks of the mock, all printed.
+    assert "Hello from the mock upstream." in out
+    streamed = "".join(f"tok{i} " for i in range(20))
+    assert streamed in out
+    after_stream = out.split(streamed, 1)[1]
+    # The mock's stream usage: 5 prompt + 20 completion tokens. The proxy strips the usage it
+    # asked for itself, so the client sees it only when it asked.
+    assert ("25" in after_stream) is (usage == "on"), out
+
+
+def test_quick_start_curl_commands(quick_start: QuickStart) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    script = code_blocks(section("Quick start"), "sh")[0].replace("\\\n", " ")
+    curls = [line for line in script.splitlines() if line.startswith("curl ")]
+    assert len(curls) == 4
+    outputs = []
+    for line in curls:
+        command = line.replace("localhost:18000", f"127.0.0.1:{quick_start.proxy_port}")
+        done = subprocess.run(command, shell=True, capture_output=True, timeout=30, check=False)
+        assert done.returncode == 0, (line, done.stderr)
+        outputs.append(done.stdout.decode())
+    health, models, reply, stream = outputs
+    assert health == '{"status":"ok"}'
+    assert '"gpt-4o-mini"' in models
+    assert "Hello from the mock upstream." in reply
+    assert '"tok19 "' in stream and stream.endswith("data: [DONE]\n\n")
+
+
+def test_documented_make_targets_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    text = section("The two commands") + section("Quick start")
+    targets = set(re.findall(r"^make ([a-z-]+)", "\n".join(code_blocks(text, "sh")), re.M))
+    targets |= set(re.findall(r"`make ([a-z-]+)", README))
+    assert {"run", "test", "venv", "mock", "run-db"} <= targets
+    for target in targets:
+        assert re.search(rf"^{target}:", makefile, re.M), f"make {target} is documented"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_serves_the_file_even_with_db_url_set(tmp_path: Path) -> None:
+    """An exported DB_URL (for the database tests, say) must not turn `make run` into database
+    mode, which refuses the example's providers."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SERVE_ENV_DROPPED}
+    env |= {"DB_URL": "postgresql://nobody@127.0.0.1:1/none", "PORT": str(port)}
+    # BIN: the llm-proxy of the interpreter running the tests; STAMP empty: make must not try
+    # to build a virtualenv here.
+    bin_dir = Path(sys.executable).parent
+    log = tmp_path / "make-run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"BIN={bin_dir}", "STAMP="],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: make and the proxy it starts
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc, log)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=5) as resp:
+            assert b'"gpt-4o-mini"' in resp.read()
+    finally:
+        stop(proc, group=True)
+    assert "database" not in log.read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_check_config_checks_the_file_even_with_db_url_set() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SERVE_ENV_DROPPED}
+    env["DB_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+    bin_dir = Path(sys.executable).parent
+    done = subprocess.run(
+        ["make", "--no-print-directory", "check-config", f"BIN={bin_dir}", "STAMP="],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "example.config.yaml: OK" in done.stdout
