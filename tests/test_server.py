@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.proc import Served, serve_process
+from tests.processes import Served, serve_process
 
 KEY = "sk-team-a-0123456789abcdef"
 CONFIG = f"""\
