@@ -36,6 +36,7 @@ from llm_proxy.routing import Route, Target
 from llm_proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.upstream_client import Response, UpstreamError
 from llm_proxy.usage import Relayed
+from llm_proxy.write_watch import WriteWatch
 
 log = structlog.get_logger()
 
@@ -388,6 +389,27 @@ async def _relay(
 ) -> bool:
     """Relay the body; True when the rest of the upstream body (after [DONE]) was handed to
     a background drain, which then owns `resp`."""
+    watch = WriteWatch(request.transport, state.snapshot.config.write_timeout_secs)
+    try:
+        return await _relay_body(request, state, resp, out, upstream, relayed, is_sse, first, watch)
+    except ConnectionResetError:
+        state.final_status = CLIENT_CLOSED
+        return False
+    finally:
+        watch.close()
+
+
+async def _relay_body(
+    request: web.Request,
+    state: RequestState,
+    resp: Response,
+    out: web.StreamResponse,
+    upstream: Upstream,
+    relayed: Relayed,
+    is_sse: bool,
+    first: bytes,
+    watch: WriteWatch,
+) -> bool:
     stripper = relayed.stripper
     pending_ttft = is_sse
     handed_off = False
@@ -397,6 +419,7 @@ async def _relay(
             try:
                 chunk = await resp.read_chunk()
             except (TimeoutError, UpstreamError) as exc:
+                watch.writing()
                 await _upstream_failed(request, state, out, upstream, relayed, is_sse, exc)
                 return False
             if not chunk:
@@ -406,11 +429,9 @@ async def _relay(
             chunk = stripper.feed(chunk)
             if not chunk:
                 continue
-        try:
-            await out.write(chunk)
-        except ConnectionResetError:
-            state.final_status = CLIENT_CLOSED
-            return False
+        watch.writing()
+        await out.write(chunk)  # a hang-up (or the write watch) raises ConnectionResetError
+        watch.written()
         if pending_ttft:
             pending_ttft = False
             request.app[METRICS].time_to_first_token(
@@ -425,6 +446,7 @@ async def _relay(
     relayed.complete = True
     state.final_status = relayed.status
     try:
+        watch.writing()
         if stripper is not None and (rest := stripper.flush()):
             await out.write(rest)
         await out.write_eof()

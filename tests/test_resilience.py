@@ -400,3 +400,46 @@ async def test_requests_that_blame_themselves_do_not_eject_a_provider(
     async with http.get(url + "/health/detailed") as resp:
         states = {p["name"]: p["state"] for p in (await resp.json())["providers"]}
     assert states == {"a": "healthy", "b": "healthy"}
+
+
+async def test_a_client_that_never_reads_is_cut_off(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    from aiohttp import web
+
+    stopped = asyncio.Event()
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            while True:  # far more than any socket buffer holds
+                await resp.write(b"data: " + b"x" * 65536 + b"\n\n")
+        except (ConnectionError, asyncio.CancelledError):
+            stopped.set()
+            raise
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", endless)
+    async with serve(app) as up:
+        url = await start_proxy(
+            make_config(provider("a", up + "/v1", {"m": None}), write_timeout_secs=0.5)
+        )
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        port = int(url.rsplit(":", 1)[1])
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        _reader, writer = await asyncio.open_connection(sock=sock)
+        writer.transport.pause_reading()  # the client never reads its answer
+        body = b'{"model": "m", "stream": true}'
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        # The proxy gives up on the client, and so closes the upstream connection.
+        await asyncio.wait_for(stopped.wait(), 10)
+        writer.close()
+        m = await scrape(http, url)
+    assert sample(m, "llm_proxy_active_requests") == 1  # the scrape itself
+    assert sample(m, "llm_proxy_requests_total", status_code="499") == 1
