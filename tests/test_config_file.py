@@ -180,3 +180,19 @@ def test_example_config_is_valid() -> None:
     root = Path(__file__).resolve().parent.parent
     config = load_config_file(root / "example.config.yaml", environ={})
     assert {p.name for p in config.providers} == {"primary", "secondary"}
+
+
+def test_every_error_of_a_file_at_once() -> None:
+    """An unset variable no longer hides the other errors (nor repeats itself as a value
+    error), and bad environment overrides are listed with them."""
+    text = (
+        VALID.replace("api_key: sk-2", "api_key: ${MISSING_KEY}")
+        .replace("port: 18080", "port: ${MISSING_PORT}")
+        .replace("    weight: 2\n", "    weight: 0\n")
+    )
+    assert errors_of(text, {"VERIFY_SSL": "maybe"}) == [
+        "providers[1].api_key (line 10): environment variable MISSING_KEY is not set",
+        "server.port (line 21): environment variable MISSING_PORT is not set",
+        "providers[0].weight (line 5): must be a positive integer, got 0",
+        "VERIFY_SSL (env): must be true or false",
+    ]
