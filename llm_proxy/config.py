@@ -153,6 +153,9 @@ class Config:
     write_timeout_secs: float = 60.0
     # Request bodies held in memory by all requests at once; beyond, 503 with Retry-After.
     max_inflight_body_mb: float = 1024.0
+    # False only when the operator says so: no key is asked for or checked. True with no
+    # enabled key refuses every /v1 request (revoking the last key locks, never opens).
+    require_auth: bool = True
 
     @property
     def request_timeout_secs(self) -> float:
@@ -320,6 +323,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "rate_limit_backend",
         "inject_stream_usage",
         "config_cache_path",
+        "require_auth",
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
@@ -430,6 +434,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     cache_path = top.get("config_cache_path")
     if cache_path is not None:
         cache_path = check.string(cache_path, ("config_cache_path",))
+    require_auth = check.boolean(check.optional(top, "require_auth", True), ("require_auth",))
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -457,7 +462,25 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         body_timeout_secs=numbers["body_timeout_secs"],
         write_timeout_secs=numbers["write_timeout_secs"],
         max_inflight_body_mb=numbers["max_inflight_body_mb"],
+        require_auth=require_auth,
     )
+
+
+def auth_issues(config: Config, where: str | None = None) -> list[Issue]:
+    """The one rule spanning settings and keys (in database mode they come from different
+    places, so it is checked on the final Config): `require_auth: false` turns authentication
+    off, so keys configured beside it would silently never be checked."""
+    if config.require_auth or not config.master_keys:
+        return []
+    return [
+        Issue(
+            ("require_auth",),
+            f"is false (authentication off), but {len(config.master_keys)} master key(s) are "
+            "configured and would never be checked: remove `require_auth: false` to enforce "
+            "them, or remove the keys",
+            where,
+        )
+    ]
 
 
 def _timeouts(check: _Checker, data: Mapping[str, Any], path: Path, base: Timeouts) -> Timeouts:

@@ -1,8 +1,8 @@
 """YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
 
-Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX` and `CONFIG_PATH`:
-process environment > `.env` file > YAML. The `.env` file is read from beside the config file
-(and from the working directory, for `CONFIG_PATH` itself).
+Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH` and
+`CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is read from beside the
+config file (and from the working directory, for `CONFIG_PATH` itself).
 
 Every problem of a file is reported at once: unset variables, invalid values and invalid
 environment overrides, each with its location.
@@ -28,6 +28,7 @@ from llm_proxy.config import (
     Interpolated,
     Issue,
     Path,
+    auth_issues,
     parse_bool,
     parse_config,
 )
@@ -104,9 +105,13 @@ def load_config_text(text: str, env: Mapping[str, str]) -> Config:
         issues += [i for i in exc.issues if not any(_within(i.path, u) for u in unset)]
     changes, env_issues = env_overrides(env)
     issues += env_issues
+    if config is not None and not issues:
+        config = dataclasses.replace(config, **changes) if changes else config
+        where = "env" if "require_auth" in changes else locate(("require_auth",))
+        issues += auth_issues(config, where)
     if issues or config is None:
         raise ConfigError(issues)
-    return dataclasses.replace(config, **changes) if changes else config
+    return config
 
 
 def _within(path: Path, prefix: Path) -> bool:
@@ -118,7 +123,11 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
     changes, issues = env_overrides(env)
     if issues:
         raise ConfigError(issues)
-    return dataclasses.replace(config, **changes) if changes else config
+    config = dataclasses.replace(config, **changes) if changes else config
+    problems = auth_issues(config, "env" if "require_auth" in changes else None)
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
@@ -141,6 +150,12 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
             changes["verify_ssl"] = flag
     if "PROVIDER_SUFFIX" in env:
         changes["provider_suffix"] = env["PROVIDER_SUFFIX"].strip() or None
+    if env.get("REQUIRE_AUTH"):
+        flag = parse_bool(env["REQUIRE_AUTH"])
+        if flag is None:
+            issues.append(Issue(("REQUIRE_AUTH",), "must be true or false", "env"))
+        else:
+            changes["require_auth"] = flag
     return changes, issues
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import structlog
 
-from llm_proxy.config import TIMEOUT_KEYS, Config, ConfigError, Path, parse_config
+from llm_proxy.config import TIMEOUT_KEYS, Config, ConfigError, Path, auth_issues, parse_config
 
 log = structlog.get_logger()
 
@@ -107,9 +107,14 @@ async def fetch(conn: asyncpg.Connection) -> DbConfig:
 
 
 def build_config(base: Config, fetched: DbConfig) -> Config:
-    """Validate the rows and combine them with the file/env settings (`base`)."""
+    """Validate the rows and combine them with the file/env settings (`base`), which alone
+    decide everything but providers and keys (`require_auth` included)."""
     parsed = parse_config(fetched.data, _locator(fetched.rows))
-    return dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
+    config = dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
+    problems = auth_issues(config, "settings file or environment; keys in table credentials")
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:

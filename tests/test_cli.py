@@ -113,6 +113,21 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
             assert await reloads_after_sighup("ok") == ["gpt-4o", "o3"]
             path.write_text(CONFIG.replace("weight: 3", "weight: -1"))
             assert await reloads_after_sighup("error") == ["gpt-4o", "o3"]
+
+            # Revoking every key during an incident locks the proxy; it never opens it.
+            path.write_text(CONFIG.split("master_keys:")[0])
+            proc.send_signal(signal.SIGHUP)
+            for _ in range(250):
+                async with http.get(url + "/metrics") as resp:
+                    if 'llm_proxy_config_reloads_total{result="ok"} 2' in await resp.text():
+                        break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the reload without keys was not counted")
+            for headers in ({}, auth):
+                async with http.get(url + "/v1/models", headers=headers) as resp:
+                    assert resp.status == 401
+                    assert "No master key is enabled" in (await resp.json())["error"]["message"]
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0
@@ -121,6 +136,7 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
         assert '"path":"/v1/models"' in logs
         assert '"event":"config_reloaded"' in logs
         assert "providers[0].weight (line 5): must be a positive integer" in logs
+        assert logs.count('"event":"authentication_locked"') == 1
         assert "secret" not in logs
     finally:
         if proc.returncode is None:
@@ -210,6 +226,7 @@ async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int
             "providers:\n  - name: m\n    api_base: " + mock + "/v1\n"
             "    model_mapping: {m: null}\n"
             f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\nshutdown_grace_secs: 10\n"
+            "require_auth: false\n"
         )
         env = {**os.environ, "LOG_FORMAT": "json"}
         env.pop("PORT", None)

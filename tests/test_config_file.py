@@ -196,3 +196,29 @@ def test_every_error_of_a_file_at_once() -> None:
         "providers[0].weight (line 5): must be a positive integer, got 0",
         "VERIFY_SSL (env): must be true or false",
     ]
+
+
+def test_require_auth_defaults_to_true_and_env_overrides_it() -> None:
+    no_keys = VALID.split("master_keys:")[0]
+    assert load_config_text(no_keys, {}).require_auth is True
+    config = load_config_text(no_keys + "require_auth: false\n", {})
+    assert config.require_auth is False
+    assert load_config_text(no_keys, {"REQUIRE_AUTH": "false"}).require_auth is False
+    assert load_config_text(no_keys + "require_auth: false\n", {"REQUIRE_AUTH": "1"}).require_auth
+    assert errors_of(no_keys, {"REQUIRE_AUTH": "nope"}) == [
+        "REQUIRE_AUTH (env): must be true or false"
+    ]
+
+
+def test_require_auth_false_beside_master_keys_is_refused() -> None:
+    """Keys that would silently never be checked are a mistake, wherever the false comes from."""
+    text = VALID + "require_auth: false\n"
+    (found,) = errors_of(text)
+    assert found.startswith(
+        "require_auth (line 24): is false (authentication off), but 1 master key(s) are "
+        "configured and would never be checked"
+    )
+    (found,) = errors_of(VALID, {"REQUIRE_AUTH": "off"})
+    assert found.startswith("require_auth (env): is false")
+    # The environment beats the file: true there makes the same file valid.
+    assert load_config_text(text, {"REQUIRE_AUTH": "true"}).require_auth is True

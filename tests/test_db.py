@@ -49,10 +49,13 @@ async def add_provider(
     )
 
 
+# Settings for the tests that add no credentials: serve without authentication.
+OPEN = Config(require_auth=False)
+
+
 async def start_db_proxy(
-    start_proxy: ProxyFactory, dsn: str, base: Config | None = None, **kwargs: Any
+    start_proxy: ProxyFactory, dsn: str, base: Config = OPEN, **kwargs: Any
 ) -> str:
-    base = base or Config()
     config, version = await initial_load(dsn, base, timeout_secs=5)
     return await start_proxy(config, version=version, database=DatabaseMode(dsn, base, **kwargs))
 
@@ -143,7 +146,7 @@ async def test_plaintext_key_insert_stores_only_hash(
     dump = str(await sql.fetch("SELECT * FROM credentials"))
     assert "sk-team-a-secret" not in dump
 
-    url = await start_db_proxy(start_proxy, config_dsn)
+    url = await start_db_proxy(start_proxy, config_dsn, Config())
     ok = {"Authorization": "Bearer sk-team-a-secret"}
     async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
         assert r.status == 200
@@ -154,6 +157,64 @@ async def test_plaintext_key_insert_stores_only_hash(
     await wait_version(http, url, await db_version(sql))
     async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
         assert r.status == 401
+
+
+async def test_deleting_every_credential_locks_the_proxy(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    url = await start_db_proxy(start_proxy, config_dsn, Config())
+    ok = {"Authorization": "Bearer sk-team-a-secret"}
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
+        assert r.status == 200
+    # Revoking every key during an incident, in psql: the proxy locks, it does not open.
+    await sql.execute("DELETE FROM credentials")
+    await wait_version(http, url, await db_version(sql))
+    for headers in ({}, ok):
+        async with http.post(
+            url + "/v1/chat/completions", json={"model": "m"}, headers=headers
+        ) as r:
+            assert r.status == 401
+            body = await r.json()
+        assert body["error"]["code"] == "invalid_api_key"
+        assert "every key was revoked" in body["error"]["message"]
+    # A new key opens it again, for that key only.
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-b', 'sk-team-b-secret')")
+    await wait_version(http, url, await db_version(sql))
+    new = {"Authorization": "Bearer sk-team-b-secret"}
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=new) as r:
+        assert r.status == 200
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 401
+
+
+async def test_require_auth_comes_from_the_settings_never_from_rows(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    url = await start_db_proxy(start_proxy, config_dsn, Config(require_auth=False))
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 200
+    # A key beside require_auth: false would never be checked: the edit is rejected, loudly.
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    fetched = await fetch(sql)
+    with pytest.raises(ConfigError, match=r"^require_auth \(settings file or environment"):
+        build_config(Config(require_auth=False), fetched)
+    for _ in range(200):
+        if sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error"):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the edit was not rejected")
 
 
 # Edits reach running proxies
