@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ DEFAULT_TIMEOUT_SECS: Final = 600.0
 DEFAULT_MAX_BODY_MB: Final = 32.0
 
 _NAME_RE: Final = re.compile(r"^[^\x00-\x1f]{1,128}$")
+# Upper bounds that keep every number usable downstream (timers, byte counts, the SQL
+# schema's `integer` columns): beyond them a value is a typo, not a setting.
+MAX_INT: Final = 2**31 - 1
+MAX_NUMBER: Final = 1e9
 
 
 class Interpolated(str):
@@ -244,14 +249,28 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             self.fail(path, f"must be a positive integer, got {value!r}")
             return 1
+        if value > MAX_INT:
+            self.fail(path, f"must be at most {MAX_INT}, got {value}")
+            return 1
         return value
 
     def positive_number(self, value: Any, path: Path) -> float:
         if isinstance(value, Interpolated):
             with contextlib.suppress(ValueError):
                 value = float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(path, f"must be a positive number, got {value!r}")
+            return 1.0
+        # YAML `.inf`/`.nan`, JSON's 1e999, `${VAR}` = "Infinity": refused here, once, so
+        # that nothing downstream (timers, rate conversions) ever sees them.
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(path, f"must be a finite positive number, got {value!r}")
+            return 1.0
+        if not value > 0:
+            self.fail(path, f"must be a positive number, got {value!r}")
+            return 1.0
+        if value > MAX_NUMBER:
+            self.fail(path, f"must be at most {MAX_NUMBER:g}, got {value:g}")
             return 1.0
         return float(value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -269,3 +270,32 @@ async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+def cli(*args: str, cwd: Path, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    """`llm-proxy ARGS` as a real process, in `cwd`, with `env` added to a clean environment."""
+    clean = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
+    return subprocess.run(
+        [sys.executable, "-m", "llm_proxy", *args],
+        cwd=cwd, env={**clean, "LOG_FORMAT": "json", **env},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+OVERRIDES = ("DB_URL", "CONFIG_PATH", "HOST", "PORT", "REQUIRE_AUTH", "ADMIN_KEY", "VERIFY_SSL")
+
+
+def test_check_config_reports_infinity_as_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        CONFIG.replace("requests_per_second: 2", "requests_per_second: .inf")
+        + "request_timeout_secs: .nan\n"
+    )
+    done = cli("check-config", str(path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert (
+        "master_keys[0].rate_limit.requests_per_second (line 14): must be a finite positive "
+        "number, got inf" in done.stderr
+    )
+    assert "request_timeout_secs (line 15): must be a finite positive number" in done.stderr

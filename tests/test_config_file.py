@@ -222,3 +222,31 @@ def test_require_auth_false_beside_master_keys_is_refused() -> None:
     assert found.startswith("require_auth (env): is false")
     # The environment beats the file: true there makes the same file valid.
     assert load_config_text(text, {"REQUIRE_AUTH": "true"}).require_auth is True
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("request_timeout_secs: .inf", "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: .nan", "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: -.inf", "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: 1e999", "request_timeout_secs (line 23): must be a finite"),
+        ('request_timeout_secs: "${T}"', "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: 1e12", "request_timeout_secs (line 23): must be at most 1e+09"),
+        ("max_request_body_mb: .inf", "max_request_body_mb (line 23): must be a finite"),
+        ("max_connections: 99999999999", "max_connections (line 23): must be at most 2147483647"),
+    ],
+)
+def test_non_finite_and_huge_numbers_are_config_errors(snippet: str, expected: str) -> None:
+    text = VALID.replace("request_timeout_secs: 60", snippet)
+    found = errors_of(text, {"T": "Infinity"})
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+@pytest.mark.parametrize(("rate", "shown"), [(".inf", "inf"), (".nan", "nan"), ("1e999", "inf")])
+def test_non_finite_rate_is_a_config_error(rate: str, shown: str) -> None:
+    text = VALID.replace("requests_per_second: 5", f"requests_per_second: {rate}")
+    assert errors_of(text) == [
+        "master_keys[0].rate_limit.requests_per_second (line 17): must be a finite positive "
+        f"number, got {shown}"
+    ]

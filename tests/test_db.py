@@ -77,6 +77,20 @@ async def wait_version(
     raise AssertionError(f"{url} never reached config version {version}")
 
 
+async def wait_listener(sql: asyncpg.Connection) -> int:
+    """The backend pid of this database's listener, once it is connected."""
+    for _ in range(200):
+        pid = await sql.fetchval(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()",
+            LISTENER_APP_NAME,
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.025)
+    raise AssertionError("the listener never connected")
+
+
 async def db_version(sql: asyncpg.Connection) -> str:
     return str(await sql.fetchval("SELECT version FROM config_version"))
 
@@ -215,6 +229,58 @@ async def test_require_auth_comes_from_the_settings_never_from_rows(
         await asyncio.sleep(0.01)
     else:
         pytest.fail("the edit was not rejected")
+
+
+# Numbers the database accepts and the proxy must not
+
+
+async def test_infinite_rate_in_a_row_is_a_config_error_at_startup(
+    config_dsn: str, sql: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    cache = tmp_path / "config-cache.json"
+    base = Config(config_cache_path=str(cache))
+    await initial_load(config_dsn, base)  # a good config, cached
+    row_id = await sql.fetchval("SELECT id FROM credentials")
+    await sql.execute("UPDATE credentials SET rate_limit_rps = 'Infinity'")
+    with pytest.raises(ConfigError) as exc:
+        await initial_load(config_dsn, Config(), timeout_secs=1)
+    assert str(exc.value) == (
+        "master_keys[0].rate_limit.requests_per_second (table credentials, "
+        f"row id={row_id} ('team-a'), column rate_limit_rps/rate_limit_burst): "
+        "must be a finite positive number, got inf"
+    )
+    # With a cache, the proxy starts from the last good configuration.
+    config, _ = await initial_load(config_dsn, base)
+    assert config.master_keys[0].rate_limit is None
+
+
+async def test_infinite_timeout_in_params_is_rejected_once_no_crash_loop(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    url = await start_db_proxy(start_proxy, config_dsn)
+    good = await version_of(http, url)
+    listener_pid = await wait_listener(sql)
+    # jsonb keeps 1e999 as a number; Python's json reads it as inf.
+    await sql.execute("""UPDATE providers SET params = '{"request_timeout_secs": 1e999}'""")
+    for _ in range(200):
+        if sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error"):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the edit was not rejected")
+    await asyncio.sleep(0.5)  # a crash loop would reconnect ~9 times a second
+    assert sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error") == 1
+    assert await version_of(http, url) == good
+    assert await wait_listener(sql) == listener_pid  # the same connection: no reconnects
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 200
 
 
 # Edits reach running proxies
