@@ -29,7 +29,9 @@ DEFAULT_HOST: Final = "0.0.0.0"
 DEFAULT_TIMEOUT_SECS: Final = 600.0
 DEFAULT_MAX_BODY_MB: Final = 32.0
 
-_NAME_RE: Final = re.compile(r"^[^\x00-\x1f]{1,128}$")
+# Provider and master-key names: metric labels and log fields. The SQL schema's rule
+# (`^[^[:cntrl:]]{1,128}$`): no C0/C1 control characters, no DEL.
+_NAME_RE: Final = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")
 # Upper bounds that keep every number usable downstream (timers, byte counts, the SQL
 # schema's `integer` columns): beyond them a value is a typo, not a setting.
 MAX_INT: Final = 2**31 - 1
@@ -161,6 +163,8 @@ class Config:
     # False only when the operator says so: no key is asked for or checked. True with no
     # enabled key refuses every /v1 request (revoking the last key locks, never opens).
     require_auth: bool = True
+    # Guards /health/detailed (and the admin API to come). Never logged or shown.
+    admin_key: str | None = field(default=None, repr=False)
 
     @property
     def request_timeout_secs(self) -> float:
@@ -274,6 +278,19 @@ class _Checker:
             return 1.0
         return float(value)
 
+    def header_secret(self, value: Any, path: Path) -> str | None:
+        """A secret sent or compared as a header value; empty means unset. Never echoed."""
+        text = self.string(value, path, empty_ok=True)
+        if text and not header_safe(text):
+            self.fail(path, "must be printable ASCII without spaces")
+        return text or None
+
+    def name(self, value: Any, path: Path) -> str:
+        text = self.string(value, path)
+        if text.strip() and not _NAME_RE.match(text):
+            self.fail(path, "must be 1-128 printable characters")
+        return text
+
     def port(self, value: Any, path: Path) -> int:
         port = self.positive_int(value, path)
         if port > 65535:
@@ -310,6 +327,11 @@ def _kind(value: Any) -> str:
     )
 
 
+def header_safe(text: str) -> bool:
+    """Sendable as a header value as is: printable ASCII, no spaces, no CR/LF."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
 def parse_bool(text: str) -> bool | None:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -343,6 +365,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "inject_stream_usage",
         "config_cache_path",
         "require_auth",
+        "admin_key",
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
@@ -454,6 +477,9 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     if cache_path is not None:
         cache_path = check.string(cache_path, ("config_cache_path",))
     require_auth = check.boolean(check.optional(top, "require_auth", True), ("require_auth",))
+    admin_key = top.get("admin_key")
+    if admin_key is not None:
+        admin_key = check.header_secret(admin_key, ("admin_key",))
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -482,6 +508,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         write_timeout_secs=numbers["write_timeout_secs"],
         max_inflight_body_mb=numbers["max_inflight_body_mb"],
         require_auth=require_auth,
+        admin_key=admin_key,
     )
 
 
@@ -541,9 +568,7 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
         for required in ("name", "api_base"):
             if p.get(required) is None:
                 check.fail((*path, required), "is required")
-        name = check.string(p.get("name", ""), (*path, "name")) if "name" in p else ""
-        if name and not _NAME_RE.match(name):
-            check.fail((*path, "name"), "must be 1-128 printable characters")
+        name = check.name(p["name"], (*path, "name")) if p.get("name") is not None else ""
         if name in seen:
             check.fail((*path, "name"), f"duplicate provider name {name!r}")
         seen.add(name)
@@ -554,10 +579,8 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
                 check.fail((*path, "api_base"), f"must start with http:// or https://: {api_base}")
             elif api_base and not _has_host(api_base):
                 check.fail((*path, "api_base"), f"has no host: {api_base}")
-        api_key = check.string(check.optional(p, "api_key", ""), (*path, "api_key"), empty_ok=True)
-        if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
-            # It becomes a header line as is: no spaces, control characters or non-ASCII.
-            check.fail((*path, "api_key"), "must be printable ASCII without spaces")
+        # It becomes a header line as is: no spaces, control characters or non-ASCII.
+        api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
         ids = {}
         for key in ("organization", "project"):
             value = p.get(key)
@@ -633,7 +656,7 @@ def _master_keys(check: _Checker, raw: Any) -> tuple[MasterKey, ...]:
             continue
         if k.get("name") is None:
             check.fail((*path, "name"), "is required")
-        name = check.string(k["name"], (*path, "name")) if k.get("name") is not None else ""
+        name = check.name(k["name"], (*path, "name")) if k.get("name") is not None else ""
         if name in names:
             check.fail((*path, "name"), f"duplicate key name {name!r}")
         names.add(name)

@@ -1,6 +1,6 @@
 """YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
 
-Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH` and
+Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH`, `ADMIN_KEY` and
 `CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is read from beside the
 config file (and from the working directory, for `CONFIG_PATH` itself).
 
@@ -29,6 +29,7 @@ from llm_proxy.config import (
     Issue,
     Path,
     auth_issues,
+    header_safe,
     parse_bool,
     parse_config,
 )
@@ -156,6 +157,12 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
             issues.append(Issue(("REQUIRE_AUTH",), "must be true or false", "env"))
         else:
             changes["require_auth"] = flag
+    if env.get("ADMIN_KEY"):
+        secret = env["ADMIN_KEY"]
+        if header_safe(secret):
+            changes["admin_key"] = secret
+        else:  # never echo it
+            issues.append(Issue(("ADMIN_KEY",), "must be printable ASCII without spaces", "env"))
     return changes, issues
 
 

@@ -250,3 +250,29 @@ def test_non_finite_rate_is_a_config_error(rate: str, shown: str) -> None:
         "master_keys[0].rate_limit.requests_per_second (line 17): must be a finite positive "
         f"number, got {shown}"
     ]
+
+
+def test_admin_key_from_file_or_env_never_shown() -> None:
+    config = load_config_text(VALID + "admin_key: adm-secret-1\n", {})
+    assert config.admin_key == "adm-secret-1"
+    assert "adm-secret-1" not in repr(config)
+    assert load_config_text(VALID, {}).admin_key is None
+    assert load_config_text(VALID + 'admin_key: ""\n', {}).admin_key is None
+    config = load_config_text(VALID + "admin_key: adm-secret-1\n", {"ADMIN_KEY": "adm-env-2"})
+    assert config.admin_key == "adm-env-2"
+    found = errors_of(VALID + 'admin_key: "adm secret\\r\\n"\n', {"ADMIN_KEY": "bad key"})
+    assert found == [
+        "admin_key (line 24): must be printable ASCII without spaces",
+        "ADMIN_KEY (env): must be printable ASCII without spaces",
+    ]
+    assert all("adm secret" not in e and "bad key" not in e for e in found)
+
+
+def test_master_key_names_follow_the_provider_name_rule() -> None:
+    text = VALID.replace("name: team-a", 'name: "team\\ta"')
+    assert errors_of(text) == ["master_keys[0].name (line 15): must be 1-128 printable characters"]
+    text = VALID.replace("name: team-a", f"name: {'k' * 129}")
+    assert errors_of(text) == ["master_keys[0].name (line 15): must be 1-128 printable characters"]
+    # DEL and C1 controls too, as the SQL schema's [:cntrl:].
+    text = VALID.replace("name: one", 'name: "one\\x7f"')
+    assert errors_of(text) == ["providers[0].name (line 2): must be 1-128 printable characters"]
