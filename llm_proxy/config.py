@@ -575,10 +575,11 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
         api_base = ""
         if p.get("api_base") is not None:
             api_base = check.string(p["api_base"], (*path, "api_base")).rstrip("/")
+            shown = redact_url(api_base)
             if api_base and not api_base.startswith(("http://", "https://")):
-                check.fail((*path, "api_base"), f"must start with http:// or https://: {api_base}")
+                check.fail((*path, "api_base"), f"must start with http:// or https://: {shown}")
             elif api_base and not _has_host(api_base):
-                check.fail((*path, "api_base"), f"has no host: {api_base}")
+                check.fail((*path, "api_base"), f"has no host: {shown}")
         # It becomes a header line as is: no spaces, control characters or non-ASCII.
         api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
         ids = {}
@@ -711,6 +712,18 @@ def _rate_limit(check: _Checker, raw: Any, path: Path) -> RateLimit | None:
         check.optional(r, "burst_size", default_burst), (*path, "burst_size")
     )
     return RateLimit(rps, burst)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any `user:password@` replaced by `***@`: safe to print and log.
+
+    Conservative on purpose: everything up to the last `@` after the scheme goes, so a
+    malformed URL (an unencoded `/` or `@` in the password) never leaks part of it either.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _has_host(url: str) -> bool:

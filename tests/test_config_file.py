@@ -276,3 +276,11 @@ def test_master_key_names_follow_the_provider_name_rule() -> None:
     # DEL and C1 controls too, as the SQL schema's [:cntrl:].
     text = VALID.replace("name: one", 'name: "one\\x7f"')
     assert errors_of(text) == ["providers[0].name (line 2): must be 1-128 printable characters"]
+
+
+def test_credentials_in_api_base_are_never_echoed() -> None:
+    text = VALID.replace("http://127.0.0.1:9/v1/", "ftp://user:hunter2@127.0.0.1/v1")
+    assert errors_of(text) == [
+        "providers[1].api_base (line 9): must start with http:// or https://: "
+        "ftp://***@127.0.0.1/v1"
+    ]
