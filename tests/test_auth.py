@@ -169,3 +169,25 @@ async def test_require_auth_false_serves_without_a_key(
     url = await start_proxy(config)
     assert (await call(http, url, "o3", {}))[0] == 200
     assert (await call(http, url, "o3", {"Authorization": "Bearer anything"}))[0] == 200
+
+
+def test_locked_state_is_logged_at_start_and_on_every_reload_that_leaves_it() -> None:
+    from structlog.testing import capture_logs
+
+    from llm_proxy.config_store import ConfigStore, compile_snapshot
+
+    alpha = provider("alpha", "http://127.0.0.1:9/v1", {"o3": None})
+    keyed = make_config(alpha, master_keys=KEYS[:1])
+    with capture_logs() as logs:
+        store = ConfigStore(compile_snapshot(make_config(alpha, require_auth=True)))
+        store.swap(compile_snapshot(keyed, "2"))
+        store.swap(compile_snapshot(make_config(alpha, master_keys=KEYS[2:]), "3"))
+        store.swap(compile_snapshot(make_config(alpha), "4"))  # require_auth: false
+    locked = [e for e in logs if e["event"] == "authentication_locked"]
+    assert [(e["log_level"], e["config_version"]) for e in locked] == [
+        ("warning", "1"),
+        ("warning", "3"),
+    ]
+    assert "every /v1 request is refused" in locked[0]["reason"]
+    assert store.current.keys.warning is not None
+    assert "require_auth: false" in store.current.keys.warning
