@@ -3,6 +3,9 @@
 The plaintext of a presented key is hashed (SHA-256) and looked up; the stored hash is then
 compared in constant time. Neither the plaintext nor the hash is ever logged or labelled:
 keys are known to logs and metrics by their configured name only.
+
+Authentication is off only when the configuration says `require_auth: false`. Removing or
+disabling keys never opens the proxy: with no enabled key left, every request gets a 401.
 """
 
 from __future__ import annotations
@@ -33,11 +36,32 @@ class KeyEntry:
         return self.allowed is None or model in self.allowed
 
 
-class KeyRing:
-    """Every configured key by hash. `enabled` is False only when no key is configured at all
-    (then authentication is off)."""
+LOCKED_MESSAGE: Final = (
+    "No master key is enabled on this proxy (none is configured, or every key was revoked), "
+    "so every request is refused. An operator must add or re-enable a key, or set "
+    "`require_auth: false` to serve without authentication."
+)
+AUTH_OFF_WARNING: Final = (
+    "authentication is OFF (require_auth: false): anyone who can reach the proxy can use "
+    "every provider"
+)
+LOCKED_WARNING: Final = (
+    "no master key is enabled and require_auth is true: every /v1 request is refused with 401 "
+    "until a key is added or re-enabled"
+)
 
-    def __init__(self, keys: Sequence[MasterKey], model_names: Sequence[str]) -> None:
+
+class KeyRing:
+    """Every configured key by hash.
+
+    `enabled`: authentication is enforced (`require_auth`, whatever the keys). `locked`: it is
+    enforced and no key is enabled, so `authenticate` refuses everything. `warning` is what the
+    operator should hear about this state (startup, reloads, health), or None.
+    """
+
+    def __init__(
+        self, keys: Sequence[MasterKey], model_names: Sequence[str], require_auth: bool = True
+    ) -> None:
         self._by_digest: dict[bytes, KeyEntry] = {}
         for k in keys:
             allowed = NameMatcher(k.allowed_models) if k.allowed_models is not None else None
@@ -48,13 +72,17 @@ class KeyRing:
             self._by_digest[digest] = KeyEntry(
                 k.name, digest, k.enabled, allowed, k.rate_limit, k.tokens_per_minute, body
             )
-        self.enabled = bool(keys)
+        self.enabled = require_auth
+        self.locked = require_auth and not any(k.enabled for k in keys)
+        self.warning = LOCKED_WARNING if self.locked else None if require_auth else AUTH_OFF_WARNING
 
     def __iter__(self) -> Iterator[KeyEntry]:
         return iter(self._by_digest.values())
 
     def authenticate(self, presented: str | None) -> KeyEntry:
         """The entry for a presented key, or a 401 ProxyError."""
+        if self.locked:
+            raise ProxyError(401, LOCKED_MESSAGE, code="invalid_api_key")
         if not presented:
             raise ProxyError(
                 401,

@@ -9,13 +9,14 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from aiohttp import web
 
 from llm_proxy import __version__
-from llm_proxy.config import Config, ConfigError
+from llm_proxy.config import Config, ConfigError, redact_url
 from llm_proxy.config_file import load_config_file, resolve_config_path
 
 
@@ -39,8 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp.add_argument("file")
     imp.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
 
-    check = sub.add_parser("check-config", help="validate a config file and print a summary")
+    check = sub.add_parser(
+        "check-config", help="check what `serve` would check, without serving; print a summary"
+    )
     check.add_argument("file", nargs="?", help="config file (default: $CONFIG_PATH)")
+    check.add_argument("--db-url", help="PostgreSQL DSN: database mode (default: $DB_URL)")
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="database mode: also connect once and validate the providers and keys rows",
+    )
 
     mock = sub.add_parser("mock-upstream", help="serve a fake OpenAI API on loopback")
     mock.add_argument("--host", default="127.0.0.1")
@@ -52,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args.config, args.host, args.port, args.db_url)
     if args.command == "check-config":
-        return _check_config(args.file)
+        return _check_config(args.file, args.db_url, connect=args.connect)
     if args.command == "migrate":
         return _migrate(args.action, args.db_url, args.steps)
     if args.command == "import-config":
@@ -78,23 +87,101 @@ def _load(path_arg: str | None) -> tuple[Path, Config] | None:
     return None
 
 
-def _check_config(path_arg: str | None) -> int:
-    loaded = _load(path_arg)
-    if loaded is None:
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What `serve` would run, as far as it can be known without serving."""
+
+    path: Path | None  # the config file read, if any
+    config: Config  # YAML mode: everything; database mode: the settings (`base`)
+    dsn: str | None  # database mode
+
+
+def _plan(path_arg: str | None, db_url: str | None) -> _Plan | None:
+    """The checks `serve` makes before it listens (or touches the database), shared with
+    `check-config` so that both accept exactly the same arguments and environment.
+    Prints every problem found and returns None when there is one."""
+    dsn = db_url or os.environ.get("DB_URL") or None
+    if dsn is None:
+        loaded = _load(path_arg)
+        return None if loaded is None else _Plan(*loaded, None)
+    from llm_proxy.db import dsn_problem
+
+    problem = dsn_problem(dsn)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+    settings = _database_settings(path_arg)
+    if problem is not None or settings is None:
+        return None
+    return _Plan(*settings, dsn)
+
+
+def _check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> int:
+    plan = _plan(path_arg, db_url)
+    if plan is None:
         return 1
-    path, config = loaded
-    print(summarize(path, config))
+    if plan.dsn is None:
+        assert plan.path is not None
+        print(summarize(str(plan.path), plan.config))
+        return 0
+    from llm_proxy.db import StartupError, describe_dsn, load_once
+
+    where = describe_dsn(plan.dsn)
+    name = plan.path or "(no config file: defaults and environment)"
+    if not connect:
+        print(f"{name}: OK (database mode: settings only)")
+        print(
+            f"providers and master keys: read from the database {where} at start "
+            "(not checked; add --connect to check them)"
+        )
+        print(summarize_settings(plan.config))
+        return 0
+    from llm_proxy.db import CONNECTION_ERRORS
+
+    try:
+        config, fetched = asyncio.run(load_once(plan.dsn, plan.config))
+    except ConfigError as exc:
+        print(f"error: invalid configuration in the database {where}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except CONNECTION_ERRORS as exc:
+        # `serve` would retry this for 30 s (or start from config_cache_path).
+        print(
+            f"error: cannot reach the database {where} ({type(exc).__name__}); `serve` would "
+            "retry for 30 s, or start from config_cache_path if one is set",
+            file=sys.stderr,
+        )
+        return 1
+    print(summarize(f"{name} + database {where} (config version {fetched.version})", config))
     return 0
 
 
-def summarize(path: Path, config: Config) -> str:
-    """A human summary that never shows a secret: keys appear by name only."""
-    lines = [f"{path}: OK", f"listen: {config.host}:{config.port}"]
+def summarize_settings(config: Config) -> str:
+    """The settings part of a summary: listen address and authentication."""
+    lines = [f"listen: {config.host}:{config.port}"]
+    if not config.require_auth:
+        lines.append("authentication: OFF (require_auth: false)")
+    if config.admin_key:
+        lines.append("admin key: set")
+    if config.metrics_token:
+        lines.append("metrics token: set")
+    if config.rate_limit_backend:
+        lines.append(f"rate limit backend: {redact_url(config.rate_limit_backend)}")
+    return "\n".join(lines)
+
+
+def summarize(source: str, config: Config) -> str:
+    """A human summary that never shows a secret: keys appear by name only, URLs without
+    their `user:password@`."""
+    lines = [f"{source}: OK", summarize_settings(config)]
     total = sum(p.weight for p in config.providers)
     lines.append(f"providers ({len(config.providers)}):")
     for p in config.providers:
         share = 100.0 * p.weight / total if total else 0.0
-        lines.append(f"  {p.name}  weight {p.weight} ({share:.1f}%)  {p.api_base}")
+        lines.append(f"  {p.name}  weight {p.weight} ({share:.1f}%)  {redact_url(p.api_base)}")
         for rule in p.model_mapping:
             kind = "exact" if rule.pattern is None else "pattern"
             lines.append(f"    {rule.key} -> {rule.target or '(same name)'}  [{kind}]")
@@ -112,8 +199,11 @@ def summarize(path: Path, config: Config) -> str:
                 )
             names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
         lines.append(f"master keys ({len(names)}): {', '.join(names)}")
-    else:
-        lines.append("master keys: none (authentication is OFF)")
+    if config.require_auth and not any(k.enabled for k in config.master_keys):
+        lines.append(
+            "master keys: none enabled: every /v1 request will be refused (401) until a key is "
+            "added (set require_auth: false to serve without authentication)"
+        )
     if config.provider_suffix:
         lines.append(f"provider suffix: {config.provider_suffix}/")
     return "\n".join(lines)
@@ -127,27 +217,23 @@ def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str
 
     log.configure()
     logger = structlog.get_logger()
-    dsn = db_url or os.environ.get("DB_URL") or None
+    plan = _plan(path_arg, db_url)
+    if plan is None:
+        return 2
+    path, dsn = plan.path, plan.dsn
     loop = _new_loop()
     database = None
-    path: Path | None
     if dsn is None:
-        loaded = _load(path_arg)
-        if loaded is None:
-            return 2
-        path, config = loaded
-        version = "1"
+        config, version = plan.config, "1"
     else:
         from llm_proxy.db import StartupError, describe_dsn, initial_load
 
-        base_loaded = _database_settings(path_arg)
-        if base_loaded is None:
-            return 2
-        path, base = base_loaded
+        base = plan.config
         try:
             config, version = loop.run_until_complete(initial_load(dsn, base))
         except (StartupError, ConfigError) as exc:
             print(f"error: {exc}", file=sys.stderr)
+            loop.close()
             return 2
         database = DatabaseMode(dsn, base)
         logger.info("database_mode", database=describe_dsn(dsn), config_version=version)
@@ -217,15 +303,29 @@ async def _handle_sighup(app: web.Application, path: Path | None) -> None:
         loop.add_signal_handler(signal.SIGHUP, reload_store, app[STORE], path, app[METRICS])
 
 
+def _dsn_arg(db_url: str | None) -> str | None:
+    """The DSN of `migrate` and `import-config`; None (after saying why) when unusable."""
+    from llm_proxy.db import dsn_problem
+
+    dsn = db_url or os.environ.get("DB_URL")
+    if not dsn:
+        print("error: set DB_URL (or pass --db-url)", file=sys.stderr)
+        return None
+    problem = dsn_problem(dsn)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return None
+    return dsn
+
+
 def _migrate(action: str, db_url: str | None, steps: int) -> int:
     import asyncpg
 
     from llm_proxy import migrate
     from llm_proxy.db import describe_dsn
 
-    dsn = db_url or os.environ.get("DB_URL")
-    if not dsn:
-        print("error: set DB_URL (or pass --db-url)", file=sys.stderr)
+    dsn = _dsn_arg(db_url)
+    if dsn is None:
         return 2
 
     async def run() -> int:
@@ -259,9 +359,8 @@ def _import_config(path_arg: str, db_url: str | None) -> int:
     import asyncpg
     import orjson
 
-    dsn = db_url or os.environ.get("DB_URL")
-    if not dsn:
-        print("error: set DB_URL (or pass --db-url)", file=sys.stderr)
+    dsn = _dsn_arg(db_url)
+    if dsn is None:
         return 2
     loaded = _load(path_arg)
     if loaded is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,13 @@ DEFAULT_HOST: Final = "0.0.0.0"
 DEFAULT_TIMEOUT_SECS: Final = 600.0
 DEFAULT_MAX_BODY_MB: Final = 32.0
 
-_NAME_RE: Final = re.compile(r"^[^\x00-\x1f]{1,128}$")
+# Provider and master-key names: metric labels and log fields. The SQL schema's rule
+# (`^[^[:cntrl:]]{1,128}$`): no C0/C1 control characters, no DEL.
+_NAME_RE: Final = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,128}$")
+# Upper bounds that keep every number usable downstream (timers, byte counts, the SQL
+# schema's `integer` columns): beyond them a value is a typo, not a setting.
+MAX_INT: Final = 2**31 - 1
+MAX_NUMBER: Final = 1e9
 
 
 class Interpolated(str):
@@ -153,6 +160,11 @@ class Config:
     write_timeout_secs: float = 60.0
     # Request bodies held in memory by all requests at once; beyond, 503 with Retry-After.
     max_inflight_body_mb: float = 1024.0
+    # False only when the operator says so: no key is asked for or checked. True with no
+    # enabled key refuses every /v1 request (revoking the last key locks, never opens).
+    require_auth: bool = True
+    # Guards /health/detailed (and the admin API to come). Never logged or shown.
+    admin_key: str | None = field(default=None, repr=False)
 
     @property
     def request_timeout_secs(self) -> float:
@@ -241,16 +253,43 @@ class _Checker:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             self.fail(path, f"must be a positive integer, got {value!r}")
             return 1
+        if value > MAX_INT:
+            self.fail(path, f"must be at most {MAX_INT}, got {value}")
+            return 1
         return value
 
     def positive_number(self, value: Any, path: Path) -> float:
         if isinstance(value, Interpolated):
             with contextlib.suppress(ValueError):
                 value = float(value)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(path, f"must be a positive number, got {value!r}")
             return 1.0
+        # YAML `.inf`/`.nan`, JSON's 1e999, `${VAR}` = "Infinity": refused here, once, so
+        # that nothing downstream (timers, rate conversions) ever sees them.
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(path, f"must be a finite positive number, got {value!r}")
+            return 1.0
+        if not value > 0:
+            self.fail(path, f"must be a positive number, got {value!r}")
+            return 1.0
+        if value > MAX_NUMBER:
+            self.fail(path, f"must be at most {MAX_NUMBER:g}, got {value:g}")
+            return 1.0
         return float(value)
+
+    def header_secret(self, value: Any, path: Path) -> str | None:
+        """A secret sent or compared as a header value; empty means unset. Never echoed."""
+        text = self.string(value, path, empty_ok=True)
+        if text and not header_safe(text):
+            self.fail(path, "must be printable ASCII without spaces")
+        return text or None
+
+    def name(self, value: Any, path: Path) -> str:
+        text = self.string(value, path)
+        if text.strip() and not _NAME_RE.match(text):
+            self.fail(path, "must be 1-128 printable characters")
+        return text
 
     def port(self, value: Any, path: Path) -> int:
         port = self.positive_int(value, path)
@@ -288,6 +327,11 @@ def _kind(value: Any) -> str:
     )
 
 
+def header_safe(text: str) -> bool:
+    """Sendable as a header value as is: printable ASCII, no spaces, no CR/LF."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
 def parse_bool(text: str) -> bool | None:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -320,6 +364,8 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "rate_limit_backend",
         "inject_stream_usage",
         "config_cache_path",
+        "require_auth",
+        "admin_key",
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
@@ -430,6 +476,10 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     cache_path = top.get("config_cache_path")
     if cache_path is not None:
         cache_path = check.string(cache_path, ("config_cache_path",))
+    require_auth = check.boolean(check.optional(top, "require_auth", True), ("require_auth",))
+    admin_key = top.get("admin_key")
+    if admin_key is not None:
+        admin_key = check.header_secret(admin_key, ("admin_key",))
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -457,7 +507,26 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         body_timeout_secs=numbers["body_timeout_secs"],
         write_timeout_secs=numbers["write_timeout_secs"],
         max_inflight_body_mb=numbers["max_inflight_body_mb"],
+        require_auth=require_auth,
+        admin_key=admin_key,
     )
+
+
+def auth_issues(config: Config, where: str | None = None) -> list[Issue]:
+    """The one rule spanning settings and keys (in database mode they come from different
+    places, so it is checked on the final Config): `require_auth: false` turns authentication
+    off, so keys configured beside it would silently never be checked."""
+    if config.require_auth or not config.master_keys:
+        return []
+    return [
+        Issue(
+            ("require_auth",),
+            f"is false (authentication off), but {len(config.master_keys)} master key(s) are "
+            "configured and would never be checked: remove `require_auth: false` to enforce "
+            "them, or remove the keys",
+            where,
+        )
+    ]
 
 
 def _timeouts(check: _Checker, data: Mapping[str, Any], path: Path, base: Timeouts) -> Timeouts:
@@ -499,23 +568,20 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
         for required in ("name", "api_base"):
             if p.get(required) is None:
                 check.fail((*path, required), "is required")
-        name = check.string(p.get("name", ""), (*path, "name")) if "name" in p else ""
-        if name and not _NAME_RE.match(name):
-            check.fail((*path, "name"), "must be 1-128 printable characters")
+        name = check.name(p["name"], (*path, "name")) if p.get("name") is not None else ""
         if name in seen:
             check.fail((*path, "name"), f"duplicate provider name {name!r}")
         seen.add(name)
         api_base = ""
         if p.get("api_base") is not None:
             api_base = check.string(p["api_base"], (*path, "api_base")).rstrip("/")
+            shown = redact_url(api_base)
             if api_base and not api_base.startswith(("http://", "https://")):
-                check.fail((*path, "api_base"), f"must start with http:// or https://: {api_base}")
+                check.fail((*path, "api_base"), f"must start with http:// or https://: {shown}")
             elif api_base and not _has_host(api_base):
-                check.fail((*path, "api_base"), f"has no host: {api_base}")
-        api_key = check.string(check.optional(p, "api_key", ""), (*path, "api_key"), empty_ok=True)
-        if api_key and not (api_key.isascii() and api_key.isprintable() and " " not in api_key):
-            # It becomes a header line as is: no spaces, control characters or non-ASCII.
-            check.fail((*path, "api_key"), "must be printable ASCII without spaces")
+                check.fail((*path, "api_base"), f"has no host: {shown}")
+        # It becomes a header line as is: no spaces, control characters or non-ASCII.
+        api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
         ids = {}
         for key in ("organization", "project"):
             value = p.get(key)
@@ -591,7 +657,7 @@ def _master_keys(check: _Checker, raw: Any) -> tuple[MasterKey, ...]:
             continue
         if k.get("name") is None:
             check.fail((*path, "name"), "is required")
-        name = check.string(k["name"], (*path, "name")) if k.get("name") is not None else ""
+        name = check.name(k["name"], (*path, "name")) if k.get("name") is not None else ""
         if name in names:
             check.fail((*path, "name"), f"duplicate key name {name!r}")
         names.add(name)
@@ -646,6 +712,18 @@ def _rate_limit(check: _Checker, raw: Any, path: Path) -> RateLimit | None:
         check.optional(r, "burst_size", default_burst), (*path, "burst_size")
     )
     return RateLimit(rps, burst)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any `user:password@` replaced by `***@`: safe to print and log.
+
+    Conservative on purpose: everything up to the last `@` after the scheme goes, so a
+    malformed URL (an unencoded `/` or `@` in the password) never leaks part of it either.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _has_host(url: str) -> bool:

@@ -1,8 +1,11 @@
 """YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
 
-Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX` and `CONFIG_PATH`:
-process environment > `.env` file > YAML. The `.env` file is read from beside the config file
-(and from the working directory, for `CONFIG_PATH` itself).
+Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH`, `ADMIN_KEY` and
+`CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is read from beside the
+config file (and from the working directory, for `CONFIG_PATH` itself).
+
+Every problem of a file is reported at once: unset variables, invalid values and invalid
+environment overrides, each with its location.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from llm_proxy.config import (
     Interpolated,
     Issue,
     Path,
+    auth_issues,
+    header_safe,
     parse_bool,
     parse_config,
 )
@@ -92,13 +97,42 @@ def load_config_text(text: str, env: Mapping[str, str]) -> Config:
     locate = _locator(data)
     issues: list[Issue] = []
     data = _interpolate(data, (), env, issues, locate)
-    if issues:
+    # An unset variable reads as "": its own value errors would only repeat that issue.
+    unset = {issue.path for issue in issues}
+    config = None
+    try:
+        config = parse_config(data, locate)
+    except ConfigError as exc:
+        issues += [i for i in exc.issues if not any(_within(i.path, u) for u in unset)]
+    changes, env_issues = env_overrides(env)
+    issues += env_issues
+    if config is not None and not issues:
+        config = dataclasses.replace(config, **changes) if changes else config
+        where = "env" if "require_auth" in changes else locate(("require_auth",))
+        issues += auth_issues(config, where)
+    if issues or config is None:
         raise ConfigError(issues)
-    config = parse_config(data, locate)
-    return apply_env_overrides(config, env)
+    return config
+
+
+def _within(path: Path, prefix: Path) -> bool:
+    return path[: len(prefix)] == prefix
 
 
 def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
+    """`config` with the environment's overrides; ConfigError listing every bad one."""
+    changes, issues = env_overrides(env)
+    if issues:
+        raise ConfigError(issues)
+    config = dataclasses.replace(config, **changes) if changes else config
+    problems = auth_issues(config, "env" if "require_auth" in changes else None)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
+    """Config field changes from the environment, and the problems found in it."""
     issues: list[Issue] = []
     changes: dict[str, Any] = {}
     if env.get("HOST"):
@@ -117,9 +151,19 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
             changes["verify_ssl"] = flag
     if "PROVIDER_SUFFIX" in env:
         changes["provider_suffix"] = env["PROVIDER_SUFFIX"].strip() or None
-    if issues:
-        raise ConfigError(issues)
-    return dataclasses.replace(config, **changes) if changes else config
+    if env.get("REQUIRE_AUTH"):
+        flag = parse_bool(env["REQUIRE_AUTH"])
+        if flag is None:
+            issues.append(Issue(("REQUIRE_AUTH",), "must be true or false", "env"))
+        else:
+            changes["require_auth"] = flag
+    if env.get("ADMIN_KEY"):
+        secret = env["ADMIN_KEY"]
+        if header_safe(secret):
+            changes["admin_key"] = secret
+        else:  # never echo it
+            issues.append(Issue(("ADMIN_KEY",), "must be printable ASCII without spaces", "env"))
+    return changes, issues
 
 
 def _interpolate(

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import structlog
+
 from llm_proxy.auth import KeyRing
 from llm_proxy.config import Config
 from llm_proxy.routing import RouteTable, render_models
@@ -30,7 +32,7 @@ def compile_snapshot(config: Config, version: str = "1") -> Snapshot:
     return Snapshot(
         config=config,
         routes=routes,
-        keys=KeyRing(config.master_keys, routes.model_names),
+        keys=KeyRing(config.master_keys, routes.model_names, config.require_auth),
         upstreams={p.name: compile_upstream(p, config) for p in config.providers},
         models_body=render_models(routes.model_names),
         max_body_bytes=int(config.max_request_body_mb * 1024 * 1024),
@@ -40,14 +42,27 @@ def compile_snapshot(config: Config, version: str = "1") -> Snapshot:
 
 class ConfigStore:
     """Holds the snapshot being served; `swap()` is atomic (one reference assignment).
-    Subscribers (the limiter, ...) are told of each new snapshot, in order."""
+    Subscribers (the limiter, ...) are told of each new snapshot, in order.
+
+    The first snapshot and every swapped-in one that leaves no master key enabled (while
+    authentication is required) is logged as `authentication_locked`: the proxy refuses every
+    /v1 request then, which an operator revoking keys may mean, but should hear about."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.current = snapshot
         self.subscribers: list[Callable[[Snapshot], None]] = []
+        _warn_if_locked(snapshot)
 
     def swap(self, snapshot: Snapshot) -> Snapshot:
         old, self.current = self.current, snapshot
+        _warn_if_locked(snapshot)
         for notify in self.subscribers:
             notify(snapshot)
         return old
+
+
+def _warn_if_locked(snapshot: Snapshot) -> None:
+    if snapshot.keys.locked:
+        structlog.get_logger().warning(
+            "authentication_locked", reason=snapshot.keys.warning, config_version=snapshot.version
+        )

@@ -18,17 +18,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 import structlog
 
-from llm_proxy.config import TIMEOUT_KEYS, Config, ConfigError, Path, parse_config
+from llm_proxy.config import (
+    TIMEOUT_KEYS,
+    Config,
+    ConfigError,
+    Path,
+    auth_issues,
+    parse_config,
+    redact_url,
+)
 
 log = structlog.get_logger()
 
 CHANNEL: Final = "llm_proxy_config"
-# What a connection can fail with while the database is down or restarting.
+# What a connection can fail with while the database is down or restarting: worth retrying.
+# Anything else at startup (no such database or role, a bad password, a malformed DSN) will
+# not get better by waiting and ends the start at once, in one line.
 CONNECTION_ERRORS: Final = (
     OSError,
     TimeoutError,
@@ -36,7 +46,10 @@ CONNECTION_ERRORS: Final = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
 )
+_SSLMODES: Final = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+DSN_FORM: Final = "postgresql://user:password@host:5432/dbname"
 
 _PROVIDERS_SQL: Final = """
 SELECT id, name, api_base, api_key, model_mapping::text AS model_mapping, weight,
@@ -61,10 +74,41 @@ class DbConfig:
 
 
 def describe_dsn(dsn: str) -> str:
-    """host:port/dbname of a DSN, without user or password (safe to log)."""
-    parts = urlsplit(dsn)
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 5432}{parts.path or ''}"
+    """host:port/dbname of a DSN, without user or password (safe to log, even malformed)."""
+    try:
+        parts = urlsplit(redact_url(dsn))
+        port = parts.port
+    except ValueError:
+        return "(malformed DSN)"
+    return f"{parts.hostname or 'localhost'}:{port or 5432}{parts.path or ''}"
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """Why `dsn` is not a PostgreSQL DSN asyncpg accepts, or None. Checked before any
+    connection (by `serve` and `check-config` alike); the message never quotes the DSN."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        return f"invalid database DSN: it must start with postgresql:// ({DSN_FORM})"
+    # Everything up to the last "@" is user:password, whatever characters it holds.
+    authority = rest.rpartition("@")[2].partition("/")[0].partition("?")[0]
+    for spec in filter(None, authority.split(",")):
+        if spec.startswith("["):
+            _, bracket, port = spec[1:].partition("]")
+            if not bracket or (port and not port.startswith(":")):
+                return f"invalid database DSN: a malformed [IPv6] host ({DSN_FORM})"
+            port = port[1:]
+        else:
+            port = spec.rpartition(":")[2] if ":" in spec else ""
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            return f"invalid database DSN: the port is not a number 1-65535 ({DSN_FORM})"
+    try:
+        query = parse_qs(urlsplit(redact_url(dsn)).query)
+    except ValueError:
+        return f"invalid database DSN ({DSN_FORM})"
+    for mode in query.get("sslmode", []):
+        if mode not in _SSLMODES:
+            return f"invalid database DSN: sslmode must be one of {', '.join(sorted(_SSLMODES))}"
+    return None
 
 
 async def fetch(conn: asyncpg.Connection) -> DbConfig:
@@ -107,9 +151,14 @@ async def fetch(conn: asyncpg.Connection) -> DbConfig:
 
 
 def build_config(base: Config, fetched: DbConfig) -> Config:
-    """Validate the rows and combine them with the file/env settings (`base`)."""
+    """Validate the rows and combine them with the file/env settings (`base`), which alone
+    decide everything but providers and keys (`require_auth` included)."""
     parsed = parse_config(fetched.data, _locator(fetched.rows))
-    return dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
+    config = dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
+    problems = auth_issues(config, "settings file or environment; keys in table credentials")
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
@@ -187,6 +236,60 @@ class StartupError(Exception):
     """The database could not provide a configuration and no usable cache exists."""
 
 
+async def load_once(dsn: str, base: Config) -> tuple[Config, DbConfig]:
+    """Connect, read and validate once. A malformed DSN and errors that waiting cannot fix
+    raise StartupError (one line, no secret); connection errors and ConfigError propagate."""
+    problem = dsn_problem(dsn)
+    if problem is not None:
+        raise StartupError(problem)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except (ValueError, OverflowError) as exc:
+        # asyncpg's own DSN parser (its ClientConfigurationError is a ValueError).
+        raise StartupError(
+            f"invalid database DSN: {_redacted(str(exc), dsn)} ({DSN_FORM})"
+        ) from None
+    except CONNECTION_ERRORS:
+        raise
+    except asyncpg.PostgresError as exc:
+        raise _fatal(exc, dsn) from None
+    try:
+        return await load(conn, base)
+    except CONNECTION_ERRORS:
+        raise
+    except asyncpg.PostgresError as exc:
+        raise _fatal(exc, dsn) from None
+    finally:
+        await conn.close()
+
+
+def _fatal(exc: asyncpg.PostgresError, dsn: str) -> StartupError:
+    where = describe_dsn(dsn)
+    detail = _redacted(str(exc), dsn)
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return StartupError(
+            f"database {where} does not exist: create it (`createdb`, then "
+            "`llm-proxy migrate up`) or fix DB_URL"
+        )
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):  # also bad passwords
+        return StartupError(
+            f"database {where} refused the login ({detail}): check the user and password in DB_URL"
+        )
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return StartupError(
+            f"database {where} has no llm-proxy tables: run `llm-proxy migrate up` first"
+        )
+    return StartupError(f"database {where}: {type(exc).__name__}: {detail}")
+
+
+def _redacted(text: str, dsn: str) -> str:
+    """`text` without the DSN's password, should a driver message ever quote it."""
+    password = dsn.partition("://")[2].rpartition("@")[0].partition(":")[2]
+    for form in {password, unquote(password)} - {""}:
+        text = text.replace(form, "***")
+    return text
+
+
 async def initial_load(
     dsn: str, base: Config, *, timeout_secs: float = 30.0, cache_grace_secs: float = 3.0
 ) -> tuple[Config, str]:
@@ -201,11 +304,7 @@ async def initial_load(
     delay = 0.1
     while True:
         try:
-            conn = await asyncpg.connect(dsn, timeout=5)
-            try:
-                config, fetched = await load(conn, base)
-            finally:
-                await conn.close()
+            config, fetched = await load_once(dsn, base)
         except ConfigError as exc:
             if cached is None:
                 raise
@@ -215,12 +314,7 @@ async def initial_load(
                 cache=cache_path,
             )
             break
-        except (*CONNECTION_ERRORS, asyncpg.UndefinedTableError) as exc:
-            if isinstance(exc, asyncpg.UndefinedTableError):
-                raise StartupError(
-                    f"database {describe_dsn(dsn)} has no llm-proxy tables: "
-                    "run `llm-proxy migrate up` first"
-                ) from None
+        except CONNECTION_ERRORS as exc:
             if time.monotonic() >= deadline:
                 if cached is not None:
                     log.warning(

@@ -140,18 +140,18 @@ class ConfigListener:
             return
         fetched = await db.fetch(conn)
         try:
-            config = db.build_config(self._base, fetched)
+            snapshot = compile_snapshot(db.build_config(self._base, fetched), fetched.version)
         except ConfigError as exc:
-            self._rejected_version = fetched.version
-            self._metrics.config_reload("error")
-            log.error(
-                "config_reload_rejected",
-                version=fetched.version,
-                serving_version=self._store.current.version,
-                errors=[str(i) for i in exc.issues],
-            )
+            self._reject(fetched.version, [str(i) for i in exc.issues])
             return
-        self._store.swap(compile_snapshot(config, fetched.version))
+        except Exception as exc:
+            # A version that validation let through but compiling cannot take (a bug) is
+            # rejected like an invalid one: logged once, the old snapshot keeps serving, and
+            # the listener does not reconnect and retry it in a loop.
+            log.exception("config_compile_failed", version=fetched.version)
+            self._reject(fetched.version, [f"{type(exc).__name__}: {exc}"])
+            return
+        self._store.swap(snapshot)
         self._rejected_version = None
         self.reloads += 1
         self._metrics.config_reload("ok")
@@ -161,3 +161,13 @@ class ConfigListener:
                 db.write_cache(self._base.config_cache_path, fetched)
             except OSError as exc:
                 log.error("config_cache_write_failed", error=str(exc))
+
+    def _reject(self, version: str, errors: list[str]) -> None:
+        self._rejected_version = version
+        self._metrics.config_reload("error")
+        log.error(
+            "config_reload_rejected",
+            version=version,
+            serving_version=self._store.current.version,
+            errors=errors,
+        )

@@ -64,8 +64,13 @@ def _duration(seconds: float) -> str:
 
 
 def _rates(limit: RateLimit) -> list[Rate]:
-    # Rate wants integers: express R/s as R*1000 per 1000 s so fractional rates stay exact.
-    return [Rate(max(1, round(limit.requests_per_second * 1000)), 1_000_000, limit.burst_size)]
+    # Rate wants integers, and TokenBucket only ever uses interval/limit, the time between
+    # two requests, in whole microseconds. So: 1000 requests per `period_us` milliseconds,
+    # which is one per `period_us` microseconds, exact to the microsecond for any rate
+    # (one per hour stays one per 3,600,000,000 us; R*1000 per 1000 s rounded R < 0.0005
+    # up to one per 1000 s).
+    period_us = max(1, round(1_000_000 / limit.requests_per_second))
+    return [Rate(1000, period_us, limit.burst_size)]
 
 
 @dataclass(slots=True)

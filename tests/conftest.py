@@ -48,7 +48,9 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
 
 
 def make_config(*providers: dict[str, Any], **top: Any) -> Config:
-    """Build a Config through the real parser, from seed-format provider dicts."""
+    """Build a Config through the real parser, from seed-format provider dicts. Without
+    `master_keys` the proxy serves without authentication (`require_auth: false`)."""
+    top.setdefault("require_auth", bool(top.get("master_keys")))
     return parse_config({"providers": list(providers), **top})
 
 

@@ -135,3 +135,59 @@ async def test_no_keys_means_auth_off_and_says_so(
         detail = await resp.json()
     assert detail["auth"]["enabled"] is False
     assert "authentication is OFF" in detail["warnings"][0]
+
+
+async def test_no_enabled_key_locks_instead_of_opening(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """require_auth defaults to true: zero keys, or only disabled ones, refuse everything."""
+    alpha = provider("alpha", upstream.api_base, {"o3": None})
+    only_disabled = [{"name": "off", "key": "sk-off-0123456789", "enabled": False}]
+    for keys in ([], only_disabled):
+        url = await start_proxy(make_config(alpha, master_keys=keys, require_auth=True))
+        for headers in ({}, {"Authorization": "Bearer sk-off-0123456789"}):
+            status, body = await call(http, url, "o3", headers)
+            assert status == 401
+            assert body["error"]["code"] == "invalid_api_key"
+            assert "No master key is enabled" in body["error"]["message"]
+            assert "require_auth: false" in body["error"]["message"]
+        async with http.get(url + "/v1/models") as resp:
+            assert resp.status == 401
+        async with http.get(url + "/health") as resp:
+            assert resp.status == 200  # health stays public
+    assert not upstream.recorded
+    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+        with pytest.raises(openai.AuthenticationError):
+            await client.models.list()
+
+
+async def test_require_auth_false_serves_without_a_key(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    config = make_config(provider("alpha", upstream.api_base, {"o3": None}), require_auth=False)
+    assert config.require_auth is False
+    url = await start_proxy(config)
+    assert (await call(http, url, "o3", {}))[0] == 200
+    assert (await call(http, url, "o3", {"Authorization": "Bearer anything"}))[0] == 200
+
+
+def test_locked_state_is_logged_at_start_and_on_every_reload_that_leaves_it() -> None:
+    from structlog.testing import capture_logs
+
+    from llm_proxy.config_store import ConfigStore, compile_snapshot
+
+    alpha = provider("alpha", "http://127.0.0.1:9/v1", {"o3": None})
+    keyed = make_config(alpha, master_keys=KEYS[:1])
+    with capture_logs() as logs:
+        store = ConfigStore(compile_snapshot(make_config(alpha, require_auth=True)))
+        store.swap(compile_snapshot(keyed, "2"))
+        store.swap(compile_snapshot(make_config(alpha, master_keys=KEYS[2:]), "3"))
+        store.swap(compile_snapshot(make_config(alpha), "4"))  # require_auth: false
+    locked = [e for e in logs if e["event"] == "authentication_locked"]
+    assert [(e["log_level"], e["config_version"]) for e in locked] == [
+        ("warning", "1"),
+        ("warning", "3"),
+    ]
+    assert "every /v1 request is refused" in locked[0]["reason"]
+    assert store.current.keys.warning is not None
+    assert "require_auth: false" in store.current.keys.warning

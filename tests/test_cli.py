@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,21 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
             assert await reloads_after_sighup("ok") == ["gpt-4o", "o3"]
             path.write_text(CONFIG.replace("weight: 3", "weight: -1"))
             assert await reloads_after_sighup("error") == ["gpt-4o", "o3"]
+
+            # Revoking every key during an incident locks the proxy; it never opens it.
+            path.write_text(CONFIG.split("master_keys:")[0])
+            proc.send_signal(signal.SIGHUP)
+            for _ in range(250):
+                async with http.get(url + "/metrics") as resp:
+                    if 'llm_proxy_config_reloads_total{result="ok"} 2' in await resp.text():
+                        break
+                await asyncio.sleep(0.02)
+            else:
+                pytest.fail("the reload without keys was not counted")
+            for headers in ({}, auth):
+                async with http.get(url + "/v1/models", headers=headers) as resp:
+                    assert resp.status == 401
+                    assert "No master key is enabled" in (await resp.json())["error"]["message"]
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0
@@ -121,6 +137,7 @@ async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_po
         assert '"path":"/v1/models"' in logs
         assert '"event":"config_reloaded"' in logs
         assert "providers[0].weight (line 5): must be a positive integer" in logs
+        assert logs.count('"event":"authentication_locked"') == 1
         assert "secret" not in logs
     finally:
         if proc.returncode is None:
@@ -210,6 +227,7 @@ async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int
             "providers:\n  - name: m\n    api_base: " + mock + "/v1\n"
             "    model_mapping: {m: null}\n"
             f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\nshutdown_grace_secs: 10\n"
+            "require_auth: false\n"
         )
         env = {**os.environ, "LOG_FORMAT": "json"}
         env.pop("PORT", None)
@@ -252,3 +270,142 @@ async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+def cli(*args: str, cwd: Path, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    """`llm-proxy ARGS` as a real process, in `cwd`, with `env` added to a clean environment."""
+    clean = {k: v for k, v in os.environ.items() if k not in OVERRIDES}
+    return subprocess.run(
+        [sys.executable, "-m", "llm_proxy", *args],
+        cwd=cwd, env={**clean, "LOG_FORMAT": "json", **env},
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+OVERRIDES = ("DB_URL", "CONFIG_PATH", "HOST", "PORT", "REQUIRE_AUTH", "ADMIN_KEY", "VERIFY_SSL")
+SETTINGS = "server: {host: 127.0.0.1, port: 9}\nrequest_timeout_secs: 30\n"
+
+
+def test_check_config_never_prints_url_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        CONFIG.replace("http://127.0.0.1:9/v1", "https://user:hunter2@gw.example:8443/v1", 1)
+        + "rate_limit_backend: redis://:redis-pw@127.0.0.1:6379/0\n"
+    )
+    done = cli("check-config", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "big  weight 3 (75.0%)  https://***@gw.example:8443/v1" in done.stdout
+    assert "rate limit backend: redis://***@127.0.0.1:6379/0" in done.stdout
+    assert "hunter2" not in done.stdout + done.stderr and "redis-pw" not in done.stdout
+
+
+def test_check_config_reports_infinity_as_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        CONFIG.replace("requests_per_second: 2", "requests_per_second: .inf")
+        + "request_timeout_secs: .nan\n"
+    )
+    done = cli("check-config", str(path), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert (
+        "master_keys[0].rate_limit.requests_per_second (line 14): must be a finite positive "
+        "number, got inf" in done.stderr
+    )
+    assert "request_timeout_secs (line 15): must be a finite positive number" in done.stderr
+
+
+def test_check_config_checks_what_serve_checks_in_database_mode(tmp_path: Path) -> None:
+    """With DB_URL set, `serve` refuses a file with providers: so does `check-config`
+    (a systemd unit runs it before every start)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    dsn = "postgresql://llm:db-pw@127.0.0.1:9/llm_proxy"
+    checked = cli("check-config", str(path), cwd=tmp_path, DB_URL=dsn)
+    served = cli("serve", "--config", str(path), cwd=tmp_path, DB_URL=dsn)
+    assert (checked.returncode, served.returncode) == (1, 2)
+    refusal = "in database mode (DB_URL set) providers and master_keys live in the database"
+    assert refusal in checked.stderr and refusal in served.stderr
+    # A settings-only file passes, without touching the database (down here: port 9).
+    path.write_text(SETTINGS)
+    checked = cli("check-config", str(path), cwd=tmp_path, DB_URL=dsn)
+    assert checked.returncode == 0, checked.stderr
+    assert "database 127.0.0.1:9/llm_proxy at start (not checked; add --connect" in checked.stdout
+    assert "db-pw" not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize(
+    ("dsn", "problem"),
+    [
+        ("postgresql://llm:db-pw@127.0.0.1:notaport/x", "the port is not a number 1-65535"),
+        ("postgresql://llm:db/pw@127.0.0.1:99999/x", "the port is not a number 1-65535"),
+        ("llm:db-pw@127.0.0.1/x", "it must start with postgresql://"),
+        ("postgresql://llm:db-pw@127.0.0.1/x?sslmode=always", "sslmode must be one of"),
+    ],
+)
+def test_malformed_dsn_is_one_line_and_an_immediate_exit(
+    tmp_path: Path, dsn: str, problem: str
+) -> None:
+    started = time.monotonic()
+    served = cli("serve", cwd=tmp_path, DB_URL=dsn)
+    assert time.monotonic() - started < 10  # no 30 s of retries
+    checked = cli("check-config", cwd=tmp_path, DB_URL=dsn)
+    migrated = cli("migrate", "status", cwd=tmp_path, DB_URL=dsn)
+    for done, code in ((served, 2), (checked, 1), (migrated, 2)):
+        assert done.returncode == code
+        assert done.stderr.startswith("error: invalid database DSN: ")
+        assert problem in done.stderr
+        assert "Traceback" not in done.stderr
+        assert "db-pw" not in done.stderr and "pw@" not in done.stderr
+
+
+async def test_missing_database_or_role_is_one_line_and_an_immediate_exit(
+    pg_server: str, tmp_path: Path
+) -> None:
+    from urllib.parse import urlsplit
+
+    server = urlsplit(pg_server)
+    at = f"{server.hostname}:{server.port or 5432}"
+    cases = [
+        (f"postgresql://{server.username}:db-pw@{at}/llm_proxy_no_such_db", "does not exist"),
+        (f"postgresql://llm_proxy_no_such_role:db-pw@{at}/postgres", "refused the login"),
+    ]
+    for dsn, problem in cases:
+        started = time.monotonic()
+        served = await asyncio.to_thread(cli, "serve", cwd=tmp_path, DB_URL=dsn)
+        assert time.monotonic() - started < 10
+        checked = await asyncio.to_thread(
+            cli, "check-config", "--connect", cwd=tmp_path, DB_URL=dsn
+        )
+        for done, code in ((served, 2), (checked, 1)):
+            assert done.returncode == code
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: database "), done.stderr
+            assert problem in lines[0]
+            assert "db-pw" not in done.stderr
+
+
+async def test_check_config_connect_validates_the_rows(config_dsn: str, tmp_path: Path) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(config_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO providers (name, api_base, model_mapping) "
+            """VALUES ('db-provider', 'http://127.0.0.1:9/v1', '{"m": null}')"""
+        )
+        await conn.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-1')")
+        done = await asyncio.to_thread(
+            cli, "check-config", "--connect", cwd=tmp_path, DB_URL=config_dsn
+        )
+        assert done.returncode == 0, done.stderr
+        assert "db-provider  weight 1 (100.0%)  http://127.0.0.1:9/v1" in done.stdout
+        assert "master keys (1): team-a" in done.stdout
+        await conn.execute("""UPDATE providers SET model_mapping = '{"bad-(*": null}'""")
+        done = await asyncio.to_thread(
+            cli, "check-config", "--connect", cwd=tmp_path, DB_URL=config_dsn
+        )
+        assert done.returncode == 1
+        assert "column model_mapping): invalid regular expression" in done.stderr
+    finally:
+        await conn.close()

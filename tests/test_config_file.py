@@ -180,3 +180,107 @@ def test_example_config_is_valid() -> None:
     root = Path(__file__).resolve().parent.parent
     config = load_config_file(root / "example.config.yaml", environ={})
     assert {p.name for p in config.providers} == {"primary", "secondary"}
+
+
+def test_every_error_of_a_file_at_once() -> None:
+    """An unset variable no longer hides the other errors (nor repeats itself as a value
+    error), and bad environment overrides are listed with them."""
+    text = (
+        VALID.replace("api_key: sk-2", "api_key: ${MISSING_KEY}")
+        .replace("port: 18080", "port: ${MISSING_PORT}")
+        .replace("    weight: 2\n", "    weight: 0\n")
+    )
+    assert errors_of(text, {"VERIFY_SSL": "maybe"}) == [
+        "providers[1].api_key (line 10): environment variable MISSING_KEY is not set",
+        "server.port (line 21): environment variable MISSING_PORT is not set",
+        "providers[0].weight (line 5): must be a positive integer, got 0",
+        "VERIFY_SSL (env): must be true or false",
+    ]
+
+
+def test_require_auth_defaults_to_true_and_env_overrides_it() -> None:
+    no_keys = VALID.split("master_keys:")[0]
+    assert load_config_text(no_keys, {}).require_auth is True
+    config = load_config_text(no_keys + "require_auth: false\n", {})
+    assert config.require_auth is False
+    assert load_config_text(no_keys, {"REQUIRE_AUTH": "false"}).require_auth is False
+    assert load_config_text(no_keys + "require_auth: false\n", {"REQUIRE_AUTH": "1"}).require_auth
+    assert errors_of(no_keys, {"REQUIRE_AUTH": "nope"}) == [
+        "REQUIRE_AUTH (env): must be true or false"
+    ]
+
+
+def test_require_auth_false_beside_master_keys_is_refused() -> None:
+    """Keys that would silently never be checked are a mistake, wherever the false comes from."""
+    text = VALID + "require_auth: false\n"
+    (found,) = errors_of(text)
+    assert found.startswith(
+        "require_auth (line 24): is false (authentication off), but 1 master key(s) are "
+        "configured and would never be checked"
+    )
+    (found,) = errors_of(VALID, {"REQUIRE_AUTH": "off"})
+    assert found.startswith("require_auth (env): is false")
+    # The environment beats the file: true there makes the same file valid.
+    assert load_config_text(text, {"REQUIRE_AUTH": "true"}).require_auth is True
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("request_timeout_secs: .inf", "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: .nan", "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: -.inf", "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: 1e999", "request_timeout_secs (line 23): must be a finite"),
+        ('request_timeout_secs: "${T}"', "request_timeout_secs (line 23): must be a finite"),
+        ("request_timeout_secs: 1e12", "request_timeout_secs (line 23): must be at most 1e+09"),
+        ("max_request_body_mb: .inf", "max_request_body_mb (line 23): must be a finite"),
+        ("max_connections: 99999999999", "max_connections (line 23): must be at most 2147483647"),
+    ],
+)
+def test_non_finite_and_huge_numbers_are_config_errors(snippet: str, expected: str) -> None:
+    text = VALID.replace("request_timeout_secs: 60", snippet)
+    found = errors_of(text, {"T": "Infinity"})
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+@pytest.mark.parametrize(("rate", "shown"), [(".inf", "inf"), (".nan", "nan"), ("1e999", "inf")])
+def test_non_finite_rate_is_a_config_error(rate: str, shown: str) -> None:
+    text = VALID.replace("requests_per_second: 5", f"requests_per_second: {rate}")
+    assert errors_of(text) == [
+        "master_keys[0].rate_limit.requests_per_second (line 17): must be a finite positive "
+        f"number, got {shown}"
+    ]
+
+
+def test_admin_key_from_file_or_env_never_shown() -> None:
+    config = load_config_text(VALID + "admin_key: adm-secret-1\n", {})
+    assert config.admin_key == "adm-secret-1"
+    assert "adm-secret-1" not in repr(config)
+    assert load_config_text(VALID, {}).admin_key is None
+    assert load_config_text(VALID + 'admin_key: ""\n', {}).admin_key is None
+    config = load_config_text(VALID + "admin_key: adm-secret-1\n", {"ADMIN_KEY": "adm-env-2"})
+    assert config.admin_key == "adm-env-2"
+    found = errors_of(VALID + 'admin_key: "adm secret\\r\\n"\n', {"ADMIN_KEY": "bad key"})
+    assert found == [
+        "admin_key (line 24): must be printable ASCII without spaces",
+        "ADMIN_KEY (env): must be printable ASCII without spaces",
+    ]
+    assert all("adm secret" not in e and "bad key" not in e for e in found)
+
+
+def test_master_key_names_follow_the_provider_name_rule() -> None:
+    text = VALID.replace("name: team-a", 'name: "team\\ta"')
+    assert errors_of(text) == ["master_keys[0].name (line 15): must be 1-128 printable characters"]
+    text = VALID.replace("name: team-a", f"name: {'k' * 129}")
+    assert errors_of(text) == ["master_keys[0].name (line 15): must be 1-128 printable characters"]
+    # DEL and C1 controls too, as the SQL schema's [:cntrl:].
+    text = VALID.replace("name: one", 'name: "one\\x7f"')
+    assert errors_of(text) == ["providers[0].name (line 2): must be 1-128 printable characters"]
+
+
+def test_credentials_in_api_base_are_never_echoed() -> None:
+    text = VALID.replace("http://127.0.0.1:9/v1/", "ftp://user:hunter2@127.0.0.1/v1")
+    assert errors_of(text) == [
+        "providers[1].api_base (line 9): must start with http:// or https://: "
+        "ftp://***@127.0.0.1/v1"
+    ]

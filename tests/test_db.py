@@ -49,10 +49,13 @@ async def add_provider(
     )
 
 
+# Settings for the tests that add no credentials: serve without authentication.
+OPEN = Config(require_auth=False)
+
+
 async def start_db_proxy(
-    start_proxy: ProxyFactory, dsn: str, base: Config | None = None, **kwargs: Any
+    start_proxy: ProxyFactory, dsn: str, base: Config = OPEN, **kwargs: Any
 ) -> str:
-    base = base or Config()
     config, version = await initial_load(dsn, base, timeout_secs=5)
     return await start_proxy(config, version=version, database=DatabaseMode(dsn, base, **kwargs))
 
@@ -72,6 +75,20 @@ async def wait_version(
             return time.perf_counter() - started
         await asyncio.sleep(0.002)
     raise AssertionError(f"{url} never reached config version {version}")
+
+
+async def wait_listener(sql: asyncpg.Connection) -> int:
+    """The backend pid of this database's listener, once it is connected."""
+    for _ in range(200):
+        pid = await sql.fetchval(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()",
+            LISTENER_APP_NAME,
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.025)
+    raise AssertionError("the listener never connected")
 
 
 async def db_version(sql: asyncpg.Connection) -> str:
@@ -143,7 +160,7 @@ async def test_plaintext_key_insert_stores_only_hash(
     dump = str(await sql.fetch("SELECT * FROM credentials"))
     assert "sk-team-a-secret" not in dump
 
-    url = await start_db_proxy(start_proxy, config_dsn)
+    url = await start_db_proxy(start_proxy, config_dsn, Config())
     ok = {"Authorization": "Bearer sk-team-a-secret"}
     async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
         assert r.status == 200
@@ -154,6 +171,116 @@ async def test_plaintext_key_insert_stores_only_hash(
     await wait_version(http, url, await db_version(sql))
     async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
         assert r.status == 401
+
+
+async def test_deleting_every_credential_locks_the_proxy(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    url = await start_db_proxy(start_proxy, config_dsn, Config())
+    ok = {"Authorization": "Bearer sk-team-a-secret"}
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=ok) as r:
+        assert r.status == 200
+    # Revoking every key during an incident, in psql: the proxy locks, it does not open.
+    await sql.execute("DELETE FROM credentials")
+    await wait_version(http, url, await db_version(sql))
+    for headers in ({}, ok):
+        async with http.post(
+            url + "/v1/chat/completions", json={"model": "m"}, headers=headers
+        ) as r:
+            assert r.status == 401
+            body = await r.json()
+        assert body["error"]["code"] == "invalid_api_key"
+        assert "every key was revoked" in body["error"]["message"]
+    # A new key opens it again, for that key only.
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-b', 'sk-team-b-secret')")
+    await wait_version(http, url, await db_version(sql))
+    new = {"Authorization": "Bearer sk-team-b-secret"}
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=new) as r:
+        assert r.status == 200
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 401
+
+
+async def test_require_auth_comes_from_the_settings_never_from_rows(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    url = await start_db_proxy(start_proxy, config_dsn, Config(require_auth=False))
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 200
+    # A key beside require_auth: false would never be checked: the edit is rejected, loudly.
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    fetched = await fetch(sql)
+    with pytest.raises(ConfigError, match=r"^require_auth \(settings file or environment"):
+        build_config(Config(require_auth=False), fetched)
+    for _ in range(200):
+        if sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error"):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the edit was not rejected")
+
+
+# Numbers the database accepts and the proxy must not
+
+
+async def test_infinite_rate_in_a_row_is_a_config_error_at_startup(
+    config_dsn: str, sql: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
+    cache = tmp_path / "config-cache.json"
+    base = Config(config_cache_path=str(cache))
+    await initial_load(config_dsn, base)  # a good config, cached
+    row_id = await sql.fetchval("SELECT id FROM credentials")
+    await sql.execute("UPDATE credentials SET rate_limit_rps = 'Infinity'")
+    with pytest.raises(ConfigError) as exc:
+        await initial_load(config_dsn, Config(), timeout_secs=1)
+    assert str(exc.value) == (
+        "master_keys[0].rate_limit.requests_per_second (table credentials, "
+        f"row id={row_id} ('team-a'), column rate_limit_rps/rate_limit_burst): "
+        "must be a finite positive number, got inf"
+    )
+    # With a cache, the proxy starts from the last good configuration.
+    config, _ = await initial_load(config_dsn, base)
+    assert config.master_keys[0].rate_limit is None
+
+
+async def test_infinite_timeout_in_params_is_rejected_once_no_crash_loop(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    url = await start_db_proxy(start_proxy, config_dsn)
+    good = await version_of(http, url)
+    listener_pid = await wait_listener(sql)
+    # jsonb keeps 1e999 as a number; Python's json reads it as inf.
+    await sql.execute("""UPDATE providers SET params = '{"request_timeout_secs": 1e999}'""")
+    for _ in range(200):
+        if sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error"):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the edit was not rejected")
+    await asyncio.sleep(0.5)  # a crash loop would reconnect ~9 times a second
+    assert sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error") == 1
+    assert await version_of(http, url) == good
+    assert await wait_listener(sql) == listener_pid  # the same connection: no reconnects
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
+        assert r.status == 200
 
 
 # Edits reach running proxies

@@ -46,6 +46,24 @@ async def test_burst_then_refill_at_rate() -> None:
     assert [(await limiter.check("k")).allowed for _ in range(6)] == [True] * 5 + [False]  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("rps", "period"), [(1 / 3600, 3600.0), (1 / 86400, 86400.0), (0.0004, 2500.0), (0.3, 10 / 3)]
+)
+async def test_tiny_rates_are_exact(rps: float, period: float) -> None:
+    """Below 0.0005/s a rate used to round up to one per 1000 s (1/hour became 3.6/hour)."""
+    clock = FakeClock()
+    limiter = Limiter(clock=clock)
+    limiter.sync(ring(MasterKey("k", "sk", RateLimit(requests_per_second=rps, burst_size=1))))
+    assert (await limiter.check("k")).allowed  # type: ignore[union-attr]
+    denied = await limiter.check("k")
+    assert denied is not None and not denied.allowed
+    assert denied.retry_after_secs == pytest.approx(period, abs=0.002)
+    clock.advance(period - 0.01)
+    assert not (await limiter.check("k")).allowed  # type: ignore[union-attr]
+    clock.advance(0.02)
+    assert (await limiter.check("k")).allowed  # type: ignore[union-attr]
+
+
 async def test_state_survives_reload_unless_limit_changed() -> None:
     clock = FakeClock()
     limiter = Limiter(clock=clock)
