@@ -194,4 +194,4 @@ async def _warn_if_open(app: web.Application) -> None:
 
 def _warn_if_no_keys(snapshot: Snapshot) -> None:
     if not snapshot.keys.enabled:
-        log.warning("authentication_disabled", reason=handlers.AUTH_OFF_WARNING)
+        log.warning("authentication_disabled", reason=snapshot.keys.warning)

@@ -15,7 +15,7 @@ from llm_proxy.auth import model_not_allowed, presented_key
 from llm_proxy.call import Call
 from llm_proxy.config_store import Snapshot
 from llm_proxy.jsonbody import has_duplicate_model, parse_object
-from llm_proxy.keys import HEALTH, LIFECYCLE, METRICS, STATE
+from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
 from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.relay import forward
@@ -25,10 +25,6 @@ from llm_proxy.request_state import RequestState
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
 _HEALTH_DRAINING: Final = orjson.dumps({"status": "draining"})
-AUTH_OFF_WARNING: Final = (
-    "authentication is OFF: no master_keys are configured, anyone who can reach the proxy "
-    "can use every provider"
-)
 
 
 # Bodies must be JSON; raw bytes (what many HTTP libraries send by default) are read as JSON too.
@@ -142,11 +138,19 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def health_detailed(request: web.Request) -> web.Response:
+    """Providers, breakers, keys, config source: for operators. Once an `admin_key` or a
+    `metrics_token` is set it must be presented (it names keys, providers and patterns)."""
     snapshot: Snapshot = request[STATE].snapshot
+    config = snapshot.config
+    _require_operator(
+        request,
+        (config.admin_key, config.metrics_token),
+        "/health/detailed requires `Authorization: Bearer <admin_key or metrics_token>`.",
+    )
     board = request.app[HEALTH]
     now = time.monotonic()
     providers = []
-    for p in snapshot.config.providers:
+    for p in config.providers:
         s = board.get(p.name)
         providers.append(
             {
@@ -167,27 +171,41 @@ async def health_detailed(request: web.Request) -> web.Response:
         )
     healthy = all(item["healthy"] for item in providers)
     keys = snapshot.keys
-    warnings = [] if keys.enabled else [AUTH_OFF_WARNING]
+    listener = request.app.get(LISTENER)
     body = {
         "status": "ok" if healthy else "degraded",
         "config_version": snapshot.version,
         "config_loaded_at": snapshot.loaded_at,
-        "auth": {"enabled": keys.enabled, "keys": [k.name for k in keys]},
-        "warnings": warnings,
+        "config_source": "database" if listener is not None else "file",
+        "database": listener.status() if listener is not None else None,
+        "auth": {
+            "required": keys.enabled,
+            "locked": keys.locked,
+            "keys": [k.name for k in keys],
+        },
+        "warnings": [keys.warning] if keys.warning else [],
         "providers": providers,
     }
     return web.Response(body=orjson.dumps(body), content_type=JSON)
 
 
 async def metrics(request: web.Request) -> web.Response:
-    token = request[STATE].snapshot.config.metrics_token
-    if token is not None:
-        presented = presented_key(request.headers.get("Authorization"), None) or ""
-        if not hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), token.encode()):
-            raise errors.ProxyError(
-                401,
-                "/metrics requires `Authorization: Bearer <metrics_token>`.",
-                code="unauthorized",
-            )
+    _require_operator(
+        request,
+        (request[STATE].snapshot.config.metrics_token,),
+        "/metrics requires `Authorization: Bearer <metrics_token>`.",
+    )
     body, headers = request.app[METRICS].render()
     return web.Response(body=body, headers=headers)
+
+
+def _require_operator(request: web.Request, secrets: tuple[str | None, ...], message: str) -> None:
+    """401 unless one of the configured `secrets` is presented (none configured: open)."""
+    configured = [s.encode() for s in secrets if s]
+    if not configured:
+        return
+    presented = presented_key(request.headers.get("Authorization"), None) or ""
+    given = presented.encode("utf-8", "surrogateescape")
+    # Every secret is compared (no early exit), each in constant time.
+    if not sum(hmac.compare_digest(given, secret) for secret in configured):
+        raise errors.ProxyError(401, message, code="unauthorized")

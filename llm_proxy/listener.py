@@ -56,6 +56,29 @@ class ConfigListener:
         self._rejected_version: str | None = None
         self.connected = asyncio.Event()
         self.reloads = 0  # successful swaps made by this listener
+        # For /health/detailed (wall-clock times):
+        self.last_check_at: float | None = None  # the database was last read
+        self.last_error: str | None = None  # why the connection last went away
+        self.cache_written_at: float | None = None
+        self.cache_error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        """The database side of the config, as operators need it at 3 a.m."""
+        return {
+            "database": db.describe_dsn(self._dsn),
+            "listener_connected": self.connected.is_set(),
+            "last_check_at": self.last_check_at,
+            "last_error": self.last_error,
+            "reloads": self.reloads,
+            "rejected_version": self._rejected_version,
+            "cache": {
+                "path": self._base.config_cache_path,
+                "written_at": self.cache_written_at,
+                "error": self.cache_error,
+            }
+            if self._base.config_cache_path
+            else None,
+        }
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="config-listener")
@@ -98,6 +121,7 @@ class ConfigListener:
             except asyncio.CancelledError:
                 raise
             except (*db.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                self.last_error = type(exc).__name__
                 log.warning(
                     "config_listener_disconnected",
                     database=where,
@@ -136,6 +160,7 @@ class ConfigListener:
 
     async def _reload_if_changed(self, conn: asyncpg.Connection) -> None:
         version = str(await conn.fetchval("SELECT version FROM config_version"))
+        self.last_check_at = time.time()
         if version in (self._store.current.version, self._rejected_version):
             return
         fetched = await db.fetch(conn)
@@ -160,7 +185,10 @@ class ConfigListener:
             try:
                 db.write_cache(self._base.config_cache_path, fetched)
             except OSError as exc:
+                self.cache_error = str(exc)
                 log.error("config_cache_write_failed", error=str(exc))
+            else:
+                self.cache_written_at, self.cache_error = time.time(), None
 
     def _reject(self, version: str, errors: list[str]) -> None:
         self._rejected_version = version

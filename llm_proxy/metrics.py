@@ -58,6 +58,18 @@ OVERHEAD_BUCKETS: Final = (
 Labels = tuple[str, ...]
 
 
+def _escape(value: str) -> str:
+    """A label value in Prometheus' text format (aioprometheus writes values as they are, so a
+    `"` in a key name would break the whole page)."""
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def _label_dict(names: tuple[str, ...], values: Labels) -> dict[str, str]:
+    return {name: _escape(value) for name, value in zip(names, values, strict=True)}
+
+
 class _Counts:
     """One label set's histogram: per-bucket counts found by bisection (aioprometheus's own
     `observe` walks every bucket), copied into aioprometheus at scrape time."""
@@ -87,7 +99,7 @@ class _Histograms:
 
     def flush(self) -> None:
         for labels, counts in self._values.items():
-            label_dict = dict(zip(self._names, labels, strict=True))
+            label_dict = _label_dict(self._names, labels)
             try:
                 target = self._collector.get_value(label_dict)
             except KeyError:
@@ -115,7 +127,7 @@ class _Counters:
 
     def flush(self) -> None:
         for labels, value in self.counts.items():
-            self._collector.set(dict(zip(self._names, labels, strict=True)), value)
+            self._collector.set(_label_dict(self._names, labels), value)
 
 
 class Metrics:
@@ -293,7 +305,7 @@ class Metrics:
             self._config_version.set({}, float(self.config_version()))
         self._active.set({}, self.active_requests)
         for provider, healthy in self.provider_health().items():
-            self._provider_health.set({"provider": provider}, 1 if healthy else 0)
+            self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)
         if self.backend_up is not None:
             self._backend_up.set({}, 1 if self.backend_up else 0)
         body, headers = render(self.registry, [])

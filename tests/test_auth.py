@@ -27,6 +27,7 @@ async def keyed_url(upstream: Upstream, start_proxy: ProxyFactory) -> str:
         ),
         master_keys=KEYS,
         metrics_token="metrics-secret",
+        admin_key="admin-secret-0123",
     )
     return await start_proxy(config)
 
@@ -108,12 +109,26 @@ async def test_sdk_sees_typed_auth_errors(keyed_url: str) -> None:
 async def test_health_open_metrics_token(keyed_url: str, http: aiohttp.ClientSession) -> None:
     async with http.get(keyed_url + "/health") as resp:
         assert resp.status == 200
-    async with http.get(keyed_url + "/health/detailed") as resp:
-        detail = await resp.json()
-        text = await resp.text()
-    assert detail["auth"] == {"enabled": True, "keys": ["all-models", "limited", "off"]}
-    assert detail["warnings"] == []
-    assert "0123456789" not in text
+    # /health/detailed names keys and providers: it needs the admin key or the metrics
+    # token once one is set (a master key is not enough).
+    for headers in ({}, {"Authorization": "Bearer sk-all-0123456789"}):
+        async with http.get(keyed_url + "/health/detailed", headers=headers) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"]["code"] == "unauthorized"
+    for secret in ("metrics-secret", "admin-secret-0123"):
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with http.get(keyed_url + "/health/detailed", headers=headers) as resp:
+            assert resp.status == 200
+            detail = await resp.json()
+            text = await resp.text()
+        assert detail["auth"] == {
+            "required": True,
+            "locked": False,
+            "keys": ["all-models", "limited", "off"],
+        }
+        assert detail["warnings"] == []
+        assert detail["config_source"] == "file" and detail["database"] is None
+        assert "0123456789" not in text and "secret" not in text
     async with http.get(keyed_url + "/metrics") as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "unauthorized"
@@ -133,7 +148,7 @@ async def test_no_keys_means_auth_off_and_says_so(
         assert resp.status == 200
     async with http.get(proxy_url + "/health/detailed") as resp:
         detail = await resp.json()
-    assert detail["auth"]["enabled"] is False
+    assert detail["auth"]["required"] is False
     assert "authentication is OFF" in detail["warnings"][0]
 
 

@@ -354,6 +354,15 @@ async def test_bad_edit_rejected_old_config_serves_fix_recovers(
     assert await version_of(http, url) == good_version
     async with http.post(url + "/v1/chat/completions", json={"model": "good"}) as resp:
         assert resp.status == 200  # still serving the old config
+    # /health/detailed says so: which version was refused, and that the listener is up.
+    async with http.get(url + "/health/detailed") as resp:
+        detail = await resp.json()
+    assert detail["config_source"] == "database"
+    database = detail["database"]
+    assert database["listener_connected"] is True
+    assert database["rejected_version"] == await db_version(sql)
+    assert database["last_check_at"] > time.time() - 60
+    assert "@" not in database["database"]  # never the DSN's credentials
 
     # The same rows, read and validated directly: the error names table, row and column.
     fetched = await fetch(sql)

@@ -66,3 +66,30 @@ async def test_metric_values_after_known_sequence(
     assert sample(m, "llm_proxy_active_requests") == 1
     duration = sample(m, "llm_proxy_request_duration_seconds_bucket", model="chat", le="+Inf")
     assert duration == 4
+
+
+async def test_label_values_are_escaped(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    # Names may hold quotes and backslashes; one of them must not break the whole page.
+    name = 'team "a" \\ b'
+    url = await start_proxy(
+        make_config(
+            provider('prov "x"', upstream.api_base, {"m": None}, api_key="sk-prov"),
+            master_keys=[
+                {
+                    "name": name,
+                    "key": "sk-quoted-0123456789",
+                    "rate_limit": {"requests_per_second": 0.001, "burst_size": 1},
+                }
+            ],
+        )
+    )
+    headers = {"Authorization": "Bearer sk-quoted-0123456789"}
+    for _ in range(2):
+        async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=headers):
+            pass
+    m = await scrape(http, url)  # parses the whole page
+    assert sample(m, "llm_proxy_rate_limited_total", key_name=name) == 1
+    assert sample(m, "llm_proxy_provider_health", provider='prov "x"') == 1
+    assert sample(m, "llm_proxy_requests_total", provider='prov "x"', status_code="200") == 1
