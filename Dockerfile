@@ -60,13 +60,17 @@ ENV PATH=/opt/venv/bin:$PATH \
     TIKTOKEN_CACHE_DIR=""
 
 # Default config so the image starts out of the box: example.config.yaml, listening on all
-# interfaces instead of 127.0.0.1 (a container's loopback is unreachable through -p), checked
-# here so a change to the example cannot ship a default that does not load. Mount a directory
+# interfaces instead of 127.0.0.1 (a container's loopback is unreachable through -p), and with
+# authentication required (the example's `require_auth: false` is for a laptop, not for a port
+# published to a network: with no master key the image answers 401 until REQUIRE_AUTH=false or
+# a mounted config says otherwise). Checked here so a change to the example cannot ship a
+# default that does not load. Mount a directory
 # over /etc/llm-proxy to replace it (a directory, not the single file, so editors that replace
 # the file keep working with SIGHUP reloads); a mounted config is used as written.
 COPY --chown=root:root --chmod=0644 example.config.yaml /etc/llm-proxy/config.yaml
-RUN sed -i 's/^  host: 127\.0\.0\.1$/  host: 0.0.0.0/' /etc/llm-proxy/config.yaml \
+RUN sed -i 's/^  host: 127\.0\.0\.1$/  host: 0.0.0.0/; /^require_auth: false$/d' /etc/llm-proxy/config.yaml \
  && grep -q '^  host: 0\.0\.0\.0$' /etc/llm-proxy/config.yaml \
+ && ! grep -q '^require_auth' /etc/llm-proxy/config.yaml \
  && llm-proxy check-config /etc/llm-proxy/config.yaml
 
 # Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.

@@ -48,10 +48,10 @@ def test_image_sets_no_listen_address() -> None:
 @pytest.mark.skipif(shutil.which("sed") is None, reason="sed is not installed")
 def test_image_default_config_listens_on_all_interfaces(tmp_path: Path) -> None:
     """The image's config is example.config.yaml as the Dockerfile's own `sed` rewrites it: on
-    0.0.0.0 (a container's loopback is unreachable through -p), with the upstreams the
-    documented `-e PRIMARY_API_BASE=... -e SECONDARY_API_BASE=...` point at."""
+    0.0.0.0 (a container's loopback is unreachable through -p), authentication required, with
+    the upstreams the documented `-e PRIMARY_API_BASE=... -e SECONDARY_API_BASE=...` point at."""
     runs = [r for r in instructions("RUN") if "sed -i" in r and "/etc/llm-proxy/config.yaml" in r]
-    assert len(runs) == 1, "one RUN rewrites the default config's listen address"
+    assert len(runs) == 1, "one RUN rewrites the default config's listen address and auth"
     [run] = runs
     words = shlex.split(run)
     script = words[words.index("-i") + 1]
@@ -66,8 +66,11 @@ def test_image_default_config_listens_on_all_interfaces(tmp_path: Path) -> None:
     config = load_config_file(path, env)
     assert (config.host, config.port) == ("0.0.0.0", 18000)
     assert [p.api_base for p in config.providers] == [upstream, upstream]
+    # Published to a network, the image requires a key (the example is open for a laptop).
+    assert "require_auth: false\n" in example and config.require_auth is True
     # Nothing else of the example changed.
-    assert rewritten.replace("host: 0.0.0.0", "host: 127.0.0.1") == example
+    restored = rewritten.replace("host: 0.0.0.0", "host: 127.0.0.1")
+    assert restored == example.replace("require_auth: false\n", "")
 
 
 def test_token_counting_without_network_or_cache_dir(tmp_path: Path) -> None:
