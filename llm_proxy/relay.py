@@ -65,6 +65,7 @@ class Failure:
     error: errors.ProxyError | None = None  # a proxy-made error...
     response: web.Response | None = None  # ...or the upstream's own answer, passed through
     retry_after: float | None = None
+    detail: str | None = None  # the cause, for the log (never sent to the client)
 
     def answer(self) -> web.Response:
         """What the client gets when no attempt succeeded."""
@@ -103,6 +104,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
             provider=upstream.name,
             attempt=attempt,
             outcome=result.outcome,
+            error=result.detail,
             retry=not final,
         )
         if not final and len(route.targets) == 1 and result.outcome != "http_429":
@@ -233,7 +235,7 @@ async def _attempt(
         health.failure(name, outcome)
         metrics.attempt(name, outcome)
         metrics.upstream_error(name, kind)
-        return Failure(outcome, error)
+        return Failure(outcome, error, detail=str(exc)[:300] or type(exc).__name__)
     except BaseException:
         if resp is not None:
             resp.close()

@@ -52,7 +52,7 @@ class Target:
     port: int
     ssl: ssl.SSLContext | None
     head: bytes  # request line and Host header
-    url: str  # for logs
+    url: str  # for logs (without credentials)
 
 
 def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
@@ -67,7 +67,7 @@ def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
         port=port,
         ssl=_ssl_context(verify) if tls else None,
         head=head.encode("ascii"),
-        url=str(url),
+        url=str(url.with_user(None)),  # for logs: never the URL's user:password@
     )
 
 

@@ -443,3 +443,24 @@ async def test_a_client_that_never_reads_is_cut_off(
         m = await scrape(http, url)
     assert sample(m, "llm_proxy_active_requests") == 1  # the scrape itself
     assert sample(m, "llm_proxy_requests_total", status_code="499") == 1
+
+
+async def test_all_unreachable_names_every_provider_and_logs_each_cause(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    import structlog
+
+    dead = [f"http://user:pw-secret@127.0.0.1:{_free_port()}/v1" for _ in range(2)]
+    url = await start_proxy(
+        make_config(provider("a", dead[0], {"m": None}), provider("b", dead[1], {"m": None}))
+    )
+    with structlog.testing.capture_logs() as logs:
+        status, body = await chat(http, url)
+    assert status == 502
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "upstream_unreachable"
+    assert "'a'" in error["message"] and "'b'" in error["message"]
+    causes = [e["error"] for e in logs if e["event"] == "upstream_attempt_failed"]
+    assert len(causes) == 2
+    assert all("cannot connect to http://127.0.0.1:" in c for c in causes), causes
+    assert "pw-secret" not in repr(logs) and "pw-secret" not in body.decode()
