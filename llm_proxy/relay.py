@@ -36,7 +36,7 @@ from llm_proxy.routing import Route, Target
 from llm_proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.upstream_client import Response, UpstreamError
 from llm_proxy.usage import Relayed
-from llm_proxy.write_watch import WriteWatch
+from llm_proxy.write_watch import NO_WATCH, Watch, WriteWatch
 
 log = structlog.get_logger()
 
@@ -55,6 +55,9 @@ _DONE_EVENTS: Final = (
 # connection goes back to the pool: at most this long and this much, else it is closed.
 _DRAIN_SECS: Final = 2.0
 _DRAIN_BYTES: Final = 65536
+# aiohttp waits for the client (drain) only past 64 KB buffered; a body this size goes out in
+# one write that never waits.
+_UNWATCHED_BYTES: Final = 32 * 1024
 
 
 @dataclass(slots=True)
@@ -391,7 +394,14 @@ async def _relay(
 ) -> bool:
     """Relay the body; True when the rest of the upstream body (after [DONE]) was handed to
     a background drain, which then owns `resp`."""
-    watch = WriteWatch(request.transport, state.snapshot.config.write_timeout_secs)
+    # A body that fits the socket buffer at once cannot wait on the client: no watch needed
+    # (most non-streamed answers). Streams and large or unsized bodies are watched.
+    length = resp.content_length
+    watch: Watch = (
+        WriteWatch(request.transport, state.snapshot.config.write_timeout_secs)
+        if is_sse or length is None or length > _UNWATCHED_BYTES
+        else NO_WATCH
+    )
     try:
         return await _relay_body(request, state, resp, out, upstream, relayed, is_sse, first, watch)
     except ConnectionResetError:
@@ -410,7 +420,7 @@ async def _relay_body(
     relayed: Relayed,
     is_sse: bool,
     first: bytes,
-    watch: WriteWatch,
+    watch: Watch,
 ) -> bool:
     stripper = relayed.stripper
     pending_ttft = is_sse
