@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from yarl import URL
 
@@ -102,6 +102,9 @@ class Provider:
     # unless set here.
     organization: str | None = None
     project: str | None = None
+    # A forward proxy for this provider: an http:// URL, False for none (ignore the
+    # environment), None for the environment's (when trust_env).
+    proxy: str | Literal[False] | None = field(default=None, repr=False)
 
     @property
     def request_timeout_secs(self) -> float | None:
@@ -160,6 +163,11 @@ class Config:
     write_timeout_secs: float = 60.0
     # Request bodies held in memory by all requests at once; beyond, 503 with Retry-After.
     max_inflight_body_mb: float = 1024.0
+    # Upstream connections (read once, at startup):
+    trust_env: bool = True  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY pick a forward proxy
+    max_connections_per_provider: int = 1000  # per upstream origin; beyond, requests queue...
+    pool_timeout_secs: float = 10.0  # ...this long for a free connection (then 503/504-ish)
+    dns_ttl_secs: float = 300.0  # how long a host name's addresses are reused
     # False only when the operator says so: no key is asked for or checked. True with no
     # enabled key refuses every /v1 request (revoking the last key locks, never opens).
     require_auth: bool = True
@@ -358,6 +366,10 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "body_timeout_secs",
         "write_timeout_secs",
         "max_inflight_body_mb",
+        "trust_env",
+        "max_connections_per_provider",
+        "pool_timeout_secs",
+        "dns_ttl_secs",
         "max_request_body_mb",
         "provider_suffix",
         "metrics_token",
@@ -381,6 +393,7 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "health_check",
         "organization",
         "project",
+        "proxy",
     }
 )
 BREAKER_KEYS: Final = frozenset({"failure_threshold", "cooldown_secs", "max_cooldown_secs"})
@@ -444,12 +457,15 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
             "body_timeout_secs",
             "write_timeout_secs",
             "max_inflight_body_mb",
+            "pool_timeout_secs",
+            "dns_ttl_secs",
         )
     }
     integers = {
         key: check.positive_int(check.optional(top, key, getattr(defaults, key)), (key,))
-        for key in ("max_attempts", "max_connections")
+        for key in ("max_attempts", "max_connections", "max_connections_per_provider")
     }
+    trust_env = check.boolean(check.optional(top, "trust_env", True), ("trust_env",))
     per_client = check.optional(
         top, "max_connections_per_client", defaults.max_connections_per_client
     )
@@ -507,6 +523,10 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         body_timeout_secs=numbers["body_timeout_secs"],
         write_timeout_secs=numbers["write_timeout_secs"],
         max_inflight_body_mb=numbers["max_inflight_body_mb"],
+        trust_env=trust_env,
+        max_connections_per_provider=integers["max_connections_per_provider"],
+        pool_timeout_secs=numbers["pool_timeout_secs"],
+        dns_ttl_secs=numbers["dns_ttl_secs"],
         require_auth=require_auth,
         admin_key=admin_key,
     )
@@ -580,8 +600,17 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
                 check.fail((*path, "api_base"), f"must start with http:// or https://: {shown}")
             elif api_base and not _has_host(api_base):
                 check.fail((*path, "api_base"), f"has no host: {shown}")
+            elif api_base and _has_userinfo(api_base):
+                check.fail(
+                    (*path, "api_base"),
+                    f"must not carry user:password@ ({shown}): put the provider's key in "
+                    "api_key (sent as Authorization: Bearer)",
+                )
+            elif "#" in api_base:
+                check.fail((*path, "api_base"), f"must not have a #fragment: {shown}")
         # It becomes a header line as is: no spaces, control characters or non-ASCII.
         api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
+        proxy = _provider_proxy(check, p.get("proxy"), (*path, "proxy"))
         ids = {}
         for key in ("organization", "project"):
             value = p.get(key)
@@ -609,6 +638,7 @@ def _providers(check: _Checker, raw: Any) -> tuple[Provider, ...]:
                 else check.boolean(inject, (*path, "inject_stream_usage")),
                 organization=ids["organization"],
                 project=ids["project"],
+                proxy=proxy,
             )
         )
     return tuple(out)
@@ -724,6 +754,32 @@ def redact_url(url: str) -> str:
     if not sep or "@" not in rest:
         return url
     return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def _has_userinfo(url: str) -> bool:
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return False
+    return parsed.user is not None or parsed.password is not None
+
+
+def _provider_proxy(check: _Checker, raw: Any, path: Path) -> str | Literal[False] | None:
+    """`proxy:` of a provider: an http:// URL (user:password@ allowed, for the proxy), or
+    false/"direct" for none at all."""
+    if raw is None:
+        return None
+    if raw is False or raw == "direct":
+        return False
+    value = check.string(raw, path)
+    try:
+        parsed = URL(value)
+    except ValueError:
+        parsed = URL()
+    if parsed.scheme != "http" or not parsed.host:
+        check.fail(path, f"must be an http:// proxy URL or false, got {redact_url(value)!r}")
+        return None
+    return value
 
 
 def _has_host(url: str) -> bool:

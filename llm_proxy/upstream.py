@@ -100,6 +100,13 @@ def _pick(provider: Provider, config: Config, name: str) -> float | None:
     return value if value is not None else getattr(config.timeouts, name)
 
 
+def endpoint_url(api_base: str, endpoint: str) -> URL:
+    """`endpoint` appended to the path of `api_base`, before its query string if it has one
+    (Azure OpenAI: `.../deployments/d?api-version=2024-06-01`)."""
+    base, mark, query = api_base.partition("?")
+    return URL(base.rstrip("/") + endpoint + mark + query)
+
+
 def compile_upstream(provider: Provider, config: Config) -> Upstream:
     total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
     connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
@@ -117,8 +124,10 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     shows_account = provider.organization is not None or provider.project is not None
     return Upstream(
         name=provider.name,
-        targets={ep: target(URL(provider.api_base + ep), "POST", verify) for ep in ENDPOINTS},
-        models_target=target(URL(provider.api_base + "/models"), "GET", verify),
+        targets={
+            ep: target(endpoint_url(provider.api_base, ep), "POST", verify) for ep in ENDPOINTS
+        },
+        models_target=target(endpoint_url(provider.api_base, "/models"), "GET", verify),
         fixed_headers=fixed,
         connect_secs=connect,
         ttft_secs=ttft if ttft < total else None,

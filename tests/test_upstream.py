@@ -1,0 +1,80 @@
+"""Per-provider call settings (`llm_proxy.upstream`): the URLs a provider's api_base gives."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from llm_proxy.config import ConfigError
+from llm_proxy.upstream import endpoint_url
+from tests.conftest import ProxyFactory, make_config, provider, serve
+
+
+@pytest.mark.parametrize(
+    ("api_base", "endpoint", "expected"),
+    [
+        ("http://h:1/v1", "/chat/completions", "/v1/chat/completions"),
+        ("http://h:1/v1/", "/chat/completions", "/v1/chat/completions"),
+        ("http://h:1", "/models", "/models"),
+        (
+            "https://x.openai.azure.com/openai/deployments/gpt4o?api-version=2024-06-01",
+            "/chat/completions",
+            "/openai/deployments/gpt4o/chat/completions?api-version=2024-06-01",
+        ),
+    ],
+)
+def test_endpoint_goes_before_the_query(api_base: str, endpoint: str, expected: str) -> None:
+    assert endpoint_url(api_base, endpoint).raw_path_qs == expected
+
+
+async def test_api_base_with_a_query_string_reaches_the_right_url(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    seen: list[str] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        return web.json_response({"choices": []})
+
+    app = web.Application()
+    app.router.add_post("/openai/deployments/d1/chat/completions", chat)
+    async with serve(app) as up:
+        base = up + "/openai/deployments/d1?api-version=2024-06-01"
+        url = await start_proxy(make_config(provider("azure", base, {"m": None})))
+        async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as resp:
+            assert resp.status == 200
+    assert seen == ["/openai/deployments/d1/chat/completions?api-version=2024-06-01"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("api_base", "http://user:pw@h:1/v1", "must not carry user:password@"),
+        ("api_base", "http://h:1/v1#frag", "must not have a #fragment"),
+        ("proxy", "socks5://p:1080", "must be an http:// proxy URL or false"),
+        ("proxy", "http://", "must be an http:// proxy URL or false"),
+    ],
+)
+def test_unsupported_urls_are_clear_config_errors(field: str, value: str, message: str) -> None:
+    fields = {"api_base": "http://h:1/v1", field: value}
+    with pytest.raises(ConfigError) as exc:
+        make_config({"name": "p", "api_key": "sk-p", "model_mapping": {"m": None}, **fields})
+    assert message in str(exc.value)
+    assert "pw" not in str(exc.value)
+
+
+def test_proxy_settings_parse() -> None:
+    config = make_config(
+        provider("env", "http://h:1/v1", {"a": None}),
+        provider("none", "http://h:1/v1", {"b": None}, proxy=False),
+        provider("own", "http://h:1/v1", {"c": None}, proxy="http://u:s@proxy:3128"),
+        trust_env=False,
+        max_connections_per_provider=8,
+        pool_timeout_secs=2,
+        dns_ttl_secs=30,
+    )
+    assert [p.proxy for p in config.providers] == [None, False, "http://u:s@proxy:3128"]
+    assert "u:s" not in repr(config.providers[2])
+    assert (config.trust_env, config.max_connections_per_provider) == (False, 8)
+    assert (config.pool_timeout_secs, config.dns_ttl_secs) == (2, 30)
