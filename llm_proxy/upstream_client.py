@@ -13,7 +13,8 @@ recently used first, closed after `keepalive_secs` idle); a stale pooled connect
 the upstream while idle) is replaced by a fresh one once, before any response byte arrived;
 chunked and Content-Length bodies, and bodies that end with the connection; flow control (the
 upstream socket stops being read while `HIGH_WATER` bytes wait for a slow client); TLS with or
-without certificate verification; every failure is an `UpstreamError` or `UpstreamTimeout`.
+without certificate verification; every failure is one `UpstreamError` subclass per cause (see
+`llm_proxy.upstream_errors`).
 """
 
 from __future__ import annotations
@@ -30,17 +31,42 @@ from typing import Final, cast
 import httptools
 from yarl import URL
 
+from llm_proxy.upstream_errors import (
+    ClientClosed,
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    FirstByteTimeout,
+    PoolTimeout,
+    ProtocolError,
+    ReadTimeout,
+    UpstreamError,
+    UpstreamTimeout,
+    connect_error,
+)
+
+__all__ = [
+    "HIGH_WATER",
+    "LOW_WATER",
+    "Client",
+    "ClientClosed",
+    "ConnectError",
+    "ConnectTimeout",
+    "Disconnected",
+    "FirstByteTimeout",
+    "PoolTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "Response",
+    "Target",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "target",
+]
+
 HIGH_WATER: Final = 256 * 1024  # buffered response bytes at which reading the socket pauses
 LOW_WATER: Final = 64 * 1024  # ...and at which it resumes
 _NO_DEADLINE: Final = float("inf")
-
-
-class UpstreamError(Exception):
-    """The upstream could not be reached, or broke the connection or the protocol."""
-
-
-class UpstreamTimeout(TimeoutError):
-    """A deadline passed: connect, first byte, idle between chunks, or the total."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +82,15 @@ class Target:
 
 
 def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
+    """Compile `url` (path and query string as given: the request line carries both) into a
+    `Target`. Raises ValueError for anything but an absolute http(s) URL, and for a URL with
+    user:password@ (credentials go in headers, never silently dropped)."""
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"not an http(s) URL: {url}")
+        raise ValueError(f"not an http(s) URL: {url.with_user(None)}")
+    if url.raw_user is not None or url.raw_password is not None:
+        raise ValueError(
+            f"user:password@ is not supported in an upstream URL: {url.with_user(None)}"
+        )
     tls = url.scheme == "https"
     port = url.port or (443 if tls else 80)
     head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host_port_subcomponent}\r\n"
@@ -67,7 +100,7 @@ def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
         port=port,
         ssl=_ssl_context(verify) if tls else None,
         head=head.encode("ascii"),
-        url=str(url.with_user(None)),  # for logs: never the URL's user:password@
+        url=str(url),
     )
 
 
@@ -211,7 +244,7 @@ class Response:
         if loop.time() < self._due:
             self._timer = loop.call_at(self._due, self._on_timer)
             return
-        waiter.set_exception(UpstreamTimeout("timed out reading the upstream's answer"))
+        waiter.set_exception(ReadTimeout("timed out reading the upstream's answer"))
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -252,9 +285,9 @@ class Response:
             waiter.set_result(None)
 
 
-def _expire(waiter: asyncio.Future[None], what: str) -> None:
+def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(f"timed out {what}"))
+        waiter.set_exception(FirstByteTimeout("timed out waiting for headers"))
 
 
 class _Connection(asyncio.Protocol):
@@ -296,7 +329,7 @@ class _Connection(asyncio.Protocol):
         first_deadline = min(first_deadline, deadline)
         response = self.response = Response(self, idle, deadline, first_deadline)
         waiter = self._headers_waiter = loop.create_future()
-        timer = loop.call_at(first_deadline, _expire, waiter, "waiting for headers")
+        timer = loop.call_at(first_deadline, _expire, waiter)
         self.answered = False
         transport.write(b"".join(data))
         try:
@@ -345,7 +378,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # 101 too
-            self._fail(UpstreamError(f"invalid HTTP response from upstream: {exc}"))
+            self._fail(ProtocolError(f"invalid HTTP response from upstream: {exc}"))
             self.abort()
 
     def eof_received(self) -> bool:
@@ -359,7 +392,7 @@ class _Connection(asyncio.Protocol):
             response._finish(None)  # a body delimited by the end of the connection
             return
         reason = f": {exc}" if exc is not None else ""
-        self._fail(UpstreamError(f"upstream closed the connection{reason}"))
+        self._fail(Disconnected(f"upstream closed the connection{reason}"))
 
     def _fail(self, error: UpstreamError) -> None:
         waiter = self._headers_waiter
@@ -454,7 +487,7 @@ class Client:
         more of the body.
         """
         if self._closed:
-            raise UpstreamError("the upstream client is closed")
+            raise ClientClosed("the upstream client is closed")
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + total_secs
@@ -464,7 +497,7 @@ class Client:
         if conn is not None:
             try:
                 return await conn.send(data, deadline, first, idle_secs)
-            except UpstreamError:
+            except Disconnected:
                 if conn.answered:
                     raise
                 # Closed by the upstream while it sat idle in the pool: nothing of this
@@ -496,12 +529,12 @@ class Client:
                             self._dns.pop((target.host, target.port), None)  # look again
                             raise
         except TimeoutError:
-            raise UpstreamTimeout(f"timed out connecting to {target.url}") from None
+            raise ConnectTimeout(f"timed out connecting to {target.url}") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise UpstreamError(f"cannot connect to {target.url}: {exc}") from exc
+            raise connect_error(exc, target.url) from exc
         if self._closed:
             conn.abort()
-            raise UpstreamError("the upstream client is closed")
+            raise ClientClosed("the upstream client is closed")
         return conn
 
     async def _addresses(self, host: str, port: int) -> list[str]:
@@ -524,7 +557,7 @@ class Client:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
-            raise OSError(f"no address for {host}")
+            raise socket.gaierror(f"no address for {host}")
         self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, addresses)
         return addresses
 
