@@ -10,7 +10,8 @@ future that the parser completes; deadlines are single timer handles, not contex
 
 What it does, and tests hold it to: a pool of idle keep-alive connections per origin (most
 recently used first, closed after `keepalive_secs` idle); a stale pooled connection (closed by
-the upstream while idle) is replaced by a fresh one once, before any response byte arrived;
+the upstream while idle) is replaced by a fresh one once, and logged, when it dropped with the
+write and before any response byte (a request the upstream may have worked on is never re-sent);
 chunked and Content-Length bodies, and bodies that end with the connection; flow control (the
 upstream socket stops being read while `HIGH_WATER` bytes wait for a slow client); TLS with or
 without certificate verification; every failure is one `UpstreamError` subclass per cause (see
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 import httptools
+import structlog
 from yarl import URL
 
 from llm_proxy.upstream_errors import (
@@ -67,6 +69,12 @@ __all__ = [
 HIGH_WATER: Final = 256 * 1024  # buffered response bytes at which reading the socket pauses
 LOW_WATER: Final = 64 * 1024  # ...and at which it resumes
 _NO_DEADLINE: Final = float("inf")
+# A pooled connection that drops with nothing answered this soon after the request was written
+# was closed by the upstream while idle (its FIN crossed our write): the request was never
+# worked on, so it is sent again. A later drop may follow real work: never re-sent.
+STALE_GRACE_SECS: Final = 0.05
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +310,10 @@ class _Connection(asyncio.Protocol):
         "answered",
         "closed",
         "idle_since",
+        "lost_at",
         "reading_paused",
         "response",
+        "sent_at",
         "transport",
     )
 
@@ -319,9 +329,16 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.idle_since = 0.0
         self.answered = False  # a byte of the current request's answer has arrived
+        self.sent_at = 0.0  # loop time the current request was written
+        self.lost_at = _NO_DEADLINE  # loop time the connection was seen closed
 
     async def send(
-        self, data: tuple[bytes, ...], deadline: float, first_deadline: float, idle: float | None
+        self,
+        data: tuple[bytes, ...],
+        now: float,
+        deadline: float,
+        first_deadline: float,
+        idle: float | None,
     ) -> Response:
         loop = asyncio.get_running_loop()
         transport = self.transport
@@ -331,6 +348,7 @@ class _Connection(asyncio.Protocol):
         waiter = self._headers_waiter = loop.create_future()
         timer = loop.call_at(first_deadline, _expire, waiter)
         self.answered = False
+        self.sent_at = now
         transport.write(b"".join(data))
         try:
             await waiter
@@ -386,6 +404,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost_at = asyncio.get_running_loop().time()
         response = self.response
         if response is not None and response.status and self._until_eof and exc is None:
             self.response = None
@@ -496,14 +515,21 @@ class Client:
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
-                return await conn.send(data, deadline, first, idle_secs)
+                return await conn.send(data, now, deadline, first, idle_secs)
             except Disconnected:
-                if conn.answered:
+                if conn.answered or conn.lost_at - conn.sent_at > STALE_GRACE_SECS:
                     raise
-                # Closed by the upstream while it sat idle in the pool: nothing of this
-                # request was answered, so it is safe to send it once more, on a new one.
+                # Closed by the upstream while it sat idle in the pool: the drop came with the
+                # write and nothing was answered, so the request never reached the upstream's
+                # application. It is sent once more, on a new connection.
+                log.info(
+                    "upstream_request_resent",
+                    url=target.url,
+                    reason="pooled connection closed as the request was written",
+                    after_secs=round(conn.lost_at - conn.sent_at, 4),
+                )
         conn = await self._connect(target, connect_secs, min(first, deadline))
-        return await conn.send(data, deadline, first, idle_secs)
+        return await conn.send(data, loop.time(), deadline, first, idle_secs)
 
     async def _connect(
         self, target: Target, connect_secs: float | None, deadline: float
@@ -570,7 +596,8 @@ class Client:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to have gone stale
-            if conn.closed:
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                conn.abort()
                 continue
             if now - conn.idle_since > self.keepalive_secs:
                 conn.abort()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 from yarl import URL
 
@@ -660,6 +661,43 @@ async def test_stale_pooled_connection_is_retried_once_on_a_new_one(client: Clie
         assert srv.connections == 2
         assert [body for _, body in srv.requests] == [b"a", b"b", b"b"]
         assert srv.requests[1] == srv.requests[2]
+
+
+async def test_stale_pooled_connection_resend_is_logged(client: Client) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(response(b"ok"))
+        if server.connections == 1:
+            assert await server.read_request(reader) is not None  # ...and drops it at once
+        else:
+            await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        await read_all(await post(client, srv.url))
+        with structlog.testing.capture_logs() as logs:
+            assert await read_all(await post(client, srv.url)) == b"ok"
+    resent = [e for e in logs if e["event"] == "upstream_request_resent"]
+    assert len(resent) == 1 and resent[0]["url"] == str(srv.url)
+    assert len(srv.requests) == 3
+
+
+async def test_pooled_request_held_then_dropped_is_not_resent(client: Client) -> None:
+    """The upstream read the request, worked on it for a second, then closed without answering:
+    it may have generated (and billed) an answer. Sending it again would duplicate the POST."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(response(b"first"))
+        assert await server.read_request(reader) is not None
+        await asyncio.sleep(1.0)  # "working on it"; then gone
+
+    async with RawServer(handler) as srv:
+        assert await read_all(await post(client, srv.url, b"a")) == b"first"
+        with structlog.testing.capture_logs() as logs, pytest.raises(Disconnected):
+            await post(client, srv.url, b"b")
+        assert srv.connections == 1
+        assert [body for _, body in srv.requests] == [b"a", b"b"]
+    assert not [e for e in logs if e["event"] == "upstream_request_resent"]
 
 
 async def test_no_retry_once_the_pooled_connection_answered(client: Client) -> None:
