@@ -12,7 +12,9 @@ What it does, and tests hold it to: a pool of idle keep-alive connections per or
 recently used first, closed after `keepalive_secs` idle); a stale pooled connection (closed by
 the upstream while idle) is replaced by a fresh one once, and logged, when it dropped with the
 write and before any response byte (a request the upstream may have worked on is never re-sent);
-chunked and Content-Length bodies, and bodies that end with the connection; flow control (the
+chunked and Content-Length bodies, and bodies that end with the connection; response heads
+bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields, `MAX_HEAD_BYTES` in all) but lenient
+as aiohttp's client is (bare LF line ends, folded header lines); flow control (the
 upstream socket stops being read while `HIGH_WATER` bytes wait for a slow client); TLS with or
 without certificate verification; every failure is one `UpstreamError` subclass per cause (see
 `llm_proxy.upstream_errors`).
@@ -73,6 +75,11 @@ _NO_DEADLINE: Final = float("inf")
 # was closed by the upstream while idle (its FIN crossed our write): the request was never
 # worked on, so it is sent again. A later drop may follow real work: never re-sent.
 STALE_GRACE_SECS: Final = 0.05
+# Bounds on a response head, as the server side bounds requests: an upstream that never ends its
+# headers is an error after at most one socket read past MAX_HEAD_BYTES, not a growing buffer.
+MAX_LINE_BYTES: Final = 8 * 1024  # the status line, and each header line
+MAX_HEADERS: Final = 100
+MAX_HEAD_BYTES: Final = 64 * 1024  # the whole head (1xx interim heads included)
 
 log = structlog.get_logger()
 
@@ -302,6 +309,7 @@ class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight."""
 
     __slots__ = (
+        "_head_bytes",
         "_headers_waiter",
         "_origin",
         "_parser",
@@ -321,6 +329,11 @@ class _Connection(asyncio.Protocol):
         self._pool = pool
         self._origin = origin
         self._parser = httptools.HttpResponseParser(self)
+        # What aiohttp's client accepts from old servers: bare LF line ends, folded header lines.
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True
+        )
+        self._head_bytes = 0  # bytes received while the current answer's head is incomplete
         self.transport: asyncio.Transport | None = None
         self.response: Response | None = None
         self._headers_waiter: asyncio.Future[None] | None = None
@@ -348,6 +361,7 @@ class _Connection(asyncio.Protocol):
         waiter = self._headers_waiter = loop.create_future()
         timer = loop.call_at(first_deadline, _expire, waiter)
         self.answered = False
+        self._head_bytes = 0
         self.sent_at = now
         transport.write(b"".join(data))
         try:
@@ -396,8 +410,18 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # 101 too
-            self._fail(ProtocolError(f"invalid HTTP response from upstream: {exc}"))
+            # A limit raised in a callback reaches here as the context of a callback error.
+            cause = exc.__context__
+            if not isinstance(cause, ProtocolError):
+                cause = ProtocolError(f"invalid HTTP response from upstream: {exc}")
+            self._fail(cause)
             self.abort()
+            return
+        if self._headers_waiter is not None:  # the head is still incomplete
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(ProtocolError(f"upstream response head over {MAX_HEAD_BYTES} bytes"))
+                self.abort()
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost follows
@@ -426,11 +450,18 @@ class _Connection(asyncio.Protocol):
 
     def on_status(self, status: bytes) -> None:
         assert self.response is not None
+        if len(status) > MAX_LINE_BYTES:
+            raise ProtocolError(f"upstream status line over {MAX_LINE_BYTES} bytes")
         self.response.reason = status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        self.response.raw_headers.append((name, value))
+        headers = self.response.raw_headers
+        if len(name) + len(value) > MAX_LINE_BYTES:
+            raise ProtocolError(f"upstream header line over {MAX_LINE_BYTES} bytes")
+        if len(headers) >= MAX_HEADERS:
+            raise ProtocolError(f"upstream response with over {MAX_HEADERS} header fields")
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self.response

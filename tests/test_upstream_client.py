@@ -349,7 +349,7 @@ async def test_concurrent_requests_get_their_own_answers(client: Client) -> None
         assert request.transport is not None
         peers.add(request.transport.get_extra_info("peername"))
         await asyncio.sleep(0.02 * (int(body.split(b"-")[1]) % 5))  # answers come back out of order
-        return web.Response(body=b"echo:" + body, headers={"X-Echo": body.decode()})
+        return web.Response(body=b"echo:" + body, headers={"X-Echo": body[:20].decode()})
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", echo)
@@ -359,7 +359,7 @@ async def test_concurrent_requests_get_their_own_answers(client: Client) -> None
         async def one(i: int) -> None:
             body = b"request-%d-" % i + b"x" * (i * 997)
             resp = await post(client, url, body)
-            assert resp.header(b"x-echo") == body.decode()
+            assert resp.header(b"x-echo") == body[:20].decode()
             assert await read_all(resp) == b"echo:" + body
 
         await asyncio.gather(*(one(i) for i in range(20)))
@@ -783,6 +783,81 @@ async def test_invalid_answer_on_pooled_connection_is_not_retried(client: Client
             await post(client, srv.url)
         assert srv.connections == 1
         assert len(srv.requests) == 2
+
+
+async def test_endless_headers_are_an_error_with_bounded_memory(client: Client) -> None:
+    written: list[int] = []
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        try:
+            for i in range(1_000_000):  # 20 MB of headers, unless the client hangs up
+                writer.write(b"X-%07d: %s\r\n" % (i, b"v" * 8))
+                if i % 1000 == 0:
+                    await writer.drain()
+        except ConnectionError:
+            written.append(i * 20)
+
+    async with RawServer(handler) as srv:
+        started = time.monotonic()
+        with pytest.raises(ProtocolError) as info:
+            await post(client, srv.url)
+        assert time.monotonic() - started < 1.0
+        assert info.value.kind == "protocol"
+        await until(lambda: bool(written))  # the client hung up, long before the 20 MB
+        assert written[0] < 10_000_000
+        assert client.idle_connections() == 0
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 " + b"O" * (9 * 1024) + b"\r\n\r\n",  # status line
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"v" * (9 * 1024) + b"\r\n\r\n",  # one header line
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X-Fold: v\r\n" + b" " * (70 * 1024) + b"w\r\n\r\n",
+    ],
+    ids=["status-line", "header-line", "101-headers", "head-over-64k"],
+)
+async def test_response_head_limits(client: Client, head: bytes) -> None:
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        assert await server.read_request(reader) is not None
+        writer.write(head)
+        await server.until_eof(reader)
+
+    async with RawServer(handler) as srv:
+        with pytest.raises(ProtocolError):
+            await post(client, srv.url)
+        await until(lambda: srv.hangups == 1)  # the connection was dropped
+        assert client.idle_connections() == 0
+
+
+async def test_head_at_the_limits_is_accepted(client: Client) -> None:
+    headers = tuple(b"X-%02d: " % i + b"v" * 600 for i in range(99))  # ~60 KiB, 99 + 1 fields
+    async with RawServer(keep_alive) as srv:
+        srv.handler = functools.partial(_answer_with, response(b"ok", "200 OK", headers))
+        resp = await post(client, srv.url)
+        assert len(resp.raw_headers) == 100
+        assert await read_all(resp) == b"ok"
+
+
+async def _answer_with(
+    answer: bytes, server: RawServer, reader: Any, writer: asyncio.StreamWriter
+) -> None:
+    while await server.read_request(reader) is not None:
+        writer.write(answer)
+
+
+async def test_bare_lf_and_folded_header_lines_are_accepted(client: Client) -> None:
+    """What old servers send, and aiohttp's client accepts."""
+    answer = b"HTTP/1.1 200 OK\nX-Folded: a\r\n  b\nContent-Length: 2\n\nhi"
+    async with RawServer(keep_alive) as srv:
+        srv.handler = functools.partial(_answer_with, answer)
+        resp = await post(client, srv.url)
+        assert resp.status == 200
+        assert (b"X-Folded", b"a  b") in resp.raw_headers
+        assert await read_all(resp) == b"hi"
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05])
