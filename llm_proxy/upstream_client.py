@@ -10,10 +10,14 @@ future that the parser completes; deadlines are single timer handles, not contex
 
 What it does, and tests hold it to: a pool of idle keep-alive connections per origin (most
 recently used first, closed after `keepalive_secs` idle); a stale pooled connection (closed by
-the upstream while idle) is replaced by a fresh one once, before any response byte arrived;
-chunked and Content-Length bodies, and bodies that end with the connection; flow control (the
+the upstream while idle) is replaced by a fresh one once, and logged, when it dropped with the
+write and before any response byte (a request the upstream may have worked on is never re-sent);
+chunked and Content-Length bodies, and bodies that end with the connection; response heads
+bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields, `MAX_HEAD_BYTES` in all) but lenient
+as aiohttp's client is (bare LF line ends, folded header lines); flow control (the
 upstream socket stops being read while `HIGH_WATER` bytes wait for a slow client); TLS with or
-without certificate verification; every failure is an `UpstreamError` or `UpstreamTimeout`.
+without certificate verification; every failure is one `UpstreamError` subclass per cause (see
+`llm_proxy.upstream_errors`).
 """
 
 from __future__ import annotations
@@ -28,19 +32,56 @@ from dataclasses import dataclass
 from typing import Final, cast
 
 import httptools
+import structlog
 from yarl import URL
+
+from llm_proxy.upstream_errors import (
+    ClientClosed,
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    FirstByteTimeout,
+    PoolTimeout,
+    ProtocolError,
+    ReadTimeout,
+    UpstreamError,
+    UpstreamTimeout,
+    connect_error,
+)
+
+__all__ = [
+    "HIGH_WATER",
+    "LOW_WATER",
+    "Client",
+    "ClientClosed",
+    "ConnectError",
+    "ConnectTimeout",
+    "Disconnected",
+    "FirstByteTimeout",
+    "PoolTimeout",
+    "ProtocolError",
+    "ReadTimeout",
+    "Response",
+    "Target",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "target",
+]
 
 HIGH_WATER: Final = 256 * 1024  # buffered response bytes at which reading the socket pauses
 LOW_WATER: Final = 64 * 1024  # ...and at which it resumes
 _NO_DEADLINE: Final = float("inf")
+# A pooled connection that drops with nothing answered this soon after the request was written
+# was closed by the upstream while idle (its FIN crossed our write): the request was never
+# worked on, so it is sent again. A later drop may follow real work: never re-sent.
+STALE_GRACE_SECS: Final = 0.05
+# Bounds on a response head, as the server side bounds requests: an upstream that never ends its
+# headers is an error after at most one socket read past MAX_HEAD_BYTES, not a growing buffer.
+MAX_LINE_BYTES: Final = 8 * 1024  # the status line, and each header line
+MAX_HEADERS: Final = 100
+MAX_HEAD_BYTES: Final = 64 * 1024  # the whole head (1xx interim heads included)
 
-
-class UpstreamError(Exception):
-    """The upstream could not be reached, or broke the connection or the protocol."""
-
-
-class UpstreamTimeout(TimeoutError):
-    """A deadline passed: connect, first byte, idle between chunks, or the total."""
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +97,15 @@ class Target:
 
 
 def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
+    """Compile `url` (path and query string as given: the request line carries both) into a
+    `Target`. Raises ValueError for anything but an absolute http(s) URL, and for a URL with
+    user:password@ (credentials go in headers, never silently dropped)."""
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"not an http(s) URL: {url}")
+        raise ValueError(f"not an http(s) URL: {url.with_user(None)}")
+    if url.raw_user is not None or url.raw_password is not None:
+        raise ValueError(
+            f"user:password@ is not supported in an upstream URL: {url.with_user(None)}"
+        )
     tls = url.scheme == "https"
     port = url.port or (443 if tls else 80)
     head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host_port_subcomponent}\r\n"
@@ -67,7 +115,7 @@ def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
         port=port,
         ssl=_ssl_context(verify) if tls else None,
         head=head.encode("ascii"),
-        url=str(url.with_user(None)),  # for logs: never the URL's user:password@
+        url=str(url),
     )
 
 
@@ -211,7 +259,7 @@ class Response:
         if loop.time() < self._due:
             self._timer = loop.call_at(self._due, self._on_timer)
             return
-        waiter.set_exception(UpstreamTimeout("timed out reading the upstream's answer"))
+        waiter.set_exception(ReadTimeout("timed out reading the upstream's answer"))
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -252,15 +300,16 @@ class Response:
             waiter.set_result(None)
 
 
-def _expire(waiter: asyncio.Future[None], what: str) -> None:
+def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(f"timed out {what}"))
+        waiter.set_exception(FirstByteTimeout("timed out waiting for headers"))
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight."""
 
     __slots__ = (
+        "_head_bytes",
         "_headers_waiter",
         "_origin",
         "_parser",
@@ -269,8 +318,10 @@ class _Connection(asyncio.Protocol):
         "answered",
         "closed",
         "idle_since",
+        "lost_at",
         "reading_paused",
         "response",
+        "sent_at",
         "transport",
     )
 
@@ -278,6 +329,11 @@ class _Connection(asyncio.Protocol):
         self._pool = pool
         self._origin = origin
         self._parser = httptools.HttpResponseParser(self)
+        # What aiohttp's client accepts from old servers: bare LF line ends, folded header lines.
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True
+        )
+        self._head_bytes = 0  # bytes received while the current answer's head is incomplete
         self.transport: asyncio.Transport | None = None
         self.response: Response | None = None
         self._headers_waiter: asyncio.Future[None] | None = None
@@ -286,9 +342,16 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.idle_since = 0.0
         self.answered = False  # a byte of the current request's answer has arrived
+        self.sent_at = 0.0  # loop time the current request was written
+        self.lost_at = _NO_DEADLINE  # loop time the connection was seen closed
 
     async def send(
-        self, data: tuple[bytes, ...], deadline: float, first_deadline: float, idle: float | None
+        self,
+        data: tuple[bytes, ...],
+        now: float,
+        deadline: float,
+        first_deadline: float,
+        idle: float | None,
     ) -> Response:
         loop = asyncio.get_running_loop()
         transport = self.transport
@@ -296,8 +359,10 @@ class _Connection(asyncio.Protocol):
         first_deadline = min(first_deadline, deadline)
         response = self.response = Response(self, idle, deadline, first_deadline)
         waiter = self._headers_waiter = loop.create_future()
-        timer = loop.call_at(first_deadline, _expire, waiter, "waiting for headers")
+        timer = loop.call_at(first_deadline, _expire, waiter)
         self.answered = False
+        self._head_bytes = 0
+        self.sent_at = now
         transport.write(b"".join(data))
         try:
             await waiter
@@ -345,21 +410,32 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # 101 too
-            self._fail(UpstreamError(f"invalid HTTP response from upstream: {exc}"))
+            # A limit raised in a callback reaches here as the context of a callback error.
+            cause = exc.__context__
+            if not isinstance(cause, ProtocolError):
+                cause = ProtocolError(f"invalid HTTP response from upstream: {exc}")
+            self._fail(cause)
             self.abort()
+            return
+        if self._headers_waiter is not None:  # the head is still incomplete
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(ProtocolError(f"upstream response head over {MAX_HEAD_BYTES} bytes"))
+                self.abort()
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost_at = asyncio.get_running_loop().time()
         response = self.response
         if response is not None and response.status and self._until_eof and exc is None:
             self.response = None
             response._finish(None)  # a body delimited by the end of the connection
             return
         reason = f": {exc}" if exc is not None else ""
-        self._fail(UpstreamError(f"upstream closed the connection{reason}"))
+        self._fail(Disconnected(f"upstream closed the connection{reason}"))
 
     def _fail(self, error: UpstreamError) -> None:
         waiter = self._headers_waiter
@@ -374,11 +450,18 @@ class _Connection(asyncio.Protocol):
 
     def on_status(self, status: bytes) -> None:
         assert self.response is not None
+        if len(status) > MAX_LINE_BYTES:
+            raise ProtocolError(f"upstream status line over {MAX_LINE_BYTES} bytes")
         self.response.reason = status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        self.response.raw_headers.append((name, value))
+        headers = self.response.raw_headers
+        if len(name) + len(value) > MAX_LINE_BYTES:
+            raise ProtocolError(f"upstream header line over {MAX_LINE_BYTES} bytes")
+        if len(headers) >= MAX_HEADERS:
+            raise ProtocolError(f"upstream response with over {MAX_HEADERS} header fields")
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self.response
@@ -454,7 +537,7 @@ class Client:
         more of the body.
         """
         if self._closed:
-            raise UpstreamError("the upstream client is closed")
+            raise ClientClosed("the upstream client is closed")
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + total_secs
@@ -463,14 +546,21 @@ class Client:
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
-                return await conn.send(data, deadline, first, idle_secs)
-            except UpstreamError:
-                if conn.answered:
+                return await conn.send(data, now, deadline, first, idle_secs)
+            except Disconnected:
+                if conn.answered or conn.lost_at - conn.sent_at > STALE_GRACE_SECS:
                     raise
-                # Closed by the upstream while it sat idle in the pool: nothing of this
-                # request was answered, so it is safe to send it once more, on a new one.
+                # Closed by the upstream while it sat idle in the pool: the drop came with the
+                # write and nothing was answered, so the request never reached the upstream's
+                # application. It is sent once more, on a new connection.
+                log.info(
+                    "upstream_request_resent",
+                    url=target.url,
+                    reason="pooled connection closed as the request was written",
+                    after_secs=round(conn.lost_at - conn.sent_at, 4),
+                )
         conn = await self._connect(target, connect_secs, min(first, deadline))
-        return await conn.send(data, deadline, first, idle_secs)
+        return await conn.send(data, loop.time(), deadline, first, idle_secs)
 
     async def _connect(
         self, target: Target, connect_secs: float | None, deadline: float
@@ -496,12 +586,12 @@ class Client:
                             self._dns.pop((target.host, target.port), None)  # look again
                             raise
         except TimeoutError:
-            raise UpstreamTimeout(f"timed out connecting to {target.url}") from None
+            raise ConnectTimeout(f"timed out connecting to {target.url}") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise UpstreamError(f"cannot connect to {target.url}: {exc}") from exc
+            raise connect_error(exc, target.url) from exc
         if self._closed:
             conn.abort()
-            raise UpstreamError("the upstream client is closed")
+            raise ClientClosed("the upstream client is closed")
         return conn
 
     async def _addresses(self, host: str, port: int) -> list[str]:
@@ -524,7 +614,7 @@ class Client:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
-            raise OSError(f"no address for {host}")
+            raise socket.gaierror(f"no address for {host}")
         self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, addresses)
         return addresses
 
@@ -537,7 +627,8 @@ class Client:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to have gone stale
-            if conn.closed:
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                conn.abort()
                 continue
             if now - conn.idle_since > self.keepalive_secs:
                 conn.abort()
