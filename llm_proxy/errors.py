@@ -78,19 +78,54 @@ def model_not_found(model: str) -> ProxyError:
     )
 
 
-def upstream_unreachable(provider: str) -> ProxyError:
+# Why a connection could not be made, in words (ConnectError.kind -> text).
+_CONNECT_CAUSES: Final = {
+    "dns": "its host name does not resolve",
+    "refused": "connection refused",
+    "unreachable": "no route to its host",
+    "tls": "the TLS handshake failed (certificate or protocol)",
+    "proxy": "the forward proxy refused or failed the tunnel",
+}
+
+
+def upstream_unreachable(provider: str, kind: str | None = None) -> ProxyError:
+    cause = _CONNECT_CAUSES.get(kind or "")
+    suffix = f" ({cause})" if cause else ""
     return ProxyError(
         502,
-        f"Upstream provider {provider!r} is unreachable.",
+        f"Upstream provider {provider!r} is unreachable{suffix}.",
         type=API_ERROR,
         code="upstream_unreachable",
     )
 
 
-def upstream_timeout(provider: str, seconds: float) -> ProxyError:
+def upstream_bad_answer(provider: str, disconnected: bool) -> ProxyError:
+    what = (
+        "closed the connection before answering"
+        if disconnected
+        else "answered with an invalid HTTP response"
+    )
+    return ProxyError(
+        502, f"Upstream provider {provider!r} {what}.", type=API_ERROR, code="upstream_error"
+    )
+
+
+def upstream_busy(provider: str, why: str) -> ProxyError:
+    """The proxy's own limit (connections to the provider, file descriptors), not the
+    provider's failure: 503, retry shortly."""
+    return ProxyError(
+        503,
+        f"No connection to upstream provider {provider!r} is available ({why}); retry shortly.",
+        type=API_ERROR,
+        code="upstream_busy",
+        headers={"Retry-After": "1"},
+    )
+
+
+def upstream_timeout(provider: str, seconds: float, what: str = "did not answer") -> ProxyError:
     return ProxyError(
         504,
-        f"Upstream provider {provider!r} did not answer within {seconds:g}s.",
+        f"Upstream provider {provider!r} {what} within {seconds:g}s.",
         type=API_ERROR,
         code="upstream_timeout",
     )

@@ -164,6 +164,7 @@ async def health_detailed(request: web.Request) -> web.Response:
                 "consecutive_failures": s.consecutive_failures,
                 "last_status": s.last_status,
                 "last_error": s.last_error,
+                "last_error_detail": s.last_error_detail,
                 "last_seen": s.last_seen,
                 "requests": s.requests,
                 "failures": s.failures,

@@ -24,6 +24,7 @@ MAX_RETRY_AFTER_SECS: Final = 300.0
 class ProviderStatus:
     last_status: int | None = None  # HTTP status of the last upstream answer
     last_error: str | None = None  # kind of the last failure, if the last outcome was one
+    last_error_detail: str | None = None  # ...and its cause, in words (never a secret)
     last_seen: float | None = None  # wall-clock time of the last outcome
     last_failure_at: float = 0.0  # monotonic
     requests: int = 0
@@ -83,6 +84,7 @@ class HealthBoard:
     def success(self, provider: str, status: int) -> None:
         s = self.get(provider)
         s.last_status, s.last_error, s.last_seen = status, None, time.time()
+        s.last_error_detail = None
         s.requests += 1
         s.consecutive_failures = 0
         s.ejections = 0
@@ -97,10 +99,12 @@ class HealthBoard:
         kind: str,
         status: int | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         now = time.monotonic()
         s = self.get(provider)
         s.last_status, s.last_error, s.last_seen = status, kind, time.time()
+        s.last_error_detail = detail
         s.requests += 1
         if retry_after is not None:
             # Rate limited: unavailable for a while, but not unhealthy.

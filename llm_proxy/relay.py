@@ -34,7 +34,15 @@ from llm_proxy.middlewares.observe import CLIENT_CLOSED
 from llm_proxy.request_state import RequestState
 from llm_proxy.routing import Route, Target
 from llm_proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.upstream_client import Response, UpstreamError
+from llm_proxy.upstream_client import Response
+from llm_proxy.upstream_errors import (
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    PoolTimeout,
+    ProtocolError,
+    UpstreamError,
+)
 from llm_proxy.usage import Relayed
 from llm_proxy.write_watch import NO_WATCH, Watch, WriteWatch
 
@@ -121,7 +129,9 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
     return failure.answer()
 
 
-_UNREACHABLE: Final = frozenset({"connect_error", "timeout"})
+_UNREACHABLE: Final = frozenset(
+    {"connect_error", "timeout", "protocol_error", "disconnected", "pool_full"}
+)
 
 
 def _all_failed(tried: list[str], last: Failure) -> errors.ProxyError:
@@ -230,15 +240,7 @@ async def _attempt(
     except (TimeoutError, UpstreamError) as exc:
         if resp is not None:
             resp.close()
-        if isinstance(exc, TimeoutError):
-            outcome, kind = "timeout", "timeout"
-            error = errors.upstream_timeout(name, ttft or upstream.timeout_secs)
-        else:
-            outcome, kind, error = "connect_error", "connect", errors.upstream_unreachable(name)
-        health.failure(name, outcome)
-        metrics.attempt(name, outcome)
-        metrics.upstream_error(name, kind)
-        return Failure(outcome, error, detail=str(exc)[:300] or type(exc).__name__)
+        return _failed_call(exc, upstream, health, metrics)
     except BaseException:
         if resp is not None:
             resp.close()
@@ -289,6 +291,52 @@ async def _attempt(
         elif not relayed.complete:
             health.settle(name)
     return out
+
+
+# Failures that are the proxy's own condition, not the provider's: never held against it.
+_LOCAL_KINDS: Final = frozenset({"pool_full", "fd_exhausted", "client_closed"})
+
+
+def _failed_call(
+    exc: BaseException, upstream: Upstream, health: HealthBoard, metrics: Metrics
+) -> Failure:
+    """An attempt that got no answer: its outcome, what the client would be told, and the
+    cause (a fixed `kind` for metrics, the detail for the log and /health/detailed)."""
+    name = upstream.name
+    kind = exc.kind if isinstance(exc, UpstreamError) else "timeout"
+    error: errors.ProxyError
+    if isinstance(exc, ConnectTimeout):
+        outcome = "timeout"
+        error = errors.upstream_timeout(name, upstream.connect_secs, "could not be connected to")
+    elif isinstance(exc, TimeoutError):
+        outcome = "timeout"
+        error = errors.upstream_timeout(name, upstream.ttft_secs or upstream.timeout_secs)
+    elif isinstance(exc, PoolTimeout):
+        outcome = "pool_full"
+        error = errors.upstream_busy(name, "max_connections_per_provider reached")
+    elif isinstance(exc, ConnectError) and kind == "fd_exhausted":
+        outcome = "connect_error"
+        error = errors.upstream_busy(name, "the proxy is out of file descriptors")
+    elif isinstance(exc, ConnectError):
+        outcome = "connect_error"
+        error = errors.upstream_unreachable(name, kind)
+    elif isinstance(exc, ProtocolError):
+        outcome = "protocol_error"
+        error = errors.upstream_bad_answer(name, disconnected=False)
+    elif isinstance(exc, Disconnected):
+        outcome = "disconnected"
+        error = errors.upstream_bad_answer(name, disconnected=True)
+    else:
+        outcome = "connect_error"
+        error = errors.upstream_unreachable(name)
+    detail = str(exc)[:300] or type(exc).__name__
+    if kind in _LOCAL_KINDS:
+        health.settle(name)
+    else:
+        health.failure(name, outcome, detail=detail)
+    metrics.attempt(name, outcome)
+    metrics.upstream_error(name, kind)
+    return Failure(outcome, error, detail=detail)
 
 
 async def _failed_answer(

@@ -52,7 +52,7 @@ async def test_metric_values_after_known_sequence(
     assert sample(m, "llm_proxy_time_to_first_token_seconds_count", model="chat") == 2
     assert sample(m, "llm_proxy_provider_latency_seconds_count", provider="up") == 5
     # A model's only provider is tried max_attempts (3) times; the client sees one answer.
-    assert sample(m, "llm_proxy_upstream_errors_total", provider="down", kind="connect") == 3
+    assert sample(m, "llm_proxy_upstream_errors_total", provider="down", kind="refused") == 3
     assert sample(m, "llm_proxy_upstream_errors_total", provider="up", kind="http_5xx") == 3
     attempts = "llm_proxy_upstream_attempts_total"
     assert sample(m, attempts, provider="up", outcome="ok") == 4

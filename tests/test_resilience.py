@@ -450,7 +450,7 @@ async def test_all_unreachable_names_every_provider_and_logs_each_cause(
 ) -> None:
     import structlog
 
-    dead = [f"http://user:pw-secret@127.0.0.1:{_free_port()}/v1" for _ in range(2)]
+    dead = [f"http://127.0.0.1:{_free_port()}/v1" for _ in range(2)]
     url = await start_proxy(
         make_config(provider("a", dead[0], {"m": None}), provider("b", dead[1], {"m": None}))
     )
@@ -463,4 +463,46 @@ async def test_all_unreachable_names_every_provider_and_logs_each_cause(
     causes = [e["error"] for e in logs if e["event"] == "upstream_attempt_failed"]
     assert len(causes) == 2
     assert all("cannot connect to http://127.0.0.1:" in c for c in causes), causes
-    assert "pw-secret" not in repr(logs) and "pw-secret" not in body.decode()
+    # The cause reaches the metrics as a fixed kind and /health/detailed in words.
+    m = await scrape(http, url)
+    assert sample(m, "llm_proxy_upstream_errors_total", provider="a", kind="refused") == 1
+    async with http.get(url + "/health/detailed") as resp:
+        providers = (await resp.json())["providers"]
+    assert [p["last_error"] for p in providers] == ["connect_error", "connect_error"]
+    assert all("refused" in p["last_error_detail"].lower() for p in providers), providers
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "kind", "says"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", "protocol_error", "protocol", "invalid HTTP response"),
+        (b"", "disconnected", "disconnected", "closed the connection before answering"),
+    ],
+)
+async def test_a_broken_answer_is_named_for_what_it_is(
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    answer: bytes,
+    outcome: str,
+    kind: str,
+    says: str,
+) -> None:
+    async def broken(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(broken, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        url = await start_proxy(
+            make_config(provider("a", f"http://127.0.0.1:{port}/v1", {"m": None}), max_attempts=1)
+        )
+        status, body = await chat(http, url)
+        m = await scrape(http, url)
+    assert status == 502
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "upstream_error" and says in error["message"]
+    assert sample(m, "llm_proxy_upstream_attempts_total", provider="a", outcome=outcome) == 1
+    assert sample(m, "llm_proxy_upstream_errors_total", provider="a", kind=kind) == 1
