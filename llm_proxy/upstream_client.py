@@ -9,7 +9,8 @@ it is given (measured: a tuned session gains ~1%). A proxy needs far less. Here 
 future that the parser completes; deadlines are single timer handles, not context managers.
 
 What it does, and tests hold it to: a pool of idle keep-alive connections per origin (most
-recently used first, closed after `keepalive_secs` idle); a stale pooled connection (closed by
+recently used first, closed after `keepalive_secs` idle); new connections race the host's
+addresses Happy Eyeballs style (aiohappyeyeballs), from a DNS cache of `dns_ttl_secs`; a stale pooled connection (closed by
 the upstream while idle) is replaced by a fresh one once, and logged, when it dropped with the
 write and before any response byte (a request the upstream may have worked on is never re-sent);
 chunked and Content-Length bodies, and bodies that end with the connection; response heads
@@ -28,11 +29,14 @@ import contextlib
 import ipaddress
 import socket
 import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
+import aiohappyeyeballs
 import httptools
 import structlog
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from yarl import URL
 
 from llm_proxy.upstream_errors import (
@@ -71,6 +75,7 @@ __all__ = [
 HIGH_WATER: Final = 256 * 1024  # buffered response bytes at which reading the socket pauses
 LOW_WATER: Final = 64 * 1024  # ...and at which it resumes
 _NO_DEADLINE: Final = float("inf")
+HAPPY_EYEBALLS_DELAY: Final = 0.25  # RFC 8305's recommended head start per address
 # A pooled connection that drops with nothing answered this soon after the request was written
 # was closed by the upstream while idle (its FIN crossed our write): the request was never
 # worked on, so it is sent again. A later drop may follow real work: never re-sent.
@@ -505,17 +510,38 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
 
+Resolver = Callable[[str, int], Awaitable[Sequence[AddrInfoType]]]
+
+
+async def _getaddrinfo(host: str, port: int) -> list[AddrInfoType]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(infos))  # (the same address may come once per protocol)
+
+
 class Client:
     """The app's upstream client: one pool of keep-alive connections per origin."""
 
-    def __init__(self, keepalive_secs: float = 60.0, dns_ttl_secs: float = 300.0) -> None:
+    def __init__(
+        self,
+        keepalive_secs: float = 60.0,
+        dns_ttl_secs: float = 300.0,
+        *,
+        resolver: Resolver | None = None,
+        socket_factory: SocketFactoryType | None = None,
+    ) -> None:
+        """`keepalive_secs`: how long an idle pooled connection is kept. `dns_ttl_secs`: how long
+        a host name's addresses are reused. `resolver(host, port)` returns the address infos
+        to race (default: the loop's getaddrinfo); `socket_factory(addr_info)` makes each
+        socket (default: aiohappyeyeballs'). Both are seams for tests and special networks."""
         self.keepalive_secs = keepalive_secs
         self.dns_ttl_secs = dns_ttl_secs
+        self._resolver: Resolver = resolver or _getaddrinfo
+        self._socket_factory = socket_factory
         self._idle: dict[tuple[str, int, bool, bool], collections.deque[_Connection]] = {}
         # Host names resolved once per TTL, one lookup in flight per name: a burst of new
         # connections must not queue a thousand getaddrinfo calls on the executor.
-        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._resolving: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[AddrInfoType]]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[list[AddrInfoType]]] = {}
         self._closed = False
 
     async def request(
@@ -570,21 +596,13 @@ class Client:
             deadline = min(deadline, loop.time() + connect_secs)
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = await self._addresses(target.host, target.port)
-                for i, address in enumerate(addresses):
-                    try:
-                        _, conn = await loop.create_connection(
-                            lambda: _Connection(self, target.origin),
-                            address,
-                            target.port,
-                            ssl=target.ssl,
-                            server_hostname=target.host if target.ssl is not None else None,
-                        )
-                        break
-                    except OSError:
-                        if i == len(addresses) - 1:
-                            self._dns.pop((target.host, target.port), None)  # look again
-                            raise
+                sock = await self._open_socket(target.host, target.port)
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, target.origin),
+                    sock=sock,
+                    ssl=target.ssl,
+                    server_hostname=target.host if target.ssl is not None else None,
+                )
         except TimeoutError:
             raise ConnectTimeout(f"timed out connecting to {target.url}") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -594,10 +612,34 @@ class Client:
             raise ClientClosed("the upstream client is closed")
         return conn
 
-    async def _addresses(self, host: str, port: int) -> list[str]:
+    async def _open_socket(self, host: str, port: int) -> socket.socket:
+        """A connected TCP socket to `host`: its addresses raced Happy Eyeballs style (RFC 8305,
+        as aiohttp does), so an address that drops SYNs costs `HAPPY_EYEBALLS_DELAY`, not the
+        connect timeout. The address that won moves to the front of the cached lookup."""
+        infos = await self._addresses(host, port)
+        try:
+            sock = await aiohappyeyeballs.start_connection(
+                infos,
+                happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                interleave=1,
+                socket_factory=self._socket_factory,
+            )
+        except OSError:
+            self._dns.pop((host, port), None)  # every address failed: look again next time
+            raise
+        cached = self._dns.get((host, port))
+        if cached is not None and len(cached[1]) > 1:
+            peer = sock.getpeername()[:2]
+            winner = [info for info in cached[1] if info[4][:2] == peer]
+            if winner and winner[0] is not cached[1][0]:
+                rest = [info for info in cached[1] if info is not winner[0]]
+                self._dns[(host, port)] = (cached[0], [winner[0], *rest])
+        return sock
+
+    async def _addresses(self, host: str, port: int) -> list[AddrInfoType]:
         """The addresses to try for `host`, in the resolver's order (an IP literal as is)."""
         if _is_ip(host):
-            return [host]
+            return aiohappyeyeballs.addr_to_addr_infos((host, port)) or []
         key = (host, port)
         loop = asyncio.get_running_loop()
         cached = self._dns.get(key)
@@ -609,16 +651,15 @@ class Client:
             pending.add_done_callback(self._resolved)
         return await asyncio.shield(pending)
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
+    async def _resolve(self, host: str, port: int) -> list[AddrInfoType]:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not addresses:
+        infos = list(await self._resolver(host, port))
+        if not infos:
             raise socket.gaierror(f"no address for {host}")
-        self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, addresses)
-        return addresses
+        self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, infos)
+        return infos
 
-    def _resolved(self, task: asyncio.Future[list[str]]) -> None:
+    def _resolved(self, task: asyncio.Future[list[AddrInfoType]]) -> None:
         self._resolving = {k: t for k, t in self._resolving.items() if t is not task}
         if not task.cancelled():
             task.exception()  # retrieved: its waiters may all have timed out

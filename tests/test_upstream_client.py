@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
@@ -1045,7 +1046,7 @@ async def test_read_chunk_deadline_argument(client: Client) -> None:
         resp = await post(client, srv.url, first_byte_secs=0.3)
         loop = asyncio.get_running_loop()
         assert resp.first_deadline < resp.deadline
-        assert resp.first_deadline - loop.time() <= 0.3
+        assert resp.first_deadline - loop.time() <= 0.3 + 1e-6  # (uvloop: a ms clock)
         started = time.monotonic()
         with pytest.raises(ReadTimeout):
             await resp.read_chunk(resp.first_deadline)
@@ -1252,38 +1253,121 @@ def test_on_uvloop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
         runner.run(run())
 
 
-async def test_host_names_resolve_once(client: Client) -> None:
+def addr(host: str, port: int) -> Any:
+    return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))
+
+
+class FakeResolver:
+    """Resolves every name to `answers` (address infos; each carries its own port)."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.lookups = 0
+
+    async def __call__(self, host: str, port: int) -> list[Any]:
+        self.lookups += 1
+        await asyncio.sleep(0.01)  # a real lookup takes a while: concurrent callers share it
+        return self.answers
+
+
+async def slow_body(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+    """Keep-alive; the body follows the head 0.2 s later (so the connection stays busy)."""
+    while await server.read_request(reader) is not None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        await asyncio.sleep(0.2)
+        writer.write(b"ok")
+
+
+async def test_host_names_resolve_once() -> None:
+    async with RawServer(slow_body) as srv:
+        resolver = FakeResolver(addr("127.0.0.1", srv.port))
+        client = Client(resolver=resolver)
+        try:
+            url = srv.url.with_host("api.test")
+            # Three at once need three connections; they share one lookup...
+            answers = await asyncio.gather(*(post(client, url) for _ in range(3)))
+            for resp in answers:
+                assert await read_all(resp) == b"ok"
+            # ...and later new connections reuse it, within the TTL.
+            busy = await post(client, url)
+            await asyncio.gather(*(post(client, url) for _ in range(3)))
+            await read_all(busy)
+        finally:
+            await client.close()
+        assert srv.connections == 4
+        assert resolver.lookups == 1
+
+
+async def test_dns_ttl_secs_bounds_the_cache() -> None:
     async with RawServer(keep_alive) as srv:
-        url = srv.url.with_host("localhost")
-        first = await post(client, url)
-        assert (await read_all(first)).startswith(b"echo:")
-        cached = client._dns[("localhost", srv.port)]
-        assert "127.0.0.1" in cached[1]
-        # Two at once need a second connection; it reuses the cached lookup.
-        both = await asyncio.gather(post(client, url), post(client, url))
-        for resp in both:
-            assert (await read_all(resp)).startswith(b"echo:")
-        assert srv.connections == 2
-        assert client._dns[("localhost", srv.port)] is cached
+        resolver = FakeResolver(addr("127.0.0.1", srv.port))
+        client = Client(keepalive_secs=0.0, dns_ttl_secs=0.05, resolver=resolver)
+        try:
+            await read_all(await post(client, srv.url.with_host("api.test")))
+            await asyncio.sleep(0.1)
+            await read_all(await post(client, srv.url.with_host("api.test")))
+        finally:
+            await client.close()
+        assert resolver.lookups == 2
 
 
-async def test_connect_falls_back_across_addresses(client: Client) -> None:
+async def test_connect_falls_back_across_addresses() -> None:
     """A name with several addresses: a refusing one is skipped, the next one serves."""
     async with RawServer(keep_alive) as srv:
         # 127.0.0.2 is loopback too, but nothing listens there on this port.
-        client._dns[("multi.test", srv.port)] = (
-            time.monotonic() + 3600,
-            ["127.0.0.2", "127.0.0.1"],
-        )
-        resp = await post(client, srv.url.with_host("multi.test"))
-        assert (await read_all(resp)).startswith(b"echo:")
-        # When every address refuses, the cached lookup is dropped so the next try resolves.
-        client._dns[("multi.test", srv.port)] = (time.monotonic() + 3600, ["127.0.0.2"])
-        client._idle.clear()
+        resolver = FakeResolver(addr("127.0.0.2", srv.port), addr("127.0.0.1", srv.port))
+        client = Client(keepalive_secs=0.0, resolver=resolver)
+        try:
+            resp = await post(client, srv.url.with_host("multi.test"))
+            assert (await read_all(resp)).startswith(b"echo:")
+            # When every address refuses, the lookup is dropped so the next try resolves.
+            resolver.answers = [addr("127.0.0.2", srv.port)]
+            resolver.lookups = 0
+            with pytest.raises(ConnectError) as info:
+                await post(client, srv.url.with_host("other.test"))
+            assert info.value.kind == "refused"
+            with pytest.raises(ConnectError):
+                await post(client, srv.url.with_host("other.test"))
+            assert resolver.lookups == 2
+        finally:
+            await client.close()
+
+
+async def test_blackholed_first_address_costs_the_happy_eyeballs_delay() -> None:
+    """The first address drops SYNs: the next one is tried after 0.25 s (not after the connect
+    timeout), and the one that answered goes first for the next new connection."""
+    with full_backlog() as dead:
+        async with RawServer(slow_body) as srv:
+            resolver = FakeResolver(addr("127.0.0.1", dead), addr("127.0.0.1", srv.port))
+            client = Client(resolver=resolver)
+            url = srv.url.with_host("api.test")
+            try:
+                started = time.monotonic()
+                first = await post(client, url, connect_secs=5.0)
+                assert 0.2 <= time.monotonic() - started < 1.0
+                started = time.monotonic()
+                second = await post(client, url, connect_secs=5.0)  # the first is still busy
+                assert time.monotonic() - started < 0.2
+                for resp in (first, second):
+                    assert await read_all(resp) == b"ok"
+            finally:
+                await client.close()
+            assert srv.connections == 2
+            assert resolver.lookups == 1
+
+
+async def test_out_of_file_descriptors_is_said() -> None:
+    def no_more_fds(info: Any) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    client = Client(socket_factory=no_more_fds)
+    try:
         with pytest.raises(ConnectError) as info:
-            await post(client, srv.url.with_host("multi.test"))
-        assert info.value.kind == "refused"
-        assert ("multi.test", srv.port) not in client._dns
+            await post(client, URL("http://127.0.0.1:9/v1/x"))
+    finally:
+        await client.close()
+    assert info.value.kind == "fd_exhausted"
+    assert "file descriptors" in str(info.value)  # the operator's hint, not a classification
 
 
 async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
