@@ -9,15 +9,17 @@ it is given (measured: a tuned session gains ~1%). A proxy needs far less. Here 
 future that the parser completes; deadlines are single timer handles, not context managers.
 
 What it does, and tests hold it to: a pool of idle keep-alive connections per origin (most
-recently used first, closed after `keepalive_secs` idle); a stale pooled connection (closed by
-the upstream while idle) is replaced by a fresh one once, and logged, when it dropped with the
-write and before any response byte (a request the upstream may have worked on is never re-sent);
-chunked and Content-Length bodies, and bodies that end with the connection; response heads
-bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields, `MAX_HEAD_BYTES` in all) but lenient
-as aiohttp's client is (bare LF line ends, folded header lines); flow control (the
-upstream socket stops being read while `HIGH_WATER` bytes wait for a slow client); TLS with or
-without certificate verification; every failure is one `UpstreamError` subclass per cause (see
-`llm_proxy.upstream_errors`).
+recently used first, closed after `keepalive_secs` idle); new connections race the host's
+addresses Happy Eyeballs style (aiohappyeyeballs), from a DNS cache of `dns_ttl_secs`; http://
+forward proxies (CONNECT tunnels for https, absolute form for http: `llm_proxy.upstream_proxy`);
+a stale pooled connection (closed by the upstream while idle) is replaced by a fresh one once,
+and logged, when it dropped with the write and before any response byte (a request the upstream
+may have worked on is never re-sent); chunked and Content-Length bodies, and bodies that end
+with the connection; response heads bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields,
+`MAX_HEAD_BYTES` in all) but lenient as aiohttp's client is (bare LF line ends, folded header
+lines); flow control (the upstream socket stops being read while `HIGH_WATER` bytes wait for a
+slow client); TLS with or without certificate verification; every failure is one
+`UpstreamError` subclass per cause (see `llm_proxy.upstream_errors`).
 """
 
 from __future__ import annotations
@@ -25,16 +27,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import ipaddress
 import socket
 import ssl
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final, cast
 
+import aiohappyeyeballs
 import httptools
 import structlog
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from yarl import URL
 
+from llm_proxy import upstream_proxy
 from llm_proxy.upstream_errors import (
     ClientClosed,
     ConnectError,
@@ -48,6 +55,7 @@ from llm_proxy.upstream_errors import (
     UpstreamTimeout,
     connect_error,
 )
+from llm_proxy.upstream_proxy import proxy_from_env
 
 __all__ = [
     "HIGH_WATER",
@@ -65,12 +73,14 @@ __all__ = [
     "Target",
     "UpstreamError",
     "UpstreamTimeout",
+    "proxy_from_env",
     "target",
 ]
 
 HIGH_WATER: Final = 256 * 1024  # buffered response bytes at which reading the socket pauses
 LOW_WATER: Final = 64 * 1024  # ...and at which it resumes
 _NO_DEADLINE: Final = float("inf")
+HAPPY_EYEBALLS_DELAY: Final = 0.25  # RFC 8305's recommended head start per address
 # A pooled connection that drops with nothing answered this soon after the request was written
 # was closed by the upstream while idle (its FIN crossed our write): the request was never
 # worked on, so it is sent again. A later drop may follow real work: never re-sent.
@@ -84,22 +94,31 @@ MAX_HEAD_BYTES: Final = 64 * 1024  # the whole head (1xx interim heads included)
 log = structlog.get_logger()
 
 
+Origin = tuple[str, int, bool, bool, str]  # the pool key: host, port, tls, verify, proxy
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """One upstream URL and method, compiled once per config snapshot."""
 
-    origin: tuple[str, int, bool, bool]  # pool key: host, port, tls, verify
-    host: str
+    origin: Origin
+    host: str  # the origin's (TLS checks its certificate against it)
     port: int
     ssl: ssl.SSLContext | None
-    head: bytes  # request line and Host header
-    url: str  # for logs (without credentials)
+    head: bytes = field(repr=False)  # request line and Host (and Proxy-Authorization) header
+    url: str  # for logs (never with credentials)
+    connect_host: str = ""  # where the TCP connection goes: the origin, or the proxy
+    connect_port: int = 0
+    tunnel: bytes | None = field(default=None, repr=False)  # CONNECT request (https via proxy)
+    proxy: str = ""  # the proxy URL for messages, without credentials ("" if direct)
 
 
-def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
+def target(url: URL, method: str = "POST", verify: bool = True, proxy: URL | None = None) -> Target:
     """Compile `url` (path and query string as given: the request line carries both) into a
-    `Target`. Raises ValueError for anything but an absolute http(s) URL, and for a URL with
-    user:password@ (credentials go in headers, never silently dropped)."""
+    `Target`, reached directly or through the http:// forward `proxy` (its user:password, if
+    any, sent as `Proxy-Authorization: Basic`). Raises ValueError for anything but an
+    absolute http(s) URL, for a URL with user:password@ (credentials go in headers, never
+    silently dropped), and for a proxy that is not http://host[:port]."""
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"not an http(s) URL: {url.with_user(None)}")
     if url.raw_user is not None or url.raw_password is not None:
@@ -108,14 +127,47 @@ def target(url: URL, method: str = "POST", verify: bool = True) -> Target:
         )
     tls = url.scheme == "https"
     port = url.port or (443 if tls else 80)
-    head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {url.host_port_subcomponent}\r\n"
+    host_header = url.host_port_subcomponent
+    if proxy is None:
+        head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii")
+        return Target(
+            origin=(url.host, port, tls, verify, ""),
+            host=url.host,
+            port=port,
+            ssl=_ssl_context(verify) if tls else None,
+            head=head,
+            url=str(url),
+            connect_host=url.host,
+            connect_port=port,
+        )
+    if proxy.scheme != "http" or not proxy.host or proxy.raw_path not in ("", "/"):
+        raise ValueError(f"not an http://host[:port] forward proxy: {proxy.with_user(None)}")
+    auth = upstream_proxy.authorization(proxy)
+    shown = str(proxy.with_user(None).with_path(""))
+    # Connections through a proxy are pooled apart, and apart per proxy credentials (a tunnel
+    # is authorized once, when it is opened): the key carries a digest, never the secret.
+    key = f"{proxy.host}:{proxy.port or 80}" + (
+        "#" + hashlib.sha256(auth).hexdigest()[:16] if auth else ""
+    )
+    if tls:
+        host = f"[{url.host}]" if ":" in url.host else url.host
+        head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii")
+        tunnel: bytes | None = upstream_proxy.connect_request(f"{host}:{port}", proxy)
+    else:  # absolute form: the proxy forwards it, with the credentials sent on every request
+        absolute = f"http://{host_header}{url.raw_path_qs}"
+        head = f"{method} {absolute} HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii") + auth
+        tunnel = None
     return Target(
-        origin=(url.host, port, tls, verify),
+        origin=(url.host, port, tls, verify, key),
         host=url.host,
         port=port,
         ssl=_ssl_context(verify) if tls else None,
-        head=head.encode("ascii"),
+        head=head,
         url=str(url),
+        connect_host=proxy.host,
+        connect_port=proxy.port or 80,
+        tunnel=tunnel,
+        proxy=shown,
     )
 
 
@@ -325,7 +377,7 @@ class _Connection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: Client, origin: tuple[str, int, bool, bool]) -> None:
+    def __init__(self, pool: Client, origin: Origin) -> None:
         self._pool = pool
         self._origin = origin
         self._parser = httptools.HttpResponseParser(self)
@@ -505,17 +557,38 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
 
+Resolver = Callable[[str, int], Awaitable[Sequence[AddrInfoType]]]
+
+
+async def _getaddrinfo(host: str, port: int) -> list[AddrInfoType]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(infos))  # (the same address may come once per protocol)
+
+
 class Client:
     """The app's upstream client: one pool of keep-alive connections per origin."""
 
-    def __init__(self, keepalive_secs: float = 60.0, dns_ttl_secs: float = 300.0) -> None:
+    def __init__(
+        self,
+        keepalive_secs: float = 60.0,
+        dns_ttl_secs: float = 300.0,
+        *,
+        resolver: Resolver | None = None,
+        socket_factory: SocketFactoryType | None = None,
+    ) -> None:
+        """`keepalive_secs`: how long an idle pooled connection is kept. `dns_ttl_secs`: how long
+        a host name's addresses are reused. `resolver(host, port)` returns the address infos
+        to race (default: the loop's getaddrinfo); `socket_factory(addr_info)` makes each
+        socket (default: aiohappyeyeballs'). Both are seams for tests and special networks."""
         self.keepalive_secs = keepalive_secs
         self.dns_ttl_secs = dns_ttl_secs
-        self._idle: dict[tuple[str, int, bool, bool], collections.deque[_Connection]] = {}
+        self._resolver: Resolver = resolver or _getaddrinfo
+        self._socket_factory = socket_factory
+        self._idle: dict[Origin, collections.deque[_Connection]] = {}
         # Host names resolved once per TTL, one lookup in flight per name: a burst of new
         # connections must not queue a thousand getaddrinfo calls on the executor.
-        self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._resolving: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[AddrInfoType]]] = {}
+        self._resolving: dict[tuple[str, int], asyncio.Future[list[AddrInfoType]]] = {}
         self._closed = False
 
     async def request(
@@ -568,36 +641,67 @@ class Client:
         loop = asyncio.get_running_loop()
         if connect_secs is not None:
             deadline = min(deadline, loop.time() + connect_secs)
+        via = f" via proxy {target.proxy}" if target.proxy else ""
+        to_proxy = bool(target.proxy)  # failures before the tunnel are the proxy's
         try:
             async with asyncio.timeout_at(deadline):
-                addresses = await self._addresses(target.host, target.port)
-                for i, address in enumerate(addresses):
-                    try:
-                        _, conn = await loop.create_connection(
-                            lambda: _Connection(self, target.origin),
-                            address,
-                            target.port,
-                            ssl=target.ssl,
-                            server_hostname=target.host if target.ssl is not None else None,
+                sock = await self._open_socket(target.connect_host, target.connect_port)
+                try:
+                    if target.tunnel is not None:
+                        authority = target.tunnel.split(b" ", 2)[1].decode("ascii")
+                        await upstream_proxy.open_tunnel(
+                            sock, target.tunnel, target.proxy, authority
                         )
-                        break
-                    except OSError:
-                        if i == len(addresses) - 1:
-                            self._dns.pop((target.host, target.port), None)  # look again
-                            raise
+                    to_proxy = False
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self, target.origin),
+                        sock=sock,
+                        ssl=target.ssl,
+                        server_hostname=target.host if target.ssl is not None else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
-            raise ConnectTimeout(f"timed out connecting to {target.url}") from None
+            raise ConnectTimeout(f"timed out connecting to {target.url}{via}") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise connect_error(exc, target.url) from exc
+            error = connect_error(exc, target.url + via)
+            if to_proxy and error.kind != "fd_exhausted":
+                error = ConnectError(f"cannot connect to proxy {target.proxy}: {exc}", "proxy")
+            raise error from exc
         if self._closed:
             conn.abort()
             raise ClientClosed("the upstream client is closed")
         return conn
 
-    async def _addresses(self, host: str, port: int) -> list[str]:
+    async def _open_socket(self, host: str, port: int) -> socket.socket:
+        """A connected TCP socket to `host`: its addresses raced Happy Eyeballs style (RFC 8305,
+        as aiohttp does), so an address that drops SYNs costs `HAPPY_EYEBALLS_DELAY`, not the
+        connect timeout. The address that won moves to the front of the cached lookup."""
+        infos = await self._addresses(host, port)
+        try:
+            sock = await aiohappyeyeballs.start_connection(
+                infos,
+                happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
+                interleave=1,
+                socket_factory=self._socket_factory,
+            )
+        except OSError:
+            self._dns.pop((host, port), None)  # every address failed: look again next time
+            raise
+        cached = self._dns.get((host, port))
+        if cached is not None and len(cached[1]) > 1:
+            peer = sock.getpeername()[:2]
+            winner = [info for info in cached[1] if info[4][:2] == peer]
+            if winner and winner[0] is not cached[1][0]:
+                rest = [info for info in cached[1] if info is not winner[0]]
+                self._dns[(host, port)] = (cached[0], [winner[0], *rest])
+        return sock
+
+    async def _addresses(self, host: str, port: int) -> list[AddrInfoType]:
         """The addresses to try for `host`, in the resolver's order (an IP literal as is)."""
         if _is_ip(host):
-            return [host]
+            return aiohappyeyeballs.addr_to_addr_infos((host, port)) or []
         key = (host, port)
         loop = asyncio.get_running_loop()
         cached = self._dns.get(key)
@@ -609,21 +713,20 @@ class Client:
             pending.add_done_callback(self._resolved)
         return await asyncio.shield(pending)
 
-    async def _resolve(self, host: str, port: int) -> list[str]:
+    async def _resolve(self, host: str, port: int) -> list[AddrInfoType]:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-        if not addresses:
+        infos = list(await self._resolver(host, port))
+        if not infos:
             raise socket.gaierror(f"no address for {host}")
-        self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, addresses)
-        return addresses
+        self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, infos)
+        return infos
 
-    def _resolved(self, task: asyncio.Future[list[str]]) -> None:
+    def _resolved(self, task: asyncio.Future[list[AddrInfoType]]) -> None:
         self._resolving = {k: t for k, t in self._resolving.items() if t is not task}
         if not task.cancelled():
             task.exception()  # retrieved: its waiters may all have timed out
 
-    def _take(self, origin: tuple[str, int, bool, bool], now: float) -> _Connection | None:
+    def _take(self, origin: Origin, now: float) -> _Connection | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to have gone stale

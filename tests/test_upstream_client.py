@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import hashlib
 import logging
@@ -38,6 +39,7 @@ from llm_proxy.upstream_client import (
     ReadTimeout,
     Response,
     UpstreamError,
+    proxy_from_env,
     target,
 )
 from tests.conftest import serve
@@ -192,12 +194,12 @@ def test_target_compiles_request_line_and_host() -> None:
         "example.com",
         80,
         None,
-        ("example.com", 80, False, True),
+        ("example.com", 80, False, True, ""),
     )
 
     t = target(URL("https://api.example.com:8443/v1/models"), "GET", verify=False)
     assert t.head == b"GET /v1/models HTTP/1.1\r\nHost: api.example.com:8443\r\n"
-    assert t.origin == ("api.example.com", 8443, True, False)
+    assert t.origin == ("api.example.com", 8443, True, False, "")
     assert t.ssl is not None and t.ssl.verify_mode == ssl.CERT_NONE
 
     t = target(URL("https://api.example.com/"))
@@ -1045,7 +1047,7 @@ async def test_read_chunk_deadline_argument(client: Client) -> None:
         resp = await post(client, srv.url, first_byte_secs=0.3)
         loop = asyncio.get_running_loop()
         assert resp.first_deadline < resp.deadline
-        assert resp.first_deadline - loop.time() <= 0.3
+        assert resp.first_deadline - loop.time() <= 0.3 + 1e-6  # (uvloop: a ms clock)
         started = time.monotonic()
         with pytest.raises(ReadTimeout):
             await resp.read_chunk(resp.first_deadline)
@@ -1214,6 +1216,218 @@ async def test_tls_verification_rejects_self_signed(
         assert client.idle_connections() == 0
 
 
+# --- forward proxies ------------------------------------------------------------------------
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+def connect_proxy(refuse: bytes = b"") -> Handler:
+    """A CONNECT proxy: the tunnel goes to 127.0.0.1 on the requested port (whatever the host
+    name). With `refuse`, that answer instead (and the connection closed)."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        request = await server.read_request(reader)
+        assert request is not None
+        if refuse:
+            writer.write(refuse)
+            await writer.drain()
+            return
+        port = int(request[0].split(b" ")[1].rsplit(b":", 1)[1])
+        origin_reader, origin_writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        try:
+            await asyncio.gather(pipe(reader, origin_writer), pipe(origin_reader, writer))
+        finally:
+            origin_writer.transport.abort()
+
+    return handler
+
+
+async def test_https_through_a_connect_tunnel(client: Client, tls_cert: tuple[Path, Path]) -> None:
+    """CONNECT with the proxy's credentials, then TLS with the origin (SNI: the origin's name)
+    inside the tunnel; the tunnel is pooled and reused like any connection."""
+    names: list[str | None] = []
+    context = server_tls(tls_cert)
+
+    def sni(_sock: Any, name: str | None, _context: Any) -> None:
+        names.append(name)
+
+    context.sni_callback = sni
+    async with RawServer(keep_alive, context) as origin, RawServer(connect_proxy()) as proxy:
+        url = URL(f"https://localhost:{origin.port}/v1/chat?api-version=1")
+        t = target(url, verify=False, proxy=URL(f"http://u%40x:p%3Aw@127.0.0.1:{proxy.port}"))
+        for body in (b"1", b"2"):
+            resp = await client.request(t, b"", body, total_secs=5)
+            assert await read_all(resp) == b"echo:" + body
+        assert proxy.requests == [
+            (
+                b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n"
+                b"Proxy-Authorization: Basic dUB4OnA6dw==\r\n\r\n" % (origin.port, origin.port),
+                b"",
+            )
+        ]
+        assert names == ["localhost"]
+        assert origin.connections == 1 and proxy.connections == 1
+        assert origin.requests[0][0].startswith(b"POST /v1/chat?api-version=1 HTTP/1.1\r\n")
+        assert b"Proxy-Authorization" not in origin.requests[0][0]
+
+
+async def test_certificate_is_checked_against_the_origin_through_the_tunnel(
+    client: Client, tls_cert: tuple[Path, Path]
+) -> None:
+    async with (
+        RawServer(keep_alive, server_tls(tls_cert)) as origin,
+        RawServer(connect_proxy()) as proxy,
+    ):
+        url = URL(f"https://localhost:{origin.port}/v1/x")
+        t = target(url, verify=True, proxy=URL(f"http://127.0.0.1:{proxy.port}"))
+        with pytest.raises(ConnectError) as info:
+            await client.request(t, b"", b"{}", total_secs=5)
+        assert info.value.kind == "tls"  # the origin's self-signed certificate, not the proxy
+        assert origin.requests == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 403 Forbidden\r\n\r\n",
+        b"",  # closed without an answer
+        b"garbage\r\n\r\n",
+    ],
+)
+async def test_proxy_failures_are_proxy_connect_errors(client: Client, answer: bytes) -> None:
+    async with RawServer(connect_proxy(refuse=answer)) as proxy:
+        proxy_url = URL(f"http://user:hunter2@127.0.0.1:{proxy.port}")
+        t = target(URL("https://api.example.com/v1/x"), proxy=proxy_url)
+        with pytest.raises(ConnectError) as info:
+            await client.request(t, b"", b"{}", total_secs=5)
+    assert info.value.kind == "proxy"
+    assert "hunter2" not in str(info.value) and "user" not in str(info.value)
+    if answer[:12] in (b"HTTP/1.1 407", b"HTTP/1.1 403"):
+        assert answer[9:12].decode() in str(info.value)  # the proxy's status, for the operator
+
+
+async def test_unreachable_proxy_is_a_proxy_connect_error(client: Client) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t = target(URL("https://api.example.com/v1/x"), proxy=URL(f"http://127.0.0.1:{port}"))
+    with pytest.raises(ConnectError) as info:
+        await client.request(t, b"", b"{}", total_secs=5)
+    assert info.value.kind == "proxy"
+
+
+async def test_http_through_a_proxy_in_absolute_form(client: Client) -> None:
+    """The proxy gets the absolute URL and the credentials on every request; the origin's name
+    is never resolved here (the resolver would fail on it)."""
+    async with RawServer(keep_alive) as proxy:
+        t = target(
+            URL("http://origin.invalid:8080/v1/chat?q=1"),
+            "POST",
+            proxy=URL(f"http://user:pw@127.0.0.1:{proxy.port}/"),
+        )
+        for _ in range(2):
+            assert await read_all(await client.request(t, b"", b"x", total_secs=5)) == b"echo:x"
+        assert proxy.connections == 1
+        assert proxy.requests[0][0] == (
+            b"POST http://origin.invalid:8080/v1/chat?q=1 HTTP/1.1\r\nHost: origin.invalid:8080\r\n"
+            b"Proxy-Authorization: Basic dXNlcjpwdw==\r\nContent-Length: 1\r\n\r\n"
+        )
+
+
+def test_the_pool_key_includes_the_proxy_and_its_credentials() -> None:
+    url = URL("https://api.example.com/v1/x")
+    direct = target(url)
+    one = target(url, proxy=URL("http://proxy:3128"))
+    other = target(url, proxy=URL("http://proxy:3129"))
+    user_a = target(url, proxy=URL("http://a:secret@proxy:3128"))
+    user_b = target(url, proxy=URL("http://b:secret@proxy:3128"))
+    assert len({t.origin for t in (direct, one, other, user_a, user_b)}) == 5
+    assert "secret" not in repr(user_a) and "secret" not in user_a.proxy
+    assert (one.connect_host, one.connect_port) == ("proxy", 3128)
+
+
+@pytest.mark.parametrize(
+    "proxy", ["https://proxy:3128", "socks5://proxy:1080", "http://proxy:3128/path"]
+)
+def test_only_http_forward_proxies(proxy: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        target(URL("https://api.example.com/v1/x"), proxy=URL(proxy))
+
+
+PROXY = "http://proxy:3128"
+
+
+@pytest.mark.parametrize(
+    ("url", "env", "expected"),
+    [
+        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY}, PROXY),
+        ("https://api.example.com/v1", {"https_proxy": PROXY, "HTTPS_PROXY": "http://up:1"}, PROXY),
+        ("https://api.example.com/v1", {"HTTP_PROXY": PROXY}, None),  # not for https
+        ("http://api.example.com/v1", {"HTTP_PROXY": PROXY}, PROXY),
+        ("http://api.example.com/v1", {"HTTP_PROXY": PROXY, "REQUEST_METHOD": "GET"}, None),
+        ("http://api.example.com/v1", {"http_proxy": PROXY, "REQUEST_METHOD": "GET"}, PROXY),
+        ("https://api.example.com/v1", {"ALL_PROXY": PROXY}, PROXY),
+        ("https://api.example.com/v1", {"https_proxy": "", "ALL_PROXY": PROXY}, PROXY),
+        ("https://api.example.com/v1", {"HTTPS_PROXY": "proxy:3128"}, PROXY),  # no scheme
+        ("https://api.example.com/v1", {}, None),
+        # NO_PROXY forms
+        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "*"}, None),
+        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, None),
+        ("https://example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": ".example.com"}, None),
+        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": ".example.com"}, None),
+        ("https://notexample.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, PROXY),
+        ("https://API.Example.com./v1", {"HTTPS_PROXY": PROXY, "no_proxy": "x, example.COM"}, None),
+        (
+            "https://api.example.com/v1",
+            {"HTTPS_PROXY": PROXY, "NO_PROXY": "a.b *.example.com"},
+            None,
+        ),
+        ("https://10.1.2.3/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.0.0.0/8"}, None),
+        ("https://11.1.2.3/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.0.0.0/8"}, PROXY),
+        ("https://10.1.2.3/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.1.2.3"}, None),
+        ("https://[fd00::1]/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "fd00::/8"}, None),
+        ("https://[fd00::1]:8443/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "[fd00::1]:8443"}, None),
+        (
+            "https://api.example.com:8443/v1",
+            {"HTTPS_PROXY": PROXY, "NO_PROXY": "api.example.com:8443"},
+            None,
+        ),
+        (
+            "https://api.example.com/v1",
+            {"HTTPS_PROXY": PROXY, "NO_PROXY": "api.example.com:8443"},
+            PROXY,
+        ),
+        (
+            "https://api.example.com/v1",
+            {"HTTPS_PROXY": PROXY, "no_proxy": "", "NO_PROXY": "*"},
+            None,
+        ),
+        (
+            "https://api.example.com/v1",
+            {"HTTPS_PROXY": PROXY, "no_proxy": "x", "NO_PROXY": "*"},
+            PROXY,
+        ),
+        # loopback is never proxied
+        ("http://127.0.0.1:18001/v1", {"HTTP_PROXY": PROXY}, None),
+        ("http://127.9.9.9/v1", {"HTTP_PROXY": PROXY}, None),
+        ("http://[::1]:8080/v1", {"HTTP_PROXY": PROXY}, None),
+        ("http://localhost:8080/v1", {"HTTP_PROXY": PROXY}, None),
+        ("http://api.localhost/v1", {"HTTP_PROXY": PROXY}, None),
+    ],
+)
+def test_proxy_from_env(url: str, env: dict[str, str], expected: str | None) -> None:
+    proxy = proxy_from_env(URL(url), env)
+    assert (str(proxy) if proxy is not None else None) == expected
+
+
 # --- the same on uvloop ---------------------------------------------------------------------
 
 
@@ -1252,38 +1466,121 @@ def test_on_uvloop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
         runner.run(run())
 
 
-async def test_host_names_resolve_once(client: Client) -> None:
+def addr(host: str, port: int) -> Any:
+    return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))
+
+
+class FakeResolver:
+    """Resolves every name to `answers` (address infos; each carries its own port)."""
+
+    def __init__(self, *answers: Any) -> None:
+        self.answers = list(answers)
+        self.lookups = 0
+
+    async def __call__(self, host: str, port: int) -> list[Any]:
+        self.lookups += 1
+        await asyncio.sleep(0.01)  # a real lookup takes a while: concurrent callers share it
+        return self.answers
+
+
+async def slow_body(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+    """Keep-alive; the body follows the head 0.2 s later (so the connection stays busy)."""
+    while await server.read_request(reader) is not None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        await asyncio.sleep(0.2)
+        writer.write(b"ok")
+
+
+async def test_host_names_resolve_once() -> None:
+    async with RawServer(slow_body) as srv:
+        resolver = FakeResolver(addr("127.0.0.1", srv.port))
+        client = Client(resolver=resolver)
+        try:
+            url = srv.url.with_host("api.test")
+            # Three at once need three connections; they share one lookup...
+            answers = await asyncio.gather(*(post(client, url) for _ in range(3)))
+            for resp in answers:
+                assert await read_all(resp) == b"ok"
+            # ...and later new connections reuse it, within the TTL.
+            busy = await post(client, url)
+            await asyncio.gather(*(post(client, url) for _ in range(3)))
+            await read_all(busy)
+        finally:
+            await client.close()
+        assert srv.connections == 4
+        assert resolver.lookups == 1
+
+
+async def test_dns_ttl_secs_bounds_the_cache() -> None:
     async with RawServer(keep_alive) as srv:
-        url = srv.url.with_host("localhost")
-        first = await post(client, url)
-        assert (await read_all(first)).startswith(b"echo:")
-        cached = client._dns[("localhost", srv.port)]
-        assert "127.0.0.1" in cached[1]
-        # Two at once need a second connection; it reuses the cached lookup.
-        both = await asyncio.gather(post(client, url), post(client, url))
-        for resp in both:
-            assert (await read_all(resp)).startswith(b"echo:")
-        assert srv.connections == 2
-        assert client._dns[("localhost", srv.port)] is cached
+        resolver = FakeResolver(addr("127.0.0.1", srv.port))
+        client = Client(keepalive_secs=0.0, dns_ttl_secs=0.05, resolver=resolver)
+        try:
+            await read_all(await post(client, srv.url.with_host("api.test")))
+            await asyncio.sleep(0.1)
+            await read_all(await post(client, srv.url.with_host("api.test")))
+        finally:
+            await client.close()
+        assert resolver.lookups == 2
 
 
-async def test_connect_falls_back_across_addresses(client: Client) -> None:
+async def test_connect_falls_back_across_addresses() -> None:
     """A name with several addresses: a refusing one is skipped, the next one serves."""
     async with RawServer(keep_alive) as srv:
         # 127.0.0.2 is loopback too, but nothing listens there on this port.
-        client._dns[("multi.test", srv.port)] = (
-            time.monotonic() + 3600,
-            ["127.0.0.2", "127.0.0.1"],
-        )
-        resp = await post(client, srv.url.with_host("multi.test"))
-        assert (await read_all(resp)).startswith(b"echo:")
-        # When every address refuses, the cached lookup is dropped so the next try resolves.
-        client._dns[("multi.test", srv.port)] = (time.monotonic() + 3600, ["127.0.0.2"])
-        client._idle.clear()
+        resolver = FakeResolver(addr("127.0.0.2", srv.port), addr("127.0.0.1", srv.port))
+        client = Client(keepalive_secs=0.0, resolver=resolver)
+        try:
+            resp = await post(client, srv.url.with_host("multi.test"))
+            assert (await read_all(resp)).startswith(b"echo:")
+            # When every address refuses, the lookup is dropped so the next try resolves.
+            resolver.answers = [addr("127.0.0.2", srv.port)]
+            resolver.lookups = 0
+            with pytest.raises(ConnectError) as info:
+                await post(client, srv.url.with_host("other.test"))
+            assert info.value.kind == "refused"
+            with pytest.raises(ConnectError):
+                await post(client, srv.url.with_host("other.test"))
+            assert resolver.lookups == 2
+        finally:
+            await client.close()
+
+
+async def test_blackholed_first_address_costs_the_happy_eyeballs_delay() -> None:
+    """The first address drops SYNs: the next one is tried after 0.25 s (not after the connect
+    timeout), and the one that answered goes first for the next new connection."""
+    with full_backlog() as dead:
+        async with RawServer(slow_body) as srv:
+            resolver = FakeResolver(addr("127.0.0.1", dead), addr("127.0.0.1", srv.port))
+            client = Client(resolver=resolver)
+            url = srv.url.with_host("api.test")
+            try:
+                started = time.monotonic()
+                first = await post(client, url, connect_secs=5.0)
+                assert 0.2 <= time.monotonic() - started < 1.0
+                started = time.monotonic()
+                second = await post(client, url, connect_secs=5.0)  # the first is still busy
+                assert time.monotonic() - started < 0.2
+                for resp in (first, second):
+                    assert await read_all(resp) == b"ok"
+            finally:
+                await client.close()
+            assert srv.connections == 2
+            assert resolver.lookups == 1
+
+
+async def test_out_of_file_descriptors_is_said() -> None:
+    def no_more_fds(info: Any) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    client = Client(socket_factory=no_more_fds)
+    try:
         with pytest.raises(ConnectError) as info:
-            await post(client, srv.url.with_host("multi.test"))
-        assert info.value.kind == "refused"
-        assert ("multi.test", srv.port) not in client._dns
+            await post(client, URL("http://127.0.0.1:9/v1/x"))
+    finally:
+        await client.close()
+    assert info.value.kind == "fd_exhausted"
+    assert "file descriptors" in str(info.value)  # the operator's hint, not a classification
 
 
 async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
