@@ -107,7 +107,8 @@ def create_app(
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
-    client = app[CLIENT] = Client()
+    config = app[STORE].current.config  # connection settings are read once, at startup
+    client = app[CLIENT] = Client(dns_ttl_secs=config.dns_ttl_secs)
     try:
         yield
     finally:

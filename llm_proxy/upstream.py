@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -12,6 +13,7 @@ from yarl import URL
 
 from llm_proxy.config import Config, Provider
 from llm_proxy.upstream_client import Target, target
+from llm_proxy.upstream_proxy import proxy_from_env
 
 # Lower-case names (header names arrive in any case; `istr` does not hash case-insensitively).
 # Hop-by-hop headers (RFC 9110 7.6.1) plus what the proxy owns itself.
@@ -107,12 +109,30 @@ def endpoint_url(api_base: str, endpoint: str) -> URL:
     return URL(base.rstrip("/") + endpoint + mark + query)
 
 
-def compile_upstream(provider: Provider, config: Config) -> Upstream:
+def compile_target(
+    provider: Provider, config: Config, endpoint: str, method: str, env: Mapping[str, str]
+) -> Target:
+    url = endpoint_url(provider.api_base, endpoint)
+    verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
+    return target(url, method, verify, _proxy_for(provider, config, url, env))
+
+
+def _proxy_for(provider: Provider, config: Config, url: URL, env: Mapping[str, str]) -> URL | None:
+    """The provider's `proxy:`; else, with `trust_env`, the environment's (*_PROXY, NO_PROXY)."""
+    if provider.proxy is False:
+        return None
+    if provider.proxy is not None:
+        return URL(provider.proxy)
+    return proxy_from_env(url, env) if config.trust_env else None
+
+
+def compile_upstream(
+    provider: Provider, config: Config, env: Mapping[str, str] = os.environ
+) -> Upstream:
     total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
     connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
     idle = _pick(provider, config, "stream_idle_timeout_secs")
     ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
-    verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
     authorization = f"Bearer {provider.api_key}" if provider.api_key else None
     fixed = b"Accept-Encoding: identity\r\n"
     if authorization is not None:
@@ -124,10 +144,8 @@ def compile_upstream(provider: Provider, config: Config) -> Upstream:
     shows_account = provider.organization is not None or provider.project is not None
     return Upstream(
         name=provider.name,
-        targets={
-            ep: target(endpoint_url(provider.api_base, ep), "POST", verify) for ep in ENDPOINTS
-        },
-        models_target=target(endpoint_url(provider.api_base, "/models"), "GET", verify),
+        targets={ep: compile_target(provider, config, ep, "POST", env) for ep in ENDPOINTS},
+        models_target=compile_target(provider, config, "/models", "GET", env),
         fixed_headers=fixed,
         connect_secs=connect,
         ttft_secs=ttft if ttft < total else None,

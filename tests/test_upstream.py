@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -78,3 +80,61 @@ def test_proxy_settings_parse() -> None:
     assert "u:s" not in repr(config.providers[2])
     assert (config.trust_env, config.max_connections_per_provider) == (False, 8)
     assert (config.pool_timeout_secs, config.dns_ttl_secs) == (2, 30)
+
+
+@pytest.fixture
+async def forward_proxy() -> AsyncIterator[tuple[str, list[str]]]:
+    """An HTTP forward proxy that answers absolute-form requests itself (and records them)."""
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.url}")
+        return web.json_response({"choices": [], "via": "proxy"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with serve(app) as url:
+        yield url, seen
+
+
+async def test_forward_proxy_from_the_environment_or_the_provider(
+    forward_proxy: tuple[str, list[str]],
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy_url, seen = forward_proxy
+    # A host only the proxy can reach: direct, it does not even resolve.
+    base = "http://upstream.invalid:8080/v1"
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    url = await start_proxy(
+        make_config(
+            provider("env", base, {"env": None}),
+            provider("direct", base, {"direct": None}, proxy=False),
+            max_attempts=1,
+        )
+    )
+    async with http.post(url + "/v1/chat/completions", json={"model": "env"}) as resp:
+        assert resp.status == 200 and (await resp.json())["via"] == "proxy"
+    assert seen == ["POST http://upstream.invalid:8080/v1/chat/completions"]
+    async with http.post(url + "/v1/chat/completions", json={"model": "direct"}) as resp:
+        assert resp.status == 502
+        assert "does not resolve" in (await resp.json())["error"]["message"]
+
+    # trust_env: false ignores the environment; a provider's own proxy still applies.
+    url = await start_proxy(
+        make_config(
+            provider("env", base, {"env": None}),
+            provider("own", base, {"own": None}, proxy=proxy_url),
+            trust_env=False,
+            max_attempts=1,
+        )
+    )
+    async with http.post(url + "/v1/chat/completions", json={"model": "env"}) as resp:
+        assert resp.status == 502
+    async with http.post(url + "/v1/chat/completions", json={"model": "own"}) as resp:
+        assert resp.status == 200
+    assert len(seen) == 2
