@@ -27,6 +27,7 @@ from aiohttp import web
 
 from llm_proxy import errors
 from llm_proxy.call import Call
+from llm_proxy.decoding import Inflater, inflater_for
 from llm_proxy.health import HealthBoard
 from llm_proxy.keys import BACKGROUND, CLIENT, HEALTH, METRICS, STATE
 from llm_proxy.metrics import Metrics
@@ -220,13 +221,14 @@ async def _attempt(
             first_byte_secs=ttft,
             idle_secs=upstream.idle_secs if call.stream else None,
         )
+        relayed.inflater = inflater_for(resp)
         is_sse = resp.content_type == "text/event-stream"
         if not final and (resp.status >= 500 or resp.status == 429):
             return await _failed_answer(resp, upstream, health, metrics)
         if not final and is_sse and resp.status < 300:
             # The first event is held back (to fail over on an error event) within the
             # first-byte timeout too.
-            first = await _first_event(resp)
+            first = await _first_event(resp, relayed.inflater)
             if _is_error_event(first):
                 resp.close()
                 health.failure(name, "sse_error", resp.status)
@@ -265,11 +267,13 @@ async def _attempt(
         metrics.attempt(name, "ok")
     out = web.StreamResponse(status=status, reason=resp.reason or None)
     out.headers.extend(response_headers(resp.raw_headers, upstream))
+    if relayed.inflater is not None:
+        out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.decoding)
     is_sse = resp.content_type == "text/event-stream"
     if is_sse:
         out.headers["Cache-Control"] = "no-cache"
         out.headers["X-Accel-Buffering"] = "no"
-    elif resp.content_length is not None:
+    elif resp.content_length is not None and relayed.inflater is None:
         out.content_length = resp.content_length
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
@@ -377,11 +381,15 @@ def _record_5xx(health: HealthBoard, provider: str, status: int, head: bytes) ->
         health.failure(provider, "http_5xx", status)
 
 
-async def _first_event(resp: Response) -> bytes:
+async def _first_event(resp: Response, inflater: Inflater | None) -> bytes:
     """Read until the first complete SSE event (usually one read: it is one chunk)."""
     data = b""
     while b"\n\n" not in data and len(data) < _PEEK_LIMIT:
-        chunk = await resp.read_chunk(resp.first_deadline)
+        deadline = resp.first_deadline
+        if inflater is None:
+            chunk = await resp.read_chunk(deadline)
+        else:
+            chunk = await inflater.read_chunk(resp, deadline)
         if not chunk:
             break
         data += chunk
@@ -470,14 +478,17 @@ async def _relay_body(
     first: bytes,
     watch: Watch,
 ) -> bool:
-    stripper = relayed.stripper
+    stripper, inflater = relayed.stripper, relayed.inflater
     pending_ttft = is_sse
     handed_off = False
     chunk = first
     while True:
         if not chunk:
             try:
-                chunk = await resp.read_chunk()
+                if inflater is None:
+                    chunk = await resp.read_chunk()
+                else:
+                    chunk = await inflater.read_chunk(resp)
             except (TimeoutError, UpstreamError) as exc:
                 watch.writing()
                 await _upstream_failed(request, state, out, upstream, relayed, is_sse, exc)

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import orjson
 
+from llm_proxy.decoding import Inflater
 from llm_proxy.jsonbody import exact_loads
 
 _NUMBERS: Final = re.compile(
@@ -133,6 +134,8 @@ class Relayed:
     total_bytes: int = 0
     complete: bool = False  # the upstream body was relayed to its end
     stripper: UsageStripper | None = None
+    # Set when the upstream compressed its answer anyway: every byte above is inflated.
+    inflater: Inflater | None = None
 
     @property
     def stripped_usage(self) -> Usage | None:
