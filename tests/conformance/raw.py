@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,11 +42,14 @@ def _json(value: dict[str, Any]) -> bytes:
 
 class RawUpstream:
     """Answers every request with `framing`; closes the connection after an answer that is
-    delimited by it (`closes`)."""
+    delimited by it (`closes`); or resets it (RST) after the first `reset_after` bytes."""
 
-    def __init__(self, framing: Framing, *, closes: bool = False) -> None:
+    def __init__(
+        self, framing: Framing, *, closes: bool = False, reset_after: int | None = None
+    ) -> None:
         self.framing = framing
         self.closes = closes
+        self.reset_after = reset_after
         self.seen: collections.Counter[str] = collections.Counter()
         self.connections = 0
 
@@ -63,7 +68,16 @@ class RawUpstream:
                         length = int(value)
                 data = json.loads(await reader.readexactly(length))
                 self.seen[str(data["messages"][0]["content"])] += 1
-                writer.write(self.framing(*answer_body(data)))
+                answer = self.framing(*answer_body(data))
+                if self.reset_after is not None:
+                    writer.write(answer[: self.reset_after])
+                    await writer.drain()
+                    await asyncio.sleep(0.05)  # the partial answer is relayed first
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                writer.write(answer)
                 await writer.drain()
                 if self.closes:
                     return
@@ -103,6 +117,15 @@ def http10(body: bytes, content_type: str) -> bytes:
 
 def http10_sized(body: bytes, content_type: str) -> bytes:
     return _head("HTTP/1.0 200 OK", content_type, f"Content-Length: {len(body)}") + body
+
+
+def chunked(body: bytes, content_type: str) -> bytes:
+    head = _head("HTTP/1.1 200 OK", content_type, "Transfer-Encoding: chunked")
+    return head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+
+def sized(body: bytes, content_type: str) -> bytes:
+    return _head("HTTP/1.1 200 OK", content_type, f"Content-Length: {len(body)}") + body
 
 
 def after_interim_answers(body: bytes, content_type: str) -> bytes:

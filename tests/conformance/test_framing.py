@@ -3,6 +3,8 @@ proxy, each request received once, the keep-alive connection reused only when it
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
 
@@ -36,3 +38,29 @@ async def test_framing(
     assert_once(dict(upstream.seen), ids)
     # A keep-alive framing is reused (the trailers and interim answers were consumed whole).
     assert upstream.connections == (len(ids) if closes else 1)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_reset_mid_body(
+    stream: bool, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """The upstream resets the connection halfway through its answer. A stream ends with an
+    OpenAI-style error event, a sized body is cut short; never re-sent (it was answered)."""
+    framing = raw.chunked if stream else raw.sized
+    upstream = raw.RawUpstream(framing, reset_after=200)
+    async with upstream.running() as api_base:
+        proxy = await start_in_front(start_proxy, api_base)
+        request_id = new_id("reset")
+        body = {"model": "m", "messages": [{"content": request_id}], "stream": stream}
+        async with http.post(proxy + "/v1/chat/completions", json=body) as resp:
+            assert resp.status == 200
+            if stream:
+                events = await resp.read()
+                assert events.endswith(b"\n\n")
+                error = json.loads(events.rstrip().rsplit(b"\n\n", 1)[-1][6:])
+                assert error["error"]["code"] == "upstream_error"
+                assert b"[DONE]" not in events
+            else:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await resp.read()
+    assert upstream.seen == {request_id: 1}
