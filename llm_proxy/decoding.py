@@ -11,7 +11,8 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-from llm_proxy.upstream_client import Response, UpstreamError
+from llm_proxy.upstream_client import Response
+from llm_proxy.upstream_errors import ProtocolError
 
 # Output of one inflate step: a few KB of compressed input can stand for gigabytes, so a
 # chunk is inflated in bounded steps (the client's pace, through the relay, sets the rest).
@@ -32,7 +33,7 @@ def inflater_for(resp: Response) -> Inflater | None:
 
 class Inflater:
     """Reads an upstream body and inflates it incrementally; a corrupt or truncated body is
-    an `UpstreamError`, as a broken connection is."""
+    a `ProtocolError`, as an invalid HTTP answer is."""
 
     __slots__ = ("_coding", "_ended", "_inflater", "_input")
 
@@ -69,7 +70,7 @@ class Inflater:
         try:
             out = inflater.decompress(data, STEP_BYTES)
         except zlib.error as exc:
-            raise UpstreamError(f"invalid {self._coding} body from upstream: {exc}") from None
+            raise ProtocolError(f"invalid {self._coding} body from upstream: {exc}") from None
         self._input = inflater.unconsumed_tail
         if inflater.eof:
             # gzip allows members one after another; after a deflate stream, nothing counts.
@@ -82,7 +83,7 @@ class Inflater:
         if inflater is None:
             return b""
         self._inflater = None
-        raise UpstreamError(f"truncated {self._coding} body from upstream")
+        raise ProtocolError(f"truncated {self._coding} body from upstream")
 
     def _wbits(self, data: bytes) -> int:
         if self._coding in _GZIP:

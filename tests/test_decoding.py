@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llm_proxy.decoding import STEP_BYTES, Inflater, inflater_for
-from llm_proxy.upstream_client import UpstreamError
+from llm_proxy.upstream_errors import ProtocolError
 
 TEXT = b"".join(b'data: {"choices":[{"delta":{"content":"%d"}}]}\n\n' % i for i in range(500))
 
@@ -94,12 +94,12 @@ async def test_a_bomb_is_inflated_in_bounded_steps() -> None:
 
 
 async def test_corrupt_body_is_an_upstream_error() -> None:
-    with pytest.raises(UpstreamError, match="invalid gzip body"):
+    with pytest.raises(ProtocolError, match="invalid gzip body"):
         await inflate_all(Inflater("gzip"), Body(b"not gzip at all"))
 
 
 async def test_truncated_body_is_an_upstream_error() -> None:
-    with pytest.raises(UpstreamError, match="truncated gzip body"):
+    with pytest.raises(ProtocolError, match="truncated gzip body"):
         await inflate_all(Inflater("gzip"), Body(gzip.compress(TEXT)[:-20]))
 
 
