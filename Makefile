@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick
+.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick bench-client
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,7 @@ bench: $(STAMP)  ## direct vs bare forwarder vs llm-proxy; JSON into bench-resul
 
 bench-quick: $(STAMP)  ## the same, in seconds (a smoke test of the harness)
 	$(BIN)/python -m tests.perf.bench --quick
+
+bench-client: $(STAMP)  ## CPU per request: the upstream client vs aiohttp.ClientSession vs pyreqwest
+	@$(BIN)/python -c "import pyreqwest" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' || echo "pyreqwest not installed: its row is skipped"
+	$(BIN)/python -m tests.perf.client_bench $(BENCH_ARGS)
