@@ -18,6 +18,7 @@ import pytest
 
 from tests.conformance.conftest import assert_answered, assert_once, chat, new_id, seen
 from tests.conformance.servers import Server, nginx, python_server
+from tests.conftest import sample, scrape
 from tests.processes import free_port, serve_process
 
 trustme = pytest.importorskip("trustme", reason="trustme is not installed (the [test] extras)")
@@ -155,10 +156,13 @@ async def test_wrong_hostname_is_a_tls_failure(
     request_id = new_id("wrong-host")
     async with serve_process(config(api_base), tmp_path, {"SSL_CERT_FILE": str(ca_file)}) as p:
         answer = await chat(http, p.url, request_id)
+        metrics = await scrape(http, p.url)
         log = [json.loads(line) for line in p.lines if line.startswith(b"{")]
     assert answer.status == 502, answer.body
+    # The cause: a fixed kind in metrics, the detail in the log.
+    assert sample(metrics, "llm_proxy_upstream_errors_total", provider="up", kind="tls")
     failures = [e for e in log if e.get("event") == "upstream_attempt_failed"]
     assert failures
     assert all("CERTIFICATE_VERIFY_FAILED" in e["error"] for e in failures), failures
-    assert "Hostname mismatch" in failures[0]["error"]  # the cause, kept for the log
+    assert "Hostname mismatch" in failures[0]["error"]
     assert request_id not in await seen(http, backend.url)
