@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from tests.conformance.conftest import assert_answered, assert_once, chat, new_id, seen
+from tests.conformance.forward_proxy import ForwardProxy
 from tests.conformance.servers import Server, nginx, python_server
 from tests.conftest import sample, scrape
 from tests.processes import free_port, serve_process
@@ -48,12 +49,12 @@ def issue(ca: trustme.CA, directory: Path, *names: str) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def tls_nginx(ca: trustme.CA, conformance_tmp: Path, backend: Server) -> Iterator[tuple[int, int]]:
-    """nginx with TLS and h2 on two ports: (certificate for localhost, for another name)."""
+    """nginx with TLS and h2 on two ports: (certificate for localhost, for upstream.test)."""
     good, wrong = free_port(), free_port()
     directory = conformance_tmp / "certs"
     directory.mkdir()
     right_cert, right_key = issue(ca, directory, "localhost", "127.0.0.1")
-    other_cert, other_key = issue(ca, directory, "elsewhere.test")
+    other_cert, other_key = issue(ca, directory, "upstream.test")
     location = f"""
         location / {{
             proxy_pass {backend.url};
@@ -165,4 +166,52 @@ async def test_wrong_hostname_is_a_tls_failure(
     assert failures
     assert all("CERTIFICATE_VERIFY_FAILED" in e["error"] for e in failures), failures
     assert "Hostname mismatch" in failures[0]["error"]
+    assert request_id not in await seen(http, backend.url)
+
+
+async def test_https_through_connect_proxy_from_env(
+    tls_nginx: tuple[int, int],
+    ca_file: Path,
+    backend: Server,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+) -> None:
+    """HTTPS_PROXY (trust_env): a CONNECT tunnel to nginx, TLS with the origin inside it. The
+    name (upstream.test) is resolved by the proxy only, as behind a corporate proxy."""
+    _, port = tls_nginx
+    forward = ForwardProxy(hosts={"upstream.test": "127.0.0.1"})
+    async with forward.running() as address:
+        env = {"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": f"http://{address}", "NO_PROXY": ""}
+        api_base = f"https://upstream.test:{port}/v1"
+        async with serve_process(config(api_base), tmp_path, env) as p:
+            ids = [new_id("tunnel") for _ in range(4)]
+            for i, request_id in enumerate(ids):
+                answer = await chat(http, p.url, request_id, stream=i % 2 == 0)
+                assert_answered(answer, request_id, stream=i % 2 == 0)
+    assert forward.requests  # pooled: one tunnel carries them all
+    assert set(forward.requests) == {f"CONNECT upstream.test:{port}"}
+    assert_once(await seen(http, backend.url), ids)
+
+
+async def test_proxy_refusing_the_tunnel(
+    tls_nginx: tuple[int, int],
+    ca_file: Path,
+    backend: Server,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Wrong proxy credentials: the tunnel is refused (407), a 502 of kind proxy, nothing sent."""
+    _, port = tls_nginx
+    forward = ForwardProxy("user", "right", hosts={"upstream.test": "127.0.0.1"})
+    request_id = new_id("refused")
+    async with forward.running() as address:
+        proxy = f"http://user:wrong@{address}"
+        env = {"SSL_CERT_FILE": str(ca_file), "HTTPS_PROXY": proxy, "NO_PROXY": ""}
+        text = config(f"https://upstream.test:{port}/v1") + "max_attempts: 1\n"
+        async with serve_process(text, tmp_path, env) as p:
+            answer = await chat(http, p.url, request_id)
+            metrics = await scrape(http, p.url)
+    assert answer.status == 502, answer.body
+    assert sample(metrics, "llm_proxy_upstream_errors_total", provider="up", kind="proxy")
+    assert forward.refused == 1
     assert request_id not in await seen(http, backend.url)
