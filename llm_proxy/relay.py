@@ -125,7 +125,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         # Every candidate is inside a Retry-After window the upstream asked for: calling it
         # again would only earn another 429, so the client hears it at once.
         return _rate_limited(route, health)
-    if failure.error is not None and len(tried) > 1 and failure.outcome in _UNREACHABLE:
+    if failure.error is not None and len(set(tried)) > 1 and failure.outcome in _UNREACHABLE:
         failure.error = _all_failed(tried, failure)
     return failure.answer()
 

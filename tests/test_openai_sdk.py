@@ -149,6 +149,7 @@ async def test_unreachable_and_slow_upstreams_map_to_502_504(
             with pytest.raises(openai.InternalServerError) as dead:
                 await client.chat.completions.create(model="dead", messages=[])
             assert dead.value.status_code == 502 and dead.value.code == "upstream_unreachable"
+            assert "'dead' is unreachable (connection refused)" in dead.value.message
             with pytest.raises(openai.APIStatusError) as slow_exc:
                 await client.chat.completions.create(model="slow", messages=[])
             assert slow_exc.value.status_code == 504
