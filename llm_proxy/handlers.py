@@ -1,4 +1,4 @@
-"""Thin request handlers. Policy (routing) decides, `relay.forward` moves the bytes."""
+"""Thin request handlers. Policy (routing) decides, `forward` and `relay` move the bytes."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from llm_proxy.accounting import settle
 from llm_proxy.auth import model_not_allowed, presented_key
 from llm_proxy.call import Call
 from llm_proxy.config_store import Snapshot
+from llm_proxy.forward import forward
 from llm_proxy.jsonbody import has_duplicate_model, parse_object
 from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
 from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.relay import forward
 from llm_proxy.request_body import read_body, release
 from llm_proxy.request_state import RequestState
 

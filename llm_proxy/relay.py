@@ -1,23 +1,16 @@
-"""Forwarding with failover, and the byte-transparent relay.
+"""The byte-transparent relay: the committed answer, from the upstream to the client.
 
-Every request gets exactly one response. Until a byte has gone to the client, a failed attempt
-(connect error, timeout before the first byte, 5xx, 429, or a stream whose first event is an
-error) is retried on the next candidate provider, up to `max_attempts`, never the same provider
-twice unless it is the only one. Once the response has started, there is no retry: an upstream
-failure ends an SSE stream with an OpenAI-style error event, or cuts a plain body short.
-
-Chunks are written as they arrive (all that is buffered, in one write), never re-encoded. A
-client that hangs up (a write fails, or aiohttp cancels the handler) closes the upstream
-connection at once.
+Chunks are written as they arrive (all that is buffered, in one write), never re-encoded
+(compressed answers are inflated, see `llm_proxy.decoding`). Once the response has started
+there is no retry: an upstream failure ends an SSE stream with an OpenAI-style error event, or
+cuts a plain body short. A client that hangs up (a write fails, or aiohttp cancels the
+handler) closes the upstream connection at once; one that stops reading is cut off after
+`write_timeout_secs`. A stream ends for the client at `data: [DONE]`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import email.utils
-import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -26,32 +19,17 @@ import structlog
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.call import Call
-from llm_proxy.decoding import Inflater, inflater_for
-from llm_proxy.health import HealthBoard
-from llm_proxy.keys import BACKGROUND, CLIENT, HEALTH, METRICS, STATE
-from llm_proxy.metrics import Metrics
+from llm_proxy.keys import BACKGROUND, HEALTH, METRICS
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
 from llm_proxy.request_state import RequestState
-from llm_proxy.routing import Route, Target
-from llm_proxy.upstream import Upstream, request_headers, response_headers
+from llm_proxy.upstream import Upstream
 from llm_proxy.upstream_client import Response
-from llm_proxy.upstream_errors import (
-    ConnectError,
-    ConnectTimeout,
-    Disconnected,
-    PoolTimeout,
-    ProtocolError,
-    UpstreamError,
-)
+from llm_proxy.upstream_errors import UpstreamError
 from llm_proxy.usage import Relayed
 from llm_proxy.write_watch import NO_WATCH, Watch, WriteWatch
 
 log = structlog.get_logger()
 
-OVERHEAD_HEADER: Final = "x-llm-proxy-overhead-ms"
-_PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting for a first event
-_RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
 # The end of an OpenAI stream. Clients (the openai SDK) close as soon as they read it, while
 # the upstream may end its body a moment later: the client's answer is complete here.
 _DONE_EVENTS: Final = (
@@ -69,415 +47,42 @@ _DRAIN_BYTES: Final = 65536
 _UNWATCHED_BYTES: Final = 32 * 1024
 
 
-@dataclass(slots=True)
-class Failure:
-    """A failed attempt, and what the client gets if no attempt succeeds."""
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """The attempt that committed: its answer is the client's answer."""
 
-    outcome: str  # connect_error, timeout, http_5xx, http_429, sse_error
-    error: errors.ProxyError | None = None  # a proxy-made error...
-    response: web.Response | None = None  # ...or the upstream's own answer, passed through
-    retry_after: float | None = None
-    detail: str | None = None  # the cause, for the log (never sent to the client)
-
-    def answer(self) -> web.Response:
-        """What the client gets when no attempt succeeded."""
-        if self.response is not None:
-            return self.response
-        assert self.error is not None
-        return errors.error_response(self.error)
+    request: web.Request
+    state: RequestState
+    upstream: Upstream
+    resp: Response
+    out: web.StreamResponse  # prepared: the head is sent
+    relayed: Relayed
+    is_sse: bool
 
 
-async def forward(request: web.Request, route: Route, call: Call) -> web.StreamResponse:
-    """Try the route's providers in turn (see the module docstring) until one answers."""
-    state = request[STATE]
-    snapshot = state.snapshot
-    health = request.app[HEALTH]
-    max_attempts = snapshot.config.max_attempts
-    tried: list[str] = []
-    failure: Failure | None = None
-    for attempt in range(1, max_attempts + 1):
-        target = _choose(route, tried, health)
-        if target is None:
-            break
-        upstream = snapshot.upstreams[target.provider.name]
-        tried.append(upstream.name)
-        final = attempt == max_attempts or not _has_alternative(route, tried)
-        body, stripper = call.body_for(target, upstream)
-        state.provider = upstream.name
-        state.relayed = Relayed(stripper=stripper)
-        health.begin(upstream.name, time.monotonic())
-        result = await _attempt(request, state, upstream, call, body, final)
-        if not isinstance(result, Failure):
-            return result
-        failure = result
-        log.warning(
-            "upstream_attempt_failed",
-            request_id=state.request_id,
-            provider=upstream.name,
-            attempt=attempt,
-            outcome=result.outcome,
-            error=result.detail,
-            retry=not final,
-        )
-        if not final and len(route.targets) == 1 and result.outcome != "http_429":
-            await asyncio.sleep(_RETRY_BACKOFF_SECS * attempt)
-    if failure is None:
-        # Every candidate is inside a Retry-After window the upstream asked for: calling it
-        # again would only earn another 429, so the client hears it at once.
-        return _rate_limited(route, health)
-    if failure.error is not None and len(set(tried)) > 1 and failure.outcome in _UNREACHABLE:
-        failure.error = _all_failed(tried, failure)
-    return failure.answer()
-
-
-_UNREACHABLE: Final = frozenset(
-    {"connect_error", "timeout", "protocol_error", "disconnected", "pool_full"}
-)
-
-
-def _all_failed(tried: list[str], last: Failure) -> errors.ProxyError:
-    names = ", ".join(repr(name) for name in dict.fromkeys(tried))
-    assert last.error is not None
-    return errors.ProxyError(
-        last.error.status,
-        f"No upstream provider answered (tried {names}); the proxy's log has each cause.",
-        type=errors.API_ERROR,
-        code=last.error.code,
-    )
-
-
-def _rate_limited(route: Route, health: HealthBoard) -> web.Response:
-    now = time.monotonic()
-    wait = min(health.rate_limited_for(t.provider.name, now) for t in route.targets)
-    seconds = max(1, math.ceil(wait))
-    names = ", ".join(repr(t.provider.name) for t in route.targets)
-    return errors.error_response(
-        errors.ProxyError(
-            429,
-            f"The upstream provider ({names}) asked the proxy to wait: retry in {seconds}s.",
-            type="requests",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(seconds)},
-        )
-    )
-
-
-def _choose(route: Route, tried: list[str], health: HealthBoard) -> Target | None:
-    if not health.impaired:
-        if len(route.targets) == 1:
-            return route.targets[0]
-        if not tried:
-            return route.pick()  # the common case: everyone healthy, first attempt
-    now = time.monotonic()
-    target = route.pick(
-        lambda t: t.provider.name not in tried and health.usable(t.provider.name, now)
-    )
-    if target is not None:
-        return target
-    # Every untried candidate is ejected or rate limited. One inside a Retry-After window is
-    # never called; of the ejected ones, still try the least recently failed one rather than
-    # failing the request outright. (The only provider of a route may be retried.)
-    remaining = [
-        t
-        for t in route.targets
-        if (len(route.targets) == 1 or t.provider.name not in tried)
-        and not health.rate_limited_for(t.provider.name, now)
-    ]
-    if not remaining:
-        return None
-    return min(remaining, key=lambda t: health.last_failure(t.provider.name))
-
-
-def _has_alternative(route: Route, tried: list[str]) -> bool:
-    if len(route.targets) == 1:
-        return True  # the only provider may be retried
-    return any(t.provider.name not in tried for t in route.targets)
-
-
-async def _attempt(
-    request: web.Request,
-    state: RequestState,
-    upstream: Upstream,
-    call: Call,
-    body: bytes,
-    final: bool,
-) -> web.StreamResponse | Failure:
-    app = request.app
-    health, metrics = app[HEALTH], app[METRICS]
-    relayed = state.relayed
-    assert relayed is not None
-    name = upstream.name
-    sent_at = time.perf_counter()
-    first = b""
-    resp: Response | None = None
-    ttft = upstream.ttft_secs  # None: the total timeout is the only bound
-    try:
-        resp = await app[CLIENT].request(
-            upstream.targets[call.endpoint],
-            request_headers(request.raw_headers, upstream),
-            body,
-            total_secs=upstream.timeout_secs,
-            connect_secs=upstream.connect_secs,
-            first_byte_secs=ttft,
-            idle_secs=upstream.idle_secs if call.stream else None,
-        )
-        relayed.inflater = inflater_for(resp)
-        is_sse = resp.content_type == "text/event-stream"
-        if not final and (resp.status >= 500 or resp.status == 429):
-            return await _failed_answer(resp, upstream, health, metrics)
-        if not final and is_sse and resp.status < 300:
-            # The first event is held back (to fail over on an error event) within the
-            # first-byte timeout too.
-            first = await _first_event(resp, relayed.inflater)
-            if _is_error_event(first):
-                resp.close()
-                health.failure(name, "sse_error", resp.status)
-                metrics.attempt(name, "sse_error")
-                return Failure(
-                    "sse_error",
-                    response=web.Response(
-                        status=resp.status, body=first, content_type="text/event-stream"
-                    ),
-                )
-    except (TimeoutError, UpstreamError) as exc:
-        if resp is not None:
-            resp.close()
-        return _failed_call(exc, upstream, health, metrics)
-    except BaseException:
-        if resp is not None:
-            resp.close()
-        health.settle(name)
-        raise
-
-    # Committed: from here on, this upstream's answer is the client's answer.
-    headers_at = time.perf_counter()
-    metrics.provider_latency(name, headers_at - sent_at)
-    status = resp.status
-    relayed.status = status
-    if status >= 500:
-        # Health is decided once the body is in: it may blame the request (see below).
-        metrics.attempt(name, "http_5xx")
-        metrics.upstream_error(name, "http_5xx")
-    elif status == 429:
-        health.failure(name, "http_429", status, _retry_after(resp) or 1.0)
-        metrics.attempt(name, "http_429")
-    else:
-        # 2xx, and 4xx: the provider answered; a 4xx is the request's fault, never its health.
-        health.success(name, status)
-        metrics.attempt(name, "ok")
-    out = web.StreamResponse(status=status, reason=resp.reason or None)
-    out.headers.extend(response_headers(resp.raw_headers, upstream))
-    if relayed.inflater is not None:
-        out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.decoding)
-    is_sse = resp.content_type == "text/event-stream"
-    if is_sse:
-        out.headers["Cache-Control"] = "no-cache"
-        out.headers["X-Accel-Buffering"] = "no"
-    elif resp.content_length is not None and relayed.inflater is None:
-        out.content_length = resp.content_length
-    if not is_sse or status >= 300:
-        relayed.stripper = None  # only successful streams carry the injected usage
-    # The proxy's own time so far: everything but the wait for the upstream's answer.
-    overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
-    metrics.overhead(overhead)
-    out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
-    handed_off = False
-    try:
-        await out.prepare(request)
-        handed_off = await _relay(request, state, resp, out, upstream, relayed, is_sse, first)
-    finally:
-        # Read to the end, the connection is back in the pool already; otherwise it is
-        # dropped now, so the upstream stops generating.
-        if not handed_off:
-            resp.close()
-        if status >= 500 and relayed.complete:
-            _record_5xx(health, name, status, bytes(relayed.kept[:_BLAME_WINDOW]))
-        elif not relayed.complete:
-            health.settle(name)
-    return out
-
-
-# Failures that are the proxy's own condition, not the provider's: never held against it.
-_LOCAL_KINDS: Final = frozenset({"pool_full", "fd_exhausted", "client_closed"})
-
-
-def _failed_call(
-    exc: BaseException, upstream: Upstream, health: HealthBoard, metrics: Metrics
-) -> Failure:
-    """An attempt that got no answer: its outcome, what the client would be told, and the
-    cause (a fixed `kind` for metrics, the detail for the log and /health/detailed)."""
-    name = upstream.name
-    kind = exc.kind if isinstance(exc, UpstreamError) else "timeout"
-    error: errors.ProxyError
-    if isinstance(exc, ConnectTimeout):
-        outcome = "timeout"
-        error = errors.upstream_timeout(name, upstream.connect_secs, "could not be connected to")
-    elif isinstance(exc, TimeoutError):
-        outcome = "timeout"
-        error = errors.upstream_timeout(name, upstream.ttft_secs or upstream.timeout_secs)
-    elif isinstance(exc, PoolTimeout):
-        outcome = "pool_full"
-        error = errors.upstream_busy(name, "max_connections_per_provider reached")
-    elif isinstance(exc, ConnectError) and kind == "fd_exhausted":
-        outcome = "connect_error"
-        error = errors.upstream_busy(name, "the proxy is out of file descriptors")
-    elif isinstance(exc, ConnectError):
-        outcome = "connect_error"
-        error = errors.upstream_unreachable(name, kind)
-    elif isinstance(exc, ProtocolError):
-        outcome = "protocol_error"
-        error = errors.upstream_bad_answer(name, disconnected=False)
-    elif isinstance(exc, Disconnected):
-        outcome = "disconnected"
-        error = errors.upstream_bad_answer(name, disconnected=True)
-    else:
-        outcome = "connect_error"
-        error = errors.upstream_unreachable(name)
-    detail = str(exc)[:300] or type(exc).__name__
-    if kind in _LOCAL_KINDS:
-        health.settle(name)
-    else:
-        health.failure(name, outcome, detail=detail)
-    metrics.attempt(name, outcome)
-    metrics.upstream_error(name, kind)
-    return Failure(outcome, error, detail=detail)
-
-
-async def _failed_answer(
-    resp: Response, upstream: Upstream, health: HealthBoard, metrics: Metrics
-) -> Failure:
-    """A 5xx or 429 we will retry elsewhere: keep its body in case it is the last word."""
-    try:
-        body = await resp.read(_PEEK_LIMIT)
-    finally:
-        resp.close()
-    status = resp.status
-    retry_after = _retry_after(resp) if status == 429 else None
-    outcome = "http_429" if status == 429 else "http_5xx"
-    if status == 429:
-        health.failure(upstream.name, outcome, status, retry_after or 1.0)
-    else:
-        _record_5xx(health, upstream.name, status, body[:_BLAME_WINDOW])
-    metrics.attempt(upstream.name, outcome)
-    if status >= 500:
-        metrics.upstream_error(upstream.name, "http_5xx")
-    answer = web.Response(
-        status=status, body=body, headers=response_headers(resp.raw_headers, upstream)
-    )
-    return Failure(outcome, response=answer, retry_after=retry_after)
-
-
-# A 5xx whose OpenAI-style error says the request was at fault (some servers answer an
-# oversized or malformed request with 500 `invalid_request_error`) is not held against the
-# provider: otherwise any client could eject a provider by sending such requests.
-_BLAME_WINDOW: Final = 4096
-_REQUEST_BLAMED: Final = re.compile(rb'"type"\s*:\s*"invalid_request_error"')
-
-
-def _record_5xx(health: HealthBoard, provider: str, status: int, head: bytes) -> None:
-    if _REQUEST_BLAMED.search(head):
-        health.success(provider, status)
-    else:
-        health.failure(provider, "http_5xx", status)
-
-
-async def _first_event(resp: Response, inflater: Inflater | None) -> bytes:
-    """Read until the first complete SSE event (usually one read: it is one chunk)."""
-    data = b""
-    while b"\n\n" not in data and len(data) < _PEEK_LIMIT:
-        deadline = resp.first_deadline
-        if inflater is None:
-            chunk = await resp.read_chunk(deadline)
-        else:
-            chunk = await inflater.read_chunk(resp, deadline)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _is_error_event(first: bytes) -> bool:
-    head = first.lstrip()[:64]
-    if head.startswith((b"event: error", b"event:error")):
-        return True
-    if head.startswith(b"data:"):
-        return head[5:].lstrip().startswith(b'{"error"')
-    return False
-
-
-def _retry_after(resp: Response) -> float | None:
-    """Seconds the upstream asks us to wait (`retry-after-ms`, `Retry-After` in seconds or as
-    an HTTP date); None when absent or unreadable (`soon`)."""
-    ms = resp.header(b"retry-after-ms")
-    if ms is not None and (seconds := _number(ms)) is not None:
-        return seconds / 1000
-    value = resp.header(b"retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is not None:
-        return seconds
-    return _seconds_until(value)
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return max(0.0, value) if math.isfinite(value) else None
-
-
-def _seconds_until(http_date: str) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(http_date)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000": RFC 5322's "UTC, origin unknown"
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - time.time())
-
-
-async def _relay(
-    request: web.Request,
-    state: RequestState,
-    resp: Response,
-    out: web.StreamResponse,
-    upstream: Upstream,
-    relayed: Relayed,
-    is_sse: bool,
-    first: bytes,
-) -> bool:
-    """Relay the body; True when the rest of the upstream body (after [DONE]) was handed to
-    a background drain, which then owns `resp`."""
+async def relay(leg: Leg, first: bytes) -> bool:
+    """Relay the body (`first`: what was already read of it); True when the rest of the
+    upstream body (after [DONE]) was handed to a background drain, which then owns `resp`."""
     # A body that fits the socket buffer at once cannot wait on the client: no watch needed
     # (most non-streamed answers). Streams and large or unsized bodies are watched.
-    length = resp.content_length
+    length = leg.resp.content_length
     watch: Watch = (
-        WriteWatch(request.transport, state.snapshot.config.write_timeout_secs)
-        if is_sse or length is None or length > _UNWATCHED_BYTES
+        WriteWatch(leg.request.transport, leg.state.snapshot.config.write_timeout_secs)
+        if leg.is_sse or length is None or length > _UNWATCHED_BYTES
         else NO_WATCH
     )
     try:
-        return await _relay_body(request, state, resp, out, upstream, relayed, is_sse, first, watch)
+        return await _relay_body(leg, first, watch)
     except ConnectionResetError:
-        state.final_status = CLIENT_CLOSED
+        leg.state.final_status = CLIENT_CLOSED
         return False
     finally:
         watch.close()
 
 
-async def _relay_body(
-    request: web.Request,
-    state: RequestState,
-    resp: Response,
-    out: web.StreamResponse,
-    upstream: Upstream,
-    relayed: Relayed,
-    is_sse: bool,
-    first: bytes,
-    watch: Watch,
-) -> bool:
+async def _relay_body(leg: Leg, first: bytes, watch: Watch) -> bool:
+    request, state, upstream, resp, out = leg.request, leg.state, leg.upstream, leg.resp, leg.out
+    relayed, is_sse = leg.relayed, leg.is_sse
     stripper, inflater = relayed.stripper, relayed.inflater
     pending_ttft = is_sse
     handed_off = False
@@ -491,7 +96,7 @@ async def _relay_body(
                     chunk = await inflater.read_chunk(resp)
             except (TimeoutError, UpstreamError) as exc:
                 watch.writing()
-                await _upstream_failed(request, state, out, upstream, relayed, is_sse, exc)
+                await _upstream_failed(leg, exc)
                 return False
             if not chunk:
                 break
@@ -550,15 +155,9 @@ async def _drain(resp: Response) -> None:
         resp.close()
 
 
-async def _upstream_failed(
-    request: web.Request,
-    state: RequestState,
-    out: web.StreamResponse,
-    upstream: Upstream,
-    relayed: Relayed,
-    is_sse: bool,
-    exc: Exception,
-) -> None:
+async def _upstream_failed(leg: Leg, exc: Exception) -> None:
+    request, state, upstream, out = leg.request, leg.state, leg.upstream, leg.out
+    relayed, is_sse = leg.relayed, leg.is_sse
     kind = "timeout" if isinstance(exc, TimeoutError) else "disconnect"
     request.app[HEALTH].failure(upstream.name, f"mid_body_{kind}")
     request.app[METRICS].upstream_error(upstream.name, f"mid_body_{kind}")
