@@ -17,6 +17,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -1672,6 +1673,41 @@ async def test_blackholed_first_address_costs_the_happy_eyeballs_delay() -> None
                 await client.close()
             assert srv.connections == 2
             assert resolver.lookups == 1
+
+
+FD_EXHAUSTION = """
+import asyncio, os, resource, sys
+import uvloop
+from yarl import URL
+from llm_proxy.upstream_client import Client, ConnectError, target
+
+async def main() -> None:
+    client = Client()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    try:
+        await client.request(target(URL(sys.argv[1])), b"", b"", total_secs=5)
+    except ConnectError as exc:
+        print(exc.kind, exc)
+
+uvloop.run(main())
+"""
+
+
+async def test_out_of_file_descriptors_for_real() -> None:
+    """RLIMIT_NOFILE reached (in a subprocess): the error says so."""
+    async with RawServer(keep_alive) as srv:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FD_EXHAUSTION, str(srv.url), stdout=subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert out.decode().startswith("fd_exhausted "), out
+    assert b"out of file descriptors" in out
 
 
 async def test_out_of_file_descriptors_is_said() -> None:
