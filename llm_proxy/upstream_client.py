@@ -476,6 +476,7 @@ class _Connection(asyncio.Protocol):
             self._fail(cause)
             self.abort()
             return
+        # The head limits cost one attribute test per read here, two len() per header line.
         if self._headers_waiter is not None:  # the head is still incomplete
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
@@ -643,6 +644,8 @@ class Client:
         deadline = now + total_secs
         first = now + first_byte_secs if first_byte_secs is not None else deadline
         data = (target.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
+        # The common case, a pooled connection, costs what it did before the cap, the proxy
+        # and the re-send rule: one is_closing() in _take and one float stored in send().
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
@@ -676,10 +679,14 @@ class Client:
         else:
             self._open[origin] = count + 1
         try:
-            return await self._connect(target, connect_secs, deadline)
+            conn = await self._connect(target, connect_secs, deadline)
         except BaseException:
-            self._release(origin)
+            self._release(origin)  # (once open, the connection releases it when it closes)
             raise
+        if self._closed:
+            conn.abort()
+            raise ClientClosed("the upstream client is closed")
+        return conn
 
     async def _wait_for_slot(self, target: Target) -> _Connection | None:
         """Wait for a connection of a full origin: one handed over, or None for a free slot
@@ -736,9 +743,8 @@ class Client:
                 sock = await self._open_socket(target.connect_host, target.connect_port)
                 try:
                     if target.tunnel is not None:
-                        authority = target.tunnel.split(b" ", 2)[1].decode("ascii")
                         await upstream_proxy.open_tunnel(
-                            sock, target.tunnel, target.proxy, authority
+                            sock, target.tunnel, target.proxy, f"{target.host}:{target.port}"
                         )
                     to_proxy = False
                     _, conn = await loop.create_connection(
@@ -757,9 +763,6 @@ class Client:
             if to_proxy and error.kind != "fd_exhausted":
                 error = ConnectError(f"cannot connect to proxy {target.proxy}: {exc}", "proxy")
             raise error from exc
-        if self._closed:
-            conn.abort()
-            raise ClientClosed("the upstream client is closed")
         return conn
 
     async def _open_socket(self, host: str, port: int) -> socket.socket:
