@@ -671,13 +671,18 @@ class Client:
         """A new connection to `target`'s origin, or, at the per-origin cap, the first one
         released to this request (a finished one handed over, or a closed one's slot)."""
         origin = target.origin
-        count = self._open.get(origin, 0)
-        if self.max_per_origin is not None and count >= self.max_per_origin:
+        while True:
+            count = self._open.get(origin, 0)
+            if self.max_per_origin is None or count < self.max_per_origin:
+                self._open[origin] = count + 1
+                break
             conn = await self._wait_for_slot(target)
-            if conn is not None:
+            if conn is None:
+                break  # a slot, already counted as ours
+            if not conn.closed:
                 return conn
-        else:
-            self._open[origin] = count + 1
+            # Handed over, then closed before this request could use it (its slot went on
+            # to the next in line when it closed): wait again.
         try:
             conn = await self._connect(target, connect_secs, deadline)
         except BaseException:

@@ -123,3 +123,24 @@ async def test_closing_the_client_fails_the_waiters() -> None:
         with pytest.raises(ClientClosed):
             await waiting
         busy.close()
+
+
+async def test_a_handed_over_connection_that_dies_is_not_used() -> None:
+    """The answer comes with unrequested bytes: the connection is handed to the waiting request
+    and made unusable in the same read. The waiter opens a new one instead of hanging on it."""
+
+    async def extra_answer(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        while await server.read_request(reader) is not None:
+            await asyncio.sleep(0.05)
+            writer.write(response(b"one") + response(b"two"))
+
+    client = Client(max_per_origin=1, pool_timeout_secs=2.0)
+    try:
+        async with RawServer(extra_answer) as srv:
+            started = time.monotonic()
+            answers = await asyncio.gather(post(client, srv.url), post(client, srv.url))
+            assert [await read_all(resp) for resp in answers] == [b"one", b"one"]
+            assert time.monotonic() - started < 1.0
+            assert srv.connections == 2
+    finally:
+        await client.close()
