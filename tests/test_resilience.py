@@ -450,7 +450,7 @@ async def test_all_unreachable_names_every_provider_and_logs_each_cause(
 ) -> None:
     import structlog
 
-    dead = [f"http://127.0.0.1:{_free_port()}/v1" for _ in range(2)]  # (user:pw@ is now refused)
+    dead = [f"http://user:pw-secret@127.0.0.1:{_free_port()}/v1" for _ in range(2)]
     url = await start_proxy(
         make_config(provider("a", dead[0], {"m": None}), provider("b", dead[1], {"m": None}))
     )
