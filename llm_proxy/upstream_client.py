@@ -9,7 +9,9 @@ it is given (measured: a tuned session gains ~1%). A proxy needs far less. Here 
 future that the parser completes; deadlines are single timer handles, not context managers.
 
 What it does, and tests hold it to: a pool of idle keep-alive connections per origin (most
-recently used first, closed after `keepalive_secs` idle); new connections race the host's
+recently used first, closed after `keepalive_secs` idle, by a periodic sweep for origins no
+longer used), optionally capped per origin (`max_per_origin`: requests beyond it wait in order,
+up to `pool_timeout_secs`); new connections race the host's
 addresses Happy Eyeballs style (aiohappyeyeballs), from a DNS cache of `dns_ttl_secs`; http://
 forward proxies (CONNECT tunnels for https, absolute form for http: `llm_proxy.upstream_proxy`);
 a stale pooled connection (closed by the upstream while idle) is replaced by a fresh one once,
@@ -357,6 +359,11 @@ def _expire(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(FirstByteTimeout("timed out waiting for headers"))
 
 
+def _pool_expired(waiter: asyncio.Future[_Connection | None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(PoolTimeout())
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight."""
 
@@ -469,6 +476,7 @@ class _Connection(asyncio.Protocol):
             self._fail(cause)
             self.abort()
             return
+        # The head limits cost one attribute test per read here, two len() per header line.
         if self._headers_waiter is not None:  # the head is still incomplete
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
@@ -481,6 +489,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.lost_at = asyncio.get_running_loop().time()
+        self._pool._release(self._origin)
         response = self.response
         if response is not None and response.status and self._until_eof and exc is None:
             self.response = None
@@ -572,19 +581,38 @@ class Client:
         self,
         keepalive_secs: float = 60.0,
         dns_ttl_secs: float = 300.0,
+        max_per_origin: int | None = None,
+        pool_timeout_secs: float = 10.0,
         *,
         resolver: Resolver | None = None,
         socket_factory: SocketFactoryType | None = None,
     ) -> None:
-        """`keepalive_secs`: how long an idle pooled connection is kept. `dns_ttl_secs`: how long
-        a host name's addresses are reused. `resolver(host, port)` returns the address infos
-        to race (default: the loop's getaddrinfo); `socket_factory(addr_info)` makes each
-        socket (default: aiohappyeyeballs'). Both are seams for tests and special networks."""
+        """The app's upstream client.
+
+        - `keepalive_secs`: how long an idle pooled connection is kept; a sweep every
+          `keepalive_secs` also closes those of origins no request uses any more.
+        - `dns_ttl_secs`: how long a host name's addresses are reused.
+        - `max_per_origin`: the most connections (idle, busy or connecting) open to one origin
+          (None: no cap). A request beyond it waits, first come first served, for a connection
+          to be released, up to `pool_timeout_secs`, then fails with `PoolTimeout`.
+        - `resolver(host, port)`: the address infos to race (default: the loop's getaddrinfo);
+          `socket_factory(addr_info)`: makes each socket (default: aiohappyeyeballs'). Seams for
+          tests and special networks.
+        """
         self.keepalive_secs = keepalive_secs
         self.dns_ttl_secs = dns_ttl_secs
         self._resolver: Resolver = resolver or _getaddrinfo
         self._socket_factory = socket_factory
+        if max_per_origin is not None and max_per_origin < 1:
+            raise ValueError("max_per_origin must be at least 1")
+        self.max_per_origin = max_per_origin
+        self.pool_timeout_secs = pool_timeout_secs
         self._idle: dict[Origin, collections.deque[_Connection]] = {}
+        # Connections open or being opened per origin (counted per connection, not per
+        # request), and the requests waiting for one, in arrival order.
+        self._open: dict[Origin, int] = {}
+        self._waiters: dict[Origin, collections.deque[asyncio.Future[_Connection | None]]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         # Host names resolved once per TTL, one lookup in flight per name: a burst of new
         # connections must not queue a thousand getaddrinfo calls on the executor.
         self._dns: dict[tuple[str, int], tuple[float, list[AddrInfoType]]] = {}
@@ -616,6 +644,8 @@ class Client:
         deadline = now + total_secs
         first = now + first_byte_secs if first_byte_secs is not None else deadline
         data = (target.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
+        # The common case, a pooled connection, costs what it did before the cap, the proxy
+        # and the re-send rule: one is_closing() in _take and one float stored in send().
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
@@ -632,8 +662,78 @@ class Client:
                     reason="pooled connection closed as the request was written",
                     after_secs=round(conn.lost_at - conn.sent_at, 4),
                 )
-        conn = await self._connect(target, connect_secs, min(first, deadline))
+        conn = await self._new_connection(target, connect_secs, min(first, deadline))
         return await conn.send(data, loop.time(), deadline, first, idle_secs)
+
+    async def _new_connection(
+        self, target: Target, connect_secs: float | None, deadline: float
+    ) -> _Connection:
+        """A new connection to `target`'s origin, or, at the per-origin cap, the first one
+        released to this request (a finished one handed over, or a closed one's slot)."""
+        origin = target.origin
+        while True:
+            count = self._open.get(origin, 0)
+            if self.max_per_origin is None or count < self.max_per_origin:
+                self._open[origin] = count + 1
+                break
+            conn = await self._wait_for_slot(target)
+            if conn is None:
+                break  # a slot, already counted as ours
+            if not conn.closed:
+                return conn
+            # Handed over, then closed before this request could use it (its slot went on
+            # to the next in line when it closed): wait again.
+        try:
+            conn = await self._connect(target, connect_secs, deadline)
+        except BaseException:
+            self._release(origin)  # (once open, the connection releases it when it closes)
+            raise
+        if self._closed:
+            conn.abort()
+            raise ClientClosed("the upstream client is closed")
+        return conn
+
+    async def _wait_for_slot(self, target: Target) -> _Connection | None:
+        """Wait for a connection of a full origin: one handed over, or None for a free slot
+        (already counted as ours). Raises PoolTimeout after `pool_timeout_secs`."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[_Connection | None] = loop.create_future()
+        self._waiters.setdefault(target.origin, collections.deque()).append(waiter)
+        timer = loop.call_later(self.pool_timeout_secs, _pool_expired, waiter)
+        try:
+            return await waiter
+        except PoolTimeout:
+            raise PoolTimeout(
+                f"no connection to {target.url} free within {self.pool_timeout_secs}s"
+                f" ({self.max_per_origin} per origin, all busy)"
+            ) from None
+        except BaseException:
+            # Cancelled: anything handed over meanwhile goes to the next in line.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                conn = waiter.result()
+                if conn is None:
+                    self._release(target.origin)
+                else:
+                    self._put(conn)
+            raise
+        finally:
+            timer.cancel()
+
+    def _release(self, origin: Origin) -> None:
+        """A connection of `origin` closed (or failed to open): its slot goes to the first
+        waiter, if any."""
+        waiters = self._waiters.get(origin)
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on: the count stays
+                return
+        count = self._open.get(origin, 0) - 1
+        if count > 0:
+            self._open[origin] = count
+        else:
+            self._open.pop(origin, None)
+            self._waiters.pop(origin, None)
 
     async def _connect(
         self, target: Target, connect_secs: float | None, deadline: float
@@ -648,9 +748,8 @@ class Client:
                 sock = await self._open_socket(target.connect_host, target.connect_port)
                 try:
                     if target.tunnel is not None:
-                        authority = target.tunnel.split(b" ", 2)[1].decode("ascii")
                         await upstream_proxy.open_tunnel(
-                            sock, target.tunnel, target.proxy, authority
+                            sock, target.tunnel, target.proxy, f"{target.host}:{target.port}"
                         )
                     to_proxy = False
                     _, conn = await loop.create_connection(
@@ -669,9 +768,6 @@ class Client:
             if to_proxy and error.kind != "fd_exhausted":
                 error = ConnectError(f"cannot connect to proxy {target.proxy}: {exc}", "proxy")
             raise error from exc
-        if self._closed:
-            conn.abort()
-            raise ClientClosed("the upstream client is closed")
         return conn
 
     async def _open_socket(self, host: str, port: int) -> socket.socket:
@@ -743,6 +839,12 @@ class Client:
         if self._closed:
             conn.abort()
             return
+        waiters = self._waiters.get(conn._origin)
+        while waiters:  # (only at the per-origin cap) hand it to the first in line
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
         idle = self._idle.get(conn._origin)
         if idle is None:
             idle = self._idle[conn._origin] = collections.deque()
@@ -754,12 +856,34 @@ class Client:
         oldest = idle[0]
         if oldest.closed or now - oldest.idle_since > self.keepalive_secs:
             idle.popleft().abort()
+        if self._sweeper is None:  # one timer per keep-alive period, not per request
+            self._sweeper = asyncio.get_running_loop().call_later(self.keepalive_secs, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the idle connections past the keep-alive time, also of origins that no
+        request uses any more (which `_take` and `_put` never look at)."""
+        self._sweeper = None
+        now = asyncio.get_running_loop().time()
+        for origin, idle in list(self._idle.items()):
+            while idle and (idle[0].closed or now - idle[0].idle_since >= self.keepalive_secs):
+                idle.popleft().abort()
+            if not idle:
+                del self._idle[origin]
+        if self._idle and not self._closed:
+            self._sweeper = asyncio.get_running_loop().call_later(self.keepalive_secs, self._sweep)
 
     def idle_connections(self) -> int:
         return sum(1 for idle in self._idle.values() for conn in idle if not conn.closed)
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(ClientClosed("the upstream client is closed"))
         for idle in self._idle.values():
             while idle:
                 idle.pop().abort()

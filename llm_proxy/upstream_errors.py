@@ -92,10 +92,20 @@ def connect_kind(exc: BaseException) -> str:
     return "connect"
 
 
+# The cause in words first: the socket's own text varies by loop ("Connect call failed" on
+# asyncio's sock_connect for a refused connection).
+_SAYS: Final = {
+    "dns": "unknown host",
+    "refused": "connection refused",
+    "unreachable": "host or network unreachable",
+    "tls": "TLS handshake failed",
+    "fd_exhausted": "out of file descriptors (raise the open files limit)",
+}
+
+
 def connect_error(exc: BaseException, url: str) -> ConnectError:
+    """The ConnectError for `exc`, raised while connecting to `url` (no credentials in it)."""
     kind = connect_kind(exc)
-    if kind == "fd_exhausted":
-        message = f"cannot connect to {url}: out of file descriptors (raise the open files limit)"
-    else:
-        message = f"cannot connect to {url}: {exc}"
+    says = _SAYS.get(kind)
+    message = f"cannot connect to {url}: " + (f"{says}: {exc}" if says else str(exc))
     return ConnectError(message, kind)

@@ -18,6 +18,9 @@ from llm_proxy.keys import STORE
 from llm_proxy.mock_upstream import MockOptions, create_mock_app
 from llm_proxy.server import ProxySite, make_runner
 
+# The upstream client's fakes and fixtures (`client`, `no_asyncio_errors`, `tls_cert`).
+pytest_plugins = ["tests.upstream_fakes"]
+
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item

@@ -1,24 +1,22 @@
 """The upstream HTTP/1.1 client (`llm_proxy.upstream_client`) against real servers on loopback:
-raw asyncio TCP servers where the test needs byte-for-byte (mis)behaviour, aiohttp where not.
+compiling targets, the request/answer cycle, pooling, bodies, stale and broken connections,
+response-head limits, closing, timeouts and TLS. Raw TCP servers (`tests.upstream_fakes`) where
+the test needs byte-for-byte (mis)behaviour, aiohttp where not.
 
-A few of the scenarios run a second time on uvloop, the event loop `llm-proxy serve` uses."""
+Every async test runs on uvloop (tests/conftest.py); a few scenarios run once more on asyncio's
+own loop."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import functools
 import hashlib
-import logging
 import random
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,159 +30,29 @@ from llm_proxy.upstream_client import (
     Client,
     ClientClosed,
     ConnectError,
-    ConnectTimeout,
     Disconnected,
     FirstByteTimeout,
     ProtocolError,
     ReadTimeout,
-    Response,
     UpstreamError,
-    proxy_from_env,
     target,
 )
 from tests.conftest import serve
+from tests.upstream_fakes import (
+    RawServer,
+    answer_with,
+    keep_alive,
+    post,
+    read_all,
+    response,
+    server_tls,
+    until,
+)
+
+pytestmark = pytest.mark.usefixtures("no_asyncio_errors")
+
 
 SOCKET_READ = 256 * 1024  # the most one socket read delivers (asyncio's and uvloop's buffers)
-
-
-# --- a raw TCP server -----------------------------------------------------------------------
-
-
-Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class RawServer:
-    """`handler(server, reader, writer)` runs for every accepted connection (which is closed when
-    it returns). Counts connections, keeps what was received, and re-raises handler errors."""
-
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.handler = handler
-        self.ssl_context = ssl_context
-        self.connections = 0
-        self.requests: list[tuple[bytes, bytes]] = []  # (head, body), in arrival order
-        self.hangups = 0  # connections the client closed or aborted (seen by `until_eof`)
-        self.errors: list[BaseException] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, ssl=self.ssl_context
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        scheme = "https" if self.ssl_context is not None else "http"
-        self.url = URL(f"{scheme}://127.0.0.1:{self.port}/v1/chat/completions")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        if self.errors and exc[0] is None:
-            raise self.errors[0]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.append(writer)
-        try:
-            await self.handler(self, reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            pass  # torn down by __aexit__ (3.11 logs a cancelled callback task as an error)
-        except BaseException as exc:  # an assertion in a handler: fail the test with it
-            self.errors.append(exc)
-        finally:
-            writer.transport.abort()
-
-    async def read_request(self, reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
-        """One request (head up to the blank line, and the Content-Length body); None at EOF."""
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial:
-                raise
-            self.hangups += 1
-            return None
-        except ConnectionResetError:
-            self.hangups += 1
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await reader.readexactly(length)
-        self.requests.append((head, body))
-        return head, body
-
-    async def until_eof(self, reader: asyncio.StreamReader) -> bytes:
-        """Wait for the client to close or abort the connection; what it sent meanwhile."""
-        data = b""
-        with contextlib.suppress(ConnectionError):
-            data = await reader.read()
-        self.hangups += 1
-        return data
-
-
-def response(body: bytes = b"ok", status: str = "200 OK", headers: tuple[bytes, ...] = ()) -> bytes:
-    head = b"HTTP/1.1 %s\r\n" % status.encode()
-    head += b"".join(h + b"\r\n" for h in headers)
-    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
-async def keep_alive(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-    """A well-behaved keep-alive server answering `echo:<body>`."""
-    while (request := await server.read_request(reader)) is not None:
-        writer.write(response(b"echo:" + request[1]))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
-async def read_all(resp: Response) -> bytes:
-    parts = []
-    while chunk := await resp.read_chunk():
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-async def post(
-    client: Client, url: URL, body: bytes = b"{}", headers: bytes = b"", **kw: Any
-) -> Response:
-    kw.setdefault("total_secs", 5.0)
-    async with asyncio.timeout(5):  # a hang fails the test quickly, not after 120 s
-        return await client.request(target(url), headers, body, **kw)
-
-
-@pytest.fixture(autouse=True)
-def no_asyncio_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """Nothing may escape into the event loop's error log (an exception out of a protocol
-    callback, an unretrieved task exception...): every failure is to reach the caller."""
-    yield
-    records = [*caplog.get_records("setup"), *caplog.get_records("call")]
-    errors = [r for r in records if r.name == "asyncio" and r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[Client]:
-    c = Client()
-    yield c
-    await c.close()
-
-
-# --- compiling a target ---------------------------------------------------------------------
 
 
 def test_target_compiles_request_line_and_host() -> None:
@@ -228,9 +96,6 @@ def test_target_rejects_userinfo_without_echoing_it(url: str) -> None:
     with pytest.raises(ValueError) as info:  # noqa: PT011
         target(URL(url))
     assert "secret" not in str(info.value)
-
-
-# --- the basics -----------------------------------------------------------------------------
 
 
 async def test_post_round_trip(client: Client) -> None:
@@ -328,9 +193,6 @@ async def test_large_request_body(client: Client) -> None:
             assert await read_all(resp) == hashlib.sha256(body).hexdigest().encode()
         assert b"Content-Length: 4194304\r\n\r\n" in srv.requests[0][0]
         assert srv.connections == 1
-
-
-# --- pooling --------------------------------------------------------------------------------
 
 
 async def test_keep_alive_reuses_one_connection(client: Client) -> None:
@@ -447,9 +309,6 @@ async def test_pool_retires_its_oldest_idle_connection() -> None:
             assert client.idle_connections() == 1
     finally:
         await client.close()
-
-
-# --- bodies ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("byte_by_byte", [False, True])
@@ -616,9 +475,6 @@ async def test_backpressure_bounds_buffering(client: Client) -> None:
         assert most_buffered <= HIGH_WATER + SOCKET_READ  # ...so the buffer stayed bounded
         assert reads >= size // (HIGH_WATER + SOCKET_READ)
         assert client.idle_connections() == 1
-
-
-# --- stale and broken connections -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("pause", [0.0, 0.1])
@@ -838,24 +694,17 @@ async def test_response_head_limits(client: Client, head: bytes) -> None:
 async def test_head_at_the_limits_is_accepted(client: Client) -> None:
     headers = tuple(b"X-%02d: " % i + b"v" * 600 for i in range(99))  # ~60 KiB, 99 + 1 fields
     async with RawServer(keep_alive) as srv:
-        srv.handler = functools.partial(_answer_with, response(b"ok", "200 OK", headers))
+        srv.handler = functools.partial(answer_with, response(b"ok", "200 OK", headers))
         resp = await post(client, srv.url)
         assert len(resp.raw_headers) == 100
         assert await read_all(resp) == b"ok"
-
-
-async def _answer_with(
-    answer: bytes, server: RawServer, reader: Any, writer: asyncio.StreamWriter
-) -> None:
-    while await server.read_request(reader) is not None:
-        writer.write(answer)
 
 
 async def test_bare_lf_and_folded_header_lines_are_accepted(client: Client) -> None:
     """What old servers send, and aiohttp's client accepts."""
     answer = b"HTTP/1.1 200 OK\nX-Folded: a\r\n  b\nContent-Length: 2\n\nhi"
     async with RawServer(keep_alive) as srv:
-        srv.handler = functools.partial(_answer_with, answer)
+        srv.handler = functools.partial(answer_with, answer)
         resp = await post(client, srv.url)
         assert resp.status == 200
         assert (b"X-Folded", b"a  b") in resp.raw_headers
@@ -877,9 +726,6 @@ async def test_unrequested_bytes_make_a_connection_unusable(client: Client, dela
         await until(lambda: client.idle_connections() == 0)
         assert await read_all(await post(client, srv.url)) == b"one"
         assert srv.connections == 2
-
-
-# --- closing --------------------------------------------------------------------------------
 
 
 async def test_response_close_mid_body_aborts_the_connection(client: Client) -> None:
@@ -972,9 +818,6 @@ async def test_cancelled_request_drops_the_connection(client: Client, when: str)
         assert client.idle_connections() == 0
 
 
-# --- timeouts and connect failures ----------------------------------------------------------
-
-
 @pytest.mark.parametrize("which", ["first_byte_secs", "total_secs"])
 async def test_no_headers_in_time(client: Client, which: str) -> None:
     async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
@@ -1054,141 +897,6 @@ async def test_read_chunk_deadline_argument(client: Client) -> None:
         assert time.monotonic() - started < 0.6
 
 
-async def test_connect_refused(client: Client) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again before the client connects
-    started = time.monotonic()
-    with pytest.raises(ConnectError) as info:
-        await post(client, URL(f"http://127.0.0.1:{port}/v1/x"), connect_secs=1.0)
-    assert info.value.kind == "refused"
-    assert time.monotonic() - started < 1.0
-
-
-@contextlib.contextmanager
-def full_backlog() -> Iterator[int]:
-    """A loopback port that takes no more connections: its accept queue is full, so Linux drops
-    further SYNs and a connect hangs (a local stand-in for a blackholed address)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    try:
-        for _ in range(3):
-            filler = socket.socket()
-            filler.setblocking(False)
-            fillers.append(filler)
-            with contextlib.suppress(BlockingIOError):
-                filler.connect(("127.0.0.1", port))
-        yield port
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
-
-
-def reachable(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=0.3).close()
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.parametrize("where", ["full-backlog", "10.255.255.1"])
-async def test_connect_timeout(client: Client, where: str) -> None:
-    """Nothing answers: a timeout (or, for the remote address, an immediate error where the
-    network says it is unreachable), within about the connect timeout."""
-    with contextlib.ExitStack() as stack:
-        if where == "full-backlog":
-            url = URL(f"http://127.0.0.1:{stack.enter_context(full_backlog())}/v1/x")
-        else:
-            if await asyncio.to_thread(reachable, where, 81):
-                pytest.skip(f"something answers at {where} on this network")
-            url = URL(f"http://{where}:81/v1/x")
-        started = time.monotonic()
-        with pytest.raises((ConnectTimeout, ConnectError)) as info:
-            await post(client, url, connect_secs=0.2)
-        elapsed = time.monotonic() - started
-    assert elapsed < 1.0
-    if where == "full-backlog":
-        assert isinstance(info.value, ConnectTimeout)
-    if isinstance(info.value, ConnectTimeout):
-        assert elapsed >= 0.15
-    else:
-        assert info.value.kind == "unreachable"
-    assert client.idle_connections() == 0
-
-
-# --- TLS ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost: (cert, key) files."""
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    try:
-        _make_cert_with_cryptography(cert, key)
-    except ImportError:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            pytest.skip("neither the cryptography package nor the openssl CLI is available")
-        subprocess.run(
-            [
-                openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
-                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )  # fmt: skip
-    return cert, key
-
-
-def _make_cert_with_cryptography(cert: Path, key: Path) -> None:
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    san = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(san), critical=False)
-        .sign(private, hashes.SHA256())
-    )
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def server_tls(cert: tuple[Path, Path]) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*cert)
-    return context
-
-
 async def test_tls_without_verification(client: Client, tls_cert: tuple[Path, Path]) -> None:
     async with RawServer(keep_alive, server_tls(tls_cert)) as srv:
         t = target(srv.url, verify=False)
@@ -1216,222 +924,7 @@ async def test_tls_verification_rejects_self_signed(
         assert client.idle_connections() == 0
 
 
-# --- forward proxies ------------------------------------------------------------------------
-
-
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.close()
-
-
-def connect_proxy(refuse: bytes = b"") -> Handler:
-    """A CONNECT proxy: the tunnel goes to 127.0.0.1 on the requested port (whatever the host
-    name). With `refuse`, that answer instead (and the connection closed)."""
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        request = await server.read_request(reader)
-        assert request is not None
-        if refuse:
-            writer.write(refuse)
-            await writer.drain()
-            return
-        port = int(request[0].split(b" ")[1].rsplit(b":", 1)[1])
-        origin_reader, origin_writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        try:
-            await asyncio.gather(pipe(reader, origin_writer), pipe(origin_reader, writer))
-        finally:
-            origin_writer.transport.abort()
-
-    return handler
-
-
-async def test_https_through_a_connect_tunnel(client: Client, tls_cert: tuple[Path, Path]) -> None:
-    """CONNECT with the proxy's credentials, then TLS with the origin (SNI: the origin's name)
-    inside the tunnel; the tunnel is pooled and reused like any connection."""
-    names: list[str | None] = []
-    context = server_tls(tls_cert)
-
-    def sni(_sock: Any, name: str | None, _context: Any) -> None:
-        names.append(name)
-
-    context.sni_callback = sni
-    async with RawServer(keep_alive, context) as origin, RawServer(connect_proxy()) as proxy:
-        url = URL(f"https://localhost:{origin.port}/v1/chat?api-version=1")
-        t = target(url, verify=False, proxy=URL(f"http://u%40x:p%3Aw@127.0.0.1:{proxy.port}"))
-        for body in (b"1", b"2"):
-            resp = await client.request(t, b"", body, total_secs=5)
-            assert await read_all(resp) == b"echo:" + body
-        assert proxy.requests == [
-            (
-                b"CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n"
-                b"Proxy-Authorization: Basic dUB4OnA6dw==\r\n\r\n" % (origin.port, origin.port),
-                b"",
-            )
-        ]
-        assert names == ["localhost"]
-        assert origin.connections == 1 and proxy.connections == 1
-        assert origin.requests[0][0].startswith(b"POST /v1/chat?api-version=1 HTTP/1.1\r\n")
-        assert b"Proxy-Authorization" not in origin.requests[0][0]
-
-
-async def test_certificate_is_checked_against_the_origin_through_the_tunnel(
-    client: Client, tls_cert: tuple[Path, Path]
-) -> None:
-    async with (
-        RawServer(keep_alive, server_tls(tls_cert)) as origin,
-        RawServer(connect_proxy()) as proxy,
-    ):
-        url = URL(f"https://localhost:{origin.port}/v1/x")
-        t = target(url, verify=True, proxy=URL(f"http://127.0.0.1:{proxy.port}"))
-        with pytest.raises(ConnectError) as info:
-            await client.request(t, b"", b"{}", total_secs=5)
-        assert info.value.kind == "tls"  # the origin's self-signed certificate, not the proxy
-        assert origin.requests == []
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [
-        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
-        b"HTTP/1.1 403 Forbidden\r\n\r\n",
-        b"",  # closed without an answer
-        b"garbage\r\n\r\n",
-    ],
-)
-async def test_proxy_failures_are_proxy_connect_errors(client: Client, answer: bytes) -> None:
-    async with RawServer(connect_proxy(refuse=answer)) as proxy:
-        proxy_url = URL(f"http://user:hunter2@127.0.0.1:{proxy.port}")
-        t = target(URL("https://api.example.com/v1/x"), proxy=proxy_url)
-        with pytest.raises(ConnectError) as info:
-            await client.request(t, b"", b"{}", total_secs=5)
-    assert info.value.kind == "proxy"
-    assert "hunter2" not in str(info.value) and "user" not in str(info.value)
-    if answer[:12] in (b"HTTP/1.1 407", b"HTTP/1.1 403"):
-        assert answer[9:12].decode() in str(info.value)  # the proxy's status, for the operator
-
-
-async def test_unreachable_proxy_is_a_proxy_connect_error(client: Client) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    t = target(URL("https://api.example.com/v1/x"), proxy=URL(f"http://127.0.0.1:{port}"))
-    with pytest.raises(ConnectError) as info:
-        await client.request(t, b"", b"{}", total_secs=5)
-    assert info.value.kind == "proxy"
-
-
-async def test_http_through_a_proxy_in_absolute_form(client: Client) -> None:
-    """The proxy gets the absolute URL and the credentials on every request; the origin's name
-    is never resolved here (the resolver would fail on it)."""
-    async with RawServer(keep_alive) as proxy:
-        t = target(
-            URL("http://origin.invalid:8080/v1/chat?q=1"),
-            "POST",
-            proxy=URL(f"http://user:pw@127.0.0.1:{proxy.port}/"),
-        )
-        for _ in range(2):
-            assert await read_all(await client.request(t, b"", b"x", total_secs=5)) == b"echo:x"
-        assert proxy.connections == 1
-        assert proxy.requests[0][0] == (
-            b"POST http://origin.invalid:8080/v1/chat?q=1 HTTP/1.1\r\nHost: origin.invalid:8080\r\n"
-            b"Proxy-Authorization: Basic dXNlcjpwdw==\r\nContent-Length: 1\r\n\r\n"
-        )
-
-
-def test_the_pool_key_includes_the_proxy_and_its_credentials() -> None:
-    url = URL("https://api.example.com/v1/x")
-    direct = target(url)
-    one = target(url, proxy=URL("http://proxy:3128"))
-    other = target(url, proxy=URL("http://proxy:3129"))
-    user_a = target(url, proxy=URL("http://a:secret@proxy:3128"))
-    user_b = target(url, proxy=URL("http://b:secret@proxy:3128"))
-    assert len({t.origin for t in (direct, one, other, user_a, user_b)}) == 5
-    assert "secret" not in repr(user_a) and "secret" not in user_a.proxy
-    assert (one.connect_host, one.connect_port) == ("proxy", 3128)
-
-
-@pytest.mark.parametrize(
-    "proxy", ["https://proxy:3128", "socks5://proxy:1080", "http://proxy:3128/path"]
-)
-def test_only_http_forward_proxies(proxy: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011
-        target(URL("https://api.example.com/v1/x"), proxy=URL(proxy))
-
-
-PROXY = "http://proxy:3128"
-
-
-@pytest.mark.parametrize(
-    ("url", "env", "expected"),
-    [
-        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY}, PROXY),
-        ("https://api.example.com/v1", {"https_proxy": PROXY, "HTTPS_PROXY": "http://up:1"}, PROXY),
-        ("https://api.example.com/v1", {"HTTP_PROXY": PROXY}, None),  # not for https
-        ("http://api.example.com/v1", {"HTTP_PROXY": PROXY}, PROXY),
-        ("http://api.example.com/v1", {"HTTP_PROXY": PROXY, "REQUEST_METHOD": "GET"}, None),
-        ("http://api.example.com/v1", {"http_proxy": PROXY, "REQUEST_METHOD": "GET"}, PROXY),
-        ("https://api.example.com/v1", {"ALL_PROXY": PROXY}, PROXY),
-        ("https://api.example.com/v1", {"https_proxy": "", "ALL_PROXY": PROXY}, PROXY),
-        ("https://api.example.com/v1", {"HTTPS_PROXY": "proxy:3128"}, PROXY),  # no scheme
-        ("https://api.example.com/v1", {}, None),
-        # NO_PROXY forms
-        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "*"}, None),
-        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, None),
-        ("https://example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": ".example.com"}, None),
-        ("https://api.example.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": ".example.com"}, None),
-        ("https://notexample.com/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, PROXY),
-        ("https://API.Example.com./v1", {"HTTPS_PROXY": PROXY, "no_proxy": "x, example.COM"}, None),
-        (
-            "https://api.example.com/v1",
-            {"HTTPS_PROXY": PROXY, "NO_PROXY": "a.b *.example.com"},
-            None,
-        ),
-        ("https://10.1.2.3/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.0.0.0/8"}, None),
-        ("https://11.1.2.3/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.0.0.0/8"}, PROXY),
-        ("https://10.1.2.3/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "10.1.2.3"}, None),
-        ("https://[fd00::1]/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "fd00::/8"}, None),
-        ("https://[fd00::1]:8443/v1", {"HTTPS_PROXY": PROXY, "NO_PROXY": "[fd00::1]:8443"}, None),
-        (
-            "https://api.example.com:8443/v1",
-            {"HTTPS_PROXY": PROXY, "NO_PROXY": "api.example.com:8443"},
-            None,
-        ),
-        (
-            "https://api.example.com/v1",
-            {"HTTPS_PROXY": PROXY, "NO_PROXY": "api.example.com:8443"},
-            PROXY,
-        ),
-        (
-            "https://api.example.com/v1",
-            {"HTTPS_PROXY": PROXY, "no_proxy": "", "NO_PROXY": "*"},
-            None,
-        ),
-        (
-            "https://api.example.com/v1",
-            {"HTTPS_PROXY": PROXY, "no_proxy": "x", "NO_PROXY": "*"},
-            PROXY,
-        ),
-        # loopback is never proxied
-        ("http://127.0.0.1:18001/v1", {"HTTP_PROXY": PROXY}, None),
-        ("http://127.9.9.9/v1", {"HTTP_PROXY": PROXY}, None),
-        ("http://[::1]:8080/v1", {"HTTP_PROXY": PROXY}, None),
-        ("http://localhost:8080/v1", {"HTTP_PROXY": PROXY}, None),
-        ("http://api.localhost/v1", {"HTTP_PROXY": PROXY}, None),
-    ],
-)
-def test_proxy_from_env(url: str, env: dict[str, str], expected: str | None) -> None:
-    proxy = proxy_from_env(URL(url), env)
-    assert (str(proxy) if proxy is not None else None) == expected
-
-
-# --- the same on uvloop ---------------------------------------------------------------------
-
-
-UVLOOP_SCENARIOS: list[Callable[..., Awaitable[None]]] = [
+OTHER_LOOP_SCENARIOS: list[Callable[..., Awaitable[None]]] = [
     test_post_round_trip,
     test_keep_alive_reuses_one_connection,
     functools.partial(test_chunked_body, byte_by_byte=False),
@@ -1447,11 +940,10 @@ UVLOOP_SCENARIOS: list[Callable[..., Awaitable[None]]] = [
 
 @pytest.mark.parametrize(
     "scenario",
-    [*UVLOOP_SCENARIOS, "tls"],
+    [*OTHER_LOOP_SCENARIOS, "tls"],
     ids=lambda s: s if isinstance(s, str) else getattr(s, "func", s).__name__,
 )
-def test_on_uvloop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
-    uvloop = pytest.importorskip("uvloop")
+def test_on_asyncio_loop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
     if scenario == "tls":
         scenario = functools.partial(test_tls_without_verification, tls_cert=tls_cert)
 
@@ -1462,131 +954,5 @@ def test_on_uvloop(scenario: Any, tls_cert: tuple[Path, Path]) -> None:
         finally:
             await client.close()
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
         runner.run(run())
-
-
-def addr(host: str, port: int) -> Any:
-    return (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (host, port))
-
-
-class FakeResolver:
-    """Resolves every name to `answers` (address infos; each carries its own port)."""
-
-    def __init__(self, *answers: Any) -> None:
-        self.answers = list(answers)
-        self.lookups = 0
-
-    async def __call__(self, host: str, port: int) -> list[Any]:
-        self.lookups += 1
-        await asyncio.sleep(0.01)  # a real lookup takes a while: concurrent callers share it
-        return self.answers
-
-
-async def slow_body(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-    """Keep-alive; the body follows the head 0.2 s later (so the connection stays busy)."""
-    while await server.read_request(reader) is not None:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
-        await asyncio.sleep(0.2)
-        writer.write(b"ok")
-
-
-async def test_host_names_resolve_once() -> None:
-    async with RawServer(slow_body) as srv:
-        resolver = FakeResolver(addr("127.0.0.1", srv.port))
-        client = Client(resolver=resolver)
-        try:
-            url = srv.url.with_host("api.test")
-            # Three at once need three connections; they share one lookup...
-            answers = await asyncio.gather(*(post(client, url) for _ in range(3)))
-            for resp in answers:
-                assert await read_all(resp) == b"ok"
-            # ...and later new connections reuse it, within the TTL.
-            busy = await post(client, url)
-            await asyncio.gather(*(post(client, url) for _ in range(3)))
-            await read_all(busy)
-        finally:
-            await client.close()
-        assert srv.connections == 4
-        assert resolver.lookups == 1
-
-
-async def test_dns_ttl_secs_bounds_the_cache() -> None:
-    async with RawServer(keep_alive) as srv:
-        resolver = FakeResolver(addr("127.0.0.1", srv.port))
-        client = Client(keepalive_secs=0.0, dns_ttl_secs=0.05, resolver=resolver)
-        try:
-            await read_all(await post(client, srv.url.with_host("api.test")))
-            await asyncio.sleep(0.1)
-            await read_all(await post(client, srv.url.with_host("api.test")))
-        finally:
-            await client.close()
-        assert resolver.lookups == 2
-
-
-async def test_connect_falls_back_across_addresses() -> None:
-    """A name with several addresses: a refusing one is skipped, the next one serves."""
-    async with RawServer(keep_alive) as srv:
-        # 127.0.0.2 is loopback too, but nothing listens there on this port.
-        resolver = FakeResolver(addr("127.0.0.2", srv.port), addr("127.0.0.1", srv.port))
-        client = Client(keepalive_secs=0.0, resolver=resolver)
-        try:
-            resp = await post(client, srv.url.with_host("multi.test"))
-            assert (await read_all(resp)).startswith(b"echo:")
-            # When every address refuses, the lookup is dropped so the next try resolves.
-            resolver.answers = [addr("127.0.0.2", srv.port)]
-            resolver.lookups = 0
-            with pytest.raises(ConnectError) as info:
-                await post(client, srv.url.with_host("other.test"))
-            assert info.value.kind == "refused"
-            with pytest.raises(ConnectError):
-                await post(client, srv.url.with_host("other.test"))
-            assert resolver.lookups == 2
-        finally:
-            await client.close()
-
-
-async def test_blackholed_first_address_costs_the_happy_eyeballs_delay() -> None:
-    """The first address drops SYNs: the next one is tried after 0.25 s (not after the connect
-    timeout), and the one that answered goes first for the next new connection."""
-    with full_backlog() as dead:
-        async with RawServer(slow_body) as srv:
-            resolver = FakeResolver(addr("127.0.0.1", dead), addr("127.0.0.1", srv.port))
-            client = Client(resolver=resolver)
-            url = srv.url.with_host("api.test")
-            try:
-                started = time.monotonic()
-                first = await post(client, url, connect_secs=5.0)
-                assert 0.2 <= time.monotonic() - started < 1.0
-                started = time.monotonic()
-                second = await post(client, url, connect_secs=5.0)  # the first is still busy
-                assert time.monotonic() - started < 0.2
-                for resp in (first, second):
-                    assert await read_all(resp) == b"ok"
-            finally:
-                await client.close()
-            assert srv.connections == 2
-            assert resolver.lookups == 1
-
-
-async def test_out_of_file_descriptors_is_said() -> None:
-    def no_more_fds(info: Any) -> socket.socket:
-        raise OSError(errno.EMFILE, "Too many open files")
-
-    client = Client(socket_factory=no_more_fds)
-    try:
-        with pytest.raises(ConnectError) as info:
-            await post(client, URL("http://127.0.0.1:9/v1/x"))
-    finally:
-        await client.close()
-    assert info.value.kind == "fd_exhausted"
-    assert "file descriptors" in str(info.value)  # the operator's hint, not a classification
-
-
-async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
-    with pytest.raises(ConnectError) as info:
-        await client.request(
-            target(URL("http://no-such-host.invalid/v1/x")), b"", b"", total_secs=5
-        )
-    assert info.value.kind == "dns"
-    assert not client._resolving
