@@ -108,7 +108,11 @@ def create_app(
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
     config = app[STORE].current.config  # connection settings are read once, at startup
-    client = app[CLIENT] = Client(dns_ttl_secs=config.dns_ttl_secs)
+    client = app[CLIENT] = Client(
+        dns_ttl_secs=config.dns_ttl_secs,
+        max_per_origin=config.max_connections_per_provider,
+        pool_timeout_secs=config.pool_timeout_secs,
+    )
     try:
         yield
     finally:

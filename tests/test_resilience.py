@@ -506,3 +506,29 @@ async def test_a_broken_answer_is_named_for_what_it_is(
     assert error["code"] == "upstream_error" and says in error["message"]
     assert sample(m, "llm_proxy_upstream_attempts_total", provider="a", outcome=outcome) == 1
     assert sample(m, "llm_proxy_upstream_errors_total", provider="a", kind=kind) == 1
+
+
+async def test_connections_per_provider_are_capped_and_say_why(
+    faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    slow, base = await faulty("slow_headers", delay=1.0)
+    url = await start_proxy(
+        make_config(
+            provider("a", base, {"m": None}),
+            max_connections_per_provider=1,
+            pool_timeout_secs=0.3,
+            max_attempts=1,
+        )
+    )
+    first = asyncio.create_task(chat(http, url))
+    await asyncio.sleep(0.1)
+    status, body = await chat(http, url)  # no free connection within pool_timeout_secs
+    assert status == 503
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "upstream_busy" and "max_connections_per_provider" in error["message"]
+    assert (await first)[0] == 200
+    assert slow.seen == ["slow_headers"]  # the queued request never reached the provider
+    m = await scrape(http, url)
+    assert sample(m, "llm_proxy_upstream_errors_total", provider="a", kind="pool_full") == 1
+    async with http.get(url + "/health/detailed") as resp:
+        assert (await resp.json())["providers"][0]["state"] == "healthy"  # our limit, not its
