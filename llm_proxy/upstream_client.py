@@ -574,6 +574,18 @@ async def _getaddrinfo(host: str, port: int) -> list[AddrInfoType]:
     return list(dict.fromkeys(infos))  # (the same address may come once per protocol)
 
 
+def _through_proxy(target: Target, resp: Response) -> Response:
+    """A plain-http request sent through a forward proxy may be answered by the proxy itself:
+    a 407 is the proxy refusing us (origins never send it), so it is a proxy failure like a
+    refused CONNECT, not an answer to pass on to the client."""
+    if resp.status == 407 and target.proxy and target.tunnel is None:
+        resp.close()
+        raise ConnectError(
+            "the forward proxy answered 407 Proxy Authentication Required", kind="proxy"
+        )
+    return resp
+
+
 class Client:
     """The app's upstream client: one pool of keep-alive connections per origin."""
 
@@ -649,7 +661,9 @@ class Client:
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
-                return await conn.send(data, now, deadline, first, idle_secs)
+                return _through_proxy(
+                    target, await conn.send(data, now, deadline, first, idle_secs)
+                )
             except Disconnected:
                 if conn.answered or conn.lost_at - conn.sent_at > STALE_GRACE_SECS:
                     raise
@@ -663,7 +677,9 @@ class Client:
                     after_secs=round(conn.lost_at - conn.sent_at, 4),
                 )
         conn = await self._new_connection(target, connect_secs, min(first, deadline))
-        return await conn.send(data, loop.time(), deadline, first, idle_secs)
+        return _through_proxy(
+            target, await conn.send(data, loop.time(), deadline, first, idle_secs)
+        )
 
     async def _new_connection(
         self, target: Target, connect_secs: float | None, deadline: float

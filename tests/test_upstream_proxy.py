@@ -21,6 +21,7 @@ from tests.upstream_fakes import (
     connect_proxy,
     keep_alive,
     read_all,
+    response,
     server_tls,
 )
 
@@ -118,6 +119,26 @@ async def test_http_through_a_proxy_in_absolute_form(client: Client) -> None:
             b"POST http://origin.invalid:8080/v1/chat?q=1 HTTP/1.1\r\nHost: origin.invalid:8080\r\n"
             b"Proxy-Authorization: Basic dXNlcjpwdw==\r\nContent-Length: 1\r\n\r\n"
         )
+
+
+async def test_a_407_from_the_proxy_is_a_proxy_failure_not_an_answer(client: Client) -> None:
+    """Through a forward proxy, plain-http requests can be refused by the proxy itself: that
+    407 is the proxy's failure (origins never send it), like a refused CONNECT."""
+
+    async def refuses(server: RawServer, reader: Any, writer: Any) -> None:
+        while await server.read_request(reader) is not None:
+            writer.write(response(b"", "407 Proxy Authentication Required"))
+
+    async with RawServer(refuses) as proxy:
+        t = target(URL("http://origin.invalid/v1/x"), proxy=URL(f"http://127.0.0.1:{proxy.port}"))
+        with pytest.raises(ConnectError) as info:
+            await client.request(t, b"", b"x", total_secs=5)
+        assert info.value.kind == "proxy" and "407" in str(info.value)
+    # Directly, a 407 is just an answer (no proxy involved).
+    async with RawServer(refuses) as origin:
+        resp = await client.request(target(origin.url), b"", b"x", total_secs=5)
+        assert resp.status == 407
+        resp.close()
 
 
 def test_the_pool_key_includes_the_proxy_and_its_credentials() -> None:
