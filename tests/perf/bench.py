@@ -140,7 +140,9 @@ def run_wrk(url: str, connections: int, seconds: float) -> LoadResult:
          "-s", str(HERE / "post.lua"), url + "/v1/chat/completions"],
     )  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))  # "1.01s " ends in a space
+    if set(lat) != {"50", "99"}:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return LoadResult(
