@@ -1,15 +1,18 @@
-"""The benchmark: direct (no proxy), a bare aiohttp forwarder and llm-proxy, in one run.
+"""The benchmark: direct (no proxy), a bare aiohttp forwarder, nginx and llm-proxy, in one run.
 
-Everything runs on 127.0.0.1. The proxy under test (bare or llm-proxy) is pinned to CPU 0; the
-fake upstream and the load generators share CPU 1 (when `taskset` exists). llm-proxy runs with
-auth, a (never triggered) rate limit, metrics and JSON access logging on.
+The peers are the strongest honest baselines: `bare.py`, a featureless aiohttp forwarder written
+as well as aiohttp allows (sized answers sent with one `web.Response`), and nginx as the C
+reference when it is installed (one process, upstream keep-alive pool, no buffering, no access
+log). Everything runs on 127.0.0.1. The proxy under test is pinned to CPU 0; the fake upstream
+and the load generators share CPU 1 (when `taskset` exists). llm-proxy runs with auth, a (never
+triggered) rate limit, metrics and JSON access logging on, as production runs it.
 
     python -m tests.perf.bench [--duration 10] [--quick] [--soak SECS] [--out bench-results]
 
 Reports requests/s and latency at 1/32/128 connections (wrk, else a built-in generator),
 proxy CPU ms per request (/proc), 100 and 1,000 concurrent streams (chunks/s, time to first
 chunk, errors), RSS idle / under 1,000 streams / after, and startup time to /health; prints a
-table with llm-proxy/bare ratios and saves JSON.
+table with llm-proxy ÷ bare and llm-proxy ÷ nginx ratios and saves JSON.
 """
 
 from __future__ import annotations
@@ -339,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     chunks, delay_ms = (20, 10.0) if args.quick else (30, 25.0)
 
     tmp = Path(tempfile.mkdtemp(prefix="llm-proxy-bench-"))
-    ports = {name: free_port() for name in ("mock", "bare", "proxy")}
+    ports = {name: free_port() for name in ("mock", "bare", "nginx", "proxy")}
     py = sys.executable
     results: dict[str, Any] = {
         "machine": {
@@ -361,18 +364,24 @@ def main(argv: list[str] | None = None) -> int:
         [py, "-m", "llm_proxy", "mock-upstream", "--port", str(ports["mock"]), "--chunks", "20"],
         LOAD_CPU, ports["mock"], tmp / "mock.log", "/v1/models",
     ) as mock:  # fmt: skip
-        targets = {
+        targets: dict[str, list[str] | None] = {
             "direct": None,
             "bare": [py, str(HERE / "bare.py"), mock.url, str(ports["bare"])],
-            "llm-proxy": [py, "-m", "llm_proxy", "serve", "--config", str(config)],
         }
+        nginx = _nginx_binary()
+        if nginx is not None:
+            conf = write_nginx_config(tmp, ports["mock"], ports["nginx"])
+            targets["nginx"] = [nginx, "-p", str(tmp), "-c", str(conf)]
+        else:
+            print("nginx not installed: no C reference in this run", flush=True)
+        targets["llm-proxy"] = [py, "-m", "llm_proxy", "serve", "--config", str(config)]
         for name, cmd in targets.items():
             print(f"== {name}", flush=True)
             entry: dict[str, Any] = {}
             if cmd is None:
                 target, stack = mock, contextlib.nullcontext(mock)
             else:
-                port = ports["bare" if name == "bare" else "proxy"]
+                port = ports[name if name in ("bare", "nginx") else "proxy"]
                 health = "/health" if name == "llm-proxy" else "/v1/models"
                 stack = spawn(
                     name,
@@ -426,6 +435,48 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    if found is None and os.access("/usr/sbin/nginx", os.X_OK):
+        found = "/usr/sbin/nginx"
+    return found
+
+
+def write_nginx_config(tmp: Path, upstream_port: int, port: int) -> Path:
+    """nginx as the C reference: one process (no master), a keep-alive upstream pool, no
+    buffering (streams pass through as they come), no access log."""
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 1024; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+}}
+"""
+    )
+    return conf
+
+
 def soak(proc: Proc, seconds: float, chunks: int, delay_ms: float) -> dict[str, Any]:
     """Mixed traffic for `seconds`; RSS sampled each round (growth means a leak)."""
     samples = []
@@ -447,52 +498,60 @@ def _cpu_model() -> str:
 
 
 def report(results: dict[str, Any]) -> None:
+    """A table of every peer, with ours ÷ the strong bare forwarder and ours ÷ nginx."""
     t = results["targets"]
-    bare, proxy, direct = t["bare"], t["llm-proxy"], t["direct"]
-    print("\n" + "=" * 78)
+    names = [n for n in ("direct", "bare", "nginx", "llm-proxy") if n in t]
+    proxy, nginx = t["llm-proxy"], t.get("nginx")
+    print("\n" + "=" * 100)
     print(f"machine: {results['machine']}")
-    print(f"{'metric':<38}{'direct':>10}{'bare':>10}{'llm-proxy':>11}{'ratio':>9}")
+    header = f"{'metric':<36}" + "".join(f"{n:>11}" for n in names)
+    print(header + f"{'÷bare':>8}" + (f"{'÷nginx':>8}" if nginx else ""))
 
-    def row(
-        label: str, d: Any, b: Any, p: Any, ratio: float | None = None, fmt: str = "{:.0f}"
-    ) -> None:
-        cells = [fmt.format(v) if isinstance(v, int | float) else "-" for v in (d, b, p)]
-        r = f"{ratio:.2f}x" if ratio is not None else ""
-        print(f"{label:<38}{cells[0]:>10}{cells[1]:>10}{cells[2]:>11}{r:>9}")
+    def ratio(ours: Any, theirs: Any) -> str:
+        ok = isinstance(ours, int | float) and isinstance(theirs, int | float) and theirs
+        return f"{ours / theirs:.2f}x" if ok else ""
 
-    for i, load_d in enumerate(direct["load"]):
-        c = load_d["connections"]
-        lb, lp = bare["load"][i], proxy["load"][i]
-        row(f"req/s @{c} conns", load_d["rps"], lb["rps"], lp["rps"], lp["rps"] / lb["rps"])
-        row(f"p50 ms @{c}", load_d["p50_ms"], lb["p50_ms"], lp["p50_ms"], None, "{:.3f}")
-        row(f"p99 ms @{c}", load_d["p99_ms"], lb["p99_ms"], lp["p99_ms"], None, "{:.3f}")
-        row(f"proxy CPU ms/req @{c}", None, lb["cpu_ms_per_request"], lp["cpu_ms_per_request"],
-            lp["cpu_ms_per_request"] / lb["cpu_ms_per_request"], "{:.3f}")  # fmt: skip
-    if direct["load"]:
-        added = proxy["load"][0]["p50_ms"] - direct["load"][0]["p50_ms"]
-        print(f"{'added p50 latency @1 conn vs direct':<38}{added:>31.3f} ms")
-    for i, sd in enumerate(direct["streams"]):
-        sb, sp = bare["streams"][i], proxy["streams"][i]
-        n = sd["streams"]
-        cps = [x["chunks_per_sec"] for x in (sd, sb, sp)]
-        row(f"chunks/s, {n} streams", *cps, cps[2] / cps[1])
-        row(
-            f"ttfc p50 ms, {n} streams",
-            sd["ttfc_p50_ms"],
-            sb["ttfc_p50_ms"],
-            sp["ttfc_p50_ms"],
-            None,
-            "{:.1f}",
+    def row(label: str, values: dict[str, Any], fmt: str = "{:.0f}", ratios: bool = False) -> None:
+        cells = "".join(
+            f"{fmt.format(v) if isinstance(v := values.get(n), int | float) else '-':>11}"
+            for n in names
         )
-        row(f"ttfc p99 ms, {n} streams", sd["ttfc_p99_ms"], sb["ttfc_p99_ms"], sp["ttfc_p99_ms"],
-            sp["ttfc_p99_ms"] / sb["ttfc_p99_ms"], "{:.1f}")  # fmt: skip
-        row(f"stream errors, {n} streams", sd["errors"], sb["errors"], sp["errors"])
-        row(f"peak RSS MB, {n} streams", None, sb["peak_rss_mb"], sp["peak_rss_mb"], None, "{:.1f}")
-        added = [x["peak_rss_mb"] - x["rss_before_mb"] for x in (sb, sp)]
-        row(f"RSS MB added by {n} streams", None, *added, None, "{:.1f}")
-    row("RSS MB idle", None, bare["rss_idle_mb"], proxy["rss_idle_mb"], None, "{:.1f}")
-    row("RSS MB after streams", None, bare["rss_after_mb"], proxy["rss_after_mb"], None, "{:.1f}")
-    row("startup to health, s", None, bare["startup_secs"], proxy["startup_secs"], None, "{:.3f}")
+        extra = ""
+        if ratios:
+            extra = f"{ratio(values['llm-proxy'], values['bare']):>8}"
+            if nginx:
+                extra += f"{ratio(values['llm-proxy'], values.get('nginx')):>8}"
+        print(f"{label:<36}{cells}{extra}")
+
+    for i, load_d in enumerate(t["direct"]["load"]):
+        c = load_d["connections"]
+        at = {n: t[n]["load"][i] for n in names}
+        row(f"req/s @{c} conns", {n: at[n]["rps"] for n in names}, ratios=True)
+        row(f"p50 ms @{c}", {n: at[n]["p50_ms"] for n in names}, "{:.3f}")
+        row(f"p99 ms @{c}", {n: at[n]["p99_ms"] for n in names}, "{:.3f}", ratios=True)
+        cpu = {n: at[n]["cpu_ms_per_request"] for n in names if n != "direct"}
+        row(f"proxy CPU ms/req @{c}", cpu, "{:.3f}", ratios=True)
+    if t["direct"]["load"]:
+        added = proxy["load"][0]["p50_ms"] - t["direct"]["load"][0]["p50_ms"]
+        print(f"{'added p50 latency @1 conn vs direct':<36}{added:>11.3f} ms")
+    for i, sd in enumerate(t["direct"]["streams"]):
+        n_streams = sd["streams"]
+        at = {n: t[n]["streams"][i] for n in names}
+        row(f"chunks/s, {n_streams} streams", {n: at[n]["chunks_per_sec"] for n in names},
+            ratios=True)  # fmt: skip
+        row(f"ttfc p50 ms, {n_streams} streams", {n: at[n]["ttfc_p50_ms"] for n in names}, "{:.1f}")
+        row(f"ttfc p99 ms, {n_streams} streams", {n: at[n]["ttfc_p99_ms"] for n in names},
+            "{:.1f}", ratios=True)  # fmt: skip
+        row(f"stream errors, {n_streams} streams", {n: at[n]["errors"] for n in names})
+        peers = [n for n in names if n != "direct"]
+        row(f"peak RSS MB, {n_streams} streams", {n: at[n]["peak_rss_mb"] for n in peers},
+            "{:.1f}", ratios=True)  # fmt: skip
+        added = {n: at[n]["peak_rss_mb"] - at[n]["rss_before_mb"] for n in peers}
+        row(f"RSS MB added by {n_streams} streams", added, "{:.1f}")
+    peers = [n for n in names if n != "direct"]
+    row("RSS MB idle", {n: t[n]["rss_idle_mb"] for n in peers}, "{:.1f}", ratios=True)
+    row("RSS MB after streams", {n: t[n]["rss_after_mb"] for n in peers}, "{:.1f}")
+    row("startup to health, s", {n: t[n]["startup_secs"] for n in peers}, "{:.3f}")
 
 
 if __name__ == "__main__":
