@@ -51,7 +51,7 @@ fmt: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-bench: $(STAMP)  ## direct vs bare forwarder vs llm-proxy; JSON into bench-results/
+bench: $(STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
 
