@@ -27,6 +27,7 @@ from llm_proxy.keys import (
 )
 from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
 from llm_proxy.listener import ConfigListener
+from llm_proxy.log import dropped_lines
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
@@ -85,6 +86,7 @@ def create_app(
         p.name: health.get(p.name).healthy for p in store.current.config.providers
     }
     metrics.config_version = lambda: store.current.version
+    metrics.log_dropped = dropped_lines
     app[BACKGROUND] = set()
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
     app.cleanup_ctx.append(_upstream_client)

@@ -210,12 +210,22 @@ def summarize(source: str, config: Config) -> str:
 
 
 def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str | None) -> int:
-    import structlog
-
     from llm_proxy import log
-    from llm_proxy.app import DatabaseMode, create_app
 
     log.configure()
+    try:
+        return _serve_logged(path_arg, host, port, db_url)
+    finally:
+        log.close()  # the log lines still buffered
+
+
+def _serve_logged(
+    path_arg: str | None, host: str | None, port: int | None, db_url: str | None
+) -> int:
+    import structlog
+
+    from llm_proxy.app import DatabaseMode, create_app
+
     logger = structlog.get_logger()
     plan = _plan(path_arg, db_url)
     if plan is None:

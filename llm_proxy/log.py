@@ -1,6 +1,8 @@
 """structlog setup, done once by the entry point. Modules only call `structlog.get_logger()`.
 
-JSON lines (serialised with orjson) unless stderr is a TTY or `LOG_FORMAT=console`.
+JSON lines (serialised with orjson) unless stderr is a TTY or `LOG_FORMAT=console`. JSON lines
+go to stderr through a `BatchedWriter` (`log_sink.py`): written in batches by a thread, so a
+request never waits on the log and never pays a system call for its line.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
+
+from llm_proxy.log_sink import BatchedWriter
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
@@ -39,6 +43,20 @@ class _Timestamp:
         return event
 
 
+_writer: BatchedWriter | None = None
+
+
+def close() -> None:
+    """Write the log lines still buffered (at shutdown)."""
+    if _writer is not None:
+        _writer.close()
+
+
+def dropped_lines() -> int:
+    """Log lines dropped because stderr's reader could not keep up (0 without batching)."""
+    return _writer.dropped if _writer is not None else 0
+
+
 def configure(log_format: str | None = None, level: str | None = None) -> None:
     log_format = (log_format or os.environ.get("LOG_FORMAT") or "").lower()
     if log_format not in ("json", "console"):
@@ -59,7 +77,11 @@ def configure(log_format: str | None = None, level: str | None = None) -> None:
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
-        factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+        global _writer  # one per process, as structlog's own configuration is
+        if _writer is None:
+            sys.stderr.flush()
+            _writer = BatchedWriter(sys.stderr.fileno())
+        factory = structlog.BytesLoggerFactory(file=cast(BinaryIO, _writer))
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

@@ -243,6 +243,12 @@ class Metrics:
             ),
             ("result",),
         )
+        self._log_dropped = Counter(
+            "llm_proxy_log_lines_dropped_total",
+            "Log lines dropped because stderr's reader could not keep up.",
+            registry=r,
+        )
+        self.log_dropped: Callable[[], int] = lambda: 0
         self._config_version = Gauge(
             "llm_proxy_config_version", "Version of the configuration being served.", registry=r
         )
@@ -303,6 +309,7 @@ class Metrics:
             histograms.flush()
         with contextlib.suppress(ValueError):
             self._config_version.set({}, float(self.config_version()))
+        self._log_dropped.set({}, self.log_dropped())
         self._active.set({}, self.active_requests)
         for provider, healthy in self.provider_health().items():
             self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)

@@ -1,0 +1,167 @@
+"""The batched log writer (`llm_proxy.log_sink`) on real pipes: in order, in batches, flushed
+on time and at close, and never blocking its caller when the reader is stuck."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from llm_proxy.log_sink import BatchedWriter
+from tests.processes import free_port
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read, write = os.pipe()
+    try:
+        yield read, write
+    finally:
+        for fd in (read, write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def read_until(fd: int, size: int, timeout: float = 5.0) -> bytes:
+    os.set_blocking(fd, False)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while len(data) < size and time.monotonic() < deadline:
+        try:
+            data += os.read(fd, 1 << 20)
+        except BlockingIOError:
+            time.sleep(0.01)
+    return data
+
+
+def test_lines_arrive_in_order_in_few_writes(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    writer = BatchedWriter(write, flush_secs=0.05)
+    lines = [b'{"n":%d}\n' % i for i in range(2000)]
+    for line in lines:
+        assert writer.write(line) == len(line)
+    writer.close()
+    assert read_until(read, sum(map(len, lines))) == b"".join(lines)
+    assert writer.dropped == 0
+
+
+def test_a_lone_line_is_flushed_by_the_timer(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    writer = BatchedWriter(write, flush_secs=0.05)
+    writer.write(b"one line\n")
+    assert read_until(read, 9, timeout=2.0) == b"one line\n"  # without close()
+    writer.close()
+
+
+def test_a_stuck_reader_never_blocks_the_caller_and_drops_are_counted(
+    pipe: tuple[int, int],
+) -> None:
+    read, write = pipe
+    fcntl.fcntl(write, 1031, 4096)  # F_SETPIPE_SZ: a small pipe nobody reads
+    writer = BatchedWriter(write, flush_bytes=1024, flush_secs=0.01, max_buffer_bytes=64 * 1024)
+    line = b"x" * 99 + b"\n"
+    done = threading.Event()
+
+    def produce() -> None:
+        for _ in range(10_000):  # 1 MB: far more than the pipe and the buffer hold
+            writer.write(line)
+        done.set()
+
+    threading.Thread(target=produce, daemon=True).start()
+    assert done.wait(5), "write() blocked on a full pipe"
+    assert writer.dropped > 5_000
+    # The reader catches up: what was kept arrives whole and in order, and every line is
+    # either delivered or counted as dropped.
+    received = bytearray()
+    os.set_blocking(read, False)
+
+    def drain() -> None:
+        try:
+            while chunk := os.read(read, 1 << 20):
+                received.extend(chunk)
+        except BlockingIOError:
+            pass
+
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    while closer.is_alive():
+        drain()
+        time.sleep(0.01)
+    drain()
+    assert bytes(received) == line * (len(received) // len(line))
+    assert len(received) // len(line) + writer.dropped == 10_000
+
+
+def test_a_closed_reader_drops_lines_instead_of_failing(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    os.close(read)
+    writer = BatchedWriter(write, flush_secs=0.01)
+    for _ in range(10):
+        writer.write(b"lost\n")
+    writer.close()
+    assert writer.dropped == 10
+
+
+CONFIG = """\
+providers:
+  - name: a
+    api_base: http://127.0.0.1:9/v1
+    api_key: sk-a
+    model_mapping: {"m": null}
+require_auth: false
+"""
+
+
+async def test_serve_keeps_answering_with_a_stuck_log_reader(tmp_path: Path) -> None:
+    """`llm-proxy serve` whose stderr nobody reads (a stuck journald or `| less`): with one
+    blocking write per line the event loop would stop after about a pipe's worth of lines."""
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llm_proxy", "serve", "--config", str(path),
+        "--host", "127.0.0.1", "--port", str(port),
+        env={**os.environ, "LOG_FORMAT": "json"},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,  # never read until the end
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(url + "/health") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+
+            async def burst() -> None:
+                for _ in range(3000):  # about 750 KB of log lines: ten pipes' worth
+                    async with http.get(url + "/v1/models") as resp:
+                        assert resp.status == 200
+
+            await asyncio.wait_for(burst(), 60)
+            async with http.get(url + "/metrics") as resp:
+                assert "llm_proxy_log_lines_dropped_total" in await resp.text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        log = await asyncio.wait_for(proc.stderr.read(), 30)
+        await asyncio.wait_for(proc.wait(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    # Nothing was lost: every request's line (4 MB of buffer holds them) and the shutdown's.
+    assert log.count(b'"path":"/v1/models"') == 3000
+    assert b'"event":"stopped"' in log
