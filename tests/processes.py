@@ -74,9 +74,14 @@ class Served:
 
 @asynccontextmanager
 async def serve_process(
-    config_text: str, tmp_path: Path, env: dict[str, str] | None = None
+    config_text: str,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
+    *,
+    read_log: bool = True,
 ) -> AsyncIterator[Served]:
-    """Start `llm-proxy serve` on a free port with `config_text`; stop it with SIGTERM."""
+    """Start `llm-proxy serve` on a free port with `config_text`; stop it with SIGTERM.
+    With `read_log=False` nobody reads its stderr until it is stopped (a stuck log reader)."""
     path = tmp_path / f"proxy-{os.getpid()}-{id(config_text)}.yaml"
     path.write_text(config_text)
     port = free_port()
@@ -102,7 +107,7 @@ async def serve_process(
         async for line in proc.stderr:
             served.lines.append(line)
 
-    reader = asyncio.create_task(collect())
+    reader = asyncio.create_task(collect()) if read_log else None
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
@@ -121,9 +126,12 @@ async def serve_process(
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
+            # Reading from now on lets a log writer blocked on the pipe finish at shutdown.
+            reader = reader or asyncio.create_task(collect())
             try:
                 await asyncio.wait_for(proc.wait(), 15)
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
-        await asyncio.wait_for(reader, 5)
+        if reader is not None:
+            await asyncio.wait_for(reader, 5)

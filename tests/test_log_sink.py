@@ -7,8 +7,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ import aiohttp
 import pytest
 
 from llm_proxy.log_sink import BatchedWriter
-from tests.processes import free_port
+from tests.processes import serve_process
 
 
 @pytest.fixture
@@ -125,43 +123,20 @@ require_auth: false
 async def test_serve_keeps_answering_with_a_stuck_log_reader(tmp_path: Path) -> None:
     """`llm-proxy serve` whose stderr nobody reads (a stuck journald or `| less`): with one
     blocking write per line the event loop would stop after about a pipe's worth of lines."""
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_proxy", "serve", "--config", str(path),
-        "--host", "127.0.0.1", "--port", str(port),
-        env={**os.environ, "LOG_FORMAT": "json"},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,  # never read until the end
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(url + "/health") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
+    config = CONFIG + "max_connections: 100\n"
+    async with (
+        serve_process(config, tmp_path, {"LOG_LEVEL": "info"}, read_log=False) as served,
+        aiohttp.ClientSession() as http,
+    ):
 
-            async def burst() -> None:
-                for _ in range(3000):  # about 750 KB of log lines: ten pipes' worth
-                    async with http.get(url + "/v1/models") as resp:
-                        assert resp.status == 200
+        async def burst() -> None:
+            for _ in range(3000):  # about 750 KB of log lines: ten pipes' worth
+                async with http.get(served.url + "/v1/models") as resp:
+                    assert resp.status == 200
 
-            await asyncio.wait_for(burst(), 60)
-            async with http.get(url + "/metrics") as resp:
-                assert "llm_proxy_log_lines_dropped_total" in await resp.text()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stderr is not None
-        log = await asyncio.wait_for(proc.stderr.read(), 30)
-        await asyncio.wait_for(proc.wait(), 30)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await asyncio.wait_for(burst(), 60)
+        async with http.get(served.url + "/metrics") as resp:
+            assert "llm_proxy_log_lines_dropped_total 0" in await resp.text()
     # Nothing was lost: every request's line (4 MB of buffer holds them) and the shutdown's.
-    assert log.count(b'"path":"/v1/models"') == 3000
-    assert b'"event":"stopped"' in log
+    assert served.log.count(b'"path":"/v1/models"') == 3000
+    assert b'"event":"stopped"' in served.log
