@@ -25,7 +25,7 @@ from llm_proxy.decoding import Inflater, inflater_for
 from llm_proxy.health import HealthBoard
 from llm_proxy.keys import CLIENT, HEALTH, METRICS, STATE
 from llm_proxy.metrics import Metrics
-from llm_proxy.relay import Leg, relay
+from llm_proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.request_state import RequestState
 from llm_proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.routing import Route, Target
@@ -244,24 +244,29 @@ async def _attempt(
         # 2xx, and 4xx: the provider answered; a 4xx is the request's fault, never its health.
         health.success(name, status)
         metrics.attempt(name, "ok")
-    out = web.StreamResponse(status=status, reason=resp.reason or None)
-    out.headers.extend(response_headers(resp.raw_headers, upstream))
+    is_sse = resp.content_type == "text/event-stream"
+    if not is_sse or status >= 300:
+        relayed.stripper = None  # only successful streams carry the injected usage
+    whole = answers_whole(resp, relayed, is_sse)
+    headers = response_headers(resp.raw_headers, upstream)
+    out = (web.Response if whole else web.StreamResponse)(
+        status=status, reason=resp.reason or None, headers=headers
+    )
     if relayed.inflater is not None:
         out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.decoding)
-    is_sse = resp.content_type == "text/event-stream"
     if is_sse:
         out.headers["Cache-Control"] = "no-cache"
         out.headers["X-Accel-Buffering"] = "no"
-    elif resp.content_length is not None and relayed.inflater is None:
+    elif resp.content_length is not None and relayed.inflater is None and not whole:
         out.content_length = resp.content_length
-    if not is_sse or status >= 300:
-        relayed.stripper = None  # only successful streams carry the injected usage
     # The proxy's own time so far: everything but the wait for the upstream's answer.
     overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
     metrics.overhead(overhead)
     out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
     handed_off = False
     try:
+        if isinstance(out, web.Response):
+            return await relay_whole(request, state, upstream, resp, relayed, out)
         await out.prepare(request)
         handed_off = await relay(Leg(request, state, upstream, resp, out, relayed, is_sse), first)
     finally:

@@ -26,7 +26,7 @@ from llm_proxy.upstream import Upstream
 from llm_proxy.upstream_client import Response
 from llm_proxy.upstream_errors import UpstreamError
 from llm_proxy.usage import Relayed
-from llm_proxy.write_watch import NO_WATCH, Watch, WriteWatch
+from llm_proxy.write_watch import WriteWatch
 
 log = structlog.get_logger()
 
@@ -42,9 +42,10 @@ _DONE_EVENTS: Final = (
 # connection goes back to the pool: at most this long and this much, else it is closed.
 _DRAIN_SECS: Final = 2.0
 _DRAIN_BYTES: Final = 65536
-# aiohttp waits for the client (drain) only past 64 KB buffered; a body this size goes out in
-# one write that never waits.
-_UNWATCHED_BYTES: Final = 32 * 1024
+# A sized answer up to this size is read whole and sent with one `web.Response`: its head and
+# body leave in one write (aiohttp's cheapest path), and since aiohttp waits for the client
+# (drain) only past 64 KB buffered, that write never waits (no write watch needed).
+WHOLE_BODY_BYTES: Final = 32 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +61,56 @@ class Leg:
     is_sse: bool
 
 
+def answers_whole(resp: Response, relayed: Relayed, is_sse: bool) -> bool:
+    """Whether the answer goes to the client whole, with `relay_whole` (most non-streamed
+    answers), rather than relayed as it arrives."""
+    length = resp.content_length
+    return (
+        not is_sse
+        and length is not None
+        and length <= WHOLE_BODY_BYTES
+        and relayed.inflater is None
+    )
+
+
+async def relay_whole(
+    request: web.Request,
+    state: RequestState,
+    upstream: Upstream,
+    resp: Response,
+    relayed: Relayed,
+    head: web.Response,
+) -> web.Response:
+    """Read a small sized body whole and answer it with `head` (status and headers set) in
+    one write. Nothing reaches the client before the body is in, so an upstream that fails
+    mid-body becomes a clean OpenAI-shaped 502/504 rather than a cut body."""
+    parts: list[bytes] = []
+    try:
+        while chunk := await resp.read_chunk():
+            parts.append(chunk)
+    except (TimeoutError, UpstreamError) as exc:
+        kind = _mid_body_failure(request, state, upstream, exc, streamed=False)
+        what = "stalled" if kind == "timeout" else "failed"
+        return errors.error_response(
+            errors.ProxyError(
+                state.final_status or 502,
+                f"Upstream provider {upstream.name!r} {what} mid-answer.",
+                type=errors.API_ERROR,
+                code="upstream_timeout" if kind == "timeout" else "upstream_error",
+            )
+        )
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
+    relayed.note(body)
+    relayed.complete = True
+    state.final_status = relayed.status
+    head.body = body
+    return head
+
+
 async def relay(leg: Leg, first: bytes) -> bool:
     """Relay the body (`first`: what was already read of it); True when the rest of the
     upstream body (after [DONE]) was handed to a background drain, which then owns `resp`."""
-    # A body that fits the socket buffer at once cannot wait on the client: no watch needed
-    # (most non-streamed answers). Streams and large or unsized bodies are watched.
-    length = leg.resp.content_length
-    watch: Watch = (
-        WriteWatch(leg.request.transport, leg.state.snapshot.config.write_timeout_secs)
-        if leg.is_sse or length is None or length > _UNWATCHED_BYTES
-        else NO_WATCH
-    )
+    watch = WriteWatch(leg.request.transport, leg.state.snapshot.config.write_timeout_secs)
     try:
         return await _relay_body(leg, first, watch)
     except ConnectionResetError:
@@ -80,7 +120,7 @@ async def relay(leg: Leg, first: bytes) -> bool:
         watch.close()
 
 
-async def _relay_body(leg: Leg, first: bytes, watch: Watch) -> bool:
+async def _relay_body(leg: Leg, first: bytes, watch: WriteWatch) -> bool:
     request, state, upstream, resp, out = leg.request, leg.state, leg.upstream, leg.resp, leg.out
     relayed, is_sse = leg.relayed, leg.is_sse
     stripper, inflater = relayed.stripper, relayed.inflater
@@ -155,9 +195,11 @@ async def _drain(resp: Response) -> None:
         resp.close()
 
 
-async def _upstream_failed(leg: Leg, exc: Exception) -> None:
-    request, state, upstream, out = leg.request, leg.state, leg.upstream, leg.out
-    relayed, is_sse = leg.relayed, leg.is_sse
+def _mid_body_failure(
+    request: web.Request, state: RequestState, upstream: Upstream, exc: Exception, streamed: bool
+) -> str:
+    """Health, metric, log line and final status of an upstream that failed mid-body;
+    returns the kind (timeout, disconnect)."""
     kind = "timeout" if isinstance(exc, TimeoutError) else "disconnect"
     request.app[HEALTH].failure(upstream.name, f"mid_body_{kind}")
     request.app[METRICS].upstream_error(upstream.name, f"mid_body_{kind}")
@@ -166,9 +208,16 @@ async def _upstream_failed(leg: Leg, exc: Exception) -> None:
         request_id=state.request_id,
         provider=upstream.name,
         error=type(exc).__name__,
-        streamed=is_sse,
+        streamed=streamed,
     )
     state.final_status = 504 if kind == "timeout" else 502
+    return kind
+
+
+async def _upstream_failed(leg: Leg, exc: Exception) -> None:
+    request, state, upstream, out = leg.request, leg.state, leg.upstream, leg.out
+    relayed, is_sse = leg.relayed, leg.is_sse
+    kind = _mid_body_failure(request, state, upstream, exc, streamed=is_sse)
     if not is_sse:
         # Headers are gone; the only honest signal left is a truncated body.
         if request.transport is not None:

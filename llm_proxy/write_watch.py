@@ -9,35 +9,10 @@ writes hundreds of chunks, and the common write does not wait at all.
 from __future__ import annotations
 
 import asyncio
-from typing import Final, Protocol
 
 import structlog
 
 log = structlog.get_logger()
-
-
-class Watch(Protocol):
-    def writing(self) -> None: ...
-    def written(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class _NoWatch:
-    """For a response whose writes never wait."""
-
-    __slots__ = ()
-
-    def writing(self) -> None:
-        pass
-
-    def written(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-NO_WATCH: Final[Watch] = _NoWatch()
 
 
 class WriteWatch:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from llm_proxy.relay import WHOLE_BODY_BYTES
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
@@ -88,12 +89,10 @@ async def test_upstream_dying_mid_stream_ends_with_error_event(
     assert body.endswith(b"\n\n")
 
 
-async def test_upstream_dying_mid_json_body_truncates_for_the_client(
-    start_proxy: ProxyFactory, http: aiohttp.ClientSession
-) -> None:
+def _dies_mid_body(length: int) -> web.Application:
     async def short(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-        resp.content_length = 1000
+        resp.content_length = length
         await resp.prepare(request)
         await resp.write(b'{"id": "x", ')
         await asyncio.sleep(0.05)
@@ -103,7 +102,29 @@ async def test_upstream_dying_mid_json_body_truncates_for_the_client(
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", short)
-    async with serve(app) as url:
+    return app
+
+
+async def test_upstream_dying_mid_small_json_body_is_a_clean_502(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """A small answer is read whole before anything is sent: the client gets an error, never
+    a cut body."""
+    async with serve(_dies_mid_body(1000)) as url:
+        proxy = await start_proxy(make_config(provider("u", url + "/v1", {"m": None})))
+        async with http.post(proxy + "/v1/chat/completions", json={"model": "m"}) as resp:
+            body = await asyncio.wait_for(resp.json(), 5)
+    assert resp.status == 502
+    assert body["error"]["code"] == "upstream_error"
+    assert "'u'" in body["error"]["message"]
+
+
+async def test_upstream_dying_mid_large_json_body_truncates_for_the_client(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """A large answer is relayed as it arrives: once its head is sent, the only honest
+    signal left is a truncated body."""
+    async with serve(_dies_mid_body(WHOLE_BODY_BYTES + 1)) as url:
         proxy = await start_proxy(make_config(provider("u", url + "/v1", {"m": None})))
         async with http.post(proxy + "/v1/chat/completions", json={"model": "m"}) as resp:
             with pytest.raises(aiohttp.ClientPayloadError):
