@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO, cast
 
 import orjson
@@ -44,6 +45,43 @@ class _Timestamp:
 
 
 _writer: BatchedWriter | None = None
+_timestamp = _Timestamp()
+_log = structlog.get_logger()
+RequestLine = Callable[[dict[str, Any], bool], None]
+
+
+def _structlog_request(fields: dict[str, Any], quiet: bool) -> None:
+    (_log.debug if quiet else _log.info)("request", **fields)
+
+
+_request_line: RequestLine = _structlog_request
+
+
+def request(fields: dict[str, Any], quiet: bool = False) -> None:
+    """The access line of one request (`quiet`: at debug level, for /health and /metrics).
+
+    In JSON mode it is rendered here, straight into the batched writer: the same line
+    structlog would write (fields, then event, level and timestamp) at a fraction of the cost
+    of its processor chain, paid once per request.
+    """
+    _request_line(fields, quiet)
+
+
+def _json_request_line(level_no: int, writer: BatchedWriter) -> RequestLine:
+    info = level_no <= logging.INFO
+    debug = level_no <= logging.DEBUG
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    stamp, write = _timestamp, writer.write
+
+    def line(fields: dict[str, Any], quiet: bool) -> None:
+        if not (debug if quiet else info):
+            return
+        fields["event"] = "request"
+        fields["level"] = "debug" if quiet else "info"
+        stamp(None, "", fields)
+        write(dumps(fields, option=newline))
+
+    return line
 
 
 def close() -> None:
@@ -67,10 +105,12 @@ def configure(log_format: str | None = None, level: str | None = None) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        _Timestamp(),
+        _timestamp,
     ]
     renderer: Any
     factory: Any
+    global _request_line
+    _request_line = _structlog_request
     if log_format == "console":
         renderer = structlog.dev.ConsoleRenderer()
         factory = structlog.WriteLoggerFactory(file=sys.stderr)
@@ -82,6 +122,7 @@ def configure(log_format: str | None = None, level: str | None = None) -> None:
             sys.stderr.flush()
             _writer = BatchedWriter(sys.stderr.fileno())
         factory = structlog.BytesLoggerFactory(file=cast(BinaryIO, _writer))
+        _request_line = _json_request_line(level_no, _writer)
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

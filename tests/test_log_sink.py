@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from llm_proxy.log_sink import BatchedWriter
@@ -140,3 +142,42 @@ async def test_serve_keeps_answering_with_a_stuck_log_reader(tmp_path: Path) -> 
     # Nothing was lost: every request's line (4 MB of buffer holds them) and the shutdown's.
     assert served.log.count(b'"path":"/v1/models"') == 3000
     assert b'"event":"stopped"' in served.log
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning"])
+async def test_serve_writes_one_access_line_per_request(tmp_path: Path, level: str) -> None:
+    """The access line, rendered without structlog's processor chain, is the same JSON line
+    (fields, event, level, timestamp) and honours LOG_LEVEL: /health and /metrics only at
+    debug, nothing below warning."""
+    async with (
+        serve_process(CONFIG, tmp_path, {"LOG_LEVEL": level}) as served,
+        aiohttp.ClientSession() as http,
+    ):
+        for path in ("/v1/models", "/health"):
+            async with http.get(served.url + path, headers={"x-request-id": "rid-1"}) as resp:
+                assert resp.status == 200
+    lines = [orjson.loads(line) for line in served.log.splitlines() if line.startswith(b"{")]
+    # (serve_process polls /health until the proxy is up: those lines have other ids)
+    requests = [
+        line for line in lines if line["event"] == "request" and line["request_id"] == "rid-1"
+    ]
+    expected = {"warning": [], "info": ["/v1/models"], "debug": ["/v1/models", "/health"]}
+    assert [line["path"] for line in requests] == expected[level]
+    for line in requests:
+        assert set(line) == {
+            "request_id",
+            "method",
+            "path",
+            "model",
+            "provider",
+            "status",
+            "duration_ms",
+            "streamed",
+            "event",
+            "level",
+            "timestamp",
+        }
+        assert (line["request_id"], line["method"], line["status"]) == ("rid-1", "GET", 200)
+        assert line["level"] == ("debug" if line["path"] == "/health" else "info")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["timestamp"])
+        assert isinstance(line["duration_ms"], float)

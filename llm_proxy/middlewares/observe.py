@@ -13,6 +13,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
+from llm_proxy import log as access_log
 from llm_proxy.keys import METRICS, STATE, STORE
 from llm_proxy.request_state import RequestState
 
@@ -64,16 +65,19 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         metrics.request_done(
             request.method, endpoint, state.model_label, state.provider, status, elapsed
         )
-        (log.debug if request.path in _QUIET_PATHS else log.info)(
-            "request",
-            request_id=state.request_id,
-            method=request.method,
-            path=path if len(path := request.path) <= 200 else path[:200] + "...",
-            model=state.model,
-            provider=state.provider,
-            status=status,
-            duration_ms=round(elapsed * 1000, 2),
-            streamed=state.streamed,
+        path = request.path
+        access_log.request(
+            {
+                "request_id": state.request_id,
+                "method": request.method,
+                "path": path if len(path) <= 200 else path[:200] + "...",
+                "model": state.model,
+                "provider": state.provider,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "streamed": state.streamed,
+            },
+            path in _QUIET_PATHS,
         )
 
 
