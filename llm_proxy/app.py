@@ -31,8 +31,8 @@ from llm_proxy.log import dropped_lines
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
-from llm_proxy.middlewares.observe import add_request_id, observe
-from llm_proxy.middlewares.ratelimit import add_rate_headers, ratelimit
+from llm_proxy.middlewares.observe import observe
+from llm_proxy.middlewares.ratelimit import ratelimit
 from llm_proxy.ratelimit import Clock, Limiter
 from llm_proxy.upstream_client import Client
 
@@ -96,7 +96,6 @@ def create_app(
     if database is not None:
         app.cleanup_ctx.append(_listener(database))
     app.on_startup.append(_warn_if_open)
-    app.on_response_prepare.append(_before_headers_sent)
 
     for path, endpoint in PROXY_ROUTES:
         app.router.add_post(path, handlers.proxy_handler(endpoint))
@@ -151,12 +150,6 @@ def _limiter(clock: Clock | None) -> Any:
                 await redis.aclose()
 
     return ctx
-
-
-async def _before_headers_sent(request: web.Request, response: web.StreamResponse) -> None:
-    # One hook rather than one per concern: signal dispatch is paid per response.
-    add_request_id(request, response)
-    add_rate_headers(request, response)
 
 
 def _listener(database: DatabaseMode) -> Any:

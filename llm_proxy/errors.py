@@ -11,6 +11,7 @@ from typing import Final
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import LooseHeaders
 
 INVALID_REQUEST: Final = "invalid_request_error"
 API_ERROR: Final = "api_error"
@@ -27,7 +28,7 @@ class ProxyError(Exception):
         type: str = INVALID_REQUEST,
         code: str | None = None,
         param: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: LooseHeaders | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status

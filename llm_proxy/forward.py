@@ -25,6 +25,7 @@ from llm_proxy.decoding import Inflater, inflater_for
 from llm_proxy.health import HealthBoard
 from llm_proxy.keys import CLIENT, HEALTH, METRICS, STATE
 from llm_proxy.metrics import Metrics
+from llm_proxy.middlewares.observe import stamp
 from llm_proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.request_state import RequestState
 from llm_proxy.retry_after import retry_after as read_retry_after
@@ -267,6 +268,7 @@ async def _attempt(
     try:
         if isinstance(out, web.Response):
             return await relay_whole(request, state, upstream, resp, relayed, out)
+        stamp(out, state)
         await out.prepare(request)
         handed_off = await relay(Leg(request, state, upstream, resp, out, relayed, is_sse), first)
     finally:

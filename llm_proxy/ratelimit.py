@@ -37,7 +37,17 @@ _MINUTE_US: Final = 60_000_000
 _BACKEND_RETRY_SECS: Final = 5.0
 
 
-@dataclass(frozen=True, slots=True)
+_HEADER_NAMES: Final = {
+    kind: (
+        f"x-ratelimit-limit-{kind}",
+        f"x-ratelimit-remaining-{kind}",
+        f"x-ratelimit-reset-{kind}",
+    )
+    for kind in ("requests", "tokens")
+}
+
+
+@dataclass(slots=True)
 class Verdict:
     allowed: bool
     limit: int
@@ -45,12 +55,13 @@ class Verdict:
     reset_secs: float  # until the bucket is full again
     retry_after_secs: float  # 0 when allowed
 
-    def headers(self, kind: str) -> dict[str, str]:
-        return {
-            f"x-ratelimit-limit-{kind}": str(self.limit),
-            f"x-ratelimit-remaining-{kind}": str(self.remaining),
-            f"x-ratelimit-reset-{kind}": _duration(self.reset_secs),
-        }
+    def headers(self, kind: str) -> list[tuple[str, str]]:
+        limit, remaining, reset = _HEADER_NAMES[kind]
+        return [
+            (limit, str(self.limit)),
+            (remaining, str(self.remaining)),
+            (reset, _duration(self.reset_secs)),
+        ]
 
 
 def _duration(seconds: float) -> str:

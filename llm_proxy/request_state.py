@@ -16,7 +16,9 @@ class RequestState:
     request_id: str
     snapshot: Snapshot  # the config this request is served from, start to end
     api_key: KeyEntry | None = None  # set by auth when keys are configured
-    rate_headers: dict[str, str] | None = None  # x-ratelimit-* for every response of a limited key
+    rate_headers: list[tuple[str, str]] | None = (
+        None  # x-ratelimit-* for every response of a limited key
+    )
     model: str | None = None  # as requested, for the access log
     model_label: str = "other"  # bounded, for metrics
     provider: str = "none"

@@ -216,3 +216,34 @@ async def test_redis_down_fails_open_visibly(
     families = await scrape(http, url)
     assert sample(families, "llm_proxy_rate_limit_backend_up") == 0
     assert (sample(families, "llm_proxy_rate_limit_backend_errors_total") or 0) >= 1
+
+
+async def test_every_kind_of_response_carries_request_id_and_rate_headers_once(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """A whole answer, a stream, a proxy-made error, an unknown URL and /v1/models: each has
+    one x-request-id and one set of x-ratelimit-* headers (set before it is sent)."""
+    key = {
+        "name": "team",
+        "key": "sk-team-0123",
+        "rate_limit": {"requests_per_second": 100, "burst_size": 100},
+    }
+    url = await start_proxy(
+        make_config(provider("a", upstream.api_base, {"m": None}), master_keys=[key])
+    )
+    calls = [
+        ("POST", "/v1/chat/completions", {"model": "m"}, 200),
+        ("POST", "/v1/chat/completions", {"model": "m", "stream": True}, 200),
+        ("POST", "/v1/chat/completions", {"model": "unknown"}, 404),
+        ("POST", "/v1/chat/completions", {"model": 1}, 400),
+        ("GET", "/v1/models", None, 200),
+        ("POST", "/v1/nothing-here", {}, 404),
+    ]
+    for i, (method, path, body, status) in enumerate(calls):
+        headers = {**AUTH, "x-request-id": f"rid-{i}"}
+        async with http.request(method, url + path, json=body, headers=headers) as resp:
+            await resp.read()
+            assert resp.status == status, path
+            assert resp.headers.getall("x-request-id") == [f"rid-{i}"], path
+            if path != "/v1/nothing-here":  # (no limit is spent on an unknown URL)
+                assert len(resp.headers.getall("x-ratelimit-remaining-requests")) == 1, path

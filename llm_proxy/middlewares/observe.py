@@ -48,6 +48,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
         status = response.status
+        if not response.prepared:
+            stamp(response, state)
         return response
     except asyncio.CancelledError:
         status = CLIENT_CLOSED
@@ -81,8 +83,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
 
 
-def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Called before any response is sent: every response, streamed or not, carries the id."""
-    state = request.get(STATE)
-    if state is not None:
-        response.headers["x-request-id"] = state.request_id
+def stamp(response: web.StreamResponse, state: RequestState) -> None:
+    """The headers every response carries, streamed or not, set before it is sent: the request
+    id and, for a rate-limited key, OpenAI's x-ratelimit-* headers. (Called by observe for
+    what a handler returns unsent, and by forward before it starts a streamed answer: cheaper
+    than an on_response_prepare signal, which aiohttp dispatches per response.)"""
+    headers = response.headers
+    headers["x-request-id"] = state.request_id
+    if state.rate_headers is not None:
+        headers.extend(state.rate_headers)

@@ -20,22 +20,22 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     if key is None or (key.rate_limit is None and key.tokens_per_minute is None):
         return await handler(request)
     limiter = request.app[LIMITER]
-    headers: dict[str, str] = {}
+    headers: list[tuple[str, str]] = []
     refused = None
     requests = limiter.check_local(key.name) if limiter.local else await limiter.check(key.name)
     if requests is not None:
-        headers.update(requests.headers("requests"))
+        headers += requests.headers("requests")
         if not requests.allowed:
             refused = requests, "requests per second"
     tokens = limiter.tokens_verdict(key.name)
     if tokens is not None:
-        headers.update(tokens.headers("tokens"))
+        headers += tokens.headers("tokens")
         if refused is None and not tokens.allowed:
             refused = tokens, "tokens per minute"
     if refused is not None:
         verdict, what = refused
         request.app[METRICS].rate_limited(key.name)
-        headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_secs)))
+        headers.append(("Retry-After", str(max(1, math.ceil(verdict.retry_after_secs)))))
         raise ProxyError(
             429,
             f"Rate limit reached for key {key.name!r} ({what}). "
@@ -46,11 +46,3 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
         )
     state.rate_headers = headers
     return await handler(request)
-
-
-def add_rate_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Called before any response is sent, so streamed responses carry the headers too."""
-    state = request.get(STATE)
-    headers = state.rate_headers if state is not None else None
-    if headers is not None:
-        response.headers.update(headers)
