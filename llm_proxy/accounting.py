@@ -58,12 +58,12 @@ async def _count_and_record(
 
 
 async def count_usage(relayed: Relayed, data: dict[str, Any]) -> Usage:
-    """Usage counted with tiktoken. Past the bounded copy the relay keeps, the completion
-    count is extrapolated by bytes."""
-    kept = bytes(relayed.kept)
-    prompt, completion = await tokens.count(text_of_request(data), text_of_response(kept))
-    if relayed.total_bytes > relayed.kept_bytes > 0:
-        completion = round(completion * relayed.total_bytes / relayed.kept_bytes)
+    """Usage counted with tiktoken. Past the bounded copy the relay keeps (for a stream, its
+    tail), the completion count is extrapolated by bytes."""
+    sample = relayed.sample
+    prompt, completion = await tokens.count(text_of_request(data), text_of_response(sample))
+    if relayed.total_bytes > len(sample) > 0:
+        completion = round(completion * relayed.total_bytes / len(sample))
     return Usage(prompt, completion, estimated=True)
 
 

@@ -26,7 +26,6 @@ from llm_proxy.keys import (
     STORE,
 )
 from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
-from llm_proxy.listener import ConfigListener
 from llm_proxy.log import dropped_lines
 from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
@@ -154,6 +153,8 @@ def _limiter(clock: Clock | None) -> Any:
 
 def _listener(database: DatabaseMode) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from llm_proxy.listener import ConfigListener  # asyncpg: database mode only
+
         listener = app[LISTENER] = ConfigListener(
             database.dsn,
             app[STORE],

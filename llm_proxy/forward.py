@@ -40,7 +40,7 @@ from llm_proxy.upstream_errors import (
     ProtocolError,
     UpstreamError,
 )
-from llm_proxy.usage import Relayed
+from llm_proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()
 
@@ -246,6 +246,8 @@ async def _attempt(
         health.success(name, status)
         metrics.attempt(name, "ok")
     is_sse = resp.content_type == "text/event-stream"
+    if is_sse:
+        relayed.keep = STREAM_KEEP_BYTES
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
     whole = answers_whole(resp, relayed, is_sse)

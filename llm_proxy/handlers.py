@@ -17,10 +17,8 @@ from llm_proxy.config_store import Snapshot
 from llm_proxy.forward import forward
 from llm_proxy.jsonbody import has_duplicate_model, parse_object
 from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
-from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.request_body import read_body, release
-from llm_proxy.request_state import RequestState
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
@@ -46,53 +44,47 @@ def check_content_type(value: str | None) -> None:
 
 
 def proxy_handler(endpoint: str) -> Handler:
-    """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider."""
+    """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider.
+    (One coroutine for the whole request: every open stream holds each frame of its stack.)"""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request[STATE]
         check_content_type(request.headers.get("Content-Type"))
         lifecycle = request.app[LIFECYCLE]
         try:
-            return await _proxy(request, state, lifecycle, endpoint)
+            body = await read_body(request, state, lifecycle)
+            data = parse_object(body)
+            model = data.get("model")
+            if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
+                raise _bad_model(model)
+            if has_duplicate_model(body):
+                raise errors.bad_param("model", "The body has more than one top-level `model`.")
+            stream = data.get("stream")
+            if stream is not None and not isinstance(stream, bool):
+                raise errors.bad_param("stream", "`stream` must be a boolean.")
+            state.model = model
+
+            routes = state.snapshot.routes
+            name = routes.normalize(model)
+            key = state.api_key
+            if key is not None and not key.may_use(name):
+                raise model_not_allowed(model, key.name)
+            route = routes.resolve(name)
+            if route is None:
+                raise errors.model_not_found(model)
+            state.model_label = route.label
+            state.streamed = stream is True
+            call = Call(endpoint, body, data, model, name, stream is True)
+            try:
+                return await forward(request, route, call)
+            finally:
+                # Also when the client hung up (CancelledError): what was relayed still counts.
+                if state.relayed is not None:
+                    settle(request.app, state, data)
         finally:
             release(lifecycle, state)
 
     return handle
-
-
-async def _proxy(
-    request: web.Request, state: RequestState, lifecycle: Lifecycle, endpoint: str
-) -> web.StreamResponse:
-    snapshot = state.snapshot
-    body = await read_body(request, state, lifecycle)
-    data = parse_object(body)
-    model = data.get("model")
-    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
-        raise _bad_model(model)
-    if has_duplicate_model(body):
-        raise errors.bad_param("model", "The body has more than one top-level `model`.")
-    stream = data.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise errors.bad_param("stream", "`stream` must be a boolean.")
-    state.model = model
-
-    routes = snapshot.routes
-    name = routes.normalize(model)
-    key = state.api_key
-    if key is not None and not key.may_use(name):
-        raise model_not_allowed(model, key.name)
-    route = routes.resolve(name)
-    if route is None:
-        raise errors.model_not_found(model)
-    state.model_label = route.label
-    state.streamed = stream is True
-    call = Call(endpoint, body, data, model, name, stream is True)
-    try:
-        return await forward(request, route, call)
-    finally:
-        # Also when the client hung up (CancelledError): what was relayed still counts.
-        if state.relayed is not None:
-            settle(request.app, state, data)
 
 
 # Model names are echoed in errors and logs and key caches: bounded (real names are < 100).

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from llm_proxy.config_store import ConfigStore
 from llm_proxy.health import HealthBoard
 from llm_proxy.lifecycle import Lifecycle
-from llm_proxy.listener import ConfigListener
 from llm_proxy.metrics import Metrics
 from llm_proxy.ratelimit import Limiter
 from llm_proxy.request_state import RequestState
 from llm_proxy.upstream_client import Client
+
+if TYPE_CHECKING:  # database mode only: asyncpg (3 MB) is imported when it is used
+    from llm_proxy.listener import ConfigListener
 
 STORE = web.AppKey("store", ConfigStore)
 CLIENT = web.AppKey("client", Client)  # the one upstream client (pooled connections)
 METRICS = web.AppKey("metrics", Metrics)
 HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)
-LISTENER = web.AppKey("listener", ConfigListener)  # database mode only
+LISTENER: web.AppKey[ConfigListener] = web.AppKey("listener")  # database mode only
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])

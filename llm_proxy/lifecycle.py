@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llm_proxy.config import Config
+from llm_proxy.write_watch import WriteWatches
 
 
 @dataclass(slots=True)
@@ -30,3 +31,5 @@ class Lifecycle:
     rejected_connections: int = 0  # turned away at max_connections (or per client)
     per_client: dict[str, int] = field(default_factory=dict)  # open connections by address
     inflight_body_bytes: int = 0  # request bodies held in memory by all requests
+    # Every streamed or large answer, checked for a client that stopped reading.
+    write_watches: WriteWatches = field(default_factory=WriteWatches)

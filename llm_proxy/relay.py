@@ -19,14 +19,13 @@ import structlog
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import BACKGROUND, HEALTH, METRICS
+from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
 from llm_proxy.request_state import RequestState
 from llm_proxy.upstream import Upstream
 from llm_proxy.upstream_client import Response
 from llm_proxy.upstream_errors import UpstreamError
 from llm_proxy.usage import Relayed
-from llm_proxy.write_watch import WriteWatch
 
 log = structlog.get_logger()
 
@@ -109,66 +108,65 @@ async def relay_whole(
 
 async def relay(leg: Leg, first: bytes) -> bool:
     """Relay the body (`first`: what was already read of it); True when the rest of the
-    upstream body (after [DONE]) was handed to a background drain, which then owns `resp`."""
-    watch = WriteWatch(leg.request.transport, leg.state.snapshot.config.write_timeout_secs)
-    try:
-        return await _relay_body(leg, first, watch)
-    except ConnectionResetError:
-        leg.state.final_status = CLIENT_CLOSED
-        return False
-    finally:
-        watch.close()
-
-
-async def _relay_body(leg: Leg, first: bytes, watch: WriteWatch) -> bool:
+    upstream body (after [DONE]) was handed to a background drain, which then owns `resp`.
+    (One coroutine, not two: a thousand open streams each hold every frame of their stack.)"""
     request, state, upstream, resp, out = leg.request, leg.state, leg.upstream, leg.resp, leg.out
     relayed, is_sse = leg.relayed, leg.is_sse
     stripper, inflater = relayed.stripper, relayed.inflater
+    watch = request.app[LIFECYCLE].write_watches.watch(
+        request.transport, state.snapshot.config.write_timeout_secs
+    )
     pending_ttft = is_sse
     handed_off = False
     chunk = first
-    while True:
-        if not chunk:
-            try:
-                if inflater is None:
-                    chunk = await resp.read_chunk()
-                else:
-                    chunk = await inflater.read_chunk(resp)
-            except (TimeoutError, UpstreamError) as exc:
-                watch.writing()
-                await _upstream_failed(leg, exc)
-                return False
-            if not chunk:
-                break
-        relayed.note(chunk)
-        if stripper is not None:
-            chunk = stripper.feed(chunk)
-            if not chunk:
-                continue
-        watch.writing()
-        await out.write(chunk)  # a hang-up (or the write watch) raises ConnectionResetError
-        watch.written()
-        if pending_ttft:
-            pending_ttft = False
-            request.app[METRICS].time_to_first_token(
-                state.model_label, upstream.name, time.perf_counter() - state.started
-            )
-        if is_sse and not resp.complete and chunk.endswith(_DONE_EVENTS):
-            _drain_in_background(request.app, resp)
-            handed_off = True
-            break
-        chunk = b""
-    # The client has the whole answer: a hang-up from here on is not a 499.
-    relayed.complete = True
-    state.final_status = relayed.status
     try:
-        watch.writing()
-        if stripper is not None and (rest := stripper.flush()):
-            await out.write(rest)
-        await out.write_eof()
+        while True:
+            if not chunk:
+                try:
+                    if inflater is None:
+                        chunk = await resp.read_chunk()
+                    else:
+                        chunk = await inflater.read_chunk(resp)
+                except (TimeoutError, UpstreamError) as exc:
+                    watch.writing()
+                    await _upstream_failed(leg, exc)
+                    return False
+                if not chunk:
+                    break
+            relayed.note(chunk)
+            if stripper is not None:
+                chunk = stripper.feed(chunk)
+                if not chunk:
+                    continue
+            watch.writing()
+            await out.write(chunk)  # a hang-up (or the write watch) raises ConnectionResetError
+            watch.written()
+            if pending_ttft:
+                pending_ttft = False
+                request.app[METRICS].time_to_first_token(
+                    state.model_label, upstream.name, time.perf_counter() - state.started
+                )
+            if is_sse and not resp.complete and chunk.endswith(_DONE_EVENTS):
+                _drain_in_background(request.app, resp)
+                handed_off = True
+                break
+            chunk = b""
+        # The client has the whole answer: a hang-up from here on is not a 499.
+        relayed.complete = True
+        state.final_status = relayed.status
+        try:
+            watch.writing()
+            if stripper is not None and (rest := stripper.flush()):
+                await out.write(rest)
+            await out.write_eof()
+        except ConnectionResetError:
+            pass
+        return handed_off
     except ConnectionResetError:
-        pass
-    return handed_off
+        state.final_status = CLIENT_CLOSED
+        return False
+    finally:
+        watch.close()
 
 
 def _drain_in_background(app: web.Application, resp: Response) -> None:

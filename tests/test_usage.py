@@ -180,3 +180,35 @@ async def test_client_hangup_counts_partial_stream(
     relayed_text = "".join(f" word{i}" for i in range(10))
     assert prompt_tokens == tokens.count_sync("go")
     assert 0 < completion_tokens <= tokens.count_sync(relayed_text + " word10")
+
+
+async def test_a_long_stream_without_usage_is_estimated_from_its_tail(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """An upstream that ignores `include_usage`: a stream keeps only its last bytes, and the
+    completion count is extrapolated from them by bytes (close, flagged as an estimate)."""
+    words = [f" token{i % 50}" for i in range(400)]
+
+    async def stream_without_usage(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for word in words:
+            chunk = {
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": word}}],
+            }
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream_without_usage)
+    async with serve(app) as up:
+        url = await start_proxy(make_config(provider("u", up + "/v1", {"m": None})))
+        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+        async with http.post(url + "/v1/chat/completions", json=body) as resp:
+            relayed = await resp.read()
+        assert len(relayed) > 10 * 2048  # far more than the tail a stream keeps
+        _, completion = await wait_for_tokens(http, url, "m")
+    exact = tokens.count_sync("".join(words))
+    assert 0.8 * exact <= completion <= 1.2 * exact, (completion, exact)
