@@ -7,7 +7,11 @@ log). Everything runs on 127.0.0.1. The proxy under test is pinned to CPU 0; the
 and the load generators share CPU 1 (when `taskset` exists). llm-proxy runs with auth, a (never
 triggered) rate limit, metrics and JSON access logging on, as production runs it.
 
-    python -m tests.perf.bench [--duration 10] [--quick] [--soak SECS] [--out bench-results]
+    python -m tests.perf.bench [--duration 5] [--rounds 3] [--quick] [--out bench-results]
+
+The non-streaming load runs with every peer started at once and measured in turns, round
+after round (each figure is the median of its rounds): on a shared machine a slow spell then
+hits all peers alike, not just the one measured at the time. The soak is `tests.perf.soak`.
 
 Reports requests/s and latency at 1/32/128 connections (wrk, else a built-in generator),
 proxy CPU ms per request (/proc), 100 and 1,000 concurrent streams (chunks/s, time to first
@@ -27,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -196,11 +201,14 @@ async def _builtin_load(url: str, connections: int, seconds: float) -> LoadResul
     )
 
 
-def load(target: Proc, connections: int, seconds: float, measure_cpu: bool) -> LoadResult:
+def load(
+    target: Proc, connections: int, seconds: float, measure_cpu: bool, warm_up: bool = True
+) -> LoadResult:
     runner = run_wrk if shutil.which("wrk") else (
         lambda u, c, s: asyncio.run(_builtin_load(u, c, s))
     )  # fmt: skip
-    runner(target.url, connections, min(2.0, seconds))  # warm-up: pools, caches
+    if warm_up:
+        runner(target.url, connections, min(2.0, seconds))  # pools, caches
     before = target.cpu_secs()
     result = runner(target.url, connections, seconds)
     if measure_cpu and result.requests:
@@ -320,9 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per load run")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    parser.add_argument("--rounds", type=int, default=3, help="load rounds over all peers")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
-    parser.add_argument("--soak", type=float, default=0.0, help="seconds of mixed-traffic soak")
     parser.add_argument("--out", default="bench-results", help="directory for the JSON results")
     parser.add_argument("--streams-only", action="store_true", help="skip the non-streaming runs")
     parser.add_argument("--load-only", action="store_true", help="skip the streaming runs")
@@ -331,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     seconds = 1.0 if args.quick else args.duration
+    rounds = 1 if args.quick else max(1, args.rounds)
     connections: tuple[int, ...] = (1, 32) if args.quick else (1, 32, 128)
     if args.connections:
         connections = tuple(args.connections)
@@ -353,78 +362,104 @@ def main(argv: list[str] | None = None) -> int:
             "pinning": bool(shutil.which("taskset")),
             "load_generator": "wrk" if shutil.which("wrk") else "builtin-aiohttp",
         },
-        "settings": {"seconds": seconds, "stream_chunks": chunks, "chunk_delay_ms": delay_ms},
+        "settings": {
+            "seconds": seconds,
+            "rounds": rounds,
+            "stream_chunks": chunks,
+            "chunk_delay_ms": delay_ms,
+        },
         "targets": {},
     }
     config = tmp / "bench.yaml"
     write_config(config, f"http://127.0.0.1:{ports['mock']}", ports["proxy"])
-    env_log = tmp / "proxy.log"
     with spawn(
         "mock",
         [py, "-m", "llm_proxy", "mock-upstream", "--port", str(ports["mock"]), "--chunks", "20"],
         LOAD_CPU, ports["mock"], tmp / "mock.log", "/v1/models",
     ) as mock:  # fmt: skip
-        targets: dict[str, list[str] | None] = {
+        commands: dict[str, list[str] | None] = {
             "direct": None,
             "bare": [py, str(HERE / "bare.py"), mock.url, str(ports["bare"])],
         }
         nginx = _nginx_binary()
         if nginx is not None:
             conf = write_nginx_config(tmp, ports["mock"], ports["nginx"])
-            targets["nginx"] = [nginx, "-p", str(tmp), "-c", str(conf)]
+            commands["nginx"] = [nginx, "-p", str(tmp), "-c", str(conf)]
         else:
             print("nginx not installed: no C reference in this run", flush=True)
-        targets["llm-proxy"] = [py, "-m", "llm_proxy", "serve", "--config", str(config)]
-        for name, cmd in targets.items():
-            print(f"== {name}", flush=True)
-            entry: dict[str, Any] = {}
+        commands["llm-proxy"] = [py, "-m", "llm_proxy", "serve", "--config", str(config)]
+
+        def start(name: str) -> contextlib.AbstractContextManager[Proc]:
+            cmd = commands[name]
             if cmd is None:
-                target, stack = mock, contextlib.nullcontext(mock)
-            else:
-                port = ports[name if name in ("bare", "nginx") else "proxy"]
-                health = "/health" if name == "llm-proxy" else "/v1/models"
-                stack = spawn(
-                    name,
-                    cmd,
-                    PROXY_CPU,
-                    port,
-                    env_log if name == "llm-proxy" else tmp / f"{name}.log",
-                    health,
-                )
-            with stack as target:
-                proc = None if cmd is None else target
+                return contextlib.nullcontext(mock)
+            port = ports[name if name in ("bare", "nginx") else "proxy"]
+            health = "/health" if name == "llm-proxy" else "/v1/models"
+            return spawn(name, cmd, PROXY_CPU, port, tmp / f"{name}.log", health)
+
+        entries: dict[str, dict[str, Any]] = {name: {} for name in commands}
+        if connections:
+            # All peers run at once (idle but for the one under load) and are measured in
+            # turns, round after round: a slow spell of this shared machine then hits every
+            # peer alike instead of one, and each figure is the median of its rounds.
+            with contextlib.ExitStack() as stack:
+                procs = {name: stack.enter_context(start(name)) for name in commands}
+                time.sleep(0.5)
+                for name, target in procs.items():
+                    if commands[name] is not None:
+                        entries[name]["startup_secs"] = target.startup_secs
+                        entries[name]["rss_idle_mb"] = target.rss_mb()
+                runs: dict[tuple[str, int], list[LoadResult]] = {}
+                order = list(procs)
+                for i in range(rounds):
+                    print(f"== load, round {i + 1} of {rounds}", flush=True)
+                    for c in connections:
+                        for name in order[i % len(order) :] + order[: i % len(order)]:
+                            r = load(procs[name], c, seconds, commands[name] is not None, i == 0)
+                            runs.setdefault((name, c), []).append(r)
+                            cpu = r.cpu_ms_per_request
+                            print(
+                                f"   {name:>9} {c:>4} conns: {r.rps:9.0f} req/s  "
+                                f"p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms"
+                                + (f"  cpu {cpu:.3f} ms/req" if cpu else ""),
+                                flush=True,
+                            )
+            for name in commands:
+                entries[name]["load"] = [
+                    {
+                        **_median_run(runs[(name, c)]),
+                        "rounds": [r.__dict__ for r in runs[(name, c)]],
+                    }
+                    for c in connections
+                ]
+        for name in commands:
+            entry = entries[name]
+            entry.setdefault("load", [])
+            entry["streams"] = []
+            if not stream_counts:
+                continue
+            print(f"== streams: {name}", flush=True)
+            with start(name) as target:  # a fresh process: its memory is the streams' own
+                proc = None if commands[name] is None else target
                 if proc is not None:
                     entry["startup_secs"] = target.startup_secs
                     time.sleep(0.5)
                     entry["rss_idle_mb"] = proc.rss_mb()
-                entry["load"] = []
-                for c in connections:
-                    r = load(target, c, seconds, proc is not None)
-                    entry["load"].append(r.__dict__)
-                    cpu = r.cpu_ms_per_request
-                    print(
-                        f"   {c:>4} conns: {r.rps:9.0f} req/s  p50 {r.p50_ms:.3f} ms  "
-                        f"p99 {r.p99_ms:.3f} ms" + (f"  cpu {cpu:.3f} ms/req" if cpu else ""),
-                        flush=True,
-                    )
-                entry["streams"] = []
                 for n in stream_counts:
-                    s = streams(target.url, n, chunks, delay_ms, proc)
-                    entry["streams"].append(s.__dict__)
-                    rss = s.peak_rss_mb
+                    st = streams(target.url, n, chunks, delay_ms, proc)
+                    entry["streams"].append(st.__dict__)
+                    rss = st.peak_rss_mb
                     print(
-                        f"   {n:>4} streams: {s.chunks_per_sec:9.0f} chunks/s  "
-                        f"ttfc p50 {s.ttfc_p50_ms:.1f} ms  p99 {s.ttfc_p99_ms:.1f} ms  "
-                        f"errors {s.errors}"
-                        + (f"  rss {s.rss_before_mb:.1f} -> peak {rss:.1f} MB" if rss else ""),
+                        f"   {n:>4} streams: {st.chunks_per_sec:9.0f} chunks/s  "
+                        f"ttfc p50 {st.ttfc_p50_ms:.1f} ms  p99 {st.ttfc_p99_ms:.1f} ms  "
+                        f"errors {st.errors}"
+                        + (f"  rss {st.rss_before_mb:.1f} -> peak {rss:.1f} MB" if rss else ""),
                         flush=True,
                     )
                 if proc is not None:
                     time.sleep(1.0)
                     entry["rss_after_mb"] = proc.rss_mb()
-                    if args.soak and name == "llm-proxy":
-                        entry["soak"] = soak(proc, args.soak, chunks, delay_ms)
-            results["targets"][name] = entry
+        results["targets"] = entries
     report(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -433,6 +468,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {path}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def _median_run(runs: list[LoadResult]) -> dict[str, Any]:
+    """One figure per metric: the median over the rounds."""
+    cpus = [r.cpu_ms_per_request for r in runs if r.cpu_ms_per_request is not None]
+    return {
+        "connections": runs[0].connections,
+        "rps": statistics.median(r.rps for r in runs),
+        "p50_ms": statistics.median(r.p50_ms for r in runs),
+        "p99_ms": statistics.median(r.p99_ms for r in runs),
+        "requests": sum(r.requests for r in runs),
+        "errors": sum(r.errors for r in runs),
+        "cpu_ms_per_request": statistics.median(cpus) if cpus else None,
+    }
 
 
 def _nginx_binary() -> str | None:
@@ -475,18 +524,6 @@ http {{
 """
     )
     return conf
-
-
-def soak(proc: Proc, seconds: float, chunks: int, delay_ms: float) -> dict[str, Any]:
-    """Mixed traffic for `seconds`; RSS sampled each round (growth means a leak)."""
-    samples = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        load(proc, 32, 2.0, False)
-        streams(proc.url, 200, chunks, delay_ms, None)
-        samples.append(round(proc.rss_mb(), 1))
-    print(f"   soak {seconds:.0f}s rss samples (MB): {samples}")
-    return {"seconds": seconds, "rss_mb": samples}
 
 
 def _cpu_model() -> str:
@@ -549,9 +586,9 @@ def report(results: dict[str, Any]) -> None:
         added = {n: at[n]["peak_rss_mb"] - at[n]["rss_before_mb"] for n in peers}
         row(f"RSS MB added by {n_streams} streams", added, "{:.1f}")
     peers = [n for n in names if n != "direct"]
-    row("RSS MB idle", {n: t[n]["rss_idle_mb"] for n in peers}, "{:.1f}", ratios=True)
-    row("RSS MB after streams", {n: t[n]["rss_after_mb"] for n in peers}, "{:.1f}")
-    row("startup to health, s", {n: t[n]["startup_secs"] for n in peers}, "{:.3f}")
+    row("RSS MB idle", {n: t[n].get("rss_idle_mb") for n in peers}, "{:.1f}", ratios=True)
+    row("RSS MB after streams", {n: t[n].get("rss_after_mb") for n in peers}, "{:.1f}")
+    row("startup to health, s", {n: t[n].get("startup_secs") for n in peers}, "{:.3f}")
 
 
 if __name__ == "__main__":
