@@ -14,7 +14,7 @@ from llm_proxy.usage import UsageStripper, request_usage_in_stream
 USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     endpoint: str  # "/chat/completions", ...
     body: bytes  # as the client sent it

@@ -251,10 +251,8 @@ async def _attempt(
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
     whole = answers_whole(resp, relayed, is_sse)
-    headers = response_headers(resp.raw_headers, upstream)
-    out = (web.Response if whole else web.StreamResponse)(
-        status=status, reason=resp.reason or None, headers=headers
-    )
+    out = (web.Response if whole else web.StreamResponse)(status=status, reason=resp.reason or None)
+    out.headers.extend(response_headers(resp.raw_headers, upstream))
     if relayed.inflater is not None:
         out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.decoding)
     if is_sse:

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from multidict import CIMultiDict
 from yarl import URL
 
 from llm_proxy.config import Config, Provider
@@ -173,15 +172,15 @@ def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
     return b"".join(lines)
 
 
-def response_headers(raw: RawHeaders, upstream: Upstream) -> CIMultiDict[str]:
+def response_headers(raw: RawHeaders, upstream: Upstream) -> list[tuple[str, str]]:
     """The upstream's headers the client gets; its request id renamed."""
-    out: CIMultiDict[str] = CIMultiDict()
+    out: list[tuple[str, str]] = []
     drop = upstream.drop_response
     for name, value in raw:
         lname = name.lower()
         if lname in drop:
             if lname == b"x-request-id":
-                out.add(UPSTREAM_REQUEST_ID, value.decode("latin-1"))
+                out.append((UPSTREAM_REQUEST_ID, value.decode("latin-1")))
             continue
-        out.add(name.decode("latin-1"), value.decode("latin-1"))
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
     return out

@@ -125,12 +125,18 @@ async def test_sdk_raises_its_typed_errors(proxy_url: str) -> None:
             )
 
 
-async def test_unreachable_and_slow_upstreams_map_to_502_504(
-    start_proxy: ProxyFactory, unused_tcp_port: int
-) -> None:
+async def test_unreachable_and_slow_upstreams_map_to_502_504(start_proxy: ProxyFactory) -> None:
+    import socket
+
     from aiohttp import web
 
     from tests.conftest import serve
+
+    # A port bound but not listening: connections are refused, and no other server of the
+    # run can take it meanwhile (a merely unused port can be handed out again).
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    unused_tcp_port = closed.getsockname()[1]
 
     async def slow(request: web.Request) -> web.Response:
         await asyncio.sleep(5)
@@ -154,6 +160,7 @@ async def test_unreachable_and_slow_upstreams_map_to_502_504(
                 await client.chat.completions.create(model="slow", messages=[])
             assert slow_exc.value.status_code == 504
             assert slow_exc.value.code == "upstream_timeout"
+    closed.close()
 
 
 @pytest.mark.parametrize("client_asks_usage", [True, False])
