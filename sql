@@ -1,1 +1,1 @@
-llm_proxy/sql
+llm_proxy/config/sql

@@ -10,11 +10,7 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
-from llm_proxy import handlers
-from llm_proxy.config import Config
-from llm_proxy.config_store import ConfigStore, Snapshot, compile_snapshot
-from llm_proxy.health import HealthBoard
-from llm_proxy.health_checks import HealthChecker
+from llm_proxy.config.model import Config
 from llm_proxy.keys import (
     BACKGROUND,
     CLIENT,
@@ -26,14 +22,18 @@ from llm_proxy.keys import (
     STORE,
 )
 from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
-from llm_proxy.log import dropped_lines
-from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
 from llm_proxy.middlewares.observe import observe
 from llm_proxy.middlewares.ratelimit import ratelimit
-from llm_proxy.ratelimit import Clock, Limiter
-from llm_proxy.upstream_client import Client
+from llm_proxy.observe.log import dropped_lines
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy import handlers
+from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.health_checks import HealthChecker
+from llm_proxy.proxy.limiter import Clock, Limiter
+from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
+from llm_proxy.proxy.upstream_client import Client
 
 log = structlog.get_logger()
 
@@ -153,7 +153,7 @@ def _limiter(clock: Clock | None) -> Any:
 
 def _listener(database: DatabaseMode) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from llm_proxy.listener import ConfigListener  # asyncpg: database mode only
+        from llm_proxy.config.listener import ConfigListener  # asyncpg: database mode only
 
         listener = app[LISTENER] = ConfigListener(
             database.dsn,

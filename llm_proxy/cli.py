@@ -16,8 +16,8 @@ from pathlib import Path
 from aiohttp import web
 
 from llm_proxy import __version__
-from llm_proxy.config import Config, ConfigError, redact_url
-from llm_proxy.config_file import load_config_file, resolve_config_path
+from llm_proxy.config.model import Config, ConfigError, redact_url
+from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(args.action, args.db_url, args.steps)
     if args.command == "import-config":
         return _import_config(args.file, args.db_url)
-    from llm_proxy.mock_upstream import MockOptions, run_mock
+    from llm_proxy.testing.mock_upstream import MockOptions, run_mock
 
     run_mock(args.host, args.port, MockOptions(chunks=args.chunks, delay_ms=args.delay_ms))
     return 0
@@ -104,7 +104,7 @@ def _plan(path_arg: str | None, db_url: str | None) -> _Plan | None:
     if dsn is None:
         loaded = _load(path_arg)
         return None if loaded is None else _Plan(*loaded, None)
-    from llm_proxy.db import dsn_problem
+    from llm_proxy.config.database import dsn_problem
 
     problem = dsn_problem(dsn)
     if problem is not None:
@@ -123,7 +123,7 @@ def _check_config(path_arg: str | None, db_url: str | None, *, connect: bool) ->
         assert plan.path is not None
         print(summarize(str(plan.path), plan.config))
         return 0
-    from llm_proxy.db import StartupError, describe_dsn, load_once
+    from llm_proxy.config.database import StartupError, describe_dsn, load_once
 
     where = describe_dsn(plan.dsn)
     name = plan.path or "(no config file: defaults and environment)"
@@ -135,7 +135,7 @@ def _check_config(path_arg: str | None, db_url: str | None, *, connect: bool) ->
         )
         print(summarize_settings(plan.config))
         return 0
-    from llm_proxy.db import CONNECTION_ERRORS
+    from llm_proxy.config.database import CONNECTION_ERRORS
 
     try:
         config, fetched = asyncio.run(load_once(plan.dsn, plan.config))
@@ -185,7 +185,7 @@ def summarize(source: str, config: Config) -> str:
         for rule in p.model_mapping:
             kind = "exact" if rule.pattern is None else "pattern"
             lines.append(f"    {rule.key} -> {rule.target or '(same name)'}  [{kind}]")
-    from llm_proxy.routing import RouteTable
+    from llm_proxy.proxy.routing import RouteTable
 
     models = RouteTable(config.providers).model_names
     lines.append(f"models served ({len(models)}): {', '.join(models) or '(none)'}")
@@ -210,7 +210,7 @@ def summarize(source: str, config: Config) -> str:
 
 
 def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str | None) -> int:
-    from llm_proxy import log
+    from llm_proxy.observe import log
 
     log.configure()
     try:
@@ -236,7 +236,7 @@ def _serve_logged(
     if dsn is None:
         config, version = plan.config, "1"
     else:
-        from llm_proxy.db import StartupError, describe_dsn, initial_load
+        from llm_proxy.config.database import StartupError, describe_dsn, initial_load
 
         base = plan.config
         try:
@@ -273,7 +273,7 @@ def _serve_logged(
 
 def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | None:
     """In database mode the file (optional) holds settings only; rows hold providers/keys."""
-    from llm_proxy.config_file import apply_env_overrides, read_dotenv
+    from llm_proxy.config.yaml_file import apply_env_overrides, read_dotenv
 
     explicit = path_arg or os.environ.get("CONFIG_PATH")
     path = resolve_config_path(path_arg, os.environ)
@@ -302,7 +302,7 @@ def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | Non
 async def _handle_sighup(app: web.Application, path: Path | None) -> None:
     """SIGHUP: in YAML mode re-read the file (validate, then swap, or keep the old config);
     in database mode reload from the database now."""
-    from llm_proxy.config_file import reload_store
+    from llm_proxy.config.yaml_file import reload_store
     from llm_proxy.keys import LISTENER, METRICS, STORE
 
     loop = asyncio.get_running_loop()
@@ -315,7 +315,7 @@ async def _handle_sighup(app: web.Application, path: Path | None) -> None:
 
 def _dsn_arg(db_url: str | None) -> str | None:
     """The DSN of `migrate` and `import-config`; None (after saying why) when unusable."""
-    from llm_proxy.db import dsn_problem
+    from llm_proxy.config.database import dsn_problem
 
     dsn = db_url or os.environ.get("DB_URL")
     if not dsn:
@@ -331,8 +331,8 @@ def _dsn_arg(db_url: str | None) -> str | None:
 def _migrate(action: str, db_url: str | None, steps: int) -> int:
     import asyncpg
 
-    from llm_proxy import migrate
-    from llm_proxy.db import describe_dsn
+    from llm_proxy.config import migrate
+    from llm_proxy.config.database import describe_dsn
 
     dsn = _dsn_arg(db_url)
     if dsn is None:

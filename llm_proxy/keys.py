@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from llm_proxy.config_store import ConfigStore
-from llm_proxy.health import HealthBoard
 from llm_proxy.lifecycle import Lifecycle
-from llm_proxy.metrics import Metrics
-from llm_proxy.ratelimit import Limiter
-from llm_proxy.request_state import RequestState
-from llm_proxy.upstream_client import Client
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.limiter import Limiter
+from llm_proxy.proxy.snapshot import ConfigStore
+from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.upstream_client import Client
 
 if TYPE_CHECKING:  # database mode only: asyncpg (3 MB) is imported when it is used
-    from llm_proxy.listener import ConfigListener
+    from llm_proxy.config.listener import ConfigListener
 
 STORE = web.AppKey("store", ConfigStore)
 CLIENT = web.AppKey("client", Client)  # the one upstream client (pooled connections)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llm_proxy.config import Config
-from llm_proxy.write_watch import WriteWatches
+from llm_proxy.config.model import Config
+from llm_proxy.proxy.write_watch import WriteWatches
 
 
 @dataclass(slots=True)

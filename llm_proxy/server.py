@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from llm_proxy.config import Config
+from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
 from llm_proxy.keys import LIFECYCLE, METRICS, STORE
 from llm_proxy.lifecycle import Lifecycle

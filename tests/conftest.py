@@ -13,10 +13,10 @@ import uvloop
 from aiohttp import web
 
 from llm_proxy.app import create_app
-from llm_proxy.config import Config, parse_config
+from llm_proxy.config.model import Config, parse_config
 from llm_proxy.keys import STORE
-from llm_proxy.mock_upstream import MockOptions, create_mock_app
 from llm_proxy.server import ProxySite, make_runner
+from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
 
 # The upstream client's fakes and fixtures (`client`, `no_asyncio_errors`, `tls_cert`).
 pytest_plugins = ["tests.upstream_fakes"]
@@ -77,7 +77,7 @@ class Upstream:
 
     @property
     def recorded(self) -> Any:
-        from llm_proxy.mock_upstream import RECORDED
+        from llm_proxy.testing.mock_upstream import RECORDED
 
         return self.app[RECORDED]
 
@@ -192,7 +192,7 @@ async def config_dsn(pg_dsn: str) -> str:
     """A fresh database with the schema migrated."""
     import asyncpg
 
-    from llm_proxy.migrate import migrate_up
+    from llm_proxy.config.migrate import migrate_up
 
     conn = await asyncpg.connect(pg_dsn)
     try:

@@ -189,7 +189,7 @@ async def test_require_auth_false_serves_without_a_key(
 def test_locked_state_is_logged_at_start_and_on_every_reload_that_leaves_it() -> None:
     from structlog.testing import capture_logs
 
-    from llm_proxy.config_store import ConfigStore, compile_snapshot
+    from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 
     alpha = provider("alpha", "http://127.0.0.1:9/v1", {"o3": None})
     keyed = make_config(alpha, master_keys=KEYS[:1])

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from llm_proxy.cli import main
-from llm_proxy.listener import LISTENER_APP_NAME
+from llm_proxy.config.listener import LISTENER_APP_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """\
@@ -218,7 +218,7 @@ async def test_database_mode_cli(
 
 
 async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int) -> None:
-    from llm_proxy.mock_upstream import MockOptions, create_mock_app
+    from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
     from tests.conftest import serve
 
     async with serve(create_mock_app(MockOptions())) as mock:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_proxy.config import ConfigError
-from llm_proxy.config_file import load_config_file, load_config_text, parse_dotenv
+from llm_proxy.config.model import ConfigError
+from llm_proxy.config.yaml_file import load_config_file, load_config_text, parse_dotenv
 
 VALID = """\
 providers:

@@ -18,12 +18,12 @@ import asyncpg
 import orjson
 import pytest
 
-from llm_proxy import migrate
 from llm_proxy.app import DatabaseMode
-from llm_proxy.config import Config, ConfigError
-from llm_proxy.db import StartupError, build_config, fetch, initial_load, read_cache
-from llm_proxy.listener import LISTENER_APP_NAME
-from llm_proxy.mock_upstream import RECORDED, MockOptions, create_mock_app
+from llm_proxy.config import migrate
+from llm_proxy.config.database import StartupError, build_config, fetch, initial_load, read_cache
+from llm_proxy.config.listener import LISTENER_APP_NAME
+from llm_proxy.config.model import Config, ConfigError
+from llm_proxy.testing.mock_upstream import RECORDED, MockOptions, create_mock_app
 from tests.conftest import ProxyFactory, Upstream, sample, scrape, serve
 
 
@@ -122,7 +122,7 @@ async def test_migrations_from_empty_rerun_and_concurrent(pg_dsn: str) -> None:
 def test_migrations_ship_inside_the_package() -> None:
     import llm_proxy
 
-    shipped = Path(llm_proxy.__file__).parent / "sql"
+    shipped = Path(llm_proxy.__file__).parent / "config" / "sql"
     assert [m.up.parent for m in migrate.discover()] == [shipped] * len(migrate.discover())
     repo_sql = Path(__file__).resolve().parent.parent / "sql"
     assert sorted(p.name for p in repo_sql.iterdir()) == sorted(p.name for p in shipped.iterdir())

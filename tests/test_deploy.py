@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_proxy.config_file import load_config_file
+from llm_proxy.config.yaml_file import load_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -87,7 +87,7 @@ def test_token_counting_without_network_or_cache_dir(tmp_path: Path) -> None:
     dead = "http://127.0.0.1:9"
     env |= {"TIKTOKEN_CACHE_DIR": "", "TMPDIR": str(tmp_path)}
     env |= {"HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead}
-    code = "from llm_proxy.tokens import count_sync; print(count_sync('hello offline world'))"
+    code = "from llm_proxy.proxy.tokens import count_sync; print(count_sync('hello offline world'))"
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )

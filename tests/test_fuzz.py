@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_proxy.app import create_app
-from llm_proxy.mock_upstream import MockOptions, create_mock_app
+from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
 from tests.conftest import make_config, provider, serve
 
 PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]

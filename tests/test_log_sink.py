@@ -1,5 +1,5 @@
-"""The batched log writer (`llm_proxy.log_sink`) on real pipes: in order, in batches, flushed
-on time and at close, and never blocking its caller when the reader is stuck."""
+"""The batched log writer (`llm_proxy.observe.log_sink`) on real pipes: in order, in batches,
+flushed on time and at close, and never blocking its caller when the reader is stuck."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
-from llm_proxy.log_sink import BatchedWriter
+from llm_proxy.observe.log_sink import BatchedWriter
 from tests.processes import serve_process
 
 

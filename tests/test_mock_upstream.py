@@ -13,7 +13,7 @@ import aiohttp
 import openai
 import orjson
 
-from llm_proxy.mock_upstream import response_stream_events
+from llm_proxy.testing.mock_upstream import response_stream_events
 from tests.conftest import Upstream
 from tests.processes import free_port, stop, wait_until_up
 

@@ -8,7 +8,7 @@ import aiohttp
 import openai
 import pytest
 
-from llm_proxy.mock_upstream import stream_events
+from llm_proxy.testing.mock_upstream import stream_events
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
 from tests.faults import FaultyUpstream
 

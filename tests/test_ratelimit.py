@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 import redis.asyncio
 
-from llm_proxy.auth import KeyRing
-from llm_proxy.config import MasterKey, RateLimit
-from llm_proxy.ratelimit import Limiter
+from llm_proxy.config.model import MasterKey, RateLimit
+from llm_proxy.proxy.keyring import KeyRing
+from llm_proxy.proxy.limiter import Limiter
 from tests.conftest import FakeClock, ProxyFactory, Upstream, make_config, provider, sample, scrape
 
 

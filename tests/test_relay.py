@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from llm_proxy.relay import WHOLE_BODY_BYTES
+from llm_proxy.proxy.relay import WHOLE_BODY_BYTES
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'

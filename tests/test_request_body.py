@@ -1,4 +1,4 @@
-"""Hostile request bodies (`llm_proxy.request_body`, the handler's checks): compressed, huge,
+"""Hostile request bodies (`llm_proxy.proxy.request_body`, the handler's checks): compressed, huge,
 slow, many at once, with tricky JSON. Every one gets a clear OpenAI-shaped answer."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from llm_proxy.errors import ProxyError
-from llm_proxy.request_body import _inflate
+from llm_proxy.proxy.request_body import _inflate
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, serve
 from tests.faults import FaultyUpstream
 

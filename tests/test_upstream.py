@@ -1,4 +1,4 @@
-"""Per-provider call settings (`llm_proxy.upstream`): the URLs a provider's api_base gives."""
+"""Per-provider call settings (`llm_proxy.proxy.upstream`): the URLs a provider's api_base gives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from llm_proxy.config import ConfigError
-from llm_proxy.upstream import endpoint_url
+from llm_proxy.config.model import ConfigError
+from llm_proxy.proxy.upstream import endpoint_url
 from tests.conftest import ProxyFactory, make_config, provider, serve
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from llm_proxy.upstream_client import (
+from llm_proxy.proxy.upstream_client import (
     Client,
     ConnectError,
     ConnectTimeout,
@@ -155,7 +155,7 @@ FD_EXHAUSTION = """
 import asyncio, os, resource, sys
 import uvloop
 from yarl import URL
-from llm_proxy.upstream_client import Client, ConnectError, target
+from llm_proxy.proxy.upstream_client import Client, ConnectError, target
 
 async def main() -> None:
     client = Client()

@@ -10,9 +10,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from llm_proxy import tokens
-from llm_proxy.mock_upstream import stream_events
-from llm_proxy.usage import Usage, UsageStripper, find_usage, request_usage_in_stream
+from llm_proxy.proxy import tokens
+from llm_proxy.proxy.usage import Usage, UsageStripper, find_usage, request_usage_in_stream
+from llm_proxy.testing.mock_upstream import stream_events
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from llm_proxy.auth import presented_key
 from llm_proxy.keys import STATE
 from llm_proxy.middlewares.observe import Handler
+from llm_proxy.proxy.keyring import presented_key
 
 
 @web.middleware

@@ -13,9 +13,9 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from llm_proxy import log as access_log
 from llm_proxy.keys import METRICS, STATE, STORE
-from llm_proxy.request_state import RequestState
+from llm_proxy.observe import log as access_log
+from llm_proxy.proxy.state import RequestState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -15,7 +15,7 @@ import time
 import aiohttp
 
 from llm_proxy.app import create_app
-from llm_proxy.mock_upstream import MockOptions, create_mock_app
+from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
 from tests.conftest import make_config, provider, serve
 
 

@@ -21,10 +21,10 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
-from llm_proxy import db
-from llm_proxy.config import Config, ConfigError
-from llm_proxy.config_store import ConfigStore, compile_snapshot
-from llm_proxy.metrics import Metrics
+from llm_proxy.config import database as db
+from llm_proxy.config.model import Config, ConfigError
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 
 log = structlog.get_logger()
 

@@ -26,9 +26,9 @@ from pyrate_limiter import Decision, Rate, TokenBucket
 from pyrate_limiter.abstracts.algorithm import State
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
-from llm_proxy.auth import KeyEntry
-from llm_proxy.config import RateLimit
-from llm_proxy.metrics import Metrics
+from llm_proxy.config.model import RateLimit
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy.keyring import KeyEntry
 
 log = structlog.get_logger()
 

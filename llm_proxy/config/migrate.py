@@ -1,7 +1,7 @@
-"""Schema migrations: numbered plain-SQL files shipped inside the package (`llm_proxy/sql`,
-also reachable as `sql/` in the repository), applied in order, each in its own transaction,
-recorded in `schema_migrations`, under an advisory lock so that instances starting together
-never race."""
+"""Schema migrations: numbered plain-SQL files shipped inside the package
+(`llm_proxy/config/sql`, also reachable as `sql/` in the repository), applied in order, each in
+its own transaction, recorded in `schema_migrations`, under an advisory lock so that instances
+starting together never race."""
 
 from __future__ import annotations
 

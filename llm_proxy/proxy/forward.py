@@ -4,7 +4,7 @@ Every request gets exactly one response. Until a byte has gone to the client, a 
 (connect error, timeout before the first byte, 5xx, 429, or a stream whose first event is an
 error) is retried on the next candidate provider, up to `max_attempts`, never the same provider
 twice unless it is the only one, and never a provider inside the Retry-After window it asked
-for. The attempt that commits hands its answer to `llm_proxy.relay`.
+for. The attempt that commits hands its answer to `llm_proxy.proxy.relay`.
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ import structlog
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.call import Call
-from llm_proxy.decoding import Inflater, inflater_for
-from llm_proxy.health import HealthBoard
 from llm_proxy.keys import CLIENT, HEALTH, METRICS, STATE
-from llm_proxy.metrics import Metrics
 from llm_proxy.middlewares.observe import stamp
-from llm_proxy.relay import Leg, answers_whole, relay, relay_whole
-from llm_proxy.request_state import RequestState
-from llm_proxy.retry_after import retry_after as read_retry_after
-from llm_proxy.routing import Route, Target
-from llm_proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.upstream_client import Response
-from llm_proxy.upstream_errors import (
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.decoding import Inflater, inflater_for
+from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
+from llm_proxy.proxy.retry_after import retry_after as read_retry_after
+from llm_proxy.proxy.routing import Route, Target
+from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
+from llm_proxy.proxy.upstream_client import Response
+from llm_proxy.proxy.upstream_errors import (
     ConnectError,
     ConnectTimeout,
     Disconnected,
@@ -40,7 +40,7 @@ from llm_proxy.upstream_errors import (
     ProtocolError,
     UpstreamError,
 )
-from llm_proxy.usage import STREAM_KEEP_BYTES, Relayed
+from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()
 
@@ -254,7 +254,7 @@ async def _attempt(
     out = (web.Response if whole else web.StreamResponse)(status=status, reason=resp.reason or None)
     out.headers.extend(response_headers(resp.raw_headers, upstream))
     if relayed.inflater is not None:
-        out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.decoding)
+        out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.proxy.decoding)
     if is_sse:
         out.headers["Cache-Control"] = "no-cache"
         out.headers["X-Accel-Buffering"] = "no"

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 import structlog
 
-from llm_proxy.log_sink import BatchedWriter
+from llm_proxy.observe.log_sink import BatchedWriter
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> bytes:

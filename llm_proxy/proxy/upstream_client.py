@@ -13,7 +13,8 @@ recently used first, closed after `keepalive_secs` idle, by a periodic sweep for
 longer used), optionally capped per origin (`max_per_origin`: requests beyond it wait in order,
 up to `pool_timeout_secs`); new connections race the host's
 addresses Happy Eyeballs style (aiohappyeyeballs), from a DNS cache of `dns_ttl_secs`; http://
-forward proxies (CONNECT tunnels for https, absolute form for http: `llm_proxy.upstream_proxy`);
+forward proxies (CONNECT tunnels for https, absolute form for http:
+`llm_proxy.proxy.upstream_proxy`);
 a stale pooled connection (closed by the upstream while idle) is replaced by a fresh one once,
 and logged, when it dropped with the write and before any response byte (a request the upstream
 may have worked on is never re-sent); chunked and Content-Length bodies, and bodies that end
@@ -21,7 +22,7 @@ with the connection; response heads bounded (`MAX_LINE_BYTES` per line, `MAX_HEA
 `MAX_HEAD_BYTES` in all) but lenient as aiohttp's client is (bare LF line ends, folded header
 lines); flow control (the upstream socket stops being read while `HIGH_WATER` bytes wait for a
 slow client); TLS with or without certificate verification; every failure is one
-`UpstreamError` subclass per cause (see `llm_proxy.upstream_errors`).
+`UpstreamError` subclass per cause (see `llm_proxy.proxy.upstream_errors`).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ import structlog
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from yarl import URL
 
-from llm_proxy import upstream_proxy
-from llm_proxy.upstream_errors import (
+from llm_proxy.proxy import upstream_proxy
+from llm_proxy.proxy.upstream_errors import (
     ClientClosed,
     ConnectError,
     ConnectTimeout,
@@ -57,7 +58,7 @@ from llm_proxy.upstream_errors import (
     UpstreamTimeout,
     connect_error,
 )
-from llm_proxy.upstream_proxy import proxy_from_env
+from llm_proxy.proxy.upstream_proxy import proxy_from_env
 
 __all__ = [
     "HIGH_WATER",

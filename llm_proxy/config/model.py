@@ -19,7 +19,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from yarl import URL
 
-from llm_proxy.patterns import compile_pattern
+from llm_proxy.config.patterns import compile_pattern
 
 Path = tuple[str | int, ...]
 Locate = Callable[[Path], str | None]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from llm_proxy.jsonbody import replace_model
-from llm_proxy.routing import Target
-from llm_proxy.upstream import Upstream
-from llm_proxy.usage import UsageStripper, request_usage_in_stream
+from llm_proxy.proxy.jsonbody import replace_model
+from llm_proxy.proxy.routing import Target
+from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.usage import UsageStripper, request_usage_in_stream
 
 # Endpoints whose streams accept `stream_options.include_usage`.
 USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})

@@ -18,7 +18,7 @@ from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 from aioprometheus.histogram import Histogram as HistogramValue
 from aioprometheus.renderer import render
 
-from llm_proxy.usage import Usage
+from llm_proxy.proxy.usage import Usage
 
 # LLM calls run from milliseconds (embeddings, cached) to minutes (long generations).
 DURATION_BUCKETS: Final = (

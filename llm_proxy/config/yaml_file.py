@@ -22,7 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from llm_proxy.config import (
+from llm_proxy.config.model import (
     Config,
     ConfigError,
     Interpolated,
@@ -33,8 +33,8 @@ from llm_proxy.config import (
     parse_bool,
     parse_config,
 )
-from llm_proxy.config_store import ConfigStore, compile_snapshot
-from llm_proxy.metrics import Metrics
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 
 DEFAULT_CONFIG_PATH: Final = "config.yaml"
 _VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")

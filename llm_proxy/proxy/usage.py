@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import orjson
 
-from llm_proxy.decoding import Inflater
-from llm_proxy.jsonbody import exact_loads
+from llm_proxy.proxy.decoding import Inflater
+from llm_proxy.proxy.jsonbody import exact_loads
 
 _NUMBERS: Final = re.compile(
     rb'"(prompt_tokens|completion_tokens|total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)'

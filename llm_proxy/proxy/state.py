@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llm_proxy.auth import KeyEntry
-from llm_proxy.config_store import Snapshot
-from llm_proxy.usage import Relayed
+from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.snapshot import Snapshot
+from llm_proxy.proxy.usage import Relayed
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from llm_proxy.config import CircuitBreaker
+from llm_proxy.config.model import CircuitBreaker
 
 MAX_RETRY_AFTER_SECS: Final = 300.0
 

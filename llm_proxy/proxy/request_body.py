@@ -23,7 +23,7 @@ from aiohttp import web
 
 from llm_proxy.errors import API_ERROR, ProxyError
 from llm_proxy.lifecycle import Lifecycle
-from llm_proxy.request_state import RequestState
+from llm_proxy.proxy.state import RequestState
 
 MB: Final = 1024 * 1024
 # Compressed bodies larger than this are inflated on a worker thread (zlib releases the GIL),

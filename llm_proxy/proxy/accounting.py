@@ -14,10 +14,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from llm_proxy import tokens
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
-from llm_proxy.request_state import RequestState
-from llm_proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
+from llm_proxy.proxy import tokens
+from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
 
 log = structlog.get_logger()
 

@@ -1,7 +1,7 @@
 """The byte-transparent relay: the committed answer, from the upstream to the client.
 
 Chunks are written as they arrive (all that is buffered, in one write), never re-encoded
-(compressed answers are inflated, see `llm_proxy.decoding`). Once the response has started
+(compressed answers are inflated, see `llm_proxy.proxy.decoding`). Once the response has started
 there is no retry: an upstream failure ends an SSE stream with an OpenAI-style error event, or
 cuts a plain body short. A client that hangs up (a write fails, or aiohttp cancels the
 handler) closes the upstream connection at once; one that stops reading is cut off after
@@ -21,11 +21,11 @@ from aiohttp import web
 from llm_proxy import errors
 from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
 from llm_proxy.middlewares.observe import CLIENT_CLOSED
-from llm_proxy.request_state import RequestState
-from llm_proxy.upstream import Upstream
-from llm_proxy.upstream_client import Response
-from llm_proxy.upstream_errors import UpstreamError
-from llm_proxy.usage import Relayed
+from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.upstream_client import Response
+from llm_proxy.proxy.upstream_errors import UpstreamError
+from llm_proxy.proxy.usage import Relayed
 
 log = structlog.get_logger()
 

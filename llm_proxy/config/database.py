@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 import structlog
 
-from llm_proxy.config import (
+from llm_proxy.config.model import (
     TIMEOUT_KEYS,
     Config,
     ConfigError,

@@ -11,10 +11,10 @@ from typing import Final
 import orjson
 import structlog
 
-from llm_proxy.config_store import ConfigStore
-from llm_proxy.health import HealthBoard
-from llm_proxy.upstream import Upstream
-from llm_proxy.upstream_client import Client, UpstreamError
+from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.snapshot import ConfigStore
+from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.upstream_client import Client, UpstreamError
 
 log = structlog.get_logger()
 

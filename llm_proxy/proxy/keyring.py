@@ -16,10 +16,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from llm_proxy.config import MasterKey, RateLimit
+from llm_proxy.config.model import MasterKey, RateLimit
+from llm_proxy.config.patterns import NameMatcher
 from llm_proxy.errors import ProxyError
-from llm_proxy.patterns import NameMatcher
-from llm_proxy.routing import render_models
+from llm_proxy.proxy.routing import render_models
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Final
 
 import orjson
 
-from llm_proxy.config import Provider
+from llm_proxy.config.model import Provider
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from llm_proxy.auth import KeyRing
-from llm_proxy.config import Config
-from llm_proxy.routing import RouteTable, render_models
-from llm_proxy.upstream import Upstream, compile_upstream
+from llm_proxy.config.model import Config
+from llm_proxy.proxy.keyring import KeyRing
+from llm_proxy.proxy.routing import RouteTable, render_models
+from llm_proxy.proxy.upstream import Upstream, compile_upstream
 
 
 @dataclass(frozen=True, slots=True)

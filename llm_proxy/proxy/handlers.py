@@ -10,15 +10,15 @@ import orjson
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.accounting import settle
-from llm_proxy.auth import model_not_allowed, presented_key
-from llm_proxy.call import Call
-from llm_proxy.config_store import Snapshot
-from llm_proxy.forward import forward
-from llm_proxy.jsonbody import has_duplicate_model, parse_object
 from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.request_body import read_body, release
+from llm_proxy.proxy.accounting import settle
+from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.forward import forward
+from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object
+from llm_proxy.proxy.keyring import model_not_allowed, presented_key
+from llm_proxy.proxy.request_body import read_body, release
+from llm_proxy.proxy.snapshot import Snapshot
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})

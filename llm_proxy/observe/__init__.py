@@ -1,0 +1,1 @@
+"""The observe plane: metrics and logs."""

@@ -1,0 +1,1 @@
+"""Tools shipped for testing against the proxy (the fake upstream of `llm-proxy mock-upstream`)."""
