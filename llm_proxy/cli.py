@@ -51,6 +51,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="database mode: also connect once and validate the providers and keys rows",
     )
 
+    cfg = sub.add_parser("config", help="database mode: the config history, and rollback")
+    cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
+    hist = cfg_sub.add_parser(
+        "history", help="recorded changes to providers and keys, newest first"
+    )
+    hist.add_argument("version", nargs="?", type=int, help="show this version's changes in full")
+    hist.add_argument("--table", choices=("providers", "credentials"))
+    hist.add_argument("--row", type=int, help="one row's changes (its id)")
+    hist.add_argument("--limit", type=int, default=20, help="versions to show (default 20)")
+    hist.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
+    back = cfg_sub.add_parser(
+        "rollback", help="restore providers and keys to their state at a version"
+    )
+    back.add_argument("version", type=int)
+    back.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
+
     mock = sub.add_parser("mock-upstream", help="serve a fake OpenAI API on loopback")
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=18001)
@@ -66,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(args.action, args.db_url, args.steps)
     if args.command == "import-config":
         return _import_config(args.file, args.db_url)
+    if args.command == "config":
+        return _config_history(args)
     from llm_proxy.testing.mock_upstream import MockOptions, run_mock
 
     run_mock(args.host, args.port, MockOptions(chunks=args.chunks, delay_ms=args.delay_ms))
@@ -361,6 +379,64 @@ def _migrate(action: str, db_url: str | None, steps: int) -> int:
         return asyncio.run(run())
     except (OSError, asyncpg.PostgresError, ValueError) as exc:
         print(f"error: migrate {action}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _config_history(args: argparse.Namespace) -> int:
+    """`config history [VERSION]` and `config rollback VERSION`."""
+    import getpass
+
+    import asyncpg
+    import orjson
+
+    from llm_proxy.config import history
+
+    dsn = _dsn_arg(args.db_url)
+    if dsn is None:
+        return 2
+
+    async def run() -> int:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            if args.config_command == "rollback":
+                before = (await history.bounds(conn))[1]
+                new = await history.rollback(conn, args.version, f"cli:{getpass.getuser()}")
+                if new == before:
+                    print(f"config is already as it was at version {args.version}")
+                else:
+                    print(f"rolled back to version {args.version}: now version {new}")
+                return 0
+            if args.version is not None:
+                changes = await history.change(conn, args.version)
+                if not changes:
+                    print(f"error: no version {args.version} in the history", file=sys.stderr)
+                    return 1
+                for c in changes:
+                    print(orjson.dumps(c.as_dict(), option=orjson.OPT_INDENT_2).decode())
+                return 0
+            changes = await history.history(
+                conn, table=args.table, row_id=args.row, limit=args.limit
+            )
+            first, current = await history.bounds(conn)
+            print(f"config version {current}; history from version {first}")
+            for c in changes:
+                what = ", ".join(c.fields_changed()) if c.operation == "UPDATE" else ""
+                print(
+                    f"{c.version:>6}  {c.changed_at:%Y-%m-%d %H:%M:%S}  {c.changed_by:<20} "
+                    f"{c.operation:<6} {c.table}/{c.row_id} {c.name or ''}"
+                    + (f"  ({what})" if what else "")
+                )
+            return 0
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except history.HistoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: config {args.config_command}: {exc}", file=sys.stderr)
         return 1
 
 

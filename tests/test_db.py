@@ -110,10 +110,11 @@ async def test_migrations_from_empty_rerun_and_concurrent(pg_dsn: str) -> None:
         status = await migrate.status_lines(first)
         assert all("applied" in line for line in status)
         assert await first.fetchval("SELECT version FROM config_version") == 1
-        reverted = await migrate.migrate_down(first, 1)
-        assert [m.version for m in reverted] == [1]
+        everything = len(migrate.discover())
+        reverted = await migrate.migrate_down(first, everything)
+        assert [m.version for m in reverted] == list(range(everything, 0, -1))
         assert await first.fetchval("SELECT to_regclass('providers')") is None
-        assert len(await migrate.migrate_up(first)) == 1
+        assert len(await migrate.migrate_up(first)) == everything
     finally:
         await first.close()
         await second.close()
@@ -520,5 +521,5 @@ def test_wheel_contains_the_migrations(tmp_path: Path) -> None:
     )  # fmt: skip
     (wheel,) = tmp_path.glob("llm_proxy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    shipped = sorted(n for n in names if n.startswith("llm_proxy/sql/"))
-    assert shipped == sorted(f"llm_proxy/sql/{p.name}" for p in migrate.SQL_DIR.iterdir())
+    shipped = sorted(n for n in names if n.startswith("llm_proxy/config/sql/"))
+    assert shipped == sorted(f"llm_proxy/config/sql/{p.name}" for p in migrate.SQL_DIR.iterdir())

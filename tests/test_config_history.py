@@ -1,0 +1,172 @@
+"""Config history and rollback against a real PostgreSQL: what the database records for psql
+edits (who, which version, never a secret), one transaction as one version, rollback across a
+provider delete and a key rotation reaching a running proxy through NOTIFY, and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import pytest
+
+from llm_proxy.cli import main
+from llm_proxy.config import history
+from llm_proxy.config.model import Config
+from tests.conftest import ProxyFactory, Upstream
+from tests.test_db import add_provider, db_version, start_db_proxy, wait_version
+
+
+@pytest.fixture
+async def sql(config_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """An operator's session, as with psql."""
+    conn = await asyncpg.connect(config_dsn)
+    yield conn
+    await conn.close()
+
+
+async def test_psql_edits_are_recorded_with_the_role_and_without_secrets(
+    sql: asyncpg.Connection,
+) -> None:
+    await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team', 'sk-team-secret-1')")
+    await sql.execute("UPDATE providers SET weight = 3")
+    await sql.execute("UPDATE providers SET weight = 3")  # no change: no version, no record
+    await sql.execute("DELETE FROM providers WHERE false")
+    changes = await history.history(sql)
+    version = int(await db_version(sql))
+    assert [(c.version, c.table, c.operation) for c in changes] == [
+        (version, "providers", "UPDATE"),
+        (version - 1, "credentials", "INSERT"),
+        (version - 2, "providers", "INSERT"),
+    ]
+    assert {c.changed_by for c in changes} == {"db:postgres"}
+    assert changes[0].fields_changed() == ["weight"]
+    assert changes[0].before is not None and changes[0].before["weight"] == 1
+    assert changes[0].after is not None and changes[0].after["weight"] == 3
+    # The provider key is masked (with its digest), the master key known by hash only.
+    after = changes[0].after
+    assert after["api_key"] == "sk-...-key"
+    assert after["api_key_sha256"] == hashlib.sha256(b"sk-alpha-provider-key").hexdigest()
+    everything = str(await sql.fetch("SELECT * FROM config_history"))
+    assert "sk-alpha-provider-key" not in everything
+    assert "sk-team-secret-1" not in everything
+    key_row = changes[1].after
+    assert key_row is not None and "key" not in key_row and key_row["key_prefix"] == "sk-tea..."
+
+
+async def test_one_transaction_is_one_version(sql: asyncpg.Connection) -> None:
+    before = int(await db_version(sql))
+    async with sql.transaction():
+        await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"m": None})
+        await add_provider(sql, "beta", "http://127.0.0.1:9/v1", {"m": None})
+        await sql.execute("UPDATE providers SET weight = 2 WHERE name = 'alpha'")
+    assert int(await db_version(sql)) == before + 1
+    changes = await history.change(sql, before + 1)
+    assert [(c.name, c.operation) for c in changes] == [
+        ("alpha", "INSERT"),
+        ("beta", "INSERT"),
+        ("alpha", "UPDATE"),
+    ]
+
+
+async def test_rollback_across_a_delete_and_a_key_rotation_reaches_a_running_proxy(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team', 'sk-team-old-key')")
+    good = int(await db_version(sql))
+    url = await start_db_proxy(start_proxy, config_dsn, Config())
+    old = {"Authorization": "Bearer sk-team-old-key"}
+    new = {"Authorization": "Bearer sk-team-new-key"}
+
+    async def status(headers: dict[str, str]) -> int:
+        async with http.post(
+            url + "/v1/chat/completions", json={"model": "m"}, headers=headers
+        ) as r:
+            await r.read()
+            return r.status
+
+    assert await status(old) == 200
+    # An incident in psql: the provider deleted, the key rotated.
+    await sql.execute("DELETE FROM providers")
+    await sql.execute("UPDATE credentials SET key = 'sk-team-new-key'")
+    await wait_version(http, url, await db_version(sql))
+    assert await status(old) == 401
+    assert await status(new) == 404  # no provider serves `m` any more
+    new_version = await history.rollback(sql, good, "admin:ops")
+    await wait_version(http, url, str(new_version))
+    assert await status(old) == 200  # the rotated-away key works again, with its provider
+    assert await status(new) == 401
+    row = await sql.fetchrow("SELECT id, api_key FROM providers WHERE name = 'alpha'")
+    assert row is not None and row["api_key"] == "sk-alpha-provider-key"
+    # The rollback is itself one recorded change, by who asked for it.
+    changes = await history.change(sql, new_version)
+    assert {c.changed_by for c in changes} == {"admin:ops"}
+    assert {(c.table, c.operation) for c in changes} >= {("providers", "INSERT")}
+    # Nothing differs any more: rolling back again changes nothing.
+    assert await history.rollback(sql, good, "admin:ops") == new_version
+
+
+async def test_truncate_is_recorded_and_undone(sql: asyncpg.Connection) -> None:
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('a', 'sk-a-12345678')")
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('b', 'sk-b-12345678')")
+    good = int(await db_version(sql))
+    await sql.execute("TRUNCATE credentials")
+    changes = await history.change(sql, good + 1)
+    assert sorted((c.name, c.operation) for c in changes) == [("a", "DELETE"), ("b", "DELETE")]
+    await history.rollback(sql, good, "cli:test")
+    assert await sql.fetchval("SELECT count(*) FROM credentials") == 2
+
+
+async def test_rollback_outside_the_history_changes_nothing(sql: asyncpg.Connection) -> None:
+    await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"m": None})
+    first, current = await history.bounds(sql)
+    for version in (first - 1, current + 1):
+        with pytest.raises(history.HistoryError, match="not in the history"):
+            await history.rollback(sql, version, "cli:test")
+    assert await history.bounds(sql) == (first, current)
+    # A provider key the operator purged from config_secrets cannot be restored: refused whole.
+    good = current
+    await sql.execute("DELETE FROM providers")
+    await sql.execute("DELETE FROM config_secrets")
+    with pytest.raises(history.HistoryError, match="no longer in config_secrets"):
+        await history.rollback(sql, good, "cli:test")
+    assert await sql.fetchval("SELECT count(*) FROM providers") == 0
+
+
+async def test_the_cli_shows_history_and_rolls_back(
+    config_dsn: str, sql: asyncpg.Connection, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await add_provider(sql, "alpha", "http://127.0.0.1:9/v1", {"m": None})
+    good = int(await db_version(sql))
+    await sql.execute("UPDATE providers SET weight = 7")
+
+    def run(*args: str) -> tuple[int, str]:
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    code, out = await asyncio.to_thread(run, "config", "history", "--db-url", config_dsn)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"config version {good + 1}; history from version 1"
+    assert "UPDATE providers/1 alpha  (weight)" in lines[1] and "db:postgres" in lines[1]
+    code, out = await asyncio.to_thread(
+        run, "config", "history", str(good + 1), "--db-url", config_dsn
+    )
+    assert code == 0 and '"fields_changed": [\n    "weight"\n  ]' in out
+    assert "sk-alpha-provider-key" not in out
+    code, out = await asyncio.to_thread(
+        run, "config", "rollback", str(good), "--db-url", config_dsn
+    )
+    assert (code, out.strip()) == (0, f"rolled back to version {good}: now version {good + 2}")
+    assert await sql.fetchval("SELECT weight FROM providers") == 1
+    code, out = await asyncio.to_thread(run, "config", "rollback", "999", "--db-url", config_dsn)
+    assert code == 1 and "config version 999 is not in the history" in out
