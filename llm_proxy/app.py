@@ -10,10 +10,13 @@ from typing import Any, Final
 import structlog
 from aiohttp import web
 
+from llm_proxy.admin.routes import PREFIX as ADMIN_PREFIX
+from llm_proxy.admin.routes import create_admin_app
 from llm_proxy.config.model import Config
 from llm_proxy.keys import (
     BACKGROUND,
     CLIENT,
+    DSN,
     HEALTH,
     LIFECYCLE,
     LIMITER,
@@ -103,6 +106,9 @@ def create_app(
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/detailed", handlers.health_detailed)
     app.router.add_get("/metrics", handlers.metrics)
+    if database is not None:
+        app[DSN] = database.dsn
+    app.add_subapp(ADMIN_PREFIX, create_admin_app())
     return app
 
 

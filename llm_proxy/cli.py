@@ -274,6 +274,10 @@ def _serve_logged(
         providers=[p.name for p in config.providers],
     )
     app = create_app(config, version=version, database=database)
+    from llm_proxy.keys import CONFIG_FILE
+
+    if database is None and path is not None:
+        app[CONFIG_FILE] = path  # POST /admin/v1/config/reload re-reads it
     app.on_startup.append(partial(_handle_sighup, path=path))
     from llm_proxy.server import serve
 

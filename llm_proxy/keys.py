@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -25,6 +26,8 @@ HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)
 LISTENER: web.AppKey[ConfigListener] = web.AppKey("listener")  # database mode only
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+DSN = web.AppKey("database_dsn", str)  # database mode only
+CONFIG_FILE = web.AppKey("config_file", FsPath)  # YAML mode, when serving from a file
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 

@@ -171,8 +171,16 @@ class Config:
     # False only when the operator says so: no key is asked for or checked. True with no
     # enabled key refuses every /v1 request (revoking the last key locks, never opens).
     require_auth: bool = True
-    # Guards /health/detailed (and the admin API to come). Never logged or shown.
+    # Guards the admin API and /health/detailed. Never logged or shown. `admin_key` is the
+    # key named "admin"; `admin_keys` adds named ones (the name is recorded with each change).
     admin_key: str | None = field(default=None, repr=False)
+    admin_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    @property
+    def admin_credentials(self) -> tuple[tuple[str, str], ...]:
+        """Every admin key, as (name, key)."""
+        single = (("admin", self.admin_key),) if self.admin_key else ()
+        return single + self.admin_keys
 
     @property
     def request_timeout_secs(self) -> float:
@@ -378,6 +386,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "config_cache_path",
         "require_auth",
         "admin_key",
+        "admin_keys",
     }
 )
 SERVER_KEYS: Final = frozenset({"host", "port"})
@@ -496,6 +505,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     admin_key = top.get("admin_key")
     if admin_key is not None:
         admin_key = check.header_secret(admin_key, ("admin_key",))
+    admin_keys = _admin_keys(check, top.get("admin_keys"), admin_key)
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -529,24 +539,59 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         dns_ttl_secs=numbers["dns_ttl_secs"],
         require_auth=require_auth,
         admin_key=admin_key,
+        admin_keys=admin_keys,
     )
 
 
 def auth_issues(config: Config, where: str | None = None) -> list[Issue]:
-    """The one rule spanning settings and keys (in database mode they come from different
-    places, so it is checked on the final Config): `require_auth: false` turns authentication
-    off, so keys configured beside it would silently never be checked."""
-    if config.require_auth or not config.master_keys:
-        return []
-    return [
-        Issue(
-            ("require_auth",),
-            f"is false (authentication off), but {len(config.master_keys)} master key(s) are "
-            "configured and would never be checked: remove `require_auth: false` to enforce "
-            "them, or remove the keys",
-            where,
+    """The rules spanning settings and keys (in database mode they come from different
+    places, so they are checked on the final Config): `require_auth: false` turns
+    authentication off, so keys configured beside it would silently never be checked; and an
+    admin key is never also a master key (nor the other way round)."""
+    issues = []
+    if not config.require_auth and config.master_keys:
+        issues.append(
+            Issue(
+                ("require_auth",),
+                f"is false (authentication off), but {len(config.master_keys)} master key(s) "
+                "are configured and would never be checked: remove `require_auth: false` to "
+                "enforce them, or remove the keys",
+                where,
+            )
         )
-    ]
+    digests = {k.digest for k in config.master_keys}
+    for name, key in config.admin_credentials:
+        if hashlib.sha256(key.encode()).digest() in digests:
+            path: Path = ("admin_key",) if name == "admin" else ("admin_keys", name)
+            issues.append(
+                Issue(path, "is also a master key: admin keys and master keys must differ", where)
+            )
+    return issues
+
+
+def _admin_keys(check: _Checker, raw: Any, single: str | None) -> tuple[tuple[str, str], ...]:
+    """`admin_keys: {name: key}`: named admin keys (the name is who made a change)."""
+    if raw is None:
+        return ()
+    mapping = check.mapping(raw, ("admin_keys",), None)
+    if mapping is None:
+        return ()
+    out = []
+    seen = {single} if single else set()
+    for name, value in mapping.items():
+        path: Path = ("admin_keys", str(name))
+        check.name(name, path)
+        if name == "admin" and single:
+            check.fail(path, "the name `admin` is taken by admin_key")
+        key = check.header_secret(value, path)
+        if key is None:
+            check.fail(path, "must be a non-empty key")
+        elif key in seen:
+            check.fail(path, "is the same key as another admin key")
+        else:
+            seen.add(key)
+            out.append((str(name), key))
+    return tuple(out)
 
 
 def _timeouts(check: _Checker, data: Mapping[str, Any], path: Path, base: Timeouts) -> Timeouts:

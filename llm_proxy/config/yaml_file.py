@@ -163,6 +163,23 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
             changes["admin_key"] = secret
         else:  # never echo it
             issues.append(Issue(("ADMIN_KEY",), "must be printable ASCII without spaces", "env"))
+    if env.get("ADMIN_KEYS"):
+        named = []
+        for i, item in enumerate(env["ADMIN_KEYS"].split(",")):
+            name, sep, secret = item.strip().partition(":")
+            if not sep or not name.strip() or not secret or not header_safe(secret):
+                # never echo it
+                issues.append(
+                    Issue(
+                        ("ADMIN_KEYS", i),
+                        "must be name:key pairs, comma-separated (keys printable ASCII "
+                        "without spaces)",
+                        "env",
+                    )
+                )
+            else:
+                named.append((name.strip(), secret))
+        changes["admin_keys"] = tuple(named)
     return changes, issues
 
 

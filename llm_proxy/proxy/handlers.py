@@ -136,7 +136,7 @@ async def health_detailed(request: web.Request) -> web.Response:
     config = snapshot.config
     _require_operator(
         request,
-        (config.admin_key, config.metrics_token),
+        (*(key for _, key in config.admin_credentials), config.metrics_token),
         "/health/detailed requires `Authorization: Bearer <admin_key or metrics_token>`.",
     )
     board = request.app[HEALTH]

@@ -1,0 +1,264 @@
+"""The admin API's routes (`/admin/v1/...`): config version, the effective config (masked),
+reload, and the config history with rollback. JSON in and out; every error OpenAI-shaped.
+
+In database mode, reads of the history and every write go through PostgreSQL (a small pool
+opened on first use), so a change made here is recorded and announced like any other and
+reaches every instance through NOTIFY. A write answers once this instance serves the new
+version (read-your-writes). In YAML mode the config is file-driven: reads answer from the
+loaded snapshot, writes are 409 `read_only_config`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from aiohttp import web
+
+from llm_proxy.admin.guard import ADMIN_NAME, guard
+from llm_proxy.admin.views import config_view
+from llm_proxy.config.yaml_file import reload_store
+from llm_proxy.errors import ProxyError, bad_param, invalid_json
+from llm_proxy.keys import CONFIG_FILE, DSN, LISTENER, METRICS, STATE, STORE
+
+if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, not at startup
+    import asyncpg
+
+PREFIX: Final = "/admin/v1"
+_SERVED_WAIT_SECS: Final = 5.0
+_MAX_PAGE: Final = 200
+
+
+class AdminDatabase:
+    """A pool of at most two connections, opened on the first admin request that needs one:
+    the admin plane costs the proxy nothing until it is used."""
+
+    def __init__(self) -> None:
+        self.dsn: str | None = None  # database mode's, known on the first request
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        import asyncpg
+
+        async with self._lock:
+            if self._pool is None:
+                assert self.dsn is not None
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=0, max_size=2, timeout=10, command_timeout=30
+                )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+ADMIN_DB = web.AppKey("admin_db", AdminDatabase)
+
+
+def create_admin_app() -> web.Application:
+    """The admin sub-application, mounted at PREFIX by `create_app`."""
+    app = web.Application(middlewares=[guard])
+    app[ADMIN_DB] = AdminDatabase()
+    app.cleanup_ctx.append(_database)
+    app.router.add_post("/auth/validate", validate)
+    app.router.add_get("/config/version", config_version)
+    app.router.add_get("/config", effective_config)
+    app.router.add_post("/config/reload", reload)
+    app.router.add_get("/config/history", history_page)
+    app.router.add_get("/config/history/{version}", history_version)
+    app.router.add_post("/config/rollback", rollback)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[ADMIN_DB].close()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _source(request: web.Request) -> str:
+    return "database" if DSN in request.config_dict else "file"
+
+
+class _Conn:
+    """`async with _Conn(request) as conn`: a pooled connection; 409 in YAML mode."""
+
+    def __init__(self, request: web.Request, what: str) -> None:
+        if DSN not in request.config_dict:
+            raise ProxyError(
+                409,
+                f"{what} needs database mode: this proxy's config is file-driven (YAML mode); "
+                "edit the file and reload instead.",
+                code="read_only_config",
+            )
+        self._db = request.app[ADMIN_DB]
+        self._db.dsn = request.config_dict[DSN]
+        self._conn: Any = None
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        pool = await self._db.pool()
+        self._conn = await pool.acquire()
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._conn is not None
+        await (await self._db.pool()).release(self._conn)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise invalid_json(str(exc)) from None
+    if not isinstance(data, dict):
+        raise ProxyError(
+            400, "The request body must be a JSON object.", code="invalid_request_body"
+        )
+    return data
+
+
+def _int_param(
+    value: str | None, name: str, minimum: int, maximum: int | None = None
+) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_param(name, f"`{name}` must be an integer.") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise bad_param(name, f"`{name}` must be {bound}.")
+    return number
+
+
+async def _serve_version(request: web.Request, version: int) -> bool:
+    """Make this instance serve config `version` (or newer) before answering a write: reload
+    at once rather than wait for the NOTIFY, then wait for the swap (bounded)."""
+    listener = request.config_dict.get(LISTENER)
+    if listener is not None:
+        listener.request_reload()
+    store = request.config_dict[STORE]
+    deadline = time.monotonic() + _SERVED_WAIT_SECS
+    while time.monotonic() < deadline:
+        current = store.current.version
+        if current.isdigit() and int(current) >= version:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+# Handlers
+
+
+async def validate(request: web.Request) -> web.Response:
+    """`POST /auth/validate`: the guard let it through, so the key is valid."""
+    return _json({"valid": True, "name": request[ADMIN_NAME]})
+
+
+async def config_version(request: web.Request) -> web.Response:
+    snapshot = request[STATE].snapshot
+    return _json(
+        {"version": snapshot.version, "loaded_at": snapshot.loaded_at, "source": _source(request)}
+    )
+
+
+async def effective_config(request: web.Request) -> web.Response:
+    """`GET /config`: the configuration being served, secrets masked."""
+    snapshot = request[STATE].snapshot
+    return _json(
+        {
+            "version": snapshot.version,
+            "source": _source(request),
+            **config_view(snapshot.config),
+        }
+    )
+
+
+async def reload(request: web.Request) -> web.Response:
+    """`POST /config/reload`: read the configuration again now (as SIGHUP does)."""
+    if DSN in request.config_dict:
+        async with _Conn(request, "Reloading") as conn:
+            version = int(await conn.fetchval("SELECT version FROM config_version"))
+        served = await _serve_version(request, version)
+        return _json({"version": request.config_dict[STORE].current.version, "served": served})
+    path = request.config_dict.get(CONFIG_FILE)
+    if path is None:
+        raise ProxyError(409, "No config file to reload from.", code="read_only_config")
+    store = request.config_dict[STORE]
+    if not reload_store(store, path, request.config_dict[METRICS]):
+        raise ProxyError(
+            400,
+            f"The config file {str(path)!r} is invalid; the old configuration keeps serving "
+            "(the log line `config_reload_rejected` names each problem).",
+            code="invalid_config",
+        )
+    return _json({"version": store.current.version, "served": True})
+
+
+async def history_page(request: web.Request) -> web.Response:
+    """`GET /config/history?table=&row_id=&before=&limit=`: changes, newest version first.
+    Paged by version: pass the answer's `next_before` as `before` for the next page."""
+    from llm_proxy.config import history
+
+    query = request.query
+    table = query.get("table") or None
+    if table is not None and table not in history.TABLES:
+        raise bad_param("table", f"`table` must be one of {', '.join(history.TABLES)}.")
+    row_id = _int_param(query.get("row_id"), "row_id", 1)
+    before = _int_param(query.get("before"), "before", 1)
+    limit = _int_param(query.get("limit"), "limit", 1, _MAX_PAGE) or 50
+    async with _Conn(request, "The config history") as conn:
+        changes = await history.history(
+            conn, table=table, row_id=row_id, before_version=before, limit=limit
+        )
+        first, current = await history.bounds(conn)
+    versions = sorted({c.version for c in changes}, reverse=True)
+    return _json(
+        {
+            "data": [c.as_dict() for c in changes],
+            "next_before": versions[-1] if len(versions) == limit else None,
+            "first_version": first,
+            "current_version": current,
+        }
+    )
+
+
+async def history_version(request: web.Request) -> web.Response:
+    """`GET /config/history/{version}`: every row that version changed."""
+    from llm_proxy.config import history
+
+    version = _int_param(request.match_info["version"], "version", 1)
+    assert version is not None
+    async with _Conn(request, "The config history") as conn:
+        changes = await history.change(conn, version)
+    if not changes:
+        raise ProxyError(404, f"No config version {version} in the history.", code="not_found")
+    return _json({"version": version, "changes": [c.as_dict() for c in changes]})
+
+
+async def rollback(request: web.Request) -> web.Response:
+    """`POST /config/rollback {"version": N}`: providers and master keys back to exactly their
+    state at version N, in one transaction recorded as a change by this admin key."""
+    from llm_proxy.config import history
+
+    data = await _body(request)
+    version = data.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise bad_param("version", "`version` must be a positive integer.")
+    async with _Conn(request, "Rollback") as conn:
+        try:
+            new = await history.rollback(conn, version, f"admin:{request[ADMIN_NAME]}")
+        except history.HistoryError as exc:
+            raise bad_param("version", str(exc)) from None
+    served = await _serve_version(request, new)
+    return _json({"version": new, "rolled_back_to": version, "served": served})

@@ -1,0 +1,94 @@
+"""What the admin API shows of the configuration: everything an operator needs, no secret.
+A provider key is masked (`sk-...abcd`), a master key shown by name only, tokens and admin
+keys by whether (and under which names) they are set."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from llm_proxy.config.model import (
+    CircuitBreaker,
+    Config,
+    HealthCheck,
+    Provider,
+    Timeouts,
+    redact_url,
+)
+
+
+def mask(secret: str) -> str:
+    """`sk-...abcd`: enough to tell two keys apart, never enough to use one."""
+    if not secret:
+        return ""
+    if len(secret) <= 8:
+        return "..."
+    return f"{secret[:3]}...{secret[-4:]}"
+
+
+def _timeouts(t: Timeouts) -> dict[str, float | None]:
+    return {f.name: getattr(t, f.name) for f in dataclasses.fields(t)}
+
+
+def _health(h: HealthCheck | None) -> dict[str, Any] | None:
+    return None if h is None else {"interval_secs": h.interval_secs, "model": h.model}
+
+
+def _breaker(b: CircuitBreaker) -> dict[str, Any]:
+    return {f.name: getattr(b, f.name) for f in dataclasses.fields(b)}
+
+
+def provider_view(p: Provider) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "api_base": redact_url(p.api_base),
+        "api_key": mask(p.api_key),
+        "weight": p.weight,
+        "model_mapping": {rule.key: rule.target for rule in p.model_mapping},
+        "verify_ssl": p.verify_ssl,
+        "inject_stream_usage": p.inject_stream_usage,
+        "timeouts": {k: v for k, v in _timeouts(p.timeouts).items() if v is not None},
+        "health_check": _health(p.health_check),
+        "organization": p.organization,
+        "project": p.project,
+        "proxy": redact_url(p.proxy) if isinstance(p.proxy, str) else p.proxy,
+    }
+
+
+_SECRET_SETTINGS = frozenset(
+    {"providers", "master_keys", "metrics_token", "rate_limit_backend", "admin_key", "admin_keys"}
+)
+
+
+def config_view(config: Config) -> dict[str, Any]:
+    """The whole effective configuration, secrets masked."""
+    settings: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        if f.name in _SECRET_SETTINGS:
+            continue
+        value = getattr(config, f.name)
+        if isinstance(value, Timeouts):
+            value = _timeouts(value)
+        elif isinstance(value, CircuitBreaker):
+            value = _breaker(value)
+        elif isinstance(value, HealthCheck):
+            value = _health(value)
+        settings[f.name] = value
+    settings["metrics_token"] = "set" if config.metrics_token else None
+    backend = config.rate_limit_backend
+    settings["rate_limit_backend"] = redact_url(backend) if backend else None
+    settings["admin_keys"] = [name for name, _ in config.admin_credentials]
+    return {
+        "providers": [provider_view(p) for p in config.providers],
+        "master_keys": [
+            {
+                "name": k.name,
+                "enabled": k.enabled,
+                "allowed_models": list(k.allowed_models) if k.allowed_models is not None else None,
+                "rate_limit": dataclasses.asdict(k.rate_limit) if k.rate_limit else None,
+                "tokens_per_minute": k.tokens_per_minute,
+            }
+            for k in config.master_keys
+        ],
+        "settings": settings,
+    }
