@@ -72,6 +72,9 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/config/history", history_page)
     app.router.add_get("/config/history/{version}", history_version)
     app.router.add_post("/config/rollback", rollback)
+    from llm_proxy.admin import resources
+
+    resources.add_routes(app)
     return app
 
 
@@ -80,7 +83,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[ADMIN_DB].close()
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
@@ -88,8 +91,8 @@ def _source(request: web.Request) -> str:
     return "database" if DSN in request.config_dict else "file"
 
 
-class _Conn:
-    """`async with _Conn(request) as conn`: a pooled connection; 409 in YAML mode."""
+class Conn:
+    """`async with Conn(request) as conn`: a pooled connection; 409 in YAML mode."""
 
     def __init__(self, request: web.Request, what: str) -> None:
         if DSN not in request.config_dict:
@@ -113,7 +116,7 @@ class _Conn:
         await (await self._db.pool()).release(self._conn)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def body_of(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     try:
         data = orjson.loads(raw or b"{}")
@@ -126,9 +129,7 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _int_param(
-    value: str | None, name: str, minimum: int, maximum: int | None = None
-) -> int | None:
+def int_param(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
     if value is None or value == "":
         return None
     try:
@@ -141,7 +142,7 @@ def _int_param(
     return number
 
 
-async def _serve_version(request: web.Request, version: int) -> bool:
+async def serve_version(request: web.Request, version: int) -> bool:
     """Make this instance serve config `version` (or newer) before answering a write: reload
     at once rather than wait for the NOTIFY, then wait for the swap (bounded)."""
     listener = request.config_dict.get(LISTENER)
@@ -162,12 +163,12 @@ async def _serve_version(request: web.Request, version: int) -> bool:
 
 async def validate(request: web.Request) -> web.Response:
     """`POST /auth/validate`: the guard let it through, so the key is valid."""
-    return _json({"valid": True, "name": request[ADMIN_NAME]})
+    return json_response({"valid": True, "name": request[ADMIN_NAME]})
 
 
 async def config_version(request: web.Request) -> web.Response:
     snapshot = request[STATE].snapshot
-    return _json(
+    return json_response(
         {"version": snapshot.version, "loaded_at": snapshot.loaded_at, "source": _source(request)}
     )
 
@@ -175,7 +176,7 @@ async def config_version(request: web.Request) -> web.Response:
 async def effective_config(request: web.Request) -> web.Response:
     """`GET /config`: the configuration being served, secrets masked."""
     snapshot = request[STATE].snapshot
-    return _json(
+    return json_response(
         {
             "version": snapshot.version,
             "source": _source(request),
@@ -187,10 +188,12 @@ async def effective_config(request: web.Request) -> web.Response:
 async def reload(request: web.Request) -> web.Response:
     """`POST /config/reload`: read the configuration again now (as SIGHUP does)."""
     if DSN in request.config_dict:
-        async with _Conn(request, "Reloading") as conn:
+        async with Conn(request, "Reloading") as conn:
             version = int(await conn.fetchval("SELECT version FROM config_version"))
-        served = await _serve_version(request, version)
-        return _json({"version": request.config_dict[STORE].current.version, "served": served})
+        served = await serve_version(request, version)
+        return json_response(
+            {"version": request.config_dict[STORE].current.version, "served": served}
+        )
     path = request.config_dict.get(CONFIG_FILE)
     if path is None:
         raise ProxyError(409, "No config file to reload from.", code="read_only_config")
@@ -202,7 +205,7 @@ async def reload(request: web.Request) -> web.Response:
             "(the log line `config_reload_rejected` names each problem).",
             code="invalid_config",
         )
-    return _json({"version": store.current.version, "served": True})
+    return json_response({"version": store.current.version, "served": True})
 
 
 async def history_page(request: web.Request) -> web.Response:
@@ -214,16 +217,16 @@ async def history_page(request: web.Request) -> web.Response:
     table = query.get("table") or None
     if table is not None and table not in history.TABLES:
         raise bad_param("table", f"`table` must be one of {', '.join(history.TABLES)}.")
-    row_id = _int_param(query.get("row_id"), "row_id", 1)
-    before = _int_param(query.get("before"), "before", 1)
-    limit = _int_param(query.get("limit"), "limit", 1, _MAX_PAGE) or 50
-    async with _Conn(request, "The config history") as conn:
+    row_id = int_param(query.get("row_id"), "row_id", 1)
+    before = int_param(query.get("before"), "before", 1)
+    limit = int_param(query.get("limit"), "limit", 1, _MAX_PAGE) or 50
+    async with Conn(request, "The config history") as conn:
         changes = await history.history(
             conn, table=table, row_id=row_id, before_version=before, limit=limit
         )
         first, current = await history.bounds(conn)
     versions = sorted({c.version for c in changes}, reverse=True)
-    return _json(
+    return json_response(
         {
             "data": [c.as_dict() for c in changes],
             "next_before": versions[-1] if len(versions) == limit else None,
@@ -237,13 +240,13 @@ async def history_version(request: web.Request) -> web.Response:
     """`GET /config/history/{version}`: every row that version changed."""
     from llm_proxy.config import history
 
-    version = _int_param(request.match_info["version"], "version", 1)
+    version = int_param(request.match_info["version"], "version", 1)
     assert version is not None
-    async with _Conn(request, "The config history") as conn:
+    async with Conn(request, "The config history") as conn:
         changes = await history.change(conn, version)
     if not changes:
         raise ProxyError(404, f"No config version {version} in the history.", code="not_found")
-    return _json({"version": version, "changes": [c.as_dict() for c in changes]})
+    return json_response({"version": version, "changes": [c.as_dict() for c in changes]})
 
 
 async def rollback(request: web.Request) -> web.Response:
@@ -251,14 +254,14 @@ async def rollback(request: web.Request) -> web.Response:
     state at version N, in one transaction recorded as a change by this admin key."""
     from llm_proxy.config import history
 
-    data = await _body(request)
+    data = await body_of(request)
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise bad_param("version", "`version` must be a positive integer.")
-    async with _Conn(request, "Rollback") as conn:
+    async with Conn(request, "Rollback") as conn:
         try:
             new = await history.rollback(conn, version, f"admin:{request[ADMIN_NAME]}")
         except history.HistoryError as exc:
             raise bad_param("version", str(exc)) from None
-    served = await _serve_version(request, new)
-    return _json({"version": new, "rolled_back_to": version, "served": served})
+    served = await serve_version(request, new)
+    return json_response({"version": new, "rolled_back_to": version, "served": served})

@@ -112,10 +112,17 @@ def dsn_problem(dsn: str) -> str | None:
 
 
 async def fetch(conn: asyncpg.Connection) -> DbConfig:
+    """One consistent read, in its own REPEATABLE READ transaction."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        version = await conn.fetchval("SELECT version FROM config_version")
-        providers = await conn.fetch(_PROVIDERS_SQL)
-        credentials = await conn.fetch(_CREDENTIALS_SQL)
+        return await read_rows(conn)
+
+
+async def read_rows(conn: asyncpg.Connection) -> DbConfig:
+    """The configuration as the caller's transaction sees it (the admin API validates its
+    writes with this before it commits them)."""
+    version = await conn.fetchval("SELECT version FROM config_version")
+    providers = await conn.fetch(_PROVIDERS_SQL)
+    credentials = await conn.fetch(_CREDENTIALS_SQL)
     data: dict[str, Any] = {"providers": [], "master_keys": []}
     rows: dict[str, list[tuple[int, str]]] = {"providers": [], "master_keys": []}
     for r in providers:

@@ -1,0 +1,407 @@
+"""Providers and master keys (`credentials`, also `/master-keys`) through the admin API.
+
+Every write is one database transaction: the admin key's name is set as the change's actor
+(config history), the row is written, the whole configuration is read back inside the same
+transaction and validated by the same rules as YAML files and psql edits
+(`config.database.build_config`), and only then committed; a bad write is a 400 naming the
+field and leaves nothing behind. `If-Match: <config version>` makes a write conditional (412
+when the configuration changed meanwhile). The answer carries the new config version and
+comes once this instance serves it. Secrets are write-only: a provider's `api_key` is shown
+masked, a master key in full only in the answer that created or rotated it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+from aiohttp import web
+
+from llm_proxy.admin.guard import ADMIN_NAME
+from llm_proxy.admin.routes import Conn, body_of, int_param, json_response, serve_version
+from llm_proxy.admin.views import mask
+from llm_proxy.config.model import ConfigError
+from llm_proxy.errors import ProxyError, bad_param
+from llm_proxy.keys import DSN, STATE
+
+if TYPE_CHECKING:
+    import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    column: str
+    kind: type | tuple[type, ...]
+    nullable: bool = False
+    json: bool = False  # a jsonb column
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str  # the SQL table
+    what: str  # "provider", "master key"
+    fields: dict[str, Field]  # API field -> column
+    required: frozenset[str]  # on create and PUT
+
+
+PROVIDERS: Final = Table(
+    "providers",
+    "provider",
+    {
+        "name": Field("name", str),
+        "provider_type": Field("provider_type", str),
+        "api_base": Field("api_base", str),
+        "api_key": Field("api_key", str),
+        "model_mapping": Field("model_mapping", dict, json=True),
+        "weight": Field("weight", int),
+        "enabled": Field("is_enabled", bool),
+        "params": Field("params", dict, json=True),
+    },
+    frozenset({"name", "api_base"}),
+)
+CREDENTIALS: Final = Table(
+    "credentials",
+    "master key",
+    {
+        "name": Field("name", str),
+        "key": Field("key", str),
+        "allowed_models": Field("allowed_models", list, nullable=True),
+        "rate_limit_rps": Field("rate_limit_rps", (int, float), nullable=True),
+        "rate_limit_burst": Field("rate_limit_burst", int, nullable=True),
+        "tokens_per_minute": Field("tokens_per_minute", int, nullable=True),
+        "enabled": Field("is_enabled", bool),
+    },
+    frozenset({"name"}),
+)
+# On PUT, what an omitted field becomes (a write-only secret is kept instead).
+_DEFAULTS: Final[dict[str, dict[str, Any]]] = {
+    "providers": {
+        "provider_type": "openai",
+        "model_mapping": {},
+        "weight": 1,
+        "enabled": True,
+        "params": {},
+    },
+    "credentials": {
+        "allowed_models": None,
+        "rate_limit_rps": None,
+        "rate_limit_burst": None,
+        "tokens_per_minute": None,
+        "enabled": True,
+    },
+}
+
+
+def new_master_key() -> str:
+    """`sk-` and 32 random bytes (URL-safe base64): what a key is when none is given."""
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A row as the API shows it: no secret."""
+    common = {
+        "id": row["id"],
+        "name": row["name"],
+        "enabled": row["is_enabled"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+    if table is PROVIDERS:
+        return {
+            **common,
+            "provider_type": row["provider_type"],
+            "api_base": row["api_base"],
+            "api_key": mask(row["api_key"]),
+            "model_mapping": orjson.loads(row["model_mapping"]),
+            "weight": row["weight"],
+            "params": orjson.loads(row["params"]),
+        }
+    allowed = row["allowed_models"]
+    return {
+        **common,
+        "key_prefix": row["key_prefix"],
+        "allowed_models": list(allowed) if allowed is not None else None,
+        "rate_limit_rps": row["rate_limit_rps"],
+        "rate_limit_burst": row["rate_limit_burst"],
+        "tokens_per_minute": row["tokens_per_minute"],
+    }
+
+
+def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """The request body's fields, type-checked; unknown ones are a 400."""
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        field = table.fields.get(name)
+        if field is None:
+            allowed = ", ".join(sorted(table.fields))
+            raise bad_param(name, f"Unknown field `{name}` (a {table.what} has: {allowed}).")
+        if value is None and field.nullable:
+            out[name] = None
+            continue
+        ok = isinstance(value, field.kind) and not (
+            isinstance(value, bool) and field.kind is not bool
+        )
+        if not ok:
+            raise bad_param(name, f"`{name}` has the wrong type ({type(value).__name__}).")
+        if name == "allowed_models" and not all(isinstance(m, str) for m in value):
+            raise bad_param(name, "`allowed_models` must be a list of strings.")
+        out[name] = value
+    if not partial:
+        missing = sorted(table.required - out.keys())
+        if missing:
+            raise bad_param(missing[0], f"`{missing[0]}` is required.")
+    return out
+
+
+def _param_of(issue_path: tuple[Any, ...]) -> str | None:
+    """The API field a config validation issue is about (a provider's `params` are read as
+    settings of the provider, so their issues name the setting: the field is `params`)."""
+    if len(issue_path) < 3 or issue_path[0] not in ("providers", "master_keys"):
+        return None
+    name = str(issue_path[2])
+    if issue_path[0] == "providers":
+        return name if name in PROVIDERS.fields else "params"
+    return {"rate_limit": "rate_limit_rps", "key_sha256": "key"}.get(name, name)
+
+
+async def _write(
+    request: web.Request, table: Table, action: str, row_id: int | None, values: dict[str, Any]
+) -> tuple[dict[str, Any] | None, int]:
+    """Run one write (`insert`, `update`, `delete`) in a validated, attributed transaction.
+    Returns the row as written (None after a delete) and the new config version."""
+    import asyncpg
+
+    from llm_proxy.config.database import build_config, read_rows
+
+    if_match = request.headers.get("If-Match")
+    async with Conn(request, "Changing the configuration") as conn:
+        try:
+            async with conn.transaction():
+                current = await conn.fetchval("SELECT version FROM config_version FOR UPDATE")
+                if if_match is not None and if_match.strip('"') != str(current):
+                    raise ProxyError(
+                        412,
+                        f"The configuration is at version {current}, not {if_match}: "
+                        "read it again and retry.",
+                        code="precondition_failed",
+                    )
+                await conn.execute(
+                    "SELECT set_config('llm_proxy.actor', $1, true)",
+                    f"admin:{request[ADMIN_NAME]}",
+                )
+                row = await _statement(conn, table, action, row_id, values)
+                try:
+                    build_config(request[STATE].snapshot.config, await read_rows(conn))
+                except ConfigError as exc:
+                    issue = exc.issues[0]
+                    raise bad_param(_param_of(issue.path) or "", str(issue)) from None
+                version = int(await conn.fetchval("SELECT version FROM config_version"))
+        except asyncpg.UniqueViolationError:
+            raise ProxyError(
+                409,
+                f"A {table.what} with this name already exists.",
+                code="duplicate_name",
+                param="name",
+            ) from None
+        except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
+            raise bad_param(_column_param(table, exc), _check_message(exc)) from None
+        except asyncpg.DataError as exc:
+            raise bad_param("", f"Invalid value: {exc}") from None
+    await serve_version(request, version)
+    return row, version
+
+
+def _column_param(table: Table, exc: Any) -> str:
+    """The API field a constraint violation names (`providers_weight_check` -> weight)."""
+    column = getattr(exc, "column_name", None)
+    if not column:
+        constraint = getattr(exc, "constraint_name", None) or ""
+        column = constraint.removeprefix(table.name + "_").removesuffix("_check")
+    if not column:  # raised by a trigger: its message names `table.column`
+        for field in table.fields.values():
+            if f"{table.name}.{field.column} " in str(exc):
+                column = field.column
+    for name, field in table.fields.items():
+        if field.column == column:
+            return name
+    return column or ""
+
+
+def _check_message(exc: Any) -> str:
+    message = str(exc).splitlines()[0]
+    return f"Rejected by the database: {message}"
+
+
+async def _statement(
+    conn: asyncpg.Connection, table: Table, action: str, row_id: int | None, values: dict[str, Any]
+) -> dict[str, Any] | None:
+    columns, params = [], []
+    for name, value in values.items():
+        field = table.fields[name]
+        columns.append(field.column)
+        params.append(orjson.dumps(value).decode() if field.json else value)
+    casts = [
+        f"${i + 1}::jsonb" if table.fields[n].json else f"${i + 1}" for i, n in enumerate(values)
+    ]
+    if action == "insert":
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(casts)}) "  # noqa: S608 (whitelisted columns)
+            "RETURNING *"
+        )
+        row = await conn.fetchrow(sql, *params)
+    elif action == "update":
+        sets = ", ".join(f"{c} = {v}" for c, v in zip(columns, casts, strict=True))
+        sql = f"UPDATE {table.name} SET {sets} WHERE id = ${len(params) + 1} RETURNING *"  # noqa: S608
+        row = await conn.fetchrow(sql, *params, row_id)
+    else:
+        row = await conn.fetchrow(f"DELETE FROM {table.name} WHERE id = $1 RETURNING *", row_id)  # noqa: S608
+        if row is None:
+            raise _not_found(table, row_id)
+        return None
+    if row is None:
+        raise _not_found(table, row_id)
+    return dict(row)
+
+
+def _not_found(table: Table, row_id: int | None) -> ProxyError:
+    return ProxyError(404, f"No {table.what} with id {row_id}.", code="not_found")
+
+
+def _table(request: web.Request) -> Table:
+    return PROVIDERS if request.match_info["table"] == "providers" else CREDENTIALS
+
+
+def _row_id(request: web.Request) -> int:
+    row_id = int_param(request.match_info["id"], "id", 1)
+    assert row_id is not None
+    return row_id
+
+
+# Handlers
+
+
+async def list_rows(request: web.Request) -> web.Response:
+    """`GET /providers` (`?enabled=true|false`), `GET /credentials`."""
+    table = _table(request)
+    enabled = request.query.get("enabled")
+    if enabled not in (None, "true", "false"):
+        raise bad_param("enabled", "`enabled` must be true or false.")
+    if DSN not in request.config_dict:
+        return json_response({"data": _snapshot_rows(request, table), "source": "file"})
+    async with Conn(request, "Listing") as conn:
+        rows = await conn.fetch(
+            f"SELECT * FROM {table.name} WHERE ($1::boolean IS NULL OR is_enabled = $1) "  # noqa: S608
+            "ORDER BY id",
+            None if enabled is None else enabled == "true",
+        )
+    return json_response({"data": [view(table, r) for r in rows], "source": "database"})
+
+
+def _snapshot_rows(request: web.Request, table: Table) -> list[dict[str, Any]]:
+    """YAML mode: what the loaded file configures (ids are positions in the file)."""
+    from llm_proxy.admin.views import provider_view
+
+    config = request[STATE].snapshot.config
+    if table is PROVIDERS:
+        return [{"id": i + 1, **provider_view(p)} for i, p in enumerate(config.providers)]
+    return [
+        {"id": i + 1, "name": k.name, "enabled": k.enabled}
+        for i, k in enumerate(config.master_keys)
+    ]
+
+
+async def get_row(request: web.Request) -> web.Response:
+    table, row_id = _table(request), _row_id(request)
+    if DSN not in request.config_dict:
+        rows = _snapshot_rows(request, table)
+        if not 1 <= row_id <= len(rows):
+            raise _not_found(table, row_id)
+        return json_response(rows[row_id - 1])
+    async with Conn(request, "Reading") as conn:
+        row = await conn.fetchrow(f"SELECT * FROM {table.name} WHERE id = $1", row_id)  # noqa: S608
+    if row is None:
+        raise _not_found(table, row_id)
+    return json_response(view(table, row))
+
+
+async def create_row(request: web.Request) -> web.Response:
+    table = _table(request)
+    values = _fields(table, await body_of(request), partial=False)
+    key = None
+    if table is CREDENTIALS:
+        key = values.get("key") or new_master_key()
+        values["key"] = key
+    row, version = await _write(request, table, "insert", None, values)
+    assert row is not None
+    answer = {**view(table, row), "config_version": version}
+    if key is not None:
+        answer["key"] = key  # shown once, now
+    return json_response(answer, status=201)
+
+
+async def replace_row(request: web.Request) -> web.Response:
+    """`PUT`: every field as given, omitted ones back to their defaults (a write-only secret
+    omitted is kept)."""
+    table = _table(request)
+    values = {**_DEFAULTS[table.name], **_fields(table, await body_of(request), partial=False)}
+    row, version = await _write(request, table, "update", _row_id(request), values)
+    assert row is not None
+    return json_response({**view(table, row), "config_version": version})
+
+
+async def update_row(request: web.Request) -> web.Response:
+    """`PATCH`: the fields given, nothing else."""
+    table = _table(request)
+    values = _fields(table, await body_of(request), partial=True)
+    if not values:
+        raise bad_param("", "Nothing to change: the body names no field.")
+    row, version = await _write(request, table, "update", _row_id(request), values)
+    assert row is not None
+    return json_response({**view(table, row), "config_version": version})
+
+
+async def set_status(request: web.Request) -> web.Response:
+    """`PATCH .../status {"enabled": bool}`."""
+    table = _table(request)
+    data = await body_of(request)
+    if set(data) != {"enabled"} or not isinstance(data["enabled"], bool):
+        raise bad_param("enabled", 'The body must be {"enabled": true} or {"enabled": false}.')
+    row, version = await _write(request, table, "update", _row_id(request), data)
+    assert row is not None
+    return json_response({**view(table, row), "config_version": version})
+
+
+async def delete_row(request: web.Request) -> web.Response:
+    table, row_id = _table(request), _row_id(request)
+    _, version = await _write(request, table, "delete", row_id, {})
+    return json_response({"id": row_id, "deleted": True, "config_version": version})
+
+
+async def rotate(request: web.Request) -> web.Response:
+    """`POST /credentials/{id}/rotate` (`{"key": ...}` optional): a new key, shown once; the
+    old one stops working as soon as the answer comes."""
+    data = await body_of(request)
+    unknown = set(data) - {"key"}
+    if unknown:
+        raise bad_param(sorted(unknown)[0], "Only `key` may be given to rotate.")
+    key = data.get("key") or new_master_key()
+    if not isinstance(key, str):
+        raise bad_param("key", "`key` must be a string.")
+    row, version = await _write(request, CREDENTIALS, "update", _row_id(request), {"key": key})
+    assert row is not None
+    return json_response({**view(CREDENTIALS, row), "key": key, "config_version": version})
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("/{table:providers}", "/{table:credentials}", "/{table:master-keys}"):
+        app.router.add_get(prefix, list_rows)
+        app.router.add_post(prefix, create_row)
+        app.router.add_get(prefix + "/{id}", get_row)
+        app.router.add_put(prefix + "/{id}", replace_row)
+        app.router.add_patch(prefix + "/{id}", update_row)
+        app.router.add_delete(prefix + "/{id}", delete_row)
+        app.router.add_patch(prefix + "/{id}/status", set_status)
+    for prefix in ("/{table:credentials}", "/{table:master-keys}"):
+        app.router.add_post(prefix + "/{id}/rotate", rotate)

@@ -1,0 +1,245 @@
+"""Providers and master keys through the admin API, against a real PostgreSQL and running
+proxies: create/read/update/delete served at once by this instance and by another one through
+NOTIFY, writes validated by the same rules as psql edits (nothing written on a 400), generated
+keys shown once, rotation, If-Match, and YAML mode's read-only answers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from llm_proxy.config.model import Config
+from tests.conftest import ProxyFactory, Upstream, make_config, provider
+from tests.test_admin import ADMIN, assert_error, call
+from tests.test_db import db_version, start_db_proxy
+
+BASE = Config(require_auth=False, admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
+KEYED = Config(admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
+
+
+async def wait_version(http: aiohttp.ClientSession, url: str, version: int) -> None:
+    for _ in range(500):
+        status, body = await call(http, "GET", url + "/admin/v1/config/version")
+        if status == 200 and int(body["version"]) >= version:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{url} never reached config version {version}")
+
+
+async def chat(http: aiohttp.ClientSession, url: str, model: str, key: str | None = None) -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with http.post(url + "/v1/chat/completions", json={"model": model}, headers=headers) as r:
+        await r.read()
+        return r.status
+
+
+async def test_provider_lifecycle_on_two_instances(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    one = await start_db_proxy(start_proxy, config_dsn, BASE)
+    two = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = one + "/admin/v1/providers"
+    new: dict[str, Any] = {
+        "name": "alpha",
+        "api_base": upstream.api_base,
+        "api_key": "sk-alpha-upstream-secret",
+        "model_mapping": {"gpt-4o": "gpt-4o-2024-08-06", "gpt-4.1*": None},
+    }
+    status, created = await call(http, "POST", admin, json=new)
+    assert status == 201, created
+    assert created["api_key"] == "sk-...cret" and created["weight"] == 1
+    assert created["enabled"] is True and created["provider_type"] == "openai"
+    pid = created["id"]
+    # Served by this instance when the answer comes, and by the other through NOTIFY.
+    assert await chat(http, one, "gpt-4o") == 200
+    await wait_version(http, two, created["config_version"])
+    assert await chat(http, two, "gpt-4.1-mini") == 200
+    status, listed = await call(http, "GET", admin)
+    assert [p["name"] for p in listed["data"]] == ["alpha"]
+    assert "sk-alpha-upstream-secret" not in str(listed)
+    status, patched = await call(http, "PATCH", f"{admin}/{pid}", json={"weight": 4})
+    assert (status, patched["weight"]) == (200, 4)
+    # PUT replaces the row; the write-only key, omitted, is kept.
+    put = {"name": "alpha", "api_base": upstream.api_base, "model_mapping": {"m": None}}
+    status, replaced = await call(http, "PUT", f"{admin}/{pid}", json=put)
+    assert status == 200 and replaced["weight"] == 1 and replaced["api_key"] == "sk-...cret"
+    assert replaced["model_mapping"] == {"m": None}
+    assert await chat(http, one, "m") == 200 and await chat(http, one, "gpt-4o") == 404
+    status, off = await call(http, "PATCH", f"{admin}/{pid}/status", json={"enabled": False})
+    assert status == 200 and off["enabled"] is False
+    assert await chat(http, one, "m") == 404
+    status, disabled = await call(http, "GET", admin + "?enabled=false")
+    assert [p["id"] for p in disabled["data"]] == [pid]
+    status, enabled = await call(http, "GET", admin + "?enabled=true")
+    assert enabled["data"] == []
+    status, gone = await call(http, "DELETE", f"{admin}/{pid}")
+    assert (status, gone["deleted"]) == (200, True)
+    status, body = await call(http, "GET", f"{admin}/{pid}")
+    assert status == 404
+    assert_error(body, "not_found")
+    # Each write is in the history as this admin key's change.
+    status, hist = await call(http, "GET", one + "/admin/v1/config/history?table=providers")
+    assert {c["changed_by"] for c in hist["data"]} == {"admin:ops"}
+    assert [c["operation"] for c in hist["data"]][:2] == ["DELETE", "UPDATE"]
+
+
+async def test_bad_writes_are_400s_naming_the_field_and_write_nothing(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = url + "/admin/v1/providers"
+    good = {"name": "alpha", "api_base": upstream.api_base, "model_mapping": {"m": None}}
+    status, alpha = await call(http, "POST", admin, json=good)
+    assert status == 201
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        before = await db_version(sql)
+        cases: list[tuple[str, str, dict[str, Any], int, str | None]] = [
+            (
+                "POST",
+                admin,
+                {**good, "name": "beta", "model_mapping": {"bad-(*": None}},
+                400,
+                "model_mapping",
+            ),
+            ("POST", admin, {**good, "name": "beta", "weight": 0}, 400, "weight"),
+            ("POST", admin, {**good, "name": "beta", "api_base": "ftp://x"}, 400, "api_base"),
+            ("POST", admin, {**good, "name": "beta", "weight": "3"}, 400, "weight"),
+            ("POST", admin, {**good, "name": "beta", "colour": "red"}, 400, "colour"),
+            ("POST", admin, {"api_base": upstream.api_base}, 400, "name"),
+            ("POST", admin, good, 409, "name"),
+            ("PATCH", f"{admin}/{alpha['id']}", {}, 400, ""),
+            (
+                "PATCH",
+                f"{admin}/{alpha['id']}",
+                {"params": {"request_timeout_secs": -1}},
+                400,
+                "params",
+            ),
+            ("PATCH", f"{admin}/{alpha['id']}/status", {"enabled": "no"}, 400, "enabled"),
+            ("PATCH", f"{admin}/999", {"weight": 2}, 404, None),
+            ("DELETE", f"{admin}/999", {}, 404, None),
+            ("GET", f"{admin}/abc", {}, 400, "id"),
+        ]
+        for method, target, body, expected, param in cases:
+            kwargs = {"json": body} if method != "GET" else {}
+            status, answer = await call(http, method, target, **kwargs)
+            assert status == expected, (method, body, answer)
+            if param is not None:
+                assert answer["error"]["param"] == param, (body, answer)
+            assert set(answer["error"]) == {"message", "type", "param", "code"}
+        assert await db_version(sql) == before  # nothing was written
+        assert await sql.fetchval("SELECT count(*) FROM providers") == 1
+        # If-Match: a stale version is refused, the current one accepted.
+        status, body = await call(
+            http, "PATCH", f"{admin}/{alpha['id']}", {**ADMIN, "If-Match": "1"}, json={"weight": 2}
+        )
+        assert status == 412
+        assert_error(body, "precondition_failed")
+        status, body = await call(
+            http,
+            "PATCH",
+            f"{admin}/{alpha['id']}",
+            {**ADMIN, "If-Match": before},
+            json={"weight": 2},
+        )
+        assert status == 200 and body["config_version"] == int(before) + 1
+    finally:
+        await sql.close()
+
+
+async def test_master_keys_generated_shown_once_rotated_and_disabled(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, KEYED)
+    status, _ = await call(
+        http,
+        "POST",
+        url + "/admin/v1/providers",
+        json={"name": "alpha", "api_base": upstream.api_base, "model_mapping": {"m": None}},
+    )
+    assert status == 201
+    status, created = await call(
+        http,
+        "POST",
+        url + "/admin/v1/credentials",
+        json={"name": "team", "tokens_per_minute": 1000},
+    )
+    assert status == 201
+    key = created["key"]
+    assert key.startswith("sk-") and len(key) >= 43 and created["key_prefix"] == key[:6] + "..."
+    assert await chat(http, url, "m", key) == 200
+    # Afterwards: name and prefix only, under both paths.
+    for path in ("/credentials", "/master-keys"):
+        status, listed = await call(http, "GET", url + "/admin/v1" + path)
+        assert [k["name"] for k in listed["data"]] == ["team"]
+        assert key not in str(listed)
+    status, one = await call(http, "GET", url + f"/admin/v1/master-keys/{created['id']}")
+    assert status == 200 and "key" not in one and one["tokens_per_minute"] == 1000
+    # Rotation: the new key works and the old one stops as soon as the answer comes.
+    status, rotated = await call(
+        http, "POST", url + f"/admin/v1/credentials/{created['id']}/rotate"
+    )
+    assert status == 200 and rotated["key"] != key
+    assert await chat(http, url, "m", rotated["key"]) == 200
+    assert await chat(http, url, "m", key) == 401
+    status, chosen = await call(
+        http,
+        "POST",
+        url + f"/admin/v1/credentials/{created['id']}/rotate",
+        json={"key": "sk-chosen-by-operator-0123"},
+    )
+    assert status == 200 and chosen["key"] == "sk-chosen-by-operator-0123"
+    status, off = await call(
+        http,
+        "PATCH",
+        url + f"/admin/v1/credentials/{created['id']}/status",
+        json={"enabled": False},
+    )
+    assert status == 200 and off["enabled"] is False
+    assert await chat(http, url, "m", "sk-chosen-by-operator-0123") == 401
+    status, body = await call(
+        http, "POST", url + "/admin/v1/credentials", json={"name": "short", "key": "sk-1"}
+    )
+    assert status == 400
+    assert body["error"]["param"] == "key"
+
+
+async def test_yaml_mode_lists_and_refuses_writes(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    config = make_config(
+        provider("alpha", upstream.api_base, {"m": None}),
+        master_keys=[{"name": "team", "key": "sk-team-master-secret"}],
+        admin_keys={"ops": "adm-ops-0123456789abcdef"},
+    )
+    url = await start_proxy(config)
+    status, listed = await call(http, "GET", url + "/admin/v1/providers")
+    assert status == 200 and listed["source"] == "file"
+    assert [p["name"] for p in listed["data"]] == ["alpha"]
+    assert listed["data"][0]["api_key"] == "sk-...cret"
+    status, keys = await call(http, "GET", url + "/admin/v1/master-keys/1")
+    assert (status, keys["name"]) == (200, "team")
+    for method, path, body in (
+        ("POST", "/providers", {"name": "beta", "api_base": upstream.api_base}),
+        ("PATCH", "/providers/1", {"weight": 2}),
+        ("DELETE", "/providers/1", None),
+        ("POST", "/credentials/1/rotate", None),
+    ):
+        status, answer = await call(http, method, url + "/admin/v1" + path, json=body)
+        assert status == 409, (method, path, answer)
+        assert_error(answer, "read_only_config")
+
+
+@pytest.mark.parametrize("path", ["/providers", "/credentials"])
+async def test_the_admin_plane_needs_its_key(
+    config_dsn: str, start_proxy: ProxyFactory, http: aiohttp.ClientSession, path: str
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    status, body = await call(http, "GET", url + "/admin/v1" + path, headers={})
+    assert status == 401
+    assert_error(body, "invalid_admin_key")
