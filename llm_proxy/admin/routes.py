@@ -72,9 +72,10 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/config/history", history_page)
     app.router.add_get("/config/history/{version}", history_version)
     app.router.add_post("/config/rollback", rollback)
-    from llm_proxy.admin import resources
+    from llm_proxy.admin import probes, resources
 
     resources.add_routes(app)
+    probes.add_routes(app)
     return app
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -73,36 +74,56 @@ class HealthChecker:
         name = upstream.name
         timeout = min(10.0, interval, upstream.timeout_secs)
         try:
-            if model is None:
-                target, headers, body = upstream.models_target, upstream.fixed_headers, b""
-            else:
-                target = upstream.targets["/chat/completions"]
-                headers = b"Content-Type: application/json\r\n" + upstream.fixed_headers
-                body = orjson.dumps(
-                    {
-                        "model": model,
-                        "max_tokens": 1,
-                        "messages": [{"role": "user", "content": "ping"}],
-                    }
-                )
-            resp = await self._client.request(
-                target, headers, body, total_secs=timeout, connect_secs=upstream.connect_secs
-            )
-            try:
-                while await resp.read_chunk():
-                    pass
-            finally:
-                resp.close()
-            status = resp.status
-        except (TimeoutError, UpstreamError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else "connect_error"
-            self._board.failure(name, f"health_check_{kind}")
-            log.warning("health_check_failed", provider=name, error=type(exc).__name__)
-            return
+            result = await probe(self._client, upstream, model, timeout)
         finally:
             self._running.discard(name)
-        if status >= 500:
+        status = result.status
+        if status is None:
+            kind = "timeout" if result.error == "timeout" else "connect_error"
+            self._board.failure(name, f"health_check_{kind}")
+            log.warning("health_check_failed", provider=name, error=result.error)
+        elif status >= 500:
             self._board.failure(name, "health_check_http_5xx", status)
             log.warning("health_check_failed", provider=name, status=status)
         elif status != 429:
             self._board.success(name, status)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    status: int | None  # the upstream's HTTP status; None when it never answered
+    latency_secs: float
+    error: str | None  # None, "timeout", or the failure's kind (refused, dns, ...)
+
+
+async def probe(
+    client: Client, upstream: Upstream, model: str | None, timeout_secs: float
+) -> ProbeResult:
+    """One minimal call: `GET /models` without a model, else a one-token chat completion of
+    `model` (the upstream's name for it). Used by the active checks and the admin API."""
+    if model is None:
+        target, headers, body = upstream.models_target, upstream.fixed_headers, b""
+    else:
+        target = upstream.targets["/chat/completions"]
+        headers = b"Content-Type: application/json\r\n" + upstream.fixed_headers
+        body = orjson.dumps(
+            {"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
+        )
+    started = time.perf_counter()
+    try:
+        resp = await client.request(
+            target,
+            headers,
+            body,
+            total_secs=timeout_secs,
+            connect_secs=min(timeout_secs, upstream.connect_secs),
+        )
+        try:
+            while await resp.read_chunk():
+                pass
+        finally:
+            resp.close()
+    except (TimeoutError, UpstreamError) as exc:
+        kind = "timeout" if isinstance(exc, TimeoutError) else exc.kind
+        return ProbeResult(None, time.perf_counter() - started, kind)
+    return ProbeResult(resp.status, time.perf_counter() - started, None)
