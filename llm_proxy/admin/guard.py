@@ -15,6 +15,7 @@ from llm_proxy.keys import STATE
 from llm_proxy.proxy.keyring import presented_key
 
 ADMIN_NAME = web.RequestKey("admin_name", str)
+OPEN_PATH = "/openapi.json"
 
 
 def admin_name(presented: str | None, credentials: tuple[tuple[str, str], ...]) -> str | None:
@@ -30,6 +31,8 @@ def admin_name(presented: str | None, credentials: tuple[tuple[str, str], ...]) 
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.endswith(OPEN_PATH):
+        return await handler(request)  # the API's description holds no secret
     credentials = request[STATE].snapshot.config.admin_credentials
     if not credentials:
         raise ProxyError(

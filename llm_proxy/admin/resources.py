@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME
-from llm_proxy.admin.routes import Conn, body_of, int_param, json_response, serve_version
+from llm_proxy.admin.routes import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.views import mask
 from llm_proxy.config.model import ConfigError
 from llm_proxy.errors import ProxyError, bad_param
@@ -270,7 +270,10 @@ def _not_found(table: Table, row_id: int | None) -> ProxyError:
 
 
 def _table(request: web.Request) -> Table:
-    return PROVIDERS if request.match_info["table"] == "providers" else CREDENTIALS
+    """Which table a route is about: its first path segment under the admin prefix."""
+    resource = request.match_info.route.resource
+    path = resource.canonical.removeprefix(PREFIX) if resource is not None else ""
+    return PROVIDERS if path.startswith("/providers") else CREDENTIALS
 
 
 def _row_id(request: web.Request) -> int:
@@ -395,7 +398,8 @@ async def rotate(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    for prefix in ("/{table:providers}", "/{table:credentials}", "/{table:master-keys}"):
+    # /master-keys: the seed's name for /credentials, answered the same.
+    for prefix in ("/providers", "/credentials", "/master-keys"):
         app.router.add_get(prefix, list_rows)
         app.router.add_post(prefix, create_row)
         app.router.add_get(prefix + "/{id}", get_row)
@@ -403,5 +407,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_patch(prefix + "/{id}", update_row)
         app.router.add_delete(prefix + "/{id}", delete_row)
         app.router.add_patch(prefix + "/{id}/status", set_status)
-    for prefix in ("/{table:credentials}", "/{table:master-keys}"):
-        app.router.add_post(prefix + "/{id}/rotate", rotate)
+        if prefix != "/providers":
+            app.router.add_post(prefix + "/{id}/rotate", rotate)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, n
 PREFIX: Final = "/admin/v1"
 _SERVED_WAIT_SECS: Final = 5.0
 _MAX_PAGE: Final = 200
+MAX_ID: Final = 2**63 - 1  # PostgreSQL's bigint: ids and versions beyond it do not exist
 
 
 class AdminDatabase:
@@ -72,10 +73,11 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/config/history", history_page)
     app.router.add_get("/config/history/{version}", history_version)
     app.router.add_post("/config/rollback", rollback)
-    from llm_proxy.admin import probes, resources
+    from llm_proxy.admin import openapi, probes, resources
 
     resources.add_routes(app)
     probes.add_routes(app)
+    app.router.add_get("/openapi.json", openapi.openapi_json)
     return app
 
 
@@ -130,16 +132,15 @@ async def body_of(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def int_param(value: str | None, name: str, minimum: int, maximum: int | None = None) -> int | None:
+def int_param(value: str | None, name: str, minimum: int, maximum: int = MAX_ID) -> int | None:
     if value is None or value == "":
         return None
     try:
         number = int(value)
     except ValueError:
         raise bad_param(name, f"`{name}` must be an integer.") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise bad_param(name, f"`{name}` must be {bound}.")
+    if not minimum <= number <= maximum:
+        raise bad_param(name, f"`{name}` must be between {minimum} and {maximum}.")
     return number
 
 
@@ -257,7 +258,7 @@ async def rollback(request: web.Request) -> web.Response:
 
     data = await body_of(request)
     version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_ID:
         raise bad_param("version", "`version` must be a positive integer.")
     async with Conn(request, "Rollback") as conn:
         try:

@@ -1,0 +1,353 @@
+"""The admin API's OpenAPI 3.1 document (`GET /admin/v1/openapi.json`, no key needed: it holds
+no secret). Kept true by a test that fuzzes the running API from it (schemathesis): no 5xx,
+every answer as documented."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+_NULLABLE_STR: Final = {"type": ["string", "null"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS: Final = {
+    str(code): {"description": text, **_json(_ref("Error"))}
+    for code, text in (
+        (400, "invalid request (`param` names the field)"),
+        (401, "no or wrong admin key"),
+        (404, "no such object"),
+        (405, "method not allowed"),
+        (409, "conflict: duplicate name, or read-only (YAML) mode"),
+        (412, "If-Match names another config version"),
+        (413, "request body too large"),
+        (415, "unsupported content encoding"),
+        (503, "the admin API is disabled (no admin key set)"),
+    )
+}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any] | None,
+    *,
+    body: dict[str, Any] | None = None,
+    status: str = "200",
+    params: list[dict[str, Any]] | None = None,
+    secured: bool = True,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {status: {"description": "OK", **(_json(ok) if ok else {})}, **_ERRORS},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, **_json(body)}
+    if params:
+        op["parameters"] = params
+    if not secured:
+        op["security"] = []
+    return op
+
+
+_ID: Final = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+def _id_param() -> dict[str, Any]:
+    return {"name": "id", "in": "path", "required": True, "schema": _ID}
+
+
+def _obj(required: list[str], props: dict[str, Any], closed: bool = True) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props, "required": required}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_PROVIDER_FIELDS: Final = {
+    "name": {"type": "string"},
+    "provider_type": {"type": "string"},
+    "api_base": {"type": "string"},
+    "api_key": {"type": "string", "writeOnly": True},
+    "model_mapping": {"type": "object", "additionalProperties": _NULLABLE_STR},
+    "weight": {"type": "integer"},
+    "enabled": {"type": "boolean"},
+    "params": {"type": "object"},
+}
+_CREDENTIAL_FIELDS: Final = {
+    "name": {"type": "string"},
+    "key": {"type": "string", "writeOnly": True},
+    "allowed_models": {"type": ["array", "null"], "items": {"type": "string"}},
+    "rate_limit_rps": {"type": ["number", "null"]},
+    "rate_limit_burst": {"type": ["integer", "null"]},
+    "tokens_per_minute": {"type": ["integer", "null"]},
+    "enabled": {"type": "boolean"},
+}
+_ROW: Final = {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "enabled": {"type": "boolean"},
+    "created_at": {"type": "string"},
+    "updated_at": {"type": "string"},
+}
+_VERSIONED: Final = {"config_version": {"type": "integer"}}
+
+SCHEMAS: Final[dict[str, Any]] = {
+    "Error": _obj(
+        ["error"],
+        {
+            "error": _obj(
+                ["message", "type", "param", "code"],
+                {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": _NULLABLE_STR,
+                    "code": _NULLABLE_STR,
+                },
+            )
+        },
+    ),
+    "Provider": _obj(
+        ["id", "name", "enabled", "api_base", "api_key", "model_mapping", "weight"],
+        {
+            **_ROW,
+            "provider_type": {"type": "string"},
+            "api_base": {"type": "string"},
+            "api_key": {"type": "string", "description": "masked: sk-...abcd"},
+            "model_mapping": {"type": "object", "additionalProperties": _NULLABLE_STR},
+            "weight": {"type": "integer"},
+            "params": {"type": "object"},
+            **_VERSIONED,
+        },
+        closed=False,
+    ),
+    "ProviderInput": _obj(["name", "api_base"], _PROVIDER_FIELDS),
+    "ProviderPatch": {**_obj([], _PROVIDER_FIELDS), "minProperties": 1},
+    "Credential": _obj(
+        ["id", "name", "enabled", "key_prefix"],
+        {
+            **_ROW,
+            "key_prefix": {"type": "string"},
+            "allowed_models": {"type": ["array", "null"], "items": {"type": "string"}},
+            "rate_limit_rps": {"type": ["number", "null"]},
+            "rate_limit_burst": {"type": ["integer", "null"]},
+            "tokens_per_minute": {"type": ["integer", "null"]},
+            "key": {"type": "string", "description": "in full, only when created or rotated"},
+            **_VERSIONED,
+        },
+        closed=False,
+    ),
+    "CredentialInput": _obj(["name"], _CREDENTIAL_FIELDS),
+    "CredentialPatch": {**_obj([], _CREDENTIAL_FIELDS), "minProperties": 1},
+    "Status": _obj(["enabled"], {"enabled": {"type": "boolean"}}),
+    "Rotate": _obj([], {"key": {"type": "string"}}),
+    "List": _obj(["data"], {"data": {"type": "array"}, "source": {"type": "string"}}, False),
+    "Deleted": _obj(
+        ["id", "deleted"],
+        {"id": {"type": "integer"}, "deleted": {"type": "boolean"}, **_VERSIONED},
+    ),
+    "Change": _obj(
+        ["version", "changed_at", "table", "row_id", "operation", "changed_by"],
+        {
+            "version": {"type": "integer"},
+            "changed_at": {"type": "string"},
+            "table": {"type": "string", "enum": ["providers", "credentials"]},
+            "row_id": {"type": "integer"},
+            "name": _NULLABLE_STR,
+            "operation": {"type": "string", "enum": ["INSERT", "UPDATE", "DELETE"]},
+            "fields_changed": {"type": "array", "items": {"type": "string"}},
+            "before": {"type": ["object", "null"]},
+            "after": {"type": ["object", "null"]},
+            "changed_by": {"type": "string"},
+        },
+    ),
+    "HistoryPage": _obj(
+        ["data", "next_before", "first_version", "current_version"],
+        {
+            "data": {"type": "array", "items": _ref("Change")},
+            "next_before": {"type": ["integer", "null"]},
+            "first_version": {"type": "integer"},
+            "current_version": {"type": "integer"},
+        },
+    ),
+    "HistoryVersion": _obj(
+        ["version", "changes"],
+        {"version": {"type": "integer"}, "changes": {"type": "array", "items": _ref("Change")}},
+    ),
+    "Rollback": _obj(["version"], {"version": _ID}),
+    "RolledBack": _obj(
+        ["version", "rolled_back_to", "served"],
+        {
+            "version": {"type": "integer"},
+            "rolled_back_to": {"type": "integer"},
+            "served": {"type": "boolean"},
+        },
+    ),
+    "ConfigVersion": _obj(
+        ["version", "loaded_at", "source"],
+        {
+            "version": {"type": "string"},
+            "loaded_at": {"type": "number"},
+            "source": {"type": "string", "enum": ["file", "database"]},
+        },
+    ),
+    "Config": _obj(["version", "source", "providers", "master_keys", "settings"], {}, False),
+    "Reloaded": _obj(
+        ["version", "served"], {"version": {"type": "string"}, "served": {"type": "boolean"}}
+    ),
+    "Valid": _obj(["valid", "name"], {"valid": {"type": "boolean"}, "name": {"type": "string"}}),
+    "ProbeOptions": _obj(
+        [],
+        {
+            "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 32},
+            "timeout_secs": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
+        },
+    ),
+    "CheckOptions": _obj(
+        [],
+        {
+            "providers": {"type": "array", "items": {"type": "string"}},
+            "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 32},
+            "timeout_secs": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
+        },
+    ),
+    "Probe": _obj(["provider", "healthy", "results"], {}, False),
+    "Check": _obj(["healthy", "providers"], {}, False),
+}
+
+
+def _rows(kind: str, schema: str, what: str) -> dict[str, Any]:
+    enabled = {
+        "name": "enabled",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    }
+    item = {
+        "get": _op(f"One {what}", _ref(schema), params=[_id_param()]),
+        "put": _op(
+            f"Replace a {what}", _ref(schema), body=_ref(f"{schema}Input"), params=[_id_param()]
+        ),
+        "patch": _op(
+            f"Change a {what}'s fields",
+            _ref(schema),
+            body=_ref(f"{schema}Patch"),
+            params=[_id_param()],
+        ),
+        "delete": _op(f"Delete a {what}", _ref("Deleted"), params=[_id_param()]),
+    }
+    return {
+        f"/{kind}": {
+            "get": _op(f"List {what}s", _ref("List"), params=[enabled]),
+            "post": _op(
+                f"Create a {what}", _ref(schema), body=_ref(f"{schema}Input"), status="201"
+            ),
+        },
+        f"/{kind}/{{id}}": item,
+        f"/{kind}/{{id}}/status": {
+            "patch": _op(
+                f"Enable or disable a {what}",
+                _ref(schema),
+                body=_ref("Status"),
+                params=[_id_param()],
+            )
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/auth/validate": {"post": _op("Is this admin key valid", _ref("Valid"))},
+        "/config/version": {"get": _op("The config version served", _ref("ConfigVersion"))},
+        "/config": {"get": _op("The effective config, secrets masked", _ref("Config"))},
+        "/config/reload": {"post": _op("Read the config again now", _ref("Reloaded"))},
+        "/config/history": {
+            "get": _op(
+                "Config changes, newest first",
+                _ref("HistoryPage"),
+                params=[
+                    {
+                        "name": "table",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["providers", "credentials"]},
+                    },
+                    {"name": "row_id", "in": "query", "schema": _ID},
+                    {"name": "before", "in": "query", "schema": _ID},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                ],
+            )
+        },
+        "/config/history/{version}": {
+            "get": _op(
+                "One version's changes",
+                _ref("HistoryVersion"),
+                params=[
+                    {
+                        "name": "version",
+                        "in": "path",
+                        "required": True,
+                        "schema": _ID,
+                    }
+                ],
+            )
+        },
+        "/config/rollback": {
+            "post": _op(
+                "Restore the config of a version", _ref("RolledBack"), body=_ref("Rollback")
+            )
+        },
+        **_rows("providers", "Provider", "provider"),
+        **_rows("credentials", "Credential", "master key"),
+        "/credentials/{id}/rotate": {
+            "post": _op(
+                "A new key, shown once",
+                _ref("Credential"),
+                body=_ref("Rotate"),
+                params=[_id_param()],
+            )
+        },
+        "/providers/{id}/health": {
+            "post": _op(
+                "Probe a provider's models",
+                _ref("Probe"),
+                body=_ref("ProbeOptions"),
+                params=[_id_param()],
+            )
+        },
+        "/health/check": {
+            "post": _op("Probe every provider", _ref("Check"), body=_ref("CheckOptions"))
+        },
+        "/openapi.json": {"get": _op("This document", {"type": "object"}, secured=False)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "llm-proxy admin API",
+            "version": "1",
+            "description": "Providers, master keys, config history and rollback, health probes.",
+        },
+        "servers": [{"url": "/admin/v1"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+        "paths": paths,
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())
