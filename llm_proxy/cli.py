@@ -39,6 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     imp = sub.add_parser("import-config", help="load a YAML file's providers and keys into the DB")
     imp.add_argument("file")
     imp.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
+    imp.add_argument(
+        "--dry-run", action="store_true", help="print what would change; change nothing"
+    )
+
+    exp = sub.add_parser("export-config", help="write the DB's providers and keys as YAML")
+    exp.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
+    exp.add_argument("-o", "--output", help="file to write (default: standard output)")
+    exp.add_argument(
+        "--with-secrets",
+        action="store_true",
+        help="write provider keys themselves, not ${LLM_PROXY_KEY_<NAME>} references",
+    )
 
     check = sub.add_parser(
         "check-config", help="check what `serve` would check, without serving; print a summary"
@@ -81,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(args.action, args.db_url, args.steps)
     if args.command == "import-config":
-        return _import_config(args.file, args.db_url)
+        return _import_config(args.file, args.db_url, dry_run=args.dry_run)
+    if args.command == "export-config":
+        return _export_config(args.db_url, args.output, with_secrets=args.with_secrets)
     if args.command == "config":
         return _config_history(args)
     from llm_proxy.testing.mock_upstream import MockOptions, run_mock
@@ -444,8 +458,39 @@ def _config_history(args: argparse.Namespace) -> int:
         return 1
 
 
-def _import_config(path_arg: str, db_url: str | None) -> int:
-    """Load providers and master keys from a YAML file into the database (upsert by name)."""
+def _export_config(db_url: str | None, output: str | None, *, with_secrets: bool) -> int:
+    """The database's providers and master keys as YAML (see `llm_proxy.config.export`)."""
+    from llm_proxy.config.database import StartupError, load_once
+    from llm_proxy.config.export import export_yaml
+
+    dsn = _dsn_arg(db_url)
+    if dsn is None:
+        return 2
+    try:
+        config, fetched = asyncio.run(load_once(dsn, Config()))
+    except (StartupError, ConfigError) as exc:
+        print(f"error: export-config: {exc}", file=sys.stderr)
+        return 1
+    text = export_yaml(config, version=fetched.version, with_secrets=with_secrets)
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    path = Path(output)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold keys
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    print(f"wrote {path} (config version {fetched.version})", file=sys.stderr)
+    return 0
+
+
+class _DryRun(Exception):
+    """Raised to roll the import's transaction back after reading what it would change."""
+
+
+def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -> int:
+    """Load providers and master keys from a YAML file into the database (upsert by name), in
+    one transaction (one config version). With `dry_run`, print the changes it would make
+    (read back from the config history the transaction records) and roll it back."""
     import asyncpg
     import orjson
 
@@ -515,11 +560,35 @@ def _import_config(path_arg: str, db_url: str | None) -> int:
                         k.tokens_per_minute,
                         k.enabled,
                     )
+                if dry_run:
+                    rows = await conn.fetch(
+                        "SELECT table_name, operation, after->>'name' AS after_name, "
+                        "before->>'name' AS before_name, before::text AS before, "
+                        "after::text AS after FROM config_history "
+                        "WHERE version = llm_proxy_pending_version() ORDER BY id"
+                    )
+                    for r in rows:
+                        name = r["after_name"] or r["before_name"]
+                        what = ""
+                        if r["operation"] == "UPDATE":
+                            before, after = orjson.loads(r["before"]), orjson.loads(r["after"])
+                            changed = sorted(
+                                k
+                                for k in set(before) | set(after)
+                                if k != "updated_at" and before.get(k) != after.get(k)
+                            )
+                            what = f" ({', '.join(changed)})"
+                        print(f"{r['operation']:<6} {r['table_name']}/{name}{what}")
+                    if not rows:
+                        print("no changes")
+                    raise _DryRun
         finally:
             await conn.close()
 
     try:
         asyncio.run(run())
+    except _DryRun:
+        return 0
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"error: import-config: {exc}", file=sys.stderr)
         return 1

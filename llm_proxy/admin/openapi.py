@@ -270,6 +270,28 @@ def document() -> dict[str, Any]:
         "/config/version": {"get": _op("The config version served", _ref("ConfigVersion"))},
         "/config": {"get": _op("The effective config, secrets masked", _ref("Config"))},
         "/config/reload": {"post": _op("Read the config again now", _ref("Reloaded"))},
+        "/config/export": {
+            "get": {
+                "summary": "Providers and master keys as YAML (no secrets)",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/yaml": {
+                                "schema": _obj(
+                                    ["providers", "master_keys"],
+                                    {
+                                        "providers": {"type": "array"},
+                                        "master_keys": {"type": "array"},
+                                    },
+                                )
+                            }
+                        },
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
         "/config/history": {
             "get": _op(
                 "Config changes, newest first",

@@ -69,6 +69,7 @@ def create_admin_app() -> web.Application:
     app.router.add_post("/auth/validate", validate)
     app.router.add_get("/config/version", config_version)
     app.router.add_get("/config", effective_config)
+    app.router.add_get("/config/export", export)
     app.router.add_post("/config/reload", reload)
     app.router.add_get("/config/history", history_page)
     app.router.add_get("/config/history/{version}", history_version)
@@ -185,6 +186,17 @@ async def effective_config(request: web.Request) -> web.Response:
             **config_view(snapshot.config),
         }
     )
+
+
+async def export(request: web.Request) -> web.Response:
+    """`GET /config/export`: the providers and master keys served, as YAML for YAML mode or
+    `import-config`; provider keys as ${LLM_PROXY_KEY_<NAME>} references, master keys as
+    their SHA-256 (no secret leaves through the API)."""
+    from llm_proxy.config.export import export_yaml
+
+    snapshot = request[STATE].snapshot
+    text = export_yaml(snapshot.config, version=snapshot.version)
+    return web.Response(text=text, content_type="application/yaml")
 
 
 async def reload(request: web.Request) -> web.Response:
