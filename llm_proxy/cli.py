@@ -16,7 +16,9 @@ from pathlib import Path
 from aiohttp import web
 
 from llm_proxy import __version__
-from llm_proxy.config.model import Config, ConfigError, redact_url
+from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.model import Config
+from llm_proxy.config.providers import redact_url
 from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
 
 

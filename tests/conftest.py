@@ -13,7 +13,8 @@ import uvloop
 from aiohttp import web
 
 from llm_proxy.app import create_app
-from llm_proxy.config.model import Config, parse_config
+from llm_proxy.config.model import Config
+from llm_proxy.config.validate import parse_config
 from llm_proxy.keys import STORE
 from llm_proxy.server import ProxySite, make_runner
 from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app

@@ -12,7 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from llm_proxy.config.model import ConfigError
+from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.yaml_file import apply_env_overrides, load_config_text
 from tests.conftest import ProxyFactory, Upstream, make_config, provider
 from tests.processes import serve_process

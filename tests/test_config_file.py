@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_proxy.config.model import ConfigError
+from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.yaml_file import load_config_file, load_config_text, parse_dotenv
 
 VALID = """\

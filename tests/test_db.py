@@ -21,8 +21,9 @@ import pytest
 from llm_proxy.app import DatabaseMode
 from llm_proxy.config import migrate
 from llm_proxy.config.database import StartupError, build_config, fetch, initial_load, read_cache
+from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.listener import LISTENER_APP_NAME
-from llm_proxy.config.model import Config, ConfigError
+from llm_proxy.config.model import Config
 from llm_proxy.testing.mock_upstream import RECORDED, MockOptions, create_mock_app
 from tests.conftest import ProxyFactory, Upstream, sample, scrape, serve
 

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from llm_proxy.config.model import ConfigError
+from llm_proxy.config.issues import ConfigError
 from llm_proxy.proxy.upstream import endpoint_url
 from tests.conftest import ProxyFactory, make_config, provider, serve
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from llm_proxy.admin.guard import ADMIN_NAME
 from llm_proxy.admin.routes import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.views import mask
-from llm_proxy.config.model import ConfigError
+from llm_proxy.config.issues import ConfigError
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import DSN, STATE
 

@@ -7,14 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from llm_proxy.config.model import (
-    CircuitBreaker,
-    Config,
-    HealthCheck,
-    Provider,
-    Timeouts,
-    redact_url,
-)
+from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
+from llm_proxy.config.providers import redact_url
 
 
 def mask(secret: str) -> str:

@@ -23,15 +23,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 import structlog
 
-from llm_proxy.config.model import (
-    TIMEOUT_KEYS,
-    Config,
-    ConfigError,
-    Path,
-    auth_issues,
-    parse_config,
-    redact_url,
-)
+from llm_proxy.config.issues import ConfigError, Path
+from llm_proxy.config.model import TIMEOUT_KEYS, Config
+from llm_proxy.config.providers import redact_url
+from llm_proxy.config.validate import auth_issues, parse_config
 
 log = structlog.get_logger()
 

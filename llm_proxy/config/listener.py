@@ -22,7 +22,8 @@ import asyncpg
 import structlog
 
 from llm_proxy.config import database as db
-from llm_proxy.config.model import Config, ConfigError
+from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.model import Config
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 

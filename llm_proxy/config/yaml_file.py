@@ -22,17 +22,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from llm_proxy.config.model import (
-    Config,
-    ConfigError,
-    Interpolated,
-    Issue,
-    Path,
-    auth_issues,
-    header_safe,
-    parse_bool,
-    parse_config,
-)
+from llm_proxy.config.checker import Interpolated, header_safe, parse_bool
+from llm_proxy.config.issues import ConfigError, Issue, Path
+from llm_proxy.config.model import Config
+from llm_proxy.config.validate import auth_issues, parse_config
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 

@@ -1,0 +1,68 @@
+"""The `master_keys` section."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from llm_proxy.config.checker import Checker
+from llm_proxy.config.issues import Path
+from llm_proxy.config.model import MasterKey
+from llm_proxy.config.providers import check_pattern
+from llm_proxy.config.sections import KEY_KEYS, parse_rate_limit
+
+
+def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
+    if raw is None:
+        return ()
+    out: list[MasterKey] = []
+    names: set[str] = set()
+    digests: set[bytes] = set()
+    for i, item in enumerate(check.sequence(raw, ("master_keys",))):
+        path: Path = ("master_keys", i)
+        k = check.mapping(item, path, KEY_KEYS)
+        if k is None:
+            continue
+        if k.get("name") is None:
+            check.fail((*path, "name"), "is required")
+        name = check.name(k["name"], (*path, "name")) if k.get("name") is not None else ""
+        if name in names:
+            check.fail((*path, "name"), f"duplicate key name {name!r}")
+        names.add(name)
+        secret, key_sha256 = "", None
+        if (k.get("key") is None) == (k.get("key_sha256") is None):
+            check.fail((*path, "key"), "exactly one of key and key_sha256 is required")
+        elif k.get("key") is not None:
+            secret = check.string(k["key"], (*path, "key"))
+        else:
+            hex_digest = check.string(k["key_sha256"], (*path, "key_sha256"))
+            if re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):
+                key_sha256 = bytes.fromhex(hex_digest)
+            else:
+                check.fail((*path, "key_sha256"), "must be 64 hex characters (a SHA-256)")
+        digest = key_sha256 or hashlib.sha256(secret.encode()).digest()
+        if (secret or key_sha256) and digest in digests:
+            # Never echo the secret itself.
+            check.fail((*path, "key"), "duplicate key value (two entries share one key)")
+        digests.add(digest)
+        limit = None
+        if k.get("rate_limit") is not None:
+            limit = parse_rate_limit(check, k["rate_limit"], (*path, "rate_limit"))
+        allowed = None
+        if k.get("allowed_models") is not None:
+            entries = []
+            for j, entry in enumerate(
+                check.sequence(k["allowed_models"], (*path, "allowed_models"))
+            ):
+                text = check.string(entry, (*path, "allowed_models", j))
+                if text:
+                    check_pattern(check, text, (*path, "allowed_models", j))
+                    entries.append(text)
+            allowed = tuple(entries)
+        enabled = check.boolean(check.optional(k, "enabled", True), (*path, "enabled"))
+        tpm = k.get("tokens_per_minute")
+        if tpm is not None:
+            tpm = check.positive_int(tpm, (*path, "tokens_per_minute"))
+        out.append(MasterKey(name, secret, limit, allowed, enabled, tpm, key_sha256))
+    return tuple(out)

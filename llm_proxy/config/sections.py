@@ -1,0 +1,82 @@
+"""Sections shared by the top level and the providers: timeouts, health checks, circuit
+breaker and rate limits, and the key sets each section accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from llm_proxy.config.checker import Checker
+from llm_proxy.config.issues import Path
+from llm_proxy.config.model import TIMEOUT_KEYS, HealthCheck, RateLimit, Timeouts
+
+PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
+    {
+        "name",
+        "api_base",
+        "api_key",
+        "weight",
+        "model_mapping",
+        "verify_ssl",
+        "inject_stream_usage",
+        "health_check",
+        "organization",
+        "project",
+        "proxy",
+    }
+)
+
+
+BREAKER_KEYS: Final = frozenset({"failure_threshold", "cooldown_secs", "max_cooldown_secs"})
+
+
+HEALTH_CHECK_KEYS: Final = frozenset({"interval_secs", "model"})
+
+
+KEY_KEYS: Final = frozenset(
+    {"name", "key", "key_sha256", "rate_limit", "allowed_models", "enabled", "tokens_per_minute"}
+)
+
+
+RATE_KEYS: Final = frozenset({"requests_per_second", "burst_size"})
+
+
+def parse_timeouts(check: Checker, data: Mapping[str, Any], path: Path, base: Timeouts) -> Timeouts:
+    values = {}
+    for key in sorted(TIMEOUT_KEYS):
+        value = data.get(key)
+        values[key] = (
+            getattr(base, key) if value is None else check.positive_number(value, (*path, key))
+        )
+    return Timeouts(**values)
+
+
+def parse_health_check(check: Checker, raw: Any, path: Path) -> HealthCheck | None:
+    if raw is None:
+        return None
+    h = check.mapping(raw, path, HEALTH_CHECK_KEYS)
+    if h is None:
+        return None
+    if h.get("interval_secs") is None:
+        check.fail((*path, "interval_secs"), "is required")
+        return None
+    model = h.get("model")
+    return HealthCheck(
+        check.positive_number(h["interval_secs"], (*path, "interval_secs")),
+        check.string(model, (*path, "model")) if model is not None else None,
+    )
+
+
+def parse_rate_limit(check: Checker, raw: Any, path: Path) -> RateLimit | None:
+    r = check.mapping(raw, path, RATE_KEYS)
+    if r is None:
+        return None
+    if r.get("requests_per_second") is None:
+        check.fail((*path, "requests_per_second"), "is required")
+        return None
+    rps = check.positive_number(r["requests_per_second"], (*path, "requests_per_second"))
+    default_burst = max(1, int(rps))
+    burst = check.positive_int(
+        check.optional(r, "burst_size", default_burst), (*path, "burst_size")
+    )
+    return RateLimit(rps, burst)
