@@ -243,3 +243,37 @@ async def test_the_admin_plane_needs_its_key(
     status, body = await call(http, "GET", url + "/admin/v1" + path, headers={})
     assert status == 401
     assert_error(body, "invalid_admin_key")
+
+
+async def test_master_key_replace_delete_and_database_reload(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, KEYED)
+    admin = url + "/admin/v1"
+    body = {"name": "team", "key": "sk-team-given-key-0123", "tokens_per_minute": 50}
+    status, created = await call(http, "POST", admin + "/credentials", json=body)
+    assert status == 201 and created["key"] == "sk-team-given-key-0123"
+    this = f"{admin}/credentials/{created['id']}"
+    # PUT: omitted fields back to defaults, the key (write-only) kept.
+    status, replaced = await call(http, "PUT", this, json={"name": "team-a"})
+    assert status == 200 and replaced["name"] == "team-a"
+    assert replaced["tokens_per_minute"] is None and replaced["key_prefix"] == "sk-tea..."
+    status, body = await call(http, "POST", admin + "/credentials", json={"name": "team-a"})
+    assert status == 409
+    assert_error(body, "duplicate_name")
+    status, gone = await call(http, "DELETE", this)
+    assert status == 200 and gone["deleted"] is True
+    status, body = await call(http, "GET", this)
+    assert status == 404
+    status, body = await call(http, "DELETE", this)
+    assert status == 404
+    # A psql edit, then an explicit reload: served when the answer comes.
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        await sql.execute("INSERT INTO credentials (name, key) VALUES ('psql', 'sk-psql-0123456')")
+        version = await db_version(sql)
+    finally:
+        await sql.close()
+    status, reloaded = await call(http, "POST", admin + "/config/reload")
+    assert (status, reloaded) == (200, {"version": version, "served": True})
+    assert await chat(http, url, "m", "sk-psql-0123456") in (200, 404)  # authenticated
