@@ -173,10 +173,17 @@ async def test_serve_writes_one_access_line_per_request(tmp_path: Path, level: s
             "status",
             "duration_ms",
             "streamed",
+            "key",
+            "client",
+            "attempts",
+            "ttft_ms",
+            "prompt_tokens",
+            "completion_tokens",
             "event",
             "level",
             "timestamp",
         }
+        assert (line["key"], line["client"]) == ("anonymous", "other")  # aiohttp's agent
         assert (line["request_id"], line["method"], line["status"]) == ("rid-1", "GET", 200)
         assert line["level"] == ("debug" if line["path"] == "/health" else "info")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["timestamp"])

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from llm_proxy.keys import METRICS, STATE, STORE
 from llm_proxy.observe import log as access_log
+from llm_proxy.observe.clients import client_label
 from llm_proxy.proxy.state import RequestState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -22,6 +23,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = structlog.get_logger()
 
 CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
+ANONYMOUS: Final = "anonymous"  # the key name of requests made without one (auth off)
 _QUIET_PATHS: Final = frozenset({"/health", "/metrics"})
 
 
@@ -64,8 +66,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - start
         resource = request.match_info.route.resource
         endpoint = resource.canonical if resource is not None else "other"
+        key = state.api_key.name if state.api_key is not None else ANONYMOUS
+        client = client_label(request.headers.get("User-Agent"))
         metrics.request_done(
-            request.method, endpoint, state.model_label, state.provider, status, elapsed
+            request.method,
+            endpoint,
+            state.model_label,
+            state.provider,
+            status,
+            elapsed,
+            key,
+            client,
         )
         path = request.path
         access_log.request(
@@ -78,6 +89,12 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
                 "streamed": state.streamed,
+                "key": key,
+                "client": client,
+                "attempts": state.attempts,
+                "ttft_ms": state.ttft_ms,
+                "prompt_tokens": state.prompt_tokens,
+                "completion_tokens": state.completion_tokens,
             },
             path in _QUIET_PATHS,
         )

@@ -139,7 +139,7 @@ class Metrics:
                 "Requests handled, by method, endpoint, model, provider and status code.",
                 registry=r,
             ),
-            ("method", "endpoint", "model", "provider", "status_code"),
+            ("method", "endpoint", "model", "provider", "status_code", "api_key_name", "client"),
         )
         self._duration = _Histograms(
             Histogram(
@@ -148,7 +148,7 @@ class Metrics:
                 registry=r,
                 buckets=DURATION_BUCKETS,
             ),
-            ("endpoint", "model", "provider"),
+            ("endpoint", "model", "provider", "api_key_name"),
         )
         self._active = Gauge(
             "llm_proxy_active_requests", "Requests being handled right now.", registry=r
@@ -160,7 +160,7 @@ class Metrics:
                 "(prompt_tokens, completion_tokens, total_tokens).",
                 registry=r,
             ),
-            ("model", "provider", "token_type"),
+            ("model", "provider", "token_type", "api_key_name"),
         )
         self._provider_health = Gauge(
             "llm_proxy_provider_health",
@@ -258,16 +258,24 @@ class Metrics:
         self.provider_health: Callable[[], dict[str, bool]] = dict
 
     def request_done(
-        self, method: str, endpoint: str, model: str, provider: str, status: int, seconds: float
+        self,
+        method: str,
+        endpoint: str,
+        model: str,
+        provider: str,
+        status: int,
+        seconds: float,
+        key_name: str = "anonymous",
+        client: str = "other",
     ) -> None:
-        self._requests.add((method, endpoint, model, provider, str(status)))
-        self._duration.observe((endpoint, model, provider), seconds)
+        self._requests.add((method, endpoint, model, provider, str(status), key_name, client))
+        self._duration.observe((endpoint, model, provider, key_name), seconds)
 
-    def tokens(self, model: str, provider: str, usage: Usage) -> None:
+    def tokens(self, model: str, provider: str, usage: Usage, key_name: str = "anonymous") -> None:
         add = self._tokens.add
-        add((model, provider, "prompt_tokens"), usage.prompt_tokens)
-        add((model, provider, "completion_tokens"), usage.completion_tokens)
-        add((model, provider, "total_tokens"), usage.total_tokens)
+        add((model, provider, "prompt_tokens", key_name), usage.prompt_tokens)
+        add((model, provider, "completion_tokens", key_name), usage.completion_tokens)
+        add((model, provider, "total_tokens", key_name), usage.total_tokens)
 
     def provider_latency(self, provider: str, seconds: float) -> None:
         self._provider_latency.observe((provider,), seconds)

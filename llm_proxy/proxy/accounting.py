@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
+from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
@@ -31,6 +32,7 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
     model, provider = state.model_label, state.provider
     usage = relayed.stripped_usage or find_usage(relayed.tail)
     if usage is not None:
+        state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         _record(app, usage, key_name, model, provider)
         return
     task = asyncio.get_running_loop().create_task(
@@ -70,6 +72,6 @@ async def count_usage(relayed: Relayed, data: dict[str, Any]) -> Usage:
 def _record(
     app: web.Application, usage: Usage, key_name: str | None, model: str, provider: str
 ) -> None:
-    app[METRICS].tokens(model, provider, usage)
+    app[METRICS].tokens(model, provider, usage, key_name or ANONYMOUS)
     if key_name is not None:
         app[LIMITER].charge_tokens(key_name, usage.total_tokens)

@@ -74,6 +74,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
     health = request.app[HEALTH]
     max_attempts = snapshot.config.max_attempts
     tried: list[str] = []
+    state.attempts = tried  # (for the access line)
     failure: Failure | None = None
     for attempt in range(1, max_attempts + 1):
         target = _choose(route, tried, health)

@@ -143,9 +143,9 @@ async def relay(leg: Leg, first: bytes) -> bool:
             watch.written()
             if pending_ttft:
                 pending_ttft = False
-                request.app[METRICS].time_to_first_token(
-                    state.model_label, upstream.name, time.perf_counter() - state.started
-                )
+                ttft = time.perf_counter() - state.started
+                state.ttft_ms = round(ttft * 1000, 2)
+                request.app[METRICS].time_to_first_token(state.model_label, upstream.name, ttft)
             if is_sse and not resp.complete and chunk.endswith(_DONE_EVENTS):
                 _drain_in_background(request.app, resp)
                 handed_off = True

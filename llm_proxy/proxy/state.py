@@ -26,3 +26,9 @@ class RequestState:
     final_status: int | None = None  # when it differs from the status sent (499, 502 mid-body)
     relayed: Relayed | None = None  # the current (finally: the answering) attempt's bytes
     body_bytes: int = 0  # counted against max_inflight_body_mb until the request ends
+    # For the access line: the providers tried, in order; the time to the first streamed
+    # byte; the tokens, when the upstream reported them (a count made later is not waited for).
+    attempts: list[str] | None = None
+    ttft_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
