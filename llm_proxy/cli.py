@@ -496,6 +496,8 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
     import asyncpg
     import orjson
 
+    from llm_proxy.config.export import pricing_data
+
     dsn = _dsn_arg(db_url)
     if dsn is None:
         return 2
@@ -520,6 +522,8 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                     }
                     if p.health_check is not None:
                         params["health_check"] = dataclasses.asdict(p.health_check)
+                    if p.pricing:
+                        params["pricing"] = pricing_data(p.pricing)
                     mapping = {rule.key: rule.target for rule in p.model_mapping}
                     await conn.execute(
                         """

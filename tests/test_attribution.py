@@ -101,3 +101,62 @@ async def test_the_access_line_says_who_what_and_how(
     assert line["attempts"] == ["dead", "a"]  # the failover, in order
     assert line["ttft_ms"] is not None and 0 < line["ttft_ms"] <= line["duration_ms"]
     assert line["prompt_tokens"] > 0 and line["completion_tokens"] > 0
+
+
+async def test_prices_give_costs_per_key_model_and_provider(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    config = make_config(
+        provider(
+            "a",
+            upstream.api_base,
+            {"gpt-4o": None, "gpt-4.1-mini": None},
+            pricing={"gpt-4.1*": {"input_per_mtok": 0.4, "output_per_mtok": 1.6}},
+        ),
+        master_keys=KEYS,
+        pricing={
+            "gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10},
+            "gpt-4.1-mini": {"input_per_mtok": 0},
+        },
+    )
+    assert config.pricing[1][2].output_per_mtok == 0.0  # a side not given costs nothing
+    url = await start_proxy(config)
+    auth = {"Authorization": "Bearer sk-team-a-0123456789"}
+    with structlog.testing.capture_logs() as logs:
+        for model in ("gpt-4o", "gpt-4.1-mini"):
+            async with http.post(
+                url + "/v1/chat/completions",
+                json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+                headers=auth,
+            ) as r:
+                body = await r.json()
+                assert r.status == 200
+            usage = body["usage"]
+            line = [e for e in logs if e["event"] == "request"][-1]
+            # The provider's own price wins over the global one.
+            price = (2.5, 10) if model == "gpt-4o" else (0.4, 1.6)
+            expected = (
+                usage["prompt_tokens"] * price[0] + usage["completion_tokens"] * price[1]
+            ) / 1e6
+            assert line["cost_usd"] == pytest.approx(expected)
+    m = await scrape(http, url)
+    cost = sample(m, "llm_proxy_cost_usd_total", model="gpt-4o", api_key_name="team-a")
+    assert cost is not None and cost > 0
+
+
+@pytest.mark.parametrize(
+    ("pricing", "problem"),
+    [
+        ({"gpt-4o": {"input_per_mtok": -1}}, "input_per_mtok: must be zero or a positive"),
+        ({"gpt-4o": {"per_token": 1}}, "pricing['gpt-4o'].per_token: unknown key"),
+        ({"gpt-4o": {}}, "must give input_per_mtok and/or output_per_mtok"),
+        ({"gpt-(": {"input_per_mtok": 1}}, "invalid regular expression"),
+        ({"gpt-4o": 3}, "must be a mapping"),
+    ],
+)
+def test_bad_prices_are_config_errors(pricing: dict[str, object], problem: str) -> None:
+    from llm_proxy.config.issues import ConfigError
+
+    with pytest.raises(ConfigError) as bad:
+        make_config(provider("a", "http://127.0.0.1:9/v1", {"m": None}), pricing=pricing)
+    assert problem in str(bad.value)

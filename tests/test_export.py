@@ -35,7 +35,9 @@ async def seed(dsn: str) -> None:
             conn, "alpha", "http://127.0.0.1:9/v1", {"gpt-4o": "gpt-4o-x", "gpt-4.1*": None}, 3
         )
         await conn.execute(
-            "UPDATE providers SET params = '{\"request_timeout_secs\": 30}' WHERE name = 'alpha'"
+            'UPDATE providers SET params = \'{"request_timeout_secs": 30, "pricing": '
+            '{"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}}}\' '
+            "WHERE name = 'alpha'"
         )
         await conn.execute(
             "INSERT INTO credentials (name, key, allowed_models, rate_limit_rps, rate_limit_burst)"
@@ -67,6 +69,7 @@ async def test_round_trip_and_dry_run(
     config = load_config_file(exported, env)
     assert [p.name for p in config.providers] == ["alpha"]
     assert config.providers[0].timeouts.request_timeout_secs == 30
+    assert [(n, p.output_per_mtok) for n, _, p in config.providers[0].pricing] == [("gpt-4o", 10)]
     assert [(k.name, k.enabled) for k in config.master_keys] == [("team", True), ("old", False)]
     # ...and import-config loads it into an empty database: exported again, the same file.
     name = f"llm_proxy_export_{os.getpid()}_{id(tmp_path) & 0xFFFF}"

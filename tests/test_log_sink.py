@@ -179,6 +179,7 @@ async def test_serve_writes_one_access_line_per_request(tmp_path: Path, level: s
             "ttft_ms",
             "prompt_tokens",
             "completion_tokens",
+            "cost_usd",
             "event",
             "level",
             "timestamp",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from llm_proxy.config.export import pricing_data
 from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
 from llm_proxy.config.providers import redact_url
 
@@ -46,11 +47,20 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "organization": p.organization,
         "project": p.project,
         "proxy": redact_url(p.proxy) if isinstance(p.proxy, str) else p.proxy,
+        "pricing": pricing_data(p.pricing),
     }
 
 
 _SECRET_SETTINGS = frozenset(
-    {"providers", "master_keys", "metrics_token", "rate_limit_backend", "admin_key", "admin_keys"}
+    {
+        "providers",
+        "master_keys",
+        "metrics_token",
+        "rate_limit_backend",
+        "admin_key",
+        "admin_keys",
+        "pricing",
+    }
 )
 
 
@@ -72,6 +82,7 @@ def config_view(config: Config) -> dict[str, Any]:
     backend = config.rate_limit_backend
     settings["rate_limit_backend"] = redact_url(backend) if backend else None
     settings["admin_keys"] = [name for name, _ in config.admin_credentials]
+    settings["pricing"] = pricing_data(config.pricing)
     return {
         "providers": [provider_view(p) for p in config.providers],
         "master_keys": [

@@ -106,6 +106,15 @@ class Checker:
             return 1.0
         return float(value)
 
+    def non_negative_number(self, value: Any, path: Path) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if value == 0:
+                return 0.0
+            if value < 0:
+                self.fail(path, f"must be zero or a positive number, got {value!r}")
+                return 0.0
+        return self.positive_number(value, path)
+
     def header_secret(self, value: Any, path: Path) -> str | None:
         """A secret sent or compared as a header value; empty means unset. Never echoed."""
         text = self.string(value, path, empty_ok=True)

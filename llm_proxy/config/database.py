@@ -56,7 +56,7 @@ SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_lim
        rate_limit_burst, tokens_per_minute, is_enabled
 FROM credentials ORDER BY id
 """
-_PARAM_KEYS: Final = TIMEOUT_KEYS | {"verify_ssl", "inject_stream_usage", "health_check"}
+_PARAM_KEYS: Final = TIMEOUT_KEYS | {"verify_ssl", "inject_stream_usage", "health_check", "pricing"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from llm_proxy.config.model import Config, MasterKey, Provider
+from llm_proxy.config.model import Config, MasterKey, Pricing, Provider
 
 
 def key_variable(provider: str) -> str:
@@ -43,7 +43,17 @@ def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
         }
     if isinstance(p.proxy, str) or p.proxy is False:
         entry["proxy"] = p.proxy
+    if p.pricing:
+        entry["pricing"] = pricing_data(p.pricing)
     return entry
+
+
+def pricing_data(pricing: Pricing) -> dict[str, dict[str, float]]:
+    """`pricing` as the config file spells it."""
+    return {
+        name: {"input_per_mtok": price.input_per_mtok, "output_per_mtok": price.output_per_mtok}
+        for name, _, price in pricing
+    }
 
 
 def _master_key(k: MasterKey) -> dict[str, Any]:

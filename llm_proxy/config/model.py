@@ -65,6 +65,34 @@ class CircuitBreaker:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok
+        ) / 1e6
+
+
+# (model name or pattern, its compiled pattern or None for an exact name, the price)
+Pricing = tuple[tuple[str, "re.Pattern[str] | None", Price], ...]
+
+
+def price_for(pricing: Pricing, model: str) -> Price | None:
+    """The price of `model`: an exact name first, then the first pattern that matches."""
+    for name, pattern, price in pricing:
+        if pattern is None and name == model:
+            return price
+    for _, pattern, price in pricing:
+        if pattern is not None and pattern.fullmatch(model):
+            return price
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     name: str
     api_base: str
@@ -83,6 +111,7 @@ class Provider:
     # A forward proxy for this provider: an http:// URL, False for none (ignore the
     # environment), None for the environment's (when trust_env).
     proxy: str | Literal[False] | None = field(default=None, repr=False)
+    pricing: Pricing = ()  # overrides the global prices for this provider's models
 
     @property
     def request_timeout_secs(self) -> float | None:
@@ -153,6 +182,8 @@ class Config:
     # key named "admin"; `admin_keys` adds named ones (the name is recorded with each change).
     admin_key: str | None = field(default=None, repr=False)
     admin_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Optional prices per model (exact names or patterns), for llm_proxy_cost_usd_total.
+    pricing: Pricing = ()
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

@@ -11,7 +11,12 @@ from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Path
 from llm_proxy.config.model import ModelRule, Provider, Timeouts
 from llm_proxy.config.patterns import compile_pattern
-from llm_proxy.config.sections import PROVIDER_KEYS, parse_health_check, parse_timeouts
+from llm_proxy.config.sections import (
+    PROVIDER_KEYS,
+    parse_health_check,
+    parse_pricing,
+    parse_timeouts,
+)
 
 
 def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
@@ -78,6 +83,7 @@ def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
                 if inject is None
                 else check.boolean(inject, (*path, "inject_stream_usage")),
                 organization=ids["organization"],
+                pricing=parse_pricing(check, p.get("pricing"), (*path, "pricing")),
                 project=ids["project"],
                 proxy=proxy,
             )

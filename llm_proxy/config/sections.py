@@ -1,14 +1,23 @@
 """Sections shared by the top level and the providers: timeouts, health checks, circuit
-breaker and rate limits, and the key sets each section accepts."""
+breaker, rate limits and prices, and the key sets each section accepts."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Path
-from llm_proxy.config.model import TIMEOUT_KEYS, HealthCheck, RateLimit, Timeouts
+from llm_proxy.config.model import (
+    TIMEOUT_KEYS,
+    HealthCheck,
+    Price,
+    Pricing,
+    RateLimit,
+    Timeouts,
+)
+from llm_proxy.config.patterns import compile_pattern
 
 PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
     {
@@ -23,6 +32,7 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "organization",
         "project",
         "proxy",
+        "pricing",
     }
 )
 
@@ -80,3 +90,37 @@ def parse_rate_limit(check: Checker, raw: Any, path: Path) -> RateLimit | None:
         check.optional(r, "burst_size", default_burst), (*path, "burst_size")
     )
     return RateLimit(rps, burst)
+
+
+PRICE_KEYS: Final = frozenset({"input_per_mtok", "output_per_mtok"})
+
+
+def parse_pricing(check: Checker, raw: Any, path: Path) -> Pricing:
+    """`pricing: {model or pattern: {input_per_mtok, output_per_mtok}}` (US dollars per
+    million tokens; a missing side costs nothing)."""
+    if raw is None:
+        return ()
+    mapping = check.mapping(raw, path, None)
+    if mapping is None:
+        return ()
+    out = []
+    for name, entry in mapping.items():
+        where = (*path, str(name))
+        fields = check.mapping(entry, where, PRICE_KEYS)
+        if fields is None:
+            continue
+        if not fields:
+            check.fail(where, "must give input_per_mtok and/or output_per_mtok")
+        try:
+            pattern = compile_pattern(str(name))
+        except re.error as exc:
+            check.fail(where, f"invalid regular expression: {exc}")
+            continue
+        price = Price(
+            *(
+                check.non_negative_number(fields[k], (*where, k)) if k in fields else 0.0
+                for k in ("input_per_mtok", "output_per_mtok")
+            )
+        )
+        out.append((str(name), pattern, price))
+    return tuple(out)

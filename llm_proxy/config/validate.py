@@ -19,7 +19,12 @@ from llm_proxy.config.model import (
     Config,
 )
 from llm_proxy.config.providers import parse_providers
-from llm_proxy.config.sections import BREAKER_KEYS, parse_health_check, parse_timeouts
+from llm_proxy.config.sections import (
+    BREAKER_KEYS,
+    parse_health_check,
+    parse_pricing,
+    parse_timeouts,
+)
 
 TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
     {
@@ -51,6 +56,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "require_auth",
         "admin_key",
         "admin_keys",
+        "pricing",
     }
 )
 
@@ -151,6 +157,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     if admin_key is not None:
         admin_key = check.header_secret(admin_key, ("admin_key",))
     admin_keys = parse_admin_keys(check, top.get("admin_keys"), admin_key)
+    pricing = parse_pricing(check, top.get("pricing"), ("pricing",))
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -185,6 +192,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         require_auth=require_auth,
         admin_key=admin_key,
         admin_keys=admin_keys,
+        pricing=pricing,
     )
 
 

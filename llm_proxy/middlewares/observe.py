@@ -95,6 +95,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 "ttft_ms": state.ttft_ms,
                 "prompt_tokens": state.prompt_tokens,
                 "completion_tokens": state.completion_tokens,
+                "cost_usd": state.cost_usd,
             },
             path in _QUIET_PATHS,
         )

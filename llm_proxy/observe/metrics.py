@@ -162,6 +162,14 @@ class Metrics:
             ),
             ("model", "provider", "token_type", "api_key_name"),
         )
+        self._cost = _Counters(
+            Counter(
+                "llm_proxy_cost_usd_total",
+                "US dollars spent, from the configured prices and the tokens used.",
+                registry=r,
+            ),
+            ("model", "provider", "api_key_name"),
+        )
         self._provider_health = Gauge(
             "llm_proxy_provider_health",
             "Provider health as seen by traffic (1 healthy, 0 unhealthy).",
@@ -277,6 +285,9 @@ class Metrics:
         add((model, provider, "completion_tokens", key_name), usage.completion_tokens)
         add((model, provider, "total_tokens", key_name), usage.total_tokens)
 
+    def cost(self, model: str, provider: str, key_name: str, usd: float) -> None:
+        self._cost.add((model, provider, key_name), usd)
+
     def provider_latency(self, provider: str, seconds: float) -> None:
         self._provider_latency.observe((provider,), seconds)
 
@@ -306,6 +317,7 @@ class Metrics:
         for counters in (
             self._requests,
             self._tokens,
+            self._cost,
             self._rate_limited,
             self._upstream_errors,
             self._backend_errors,

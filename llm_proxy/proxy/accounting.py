@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from llm_proxy.config.model import Price, price_for
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
 from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
@@ -30,13 +31,16 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
         return
     key_name = state.api_key.name if state.api_key is not None else None
     model, provider = state.model_label, state.provider
+    price = _price(state)
     usage = relayed.stripped_usage or find_usage(relayed.tail)
     if usage is not None:
         state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
-        _record(app, usage, key_name, model, provider)
+        if price is not None:
+            state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
+        _record(app, usage, key_name, model, provider, price)
         return
     task = asyncio.get_running_loop().create_task(
-        _count_and_record(app, relayed, data, key_name, model, provider)
+        _count_and_record(app, relayed, data, key_name, model, provider, price)
     )
     background = app[BACKGROUND]
     background.add(task)
@@ -50,13 +54,14 @@ async def _count_and_record(
     key_name: str | None,
     model: str,
     provider: str,
+    price: Price | None,
 ) -> None:
     try:
         usage = await count_usage(relayed, data)
     except Exception:
         log.exception("token_count_failed", model=model, provider=provider)
         return
-    _record(app, usage, key_name, model, provider)
+    _record(app, usage, key_name, model, provider, price)
 
 
 async def count_usage(relayed: Relayed, data: dict[str, Any]) -> Usage:
@@ -69,9 +74,33 @@ async def count_usage(relayed: Relayed, data: dict[str, Any]) -> Usage:
     return Usage(prompt, completion, estimated=True)
 
 
+def _price(state: RequestState) -> Price | None:
+    """The price of the requested model at the answering provider: the provider's own
+    `pricing`, else the global one (None: no price configured)."""
+    config = state.snapshot.config
+    model = state.model
+    if model is None:
+        return None
+    for p in config.providers:
+        if p.name == state.provider and p.pricing:
+            found = price_for(p.pricing, model)
+            if found is not None:
+                return found
+    return price_for(config.pricing, model) if config.pricing else None
+
+
 def _record(
-    app: web.Application, usage: Usage, key_name: str | None, model: str, provider: str
+    app: web.Application,
+    usage: Usage,
+    key_name: str | None,
+    model: str,
+    provider: str,
+    price: Price | None = None,
 ) -> None:
-    app[METRICS].tokens(model, provider, usage, key_name or ANONYMOUS)
+    metrics = app[METRICS]
+    metrics.tokens(model, provider, usage, key_name or ANONYMOUS)
+    if price is not None:
+        usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
+        metrics.cost(model, provider, key_name or ANONYMOUS, usd)
     if key_name is not None:
         app[LIMITER].charge_tokens(key_name, usage.total_tokens)

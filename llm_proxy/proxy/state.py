@@ -32,3 +32,4 @@ class RequestState:
     ttft_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cost_usd: float | None = None  # with prices configured
