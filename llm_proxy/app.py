@@ -15,6 +15,7 @@ from llm_proxy.admin.routes import create_admin_app
 from llm_proxy.config.model import Config
 from llm_proxy.keys import (
     BACKGROUND,
+    CAPTURE,
     CLIENT,
     DSN,
     HEALTH,
@@ -22,6 +23,7 @@ from llm_proxy.keys import (
     LIMITER,
     LISTENER,
     METRICS,
+    SINKS,
     STORE,
 )
 from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
@@ -29,8 +31,11 @@ from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
 from llm_proxy.middlewares.observe import observe
 from llm_proxy.middlewares.ratelimit import ratelimit
+from llm_proxy.observe.langfuse import LangfuseExporter, LangfuseSettings
 from llm_proxy.observe.log import dropped_lines
 from llm_proxy.observe.metrics import Metrics
+from llm_proxy.observe.records import Sink, Sinks
+from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from llm_proxy.proxy import handlers
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.health_checks import HealthChecker
@@ -68,6 +73,7 @@ def create_app(
     version: str = "1",
     clock: Clock | None = None,
     database: DatabaseMode | None = None,
+    langfuse: LangfuseSettings | None = None,
 ) -> web.Application:
     """The proxy application. `clock` (seconds) drives the rate limiter; tests pass their own.
     With `database`, `config` is the snapshot loaded at startup and a listener keeps it current.
@@ -91,8 +97,18 @@ def create_app(
     metrics.log_dropped = dropped_lines
     app[BACKGROUND] = set()
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
+    sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))
+    if langfuse is not None:
+        sinks.sinks.append(LangfuseExporter(langfuse))
+    capture = config.request_log.capture_content or (langfuse and langfuse.capture_content)
+    app[CAPTURE] = config.request_log.max_content_bytes if capture else 0
+    metrics.record_sinks = lambda: [
+        (sink.name, sink.written, sink.dropped, sink.queued) for sink in sinks.sinks
+    ]
     app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(_limiter(clock))
+    # Before the background tasks: closed after them, so late token counts are written.
+    app.cleanup_ctx.append(_record_sinks)
     app.cleanup_ctx.append(_background_tasks)
     app.cleanup_ctx.append(_health_checks)
     if database is not None:
@@ -175,6 +191,35 @@ def _listener(database: DatabaseMode) -> Any:
             await listener.stop()
 
     return ctx
+
+
+def record_sinks(config: Config, database_dsn: str | None) -> list[Sink]:
+    """The request log's destinations: PostgreSQL (database mode's own database unless
+    `request_log.database_url` names another) and a JSON-lines file."""
+    settings = config.request_log
+    if settings.enabled is False:
+        return []
+    out: list[Sink] = []
+    dsn = settings.database_url or database_dsn
+    if dsn is not None:
+        out.append(DatabaseLog(dsn, settings))
+    if settings.jsonl_path is not None:
+        out.append(JsonlLog(settings.jsonl_path, settings))
+    if settings.enabled and not out:
+        log.warning(
+            "request_log_without_destination",
+            fix="set request_log.database_url or request_log.jsonl_path",
+        )
+    return out
+
+
+async def _record_sinks(app: web.Application) -> AsyncIterator[None]:
+    sinks = app[SINKS]
+    await sinks.start()
+    try:
+        yield
+    finally:
+        await sinks.close()
 
 
 async def _health_checks(app: web.Application) -> AsyncIterator[None]:

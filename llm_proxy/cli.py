@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import Config
 from llm_proxy.config.providers import redact_url
 from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
+
+if TYPE_CHECKING:
+    from llm_proxy.observe.langfuse import LangfuseSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,9 +132,25 @@ class _Plan:
     path: Path | None  # the config file read, if any
     config: Config  # YAML mode: everything; database mode: the settings (`base`)
     dsn: str | None  # database mode
+    langfuse: LangfuseSettings | None = None  # LANGFUSE_ENABLED and its settings
 
 
 def _plan(path_arg: str | None, db_url: str | None) -> _Plan | None:
+    """`_settings_plan` and the Langfuse settings from the environment."""
+    from llm_proxy.observe.langfuse import LangfuseSettings
+
+    plan = _settings_plan(path_arg, db_url)
+    try:
+        langfuse = LangfuseSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    if plan is None:
+        return None
+    return _Plan(plan.path, plan.config, plan.dsn, langfuse)
+
+
+def _settings_plan(path_arg: str | None, db_url: str | None) -> _Plan | None:
     """The checks `serve` makes before it listens (or touches the database), shared with
     `check-config` so that both accept exactly the same arguments and environment.
     Prints every problem found and returns None when there is one."""
@@ -156,6 +176,8 @@ def _check_config(path_arg: str | None, db_url: str | None, *, connect: bool) ->
     if plan.dsn is None:
         assert plan.path is not None
         print(summarize(str(plan.path), plan.config))
+        if plan.langfuse is not None:
+            print(f"langfuse: on, {plan.langfuse.host}")
         return 0
     from llm_proxy.config.database import StartupError, describe_dsn, load_once
 
@@ -163,6 +185,8 @@ def _check_config(path_arg: str | None, db_url: str | None, *, connect: bool) ->
     name = plan.path or "(no config file: defaults and environment)"
     if not connect:
         print(f"{name}: OK (database mode: settings only)")
+        if plan.langfuse is not None:
+            print(f"langfuse: on, {plan.langfuse.host}")
         print(
             f"providers and master keys: read from the database {where} at start "
             "(not checked; add --connect to check them)"
@@ -289,7 +313,7 @@ def _serve_logged(
         listen=f"{host or config.host}:{port or config.port}",
         providers=[p.name for p in config.providers],
     )
-    app = create_app(config, version=version, database=database)
+    app = create_app(config, version=version, database=database, langfuse=plan.langfuse)
     from llm_proxy.keys import CONFIG_FILE
 
     if database is None and path is not None:
@@ -339,16 +363,21 @@ def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | Non
 
 async def _handle_sighup(app: web.Application, path: Path | None) -> None:
     """SIGHUP: in YAML mode re-read the file (validate, then swap, or keep the old config);
-    in database mode reload from the database now."""
+    in database mode reload from the database now. Either way, the request log's JSON-lines
+    file is reopened (after logrotate moved it)."""
     from llm_proxy.config.yaml_file import reload_store
-    from llm_proxy.keys import LISTENER, METRICS, STORE
+    from llm_proxy.keys import LISTENER, METRICS, SINKS, STORE
 
-    loop = asyncio.get_running_loop()
     listener = app.get(LISTENER)
-    if listener is not None:
-        loop.add_signal_handler(signal.SIGHUP, listener.request_reload)
-    elif path is not None:
-        loop.add_signal_handler(signal.SIGHUP, reload_store, app[STORE], path, app[METRICS])
+
+    def on_sighup() -> None:
+        app[SINKS].reopen()
+        if listener is not None:
+            listener.request_reload()
+        elif path is not None:
+            reload_store(app[STORE], path, app[METRICS])
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 
 
 def _dsn_arg(db_url: str | None) -> str | None:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.observe.metrics import Metrics
+from llm_proxy.observe.records import Sinks
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.limiter import Limiter
 from llm_proxy.proxy.snapshot import ConfigStore
@@ -28,6 +29,10 @@ LISTENER: web.AppKey[ConfigListener] = web.AppKey("listener")  # database mode o
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 DSN = web.AppKey("database_dsn", str)  # database mode only
 CONFIG_FILE = web.AppKey("config_file", FsPath)  # YAML mode, when serving from a file
+# Where request records go (the request log, Langfuse); empty: nowhere.
+SINKS = web.AppKey("sinks", Sinks)
+# With content capture on: the bytes of request and answer text a record keeps (0: off).
+CAPTURE = web.AppKey("capture_bytes", int)
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 

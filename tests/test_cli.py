@@ -158,7 +158,10 @@ async def test_database_mode_cli(
     code, out = await asyncio.to_thread(run, "migrate", "status", "--db-url", pg_dsn)
     assert code == 0 and "001 config_tables" in out and "pending" in out
     code, out = await asyncio.to_thread(run, "migrate", "up", "--db-url", pg_dsn)
-    assert (code, out.strip()) == (0, "applied 001 config_tables\napplied 002 config_history")
+    assert (code, out.strip()) == (
+        0,
+        "applied 001 config_tables\napplied 002 config_history\napplied 003 request_logs",
+    )
     code, out = await asyncio.to_thread(run, "migrate", "up", "--db-url", pg_dsn)
     assert (code, out.strip()) == (0, "up to date")
     path = tmp_path / "c.yaml"

@@ -140,6 +140,23 @@ class MasterKey:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestLogSettings:
+    """`request_log`: one record per request (and per failed upstream attempt), written off
+    the request path to PostgreSQL and/or a JSON-lines file. Read once, at startup."""
+
+    # None: on in database mode (into the config database) or when database_url is set.
+    enabled: bool | None = None
+    database_url: str | None = field(default=None, repr=False)
+    jsonl_path: str | None = None  # the same records as JSON lines (reopened on SIGHUP)
+    capture_content: bool = False  # the request's and the answer's text, truncated
+    max_content_bytes: int = 4096  # per text, with capture_content
+    retention_days: int = 30  # 0: keep forever
+    queue_size: int = 10000  # records waiting to be written; beyond, dropped and counted
+    batch_size: int = 500
+    flush_interval_secs: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     providers: tuple[Provider, ...] = ()
     master_keys: tuple[MasterKey, ...] = ()
@@ -184,6 +201,7 @@ class Config:
     admin_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Optional prices per model (exact names or patterns), for llm_proxy_cost_usd_total.
     pricing: Pricing = ()
+    request_log: RequestLogSettings = RequestLogSettings()
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

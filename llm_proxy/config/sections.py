@@ -15,6 +15,7 @@ from llm_proxy.config.model import (
     Price,
     Pricing,
     RateLimit,
+    RequestLogSettings,
     Timeouts,
 )
 from llm_proxy.config.patterns import compile_pattern
@@ -124,3 +125,67 @@ def parse_pricing(check: Checker, raw: Any, path: Path) -> Pricing:
         )
         out.append((str(name), pattern, price))
     return tuple(out)
+
+
+REQUEST_LOG_KEYS: Final = frozenset(
+    {
+        "enabled",
+        "database_url",
+        "jsonl_path",
+        "capture_content",
+        "max_content_bytes",
+        "retention_days",
+        "queue_size",
+        "batch_size",
+        "flush_interval_secs",
+    }
+)
+
+
+def parse_request_log(check: Checker, raw: Any) -> RequestLogSettings:
+    """The `request_log` section (see RequestLogSettings)."""
+    defaults = RequestLogSettings()
+    if raw is None:
+        return defaults
+    path: Path = ("request_log",)
+    r = check.mapping(raw, path, REQUEST_LOG_KEYS)
+    if r is None:
+        return defaults
+    enabled = None
+    if r.get("enabled") is not None:
+        enabled = check.boolean(r["enabled"], (*path, "enabled"))
+    url = r.get("database_url")
+    if url is not None:
+        url = check.string(url, (*path, "database_url"), empty_ok=True).strip() or None
+        if url and not url.startswith(("postgres://", "postgresql://")):
+            # Never echo it: a DSN carries a password.
+            check.fail((*path, "database_url"), "must be a postgresql:// URL")
+    jsonl = r.get("jsonl_path")
+    if jsonl is not None:
+        jsonl = check.string(jsonl, (*path, "jsonl_path"), empty_ok=True).strip() or None
+    retention = r.get("retention_days", defaults.retention_days)
+    if retention not in (0, "0"):
+        retention = check.positive_int(retention, (*path, "retention_days"))
+    return RequestLogSettings(
+        enabled=enabled,
+        database_url=url,
+        jsonl_path=jsonl,
+        capture_content=check.boolean(
+            check.optional(r, "capture_content", False), (*path, "capture_content")
+        ),
+        max_content_bytes=check.positive_int(
+            check.optional(r, "max_content_bytes", defaults.max_content_bytes),
+            (*path, "max_content_bytes"),
+        ),
+        retention_days=int(retention),
+        queue_size=check.positive_int(
+            check.optional(r, "queue_size", defaults.queue_size), (*path, "queue_size")
+        ),
+        batch_size=check.positive_int(
+            check.optional(r, "batch_size", defaults.batch_size), (*path, "batch_size")
+        ),
+        flush_interval_secs=check.positive_number(
+            check.optional(r, "flush_interval_secs", defaults.flush_interval_secs),
+            (*path, "flush_interval_secs"),
+        ),
+    )

@@ -23,6 +23,7 @@ from llm_proxy.config.sections import (
     BREAKER_KEYS,
     parse_health_check,
     parse_pricing,
+    parse_request_log,
     parse_timeouts,
 )
 
@@ -30,6 +31,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
     {
         "providers",
         "master_keys",
+        "request_log",
         "server",
         "verify_ssl",
         "max_attempts",
@@ -158,6 +160,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         admin_key = check.header_secret(admin_key, ("admin_key",))
     admin_keys = parse_admin_keys(check, top.get("admin_keys"), admin_key)
     pricing = parse_pricing(check, top.get("pricing"), ("pricing",))
+    request_log = parse_request_log(check, top.get("request_log"))
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -193,6 +196,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         admin_key=admin_key,
         admin_keys=admin_keys,
         pricing=pricing,
+        request_log=request_log,
     )
 
 

@@ -30,6 +30,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProxyError as err:
+        request[STATE].error_code = err.code or err.type
         response = error_response(err)
         if err.status in _CLOSES:
             response.force_close()
@@ -37,7 +38,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http_exception(request, exc))
+        made = _from_http_exception(request, exc)
+        request[STATE].error_code = made.code or made.type
+        return error_response(made)
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:
@@ -47,6 +50,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=CLIENT_CLOSED)
     except Exception:
         log.exception("unhandled_error", path=_bounded(request.path))
+        request[STATE].error_code = "internal_error"
         return error_response(
             ProxyError(500, "Internal proxy error.", type=API_ERROR, code="internal_error")
         )

@@ -13,9 +13,10 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from llm_proxy.keys import METRICS, STATE, STORE
+from llm_proxy.keys import METRICS, SINKS, STATE, STORE
 from llm_proxy.observe import log as access_log
 from llm_proxy.observe.clients import client_label
+from llm_proxy.observe.records import RequestRecord, Sinks
 from llm_proxy.proxy.state import RequestState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -25,6 +26,8 @@ log = structlog.get_logger()
 CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
 ANONYMOUS: Final = "anonymous"  # the key name of requests made without one (auth off)
 _QUIET_PATHS: Final = frozenset({"/health", "/metrics"})
+# Requests the request log leaves out: the proxy's own endpoints (and unmatched paths).
+_UNLOGGED: Final = ("/admin", "/health", "/metrics", "/ui", "other")
 
 
 # Generated ids: a random per-process prefix and a counter (unique, and no syscall per request).
@@ -99,6 +102,56 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             },
             path in _QUIET_PATHS,
         )
+        sinks = request.app[SINKS]
+        if sinks and not endpoint.startswith(_UNLOGGED):
+            _submit(sinks, state, request, key, client, status, elapsed)
+
+
+def _submit(
+    sinks: Sinks,
+    state: RequestState,
+    request: web.Request,
+    key: str,
+    client: str,
+    status: int,
+    elapsed: float,
+) -> None:
+    record = RequestRecord(
+        time.time() - elapsed,
+        state.request_id,
+        key,
+        client,
+        request.method,
+        request.path[:1000],
+        state.model,
+        state.model_sent,
+        state.provider,
+        state.attempts or [],
+        status,
+        round(elapsed * 1000, 2),
+        state.ttft_ms,
+        state.prompt_tokens,
+        state.completion_tokens,
+        state.cost_usd,
+        state.streamed,
+        state.error_code,
+        state.prompt_text,
+        state.completion_text,
+        state.errors or [],
+    )
+    counting = state.counting
+    if counting is None or counting.done():
+        sinks.submit(record)
+        return
+
+    def counted(_: object) -> None:
+        # The tokens a background count found (none if it failed), then the record goes.
+        record.prompt_tokens = state.prompt_tokens
+        record.completion_tokens = state.completion_tokens
+        record.cost_usd = state.cost_usd
+        sinks.submit(record)
+
+    counting.add_done_callback(counted)
 
 
 def stamp(response: web.StreamResponse, state: RequestState) -> None:

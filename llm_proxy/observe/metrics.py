@@ -257,6 +257,24 @@ class Metrics:
             registry=r,
         )
         self.log_dropped: Callable[[], int] = lambda: 0
+        self._records_written = Counter(
+            "llm_proxy_request_log_written_total",
+            "Request records written, by sink (database, jsonl, langfuse).",
+            registry=r,
+        )
+        self._records_dropped = Counter(
+            "llm_proxy_request_log_dropped_total",
+            "Request records dropped, by sink: its queue was full (the destination down or "
+            "too slow), or the destination refused them.",
+            registry=r,
+        )
+        self._records_queued = Gauge(
+            "llm_proxy_request_log_queued",
+            "Request records waiting to be written, by sink.",
+            registry=r,
+        )
+        # (sink, written, dropped, queued) for each configured sink, read at scrape time.
+        self.record_sinks: Callable[[], list[tuple[str, int, int, int]]] = list
         self._config_version = Gauge(
             "llm_proxy_config_version", "Version of the configuration being served.", registry=r
         )
@@ -330,6 +348,10 @@ class Metrics:
         with contextlib.suppress(ValueError):
             self._config_version.set({}, float(self.config_version()))
         self._log_dropped.set({}, self.log_dropped())
+        for sink, written, dropped, queued in self.record_sinks():
+            self._records_written.set({"sink": sink}, written)
+            self._records_dropped.set({"sink": sink}, dropped)
+            self._records_queued.set({"sink": sink}, queued)
         self._active.set({}, self.active_requests)
         for provider, healthy in self.provider_health().items():
             self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)

@@ -39,8 +39,8 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
             state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
         _record(app, usage, key_name, model, provider, price)
         return
-    task = asyncio.get_running_loop().create_task(
-        _count_and_record(app, relayed, data, key_name, model, provider, price)
+    task = state.counting = asyncio.get_running_loop().create_task(
+        _count_and_record(app, state, relayed, data, key_name, model, provider, price)
     )
     background = app[BACKGROUND]
     background.add(task)
@@ -49,6 +49,7 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
 
 async def _count_and_record(
     app: web.Application,
+    state: RequestState,
     relayed: Relayed,
     data: dict[str, Any],
     key_name: str | None,
@@ -61,7 +62,25 @@ async def _count_and_record(
     except Exception:
         log.exception("token_count_failed", model=model, provider=provider)
         return
+    state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    if price is not None:
+        state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
     _record(app, usage, key_name, model, provider, price)
+
+
+def capture(state: RequestState, data: dict[str, Any], limit: int) -> None:
+    """The request's and the answer's text for the request log (content capture on), each
+    cut to `limit` bytes of UTF-8."""
+    state.prompt_text = _cut(text_of_request(data), limit)
+    relayed = state.relayed
+    if relayed is not None and relayed.status:
+        state.completion_text = _cut(text_of_response(relayed.sample), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) * 4 <= limit:
+        return text
+    return text.encode()[:limit].decode(errors="ignore")
 
 
 async def count_usage(relayed: Relayed, data: dict[str, Any]) -> Usage:

@@ -20,9 +20,10 @@ import structlog
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import CLIENT, HEALTH, METRICS, STATE
+from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, STATE
 from llm_proxy.middlewares.observe import stamp
 from llm_proxy.observe.metrics import Metrics
+from llm_proxy.observe.records import ErrorRecord
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.decoding import Inflater, inflater_for
@@ -47,6 +48,8 @@ log = structlog.get_logger()
 OVERHEAD_HEADER: Final = "x-llm-proxy-overhead-ms"
 _PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting for a first event
 _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
+_SSE_BYTES_PER_TEXT_BYTE: Final = 8
+_ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error log
 
 
 @dataclass(slots=True)
@@ -85,12 +88,14 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         final = attempt == max_attempts or not _has_alternative(route, tried)
         body, stripper = call.body_for(target, upstream)
         state.provider = upstream.name
+        state.model_sent = target.model or call.name
         state.relayed = Relayed(stripper=stripper)
         health.begin(upstream.name, time.monotonic())
         result = await _attempt(request, state, upstream, call, body, final)
         if not isinstance(result, Failure):
             return result
         failure = result
+        _note_failure(state, upstream.name, result)
         log.warning(
             "upstream_attempt_failed",
             request_id=state.request_id,
@@ -105,9 +110,12 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
     if failure is None:
         # Every candidate is inside a Retry-After window the upstream asked for: calling it
         # again would only earn another 429, so the client hears it at once.
+        state.error_code = "rate_limit_exceeded"
         return _rate_limited(route, health)
     if failure.error is not None and len(set(tried)) > 1 and failure.outcome in _UNREACHABLE:
         failure.error = _all_failed(tried, failure)
+    if failure.error is not None:
+        state.error_code = failure.error.code or failure.error.type
     return failure.answer()
 
 
@@ -248,7 +256,8 @@ async def _attempt(
         metrics.attempt(name, "ok")
     is_sse = resp.content_type == "text/event-stream"
     if is_sse:
-        relayed.keep = STREAM_KEEP_BYTES
+        # With content capture, the stream's first events (SSE framing is most of the bytes).
+        relayed.keep = app[CAPTURE] * _SSE_BYTES_PER_TEXT_BYTE or STREAM_KEEP_BYTES
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
     whole = answers_whole(resp, relayed, is_sse)
@@ -277,11 +286,49 @@ async def _attempt(
         # dropped now, so the upstream stops generating.
         if not handed_off:
             resp.close()
+        if status >= 500 or status == 429:
+            _note_answer(state, name, status, relayed)
         if status >= 500 and relayed.complete:
             _record_5xx(health, name, status, bytes(relayed.kept[:_BLAME_WINDOW]))
         elif not relayed.complete:
             health.settle(name)
     return out
+
+
+def _note_failure(state: RequestState, provider: str, failure: Failure) -> None:
+    """A failed attempt, for the error log."""
+    body = failure.response.body if failure.response is not None else None
+    status = failure.response.status if failure.response is not None else None
+    _note(
+        state,
+        ErrorRecord(
+            time.time(),
+            state.request_id,
+            provider,
+            failure.outcome,
+            status,
+            _text(body) if isinstance(body, bytes) else None,
+            failure.detail,
+        ),
+    )
+
+
+def _note_answer(state: RequestState, provider: str, status: int, relayed: Relayed) -> None:
+    """The answering attempt's 5xx or 429, passed to the client, for the error log."""
+    outcome = "http_429" if status == 429 else "http_5xx"
+    body = _text(bytes(relayed.kept[:_ERROR_BODY_BYTES]) or relayed.tail)
+    _note(state, ErrorRecord(time.time(), state.request_id, provider, outcome, status, body))
+
+
+def _note(state: RequestState, record: ErrorRecord) -> None:
+    if state.errors is None:
+        state.errors = [record]
+    else:
+        state.errors.append(record)
+
+
+def _text(body: bytes) -> str:
+    return body[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
 
 
 # Failures that are the proxy's own condition, not the provider's: never held against it.

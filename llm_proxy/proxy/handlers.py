@@ -10,9 +10,9 @@ import orjson
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
+from llm_proxy.keys import CAPTURE, HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.proxy.accounting import settle
+from llm_proxy.proxy.accounting import capture, settle
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
 from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object
@@ -81,6 +81,9 @@ def proxy_handler(endpoint: str) -> Handler:
                 # Also when the client hung up (CancelledError): what was relayed still counts.
                 if state.relayed is not None:
                     settle(request.app, state, data)
+                limit = request.app[CAPTURE]
+                if limit:
+                    capture(state, data, limit)
         finally:
             release(lifecycle, state)
 

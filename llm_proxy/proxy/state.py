@@ -3,8 +3,10 @@ instead of many; middlewares and handlers fill it in, observe reads it at the en
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+from llm_proxy.observe.records import ErrorRecord
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.usage import Relayed
@@ -33,3 +35,10 @@ class RequestState:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float | None = None  # with prices configured
+    # For the request log (llm_proxy.observe.records):
+    model_sent: str | None = None  # the model name sent to the answering provider
+    error_code: str | None = None  # when the proxy answered an error itself
+    errors: list[ErrorRecord] | None = None  # failed upstream attempts
+    counting: asyncio.Task[None] | None = None  # tokens still being counted (tiktoken)
+    prompt_text: str | None = None  # with content capture on
+    completion_text: str | None = None

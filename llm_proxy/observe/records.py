@@ -1,0 +1,113 @@
+"""One record per finished request, and one per failed upstream attempt: what the request log
+(PostgreSQL, JSON lines) and Langfuse receive.
+
+A record is built once, after the response is sent, and handed to every configured sink with
+`submit()`, which never blocks and never raises: each sink queues it (bounded, dropping and
+counting when full) and writes in batches from its own background task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class ErrorRecord:
+    """A failed upstream attempt (the request may still have succeeded on another provider)."""
+
+    ts: float  # epoch seconds, when the attempt ended
+    request_id: str
+    provider: str
+    outcome: str  # connect_error, timeout, http_5xx, http_429, sse_error, protocol_error, ...
+    upstream_status: int | None  # None when the provider never answered
+    body: str | None  # the first 2 KB of its answer (UTF-8, undecodable bytes replaced)
+    detail: str | None = None  # the cause, as the proxy's log has it
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    ts: float  # epoch seconds, when the request arrived
+    request_id: str
+    key_name: str  # "anonymous" when auth is off
+    client: str  # the bounded label from the User-Agent (observe/clients.py)
+    method: str
+    path: str
+    model: str | None  # as requested
+    model_sent: str | None  # as sent to the provider that answered (after mapping)
+    provider: str  # the provider that answered, "none" when none was tried
+    attempts: list[str]  # providers tried, in order
+    status: int
+    duration_ms: float
+    ttft_ms: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    streamed: bool
+    error_code: str | None  # the proxy's error code when it answered an error itself
+    # With content capture on (request_log.capture_content / LANGFUSE_CAPTURE_CONTENT):
+    # the request's text and the answer's text, truncated to the configured size.
+    prompt: str | None = None
+    completion: str | None = None
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the JSON-lines file, the admin API)."""
+        out = {name: getattr(self, name) for name in _FIELDS}
+        out["errors"] = [{name: getattr(e, name) for name in _ERROR_FIELDS} for e in self.errors]
+        return out
+
+
+_FIELDS = tuple(f for f in RequestRecord.__slots__ if f != "errors")
+_ERROR_FIELDS = tuple(ErrorRecord.__slots__)
+
+
+class Sink(Protocol):
+    """A destination for records. `submit` is called on the request path: it must only queue.
+    The counters are exported as metrics (llm_proxy_request_log_*{sink=name})."""
+
+    name: str
+    written: int  # records delivered
+    dropped: int  # records lost: queue full, or refused by the destination
+
+    @property
+    def queued(self) -> int: ...
+
+    def submit(self, record: RequestRecord) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None:
+        """Flush what is queued (bounded in time) and stop."""
+        ...
+
+
+class Sinks:
+    """Every configured sink; `submit` hands a record to each."""
+
+    __slots__ = ("sinks",)
+
+    def __init__(self, sinks: list[Sink] | None = None) -> None:
+        self.sinks: list[Sink] = sinks or []
+
+    def __bool__(self) -> bool:
+        return bool(self.sinks)
+
+    def submit(self, record: RequestRecord) -> None:
+        for sink in self.sinks:
+            sink.submit(record)
+
+    def reopen(self) -> None:
+        """SIGHUP: sinks writing files open them anew (logrotate moved them)."""
+        for sink in self.sinks:
+            reopen = getattr(sink, "reopen", None)
+            if reopen is not None:
+                reopen()
+
+    async def start(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def close(self) -> None:
+        for sink in self.sinks:
+            await sink.close()

@@ -1,0 +1,443 @@
+"""The request log: one row per request in PostgreSQL (and per failed attempt), the usage
+rollup, a JSON-lines file reopened on SIGHUP, content capture, retention, and the rules that
+keep it off the request path (a bounded queue, a database outage that only drops records)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import openai
+import pytest
+
+from llm_proxy.config.model import RequestLogSettings
+from llm_proxy.observe.records import ErrorRecord, RequestRecord
+from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
+from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.processes import free_port, serve_process
+
+KEYS = [{"name": "team-a", "key": "sk-team-a-0123456789"}]
+PRICING = {"gpt-4o-mini": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+
+
+async def rows(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def wait_rows(dsn: str, query: str, count: int, *args: Any) -> list[asyncpg.Record]:
+    """The rows of `query` once there are `count` of them (the log is written every 50 ms)."""
+    found: list[asyncpg.Record] = []
+    for _ in range(200):
+        found = await rows(dsn, query, *args)
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(found)} rows, expected {count}: {query}")
+
+
+def log_settings(**kw: Any) -> dict[str, Any]:
+    return {"flush_interval_secs": 0.05, **kw}
+
+
+async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str
+) -> None:
+    dead = free_port()
+    url = await start_proxy(
+        make_config(
+            provider("down", f"http://127.0.0.1:{dead}/v1", {"gpt-4o-mini": "mini-sent"}),
+            provider("up", upstream.api_base, {"gpt-4o-mini": "mini-sent"}, weight=1),
+            master_keys=KEYS,
+            pricing=PRICING,
+            request_log=log_settings(database_url=config_dsn),
+        )
+    )
+    async with openai.AsyncOpenAI(
+        api_key="sk-team-a-0123456789", base_url=url + "/v1", max_retries=0
+    ) as client:
+        for _ in range(2):  # round-robin: one of the two starts at the dead provider
+            await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+            )
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for _ in stream:
+            pass
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(
+                model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+            )
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []}
+        ) as resp,
+    ):
+        assert resp.status == 401
+
+    found = await wait_rows(config_dsn, "SELECT * FROM request_logs ORDER BY ts, id", 5)
+    assert len(found) == 5
+    ok = [r for r in found if r["status"] == 200]
+    assert len(ok) == 3
+    for r in ok:
+        assert r["key_name"] == "team-a"
+        assert r["client"] == "openai-python"
+        assert r["model"] == "gpt-4o-mini" and r["model_sent"] == "mini-sent"
+        assert r["provider"] == "up"
+        assert r["prompt_tokens"] > 0 and r["completion_tokens"] > 0
+        expected = (r["prompt_tokens"] * 1.0 + r["completion_tokens"] * 2.0) / 1e6
+        assert r["cost_usd"] == pytest.approx(expected)
+        assert r["method"] == "POST" and r["path"] == "/v1/chat/completions"
+        assert r["error_code"] is None and r["prompt"] is None and r["completion"] is None
+        assert r["duration_ms"] > 0
+    assert [r["streamed"] for r in ok] == [False, False, True]
+    assert ok[2]["ttft_ms"] is not None
+    # Round-robin: requests that met the dead provider first tried both, in order.
+    failed_over = {r["request_id"] for r in ok if list(r["attempts"]) == ["down", "up"]}
+    assert failed_over and all(list(r["attempts"]) in (["up"], ["down", "up"]) for r in ok)
+    missing, unauthenticated = found[3], found[4]
+    assert (missing["status"], missing["error_code"]) == (404, "model_not_found")
+    assert missing["provider"] == "none" and list(missing["attempts"]) == []
+    assert (unauthenticated["status"], unauthenticated["key_name"]) == (401, "anonymous")
+    assert unauthenticated["error_code"] == "invalid_api_key"
+
+    errors = await wait_rows(config_dsn, "SELECT * FROM error_logs", len(failed_over))
+    assert {e["request_id"] for e in errors} == failed_over
+    for error in errors:
+        assert (error["provider"], error["outcome"], error["upstream_status"]) == (
+            "down",
+            "connect_error",
+            None,
+        )
+        assert "connection refused" in error["detail"]
+
+    usage = await rows(config_dsn, "SELECT * FROM usage_daily ORDER BY key_name, model, provider")
+    by = {(u["key_name"], u["model"], u["provider"]): u for u in usage}
+    mini = by[("team-a", "gpt-4o-mini", "up")]
+    assert mini["requests"] == 3 and mini["errors"] == 0
+    assert mini["prompt_tokens"] == sum(r["prompt_tokens"] for r in ok)
+    assert mini["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in ok))
+    assert by[("team-a", "", "none")]["errors"] == 1  # the unknown model: no model row
+    assert by[("anonymous", "", "none")]["errors"] == 1
+
+
+async def test_failed_answers_keep_their_body_and_status(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str
+) -> None:
+    url = await start_proxy(
+        make_config(
+            provider("a", upstream.api_base, {"m": None}),
+            provider("b", upstream.api_base, {"m": None}),
+            request_log=log_settings(database_url=config_dsn),
+        )
+    )
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            url + "/v1/chat/completions", json={"model": "m", "messages": [], "mock_status": 503}
+        ) as resp,
+    ):
+        assert resp.status == 503
+        request_id = resp.headers["x-request-id"]
+    errors = await wait_rows(config_dsn, "SELECT * FROM error_logs ORDER BY id", 2)
+    assert [(e["outcome"], e["upstream_status"]) for e in errors] == [
+        ("http_5xx", 503),
+        ("http_5xx", 503),
+    ]
+    assert {e["provider"] for e in errors} == {"a", "b"}
+    for e in errors:
+        assert e["request_id"] == request_id
+        assert "mock upstream error 503" in e["body"]
+    (row,) = await wait_rows(config_dsn, "SELECT * FROM request_logs", 1)
+    assert row["status"] == 503 and len(row["attempts"]) == 2
+
+
+async def test_content_is_captured_only_when_asked_and_truncated(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str
+) -> None:
+    url = await start_proxy(
+        make_config(
+            provider("a", upstream.api_base, {"m": None}),
+            request_log=log_settings(
+                database_url=config_dsn, capture_content=True, max_content_bytes=64
+            ),
+        )
+    )
+    long_prompt = "é" * 100 + "tail"
+    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "short question"}]
+        )
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": long_prompt}], stream=True
+        )
+        async for _ in stream:
+            pass
+    found = await wait_rows(
+        config_dsn, "SELECT prompt, completion FROM request_logs ORDER BY ts", 2
+    )
+    assert found[0]["prompt"] == "short question"
+    assert found[0]["completion"]
+    assert found[1]["prompt"] == "é" * 32  # 64 bytes of UTF-8, never half a character
+    assert found[1]["completion"].startswith("tok0 tok1")
+
+
+async def test_hostile_text_is_stored_not_refused(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str
+) -> None:
+    """NUL (legal in JSON, refused by PostgreSQL's text) never loses a batch."""
+    url = await start_proxy(
+        make_config(
+            provider("a", upstream.api_base, {"m": None}),
+            request_log=log_settings(database_url=config_dsn, capture_content=True),
+        )
+    )
+    body = b'{"model": "bad\\u0000name", "messages": [{"role":"user","content":"a\\u0000b"}]}'
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        ) as resp:
+            assert resp.status == 404
+        async with http.post(
+            url + "/v1/chat/completions", json={"model": "m", "messages": []}
+        ) as resp:
+            assert resp.status == 200
+    found = await wait_rows(config_dsn, "SELECT model, status FROM request_logs ORDER BY ts", 2)
+    assert found[0]["model"] == "bad\ufffdname" and found[0]["status"] == 404
+    assert found[1]["status"] == 200
+
+
+class Switch:
+    """A TCP forwarder to PostgreSQL that the test turns off (connections refused) and on:
+    a database outage and its end, without touching the real server."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.pipes: set[asyncio.Task[None]] = set()
+
+    async def on(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def off(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+            self.server = None
+        for task in list(self.pipes):
+            task.cancel()
+        await asyncio.gather(*self.pipes, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        tasks = [
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ]
+        self.pipes.update(tasks)
+        for task in tasks:
+            task.add_done_callback(self.pipes.discard)
+
+
+@pytest.fixture
+async def switch(config_dsn: str) -> AsyncIterator[tuple[Switch, str]]:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(config_dsn)
+    sw = Switch(parts.port or 5432)
+    user = f"{parts.username}@" if parts.username else ""
+    dsn = urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{sw.port}"))
+    yield sw, dsn
+    await sw.off()
+
+
+async def test_a_database_outage_drops_records_never_requests(
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    config_dsn: str,
+    switch: tuple[Switch, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    sw, dsn = switch  # off: the database is unreachable from the start
+    url = await start_proxy(
+        make_config(
+            provider("a", upstream.api_base, {"m": None}),
+            request_log=log_settings(database_url=dsn, queue_size=5, batch_size=2),
+        )
+    )
+    for _ in range(8):
+        async with http.post(
+            url + "/v1/chat/completions", json={"model": "m", "messages": []}
+        ) as resp:
+            assert resp.status == 200
+    metrics = await scrape(http, url)
+    assert sample(metrics, "llm_proxy_request_log_dropped_total", sink="database") == 3
+    assert sample(metrics, "llm_proxy_request_log_queued", sink="database") == 5
+
+    await sw.on()  # the database is back: the queued records are written (backoff: ~1-2 s)
+    found = await wait_rows(config_dsn, "SELECT * FROM request_logs", 5)
+    assert len(found) == 5
+    metrics = await scrape(http, url)
+    assert sample(metrics, "llm_proxy_request_log_written_total", sink="database") == 5
+    assert sample(metrics, "llm_proxy_request_log_queued", sink="database") == 0
+
+
+def record(ts: float, request_id: str = "r1") -> RequestRecord:
+    return RequestRecord(
+        ts, request_id, "k", "curl", "POST", "/v1/chat/completions", "m", "m", "p", ["p"],
+        200, 1.5, None, 1, 2, 0.5, False, None, None, None,
+        [ErrorRecord(ts, request_id, "q", "timeout", None, None, "slow")],
+    )  # fmt: skip
+
+
+async def test_retention_drops_expired_partitions_and_creates_the_next_ones(
+    config_dsn: str,
+) -> None:
+    sink = DatabaseLog(config_dsn, RequestLogSettings(retention_days=0))  # keeps everything
+    old = (datetime.now(UTC) - timedelta(days=40)).date()
+    conn = await asyncpg.connect(config_dsn)
+    try:
+        for parent in ("request_logs", "error_logs"):
+            await conn.execute("SELECT llm_proxy_log_partition($1, $2)", parent, old)
+        # Rows 40 days old in their partition, one in the DEFAULT partition (no daily
+        # partition for 35 days ago), and today's.
+        await sink.start()
+        for days in (40, 35, 0):
+            sink.submit(record(time.time() - days * 86400, f"r{days}"))
+        await sink.close()
+        assert await conn.fetchval("SELECT count(*) FROM request_logs") == 3
+        assert await conn.fetchval("SELECT count(*) FROM error_logs") == 3
+        where = await conn.fetch("SELECT tableoid::regclass::text AS t FROM request_logs")
+        assert sorted(r["t"] for r in where)[0] == "request_logs_default"
+
+        sink = DatabaseLog(config_dsn, RequestLogSettings(retention_days=30))
+        done = await sink.maintain()
+        await sink.close()
+        tag = old.strftime("%Y%m%d")
+        assert ("dropped", f"request_logs_p{tag}") in done
+        assert ("dropped", f"error_logs_p{tag}") in done
+        assert ("deleted", "request_logs_default") in done
+        ids = await conn.fetch("SELECT request_id FROM request_logs")
+        assert [r["request_id"] for r in ids] == ["r0"]
+        # The days ahead have their partitions; today's row is in today's.
+        today = datetime.now(UTC).date()
+        for ahead in range(3):
+            name = f"request_logs_p{(today + timedelta(days=ahead)).strftime('%Y%m%d')}"
+            assert await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+        where = await conn.fetchval("SELECT tableoid::regclass::text FROM request_logs")
+        assert where == f"request_logs_p{today.strftime('%Y%m%d')}"
+        # The usage rollup outlives the rows.
+        assert await conn.fetchval("SELECT sum(requests) FROM usage_daily") == 3
+    finally:
+        await conn.close()
+
+
+async def test_queue_is_bounded_and_submit_never_waits() -> None:
+    sink = DatabaseLog(
+        "postgresql://nobody@127.0.0.1:1/none", RequestLogSettings(queue_size=3, batch_size=10)
+    )
+    for i in range(5):
+        sink.submit(record(time.time(), f"r{i}"))  # no writer running: only queued
+    assert (sink.queued, sink.dropped) == (3, 2)
+
+
+async def test_jsonl_file_is_reopened_after_rotation_and_sigterm_flushes(
+    upstream: Upstream, tmp_path: Path, config_dsn: str
+) -> None:
+    path = tmp_path / "requests.jsonl"
+    config = f"""
+providers:
+  - name: a
+    api_base: {upstream.api_base}
+    api_key: sk-a
+    model_mapping: {{m: null}}
+require_auth: false
+request_log:
+  jsonl_path: {path}
+  database_url: {config_dsn}
+  flush_interval_secs: 30   # only SIGHUP's reopen, a full batch or SIGTERM write it
+  batch_size: 2
+"""
+    async with serve_process(config, tmp_path) as served, aiohttp.ClientSession() as http:
+
+        async def call() -> str:
+            async with http.post(
+                served.url + "/v1/chat/completions", json={"model": "m", "messages": []}
+            ) as resp:
+                assert resp.status == 200
+                return resp.headers["x-request-id"]
+
+        first = [await call(), await call()]  # a full batch: written at once
+        for _ in range(100):
+            if path.exists() and path.read_text().count("\n") == 2:
+                break
+            await asyncio.sleep(0.05)
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert [line["request_id"] for line in lines] == first
+        assert lines[0]["status"] == 200 and lines[0]["ts"].endswith("Z")
+        rotated = tmp_path / "requests.jsonl.1"
+        os.rename(path, rotated)
+        served.proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.2)
+        later = [await call(), await call()]
+        for _ in range(100):
+            if path.exists() and path.read_text().count("\n") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [json.loads(x)["request_id"] for x in path.read_text().splitlines()] == later
+        assert rotated.read_text().count("\n") == 2
+        last = await call()  # queued only (flush interval 30 s): SIGTERM must write it
+    # serve_process stopped it with SIGTERM.
+    assert served.proc.returncode == 0
+    assert json.loads(path.read_text().splitlines()[-1])["request_id"] == last
+    found = await rows(config_dsn, "SELECT request_id FROM request_logs")
+    assert {r["request_id"] for r in found} == {*first, *later, last}
+
+
+async def test_jsonl_sink_writes_what_the_database_gets(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    sink = JsonlLog(str(path), RequestLogSettings())
+    await sink.start()
+    sink.submit(record(1_700_000_000.25))
+    await sink.close()
+    (line,) = path.read_text().splitlines()
+    data = json.loads(line)
+    assert data["ts"] == "2023-11-14T22:13:20.250000Z"
+    assert data["errors"] == [
+        {
+            "ts": "2023-11-14T22:13:20.250000Z",
+            "request_id": "r1",
+            "provider": "q",
+            "outcome": "timeout",
+            "upstream_status": None,
+            "body": None,
+            "detail": "slow",
+        }
+    ]
+    assert data["cost_usd"] == 0.5 and data["attempts"] == ["p"]
