@@ -576,15 +576,18 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                         """
                         INSERT INTO credentials
                             (name, key, key_hash, allowed_models, rate_limit_rps,
-                             rate_limit_burst, tokens_per_minute, is_enabled)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                             rate_limit_burst, tokens_per_minute, is_enabled,
+                             max_budget_usd, budget_period)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                         ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
                             key_hash = EXCLUDED.key_hash,
                             allowed_models = EXCLUDED.allowed_models,
                             rate_limit_rps = EXCLUDED.rate_limit_rps,
                             rate_limit_burst = EXCLUDED.rate_limit_burst,
                             tokens_per_minute = EXCLUDED.tokens_per_minute,
-                            is_enabled = EXCLUDED.is_enabled
+                            is_enabled = EXCLUDED.is_enabled,
+                            max_budget_usd = EXCLUDED.max_budget_usd,
+                            budget_period = EXCLUDED.budget_period
                         """,
                         k.name,
                         k.key or None,
@@ -594,6 +597,8 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                         limit.burst_size if limit else None,
                         k.tokens_per_minute,
                         k.enabled,
+                        k.max_budget_usd,
+                        k.budget_period if k.max_budget_usd is not None else None,
                     )
                 if dry_run:
                     rows = await conn.fetch(

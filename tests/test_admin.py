@@ -149,6 +149,8 @@ async def test_the_effective_config_shows_no_secret(
             "allowed_models": None,
             "rate_limit": None,
             "tokens_per_minute": None,
+            "max_budget_usd": None,
+            "budget_period": None,
         }
     ]
     assert body["settings"]["metrics_token"] == "set"

@@ -71,6 +71,8 @@ CREDENTIALS: Final = Table(
         "rate_limit_rps": Field("rate_limit_rps", (int, float), nullable=True),
         "rate_limit_burst": Field("rate_limit_burst", int, nullable=True),
         "tokens_per_minute": Field("tokens_per_minute", int, nullable=True),
+        "max_budget_usd": Field("max_budget_usd", (int, float), nullable=True),
+        "budget_period": Field("budget_period", str, nullable=True),  # null: monthly
         "enabled": Field("is_enabled", bool),
     },
     frozenset({"name"}),
@@ -89,6 +91,8 @@ _DEFAULTS: Final[dict[str, dict[str, Any]]] = {
         "rate_limit_rps": None,
         "rate_limit_burst": None,
         "tokens_per_minute": None,
+        "max_budget_usd": None,
+        "budget_period": None,
         "enabled": True,
     },
 }
@@ -126,6 +130,8 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "rate_limit_rps": row["rate_limit_rps"],
         "rate_limit_burst": row["rate_limit_burst"],
         "tokens_per_minute": row["tokens_per_minute"],
+        "max_budget_usd": row["max_budget_usd"],
+        "budget_period": row["budget_period"],
     }
 
 

@@ -92,6 +92,8 @@ def config_view(config: Config) -> dict[str, Any]:
                 "allowed_models": list(k.allowed_models) if k.allowed_models is not None else None,
                 "rate_limit": dataclasses.asdict(k.rate_limit) if k.rate_limit else None,
                 "tokens_per_minute": k.tokens_per_minute,
+                "max_budget_usd": k.max_budget_usd,
+                "budget_period": k.budget_period if k.max_budget_usd is not None else None,
             }
             for k in config.master_keys
         ],

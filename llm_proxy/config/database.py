@@ -53,7 +53,7 @@ FROM providers WHERE is_enabled ORDER BY id
 """
 _CREDENTIALS_SQL: Final = """
 SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_limit_rps,
-       rate_limit_burst, tokens_per_minute, is_enabled
+       rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled
 FROM credentials ORDER BY id
 """
 _PARAM_KEYS: Final = TIMEOUT_KEYS | {"verify_ssl", "inject_stream_usage", "health_check", "pricing"}
@@ -147,6 +147,9 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
                 key["rate_limit"]["burst_size"] = r["rate_limit_burst"]
         if r["tokens_per_minute"] is not None:
             key["tokens_per_minute"] = r["tokens_per_minute"]
+        for column in ("max_budget_usd", "budget_period"):
+            if r[column] is not None:
+                key[column] = r[column]
         data["master_keys"].append(key)
         rows["master_keys"].append((r["id"], r["name"]))
     return DbConfig(str(version), data, rows)

@@ -64,6 +64,9 @@ def _master_key(k: MasterKey) -> dict[str, Any]:
         entry["rate_limit"] = dataclasses.asdict(k.rate_limit)
     if k.tokens_per_minute is not None:
         entry["tokens_per_minute"] = k.tokens_per_minute
+    if k.max_budget_usd is not None:
+        entry["max_budget_usd"] = k.max_budget_usd
+        entry["budget_period"] = k.budget_period
     if not k.enabled:
         entry["enabled"] = False
     return entry

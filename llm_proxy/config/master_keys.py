@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Path
@@ -64,5 +65,28 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         tpm = k.get("tokens_per_minute")
         if tpm is not None:
             tpm = check.positive_int(tpm, (*path, "tokens_per_minute"))
-        out.append(MasterKey(name, secret, limit, allowed, enabled, tpm, key_sha256))
+        budget, period = _budget(check, k, path)
+        out.append(
+            MasterKey(name, secret, limit, allowed, enabled, tpm, key_sha256, budget, period)
+        )
     return tuple(out)
+
+
+def _budget(
+    check: Checker, k: Mapping[str, Any], path: Path
+) -> tuple[float | None, Literal["daily", "monthly"]]:
+    """`max_budget_usd` and its `budget_period` (monthly unless given; never without a
+    budget, where it would limit nothing)."""
+    budget = k.get("max_budget_usd")
+    if budget is not None:
+        budget = check.positive_number(budget, (*path, "max_budget_usd"))
+    raw = k.get("budget_period")
+    if raw is None:
+        return budget, "monthly"
+    where = (*path, "budget_period")
+    period = raw.strip() if isinstance(raw, str) else raw
+    if period not in ("daily", "monthly"):
+        check.fail(where, f"must be daily or monthly, got {raw!r}")
+    elif budget is None:
+        check.fail(where, "needs max_budget_usd (a period without a budget limits nothing)")
+    return budget, "daily" if period == "daily" else "monthly"

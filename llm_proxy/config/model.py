@@ -133,6 +133,9 @@ class MasterKey:
     enabled: bool = True
     tokens_per_minute: int | None = None
     key_sha256: bytes | None = field(default=None, repr=False)  # the hash, when given instead
+    # Spend allowed per UTC day or calendar month, in US dollars of the configured `pricing`.
+    max_budget_usd: float | None = None
+    budget_period: Literal["daily", "monthly"] = "monthly"
 
     @property
     def digest(self) -> bytes:

@@ -45,7 +45,17 @@ HEALTH_CHECK_KEYS: Final = frozenset({"interval_secs", "model"})
 
 
 KEY_KEYS: Final = frozenset(
-    {"name", "key", "key_sha256", "rate_limit", "allowed_models", "enabled", "tokens_per_minute"}
+    {
+        "name",
+        "key",
+        "key_sha256",
+        "rate_limit",
+        "allowed_models",
+        "enabled",
+        "tokens_per_minute",
+        "max_budget_usd",
+        "budget_period",
+    }
 )
 
 

@@ -1,5 +1,6 @@
-"""Token accounting after a relay: metrics and the key's tokens-per-minute budget see every
-successful call, including streams a client abandoned halfway.
+"""Token accounting after a relay: metrics, the key's tokens-per-minute budget and (for a
+priced model) its cost budget see every successful call, including streams a client abandoned
+halfway.
 
 Usage comes from the upstream when it reports it (the tail of the body or stream, or the usage
 chunk the proxy asked for and stripped); otherwise it is counted with tiktoken from the request
@@ -18,6 +19,7 @@ from llm_proxy.config.model import Price, price_for
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
 from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
+from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
 
@@ -29,7 +31,6 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
     relayed = state.relayed
     if relayed is None or not 200 <= relayed.status < 300:
         return
-    key_name = state.api_key.name if state.api_key is not None else None
     model, provider = state.model_label, state.provider
     price = _price(state)
     usage = relayed.stripped_usage or find_usage(relayed.tail)
@@ -37,10 +38,10 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
         state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if price is not None:
             state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        _record(app, usage, key_name, model, provider, price)
+        _record(app, usage, state.api_key, model, provider, price)
         return
     task = state.counting = asyncio.get_running_loop().create_task(
-        _count_and_record(app, state, relayed, data, key_name, model, provider, price)
+        _count_and_record(app, state, relayed, data, model, provider, price)
     )
     background = app[BACKGROUND]
     background.add(task)
@@ -52,7 +53,6 @@ async def _count_and_record(
     state: RequestState,
     relayed: Relayed,
     data: dict[str, Any],
-    key_name: str | None,
     model: str,
     provider: str,
     price: Price | None,
@@ -65,7 +65,7 @@ async def _count_and_record(
     state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     if price is not None:
         state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-    _record(app, usage, key_name, model, provider, price)
+    _record(app, usage, state.api_key, model, provider, price)
 
 
 def capture(state: RequestState, data: dict[str, Any], limit: int) -> None:
@@ -111,15 +111,20 @@ def _price(state: RequestState) -> Price | None:
 def _record(
     app: web.Application,
     usage: Usage,
-    key_name: str | None,
+    key: KeyEntry | None,
     model: str,
     provider: str,
     price: Price | None = None,
 ) -> None:
     metrics = app[METRICS]
-    metrics.tokens(model, provider, usage, key_name or ANONYMOUS)
+    key_name = key.name if key is not None else ANONYMOUS
+    metrics.tokens(model, provider, usage, key_name)
+    usd = None
     if price is not None:
         usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        metrics.cost(model, provider, key_name or ANONYMOUS, usd)
-    if key_name is not None:
-        app[LIMITER].charge_tokens(key_name, usage.total_tokens)
+        metrics.cost(model, provider, key_name, usd)
+    if key is not None:
+        limiter = app[LIMITER]
+        limiter.charge_tokens(key_name, usage.total_tokens)
+        if usd is not None and key.max_budget_usd is not None:
+            limiter.charge_cost(key_name, usd)

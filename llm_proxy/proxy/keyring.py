@@ -14,7 +14,7 @@ import hashlib
 import hmac
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from llm_proxy.config.model import MasterKey, RateLimit
 from llm_proxy.config.patterns import NameMatcher
@@ -31,6 +31,8 @@ class KeyEntry:
     rate_limit: RateLimit | None
     tokens_per_minute: int | None
     models_body: bytes | None  # /v1/models filtered for this key; None: the full list
+    max_budget_usd: float | None = None  # spend per budget_period (UTC day or month)
+    budget_period: Literal["daily", "monthly"] = "monthly"
 
     def may_use(self, model: str) -> bool:
         return self.allowed is None or model in self.allowed
@@ -70,7 +72,15 @@ class KeyRing:
                 body = render_models([m for m in model_names if m in allowed])
             digest = k.digest
             self._by_digest[digest] = KeyEntry(
-                k.name, digest, k.enabled, allowed, k.rate_limit, k.tokens_per_minute, body
+                k.name,
+                digest,
+                k.enabled,
+                allowed,
+                k.rate_limit,
+                k.tokens_per_minute,
+                body,
+                k.max_budget_usd,
+                k.budget_period,
             )
         self.enabled = require_auth
         self.locked = require_auth and not any(k.enabled for k in keys)

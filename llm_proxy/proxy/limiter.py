@@ -1,4 +1,4 @@
-"""Per-key limits: requests (token bucket) and tokens per minute.
+"""Per-key limits: requests (token bucket), tokens per minute and cost budgets.
 
 Requests use pyrate-limiter's `TokenBucket` (GCRA: one "theoretical arrival time" per key):
 `requests_per_second: R, burst_size: B` admits a burst of B, then R per second. State lives in
@@ -10,6 +10,8 @@ few seconds later (fail open, visibly).
 Tokens per minute are a budget charged *after* a response with the tokens it used (a response's
 size is not known in advance), rejecting new requests while the last minute's budget is spent.
 This budget is per instance.
+
+Cost budgets (`max_budget_usd` per day or month) live in `llm_proxy.proxy.budgets`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from llm_proxy.config.model import RateLimit
 from llm_proxy.observe.metrics import Metrics
+from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets
 from llm_proxy.proxy.keyring import KeyEntry
 
 log = structlog.get_logger()
@@ -116,9 +119,23 @@ class Limiter:
         self._metrics = metrics
         if metrics is not None and redis is not None:
             metrics.backend_up = True
+        self.budgets = CostBudgets(clock, self)
+
+    # The shared backend, as the cost budgets see it.
+
+    @property
+    def redis(self) -> Any:
+        return self._redis
+
+    def redis_available(self, now: float) -> bool:
+        """Redis is set and not inside the pause after a failure."""
+        return self._redis is not None and now >= self._redis_retry_at
 
     def sync(self, keys: Iterable[KeyEntry]) -> None:
-        """Adopt a new key set: state is kept for keys whose limits did not change."""
+        """Adopt a new key set: state is kept for keys whose limits did not change (cost
+        budgets: see `CostBudgets.sync`)."""
+        keys = list(keys)
+        self.budgets.sync(keys)
         buckets: dict[str, _Bucket] = {}
         budgets: dict[str, _Budget] = {}
         for key in keys:
@@ -159,7 +176,7 @@ class Limiter:
             try:
                 return await self._check_redis(key_name, bucket, int(self._clock() * 1000))
             except Exception as exc:  # any backend failure: fail open to local state
-                self._backend_failed(exc)
+                self.backend_failed(exc)
         return self.check_local(key_name)
 
     def check_local(self, key_name: str) -> Verdict | None:
@@ -178,14 +195,17 @@ class Limiter:
             store = self._stores[key_name] = RedisStateStore(self._redis, bucket.redis_key)
         decision = await store.check(self._algorithm, bucket.rates, now_ms, 1)
         state = await store.read(self._algorithm, bucket.rates)
+        self.backend_ok()
+        return self._verdict(bucket, state, now_ms, decision)
+
+    def backend_ok(self) -> None:
         if not self.backend_up:
             self.backend_up = True
             log.warning("rate_limit_backend_recovered")
             if self._metrics is not None:
                 self._metrics.backend_up = True
-        return self._verdict(bucket, state, now_ms, decision)
 
-    def _backend_failed(self, exc: Exception) -> None:
+    def backend_failed(self, exc: Exception) -> None:
         if self._metrics is not None:
             self._metrics.backend_error()
         self._redis_retry_at = self._clock() + _BACKEND_RETRY_SECS
@@ -233,3 +253,14 @@ class Limiter:
         now_us = int(self._clock() * 1_000_000)
         per_token_us = _MINUTE_US / budget.tokens_per_minute
         budget.tat_us = max(budget.tat_us, now_us) + int(tokens * per_token_us)
+
+    # Cost budgets (llm_proxy.proxy.budgets).
+
+    def budget_verdict(self, key_name: str) -> BudgetVerdict | None:
+        return self.budgets.verdict(key_name)
+
+    def charge_cost(self, key_name: str, cost_usd: float) -> None:
+        self.budgets.charge(key_name, cost_usd)
+
+    async def flush(self) -> None:
+        await self.budgets.flush()
