@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick bench-client soak
+.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick bench-client bench-logs soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ clean:
 bench: $(STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
+
+bench-logs: $(STAMP)  ## admin API query times over a 10-million-row request log (ROWS=...)
+	$(BIN)/python -m tests.perf.logs_bench --rows $(or $(ROWS),10000000)
 
 soak: $(STAMP)  ## 10 minutes of mixed traffic with every feature on; fails if RSS grows
 	$(BIN)/python -m tests.perf.soak $(SOAK_ARGS)

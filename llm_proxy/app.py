@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +23,7 @@ from llm_proxy.keys import (
     LIFECYCLE,
     LIMITER,
     LISTENER,
+    LOG_DSN,
     METRICS,
     SINKS,
     STORE,
@@ -98,6 +100,9 @@ def create_app(
     app[BACKGROUND] = set()
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
     sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))
+    for sink in sinks.sinks:
+        if isinstance(sink, DatabaseLog):
+            app[LOG_DSN] = sink.dsn  # the admin API's /logs and /usage read it
     if langfuse is not None:
         sinks.sinks.append(LangfuseExporter(langfuse))
     capture = config.request_log.capture_content or (langfuse and langfuse.capture_content)
@@ -168,6 +173,10 @@ def _limiter(clock: Clock | None) -> Any:
         finally:
             store.subscribers.remove(on_swap)
             if redis is not None:
+                # Budget charges still on their way to Redis (a few ms' worth).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1):
+                        await limiter.flush()
                 await redis.aclose()
 
     return ctx

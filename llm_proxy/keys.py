@@ -28,6 +28,7 @@ LIMITER = web.AppKey("limiter", Limiter)
 LISTENER: web.AppKey[ConfigListener] = web.AppKey("listener")  # database mode only
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 DSN = web.AppKey("database_dsn", str)  # database mode only
+LOG_DSN = web.AppKey("request_log_dsn", str)  # when the request log is in a database
 CONFIG_FILE = web.AppKey("config_file", FsPath)  # YAML mode, when serving from a file
 # Where request records go (the request log, Langfuse); empty: nowhere.
 SINKS = web.AppKey("sinks", Sinks)

@@ -88,6 +88,8 @@ _CREDENTIAL_FIELDS: Final = {
     "rate_limit_rps": {"type": ["number", "null"]},
     "rate_limit_burst": {"type": ["integer", "null"]},
     "tokens_per_minute": {"type": ["integer", "null"]},
+    "max_budget_usd": {"type": ["number", "null"]},
+    "budget_period": {"type": ["string", "null"], "enum": ["daily", "monthly", None]},
     "enabled": {"type": "boolean"},
 }
 _ROW: Final = {
@@ -139,6 +141,12 @@ SCHEMAS: Final[dict[str, Any]] = {
             "rate_limit_rps": {"type": ["number", "null"]},
             "rate_limit_burst": {"type": ["integer", "null"]},
             "tokens_per_minute": {"type": ["integer", "null"]},
+            "max_budget_usd": {"type": ["number", "null"], "description": "US dollars"},
+            "budget_period": {
+                "type": ["string", "null"],
+                "enum": ["daily", "monthly", None],
+                "description": "UTC day or calendar month; null: monthly",
+            },
             "key": {"type": "string", "description": "in full, only when created or rotated"},
             **_VERSIONED,
         },
@@ -264,6 +272,122 @@ def _rows(kind: str, schema: str, what: str) -> dict[str, Any]:
     }
 
 
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+_TIME_PARAM: Final = {"type": "string", "maxLength": 64}
+_TEXT_PARAM: Final = {"type": "string", "maxLength": 1000}
+_PAGE_PARAMS: Final = [
+    _query("since", _TIME_PARAM),
+    _query("until", _TIME_PARAM),
+    _query("provider", _TEXT_PARAM),
+    _query("request_id", _TEXT_PARAM),
+    _query("status", {"type": "string", "maxLength": 8}),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+    _query("cursor", {"type": "string", "maxLength": 200}),
+]
+_NULLABLE_NUM: Final = {"type": ["number", "null"]}
+_NULLABLE_INT: Final = {"type": ["integer", "null"]}
+LOG_SCHEMAS: Final[dict[str, Any]] = {
+    "RequestLog": _obj(
+        ["id", "ts", "request_id", "key_name", "status"],
+        {
+            "id": {"type": "integer"},
+            "ts": {"type": "string"},
+            "request_id": {"type": "string"},
+            "key_name": {"type": "string"},
+            "client": {"type": "string"},
+            "method": {"type": "string"},
+            "path": {"type": "string"},
+            "model": _NULLABLE_STR,
+            "model_sent": _NULLABLE_STR,
+            "provider": {"type": "string"},
+            "attempts": {"type": "array", "items": {"type": "string"}},
+            "status": {"type": "integer"},
+            "duration_ms": {"type": "number"},
+            "ttft_ms": _NULLABLE_NUM,
+            "prompt_tokens": _NULLABLE_INT,
+            "completion_tokens": _NULLABLE_INT,
+            "cost_usd": _NULLABLE_NUM,
+            "streamed": {"type": "boolean"},
+            "error_code": _NULLABLE_STR,
+            "prompt": _NULLABLE_STR,
+            "completion": _NULLABLE_STR,
+        },
+    ),
+    "ErrorLog": _obj(
+        ["id", "ts", "request_id", "provider", "outcome"],
+        {
+            "id": {"type": "integer"},
+            "ts": {"type": "string"},
+            "request_id": {"type": "string"},
+            "provider": {"type": "string"},
+            "outcome": {"type": "string"},
+            "upstream_status": _NULLABLE_INT,
+            "body": _NULLABLE_STR,
+            "detail": _NULLABLE_STR,
+        },
+    ),
+    "RequestLogPage": _obj(
+        ["data", "next_cursor"],
+        {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/RequestLog"}},
+            "next_cursor": _NULLABLE_STR,
+        },
+    ),
+    "ErrorLogPage": _obj(
+        ["data", "next_cursor"],
+        {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorLog"}},
+            "next_cursor": _NULLABLE_STR,
+        },
+    ),
+    "RequestDetail": _obj(
+        ["data", "errors"],
+        {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/RequestLog"}},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ErrorLog"}},
+        },
+    ),
+    "UsageSums": _obj(
+        [
+            "requests",
+            "errors",
+            "error_rate",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cost_usd",
+        ],
+        {
+            "key": {"type": "string"},
+            "model": {"type": "string"},
+            "provider": {"type": "string"},
+            "day": {"type": "string"},
+            "requests": {"type": "integer"},
+            "errors": {"type": "integer"},
+            "error_rate": {"type": "number"},
+            "prompt_tokens": {"type": "integer"},
+            "completion_tokens": {"type": "integer"},
+            "total_tokens": {"type": "integer"},
+            "cost_usd": {"type": "number"},
+        },
+    ),
+    "Usage": _obj(
+        ["since", "until", "group_by", "data", "truncated", "total"],
+        {
+            "since": {"type": "string"},
+            "until": {"type": "string"},
+            "group_by": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/UsageSums"}},
+            "truncated": {"type": "boolean"},
+            "total": {"$ref": "#/components/schemas/UsageSums"},
+        },
+    ),
+}
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/auth/validate": {"post": _op("Is this admin key valid", _ref("Valid"))},
@@ -352,6 +476,52 @@ def document() -> dict[str, Any]:
         "/health/check": {
             "post": _op("Probe every provider", _ref("Check"), body=_ref("CheckOptions"))
         },
+        "/logs/requests": {
+            "get": _op(
+                "The request log, newest first",
+                _ref("RequestLogPage"),
+                params=[
+                    *_PAGE_PARAMS,
+                    _query("key", _TEXT_PARAM),
+                    _query("model", _TEXT_PARAM),
+                ],
+            )
+        },
+        "/logs/requests/{request_id}": {
+            "get": _op(
+                "One request and its failed attempts",
+                _ref("RequestDetail"),
+                params=[
+                    {
+                        "name": "request_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                    }
+                ],
+            )
+        },
+        "/logs/errors": {
+            "get": _op(
+                "Failed upstream attempts, newest first",
+                _ref("ErrorLogPage"),
+                params=[*_PAGE_PARAMS, _query("outcome", _TEXT_PARAM)],
+            )
+        },
+        "/usage": {
+            "get": _op(
+                "Requests, errors, tokens and cost by key, model, provider, day",
+                _ref("Usage"),
+                params=[
+                    _query("group_by", {"type": "string", "maxLength": 64}),
+                    _query("since", {"type": "string", "maxLength": 32}),
+                    _query("until", {"type": "string", "maxLength": 32}),
+                    _query("key", _TEXT_PARAM),
+                    _query("model", _TEXT_PARAM),
+                    _query("provider", _TEXT_PARAM),
+                ],
+            )
+        },
         "/openapi.json": {"get": _op("This document", {"type": "object"}, secured=False)},
     }
     return {
@@ -359,13 +529,16 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "llm-proxy admin API",
             "version": "1",
-            "description": "Providers, master keys, config history and rollback, health probes.",
+            "description": (
+                "Providers, master keys, config history and rollback, health probes, the "
+                "request log and usage."
+            ),
         },
         "servers": [{"url": "/admin/v1"}],
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **LOG_SCHEMAS},
         },
         "paths": paths,
     }

@@ -74,9 +74,10 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/config/history", history_page)
     app.router.add_get("/config/history/{version}", history_version)
     app.router.add_post("/config/rollback", rollback)
-    from llm_proxy.admin import openapi, probes, resources
+    from llm_proxy.admin import logs, openapi, probes, resources
 
     resources.add_routes(app)
+    logs.add_routes(app)
     probes.add_routes(app)
     app.router.add_get("/openapi.json", openapi.openapi_json)
     return app

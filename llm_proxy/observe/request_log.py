@@ -289,7 +289,7 @@ class DatabaseLog(BatchingSink):
             batch_size=settings.batch_size,
             flush_interval_secs=settings.flush_interval_secs,
         )
-        self._dsn = dsn
+        self.dsn = dsn
         self._content = settings.capture_content
         self._retention_days = settings.retention_days
         self._conn: Any = None
@@ -302,7 +302,7 @@ class DatabaseLog(BatchingSink):
             import asyncpg
 
             self._conn = await asyncpg.connect(
-                self._dsn,
+                self.dsn,
                 timeout=_CONNECT_TIMEOUT_SECS,
                 server_settings={"application_name": "llm-proxy request log"},
             )

@@ -5,7 +5,9 @@ as well as aiohttp allows (sized answers sent with one `web.Response`), and ngin
 reference when it is installed (one process, upstream keep-alive pool, no buffering, no access
 log). Everything runs on 127.0.0.1. The proxy under test is pinned to CPU 0; the fake upstream
 and the load generators share CPU 1 (when `taskset` exists). llm-proxy runs with auth, a (never
-triggered) rate limit, metrics and JSON access logging on, as production runs it.
+triggered) rate limit, metrics, prices (cost per request), JSON access logging and the request
+log to PostgreSQL on, as production runs it (a scratch database, dropped at the end;
+`--without-request-log` measures the same without it).
 
     python -m tests.perf.bench [--duration 5] [--rounds 3] [--quick] [--out bench-results]
 
@@ -307,7 +309,12 @@ def streams(url: str, count: int, chunks: int, delay_ms: float, proc: Proc | Non
 # Orchestration
 
 
-def write_config(path: Path, upstream: str, port: int) -> None:
+def write_config(path: Path, upstream: str, port: int, log_dsn: str | None = None) -> None:
+    request_log = (
+        f"request_log: {{database_url: {log_dsn!r}}}"
+        if log_dsn
+        else "request_log: {enabled: false}"
+    )
     path.write_text(
         f"""
 providers:
@@ -320,8 +327,48 @@ master_keys:
     key: {KEY}
     rate_limit: {{requests_per_second: 1000000, burst_size: 1000000}}
 server: {{host: 127.0.0.1, port: {port}}}
+pricing: {{"gpt-4o-mini": {{input_per_mtok: 0.15, output_per_mtok: 0.6}}}}
+{request_log}
 """
     )
+
+
+LOG_DB = "llm_proxy_bench_request_log"
+
+
+@contextlib.contextmanager
+def request_log_database() -> Iterator[str | None]:
+    """A scratch database with the schema, for the request log; None without PostgreSQL."""
+
+    async def run(sql: str, dsn: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        from tests.pg import server_dsn, with_database
+
+        server = server_dsn()
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{LOG_DB}" WITH (FORCE)', server))
+        asyncio.run(run(f'CREATE DATABASE "{LOG_DB}"', server))
+    except Exception as exc:  # no PostgreSQL here: measure without the request log
+        print(f"no PostgreSQL ({type(exc).__name__}): the request log is off", flush=True)
+        yield None
+        return
+    dsn = with_database(server, LOG_DB)
+    subprocess.run(
+        [sys.executable, "-m", "llm_proxy", "migrate", "up", "--db-url", dsn],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield dsn
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{LOG_DB}" WITH (FORCE)', server))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-results", help="directory for the JSON results")
     parser.add_argument("--streams-only", action="store_true", help="skip the non-streaming runs")
     parser.add_argument("--load-only", action="store_true", help="skip the streaming runs")
+    parser.add_argument(
+        "--without-request-log", action="store_true", help="llm-proxy without its request log"
+    )
     parser.add_argument(
         "--connections", type=int, nargs="+", help="connection counts (default 1 32 128)"
     )
@@ -371,7 +421,30 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {},
     }
     config = tmp / "bench.yaml"
-    write_config(config, f"http://127.0.0.1:{ports['mock']}", ports["proxy"])
+    with contextlib.ExitStack() as stack:
+        log_dsn = None
+        if not args.without_request_log:
+            log_dsn = stack.enter_context(request_log_database())
+        results["settings"]["request_log"] = log_dsn is not None
+        write_config(config, f"http://127.0.0.1:{ports['mock']}", ports["proxy"], log_dsn)
+        return _run(args, tmp, ports, py, results, config, seconds, rounds, connections,
+                    stream_counts, chunks, delay_ms)  # fmt: skip
+
+
+def _run(
+    args: argparse.Namespace,
+    tmp: Path,
+    ports: dict[str, int],
+    py: str,
+    results: dict[str, Any],
+    config: Path,
+    seconds: float,
+    rounds: int,
+    connections: tuple[int, ...],
+    stream_counts: tuple[int, ...],
+    chunks: int,
+    delay_ms: float,
+) -> int:
     with spawn(
         "mock",
         [py, "-m", "llm_proxy", "mock-upstream", "--port", str(ports["mock"]), "--chunks", "20"],

@@ -1,0 +1,215 @@
+"""The request log through the admin API: filters, newest-first cursor paging, a request's
+detail with its failed attempts, the usage sums, and the errors of each."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from tests.conftest import ProxyFactory, Upstream, make_config, provider
+from tests.processes import free_port
+
+ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
+KEYS = [
+    {"name": "team-a", "key": "sk-team-a-0123456789"},
+    {"name": "team-b", "key": "sk-team-b-0123456789"},
+]
+PRICING = {"m1": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
+
+
+async def get(http: aiohttp.ClientSession, url: str, **params: Any) -> tuple[int, Any]:
+    async with http.get(url, params=params, headers=ADMIN) as resp:
+        return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def logged(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, http: aiohttp.ClientSession
+) -> str:
+    """A proxy whose request log holds: team-a 3 x m1 (ok), team-b 2 x m2 (ok), team-b 1 x
+    m1 failed over from a dead provider, 1 unknown model (404)."""
+    dead = free_port()
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"m1": None, "m2": None}),
+            provider("down", f"http://127.0.0.1:{dead}/v1", {"m1": None}),
+            master_keys=KEYS,
+            admin_key="admin-key-0123456789",
+            pricing=PRICING,
+            request_log={"database_url": config_dsn, "flush_interval_secs": 0.05},
+        )
+    )
+    calls = [("sk-team-a-0123456789", "m1")] * 3 + [("sk-team-b-0123456789", "m2")] * 2
+    calls += [("sk-team-b-0123456789", "m1"), ("sk-team-b-0123456789", "nope")]
+    for key, model in calls:
+        async with openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0) as c:
+            try:
+                await c.chat.completions.create(
+                    model=model, messages=[{"role": "user", "content": "hi"}]
+                )
+            except openai.NotFoundError:
+                assert model == "nope"
+    for _ in range(200):
+        status, page = await get(http, url + "/admin/v1/logs/requests", limit="200")
+        if status == 200 and len(page["data"]) == len(calls):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the request log never held {len(calls)} requests")
+    return url
+
+
+async def test_requests_newest_first_with_filters(logged: str, http: aiohttp.ClientSession) -> None:
+    status, page = await get(http, logged + "/admin/v1/logs/requests")
+    assert status == 200 and page["next_cursor"] is None
+    rows = page["data"]
+    assert len(rows) == 7
+    times = [r["ts"] for r in rows]
+    assert times == sorted(times, reverse=True) and times[0].endswith("Z")
+    assert rows[0]["model"] == "nope" and rows[0]["status"] == 404
+    assert rows[0]["error_code"] == "model_not_found"
+
+    _, a = await get(http, logged + "/admin/v1/logs/requests", key="team-a")
+    assert [(r["key_name"], r["model"]) for r in a["data"]] == [("team-a", "m1")] * 3
+    _, m2 = await get(http, logged + "/admin/v1/logs/requests", model="m2")
+    assert {r["key_name"] for r in m2["data"]} == {"team-b"} and len(m2["data"]) == 2
+    _, failed = await get(http, logged + "/admin/v1/logs/requests", status="4xx")
+    assert [r["status"] for r in failed["data"]] == [404]
+    _, errors = await get(http, logged + "/admin/v1/logs/requests", status="error")
+    assert len(errors["data"]) == 1
+    _, ok = await get(http, logged + "/admin/v1/logs/requests", status="200", provider="up")
+    assert len(ok["data"]) == 6
+    rid = rows[3]["request_id"]
+    _, one = await get(http, logged + "/admin/v1/logs/requests", request_id=rid)
+    assert [r["request_id"] for r in one["data"]] == [rid]
+    future = "2999-01-01T00:00:00Z"
+    _, none = await get(http, logged + "/admin/v1/logs/requests", since=future)
+    assert none["data"] == []
+    _, everything = await get(
+        http, logged + "/admin/v1/logs/requests", since="2020-01-01", until=future
+    )
+    assert len(everything["data"]) == 7
+
+
+async def test_cursor_paging_walks_every_row_once(logged: str, http: aiohttp.ClientSession) -> None:
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, page = await get(http, logged + "/admin/v1/logs/requests", **params)
+        assert status == 200
+        seen += [r["request_id"] for r in page["data"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 4 and len(seen) == 7 and len(set(seen)) == 7
+
+
+async def test_a_request_with_its_failed_attempts(logged: str, http: aiohttp.ClientSession) -> None:
+    _, page = await get(http, logged + "/admin/v1/logs/errors")
+    assert len(page["data"]) >= 1
+    error = page["data"][0]
+    assert (error["provider"], error["outcome"]) == ("down", "connect_error")
+    status, detail = await get(http, logged + f"/admin/v1/logs/requests/{error['request_id']}")
+    assert status == 200
+    (req,) = detail["data"]
+    assert req["attempts"] == ["down", "up"] and req["status"] == 200
+    assert [e["outcome"] for e in detail["errors"]] == ["connect_error"]
+    _, by_provider = await get(http, logged + "/admin/v1/logs/errors", provider="up")
+    assert by_provider["data"] == []
+    _, by_outcome = await get(http, logged + "/admin/v1/logs/errors", outcome="connect_error")
+    assert len(by_outcome["data"]) == len(page["data"])
+    status, missing = await get(http, logged + "/admin/v1/logs/requests/no-such-id")
+    assert status == 404 and missing["error"]["code"] == "request_not_found"
+
+
+async def test_usage_by_key_model_and_day(logged: str, http: aiohttp.ClientSession) -> None:
+    status, usage = await get(http, logged + "/admin/v1/usage", group_by="key,model")
+    assert status == 200
+    by = {(u["key"], u["model"]): u for u in usage["data"]}
+    assert by[("team-a", "m1")]["requests"] == 3
+    assert by[("team-a", "m1")]["cost_usd"] > 0  # m1 is priced
+    assert by[("team-b", "m2")]["requests"] == 2 and by[("team-b", "m2")]["cost_usd"] == 0
+    assert by[("team-b", "")]["errors"] == 1 and by[("team-b", "")]["error_rate"] == 1.0
+    assert usage["total"]["requests"] == 7 and usage["total"]["errors"] == 1
+    assert usage["truncated"] is False
+    assert usage["total"]["total_tokens"] == sum(u["total_tokens"] for u in usage["data"])
+    assert usage["data"][0]["cost_usd"] >= usage["data"][-1]["cost_usd"]  # costliest first
+
+    _, days = await get(http, logged + "/admin/v1/usage", group_by="day")
+    (today,) = days["data"]
+    assert today["requests"] == 7 and today["day"] == days["until"]
+    _, filtered = await get(http, logged + "/admin/v1/usage", group_by="provider", key="team-b")
+    assert {u["provider"]: u["requests"] for u in filtered["data"]} == {"up": 3, "none": 1}
+    _, past = await get(http, logged + "/admin/v1/usage", since="2020-01-01", until="2020-01-31")
+    assert past["data"] == [] and past["total"]["requests"] == 0
+    status, first_days = await get(http, logged + "/admin/v1/usage", until="0001-01-05")
+    assert status == 200 and first_days["since"] == "0001-01-01"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "param"),
+    [
+        ("/logs/requests", {"since": "yesterday"}, "since"),
+        ("/logs/requests", {"limit": "0"}, "limit"),
+        ("/logs/requests", {"limit": "201"}, "limit"),
+        ("/logs/requests", {"cursor": "not-a-cursor"}, "cursor"),
+        ("/logs/requests", {"status": "6xx"}, "status"),
+        ("/logs/requests", {"key": "k" * 1001}, "key"),
+        ("/logs/requests", {"model": "a\x00b"}, "model"),
+        ("/logs/requests/a%00b", {}, "request_id"),
+        ("/logs/errors", {"until": "2026-13-45"}, "until"),
+        ("/usage", {"group_by": "key,colour"}, "group_by"),
+        ("/usage", {"group_by": "key,key"}, "group_by"),
+        ("/usage", {"since": "2026-02-01", "until": "2026-01-01"}, "since"),
+        ("/usage", {"since": "01/02/2026"}, "since"),
+    ],
+)
+async def test_bad_parameters_are_400_naming_the_parameter(
+    logged: str, http: aiohttp.ClientSession, path: str, params: dict[str, str], param: str
+) -> None:
+    status, body = await get(http, logged + "/admin/v1" + path, **params)
+    assert status == 400
+    assert body["error"]["param"] == param and body["error"]["message"]
+
+
+async def test_admin_key_required_and_file_only_log_is_409(
+    logged: str,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.get(logged + "/admin/v1/logs/requests") as resp:
+        assert resp.status == 401
+    async with http.get(
+        logged + "/admin/v1/usage", headers={"Authorization": "Bearer sk-team-a-0123456789"}
+    ) as resp:
+        assert resp.status == 401  # a master key is not an admin key
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"m1": None}), admin_key="admin-key-0123456789"
+        )
+    )
+    for path in ("/logs/requests", "/logs/errors", "/usage", "/logs/requests/x"):
+        status, body = await get(http, url + "/admin/v1" + path)
+        assert status == 409 and body["error"]["code"] == "request_log_disabled"
+
+
+async def test_an_unreachable_log_database_is_503(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"m1": None}),
+            admin_key="admin-key-0123456789",
+            request_log={"database_url": f"postgresql://postgres@127.0.0.1:{free_port()}/x"},
+        )
+    )
+    status, body = await get(http, url + "/admin/v1/logs/requests")
+    assert status == 503 and body["error"]["code"] == "request_log_unavailable"
