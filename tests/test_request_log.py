@@ -441,3 +441,39 @@ async def test_jsonl_sink_writes_what_the_database_gets(tmp_path: Path) -> None:
         }
     ]
     assert data["cost_usd"] == 0.5 and data["attempts"] == ["p"]
+
+
+async def test_steady_traffic_is_written_in_full_batches(tmp_path: Path) -> None:
+    """Past a first batch, a writer takes only full ones: the remainder waits for the next
+    interval (a stream of tiny batches, one round trip each, cost 15% of the proxy's CPU)."""
+    path = tmp_path / "x.jsonl"
+    sink = JsonlLog(str(path), RequestLogSettings(batch_size=10, flush_interval_secs=3))
+    await sink.start()
+    try:
+        for i in range(25):
+            sink.submit(record(time.time(), f"r{i}"))
+        for _ in range(100):
+            if sink.written >= 20:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time enough to write the last 5, if it would
+        assert (sink.written, sink.queued) == (20, 5)
+    finally:
+        await sink.close()
+    assert sink.written == 25 and len(path.read_text().splitlines()) == 25
+
+
+async def test_models_equal_once_cleaned_share_one_usage_row(config_dsn: str) -> None:
+    """`a\\x00` is stored as `a\\ufffd`: in one batch with `a\\ufffd` itself they must sum into
+    one usage row (two would be one upsert touching a row twice: the batch refused)."""
+    sink = DatabaseLog(config_dsn, RequestLogSettings())
+    await sink.start()
+    now = time.time()
+    for i, model in enumerate(("a\x00", "a\ufffd")):
+        r = record(now, f"r{i}")
+        r.model = model
+        sink.submit(r)
+    await sink.close()
+    assert (sink.written, sink.dropped) == (2, 0)
+    usage = await rows(config_dsn, "SELECT model, requests FROM usage_daily")
+    assert [(u["model"], u["requests"]) for u in usage] == [("a\ufffd", 2)]

@@ -366,7 +366,7 @@ class LangfuseExporter:
         if self._session is not None:
             try:
                 async with asyncio.timeout(self._close_timeout):
-                    await self._drain()
+                    await self._drain(everything=True)
             except TimeoutError:
                 pass
             except Exception:
@@ -405,10 +405,17 @@ class LangfuseExporter:
             delay = max(delay, min(self._retry_after, self._max_backoff))
         return delay
 
-    async def _drain(self) -> None:
-        """Send batches until the queue is empty or Langfuse fails (then the batch is held)."""
+    async def _drain(self, everything: bool = False) -> None:
+        """Send what waits, in batches, until Langfuse fails (then the batch is held). Past
+        the first batch, only full ones, unless `everything` (at close): the rest waits for
+        the next interval, so that steady traffic goes in full batches, not in a stream of
+        small ones."""
+        first = True
         while True:
             if self._pending is None:
+                if not (first or everything or len(self._queue) >= self._batch_size):
+                    return
+                first = False
                 self._pending = self._take()
                 if self._pending is None:
                     return

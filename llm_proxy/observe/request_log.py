@@ -16,7 +16,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import orjson
@@ -34,6 +34,9 @@ _MAX_BACKOFF_SECS: Final = 30.0
 _MAINTAIN_EVERY_SECS: Final = 3600.0
 # pg_advisory lock key for log maintenance ("llml"): one instance at a time runs it.
 _MAINTAIN_LOCK: Final = 0x6C6C6D6C
+# SQLSTATE classes of a batch refused for what it holds (retrying cannot help): cardinality,
+# data exception, integrity constraint, program limit (a row too big).
+_REFUSED_FOR_CONTENT: Final = frozenset({"21", "22", "23", "54"})
 
 
 class Retry(Exception):
@@ -93,10 +96,15 @@ class BatchingSink:
         await self._shutdown()
 
     async def _run(self) -> None:
+        """Every `flush_interval_secs`, or as soon as a batch is full: write what waits, in
+        batches. Past the first batch, only full ones: the rest waits for the next interval,
+        so steady traffic is written in full batches (a few round trips a second), never in a
+        stream of small ones."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
+            if len(self._queue) < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._wake.wait()
             self._wake.clear()
             await self._tick()
             while self._queue:
@@ -106,6 +114,8 @@ class BatchingSink:
                     await asyncio.sleep(self._backoff)
                     break
                 self._backoff = 0.0
+                if len(self._queue) < self._batch_size:
+                    break
 
     async def _write_next(self) -> bool:
         """Write the next batch; False when it failed (it is back in the queue)."""
@@ -211,11 +221,15 @@ ON CONFLICT (day, key_name, model, provider) DO UPDATE SET
 
 
 def request_rows(batch: Iterable[RequestRecord], content: bool) -> list[tuple[Any, ...]]:
-    """Rows for COPY; the texts only with `content` (another sink may be the one capturing)."""
+    """Rows for COPY; the texts only with `content` (another sink may be the one capturing).
+    The client, request id (printable ASCII) and method (a validated token) need no
+    cleaning."""
+    utc = UTC
+    stamp = datetime.fromtimestamp
     return [
         (
-            datetime.fromtimestamp(r.ts, UTC),
-            clean(r.request_id),
+            stamp(r.ts, utc),
+            r.request_id,
             clean(r.key_name),
             r.client,
             r.method,
@@ -258,11 +272,10 @@ def error_rows(batch: Iterable[RequestRecord]) -> list[tuple[Any, ...]]:
 def usage_columns(batch: Iterable[RequestRecord]) -> list[list[Any]]:
     """The batch summed per (day, key, model, provider), as the upsert's nine arrays, sorted
     (instances upserting the same rows lock them in one order: no deadlock)."""
-    sums: dict[tuple[date, str, str, str], list[Any]] = {}
+    sums: dict[tuple[int, str, str, str], list[Any]] = {}
     for r in batch:
-        day = datetime.fromtimestamp(r.ts, UTC).date()
-        model = clean(r.model) if r.provider != "none" and r.model is not None else ""
-        key = (day, clean(r.key_name) or "", model or "", clean(r.provider) or "")
+        model = (clean(r.model) or "") if r.provider != "none" else ""
+        key = (int(r.ts // 86400), clean(r.key_name) or "", model, clean(r.provider) or "")
         row = sums.get(key)
         if row is None:
             row = sums[key] = [0, 0, 0, 0, 0.0]
@@ -272,10 +285,15 @@ def usage_columns(batch: Iterable[RequestRecord]) -> list[list[Any]]:
         row[3] += r.completion_tokens or 0
         row[4] += r.cost_usd or 0.0
     columns: list[list[Any]] = [[] for _ in range(9)]
-    for key in sorted(sums):
-        for i, value in enumerate((*key, *sums[key])):
+    for day, key_name, model, provider in sorted(sums):
+        row = sums[(day, key_name, model, provider)]
+        values = (_EPOCH_DAY + timedelta(days=day), key_name, model, provider, *row)
+        for i, value in enumerate(values):
             columns[i].append(value)
     return columns
+
+
+_EPOCH_DAY: Final = date(1970, 1, 1)
 
 
 class DatabaseLog(BatchingSink):
@@ -335,7 +353,9 @@ class DatabaseLog(BatchingSink):
                     fix="run `llm-proxy migrate up` against the request log's database",
                 )
             raise Retry from None  # kept until the tables exist, within the queue bound
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+        except asyncpg.PostgresError as exc:
+            if (exc.sqlstate or "")[:2] not in _REFUSED_FOR_CONTENT:
+                raise  # the server's condition (shutting down, out of disk...): retried
             # A batch the database refuses for its content would be refused forever.
             self.dropped += len(batch)
             log.error(
