@@ -155,7 +155,7 @@ class RequestLogSettings:
     max_content_bytes: int = 4096  # per text, with capture_content
     retention_days: int = 30  # 0: keep forever
     queue_size: int = 10000  # records waiting to be written; beyond, dropped and counted
-    batch_size: int = 500
+    batch_size: int = 100  # records per write: larger batches stall the event loop longer
     flush_interval_secs: float = 1.0
 
 

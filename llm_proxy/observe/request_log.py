@@ -322,7 +322,12 @@ class DatabaseLog(BatchingSink):
             self._conn = await asyncpg.connect(
                 self.dsn,
                 timeout=_CONNECT_TIMEOUT_SECS,
-                server_settings={"application_name": "llm-proxy request log"},
+                # A log, not a ledger: a database crash may lose its last fraction of a
+                # second of records, and commits never wait for the disk.
+                server_settings={
+                    "application_name": "llm-proxy request log",
+                    "synchronous_commit": "off",
+                },
             )
         return self._conn
 

@@ -202,7 +202,7 @@ async def _attempt(
     ttft = upstream.ttft_secs  # None: the total timeout is the only bound
     try:
         resp = await app[CLIENT].request(
-            upstream.targets[call.endpoint],
+            upstream.target("POST", call.endpoint, state.model_sent),
             request_headers(request.raw_headers, upstream),
             body,
             total_secs=upstream.timeout_secs,

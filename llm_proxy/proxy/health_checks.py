@@ -104,7 +104,7 @@ async def probe(
     if model is None:
         target, headers, body = upstream.models_target, upstream.fixed_headers, b""
     else:
-        target = upstream.targets["/chat/completions"]
+        target = upstream.target("POST", "/chat/completions", model)
         headers = b"Content-Type: application/json\r\n" + upstream.fixed_headers
         body = orjson.dumps(
             {"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}

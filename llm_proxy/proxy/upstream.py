@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 from yarl import URL
@@ -78,6 +78,9 @@ ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/respon
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
 
+_CACHED_TARGETS: Final = 256  # per upstream: the endpoints x models actually called
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     """How to call one provider, compiled once per config snapshot."""
@@ -95,6 +98,36 @@ class Upstream:
     timeout_secs: float  # total
     inject_stream_usage: bool  # ask for a usage chunk in streams (stripped before the client)
     drop_response: frozenset[bytes]  # lower-case header names the client never sees
+    # For `target()`: how to build any other URL of this provider.
+    api_base: str = ""
+    verify: bool = True
+    proxy: URL | None = field(default=None, repr=False)
+    _cache: dict[tuple[str, str, str | None, str], Target] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def target(self, method: str, path: str, model: str | None = None, query: str = "") -> Target:
+        """The compiled target for `method` on `path` (OpenAI's, after `/v1`: `/images/
+        generations`, `/files/file-abc/content`), for the upstream `model` (None: a call
+        without one), with the client's `query` string (without `?`). The fixed POST
+        endpoints are compiled with the snapshot; others once, then cached (bounded)."""
+        if method == "POST" and not query:
+            fixed = self.targets.get(path)
+            if fixed is not None:
+                return fixed
+        key = (method, path, model, query)
+        found = self._cache.get(key)
+        if found is not None:
+            return found
+        url = endpoint_url(self.api_base, path)
+        if query:
+            # The client's query string as it came (already encoded), after the base's own.
+            url = URL(str(url) + ("&" if url.raw_query_string else "?") + query, encoded=True)
+        compiled = target(url, method, self.verify, self.proxy)
+        if len(self._cache) >= _CACHED_TARGETS:
+            self._cache.clear()
+        self._cache[key] = compiled
+        return compiled
 
 
 def _pick(provider: Provider, config: Config, name: str) -> float | None:
@@ -155,6 +188,9 @@ def compile_upstream(
         if provider.inject_stream_usage is None
         else provider.inject_stream_usage,
         drop_response=_DROP_RESPONSE_RAW if shows_account else _DROP_RESPONSE_ACCOUNT_RAW,
+        api_base=provider.api_base,
+        verify=config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl,
+        proxy=_proxy_for(provider, config, endpoint_url(provider.api_base, "/"), env),
     )
 
 
