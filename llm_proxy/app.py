@@ -25,6 +25,7 @@ from llm_proxy.keys import (
     LISTENER,
     LOG_DSN,
     METRICS,
+    OWNERS,
     SINKS,
     STORE,
 )
@@ -38,10 +39,11 @@ from llm_proxy.observe.log import dropped_lines
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sink, Sinks
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
-from llm_proxy.proxy import handlers
+from llm_proxy.proxy import handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.health_checks import HealthChecker
 from llm_proxy.proxy.limiter import Clock, Limiter
+from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.proxy.upstream_client import Client
 
@@ -52,12 +54,20 @@ log = structlog.get_logger()
 _SERVER_BODY_CAP: Final = 1 << 31
 _BACKGROUND_GRACE_SECS: Final = 5.0
 
-PROXY_ROUTES: Final = (
-    ("/v1/chat/completions", "/chat/completions"),
-    ("/v1/completions", "/completions"),
-    ("/v1/embeddings", "/embeddings"),
-    ("/v1/responses", "/responses"),
+# JSON calls naming a `model`, routed by it (each also answers without the `/v1` prefix, for
+# clients whose base URL lacks it).
+PROXY_ENDPOINTS: Final = (
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/responses",
+    "/images/generations",
+    "/audio/speech",
+    "/moderations",
+    "/rerank",
 )
+# Objects living at one provider (`llm_proxy.proxy.objects`): every method, by id.
+OBJECT_COLLECTIONS: Final = ("files", "batches", "vector_stores", "conversations", "uploads")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +120,9 @@ def create_app(
     metrics.record_sinks = lambda: [
         (sink.name, sink.written, sink.dropped, sink.queued) for sink in sinks.sinks
     ]
+    app[OWNERS] = Owners(database.dsn if database else None)
     app.cleanup_ctx.append(_upstream_client)
+    app.cleanup_ctx.append(_owners)
     app.cleanup_ctx.append(_limiter(clock))
     # Before the background tasks: closed after them, so late token counts are written.
     app.cleanup_ctx.append(_record_sinks)
@@ -120,8 +132,19 @@ def create_app(
         app.cleanup_ctx.append(_listener(database))
     app.on_startup.append(_warn_if_open)
 
-    for path, endpoint in PROXY_ROUTES:
-        app.router.add_post(path, handlers.proxy_handler(endpoint))
+    for endpoint in PROXY_ENDPOINTS:
+        handler = handlers.proxy_handler(endpoint)
+        for prefix in ("/v1", ""):
+            app.router.add_post(prefix + endpoint, handler)
+    for prefix in ("/v1", ""):
+        for collection in OBJECT_COLLECTIONS:
+            handler = objects.object_handler(collection)
+            app.router.add_route("*", f"{prefix}/{collection}", handler)
+            app.router.add_route("*", f"{prefix}/{collection}/{{id}}", handler)
+            app.router.add_route("*", f"{prefix}/{collection}/{{id}}/{{tail:.+}}", handler)
+        stored = objects.object_handler("responses")  # a response, once created
+        app.router.add_route("*", f"{prefix}/responses/{{id}}", stored)
+        app.router.add_route("*", f"{prefix}/responses/{{id}}/{{tail:.+}}", stored)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.retrieve_model)
     app.router.add_get("/health", handlers.health)
@@ -220,6 +243,15 @@ def record_sinks(config: Config, database_dsn: str | None) -> list[Sink]:
             fix="set request_log.database_url or request_log.jsonl_path",
         )
     return out
+
+
+async def _owners(app: web.Application) -> AsyncIterator[None]:
+    owners = app[OWNERS]
+    owners.start()
+    try:
+        yield
+    finally:
+        await owners.close()
 
 
 async def _record_sinks(app: web.Application) -> AsyncIterator[None]:

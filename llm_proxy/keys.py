@@ -13,6 +13,7 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sinks
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.limiter import Limiter
+from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.upstream_client import Client
@@ -30,6 +31,7 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 DSN = web.AppKey("database_dsn", str)  # database mode only
 LOG_DSN = web.AppKey("request_log_dsn", str)  # when the request log is in a database
 CONFIG_FILE = web.AppKey("config_file", FsPath)  # YAML mode, when serving from a file
+OWNERS = web.AppKey("owners", Owners)  # which provider holds which file, batch, response
 # Where request records go (the request log, Langfuse); empty: nowhere.
 SINKS = web.AppKey("sinks", Sinks)
 # With content capture on: the bytes of request and answer text a record keeps (0: off).

@@ -112,6 +112,15 @@ class Provider:
     # environment), None for the environment's (when trust_env).
     proxy: str | Literal[False] | None = field(default=None, repr=False)
     pricing: Pricing = ()  # overrides the global prices for this provider's models
+    # "openai": every path is appended to api_base. "azure": api_base is the resource
+    # endpoint, the upstream model name (after model_mapping) is the deployment.
+    provider_type: Literal["openai", "azure"] = "openai"
+    # How api_key is sent: Authorization: Bearer, Azure's api-key header, or not at all.
+    auth: Literal["bearer", "api-key", "none"] = "bearer"
+    # Header lines every call carries, (name as configured, value); clients cannot set these.
+    # Values may be secrets: shown masked unless the name is known to carry none.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    query_params: tuple[tuple[str, str], ...] = ()  # added to every upstream URL
 
     @property
     def request_timeout_secs(self) -> float | None:
@@ -205,6 +214,9 @@ class Config:
     # Optional prices per model (exact names or patterns), for llm_proxy_cost_usd_total.
     pricing: Pricing = ()
     request_log: RequestLogSettings = RequestLogSettings()
+    # Answers calls that name no model and no object the proxy knows (files.list, a file id
+    # created elsewhere); None: the only provider, when there is one.
+    default_provider: str | None = None
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

@@ -32,6 +32,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "providers",
         "master_keys",
         "request_log",
+        "default_provider",
         "server",
         "verify_ssl",
         "max_attempts",
@@ -161,6 +162,16 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     admin_keys = parse_admin_keys(check, top.get("admin_keys"), admin_key)
     pricing = parse_pricing(check, top.get("pricing"), ("pricing",))
     request_log = parse_request_log(check, top.get("request_log"))
+    default_provider = top.get("default_provider")
+    if default_provider is not None:
+        default_provider = check.name(default_provider, ("default_provider",))
+        names = [p.name for p in providers]
+        # (In database mode the providers are rows, checked when a call needs the default.)
+        if providers and default_provider not in names:
+            check.fail(
+                ("default_provider",),
+                f"names no provider: {default_provider!r} (providers: {', '.join(names)})",
+            )
 
     if check.issues:
         raise ConfigError(check.issues)
@@ -197,6 +208,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         admin_keys=admin_keys,
         pricing=pricing,
         request_log=request_log,
+        default_provider=default_provider,
     )
 
 

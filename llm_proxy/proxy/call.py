@@ -22,10 +22,17 @@ class Call:
     requested: str  # the model as requested
     name: str  # the model after PROVIDER_SUFFIX stripping
     stream: bool
+    method: str = "POST"
+    query: str = ""  # the client's query string, passed on (without `?`)
+    # The kind of object the answer creates (file, batch, vector_store, response,
+    # conversation): its id is remembered as owned by the provider that answered.
+    creates: str | None = None
 
     def body_for(self, target: Target, upstream: Upstream) -> tuple[bytes, UsageStripper | None]:
         """The bytes to send to `target`: the model rewritten to its upstream name and, for
         streams, usage requested (with the stripper that hides it from the client)."""
+        if not self.requested:
+            return self.body, None  # a call without a model: sent as it came
         model = target.model or self.name
         body = (
             self.body

@@ -20,13 +20,14 @@ import structlog
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, STATE
+from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, OWNERS, STATE
 from llm_proxy.middlewares.observe import stamp
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import ErrorRecord
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.decoding import Inflater, inflater_for
+from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.proxy.routing import Route, Target
@@ -50,6 +51,7 @@ _PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting 
 _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
 _SSE_BYTES_PER_TEXT_BYTE: Final = 8
 _ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error log
+_FIRST_EVENT_BYTES: Final = 8192
 
 
 @dataclass(slots=True)
@@ -88,7 +90,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         final = attempt == max_attempts or not _has_alternative(route, tried)
         body, stripper = call.body_for(target, upstream)
         state.provider = upstream.name
-        state.model_sent = target.model or call.name
+        state.model_sent = target.model or call.name or None
         state.relayed = Relayed(stripper=stripper)
         health.begin(upstream.name, time.monotonic())
         result = await _attempt(request, state, upstream, call, body, final)
@@ -202,7 +204,7 @@ async def _attempt(
     ttft = upstream.ttft_secs  # None: the total timeout is the only bound
     try:
         resp = await app[CLIENT].request(
-            upstream.target("POST", call.endpoint, state.model_sent),
+            upstream.target(call.method, call.endpoint, state.model_sent, call.query),
             request_headers(request.raw_headers, upstream),
             body,
             total_secs=upstream.timeout_secs,
@@ -256,8 +258,11 @@ async def _attempt(
         metrics.attempt(name, "ok")
     is_sse = resp.content_type == "text/event-stream"
     if is_sse:
-        # With content capture, the stream's first events (SSE framing is most of the bytes).
+        # With content capture, the stream's first events (SSE framing is most of the bytes);
+        # a stream that creates an object, its first event (which names it).
         relayed.keep = app[CAPTURE] * _SSE_BYTES_PER_TEXT_BYTE or STREAM_KEEP_BYTES
+        if call.creates is not None:
+            relayed.keep = max(relayed.keep, _FIRST_EVENT_BYTES)
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
     whole = answers_whole(resp, relayed, is_sse)
@@ -286,6 +291,10 @@ async def _attempt(
         # dropped now, so the upstream stops generating.
         if not handed_off:
             resp.close()
+        if call.creates is not None and 200 <= status < 300:
+            object_id = created_id(bytes(relayed.kept), stream=is_sse)
+            if object_id is not None:
+                app[OWNERS].remember(object_id, name, call.creates)
         if status >= 500 or status == 429:
             _note_answer(state, name, status, relayed)
         if status >= 500 and relayed.complete:

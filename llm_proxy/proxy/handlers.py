@@ -17,6 +17,7 @@ from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
 from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object
 from llm_proxy.proxy.keyring import model_not_allowed, presented_key
+from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.snapshot import Snapshot
 
@@ -74,7 +75,11 @@ def proxy_handler(endpoint: str) -> Handler:
                 raise errors.model_not_found(model)
             state.model_label = route.label
             state.streamed = stream is True
-            call = Call(endpoint, body, data, model, name, stream is True)
+            creates = None
+            if endpoint == "/responses":
+                route = await affinity(request, data, route)
+                creates = "response"
+            call = Call(endpoint, body, data, model, name, stream is True, creates=creates)
             try:
                 return await forward(request, route, call)
             finally:
