@@ -66,6 +66,13 @@ PROXY_ENDPOINTS: Final = (
     "/moderations",
     "/rerank",
 )
+# multipart/form-data uploads routed by their `model` field (spooled, sent byte for byte).
+UPLOAD_ENDPOINTS: Final = (
+    "/audio/transcriptions",
+    "/audio/translations",
+    "/images/edits",
+    "/images/variations",
+)
 # Objects living at one provider (`llm_proxy.proxy.objects`): every method, by id.
 OBJECT_COLLECTIONS: Final = ("files", "batches", "vector_stores", "conversations", "uploads")
 
@@ -134,6 +141,10 @@ def create_app(
 
     for endpoint in PROXY_ENDPOINTS:
         handler = handlers.proxy_handler(endpoint)
+        for prefix in ("/v1", ""):
+            app.router.add_post(prefix + endpoint, handler)
+    for endpoint in UPLOAD_ENDPOINTS:
+        handler = handlers.upload_handler(endpoint)
         for prefix in ("/v1", ""):
             app.router.add_post(prefix + endpoint, handler)
     for prefix in ("/v1", ""):

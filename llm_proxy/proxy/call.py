@@ -7,7 +7,9 @@ from typing import Any, Final
 
 from llm_proxy.proxy.jsonbody import replace_model
 from llm_proxy.proxy.routing import Target
+from llm_proxy.proxy.uploads import Upload
 from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.upstream_client import StreamedBody
 from llm_proxy.proxy.usage import UsageStripper, request_usage_in_stream
 
 # Endpoints whose streams accept `stream_options.include_usage`.
@@ -17,7 +19,7 @@ USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
 @dataclass(slots=True)
 class Call:
     endpoint: str  # "/chat/completions", ...
-    body: bytes  # as the client sent it
+    body: bytes | Upload  # as the client sent it (an upload: spooled)
     data: dict[str, Any]  # the parsed body (read, never re-encoded)
     requested: str  # the model as requested
     name: str  # the model after PROVIDER_SUFFIX stripping
@@ -28,12 +30,19 @@ class Call:
     # conversation): its id is remembered as owned by the provider that answered.
     creates: str | None = None
 
-    def body_for(self, target: Target, upstream: Upstream) -> tuple[bytes, UsageStripper | None]:
+    def body_for(
+        self, target: Target, upstream: Upstream
+    ) -> tuple[bytes | StreamedBody, UsageStripper | None]:
         """The bytes to send to `target`: the model rewritten to its upstream name and, for
         streams, usage requested (with the stripper that hides it from the client)."""
+        model = target.model or self.name
+        if isinstance(self.body, Upload):
+            upload = self.body
+            new = model.encode() if self.requested and model != self.requested else None
+            length, replacement = upload.replaced(new)
+            return StreamedBody(length, lambda: upload.chunks(replacement)), None
         if not self.requested:
             return self.body, None  # a call without a model: sent as it came
-        model = target.model or self.name
         body = (
             self.body
             if model == self.requested

@@ -33,7 +33,7 @@ from llm_proxy.proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.proxy.upstream_client import Response
+from llm_proxy.proxy.upstream_client import Response, StreamedBody
 from llm_proxy.proxy.upstream_errors import (
     ConnectError,
     ConnectTimeout,
@@ -190,7 +190,7 @@ async def _attempt(
     state: RequestState,
     upstream: Upstream,
     call: Call,
-    body: bytes,
+    body: bytes | StreamedBody,
     final: bool,
 ) -> web.StreamResponse | Failure:
     app = request.app

@@ -20,6 +20,7 @@ from llm_proxy.proxy.keyring import model_not_allowed, presented_key
 from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.snapshot import Snapshot
+from llm_proxy.proxy.uploads import boundary_of, spool
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
@@ -91,6 +92,42 @@ def proxy_handler(endpoint: str) -> Handler:
                     capture(state, data, limit)
         finally:
             release(lifecycle, state)
+
+    return handle
+
+
+def upload_handler(endpoint: str) -> Handler:
+    """A `multipart/form-data` call routed by its `model` field (audio transcriptions and
+    translations, image edits and variations): spooled, then sent byte for byte
+    (`llm_proxy.proxy.uploads`). A JSON body goes the way of `proxy_handler`."""
+    as_json = proxy_handler(endpoint)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if boundary_of(request.headers.get("Content-Type", "")) is None:
+            return await as_json(request)
+        state = request[STATE]
+        snapshot = state.snapshot
+        upload = await spool(
+            request, snapshot.max_body_bytes, snapshot.config.body_timeout_secs, b"model"
+        )
+        try:
+            model = upload.model
+            if not model or len(model) > MAX_MODEL_CHARS:
+                raise _bad_model(model)
+            state.model = model
+            routes = snapshot.routes
+            name = routes.normalize(model)
+            key = state.api_key
+            if key is not None and not key.may_use(name):
+                raise model_not_allowed(model, key.name)
+            route = routes.resolve(name)
+            if route is None:
+                raise errors.model_not_found(model)
+            state.model_label = route.label
+            call = Call(endpoint, upload, {}, model, name, False)
+            return await forward(request, route, call)
+        finally:
+            upload.close()
 
     return handle
 

@@ -22,6 +22,7 @@ from llm_proxy.proxy.jsonbody import parse_object
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.snapshot import Snapshot
+from llm_proxy.proxy.uploads import Upload, boundary_of, spool
 
 # Collections whose POST creates an object the proxy must remember, by kind.
 KINDS: Final = {
@@ -49,15 +50,22 @@ def object_handler(collection: str) -> Handler:
         state = request[STATE]
         snapshot = state.snapshot
         lifecycle = request.app[LIFECYCLE]
+        upload = None
         try:
-            body = await read_body(request, state, lifecycle) if request.body_exists else b""
+            body: bytes | Upload = b""
+            if boundary_of(request.headers.get("Content-Type", "")) is not None:
+                body = upload = await spool(
+                    request, snapshot.max_body_bytes, snapshot.config.body_timeout_secs, b""
+                )
+            elif request.body_exists:
+                body = await read_body(request, state, lifecycle)
             object_id = request.match_info.get("id")
             owner: str | None = None
             if object_id is not None:
                 if len(object_id) > _MAX_ID_CHARS:
                     raise errors.bad_param("id", f"The id is longer than {_MAX_ID_CHARS}.")
                 owner = await request.app[OWNERS].owner(object_id)
-            elif request.method == "POST" and body:
+            elif request.method == "POST" and isinstance(body, bytes) and body:
                 owner = await _owner_of_inputs(request, body)
             provider = _provider(snapshot, owner, object_id)
             creates = kind if request.method == "POST" and object_id is None else None
@@ -75,6 +83,8 @@ def object_handler(collection: str) -> Handler:
             return await forward(request, Route([Target(provider, None)], "other"), call)
         finally:
             release(lifecycle, state)
+            if upload is not None:
+                upload.close()
 
     return handle
 

@@ -34,7 +34,7 @@ import hashlib
 import ipaddress
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, cast
 
@@ -367,6 +367,15 @@ def _pool_expired(waiter: asyncio.Future[_Connection | None]) -> None:
         waiter.set_exception(PoolTimeout())
 
 
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """A request body sent in chunks as they are read (an upload spooled to disk); `chunks`
+    starts over at each call (a re-send, a failover)."""
+
+    length: int
+    chunks: Callable[[], AsyncIterator[bytes]]
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight."""
 
@@ -377,7 +386,10 @@ class _Connection(asyncio.Protocol):
         "_origin",
         "_parser",
         "_pool",
+        "_unsent",
         "_until_eof",
+        "_write_waiter",
+        "_writing_paused",
         "answered",
         "closed",
         "idle_since",
@@ -402,6 +414,9 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self._headers_waiter: asyncio.Future[None] | None = None
         self._until_eof = False
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._unsent = False  # an answer came before the whole body was sent: never reused
         self.closed = False
         self.reading_paused = False
         self.idle_since = 0.0
@@ -416,6 +431,7 @@ class _Connection(asyncio.Protocol):
         deadline: float,
         first_deadline: float,
         idle: float | None,
+        stream: StreamedBody | None = None,
     ) -> Response:
         loop = self._loop
         transport = self.transport
@@ -423,11 +439,21 @@ class _Connection(asyncio.Protocol):
         first_deadline = min(first_deadline, deadline)
         response = self.response = Response(self, idle, deadline, first_deadline)
         waiter = self._headers_waiter = loop.create_future()
-        timer = loop.call_at(first_deadline, _expire, waiter)
         self.answered = False
+        self._unsent = False
         self._head_bytes = 0
         self.sent_at = now
         transport.write(b"".join(data))
+        if stream is not None:
+            try:
+                await self._pump(stream, waiter, deadline)
+            except BaseException:
+                self.abort()
+                raise
+            # The wait for the answer starts once the body is out.
+            first_deadline = min(deadline, loop.time() + (first_deadline - now))
+            response.first_deadline = first_deadline
+        timer = loop.call_at(first_deadline, _expire, waiter)
         try:
             await waiter
         except BaseException:
@@ -440,6 +466,40 @@ class _Connection(asyncio.Protocol):
             if self._headers_waiter is waiter:
                 self._headers_waiter = None
         return response
+
+    async def _pump(
+        self, stream: StreamedBody, answered: asyncio.Future[None], deadline: float
+    ) -> None:
+        """Write a streamed body, chunk by chunk, as fast as the upstream takes it (bounded
+        by `deadline`). An upstream that answers before the whole body is sent (a 413) is
+        heard: the rest is not sent, and the connection is not reused."""
+        loop = self._loop
+        transport = self.transport
+        assert transport is not None
+        async for chunk in stream.chunks():
+            if answered.done():
+                self._unsent = True
+                return
+            if self.closed:
+                raise Disconnected("upstream closed the connection while the body was sent")
+            transport.write(chunk)
+            if self._writing_paused:
+                waiter = self._write_waiter = loop.create_future()
+                timer = loop.call_at(deadline, _expire, waiter)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    self._write_waiter = None
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def abort(self) -> None:
         if not self.closed:
@@ -501,6 +561,9 @@ class _Connection(asyncio.Protocol):
             response._finish(None)  # a body delimited by the end of the connection
             return
         reason = f": {exc}" if exc is not None else ""
+        writer = self._write_waiter
+        if writer is not None and not writer.done():
+            writer.set_exception(Disconnected(f"upstream closed the connection{reason}"))
         self._fail(Disconnected(f"upstream closed the connection{reason}"))
 
     def _fail(self, error: UpstreamError) -> None:
@@ -562,7 +625,7 @@ class _Connection(asyncio.Protocol):
         if response is None or response.status == 0:
             return  # the end of a 1xx interim answer
         self.response = None
-        keep_alive = self._parser.should_keep_alive()
+        keep_alive = self._parser.should_keep_alive() and not self._unsent
         response._finish(None)
         if keep_alive and not self.closed:
             self.resume_reading()
@@ -650,7 +713,7 @@ class Client:
         self,
         target: Target,
         headers: bytes,
-        body: bytes,
+        body: bytes | StreamedBody,
         *,
         total_secs: float,
         connect_secs: float | None = None,
@@ -670,14 +733,23 @@ class Client:
         now = loop.time()
         deadline = now + total_secs
         first = now + first_byte_secs if first_byte_secs is not None else deadline
-        data = (target.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
+        stream = None
+        if isinstance(body, StreamedBody):
+            stream = body
+            data: tuple[bytes, ...] = (
+                target.head,
+                headers,
+                b"Content-Length: %d\r\n\r\n" % body.length,
+            )
+        else:
+            data = (target.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
         # The common case, a pooled connection, costs what it did before the cap, the proxy
         # and the re-send rule: one is_closing() in _take and one float stored in send().
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
                 return _through_proxy(
-                    target, await conn.send(data, now, deadline, first, idle_secs)
+                    target, await conn.send(data, now, deadline, first, idle_secs, stream)
                 )
             except Disconnected:
                 if conn.answered or conn.lost_at - conn.sent_at > STALE_GRACE_SECS:
@@ -693,7 +765,7 @@ class Client:
                 )
         conn = await self._new_connection(target, connect_secs, min(first, deadline))
         return _through_proxy(
-            target, await conn.send(data, loop.time(), deadline, first, idle_secs)
+            target, await conn.send(data, loop.time(), deadline, first, idle_secs, stream)
         )
 
     async def _new_connection(
