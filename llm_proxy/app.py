@@ -73,6 +73,15 @@ UPLOAD_ENDPOINTS: Final = (
     "/images/edits",
     "/images/variations",
 )
+AZURE_ENDPOINTS: Final = (
+    "/chat/completions",
+    "/completions",
+    "/embeddings",
+    "/images/generations",
+    "/audio/speech",
+    "/audio/transcriptions",
+    "/audio/translations",
+)
 # Objects living at one provider (`llm_proxy.proxy.objects`): every method, by id.
 OBJECT_COLLECTIONS: Final = ("files", "batches", "vector_stores", "conversations", "uploads")
 
@@ -143,6 +152,14 @@ def create_app(
         handler = handlers.proxy_handler(endpoint)
         for prefix in ("/v1", ""):
             app.router.add_post(prefix + endpoint, handler)
+    # Azure OpenAI clients: /openai/deployments/{deployment}/chat/completions?api-version=...
+    for endpoint in AZURE_ENDPOINTS:
+        handler = (
+            handlers.upload_handler(endpoint)
+            if endpoint in UPLOAD_ENDPOINTS
+            else handlers.proxy_handler(endpoint)
+        )
+        app.router.add_post(f"/openai/deployments/{{deployment}}{endpoint}", handler)
     for endpoint in UPLOAD_ENDPOINTS:
         handler = handlers.upload_handler(endpoint)
         for prefix in ("/v1", ""):
@@ -156,8 +173,9 @@ def create_app(
         stored = objects.object_handler("responses")  # a response, once created
         app.router.add_route("*", f"{prefix}/responses/{{id}}", stored)
         app.router.add_route("*", f"{prefix}/responses/{{id}}/{{tail:.+}}", stored)
-    app.router.add_get("/v1/models", handlers.list_models)
-    app.router.add_get("/v1/models/{model:.+}", handlers.retrieve_model)
+    for prefix in ("/v1", ""):
+        app.router.add_get(f"{prefix}/models", handlers.list_models)
+        app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health/detailed", handlers.health_detailed)
     app.router.add_get("/metrics", handlers.metrics)

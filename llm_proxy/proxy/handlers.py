@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -56,6 +56,10 @@ def proxy_handler(endpoint: str) -> Handler:
         try:
             body = await read_body(request, state, lifecycle)
             data = parse_object(body)
+            deployment = request.match_info.get("deployment")
+            if deployment is not None and "model" not in data:
+                # An Azure OpenAI client: the deployment in the path is the model.
+                body, data = with_model(body, data, deployment)
             model = data.get("model")
             if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
                 raise _bad_model(model)
@@ -111,7 +115,7 @@ def upload_handler(endpoint: str) -> Handler:
             request, snapshot.max_body_bytes, snapshot.config.body_timeout_secs, b"model"
         )
         try:
-            model = upload.model
+            model = upload.model or request.match_info.get("deployment")
             if not model or len(model) > MAX_MODEL_CHARS:
                 raise _bad_model(model)
             state.model = model
@@ -130,6 +134,17 @@ def upload_handler(endpoint: str) -> Handler:
             upload.close()
 
     return handle
+
+
+def with_model(body: bytes, data: dict[str, Any], model: str) -> tuple[bytes, dict[str, Any]]:
+    """`body` with `"model"` added first (the rest byte for byte)."""
+    start = body.find(b"{")
+    rest = body[start + 1 :]
+    joiner = b"," if rest.strip() and not rest.lstrip().startswith(b"}") else b""
+    return (
+        body[: start + 1] + b'"model":' + orjson.dumps(model) + joiner + rest,
+        {"model": model, **data},
+    )
 
 
 # Model names are echoed in errors and logs and key caches: bounded (real names are < 100).
