@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mock.add_argument("--port", type=int, default=18001)
     mock.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     mock.add_argument("--delay-ms", type=float, default=20.0, help="delay between chunks")
+    mock.add_argument("--name", default="mock", help="instance name: in its ids, x-mock-instance")
 
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -106,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_history(args)
     from llm_proxy.testing.mock_upstream import MockOptions, run_mock
 
-    run_mock(args.host, args.port, MockOptions(chunks=args.chunks, delay_ms=args.delay_ms))
+    options = MockOptions(chunks=args.chunks, delay_ms=args.delay_ms, name=args.name)
+    run_mock(args.host, args.port, options)
     return 0
 
 
@@ -553,17 +555,28 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                         params["health_check"] = dataclasses.asdict(p.health_check)
                     if p.pricing:
                         params["pricing"] = pricing_data(p.pricing)
+                    for name in ("organization", "project"):
+                        if getattr(p, name) is not None:
+                            params[name] = getattr(p, name)
+                    if p.auth != "bearer":
+                        params["auth"] = p.auth
+                    if p.headers:
+                        params["headers"] = dict(p.headers)
+                    if p.query_params:
+                        params["query_params"] = dict(p.query_params)
                     mapping = {rule.key: rule.target for rule in p.model_mapping}
                     await conn.execute(
                         """
-                        INSERT INTO providers
-                            (name, api_base, api_key, weight, model_mapping, params)
-                        VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb)
-                        ON CONFLICT (name) DO UPDATE SET api_base = EXCLUDED.api_base,
-                            api_key = EXCLUDED.api_key, weight = EXCLUDED.weight,
-                            model_mapping = EXCLUDED.model_mapping, params = EXCLUDED.params
+                        INSERT INTO providers (name, provider_type, api_base, api_key, weight,
+                            model_mapping, params)
+                        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)
+                        ON CONFLICT (name) DO UPDATE SET provider_type = EXCLUDED.provider_type,
+                            api_base = EXCLUDED.api_base, api_key = EXCLUDED.api_key,
+                            weight = EXCLUDED.weight, model_mapping = EXCLUDED.model_mapping,
+                            params = EXCLUDED.params
                         """,
                         p.name,
+                        p.provider_type,
                         p.api_base,
                         p.api_key,
                         p.weight,

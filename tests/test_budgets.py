@@ -501,7 +501,7 @@ async def test_a_budget_set_with_psql_is_enforced_and_rolled_back_exactly(
         await sql.execute(f"INSERT INTO credentials (name, key) VALUES ('team', '{KEY}')")
         await add_priced_provider(pg_dsn, upstream.api_base)
         old = int(await db_version(sql))
-        assert [m.name for m in await migrate_up(sql)][0] == "key_budgets"
+        assert next(iter(await migrate_up(sql))).name == "key_budgets"
         url = await start_db(start_proxy, pg_dsn, FakeClock(NOON))
         assert (await post(http, url)).status == 200
         await sql.execute("UPDATE credentials SET max_budget_usd = 0.1")  # (monthly)

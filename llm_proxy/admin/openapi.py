@@ -71,15 +71,63 @@ def _obj(required: list[str], props: dict[str, Any], closed: bool = True) -> dic
     return schema
 
 
+_PROVIDER_TYPE: Final = {
+    "type": "string",
+    "enum": ["openai", "azure"],
+    "description": "azure: api_base is the resource endpoint (https://NAME.openai.azure.com), "
+    "the upstream model name (model_mapping target) the deployment, and params.query_params "
+    "must give api-version",
+}
+
+
+_PARAMS_DESCRIPTION: Final = (
+    "settings without a column of their own, validated like the YAML keys of the same names "
+    "(a 400 names the key): timeouts (request_timeout_secs, ...), verify_ssl, "
+    "inject_stream_usage, health_check, pricing, organization, project, auth, headers, "
+    "query_params"
+)
+_PARAMS_INPUT: Final = {
+    "type": "object",
+    "description": _PARAMS_DESCRIPTION,
+    "properties": {
+        "auth": {
+            "type": "string",
+            "enum": ["bearer", "api-key", "none"],
+            "description": "how api_key is sent: Authorization: Bearer (default), api-key: <key> "
+            "(Azure), or not at all",
+        },
+        "headers": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "header name -> value, sent on every call; clients cannot override "
+            "them. Not Host, Content-*, Accept-Encoding, hop-by-hop headers, nor "
+            "Authorization/api-key (see auth). A masked value as shown, sent back, keeps the "
+            "stored one",
+        },
+        "query_params": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "added to every upstream URL (Azure: api-version)",
+        },
+    },
+}
+# As shown: what the row holds (a psql edit may hold anything), header values masked unless
+# their name is known to be public (HTTP-Referer, X-Title, OpenAI-Organization, ...).
+_PARAMS_SHOWN: Final = {
+    "type": "object",
+    "description": _PARAMS_DESCRIPTION + "; header values masked unless known to be public",
+}
+
+
 _PROVIDER_FIELDS: Final = {
     "name": {"type": "string"},
-    "provider_type": {"type": "string"},
+    "provider_type": _PROVIDER_TYPE,
     "api_base": {"type": "string"},
     "api_key": {"type": "string", "writeOnly": True},
     "model_mapping": {"type": "object", "additionalProperties": _NULLABLE_STR},
     "weight": {"type": "integer"},
     "enabled": {"type": "boolean"},
-    "params": {"type": "object"},
+    "params": _PARAMS_INPUT,
 }
 _CREDENTIAL_FIELDS: Final = {
     "name": {"type": "string"},
@@ -120,12 +168,12 @@ SCHEMAS: Final[dict[str, Any]] = {
         ["id", "name", "enabled", "api_base", "api_key", "model_mapping", "weight"],
         {
             **_ROW,
-            "provider_type": {"type": "string"},
+            "provider_type": _PROVIDER_TYPE,
             "api_base": {"type": "string"},
             "api_key": {"type": "string", "description": "masked: sk-...abcd"},
             "model_mapping": {"type": "object", "additionalProperties": _NULLABLE_STR},
             "weight": {"type": "integer"},
-            "params": {"type": "object"},
+            "params": _PARAMS_SHOWN,
             **_VERSIONED,
         },
         closed=False,

@@ -7,7 +7,9 @@ transaction and validated by the same rules as YAML files and psql edits
 field and leaves nothing behind. `If-Match: <config version>` makes a write conditional (412
 when the configuration changed meanwhile). The answer carries the new config version and
 comes once this instance serves it. Secrets are write-only: a provider's `api_key` is shown
-masked, a master key in full only in the answer that created or rotated it.
+masked, and so is each value of its `params.headers` whose name is not known to be public (a
+masked value sent back unchanged keeps the stored one), a master key in full only in the
+answer that created or rotated it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME
 from llm_proxy.admin.routes import PREFIX, Conn, body_of, int_param, json_response, serve_version
-from llm_proxy.admin.views import mask
+from llm_proxy.admin.views import mask, shown_headers
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import DSN, STATE
 
@@ -120,7 +123,7 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
             "api_key": mask(row["api_key"]),
             "model_mapping": orjson.loads(row["model_mapping"]),
             "weight": row["weight"],
-            "params": orjson.loads(row["params"]),
+            "params": _shown_params(orjson.loads(row["params"])),
         }
     allowed = row["allowed_models"]
     return {
@@ -133,6 +136,37 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "max_budget_usd": row["max_budget_usd"],
         "budget_period": row["budget_period"],
     }
+
+
+def _shown_params(params: Any) -> Any:
+    """A provider's `params` without secrets: its `headers` values masked (see views)."""
+    if isinstance(params, dict) and "headers" in params:
+        return {**params, "headers": shown_headers(params["headers"])}
+    return params
+
+
+async def _keep_masked_headers(
+    conn: asyncpg.Connection, row_id: int | None, values: dict[str, Any]
+) -> None:
+    """A header value sent back as the API shows it (masked) keeps the stored value, as an
+    omitted `api_key` is kept: reading a provider, editing and writing it back never replaces
+    a secret with its mask."""
+    params: Any = values.get("params")
+    headers = params.get("headers") if isinstance(params, dict) else None
+    if not isinstance(headers, dict) or row_id is None:
+        return
+    stored = await conn.fetchval("SELECT params->'headers' FROM providers WHERE id = $1", row_id)
+    old = orjson.loads(stored) if stored is not None else None
+    if not isinstance(old, dict):
+        return
+    previous = {k.lower(): v for k, v in old.items() if isinstance(v, str)}
+    kept = {}
+    for name, value in headers.items():
+        before = previous.get(name.lower())
+        if before is not None and value != before and value == shown_headers({name: before})[name]:
+            kept[name] = before
+    if kept:
+        values["params"] = {**params, "headers": {**headers, **kept}}
 
 
 def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
@@ -153,6 +187,8 @@ def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, A
             raise bad_param(name, f"`{name}` has the wrong type ({type(value).__name__}).")
         if name == "allowed_models" and not all(isinstance(m, str) for m in value):
             raise bad_param(name, "`allowed_models` must be a list of strings.")
+        if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
+            raise bad_param(name, f"`provider_type` must be one of {', '.join(PROVIDER_TYPES)}.")
         out[name] = value
     if not partial:
         missing = sorted(table.required - out.keys())
@@ -197,6 +233,8 @@ async def _write(
                     "SELECT set_config('llm_proxy.actor', $1, true)",
                     f"admin:{request[ADMIN_NAME]}",
                 )
+                if table is PROVIDERS and action == "update":
+                    await _keep_masked_headers(conn, row_id, values)
                 row = await _statement(conn, table, action, row_id, values)
                 try:
                     build_config(request[STATE].snapshot.config, await read_rows(conn))

@@ -1,6 +1,7 @@
 """What the admin API shows of the configuration: everything an operator needs, no secret.
-A provider key is masked (`sk-...abcd`), a master key shown by name only, tokens and admin
-keys by whether (and under which names) they are set."""
+A provider key is masked (`sk-...abcd`), and so is the value of each provider header not known
+to be public (`header_is_public`: `HTTP-Referer`, `X-Title`, ... are shown); a master key is
+shown by name only, tokens and admin keys by whether (and under which names) they are set."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from llm_proxy.config.export import pricing_data
 from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
-from llm_proxy.config.providers import redact_url
+from llm_proxy.config.providers import header_is_public, redact_url
 
 
 def mask(secret: str) -> str:
@@ -19,6 +20,20 @@ def mask(secret: str) -> str:
     if len(secret) <= 8:
         return "..."
     return f"{secret[:3]}...{secret[-4:]}"
+
+
+def shown_headers(headers: Any) -> Any:
+    """A provider's `headers` as shown: secret-looking values masked (any name not known to
+    be public). Also for raw `params` rows, whatever their shape: anything but a mapping of
+    strings is masked whole."""
+    if not isinstance(headers, dict):
+        return None if headers is None else "..."
+    return {
+        name: (value if header_is_public(name) else mask(value))
+        if isinstance(value, str)
+        else "..."
+        for name, value in headers.items()
+    }
 
 
 def _timeouts(t: Timeouts) -> dict[str, float | None]:
@@ -48,6 +63,10 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "project": p.project,
         "proxy": redact_url(p.proxy) if isinstance(p.proxy, str) else p.proxy,
         "pricing": pricing_data(p.pricing),
+        "provider_type": p.provider_type,
+        "auth": p.auth,
+        "headers": shown_headers(dict(p.headers)),
+        "query_params": dict(p.query_params),
     }
 
 

@@ -47,8 +47,8 @@ _SSLMODES: Final = frozenset({"disable", "allow", "prefer", "require", "verify-c
 DSN_FORM: Final = "postgresql://user:password@host:5432/dbname"
 
 _PROVIDERS_SQL: Final = """
-SELECT id, name, api_base, api_key, model_mapping::text AS model_mapping, weight,
-       params::text AS params
+SELECT id, name, provider_type, api_base, api_key, model_mapping::text AS model_mapping,
+       weight, params::text AS params
 FROM providers WHERE is_enabled ORDER BY id
 """
 _CREDENTIALS_SQL: Final = """
@@ -56,7 +56,18 @@ SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_lim
        rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled
 FROM credentials ORDER BY id
 """
-_PARAM_KEYS: Final = TIMEOUT_KEYS | {"verify_ssl", "inject_stream_usage", "health_check", "pricing"}
+# The provider settings kept in the `params` jsonb column (the rest have columns of their own).
+_PARAM_KEYS: Final = TIMEOUT_KEYS | {
+    "verify_ssl",
+    "inject_stream_usage",
+    "health_check",
+    "pricing",
+    "organization",
+    "project",
+    "auth",
+    "headers",
+    "query_params",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +135,7 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
         params = json.loads(r["params"])
         entry: dict[str, Any] = {
             "name": r["name"],
+            "provider_type": r["provider_type"],
             "api_base": r["api_base"],
             "api_key": r["api_key"],
             "weight": r["weight"],

@@ -2,9 +2,13 @@
 `llm-proxy import-config` accept (`GET /admin/v1/config/export`, `llm-proxy export-config`).
 
 Secrets stay out of it by default: each provider key becomes `${LLM_PROXY_KEY_<NAME>}` (set
-those variables, or a `.env` beside the file, to use it), a master key its SHA-256
+those variables, or a `.env` beside the file, to use it), and so does each provider header
+value not known to be public (`${LLM_PROXY_HEADER_<NAME>_<HEADER>}`: any header but
+`HTTP-Referer`, `X-Title`, ..., see `header_is_public`); a master key becomes its SHA-256
 (`key_sha256`, which both accept: the key itself was never stored). `with_secrets` (the CLI's
-`--with-secrets`, never the API) writes the provider keys themselves.
+`--with-secrets`, never the API) writes the provider keys and header values themselves.
+Values written as they are have their `$` doubled, so that `${VAR}` interpolation gives them
+back unchanged.
 """
 
 from __future__ import annotations
@@ -17,21 +21,52 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from llm_proxy.config.model import Config, MasterKey, Pricing, Provider
+from llm_proxy.config.providers import header_is_public
+
+
+def _variable_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").upper() or "X"
 
 
 def key_variable(provider: str) -> str:
     """The environment variable an exported provider's key is read from."""
-    return "LLM_PROXY_KEY_" + (re.sub(r"[^A-Za-z0-9]+", "_", provider).strip("_").upper() or "X")
+    return "LLM_PROXY_KEY_" + _variable_part(provider)
+
+
+def header_variable(provider: str, header: str) -> str:
+    """The environment variable an exported provider header's (secret) value is read from."""
+    return f"LLM_PROXY_HEADER_{_variable_part(provider)}_{_variable_part(header)}"
+
+
+def secret_variables(p: Provider) -> list[str]:
+    """The variables an export without secrets makes `p` read its secrets from."""
+    keys = [key_variable(p.name)] if p.api_key else []
+    return keys + [header_variable(p.name, n) for n, _ in p.headers if not header_is_public(n)]
+
+
+def _literal(value: str) -> str:
+    return value.replace("$", "$$")
 
 
 def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": p.name,
-        "api_base": p.api_base,
-        "api_key": p.api_key if with_secrets else f"${{{key_variable(p.name)}}}",
-        "weight": p.weight,
-        "model_mapping": {rule.key: rule.target for rule in p.model_mapping},
-    }
+    entry: dict[str, Any] = {"name": p.name, "api_base": p.api_base}
+    if p.provider_type != "openai":
+        entry["provider_type"] = p.provider_type
+    if p.auth != "bearer":
+        entry["auth"] = p.auth
+    if p.api_key:  # (none: no variable to set)
+        entry["api_key"] = p.api_key if with_secrets else f"${{{key_variable(p.name)}}}"
+    entry["weight"] = p.weight
+    entry["model_mapping"] = {rule.key: rule.target for rule in p.model_mapping}
+    if p.headers:
+        entry["headers"] = {
+            name: _literal(value)
+            if with_secrets or header_is_public(name)
+            else f"${{{header_variable(p.name, name)}}}"
+            for name, value in p.headers
+        }
+    if p.query_params:
+        entry["query_params"] = {name: _literal(value) for name, value in p.query_params}
     for name in ("verify_ssl", "inject_stream_usage", "organization", "project"):
         value = getattr(p, name)
         if value is not None:
@@ -79,9 +114,9 @@ def export_yaml(config: Config, *, version: str, with_secrets: bool = False) -> 
     }
     out = io.StringIO()
     out.write(f"# llm-proxy configuration, exported at config version {version}.\n")
-    if not with_secrets and config.providers:
-        names = ", ".join(key_variable(p.name) for p in config.providers)
-        out.write(f"# Provider keys are read from the environment: {names}.\n")
+    variables = [] if with_secrets else [v for p in config.providers for v in secret_variables(p)]
+    if variables:
+        out.write(f"# Provider secrets are read from the environment: {', '.join(variables)}.\n")
     yaml = YAML()
     yaml.default_flow_style = False
     yaml.dump(data, out)

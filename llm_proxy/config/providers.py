@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import re
-from typing import Any, Final, Literal
+from collections.abc import Mapping
+from typing import Any, Final, Literal, cast
 
 from yarl import URL
 
-from llm_proxy.config.checker import Checker
+from llm_proxy.config.checker import Checker, kind_of
 from llm_proxy.config.issues import Path
 from llm_proxy.config.model import ModelRule, Provider, Timeouts
 from llm_proxy.config.patterns import compile_pattern
@@ -65,6 +67,17 @@ def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
             ids[key] = value
         weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
         mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
+        kind = _choice(check, p.get("provider_type"), (*path, "provider_type"), PROVIDER_TYPES)
+        auth = _choice(check, p.get("auth"), (*path, "auth"), AUTH_MODES)
+        if auth == "none" and api_key:
+            check.fail(
+                (*path, "api_key"),
+                "is never sent with auth: none: remove it, or use auth: bearer or api-key",
+            )
+        headers = _headers(check, p.get("headers"), (*path, "headers"), ids)
+        query = _query_params(check, p.get("query_params"), (*path, "query_params"), api_base)
+        if kind == "azure":
+            _check_azure(check, api_base, query, path)
         verify = p.get("verify_ssl")
         inject = p.get("inject_stream_usage")
         out.append(
@@ -86,12 +99,194 @@ def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
                 pricing=parse_pricing(check, p.get("pricing"), (*path, "pricing")),
                 project=ids["project"],
                 proxy=proxy,
+                provider_type=cast(Literal["openai", "azure"], kind),
+                auth=cast(Literal["bearer", "api-key", "none"], auth),
+                headers=headers,
+                query_params=query,
             )
         )
     return tuple(out)
 
 
 HEADER_SAFE: Final = re.compile(r"[!-~]+")  # printable ASCII, no spaces: a header value
+PROVIDER_TYPES: Final = ("openai", "azure")  # the first is the default
+AUTH_MODES: Final = ("bearer", "api-key", "none")
+# RFC 9110 5.6.2: a header name is a token.
+HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A configured header value: printable ASCII, inner spaces allowed (`X-Title: My App`).
+HEADER_VALUE: Final = re.compile(r"[!-~](?:[ -~]*[!-~])?")
+_KEY_HEADER: Final = "carries the provider's key: set api_key and auth: bearer | api-key | none"
+_OWNED: Final = "is set by the proxy itself (from the request it forwards)"
+_HOP: Final = "is a hop-by-hop header: it never crosses a proxy"
+# What `headers:` may not set (lower-case name -> why): the credential `auth` decides, what
+# the proxy computes for each call, and hop-by-hop headers.
+FORBIDDEN_HEADERS: Final = {
+    "authorization": _KEY_HEADER,
+    "api-key": _KEY_HEADER,
+    "host": _OWNED,
+    "content-length": _OWNED,
+    "content-type": _OWNED,
+    "content-encoding": _OWNED,
+    "accept-encoding": _OWNED,
+    "expect": _OWNED,
+    "proxy-authorization": "belongs to the forward proxy: put user:password in `proxy:`",
+    **dict.fromkeys(
+        (
+            "connection",
+            "keep-alive",
+            "proxy-authenticate",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ),
+        _HOP,
+    ),
+}
+# Headers known to carry no secret: their values are shown by the admin API and written by
+# export. Any other header's value is treated as a secret (masked, exported as a variable).
+PUBLIC_HEADERS: Final = frozenset(
+    {
+        "openai-organization",
+        "openai-project",
+        "openai-beta",
+        "http-referer",  # OpenRouter's app attribution
+        "referer",
+        "x-title",  # OpenRouter's app name
+        "user-agent",
+    }
+)
+
+
+def header_is_public(name: str) -> bool:
+    """Whether a configured header's value may be shown (else it is masked like a key)."""
+    return name.lower() in PUBLIC_HEADERS
+
+
+def _choice(check: Checker, raw: Any, path: Path, allowed: tuple[str, ...]) -> str:
+    if raw is None:
+        return allowed[0]
+    value = check.string(raw, path)
+    if value not in allowed:
+        check.fail(path, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return allowed[0]
+    return value
+
+
+def _text(check: Checker, raw: Any, path: Path) -> str:
+    """A header or query parameter value: a string; a number or a date as written (YAML
+    reads an unquoted `2024-10-21` as a date)."""
+    if isinstance(raw, datetime.date):
+        return raw.isoformat()
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return str(raw)
+    if not isinstance(raw, str):
+        check.fail(path, f"must be a string, got {kind_of(raw)}")
+        return ""
+    return str(check.string(raw, path))
+
+
+def _headers(
+    check: Checker, raw: Any, path: Path, ids: dict[str, str | None]
+) -> tuple[tuple[str, str], ...]:
+    """`headers: {name: value}`. Values are never echoed in messages: they may be keys."""
+    mapping = check.mapping(raw, path, None) if raw is not None else None
+    if mapping is None:
+        return ()
+    out: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for name, raw_value in cast("Mapping[object, Any]", mapping).items():
+        if not isinstance(name, str):
+            continue  # reported by check.mapping
+        where = (*path, name)
+        lower = name.lower()
+        reason = FORBIDDEN_HEADERS.get(lower)
+        account = lower.removeprefix("openai-")
+        if not HEADER_NAME.fullmatch(name):
+            check.fail(where, "is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
+        elif reason is not None:
+            check.fail(where, reason)
+        elif lower in seen:
+            check.fail(where, f"is given twice (also as {seen[lower]!r})")
+        elif account in ("organization", "project") and ids[account] is not None:
+            check.fail(where, f"is given twice (also as {account})")
+        else:
+            seen[lower] = name
+            value = _text(check, raw_value, where)
+            if value and not HEADER_VALUE.fullmatch(value):
+                check.fail(
+                    where, "must be printable ASCII, without line breaks or surrounding spaces"
+                )
+            out.append((name, value))
+    return tuple(out)
+
+
+def _query_params(
+    check: Checker, raw: Any, path: Path, api_base: str
+) -> tuple[tuple[str, str], ...]:
+    """`query_params: {name: value}`, added (percent-encoded) to every upstream URL."""
+    mapping = check.mapping(raw, path, None) if raw is not None else None
+    if mapping is None:
+        return ()
+    try:
+        in_base = set(URL(api_base).query) if api_base else set()
+    except ValueError:
+        in_base = set()
+    out: list[tuple[str, str]] = []
+    for name, raw_value in cast("Mapping[object, Any]", mapping).items():
+        if not isinstance(name, str):
+            continue  # reported by check.mapping
+        where = (*path, name)
+        if not name.strip() or not name.isprintable():
+            check.fail(path, f"names must be printable, non-empty strings, got {name!r}")
+            continue
+        value = _text(check, raw_value, where)
+        if name in in_base:
+            check.fail(where, "is also in api_base's query string: give it once")
+        elif not value.isprintable():
+            check.fail(where, "must be printable (no control characters or line breaks)")
+        out.append((name, value))
+    return tuple(out)
+
+
+AZURE_API_VERSION_HINT: Final = (
+    "for example 2024-10-21, the latest GA version (the Responses API needs "
+    "2025-03-01-preview or later)"
+)
+
+
+def _check_azure(
+    check: Checker, api_base: str, query: tuple[tuple[str, str], ...], path: Path
+) -> None:
+    """provider_type azure: api_base is the resource endpoint, and api-version is given."""
+    try:
+        url = URL(api_base) if api_base else None
+    except ValueError:
+        url = None
+    if url is not None and "openai" in url.path.split("/"):
+        v1 = url.path.rstrip("/").endswith("/openai/v1")
+        check.fail(
+            (*path, "api_base"),
+            "with provider_type azure is the resource endpoint (https://NAME.openai.azure.com), "
+            "without /openai/...: the deployment is the model_mapping target"
+            + (
+                " (for Azure's v1 API, .../openai/v1, use provider_type: openai and auth: api-key)"
+                if v1
+                else ""
+            ),
+        )
+    elif url is not None and url.raw_query_string:
+        check.fail(
+            (*path, "api_base"),
+            "with provider_type azure takes no query string: put api-version in query_params",
+        )
+    if not any(name == "api-version" and value for name, value in query):
+        check.fail(
+            (*path, "query_params"),
+            f"provider_type azure needs query_params: {{api-version: ...}}, "
+            f"{AZURE_API_VERSION_HINT}",
+        )
 
 
 def _model_mapping(check: Checker, raw: Any, path: Path) -> tuple[ModelRule, ...]:

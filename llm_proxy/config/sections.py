@@ -34,6 +34,10 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "project",
         "proxy",
         "pricing",
+        "provider_type",
+        "auth",
+        "headers",
+        "query_params",
     }
 )
 

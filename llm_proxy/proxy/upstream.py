@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import quote, unquote_plus
 
 from yarl import URL
 
@@ -77,6 +78,22 @@ _DROP_RESPONSE_ACCOUNT_RAW: Final = _DROP_RESPONSE_RAW | {n.encode() for n in AC
 ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/responses")
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
+# Azure OpenAI (dated API versions): these paths are per deployment,
+# `{api_base}/openai/deployments/{deployment}{path}`; every other one is `{api_base}/openai{path}`
+# (files, batches, responses, models). The same split as the official SDK's AzureOpenAI client.
+AZURE_DEPLOYMENT_PATHS: Final = frozenset(
+    (
+        "/chat/completions",
+        "/completions",
+        "/embeddings",
+        "/audio/transcriptions",
+        "/audio/translations",
+        "/audio/speech",
+        "/images/generations",
+        "/images/edits",
+    )
+)
+
 
 _CACHED_TARGETS: Final = 256  # per upstream: the endpoints x models actually called
 
@@ -102,6 +119,13 @@ class Upstream:
     api_base: str = ""
     verify: bool = True
     proxy: URL | None = field(default=None, repr=False)
+    # Lower-case header names never taken from the client: the shared policy plus the
+    # provider's own `headers` (which clients cannot override).
+    drop_request: frozenset[bytes] = field(default=_DROP_REQUEST_RAW, repr=False)
+    query: str = ""  # the provider's `query_params`, encoded (without `?`)
+    query_names: frozenset[str] = frozenset()  # a client's parameters of these names are dropped
+    path_prefix: str = ""  # before every path: "/openai" for Azure
+    deployment_paths: frozenset[str] = frozenset()  # paths per deployment (Azure)
     _cache: dict[tuple[str, str, str | None, str], Target] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -109,20 +133,20 @@ class Upstream:
     def target(self, method: str, path: str, model: str | None = None, query: str = "") -> Target:
         """The compiled target for `method` on `path` (OpenAI's, after `/v1`: `/images/
         generations`, `/files/file-abc/content`), for the upstream `model` (None: a call
-        without one), with the client's `query` string (without `?`). The fixed POST
-        endpoints are compiled with the snapshot; others once, then cached (bounded)."""
+        without one; for Azure, the deployment), with the client's `query` string (without
+        `?`). The fixed POST endpoints are compiled with the snapshot (a dict lookup); others,
+        Azure's per-deployment ones included, once, then cached (bounded)."""
         if method == "POST" and not query:
             fixed = self.targets.get(path)
             if fixed is not None:
                 return fixed
-        key = (method, path, model, query)
+        deployment = model if path in self.deployment_paths else None
+        key = (method, path, deployment, query)
         found = self._cache.get(key)
         if found is not None:
             return found
-        url = endpoint_url(self.api_base, path)
-        if query:
-            # The client's query string as it came (already encoded), after the base's own.
-            url = URL(str(url) + ("&" if url.raw_query_string else "?") + query, encoded=True)
+        url = provider_url(self.api_base, self.path_prefix, path, deployment)
+        url = with_query(url, self.query, _client_query(query, self.query_names))
         compiled = target(url, method, self.verify, self.proxy)
         if len(self._cache) >= _CACHED_TARGETS:
             self._cache.clear()
@@ -142,10 +166,48 @@ def endpoint_url(api_base: str, endpoint: str) -> URL:
     return URL(base.rstrip("/") + endpoint + mark + query)
 
 
+def provider_url(api_base: str, prefix: str, path: str, deployment: str | None = None) -> URL:
+    """`api_base` + `prefix` + `path`; with a `deployment`, Azure's
+    `{prefix}/deployments/{deployment}{path}`, the name percent-encoded as one path segment
+    (a client may choose it: `../files` must stay a name, never climb the path)."""
+    if deployment is None:
+        return endpoint_url(api_base, prefix + path)
+    segment = quote(deployment, safe="")
+    if segment in (".", ".."):
+        segment = segment.replace(".", "%2E")
+    base = endpoint_url(api_base, prefix + "/deployments")
+    url = base.with_path(base.raw_path + "/" + segment + path, encoded=True)
+    return URL(f"{url}?{base.raw_query_string}", encoded=True) if base.raw_query_string else url
+
+
+def with_query(url: URL, *parts: str) -> URL:
+    """`url` with encoded query `parts` appended (after its own query string, if any)."""
+    extra = "&".join(part for part in parts if part)
+    if not extra:
+        return url
+    return URL(str(url) + ("&" if url.raw_query_string else "?") + extra, encoded=True)
+
+
+def _client_query(query: str, drop: frozenset[str]) -> str:
+    """The client's query string as it came (already encoded), without the parameters the
+    provider's `query_params` set (Azure's `api-version` is the operator's choice)."""
+    if not query or not drop:
+        return query
+    kept = (p for p in query.split("&") if unquote_plus(p.partition("=")[0]) not in drop)
+    return "&".join(kept)
+
+
+def _encoded_query(params: Sequence[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in params)
+
+
 def compile_target(
     provider: Provider, config: Config, endpoint: str, method: str, env: Mapping[str, str]
 ) -> Target:
-    url = endpoint_url(provider.api_base, endpoint)
+    prefix = "/openai" if provider.provider_type == "azure" else ""
+    url = with_query(
+        endpoint_url(provider.api_base, prefix + endpoint), _encoded_query(provider.query_params)
+    )
     verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
     return target(url, method, verify, _proxy_for(provider, config, url, env))
 
@@ -166,18 +228,16 @@ def compile_upstream(
     connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
     idle = _pick(provider, config, "stream_idle_timeout_secs")
     ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
-    authorization = f"Bearer {provider.api_key}" if provider.api_key else None
-    fixed = b"Accept-Encoding: identity\r\n"
-    if authorization is not None:
-        fixed = b"Authorization: " + authorization.encode("latin-1") + b"\r\n" + fixed
-    if provider.organization is not None:
-        fixed += b"OpenAI-Organization: " + provider.organization.encode("ascii") + b"\r\n"
-    if provider.project is not None:
-        fixed += b"OpenAI-Project: " + provider.project.encode("ascii") + b"\r\n"
-    shows_account = provider.organization is not None or provider.project is not None
+    headers = _provider_headers(provider)
+    fixed = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+    configured = {name.lower() for name, _ in headers}
+    shows_account = not ACCOUNT_HEADERS.isdisjoint(configured)
+    azure = provider.provider_type == "azure"
+    # Azure's per-deployment paths are compiled per model, on first use (see `target()`).
+    fixed_endpoints = [ep for ep in ENDPOINTS if not (azure and ep in AZURE_DEPLOYMENT_PATHS)]
     return Upstream(
         name=provider.name,
-        targets={ep: compile_target(provider, config, ep, "POST", env) for ep in ENDPOINTS},
+        targets={ep: compile_target(provider, config, ep, "POST", env) for ep in fixed_endpoints},
         models_target=compile_target(provider, config, "/models", "GET", env),
         fixed_headers=fixed,
         connect_secs=connect,
@@ -191,16 +251,40 @@ def compile_upstream(
         api_base=provider.api_base,
         verify=config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl,
         proxy=_proxy_for(provider, config, endpoint_url(provider.api_base, "/"), env),
+        drop_request=_DROP_REQUEST_RAW | {name.encode() for name in configured},
+        query=_encoded_query(provider.query_params),
+        query_names=frozenset(name for name, _ in provider.query_params),
+        path_prefix="/openai" if azure else "",
+        deployment_paths=AZURE_DEPLOYMENT_PATHS if azure else frozenset(),
     )
+
+
+def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
+    """The header lines every call to `provider` carries, in order: its credential as `auth`
+    says (none without a key), no compression (bytes are relayed as they come, and usage is
+    read from them), the account selectors, then its own `headers`."""
+    lines: list[tuple[str, str]] = []
+    if provider.api_key and provider.auth == "bearer":
+        lines.append(("Authorization", f"Bearer {provider.api_key}"))
+    elif provider.api_key and provider.auth == "api-key":
+        lines.append(("api-key", provider.api_key))
+    lines.append(("Accept-Encoding", "identity"))
+    if provider.organization is not None:
+        lines.append(("OpenAI-Organization", provider.organization))
+    if provider.project is not None:
+        lines.append(("OpenAI-Project", provider.project))
+    lines.extend(provider.headers)
+    return lines
 
 
 def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
     """The client's header lines minus what must not cross, plus the provider's fixed ones."""
     lines = []
     has_type = False
+    drop = upstream.drop_request
     for name, value in raw:
         lname = name.lower()
-        if lname not in _DROP_REQUEST_RAW:
+        if lname not in drop:
             lines.append(name + b": " + value + b"\r\n")
             has_type = has_type or lname == b"content-type"
     if not has_type:
