@@ -27,7 +27,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 [[ ${EUID} -eq 0 ]] || die "must be run as root (try: sudo $0)"
 
-for f in pyproject.toml example.config.yaml deploy/llm-proxy.service deploy/llm-proxy.env.example; do
+for f in pyproject.toml example.config.yaml deploy/llm-proxy.service deploy/llm-proxy@.service \
+    deploy/llm-proxy.target deploy/llm-proxy.env.example; do
     [[ -f "${REPO_DIR}/${f}" ]] || die "${REPO_DIR}/${f} not found; run from a repository checkout"
 done
 
@@ -88,8 +89,11 @@ else
 fi
 
 # --- systemd unit ------------------------------------------------------------------
-log "Installing ${UNIT_DST}"
+log "Installing ${UNIT_DST}, llm-proxy@.service and llm-proxy.target"
 install -m 0644 -o root -g root "${REPO_DIR}/deploy/llm-proxy.service" "${UNIT_DST}"
+# One instance per core on one port (server.reuse_port: true): llm-proxy@1..N under the target.
+install -m 0644 -o root -g root "${REPO_DIR}/deploy/llm-proxy@.service" /etc/systemd/system/
+install -m 0644 -o root -g root "${REPO_DIR}/deploy/llm-proxy.target" /etc/systemd/system/
 if [[ -d /run/systemd/system ]]; then
     systemctl daemon-reload
     running=no
@@ -109,6 +113,10 @@ Next steps:
      and secrets/env vars:   ${ETC_DIR}/llm-proxy.env   (keep mode 0640 root:${SVC_USER})
   2. Enable and start:       systemctl enable --now llm-proxy
      (the unit runs check-config first; a bad config fails the start)
+     or, one instance per core on one port (set server: {reuse_port: true} and, to share
+     per-key limits, rate_limit_backend: redis://...):
+       for i in \$(seq 1 \$(nproc)); do systemctl enable llm-proxy@\$i; done
+       systemctl enable --now llm-proxy.target
   3. Check:                  systemctl status llm-proxy
                              curl -s http://127.0.0.1:18000/health
                              journalctl -u llm-proxy -f -o cat

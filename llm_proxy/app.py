@@ -25,6 +25,7 @@ from llm_proxy.keys import (
     LISTENER,
     LOG_DSN,
     METRICS,
+    NOTIFIER,
     OWNERS,
     SINKS,
     STORE,
@@ -46,6 +47,7 @@ from llm_proxy.proxy.limiter import Clock, Limiter
 from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.proxy.upstream_client import Client
+from llm_proxy.systemd import Notifier
 
 log = structlog.get_logger()
 
@@ -125,6 +127,7 @@ def create_app(
     metrics.log_dropped = dropped_lines
     app[BACKGROUND] = set()
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
+    app[NOTIFIER] = Notifier()
     sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))
     for sink in sinks.sinks:
         if isinstance(sink, DatabaseLog):

@@ -368,16 +368,19 @@ async def _handle_sighup(app: web.Application, path: Path | None) -> None:
     in database mode reload from the database now. Either way, the request log's JSON-lines
     file is reopened (after logrotate moved it)."""
     from llm_proxy.config.yaml_file import reload_store
-    from llm_proxy.keys import LISTENER, METRICS, SINKS, STORE
+    from llm_proxy.keys import LISTENER, METRICS, NOTIFIER, SINKS, STORE
 
     listener = app.get(LISTENER)
+    notifier = app[NOTIFIER]
 
     def on_sighup() -> None:
+        notifier.reloading()
         app[SINKS].reopen()
         if listener is not None:
-            listener.request_reload()
+            listener.request_reload()  # (the listener reloads in its own task)
         elif path is not None:
             reload_store(app[STORE], path, app[METRICS])
+        notifier.reloaded(f"config version {app[STORE].current.version}")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 

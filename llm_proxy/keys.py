@@ -17,6 +17,7 @@ from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.upstream_client import Client
+from llm_proxy.systemd import Notifier
 
 if TYPE_CHECKING:  # database mode only: asyncpg (3 MB) is imported when it is used
     from llm_proxy.config.listener import ConfigListener
@@ -28,6 +29,7 @@ HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)
 LISTENER: web.AppKey[ConfigListener] = web.AppKey("listener")  # database mode only
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+NOTIFIER = web.AppKey("notifier", Notifier)  # systemd's notify socket (a no-op without one)
 DSN = web.AppKey("database_dsn", str)  # database mode only
 LOG_DSN = web.AppKey("request_log_dsn", str)  # when the request log is in a database
 CONFIG_FILE = web.AppKey("config_file", FsPath)  # YAML mode, when serving from a file

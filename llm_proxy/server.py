@@ -27,7 +27,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
-from llm_proxy.keys import LIFECYCLE, METRICS, STORE
+from llm_proxy.keys import LIFECYCLE, METRICS, NOTIFIER, STORE
 from llm_proxy.lifecycle import Lifecycle
 
 log = structlog.get_logger()
@@ -252,7 +252,12 @@ class ProxySite(web.BaseSite):
             return _Connection(_RequestHandler(server, loop=loop, **args), lifecycle)
 
         self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
+            protocol,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+            reuse_port=runner.app[STORE].current.config.reuse_port or None,
         )
 
     @property
@@ -280,6 +285,25 @@ def _settle_heap() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
+def _warn_if_limits_are_per_instance(config: Config) -> None:
+    """With reuse_port, several instances share the port: limits kept in each process hold
+    per instance, so a key gets N times its limit."""
+    if not config.reuse_port or config.rate_limit_backend is not None:
+        return
+    limited = [
+        k.name
+        for k in config.master_keys
+        if k.rate_limit or k.tokens_per_minute or k.max_budget_usd
+    ]
+    log.warning(
+        "limits_per_instance",
+        reason="server.reuse_port is on without rate_limit_backend: every instance on the "
+        "port enforces its own request limits, token limits and budgets",
+        keys=limited or None,
+        fix="set rate_limit_backend: redis://... to share them",
+    )
+
+
 async def serve(
     app: web.Application,
     host: str,
@@ -297,6 +321,7 @@ async def serve(
     site = ProxySite(runner, host, port)
     await site.start()
     _settle_heap()
+    _warn_if_limits_are_per_instance(app[STORE].current.config)
     log.info(
         "listening",
         host=host,
@@ -309,12 +334,15 @@ async def serve(
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    notifier = app[NOTIFIER]
+    notifier.ready(f"serving on {host}:{site.port}, config version {app[STORE].current.version}")
     if started is not None:
         started.set()
     try:
         await stop.wait()
         lifecycle.draining = True
         metrics = app[METRICS]
+        notifier.stopping(f"draining {metrics.active_requests} requests (up to {grace:g}s)")
         log.info("draining", in_flight=metrics.active_requests, grace_secs=grace)
         await site.stop()
         deadline = time.monotonic() + grace
@@ -325,4 +353,5 @@ async def serve(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await notifier.close()
         await runner.cleanup()

@@ -174,6 +174,9 @@ class Config:
     master_keys: tuple[MasterKey, ...] = ()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    # SO_REUSEPORT: several instances (one per core) listen on one port, the kernel spreads
+    # connections among them (read at startup).
+    reuse_port: bool = False
     verify_ssl: bool = True
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     max_request_body_mb: float = DEFAULT_MAX_BODY_MB

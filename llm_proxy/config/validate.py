@@ -64,7 +64,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
 )
 
 
-SERVER_KEYS: Final = frozenset({"host", "port"})
+SERVER_KEYS: Final = frozenset({"host", "port", "reuse_port"})
 
 
 def parse_config(data: Any, locate: Locate | None = None) -> Config:
@@ -80,6 +80,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     keys = parse_master_keys(check, top.get("master_keys"))
 
     host, port = DEFAULT_HOST, DEFAULT_PORT
+    reuse_port = False
     server = top.get("server")
     if server is not None:
         srv = check.mapping(server, ("server",), SERVER_KEYS)
@@ -88,6 +89,9 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
                 host = check.string(srv["host"], ("server", "host"))
             if srv.get("port") is not None:
                 port = check.port(srv["port"], ("server", "port"))
+            reuse_port = check.boolean(
+                check.optional(srv, "reuse_port", False), ("server", "reuse_port")
+            )
 
     verify_ssl = check.boolean(check.optional(top, "verify_ssl", True), ("verify_ssl",))
     timeouts = parse_timeouts(check, top, (), DEFAULT_TIMEOUTS)
@@ -180,6 +184,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         master_keys=keys,
         host=host,
         port=port,
+        reuse_port=reuse_port,
         verify_ssl=verify_ssl,
         timeouts=timeouts,
         max_request_body_mb=max_body,

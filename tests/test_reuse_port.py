@@ -1,0 +1,113 @@
+"""All cores, one port: two `llm-proxy serve` processes with `server.reuse_port` share one
+port, both serve, and a Redis-backed request limit holds across them; systemd units verify."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import Upstream
+from tests.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_two_instances_share_one_port_and_one_limit(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    import redis.asyncio as redis
+
+    name = f"reuse-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"""
+providers:
+  - name: a
+    api_base: {upstream.api_base}
+    api_key: sk-a
+    model_mapping: {{m: null}}
+master_keys:
+  - name: {name}
+    key: sk-{name}-0123456789
+    rate_limit: {{requests_per_second: 0.001, burst_size: 6}}
+rate_limit_backend: redis://127.0.0.1:6379/0
+server: {{reuse_port: true}}
+"""
+    )
+    port = free_port()
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+    command = [sys.executable, "-m", "llm_proxy", "serve", "--config", str(config)]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    procs = []
+    for i in range(2):
+        with open(tmp_path / f"p{i}.log", "wb") as log:
+            procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(url + "/health") as resp:
+                        if resp.status == 200 and all(p.poll() is None for p in procs):
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # both bound
+            assert all(p.poll() is None for p in procs), "an instance could not bind the port"
+            statuses = []
+            headers = {"Authorization": f"Bearer sk-{name}-0123456789", "Connection": "close"}
+            for _ in range(30):  # a new connection each: the kernel spreads them
+                async with (
+                    aiohttp.ClientSession() as fresh,
+                    fresh.post(
+                        url + "/v1/chat/completions", json={"model": "m"}, headers=headers
+                    ) as resp,
+                ):
+                    statuses.append(resp.status)
+        assert statuses.count(200) == 6 and statuses.count(429) == 24  # one limit, shared
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(15)
+        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+        keys = [k async for k in client.scan_iter(f"llm_proxy:ratelimit:{name}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+    logs = [(tmp_path / f"p{i}.log").read_text() for i in range(2)]
+    served = [log.count('"event":"request"') for log in logs]
+    assert all(n > 0 for n in served) and sum(served) == 30, served
+    assert all('"event":"limits_per_instance"' not in log for log in logs)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_the_systemd_units_verify(tmp_path: Path) -> None:
+    """`systemd-analyze verify` on the units as installed (the venv's llm-proxy standing in
+    for /opt/llm-proxy/venv/bin/llm-proxy); any warning fails."""
+    binary = str(Path(sys.executable).parent / "llm-proxy")
+    names = ["llm-proxy.service", "llm-proxy@.service", "llm-proxy.target"]
+    for unit in names:
+        text = (ROOT / "deploy" / unit).read_text()
+        (tmp_path / unit).write_text(text.replace("/opt/llm-proxy/venv/bin/llm-proxy", binary))
+    shutil.copy(tmp_path / "llm-proxy@.service", tmp_path / "llm-proxy@1.service")
+    units = [
+        str(tmp_path / u) for u in ("llm-proxy.service", "llm-proxy@1.service", "llm-proxy.target")
+    ]
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *units], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stderr.strip() == "", done.stderr
+    for unit in ("llm-proxy.service", "llm-proxy@.service"):
+        text = (ROOT / "deploy" / unit).read_text()
+        assert "Type=notify" in text and "WatchdogSec=" in text and "NotifyAccess=main" in text
