@@ -221,7 +221,9 @@ def _check_config(path_arg: str | None, db_url: str | None, *, connect: bool) ->
 
 def summarize_settings(config: Config) -> str:
     """The settings part of a summary: listen address and authentication."""
-    lines = [f"listen: {config.host}:{config.port}"]
+    lines = [f"listen: {config.host}:{config.port}" + (" (https)" if config.tls else "")]
+    if config.http_port is not None:
+        lines.append(f"plain http also on: {config.host}:{config.http_port}")
     if not config.require_auth:
         lines.append("authentication: OFF (require_auth: false)")
     if config.admin_key:
@@ -316,6 +318,18 @@ def _serve_logged(
         providers=[p.name for p in config.providers],
     )
     app = create_app(config, version=version, database=database, langfuse=plan.langfuse)
+    if config.tls is not None:
+        import ssl
+
+        from llm_proxy.keys import TLS_CONTEXT
+        from llm_proxy.tls import server_context
+
+        try:
+            app[TLS_CONTEXT] = server_context(config.tls)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"error: server.tls: the certificate does not load: {exc}", file=sys.stderr)
+            loop.close()
+            return 2
     from llm_proxy.keys import CONFIG_FILE
 
     if database is None and path is not None:
@@ -368,7 +382,8 @@ async def _handle_sighup(app: web.Application, path: Path | None) -> None:
     in database mode reload from the database now. Either way, the request log's JSON-lines
     file is reopened (after logrotate moved it)."""
     from llm_proxy.config.yaml_file import reload_store
-    from llm_proxy.keys import LISTENER, METRICS, NOTIFIER, SINKS, STORE
+    from llm_proxy.keys import LISTENER, METRICS, NOTIFIER, SINKS, STORE, TLS_CONTEXT
+    from llm_proxy.tls import reload_certificate
 
     listener = app.get(LISTENER)
     notifier = app[NOTIFIER]
@@ -376,6 +391,9 @@ async def _handle_sighup(app: web.Application, path: Path | None) -> None:
     def on_sighup() -> None:
         notifier.reloading()
         app[SINKS].reopen()
+        context, tls = app.get(TLS_CONTEXT), app[STORE].current.config.tls
+        if context is not None and tls is not None:
+            reload_certificate(context, tls)  # renewed files, for new connections
         if listener is not None:
             listener.request_reload()  # (the listener reloads in its own task)
         elif path is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path as FsPath
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ HEALTH = web.AppKey("health", HealthBoard)
 LIMITER = web.AppKey("limiter", Limiter)
 LISTENER: web.AppKey[ConfigListener] = web.AppKey("listener")  # database mode only
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+TLS_CONTEXT = web.AppKey("tls_context", ssl.SSLContext)  # with server.tls
 NOTIFIER = web.AppKey("notifier", Notifier)  # systemd's notify socket (a no-op without one)
 DSN = web.AppKey("database_dsn", str)  # database mode only
 LOG_DSN = web.AppKey("request_log_dsn", str)  # when the request log is in a database

@@ -19,6 +19,7 @@ import asyncio
 import gc
 import signal
 import time
+from ssl import SSLContext
 from typing import Any, Final, cast
 
 import structlog
@@ -27,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
-from llm_proxy.keys import LIFECYCLE, METRICS, NOTIFIER, STORE
+from llm_proxy.keys import LIFECYCLE, METRICS, NOTIFIER, STORE, TLS_CONTEXT
 from llm_proxy.lifecycle import Lifecycle
 
 log = structlog.get_logger()
@@ -224,16 +225,19 @@ class _Rejected(asyncio.Protocol):
 class ProxySite(web.BaseSite):
     """A TCP site that admits connections under the limits in `Lifecycle.limits`."""
 
-    __slots__ = ("_host", "_port")
+    __slots__ = ("_host", "_port", "_ssl")
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, ssl: SSLContext | None = None
+    ) -> None:
         super().__init__(runner, backlog=LISTEN_BACKLOG)
         self._host = host
         self._port = port
+        self._ssl = ssl
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return f"{'https' if self._ssl else 'http'}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()  # registers the site with the runner
@@ -258,6 +262,7 @@ class ProxySite(web.BaseSite):
             backlog=self._backlog,
             reuse_address=True,
             reuse_port=runner.app[STORE].current.config.reuse_port or None,
+            ssl=self._ssl,
         )
 
     @property
@@ -316,10 +321,17 @@ async def serve(
     Every setting comes from the config the app was created with."""
     lifecycle = app[LIFECYCLE]
     grace = app[STORE].current.config.shutdown_grace_secs
+    config = app[STORE].current.config
+    context = app.get(TLS_CONTEXT)
     runner = make_runner(app)
     await runner.setup()
-    site = ProxySite(runner, host, port)
+    site = ProxySite(runner, host, port, context)
     await site.start()
+    sites = [site]
+    if config.http_port is not None:  # plain HTTP beside HTTPS, only when configured
+        plain = ProxySite(runner, host, config.http_port)
+        await plain.start()
+        sites.append(plain)
     _settle_heap()
     _warn_if_limits_are_per_instance(app[STORE].current.config)
     log.info(
@@ -344,7 +356,8 @@ async def serve(
         metrics = app[METRICS]
         notifier.stopping(f"draining {metrics.active_requests} requests (up to {grace:g}s)")
         log.info("draining", in_flight=metrics.active_requests, grace_secs=grace)
-        await site.stop()
+        for each in sites:
+            await each.stop()
         deadline = time.monotonic() + grace
         # Polling the request counter (only during shutdown) beats an event on the hot path.
         while metrics.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110

@@ -152,6 +152,15 @@ class MasterKey:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """`server.tls`: HTTPS on the proxy's port (read at startup; the files again on SIGHUP)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None  # set: clients must present a certificate it signed
+
+
+@dataclass(frozen=True, slots=True)
 class RequestLogSettings:
     """`request_log`: one record per request (and per failed upstream attempt), written off
     the request path to PostgreSQL and/or a JSON-lines file. Read once, at startup."""
@@ -177,6 +186,9 @@ class Config:
     # SO_REUSEPORT: several instances (one per core) listen on one port, the kernel spreads
     # connections among them (read at startup).
     reuse_port: bool = False
+    tls: TlsSettings | None = None
+    # With tls: a second, plain-HTTP listener on this port (off unless set).
+    http_port: int | None = None
     verify_ssl: bool = True
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     max_request_body_mb: float = DEFAULT_MAX_BODY_MB

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any, Final
 
 from llm_proxy.config.checker import Checker
@@ -17,6 +18,7 @@ from llm_proxy.config.model import (
     TIMEOUT_KEYS,
     CircuitBreaker,
     Config,
+    TlsSettings,
 )
 from llm_proxy.config.providers import parse_providers
 from llm_proxy.config.sections import (
@@ -64,7 +66,8 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
 )
 
 
-SERVER_KEYS: Final = frozenset({"host", "port", "reuse_port"})
+SERVER_KEYS: Final = frozenset({"host", "port", "reuse_port", "tls", "http_port"})
+TLS_KEYS: Final = frozenset({"cert_file", "key_file", "client_ca_file"})
 
 
 def parse_config(data: Any, locate: Locate | None = None) -> Config:
@@ -81,6 +84,8 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
 
     host, port = DEFAULT_HOST, DEFAULT_PORT
     reuse_port = False
+    tls: TlsSettings | None = None
+    http_port: int | None = None
     server = top.get("server")
     if server is not None:
         srv = check.mapping(server, ("server",), SERVER_KEYS)
@@ -92,6 +97,11 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
             reuse_port = check.boolean(
                 check.optional(srv, "reuse_port", False), ("server", "reuse_port")
             )
+            tls = _parse_tls(check, srv.get("tls"))
+            if srv.get("http_port") is not None:
+                http_port = check.port(srv["http_port"], ("server", "http_port"))
+                if tls is None:
+                    check.fail(("server", "http_port"), "is only for a second listener beside tls")
 
     verify_ssl = check.boolean(check.optional(top, "verify_ssl", True), ("verify_ssl",))
     timeouts = parse_timeouts(check, top, (), DEFAULT_TIMEOUTS)
@@ -185,6 +195,8 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         host=host,
         port=port,
         reuse_port=reuse_port,
+        tls=tls,
+        http_port=http_port,
         verify_ssl=verify_ssl,
         timeouts=timeouts,
         max_request_body_mb=max_body,
@@ -215,6 +227,29 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         request_log=request_log,
         default_provider=default_provider,
     )
+
+
+def _parse_tls(check: Checker, raw: Any) -> TlsSettings | None:
+    if raw is None:
+        return None
+    path: Path = ("server", "tls")
+    t = check.mapping(raw, path, TLS_KEYS)
+    if t is None:
+        return None
+    files = {}
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        value = t.get(key)
+        if value is None:
+            if key != "client_ca_file":
+                check.fail((*path, key), "is required")
+            continue
+        name = check.string(value, (*path, key))
+        if name and not os.access(name, os.R_OK):
+            check.fail((*path, key), f"cannot read {name!r}")
+        files[key] = name
+    if check.issues:
+        return None
+    return TlsSettings(files["cert_file"], files["key_file"], files.get("client_ca_file"))
 
 
 def auth_issues(config: Config, where: str | None = None) -> list[Issue]:
