@@ -39,6 +39,9 @@ master_keys:
   - name: {name}
     key: sk-{name}-0123456789
     rate_limit: {{requests_per_second: 0.001, burst_size: 6}}
+  - name: {name}-tokens
+    key: sk-{name}-tokens-0123456789
+    tokens_per_minute: 30   # the mock's answers use 10 tokens: 3 answers a minute
 rate_limit_backend: redis://127.0.0.1:6379/0
 server: {{reuse_port: true}}
 """
@@ -75,6 +78,22 @@ server: {{reuse_port: true}}
                 ):
                     statuses.append(resp.status)
         assert statuses.count(200) == 6 and statuses.count(429) == 24  # one limit, shared
+        token_statuses = []
+        headers = {"Authorization": f"Bearer sk-{name}-tokens-0123456789", "Connection": "close"}
+        for _ in range(10):
+            async with (
+                aiohttp.ClientSession() as fresh,
+                fresh.post(
+                    url + "/v1/chat/completions", json={"model": "m"}, headers=headers
+                ) as resp,
+            ):
+                token_statuses.append(resp.status)
+            await asyncio.sleep(0.1)  # the charge reaches Redis in the background
+        # One budget for both. Alone, an instance admits 4 here (3 spend the minute's 30
+        # tokens, and the budget refills continuously: a 4th fits a moment later), so two
+        # separate budgets would admit up to 8; shared, an instance may admit one more before
+        # it hears of the other's last charge.
+        assert 3 <= token_statuses.count(200) <= 5, token_statuses
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -82,12 +101,13 @@ server: {{reuse_port: true}}
             p.wait(15)
         client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
         keys = [k async for k in client.scan_iter(f"llm_proxy:ratelimit:{name}:*")]
+        keys += [k async for k in client.scan_iter(f"llm_proxy:tpm:{name}-tokens:*")]
         if keys:
             await client.delete(*keys)
         await client.aclose()
     logs = [(tmp_path / f"p{i}.log").read_text() for i in range(2)]
     served = [log.count('"event":"request"') for log in logs]
-    assert all(n > 0 for n in served) and sum(served) == 30, served
+    assert all(n > 0 for n in served) and sum(served) == 40, served
     assert all('"event":"limits_per_instance"' not in log for log in logs)
 
 

@@ -167,6 +167,11 @@ class CostBudgets:
         spend.pending_usd += cost_usd
         self._start_sync(spend, now)
 
+    def track(self, task: asyncio.Task[None]) -> None:
+        """A background exchange with Redis (the limiter's too), awaited by `flush`."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def flush(self) -> None:
         """Wait for the budget charges on their way to Redis (at shutdown, before the
         connection closes; tests). Each gives up within the client's socket timeouts."""

@@ -9,13 +9,16 @@ few seconds later (fail open, visibly).
 
 Tokens per minute are a budget charged *after* a response with the tokens it used (a response's
 size is not known in advance), rejecting new requests while the last minute's budget is spent.
-This budget is per instance.
+With Redis it is shared: each charge moves one "theoretical arrival time" per key forward in
+Redis (a Lua step), from a background task; checks stay local, against the last shared value
+(refreshed at least every second) plus this instance's charges.
 
 Cost budgets (`max_budget_usd` per day or month) live in `llm_proxy.proxy.budgets`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import time
@@ -100,6 +103,23 @@ class _Bucket:
 class _Budget:
     tokens_per_minute: int
     tat_us: int = 0  # when the spent budget will have refilled
+    redis_key: str = ""
+    pending: int = 0  # tokens charged here, not yet added in Redis
+    synced_at: float = -math.inf  # when tat_us was last read from Redis
+    syncing: bool = False
+
+
+# Tokens per minute in Redis: the same "theoretical arrival time" as in this process, moved
+# forward atomically by every instance's charges.
+_CHARGE_TOKENS: Final = """
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local now = tonumber(ARGV[1])
+if tat < now then tat = now end
+tat = tat + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', ARGV[3])
+return string.format('%d', tat)
+"""
+_TOKENS_REFRESH_SECS: Final = 1.0
 
 
 class Limiter:
@@ -158,7 +178,10 @@ class Limiter:
                 if old_budget is not None and old_budget.tokens_per_minute == key.tokens_per_minute:
                     budgets[key.name] = old_budget
                 else:
-                    budgets[key.name] = _Budget(key.tokens_per_minute)
+                    budgets[key.name] = _Budget(
+                        key.tokens_per_minute,
+                        redis_key=f"llm_proxy:tpm:{key.name}:{key.tokens_per_minute}",
+                    )
         self._buckets, self._budgets = buckets, budgets
         self._stores = {k: s for k, s in self._stores.items() if k in buckets}
 
@@ -237,7 +260,10 @@ class Limiter:
         budget = self._budgets.get(key_name)
         if budget is None:
             return None
-        now_us = int(self._clock() * 1_000_000)
+        now = self._clock()
+        if self._redis is not None and now - budget.synced_at >= _TOKENS_REFRESH_SECS:
+            self._sync_tokens(budget, now)  # other instances' charges, in the background
+        now_us = int(now * 1_000_000)
         owed_us = max(0, budget.tat_us - now_us)
         tpm = budget.tokens_per_minute
         remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
@@ -250,9 +276,51 @@ class Limiter:
         budget = self._budgets.get(key_name)
         if budget is None or tokens <= 0:
             return
-        now_us = int(self._clock() * 1_000_000)
+        now = self._clock()
+        now_us = int(now * 1_000_000)
         per_token_us = _MINUTE_US / budget.tokens_per_minute
         budget.tat_us = max(budget.tat_us, now_us) + int(tokens * per_token_us)
+        if self._redis is not None:
+            budget.pending += tokens
+            self._sync_tokens(budget, now)
+
+    def _sync_tokens(self, budget: _Budget, now: float) -> None:
+        """With Redis: add this instance's charges to the shared budget and learn the total
+        (one exchange per key at a time, never awaited by a request)."""
+        if budget.syncing or not self.redis_available(now):
+            return
+        budget.syncing = True
+        task = asyncio.get_running_loop().create_task(self._exchange_tokens(budget))
+        self.budgets.track(task)
+
+    async def _exchange_tokens(self, budget: _Budget) -> None:
+        try:
+            while True:
+                tokens, budget.pending = budget.pending, 0
+                now = self._clock()
+                per_token_us = _MINUTE_US / budget.tokens_per_minute
+                try:
+                    tat = int(
+                        await self._redis.eval(
+                            _CHARGE_TOKENS,
+                            1,
+                            budget.redis_key,
+                            int(now * 1_000_000),
+                            int(tokens * per_token_us),
+                            2 * 60_000 + 60_000,
+                        )
+                    )
+                except Exception as exc:  # any backend failure: count here, send later
+                    budget.pending += tokens
+                    self.backend_failed(exc)
+                    return
+                budget.tat_us = max(budget.tat_us, tat)
+                budget.synced_at = now
+                self.backend_ok()
+                if budget.pending <= 0:
+                    return
+        finally:
+            budget.syncing = False
 
     # Cost budgets (llm_proxy.proxy.budgets).
 
