@@ -94,6 +94,12 @@ install -m 0644 -o root -g root "${REPO_DIR}/deploy/llm-proxy.service" "${UNIT_D
 # One instance per core on one port (server.reuse_port: true): llm-proxy@1..N under the target.
 install -m 0644 -o root -g root "${REPO_DIR}/deploy/llm-proxy@.service" /etc/systemd/system/
 install -m 0644 -o root -g root "${REPO_DIR}/deploy/llm-proxy.target" /etc/systemd/system/
+# Each instance's own metrics port (the shared port reaches any of them): 19001, 19002, ...
+for i in $(seq 1 "$(nproc)"); do
+    install -d -m 0755 "/etc/systemd/system/llm-proxy@${i}.service.d"
+    printf '[Service]\nEnvironment=METRICS_PORT=%d\n' $((19000 + i)) \
+        > "/etc/systemd/system/llm-proxy@${i}.service.d/metrics-port.conf"
+done
 if [[ -d /run/systemd/system ]]; then
     systemctl daemon-reload
     running=no

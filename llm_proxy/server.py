@@ -225,15 +225,22 @@ class _Rejected(asyncio.Protocol):
 class ProxySite(web.BaseSite):
     """A TCP site that admits connections under the limits in `Lifecycle.limits`."""
 
-    __slots__ = ("_host", "_port", "_ssl")
+    __slots__ = ("_exclusive", "_host", "_port", "_ssl")
 
     def __init__(
-        self, runner: web.AppRunner, host: str, port: int, ssl: SSLContext | None = None
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        ssl: SSLContext | None = None,
+        *,
+        exclusive: bool = False,  # never SO_REUSEPORT (a per-instance listener)
     ) -> None:
         super().__init__(runner, backlog=LISTEN_BACKLOG)
         self._host = host
         self._port = port
         self._ssl = ssl
+        self._exclusive = exclusive
 
     @property
     def name(self) -> str:
@@ -261,7 +268,8 @@ class ProxySite(web.BaseSite):
             self._port,
             backlog=self._backlog,
             reuse_address=True,
-            reuse_port=runner.app[STORE].current.config.reuse_port or None,
+            reuse_port=(runner.app[STORE].current.config.reuse_port and not self._exclusive)
+            or None,
             ssl=self._ssl,
         )
 
@@ -332,6 +340,11 @@ async def serve(
         plain = ProxySite(runner, host, config.http_port)
         await plain.start()
         sites.append(plain)
+    if config.metrics_port is not None:  # this instance alone (the app serves every path,
+        # but Prometheus only asks it for /metrics)
+        own = ProxySite(runner, host, config.metrics_port, exclusive=True)
+        await own.start()
+        sites.append(own)
     _settle_heap()
     _warn_if_limits_are_per_instance(app[STORE].current.config)
     log.info(

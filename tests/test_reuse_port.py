@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Upstream
+from tests.conftest import Upstream, scrape
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +51,11 @@ server: {{reuse_port: true}}
     command = [sys.executable, "-m", "llm_proxy", "serve", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     procs = []
+    metrics_ports = [free_port(), free_port()]
     for i in range(2):
         with open(tmp_path / f"p{i}.log", "wb") as log:
-            procs.append(subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log))
+            own = {**env, "METRICS_PORT": str(metrics_ports[i])}
+            procs.append(subprocess.Popen(command, env=own, stdout=subprocess.DEVNULL, stderr=log))
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -89,6 +91,18 @@ server: {{reuse_port: true}}
             ):
                 token_statuses.append(resp.status)
             await asyncio.sleep(0.1)  # the charge reaches Redis in the background
+        # Each instance's own metrics port: together they saw every request.
+        seen = 0.0
+        for metrics_port in metrics_ports:
+            async with aiohttp.ClientSession() as fresh:
+                families = await scrape(fresh, f"http://127.0.0.1:{metrics_port}")
+            for family in families.values():
+                for sample in family.samples:
+                    if sample.name == "llm_proxy_requests_total" and "chat" in str(
+                        sample.labels.get("endpoint")
+                    ):
+                        seen += sample.value
+        assert seen == 40  # the 30 and the 10 above, between the two instances
         # One budget for both. Alone, an instance admits 4 here (3 spend the minute's 30
         # tokens, and the budget refills continuously: a 4th fits a moment later), so two
         # separate budgets would admit up to 8; shared, an instance may admit one more before

@@ -189,6 +189,9 @@ class Config:
     tls: TlsSettings | None = None
     # With tls: a second, plain-HTTP listener on this port (off unless set).
     http_port: int | None = None
+    # A listener of this instance alone, for Prometheus (with reuse_port, the shared port
+    # reaches any instance): /metrics and /health there. METRICS_PORT in the environment.
+    metrics_port: int | None = None
     verify_ssl: bool = True
     timeouts: Timeouts = DEFAULT_TIMEOUTS
     max_request_body_mb: float = DEFAULT_MAX_BODY_MB

@@ -66,7 +66,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
 )
 
 
-SERVER_KEYS: Final = frozenset({"host", "port", "reuse_port", "tls", "http_port"})
+SERVER_KEYS: Final = frozenset({"host", "port", "reuse_port", "tls", "http_port", "metrics_port"})
 TLS_KEYS: Final = frozenset({"cert_file", "key_file", "client_ca_file"})
 
 
@@ -86,6 +86,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     reuse_port = False
     tls: TlsSettings | None = None
     http_port: int | None = None
+    metrics_port: int | None = None
     server = top.get("server")
     if server is not None:
         srv = check.mapping(server, ("server",), SERVER_KEYS)
@@ -98,6 +99,8 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
                 check.optional(srv, "reuse_port", False), ("server", "reuse_port")
             )
             tls = _parse_tls(check, srv.get("tls"))
+            if srv.get("metrics_port") is not None:
+                metrics_port = check.port(srv["metrics_port"], ("server", "metrics_port"))
             if srv.get("http_port") is not None:
                 http_port = check.port(srv["http_port"], ("server", "http_port"))
                 if tls is None:
@@ -197,6 +200,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         reuse_port=reuse_port,
         tls=tls,
         http_port=http_port,
+        metrics_port=metrics_port,
         verify_ssl=verify_ssl,
         timeouts=timeouts,
         max_request_body_mb=max_body,

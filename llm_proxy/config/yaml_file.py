@@ -1,8 +1,8 @@
 """YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
 
-Precedence for `PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH`, `ADMIN_KEY` and
-`CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is read from beside the
-config file (and from the working directory, for `CONFIG_PATH` itself).
+Precedence for `PORT`, `METRICS_PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH`,
+`ADMIN_KEY` and `CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is
+read from beside the config file (and from the working directory, for `CONFIG_PATH` itself).
 
 Every problem of a file is reported at once: unset variables, invalid values and invalid
 environment overrides, each with its location.
@@ -136,6 +136,14 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
             changes["port"] = int(port)
         else:
             issues.append(Issue(("PORT",), f"must be a port number 1-65535, got {port!r}", "env"))
+    if env.get("METRICS_PORT"):
+        port = env["METRICS_PORT"].strip()
+        if port.isdigit() and 0 < int(port) <= 65535:
+            changes["metrics_port"] = int(port)
+        else:
+            issues.append(
+                Issue(("METRICS_PORT",), f"must be a port number 1-65535, got {port!r}", "env")
+            )
     if env.get("VERIFY_SSL"):
         flag = parse_bool(env["VERIFY_SSL"])
         if flag is None:

@@ -251,6 +251,9 @@ class Metrics:
             ),
             ("result",),
         )
+        # Both series exist from the start, at 0: an alert on increase() sees the first failure.
+        for result in ("ok", "error"):
+            self._config_reloads.add((result,), 0)
         self._log_dropped = Counter(
             "llm_proxy_log_lines_dropped_total",
             "Log lines dropped because stderr's reader could not keep up.",
