@@ -88,6 +88,10 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 
 # SIGTERM triggers a graceful drain (up to ~30 s). Docker only waits 10 s by
 # default before SIGKILL: run with --stop-timeout 35 (compose: stop_grace_period: 35s).
+# The exec-form ENTRYPOINT makes llm-proxy itself PID 1, so the signal reaches it (no shell in
+# between). PID 1 ignores signals it has no handler for; llm-proxy installs handlers for
+# SIGTERM, SIGINT and SIGHUP, and starts no child processes, so no init is needed to reap them
+# (health checks and `docker exec` run outside its process tree).
 STOPSIGNAL SIGTERM
 
 ENTRYPOINT ["llm-proxy"]
