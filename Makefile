@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick bench-client bench-logs soak
+.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick bench-client bench-logs bench-scale soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ clean:
 bench: $(STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
+
+bench-scale: $(STAMP)  ## req/s and CPU with 1..nproc instances on one port (server.reuse_port)
+	$(BIN)/python -m tests.perf.scale $(BENCH_ARGS)
 
 bench-logs: $(STAMP)  ## admin API query times over a 10-million-row request log (ROWS=...)
 	$(BIN)/python -m tests.perf.logs_bench --rows $(or $(ROWS),10000000)
