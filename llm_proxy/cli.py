@@ -244,6 +244,15 @@ def summarize(source: str, config: Config) -> str:
     for p in config.providers:
         share = 100.0 * p.weight / total if total else 0.0
         lines.append(f"  {p.name}  weight {p.weight} ({share:.1f}%)  {redact_url(p.api_base)}")
+        extra: list[str] = [] if p.provider_type == "openai" else [p.provider_type]
+        if p.auth != "bearer":
+            extra.append(f"auth {p.auth}")
+        if p.headers:  # names only: values may be secrets
+            extra.append("headers " + ", ".join(name for name, _ in p.headers))
+        if p.query_params:
+            extra.append("query " + ", ".join(f"{k}={v}" for k, v in p.query_params))
+        if extra:
+            lines.append(f"    {'; '.join(extra)}")
         for rule in p.model_mapping:
             kind = "exact" if rule.pattern is None else "pattern"
             lines.append(f"    {rule.key} -> {rule.target or '(same name)'}  [{kind}]")
@@ -579,6 +588,8 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                     for name in ("organization", "project"):
                         if getattr(p, name) is not None:
                             params[name] = getattr(p, name)
+                    if p.proxy is not None:  # a URL, or false: no forward proxy
+                        params["proxy"] = p.proxy
                     if p.auth != "bearer":
                         params["auth"] = p.auth
                     if p.headers:

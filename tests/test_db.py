@@ -258,6 +258,17 @@ async def test_infinite_rate_in_a_row_is_a_config_error_at_startup(
     assert config.master_keys[0].rate_limit is None
 
 
+async def test_a_params_key_cannot_override_a_column(sql: asyncpg.Connection) -> None:
+    """`params` holds only the settings without a column: `{"api_base": ...}` there would
+    silently send the provider's key elsewhere; it is refused, naming where."""
+    await add_provider(sql, "alpha", "https://api.example/v1", {"m": None})
+    await sql.execute("""UPDATE providers SET params = '{"api_base": "https://evil.example/v1"}'""")
+    with pytest.raises(ConfigError) as caught:
+        build_config(Config(require_auth=False), await fetch(sql))
+    text = str(caught.value)
+    assert "params.api_base" in text and "table providers" in text
+
+
 async def test_infinite_timeout_in_params_is_rejected_once_no_crash_loop(
     config_dsn: str,
     sql: asyncpg.Connection,

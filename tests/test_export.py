@@ -35,8 +35,8 @@ async def seed(dsn: str) -> None:
             conn, "alpha", "http://127.0.0.1:9/v1", {"gpt-4o": "gpt-4o-x", "gpt-4.1*": None}, 3
         )
         await conn.execute(
-            'UPDATE providers SET params = \'{"request_timeout_secs": 30, "pricing": '
-            '{"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}}}\' '
+            'UPDATE providers SET params = \'{"request_timeout_secs": 30, "proxy": false, '
+            '"pricing": {"gpt-4o": {"input_per_mtok": 2.5, "output_per_mtok": 10}}}\' '
             "WHERE name = 'alpha'"
         )
         await conn.execute(

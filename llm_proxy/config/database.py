@@ -67,6 +67,7 @@ _PARAM_KEYS: Final = TIMEOUT_KEYS | {
     "auth",
     "headers",
     "query_params",
+    "proxy",
 }
 
 
@@ -141,8 +142,14 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
             "weight": r["weight"],
             "model_mapping": json.loads(r["model_mapping"]),
         }
-        # Unknown params keys fail validation like unknown YAML keys, naming the column.
-        entry.update(params if isinstance(params, dict) else {"params": params})
+        # Unknown params keys fail validation like unknown YAML keys, naming the column; a
+        # key that names a column (api_base, weight, ...) must not override it: it fails as
+        # `params.<key>`.
+        if isinstance(params, dict):
+            for name, value in params.items():
+                entry[name if name in _PARAM_KEYS else f"params.{name}"] = value
+        else:
+            entry["params"] = params
         data["providers"].append(entry)
         rows["providers"].append((r["id"], r["name"]))
     for r in credentials:
