@@ -28,6 +28,7 @@ from llm_proxy.keys import (
     NOTIFIER,
     OWNERS,
     SINKS,
+    STATS,
     STORE,
 )
 from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
@@ -40,6 +41,7 @@ from llm_proxy.observe.log import dropped_lines
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sink, Sinks
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
+from llm_proxy.observe.stats import Stats
 from llm_proxy.proxy import handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.health_checks import HealthChecker
@@ -128,6 +130,7 @@ def create_app(
     app[BACKGROUND] = set()
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
     app[NOTIFIER] = Notifier()
+    app[STATS] = Stats(metrics)
     sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))
     for sink in sinks.sinks:
         if isinstance(sink, DatabaseLog):
@@ -142,6 +145,7 @@ def create_app(
     app[OWNERS] = Owners(database.dsn if database else None)
     app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(_owners)
+    app.cleanup_ctx.append(_stats)
     app.cleanup_ctx.append(_limiter(clock))
     # Before the background tasks: closed after them, so late token counts are written.
     app.cleanup_ctx.append(_record_sinks)
@@ -275,6 +279,15 @@ def record_sinks(config: Config, database_dsn: str | None) -> list[Sink]:
             fix="set request_log.database_url or request_log.jsonl_path",
         )
     return out
+
+
+async def _stats(app: web.Application) -> AsyncIterator[None]:
+    stats = app[STATS]
+    stats.start()
+    try:
+        yield
+    finally:
+        await stats.close()
 
 
 async def _owners(app: web.Application) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from aiohttp import web
 from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sinks
+from llm_proxy.observe.stats import Stats
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.limiter import Limiter
 from llm_proxy.proxy.owners import Owners
@@ -36,6 +37,7 @@ DSN = web.AppKey("database_dsn", str)  # database mode only
 LOG_DSN = web.AppKey("request_log_dsn", str)  # when the request log is in a database
 CONFIG_FILE = web.AppKey("config_file", FsPath)  # YAML mode, when serving from a file
 OWNERS = web.AppKey("owners", Owners)  # which provider holds which file, batch, response
+STATS = web.AppKey("stats", Stats)  # the last hour, sampled, for the admin UI
 # Where request records go (the request log, Langfuse); empty: nowhere.
 SINKS = web.AppKey("sinks", Sinks)
 # With content capture on: the bytes of request and answer text a record keeps (0: off).

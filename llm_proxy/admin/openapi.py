@@ -337,7 +337,41 @@ _PAGE_PARAMS: Final = [
 ]
 _NULLABLE_NUM: Final = {"type": ["number", "null"]}
 _NULLABLE_INT: Final = {"type": ["integer", "null"]}
+_STEP: Final = _obj(
+    ["t", "requests_per_sec", "error_rate", "tokens_per_min", "cost_usd"],
+    {
+        "t": {"type": "number"},
+        "requests_per_sec": {"type": "number"},
+        "error_rate": {"type": "number"},
+        "p50_ms": _NULLABLE_NUM,
+        "p95_ms": _NULLABLE_NUM,
+        "p99_ms": _NULLABLE_NUM,
+        "ttft_p50_ms": _NULLABLE_NUM,
+        "ttft_p95_ms": _NULLABLE_NUM,
+        "tokens_per_min": {"type": "number"},
+        "cost_usd": {"type": "number"},
+    },
+)
 LOG_SCHEMAS: Final[dict[str, Any]] = {
+    "Stats": _obj(
+        ["interval_secs", "window_secs", "config_version", "providers", "series"],
+        {
+            "interval_secs": {"type": "number"},
+            "window_secs": {"type": "integer"},
+            "config_version": {"type": "string"},
+            "providers": {
+                "type": "array",
+                "items": _obj(
+                    ["name", "healthy"],
+                    {"name": {"type": "string"}, "healthy": {"type": "boolean"}},
+                ),
+            },
+            "series": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": _STEP},
+            },
+        },
+    ),
     "RequestLog": _obj(
         ["id", "ts", "request_id", "key_name", "status"],
         {
@@ -567,6 +601,16 @@ def document() -> dict[str, Any]:
                     _query("key", _TEXT_PARAM),
                     _query("model", _TEXT_PARAM),
                     _query("provider", _TEXT_PARAM),
+                ],
+            )
+        },
+        "/stats": {
+            "get": _op(
+                "Live stats of the last hour, from the proxy's own counters",
+                _ref("Stats"),
+                params=[
+                    _query("window", {"type": "integer", "minimum": 10, "maximum": 3600}),
+                    _query("by", {"type": "string", "enum": ["provider", "key"]}),
                 ],
             )
         },

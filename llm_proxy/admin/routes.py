@@ -22,7 +22,9 @@ from llm_proxy.admin.guard import ADMIN_NAME, guard
 from llm_proxy.admin.views import config_view
 from llm_proxy.config.yaml_file import reload_store
 from llm_proxy.errors import ProxyError, bad_param, invalid_json
-from llm_proxy.keys import CONFIG_FILE, DSN, LISTENER, METRICS, STATE, STORE
+from llm_proxy.keys import CONFIG_FILE, DSN, HEALTH, LISTENER, METRICS, STATE, STORE
+from llm_proxy.keys import STATS as STATS_KEY
+from llm_proxy.observe.stats import INTERVAL_SECS as STATS_INTERVAL
 
 if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, not at startup
     import asyncpg
@@ -74,6 +76,7 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/config/history", history_page)
     app.router.add_get("/config/history/{version}", history_version)
     app.router.add_post("/config/rollback", rollback)
+    app.router.add_get("/stats", stats)
     from llm_proxy.admin import logs, openapi, probes, resources
 
     resources.add_routes(app)
@@ -168,6 +171,33 @@ async def serve_version(request: web.Request, version: int) -> bool:
 async def validate(request: web.Request) -> web.Response:
     """`POST /auth/validate`: the guard let it through, so the key is valid."""
     return json_response({"valid": True, "name": request[ADMIN_NAME]})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """`GET /stats?window=3600&by=provider|key`: the last `window` seconds (at most an hour)
+    in steps of a few seconds, from the proxy's own counters: requests/s, 5xx rate,
+    p50/p95/p99 latency, time to first token, tokens/min and cost, overall (`all`) and per
+    provider or key; with the providers' health and the config version."""
+    query = request.query
+    window = int_param(query.get("window"), "window", 10, 3600) or 900
+    group = query.get("by") or None
+    if group not in (None, "provider", "key"):
+        raise bad_param("by", "`by` is `provider` or `key`.")
+    config_dict = request.config_dict
+    snapshot = request[STATE].snapshot
+    health = config_dict[HEALTH]
+    return json_response(
+        {
+            "interval_secs": STATS_INTERVAL,
+            "window_secs": window,
+            "config_version": snapshot.version,
+            "providers": [
+                {"name": p.name, "healthy": health.get(p.name).healthy}
+                for p in snapshot.config.providers
+            ],
+            "series": config_dict[STATS_KEY].series(window, group),
+        }
+    )
 
 
 async def config_version(request: web.Request) -> web.Response:

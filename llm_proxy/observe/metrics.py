@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
@@ -128,6 +129,28 @@ class _Counters:
     def flush(self) -> None:
         for labels, value in self.counts.items():
             self._collector.set(_label_dict(self._names, labels), value)
+
+
+_NOT_API: Final = ("/admin", "/health", "/metrics", "/ui")
+Group = tuple[str, str]  # ("provider", name), ("key", name) or ("all", "all")
+
+
+@dataclass(slots=True)
+class Totals:
+    requests: dict[Group, list[float]] = field(default_factory=dict)  # [count, 5xx]
+    duration: dict[Group, list[int]] = field(default_factory=dict)  # DURATION_BUCKETS + inf
+    ttft: dict[Group, list[int]] = field(default_factory=dict)
+    tokens: dict[Group, float] = field(default_factory=dict)
+    cost: dict[Group, float] = field(default_factory=dict)
+
+
+def _add(into: dict[Group, list[int]], group: Group, buckets: list[int]) -> None:
+    found = into.get(group)
+    if found is None:
+        into[group] = list(buckets)
+    else:
+        for i, n in enumerate(buckets):
+            found[i] += n
 
 
 class Metrics:
@@ -332,6 +355,35 @@ class Metrics:
 
     def config_reload(self, result: str) -> None:
         self._config_reloads.add((result,))
+
+    def totals(self) -> Totals:
+        """The running totals the admin API's live stats sample (`llm_proxy.observe.stats`):
+        per provider and per key, read from the counters' own dicts (no copy per request)."""
+        out = Totals()
+        for (_, endpoint, _, provider, status, key, _), n in self._requests.counts.items():
+            if endpoint.startswith(_NOT_API) or endpoint == "other":
+                continue
+            failed = n if status[:1] == "5" else 0
+            for group, name in (("provider", provider), ("key", key), ("all", "all")):
+                requests = out.requests.setdefault((group, name), [0.0, 0.0])
+                requests[0] += n
+                requests[1] += failed
+        for (endpoint, _, provider, key), counts in self._duration._values.items():
+            if endpoint.startswith(_NOT_API) or endpoint == "other":
+                continue
+            for group, name in (("provider", provider), ("key", key), ("all", "all")):
+                _add(out.duration, (group, name), counts.buckets)
+        for (_, provider), counts in self._ttft._values.items():
+            for group, name in (("provider", provider), ("all", "all")):
+                _add(out.ttft, (group, name), counts.buckets)
+        for (_, provider, kind, key), n in self._tokens.counts.items():
+            if kind == "total_tokens":
+                for group, name in (("provider", provider), ("key", key), ("all", "all")):
+                    out.tokens[(group, name)] = out.tokens.get((group, name), 0.0) + n
+        for (_, provider, key), usd in self._cost.counts.items():
+            for group, name in (("provider", provider), ("key", key), ("all", "all")):
+                out.cost[(group, name)] = out.cost.get((group, name), 0.0) + usd
+        return out
 
     def render(self) -> tuple[bytes, dict[str, str]]:
         """Prometheus text format (never the protobuf format some scrapers also accept)."""
