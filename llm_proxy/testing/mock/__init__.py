@@ -1,0 +1,65 @@
+"""A fake OpenAI API for loopback use: offline demos (`llm-proxy mock-upstream`), the tests and
+the benchmark. Deterministic output in OpenAI's shapes, as the official SDK reads them:
+
+* chat and legacy completions (streamed or not), embeddings, `GET /v1/models` (`chat`)
+* the Responses API: create (streamed as its named events), retrieve, delete, cancel, input
+  items; a `previous_response_id` must name a response this instance stored (`responses`)
+* images (generate; edit and variation as multipart), audio speech (bytes, streamed in chunks),
+  transcriptions and translations (whose text reports the upload's size and SHA-256) (`media`)
+* moderations, and a Cohere/Jina-style `POST /v1/rerank` (`scoring`)
+* files (kept on disk in a temporary directory, bounded), batches, vector stores and their files
+  (`objects`)
+
+The app is wired in `app`; what an instance is and remembers in `state`; errors in OpenAI's shape
+in `errors`; reading requests and writing answers in `wire` (multipart bodies in `forms`).
+
+Each instance has a name (`MockOptions.name`, `--name`, default "mock"). Every id it makes
+carries it (`resp_<name>`, `resp_<name>_2`, ...; likewise `file-`, `batch_`, `vs_`) and every
+answer names it in `x-mock-instance`, so a test with two instances can tell which one owns an
+object and which one answered. Unknown ids and paths get OpenAI's error shape.
+
+Behaviour can be set per request through extra body fields (which also proves the proxy forwards
+unknown fields):
+
+* `mock_chunks`: number of content chunks in a stream (default: the server's `--chunks`)
+* `mock_delay_ms`: delay between stream chunks (default: `--delay-ms`; speech: none)
+* `mock_status`: answer with this HTTP status and an OpenAI-shaped error instead (also as a
+  multipart form field)
+* `mock_content`: the reply text for non-streaming calls
+* `mock_bytes`: the size of a speech answer (default: `MockOptions.speech_bytes`)
+"""
+
+from llm_proxy.testing.mock.app import create_mock_app, run_mock
+from llm_proxy.testing.mock.chat import stream_events
+from llm_proxy.testing.mock.errors import MockError
+from llm_proxy.testing.mock.forms import Upload
+from llm_proxy.testing.mock.media import PNG, audio_bytes, audio_chunks
+from llm_proxy.testing.mock.responses import response_stream_events
+from llm_proxy.testing.mock.scoring import FLAG
+from llm_proxy.testing.mock.state import (
+    OPTIONS,
+    RECORDED,
+    STATE,
+    MockOptions,
+    MockState,
+    Recorded,
+)
+
+__all__ = [
+    "FLAG",
+    "OPTIONS",
+    "PNG",
+    "RECORDED",
+    "STATE",
+    "MockError",
+    "MockOptions",
+    "MockState",
+    "Recorded",
+    "Upload",
+    "audio_bytes",
+    "audio_chunks",
+    "create_mock_app",
+    "response_stream_events",
+    "run_mock",
+    "stream_events",
+]

@@ -1,0 +1,130 @@
+"""The app: `create_mock_app` wires the routes, the error middleware, the `x-mock-instance`
+header and the removal of uploads on cleanup; `run_mock` serves it (`llm-proxy mock-upstream`)."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from llm_proxy.testing.mock.chat import chat, completions, embeddings, models
+from llm_proxy.testing.mock.errors import render_errors
+from llm_proxy.testing.mock.media import (
+    image_edit,
+    image_file,
+    image_generate,
+    image_variation,
+    speech,
+    transcriptions,
+    translations,
+)
+from llm_proxy.testing.mock.objects import (
+    batch_cancel,
+    batch_create,
+    batch_list,
+    batch_retrieve,
+    file_content,
+    file_create,
+    file_delete,
+    file_list,
+    file_retrieve,
+    vector_store_create,
+    vector_store_delete,
+    vector_store_file_add,
+    vector_store_file_delete,
+    vector_store_file_list,
+    vector_store_file_retrieve,
+    vector_store_list,
+    vector_store_retrieve,
+    vector_store_update,
+)
+from llm_proxy.testing.mock.responses import (
+    response_cancel,
+    response_delete,
+    response_input_items,
+    response_retrieve,
+    responses,
+)
+from llm_proxy.testing.mock.scoring import moderations, rerank
+from llm_proxy.testing.mock.state import OPTIONS, RECORDED, STATE, MockOptions, MockState
+
+
+async def _name_instance(request: web.Request, response: web.StreamResponse) -> None:
+    # A signal, not a middleware: it also reaches streamed answers, which are sent before a
+    # middleware would see them.
+    response.headers["x-mock-instance"] = request.app[OPTIONS].name
+
+
+async def _uploads(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[STATE].close()
+
+
+def create_mock_app(options: MockOptions | None = None) -> web.Application:
+    app = web.Application(client_max_size=1 << 30, middlewares=[render_errors])
+    app[OPTIONS] = options or MockOptions()
+    app[RECORDED] = deque(maxlen=1000)
+    app[STATE] = MockState(app[OPTIONS])
+    app.on_response_prepare.append(_name_instance)
+    app.cleanup_ctx.append(_uploads)
+    routes = (
+        ("POST", "/v1/chat/completions", chat),
+        ("POST", "/v1/completions", completions),
+        ("POST", "/v1/embeddings", embeddings),
+        ("GET", "/v1/models", models),
+        ("POST", "/v1/responses", responses),
+        ("GET", "/v1/responses/{id}", response_retrieve),
+        ("DELETE", "/v1/responses/{id}", response_delete),
+        ("POST", "/v1/responses/{id}/cancel", response_cancel),
+        ("GET", "/v1/responses/{id}/input_items", response_input_items),
+        ("POST", "/v1/images/generations", image_generate),
+        ("POST", "/v1/images/edits", image_edit),
+        ("POST", "/v1/images/variations", image_variation),
+        ("GET", "/mock/image.png", image_file),
+        ("POST", "/v1/audio/speech", speech),
+        ("POST", "/v1/audio/transcriptions", transcriptions),
+        ("POST", "/v1/audio/translations", translations),
+        ("POST", "/v1/moderations", moderations),
+        ("POST", "/v1/rerank", rerank),
+        ("POST", "/v1/files", file_create),
+        ("GET", "/v1/files", file_list),
+        ("GET", "/v1/files/{id}", file_retrieve),
+        ("DELETE", "/v1/files/{id}", file_delete),
+        ("GET", "/v1/files/{id}/content", file_content),
+        ("POST", "/v1/batches", batch_create),
+        ("GET", "/v1/batches", batch_list),
+        ("GET", "/v1/batches/{id}", batch_retrieve),
+        ("POST", "/v1/batches/{id}/cancel", batch_cancel),
+        ("POST", "/v1/vector_stores", vector_store_create),
+        ("GET", "/v1/vector_stores", vector_store_list),
+        ("GET", "/v1/vector_stores/{id}", vector_store_retrieve),
+        ("POST", "/v1/vector_stores/{id}", vector_store_update),
+        ("DELETE", "/v1/vector_stores/{id}", vector_store_delete),
+        ("POST", "/v1/vector_stores/{id}/files", vector_store_file_add),
+        ("GET", "/v1/vector_stores/{id}/files", vector_store_file_list),
+        ("GET", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_retrieve),
+        ("DELETE", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_delete),
+    )
+    for method, path, handler in routes:
+        if method == "GET":
+            app.router.add_get(path, handler)  # and HEAD, as before
+        else:
+            app.router.add_route(method, path, handler)
+    return app
+
+
+def run_mock(host: str, port: int, options: MockOptions) -> None:
+    started = time.strftime("%H:%M:%S")
+    print(f"mock upstream on http://{host}:{port}/v1 ({options.name}, {started})", flush=True)
+    # A large accept queue, like a real provider's: the fake upstream must not be what a burst
+    # of new connections waits on (the benchmark opens 1,000 streams at once).
+    web.run_app(
+        create_mock_app(options),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        backlog=4096,
+    )
