@@ -50,6 +50,7 @@ from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.proxy.upstream_client import Client
 from llm_proxy.systemd import Notifier
+from llm_proxy.ui import handler as ui
 
 log = structlog.get_logger()
 
@@ -189,6 +190,7 @@ def create_app(
     if database is not None:
         app[DSN] = database.dsn
     app.add_subapp(ADMIN_PREFIX, create_admin_app())
+    ui.add_routes(app)
     return app
 
 

@@ -49,10 +49,14 @@ async def test_stats_by_provider_and_key(upstream: Upstream) -> None:
         async with http.get(url + "/admin/v1/stats?by=provider&window=60", headers=ADMIN) as r:
             assert r.status == 200
             stats = await r.json()
-        assert stats["providers"] == [{"name": "alpha", "healthy": True}]
+        assert stats["providers"] == [
+            {"name": "alpha", "healthy": True, "state": "healthy", "rate_limited_for_secs": 0.0}
+        ]
         assert set(stats["series"]) == {"all", "alpha"}
         step = stats["series"]["all"][0]  # the step from startup to the sample above
         assert step["requests_per_sec"] > 0 and step["error_rate"] == pytest.approx(0.2)
+        steps = stats["series"]["all"]
+        assert sum(s["requests"] for s in steps) == 10 and sum(s["errors"] for s in steps) == 2
         assert step["p50_ms"] is not None and step["p99_ms"] >= step["p50_ms"]
         assert step["tokens_per_min"] > 0 and step["cost_usd"] > 0
         alpha = stats["series"]["alpha"][0]

@@ -338,9 +338,11 @@ _PAGE_PARAMS: Final = [
 _NULLABLE_NUM: Final = {"type": ["number", "null"]}
 _NULLABLE_INT: Final = {"type": ["integer", "null"]}
 _STEP: Final = _obj(
-    ["t", "requests_per_sec", "error_rate", "tokens_per_min", "cost_usd"],
+    ["t", "requests", "errors", "requests_per_sec", "error_rate", "tokens_per_min", "cost_usd"],
     {
         "t": {"type": "number"},
+        "requests": {"type": "integer", "minimum": 0},
+        "errors": {"type": "integer", "minimum": 0},
         "requests_per_sec": {"type": "number"},
         "error_rate": {"type": "number"},
         "p50_ms": _NULLABLE_NUM,
@@ -362,8 +364,13 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
             "providers": {
                 "type": "array",
                 "items": _obj(
-                    ["name", "healthy"],
-                    {"name": {"type": "string"}, "healthy": {"type": "boolean"}},
+                    ["name", "healthy", "state", "rate_limited_for_secs"],
+                    {
+                        "name": {"type": "string"},
+                        "healthy": {"type": "boolean"},
+                        "state": {"enum": ["healthy", "ejected", "half_open"]},
+                        "rate_limited_for_secs": {"type": "number", "minimum": 0},
+                    },
                 ),
             },
             "series": {

@@ -186,13 +186,19 @@ async def stats(request: web.Request) -> web.Response:
     config_dict = request.config_dict
     snapshot = request[STATE].snapshot
     health = config_dict[HEALTH]
+    now = time.monotonic()
     return json_response(
         {
             "interval_secs": STATS_INTERVAL,
             "window_secs": window,
             "config_version": snapshot.version,
             "providers": [
-                {"name": p.name, "healthy": health.get(p.name).healthy}
+                {
+                    "name": p.name,
+                    "healthy": (status := health.get(p.name)).healthy,
+                    "state": status.state(now),
+                    "rate_limited_for_secs": round(max(0.0, status.rate_limited_until - now), 3),
+                }
                 for p in snapshot.config.providers
             ],
             "series": config_dict[STATS_KEY].series(window, group),

@@ -98,6 +98,8 @@ def _step(t0: float, a: Totals, t1: float, b: Totals, name: Group) -> dict[str, 
     cost = b.cost.get(name, 0.0) - a.cost.get(name, 0.0)
     return {
         "t": round(t1, 3),
+        "requests": round(requests),
+        "errors": round(failed),
         "requests_per_sec": round(requests / secs, 3),
         "error_rate": round(failed / requests, 4) if requests else 0.0,
         "p50_ms": _ms(quantile(0.5, duration)),

@@ -47,6 +47,7 @@ from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 log = structlog.get_logger()
 
 OVERHEAD_HEADER: Final = "x-llm-proxy-overhead-ms"
+PROVIDER_HEADER: Final = "x-llm-proxy-provider"  # which provider answered (the config's name)
 _PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting for a first event
 _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
 _SSE_BYTES_PER_TEXT_BYTE: Final = 8
@@ -279,6 +280,7 @@ async def _attempt(
     overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
     metrics.overhead(overhead)
     out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
+    out.headers[PROVIDER_HEADER] = name
     handed_off = False
     try:
         if isinstance(out, web.Response):

@@ -1,0 +1,1 @@
+"""The admin web UI: static assets (`static/`) served at `/ui/` by `handler`."""

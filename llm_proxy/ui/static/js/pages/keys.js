@@ -1,0 +1,203 @@
+// Master keys: create (the key shown once, with a copy button), rotate, enable/disable,
+// limits, allowed models, delete, and each key's usage over the last 30 days.
+
+import { api } from "../api.js";
+import { append, clear, confirmDialog, copyText, field, fmtNumber, fmtUsd, h, notice, show, table } from "../dom.js";
+import { readOnlyNotice, writable } from "./shared.js";
+
+function numberOrNull(input) {
+  return input.value === "" ? null : Number(input.value);
+}
+
+function keyForm(key, onDone) {
+  const editing = Boolean(key);
+  const name = h("input", { name: "name", required: true, value: key?.name ?? "", autocomplete: "off" });
+  const models = h("input", { name: "allowed_models", value: (key?.allowed_models || []).join(", "), placeholder: "all models" });
+  const rps = h("input", { name: "rate_limit_rps", type: "number", min: "0", step: "any", value: key?.rate_limit_rps ?? "" });
+  const burst = h("input", { name: "rate_limit_burst", type: "number", min: "1", step: "1", value: key?.rate_limit_burst ?? "" });
+  const tpm = h("input", { name: "tokens_per_minute", type: "number", min: "1", step: "1", value: key?.tokens_per_minute ?? "" });
+  const budget = h("input", { name: "max_budget_usd", type: "number", min: "0", step: "any", value: key?.max_budget_usd ?? "" });
+  const period = h(
+    "select",
+    { name: "budget_period" },
+    ["monthly", "daily"].map((p) => h("option", { value: p, selected: (key?.budget_period || "monthly") === p }, p)),
+  );
+  const status = h("div", { "aria-live": "assertive" });
+  return h(
+    "form",
+    {
+      class: "card form-grid",
+      "aria-label": editing ? `Edit key ${key.name}` : "New key",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        clear(status);
+        const allowed = models.value.split(",").map((m) => m.trim()).filter(Boolean);
+        const body = {
+          name: name.value.trim(),
+          allowed_models: allowed.length ? allowed : null,
+          rate_limit_rps: numberOrNull(rps),
+          rate_limit_burst: numberOrNull(burst),
+          tokens_per_minute: numberOrNull(tpm),
+          max_budget_usd: numberOrNull(budget),
+          budget_period: budget.value === "" ? null : period.value,
+        };
+        try {
+          const answer = editing ? await api("PATCH", `/credentials/${key.id}`, body) : await api("POST", "/credentials", body);
+          onDone(answer, editing ? "Saved" : "Created");
+        } catch (error) {
+          status.append(notice("error", error.param ? `${error.param}: ${error.message}` : error.message));
+        }
+      },
+    },
+    h("h2", {}, editing ? `Edit ${key.name}` : "New key"),
+    field("Name", name, "Shown in logs, metrics and usage."),
+    field("Allowed models", models, "Comma-separated; patterns like `gpt-4*` work. Empty: every model."),
+    field("Requests per second", rps, "Empty: no limit."),
+    field("Burst", burst),
+    field("Tokens per minute", tpm, "Empty: no limit."),
+    field("Budget (USD)", budget, "Empty: no budget."),
+    field("Budget period", period),
+    h(
+      "div",
+      { class: "actions" },
+      h("button", { type: "button", class: "secondary", onclick: () => onDone(null) }, "Cancel"),
+      h("button", { type: "submit", class: "primary" }, editing ? "Save" : "Create key"),
+    ),
+    status,
+  );
+}
+
+// The new secret, shown once with a copy button.
+function secretPanel(title, key) {
+  const output = h("input", { type: "text", readonly: true, value: key, class: "secret", "aria-label": "New key", id: "new-key" });
+  const copied = h("span", { class: "muted", "aria-live": "polite" });
+  return h(
+    "section",
+    { class: "card secret-panel", "aria-labelledby": "secret-title" },
+    h("h2", { id: "secret-title" }, title),
+    h("p", {}, "Copy it now: it is not stored in a form that can be shown again."),
+    h(
+      "div",
+      { class: "copy-row" },
+      output,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "primary",
+          onclick: async () => {
+            copied.textContent = (await copyText(key)) ? "Copied." : "Copy failed: select the key and copy it.";
+            output.select();
+          },
+        },
+        "Copy",
+      ),
+      copied,
+    ),
+  );
+}
+
+function limits(k) {
+  const parts = [];
+  if (k.rate_limit_rps !== null && k.rate_limit_rps !== undefined) parts.push(`${k.rate_limit_rps} req/s${k.rate_limit_burst ? ` (burst ${k.rate_limit_burst})` : ""}`);
+  if (k.tokens_per_minute) parts.push(`${fmtNumber(k.tokens_per_minute)} tok/min`);
+  if (k.max_budget_usd !== null && k.max_budget_usd !== undefined) parts.push(`${fmtUsd(k.max_budget_usd)} ${k.budget_period || "monthly"}`);
+  return parts.join(" · ") || "–";
+}
+
+export async function render(root, ctx) {
+  const flash = h("div", { "aria-live": "polite" });
+  const panel = h("div");
+  const list = h("div");
+  const add = h("button", { type: "button", class: "primary", disabled: !writable(ctx) }, "Create key");
+  append(root, [readOnlyNotice(ctx), h("div", { class: "toolbar" }, add), flash, panel, list]);
+
+  function done(answer, verb) {
+    clear(panel);
+    clear(flash);
+    if (answer && answer.key) panel.append(secretPanel(`${verb} key ${answer.name}`, answer.key));
+    else if (answer) flash.append(notice("ok", `${verb} ${answer.name} (config v${answer.config_version}).`));
+    load();
+  }
+
+  add.addEventListener("click", () => {
+    clear(panel).append(keyForm(null, done));
+    panel.querySelector("input").focus();
+  });
+
+  async function load() {
+    let keys;
+    try {
+      keys = (await api("GET", "/credentials")).data;
+    } catch (error) {
+      clear(list).append(notice("error", error.message));
+      return;
+    }
+    const usage = new Map();
+    let usageNote = null;
+    try {
+      for (const row of (await api("GET", "/usage?group_by=key")).data) usage.set(row.key, row);
+    } catch (error) {
+      usageNote = h("p", { class: "muted" }, `Usage unavailable: ${error.message}`);
+    }
+    const rows = keys.map((k) => {
+      const used = usage.get(k.name);
+      const enabled = k.enabled === undefined ? true : k.enabled;
+      const actions = [];
+      if (writable(ctx)) {
+        actions.push(
+          h("button", { type: "button", class: "secondary small", "aria-label": `Edit ${k.name}`, onclick: () => {
+            clear(panel).append(keyForm(k, done));
+            panel.querySelector("input").focus();
+          } }, "Edit"),
+          h("button", { type: "button", class: "secondary small", "aria-label": `Rotate ${k.name}`, onclick: async () => {
+            if (!(await confirmDialog(`Rotate ${k.name}?`, "A new key is made and shown once; the old one stops working at once on every instance.", "Rotate"))) return;
+            try {
+              done(await api("POST", `/credentials/${k.id}/rotate`, {}), "Rotated");
+            } catch (error) {
+              clear(flash).append(notice("error", error.message));
+            }
+          } }, "Rotate"),
+          h("button", { type: "button", class: "secondary small", "aria-label": `${enabled ? "Disable" : "Enable"} ${k.name}`, onclick: async () => {
+            try {
+              const answer = await api("PATCH", `/credentials/${k.id}/status`, { enabled: !enabled });
+              done(answer, answer.enabled ? "Enabled" : "Disabled");
+            } catch (error) {
+              clear(flash).append(notice("error", error.message));
+            }
+          } }, enabled ? "Disable" : "Enable"),
+          h("button", { type: "button", class: "danger small", "aria-label": `Delete ${k.name}`, onclick: async () => {
+            if (!(await confirmDialog(`Delete ${k.name}?`, "Requests with this key are refused at once on every instance.", "Delete"))) return;
+            try {
+              const answer = await api("DELETE", `/credentials/${k.id}`);
+              clear(flash).append(notice("ok", `Deleted ${k.name} (config v${answer.config_version}).`));
+              load();
+            } catch (error) {
+              clear(flash).append(notice("error", error.message));
+            }
+          } }, "Delete"),
+        );
+      }
+      return h(
+        "tr",
+        { dataset: { key: k.name } },
+        h("th", { scope: "row" }, k.name),
+        h("td", { class: "mono" }, k.key_prefix || "–"),
+        h("td", {}, h("span", { class: `badge ${enabled ? "good" : "muted"}` }, enabled ? "enabled" : "disabled")),
+        h("td", { class: "wrap" }, k.allowed_models ? k.allowed_models.join(", ") : "all"),
+        h("td", {}, limits(k)),
+        h("td", { class: "num" }, used ? fmtNumber(used.requests) : "0"),
+        h("td", { class: "num" }, used ? fmtNumber(used.total_tokens) : "0"),
+        h("td", { class: "num" }, used ? fmtUsd(used.cost_usd) : show(null)),
+        h("td", { class: "actions-cell" }, actions),
+      );
+    });
+    append(clear(list), [
+      keys.length
+        ? table(["Name", "Key", "Status", "Models", "Limits", "Requests (30 d)", "Tokens (30 d)", "Cost (30 d)", "Actions"], rows, "Master keys")
+        : h("p", { class: "muted" }, "No master keys: the proxy accepts requests without a key."),
+      usageNote,
+    ]);
+  }
+  await load();
+}

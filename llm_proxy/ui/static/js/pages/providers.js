@@ -1,0 +1,237 @@
+// Providers: list, create, edit (weight, model mapping, timeouts), enable/disable, delete, and
+// a health probe showing each model's latency. In YAML mode the list is read-only.
+
+import { api } from "../api.js";
+import { append, clear, confirmDialog, field, fmtMs, h, notice, show, table } from "../dom.js";
+import { readOnlyNotice, writable } from "./shared.js";
+
+const TIMEOUTS = [
+  ["connect_timeout_secs", "Connect timeout (s)"],
+  ["ttft_timeout_secs", "First-token timeout (s)"],
+  ["stream_idle_timeout_secs", "Stream idle timeout (s)"],
+  ["request_timeout_secs", "Request timeout (s)"],
+];
+
+// "gpt-4o = gpt-4o-2024-08-06" lines <-> {"gpt-4o": "gpt-4o-2024-08-06"}
+export function mappingText(mapping) {
+  return Object.entries(mapping || {})
+    .map(([from, to]) => (from === to ? from : `${from} = ${to}`))
+    .join("\n");
+}
+
+export function parseMapping(text) {
+  const mapping = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line) continue;
+    const [from, to] = line.split("=").map((part) => part.trim());
+    mapping[from] = to || from;
+  }
+  return mapping;
+}
+
+function providerForm(ctx, provider, onDone) {
+  const editing = Boolean(provider);
+  const params = (provider && provider.params) || {};
+  const name = h("input", { name: "name", required: true, value: provider?.name ?? "", autocomplete: "off" });
+  const type = h(
+    "select",
+    { name: "provider_type" },
+    ["openai", "azure"].map((t) => h("option", { value: t, selected: provider?.provider_type === t }, t)),
+  );
+  const base = h("input", { name: "api_base", type: "url", required: true, value: provider?.api_base ?? "", placeholder: "https://api.openai.com/v1" });
+  const key = h("input", { name: "api_key", type: "password", autocomplete: "new-password", placeholder: editing ? "unchanged" : "" });
+  const weight = h("input", { name: "weight", type: "number", min: "0", step: "1", value: String(provider?.weight ?? 1) });
+  const mapping = h("textarea", { name: "model_mapping", rows: "4", placeholder: "gpt-4o-mini\nfast = gpt-4o-mini" });
+  mapping.value = mappingText(provider?.model_mapping);
+  const timeoutInputs = TIMEOUTS.map(([param, label]) => {
+    const input = h("input", { name: param, type: "number", min: "0", step: "any", value: params[param] ?? "", placeholder: "global" });
+    return { param, input, label };
+  });
+  const other = Object.fromEntries(Object.entries(params).filter(([k]) => !TIMEOUTS.some(([t]) => t === k)));
+  const extra = h("textarea", { name: "params", rows: "3", spellcheck: "false" });
+  extra.value = Object.keys(other).length ? JSON.stringify(other, null, 2) : "";
+  const status = h("div", { "aria-live": "assertive" });
+
+  const form = h(
+    "form",
+    {
+      class: "card form-grid",
+      "aria-label": editing ? `Edit provider ${provider.name}` : "New provider",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        clear(status);
+        let extraParams = {};
+        try {
+          extraParams = extra.value.trim() ? JSON.parse(extra.value) : {};
+        } catch (error) {
+          status.append(notice("error", `Other settings: not valid JSON (${error.message}).`));
+          return;
+        }
+        const merged = { ...extraParams };
+        for (const { param, input } of timeoutInputs) if (input.value !== "") merged[param] = Number(input.value);
+        const body = {
+          name: name.value.trim(),
+          provider_type: type.value,
+          api_base: base.value.trim(),
+          weight: Number(weight.value || 1),
+          model_mapping: parseMapping(mapping.value),
+          params: merged,
+        };
+        if (key.value) body.api_key = key.value;
+        try {
+          const answer = editing
+            ? await api("PATCH", `/providers/${provider.id}`, body)
+            : await api("POST", "/providers", body);
+          onDone(`${editing ? "Saved" : "Created"} provider ${answer.name} (config v${answer.config_version}).`);
+        } catch (error) {
+          status.append(notice("error", error.param ? `${error.param}: ${error.message}` : error.message));
+        }
+      },
+    },
+    h("h2", {}, editing ? `Edit ${provider.name}` : "New provider"),
+    field("Name", name),
+    field("Type", type),
+    field("API base URL", base),
+    field("API key", key, editing ? "Leave empty to keep the stored key." : "Sent to the provider; never shown again."),
+    field("Weight", weight, "Share of traffic among providers serving a model; 0 keeps it for failover only."),
+    field("Models", mapping, "One per line: `model`, or `client-model = upstream-model`; patterns like `gpt-4*` work."),
+    h(
+      "fieldset",
+      { class: "timeouts" },
+      h("legend", {}, "Timeouts (empty: the global value)"),
+      timeoutInputs.map(({ input, label }) => field(label, input)),
+    ),
+    field("Other settings (JSON)", extra, "params such as api_version, headers, health_check, pricing."),
+    h(
+      "div",
+      { class: "actions" },
+      h("button", { type: "button", class: "secondary", onclick: () => onDone(null) }, "Cancel"),
+      h("button", { type: "submit", class: "primary" }, editing ? "Save" : "Create provider"),
+    ),
+    status,
+  );
+  return form;
+}
+
+function probeResults(answer) {
+  return h(
+    "div",
+    { class: "probe", role: "status" },
+    h("p", {}, `${answer.provider}: `, h("span", { class: `badge ${answer.healthy ? "good" : "bad"}` }, answer.healthy ? "healthy" : "unhealthy")),
+    table(
+      ["Model", "Upstream model", "Result", "Status", "Latency"],
+      answer.results.map((r) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, r.model),
+          h("td", {}, show(r.upstream_model)),
+          h("td", {}, h("span", { class: `badge ${r.ok ? "good" : "bad"}` }, r.ok ? "ok" : r.error || "failed")),
+          h("td", {}, show(r.status)),
+          h("td", {}, fmtMs(r.latency_ms)),
+        ),
+      ),
+      `Probe of ${answer.provider}`,
+    ),
+  );
+}
+
+export async function render(root, ctx) {
+  const flash = h("div", { "aria-live": "polite" });
+  const panel = h("div");
+  const list = h("div");
+  const addButton = h("button", { type: "button", class: "primary", disabled: !writable(ctx) }, "Add provider");
+  append(root, [readOnlyNotice(ctx), h("div", { class: "toolbar" }, addButton), flash, panel, list]);
+
+  function done(message) {
+    clear(panel);
+    clear(flash);
+    if (message) flash.append(notice("ok", message));
+    load();
+  }
+
+  addButton.addEventListener("click", () => {
+    clear(panel).append(providerForm(ctx, null, done));
+    panel.querySelector("input").focus();
+  });
+
+  async function load() {
+    let answer;
+    try {
+      answer = await api("GET", "/providers");
+    } catch (error) {
+      clear(list).append(notice("error", error.message));
+      return;
+    }
+    const rows = answer.data.map((p) => {
+      const probeOut = h("div");
+      const probe = h(
+        "button",
+        {
+          type: "button",
+          class: "secondary small",
+          "aria-label": `Probe ${p.name}`,
+          onclick: async () => {
+            probe.disabled = true;
+            clear(probeOut).append(h("p", { class: "muted" }, "Probing…"));
+            try {
+              clear(probeOut).append(probeResults(await api("POST", `/providers/${p.id}/health`, {})));
+            } catch (error) {
+              clear(probeOut).append(notice("error", error.message));
+            }
+            probe.disabled = false;
+          },
+        },
+        "Probe",
+      );
+      const actions = [probe];
+      if (writable(ctx)) {
+        actions.push(
+          h("button", { type: "button", class: "secondary small", "aria-label": `Edit ${p.name}`, onclick: () => {
+            clear(panel).append(providerForm(ctx, p, done));
+            panel.querySelector("input").focus();
+          } }, "Edit"),
+          h("button", { type: "button", class: "secondary small", "aria-label": `${p.enabled ? "Disable" : "Enable"} ${p.name}`, onclick: async () => {
+            try {
+              const answer = await api("PATCH", `/providers/${p.id}/status`, { enabled: !p.enabled });
+              done(`${answer.enabled ? "Enabled" : "Disabled"} ${p.name} (config v${answer.config_version}).`);
+            } catch (error) {
+              clear(flash).append(notice("error", error.message));
+            }
+          } }, p.enabled ? "Disable" : "Enable"),
+          h("button", { type: "button", class: "danger small", "aria-label": `Delete ${p.name}`, onclick: async () => {
+            if (!(await confirmDialog(`Delete ${p.name}?`, "Traffic stops going to this provider at once on every instance. The config history keeps it, so it can be rolled back.", "Delete"))) return;
+            try {
+              const answer = await api("DELETE", `/providers/${p.id}`);
+              done(`Deleted ${p.name} (config v${answer.config_version}).`);
+            } catch (error) {
+              clear(flash).append(notice("error", error.message));
+            }
+          } }, "Delete"),
+        );
+      }
+      const enabled = p.enabled === undefined ? true : p.enabled;
+      return [
+        h(
+          "tr",
+          { dataset: { provider: p.name } },
+          h("th", { scope: "row" }, p.name),
+          h("td", {}, p.provider_type || "openai"),
+          h("td", { class: "wrap" }, p.api_base),
+          h("td", { class: "wrap" }, Object.keys(p.model_mapping || {}).join(", ") || "–"),
+          h("td", { class: "num" }, show(p.weight)),
+          h("td", {}, h("span", { class: `badge ${enabled ? "good" : "muted"}` }, enabled ? "enabled" : "disabled")),
+          h("td", { class: "actions-cell" }, actions),
+        ),
+        h("tr", { class: "probe-row" }, h("td", { colspan: "7" }, probeOut)),
+      ];
+    });
+    clear(list).append(
+      answer.data.length
+        ? table(["Name", "Type", "API base", "Models", "Weight", "Status", "Actions"], rows, "Providers")
+        : h("p", { class: "muted" }, "No providers yet."),
+    );
+  }
+  await load();
+}

@@ -1,0 +1,443 @@
+"""The admin web UI (`/ui/`) in a real headless browser: Debian's chromium driven by
+Playwright, against `llm-proxy serve` as a subprocess (uvloop, as in production) with
+PostgreSQL and a fake upstream on loopback.
+
+The scenario is the operator's: log in (a wrong admin key refused), create a provider, probe
+it, create a key and copy it, chat in the playground and watch the reply stream in, find the
+request in the logs, see it counted on the dashboard, roll the provider's creation back and see
+it gone. YAML mode shows the same pages read-only. Each page's screenshot is written to
+$LLM_PROXY_UI_SCREENSHOTS when set (`make screenshots` refreshes the README's).
+
+Without chromium or Playwright the browser tests skip, unless LLM_PROXY_REQUIRE_BROWSER=1
+(`.ci/run` installs both and sets it, so CI cannot pass by skipping them).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
+from tests.conftest import serve
+from tests.processes import serve_process
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ADMIN_KEY = "admin-ui-test-key-0123456789"
+SHOTS = os.environ.get("LLM_PROXY_UI_SCREENSHOTS")
+PAGES = ("Dashboard", "Providers", "Keys", "Logs", "History", "Playground")
+# Flags for a sandboxed, offline machine (see the env notes): no sandbox as root, no GPU, no
+# background calls to Google's hosts.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _browser_available() -> str | None:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed"
+    if not os.path.exists(CHROMIUM):
+        return "chromium is not installed (Debian package chromium)"
+    return None
+
+
+_missing = _browser_available()
+needs_browser = pytest.mark.skipif(
+    _missing is not None and os.environ.get("LLM_PROXY_REQUIRE_BROWSER") != "1",
+    reason=f"no browser: {_missing}",
+)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        instance = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            await instance.close()
+
+
+class Watch:
+    """The page's console errors and uncaught exceptions: a CSP violation or a JS error
+    fails the test."""
+
+    def __init__(self, page: Any) -> None:
+        self.problems: list[str] = []
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("console", self._console)
+
+    def _console(self, message: Any) -> None:
+        text = message.text
+        # The browser's own line for an answer the test provoked (the wrong key's 401, a
+        # request log still empty) is expected; anything else is not.
+        if message.type == "error" and "Failed to load resource" not in text:
+            self.problems.append(f"console: {text}")
+
+    def check(self) -> None:
+        assert not self.problems, self.problems
+
+
+@asynccontextmanager
+async def evidence(page: Any, tmp_path: Path) -> AsyncIterator[None]:
+    """On a failure, the page as it was: a screenshot and its text, next to the test."""
+    try:
+        yield
+    except BaseException:
+        path = tmp_path / "failure.png"
+        await page.screenshot(path=str(path), full_page=True)
+        text = await page.evaluate("() => document.body.innerText")
+        print(f"failure screenshot: {path}\npage text:\n{text}")
+        raise
+
+
+async def shot(page: Any, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+async def assert_labelled(page: Any) -> None:
+    """Every form control has a label, every button a name: the page works with a screen
+    reader and keyboard."""
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter((el) => !el.closest('[aria-hidden="true"]') && el.type !== 'hidden')
+            .filter((el) => el.tagName === 'BUTTON'
+                ? !(el.textContent.trim() || el.getAttribute('aria-label'))
+                : !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+            .map((el) => el.outerHTML.slice(0, 120))"""
+    )
+    assert unlabelled == []
+
+
+async def assert_fits(page: Any) -> None:
+    """Nothing wider than the viewport but the tables' own scroll boxes."""
+    overflow = await page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0
+
+
+async def open_page(page: Any, name: str) -> None:
+    await page.get_by_role("link", name=name, exact=True).click()
+    await page.get_by_role("heading", name=name, exact=True).wait_for()
+
+
+async def log_in(page: Any, url: str, key: str = ADMIN_KEY) -> None:
+    await page.goto(url + "/ui/")
+    await page.get_by_label("Admin key").fill(key)
+    await page.get_by_label("Admin key").press("Enter")  # the keyboard alone logs in
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[str]:
+    # 20 chunks 25 ms apart: the reply visibly streams in.
+    async with serve(create_mock_app(MockOptions(delay_ms=25))) as url:
+        yield url
+
+
+SETTINGS = """\
+pricing:
+  "*": {input_per_mtok: 2.5, output_per_mtok: 10}
+request_log:
+  flush_interval_secs: 0.2
+"""
+
+
+@needs_browser
+async def test_operator_walkthrough(
+    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+) -> None:
+    env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(SETTINGS, tmp_path, env) as served:
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        await context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page = await context.new_page()
+        watch = Watch(page)
+        async with evidence(page, tmp_path):
+            # A wrong admin key is refused, and nothing is kept.
+            await log_in(page, served.url, "not-the-admin-key")
+            await page.get_by_text("That admin key was refused.").wait_for()
+            assert await page.evaluate("() => sessionStorage.length") == 0
+            await shot(page, "login")
+            await log_in(page, served.url)
+            await page.get_by_role("heading", name="Dashboard").wait_for()
+            assert await page.evaluate("() => sessionStorage.length") == 1
+            assert await context.cookies() == []  # nothing a cross-site request could ride
+
+            # Create a provider, then probe it.
+            await open_page(page, "Providers")
+            await assert_labelled(page)
+            await page.get_by_role("button", name="Add provider").click()
+            form = page.get_by_role("form", name="New provider")
+            await form.get_by_label("Name").fill("mock-a")
+            await form.get_by_label("API base URL").fill(upstream + "/v1")
+            await form.get_by_label("API key").fill("sk-upstream-secret")
+            await form.get_by_label("Models").fill("gpt-4o-mini\nfast = gpt-4o-mini")
+            await form.get_by_label("Request timeout (s)").fill("30")
+            await assert_labelled(page)
+            await form.get_by_role("button", name="Create provider").click()
+            await page.get_by_text(
+                re.compile(r"Created provider mock-a \(config v\d+\)")
+            ).wait_for()
+            row = page.locator("tr[data-provider='mock-a']")
+            await row.wait_for()
+            assert "fast, gpt-4o-mini" in await row.inner_text()  # (jsonb orders keys)
+            await page.get_by_role("button", name="Probe mock-a").click()
+            probe = page.get_by_role("table", name="Probe of mock-a")
+            await probe.wait_for()
+            assert "ok" in await probe.inner_text()
+            assert re.search(r"\d+(\.\d)? ms", await probe.inner_text())
+            await shot(page, "providers")
+
+            # Create a key; it is shown once and copied to the clipboard.
+            await open_page(page, "Keys")
+            await page.get_by_role("button", name="Create key").click()
+            form = page.get_by_role("form", name="New key")
+            await form.get_by_label("Name").fill("team-ui")
+            await form.get_by_label("Requests per second").fill("50")
+            await form.get_by_label("Budget (USD)").fill("10")
+            await form.get_by_role("button", name="Create key").click()
+            await page.get_by_role("heading", name="Created key team-ui").wait_for()
+            shown = await page.get_by_label("New key").input_value()
+            assert shown.startswith("sk-")
+            await page.get_by_role("button", name="Copy", exact=True).click()
+            await page.get_by_text("Copied.").wait_for()
+            copied = await page.evaluate("() => navigator.clipboard.readText()")
+            assert copied == shown
+            key_row = page.locator("tr[data-key='team-ui']")
+            await key_row.wait_for()
+            assert shown[:6] in await key_row.inner_text()  # its prefix, never the key
+            assert shown not in await key_row.inner_text()
+            await shot(page, "keys")
+
+            # Chat in the playground with that key: the reply streams in.
+            await open_page(page, "Playground")
+            await assert_labelled(page)
+            await page.get_by_label("Master key").fill(copied)
+            await page.get_by_role("button", name="Load models").click()
+            await page.locator("select[name=model] option[value='gpt-4o-mini']").wait_for(
+                state="attached"
+            )
+            await page.get_by_label("Model").select_option("gpt-4o-mini")
+            await page.get_by_label("Message").fill("Say hello")
+            # Count the reply's updates as they happen: a streamed reply grows many times.
+            await page.evaluate(
+                """() => { window.replyUpdates = 0;
+                    new MutationObserver((records) => {
+                      for (const r of records) if (r.target.closest && r.target.closest('.reply')
+                          || r.target.parentElement && r.target.parentElement.closest('.reply'))
+                        window.replyUpdates += r.addedNodes.length;
+                    }).observe(document.body, {subtree: true, childList: true}); }"""
+            )
+            await page.get_by_role("button", name="Send").click()
+            await page.locator("[data-fact='Tokens']").wait_for()
+            reply = await page.locator(".msg.assistant .reply").inner_text()
+            assert reply.startswith("tok0 tok1") and "tok19" in reply
+            assert await page.evaluate("() => window.replyUpdates") >= 10
+            assert await page.locator("[data-fact='Provider']").inner_text() == "mock-a"
+            assert await page.locator("[data-fact='Status']").inner_text() == "200"
+            assert re.fullmatch(
+                r"[\d.]+ ms", await page.locator("[data-fact='Proxy overhead']").inner_text()
+            )
+            request_id = await page.locator("[data-fact='Request id']").inner_text()
+            assert re.fullmatch(r"[0-9a-f]{24}", request_id)
+            await shot(page, "playground")
+
+            # The request is in the log (written off the request path: poll briefly).
+            await open_page(page, "Logs")
+            logged = page.locator(f"tr[data-request-id='{request_id}']")
+            for _ in range(50):
+                if await logged.count():
+                    break
+                await page.get_by_role("button", name="Filter").click()
+                await page.wait_for_timeout(200)
+            assert "team-ui" in await logged.inner_text()
+            assert "mock-a" in await logged.inner_text()
+            await shot(page, "logs")
+            await page.get_by_label("Key").fill("nobody")
+            await page.get_by_role("button", name="Filter").click()
+            await page.get_by_text("Nothing logged matches.").wait_for()
+            await page.get_by_label("Key").fill("team-ui")
+            await page.get_by_role("button", name="Filter").click()
+            await logged.get_by_role("link", name=request_id).click()
+            detail = page.get_by_role("region", name=f"Request {request_id}")
+            await detail.wait_for()
+            text = await detail.inner_text()
+            assert "gpt-4o-mini" in text and "mock-a" in text and "team-ui" in text
+            await shot(page, "log-detail")
+
+            # The dashboard counts it, overall and per key.
+            await open_page(page, "Dashboard")
+            requests = page.locator("#tile-requests .tile-value")
+            await requests.wait_for()
+            assert int(await requests.inner_text()) >= 1
+            await page.get_by_label("Show").select_option("key")
+            await page.locator("figure.chart .legend li", has_text="team-ui").first.wait_for()
+            healthy = page.get_by_role("table", name="Providers")
+            assert (
+                "mock-a" in await healthy.inner_text() and "healthy" in await healthy.inner_text()
+            )
+            await page.get_by_label("Show").select_option("")
+            await page.locator("figure.chart .legend li", has_text="p95").first.wait_for()
+            await assert_labelled(page)
+            await shot(page, "dashboard")
+
+            # Roll the provider's creation back (with confirmation); the provider is gone.
+            await open_page(page, "History")
+            created = page.locator("li.change", has_text="provider mock-a created")
+            await created.wait_for()
+            version = int(await created.get_attribute("data-version"))
+            await shot(page, "history")
+            await created.get_by_role("button", name=f"Roll back version {version}").click()
+            dialog = page.get_by_role("dialog", name=f"Roll back to version {version - 1}?")
+            await dialog.get_by_role("button", name="Cancel").click()  # cancel changes nothing
+            assert await page.locator("li.change", has_text="provider mock-a created").count()
+            await created.get_by_role("button", name=f"Roll back version {version}").click()
+            await dialog.get_by_role("button", name="Roll back").click()
+            await page.get_by_text(f"Rolled back to version {version - 1}").wait_for()
+            await open_page(page, "Providers")
+            await page.get_by_text("No providers yet.").wait_for()
+            assert await page.locator("tr[data-provider='mock-a']").count() == 0
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(
+                    served.url + "/admin/v1/providers",
+                    headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                ) as resp,
+            ):
+                assert (await resp.json())["data"] == []
+
+            # On a phone: every page fits the screen.
+            await page.set_viewport_size({"width": 390, "height": 844})
+            for name in PAGES:
+                await open_page(page, name)
+                await page.wait_for_timeout(100)
+                await assert_fits(page)
+                if name == "Dashboard":
+                    await shot(page, "phone-dashboard")
+
+            # Logging out forgets the key.
+            await page.get_by_role("button", name="Log out").click()
+            await page.get_by_label("Admin key").wait_for()
+            assert await page.evaluate("() => sessionStorage.length") == 0
+        watch.check()
+        await context.close()
+
+
+YAML_CONFIG = """\
+admin_key: {admin}
+providers:
+  - name: "<img src=x onerror=window.pwned=1>"
+    api_base: {upstream}/v1
+    api_key: sk-upstream-secret
+    model_mapping: {{gpt-4o-mini: gpt-4o-mini}}
+master_keys:
+  - name: "<b>team</b>"
+    key: sk-yaml-team-0123456789
+"""
+
+
+@needs_browser
+async def test_yaml_mode_is_read_only(browser: Any, upstream: str, tmp_path: Path) -> None:
+    config = YAML_CONFIG.format(admin=ADMIN_KEY, upstream=upstream)
+    async with serve_process(config, tmp_path) as served:
+        page = await browser.new_page()
+        watch = Watch(page)
+        await log_in(page, served.url)
+        await page.get_by_text("YAML (read-only)").wait_for()
+
+        await open_page(page, "Providers")
+        await page.get_by_text("Read-only.").wait_for()
+        assert await page.get_by_role("button", name="Add provider").is_disabled()
+        # Names are shown as text, never run as markup.
+        await page.get_by_text("<img src=x onerror=window.pwned=1>").first.wait_for()
+        assert await page.evaluate("() => window.pwned") is None
+        assert await page.get_by_role("button", name=re.compile("^Delete")).count() == 0
+        # Probing is not a write: it works in YAML mode.
+        await page.get_by_role("button", name=re.compile("^Probe")).click()
+        await page.get_by_role("table", name=re.compile("^Probe of")).wait_for()
+        await shot(page, "yaml-providers")
+
+        await open_page(page, "Keys")
+        assert await page.get_by_role("button", name="Create key").is_disabled()
+        await page.get_by_text("<b>team</b>").wait_for()
+        assert await page.locator("b", has_text="team").count() == 0
+
+        await open_page(page, "History")
+        await page.get_by_text("needs database mode").wait_for()
+        await open_page(page, "Logs")
+        await page.get_by_text(re.compile("database")).first.wait_for()
+        watch.check()
+
+
+async def test_ui_is_served_only_with_an_admin_key(upstream: str, tmp_path: Path) -> None:
+    """No browser needed: what the server answers for /ui/."""
+    config = f"providers:\n  - name: a\n    api_base: {upstream}/v1\n"
+    async with (
+        serve_process(config, tmp_path) as served,
+        aiohttp.ClientSession() as http,
+        http.get(served.url + "/ui/") as resp,
+    ):
+        assert resp.status == 404
+        error = (await resp.json())["error"]
+        assert error["code"] == "ui_disabled" and "ADMIN_KEY" in error["message"]
+    env = {"ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(config, tmp_path, env) as served, aiohttp.ClientSession() as http:
+        async with http.get(served.url + "/ui", allow_redirects=False) as resp:
+            assert resp.status == 308 and resp.headers["Location"] == "/ui/"
+        async with http.get(served.url + "/ui/") as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            csp = resp.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+            assert resp.headers["X-Content-Type-Options"] == "nosniff"
+            etag = resp.headers["ETag"]
+            page = await resp.text()
+        async with http.get(served.url + "/ui/", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
+        # Every script is a file from this origin: no inline script, no handler attribute.
+        assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+        assert not re.search(r"\son\w+=", page)
+        for src in re.findall(r'(?:src|href)="([^"]+)"', page):
+            async with http.get(served.url + "/ui/" + src) as resp:
+                assert resp.status == 200, src
+        async with http.get(served.url + "/ui/js/app.js") as resp:
+            assert resp.content_type == "text/javascript"
+        for missing in ("/ui/nope.js", "/ui/%2e%2e/pyproject.toml", "/ui/js/..%2f..%2fhandler.py"):
+            async with http.get(URL(served.url + missing, encoded=True)) as resp:
+                assert resp.status == 404, missing
+        # The UI's assets need no key; the API behind them does.
+        async with http.get(served.url + "/admin/v1/stats") as resp:
+            assert resp.status == 401
+
+
+def test_assets_never_build_html_from_strings() -> None:
+    """The UI puts what the API returns in the page as text: no innerHTML, outerHTML,
+    insertAdjacentHTML, document.write or eval anywhere in its scripts."""
+    static = Path(__file__).parent.parent / "llm_proxy" / "ui" / "static"
+    scripts = list(static.rglob("*.js"))
+    assert len(scripts) >= 9
+    for script in scripts:
+        text = script.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in text, f"{script.name} uses {sink}"
