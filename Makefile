@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run run-db mock check-config test lint typecheck fmt clean bench bench-quick bench-client bench-logs bench-scale soak
+.PHONY: venv run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-quick bench-client bench-logs bench-scale soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ typecheck: $(STAMP)
 
 test: lint typecheck  ## lint, types, then the whole test suite
 	$(BIN)/pytest -q
+
+screenshots: $(STAMP)  ## the README's admin UI pictures, taken by tests/test_ui.py in chromium
+	LLM_PROXY_UI_SCREENSHOTS=tests/ui/screenshots LLM_PROXY_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/test_ui.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format llm_proxy tests

@@ -196,9 +196,11 @@ async def test_operator_walkthrough(
             await form.get_by_label("Request timeout (s)").fill("30")
             await assert_labelled(page)
             await form.get_by_role("button", name="Create provider").click()
-            await page.get_by_text(
-                re.compile(r"Created provider mock-a \(config v\d+\)")
-            ).wait_for()
+            note = page.get_by_text(re.compile(r"Created provider mock-a \(config v\d+\)"))
+            await note.wait_for()
+            served_version = re.findall(r"v(\d+)", await note.inner_text())[0]
+            # The header follows: it shows the version now served.
+            await page.locator("header .version", has_text=f"config v{served_version}").wait_for()
             row = page.locator("tr[data-provider='mock-a']")
             await row.wait_for()
             assert "fast, gpt-4o-mini" in await row.inner_text()  # (jsonb orders keys)

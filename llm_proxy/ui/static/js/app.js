@@ -22,6 +22,13 @@ const PAGES = [
 const app = document.getElementById("app");
 let cleanup = null;
 const ctx = { source: null, version: null, readOnly: false, admin: null };
+let versionBadge = null;
+
+// After a write: the header shows the version now served.
+async function changed() {
+  await refreshContext();
+  if (versionBadge) versionBadge.textContent = `config v${ctx.version}`;
+}
 
 function route() {
   const hash = location.hash.replace(/^#\/?/, "");
@@ -84,6 +91,7 @@ function shell(current) {
     ),
   );
   const version = h("span", { class: "version", title: "Configuration version served" }, `config v${ctx.version ?? "?"}`);
+  versionBadge = version;
   const source = h(
     "span",
     { class: `badge ${ctx.readOnly ? "warn" : "good"}`, title: ctx.readOnly ? "Configuration comes from a YAML file" : "Configuration lives in PostgreSQL" },
@@ -145,7 +153,7 @@ async function show() {
   document.title = `${entry.title} · llm-proxy`;
   main.append(h("h1", {}, entry.title));
   try {
-    cleanup = (await entry.module.render(main, { ...ctx, rest, params, refreshContext, navigate })) || null;
+    cleanup = (await entry.module.render(main, { ...ctx, rest, params, changed, navigate })) || null;
   } catch (error) {
     main.append(notice("error", error.message));
   }

@@ -82,6 +82,7 @@ export async function render(root, ctx) {
               const result = await api("POST", "/config/rollback", { version: target });
               clear(flash).append(notice("ok", `Rolled back to version ${target}: now serving version ${result.version}.`));
               pages.length = 1;
+              ctx.changed();
               load("");
             } catch (error) {
               clear(flash).append(notice("error", error.message));

@@ -115,6 +115,7 @@ export async function render(root, ctx) {
   function done(answer, verb) {
     clear(panel);
     clear(flash);
+    ctx.changed();
     if (answer && answer.key) panel.append(secretPanel(`${verb} key ${answer.name}`, answer.key));
     else if (answer) flash.append(notice("ok", `${verb} ${answer.name} (config v${answer.config_version}).`));
     load();
@@ -171,6 +172,7 @@ export async function render(root, ctx) {
             try {
               const answer = await api("DELETE", `/credentials/${k.id}`);
               clear(flash).append(notice("ok", `Deleted ${k.name} (config v${answer.config_version}).`));
+              ctx.changed();
               load();
             } catch (error) {
               clear(flash).append(notice("error", error.message));

@@ -119,7 +119,7 @@ async function detail(root, requestId) {
           { class: "detail" },
           rows.map(([name, value]) => [
             h("dt", {}, name),
-            h("dd", { class: name === "prompt" || name === "completion" ? "pre" : null }, name === "ts" ? `${fmtTime(value)} (${value})` : show(value)),
+            h("dd", { class: name === "prompt" || name === "completion" ? "pre" : null }, name === "ts" ? `${fmtTime(value)} (${value})` : name.endsWith("_ms") && value !== null ? fmtMs(value) : name === "cost_usd" && value !== null ? fmtUsd(value) : show(value)),
           ]),
         ),
       ),

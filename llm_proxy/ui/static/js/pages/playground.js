@@ -68,7 +68,7 @@ export async function render(root) {
   stop.addEventListener("click", () => controller && controller.abort());
 
   function fact(name, value) {
-    return [h("dt", {}, name), h("dd", { dataset: { fact: name } }, value)];
+    return h("div", {}, h("dt", {}, name), h("dd", { dataset: { fact: name } }, value));
   }
 
   async function chat(event) {

@@ -147,6 +147,7 @@ export async function render(root, ctx) {
   function done(message) {
     clear(panel);
     clear(flash);
+    ctx.changed();
     if (message) flash.append(notice("ok", message));
     load();
   }
