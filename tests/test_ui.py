@@ -109,7 +109,10 @@ async def evidence(page: Any, tmp_path: Path) -> AsyncIterator[None]:
         raise
 
 
-async def shot(page: Any, name: str) -> None:
+async def checkpoint(page: Any, name: str) -> None:
+    """A page with data on it: legible and labelled, and its picture for the README."""
+    await assert_contrast(page)
+    await assert_labelled(page)
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
@@ -127,6 +130,44 @@ async def assert_labelled(page: Any) -> None:
             .map((el) => el.outerHTML.slice(0, 120))"""
     )
     assert unlabelled == []
+
+
+# WCAG 2.x contrast of every visible text against the background it sits on (the first
+# ancestor with an opaque background): at least 4.5:1, or 3:1 for large text.
+_CONTRAST_JS = """() => {
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const text = [...el.childNodes].filter((n) => n.nodeType === 3)
+      .map((n) => n.textContent).join('').trim();
+    const skipped = '[disabled], dialog:not([open]), .visually-hidden, .offscreen, svg';
+    if (!text || el.closest(skipped)) continue;
+    const style = getComputedStyle(el);
+    const shown = style.visibility !== 'hidden' && el.getClientRects().length > 0;
+    if (!shown) continue;
+    const [a, b] = [lum(rgb(style.color).slice(0, 3)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${text.slice(0, 40)}: ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
+
+
+async def assert_contrast(page: Any) -> None:
+    assert await page.evaluate(_CONTRAST_JS) == []
 
 
 async def assert_fits(page: Any) -> None:
@@ -178,7 +219,7 @@ async def test_operator_walkthrough(
             await log_in(page, served.url, "not-the-admin-key")
             await page.get_by_text("That admin key was refused.").wait_for()
             assert await page.evaluate("() => sessionStorage.length") == 0
-            await shot(page, "login")
+            await checkpoint(page, "login")
             await log_in(page, served.url)
             await page.get_by_role("heading", name="Dashboard").wait_for()
             assert await page.evaluate("() => sessionStorage.length") == 1
@@ -209,7 +250,7 @@ async def test_operator_walkthrough(
             await probe.wait_for()
             assert "ok" in await probe.inner_text()
             assert re.search(r"\d+(\.\d)? ms", await probe.inner_text())
-            await shot(page, "providers")
+            await checkpoint(page, "providers")
 
             # Create a key; it is shown once and copied to the clipboard.
             await open_page(page, "Keys")
@@ -230,7 +271,7 @@ async def test_operator_walkthrough(
             await key_row.wait_for()
             assert shown[:6] in await key_row.inner_text()  # its prefix, never the key
             assert shown not in await key_row.inner_text()
-            await shot(page, "keys")
+            await checkpoint(page, "keys")
 
             # Chat in the playground with that key: the reply streams in.
             await open_page(page, "Playground")
@@ -263,7 +304,7 @@ async def test_operator_walkthrough(
             )
             request_id = await page.locator("[data-fact='Request id']").inner_text()
             assert re.fullmatch(r"[0-9a-f]{24}", request_id)
-            await shot(page, "playground")
+            await checkpoint(page, "playground")
 
             # The request is in the log (written off the request path: poll briefly).
             await open_page(page, "Logs")
@@ -275,7 +316,7 @@ async def test_operator_walkthrough(
                 await page.wait_for_timeout(200)
             assert "team-ui" in await logged.inner_text()
             assert "mock-a" in await logged.inner_text()
-            await shot(page, "logs")
+            await checkpoint(page, "logs")
             await page.get_by_label("Key").fill("nobody")
             await page.get_by_role("button", name="Filter").click()
             await page.get_by_text("Nothing logged matches.").wait_for()
@@ -286,7 +327,7 @@ async def test_operator_walkthrough(
             await detail.wait_for()
             text = await detail.inner_text()
             assert "gpt-4o-mini" in text and "mock-a" in text and "team-ui" in text
-            await shot(page, "log-detail")
+            await checkpoint(page, "log-detail")
 
             # The dashboard counts it, overall and per key.
             await open_page(page, "Dashboard")
@@ -302,14 +343,14 @@ async def test_operator_walkthrough(
             await page.get_by_label("Show").select_option("")
             await page.locator("figure.chart .legend li", has_text="p95").first.wait_for()
             await assert_labelled(page)
-            await shot(page, "dashboard")
+            await checkpoint(page, "dashboard")
 
             # Roll the provider's creation back (with confirmation); the provider is gone.
             await open_page(page, "History")
             created = page.locator("li.change", has_text="provider mock-a created")
             await created.wait_for()
             version = int(await created.get_attribute("data-version"))
-            await shot(page, "history")
+            await checkpoint(page, "history")
             await created.get_by_role("button", name=f"Roll back version {version}").click()
             dialog = page.get_by_role("dialog", name=f"Roll back to version {version - 1}?")
             await dialog.get_by_role("button", name="Cancel").click()  # cancel changes nothing
@@ -329,14 +370,18 @@ async def test_operator_walkthrough(
             ):
                 assert (await resp.json())["data"] == []
 
-            # On a phone: every page fits the screen.
+            # On a phone: every page fits the screen; in both themes, every text is legible.
             await page.set_viewport_size({"width": 390, "height": 844})
             for name in PAGES:
                 await open_page(page, name)
                 await page.wait_for_timeout(100)
                 await assert_fits(page)
+                await assert_contrast(page)
+                await page.emulate_media(color_scheme="dark")
+                await assert_contrast(page)
+                await page.emulate_media(color_scheme="light")
                 if name == "Dashboard":
-                    await shot(page, "phone-dashboard")
+                    await checkpoint(page, "phone-dashboard")
 
             # Logging out forgets the key.
             await page.get_by_role("button", name="Log out").click()
@@ -378,7 +423,7 @@ async def test_yaml_mode_is_read_only(browser: Any, upstream: str, tmp_path: Pat
         # Probing is not a write: it works in YAML mode.
         await page.get_by_role("button", name=re.compile("^Probe")).click()
         await page.get_by_role("table", name=re.compile("^Probe of")).wait_for()
-        await shot(page, "yaml-providers")
+        await checkpoint(page, "yaml-providers")
 
         await open_page(page, "Keys")
         assert await page.get_by_role("button", name="Create key").is_disabled()
