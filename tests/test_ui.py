@@ -115,7 +115,12 @@ async def checkpoint(page: Any, name: str) -> None:
     await assert_labelled(page)
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+        # The whole page, cut at 1,300 px (a long table's first rows say enough).
+        size = await page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.documentElement.scrollHeight]"
+        )
+        clip = {"x": 0, "y": 0, "width": size[0], "height": min(size[1], 1300)}
+        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True, clip=clip)
 
 
 async def assert_labelled(page: Any) -> None:
@@ -257,7 +262,7 @@ async def test_operator_walkthrough(
             await page.get_by_role("button", name="Create key").click()
             form = page.get_by_role("form", name="New key")
             await form.get_by_label("Name").fill("team-ui")
-            await form.get_by_label("Requests per second").fill("50")
+            await form.get_by_label("Requests per second").fill("1000")
             await form.get_by_label("Budget (USD)").fill("10")
             await form.get_by_role("button", name="Create key").click()
             await page.get_by_role("heading", name="Created key team-ui").wait_for()
@@ -272,6 +277,13 @@ async def test_operator_walkthrough(
             assert shown[:6] in await key_row.inner_text()  # its prefix, never the key
             assert shown not in await key_row.inner_text()
             await checkpoint(page, "keys")
+
+            # Traffic before the chat, enough for the log to page (50 rows a page).
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {copied}"}) as http:
+                for _ in range(55):
+                    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+                    async with http.post(served.url + "/v1/chat/completions", json=body) as r:
+                        assert r.status == 200
 
             # Chat in the playground with that key: the reply streams in.
             await open_page(page, "Playground")
@@ -316,6 +328,15 @@ async def test_operator_walkthrough(
                 await page.wait_for_timeout(200)
             assert "team-ui" in await logged.inner_text()
             assert "mock-a" in await logged.inner_text()
+            rows = page.locator("tr[data-request-id]")
+            assert await rows.count() == 50
+            await page.get_by_role("button", name="Older →").click()
+            await page.get_by_text("Page 2").wait_for()
+            assert 1 <= await rows.count() <= 10 and await logged.count() == 0
+            assert await page.get_by_role("button", name="Older →").is_disabled()
+            await page.get_by_role("button", name="← Newer").click()
+            await page.get_by_text("Page 1").wait_for()
+            await logged.wait_for()
             await checkpoint(page, "logs")
             await page.get_by_label("Key").fill("nobody")
             await page.get_by_role("button", name="Filter").click()

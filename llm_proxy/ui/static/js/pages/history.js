@@ -3,7 +3,7 @@
 
 import { api, query } from "../api.js";
 import { clear, confirmDialog, fmtTime, h, notice, show } from "../dom.js";
-import { writable } from "./shared.js";
+import { pager, writable } from "./shared.js";
 
 const TABLE_NAMES = { providers: "provider", credentials: "master key" };
 
@@ -104,18 +104,10 @@ export async function render(root, ctx) {
         changes.map((change) => h("div", { class: "change-row" }, h("p", { class: "change-summary" }, summary(change)), diff(change))),
       );
     });
-    const newer = h("button", { type: "button", class: "secondary", disabled: pages.length < 2, onclick: () => {
-      pages.pop();
-      load(pages[pages.length - 1]);
-    } }, "← Newer");
-    const older = h("button", { type: "button", class: "secondary", disabled: !answer.next_before, onclick: () => {
-      pages.push(answer.next_before);
-      load(answer.next_before);
-    } }, "Older →");
     clear(list).append(
       h("p", { class: "muted" }, `Serving version ${answer.current_version}; history from version ${answer.first_version}.`),
       items.length ? h("ol", { class: "changes" }, items) : h("p", { class: "muted" }, "No changes recorded yet."),
-      h("div", { class: "pager" }, newer, older),
+      pager(pages, answer.next_before, load),
     );
   }
   await load("");

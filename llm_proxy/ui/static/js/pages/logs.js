@@ -2,6 +2,7 @@
 // request's detail view (#/logs/request/<id>). Filters live in the URL, so a view can be shared.
 
 import { api, query } from "../api.js";
+import { pager } from "./shared.js";
 import { clear, field, fmtMs, fmtNumber, fmtTime, fmtUsd, h, notice, show, statusBadge, table } from "../dom.js";
 
 const REQUEST_FILTERS = ["key", "model", "provider", "status", "request_id", "since", "until"];
@@ -176,19 +177,11 @@ export async function render(root, ctx) {
       kind === "errors"
         ? ["Time", "Provider", "Outcome", "Upstream status", "Detail", "Request id"]
         : ["Time", "Status", "Key", "Model", "Provider", "Duration", "TTFT", "Tokens", "Cost", "Request id"];
-    const newer = h("button", { type: "button", class: "secondary", disabled: pages.length < 2, onclick: () => {
-      pages.pop();
-      load(pages[pages.length - 1]);
-    } }, "← Newer");
-    const older = h("button", { type: "button", class: "secondary", disabled: !answer.next_cursor, onclick: () => {
-      pages.push(answer.next_cursor);
-      load(answer.next_cursor);
-    } }, "Older →");
     clear(results).append(
       answer.data.length
         ? table(headers, kind === "errors" ? errorRows(answer.data) : requestRows(answer.data), kind === "errors" ? "Failed attempts" : "Requests")
         : h("p", { class: "muted" }, "Nothing logged matches."),
-      h("div", { class: "pager" }, newer, h("span", { class: "muted" }, `Page ${pages.length}`), older),
+      pager(pages, answer.next_cursor, load),
     );
   }
   await load("");
