@@ -518,8 +518,9 @@ async def test_unmigrated_database_fails_clearly(pg_dsn: str) -> None:
         await initial_load(pg_dsn, Config(), timeout_secs=1)
 
 
-def test_wheel_contains_the_migrations(tmp_path: Path) -> None:
-    """`llm-proxy migrate` must find its SQL after `pip install`, not only in a checkout."""
+def test_wheel_contains_the_migrations_and_the_ui(tmp_path: Path) -> None:
+    """`llm-proxy migrate` must find its SQL after `pip install`, not only in a checkout; and
+    `/ui/` every file of the admin UI (one wheel built for both: it takes seconds)."""
     import subprocess
     import sys
     import zipfile
@@ -535,3 +536,6 @@ def test_wheel_contains_the_migrations(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("llm_proxy/config/sql/"))
     assert shipped == sorted(f"llm_proxy/config/sql/{p.name}" for p in migrate.SQL_DIR.iterdir())
+    static = root / "llm_proxy" / "ui" / "static"
+    assets = {f"llm_proxy/ui/static/{p.relative_to(static)}" for p in static.rglob("*.*")}
+    assert len(assets) > 10 and assets <= set(names)
