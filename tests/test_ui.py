@@ -266,7 +266,7 @@ async def test_operator_walkthrough(
             await form.get_by_label("Budget (USD)").fill("10")
             await form.get_by_role("button", name="Create key").click()
             await page.get_by_role("heading", name="Created key team-ui").wait_for()
-            shown = await page.get_by_label("New key").input_value()
+            shown = await page.get_by_label("Key (shown once)").input_value()
             assert shown.startswith("sk-")
             await page.get_by_role("button", name="Copy", exact=True).click()
             await page.get_by_text("Copied.").wait_for()
@@ -509,3 +509,127 @@ def test_assets_never_build_html_from_strings() -> None:
         text = script.read_text()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in text, f"{script.name} uses {sink}"
+
+
+async def chat_status(url: str, key: str) -> int:
+    """One chat completion through the official SDK: 200, or the status it raised."""
+    import openai
+
+    client = openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0)
+    try:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    except openai.APIStatusError as exc:
+        return exc.status_code
+    finally:
+        await client.close()
+    return 200
+
+
+@needs_browser
+async def test_editing_providers_and_keys(
+    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+) -> None:
+    """Edit, disable, enable, rotate and delete from the pages; the proxy (called with the
+    openai SDK) follows each change, and the history shows each as a before/after diff."""
+    env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(SETTINGS, tmp_path, env) as served:
+        # A key of the test's own, to call the proxy with while the pages change it.
+        ours = "sk-ui-test-caller-0123456789"
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                served.url + "/admin/v1/credentials",
+                json={"name": "caller", "key": ours},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ) as resp,
+        ):
+            assert resp.status == 201
+        page = await browser.new_page()
+        watch = Watch(page)
+        async with evidence(page, tmp_path):
+            await log_in(page, served.url)
+            await open_page(page, "Providers")
+            await page.get_by_role("button", name="Add provider").click()
+            form = page.get_by_role("form", name="New provider")
+            await form.get_by_label("Name").fill("mock-b")
+            await form.get_by_label("API base URL").fill(upstream + "/v1")
+            await form.get_by_label("Models").fill("gpt-4o-mini")
+            await form.get_by_role("button", name="Create provider").click()
+            row = page.locator("tr[data-provider='mock-b']")
+            await row.wait_for()
+
+            # Edit: weight and a timeout; a bad value is refused with the field named.
+            await page.get_by_role("button", name="Edit mock-b").click()
+            form = page.get_by_role("form", name="Edit provider mock-b")
+            await form.get_by_label("Other settings (JSON)").fill("{not json")
+            await form.get_by_role("button", name="Save").click()
+            await form.get_by_text("Other settings: not valid JSON").wait_for()
+            await form.get_by_label("Other settings (JSON)").fill("")
+            await form.get_by_label("Weight").fill("7")
+            await form.get_by_label("Models").fill("gpt-(4")  # a regex that does not compile
+            await form.get_by_role("button", name="Save").click()
+            await form.get_by_role("alert").filter(has_text="model_mapping").wait_for()
+            await form.get_by_label("Models").fill("gpt-4o-mini")
+            await form.get_by_label("Connect timeout (s)").fill("2.5")
+            await form.get_by_role("button", name="Save").click()
+            await page.get_by_text(re.compile(r"Saved provider mock-b")).wait_for()
+            assert "\t7\t" in await row.inner_text()
+
+            # Disable: the proxy stops serving the model; enable: it serves it again.
+            await page.get_by_role("button", name="Disable mock-b").click()
+            await page.get_by_text(re.compile(r"Disabled mock-b")).wait_for()
+            assert "disabled" in await row.inner_text()
+            assert await chat_status(served.url, ours) == 404
+            await page.get_by_role("button", name="Enable mock-b").click()
+            await page.get_by_text(re.compile(r"Enabled mock-b")).wait_for()
+            assert await chat_status(served.url, ours) == 200
+
+            # Keys: create, rotate (the old key stops, the new one works), disable, delete.
+            await open_page(page, "Keys")
+            await page.get_by_role("button", name="Create key").click()
+            form = page.get_by_role("form", name="New key")
+            await form.get_by_label("Name").fill("team-edit")
+            await form.get_by_label("Allowed models").fill("gpt-4o-mini")
+            await form.get_by_role("button", name="Create key").click()
+            first = await page.get_by_label("Key (shown once)").input_value()
+            assert await chat_status(served.url, first) == 200
+            await page.get_by_role("button", name="Rotate team-edit").click()
+            await page.get_by_role("dialog").get_by_role("button", name="Rotate").click()
+            await page.get_by_role("heading", name="Rotated key team-edit").wait_for()
+            second = await page.get_by_label("Key (shown once)").input_value()
+            assert second != first
+            assert await chat_status(served.url, first) == 401
+            assert await chat_status(served.url, second) == 200
+            await page.get_by_role("button", name="Edit team-edit").click()
+            form = page.get_by_role("form", name="Edit key team-edit")
+            assert await form.get_by_label("Allowed models").input_value() == "gpt-4o-mini"
+            await form.get_by_label("Tokens per minute").fill("5000")
+            await form.get_by_role("button", name="Save").click()
+            key_row = page.locator("tr[data-key='team-edit']")
+            await key_row.filter(has_text="5,000 tok/min").wait_for()
+            await page.get_by_role("button", name="Disable team-edit").click()
+            await key_row.filter(has_text="disabled").wait_for()
+            assert await chat_status(served.url, second) == 401
+            await page.get_by_role("button", name="Delete team-edit").click()
+            await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+            await page.get_by_text("Deleted team-edit").wait_for()
+            assert await key_row.count() == 0
+
+            # History: the edit as a before/after diff of exactly the fields changed.
+            await open_page(page, "History")
+            edit = page.locator("li.change", has_text="provider mock-b changed").last
+            await edit.wait_for()
+            diff = await edit.locator("table.diff").inner_text()
+            assert re.search(r"weight\s+1\s+7", diff)
+            assert "connect_timeout_secs" in diff and "2.5" in diff
+            await checkpoint(page, "history-edit")
+
+            # Delete the provider (confirmed): gone from the page and from the proxy.
+            await open_page(page, "Providers")
+            await page.get_by_role("button", name="Delete mock-b").click()
+            await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+            await page.get_by_text("No providers yet.").wait_for()
+            assert await chat_status(served.url, ours) == 404
+        watch.check()

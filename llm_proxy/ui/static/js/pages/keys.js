@@ -69,7 +69,7 @@ function keyForm(key, onDone) {
 
 // The new secret, shown once with a copy button.
 function secretPanel(title, key) {
-  const output = h("input", { type: "text", readonly: true, value: key, class: "secret", "aria-label": "New key", id: "new-key" });
+  const output = h("input", { type: "text", readonly: true, value: key, class: "secret", "aria-label": "Key (shown once)", id: "new-key" });
   const copied = h("span", { class: "muted", "aria-live": "polite" });
   return h(
     "section",

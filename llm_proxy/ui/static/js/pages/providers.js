@@ -41,7 +41,7 @@ function providerForm(ctx, provider, onDone) {
   );
   const base = h("input", { name: "api_base", type: "url", required: true, value: provider?.api_base ?? "", placeholder: "https://api.openai.com/v1" });
   const key = h("input", { name: "api_key", type: "password", autocomplete: "new-password", placeholder: editing ? "unchanged" : "" });
-  const weight = h("input", { name: "weight", type: "number", min: "0", step: "1", value: String(provider?.weight ?? 1) });
+  const weight = h("input", { name: "weight", type: "number", min: "1", step: "1", value: String(provider?.weight ?? 1) });
   const mapping = h("textarea", { name: "model_mapping", rows: "4", placeholder: "gpt-4o-mini\nfast = gpt-4o-mini" });
   mapping.value = mappingText(provider?.model_mapping);
   const timeoutInputs = TIMEOUTS.map(([param, label]) => {
@@ -94,7 +94,7 @@ function providerForm(ctx, provider, onDone) {
     field("Type", type),
     field("API base URL", base),
     field("API key", key, editing ? "Leave empty to keep the stored key." : "Sent to the provider; never shown again."),
-    field("Weight", weight, "Share of traffic among providers serving a model; 0 keeps it for failover only."),
+    field("Weight", weight, "This provider's share of a model's traffic among the providers serving it (1 or more)."),
     field("Models", mapping, "One per line: `model`, or `client-model = upstream-model`; patterns like `gpt-4*` work."),
     h(
       "fieldset",
