@@ -205,7 +205,7 @@ SETTINGS = """\
 pricing:
   "*": {input_per_mtok: 2.5, output_per_mtok: 10}
 request_log:
-  flush_interval_secs: 0.2
+  flush_interval_secs: 2  # the Logs page is refreshed (Filter) until the request shows
 """
 
 

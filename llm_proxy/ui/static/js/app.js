@@ -37,8 +37,11 @@ function route() {
   return { page: page || "dashboard", rest: rest.map(decodeURIComponent), params: new URLSearchParams(search) };
 }
 
+// Go to a page; the page already shown is rendered again (a Filter click refreshes).
 export function navigate(path) {
-  location.hash = `#/${path}`;
+  const next = `#/${path}`;
+  if (location.hash === next) show();
+  else location.hash = next;
 }
 
 function loginView(message) {
