@@ -4,7 +4,8 @@
 import { h } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 600;
+// The drawing's width in SVG units; narrower on a phone so that its labels keep their size.
+const WIDTH = window.matchMedia("(max-width: 640px)").matches ? 360 : 600;
 const HEIGHT = 180;
 const PAD = { left: 52, right: 10, top: 10, bottom: 24 };
 export const PALETTE = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2", "#65a30d", "#dc2626"];

@@ -19,7 +19,20 @@ function points(steps, name) {
   return steps.map((s) => ({ t: s.t, value: s[name] }));
 }
 
-function weightedLatest(steps, name) {
+// A rate (requests_per_sec, tokens_per_min) over the last `secs`, weighted by each step's
+// length: the newest step alone may be a fraction of a second long.
+function recentRate(steps, name, secs = 30) {
+  let total = 0;
+  let span = 0;
+  for (let i = steps.length - 1; i > 0 && steps[steps.length - 1].t - steps[i].t < secs; i -= 1) {
+    const length = steps[i].t - steps[i - 1].t;
+    total += steps[i][name] * length;
+    span += length;
+  }
+  return span > 0 ? total / span : null;
+}
+
+function latest(steps, name) {
   for (let i = steps.length - 1; i >= 0; i -= 1) if (steps[i][name] !== null) return steps[i][name];
   return null;
 }
@@ -70,10 +83,10 @@ export async function render(root) {
       "div",
       { class: "tiles" },
       tile(`Requests (${minutes} min)`, fmtNumber(requests), "tile-requests"),
-      tile("Requests/s now", fmtNumber(weightedLatest(all, "requests_per_sec"), 2), "tile-rps"),
+      tile("Requests/s (30 s)", fmtNumber(recentRate(all, "requests_per_sec"), 2), "tile-rps"),
       tile("Errors (5xx)", `${fmtNumber(errors)} · ${fmtPercent(requests ? errors / requests : 0)}`, "tile-errors"),
-      tile("p95 latency", fmtMs(weightedLatest(all, "p95_ms")), "tile-p95"),
-      tile("Tokens/min now", fmtNumber(weightedLatest(all, "tokens_per_min")), "tile-tokens"),
+      tile("p95 latency (latest)", fmtMs(latest(all, "p95_ms")), "tile-p95"),
+      tile("Tokens/min (30 s)", fmtNumber(recentRate(all, "tokens_per_min")), "tile-tokens"),
       tile(`Cost (${minutes} min)`, fmtUsd(sum(all, "cost_usd")), "tile-cost"),
       tile("Config version", String(stats.config_version), "tile-version"),
     );
@@ -115,7 +128,8 @@ export async function render(root) {
       ),
       "Providers",
     );
-    clear(body).append(tiles, h("section", { "aria-label": "Providers" }, h("h2", {}, "Providers"), providers), h("h2", {}, "Traffic"), charts);
+    const health = stats.providers.length ? providers : h("p", { class: "muted" }, "No providers configured.");
+    clear(body).append(tiles, h("section", { "aria-label": "Providers" }, h("h2", {}, "Providers"), health), h("h2", {}, "Traffic"), charts);
   }
 
   windowSelect.addEventListener("change", refresh);
