@@ -56,6 +56,7 @@ async def test_stats_by_provider_and_key(upstream: Upstream) -> None:
         step = stats["series"]["all"][0]  # the step from startup to the sample above
         assert step["requests_per_sec"] > 0 and step["error_rate"] == pytest.approx(0.2)
         steps = stats["series"]["all"]
+        assert all(s["secs"] > 0 for s in steps)
         assert sum(s["requests"] for s in steps) == 10 and sum(s["errors"] for s in steps) == 2
         assert step["p50_ms"] is not None and step["p99_ms"] >= step["p50_ms"]
         assert step["tokens_per_min"] > 0 and step["cost_usd"] > 0

@@ -338,9 +338,19 @@ _PAGE_PARAMS: Final = [
 _NULLABLE_NUM: Final = {"type": ["number", "null"]}
 _NULLABLE_INT: Final = {"type": ["integer", "null"]}
 _STEP: Final = _obj(
-    ["t", "requests", "errors", "requests_per_sec", "error_rate", "tokens_per_min", "cost_usd"],
+    [
+        "t",
+        "secs",
+        "requests",
+        "errors",
+        "requests_per_sec",
+        "error_rate",
+        "tokens_per_min",
+        "cost_usd",
+    ],
     {
         "t": {"type": "number"},
+        "secs": {"type": "number", "exclusiveMinimum": 0},
         "requests": {"type": "integer", "minimum": 0},
         "errors": {"type": "integer", "minimum": 0},
         "requests_per_sec": {"type": "number"},

@@ -98,6 +98,7 @@ def _step(t0: float, a: Totals, t1: float, b: Totals, name: Group) -> dict[str, 
     cost = b.cost.get(name, 0.0) - a.cost.get(name, 0.0)
     return {
         "t": round(t1, 3),
+        "secs": round(secs, 3),
         "requests": round(requests),
         "errors": round(failed),
         "requests_per_sec": round(requests / secs, 3),

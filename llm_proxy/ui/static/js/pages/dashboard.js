@@ -19,17 +19,20 @@ function points(steps, name) {
   return steps.map((s) => ({ t: s.t, value: s[name] }));
 }
 
-// A rate (requests_per_sec, tokens_per_min) over the last `secs`, weighted by each step's
-// length: the newest step alone may be a fraction of a second long.
+// A rate (requests_per_sec, tokens_per_min) over the steps of the last `secs`, weighted by
+// each step's length: the newest step alone may be a fraction of a second long.
 function recentRate(steps, name, secs = 30) {
-  let total = 0;
-  let span = 0;
-  for (let i = steps.length - 1; i > 0 && steps[steps.length - 1].t - steps[i].t < secs; i -= 1) {
-    const length = steps[i].t - steps[i - 1].t;
-    total += steps[i][name] * length;
-    span += length;
-  }
-  return span > 0 ? total / span : null;
+  if (!steps.length) return null;
+  const since = steps[steps.length - 1].t - secs;
+  const recent = steps.filter((s) => s.t > since);
+  const span = recent.reduce((total, s) => total + s.secs, 0);
+  return span > 0 ? recent.reduce((total, s) => total + s[name] * s.secs, 0) / span : null;
+}
+
+// Dollars on an axis: short ($0.005, not $0.005000).
+function usdAxis(value) {
+  if (!value) return "$0";
+  return value < 0.01 ? `$${Number(value.toPrecision(2))}` : `$${value.toFixed(2)}`;
 }
 
 function latest(steps, name) {
@@ -113,7 +116,7 @@ export async function render(root) {
       lineChart({ title: groups.length ? "Time to first token p95" : "Time to first token", series: ttft, format: fmtMs }),
       lineChart({ title: "Tokens per minute", series: per("tokens_per_min"), format: (v) => fmtNumber(v) }),
       lineChart({ title: "Error rate (5xx)", series: per("error_rate"), format: fmtPercent }),
-      lineChart({ title: "Cost per step (USD)", series: per("cost_usd"), format: fmtUsd }),
+      lineChart({ title: "Cost per step (USD)", series: per("cost_usd"), format: usdAxis }),
     );
     const providers = table(
       ["Provider", "Health", "Breaker"],
