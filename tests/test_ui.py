@@ -494,6 +494,12 @@ async def test_ui_is_served_only_with_an_admin_key(upstream: str, tmp_path: Path
                 assert resp.status == 200, src
         async with http.get(served.url + "/ui/js/app.js") as resp:
             assert resp.content_type == "text/javascript"
+            assert resp.headers["Content-Encoding"] == "gzip"  # compressed once, at startup
+            assert "navigate" in await resp.text()
+        async with http.get(
+            served.url + "/ui/js/app.js", headers={"Accept-Encoding": "identity"}
+        ) as resp:
+            assert "Content-Encoding" not in resp.headers and "navigate" in await resp.text()
         for missing in ("/ui/nope.js", "/ui/%2e%2e/pyproject.toml", "/ui/js/..%2f..%2fhandler.py"):
             async with http.get(URL(served.url + missing, encoded=True)) as resp:
                 assert resp.status == 404, missing

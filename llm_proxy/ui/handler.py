@@ -11,6 +11,7 @@ checked per request, so a reload that removes the last admin key takes it down t
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import mimetypes
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class Asset:
     body: bytes
     content_type: str
     etag: str
+    gzipped: bytes | None  # the body compressed once, at startup (None: not worth it)
 
 
 def load_assets() -> dict[str, Asset]:
@@ -63,7 +65,9 @@ def load_assets() -> dict[str, Asset]:
                 continue
             body = entry.read_bytes()
             etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-            assets[name] = Asset(body, content_type, etag)
+            packed = gzip.compress(body, 9, mtime=0)
+            gzipped = packed if content_type != "image/png" and len(packed) < len(body) else None
+            assets[name] = Asset(body, content_type, etag, gzipped)
 
     walk(resources.files("llm_proxy.ui") / "static", "")
     assets[""] = assets["index.html"]
@@ -84,6 +88,7 @@ def ui_handler(assets: dict[str, Asset]) -> Handler:
         if asset is None:
             raise ProxyError(404, f"No such file in the admin UI: /ui/{path}", code="not_found")
         headers = {
+            "Vary": "Accept-Encoding",
             "Content-Security-Policy": CSP,
             "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "no-referrer",
@@ -97,8 +102,12 @@ def ui_handler(assets: dict[str, Asset]) -> Handler:
         if request.headers.get("If-None-Match") == asset.etag:
             return web.Response(status=304, headers=headers)
         charset = "utf-8" if asset.content_type.startswith(("text/", "application/j")) else None
+        body = asset.body
+        if asset.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = asset.gzipped
+            headers["Content-Encoding"] = "gzip"
         return web.Response(
-            body=asset.body, content_type=asset.content_type, charset=charset, headers=headers
+            body=body, content_type=asset.content_type, charset=charset, headers=headers
         )
 
     return serve
