@@ -14,13 +14,14 @@ Without `$NOTIFY_SOCKET` (not started by systemd) every call does nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import time
 from collections.abc import Mapping
 
 import structlog
+
+from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -78,11 +79,8 @@ class Notifier:
             await asyncio.sleep(self.watchdog_secs / 2)
 
     async def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-            self._watchdog = None
+        await stop_task(self._watchdog)
+        self._watchdog = None
         if self._socket is not None:
             self._socket.close()
             self._socket = None

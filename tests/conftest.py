@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,7 +49,25 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        await runner.cleanup()
+        await _stop(runner)
+
+
+_STOP_SECS = 30
+
+
+async def _stop(runner: web.AppRunner) -> None:
+    """Stop the server; a shutdown that does not end fails the test with every task's stack
+    (the proxy's shutdown must always end: see llm_proxy.tasks)."""
+    try:
+        async with asyncio.timeout(_STOP_SECS):
+            await runner.cleanup()
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            task.print_stack(file=stacks)
+        pytest.fail(
+            f"the server did not stop within {_STOP_SECS} s; its tasks:\n{stacks.getvalue()}"
+        )
 
 
 def make_config(*providers: dict[str, Any], **top: Any) -> Config:

@@ -26,6 +26,7 @@ from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import Config
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
+from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -85,11 +86,8 @@ class ConfigListener:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="config-listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     def request_reload(self) -> None:
         """Reload now (SIGHUP in database mode)."""
@@ -144,9 +142,11 @@ class ConfigListener:
         self._wake.set()
         last_reload = -self._min_interval
         while not self._lost.is_set():
-            # A timeout is the periodic safety-net check.
+            # A timeout is the periodic safety-net check. (Not `asyncio.wait_for`: on 3.11 it
+            # loses a cancel that arrives as the event fires, and stop() would wait forever.)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._check_interval)
+                async with asyncio.timeout(self._check_interval):
+                    await self._wake.wait()
             if self._lost.is_set():
                 break
             # A lone change applies at once; a burst gets at most one reload per interval,

@@ -48,6 +48,7 @@ from yarl import URL
 
 from llm_proxy import __version__
 from llm_proxy.observe.records import RequestRecord
+from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -359,10 +360,8 @@ class LangfuseExporter:
         """Stop the task, make one last attempt to send what waits (bounded by
         `close_timeout`), drop (and count) what is left, close the HTTP session."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # not `await task`: our own cancel propagates
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._session is not None:
             try:
                 async with asyncio.timeout(self._close_timeout):

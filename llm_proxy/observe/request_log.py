@@ -24,6 +24,7 @@ import structlog
 
 from llm_proxy.config.model import RequestLogSettings
 from llm_proxy.observe.records import RequestRecord
+from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -77,11 +78,8 @@ class BatchingSink:
 
     async def close(self) -> None:
         """Stop the writer, then write what is queued (at most `_CLOSE_SECS`)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         try:
             async with asyncio.timeout(_CLOSE_SECS):
                 while self._queue:
@@ -413,7 +411,8 @@ class DatabaseLog(BatchingSink):
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+                async with asyncio.timeout(2):
+                    await conn.close()
 
 
 class JsonlLog(BatchingSink):

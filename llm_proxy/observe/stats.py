@@ -11,13 +11,13 @@ and per key. Nothing is added to the request path: the counters exist for /metri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from collections import deque
 from typing import Any, Final
 
 from llm_proxy.observe.metrics import DURATION_BUCKETS, Group, Metrics, Totals
+from llm_proxy.tasks import stop_task
 
 INTERVAL_SECS: Final = 5.0
 KEEP: Final = int(3600 / INTERVAL_SECS)  # an hour of samples
@@ -62,10 +62,7 @@ class Stats:
             self.sample()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     def series(self, window_secs: float, group: str | None) -> dict[str, Any]:
         """Steps over the last `window_secs`: `all`, and per provider or key (`group`)."""
@@ -98,7 +95,7 @@ def _step(t0: float, a: Totals, t1: float, b: Totals, name: Group) -> dict[str, 
     cost = b.cost.get(name, 0.0) - a.cost.get(name, 0.0)
     return {
         "t": round(t1, 3),
-        "secs": round(secs, 3),
+        "secs": secs,  # unrounded: the newest step may be microseconds long
         "requests": round(requests),
         "errors": round(failed),
         "requests_per_sec": round(requests / secs, 3),

@@ -16,6 +16,7 @@ from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.snapshot import ConfigStore
 from llm_proxy.proxy.upstream import Upstream
 from llm_proxy.proxy.upstream_client import Client, UpstreamError
+from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -36,12 +37,9 @@ class HealthChecker:
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="health-checks")
 
     async def stop(self) -> None:
-        for task in [self._loop_task, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._loop_task is not None:
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await stop_task(self._loop_task)  # first: it starts the checks
+        for task in list(self._tasks):
+            await stop_task(task)
 
     async def _run(self) -> None:
         while True:

@@ -20,6 +20,8 @@ from typing import Any, Final
 
 import structlog
 
+from llm_proxy.tasks import stop_task
+
 log = structlog.get_logger()
 
 LOCAL_OWNERS: Final = 100_000  # ids remembered in memory (LRU)
@@ -147,12 +149,10 @@ class Owners:
             log.warning("object_owner_write_failed", error=type(exc).__name__, kind=kind)
 
     async def close(self) -> None:
-        if self._pruner is not None:
-            self._pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pruner
+        await stop_task(self._pruner)
         if self._writes:
             await asyncio.wait(set(self._writes), timeout=2)
         if self._pool is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pool.close(), 2)
+                async with asyncio.timeout(2):
+                    await self._pool.close()
