@@ -50,7 +50,7 @@ export async function render(root) {
   let messages = [];
   let controller = null;
 
-  load.addEventListener("click", async () => {
+  async function loadModels() {
     clear(status);
     try {
       const ids = await models(key.value.trim());
@@ -59,7 +59,9 @@ export async function render(root) {
     } catch (error) {
       status.append(notice("error", `Could not list models: ${error.message}`));
     }
-  });
+  }
+  load.addEventListener("click", loadModels);
+  key.addEventListener("change", loadModels); // a new key may see other models
   reset.addEventListener("click", () => {
     messages = [];
     clear(transcript);
