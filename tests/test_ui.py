@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -458,6 +459,21 @@ async def test_yaml_mode_is_read_only(browser: Any, upstream: str, tmp_path: Pat
         await page.get_by_text("needs database mode").wait_for()
         await open_page(page, "Logs")
         await page.get_by_text(re.compile("database")).first.wait_for()
+
+        # The admin key changes under an open dashboard (file edited, SIGHUP): its next
+        # refresh is refused and the page asks for the new key.
+        await open_page(page, "Dashboard")
+        (path,) = tmp_path.glob("proxy-*.yaml")
+        path.write_text(config.replace(ADMIN_KEY, ADMIN_KEY + "-rotated"))
+        served.proc.send_signal(signal.SIGHUP)
+        await page.get_by_text("Your admin key is no longer accepted.").wait_for(timeout=15_000)
+        assert await page.evaluate("() => sessionStorage.length") == 0
+        # The dashboard stopped polling: the login form keeps what is typed into it.
+        await page.get_by_label("Admin key").fill("half-typed")
+        await page.wait_for_timeout(6_000)  # past the dashboard's 5-second refresh
+        assert await page.get_by_label("Admin key").input_value() == "half-typed"
+        await log_in(page, served.url, ADMIN_KEY + "-rotated")
+        await page.get_by_role("heading", name="Dashboard").wait_for()
         watch.check()
 
 

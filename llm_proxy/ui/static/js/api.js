@@ -56,7 +56,7 @@ export async function api(method, path, body, { key = adminKey(), signal } = {})
   });
   const data = await parse(response);
   if (!response.ok) {
-    if (response.status === 401 && key === adminKey()) onUnauthorized();
+    if (response.status === 401 && key && key === adminKey()) onUnauthorized();
     throw new ApiError(response.status, data);
   }
   return data;

@@ -44,7 +44,16 @@ export function navigate(path) {
   else location.hash = next;
 }
 
+// Leave the page shown: its timers and streams stop.
+function leave() {
+  if (cleanup) {
+    cleanup();
+    cleanup = null;
+  }
+}
+
 function loginView(message) {
+  leave();
   const input = h("input", { type: "password", name: "admin-key", autocomplete: "current-password", required: true, autofocus: true });
   const status = h("div", { class: "login-status", "aria-live": "assertive" }, message ? notice("error", message) : null);
   const form = h(
@@ -138,10 +147,7 @@ async function refreshContext() {
 }
 
 async function show() {
-  if (cleanup) {
-    cleanup();
-    cleanup = null;
-  }
+  leave();
   if (!adminKey()) return loginView();
   const { page, rest, params } = route();
   const entry = PAGES.find((p) => p.path === page) || PAGES[0];
