@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -58,6 +59,7 @@ log = structlog.get_logger()
 # handlers, so this only has to be above any sane setting.
 _SERVER_BODY_CAP: Final = 1 << 31
 _BACKGROUND_GRACE_SECS: Final = 5.0
+_RESTORE_SECS: Final = 3.0
 
 # JSON calls naming a `model`, routed by it (each also answers without the `/v1` prefix, for
 # clients whose base URL lacks it).
@@ -207,6 +209,21 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
         await client.close()
 
 
+async def _restore_budgets(limiter: Limiter, dsn: str) -> None:
+    """Budgets counted here alone (no Redis) start from what the request log says each key
+    spent this period; at most `_RESTORE_SECS` of startup, and never a reason not to start."""
+    from llm_proxy.proxy.budgets import restore_from_log
+
+    try:
+        async with asyncio.timeout(_RESTORE_SECS):
+            restored = await restore_from_log(limiter.budgets, dsn, time.time())
+    except Exception as exc:  # the database is down or slow: budgets start at zero, as before
+        log.warning("budget_restore_failed", error=type(exc).__name__)
+    else:
+        if restored:
+            log.info("budgets_restored", keys=restored)
+
+
 def _limiter(clock: Clock | None) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
@@ -222,6 +239,8 @@ def _limiter(clock: Clock | None) -> Any:
             kwargs["clock"] = clock
         limiter = app[LIMITER] = Limiter(**kwargs)
         limiter.sync(store.current.keys)
+        if redis is None and LOG_DSN in app:
+            await _restore_budgets(limiter, app[LOG_DSN])
 
         def on_swap(snapshot: Snapshot) -> None:
             limiter.sync(snapshot.keys)

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -582,3 +582,54 @@ async def test_export_and_import_round_trip_the_budget(
         assert code == 0 and again.splitlines()[1:] == text.splitlines()[1:]
     finally:
         await sql.close()
+
+
+async def test_a_restart_keeps_the_spend_recorded_in_the_request_log(
+    upstream: Upstream, config_dsn: str, http: aiohttp.ClientSession
+) -> None:
+    """Without Redis a budget is counted in the process; with the request log in PostgreSQL,
+    a restarted proxy starts from what each key spent this period: today's rows, and the daily
+    rollup for the month's earlier days (whose rows may have expired). Earlier periods do not
+    count."""
+    config = make_config(
+        provider("a", upstream.api_base, {"m": None}),
+        master_keys=[
+            {"name": "team", "key": KEY, "max_budget_usd": 5},
+            {"name": "day", "key": KEY + "-day", "max_budget_usd": 5, "budget_period": "daily"},
+        ],
+        pricing=PRICING,  # $1 a call
+        request_log={"database_url": config_dsn, "flush_interval_secs": 0.1},
+    )
+    async with serve(create_app(config)) as url:
+        for key in (KEY, KEY, KEY + "-day"):
+            assert (await post(http, url, key)).status == 200
+    # Stopped: what was queued is written. Earlier days, as the rollup alone keeps them.
+    now = datetime.now(UTC)
+    yesterday = (now - timedelta(days=1)).date()
+    last_month = (now.replace(day=1) - timedelta(days=1)).date()
+    conn = await asyncpg.connect(config_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM request_logs") == 3
+        await conn.executemany(
+            "INSERT INTO usage_daily (day, key_name, model, provider, requests, cost_usd) "
+            "VALUES ($1, $2, 'm', 'a', 1, 1.0)",
+            [(yesterday, "team"), (yesterday, "day"), (last_month, "team")],
+        )
+    finally:
+        await conn.close()
+    earlier = 1 if yesterday.month == now.month else 0  # (on the 1st, yesterday was last month)
+    async with serve(create_app(config)) as url:
+        team = await post(http, url)
+        day = await post(http, url, KEY + "-day")
+    assert team.headers["x-llm-proxy-budget-remaining-usd"] == str(5 - 2 - earlier)
+    assert day.headers["x-llm-proxy-budget-remaining-usd"] == "4"  # today only
+
+    # A database that cannot be reached: the proxy starts anyway, budgets from zero.
+    down = dataclasses.replace(
+        config,
+        request_log=dataclasses.replace(
+            config.request_log, database_url="postgresql://postgres@127.0.0.1:1/nowhere"
+        ),
+    )
+    async with serve(create_app(down)) as url:
+        assert (await post(http, url)).headers["x-llm-proxy-budget-remaining-usd"] == "5"

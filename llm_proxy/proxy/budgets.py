@@ -167,6 +167,28 @@ class CostBudgets:
         spend.pending_usd += cost_usd
         self._start_sync(spend, now)
 
+    def periods(self) -> list[tuple[str, float, str]]:
+        """Each budgeted key's current period: (key name, start in epoch seconds, label)."""
+        now = self._clock()
+        out = []
+        for spend in self._spends.values():
+            start, _, label = budget_period(spend.period, now)
+            out.append((spend.key_name, start, label))
+        return out
+
+    def restore(self, key_name: str, label: str, spent_usd: float) -> None:
+        """Spend recorded before this process started (see `restore_from_log`), added to the
+        key's count if period `label` is still the current one. Only without Redis: there
+        the shared total is the count."""
+        spend = self._spends.get(key_name)
+        if spend is None or not spent_usd > 0 or self._backend.redis is not None:
+            return
+        now = self._clock()
+        if now >= spend.ends_at:
+            spend.roll(now)
+        if spend.redis_key.endswith(f":{label}"):
+            spend.shared_usd += spent_usd
+
     def track(self, task: asyncio.Task[None]) -> None:
         """A background exchange with Redis (the limiter's too), awaited by `flush`."""
         self._tasks.add(task)
@@ -222,3 +244,46 @@ class CostBudgets:
                     return
         finally:
             spend.syncing = False
+
+
+# What each budgeted key spent this period before the process started, from the request log:
+# whole days from the daily rollup (kept past the rows' retention), today from the rows written
+# before `started` (this process's own requests are counted as they happen).
+_SPENT_BEFORE: Final = """
+SELECT coalesce((SELECT sum(cost_usd) FROM usage_daily
+                 WHERE key_name = $1 AND day >= $2::date AND day < $3::date), 0)
+     + coalesce((SELECT sum(cost_usd) FROM request_logs
+                 WHERE key_name = $1 AND ts >= $4::timestamptz AND ts < $5::timestamptz), 0)
+"""
+
+
+async def restore_from_log(budgets: CostBudgets, dsn: str, started: float) -> int:
+    """Seed the budgets of a proxy without Redis with what the request log (in PostgreSQL)
+    says each key spent this period, so that a restart does not hand every key a fresh
+    budget. Returns how many keys had spent something."""
+    import asyncpg
+
+    periods = budgets.periods()
+    if not periods:
+        return 0
+    today = datetime.fromtimestamp(started, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        restored = 0
+        for key_name, start, label in periods:
+            # Days are UTC days (as the rollup's), whatever the session's time zone.
+            first = datetime.fromtimestamp(start, UTC).date()
+            spent = await conn.fetchval(
+                _SPENT_BEFORE,
+                key_name,
+                first,
+                today.date(),
+                today,
+                datetime.fromtimestamp(started, UTC),
+            )
+            if spent and spent > 0:
+                budgets.restore(key_name, label, float(spent))
+                restored += 1
+        return restored
+    finally:
+        await conn.close()
