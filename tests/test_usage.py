@@ -32,17 +32,18 @@ def test_find_usage_shapes() -> None:
 def test_request_usage_in_stream_splices_or_merges() -> None:
     body = b'{"model":"m","stream":true,"n":1}'
     assert request_usage_in_stream(body, orjson.loads(body)) == (
-        b'{"stream_options":{"include_usage":true},"model":"m","stream":true,"n":1}'
+        b'{"stream_options":{"include_usage":true},"model":"m","stream":true,"n":1}',
+        True,
     )
     body = b'{"model":"m","stream_options":{"include_obfuscation":false}}'
-    merged = request_usage_in_stream(body, orjson.loads(body))
-    assert merged is not None
+    merged, added = request_usage_in_stream(body, orjson.loads(body))
+    assert added
     assert orjson.loads(merged)["stream_options"] == {
         "include_obfuscation": False,
         "include_usage": True,
     }
     body = b'{"model":"m","stream_options":{"include_usage":true}}'
-    assert request_usage_in_stream(body, orjson.loads(body)) is None
+    assert request_usage_in_stream(body, orjson.loads(body)) == (body, False)
 
 
 def test_stripper_restores_the_plain_stream_in_any_chunking() -> None:
@@ -212,3 +213,78 @@ async def test_a_long_stream_without_usage_is_estimated_from_its_tail(
         _, completion = await wait_for_tokens(http, url, "m")
     exact = tokens.count_sync("".join(words))
     assert 0.8 * exact <= completion <= 1.2 * exact, (completion, exact)
+
+
+# Every shape a client may give `stream_options`: what the upstream must receive, and whether
+# the client asked for the usage chunk itself (then it gets it) or the proxy added it (stripped).
+STREAM_OPTION_SHAPES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
+    ("absent", {}, {"include_usage": True}, False),
+    ("null", {"stream_options": None}, {"include_usage": True}, False),
+    ("empty", {"stream_options": {}}, {"include_usage": True}, False),
+    ("false", {"stream_options": {"include_usage": False}}, {"include_usage": True}, False),
+    ("usage null", {"stream_options": {"include_usage": None}}, {"include_usage": True}, False),
+    (
+        "other keys",
+        {"stream_options": {"include_obfuscation": False}},
+        {"include_obfuscation": False, "include_usage": True},
+        False,
+    ),
+    ("asked", {"stream_options": {"include_usage": True}}, {"include_usage": True}, True),
+]
+
+
+async def test_stream_usage_is_always_asked_for_whatever_the_client_sent(
+    proxy_url: str, upstream: Upstream, http: aiohttp.ClientSession
+) -> None:
+    """A stream is accounted from the usage chunk the upstream sends only when asked: a
+    client's `"stream_options": null` (or `include_usage: false`) must not turn it off."""
+    import openai
+
+    async with openai.AsyncOpenAI(
+        api_key="sk-client", base_url=proxy_url + "/v1", max_retries=0
+    ) as client:
+        for count, (shape, extra, sent_options, asked) in enumerate(STREAM_OPTION_SHAPES, 1):
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "count"}],
+                stream=True,
+                extra_body={"mock_chunks": 7, **extra},
+            )
+            chunks = [chunk async for chunk in stream]
+            sent = orjson.loads(upstream.recorded[-1].body)
+            assert sent["stream_options"] == sent_options, shape
+            usage_chunks = [c for c in chunks if c.usage is not None]
+            if asked:
+                assert len(usage_chunks) == 1 and usage_chunks[0].usage is not None, shape
+                assert usage_chunks[0].usage.completion_tokens == 7
+            else:
+                assert usage_chunks == [], shape  # what the proxy added is not shown
+                assert all(c.choices for c in chunks), shape
+            # Counted from the upstream's own report, exactly, every time.
+            assert await tokens_of(http, proxy_url, "gpt-4o-mini") == (5 * count, 7 * count), shape
+
+
+async def test_a_malformed_stream_options_is_a_400(
+    proxy_url: str, upstream: Upstream, http: aiohttp.ClientSession
+) -> None:
+    for value in ("yes", [], 1, True):
+        body = {"model": "gpt-4o-mini", "stream": True, "stream_options": value}
+        async with http.post(proxy_url + "/v1/chat/completions", json=body) as resp:
+            assert resp.status == 400, value
+            error = (await resp.json())["error"]
+        assert error["param"] == "stream_options" and error["type"] == "invalid_request_error"
+    assert not upstream.recorded
+
+
+def test_request_usage_in_stream_is_not_fooled_by_spelling() -> None:
+    """A key the proxy cannot see plainly (escaped, or twice) is merged through a parser, so
+    the upstream sees one `stream_options`, with usage on."""
+    for body in (
+        b'{"model":"m","stream_options":{"include_usage":true},"stream_options":null}',
+        b'{"model":"m","stream\\u005foptions":null}',
+        b'{"model":"m","stream_options":{"include_usage":true,"include_usage":false}}',
+    ):
+        sent, added = request_usage_in_stream(body, orjson.loads(body))
+        assert sent.count(b"stream") == 1, body
+        assert orjson.loads(sent)["stream_options"] == {"include_usage": True}, body
+        assert added, body

@@ -49,7 +49,6 @@ class Call:
             else replace_model(self.body, self.requested, model)
         )
         if self.stream and upstream.inject_stream_usage and self.endpoint in USAGE_STREAMS:
-            with_usage = request_usage_in_stream(body, self.data)
-            if with_usage is not None:
-                return with_usage, UsageStripper()
+            body, added = request_usage_in_stream(body, self.data)
+            return body, UsageStripper() if added else None
         return body, None

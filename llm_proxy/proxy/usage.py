@@ -3,8 +3,9 @@
 * `find_usage(tail)` reads the last `"usage"` object in the tail of a body or stream (OpenAI
   puts it at the end of a JSON body and in the final chunk of a stream).
 * `request_usage_in_stream(body)` asks the upstream for that final usage chunk
-  (`stream_options.include_usage`) when the client did not; `UsageStripper` then removes what
-  the option added, so the client receives exactly the bytes it would have without it.
+  (`stream_options.include_usage`) whatever the client sent; when the client had not asked,
+  `UsageStripper` then removes what the option added, so the client receives exactly the
+  bytes it would have without it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 import orjson
 
+from llm_proxy import errors
 from llm_proxy.proxy.decoding import Inflater
 from llm_proxy.proxy.jsonbody import exact_loads
 
@@ -60,19 +62,44 @@ def find_usage(tail: bytes) -> Usage | None:
     return Usage(prompt, completion)
 
 
-def request_usage_in_stream(body: bytes, data: dict[str, Any]) -> bytes | None:
-    """`body` with `stream_options.include_usage` set, or None when nothing needs changing."""
+def request_usage_in_stream(body: bytes, data: dict[str, Any]) -> tuple[bytes, bool]:
+    """`body` asking for the stream's usage chunk, and whether the proxy added that request
+    (then `UsageStripper` hides the chunk from the client). Whatever the client sent (no
+    `stream_options`, `null`, `{}`, `include_usage: false` or `null`), the upstream gets
+    `include_usage: true` and the client's other options: without it a stream reports no
+    usage and would be charged an estimate. A `stream_options` that is not an object is a 400.
+    """
     options = data.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return None
-    if options is None:
+    if options is not None and not isinstance(options, dict):
+        raise errors.bad_param("stream_options", "`stream_options` must be an object.")
+    plain = _plainly_once(body)
+    if plain and isinstance(options, dict) and options.get("include_usage") is True:
+        return body, False  # the client asked itself: it gets the chunk
+    if plain and "stream_options" not in data:
         start = body.find(b"{")
-        return body[: start + 1] + b'"stream_options":{"include_usage":true},' + body[start + 1 :]
-    if not isinstance(options, dict):
-        return None  # the client's malformed value is the upstream's to reject
-    exact = exact_loads(body)  # keeps big integers exact; only for this rare case
-    exact["stream_options"] = {**options, "include_usage": True}
-    return json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode()
+        spliced = body[: start + 1] + b'"stream_options":{"include_usage":true},'
+        return spliced + body[start + 1 :], True
+    # null, {}, false, or a spelling only a parser reads the way the upstream will (an
+    # escaped or repeated key: the last one counts, for orjson, the stdlib and the upstream).
+    exact = exact_loads(body)  # keeps big integers exact; only for these rare cases
+    given = exact.get("stream_options")
+    asked = isinstance(given, dict) and given.get("include_usage") is True
+    exact["stream_options"] = {**(given or {}), "include_usage": True}
+    return json.dumps(exact, ensure_ascii=False, separators=(",", ":")).encode(), not asked
+
+
+# `\u` escapes that could spell a letter of `stream_options` or `include_usage`.
+_KEY_ESCAPES: Final = re.compile(rb"\\u00[5-7]")
+
+
+def _plainly_once(body: bytes) -> bool:
+    """Do `stream_options` and `include_usage` each appear at most once, unescaped? Then what
+    the proxy parsed is what every parser reads."""
+    return (
+        body.count(b'"stream_options"') <= 1
+        and body.count(b'"include_usage"') <= 1
+        and (b"\\u00" not in body or _KEY_ESCAPES.search(body) is None)
+    )
 
 
 class UsageStripper:
