@@ -5,11 +5,13 @@ mode's read-only answers and file reload, and bad input answered in OpenAI's err
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
 
 from llm_proxy.config.issues import ConfigError
@@ -283,3 +285,48 @@ async def test_bad_input_is_a_400_naming_the_field(
     status, body = await call(http, "GET", url + "/admin/v1/config/history/12345")
     assert status == 404
     assert_error(body, "not_found")
+
+
+async def raw_get(url: str, target: str, headers: str = "") -> tuple[int, bytes]:
+    """GET `target` exactly as written (an HTTP client would normalise it first)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = f"GET {target} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n"
+        writer.write(head.encode())
+        answer = await reader.read()
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+async def test_only_the_openapi_document_itself_is_open(
+    start_proxy: ProxyFactory, upstream: Upstream
+) -> None:
+    """The guard once let through every path ending in `/openapi.json` (a handler with an
+    `{id}` of `openapi.json`, without an admin key)."""
+    config = make_config(provider("a", upstream.api_base, {"m": None}), **SETTINGS)
+    url = await start_proxy(config)
+    status, body = await raw_get(url, "/admin/v1/openapi.json")
+    assert status == 200 and b'"openapi"' in body
+    for target in (
+        "/admin/v1/config/history/openapi.json",
+        "/admin/v1/providers/openapi.json",
+        "/admin/v1/logs/requests/openapi.json",
+        "/admin/v1/x/../openapi.json",
+        "/admin/v1/config/history/..%2fopenapi.json",
+        "/admin/v1/config/history/%2e%2e/openapi.json",
+        "/admin/v1/config/history/openapi%2ejson",
+        "/admin/v1//openapi.json",
+        "/admin//v1/openapi.json",
+        "/admin/v1/openapi.json/",
+        "/admin/v1/%6fpenapi.json",
+    ):
+        status, body = await raw_get(url, target)
+        assert status in (401, 404), (target, status, body)
+        if status == 401:
+            assert orjson.loads(body)["error"]["code"] == "invalid_admin_key", target
+        # With the admin key, the same request is not refused for want of one.
+        status, body = await raw_get(url, target, f"Authorization: {ADMIN['Authorization']}\r\n")
+        assert status != 401, target

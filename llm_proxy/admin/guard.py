@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -15,7 +16,10 @@ from llm_proxy.keys import STATE
 from llm_proxy.proxy.keyring import presented_key
 
 ADMIN_NAME = web.RequestKey("admin_name", str)
-OPEN_PATH = "/openapi.json"
+# The one document read without a key (it holds no secret), at this path spelled exactly so:
+# a suffix test once let `/admin/v1/<anything>/openapi.json` reach other handlers unguarded.
+OPEN_PATH: Final = "/admin/v1/openapi.json"
+_OPEN_METHODS: Final = frozenset({"GET", "HEAD"})
 
 
 def admin_name(presented: str | None, credentials: tuple[tuple[str, str], ...]) -> str | None:
@@ -31,8 +35,9 @@ def admin_name(presented: str | None, credentials: tuple[tuple[str, str], ...]) 
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.endswith(OPEN_PATH):
-        return await handler(request)  # the API's description holds no secret
+    if request.raw_path.partition("?")[0] == OPEN_PATH and request.method in _OPEN_METHODS:
+        # (The raw path: no dot segment, escape or doubled slash can spell it.)
+        return await handler(request)
     credentials = request[STATE].snapshot.config.admin_credentials
     if not credentials:
         raise ProxyError(
