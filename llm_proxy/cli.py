@@ -268,6 +268,10 @@ def summarize(source: str, config: Config) -> str:
                 extra.append(
                     f"{k.rate_limit.requests_per_second:g} rps, burst {k.rate_limit.burst_size}"
                 )
+            if k.max_parallel_requests is not None:
+                extra.append(f"{k.max_parallel_requests} parallel")
+            if k.shared_objects:
+                extra.append("shared objects")
             names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
         lines.append(f"master keys ({len(names)}): {', '.join(names)}")
     if config.require_auth and not any(k.enabled for k in config.master_keys):
@@ -622,8 +626,9 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                         INSERT INTO credentials
                             (name, key, key_hash, allowed_models, rate_limit_rps,
                              rate_limit_burst, tokens_per_minute, is_enabled,
-                             max_budget_usd, budget_period)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                             max_budget_usd, budget_period, shared_objects,
+                             max_parallel_requests)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                         ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
                             key_hash = EXCLUDED.key_hash,
                             allowed_models = EXCLUDED.allowed_models,
@@ -632,7 +637,9 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                             tokens_per_minute = EXCLUDED.tokens_per_minute,
                             is_enabled = EXCLUDED.is_enabled,
                             max_budget_usd = EXCLUDED.max_budget_usd,
-                            budget_period = EXCLUDED.budget_period
+                            budget_period = EXCLUDED.budget_period,
+                            shared_objects = EXCLUDED.shared_objects,
+                            max_parallel_requests = EXCLUDED.max_parallel_requests
                         """,
                         k.name,
                         k.key or None,
@@ -644,6 +651,8 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
                         k.enabled,
                         k.max_budget_usd,
                         k.budget_period if k.max_budget_usd is not None else None,
+                        k.shared_objects,
+                        k.max_parallel_requests,
                     )
                 if dry_run:
                     rows = await conn.fetch(

@@ -306,7 +306,7 @@ def _warn_if_limits_are_per_instance(config: Config) -> None:
     limited = [
         k.name
         for k in config.master_keys
-        if k.rate_limit or k.tokens_per_minute or k.max_budget_usd
+        if k.rate_limit or k.tokens_per_minute or k.max_budget_usd or k.max_parallel_requests
     ]
     log.warning(
         "limits_per_instance",

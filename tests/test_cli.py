@@ -161,7 +161,8 @@ async def test_database_mode_cli(
     assert (code, out.strip()) == (
         0,
         "applied 001 config_tables\napplied 002 config_history\napplied 003 request_logs\n"
-        "applied 004 key_budgets\napplied 005 object_owners\napplied 006 provider_types",
+        "applied 004 key_budgets\napplied 005 object_owners\napplied 006 provider_types\n"
+        "applied 007 key_limits",
     )
     code, out = await asyncio.to_thread(run, "migrate", "up", "--db-url", pg_dsn)
     assert (code, out.strip()) == (0, "up to date")

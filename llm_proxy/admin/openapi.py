@@ -138,6 +138,8 @@ _CREDENTIAL_FIELDS: Final = {
     "tokens_per_minute": {"type": ["integer", "null"]},
     "max_budget_usd": {"type": ["number", "null"]},
     "budget_period": {"type": ["string", "null"], "enum": ["daily", "monthly", None]},
+    "shared_objects": {"type": "boolean"},
+    "max_parallel_requests": {"type": ["integer", "null"]},
     "enabled": {"type": "boolean"},
 }
 _ROW: Final = {
@@ -194,6 +196,14 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "type": ["string", "null"],
                 "enum": ["daily", "monthly", None],
                 "description": "UTC day or calendar month; null: monthly",
+            },
+            "shared_objects": {
+                "type": "boolean",
+                "description": "an account-wide key that sees every tenant's stored objects",
+            },
+            "max_parallel_requests": {
+                "type": ["integer", "null"],
+                "description": "requests in flight at once; null: no limit",
             },
             "key": {"type": "string", "description": "in full, only when created or rotated"},
             **_VERSIONED,

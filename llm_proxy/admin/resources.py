@@ -76,6 +76,8 @@ CREDENTIALS: Final = Table(
         "tokens_per_minute": Field("tokens_per_minute", int, nullable=True),
         "max_budget_usd": Field("max_budget_usd", (int, float), nullable=True),
         "budget_period": Field("budget_period", str, nullable=True),  # null: monthly
+        "shared_objects": Field("shared_objects", bool),
+        "max_parallel_requests": Field("max_parallel_requests", int, nullable=True),
         "enabled": Field("is_enabled", bool),
     },
     frozenset({"name"}),
@@ -96,6 +98,8 @@ _DEFAULTS: Final[dict[str, dict[str, Any]]] = {
         "tokens_per_minute": None,
         "max_budget_usd": None,
         "budget_period": None,
+        "shared_objects": False,
+        "max_parallel_requests": None,
         "enabled": True,
     },
 }
@@ -135,6 +139,8 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "tokens_per_minute": row["tokens_per_minute"],
         "max_budget_usd": row["max_budget_usd"],
         "budget_period": row["budget_period"],
+        "shared_objects": row["shared_objects"],
+        "max_parallel_requests": row["max_parallel_requests"],
     }
 
 

@@ -113,6 +113,8 @@ def config_view(config: Config) -> dict[str, Any]:
                 "tokens_per_minute": k.tokens_per_minute,
                 "max_budget_usd": k.max_budget_usd,
                 "budget_period": k.budget_period if k.max_budget_usd is not None else None,
+                "shared_objects": k.shared_objects,
+                "max_parallel_requests": k.max_parallel_requests,
             }
             for k in config.master_keys
         ],

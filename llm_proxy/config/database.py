@@ -53,7 +53,8 @@ FROM providers WHERE is_enabled ORDER BY id
 """
 _CREDENTIALS_SQL: Final = """
 SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_limit_rps,
-       rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled
+       rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled,
+       shared_objects, max_parallel_requests
 FROM credentials ORDER BY id
 """
 # The provider settings kept in the `params` jsonb column (the rest have columns of their own).
@@ -166,7 +167,9 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
                 key["rate_limit"]["burst_size"] = r["rate_limit_burst"]
         if r["tokens_per_minute"] is not None:
             key["tokens_per_minute"] = r["tokens_per_minute"]
-        for column in ("max_budget_usd", "budget_period"):
+        if r["shared_objects"]:
+            key["shared_objects"] = True
+        for column in ("max_budget_usd", "budget_period", "max_parallel_requests"):
             if r[column] is not None:
                 key[column] = r[column]
         data["master_keys"].append(key)

@@ -102,6 +102,10 @@ def _master_key(k: MasterKey) -> dict[str, Any]:
     if k.max_budget_usd is not None:
         entry["max_budget_usd"] = k.max_budget_usd
         entry["budget_period"] = k.budget_period
+    if k.max_parallel_requests is not None:
+        entry["max_parallel_requests"] = k.max_parallel_requests
+    if k.shared_objects:
+        entry["shared_objects"] = True
     if not k.enabled:
         entry["enabled"] = False
     return entry

@@ -66,8 +66,26 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         if tpm is not None:
             tpm = check.positive_int(tpm, (*path, "tokens_per_minute"))
         budget, period = _budget(check, k, path)
+        shared = check.boolean(
+            check.optional(k, "shared_objects", False), (*path, "shared_objects")
+        )
+        parallel = k.get("max_parallel_requests")
+        if parallel is not None:
+            parallel = check.positive_int(parallel, (*path, "max_parallel_requests"))
         out.append(
-            MasterKey(name, secret, limit, allowed, enabled, tpm, key_sha256, budget, period)
+            MasterKey(
+                name,
+                secret,
+                limit,
+                allowed,
+                enabled,
+                tpm,
+                key_sha256,
+                budget,
+                period,
+                shared_objects=shared,
+                max_parallel_requests=parallel,
+            )
         )
     return tuple(out)
 

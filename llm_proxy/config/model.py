@@ -145,6 +145,10 @@ class MasterKey:
     # Spend allowed per UTC day or calendar month, in US dollars of the configured `pricing`.
     max_budget_usd: float | None = None
     budget_period: Literal["daily", "monthly"] = "monthly"
+    # An account-wide key: it sees every tenant's stored objects (files, batches, ...), not
+    # only those it created.
+    shared_objects: bool = False
+    max_parallel_requests: int | None = None  # requests in flight at once; None: no limit
 
     @property
     def digest(self) -> bytes:

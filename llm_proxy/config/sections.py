@@ -59,6 +59,8 @@ KEY_KEYS: Final = frozenset(
         "tokens_per_minute",
         "max_budget_usd",
         "budget_period",
+        "shared_objects",
+        "max_parallel_requests",
     }
 )
 

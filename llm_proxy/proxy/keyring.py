@@ -33,6 +33,8 @@ class KeyEntry:
     models_body: bytes | None  # /v1/models filtered for this key; None: the full list
     max_budget_usd: float | None = None  # spend per budget_period (UTC day or month)
     budget_period: Literal["daily", "monthly"] = "monthly"
+    shared_objects: bool = False  # an account-wide key: every tenant's stored objects
+    max_parallel_requests: int | None = None  # requests in flight at once; None: no limit
 
     def may_use(self, model: str) -> bool:
         return self.allowed is None or model in self.allowed
@@ -81,6 +83,8 @@ class KeyRing:
                 body,
                 k.max_budget_usd,
                 k.budget_period,
+                k.shared_objects,
+                k.max_parallel_requests,
             )
         self.enabled = require_auth
         self.locked = require_auth and not any(k.enabled for k in keys)

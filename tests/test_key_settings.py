@@ -1,0 +1,152 @@
+"""The per-key settings `shared_objects` and `max_parallel_requests`, end to end: YAML, the
+`credentials` columns (migration 007, history rows recorded before it included), the admin API,
+export and import, rollback, check-config, down to the compiled `KeyEntry`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from ruamel.yaml import YAML
+
+from llm_proxy.cli import summarize
+from llm_proxy.config.database import load
+from llm_proxy.config.export import export_yaml
+from llm_proxy.config.history import rollback
+from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.migrate import SQL_DIR, migrate_up
+from llm_proxy.config.validate import parse_config
+from llm_proxy.proxy.keyring import KeyRing
+from tests.conftest import ProxyFactory
+from tests.test_admin import call
+from tests.test_admin_resources import KEYED
+from tests.test_db import start_db_proxy
+
+SECRET = "sk-account-wide-0123456789"
+
+
+def _keys(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"providers": [], "master_keys": [{"name": "ops", "key": SECRET, **entry}]}
+
+
+def test_yaml_reads_both_settings_and_defaults() -> None:
+    config = parse_config(_keys({"shared_objects": True, "max_parallel_requests": 3}))
+    (key,) = config.master_keys
+    assert (key.shared_objects, key.max_parallel_requests) == (True, 3)
+    (entry,) = KeyRing(config.master_keys, []).__iter__()
+    assert (entry.shared_objects, entry.max_parallel_requests) == (True, 3)
+    (plain,) = parse_config(_keys({})).master_keys
+    assert (plain.shared_objects, plain.max_parallel_requests) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"shared_objects": "yes"}, "master_keys[0].shared_objects: must be true or false"),
+        ({"max_parallel_requests": 0}, "master_keys[0].max_parallel_requests: must be a positive"),
+        (
+            {"max_parallel_requests": 1.5},
+            "master_keys[0].max_parallel_requests: must be a positive",
+        ),
+    ],
+)
+def test_yaml_refuses_bad_values_naming_the_field(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(_keys(entry))
+    assert message in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_export_and_check_config_show_them() -> None:
+    config = parse_config(_keys({"shared_objects": True, "max_parallel_requests": 3}))
+    text = export_yaml(config, version="1")
+    exported = YAML(typ="safe").load(text)["master_keys"][0]
+    assert exported["shared_objects"] is True and exported["max_parallel_requests"] == 3
+    assert SECRET not in text
+    # The export reads back as the same key.
+    (again,) = parse_config(YAML(typ="safe").load(text)).master_keys
+    assert (again.shared_objects, again.max_parallel_requests) == (True, 3)
+    # A default key exports neither.
+    plain = YAML(typ="safe").load(export_yaml(parse_config(_keys({})), version="1"))
+    assert not {"shared_objects", "max_parallel_requests"} & set(plain["master_keys"][0])
+    assert "ops (3 parallel; shared objects)" in summarize("c.yaml", config)
+
+
+async def _served_key(dsn: str) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        config, _ = await load(conn, KEYED)
+    finally:
+        await conn.close()
+    (entry,) = KeyRing(config.master_keys, []).__iter__()
+    return entry
+
+
+async def test_admin_api_round_trip_database_row_and_rollback(
+    config_dsn: str, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, KEYED)
+    admin = url + "/admin/v1/credentials"
+    body = {"name": "ops", "key": SECRET, "shared_objects": True, "max_parallel_requests": 4}
+    status, created = await call(http, "POST", admin, json=body)
+    assert status == 201, created
+    assert (created["shared_objects"], created["max_parallel_requests"]) == (True, 4)
+    kid, first = created["id"], created["config_version"]
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        row = await sql.fetchrow(
+            "SELECT shared_objects, max_parallel_requests FROM credentials WHERE id = $1", kid
+        )
+        assert tuple(row) == (True, 4)
+        entry = await _served_key(config_dsn)
+        assert (entry.shared_objects, entry.max_parallel_requests) == (True, 4)
+        # PATCH, PUT (omitted: the defaults), and bad values named.
+        status, patched = await call(
+            http, "PATCH", f"{admin}/{kid}", json={"shared_objects": False}
+        )
+        assert (status, patched["shared_objects"], patched["max_parallel_requests"]) == (
+            200,
+            False,
+            4,
+        )
+        status, put = await call(http, "PUT", f"{admin}/{kid}", json={"name": "ops"})
+        assert (status, put["shared_objects"], put["max_parallel_requests"]) == (200, False, None)
+        for bad in ({"shared_objects": "yes"}, {"max_parallel_requests": 0}):
+            status, error = await call(http, "PATCH", f"{admin}/{kid}", json=bad)
+            assert status == 400 and error["error"]["param"] == next(iter(bad)), error
+        status, listed = await call(http, "GET", admin)
+        assert listed["data"][0]["shared_objects"] is False
+        # Rollback brings back both, as they were at the first version.
+        await rollback(sql, first, "cli:test")
+        row = await sql.fetchrow("SELECT shared_objects, max_parallel_requests FROM credentials")
+        assert tuple(row) == (True, 4)
+        history = await sql.fetchval(
+            "SELECT after::text FROM config_history WHERE version = $1", first
+        )
+        assert SECRET not in history and '"shared_objects": true' in history
+    finally:
+        await sql.close()
+
+
+async def test_history_from_before_the_migration_still_rolls_back(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    older = tmp_path / "sql"
+    older.mkdir()
+    for path in SQL_DIR.glob("00[1-6]_*.sql"):
+        shutil.copy(path, older / path.name)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await migrate_up(conn, older)
+        await conn.execute(f"INSERT INTO credentials (name, key) VALUES ('old', '{SECRET}')")
+        before = await conn.fetchval("SELECT version FROM config_version")
+        await migrate_up(conn)
+        await conn.execute("UPDATE credentials SET shared_objects = true")
+        await rollback(conn, int(before), "cli:test")
+        assert await conn.fetchval("SELECT shared_objects FROM credentials") is False
+    finally:
+        await conn.close()
