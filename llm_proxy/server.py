@@ -25,6 +25,8 @@ from typing import Any, Final, cast
 import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 
 from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
@@ -60,6 +62,16 @@ LISTEN_BACKLOG: Final = 4096
 # dropped for this long so the client sees the answer rather than a reset; raw bytes only
 # (bodies are never inflated by aiohttp here), so this costs no CPU to speak of.
 _LINGER_SECS: Final = 2.0
+
+# All `server.metrics_port` serves. It is plain HTTP beside a port that may require TLS and
+# client certificates, so it must be no door to the API, the admin API or the UI: any other
+# path is a 404 before the app sees it (nothing on the main port's path pays for this).
+METRICS_PORT_PATHS: Final = frozenset({"/metrics", "/health", "/health/detailed"})
+_NOT_ON_METRICS_PORT: Final = error_body(
+    "Not found: this port (server.metrics_port) serves /metrics, /health and /health/detailed "
+    "only.",
+    code="not_found",
+)
 
 # What aiohttp's parser reports, in words that never quote the offending bytes (a header line
 # may hold a master key).
@@ -198,6 +210,26 @@ class _Connection(asyncio.Protocol):
         self._inner.connection_lost(exc)
 
 
+def _metrics_server(runner: web.AppRunner) -> Server:
+    """A server for the metrics port: the app's own request handling (middlewares, tokens,
+    the access line), reached only for `METRICS_PORT_PATHS` (matched on the decoded path,
+    which is what the router matches: `/metrics/../v1/models` is not `/metrics`)."""
+    server = runner.server
+    assert server is not None
+    handle = server.request_handler
+
+    async def only(request: BaseRequest) -> web.StreamResponse:
+        if request.path in METRICS_PORT_PATHS:
+            return await handle(request)
+        return web.Response(status=404, body=_NOT_ON_METRICS_PORT, content_type="application/json")
+
+    return Server(
+        only,
+        request_factory=server.request_factory,
+        handler_cancellation=server.handler_cancellation,
+    )
+
+
 class _Closed(asyncio.Protocol):
     """A connection turned away: nothing it sends is read."""
 
@@ -225,7 +257,7 @@ class _Rejected(asyncio.Protocol):
 class ProxySite(web.BaseSite):
     """A TCP site that admits connections under the limits in `Lifecycle.limits`."""
 
-    __slots__ = ("_exclusive", "_host", "_port", "_ssl")
+    __slots__ = ("_exclusive", "_host", "_metrics_only", "_only", "_port", "_ssl")
 
     def __init__(
         self,
@@ -235,12 +267,15 @@ class ProxySite(web.BaseSite):
         ssl: SSLContext | None = None,
         *,
         exclusive: bool = False,  # never SO_REUSEPORT (a per-instance listener)
+        metrics_only: bool = False,  # serve METRICS_PORT_PATHS alone (the metrics port)
     ) -> None:
         super().__init__(runner, backlog=LISTEN_BACKLOG)
         self._host = host
         self._port = port
         self._ssl = ssl
         self._exclusive = exclusive
+        self._metrics_only = metrics_only
+        self._only: Server | None = None  # the metrics port's own server (its connections)
 
     @property
     def name(self) -> str:
@@ -254,6 +289,9 @@ class ProxySite(web.BaseSite):
         lifecycle = runner.app[LIFECYCLE]
         args = handler_args(runner.app[STORE].current.config)
         loop = asyncio.get_running_loop()
+
+        if self._metrics_only:
+            server = self._only = _metrics_server(runner)
 
         def protocol() -> asyncio.Protocol:
             if lifecycle.open_connections >= lifecycle.limits.max_connections:
@@ -272,6 +310,12 @@ class ProxySite(web.BaseSite):
             or None,
             ssl=self._ssl,
         )
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._only is not None:  # (the runner closes the connections of its own server)
+            self._only.pre_shutdown()
+            await self._only.shutdown(1.0)
 
     @property
     def port(self) -> int:
@@ -340,9 +384,8 @@ async def serve(
         plain = ProxySite(runner, host, config.http_port)
         await plain.start()
         sites.append(plain)
-    if config.metrics_port is not None:  # this instance alone (the app serves every path,
-        # but Prometheus only asks it for /metrics)
-        own = ProxySite(runner, host, config.metrics_port, exclusive=True)
+    if config.metrics_port is not None:  # this instance alone, /metrics and /health only
+        own = ProxySite(runner, host, config.metrics_port, exclusive=True, metrics_only=True)
         await own.start()
         sites.append(own)
     _settle_heap()

@@ -4,12 +4,14 @@ connection caps, per-client limits, slow heads, and requests aiohttp cannot pars
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.conftest import Upstream
 from tests.processes import Served, serve_process
 
 KEY = "sk-team-a-0123456789abcdef"
@@ -163,3 +165,94 @@ async def test_malformed_header_lines_never_reach_the_log(tmp_path: Path, line: 
         # The parser may accept the line; then the key is simply wrong (401), never echoed.
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
     _no_tracebacks(served)
+
+
+async def test_the_metrics_port_serves_metrics_and_health_only(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """`server.metrics_port` is plain HTTP beside a TLS port that requires client
+    certificates: it once served the whole proxy, admin API and UI around both."""
+    import ssl
+    import subprocess
+    import sys
+
+    import httpx2 as httpx
+    import trustme
+
+    from tests.processes import free_port
+    from tests.test_tls_server import certificate, config_for
+
+    ca = trustme.CA()
+    cert, key, _ = certificate(ca, tmp_path)
+    clients = trustme.CA()
+    clients_file = tmp_path / "clients.pem"
+    clients.cert_pem.write_to_path(str(clients_file))
+    metrics_port, port = free_port(), free_port()
+    config = config_for(upstream, cert, key, f", client_ca_file: {clients_file}")
+    config = config.replace("require_auth: false\n", "") + (
+        f"  metrics_port: {metrics_port}\n"
+        f"master_keys: [{{name: team-a, key: {KEY}}}]\n"
+        "admin_key: adm-0123456789abcdef\nmetrics_token: metrics-0123456789\n"
+    )
+    path = tmp_path / "metrics-port.yaml"
+    path.write_text(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_proxy", "serve", "--config", str(path),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    plain = f"http://127.0.0.1:{metrics_port}"
+    master = {"Authorization": f"Bearer {KEY}"}
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(400):
+                try:
+                    if (await http.get(plain + "/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+            token = {"Authorization": "Bearer metrics-0123456789"}
+            scraped = await http.get(plain + "/metrics", headers=token)
+            assert scraped.status_code == 200 and "llm_proxy_" in scraped.text
+            assert (await http.get(plain + "/metrics")).status_code == 401
+            detailed = await http.get(plain + "/health/detailed", headers=token)
+            assert detailed.status_code == 200 and detailed.json()["providers"]
+            refused = [
+                await http.post(
+                    plain + "/v1/chat/completions", headers=master, json={"model": "m"}
+                ),
+                await http.post(plain + "/chat/completions", headers=master, json={"model": "m"}),
+                await http.get(plain + "/v1/models", headers=master),
+                await http.get(
+                    plain + "/admin/v1/config",
+                    headers={"Authorization": "Bearer adm-0123456789abcdef"},
+                ),
+                await http.get(plain + "/ui/"),
+                await http.get(plain + "/"),
+            ]
+            for answer in refused:
+                assert answer.status_code == 404, (answer.request.url, answer.text)
+                assert answer.json()["error"]["code"] == "not_found"
+        # Spellings an HTTP client would normalise away.
+        for target in (b"/metrics/../v1/models", b"/health/../admin/v1/config", b"//v1/models"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", metrics_port)
+            writer.write(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         + f"Authorization: Bearer {KEY}\r\n\r\n".encode())  # fmt: skip
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 404"), (target, answer[:300])
+        # The TLS port still wants a client certificate, and serves the API with one.
+        with_cert = ssl.create_default_context()
+        ca.configure_trust(with_cert)
+        clients.issue_cert("client@example").configure_cert(with_cert)
+        async with httpx.AsyncClient(verify=with_cert) as http:
+            answer = await http.get(f"https://127.0.0.1:{port}/v1/models", headers=master)
+            assert answer.status_code == 200
+        without = ssl.create_default_context()
+        ca.configure_trust(without)
+        with pytest.raises(httpx.TransportError):
+            async with httpx.AsyncClient(verify=without) as http:
+                await http.get(f"https://127.0.0.1:{port}/v1/models", headers=master)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
