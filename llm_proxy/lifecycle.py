@@ -24,6 +24,15 @@ class ConnectionLimits:
 
 
 @dataclass(slots=True)
+class Refusals:
+    """Requests refused with 401 by the proxy, for their throttled log line (see
+    `middlewares.observe.LOG_REFUSED_EVERY_SECS`)."""
+
+    unlogged: int = 0  # since the last line
+    next_line_at: float = 0.0  # time.perf_counter() before which no line is written
+
+
+@dataclass(slots=True)
 class Lifecycle:
     limits: ConnectionLimits
     draining: bool = False  # SIGTERM received: /health answers 503, no new connections
@@ -33,3 +42,4 @@ class Lifecycle:
     inflight_body_bytes: int = 0  # request bodies held in memory by all requests
     # Every streamed or large answer, checked for a client that stopped reading.
     write_watches: WriteWatches = field(default_factory=WriteWatches)
+    refusals: Refusals = field(default_factory=Refusals)

@@ -87,10 +87,11 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
             url + "/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": []}
         ) as resp,
     ):
-        assert resp.status == 401
+        assert resp.status == 401  # counted in the metrics, never written (one row per 401
+        # was a flood: see tests/test_middlewares.py)
 
-    found = await wait_rows(config_dsn, "SELECT * FROM request_logs ORDER BY ts, id", 5)
-    assert len(found) == 5
+    found = await wait_rows(config_dsn, "SELECT * FROM request_logs ORDER BY ts, id", 4)
+    assert len(found) == 4
     ok = [r for r in found if r["status"] == 200]
     assert len(ok) == 3
     for r in ok:
@@ -109,11 +110,9 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
     # Round-robin: requests that met the dead provider first tried both, in order.
     failed_over = {r["request_id"] for r in ok if list(r["attempts"]) == ["down", "up"]}
     assert failed_over and all(list(r["attempts"]) in (["up"], ["down", "up"]) for r in ok)
-    missing, unauthenticated = found[3], found[4]
+    missing = found[3]
     assert (missing["status"], missing["error_code"]) == (404, "model_not_found")
     assert missing["provider"] == "none" and list(missing["attempts"]) == []
-    assert (unauthenticated["status"], unauthenticated["key_name"]) == (401, "anonymous")
-    assert unauthenticated["error_code"] == "invalid_api_key"
 
     errors = await wait_rows(config_dsn, "SELECT * FROM error_logs", len(failed_over))
     assert {e["request_id"] for e in errors} == failed_over
@@ -132,7 +131,7 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
     assert mini["prompt_tokens"] == sum(r["prompt_tokens"] for r in ok)
     assert mini["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in ok))
     assert by[("team-a", "", "none")]["errors"] == 1  # the unknown model: no model row
-    assert by[("anonymous", "", "none")]["errors"] == 1
+    assert ("anonymous", "", "none") not in by
 
 
 async def test_failed_answers_keep_their_body_and_status(

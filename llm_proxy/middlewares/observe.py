@@ -13,7 +13,7 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from llm_proxy.keys import METRICS, SINKS, STATE, STORE
+from llm_proxy.keys import LIFECYCLE, METRICS, SINKS, STATE, STORE
 from llm_proxy.observe import log as access_log
 from llm_proxy.observe.clients import client_label
 from llm_proxy.observe.records import RequestRecord, Sinks
@@ -28,6 +28,11 @@ ANONYMOUS: Final = "anonymous"  # the key name of requests made without one (aut
 _QUIET_PATHS: Final = frozenset({"/health", "/metrics"})
 # Requests the request log leaves out: the proxy's own endpoints (and unmatched paths).
 _UNLOGGED: Final = ("/admin", "/health", "/metrics", "/ui", "other")
+# Requests refused for want of a valid key, admin key or metrics token (401) are counted in
+# the metrics only: a keyless client sends thousands a second, and each would otherwise be a
+# request-log row, a Langfuse trace and an access line. They are logged as one
+# `unauthenticated_requests` line at most this often, with the count since the last one.
+LOG_REFUSED_EVERY_SECS: Final = 10.0
 
 
 # Generated ids: a random per-process prefix and a counter (unique, and no syscall per request).
@@ -82,29 +87,53 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             client,
         )
         path = request.path
-        access_log.request(
-            {
-                "request_id": state.request_id,
-                "method": request.method,
-                "path": path if len(path) <= 200 else path[:200] + "...",
-                "model": state.model,
-                "provider": state.provider,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "streamed": state.streamed,
-                "key": key,
-                "client": client,
-                "attempts": state.attempts,
-                "ttft_ms": state.ttft_ms,
-                "prompt_tokens": state.prompt_tokens,
-                "completion_tokens": state.completion_tokens,
-                "cost_usd": state.cost_usd,
-            },
-            path in _QUIET_PATHS,
-        )
-        sinks = request.app[SINKS]
-        if sinks and not endpoint.startswith(_UNLOGGED):
-            _submit(sinks, state, request, key, client, status, elapsed)
+        if status == 401 and state.attempts is None:  # refused by the proxy, not an upstream
+            _refused(request, state, client, start + elapsed)
+        else:
+            access_log.request(
+                {
+                    "request_id": state.request_id,
+                    "method": request.method,
+                    "path": path if len(path) <= 200 else path[:200] + "...",
+                    "model": state.model,
+                    "provider": state.provider,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "streamed": state.streamed,
+                    "key": key,
+                    "client": client,
+                    "attempts": state.attempts,
+                    "ttft_ms": state.ttft_ms,
+                    "prompt_tokens": state.prompt_tokens,
+                    "completion_tokens": state.completion_tokens,
+                    "cost_usd": state.cost_usd,
+                },
+                path in _QUIET_PATHS,
+            )
+            sinks = request.app[SINKS]
+            if sinks and not endpoint.startswith(_UNLOGGED):
+                _submit(sinks, state, request, key, client, status, elapsed)
+
+
+def _refused(request: web.Request, state: RequestState, client: str, now: float) -> None:
+    refusals = request.app[LIFECYCLE].refusals
+    refusals.unlogged += 1
+    if now < refusals.next_line_at:
+        return
+    refusals.next_line_at = now + LOG_REFUSED_EVERY_SECS
+    count, refusals.unlogged = refusals.unlogged, 0
+    path = request.path
+    log.info(
+        "unauthenticated_requests",
+        count=count,  # refused since the last such line, this one included
+        every_secs=LOG_REFUSED_EVERY_SECS,
+        status=401,
+        method=request.method,
+        path=path if len(path) <= 200 else path[:200] + "...",
+        client=client,
+        remote=request.remote,
+        request_id=state.request_id,
+    )
 
 
 def _submit(
