@@ -238,6 +238,8 @@ def summarize_settings(config: Config) -> str:
 def summarize(source: str, config: Config) -> str:
     """A human summary that never shows a secret: keys appear by name only, URLs without
     their `user:password@`."""
+    from llm_proxy.admin.views import shown_query
+
     lines = [f"{source}: OK", summarize_settings(config)]
     total = sum(p.weight for p in config.providers)
     lines.append(f"providers ({len(config.providers)}):")
@@ -249,8 +251,9 @@ def summarize(source: str, config: Config) -> str:
             extra.append(f"auth {p.auth}")
         if p.headers:  # names only: values may be secrets
             extra.append("headers " + ", ".join(name for name, _ in p.headers))
-        if p.query_params:
-            extra.append("query " + ", ".join(f"{k}={v}" for k, v in p.query_params))
+        if p.query_params:  # values masked: some providers take their key as ?key=
+            shown = shown_query(dict(p.query_params))
+            extra.append("query " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         if extra:
             lines.append(f"    {'; '.join(extra)}")
         for rule in p.model_mapping:

@@ -17,10 +17,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import openai
+import orjson
 import pytest
 
 from llm_proxy.config.model import RequestLogSettings
-from llm_proxy.observe.records import ErrorRecord, RequestRecord
+from llm_proxy.observe.records import ErrorRecord, RequestRecord, error_summary
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
 from tests.processes import free_port, serve_process
@@ -134,14 +135,17 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
     assert ("anonymous", "", "none") not in by
 
 
-async def test_failed_answers_keep_their_body_and_status(
-    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str
+@pytest.mark.parametrize("capture", [False, True])
+async def test_failed_answers_keep_their_status_and_body_only_with_capture(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, capture: bool
 ) -> None:
+    """Without content capture an upstream error keeps its type and code, never its message
+    (it may repeat the prompt); with capture, its first 2 KB."""
     url = await start_proxy(
         make_config(
             provider("a", upstream.api_base, {"m": None}),
             provider("b", upstream.api_base, {"m": None}),
-            request_log=log_settings(database_url=config_dsn),
+            request_log=log_settings(database_url=config_dsn, capture_content=capture),
         )
     )
     async with (
@@ -160,7 +164,10 @@ async def test_failed_answers_keep_their_body_and_status(
     assert {e["provider"] for e in errors} == {"a", "b"}
     for e in errors:
         assert e["request_id"] == request_id
-        assert "mock upstream error 503" in e["body"]
+        if capture:
+            assert "mock upstream error 503" in e["body"]
+        else:
+            assert orjson.loads(e["body"]) == {"type": "server_error", "code": "mock_503"}
     (row,) = await wait_rows(config_dsn, "SELECT * FROM request_logs", 1)
     assert row["status"] == 503 and len(row["attempts"]) == 2
 
@@ -476,3 +483,22 @@ async def test_models_equal_once_cleaned_share_one_usage_row(config_dsn: str) ->
     assert (sink.written, sink.dropped) == (2, 0)
     usage = await rows(config_dsn, "SELECT model, requests FROM usage_daily")
     assert [(u["model"], u["requests"]) for u in usage] == [("a\ufffd", 2)]
+
+
+@pytest.mark.parametrize(
+    ("body", "summary"),
+    [
+        (
+            b'{"error": {"message": "your prompt: hi", "type": "server_error", "code": 5}}',
+            {"type": "server_error", "code": 5},
+        ),
+        (b'data: {"error": {"message": "m", "type": "overloaded"}}\n\n', {"type": "overloaded"}),
+        (b'{"error": {"message": "m", "code": null}}', None),
+        (b'{"error": "a message only"}', None),
+        (b"<html>Bad gateway</html>", None),
+        (b'{"error": {"type": "' + b"x" * 500 + b'"}}', {"type": "x" * 100}),
+    ],
+)
+def test_error_summary_keeps_type_and_code_only(body: bytes, summary: Any) -> None:
+    found = error_summary(body)
+    assert (orjson.loads(found) if found is not None else None) == summary

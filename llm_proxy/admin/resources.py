@@ -7,9 +7,10 @@ transaction and validated by the same rules as YAML files and psql edits
 field and leaves nothing behind. `If-Match: <config version>` makes a write conditional (412
 when the configuration changed meanwhile). The answer carries the new config version and
 comes once this instance serves it. Secrets are write-only: a provider's `api_key` is shown
-masked, and so is each value of its `params.headers` whose name is not known to be public (a
-masked value sent back unchanged keeps the stored one), a master key in full only in the
-answer that created or rotated it.
+masked, and so is each value of its `params.headers` and `params.query_params` whose name is
+not known to be public, and the `user:password@` of its `params.proxy` (a masked value sent
+back unchanged keeps the stored one), a master key in full only in the answer that created or
+rotated it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME
 from llm_proxy.admin.routes import PREFIX, Conn, body_of, int_param, json_response, serve_version
-from llm_proxy.admin.views import mask, shown_headers
+from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import ProxyError, bad_param
@@ -145,34 +146,56 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 
 def _shown_params(params: Any) -> Any:
-    """A provider's `params` without secrets: its `headers` values masked (see views)."""
-    if isinstance(params, dict) and "headers" in params:
-        return {**params, "headers": shown_headers(params["headers"])}
-    return params
+    """A provider's `params` without secrets: its `headers` and `query_params` values masked,
+    its `proxy` without `user:password@` (see views)."""
+    if not isinstance(params, dict):
+        return params
+    shown = dict(params)
+    for name, show in _SECRET_PARAMS.items():
+        if name in shown:
+            shown[name] = show(shown[name])
+    return shown
 
 
-async def _keep_masked_headers(
+_SECRET_PARAMS: Final = {
+    "headers": shown_headers,
+    "query_params": shown_query,
+    "proxy": shown_proxy,
+}
+
+
+async def _keep_masked_params(
     conn: asyncpg.Connection, row_id: int | None, values: dict[str, Any]
 ) -> None:
-    """A header value sent back as the API shows it (masked) keeps the stored value, as an
-    omitted `api_key` is kept: reading a provider, editing and writing it back never replaces
-    a secret with its mask."""
+    """A header or query parameter value, or a proxy URL, sent back as the API shows it
+    (masked) keeps the stored value, as an omitted `api_key` is kept: reading a provider,
+    editing and writing it back never replaces a secret with its mask."""
     params: Any = values.get("params")
-    headers = params.get("headers") if isinstance(params, dict) else None
-    if not isinstance(headers, dict) or row_id is None:
+    if not isinstance(params, dict) or row_id is None:
         return
-    stored = await conn.fetchval("SELECT params->'headers' FROM providers WHERE id = $1", row_id)
+    stored = await conn.fetchval("SELECT params FROM providers WHERE id = $1", row_id)
     old = orjson.loads(stored) if stored is not None else None
     if not isinstance(old, dict):
         return
-    previous = {k.lower(): v for k, v in old.items() if isinstance(v, str)}
-    kept = {}
-    for name, value in headers.items():
-        before = previous.get(name.lower())
-        if before is not None and value != before and value == shown_headers({name: before})[name]:
-            kept[name] = before
-    if kept:
-        values["params"] = {**params, "headers": {**headers, **kept}}
+    kept = dict(params)
+    proxy = old.get("proxy")
+    sent_proxy = params.get("proxy")
+    if isinstance(proxy, str) and sent_proxy != proxy and sent_proxy == shown_proxy(proxy):
+        kept["proxy"] = proxy
+    # Header names are matched ignoring case (as HTTP does), query names exactly.
+    for name, fold in (("headers", str.lower), ("query_params", str)):
+        sent, before = params.get(name), old.get(name)
+        if not isinstance(sent, dict) or not isinstance(before, dict):
+            continue
+        previous = {fold(k): v for k, v in before.items() if isinstance(v, str)}
+        show = _SECRET_PARAMS[name]
+        merged = dict(sent)
+        for key, value in sent.items():
+            secret = previous.get(fold(key))
+            if secret is not None and value != secret and value == show({key: secret})[key]:
+                merged[key] = secret
+        kept[name] = merged
+    values["params"] = kept
 
 
 def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
@@ -240,7 +263,7 @@ async def _write(
                     f"admin:{request[ADMIN_NAME]}",
                 )
                 if table is PROVIDERS and action == "update":
-                    await _keep_masked_headers(conn, row_id, values)
+                    await _keep_masked_params(conn, row_id, values)
                 row = await _statement(conn, table, action, row_id, values)
                 try:
                     build_config(request[STATE].snapshot.config, await read_rows(conn))

@@ -1,16 +1,19 @@
 """What the admin API shows of the configuration: everything an operator needs, no secret.
-A provider key is masked (`sk-...abcd`), and so is the value of each provider header not known
-to be public (`header_is_public`: `HTTP-Referer`, `X-Title`, ... are shown); a master key is
-shown by name only, tokens and admin keys by whether (and under which names) they are set."""
+A provider key is masked (`sk-...abcd`), and so is the value of each provider header and query
+parameter not known to be public (`header_is_public`: `HTTP-Referer`, `X-Title`, ... are shown;
+`query_param_is_public`: `api-version`); a forward proxy URL is shown without its
+`user:password@`; a master key is shown by name only, tokens and admin keys by whether (and
+under which names) they are set."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from llm_proxy.config.export import pricing_data
 from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
-from llm_proxy.config.providers import header_is_public, redact_url
+from llm_proxy.config.providers import header_is_public, query_param_is_public, redact_url
 
 
 def mask(secret: str) -> str:
@@ -26,13 +29,29 @@ def shown_headers(headers: Any) -> Any:
     """A provider's `headers` as shown: secret-looking values masked (any name not known to
     be public). Also for raw `params` rows, whatever their shape: anything but a mapping of
     strings is masked whole."""
-    if not isinstance(headers, dict):
-        return None if headers is None else "..."
+    return _shown(headers, header_is_public)
+
+
+def shown_query(query: Any) -> Any:
+    """A provider's `query_params` as shown: every value masked but `api-version`'s (a key may
+    be sent as `?key=`). Any shape, as `shown_headers`."""
+    return _shown(query, query_param_is_public)
+
+
+def shown_proxy(proxy: Any) -> Any:
+    """A provider's `proxy` as shown: without its `user:password@` (false and null as they
+    are; anything else but a string masked whole)."""
+    if isinstance(proxy, str):
+        return redact_url(proxy)
+    return proxy if proxy is None or isinstance(proxy, bool) else "..."
+
+
+def _shown(values: Any, public: Callable[[str], bool]) -> Any:
+    if not isinstance(values, dict):
+        return None if values is None else "..."
     return {
-        name: (value if header_is_public(name) else mask(value))
-        if isinstance(value, str)
-        else "..."
-        for name, value in headers.items()
+        name: value if public(name) else mask(value) if isinstance(value, str) else "..."
+        for name, value in values.items()
     }
 
 
@@ -61,12 +80,12 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "health_check": _health(p.health_check),
         "organization": p.organization,
         "project": p.project,
-        "proxy": redact_url(p.proxy) if isinstance(p.proxy, str) else p.proxy,
+        "proxy": shown_proxy(p.proxy),
         "pricing": pricing_data(p.pricing),
         "provider_type": p.provider_type,
         "auth": p.auth,
         "headers": shown_headers(dict(p.headers)),
-        "query_params": dict(p.query_params),
+        "query_params": shown_query(dict(p.query_params)),
     }
 
 

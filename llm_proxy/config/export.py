@@ -4,9 +4,13 @@
 Secrets stay out of it by default: each provider key becomes `${LLM_PROXY_KEY_<NAME>}` (set
 those variables, or a `.env` beside the file, to use it), and so does each provider header
 value not known to be public (`${LLM_PROXY_HEADER_<NAME>_<HEADER>}`: any header but
-`HTTP-Referer`, `X-Title`, ..., see `header_is_public`); a master key becomes its SHA-256
-(`key_sha256`, which both accept: the key itself was never stored). `with_secrets` (the CLI's
-`--with-secrets`, never the API) writes the provider keys and header values themselves.
+`HTTP-Referer`, `X-Title`, ..., see `header_is_public`), each query parameter value but
+`api-version`'s (`${LLM_PROXY_QUERY_<NAME>_<PARAM>}`), and the password of a forward proxy
+URL (`http://user:${LLM_PROXY_PROXY_PASSWORD_<NAME>}@host:port`, the password as the URL
+spells it, percent-encoded; a user without a password is `${LLM_PROXY_PROXY_USER_<NAME>}`);
+a master key becomes its SHA-256 (`key_sha256`, which both accept: the key itself was never
+stored). `with_secrets` (the CLI's `--with-secrets`, never the API) writes the secrets
+themselves.
 Values written as they are have their `$` doubled, so that `${VAR}` interpolation gives them
 back unchanged.
 """
@@ -21,7 +25,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from llm_proxy.config.model import Config, MasterKey, Pricing, Provider
-from llm_proxy.config.providers import header_is_public
+from llm_proxy.config.providers import header_is_public, query_param_is_public
 
 
 def _variable_part(text: str) -> str:
@@ -38,14 +42,55 @@ def header_variable(provider: str, header: str) -> str:
     return f"LLM_PROXY_HEADER_{_variable_part(provider)}_{_variable_part(header)}"
 
 
+def query_variable(provider: str, param: str) -> str:
+    """The environment variable an exported provider query parameter's value is read from."""
+    return f"LLM_PROXY_QUERY_{_variable_part(provider)}_{_variable_part(param)}"
+
+
+def proxy_password_variable(provider: str, *, user: bool = False) -> str:
+    """The environment variable an exported forward proxy's password is read from (or, for
+    a URL with a user and no password, the user: then it is the credential)."""
+    return f"LLM_PROXY_PROXY_{'USER' if user else 'PASSWORD'}_{_variable_part(provider)}"
+
+
 def secret_variables(p: Provider) -> list[str]:
     """The variables an export without secrets makes `p` read its secrets from."""
     keys = [key_variable(p.name)] if p.api_key else []
-    return keys + [header_variable(p.name, n) for n, _ in p.headers if not header_is_public(n)]
+    keys += [header_variable(p.name, n) for n, _ in p.headers if not header_is_public(n)]
+    keys += [query_variable(p.name, n) for n, _ in p.query_params if not query_param_is_public(n)]
+    split = _proxy_credential(p.proxy)
+    if split is not None:
+        keys.append(proxy_password_variable(p.name, user=split[1] is None))
+    return keys
 
 
 def _literal(value: str) -> str:
     return value.replace("$", "$$")
+
+
+def _proxy_credential(proxy: str | bool | None) -> tuple[str, str | None, str] | None:
+    """A proxy URL with a credential as (`scheme://`, the user when a password follows it,
+    `@host...`), cut as `redact_url` cuts (at the last `@`); None without a credential."""
+    if not isinstance(proxy, str):
+        return None
+    scheme, sep, rest = proxy.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return scheme + sep, user if colon else None, "@" + host
+
+
+def _proxy(p: Provider, with_secrets: bool) -> str | bool:
+    """`proxy:` as exported: its password (or lone user) a variable unless `with_secrets`."""
+    assert p.proxy is not None
+    split = _proxy_credential(p.proxy)
+    if with_secrets or split is None or not isinstance(p.proxy, str):
+        return _literal(p.proxy) if isinstance(p.proxy, str) else p.proxy
+    scheme, user, host = split
+    variable = f"${{{proxy_password_variable(p.name, user=user is None)}}}"
+    shown_user = "" if user is None else _literal(user) + ":"
+    return f"{scheme}{shown_user}{variable}{_literal(host)}"
 
 
 def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
@@ -66,7 +111,12 @@ def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
             for name, value in p.headers
         }
     if p.query_params:
-        entry["query_params"] = {name: _literal(value) for name, value in p.query_params}
+        entry["query_params"] = {
+            name: _literal(value)
+            if with_secrets or query_param_is_public(name)
+            else f"${{{query_variable(p.name, name)}}}"
+            for name, value in p.query_params
+        }
     for name in ("verify_ssl", "inject_stream_usage", "organization", "project"):
         value = getattr(p, name)
         if value is not None:
@@ -77,7 +127,7 @@ def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
             k: v for k, v in dataclasses.asdict(p.health_check).items() if v is not None
         }
     if isinstance(p.proxy, str) or p.proxy is False:
-        entry["proxy"] = p.proxy
+        entry["proxy"] = _proxy(p, with_secrets)
     if p.pricing:
         entry["pricing"] = pricing_data(p.pricing)
     return entry

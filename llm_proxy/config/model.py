@@ -120,7 +120,8 @@ class Provider:
     # Header lines every call carries, (name as configured, value); clients cannot set these.
     # Values may be secrets: shown masked unless the name is known to carry none.
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    query_params: tuple[tuple[str, str], ...] = ()  # added to every upstream URL
+    # Added to every upstream URL. Values may be secrets (`?key=`): masked unless public.
+    query_params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def request_timeout_secs(self) -> float | None:

@@ -164,6 +164,17 @@ def header_is_public(name: str) -> bool:
     return name.lower() in PUBLIC_HEADERS
 
 
+# Query parameters known to carry no secret (Azure's api-version): shown and exported as they
+# are. Any other value is treated as a secret, like a provider key: some providers take their
+# key as `?key=`.
+PUBLIC_QUERY_PARAMS: Final = frozenset({"api-version"})
+
+
+def query_param_is_public(name: str) -> bool:
+    """Whether a configured query parameter's value may be shown (else it is masked)."""
+    return name.lower() in PUBLIC_QUERY_PARAMS
+
+
 def _choice(check: Checker, raw: Any, path: Path, allowed: tuple[str, ...]) -> str:
     if raw is None:
         return allowed[0]

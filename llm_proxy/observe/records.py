@@ -9,7 +9,9 @@ counting when full) and writes in batches from its own background task.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+
+import orjson
 
 
 @dataclass(slots=True)
@@ -21,8 +23,35 @@ class ErrorRecord:
     provider: str
     outcome: str  # connect_error, timeout, http_5xx, http_429, sse_error, protocol_error, ...
     upstream_status: int | None  # None when the provider never answered
-    body: str | None  # the first 2 KB of its answer (UTF-8, undecodable bytes replaced)
+    # With content capture on, the first 2 KB of its answer (UTF-8, undecodable bytes
+    # replaced); without, only its error's type and code (`error_summary`).
+    body: str | None
     detail: str | None = None  # the cause, as the proxy's log has it
+
+
+_SUMMARY_FIELD_CHARS: Final = 100
+
+
+def error_summary(body: bytes) -> str | None:
+    """An upstream error answer without its message (which may repeat the prompt, or the
+    request URL): `{"type": ..., "code": ...}` of an OpenAI-shaped error (`{"error": {...}}`,
+    also as the first `data:` event of a stream), None for anything else."""
+    text = body.lstrip()
+    if text.startswith((b"data:", b"event:")):
+        text = next((line[5:] for line in text.splitlines() if line.startswith(b"data:")), b"")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None
+    kept = {
+        name: value[:_SUMMARY_FIELD_CHARS] if isinstance(value, str) else value
+        for name in ("type", "code")
+        if isinstance(value := error.get(name), str | int) and not isinstance(value, bool)
+    }
+    return orjson.dumps(kept).decode() if kept else None
 
 
 @dataclass(slots=True)

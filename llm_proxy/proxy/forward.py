@@ -23,7 +23,7 @@ from llm_proxy import errors
 from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, OWNERS, STATE
 from llm_proxy.middlewares.observe import stamp
 from llm_proxy.observe.metrics import Metrics
-from llm_proxy.observe.records import ErrorRecord
+from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.decoding import Inflater, inflater_for
@@ -98,7 +98,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         if not isinstance(result, Failure):
             return result
         failure = result
-        _note_failure(state, upstream.name, result)
+        _note_failure(state, upstream.name, result, bool(request.app[CAPTURE]))
         log.warning(
             "upstream_attempt_failed",
             request_id=state.request_id,
@@ -298,7 +298,7 @@ async def _attempt(
             if object_id is not None:
                 app[OWNERS].remember(object_id, name, call.creates)
         if status >= 500 or status == 429:
-            _note_answer(state, name, status, relayed)
+            _note_answer(state, name, status, relayed, bool(app[CAPTURE]))
         if status >= 500 and relayed.complete:
             _record_5xx(health, name, status, bytes(relayed.kept[:_BLAME_WINDOW]))
         elif not relayed.complete:
@@ -306,7 +306,7 @@ async def _attempt(
     return out
 
 
-def _note_failure(state: RequestState, provider: str, failure: Failure) -> None:
+def _note_failure(state: RequestState, provider: str, failure: Failure, capture: bool) -> None:
     """A failed attempt, for the error log."""
     body = failure.response.body if failure.response is not None else None
     status = failure.response.status if failure.response is not None else None
@@ -318,16 +318,18 @@ def _note_failure(state: RequestState, provider: str, failure: Failure) -> None:
             provider,
             failure.outcome,
             status,
-            _text(body) if isinstance(body, bytes) else None,
+            _text(body, capture) if isinstance(body, bytes) else None,
             failure.detail,
         ),
     )
 
 
-def _note_answer(state: RequestState, provider: str, status: int, relayed: Relayed) -> None:
+def _note_answer(
+    state: RequestState, provider: str, status: int, relayed: Relayed, capture: bool
+) -> None:
     """The answering attempt's 5xx or 429, passed to the client, for the error log."""
     outcome = "http_429" if status == 429 else "http_5xx"
-    body = _text(bytes(relayed.kept[:_ERROR_BODY_BYTES]) or relayed.tail)
+    body = _text(bytes(relayed.kept[:_ERROR_BODY_BYTES]) or relayed.tail, capture)
     _note(state, ErrorRecord(time.time(), state.request_id, provider, outcome, status, body))
 
 
@@ -338,7 +340,11 @@ def _note(state: RequestState, record: ErrorRecord) -> None:
         state.errors.append(record)
 
 
-def _text(body: bytes) -> str:
+def _text(body: bytes, capture: bool) -> str | None:
+    """What the error log keeps of an upstream's error answer: with content capture on, its
+    beginning; off, its error's type and code only (the message may repeat the prompt)."""
+    if not capture:
+        return error_summary(body)
     return body[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
 
 

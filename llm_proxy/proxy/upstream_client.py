@@ -109,11 +109,12 @@ class Target:
     port: int
     ssl: ssl.SSLContext | None
     head: bytes = field(repr=False)  # request line and Host (and Proxy-Authorization) header
-    url: str  # for logs (never with credentials)
+    url: str  # never with credentials; its query string may hold one (`?key=`): never logged
     connect_host: str = ""  # where the TCP connection goes: the origin, or the proxy
     connect_port: int = 0
     tunnel: bytes | None = field(default=None, repr=False)  # CONNECT request (https via proxy)
     proxy: str = ""  # the proxy URL for messages, without credentials ("" if direct)
+    shown: str = ""  # `url` for messages and logs: without its query string
 
 
 def target(url: URL, method: str = "POST", verify: bool = True, proxy: URL | None = None) -> Target:
@@ -140,6 +141,7 @@ def target(url: URL, method: str = "POST", verify: bool = True, proxy: URL | Non
             ssl=_ssl_context(verify) if tls else None,
             head=head,
             url=str(url),
+            shown=str(url.with_query(None)),
             connect_host=url.host,
             connect_port=port,
         )
@@ -167,6 +169,7 @@ def target(url: URL, method: str = "POST", verify: bool = True, proxy: URL | Non
         ssl=_ssl_context(verify) if tls else None,
         head=head,
         url=str(url),
+        shown=str(url.with_query(None)),
         connect_host=proxy.host,
         connect_port=proxy.port or 80,
         tunnel=tunnel,
@@ -759,7 +762,7 @@ class Client:
                 # application. It is sent once more, on a new connection.
                 log.info(
                     "upstream_request_resent",
-                    url=target.url,
+                    url=target.shown,
                     reason="pooled connection closed as the request was written",
                     after_secs=round(conn.lost_at - conn.sent_at, 4),
                 )
@@ -807,7 +810,7 @@ class Client:
             return await waiter
         except PoolTimeout:
             raise PoolTimeout(
-                f"no connection to {target.url} free within {self.pool_timeout_secs}s"
+                f"no connection to {target.shown} free within {self.pool_timeout_secs}s"
                 f" ({self.max_per_origin} per origin, all busy)"
             ) from None
         except BaseException:
@@ -865,9 +868,9 @@ class Client:
                     sock.close()
                     raise
         except TimeoutError:
-            raise ConnectTimeout(f"timed out connecting to {target.url}{via}") from None
+            raise ConnectTimeout(f"timed out connecting to {target.shown}{via}") from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            error = connect_error(exc, target.url + via)
+            error = connect_error(exc, target.shown + via)
             if to_proxy and error.kind != "fd_exhausted":
                 error = ConnectError(f"cannot connect to proxy {target.proxy}: {exc}", "proxy")
             raise error from exc
