@@ -27,6 +27,7 @@ from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.config.yaml_file import load_config_text
+from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.health_checks import probe
 from llm_proxy.proxy.upstream import compile_upstream, request_headers
 from llm_proxy.proxy.upstream_client import Client
@@ -258,10 +259,15 @@ def test_azure_urls() -> None:
     # The client's query string follows, without a parameter the provider sets.
     listed = up.target("GET", "/batches", None, "limit=2&api-version=2099-01-01")
     assert listed.url == f"{base}/batches?{version}&limit=2"
-    # A deployment name a client chose stays one path segment.
-    for name, segment in (("../files", "..%2Ffiles"), ("..", "%2E%2E"), ("a b", "a%20b")):
+    # A deployment name a client chose stays one path segment; a dot segment is a 400
+    # (`%2E%2E` is `..` to a server that normalises percent-encoding).
+    for name, segment in (("../files", "..%2Ffiles"), ("%2e%2e", "%252e%252e"), ("a b", "a%20b")):
         url = up.target("POST", "/chat/completions", name).url
         assert url == f"{base}/deployments/{segment}/chat/completions?{version}"
+    for name in (".", ".."):
+        with pytest.raises(ProxyError) as caught:
+            up.target("POST", "/chat/completions", name)
+        assert caught.value.status == 400
 
 
 def test_openai_targets_stay_a_dict_lookup() -> None:

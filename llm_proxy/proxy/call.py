@@ -27,8 +27,13 @@ class Call:
     method: str = "POST"
     query: str = ""  # the client's query string, passed on (without `?`)
     # The kind of object the answer creates (file, batch, vector_store, response,
-    # conversation): its id is remembered as owned by the provider that answered.
+    # conversation): its id is remembered as owned by the provider that answered, and by
+    # the key that asked.
     creates: str | None = None
+    models: frozenset[str] | None = None  # a batch input file: the models its lines name
+    # The answer is read whole (not relayed as it comes), so the handler can look at it
+    # before the client does (object lists are filtered per key: llm_proxy.proxy.objects).
+    inspect: bool = False
 
     def body_for(
         self, target: Target, upstream: Upstream

@@ -266,7 +266,9 @@ async def _attempt(
             relayed.keep = max(relayed.keep, _FIRST_EVENT_BYTES)
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
-    whole = answers_whole(resp, relayed, is_sse)
+    whole = answers_whole(resp, relayed, is_sse) or (
+        call.inspect and not is_sse and relayed.inflater is None
+    )
     out = (web.Response if whole else web.StreamResponse)(status=status, reason=resp.reason or None)
     out.headers.extend(response_headers(resp.raw_headers, upstream))
     if relayed.inflater is not None:
@@ -296,7 +298,8 @@ async def _attempt(
         if call.creates is not None and 200 <= status < 300:
             object_id = created_id(bytes(relayed.kept), stream=is_sse)
             if object_id is not None:
-                app[OWNERS].remember(object_id, name, call.creates)
+                key = state.api_key.name if state.api_key is not None else None
+                app[OWNERS].remember(object_id, name, call.creates, key, call.models)
         if status >= 500 or status == 429:
             _note_answer(state, name, status, relayed, bool(app[CAPTURE]))
         if status >= 500 and relayed.complete:

@@ -12,6 +12,7 @@ from urllib.parse import quote, unquote_plus
 
 from yarl import URL
 
+from llm_proxy import errors
 from llm_proxy.config.model import Config, Provider
 from llm_proxy.proxy.upstream_client import Target, target
 from llm_proxy.proxy.upstream_proxy import proxy_from_env
@@ -169,12 +170,13 @@ def endpoint_url(api_base: str, endpoint: str) -> URL:
 def provider_url(api_base: str, prefix: str, path: str, deployment: str | None = None) -> URL:
     """`api_base` + `prefix` + `path`; with a `deployment`, Azure's
     `{prefix}/deployments/{deployment}{path}`, the name percent-encoded as one path segment
-    (a client may choose it: `../files` must stay a name, never climb the path)."""
+    (a client may choose it: `../files` must stay a name, never climb the path). A dot
+    segment is a 400: `%2E%2E` is `..` to a server that normalises percent-encoding."""
     if deployment is None:
         return endpoint_url(api_base, prefix + path)
+    if deployment in (".", ".."):
+        raise errors.bad_param("model", f"{deployment!r} is not a deployment name.")
     segment = quote(deployment, safe="")
-    if segment in (".", ".."):
-        segment = segment.replace(".", "%2E")
     base = endpoint_url(api_base, prefix + "/deployments")
     url = base.with_path(base.raw_path + "/" + segment + path, encoded=True)
     return URL(f"{url}?{base.raw_query_string}", encoded=True) if base.raw_query_string else url

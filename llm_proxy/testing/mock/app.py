@@ -49,6 +49,20 @@ from llm_proxy.testing.mock.responses import (
 )
 from llm_proxy.testing.mock.scoring import moderations, rerank
 from llm_proxy.testing.mock.state import OPTIONS, RECORDED, STATE, MockOptions, MockState
+from llm_proxy.testing.mock.uploads import (
+    conversation_create,
+    conversation_delete,
+    conversation_item,
+    conversation_item_delete,
+    conversation_items,
+    conversation_items_add,
+    conversation_retrieve,
+    conversation_update,
+    upload_cancel,
+    upload_complete,
+    upload_create,
+    upload_part,
+)
 
 
 async def _name_instance(request: web.Request, response: web.StreamResponse) -> None:
@@ -106,6 +120,18 @@ def create_mock_app(options: MockOptions | None = None) -> web.Application:
         ("GET", "/v1/vector_stores/{id}/files", vector_store_file_list),
         ("GET", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_retrieve),
         ("DELETE", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_delete),
+        ("POST", "/v1/uploads", upload_create),
+        ("POST", "/v1/uploads/{id}/parts", upload_part),
+        ("POST", "/v1/uploads/{id}/complete", upload_complete),
+        ("POST", "/v1/uploads/{id}/cancel", upload_cancel),
+        ("POST", "/v1/conversations", conversation_create),
+        ("GET", "/v1/conversations/{id}", conversation_retrieve),
+        ("POST", "/v1/conversations/{id}", conversation_update),
+        ("DELETE", "/v1/conversations/{id}", conversation_delete),
+        ("GET", "/v1/conversations/{id}/items", conversation_items),
+        ("POST", "/v1/conversations/{id}/items", conversation_items_add),
+        ("GET", "/v1/conversations/{id}/items/{item_id}", conversation_item),
+        ("DELETE", "/v1/conversations/{id}/items/{item_id}", conversation_item_delete),
     )
     for method, path, handler in routes:
         if method == "GET":

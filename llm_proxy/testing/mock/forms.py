@@ -47,9 +47,9 @@ class Form:
         raise missing(prefix)
 
 
-async def read_form(request: web.Request, save: Path | None = None) -> Form:
+async def read_form(request: web.Request, save: Path | None = None, saved: str = "file") -> Form:
     """A multipart body, part by part: text fields whole (bounded), file parts in chunks, hashed
-    (and the part named `file` written to `save`) as they arrive, so an upload of any size costs
+    (and the part named `saved` written to `save`) as they arrive, so an upload of any size costs
     the mock one chunk of memory. Recorded as its size and a summary, never its bytes."""
     if request.content_type != "multipart/form-data":
         raise MockError(400, "Expected a multipart/form-data body.")
@@ -65,7 +65,7 @@ async def read_form(request: web.Request, save: Path | None = None) -> Form:
             size += len(raw)
             fields[part.name] = raw.decode(part.get_charset("utf-8"), errors="replace")
         else:
-            upload = await _read_upload(part, part.filename, save if part.name == "file" else None)
+            upload = await _read_upload(part, part.filename, save if part.name == saved else None)
             size += upload.size
             uploads.append(upload)
     summary = {

@@ -3,6 +3,7 @@ files: each id names the instance that made it, unknown ids get OpenAI's 404."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -102,8 +103,41 @@ async def batch_create(request: web.Request) -> web.Response:
         "request_counts": {"total": state.files.get(file_id).lines, "completed": 0, "failed": 0},
         "metadata": data.get("metadata"),
     }
+    if (data.get("metadata") or {}).get("mock_complete") == "true":
+        await _complete(state, batch)
     state.batches.add(batch["id"], batch)
     return json_response(batch)
+
+
+async def _complete(state: MockState, batch: dict[str, Any]) -> None:
+    """`metadata.mock_complete: "true"`: the batch is done at once, with an output file and
+    usage (10 input and 5 output tokens per request), as a finished batch is retrieved."""
+    lines = batch["request_counts"]["total"]
+    file_id = state.new_id("file-")
+    path = state.upload_path(file_id)
+    content = b"".join(
+        b'{"custom_id": "%d", "response": {"status_code": 200}}\n' % i for i in range(lines)
+    )
+    await asyncio.to_thread(path.write_bytes, content)
+    obj = {
+        "id": file_id,
+        "object": "file",
+        "bytes": len(content),
+        "created_at": CREATED,
+        "filename": "batch_output.jsonl",
+        "purpose": "batch_output",
+        "status": "processed",
+        "expires_at": None,
+        "status_details": None,
+    }
+    state.add_file(StoredFile(obj, path, lines))
+    batch.update(
+        status="completed",
+        completed_at=CREATED,
+        output_file_id=file_id,
+        request_counts={"total": lines, "completed": lines, "failed": 0},
+        usage={"input_tokens": 10 * lines, "output_tokens": 5 * lines, "total_tokens": 15 * lines},
+    )
 
 
 async def batch_retrieve(request: web.Request) -> web.Response:

@@ -133,6 +133,8 @@ class MockState:
         self.files: _Objects[StoredFile] = _Objects("file", limit, self._drop_file)
         self.batches: _Objects[dict[str, Any]] = _Objects("batch", limit)
         self.vector_stores: _Objects[VectorStore] = _Objects("vector store", limit)
+        self.uploads: _Objects[dict[str, Any]] = _Objects("upload", limit)
+        self.conversations: _Objects[dict[str, Any]] = _Objects("conversation", limit)
 
     def new_id(self, prefix: str) -> str:
         """`<prefix><name>`, then `<prefix><name>_2`, ...: the first id of a kind is the
