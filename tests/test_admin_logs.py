@@ -4,6 +4,7 @@ detail with its failed attempts, the usage sums, and the errors of each."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import aiohttp
@@ -153,6 +154,11 @@ async def test_usage_by_key_model_and_day(logged: str, http: aiohttp.ClientSessi
     assert status == 200 and first_days["since"] == "0001-01-01"
 
 
+def cursor_of(seconds: str, row_id: int) -> str:
+    """A cursor as the API encodes one (base64 of `seconds:id`), with any values."""
+    return base64.urlsafe_b64encode(f"{seconds}:{row_id}".encode()).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("path", "params", "param"),
     [
@@ -160,6 +166,15 @@ async def test_usage_by_key_model_and_day(logged: str, http: aiohttp.ClientSessi
         ("/logs/requests", {"limit": "0"}, "limit"),
         ("/logs/requests", {"limit": "201"}, "limit"),
         ("/logs/requests", {"cursor": "not-a-cursor"}, "cursor"),
+        # Row ids beyond PostgreSQL's bigint (or below 1) are no cursor this API returned.
+        ("/logs/requests", {"cursor": cursor_of("1700000000.0", 2**63)}, "cursor"),
+        ("/logs/errors", {"cursor": cursor_of("1700000000.0", 10**30)}, "cursor"),
+        ("/logs/requests", {"cursor": cursor_of("1700000000.0", -1)}, "cursor"),
+        ("/logs/requests", {"cursor": cursor_of("1e300", 5)}, "cursor"),
+        ("/logs/requests", {"cursor": cursor_of("nan", 5)}, "cursor"),
+        ("/logs/requests", {"status": str(2**63)}, "status"),
+        ("/logs/requests", {"limit": str(2**64)}, "limit"),
+        ("/logs/requests", {"since": str(2**63)}, "since"),
         ("/logs/requests", {"status": "6xx"}, "status"),
         ("/logs/requests", {"key": "k" * 1001}, "key"),
         ("/logs/requests", {"model": "a\x00b"}, "model"),

@@ -124,6 +124,18 @@ async def test_bad_writes_are_400s_naming_the_field_and_write_nothing(
             ("PATCH", f"{admin}/999", {"weight": 2}, 404, None),
             ("DELETE", f"{admin}/999", {}, 404, None),
             ("GET", f"{admin}/abc", {}, 400, "id"),
+            # Beyond PostgreSQL's integer and bigint: a 400 naming the field, never a 500.
+            ("POST", admin, {**good, "name": "beta", "weight": 2**31}, 400, "weight"),
+            ("PATCH", f"{admin}/{alpha['id']}", {"weight": 2**64}, 400, "weight"),
+            ("GET", f"{admin}/{2**63}", {}, 400, "id"),
+            *(
+                ("POST", url + "/admin/v1/credentials", {"name": "k", field: value}, 400, field)
+                for field, value in (
+                    ("rate_limit_burst", 2**31),
+                    ("tokens_per_minute", 2**63),
+                    ("max_parallel_requests", 2**40),
+                )
+            ),
         ]
         for method, target, body, expected, param in cases:
             kwargs = {"json": body} if method != "GET" else {}

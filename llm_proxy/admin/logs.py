@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from llm_proxy.admin.routes import int_param, json_response
+from llm_proxy.admin.routes import MAX_ID, int_param, json_response
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import LOG_DSN
 
@@ -200,9 +200,16 @@ def _decode_cursor(value: str | None) -> tuple[datetime, int] | None:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
         seconds, row_id = raw.split(":")
-        return datetime.fromtimestamp(float(seconds), UTC), int(row_id)
+        ts, number = datetime.fromtimestamp(float(seconds), UTC), int(row_id)
     except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError, OSError):
-        raise bad_param("cursor", "`cursor` is not one this API returned.") from None
+        raise bad_param("cursor", _NOT_A_CURSOR) from None
+    # Row ids are bigint identities: anything else (a crafted cursor) would reach PostgreSQL.
+    if not 1 <= number <= MAX_ID:
+        raise bad_param("cursor", _NOT_A_CURSOR)
+    return ts, number
+
+
+_NOT_A_CURSOR: Final = "`cursor` is not one this API returned."
 
 
 class _Where:

@@ -198,6 +198,16 @@ async def _keep_masked_params(
     values["params"] = kept
 
 
+_INT_MAX: Final = 2**31 - 1  # every integer column of these tables is a PostgreSQL `integer`
+
+
+def _in_column_range(name: str, field: Field, value: int) -> None:
+    """A JSON integer the column can hold (asyncpg would refuse it, unnamed). The JSON parser
+    takes integers up to 64 bits, which a `double precision` column always holds."""
+    if field.kind is int and not -_INT_MAX - 1 <= value <= _INT_MAX:
+        raise bad_param(name, f"`{name}` must be at most {_INT_MAX}.")
+
+
 def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
     """The request body's fields, type-checked; unknown ones are a 400."""
     out: dict[str, Any] = {}
@@ -214,6 +224,8 @@ def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, A
         )
         if not ok:
             raise bad_param(name, f"`{name}` has the wrong type ({type(value).__name__}).")
+        if isinstance(value, int) and not isinstance(value, bool):
+            _in_column_range(name, field, value)
         if name == "allowed_models" and not all(isinstance(m, str) for m in value):
             raise bad_param(name, "`allowed_models` must be a list of strings.")
         if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
