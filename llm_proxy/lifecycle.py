@@ -40,6 +40,7 @@ class Lifecycle:
     rejected_connections: int = 0  # turned away at max_connections (or per client)
     per_client: dict[str, int] = field(default_factory=dict)  # open connections by address
     inflight_body_bytes: int = 0  # request bodies held in memory by all requests
+    spooled_bytes: int = 0  # multipart uploads held by all requests (disk and memory)
     # Every streamed or large answer, checked for a client that stopped reading.
     write_watches: WriteWatches = field(default_factory=WriteWatches)
     refusals: Refusals = field(default_factory=Refusals)

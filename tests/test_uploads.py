@@ -8,7 +8,9 @@ import asyncio
 import hashlib
 import io
 import os
+import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,12 @@ import openai
 import pytest
 from aiohttp import web
 
+from llm_proxy.app import create_app
+from llm_proxy.keys import LIFECYCLE
 from llm_proxy.proxy.uploads import FieldScanner, boundary_of
 from tests.conftest import ProxyFactory, make_config, provider, serve
 from tests.processes import serve_process
+from tests.upstream_fakes import until
 
 BOUNDARY = b"xyzzy-boundary"
 
@@ -236,3 +241,175 @@ max_request_body_mb: 256
     # 200 MB went through; the proxy's peak memory grew by a few chunks' worth.
     print(f"peak RSS grew {(after - before) / 1024:.1f} MB")
     assert after - before < 40 * 1024, f"peak RSS grew {(after - before) / 1024:.0f} MB"
+
+
+MB = 1 << 20
+
+
+def open_in(directory: Path) -> list[str]:
+    """Files this process holds open under `directory` (a spool is unlinked at once, so
+    its open descriptor is what shows it is still there)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(directory)):
+            found.append(target)
+    return found
+
+
+class Gate:
+    """An upstream that holds every upload until `opened` is set (so uploads stay spooled
+    at the proxy), then answers its size."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.arrived = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 31)
+        app.router.add_post("/v1/audio/transcriptions", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.arrived += 1
+        await self.opened.wait()
+        size = sum([len(chunk) async for chunk in request.content.iter_any()])
+        return web.json_response({"text": "ok", "size": size})
+
+
+@asynccontextmanager
+async def _opened_at_the_end(gate: Gate) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        gate.opened.set()  # (a failed test must not leave requests held forever)
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))  # where spools go (TMPDIR)
+    return directory
+
+
+async def test_uploads_count_against_a_spool_budget_and_leave_nothing_behind(
+    spool_dir: Path,
+) -> None:
+    """40 uploads of 30 MB once held 1.26 GB of the temp directory under an 8 MB budget."""
+    gate = Gate()
+    async with serve(gate.app()) as upstream:
+        app = create_app(
+            make_config(
+                provider("a", upstream + "/v1", {"whisper-1": None}),
+                max_request_body_mb=4,
+                max_spool_mb=10,
+                max_inflight_body_mb=8,
+            )
+        )
+        lifecycle = app[LIFECYCLE]
+        async with serve(app) as url, _opened_at_the_end(gate):
+            body = form(("model", b"whisper-1", None), ("file", os.urandom(3 * MB), "a.wav"))
+            held = [
+                asyncio.create_task(post(url + "/v1/audio/transcriptions", body)) for _ in range(3)
+            ]
+            await until(lambda: gate.arrived == 3, 10)
+            assert lifecycle.spooled_bytes == 3 * len(body)
+            assert open_in(spool_dir), "3 MB uploads are spooled to disk"
+            # The budget is spent: a sized upload is refused before a byte is read, an
+            # unsized one as soon as it passes what is left; both 503 with Retry-After.
+            answers = await asyncio.gather(
+                *(post_raw(url, body, chunked=chunked) for chunked in (False, True, False))
+            )
+            for status, headers, answer in answers:
+                assert status == 503, answer
+                assert headers["Retry-After"] == "1"
+                assert answer["error"]["code"] == "over_capacity"
+                assert "max_spool_mb" in answer["error"]["message"]
+            assert lifecycle.spooled_bytes == 3 * len(body)
+            gate.opened.set()
+            for status, answer in await asyncio.gather(*held):
+                assert (status, answer["size"]) == (200, len(body))
+            # Given back exactly once, and every spool is gone.
+            await until(lambda: lifecycle.spooled_bytes == 0 and not open_in(spool_dir), 5)
+            assert lifecycle.inflight_body_bytes == 0
+            # One upload larger than the whole spool budget can never fit: 413, not 503.
+            small = create_app(
+                make_config(
+                    provider("a", upstream + "/v1", {"whisper-1": None}),
+                    max_request_body_mb=8,
+                    max_spool_mb=2,
+                )
+            )
+            async with serve(small) as small_url:
+                for chunked in (False, True):
+                    status, _, answer = await post_raw(small_url, body, chunked=chunked)
+                    assert status == 413, answer
+                    assert "max_spool_mb" in answer["error"]["message"]
+                assert small[LIFECYCLE].spooled_bytes == 0
+    assert not os.listdir(spool_dir) and not open_in(spool_dir)
+
+
+async def test_a_client_hanging_up_mid_upload_leaves_nothing_behind(spool_dir: Path) -> None:
+    gate = Gate()
+    async with serve(gate.app()) as upstream:
+        app = create_app(
+            make_config(provider("a", upstream + "/v1", {"whisper-1": None}), max_spool_mb=64)
+        )
+        lifecycle = app[LIFECYCLE]
+        async with serve(app) as url:
+            for chunked in (False, True):
+                host, port = url.removeprefix("http://").split(":")
+                reader, writer = await asyncio.open_connection(host, int(port))
+                head = form(("model", b"whisper-1", None)).rsplit(b"--" + BOUNDARY + b"--", 1)[0]
+                head += b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="file"; '
+                head += b'filename="a.wav"\r\n\r\n' + os.urandom(2 * MB)
+                framing = (
+                    b"Transfer-Encoding: chunked\r\n"
+                    if chunked
+                    else f"Content-Length: {20 * MB}\r\n".encode()
+                )
+                writer.write(
+                    b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: multipart/form-data; boundary=" + BOUNDARY + b"\r\n"
+                    + framing + b"\r\n"
+                    + (b"%x\r\n" % len(head) + head + b"\r\n" if chunked else head)
+                )  # fmt: skip
+                await writer.drain()
+                # Half an upload is spooled (and counted)...
+                await until(lambda: lifecycle.spooled_bytes > 0 and bool(open_in(spool_dir)), 5)
+                writer.close()  # ...and the client goes away.
+                await until(lambda: lifecycle.spooled_bytes == 0 and not open_in(spool_dir), 5)
+                assert lifecycle.inflight_body_bytes == 0
+                del reader
+            # An upstream that fails: the same.
+            gate.opened.set()
+            dead = create_app(
+                make_config(provider("a", "http://127.0.0.1:9/v1", {"whisper-1": None}))
+            )
+            async with serve(dead) as dead_url:
+                body = form(("model", b"whisper-1", None), ("file", os.urandom(2 * MB), "a"))
+                status, _, _ = await post_raw(dead_url, body, chunked=False)
+                assert status == 502
+                await until(lambda: dead[LIFECYCLE].spooled_bytes == 0, 5)
+    assert gate.arrived == 0
+    assert not os.listdir(spool_dir) and not open_in(spool_dir)
+
+
+async def post_raw(url: str, body: bytes, *, chunked: bool) -> tuple[int, Any, Any]:
+    """POST a multipart body, with a Content-Length or chunked (no length known ahead)."""
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 256 * 1024):
+            yield body[i : i + 256 * 1024]
+
+    data: Any = pieces() if chunked else io.BytesIO(body)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url + "/v1/audio/transcriptions", data=data, headers=headers) as r,
+    ):
+        return r.status, r.headers, await r.json()

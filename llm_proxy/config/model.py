@@ -222,6 +222,9 @@ class Config:
     write_timeout_secs: float = 60.0
     # Request bodies held in memory by all requests at once; beyond, 503 with Retry-After.
     max_inflight_body_mb: float = 1024.0
+    # Multipart uploads spooled by all requests at once (temp directory and memory); beyond,
+    # 503 with Retry-After (one upload larger than this alone: 413).
+    max_spool_mb: float = 2048.0
     # Upstream connections (read once, at startup):
     trust_env: bool = True  # HTTPS_PROXY / HTTP_PROXY / NO_PROXY pick a forward proxy
     max_connections_per_provider: int = 1000  # per upstream origin; beyond, requests queue...
@@ -240,6 +243,9 @@ class Config:
     # Answers calls that name no model and no object the proxy knows (files.list, a file id
     # created elsewhere); None: the only provider, when there is one.
     default_provider: str | None = None
+    # The output a request without max_tokens (max_completion_tokens, max_output_tokens)
+    # reserves against its key's tokens per minute and budget at admission.
+    reserve_output_tokens: int = 4096
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

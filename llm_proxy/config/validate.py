@@ -48,6 +48,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "body_timeout_secs",
         "write_timeout_secs",
         "max_inflight_body_mb",
+        "max_spool_mb",
         "trust_env",
         "max_connections_per_provider",
         "pool_timeout_secs",
@@ -62,6 +63,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "admin_key",
         "admin_keys",
         "pricing",
+        "reserve_output_tokens",
     }
 )
 
@@ -137,13 +139,19 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
             "body_timeout_secs",
             "write_timeout_secs",
             "max_inflight_body_mb",
+            "max_spool_mb",
             "pool_timeout_secs",
             "dns_ttl_secs",
         )
     }
     integers = {
         key: check.positive_int(check.optional(top, key, getattr(defaults, key)), (key,))
-        for key in ("max_attempts", "max_connections", "max_connections_per_provider")
+        for key in (
+            "max_attempts",
+            "max_connections",
+            "max_connections_per_provider",
+            "reserve_output_tokens",
+        )
     }
     trust_env = check.boolean(check.optional(top, "trust_env", True), ("trust_env",))
     per_client = check.optional(
@@ -220,8 +228,10 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         body_timeout_secs=numbers["body_timeout_secs"],
         write_timeout_secs=numbers["write_timeout_secs"],
         max_inflight_body_mb=numbers["max_inflight_body_mb"],
+        max_spool_mb=numbers["max_spool_mb"],
         trust_env=trust_env,
         max_connections_per_provider=integers["max_connections_per_provider"],
+        reserve_output_tokens=integers["reserve_output_tokens"],
         pool_timeout_secs=numbers["pool_timeout_secs"],
         dns_ttl_secs=numbers["dns_ttl_secs"],
         require_auth=require_auth,

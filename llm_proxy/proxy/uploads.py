@@ -6,6 +6,15 @@ The body is written to a temporary file as it arrives (the first MB stays in mem
 the `model` field. Only then can a provider be chosen; each attempt (failover included) sends
 the file again from its start, in chunks, with the provider's model name put in place of the
 requested one when `model_mapping` renames it (the only bytes that change).
+
+What uploads hold is bounded across requests: each counts its whole size against
+`max_spool_mb` (the temp directory is disk, not memory: a budget of its own) and the part kept
+in memory, up to 1 MB, against `max_inflight_body_mb`, which every request body shares. A
+sized upload is admitted or refused (503, Retry-After) before a byte is read, so concurrent
+uploads cannot each take part of the budget and all fail; an unsized (chunked) one counts as
+it arrives. The spool file is unlinked from the start (`TemporaryFile`: nothing is left in the
+temp directory even after a crash) and closed, its bytes given back exactly once, however the
+request ends.
 """
 
 from __future__ import annotations
@@ -13,12 +22,18 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
-from collections.abc import AsyncIterator
-from typing import IO, Final
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Final, TypeVar
 
 from aiohttp import web
 
-from llm_proxy.errors import ProxyError
+from llm_proxy.errors import API_ERROR, ProxyError
+from llm_proxy.keys import LIFECYCLE, STATE
+from llm_proxy.lifecycle import Lifecycle
+
+T = TypeVar("T")
+MB: Final = 1 << 20
 
 CHUNK: Final = 256 * 1024  # read from the spool and written upstream at a time
 _IN_MEMORY: Final = 1 << 20  # bytes kept in memory before the spool moves to disk
@@ -121,14 +136,52 @@ class FieldScanner:
 
 
 class Upload:
-    """A spooled request body: its size, and its bytes again for each attempt."""
+    """A spooled request body: its size, and its bytes again for each attempt. Until `close`
+    it holds its bytes against the spool and memory budgets (see the module docstring)."""
 
-    def __init__(self, spool: IO[bytes], size: int) -> None:
+    def __init__(
+        self, spool: IO[bytes], lifecycle: Lifecycle, spool_budget: int, memory_budget: int
+    ) -> None:
         self._spool = spool
-        self.size = size
+        self._lifecycle = lifecycle
+        self._spool_budget = spool_budget  # bytes
+        self._memory_budget = memory_budget
+        self.size = 0
         self.model: str | None = None  # the `model` field, when the form has one
         self.model_at = -1  # offset of its value in the body (-1: none)
         self.model_len = 0
+        self.held = 0  # bytes counted in lifecycle.spooled_bytes
+        self._in_memory = 0  # bytes counted in lifecycle.inflight_body_bytes
+        # A read or write runs in a worker thread; a close meanwhile waits for it to end
+        # there (closing under it could leave a rolled-over file open).
+        self._lock = threading.Lock()
+        self._busy = False
+        self._close_pending = False
+        self._closed = False
+
+    def hold(self, total: int) -> None:
+        """Count this upload as `total` bytes: 413 if it can never fit, 503 if not now."""
+        more = total - self.held
+        if more <= 0:
+            return
+        if total > self._spool_budget:
+            raise ProxyError(
+                413,
+                f"The upload is larger than the limit of {self._spool_budget / MB:g} MB "
+                "for uploads held at once (max_spool_mb).",
+                code="request_too_large",
+            )
+        lifecycle = self._lifecycle
+        if lifecycle.spooled_bytes + more > self._spool_budget:
+            raise _over_capacity("max_spool_mb")
+        memory = min(total, _IN_MEMORY) - self._in_memory
+        if memory > 0:
+            if lifecycle.inflight_body_bytes + memory > self._memory_budget:
+                raise _over_capacity("max_inflight_body_mb")
+            lifecycle.inflight_body_bytes += memory
+            self._in_memory += memory
+        lifecycle.spooled_bytes += more
+        self.held = total
 
     def replaced(self, model: bytes | None) -> tuple[int, bytes | None]:
         """The body's size with the model value replaced by `model`, and the replacement."""
@@ -152,25 +205,63 @@ class Upload:
         spool = self._spool
         on_disk = self.size > _IN_MEMORY  # (a disk read runs in a thread, memory inline)
         if on_disk:
-            await asyncio.to_thread(spool.seek, start)
+            await self._in_thread(spool.seek, start)
         else:
             spool.seek(start)
         position = start
         while position < end:
             want = min(CHUNK, end - position)
-            data = await asyncio.to_thread(spool.read, want) if on_disk else spool.read(want)
+            data = await self._in_thread(spool.read, want) if on_disk else spool.read(want)
             if not data:
                 return
             position += len(data)
             yield data
 
+    async def write(self, data: bytes) -> None:
+        await self._in_thread(self._spool.write, data)
+
+    async def _in_thread(self, call: Callable[..., T], *args: object) -> T:
+        return await asyncio.to_thread(self._run, call, *args)
+
+    def _run(self, call: Callable[..., T], *args: object) -> T:
+        # (In a worker thread. A call cancelled before it started never gets here.)
+        with self._lock:
+            if self._close_pending:
+                raise ConnectionResetError("the upload was closed")
+            self._busy = True
+        try:
+            return call(*args)
+        finally:
+            if self._returned():
+                self._spool.close()
+
+    def _returned(self) -> bool:
+        """A worker's call has returned: must that worker close the spool?"""
+        with self._lock:
+            self._busy = False
+            return self._close_pending
+
     def close(self) -> None:
+        """Give the budgets back and remove the spool (at once, or as soon as a read or
+        write under way in a worker thread ends). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        lifecycle = self._lifecycle
+        lifecycle.spooled_bytes -= self.held
+        lifecycle.inflight_body_bytes -= self._in_memory
+        self.held = self._in_memory = 0
+        with self._lock:
+            self._close_pending = True  # no read or write starts from now on
+            if self._busy:
+                return  # the worker closes it when its call returns
         self._spool.close()
 
 
 async def spool(request: web.Request, limit: int, timeout_secs: float, field: bytes) -> Upload:
-    """Read the body into a spool (413 past `limit`, 408 past `timeout_secs`), scanning for
-    the form field `field` (`b"model"`)."""
+    """Read the body into a spool (413 past `limit`, 408 past `timeout_secs`, 503 past the
+    spool or memory budget), scanning for the form field `field` (`b"model"`). The caller
+    closes the upload; on any error here it is closed already."""
     boundary = boundary_of(request.headers.get("Content-Type", ""))
     if boundary is None:
         raise ProxyError(
@@ -185,10 +276,19 @@ async def spool(request: web.Request, limit: int, timeout_secs: float, field: by
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
+    config = request[STATE].snapshot.config
     file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)  # noqa: SIM115
+    upload = Upload(
+        file,
+        request.app[LIFECYCLE],
+        int(config.max_spool_mb * MB),
+        int(config.max_inflight_body_mb * MB),
+    )
     scanner = FieldScanner(boundary, field)
     size = 0
     try:
+        if length is not None:
+            upload.hold(length)  # all of it, before a byte is read
         async with asyncio.timeout(timeout_secs):
             pending: list[bytes] = []
             pending_size = 0
@@ -196,34 +296,45 @@ async def spool(request: web.Request, limit: int, timeout_secs: float, field: by
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
+                upload.hold(size)  # (a no-op within a Content-Length held already)
                 scanner.feed(chunk)
                 pending.append(chunk)
                 pending_size += len(chunk)
                 if pending_size >= CHUNK:
-                    await asyncio.to_thread(file.write, b"".join(pending))
+                    await upload.write(b"".join(pending))
                     pending, pending_size = [], 0
             if pending:
-                await asyncio.to_thread(file.write, b"".join(pending))
+                await upload.write(b"".join(pending))
     except TimeoutError:
-        file.close()
+        upload.close()
         raise ProxyError(
             408,
             f"The request body did not arrive within {timeout_secs:g}s (body_timeout_secs).",
             code="request_timeout",
         ) from None
     except BaseException:
-        file.close()
+        upload.close()
         raise
-    upload = Upload(file, size)
+    upload.size = size
     if scanner.value is not None:
         upload.model_at, upload.model_len = scanner.offset, len(scanner.value)
         upload.model = scanner.value.decode("utf-8", "replace")
     return upload
 
 
+def _over_capacity(setting: str) -> ProxyError:
+    return ProxyError(
+        503,
+        f"The proxy is holding as many uploads as it may ({setting}); retry shortly.",
+        type=API_ERROR,
+        code="over_capacity",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _too_large(limit: int) -> ProxyError:
     return ProxyError(
         413,
-        f"Request body is larger than the limit of {limit / (1 << 20):g} MB (max_request_body_mb).",
+        f"Request body is larger than the limit of {limit / MB:g} MB (max_request_body_mb).",
         code="request_too_large",
     )
