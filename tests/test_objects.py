@@ -418,6 +418,37 @@ async def test_file_search_over_another_keys_store_is_refused(
     await same_as_unknown(search, store.id)
 
 
+async def test_a_message_naming_another_keys_file_is_refused(
+    clients: dict[str, openai.AsyncOpenAI],
+) -> None:
+    """Sending another key's file to a model would read it: chat, Responses, any depth."""
+    alice, bob = clients["alice"], clients["bob"]
+    file = await alice.files.create(file=("a.txt", b"alice's secret"), purpose="user_data")
+
+    def chat(f: str) -> Awaitable[Any]:
+        part: Any = {"type": "file", "file": {"file_id": f}}
+        return bob.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": [part]}]
+        )
+
+    def respond(f: str) -> Awaitable[Any]:
+        part: Any = {"type": "input_file", "file_id": f}
+        return bob.responses.create(
+            model="gpt-4o-mini", input=[{"role": "user", "content": [part]}]
+        )
+
+    await same_as_unknown(chat, file.id)
+    await same_as_unknown(respond, file.id)
+    mine = await bob.files.create(file=("b.txt", b"bob's"), purpose="user_data")
+    assert (await chat(mine.id)).choices
+    assert (
+        await clients["ops"].responses.create(
+            model="gpt-4o-mini",
+            input=[{"role": "user", "content": [{"type": "input_file", "file_id": file.id}]}],  # type: ignore[list-item]
+        )
+    ).id
+
+
 async def test_without_authentication_there_is_one_tenant(
     mock_url: str, start_proxy: ProxyFactory
 ) -> None:

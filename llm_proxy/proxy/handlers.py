@@ -12,7 +12,7 @@ from aiohttp import web
 from llm_proxy import errors
 from llm_proxy.keys import CAPTURE, HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.proxy.accounting import capture, settle
+from llm_proxy.proxy.accounting import capture, reserve, settle
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
 from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object
@@ -20,6 +20,7 @@ from llm_proxy.proxy.keyring import model_not_allowed, presented_key
 from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.snapshot import Snapshot
+from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
 from llm_proxy.proxy.uploads import boundary_of, spool
 
 JSON: Final = "application/json"
@@ -80,17 +81,20 @@ def proxy_handler(endpoint: str) -> Handler:
                 raise errors.model_not_found(model)
             state.model_label = route.label
             state.streamed = stream is True
+            if key is not None and not key.shared_objects and NAMES_OBJECTS.search(body):
+                await check_named(request, data)  # another key's file: a 404, as unknown
             creates = None
             if endpoint == "/responses":
                 route = await affinity(request, data, route)
                 creates = "response"
             call = Call(endpoint, body, data, model, name, stream is True, creates=creates)
+            reserve(request.app, state, data)  # a key with tokens per minute or a budget: 429?
             try:
                 return await forward(request, route, call)
             finally:
-                # Also when the client hung up (CancelledError): what was relayed still counts.
-                if state.relayed is not None:
-                    settle(request.app, state, data)
+                # Also when the client hung up (CancelledError): what was relayed still counts,
+                # and the reservation ends (given back when nothing was relayed).
+                settle(request.app, state, data)
                 limit = request.app[CAPTURE]
                 if limit:
                     capture(state, data, limit)
