@@ -46,6 +46,21 @@ def _reject_bytes(message: str) -> bytes:
     return _REJECT_HEAD % len(body) + body
 
 
+# A request head in total: request line and header lines. aiohttp bounds each line (8 KiB)
+# and the number of fields (128), which lets one head reach 1 MB. The first head of a
+# connection is bounded here as it arrives (before any key is checked, so an open connection
+# costs at most this much); every head is checked again once parsed (`middlewares.auth`).
+MAX_HEAD_BYTES: Final = 64 * 1024
+_HEAD_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n"
+)
+_HEAD_TOO_LARGE_BODY: Final = error_body(
+    f"The request head is larger than {MAX_HEAD_BYTES // 1024} KiB in total.",
+    code="request_header_fields_too_large",
+)
+HEAD_TOO_LARGE: Final = _HEAD_TOO_LARGE % len(_HEAD_TOO_LARGE_BODY) + _HEAD_TOO_LARGE_BODY
+
 _OVER_CAPACITY: Final = _reject_bytes(
     "The proxy is at its connection limit (max_connections); retry shortly."
 )
@@ -145,7 +160,15 @@ class _Connection(asyncio.Protocol):
     """Wraps aiohttp's protocol: counts open connections (in all and per client address) and
     closes a connection whose first request head does not arrive in time."""
 
-    __slots__ = ("_head_timer", "_inner", "_lifecycle", "_peer", "_tail")
+    __slots__ = (
+        "_head_bytes",
+        "_head_timer",
+        "_inner",
+        "_lifecycle",
+        "_peer",
+        "_tail",
+        "_transport",
+    )
 
     def __init__(self, inner: asyncio.Protocol, lifecycle: Lifecycle) -> None:
         self._inner = inner
@@ -153,6 +176,8 @@ class _Connection(asyncio.Protocol):
         self._peer: str | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen while waiting for the end of the first head
+        self._head_bytes = 0  # of the first head, so far
+        self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         lifecycle = self._lifecycle
@@ -172,16 +197,29 @@ class _Connection(asyncio.Protocol):
         self._head_timer = asyncio.get_running_loop().call_later(
             limits.header_timeout_secs, _close_slow_head, transport
         )
+        self._transport = transport
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._head_timer is not None:
             seen = self._tail + data
-            if b"\r\n\r\n" in seen or b"\n\n" in seen:
+            end = seen.find(b"\r\n\r\n")
+            if end < 0:
+                end = seen.find(b"\n\n")
+            head = self._head_bytes + (len(data) if end < 0 else end - len(self._tail))
+            if head > MAX_HEAD_BYTES:
+                self._head_timer.cancel()
+                self._head_timer = None
+                log.info("request_head_too_large", remote=self._peer)
+                assert self._transport is not None
+                _reject(self._transport, HEAD_TOO_LARGE)
+                return
+            if end >= 0:
                 self._head_timer.cancel()
                 self._head_timer = None
                 self._tail = b""
             else:
+                self._head_bytes = head
                 self._tail = seen[-3:]
         self._inner.data_received(data)
 

@@ -256,3 +256,40 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+
+
+async def test_request_heads_are_bounded_in_total(tmp_path: Path) -> None:
+    """aiohttp bounds a head per line (8 KiB) and per field count (128), not in total: 100
+    fields of 1,000 bytes each are a 431, as the first head of a connection (refused as it
+    arrives) and as a later one on a keep-alive connection."""
+    many = "".join(f"X-Filler-{i}: {'v' * 1000}\r\n" for i in range(100)).encode()
+    auth = f"Authorization: Bearer {KEY}\r\n".encode()
+    async with serve_process(CONFIG, tmp_path) as served:
+        for size in (len(many), 16 * 1024):  # at once, and in pieces
+            reader, writer = await _open(served.port)
+            writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + auth)
+            for i in range(0, len(many), size):
+                writer.write(many[i : i + size])
+            writer.write(b"\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 431"), answer[:300]
+            body = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
+            assert body["error"]["code"] == "request_header_fields_too_large"
+        # After a first request, on the same connection.
+        reader, writer = await _open(served.port)
+        writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+        assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + auth + many + b"\r\n")
+        answer = await _read_answer(reader)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:300]
+        # A large head within the bound is served.
+        some = "".join(f"X-Filler-{i}: {'v' * 1000}\r\n" for i in range(40)).encode()
+        answer = await _exchange(
+            served,
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth + some + b"\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert KEY.encode() not in served.log
+    _no_tracebacks(served)

@@ -5,6 +5,10 @@ master key) and the admin API (behind its own admin keys). Every API path, with 
 
 With no key configured at all, authentication is off (and the proxy says so loudly at startup
 and on `/health/detailed`).
+
+First of all, every request's head is checked against `server.MAX_HEAD_BYTES` in total (431):
+the first head of a connection was bounded as it arrived, later ones on a keep-alive
+connection only per line and per field count by aiohttp.
 """
 
 from __future__ import annotations
@@ -13,15 +17,27 @@ from typing import Final
 
 from aiohttp import web
 
+from llm_proxy.errors import ProxyError
 from llm_proxy.keys import STATE
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.keyring import presented_key
+from llm_proxy.server import MAX_HEAD_BYTES
 
 EXEMPT: Final = ("/health", "/metrics", "/admin/", "/ui/")
+# aiohttp caps a field line at 8190 bytes: a head of this many fields or fewer cannot pass
+# MAX_HEAD_BYTES, and is not summed.
+_FEW_FIELDS: Final = MAX_HEAD_BYTES // (8190 + 4)
 
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    raw = request.raw_headers
+    if len(raw) > _FEW_FIELDS and sum(len(k) + len(v) + 4 for k, v in raw) > MAX_HEAD_BYTES:
+        raise ProxyError(
+            431,
+            f"The request head is larger than {MAX_HEAD_BYTES // 1024} KiB in total.",
+            code="request_header_fields_too_large",
+        )
     state = request[STATE]
     keys = state.snapshot.keys
     path = request.path
