@@ -83,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rollback", help="restore providers and keys to their state at a version"
     )
     back.add_argument("version", type=int)
+    back.add_argument(
+        "--restore-revoked-keys",
+        action="store_true",
+        help="also revive master keys rotated or deleted since that version (default: kept "
+        "revoked)",
+    )
     back.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
 
     mock = sub.add_parser("mock-upstream", help="serve a fake OpenAI API on loopback")
@@ -488,11 +494,19 @@ def _config_history(args: argparse.Namespace) -> int:
         try:
             if args.config_command == "rollback":
                 before = (await history.bounds(conn))[1]
-                new = await history.rollback(conn, args.version, f"cli:{getpass.getuser()}")
-                if new == before:
+                done = await history.rollback(
+                    conn,
+                    args.version,
+                    f"cli:{getpass.getuser()}",
+                    restore_revoked_keys=args.restore_revoked_keys,
+                )
+                if done.version == before:
                     print(f"config is already as it was at version {args.version}")
                 else:
-                    print(f"rolled back to version {args.version}: now version {new}")
+                    print(f"rolled back to version {args.version}: now version {done.version}")
+                if done.keys_left_out:
+                    kept = ", ".join(f"{name} ({why})" for name, why in done.keys_left_out)
+                    print(f"master keys kept revoked: {kept} (--restore-revoked-keys revives them)")
                 return 0
             if args.version is not None:
                 changes = await history.change(conn, args.version)

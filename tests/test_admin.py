@@ -245,9 +245,15 @@ async def test_history_and_rollback_through_the_api(
     assert status == 200 and done["rolled_back_to"] == good and done["served"] is True
     status, version = await call(http, "GET", admin + "/config/version")
     assert version["version"] == str(done["version"])
-    old = {"Authorization": "Bearer sk-team-old-key"}
-    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=old) as r:
-        assert r.status == 200
+    # The key rotated since stays rotated (enabled again, with its new key), and is named.
+    assert done["keys_left_out"] == [{"name": "team", "reason": "rotated"}]
+    for key, expected in (("sk-team-old-key", 401), ("sk-team-new-key", 200)):
+        async with http.post(
+            url + "/v1/chat/completions",
+            json={"model": "m"},
+            headers={"Authorization": f"Bearer {key}"},
+        ) as r:
+            assert r.status == expected
     status, change = await call(http, "GET", admin + f"/config/history/{done['version']}")
     assert {c["changed_by"] for c in change["changes"]} == {"admin:ops"}
 

@@ -525,7 +525,7 @@ async def test_a_budget_set_with_psql_is_enforced_and_rolled_back_exactly(
         await history.rollback(sql, daily, "admin:ops")
         row = await sql.fetchrow("SELECT max_budget_usd, budget_period FROM credentials")
         assert row is not None and tuple(row) == (12.34, "daily")
-        latest = await history.rollback(sql, old, "admin:ops")
+        latest = (await history.rollback(sql, old, "admin:ops")).version
         row = await sql.fetchrow("SELECT max_budget_usd, budget_period FROM credentials")
         assert row is not None and tuple(row) == (None, None)
         await wait_version(http, url, latest)

@@ -16,6 +16,7 @@ from llm_proxy.cli import main
 from llm_proxy.config import history
 from llm_proxy.config.model import Config
 from tests.conftest import ProxyFactory, Upstream
+from tests.test_admin import call
 from tests.test_db import add_provider, db_version, start_db_proxy, wait_version
 
 
@@ -81,8 +82,10 @@ async def test_rollback_across_a_delete_and_a_key_rotation_reaches_a_running_pro
 ) -> None:
     await add_provider(sql, "alpha", upstream.api_base, {"m": None})
     await sql.execute("INSERT INTO credentials (name, key) VALUES ('team', 'sk-team-old-key')")
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('gone', 'sk-gone-old-key')")
     good = int(await db_version(sql))
     url = await start_db_proxy(start_proxy, config_dsn, Config())
+    gone = {"Authorization": "Bearer sk-gone-old-key"}
     old = {"Authorization": "Bearer sk-team-old-key"}
     new = {"Authorization": "Bearer sk-team-new-key"}
 
@@ -93,25 +96,36 @@ async def test_rollback_across_a_delete_and_a_key_rotation_reaches_a_running_pro
             await r.read()
             return r.status
 
-    assert await status(old) == 200
-    # An incident in psql: the provider deleted, the key rotated.
+    assert await status(old) == 200 and await status(gone) == 200
+    # An incident in psql: the provider deleted, a key rotated (it leaked), another deleted.
     await sql.execute("DELETE FROM providers")
-    await sql.execute("UPDATE credentials SET key = 'sk-team-new-key'")
+    await sql.execute("UPDATE credentials SET key = 'sk-team-new-key' WHERE name = 'team'")
+    await sql.execute("DELETE FROM credentials WHERE name = 'gone'")
     await wait_version(http, url, await db_version(sql))
     assert await status(old) == 401
     assert await status(new) == 404  # no provider serves `m` any more
-    new_version = await history.rollback(sql, good, "admin:ops")
+    done = await history.rollback(sql, good, "admin:ops")
+    new_version = done.version
     await wait_version(http, url, str(new_version))
-    assert await status(old) == 200  # the rotated-away key works again, with its provider
-    assert await status(new) == 401
+    # The provider is back; the revoked keys stay revoked, and the answer names them.
+    assert await status(new) == 200
+    assert await status(old) == 401 and await status(gone) == 401
+    assert done.keys_left_out == (("gone", "deleted"), ("team", "rotated"))
     row = await sql.fetchrow("SELECT id, api_key FROM providers WHERE name = 'alpha'")
     assert row is not None and row["api_key"] == "sk-alpha-provider-key"
     # The rollback is itself one recorded change, by who asked for it.
     changes = await history.change(sql, new_version)
     assert {c.changed_by for c in changes} == {"admin:ops"}
     assert {(c.table, c.operation) for c in changes} >= {("providers", "INSERT")}
-    # Nothing differs any more: rolling back again changes nothing.
-    assert await history.rollback(sql, good, "admin:ops") == new_version
+    # Nothing differs any more but the keys left out: rolling back again changes nothing.
+    again = await history.rollback(sql, good, "admin:ops")
+    assert again.version == new_version and again.keys_left_out == done.keys_left_out
+    # Asked explicitly, the revoked keys come back too.
+    revived = await history.rollback(sql, good, "admin:ops", restore_revoked_keys=True)
+    assert revived.keys_left_out == ()
+    await wait_version(http, url, str(revived.version))
+    assert await status(old) == 200 and await status(gone) == 200
+    assert await status(new) == 401
 
 
 async def test_truncate_is_recorded_and_undone(sql: asyncpg.Connection) -> None:
@@ -121,7 +135,10 @@ async def test_truncate_is_recorded_and_undone(sql: asyncpg.Connection) -> None:
     await sql.execute("TRUNCATE credentials")
     changes = await history.change(sql, good + 1)
     assert sorted((c.name, c.operation) for c in changes) == [("a", "DELETE"), ("b", "DELETE")]
-    await history.rollback(sql, good, "cli:test")
+    done = await history.rollback(sql, good, "cli:test")  # deleted keys: back only if asked
+    assert done.keys_left_out == (("a", "deleted"), ("b", "deleted"))
+    assert await sql.fetchval("SELECT count(*) FROM credentials") == 0
+    await history.rollback(sql, good, "cli:test", restore_revoked_keys=True)
     assert await sql.fetchval("SELECT count(*) FROM credentials") == 2
 
 
@@ -170,3 +187,57 @@ async def test_the_cli_shows_history_and_rolls_back(
     assert await sql.fetchval("SELECT weight FROM providers") == 1
     code, out = await asyncio.to_thread(run, "config", "rollback", "999", "--db-url", config_dsn)
     assert code == 1 and "config version 999 is not in the history" in out
+    # A key rotated since a version: kept revoked, and said so; revived only when asked.
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team', 'sk-team-old-key')")
+    with_key = int(await db_version(sql))
+    await sql.execute("UPDATE credentials SET key = 'sk-team-new-key'")
+    code, out = await asyncio.to_thread(
+        run, "config", "rollback", str(with_key), "--db-url", config_dsn
+    )
+    assert code == 0 and "master keys kept revoked: team (rotated)" in out
+    assert "sk-team" not in out
+    code, out = await asyncio.to_thread(
+        run, "config", "rollback", str(with_key), "--restore-revoked-keys", "--db-url", config_dsn
+    )
+    assert code == 0 and "kept revoked" not in out
+    digest = hashlib.sha256(b"sk-team-old-key").digest()
+    assert await sql.fetchval("SELECT key_hash FROM credentials") == digest
+
+
+async def test_the_admin_rollback_names_the_keys_it_kept_revoked(
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team', 'sk-team-old-key')")
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('gone', 'sk-gone-old-key')")
+    good = int(await db_version(sql))
+    await sql.execute("UPDATE credentials SET key = 'sk-team-new-key' WHERE name = 'team'")
+    await sql.execute("DELETE FROM credentials WHERE name = 'gone'")
+    await sql.execute("INSERT INTO credentials (name, key) VALUES ('later', 'sk-later-key-1')")
+    base = Config(admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
+    url = await start_db_proxy(start_proxy, config_dsn, base)
+    rollback = url + "/admin/v1/config/rollback"
+    status, body = await call(
+        http, "POST", rollback, json={"version": good, "restore_revoked_keys": 1}
+    )
+    assert status == 400 and body["error"]["param"] == "restore_revoked_keys"
+    status, done = await call(http, "POST", rollback, json={"version": good})
+    assert status == 200 and done["served"] is True, done
+    assert done["keys_left_out"] == [
+        {"name": "gone", "reason": "deleted"},
+        {"name": "team", "reason": "rotated"},
+    ]
+    assert "sk-" not in str(done)
+    names = await sql.fetch("SELECT name, key_hash FROM credentials ORDER BY name")
+    # `later` did not exist at that version; `team` keeps its new key.
+    assert [(r["name"], r["key_hash"]) for r in names] == [
+        ("team", hashlib.sha256(b"sk-team-new-key").digest())
+    ]
+    status, done = await call(
+        http, "POST", rollback, json={"version": good, "restore_revoked_keys": True}
+    )
+    assert status == 200 and done["keys_left_out"] == []
+    names = await sql.fetch("SELECT name FROM credentials ORDER BY name")
+    assert [r["name"] for r in names] == ["gone", "team"]

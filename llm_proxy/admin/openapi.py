@@ -247,13 +247,33 @@ SCHEMAS: Final[dict[str, Any]] = {
         ["version", "changes"],
         {"version": {"type": "integer"}, "changes": {"type": "array", "items": _ref("Change")}},
     ),
-    "Rollback": _obj(["version"], {"version": _ID}),
+    "Rollback": _obj(
+        ["version"],
+        {
+            "version": _ID,
+            "restore_revoked_keys": {
+                "type": "boolean",
+                "description": "also revive master keys rotated or deleted since (default false)",
+            },
+        },
+    ),
     "RolledBack": _obj(
-        ["version", "rolled_back_to", "served"],
+        ["version", "rolled_back_to", "served", "keys_left_out"],
         {
             "version": {"type": "integer"},
             "rolled_back_to": {"type": "integer"},
             "served": {"type": "boolean"},
+            "keys_left_out": {
+                "type": "array",
+                "description": "master keys kept revoked (rotated: today's key kept)",
+                "items": _obj(
+                    ["name", "reason"],
+                    {
+                        "name": {"type": "string"},
+                        "reason": {"type": "string", "enum": ["rotated", "deleted"]},
+                    },
+                ),
+            },
         },
     ),
     "ConfigVersion": _obj(

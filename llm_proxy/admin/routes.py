@@ -302,17 +302,32 @@ async def history_version(request: web.Request) -> web.Response:
 
 async def rollback(request: web.Request) -> web.Response:
     """`POST /config/rollback {"version": N}`: providers and master keys back to exactly their
-    state at version N, in one transaction recorded as a change by this admin key."""
+    state at version N, in one transaction recorded as a change by this admin key. Master keys
+    revoked since (rotated, deleted) stay revoked unless `"restore_revoked_keys": true`; the
+    answer names them (`keys_left_out`, by name and reason, never a key)."""
     from llm_proxy.config import history
 
     data = await body_of(request)
     version = data.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_ID:
         raise bad_param("version", "`version` must be a positive integer.")
+    restore = data.get("restore_revoked_keys", False)
+    if not isinstance(restore, bool):
+        raise bad_param("restore_revoked_keys", "`restore_revoked_keys` must be true or false.")
     async with Conn(request, "Rollback") as conn:
         try:
-            new = await history.rollback(conn, version, f"admin:{request[ADMIN_NAME]}")
+            done = await history.rollback(
+                conn, version, f"admin:{request[ADMIN_NAME]}", restore_revoked_keys=restore
+            )
         except history.HistoryError as exc:
             raise bad_param("version", str(exc)) from None
-    served = await serve_version(request, new)
-    return json_response({"version": new, "rolled_back_to": version, "served": served})
+    served = await serve_version(request, done.version)
+    left_out = [{"name": name, "reason": reason} for name, reason in done.keys_left_out]
+    return json_response(
+        {
+            "version": done.version,
+            "rolled_back_to": version,
+            "served": served,
+            "keys_left_out": left_out,
+        }
+    )

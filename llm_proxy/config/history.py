@@ -6,7 +6,8 @@ psql is in the history exactly like one made by the proxy's tools.
 * `change(conn, version)`: every row one version changed;
 * `rollback(conn, version, actor)`: providers and credentials back to exactly their state at
   `version`, in one transaction that is itself one recorded change (and reloads every running
-  instance through NOTIFY, as any change does).
+  instance through NOTIFY, as any change does); master keys revoked since stay revoked unless
+  asked (`restore_revoked_keys`).
 """
 
 from __future__ import annotations
@@ -135,13 +136,31 @@ async def bounds(conn: asyncpg.Connection) -> tuple[int, int]:
     return int(row["first"]), int(row["current"])
 
 
-async def rollback(conn: asyncpg.Connection, version: int, actor: str) -> int:
-    """Restore providers and credentials to their state at `version`; returns the new
-    version (the current one when nothing differs). `actor` is recorded as who did it."""
+@dataclass(frozen=True, slots=True)
+class RolledBack:
+    """What a rollback did: the new config version (the current one when nothing differed),
+    and the master keys it kept revoked, as (name, "rotated" | "deleted")."""
+
+    version: int
+    keys_left_out: tuple[tuple[str, str], ...] = ()
+
+
+async def rollback(
+    conn: asyncpg.Connection, version: int, actor: str, *, restore_revoked_keys: bool = False
+) -> RolledBack:
+    """Restore providers and credentials to their state at `version`. `actor` is recorded as
+    who did it. A master key revoked since (rotated: it keeps today's key; deleted: it stays
+    deleted) is not revived unless `restore_revoked_keys`: a key rotated because it leaked
+    must not come back with a rollback (migration 010)."""
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('llm_proxy.actor', $1, true)", actor)
-            new = await conn.fetchval("SELECT llm_proxy_rollback($1)", version)
+            done = orjson.loads(
+                await conn.fetchval(
+                    "SELECT llm_proxy_rollback($1, $2)::text", version, restore_revoked_keys
+                )
+            )
     except asyncpg.InvalidParameterValueError as exc:
         raise HistoryError(str(exc)) from None
-    return int(new)
+    left_out = tuple((k["name"], k["reason"]) for k in done["keys_left_out"])
+    return RolledBack(int(done["version"]), left_out)

@@ -74,13 +74,15 @@ export async function render(root, ctx) {
           onclick: async () => {
             const ok = await confirmDialog(
               `Roll back to version ${target}?`,
-              `Providers and master keys go back to exactly what they were at version ${target}, undoing version ${version} and everything after it. The rollback is itself recorded as a new version.`,
+              `Providers and master keys go back to exactly what they were at version ${target}, undoing version ${version} and everything after it; master keys rotated or deleted since stay revoked. The rollback is itself recorded as a new version.`,
               "Roll back",
             );
             if (!ok) return;
             try {
               const result = await api("POST", "/config/rollback", { version: target });
-              clear(flash).append(notice("ok", `Rolled back to version ${target}: now serving version ${result.version}.`));
+              const kept = (result.keys_left_out || []).map((k) => `${k.name} (${k.reason})`);
+              const revoked = kept.length ? ` Master keys kept revoked: ${kept.join(", ")}.` : "";
+              clear(flash).append(notice("ok", `Rolled back to version ${target}: now serving version ${result.version}.${revoked}`));
               pages.length = 1;
               ctx.changed();
               load("");
