@@ -8,6 +8,7 @@ in database mode."""
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -540,6 +541,25 @@ async def test_a_batch_respects_the_keys_models(mock_url: str, start_proxy: Prox
         )
         with pytest.raises(openai.BadRequestError):
             await batch(garbled.id)
+        # The purpose after the file, CRLF lines, a line of megabytes: read all the same.
+        big = jsonl("gpt-4o-mini").replace(b'\\"model\\"', b"x" * (3 << 20))
+        for lines, allowed in ((jsonl("gpt-4o-mini", "gpt-4o"), False), (big, True)):
+            form = aiohttp.FormData()
+            content = io.BytesIO(lines.replace(b"\n", b"\r\n"))
+            form.add_field("file", content, filename="late.jsonl")
+            form.add_field("purpose", "batch")
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    url + "/v1/files", data=form, headers={"Authorization": f"Bearer {ALICE}"}
+                ) as resp,
+            ):
+                late = (await resp.json())["id"]
+            if allowed:
+                assert (await batch(late)).input_file_id == late
+            else:
+                with pytest.raises(openai.PermissionDeniedError):
+                    await batch(late)
 
 
 async def test_a_finished_batch_is_charged_to_its_key_once(

@@ -46,7 +46,9 @@ async def test_a_lookup_keeps_an_entry_and_a_delete_forgets_it() -> None:
     assert owners.known("a-0") is not None and owners.known("a-1") is None
     owners.forget("a-0")
     assert owners.known("a-0") is None
-    assert await owners.charge_once("batch_1") and not await owners.charge_once("batch_1")
+    payer = Owner("p", "alice")
+    assert await owners.charge_once("batch_1", payer)
+    assert not await owners.charge_once("batch_1", payer)
 
 
 async def test_the_table_carries_the_key_and_the_models(config_dsn: str) -> None:
@@ -61,8 +63,14 @@ async def test_the_table_carries_the_key_and_the_models(config_dsn: str) -> None
             "resp_1": Owner("west", None),
         }
         # A batch's usage is charged by exactly one instance, however many see it finish.
-        results = await asyncio.gather(*(o.charge_once("file-1") for o in (one, two, one, two)))
+        payer = Owner("east", "alice")
+        results = await asyncio.gather(
+            *(o.charge_once("file-1", payer) for o in (one, two, one, two))
+        )
         assert sorted(results) == [False, False, False, True]
+        # A batch whose row is not there (yet, or any more) is charged all the same, once.
+        unseen = await asyncio.gather(*(o.charge_once("batch_2", payer) for o in (one, two)))
+        assert sorted(unseen) == [False, True]
         one.forget("file-1")
         await one.close()  # waits for its writes
         fresh = Owners(config_dsn)

@@ -21,7 +21,7 @@ class _Scanner:
 
     def __init__(self, boundary: bytes) -> None:
         self._delimiter = b"--" + boundary
-        self._rest = b""
+        self._rest: list[bytes] = []  # the line begun, in pieces (a line can be megabytes)
         self._in_headers = False
         self._part = b""
         self.purpose = b""
@@ -31,16 +31,22 @@ class _Scanner:
 
     def feed(self, chunk: bytes) -> bool:
         """False once the answer is known (not a batch file, or not understood)."""
-        lines = (self._rest + chunk).split(b"\n")
-        self._rest = lines.pop()
+        if b"\n" not in chunk:
+            self._rest.append(chunk)
+            return True
+        lines = chunk.split(b"\n")
+        self._rest.append(lines[0])
+        lines[0] = b"".join(self._rest)
+        self._rest = [lines.pop()]
         for line in lines:
             self._line(line.removesuffix(b"\r"))
         return self.understood and not (self._part == b"file" and self.purpose_known_other())
 
     def end(self) -> None:
-        if self._rest:
-            self._line(self._rest.removesuffix(b"\r"))
-            self._rest = b""
+        rest = b"".join(self._rest)
+        if rest:
+            self._line(rest.removesuffix(b"\r"))
+        self._rest = []
 
     def purpose_known_other(self) -> bool:
         return bool(self.purpose) and self.purpose.strip() != b"batch"

@@ -52,7 +52,13 @@ INSERT INTO object_owners (id, provider, kind, key_name, models) VALUES ($1, $2,
 ON CONFLICT (id) DO UPDATE SET provider = EXCLUDED.provider, key_name = EXCLUDED.key_name,
     models = EXCLUDED.models
 """
-_CHARGE = "UPDATE object_owners SET charged_at = now() WHERE id = $1 AND charged_at IS NULL"
+# The row may not be there yet (its write is on its way) or any more (pruned): a charge
+# never depends on it.
+_CHARGE = """
+INSERT INTO object_owners AS o (id, provider, kind, key_name, charged_at)
+VALUES ($1, $2, 'batch', $3, now())
+ON CONFLICT (id) DO UPDATE SET charged_at = now() WHERE o.charged_at IS NULL
+"""
 # The id of the object at the top of a JSON answer (OpenAI puts it first): `{"id": "file-abc", ...`
 _ID: Final = re.compile(rb'^\s*\{\s*"id"\s*:\s*"([A-Za-z0-9_\-.:]{1,200})"')
 # In a Responses stream, the first event names the response.
@@ -207,9 +213,9 @@ class Owners:
                 log.warning("object_owner_lookup_failed", error=type(exc).__name__)
         return found
 
-    async def charge_once(self, object_id: str) -> bool:
-        """True the first time it is asked about `object_id` (a batch whose usage is to be
-        charged), on any instance in database mode; False ever after."""
+    async def charge_once(self, object_id: str, owner: Owner) -> bool:
+        """True the first time it is asked about `object_id` (a batch of `owner` whose usage
+        is to be charged), on any instance in database mode; False ever after."""
         if object_id in self._charged:
             return False
         self._charged[object_id] = None
@@ -220,11 +226,11 @@ class Owners:
         try:
             pool = await self._connection_pool()
             async with asyncio.timeout(_QUERY_TIMEOUT_SECS):
-                done = await pool.execute(_CHARGE, object_id)
+                done = await pool.execute(_CHARGE, object_id, owner.provider, owner.key)
         except Exception as exc:  # charged by this instance, which now knows it
             log.warning("object_charge_mark_failed", error=type(exc).__name__)
             return True
-        return bool(done == "UPDATE 1")
+        return bool(done == "INSERT 0 1")
 
     async def _connection_pool(self) -> Any:
         import asyncpg

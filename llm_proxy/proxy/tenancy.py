@@ -229,7 +229,7 @@ async def _batch_seen(
                 price = price_for(p.pricing, model)
         if price is None and config.pricing:
             price = price_for(config.pricing, model)
-    if price is None or not await owners.charge_once(batch["id"]):
+    if price is None or not await owners.charge_once(batch["id"], owner):
         return
     cost = price.cost(prompt, completion)
     request.app[LIMITER].charge_cost(owner.key, cost)
