@@ -3,7 +3,8 @@
 Connections are admitted in order: past `max_connections` open connections, or past
 `max_connections_per_client` from one address, a new connection gets a 503 at once and is
 closed. A connection that has not sent a complete request head within `header_timeout_secs`
-is closed (authenticated keep-alive connections then get `keepalive_timeout_secs`).
+is closed (authenticated keep-alive connections then get `keepalive_timeout_secs`); a head
+larger than MAX_HEAD_BYTES is a 431. `server.metrics_port` serves /metrics and /health only.
 
 Shutdown on SIGTERM or SIGINT, in order:
   1. `/health` answers 503 from now on, so load balancers stop sending;
@@ -157,8 +158,9 @@ class _RequestHandler(RequestHandler):
 
 
 class _Connection(asyncio.Protocol):
-    """Wraps aiohttp's protocol: counts open connections (in all and per client address) and
-    closes a connection whose first request head does not arrive in time."""
+    """Wraps aiohttp's protocol: counts open connections (in all and per client address),
+    closes a connection whose first request head does not arrive in time, and answers 431 to
+    a first head past MAX_HEAD_BYTES as soon as it passes (never buffering more of it)."""
 
     __slots__ = (
         "_head_bytes",
