@@ -51,6 +51,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 # The mock upstream reports 5 prompt and 5 completion tokens per call: at $100,000 per million
 # tokens either way, every call costs exactly $1.
 PRICING = {"m": {"input_per_mtok": 100_000, "output_per_mtok": 100_000}}
+# What a call without max_tokens reserves at admission: at these prices, 1 output token (and
+# about a token of prompt) holds $0.1-0.2 of the budget while the call runs.
+RESERVE = 1
 NOON = datetime(2025, 6, 14, 12, 0, tzinfo=UTC).timestamp()
 KEY = "sk-team-budget-0123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -69,6 +72,7 @@ def budget_config(api_base: str, **key: Any) -> Config:
         provider("a", api_base, {"m": None}),
         master_keys=[{"name": "team", "key": KEY, **key}],
         pricing=PRICING,
+        reserve_output_tokens=RESERVE,
     )
 
 
@@ -231,6 +235,7 @@ async def test_the_openai_sdk_spends_a_budget_then_gets_429_budget_exceeded(
             {"name": "other", "key": "sk-other-0123"},
         ],
         pricing=PRICING,
+        reserve_output_tokens=RESERVE,
     )
     url = await start_proxy(config, clock=clock)
     messages: Any = [{"role": "user", "content": "hi"}]
@@ -279,6 +284,7 @@ async def test_unpriced_models_and_failed_calls_cost_nothing(
         provider("a", upstream.api_base, {"m": None, "unpriced": None}),
         master_keys=[{"name": "team", "key": KEY, "max_budget_usd": 1}],
         pricing=PRICING,
+        reserve_output_tokens=RESERVE,
     )
     url = await start_proxy(config, clock=FakeClock(NOON))
     for body, status in (({"model": "unpriced"}, 200), ({"model": "m", "mock_status": 400}, 400)):
@@ -373,6 +379,7 @@ async def test_two_proxies_sharing_redis_enforce_one_budget(
         provider("a", upstream.api_base, {"m": None}),
         master_keys=[{"name": name, "key": KEY, "max_budget_usd": 4}],
         pricing=PRICING,
+        reserve_output_tokens=RESERVE,
         rate_limit_backend=REDIS_URL,
     )
     clock = FakeClock(NOON)  # not moved: each proxy learns the total from its own charges
@@ -406,6 +413,7 @@ async def test_redis_down_still_enforces_the_budget_per_instance(
         provider("a", upstream.api_base, {"m": None}),
         master_keys=[{"name": "team", "key": KEY, "max_budget_usd": 3}],
         pricing=PRICING,
+        reserve_output_tokens=RESERVE,
         rate_limit_backend=f"redis://127.0.0.1:{unused_tcp_port}/0",
     )
     url = await start_proxy(config, clock=FakeClock(NOON))
@@ -418,7 +426,7 @@ async def test_redis_down_still_enforces_the_budget_per_instance(
 
 # Database mode
 
-KEYED = Config(admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
+KEYED = Config(admin_keys=(("ops", "adm-ops-0123456789abcdef"),), reserve_output_tokens=RESERVE)
 
 
 async def start_db(
@@ -598,6 +606,7 @@ async def test_a_restart_keeps_the_spend_recorded_in_the_request_log(
             {"name": "day", "key": KEY + "-day", "max_budget_usd": 5, "budget_period": "daily"},
         ],
         pricing=PRICING,  # $1 a call
+        reserve_output_tokens=RESERVE,
         request_log={"database_url": config_dsn, "flush_interval_secs": 0.1},
     )
     async with serve(create_app(config)) as url:

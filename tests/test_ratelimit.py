@@ -158,17 +158,19 @@ async def test_tokens_per_minute_end_to_end(
         make_config(provider("a", upstream.api_base, {"m": None}), master_keys=[key]),
         clock=clock,
     )
-    # The mock reports 10 tokens (5 prompt + 5 completion) per non-streamed call.
-    assert (await post(http, url, {"model": "m"})).status == 200
-    resp = await post(http, url, {"model": "m"})
+    # The mock reports 10 tokens (5 prompt + 5 completion) per non-streamed call; each call
+    # reserves its max_tokens (5, and no prompt text) at admission, settled to 10 at its end.
+    small = {"model": "m", "max_tokens": 5}
+    assert (await post(http, url, small)).status == 200
+    resp = await post(http, url, small)
     assert resp.status == 200
     assert resp.headers["x-ratelimit-remaining-tokens"] == "15"  # before this call's charge
-    assert (await post(http, url, {"model": "m"})).status == 200  # 20 spent -> still 5 left
-    refused = await post(http, url, {"model": "m"})
+    assert (await post(http, url, small)).status == 200  # 20 spent -> still 5 left
+    refused = await post(http, url, small)
     assert refused.status == 429
     assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
     clock.advance(60)
-    assert (await post(http, url, {"model": "m"})).status == 200
+    assert (await post(http, url, small)).status == 200
 
 
 async def test_redis_backend_shared_by_two_instances(

@@ -1,27 +1,29 @@
 """Per-key limits, after authentication: requests per second (token bucket), tokens per
-minute and a cost budget per UTC day or month. Every response of a limited key carries OpenAI's
-`x-ratelimit-*` headers (and, with a budget, `x-llm-proxy-budget-*`); a refused request gets
-429 `rate_limit_exceeded`, or `budget_exceeded` once the budget is spent, with `Retry-After`."""
+minute, a cost budget per UTC day or month, and requests in flight at once. Every response of a
+limited key carries OpenAI's `x-ratelimit-*` headers (and, with a budget,
+`x-llm-proxy-budget-*`); a refused request gets 429 `rate_limit_exceeded`, `budget_exceeded`
+once the budget is spent, or `parallel_requests_exceeded`, with `Retry-After`.
+
+This middleware owns the request's lifetime for the parallel limit: the slot taken here is
+given back in its `finally`, whether the request succeeded, failed, or was cancelled by the
+client hanging up (the handler returns only once a stream has been relayed)."""
 
 from __future__ import annotations
 
-import math
-
 from aiohttp import web
 
-from llm_proxy.errors import ProxyError
 from llm_proxy.keys import LIMITER, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
-from llm_proxy.proxy.budgets import BudgetVerdict, usd
+from llm_proxy.proxy.budgets import budget_exceeded
+from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.limiter import Limiter, parallel_limited, rate_limited
 
 
 @web.middleware
 async def ratelimit(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request[STATE]
     key = state.api_key
-    if key is None or (
-        key.rate_limit is None and key.tokens_per_minute is None and key.max_budget_usd is None
-    ):
+    if key is None or not key.limited:  # precomputed: an unlimited key pays one attribute
         return await handler(request)
     limiter = request.app[LIMITER]
     headers: list[tuple[str, str]] = []
@@ -32,7 +34,29 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             headers += budget.headers()
             if not budget.allowed:
                 request.app[METRICS].rate_limited(key.name)
-                raise _budget_exceeded(key.name, budget, headers)
+                raise budget_exceeded(key.name, budget, headers)
+    limit = key.max_parallel_requests
+    if limit is None:
+        await _admit(request, key, limiter, headers)
+        return await handler(request)
+    # Before the request bucket: a refused request spends nothing from it.
+    slot = limiter.acquire_local(key) if limiter.local else await limiter.acquire(key)
+    if slot is None:
+        headers += _parallel_headers(limit, 0)
+        request.app[METRICS].rate_limited(key.name)
+        raise parallel_limited(key.name, limit, headers)
+    try:
+        headers += _parallel_headers(limit, limit - slot.held)
+        await _admit(request, key, limiter, headers)
+        return await handler(request)
+    finally:
+        limiter.release(slot)
+
+
+async def _admit(
+    request: web.Request, key: KeyEntry, limiter: Limiter, headers: list[tuple[str, str]]
+) -> None:
+    """The request-rate and tokens-per-minute checks (429), and the rate headers."""
     refused = None
     requests = limiter.check_local(key.name) if limiter.local else await limiter.check(key.name)
     if requests is not None:
@@ -47,30 +71,13 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     if refused is not None:
         verdict, what = refused
         request.app[METRICS].rate_limited(key.name)
-        headers.append(("Retry-After", str(max(1, math.ceil(verdict.retry_after_secs)))))
-        raise ProxyError(
-            429,
-            f"Rate limit reached for key {key.name!r} ({what}). "
-            f"Try again in {verdict.retry_after_secs:.3g}s.",
-            type="requests" if what.startswith("requests") else "tokens",
-            code="rate_limit_exceeded",
-            headers=headers,
-        )
-    state.rate_headers = headers
-    return await handler(request)
+        raise rate_limited(key.name, verdict, what, headers)
+    request[STATE].rate_headers = headers
 
 
-def _budget_exceeded(
-    key_name: str, budget: BudgetVerdict, headers: list[tuple[str, str]]
-) -> ProxyError:
-    # `insufficient_quota` is the type OpenAI gives a spent quota: clients that tell it from
-    # a transient 429 stop retrying. Retry-After is the time to the period's end.
-    headers.append(("Retry-After", str(max(1, math.ceil(budget.retry_after_secs)))))
-    return ProxyError(
-        429,
-        f"The budget of ${usd(budget.limit_usd)} for this {budget.period} of key "
-        f"{key_name!r} is spent; it resets at {budget.resets_at}.",
-        type="insufficient_quota",
-        code="budget_exceeded",
-        headers=headers,
-    )
+def _parallel_headers(limit: int, remaining: int) -> list[tuple[str, str]]:
+    # `remaining`: as the request was admitted (it holds one of the slots).
+    return [
+        ("x-ratelimit-limit-parallel-requests", str(limit)),
+        ("x-ratelimit-remaining-parallel-requests", str(max(0, remaining))),
+    ]

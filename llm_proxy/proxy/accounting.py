@@ -2,6 +2,12 @@
 priced model) its cost budget see every successful call, including streams a client abandoned
 halfway.
 
+Before the call, `reserve` holds what it could use against the key's tokens per minute and
+budget (its prompt, estimated, plus its output cap); `settle` replaces that by the actual usage
+when the call ends, or gives it back when the call failed. Every reserved request is settled
+exactly once: `settle` runs in the handler's `finally`, and a count still under way settles when
+it is done.
+
 Usage comes from the upstream when it reports it (the tail of the body or stream, or the usage
 chunk the proxy asked for and stripped); otherwise it is counted with tiktoken from the request
 text and the relayed bytes, in the background so the connection is not held up.
@@ -10,26 +16,103 @@ text and the relayed bytes, in the background so the connection is not held up.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import math
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
 
-from llm_proxy.config.model import Price, price_for
+from llm_proxy.config.model import Config, Price, price_for
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
 from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
+from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.limiter import Reservation, rate_limited
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
 
 log = structlog.get_logger()
 
 
+# The output fields a client caps its answer with (chat, legacy completions, responses).
+_OUTPUT_CAPS: Final = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+# Characters per prompt token for the estimate at admission: a little fewer than tiktoken
+# finds in English (about 4), so that the estimate errs toward reserving too much.
+_CHARS_PER_TOKEN: Final = 3
+
+
+def reserve(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
+    """Hold what this request could use against its key's tokens per minute and budget, or
+    refuse it (429, the shapes of those limits) when that does not fit. Only for a key
+    with either (`KeyEntry.reserves`, precomputed); `settle` must follow."""
+    key = state.api_key
+    if key is None or not key.reserves:
+        return
+    prompt = math.ceil(len(text_of_request(data)) / _CHARS_PER_TOKEN)
+    output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
+    limiter = app[LIMITER]
+    headers = list(state.rate_headers or ())
+    tokens, refused = limiter.reserve_tokens(key.name, prompt + output)
+    if refused is not None:
+        app[METRICS].rate_limited(key.name)
+        raise rate_limited(key.name, refused, "tokens per minute", headers)
+    usd = 0.0
+    price = _reserve_price(state.snapshot.config, state.model)
+    if price is not None and key.max_budget_usd is not None:
+        usd, over = limiter.budgets.reserve(key.name, price.cost(prompt, output))
+        if over is not None:
+            limiter.charge_tokens(key.name, -tokens)
+            app[METRICS].rate_limited(key.name)
+            raise budget_exceeded(key.name, over, headers)
+    if tokens or usd:
+        state.reservation = Reservation(tokens, usd)
+
+
+def _output_cap(data: dict[str, Any], default: int) -> int:
+    """The most output the request asked for, times its `n` choices."""
+    cap = default
+    for name in _OUTPUT_CAPS:
+        value = data.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            cap = value
+            break
+    n = data.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and 1 < n <= 128:
+        cap *= n
+    return cap
+
+
+def _reserve_price(config: Config, model: str | None) -> Price | None:
+    """The highest price any provider could answer `model` at (the answering one is not
+    chosen yet): each provider's own `pricing`, and the global one."""
+    if model is None:
+        return None
+    found = [price_for(p.pricing, model) for p in config.providers if p.pricing]
+    if config.pricing:
+        found.append(price_for(config.pricing, model))
+    prices = [p for p in found if p is not None]
+    if not prices:
+        return None
+    return max(prices, key=lambda p: (p.output_per_mtok, p.input_per_mtok))
+
+
+def release(app: web.Application, key: KeyEntry | None, reservation: Reservation | None) -> None:
+    """Give back a reservation whose request used nothing (refused, failed upstream)."""
+    if reservation is None or key is None:
+        return
+    limiter = app[LIMITER]
+    limiter.charge_tokens(key.name, -reservation.tokens)
+    limiter.budgets.settle(key.name, reservation.usd, 0.0)
+
+
 def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
-    """Account for the answering attempt of a finished (or abandoned) request."""
+    """Account for the answering attempt of a finished (or abandoned) request, and settle
+    its reservation (also when nothing was relayed)."""
+    reservation, state.reservation = state.reservation, None
     relayed = state.relayed
     if relayed is None or not 200 <= relayed.status < 300:
+        release(app, state.api_key, reservation)
         return
     model, provider = state.model_label, state.provider
     price = _price(state)
@@ -38,10 +121,10 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
         state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if price is not None:
             state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        _record(app, usage, state.api_key, model, provider, price)
+        _record(app, usage, state.api_key, model, provider, price, reservation)
         return
     task = state.counting = asyncio.get_running_loop().create_task(
-        _count_and_record(app, state, relayed, data, model, provider, price)
+        _count_and_record(app, state, relayed, data, model, provider, price, reservation)
     )
     background = app[BACKGROUND]
     background.add(task)
@@ -56,16 +139,21 @@ async def _count_and_record(
     model: str,
     provider: str,
     price: Price | None,
+    reservation: Reservation | None,
 ) -> None:
     try:
         usage = await count_usage(relayed, data)
+    except asyncio.CancelledError:  # shutdown: the reservation still ends
+        release(app, state.api_key, reservation)
+        raise
     except Exception:
         log.exception("token_count_failed", model=model, provider=provider)
+        release(app, state.api_key, reservation)
         return
     state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
     if price is not None:
         state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-    _record(app, usage, state.api_key, model, provider, price)
+    _record(app, usage, state.api_key, model, provider, price, reservation)
 
 
 def capture(state: RequestState, data: dict[str, Any], limit: int) -> None:
@@ -115,6 +203,7 @@ def _record(
     model: str,
     provider: str,
     price: Price | None = None,
+    reservation: Reservation | None = None,
 ) -> None:
     metrics = app[METRICS]
     key_name = key.name if key is not None else ANONYMOUS
@@ -125,6 +214,8 @@ def _record(
         metrics.cost(model, provider, key_name, usd)
     if key is not None:
         limiter = app[LIMITER]
-        limiter.charge_tokens(key_name, usage.total_tokens)
-        if usd is not None and key.max_budget_usd is not None:
-            limiter.charge_cost(key_name, usd)
+        reserved_tokens = reservation.tokens if reservation is not None else 0
+        limiter.charge_tokens(key_name, usage.total_tokens - reserved_tokens)
+        if key.max_budget_usd is not None:
+            reserved_usd = reservation.usd if reservation is not None else 0.0
+            limiter.budgets.settle(key_name, reserved_usd, usd or 0.0)

@@ -1,7 +1,10 @@
 """Per-key cost budgets (`max_budget_usd` per UTC day or calendar month), charged like tokens
 per minute (`llm_proxy.proxy.limiter`): after the fact, with the cost of each priced call.
-Requests in flight when the budget runs out complete, so a key can overspend by what those
-cost.
+
+Each admitted request first *reserves* what it could cost (`reserve`: its estimated prompt and
+its output cap, at the model's price), refused when that exceeds what is left beside the other
+requests' reservations; when it ends, `settle` replaces the reservation by the actual cost. So
+a key's overspend is bounded by the error of those estimates, never a multiple of the budget.
 
 With Redis the spend is shared: each charge is added to `llm_proxy:budget:<key>:<period>`
 (INCRBYFLOAT) by a background task, and the check stays in this process, against the total
@@ -10,6 +13,12 @@ than a second refreshes it in the background. So an instance learns the others' 
 each of its own charges and within about a second, and can admit a request or so per key
 beyond the budget meanwhile. If Redis fails, spend is counted here (on top of the last shared
 total) and sent when it is back.
+
+Reservations are shared through Redis too, in the same exchange: each instance writes its total
+for the key into the hash `llm_proxy:reserved:<key>` (field: the instance, value:
+`<usd>:<expiry ms>`) and reads the others'. A field expires unless renewed (the limiter renews
+it while the instance holds reservations), so a crashed instance's reservations are forgotten
+within a lease, never kept against the budget.
 """
 
 from __future__ import annotations
@@ -21,10 +30,37 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 
+from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.keyring import KeyEntry
 
 _BUDGET_REFRESH_SECS: Final = 1.0  # a shared spend total older than this is read again
 _BUDGET_KEY_GRACE_SECS: Final = 86_400  # Redis keeps a period's total this long past its end
+_RESERVATION_LEASE_MS: Final = 30_000  # an instance's reservations, unless renewed
+
+# This instance's reservations for a key (ARGV: instance, usd, now ms, expiry ms): written (or
+# removed at 0), the expired fields of others dropped, the others' live total returned.
+_RESERVATIONS: Final = """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[4])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+local others = 0
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local sep = string.find(all[i + 1], ':', 1, true)
+  local expiry = tonumber(string.sub(all[i + 1], sep + 1))
+  if expiry < tonumber(ARGV[3]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  elseif all[i] ~= ARGV[1] then
+    others = others + tonumber(string.sub(all[i + 1], 1, sep - 1))
+  end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[4]) - 2 * tonumber(ARGV[3]))
+end
+return string.format('%.9f', others)
+"""
 
 
 Period = Literal["daily", "monthly"]
@@ -38,6 +74,7 @@ class BudgetVerdict:
     period: str  # "day" or "month", for messages
     resets_at: str  # the period's end, ISO 8601 UTC
     retry_after_secs: float  # until the period ends (0 when allowed)
+    reserving_usd: float = 0.0  # refused at admission: what the request could have cost
 
     def headers(self) -> list[tuple[str, str]]:
         return [
@@ -45,6 +82,32 @@ class BudgetVerdict:
             ("x-llm-proxy-budget-remaining-usd", usd(self.remaining_usd)),
             ("x-llm-proxy-budget-reset", self.resets_at),
         ]
+
+
+def budget_exceeded(
+    key_name: str, budget: BudgetVerdict, headers: list[tuple[str, str]]
+) -> ProxyError:
+    """The 429 of a spent budget, or of a request that could cost more than is left."""
+    # `insufficient_quota` is the type OpenAI gives a spent quota: clients that tell it from
+    # a transient 429 stop retrying. Retry-After is the time to the period's end (or 1 s when
+    # requests in flight hold reservations that may come back).
+    headers.append(("Retry-After", str(max(1, math.ceil(budget.retry_after_secs)))))
+    if budget.reserving_usd:
+        message = (
+            f"This request could cost up to ${usd(budget.reserving_usd)} (its prompt and its "
+            f"output cap, max_tokens), more than the ${usd(budget.remaining_usd)} left of the "
+            f"budget of ${usd(budget.limit_usd)} for this {budget.period} of key "
+            f"{key_name!r} beside the requests in flight; lower max_tokens or retry when "
+            f"they end. The budget resets at {budget.resets_at}."
+        )
+    else:
+        message = (
+            f"The budget of ${usd(budget.limit_usd)} for this {budget.period} of key "
+            f"{key_name!r} is spent; it resets at {budget.resets_at}."
+        )
+    return ProxyError(
+        429, message, type="insufficient_quota", code="budget_exceeded", headers=headers
+    )
 
 
 def usd(amount: float) -> str:
@@ -82,6 +145,12 @@ class _Spend:
     pending_usd: float = 0.0
     synced_at: float = -math.inf  # when shared_usd was read
     syncing: bool = False  # a background exchange with Redis is under way
+    # What the requests in flight could still cost: this instance's (kept across a period's
+    # end: they are charged to the period they end in), the other instances' as Redis last
+    # said, and what this instance last wrote there.
+    reserved_usd: float = 0.0
+    others_reserved_usd: float = 0.0
+    published_usd: float = 0.0
 
     def roll(self, now: float) -> None:
         """Start the period holding `now`, with nothing spent."""
@@ -95,6 +164,10 @@ class _Spend:
     def spent_usd(self) -> float:
         return self.shared_usd + self.sending_usd + self.pending_usd
 
+    @property
+    def reserved_key(self) -> str:
+        return f"llm_proxy:reserved:{self.key_name}"
+
 
 class SharedBackend(Protocol):
     """The Redis the limiter holds, its pause after a failure, and its up/down reporting."""
@@ -107,6 +180,11 @@ class SharedBackend(Protocol):
     def backend_ok(self) -> None: ...
 
     def backend_failed(self, exc: Exception) -> None: ...
+
+    @property
+    def instance_id(self) -> str: ...
+
+    def keep_leases(self) -> None: ...
 
 
 class CostBudgets:
@@ -130,7 +208,10 @@ class CostBudgets:
             if spend is not None and spend.period == key.budget_period:
                 spend.max_usd = key.max_budget_usd
             else:
+                old = spend
                 spend = _Spend(key.name, key.max_budget_usd, key.budget_period)
+                if old is not None:  # requests in flight still settle their reservations
+                    spend.reserved_usd = old.reserved_usd
                 now = self._clock()
                 spend.roll(now)
                 self._start_sync(spend, now)  # with Redis: learn the shared total now
@@ -155,6 +236,58 @@ class CostBudgets:
                 False, spend.max_usd, 0.0, what, spend.resets_at, spend.ends_at - now
             )
         return BudgetVerdict(True, spend.max_usd, spend.max_usd - spent, what, spend.resets_at, 0.0)
+
+    def reserve(self, key_name: str, cost_usd: float) -> tuple[float, BudgetVerdict | None]:
+        """Reserve what an admitted request could cost: (the amount reserved, None), or
+        (0, a refusing verdict) when it exceeds what is left of the budget beside the
+        reservations of the requests in flight (on every instance). `settle` must follow."""
+        spend = self._spends.get(key_name)
+        if spend is None or not cost_usd > 0:
+            return 0.0, None
+        now = self._clock()
+        if now >= spend.ends_at:
+            spend.roll(now)
+        left = spend.max_usd - spend.spent_usd
+        free = left - spend.reserved_usd - spend.others_reserved_usd
+        if cost_usd > free:
+            what = "day" if spend.period == "daily" else "month"
+            # Reservations come back as requests end: worth a retry soon. Otherwise the
+            # request cannot fit before the period ends.
+            held = spend.reserved_usd + spend.others_reserved_usd > 0 and cost_usd <= left
+            retry = 1.0 if held else spend.ends_at - now
+            return 0.0, BudgetVerdict(
+                False, spend.max_usd, max(0.0, free), what, spend.resets_at, retry, cost_usd
+            )
+        spend.reserved_usd += cost_usd
+        if self._backend.redis is not None:
+            self._start_sync(spend, now)
+            self._backend.keep_leases()
+        return cost_usd, None
+
+    def settle(self, key_name: str, reserved_usd: float, cost_usd: float) -> None:
+        """A request ended: its reservation is replaced by what it cost (0: nothing)."""
+        spend = self._spends.get(key_name)
+        if spend is None:
+            return
+        if reserved_usd > 0:
+            # max: a reload may have replaced the count the reservation was made in.
+            spend.reserved_usd = max(0.0, spend.reserved_usd - reserved_usd)
+            if spend.reserved_usd < 1e-12:
+                spend.reserved_usd = 0.0
+        if cost_usd > 0:
+            self.charge(key_name, cost_usd)
+        elif reserved_usd > 0:
+            self._start_sync(spend, self._clock())
+
+    def reserving(self) -> bool:
+        """Some key holds reservations this instance published (to renew)."""
+        return any(s.reserved_usd > 0 or s.published_usd > 0 for s in self._spends.values())
+
+    def renew(self, now: float) -> None:
+        """Write this instance's reservations again before their lease in Redis ends."""
+        for spend in self._spends.values():
+            if spend.reserved_usd > 0 or spend.published_usd > 0:
+                self._start_sync(spend, now)
 
     def charge(self, key_name: str, cost_usd: float) -> None:
         """Charge a finished call's cost to the key's budget (no-op for a key without one)."""
@@ -220,16 +353,32 @@ class CostBudgets:
             while True:
                 redis_key, amount = spend.redis_key, spend.pending_usd
                 spend.pending_usd, spend.sending_usd = 0.0, amount
+                reserved = spend.reserved_usd
                 now = self._clock()
+                now_ms = int(now * 1000)
                 try:
+                    # One transaction: the others never see a settled cost both reserved
+                    # and charged, or neither.
+                    pipe = self._backend.redis.pipeline(transaction=True)
                     if amount > 0:
                         ttl = max(1, math.ceil(spend.ends_at - now)) + _BUDGET_KEY_GRACE_SECS
-                        pipe = self._backend.redis.pipeline(transaction=False)
                         pipe.incrbyfloat(redis_key, amount)
                         pipe.expire(redis_key, ttl)
-                        total = float((await pipe.execute())[0])
                     else:
-                        total = float(await self._backend.redis.get(redis_key) or 0)
+                        pipe.get(redis_key)
+                    pipe.eval(
+                        _RESERVATIONS,
+                        1,
+                        spend.reserved_key,
+                        self._backend.instance_id,
+                        f"{reserved:.9f}",
+                        now_ms,
+                        now_ms + _RESERVATION_LEASE_MS,
+                    )
+                    results = await pipe.execute()
+                    total = float(results[0] or 0)
+                    spend.others_reserved_usd = float(results[-1])
+                    spend.published_usd = reserved
                 except Exception as exc:  # any backend failure: keep counting here
                     if spend.redis_key == redis_key:
                         spend.pending_usd += spend.sending_usd
@@ -240,7 +389,7 @@ class CostBudgets:
                     spend.shared_usd, spend.sending_usd = total, 0.0
                     spend.synced_at = now
                 self._backend.backend_ok()
-                if spend.pending_usd <= 0:
+                if spend.pending_usd <= 0 and spend.reserved_usd == spend.published_usd:
                     return
         finally:
             spend.syncing = False

@@ -35,6 +35,11 @@ class KeyEntry:
     budget_period: Literal["daily", "monthly"] = "monthly"
     shared_objects: bool = False  # an account-wide key: every tenant's stored objects
     max_parallel_requests: int | None = None  # requests in flight at once; None: no limit
+    # Precomputed, so that the hot path asks one question of a key without limits: any
+    # limit at all (the ratelimit middleware), and a reservation to make at admission
+    # (tokens per minute or a budget).
+    limited: bool = False
+    reserves: bool = False
 
     def may_use(self, model: str) -> bool:
         return self.allowed is None or model in self.allowed
@@ -85,6 +90,13 @@ class KeyRing:
                 k.budget_period,
                 k.shared_objects,
                 k.max_parallel_requests,
+                limited=bool(
+                    k.rate_limit
+                    or k.tokens_per_minute
+                    or k.max_budget_usd
+                    or k.max_parallel_requests
+                ),
+                reserves=bool(k.tokens_per_minute or k.max_budget_usd),
             )
         self.enabled = require_auth
         self.locked = require_auth and not any(k.enabled for k in keys)

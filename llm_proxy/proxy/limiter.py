@@ -13,15 +13,30 @@ With Redis it is shared: each charge moves one "theoretical arrival time" per ke
 Redis (a Lua step), from a background task; checks stay local, against the last shared value
 (refreshed at least every second) plus this instance's charges.
 
+Parallel requests (`max_parallel_requests`) are slots taken when a request is admitted and
+given back when it ends, whatever the way it ends. With Redis they are leases in one sorted set
+per key (`llm_proxy:parallel:<key>`, score: the lease's expiry), taken by one atomic Lua step;
+this instance renews its live leases every few seconds, so the slots of an instance that
+crashed come back within `_LEASE_SECS`. If Redis fails, slots are counted in this process
+(fail open, as the other limits).
+
+A request with a tokens-per-minute limit or a budget also *reserves*, when it is admitted,
+what it could use (`reserve_tokens` here, `CostBudgets.reserve`): the reservation is charged
+at once and replaced by the actual usage when the request ends, so parallel requests cannot
+all pass a check made before any of them is charged.
+
 Cost budgets (`max_budget_usd` per day or month) live in `llm_proxy.proxy.budgets`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import itertools
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,6 +47,7 @@ from pyrate_limiter.abstracts.algorithm import State
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from llm_proxy.config.model import RateLimit
+from llm_proxy.errors import ProxyError
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets
 from llm_proxy.proxy.keyring import KeyEntry
@@ -121,6 +137,67 @@ return string.format('%d', tat)
 """
 _TOKENS_REFRESH_SECS: Final = 1.0
 
+# Parallel slots in Redis: drop the expired leases, then take one if fewer than the limit are
+# held. Returns the number held, negated when full.
+_ACQUIRE_SLOT: Final = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[2]) then return -held end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return held + 1
+"""
+# A lease outlives its renewal period threefold: an instance that stops renewing (crashed,
+# partitioned) gives its slots back within this.
+_LEASE_SECS: Final = 30.0
+_RENEW_SECS: Final = _LEASE_SECS / 3
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What one admitted request holds against its key's limits until it ends."""
+
+    tokens: int  # charged to tokens per minute already
+    usd: float  # held against the budget
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One request's parallel slot; `member` is its lease in Redis (None: counted here)."""
+
+    key_name: str
+    redis_key: str
+    member: str | None
+    held: int  # the key's slots held once this one was taken (with Redis: everywhere)
+
+
+def rate_limited(
+    key_name: str, verdict: Verdict, what: str, headers: list[tuple[str, str]]
+) -> ProxyError:
+    """The 429 for requests or tokens per minute."""
+    headers.append(("Retry-After", str(max(1, math.ceil(verdict.retry_after_secs)))))
+    return ProxyError(
+        429,
+        f"Rate limit reached for key {key_name!r} ({what}). "
+        f"Try again in {verdict.retry_after_secs:.3g}s.",
+        type="requests" if what.startswith("requests") else "tokens",
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
+
+
+def parallel_limited(key_name: str, limit: int, headers: list[tuple[str, str]]) -> ProxyError:
+    """The 429 for `max_parallel_requests`: a slot comes back when any request ends."""
+    headers.append(("Retry-After", "1"))
+    return ProxyError(
+        429,
+        f"Rate limit reached for key {key_name!r} (parallel requests): at most {limit} "
+        "requests at once. Try again when one of them has finished.",
+        type="requests",
+        code="parallel_requests_exceeded",
+        headers=headers,
+    )
+
 
 class Limiter:
     """Owns limiter state for every key; survives config reloads for unchanged limits."""
@@ -140,6 +217,13 @@ class Limiter:
         if metrics is not None and redis is not None:
             metrics.backend_up = True
         self.budgets = CostBudgets(clock, self)
+        # Parallel slots: this instance's requests in flight per key (with Redis too, for
+        # when it fails), and its live leases per Redis key (renewed by `_keeper`).
+        self.instance_id = uuid.uuid4().hex[:16]
+        self._inflight: dict[str, int] = {}
+        self._leases: dict[str, set[str]] = {}
+        self._lease_ids = itertools.count()
+        self._keeper: asyncio.Task[None] | None = None
 
     # The shared backend, as the cost budgets see it.
 
@@ -272,9 +356,31 @@ class Limiter:
             return Verdict(False, tpm, 0, owed_us / 1e6, retry)
         return Verdict(True, tpm, remaining, owed_us / 1e6, 0.0)
 
-    def charge_tokens(self, key_name: str, tokens: int) -> None:
+    def reserve_tokens(self, key_name: str, tokens: int) -> tuple[int, Verdict | None]:
+        """Reserve what an admitted request could use (charged now, settled with
+        `charge_tokens(actual - reserved)` when it ends): (tokens reserved, None), or
+        (0, a refusing verdict) when they do not fit in what is left of the minute. A request
+        that could use more than a whole minute's allowance reserves that allowance (it waits
+        for a full budget, and is never refused forever)."""
         budget = self._budgets.get(key_name)
         if budget is None or tokens <= 0:
+            return 0, None
+        tpm = budget.tokens_per_minute
+        tokens = min(tokens, tpm)
+        now_us = int(self._clock() * 1_000_000)
+        owed_us = max(0, budget.tat_us - now_us)
+        over_us = owed_us + tokens * _MINUTE_US / tpm - _MINUTE_US
+        if over_us > 0:
+            remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
+            return 0, Verdict(False, tpm, remaining, owed_us / 1e6, over_us / 1e6)
+        self.charge_tokens(key_name, tokens)
+        return tokens, None
+
+    def charge_tokens(self, key_name: str, tokens: int) -> None:
+        """Charge tokens used; negative: give back what a reservation held beyond the
+        usage (never below an empty minute: the bucket cannot hold more than it holds)."""
+        budget = self._budgets.get(key_name)
+        if budget is None or tokens == 0:
             return
         now = self._clock()
         now_us = int(now * 1_000_000)
@@ -317,7 +423,7 @@ class Limiter:
                 budget.tat_us = max(budget.tat_us, tat)
                 budget.synced_at = now
                 self.backend_ok()
-                if budget.pending <= 0:
+                if budget.pending == 0:
                     return
         finally:
             budget.syncing = False
@@ -330,5 +436,104 @@ class Limiter:
     def charge_cost(self, key_name: str, cost_usd: float) -> None:
         self.budgets.charge(key_name, cost_usd)
 
+    # Parallel requests.
+
+    def acquire_local(self, key: KeyEntry) -> Slot | None:
+        """A slot counted in this process, or None when the key's are all taken."""
+        limit = key.max_parallel_requests
+        held = self._inflight.get(key.name, 0)
+        if limit is not None and held >= limit:
+            return None
+        self._inflight[key.name] = held + 1
+        return Slot(key.name, "", None, held + 1)
+
+    async def acquire(self, key: KeyEntry) -> Slot | None:
+        """A slot for one request of `key` (which has `max_parallel_requests`), or None when
+        they are all taken. The caller must `release` it however the request ends."""
+        now = self._clock()
+        limit = key.max_parallel_requests
+        if limit is None or not self.redis_available(now):
+            return self.acquire_local(key)
+        redis_key = f"llm_proxy:parallel:{key.name}"
+        member = f"{self.instance_id}:{next(self._lease_ids)}"
+        now_ms = int(now * 1000)
+        lease_ms = int(_LEASE_SECS * 1000)
+        try:
+            held = int(
+                await self._redis.eval(
+                    _ACQUIRE_SLOT,
+                    1,
+                    redis_key,
+                    now_ms,
+                    limit,
+                    now_ms + lease_ms,
+                    member,
+                    2 * lease_ms,
+                )
+            )
+        except Exception as exc:  # any backend failure: count in this process
+            self.backend_failed(exc)
+            return self.acquire_local(key)
+        self.backend_ok()
+        if held <= 0:
+            return None
+        self._inflight[key.name] = self._inflight.get(key.name, 0) + 1
+        self._leases.setdefault(redis_key, set()).add(member)
+        self.keep_leases()
+        return Slot(key.name, redis_key, member, held)
+
+    def release(self, slot: Slot) -> None:
+        """Give a slot back (synchronous: it runs in `finally` blocks, cancelled ones too;
+        the lease is removed from Redis in the background, or expires)."""
+        held = self._inflight.get(slot.key_name, 0) - 1
+        if held > 0:
+            self._inflight[slot.key_name] = held
+        else:
+            self._inflight.pop(slot.key_name, None)
+        if slot.member is None:
+            return
+        members = self._leases.get(slot.redis_key)
+        if members is not None:
+            members.discard(slot.member)
+            if not members:
+                del self._leases[slot.redis_key]
+        with contextlib.suppress(RuntimeError):  # no loop: the lease expires
+            task = asyncio.get_running_loop().create_task(self._drop_lease(slot))
+            self.budgets.track(task)
+
+    async def _drop_lease(self, slot: Slot) -> None:
+        try:
+            await self._redis.zrem(slot.redis_key, slot.member)
+        except Exception as exc:  # the lease expires by itself
+            self.backend_failed(exc)
+
+    def keep_leases(self) -> None:
+        """Make sure this instance's leases (parallel slots, budget reservations) are renewed
+        while it holds any."""
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep())
+
+    async def _keep(self) -> None:
+        while self._leases or self.budgets.reserving():
+            await asyncio.sleep(_RENEW_SECS)
+            now = self._clock()
+            self.budgets.renew(now)
+            if not self._leases or not self.redis_available(now):
+                continue
+            expiry = int((now + _LEASE_SECS) * 1000)
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for redis_key, members in self._leases.items():
+                    # XX: a lease already released (or expired and taken) is not revived.
+                    pipe.zadd(redis_key, dict.fromkeys(members, expiry), xx=True)
+                    pipe.pexpire(redis_key, int(2 * _LEASE_SECS * 1000))
+                await pipe.execute()
+            except Exception as exc:  # retried at the next renewal
+                self.backend_failed(exc)
+
     async def flush(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         await self.budgets.flush()

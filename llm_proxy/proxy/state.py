@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from llm_proxy.observe.records import ErrorRecord
 from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.limiter import Reservation
 from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.usage import Relayed
 
@@ -40,5 +41,8 @@ class RequestState:
     error_code: str | None = None  # when the proxy answered an error itself
     errors: list[ErrorRecord] | None = None  # failed upstream attempts
     counting: asyncio.Task[None] | None = None  # tokens still being counted (tiktoken)
+    # What the request reserved at admission against its key's tokens per minute and budget,
+    # until its usage is known (llm_proxy.proxy.accounting).
+    reservation: Reservation | None = None
     prompt_text: str | None = None  # with content capture on
     completion_text: str | None = None

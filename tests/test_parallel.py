@@ -1,0 +1,358 @@
+"""Parallel requests of one key: `max_parallel_requests` (slots given back however a request
+ends, shared by two instances through Redis, counted locally when Redis is down), and the
+reservation made at admission that keeps N parallel streams from spending N times a dollar
+budget or a tokens-per-minute allowance.
+
+The upstream here holds every stream at a gate the test opens, so that "in flight at once" is
+a state the test waits for, never a timing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import pytest
+import redis.asyncio
+from aiohttp import web
+
+from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
+from tests.upstream_fakes import until
+
+KEY = "sk-parallel-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+REDIS_URL = "redis://127.0.0.1:6379/0"
+# Every stream is answered with this usage: the prompt the estimate finds (at most), and as
+# many completion tokens as the request's max_tokens allowed.
+PROMPT_TOKENS = 2
+
+
+class GatedUpstream:
+    """A chat upstream that streams one chunk, then waits for `gate`, then, by model:
+    `hold` finishes with a usage chunk, `endless` streams until the proxy hangs up, `break`
+    drops the connection, `fail` (before any byte) answers 500."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.arrived = 0  # requests received
+        self.active = 0  # requests still being answered
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        data = await request.json()
+        self.arrived += 1
+        self.active += 1
+        try:
+            return await self._answer(request, data)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request, data: dict[str, Any]) -> web.StreamResponse:
+        model = data["model"]
+        if model == "fail":
+            await self.gate.wait()
+            return web.json_response(
+                {"error": {"message": "boom", "type": "server_error"}}, status=500
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "model": model,
+                 "choices": [{"index": 0, "delta": {"content": "x"}}]}  # fmt: skip
+        await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await self.gate.wait()
+        if model == "break":
+            assert request.transport is not None
+            request.transport.abort()
+            return resp
+        if model == "endless":
+            while True:  # until the proxy, its client gone, closes the connection
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await asyncio.sleep(0.01)
+        completion = data.get("max_tokens") or 1
+        usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion,
+                 "total_tokens": PROMPT_TOKENS + completion}  # fmt: skip
+        tail = {"id": "c", "object": "chat.completion.chunk", "model": model, "choices": [],
+                "usage": usage}  # fmt: skip
+        await resp.write(b"data: " + orjson.dumps(tail) + b"\n\ndata: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[GatedUpstream, str]]:
+    fake = GatedUpstream()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.chat)
+    async with serve(app) as url:
+        yield fake, url + "/v1"
+    fake.gate.set()
+
+
+def config(api_base: str, key: dict[str, Any], **top: Any) -> Any:
+    free = {"name": "free", "key": "sk-free-0123456789ab"}
+    return make_config(
+        provider("up", api_base, {"hold": None, "endless": None, "break": None, "fail": None}),
+        master_keys=[{"name": "team", "key": KEY, **key}, free],
+        **top,
+    )
+
+
+async def stream(
+    http: aiohttp.ClientSession, url: str, model: str = "hold", **body: Any
+) -> tuple[int, bytes, dict[str, str], Any]:
+    """One streamed chat call to the end: status, body, headers, error (JSON) if any."""
+    payload = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(url + "/v1/chat/completions", json={**payload, **body}, headers=AUTH) as r:
+        raw = await r.read()
+        error = orjson.loads(raw) if r.status != 200 else None
+        return r.status, raw, dict(r.headers), error
+
+
+# Reservations: a budget and a tokens-per-minute allowance hold against N parallel streams.
+
+
+@pytest.mark.parametrize(
+    ("limit", "measure"),
+    [
+        # $0.0001 per token either way: a call of 2 + 8 tokens costs $0.001; the budget pays
+        # for five of them.
+        ({"max_budget_usd": 0.005}, "usd"),
+        ({"tokens_per_minute": 50}, "tokens"),
+    ],
+)
+async def test_parallel_streams_spend_at_most_the_limit(
+    gated: tuple[GatedUpstream, str],
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    limit: dict[str, Any],
+    measure: str,
+) -> None:
+    fake, api_base = gated
+    pricing = {"hold": {"input_per_mtok": 100, "output_per_mtok": 100}}
+    url = await start_proxy(config(api_base, limit, pricing=pricing))
+    n = 20
+    calls = [asyncio.create_task(stream(http, url, max_tokens=8)) for _ in range(n)]
+    refused = lambda: sum(1 for c in calls if c.done())  # noqa: E731 (held calls never end)
+    # Every call is either at the upstream (admitted, held at the gate) or refused.
+    await until(lambda: fake.arrived + refused() == n, timeout=10)
+    admitted = fake.arrived
+    fake.gate.set()
+    results = await asyncio.gather(*calls)
+    assert sorted(status for status, *_ in results) == [200] * admitted + [429] * (n - admitted)
+    for status, _, _, error in results:
+        if status == 429:
+            code = "budget_exceeded" if measure == "usd" else "rate_limit_exceeded"
+            assert error["error"]["code"] == code, error
+    families = await scrape(http, url)
+    if measure == "usd":
+        spent = sample(families, "llm_proxy_cost_usd_total", api_key_name="team") or 0.0
+        # Each call reserved its estimated prompt (1 token for "hi") plus its 8 output tokens
+        # and used at most that: the budget bounds the spend, in-flight calls included.
+        assert spent <= 0.005 + 1e-9
+        assert admitted >= 4  # the budget is spent, not refused early
+    else:
+        used = admitted * (PROMPT_TOKENS + 8)
+        assert used <= 50
+        assert admitted >= 4
+
+
+async def test_a_call_that_could_cost_more_than_is_left_is_refused_up_front(
+    gated: tuple[GatedUpstream, str], start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    fake, api_base = gated
+    fake.gate.set()
+    pricing = {"hold": {"input_per_mtok": 100, "output_per_mtok": 100}}
+    url = await start_proxy(
+        config(api_base, {"max_budget_usd": 0.01}, pricing=pricing, reserve_output_tokens=1000)
+    )
+    # Without max_tokens: reserve_output_tokens (1000 tokens, $0.1) is more than the budget.
+    status, _, headers, error = await stream(http, url)
+    assert status == 429 and error["error"]["code"] == "budget_exceeded"
+    assert error["error"]["type"] == "insufficient_quota"
+    assert "could cost up to $0.1001" in error["error"]["message"]
+    assert headers["x-llm-proxy-budget-remaining-usd"] == "0.01"
+    assert fake.arrived == 0
+    # With max_tokens it fits, and the reservation is settled to what the call used.
+    status, *_ = await stream(http, url, max_tokens=10)
+    assert status == 200
+    status, _, headers, _ = await stream(http, url, max_tokens=10)
+    assert status == 200 and headers["x-llm-proxy-budget-remaining-usd"] == "0.0088"
+
+
+async def test_the_openai_sdk_gets_the_reservation_refusal(
+    gated: tuple[GatedUpstream, str], start_proxy: ProxyFactory
+) -> None:
+    fake, api_base = gated
+    fake.gate.set()
+    url = await start_proxy(config(api_base, {"tokens_per_minute": 100}))
+    async with openai.AsyncOpenAI(api_key=KEY, base_url=url + "/v1", max_retries=0) as client:
+        # 1 prompt token + 60 x 2 choices: more than the 100 a minute allows... capped at 100,
+        # which fits an unspent minute.
+        ok = await client.chat.completions.create(
+            model="hold", messages=[{"role": "user", "content": "hi"}], max_tokens=60, n=2,
+            stream=True,
+        )  # fmt: skip
+        async for _ in ok:
+            pass
+        # Then 62 of the 100 are spent: 1 + 40 more do not fit.
+        with pytest.raises(openai.RateLimitError) as exc:
+            await client.chat.completions.create(
+                model="hold", messages=[{"role": "user", "content": "hi"}], max_tokens=40
+            )
+    assert exc.value.code == "rate_limit_exceeded" and exc.value.type == "tokens"
+    assert "tokens per minute" in exc.value.message
+
+
+# max_parallel_requests
+
+
+async def fill(
+    http: aiohttp.ClientSession, url: str, fake: GatedUpstream, k: int, model: str = "hold"
+) -> list[asyncio.Task[Any]]:
+    """k calls held at the upstream."""
+    before = fake.arrived
+    calls = [asyncio.create_task(stream(http, url, model)) for _ in range(k)]
+    await until(lambda: fake.arrived == before + k, timeout=10)
+    return calls
+
+
+async def refused_for_parallel(http: aiohttp.ClientSession, url: str) -> None:
+    # A refusal is immediate; a call let through would wait at the gate (a bound, not a wait).
+    async with asyncio.timeout(5):
+        status, _, headers, error = await stream(http, url)
+    assert status == 429, error
+    assert error["error"]["code"] == "parallel_requests_exceeded"
+    assert "parallel requests" in error["error"]["message"]
+    assert headers["Retry-After"] == "1"
+    assert headers["x-ratelimit-limit-parallel-requests"] == "2"
+
+
+async def admitted_again(http: aiohttp.ClientSession, url: str, fake: GatedUpstream) -> None:
+    """A slot is free again: a call gets through (the gate is open by now)."""
+
+    async def once() -> bool:
+        return (await stream(http, url))[0] == 200
+
+    async with asyncio.timeout(5):
+        while not await once():
+            await asyncio.sleep(0.01)
+
+
+async def test_the_k_plus_first_call_is_refused_and_slots_come_back_however_calls_end(
+    gated: tuple[GatedUpstream, str], start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    fake, api_base = gated
+    url = await start_proxy(config(api_base, {"max_parallel_requests": 2}))
+    # Completion.
+    calls = await fill(http, url, fake, 2)
+    await refused_for_parallel(http, url)
+    # Another key is not limited by it.
+    async with http.post(
+        url + "/v1/chat/completions",
+        json={"model": "hold", "stream": True},
+        headers={"Authorization": "Bearer sk-free-0123456789ab"},
+    ) as r:
+        assert r.status == 200 and "x-ratelimit-limit-parallel-requests" not in r.headers
+        fake.gate.set()
+        await r.read()
+    assert [(await c)[0] for c in calls] == [200, 200]
+    await admitted_again(http, url, fake)
+    families = await scrape(http, url)
+    assert sample(families, "llm_proxy_rate_limited_total", key_name="team") == 1
+
+    # Upstream failure: a 500 before any byte, and a connection dropped mid-stream.
+    fake.gate.clear()
+    calls = await fill(http, url, fake, 1, "fail") + await fill(http, url, fake, 1, "break")
+    await refused_for_parallel(http, url)
+    fake.gate.set()
+    failed, cut = await asyncio.gather(*calls, return_exceptions=True)
+    assert not isinstance(failed, BaseException) and failed[0] >= 500, failed
+    # The cut stream: a 200 whose body ends early (the proxy closes the connection).
+    assert isinstance(cut, aiohttp.ClientError) or cut[0] == 200, cut
+    await admitted_again(http, url, fake)
+
+    # The client hangs up mid-stream (the upstream would go on for ever).
+    fake.gate.clear()
+    sessions = [aiohttp.ClientSession() for _ in range(2)]
+    responses = []
+    for session in sessions:
+        r = await session.post(
+            url + "/v1/chat/completions", json={"model": "endless", "stream": True}, headers=AUTH
+        )
+        assert r.status == 200
+        await r.content.readuntil(b"\n\n")  # the first chunk: the call is in flight
+        responses.append(r)
+    await refused_for_parallel(http, url)
+    fake.gate.set()
+    for session, r in zip(sessions, responses, strict=True):
+        r.close()
+        await session.close()
+    await until(lambda: fake.active == 0, timeout=10)  # the proxy let go of the upstream
+    await admitted_again(http, url, fake)
+
+
+async def test_redis_down_still_limits_per_instance(
+    gated: tuple[GatedUpstream, str],
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    unused_tcp_port: int,
+) -> None:
+    fake, api_base = gated
+    backend = f"redis://127.0.0.1:{unused_tcp_port}/0"
+    url = await start_proxy(
+        config(api_base, {"max_parallel_requests": 2}, rate_limit_backend=backend)
+    )
+    calls = await fill(http, url, fake, 2)
+    await refused_for_parallel(http, url)
+    fake.gate.set()
+    assert [(await c)[0] for c in calls] == [200, 200]
+    await admitted_again(http, url, fake)
+    families = await scrape(http, url)
+    assert sample(families, "llm_proxy_rate_limit_backend_up") == 0
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError):
+        await client.aclose()
+        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
+    yield client
+    await client.aclose()
+
+
+async def test_two_instances_share_the_slots_through_redis(
+    gated: tuple[GatedUpstream, str],
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    fake, api_base = gated
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    slots = f"llm_proxy:parallel:{name}"
+    # A crashed instance's leases, expired (never renewed): they hold no slot.
+    await redis_client.zadd(slots, {"crashed:1": 1, "crashed:2": 2})
+    cfg = make_config(
+        provider("up", api_base, {"hold": None}),
+        master_keys=[{"name": name, "key": KEY, "max_parallel_requests": 2}],
+        rate_limit_backend=REDIS_URL,
+    )
+    one, two = await start_proxy(cfg), await start_proxy(cfg)
+    try:
+        calls = await fill(http, one, fake, 1) + await fill(http, two, fake, 1)
+        # One slot held on each instance: both refuse a third.
+        await refused_for_parallel(http, one)
+        await refused_for_parallel(http, two)
+        assert await redis_client.zcard(slots) == 2
+        fake.gate.set()
+        assert [(await c)[0] for c in calls] == [200, 200]
+        await admitted_again(http, two, fake)
+        families = await scrape(http, one)
+        assert sample(families, "llm_proxy_rate_limit_backend_up") == 1
+    finally:
+        await redis_client.delete(slots)
