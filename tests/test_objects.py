@@ -672,3 +672,24 @@ async def test_an_azure_deployment_in_the_path_stays_one_segment(
     assert received == [
         "/openai/deployments/..%2F..%2Ffiles/chat/completions?api-version=2024-10-21"
     ]
+
+
+async def test_a_list_the_proxy_cannot_read_is_never_relayed(start_proxy: ProxyFactory) -> None:
+    """A provider compressing a list despite `Accept-Encoding: identity`: a 502, not the list
+    unfiltered."""
+
+    async def gzipped(request: web.Request) -> web.Response:
+        resp = web.json_response({"object": "list", "data": [{"id": "file-of-someone-else"}]})
+        resp.enable_compression(web.ContentCoding.gzip)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/files", gzipped)
+    async with serve(app) as up:
+        url = await start_proxy(make_config(provider("p", up + "/v1", MODELS), master_keys=KEYS))
+        async with aiohttp.ClientSession() as http:
+            for key, status in ((BOB, 502), (OPS, 200)):
+                headers = {"Authorization": f"Bearer {key}"}
+                async with http.get(url + "/v1/files", headers=headers) as resp:
+                    assert resp.status == status
+                    assert ("file-of-someone-else" in await resp.text()) is (key == OPS)

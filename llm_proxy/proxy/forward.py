@@ -269,6 +269,11 @@ async def _attempt(
     whole = answers_whole(resp, relayed, is_sse) or (
         call.inspect and not is_sse and relayed.inflater is None
     )
+    if call.inspect and not whole and 200 <= status < 300:
+        # Fail closed: an answer the handler must see first (a list filtered per key) is
+        # never relayed unread (compressed despite `Accept-Encoding: identity`, or a stream).
+        resp.close()
+        raise errors.upstream_bad_answer(name, disconnected=False)
     out = (web.Response if whole else web.StreamResponse)(status=status, reason=resp.reason or None)
     out.headers.extend(response_headers(resp.raw_headers, upstream))
     if relayed.inflater is not None:
