@@ -347,3 +347,24 @@ async def test_history_recorded_before_the_migration_is_masked_and_still_restore
         assert orjson.loads(await conn.fetchval("SELECT params::text FROM providers")) == params
     finally:
         await conn.close()
+
+
+def test_console_tracebacks_show_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    """A traceback's local variables hold keys (a request's Authorization header, a provider's
+    params): the console format (rich, when installed) must not print them."""
+    from llm_proxy.observe import log
+
+    def fail(api_key: str) -> None:
+        raise ValueError("boom")
+
+    log.configure("console")
+    try:
+        try:
+            fail(QUERY_SECRET)
+        except ValueError:
+            structlog.get_logger().exception("unhandled_error")
+    finally:
+        structlog.reset_defaults()
+    err = capsys.readouterr().err
+    assert "boom" in err and "unhandled_error" in err
+    assert leaked(err) == []

@@ -7,6 +7,7 @@ request never waits on the log and never pays a system call for its line.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -112,7 +113,14 @@ def configure(log_format: str | None = None, level: str | None = None) -> None:
     global _request_line
     _request_line = _structlog_request
     if log_format == "console":
-        renderer = structlog.dev.ConsoleRenderer()
+        # Tracebacks without their frames' local variables (rich shows them by default): they
+        # hold secrets, a request's Authorization header, a provider's key or query params.
+        formatter = (
+            structlog.dev.RichTracebackFormatter(show_locals=False)
+            if importlib.util.find_spec("rich") is not None
+            else structlog.dev.plain_traceback
+        )
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=formatter)
         factory = structlog.WriteLoggerFactory(file=sys.stderr)
     else:
         shared.append(structlog.processors.format_exc_info)
