@@ -107,15 +107,20 @@ _PARAMS_INPUT: Final = {
         "query_params": {
             "type": "object",
             "additionalProperties": {"type": "string"},
-            "description": "added to every upstream URL (Azure: api-version)",
+            "description": "added to every upstream URL (Azure: api-version). Values but "
+            "api-version's are secrets: shown masked; a masked value as shown, sent back, keeps "
+            "the stored one",
         },
     },
 }
 # As shown: what the row holds (a psql edit may hold anything), header values masked unless
-# their name is known to be public (HTTP-Referer, X-Title, OpenAI-Organization, ...).
+# their name is known to be public (HTTP-Referer, X-Title, OpenAI-Organization, ...), query
+# parameter values but api-version's masked, the proxy URL without user:password@.
 _PARAMS_SHOWN: Final = {
     "type": "object",
-    "description": _PARAMS_DESCRIPTION + "; header values masked unless known to be public",
+    "description": _PARAMS_DESCRIPTION
+    + "; header values masked unless known to be public, query_params values but "
+    "api-version's masked, proxy without user:password@",
 }
 
 
