@@ -14,6 +14,7 @@ from aiohttp import web
 
 from llm_proxy.admin.routes import PREFIX as ADMIN_PREFIX
 from llm_proxy.admin.routes import create_admin_app
+from llm_proxy.config.master_keys import STRONG_KEY_CHARS, STRONG_KEY_DISTINCT, weak_keys
 from llm_proxy.config.model import Config
 from llm_proxy.keys import (
     BACKGROUND,
@@ -349,6 +350,16 @@ async def _background_tasks(app: web.Application) -> AsyncIterator[None]:
 
 async def _warn_if_open(app: web.Application) -> None:
     _warn_if_no_keys(app[STORE].current)
+    weak = weak_keys(app[STORE].current.config)
+    if weak:
+        # By name only: the keys themselves are never logged.
+        log.warning(
+            "weak_keys",
+            keys=weak,
+            reason=f"shorter than {STRONG_KEY_CHARS} characters or made of fewer than "
+            f"{STRONG_KEY_DISTINCT} different characters: easy to guess",
+            fix="replace them with random keys, e.g. `openssl rand -base64 32`",
+        )
 
 
 def _warn_if_no_keys(snapshot: Snapshot) -> None:

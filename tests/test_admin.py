@@ -153,6 +153,8 @@ async def test_the_effective_config_shows_no_secret(
             "tokens_per_minute": None,
             "max_budget_usd": None,
             "budget_period": None,
+            "shared_objects": False,
+            "max_parallel_requests": None,
         }
     ]
     assert body["settings"]["metrics_token"] == "set"

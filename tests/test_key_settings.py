@@ -12,6 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 from ruamel.yaml import YAML
+from structlog.testing import capture_logs
 
 from llm_proxy.cli import summarize
 from llm_proxy.config.database import load
@@ -20,6 +21,7 @@ from llm_proxy.config.history import rollback
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.migrate import SQL_DIR, migrate_up
 from llm_proxy.config.validate import parse_config
+from llm_proxy.config.yaml_file import apply_env_overrides
 from llm_proxy.proxy.keyring import KeyRing
 from tests.conftest import ProxyFactory
 from tests.test_admin import call
@@ -150,3 +152,60 @@ async def test_history_from_before_the_migration_still_rolls_back(
         assert await conn.fetchval("SELECT shared_objects FROM credentials") is False
     finally:
         await conn.close()
+
+
+# Key strength: a minimum length, and a warning for weak keys at startup.
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        (_keys({}) | {"master_keys": [{"name": "ops", "key": "sk-1234"}]}, "master_keys[0].key"),
+        ({"admin_key": "sk-1234"}, "admin_key"),
+        ({"admin_keys": {"ci": "sk-1234"}}, "admin_keys.ci"),
+    ],
+)
+def test_keys_shorter_than_8_characters_are_refused_naming_the_field(
+    data: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    text = str(info.value)
+    assert f"{where}: must be at least 8 characters (it has 7)" in text
+    assert "sk-1234" not in text
+
+
+@pytest.mark.parametrize("variable", ["ADMIN_KEY", "ADMIN_KEYS"])
+def test_short_admin_keys_from_the_environment_are_refused(variable: str) -> None:
+    value = "a1" if variable == "ADMIN_KEY" else "ci:a1"
+    with pytest.raises(ConfigError) as info:
+        apply_env_overrides(parse_config({}), {variable: value})
+    assert "must be at least 8 characters (it has 2)" in str(info.value)
+    assert "a1" not in str(info.value).replace("at least", "")
+
+
+async def test_weak_keys_are_warned_about_at_startup_by_name_only(
+    start_proxy: ProxyFactory,
+) -> None:
+    config = parse_config(
+        {
+            "providers": [],
+            "master_keys": [
+                {"name": "repeated", "key": "abababababababababab"},
+                {"name": "short", "key": "sk-team1"},
+                {"name": "strong", "key": SECRET},
+                {"name": "hashed", "key_sha256": "ab" * 32},
+            ],
+            "admin_keys": {"ops": "adm-ops-0123456789abcdef", "ci": "cicicicici"},
+        }
+    )
+    with capture_logs() as logs:
+        await start_proxy(config)
+    (weak,) = [e for e in logs if e["event"] == "weak_keys"]
+    assert weak["log_level"] == "warning"
+    assert weak["keys"] == ["master_keys.repeated", "master_keys.short", "admin_keys.ci"]
+    shown = str(logs)
+    assert "abababab" not in shown and "sk-team1" not in shown and "cicicici" not in shown
+    with capture_logs() as logs:
+        await start_proxy(parse_config({"master_keys": [{"name": "strong", "key": SECRET}]}))
+    assert not [e for e in logs if e["event"] == "weak_keys"]

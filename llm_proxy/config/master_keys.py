@@ -5,13 +5,43 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Path
-from llm_proxy.config.model import MasterKey
+from llm_proxy.config.model import Config, MasterKey
 from llm_proxy.config.providers import check_pattern
 from llm_proxy.config.sections import KEY_KEYS, parse_rate_limit
+
+# The shortest master or admin key accepted: the `credentials` table has refused shorter ones
+# since its first migration, and a key of a few characters is guessed in seconds. Keys this
+# long can still be weak; those are warned about at startup (`weak_keys`).
+MIN_KEY_CHARS: Final = 8
+STRONG_KEY_CHARS: Final = 16
+STRONG_KEY_DISTINCT: Final = 8
+
+
+def short_key_problem(secret: str) -> str | None:
+    """Why a key is refused for its length, or None (never quoting it)."""
+    if len(secret) < MIN_KEY_CHARS:
+        return (
+            f"must be at least {MIN_KEY_CHARS} characters (it has {len(secret)}); "
+            "generate one with `openssl rand -base64 32`"
+        )
+    return None
+
+
+def is_weak(secret: str) -> bool:
+    """Short, or made of few different characters (`aaaaaaaaaaaaaaaa`, `1212121212121212`)."""
+    return len(secret) < STRONG_KEY_CHARS or len(set(secret)) < STRONG_KEY_DISTINCT
+
+
+def weak_keys(config: Config) -> list[str]:
+    """Which configured keys are weak, by name only: `master_keys.<name>`, `admin_keys.<name>`.
+    A key given as `key_sha256` (or stored in the database, hashed) cannot be checked."""
+    found = [f"master_keys.{k.name}" for k in config.master_keys if k.key and is_weak(k.key)]
+    found += [f"admin_keys.{name}" for name, key in config.admin_credentials if is_weak(key)]
+    return found
 
 
 def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
@@ -36,6 +66,9 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
             check.fail((*path, "key"), "exactly one of key and key_sha256 is required")
         elif k.get("key") is not None:
             secret = check.string(k["key"], (*path, "key"))
+            problem = short_key_problem(secret) if secret.strip() else None
+            if problem is not None:
+                check.fail((*path, "key"), problem)
         else:
             hex_digest = check.string(k["key_sha256"], (*path, "key_sha256"))
             if re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):

@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import ConfigError, Issue, Locate, Path
-from llm_proxy.config.master_keys import parse_master_keys
+from llm_proxy.config.master_keys import parse_master_keys, short_key_problem
 from llm_proxy.config.model import (
     DEFAULT_HOST,
     DEFAULT_MAX_BODY_MB,
@@ -184,6 +184,8 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     admin_key = top.get("admin_key")
     if admin_key is not None:
         admin_key = check.header_secret(admin_key, ("admin_key",))
+        if admin_key is not None and (problem := short_key_problem(admin_key)) is not None:
+            check.fail(("admin_key",), problem)
     admin_keys = parse_admin_keys(check, top.get("admin_keys"), admin_key)
     pricing = parse_pricing(check, top.get("pricing"), ("pricing",))
     request_log = parse_request_log(check, top.get("request_log"))
@@ -309,6 +311,8 @@ def parse_admin_keys(check: Checker, raw: Any, single: str | None) -> tuple[tupl
         key = check.header_secret(value, path)
         if key is None:
             check.fail(path, "must be a non-empty key")
+        elif (problem := short_key_problem(key)) is not None:
+            check.fail(path, problem)
         elif key in seen:
             check.fail(path, "is the same key as another admin key")
         else:

@@ -24,6 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from llm_proxy.config.checker import Interpolated, header_safe, parse_bool
 from llm_proxy.config.issues import ConfigError, Issue, Path
+from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import Config
 from llm_proxy.config.validate import auth_issues, parse_config
 from llm_proxy.observe.metrics import Metrics
@@ -160,10 +161,12 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
             changes["require_auth"] = flag
     if env.get("ADMIN_KEY"):
         secret = env["ADMIN_KEY"]
-        if header_safe(secret):
-            changes["admin_key"] = secret
-        else:  # never echo it
+        if not header_safe(secret):  # never echo it
             issues.append(Issue(("ADMIN_KEY",), "must be printable ASCII without spaces", "env"))
+        elif (problem := short_key_problem(secret)) is not None:
+            issues.append(Issue(("ADMIN_KEY",), problem, "env"))
+        else:
+            changes["admin_key"] = secret
     if env.get("ADMIN_KEYS"):
         named = []
         for i, item in enumerate(env["ADMIN_KEYS"].split(",")):
@@ -178,6 +181,8 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
                         "env",
                     )
                 )
+            elif (problem := short_key_problem(secret)) is not None:
+                issues.append(Issue(("ADMIN_KEYS", i), problem, "env"))
             else:
                 named.append((name.strip(), secret))
         changes["admin_keys"] = tuple(named)
