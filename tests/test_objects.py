@@ -250,6 +250,10 @@ async def clients(proxy: str) -> AsyncIterator[dict[str, openai.AsyncOpenAI]]:
         await client.close()
 
 
+def proxy_url(client: openai.AsyncOpenAI) -> str:
+    return str(client.base_url).rstrip("/")
+
+
 async def refused(call: Awaitable[Any], object_id: str) -> dict[str, Any]:
     """`call` is a 404 with the proxy's body for an unknown id (the id put aside)."""
     with pytest.raises(openai.NotFoundError) as caught:
@@ -440,6 +444,23 @@ async def test_a_message_naming_another_keys_file_is_refused(
 
     await same_as_unknown(chat, file.id)
     await same_as_unknown(respond, file.id)
+    # Spelt with escapes, or sent as another Content-Type: still read, still refused.
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {BOB}"}) as http:
+        part = '{"type": "file", "file": {"file\\u005fid": "' + file.id + '"}}'
+        escaped = '{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [' + part
+        escaped += "]}]}"
+        json_type = {"Content-Type": "application/json"}
+        async with http.post(
+            proxy_url(bob) + "/chat/completions", data=escaped, headers=json_type
+        ) as resp:
+            assert resp.status == 404, await resp.text()
+        batch = '{"input_file_id": "' + file.id + '", "endpoint": "/v1/chat/completions", '
+        batch += '"completion_window": "24h"}'
+        for body, content_type in ((batch, "text/plain"), (batch[:-1] + ', "x": NaN}', "json")):
+            async with http.post(
+                proxy_url(bob) + "/batches", data=body, headers={"Content-Type": content_type}
+            ) as resp:
+                assert resp.status in (400, 404), await resp.text()
     mine = await bob.files.create(file=("b.txt", b"bob's"), purpose="user_data")
     assert (await chat(mine.id)).choices
     assert (

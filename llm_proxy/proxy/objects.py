@@ -138,16 +138,17 @@ async def _named_inputs(
     request: web.Request, body: bytes, collection: str, creates: bool
 ) -> Owner | None:
     """The objects a JSON body names must be the caller's; a new batch or vector store goes
-    where its first file is, and a new batch's lines must name models the key may use."""
-    if not request.content_type.endswith("json"):
-        return None
-    try:
-        data: dict[str, Any] = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None  # the provider says what is wrong with it
-    first = await check_named(request, data)
+    where its first file is, and a new batch's lines must name models the key may use. (Read
+    whatever the Content-Type says: a provider may read it as JSON anyway.)"""
     state = request[STATE]
     key = state.api_key
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if isolated(key):  # what the proxy cannot read, it cannot check
+            raise errors.invalid_json("the body must be JSON the proxy can read") from None
+        return None  # the provider says what is wrong with it
+    first = await check_named(request, data)
     if collection == "batches" and creates and key is not None and key.allowed is not None:
         check_batch_models(
             state, key, data.get("input_file_id") if isinstance(data, dict) else None, first

@@ -42,7 +42,11 @@ _DEFAULT_LIMIT: Final = {"files": 10_000, "batches": 20, "vector_stores": 20}
 _ID_FIELDS: Final = frozenset(("file_id", "input_file_id", "previous_response_id"))
 _ID_LISTS: Final = frozenset(("file_ids", "vector_store_ids"))
 # A body naming none of them is not walked (one C-speed search: chat bodies rarely name any).
-NAMES_OBJECTS: Final = re.compile(rb'"(?:file_ids?|input_file_id|vector_store_ids)"')
+# A field name can be spelt with escapes (`"file\u005fid"`); JSON encoders escape only
+# control and non-ASCII characters, so an escaped printable ASCII character is walked too.
+NAMES_OBJECTS: Final = re.compile(
+    rb'"(?:file_ids?|input_file_id|vector_store_ids)"|\\u00[2-7]', re.IGNORECASE
+)
 _MAX_DEPTH: Final = 32
 _TERMINAL: Final = frozenset(("completed", "failed", "expired", "cancelled"))
 
