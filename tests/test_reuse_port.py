@@ -86,7 +86,11 @@ server: {{reuse_port: true}}
             async with (
                 aiohttp.ClientSession() as fresh,
                 fresh.post(
-                    url + "/v1/chat/completions", json={"model": "m"}, headers=headers
+                    # max_tokens: each call reserves 5 tokens at admission (else 4096, capped
+                    # at the whole minute's 30), and is settled to the 10 it used.
+                    url + "/v1/chat/completions",
+                    json={"model": "m", "max_tokens": 5},
+                    headers=headers,
                 ) as resp,
             ):
                 token_statuses.append(resp.status)
