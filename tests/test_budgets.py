@@ -393,10 +393,10 @@ async def test_two_proxies_sharing_redis_enforce_one_budget(
                 statuses.append((await post(http, [first, second][i % 2])).status)
                 for app in apps:
                     await app[LIMITER].flush()
-            # $4 for both, not $4 each (8 calls): each proxy admits on the total its last
-            # charge returned, so the other's last call may pass once ($1 over).
-            assert statuses == [200, 200, 200, 200, 200, 429, 429, 429]
-            assert float(await redis_client.get(f"llm_proxy:budget:{name}:2025-06")) == 5.0
+            # $4 for both, not $4 each (8 calls): each call's reservation is checked in
+            # Redis against the shared spend, so not even the other's last call passes.
+            assert statuses == [200, 200, 200, 200, 429, 429, 429, 429]
+            assert float(await redis_client.get(f"llm_proxy:budget:{name}:2025-06")) == 4.0
             families = await scrape(http, first)
             assert sample(families, "llm_proxy_rate_limit_backend_up") == 1
     finally:

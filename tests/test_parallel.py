@@ -91,11 +91,11 @@ async def gated() -> AsyncIterator[tuple[GatedUpstream, str]]:
     fake.gate.set()
 
 
-def config(api_base: str, key: dict[str, Any], **top: Any) -> Any:
+def config(api_base: str, key: dict[str, Any], name: str = "team", **top: Any) -> Any:
     free = {"name": "free", "key": "sk-free-0123456789ab"}
     return make_config(
         provider("up", api_base, {"hold": None, "endless": None, "break": None, "fail": None}),
-        master_keys=[{"name": "team", "key": KEY, **key}, free],
+        master_keys=[{"name": name, "key": KEY, **key}, free],
         **top,
     )
 
@@ -111,9 +111,22 @@ async def stream(
         return r.status, raw, dict(r.headers), error
 
 
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError):
+        await client.aclose()
+        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
+    yield client
+    await client.aclose()
+
+
 # Reservations: a budget and a tokens-per-minute allowance hold against N parallel streams.
 
 
+@pytest.mark.parametrize("instances", [1, 2], ids=["one-instance", "two-instances-redis"])
 @pytest.mark.parametrize(
     ("limit", "measure"),
     [
@@ -127,14 +140,19 @@ async def test_parallel_streams_spend_at_most_the_limit(
     gated: tuple[GatedUpstream, str],
     start_proxy: ProxyFactory,
     http: aiohttp.ClientSession,
+    redis_client: redis.asyncio.Redis,
     limit: dict[str, Any],
     measure: str,
+    instances: int,
 ) -> None:
     fake, api_base = gated
     pricing = {"hold": {"input_per_mtok": 100, "output_per_mtok": 100}}
-    url = await start_proxy(config(api_base, limit, pricing=pricing))
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    shared = {"rate_limit_backend": REDIS_URL} if instances == 2 else {}
+    cfg = config(api_base, limit, name, pricing=pricing, **shared)
+    urls = [await start_proxy(cfg) for _ in range(instances)]
     n = 20
-    calls = [asyncio.create_task(stream(http, url, max_tokens=8)) for _ in range(n)]
+    calls = [asyncio.create_task(stream(http, urls[i % instances], max_tokens=8)) for i in range(n)]
     refused = lambda: sum(1 for c in calls if c.done())  # noqa: E731 (held calls never end)
     # Every call is either at the upstream (admitted, held at the gate) or refused.
     await until(lambda: fake.arrived + refused() == n, timeout=10)
@@ -146,17 +164,20 @@ async def test_parallel_streams_spend_at_most_the_limit(
         if status == 429:
             code = "budget_exceeded" if measure == "usd" else "rate_limit_exceeded"
             assert error["error"]["code"] == code, error
-    families = await scrape(http, url)
+    # Each call reserved its estimated prompt (1 token for "hi": 3 characters a token) plus
+    # its 8 output tokens, and used 2 + 8: the limit bounds the spend, in-flight calls
+    # included, up to the estimate's error (1 token a call).
+    error_tokens = admitted * (PROMPT_TOKENS - 1)
     if measure == "usd":
-        spent = sample(families, "llm_proxy_cost_usd_total", api_key_name="team") or 0.0
-        # Each call reserved its estimated prompt (1 token for "hi") plus its 8 output tokens
-        # and used at most that: the budget bounds the spend, in-flight calls included.
-        assert spent <= 0.005 + 1e-9
-        assert admitted >= 4  # the budget is spent, not refused early
+        spent = 0.0
+        for url in urls:
+            families = await scrape(http, url)
+            spent += sample(families, "llm_proxy_cost_usd_total", api_key_name=name) or 0.0
+        assert spent <= 0.005 + error_tokens * 100 / 1e6 + 1e-9
+        assert spent == pytest.approx(admitted * 0.001)
     else:
-        used = admitted * (PROMPT_TOKENS + 8)
-        assert used <= 50
-        assert admitted >= 4
+        assert admitted * (PROMPT_TOKENS + 8) <= 50 + error_tokens
+    assert admitted >= 4, results  # the limit is spent, not refused early
 
 
 async def test_a_call_that_could_cost_more_than_is_left_is_refused_up_front(
@@ -312,18 +333,6 @@ async def test_redis_down_still_limits_per_instance(
     await admitted_again(http, url, fake)
     families = await scrape(http, url)
     assert sample(families, "llm_proxy_rate_limit_backend_up") == 0
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, redis.RedisError):
-        await client.aclose()
-        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
-    yield client
-    await client.aclose()
 
 
 async def test_two_instances_share_the_slots_through_redis(

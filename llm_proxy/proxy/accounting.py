@@ -42,7 +42,7 @@ _OUTPUT_CAPS: Final = ("max_completion_tokens", "max_tokens", "max_output_tokens
 _CHARS_PER_TOKEN: Final = 3
 
 
-def reserve(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
+async def reserve(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
     """Hold what this request could use against its key's tokens per minute and budget, or
     refuse it (429, the shapes of those limits) when that does not fit. Only for a key
     with either (`KeyEntry.reserves`, precomputed); `settle` must follow."""
@@ -53,18 +53,22 @@ def reserve(app: web.Application, state: RequestState, data: dict[str, Any]) -> 
     output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
     limiter = app[LIMITER]
     headers = list(state.rate_headers or ())
-    tokens, refused = limiter.reserve_tokens(key.name, prompt + output)
+    tokens, refused = await limiter.reserve_tokens(key.name, prompt + output)
     if refused is not None:
         app[METRICS].rate_limited(key.name)
         raise rate_limited(key.name, refused, "tokens per minute", headers)
-    usd = 0.0
+    usd, over = 0.0, None
     price = _reserve_price(state.snapshot.config, state.model)
     if price is not None and key.max_budget_usd is not None:
-        usd, over = limiter.budgets.reserve(key.name, price.cost(prompt, output))
-        if over is not None:
+        try:
+            usd, over = await limiter.budgets.reserve(key.name, price.cost(prompt, output))
+        except BaseException:  # cancelled (the client hung up) while Redis answered
             limiter.charge_tokens(key.name, -tokens)
-            app[METRICS].rate_limited(key.name)
-            raise budget_exceeded(key.name, over, headers)
+            raise
+    if over is not None:
+        limiter.charge_tokens(key.name, -tokens)
+        app[METRICS].rate_limited(key.name)
+        raise budget_exceeded(key.name, over, headers)
     if tokens or usd:
         state.reservation = Reservation(tokens, usd)
 

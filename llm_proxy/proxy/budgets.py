@@ -14,11 +14,15 @@ each of its own charges and within about a second, and can admit a request or so
 beyond the budget meanwhile. If Redis fails, spend is counted here (on top of the last shared
 total) and sent when it is back.
 
-Reservations are shared through Redis too, in the same exchange: each instance writes its total
-for the key into the hash `llm_proxy:reserved:<key>` (field: the instance, value:
-`<usd>:<expiry ms>`) and reads the others'. A field expires unless renewed (the limiter renews
-it while the instance holds reservations), so a crashed instance's reservations are forgotten
-within a lease, never kept against the budget.
+Reservations are made in Redis, atomically, while the request waits (one Lua step, as the
+request-rate check): each instance keeps its reservations for the key in the hash
+`llm_proxy:reserved:<key>` (field: the instance, value: `<usd>:<expiry ms>`), and one is added
+only if the shared spend, this instance's charges not yet sent, every instance's reservations
+and the new one fit the budget. Settling takes it off again in the background exchange above,
+in the same transaction as the actual cost is added. A field expires unless renewed (the
+limiter renews it while the instance holds reservations), so a crashed instance's
+reservations are forgotten within a lease, never kept against the budget. Redis down:
+reservations are checked in this process (fail open).
 """
 
 from __future__ import annotations
@@ -37,29 +41,37 @@ _BUDGET_REFRESH_SECS: Final = 1.0  # a shared spend total older than this is rea
 _BUDGET_KEY_GRACE_SECS: Final = 86_400  # Redis keeps a period's total this long past its end
 _RESERVATION_LEASE_MS: Final = 30_000  # an instance's reservations, unless renewed
 
-# This instance's reservations for a key (ARGV: instance, usd, now ms, expiry ms): written (or
-# removed at 0), the expired fields of others dropped, the others' live total returned.
+# This instance's reservations for a key. KEYS: the hash, the period's spend. ARGV: instance,
+# the change (+ a reservation, - what was settled, 0: renew), now (ms), the lease's expiry
+# (ms), the budget ("": no check), this instance's charges not yet in the spend. Expired fields
+# are dropped; with a budget the change is made only if everything fits. Returns {made 1/0,
+# the other instances' reservations}.
 _RESERVATIONS: Final = """
-if tonumber(ARGV[2]) > 0 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[4])
-else
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-local others = 0
+local now = tonumber(ARGV[3])
+local own, others = 0, 0
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  local sep = string.find(all[i + 1], ':', 1, true)
-  local expiry = tonumber(string.sub(all[i + 1], sep + 1))
-  if expiry < tonumber(ARGV[3]) then
+  local usd, expiry = string.match(all[i + 1], '^([^:]+):([^:]+)$')
+  if usd == nil or tonumber(expiry) < now then
     redis.call('HDEL', KEYS[1], all[i])
-  elseif all[i] ~= ARGV[1] then
-    others = others + tonumber(string.sub(all[i + 1], 1, sep - 1))
+  elseif all[i] == ARGV[1] then
+    own = tonumber(usd)
+  else
+    others = others + tonumber(usd)
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[4]) - 2 * tonumber(ARGV[3]))
+local change = tonumber(ARGV[2])
+if ARGV[5] ~= '' then
+  local spent = tonumber(redis.call('GET', KEYS[2]) or '0') + tonumber(ARGV[6])
+  if spent + others + own + change > tonumber(ARGV[5]) + 1e-9 then
+    return {0, string.format('%.9f', others)}
+  end
 end
-return string.format('%.9f', others)
+own = own + change
+if own < 1e-9 then own = 0 end
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.9f', own) .. ':' .. ARGV[4])
+redis.call('PEXPIRE', KEYS[1], 2 * (tonumber(ARGV[4]) - now))
+return {1, string.format('%.9f', others)}
 """
 
 
@@ -82,6 +94,25 @@ class BudgetVerdict:
             ("x-llm-proxy-budget-remaining-usd", usd(self.remaining_usd)),
             ("x-llm-proxy-budget-reset", self.resets_at),
         ]
+
+
+def _refusal(
+    spend: _Spend, cost_usd: float, now: float, *, force: bool = False
+) -> BudgetVerdict | None:
+    """The refusal of a reservation of `cost_usd` (None: it fits, as this process sees the
+    spend). `force`: Redis refused it, whatever this process sees."""
+    left = spend.max_usd - spend.spent_usd
+    held = spend.reserved_usd + spend.others_reserved_usd
+    free = left - held
+    if cost_usd <= free and not force:
+        return None
+    what = "day" if spend.period == "daily" else "month"
+    # Reservations come back as requests end: worth a retry soon. Otherwise the request
+    # cannot fit before the period ends.
+    retry = 1.0 if held > 0 and cost_usd <= left else spend.ends_at - now
+    return BudgetVerdict(
+        False, spend.max_usd, max(0.0, free), what, spend.resets_at, retry, cost_usd
+    )
 
 
 def budget_exceeded(
@@ -147,10 +178,10 @@ class _Spend:
     syncing: bool = False  # a background exchange with Redis is under way
     # What the requests in flight could still cost: this instance's (kept across a period's
     # end: they are charged to the period they end in), the other instances' as Redis last
-    # said, and what this instance last wrote there.
+    # said, and what this instance settled and has still to take off in Redis.
     reserved_usd: float = 0.0
     others_reserved_usd: float = 0.0
-    published_usd: float = 0.0
+    releasing_usd: float = 0.0
 
     def roll(self, now: float) -> None:
         """Start the period holding `now`, with nothing spent."""
@@ -237,56 +268,84 @@ class CostBudgets:
             )
         return BudgetVerdict(True, spend.max_usd, spend.max_usd - spent, what, spend.resets_at, 0.0)
 
-    def reserve(self, key_name: str, cost_usd: float) -> tuple[float, BudgetVerdict | None]:
+    async def reserve(self, key_name: str, cost_usd: float) -> tuple[float, BudgetVerdict | None]:
         """Reserve what an admitted request could cost: (the amount reserved, None), or
         (0, a refusing verdict) when it exceeds what is left of the budget beside the
-        reservations of the requests in flight (on every instance). `settle` must follow."""
+        reservations of the requests in flight (with Redis: on every instance, checked
+        atomically there). `settle` must follow."""
         spend = self._spends.get(key_name)
         if spend is None or not cost_usd > 0:
             return 0.0, None
         now = self._clock()
         if now >= spend.ends_at:
             spend.roll(now)
-        left = spend.max_usd - spend.spent_usd
-        free = left - spend.reserved_usd - spend.others_reserved_usd
-        if cost_usd > free:
-            what = "day" if spend.period == "daily" else "month"
-            # Reservations come back as requests end: worth a retry soon. Otherwise the
-            # request cannot fit before the period ends.
-            held = spend.reserved_usd + spend.others_reserved_usd > 0 and cost_usd <= left
-            retry = 1.0 if held else spend.ends_at - now
-            return 0.0, BudgetVerdict(
-                False, spend.max_usd, max(0.0, free), what, spend.resets_at, retry, cost_usd
-            )
+        refused = _refusal(spend, cost_usd, now)
+        if refused is not None:
+            return 0.0, refused
+        # Held here first: a check made while this one waits on Redis counts it.
         spend.reserved_usd += cost_usd
-        if self._backend.redis is not None:
-            self._start_sync(spend, now)
-            self._backend.keep_leases()
+        if not self._backend.redis_available(now):
+            return cost_usd, None
+        now_ms = int(now * 1000)
+        try:
+            made, others = await self._backend.redis.eval(
+                _RESERVATIONS,
+                2,
+                spend.reserved_key,
+                spend.redis_key,
+                self._backend.instance_id,
+                f"{cost_usd:.9f}",
+                now_ms,
+                now_ms + _RESERVATION_LEASE_MS,
+                f"{spend.max_usd:.9f}",
+                f"{spend.pending_usd + spend.sending_usd:.9f}",
+            )
+        except Exception as exc:  # any backend failure: the check made here stands
+            self._backend.backend_failed(exc)
+            return cost_usd, None
+        except BaseException:  # cancelled: Redis may have it; taken off at the next sync
+            self._unreserve(spend, cost_usd)
+            raise
+        self._backend.backend_ok()
+        spend.others_reserved_usd = float(others)
+        if not int(made):
+            spend.reserved_usd = max(0.0, spend.reserved_usd - cost_usd)
+            self._start_sync(spend, self._clock())  # learn the shared spend
+            return 0.0, _refusal(spend, cost_usd, now, force=True)
+        self._backend.keep_leases()
         return cost_usd, None
 
+    @staticmethod
+    def _unreserve(spend: _Spend, reserved_usd: float) -> None:
+        # max: a reload may have replaced the count the reservation was made in.
+        spend.reserved_usd = max(0.0, spend.reserved_usd - reserved_usd)
+        if spend.reserved_usd < 1e-12:
+            spend.reserved_usd = 0.0
+        spend.releasing_usd += reserved_usd
+
     def settle(self, key_name: str, reserved_usd: float, cost_usd: float) -> None:
-        """A request ended: its reservation is replaced by what it cost (0: nothing)."""
+        """A request ended: its reservation is replaced by what it cost (0: nothing). In
+        Redis both happen in one transaction, in the background."""
         spend = self._spends.get(key_name)
         if spend is None:
             return
         if reserved_usd > 0:
-            # max: a reload may have replaced the count the reservation was made in.
-            spend.reserved_usd = max(0.0, spend.reserved_usd - reserved_usd)
-            if spend.reserved_usd < 1e-12:
-                spend.reserved_usd = 0.0
+            self._unreserve(spend, reserved_usd)
+            if self._backend.redis is None:
+                spend.releasing_usd = 0.0
         if cost_usd > 0:
             self.charge(key_name, cost_usd)
         elif reserved_usd > 0:
             self._start_sync(spend, self._clock())
 
     def reserving(self) -> bool:
-        """Some key holds reservations this instance published (to renew)."""
-        return any(s.reserved_usd > 0 or s.published_usd > 0 for s in self._spends.values())
+        """Some key holds reservations in Redis (to renew, or to take off)."""
+        return any(s.reserved_usd > 0 or s.releasing_usd > 0 for s in self._spends.values())
 
     def renew(self, now: float) -> None:
-        """Write this instance's reservations again before their lease in Redis ends."""
+        """Renew this instance's reservations in Redis before their lease ends."""
         for spend in self._spends.values():
-            if spend.reserved_usd > 0 or spend.published_usd > 0:
+            if spend.reserved_usd > 0 or spend.releasing_usd > 0:
                 self._start_sync(spend, now)
 
     def charge(self, key_name: str, cost_usd: float) -> None:
@@ -353,7 +412,7 @@ class CostBudgets:
             while True:
                 redis_key, amount = spend.redis_key, spend.pending_usd
                 spend.pending_usd, spend.sending_usd = 0.0, amount
-                reserved = spend.reserved_usd
+                release, spend.releasing_usd = spend.releasing_usd, 0.0
                 now = self._clock()
                 now_ms = int(now * 1000)
                 try:
@@ -368,18 +427,21 @@ class CostBudgets:
                         pipe.get(redis_key)
                     pipe.eval(
                         _RESERVATIONS,
-                        1,
+                        2,
                         spend.reserved_key,
+                        redis_key,
                         self._backend.instance_id,
-                        f"{reserved:.9f}",
+                        f"{-release:.9f}",
                         now_ms,
                         now_ms + _RESERVATION_LEASE_MS,
+                        "",
+                        "0",
                     )
                     results = await pipe.execute()
                     total = float(results[0] or 0)
-                    spend.others_reserved_usd = float(results[-1])
-                    spend.published_usd = reserved
+                    spend.others_reserved_usd = float(results[-1][1])
                 except Exception as exc:  # any backend failure: keep counting here
+                    spend.releasing_usd += release
                     if spend.redis_key == redis_key:
                         spend.pending_usd += spend.sending_usd
                         spend.sending_usd = 0.0
@@ -389,7 +451,7 @@ class CostBudgets:
                     spend.shared_usd, spend.sending_usd = total, 0.0
                     spend.synced_at = now
                 self._backend.backend_ok()
-                if spend.pending_usd <= 0 and spend.reserved_usd == spend.published_usd:
+                if spend.pending_usd <= 0 and spend.releasing_usd <= 0:
                     return
         finally:
             spend.syncing = False

@@ -88,7 +88,8 @@ def proxy_handler(endpoint: str) -> Handler:
                 route = await affinity(request, data, route)
                 creates = "response"
             call = Call(endpoint, body, data, model, name, stream is True, creates=creates)
-            reserve(request.app, state, data)  # a key with tokens per minute or a budget: 429?
+            if key is not None and key.reserves:  # tokens per minute or a budget: 429?
+                await reserve(request.app, state, data)
             try:
                 return await forward(request, route, call)
             finally:

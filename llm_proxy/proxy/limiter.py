@@ -86,6 +86,20 @@ class Verdict:
         ]
 
 
+def _tokens_refusal(
+    budget: _Budget, now_us: int, need_us: int, *, force: bool = False
+) -> Verdict | None:
+    """The refusal of a reservation taking `need_us` of the minute (None: it fits, as this
+    process sees it). `force`: Redis refused it, whatever this process sees."""
+    owed_us = max(0, budget.tat_us - now_us)
+    over_us = owed_us + need_us - _MINUTE_US
+    if over_us <= 0 and not force:
+        return None
+    tpm = budget.tokens_per_minute
+    remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
+    return Verdict(False, tpm, remaining, owed_us / 1e6, max(over_us, 1000) / 1e6)
+
+
 def _duration(seconds: float) -> str:
     """OpenAI's reset format: `1s`, `6m0s`, `120ms`."""
     if seconds < 1:
@@ -136,6 +150,20 @@ redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', ARGV[3])
 return string.format('%d', tat)
 """
 _TOKENS_REFRESH_SECS: Final = 1.0
+# A reservation of tokens, made atomically in Redis (ARGV: now, the reservation, this
+# instance's charges not yet sent, a minute, the TTL; all in microseconds but the TTL): added
+# only if it fits in the minute beside every instance's charges. Returns {1/0, the new TAT}.
+_RESERVE_TOKENS: Final = """
+local now = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat + tonumber(ARGV[3]) - now + tonumber(ARGV[2]) > tonumber(ARGV[4]) then
+  return {0, string.format('%d', tat)}
+end
+tat = tat + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', ARGV[5])
+return {1, string.format('%d', tat)}
+"""
 
 # Parallel slots in Redis: drop the expired leases, then take one if fewer than the limit are
 # held. Returns the number held, negated when full.
@@ -356,24 +384,45 @@ class Limiter:
             return Verdict(False, tpm, 0, owed_us / 1e6, retry)
         return Verdict(True, tpm, remaining, owed_us / 1e6, 0.0)
 
-    def reserve_tokens(self, key_name: str, tokens: int) -> tuple[int, Verdict | None]:
+    async def reserve_tokens(self, key_name: str, tokens: int) -> tuple[int, Verdict | None]:
         """Reserve what an admitted request could use (charged now, settled with
         `charge_tokens(actual - reserved)` when it ends): (tokens reserved, None), or
-        (0, a refusing verdict) when they do not fit in what is left of the minute. A request
-        that could use more than a whole minute's allowance reserves that allowance (it waits
-        for a full budget, and is never refused forever)."""
+        (0, a refusing verdict) when they do not fit in what is left of the minute (with
+        Redis: beside every instance's charges, checked atomically there). A request that
+        could use more than a whole minute's allowance reserves that allowance (it waits for
+        a full minute, and is never refused for ever)."""
         budget = self._budgets.get(key_name)
         if budget is None or tokens <= 0:
             return 0, None
         tpm = budget.tokens_per_minute
         tokens = min(tokens, tpm)
-        now_us = int(self._clock() * 1_000_000)
-        owed_us = max(0, budget.tat_us - now_us)
-        over_us = owed_us + tokens * _MINUTE_US / tpm - _MINUTE_US
-        if over_us > 0:
-            remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
-            return 0, Verdict(False, tpm, remaining, owed_us / 1e6, over_us / 1e6)
-        self.charge_tokens(key_name, tokens)
+        now = self._clock()
+        now_us = int(now * 1_000_000)
+        need_us = int(tokens * _MINUTE_US / tpm)
+        refused = _tokens_refusal(budget, now_us, need_us)
+        if refused is not None:
+            return 0, refused
+        if not self.redis_available(now):
+            self.charge_tokens(key_name, tokens)
+            return tokens, None
+        pending_us = int(budget.pending * _MINUTE_US / tpm)
+        try:
+            fits, tat = await self._redis.eval(
+                _RESERVE_TOKENS, 1, budget.redis_key, now_us, need_us, pending_us,
+                _MINUTE_US, 2 * 60_000 + 60_000,
+            )  # fmt: skip
+        except Exception as exc:  # any backend failure: the check made here stands
+            self.backend_failed(exc)
+            self.charge_tokens(key_name, tokens)
+            return tokens, None
+        self.backend_ok()
+        # This instance's view: what Redis holds (this reservation included, if made), plus
+        # its charges on their way there.
+        shared_us = int(tat) + pending_us
+        if not int(fits):
+            budget.tat_us = max(budget.tat_us, shared_us)
+            return 0, _tokens_refusal(budget, now_us, need_us, force=True)
+        budget.tat_us = max(max(budget.tat_us, now_us) + need_us, shared_us)
         return tokens, None
 
     def charge_tokens(self, key_name: str, tokens: int) -> None:
