@@ -16,6 +16,7 @@ function keyForm(key, onDone) {
   const rps = h("input", { name: "rate_limit_rps", type: "number", min: "0", step: "any", value: key?.rate_limit_rps ?? "" });
   const burst = h("input", { name: "rate_limit_burst", type: "number", min: "1", step: "1", value: key?.rate_limit_burst ?? "" });
   const tpm = h("input", { name: "tokens_per_minute", type: "number", min: "1", step: "1", value: key?.tokens_per_minute ?? "" });
+  const parallel = h("input", { name: "max_parallel_requests", type: "number", min: "1", step: "1", value: key?.max_parallel_requests ?? "" });
   const budget = h("input", { name: "max_budget_usd", type: "number", min: "0", step: "any", value: key?.max_budget_usd ?? "" });
   const period = h(
     "select",
@@ -38,6 +39,7 @@ function keyForm(key, onDone) {
           rate_limit_rps: numberOrNull(rps),
           rate_limit_burst: numberOrNull(burst),
           tokens_per_minute: numberOrNull(tpm),
+          max_parallel_requests: numberOrNull(parallel),
           max_budget_usd: numberOrNull(budget),
           budget_period: budget.value === "" ? null : period.value,
         };
@@ -55,6 +57,7 @@ function keyForm(key, onDone) {
     field("Requests per second", rps, "Empty: no limit."),
     field("Burst", burst),
     field("Tokens per minute", tpm, "Empty: no limit."),
+    field("Parallel requests", parallel, "Requests in flight at once. Empty: no limit."),
     field("Budget (USD)", budget, "Empty: no budget."),
     field("Budget period", period),
     h(
@@ -101,6 +104,7 @@ function limits(k) {
   const parts = [];
   if (k.rate_limit_rps !== null && k.rate_limit_rps !== undefined) parts.push(`${k.rate_limit_rps} req/s${k.rate_limit_burst ? ` (burst ${k.rate_limit_burst})` : ""}`);
   if (k.tokens_per_minute) parts.push(`${fmtNumber(k.tokens_per_minute)} tok/min`);
+  if (k.max_parallel_requests) parts.push(`${fmtNumber(k.max_parallel_requests)} parallel`);
   if (k.max_budget_usd !== null && k.max_budget_usd !== undefined) parts.push(`${fmtUsd(k.max_budget_usd)} ${k.budget_period || "monthly"}`);
   return parts.join(" · ") || "–";
 }
