@@ -20,7 +20,7 @@ import pytest
 import redis.asyncio
 from aiohttp import web
 
-from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
+from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 from tests.upstream_fakes import until
 
 KEY = "sk-parallel-0123456789abcdef"
@@ -225,6 +225,22 @@ async def test_the_openai_sdk_gets_the_reservation_refusal(
             )
     assert exc.value.code == "rate_limit_exceeded" and exc.value.type == "tokens"
     assert "tokens per minute" in exc.value.message
+
+
+async def test_calls_that_generate_nothing_reserve_their_input_only(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    key = {"name": "team", "key": KEY, "tokens_per_minute": 1000}
+    url = await start_proxy(
+        make_config(provider("a", upstream.api_base, {"e": None}), master_keys=[key])
+    )
+    # An embedding has no output: it does not hold reserve_output_tokens (4096, cut to the
+    # minute's 1000, which would leave no room for a second call).
+    for _ in range(3):
+        async with http.post(
+            url + "/v1/embeddings", json={"model": "e", "input": "hello"}, headers=AUTH
+        ) as r:
+            assert r.status == 200, await r.text()
 
 
 # max_parallel_requests

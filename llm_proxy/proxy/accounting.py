@@ -37,12 +37,17 @@ log = structlog.get_logger()
 
 # The output fields a client caps its answer with (chat, legacy completions, responses).
 _OUTPUT_CAPS: Final = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+# The endpoints whose answer is generated text (an output to reserve); the others (embeddings,
+# moderations, images, speech, rerank) are charged for their input only.
+_GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses"})
 # Characters per prompt token for the estimate at admission: a little fewer than tiktoken
 # finds in English (about 4), so that the estimate errs toward reserving too much.
 _CHARS_PER_TOKEN: Final = 3
 
 
-async def reserve(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
+async def reserve(
+    app: web.Application, state: RequestState, data: dict[str, Any], endpoint: str
+) -> None:
     """Hold what this request could use against its key's tokens per minute and budget, or
     refuse it (429, the shapes of those limits) when that does not fit. Only for a key
     with either (`KeyEntry.reserves`, precomputed); `settle` must follow."""
@@ -50,7 +55,9 @@ async def reserve(app: web.Application, state: RequestState, data: dict[str, Any
     if key is None or not key.reserves:
         return
     prompt = math.ceil(len(text_of_request(data)) / _CHARS_PER_TOKEN)
-    output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
+    output = 0
+    if endpoint in _GENERATING:
+        output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
     limiter = app[LIMITER]
     headers = list(state.rate_headers or ())
     tokens, refused = await limiter.reserve_tokens(key.name, prompt + output)

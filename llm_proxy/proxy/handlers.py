@@ -89,7 +89,7 @@ def proxy_handler(endpoint: str) -> Handler:
                 creates = "response"
             call = Call(endpoint, body, data, model, name, stream is True, creates=creates)
             if key is not None and key.reserves:  # tokens per minute or a budget: 429?
-                await reserve(request.app, state, data)
+                await reserve(request.app, state, data, endpoint)
             try:
                 return await forward(request, route, call)
             finally:
