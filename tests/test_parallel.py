@@ -227,6 +227,57 @@ async def test_the_openai_sdk_gets_the_reservation_refusal(
     assert "tokens per minute" in exc.value.message
 
 
+async def test_a_reservation_ends_with_its_call_however_it_ends(
+    gated: tuple[GatedUpstream, str], start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    fake, api_base = gated
+    # One call in flight at a time fits: each reserves 1 + 8 tokens, $0.0009 of $0.0015.
+    pricing = {"*": {"input_per_mtok": 100, "output_per_mtok": 100}}
+    budget = {"max_budget_usd": 0.0015}
+    url = await start_proxy(config(api_base, budget, pricing=pricing, reserve_output_tokens=8))
+
+    async def refused_for_budget() -> None:
+        async with asyncio.timeout(5):
+            status, _, headers, error = await stream(http, url, max_tokens=8)
+        assert status == 429 and error["error"]["code"] == "budget_exceeded", error
+        assert headers["Retry-After"] == "1"  # a reservation in flight may come back
+
+    # The client hangs up mid-stream: the call is charged what was relayed, no more.
+    session = aiohttp.ClientSession()
+    r = await session.post(
+        url + "/v1/chat/completions",
+        json={"model": "endless", "stream": True, "max_tokens": 8},
+        headers=AUTH,
+    )
+    await r.content.readuntil(b"\n\n")
+    await refused_for_budget()
+    fake.gate.set()
+    r.close()
+    await session.close()
+    await until(lambda: fake.active == 0, timeout=10)
+
+    async def charged() -> float:
+        families = await scrape(http, url)
+        return sample(families, "llm_proxy_cost_usd_total", api_key_name="team") or 0.0
+
+    # Without usage from the upstream the relayed text is counted (tiktoken, in the
+    # background); the reservation ends when that count is charged.
+    async with asyncio.timeout(10):
+        while not await charged():
+            await asyncio.sleep(0.01)
+    assert await charged() < 0.0009  # what was relayed: far less than it reserved
+    fake.gate.clear()
+    # Upstream failures cost nothing: their reservation is given back.
+    for model in ("fail", "break"):
+        calls = await fill(http, url, fake, 1, model)
+        await refused_for_budget()
+        fake.gate.set()
+        await asyncio.gather(*calls, return_exceptions=True)
+        fake.gate.clear()
+    fake.gate.set()
+    await admitted_again(http, url, fake)
+
+
 async def test_calls_that_generate_nothing_reserve_their_input_only(
     upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
 ) -> None:
