@@ -20,6 +20,9 @@ import pytest
 import redis.asyncio
 from aiohttp import web
 
+from llm_proxy.config.model import MasterKey
+from llm_proxy.proxy.keyring import KeyRing
+from llm_proxy.proxy.limiter import Limiter
 from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 from tests.upstream_fakes import until
 
@@ -432,3 +435,23 @@ async def test_two_instances_share_the_slots_through_redis(
         assert sample(families, "llm_proxy_rate_limit_backend_up") == 1
     finally:
         await redis_client.delete(slots)
+
+
+async def test_a_crashed_instances_reservations_stop_counting(
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    name = f"team-{uuid.uuid4().hex[:8]}"
+    held = f"llm_proxy:reserved:{name}"
+    # Two instances that crashed holding reservations: one lease long past (never renewed),
+    # one still running.
+    await redis_client.hset(held, mapping={"gone": "0.004:1", "alive": "0.002:99999999999999"})
+    limiter = Limiter(redis=redis_client)
+    limiter.sync(KeyRing([MasterKey(name, KEY, max_budget_usd=0.005)], []))
+    try:
+        # $0.005 - $0.002 held by the live lease: $0.003 fits, $0.0031 does not.
+        assert (await limiter.budgets.reserve(name, 0.0031))[1] is not None
+        assert await limiter.budgets.reserve(name, 0.003) == (0.003, None)
+        assert not await redis_client.hexists(held, "gone")
+    finally:
+        await limiter.flush()
+        await redis_client.delete(held)
