@@ -78,6 +78,7 @@ LISTEN_BACKLOG: Final = 4096
 # dropped for this long so the client sees the answer rather than a reset; raw bytes only
 # (bodies are never inflated by aiohttp here), so this costs no CPU to speak of.
 _LINGER_SECS: Final = 2.0
+_LINGER_MAX_BYTES: Final = 1 << 20  # dropped after a refused head before the connection closes
 
 # All `server.metrics_port` serves. It is plain HTTP beside a port that may require TLS and
 # client certificates, so it must be no door to the API, the admin API or the UI: any other
@@ -163,10 +164,12 @@ class _Connection(asyncio.Protocol):
     a first head past MAX_HEAD_BYTES as soon as it passes (never buffering more of it)."""
 
     __slots__ = (
+        "_discarded",
         "_head_bytes",
         "_head_timer",
         "_inner",
         "_lifecycle",
+        "_linger",
         "_peer",
         "_tail",
         "_transport",
@@ -180,6 +183,8 @@ class _Connection(asyncio.Protocol):
         self._tail = b""  # the last bytes seen while waiting for the end of the first head
         self._head_bytes = 0  # of the first head, so far
         self._transport: asyncio.BaseTransport | None = None
+        self._linger: asyncio.TimerHandle | None = None  # set once refused: input is dropped
+        self._discarded = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         lifecycle = self._lifecycle
@@ -203,6 +208,11 @@ class _Connection(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            self._discarded += len(data)
+            if self._discarded > _LINGER_MAX_BYTES and self._transport is not None:
+                self._transport.close()
+            return
         if self._head_timer is not None:
             seen = self._tail + data
             end = seen.find(b"\r\n\r\n")
@@ -213,8 +223,7 @@ class _Connection(asyncio.Protocol):
                 self._head_timer.cancel()
                 self._head_timer = None
                 log.info("request_head_too_large", remote=self._peer)
-                assert self._transport is not None
-                _reject(self._transport, HEAD_TOO_LARGE)
+                self._refuse(HEAD_TOO_LARGE)
                 return
             if end >= 0:
                 self._head_timer.cancel()
@@ -225,7 +234,23 @@ class _Connection(asyncio.Protocol):
                 self._tail = seen[-3:]
         self._inner.data_received(data)
 
+    def _refuse(self, answer: bytes) -> None:
+        """Answer, then close gracefully: the client is most likely still sending, and closing
+        with its bytes unread would reset the connection, often before it read the answer. So
+        our side is shut for writing (FIN after the answer) and what still arrives is dropped,
+        for at most _LINGER_SECS and _LINGER_MAX_BYTES (a TLS transport cannot half-close: it
+        is closed at once)."""
+        transport = cast(asyncio.WriteTransport, self._transport)
+        transport.write(answer)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger = asyncio.get_running_loop().call_later(_LINGER_SECS, transport.close)
+
     def eof_received(self) -> bool | None:
+        if self._linger is not None:
+            return False  # the client is done too: close
         return self._inner.eof_received()
 
     def pause_writing(self) -> None:
@@ -237,6 +262,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         lifecycle = self._lifecycle
         lifecycle.open_connections -= 1
+        if self._linger is not None:
+            self._linger.cancel()
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
