@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from llm_proxy.config.model import Config
 from llm_proxy.proxy.write_watch import WriteWatches
+
+# A request head in total: request line and header lines. aiohttp bounds each line (8 KiB)
+# and the number of fields (128), which lets one head reach 1 MB. The first head of a
+# connection is bounded as it arrives (`server`, before any key is checked, so an open
+# connection costs at most this much); every head is checked again once parsed
+# (`middlewares.auth`).
+MAX_HEAD_BYTES: Final = 64 * 1024
 
 
 @dataclass(slots=True)

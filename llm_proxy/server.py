@@ -32,7 +32,7 @@ from aiohttp.web_server import Server
 from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
 from llm_proxy.keys import LIFECYCLE, METRICS, NOTIFIER, STORE, TLS_CONTEXT
-from llm_proxy.lifecycle import Lifecycle
+from llm_proxy.lifecycle import MAX_HEAD_BYTES, Lifecycle
 
 log = structlog.get_logger()
 
@@ -47,11 +47,6 @@ def _reject_bytes(message: str) -> bytes:
     return _REJECT_HEAD % len(body) + body
 
 
-# A request head in total: request line and header lines. aiohttp bounds each line (8 KiB)
-# and the number of fields (128), which lets one head reach 1 MB. The first head of a
-# connection is bounded here as it arrives (before any key is checked, so an open connection
-# costs at most this much); every head is checked again once parsed (`middlewares.auth`).
-MAX_HEAD_BYTES: Final = 64 * 1024
 _HEAD_TOO_LARGE: Final = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
     b"Connection: close\r\nContent-Length: %d\r\n\r\n"

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio
 import uvloop
 from aiohttp import web
 
@@ -220,3 +221,20 @@ async def config_dsn(pg_dsn: str) -> str:
     finally:
         await conn.close()
     return pg_dsn
+
+
+# The shared rate-limit backend's Redis (.ci/run starts one when it is down).
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of the Redis on 127.0.0.1:6379 (the test skips without one)."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError):
+        await client.aclose()
+        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
+    yield client
+    await client.aclose()

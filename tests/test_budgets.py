@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -298,18 +297,6 @@ async def test_unpriced_models_and_failed_calls_cost_nothing(
 
 
 # Shared through Redis
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, redis.RedisError):
-        await client.aclose()
-        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
-    yield client
-    await client.aclose()
 
 
 async def drop_budget_keys(client: redis.asyncio.Redis, key_name: str) -> None:

@@ -114,18 +114,6 @@ async def stream(
         return r.status, raw, dict(r.headers), error
 
 
-@pytest.fixture
-async def redis_client() -> AsyncIterator[redis.asyncio.Redis]:
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (OSError, redis.RedisError):
-        await client.aclose()
-        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts one)")
-    yield client
-    await client.aclose()
-
-
 # Reservations: a budget and a tokens-per-minute allowance hold against N parallel streams.
 
 

@@ -6,7 +6,7 @@ master key) and the admin API (behind its own admin keys). Every API path, with 
 With no key configured at all, authentication is off (and the proxy says so loudly at startup
 and on `/health/detailed`).
 
-First of all, every request's head is checked against `server.MAX_HEAD_BYTES` in total (431):
+First of all, every request's head is checked against `lifecycle.MAX_HEAD_BYTES` in total (431):
 the first head of a connection was bounded as it arrived, later ones on a keep-alive
 connection only per line and per field count by aiohttp.
 """
@@ -19,9 +19,9 @@ from aiohttp import web
 
 from llm_proxy.errors import ProxyError
 from llm_proxy.keys import STATE
+from llm_proxy.lifecycle import MAX_HEAD_BYTES
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.keyring import presented_key
-from llm_proxy.server import MAX_HEAD_BYTES
 
 EXEMPT: Final = ("/health", "/metrics", "/admin/", "/ui/")
 # aiohttp caps a field line at 8190 bytes: a head of this many fields or fewer cannot pass
