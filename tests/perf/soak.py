@@ -4,15 +4,17 @@ sampled each round. Memory that grows round after round is a leak; the run says 
     python -m tests.perf.soak [--seconds 600] [--out bench-results]   (also: make soak)
 
 Features on: master keys (one with a request rate limit and a tokens-per-minute budget, one
-restricted to some models), four providers (weighted; one unreachable, so failover, ejection
-and the background health checks run all the time; one answering 429 with Retry-After, one
-answering 500), model mapping and wildcards, usage injection into streams, the metrics and
-/health/detailed tokens, the JSON access log and a 2 s request timeout. Each round sends, all
+restricted to some models, two tenants with a parallel-request limit), four providers
+(weighted; one unreachable, so failover, ejection and the background health checks run all the
+time; one answering 429 with Retry-After, one answering 500), model mapping and wildcards,
+usage injection into streams, the metrics and /health/detailed tokens, the JSON access log and
+a 2 s request timeout. Each round sends, all
 to 127.0.0.1: non-streaming load (wrk, else the built-in generator), 200 concurrent streams,
 and a batch of everything else (clients hanging up mid-stream, unknown models, invalid JSON,
 gzip bodies, wrong keys, forbidden models, upstream 5xx and 429 answers, embeddings,
-/v1/models, /metrics, /health/detailed). Every answer's status is checked against what that
-request must get; an unexpected one is counted as an error.
+/v1/models, /metrics, /health/detailed), and two tenants storing, listing and deleting files
+while each checks it cannot read or list the other's. Every answer's status is checked against
+what that request must get; an unexpected one is counted as an error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import aiohttp
 from tests.perf.bench import KEY, LOAD_CPU, PROXY_CPU, free_port, load, spawn, streams
 
 NARROW_KEY = "sk-narrow-0123456789"
+# Two tenants: each stores files through the proxy and must never see the other's.
+TENANT_KEYS = {"tenant-a": "sk-tenant-a-0123456789", "tenant-b": "sk-tenant-b-0123456789"}
 METRICS_TOKEN = "soak-metrics-token"
 ADMIN_KEY = "soak-admin-key"
 
@@ -69,6 +73,13 @@ master_keys:
   - name: narrow
     key: {NARROW_KEY}
     allowed_models: ["gpt-4.1*"]
+  - name: tenant-a
+    key: {TENANT_KEYS["tenant-a"]}
+    max_parallel_requests: 50
+  - name: tenant-b
+    key: {TENANT_KEYS["tenant-b"]}
+    max_parallel_requests: 50
+default_provider: main
 metrics_token: {METRICS_TOKEN}
 admin_key: {ADMIN_KEY}
 request_timeout_secs: 2
@@ -130,13 +141,50 @@ async def _mixed_round(url: str, counts: Counter[str]) -> None:
                 await resp.read()
                 counts["ok" if resp.status == 200 else f"unexpected {resp.status}"] += 1
 
-        jobs = [call(kwargs, expected) for kwargs, expected in _batch()]
+        jobs: list[Any] = [call(kwargs, expected) for kwargs, expected in _batch()]
+        jobs += [_tenants(http, url, counts)]
         jobs += [hang_up() for _ in range(20)]
         jobs += [embed() for _ in range(5)]
         jobs += [get("/v1/models", auth) for _ in range(5)]
         jobs += [get("/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})]
         jobs += [get("/health/detailed", {"Authorization": f"Bearer {ADMIN_KEY}"})]
         await asyncio.gather(*jobs)
+
+
+async def _tenants(http: aiohttp.ClientSession, url: str, counts: Counter[str]) -> None:
+    """Each tenant stores a file; its owner reads, lists and deletes it, the other tenant gets
+    404 for it (exactly as for an unknown id) and never sees it listed."""
+    headers = {name: {"Authorization": f"Bearer {key}"} for name, key in TENANT_KEYS.items()}
+
+    def check(what: str, ok: bool) -> None:
+        counts["ok" if ok else f"unexpected {what}"] += 1
+
+    async def upload(name: str) -> str | None:
+        form = aiohttp.FormData()
+        form.add_field("purpose", "assistants")
+        form.add_field("file", b"soak data\n" * 100, filename=f"{name}.txt")
+        async with http.post(url + "/v1/files", data=form, headers=headers[name]) as resp:
+            body = await resp.json()
+            check(f"upload {resp.status}", resp.status == 200)
+            return body.get("id") if resp.status == 200 else None
+
+    ids = dict(zip(headers, await asyncio.gather(*(upload(n) for n in headers)), strict=True))
+    for name, other in (("tenant-a", "tenant-b"), ("tenant-b", "tenant-a")):
+        own, theirs = ids[name], ids[other]
+        if own is None or theirs is None:
+            continue
+        async with http.get(f"{url}/v1/files/{theirs}", headers=headers[name]) as resp:
+            await resp.read()
+            check(f"other tenant's file {resp.status}", resp.status == 404)
+        async with http.get(f"{url}/v1/files", headers=headers[name]) as resp:
+            listed = {item["id"] for item in (await resp.json()).get("data", [])}
+            check(f"list {resp.status}", resp.status == 200 and own in listed)
+            check("other tenant's file listed", theirs not in listed)
+    for name, file_id in ids.items():
+        if file_id is not None:
+            async with http.delete(f"{url}/v1/files/{file_id}", headers=headers[name]) as resp:
+                await resp.read()
+                check(f"delete {resp.status}", resp.status == 200)
 
 
 def main(argv: list[str] | None = None) -> int:
