@@ -630,10 +630,13 @@ async def test_editing_providers_and_keys(
             await page.get_by_role("button", name="Edit team-edit").click()
             form = page.get_by_role("form", name="Edit key team-edit")
             assert await form.get_by_label("Allowed models").input_value() == "gpt-4o-mini"
+            assert await form.get_by_label("Stored objects").input_value() == "false"
             await form.get_by_label("Tokens per minute").fill("5000")
+            await form.get_by_label("Stored objects").select_option("true")
             await form.get_by_role("button", name="Save").click()
             key_row = page.locator("tr[data-key='team-edit']")
             await key_row.filter(has_text="5,000 tok/min").wait_for()
+            await key_row.filter(has_text="all objects").wait_for()
             await page.get_by_role("button", name="Disable team-edit").click()
             await key_row.filter(has_text="disabled").wait_for()
             assert await chat_status(served.url, second) == 401

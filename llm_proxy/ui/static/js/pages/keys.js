@@ -23,6 +23,14 @@ function keyForm(key, onDone) {
     { name: "budget_period" },
     ["monthly", "daily"].map((p) => h("option", { value: p, selected: (key?.budget_period || "monthly") === p }, p)),
   );
+  const objects = h(
+    "select",
+    { name: "shared_objects" },
+    [
+      ["false", "Its own only"],
+      ["true", "Every key's (account-wide)"],
+    ].map(([v, label]) => h("option", { value: v, selected: String(Boolean(key?.shared_objects)) === v }, label)),
+  );
   const status = h("div", { "aria-live": "assertive" });
   return h(
     "form",
@@ -42,6 +50,7 @@ function keyForm(key, onDone) {
           max_parallel_requests: numberOrNull(parallel),
           max_budget_usd: numberOrNull(budget),
           budget_period: budget.value === "" ? null : period.value,
+          shared_objects: objects.value === "true",
         };
         try {
           const answer = editing ? await api("PATCH", `/credentials/${key.id}`, body) : await api("POST", "/credentials", body);
@@ -60,6 +69,7 @@ function keyForm(key, onDone) {
     field("Parallel requests", parallel, "Requests in flight at once. Empty: no limit."),
     field("Budget (USD)", budget, "Empty: no budget."),
     field("Budget period", period),
+    field("Stored objects", objects, "Files, batches, vector stores and responses this key may see."),
     h(
       "div",
       { class: "actions" },
@@ -106,6 +116,7 @@ function limits(k) {
   if (k.tokens_per_minute) parts.push(`${fmtNumber(k.tokens_per_minute)} tok/min`);
   if (k.max_parallel_requests) parts.push(`${fmtNumber(k.max_parallel_requests)} parallel`);
   if (k.max_budget_usd !== null && k.max_budget_usd !== undefined) parts.push(`${fmtUsd(k.max_budget_usd)} ${k.budget_period || "monthly"}`);
+  if (k.shared_objects) parts.push("all objects");
   return parts.join(" · ") || "–";
 }
 
