@@ -1,21 +1,47 @@
 # The two commands: `make run` (the proxy on example.config.yaml) and `make test` (everything
-# CI runs). Both create the virtualenv they need on first use. The targets call $(BIN)/llm-proxy,
-# so they work without activating the virtualenv.
+# CI runs). Both create the virtualenv they need on first use: `make run` (and run-db, mock,
+# check-config) only what serving needs, `make test` (and lint, typecheck, screenshots, the
+# benchmarks) adds the test extra. The targets call $(BIN)/llm-proxy, so they work without
+# activating the virtualenv.
+#
+# Variables (`make run CONFIG=config.yaml`, `make mock PORT=18002`):
+#   PYTHON   the interpreter the virtualenv is made from (3.11+; default python3)
+#   VENV     where the virtualenv lives (default .venv)
+#   CONFIG   the file `make run` and `make check-config` use (default example.config.yaml)
+#   PORT     the port `make run` and `make run-db` listen on (also read from the environment),
+#            and `make mock` (only when given on make's command line; default 18001)
+#   DB_CONFIG  the settings-only file `make run-db` reads (optional)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= example.config.yaml
 
-.PHONY: venv run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-quick bench-client bench-logs bench-scale soak
+.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-quick bench-client bench-logs bench-scale soak
 
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
+	@sed -n '/^# Variables/,/^PYTHON/p' $(MAKEFILE_LIST) | sed -e '$$d' -e 's/^#//'
+
+# The stamp is the only mark of a finished virtualenv. Without it, whatever $(VENV) holds is
+# the leftover of a failed or interrupted install (a venv made by another Python, or without
+# pip): it is removed and made again, so one failure never makes every later make fail.
 $(STAMP): pyproject.toml
+	@test -f $@ || ! test -f $(VENV)/pyvenv.cfg || rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	touch $@
 
-venv: $(STAMP)
+# The test extra on top (pytest, the openai SDK, ruff, mypy, the browsers' driver, schemathesis,
+# the container validators): only `make test` and its kin need it.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+venv: $(STAMP)  ## .venv with llm-proxy and what serving needs
+venv-test: $(TEST_STAMP)  ## the same plus the test extra (pytest, the openai SDK, ruff, mypy, ...)
 
 # `serve` switches to database mode whenever DB_URL is set, and database mode refuses a file
 # with providers: `run` is the file, always (a DB_URL exported for other work is ignored).
@@ -28,48 +54,50 @@ run-db: $(STAMP)  ## the proxy in database mode (needs DB_URL; optional DB_CONFI
 	@test -n "$$DB_URL" || { echo "run-db: set DB_URL (see README, Database mode)" >&2; exit 2; }
 	$(BIN)/llm-proxy serve $(if $(DB_CONFIG),--config $(DB_CONFIG))
 
-mock: $(STAMP)  ## a fake OpenAI API on 127.0.0.1:18001, for offline use
-	$(BIN)/llm-proxy mock-upstream
+# PORT is taken from the command line only: a PORT exported for the proxy must not move the
+# fake upstream onto the proxy's port.
+mock: $(STAMP)  ## a fake OpenAI API on 127.0.0.1:18001 (PORT=... for another), for offline use
+	$(BIN)/llm-proxy mock-upstream $(if $(filter command line,$(origin PORT)),--port $(PORT))
 
 check-config: $(STAMP)  ## check $(CONFIG) as `make run` serves it (YAML mode)
 	env -u DB_URL $(BIN)/llm-proxy check-config $(CONFIG)
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check llm_proxy tests
 	$(BIN)/ruff format --check llm_proxy tests
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck  ## lint, types, then the whole test suite
 	$(BIN)/pytest -q
 
-screenshots: $(STAMP)  ## the README's admin UI pictures, taken by tests/test_ui.py in chromium
+screenshots: $(TEST_STAMP)  ## the README's admin UI pictures, taken by tests/test_ui.py in chromium
 	LLM_PROXY_UI_SCREENSHOTS=tests/ui/screenshots LLM_PROXY_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/test_ui.py
 
-fmt: $(STAMP)
+fmt: $(TEST_STAMP)
 	$(BIN)/ruff format llm_proxy tests
 	$(BIN)/ruff check --fix llm_proxy tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-bench: $(STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
+bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
 
-bench-scale: $(STAMP)  ## req/s and CPU with 1..nproc instances on one port (server.reuse_port)
+bench-scale: $(TEST_STAMP)  ## req/s and CPU with 1..nproc instances on one port (server.reuse_port)
 	$(BIN)/python -m tests.perf.scale $(BENCH_ARGS)
 
-bench-logs: $(STAMP)  ## admin API query times over a 10-million-row request log (ROWS=...)
+bench-logs: $(TEST_STAMP)  ## admin API query times over a 10-million-row request log (ROWS=...)
 	$(BIN)/python -m tests.perf.logs_bench --rows $(or $(ROWS),10000000)
 
-soak: $(STAMP)  ## 10 minutes of mixed traffic with every feature on; fails if RSS grows
+soak: $(TEST_STAMP)  ## 10 minutes of mixed traffic with every feature on; fails if RSS grows
 	$(BIN)/python -m tests.perf.soak $(SOAK_ARGS)
 
-bench-quick: $(STAMP)  ## the same, in seconds (a smoke test of the harness)
+bench-quick: $(TEST_STAMP)  ## the same, in seconds (a smoke test of the harness)
 	$(BIN)/python -m tests.perf.bench --quick
 
-bench-client: $(STAMP)  ## CPU per request: the upstream client vs aiohttp.ClientSession vs pyreqwest
+bench-client: $(TEST_STAMP)  ## CPU per request: the upstream client vs aiohttp.ClientSession vs pyreqwest
 	@$(BIN)/python -c "import pyreqwest" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' || echo "pyreqwest not installed: its row is skipped"
 	$(BIN)/python -m tests.perf.client_bench $(BENCH_ARGS)
