@@ -661,3 +661,175 @@ async def test_editing_providers_and_keys(
             await page.get_by_text("No providers yet.").wait_for()
             assert await chat_status(served.url, ours) == 404
         watch.check()
+
+
+async def admin_call(url: str, method: str, path: str, body: Any = None) -> Any:
+    """One admin API call with the admin key; its JSON answer (a 2xx asserted)."""
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+        http.request(method, url + "/admin/v1" + path, json=body) as resp,
+    ):
+        assert resp.status < 300, await resp.text()
+        return await resp.json()
+
+
+async def stored_mapping(config_dsn: str, name: str) -> str:
+    """A provider's model_mapping as the database holds it (jsonb as text)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(config_dsn)
+    try:
+        text = await conn.fetchval(
+            "SELECT model_mapping::text FROM providers WHERE name = $1", name
+        )
+    finally:
+        await conn.close()
+    assert isinstance(text, str)
+    return text
+
+
+async def upstream_model(url: str, key: str, model: str) -> str:
+    """The model name the upstream was sent for a chat call of `model` (the fake echoes it)."""
+    import openai
+
+    client = openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0)
+    try:
+        answer = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "hi"}]
+        )
+    finally:
+        await client.close()
+    return answer.model
+
+
+# Every kind of mapping the API accepts: exact names (the same name, another name, a null
+# target), a wildcard with a null target and with a target, a regex.
+EVERY_KIND = {
+    "gpt-4o-mini": "gpt-4o-mini",
+    "fast": "gpt-4o-mini",
+    "local-model": None,
+    "gpt-4.1*": None,
+    "gpt-5*": "gpt-5-2025-08-07",
+    "claude-(opus|sonnet)-4.*": "claude-sonnet-4-5",
+}
+
+
+@needs_browser
+async def test_editing_a_provider_keeps_its_model_mapping(
+    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+) -> None:
+    """Saving a provider after changing only its weight stores its model mapping byte for
+    byte as it was (null targets, wildcards and regexes included), and a deliberate edit of
+    the Models field can express every kind."""
+    env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(SETTINGS, tmp_path, env) as served:
+        ours = "sk-ui-test-caller-0123456789"
+        await admin_call(served.url, "POST", "/credentials", {"name": "caller", "key": ours})
+        body = {"name": "kinds", "api_base": upstream + "/v1", "model_mapping": EVERY_KIND}
+        await admin_call(served.url, "POST", "/providers", body)
+        before = await stored_mapping(config_dsn, "kinds")
+        page = await browser.new_page()
+        watch = Watch(page)
+        async with evidence(page, tmp_path):
+            await log_in(page, served.url)
+            await open_page(page, "Providers")
+            await page.get_by_role("button", name="Edit kinds").click()
+            form = page.get_by_role("form", name="Edit provider kinds")
+            shown = (await form.get_by_label("Models").input_value()).splitlines()
+            assert sorted(shown) == sorted(
+                [
+                    "gpt-4o-mini = gpt-4o-mini",
+                    "fast = gpt-4o-mini",
+                    "local-model",
+                    "gpt-4.1*",
+                    "gpt-5* = gpt-5-2025-08-07",
+                    "claude-(opus|sonnet)-4.* = claude-sonnet-4-5",
+                ]
+            )
+            # The hint names settings that exist (Azure's version is a query parameter).
+            hint = await form.locator(
+                "#"
+                + await form.get_by_label("Other settings (JSON)").get_attribute("aria-describedby")
+            ).inner_text()
+            assert "api_version" not in hint and '"query_params": {"api-version"' in hint
+            await form.get_by_label("Weight").fill("5")
+            await form.get_by_role("button", name="Save").click()
+            await page.get_by_text(re.compile(r"Saved provider kinds")).wait_for()
+            assert await stored_mapping(config_dsn, "kinds") == before
+            provider = (await admin_call(served.url, "GET", "/providers"))["data"][0]
+            assert (provider["weight"], provider["model_mapping"]) == (5, EVERY_KIND)
+            # The proxy follows: each kind reaches the upstream under the right name.
+            assert await upstream_model(served.url, ours, "gpt-4.1-mini") == "gpt-4.1-mini"
+            assert await upstream_model(served.url, ours, "gpt-5-mini") == "gpt-5-2025-08-07"
+            assert await upstream_model(served.url, ours, "claude-opus-4-1") == "claude-sonnet-4-5"
+            assert await upstream_model(served.url, ours, "local-model") == "local-model"
+            assert await upstream_model(served.url, ours, "fast") == "gpt-4o-mini"
+
+            # A deliberate edit: a line without `=` (or with `= ~`) forwards the name as asked.
+            await page.get_by_role("button", name="Edit kinds").click()
+            form = page.get_by_role("form", name="Edit provider kinds")
+            await form.get_by_label("Models").fill(
+                "gpt-4.1*\nnull-too = ~\nsame = same\nfast=gpt-4o\n"
+                "gpt-5* = gpt-5-2025-08-07\nclaude-(opus|sonnet)-4.* = claude-sonnet-4-5"
+            )
+            await form.get_by_role("button", name="Save").click()
+            await page.get_by_text(re.compile(r"Saved provider kinds")).wait_for()
+            provider = (await admin_call(served.url, "GET", "/providers"))["data"][0]
+            assert provider["model_mapping"] == {
+                "gpt-4.1*": None,
+                "null-too": None,
+                "same": "same",
+                "fast": "gpt-4o",
+                "gpt-5*": "gpt-5-2025-08-07",
+                "claude-(opus|sonnet)-4.*": "claude-sonnet-4-5",
+            }
+            # A line the editor cannot read is refused in the form, nothing is sent.
+            await page.get_by_role("button", name="Edit kinds").click()
+            form = page.get_by_role("form", name="Edit provider kinds")
+            await form.get_by_label("Models").fill("a = b\na = c")
+            await form.get_by_role("button", name="Save").click()
+            await form.get_by_role("alert").filter(has_text="Models, line 2").wait_for()
+            await form.get_by_label("Models").fill("a =")
+            await form.get_by_role("button", name="Save").click()
+            await form.get_by_role("alert").filter(has_text="Models, line 1").wait_for()
+            provider = (await admin_call(served.url, "GET", "/providers"))["data"][0]
+            assert provider["model_mapping"]["fast"] == "gpt-4o"
+        watch.check()
+
+
+@needs_browser
+async def test_history_shows_a_rollback_as_field_changes(
+    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+) -> None:
+    """A rollback that puts back a provider's weight shows in History as that provider
+    changed, weight 7 → 1, like an edit (the database restores it by deleting and
+    re-inserting the row)."""
+    env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(SETTINGS, tmp_path, env) as served:
+        body = {"name": "rolled", "api_base": upstream + "/v1", "model_mapping": {"m": None}}
+        created = await admin_call(served.url, "POST", "/providers", body)
+        edited = await admin_call(served.url, "PATCH", f"/providers/{created['id']}", {"weight": 7})
+        version = edited["config_version"]
+        page = await browser.new_page()
+        watch = Watch(page)
+        async with evidence(page, tmp_path):
+            await log_in(page, served.url)
+            await open_page(page, "History")
+            edit = page.locator(f"li.change[data-version='{version}']")
+            await edit.get_by_role("button", name=f"Roll back version {version}").click()
+            await page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
+            done = page.get_by_text(re.compile(rf"Rolled back to version {version - 1}"))
+            await done.wait_for()
+            rolled = page.locator(f"li.change[data-version='{version + 1}']")
+            await rolled.wait_for()
+            text = await rolled.inner_text()
+            assert "provider rolled changed" in text
+            assert "deleted" not in text and "created" not in text
+            diff = rolled.locator("table.diff")
+            assert await diff.count() == 1
+            assert re.fullmatch(r"Field\s+Before\s+After\s+weight\s+7\s+1", await diff.inner_text())
+            # The API says so too: one UPDATE of the weight.
+            answer = await admin_call(served.url, "GET", f"/config/history/{version + 1}")
+            changes = [(c["operation"], c["fields_changed"]) for c in answer["changes"]]
+            assert changes == [("UPDATE", ["weight"])]
+        watch.check()

@@ -12,21 +12,46 @@ const TIMEOUTS = [
   ["request_timeout_secs", "Request timeout (s)"],
 ];
 
-// "gpt-4o = gpt-4o-2024-08-06" lines <-> {"gpt-4o": "gpt-4o-2024-08-06"}
+// The Models field, one line per model_mapping entry. Every shape the API accepts reads back
+// as it was: `name` alone is a null target (the upstream gets the name the client asked for,
+// which is what a wildcard or regex key usually wants), `name = target` renames, even to the
+// same name. A null target is never shown as the text `null`: saved back, that would be an
+// upstream model named "null".
 export function mappingText(mapping) {
   return Object.entries(mapping || {})
-    .map(([from, to]) => (from === to ? from : `${from} = ${to}`))
+    .map(([from, to]) => (to === null || to === undefined ? from : `${from} = ${to}`))
     .join("\n");
 }
 
+// The `=` separating name and target: the last one that is not regex syntax (`(?=`, `(?<=`,
+// `(?P=`), so a lookahead in a regex key does not split it.
+function separator(line) {
+  for (let i = line.lastIndexOf("="); i >= 0; i = line.lastIndexOf("=", i - 1)) {
+    if (!/\(\?(<|P)?$/.test(line.slice(0, i))) return i;
+    if (i === 0) break;
+  }
+  return -1;
+}
+
+// The field's text as a model_mapping object; throws an Error naming the line it cannot read.
 export function parseMapping(text) {
   const mapping = {};
-  for (const raw of text.split("\n")) {
+  const lines = text.split("\n");
+  lines.forEach((raw, index) => {
     const line = raw.trim();
-    if (!line) continue;
-    const [from, to] = line.split("=").map((part) => part.trim());
-    mapping[from] = to || from;
-  }
+    if (!line) return;
+    const fail = (why) => {
+      throw new Error(`Models, line ${index + 1} (${line}): ${why}`);
+    };
+    const at = separator(line);
+    const from = (at < 0 ? line : line.slice(0, at)).trim();
+    const to = at < 0 ? null : line.slice(at + 1).trim();
+    if (!from) fail("a model name is needed before `=`.");
+    if (to === "") fail("an upstream model name is needed after `=` (or none: write the name alone, or `= ~`).");
+    if (to === "null") fail("write the name alone (or `= ~`) to send the model name as asked; `null` is not a model.");
+    if (Object.hasOwn(mapping, from)) fail(`${from} is already listed.`);
+    mapping[from] = to === "~" ? null : to;
+  });
   return mapping;
 }
 
@@ -52,6 +77,10 @@ function providerForm(ctx, provider, onDone) {
   const extra = h("textarea", { name: "params", rows: "3", spellcheck: "false" });
   extra.value = Object.keys(other).length ? JSON.stringify(other, null, 2) : "";
   const status = h("div", { "aria-live": "assertive" });
+  // An edit sends model_mapping and params only when their fields were changed: what the user
+  // did not touch is stored exactly as it was, whatever the text form can or cannot say.
+  const paramsText = () => [extra.value, ...timeoutInputs.map(({ input }) => input.value)].join("\n");
+  const untouched = { mapping: mapping.value, params: paramsText() };
 
   const form = h(
     "form",
@@ -75,9 +104,16 @@ function providerForm(ctx, provider, onDone) {
           provider_type: type.value,
           api_base: base.value.trim(),
           weight: Number(weight.value || 1),
-          model_mapping: parseMapping(mapping.value),
-          params: merged,
         };
+        if (!editing || mapping.value !== untouched.mapping) {
+          try {
+            body.model_mapping = parseMapping(mapping.value);
+          } catch (error) {
+            status.append(notice("error", error.message));
+            return;
+          }
+        }
+        if (!editing || paramsText() !== untouched.params) body.params = merged;
         if (key.value) body.api_key = key.value;
         try {
           const answer = editing
@@ -95,14 +131,22 @@ function providerForm(ctx, provider, onDone) {
     field("API base URL", base),
     field("API key", key, editing ? "Leave empty to keep the stored key." : "Sent to the provider; never shown again."),
     field("Weight", weight, "This provider's share of a model's traffic among the providers serving it (1 or more)."),
-    field("Models", mapping, "One per line: `model`, or `client-model = upstream-model`; patterns like `gpt-4*` work."),
+    field(
+      "Models",
+      mapping,
+      "One per line. `model` alone (or `model = ~`): sent upstream under the name the client asked for; `model = upstream-model`: renamed. A name with `*` is a wildcard (`gpt-4.1*`); one with any of ^$+?()[]{}|\\ is a regex (`claude-(opus|sonnet)-4.*`); both match the whole name.",
+    ),
     h(
       "fieldset",
       { class: "timeouts" },
       h("legend", {}, "Timeouts (empty: the global value)"),
       timeoutInputs.map(({ input, label }) => field(label, input)),
     ),
-    field("Other settings (JSON)", extra, "params such as api_version, headers, health_check, pricing."),
+    field(
+      "Other settings (JSON)",
+      extra,
+      'More provider settings, e.g. {"query_params": {"api-version": "2024-10-21"}} (Azure), headers, health_check, pricing, proxy, verify_ssl, organization, project, auth, inject_stream_usage.',
+    ),
     h(
       "div",
       { class: "actions" },
