@@ -289,3 +289,50 @@ async def test_master_key_replace_delete_and_database_reload(
     status, reloaded = await call(http, "POST", admin + "/config/reload")
     assert (status, reloaded) == (200, {"version": version, "served": True})
     assert await chat(http, url, "m", "sk-psql-0123456") in (200, 404)  # authenticated
+
+
+async def test_writes_to_a_disabled_provider_are_validated_too(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """A disabled provider is not served, but what is written to it must still be valid:
+    otherwise the 400 would come only when someone enables it, far from the bad write."""
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = url + "/admin/v1/providers"
+    good = {"name": "alpha", "api_base": upstream.api_base, "model_mapping": {"m": None}}
+    status, alpha = await call(http, "POST", admin, json=good)
+    assert status == 201
+    off = {**good, "name": "off", "enabled": False}
+    status, created = await call(http, "POST", admin, json=off)
+    assert status == 201 and created["enabled"] is False
+    bad_regex, negative = (
+        {"model_mapping": {"bad-(*": None}},
+        {"params": {"connect_timeout_secs": -1}},
+    )
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", admin, {**off, "name": "beta", **bad_regex}, "model_mapping"),
+        ("POST", admin, {**off, "name": "beta", **negative}, "params"),
+        ("POST", admin, {**off, "name": "beta", "weight": -1}, "weight"),
+        ("PUT", f"{admin}/{created['id']}", {**off, **bad_regex}, "model_mapping"),
+        ("PUT", f"{admin}/{created['id']}", {**off, **negative}, "params"),
+        ("PATCH", f"{admin}/{created['id']}", bad_regex, "model_mapping"),
+        ("PATCH", f"{admin}/{created['id']}", negative, "params"),
+        ("PATCH", f"{admin}/{created['id']}", {"weight": 0}, "weight"),
+        # Disabled and changed in one write.
+        ("PATCH", f"{admin}/{alpha['id']}", {"enabled": False, **bad_regex}, "model_mapping"),
+        ("PUT", f"{admin}/{alpha['id']}", {**off, "name": "alpha", **negative}, "params"),
+    ]
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        before = await db_version(sql)
+        rows = [dict(r) for r in await sql.fetch("SELECT * FROM providers ORDER BY id")]
+        history = await sql.fetchval("SELECT count(*) FROM config_history")
+        for method, target, body, param in cases:
+            status, answer = await call(http, method, target, json=body)
+            error = answer.get("error", {})
+            assert (status, error.get("param")) == (400, param), (method, body, answer)
+            assert error["code"] and error["message"], answer
+        assert await db_version(sql) == before  # nothing was written
+        assert [dict(r) for r in await sql.fetch("SELECT * FROM providers ORDER BY id")] == rows
+        assert await sql.fetchval("SELECT count(*) FROM config_history") == history
+    finally:
+        await sql.close()

@@ -3,8 +3,9 @@
 Every write is one database transaction: the admin key's name is set as the change's actor
 (config history), the row is written, the whole configuration is read back inside the same
 transaction and validated by the same rules as YAML files and psql edits
-(`config.database.build_config`), and only then committed; a bad write is a 400 naming the
-field and leaves nothing behind. `If-Match: <config version>` makes a write conditional (412
+(`config.database.build_config`), the written provider row alone too (a disabled one is not
+in that configuration, and must not keep a bad value until it is enabled), and only then
+committed; a bad write is a 400 naming the field and leaves nothing behind. `If-Match: <config version>` makes a write conditional (412
 when the configuration changed meanwhile). The answer carries the new config version and
 comes once this instance serves it. Secrets are write-only: a provider's `api_key` is shown
 masked, and so is each value of its `params.headers` and `params.query_params` whose name is
@@ -256,7 +257,7 @@ async def _write(
     Returns the row as written (None after a delete) and the new config version."""
     import asyncpg
 
-    from llm_proxy.config.database import build_config, read_rows
+    from llm_proxy.config.database import build_config, check_provider_row, read_rows
 
     if_match = request.headers.get("If-Match")
     async with Conn(request, "Changing the configuration") as conn:
@@ -278,6 +279,8 @@ async def _write(
                     await _keep_masked_params(conn, row_id, values)
                 row = await _statement(conn, table, action, row_id, values)
                 try:
+                    if table is PROVIDERS and row is not None:  # disabled ones too
+                        await check_provider_row(conn, row["id"])
                     build_config(request[STATE].snapshot.config, await read_rows(conn))
                 except ConfigError as exc:
                     issue = exc.issues[0]

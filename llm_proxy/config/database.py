@@ -46,11 +46,12 @@ CONNECTION_ERRORS: Final = (
 _SSLMODES: Final = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 DSN_FORM: Final = "postgresql://user:password@host:5432/dbname"
 
-_PROVIDERS_SQL: Final = """
+_PROVIDER_COLUMNS: Final = """
 SELECT id, name, provider_type, api_base, api_key, model_mapping::text AS model_mapping,
        weight, params::text AS params
-FROM providers WHERE is_enabled ORDER BY id
-"""
+FROM providers"""
+_PROVIDERS_SQL: Final = _PROVIDER_COLUMNS + " WHERE is_enabled ORDER BY id"
+_ONE_PROVIDER_SQL: Final = _PROVIDER_COLUMNS + " WHERE id = $1"
 _CREDENTIALS_SQL: Final = """
 SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_limit_rps,
        rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled,
@@ -134,24 +135,7 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
     data: dict[str, Any] = {"providers": [], "master_keys": []}
     rows: dict[str, list[tuple[int, str]]] = {"providers": [], "master_keys": []}
     for r in providers:
-        params = json.loads(r["params"])
-        entry: dict[str, Any] = {
-            "name": r["name"],
-            "provider_type": r["provider_type"],
-            "api_base": r["api_base"],
-            "api_key": r["api_key"],
-            "weight": r["weight"],
-            "model_mapping": json.loads(r["model_mapping"]),
-        }
-        # Unknown params keys fail validation like unknown YAML keys, naming the column; a
-        # key that names a column (api_base, weight, ...) must not override it: it fails as
-        # `params.<key>`.
-        if isinstance(params, dict):
-            for name, value in params.items():
-                entry[name if name in _PARAM_KEYS else f"params.{name}"] = value
-        else:
-            entry["params"] = params
-        data["providers"].append(entry)
+        data["providers"].append(_provider_entry(r))
         rows["providers"].append((r["id"], r["name"]))
     for r in credentials:
         key: dict[str, Any] = {
@@ -175,6 +159,37 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
         data["master_keys"].append(key)
         rows["master_keys"].append((r["id"], r["name"]))
     return DbConfig(str(version), data, rows)
+
+
+def _provider_entry(r: asyncpg.Record) -> dict[str, Any]:
+    params = json.loads(r["params"])
+    entry: dict[str, Any] = {
+        "name": r["name"],
+        "provider_type": r["provider_type"],
+        "api_base": r["api_base"],
+        "api_key": r["api_key"],
+        "weight": r["weight"],
+        "model_mapping": json.loads(r["model_mapping"]),
+    }
+    # Unknown params keys fail validation like unknown YAML keys, naming the column; a key
+    # that names a column (api_base, weight, ...) must not override it: it fails as
+    # `params.<key>`.
+    if isinstance(params, dict):
+        for name, value in params.items():
+            entry[name if name in _PARAM_KEYS else f"params.{name}"] = value
+    else:
+        entry["params"] = params
+    return entry
+
+
+async def check_provider_row(conn: asyncpg.Connection, row_id: int) -> None:
+    """Validate one provider row alone, enabled or not (ConfigError if it is bad). The
+    configuration read skips disabled rows, so the admin API checks each provider it writes
+    with this: a disabled provider must not keep a bad value until someone enables it."""
+    r = await conn.fetchrow(_ONE_PROVIDER_SQL, row_id)
+    if r is not None:
+        rows = {"providers": [(r["id"], r["name"])], "master_keys": []}
+        parse_config({"providers": [_provider_entry(r)], "master_keys": []}, _locator(rows))
 
 
 def build_config(base: Config, fetched: DbConfig) -> Config:
