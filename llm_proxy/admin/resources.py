@@ -5,13 +5,13 @@ Every write is one database transaction: the admin key's name is set as the chan
 transaction and validated by the same rules as YAML files and psql edits
 (`config.database.build_config`), the written provider row alone too (a disabled one is not
 in that configuration, and must not keep a bad value until it is enabled), and only then
-committed; a bad write is a 400 naming the field and leaves nothing behind. `If-Match: <config version>` makes a write conditional (412
-when the configuration changed meanwhile). The answer carries the new config version and
-comes once this instance serves it. Secrets are write-only: a provider's `api_key` is shown
-masked, and so is each value of its `params.headers` and `params.query_params` whose name is
-not known to be public, and the `user:password@` of its `params.proxy` (a masked value sent
-back unchanged keeps the stored one), a master key in full only in the answer that created or
-rotated it.
+committed; a bad write is a 400 naming the field and leaves nothing behind.
+`If-Match: <config version>` makes a write conditional (412 when the configuration changed
+meanwhile). The answer carries the new config version and comes once this instance serves it.
+Secrets are write-only: a provider's `api_key` is shown masked, and so is each value of its
+`params.headers` and `params.query_params` whose name is not known to be public, and the
+`user:password@` of its `params.proxy` (a masked value sent back unchanged keeps the stored
+one), a master key in full only in the answer that created or rotated it.
 """
 
 from __future__ import annotations
