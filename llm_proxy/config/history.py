@@ -3,7 +3,8 @@ the database (migration 002: triggers on providers and credentials), so an edit 
 psql is in the history exactly like one made by the proxy's tools.
 
 * `history(conn, ...)`: the changes, newest first, paged by version;
-* `change(conn, version)`: every row one version changed;
+* `change(conn, version)`: every row one version changed (both read a row a rollback deleted
+  and re-inserted as one UPDATE: `_paired`);
 * `rollback(conn, version, actor)`: providers and credentials back to exactly their state at
   `version`, in one transaction that is itself one recorded change (and reloads every running
   instance through NOTIFY, as any change does); master keys revoked since stay revoked unless
@@ -12,7 +13,7 @@ psql is in the history exactly like one made by the proxy's tools.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -73,6 +74,27 @@ class Change:
 _COLUMNS: Final = "version, changed_at, table_name, row_id, operation, before, after, changed_by"
 
 
+def _paired(changes: list[Change]) -> list[Change]:
+    """`changes` with each DELETE and INSERT of the same row in one version shown as one
+    UPDATE (the DELETE's before, the INSERT's after), in the DELETE's place.
+
+    A rollback restores a row that differs by deleting it and inserting it back (migration
+    010's `llm_proxy_rollback`, which keeps the row's id): recorded as is, a weight put back
+    would read "provider deleted" and "provider created" with every column listed. The
+    recording stays true to what the database did; it is read as the edit it amounts to.
+    """
+    inserts = {(c.version, c.table, c.row_id): c for c in changes if c.operation == "INSERT"}
+    deleted = {(c.version, c.table, c.row_id) for c in changes if c.operation == "DELETE"}
+    out: list[Change] = []
+    for c in changes:
+        key = (c.version, c.table, c.row_id)
+        if c.operation == "DELETE" and key in inserts:
+            out.append(replace(c, operation="UPDATE", after=inserts[key].after))
+        elif not (c.operation == "INSERT" and key in deleted):
+            out.append(c)
+    return out
+
+
 def _change(row: asyncpg.Record) -> Change:
     def load(value: str | None) -> dict[str, Any] | None:
         return orjson.loads(value) if value is not None else None
@@ -114,7 +136,7 @@ async def history(
         before_version,
         limit,
     )
-    return [_change(r) for r in rows]
+    return _paired([_change(r) for r in rows])
 
 
 async def change(conn: asyncpg.Connection, version: int) -> list[Change]:
@@ -123,7 +145,7 @@ async def change(conn: asyncpg.Connection, version: int) -> list[Change]:
         f"SELECT {_COLUMNS} FROM config_history WHERE version = $1 ORDER BY id",  # noqa: S608
         version,
     )
-    return [_change(r) for r in rows]
+    return _paired([_change(r) for r in rows])
 
 
 async def bounds(conn: asyncpg.Connection) -> tuple[int, int]:
