@@ -349,6 +349,10 @@ async def test_operator_walkthrough(
             await detail.wait_for()
             text = await detail.inner_text()
             assert "gpt-4o-mini" in text and "mock-a" in text and "team-ui" in text
+            # Labelled for people: no column names (ttft_ms, key_name, model_sent) on the page.
+            labels = await detail.locator("dt").all_inner_texts()
+            assert {"Time to first token", "Key", "Model sent upstream", "Streamed"} <= set(labels)
+            assert not [label for label in labels if "_" in label]
             await checkpoint(page, "log-detail")
 
             # The dashboard counts it, overall and per key.

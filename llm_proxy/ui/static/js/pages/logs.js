@@ -99,6 +99,46 @@ function errorRows(data) {
   );
 }
 
+// The request detail's labels, by request log column (README "Request log" names each).
+const FIELD_LABELS = {
+  ts: "Time",
+  request_id: "Request id",
+  key_name: "Key",
+  client: "Client",
+  method: "Method",
+  path: "Path",
+  model: "Model requested",
+  model_sent: "Model sent upstream",
+  provider: "Provider",
+  attempts: "Providers tried",
+  status: "Status",
+  duration_ms: "Duration",
+  ttft_ms: "Time to first token",
+  prompt_tokens: "Prompt tokens",
+  completion_tokens: "Completion tokens",
+  cost_usd: "Cost",
+  streamed: "Streamed",
+  error_code: "Error code",
+  prompt: "Prompt",
+  completion: "Completion",
+};
+
+// A column the table above does not know yet still gets words, not an identifier.
+function fieldLabel(name) {
+  const words = name.replace(/_ms$/, "").replace(/_usd$/, "").replaceAll("_", " ");
+  return FIELD_LABELS[name] || words.charAt(0).toUpperCase() + words.slice(1);
+}
+
+function fieldValue(name, value) {
+  if (name === "ts") return `${fmtTime(value)} (${value})`;
+  if (value === null || value === undefined) return show(value);
+  if (name.endsWith("_ms")) return fmtMs(value);
+  if (name === "cost_usd") return fmtUsd(value);
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (Array.isArray(value)) return value.length ? value.join(", ") : "–";
+  return show(value);
+}
+
 async function detail(root, requestId) {
   root.append(h("p", {}, h("a", { href: "#/logs" }, "← All requests")));
   let answer;
@@ -119,8 +159,8 @@ async function detail(root, requestId) {
           "dl",
           { class: "detail" },
           rows.map(([name, value]) => [
-            h("dt", {}, name),
-            h("dd", { class: name === "prompt" || name === "completion" ? "pre" : null }, name === "ts" ? `${fmtTime(value)} (${value})` : name.endsWith("_ms") && value !== null ? fmtMs(value) : name === "cost_usd" && value !== null ? fmtUsd(value) : show(value)),
+            h("dt", { dataset: { field: name } }, fieldLabel(name)),
+            h("dd", { class: name === "prompt" || name === "completion" ? "pre" : null }, fieldValue(name, value)),
           ]),
         ),
       ),
