@@ -303,6 +303,13 @@ def _serve(path_arg: str | None, host: str | None, port: int | None, db_url: str
         log.close()  # the log lines still buffered
 
 
+def _ui_url(host: str, port: int, *, tls: bool) -> str:
+    """The address to open the UI at: a wildcard listen address is reached on loopback."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{host}:{port}/ui/"
+
+
 def _serve_logged(
     path_arg: str | None, host: str | None, port: int | None, db_url: str | None
 ) -> int:
@@ -339,6 +346,12 @@ def _serve_logged(
         listen=f"{host or config.host}:{port or config.port}",
         providers=[p.name for p in config.providers],
     )
+    if config.admin_credentials:  # the UI is on: say where, and which keys log in (names only)
+        logger.info(
+            "web_ui",
+            url=_ui_url(host or config.host, port or config.port, tls=config.tls is not None),
+            log_in_with=[name for name, _ in config.admin_credentials],
+        )
     app = create_app(config, version=version, database=database, langfuse=plan.langfuse)
     if config.tls is not None:
         import ssl

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.processes import free_port, stop, wait_until_up
@@ -214,3 +216,58 @@ def test_make_check_config_checks_the_file_even_with_db_url_set() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "example.config.yaml: OK" in done.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("make") is None or shutil.which("openssl") is None,
+    reason="make or openssl is not installed",
+)
+async def test_web_ui_quick_start_shows_the_key_it_made_and_the_ui_address(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """The Web UI's quick start, run as written in bash (but for `make venv`, the fake provider
+    and createdb: this test's interpreter and empty database stand in): it shows the admin key
+    it generated, `make run-db` names the UI's address, and that key logs in. Nothing else
+    prints the key."""
+    block = code_blocks(section("Web UI"), "sh")[0]
+    bin_dir = Path(sys.executable).parent
+    script = []
+    for line in block.splitlines():
+        if line.startswith(("make venv", "make mock", "createdb ")):
+            continue
+        if line.startswith("export DB_URL="):
+            line = f"export DB_URL={pg_dsn}"
+        line = line.replace(".venv/bin/llm-proxy", f"{bin_dir}/llm-proxy")
+        line = line.replace("make run-db", f"make --no-print-directory run-db BIN={bin_dir} STAMP=")
+        script.append(line)
+    text = "\n".join(script)
+    assert f"export DB_URL={pg_dsn}" in text and "STAMP=" in text and "migrate up" in text
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in SERVE_ENV_DROPPED}
+    env = {k: v for k, v in env.items() if k not in ("ADMIN_KEY", "ADMIN_KEYS")}
+    env["PORT"] = str(port)
+    log = tmp_path / "web-ui-quick-start.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-e", "-c", text],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: bash, make and the proxy
+        )
+    try:
+        await asyncio.to_thread(wait_until_up, f"http://127.0.0.1:{port}/health", proc, log)
+        output = log.read_text()
+        shown = re.findall(r"adm-[0-9a-f]{32}", output)
+        assert len(shown) == 1, output  # the quick start shows it; the proxy never does
+        ui = f"http://127.0.0.1:{port}/ui/"
+        assert ui in output, output
+        async with aiohttp.ClientSession() as http:
+            async with http.get(ui) as page:
+                assert page.status == 200
+            auth = {"Authorization": f"Bearer {shown[0]}"}
+            async with http.get(ui.replace("/ui/", "/admin/v1/providers"), headers=auth) as r:
+                assert r.status == 200, await r.text()
+    finally:
+        stop(proc, group=True)
