@@ -30,7 +30,6 @@ help:  ## this list
 $(STAMP): pyproject.toml
 	@test -f $@ || ! test -f $(VENV)/pyvenv.cfg || rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
 	touch $@
 

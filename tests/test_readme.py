@@ -271,3 +271,36 @@ async def test_web_ui_quick_start_shows_the_key_it_made_and_the_ui_address(
                 assert r.status == 200, await r.text()
     finally:
         stop(proc, group=True)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_venv_starts_over_when_a_failed_install_left_a_broken_venv(tmp_path: Path) -> None:
+    """A virtualenv without its stamp is the leftover of a failed install (here: its python is
+    one that no longer runs, as a venv made by another interpreter leaves): `make venv` makes
+    it again instead of failing on it every time. The package index is cut off, so the
+    install itself fails fast, at pip, with a working interpreter in place."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /nonexistent\n")
+    (venv / "bin" / "python").symlink_to(shutil.which("false") or "/bin/false")
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    for _ in range(2):  # and again over what the failed install left
+        done = subprocess.run(
+            ["make", "--no-print-directory", "venv", f"VENV={venv}", f"PYTHON={sys.executable}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode != 0  # no index: pip cannot install the dependencies
+        assert not (venv / ".installed").exists()
+        ran = subprocess.run(
+            [venv / "bin" / "python", "-c", "import sys; print(sys.prefix)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ran.stdout.strip() == str(venv), done.stdout + done.stderr
+        assert "pip install" in done.stdout and "No matching distribution" in done.stderr
