@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ProxyFactory, Upstream, make_config, provider
@@ -194,3 +196,66 @@ async def test_metrics_parse_and_count(proxy_url: str, http: aiohttp.ClientSessi
     active = families["llm_proxy_active_requests"].samples[0].value
     assert active == 1  # the /metrics request itself
     assert "sk-alpha-secret" not in text
+
+
+async def test_a_budget_refusal_logs_the_model_the_body_named(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """The budget is checked before the handler reads the body: the refused request's access
+    line still names its model (read from the body in that error path)."""
+    from tests.test_budgets import AUTH, budget_config
+
+    url = await start_proxy(budget_config(upstream.api_base, max_budget_usd=1))
+    with structlog.testing.capture_logs() as logs:
+        for body in ({"model": "m"}, {"model": "m", "messages": []}):  # $1 spent, then refused
+            async with http.post(url + "/v1/chat/completions", json=body, headers=AUTH) as r:
+                last = r.status, await r.json()
+        form = aiohttp.FormData({"model": "m"})
+        form.add_field("file", b"x", filename="a.wav")
+        async with http.post(url + "/v1/audio/transcriptions", data=form, headers=AUTH) as r:
+            assert r.status == 429  # a form is not read for its model: refused all the same
+    assert last[0] == 429 and last[1]["error"]["code"] == "budget_exceeded"
+    lines = [e for e in logs if e["event"] == "request"]
+    assert [(e["status"], e["model"]) for e in lines] == [(200, "m"), (429, "m"), (429, None)]
+
+
+async def test_retrieve_answers_for_every_name_chat_serves_the_key(
+    upstream: Upstream, start_proxy: ProxyFactory
+) -> None:
+    """`models.retrieve` answers exactly when a chat would be routed: exact names, names a
+    wildcard, regex or `"*"` mapping serves, and only those the key may use."""
+    keys = [
+        {"name": "all", "key": "sk-all-0123456789abcdef"},
+        {"name": "some", "key": "sk-some-0123456789abcdef", "allowed_models": ["gpt-4.1*"]},
+    ]
+    url = await start_proxy(
+        make_config(
+            provider("a", upstream.api_base, {"gpt-4o": None, "gpt-4.1*": None}),
+            provider("b", upstream.api_base, {"claude-(opus|sonnet)-4": "c4"}),
+            master_keys=keys,
+        )
+    )
+    catch_all = await start_proxy(
+        make_config(provider("a", upstream.api_base, {"*": None}), master_keys=keys)
+    )
+
+    async def retrieve(base: str, key: str, name: str) -> str | None:
+        async with openai.AsyncOpenAI(api_key=key, base_url=base + "/v1", max_retries=0) as c:
+            try:
+                return (await c.models.retrieve(name)).id
+            except openai.NotFoundError:
+                return None
+
+    every, some = keys[0]["key"], keys[1]["key"]
+    for name in ("gpt-4o", "gpt-4.1-mini", "claude-opus-4"):
+        assert await retrieve(url, every, name) == name
+    for name in ("gpt-5", "claude-haiku-4", "x" * 300):
+        assert await retrieve(url, every, name) is None  # nothing serves it
+    assert await retrieve(url, some, "gpt-4.1-nano") == "gpt-4.1-nano"
+    for name in ("gpt-4o", "claude-opus-4"):
+        assert await retrieve(url, some, name) is None  # served, not to this key
+    assert await retrieve(catch_all, every, "any-model/at:all") == "any-model/at:all"
+    assert await retrieve(catch_all, some, "gpt-4.1") == "gpt-4.1"
+    assert await retrieve(catch_all, some, "o3") is None
+    async with openai.AsyncOpenAI(api_key=every, base_url=catch_all + "/v1") as client:
+        assert [m.id async for m in client.models.list()] == []  # the list: exact names only

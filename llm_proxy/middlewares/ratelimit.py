@@ -15,6 +15,7 @@ from aiohttp import web
 from llm_proxy.keys import LIMITER, METRICS, STATE
 from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.budgets import budget_exceeded
+from llm_proxy.proxy.handlers import name_refused_model
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.limiter import Limiter, parallel_limited, rate_limited
 
@@ -34,6 +35,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             headers += budget.headers()
             if not budget.allowed:
                 request.app[METRICS].rate_limited(key.name)
+                await name_refused_model(request)
                 raise budget_exceeded(key.name, budget, headers)
     limit = key.max_parallel_requests
     if limit is None:
@@ -44,6 +46,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     if slot is None:
         headers += _parallel_headers(limit, 0)
         request.app[METRICS].rate_limited(key.name)
+        await name_refused_model(request)
         raise parallel_limited(key.name, limit, headers)
     try:
         headers += _parallel_headers(limit, limit - slot.held)
@@ -71,6 +74,7 @@ async def _admit(
     if refused is not None:
         verdict, what = refused
         request.app[METRICS].rate_limited(key.name)
+        await name_refused_model(request)
         raise rate_limited(key.name, verdict, what, headers)
     request[STATE].rate_headers = headers
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from aiohttp import web
@@ -15,7 +15,7 @@ from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.accounting import capture, reserve, settle
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
-from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object
+from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object, with_model
 from llm_proxy.proxy.keyring import model_not_allowed, presented_key
 from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
@@ -57,15 +57,17 @@ def proxy_handler(endpoint: str) -> Handler:
         try:
             body = await read_body(request, state, lifecycle)
             data = parse_object(body)
+            if has_duplicate_model(body):
+                raise errors.bad_param("model", "The body has more than one top-level `model`.")
             deployment = request.match_info.get("deployment")
-            if deployment is not None and "model" not in data:
-                # An Azure OpenAI client: the deployment in the path is the model.
+            if deployment is not None:
+                # An Azure OpenAI route: the deployment in the path names the model, as on
+                # Azure, whatever the body says (`AzureOpenAI(azure_deployment=...)` sends its
+                # call's `model`, LangChain's AzureChatOpenAI null): it is put in its place.
                 body, data = with_model(body, data, deployment)
             model = data.get("model")
             if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
                 raise _bad_model(model)
-            if has_duplicate_model(body):
-                raise errors.bad_param("model", "The body has more than one top-level `model`.")
             stream = data.get("stream")
             if stream is not None and not isinstance(stream, bool):
                 raise errors.bad_param("stream", "`stream` must be a boolean.")
@@ -120,7 +122,8 @@ def upload_handler(endpoint: str) -> Handler:
             request, snapshot.max_body_bytes, snapshot.config.body_timeout_secs, b"model"
         )
         try:
-            model = upload.model or request.match_info.get("deployment")
+            # On an Azure route the deployment names the model (the form's is replaced).
+            model = request.match_info.get("deployment") or upload.model
             if not model or len(model) > MAX_MODEL_CHARS:
                 raise _bad_model(model)
             state.model = model
@@ -133,7 +136,8 @@ def upload_handler(endpoint: str) -> Handler:
             if route is None:
                 raise errors.model_not_found(model)
             state.model_label = route.label
-            call = Call(endpoint, upload, {}, model, name, False)
+            # `requested`: the model as the form names it, so the one sent replaces it.
+            call = Call(endpoint, upload, {}, upload.model or "", name, False)
             return await forward(request, route, call)
         finally:
             upload.close()
@@ -141,19 +145,30 @@ def upload_handler(endpoint: str) -> Handler:
     return handle
 
 
-def with_model(body: bytes, data: dict[str, Any], model: str) -> tuple[bytes, dict[str, Any]]:
-    """`body` with `"model"` added first (the rest byte for byte)."""
-    start = body.find(b"{")
-    rest = body[start + 1 :]
-    joiner = b"," if rest.strip() and not rest.lstrip().startswith(b"}") else b""
-    return (
-        body[: start + 1] + b'"model":' + orjson.dumps(model) + joiner + rest,
-        {"model": model, **data},
-    )
-
-
 # Model names are echoed in errors and logs and key caches: bounded (real names are < 100).
 MAX_MODEL_CHARS: Final = 256
+
+
+async def name_refused_model(request: web.Request) -> None:
+    """For a request refused before its handler ran (a 429 at admission), the model it named,
+    for its access line and request log: an Azure route's deployment, or a JSON body's
+    `model`, the body read (within the usual limits) and parsed here, in this error path
+    only. An admitted request's body is read once, by its handler. Never raises: the refusal
+    is the answer (a multipart form's model is left unnamed: spooling it is not worth it)."""
+    state = request[STATE]
+    model = request.match_info.get("deployment")
+    if model is None and request.method == "POST" and request.can_read_body:
+        lifecycle = request.app[LIFECYCLE]
+        try:
+            check_content_type(request.headers.get("Content-Type"))
+            data = orjson.loads(await read_body(request, state, lifecycle))
+        except (errors.ProxyError, orjson.JSONDecodeError):
+            return
+        finally:
+            release(lifecycle, state)
+        model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_CHARS:
+        state.model = model
 
 
 def _bad_model(model: object) -> errors.ProxyError:
@@ -174,13 +189,19 @@ async def list_models(request: web.Request) -> web.Response:
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
-    """`GET /v1/models/{model}` (the SDK's `models.retrieve`): exact names the key may use."""
+    """`GET /v1/models/{model}` (the SDK's `models.retrieve`): found exactly when a chat
+    naming it would be routed (an exact name, or one a wildcard, regex or `"*"` mapping
+    serves) and the key may use it; 404 otherwise. (`/v1/models` lists exact names only.)"""
     state = request[STATE]
     requested = request.match_info["model"]
     routes = state.snapshot.routes
     name = routes.normalize(requested)
     key = state.api_key
-    if name not in routes.exact or (key is not None and not key.may_use(name)):
+    if (
+        len(requested) > MAX_MODEL_CHARS
+        or (key is not None and not key.may_use(name))
+        or routes.resolve(name) is None
+    ):
         raise errors.model_not_found(requested)
     body = {"id": name, "object": "model", "created": 0, "owned_by": "llm-proxy"}
     return web.Response(body=orjson.dumps(body), content_type=JSON)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -55,16 +55,61 @@ def exact_loads(body: bytes, **kwargs: Any) -> Any:
 def replace_model(body: bytes, old: str, new: str) -> bytes:
     """`body` with its top-level `"model": old` replaced by `new`, all other bytes untouched.
 
-    The fast path splices the one `"model": "<old>"` occurrence; a body where that is
-    ambiguous (the same pair nested elsewhere, or an escaped spelling) is re-encoded with the
-    stdlib, which keeps big integers exact. Either result is checked before it is used.
+    The fast path splices the value of the one `"model": "<old>"` occurrence (checked before
+    it is used); a body where that is ambiguous (the same pair nested elsewhere, or an escaped
+    spelling) has the top-level member's value found by walking the object (`with_model`).
     """
-    pattern = re.compile(rb'"model"\s*:\s*' + re.escape(orjson.dumps(old)))
+    value = orjson.dumps(new)
+    pattern = re.compile(rb'("model"\s*:\s*)' + re.escape(orjson.dumps(old)))
     matches = pattern.findall(body, 0)
     if len(matches) == 1:
-        spliced = pattern.sub(b'"model":' + orjson.dumps(new), body, count=1)
+        spliced = pattern.sub(lambda m: m[1] + value, body, count=1)
         if orjson.loads(spliced).get("model") == new:
             return spliced
-    data = exact_loads(body)
-    data["model"] = new
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return with_model(body, parse_object(body), new)[0]
+
+
+def with_model(body: bytes, data: dict[str, Any], model: str) -> tuple[bytes, dict[str, Any]]:
+    """`body` and `data` with the top-level `model` set to `model`, whatever it was (another
+    name, null, any value) or added first when absent: only that member's value changes, every
+    other byte stays as the client wrote it (an Azure deployment route, where the path names
+    the model). `body` parsed as `data` already."""
+    if "model" not in data:
+        start = body.find(b"{")
+        rest = body[start + 1 :]
+        joiner = b"," if rest.strip() and not rest.lstrip().startswith(b"}") else b""
+        new = body[: start + 1] + b'"model":' + orjson.dumps(model) + joiner + rest
+        return new, {"model": model, **data}
+    if data["model"] == model:
+        return body, data
+    text = body.decode()  # UTF-8 already (orjson parsed it): decoding round-trips exactly
+    start, end = _model_span(text)
+    new = (text[:start] + orjson.dumps(model).decode() + text[end:]).encode()
+    return new, {**data, "model": model}
+
+
+_DECODER: Final = json.JSONDecoder()
+
+
+def _model_span(text: str) -> tuple[int, int]:
+    """Where the value of the first top-level `model` member of the JSON object `text` starts
+    and ends: its members are walked with the stdlib's scanner (each value skipped whole, so a
+    nested `"model"` or one in a string is never taken for it; a key spelled with escapes is
+    decoded)."""
+    at = _past_space(text, _past_space(text, 0) + 1)  # past the `{`
+    while True:
+        try:
+            key, at = _DECODER.raw_decode(text, at)
+            at = _past_space(text, _past_space(text, at) + 1)  # past the `:`
+            _, end = _DECODER.raw_decode(text, at)
+        except RecursionError:
+            raise errors.invalid_json("it is nested too deeply") from None
+        if key == "model":
+            return at, end
+        at = _past_space(text, _past_space(text, end) + 1)  # past the `,`
+
+
+def _past_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\n\r":
+        at += 1
+    return at
