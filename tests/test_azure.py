@@ -262,6 +262,33 @@ async def test_an_upload_on_a_deployment_route_is_sent_under_the_deployment(
     assert openai_upstream.calls == [UPSTREAM_WHISPER, UPSTREAM_WHISPER]
 
 
+async def test_a_form_without_a_model_gets_the_deployments(
+    openai_upstream: Fake, start_proxy: ProxyFactory
+) -> None:
+    """Azure reads the model from the path, so a form may leave it out; a plain OpenAI
+    provider behind needs the field: it is put first, the form's own parts following as sent."""
+    url = await start_proxy(config(openai_upstream.url))
+
+    def form() -> aiohttp.FormData:
+        made = aiohttp.FormData()
+        made.add_field("file", b"RIFF" + b"\0" * 64, filename="a.wav", content_type="audio/wav")
+        made.add_field("language", "en")
+        return made
+
+    path = f"/openai/deployments/whisper/audio/transcriptions?api-version={API_VERSION}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url + path, data=form(), headers={"api-key": KEY}) as resp,
+    ):
+        assert (resp.status, await resp.json()) == (200, {"text": "hello"})
+        # A deployment with a line break would be a part's header line: refused.
+        bad = url + path.replace("whisper", "whisper%0D%0Ax")
+        async with http.post(bad, data=form(), headers={"api-key": KEY}) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"]["param"] == "model"
+    assert openai_upstream.calls == [UPSTREAM_WHISPER]
+
+
 async def test_refusals_log_the_deployment(
     openai_upstream: Fake, start_proxy: ProxyFactory
 ) -> None:

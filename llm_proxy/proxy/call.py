@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -34,6 +35,9 @@ class Call:
     # The answer is read whole (not relayed as it comes), so the handler can look at it
     # before the client does (object lists are filtered per key: llm_proxy.proxy.objects).
     inspect: bool = False
+    # An upload whose form has no `model` (an Azure route, where the path names it): the
+    # form's boundary, so each provider gets a `model` part put first.
+    form_boundary: bytes | None = None
 
     def body_for(
         self, target: Target, upstream: Upstream
@@ -43,6 +47,9 @@ class Call:
         model = target.model or self.name
         if isinstance(self.body, Upload):
             upload = self.body
+            if self.form_boundary is not None:
+                part = _model_part(self.form_boundary, model)
+                return StreamedBody(len(part) + upload.size, lambda: _then(part, upload)), None
             new = model.encode() if self.requested and model != self.requested else None
             length, replacement = upload.replaced(new)
             return StreamedBody(length, lambda: upload.chunks(replacement)), None
@@ -57,3 +64,17 @@ class Call:
             body, added = request_usage_in_stream(body, self.data)
             return body, UsageStripper() if added else None
         return body, None
+
+
+def _model_part(boundary: bytes, model: str) -> bytes:
+    """A form's `model` field, as a part to put before its first one."""
+    return b'--%s\r\nContent-Disposition: form-data; name="model"\r\n\r\n%s\r\n' % (
+        boundary,
+        model.encode(),
+    )
+
+
+async def _then(first: bytes, upload: Upload) -> AsyncIterator[bytes]:
+    yield first
+    async for chunk in upload.chunks():
+        yield chunk

@@ -21,7 +21,7 @@ from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
-from llm_proxy.proxy.uploads import boundary_of, spool
+from llm_proxy.proxy.uploads import Upload, boundary_of, spool
 
 JSON: Final = "application/json"
 _HEALTH_OK: Final = orjson.dumps({"status": "ok"})
@@ -126,6 +126,8 @@ def upload_handler(endpoint: str) -> Handler:
             model = request.match_info.get("deployment") or upload.model
             if not model or len(model) > MAX_MODEL_CHARS:
                 raise _bad_model(model)
+            if not model.isprintable():  # (it may become a form field of its own)
+                raise errors.bad_param("model", "The model name has a control character.")
             state.model = model
             routes = snapshot.routes
             name = routes.normalize(model)
@@ -138,6 +140,8 @@ def upload_handler(endpoint: str) -> Handler:
             state.model_label = route.label
             # `requested`: the model as the form names it, so the one sent replaces it.
             call = Call(endpoint, upload, {}, upload.model or "", name, False)
+            if upload.model is None:  # an Azure route: the form may leave the model out
+                call.form_boundary = await _first_boundary(request, upload)
             return await forward(request, route, call)
         finally:
             upload.close()
@@ -169,6 +173,20 @@ async def name_refused_model(request: web.Request) -> None:
         model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, str) and 0 < len(model) <= MAX_MODEL_CHARS:
         state.model = model
+
+
+async def _first_boundary(request: web.Request, upload: Upload) -> bytes | None:
+    """The form's boundary when the body starts with it (no preamble, as every client sends
+    it), so a part put before it is the form's first; None otherwise."""
+    boundary = boundary_of(request.headers.get("Content-Type", ""))
+    chunks = upload.chunks()
+    try:
+        first = await anext(chunks, b"")
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    if boundary is None or not first.startswith(b"--" + boundary + b"\r\n"):
+        return None
+    return boundary
 
 
 def _bad_model(model: object) -> errors.ProxyError:
