@@ -18,7 +18,7 @@ import pytest
 import structlog
 from aiohttp import web
 
-from llm_proxy.proxy.jsonbody import with_model
+from llm_proxy.proxy.jsonbody import replace_model, with_model
 from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
 from tests.test_provider_types import DEPLOYMENT, Fake, _answer, azure_app, azure_provider
 from tests.upstream_fakes import until
@@ -206,6 +206,23 @@ def test_with_model_keeps_every_other_byte() -> None:
         assert got == expected, body
         assert new == {**data, "model": "d"}
         assert with_model(expected, orjson.loads(expected), "d")[0] == expected  # no change
+
+
+def test_replace_model_changes_only_the_value() -> None:
+    """The rename every mapped call gets: also byte for byte when the pair is ambiguous (the
+    same `"model": "m"` nested in a message, an escaped key) or the new name has a backslash."""
+    cases = {
+        (b'{"a":{"model" : "m"},"model" : "m","n":1.50}', "up"): (
+            b'{"a":{"model" : "m"},"model" : "up","n":1.50}'
+        ),
+        (b'{"\\u006dodel":"m","n":123456789012345678901}', "up"): (
+            b'{"\\u006dodel":"up","n":123456789012345678901}'
+        ),
+        (b'{"model":  "m"}', "a\\b"): b'{"model":  "a\\\\b"}',
+    }
+    for (body, new), expected in cases.items():
+        assert replace_model(body, "m", new) == expected, body
+        assert orjson.loads(expected)["model"] == new
 
 
 async def test_langchain_azure_chat_invokes_and_streams(

@@ -59,11 +59,12 @@ def replace_model(body: bytes, old: str, new: str) -> bytes:
     it is used); a body where that is ambiguous (the same pair nested elsewhere, or an escaped
     spelling) has the top-level member's value found by walking the object (`with_model`).
     """
-    value = orjson.dumps(new)
-    pattern = re.compile(rb'("model"\s*:\s*)' + re.escape(orjson.dumps(old)))
-    matches = pattern.findall(body, 0)
-    if len(matches) == 1:
-        spliced = pattern.sub(lambda m: m[1] + value, body, count=1)
+    was = orjson.dumps(old)
+    pattern = re.compile(rb'"model"\s*:\s*' + re.escape(was))
+    found = pattern.search(body)
+    if found is not None and pattern.search(body, found.end()) is None:
+        start = found.end() - len(was)
+        spliced = body[:start] + orjson.dumps(new) + body[found.end() :]
         if orjson.loads(spliced).get("model") == new:
             return spliced
     return with_model(body, parse_object(body), new)[0]
