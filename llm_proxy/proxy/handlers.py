@@ -157,8 +157,9 @@ async def name_refused_model(request: web.Request) -> None:
     """For a request refused before its handler ran (a 429 at admission), the model it named,
     for its access line and request log: an Azure route's deployment, or a JSON body's
     `model`, the body read (within the usual limits) and parsed here, in this error path
-    only. An admitted request's body is read once, by its handler. Never raises: the refusal
-    is the answer (a multipart form's model is left unnamed: spooling it is not worth it)."""
+    only. An admitted request's body is read once, by its handler. A body over the limits or
+    not JSON leaves the model unnamed, the refusal being the answer (so does a multipart form:
+    spooling it is not worth it)."""
     state = request[STATE]
     model = request.match_info.get("deployment")
     if model is None and request.method == "POST" and request.can_read_body:
