@@ -304,3 +304,23 @@ def test_make_venv_starts_over_when_a_failed_install_left_a_broken_venv(tmp_path
         )
         assert ran.stdout.strip() == str(venv), done.stdout + done.stderr
         assert "pip install" in done.stdout and "No matching distribution" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_mock_takes_a_port(tmp_path: Path) -> None:
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    log = tmp_path / "make-mock.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "mock", f"PORT={port}", f"BIN={bin_dir}", "STAMP="],
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "PORT"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc, log)
+    finally:
+        stop(proc, group=True)
