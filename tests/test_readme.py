@@ -1,6 +1,7 @@
 """The README's newcomer path stays true: its Quick start runs, as written, against the real
-`llm-proxy serve --config example.config.yaml` and `llm-proxy mock-upstream` processes, and
-`make run` serves the file even when DB_URL is set."""
+`llm-proxy serve --config example.config.yaml` and `llm-proxy mock-upstream` processes, the
+Web UI's quick start shows the key it made and that key logs in, `make run` serves the file even
+when DB_URL is set, `make mock` takes a port, and a failed install's `.venv` is rebuilt."""
 
 from __future__ import annotations
 
