@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 
 from llm_proxy.cli import main
-from llm_proxy.config.listener import LISTENER_APP_NAME
 from llm_proxy.config.migrate import discover
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,22 +196,19 @@ async def test_database_mode_cli(
             else:
                 pytest.fail("database-mode proxy never answered")
             assert models == ["gpt-4o"]
-        # The listener connects in the background; serving starts before it is in.
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            for _ in range(200):
-                if await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                    LISTENER_APP_NAME,
-                ):
-                    break
-                await asyncio.sleep(0.025)
-        finally:
-            await conn.close()
+        # The listener connects in the background; serving starts before it is in. Its own
+        # log line says when: its connection shows in pg_stat_activity before it has LISTENed
+        # and logged, and a SIGTERM then (seen under a loaded machine) ended it before the line.
+        assert proc.stderr is not None
+        seen = b""
+        while b'"config_listener_connected"' not in seen:
+            line = await asyncio.wait_for(proc.stderr.readline(), 15)
+            assert line, seen.decode()
+            seen += line
         proc.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(proc.communicate(), 15)
         assert proc.returncode == 0
-        logs = stderr.decode()
+        logs = (seen + stderr).decode()
         assert '"event":"database_mode"' in logs and '"config_listener_connected"' in logs
         assert "secret" not in logs
     finally:
