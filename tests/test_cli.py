@@ -249,11 +249,16 @@ async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int
                 async with http.post(url + "/v1/chat/completions", json=body) as resp:
                     first = await resp.content.readany()
                     proc.send_signal(signal.SIGTERM)
-                    await asyncio.sleep(0.2)
-                    # Draining: /health says 503 on a live connection...
-                    async with probe.get(url + "/health") as health:
-                        assert health.status == 503
-                        assert await health.json() == {"status": "draining"}
+                    # Draining (once the signal is handled): /health says 503 on a live
+                    # connection...
+                    for _ in range(40):
+                        async with probe.get(url + "/health") as health:
+                            if health.status == 503:
+                                assert await health.json() == {"status": "draining"}
+                                break
+                        await asyncio.sleep(0.025)
+                    else:
+                        pytest.fail("/health never said draining")
                     # ...and new connections are refused.
                     async with aiohttp.ClientSession() as fresh:
                         with pytest.raises(aiohttp.ClientConnectionError):

@@ -410,7 +410,11 @@ request_log:
         rotated = tmp_path / "requests.jsonl.1"
         os.rename(path, rotated)
         served.proc.send_signal(signal.SIGHUP)
-        await asyncio.sleep(0.2)
+        for _ in range(200):  # the handler asks for the reopen before it reloads the file
+            if b'"config_reloaded"' in served.log:
+                break
+            await asyncio.sleep(0.025)
+        assert b'"config_reloaded"' in served.log
         later = [await call(), await call()]
         for _ in range(100):
             if path.exists() and path.read_text().count("\n") == 2:
