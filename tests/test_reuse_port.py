@@ -59,16 +59,19 @@ server: {{reuse_port: true}}
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(url + "/health") as resp:
-                        if resp.status == 200 and all(p.poll() is None for p in procs):
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)  # both bound
-            assert all(p.poll() is None for p in procs), "an instance could not bind the port"
+            # Both bound: each one's own metrics port answers (opened after the shared one).
+            for metrics_port in metrics_ports:
+                for _ in range(400):
+                    assert all(p.poll() is None for p in procs), "an instance did not start"
+                    try:
+                        async with http.get(f"http://127.0.0.1:{metrics_port}/health") as resp:
+                            if resp.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        pass
+                    await asyncio.sleep(0.025)
+                else:
+                    pytest.fail(f"metrics port {metrics_port} never answered")
             statuses = []
             headers = {"Authorization": f"Bearer sk-{name}-0123456789", "Connection": "close"}
             for _ in range(30):  # a new connection each: the kernel spreads them
