@@ -27,10 +27,12 @@ help:  ## this list
 # The stamp is the only mark of a finished virtualenv. Without it, whatever $(VENV) holds is
 # the leftover of a failed or interrupted install (a venv made by another Python, or without
 # pip): it is removed and made again, so one failure never makes every later make fail.
+# --no-compile: Python compiles what serving imports on first use; compiling every installed
+# module up front was a sixth of the first `make run`.
 $(STAMP): pyproject.toml
 	@test -f $@ || ! test -f $(VENV)/pyvenv.cfg || rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile -e .
 	touch $@
 
 # The test extra on top (pytest, the openai SDK, ruff, mypy, the browsers' driver, schemathesis,
