@@ -27,18 +27,26 @@ help:  ## this list
 # The stamp is the only mark of a finished virtualenv. Without it, whatever $(VENV) holds is
 # the leftover of a failed or interrupted install (a venv made by another Python, or without
 # pip): it is removed and made again, so one failure never makes every later make fail.
+# Where $(PYTHON) has pip 22.3+, that pip installs into a venv made without one (`--python`),
+# pip itself included: ensurepip (pip and setuptools unpacked and compiled) was a quarter of the
+# first `make run`. Elsewhere (Debian's python3 has no pip) the venv brings its own.
 # --no-compile: Python compiles what serving imports on first use; compiling every installed
-# module up front was a sixth of the first `make run`.
+# module up front was another sixth.
+PIP_FLAGS := -q --disable-pip-version-check
 $(STAMP): pyproject.toml
 	@test -f $@ || ! test -f $(VENV)/pyvenv.cfg || rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile -e .
+	if $(PYTHON) -c 'import pip, sys; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (22, 3))' 2>/dev/null; then \
+	  $(PYTHON) -m venv --without-pip $(VENV) && \
+	  $(PYTHON) -m pip $(PIP_FLAGS) --python $(BIN)/python install --no-compile pip -e .; \
+	else \
+	  $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install $(PIP_FLAGS) --no-compile -e .; \
+	fi
 	touch $@
 
 # The test extra on top (pytest, the openai SDK, ruff, mypy, the browsers' driver, schemathesis,
 # the container validators): only `make test` and its kin need it.
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test]'
 	touch $@
 
 venv: $(STAMP)  ## .venv with llm-proxy and what serving needs

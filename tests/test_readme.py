@@ -304,7 +304,7 @@ def test_make_venv_starts_over_when_a_failed_install_left_a_broken_venv(tmp_path
             check=False,
         )
         assert ran.stdout.strip() == str(venv), done.stdout + done.stderr
-        assert "pip install" in done.stdout and "No matching distribution" in done.stderr
+        assert "No matching distribution" in done.stderr  # pip failed, in a working venv
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
