@@ -259,11 +259,15 @@ async def test_web_ui_quick_start_shows_the_key_it_made_and_the_ui_address(
         )
     try:
         await asyncio.to_thread(wait_until_up, f"http://127.0.0.1:{port}/health", proc, log)
-        output = log.read_text()
+        # The log's own writer thread may write the line after /health answers.
+        ui = f"http://127.0.0.1:{port}/ui/"
+        for _ in range(400):
+            if ui in (output := log.read_text()):
+                break
+            await asyncio.sleep(0.025)
+        assert ui in output, output
         shown = re.findall(r"adm-[0-9a-f]{32}", output)
         assert len(shown) == 1, output  # the quick start shows it; the proxy never does
-        ui = f"http://127.0.0.1:{port}/ui/"
-        assert ui in output, output
         async with aiohttp.ClientSession() as http:
             async with http.get(ui) as page:
                 assert page.status == 200
