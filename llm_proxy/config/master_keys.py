@@ -55,12 +55,8 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         k = check.mapping(item, path, KEY_KEYS)
         if k is None:
             continue
-        if k.get("name") is None:
-            check.fail((*path, "name"), "is required")
-        name = check.name(k["name"], (*path, "name")) if k.get("name") is not None else ""
-        if name in names:
-            check.fail((*path, "name"), f"duplicate key name {name!r}")
-        names.add(name)
+        check.required(k, path, "name")
+        name = check.unique_name(k, path, names, "key")
         secret, key_sha256 = "", None
         if (k.get("key") is None) == (k.get("key_sha256") is None):
             check.fail((*path, "key"), "exactly one of key and key_sha256 is required")

@@ -31,13 +31,8 @@ def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
         p = check.mapping(item, path, PROVIDER_KEYS)
         if p is None:
             continue
-        for required in ("name", "api_base"):
-            if p.get(required) is None:
-                check.fail((*path, required), "is required")
-        name = check.name(p["name"], (*path, "name")) if p.get("name") is not None else ""
-        if name in seen:
-            check.fail((*path, "name"), f"duplicate provider name {name!r}")
-        seen.add(name)
+        check.required(p, path, "name", "api_base")
+        name = check.unique_name(p, path, seen, "provider")
         api_base = ""
         if p.get("api_base") is not None:
             api_base = check.string(p["api_base"], (*path, "api_base")).rstrip("/")
