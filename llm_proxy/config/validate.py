@@ -112,7 +112,8 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     )
     if check.issues:
         raise ConfigError(check.issues)
-    # Read last, after the verdict (as it always was): its own problems are not reported.
+    # Read after the verdict, as it always was: a problem in the top-level health_check is
+    # dropped, not reported (a known gap, kept by this refactor; its fix is its own change).
     health_check = parse_health_check(check, top.get("health_check"), ("health_check",))
     return dataclasses.replace(config, health_check=health_check)
 
