@@ -108,10 +108,12 @@ def create_app(
     *,
     version: str = "1",
     clock: Clock | None = None,
+    breaker_clock: Clock = time.monotonic,
     database: DatabaseMode | None = None,
     langfuse: LangfuseSettings | None = None,
 ) -> web.Application:
-    """The proxy application. `clock` (seconds) drives the rate limiter; tests pass their own.
+    """The proxy application. `clock` (seconds) drives the rate limiter and `breaker_clock`
+    (monotonic seconds) the circuit breaker; tests pass their own.
     With `database`, `config` is the snapshot loaded at startup and a listener keeps it current.
     """
     # Middleware order, outermost first:
@@ -124,7 +126,7 @@ def create_app(
     )
     store = app[STORE] = ConfigStore(compile_snapshot(config, version))
     metrics = app[METRICS] = Metrics()
-    health = app[HEALTH] = HealthBoard()
+    health = app[HEALTH] = HealthBoard(breaker_clock)
     health.breaker = config.circuit_breaker
     metrics.provider_health = lambda: {
         p.name: health.get(p.name).healthy for p in store.current.config.providers

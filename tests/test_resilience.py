@@ -22,6 +22,19 @@ from tests.faults import DONE, EVENT, FaultyUpstream
 Start = Callable[..., Any]
 
 
+class FakeClock:
+    """Monotonic seconds that move only when a test advances them (drives the breaker)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, secs: float) -> None:
+        self.now += secs
+
+
 @pytest.fixture
 async def faulty() -> AsyncIterator[Callable[..., Any]]:
     """Start FaultyUpstreams; returns (upstream, api_base)."""
@@ -127,7 +140,8 @@ async def test_ejection_half_open_trial_and_recovery(
 ) -> None:
     flaky, a_base = await faulty("status:500")
     good, b_base = await faulty("ok")
-    url = await start_proxy(two_providers(a_base, b_base))
+    clock = FakeClock()
+    url = await start_proxy(two_providers(a_base, b_base), breaker_clock=clock)
     for _ in range(8):
         assert (await chat(http, url))[0] == 200
     assert flaky.seen == ["status:500"] * 3  # three failures in a row: ejected, then skipped
@@ -139,7 +153,7 @@ async def test_ejection_half_open_trial_and_recovery(
     assert sample(m, "llm_proxy_provider_health", provider="a") == 0
 
     flaky.default = "ok"  # the provider recovers
-    await asyncio.sleep(0.35)  # past the cooldown: half-open, one trial request
+    clock.advance(0.35)  # past the cooldown: half-open, one trial request
     for _ in range(6):
         assert (await chat(http, url))[0] == 200
     assert flaky.seen.count("ok") == 3  # trial succeeded; back in rotation (1 of every 2)
@@ -152,16 +166,17 @@ async def test_failed_trial_doubles_cooldown(
 ) -> None:
     flaky, a_base = await faulty("status:500")
     _, b_base = await faulty("ok")
-    url = await start_proxy(two_providers(a_base, b_base))
+    clock = FakeClock()
+    url = await start_proxy(two_providers(a_base, b_base), breaker_clock=clock)
     for _ in range(6):
         await chat(http, url)
-    await asyncio.sleep(0.35)
+    clock.advance(0.35)
     for _ in range(4):
         await chat(http, url)
     assert flaky.seen == ["status:500"] * 4  # one failed trial, then out again
     async with http.get(url + "/health/detailed") as resp:
         a = (await resp.json())["providers"][0]
-    assert 0.3 < a["ejected_for_secs"] <= 0.6  # 0.3 s doubled (a single cooldown is <= 0.3)
+    assert a["ejected_for_secs"] == 0.6  # 0.3 s doubled
 
 
 async def test_all_ejected_still_serves(

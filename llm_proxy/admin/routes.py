@@ -186,7 +186,7 @@ async def stats(request: web.Request) -> web.Response:
     config_dict = request.config_dict
     snapshot = request[STATE].snapshot
     health = config_dict[HEALTH]
-    now = time.monotonic()
+    now = health.clock()
     return json_response(
         {
             "interval_secs": STATS_INTERVAL,

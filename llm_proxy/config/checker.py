@@ -140,6 +140,21 @@ class Checker:
             return []
         return list(value)
 
+    def required(self, data: Mapping[str, Any], path: Path, *keys: str) -> None:
+        """Each of `keys` must be given."""
+        for key in keys:
+            if data.get(key) is None:
+                self.fail((*path, key), "is required")
+
+    def unique_name(self, data: Mapping[str, Any], path: Path, seen: set[str], what: str) -> str:
+        """The entry's `name` ("" when missing: `required` reports that), not in `seen`
+        (which it joins)."""
+        name = self.name(data["name"], (*path, "name")) if data.get("name") is not None else ""
+        if name in seen:
+            self.fail((*path, "name"), f"duplicate {what} name {name!r}")
+        seen.add(name)
+        return name
+
     def optional(self, data: Mapping[str, Any], key: str, default: T) -> Any:
         value = data.get(key)
         return default if value is None else value

@@ -55,26 +55,9 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         k = check.mapping(item, path, KEY_KEYS)
         if k is None:
             continue
-        if k.get("name") is None:
-            check.fail((*path, "name"), "is required")
-        name = check.name(k["name"], (*path, "name")) if k.get("name") is not None else ""
-        if name in names:
-            check.fail((*path, "name"), f"duplicate key name {name!r}")
-        names.add(name)
-        secret, key_sha256 = "", None
-        if (k.get("key") is None) == (k.get("key_sha256") is None):
-            check.fail((*path, "key"), "exactly one of key and key_sha256 is required")
-        elif k.get("key") is not None:
-            secret = check.string(k["key"], (*path, "key"))
-            problem = short_key_problem(secret) if secret.strip() else None
-            if problem is not None:
-                check.fail((*path, "key"), problem)
-        else:
-            hex_digest = check.string(k["key_sha256"], (*path, "key_sha256"))
-            if re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):
-                key_sha256 = bytes.fromhex(hex_digest)
-            else:
-                check.fail((*path, "key_sha256"), "must be 64 hex characters (a SHA-256)")
+        check.required(k, path, "name")
+        name = check.unique_name(k, path, names, "key")
+        secret, key_sha256 = _secret(check, k, path)
         digest = key_sha256 or hashlib.sha256(secret.encode()).digest()
         if (secret or key_sha256) and digest in digests:
             # Never echo the secret itself.
@@ -83,17 +66,7 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         limit = None
         if k.get("rate_limit") is not None:
             limit = parse_rate_limit(check, k["rate_limit"], (*path, "rate_limit"))
-        allowed = None
-        if k.get("allowed_models") is not None:
-            entries = []
-            for j, entry in enumerate(
-                check.sequence(k["allowed_models"], (*path, "allowed_models"))
-            ):
-                text = check.string(entry, (*path, "allowed_models", j))
-                if text:
-                    check_pattern(check, text, (*path, "allowed_models", j))
-                    entries.append(text)
-            allowed = tuple(entries)
+        allowed = _allowed_models(check, k.get("allowed_models"), (*path, "allowed_models"))
         enabled = check.boolean(check.optional(k, "enabled", True), (*path, "enabled"))
         tpm = k.get("tokens_per_minute")
         if tpm is not None:
@@ -121,6 +94,38 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
             )
         )
     return tuple(out)
+
+
+def _secret(check: Checker, k: Mapping[str, Any], path: Path) -> tuple[str, bytes | None]:
+    """The key itself or its SHA-256 (exactly one is given): ("", digest) or (key, None)."""
+    secret, key_sha256 = "", None
+    if (k.get("key") is None) == (k.get("key_sha256") is None):
+        check.fail((*path, "key"), "exactly one of key and key_sha256 is required")
+    elif k.get("key") is not None:
+        secret = check.string(k["key"], (*path, "key"))
+        problem = short_key_problem(secret) if secret.strip() else None
+        if problem is not None:
+            check.fail((*path, "key"), problem)
+    else:
+        hex_digest = check.string(k["key_sha256"], (*path, "key_sha256"))
+        if re.fullmatch(r"[0-9a-fA-F]{64}", hex_digest):
+            key_sha256 = bytes.fromhex(hex_digest)
+        else:
+            check.fail((*path, "key_sha256"), "must be 64 hex characters (a SHA-256)")
+    return secret, key_sha256
+
+
+def _allowed_models(check: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
+    """Model names and patterns the key may use (None: any model)."""
+    if raw is None:
+        return None
+    entries = []
+    for j, entry in enumerate(check.sequence(raw, path)):
+        text = check.string(entry, (*path, j))
+        if text:
+            check_pattern(check, text, (*path, j))
+            entries.append(text)
+    return tuple(entries)
 
 
 def _budget(

@@ -29,83 +29,90 @@ def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
     for i, item in enumerate(check.sequence(raw, ("providers",))):
         path: Path = ("providers", i)
         p = check.mapping(item, path, PROVIDER_KEYS)
-        if p is None:
-            continue
-        for required in ("name", "api_base"):
-            if p.get(required) is None:
-                check.fail((*path, required), "is required")
-        name = check.name(p["name"], (*path, "name")) if p.get("name") is not None else ""
-        if name in seen:
-            check.fail((*path, "name"), f"duplicate provider name {name!r}")
-        seen.add(name)
-        api_base = ""
-        if p.get("api_base") is not None:
-            api_base = check.string(p["api_base"], (*path, "api_base")).rstrip("/")
-            shown = redact_url(api_base)
-            if api_base and not api_base.startswith(("http://", "https://")):
-                check.fail((*path, "api_base"), f"must start with http:// or https://: {shown}")
-            elif api_base and not _has_host(api_base):
-                check.fail((*path, "api_base"), f"has no host: {shown}")
-            elif api_base and _has_userinfo(api_base):
-                check.fail(
-                    (*path, "api_base"),
-                    f"must not carry user:password@ ({shown}): put the provider's key in "
-                    "api_key (sent as Authorization: Bearer)",
-                )
-            elif "#" in api_base:
-                check.fail((*path, "api_base"), f"must not have a #fragment: {shown}")
-        # It becomes a header line as is: no spaces, control characters or non-ASCII.
-        api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
-        proxy = _provider_proxy(check, p.get("proxy"), (*path, "proxy"))
-        ids = {}
-        for key in ("organization", "project"):
-            value = p.get(key)
-            if value is not None:
-                value = check.string(value, (*path, key))
-                if not HEADER_SAFE.fullmatch(value):
-                    check.fail((*path, key), "must be printable ASCII without spaces")
-            ids[key] = value
-        weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
-        mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
-        kind = _choice(check, p.get("provider_type"), (*path, "provider_type"), PROVIDER_TYPES)
-        auth = _choice(check, p.get("auth"), (*path, "auth"), AUTH_MODES)
-        if auth == "none" and api_key:
-            check.fail(
-                (*path, "api_key"),
-                "is never sent with auth: none: remove it, or use auth: bearer or api-key",
-            )
-        headers = _headers(check, p.get("headers"), (*path, "headers"), ids)
-        query = _query_params(check, p.get("query_params"), (*path, "query_params"), api_base)
-        if kind == "azure":
-            _check_azure(check, api_base, query, path)
-        verify = p.get("verify_ssl")
-        inject = p.get("inject_stream_usage")
-        out.append(
-            Provider(
-                name=name,
-                api_base=api_base,
-                api_key=api_key,
-                weight=weight,
-                model_mapping=mapping,
-                verify_ssl=None if verify is None else check.boolean(verify, (*path, "verify_ssl")),
-                timeouts=parse_timeouts(check, p, path, Timeouts()),
-                health_check=parse_health_check(
-                    check, p.get("health_check"), (*path, "health_check")
-                ),
-                inject_stream_usage=None
-                if inject is None
-                else check.boolean(inject, (*path, "inject_stream_usage")),
-                organization=ids["organization"],
-                pricing=parse_pricing(check, p.get("pricing"), (*path, "pricing")),
-                project=ids["project"],
-                proxy=proxy,
-                provider_type=cast(Literal["openai", "azure"], kind),
-                auth=cast(Literal["bearer", "api-key", "none"], auth),
-                headers=headers,
-                query_params=query,
-            )
-        )
+        if p is not None:
+            out.append(_provider(check, p, path, seen))
     return tuple(out)
+
+
+def _provider(check: Checker, p: Mapping[str, Any], path: Path, seen: set[str]) -> Provider:
+    """One entry of `providers` (its name joins `seen`)."""
+    check.required(p, path, "name", "api_base")
+    name = check.unique_name(p, path, seen, "provider")
+    api_base = _api_base(check, p.get("api_base"), (*path, "api_base"))
+    # It becomes a header line as is: no spaces, control characters or non-ASCII.
+    api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
+    proxy = _provider_proxy(check, p.get("proxy"), (*path, "proxy"))
+    ids = _ids(check, p, path)
+    weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
+    mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
+    kind = _choice(check, p.get("provider_type"), (*path, "provider_type"), PROVIDER_TYPES)
+    auth = _choice(check, p.get("auth"), (*path, "auth"), AUTH_MODES)
+    if auth == "none" and api_key:
+        check.fail(
+            (*path, "api_key"),
+            "is never sent with auth: none: remove it, or use auth: bearer or api-key",
+        )
+    headers = _headers(check, p.get("headers"), (*path, "headers"), ids)
+    query = _query_params(check, p.get("query_params"), (*path, "query_params"), api_base)
+    if kind == "azure":
+        _check_azure(check, api_base, query, path)
+    verify = p.get("verify_ssl")
+    inject = p.get("inject_stream_usage")
+    return Provider(
+        name=name,
+        api_base=api_base,
+        api_key=api_key,
+        weight=weight,
+        model_mapping=mapping,
+        verify_ssl=None if verify is None else check.boolean(verify, (*path, "verify_ssl")),
+        timeouts=parse_timeouts(check, p, path, Timeouts()),
+        health_check=parse_health_check(check, p.get("health_check"), (*path, "health_check")),
+        inject_stream_usage=None
+        if inject is None
+        else check.boolean(inject, (*path, "inject_stream_usage")),
+        organization=ids["organization"],
+        pricing=parse_pricing(check, p.get("pricing"), (*path, "pricing")),
+        project=ids["project"],
+        proxy=proxy,
+        provider_type=cast(Literal["openai", "azure"], kind),
+        auth=cast(Literal["bearer", "api-key", "none"], auth),
+        headers=headers,
+        query_params=query,
+    )
+
+
+def _api_base(check: Checker, raw: Any, path: Path) -> str:
+    """The provider's URL, without a trailing slash ("" when missing)."""
+    if raw is None:
+        return ""
+    api_base = check.string(raw, path).rstrip("/")
+    shown = redact_url(api_base)
+    if api_base and not api_base.startswith(("http://", "https://")):
+        check.fail(path, f"must start with http:// or https://: {shown}")
+    elif api_base and not _has_host(api_base):
+        check.fail(path, f"has no host: {shown}")
+    elif api_base and _has_userinfo(api_base):
+        check.fail(
+            path,
+            f"must not carry user:password@ ({shown}): put the provider's key in "
+            "api_key (sent as Authorization: Bearer)",
+        )
+    elif "#" in api_base:
+        check.fail(path, f"must not have a #fragment: {shown}")
+    return api_base
+
+
+def _ids(check: Checker, p: Mapping[str, Any], path: Path) -> dict[str, str | None]:
+    """`organization` and `project` (OpenAI's header values), None when not given."""
+    ids = {}
+    for key in ("organization", "project"):
+        value = p.get(key)
+        if value is not None:
+            value = check.string(value, (*path, key))
+            if not HEADER_SAFE.fullmatch(value):
+                check.fail((*path, key), "must be printable ASCII without spaces")
+        ids[key] = value
+    return ids
 
 
 HEADER_SAFE: Final = re.compile(r"[!-~]+")  # printable ASCII, no spaces: a header value

@@ -1,22 +1,28 @@
-"""Sections shared by the top level and the providers: timeouts, health checks, circuit
-breaker, rate limits and prices, and the key sets each section accepts."""
+"""Sections of the config: those shared by the top level and the providers (timeouts, health
+checks, prices), `server`, `circuit_breaker`, rate limits and the request log, and the key
+sets each section accepts."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Path
 from llm_proxy.config.model import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
     TIMEOUT_KEYS,
+    CircuitBreaker,
     HealthCheck,
     Price,
     Pricing,
     RateLimit,
     RequestLogSettings,
     Timeouts,
+    TlsSettings,
 )
 from llm_proxy.config.patterns import compile_pattern
 
@@ -43,6 +49,10 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
 
 
 BREAKER_KEYS: Final = frozenset({"failure_threshold", "cooldown_secs", "max_cooldown_secs"})
+
+
+SERVER_KEYS: Final = frozenset({"host", "port", "reuse_port", "tls", "http_port", "metrics_port"})
+TLS_KEYS: Final = frozenset({"cert_file", "key_file", "client_ca_file"})
 
 
 HEALTH_CHECK_KEYS: Final = frozenset({"interval_secs", "model"})
@@ -76,6 +86,90 @@ def parse_timeouts(check: Checker, data: Mapping[str, Any], path: Path, base: Ti
             getattr(base, key) if value is None else check.positive_number(value, (*path, key))
         )
     return Timeouts(**values)
+
+
+class ServerFields(TypedDict):
+    """The `server` section: Config's listener fields."""
+
+    host: str
+    port: int
+    reuse_port: bool
+    tls: TlsSettings | None
+    http_port: int | None
+    metrics_port: int | None
+
+
+def parse_server(check: Checker, raw: Any) -> ServerFields:
+    fields = ServerFields(
+        host=DEFAULT_HOST,
+        port=DEFAULT_PORT,
+        reuse_port=False,
+        tls=None,
+        http_port=None,
+        metrics_port=None,
+    )
+    srv = None if raw is None else check.mapping(raw, ("server",), SERVER_KEYS)
+    if srv is None:
+        return fields
+    if srv.get("host") is not None:
+        fields["host"] = check.string(srv["host"], ("server", "host"))
+    if srv.get("port") is not None:
+        fields["port"] = check.port(srv["port"], ("server", "port"))
+    fields["reuse_port"] = check.boolean(
+        check.optional(srv, "reuse_port", False), ("server", "reuse_port")
+    )
+    fields["tls"] = _parse_tls(check, srv.get("tls"))
+    if srv.get("metrics_port") is not None:
+        fields["metrics_port"] = check.port(srv["metrics_port"], ("server", "metrics_port"))
+    if srv.get("http_port") is not None:
+        fields["http_port"] = check.port(srv["http_port"], ("server", "http_port"))
+        if fields["tls"] is None:
+            check.fail(("server", "http_port"), "is only for a second listener beside tls")
+    return fields
+
+
+def _parse_tls(check: Checker, raw: Any) -> TlsSettings | None:
+    if raw is None:
+        return None
+    path: Path = ("server", "tls")
+    t = check.mapping(raw, path, TLS_KEYS)
+    if t is None:
+        return None
+    files = {}
+    for key in ("cert_file", "key_file", "client_ca_file"):
+        value = t.get(key)
+        if value is None:
+            if key != "client_ca_file":
+                check.fail((*path, key), "is required")
+            continue
+        name = check.string(value, (*path, key))
+        if name and not os.access(name, os.R_OK):
+            check.fail((*path, key), f"cannot read {name!r}")
+        files[key] = name
+    if check.issues:
+        return None
+    return TlsSettings(files["cert_file"], files["key_file"], files.get("client_ca_file"))
+
+
+def parse_circuit_breaker(check: Checker, raw: Any) -> CircuitBreaker:
+    default = CircuitBreaker()
+    path: Path = ("circuit_breaker",)
+    b = None if raw is None else check.mapping(raw, path, BREAKER_KEYS)
+    if b is None:
+        return default
+    return CircuitBreaker(
+        check.positive_int(
+            check.optional(b, "failure_threshold", default.failure_threshold),
+            (*path, "failure_threshold"),
+        ),
+        check.positive_number(
+            check.optional(b, "cooldown_secs", default.cooldown_secs), (*path, "cooldown_secs")
+        ),
+        check.positive_number(
+            check.optional(b, "max_cooldown_secs", default.max_cooldown_secs),
+            (*path, "max_cooldown_secs"),
+        ),
+    )
 
 
 def parse_health_check(check: Checker, raw: Any, path: Path) -> HealthCheck | None:

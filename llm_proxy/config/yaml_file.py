@@ -131,34 +131,12 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
     changes: dict[str, Any] = {}
     if env.get("HOST"):
         changes["host"] = env["HOST"]
-    if env.get("PORT"):
-        port = env["PORT"].strip()
-        if port.isdigit() and 0 < int(port) <= 65535:
-            changes["port"] = int(port)
-        else:
-            issues.append(Issue(("PORT",), f"must be a port number 1-65535, got {port!r}", "env"))
-    if env.get("METRICS_PORT"):
-        port = env["METRICS_PORT"].strip()
-        if port.isdigit() and 0 < int(port) <= 65535:
-            changes["metrics_port"] = int(port)
-        else:
-            issues.append(
-                Issue(("METRICS_PORT",), f"must be a port number 1-65535, got {port!r}", "env")
-            )
-    if env.get("VERIFY_SSL"):
-        flag = parse_bool(env["VERIFY_SSL"])
-        if flag is None:
-            issues.append(Issue(("VERIFY_SSL",), "must be true or false", "env"))
-        else:
-            changes["verify_ssl"] = flag
+    _env_port(env, "PORT", "port", changes, issues)
+    _env_port(env, "METRICS_PORT", "metrics_port", changes, issues)
+    _env_flag(env, "VERIFY_SSL", "verify_ssl", changes, issues)
     if "PROVIDER_SUFFIX" in env:
         changes["provider_suffix"] = env["PROVIDER_SUFFIX"].strip() or None
-    if env.get("REQUIRE_AUTH"):
-        flag = parse_bool(env["REQUIRE_AUTH"])
-        if flag is None:
-            issues.append(Issue(("REQUIRE_AUTH",), "must be true or false", "env"))
-        else:
-            changes["require_auth"] = flag
+    _env_flag(env, "REQUIRE_AUTH", "require_auth", changes, issues)
     if env.get("ADMIN_KEY"):
         secret = env["ADMIN_KEY"]
         if not header_safe(secret):  # never echo it
@@ -168,25 +146,53 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
         else:
             changes["admin_key"] = secret
     if env.get("ADMIN_KEYS"):
-        named = []
-        for i, item in enumerate(env["ADMIN_KEYS"].split(",")):
-            name, sep, secret = item.strip().partition(":")
-            if not sep or not name.strip() or not secret or not header_safe(secret):
-                # never echo it
-                issues.append(
-                    Issue(
-                        ("ADMIN_KEYS", i),
-                        "must be name:key pairs, comma-separated (keys printable ASCII "
-                        "without spaces)",
-                        "env",
-                    )
-                )
-            elif (problem := short_key_problem(secret)) is not None:
-                issues.append(Issue(("ADMIN_KEYS", i), problem, "env"))
-            else:
-                named.append((name.strip(), secret))
-        changes["admin_keys"] = tuple(named)
+        changes["admin_keys"] = _env_admin_keys(env["ADMIN_KEYS"], issues)
     return changes, issues
+
+
+def _env_port(
+    env: Mapping[str, str], var: str, field: str, changes: dict[str, Any], issues: list[Issue]
+) -> None:
+    if not env.get(var):
+        return
+    port = env[var].strip()
+    if port.isdigit() and 0 < int(port) <= 65535:
+        changes[field] = int(port)
+    else:
+        issues.append(Issue((var,), f"must be a port number 1-65535, got {port!r}", "env"))
+
+
+def _env_flag(
+    env: Mapping[str, str], var: str, field: str, changes: dict[str, Any], issues: list[Issue]
+) -> None:
+    if not env.get(var):
+        return
+    flag = parse_bool(env[var])
+    if flag is None:
+        issues.append(Issue((var,), "must be true or false", "env"))
+    else:
+        changes[field] = flag
+
+
+def _env_admin_keys(raw: str, issues: list[Issue]) -> tuple[tuple[str, str], ...]:
+    """`ADMIN_KEYS=name:key,name:key`: the well-formed pairs (each bad one is an issue)."""
+    named = []
+    for i, item in enumerate(raw.split(",")):
+        name, sep, secret = item.strip().partition(":")
+        if not sep or not name.strip() or not secret or not header_safe(secret):
+            # never echo it
+            issues.append(
+                Issue(
+                    ("ADMIN_KEYS", i),
+                    "must be name:key pairs, comma-separated (keys printable ASCII without spaces)",
+                    "env",
+                )
+            )
+        elif (problem := short_key_problem(secret)) is not None:
+            issues.append(Issue(("ADMIN_KEYS", i), problem, "env"))
+        else:
+            named.append((name.strip(), secret))
+    return tuple(named)
 
 
 def _interpolate(

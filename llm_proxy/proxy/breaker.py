@@ -7,11 +7,16 @@ provider, kept across config reloads (by provider name).
   its outcome closes the breaker or ejects the provider again.
 * A 429 with `Retry-After` makes a provider unavailable until then, without counting as a
   failure of its health.
+
+Every instant the breaker compares comes from its `clock` (monotonic seconds; tests pass their
+own). Methods that decide at an instant take `now`: a caller weighing several providers reads
+`board.clock()` once and passes it to each.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,14 +31,14 @@ class ProviderStatus:
     last_error: str | None = None  # kind of the last failure, if the last outcome was one
     last_error_detail: str | None = None  # ...and its cause, in words (never a secret)
     last_seen: float | None = None  # wall-clock time of the last outcome
-    last_failure_at: float = 0.0  # monotonic
+    last_failure_at: float = 0.0  # HealthBoard.clock
     requests: int = 0
     failures: int = 0
     consecutive_failures: int = 0
     ejections: int = 0  # ejections in a row (reset by a success)
-    ejected_until: float = 0.0  # monotonic; 0: not ejected
+    ejected_until: float = 0.0  # HealthBoard.clock; 0: not ejected
     trial_in_flight: bool = False
-    rate_limited_until: float = 0.0  # monotonic, from a 429's Retry-After
+    rate_limited_until: float = 0.0  # HealthBoard.clock, from a 429's Retry-After
 
     @property
     def healthy(self) -> bool:
@@ -46,7 +51,8 @@ class ProviderStatus:
 
 
 class HealthBoard:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._status: dict[str, ProviderStatus] = {}
         self.breaker = CircuitBreaker()
         # Providers that are (or were, until their next success) ejected or rate limited;
@@ -101,7 +107,7 @@ class HealthBoard:
         retry_after: float | None = None,
         detail: str | None = None,
     ) -> None:
-        now = time.monotonic()
+        now = self.clock()
         s = self.get(provider)
         s.last_status, s.last_error, s.last_seen = status, kind, time.time()
         s.last_error_detail = detail

@@ -93,7 +93,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         state.provider = upstream.name
         state.model_sent = target.model or call.name or None
         state.relayed = Relayed(stripper=stripper)
-        health.begin(upstream.name, time.monotonic())
+        health.begin(upstream.name, health.clock())
         result = await _attempt(request, state, upstream, call, body, final)
         if not isinstance(result, Failure):
             return result
@@ -139,7 +139,7 @@ def _all_failed(tried: list[str], last: Failure) -> errors.ProxyError:
 
 
 def _rate_limited(route: Route, health: HealthBoard) -> web.Response:
-    now = time.monotonic()
+    now = health.clock()
     wait = min(health.rate_limited_for(t.provider.name, now) for t in route.targets)
     seconds = max(1, math.ceil(wait))
     names = ", ".join(repr(t.provider.name) for t in route.targets)
@@ -160,7 +160,7 @@ def _choose(route: Route, tried: list[str], health: HealthBoard) -> Target | Non
             return route.targets[0]
         if not tried:
             return route.pick()  # the common case: everyone healthy, first attempt
-    now = time.monotonic()
+    now = health.clock()
     target = route.pick(
         lambda t: t.provider.name not in tried and health.usable(t.provider.name, now)
     )

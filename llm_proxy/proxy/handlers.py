@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import time
 from typing import Final
 
 import orjson
@@ -245,7 +244,7 @@ async def health_detailed(request: web.Request) -> web.Response:
         "/health/detailed requires `Authorization: Bearer <admin_key or metrics_token>`.",
     )
     board = request.app[HEALTH]
-    now = time.monotonic()
+    now = board.clock()
     providers = []
     for p in config.providers:
         s = board.get(p.name)

@@ -58,80 +58,105 @@ def object_handler(collection: str) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request[STATE]
-        snapshot = state.snapshot
-        key = state.api_key
         segments = object_segments(request)
         query = client_query(request)
-        owners = request.app[OWNERS]
         lifecycle = request.app[LIFECYCLE]
-        method = request.method
         upload = None
         try:
             body: bytes | Upload = b""
             if boundary_of(request.headers.get("Content-Type", "")) is not None:
+                snapshot = state.snapshot
                 body = upload = await spool(
                     request, snapshot.max_body_bytes, snapshot.config.body_timeout_secs, b""
                 )
             elif request.body_exists:
                 body = await read_body(request, state, lifecycle)
-            object_id = segments[0] if segments else None
-            owner: Owner | None = None
-            if object_id is not None:
-                if len(object_id) > MAX_ID_CHARS:
-                    raise errors.bad_param("id", f"The id is longer than {MAX_ID_CHARS}.")
-                owner = await owners.owner(object_id)
-                if not visible(owner, key):
-                    raise not_found(object_id)
-            if method == "POST" and isinstance(body, bytes) and body:
-                named = await _named_inputs(request, body, collection, object_id is None)
-                owner = owner or named
-            models = None
-            if upload is not None and collection == "files" and object_id is None and key:
-                models = await batch_models(upload, boundary_of(request.headers["Content-Type"]))
-            listing = object_id is None and method == "GET"
-            limit = 0
-            if listing and isolated(key):
-                if collection not in LISTS:
-                    raise errors.ProxyError(
-                        400,
-                        f"Listing {collection} needs a key with `shared_objects: true`: the "
-                        "proxy cannot tell this key's objects from others'.",
-                        code="list_not_available",
-                    )
-                query, limit = widened(query, collection)
-            provider = _provider(snapshot, owner.provider if owner else None, object_id)
-            inspect = (
-                bool(limit)
-                or collection == "batches"
-                or (collection == "uploads" and segments[1:] == ["complete"])
-            )
-            call = Call(
-                upstream_path(collection, segments),
-                body,
-                {},
-                "",
-                "",
-                False,
-                method=method,
-                query=query,
-                creates=kind if method == "POST" and object_id is None else None,
-                models=models,
-                inspect=inspect,
-            )
-            response = await forward(request, Route([Target(provider, None)], "other"), call)
-            if not 200 <= response.status < 300:
-                return response
-            if method == "DELETE" and object_id is not None and len(segments) == 1:
-                owners.forget(object_id)
-            if inspect and isinstance(response, web.Response):
-                await inspect_answer(request, response, collection, provider.name, owner, limit)
-            return response
+            return await _object_call(request, collection, kind, segments, query, body, upload)
         finally:
             release(lifecycle, state)
             if upload is not None:
                 upload.close()
 
     return handle
+
+
+async def _object_call(
+    request: web.Request,
+    collection: str,
+    kind: str,
+    segments: list[str],
+    query: str,
+    body: bytes | Upload,
+    upload: Upload | None,
+) -> web.StreamResponse:
+    """The call, once its body is read: to the provider holding the object (or the default
+    one), remembering what it creates and forgets."""
+    key = request[STATE].api_key
+    method = request.method
+    object_id = segments[0] if segments else None
+    owner = await _owner(request, object_id)
+    if method == "POST" and isinstance(body, bytes) and body:
+        named = await _named_inputs(request, body, collection, object_id is None)
+        owner = owner or named
+    models = None
+    if upload is not None and collection == "files" and object_id is None and key:
+        models = await batch_models(upload, boundary_of(request.headers["Content-Type"]))
+    limit = 0
+    if object_id is None and method == "GET" and isolated(key):
+        query, limit = _widened_list(query, collection)
+    provider = _provider(request[STATE].snapshot, owner.provider if owner else None, object_id)
+    inspect = (
+        bool(limit)
+        or collection == "batches"
+        or (collection == "uploads" and segments[1:] == ["complete"])
+    )
+    call = Call(
+        upstream_path(collection, segments),
+        body,
+        {},
+        "",
+        "",
+        False,
+        method=method,
+        query=query,
+        creates=kind if method == "POST" and object_id is None else None,
+        models=models,
+        inspect=inspect,
+    )
+    response = await forward(request, Route([Target(provider, None)], "other"), call)
+    if not 200 <= response.status < 300:
+        return response
+    if method == "DELETE" and object_id is not None and len(segments) == 1:
+        request.app[OWNERS].forget(object_id)
+    if inspect and isinstance(response, web.Response):
+        await inspect_answer(request, response, collection, provider.name, owner, limit)
+    return response
+
+
+async def _owner(request: web.Request, object_id: str | None) -> Owner | None:
+    """Who holds the object the path names (None: no object, or one the proxy never saw);
+    a 404 when it is another key's."""
+    if object_id is None:
+        return None
+    if len(object_id) > MAX_ID_CHARS:
+        raise errors.bad_param("id", f"The id is longer than {MAX_ID_CHARS}.")
+    owner = await request.app[OWNERS].owner(object_id)
+    if not visible(owner, request[STATE].api_key):
+        raise not_found(object_id)
+    return owner
+
+
+def _widened_list(query: str, collection: str) -> tuple[str, int]:
+    """A list for a key that sees only its own objects: asked upstream at the largest page
+    (then filtered), with the client's limit."""
+    if collection not in LISTS:
+        raise errors.ProxyError(
+            400,
+            f"Listing {collection} needs a key with `shared_objects: true`: the "
+            "proxy cannot tell this key's objects from others'.",
+            code="list_not_available",
+        )
+    return widened(query, collection)
 
 
 async def _named_inputs(

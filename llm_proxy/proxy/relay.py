@@ -151,22 +151,28 @@ async def relay(leg: Leg, first: bytes) -> bool:
                 handed_off = True
                 break
             chunk = b""
-        # The client has the whole answer: a hang-up from here on is not a 499.
-        relayed.complete = True
-        state.final_status = relayed.status
-        try:
-            watch.writing()
-            if stripper is not None and (rest := stripper.flush()):
-                await out.write(rest)
-            await out.write_eof()
-        except ConnectionResetError:
-            pass
+        watch.writing()
+        await _finish(leg)
         return handed_off
     except ConnectionResetError:
         state.final_status = CLIENT_CLOSED
         return False
     finally:
         watch.close()
+
+
+async def _finish(leg: Leg) -> None:
+    """The client has the whole answer: a hang-up from here on is not a 499. What the usage
+    stripper still holds, then the end of the body."""
+    relayed, out = leg.relayed, leg.out
+    relayed.complete = True
+    leg.state.final_status = relayed.status
+    try:
+        if relayed.stripper is not None and (rest := relayed.stripper.flush()):
+            await out.write(rest)
+        await out.write_eof()
+    except ConnectionResetError:
+        pass
 
 
 def _drain_in_background(app: web.Application, resp: Response) -> None:

@@ -262,17 +262,7 @@ async def spool(request: web.Request, limit: int, timeout_secs: float, field: by
     """Read the body into a spool (413 past `limit`, 408 past `timeout_secs`, 503 past the
     spool or memory budget), scanning for the form field `field` (`b"model"`). The caller
     closes the upload; on any error here it is closed already."""
-    boundary = boundary_of(request.headers.get("Content-Type", ""))
-    if boundary is None:
-        raise ProxyError(
-            400,
-            "A multipart/form-data body needs a boundary in its Content-Type.",
-            code="invalid_multipart",
-        )
-    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
-        raise ProxyError(
-            415, "A multipart upload cannot be compressed.", code="unsupported_media_type"
-        )
+    boundary = _boundary(request)
     length = request.content_length
     if length is not None and length > limit:
         raise _too_large(limit)
@@ -285,26 +275,11 @@ async def spool(request: web.Request, limit: int, timeout_secs: float, field: by
         int(config.max_inflight_body_mb * MB),
     )
     scanner = FieldScanner(boundary, field)
-    size = 0
     try:
         if length is not None:
             upload.hold(length)  # all of it, before a byte is read
         async with asyncio.timeout(timeout_secs):
-            pending: list[bytes] = []
-            pending_size = 0
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                upload.hold(size)  # (a no-op within a Content-Length held already)
-                scanner.feed(chunk)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= CHUNK:
-                    await upload.write(b"".join(pending))
-                    pending, pending_size = [], 0
-            if pending:
-                await upload.write(b"".join(pending))
+            size = await _receive(request, upload, scanner, limit)
     except TimeoutError:
         upload.close()
         raise ProxyError(
@@ -320,6 +295,43 @@ async def spool(request: web.Request, limit: int, timeout_secs: float, field: by
         upload.model_at, upload.model_len = scanner.offset, len(scanner.value)
         upload.model = scanner.value.decode("utf-8", "replace")
     return upload
+
+
+def _boundary(request: web.Request) -> bytes:
+    """The multipart boundary; a 400 without one, a 415 for a compressed upload."""
+    boundary = boundary_of(request.headers.get("Content-Type", ""))
+    if boundary is None:
+        raise ProxyError(
+            400,
+            "A multipart/form-data body needs a boundary in its Content-Type.",
+            code="invalid_multipart",
+        )
+    if request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        raise ProxyError(
+            415, "A multipart upload cannot be compressed.", code="unsupported_media_type"
+        )
+    return boundary
+
+
+async def _receive(request: web.Request, upload: Upload, scanner: FieldScanner, limit: int) -> int:
+    """Copy the body into `upload` in CHUNK-sized writes, feeding `scanner`; its size."""
+    size = 0
+    pending: list[bytes] = []
+    pending_size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        upload.hold(size)  # (a no-op within a Content-Length held already)
+        scanner.feed(chunk)
+        pending.append(chunk)
+        pending_size += len(chunk)
+        if pending_size >= CHUNK:
+            await upload.write(b"".join(pending))
+            pending, pending_size = [], 0
+    if pending:
+        await upload.write(b"".join(pending))
+    return size
 
 
 def _over_capacity(setting: str) -> ProxyError:
