@@ -17,24 +17,20 @@ sends. Contract with an unreachable or unhappy Langfuse:
   `dropped` (one warning, then debug lines, until a batch is accepted whole);
 * `close()` makes one last attempt, bounded by `close_timeout`; what is left is dropped.
 
-Trace and generation ids are derived from the request id and its arrival time: stable for a
-given record, distinct for two requests even when clients reuse an `X-Request-Id`. Prompt and
-completion text are sent only with `capture_content` on. The secret key is never logged and
-is not part of `LangfuseSettings`' repr.
+What a record becomes (a trace and its generation, their ids, what content goes with
+them) is `observe/langfuse_events.py`; the queue, batches and backoff, `observe/batching.py`.
+The secret key is never logged and is not part of `LangfuseSettings`' repr.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -45,6 +41,7 @@ from yarl import URL
 
 from llm_proxy import __version__
 from llm_proxy.observe.batching import Batcher
+from llm_proxy.observe.langfuse_events import encode, events, iso
 from llm_proxy.observe.records import RequestRecord
 
 log = structlog.get_logger()
@@ -57,8 +54,6 @@ INGESTION_PATH: Final = "/api/public/ingestion"
 MAX_BATCH_BYTES: Final = 1_000_000
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no", ""})
-# Trace ids are uuid5 names in this namespace (uuid5(NAMESPACE_URL, "llm-proxy:langfuse")).
-_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "llm-proxy:langfuse")
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -147,111 +142,6 @@ def _number(
     if not ok(value):  # NaN fails every comparison
         raise ValueError(f"{name} must be {what}, got {raw!r}")
     return value
-
-
-# Building the events (in the exporter's task, never on the request path).
-
-
-def trace_id(record: RequestRecord) -> str:
-    """The Langfuse trace id of a record: stable for the record, distinct per request."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{record.request_id}\n{record.ts!r}"))
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _events(record: RequestRecord, capture_content: bool, now: str) -> list[dict[str, Any]]:
-    """A trace-create and a generation-create event for one request."""
-    tid = trace_id(record)
-    start = _iso(record.ts)
-    path = record.path if len(record.path) <= 200 else record.path[:200] + "..."
-    attempts_failed = [
-        {"provider": e.provider, "outcome": e.outcome, "upstream_status": e.upstream_status}
-        for e in record.errors
-    ]
-    trace: dict[str, Any] = {
-        "id": tid,
-        "timestamp": start,
-        "name": f"llm-proxy {path}",
-        "userId": record.key_name,
-        "tags": ["llm-proxy", f"provider:{record.provider}", f"client:{record.client}"],
-        "metadata": {
-            "request_id": record.request_id,
-            "method": record.method,
-            "client": record.client,
-            "provider": record.provider,
-            "attempts": record.attempts,
-            "failed_attempts": attempts_failed,
-            "status": record.status,
-            "streamed": record.streamed,
-            "error_code": record.error_code,
-        },
-    }
-    generation: dict[str, Any] = {
-        "id": str(uuid.uuid5(_ID_NAMESPACE, tid)),
-        "traceId": tid,
-        "name": path,
-        "startTime": start,
-        "endTime": _iso(record.ts + record.duration_ms / 1000),
-        "metadata": {
-            "request_id": record.request_id,
-            "provider": record.provider,
-            "key_name": record.key_name,
-            "model_requested": record.model,
-            "status": record.status,
-            "attempts": record.attempts,
-            "duration_ms": record.duration_ms,
-            "ttft_ms": record.ttft_ms,
-            "streamed": record.streamed,
-        },
-    }
-    model = record.model_sent or record.model
-    if model:
-        generation["model"] = model
-    if record.ttft_ms is not None:
-        generation["completionStartTime"] = _iso(record.ts + record.ttft_ms / 1000)
-    usage = {
-        k: v
-        for k, v in (("input", record.prompt_tokens), ("output", record.completion_tokens))
-        if v is not None
-    }
-    if usage:
-        usage["total"] = sum(usage.values())
-        generation["usageDetails"] = usage
-    if record.cost_usd is not None:
-        generation["costDetails"] = {"total": record.cost_usd}
-    if record.status >= 400:
-        generation["level"] = "ERROR"
-        generation["statusMessage"] = f"{record.status} {record.error_code or 'error'}"
-        trace["tags"].append("error")
-    elif record.errors:
-        generation["level"] = "WARNING"
-        generation["statusMessage"] = f"answered after {len(record.errors)} failed attempt(s)"
-    if capture_content:
-        for body in (trace, generation):
-            if record.prompt is not None:
-                body["input"] = record.prompt
-            if record.completion is not None:
-                body["output"] = record.completion
-    return [
-        {"id": str(uuid.uuid4()), "timestamp": now, "type": "trace-create", "body": trace},
-        {
-            "id": str(uuid.uuid4()),
-            "timestamp": now,
-            "type": "generation-create",
-            "body": generation,
-        },
-    ]
-
-
-def _encode(events: list[dict[str, Any]]) -> bytes:
-    """The events as JSON array items (no brackets). orjson refuses text with a lone surrogate
-    (a prompt cut mid-pair); the stdlib escapes it as `\\udXXX`, which Langfuse parses."""
-    try:
-        return orjson.dumps(events)[1:-1]
-    except orjson.JSONEncodeError:
-        return json.dumps(events, separators=(",", ":")).encode()[1:-1]
 
 
 @dataclass(slots=True)
@@ -360,20 +250,20 @@ class LangfuseExporter(Batcher[_Batch]):
         larger record is sent alone). None before `start()`: nothing to send with."""
         if self._session is None:
             return None
-        now = _iso(time.time())
+        now = iso(time.time())
         capture = self.settings.capture_content
         parts: list[bytes] = []
         ids: list[tuple[str, str]] = []
         size = 0
         while self._queue and len(parts) < self._batch_size:
             record = self._queue.popleft()
-            events = _events(record, capture, now)
-            part = _encode(events)
+            pair = events(record, capture, now)
+            part = encode(pair)
             if parts and size + len(part) > MAX_BATCH_BYTES:
                 self._queue.appendleft(record)
                 break
             parts.append(part)
-            ids.append((events[0]["id"], events[1]["id"]))
+            ids.append((pair[0]["id"], pair[1]["id"]))
             size += len(part) + 1
         if not parts:
             return None
