@@ -25,7 +25,8 @@ what it could use (`reserve_tokens` here, `CostBudgets.reserve`): the reservatio
 at once and replaced by the actual usage when the request ends, so parallel requests cannot
 all pass a check made before any of them is charged.
 
-Cost budgets (`max_budget_usd` per day or month) live in `llm_proxy.proxy.budgets`.
+Cost budgets (`max_budget_usd` per day or month) live in `llm_proxy.proxy.budgets`; the
+verdicts, their headers and the 429s in `llm_proxy.proxy.verdicts`.
 """
 
 from __future__ import annotations
@@ -47,43 +48,16 @@ from pyrate_limiter.abstracts.algorithm import State
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from llm_proxy.config.model import RateLimit
-from llm_proxy.errors import ProxyError
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets
 from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.verdicts import Slot, Verdict
 
 log = structlog.get_logger()
 
 Clock = Callable[[], float]  # seconds
 _MINUTE_US: Final = 60_000_000
 _BACKEND_RETRY_SECS: Final = 5.0
-
-
-_HEADER_NAMES: Final = {
-    kind: (
-        f"x-ratelimit-limit-{kind}",
-        f"x-ratelimit-remaining-{kind}",
-        f"x-ratelimit-reset-{kind}",
-    )
-    for kind in ("requests", "tokens")
-}
-
-
-@dataclass(slots=True)
-class Verdict:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_secs: float  # until the bucket is full again
-    retry_after_secs: float  # 0 when allowed
-
-    def headers(self, kind: str) -> list[tuple[str, str]]:
-        limit, remaining, reset = _HEADER_NAMES[kind]
-        return [
-            (limit, str(self.limit)),
-            (remaining, str(self.remaining)),
-            (reset, _duration(self.reset_secs)),
-        ]
 
 
 def _tokens_refusal(
@@ -98,16 +72,6 @@ def _tokens_refusal(
     tpm = budget.tokens_per_minute
     remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
     return Verdict(False, tpm, remaining, owed_us / 1e6, max(over_us, 1000) / 1e6)
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's reset format: `1s`, `6m0s`, `120ms`."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    if seconds < 60:
-        return f"{seconds:.3g}s"
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes)}m{secs:.0f}s"
 
 
 def _rates(limit: RateLimit) -> list[Rate]:
@@ -179,52 +143,6 @@ return held + 1
 # partitioned) gives its slots back within this.
 _LEASE_SECS: Final = 30.0
 _RENEW_SECS: Final = _LEASE_SECS / 3
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """What one admitted request holds against its key's limits until it ends."""
-
-    tokens: int  # charged to tokens per minute already
-    usd: float  # held against the budget
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """One request's parallel slot; `member` is its lease in Redis (None: counted here)."""
-
-    key_name: str
-    redis_key: str
-    member: str | None
-    held: int  # the key's slots held once this one was taken (with Redis: everywhere)
-
-
-def rate_limited(
-    key_name: str, verdict: Verdict, what: str, headers: list[tuple[str, str]]
-) -> ProxyError:
-    """The 429 for requests or tokens per minute."""
-    headers.append(("Retry-After", str(max(1, math.ceil(verdict.retry_after_secs)))))
-    return ProxyError(
-        429,
-        f"Rate limit reached for key {key_name!r} ({what}). "
-        f"Try again in {verdict.retry_after_secs:.3g}s.",
-        type="requests" if what.startswith("requests") else "tokens",
-        code="rate_limit_exceeded",
-        headers=headers,
-    )
-
-
-def parallel_limited(key_name: str, limit: int, headers: list[tuple[str, str]]) -> ProxyError:
-    """The 429 for `max_parallel_requests`: a slot comes back when any request ends."""
-    headers.append(("Retry-After", "1"))
-    return ProxyError(
-        429,
-        f"Rate limit reached for key {key_name!r} (parallel requests): at most {limit} "
-        "requests at once. Try again when one of them has finished.",
-        type="requests",
-        code="parallel_requests_exceeded",
-        headers=headers,
-    )
 
 
 class Limiter:
