@@ -23,7 +23,8 @@ import pytest
 import structlog
 from aiohttp import web
 
-from llm_proxy.observe.langfuse import LangfuseExporter, LangfuseSettings, trace_id
+from llm_proxy.observe.langfuse import LangfuseExporter, LangfuseSettings
+from llm_proxy.observe.langfuse_events import trace_id
 from llm_proxy.observe.records import ErrorRecord, RequestRecord
 from tests.conftest import Upstream
 from tests.processes import free_port, serve_process

@@ -17,7 +17,8 @@ from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.handlers import name_refused_model
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Limiter, parallel_limited, rate_limited
+from llm_proxy.proxy.limiter import Limiter
+from llm_proxy.proxy.verdicts import parallel_limited, rate_limited
 
 
 @web.middleware

@@ -17,27 +17,20 @@ sends. Contract with an unreachable or unhappy Langfuse:
   `dropped` (one warning, then debug lines, until a batch is accepted whole);
 * `close()` makes one last attempt, bounded by `close_timeout`; what is left is dropped.
 
-Trace and generation ids are derived from the request id and its arrival time: stable for a
-given record, distinct for two requests even when clients reuse an `X-Request-Id`. Prompt and
-completion text are sent only with `capture_content` on. The secret key is never logged and
-is not part of `LangfuseSettings`' repr.
+What a record becomes (a trace and its generation, their ids, what content goes with
+them) is `observe/langfuse_events.py`; the queue, batches and backoff, `observe/batching.py`.
+The secret key is never logged and is not part of `LangfuseSettings`' repr.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import io
-import json
 import math
 import random
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -47,8 +40,9 @@ import structlog
 from yarl import URL
 
 from llm_proxy import __version__
+from llm_proxy.observe.batching import Batcher
+from llm_proxy.observe.langfuse_events import encode, events, iso
 from llm_proxy.observe.records import RequestRecord
-from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -60,8 +54,6 @@ INGESTION_PATH: Final = "/api/public/ingestion"
 MAX_BATCH_BYTES: Final = 1_000_000
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no", ""})
-# Trace ids are uuid5 names in this namespace (uuid5(NAMESPACE_URL, "llm-proxy:langfuse")).
-_ID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "llm-proxy:langfuse")
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:
@@ -152,118 +144,12 @@ def _number(
     return value
 
 
-# Building the events (in the exporter's task, never on the request path).
-
-
-def trace_id(record: RequestRecord) -> str:
-    """The Langfuse trace id of a record: stable for the record, distinct per request."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{record.request_id}\n{record.ts!r}"))
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _events(record: RequestRecord, capture_content: bool, now: str) -> list[dict[str, Any]]:
-    """A trace-create and a generation-create event for one request."""
-    tid = trace_id(record)
-    start = _iso(record.ts)
-    path = record.path if len(record.path) <= 200 else record.path[:200] + "..."
-    attempts_failed = [
-        {"provider": e.provider, "outcome": e.outcome, "upstream_status": e.upstream_status}
-        for e in record.errors
-    ]
-    trace: dict[str, Any] = {
-        "id": tid,
-        "timestamp": start,
-        "name": f"llm-proxy {path}",
-        "userId": record.key_name,
-        "tags": ["llm-proxy", f"provider:{record.provider}", f"client:{record.client}"],
-        "metadata": {
-            "request_id": record.request_id,
-            "method": record.method,
-            "client": record.client,
-            "provider": record.provider,
-            "attempts": record.attempts,
-            "failed_attempts": attempts_failed,
-            "status": record.status,
-            "streamed": record.streamed,
-            "error_code": record.error_code,
-        },
-    }
-    generation: dict[str, Any] = {
-        "id": str(uuid.uuid5(_ID_NAMESPACE, tid)),
-        "traceId": tid,
-        "name": path,
-        "startTime": start,
-        "endTime": _iso(record.ts + record.duration_ms / 1000),
-        "metadata": {
-            "request_id": record.request_id,
-            "provider": record.provider,
-            "key_name": record.key_name,
-            "model_requested": record.model,
-            "status": record.status,
-            "attempts": record.attempts,
-            "duration_ms": record.duration_ms,
-            "ttft_ms": record.ttft_ms,
-            "streamed": record.streamed,
-        },
-    }
-    model = record.model_sent or record.model
-    if model:
-        generation["model"] = model
-    if record.ttft_ms is not None:
-        generation["completionStartTime"] = _iso(record.ts + record.ttft_ms / 1000)
-    usage = {
-        k: v
-        for k, v in (("input", record.prompt_tokens), ("output", record.completion_tokens))
-        if v is not None
-    }
-    if usage:
-        usage["total"] = sum(usage.values())
-        generation["usageDetails"] = usage
-    if record.cost_usd is not None:
-        generation["costDetails"] = {"total": record.cost_usd}
-    if record.status >= 400:
-        generation["level"] = "ERROR"
-        generation["statusMessage"] = f"{record.status} {record.error_code or 'error'}"
-        trace["tags"].append("error")
-    elif record.errors:
-        generation["level"] = "WARNING"
-        generation["statusMessage"] = f"answered after {len(record.errors)} failed attempt(s)"
-    if capture_content:
-        for body in (trace, generation):
-            if record.prompt is not None:
-                body["input"] = record.prompt
-            if record.completion is not None:
-                body["output"] = record.completion
-    return [
-        {"id": str(uuid.uuid4()), "timestamp": now, "type": "trace-create", "body": trace},
-        {
-            "id": str(uuid.uuid4()),
-            "timestamp": now,
-            "type": "generation-create",
-            "body": generation,
-        },
-    ]
-
-
-def _encode(events: list[dict[str, Any]]) -> bytes:
-    """The events as JSON array items (no brackets). orjson refuses text with a lone surrogate
-    (a prompt cut mid-pair); the stdlib escapes it as `\\udXXX`, which Langfuse parses."""
-    try:
-        return orjson.dumps(events)[1:-1]
-    except orjson.JSONEncodeError:
-        return json.dumps(events, separators=(",", ":")).encode()[1:-1]
-
-
 @dataclass(slots=True)
 class _Batch:
     body: bytes
     event_ids: list[tuple[str, str]]  # per record: its trace's and its generation's event
 
-    @property
-    def records(self) -> int:
+    def __len__(self) -> int:  # records
         return len(self.event_ids)
 
     @property
@@ -271,7 +157,7 @@ class _Batch:
         return 2 * len(self.event_ids)
 
 
-class LangfuseExporter:
+class LangfuseExporter(Batcher[_Batch]):
     """A request-record sink sending to Langfuse (see the module docstring for the contract).
 
     Counters, for metrics: `written` (records Langfuse accepted), `dropped` (records lost:
@@ -281,6 +167,9 @@ class LangfuseExporter:
     """
 
     name = "langfuse"
+    hold_failed = True  # retried as it is: the same event ids, de-duplicated by Langfuse
+    crash_event = "langfuse_export_failed"
+    task_name = "langfuse-export"
 
     def __init__(
         self,
@@ -295,47 +184,32 @@ class LangfuseExporter:
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be positive")
+        super().__init__(
+            queue_size=queue_size,
+            batch_size=min(batch_size, queue_size),
+            flush_interval=settings.flush_interval,
+            min_backoff=min_backoff,
+            max_backoff=max_backoff,
+            close_timeout=close_timeout,
+        )
         self.settings = settings
         self._url = URL(settings.ingestion_url)
-        self._queue_size = queue_size
-        self._batch_size = min(batch_size, queue_size)
-        self._min_backoff = min_backoff
-        self._max_backoff = max_backoff
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout, connect=min(5.0, request_timeout)
         )
-        self._close_timeout = close_timeout
-        self._queue: deque[RequestRecord] = deque()
-        self._pending: _Batch | None = None  # taken from the queue, not yet accepted
-        self._held = 0  # records in _pending, counted against queue_size
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-        self._failures = 0  # consecutive retryable failures
         self._retry_after: float | None = None
         self._warned: set[int] = set()  # statuses of dropped batches already warned about
-        self.written = 0
         self.sent = 0
-        self.dropped = 0
         self.failed_batches = 0
         self.rejected = 0
-
-    @property
-    def queued(self) -> int:
-        return len(self._queue) + self._held
 
     def submit(self, record: RequestRecord) -> None:
         """Queue a record (sampled); never blocks, never raises."""
         rate = self.settings.sample_rate
         if rate < 1.0 and random.random() >= rate:  # noqa: S311 (sampling, not security)
             return
-        if self._closed or len(self._queue) + self._held >= self._queue_size:
-            self.dropped += 1
-            return
-        self._queue.append(record)
-        if len(self._queue) == self._batch_size:
-            self._wake.set()
+        super().submit(record)
 
     async def start(self) -> None:
         if self._task is not None:
@@ -348,7 +222,7 @@ class LangfuseExporter:
                 "User-Agent": f"llm-proxy/{__version__}",
             },
         )
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="langfuse-export")
+        await super().start()
         log.info(
             "langfuse_export_started",
             host=self.settings.host,
@@ -356,90 +230,40 @@ class LangfuseExporter:
             capture_content=self.settings.capture_content,
         )
 
-    async def close(self) -> None:
-        """Stop the task, make one last attempt to send what waits (bounded by
-        `close_timeout`), drop (and count) what is left, close the HTTP session."""
-        self._closed = True
-        await stop_task(self._task)
-        self._task = None
+    def _lost_at_close(self, records: int) -> None:
+        log.warning("langfuse_records_lost_at_close", records=records)
+
+    async def _shutdown(self) -> None:
         if self._session is not None:
-            try:
-                async with asyncio.timeout(self._close_timeout):
-                    await self._drain(everything=True)
-            except TimeoutError:
-                pass
-            except Exception:
-                log.exception("langfuse_export_failed")
             await self._session.close()
             self._session = None
-        left = self.queued
-        if left:
-            self.dropped += left
-            log.warning("langfuse_records_lost_at_close", records=left)
-        self._queue.clear()
-        self._pending, self._held = None, 0
 
-    # The exporter's task.
-
-    async def _run(self) -> None:
-        while True:
-            if self._failures:
-                await asyncio.sleep(self._backoff())
-            else:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.flush_interval):
-                        await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self._drain()
-            except Exception:
-                # A bug must not end the export for good: log it, retry after a pause.
-                log.exception("langfuse_export_failed")
-                self._failures += 1
-
-    def _backoff(self) -> float:
-        delay = min(self._max_backoff, self._min_backoff * 2.0 ** min(self._failures - 1, 16))
+    def _retry_delay(self) -> float:
+        delay = super()._retry_delay()
         delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter: replicas do not retry in step)
         if self._retry_after is not None:
             delay = max(delay, min(self._retry_after, self._max_backoff))
         return delay
 
-    async def _drain(self, everything: bool = False) -> None:
-        """Send what waits, in batches, until Langfuse fails (then the batch is held). Past
-        the first batch, only full ones, unless `everything` (at close): the rest waits for
-        the next interval, so that steady traffic goes in full batches, not in a stream of
-        small ones."""
-        first = True
-        while True:
-            if self._pending is None:
-                if not (first or everything or len(self._queue) >= self._batch_size):
-                    return
-                first = False
-                self._pending = self._take()
-                if self._pending is None:
-                    return
-                self._held = self._pending.records
-            if not await self._send(self._pending):
-                return
-            self._pending, self._held = None, 0
-
     def _take(self) -> _Batch | None:
         """Up to batch_size records, as one request body of at most MAX_BATCH_BYTES (a lone
-        larger record is sent alone)."""
-        now = _iso(time.time())
+        larger record is sent alone). None before `start()`: nothing to send with."""
+        if self._session is None:
+            return None
+        now = iso(time.time())
         capture = self.settings.capture_content
         parts: list[bytes] = []
         ids: list[tuple[str, str]] = []
         size = 0
         while self._queue and len(parts) < self._batch_size:
             record = self._queue.popleft()
-            events = _events(record, capture, now)
-            part = _encode(events)
+            pair = events(record, capture, now)
+            part = encode(pair)
             if parts and size + len(part) > MAX_BATCH_BYTES:
                 self._queue.appendleft(record)
                 break
             parts.append(part)
-            ids.append((events[0]["id"], events[1]["id"]))
+            ids.append((pair[0]["id"], pair[1]["id"]))
             size += len(part) + 1
         if not parts:
             return None
@@ -465,12 +289,12 @@ class LangfuseExporter:
             return self._failed(batch, f"HTTP {status}", _seconds(retry_after))
         if status >= 300:
             self.failed_batches += 1
-            self.dropped += batch.records
+            self.dropped += len(batch)
             event = "langfuse_batch_refused"
             (log.debug if status in self._warned else log.warning)(
                 event,
                 status=status,
-                records=batch.records,
+                records=len(batch),
                 answer=answer[:300].decode(errors="replace"),
             )
             self._warned.add(status)
@@ -492,11 +316,11 @@ class LangfuseExporter:
         return True
 
     def _failed(self, batch: _Batch, reason: str, retry_after: float | None) -> bool:
+        """A failure to retry (the engine counts it in `_failures` when this returns)."""
         self.failed_batches += 1
-        self._failures += 1
         self._retry_after = retry_after
-        (log.warning if self._failures == 1 else log.debug)(
-            "langfuse_send_failed", reason=reason, records=batch.records, queued=self.queued
+        (log.warning if not self._failures else log.debug)(
+            "langfuse_send_failed", reason=reason, records=len(batch), queued=self.queued
         )
         return False
 
@@ -506,7 +330,7 @@ class LangfuseExporter:
         record with a refused event is dropped, with one warning until all are accepted."""
         errors = _errors(answer)
         if not errors:
-            self.written += batch.records
+            self.written += len(batch)
             self.sent += batch.events
             self._warned.clear()
             return batch.events
@@ -515,7 +339,7 @@ class LangfuseExporter:
         accepted = max(0, batch.events - len(errors))
         self.rejected += len(errors)
         self.sent += accepted
-        self.written += batch.records - lost
+        self.written += len(batch) - lost
         self.dropped += lost
         for i, error in enumerate(errors[:20]):
             (log.warning if i == 0 and 207 not in self._warned else log.debug)(

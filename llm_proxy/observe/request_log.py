@@ -2,10 +2,11 @@
 `usage_daily` rollup) and/or a JSON-lines file, never on the request path.
 
 `submit()` appends to a bounded queue and returns; one background task per sink writes the
-queue in batches (at `batch_size` records or every `flush_interval_secs`). A full queue drops
-new records and counts them (`llm_proxy_request_log_dropped_total{sink}`). A database that is
-down or slow only fills the queue: the batch is kept and retried with backoff, and requests
-never wait for it. At shutdown (SIGTERM) the queue is flushed within a few seconds.
+queue in batches (at `batch_size` records or every `flush_interval_secs`; the engine is
+`observe/batching.py`). A full queue drops new records and counts them
+(`llm_proxy_request_log_dropped_total{sink}`). A database that is down or slow only fills the
+queue: the batch is put back and retried with backoff, and requests never wait for it. At
+shutdown (SIGTERM) the queue is flushed within a few seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -23,8 +23,8 @@ import orjson
 import structlog
 
 from llm_proxy.config.model import RequestLogSettings
+from llm_proxy.observe.batching import Batcher
 from llm_proxy.observe.records import RequestRecord
-from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
@@ -44,85 +44,30 @@ class Retry(Exception):
     """The batch could not be written for a reason already logged: retry it later."""
 
 
-class BatchingSink:
-    """The queue and the writer task; subclasses write one batch (`_write`)."""
+class RequestLogSink(Batcher[list[RequestRecord]]):
+    """A request-log destination: batches of up to `batch_size` records, each written within
+    `_WRITE_TIMEOUT_SECS`; a batch that failed is put back in the queue. Subclasses write one
+    batch (`_write`)."""
 
-    name = "sink"
+    def __init__(self, settings: RequestLogSettings) -> None:
+        super().__init__(
+            queue_size=settings.queue_size,
+            batch_size=settings.batch_size,
+            flush_interval=settings.flush_interval_secs,
+            min_backoff=1.0,
+            max_backoff=_MAX_BACKOFF_SECS,
+            close_timeout=_CLOSE_SECS,
+        )
+        self._content = settings.capture_content
 
-    def __init__(self, *, queue_size: int, batch_size: int, flush_interval_secs: float) -> None:
-        self._queue: deque[RequestRecord] = deque()
-        self._queue_size = queue_size
-        self._batch_size = batch_size
-        self._interval = flush_interval_secs
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._backoff = 0.0
-        self.written = 0
-        self.dropped = 0
-
-    def submit(self, record: RequestRecord) -> None:
+    def _take(self) -> list[RequestRecord] | None:
         queue = self._queue
-        if len(queue) >= self._queue_size:
-            self.dropped += 1
-            return
-        queue.append(record)
-        if len(queue) == self._batch_size:
-            self._wake.set()
+        return [queue.popleft() for _ in range(min(self._batch_size, len(queue)))] or None
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def close(self) -> None:
-        """Stop the writer, then write what is queued (at most `_CLOSE_SECS`)."""
-        await stop_task(self._task)
-        self._task = None
-        try:
-            async with asyncio.timeout(_CLOSE_SECS):
-                while self._queue:
-                    if not await self._write_next():
-                        break
-        except TimeoutError:
-            pass
-        if self._queue:
-            self.dropped += len(self._queue)
-            log.error("request_log_lost_at_shutdown", sink=self.name, records=len(self._queue))
-            self._queue.clear()
-        await self._shutdown()
-
-    async def _run(self) -> None:
-        """Every `flush_interval_secs`, or as soon as a batch is full: write what waits, in
-        batches. Past the first batch, only full ones: the rest waits for the next interval,
-        so steady traffic is written in full batches (a few round trips a second), never in a
-        stream of small ones."""
-        while True:
-            if len(self._queue) < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._interval):
-                        await self._wake.wait()
-            self._wake.clear()
-            await self._tick()
-            while self._queue:
-                if not await self._write_next():
-                    # Failed: the batch is back in the queue; wait, longer each time.
-                    self._backoff = min(_MAX_BACKOFF_SECS, max(1.0, self._backoff * 2))
-                    await asyncio.sleep(self._backoff)
-                    break
-                self._backoff = 0.0
-                if len(self._queue) < self._batch_size:
-                    break
-
-    async def _write_next(self) -> bool:
-        """Write the next batch; False when it failed (it is back in the queue)."""
-        queue = self._queue
-        batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+    async def _send(self, batch: list[RequestRecord]) -> bool:
         try:
             async with asyncio.timeout(_WRITE_TIMEOUT_SECS):
                 await self._write(batch)
-            return True
         except Retry:
             pass
         except Exception as exc:  # any failure: retry later, never crash
@@ -134,27 +79,22 @@ class BatchingSink:
                 records=len(batch),
             )
             await self._disconnect()
-        # Back at the front, in order, as far as the queue has room; the rest is dropped.
-        room = max(0, self._queue_size - len(queue))
-        if room < len(batch):
-            self.dropped += len(batch) - room
-            batch = batch[:room]
-        queue.extendleft(reversed(batch))
+        else:
+            self._failures = 0
+            return True
+        self._put_back(batch)
         return False
+
+    def _lost_at_close(self, records: int) -> None:
+        log.error("request_log_lost_at_shutdown", sink=self.name, records=records)
 
     async def _write(self, batch: list[RequestRecord]) -> None:
         """Write `batch` (counting it in `written`, or in `dropped` if it can never be
         written). Raise to have it retried later."""
         raise NotImplementedError
 
-    async def _tick(self) -> None:
-        """Periodic work besides writing (the database's partition maintenance)."""
-
     async def _disconnect(self) -> None:
         """Forget a connection that failed."""
-
-    async def _shutdown(self) -> None:
-        """Release resources after the last flush."""
 
 
 def clean(text: str | None) -> str | None:
@@ -294,19 +234,14 @@ def usage_columns(batch: Iterable[RequestRecord]) -> list[list[Any]]:
 _EPOCH_DAY: Final = date(1970, 1, 1)
 
 
-class DatabaseLog(BatchingSink):
+class DatabaseLog(RequestLogSink):
     """Records into PostgreSQL with COPY, one transaction per batch (rows and usage rollup)."""
 
     name = "database"
 
     def __init__(self, dsn: str, settings: RequestLogSettings) -> None:
-        super().__init__(
-            queue_size=settings.queue_size,
-            batch_size=settings.batch_size,
-            flush_interval_secs=settings.flush_interval_secs,
-        )
+        super().__init__(settings)
         self.dsn = dsn
-        self._content = settings.capture_content
         self._retention_days = settings.retention_days
         self._conn: Any = None
         self._maintained_at = -_MAINTAIN_EVERY_SECS
@@ -415,20 +350,15 @@ class DatabaseLog(BatchingSink):
                     await conn.close()
 
 
-class JsonlLog(BatchingSink):
+class JsonlLog(RequestLogSink):
     """Records as JSON lines appended to a file; `reopen()` (SIGHUP) starts a new file after
     logrotate moved the old one."""
 
     name = "jsonl"
 
     def __init__(self, path: str, settings: RequestLogSettings) -> None:
-        super().__init__(
-            queue_size=settings.queue_size,
-            batch_size=settings.batch_size,
-            flush_interval_secs=settings.flush_interval_secs,
-        )
+        super().__init__(settings)
         self.path = path
-        self._content = settings.capture_content
         self._file: Any = None
         self._reopen = False
 

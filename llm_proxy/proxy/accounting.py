@@ -28,9 +28,9 @@ from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Reservation, rate_limited
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
+from llm_proxy.proxy.verdicts import Reservation, rate_limited
 
 log = structlog.get_logger()
 

@@ -17,7 +17,7 @@ Parallel requests (`max_parallel_requests`) are slots taken when a request is ad
 given back when it ends, whatever the way it ends. With Redis they are leases in one sorted set
 per key (`llm_proxy:parallel:<key>`, score: the lease's expiry), taken by one atomic Lua step;
 this instance renews its live leases every few seconds, so the slots of an instance that
-crashed come back within `_LEASE_SECS`. If Redis fails, slots are counted in this process
+crashed come back within `LEASE_SECS`. If Redis fails, slots are counted in this process
 (fail open, as the other limits).
 
 A request with a tokens-per-minute limit or a budget also *reserves*, when it is admitted,
@@ -25,18 +25,19 @@ what it could use (`reserve_tokens` here, `CostBudgets.reserve`): the reservatio
 at once and replaced by the actual usage when the request ends, so parallel requests cannot
 all pass a check made before any of them is charged.
 
-Cost budgets (`max_budget_usd` per day or month) live in `llm_proxy.proxy.budgets`.
+Each limit's local state and its atomic step in Redis are here; the Redis they share (the
+client, the pause after a failure, up/down reporting, this instance's leases and their
+renewal) is `llm_proxy.proxy.limiter_backend`. Cost budgets (`max_budget_usd` per day or
+month) live in `llm_proxy.proxy.budgets`; the verdicts, their headers and the 429s in
+`llm_proxy.proxy.verdicts`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import itertools
 import math
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -47,43 +48,16 @@ from pyrate_limiter.abstracts.algorithm import State
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from llm_proxy.config.model import RateLimit
-from llm_proxy.errors import ProxyError
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets
 from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.limiter_backend import LEASE_SECS, RedisBackend
+from llm_proxy.proxy.verdicts import Slot, Verdict
 
 log = structlog.get_logger()
 
 Clock = Callable[[], float]  # seconds
 _MINUTE_US: Final = 60_000_000
-_BACKEND_RETRY_SECS: Final = 5.0
-
-
-_HEADER_NAMES: Final = {
-    kind: (
-        f"x-ratelimit-limit-{kind}",
-        f"x-ratelimit-remaining-{kind}",
-        f"x-ratelimit-reset-{kind}",
-    )
-    for kind in ("requests", "tokens")
-}
-
-
-@dataclass(slots=True)
-class Verdict:
-    allowed: bool
-    limit: int
-    remaining: int
-    reset_secs: float  # until the bucket is full again
-    retry_after_secs: float  # 0 when allowed
-
-    def headers(self, kind: str) -> list[tuple[str, str]]:
-        limit, remaining, reset = _HEADER_NAMES[kind]
-        return [
-            (limit, str(self.limit)),
-            (remaining, str(self.remaining)),
-            (reset, _duration(self.reset_secs)),
-        ]
 
 
 def _tokens_refusal(
@@ -98,16 +72,6 @@ def _tokens_refusal(
     tpm = budget.tokens_per_minute
     remaining = max(0, tpm - math.ceil(owed_us * tpm / _MINUTE_US))
     return Verdict(False, tpm, remaining, owed_us / 1e6, max(over_us, 1000) / 1e6)
-
-
-def _duration(seconds: float) -> str:
-    """OpenAI's reset format: `1s`, `6m0s`, `120ms`."""
-    if seconds < 1:
-        return f"{max(0, math.ceil(seconds * 1000))}ms"
-    if seconds < 60:
-        return f"{seconds:.3g}s"
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes)}m{secs:.0f}s"
 
 
 def _rates(limit: RateLimit) -> list[Rate]:
@@ -175,56 +139,6 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return held + 1
 """
-# A lease outlives its renewal period threefold: an instance that stops renewing (crashed,
-# partitioned) gives its slots back within this.
-_LEASE_SECS: Final = 30.0
-_RENEW_SECS: Final = _LEASE_SECS / 3
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """What one admitted request holds against its key's limits until it ends."""
-
-    tokens: int  # charged to tokens per minute already
-    usd: float  # held against the budget
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """One request's parallel slot; `member` is its lease in Redis (None: counted here)."""
-
-    key_name: str
-    redis_key: str
-    member: str | None
-    held: int  # the key's slots held once this one was taken (with Redis: everywhere)
-
-
-def rate_limited(
-    key_name: str, verdict: Verdict, what: str, headers: list[tuple[str, str]]
-) -> ProxyError:
-    """The 429 for requests or tokens per minute."""
-    headers.append(("Retry-After", str(max(1, math.ceil(verdict.retry_after_secs)))))
-    return ProxyError(
-        429,
-        f"Rate limit reached for key {key_name!r} ({what}). "
-        f"Try again in {verdict.retry_after_secs:.3g}s.",
-        type="requests" if what.startswith("requests") else "tokens",
-        code="rate_limit_exceeded",
-        headers=headers,
-    )
-
-
-def parallel_limited(key_name: str, limit: int, headers: list[tuple[str, str]]) -> ProxyError:
-    """The 429 for `max_parallel_requests`: a slot comes back when any request ends."""
-    headers.append(("Retry-After", "1"))
-    return ProxyError(
-        429,
-        f"Rate limit reached for key {key_name!r} (parallel requests): at most {limit} "
-        "requests at once. Try again when one of them has finished.",
-        type="requests",
-        code="parallel_requests_exceeded",
-        headers=headers,
-    )
 
 
 class Limiter:
@@ -239,29 +153,11 @@ class Limiter:
         self._budgets: dict[str, _Budget] = {}
         self._redis = redis
         self._stores: dict[str, RedisStateStore] = {}
-        self._redis_retry_at = 0.0
-        self.backend_up = redis is not None
-        self._metrics = metrics
-        if metrics is not None and redis is not None:
-            metrics.backend_up = True
-        self.budgets = CostBudgets(clock, self)
+        self._shared = RedisBackend(clock, redis, metrics)
+        self.budgets = self._shared.budgets = CostBudgets(clock, self._shared)
         # Parallel slots: this instance's requests in flight per key (with Redis too, for
-        # when it fails), and its live leases per Redis key (renewed by `_keeper`).
-        self.instance_id = uuid.uuid4().hex[:16]
+        # when it fails).
         self._inflight: dict[str, int] = {}
-        self._leases: dict[str, set[str]] = {}
-        self._lease_ids = itertools.count()
-        self._keeper: asyncio.Task[None] | None = None
-
-    # The shared backend, as the cost budgets see it.
-
-    @property
-    def redis(self) -> Any:
-        return self._redis
-
-    def redis_available(self, now: float) -> bool:
-        """Redis is set and not inside the pause after a failure."""
-        return self._redis is not None and now >= self._redis_retry_at
 
     def sync(self, keys: Iterable[KeyEntry]) -> None:
         """Adopt a new key set: state is kept for keys whose limits did not change (cost
@@ -304,14 +200,14 @@ class Limiter:
 
     async def check(self, key_name: str) -> Verdict | None:
         """Spend one request from the key's bucket; None when the key has no request limit."""
-        if self._redis is not None and self._clock() >= self._redis_retry_at:
+        if self._shared.redis_available(self._clock()):
             bucket = self._buckets.get(key_name)
             if bucket is None:
                 return None
             try:
                 return await self._check_redis(key_name, bucket, int(self._clock() * 1000))
             except Exception as exc:  # any backend failure: fail open to local state
-                self.backend_failed(exc)
+                self._shared.backend_failed(exc)
         return self.check_local(key_name)
 
     def check_local(self, key_name: str) -> Verdict | None:
@@ -330,31 +226,8 @@ class Limiter:
             store = self._stores[key_name] = RedisStateStore(self._redis, bucket.redis_key)
         decision = await store.check(self._algorithm, bucket.rates, now_ms, 1)
         state = await store.read(self._algorithm, bucket.rates)
-        self.backend_ok()
+        self._shared.backend_ok()
         return self._verdict(bucket, state, now_ms, decision)
-
-    def backend_ok(self) -> None:
-        if not self.backend_up:
-            self.backend_up = True
-            log.warning("rate_limit_backend_recovered")
-            if self._metrics is not None:
-                self._metrics.backend_up = True
-
-    def backend_failed(self, exc: Exception) -> None:
-        if self._metrics is not None:
-            self._metrics.backend_error()
-        self._redis_retry_at = self._clock() + _BACKEND_RETRY_SECS
-        if self.backend_up:
-            self.backend_up = False
-            log.error(
-                "rate_limit_backend_down",
-                error=type(exc).__name__,
-                detail=str(exc)[:200],
-                fallback="per-instance limits",
-                retry_in_secs=_BACKEND_RETRY_SECS,
-            )
-            if self._metrics is not None:
-                self._metrics.backend_up = False
 
     @staticmethod
     def _verdict(bucket: _Bucket, state: State, now_ms: int, decision: Decision) -> Verdict:
@@ -402,7 +275,7 @@ class Limiter:
         refused = _tokens_refusal(budget, now_us, need_us)
         if refused is not None:
             return 0, refused
-        if not self.redis_available(now):
+        if not self._shared.redis_available(now):
             self.charge_tokens(key_name, tokens)
             return tokens, None
         pending_us = int(budget.pending * _MINUTE_US / tpm)
@@ -412,10 +285,10 @@ class Limiter:
                 _MINUTE_US, 2 * 60_000 + 60_000,
             )  # fmt: skip
         except Exception as exc:  # any backend failure: the check made here stands
-            self.backend_failed(exc)
+            self._shared.backend_failed(exc)
             self.charge_tokens(key_name, tokens)
             return tokens, None
-        self.backend_ok()
+        self._shared.backend_ok()
         # This instance's view: what Redis holds (this reservation included, if made), plus
         # its charges on their way there.
         shared_us = int(tat) + pending_us
@@ -442,7 +315,7 @@ class Limiter:
     def _sync_tokens(self, budget: _Budget, now: float) -> None:
         """With Redis: add this instance's charges to the shared budget and learn the total
         (one exchange per key at a time, never awaited by a request)."""
-        if budget.syncing or not self.redis_available(now):
+        if budget.syncing or not self._shared.redis_available(now):
             return
         budget.syncing = True
         task = asyncio.get_running_loop().create_task(self._exchange_tokens(budget))
@@ -467,11 +340,11 @@ class Limiter:
                     )
                 except Exception as exc:  # any backend failure: count here, send later
                     budget.pending += tokens
-                    self.backend_failed(exc)
+                    self._shared.backend_failed(exc)
                     return
                 budget.tat_us = max(budget.tat_us, tat)
                 budget.synced_at = now
-                self.backend_ok()
+                self._shared.backend_ok()
                 if budget.pending == 0:
                     return
         finally:
@@ -501,12 +374,12 @@ class Limiter:
         they are all taken. The caller must `release` it however the request ends."""
         now = self._clock()
         limit = key.max_parallel_requests
-        if limit is None or not self.redis_available(now):
+        if limit is None or not self._shared.redis_available(now):
             return self.acquire_local(key)
         redis_key = f"llm_proxy:parallel:{key.name}"
-        member = f"{self.instance_id}:{next(self._lease_ids)}"
+        member = self._shared.new_lease()
         now_ms = int(now * 1000)
-        lease_ms = int(_LEASE_SECS * 1000)
+        lease_ms = int(LEASE_SECS * 1000)
         try:
             held = int(
                 await self._redis.eval(
@@ -521,14 +394,13 @@ class Limiter:
                 )
             )
         except Exception as exc:  # any backend failure: count in this process
-            self.backend_failed(exc)
+            self._shared.backend_failed(exc)
             return self.acquire_local(key)
-        self.backend_ok()
+        self._shared.backend_ok()
         if held <= 0:
             return None
         self._inflight[key.name] = self._inflight.get(key.name, 0) + 1
-        self._leases.setdefault(redis_key, set()).add(member)
-        self.keep_leases()
+        self._shared.hold(redis_key, member)
         return Slot(key.name, redis_key, member, held)
 
     def release(self, slot: Slot) -> None:
@@ -539,50 +411,9 @@ class Limiter:
             self._inflight[slot.key_name] = held
         else:
             self._inflight.pop(slot.key_name, None)
-        if slot.member is None:
-            return
-        members = self._leases.get(slot.redis_key)
-        if members is not None:
-            members.discard(slot.member)
-            if not members:
-                del self._leases[slot.redis_key]
-        with contextlib.suppress(RuntimeError):  # no loop: the lease expires
-            task = asyncio.get_running_loop().create_task(self._drop_lease(slot))
-            self.budgets.track(task)
-
-    async def _drop_lease(self, slot: Slot) -> None:
-        try:
-            await self._redis.zrem(slot.redis_key, slot.member)
-        except Exception as exc:  # the lease expires by itself
-            self.backend_failed(exc)
-
-    def keep_leases(self) -> None:
-        """Make sure this instance's leases (parallel slots, budget reservations) are renewed
-        while it holds any."""
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.get_running_loop().create_task(self._keep())
-
-    async def _keep(self) -> None:
-        while self._leases or self.budgets.reserving():
-            await asyncio.sleep(_RENEW_SECS)
-            now = self._clock()
-            self.budgets.renew(now)
-            if not self._leases or not self.redis_available(now):
-                continue
-            expiry = int((now + _LEASE_SECS) * 1000)
-            try:
-                pipe = self._redis.pipeline(transaction=False)
-                for redis_key, members in self._leases.items():
-                    # XX: a lease already released (or expired and taken) is not revived.
-                    pipe.zadd(redis_key, dict.fromkeys(members, expiry), xx=True)
-                    pipe.pexpire(redis_key, int(2 * _LEASE_SECS * 1000))
-                await pipe.execute()
-            except Exception as exc:  # retried at the next renewal
-                self.backend_failed(exc)
+        if slot.member is not None:
+            self._shared.release(slot.redis_key, slot.member)
 
     async def flush(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        await self._shared.stop()
         await self.budgets.flush()

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from llm_proxy.observe.records import ErrorRecord
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Reservation
 from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.usage import Relayed
+from llm_proxy.proxy.verdicts import Reservation
 
 
 @dataclass(slots=True)
