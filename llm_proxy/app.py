@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 from aiohttp import web
@@ -53,6 +53,9 @@ from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.proxy.upstream_client import Client
 from llm_proxy.systemd import Notifier
 from llm_proxy.ui import handler as ui
+
+if TYPE_CHECKING:  # database mode only: asyncpg is imported when it is used
+    from llm_proxy.config.database import DbConfig
 
 log = structlog.get_logger()
 
@@ -267,11 +270,17 @@ def _listener(database: DatabaseMode) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         from llm_proxy.config.listener import ConfigListener  # asyncpg: database mode only
 
+        store, metrics = app[STORE], app[METRICS]
+
+        def on_config(config: Config, fetched: DbConfig) -> None:
+            store.swap(compile_snapshot(config, fetched.version))
+
         listener = app[LISTENER] = ConfigListener(
             database.dsn,
-            app[STORE],
             database.base,
-            app[METRICS],
+            serving_version=lambda: store.current.version,
+            on_config=on_config,
+            on_result=metrics.config_reload,
             check_interval_secs=database.check_interval_secs,
         )
         listener.start()
