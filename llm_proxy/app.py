@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path as FsPath
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
@@ -20,6 +21,7 @@ from llm_proxy.keys import (
     BACKGROUND,
     CAPTURE,
     CLIENT,
+    CONFIG_FILE,
     DSN,
     HEALTH,
     LIFECYCLE,
@@ -51,6 +53,7 @@ from llm_proxy.proxy.limiter import Clock, Limiter
 from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.proxy.upstream_client import Client
+from llm_proxy.reload import install_sighup
 from llm_proxy.systemd import Notifier
 from llm_proxy.ui import handler as ui
 
@@ -113,9 +116,13 @@ def create_app(
     clock: Clock | None = None,
     database: DatabaseMode | None = None,
     langfuse: LangfuseSettings | None = None,
+    config_file: FsPath | None = None,
+    handle_sighup: bool = False,
 ) -> web.Application:
     """The proxy application. `clock` (seconds) drives the rate limiter; tests pass their own.
     With `database`, `config` is the snapshot loaded at startup and a listener keeps it current.
+    `config_file` (YAML mode) is what SIGHUP and the admin API's reload re-read;
+    `handle_sighup` is for the serving process (tests run many apps in one and leave it off).
     """
     # Middleware order, outermost first:
     #   observe:   request id, snapshot, access log, metrics (sees the final status of all)
@@ -195,6 +202,10 @@ def create_app(
     app.router.add_get("/metrics", handlers.metrics)
     if database is not None:
         app[DSN] = database.dsn
+    if config_file is not None:
+        app[CONFIG_FILE] = config_file
+    if handle_sighup:
+        app.on_startup.append(install_sighup)  # after the cleanup contexts: the listener is set
     app.add_subapp(ADMIN_PREFIX, create_admin_app())
     ui.add_routes(app)
     return app
