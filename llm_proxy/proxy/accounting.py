@@ -24,12 +24,11 @@ from aiohttp import web
 
 from llm_proxy.config.model import Config, Price, price_for
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
-from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.limiter import Reservation, rate_limited
-from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.state import ANONYMOUS, RequestState
 from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
 
 log = structlog.get_logger()

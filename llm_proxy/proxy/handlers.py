@@ -8,10 +8,10 @@ from typing import Final
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llm_proxy import errors
 from llm_proxy.keys import CAPTURE, HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
-from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.accounting import capture, reserve, settle
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
