@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 from aiohttp import web
 
+from llm_proxy import endpoints
 from llm_proxy.admin.routes import PREFIX as ADMIN_PREFIX
 from llm_proxy.admin.routes import create_admin_app
 from llm_proxy.config.master_keys import STRONG_KEY_CHARS, STRONG_KEY_DISTINCT, weak_keys
@@ -197,9 +198,9 @@ def create_app(
     for prefix in ("/v1", ""):
         app.router.add_get(f"{prefix}/models", handlers.list_models)
         app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model)
-    app.router.add_get("/health", handlers.health)
-    app.router.add_get("/health/detailed", handlers.health_detailed)
-    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/health", endpoints.health)
+    app.router.add_get("/health/detailed", endpoints.health_detailed)
+    app.router.add_get("/metrics", endpoints.metrics)
     if database is not None:
         app[DSN] = database.dsn
     if config_file is not None:
