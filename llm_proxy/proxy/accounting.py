@@ -217,7 +217,7 @@ def _record(
 ) -> None:
     metrics = app[METRICS]
     key_name = key.name if key is not None else ANONYMOUS
-    metrics.tokens(model, provider, usage, key_name)
+    metrics.tokens(model, provider, usage.prompt_tokens, usage.completion_tokens, key_name)
     usd = None
     if price is not None:
         usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
