@@ -99,6 +99,7 @@ AZURE_ENDPOINTS: Final = (
 )
 # Objects living at one provider (`llm_proxy.proxy.objects`): every method, by id.
 OBJECT_COLLECTIONS: Final = ("files", "batches", "vector_stores", "conversations", "uploads")
+_PREFIXES: Final = ("/v1", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,26 @@ def create_app(
     app = web.Application(
         middlewares=[observe, errors, auth, ratelimit], client_max_size=_SERVER_BODY_CAP
     )
+    dsn = database.dsn if database is not None else None
+    _serving_state(app, config, version, dsn)
+    _record_sinks_state(app, config, dsn, langfuse)
+    if dsn is not None:
+        app[DSN] = dsn
+    if config_file is not None:
+        app[CONFIG_FILE] = config_file
+    _cleanup_contexts(app, clock, database)
+    app.on_startup.append(_warn_if_open)
+    app.add_routes(_routes())
+    app.add_subapp(ADMIN_PREFIX, create_admin_app())
+    ui.add_routes(app)
+    if handle_sighup:
+        app.on_startup.append(install_sighup)  # after the cleanup contexts: the listener is set
+    return app
+
+
+def _serving_state(app: web.Application, config: Config, version: str, dsn: str | None) -> None:
+    """The config snapshot, the metrics (with what they read at scrape time), the breakers and
+    the other per-process state the handlers share."""
     store = app[STORE] = ConfigStore(compile_snapshot(config, version))
     metrics = app[METRICS] = Metrics()
     health = app[HEALTH] = HealthBoard()
@@ -146,7 +167,14 @@ def create_app(
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
     app[NOTIFIER] = Notifier()
     app[STATS] = Stats(metrics)
-    sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))
+    app[OWNERS] = Owners(dsn)
+
+
+def _record_sinks_state(
+    app: web.Application, config: Config, dsn: str | None, langfuse: LangfuseSettings | None
+) -> None:
+    """Where request records go (the request log, Langfuse) and how much content they keep."""
+    sinks = app[SINKS] = Sinks(record_sinks(config, dsn))
     for sink in sinks.sinks:
         if isinstance(sink, DatabaseLog):
             app[LOG_DSN] = sink.dsn  # the admin API's /logs and /usage read it
@@ -154,10 +182,15 @@ def create_app(
         sinks.sinks.append(LangfuseExporter(langfuse))
     capture = config.request_log.capture_content or (langfuse and langfuse.capture_content)
     app[CAPTURE] = config.request_log.max_content_bytes if capture else 0
-    metrics.record_sinks = lambda: [
+    app[METRICS].record_sinks = lambda: [
         (sink.name, sink.written, sink.dropped, sink.queued) for sink in sinks.sinks
     ]
-    app[OWNERS] = Owners(database.dsn if database else None)
+
+
+def _cleanup_contexts(
+    app: web.Application, clock: Clock | None, database: DatabaseMode | None
+) -> None:
+    """Started in this order, closed in the reverse one."""
     app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(_owners)
     app.cleanup_ctx.append(_stats)
@@ -168,48 +201,37 @@ def create_app(
     app.cleanup_ctx.append(_health_checks)
     if database is not None:
         app.cleanup_ctx.append(_listener(database))
-    app.on_startup.append(_warn_if_open)
 
+
+def _routes() -> list[web.AbstractRouteDef]:
+    """The proxy's own routes, in matching order (the admin API and the UI add theirs). Each
+    OpenAI path also answers without the `/v1` prefix, for clients whose base URL lacks it."""
+    table: list[web.AbstractRouteDef] = []
     for endpoint in PROXY_ENDPOINTS:
         handler = handlers.proxy_handler(endpoint)
-        for prefix in ("/v1", ""):
-            app.router.add_post(prefix + endpoint, handler)
+        table += [web.post(prefix + endpoint, handler) for prefix in _PREFIXES]
     # Azure OpenAI clients: /openai/deployments/{deployment}/chat/completions?api-version=...
     for endpoint in AZURE_ENDPOINTS:
-        handler = (
-            handlers.upload_handler(endpoint)
-            if endpoint in UPLOAD_ENDPOINTS
-            else handlers.proxy_handler(endpoint)
-        )
-        app.router.add_post(f"/openai/deployments/{{deployment}}{endpoint}", handler)
+        make = handlers.upload_handler if endpoint in UPLOAD_ENDPOINTS else handlers.proxy_handler
+        table.append(web.post(f"/openai/deployments/{{deployment}}{endpoint}", make(endpoint)))
     for endpoint in UPLOAD_ENDPOINTS:
         handler = handlers.upload_handler(endpoint)
-        for prefix in ("/v1", ""):
-            app.router.add_post(prefix + endpoint, handler)
-    for prefix in ("/v1", ""):
+        table += [web.post(prefix + endpoint, handler) for prefix in _PREFIXES]
+    for prefix in _PREFIXES:
         for collection in OBJECT_COLLECTIONS:
             handler = objects.object_handler(collection)
-            app.router.add_route("*", f"{prefix}/{collection}", handler)
-            app.router.add_route("*", f"{prefix}/{collection}/{{id}}", handler)
-            app.router.add_route("*", f"{prefix}/{collection}/{{id}}/{{tail:.+}}", handler)
+            for tail in ("", "/{id}", "/{id}/{tail:.+}"):
+                table.append(web.route("*", f"{prefix}/{collection}{tail}", handler))
         stored = objects.object_handler("responses")  # a response, once created
-        app.router.add_route("*", f"{prefix}/responses/{{id}}", stored)
-        app.router.add_route("*", f"{prefix}/responses/{{id}}/{{tail:.+}}", stored)
-    for prefix in ("/v1", ""):
-        app.router.add_get(f"{prefix}/models", handlers.list_models)
-        app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model)
-    app.router.add_get("/health", endpoints.health)
-    app.router.add_get("/health/detailed", endpoints.health_detailed)
-    app.router.add_get("/metrics", endpoints.metrics)
-    if database is not None:
-        app[DSN] = database.dsn
-    if config_file is not None:
-        app[CONFIG_FILE] = config_file
-    if handle_sighup:
-        app.on_startup.append(install_sighup)  # after the cleanup contexts: the listener is set
-    app.add_subapp(ADMIN_PREFIX, create_admin_app())
-    ui.add_routes(app)
-    return app
+        for tail in ("/{id}", "/{id}/{tail:.+}"):
+            table.append(web.route("*", f"{prefix}/responses{tail}", stored))
+    for prefix in _PREFIXES:
+        table.append(web.get(f"{prefix}/models", handlers.list_models))
+        table.append(web.get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model))
+    table.append(web.get("/health", endpoints.health))
+    table.append(web.get("/health/detailed", endpoints.health_detailed))
+    table.append(web.get("/metrics", endpoints.metrics))
+    return table
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
