@@ -7,11 +7,13 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final
+from pathlib import Path as FsPath
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 from aiohttp import web
 
+from llm_proxy import endpoints
 from llm_proxy.admin.routes import PREFIX as ADMIN_PREFIX
 from llm_proxy.admin.routes import create_admin_app
 from llm_proxy.config.master_keys import STRONG_KEY_CHARS, STRONG_KEY_DISTINCT, weak_keys
@@ -20,6 +22,7 @@ from llm_proxy.keys import (
     BACKGROUND,
     CAPTURE,
     CLIENT,
+    CONFIG_FILE,
     DSN,
     HEALTH,
     LIFECYCLE,
@@ -51,8 +54,12 @@ from llm_proxy.proxy.limiter import Clock, Limiter
 from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.proxy.upstream_client import Client
+from llm_proxy.reload import install_sighup
 from llm_proxy.systemd import Notifier
 from llm_proxy.ui import handler as ui
+
+if TYPE_CHECKING:  # database mode only: asyncpg is imported when it is used
+    from llm_proxy.config.database import DbConfig
 
 log = structlog.get_logger()
 
@@ -92,6 +99,7 @@ AZURE_ENDPOINTS: Final = (
 )
 # Objects living at one provider (`llm_proxy.proxy.objects`): every method, by id.
 OBJECT_COLLECTIONS: Final = ("files", "batches", "vector_stores", "conversations", "uploads")
+_PREFIXES: Final = ("/v1", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +119,14 @@ def create_app(
     breaker_clock: Clock = time.monotonic,
     database: DatabaseMode | None = None,
     langfuse: LangfuseSettings | None = None,
+    config_file: FsPath | None = None,
+    handle_sighup: bool = False,
 ) -> web.Application:
     """The proxy application. `clock` (seconds) drives the rate limiter and `breaker_clock`
     (monotonic seconds) the circuit breaker; tests pass their own.
     With `database`, `config` is the snapshot loaded at startup and a listener keeps it current.
+    `config_file` (YAML mode) is what SIGHUP and the admin API's reload re-read;
+    `handle_sighup` is for the serving process (tests run many apps in one and leave it off).
     """
     # Middleware order, outermost first:
     #   observe:   request id, snapshot, access log, metrics (sees the final status of all)
@@ -124,6 +136,28 @@ def create_app(
     app = web.Application(
         middlewares=[observe, errors, auth, ratelimit], client_max_size=_SERVER_BODY_CAP
     )
+    dsn = database.dsn if database is not None else None
+    _serving_state(app, config, version, dsn, breaker_clock)
+    _record_sinks_state(app, config, dsn, langfuse)
+    if dsn is not None:
+        app[DSN] = dsn
+    if config_file is not None:
+        app[CONFIG_FILE] = config_file
+    _cleanup_contexts(app, clock, database)
+    app.on_startup.append(_warn_if_open)
+    app.add_routes(_routes())
+    app.add_subapp(ADMIN_PREFIX, create_admin_app())
+    ui.add_routes(app)
+    if handle_sighup:
+        app.on_startup.append(install_sighup)  # after the cleanup contexts: the listener is set
+    return app
+
+
+def _serving_state(
+    app: web.Application, config: Config, version: str, dsn: str | None, breaker_clock: Clock
+) -> None:
+    """The config snapshot, the metrics (with what they read at scrape time), the breakers and
+    the other per-process state the handlers share."""
     store = app[STORE] = ConfigStore(compile_snapshot(config, version))
     metrics = app[METRICS] = Metrics()
     health = app[HEALTH] = HealthBoard(breaker_clock)
@@ -137,7 +171,14 @@ def create_app(
     app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
     app[NOTIFIER] = Notifier()
     app[STATS] = Stats(metrics)
-    sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))
+    app[OWNERS] = Owners(dsn)
+
+
+def _record_sinks_state(
+    app: web.Application, config: Config, dsn: str | None, langfuse: LangfuseSettings | None
+) -> None:
+    """Where request records go (the request log, Langfuse) and how much content they keep."""
+    sinks = app[SINKS] = Sinks(record_sinks(config, dsn))
     for sink in sinks.sinks:
         if isinstance(sink, DatabaseLog):
             app[LOG_DSN] = sink.dsn  # the admin API's /logs and /usage read it
@@ -145,10 +186,15 @@ def create_app(
         sinks.sinks.append(LangfuseExporter(langfuse))
     capture = config.request_log.capture_content or (langfuse and langfuse.capture_content)
     app[CAPTURE] = config.request_log.max_content_bytes if capture else 0
-    metrics.record_sinks = lambda: [
+    app[METRICS].record_sinks = lambda: [
         (sink.name, sink.written, sink.dropped, sink.queued) for sink in sinks.sinks
     ]
-    app[OWNERS] = Owners(database.dsn if database else None)
+
+
+def _cleanup_contexts(
+    app: web.Application, clock: Clock | None, database: DatabaseMode | None
+) -> None:
+    """Started in this order, closed in the reverse one."""
     app.cleanup_ctx.append(_upstream_client)
     app.cleanup_ctx.append(_owners)
     app.cleanup_ctx.append(_stats)
@@ -159,44 +205,37 @@ def create_app(
     app.cleanup_ctx.append(_health_checks)
     if database is not None:
         app.cleanup_ctx.append(_listener(database))
-    app.on_startup.append(_warn_if_open)
 
+
+def _routes() -> list[web.AbstractRouteDef]:
+    """The proxy's own routes, in matching order (the admin API and the UI add theirs). Each
+    OpenAI path also answers without the `/v1` prefix, for clients whose base URL lacks it."""
+    table: list[web.AbstractRouteDef] = []
     for endpoint in PROXY_ENDPOINTS:
         handler = handlers.proxy_handler(endpoint)
-        for prefix in ("/v1", ""):
-            app.router.add_post(prefix + endpoint, handler)
+        table += [web.post(prefix + endpoint, handler) for prefix in _PREFIXES]
     # Azure OpenAI clients: /openai/deployments/{deployment}/chat/completions?api-version=...
     for endpoint in AZURE_ENDPOINTS:
-        handler = (
-            handlers.upload_handler(endpoint)
-            if endpoint in UPLOAD_ENDPOINTS
-            else handlers.proxy_handler(endpoint)
-        )
-        app.router.add_post(f"/openai/deployments/{{deployment}}{endpoint}", handler)
+        make = handlers.upload_handler if endpoint in UPLOAD_ENDPOINTS else handlers.proxy_handler
+        table.append(web.post(f"/openai/deployments/{{deployment}}{endpoint}", make(endpoint)))
     for endpoint in UPLOAD_ENDPOINTS:
         handler = handlers.upload_handler(endpoint)
-        for prefix in ("/v1", ""):
-            app.router.add_post(prefix + endpoint, handler)
-    for prefix in ("/v1", ""):
+        table += [web.post(prefix + endpoint, handler) for prefix in _PREFIXES]
+    for prefix in _PREFIXES:
         for collection in OBJECT_COLLECTIONS:
             handler = objects.object_handler(collection)
-            app.router.add_route("*", f"{prefix}/{collection}", handler)
-            app.router.add_route("*", f"{prefix}/{collection}/{{id}}", handler)
-            app.router.add_route("*", f"{prefix}/{collection}/{{id}}/{{tail:.+}}", handler)
+            for tail in ("", "/{id}", "/{id}/{tail:.+}"):
+                table.append(web.route("*", f"{prefix}/{collection}{tail}", handler))
         stored = objects.object_handler("responses")  # a response, once created
-        app.router.add_route("*", f"{prefix}/responses/{{id}}", stored)
-        app.router.add_route("*", f"{prefix}/responses/{{id}}/{{tail:.+}}", stored)
-    for prefix in ("/v1", ""):
-        app.router.add_get(f"{prefix}/models", handlers.list_models)
-        app.router.add_get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model)
-    app.router.add_get("/health", handlers.health)
-    app.router.add_get("/health/detailed", handlers.health_detailed)
-    app.router.add_get("/metrics", handlers.metrics)
-    if database is not None:
-        app[DSN] = database.dsn
-    app.add_subapp(ADMIN_PREFIX, create_admin_app())
-    ui.add_routes(app)
-    return app
+        for tail in ("/{id}", "/{id}/{tail:.+}"):
+            table.append(web.route("*", f"{prefix}/responses{tail}", stored))
+    for prefix in _PREFIXES:
+        table.append(web.get(f"{prefix}/models", handlers.list_models))
+        table.append(web.get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model))
+    table.append(web.get("/health", endpoints.health))
+    table.append(web.get("/health/detailed", endpoints.health_detailed))
+    table.append(web.get("/metrics", endpoints.metrics))
+    return table
 
 
 async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
@@ -269,11 +308,17 @@ def _listener(database: DatabaseMode) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         from llm_proxy.config.listener import ConfigListener  # asyncpg: database mode only
 
+        store, metrics = app[STORE], app[METRICS]
+
+        def on_config(config: Config, fetched: DbConfig) -> None:
+            store.swap(compile_snapshot(config, fetched.version))
+
         listener = app[LISTENER] = ConfigListener(
             database.dsn,
-            app[STORE],
             database.base,
-            app[METRICS],
+            serving_version=lambda: store.current.version,
+            on_config=on_config,
+            on_result=metrics.config_reload,
             check_interval_secs=database.check_interval_secs,
         )
         listener.start()

@@ -6,15 +6,11 @@ import argparse
 import asyncio
 import dataclasses
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from aiohttp import web
 
 from llm_proxy import __version__
 from llm_proxy.config.issues import ConfigError
@@ -352,7 +348,14 @@ def _serve_logged(
             url=_ui_url(host or config.host, port or config.port, tls=config.tls is not None),
             log_in_with=[name for name, _ in config.admin_credentials],
         )
-    app = create_app(config, version=version, database=database, langfuse=plan.langfuse)
+    app = create_app(
+        config,
+        version=version,
+        database=database,
+        langfuse=plan.langfuse,
+        config_file=path if database is None else None,
+        handle_sighup=True,
+    )
     if config.tls is not None:
         import ssl
 
@@ -365,11 +368,6 @@ def _serve_logged(
             print(f"error: server.tls: the certificate does not load: {exc}", file=sys.stderr)
             loop.close()
             return 2
-    from llm_proxy.keys import CONFIG_FILE
-
-    if database is None and path is not None:
-        app[CONFIG_FILE] = path  # POST /admin/v1/config/reload re-reads it
-    app.on_startup.append(partial(_handle_sighup, path=path))
     from llm_proxy.server import serve
 
     try:
@@ -410,32 +408,6 @@ def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | Non
         )
         return None
     return path, config
-
-
-async def _handle_sighup(app: web.Application, path: Path | None) -> None:
-    """SIGHUP: in YAML mode re-read the file (validate, then swap, or keep the old config);
-    in database mode reload from the database now. Either way, the request log's JSON-lines
-    file is reopened (after logrotate moved it)."""
-    from llm_proxy.config.yaml_file import reload_store
-    from llm_proxy.keys import LISTENER, METRICS, NOTIFIER, SINKS, STORE, TLS_CONTEXT
-    from llm_proxy.tls import reload_certificate
-
-    listener = app.get(LISTENER)
-    notifier = app[NOTIFIER]
-
-    def on_sighup() -> None:
-        notifier.reloading()
-        app[SINKS].reopen()
-        context, tls = app.get(TLS_CONTEXT), app[STORE].current.config.tls
-        if context is not None and tls is not None:
-            reload_certificate(context, tls)  # renewed files, for new connections
-        if listener is not None:
-            listener.request_reload()  # (the listener reloads in its own task)
-        elif path is not None:
-            reload_store(app[STORE], path, app[METRICS])
-        notifier.reloaded(f"config version {app[STORE].current.version}")
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
 
 
 def _dsn_arg(db_url: str | None) -> str | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from llm_proxy.config.model import Config
-from llm_proxy.proxy.write_watch import WriteWatches
+from llm_proxy.write_watch import WriteWatches
 
 # A request head in total: request line and header lines. aiohttp bounds each line (8 KiB)
 # and the number of fields (128), which lets one head reach 1 MB. The first head of a

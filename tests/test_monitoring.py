@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
 from llm_proxy.app import create_app
-from llm_proxy.config.yaml_file import reload_store
 from llm_proxy.keys import METRICS, STORE
+from llm_proxy.reload import reload_store
 from tests.conftest import Upstream, make_config, provider, serve
 
 ROOT = Path(__file__).resolve().parent.parent

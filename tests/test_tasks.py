@@ -65,7 +65,14 @@ async def test_listener_stops_when_a_reload_is_requested_at_once(config_dsn: str
     cancelled the listener inside `asyncio.wait_for`, which lost the cancel on 3.11: the
     listener polled on and the shutdown waited for it forever."""
     store = ConfigStore(compile_snapshot(Config(), "0"))
-    listener = ConfigListener(config_dsn, store, Config(), Metrics(), check_interval_secs=30)
+    listener = ConfigListener(
+        config_dsn,
+        Config(),
+        serving_version=lambda: store.current.version,
+        on_config=lambda config, fetched: store.swap(compile_snapshot(config, fetched.version)),
+        on_result=Metrics().config_reload,
+        check_interval_secs=30,
+    )
     listener.start()
     async with asyncio.timeout(10):
         await listener.connected.wait()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from llm_proxy.proxy.write_watch import TICK_SECS, WriteWatches
+from llm_proxy.write_watch import TICK_SECS, WriteWatches
 
 
 async def _transport() -> tuple[asyncio.Transport, socket.socket]:

@@ -20,11 +20,11 @@ from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME, guard
 from llm_proxy.admin.views import config_view
-from llm_proxy.config.yaml_file import reload_store
 from llm_proxy.errors import ProxyError, bad_param, invalid_json
 from llm_proxy.keys import CONFIG_FILE, DSN, HEALTH, LISTENER, METRICS, STATE, STORE
 from llm_proxy.keys import STATS as STATS_KEY
 from llm_proxy.observe.stats import INTERVAL_SECS as STATS_INTERVAL
+from llm_proxy.reload import reload_store
 
 if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, not at startup
     import asyncpg

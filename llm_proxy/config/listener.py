@@ -3,8 +3,9 @@
 One dedicated asyncpg connection LISTENs on `llm_proxy_config` (not a pooled one: a pool runs
 `UNLISTEN *` on release). The notification callback only sets an event; a single task does the
 work: it coalesces a burst of notifications into one reload, reads the whole configuration in
-one REPEATABLE READ transaction, validates and compiles it, and swaps the snapshot. An invalid
-configuration is rejected and the old snapshot keeps serving.
+one REPEATABLE READ transaction, validates it and hands it to `on_config` (the wiring compiles
+and swaps the snapshot there). An invalid configuration is rejected and the old snapshot keeps
+serving; `on_result` hears "ok" or "error" for each reload (the wiring counts them).
 
 Notifications sent while disconnected are lost, so after every (re)connect the listener
 compares versions and reloads what it missed; a slow periodic version check is the safety net.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import asyncpg
@@ -24,8 +26,6 @@ import structlog
 from llm_proxy.config import database as db
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import Config
-from llm_proxy.observe.metrics import Metrics
-from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
@@ -39,17 +39,21 @@ class ConfigListener:
     def __init__(
         self,
         dsn: str,
-        store: ConfigStore,
         base: Config,
-        metrics: Metrics,
         *,
+        serving_version: Callable[[], str],
+        on_config: Callable[[Config, db.DbConfig], None],
+        on_result: Callable[[str], None],
         check_interval_secs: float = 30.0,
         min_reload_interval_secs: float = 0.025,
     ) -> None:
         self._dsn = dsn
-        self._store = store
         self._base = base
-        self._metrics = metrics
+        # The version being served; `on_config` makes a new one serve (raising ConfigError
+        # when it cannot); `on_result` is told "ok" or "error" for every reload.
+        self._serving_version = serving_version
+        self._on_config = on_config
+        self._on_result = on_result
         self._check_interval = check_interval_secs
         self._min_interval = min_reload_interval_secs
         self._wake = asyncio.Event()
@@ -162,11 +166,11 @@ class ConfigListener:
     async def _reload_if_changed(self, conn: asyncpg.Connection) -> None:
         version = str(await conn.fetchval("SELECT version FROM config_version"))
         self.last_check_at = time.time()
-        if version in (self._store.current.version, self._rejected_version):
+        if version in (self._serving_version(), self._rejected_version):
             return
         fetched = await db.fetch(conn)
         try:
-            snapshot = compile_snapshot(db.build_config(self._base, fetched), fetched.version)
+            self._on_config(db.build_config(self._base, fetched), fetched)
         except ConfigError as exc:
             self._reject(fetched.version, [str(i) for i in exc.issues])
             return
@@ -177,10 +181,9 @@ class ConfigListener:
             log.exception("config_compile_failed", version=fetched.version)
             self._reject(fetched.version, [f"{type(exc).__name__}: {exc}"])
             return
-        self._store.swap(snapshot)
         self._rejected_version = None
         self.reloads += 1
-        self._metrics.config_reload("ok")
+        self._on_result("ok")
         log.info("config_reloaded", version=fetched.version, source="database")
         if self._base.config_cache_path:
             try:
@@ -193,10 +196,10 @@ class ConfigListener:
 
     def _reject(self, version: str, errors: list[str]) -> None:
         self._rejected_version = version
-        self._metrics.config_reload("error")
+        self._on_result("error")
         log.error(
             "config_reload_rejected",
             version=version,
-            serving_version=self._store.current.version,
+            serving_version=self._serving_version(),
             errors=errors,
         )

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any, Final
 
-import structlog
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -27,8 +26,6 @@ from llm_proxy.config.issues import ConfigError, Issue, Path
 from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import Config
 from llm_proxy.config.validate import auth_issues, parse_config
-from llm_proxy.observe.metrics import Metrics
-from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 
 DEFAULT_CONFIG_PATH: Final = "config.yaml"
 _VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -245,24 +242,3 @@ def _locator(root: Any) -> Any:
         return None if line is None else f"line {line + 1}"
 
     return locate
-
-
-def reload_store(store: ConfigStore, path: FsPath, metrics: Metrics | None = None) -> bool:
-    """Re-read `path` and swap it in; on any error keep serving the old snapshot.
-    Requests in flight finish on the snapshot they started with."""
-    log = structlog.get_logger()
-    try:
-        config = load_config_file(path)
-    except (ConfigError, OSError) as exc:
-        detail = [str(i) for i in exc.issues] if isinstance(exc, ConfigError) else [str(exc)]
-        log.error("config_reload_rejected", path=str(path), errors=detail)
-        if metrics is not None:
-            metrics.config_reload("error")
-        return False
-    old = store.current
-    version = str(int(old.version) + 1) if old.version.isdigit() else "1"
-    store.swap(compile_snapshot(config, version))
-    if metrics is not None:
-        metrics.config_reload("ok")
-    log.info("config_reloaded", path=str(path), version=version)
-    return True

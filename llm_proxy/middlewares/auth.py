@@ -16,11 +16,11 @@ from __future__ import annotations
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llm_proxy.errors import ProxyError
 from llm_proxy.keys import STATE
 from llm_proxy.lifecycle import MAX_HEAD_BYTES
-from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.keyring import presented_key
 
 EXEMPT: Final = ("/health", "/metrics", "/admin/", "/ui/")

@@ -7,10 +7,11 @@ from typing import Final
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llm_proxy.errors import API_ERROR, ProxyError, error_response
 from llm_proxy.keys import STATE
-from llm_proxy.middlewares.observe import CLIENT_CLOSED, Handler
+from llm_proxy.proxy.state import CLIENT_CLOSED
 
 log = structlog.get_logger()
 

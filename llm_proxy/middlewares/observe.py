@@ -7,24 +7,20 @@ import asyncio
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable
 from typing import Final
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llm_proxy.keys import LIFECYCLE, METRICS, SINKS, STATE, STORE
 from llm_proxy.observe import log as access_log
 from llm_proxy.observe.clients import client_label
 from llm_proxy.observe.records import RequestRecord, Sinks
-from llm_proxy.proxy.state import RequestState
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from llm_proxy.proxy.state import ANONYMOUS, CLIENT_CLOSED, RequestState, stamp
 
 log = structlog.get_logger()
 
-CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
-ANONYMOUS: Final = "anonymous"  # the key name of requests made without one (auth off)
 _QUIET_PATHS: Final = frozenset({"/health", "/metrics"})
 # Requests the request log leaves out: the proxy's own endpoints (and unmatched paths).
 _UNLOGGED: Final = ("/admin", "/health", "/metrics", "/ui", "other")
@@ -181,14 +177,3 @@ def _submit(
         sinks.submit(record)
 
     counting.add_done_callback(counted)
-
-
-def stamp(response: web.StreamResponse, state: RequestState) -> None:
-    """The headers every response carries, streamed or not, set before it is sent: the request
-    id and, for a rate-limited key, OpenAI's x-ratelimit-* headers. (Called by observe for
-    what a handler returns unsent, and by forward before it starts a streamed answer: cheaper
-    than an on_response_prepare signal, which aiohttp dispatches per response.)"""
-    headers = response.headers
-    headers["x-request-id"] = state.request_id
-    if state.rate_headers is not None:
-        headers.extend(state.rate_headers)

@@ -11,9 +11,9 @@ client hanging up (the handler returns only once a stream has been relayed)."""
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llm_proxy.keys import LIMITER, METRICS, STATE
-from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.handlers import name_refused_model
 from llm_proxy.proxy.keyring import KeyEntry

@@ -19,8 +19,6 @@ from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 from aioprometheus.histogram import Histogram as HistogramValue
 from aioprometheus.renderer import render
 
-from llm_proxy.proxy.usage import Usage
-
 # LLM calls run from milliseconds (embeddings, cached) to minutes (long generations).
 DURATION_BUCKETS: Final = (
     0.005,
@@ -323,11 +321,13 @@ class Metrics:
         self._requests.add((method, endpoint, model, provider, str(status), key_name, client))
         self._duration.observe((endpoint, model, provider, key_name), seconds)
 
-    def tokens(self, model: str, provider: str, usage: Usage, key_name: str = "anonymous") -> None:
+    def tokens(
+        self, model: str, provider: str, prompt: int, completion: int, key_name: str = "anonymous"
+    ) -> None:
         add = self._tokens.add
-        add((model, provider, "prompt_tokens", key_name), usage.prompt_tokens)
-        add((model, provider, "completion_tokens", key_name), usage.completion_tokens)
-        add((model, provider, "total_tokens", key_name), usage.total_tokens)
+        add((model, provider, "prompt_tokens", key_name), prompt)
+        add((model, provider, "completion_tokens", key_name), completion)
+        add((model, provider, "total_tokens", key_name), prompt + completion)
 
     def cost(self, model: str, provider: str, key_name: str, usd: float) -> None:
         self._cost.add((model, provider, key_name), usd)

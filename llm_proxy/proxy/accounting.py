@@ -24,11 +24,10 @@ from aiohttp import web
 
 from llm_proxy.config.model import Config, Price, price_for
 from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
-from llm_proxy.middlewares.observe import ANONYMOUS
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.state import ANONYMOUS, RequestState
 from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
 from llm_proxy.proxy.verdicts import Reservation, rate_limited
 
@@ -218,7 +217,7 @@ def _record(
 ) -> None:
     metrics = app[METRICS]
     key_name = key.name if key is not None else ANONYMOUS
-    metrics.tokens(model, provider, usage, key_name)
+    metrics.tokens(model, provider, usage.prompt_tokens, usage.completion_tokens, key_name)
     usd = None
     if price is not None:
         usd = price.cost(usage.prompt_tokens, usage.completion_tokens)

@@ -21,7 +21,6 @@ from aiohttp import web
 
 from llm_proxy import errors
 from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, OWNERS, STATE
-from llm_proxy.middlewares.observe import stamp
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
@@ -31,7 +30,7 @@ from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.proxy.routing import Route, Target
-from llm_proxy.proxy.state import RequestState
+from llm_proxy.proxy.state import RequestState, stamp
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.proxy.upstream_client import Response, StreamedBody
 from llm_proxy.proxy.upstream_errors import (

@@ -15,11 +15,11 @@ from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from llm_proxy import errors
 from llm_proxy.config.model import Provider
 from llm_proxy.keys import LIFECYCLE, OWNERS, STATE
-from llm_proxy.middlewares.observe import Handler
 from llm_proxy.proxy.batch_files import batch_models
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward

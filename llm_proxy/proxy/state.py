@@ -1,16 +1,24 @@
 """What the proxy learns about one request as it goes, in one object (one request-key lookup
-instead of many; middlewares and handlers fill it in, observe reads it at the end)."""
+instead of many; middlewares and handlers fill it in, observe reads it at the end), and what
+every layer says of a request the same way: the status of a client that went away, the key name
+of a keyless request, the headers every response carries (`stamp`)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
 
 from llm_proxy.observe.records import ErrorRecord
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.usage import Relayed
 from llm_proxy.proxy.verdicts import Reservation
+
+CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
+ANONYMOUS: Final = "anonymous"  # the key name of requests made without one (auth off)
 
 
 @dataclass(slots=True)
@@ -46,3 +54,14 @@ class RequestState:
     reservation: Reservation | None = None
     prompt_text: str | None = None  # with content capture on
     completion_text: str | None = None
+
+
+def stamp(response: web.StreamResponse, state: RequestState) -> None:
+    """The headers every response carries, streamed or not, set before it is sent: the request
+    id and, for a rate-limited key, OpenAI's x-ratelimit-* headers. (Called by observe for
+    what a handler returns unsent, and by forward before it starts a streamed answer: cheaper
+    than an on_response_prepare signal, which aiohttp dispatches per response.)"""
+    headers = response.headers
+    headers["x-request-id"] = state.request_id
+    if state.rate_headers is not None:
+        headers.extend(state.rate_headers)
