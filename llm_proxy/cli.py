@@ -457,14 +457,14 @@ def _migrate(action: str, db_url: str | None, steps: int) -> int:
     import asyncpg
 
     from llm_proxy.config import migrate
-    from llm_proxy.config.database import describe_dsn
+    from llm_proxy.config.database import connect, describe_dsn
 
     dsn = _dsn_arg(db_url)
     if dsn is None:
         return 2
 
     async def run() -> int:
-        conn = await asyncpg.connect(dsn, timeout=10)
+        conn = await connect(dsn, connect_timeout=10)
         try:
             if action == "up":
                 ran = await migrate.migrate_up(conn)
@@ -497,13 +497,14 @@ def _config_history(args: argparse.Namespace) -> int:
     import orjson
 
     from llm_proxy.config import history
+    from llm_proxy.config.database import connect
 
     dsn = _dsn_arg(args.db_url)
     if dsn is None:
         return 2
 
     async def run() -> int:
-        conn = await asyncpg.connect(dsn, timeout=10)
+        conn = await connect(dsn, connect_timeout=10)
         try:
             if args.config_command == "rollback":
                 before = (await history.bounds(conn))[1]
@@ -591,6 +592,7 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
     import asyncpg
     import orjson
 
+    from llm_proxy.config.database import connect
     from llm_proxy.config.export import pricing_data
 
     dsn = _dsn_arg(db_url)
@@ -602,7 +604,7 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
     _, config = loaded
 
     async def run() -> None:
-        conn = await asyncpg.connect(dsn, timeout=10)
+        conn = await connect(dsn, connect_timeout=10)
         try:
             async with conn.transaction():
                 for p in config.providers:

@@ -120,6 +120,51 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
+# Every plane opens PostgreSQL through these two (the config listener too): each caller
+# states its timeouts, and names its connections for pg_stat_activity where it always has.
+
+
+async def connect(
+    dsn: str,
+    *,
+    connect_timeout: float,
+    name: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> asyncpg.Connection:
+    """One connection of the caller's own (not pooled: a LISTEN, a batch writer, a command).
+    `name` is its `application_name`; `settings` are further server settings."""
+    return await asyncpg.connect(
+        dsn, timeout=connect_timeout, server_settings=_session(name, settings)
+    )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    connect_timeout: float,
+    command_timeout: float,
+    name: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> asyncpg.Pool:
+    """A small pool (at most 2 connections, opened on first use) for occasional queries off
+    the request path. `connect_timeout` bounds a connect, `command_timeout` each query."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=2,
+        timeout=connect_timeout,
+        command_timeout=command_timeout,
+        server_settings=_session(name, settings),
+    )
+
+
+def _session(name: str | None, settings: Mapping[str, str] | None) -> dict[str, str] | None:
+    session = dict(settings or {})
+    if name is not None:
+        session["application_name"] = name
+    return session or None
+
+
 async def fetch(conn: asyncpg.Connection) -> DbConfig:
     """One consistent read, in its own REPEATABLE READ transaction."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -285,7 +330,7 @@ async def load_once(dsn: str, base: Config) -> tuple[Config, DbConfig]:
     if problem is not None:
         raise StartupError(problem)
     try:
-        conn = await asyncpg.connect(dsn, timeout=5)
+        conn = await connect(dsn, connect_timeout=5)
     except (ValueError, OverflowError) as exc:
         # asyncpg's own DSN parser (its ClientConfigurationError is a ValueError).
         raise StartupError(
