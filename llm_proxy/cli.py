@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import signal
 import sys
@@ -590,10 +589,10 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
     one transaction (one config version). With `dry_run`, print the changes it would make
     (read back from the config history the transaction records) and roll it back."""
     import asyncpg
-    import orjson
 
+    from llm_proxy.config import history
     from llm_proxy.config.database import connect
-    from llm_proxy.config.export import pricing_data
+    from llm_proxy.config.db_write import upsert
 
     dsn = _dsn_arg(db_url)
     if dsn is None:
@@ -607,105 +606,15 @@ def _import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) 
         conn = await connect(dsn, connect_timeout=10)
         try:
             async with conn.transaction():
-                for p in config.providers:
-                    params = {
-                        k: v
-                        for k, v in (
-                            ("verify_ssl", p.verify_ssl),
-                            ("inject_stream_usage", p.inject_stream_usage),
-                            *dataclasses.asdict(p.timeouts).items(),
-                        )
-                        if v is not None
-                    }
-                    if p.health_check is not None:
-                        params["health_check"] = dataclasses.asdict(p.health_check)
-                    if p.pricing:
-                        params["pricing"] = pricing_data(p.pricing)
-                    for name in ("organization", "project"):
-                        if getattr(p, name) is not None:
-                            params[name] = getattr(p, name)
-                    if p.proxy is not None:  # a URL, or false: no forward proxy
-                        params["proxy"] = p.proxy
-                    if p.auth != "bearer":
-                        params["auth"] = p.auth
-                    if p.headers:
-                        params["headers"] = dict(p.headers)
-                    if p.query_params:
-                        params["query_params"] = dict(p.query_params)
-                    mapping = {rule.key: rule.target for rule in p.model_mapping}
-                    await conn.execute(
-                        """
-                        INSERT INTO providers (name, provider_type, api_base, api_key, weight,
-                            model_mapping, params)
-                        VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)
-                        ON CONFLICT (name) DO UPDATE SET provider_type = EXCLUDED.provider_type,
-                            api_base = EXCLUDED.api_base, api_key = EXCLUDED.api_key,
-                            weight = EXCLUDED.weight, model_mapping = EXCLUDED.model_mapping,
-                            params = EXCLUDED.params
-                        """,
-                        p.name,
-                        p.provider_type,
-                        p.api_base,
-                        p.api_key,
-                        p.weight,
-                        orjson.dumps(mapping).decode(),
-                        orjson.dumps(params).decode(),
-                    )
-                for k in config.master_keys:
-                    limit = k.rate_limit
-                    await conn.execute(
-                        """
-                        INSERT INTO credentials
-                            (name, key, key_hash, allowed_models, rate_limit_rps,
-                             rate_limit_burst, tokens_per_minute, is_enabled,
-                             max_budget_usd, budget_period, shared_objects,
-                             max_parallel_requests)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                        ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
-                            key_hash = EXCLUDED.key_hash,
-                            allowed_models = EXCLUDED.allowed_models,
-                            rate_limit_rps = EXCLUDED.rate_limit_rps,
-                            rate_limit_burst = EXCLUDED.rate_limit_burst,
-                            tokens_per_minute = EXCLUDED.tokens_per_minute,
-                            is_enabled = EXCLUDED.is_enabled,
-                            max_budget_usd = EXCLUDED.max_budget_usd,
-                            budget_period = EXCLUDED.budget_period,
-                            shared_objects = EXCLUDED.shared_objects,
-                            max_parallel_requests = EXCLUDED.max_parallel_requests
-                        """,
-                        k.name,
-                        k.key or None,
-                        k.digest,
-                        list(k.allowed_models) if k.allowed_models is not None else None,
-                        limit.requests_per_second if limit else None,
-                        limit.burst_size if limit else None,
-                        k.tokens_per_minute,
-                        k.enabled,
-                        k.max_budget_usd,
-                        k.budget_period if k.max_budget_usd is not None else None,
-                        k.shared_objects,
-                        k.max_parallel_requests,
-                    )
+                await upsert(conn, config)
                 if dry_run:
-                    rows = await conn.fetch(
-                        "SELECT table_name, operation, after->>'name' AS after_name, "
-                        "before->>'name' AS before_name, before::text AS before, "
-                        "after::text AS after FROM config_history "
-                        "WHERE version = llm_proxy_pending_version() ORDER BY id"
-                    )
-                    for r in rows:
-                        name = r["after_name"] or r["before_name"]
-                        what = ""
-                        if r["operation"] == "UPDATE":
-                            before, after = orjson.loads(r["before"]), orjson.loads(r["after"])
-                            changed = sorted(
-                                k
-                                for k in set(before) | set(after)
-                                if k != "updated_at" and before.get(k) != after.get(k)
-                            )
-                            what = f" ({', '.join(changed)})"
-                        print(f"{r['operation']:<6} {r['table_name']}/{name}{what}")
-                    if not rows:
+                    changes = await history.pending(conn)
+                    for c in changes:
+                        what = (
+                            f" ({', '.join(c.fields_changed())})" if c.operation == "UPDATE" else ""
+                        )
+                        print(f"{c.operation:<6} {c.table}/{c.name}{what}")
+                    if not changes:
                         print("no changes")
                     raise _DryRun
         finally:

@@ -59,7 +59,7 @@ SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_lim
 FROM credentials ORDER BY id
 """
 # The provider settings kept in the `params` jsonb column (the rest have columns of their own).
-_PARAM_KEYS: Final = TIMEOUT_KEYS | {
+PARAM_KEYS: Final = TIMEOUT_KEYS | {
     "verify_ssl",
     "inject_stream_usage",
     "health_check",
@@ -221,7 +221,7 @@ def _provider_entry(r: asyncpg.Record) -> dict[str, Any]:
     # `params.<key>`.
     if isinstance(params, dict):
         for name, value in params.items():
-            entry[name if name in _PARAM_KEYS else f"params.{name}"] = value
+            entry[name if name in PARAM_KEYS else f"params.{name}"] = value
     else:
         entry["params"] = params
     return entry
@@ -256,7 +256,7 @@ def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
             "enabled": "is_enabled",
             "rate_limit": "rate_limit_rps/rate_limit_burst",
         },
-        "providers": dict.fromkeys(_PARAM_KEYS, "params"),
+        "providers": dict.fromkeys(PARAM_KEYS, "params"),
     }
 
     def locate(path: Path) -> str | None:
