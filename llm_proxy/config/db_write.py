@@ -15,7 +15,8 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from llm_proxy.config.export import pricing_data
+from llm_proxy.config.database import PARAM_KEYS
+from llm_proxy.config.export import provider_data
 from llm_proxy.config.model import Config, MasterKey, Provider
 
 _UPSERT_PROVIDER: Final = """
@@ -59,38 +60,19 @@ async def upsert(conn: asyncpg.Connection, config: Config) -> None:
 
 
 def _provider_row(p: Provider) -> tuple[Any, ...]:
-    params = {
-        k: v
-        for k, v in (
-            ("verify_ssl", p.verify_ssl),
-            ("inject_stream_usage", p.inject_stream_usage),
-            *dataclasses.asdict(p.timeouts).items(),
-        )
-        if v is not None
-    }
+    data = provider_data(p)
+    params = {name: value for name, value in data.items() if name in PARAM_KEYS}
     if p.health_check is not None:
+        # With its nulls (`model: null`), as import-config has always stored it: an
+        # unchanged file imported again must change no row.
         params["health_check"] = dataclasses.asdict(p.health_check)
-    if p.pricing:
-        params["pricing"] = pricing_data(p.pricing)
-    for name in ("organization", "project"):
-        if getattr(p, name) is not None:
-            params[name] = getattr(p, name)
-    if p.proxy is not None:  # a URL, or false: no forward proxy
-        params["proxy"] = p.proxy
-    if p.auth != "bearer":
-        params["auth"] = p.auth
-    if p.headers:
-        params["headers"] = dict(p.headers)
-    if p.query_params:
-        params["query_params"] = dict(p.query_params)
-    mapping = {rule.key: rule.target for rule in p.model_mapping}
     return (
         p.name,
         p.provider_type,
         p.api_base,
         p.api_key,
         p.weight,
-        orjson.dumps(mapping).decode(),
+        orjson.dumps(data["model_mapping"]).decode(),
         orjson.dumps(params).decode(),
     )
 
