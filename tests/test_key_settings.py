@@ -14,7 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 from structlog.testing import capture_logs
 
-from llm_proxy.cli import summarize
+from llm_proxy.cli.check import summarize
 from llm_proxy.config.database import load
 from llm_proxy.config.export import export_yaml
 from llm_proxy.config.history import rollback

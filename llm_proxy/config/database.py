@@ -59,7 +59,7 @@ SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_lim
 FROM credentials ORDER BY id
 """
 # The provider settings kept in the `params` jsonb column (the rest have columns of their own).
-_PARAM_KEYS: Final = TIMEOUT_KEYS | {
+PARAM_KEYS: Final = TIMEOUT_KEYS | {
     "verify_ssl",
     "inject_stream_usage",
     "health_check",
@@ -120,6 +120,51 @@ def dsn_problem(dsn: str) -> str | None:
     return None
 
 
+# Every plane opens PostgreSQL through these two (the config listener too): each caller
+# states its timeouts, and names its connections for pg_stat_activity where it always has.
+
+
+async def connect(
+    dsn: str,
+    *,
+    connect_timeout: float,
+    name: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> asyncpg.Connection:
+    """One connection of the caller's own (not pooled: a LISTEN, a batch writer, a command).
+    `name` is its `application_name`; `settings` are further server settings."""
+    return await asyncpg.connect(
+        dsn, timeout=connect_timeout, server_settings=_session(name, settings)
+    )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    connect_timeout: float,
+    command_timeout: float,
+    name: str | None = None,
+    settings: Mapping[str, str] | None = None,
+) -> asyncpg.Pool:
+    """A small pool (at most 2 connections, opened on first use) for occasional queries off
+    the request path. `connect_timeout` bounds a connect, `command_timeout` each query."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=2,
+        timeout=connect_timeout,
+        command_timeout=command_timeout,
+        server_settings=_session(name, settings),
+    )
+
+
+def _session(name: str | None, settings: Mapping[str, str] | None) -> dict[str, str] | None:
+    session = dict(settings or {})
+    if name is not None:
+        session["application_name"] = name
+    return session or None
+
+
 async def fetch(conn: asyncpg.Connection) -> DbConfig:
     """One consistent read, in its own REPEATABLE READ transaction."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -176,7 +221,7 @@ def _provider_entry(r: asyncpg.Record) -> dict[str, Any]:
     # `params.<key>`.
     if isinstance(params, dict):
         for name, value in params.items():
-            entry[name if name in _PARAM_KEYS else f"params.{name}"] = value
+            entry[name if name in PARAM_KEYS else f"params.{name}"] = value
     else:
         entry["params"] = params
     return entry
@@ -211,7 +256,7 @@ def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
             "enabled": "is_enabled",
             "rate_limit": "rate_limit_rps/rate_limit_burst",
         },
-        "providers": dict.fromkeys(_PARAM_KEYS, "params"),
+        "providers": dict.fromkeys(PARAM_KEYS, "params"),
     }
 
     def locate(path: Path) -> str | None:
@@ -285,7 +330,7 @@ async def load_once(dsn: str, base: Config) -> tuple[Config, DbConfig]:
     if problem is not None:
         raise StartupError(problem)
     try:
-        conn = await asyncpg.connect(dsn, timeout=5)
+        conn = await connect(dsn, connect_timeout=5)
     except (ValueError, OverflowError) as exc:
         # asyncpg's own DSN parser (its ClientConfigurationError is a ValueError).
         raise StartupError(

@@ -13,6 +13,9 @@ stored). `with_secrets` (the CLI's `--with-secrets`, never the API) writes the s
 themselves.
 Values written as they are have their `$` doubled, so that `${VAR}` interpolation gives them
 back unchanged.
+
+`provider_data(p)` is the one mapping from a provider to plain data, secrets included: this
+export is made of it, and so are `import-config`'s rows (`config/db_write.py`).
 """
 
 from __future__ import annotations
@@ -93,30 +96,24 @@ def _proxy(p: Provider, with_secrets: bool) -> str | bool:
     return f"{scheme}{shown_user}{variable}{_literal(host)}"
 
 
-def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
+def provider_data(p: Provider) -> dict[str, Any]:
+    """`p` as the config file spells it, which `parse_config` reads back into `p`: what is
+    unset is left out, secrets are as they are. The one mapping from a provider to plain
+    data: the export (which then hides the secrets) and `import-config`'s rows
+    (`db_write.upsert`) are made of it."""
     entry: dict[str, Any] = {"name": p.name, "api_base": p.api_base}
     if p.provider_type != "openai":
         entry["provider_type"] = p.provider_type
     if p.auth != "bearer":
         entry["auth"] = p.auth
-    if p.api_key:  # (none: no variable to set)
-        entry["api_key"] = p.api_key if with_secrets else f"${{{key_variable(p.name)}}}"
+    if p.api_key:
+        entry["api_key"] = p.api_key
     entry["weight"] = p.weight
     entry["model_mapping"] = {rule.key: rule.target for rule in p.model_mapping}
     if p.headers:
-        entry["headers"] = {
-            name: _literal(value)
-            if with_secrets or header_is_public(name)
-            else f"${{{header_variable(p.name, name)}}}"
-            for name, value in p.headers
-        }
+        entry["headers"] = dict(p.headers)
     if p.query_params:
-        entry["query_params"] = {
-            name: _literal(value)
-            if with_secrets or query_param_is_public(name)
-            else f"${{{query_variable(p.name, name)}}}"
-            for name, value in p.query_params
-        }
+        entry["query_params"] = dict(p.query_params)
     for name in ("verify_ssl", "inject_stream_usage", "organization", "project"):
         value = getattr(p, name)
         if value is not None:
@@ -126,10 +123,32 @@ def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
         entry["health_check"] = {
             k: v for k, v in dataclasses.asdict(p.health_check).items() if v is not None
         }
-    if isinstance(p.proxy, str) or p.proxy is False:
-        entry["proxy"] = _proxy(p, with_secrets)
+    if p.proxy is not None:  # a URL, or false: no forward proxy
+        entry["proxy"] = p.proxy
     if p.pricing:
         entry["pricing"] = pricing_data(p.pricing)
+    return entry
+
+
+def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
+    """`provider_data`, its secrets made variables unless `with_secrets`, and every value
+    written as it is (header, query parameter, proxy URL) `$`-escaped."""
+    entry = provider_data(p)
+    if p.api_key and not with_secrets:  # (no key: no variable to set)
+        entry["api_key"] = f"${{{key_variable(p.name)}}}"
+    for field, public, variable in (
+        ("headers", header_is_public, header_variable),
+        ("query_params", query_param_is_public, query_variable),
+    ):
+        if field in entry:
+            entry[field] = {
+                name: _literal(value)
+                if with_secrets or public(name)
+                else f"${{{variable(p.name, name)}}}"
+                for name, value in entry[field].items()
+            }
+    if p.proxy is not None:
+        entry["proxy"] = _proxy(p, with_secrets)
     return entry
 
 

@@ -4,7 +4,8 @@ psql is in the history exactly like one made by the proxy's tools.
 
 * `history(conn, ...)`: the changes, newest first, paged by version;
 * `change(conn, version)`: every row one version changed (both read a row a rollback deleted
-  and re-inserted as one UPDATE: `_paired`);
+  and re-inserted as one UPDATE: `_paired`); `pending(conn)`: those of the caller's open
+  transaction;
 * `rollback(conn, version, actor)`: providers and credentials back to exactly their state at
   `version`, in one transaction that is itself one recorded change (and reloads every running
   instance through NOTIFY, as any change does); master keys revoked since stay revoked unless
@@ -146,6 +147,12 @@ async def change(conn: asyncpg.Connection, version: int) -> list[Change]:
         version,
     )
     return _paired([_change(r) for r in rows])
+
+
+async def pending(conn: asyncpg.Connection) -> list[Change]:
+    """Every row the caller's transaction has changed so far, not yet committed (what
+    `import-config --dry-run` shows before it rolls back)."""
+    return await change(conn, await conn.fetchval("SELECT llm_proxy_pending_version()"))
 
 
 async def bounds(conn: asyncpg.Connection) -> tuple[int, int]:

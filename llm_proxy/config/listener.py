@@ -111,9 +111,7 @@ class ConfigListener:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(
-                    self._dsn, timeout=5, server_settings={"application_name": LISTENER_APP_NAME}
-                )
+                conn = await db.connect(self._dsn, connect_timeout=5, name=LISTENER_APP_NAME)
                 self._lost.clear()
                 conn.add_termination_listener(self._terminated)
                 await conn.add_listener(db.CHANNEL, self._notified)

@@ -250,17 +250,15 @@ class DatabaseLog(RequestLogSink):
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.is_closed():
-            import asyncpg
+            from llm_proxy.config.database import connect
 
-            self._conn = await asyncpg.connect(
+            self._conn = await connect(
                 self.dsn,
-                timeout=_CONNECT_TIMEOUT_SECS,
+                connect_timeout=_CONNECT_TIMEOUT_SECS,
+                name="llm-proxy request log",
                 # A log, not a ledger: a database crash may lose its last fraction of a
                 # second of records, and commits never wait for the disk.
-                server_settings={
-                    "application_name": "llm-proxy request log",
-                    "synchronous_commit": "off",
-                },
+                settings={"synchronous_commit": "off"},
             )
         return self._conn
 

@@ -472,13 +472,13 @@ async def restore_from_log(budgets: CostBudgets, dsn: str, started: float) -> in
     """Seed the budgets of a proxy without Redis with what the request log (in PostgreSQL)
     says each key spent this period, so that a restart does not hand every key a fresh
     budget. Returns how many keys had spent something."""
-    import asyncpg
+    from llm_proxy.config.database import connect
 
     periods = budgets.periods()
     if not periods:
         return 0
     today = datetime.fromtimestamp(started, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    conn = await asyncpg.connect(dsn, timeout=5)
+    conn = await connect(dsn, connect_timeout=5)
     try:
         restored = 0
         for key_name, start, label in periods:

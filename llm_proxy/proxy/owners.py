@@ -233,17 +233,16 @@ class Owners:
         return bool(done == "INSERT 0 1")
 
     async def _connection_pool(self) -> Any:
-        import asyncpg
+        from llm_proxy.config.database import create_pool
 
+        assert self._dsn is not None  # (database mode: every caller checks)
         async with self._pool_lock:
             if self._pool is None:
-                self._pool = await asyncpg.create_pool(
+                self._pool = await create_pool(
                     self._dsn,
-                    min_size=0,
-                    max_size=2,
-                    timeout=_QUERY_TIMEOUT_SECS,
+                    connect_timeout=_QUERY_TIMEOUT_SECS,
                     command_timeout=_QUERY_TIMEOUT_SECS,
-                    server_settings={"application_name": "llm-proxy owners"},
+                    name="llm-proxy owners",
                 )
         return self._pool
 

@@ -1,0 +1,227 @@
+"""What `serve` checks before it listens (or touches the database), and `check-config`, which
+makes the same checks without serving and prints a summary that never shows a secret.
+
+`plan_for()` is shared by both, so that they accept exactly the same arguments and environment;
+`load_file()` reads a YAML config file for `serve`, `check-config` and `import-config` alike,
+saying on standard error why it cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.model import Config
+from llm_proxy.config.providers import redact_url
+from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
+
+if TYPE_CHECKING:
+    from llm_proxy.observe.langfuse import LangfuseSettings
+
+
+def load_file(path_arg: str | None) -> tuple[Path, Config] | None:
+    path = resolve_config_path(path_arg, os.environ)
+    try:
+        return path, load_config_file(path)
+    except FileNotFoundError:
+        print(f"error: config file not found: {path}", file=sys.stderr)
+    except ConfigError as exc:
+        print(f"error: invalid config {path}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: cannot read config {path}: {exc}", file=sys.stderr)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What `serve` would run, as far as it can be known without serving."""
+
+    path: Path | None  # the config file read, if any
+    config: Config  # YAML mode: everything; database mode: the settings (`base`)
+    dsn: str | None  # database mode
+    langfuse: LangfuseSettings | None = None  # LANGFUSE_ENABLED and its settings
+
+
+def plan_for(path_arg: str | None, db_url: str | None) -> Plan | None:
+    """`_settings_plan` and the Langfuse settings from the environment."""
+    from llm_proxy.observe.langfuse import LangfuseSettings
+
+    plan = _settings_plan(path_arg, db_url)
+    try:
+        langfuse = LangfuseSettings.from_env(os.environ)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    if plan is None:
+        return None
+    return Plan(plan.path, plan.config, plan.dsn, langfuse)
+
+
+def _settings_plan(path_arg: str | None, db_url: str | None) -> Plan | None:
+    """The checks `serve` makes before it listens (or touches the database), shared with
+    `check-config` so that both accept exactly the same arguments and environment.
+    Prints every problem found and returns None when there is one."""
+    dsn = db_url or os.environ.get("DB_URL") or None
+    if dsn is None:
+        loaded = load_file(path_arg)
+        return None if loaded is None else Plan(*loaded, None)
+    from llm_proxy.config.database import dsn_problem
+
+    problem = dsn_problem(dsn)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+    settings = _database_settings(path_arg)
+    if problem is not None or settings is None:
+        return None
+    return Plan(*settings, dsn)
+
+
+def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | None:
+    """In database mode the file (optional) holds settings only; rows hold providers/keys."""
+    from llm_proxy.config.yaml_file import apply_env_overrides, read_dotenv
+
+    explicit = path_arg or os.environ.get("CONFIG_PATH")
+    path = resolve_config_path(path_arg, os.environ)
+    if not explicit and not path.exists():
+        env = {**read_dotenv(Path.cwd()), **os.environ}
+        try:
+            return None, apply_env_overrides(Config(), env)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+    loaded = load_file(path_arg)
+    if loaded is None:
+        return None
+    path, config = loaded
+    if config.providers or config.master_keys:
+        print(
+            f"error: {path}: in database mode (DB_URL set) providers and master_keys live in "
+            "the database; remove them from the file (or load them once with "
+            "`llm-proxy import-config`)",
+            file=sys.stderr,
+        )
+        return None
+    return path, config
+
+
+def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> int:
+    plan = plan_for(path_arg, db_url)
+    if plan is None:
+        return 1
+    if plan.dsn is None:
+        assert plan.path is not None
+        print(summarize(str(plan.path), plan.config))
+        if plan.langfuse is not None:
+            print(f"langfuse: on, {plan.langfuse.host}")
+        return 0
+    from llm_proxy.config.database import StartupError, describe_dsn, load_once
+
+    where = describe_dsn(plan.dsn)
+    name = plan.path or "(no config file: defaults and environment)"
+    if not connect:
+        print(f"{name}: OK (database mode: settings only)")
+        if plan.langfuse is not None:
+            print(f"langfuse: on, {plan.langfuse.host}")
+        print(
+            f"providers and master keys: read from the database {where} at start "
+            "(not checked; add --connect to check them)"
+        )
+        print(summarize_settings(plan.config))
+        return 0
+    from llm_proxy.config.database import CONNECTION_ERRORS
+
+    try:
+        config, fetched = asyncio.run(load_once(plan.dsn, plan.config))
+    except ConfigError as exc:
+        print(f"error: invalid configuration in the database {where}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except CONNECTION_ERRORS as exc:
+        # `serve` would retry this for 30 s (or start from config_cache_path).
+        print(
+            f"error: cannot reach the database {where} ({type(exc).__name__}); `serve` would "
+            "retry for 30 s, or start from config_cache_path if one is set",
+            file=sys.stderr,
+        )
+        return 1
+    print(summarize(f"{name} + database {where} (config version {fetched.version})", config))
+    return 0
+
+
+def summarize_settings(config: Config) -> str:
+    """The settings part of a summary: listen address and authentication."""
+    lines = [f"listen: {config.host}:{config.port}" + (" (https)" if config.tls else "")]
+    if config.http_port is not None:
+        lines.append(f"plain http also on: {config.host}:{config.http_port}")
+    if not config.require_auth:
+        lines.append("authentication: OFF (require_auth: false)")
+    if config.admin_key:
+        lines.append("admin key: set")
+    if config.metrics_token:
+        lines.append("metrics token: set")
+    if config.rate_limit_backend:
+        lines.append(f"rate limit backend: {redact_url(config.rate_limit_backend)}")
+    return "\n".join(lines)
+
+
+def summarize(source: str, config: Config) -> str:
+    """A human summary that never shows a secret: keys appear by name only, URLs without
+    their `user:password@`."""
+    from llm_proxy.admin.views import shown_query
+
+    lines = [f"{source}: OK", summarize_settings(config)]
+    total = sum(p.weight for p in config.providers)
+    lines.append(f"providers ({len(config.providers)}):")
+    for p in config.providers:
+        share = 100.0 * p.weight / total if total else 0.0
+        lines.append(f"  {p.name}  weight {p.weight} ({share:.1f}%)  {redact_url(p.api_base)}")
+        extra: list[str] = [] if p.provider_type == "openai" else [p.provider_type]
+        if p.auth != "bearer":
+            extra.append(f"auth {p.auth}")
+        if p.headers:  # names only: values may be secrets
+            extra.append("headers " + ", ".join(name for name, _ in p.headers))
+        if p.query_params:  # values masked: some providers take their key as ?key=
+            shown = shown_query(dict(p.query_params))
+            extra.append("query " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        if extra:
+            lines.append(f"    {'; '.join(extra)}")
+        for rule in p.model_mapping:
+            kind = "exact" if rule.pattern is None else "pattern"
+            lines.append(f"    {rule.key} -> {rule.target or '(same name)'}  [{kind}]")
+    from llm_proxy.proxy.routing import RouteTable
+
+    models = RouteTable(config.providers).model_names
+    lines.append(f"models served ({len(models)}): {', '.join(models) or '(none)'}")
+    if config.master_keys:
+        names = []
+        for k in config.master_keys:
+            extra = [] if k.enabled else ["disabled"]
+            if k.rate_limit:
+                extra.append(
+                    f"{k.rate_limit.requests_per_second:g} rps, burst {k.rate_limit.burst_size}"
+                )
+            if k.max_parallel_requests is not None:
+                extra.append(f"{k.max_parallel_requests} parallel")
+            if k.shared_objects:
+                extra.append("shared objects")
+            names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
+        lines.append(f"master keys ({len(names)}): {', '.join(names)}")
+    if config.require_auth and not any(k.enabled for k in config.master_keys):
+        lines.append(
+            "master keys: none enabled: every /v1 request will be refused (401) until a key is "
+            "added (set require_auth: false to serve without authentication)"
+        )
+    if config.provider_suffix:
+        lines.append(f"provider suffix: {config.provider_suffix}/")
+    return "\n".join(lines)
