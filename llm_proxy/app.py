@@ -132,7 +132,8 @@ def create_app(
     metrics.config_version = lambda: store.current.version
     metrics.log_dropped = dropped_lines
     app[BACKGROUND] = set()
-    app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
+    lifecycle = app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
+    metrics.active_requests = lambda: lifecycle.in_flight
     app[NOTIFIER] = Notifier()
     app[STATS] = Stats(metrics)
     sinks = app[SINKS] = Sinks(record_sinks(config, database.dsn if database else None))

@@ -31,7 +31,7 @@ from aiohttp.web_server import Server
 
 from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
-from llm_proxy.keys import LIFECYCLE, METRICS, NOTIFIER, STORE, TLS_CONTEXT
+from llm_proxy.keys import LIFECYCLE, NOTIFIER, STORE, TLS_CONTEXT
 from llm_proxy.lifecycle import MAX_HEAD_BYTES, Lifecycle
 
 log = structlog.get_logger()
@@ -471,16 +471,15 @@ async def serve(
     try:
         await stop.wait()
         lifecycle.draining = True
-        metrics = app[METRICS]
-        notifier.stopping(f"draining {metrics.active_requests} requests (up to {grace:g}s)")
-        log.info("draining", in_flight=metrics.active_requests, grace_secs=grace)
+        notifier.stopping(f"draining {lifecycle.in_flight} requests (up to {grace:g}s)")
+        log.info("draining", in_flight=lifecycle.in_flight, grace_secs=grace)
         for each in sites:
             await each.stop()
         deadline = time.monotonic() + grace
         # Polling the request counter (only during shutdown) beats an event on the hot path.
-        while metrics.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        while lifecycle.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        log.info("stopped", unfinished=metrics.active_requests)
+        log.info("stopped", unfinished=lifecycle.in_flight)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -292,7 +292,7 @@ class Metrics:
         # (sink, written, dropped, queued) for each configured sink.
         self.record_sinks: Callable[[], list[tuple[str, int, int, int]]] = list
         self.config_version: Callable[[], str] = lambda: "0"
-        self.active_requests = 0
+        self.active_requests: Callable[[], int] = lambda: 0
         self.backend_up: bool | None = None  # None: no shared backend configured
         self.provider_health: Callable[[], dict[str, bool]] = dict
 
@@ -394,7 +394,7 @@ class Metrics:
             self._records_written.set({"sink": sink}, written)
             self._records_dropped.set({"sink": sink}, dropped)
             self._records_queued.set({"sink": sink}, queued)
-        self._active.set({}, self.active_requests)
+        self._active.set({}, self.active_requests())
         for provider, healthy in self.provider_health().items():
             self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)
         if self.backend_up is not None:
