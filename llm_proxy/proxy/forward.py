@@ -13,7 +13,6 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Final
 
 import structlog
@@ -27,7 +26,7 @@ from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.decoding import Inflater, inflater_for
-from llm_proxy.proxy.outcome import Outcome, record
+from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
@@ -35,14 +34,7 @@ from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.proxy.upstream_client import Response, StreamedBody
-from llm_proxy.proxy.upstream_errors import (
-    ConnectError,
-    ConnectTimeout,
-    Disconnected,
-    PoolTimeout,
-    ProtocolError,
-    UpstreamError,
-)
+from llm_proxy.proxy.upstream_errors import UpstreamError
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()
@@ -55,24 +47,6 @@ _SSE_BYTES_PER_TEXT_BYTE: Final = 8
 _ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error log
 _FIRST_EVENT_BYTES: Final = 8192
 _OK: Final = Outcome.OK  # (a module global: an enum member's lookup costs ~0.4 µs on 3.11)
-
-
-@dataclass(slots=True)
-class Failure:
-    """A failed attempt, and what the client gets if no attempt succeeds."""
-
-    outcome: Outcome  # of the failed attempt: never OK, nor mid-body
-    error: errors.ProxyError | None = None  # a proxy-made error...
-    response: web.Response | None = None  # ...or the upstream's own answer, passed through
-    retry_after: float | None = None
-    detail: str | None = None  # the cause, for the log (never sent to the client)
-
-    def answer(self) -> web.Response:
-        """What the client gets when no attempt succeeded."""
-        if self.response is not None:
-            return self.response
-        assert self.error is not None
-        return errors.error_response(self.error)
 
 
 async def forward(request: web.Request, route: Route, call: Call) -> web.StreamResponse:
@@ -224,7 +198,7 @@ async def _attempt(
         if resp is not None:
             resp.close()
         if isinstance(exc, (TimeoutError, UpstreamError)):
-            return _failed_call(exc, upstream, health, metrics)
+            return no_answer(exc, upstream, health, metrics)
         record(health, metrics, upstream.name, None)  # (say, the client left): no verdict
         raise
     # Committed: from here on, this upstream's answer is the client's answer.
@@ -447,43 +421,6 @@ def _text(body: bytes, capture: bool) -> str | None:
     if not capture:
         return error_summary(body)
     return body[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
-
-
-def _failed_call(
-    exc: BaseException, upstream: Upstream, health: HealthBoard, metrics: Metrics
-) -> Failure:
-    """An attempt that got no answer: its outcome, what the client would be told, and the
-    cause (a fixed `kind` for metrics, the detail for the log and /health/detailed)."""
-    name = upstream.name
-    kind = exc.kind if isinstance(exc, UpstreamError) else "timeout"
-    error: errors.ProxyError
-    if isinstance(exc, ConnectTimeout):
-        outcome = Outcome.TIMEOUT
-        error = errors.upstream_timeout(name, upstream.connect_secs, "could not be connected to")
-    elif isinstance(exc, TimeoutError):
-        outcome = Outcome.TIMEOUT
-        error = errors.upstream_timeout(name, upstream.ttft_secs or upstream.timeout_secs)
-    elif isinstance(exc, PoolTimeout):
-        outcome = Outcome.POOL_FULL
-        error = errors.upstream_busy(name, "max_connections_per_provider reached")
-    elif isinstance(exc, ConnectError) and kind == "fd_exhausted":
-        outcome = Outcome.CONNECT_ERROR
-        error = errors.upstream_busy(name, "the proxy is out of file descriptors")
-    elif isinstance(exc, ConnectError):
-        outcome = Outcome.CONNECT_ERROR
-        error = errors.upstream_unreachable(name, kind)
-    elif isinstance(exc, ProtocolError):
-        outcome = Outcome.PROTOCOL_ERROR
-        error = errors.upstream_bad_answer(name, disconnected=False)
-    elif isinstance(exc, Disconnected):
-        outcome = Outcome.DISCONNECTED
-        error = errors.upstream_bad_answer(name, disconnected=True)
-    else:
-        outcome = Outcome.CONNECT_ERROR
-        error = errors.upstream_unreachable(name)
-    detail = str(exc)[:300] or type(exc).__name__
-    record(health, metrics, name, outcome, kind=kind, detail=detail)
-    return Failure(outcome, error, detail=detail)
 
 
 def _is_error_event(first: bytes) -> bool:

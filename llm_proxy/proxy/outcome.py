@@ -1,6 +1,8 @@
 """How an attempt at a provider ended, and the one place that outcome is recorded: `record`
 gives the breaker (`llm_proxy.proxy.breaker.HealthBoard`) its verdict and counts the attempt in
-the metrics (`llm_proxy_upstream_attempts_total`, `llm_proxy_upstream_errors_total`).
+the metrics (`llm_proxy_upstream_attempts_total`, `llm_proxy_upstream_errors_total`). A failed
+attempt is a `Failure`: its outcome and what the client gets if no other attempt succeeds
+(`no_answer` makes it for an attempt that got no answer at all).
 
     outcome            breaker verdict                        attempts  upstream_errors kind
     ok (2xx, 4xx)      success                                ok        -
@@ -20,11 +22,24 @@ the metrics (`llm_proxy_upstream_attempts_total`, `llm_proxy_upstream_errors_tot
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from aiohttp import web
+
+from llm_proxy import errors
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.upstream_errors import (
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    PoolTimeout,
+    ProtocolError,
+    UpstreamError,
+)
 
 
 class Outcome(StrEnum):
@@ -102,3 +117,58 @@ def record(
         metrics.attempt(provider, outcome)
     if kind is not None:
         metrics.upstream_error(provider, kind)
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failed attempt, and what the client gets if no attempt succeeds."""
+
+    outcome: Outcome  # of the failed attempt: never OK, nor mid-body
+    error: errors.ProxyError | None = None  # a proxy-made error...
+    response: web.Response | None = None  # ...or the upstream's own answer, passed through
+    retry_after: float | None = None
+    detail: str | None = None  # the cause, for the log (never sent to the client)
+
+    def answer(self) -> web.Response:
+        """What the client gets when no attempt succeeded."""
+        if self.response is not None:
+            return self.response
+        assert self.error is not None
+        return errors.error_response(self.error)
+
+
+def no_answer(
+    exc: BaseException, upstream: Upstream, health: HealthBoard, metrics: Metrics
+) -> Failure:
+    """An attempt that got no answer: its outcome, what the client would be told, and the
+    cause (a fixed `kind` for metrics, the detail for the log and /health/detailed)."""
+    name = upstream.name
+    kind = exc.kind if isinstance(exc, UpstreamError) else "timeout"
+    error: errors.ProxyError
+    if isinstance(exc, ConnectTimeout):
+        outcome = Outcome.TIMEOUT
+        error = errors.upstream_timeout(name, upstream.connect_secs, "could not be connected to")
+    elif isinstance(exc, TimeoutError):
+        outcome = Outcome.TIMEOUT
+        error = errors.upstream_timeout(name, upstream.ttft_secs or upstream.timeout_secs)
+    elif isinstance(exc, PoolTimeout):
+        outcome = Outcome.POOL_FULL
+        error = errors.upstream_busy(name, "max_connections_per_provider reached")
+    elif isinstance(exc, ConnectError) and kind == "fd_exhausted":
+        outcome = Outcome.CONNECT_ERROR
+        error = errors.upstream_busy(name, "the proxy is out of file descriptors")
+    elif isinstance(exc, ConnectError):
+        outcome = Outcome.CONNECT_ERROR
+        error = errors.upstream_unreachable(name, kind)
+    elif isinstance(exc, ProtocolError):
+        outcome = Outcome.PROTOCOL_ERROR
+        error = errors.upstream_bad_answer(name, disconnected=False)
+    elif isinstance(exc, Disconnected):
+        outcome = Outcome.DISCONNECTED
+        error = errors.upstream_bad_answer(name, disconnected=True)
+    else:
+        outcome = Outcome.CONNECT_ERROR
+        error = errors.upstream_unreachable(name)
+    detail = str(exc)[:300] or type(exc).__name__
+    record(health, metrics, name, outcome, kind=kind, detail=detail)
+    return Failure(outcome, error, detail=detail)
