@@ -168,7 +168,8 @@ def _serving_state(
     metrics.config_version = lambda: store.current.version
     metrics.log_dropped = dropped_lines
     app[BACKGROUND] = set()
-    app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
+    lifecycle = app[LIFECYCLE] = Lifecycle(ConnectionLimits.of(config))
+    metrics.active_requests = lambda: lifecycle.in_flight
     app[NOTIFIER] = Notifier()
     app[STATS] = Stats(metrics)
     app[OWNERS] = Owners(dsn)

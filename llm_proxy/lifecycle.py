@@ -44,6 +44,7 @@ class Refusals:
 class Lifecycle:
     limits: ConnectionLimits
     draining: bool = False  # SIGTERM received: /health answers 503, no new connections
+    in_flight: int = 0  # requests being handled (the observe middleware counts them)
     open_connections: int = 0
     rejected_connections: int = 0  # turned away at max_connections (or per client)
     per_client: dict[str, int] = field(default_factory=dict)  # open connections by address

@@ -31,7 +31,7 @@ from aiohttp.web_server import Server
 
 from llm_proxy.config.model import Config
 from llm_proxy.errors import API_ERROR, error_body
-from llm_proxy.keys import LIFECYCLE, METRICS, NOTIFIER, STORE, TLS_CONTEXT
+from llm_proxy.keys import LIFECYCLE, NOTIFIER, STORE, TLS_CONTEXT
 from llm_proxy.lifecycle import MAX_HEAD_BYTES, Lifecycle
 
 log = structlog.get_logger()
@@ -423,22 +423,10 @@ def _warn_if_limits_are_per_instance(config: Config) -> None:
     )
 
 
-async def serve(
-    app: web.Application,
-    host: str,
-    port: int,
-    *,
-    started: asyncio.Event | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain (see the module docstring).
-    Every setting comes from the config the app was created with."""
-    lifecycle = app[LIFECYCLE]
-    grace = app[STORE].current.config.shutdown_grace_secs
-    config = app[STORE].current.config
-    context = app.get(TLS_CONTEXT)
-    runner = make_runner(app)
-    await runner.setup()
+async def _start_sites(
+    runner: web.AppRunner, host: str, port: int, config: Config, context: SSLContext | None
+) -> list[ProxySite]:
+    """The main site (HTTPS with `context`), then the optional plain-HTTP and metrics ones."""
     site = ProxySite(runner, host, port, context)
     await site.start()
     sites = [site]
@@ -450,8 +438,27 @@ async def serve(
         own = ProxySite(runner, host, config.metrics_port, exclusive=True, metrics_only=True)
         await own.start()
         sites.append(own)
+    return sites
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    started: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT (or `stop` is set), then drain (see the module docstring).
+    Every setting comes from the config the app was created with."""
+    lifecycle = app[LIFECYCLE]
+    config = app[STORE].current.config
+    grace = config.shutdown_grace_secs
+    runner = make_runner(app)
+    await runner.setup()
+    sites = await _start_sites(runner, host, port, config, app.get(TLS_CONTEXT))
     _settle_heap()
-    _warn_if_limits_are_per_instance(app[STORE].current.config)
+    _warn_if_limits_are_per_instance(config)
     log.info(
         "listening",
         host=host,
@@ -465,22 +472,23 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     notifier = app[NOTIFIER]
-    notifier.ready(f"serving on {host}:{site.port}, config version {app[STORE].current.version}")
+    notifier.ready(
+        f"serving on {host}:{sites[0].port}, config version {app[STORE].current.version}"
+    )
     if started is not None:
         started.set()
     try:
         await stop.wait()
         lifecycle.draining = True
-        metrics = app[METRICS]
-        notifier.stopping(f"draining {metrics.active_requests} requests (up to {grace:g}s)")
-        log.info("draining", in_flight=metrics.active_requests, grace_secs=grace)
+        notifier.stopping(f"draining {lifecycle.in_flight} requests (up to {grace:g}s)")
+        log.info("draining", in_flight=lifecycle.in_flight, grace_secs=grace)
         for each in sites:
             await each.stop()
         deadline = time.monotonic() + grace
         # Polling the request counter (only during shutdown) beats an event on the hot path.
-        while metrics.active_requests > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        while lifecycle.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        log.info("stopped", unfinished=metrics.active_requests)
+        log.info("stopped", unfinished=lifecycle.in_flight)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -1,5 +1,6 @@
-"""Outermost middleware: request id, the snapshot a request is served from, active-request
-gauge, one canonical access-log line and the request metrics."""
+"""Outermost middleware: request id, the snapshot a request is served from, the in-flight
+count (`Lifecycle.in_flight`: the drain waits on it, /metrics shows it), one canonical
+access-log line and the request metrics."""
 
 from __future__ import annotations
 
@@ -45,11 +46,12 @@ def _request_id(incoming: str | None) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
+    app = request.app
     state = request[STATE] = RequestState(
-        start, _request_id(request.headers.get("x-request-id")), request.app[STORE].current
+        start, _request_id(request.headers.get("x-request-id")), app[STORE].current
     )
-    metrics = request.app[METRICS]
-    metrics.active_requests += 1
+    lifecycle = app[LIFECYCLE]
+    lifecycle.in_flight += 1
     status = 500
     try:
         response = await handler(request)
@@ -57,14 +59,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not response.prepared:
             stamp(response, state)
         return response
-    except asyncio.CancelledError:
-        status = CLIENT_CLOSED
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
+    except (asyncio.CancelledError, web.HTTPException) as exc:
+        status = exc.status if isinstance(exc, web.HTTPException) else CLIENT_CLOSED
         raise
     finally:
-        metrics.active_requests -= 1
+        lifecycle.in_flight -= 1
         if state.final_status is not None:
             status = state.final_status
         elapsed = time.perf_counter() - start
@@ -72,15 +71,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = resource.canonical if resource is not None else "other"
         key = state.api_key.name if state.api_key is not None else ANONYMOUS
         client = client_label(request.headers.get("User-Agent"))
-        metrics.request_done(
-            request.method,
-            endpoint,
-            state.model_label,
-            state.provider,
-            status,
-            elapsed,
-            key,
-            client,
+        method = request.method
+        app[METRICS].request_done(
+            method, endpoint, state.model_label, state.provider, status, elapsed, key, client
         )
         path = request.path
         if status == 401 and state.attempts is None:  # refused by the proxy, not an upstream
@@ -89,7 +82,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             access_log.request(
                 {
                     "request_id": state.request_id,
-                    "method": request.method,
+                    "method": method,
                     "path": path if len(path) <= 200 else path[:200] + "...",
                     "model": state.model,
                     "provider": state.provider,
@@ -106,7 +99,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 },
                 path in _QUIET_PATHS,
             )
-            sinks = request.app[SINKS]
+            sinks = app[SINKS]
             if sinks and not endpoint.startswith(_UNLOGGED):
                 _submit(sinks, state, request, key, client, status, elapsed)
 

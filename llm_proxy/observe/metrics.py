@@ -151,161 +151,159 @@ def _add(into: dict[Group, list[int]], group: Group, buckets: list[int]) -> None
             found[i] += n
 
 
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A metric as Prometheus shows it: name, help, label names (and a histogram's buckets)."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+
+# Bumped on the request path, copied into their collectors at scrape time.
+REQUESTS: Final = Spec(
+    "llm_proxy_requests_total",
+    "Requests handled, by method, endpoint, model, provider and status code.",
+    ("method", "endpoint", "model", "provider", "status_code", "api_key_name", "client"),
+)
+DURATION: Final = Spec(
+    "llm_proxy_request_duration_seconds",
+    "Time from request received to response finished (whole stream included).",
+    ("endpoint", "model", "provider", "api_key_name"),
+    DURATION_BUCKETS,
+)
+TOKENS: Final = Spec(
+    "llm_proxy_tokens_total",
+    "Tokens used, by model, provider and token_type "
+    "(prompt_tokens, completion_tokens, total_tokens).",
+    ("model", "provider", "token_type", "api_key_name"),
+)
+COST: Final = Spec(
+    "llm_proxy_cost_usd_total",
+    "US dollars spent, from the configured prices and the tokens used.",
+    ("model", "provider", "api_key_name"),
+)
+PROVIDER_LATENCY: Final = Spec(
+    "llm_proxy_provider_latency_seconds",
+    "Time from sending a request upstream to receiving its response headers.",
+    ("provider",),
+    DURATION_BUCKETS,
+)
+TTFT: Final = Spec(
+    "llm_proxy_time_to_first_token_seconds",
+    "Time from request received to the first stream chunk sent to the client.",
+    ("model", "provider"),
+    DURATION_BUCKETS,
+)
+RATE_LIMITED: Final = Spec(
+    "llm_proxy_rate_limited_total", "Requests refused with 429 by a key's limits.", ("key_name",)
+)
+UPSTREAM_ERRORS: Final = Spec(
+    "llm_proxy_upstream_errors_total",
+    "Upstream failures by provider and kind "
+    "(connect, timeout, http_5xx, mid_body_disconnect, mid_body_timeout).",
+    ("provider", "kind"),
+)
+OVERHEAD: Final = Spec(
+    "llm_proxy_overhead_seconds",
+    "Time spent in the proxy itself, excluding the wait on the upstream "
+    "(for streams: up to the first byte).",
+    (),
+    OVERHEAD_BUCKETS,
+)
+BACKEND_ERRORS: Final = Spec(
+    "llm_proxy_rate_limit_backend_errors_total", "Failed calls to the shared rate-limit backend."
+)
+ATTEMPTS: Final = Spec(
+    "llm_proxy_upstream_attempts_total",
+    "Attempts at upstream providers by outcome (ok, connect_error, timeout, "
+    "http_5xx, http_429, sse_error); failed attempts before the first byte fail over.",
+    ("provider", "outcome"),
+)
+CONFIG_RELOADS: Final = Spec(
+    "llm_proxy_config_reloads_total",
+    "Configuration reloads by result (ok, error: rejected, old config kept).",
+    ("result",),
+)
+# Read from their sources at scrape time.
+ACTIVE: Final = Spec("llm_proxy_active_requests", "Requests being handled right now.")
+PROVIDER_HEALTH: Final = Spec(
+    "llm_proxy_provider_health", "Provider health as seen by traffic (1 healthy, 0 unhealthy)."
+)
+BACKEND_UP: Final = Spec(
+    "llm_proxy_rate_limit_backend_up",
+    "1 while the shared rate-limit backend (Redis) answers, 0 while limits are "
+    "enforced per instance instead.",
+)
+LOG_DROPPED: Final = Spec(
+    "llm_proxy_log_lines_dropped_total",
+    "Log lines dropped because stderr's reader could not keep up.",
+)
+RECORDS_WRITTEN: Final = Spec(
+    "llm_proxy_request_log_written_total",
+    "Request records written, by sink (database, jsonl, langfuse).",
+)
+RECORDS_DROPPED: Final = Spec(
+    "llm_proxy_request_log_dropped_total",
+    "Request records dropped, by sink: its queue was full (the destination down or "
+    "too slow), or the destination refused them.",
+)
+RECORDS_QUEUED: Final = Spec(
+    "llm_proxy_request_log_queued", "Request records waiting to be written, by sink."
+)
+CONFIG_VERSION: Final = Spec(
+    "llm_proxy_config_version", "Version of the configuration being served."
+)
+
+
 class Metrics:
     def __init__(self) -> None:
-        r = self.registry = Registry()
-        self._requests = _Counters(
-            Counter(
-                "llm_proxy_requests_total",
-                "Requests handled, by method, endpoint, model, provider and status code.",
-                registry=r,
-            ),
-            ("method", "endpoint", "model", "provider", "status_code", "api_key_name", "client"),
-        )
-        self._duration = _Histograms(
-            Histogram(
-                "llm_proxy_request_duration_seconds",
-                "Time from request received to response finished (whole stream included).",
-                registry=r,
-                buckets=DURATION_BUCKETS,
-            ),
-            ("endpoint", "model", "provider", "api_key_name"),
-        )
-        self._active = Gauge(
-            "llm_proxy_active_requests", "Requests being handled right now.", registry=r
-        )
-        self._tokens = _Counters(
-            Counter(
-                "llm_proxy_tokens_total",
-                "Tokens used, by model, provider and token_type "
-                "(prompt_tokens, completion_tokens, total_tokens).",
-                registry=r,
-            ),
-            ("model", "provider", "token_type", "api_key_name"),
-        )
-        self._cost = _Counters(
-            Counter(
-                "llm_proxy_cost_usd_total",
-                "US dollars spent, from the configured prices and the tokens used.",
-                registry=r,
-            ),
-            ("model", "provider", "api_key_name"),
-        )
-        self._provider_health = Gauge(
-            "llm_proxy_provider_health",
-            "Provider health as seen by traffic (1 healthy, 0 unhealthy).",
-            registry=r,
-        )
-        self._provider_latency = _Histograms(
-            Histogram(
-                "llm_proxy_provider_latency_seconds",
-                "Time from sending a request upstream to receiving its response headers.",
-                registry=r,
-                buckets=DURATION_BUCKETS,
-            ),
-            ("provider",),
-        )
-        self._ttft = _Histograms(
-            Histogram(
-                "llm_proxy_time_to_first_token_seconds",
-                "Time from request received to the first stream chunk sent to the client.",
-                registry=r,
-                buckets=DURATION_BUCKETS,
-            ),
-            ("model", "provider"),
-        )
-        self._rate_limited = _Counters(
-            Counter(
-                "llm_proxy_rate_limited_total",
-                "Requests refused with 429 by a key's limits.",
-                registry=r,
-            ),
-            ("key_name",),
-        )
-        self._upstream_errors = _Counters(
-            Counter(
-                "llm_proxy_upstream_errors_total",
-                "Upstream failures by provider and kind "
-                "(connect, timeout, http_5xx, mid_body_disconnect, mid_body_timeout).",
-                registry=r,
-            ),
-            ("provider", "kind"),
-        )
-        self._overhead = _Histograms(
-            Histogram(
-                "llm_proxy_overhead_seconds",
-                "Time spent in the proxy itself, excluding the wait on the upstream "
-                "(for streams: up to the first byte).",
-                registry=r,
-                buckets=OVERHEAD_BUCKETS,
-            ),
-            (),
-        )
-        self._backend_up = Gauge(
-            "llm_proxy_rate_limit_backend_up",
-            "1 while the shared rate-limit backend (Redis) answers, 0 while limits are "
-            "enforced per instance instead.",
-            registry=r,
-        )
-        self._backend_errors = _Counters(
-            Counter(
-                "llm_proxy_rate_limit_backend_errors_total",
-                "Failed calls to the shared rate-limit backend.",
-                registry=r,
-            ),
-            (),
-        )
-        self._attempts = _Counters(
-            Counter(
-                "llm_proxy_upstream_attempts_total",
-                "Attempts at upstream providers by outcome (ok, connect_error, timeout, "
-                "http_5xx, http_429, sse_error); failed attempts before the first byte fail over.",
-                registry=r,
-            ),
-            ("provider", "outcome"),
-        )
-        self._config_reloads = _Counters(
-            Counter(
-                "llm_proxy_config_reloads_total",
-                "Configuration reloads by result (ok, error: rejected, old config kept).",
-                registry=r,
-            ),
-            ("result",),
-        )
+        self.registry = Registry()
+        self._flushed: list[_Counters | _Histograms] = []  # copied out by `render`
+        self._requests = self._counter(REQUESTS)
+        self._duration = self._histogram(DURATION)
+        self._tokens = self._counter(TOKENS)
+        self._cost = self._counter(COST)
+        self._provider_latency = self._histogram(PROVIDER_LATENCY)
+        self._ttft = self._histogram(TTFT)
+        self._rate_limited = self._counter(RATE_LIMITED)
+        self._upstream_errors = self._counter(UPSTREAM_ERRORS)
+        self._overhead = self._histogram(OVERHEAD)
+        self._backend_errors = self._counter(BACKEND_ERRORS)
+        self._attempts = self._counter(ATTEMPTS)
+        self._config_reloads = self._counter(CONFIG_RELOADS)
         # Both series exist from the start, at 0: an alert on increase() sees the first failure.
         for result in ("ok", "error"):
             self._config_reloads.add((result,), 0)
-        self._log_dropped = Counter(
-            "llm_proxy_log_lines_dropped_total",
-            "Log lines dropped because stderr's reader could not keep up.",
-            registry=r,
-        )
+        r = self.registry
+        self._active = Gauge(ACTIVE.name, ACTIVE.help, registry=r)
+        self._provider_health = Gauge(PROVIDER_HEALTH.name, PROVIDER_HEALTH.help, registry=r)
+        self._backend_up = Gauge(BACKEND_UP.name, BACKEND_UP.help, registry=r)
+        self._log_dropped = Counter(LOG_DROPPED.name, LOG_DROPPED.help, registry=r)
+        self._records_written = Counter(RECORDS_WRITTEN.name, RECORDS_WRITTEN.help, registry=r)
+        self._records_dropped = Counter(RECORDS_DROPPED.name, RECORDS_DROPPED.help, registry=r)
+        self._records_queued = Gauge(RECORDS_QUEUED.name, RECORDS_QUEUED.help, registry=r)
+        self._config_version = Gauge(CONFIG_VERSION.name, CONFIG_VERSION.help, registry=r)
+        # The sources read at scrape time (set by the app).
         self.log_dropped: Callable[[], int] = lambda: 0
-        self._records_written = Counter(
-            "llm_proxy_request_log_written_total",
-            "Request records written, by sink (database, jsonl, langfuse).",
-            registry=r,
-        )
-        self._records_dropped = Counter(
-            "llm_proxy_request_log_dropped_total",
-            "Request records dropped, by sink: its queue was full (the destination down or "
-            "too slow), or the destination refused them.",
-            registry=r,
-        )
-        self._records_queued = Gauge(
-            "llm_proxy_request_log_queued",
-            "Request records waiting to be written, by sink.",
-            registry=r,
-        )
-        # (sink, written, dropped, queued) for each configured sink, read at scrape time.
+        # (sink, written, dropped, queued) for each configured sink.
         self.record_sinks: Callable[[], list[tuple[str, int, int, int]]] = list
-        self._config_version = Gauge(
-            "llm_proxy_config_version", "Version of the configuration being served.", registry=r
-        )
         self.config_version: Callable[[], str] = lambda: "0"
-        self.active_requests = 0
+        self.active_requests: Callable[[], int] = lambda: 0
         self.backend_up: bool | None = None  # None: no shared backend configured
         self.provider_health: Callable[[], dict[str, bool]] = dict
+
+    def _counter(self, spec: Spec) -> _Counters:
+        counters = _Counters(Counter(spec.name, spec.help, registry=self.registry), spec.labels)
+        self._flushed.append(counters)
+        return counters
+
+    def _histogram(self, spec: Spec) -> _Histograms:
+        collector = Histogram(spec.name, spec.help, registry=self.registry, buckets=spec.buckets)
+        histograms = _Histograms(collector, spec.labels)
+        self._flushed.append(histograms)
+        return histograms
 
     def request_done(
         self,
@@ -387,19 +385,8 @@ class Metrics:
 
     def render(self) -> tuple[bytes, dict[str, str]]:
         """Prometheus text format (never the protobuf format some scrapers also accept)."""
-        for counters in (
-            self._requests,
-            self._tokens,
-            self._cost,
-            self._rate_limited,
-            self._upstream_errors,
-            self._backend_errors,
-            self._config_reloads,
-            self._attempts,
-        ):
-            counters.flush()
-        for histograms in (self._duration, self._provider_latency, self._ttft, self._overhead):
-            histograms.flush()
+        for each in self._flushed:
+            each.flush()
         with contextlib.suppress(ValueError):
             self._config_version.set({}, float(self.config_version()))
         self._log_dropped.set({}, self.log_dropped())
@@ -407,7 +394,7 @@ class Metrics:
             self._records_written.set({"sink": sink}, written)
             self._records_dropped.set({"sink": sink}, dropped)
             self._records_queued.set({"sink": sink}, queued)
-        self._active.set({}, self.active_requests)
+        self._active.set({}, self.active_requests())
         for provider, healthy in self.provider_health().items():
             self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)
         if self.backend_up is not None:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import Final
 
 import structlog
@@ -26,6 +25,7 @@ from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.decoding import Inflater, inflater_for
+from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
@@ -33,14 +33,7 @@ from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState, stamp
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.proxy.upstream_client import Response, StreamedBody
-from llm_proxy.proxy.upstream_errors import (
-    ConnectError,
-    ConnectTimeout,
-    Disconnected,
-    PoolTimeout,
-    ProtocolError,
-    UpstreamError,
-)
+from llm_proxy.proxy.upstream_errors import UpstreamError
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()
@@ -52,24 +45,7 @@ _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a mode
 _SSE_BYTES_PER_TEXT_BYTE: Final = 8
 _ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error log
 _FIRST_EVENT_BYTES: Final = 8192
-
-
-@dataclass(slots=True)
-class Failure:
-    """A failed attempt, and what the client gets if no attempt succeeds."""
-
-    outcome: str  # connect_error, timeout, http_5xx, http_429, sse_error
-    error: errors.ProxyError | None = None  # a proxy-made error...
-    response: web.Response | None = None  # ...or the upstream's own answer, passed through
-    retry_after: float | None = None
-    detail: str | None = None  # the cause, for the log (never sent to the client)
-
-    def answer(self) -> web.Response:
-        """What the client gets when no attempt succeeded."""
-        if self.response is not None:
-            return self.response
-        assert self.error is not None
-        return errors.error_response(self.error)
+_OK: Final = Outcome.OK  # (a module global: an enum member's lookup costs ~0.4 µs on 3.11)
 
 
 async def forward(request: web.Request, route: Route, call: Call) -> web.StreamResponse:
@@ -107,7 +83,7 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
             error=result.detail,
             retry=not final,
         )
-        if not final and len(route.targets) == 1 and result.outcome != "http_429":
+        if not final and len(route.targets) == 1 and result.outcome is not Outcome.HTTP_429:
             await asyncio.sleep(_RETRY_BACKOFF_SECS * attempt)
     if failure is None:
         # Every candidate is inside a Retry-After window the upstream asked for: calling it
@@ -122,7 +98,13 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
 
 
 _UNREACHABLE: Final = frozenset(
-    {"connect_error", "timeout", "protocol_error", "disconnected", "pool_full"}
+    {
+        Outcome.CONNECT_ERROR,
+        Outcome.TIMEOUT,
+        Outcome.PROTOCOL_ERROR,
+        Outcome.DISCONNECTED,
+        Outcome.POOL_FULL,
+    }
 )
 
 
@@ -193,70 +175,160 @@ async def _attempt(
     body: bytes | StreamedBody,
     final: bool,
 ) -> web.StreamResponse | Failure:
+    """One attempt: sent, `_before_commit`, `_response_head`, relayed, `_settle`."""
     app = request.app
     health, metrics = app[HEALTH], app[METRICS]
     relayed = state.relayed
     assert relayed is not None
-    name = upstream.name
     sent_at = time.perf_counter()
     first = b""
     resp: Response | None = None
-    ttft = upstream.ttft_secs  # None: the total timeout is the only bound
     try:
-        resp = await app[CLIENT].request(
-            upstream.target(call.method, call.endpoint, state.model_sent, call.query),
-            request_headers(request.raw_headers, upstream),
-            body,
-            total_secs=upstream.timeout_secs,
-            connect_secs=upstream.connect_secs,
-            first_byte_secs=ttft,
-            idle_secs=upstream.idle_secs if call.stream else None,
-        )
+        resp = await _send(request, state, upstream, call, body)
         relayed.inflater = inflater_for(resp)
         is_sse = resp.content_type == "text/event-stream"
-        if not final and (resp.status >= 500 or resp.status == 429):
-            return await _failed_answer(resp, upstream, health, metrics)
-        if not final and is_sse and resp.status < 300:
-            # The first event is held back (to fail over on an error event) within the
-            # first-byte timeout too.
-            first = await _first_event(resp, relayed.inflater)
-            if _is_error_event(first):
-                resp.close()
-                health.failure(name, "sse_error", resp.status)
-                metrics.attempt(name, "sse_error")
-                return Failure(
-                    "sse_error",
-                    response=web.Response(
-                        status=resp.status, body=first, content_type="text/event-stream"
-                    ),
-                )
-    except (TimeoutError, UpstreamError) as exc:
+        status = resp.status
+        if not final and (status >= 500 or status == 429 or (is_sse and status < 300)):
+            checked = await _before_commit(resp, upstream, relayed.inflater, health, metrics)
+            if isinstance(checked, Failure):
+                return checked
+            first = checked
+    except BaseException as exc:
         if resp is not None:
             resp.close()
-        return _failed_call(exc, upstream, health, metrics)
-    except BaseException:
-        if resp is not None:
-            resp.close()
-        health.settle(name)
+        if isinstance(exc, (TimeoutError, UpstreamError)):
+            return no_answer(exc, upstream, health, metrics)
+        record(health, metrics, upstream.name, None)  # (say, the client left): no verdict
         raise
-
     # Committed: from here on, this upstream's answer is the client's answer.
+    out = _response_head(app, state, upstream, call, resp, is_sse, sent_at, health, metrics)
+    handed_off = False
+    try:
+        if isinstance(out, web.Response):
+            return await relay_whole(request, state, upstream, resp, relayed, out)
+        stamp(out, state)
+        await out.prepare(request)
+        handed_off = await relay(Leg(request, state, upstream, resp, out, relayed, is_sse), first)
+    finally:
+        _settle(app, state, upstream.name, call, resp, is_sse, handed_off)
+    return out
+
+
+def _send(
+    request: web.Request,
+    state: RequestState,
+    upstream: Upstream,
+    call: Call,
+    body: bytes | StreamedBody,
+) -> Awaitable[Response]:
+    """The call to the upstream (awaited by `_attempt`: no coroutine of its own)."""
+    return request.app[CLIENT].request(
+        upstream.target(call.method, call.endpoint, state.model_sent, call.query),
+        request_headers(request.raw_headers, upstream),
+        body,
+        total_secs=upstream.timeout_secs,
+        connect_secs=upstream.connect_secs,
+        first_byte_secs=upstream.ttft_secs,  # None: the total timeout is the only bound
+        idle_secs=upstream.idle_secs if call.stream else None,
+    )
+
+
+async def _before_commit(
+    resp: Response,
+    upstream: Upstream,
+    inflater: Inflater | None,
+    health: HealthBoard,
+    metrics: Metrics,
+) -> bytes | Failure:
+    """An answer that may still fail over (not the last attempt): a 5xx or 429 does, its body
+    kept in case it is the last word; so does a stream whose first event is an error (held
+    back until it is in, within the first-byte timeout too). Returns what was read."""
+    status = resp.status
+    if status >= 500 or status == 429:
+        try:
+            body = await resp.read(_PEEK_LIMIT)
+        finally:
+            resp.close()
+        retry_after = read_retry_after(resp) if status == 429 else None
+        outcome = Outcome.HTTP_429 if status == 429 else Outcome.HTTP_5XX
+        record(health, metrics, upstream.name, outcome, status, retry_after=retry_after, body=body)
+        headers = response_headers(resp.raw_headers, upstream)
+        answer = web.Response(status=status, body=body, headers=headers)
+        return Failure(outcome, response=answer, retry_after=retry_after)
+    first = b""  # until the first complete SSE event (usually one read: it is one chunk)
+    while b"\n\n" not in first and len(first) < _PEEK_LIMIT:
+        if inflater is None:
+            chunk = await resp.read_chunk(resp.first_deadline)
+        else:
+            chunk = await inflater.read_chunk(resp, resp.first_deadline)
+        if not chunk:
+            break
+        first += chunk
+    if not _is_error_event(first):
+        return first
+    resp.close()
+    record(health, metrics, upstream.name, Outcome.SSE_ERROR, status)
+    answer = web.Response(status=status, body=first, content_type="text/event-stream")
+    return Failure(Outcome.SSE_ERROR, response=answer)
+
+
+def _response_head(
+    app: web.Application,
+    state: RequestState,
+    upstream: Upstream,
+    call: Call,
+    resp: Response,
+    is_sse: bool,
+    sent_at: float,
+    health: HealthBoard,
+    metrics: Metrics,
+) -> web.StreamResponse:
+    """The committed answer's head: a `web.Response` when the answer goes whole (see
+    `relay_whole`), else a `web.StreamResponse`."""
+    relayed = state.relayed
+    assert relayed is not None
+    name = upstream.name
     headers_at = time.perf_counter()
     metrics.provider_latency(name, headers_at - sent_at)
-    status = resp.status
-    relayed.status = status
-    if status >= 500:
-        # Health is decided once the body is in: it may blame the request (see below).
-        metrics.attempt(name, "http_5xx")
-        metrics.upstream_error(name, "http_5xx")
-    elif status == 429:
-        health.failure(name, "http_429", status, read_retry_after(resp) or 1.0)
-        metrics.attempt(name, "http_429")
-    else:
+    whole = _commit(app, name, call, resp, relayed, is_sse, health, metrics)
+    out = (web.Response if whole else web.StreamResponse)(
+        status=resp.status, reason=resp.reason or None
+    )
+    out.headers.extend(response_headers(resp.raw_headers, upstream))
+    if relayed.inflater is not None:
+        out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.proxy.decoding)
+    if is_sse:
+        out.headers["Cache-Control"] = "no-cache"
+        out.headers["X-Accel-Buffering"] = "no"
+    elif resp.content_length is not None and relayed.inflater is None and not whole:
+        out.content_length = resp.content_length
+    # The proxy's own time so far: everything but the wait for the upstream's answer.
+    overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
+    metrics.overhead(overhead)
+    out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
+    out.headers[PROVIDER_HEADER] = name
+    return out
+
+
+def _commit(
+    app: web.Application,
+    name: str,
+    call: Call,
+    resp: Response,
+    relayed: Relayed,
+    is_sse: bool,
+    health: HealthBoard,
+    metrics: Metrics,
+) -> bool:
+    """The attempt that commits: recorded (a 5xx's verdict waits for its body: `_settle`),
+    and what the relay keeps and strips of it; returns whether the answer goes whole."""
+    status = relayed.status = resp.status
+    if status == 429:
+        retry_after = read_retry_after(resp)
+        record(health, metrics, name, Outcome.HTTP_429, status, retry_after=retry_after)
+    elif status < 500:
         # 2xx, and 4xx: the provider answered; a 4xx is the request's fault, never its health.
-        health.success(name, status)
-        metrics.attempt(name, "ok")
-    is_sse = resp.content_type == "text/event-stream"
+        record(health, metrics, name, _OK, status)
     if is_sse:
         # With content capture, the stream's first events (SSE framing is most of the bytes);
         # a stream that creates an object, its first event (which names it).
@@ -273,44 +345,39 @@ async def _attempt(
         # never relayed unread (compressed despite `Accept-Encoding: identity`, or a stream).
         resp.close()
         raise errors.upstream_bad_answer(name, disconnected=False)
-    out = (web.Response if whole else web.StreamResponse)(status=status, reason=resp.reason or None)
-    out.headers.extend(response_headers(resp.raw_headers, upstream))
-    if relayed.inflater is not None:
-        out.headers.popall("Content-Encoding", None)  # relayed inflated (llm_proxy.proxy.decoding)
-    if is_sse:
-        out.headers["Cache-Control"] = "no-cache"
-        out.headers["X-Accel-Buffering"] = "no"
-    elif resp.content_length is not None and relayed.inflater is None and not whole:
-        out.content_length = resp.content_length
-    # The proxy's own time so far: everything but the wait for the upstream's answer.
-    overhead = (time.perf_counter() - state.started) - (headers_at - sent_at)
-    metrics.overhead(overhead)
-    out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
-    out.headers[PROVIDER_HEADER] = name
-    handed_off = False
-    try:
-        if isinstance(out, web.Response):
-            return await relay_whole(request, state, upstream, resp, relayed, out)
-        stamp(out, state)
-        await out.prepare(request)
-        handed_off = await relay(Leg(request, state, upstream, resp, out, relayed, is_sse), first)
-    finally:
-        # Read to the end, the connection is back in the pool already; otherwise it is
-        # dropped now, so the upstream stops generating.
-        if not handed_off:
-            resp.close()
-        if call.creates is not None and 200 <= status < 300:
-            object_id = created_id(bytes(relayed.kept), stream=is_sse)
-            if object_id is not None:
-                key = state.api_key.name if state.api_key is not None else None
-                app[OWNERS].remember(object_id, name, call.creates, key, call.models)
-        if status >= 500 or status == 429:
-            _note_answer(state, name, status, relayed, bool(app[CAPTURE]))
-        if status >= 500 and relayed.complete:
-            _record_5xx(health, name, status, bytes(relayed.kept[:_BLAME_WINDOW]))
-        elif not relayed.complete:
-            health.settle(name)
-    return out
+    return whole
+
+
+def _settle(
+    app: web.Application,
+    state: RequestState,
+    name: str,
+    call: Call,
+    resp: Response,
+    is_sse: bool,
+    handed_off: bool,
+) -> None:
+    """After the relay, whatever happened to it: the connection, the created object's owner,
+    the error log and a 5xx's verdict (the body may blame the request)."""
+    relayed = state.relayed
+    assert relayed is not None
+    status = relayed.status
+    # Read to the end, the connection is back in the pool already; otherwise it is
+    # dropped now, so the upstream stops generating.
+    if not handed_off:
+        resp.close()
+    if call.creates is not None and 200 <= status < 300:
+        object_id = created_id(bytes(relayed.kept), stream=is_sse)
+        if object_id is not None:
+            key = state.api_key.name if state.api_key is not None else None
+            app[OWNERS].remember(object_id, name, call.creates, key, call.models)
+    if status >= 500 or status == 429:
+        _note_answer(state, name, status, relayed, bool(app[CAPTURE]))
+    if status >= 500:
+        kept = relayed.kept if relayed.complete else None
+        record(app[HEALTH], app[METRICS], name, Outcome.HTTP_5XX, status, body=kept)
+    elif not relayed.complete:
+        record(app[HEALTH], app[METRICS], name, None)
 
 
 def _note_failure(state: RequestState, provider: str, failure: Failure, capture: bool) -> None:
@@ -335,7 +402,7 @@ def _note_answer(
     state: RequestState, provider: str, status: int, relayed: Relayed, capture: bool
 ) -> None:
     """The answering attempt's 5xx or 429, passed to the client, for the error log."""
-    outcome = "http_429" if status == 429 else "http_5xx"
+    outcome = Outcome.HTTP_429 if status == 429 else Outcome.HTTP_5XX
     body = _text(bytes(relayed.kept[:_ERROR_BODY_BYTES]) or relayed.tail, capture)
     _note(state, ErrorRecord(time.time(), state.request_id, provider, outcome, status, body))
 
@@ -353,105 +420,6 @@ def _text(body: bytes, capture: bool) -> str | None:
     if not capture:
         return error_summary(body)
     return body[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
-
-
-# Failures that are the proxy's own condition, not the provider's: never held against it.
-_LOCAL_KINDS: Final = frozenset({"pool_full", "fd_exhausted", "client_closed"})
-
-
-def _failed_call(
-    exc: BaseException, upstream: Upstream, health: HealthBoard, metrics: Metrics
-) -> Failure:
-    """An attempt that got no answer: its outcome, what the client would be told, and the
-    cause (a fixed `kind` for metrics, the detail for the log and /health/detailed)."""
-    name = upstream.name
-    kind = exc.kind if isinstance(exc, UpstreamError) else "timeout"
-    error: errors.ProxyError
-    if isinstance(exc, ConnectTimeout):
-        outcome = "timeout"
-        error = errors.upstream_timeout(name, upstream.connect_secs, "could not be connected to")
-    elif isinstance(exc, TimeoutError):
-        outcome = "timeout"
-        error = errors.upstream_timeout(name, upstream.ttft_secs or upstream.timeout_secs)
-    elif isinstance(exc, PoolTimeout):
-        outcome = "pool_full"
-        error = errors.upstream_busy(name, "max_connections_per_provider reached")
-    elif isinstance(exc, ConnectError) and kind == "fd_exhausted":
-        outcome = "connect_error"
-        error = errors.upstream_busy(name, "the proxy is out of file descriptors")
-    elif isinstance(exc, ConnectError):
-        outcome = "connect_error"
-        error = errors.upstream_unreachable(name, kind)
-    elif isinstance(exc, ProtocolError):
-        outcome = "protocol_error"
-        error = errors.upstream_bad_answer(name, disconnected=False)
-    elif isinstance(exc, Disconnected):
-        outcome = "disconnected"
-        error = errors.upstream_bad_answer(name, disconnected=True)
-    else:
-        outcome = "connect_error"
-        error = errors.upstream_unreachable(name)
-    detail = str(exc)[:300] or type(exc).__name__
-    if kind in _LOCAL_KINDS:
-        health.settle(name)
-    else:
-        health.failure(name, outcome, detail=detail)
-    metrics.attempt(name, outcome)
-    metrics.upstream_error(name, kind)
-    return Failure(outcome, error, detail=detail)
-
-
-async def _failed_answer(
-    resp: Response, upstream: Upstream, health: HealthBoard, metrics: Metrics
-) -> Failure:
-    """A 5xx or 429 we will retry elsewhere: keep its body in case it is the last word."""
-    try:
-        body = await resp.read(_PEEK_LIMIT)
-    finally:
-        resp.close()
-    status = resp.status
-    retry_after = read_retry_after(resp) if status == 429 else None
-    outcome = "http_429" if status == 429 else "http_5xx"
-    if status == 429:
-        health.failure(upstream.name, outcome, status, retry_after or 1.0)
-    else:
-        _record_5xx(health, upstream.name, status, body[:_BLAME_WINDOW])
-    metrics.attempt(upstream.name, outcome)
-    if status >= 500:
-        metrics.upstream_error(upstream.name, "http_5xx")
-    answer = web.Response(
-        status=status, body=body, headers=response_headers(resp.raw_headers, upstream)
-    )
-    return Failure(outcome, response=answer, retry_after=retry_after)
-
-
-# A 5xx whose OpenAI-style error says the request was at fault (some servers answer an
-# oversized or malformed request with 500 `invalid_request_error`) is not held against the
-# provider: otherwise any client could eject a provider by sending such requests.
-_BLAME_WINDOW: Final = 4096
-_REQUEST_BLAMED: Final = re.compile(rb'"type"\s*:\s*"invalid_request_error"')
-
-
-def _record_5xx(health: HealthBoard, provider: str, status: int, head: bytes) -> None:
-    if _REQUEST_BLAMED.search(head):
-        health.success(provider, status)
-    else:
-        health.failure(provider, "http_5xx", status)
-
-
-async def _first_event(resp: Response, inflater: Inflater | None) -> bytes:
-    """Read until the first complete SSE event (usually one read: it is one chunk)."""
-    data = b""
-    while b"\n\n" not in data and len(data) < _PEEK_LIMIT:
-        deadline = resp.first_deadline
-        if inflater is None:
-            chunk = await resp.read_chunk(deadline)
-        else:
-            chunk = await inflater.read_chunk(resp, deadline)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _is_error_event(first: bytes) -> bool:

@@ -17,6 +17,8 @@ from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object, with_mod
 from llm_proxy.proxy.keyring import model_not_allowed
 from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
+from llm_proxy.proxy.routing import Route
+from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
 from llm_proxy.proxy.uploads import Upload, boundary_of, spool
 
@@ -68,15 +70,9 @@ def proxy_handler(endpoint: str) -> Handler:
                 raise errors.bad_param("stream", "`stream` must be a boolean.")
             state.model = model
 
-            routes = state.snapshot.routes
-            name = routes.normalize(model)
+            name = state.snapshot.routes.normalize(model)
+            route = _route_for(state, model, name)
             key = state.api_key
-            if key is not None and not key.may_use(name):
-                raise model_not_allowed(model, key.name)
-            route = routes.resolve(name)
-            if route is None:
-                raise errors.model_not_found(model)
-            state.model_label = route.label
             state.streamed = stream is True
             if key is not None and not key.shared_objects and NAMES_OBJECTS.search(body):
                 await check_named(request, data)  # another key's file: a 404, as unknown
@@ -124,15 +120,8 @@ def upload_handler(endpoint: str) -> Handler:
             if not model.isprintable():  # (it may become a form field of its own)
                 raise errors.bad_param("model", "The model name has a control character.")
             state.model = model
-            routes = snapshot.routes
-            name = routes.normalize(model)
-            key = state.api_key
-            if key is not None and not key.may_use(name):
-                raise model_not_allowed(model, key.name)
-            route = routes.resolve(name)
-            if route is None:
-                raise errors.model_not_found(model)
-            state.model_label = route.label
+            name = snapshot.routes.normalize(model)
+            route = _route_for(state, model, name)
             # `requested`: the model as the form names it, so the one sent replaces it.
             call = Call(endpoint, upload, {}, upload.model or "", name, False)
             if upload.model is None:  # an Azure route: the form may leave the model out
@@ -142,6 +131,19 @@ def upload_handler(endpoint: str) -> Handler:
             upload.close()
 
     return handle
+
+
+def _route_for(state: RequestState, model: str, name: str) -> Route:
+    """The route serving `model` (`name`: as the routes normalize it), if the key may use it:
+    403 otherwise, 404 for a model no route serves."""
+    key = state.api_key
+    if key is not None and not key.may_use(name):
+        raise model_not_allowed(model, key.name)
+    route = state.snapshot.routes.resolve(name)
+    if route is None:
+        raise errors.model_not_found(model)
+    state.model_label = route.label
+    return route
 
 
 # Model names are echoed in errors and logs and key caches: bounded (real names are < 100).

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from llm_proxy import errors
 from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
+from llm_proxy.proxy.outcome import Outcome, record
 from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState
 from llm_proxy.proxy.upstream import Upstream
 from llm_proxy.proxy.upstream_client import Response
@@ -203,9 +204,10 @@ def _mid_body_failure(
 ) -> str:
     """Health, metric, log line and final status of an upstream that failed mid-body;
     returns the kind (timeout, disconnect)."""
-    kind = "timeout" if isinstance(exc, TimeoutError) else "disconnect"
-    request.app[HEALTH].failure(upstream.name, f"mid_body_{kind}")
-    request.app[METRICS].upstream_error(upstream.name, f"mid_body_{kind}")
+    timeout = isinstance(exc, TimeoutError)
+    kind = "timeout" if timeout else "disconnect"
+    outcome = Outcome.MID_BODY_TIMEOUT if timeout else Outcome.MID_BODY_DISCONNECT
+    record(request.app[HEALTH], request.app[METRICS], upstream.name, outcome)
     log.warning(
         "upstream_failed_mid_body",
         request_id=state.request_id,
