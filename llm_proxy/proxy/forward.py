@@ -26,6 +26,14 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.client.errors import (
+    ConnectError,
+    ConnectTimeout,
+    Disconnected,
+    PoolTimeout,
+    ProtocolError,
+    UpstreamError,
+)
 from llm_proxy.proxy.decoding import Inflater, inflater_for
 from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
@@ -34,14 +42,6 @@ from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.proxy.upstream_client import Response, StreamedBody
-from llm_proxy.proxy.upstream_errors import (
-    ConnectError,
-    ConnectTimeout,
-    Disconnected,
-    PoolTimeout,
-    ProtocolError,
-    UpstreamError,
-)
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()

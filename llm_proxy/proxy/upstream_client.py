@@ -14,7 +14,7 @@ longer used), optionally capped per origin (`max_per_origin`: requests beyond it
 up to `pool_timeout_secs`); new connections race the host's
 addresses Happy Eyeballs style (aiohappyeyeballs), from a DNS cache of `dns_ttl_secs`; http://
 forward proxies (CONNECT tunnels for https, absolute form for http:
-`llm_proxy.proxy.upstream_proxy`);
+`llm_proxy.proxy.client.forward_proxy`);
 a stale pooled connection (closed by the upstream while idle) is replaced by a fresh one once,
 and logged, when it dropped with the write and before any response byte (a request the upstream
 may have worked on is never re-sent); chunked and Content-Length bodies, and bodies that end
@@ -22,7 +22,7 @@ with the connection; response heads bounded (`MAX_LINE_BYTES` per line, `MAX_HEA
 `MAX_HEAD_BYTES` in all) but lenient as aiohttp's client is (bare LF line ends, folded header
 lines); flow control (the upstream socket stops being read while `HIGH_WATER` bytes wait for a
 slow client); TLS with or without certificate verification; every failure is one
-`UpstreamError` subclass per cause (see `llm_proxy.proxy.upstream_errors`).
+`UpstreamError` subclass per cause (see `llm_proxy.proxy.client.errors`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ import structlog
 from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from yarl import URL
 
-from llm_proxy.proxy import upstream_proxy
-from llm_proxy.proxy.upstream_errors import (
+from llm_proxy.proxy.client import forward_proxy
+from llm_proxy.proxy.client.errors import (
     ClientClosed,
     ConnectError,
     ConnectTimeout,
@@ -58,7 +58,7 @@ from llm_proxy.proxy.upstream_errors import (
     UpstreamTimeout,
     connect_error,
 )
-from llm_proxy.proxy.upstream_proxy import proxy_from_env
+from llm_proxy.proxy.client.forward_proxy import proxy_from_env
 
 __all__ = [
     "HIGH_WATER",
@@ -147,7 +147,7 @@ def target(url: URL, method: str = "POST", verify: bool = True, proxy: URL | Non
         )
     if proxy.scheme != "http" or not proxy.host or proxy.raw_path not in ("", "/"):
         raise ValueError(f"not an http://host[:port] forward proxy: {proxy.with_user(None)}")
-    auth = upstream_proxy.authorization(proxy)
+    auth = forward_proxy.authorization(proxy)
     shown = str(proxy.with_user(None).with_path(""))
     # Connections through a proxy are pooled apart, and apart per proxy credentials (a tunnel
     # is authorized once, when it is opened): the key carries a digest, never the secret.
@@ -157,7 +157,7 @@ def target(url: URL, method: str = "POST", verify: bool = True, proxy: URL | Non
     if tls:
         host = f"[{url.host}]" if ":" in url.host else url.host
         head = f"{method} {url.raw_path_qs} HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii")
-        tunnel: bytes | None = upstream_proxy.connect_request(f"{host}:{port}", proxy)
+        tunnel: bytes | None = forward_proxy.connect_request(f"{host}:{port}", proxy)
     else:  # absolute form: the proxy forwards it, with the credentials sent on every request
         absolute = f"http://{host_header}{url.raw_path_qs}"
         head = f"{method} {absolute} HTTP/1.1\r\nHost: {host_header}\r\n".encode("ascii") + auth
@@ -854,7 +854,7 @@ class Client:
                 sock = await self._open_socket(target.connect_host, target.connect_port)
                 try:
                     if target.tunnel is not None:
-                        await upstream_proxy.open_tunnel(
+                        await forward_proxy.open_tunnel(
                             sock, target.tunnel, target.proxy, f"{target.host}:{target.port}"
                         )
                     to_proxy = False
