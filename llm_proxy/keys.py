@@ -14,11 +14,11 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sinks
 from llm_proxy.observe.stats import Stats
 from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.limiter import Limiter
 from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore
 from llm_proxy.proxy.state import RequestState
-from llm_proxy.proxy.upstream_client import Client
 from llm_proxy.systemd import Notifier
 
 if TYPE_CHECKING:  # database mode only: asyncpg (3 MB) is imported when it is used

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llm_proxy.proxy.client.errors import ProtocolError
+from llm_proxy.proxy.client import ProtocolError
 from llm_proxy.proxy.decoding import STEP_BYTES, Inflater, inflater_for
 
 TEXT = b"".join(b'data: {"choices":[{"delta":{"content":"%d"}}]}\n\n' % i for i in range(500))

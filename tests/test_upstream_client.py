@@ -1,4 +1,4 @@
-"""The upstream HTTP/1.1 client (`llm_proxy.proxy.upstream_client`) against real servers on
+"""The upstream HTTP/1.1 client (`llm_proxy.proxy.client`) against real servers on
 loopback: compiling targets, the request/answer cycle, pooling, bodies, stale and broken
 connections, response-head limits, closing, timeouts and TLS. Raw TCP servers
 (`tests.upstream_fakes`) where the test needs byte-for-byte (mis)behaviour, aiohttp where not.
@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     HIGH_WATER,
     Client,
     ClientClosed,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     Client,
     ConnectError,
     ConnectTimeout,
@@ -155,7 +155,7 @@ FD_EXHAUSTION = """
 import asyncio, os, resource, sys
 import uvloop
 from yarl import URL
-from llm_proxy.proxy.upstream_client import Client, ConnectError, target
+from llm_proxy.proxy.client import Client, ConnectError, target
 
 async def main() -> None:
     client = Client()
@@ -206,4 +206,4 @@ async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
             target(URL("http://no-such-host.invalid/v1/x")), b"", b"", total_secs=5
         )
     assert info.value.kind == "dns"
-    assert not client._resolving
+    assert client.connector.lookups_in_flight() == 0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     Client,
     ClientClosed,
     ConnectError,

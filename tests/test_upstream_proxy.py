@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     Client,
     ConnectError,
     proxy_from_env,

@@ -26,12 +26,14 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
-from llm_proxy.proxy.client.errors import (
+from llm_proxy.proxy.client import (
     ConnectError,
     ConnectTimeout,
     Disconnected,
     PoolTimeout,
     ProtocolError,
+    Response,
+    StreamedBody,
     UpstreamError,
 )
 from llm_proxy.proxy.decoding import Inflater, inflater_for
@@ -41,7 +43,6 @@ from llm_proxy.proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.proxy.upstream_client import Response, StreamedBody
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()
