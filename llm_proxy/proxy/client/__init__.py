@@ -2,7 +2,8 @@
 by httptools (llhttp, in C). httpcore's `_async/` is the model for the cut:
 
     target.py         a URL compiled once per snapshot: request line, pool key, TLS context
-    http11.py         one connection (named states) and the `Response` it parses
+    http11.py         one connection: its named states, sending, parsing the answer
+    response.py       `Response`: the answer's head, and its body as the reader takes it
     pool.py           `Client`: the idle pool per origin, the per-origin cap, the re-send rule
     connect.py        DNS cache, Happy Eyeballs, the CONNECT tunnel, TLS
     forward_proxy.py  which forward proxy a URL goes through (the environment), CONNECT
@@ -31,8 +32,9 @@ from llm_proxy.proxy.client.errors import (
     UpstreamTimeout,
 )
 from llm_proxy.proxy.client.forward_proxy import proxy_from_env
-from llm_proxy.proxy.client.http11 import HIGH_WATER, Response, StreamedBody
+from llm_proxy.proxy.client.http11 import StreamedBody
 from llm_proxy.proxy.client.pool import Client
+from llm_proxy.proxy.client.response import HIGH_WATER, Response
 from llm_proxy.proxy.client.target import Target, target
 
 __all__ = [

@@ -1,23 +1,23 @@
 """One HTTP/1.1 keep-alive connection to an upstream (`Connection`, an asyncio protocol: at
-most one request in flight) and the answer it parses (`Response`), with httptools (llhttp,
-in C).
+most one request in flight, its life one named `ConnectionState`), parsed with httptools
+(llhttp, in C) into a `Response` (`llm_proxy.proxy.client.response`).
 
 Request bodies are bytes, or a `StreamedBody` written chunk by chunk as the upstream takes it
 (an upstream that answers before the whole body is sent is heard, and the connection is not
 reused). Response bodies are chunked, Content-Length, or delimited by the end of the
 connection. Response heads are bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields,
 `MAX_HEAD_BYTES` in all) but lenient as aiohttp's client is (bare LF line ends, folded header
-lines). Flow control: the upstream socket stops being read while `HIGH_WATER` bytes wait for a
-slow client. Deadlines are single timer handles, not context managers.
+lines). Deadlines are single timer handles, not context managers.
 
 The connection knows nothing of the pool: it is given `on_reusable` and `on_closed` callbacks
-when it is made, and the pool asks it the rest.
+when it is made, and the pool asks it the rest (`is_available`, `is_idle`, `has_expired`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -29,12 +29,11 @@ from llm_proxy.proxy.client.errors import (
     Disconnected,
     FirstByteTimeout,
     ProtocolError,
-    ReadTimeout,
     UpstreamError,
 )
+from llm_proxy.proxy.client.response import Response
 from llm_proxy.proxy.client.target import Origin
 
-HIGH_WATER: Final = 256 * 1024  # buffered response bytes at which reading the socket pauses
 _NO_DEADLINE: Final = float("inf")
 # Bounds on a response head, as the server side bounds requests: an upstream that never ends its
 # headers is an error after at most one socket read past MAX_HEAD_BYTES, not a growing buffer.
@@ -43,165 +42,22 @@ MAX_HEADERS: Final = 100
 MAX_HEAD_BYTES: Final = 64 * 1024  # the whole head (1xx interim heads included)
 
 
-class Response:
-    """An upstream answer whose status and headers are in; the body is read with `read_chunk`."""
+class ConnectionState(enum.IntEnum):
+    """Where a connection is in its life (httpcore's HTTPConnectionState, with the answer's
+    phases told apart: the re-send rule, the head limits and EOF-delimited bodies need them).
+    Each request goes SENT → HEAD → BODY or BODY_TO_EOF → IDLE; any state can go to CLOSED."""
 
-    __slots__ = (
-        "_buffer",
-        "_conn",
-        "_done",
-        "_due",
-        "_error",
-        "_idle_secs",
-        "_loop",
-        "_size",
-        "_timer",
-        "_waiter",
-        "content_length",
-        "content_type",
-        "deadline",
-        "first_deadline",
-        "raw_headers",
-        "reason",
-        "received",
-        "status",
-    )
+    NEW = 0  # connected, never used
+    SENT = 1  # a request is written (its streamed body may still be going out); no answer yet
+    HEAD = 2  # the answer's head is arriving (1xx interim heads included)
+    BODY = 3  # the head is in; the body's end is marked (Content-Length, chunked, none)
+    BODY_TO_EOF = 4  # the head is in; the body ends when the upstream closes the connection
+    IDLE = 5  # the answer ended whole: the connection can carry another request
+    CLOSED = 6
 
-    def __init__(
-        self, conn: Connection, idle_secs: float | None, deadline: float, first_deadline: float
-    ) -> None:
-        self.status = 0
-        self.reason = ""
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.content_type = ""  # media type, lower case, without parameters
-        self.content_length: int | None = None
-        self._conn: Connection | None = conn
-        self._loop = conn._loop
-        self._buffer: list[bytes] = []  # (a list: a deque costs a 64-slot block per stream)
-        self._size = 0
-        self._done = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._due = deadline
-        self._idle_secs = idle_secs
-        self.deadline = deadline  # loop time by which the whole body must be in
-        self.first_deadline = first_deadline  # ...and the headers (callers may extend it)
-        self.received = 0  # body bytes received so far
 
-    def header(self, name: bytes) -> str | None:
-        """The first value of header `name` (given in lower case)."""
-        for key, value in self.raw_headers:
-            if key.lower() == name:
-                return value.decode("latin-1")
-        return None
-
-    @property
-    def complete(self) -> bool:
-        """The whole body has arrived (it may still be buffered here)."""
-        return self._done
-
-    async def read_chunk(self, deadline: float | None = None) -> bytes:
-        """Everything buffered, waiting for more if nothing is; b"" at the end of the body.
-        Waits at most the idle timeout, and never past `deadline` or the total deadline."""
-        while True:
-            if self._buffer:
-                buffer = self._buffer
-                data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-                buffer.clear()
-                self._size = 0
-                conn = self._conn
-                if conn is not None and conn.reading_paused:
-                    conn.resume_reading()
-                return data
-            if self._done:
-                return b""
-            if self._error is not None:
-                raise self._error
-            await self._wait(deadline)
-
-    async def read(self, limit: int) -> bytes:
-        """Up to `limit` bytes of the body (less if it ends first)."""
-        parts: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = await self.read_chunk()
-            if not chunk:
-                break
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)[:limit]
-
-    async def _wait(self, deadline: float | None) -> None:
-        loop = self._loop
-        due = self.deadline if deadline is None else min(deadline, self.deadline)
-        if self._idle_secs is not None:
-            due = min(due, loop.time() + self._idle_secs)
-        self._due = due
-        # One lazy timer per response rather than one per wait: it stays armed across waits
-        # (the idle deadline only moves later) and re-arms itself if it fires early.
-        timer = self._timer
-        if timer is None or timer.when() > due:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(due, self._on_timer)
-        waiter = self._waiter = loop.create_future()
-        try:
-            await waiter
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            self._waiter = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # not waiting: the next wait arms a new timer
-        loop = self._loop
-        if loop.time() < self._due:
-            self._timer = loop.call_at(self._due, self._on_timer)
-            return
-        waiter.set_exception(ReadTimeout("timed out reading the upstream's answer"))
-
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def close(self) -> None:
-        """Drop the connection unless the body already arrived whole (then it is pooled)."""
-        self._stop_timer()
-        conn = self._conn
-        if conn is not None:
-            self._conn = None
-            if not self._done:
-                conn.abort()
-
-    # Called by the connection.
-
-    def _feed(self, data: bytes) -> None:
-        self._buffer.append(data)
-        self._size += len(data)
-        self.received += len(data)
-        if self._size > HIGH_WATER and self._conn is not None:
-            self._conn.pause_reading()
-        self._wake()
-
-    def _finish(self, error: BaseException | None) -> None:
-        self._stop_timer()
-        if error is None:
-            self._done = True
-        elif not self._done:
-            self._error = error
-        self._conn = None if self._done else self._conn
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+# Module names for the members: the hot path reads a global, not an attribute of the class.
+NEW, SENT, HEAD, BODY, BODY_TO_EOF, IDLE, CLOSED = ConnectionState
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
@@ -229,17 +85,15 @@ class Connection(asyncio.Protocol):
         "_on_reusable",
         "_parser",
         "_unsent",
-        "_until_eof",
         "_write_waiter",
         "_writing_paused",
-        "answered",
-        "closed",
-        "idle_since",
+        "expires_at",
         "lost_at",
         "origin",
         "reading_paused",
         "response",
         "sent_at",
+        "state",
         "transport",
     )
 
@@ -261,20 +115,46 @@ class Connection(asyncio.Protocol):
         self._parser.set_dangerous_leniencies(
             lenient_headers=True, lenient_optional_cr_before_lf=True
         )
+        self.state = NEW
         self._head_bytes = 0  # bytes received while the current answer's head is incomplete
         self.transport: asyncio.Transport | None = None
-        self.response: Response | None = None
+        self.response: Response | None = None  # the answer being parsed
         self._headers_waiter: asyncio.Future[None] | None = None
-        self._until_eof = False
+        # Not states: flow control each way, and the fate of a streamed body.
         self._write_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
-        self._unsent = False  # an answer came before the whole body was sent: never reused
-        self.closed = False
         self.reading_paused = False
-        self.idle_since = 0.0
-        self.answered = False  # a byte of the current request's answer has arrived
-        self.sent_at = 0.0  # loop time the current request was written
-        self.lost_at = _NO_DEADLINE  # loop time the connection was seen closed
+        self._unsent = False  # an answer came before the whole body was sent: never reused
+        self.expires_at = _NO_DEADLINE  # set by the pool when it parks it (the pool's clock)
+        # The evidence for the pool's re-send rule (loop time).
+        self.sent_at = 0.0  # the current request was written
+        self.lost_at = _NO_DEADLINE  # the connection was lost with that request unanswered
+
+    # What the pool asks.
+
+    def is_idle(self) -> bool:
+        """Between requests, and open."""
+        return self.state is IDLE
+
+    def is_available(self, now: float) -> bool:
+        """Can carry a request now: idle, its socket not closing, and not parked past
+        `expires_at` (`now` on the pool's clock)."""
+        transport = self.transport
+        return (
+            self.state is IDLE
+            and now < self.expires_at
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    def has_expired(self, now: float) -> bool:
+        """Parked past `expires_at` (`now` on the pool's clock), or closed meanwhile."""
+        return now >= self.expires_at or self.state is CLOSED
+
+    def unanswered_for(self) -> float:
+        """How long after the request was written the connection was lost with no byte of
+        its answer back (inf when answered, or not lost)."""
+        return self.lost_at - self.sent_at
 
     async def send(
         self,
@@ -285,13 +165,15 @@ class Connection(asyncio.Protocol):
         idle: float | None,
         stream: StreamedBody | None = None,
     ) -> Response:
+        """Write one request (`data`, then `stream` if given); returns when the answer's head
+        is in. `now` and the deadlines are loop time."""
         loop = self._loop
         transport = self.transport
         assert transport is not None
         first_deadline = min(first_deadline, deadline)
-        response = self.response = Response(self, idle, deadline, first_deadline)
+        response = self.response = Response(self, loop, idle, deadline, first_deadline)
         waiter = self._headers_waiter = loop.create_future()
-        self.answered = False
+        self.state = SENT
         self._unsent = False
         self._head_bytes = 0
         self.sent_at = now
@@ -332,7 +214,7 @@ class Connection(asyncio.Protocol):
             if answered.done():
                 self._unsent = True
                 return
-            if self.closed:
+            if self.state is CLOSED:
                 raise Disconnected("upstream closed the connection while the body was sent")
             transport.write(chunk)
             if self._writing_paused:
@@ -354,18 +236,18 @@ class Connection(asyncio.Protocol):
             waiter.set_result(None)
 
     def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
+        if self.state is not CLOSED:
+            self.state = CLOSED
             if self.transport is not None:
                 self.transport.abort()
 
     def pause_reading(self) -> None:
-        if not self.reading_paused and self.transport is not None and not self.closed:
+        if not self.reading_paused and self.transport is not None and self.state is not CLOSED:
             self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and self.transport is not None and not self.closed:
+        if self.reading_paused and self.transport is not None and self.state is not CLOSED:
             self.reading_paused = False
             self.transport.resume_reading()
 
@@ -379,8 +261,10 @@ class Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
-        self.answered = True
-        if self.response is None:  # bytes nobody asked for: the connection is unusable
+        state = self.state
+        if state is SENT:
+            self.state = HEAD  # the first byte of the answer
+        elif state is IDLE or state is NEW:  # bytes nobody asked for: the connection is unusable
             self.abort()
             return
         try:
@@ -393,8 +277,8 @@ class Connection(asyncio.Protocol):
             self._fail(cause)
             self.abort()
             return
-        # The head limits cost one attribute test per read here, two len() per header line.
-        if self._headers_waiter is not None:  # the head is still incomplete
+        # The head limits cost one state test per read here, two len() per header line.
+        if self.state is HEAD:  # the head is still incomplete
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._fail(ProtocolError(f"upstream response head over {MAX_HEAD_BYTES} bytes"))
@@ -404,13 +288,15 @@ class Connection(asyncio.Protocol):
         return False  # close the transport; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.lost_at = self._loop.time()
+        state = self.state
+        self.state = CLOSED
+        if state is SENT:
+            self.lost_at = self._loop.time()
         self._on_closed(self)
         response = self.response
-        if response is not None and response.status and self._until_eof and exc is None:
+        if response is not None and state is BODY_TO_EOF and exc is None:
             self.response = None
-            response._finish(None)  # a body delimited by the end of the connection
+            response.finish(None)  # a body delimited by the end of the connection
             return
         reason = f": {exc}" if exc is not None else ""
         writer = self._write_waiter
@@ -425,7 +311,7 @@ class Connection(asyncio.Protocol):
         response = self.response
         if response is not None:
             self.response = None
-            response._finish(error)
+            response.finish(error)
 
     # httptools callbacks
 
@@ -462,7 +348,7 @@ class Connection(asyncio.Protocol):
                     response.content_length = int(value)
             elif lname == b"transfer-encoding":
                 chunked = True
-        self._until_eof = response.content_length is None and not chunked
+        self.state = BODY_TO_EOF if response.content_length is None and not chunked else BODY
         waiter = self._headers_waiter
         self._headers_waiter = None
         if waiter is not None and not waiter.done():
@@ -470,16 +356,17 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         assert self.response is not None
-        self.response._feed(body)
+        self.response.feed(body)
 
     def on_message_complete(self) -> None:
         response = self.response
-        if response is None or response.status == 0:
+        if response is None or self.state is HEAD:
             return  # the end of a 1xx interim answer
         self.response = None
         keep_alive = self._parser.should_keep_alive() and not self._unsent
-        response._finish(None)
-        if keep_alive and not self.closed:
+        response.finish(None)
+        if keep_alive and self.state is not CLOSED:
+            self.state = IDLE
             self.resume_reading()
             self._on_reusable(self)
         else:

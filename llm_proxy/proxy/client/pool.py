@@ -22,7 +22,8 @@ from aiohappyeyeballs import SocketFactoryType
 
 from llm_proxy.proxy.client.connect import Connector, Resolver
 from llm_proxy.proxy.client.errors import ClientClosed, ConnectError, Disconnected, PoolTimeout
-from llm_proxy.proxy.client.http11 import Connection, Response, StreamedBody
+from llm_proxy.proxy.client.http11 import Connection, StreamedBody
+from llm_proxy.proxy.client.response import Response
 from llm_proxy.proxy.client.target import Origin, Target
 
 # A pooled connection that drops with nothing answered this soon after the request was written
@@ -134,7 +135,7 @@ class Client:
         else:
             data = (target.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
         # The common case, a pooled connection, costs what it did before the cap, the proxy
-        # and the re-send rule: one is_closing() in _take and one float stored in send().
+        # and the re-send rule: one is_available() in _take and one float stored in send().
         conn = self._take(target.origin, now)
         if conn is not None:
             try:
@@ -142,7 +143,8 @@ class Client:
                     target, await conn.send(data, now, deadline, first, idle_secs, stream)
                 )
             except Disconnected:
-                if conn.answered or conn.lost_at - conn.sent_at > STALE_GRACE_SECS:
+                unanswered_for = conn.unanswered_for()
+                if unanswered_for > STALE_GRACE_SECS:  # (inf if anything was answered)
                     raise
                 # Closed by the upstream while it sat idle in the pool: the drop came with the
                 # write and nothing was answered, so the request never reached the upstream's
@@ -151,7 +153,7 @@ class Client:
                     "upstream_request_resent",
                     url=target.shown,
                     reason="pooled connection closed as the request was written",
-                    after_secs=round(conn.lost_at - conn.sent_at, 4),
+                    after_secs=round(unanswered_for, 4),
                 )
         conn = await self._new_connection(target, connect_secs, min(first, deadline))
         return _through_proxy(
@@ -172,7 +174,7 @@ class Client:
             conn = await self._wait_for_slot(target)
             if conn is None:
                 break  # a slot, already counted as ours
-            if not conn.closed:
+            if conn.is_idle():
                 return conn
             # Handed over, then closed before this request could use it (its slot went on
             # to the next in line when it closed): wait again.
@@ -182,7 +184,7 @@ class Client:
                 target,
                 connect_secs,
                 deadline,
-                lambda: Connection(loop, origin, self._put, self._closed_one),
+                lambda: Connection(loop, origin, self._reuse, self._closed_one),
             )
         except BaseException:
             self._release(origin)  # (once open, `_closed_one` releases it when it closes)
@@ -213,7 +215,7 @@ class Client:
                 if conn is None:
                     self._release(target.origin)
                 else:
-                    self._put(conn)
+                    self._reuse(conn)
             raise
         finally:
             timer.cancel()
@@ -238,24 +240,34 @@ class Client:
             self._waiters.pop(origin, None)
 
     def _take(self, origin: Origin, now: float) -> Connection | None:
+        """A parked connection of `origin` to carry a request, or None: the most recently
+        used (the least likely to have gone stale); those it passes that cannot carry one
+        (closed, closing, or parked too long) are closed."""
         idle = self._idle.get(origin)
         while idle:
-            conn = idle.pop()  # the most recently used: the least likely to have gone stale
-            if conn.closed or conn.transport is None or conn.transport.is_closing():
-                conn.abort()
-                continue
-            if now - conn.idle_since > self.keepalive_secs:
-                conn.abort()
-                continue
-            return conn
+            conn = idle.pop()
+            if conn.is_available(now):
+                return conn
+            conn.abort()
         return None
 
-    def _put(self, conn: Connection) -> None:
+    def _reuse(self, conn: Connection) -> None:
+        """The connections' `on_reusable`: `conn`'s answer ended whole and it can carry
+        another request. Where it goes, in this order:
+
+        1. the client is closed: it is closed too;
+        2. requests wait for its origin (only at the per-origin cap): it goes to the first in
+           line still waiting, still counted in the origin's connections;
+        3. otherwise it is parked as the origin's most recently used, until `keepalive_secs`
+           from now; and the origin's oldest parked one is closed if it has expired, so a pool
+           that shrinks after a burst gives its sockets back (the sweep does it for origins no
+           request uses any more).
+        """
         if self._closed:
             conn.abort()
             return
         waiters = self._waiters.get(conn.origin)
-        while waiters:  # (only at the per-origin cap) hand it to the first in line
+        while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(conn)
@@ -265,23 +277,20 @@ class Client:
             idle = self._idle[conn.origin] = collections.deque()
         loop = self._loop or self.loop()
         now = loop.time()
-        conn.idle_since = now
+        conn.expires_at = now + self.keepalive_secs
         idle.append(conn)
-        # Retire the oldest idle connection once it is past the keep-alive time, so a pool
-        # that shrinks after a burst gives its sockets back.
-        oldest = idle[0]
-        if oldest.closed or now - oldest.idle_since > self.keepalive_secs:
+        if idle[0].has_expired(now):
             idle.popleft().abort()
         if self._sweeper is None:  # one timer per keep-alive period, not per request
             self._sweeper = loop.call_later(self.keepalive_secs, self._sweep)
 
     def _sweep(self) -> None:
         """Close the idle connections past the keep-alive time, also of origins that no
-        request uses any more (which `_take` and `_put` never look at)."""
+        request uses any more (which `_take` and `_reuse` never look at)."""
         self._sweeper = None
         now = asyncio.get_running_loop().time()
         for origin, idle in list(self._idle.items()):
-            while idle and (idle[0].closed or now - idle[0].idle_since >= self.keepalive_secs):
+            while idle and idle[0].has_expired(now):
                 idle.popleft().abort()
             if not idle:
                 del self._idle[origin]
@@ -289,7 +298,7 @@ class Client:
             self._sweeper = asyncio.get_running_loop().call_later(self.keepalive_secs, self._sweep)
 
     def idle_connections(self) -> int:
-        return sum(1 for idle in self._idle.values() for conn in idle if not conn.closed)
+        return sum(1 for idle in self._idle.values() for conn in idle if conn.is_idle())
 
     async def close(self) -> None:
         self._closed = True
