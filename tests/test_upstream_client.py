@@ -37,7 +37,7 @@ from llm_proxy.proxy.client import (
     UpstreamError,
     target,
 )
-from tests.conftest import serve
+from tests.conftest import FakeClock, serve
 from tests.upstream_fakes import (
     RawServer,
     answer_with,
@@ -268,12 +268,16 @@ async def test_connection_close_answer_is_not_pooled(client: Client) -> None:
 
 
 async def test_idle_connections_expire_after_keepalive_secs() -> None:
-    client = Client(keepalive_secs=0.1)
+    clock = FakeClock()
+    client = Client(keepalive_secs=60.0, clock=clock)
     try:
         async with RawServer(keep_alive) as srv:
             assert await read_all(await post(client, srv.url, b"1")) == b"echo:1"
-            await asyncio.sleep(0.2)
+            clock.advance(59.9)
             assert await read_all(await post(client, srv.url, b"2")) == b"echo:2"
+            assert srv.connections == 1  # within keepalive_secs: reused
+            clock.advance(60.1)
+            assert await read_all(await post(client, srv.url, b"3")) == b"echo:3"
             assert srv.connections == 2
             await until(lambda: srv.hangups == 1)  # the expired one was closed
     finally:
@@ -281,7 +285,8 @@ async def test_idle_connections_expire_after_keepalive_secs() -> None:
 
 
 async def test_pool_retires_its_oldest_idle_connection() -> None:
-    client = Client(keepalive_secs=0.5)
+    clock = FakeClock()
+    client = Client(keepalive_secs=60.0, clock=clock)
     gone: list[int] = []
 
     async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
@@ -296,10 +301,10 @@ async def test_pool_retires_its_oldest_idle_connection() -> None:
         async with RawServer(handler) as srv:
             await asyncio.gather(post(client, srv.url), post(client, srv.url))
             assert client.idle_connections() == 2
-            await asyncio.sleep(0.2)
+            clock.advance(20.0)
             # The most recently used connection is taken; the other one ages in the pool.
             first = await read_all(await post(client, srv.url))
-            await asyncio.sleep(0.35)
+            clock.advance(45.0)
             # Past keepalive_secs for the one that aged, but not for the one just used: when
             # that comes back, the aged one is closed.
             assert await read_all(await post(client, srv.url)) == first

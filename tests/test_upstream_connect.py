@@ -21,6 +21,7 @@ from llm_proxy.proxy.client import (
     ConnectTimeout,
     target,
 )
+from tests.conftest import FakeClock
 from tests.upstream_fakes import (
     FakeResolver,
     RawServer,
@@ -96,10 +97,14 @@ async def test_host_names_resolve_once() -> None:
 async def test_dns_ttl_secs_bounds_the_cache() -> None:
     async with RawServer(keep_alive) as srv:
         resolver = FakeResolver(addr("127.0.0.1", srv.port))
-        client = Client(keepalive_secs=0.0, dns_ttl_secs=0.05, resolver=resolver)
+        clock = FakeClock()
+        client = Client(keepalive_secs=0.0, dns_ttl_secs=300.0, resolver=resolver, clock=clock)
         try:
             await read_all(await post(client, srv.url.with_host("api.test")))
-            await asyncio.sleep(0.1)
+            clock.advance(299.0)
+            await read_all(await post(client, srv.url.with_host("api.test")))
+            assert resolver.lookups == 1
+            clock.advance(1.0)
             await read_all(await post(client, srv.url.with_host("api.test")))
         finally:
             await client.close()

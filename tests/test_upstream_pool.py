@@ -32,7 +32,9 @@ pytestmark = pytest.mark.usefixtures("no_asyncio_errors")
 
 
 async def test_idle_sockets_of_an_unused_origin_are_swept() -> None:
-    """No later request to this origin: the sweep still closes its idle connection."""
+    """No later request to this origin: the sweep still closes its idle connection. On the
+    real clock: the sweep's own timer firing is what is tested (it waits for the condition,
+    about `keepalive_secs`)."""
     client = Client(keepalive_secs=0.1)
     try:
         async with RawServer(keep_alive) as srv:

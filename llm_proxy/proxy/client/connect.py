@@ -49,9 +49,12 @@ class Connector:
         dns_ttl_secs: float = 300.0,
         resolver: Resolver | None = None,
         socket_factory: SocketFactoryType | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        """`dns_ttl_secs`, `resolver` and `socket_factory`: as `Client` documents them."""
+        """`dns_ttl_secs`, `resolver`, `socket_factory` and `clock`: as `Client` documents
+        them."""
         self.dns_ttl_secs = dns_ttl_secs
+        self._clock = clock
         self._resolver: Resolver = resolver or _getaddrinfo
         self._socket_factory = socket_factory
         # Host names resolved once per TTL, one lookup in flight per name: a burst of new
@@ -135,7 +138,7 @@ class Connector:
         key = (host, port)
         loop = asyncio.get_running_loop()
         cached = self._dns.get(key)
-        if cached is not None and cached[0] > loop.time():
+        if cached is not None and cached[0] > self._now(loop):
             return cached[1]
         pending = self._resolving.get(key)
         if pending is None:
@@ -144,12 +147,16 @@ class Connector:
         return await asyncio.shield(pending)
 
     async def _resolve(self, host: str, port: int) -> list[AddrInfoType]:
-        loop = asyncio.get_running_loop()
         infos = list(await self._resolver(host, port))
         if not infos:
             raise socket.gaierror(f"no address for {host}")
-        self._dns[(host, port)] = (loop.time() + self.dns_ttl_secs, infos)
+        now = self._now(asyncio.get_running_loop())
+        self._dns[(host, port)] = (now + self.dns_ttl_secs, infos)
         return infos
+
+    def _now(self, loop: asyncio.AbstractEventLoop) -> float:
+        """The time on the DNS cache's clock."""
+        return loop.time() if self._clock is None else self._clock()
 
     def _resolved(self, task: asyncio.Future[list[AddrInfoType]]) -> None:
         self._resolving = {k: t for k, t in self._resolving.items() if t is not task}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Final
 
 import structlog
@@ -63,6 +64,7 @@ class Client:
         *,
         resolver: Resolver | None = None,
         socket_factory: SocketFactoryType | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """The app's upstream client.
 
@@ -75,9 +77,14 @@ class Client:
         - `resolver(host, port)`: the address infos to race (default: the loop's getaddrinfo);
           `socket_factory(addr_info)`: makes each socket (default: aiohappyeyeballs'). Seams for
           tests and special networks.
+        - `clock()`: the time, in seconds, that keep-alive and the DNS cache's TTL count in
+          (default: the event loop's, which the request path reads anyway). A seam for tests,
+          which move it by hand instead of sleeping; deadlines and the sweep's timer stay on
+          the loop's.
         """
         self.keepalive_secs = keepalive_secs
-        self.connector = Connector(dns_ttl_secs, resolver, socket_factory)
+        self._clock = clock
+        self.connector = Connector(dns_ttl_secs, resolver, socket_factory, clock)
         if max_per_origin is not None and max_per_origin < 1:
             raise ValueError("max_per_origin must be at least 1")
         self.max_per_origin = max_per_origin
@@ -136,7 +143,8 @@ class Client:
             data = (target.head, headers, b"Content-Length: %d\r\n\r\n" % len(body), body)
         # The common case, a pooled connection, costs what it did before the cap, the proxy
         # and the re-send rule: one is_available() in _take and one float stored in send().
-        conn = self._take(target.origin, now)
+        clock = self._clock
+        conn = self._take(target.origin, now if clock is None else clock())
         if conn is not None:
             try:
                 return _through_proxy(
@@ -276,7 +284,8 @@ class Client:
         if idle is None:
             idle = self._idle[conn.origin] = collections.deque()
         loop = self._loop or self.loop()
-        now = loop.time()
+        clock = self._clock
+        now = loop.time() if clock is None else clock()
         conn.expires_at = now + self.keepalive_secs
         idle.append(conn)
         if idle[0].has_expired(now):
@@ -288,7 +297,7 @@ class Client:
         """Close the idle connections past the keep-alive time, also of origins that no
         request uses any more (which `_take` and `_reuse` never look at)."""
         self._sweeper = None
-        now = asyncio.get_running_loop().time()
+        now = asyncio.get_running_loop().time() if self._clock is None else self._clock()
         for origin, idle in list(self._idle.items()):
             while idle and idle[0].has_expired(now):
                 idle.popleft().abort()
