@@ -1,5 +1,6 @@
 """Opening upstream connections: DNS (cache, TTL, resolver seam), Happy Eyeballs across
-addresses, and each connect failure as its `ConnectError` kind or `ConnectTimeout`."""
+addresses, and each connect failure (TLS verification too) as its `ConnectError` kind or
+`ConnectTimeout`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +33,7 @@ from tests.upstream_fakes import (
     post,
     reachable,
     read_all,
+    server_tls,
     slow_body,
 )
 
@@ -212,3 +215,14 @@ async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
         )
     assert info.value.kind == "dns"
     assert client.connector.lookups_in_flight() == 0
+
+
+async def test_tls_verification_rejects_self_signed(
+    client: Client, tls_cert: tuple[Path, Path]
+) -> None:
+    async with RawServer(keep_alive, server_tls(tls_cert)) as srv:
+        with pytest.raises(ConnectError) as info:
+            await client.request(target(srv.url, verify=True), b"", b"{}", total_secs=5)
+        assert info.value.kind == "tls"
+        assert srv.requests == []
+        assert client.idle_connections() == 0
