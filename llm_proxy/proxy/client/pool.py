@@ -229,6 +229,7 @@ class Client:
             timer.cancel()
 
     def _closed_one(self, conn: Connection) -> None:
+        """The connections' `on_closed`: its slot is free."""
         self._release(conn.origin)
 
     def _release(self, origin: Origin) -> None:

@@ -2,7 +2,7 @@
 the request line and Host header as bytes, where the TCP connection goes (the origin, or an
 http:// forward proxy), and the TLS context.
 
-A request then costs one `writelines` of these bytes plus the forwarded headers and the body.
+A request then writes these bytes, the forwarded headers and the body in one write.
 """
 
 from __future__ import annotations
