@@ -49,11 +49,11 @@ from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from llm_proxy.observe.stats import Stats
 from llm_proxy.proxy import handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.health_checks import HealthChecker
 from llm_proxy.proxy.limiter import Clock, Limiter
 from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
-from llm_proxy.proxy.upstream_client import Client
 from llm_proxy.reload import install_sighup
 from llm_proxy.systemd import Notifier
 from llm_proxy.ui import handler as ui

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     from llm_proxy.observe.records import Sinks
     from llm_proxy.observe.stats import Stats
     from llm_proxy.proxy.breaker import HealthBoard
+    from llm_proxy.proxy.client import Client
     from llm_proxy.proxy.limiter import Limiter
     from llm_proxy.proxy.owners import Owners
     from llm_proxy.proxy.snapshot import ConfigStore
     from llm_proxy.proxy.state import RequestState
-    from llm_proxy.proxy.upstream_client import Client
     from llm_proxy.systemd import Notifier
 
 STORE: web.AppKey[ConfigStore] = web.AppKey("store")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from llm_proxy.proxy.client import ProtocolError
 from llm_proxy.proxy.decoding import STEP_BYTES, Inflater, inflater_for
-from llm_proxy.proxy.upstream_errors import ProtocolError
 
 TEXT = b"".join(b'data: {"choices":[{"delta":{"content":"%d"}}]}\n\n' % i for i in range(500))
 

@@ -28,9 +28,9 @@ from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.config.yaml_file import load_config_text
 from llm_proxy.errors import ProxyError
+from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.health_checks import probe
 from llm_proxy.proxy.upstream import compile_upstream, request_headers
-from llm_proxy.proxy.upstream_client import Client
 from tests.conftest import ProxyFactory, make_config, provider, serve
 from tests.pg import with_database
 from tests.test_admin import ADMIN, call

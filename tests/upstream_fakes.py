@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     Client,
     Response,
     target,

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llm_proxy.proxy.client import StreamedBody
 from llm_proxy.proxy.jsonbody import replace_model
 from llm_proxy.proxy.routing import Target
 from llm_proxy.proxy.uploads import Upload
 from llm_proxy.proxy.upstream import Upstream
-from llm_proxy.proxy.upstream_client import StreamedBody
 from llm_proxy.proxy.usage import UsageStripper, request_usage_in_stream
 
 # Endpoints whose streams accept `stream_options.include_usage`.

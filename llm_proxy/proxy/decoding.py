@@ -11,8 +11,7 @@ from __future__ import annotations
 import zlib
 from typing import Final
 
-from llm_proxy.proxy.upstream_client import Response
-from llm_proxy.proxy.upstream_errors import ProtocolError
+from llm_proxy.proxy.client import ProtocolError, Response
 
 # Output of one inflate step: a few KB of compressed input can stand for gigabytes, so a
 # chunk is inflated in bounded steps (the client's pace, through the relay, sets the rest).

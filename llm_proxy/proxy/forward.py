@@ -24,6 +24,11 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import ErrorRecord, error_summary
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.client import (
+    Response,
+    StreamedBody,
+    UpstreamError,
+)
 from llm_proxy.proxy.decoding import Inflater, inflater_for
 from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
@@ -32,8 +37,6 @@ from llm_proxy.proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState, stamp
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.proxy.upstream_client import Response, StreamedBody
-from llm_proxy.proxy.upstream_errors import UpstreamError
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
 log = structlog.get_logger()

@@ -13,9 +13,9 @@ import orjson
 import structlog
 
 from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.client import Client, UpstreamError
 from llm_proxy.proxy.snapshot import ConfigStore
 from llm_proxy.proxy.upstream import Upstream
-from llm_proxy.proxy.upstream_client import Client, UpstreamError
 from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()

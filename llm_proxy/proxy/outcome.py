@@ -31,8 +31,7 @@ from aiohttp import web
 from llm_proxy import errors
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.breaker import HealthBoard
-from llm_proxy.proxy.upstream import Upstream
-from llm_proxy.proxy.upstream_errors import (
+from llm_proxy.proxy.client import (
     ConnectError,
     ConnectTimeout,
     Disconnected,
@@ -40,6 +39,7 @@ from llm_proxy.proxy.upstream_errors import (
     ProtocolError,
     UpstreamError,
 )
+from llm_proxy.proxy.upstream import Upstream
 
 
 class Outcome(StrEnum):

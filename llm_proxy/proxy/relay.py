@@ -20,11 +20,10 @@ from aiohttp import web
 
 from llm_proxy import errors
 from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
+from llm_proxy.proxy.client import Response, UpstreamError
 from llm_proxy.proxy.outcome import Outcome, record
 from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState
 from llm_proxy.proxy.upstream import Upstream
-from llm_proxy.proxy.upstream_client import Response
-from llm_proxy.proxy.upstream_errors import UpstreamError
 from llm_proxy.proxy.usage import Relayed
 
 log = structlog.get_logger()

@@ -8,7 +8,7 @@ import email.utils
 import math
 import time
 
-from llm_proxy.proxy.upstream_client import Response
+from llm_proxy.proxy.client import Response
 
 
 def retry_after(resp: Response) -> float | None:

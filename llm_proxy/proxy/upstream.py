@@ -1,6 +1,6 @@
 """The upstream side: per-provider call settings compiled at config time, and the header policy
 (what crosses the proxy in each direction). The client itself is
-`llm_proxy.proxy.upstream_client`."""
+`llm_proxy.proxy.client`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from yarl import URL
 
 from llm_proxy import errors
 from llm_proxy.config.model import Config, Provider
-from llm_proxy.proxy.upstream_client import Target, target
-from llm_proxy.proxy.upstream_proxy import proxy_from_env
+from llm_proxy.proxy.client import Target, proxy_from_env, target
 
 # Lower-case names (header names arrive in any case; `istr` does not hash case-insensitively).
 # Hop-by-hop headers (RFC 9110 7.6.1) plus what the proxy owns itself.

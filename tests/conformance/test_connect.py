@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from llm_proxy import app as app_module
-from llm_proxy.proxy.upstream_client import Client
+from llm_proxy.proxy.client import Client
 from tests.conformance.conftest import assert_answered, assert_once, chat, new_id, seen
 from tests.conformance.servers import Server
 from tests.conftest import ProxyFactory, make_config, provider

@@ -93,7 +93,7 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
 async def ours(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
     from yarl import URL
 
-    from llm_proxy.proxy.upstream_client import Client, target
+    from llm_proxy.proxy.client import Client, target
 
     client = Client()
     compiled = target(URL(url), "POST")

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from yarl import URL
 
-from llm_proxy.proxy.upstream_errors import ConnectError
+from llm_proxy.proxy.client.errors import ConnectError
 
 MAX_TUNNEL_HEAD: Final = 16 * 1024  # the proxy's answer to CONNECT
 

@@ -1,5 +1,6 @@
 """Opening upstream connections: DNS (cache, TTL, resolver seam), Happy Eyeballs across
-addresses, and each connect failure as its `ConnectError` kind or `ConnectTimeout`."""
+addresses, and each connect failure (TLS verification too) as its `ConnectError` kind or
+`ConnectTimeout`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,19 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     Client,
     ConnectError,
     ConnectTimeout,
     target,
 )
+from tests.conftest import FakeClock
 from tests.upstream_fakes import (
     FakeResolver,
     RawServer,
@@ -30,6 +33,7 @@ from tests.upstream_fakes import (
     post,
     reachable,
     read_all,
+    server_tls,
     slow_body,
 )
 
@@ -96,10 +100,14 @@ async def test_host_names_resolve_once() -> None:
 async def test_dns_ttl_secs_bounds_the_cache() -> None:
     async with RawServer(keep_alive) as srv:
         resolver = FakeResolver(addr("127.0.0.1", srv.port))
-        client = Client(keepalive_secs=0.0, dns_ttl_secs=0.05, resolver=resolver)
+        clock = FakeClock()
+        client = Client(keepalive_secs=0.0, dns_ttl_secs=300.0, resolver=resolver, clock=clock)
         try:
             await read_all(await post(client, srv.url.with_host("api.test")))
-            await asyncio.sleep(0.1)
+            clock.advance(299.0)
+            await read_all(await post(client, srv.url.with_host("api.test")))
+            assert resolver.lookups == 1
+            clock.advance(1.0)
             await read_all(await post(client, srv.url.with_host("api.test")))
         finally:
             await client.close()
@@ -155,7 +163,7 @@ FD_EXHAUSTION = """
 import asyncio, os, resource, sys
 import uvloop
 from yarl import URL
-from llm_proxy.proxy.upstream_client import Client, ConnectError, target
+from llm_proxy.proxy.client import Client, ConnectError, target
 
 async def main() -> None:
     client = Client()
@@ -206,4 +214,15 @@ async def test_unknown_host_is_an_upstream_error(client: Client) -> None:
             target(URL("http://no-such-host.invalid/v1/x")), b"", b"", total_secs=5
         )
     assert info.value.kind == "dns"
-    assert not client._resolving
+    assert client.connector.lookups_in_flight() == 0
+
+
+async def test_tls_verification_rejects_self_signed(
+    client: Client, tls_cert: tuple[Path, Path]
+) -> None:
+    async with RawServer(keep_alive, server_tls(tls_cert)) as srv:
+        with pytest.raises(ConnectError) as info:
+            await client.request(target(srv.url, verify=True), b"", b"{}", total_secs=5)
+        assert info.value.kind == "tls"
+        assert srv.requests == []
+        assert client.idle_connections() == 0

@@ -1,6 +1,6 @@
-"""The upstream HTTP/1.1 client (`llm_proxy.proxy.upstream_client`) against real servers on
-loopback: compiling targets, the request/answer cycle, pooling, bodies, stale and broken
-connections, response-head limits, closing, timeouts and TLS. Raw TCP servers
+"""One upstream HTTP/1.1 connection and its answer (`llm_proxy.proxy.client.http11` and
+`.response`) against real servers on loopback: the request/answer cycle, bodies, broken
+connections, response-head limits, flow control, timeouts and TLS. Raw TCP servers
 (`tests.upstream_fakes`) where the test needs byte-for-byte (mis)behaviour, aiohttp where not.
 
 Every async test runs on uvloop (tests/conftest.py); a few scenarios run once more on asyncio's
@@ -13,7 +13,6 @@ import functools
 import hashlib
 import random
 import socket
-import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -21,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from aiohttp import web
 from yarl import URL
 
-from llm_proxy.proxy.upstream_client import (
+from llm_proxy.proxy.client import (
     HIGH_WATER,
     Client,
-    ClientClosed,
-    ConnectError,
     Disconnected,
     FirstByteTimeout,
     ProtocolError,
@@ -53,49 +49,6 @@ pytestmark = pytest.mark.usefixtures("no_asyncio_errors")
 
 
 SOCKET_READ = 256 * 1024  # the most one socket read delivers (asyncio's and uvloop's buffers)
-
-
-def test_target_compiles_request_line_and_host() -> None:
-    t = target(URL("http://example.com/v1/chat?a=1&b=%20"))
-    assert t.head == b"POST /v1/chat?a=1&b=%20 HTTP/1.1\r\nHost: example.com\r\n"
-    assert (t.host, t.port, t.ssl, t.origin) == (
-        "example.com",
-        80,
-        None,
-        ("example.com", 80, False, True, ""),
-    )
-
-    t = target(URL("https://api.example.com:8443/v1/models"), "GET", verify=False)
-    assert t.head == b"GET /v1/models HTTP/1.1\r\nHost: api.example.com:8443\r\n"
-    assert t.origin == ("api.example.com", 8443, True, False, "")
-    assert t.ssl is not None and t.ssl.verify_mode == ssl.CERT_NONE
-
-    t = target(URL("https://api.example.com/"))
-    assert t.port == 443 and b"Host: api.example.com\r\n" in t.head
-    assert t.ssl is not None and t.ssl.verify_mode == ssl.CERT_REQUIRED and t.ssl.check_hostname
-
-    t = target(URL("http://[::1]:8080/x"))
-    assert t.head == b"POST /x HTTP/1.1\r\nHost: [::1]:8080\r\n"
-    assert (t.host, t.port) == ("::1", 8080)
-
-
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "/relative/path", "http:///nohost"])
-def test_target_rejects_non_http_urls(url: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 (the message is for the config error)
-        target(URL(url))
-
-
-def test_target_keeps_the_query_string_after_the_path() -> None:
-    """Azure's form: the caller places the endpoint path before `?api-version=...`."""
-    t = target(URL("https://x.openai.azure.com/openai/deployments/d/chat?api-version=2024-06-01"))
-    assert t.head.startswith(b"POST /openai/deployments/d/chat?api-version=2024-06-01 HTTP/1.1\r\n")
-
-
-@pytest.mark.parametrize("url", ["https://user:secret@h.example/v1", "https://user@h.example/v1"])
-def test_target_rejects_userinfo_without_echoing_it(url: str) -> None:
-    with pytest.raises(ValueError) as info:  # noqa: PT011
-        target(URL(url))
-    assert "secret" not in str(info.value)
 
 
 async def test_post_round_trip(client: Client) -> None:
@@ -195,16 +148,6 @@ async def test_large_request_body(client: Client) -> None:
         assert srv.connections == 1
 
 
-async def test_keep_alive_reuses_one_connection(client: Client) -> None:
-    async with RawServer(keep_alive) as srv:
-        for i in range(3):
-            resp = await post(client, srv.url, b"n%d" % i)
-            assert await read_all(resp) == b"echo:n%d" % i
-            assert client.idle_connections() == 1
-        assert srv.connections == 1
-        assert [body for _, body in srv.requests] == [b"n0", b"n1", b"n2"]
-
-
 async def test_concurrent_requests_get_their_own_answers(client: Client) -> None:
     peers: set[Any] = set()
 
@@ -249,66 +192,6 @@ async def test_concurrent_requests_get_their_own_answers(client: Client) -> None
         finally:
             await fresh.close()
         assert 1 <= len(peers) <= 5
-
-
-async def test_connection_close_answer_is_not_pooled(client: Client) -> None:
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        writer.write(response(b"bye", headers=(b"Connection: close",)))
-        await server.until_eof(reader)  # the client, not the server, closes it
-
-    async with RawServer(handler) as srv:
-        resp = await post(client, srv.url)
-        assert await read_all(resp) == b"bye"
-        await until(lambda: srv.hangups == 1)
-        assert client.idle_connections() == 0
-        resp = await post(client, srv.url)
-        assert await read_all(resp) == b"bye"
-        assert srv.connections == 2
-
-
-async def test_idle_connections_expire_after_keepalive_secs() -> None:
-    client = Client(keepalive_secs=0.1)
-    try:
-        async with RawServer(keep_alive) as srv:
-            assert await read_all(await post(client, srv.url, b"1")) == b"echo:1"
-            await asyncio.sleep(0.2)
-            assert await read_all(await post(client, srv.url, b"2")) == b"echo:2"
-            assert srv.connections == 2
-            await until(lambda: srv.hangups == 1)  # the expired one was closed
-    finally:
-        await client.close()
-
-
-async def test_pool_retires_its_oldest_idle_connection() -> None:
-    client = Client(keepalive_secs=0.5)
-    gone: list[int] = []
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        number = server.connections
-        while await server.read_request(reader) is not None:
-            if number <= 2:
-                await asyncio.sleep(0.05)  # so that the first two requests overlap
-            writer.write(response(b"%d" % number))
-        gone.append(number)
-
-    try:
-        async with RawServer(handler) as srv:
-            await asyncio.gather(post(client, srv.url), post(client, srv.url))
-            assert client.idle_connections() == 2
-            await asyncio.sleep(0.2)
-            # The most recently used connection is taken; the other one ages in the pool.
-            first = await read_all(await post(client, srv.url))
-            await asyncio.sleep(0.35)
-            # Past keepalive_secs for the one that aged, but not for the one just used: when
-            # that comes back, the aged one is closed.
-            assert await read_all(await post(client, srv.url)) == first
-            await until(lambda: len(gone) == 1)
-            assert gone == [3 - int(first)]
-            assert srv.connections == 2
-            assert client.idle_connections() == 1
-    finally:
-        await client.close()
 
 
 @pytest.mark.parametrize("byte_by_byte", [False, True])
@@ -477,117 +360,6 @@ async def test_backpressure_bounds_buffering(client: Client) -> None:
         assert client.idle_connections() == 1
 
 
-@pytest.mark.parametrize("pause", [0.0, 0.1])
-async def test_upstream_closing_idle_connection(client: Client, pause: float) -> None:
-    """The upstream closes a keep-alive connection right after answering: whether the client
-    noticed (pause) or not (no pause: it may send on the dead one), the next request works."""
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        request = await server.read_request(reader)
-        assert request is not None
-        writer.write(response(b"echo:" + request[1]))  # no "Connection: close" said
-        await writer.drain()
-        writer.close()
-
-    async with RawServer(handler) as srv:
-        assert await read_all(await post(client, srv.url, b"1")) == b"echo:1"
-        if pause:
-            await asyncio.sleep(pause)
-            assert client.idle_connections() == 0
-        assert await read_all(await post(client, srv.url, b"2")) == b"echo:2"
-        assert srv.connections == 2
-
-
-async def test_stale_pooled_connection_is_retried_once_on_a_new_one(client: Client) -> None:
-    """The deterministic form of the race: the pooled connection takes the request and dies
-    without a byte of answer. The request goes out again, on a fresh connection."""
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        number = server.connections
-        assert await server.read_request(reader) is not None
-        if number == 1:
-            writer.write(response(b"first"))
-            assert await server.read_request(reader) is not None
-            return  # closed without answering
-        writer.write(response(b"second"))
-        await server.until_eof(reader)
-
-    async with RawServer(handler) as srv:
-        assert await read_all(await post(client, srv.url, b"a")) == b"first"
-        assert client.idle_connections() == 1
-        assert await read_all(await post(client, srv.url, b"b")) == b"second"
-        assert srv.connections == 2
-        assert [body for _, body in srv.requests] == [b"a", b"b", b"b"]
-        assert srv.requests[1] == srv.requests[2]
-
-
-async def test_stale_pooled_connection_resend_is_logged(client: Client) -> None:
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        writer.write(response(b"ok"))
-        if server.connections == 1:
-            assert await server.read_request(reader) is not None  # ...and drops it at once
-        else:
-            await server.until_eof(reader)
-
-    async with RawServer(handler) as srv:
-        await read_all(await post(client, srv.url))
-        with structlog.testing.capture_logs() as logs:
-            assert await read_all(await post(client, srv.url)) == b"ok"
-    resent = [e for e in logs if e["event"] == "upstream_request_resent"]
-    assert len(resent) == 1 and resent[0]["url"] == str(srv.url)
-    assert len(srv.requests) == 3
-
-
-async def test_pooled_request_held_then_dropped_is_not_resent(client: Client) -> None:
-    """The upstream read the request, worked on it for a second, then closed without answering:
-    it may have generated (and billed) an answer. Sending it again would duplicate the POST."""
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        writer.write(response(b"first"))
-        assert await server.read_request(reader) is not None
-        await asyncio.sleep(1.0)  # "working on it"; then gone
-
-    async with RawServer(handler) as srv:
-        assert await read_all(await post(client, srv.url, b"a")) == b"first"
-        with structlog.testing.capture_logs() as logs, pytest.raises(Disconnected):
-            await post(client, srv.url, b"b")
-        assert srv.connections == 1
-        assert [body for _, body in srv.requests] == [b"a", b"b"]
-    assert not [e for e in logs if e["event"] == "upstream_request_resent"]
-
-
-async def test_no_retry_once_the_pooled_connection_answered(client: Client) -> None:
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        writer.write(response(b"first"))
-        assert await server.read_request(reader) is not None
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-")  # a byte of answer, then gone
-        await writer.drain()
-        await asyncio.sleep(0.02)
-
-    async with RawServer(handler) as srv:
-        assert await read_all(await post(client, srv.url, b"a")) == b"first"
-        with pytest.raises(Disconnected):
-            await post(client, srv.url, b"b")
-        assert srv.connections == 1
-        assert len(srv.requests) == 2
-
-
-async def test_fresh_connection_closed_without_answer(client: Client) -> None:
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None  # ...and nothing back
-
-    async with RawServer(handler) as srv:
-        started = time.monotonic()
-        with pytest.raises(Disconnected):
-            await post(client, srv.url)
-        assert time.monotonic() - started < 1.0
-        assert srv.connections == 1  # a fresh connection's failure is not retried
-        assert client.idle_connections() == 0
-
-
 @pytest.mark.parametrize(
     "answer",
     [
@@ -625,22 +397,6 @@ async def test_upgrade_answer_is_an_error(client: Client) -> None:
             await post(client, srv.url)
         await until(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
-
-
-async def test_invalid_answer_on_pooled_connection_is_not_retried(client: Client) -> None:
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        writer.write(response(b"first"))
-        assert await server.read_request(reader) is not None
-        writer.write(b"garbage\r\n\r\n")
-        await server.until_eof(reader)
-
-    async with RawServer(handler) as srv:
-        assert await read_all(await post(client, srv.url)) == b"first"
-        with pytest.raises(ProtocolError):
-            await post(client, srv.url)
-        assert srv.connections == 1
-        assert len(srv.requests) == 2
 
 
 async def test_endless_headers_are_an_error_with_bounded_memory(client: Client) -> None:
@@ -756,44 +512,6 @@ async def test_response_close_after_body_keeps_the_connection(client: Client) ->
         assert client.idle_connections() == 1
         assert srv.connections == 1
         assert srv.hangups == 0
-
-
-async def test_client_close_aborts_idle_connections_and_refuses_requests() -> None:
-    client = Client()
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        writer.write(response(b"ok"))
-        await server.until_eof(reader)
-
-    async with RawServer(handler) as srv:
-        await asyncio.gather(post(client, srv.url), post(client, srv.url))
-        assert client.idle_connections() == 2
-        await client.close()
-        assert client.idle_connections() == 0
-        await until(lambda: srv.hangups == 2)
-        with pytest.raises(ClientClosed):
-            await post(client, srv.url)
-        assert srv.connections == 2
-
-
-async def test_client_close_during_a_request() -> None:
-    client = Client()
-
-    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
-        assert await server.read_request(reader) is not None
-        await asyncio.sleep(0.1)
-        writer.write(response(b"late"))
-        await server.until_eof(reader)
-
-    async with RawServer(handler) as srv:
-        pending = asyncio.ensure_future(post(client, srv.url))
-        await until(lambda: len(srv.requests) == 1)
-        await client.close()
-        resp = await pending  # the request in flight still gets its answer...
-        assert await read_all(resp) == b"late"
-        await until(lambda: srv.hangups == 1)  # ...but its connection is not kept
-        assert client.idle_connections() == 0
 
 
 @pytest.mark.parametrize("when", ["waiting for headers", "reading the body"])
@@ -913,25 +631,11 @@ async def test_tls_without_verification(client: Client, tls_cert: tuple[Path, Pa
         )
 
 
-async def test_tls_verification_rejects_self_signed(
-    client: Client, tls_cert: tuple[Path, Path]
-) -> None:
-    async with RawServer(keep_alive, server_tls(tls_cert)) as srv:
-        with pytest.raises(ConnectError) as info:
-            await client.request(target(srv.url, verify=True), b"", b"{}", total_secs=5)
-        assert info.value.kind == "tls"
-        assert srv.requests == []
-        assert client.idle_connections() == 0
-
-
 OTHER_LOOP_SCENARIOS: list[Callable[..., Awaitable[None]]] = [
     test_post_round_trip,
-    test_keep_alive_reuses_one_connection,
     functools.partial(test_chunked_body, byte_by_byte=False),
     test_body_delimited_by_connection_close,
     test_backpressure_bounds_buffering,
-    test_stale_pooled_connection_is_retried_once_on_a_new_one,
-    functools.partial(test_upstream_closing_idle_connection, pause=0.0),
     test_response_close_mid_body_aborts_the_connection,
     test_idle_timeout_between_chunks,
     functools.partial(test_invalid_response_is_an_error, answer=b"garbage\r\n\r\n"),
