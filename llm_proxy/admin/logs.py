@@ -9,7 +9,6 @@ statement timeout, so a heavy filter cannot hold a connection for long.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from llm_proxy.admin.routes import MAX_ID, int_param, json_response
+from llm_proxy.admin.http import MAX_ID, int_param, json_response
+from llm_proxy.admin.pool import AdminPool
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import LOG_DSN
 
@@ -41,41 +41,17 @@ _REQUEST_FIELDS: Final = (
 _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, body, detail"
 
 
-class LogsDatabase:
-    """The pool, opened on the first logs request (the admin plane costs nothing unused)."""
-
-    def __init__(self) -> None:
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    async def pool(self, dsn: str) -> asyncpg.Pool:
-        import asyncpg
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    dsn,
-                    min_size=0,
-                    max_size=2,
-                    timeout=10,
-                    command_timeout=30,
-                    server_settings={
-                        "statement_timeout": str(_STATEMENT_TIMEOUT_MS),
-                        "application_name": "llm-proxy admin",
-                    },
-                )
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-
-
-LOGS_DB = web.AppKey("logs_db", LogsDatabase)
+# The request log's database may be another than the config's: its own pool, whose every
+# query runs under a statement timeout.
+LOGS_DB = web.AppKey("logs_db", AdminPool)
+_SERVER_SETTINGS: Final = {
+    "statement_timeout": str(_STATEMENT_TIMEOUT_MS),
+    "application_name": "llm-proxy admin",
+}
 
 
 def add_routes(app: web.Application) -> None:
-    app[LOGS_DB] = LogsDatabase()
+    app[LOGS_DB] = AdminPool(_SERVER_SETTINGS)
     app.cleanup_ctx.append(_pool)
     app.router.add_get("/logs/requests", requests_page)
     app.router.add_get("/logs/requests/{request_id}", request_detail)
@@ -100,7 +76,7 @@ async def _fetch(request: web.Request, query: str, *args: Any) -> list[asyncpg.R
             code="request_log_disabled",
         )
     try:
-        pool = await request.app[LOGS_DB].pool(dsn)
+        pool = await request.app[LOGS_DB].get(dsn)
         async with pool.acquire() as conn:
             return list(await conn.fetch(query, *args))
     except asyncpg.QueryCanceledError:

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME
-from llm_proxy.admin.routes import PREFIX, Conn, body_of, int_param, json_response, serve_version
+from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.providers import PROVIDER_TYPES

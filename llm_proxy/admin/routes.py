@@ -10,63 +10,37 @@ loaded snapshot, writes are 409 `read_only_config`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final
 
-import orjson
 from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME, guard
+from llm_proxy.admin.http import (
+    ADMIN_DB,
+    MAX_ID,
+    Conn,
+    body_of,
+    int_param,
+    json_response,
+    serve_version,
+)
+from llm_proxy.admin.pool import AdminPool
 from llm_proxy.admin.views import config_view
 from llm_proxy.config.yaml_file import reload_store
-from llm_proxy.errors import ProxyError, bad_param, invalid_json
-from llm_proxy.keys import CONFIG_FILE, DSN, HEALTH, LISTENER, METRICS, STATE, STORE
+from llm_proxy.errors import ProxyError, bad_param
+from llm_proxy.keys import CONFIG_FILE, DSN, HEALTH, METRICS, STATE, STORE
 from llm_proxy.keys import STATS as STATS_KEY
 from llm_proxy.observe.stats import INTERVAL_SECS as STATS_INTERVAL
 
-if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, not at startup
-    import asyncpg
-
-PREFIX: Final = "/admin/v1"
-_SERVED_WAIT_SECS: Final = 5.0
 _MAX_PAGE: Final = 200
-MAX_ID: Final = 2**63 - 1  # PostgreSQL's bigint: ids and versions beyond it do not exist
-
-
-class AdminDatabase:
-    """A pool of at most two connections, opened on the first admin request that needs one:
-    the admin plane costs the proxy nothing until it is used."""
-
-    def __init__(self) -> None:
-        self.dsn: str | None = None  # database mode's, known on the first request
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    async def pool(self) -> asyncpg.Pool:
-        import asyncpg
-
-        async with self._lock:
-            if self._pool is None:
-                assert self.dsn is not None
-                self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=0, max_size=2, timeout=10, command_timeout=30
-                )
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-
-
-ADMIN_DB = web.AppKey("admin_db", AdminDatabase)
 
 
 def create_admin_app() -> web.Application:
     """The admin sub-application, mounted at PREFIX by `create_app`."""
     app = web.Application(middlewares=[guard])
-    app[ADMIN_DB] = AdminDatabase()
+    app[ADMIN_DB] = AdminPool()
     app.cleanup_ctx.append(_database)
     app.router.add_post("/auth/validate", validate)
     app.router.add_get("/config/version", config_version)
@@ -91,78 +65,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await app[ADMIN_DB].close()
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
 def _source(request: web.Request) -> str:
     return "database" if DSN in request.config_dict else "file"
-
-
-class Conn:
-    """`async with Conn(request) as conn`: a pooled connection; 409 in YAML mode."""
-
-    def __init__(self, request: web.Request, what: str) -> None:
-        if DSN not in request.config_dict:
-            raise ProxyError(
-                409,
-                f"{what} needs database mode: this proxy's config is file-driven (YAML mode); "
-                "edit the file and reload instead.",
-                code="read_only_config",
-            )
-        self._db = request.app[ADMIN_DB]
-        self._db.dsn = request.config_dict[DSN]
-        self._conn: Any = None
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        pool = await self._db.pool()
-        self._conn = await pool.acquire()
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._conn is not None
-        await (await self._db.pool()).release(self._conn)
-
-
-async def body_of(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    try:
-        data = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise invalid_json(str(exc)) from None
-    if not isinstance(data, dict):
-        raise ProxyError(
-            400, "The request body must be a JSON object.", code="invalid_request_body"
-        )
-    return data
-
-
-def int_param(value: str | None, name: str, minimum: int, maximum: int = MAX_ID) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise bad_param(name, f"`{name}` must be an integer.") from None
-    if not minimum <= number <= maximum:
-        raise bad_param(name, f"`{name}` must be between {minimum} and {maximum}.")
-    return number
-
-
-async def serve_version(request: web.Request, version: int) -> bool:
-    """Make this instance serve config `version` (or newer) before answering a write: reload
-    at once rather than wait for the NOTIFY, then wait for the swap (bounded)."""
-    listener = request.config_dict.get(LISTENER)
-    if listener is not None:
-        listener.request_reload()
-    store = request.config_dict[STORE]
-    deadline = time.monotonic() + _SERVED_WAIT_SECS
-    while time.monotonic() < deadline:
-        current = store.current.version
-        if current.isdigit() and int(current) >= version:
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 # Handlers
