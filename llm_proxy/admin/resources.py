@@ -25,7 +25,7 @@ from aiohttp import web
 
 from llm_proxy.admin.guard import ADMIN_NAME
 from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
-from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
+from llm_proxy.admin.views import mask, provider_view, shown_headers, shown_proxy, shown_query
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import ProxyError, bad_param
@@ -392,8 +392,6 @@ async def list_rows(request: web.Request) -> web.Response:
 
 def _snapshot_rows(request: web.Request, table: Table) -> list[dict[str, Any]]:
     """YAML mode: what the loaded file configures (ids are positions in the file)."""
-    from llm_proxy.admin.views import provider_view
-
     config = request[STATE].snapshot.config
     if table is PROVIDERS:
         return [{"id": i + 1, **provider_view(p)} for i, p in enumerate(config.providers)]
