@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from llm_proxy.admin.pool import AdminPool
 from llm_proxy.lifecycle import Lifecycle
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sinks
@@ -47,3 +48,9 @@ BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 
 # Per request: created by the observe middleware, filled in along the way.
 STATE = web.RequestKey("state", RequestState)
+
+# The admin plane: its PostgreSQL pools (the config's database; the request log's, which may be
+# another) and, per request, the name of the admin key it came with (set by the guard).
+ADMIN_DB = web.AppKey("admin_db", AdminPool)
+LOGS_DB = web.AppKey("logs_db", AdminPool)
+ADMIN_NAME = web.RequestKey("admin_name", str)

@@ -14,13 +14,12 @@ from typing import Final
 
 from aiohttp import web
 
-from llm_proxy.admin.guard import ADMIN_NAME
 from llm_proxy.admin.http import MAX_ID, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.views import config_view
 from llm_proxy.config.export import export_yaml
 from llm_proxy.config.yaml_file import reload_store
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import CONFIG_FILE, DSN, METRICS, STATE, STORE
+from llm_proxy.keys import ADMIN_NAME, CONFIG_FILE, DSN, METRICS, STATE, STORE
 
 _MAX_PAGE: Final = 200
 

@@ -14,10 +14,9 @@ from aiohttp.typedefs import Handler
 
 from llm_proxy.admin.http import json_response
 from llm_proxy.errors import ProxyError
-from llm_proxy.keys import STATE
+from llm_proxy.keys import ADMIN_NAME, STATE
 from llm_proxy.proxy.keyring import presented_key
 
-ADMIN_NAME = web.RequestKey("admin_name", str)
 # The one document read without a key (it holds no secret), at this path spelled exactly so:
 # a suffix test once let `/admin/v1/<anything>/openapi.json` reach other handlers unguarded.
 OPEN_PATH: Final = "/admin/v1/openapi.json"

@@ -1,6 +1,6 @@
 """What every admin route module shares: the prefix, JSON answers, query and body parsing, a
 pooled connection to the config's database (`Conn`), and read-your-writes (`serve_version`).
-Imports no other admin module but the pool's, so any of them may import it."""
+Imports no other admin module, so any of them may import it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from aiohttp import web
 
-from llm_proxy.admin.pool import AdminPool
 from llm_proxy.errors import ProxyError, bad_param, invalid_json
-from llm_proxy.keys import DSN, LISTENER, STORE
+from llm_proxy.keys import ADMIN_DB, DSN, LISTENER, STORE
 
 if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, not at startup
     import asyncpg
@@ -21,8 +20,6 @@ if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, n
 PREFIX: Final = "/admin/v1"
 MAX_ID: Final = 2**63 - 1  # PostgreSQL's bigint: ids and versions beyond it do not exist
 _SERVED_WAIT_SECS: Final = 5.0
-
-ADMIN_DB = web.AppKey("admin_db", AdminPool)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:

@@ -20,7 +20,7 @@ from aiohttp import web
 from llm_proxy.admin.http import MAX_ID, int_param, json_response
 from llm_proxy.admin.pool import AdminPool
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import LOG_DSN
+from llm_proxy.keys import LOG_DSN, LOGS_DB
 
 if TYPE_CHECKING:
     import asyncpg
@@ -43,7 +43,6 @@ _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, 
 
 # The request log's database may be another than the config's: its own pool, whose every
 # query runs under a statement timeout.
-LOGS_DB = web.AppKey("logs_db", AdminPool)
 _SERVER_SETTINGS: Final = {
     "statement_timeout": str(_STATEMENT_TIMEOUT_MS),
     "application_name": "llm-proxy admin",

@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 from aiohttp import web
 
-from llm_proxy.admin.guard import ADMIN_NAME
 from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.views import mask, provider_view, shown_headers, shown_proxy, shown_query
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import DSN, STATE
+from llm_proxy.keys import ADMIN_NAME, DSN, STATE
 
 if TYPE_CHECKING:
     import asyncpg

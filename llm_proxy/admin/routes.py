@@ -9,9 +9,9 @@ from aiohttp import web
 
 from llm_proxy.admin import config_routes, logs, openapi, probes, resources
 from llm_proxy.admin.guard import guard, validate
-from llm_proxy.admin.http import ADMIN_DB
 from llm_proxy.admin.pool import AdminPool
 from llm_proxy.admin.stats import stats
+from llm_proxy.keys import ADMIN_DB
 
 
 def create_admin_app() -> web.Application:
