@@ -225,14 +225,26 @@ def _common(request: web.Request) -> tuple[_Where, int]:
     return where, limit
 
 
-def _page(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
+async def _page(
+    request: web.Request, fields: str, table: str, where: _Where, limit: int
+) -> web.Response:
+    """A page of `table`, newest first, and the cursor of the next one (None: no more); one
+    row beyond the page is read to know."""
+    rows = await _fetch(
+        request,
+        f"SELECT {fields} FROM {table}{where.sql} "  # noqa: S608 (constants and $n parameters only)
+        f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
+        *where.args,
+    )
     data = [_row(r) for r in rows[:limit]]
     more = len(rows) > limit
     last = rows[limit - 1] if more else None
-    return {
-        "data": data,
-        "next_cursor": _encode_cursor(last["ts"], last["id"]) if last is not None else None,
-    }
+    return json_response(
+        {
+            "data": data,
+            "next_cursor": _encode_cursor(last["ts"], last["id"]) if last is not None else None,
+        }
+    )
 
 
 def _row(record: asyncpg.Record) -> dict[str, Any]:
@@ -261,13 +273,7 @@ async def requests_page(request: web.Request) -> web.Response:
             where.add("status = ?", status[0])
         else:
             where.add("status BETWEEN ? AND ?", *status)
-    rows = await _fetch(
-        request,
-        f"SELECT {_REQUEST_FIELDS} FROM request_logs{where.sql} "  # noqa: S608 (constants and $n parameters only)
-        f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
-        *where.args,
-    )
-    return json_response(_page(rows, limit))
+    return await _page(request, _REQUEST_FIELDS, "request_logs", where, limit)
 
 
 async def request_detail(request: web.Request) -> web.Response:
@@ -302,13 +308,7 @@ async def errors_page(request: web.Request) -> web.Response:
     status = _status(request.query.get("status"))
     if status is not None:
         where.add("upstream_status BETWEEN ? AND ?", *status)
-    rows = await _fetch(
-        request,
-        f"SELECT {_ERROR_FIELDS} FROM error_logs{where.sql} "  # noqa: S608 (constants and $n parameters only)
-        f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
-        *where.args,
-    )
-    return json_response(_page(rows, limit))
+    return await _page(request, _ERROR_FIELDS, "error_logs", where, limit)
 
 
 async def usage(request: web.Request) -> web.Response:
