@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from llm_proxy import endpoints
-from llm_proxy.admin.routes import PREFIX as ADMIN_PREFIX
+from llm_proxy.admin.http import PREFIX as ADMIN_PREFIX
 from llm_proxy.admin.routes import create_admin_app
 from llm_proxy.config.master_keys import STRONG_KEY_CHARS, STRONG_KEY_DISTINCT, weak_keys
 from llm_proxy.config.model import Config

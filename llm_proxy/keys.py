@@ -14,6 +14,7 @@ from aiohttp import web
 # only in the key's repr). So this hub imports no plane at run time, and every plane may import
 # it without an upward import (the contracts in tests/test_architecture.py).
 if TYPE_CHECKING:
+    from llm_proxy.admin.pool import AdminPool
     from llm_proxy.config.listener import ConfigListener
     from llm_proxy.lifecycle import Lifecycle
     from llm_proxy.observe.metrics import Metrics
@@ -52,3 +53,9 @@ BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
 
 # Per request: created by the observe middleware, filled in along the way.
 STATE: web.RequestKey[RequestState] = web.RequestKey("state")
+
+# The admin plane: its PostgreSQL pools (the config's database; the request log's, which may be
+# another) and, per request, the name of the admin key it came with (set by the guard).
+ADMIN_DB: web.AppKey[AdminPool] = web.AppKey("admin_db")
+LOGS_DB: web.AppKey[AdminPool] = web.AppKey("logs_db")
+ADMIN_NAME = web.RequestKey("admin_name", str)

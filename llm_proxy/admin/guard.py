@@ -1,6 +1,7 @@
 """Who may use the admin API: the admin keys (`admin_key`, `admin_keys`, `ADMIN_KEY`,
 `ADMIN_KEYS`), compared in constant time, every one of them every time. No admin key
-configured: the API answers 503 `admin_disabled`, never open."""
+configured: the API answers 503 `admin_disabled`, never open. `POST /auth/validate` asks
+whether a key is one (the UI's sign-in)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from llm_proxy.admin.http import json_response
 from llm_proxy.errors import ProxyError
-from llm_proxy.keys import STATE
+from llm_proxy.keys import ADMIN_NAME, STATE
 from llm_proxy.proxy.keyring import presented_key
 
-ADMIN_NAME = web.RequestKey("admin_name", str)
 # The one document read without a key (it holds no secret), at this path spelled exactly so:
 # a suffix test once let `/admin/v1/<anything>/openapi.json` reach other handlers unguarded.
 OPEN_PATH: Final = "/admin/v1/openapi.json"
@@ -59,3 +60,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         )
     request[ADMIN_NAME] = name
     return await handler(request)
+
+
+async def validate(request: web.Request) -> web.Response:
+    """`POST /auth/validate`: the guard let it through, so the key is valid."""
+    return json_response({"valid": True, "name": request[ADMIN_NAME]})

@@ -9,7 +9,6 @@ statement timeout, so a heavy filter cannot hold a connection for long.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
@@ -18,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
-from llm_proxy.admin.routes import MAX_ID, int_param, json_response
+from llm_proxy.admin.http import MAX_ID, int_param, json_response
+from llm_proxy.admin.pool import AdminPool
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import LOG_DSN
+from llm_proxy.keys import LOG_DSN, LOGS_DB
 
 if TYPE_CHECKING:
     import asyncpg
@@ -41,41 +41,16 @@ _REQUEST_FIELDS: Final = (
 _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, body, detail"
 
 
-class LogsDatabase:
-    """The pool, opened on the first logs request (the admin plane costs nothing unused)."""
-
-    def __init__(self) -> None:
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
-
-    async def pool(self, dsn: str) -> asyncpg.Pool:
-        import asyncpg
-
-        async with self._lock:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    dsn,
-                    min_size=0,
-                    max_size=2,
-                    timeout=10,
-                    command_timeout=30,
-                    server_settings={
-                        "statement_timeout": str(_STATEMENT_TIMEOUT_MS),
-                        "application_name": "llm-proxy admin",
-                    },
-                )
-        return self._pool
-
-    async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-
-
-LOGS_DB = web.AppKey("logs_db", LogsDatabase)
+# The request log's database may be another than the config's: its own pool, whose every
+# query runs under a statement timeout.
+_SERVER_SETTINGS: Final = {
+    "statement_timeout": str(_STATEMENT_TIMEOUT_MS),
+    "application_name": "llm-proxy admin",
+}
 
 
 def add_routes(app: web.Application) -> None:
-    app[LOGS_DB] = LogsDatabase()
+    app[LOGS_DB] = AdminPool(_SERVER_SETTINGS)
     app.cleanup_ctx.append(_pool)
     app.router.add_get("/logs/requests", requests_page)
     app.router.add_get("/logs/requests/{request_id}", request_detail)
@@ -100,7 +75,7 @@ async def _fetch(request: web.Request, query: str, *args: Any) -> list[asyncpg.R
             code="request_log_disabled",
         )
     try:
-        pool = await request.app[LOGS_DB].pool(dsn)
+        pool = await request.app[LOGS_DB].get(dsn)
         async with pool.acquire() as conn:
             return list(await conn.fetch(query, *args))
     except asyncpg.QueryCanceledError:
@@ -250,14 +225,26 @@ def _common(request: web.Request) -> tuple[_Where, int]:
     return where, limit
 
 
-def _page(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
+async def _page(
+    request: web.Request, fields: str, table: str, where: _Where, limit: int
+) -> web.Response:
+    """A page of `table`, newest first, and the cursor of the next one (None: no more); one
+    row beyond the page is read to know."""
+    rows = await _fetch(
+        request,
+        f"SELECT {fields} FROM {table}{where.sql} "  # noqa: S608 (constants and $n parameters only)
+        f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
+        *where.args,
+    )
     data = [_row(r) for r in rows[:limit]]
     more = len(rows) > limit
     last = rows[limit - 1] if more else None
-    return {
-        "data": data,
-        "next_cursor": _encode_cursor(last["ts"], last["id"]) if last is not None else None,
-    }
+    return json_response(
+        {
+            "data": data,
+            "next_cursor": _encode_cursor(last["ts"], last["id"]) if last is not None else None,
+        }
+    )
 
 
 def _row(record: asyncpg.Record) -> dict[str, Any]:
@@ -286,13 +273,7 @@ async def requests_page(request: web.Request) -> web.Response:
             where.add("status = ?", status[0])
         else:
             where.add("status BETWEEN ? AND ?", *status)
-    rows = await _fetch(
-        request,
-        f"SELECT {_REQUEST_FIELDS} FROM request_logs{where.sql} "  # noqa: S608 (constants and $n parameters only)
-        f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
-        *where.args,
-    )
-    return json_response(_page(rows, limit))
+    return await _page(request, _REQUEST_FIELDS, "request_logs", where, limit)
 
 
 async def request_detail(request: web.Request) -> web.Response:
@@ -327,13 +308,7 @@ async def errors_page(request: web.Request) -> web.Response:
     status = _status(request.query.get("status"))
     if status is not None:
         where.add("upstream_status BETWEEN ? AND ?", *status)
-    rows = await _fetch(
-        request,
-        f"SELECT {_ERROR_FIELDS} FROM error_logs{where.sql} "  # noqa: S608 (constants and $n parameters only)
-        f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
-        *where.args,
-    )
-    return json_response(_page(rows, limit))
+    return await _page(request, _ERROR_FIELDS, "error_logs", where, limit)
 
 
 async def usage(request: web.Request) -> web.Response:

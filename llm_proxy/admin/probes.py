@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from llm_proxy.admin.routes import Conn, body_of, int_param, json_response
+from llm_proxy.admin.http import Conn, body_of, int_param, json_response
 from llm_proxy.config.model import Provider
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import CLIENT, DSN, STATE

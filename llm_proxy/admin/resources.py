@@ -11,158 +11,36 @@ meanwhile). The answer carries the new config version and comes once this instan
 Secrets are write-only: a provider's `api_key` is shown masked, and so is each value of its
 `params.headers` and `params.query_params` whose name is not known to be public, and the
 `user:password@` of its `params.proxy` (a masked value sent back unchanged keeps the stored
-one), a master key in full only in the answer that created or rotated it.
+one), a master key in full only in the answer that created or rotated it. The tables'
+fields, the checks of a body and the views of a row are `admin.tables`.
 """
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from llm_proxy.admin.guard import ADMIN_NAME
-from llm_proxy.admin.routes import PREFIX, Conn, body_of, int_param, json_response, serve_version
-from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
+from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
+from llm_proxy.admin.tables import (
+    CREDENTIALS,
+    DEFAULTS,
+    PROVIDERS,
+    SECRET_PARAMS,
+    Table,
+    fields_of,
+    new_master_key,
+    param_of,
+    view,
+)
+from llm_proxy.admin.views import provider_view, shown_proxy
 from llm_proxy.config.issues import ConfigError
-from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import DSN, STATE
+from llm_proxy.keys import ADMIN_NAME, DSN, STATE
 
 if TYPE_CHECKING:
     import asyncpg
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    column: str
-    kind: type | tuple[type, ...]
-    nullable: bool = False
-    json: bool = False  # a jsonb column
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    name: str  # the SQL table
-    what: str  # "provider", "master key"
-    fields: dict[str, Field]  # API field -> column
-    required: frozenset[str]  # on create and PUT
-
-
-PROVIDERS: Final = Table(
-    "providers",
-    "provider",
-    {
-        "name": Field("name", str),
-        "provider_type": Field("provider_type", str),
-        "api_base": Field("api_base", str),
-        "api_key": Field("api_key", str),
-        "model_mapping": Field("model_mapping", dict, json=True),
-        "weight": Field("weight", int),
-        "enabled": Field("is_enabled", bool),
-        "params": Field("params", dict, json=True),
-    },
-    frozenset({"name", "api_base"}),
-)
-CREDENTIALS: Final = Table(
-    "credentials",
-    "master key",
-    {
-        "name": Field("name", str),
-        "key": Field("key", str),
-        "allowed_models": Field("allowed_models", list, nullable=True),
-        "rate_limit_rps": Field("rate_limit_rps", (int, float), nullable=True),
-        "rate_limit_burst": Field("rate_limit_burst", int, nullable=True),
-        "tokens_per_minute": Field("tokens_per_minute", int, nullable=True),
-        "max_budget_usd": Field("max_budget_usd", (int, float), nullable=True),
-        "budget_period": Field("budget_period", str, nullable=True),  # null: monthly
-        "shared_objects": Field("shared_objects", bool),
-        "max_parallel_requests": Field("max_parallel_requests", int, nullable=True),
-        "enabled": Field("is_enabled", bool),
-    },
-    frozenset({"name"}),
-)
-# On PUT, what an omitted field becomes (a write-only secret is kept instead).
-_DEFAULTS: Final[dict[str, dict[str, Any]]] = {
-    "providers": {
-        "provider_type": "openai",
-        "model_mapping": {},
-        "weight": 1,
-        "enabled": True,
-        "params": {},
-    },
-    "credentials": {
-        "allowed_models": None,
-        "rate_limit_rps": None,
-        "rate_limit_burst": None,
-        "tokens_per_minute": None,
-        "max_budget_usd": None,
-        "budget_period": None,
-        "shared_objects": False,
-        "max_parallel_requests": None,
-        "enabled": True,
-    },
-}
-
-
-def new_master_key() -> str:
-    """`sk-` and 32 random bytes (URL-safe base64): what a key is when none is given."""
-    return "sk-" + secrets.token_urlsafe(32)
-
-
-def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    """A row as the API shows it: no secret."""
-    common = {
-        "id": row["id"],
-        "name": row["name"],
-        "enabled": row["is_enabled"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
-    if table is PROVIDERS:
-        return {
-            **common,
-            "provider_type": row["provider_type"],
-            "api_base": row["api_base"],
-            "api_key": mask(row["api_key"]),
-            "model_mapping": orjson.loads(row["model_mapping"]),
-            "weight": row["weight"],
-            "params": _shown_params(orjson.loads(row["params"])),
-        }
-    allowed = row["allowed_models"]
-    return {
-        **common,
-        "key_prefix": row["key_prefix"],
-        "allowed_models": list(allowed) if allowed is not None else None,
-        "rate_limit_rps": row["rate_limit_rps"],
-        "rate_limit_burst": row["rate_limit_burst"],
-        "tokens_per_minute": row["tokens_per_minute"],
-        "max_budget_usd": row["max_budget_usd"],
-        "budget_period": row["budget_period"],
-        "shared_objects": row["shared_objects"],
-        "max_parallel_requests": row["max_parallel_requests"],
-    }
-
-
-def _shown_params(params: Any) -> Any:
-    """A provider's `params` without secrets: its `headers` and `query_params` values masked,
-    its `proxy` without `user:password@` (see views)."""
-    if not isinstance(params, dict):
-        return params
-    shown = dict(params)
-    for name, show in _SECRET_PARAMS.items():
-        if name in shown:
-            shown[name] = show(shown[name])
-    return shown
-
-
-_SECRET_PARAMS: Final = {
-    "headers": shown_headers,
-    "query_params": shown_query,
-    "proxy": shown_proxy,
-}
 
 
 async def _keep_masked_params(
@@ -189,7 +67,7 @@ async def _keep_masked_params(
         if not isinstance(sent, dict) or not isinstance(before, dict):
             continue
         previous = {fold(k): v for k, v in before.items() if isinstance(v, str)}
-        show = _SECRET_PARAMS[name]
+        show = SECRET_PARAMS[name]
         merged = dict(sent)
         for key, value in sent.items():
             secret = previous.get(fold(key))
@@ -197,57 +75,6 @@ async def _keep_masked_params(
                 merged[key] = secret
         kept[name] = merged
     values["params"] = kept
-
-
-_INT_MAX: Final = 2**31 - 1  # every integer column of these tables is a PostgreSQL `integer`
-
-
-def _in_column_range(name: str, field: Field, value: int) -> None:
-    """A JSON integer the column can hold (asyncpg would refuse it, unnamed). The JSON parser
-    takes integers up to 64 bits, which a `double precision` column always holds."""
-    if field.kind is int and not -_INT_MAX - 1 <= value <= _INT_MAX:
-        raise bad_param(name, f"`{name}` must be at most {_INT_MAX}.")
-
-
-def _fields(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
-    """The request body's fields, type-checked; unknown ones are a 400."""
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        field = table.fields.get(name)
-        if field is None:
-            allowed = ", ".join(sorted(table.fields))
-            raise bad_param(name, f"Unknown field `{name}` (a {table.what} has: {allowed}).")
-        if value is None and field.nullable:
-            out[name] = None
-            continue
-        ok = isinstance(value, field.kind) and not (
-            isinstance(value, bool) and field.kind is not bool
-        )
-        if not ok:
-            raise bad_param(name, f"`{name}` has the wrong type ({type(value).__name__}).")
-        if isinstance(value, int) and not isinstance(value, bool):
-            _in_column_range(name, field, value)
-        if name == "allowed_models" and not all(isinstance(m, str) for m in value):
-            raise bad_param(name, "`allowed_models` must be a list of strings.")
-        if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
-            raise bad_param(name, f"`provider_type` must be one of {', '.join(PROVIDER_TYPES)}.")
-        out[name] = value
-    if not partial:
-        missing = sorted(table.required - out.keys())
-        if missing:
-            raise bad_param(missing[0], f"`{missing[0]}` is required.")
-    return out
-
-
-def _param_of(issue_path: tuple[Any, ...]) -> str | None:
-    """The API field a config validation issue is about (a provider's `params` are read as
-    settings of the provider, so their issues name the setting: the field is `params`)."""
-    if len(issue_path) < 3 or issue_path[0] not in ("providers", "master_keys"):
-        return None
-    name = str(issue_path[2])
-    if issue_path[0] == "providers":
-        return name if name in PROVIDERS.fields else "params"
-    return {"rate_limit": "rate_limit_rps", "key_sha256": "key"}.get(name, name)
 
 
 async def _write(
@@ -284,7 +111,7 @@ async def _write(
                     build_config(request[STATE].snapshot.config, await read_rows(conn))
                 except ConfigError as exc:
                     issue = exc.issues[0]
-                    raise bad_param(_param_of(issue.path) or "", str(issue)) from None
+                    raise bad_param(param_of(issue.path) or "", str(issue)) from None
                 version = int(await conn.fetchval("SELECT version FROM config_version"))
         except asyncpg.UniqueViolationError:
             raise ProxyError(
@@ -392,8 +219,6 @@ async def list_rows(request: web.Request) -> web.Response:
 
 def _snapshot_rows(request: web.Request, table: Table) -> list[dict[str, Any]]:
     """YAML mode: what the loaded file configures (ids are positions in the file)."""
-    from llm_proxy.admin.views import provider_view
-
     config = request[STATE].snapshot.config
     if table is PROVIDERS:
         return [{"id": i + 1, **provider_view(p)} for i, p in enumerate(config.providers)]
@@ -419,7 +244,7 @@ async def get_row(request: web.Request) -> web.Response:
 
 async def create_row(request: web.Request) -> web.Response:
     table = _table(request)
-    values = _fields(table, await body_of(request), partial=False)
+    values = fields_of(table, await body_of(request), partial=False)
     key = None
     if table is CREDENTIALS:
         key = values.get("key") or new_master_key()
@@ -436,7 +261,7 @@ async def replace_row(request: web.Request) -> web.Response:
     """`PUT`: every field as given, omitted ones back to their defaults (a write-only secret
     omitted is kept)."""
     table = _table(request)
-    values = {**_DEFAULTS[table.name], **_fields(table, await body_of(request), partial=False)}
+    values = {**DEFAULTS[table.name], **fields_of(table, await body_of(request), partial=False)}
     row, version = await _write(request, table, "update", _row_id(request), values)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
@@ -445,7 +270,7 @@ async def replace_row(request: web.Request) -> web.Response:
 async def update_row(request: web.Request) -> web.Response:
     """`PATCH`: the fields given, nothing else."""
     table = _table(request)
-    values = _fields(table, await body_of(request), partial=True)
+    values = fields_of(table, await body_of(request), partial=True)
     if not values:
         raise bad_param("", "Nothing to change: the body names no field.")
     row, version = await _write(request, table, "update", _row_id(request), values)

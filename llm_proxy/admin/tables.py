@@ -1,0 +1,200 @@
+"""The providers and master keys of the admin API as data: each table's fields and their
+types, a request body's fields checked against them (unknown ones, wrong types, values out of
+a column's range: 400 naming the field), a row as the API shows it (no secret), and the API
+field a config validation issue is about. No I/O: the writes are `resources`'s."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
+from llm_proxy.config.providers import PROVIDER_TYPES
+from llm_proxy.errors import bad_param
+
+if TYPE_CHECKING:
+    import asyncpg
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    column: str
+    kind: type | tuple[type, ...]
+    nullable: bool = False
+    json: bool = False  # a jsonb column
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str  # the SQL table
+    what: str  # "provider", "master key"
+    fields: dict[str, Field]  # API field -> column
+    required: frozenset[str]  # on create and PUT
+
+
+PROVIDERS: Final = Table(
+    "providers",
+    "provider",
+    {
+        "name": Field("name", str),
+        "provider_type": Field("provider_type", str),
+        "api_base": Field("api_base", str),
+        "api_key": Field("api_key", str),
+        "model_mapping": Field("model_mapping", dict, json=True),
+        "weight": Field("weight", int),
+        "enabled": Field("is_enabled", bool),
+        "params": Field("params", dict, json=True),
+    },
+    frozenset({"name", "api_base"}),
+)
+CREDENTIALS: Final = Table(
+    "credentials",
+    "master key",
+    {
+        "name": Field("name", str),
+        "key": Field("key", str),
+        "allowed_models": Field("allowed_models", list, nullable=True),
+        "rate_limit_rps": Field("rate_limit_rps", (int, float), nullable=True),
+        "rate_limit_burst": Field("rate_limit_burst", int, nullable=True),
+        "tokens_per_minute": Field("tokens_per_minute", int, nullable=True),
+        "max_budget_usd": Field("max_budget_usd", (int, float), nullable=True),
+        "budget_period": Field("budget_period", str, nullable=True),  # null: monthly
+        "shared_objects": Field("shared_objects", bool),
+        "max_parallel_requests": Field("max_parallel_requests", int, nullable=True),
+        "enabled": Field("is_enabled", bool),
+    },
+    frozenset({"name"}),
+)
+# On PUT, what an omitted field becomes (a write-only secret is kept instead).
+DEFAULTS: Final[dict[str, dict[str, Any]]] = {
+    "providers": {
+        "provider_type": "openai",
+        "model_mapping": {},
+        "weight": 1,
+        "enabled": True,
+        "params": {},
+    },
+    "credentials": {
+        "allowed_models": None,
+        "rate_limit_rps": None,
+        "rate_limit_burst": None,
+        "tokens_per_minute": None,
+        "max_budget_usd": None,
+        "budget_period": None,
+        "shared_objects": False,
+        "max_parallel_requests": None,
+        "enabled": True,
+    },
+}
+
+
+def new_master_key() -> str:
+    """`sk-` and 32 random bytes (URL-safe base64): what a key is when none is given."""
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A row as the API shows it: no secret."""
+    common = {
+        "id": row["id"],
+        "name": row["name"],
+        "enabled": row["is_enabled"],
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+    if table is PROVIDERS:
+        return {
+            **common,
+            "provider_type": row["provider_type"],
+            "api_base": row["api_base"],
+            "api_key": mask(row["api_key"]),
+            "model_mapping": orjson.loads(row["model_mapping"]),
+            "weight": row["weight"],
+            "params": _shown_params(orjson.loads(row["params"])),
+        }
+    allowed = row["allowed_models"]
+    return {
+        **common,
+        "key_prefix": row["key_prefix"],
+        "allowed_models": list(allowed) if allowed is not None else None,
+        "rate_limit_rps": row["rate_limit_rps"],
+        "rate_limit_burst": row["rate_limit_burst"],
+        "tokens_per_minute": row["tokens_per_minute"],
+        "max_budget_usd": row["max_budget_usd"],
+        "budget_period": row["budget_period"],
+        "shared_objects": row["shared_objects"],
+        "max_parallel_requests": row["max_parallel_requests"],
+    }
+
+
+def _shown_params(params: Any) -> Any:
+    """A provider's `params` without secrets: its `headers` and `query_params` values masked,
+    its `proxy` without `user:password@` (see views)."""
+    if not isinstance(params, dict):
+        return params
+    shown = dict(params)
+    for name, show in SECRET_PARAMS.items():
+        if name in shown:
+            shown[name] = show(shown[name])
+    return shown
+
+
+SECRET_PARAMS: Final = {
+    "headers": shown_headers,
+    "query_params": shown_query,
+    "proxy": shown_proxy,
+}
+
+
+_INT_MAX: Final = 2**31 - 1  # every integer column of these tables is a PostgreSQL `integer`
+
+
+def _in_column_range(name: str, field: Field, value: int) -> None:
+    """A JSON integer the column can hold (asyncpg would refuse it, unnamed). The JSON parser
+    takes integers up to 64 bits, which a `double precision` column always holds."""
+    if field.kind is int and not -_INT_MAX - 1 <= value <= _INT_MAX:
+        raise bad_param(name, f"`{name}` must be at most {_INT_MAX}.")
+
+
+def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str, Any]:
+    """The request body's fields, type-checked; unknown ones are a 400."""
+    out: dict[str, Any] = {}
+    for name, value in data.items():
+        field = table.fields.get(name)
+        if field is None:
+            allowed = ", ".join(sorted(table.fields))
+            raise bad_param(name, f"Unknown field `{name}` (a {table.what} has: {allowed}).")
+        if value is None and field.nullable:
+            out[name] = None
+            continue
+        ok = isinstance(value, field.kind) and not (
+            isinstance(value, bool) and field.kind is not bool
+        )
+        if not ok:
+            raise bad_param(name, f"`{name}` has the wrong type ({type(value).__name__}).")
+        if isinstance(value, int) and not isinstance(value, bool):
+            _in_column_range(name, field, value)
+        if name == "allowed_models" and not all(isinstance(m, str) for m in value):
+            raise bad_param(name, "`allowed_models` must be a list of strings.")
+        if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
+            raise bad_param(name, f"`provider_type` must be one of {', '.join(PROVIDER_TYPES)}.")
+        out[name] = value
+    if not partial:
+        missing = sorted(table.required - out.keys())
+        if missing:
+            raise bad_param(missing[0], f"`{missing[0]}` is required.")
+    return out
+
+
+def param_of(issue_path: tuple[Any, ...]) -> str | None:
+    """The API field a config validation issue is about (a provider's `params` are read as
+    settings of the provider, so their issues name the setting: the field is `params`)."""
+    if len(issue_path) < 3 or issue_path[0] not in ("providers", "master_keys"):
+        return None
+    name = str(issue_path[2])
+    if issue_path[0] == "providers":
+        return name if name in PROVIDERS.fields else "params"
+    return {"rate_limit": "rate_limit_rps", "key_sha256": "key"}.get(name, name)
