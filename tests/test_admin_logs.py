@@ -11,8 +11,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
-from tests.processes import free_port
+from tests.helpers import ProxyFactory, Upstream, free_port, make_config, provider
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
 KEYS = [

@@ -5,7 +5,6 @@ keys shown once, rotation, If-Match, and YAML mode's read-only answers."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -13,21 +12,11 @@ import asyncpg
 import pytest
 
 from llm_proxy.config.model import Config
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
-from tests.test_admin import ADMIN, assert_error, call
-from tests.test_db import db_version, start_db_proxy
+from tests.helpers import ProxyFactory, Upstream, make_config, provider
+from tests.helpers.admin import ADMIN, KEYED, assert_error, call
+from tests.helpers.db import db_version, start_db_proxy, wait_version
 
 BASE = Config(require_auth=False, admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
-KEYED = Config(admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
-
-
-async def wait_version(http: aiohttp.ClientSession, url: str, version: int) -> None:
-    for _ in range(500):
-        status, body = await call(http, "GET", url + "/admin/v1/config/version")
-        if status == 200 and int(body["version"]) >= version:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{url} never reached config version {version}")
 
 
 async def chat(http: aiohttp.ClientSession, url: str, model: str, key: str | None = None) -> int:
@@ -56,7 +45,7 @@ async def test_provider_lifecycle_on_two_instances(
     pid = created["id"]
     # Served by this instance when the answer comes, and by the other through NOTIFY.
     assert await chat(http, one, "gpt-4o") == 200
-    await wait_version(http, two, created["config_version"])
+    await wait_version(http, two, created["config_version"], ADMIN)
     assert await chat(http, two, "gpt-4.1-mini") == 200
     status, listed = await call(http, "GET", admin)
     assert [p["name"] for p in listed["data"]] == ["alpha"]

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from llm_proxy.observe.clients import CLIENTS, client_label
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape
 
 
 @pytest.mark.parametrize(

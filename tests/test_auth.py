@@ -8,7 +8,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, scrape
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, scrape
 
 KEYS = [
     {"name": "all-models", "key": "sk-all-0123456789"},

@@ -32,7 +32,7 @@ from llm_proxy.keys import LIMITER
 from llm_proxy.proxy.budgets import budget_period
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
-from tests.conftest import (
+from tests.helpers import (
     FakeClock,
     ProxyFactory,
     Upstream,
@@ -42,9 +42,8 @@ from tests.conftest import (
     scrape,
     serve,
 )
-from tests.test_admin import call
-from tests.test_admin_resources import wait_version
-from tests.test_db import add_provider, db_version
+from tests.helpers.admin import ADMIN, call
+from tests.helpers.db import add_provider, db_version, wait_version
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # The mock upstream reports 5 prompt and 5 completion tokens per call: at $100,000 per million
@@ -500,7 +499,7 @@ async def test_a_budget_set_with_psql_is_enforced_and_rolled_back_exactly(
         url = await start_db(start_proxy, pg_dsn, FakeClock(NOON))
         assert (await post(http, url)).status == 200
         await sql.execute("UPDATE credentials SET max_budget_usd = 0.1")  # (monthly)
-        await wait_version(http, url, int(await db_version(sql)))
+        await wait_version(http, url, await db_version(sql), ADMIN)
         resp = await post(http, url)
         assert resp.status == 200 and resp.headers["x-llm-proxy-budget-limit-usd"] == "0.1"
         assert (await post(http, url)).status == 429
@@ -523,7 +522,7 @@ async def test_a_budget_set_with_psql_is_enforced_and_rolled_back_exactly(
         latest = (await history.rollback(sql, old, "admin:ops")).version
         row = await sql.fetchrow("SELECT max_budget_usd, budget_period FROM credentials")
         assert row is not None and tuple(row) == (None, None)
-        await wait_version(http, url, latest)
+        await wait_version(http, url, latest, ADMIN)
         resp = await post(http, url)
         assert resp.status == 200 and "x-llm-proxy-budget-limit-usd" not in resp.headers
         changes = await history.change(sql, daily)

@@ -218,8 +218,8 @@ async def test_database_mode_cli(
 
 
 async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int) -> None:
-    from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-    from tests.conftest import serve
+    from llm_proxy.testing.mock import MockOptions, create_mock_app
+    from tests.helpers import serve
 
     async with serve(create_mock_app(MockOptions())) as mock:
         path = tmp_path / "c.yaml"

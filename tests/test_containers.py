@@ -34,7 +34,8 @@ import aiohttp
 import pytest
 from ruamel.yaml import YAML
 
-from tests.processes import free_port, serve_process
+from tests.helpers import free_port
+from tests.helpers.processes import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"

@@ -9,92 +9,28 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
 import pytest
 
-from llm_proxy.app import DatabaseMode
 from llm_proxy.config import migrate
 from llm_proxy.config.database import StartupError, build_config, fetch, initial_load, read_cache
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.listener import LISTENER_APP_NAME
 from llm_proxy.config.model import Config
-from llm_proxy.testing.mock_upstream import RECORDED, MockOptions, create_mock_app
-from tests.conftest import ProxyFactory, Upstream, sample, scrape, serve
-
-
-@pytest.fixture
-async def sql(config_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """An operator's session, as with psql."""
-    conn = await asyncpg.connect(config_dsn)
-    yield conn
-    await conn.close()
-
-
-async def add_provider(
-    sql: asyncpg.Connection, name: str, api_base: str, mapping: dict[str, Any], weight: int = 1
-) -> None:
-    await sql.execute(
-        "INSERT INTO providers (name, api_base, api_key, weight, model_mapping) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb)",
-        name,
-        api_base,
-        f"sk-{name}-provider-key",
-        weight,
-        orjson.dumps(mapping).decode(),
-    )
-
-
-# Settings for the tests that add no credentials: serve without authentication.
-OPEN = Config(require_auth=False)
-
-
-async def start_db_proxy(
-    start_proxy: ProxyFactory, dsn: str, base: Config = OPEN, **kwargs: Any
-) -> str:
-    config, version = await initial_load(dsn, base, timeout_secs=5)
-    return await start_proxy(config, version=version, database=DatabaseMode(dsn, base, **kwargs))
-
-
-async def version_of(http: aiohttp.ClientSession, url: str) -> str:
-    async with http.get(url + "/health/detailed") as resp:
-        return str((await resp.json())["config_version"])
-
-
-async def wait_version(
-    http: aiohttp.ClientSession, url: str, version: str, timeout: float = 5.0
-) -> float:
-    """Seconds until `url` serves config `version`."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if await version_of(http, url) == version:
-            return time.perf_counter() - started
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"{url} never reached config version {version}")
-
-
-async def wait_listener(sql: asyncpg.Connection) -> int:
-    """The backend pid of this database's listener, once it is connected."""
-    for _ in range(200):
-        pid = await sql.fetchval(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE application_name = $1 AND datname = current_database()",
-            LISTENER_APP_NAME,
-        )
-        if pid is not None:
-            return int(pid)
-        await asyncio.sleep(0.025)
-    raise AssertionError("the listener never connected")
-
-
-async def db_version(sql: asyncpg.Connection) -> str:
-    return str(await sql.fetchval("SELECT version FROM config_version"))
-
+from llm_proxy.testing.mock import RECORDED, MockOptions, create_mock_app
+from tests.helpers import ProxyFactory, Upstream, sample, scrape, serve
+from tests.helpers.db import (
+    add_provider,
+    db_version,
+    start_db_proxy,
+    version_of,
+    wait_listener,
+    wait_version,
+)
 
 # Migrations
 

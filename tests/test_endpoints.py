@@ -12,8 +12,8 @@ import aiohttp
 import openai
 import pytest
 
-from llm_proxy.testing.mock_upstream import MockOptions, audio_bytes, create_mock_app
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, serve
+from llm_proxy.testing.mock import MockOptions, audio_bytes, create_mock_app
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, serve
 
 KEYS = [{"name": "team", "key": "sk-team-0123456789"}]
 
@@ -217,7 +217,7 @@ async def test_two_instances_in_database_mode_share_owners(
 ) -> None:
     import asyncpg
 
-    from tests.test_db import add_provider, start_db_proxy
+    from tests.helpers.db import add_provider, start_db_proxy
 
     east, west = two_mocks
     sql = await asyncpg.connect(config_dsn)

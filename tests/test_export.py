@@ -17,9 +17,8 @@ from llm_proxy.config.export import key_variable
 from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.config.yaml_file import load_config_file
-from tests.conftest import ProxyFactory
-from tests.pg import with_database
-from tests.test_db import add_provider, db_version, start_db_proxy
+from tests.helpers import ProxyFactory
+from tests.helpers.db import add_provider, db_version, start_db_proxy, with_database
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

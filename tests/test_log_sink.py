@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from llm_proxy.observe.log_sink import BatchedWriter
-from tests.processes import serve_process
+from tests.helpers.processes import serve_process
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from llm_proxy.testing.mock_upstream import (
+from llm_proxy.testing.mock import (
     FLAG,
     PNG,
     STATE,
@@ -24,7 +24,7 @@ from llm_proxy.testing.mock_upstream import (
     audio_bytes,
     create_mock_app,
 )
-from tests.conftest import Upstream, serve
+from tests.helpers import Upstream, serve
 
 MockFactory = Callable[..., Awaitable[Upstream]]
 

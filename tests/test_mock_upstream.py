@@ -13,9 +13,9 @@ import aiohttp
 import openai
 import orjson
 
-from llm_proxy.testing.mock_upstream import response_stream_events
-from tests.conftest import Upstream
-from tests.processes import free_port, stop, wait_until_up
+from llm_proxy.testing.mock import response_stream_events
+from tests.helpers import Upstream, free_port
+from tests.helpers.processes import stop, wait_until_up
 
 RESPONSE_EVENTS = [
     "response.created",

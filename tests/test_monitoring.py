@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from llm_proxy.app import create_app
 from llm_proxy.config.yaml_file import reload_store
 from llm_proxy.keys import METRICS, STORE
-from tests.conftest import Upstream, make_config, provider, serve
+from tests.helpers import Upstream, make_config, provider, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus"

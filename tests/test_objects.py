@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from llm_proxy.app import OBJECT_COLLECTIONS, create_app
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-from tests.conftest import ProxyFactory, make_config, provider, serve
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import ProxyFactory, make_config, provider, serve
 
 # -- The upstream path stays under its collection ------------------------------------------------
 
@@ -642,7 +642,7 @@ async def test_isolation_holds_across_instances_in_database_mode(
     import asyncpg
 
     from llm_proxy.config.model import Config
-    from tests.test_db import add_provider, start_db_proxy
+    from tests.helpers.db import add_provider, start_db_proxy
 
     sql = await asyncpg.connect(config_dsn)
     try:

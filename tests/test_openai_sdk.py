@@ -8,9 +8,9 @@ import aiohttp
 import openai
 import pytest
 
-from llm_proxy.testing.mock_upstream import stream_events
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
-from tests.faults import FaultyUpstream
+from llm_proxy.testing.mock import stream_events
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers.upstreams import FaultyUpstream
 
 
 def async_client(proxy_url: str) -> openai.AsyncOpenAI:
@@ -132,7 +132,7 @@ async def test_unreachable_and_slow_upstreams_map_to_502_504(start_proxy: ProxyF
 
     from aiohttp import web
 
-    from tests.conftest import serve
+    from tests.helpers import serve
 
     # A port bound but not listening: connections are refused, and no other server of the
     # run can take it meanwhile (a merely unused port can be handed out again).
@@ -172,7 +172,7 @@ async def test_stream_read_to_done_is_a_200_with_the_upstreams_usage(
     # Real front ends end the body a moment after `data: [DONE]`; the SDK closes the
     # connection as soon as it has read [DONE]. The client got everything: a 200, the
     # upstream's usage (not an estimate), and the upstream connection is reused.
-    from tests.conftest import serve
+    from tests.helpers import serve
 
     up = FaultyUpstream("linger_after_done", delay=0.5)
     async with serve(up.app) as up_url:

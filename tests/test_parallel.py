@@ -23,8 +23,16 @@ from aiohttp import web
 from llm_proxy.config.model import MasterKey
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
-from tests.upstream_fakes import until
+from tests.helpers import (
+    ProxyFactory,
+    Upstream,
+    eventually,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    serve,
+)
 
 KEY = "sk-parallel-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -146,7 +154,7 @@ async def test_parallel_streams_spend_at_most_the_limit(
     calls = [asyncio.create_task(stream(http, urls[i % instances], max_tokens=8)) for i in range(n)]
     refused = lambda: sum(1 for c in calls if c.done())  # noqa: E731 (held calls never end)
     # Every call is either at the upstream (admitted, held at the gate) or refused.
-    await until(lambda: fake.arrived + refused() == n, timeout=10)
+    await eventually(lambda: fake.arrived + refused() == n, timeout=10)
     admitted = fake.arrived
     fake.gate.set()
     results = await asyncio.gather(*calls)
@@ -245,7 +253,7 @@ async def test_a_reservation_ends_with_its_call_however_it_ends(
     fake.gate.set()
     r.close()
     await session.close()
-    await until(lambda: fake.active == 0, timeout=10)
+    await eventually(lambda: fake.active == 0, timeout=10)
 
     async def charged() -> float:
         families = await scrape(http, url)
@@ -294,7 +302,7 @@ async def fill(
     """k calls held at the upstream."""
     before = fake.arrived
     calls = [asyncio.create_task(stream(http, url, model)) for _ in range(k)]
-    await until(lambda: fake.arrived == before + k, timeout=10)
+    await eventually(lambda: fake.arrived == before + k, timeout=10)
     return calls
 
 
@@ -369,7 +377,7 @@ async def test_the_k_plus_first_call_is_refused_and_slots_come_back_however_call
     for session, r in zip(sessions, responses, strict=True):
         r.close()
         await session.close()
-    await until(lambda: fake.active == 0, timeout=10)  # the proxy let go of the upstream
+    await eventually(lambda: fake.active == 0, timeout=10)  # the proxy let go of the upstream
     await admitted_again(http, url, fake)
 
 

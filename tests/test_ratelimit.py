@@ -12,7 +12,7 @@ import redis.asyncio
 from llm_proxy.config.model import MasterKey, RateLimit
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
-from tests.conftest import FakeClock, ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers import FakeClock, ProxyFactory, Upstream, make_config, provider, sample, scrape
 
 
 def ring(*keys: MasterKey) -> KeyRing:

@@ -19,7 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import free_port, stop, wait_until_up
+from tests.helpers import free_port
+from tests.helpers.processes import stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from llm_proxy.proxy.relay import WHOLE_BODY_BYTES
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
 

@@ -16,8 +16,8 @@ import pytest
 
 from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.request_body import _inflate
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, serve
-from tests.faults import FaultyUpstream
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, serve
+from tests.helpers.upstreams import FaultyUpstream
 
 KEY = "sk-body-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

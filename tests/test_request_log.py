@@ -23,30 +23,12 @@ import pytest
 from llm_proxy.config.model import RequestLogSettings
 from llm_proxy.observe.records import ErrorRecord, RequestRecord, error_summary
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
-from tests.processes import free_port, serve_process
+from tests.helpers import ProxyFactory, Upstream, free_port, make_config, provider, sample, scrape
+from tests.helpers.db import rows, wait_rows
+from tests.helpers.processes import serve_process
 
 KEYS = [{"name": "team-a", "key": "sk-team-a-0123456789"}]
 PRICING = {"gpt-4o-mini": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
-
-
-async def rows(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
-
-
-async def wait_rows(dsn: str, query: str, count: int, *args: Any) -> list[asyncpg.Record]:
-    """The rows of `query` once there are `count` of them (the log is written every 50 ms)."""
-    found: list[asyncpg.Record] = []
-    for _ in range(200):
-        found = await rows(dsn, query, *args)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{len(found)} rows, expected {count}: {query}")
 
 
 def log_settings(**kw: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
-from tests.faults import DONE, EVENT, FaultyUpstream
+from tests.helpers import ProxyFactory, make_config, provider, sample, scrape, serve
+from tests.helpers.upstreams import DONE, EVENT, FaultyUpstream
 
 Start = Callable[..., Any]
 

@@ -15,8 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Upstream, scrape
-from tests.processes import free_port
+from tests.helpers import Upstream, free_port, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,12 +26,9 @@ from llm_proxy.config.export import export_yaml, secret_variables
 from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.validate import parse_config
 from llm_proxy.config.yaml_file import load_config_text
-from tests.conftest import ProxyFactory, make_config, provider, serve
-from tests.pg import with_database
-from tests.processes import free_port
-from tests.test_admin import ADMIN, call
-from tests.test_db import start_db_proxy
-from tests.test_request_log import wait_rows
+from tests.helpers import ProxyFactory, free_port, make_config, provider, serve
+from tests.helpers.admin import ADMIN, call
+from tests.helpers.db import start_db_proxy, wait_rows, with_database
 
 QUERY_SECRET = "qk-0123456789abcdef/+secret"  # `/` and `+` are percent-encoded in a URL
 PROXY_PASSWORD = "pp-0123456789abcdef"

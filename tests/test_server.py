@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Upstream
-from tests.processes import Served, serve_process
+from tests.helpers import Upstream, eventually
+from tests.helpers.processes import Served, serve_process
 
 KEY = "sk-team-a-0123456789abcdef"
 CONFIG = f"""\
@@ -179,8 +179,7 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     import httpx2 as httpx
     import trustme
 
-    from tests.processes import free_port
-    from tests.test_tls_server import certificate, config_for
+    from tests.helpers import certificate, free_port, yaml_config
 
     ca = trustme.CA()
     cert, key, _ = certificate(ca, tmp_path)
@@ -188,11 +187,15 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     clients_file = tmp_path / "clients.pem"
     clients.cert_pem.write_to_path(str(clients_file))
     metrics_port, port = free_port(), free_port()
-    config = config_for(upstream, cert, key, f", client_ca_file: {clients_file}")
-    config = config.replace("require_auth: false\n", "") + (
-        f"  metrics_port: {metrics_port}\n"
-        f"master_keys: [{{name: team-a, key: {KEY}}}]\n"
-        "admin_key: adm-0123456789abcdef\nmetrics_token: metrics-0123456789\n"
+    config = yaml_config(
+        upstream,
+        server={
+            "tls": {"cert_file": cert, "key_file": key, "client_ca_file": clients_file},
+            "metrics_port": metrics_port,
+        },
+        master_keys=[{"name": "team-a", "key": KEY}],
+        admin_key="adm-0123456789abcdef",
+        metrics_token="metrics-0123456789",
     )
     path = tmp_path / "metrics-port.yaml"
     path.write_text(config)
@@ -205,12 +208,11 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     master = {"Authorization": f"Bearer {KEY}"}
     try:
         async with httpx.AsyncClient() as http:
-            for _ in range(400):
-                try:
-                    if (await http.get(plain + "/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+
+            async def up() -> bool:
+                return (await http.get(plain + "/health")).status_code == 200
+
+            await eventually(up, timeout=20, interval=0.05)
             token = {"Authorization": "Bearer metrics-0123456789"}
             scraped = await http.get(plain + "/metrics", headers=token)
             assert scraped.status_code == 200 and "llm_proxy_" in scraped.text

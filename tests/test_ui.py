@@ -27,9 +27,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-from tests.conftest import serve
-from tests.processes import serve_process
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import serve
+from tests.helpers.processes import serve_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ADMIN_KEY = "admin-ui-test-key-0123456789"

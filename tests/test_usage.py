@@ -12,8 +12,8 @@ from aiohttp import web
 
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.usage import Usage, UsageStripper, find_usage, request_usage_in_stream
-from llm_proxy.testing.mock_upstream import stream_events
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
+from llm_proxy.testing.mock import stream_events
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
 
 
 def test_find_usage_shapes() -> None:

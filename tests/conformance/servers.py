@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, stop
+from tests.helpers import free_port
+from tests.helpers.processes import stop
 
 APP = "tests.conformance.backend:app"
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,7 @@ import pytest
 
 from tests.conformance.conftest import assert_once, burst, seen, start_in_front
 from tests.conformance.servers import PYTHON_SERVERS, Server, haproxy, nginx, python_server
-from tests.conftest import ProxyFactory
-from tests.processes import free_port
+from tests.helpers import ProxyFactory, free_port
 
 FRONTS = ("nginx", "haproxy")
 

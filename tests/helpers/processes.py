@@ -1,6 +1,6 @@
 """Helpers for tests that run llm-proxy's commands as real processes on loopback: sync ones
 (`subprocess`) and `serve_process`, an async context manager for `llm-proxy serve` with its
-log lines collected."""
+log lines collected; and the systemd notify datagrams a served process sends."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,26 +19,24 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import eventually, free_port
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `url` until it answers; fail with the process's output if it exits or never does."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    """Poll `url` until it answers; fail with the process's output if it exits or never does.
+    For sync tests (it runs `eventually` on a loop of its own; from a coroutine, call it in a
+    thread)."""
+
+    def answers() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.05)
-    pytest.fail(f"{url} never answered:\n{log.read_text()}")
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+
+    try:
+        asyncio.run(eventually(answers, timeout=20, interval=0.05))
+    except AssertionError as exc:
+        pytest.fail(f"{exc}\n{log.read_text()}")
 
 
 def stop(proc: subprocess.Popen[bytes], *, group: bool = False) -> None:
@@ -70,6 +66,19 @@ class Served:
     @property
     def log(self) -> bytes:
         return b"".join(self.lines)
+
+
+async def wait_for_health(served: Served, timeout: float = 10) -> None:
+    """Wait until `served` answers /health with 200; fail at once if it exits."""
+    async with aiohttp.ClientSession() as http:
+
+        async def healthy() -> bool:
+            if served.proc.returncode is not None:
+                pytest.fail(f"serve exited: {served.log.decode(errors='replace')}")
+            async with http.get(served.url + "/health") as resp:
+                return resp.status == 200
+
+        await eventually(healthy, timeout=timeout, interval=0.05, what="serve answering /health")
 
 
 @asynccontextmanager
@@ -109,19 +118,7 @@ async def serve_process(
 
     reader = asyncio.create_task(collect()) if read_log else None
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                if proc.returncode is not None:
-                    raise RuntimeError(f"serve exited: {served.log.decode(errors='replace')}")
-                try:
-                    async with http.get(served.url + "/health") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError("serve did not answer /health in 10 s")
+        await wait_for_health(served)
         yield served
     finally:
         if proc.returncode is None:
@@ -135,3 +132,29 @@ async def serve_process(
                 await proc.wait()
         if reader is not None:
             await asyncio.wait_for(reader, 5)
+
+
+def notify_messages(sock: socket.socket) -> list[dict[str, str]]:
+    """The systemd notify datagrams waiting on `sock` (non-blocking), each as {key: value}."""
+    out = []
+    while True:
+        try:
+            data = sock.recv(4096)
+        except BlockingIOError:
+            return out
+        out.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
+
+
+async def wait_notified(
+    sock: socket.socket,
+    seen: list[dict[str, str]],
+    done: Callable[[list[dict[str, str]]], bool],
+    timeout: float = 10,
+) -> None:
+    """Add the datagrams arriving on `sock` to `seen` until `done(seen)`."""
+
+    def probe() -> bool:
+        seen.extend(notify_messages(sock))
+        return done(seen)
+
+    await eventually(probe, timeout=timeout, interval=0.02, what=f"notify messages {seen}")
