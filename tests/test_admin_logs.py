@@ -3,7 +3,6 @@ detail with its failed attempts, the usage sums, and the errors of each."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -11,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.helpers import ProxyFactory, Upstream, free_port, make_config, provider
+from tests.helpers import ProxyFactory, Upstream, eventually, free_port, make_config, provider
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
 KEYS = [
@@ -53,13 +52,12 @@ async def logged(
                 )
             except openai.NotFoundError:
                 assert model == "nope"
-    for _ in range(200):
+
+    async def all_logged() -> bool:
         status, page = await get(http, url + "/admin/v1/logs/requests", limit="200")
-        if status == 200 and len(page["data"]) == len(calls):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"the request log never held {len(calls)} requests")
+        return status == 200 and len(page["data"]) == len(calls)
+
+    await eventually(all_logged, timeout=10, interval=0.05, what=f"{len(calls)} requests logged")
     return url
 
 

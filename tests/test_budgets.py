@@ -33,9 +33,11 @@ from llm_proxy.proxy.budgets import budget_period
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
 from tests.helpers import (
+    REDIS_URL,
     FakeClock,
     ProxyFactory,
     Upstream,
+    chat,
     make_config,
     provider,
     sample,
@@ -45,7 +47,6 @@ from tests.helpers import (
 from tests.helpers.admin import ADMIN, call
 from tests.helpers.db import add_provider, db_version, wait_version
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # The mock upstream reports 5 prompt and 5 completion tokens per call: at $100,000 per million
 # tokens either way, every call costs exactly $1.
 PRICING = {"m": {"input_per_mtok": 100_000, "output_per_mtok": 100_000}}
@@ -75,10 +76,8 @@ def budget_config(api_base: str, **key: Any) -> Config:
 
 
 async def post(http: aiohttp.ClientSession, url: str, key: str = KEY) -> aiohttp.ClientResponse:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=headers) as r:
-        await r.read()
-        return r
+    """A chat completion as `key` (by default the budgeted one)."""
+    return await chat(http, url, key=key)
 
 
 # Configuration

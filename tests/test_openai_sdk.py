@@ -191,7 +191,9 @@ async def test_stream_read_to_done_is_a_200_with_the_upstreams_usage(
                     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 33
                 else:
                     assert all(c.usage is None for c in chunks)
-                await asyncio.sleep(0.8)  # past the upstream's linger: the body has ended
+                # Real time: past the upstream's linger, the body has ended and its connection
+                # is back in the pool (nothing outside the proxy shows when).
+                await asyncio.sleep(0.8)
         m = await scrape(http, url)
     assert sample(m, "llm_proxy_requests_total", status_code="200") == 3
     assert sample(m, "llm_proxy_requests_total", status_code="499") is None

@@ -24,6 +24,7 @@ from llm_proxy.config.model import MasterKey
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
 from tests.helpers import (
+    REDIS_URL,
     ProxyFactory,
     Upstream,
     eventually,
@@ -36,7 +37,6 @@ from tests.helpers import (
 
 KEY = "sk-parallel-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # Every stream is answered with this usage: the prompt the estimate finds (at most), and as
 # many completion tokens as the request's max_tokens allowed.
 PROMPT_TOKENS = 2
@@ -261,9 +261,7 @@ async def test_a_reservation_ends_with_its_call_however_it_ends(
 
     # Without usage from the upstream the relayed text is counted (tiktoken, in the
     # background); the reservation ends when that count is charged.
-    async with asyncio.timeout(10):
-        while not await charged():
-            await asyncio.sleep(0.01)
+    await eventually(charged, timeout=10)
     assert await charged() < 0.0009  # what was relayed: far less than it reserved
     fake.gate.clear()
     # Upstream failures cost nothing: their reservation is given back.
@@ -323,9 +321,7 @@ async def admitted_again(http: aiohttp.ClientSession, url: str, fake: GatedUpstr
     async def once() -> bool:
         return (await stream(http, url))[0] == 200
 
-    async with asyncio.timeout(5):
-        while not await once():
-            await asyncio.sleep(0.01)
+    await eventually(once)
 
 
 async def test_the_k_plus_first_call_is_refused_and_slots_come_back_however_calls_end(

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import openai
 import orjson
 import pytest
 
@@ -28,7 +27,7 @@ from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.health_checks import probe
 from llm_proxy.proxy.upstream import compile_upstream, request_headers
 from llm_proxy.proxy.upstream_client import Client
-from tests.helpers import ProxyFactory, make_config, provider, serve
+from tests.helpers import ProxyFactory, make_config, provider, sdk, serve
 from tests.helpers.admin import ADMIN, call
 from tests.helpers.azure import (
     API_VERSION,
@@ -58,10 +57,6 @@ async def recorder() -> AsyncIterator[Fake]:
     calls: list[Seen] = []
     async with serve(recorder_app(calls)) as url:
         yield Fake(url + "/v1", calls)
-
-
-def sdk(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-client", base_url=url + "/v1", max_retries=0)
 
 
 async def sdk_chat(url: str) -> tuple[str, str]:

@@ -224,6 +224,7 @@ max_request_body_mb: 256
         yield tail
 
     async with serve_process(config, tmp_path) as served:
+        # Real time: the process settles after /health answers, before its baseline is taken.
         await asyncio.sleep(0.3)
         before = _peak_rss_kb(served.proc.pid)
         headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}

@@ -62,7 +62,7 @@ async def test_no_request_lost_or_duplicated(
     # The pool now holds connections the server closes after 1 s idle: reuse them just
     # before, around and after that moment.
     for pause in (0.97, 0.03, 0.03):
-        await asyncio.sleep(pause)
+        await asyncio.sleep(pause)  # real time: the server's idle timeout runs on its clock
         ids += await burst(http, proxy, "race", 8, concurrent=True)
         ids += await burst(http, proxy, "after", 3, concurrent=False)
     assert_once(await seen(http, counter), ids)

@@ -7,6 +7,7 @@ servers), `processes` (llm-proxy as a real process), `db` (PostgreSQL), `admin` 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import io
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aiohttp
+import openai
 import pytest
 from aiohttp import web
 
@@ -68,6 +70,17 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
+def eventually_blocking(probe: Callable[[], T], **kwargs: Any) -> T:
+    """`eventually` for sync code (a sync test or fixture, a thread), blocking until it ends:
+    on an event loop of its own (in a thread of its own when this thread runs a loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(eventually(probe, **kwargs))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, eventually(probe, **kwargs)).result()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -113,6 +126,32 @@ async def _stop(runner: web.AppRunner) -> None:
         pytest.fail(
             f"the server did not stop within {_STOP_SECS} s; its tasks:\n{stacks.getvalue()}"
         )
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One response with a Content-Length body, from a keep-alive connection."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
+async def accepted(
+    port: int, source: str = "127.0.0.1"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A keep-alive connection from `source` to 127.0.0.1:`port` that the server has taken
+    (it answered a request on it), idle now."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+    return reader, writer
 
 
 class Upstream:
@@ -177,6 +216,23 @@ def certificate(ca: trustme.CA, directory: Path) -> tuple[Path, Path, trustme.Le
         with open(cert, "ab") as f:
             f.write(extra.bytes())
     return cert, key, leaf
+
+
+async def chat(
+    http: aiohttp.ClientSession, url: str, model: str = "m", *, key: str | None = None, **body: Any
+) -> aiohttp.ClientResponse:
+    """POST /v1/chat/completions `{"model": model, **body}` to the proxy at `url`, with `key`
+    as the bearer token when given; the answer, its body read (`.status`, `await .json()`)."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    json = {"model": model, **body}
+    async with http.post(url + "/v1/chat/completions", json=json, headers=headers) as resp:
+        await resp.read()
+        return resp
+
+
+def sdk(url: str, key: str = "sk-client", **kwargs: Any) -> openai.AsyncOpenAI:
+    """The official SDK's client for the proxy (or mock) at `url`, without retries."""
+    return openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0, **kwargs)
 
 
 class FakeClock:

@@ -19,13 +19,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, eventually_blocking, free_port
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     """Poll `url` until it answers; fail with the process's output if it exits or never does.
-    For sync tests (it runs `eventually` on a loop of its own; from a coroutine, call it in a
-    thread)."""
+    For sync tests; from a coroutine, call it in a thread."""
 
     def answers() -> bool:
         if proc.poll() is not None:
@@ -34,7 +33,7 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
             return True
 
     try:
-        asyncio.run(eventually(answers, timeout=20, interval=0.05))
+        eventually_blocking(answers, timeout=20, interval=0.05)
     except AssertionError as exc:
         pytest.fail(f"{exc}\n{log.read_text()}")
 
@@ -61,6 +60,7 @@ class Served:
     url: str
     port: int
     proc: asyncio.subprocess.Process
+    config: Path  # the config file it serves (rewrite it, then SIGHUP)
     lines: list[bytes] = field(default_factory=list)  # stderr (the JSON log), line by line
 
     @property
@@ -88,28 +88,24 @@ async def serve_process(
     env: dict[str, str] | None = None,
     *,
     read_log: bool = True,
+    port: int | None = None,
 ) -> AsyncIterator[Served]:
-    """Start `llm-proxy serve` on a free port with `config_text`; stop it with SIGTERM.
-    With `read_log=False` nobody reads its stderr until it is stopped (a stuck log reader)."""
+    """Start `llm-proxy serve` with `config_text`, wait for /health, stop it with SIGTERM
+    (unless the test did). On a free port given by `--host`/`--port` flags; with `port`, the
+    config or `env` gives the address and no flags are passed. With `read_log=False` nobody
+    reads its stderr until it is stopped (a stuck log reader)."""
     path = tmp_path / f"proxy-{os.getpid()}-{id(config_text)}.yaml"
     path.write_text(config_text)
-    port = free_port()
+    flags = [] if port is not None else ["--host", "127.0.0.1", "--port"]
+    port = port or free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llm_proxy",
-        "serve",
-        "--config",
-        str(path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        *(sys.executable, "-m", "llm_proxy", "serve", "--config", str(path)),
+        *(flags and [*flags, str(port)]),
         env={**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", **(env or {})},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    served = Served(f"http://127.0.0.1:{port}", port, proc)
+    served = Served(f"http://127.0.0.1:{port}", port, proc, path)
 
     async def collect() -> None:
         assert proc.stderr is not None
