@@ -4,7 +4,6 @@ upstream and the proxy), an HTTP client session, PostgreSQL databases and Redis.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -16,11 +15,10 @@ import redis.asyncio
 import uvloop
 
 from llm_proxy.app import create_app
-from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.testing.mock import MockOptions, create_mock_app
 from tests.helpers import REDIS_URL, ProxyFactory, Upstream, make_config, provider, serve
-from tests.helpers.db import server_dsn, with_database
+from tests.helpers.db import fresh_database, migrated, server_dsn
 
 # The upstream client's fakes and fixtures (`client`, `no_asyncio_errors`, `tls_cert`).
 pytest_plugins = ["tests.helpers.upstreams"]
@@ -80,25 +78,23 @@ def pg_server() -> str:
 @pytest.fixture
 async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
-    name = f"llm_proxy_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(pg_server, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(pg_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def config_dsn(pg_dsn: str) -> str:
     """A fresh database with the schema migrated."""
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await migrate_up(conn)
-    finally:
-        await conn.close()
+    await migrated(pg_dsn)
     return pg_dsn
+
+
+@pytest.fixture
+async def other_config_dsn(pg_server: str) -> AsyncIterator[str]:
+    """A second fresh, migrated database (where an export is imported)."""
+    async with fresh_database(pg_server) as dsn:
+        await migrated(dsn)
+        yield dsn
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.helpers import ProxyFactory, Upstream, eventually, free_port, make_config, provider
+from tests.helpers import ProxyFactory, Upstream, eventually, free_port, make_config, provider, sdk
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
 KEYS = [
@@ -45,7 +45,7 @@ async def logged(
     calls = [("sk-team-a-0123456789", "m1")] * 3 + [("sk-team-b-0123456789", "m2")] * 2
     calls += [("sk-team-b-0123456789", "m1"), ("sk-team-b-0123456789", "nope")]
     for key, model in calls:
-        async with openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0) as c:
+        async with sdk(url, key) as c:
             try:
                 await c.chat.completions.create(
                     model=model, messages=[{"role": "user", "content": "hi"}]

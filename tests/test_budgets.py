@@ -30,7 +30,6 @@ from llm_proxy.config.model import Config, MasterKey
 from llm_proxy.config.validate import parse_config
 from llm_proxy.keys import LIMITER
 from llm_proxy.proxy.budgets import budget_period
-from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
 from tests.helpers import (
     REDIS_URL,
@@ -40,8 +39,10 @@ from tests.helpers import (
     chat,
     make_config,
     provider,
+    ring,
     sample,
     scrape,
+    sdk,
     serve,
 )
 from tests.helpers.admin import ADMIN, call
@@ -60,10 +61,6 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 def at(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
-
-
-def ring(*keys: MasterKey) -> KeyRing:
-    return KeyRing(keys, [])
 
 
 def budget_config(api_base: str, **key: Any) -> Config:
@@ -236,7 +233,7 @@ async def test_the_openai_sdk_spends_a_budget_then_gets_429_budget_exceeded(
     )
     url = await start_proxy(config, clock=clock)
     messages: Any = [{"role": "user", "content": "hi"}]
-    async with openai.AsyncOpenAI(api_key=KEY, base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, KEY) as client:
         remaining = []
         for stream in (False, True, False):  # a stream is charged too (its usage is asked for)
             raw = await client.chat.completions.with_raw_response.create(

@@ -10,7 +10,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ProxyFactory, Upstream, make_config, provider
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sdk
 
 
 async def post(http: aiohttp.ClientSession, url: str, data: Any, **kw: Any) -> tuple[int, Any]:
@@ -247,7 +247,7 @@ async def test_retrieve_answers_for_every_name_chat_serves_the_key(
     )
 
     async def retrieve(base: str, key: str, name: str) -> str | None:
-        async with openai.AsyncOpenAI(api_key=key, base_url=base + "/v1", max_retries=0) as c:
+        async with sdk(base, key) as c:
             try:
                 return (await c.models.retrieve(name)).id
             except openai.NotFoundError:

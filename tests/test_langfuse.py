@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 import structlog
 
 from llm_proxy.observe.langfuse import LangfuseExporter, LangfuseSettings, trace_id
 from llm_proxy.observe.records import ErrorRecord, RequestRecord
-from tests.helpers import Upstream, eventually, free_port
+from tests.helpers import Upstream, eventually, free_port, sdk
 from tests.helpers.langfuse import (
     PUBLIC,
     SECRET,
@@ -546,9 +545,7 @@ pricing: {{gpt-4o-mini: {{input_per_mtok: 1, output_per_mtok: 2}}}}
     }
     try:
         async with serve_process(config, tmp_path, env) as served:
-            async with openai.AsyncOpenAI(
-                api_key="x", base_url=served.url + "/v1", max_retries=0
-            ) as client:
+            async with sdk(served.url, "x") as client:
                 stream = await client.chat.completions.create(
                     model="gpt-4o-mini",
                     messages=[{"role": "user", "content": "what is up"}],

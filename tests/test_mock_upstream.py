@@ -14,7 +14,7 @@ import openai
 import orjson
 
 from llm_proxy.testing.mock import response_stream_events
-from tests.helpers import Upstream, free_port
+from tests.helpers import Upstream, free_port, sdk
 from tests.helpers.processes import stop, wait_until_up
 
 RESPONSE_EVENTS = [
@@ -31,7 +31,7 @@ RESPONSE_EVENTS = [
 
 
 def client(base: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-client", base_url=base + "/v1", max_retries=0)
+    return sdk(base)
 
 
 async def test_responses_stream_direct_and_through_the_proxy(

@@ -9,12 +9,12 @@ import openai
 import pytest
 
 from llm_proxy.testing.mock import stream_events
-from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape, sdk
 from tests.helpers.upstreams import FaultyUpstream
 
 
 def async_client(proxy_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-client", base_url=proxy_url + "/v1", max_retries=0)
+    return sdk(proxy_url)
 
 
 async def test_chat_non_streaming(proxy_url: str, upstream: Upstream) -> None:

@@ -32,6 +32,7 @@ from tests.helpers import (
     provider,
     sample,
     scrape,
+    sdk,
     serve,
 )
 
@@ -208,7 +209,7 @@ async def test_the_openai_sdk_gets_the_reservation_refusal(
     fake, api_base = gated
     fake.gate.set()
     url = await start_proxy(config(api_base, {"tokens_per_minute": 100}))
-    async with openai.AsyncOpenAI(api_key=KEY, base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, KEY) as client:
         # 1 prompt token + 60 x 2 choices: more than the 100 a minute allows... capped at 100,
         # which fits an unspent minute.
         ok = await client.chat.completions.create(

@@ -6,7 +6,6 @@ header value (admin API, config history, check-config, export)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from llm_proxy.cli import main
 from llm_proxy.config.database import load_once
 from llm_proxy.config.export import header_variable, key_variable
 from llm_proxy.config.issues import ConfigError
-from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.config.yaml_file import load_config_text
 from llm_proxy.errors import ProxyError
@@ -39,7 +37,7 @@ from tests.helpers.azure import (
     azure_provider,
     recorder_app,
 )
-from tests.helpers.db import db_version, start_db_proxy, with_database
+from tests.helpers.db import db_version, start_db_proxy
 
 GATEWAY_SECRET = "gw-secret-0123456789abcdef"
 ADMIN_BASE = Config(require_auth=False, admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
@@ -483,7 +481,7 @@ async def test_psql_edits_are_validated_and_rollback_restores_headers(
 
 async def test_export_import_round_trip(
     config_dsn: str,
-    pg_server: str,
+    other_config_dsn: str,
     azure: Fake,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -529,28 +527,16 @@ async def test_export_import_round_trip(
     exported.write_text(text)
     monkeypatch.setenv(key_variable("azure"), AZURE_KEY)
     monkeypatch.setenv(secret_var, GATEWAY_SECRET)
-    name = f"llm_proxy_types_{os.getpid()}_{id(tmp_path) & 0xFFFF}"
-    other = with_database(pg_server, name)
-    admin = await asyncpg.connect(pg_server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    other = other_config_dsn
+    out = await asyncio.to_thread(run, "import-config", str(exported), "--db-url", other)
+    assert out.startswith("imported 2 providers")
+    again = await asyncio.to_thread(run, "export-config", "--db-url", other)
+    assert again.splitlines()[1:] == text.splitlines()[1:]  # (the first line: the version)
+    conn = await asyncpg.connect(other)
     try:
-        conn = await asyncpg.connect(other)
-        try:
-            await migrate_up(conn)
-        finally:
-            await conn.close()
-        out = await asyncio.to_thread(run, "import-config", str(exported), "--db-url", other)
-        assert out.startswith("imported 2 providers")
-        again = await asyncio.to_thread(run, "export-config", "--db-url", other)
-        assert again.splitlines()[1:] == text.splitlines()[1:]  # (the first line: the version)
-        conn = await asyncpg.connect(other)
-        try:
-            copied = await conn.fetch(
-                "SELECT name, provider_type, api_key, params::text FROM providers"
-            )
-        finally:
-            await conn.close()
-        assert sorted(map(tuple, copied)) == sorted(map(tuple, rows))
+        copied = await conn.fetch(
+            "SELECT name, provider_type, api_key, params::text FROM providers"
+        )
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await conn.close()
+    assert sorted(map(tuple, copied)) == sorted(map(tuple, rows))

@@ -10,7 +10,6 @@ import pytest
 import redis.asyncio
 
 from llm_proxy.config.model import MasterKey, RateLimit
-from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
 from tests.helpers import (
     FakeClock,
@@ -19,13 +18,10 @@ from tests.helpers import (
     chat,
     make_config,
     provider,
+    ring,
     sample,
     scrape,
 )
-
-
-def ring(*keys: MasterKey) -> KeyRing:
-    return KeyRing(keys, [])
 
 
 async def test_burst_then_refill_at_rate() -> None:

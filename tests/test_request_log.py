@@ -26,12 +26,14 @@ from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from tests.helpers import (
     ProxyFactory,
     Upstream,
+    ask,
     eventually,
     free_port,
     make_config,
     provider,
     sample,
     scrape,
+    sdk,
     yaml_config,
 )
 from tests.helpers.db import rows, wait_rows
@@ -58,22 +60,12 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
             request_log=log_settings(database_url=config_dsn),
         )
     )
-    async with openai.AsyncOpenAI(
-        api_key="sk-team-a-0123456789", base_url=url + "/v1", max_retries=0
-    ) as client:
+    async with sdk(url, "sk-team-a-0123456789") as client:
         for _ in range(2):  # round-robin: one of the two starts at the dead provider
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-            )
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
-        async for _ in stream:
-            pass
+            await ask(client, "gpt-4o-mini")
+        await ask(client, "gpt-4o-mini", stream=True)
         with pytest.raises(openai.NotFoundError):
-            await client.chat.completions.create(
-                model="no-such-model", messages=[{"role": "user", "content": "hi"}]
-            )
+            await ask(client, "no-such-model")
     async with (
         aiohttp.ClientSession() as http,
         http.post(
@@ -176,7 +168,7 @@ async def test_content_is_captured_only_when_asked_and_truncated(
         )
     )
     long_prompt = "é" * 100 + "tail"
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         await client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "short question"}]
         )

@@ -25,6 +25,7 @@ from tests.helpers import (
     provider,
     sample,
     scrape,
+    sdk,
     serve,
 )
 from tests.helpers.upstreams import DONE, EVENT, FaultyUpstream
@@ -343,7 +344,7 @@ async def test_429_from_the_only_provider_is_not_amplified(
 ) -> None:
     limited, base = await faulty("status:429:20")
     url = await start_proxy(make_config(provider("a", base, {"m": None}), max_attempts=3))
-    async with openai.AsyncOpenAI(api_key="k", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "k") as client:
         with pytest.raises(openai.RateLimitError) as first:
             await client.chat.completions.create(model="m", messages=[])
     assert limited.seen == ["status:429:20"]  # one call, not max_attempts

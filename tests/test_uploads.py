@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import openai
 import pytest
 from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.keys import LIFECYCLE
 from llm_proxy.proxy.uploads import FieldScanner, boundary_of
-from tests.helpers import ProxyFactory, eventually, make_config, provider, serve
+from tests.helpers import ProxyFactory, eventually, make_config, provider, sdk, serve
 from tests.helpers.processes import serve_process
 
 BOUNDARY = b"xyzzy-boundary"
@@ -159,7 +158,7 @@ async def test_the_openai_sdk_uploads_through_the_proxy(
 ) -> None:
     _, upstream = hasher
     url = await start_proxy(make_config(provider("a", upstream + "/v1", {"whisper-1": None})))
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         result = await client.audio.transcriptions.create(
             model="whisper-1", file=("a.wav", io.BytesIO(b"RIFF" + os.urandom(5000)))
         )

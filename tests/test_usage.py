@@ -21,6 +21,7 @@ from tests.helpers import (
     provider,
     sample,
     scrape,
+    sdk,
     serve,
 )
 
@@ -251,11 +252,8 @@ async def test_stream_usage_is_always_asked_for_whatever_the_client_sent(
 ) -> None:
     """A stream is accounted from the usage chunk the upstream sends only when asked: a
     client's `"stream_options": null` (or `include_usage: false`) must not turn it off."""
-    import openai
 
-    async with openai.AsyncOpenAI(
-        api_key="sk-client", base_url=proxy_url + "/v1", max_retries=0
-    ) as client:
+    async with sdk(proxy_url) as client:
         for count, (shape, extra, sent_options, asked) in enumerate(STREAM_OPTION_SHAPES, 1):
             stream = await client.chat.completions.create(
                 model="gpt-4o-mini",

@@ -22,9 +22,10 @@ import openai
 import pytest
 from aiohttp import web
 
-from llm_proxy.config.model import Config
+from llm_proxy.config.model import Config, MasterKey
 from llm_proxy.config.validate import parse_config
 from llm_proxy.keys import STORE
+from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.server import ProxySite, make_runner
 from llm_proxy.testing.mock import RECORDED
 
@@ -233,6 +234,23 @@ async def chat(
 def sdk(url: str, key: str = "sk-client", **kwargs: Any) -> openai.AsyncOpenAI:
     """The official SDK's client for the proxy (or mock) at `url`, without retries."""
     return openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0, **kwargs)
+
+
+async def ask(client: openai.AsyncOpenAI, model: str, *, stream: bool = False) -> None:
+    """One chat completion of `model` ("hi") through the SDK; a stream is read to its end."""
+    messages: Any = [{"role": "user", "content": "hi"}]
+    if not stream:
+        await client.chat.completions.create(model=model, messages=messages)
+        return
+    async for _ in await client.chat.completions.create(
+        model=model, messages=messages, stream=True
+    ):
+        pass
+
+
+def ring(*keys: MasterKey) -> KeyRing:
+    """A key ring of master `keys` (and no admin keys)."""
+    return KeyRing(keys, [])
 
 
 class FakeClock:

@@ -19,6 +19,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ import orjson
 from llm_proxy.app import DatabaseMode
 from llm_proxy.config.database import initial_load
 from llm_proxy.config.listener import LISTENER_APP_NAME
+from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from tests.helpers import ProxyFactory, eventually, free_port
 
@@ -110,6 +114,28 @@ def server_dsn() -> str:
 def with_database(dsn: str, name: str) -> str:
     base, _, _ = dsn.rpartition("/")
     return f"{base}/{name}"
+
+
+@asynccontextmanager
+async def fresh_database(server: str) -> AsyncIterator[str]:
+    """A new, empty database on `server` (its DSN), dropped at the end."""
+    name = f"llm_proxy_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(server, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def migrated(dsn: str) -> None:
+    """The config schema migrated up, in the database at `dsn`."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate_up(conn)
+    finally:
+        await conn.close()
 
 
 async def add_provider(

@@ -30,14 +30,14 @@ from llm_proxy.proxy.upstream_client import (
     target,
 )
 
-Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+RawHandler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class RawServer:
     """`handler(server, reader, writer)` runs for every accepted connection (which is closed when
     it returns). Counts connections, keeps what was received, and re-raises handler errors."""
 
-    def __init__(self, handler: Handler, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, handler: RawHandler, ssl_context: ssl.SSLContext | None = None) -> None:
         self.handler = handler
         self.ssl_context = ssl_context
         self.connections = 0
@@ -284,7 +284,7 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
-def connect_proxy(refuse: bytes = b"") -> Handler:
+def connect_proxy(refuse: bytes = b"") -> RawHandler:
     """A CONNECT proxy: the tunnel goes to 127.0.0.1 on the requested port (whatever the host
     name). With `refuse`, that answer instead (and the connection closed)."""
 
