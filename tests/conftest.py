@@ -1,28 +1,27 @@
-"""Shared fixtures: real aiohttp servers on loopback (the mock upstream and the proxy)."""
+"""The suite's fixtures (helpers are in `tests/helpers`): real aiohttp servers on loopback (the mock
+upstream and the proxy), an HTTP client session, PostgreSQL databases and Redis."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import redis.asyncio
 import uvloop
-from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.config.model import Config
-from llm_proxy.config.validate import parse_config
-from llm_proxy.keys import STORE
-from llm_proxy.server import ProxySite, make_runner
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import REDIS_URL, ProxyFactory, Upstream, make_config, provider, serve
+from tests.helpers.db import fresh_database, migrated, server_dsn
 
 # The upstream client's fakes and fixtures (`client`, `no_asyncio_errors`, `tls_cert`).
-pytest_plugins = ["tests.upstream_fakes"]
+pytest_plugins = ["tests.helpers.upstreams"]
 
 
 def pytest_asyncio_loop_factories(
@@ -32,77 +31,6 @@ def pytest_asyncio_loop_factories(
     return {"uvloop": uvloop.new_event_loop}
 
 
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run `app` on 127.0.0.1 with an ephemeral port. The proxy runs exactly as `llm-proxy
-    serve` runs it (the same runner, site, protocol and connection limits)."""
-    if STORE in app:
-        runner = make_runner(app)
-        await runner.setup()
-        site = ProxySite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site.port
-    else:
-        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await _stop(runner)
-
-
-_STOP_SECS = 30
-
-
-async def _stop(runner: web.AppRunner) -> None:
-    """Stop the server; a shutdown that does not end fails the test with every task's stack
-    (the proxy's shutdown must always end: see llm_proxy.tasks)."""
-    try:
-        async with asyncio.timeout(_STOP_SECS):
-            await runner.cleanup()
-    except TimeoutError:
-        stacks = io.StringIO()
-        for task in asyncio.all_tasks():
-            task.print_stack(file=stacks)
-        pytest.fail(
-            f"the server did not stop within {_STOP_SECS} s; its tasks:\n{stacks.getvalue()}"
-        )
-
-
-def make_config(*providers: dict[str, Any], **top: Any) -> Config:
-    """Build a Config through the real parser, from seed-format provider dicts. Without
-    `master_keys` the proxy serves without authentication (`require_auth: false`)."""
-    top.setdefault("require_auth", bool(top.get("master_keys")))
-    return parse_config({"providers": list(providers), **top})
-
-
-def provider(name: str, api_base: str, mapping: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "api_base": api_base,
-        "api_key": f"sk-{name}-secret",
-        "model_mapping": mapping,
-        **extra,
-    }
-
-
-class Upstream:
-    """A running mock upstream; `recorded` holds what it received."""
-
-    def __init__(self, app: web.Application, url: str) -> None:
-        self.app = app
-        self.url = url
-        self.api_base = url + "/v1"
-
-    @property
-    def recorded(self) -> Any:
-        from llm_proxy.testing.mock_upstream import RECORDED
-
-        return self.app[RECORDED]
-
-
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
     app = create_mock_app(MockOptions(chunks=5, delay_ms=0, record=True))
@@ -110,23 +38,15 @@ async def upstream() -> AsyncIterator[Upstream]:
         yield Upstream(app, url)
 
 
-ProxyFactory = Callable[..., Awaitable[str]]
-
-
 @pytest.fixture
 async def start_proxy() -> AsyncIterator[ProxyFactory]:
     """Start proxies for given configs; all are stopped at the end of the test."""
-    stack: list[Any] = []
+    async with AsyncExitStack() as stack:
 
-    async def start(config: Config, **kwargs: Any) -> str:
-        cm = serve(create_app(config, **kwargs))
-        url = await cm.__aenter__()
-        stack.append(cm)
-        return url
+        async def start(config: Config, **kwargs: Any) -> str:
+            return await stack.enter_async_context(serve(create_app(config, **kwargs)))
 
-    yield start
-    for cm in reversed(stack):
-        await cm.__aexit__(None, None, None)
+        yield start
 
 
 @pytest.fixture
@@ -149,82 +69,40 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-class FakeClock:
-    """A clock the test moves by hand (seconds)."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-async def scrape(http: aiohttp.ClientSession, url: str, **kw: Any) -> dict[str, Any]:
-    """/metrics parsed by prometheus_client's text parser: {family name: family}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    async with http.get(url + "/metrics", **kw) as resp:
-        assert resp.status == 200, await resp.text()
-        text = await resp.text()
-    return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-def sample(families: dict[str, Any], name: str, **labels: str) -> float | None:
-    """The value of one sample (by full sample name and labels), None when absent."""
-    for family in families.values():
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return None
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> str:
-    """DSN of a PostgreSQL server (see tests/pg.py for how it is found or started)."""
-    from tests.pg import server_dsn
-
+    """DSN of a PostgreSQL server (see tests/helpers/db.py for how it is found or started)."""
     return server_dsn()
 
 
 @pytest.fixture
 async def pg_dsn(pg_server: str) -> AsyncIterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
-    import uuid
-
-    import asyncpg
-
-    from tests.pg import with_database
-
-    name = f"llm_proxy_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield with_database(pg_server, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(pg_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def config_dsn(pg_dsn: str) -> str:
     """A fresh database with the schema migrated."""
-    import asyncpg
-
-    from llm_proxy.config.migrate import migrate_up
-
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await migrate_up(conn)
-    finally:
-        await conn.close()
+    await migrated(pg_dsn)
     return pg_dsn
 
 
-# The shared rate-limit backend's Redis (.ci/run starts one when it is down).
-REDIS_URL = "redis://127.0.0.1:6379/0"
+@pytest.fixture
+async def other_config_dsn(pg_server: str) -> AsyncIterator[str]:
+    """A second fresh, migrated database (where an export is imported)."""
+    async with fresh_database(pg_server) as dsn:
+        await migrated(dsn)
+        yield dsn
+
+
+@pytest.fixture
+async def sql(config_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """An operator's session on the migrated database, as with psql."""
+    conn = await asyncpg.connect(config_dsn)
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture

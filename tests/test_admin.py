@@ -16,33 +16,10 @@ import pytest
 
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.yaml_file import apply_env_overrides, load_config_text
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
-from tests.processes import serve_process
-from tests.test_db import add_provider, db_version, start_db_proxy
-
-ADMIN = {"Authorization": "Bearer adm-ops-0123456789abcdef"}
-SETTINGS: dict[str, Any] = {
-    "admin_keys": {"ops": "adm-ops-0123456789abcdef", "ci": "adm-ci-0123456789abcdef"},
-    "metrics_token": "metrics-token-secret",
-}
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    headers: dict[str, str] | None = None,
-    **kwargs: Any,
-) -> tuple[int, Any]:
-    async with http.request(
-        method, url, headers=ADMIN if headers is None else headers, **kwargs
-    ) as r:
-        return r.status, await r.json()
-
-
-def assert_error(body: Any, code: str) -> None:
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == code
+from tests.helpers import ProxyFactory, Upstream, make_config, provider
+from tests.helpers.admin import ADMIN, SETTINGS, assert_error, call
+from tests.helpers.db import add_provider, db_version, start_db_proxy
+from tests.helpers.processes import serve_process
 
 
 async def test_no_admin_key_means_disabled_never_open(

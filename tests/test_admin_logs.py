@@ -3,7 +3,6 @@ detail with its failed attempts, the usage sums, and the errors of each."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -11,8 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
-from tests.processes import free_port
+from tests.helpers import ProxyFactory, Upstream, eventually, free_port, make_config, provider, sdk
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
 KEYS = [
@@ -47,20 +45,19 @@ async def logged(
     calls = [("sk-team-a-0123456789", "m1")] * 3 + [("sk-team-b-0123456789", "m2")] * 2
     calls += [("sk-team-b-0123456789", "m1"), ("sk-team-b-0123456789", "nope")]
     for key, model in calls:
-        async with openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0) as c:
+        async with sdk(url, key) as c:
             try:
                 await c.chat.completions.create(
                     model=model, messages=[{"role": "user", "content": "hi"}]
                 )
             except openai.NotFoundError:
                 assert model == "nope"
-    for _ in range(200):
+
+    async def all_logged() -> bool:
         status, page = await get(http, url + "/admin/v1/logs/requests", limit="200")
-        if status == 200 and len(page["data"]) == len(calls):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"the request log never held {len(calls)} requests")
+        return status == 200 and len(page["data"]) == len(calls)
+
+    await eventually(all_logged, timeout=10, interval=0.05, what=f"{len(calls)} requests logged")
     return url
 
 

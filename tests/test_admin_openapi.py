@@ -14,8 +14,8 @@ import aiohttp
 import asyncpg
 
 from llm_proxy.admin.routes import create_admin_app
-from tests.processes import serve_process
-from tests.test_db import add_provider
+from tests.helpers.db import add_provider
+from tests.helpers.processes import serve_process
 
 ADMIN_KEY = "adm-fuzz-0123456789abcdef"
 

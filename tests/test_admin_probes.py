@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.conftest import ProxyFactory, make_config, provider, serve
-from tests.test_admin import ADMIN, assert_error, call
+from tests.helpers import ProxyFactory, make_config, provider, serve
+from tests.helpers.admin import ADMIN, assert_error, call
 
 SETTINGS = {"admin_keys": {"ops": "adm-ops-0123456789abcdef"}}
 

@@ -5,7 +5,6 @@ keys shown once, rotation, If-Match, and YAML mode's read-only answers."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -13,28 +12,17 @@ import asyncpg
 import pytest
 
 from llm_proxy.config.model import Config
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
-from tests.test_admin import ADMIN, assert_error, call
-from tests.test_db import db_version, start_db_proxy
+from tests.helpers import ProxyFactory, Upstream, chat, make_config, provider
+from tests.helpers.admin import ADMIN, KEYED, assert_error, call
+from tests.helpers.db import db_version, start_db_proxy, wait_version
 
 BASE = Config(require_auth=False, admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
-KEYED = Config(admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
 
 
-async def wait_version(http: aiohttp.ClientSession, url: str, version: int) -> None:
-    for _ in range(500):
-        status, body = await call(http, "GET", url + "/admin/v1/config/version")
-        if status == 200 and int(body["version"]) >= version:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{url} never reached config version {version}")
-
-
-async def chat(http: aiohttp.ClientSession, url: str, model: str, key: str | None = None) -> int:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with http.post(url + "/v1/chat/completions", json={"model": model}, headers=headers) as r:
-        await r.read()
-        return r.status
+async def chat_status(
+    http: aiohttp.ClientSession, url: str, model: str, key: str | None = None
+) -> int:
+    return (await chat(http, url, model, key=key)).status
 
 
 async def test_provider_lifecycle_on_two_instances(
@@ -55,9 +43,9 @@ async def test_provider_lifecycle_on_two_instances(
     assert created["enabled"] is True and created["provider_type"] == "openai"
     pid = created["id"]
     # Served by this instance when the answer comes, and by the other through NOTIFY.
-    assert await chat(http, one, "gpt-4o") == 200
-    await wait_version(http, two, created["config_version"])
-    assert await chat(http, two, "gpt-4.1-mini") == 200
+    assert await chat_status(http, one, "gpt-4o") == 200
+    await wait_version(http, two, created["config_version"], ADMIN)
+    assert await chat_status(http, two, "gpt-4.1-mini") == 200
     status, listed = await call(http, "GET", admin)
     assert [p["name"] for p in listed["data"]] == ["alpha"]
     assert "sk-alpha-upstream-secret" not in str(listed)
@@ -68,10 +56,12 @@ async def test_provider_lifecycle_on_two_instances(
     status, replaced = await call(http, "PUT", f"{admin}/{pid}", json=put)
     assert status == 200 and replaced["weight"] == 1 and replaced["api_key"] == "sk-...cret"
     assert replaced["model_mapping"] == {"m": None}
-    assert await chat(http, one, "m") == 200 and await chat(http, one, "gpt-4o") == 404
+    assert (
+        await chat_status(http, one, "m") == 200 and await chat_status(http, one, "gpt-4o") == 404
+    )
     status, off = await call(http, "PATCH", f"{admin}/{pid}/status", json={"enabled": False})
     assert status == 200 and off["enabled"] is False
-    assert await chat(http, one, "m") == 404
+    assert await chat_status(http, one, "m") == 404
     status, disabled = await call(http, "GET", admin + "?enabled=false")
     assert [p["id"] for p in disabled["data"]] == [pid]
     status, enabled = await call(http, "GET", admin + "?enabled=true")
@@ -184,7 +174,7 @@ async def test_master_keys_generated_shown_once_rotated_and_disabled(
     assert status == 201
     key = created["key"]
     assert key.startswith("sk-") and len(key) >= 43 and created["key_prefix"] == key[:6] + "..."
-    assert await chat(http, url, "m", key) == 200
+    assert await chat_status(http, url, "m", key) == 200
     # Afterwards: name and prefix only, under both paths.
     for path in ("/credentials", "/master-keys"):
         status, listed = await call(http, "GET", url + "/admin/v1" + path)
@@ -197,8 +187,8 @@ async def test_master_keys_generated_shown_once_rotated_and_disabled(
         http, "POST", url + f"/admin/v1/credentials/{created['id']}/rotate"
     )
     assert status == 200 and rotated["key"] != key
-    assert await chat(http, url, "m", rotated["key"]) == 200
-    assert await chat(http, url, "m", key) == 401
+    assert await chat_status(http, url, "m", rotated["key"]) == 200
+    assert await chat_status(http, url, "m", key) == 401
     status, chosen = await call(
         http,
         "POST",
@@ -213,7 +203,7 @@ async def test_master_keys_generated_shown_once_rotated_and_disabled(
         json={"enabled": False},
     )
     assert status == 200 and off["enabled"] is False
-    assert await chat(http, url, "m", "sk-chosen-by-operator-0123") == 401
+    assert await chat_status(http, url, "m", "sk-chosen-by-operator-0123") == 401
     status, body = await call(
         http, "POST", url + "/admin/v1/credentials", json={"name": "short", "key": "sk-1"}
     )
@@ -288,7 +278,7 @@ async def test_master_key_replace_delete_and_database_reload(
         await sql.close()
     status, reloaded = await call(http, "POST", admin + "/config/reload")
     assert (status, reloaded) == (200, {"version": version, "served": True})
-    assert await chat(http, url, "m", "sk-psql-0123456") in (200, 404)  # authenticated
+    assert await chat_status(http, url, "m", "sk-psql-0123456") in (200, 404)  # authenticated
 
 
 async def test_writes_to_a_disabled_provider_are_validated_too(

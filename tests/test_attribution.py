@@ -7,12 +7,11 @@ from __future__ import annotations
 import socket
 
 import aiohttp
-import openai
 import pytest
 import structlog
 
 from llm_proxy.observe.clients import CLIENTS, client_label
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers import ProxyFactory, Upstream, ask, make_config, provider, sample, scrape, sdk
 
 
 @pytest.mark.parametrize(
@@ -49,17 +48,9 @@ async def test_metrics_by_key_and_client(
     url = await start_proxy(
         make_config(provider("a", upstream.api_base, {"gpt-4o-mini": None}), master_keys=KEYS)
     )
-    async with openai.AsyncOpenAI(
-        api_key="sk-team-a-0123456789", base_url=url + "/v1", max_retries=0
-    ) as client:
-        await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-        )
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
-        async for _ in stream:
-            pass
+    async with sdk(url, "sk-team-a-0123456789") as client:
+        await ask(client, "gpt-4o-mini")
+        await ask(client, "gpt-4o-mini", stream=True)
     headers = {"Authorization": "Bearer sk-team-b-0123456789", "User-Agent": "curl/8.5.0"}
     async with http.post(
         url + "/v1/chat/completions", json={"model": "gpt-4o-mini"}, headers=headers

@@ -8,7 +8,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, scrape
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, scrape, sdk
 
 KEYS = [
     {"name": "all-models", "key": "sk-all-0123456789"},
@@ -32,7 +32,7 @@ async def keyed_url(upstream: Upstream, start_proxy: ProxyFactory) -> str:
     return await start_proxy(config)
 
 
-async def call(
+async def chat_with_headers(
     http: aiohttp.ClientSession, url: str, model: str, headers: dict[str, str]
 ) -> tuple[int, Any]:
     async with http.post(
@@ -44,9 +44,11 @@ async def call(
 async def test_bearer_and_x_api_key(
     keyed_url: str, http: aiohttp.ClientSession, upstream: Upstream
 ) -> None:
-    status, _ = await call(http, keyed_url, "o3", {"Authorization": "Bearer sk-all-0123456789"})
+    status, _ = await chat_with_headers(
+        http, keyed_url, "o3", {"Authorization": "Bearer sk-all-0123456789"}
+    )
     assert status == 200
-    status, _ = await call(http, keyed_url, "o3", {"x-api-key": "sk-all-0123456789"})
+    status, _ = await chat_with_headers(http, keyed_url, "o3", {"x-api-key": "sk-all-0123456789"})
     assert status == 200
     # The client's key never reaches the provider.
     assert "sk-all-0123456789" not in str(dict(upstream.recorded[-1].headers))
@@ -65,7 +67,7 @@ async def test_bearer_and_x_api_key(
 async def test_rejected_keys_get_401(
     keyed_url: str, http: aiohttp.ClientSession, headers: dict[str, str], fragment: str
 ) -> None:
-    status, body = await call(http, keyed_url, "o3", headers)
+    status, body = await chat_with_headers(http, keyed_url, "o3", headers)
     assert status == 401
     assert body["error"]["code"] == "invalid_api_key"
     assert fragment in body["error"]["message"]
@@ -76,9 +78,9 @@ async def test_allowed_models_exact_and_pattern(
     keyed_url: str, http: aiohttp.ClientSession
 ) -> None:
     limited = {"Authorization": "Bearer sk-limited-0123456789"}
-    assert (await call(http, keyed_url, "gpt-4o", limited))[0] == 200
-    assert (await call(http, keyed_url, "gpt-4.1-mini", limited))[0] == 200
-    status, body = await call(http, keyed_url, "o3", limited)
+    assert (await chat_with_headers(http, keyed_url, "gpt-4o", limited))[0] == 200
+    assert (await chat_with_headers(http, keyed_url, "gpt-4.1-mini", limited))[0] == 200
+    status, body = await chat_with_headers(http, keyed_url, "o3", limited)
     assert status == 403
     assert body["error"]["code"] == "model_not_allowed"
     assert body["error"]["type"] == "permission_error"
@@ -92,14 +94,10 @@ async def test_allowed_models_exact_and_pattern(
 
 
 async def test_sdk_sees_typed_auth_errors(keyed_url: str) -> None:
-    async with openai.AsyncOpenAI(
-        api_key="sk-nope-123", base_url=keyed_url + "/v1", max_retries=0
-    ) as client:
+    async with sdk(keyed_url, "sk-nope-123") as client:
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()
-    async with openai.AsyncOpenAI(
-        api_key="sk-limited-0123456789", base_url=keyed_url + "/v1", max_retries=0
-    ) as client:
+    async with sdk(keyed_url, "sk-limited-0123456789") as client:
         with pytest.raises(openai.PermissionDeniedError):
             await client.chat.completions.create(model="o3", messages=[])
         reply = await client.chat.completions.create(model="gpt-4o", messages=[])
@@ -161,7 +159,7 @@ async def test_no_enabled_key_locks_instead_of_opening(
     for keys in ([], only_disabled):
         url = await start_proxy(make_config(alpha, master_keys=keys, require_auth=True))
         for headers in ({}, {"Authorization": "Bearer sk-off-0123456789"}):
-            status, body = await call(http, url, "o3", headers)
+            status, body = await chat_with_headers(http, url, "o3", headers)
             assert status == 401
             assert body["error"]["code"] == "invalid_api_key"
             assert "No master key is enabled" in body["error"]["message"]
@@ -171,7 +169,7 @@ async def test_no_enabled_key_locks_instead_of_opening(
         async with http.get(url + "/health") as resp:
             assert resp.status == 200  # health stays public
     assert not upstream.recorded
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         with pytest.raises(openai.AuthenticationError):
             await client.models.list()
 
@@ -182,8 +180,10 @@ async def test_require_auth_false_serves_without_a_key(
     config = make_config(provider("alpha", upstream.api_base, {"o3": None}), require_auth=False)
     assert config.require_auth is False
     url = await start_proxy(config)
-    assert (await call(http, url, "o3", {}))[0] == 200
-    assert (await call(http, url, "o3", {"Authorization": "Bearer anything"}))[0] == 200
+    assert (await chat_with_headers(http, url, "o3", {}))[0] == 200
+    assert (await chat_with_headers(http, url, "o3", {"Authorization": "Bearer anything"}))[
+        0
+    ] == 200
 
 
 def test_locked_state_is_logged_at_start_and_on_every_reload_that_leaves_it() -> None:

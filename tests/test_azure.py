@@ -19,12 +19,10 @@ import structlog
 from aiohttp import web
 
 from llm_proxy.proxy.jsonbody import replace_model, with_model
-from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
-from tests.test_provider_types import DEPLOYMENT, Fake, _answer, azure_app, azure_provider
-from tests.upstream_fakes import until
+from tests.helpers import ProxyFactory, eventually, make_config, provider, sample, scrape, serve
+from tests.helpers.azure import API_VERSION, DEPLOYMENT, Fake, answer, azure_app, azure_provider
 
 KEY = "sk-team-azure-0123456789"
-API_VERSION = "2024-10-21"
 UPSTREAM_CHAT = "gpt-4o-2024-08-06"  # what `gpt-4o` maps to
 UPSTREAM_WHISPER = "whisper-1"  # what `whisper` maps to
 
@@ -49,7 +47,7 @@ def strict_openai(received: list[Any]) -> web.Application:
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        return refused(body.get("model")) or await _answer(request, body)
+        return refused(body.get("model")) or await answer(request, body)
 
     async def transcribe(request: web.Request) -> web.Response:
         form = await request.post()
@@ -129,7 +127,7 @@ async def test_the_deployment_names_the_model_whatever_the_body_says(
     )
     assert chats == 2
     log = tmp_path / "requests.jsonl"
-    await until(lambda: log.exists() and len(log.read_bytes().splitlines()) >= 2)
+    await eventually(lambda: log.exists() and len(log.read_bytes().splitlines()) >= 2)
     records = [orjson.loads(line) for line in log.read_bytes().splitlines()]
     assert [(r["model"], r["model_sent"], r["status"]) for r in records] == [
         ("gpt-4o", UPSTREAM_CHAT, 200)

@@ -30,23 +30,24 @@ from llm_proxy.config.model import Config, MasterKey
 from llm_proxy.config.validate import parse_config
 from llm_proxy.keys import LIMITER
 from llm_proxy.proxy.budgets import budget_period
-from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
-from tests.conftest import (
+from tests.helpers import (
+    REDIS_URL,
     FakeClock,
     ProxyFactory,
     Upstream,
+    chat,
     make_config,
     provider,
+    ring,
     sample,
     scrape,
+    sdk,
     serve,
 )
-from tests.test_admin import call
-from tests.test_admin_resources import wait_version
-from tests.test_db import add_provider, db_version
+from tests.helpers.admin import ADMIN, call
+from tests.helpers.db import add_provider, db_version, wait_version
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # The mock upstream reports 5 prompt and 5 completion tokens per call: at $100,000 per million
 # tokens either way, every call costs exactly $1.
 PRICING = {"m": {"input_per_mtok": 100_000, "output_per_mtok": 100_000}}
@@ -62,10 +63,6 @@ def at(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()  # type: ignore[misc]
 
 
-def ring(*keys: MasterKey) -> KeyRing:
-    return KeyRing(keys, [])
-
-
 def budget_config(api_base: str, **key: Any) -> Config:
     return make_config(
         provider("a", api_base, {"m": None}),
@@ -76,10 +73,8 @@ def budget_config(api_base: str, **key: Any) -> Config:
 
 
 async def post(http: aiohttp.ClientSession, url: str, key: str = KEY) -> aiohttp.ClientResponse:
-    headers = {"Authorization": f"Bearer {key}"}
-    async with http.post(url + "/v1/chat/completions", json={"model": "m"}, headers=headers) as r:
-        await r.read()
-        return r
+    """A chat completion as `key` (by default the budgeted one)."""
+    return await chat(http, url, key=key)
 
 
 # Configuration
@@ -238,7 +233,7 @@ async def test_the_openai_sdk_spends_a_budget_then_gets_429_budget_exceeded(
     )
     url = await start_proxy(config, clock=clock)
     messages: Any = [{"role": "user", "content": "hi"}]
-    async with openai.AsyncOpenAI(api_key=KEY, base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, KEY) as client:
         remaining = []
         for stream in (False, True, False):  # a stream is charged too (its usage is asked for)
             raw = await client.chat.completions.with_raw_response.create(
@@ -500,7 +495,7 @@ async def test_a_budget_set_with_psql_is_enforced_and_rolled_back_exactly(
         url = await start_db(start_proxy, pg_dsn, FakeClock(NOON))
         assert (await post(http, url)).status == 200
         await sql.execute("UPDATE credentials SET max_budget_usd = 0.1")  # (monthly)
-        await wait_version(http, url, int(await db_version(sql)))
+        await wait_version(http, url, await db_version(sql), ADMIN)
         resp = await post(http, url)
         assert resp.status == 200 and resp.headers["x-llm-proxy-budget-limit-usd"] == "0.1"
         assert (await post(http, url)).status == 429
@@ -523,7 +518,7 @@ async def test_a_budget_set_with_psql_is_enforced_and_rolled_back_exactly(
         latest = (await history.rollback(sql, old, "admin:ops")).version
         row = await sql.fetchrow("SELECT max_budget_usd, budget_period FROM credentials")
         assert row is not None and tuple(row) == (None, None)
-        await wait_version(http, url, latest)
+        await wait_version(http, url, latest, ADMIN)
         resp = await post(http, url)
         assert resp.status == 200 and "x-llm-proxy-budget-limit-usd" not in resp.headers
         changes = await history.change(sql, daily)

@@ -15,6 +15,9 @@ import pytest
 
 from llm_proxy.cli import main
 from llm_proxy.config.migrate import discover
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import eventually, serve, yaml_config
+from tests.helpers.processes import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = """\
@@ -59,94 +62,67 @@ def test_check_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_port: int) -> None:
-    path = tmp_path / "c.yaml"
-    path.write_text(CONFIG)
-    env = {**os.environ, "LOG_FORMAT": "json", "PORT": str(unused_tcp_port)}
+    env = {"PORT": str(unused_tcp_port), "HOST": "127.0.0.1"}  # the address from the environment
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "llm_proxy",
-        "serve",
-        "--config",
-        str(path),
-        "--host",
-        "127.0.0.1",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        url = f"http://127.0.0.1:{unused_tcp_port}"
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(url + "/health") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.025)
-            else:
-                pytest.fail("proxy never answered /health")
-            print(f"startup to /health: {time.monotonic() - started:.3f}s")
-            auth = {"Authorization": "Bearer sk-team-a-secret"}
-            async with http.get(url + "/v1/models") as resp:
-                assert resp.status == 401
-            async with http.get(url + "/v1/models", headers=auth) as resp:
-                assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
+    async with (
+        serve_process(CONFIG, tmp_path, env, port=unused_tcp_port) as served,
+        aiohttp.ClientSession() as http,
+    ):
+        print(f"startup to /health: {time.monotonic() - started:.3f}s")
+        url, proc = served.url, served.proc
+        auth = {"Authorization": "Bearer sk-team-a-secret"}
+        async with http.get(url + "/v1/models") as resp:
+            assert resp.status == 401
+        async with http.get(url + "/v1/models", headers=auth) as resp:
+            assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
 
-            async def reloads_after_sighup(result: str) -> list[str]:
-                """Send SIGHUP, wait until the reload with `result` is counted, return models."""
-                proc.send_signal(signal.SIGHUP)
-                for _ in range(250):
-                    async with http.get(url + "/metrics") as resp:
-                        text = await resp.text()
-                    if f'llm_proxy_config_reloads_total{{result="{result}"}} 1' in text:
-                        break
-                    await asyncio.sleep(0.02)
-                else:
-                    pytest.fail(f"no {result} reload counted")
-                async with http.get(url + "/v1/models", headers=auth) as resp:
-                    return [m["id"] for m in (await resp.json())["data"]]
-
-            # SIGHUP re-reads the file; a broken file is rejected and the old config stays.
-            path.write_text(CONFIG.replace('"gpt-4o": "gpt-4o"}', '"o3": "o3"}'))
-            assert await reloads_after_sighup("ok") == ["gpt-4o", "o3"]
-            path.write_text(CONFIG.replace("weight: 3", "weight: -1"))
-            assert await reloads_after_sighup("error") == ["gpt-4o", "o3"]
-
-            # Revoking every key during an incident locks the proxy; it never opens it.
-            path.write_text(CONFIG.split("master_keys:")[0])
-            proc.send_signal(signal.SIGHUP)
-            for _ in range(250):
+        async def reloads_counted(result: str, count: int) -> None:
+            async def counted() -> bool:
                 async with http.get(url + "/metrics") as resp:
-                    if 'llm_proxy_config_reloads_total{result="ok"} 2' in await resp.text():
-                        break
-                await asyncio.sleep(0.02)
-            else:
-                pytest.fail("the reload without keys was not counted")
-            for headers in ({}, auth):
-                async with http.get(url + "/v1/models", headers=headers) as resp:
-                    assert resp.status == 401
-                    assert "No master key is enabled" in (await resp.json())["error"]["message"]
+                    text = await resp.text()
+                return f'llm_proxy_config_reloads_total{{result="{result}"}} {count}' in text
+
+            await eventually(counted, what=f"{count} {result} reload(s) counted")
+
+        async def reloads_after_sighup(result: str) -> list[str]:
+            """Send SIGHUP, wait until the reload with `result` is counted, return models."""
+            proc.send_signal(signal.SIGHUP)
+            await reloads_counted(result, 1)
+            async with http.get(url + "/v1/models", headers=auth) as resp:
+                return [m["id"] for m in (await resp.json())["data"]]
+
+        # SIGHUP re-reads the file; a broken file is rejected and the old config stays.
+        served.config.write_text(CONFIG.replace('"gpt-4o": "gpt-4o"}', '"o3": "o3"}'))
+        assert await reloads_after_sighup("ok") == ["gpt-4o", "o3"]
+        served.config.write_text(CONFIG.replace("weight: 3", "weight: -1"))
+        assert await reloads_after_sighup("error") == ["gpt-4o", "o3"]
+
+        # Revoking every key during an incident locks the proxy; it never opens it.
+        served.config.write_text(CONFIG.split("master_keys:")[0])
+        proc.send_signal(signal.SIGHUP)
+        await reloads_counted("ok", 2)
+        for headers in ({}, auth):
+            async with http.get(url + "/v1/models", headers=headers) as resp:
+                assert resp.status == 401
+                assert "No master key is enabled" in (await resp.json())["error"]["message"]
         proc.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(proc.communicate(), 15)
-        assert proc.returncode == 0
-        logs = stderr.decode()
-        assert '"event":"starting"' in logs
-        assert '"path":"/v1/models"' in logs
-        assert '"event":"config_reloaded"' in logs
-        assert "providers[0].weight (line 5): must be a positive integer" in logs
-        assert logs.count('"event":"authentication_locked"') == 1
-        assert "secret" not in logs
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await asyncio.wait_for(proc.wait(), 15)
+    assert proc.returncode == 0
+    logs = served.log.decode()
+    assert '"event":"starting"' in logs
+    assert '"path":"/v1/models"' in logs
+    assert '"event":"config_reloaded"' in logs
+    assert "providers[0].weight (line 5): must be a positive integer" in logs
+    assert logs.count('"event":"authentication_locked"') == 1
+    assert "secret" not in logs
 
 
 async def test_database_mode_cli(
-    pg_dsn: str, tmp_path: Path, unused_tcp_port: int, capsys: pytest.CaptureFixture[str]
+    pg_dsn: str,
+    tmp_path: Path,
+    unused_tcp_port: int,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncpg
 
@@ -174,107 +150,74 @@ async def test_database_mode_cli(
     finally:
         await conn.close()
 
-    settings = tmp_path / "settings.yaml"
-    settings.write_text(f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\n")
-    env = {**os.environ, "DB_URL": pg_dsn, "LOG_FORMAT": "json"}
-    env.pop("PORT", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "llm_proxy", "serve", "--config", str(settings),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{unused_tcp_port}"
-        auth = {"Authorization": "Bearer sk-team-a-secret"}
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(url + "/v1/models", headers=auth) as resp:
-                        models = [m["id"] for m in (await resp.json())["data"]]
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.025)
-            else:
-                pytest.fail("database-mode proxy never answered")
-            assert models == ["gpt-4o"]
+    # Database mode: providers and keys from DB_URL, the address from a settings file.
+    monkeypatch.delenv("PORT", raising=False)
+    settings = f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\n"
+    auth = {"Authorization": "Bearer sk-team-a-secret"}
+    async with (
+        serve_process(settings, tmp_path, {"DB_URL": pg_dsn}, port=unused_tcp_port) as served,
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.get(served.url + "/v1/models", headers=auth) as resp:
+            assert [m["id"] for m in (await resp.json())["data"]] == ["gpt-4o"]
         # The listener connects in the background; serving starts before it is in. Its own
         # log line says when: its connection shows in pg_stat_activity before it has LISTENed
         # and logged, and a SIGTERM then (seen under a loaded machine) ended it before the line.
-        assert proc.stderr is not None
-        seen = b""
-        while b'"config_listener_connected"' not in seen:
-            line = await asyncio.wait_for(proc.stderr.readline(), 15)
-            assert line, seen.decode()
-            seen += line
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(proc.communicate(), 15)
-        assert proc.returncode == 0
-        logs = (seen + stderr).decode()
-        assert '"event":"database_mode"' in logs and '"config_listener_connected"' in logs
-        assert "secret" not in logs
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await eventually(lambda: b'"config_listener_connected"' in served.log, timeout=15)
+        served.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(served.proc.wait(), 15)
+    assert served.proc.returncode == 0
+    logs = served.log.decode()
+    assert '"event":"database_mode"' in logs and '"config_listener_connected"' in logs
+    assert "secret" not in logs
 
 
-async def test_sigterm_drains_a_live_stream(tmp_path: Path, unused_tcp_port: int) -> None:
-    from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-    from tests.conftest import serve
-
+async def test_sigterm_drains_a_live_stream(
+    tmp_path: Path, unused_tcp_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PORT", raising=False)
     async with serve(create_mock_app(MockOptions())) as mock:
-        path = tmp_path / "c.yaml"
-        path.write_text(
-            "providers:\n  - name: m\n    api_base: " + mock + "/v1\n"
-            "    model_mapping: {m: null}\n"
-            f"server: {{host: 127.0.0.1, port: {unused_tcp_port}}}\nshutdown_grace_secs: 10\n"
-            "require_auth: false\n"
+        config = yaml_config(
+            mock + "/v1",
+            server={"host": "127.0.0.1", "port": unused_tcp_port},
+            shutdown_grace_secs=10,
         )
-        env = {**os.environ, "LOG_FORMAT": "json"}
-        env.pop("PORT", None)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "llm_proxy", "serve", "--config", str(path),
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{unused_tcp_port}"
-        try:
-            async with aiohttp.ClientSession() as http, aiohttp.ClientSession() as probe:
-                for _ in range(200):
-                    try:
-                        async with probe.get(url + "/health") as resp:
-                            break  # `probe` keeps this connection open (keep-alive)
-                    except aiohttp.ClientConnectionError:
-                        await asyncio.sleep(0.025)
-                # A stream of 30 chunks, 50 ms apart (1.5 s), then SIGTERM mid-stream.
-                body = {"model": "m", "stream": True, "mock_chunks": 30, "mock_delay_ms": 50}
-                async with http.post(url + "/v1/chat/completions", json=body) as resp:
-                    first = await resp.content.readany()
-                    proc.send_signal(signal.SIGTERM)
-                    # Draining (once the signal is handled): /health says 503 on a live
-                    # connection...
-                    for _ in range(40):
-                        async with probe.get(url + "/health") as health:
-                            if health.status == 503:
-                                assert await health.json() == {"status": "draining"}
-                                break
-                        await asyncio.sleep(0.025)
-                    else:
-                        pytest.fail("/health never said draining")
-                    # ...and new connections are refused.
-                    async with aiohttp.ClientSession() as fresh:
-                        with pytest.raises(aiohttp.ClientConnectionError):
-                            await fresh.get(url + "/health")
-                    rest = await resp.read()
-            stream = first + rest
-            assert stream.endswith(b"data: [DONE]\n\n")
-            assert stream.count(b'"content":"tok') == 30  # nothing lost
-            _, stderr = await asyncio.wait_for(proc.communicate(), 15)
-            assert proc.returncode == 0
-            logs = stderr.decode()
-            assert '"event":"draining"' in logs and '"unfinished":0' in logs
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        async with (
+            serve_process(config, tmp_path, port=unused_tcp_port) as served,
+            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession() as probe,
+        ):
+            url, proc = served.url, served.proc
+            async with probe.get(url + "/health") as resp:
+                assert resp.status == 200  # `probe` keeps this connection open (keep-alive)
+            # A stream of 30 chunks, 50 ms apart (1.5 s), then SIGTERM mid-stream.
+            body = {"model": "m", "stream": True, "mock_chunks": 30, "mock_delay_ms": 50}
+            async with http.post(url + "/v1/chat/completions", json=body) as resp:
+                first = await resp.content.readany()
+                proc.send_signal(signal.SIGTERM)
+
+                # Draining (once the signal is handled): /health says 503 on a live
+                # connection...
+                async def draining() -> bool:
+                    async with probe.get(url + "/health") as health:
+                        if health.status != 503:
+                            return False
+                        assert await health.json() == {"status": "draining"}
+                        return True
+
+                await eventually(draining, timeout=1)
+                # ...and new connections are refused.
+                async with aiohttp.ClientSession() as fresh:
+                    with pytest.raises(aiohttp.ClientConnectionError):
+                        await fresh.get(url + "/health")
+                rest = await resp.read()
+            await asyncio.wait_for(proc.wait(), 15)
+    stream = first + rest
+    assert stream.endswith(b"data: [DONE]\n\n")
+    assert stream.count(b'"content":"tok') == 30  # nothing lost
+    assert proc.returncode == 0
+    logs = served.log.decode()
+    assert '"event":"draining"' in logs and '"unfinished":0' in logs
 
 
 def cli(*args: str, cwd: Path, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
@@ -15,17 +14,9 @@ import pytest
 from llm_proxy.cli import main
 from llm_proxy.config import history
 from llm_proxy.config.model import Config
-from tests.conftest import ProxyFactory, Upstream
-from tests.test_admin import call
-from tests.test_db import add_provider, db_version, start_db_proxy, wait_version
-
-
-@pytest.fixture
-async def sql(config_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """An operator's session, as with psql."""
-    conn = await asyncpg.connect(config_dsn)
-    yield conn
-    await conn.close()
+from tests.helpers import ProxyFactory, Upstream
+from tests.helpers.admin import call
+from tests.helpers.db import add_provider, db_version, start_db_proxy, wait_version
 
 
 async def test_psql_edits_are_recorded_with_the_role_and_without_secrets(

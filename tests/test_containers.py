@@ -34,7 +34,8 @@ import aiohttp
 import pytest
 from ruamel.yaml import YAML
 
-from tests.processes import free_port, serve_process
+from tests.helpers import eventually, free_port
+from tests.helpers.processes import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -278,18 +279,16 @@ def unshare_pid_namespace() -> list[str]:
 async def wait_for_health(
     http: aiohttp.ClientSession, base: str, proc: asyncio.subprocess.Process, log: Path
 ) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    async def healthy() -> bool:
         if proc.returncode is not None:
             pytest.fail(f"serve exited with {proc.returncode}: {log.read_text()}")
-        try:
-            async with http.get(base + "/health") as resp:
-                if resp.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    pytest.fail(f"serve never answered /health: {log.read_text()}")
+        async with http.get(base + "/health") as resp:
+            return resp.status == 200
+
+    try:
+        await eventually(healthy, timeout=30, interval=0.05)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}: {log.read_text()}")
 
 
 async def test_sigterm_drains_with_llm_proxy_as_pid_1(tmp_path: Path, upstream: Any) -> None:

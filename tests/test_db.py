@@ -9,7 +9,6 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,82 +17,34 @@ import asyncpg
 import orjson
 import pytest
 
-from llm_proxy.app import DatabaseMode
 from llm_proxy.config import migrate
 from llm_proxy.config.database import StartupError, build_config, fetch, initial_load, read_cache
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.listener import LISTENER_APP_NAME
 from llm_proxy.config.model import Config
-from llm_proxy.testing.mock_upstream import RECORDED, MockOptions, create_mock_app
-from tests.conftest import ProxyFactory, Upstream, sample, scrape, serve
+from llm_proxy.testing.mock import RECORDED, MockOptions, create_mock_app
+from tests.helpers import ProxyFactory, Upstream, eventually, sample, scrape, serve
+from tests.helpers.db import (
+    OPEN,
+    add_provider,
+    db_version,
+    start_db_proxy,
+    version_of,
+    wait_listener,
+    wait_version,
+)
 
 
-@pytest.fixture
-async def sql(config_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """An operator's session, as with psql."""
-    conn = await asyncpg.connect(config_dsn)
-    yield conn
-    await conn.close()
+async def rejected(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """/metrics once `url` counted a rejected reload (an edit its rules refuse)."""
 
-
-async def add_provider(
-    sql: asyncpg.Connection, name: str, api_base: str, mapping: dict[str, Any], weight: int = 1
-) -> None:
-    await sql.execute(
-        "INSERT INTO providers (name, api_base, api_key, weight, model_mapping) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb)",
-        name,
-        api_base,
-        f"sk-{name}-provider-key",
-        weight,
-        orjson.dumps(mapping).decode(),
-    )
-
-
-# Settings for the tests that add no credentials: serve without authentication.
-OPEN = Config(require_auth=False)
-
-
-async def start_db_proxy(
-    start_proxy: ProxyFactory, dsn: str, base: Config = OPEN, **kwargs: Any
-) -> str:
-    config, version = await initial_load(dsn, base, timeout_secs=5)
-    return await start_proxy(config, version=version, database=DatabaseMode(dsn, base, **kwargs))
-
-
-async def version_of(http: aiohttp.ClientSession, url: str) -> str:
-    async with http.get(url + "/health/detailed") as resp:
-        return str((await resp.json())["config_version"])
-
-
-async def wait_version(
-    http: aiohttp.ClientSession, url: str, version: str, timeout: float = 5.0
-) -> float:
-    """Seconds until `url` serves config `version`."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if await version_of(http, url) == version:
-            return time.perf_counter() - started
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"{url} never reached config version {version}")
-
-
-async def wait_listener(sql: asyncpg.Connection) -> int:
-    """The backend pid of this database's listener, once it is connected."""
-    for _ in range(200):
-        pid = await sql.fetchval(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE application_name = $1 AND datname = current_database()",
-            LISTENER_APP_NAME,
+    async def counted() -> dict[str, Any] | None:
+        families = await scrape(http, url)
+        return (
+            families if sample(families, "llm_proxy_config_reloads_total", result="error") else None
         )
-        if pid is not None:
-            return int(pid)
-        await asyncio.sleep(0.025)
-    raise AssertionError("the listener never connected")
 
-
-async def db_version(sql: asyncpg.Connection) -> str:
-    return str(await sql.fetchval("SELECT version FROM config_version"))
+    return await eventually(counted, what="a rejected reload counted")
 
 
 # Migrations
@@ -209,30 +160,6 @@ async def test_deleting_every_credential_locks_the_proxy(
         assert r.status == 401
 
 
-async def test_require_auth_comes_from_the_settings_never_from_rows(
-    config_dsn: str,
-    sql: asyncpg.Connection,
-    upstream: Upstream,
-    start_proxy: ProxyFactory,
-    http: aiohttp.ClientSession,
-) -> None:
-    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
-    url = await start_db_proxy(start_proxy, config_dsn, Config(require_auth=False))
-    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
-        assert r.status == 200
-    # A key beside require_auth: false would never be checked: the edit is rejected, loudly.
-    await sql.execute("INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')")
-    fetched = await fetch(sql)
-    with pytest.raises(ConfigError, match=r"^require_auth \(settings file or environment"):
-        build_config(Config(require_auth=False), fetched)
-    for _ in range(200):
-        if sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error"):
-            break
-        await asyncio.sleep(0.01)
-    else:
-        pytest.fail("the edit was not rejected")
-
-
 # Numbers the database accepts and the proxy must not
 
 
@@ -269,33 +196,6 @@ async def test_a_params_key_cannot_override_a_column(sql: asyncpg.Connection) ->
     assert "params.api_base" in text and "table providers" in text
 
 
-async def test_infinite_timeout_in_params_is_rejected_once_no_crash_loop(
-    config_dsn: str,
-    sql: asyncpg.Connection,
-    upstream: Upstream,
-    start_proxy: ProxyFactory,
-    http: aiohttp.ClientSession,
-) -> None:
-    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
-    url = await start_db_proxy(start_proxy, config_dsn)
-    good = await version_of(http, url)
-    listener_pid = await wait_listener(sql)
-    # jsonb keeps 1e999 as a number; Python's json reads it as inf.
-    await sql.execute("""UPDATE providers SET params = '{"request_timeout_secs": 1e999}'""")
-    for _ in range(200):
-        if sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error"):
-            break
-        await asyncio.sleep(0.01)
-    else:
-        pytest.fail("the edit was not rejected")
-    await asyncio.sleep(0.5)  # a crash loop would reconnect ~9 times a second
-    assert sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error") == 1
-    assert await version_of(http, url) == good
-    assert await wait_listener(sql) == listener_pid  # the same connection: no reconnects
-    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as r:
-        assert r.status == 200
-
-
 # Edits reach running proxies
 
 
@@ -310,8 +210,8 @@ async def test_weight_update_reroutes_and_two_proxies_converge(
 
         latencies = []
         for weights in ((9, 1), (1, 4), (3, 2)):
-            # Apart from the previous change by more than the listener's minimum reload
-            # interval, so this measures a lone edit's latency, not burst coalescing.
+            # Real time: apart from the previous change by more than the listener's minimum
+            # reload interval, so this measures a lone edit's latency, not burst coalescing.
             await asyncio.sleep(0.05)
             await sql.execute(
                 "UPDATE providers SET weight = CASE name WHEN 'a' THEN $1::int ELSE $2::int END",
@@ -344,28 +244,61 @@ async def test_weight_update_reroutes_and_two_proxies_converge(
                 assert [p["name"] for p in (await resp.json())["providers"]] == ["a"]
 
 
-async def test_bad_edit_rejected_old_config_serves_fix_recovers(
+# Edits the database accepts and the proxy's rules refuse: rejected once, loudly, while the old
+# config serves on; a later fix is taken as usual.
+BAD_EDITS = [
+    pytest.param(
+        # require_auth comes from the settings, never from rows: a key beside
+        # require_auth: false would never be checked.
+        "INSERT INTO credentials (name, key) VALUES ('team-a', 'sk-team-a-secret')",
+        r"^require_auth \(settings file or environment",
+        "DELETE FROM credentials",
+        id="key-without-auth",
+    ),
+    pytest.param(
+        # jsonb keeps 1e999 as a number; Python's json reads it as inf.
+        """UPDATE providers SET params = '{"request_timeout_secs": 1e999}'""",
+        None,  # past validation, it fails compiling the snapshot: the listener's own guard
+        """UPDATE providers SET params = '{}'""",
+        id="infinite-timeout",
+    ),
+    pytest.param(
+        # A regex that does not compile passes every database constraint.
+        """UPDATE providers SET model_mapping = '{"bad-(*": "x"}'""",
+        r"^providers\[0\]\.model_mapping\['bad-\(\*'\] \(table providers, row id=\d+ "
+        r"\('alpha'\), column model_mapping\): invalid regular expression",
+        """UPDATE providers SET model_mapping = '{"m": null, "fixed": null}'""",
+        id="bad-regex",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "error", "fix"), BAD_EDITS)
+async def test_a_bad_edit_is_rejected_once_the_old_config_serves_a_fix_recovers(
     config_dsn: str,
     sql: asyncpg.Connection,
     upstream: Upstream,
     start_proxy: ProxyFactory,
     http: aiohttp.ClientSession,
+    edit: str,
+    error: str | None,
+    fix: str,
 ) -> None:
-    await add_provider(sql, "alpha", upstream.api_base, {"good": None})
+    await add_provider(sql, "alpha", upstream.api_base, {"m": None})
     url = await start_db_proxy(start_proxy, config_dsn)
-    good_version = await version_of(http, url)
+    good = await version_of(http, url)
+    listener_pid = await wait_listener(sql)
 
-    # A regex that does not compile passes every database constraint, not the proxy's rules.
-    await sql.execute("""UPDATE providers SET model_mapping = '{"bad-(*": "x"}'""")
-    for _ in range(200):
-        families = await scrape(http, url)
-        if sample(families, "llm_proxy_config_reloads_total", result="error"):
-            break
-        await asyncio.sleep(0.01)
+    await sql.execute(edit)
+    await rejected(http, url)
+    # Real time: nothing is to happen (a crash loop would reconnect ~9 times a second).
+    await asyncio.sleep(0.5)
+    families = await scrape(http, url)
     assert sample(families, "llm_proxy_config_reloads_total", result="error") == 1
-    assert sample(families, "llm_proxy_config_version") == float(good_version)
-    assert await version_of(http, url) == good_version
-    async with http.post(url + "/v1/chat/completions", json={"model": "good"}) as resp:
+    assert sample(families, "llm_proxy_config_version") == float(good)
+    assert await version_of(http, url) == good
+    assert await wait_listener(sql) == listener_pid  # the same connection: no reconnects
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as resp:
         assert resp.status == 200  # still serving the old config
     # /health/detailed says so: which version was refused, and that the listener is up.
     async with http.get(url + "/health/detailed") as resp:
@@ -376,21 +309,15 @@ async def test_bad_edit_rejected_old_config_serves_fix_recovers(
     assert database["rejected_version"] == await db_version(sql)
     assert database["last_check_at"] > time.time() - 60
     assert "@" not in database["database"]  # never the DSN's credentials
+    if error is not None:  # the same rows, read and validated directly: the error says where
+        with pytest.raises(ConfigError, match=error):
+            build_config(OPEN, await fetch(sql))
 
-    # The same rows, read and validated directly: the error names table, row and column.
-    fetched = await fetch(sql)
-    with pytest.raises(ConfigError) as exc:
-        build_config(Config(), fetched)
-    row_id = await sql.fetchval("SELECT id FROM providers")
-    assert str(exc.value).startswith(
-        f"providers[0].model_mapping['bad-(*'] (table providers, row id={row_id} ('alpha'), "
-        "column model_mapping): invalid regular expression"
-    )
-
-    await sql.execute("""UPDATE providers SET model_mapping = '{"fixed": null}'""")
+    await sql.execute(fix)
     await wait_version(http, url, await db_version(sql))
-    async with http.get(url + "/v1/models") as resp:
-        assert [m["id"] for m in (await resp.json())["data"]] == ["fixed"]
+    assert await version_of(http, url) == await db_version(sql)
+    async with http.post(url + "/v1/chat/completions", json={"model": "m"}) as resp:
+        assert resp.status == 200
 
 
 async def test_burst_of_updates_is_coalesced(
@@ -431,7 +358,7 @@ async def test_listener_killed_while_requests_flow(
                 results[r.status] += 1
 
     runner = asyncio.create_task(traffic())
-    await asyncio.sleep(0.1)
+    await eventually(lambda: results[200] > 0)
     # Kill the listener's backend and change the config in the same breath: the NOTIFY is
     # sent while nobody listens, so only the post-reconnect version check can catch it.
     killed = await sql.fetchval(
@@ -469,7 +396,12 @@ async def test_streams_during_50_reloads(
 
         # Long streams span all 50 reloads; shorter ones start between reloads.
         streams = [asyncio.create_task(stream(2000)) for _ in range(10)]
-        await asyncio.sleep(0.05)
+
+        async def streaming() -> bool:  # (the /metrics request is active too)
+            active = sample(await scrape(http, url), "llm_proxy_active_requests")
+            return (active or 0) >= 11
+
+        await eventually(streaming)
         for i in range(1, 51):
             mapping = orjson.dumps({"m": f"upstream-{i}"}).decode()
             await sql.execute("UPDATE providers SET model_mapping = $1::jsonb", mapping)

@@ -12,8 +12,8 @@ import aiohttp
 import openai
 import pytest
 
-from llm_proxy.testing.mock_upstream import MockOptions, audio_bytes, create_mock_app
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, serve
+from llm_proxy.testing.mock import MockOptions, audio_bytes, create_mock_app
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sdk, serve
 
 KEYS = [{"name": "team", "key": "sk-team-0123456789"}]
 
@@ -115,7 +115,7 @@ async def test_responses_follow_ups_keep_to_their_provider(
     two_mocks: tuple[str, str], start_proxy: ProxyFactory
 ) -> None:
     url = await start_proxy(two_providers(*two_mocks))
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         for i in range(6):  # round-robin alternates east and west: affinity must override it
             first = await client.responses.create(model="gpt-4o-mini", input=f"n{i}")
             follow = await client.responses.create(
@@ -136,7 +136,7 @@ async def test_objects_go_to_their_holder_and_the_rest_to_default_provider(
     two_mocks: tuple[str, str], start_proxy: ProxyFactory
 ) -> None:
     url = await start_proxy(two_providers(*two_mocks, default_provider="west"))
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         data = b'{"custom_id": "1"}\n{"custom_id": "2"}\n'
         created = await client.files.create(file=("in.jsonl", data), purpose="batch")
         assert "west" in created.id  # files.create: the default provider
@@ -158,7 +158,7 @@ async def test_without_default_provider_a_model_less_call_says_what_to_set(
     two_mocks: tuple[str, str], start_proxy: ProxyFactory
 ) -> None:
     url = await start_proxy(two_providers(*two_mocks))
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         with pytest.raises(openai.BadRequestError) as caught:
             await client.files.list()
         assert "default_provider" in str(caught.value)
@@ -185,7 +185,7 @@ async def test_every_json_endpoint_by_model(
             )
         )
     )
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         image = await client.images.generate(model="gpt-image-1", prompt="a cat")
         assert image.data[0].b64_json
         speech = await client.audio.speech.create(model="tts-1", voice="alloy", input="hello")
@@ -217,7 +217,7 @@ async def test_two_instances_in_database_mode_share_owners(
 ) -> None:
     import asyncpg
 
-    from tests.test_db import add_provider, start_db_proxy
+    from tests.helpers.db import add_provider, start_db_proxy
 
     east, west = two_mocks
     sql = await asyncpg.connect(config_dsn)
@@ -229,8 +229,8 @@ async def test_two_instances_in_database_mode_share_owners(
     one = await start_db_proxy(start_proxy, config_dsn)
     two = await start_db_proxy(start_proxy, config_dsn)
     async with (
-        openai.AsyncOpenAI(api_key="x", base_url=one + "/v1", max_retries=0) as a,
-        openai.AsyncOpenAI(api_key="x", base_url=two + "/v1", max_retries=0) as b,
+        sdk(one, "x") as a,
+        sdk(two, "x") as b,
     ):
         # Both instances' round-robins start alike: shift one, or each follow-up would land on
         # the right provider by luck.

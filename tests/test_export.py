@@ -14,12 +14,10 @@ import pytest
 
 from llm_proxy.cli import main
 from llm_proxy.config.export import key_variable
-from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.config.yaml_file import load_config_file
-from tests.conftest import ProxyFactory
-from tests.pg import with_database
-from tests.test_db import add_provider, db_version, start_db_proxy
+from tests.helpers import ProxyFactory
+from tests.helpers.db import add_provider, db_version, start_db_proxy
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -52,7 +50,10 @@ async def seed(dsn: str) -> None:
 
 
 async def test_round_trip_and_dry_run(
-    config_dsn: str, pg_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config_dsn: str,
+    other_config_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     await seed(config_dsn)
     exported = tmp_path / "exported.yaml"
@@ -72,62 +73,49 @@ async def test_round_trip_and_dry_run(
     assert [(n, p.output_per_mtok) for n, _, p in config.providers[0].pricing] == [("gpt-4o", 10)]
     assert [(k.name, k.enabled) for k in config.master_keys] == [("team", True), ("old", False)]
     # ...and import-config loads it into an empty database: exported again, the same file.
-    name = f"llm_proxy_export_{os.getpid()}_{id(tmp_path) & 0xFFFF}"
-    admin = await asyncpg.connect(pg_server)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    other = with_database(pg_server, name)
+    other = other_config_dsn
+    os.environ.update(env)
     try:
-        conn = await asyncpg.connect(other)
-        try:
-            await migrate_up(conn)
-        finally:
-            await conn.close()
-        os.environ.update(env)
-        try:
-            code, out, _ = await asyncio.to_thread(
-                run, capsys, "import-config", str(exported), "--db-url", other, "--dry-run"
-            )
-            assert code == 0
-            assert out.splitlines() == [
-                "INSERT providers/alpha",
-                "INSERT credentials/team",
-                "INSERT credentials/old",
-            ]
-            conn = await asyncpg.connect(other)
-            try:
-                assert await conn.fetchval("SELECT count(*) FROM providers") == 0  # dry
-            finally:
-                await conn.close()
-            code, out, _ = await asyncio.to_thread(
-                run, capsys, "import-config", str(exported), "--db-url", other
-            )
-            assert code == 0 and out.startswith("imported 1 providers and 2 master keys")
-            code, out, _ = await asyncio.to_thread(
-                run, capsys, "import-config", str(exported), "--db-url", other, "--dry-run"
-            )
-            assert out.strip() == "no changes"
-        finally:
-            for key in env:
-                os.environ.pop(key, None)
-        code, again, _ = await asyncio.to_thread(run, capsys, "export-config", "--db-url", other)
+        code, out, _ = await asyncio.to_thread(
+            run, capsys, "import-config", str(exported), "--db-url", other, "--dry-run"
+        )
         assert code == 0
-
-        def body(yaml_text: str) -> list[str]:
-            return [line for line in yaml_text.splitlines() if not line.startswith("# llm-proxy")]
-
-        assert body(again) == body(text)
+        assert out.splitlines() == [
+            "INSERT providers/alpha",
+            "INSERT credentials/team",
+            "INSERT credentials/old",
+        ]
         conn = await asyncpg.connect(other)
-        try:  # the master key itself works there: its hash came across
-            digest = await conn.fetchval("SELECT key_hash FROM credentials WHERE name = 'team'")
-            import hashlib
-
-            assert digest == hashlib.sha256(b"sk-team-secret-key").digest()
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM providers") == 0  # dry
         finally:
             await conn.close()
+        code, out, _ = await asyncio.to_thread(
+            run, capsys, "import-config", str(exported), "--db-url", other
+        )
+        assert code == 0 and out.startswith("imported 1 providers and 2 master keys")
+        code, out, _ = await asyncio.to_thread(
+            run, capsys, "import-config", str(exported), "--db-url", other, "--dry-run"
+        )
+        assert out.strip() == "no changes"
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        for key in env:
+            os.environ.pop(key, None)
+    code, again, _ = await asyncio.to_thread(run, capsys, "export-config", "--db-url", other)
+    assert code == 0
+
+    def body(yaml_text: str) -> list[str]:
+        return [line for line in yaml_text.splitlines() if not line.startswith("# llm-proxy")]
+
+    assert body(again) == body(text)
+    conn = await asyncpg.connect(other)
+    try:  # the master key itself works there: its hash came across
+        digest = await conn.fetchval("SELECT key_hash FROM credentials WHERE name = 'team'")
+        import hashlib
+
+        assert digest == hashlib.sha256(b"sk-team-secret-key").digest()
+    finally:
+        await conn.close()
 
 
 async def test_the_admin_export_is_the_same_file(

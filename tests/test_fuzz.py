@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llm_proxy.app import create_app
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-from tests.conftest import make_config, provider, serve
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import make_config, provider, serve
 
 PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 KEY = "sk-fuzz-0123456789"

@@ -10,7 +10,7 @@ import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sdk
 
 
 async def post(http: aiohttp.ClientSession, url: str, data: Any, **kw: Any) -> tuple[int, Any]:
@@ -203,16 +203,23 @@ async def test_a_budget_refusal_logs_the_model_the_body_named(
 ) -> None:
     """The budget is checked before the handler reads the body: the refused request's access
     line still names its model (read from the body in that error path)."""
-    from tests.test_budgets import AUTH, budget_config
-
-    url = await start_proxy(budget_config(upstream.api_base, max_budget_usd=1))
+    key = "sk-team-budget-0123"
+    config = make_config(
+        provider("a", upstream.api_base, {"m": None}),
+        master_keys=[{"name": "team", "key": key, "max_budget_usd": 1}],
+        # 5 prompt and 5 completion tokens a call at $100,000 per million: $1 a call.
+        pricing={"m": {"input_per_mtok": 100_000, "output_per_mtok": 100_000}},
+        reserve_output_tokens=1,
+    )
+    url = await start_proxy(config)
+    auth = {"Authorization": f"Bearer {key}"}
     with structlog.testing.capture_logs() as logs:
         for body in ({"model": "m"}, {"model": "m", "messages": []}):  # $1 spent, then refused
-            async with http.post(url + "/v1/chat/completions", json=body, headers=AUTH) as r:
+            async with http.post(url + "/v1/chat/completions", json=body, headers=auth) as r:
                 last = r.status, await r.json()
         form = aiohttp.FormData({"model": "m"})
         form.add_field("file", b"x", filename="a.wav")
-        async with http.post(url + "/v1/audio/transcriptions", data=form, headers=AUTH) as r:
+        async with http.post(url + "/v1/audio/transcriptions", data=form, headers=auth) as r:
             assert r.status == 429  # a form is not read for its model: refused all the same
     assert last[0] == 429 and last[1]["error"]["code"] == "budget_exceeded"
     lines = [e for e in logs if e["event"] == "request"]
@@ -240,7 +247,7 @@ async def test_retrieve_answers_for_every_name_chat_serves_the_key(
     )
 
     async def retrieve(base: str, key: str, name: str) -> str | None:
-        async with openai.AsyncOpenAI(api_key=key, base_url=base + "/v1", max_retries=0) as c:
+        async with sdk(base, key) as c:
             try:
                 return (await c.models.retrieve(name)).id
             except openai.NotFoundError:

@@ -23,10 +23,9 @@ from llm_proxy.config.migrate import SQL_DIR, migrate_up
 from llm_proxy.config.validate import parse_config
 from llm_proxy.config.yaml_file import apply_env_overrides
 from llm_proxy.proxy.keyring import KeyRing
-from tests.conftest import ProxyFactory
-from tests.test_admin import call
-from tests.test_admin_resources import KEYED
-from tests.test_db import start_db_proxy
+from tests.helpers import ProxyFactory
+from tests.helpers.admin import KEYED, call
+from tests.helpers.db import start_db_proxy
 
 SECRET = "sk-account-wide-0123456789"
 

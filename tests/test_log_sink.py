@@ -9,7 +9,6 @@ import fcntl
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import orjson
 import pytest
 
 from llm_proxy.observe.log_sink import BatchedWriter
-from tests.processes import serve_process
+from tests.helpers import eventually_blocking
+from tests.helpers.processes import serve_process
 
 
 @pytest.fixture
@@ -33,15 +33,17 @@ def pipe() -> Iterator[tuple[int, int]]:
 
 
 def read_until(fd: int, size: int, timeout: float = 5.0) -> bytes:
+    """`size` bytes (at least) read from the pipe `fd`, for sync tests (the writer is a thread)."""
     os.set_blocking(fd, False)
-    data = b""
-    deadline = time.monotonic() + timeout
-    while len(data) < size and time.monotonic() < deadline:
-        try:
-            data += os.read(fd, 1 << 20)
-        except BlockingIOError:
-            time.sleep(0.01)
-    return data
+    data = bytearray()
+
+    def enough() -> bool:
+        with contextlib.suppress(BlockingIOError):
+            data.extend(os.read(fd, 1 << 20))
+        return len(data) >= size
+
+    eventually_blocking(enough, timeout=timeout, what=f"{size} bytes read")
+    return bytes(data)
 
 
 def test_lines_arrive_in_order_in_few_writes(pipe: tuple[int, int]) -> None:
@@ -94,9 +96,12 @@ def test_a_stuck_reader_never_blocks_the_caller_and_drops_are_counted(
 
     closer = threading.Thread(target=writer.close)
     closer.start()
-    while closer.is_alive():
-        drain()
-        time.sleep(0.01)
+
+    def closed() -> bool:
+        drain()  # (a full pipe would block the close)
+        return not closer.is_alive()
+
+    eventually_blocking(closed, timeout=10)
     drain()
     assert bytes(received) == line * (len(received) // len(line))
     assert len(received) // len(line) + writer.dropped == 10_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape
 
 
 async def test_metric_values_after_known_sequence(

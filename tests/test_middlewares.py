@@ -12,8 +12,18 @@ from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.middlewares.observe import LOG_REFUSED_EVERY_SECS
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
-from tests.upstream_fakes import until
+from tests.helpers import (
+    ProxyFactory,
+    Upstream,
+    eventually,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    serve,
+)
+from tests.helpers.db import rows, wait_rows
+from tests.helpers.langfuse import FakeLangfuse, settings
 
 
 async def test_client_gone_while_headers_are_written_is_one_499_line(
@@ -52,9 +62,6 @@ async def test_refused_requests_are_counted_never_written(
     """A client without a valid key once wrote a request-log row and a Langfuse trace per
     request (10.8k rows in 10 s): refusals are counted in metrics, and logged at most once
     per LOG_REFUSED_EVERY_SECS with a count."""
-    from tests.test_langfuse import FakeLangfuse, settings
-    from tests.test_request_log import rows, wait_rows
-
     fake = FakeLangfuse()
     await fake.start()
     try:
@@ -87,7 +94,7 @@ async def test_refused_requests_are_counted_never_written(
         # The records leave in order: once the accepted request is written, any refused one
         # would have been too.
         written = await wait_rows(config_dsn, "SELECT status FROM request_logs", 1)
-        await until(lambda: len(fake.traces) >= 1, 5)
+        await eventually(lambda: len(fake.traces) >= 1, timeout=5)
         assert [r["status"] for r in written] == [200]
         assert [r["status"] for r in await rows(config_dsn, "SELECT status FROM request_logs")] == [
             200

@@ -16,7 +16,7 @@ import openai
 import orjson
 import pytest
 
-from llm_proxy.testing.mock_upstream import (
+from llm_proxy.testing.mock import (
     FLAG,
     PNG,
     STATE,
@@ -24,7 +24,7 @@ from llm_proxy.testing.mock_upstream import (
     audio_bytes,
     create_mock_app,
 )
-from tests.conftest import Upstream, serve
+from tests.helpers import Upstream, sdk, serve
 
 MockFactory = Callable[..., Awaitable[Upstream]]
 
@@ -42,16 +42,12 @@ async def start_mock() -> AsyncIterator[MockFactory]:
         yield start
 
 
-def sdk(mock: Upstream) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-test", base_url=mock.api_base, max_retries=0)
-
-
 # -- Responses ------------------------------------------------------------------------------------
 
 
 async def test_streamed_response_is_stored_and_retrievable(start_mock: MockFactory) -> None:
     mock = await start_mock("a")
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         stream = await client.responses.create(
             model="gpt-4.1", input="count", stream=True, extra_body={"mock_chunks": 3}
         )
@@ -79,7 +75,7 @@ async def test_streamed_response_is_stored_and_retrievable(start_mock: MockFacto
 
 async def test_unknown_or_deleted_response_is_a_404(start_mock: MockFactory) -> None:
     mock = await start_mock()
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         with pytest.raises(openai.NotFoundError) as missing:
             await client.responses.retrieve("resp_nobody")
         assert missing.value.status_code == 404
@@ -106,7 +102,10 @@ async def test_previous_response_id_only_on_the_instance_that_stored_it(
     """Response affinity: a follow-up works on the instance that made the first response and
     fails, as OpenAI answers an unknown `previous_response_id`, on any other."""
     first_mock, second_mock = await start_mock("one"), await start_mock("two")
-    async with sdk(first_mock) as first, sdk(second_mock) as second:
+    async with (
+        sdk(first_mock.url, "sk-test") as first,
+        sdk(second_mock.url, "sk-test") as second,
+    ):
         opening = await first.responses.create(model="m", input="hello")
         follow_up = await first.responses.create(
             model="m", input="and then?", previous_response_id=opening.id
@@ -132,7 +131,7 @@ async def test_previous_response_id_only_on_the_instance_that_stored_it(
 
 async def test_remembers_a_bounded_number_of_responses(start_mock: MockFactory) -> None:
     mock = await start_mock(max_objects=2)
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         ids = [(await client.responses.create(model="m", input="x")).id for _ in range(3)]
         with pytest.raises(openai.NotFoundError):
             await client.responses.retrieve(ids[0])
@@ -147,7 +146,7 @@ async def test_every_answer_names_its_instance(
     start_mock: MockFactory, http: aiohttp.ClientSession
 ) -> None:
     mock = await start_mock("blue")
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         raw = await client.chat.completions.with_raw_response.create(model="m", messages=[])
         assert raw.headers["x-mock-instance"] == "blue"
         assert raw.parse().id == "chatcmpl-blue"
@@ -192,7 +191,7 @@ async def test_mock_status_forces_an_error_on_json_endpoints(
 
 async def test_mock_status_as_a_form_field(start_mock: MockFactory) -> None:
     mock = await start_mock()
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         with pytest.raises(openai.InternalServerError):
             await client.audio.transcriptions.create(
                 model="whisper-1", file=("a.wav", b"abc"), extra_body={"mock_status": 503}
@@ -224,7 +223,7 @@ async def test_image_generation_b64_and_url(
     start_mock: MockFactory, http: aiohttp.ClientSession
 ) -> None:
     mock = await start_mock()
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         b64 = await client.images.generate(model="gpt-image-1", prompt="a cat", n=2)
         assert b64.data is not None and len(b64.data) == 2
         assert b64.data[0].b64_json is not None
@@ -243,7 +242,7 @@ async def test_image_generation_b64_and_url(
 
 async def test_image_edit_and_variation_are_multipart(start_mock: MockFactory) -> None:
     mock = await start_mock()
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         edit = await client.images.edit(
             model="gpt-image-1",
             image=[("a.png", PNG, "image/png"), ("b.png", PNG * 2, "image/png")],
@@ -275,7 +274,7 @@ async def test_speech_streams_deterministic_audio(
     start_mock: MockFactory, http: aiohttp.ClientSession
 ) -> None:
     mock = await start_mock(speech_bytes=1000)
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         default = await client.audio.speech.create(model="tts-1", voice="alloy", input="hi")
         assert default.content == audio_bytes(1000)
         assert default.response.headers["content-type"] == "audio/mpeg"
@@ -309,7 +308,7 @@ async def test_transcription_reports_the_uploaded_bytes(start_mock: MockFactory)
     mock = await start_mock()
     upload = bytes(range(256)) * 4000  # 1 MB
     digest = hashlib.sha256(upload).hexdigest()
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         done = await client.audio.transcriptions.create(
             model="whisper-1", file=("talk.mp3", upload, "audio/mpeg")
         )
@@ -345,7 +344,7 @@ async def test_transcription_reports_the_uploaded_bytes(start_mock: MockFactory)
 
 async def test_moderations(start_mock: MockFactory) -> None:
     mock = await start_mock("m1")
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         one = await client.moderations.create(model="omni-moderation-latest", input="hello")
         assert one.id == "modr-m1" and one.model == "omni-moderation-latest"
         assert [r.flagged for r in one.results] == [False]
@@ -380,7 +379,7 @@ async def test_rerank(start_mock: MockFactory, http: aiohttp.ClientSession) -> N
 async def test_file_upload_list_content_delete(start_mock: MockFactory) -> None:
     mock = await start_mock("f")
     data = b'{"custom_id": "1"}\n{"custom_id": "2"}\n' + bytes(range(256)) * 100
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         made = await client.files.create(file=("in.jsonl", data), purpose="batch")
         other = await client.files.create(file=("b.txt", b"b"), purpose="assistants")
         assert (made.id, other.id) == ("file-f", "file-f_2")
@@ -401,7 +400,7 @@ async def test_file_upload_list_content_delete(start_mock: MockFactory) -> None:
 
 async def test_stored_files_are_bounded_on_disk_and_removed_at_stop() -> None:
     app = create_mock_app(MockOptions(max_file_bytes=250))
-    async with serve(app) as url, sdk(Upstream(app, url)) as client:
+    async with serve(app) as url, sdk(url, "sk-test") as client:
         first = await client.files.create(file=("a", b"a" * 100), purpose="batch")
         path = app[STATE].files.get(first.id).path
         assert path.read_bytes() == b"a" * 100
@@ -417,7 +416,7 @@ async def test_stored_files_are_bounded_on_disk_and_removed_at_stop() -> None:
 async def test_batches(start_mock: MockFactory) -> None:
     mock = await start_mock("b")
     requests = b'{"custom_id": "1"}\n{"custom_id": "2"}\n{"custom_id": "3"}'
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         file = await client.files.create(file=("in.jsonl", requests), purpose="batch")
         batch = await client.batches.create(
             input_file_id=file.id, endpoint="/v1/chat/completions", completion_window="24h"
@@ -441,7 +440,7 @@ async def test_batches(start_mock: MockFactory) -> None:
 
 async def test_vector_stores_and_their_files(start_mock: MockFactory) -> None:
     mock = await start_mock("v")
-    async with sdk(mock) as client:
+    async with sdk(mock.url, "sk-test") as client:
         one = await client.files.create(file=("a.txt", b"x" * 10), purpose="assistants")
         two = await client.files.create(file=("b.txt", b"y" * 5), purpose="assistants")
         store = await client.vector_stores.create(name="docs", file_ids=[one.id])

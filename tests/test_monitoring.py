@@ -24,7 +24,7 @@ from ruamel.yaml import YAML
 from llm_proxy.app import create_app
 from llm_proxy.keys import METRICS, STORE
 from llm_proxy.reload import reload_store
-from tests.conftest import Upstream, make_config, provider, serve
+from tests.helpers import Upstream, make_config, provider, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = ROOT / "deploy" / "prometheus"

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from llm_proxy.app import OBJECT_COLLECTIONS, create_app
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-from tests.conftest import ProxyFactory, make_config, provider, serve
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import ProxyFactory, make_config, provider, sdk, serve
 
 # -- The upstream path stays under its collection ------------------------------------------------
 
@@ -241,10 +241,7 @@ async def proxy(mock_url: str, start_proxy: ProxyFactory) -> str:
 
 @pytest.fixture
 async def clients(proxy: str) -> AsyncIterator[dict[str, openai.AsyncOpenAI]]:
-    made = {
-        name: openai.AsyncOpenAI(api_key=key, base_url=proxy + "/v1", max_retries=0)
-        for name, key in (("alice", ALICE), ("bob", BOB), ("ops", OPS))
-    }
+    made = {name: sdk(proxy, key) for name, key in (("alice", ALICE), ("bob", BOB), ("ops", OPS))}
     yield made
     for client in made.values():
         await client.close()
@@ -475,7 +472,7 @@ async def test_without_authentication_there_is_one_tenant(
     mock_url: str, start_proxy: ProxyFactory
 ) -> None:
     url = await start_proxy(make_config(provider("acct", mock_url, MODELS)))
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         made = await client.files.create(file=("a.jsonl", BATCH_LINES), purpose="batch")
         assert [f.id for f in (await client.files.list()).data] == [made.id]
         # An object made at the provider directly (unknown to the proxy) is reachable too.
@@ -532,7 +529,7 @@ def jsonl(*models: str) -> bytes:
 async def test_a_batch_respects_the_keys_models(mock_url: str, start_proxy: ProxyFactory) -> None:
     keys = [{"name": "mini", "key": ALICE, "allowed_models": ["gpt-4o-mini"]}]
     url = await start_proxy(make_config(provider("acct", mock_url, MODELS), master_keys=keys))
-    async with openai.AsyncOpenAI(api_key=ALICE, base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, ALICE) as client:
 
         async def batch(file_id: str) -> Any:
             return await client.batches.create(
@@ -598,8 +595,8 @@ async def test_a_finished_batch_is_charged_to_its_key_once(
     )
     url = await start_proxy(config)
     async with (
-        openai.AsyncOpenAI(api_key=ALICE, base_url=url + "/v1", max_retries=0) as client,
-        openai.AsyncOpenAI(api_key=OPS, base_url=url + "/v1", max_retries=0) as shared,
+        sdk(url, ALICE) as client,
+        sdk(url, OPS) as shared,
     ):
         file = await client.files.create(
             file=("in.jsonl", jsonl("gpt-4o-mini", "gpt-4o-mini")), purpose="batch"
@@ -642,7 +639,7 @@ async def test_isolation_holds_across_instances_in_database_mode(
     import asyncpg
 
     from llm_proxy.config.model import Config
-    from tests.test_db import add_provider, start_db_proxy
+    from tests.helpers.db import add_provider, start_db_proxy
 
     sql = await asyncpg.connect(config_dsn)
     try:
@@ -654,9 +651,9 @@ async def test_isolation_holds_across_instances_in_database_mode(
     one = await start_db_proxy(start_proxy, config_dsn, Config())
     two = await start_db_proxy(start_proxy, config_dsn, Config())
     async with (
-        openai.AsyncOpenAI(api_key=ALICE, base_url=one + "/v1", max_retries=0) as alice_one,
-        openai.AsyncOpenAI(api_key=ALICE, base_url=two + "/v1", max_retries=0) as alice_two,
-        openai.AsyncOpenAI(api_key=BOB, base_url=two + "/v1", max_retries=0) as bob_two,
+        sdk(one, ALICE) as alice_one,
+        sdk(two, ALICE) as alice_two,
+        sdk(two, BOB) as bob_two,
     ):
         file = await alice_one.files.create(file=("a.jsonl", BATCH_LINES), purpose="batch")
         first = await alice_one.responses.create(model="gpt-4o-mini", input="q")

@@ -8,13 +8,13 @@ import aiohttp
 import openai
 import pytest
 
-from llm_proxy.testing.mock_upstream import stream_events
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
-from tests.faults import FaultyUpstream
+from llm_proxy.testing.mock import stream_events
+from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape, sdk
+from tests.helpers.upstreams import FaultyUpstream
 
 
 def async_client(proxy_url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-client", base_url=proxy_url + "/v1", max_retries=0)
+    return sdk(proxy_url)
 
 
 async def test_chat_non_streaming(proxy_url: str, upstream: Upstream) -> None:
@@ -132,7 +132,7 @@ async def test_unreachable_and_slow_upstreams_map_to_502_504(start_proxy: ProxyF
 
     from aiohttp import web
 
-    from tests.conftest import serve
+    from tests.helpers import serve
 
     # A port bound but not listening: connections are refused, and no other server of the
     # run can take it meanwhile (a merely unused port can be handed out again).
@@ -172,7 +172,7 @@ async def test_stream_read_to_done_is_a_200_with_the_upstreams_usage(
     # Real front ends end the body a moment after `data: [DONE]`; the SDK closes the
     # connection as soon as it has read [DONE]. The client got everything: a 200, the
     # upstream's usage (not an estimate), and the upstream connection is reused.
-    from tests.conftest import serve
+    from tests.helpers import serve
 
     up = FaultyUpstream("linger_after_done", delay=0.5)
     async with serve(up.app) as up_url:
@@ -191,7 +191,9 @@ async def test_stream_read_to_done_is_a_200_with_the_upstreams_usage(
                     assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 33
                 else:
                     assert all(c.usage is None for c in chunks)
-                await asyncio.sleep(0.8)  # past the upstream's linger: the body has ended
+                # Real time: past the upstream's linger, the body has ended and its connection
+                # is back in the pool (nothing outside the proxy shows when).
+                await asyncio.sleep(0.8)
         m = await scrape(http, url)
     assert sample(m, "llm_proxy_requests_total", status_code="200") == 3
     assert sample(m, "llm_proxy_requests_total", status_code="499") is None

@@ -10,6 +10,7 @@ import asyncio
 import asyncpg
 
 from llm_proxy.proxy.owners import KEEP_DAYS, Owner, Owners
+from tests.helpers import eventually
 
 
 async def test_a_key_evicts_only_its_own_entries() -> None:
@@ -95,9 +96,11 @@ async def test_only_responses_are_pruned(config_dsn: str) -> None:
         owners = Owners(config_dsn)
         owners.start()
         try:
-            async with asyncio.timeout(10):
-                while await sql.fetchval("SELECT count(*) FROM object_owners") != 3:
-                    await asyncio.sleep(0.01)
+
+            async def swept() -> bool:
+                return await sql.fetchval("SELECT count(*) FROM object_owners") == 3
+
+            await eventually(swept, timeout=10)
         finally:
             await owners.close()
         kept = await sql.fetch("SELECT id FROM object_owners ORDER BY id")

@@ -23,12 +23,21 @@ from aiohttp import web
 from llm_proxy.config.model import MasterKey
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
-from tests.upstream_fakes import until
+from tests.helpers import (
+    REDIS_URL,
+    ProxyFactory,
+    Upstream,
+    eventually,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    sdk,
+    serve,
+)
 
 KEY = "sk-parallel-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-REDIS_URL = "redis://127.0.0.1:6379/0"
 # Every stream is answered with this usage: the prompt the estimate finds (at most), and as
 # many completion tokens as the request's max_tokens allowed.
 PROMPT_TOKENS = 2
@@ -146,7 +155,7 @@ async def test_parallel_streams_spend_at_most_the_limit(
     calls = [asyncio.create_task(stream(http, urls[i % instances], max_tokens=8)) for i in range(n)]
     refused = lambda: sum(1 for c in calls if c.done())  # noqa: E731 (held calls never end)
     # Every call is either at the upstream (admitted, held at the gate) or refused.
-    await until(lambda: fake.arrived + refused() == n, timeout=10)
+    await eventually(lambda: fake.arrived + refused() == n, timeout=10)
     admitted = fake.arrived
     fake.gate.set()
     results = await asyncio.gather(*calls)
@@ -200,7 +209,7 @@ async def test_the_openai_sdk_gets_the_reservation_refusal(
     fake, api_base = gated
     fake.gate.set()
     url = await start_proxy(config(api_base, {"tokens_per_minute": 100}))
-    async with openai.AsyncOpenAI(api_key=KEY, base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, KEY) as client:
         # 1 prompt token + 60 x 2 choices: more than the 100 a minute allows... capped at 100,
         # which fits an unspent minute.
         ok = await client.chat.completions.create(
@@ -245,7 +254,7 @@ async def test_a_reservation_ends_with_its_call_however_it_ends(
     fake.gate.set()
     r.close()
     await session.close()
-    await until(lambda: fake.active == 0, timeout=10)
+    await eventually(lambda: fake.active == 0, timeout=10)
 
     async def charged() -> float:
         families = await scrape(http, url)
@@ -253,9 +262,7 @@ async def test_a_reservation_ends_with_its_call_however_it_ends(
 
     # Without usage from the upstream the relayed text is counted (tiktoken, in the
     # background); the reservation ends when that count is charged.
-    async with asyncio.timeout(10):
-        while not await charged():
-            await asyncio.sleep(0.01)
+    await eventually(charged, timeout=10)
     assert await charged() < 0.0009  # what was relayed: far less than it reserved
     fake.gate.clear()
     # Upstream failures cost nothing: their reservation is given back.
@@ -294,7 +301,7 @@ async def fill(
     """k calls held at the upstream."""
     before = fake.arrived
     calls = [asyncio.create_task(stream(http, url, model)) for _ in range(k)]
-    await until(lambda: fake.arrived == before + k, timeout=10)
+    await eventually(lambda: fake.arrived == before + k, timeout=10)
     return calls
 
 
@@ -315,9 +322,7 @@ async def admitted_again(http: aiohttp.ClientSession, url: str, fake: GatedUpstr
     async def once() -> bool:
         return (await stream(http, url))[0] == 200
 
-    async with asyncio.timeout(5):
-        while not await once():
-            await asyncio.sleep(0.01)
+    await eventually(once)
 
 
 async def test_the_k_plus_first_call_is_refused_and_slots_come_back_however_calls_end(
@@ -369,7 +374,7 @@ async def test_the_k_plus_first_call_is_refused_and_slots_come_back_however_call
     for session, r in zip(sessions, responses, strict=True):
         r.close()
         await session.close()
-    await until(lambda: fake.active == 0, timeout=10)  # the proxy let go of the upstream
+    await eventually(lambda: fake.active == 0, timeout=10)  # the proxy let go of the upstream
     await admitted_again(http, url, fake)
 
 

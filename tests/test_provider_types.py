@@ -6,148 +6,41 @@ header value (admin API, config history, check-config, export)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-import openai
 import orjson
 import pytest
-from aiohttp import web
-from multidict import CIMultiDict
 
 from llm_proxy.cli import main
 from llm_proxy.config.database import load_once
 from llm_proxy.config.export import header_variable, key_variable
 from llm_proxy.config.issues import ConfigError
-from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.model import Config
 from llm_proxy.config.yaml_file import load_config_text
 from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.health_checks import probe
 from llm_proxy.proxy.upstream import compile_upstream, request_headers
-from tests.conftest import ProxyFactory, make_config, provider, serve
-from tests.pg import with_database
-from tests.test_admin import ADMIN, call
-from tests.test_db import db_version, start_db_proxy
+from tests.helpers import ProxyFactory, make_config, provider, sdk, serve
+from tests.helpers.admin import ADMIN, call
+from tests.helpers.azure import (
+    API_VERSION,
+    AZURE_KEY,
+    DEPLOYMENT,
+    Fake,
+    Seen,
+    azure_app,
+    azure_provider,
+    recorder_app,
+)
+from tests.helpers.db import db_version, start_db_proxy
 
-DEPLOYMENT = "my-deployment"
-API_VERSION = "2024-10-21"
-AZURE_KEY = "azure-key-0123456789abcdef"
 GATEWAY_SECRET = "gw-secret-0123456789abcdef"
 ADMIN_BASE = Config(require_auth=False, admin_keys=(("ops", "adm-ops-0123456789abcdef"),))
-
-
-@dataclass
-class Seen:
-    method: str
-    path_qs: str
-    headers: CIMultiDict[str]
-
-
-@dataclass
-class Fake:
-    """A running fake upstream and what it received."""
-
-    url: str
-    calls: list[Seen] = field(default_factory=list)
-
-
-def _completion(text: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-az",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-2024-08-06",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6},
-    }
-
-
-def _chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-    body = {"id": "chatcmpl-az", "object": "chat.completion.chunk", "created": 1, **extra}
-    return b"data: " + orjson.dumps({**body, "model": "gpt-4o", "choices": choices}) + b"\n\n"
-
-
-async def _answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-    """A chat completion, streamed as Azure streams it when asked (a first chunk holding only
-    the prompt filter results, a usage chunk when `include_usage`)."""
-    if not body.get("stream"):
-        return web.json_response(_completion("Hello from Azure"))
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await resp.prepare(request)
-    await resp.write(_chunk([], prompt_filter_results=[{"prompt_index": 0}]))
-    for piece in ("Hello", " from", " Azure"):
-        await resp.write(_chunk([{"index": 0, "delta": {"content": piece}}]))
-    await resp.write(_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
-    if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
-        await resp.write(_chunk([], usage=usage))
-    await resp.write(b"data: [DONE]\n\n")
-    return resp
-
-
-def _azure_error(status: int, code: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": code}}, status=status)
-
-
-def azure_app(calls: list[Seen]) -> web.Application:
-    """Azure OpenAI as strict as the real one: only `POST /openai/deployments/my-deployment/
-    chat/completions?api-version=2024-10-21` (and `GET /openai/models`) with `api-key: <key>`;
-    401 without the key, 404 for any other path, version or deployment."""
-
-    def refused(request: web.Request) -> web.Response | None:
-        calls.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers)))
-        if request.headers.get("api-key") != AZURE_KEY:
-            return _azure_error(401, "401")  # "Access denied due to invalid subscription key"
-        if request.query.getall("api-version", []) != [API_VERSION]:
-            return _azure_error(404, "404")  # "Resource not found"
-        return None
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        no = refused(request)
-        if no is not None:
-            return no
-        if request.match_info["deployment"] != DEPLOYMENT:
-            return _azure_error(404, "DeploymentNotFound")
-        return await _answer(request, await request.json())
-
-    async def models(request: web.Request) -> web.Response:
-        no = refused(request)
-        return web.json_response({"object": "list", "data": []}) if no is None else no
-
-    async def anything_else(request: web.Request) -> web.Response:
-        calls.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers)))
-        return _azure_error(404, "404")
-
-    app = web.Application()
-    app.router.add_post("/openai/deployments/{deployment}/chat/completions", chat)
-    app.router.add_get("/openai/models", models)
-    app.router.add_route("*", "/{tail:.*}", anything_else)
-    return app
-
-
-def recorder_app(calls: list[Seen]) -> web.Application:
-    """An OpenAI-compatible upstream that answers every chat and records what it received."""
-
-    async def chat(request: web.Request) -> web.StreamResponse:
-        calls.append(Seen(request.method, request.path_qs, CIMultiDict(request.headers)))
-        return await _answer(request, await request.json())
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
 
 
 @pytest.fixture
@@ -162,21 +55,6 @@ async def recorder() -> AsyncIterator[Fake]:
     calls: list[Seen] = []
     async with serve(recorder_app(calls)) as url:
         yield Fake(url + "/v1", calls)
-
-
-def azure_provider(api_base: str, **extra: Any) -> dict[str, Any]:
-    return {
-        **provider("azure", api_base, {"gpt-4o": DEPLOYMENT, "gpt-4o-mini": None}),
-        "api_key": AZURE_KEY,
-        "provider_type": "azure",
-        "auth": "api-key",
-        "query_params": {"api-version": API_VERSION},
-        **extra,
-    }
-
-
-def sdk(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(api_key="sk-client", base_url=url + "/v1", max_retries=0)
 
 
 async def sdk_chat(url: str) -> tuple[str, str]:
@@ -603,7 +481,7 @@ async def test_psql_edits_are_validated_and_rollback_restores_headers(
 
 async def test_export_import_round_trip(
     config_dsn: str,
-    pg_server: str,
+    other_config_dsn: str,
     azure: Fake,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -649,28 +527,16 @@ async def test_export_import_round_trip(
     exported.write_text(text)
     monkeypatch.setenv(key_variable("azure"), AZURE_KEY)
     monkeypatch.setenv(secret_var, GATEWAY_SECRET)
-    name = f"llm_proxy_types_{os.getpid()}_{id(tmp_path) & 0xFFFF}"
-    other = with_database(pg_server, name)
-    admin = await asyncpg.connect(pg_server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    other = other_config_dsn
+    out = await asyncio.to_thread(run, "import-config", str(exported), "--db-url", other)
+    assert out.startswith("imported 2 providers")
+    again = await asyncio.to_thread(run, "export-config", "--db-url", other)
+    assert again.splitlines()[1:] == text.splitlines()[1:]  # (the first line: the version)
+    conn = await asyncpg.connect(other)
     try:
-        conn = await asyncpg.connect(other)
-        try:
-            await migrate_up(conn)
-        finally:
-            await conn.close()
-        out = await asyncio.to_thread(run, "import-config", str(exported), "--db-url", other)
-        assert out.startswith("imported 2 providers")
-        again = await asyncio.to_thread(run, "export-config", "--db-url", other)
-        assert again.splitlines()[1:] == text.splitlines()[1:]  # (the first line: the version)
-        conn = await asyncpg.connect(other)
-        try:
-            copied = await conn.fetch(
-                "SELECT name, provider_type, api_key, params::text FROM providers"
-            )
-        finally:
-            await conn.close()
-        assert sorted(map(tuple, copied)) == sorted(map(tuple, rows))
+        copied = await conn.fetch(
+            "SELECT name, provider_type, api_key, params::text FROM providers"
+        )
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await conn.close()
+    assert sorted(map(tuple, copied)) == sorted(map(tuple, rows))

@@ -10,13 +10,18 @@ import pytest
 import redis.asyncio
 
 from llm_proxy.config.model import MasterKey, RateLimit
-from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Limiter
-from tests.conftest import FakeClock, ProxyFactory, Upstream, make_config, provider, sample, scrape
-
-
-def ring(*keys: MasterKey) -> KeyRing:
-    return KeyRing(keys, [])
+from tests.helpers import (
+    FakeClock,
+    ProxyFactory,
+    Upstream,
+    chat,
+    make_config,
+    provider,
+    ring,
+    sample,
+    scrape,
+)
 
 
 async def test_burst_then_refill_at_rate() -> None:
@@ -101,9 +106,8 @@ AUTH = {"Authorization": "Bearer sk-team-0123"}
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: Any) -> aiohttp.ClientResponse:
-    async with http.post(url + "/v1/chat/completions", json=body, headers=AUTH) as resp:
-        await resp.read()
-        return resp
+    """A chat completion as the limited key."""
+    return await chat(http, url, key=LIMITED_KEY["key"], **body)
 
 
 async def test_429_with_openai_headers_end_to_end(

@@ -19,7 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import free_port, stop, wait_until_up
+from tests.helpers import eventually, free_port
+from tests.helpers.processes import stop, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -261,11 +262,8 @@ async def test_web_ui_quick_start_shows_the_key_it_made_and_the_ui_address(
         await asyncio.to_thread(wait_until_up, f"http://127.0.0.1:{port}/health", proc, log)
         # The log's own writer thread may write the line after /health answers.
         ui = f"http://127.0.0.1:{port}/ui/"
-        for _ in range(400):
-            if ui in (output := log.read_text()):
-                break
-            await asyncio.sleep(0.025)
-        assert ui in output, output
+        await eventually(lambda: ui in log.read_text(), timeout=10, what=f"{ui} in the log")
+        output = log.read_text()
         shown = re.findall(r"adm-[0-9a-f]{32}", output)
         assert len(shown) == 1, output  # the quick start shows it; the proxy never does
         async with aiohttp.ClientSession() as http:

@@ -12,7 +12,16 @@ import pytest
 from aiohttp import web
 
 from llm_proxy.proxy.relay import WHOLE_BODY_BYTES
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
+from tests.helpers import (
+    ProxyFactory,
+    Upstream,
+    eventually,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    serve,
+)
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
 
@@ -47,18 +56,13 @@ async def test_client_disconnect_closes_upstream_within_1s(
         await sent_first.wait()
         hung_up = time.monotonic()
         resp.close()  # the client goes away mid-stream
-        for _ in range(100):
-            if closed_at:
-                break
-            await asyncio.sleep(0.01)
-        assert closed_at, "upstream never saw the disconnect"
+        await eventually(lambda: closed_at, timeout=1, what="upstream saw the disconnect")
         assert closed_at[0] - hung_up < 1.0
-        for _ in range(100):  # the request is recorded as 499 (client closed request)
-            m = await scrape(http, proxy)
-            if sample(m, "llm_proxy_requests_total", status_code="499"):
-                break
-            await asyncio.sleep(0.01)
-        assert sample(m, "llm_proxy_requests_total", status_code="499") == 1
+
+        async def recorded_499() -> float | None:  # (client closed request)
+            return sample(await scrape(http, proxy), "llm_proxy_requests_total", status_code="499")
+
+        assert await eventually(recorded_499, timeout=1) == 1
 
 
 async def test_upstream_dying_mid_stream_ends_with_error_event(

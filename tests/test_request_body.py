@@ -16,8 +16,8 @@ import pytest
 
 from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.request_body import _inflate
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, serve
-from tests.faults import FaultyUpstream
+from tests.helpers import ProxyFactory, Upstream, eventually, make_config, provider, serve
+from tests.helpers.upstreams import FaultyUpstream
 
 KEY = "sk-body-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -152,7 +152,7 @@ async def test_bodies_in_flight_are_bounded(start_proxy: ProxyFactory) -> None:
                 return r.status, r.headers.get("Retry-After"), await r.json(content_type=None)
 
         first = asyncio.create_task(one())
-        await asyncio.sleep(0.3)  # the first body is held while its upstream thinks
+        await eventually(lambda: slow.seen)  # the first body is held while its upstream thinks
         status, retry_after, answer = await one()
         assert status == 503 and retry_after == "1"
         assert answer["error"]["code"] == "over_capacity"

@@ -23,30 +23,24 @@ import pytest
 from llm_proxy.config.model import RequestLogSettings
 from llm_proxy.observe.records import ErrorRecord, RequestRecord, error_summary
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape
-from tests.processes import free_port, serve_process
+from tests.helpers import (
+    ProxyFactory,
+    Upstream,
+    ask,
+    eventually,
+    free_port,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    sdk,
+    yaml_config,
+)
+from tests.helpers.db import rows, wait_rows
+from tests.helpers.processes import serve_process
 
 KEYS = [{"name": "team-a", "key": "sk-team-a-0123456789"}]
 PRICING = {"gpt-4o-mini": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
-
-
-async def rows(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
-
-
-async def wait_rows(dsn: str, query: str, count: int, *args: Any) -> list[asyncpg.Record]:
-    """The rows of `query` once there are `count` of them (the log is written every 50 ms)."""
-    found: list[asyncpg.Record] = []
-    for _ in range(200):
-        found = await rows(dsn, query, *args)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{len(found)} rows, expected {count}: {query}")
 
 
 def log_settings(**kw: Any) -> dict[str, Any]:
@@ -66,22 +60,12 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
             request_log=log_settings(database_url=config_dsn),
         )
     )
-    async with openai.AsyncOpenAI(
-        api_key="sk-team-a-0123456789", base_url=url + "/v1", max_retries=0
-    ) as client:
+    async with sdk(url, "sk-team-a-0123456789") as client:
         for _ in range(2):  # round-robin: one of the two starts at the dead provider
-            await client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
-            )
-        stream = await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
-        async for _ in stream:
-            pass
+            await ask(client, "gpt-4o-mini")
+        await ask(client, "gpt-4o-mini", stream=True)
         with pytest.raises(openai.NotFoundError):
-            await client.chat.completions.create(
-                model="no-such-model", messages=[{"role": "user", "content": "hi"}]
-            )
+            await ask(client, "no-such-model")
     async with (
         aiohttp.ClientSession() as http,
         http.post(
@@ -184,7 +168,7 @@ async def test_content_is_captured_only_when_asked_and_truncated(
         )
     )
     long_prompt = "é" * 100 + "tail"
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         await client.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "short question"}]
         )
@@ -377,19 +361,13 @@ async def test_jsonl_file_is_reopened_after_rotation_and_sigterm_flushes(
     upstream: Upstream, tmp_path: Path, config_dsn: str
 ) -> None:
     path = tmp_path / "requests.jsonl"
-    config = f"""
-providers:
-  - name: a
-    api_base: {upstream.api_base}
-    api_key: sk-a
-    model_mapping: {{m: null}}
-require_auth: false
-request_log:
-  jsonl_path: {path}
-  database_url: {config_dsn}
-  flush_interval_secs: 30   # only SIGHUP's reopen, a full batch or SIGTERM write it
-  batch_size: 2
-"""
+    request_log = {
+        "jsonl_path": path,
+        "database_url": config_dsn,
+        "flush_interval_secs": 30,  # only SIGHUP's reopen, a full batch or SIGTERM write it
+        "batch_size": 2,
+    }
+    config = yaml_config(upstream, request_log=request_log)
     async with serve_process(config, tmp_path) as served, aiohttp.ClientSession() as http:
 
         async def call() -> str:
@@ -399,27 +377,21 @@ request_log:
                 assert resp.status == 200
                 return resp.headers["x-request-id"]
 
+        def two_lines() -> bool:
+            return path.exists() and path.read_text().count("\n") == 2
+
         first = [await call(), await call()]  # a full batch: written at once
-        for _ in range(100):
-            if path.exists() and path.read_text().count("\n") == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(two_lines)
         lines = [json.loads(line) for line in path.read_text().splitlines()]
         assert [line["request_id"] for line in lines] == first
         assert lines[0]["status"] == 200 and lines[0]["ts"].endswith("Z")
         rotated = tmp_path / "requests.jsonl.1"
         os.rename(path, rotated)
         served.proc.send_signal(signal.SIGHUP)
-        for _ in range(200):  # the handler asks for the reopen before it reloads the file
-            if b'"config_reloaded"' in served.log:
-                break
-            await asyncio.sleep(0.025)
-        assert b'"config_reloaded"' in served.log
+        # The handler asks for the reopen before it reloads the file.
+        await eventually(lambda: b'"config_reloaded"' in served.log)
         later = [await call(), await call()]
-        for _ in range(100):
-            if path.exists() and path.read_text().count("\n") == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(two_lines)
         assert [json.loads(x)["request_id"] for x in path.read_text().splitlines()] == later
         assert rotated.read_text().count("\n") == 2
         last = await call()  # queued only (flush interval 30 s): SIGTERM must write it
@@ -462,11 +434,9 @@ async def test_steady_traffic_is_written_in_full_batches(tmp_path: Path) -> None
     try:
         for i in range(25):
             sink.submit(record(time.time(), f"r{i}"))
-        for _ in range(100):
-            if sink.written >= 20:
-                break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # time enough to write the last 5, if it would
+        await eventually(lambda: sink.written >= 20)
+        # Real time: nothing is to happen, time enough to write the last 5 if it would.
+        await asyncio.sleep(0.2)
         assert (sink.written, sink.queued) == (20, 5)
     finally:
         await sink.close()

@@ -16,23 +16,22 @@ import openai
 import orjson
 import pytest
 
-from tests.conftest import ProxyFactory, make_config, provider, sample, scrape, serve
-from tests.faults import DONE, EVENT, FaultyUpstream
+from tests.helpers import (
+    FakeClock,
+    ProxyFactory,
+    accepted,
+    eventually,
+    free_port,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    sdk,
+    serve,
+)
+from tests.helpers.upstreams import DONE, EVENT, FaultyUpstream
 
 Start = Callable[..., Any]
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test advances them (drives the breaker)."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, secs: float) -> None:
-        self.now += secs
 
 
 @pytest.fixture
@@ -273,20 +272,21 @@ async def test_active_health_checks_eject_and_restore(
             circuit_breaker={"failure_threshold": 2, "cooldown_secs": 0.1},
         )
     )
-    for _ in range(100):
+
+    async def state() -> str:
         async with http.get(url + "/health/detailed") as resp:
-            if (await resp.json())["providers"][0]["state"] != "healthy":
-                break
-        await asyncio.sleep(0.02)
+            return str((await resp.json())["providers"][0]["state"])
+
+    async def ejected() -> bool:
+        return await state() != "healthy"
+
+    async def restored() -> bool:
+        return await state() == "healthy"
+
+    await eventually(ejected, what="health checks ejected the provider")
     assert any(s == "models:status:503" for s in checked.seen)
     checked.default = "ok"
-    for _ in range(100):
-        async with http.get(url + "/health/detailed") as resp:
-            if (await resp.json())["providers"][0]["state"] == "healthy":
-                break
-        await asyncio.sleep(0.02)
-    else:
-        pytest.fail("health checks never restored the provider")
+    await eventually(restored, what="health checks restored the provider")
 
 
 async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFactory) -> None:
@@ -298,7 +298,7 @@ async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFact
         make_config(provider("a", base, {"m": None}), max_connections=2, keepalive_timeout_secs=0.5)
     )
     started, stop = asyncio.Event(), asyncio.Event()
-    port = _free_port()
+    port = free_port()
     task = asyncio.create_task(
         serve_app(
             app,
@@ -329,8 +329,7 @@ async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFact
         writer.close()
 
         # Connection cap: two idle connections fill it; the third gets a clear 503.
-        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
-        await asyncio.sleep(0.05)
+        held = [await accepted(port) for _ in range(2)]
         r3, w3 = await asyncio.open_connection("127.0.0.1", port)
         answer = await asyncio.wait_for(r3.read(), 2)
         assert answer.startswith(b"HTTP/1.1 503")
@@ -343,18 +342,12 @@ async def test_slow_client_head_is_cut_off(faulty: Start, start_proxy: ProxyFact
         await asyncio.wait_for(task, 5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_429_from_the_only_provider_is_not_amplified(
     faulty: Start, start_proxy: ProxyFactory, http: aiohttp.ClientSession
 ) -> None:
     limited, base = await faulty("status:429:20")
     url = await start_proxy(make_config(provider("a", base, {"m": None}), max_attempts=3))
-    async with openai.AsyncOpenAI(api_key="k", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "k") as client:
         with pytest.raises(openai.RateLimitError) as first:
             await client.chat.completions.create(model="m", messages=[])
     assert limited.seen == ["status:429:20"]  # one call, not max_attempts
@@ -467,7 +460,7 @@ async def test_all_unreachable_names_every_provider_and_logs_each_cause(
 ) -> None:
     import structlog
 
-    dead = [f"http://127.0.0.1:{_free_port()}/v1" for _ in range(2)]
+    dead = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
     url = await start_proxy(
         make_config(provider("a", dead[0], {"m": None}), provider("b", dead[1], {"m": None}))
     )
@@ -538,7 +531,7 @@ async def test_connections_per_provider_are_capped_and_say_why(
         )
     )
     first = asyncio.create_task(chat(http, url))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: slow.seen)  # it holds the one connection
     status, body = await chat(http, url)  # no free connection within pool_timeout_secs
     assert status == 503
     error = orjson.loads(body)["error"]

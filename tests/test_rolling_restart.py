@@ -14,14 +14,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import openai
+import pytest
 
-from tests.conftest import Upstream
-from tests.processes import free_port
-from tests.test_systemd import messages
+from tests.helpers import Upstream, eventually, free_port, yaml_config
+from tests.helpers.processes import wait_notified
 
 
 def start(config: Path, port: int, log: Path, notify: Path) -> subprocess.Popen[bytes]:
@@ -38,30 +38,20 @@ async def ready(
     sock: socket.socket, seen: list[dict[str, str]], proc: subprocess.Popen[bytes]
 ) -> None:
     """Until `proc` sent READY=1 (its MAINPID names it), or fail if it exits first."""
-    deadline = time.monotonic() + 30
-    while not any("READY" in m and m.get("MAINPID") == str(proc.pid) for m in seen):
-        assert proc.poll() is None, f"exited with {proc.returncode} before READY"
-        assert time.monotonic() < deadline, ("no READY", proc.pid, seen)
-        await asyncio.sleep(0.02)
-        seen += messages(sock)
+
+    def done(seen: list[dict[str, str]]) -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"exited with {proc.returncode} before READY")
+        return any("READY" in m and m.get("MAINPID") == str(proc.pid) for m in seen)
+
+    await wait_notified(sock, seen, done, timeout=30)
 
 
 async def test_instances_restarted_one_at_a_time_fail_no_request(
     upstream: Upstream, tmp_path: Path
 ) -> None:
     config = tmp_path / "c.yaml"
-    config.write_text(
-        f"""
-providers:
-  - name: a
-    api_base: {upstream.api_base}
-    api_key: sk-a
-    model_mapping: {{m: null}}
-require_auth: false
-server: {{reuse_port: true}}
-shutdown_grace_secs: 5
-"""
-    )
+    config.write_text(yaml_config(upstream, server={"reuse_port": True}, shutdown_grace_secs=5))
     port = free_port()
     log = tmp_path / "serve.log"
     notify = tmp_path / "notify.sock"
@@ -84,25 +74,27 @@ shutdown_grace_secs: 5
                 except openai.OpenAIError as exc:
                     failed.append(repr(exc))
 
+    def flowed(count: int) -> Callable[[], bool]:
+        def probe() -> bool:
+            if failed:
+                pytest.fail(f"failed requests: {failed[:3]}")
+            return ok >= count
+
+        return probe
+
     try:
         for p in procs:
             await ready(sock, seen, p)
         clients = [asyncio.create_task(traffic()) for _ in range(4)]
-        while ok < 20:  # traffic flows through both before the first restart
-            assert not failed, failed[:3]
-            await asyncio.sleep(0.02)
+        await eventually(flowed(20), timeout=30)  # through both before the first restart
         for i in range(2):  # the upgrade: one instance at a time
             procs[i].send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 15
-            while procs[i].poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            assert procs[i].returncode == 0
+            old = procs[i]
+            await eventually(lambda p=old: p.poll() is not None, timeout=15, interval=0.05)
+            assert old.returncode == 0
             procs[i] = start(config, port, log, notify)
             await ready(sock, seen, procs[i])  # the new one serves before the next goes
-        served = ok
-        while ok < served + 20:  # and still serves with both replaced
-            assert not failed, failed[:3]
-            await asyncio.sleep(0.02)
+        await eventually(flowed(ok + 20), timeout=30)  # and still serves with both replaced
         stop.set()
         print(f"{ok} requests, {len(failed)} failed")
         await asyncio.gather(*clients)

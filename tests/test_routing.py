@@ -6,7 +6,7 @@ from collections import Counter
 
 from llm_proxy.config.patterns import NameMatcher, compile_pattern
 from llm_proxy.proxy.routing import RouteTable
-from tests.conftest import make_config, provider
+from tests.helpers import make_config, provider
 
 BASE = "http://127.0.0.1:9/v1"
 

@@ -26,12 +26,9 @@ from llm_proxy.config.export import export_yaml, secret_variables
 from llm_proxy.config.migrate import migrate_up
 from llm_proxy.config.validate import parse_config
 from llm_proxy.config.yaml_file import load_config_text
-from tests.conftest import ProxyFactory, make_config, provider, serve
-from tests.pg import with_database
-from tests.processes import free_port
-from tests.test_admin import ADMIN, call
-from tests.test_db import start_db_proxy
-from tests.test_request_log import wait_rows
+from tests.helpers import ProxyFactory, free_port, make_config, provider, serve
+from tests.helpers.admin import ADMIN, call
+from tests.helpers.db import start_db_proxy, wait_rows
 
 QUERY_SECRET = "qk-0123456789abcdef/+secret"  # `/` and `+` are percent-encoded in a URL
 PROXY_PASSWORD = "pp-0123456789abcdef"
@@ -112,7 +109,7 @@ async def stored_params(dsn: str) -> dict[str, Any]:
 
 async def test_query_params_and_proxy_passwords_never_leave_the_proxy(
     config_dsn: str,
-    pg_server: str,
+    other_config_dsn: str,
     echo: tuple[str, list[str]],
     start_proxy: ProxyFactory,
     http: aiohttp.ClientSession,
@@ -234,21 +231,9 @@ async def test_query_params_and_proxy_passwords_never_leave_the_proxy(
     monkeypatch.setenv("LLM_PROXY_PROXY_PASSWORD_PROXIED", PROXY_PASSWORD)
     path = tmp_path / "exported.yaml"
     path.write_text(exported)
-    name = f"llm_proxy_secrets_{id(tmp_path) & 0xFFFFFF}"
-    admin = await asyncpg.connect(pg_server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        other = with_database(pg_server, name)
-        conn = await asyncpg.connect(other)
-        try:
-            await migrate_up(conn)
-        finally:
-            await conn.close()
-        await asyncio.to_thread(run, "import-config", str(path), "--db-url", other)
-        assert await stored_params(other) == await stored_params(config_dsn)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    other = other_config_dsn
+    await asyncio.to_thread(run, "import-config", str(path), "--db-url", other)
+    assert await stored_params(other) == await stored_params(config_dsn)
 
 
 YAML = """

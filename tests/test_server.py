@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import Upstream
-from tests.processes import Served, serve_process
+from tests.helpers import Upstream, accepted, eventually, read_response
+from tests.helpers.processes import Served, serve_process
 
 KEY = "sk-team-a-0123456789abcdef"
 CONFIG = f"""\
@@ -50,17 +50,6 @@ async def _exchange(served: Served, raw: bytes) -> bytes:
         writer.close()
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> bytes:
-    """One response with a Content-Length body, from a keep-alive connection."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    return head + await reader.readexactly(length)
-
-
 def _no_tracebacks(served: Served) -> None:
     assert b"Traceback" not in served.log
     assert b"unhandled_error" not in served.log
@@ -68,8 +57,7 @@ def _no_tracebacks(served: Served) -> None:
 
 async def test_connection_cap_answers_503_on_uvloop(tmp_path: Path) -> None:
     async with serve_process(CONFIG + "max_connections: 2\n", tmp_path) as served:
-        held = [await _open(served.port) for _ in range(2)]
-        await asyncio.sleep(0.1)
+        held = [await accepted(served.port) for _ in range(2)]
         reader, writer = await _open(served.port)
         answer = await asyncio.wait_for(reader.read(), 5)
         writer.close()
@@ -85,8 +73,7 @@ async def test_connection_cap_answers_503_on_uvloop(tmp_path: Path) -> None:
 async def test_one_address_cannot_fill_the_proxy(tmp_path: Path) -> None:
     config = CONFIG + "max_connections: 50\nmax_connections_per_client: 3\n"
     async with serve_process(config, tmp_path) as served:
-        held = [await _open(served.port) for _ in range(3)]
-        await asyncio.sleep(0.1)
+        held = [await accepted(served.port) for _ in range(3)]
         reader, writer = await _open(served.port)
         answer = await asyncio.wait_for(reader.read(), 5)
         writer.close()
@@ -100,9 +87,12 @@ async def test_one_address_cannot_fill_the_proxy(tmp_path: Path) -> None:
         # Once its connections close, the first address is admitted again.
         for _, w in held:
             w.close()
-        await asyncio.sleep(0.2)
         health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        assert (await _exchange(served, health)).startswith(b"HTTP/1.1 200")
+
+        async def admitted() -> bool:
+            return (await _exchange(served, health)).startswith(b"HTTP/1.1 200")
+
+        await eventually(admitted)
     _no_tracebacks(served)
 
 
@@ -133,7 +123,8 @@ async def test_idle_heads_close_sooner_than_authenticated_keep_alive(tmp_path: P
         request = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\r\n"
         for _ in range(2):
             writer.write(request.encode())
-            assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200")
+            assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
+            # Real time: past the 0.5 s head timeout of the server process's own clock.
             await asyncio.sleep(1.2)
         writer.close()
     _no_tracebacks(served)
@@ -154,7 +145,7 @@ async def test_malformed_header_lines_never_reach_the_log(tmp_path: Path, line: 
     async with serve_process(CONFIG, tmp_path) as served:
         raw = f"GET /v1/models HTTP/1.1\r\nHost: x\r\n{line}\r\n".encode()
         answer = await _exchange(served, raw)
-        await asyncio.sleep(0.2)  # let the log line be written
+    # (the log is read to its end once the process has stopped)
     assert KEY.encode() not in served.log
     assert KEY[:12].encode() not in answer
     if answer.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")):
@@ -179,8 +170,7 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     import httpx2 as httpx
     import trustme
 
-    from tests.processes import free_port
-    from tests.test_tls_server import certificate, config_for
+    from tests.helpers import certificate, free_port, yaml_config
 
     ca = trustme.CA()
     cert, key, _ = certificate(ca, tmp_path)
@@ -188,11 +178,15 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     clients_file = tmp_path / "clients.pem"
     clients.cert_pem.write_to_path(str(clients_file))
     metrics_port, port = free_port(), free_port()
-    config = config_for(upstream, cert, key, f", client_ca_file: {clients_file}")
-    config = config.replace("require_auth: false\n", "") + (
-        f"  metrics_port: {metrics_port}\n"
-        f"master_keys: [{{name: team-a, key: {KEY}}}]\n"
-        "admin_key: adm-0123456789abcdef\nmetrics_token: metrics-0123456789\n"
+    config = yaml_config(
+        upstream,
+        server={
+            "tls": {"cert_file": cert, "key_file": key, "client_ca_file": clients_file},
+            "metrics_port": metrics_port,
+        },
+        master_keys=[{"name": "team-a", "key": KEY}],
+        admin_key="adm-0123456789abcdef",
+        metrics_token="metrics-0123456789",
     )
     path = tmp_path / "metrics-port.yaml"
     path.write_text(config)
@@ -205,12 +199,11 @@ async def test_the_metrics_port_serves_metrics_and_health_only(
     master = {"Authorization": f"Bearer {KEY}"}
     try:
         async with httpx.AsyncClient() as http:
-            for _ in range(400):
-                try:
-                    if (await http.get(plain + "/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+
+            async def up() -> bool:
+                return (await http.get(plain + "/health")).status_code == 200
+
+            await eventually(up, timeout=20, interval=0.05)
             token = {"Authorization": "Bearer metrics-0123456789"}
             scraped = await http.get(plain + "/metrics", headers=token)
             assert scraped.status_code == 200 and "llm_proxy_" in scraped.text
@@ -279,9 +272,9 @@ async def test_request_heads_are_bounded_in_total(tmp_path: Path) -> None:
         # After a first request, on the same connection.
         reader, writer = await _open(served.port)
         writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
-        assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200")
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 200")
         writer.write(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + auth + many + b"\r\n")
-        answer = await _read_answer(reader)
+        answer = await read_response(reader)
         writer.close()
         assert answer.startswith(b"HTTP/1.1 431"), answer[:300]
         # A large head within the bound is served.

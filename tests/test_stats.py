@@ -11,7 +11,7 @@ import pytest
 
 from llm_proxy.keys import STATS
 from llm_proxy.observe.stats import quantile
-from tests.conftest import Upstream, make_config, provider, serve
+from tests.helpers import Upstream, make_config, provider, serve
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
 

@@ -14,6 +14,7 @@ from llm_proxy.config.model import Config
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.proxy.snapshot import ConfigStore, compile_snapshot
 from llm_proxy.tasks import stop_task
+from tests.helpers import eventually
 
 
 async def _swallows_one_cancel(started: asyncio.Event) -> None:
@@ -41,7 +42,7 @@ async def test_a_task_that_failed_is_stopped_quietly() -> None:
         raise RuntimeError("logged where it happened")
 
     task = asyncio.create_task(fails())
-    await asyncio.sleep(0)
+    await eventually(task.done)
     await stop_task(task)  # no exception, and no "never retrieved" warning (warnings: error)
     await stop_task(None)
 
@@ -51,7 +52,7 @@ async def test_the_callers_own_cancel_propagates() -> None:
     stubborn = asyncio.create_task(_swallows_one_cancel(started))
     await started.wait()
     stopper = asyncio.create_task(stop_task(stubborn))
-    await asyncio.sleep(0.05)
+    await eventually(stubborn.cancelling)  # stop_task cancelled it once, and waits
     stopper.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopper
@@ -73,14 +74,18 @@ async def test_listener_stops_when_a_reload_is_requested_at_once(config_dsn: str
         on_result=Metrics().config_reload,
         check_interval_secs=30,
     )
-    listener.start()
-    async with asyncio.timeout(10):
+
+    async def start() -> None:
+        """Started, connected, and its first check done: it waits for a wake-up."""
+        checked = listener.last_check_at
+        listener.start()
         await listener.connected.wait()
-        await asyncio.sleep(0.2)  # its first check is done; it waits for a wake-up
+        await eventually(lambda: listener.last_check_at != checked)
+
+    async with asyncio.timeout(10):
+        await start()
         for _ in range(20):
             listener.request_reload()
             await listener.stop()
-            listener.start()
-            await listener.connected.wait()
-            await asyncio.sleep(0.05)
+            await start()
         await listener.stop()

@@ -19,8 +19,7 @@ import openai
 import pytest
 import trustme
 
-from tests.conftest import Upstream
-from tests.processes import free_port
+from tests.helpers import Upstream, certificate, eventually, free_port, yaml_config
 
 
 @asynccontextmanager
@@ -41,14 +40,13 @@ async def serve_tls(
     ca.configure_trust(context)
     try:
         async with httpx.AsyncClient(verify=context) as http:
-            for _ in range(200):
+
+            async def up() -> bool:
                 if proc.poll() is not None:
-                    raise AssertionError((tmp_path / "serve.log").read_text())
-                try:
-                    if (await http.get(f"https://127.0.0.1:{port}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+                    pytest.fail((tmp_path / "serve.log").read_text())
+                return (await http.get(f"https://127.0.0.1:{port}/health")).status_code == 200
+
+            await eventually(up, timeout=10, interval=0.05)
         yield port, proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -56,28 +54,8 @@ async def serve_tls(
         log.close()
 
 
-def certificate(ca: trustme.CA, directory: Path) -> tuple[Path, Path, trustme.LeafCert]:
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    leaf.private_key_pem.write_to_path(str(key))
-    leaf.cert_chain_pems[0].write_to_path(str(cert))
-    for extra in leaf.cert_chain_pems[1:]:
-        with open(cert, "ab") as f:
-            f.write(extra.bytes())
-    return cert, key, leaf
-
-
-def config_for(upstream: Upstream, cert: Path, key: Path, extra: str = "") -> str:
-    return f"""
-providers:
-  - name: a
-    api_base: {upstream.api_base}
-    api_key: sk-a
-    model_mapping: {{m: null}}
-require_auth: false
-server:
-  tls: {{cert_file: {cert}, key_file: {key}{extra}}}
-"""
+def config_for(upstream: Upstream, cert: Path, key: Path) -> str:
+    return yaml_config(upstream, server={"tls": {"cert_file": cert, "key_file": key}})
 
 
 async def serial_seen(port: int) -> int:
@@ -115,11 +93,11 @@ async def test_https_with_the_sdk_and_a_renewal_on_sighup(
             # Renewal: new files in place, then SIGHUP (as certbot's deploy hook would).
             _, _, renewed = certificate(ca, tmp_path)
             proc.send_signal(signal.SIGHUP)
-            for _ in range(100):
-                if await serial_seen(port) != old:
-                    break
-                await asyncio.sleep(0.05)
-            assert await serial_seen(port) != old
+
+            async def renewed_seen() -> bool:
+                return await serial_seen(port) != old
+
+            await eventually(renewed_seen, interval=0.05)
             # The SDK's pooled connection (opened before the renewal) still serves.
             assert (await client.chat.completions.create(model="m", messages=[])).choices
         with pytest.raises(httpx.TransportError):  # plain HTTP is not served on the TLS port
@@ -128,10 +106,8 @@ async def test_https_with_the_sdk_and_a_renewal_on_sighup(
         # A broken renewal keeps the old certificate.
         key.write_text("not a key")
         proc.send_signal(signal.SIGHUP)
-        for _ in range(200):  # the SIGHUP handler ran once it logged the failure
-            if "tls_reload_failed" in (tmp_path / "serve.log").read_text():
-                break
-            await asyncio.sleep(0.025)
+        # The SIGHUP handler ran once it logged the failure.
+        await eventually(lambda: "tls_reload_failed" in (tmp_path / "serve.log").read_text())
         async with httpx.AsyncClient(
             verify=ssl.create_default_context(cafile=str(ca_file))
         ) as http:
@@ -151,11 +127,12 @@ async def test_client_certificates_and_a_plain_http_port(
     clients_file = tmp_path / "clients.pem"
     clients.cert_pem.write_to_path(str(clients_file))
     http_port = free_port()
-    config = (
-        config_for(upstream, cert, key).replace(
-            f"key_file: {key}}}", f"key_file: {key}, client_ca_file: {clients_file}}}"
-        )
-        + f"  http_port: {http_port}\n"
+    config = yaml_config(
+        upstream,
+        server={
+            "tls": {"cert_file": cert, "key_file": key, "client_ca_file": clients_file},
+            "http_port": http_port,
+        },
     )
     leaf = clients.issue_cert("client@example")
     with_cert = ssl.create_default_context(cafile=str(ca_file))
@@ -174,12 +151,11 @@ async def test_client_certificates_and_a_plain_http_port(
     )  # fmt: skip
     try:
         async with httpx.AsyncClient() as plain:
-            for _ in range(200):
-                try:
-                    if (await plain.get(f"http://127.0.0.1:{http_port}/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+
+            async def up() -> bool:
+                return (await plain.get(f"http://127.0.0.1:{http_port}/health")).status_code == 200
+
+            await eventually(up, timeout=20, interval=0.05)
             assert (await plain.get(f"http://127.0.0.1:{http_port}/v1/models")).status_code == 200
         async with httpx.AsyncClient(verify=with_cert) as http:
             assert (await http.get(f"https://127.0.0.1:{port}/v1/models")).status_code == 200

@@ -27,9 +27,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-from tests.conftest import serve
-from tests.processes import serve_process
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import sdk, serve
+from tests.helpers.processes import serve_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ADMIN_KEY = "admin-ui-test-key-0123456789"
@@ -196,7 +196,7 @@ async def log_in(page: Any, url: str, key: str = ADMIN_KEY) -> None:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[str]:
+async def slow_upstream() -> AsyncIterator[str]:
     # 20 chunks 25 ms apart: the reply visibly streams in.
     async with serve(create_mock_app(MockOptions(delay_ms=25))) as url:
         yield url
@@ -212,7 +212,7 @@ request_log:
 
 @needs_browser
 async def test_operator_walkthrough(
-    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+    browser: Any, slow_upstream: str, config_dsn: str, tmp_path: Path
 ) -> None:
     env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
     async with serve_process(SETTINGS, tmp_path, env) as served:
@@ -237,7 +237,7 @@ async def test_operator_walkthrough(
             await page.get_by_role("button", name="Add provider").click()
             form = page.get_by_role("form", name="New provider")
             await form.get_by_label("Name").fill("mock-a")
-            await form.get_by_label("API base URL").fill(upstream + "/v1")
+            await form.get_by_label("API base URL").fill(slow_upstream + "/v1")
             await form.get_by_label("API key").fill("sk-upstream-secret")
             await form.get_by_label("Models").fill("gpt-4o-mini\nfast = gpt-4o-mini")
             await form.get_by_label("Request timeout (s)").fill("30")
@@ -434,8 +434,8 @@ master_keys:
 
 
 @needs_browser
-async def test_yaml_mode_is_read_only(browser: Any, upstream: str, tmp_path: Path) -> None:
-    config = YAML_CONFIG.format(admin=ADMIN_KEY, upstream=upstream)
+async def test_yaml_mode_is_read_only(browser: Any, slow_upstream: str, tmp_path: Path) -> None:
+    config = YAML_CONFIG.format(admin=ADMIN_KEY, upstream=slow_upstream)
     async with serve_process(config, tmp_path) as served:
         page = await browser.new_page()
         watch = Watch(page)
@@ -481,9 +481,9 @@ async def test_yaml_mode_is_read_only(browser: Any, upstream: str, tmp_path: Pat
         watch.check()
 
 
-async def test_ui_is_served_only_with_an_admin_key(upstream: str, tmp_path: Path) -> None:
+async def test_ui_is_served_only_with_an_admin_key(slow_upstream: str, tmp_path: Path) -> None:
     """No browser needed: what the server answers for /ui/."""
-    config = f"providers:\n  - name: a\n    api_base: {upstream}/v1\n"
+    config = f"providers:\n  - name: a\n    api_base: {slow_upstream}/v1\n"
     async with (
         serve_process(config, tmp_path) as served,
         aiohttp.ClientSession() as http,
@@ -544,7 +544,7 @@ async def chat_status(url: str, key: str) -> int:
     """One chat completion through the official SDK: 200, or the status it raised."""
     import openai
 
-    client = openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0)
+    client = sdk(url, key)
     try:
         await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
@@ -558,7 +558,7 @@ async def chat_status(url: str, key: str) -> int:
 
 @needs_browser
 async def test_editing_providers_and_keys(
-    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+    browser: Any, slow_upstream: str, config_dsn: str, tmp_path: Path
 ) -> None:
     """Edit, disable, enable, rotate and delete from the pages; the proxy (called with the
     openai SDK) follows each change, and the history shows each as a before/after diff."""
@@ -583,7 +583,7 @@ async def test_editing_providers_and_keys(
             await page.get_by_role("button", name="Add provider").click()
             form = page.get_by_role("form", name="New provider")
             await form.get_by_label("Name").fill("mock-b")
-            await form.get_by_label("API base URL").fill(upstream + "/v1")
+            await form.get_by_label("API base URL").fill(slow_upstream + "/v1")
             await form.get_by_label("Models").fill("gpt-4o-mini")
             await form.get_by_role("button", name="Create provider").click()
             row = page.locator("tr[data-provider='mock-b']")
@@ -694,9 +694,8 @@ async def stored_mapping(config_dsn: str, name: str) -> str:
 
 async def upstream_model(url: str, key: str, model: str) -> str:
     """The model name the upstream was sent for a chat call of `model` (the fake echoes it)."""
-    import openai
 
-    client = openai.AsyncOpenAI(api_key=key, base_url=url + "/v1", max_retries=0)
+    client = sdk(url, key)
     try:
         answer = await client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}]
@@ -720,7 +719,7 @@ EVERY_KIND = {
 
 @needs_browser
 async def test_editing_a_provider_keeps_its_model_mapping(
-    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+    browser: Any, slow_upstream: str, config_dsn: str, tmp_path: Path
 ) -> None:
     """Saving a provider after changing only its weight stores its model mapping byte for
     byte as it was (null targets, wildcards and regexes included), and a deliberate edit of
@@ -729,7 +728,7 @@ async def test_editing_a_provider_keeps_its_model_mapping(
     async with serve_process(SETTINGS, tmp_path, env) as served:
         ours = "sk-ui-test-caller-0123456789"
         await admin_call(served.url, "POST", "/credentials", {"name": "caller", "key": ours})
-        body = {"name": "kinds", "api_base": upstream + "/v1", "model_mapping": EVERY_KIND}
+        body = {"name": "kinds", "api_base": slow_upstream + "/v1", "model_mapping": EVERY_KIND}
         await admin_call(served.url, "POST", "/providers", body)
         before = await stored_mapping(config_dsn, "kinds")
         page = await browser.new_page()
@@ -803,14 +802,14 @@ async def test_editing_a_provider_keeps_its_model_mapping(
 
 @needs_browser
 async def test_history_shows_a_rollback_as_field_changes(
-    browser: Any, upstream: str, config_dsn: str, tmp_path: Path
+    browser: Any, slow_upstream: str, config_dsn: str, tmp_path: Path
 ) -> None:
     """A rollback that puts back a provider's weight shows in History as that provider
     changed, weight 7 → 1, like an edit (the database restores it by deleting and
     re-inserting the row)."""
     env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
     async with serve_process(SETTINGS, tmp_path, env) as served:
-        body = {"name": "rolled", "api_base": upstream + "/v1", "model_mapping": {"m": None}}
+        body = {"name": "rolled", "api_base": slow_upstream + "/v1", "model_mapping": {"m": None}}
         created = await admin_call(served.url, "POST", "/providers", body)
         edited = await admin_call(served.url, "PATCH", f"/providers/{created['id']}", {"weight": 7})
         version = edited["config_version"]

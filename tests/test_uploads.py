@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import openai
 import pytest
 from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.keys import LIFECYCLE
 from llm_proxy.proxy.uploads import FieldScanner, boundary_of
-from tests.conftest import ProxyFactory, make_config, provider, serve
-from tests.processes import serve_process
-from tests.upstream_fakes import until
+from tests.helpers import ProxyFactory, eventually, make_config, provider, sdk, serve
+from tests.helpers.processes import serve_process
 
 BOUNDARY = b"xyzzy-boundary"
 
@@ -160,7 +158,7 @@ async def test_the_openai_sdk_uploads_through_the_proxy(
 ) -> None:
     _, upstream = hasher
     url = await start_proxy(make_config(provider("a", upstream + "/v1", {"whisper-1": None})))
-    async with openai.AsyncOpenAI(api_key="x", base_url=url + "/v1", max_retries=0) as client:
+    async with sdk(url, "x") as client:
         result = await client.audio.transcriptions.create(
             model="whisper-1", file=("a.wav", io.BytesIO(b"RIFF" + os.urandom(5000)))
         )
@@ -225,6 +223,7 @@ max_request_body_mb: 256
         yield tail
 
     async with serve_process(config, tmp_path) as served:
+        # Real time: the process settles after /health answers, before its baseline is taken.
         await asyncio.sleep(0.3)
         before = _peak_rss_kb(served.proc.pid)
         headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
@@ -316,7 +315,7 @@ async def test_uploads_count_against_a_spool_budget_and_leave_nothing_behind(
             held = [
                 asyncio.create_task(post(url + "/v1/audio/transcriptions", body)) for _ in range(3)
             ]
-            await until(lambda: gate.arrived == 3, 10)
+            await eventually(lambda: gate.arrived == 3, timeout=10)
             assert lifecycle.spooled_bytes == 3 * len(body)
             assert open_in(spool_dir), "3 MB uploads are spooled to disk"
             # The budget is spent: a sized upload is refused before a byte is read, an
@@ -334,7 +333,9 @@ async def test_uploads_count_against_a_spool_budget_and_leave_nothing_behind(
             for status, answer in await asyncio.gather(*held):
                 assert (status, answer["size"]) == (200, len(body))
             # Given back exactly once, and every spool is gone.
-            await until(lambda: lifecycle.spooled_bytes == 0 and not open_in(spool_dir), 5)
+            await eventually(
+                lambda: lifecycle.spooled_bytes == 0 and not open_in(spool_dir), timeout=5
+            )
             assert lifecycle.inflight_body_bytes == 0
             # One upload larger than the whole spool budget can never fit: 413, not 503.
             small = create_app(
@@ -380,9 +381,13 @@ async def test_a_client_hanging_up_mid_upload_leaves_nothing_behind(spool_dir: P
                 )  # fmt: skip
                 await writer.drain()
                 # Half an upload is spooled (and counted)...
-                await until(lambda: lifecycle.spooled_bytes > 0 and bool(open_in(spool_dir)), 5)
+                await eventually(
+                    lambda: lifecycle.spooled_bytes > 0 and bool(open_in(spool_dir)), timeout=5
+                )
                 writer.close()  # ...and the client goes away.
-                await until(lambda: lifecycle.spooled_bytes == 0 and not open_in(spool_dir), 5)
+                await eventually(
+                    lambda: lifecycle.spooled_bytes == 0 and not open_in(spool_dir), timeout=5
+                )
                 assert lifecycle.inflight_body_bytes == 0
                 del reader
             # An upstream that fails: the same.
@@ -394,7 +399,7 @@ async def test_a_client_hanging_up_mid_upload_leaves_nothing_behind(spool_dir: P
                 body = form(("model", b"whisper-1", None), ("file", os.urandom(2 * MB), "a"))
                 status, _, _ = await post_raw(dead_url, body, chunked=False)
                 assert status == 502
-                await until(lambda: dead[LIFECYCLE].spooled_bytes == 0, 5)
+                await eventually(lambda: dead[LIFECYCLE].spooled_bytes == 0, timeout=5)
     assert gate.arrived == 0
     assert not os.listdir(spool_dir) and not open_in(spool_dir)
 

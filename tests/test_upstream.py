@@ -10,7 +10,7 @@ from aiohttp import web
 
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.proxy.upstream import endpoint_url
-from tests.conftest import ProxyFactory, make_config, provider, serve
+from tests.helpers import ProxyFactory, make_config, provider, serve
 
 
 @pytest.mark.parametrize(

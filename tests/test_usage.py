@@ -12,8 +12,18 @@ from aiohttp import web
 
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.usage import Usage, UsageStripper, find_usage, request_usage_in_stream
-from llm_proxy.testing.mock_upstream import stream_events
-from tests.conftest import ProxyFactory, Upstream, make_config, provider, sample, scrape, serve
+from llm_proxy.testing.mock import stream_events
+from tests.helpers import (
+    ProxyFactory,
+    Upstream,
+    eventually,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    sdk,
+    serve,
+)
 
 
 def test_find_usage_shapes() -> None:
@@ -118,12 +128,13 @@ async def test_injection_can_be_turned_off(
 
 
 async def wait_for_tokens(http: aiohttp.ClientSession, url: str, model: str) -> tuple[float, float]:
-    for _ in range(200):
-        counted = await tokens_of(http, url, model)
-        if counted != (0, 0):
-            return counted
-        await asyncio.sleep(0.02)
-    raise AssertionError("no tokens counted")
+    """The (prompt, completion) tokens counted for `model`, once some are."""
+
+    async def counted() -> tuple[float, float] | None:
+        tokens = await tokens_of(http, url, model)
+        return tokens if tokens != (0, 0) else None
+
+    return await eventually(counted, what="tokens counted")
 
 
 async def test_tiktoken_fallback_when_upstream_reports_no_usage(
@@ -174,8 +185,11 @@ async def test_client_hangup_counts_partial_stream(
             json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]},
         )
         await sent.wait()
-        await asyncio.sleep(0.05)
-        await resp.content.readany()
+        got = b""
+        while got.count(b" word") < 10:  # the first 10 chunks, relayed
+            chunk = await resp.content.readany()
+            assert chunk, got
+            got += chunk
         resp.close()  # hang up after ~10 of 1000 chunks
         prompt_tokens, completion_tokens = await wait_for_tokens(http, url, "m")
     relayed_text = "".join(f" word{i}" for i in range(10))
@@ -238,11 +252,8 @@ async def test_stream_usage_is_always_asked_for_whatever_the_client_sent(
 ) -> None:
     """A stream is accounted from the usage chunk the upstream sends only when asked: a
     client's `"stream_options": null` (or `include_usage: false`) must not turn it off."""
-    import openai
 
-    async with openai.AsyncOpenAI(
-        api_key="sk-client", base_url=proxy_url + "/v1", max_retries=0
-    ) as client:
+    async with sdk(proxy_url) as client:
         for count, (shape, extra, sent_options, asked) in enumerate(STREAM_OPTION_SHAPES, 1):
             stream = await client.chat.completions.create(
                 model="gpt-4o-mini",

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.conformance.servers import Server, python_server
-from tests.conftest import ProxyFactory, make_config, provider
+from tests.helpers import ProxyFactory, make_config, provider
 
 MODELS = {"m": None, "slow": None}
 _ids = itertools.count()

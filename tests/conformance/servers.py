@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, stop
+from tests.helpers import eventually_blocking, free_port
+from tests.helpers.processes import stop
 
 APP = "tests.conformance.backend:app"
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,16 +34,19 @@ class Server:
 
 
 def _wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    """Until `proc` listens on host:port (for sync fixtures: `eventually` on a loop of its own);
+    fail with its log if it exits or never does."""
+
+    def listening() -> bool:
         if proc.poll() is not None:
             pytest.fail(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"{proc.args} never listened on {host}:{port}:\n{log.read_text()}")
+        with socket.create_connection((host, port), timeout=1):
+            return True
+
+    try:
+        eventually_blocking(listening, timeout=15, interval=0.05)
+    except AssertionError as exc:
+        pytest.fail(f"{proc.args} never listened on {host}:{port}: {exc}\n{log.read_text()}")
 
 
 @contextmanager

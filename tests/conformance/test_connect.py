@@ -15,7 +15,7 @@ from llm_proxy import app as app_module
 from llm_proxy.proxy.client import Client
 from tests.conformance.conftest import assert_answered, assert_once, chat, new_id, seen
 from tests.conformance.servers import Server
-from tests.conftest import ProxyFactory, make_config, provider
+from tests.helpers import ProxyFactory, make_config, provider
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import aiohttp
 from tests.conformance.conftest import MODELS, assert_once, burst, seen
 from tests.conformance.forward_proxy import ForwardProxy
 from tests.conformance.servers import Server
-from tests.conftest import ProxyFactory, make_config, provider
+from tests.helpers import ProxyFactory, make_config, provider
 
 
 async def test_http_upstream_through_proxy_with_credentials(

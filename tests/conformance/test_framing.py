@@ -10,7 +10,7 @@ import pytest
 
 from tests.conformance import raw
 from tests.conformance.conftest import assert_answered, assert_once, chat, new_id, start_in_front
-from tests.conftest import ProxyFactory
+from tests.helpers import ProxyFactory
 
 CASES = [
     # (framing, the upstream closes after each answer)

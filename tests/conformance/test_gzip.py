@@ -25,8 +25,7 @@ from tests.conformance.conftest import (
     start_in_front,
 )
 from tests.conformance.servers import Server, nginx
-from tests.conftest import ProxyFactory, sample, scrape
-from tests.processes import free_port
+from tests.helpers import ProxyFactory, free_port, sample, scrape
 
 
 @pytest.fixture(scope="module")

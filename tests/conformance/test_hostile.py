@@ -8,7 +8,7 @@ import time
 import aiohttp
 
 from tests.conformance.conftest import chat, new_id, start_in_front
-from tests.conftest import ProxyFactory
+from tests.helpers import ProxyFactory
 
 _CAP = 16 * 1024 * 1024  # the server gives up here: a client without a limit reads it all
 

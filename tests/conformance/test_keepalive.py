@@ -13,8 +13,7 @@ import pytest
 
 from tests.conformance.conftest import assert_once, burst, seen, start_in_front
 from tests.conformance.servers import PYTHON_SERVERS, Server, haproxy, nginx, python_server
-from tests.conftest import ProxyFactory
-from tests.processes import free_port
+from tests.helpers import ProxyFactory, free_port
 
 FRONTS = ("nginx", "haproxy")
 
@@ -63,7 +62,7 @@ async def test_no_request_lost_or_duplicated(
     # The pool now holds connections the server closes after 1 s idle: reuse them just
     # before, around and after that moment.
     for pause in (0.97, 0.03, 0.03):
-        await asyncio.sleep(pause)
+        await asyncio.sleep(pause)  # real time: the server's idle timeout runs on its clock
         ids += await burst(http, proxy, "race", 8, concurrent=True)
         ids += await burst(http, proxy, "after", 3, concurrent=False)
     assert_once(await seen(http, counter), ids)

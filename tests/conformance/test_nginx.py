@@ -17,8 +17,7 @@ from tests.conformance.conftest import (
     start_in_front,
 )
 from tests.conformance.servers import Server, nginx
-from tests.conftest import ProxyFactory
-from tests.processes import free_port
+from tests.helpers import ProxyFactory, free_port
 
 
 def _location(address: str) -> str:

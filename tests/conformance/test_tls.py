@@ -19,8 +19,8 @@ import pytest
 from tests.conformance.conftest import assert_answered, assert_once, chat, new_id, seen
 from tests.conformance.forward_proxy import ForwardProxy
 from tests.conformance.servers import Server, nginx, python_server
-from tests.conftest import sample, scrape
-from tests.processes import free_port, serve_process
+from tests.helpers import free_port, sample, scrape
+from tests.helpers.processes import serve_process
 
 trustme = pytest.importorskip("trustme", reason="trustme is not installed (the [test] extras)")
 

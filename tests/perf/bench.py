@@ -350,7 +350,7 @@ def request_log_database() -> Iterator[str | None]:
             await conn.close()
 
     try:
-        from tests.pg import server_dsn, with_database
+        from tests.helpers.db import server_dsn, with_database
 
         server = server_dsn()
         asyncio.run(run(f'DROP DATABASE IF EXISTS "{LOG_DB}" WITH (FORCE)', server))

@@ -15,8 +15,8 @@ import time
 import aiohttp
 
 from llm_proxy.app import create_app
-from llm_proxy.testing.mock_upstream import MockOptions, create_mock_app
-from tests.conftest import make_config, provider, serve
+from llm_proxy.testing.mock import MockOptions, create_mock_app
+from tests.helpers import make_config, provider, serve
 
 
 async def ttfc(http: aiohttp.ClientSession, url: str) -> float:

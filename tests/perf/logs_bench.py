@@ -31,7 +31,7 @@ from llm_proxy.config.model import RequestLogSettings
 from llm_proxy.config.validate import parse_config
 from llm_proxy.observe.records import RequestRecord
 from llm_proxy.observe.request_log import DatabaseLog
-from tests.conftest import serve
+from tests.helpers import serve
 
 DB = "llm_proxy_logs_bench"
 DAYS = 30
@@ -83,7 +83,7 @@ FROM request_logs GROUP BY 1, 2, 3, 4
 
 
 def with_database(dsn: str, name: str) -> str:
-    from tests.pg import with_database as make
+    from tests.helpers.db import with_database as make
 
     return make(dsn, name)
 
@@ -202,7 +202,7 @@ def cli() -> None:
     parser.add_argument("--reuse", action="store_true", help="query an existing one")
     args = parser.parse_args()
     from llm_proxy.observe import log
-    from tests.pg import server_dsn
+    from tests.helpers.db import server_dsn
 
     log.configure("console", "warning")
     uvloop.run(main(args.dsn or server_dsn(), args))

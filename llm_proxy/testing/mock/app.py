@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Final
 
 from aiohttp import web
 
@@ -76,6 +77,59 @@ async def _uploads(app: web.Application) -> AsyncIterator[None]:
     app[STATE].close()
 
 
+# Every route the mock answers: (method, path, handler).
+_ROUTES: Final = (
+    ("POST", "/v1/chat/completions", chat),
+    ("POST", "/v1/completions", completions),
+    ("POST", "/v1/embeddings", embeddings),
+    ("GET", "/v1/models", models),
+    ("POST", "/v1/responses", responses),
+    ("GET", "/v1/responses/{id}", response_retrieve),
+    ("DELETE", "/v1/responses/{id}", response_delete),
+    ("POST", "/v1/responses/{id}/cancel", response_cancel),
+    ("GET", "/v1/responses/{id}/input_items", response_input_items),
+    ("POST", "/v1/images/generations", image_generate),
+    ("POST", "/v1/images/edits", image_edit),
+    ("POST", "/v1/images/variations", image_variation),
+    ("GET", "/mock/image.png", image_file),
+    ("POST", "/v1/audio/speech", speech),
+    ("POST", "/v1/audio/transcriptions", transcriptions),
+    ("POST", "/v1/audio/translations", translations),
+    ("POST", "/v1/moderations", moderations),
+    ("POST", "/v1/rerank", rerank),
+    ("POST", "/v1/files", file_create),
+    ("GET", "/v1/files", file_list),
+    ("GET", "/v1/files/{id}", file_retrieve),
+    ("DELETE", "/v1/files/{id}", file_delete),
+    ("GET", "/v1/files/{id}/content", file_content),
+    ("POST", "/v1/batches", batch_create),
+    ("GET", "/v1/batches", batch_list),
+    ("GET", "/v1/batches/{id}", batch_retrieve),
+    ("POST", "/v1/batches/{id}/cancel", batch_cancel),
+    ("POST", "/v1/vector_stores", vector_store_create),
+    ("GET", "/v1/vector_stores", vector_store_list),
+    ("GET", "/v1/vector_stores/{id}", vector_store_retrieve),
+    ("POST", "/v1/vector_stores/{id}", vector_store_update),
+    ("DELETE", "/v1/vector_stores/{id}", vector_store_delete),
+    ("POST", "/v1/vector_stores/{id}/files", vector_store_file_add),
+    ("GET", "/v1/vector_stores/{id}/files", vector_store_file_list),
+    ("GET", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_retrieve),
+    ("DELETE", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_delete),
+    ("POST", "/v1/uploads", upload_create),
+    ("POST", "/v1/uploads/{id}/parts", upload_part),
+    ("POST", "/v1/uploads/{id}/complete", upload_complete),
+    ("POST", "/v1/uploads/{id}/cancel", upload_cancel),
+    ("POST", "/v1/conversations", conversation_create),
+    ("GET", "/v1/conversations/{id}", conversation_retrieve),
+    ("POST", "/v1/conversations/{id}", conversation_update),
+    ("DELETE", "/v1/conversations/{id}", conversation_delete),
+    ("GET", "/v1/conversations/{id}/items", conversation_items),
+    ("POST", "/v1/conversations/{id}/items", conversation_items_add),
+    ("GET", "/v1/conversations/{id}/items/{item_id}", conversation_item),
+    ("DELETE", "/v1/conversations/{id}/items/{item_id}", conversation_item_delete),
+)
+
+
 def create_mock_app(options: MockOptions | None = None) -> web.Application:
     app = web.Application(client_max_size=1 << 30, middlewares=[render_errors])
     app[OPTIONS] = options or MockOptions()
@@ -83,57 +137,7 @@ def create_mock_app(options: MockOptions | None = None) -> web.Application:
     app[STATE] = MockState(app[OPTIONS])
     app.on_response_prepare.append(_name_instance)
     app.cleanup_ctx.append(_uploads)
-    routes = (
-        ("POST", "/v1/chat/completions", chat),
-        ("POST", "/v1/completions", completions),
-        ("POST", "/v1/embeddings", embeddings),
-        ("GET", "/v1/models", models),
-        ("POST", "/v1/responses", responses),
-        ("GET", "/v1/responses/{id}", response_retrieve),
-        ("DELETE", "/v1/responses/{id}", response_delete),
-        ("POST", "/v1/responses/{id}/cancel", response_cancel),
-        ("GET", "/v1/responses/{id}/input_items", response_input_items),
-        ("POST", "/v1/images/generations", image_generate),
-        ("POST", "/v1/images/edits", image_edit),
-        ("POST", "/v1/images/variations", image_variation),
-        ("GET", "/mock/image.png", image_file),
-        ("POST", "/v1/audio/speech", speech),
-        ("POST", "/v1/audio/transcriptions", transcriptions),
-        ("POST", "/v1/audio/translations", translations),
-        ("POST", "/v1/moderations", moderations),
-        ("POST", "/v1/rerank", rerank),
-        ("POST", "/v1/files", file_create),
-        ("GET", "/v1/files", file_list),
-        ("GET", "/v1/files/{id}", file_retrieve),
-        ("DELETE", "/v1/files/{id}", file_delete),
-        ("GET", "/v1/files/{id}/content", file_content),
-        ("POST", "/v1/batches", batch_create),
-        ("GET", "/v1/batches", batch_list),
-        ("GET", "/v1/batches/{id}", batch_retrieve),
-        ("POST", "/v1/batches/{id}/cancel", batch_cancel),
-        ("POST", "/v1/vector_stores", vector_store_create),
-        ("GET", "/v1/vector_stores", vector_store_list),
-        ("GET", "/v1/vector_stores/{id}", vector_store_retrieve),
-        ("POST", "/v1/vector_stores/{id}", vector_store_update),
-        ("DELETE", "/v1/vector_stores/{id}", vector_store_delete),
-        ("POST", "/v1/vector_stores/{id}/files", vector_store_file_add),
-        ("GET", "/v1/vector_stores/{id}/files", vector_store_file_list),
-        ("GET", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_retrieve),
-        ("DELETE", "/v1/vector_stores/{id}/files/{file_id}", vector_store_file_delete),
-        ("POST", "/v1/uploads", upload_create),
-        ("POST", "/v1/uploads/{id}/parts", upload_part),
-        ("POST", "/v1/uploads/{id}/complete", upload_complete),
-        ("POST", "/v1/uploads/{id}/cancel", upload_cancel),
-        ("POST", "/v1/conversations", conversation_create),
-        ("GET", "/v1/conversations/{id}", conversation_retrieve),
-        ("POST", "/v1/conversations/{id}", conversation_update),
-        ("DELETE", "/v1/conversations/{id}", conversation_delete),
-        ("GET", "/v1/conversations/{id}/items", conversation_items),
-        ("POST", "/v1/conversations/{id}/items", conversation_items_add),
-        ("GET", "/v1/conversations/{id}/items/{item_id}", conversation_item),
-        ("DELETE", "/v1/conversations/{id}/items/{item_id}", conversation_item_delete),
-    )
-    for method, path, handler in routes:
+    for method, path, handler in _ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)  # and HEAD, as before
         else:

@@ -23,8 +23,8 @@ from llm_proxy.proxy.client import (
     ConnectTimeout,
     target,
 )
-from tests.conftest import FakeClock
-from tests.upstream_fakes import (
+from tests.helpers import FakeClock
+from tests.helpers.upstreams import (
     FakeResolver,
     RawServer,
     addr,

@@ -16,7 +16,7 @@ from llm_proxy.proxy.client import (
     proxy_from_env,
     target,
 )
-from tests.upstream_fakes import (
+from tests.helpers.upstreams import (
     RawServer,
     connect_proxy,
     keep_alive,

@@ -1,7 +1,7 @@
 """One upstream HTTP/1.1 connection and its answer (`llm_proxy.proxy.client.http11` and
 `.response`) against real servers on loopback: the request/answer cycle, bodies, broken
 connections, response-head limits, flow control, timeouts and TLS. Raw TCP servers
-(`tests.upstream_fakes`) where the test needs byte-for-byte (mis)behaviour, aiohttp where not.
+(`tests.helpers.upstreams`) where the test needs byte-for-byte (mis)behaviour, aiohttp where not.
 
 Every async test runs on uvloop (tests/conftest.py); a few scenarios run once more on asyncio's
 own loop."""
@@ -33,8 +33,8 @@ from llm_proxy.proxy.client import (
     UpstreamError,
     target,
 )
-from tests.conftest import serve
-from tests.upstream_fakes import (
+from tests.helpers import eventually, serve
+from tests.helpers.upstreams import (
     RawServer,
     answer_with,
     keep_alive,
@@ -42,7 +42,6 @@ from tests.upstream_fakes import (
     read_all,
     response,
     server_tls,
-    until,
 )
 
 pytestmark = pytest.mark.usefixtures("no_asyncio_errors")
@@ -378,7 +377,7 @@ async def test_invalid_response_is_an_error(client: Client, answer: bytes) -> No
     async with RawServer(handler) as srv:
         with pytest.raises(ProtocolError):
             await post(client, srv.url)
-        await until(lambda: srv.hangups == 1)
+        await eventually(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
 
 
@@ -395,7 +394,7 @@ async def test_upgrade_answer_is_an_error(client: Client) -> None:
     async with RawServer(handler) as srv:
         with pytest.raises(ProtocolError):
             await post(client, srv.url)
-        await until(lambda: srv.hangups == 1)
+        await eventually(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
 
 
@@ -419,7 +418,7 @@ async def test_endless_headers_are_an_error_with_bounded_memory(client: Client) 
             await post(client, srv.url)
         assert time.monotonic() - started < 1.0
         assert info.value.kind == "protocol"
-        await until(lambda: bool(written))  # the client hung up, long before the 20 MB
+        await eventually(lambda: bool(written))  # the client hung up, long before the 20 MB
         assert written[0] < 10_000_000
         assert client.idle_connections() == 0
 
@@ -443,7 +442,7 @@ async def test_response_head_limits(client: Client, head: bytes) -> None:
     async with RawServer(handler) as srv:
         with pytest.raises(ProtocolError):
             await post(client, srv.url)
-        await until(lambda: srv.hangups == 1)  # the connection was dropped
+        await eventually(lambda: srv.hangups == 1)  # the connection was dropped
         assert client.idle_connections() == 0
 
 
@@ -479,7 +478,7 @@ async def test_unrequested_bytes_make_a_connection_unusable(client: Client, dela
 
     async with RawServer(handler) as srv:
         assert await read_all(await post(client, srv.url)) == b"one"
-        await until(lambda: client.idle_connections() == 0)
+        await eventually(lambda: client.idle_connections() == 0)
         assert await read_all(await post(client, srv.url)) == b"one"
         assert srv.connections == 2
 
@@ -495,7 +494,7 @@ async def test_response_close_mid_body_aborts_the_connection(client: Client) -> 
         assert await resp.read_chunk() == b"0123456789"
         resp.close()
         resp.close()  # idempotent
-        await until(lambda: srv.hangups == 1)
+        await eventually(lambda: srv.hangups == 1)
         assert not resp.complete
         assert client.idle_connections() == 0
 
@@ -503,7 +502,7 @@ async def test_response_close_mid_body_aborts_the_connection(client: Client) -> 
 async def test_response_close_after_body_keeps_the_connection(client: Client) -> None:
     async with RawServer(keep_alive) as srv:
         resp = await post(client, srv.url, b"a")
-        await until(lambda: resp.complete)
+        await eventually(lambda: resp.complete)
         resp.close()  # whole but unread: still reusable
         assert client.idle_connections() == 1
         resp = await post(client, srv.url, b"b")
@@ -527,12 +526,12 @@ async def test_cancelled_request_drops_the_connection(client: Client, when: str)
 
     async with RawServer(handler) as srv:
         task = asyncio.ensure_future(call())
-        await until(lambda: len(srv.requests) == 1)
+        await eventually(lambda: len(srv.requests) == 1)
         await asyncio.sleep(0.02)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await until(lambda: srv.hangups == 1)
+        await eventually(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
 
 
@@ -554,7 +553,7 @@ async def test_no_headers_in_time(client: Client, which: str) -> None:
         assert isinstance(info.value, TimeoutError)
         assert isinstance(info.value, UpstreamError)
         assert info.value.kind == "first_byte_timeout"
-        await until(lambda: srv.hangups == 1)  # the connection was dropped
+        await eventually(lambda: srv.hangups == 1)  # the connection was dropped
         assert client.idle_connections() == 0
 
 
@@ -574,7 +573,7 @@ async def test_idle_timeout_between_chunks(client: Client) -> None:
         with pytest.raises(ReadTimeout):
             await resp.read_chunk()
         assert 0.25 <= time.monotonic() - started < 1.0
-        await until(lambda: srv.hangups == 1)
+        await eventually(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
 
 

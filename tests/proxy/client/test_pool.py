@@ -25,8 +25,8 @@ from llm_proxy.proxy.client import (
     PoolTimeout,
     ProtocolError,
 )
-from tests.conftest import FakeClock
-from tests.upstream_fakes import (
+from tests.helpers import FakeClock, eventually
+from tests.helpers.upstreams import (
     RawServer,
     held,
     keep_alive,
@@ -34,7 +34,6 @@ from tests.upstream_fakes import (
     read_all,
     response,
     slow_body,
-    until,
 )
 
 pytestmark = pytest.mark.usefixtures("no_asyncio_errors")
@@ -49,7 +48,7 @@ async def test_idle_sockets_of_an_unused_origin_are_swept() -> None:
         async with RawServer(keep_alive) as srv:
             await read_all(await post(client, srv.url))
             assert client.idle_connections() == 1
-            await until(lambda: srv.hangups == 1, timeout=1.0)
+            await eventually(lambda: srv.hangups == 1, timeout=1.0)
             assert client.idle_connections() == 0
     finally:
         await client.close()
@@ -176,7 +175,7 @@ async def test_connection_close_answer_is_not_pooled(client: Client) -> None:
     async with RawServer(handler) as srv:
         resp = await post(client, srv.url)
         assert await read_all(resp) == b"bye"
-        await until(lambda: srv.hangups == 1)
+        await eventually(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
         resp = await post(client, srv.url)
         assert await read_all(resp) == b"bye"
@@ -195,7 +194,7 @@ async def test_idle_connections_expire_after_keepalive_secs() -> None:
             clock.advance(60.1)
             assert await read_all(await post(client, srv.url, b"3")) == b"echo:3"
             assert srv.connections == 2
-            await until(lambda: srv.hangups == 1)  # the expired one was closed
+            await eventually(lambda: srv.hangups == 1)  # the expired one was closed
     finally:
         await client.close()
 
@@ -224,7 +223,7 @@ async def test_pool_retires_its_oldest_idle_connection() -> None:
             # Past keepalive_secs for the one that aged, but not for the one just used: when
             # that comes back, the aged one is closed.
             assert await read_all(await post(client, srv.url)) == first
-            await until(lambda: len(gone) == 1)
+            await eventually(lambda: len(gone) == 1)
             assert gone == [3 - int(first)]
             assert srv.connections == 2
             assert client.idle_connections() == 1
@@ -372,7 +371,7 @@ async def test_client_close_aborts_idle_connections_and_refuses_requests() -> No
         assert client.idle_connections() == 2
         await client.close()
         assert client.idle_connections() == 0
-        await until(lambda: srv.hangups == 2)
+        await eventually(lambda: srv.hangups == 2)
         with pytest.raises(ClientClosed):
             await post(client, srv.url)
         assert srv.connections == 2
@@ -389,11 +388,11 @@ async def test_client_close_during_a_request() -> None:
 
     async with RawServer(handler) as srv:
         pending = asyncio.ensure_future(post(client, srv.url))
-        await until(lambda: len(srv.requests) == 1)
+        await eventually(lambda: len(srv.requests) == 1)
         await client.close()
         resp = await pending  # the request in flight still gets its answer...
         assert await read_all(resp) == b"late"
-        await until(lambda: srv.hangups == 1)  # ...but its connection is not kept
+        await eventually(lambda: srv.hangups == 1)  # ...but its connection is not kept
         assert client.idle_connections() == 0
 
 
