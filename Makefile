@@ -85,8 +85,8 @@ typecheck: $(TEST_STAMP)
 test: lint typecheck  ## lint, types, then the whole test suite
 	$(BIN)/pytest -q
 
-screenshots: $(TEST_STAMP)  ## the README's admin UI pictures, taken by tests/test_ui.py in chromium
-	LLM_PROXY_UI_SCREENSHOTS=tests/ui/screenshots LLM_PROXY_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/test_ui.py
+screenshots: $(TEST_STAMP)  ## the README's admin UI pictures, taken by tests/ui/test_ui.py in chromium
+	LLM_PROXY_UI_SCREENSHOTS=tests/ui/screenshots LLM_PROXY_REQUIRE_BROWSER=1 $(BIN)/pytest -q tests/ui/test_ui.py
 
 fmt: $(TEST_STAMP)
 	$(BIN)/ruff format llm_proxy tests

@@ -2,7 +2,7 @@
 collection, then each segment of the client's path decoded, checked and percent-encoded as
 one segment, so that nothing a client sends can resolve to another path of the provider
 (`/v1/files/x/../../chat/completions`, `%2e%2e`, `..%2f`, a backslash: a 400). Tested in
-tests/test_objects.py, over the whole route table."""
+tests/proxy/test_objects.py, over the whole route table."""
 
 from __future__ import annotations
 

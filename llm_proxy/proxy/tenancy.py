@@ -9,7 +9,8 @@ Batches: a key limited to some models may run a batch only on a file the proxy s
 (so it knows the models its lines name: `llm_proxy.proxy.batch_files`), and a batch's usage,
 once a finished batch is seen, is charged to its key's budget, once.
 
-Tested in tests/test_objects.py (two tenants for every collection) and tests/test_owners.py.
+Tested in tests/proxy/test_objects.py (two tenants for every collection) and
+tests/proxy/test_owners.py.
 """
 
 from __future__ import annotations

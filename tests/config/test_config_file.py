@@ -177,7 +177,7 @@ def test_parse_dotenv() -> None:
 
 
 def test_example_config_is_valid() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     config = load_config_file(root / "example.config.yaml", environ={})
     assert {p.name for p in config.providers} == {"primary", "secondary"}
 

@@ -26,7 +26,7 @@ from llm_proxy.keys import METRICS, STORE
 from llm_proxy.reload import reload_store
 from tests.helpers import Upstream, make_config, provider, serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD_FILE = GRAFANA / "dashboards" / "llm-proxy.json"

@@ -77,7 +77,7 @@ def test_migrations_ship_inside_the_package() -> None:
 
     shipped = Path(llm_proxy.__file__).parent / "config" / "sql"
     assert [m.up.parent for m in migrate.discover()] == [shipped] * len(migrate.discover())
-    repo_sql = Path(__file__).resolve().parent.parent / "sql"
+    repo_sql = Path(__file__).resolve().parents[2] / "sql"
     assert sorted(p.name for p in repo_sql.iterdir()) == sorted(p.name for p in shipped.iterdir())
 
 
@@ -457,7 +457,7 @@ def test_wheel_contains_the_migrations_and_the_ui(tmp_path: Path) -> None:
     import sys
     import zipfile
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
          "-w", str(tmp_path), str(root)],

@@ -531,7 +531,7 @@ async def test_ui_is_served_only_with_an_admin_key(slow_upstream: str, tmp_path:
 def test_assets_never_build_html_from_strings() -> None:
     """The UI puts what the API returns in the page as text: no innerHTML, outerHTML,
     insertAdjacentHTML, document.write or eval anywhere in its scripts."""
-    static = Path(__file__).parent.parent / "llm_proxy" / "ui" / "static"
+    static = Path(__file__).resolve().parents[2] / "llm_proxy" / "ui" / "static"
     scripts = list(static.rglob("*.js"))
     assert len(scripts) >= 9
     for script in scripts:

@@ -73,7 +73,7 @@ async def test_every_request_is_a_row_with_its_attempts_tokens_and_cost(
         ) as resp,
     ):
         assert resp.status == 401  # counted in the metrics, never written (one row per 401
-        # was a flood: see tests/test_middlewares.py)
+        # was a flood: see tests/middlewares/test_middlewares.py)
 
     found = await wait_rows(config_dsn, "SELECT * FROM request_logs ORDER BY ts, id", 4)
     assert len(found) == 4

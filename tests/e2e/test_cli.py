@@ -19,7 +19,7 @@ from llm_proxy.testing.mock import MockOptions, create_mock_app
 from tests.helpers import eventually, serve, yaml_config
 from tests.helpers.processes import serve_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """\
 providers:
   - name: big

@@ -22,7 +22,7 @@ import pytest
 from tests.helpers import eventually, free_port
 from tests.helpers.processes import stop, wait_until_up
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 DOCUMENTED_BASE = "http://127.0.0.1:18000/v1"
 # Variables that would change what `serve` does (database mode, another file or port).

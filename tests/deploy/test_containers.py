@@ -37,7 +37,7 @@ from ruamel.yaml import YAML
 from tests.helpers import eventually, free_port
 from tests.helpers.processes import serve_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "deploy" / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"

@@ -16,7 +16,7 @@ import pytest
 
 from llm_proxy.config.yaml_file import load_config_file
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 UNIT = (ROOT / "deploy" / "llm-proxy.service").read_text()
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.helpers import REDIS_URL, Upstream, eventually, free_port, scrape, yaml_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_two_instances_share_one_port_and_one_limit(
