@@ -310,6 +310,10 @@ class Client:
     def idle_connections(self) -> int:
         return sum(1 for idle in self._idle.values() for conn in idle if conn.is_idle())
 
+    def waiting(self) -> int:
+        """Requests queued for a connection (their origin at its `max_per_origin`)."""
+        return sum(len(waiters) for waiters in self._waiters.values())
+
     async def close(self) -> None:
         self._closed = True
         if self._sweeper is not None:
