@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from llm_proxy.cli import main
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.model import HealthCheck
 from llm_proxy.config.yaml_file import load_config_file, load_config_text, parse_dotenv
 
 VALID = """\
@@ -284,3 +286,61 @@ def test_credentials_in_api_base_are_never_echoed() -> None:
         "providers[1].api_base (line 9): must start with http:// or https://: "
         "ftp://***@127.0.0.1/v1"
     ]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "health_check: {interval_secs: -1}",
+            ["health_check.interval_secs (line 23): must be a positive number, got -1"],
+        ),
+        ("health_check: {model: m}", ["health_check.interval_secs (line 23): is required"]),
+        (
+            "health_check: {interval_secs: 30, every: 1}",
+            ["health_check.every (line 23): unknown key (allowed: interval_secs, model)"],
+        ),
+        ("health_check: 30", ["health_check (line 23): must be a mapping, got an integer"]),
+        (
+            "health_check:\n  interval_secs: 0\n  model: 5",
+            [
+                "health_check.interval_secs (line 24): must be a positive number, got 0",
+                "health_check.model (line 25): must be a string, got an integer",
+            ],
+        ),
+    ],
+)
+def test_top_level_health_check_problems_are_reported(snippet: str, expected: list[str]) -> None:
+    """The global health_check is checked as every other section is (it was read after the
+    verdict, its problems dropped: `interval_secs: -1` loaded as checks every second)."""
+    assert errors_of(VALID.replace("request_timeout_secs: 60", snippet)) == expected
+    # The same message as a provider's own health_check gets.
+    text = VALID.replace(
+        "    weight: 2\n", "    weight: 2\n    health_check: {interval_secs: -1}\n"
+    )
+    assert errors_of(text) == [
+        "providers[0].health_check.interval_secs (line 6): must be a positive number, got -1"
+    ]
+
+
+def test_top_level_health_check_loads() -> None:
+    text = VALID + "health_check: {interval_secs: 30, model: m}\n"
+    assert load_config_text(text, {}).health_check == HealthCheck(30.0, "m")
+    assert load_config_text(VALID, {}).health_check is None
+
+
+@pytest.mark.parametrize("db_url", [None, "postgresql://127.0.0.1:9/none"])
+def test_check_config_refuses_a_bad_top_level_health_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], db_url: str | None
+) -> None:
+    """check-config (and so serve, which makes the same checks first) fails on it, in YAML
+    mode and in database mode, where the file holds the settings (the global health_check
+    among them) and the database only providers and keys."""
+    text = VALID if db_url is None else "verify_ssl: false\n"  # database mode: settings only
+    line = text.count("\n") + 1
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "health_check: {interval_secs: -1}\n")
+    args = ["check-config", str(path)] + ([] if db_url is None else ["--db-url", db_url])
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"health_check.interval_secs (line {line}): must be a positive number, got -1" in err

@@ -3,11 +3,12 @@ most one request in flight, its life one named `ConnectionState`), parsed with h
 (llhttp, in C) into a `Response` (`llm_proxy.proxy.client.response`).
 
 Request bodies are bytes, or a `StreamedBody` written chunk by chunk as the upstream takes it
-(an upstream that answers before the whole body is sent is heard, and the connection is not
-reused). Response bodies are chunked, Content-Length, or delimited by the end of the
-connection. Response heads are bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields,
-`MAX_HEAD_BYTES` in all) but lenient as aiohttp's client is (bare LF line ends, folded header
-lines). Deadlines are single timer handles, not context managers.
+(an upstream that answers before the whole body is sent is heard, and the connection is closed:
+one is reused only when its request went out whole and its answer came in whole). Response
+bodies are chunked, Content-Length, or delimited by the end of the connection. Response heads
+are bounded (`MAX_LINE_BYTES` per line, `MAX_HEADERS` fields, `MAX_HEAD_BYTES` in all) but
+lenient as aiohttp's client is (bare LF line ends, folded header lines). Deadlines are single
+timer handles, not context managers.
 
 The connection knows nothing of the pool: it is given `on_reusable` and `on_closed` callbacks
 when it is made, and the pool asks it the rest (`is_available`, `is_idle`, `has_expired`).
@@ -52,7 +53,7 @@ class ConnectionState(enum.IntEnum):
     HEAD = 2  # the answer's head is arriving (1xx interim heads included)
     BODY = 3  # the head is in; the body's end is marked (Content-Length, chunked, none)
     BODY_TO_EOF = 4  # the head is in; the body ends when the upstream closes the connection
-    IDLE = 5  # the answer ended whole: the connection can carry another request
+    IDLE = 5  # the request went out whole and its answer ended whole: it can carry another
     CLOSED = 6
 
 
@@ -84,7 +85,7 @@ class Connection(asyncio.Protocol):
         "_on_closed",
         "_on_reusable",
         "_parser",
-        "_unsent",
+        "_sending",
         "_write_waiter",
         "_writing_paused",
         "expires_at",
@@ -104,8 +105,9 @@ class Connection(asyncio.Protocol):
         on_reusable: Callable[[Connection], None],
         on_closed: Callable[[Connection], None],
     ) -> None:
-        """`on_reusable(self)` is called when an answer ended and the connection can carry
-        another request, `on_closed(self)` once when it closed (the pool's two callbacks)."""
+        """`on_reusable(self)` is called when an answer ended whole after its request went out
+        whole, and the connection can carry another request; `on_closed(self)` once when it
+        closed (the pool's two callbacks)."""
         self._loop = loop
         self.origin = origin  # the pool's key
         self._on_reusable = on_reusable
@@ -124,7 +126,10 @@ class Connection(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
         self.reading_paused = False
-        self._unsent = False  # an answer came before the whole body was sent: never reused
+        # A streamed body not all written yet; it stays set if the body was cut short (an
+        # answer came first): the upstream would read the next request as the rest of it, so
+        # such a connection never goes IDLE (the pool's test) but is closed.
+        self._sending = False
         self.expires_at = _NO_DEADLINE  # set by the pool when it parks it (the pool's clock)
         # The evidence for the pool's re-send rule (loop time).
         self.sent_at = 0.0  # the current request was written
@@ -174,7 +179,7 @@ class Connection(asyncio.Protocol):
         response = self.response = Response(self, loop, idle, deadline, first_deadline)
         waiter = self._headers_waiter = loop.create_future()
         self.state = SENT
-        self._unsent = False
+        self._sending = False
         self._head_bytes = 0
         self.sent_at = now
         transport.write(b"".join(data))
@@ -206,17 +211,21 @@ class Connection(asyncio.Protocol):
     ) -> None:
         """Write a streamed body, chunk by chunk, as fast as the upstream takes it (bounded
         by `deadline`). An upstream that answers before the whole body is sent (a 413) is
-        heard: the rest is not sent, and the connection is not reused."""
+        heard: the rest is not sent (`_sending` stays set), and the connection is closed."""
         loop = self._loop
         transport = self.transport
         assert transport is not None
+        unsent = stream.length
+        self._sending = unsent > 0
         async for chunk in stream.chunks():
             if answered.done():
-                self._unsent = True
                 return
             if self.state is CLOSED:
                 raise Disconnected("upstream closed the connection while the body was sent")
             transport.write(chunk)
+            unsent -= len(chunk)
+            if unsent <= 0:
+                self._sending = False  # all of it written (in order, ahead of any next request)
             if self._writing_paused:
                 waiter = self._write_waiter = loop.create_future()
                 timer = loop.call_at(deadline, _expire, waiter)
@@ -363,11 +372,16 @@ class Connection(asyncio.Protocol):
         if response is None or self.state is HEAD:
             return  # the end of a 1xx interim answer
         self.response = None
-        keep_alive = self._parser.should_keep_alive() and not self._unsent
+        keep_alive = self._parser.should_keep_alive() and not self._sending
         response.finish(None)
         if keep_alive and self.state is not CLOSED:
             self.state = IDLE
             self.resume_reading()
             self._on_reusable(self)
         else:
+            # A body still going out stops here: its pump, woken if it waits for the socket,
+            # sees the answer and sends no more (the answer stands, the connection is closed).
+            writer = self._write_waiter
+            if writer is not None and not writer.done():
+                writer.set_result(None)
             self.abort()

@@ -261,8 +261,9 @@ class Client:
         return None
 
     def _reuse(self, conn: Connection) -> None:
-        """The connections' `on_reusable`: `conn`'s answer ended whole and it can carry
-        another request. Where it goes, in this order:
+        """The connections' `on_reusable`: `conn`'s request went out whole (a streamed body
+        cut short by an early answer never gets here: the connection closes instead) and its
+        answer ended whole, so it can carry another request. Where it goes, in this order:
 
         1. the client is closed: it is closed too;
         2. requests wait for its origin (only at the per-origin cap): it goes to the first in

@@ -1,16 +1,18 @@
 """The upstream client's pool (`llm_proxy.proxy.client.pool`) against real servers on loopback:
 keep-alive reuse and expiry (on a hand-moved clock), retiring the oldest idle connection, the
-re-send rule for a stale pooled connection, closing the client, the per-origin cap with its
+re-send rule for a stale pooled connection, no reuse of one whose streamed body an early
+answer cut short, closing the client, the per-origin cap with its
 first-come-first-served wait and `PoolTimeout`, and the sweep that closes idle connections of
 origins no longer used."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -24,9 +26,12 @@ from llm_proxy.proxy.client import (
     Disconnected,
     PoolTimeout,
     ProtocolError,
+    StreamedBody,
+    target,
 )
 from tests.helpers import FakeClock, eventually
 from tests.helpers.upstreams import (
+    RawHandler,
     RawServer,
     held,
     keep_alive,
@@ -181,6 +186,82 @@ async def test_connection_close_answer_is_not_pooled(client: Client) -> None:
         resp = await post(client, srv.url)
         assert await read_all(resp) == b"bye"
         assert srv.connections == 2
+
+
+def early_413(after_413: list[bytes], read_on: asyncio.Event | None = None) -> RawHandler:
+    """The first connection: a keep-alive 413 as soon as the request's head is in, none of
+    the body read (with `read_on`, nothing read until it is set); then everything else that
+    comes on it is kept in `after_413` and answered, as a desynchronised upstream would answer
+    the next request read as the rest of the body. Later connections: `keep_alive`."""
+
+    async def handler(server: RawServer, reader: Any, writer: asyncio.StreamWriter) -> None:
+        if server.connections > 1:
+            await keep_alive(server, reader, writer)
+            return
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(response(b"too large", "413 Payload Too Large"))
+        if read_on is not None:
+            await read_on.wait()
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                after_413.append(data)
+                writer.write(response(b"desync"))
+        server.hangups += 1
+
+    return handler
+
+
+async def test_body_cut_short_by_an_early_answer_is_not_pooled(client: Client) -> None:
+    """An upstream answers a streamed upload early and whole (a keep-alive 413) while the
+    body waits for its next chunk: that connection is closed, never pooled, for its upstream
+    would read the next request (maybe another tenant's, with its headers) as the rest of the
+    body. The next request goes on a new connection; the first sees a hang-up and no more."""
+    after_413: list[bytes] = []
+    more = asyncio.Event()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        await more.wait()  # the body stalls before its first chunk
+        yield b"x" * 10
+
+    async with RawServer(early_413(after_413)) as srv:
+        upload = asyncio.create_task(
+            client.request(target(srv.url), b"", StreamedBody(10, chunks), total_secs=5.0)
+        )
+        # The 413 is read whole (its connection pooled or closed) while the body stalls.
+        await eventually(lambda: client.idle_connections() or srv.hangups)
+        more.set()
+        resp = await upload
+        assert resp.status == 413 and await read_all(resp) == b"too large"
+        resp = await post(client, srv.url, b"tenant b", headers=b"Authorization: Bearer b\r\n")
+        body = await read_all(resp)
+        assert (body, after_413, srv.hangups, srv.connections) == (b"echo:tenant b", [], 1, 2)
+
+
+async def test_body_cut_short_while_the_socket_is_full_is_not_pooled(client: Client) -> None:
+    """The same while the body waits for the socket (the upstream reads no more of it, as
+    with most 413s): the answer stands, the rest of the body is not sent, the connection is
+    closed, and the next request goes on a new one."""
+    after_413: list[bytes] = []
+    read_on = asyncio.Event()
+    chunk, count = b"x" * 65536, 1024  # 64 MiB: far more than the socket buffers hold
+    pulled = 0
+
+    async def chunks() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(count):
+            pulled += 1
+            yield chunk
+
+    async with RawServer(early_413(after_413, read_on)) as srv:
+        body = StreamedBody(count * len(chunk), chunks)
+        resp = await client.request(target(srv.url), b"", body, total_secs=3.0)
+        assert resp.status == 413 and await read_all(resp) == b"too large"
+        read_on.set()
+        await eventually(lambda: srv.hangups)
+        resp = await post(client, srv.url, b"tenant b", headers=b"Authorization: Bearer b\r\n")
+        assert await read_all(resp) == b"echo:tenant b"
+        assert b"tenant b" not in b"".join(after_413)
+        assert (pulled < count, srv.hangups, srv.connections) == (True, 1, 2)
 
 
 async def test_idle_connections_expire_after_keepalive_secs() -> None:
