@@ -193,6 +193,7 @@ async def test_each_record_is_a_trace_with_its_generation(
     for r in (ok, failed, retried, plain):
         exporter.submit(r)
     await eventually(lambda: len(fake.traces) == 4)
+    await eventually(lambda: exporter.sent == 8)  # the exporter has read the fake's answer
     assert fake.problems == []
 
     trace = fake.traces[trace_id(ok)]
@@ -412,6 +413,8 @@ async def test_a_failed_post_is_retried_with_the_same_events(
     for i in range(4):
         exporter.submit(record(i))
     await eventually(lambda: len(fake.traces) == 4)
+    # The fake has the traces before the exporter has read its answer: wait for the exporter.
+    await eventually(lambda: exporter.sent == 8)
     assert fake.statuses == [status, status, 207]
     assert fake.problems == []
     assert fake.bodies[0] == fake.bodies[1] == fake.bodies[2]  # the same event ids: de-duplicated
@@ -438,6 +441,7 @@ async def test_records_queued_during_an_outage_are_sent_after_it(
             await eventually(lambda: len(fake.traces) == 20)
             exporter.submit(record(20))
             await eventually(lambda: len(fake.traces) == 21)
+            await eventually(lambda: exporter.sent == 42)  # it has read the last answer
         finally:
             await fake.stop()
     assert fake.problems == []
