@@ -7,8 +7,8 @@ sends: every `flush_interval`, or as soon as a batch is full, it sends what wait
 Past the first batch, only full ones: the rest waits for the next flush, so steady traffic goes
 in full batches (a few round trips a second), never in a stream of small ones. A batch that
 fails is retried after a backoff doubling from `min_backoff` to `max_backoff`; the queue fills
-meanwhile, within its bound. `close()` stops the task and sends everything that waits, bounded
-by `close_timeout`; what is left is dropped and counted.
+meanwhile, within its bound. `close()` lets a batch on its way arrive, stops the task and sends
+everything that waits, all within `close_timeout`; what is left is dropped and counted.
 
 Subclasses say what a batch is (`_take`) and how it is sent (`_send`), and what becomes of a
 batch that failed:
@@ -70,6 +70,7 @@ class Batcher(Generic[B]):
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._busy = False  # the task is sending (or in `_tick`), not waiting for a flush
         # Consecutive failures: one more each time `_send` fails (or raises); `_send` sets it
         # back to 0 when the destination takes a batch again.
         self._failures = 0
@@ -99,10 +100,18 @@ class Batcher(Generic[B]):
         """Stop the task, send everything that waits (bounded by `close_timeout`), drop (and
         count) what is left, release the subclass's resources."""
         self._closed = True
-        await stop_task(self._task)
-        self._task = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._close_timeout
+        task, self._task = self._task, None
+        if task is not None and self._busy:
+            # A batch is on its way: let it arrive (the task ends after it) rather than cut
+            # it off mid-write, where it would be lost uncounted and its connection left
+            # inside a transaction. A task between flushes is cancelled at once.
+            self._wake.set()
+            await asyncio.wait({task}, timeout=self._close_timeout)
+        await stop_task(task)
         try:
-            async with asyncio.timeout(self._close_timeout):
+            async with asyncio.timeout_at(deadline):
                 await self._drain(everything=True)
         except TimeoutError:
             pass
@@ -117,9 +126,10 @@ class Batcher(Generic[B]):
         await self._shutdown()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             await self._next_flush()
             self._wake.clear()
+            self._busy = True
             try:
                 await self._tick()
                 await self._drain()
@@ -127,6 +137,8 @@ class Batcher(Generic[B]):
                 # A bug must not end the export for good: log it, retry after a pause.
                 log.exception(self.crash_event)
                 self._failures += 1
+            finally:
+                self._busy = False
 
     async def _next_flush(self) -> None:
         """After a failure, the backoff: then a held batch is retried at once, put-back

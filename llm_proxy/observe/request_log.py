@@ -70,6 +70,12 @@ class RequestLogSink(Batcher[list[RequestRecord]]):
                 await self._write(batch)
         except Retry:
             pass
+        except asyncio.CancelledError:
+            # Cut off mid-write (a close past its wait): the batch goes back for the final
+            # flush, and the connection, maybe inside a transaction, is dropped.
+            self._put_back(batch)
+            await self._disconnect()
+            raise
         except Exception as exc:  # any failure: retry later, never crash
             log.warning(
                 "request_log_write_failed",

@@ -476,3 +476,19 @@ async def test_models_equal_once_cleaned_share_one_usage_row(config_dsn: str) ->
 def test_error_summary_keeps_type_and_code_only(body: bytes, summary: Any) -> None:
     found = error_summary(body)
     assert (orjson.loads(found) if found is not None else None) == summary
+
+
+async def test_close_lets_a_batch_in_flight_arrive(config_dsn: str) -> None:
+    """SIGTERM's flush while a full batch is being written: that batch arrives (it was cut off
+    mid-write, lost uncounted, its connection left inside a transaction that the final flush
+    then wrote into and the close rolled back), and so does what waited behind it."""
+    sink = DatabaseLog(config_dsn, RequestLogSettings(batch_size=2, flush_interval_secs=30))
+    await sink.start()
+    sink.submit(record(time.time(), "a"))
+    sink.submit(record(time.time(), "b"))  # a full batch: the task takes it and writes it
+    await eventually(lambda: sink.queued == 0, interval=0)  # taken: the write is in flight
+    sink.submit(record(time.time(), "c"))  # less than a batch: waits for the final flush
+    await sink.close()
+    found = await rows(config_dsn, "SELECT request_id FROM request_logs")
+    assert sorted(r["request_id"] for r in found) == ["a", "b", "c"]
+    assert (sink.written, sink.dropped) == (3, 0)
