@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= example.config.yaml
 
-.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-quick bench-client bench-logs bench-scale soak
+.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-ab bench-quick bench-client bench-logs bench-scale soak
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -98,6 +98,9 @@ clean:
 bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
+
+bench-ab: $(TEST_STAMP)  ## before/after: llm-proxy at BASE (default origin/main or main) vs this tree, interleaved
+	$(BIN)/python -m tests.perf.ab --base $(or $(BASE),$(shell git rev-parse -q --verify origin/main >/dev/null && echo origin/main || echo main)) $(BENCH_ARGS)
 
 bench-scale: $(TEST_STAMP)  ## req/s and CPU with 1..nproc instances on one port (server.reuse_port)
 	$(BIN)/python -m tests.perf.scale $(BENCH_ARGS)
