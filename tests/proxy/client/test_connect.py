@@ -49,7 +49,7 @@ async def test_connect_refused(client: Client) -> None:
         await post(client, URL(f"http://127.0.0.1:{port}/v1/x"), connect_secs=1.0)
     assert info.value.kind == "refused"
     assert "connection refused" in str(info.value)  # the log detail says it in words, on any loop
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4.0  # at once, not after post's 5 s guard
 
 
 @pytest.mark.parametrize("where", ["full-backlog", "10.255.255.1"])
@@ -67,7 +67,7 @@ async def test_connect_timeout(client: Client, where: str) -> None:
         with pytest.raises((ConnectTimeout, ConnectError)) as info:
             await post(client, url, connect_secs=0.2)
         elapsed = time.monotonic() - started
-    assert elapsed < 1.0
+    assert elapsed < 4.0  # about the 0.2 s connect timeout, not post's 5 s guard
     if where == "full-backlog":
         assert isinstance(info.value, ConnectTimeout)
     if isinstance(info.value, ConnectTimeout):
@@ -147,7 +147,8 @@ async def test_blackholed_first_address_costs_the_happy_eyeballs_delay() -> None
             try:
                 started = time.monotonic()
                 first = await post(client, url, connect_secs=5.0)
-                assert 0.2 <= time.monotonic() - started < 1.0
+                # the 0.25 s head start, not the 5 s connect timeout
+                assert 0.2 <= time.monotonic() - started < 4.0
                 started = time.monotonic()
                 second = await post(client, url, connect_secs=5.0)  # the first is still busy
                 assert time.monotonic() - started < 0.2

@@ -555,7 +555,9 @@ async def test_no_headers_in_time(client: Client, which: str) -> None:
         with pytest.raises(FirstByteTimeout) as info:
             await post(client, srv.url, **kw)
         elapsed = time.monotonic() - started
-        assert 0.15 <= elapsed < 1.0
+        # Not early; and well before the 10 s total (or post's 5 s guard): this timer fired.
+        # (The upper bound is loose on purpose: a loaded machine is late, never early.)
+        assert 0.15 <= elapsed < 4.0
         assert isinstance(info.value, TimeoutError)
         assert isinstance(info.value, UpstreamError)
         assert info.value.kind == "first_byte_timeout"
@@ -578,7 +580,8 @@ async def test_idle_timeout_between_chunks(client: Client) -> None:
         started = time.monotonic()
         with pytest.raises(ReadTimeout):
             await resp.read_chunk()
-        assert 0.25 <= time.monotonic() - started < 1.0
+        # Not early; and well before the 5 s total: the idle timer fired.
+        assert 0.25 <= time.monotonic() - started < 4.0
         await eventually(lambda: srv.hangups == 1)
         assert client.idle_connections() == 0
 
@@ -597,7 +600,8 @@ async def test_total_timeout_on_a_trickling_body(client: Client) -> None:
         resp = await post(client, srv.url, total_secs=0.5, idle_secs=0.3)
         with pytest.raises(ReadTimeout):
             await read_all(resp)
-        assert 0.45 <= time.monotonic() - started < 1.5
+        # Not early; and far before the 20 s the trickle lasts: the total deadline fired.
+        assert 0.45 <= time.monotonic() - started < 4.0
         assert 5 < resp.received < 1000
 
 
@@ -617,7 +621,7 @@ async def test_read_chunk_deadline_argument(client: Client) -> None:
         started = time.monotonic()
         with pytest.raises(ReadTimeout):
             await resp.read_chunk(resp.first_deadline)
-        assert time.monotonic() - started < 0.6
+        assert time.monotonic() - started < 4.0  # the 0.3 s cap, not the 5 s total
 
 
 async def test_tls_without_verification(client: Client, tls_cert: tuple[Path, Path]) -> None:

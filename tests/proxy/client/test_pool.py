@@ -87,7 +87,8 @@ async def test_pool_timeout_when_the_origin_stays_full() -> None:
             started = time.monotonic()
             with pytest.raises(PoolTimeout) as info:
                 await post(client, srv.url)
-            assert 0.08 <= time.monotonic() - started < 0.5
+            # Not early; the bound above is loose (a loaded machine is late, never early).
+            assert 0.08 <= time.monotonic() - started < 4.0
             assert info.value.kind == "pool_full"
             assert await read_all(busy) == b"ok"
             assert srv.connections == 1
