@@ -1,0 +1,11 @@
+"""The protocol plane: translation between the APIs clients speak and the APIs upstreams speak
+(OpenAI chat completions, Anthropic Messages). Pure code: request mapping, answer mapping and
+stream state machines over bytes, no I/O, importing none of the other planes. The request path
+(`llm_proxy.proxy`) calls it for a client whose protocol differs from its upstream's.
+
+* `sse`: an incremental Server-Sent Events reader and writer.
+* `errors`: each protocol's error shapes, and an error of one in the shape of the other.
+* `usage`: token usage with both protocols' meanings (cached tokens in or out of the input).
+* `messages_via_chat`: Anthropic Messages clients served by an OpenAI-compatible upstream.
+* `chat_via_messages`: OpenAI chat-completions clients served by an Anthropic upstream.
+"""
