@@ -52,6 +52,7 @@ from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.health_checks import HealthChecker
 from llm_proxy.proxy.limiter import Clock, Limiter
+from llm_proxy.proxy.messages import count_tokens
 from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.reload import install_sighup
@@ -80,6 +81,7 @@ PROXY_ENDPOINTS: Final = (
     "/audio/speech",
     "/moderations",
     "/rerank",
+    "/messages",  # Anthropic's Messages API (answers and errors in its shape)
 )
 # multipart/form-data uploads routed by their `model` field (spooled, sent byte for byte).
 UPLOAD_ENDPOINTS: Final = (
@@ -222,6 +224,7 @@ def _routes() -> list[web.AbstractRouteDef]:
     for endpoint in UPLOAD_ENDPOINTS:
         handler = handlers.upload_handler(endpoint)
         table += [web.post(prefix + endpoint, handler) for prefix in _PREFIXES]
+    table += [web.post(prefix + "/messages/count_tokens", count_tokens) for prefix in _PREFIXES]
     for prefix in _PREFIXES:
         for collection in OBJECT_COLLECTIONS:
             handler = objects.object_handler(collection)

@@ -1,8 +1,10 @@
-"""Typed errors and the one place that renders them in OpenAI's shape.
+"""Typed errors and the one place that renders them in the client's protocol's shape.
 
 Anything in the proxy may raise a :class:`ProxyError`; the errors middleware turns it into
-``{"error": {"message", "type", "param", "code"}}`` with the right status. Once a stream has
-started, the relay finishes it with :func:`sse_error_event` instead.
+``{"error": {"message", "type", "param", "code"}}`` with the right status, or, for a client of
+the Anthropic Messages API, ``{"type": "error", "error": {"type", "message"}, "request_id"}``
+(`llm_proxy.protocols.errors`). Once a stream has started, the relay finishes it with
+:func:`sse_error_event` instead.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Final
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import LooseHeaders
+
+from llm_proxy.protocols.errors import anthropic_error, anthropic_error_event
 
 INVALID_REQUEST: Final = "invalid_request_error"
 API_ERROR: Final = "api_error"
@@ -45,17 +49,27 @@ def error_body(
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
-def error_response(err: ProxyError) -> web.Response:
+def error_response(
+    err: ProxyError, anthropic: bool = False, request_id: str | None = None
+) -> web.Response:
+    """`err` as an answer: OpenAI's shape, or Anthropic's for its clients (`anthropic`), its
+    type named by the status as Anthropic's SDKs expect, with the `request_id`."""
+    if anthropic:
+        body = anthropic_error(err.status, err.message, request_id)
+    else:
+        body = error_body(err.message, err.type, err.code, err.param)
     return web.Response(
-        status=err.status,
-        body=error_body(err.message, err.type, err.code, err.param),
-        content_type="application/json",
-        headers=err.headers,
+        status=err.status, body=body, content_type="application/json", headers=err.headers
     )
 
 
-def sse_error_event(message: str, type: str = API_ERROR, code: str | None = None) -> bytes:
-    """An OpenAI-style error event that ends a stream which already started."""
+def sse_error_event(
+    message: str, type: str = API_ERROR, code: str | None = None, anthropic: bool = False
+) -> bytes:
+    """The error event that ends a stream which already started: OpenAI's `data:` error, or
+    Anthropic's `event: error` (`anthropic`)."""
+    if anthropic:
+        return anthropic_error_event(message, type)
     return b"data: " + error_body(message, type, code) + b"\n\n"
 
 

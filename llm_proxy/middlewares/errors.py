@@ -1,4 +1,6 @@
-"""Renders every error the proxy answers itself in OpenAI's shape. The one place that does."""
+"""Renders every error the proxy answers itself in the client's protocol's shape (OpenAI's, or
+Anthropic's on the Messages API's paths, whatever failed: the key, a limit, the body, the
+route). The one place that does."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from llm_proxy.errors import API_ERROR, ProxyError, error_response
 from llm_proxy.keys import STATE
-from llm_proxy.proxy.state import CLIENT_CLOSED
+from llm_proxy.proxy.state import CLIENT_CLOSED, speaks_anthropic
 
 log = structlog.get_logger()
 
@@ -31,8 +33,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProxyError as err:
-        request[STATE].error_code = err.code or err.type
-        response = error_response(err)
+        state = request[STATE]
+        state.error_code = err.code or err.type
+        response = error_response(err, speaks_anthropic(request.path), state.request_id)
         if err.status in _CLOSES:
             response.force_close()
         return response
@@ -40,8 +43,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         made = _from_http_exception(request, exc)
-        request[STATE].error_code = made.code or made.type
-        return error_response(made)
+        state = request[STATE]
+        state.error_code = made.code or made.type
+        return error_response(made, speaks_anthropic(request.path), state.request_id)
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:
@@ -51,9 +55,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return web.Response(status=CLIENT_CLOSED)
     except Exception:
         log.exception("unhandled_error", path=_bounded(request.path))
-        request[STATE].error_code = "internal_error"
+        state = request[STATE]
+        state.error_code = "internal_error"
         return error_response(
-            ProxyError(500, "Internal proxy error.", type=API_ERROR, code="internal_error")
+            ProxyError(500, "Internal proxy error.", type=API_ERROR, code="internal_error"),
+            speaks_anthropic(request.path),
+            state.request_id,
         )
 
 

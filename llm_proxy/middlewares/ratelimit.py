@@ -10,6 +10,8 @@ client hanging up (the handler returns only once a stream has been relayed)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -20,6 +22,9 @@ from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.limiter import Limiter
 from llm_proxy.proxy.verdicts import parallel_limited, rate_limited
 
+# Anthropic's token counting: authenticated, never limited.
+_UNLIMITED: Final = "/messages/count_tokens"
+
 
 @web.middleware
 async def ratelimit(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -27,6 +32,8 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     key = state.api_key
     if key is None or not key.limited:  # precomputed: an unlimited key pays one attribute
         return await handler(request)
+    if request.path.endswith(_UNLIMITED):
+        return await handler(request)  # counting tokens spends none
     limiter = request.app[LIMITER]
     headers: list[tuple[str, str]] = []
     if key.max_budget_usd is not None:

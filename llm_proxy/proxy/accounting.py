@@ -28,7 +28,14 @@ from llm_proxy.proxy import tokens
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.state import ANONYMOUS, RequestState
-from llm_proxy.proxy.usage import Relayed, Usage, find_usage, text_of_request, text_of_response
+from llm_proxy.proxy.usage import (
+    Relayed,
+    Usage,
+    find_anthropic_usage,
+    find_usage,
+    text_of_request,
+    text_of_response,
+)
 from llm_proxy.proxy.verdicts import Reservation, rate_limited
 
 log = structlog.get_logger()
@@ -38,7 +45,7 @@ log = structlog.get_logger()
 _OUTPUT_CAPS: Final = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # The endpoints whose answer is generated text (an output to reserve); the others (embeddings,
 # moderations, images, speech, rerank) are charged for their input only.
-_GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses"})
+_GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses", "/messages"})
 # Characters per prompt token for the estimate at admission: a little fewer than tiktoken
 # finds in English (about 4), so that the estimate errs toward reserving too much.
 _CHARS_PER_TOKEN: Final = 3
@@ -126,7 +133,7 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
         return
     model, provider = state.model_label, state.provider
     price = _price(state)
-    usage = relayed.stripped_usage or find_usage(relayed.tail)
+    usage = relayed.stripped_usage or _reported(relayed)
     if usage is not None:
         state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if price is not None:
@@ -139,6 +146,17 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
     background = app[BACKGROUND]
     background.add(task)
     task.add_done_callback(background.discard)
+
+
+def _reported(relayed: Relayed) -> Usage | None:
+    """The usage the upstream's answer reports, read off what the relay kept."""
+    if relayed.anthropic:
+        return find_anthropic_usage(bytes(relayed.kept[:_ANTHROPIC_HEAD]), relayed.tail)
+    return find_usage(relayed.tail)
+
+
+# Of an Anthropic stream, the bytes that hold its `message_start` event.
+_ANTHROPIC_HEAD: Final = 8192
 
 
 async def _count_and_record(

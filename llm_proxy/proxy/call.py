@@ -6,15 +6,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llm_proxy import errors
 from llm_proxy.proxy.client import StreamedBody
 from llm_proxy.proxy.jsonbody import replace_model
 from llm_proxy.proxy.routing import Target
+from llm_proxy.proxy.translation import ANTHROPIC_ENDPOINTS, Translation, translate
 from llm_proxy.proxy.uploads import Upload
-from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.upstream import ANTHROPIC, Upstream
 from llm_proxy.proxy.usage import UsageStripper, request_usage_in_stream
 
 # Endpoints whose streams accept `stream_options.include_usage`.
 USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
+# What an Anthropic provider answers: its own endpoints, and chat completions translated.
+TRANSLATABLE: Final = ANTHROPIC_ENDPOINTS | {"/chat/completions"}
 
 
 @dataclass(slots=True)
@@ -38,23 +42,30 @@ class Call:
     # An upload whose form has no `model` (an Azure route, where the path names it): the
     # form's boundary, so each provider gets a `model` part put first.
     form_boundary: bytes | None = None
+    anthropic: bool = False  # the client speaks Anthropic's Messages API (else OpenAI's)
 
     def body_for(
         self, target: Target, upstream: Upstream
-    ) -> tuple[bytes | StreamedBody, UsageStripper | None]:
+    ) -> tuple[bytes | StreamedBody, UsageStripper | None, Translation | None]:
         """The bytes to send to `target`: the model rewritten to its upstream name and, for
-        streams, usage requested (with the stripper that hides it from the client)."""
+        streams, usage requested (with the stripper that hides it from the client); or, for
+        a provider of the other protocol, the request translated, with its translation."""
         model = target.model or self.name
+        if self.anthropic or upstream.protocol == ANTHROPIC:
+            translated = self._translated(upstream, model)
+            if translated is not None:
+                return translated[0], None, translated[1]
         if isinstance(self.body, Upload):
             upload = self.body
             if self.form_boundary is not None:
                 part = _model_part(self.form_boundary, model)
-                return StreamedBody(len(part) + upload.size, lambda: _then(part, upload)), None
+                body = StreamedBody(len(part) + upload.size, lambda: _then(part, upload))
+                return body, None, None
             new = model.encode() if self.requested and model != self.requested else None
             length, replacement = upload.replaced(new)
-            return StreamedBody(length, lambda: upload.chunks(replacement)), None
+            return StreamedBody(length, lambda: upload.chunks(replacement)), None, None
         if not self.requested:
-            return self.body, None  # a call without a model: sent as it came
+            return self.body, None, None  # a call without a model: sent as it came
         body = (
             self.body
             if model == self.requested
@@ -62,8 +73,24 @@ class Call:
         )
         if self.stream and upstream.inject_stream_usage and self.endpoint in USAGE_STREAMS:
             body, added = request_usage_in_stream(body, self.data)
-            return body, UsageStripper() if added else None
-        return body, None
+            return body, UsageStripper() if added else None, None
+        return body, None, None
+
+    def _translated(self, upstream: Upstream, model: str) -> tuple[bytes, Translation] | None:
+        """For a provider of the other protocol: the translated body and its translation.
+        (An Anthropic provider serves only the Messages API: any other endpoint is a 400.)"""
+        if upstream.protocol == ANTHROPIC and (
+            self.endpoint not in TRANSLATABLE or isinstance(self.body, Upload)
+        ):
+            raise errors.ProxyError(
+                400,
+                f"The model `{self.requested}` is served by an Anthropic provider "
+                f"({upstream.name!r}), which answers chat completions and the Messages "
+                f"API only, not {self.endpoint}.",
+                code="unsupported_endpoint",
+                param="model",
+            )
+        return translate(self.anthropic, upstream, self.data, model)
 
 
 def _model_part(boundary: bytes, model: str) -> bytes:

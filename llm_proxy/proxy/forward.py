@@ -29,13 +29,14 @@ from llm_proxy.proxy.client import (
     StreamedBody,
     UpstreamError,
 )
-from llm_proxy.proxy.decoding import Inflater, inflater_for
+from llm_proxy.proxy.decoding import inflater_for
 from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
 from llm_proxy.proxy.routing import Route, Target
 from llm_proxy.proxy.state import RequestState, stamp
+from llm_proxy.proxy.translation import TranslatedStream
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
 
@@ -67,10 +68,10 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         upstream = snapshot.upstreams[target.provider.name]
         tried.append(upstream.name)
         final = attempt == max_attempts or not _has_alternative(route, tried)
-        body, stripper = call.body_for(target, upstream)
+        body, stripper, translation = call.body_for(target, upstream)
         state.provider = upstream.name
         state.model_sent = target.model or call.name or None
-        state.relayed = Relayed(stripper=stripper)
+        state.relayed = Relayed(stripper=stripper, translation=translation)
         health.begin(upstream.name, health.clock())
         result = await _attempt(request, state, upstream, call, body, final)
         if not isinstance(result, Failure):
@@ -92,12 +93,12 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         # Every candidate is inside a Retry-After window the upstream asked for: calling it
         # again would only earn another 429, so the client hears it at once.
         state.error_code = "rate_limit_exceeded"
-        return _rate_limited(route, health)
+        return _rate_limited(route, health, call.anthropic, state.request_id)
     if failure.error is not None and len(set(tried)) > 1 and failure.outcome in _UNREACHABLE:
         failure.error = _all_failed(tried, failure)
     if failure.error is not None:
         state.error_code = failure.error.code or failure.error.type
-    return failure.answer()
+    return failure.answer(call.anthropic, state.request_id)
 
 
 _UNREACHABLE: Final = frozenset(
@@ -122,7 +123,9 @@ def _all_failed(tried: list[str], last: Failure) -> errors.ProxyError:
     )
 
 
-def _rate_limited(route: Route, health: HealthBoard) -> web.Response:
+def _rate_limited(
+    route: Route, health: HealthBoard, anthropic: bool, request_id: str
+) -> web.Response:
     now = health.clock()
     wait = min(health.rate_limited_for(t.provider.name, now) for t in route.targets)
     seconds = max(1, math.ceil(wait))
@@ -134,7 +137,9 @@ def _rate_limited(route: Route, health: HealthBoard) -> web.Response:
             type="requests",
             code="rate_limit_exceeded",
             headers={"Retry-After": str(seconds)},
-        )
+        ),
+        anthropic,
+        request_id,
     )
 
 
@@ -192,7 +197,7 @@ async def _attempt(
         is_sse = resp.content_type == "text/event-stream"
         status = resp.status
         if not final and (status >= 500 or status == 429 or (is_sse and status < 300)):
-            checked = await _before_commit(resp, upstream, relayed.inflater, health, metrics)
+            checked = await _before_commit(resp, upstream, relayed, health, metrics)
             if isinstance(checked, Failure):
                 return checked
             first = checked
@@ -225,8 +230,10 @@ def _send(
     body: bytes | StreamedBody,
 ) -> Awaitable[Response]:
     """The call to the upstream (awaited by `_attempt`: no coroutine of its own)."""
+    translation = state.relayed.translation if state.relayed is not None else None
+    endpoint = call.endpoint if translation is None else translation.endpoint
     return request.app[CLIENT].request(
-        upstream.target(call.method, call.endpoint, state.model_sent, call.query),
+        upstream.target(call.method, endpoint, state.model_sent, call.query),
         request_headers(request.raw_headers, upstream),
         body,
         total_secs=upstream.timeout_secs,
@@ -239,14 +246,17 @@ def _send(
 async def _before_commit(
     resp: Response,
     upstream: Upstream,
-    inflater: Inflater | None,
+    relayed: Relayed,
     health: HealthBoard,
     metrics: Metrics,
 ) -> bytes | Failure:
     """An answer that may still fail over (not the last attempt): a 5xx or 429 does, its body
-    kept in case it is the last word; so does a stream whose first event is an error (held
-    back until it is in, within the first-byte timeout too). Returns what was read."""
+    kept in case it is the last word (in the client's protocol); so does a stream whose first
+    event is an error (held back until it is in, within the first-byte timeout too). Returns
+    what was read."""
     status = resp.status
+    inflater = relayed.inflater
+    translation = relayed.translation
     if status >= 500 or status == 429:
         try:
             body = await resp.read(_PEEK_LIMIT)
@@ -256,6 +266,10 @@ async def _before_commit(
         outcome = Outcome.HTTP_429 if status == 429 else Outcome.HTTP_5XX
         record(health, metrics, upstream.name, outcome, status, retry_after=retry_after, body=body)
         headers = response_headers(resp.raw_headers, upstream)
+        if translation is not None:
+            body = translation.error(status, body)
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+            headers.append(("Content-Type", "application/json"))
         answer = web.Response(status=status, body=body, headers=headers)
         return Failure(outcome, response=answer, retry_after=retry_after)
     first = b""  # until the first complete SSE event (usually one read: it is one chunk)
@@ -271,6 +285,9 @@ async def _before_commit(
         return first
     resp.close()
     record(health, metrics, upstream.name, Outcome.SSE_ERROR, status)
+    if translation is not None:  # the error event in the client's protocol
+        translator = translation.stream()
+        first = translator.feed(first) + translator.flush()
     answer = web.Response(status=status, body=first, content_type="text/event-stream")
     return Failure(Outcome.SSE_ERROR, response=answer)
 
@@ -334,12 +351,20 @@ def _commit(
         record(health, metrics, name, _OK, status)
     if is_sse:
         # With content capture, the stream's first events (SSE framing is most of the bytes);
-        # a stream that creates an object, its first event (which names it).
+        # a stream that creates an object, its first event (which names it); an Anthropic
+        # stream, its first event (`message_start` has the input's usage).
         relayed.keep = app[CAPTURE] * _SSE_BYTES_PER_TEXT_BYTE or STREAM_KEEP_BYTES
-        if call.creates is not None:
+        if call.creates is not None or call.anthropic:
             relayed.keep = max(relayed.keep, _FIRST_EVENT_BYTES)
     if not is_sse or status >= 300:
         relayed.stripper = None  # only successful streams carry the injected usage
+    translation = relayed.translation
+    relayed.anthropic = call.anthropic and translation is None
+    if translation is not None:
+        if is_sse and status < 300:
+            relayed.stripper = TranslatedStream(translation.stream())
+        else:
+            return True  # translated whole: an answer, or an error in the client's shape
     whole = answers_whole(resp, relayed, is_sse) or (
         call.inspect and not is_sse and relayed.inflater is None
     )

@@ -23,6 +23,7 @@ from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
 from llm_proxy.proxy.uploads import Upload, boundary_of, spool
 
 JSON: Final = "application/json"
+MESSAGES: Final = "/messages"  # Anthropic's Messages API
 
 
 # Bodies must be JSON; raw bytes (what many HTTP libraries send by default) are read as JSON too.
@@ -45,7 +46,9 @@ def check_content_type(value: str | None) -> None:
 
 def proxy_handler(endpoint: str) -> Handler:
     """A handler forwarding to `endpoint` ("/chat/completions", ...) of the chosen provider.
+    ("/messages": Anthropic's Messages API, translated for a provider that speaks OpenAI's.)
     (One coroutine for the whole request: every open stream holds each frame of its stack.)"""
+    anthropic = endpoint == MESSAGES
 
     async def handle(request: web.Request) -> web.StreamResponse:
         state = request[STATE]
@@ -64,14 +67,14 @@ def proxy_handler(endpoint: str) -> Handler:
                 body, data = with_model(body, data, deployment)
             model = data.get("model")
             if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
-                raise _bad_model(model)
+                raise bad_model(model)
             stream = data.get("stream")
             if stream is not None and not isinstance(stream, bool):
                 raise errors.bad_param("stream", "`stream` must be a boolean.")
             state.model = model
 
             name = state.snapshot.routes.normalize(model)
-            route = _route_for(state, model, name)
+            route = route_for(state, model, name)
             key = state.api_key
             state.streamed = stream is True
             if key is not None and not key.shared_objects and NAMES_OBJECTS.search(body):
@@ -80,7 +83,16 @@ def proxy_handler(endpoint: str) -> Handler:
             if endpoint == "/responses":
                 route = await affinity(request, data, route)
                 creates = "response"
-            call = Call(endpoint, body, data, model, name, stream is True, creates=creates)
+            call = Call(
+                endpoint,
+                body,
+                data,
+                model,
+                name,
+                stream is True,
+                creates=creates,
+                anthropic=anthropic,
+            )
             if key is not None and key.reserves:  # tokens per minute or a budget: 429?
                 await reserve(request.app, state, data, endpoint)
             try:
@@ -116,12 +128,12 @@ def upload_handler(endpoint: str) -> Handler:
             # On an Azure route the deployment names the model (the form's is replaced).
             model = request.match_info.get("deployment") or upload.model
             if not model or len(model) > MAX_MODEL_CHARS:
-                raise _bad_model(model)
+                raise bad_model(model)
             if not model.isprintable():  # (it may become a form field of its own)
                 raise errors.bad_param("model", "The model name has a control character.")
             state.model = model
             name = snapshot.routes.normalize(model)
-            route = _route_for(state, model, name)
+            route = route_for(state, model, name)
             # `requested`: the model as the form names it, so the one sent replaces it.
             call = Call(endpoint, upload, {}, upload.model or "", name, False)
             if upload.model is None:  # an Azure route: the form may leave the model out
@@ -133,7 +145,7 @@ def upload_handler(endpoint: str) -> Handler:
     return handle
 
 
-def _route_for(state: RequestState, model: str, name: str) -> Route:
+def route_for(state: RequestState, model: str, name: str) -> Route:
     """The route serving `model` (`name`: as the routes normalize it), if the key may use it:
     403 otherwise, 404 for a model no route serves."""
     key = state.api_key
@@ -187,7 +199,7 @@ async def _first_boundary(request: web.Request, upload: Upload) -> bytes | None:
     return boundary
 
 
-def _bad_model(model: object) -> errors.ProxyError:
+def bad_model(model: object) -> errors.ProxyError:
     if model is None or model == "":
         message = "`model` is required and must be a non-empty string."
     elif isinstance(model, str):

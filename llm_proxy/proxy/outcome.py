@@ -129,12 +129,13 @@ class Failure:
     retry_after: float | None = None
     detail: str | None = None  # the cause, for the log (never sent to the client)
 
-    def answer(self) -> web.Response:
-        """What the client gets when no attempt succeeded."""
+    def answer(self, anthropic: bool = False, request_id: str | None = None) -> web.Response:
+        """What the client gets when no attempt succeeded (a proxy-made error in Anthropic's
+        shape for its clients: `anthropic`, with the `request_id`)."""
         if self.response is not None:
             return self.response
         assert self.error is not None
-        return errors.error_response(self.error)
+        return errors.error_response(self.error, anthropic, request_id)
 
 
 def no_answer(

@@ -22,7 +22,8 @@ from llm_proxy import errors
 from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
 from llm_proxy.proxy.client import Response, UpstreamError
 from llm_proxy.proxy.outcome import Outcome, record
-from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState
+from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState, speaks_anthropic
+from llm_proxy.proxy.translation import MAX_ANSWER_BYTES, TranslatedStream, translate_whole
 from llm_proxy.proxy.upstream import Upstream
 from llm_proxy.proxy.usage import Relayed
 
@@ -81,11 +82,16 @@ async def relay_whole(
 ) -> web.Response:
     """Read a small sized body whole and answer it with `head` (status and headers set) in
     one write. Nothing reaches the client before the body is in, so an upstream that fails
-    mid-body becomes a clean OpenAI-shaped 502/504 rather than a cut body."""
+    mid-body becomes a clean 502/504 in the client's shape rather than a cut body. (Also any
+    answer to translate: then read whole up to `MAX_ANSWER_BYTES`, inflated if need be.)"""
     parts: list[bytes] = []
+    translation = relayed.translation
     try:
-        while chunk := await resp.read_chunk():
-            parts.append(chunk)
+        if translation is None:
+            while chunk := await resp.read_chunk():
+                parts.append(chunk)
+        else:
+            await _read_whole(resp, relayed, parts, upstream.name)
     except (TimeoutError, UpstreamError) as exc:
         kind = _mid_body_failure(request, state, upstream, exc, streamed=False)
         what = "stalled" if kind == "timeout" else "failed"
@@ -95,14 +101,39 @@ async def relay_whole(
                 f"Upstream provider {upstream.name!r} {what} mid-answer.",
                 type=errors.API_ERROR,
                 code="upstream_timeout" if kind == "timeout" else "upstream_error",
-            )
+            ),
+            speaks_anthropic(request.path),
+            state.request_id,
         )
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     relayed.note(body)
     relayed.complete = True
     state.final_status = relayed.status
+    if translation is not None:
+        body, relayed.usage = translate_whole(translation, relayed.status, body)
+        head.headers.popall("Content-Type", None)
+        head.content_type = "application/json"
     head.body = body
     return head
+
+
+async def _read_whole(resp: Response, relayed: Relayed, parts: list[bytes], name: str) -> None:
+    """An answer to translate, read whole (inflated if it came compressed), bounded."""
+    inflater, size = relayed.inflater, 0
+    while True:
+        chunk = await (resp.read_chunk() if inflater is None else inflater.read_chunk(resp))
+        if not chunk:
+            return
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise errors.ProxyError(
+                502,
+                f"Upstream provider {name!r} answered more than "
+                f"{MAX_ANSWER_BYTES >> 20} MiB: too large to translate.",
+                type=errors.API_ERROR,
+                code="upstream_error",
+            )
+        parts.append(chunk)
 
 
 async def relay(leg: Leg, first: bytes) -> bool:
@@ -235,7 +266,10 @@ async def _upstream_failed(leg: Leg, exc: Exception) -> None:
     message = f"Upstream provider {upstream.name!r} failed mid-stream."
     if kind == "timeout":
         message = f"Upstream provider {upstream.name!r} stalled mid-stream."
-    event = errors.sse_error_event(message, code="upstream_error")
+    if isinstance(relayed.stripper, TranslatedStream):
+        event = relayed.stripper.fail(message)  # closes the client's protocol's stream
+    else:
+        event = errors.sse_error_event(message, code="upstream_error", anthropic=relayed.anthropic)
     try:
         await out.write(prefix + event)
         await out.write_eof()

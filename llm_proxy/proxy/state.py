@@ -56,6 +56,19 @@ class RequestState:
     completion_text: str | None = None
 
 
+# The Messages API's paths (with and without `/v1`): every answer on them, errors included, is
+# in Anthropic's shape.
+MESSAGES_PATHS: Final = ("/v1/messages", "/messages")
+
+
+def speaks_anthropic(path: str) -> bool:
+    """Is `path` one of the Anthropic Messages API's (`/v1/messages`, `.../count_tokens`,
+    and anything under them)?"""
+    return path.startswith(MESSAGES_PATHS) and (
+        path in MESSAGES_PATHS or path.startswith(("/v1/messages/", "/messages/"))
+    )
+
+
 def stamp(response: web.StreamResponse, state: RequestState) -> None:
     """The headers every response carries, streamed or not, set before it is sent: the request
     id and, for a rate-limited key, OpenAI's x-ratelimit-* headers. (Called by observe for

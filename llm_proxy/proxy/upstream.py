@@ -67,15 +67,27 @@ DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
     )
 )
 UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
+# Anthropic's protocol headers mean nothing to an OpenAI-compatible upstream (an Anthropic
+# client's call translated for one): not sent there.
+_ANTHROPIC_HEADERS: Final = frozenset(("anthropic-version", "anthropic-beta"))
+
+# The protocols an upstream speaks (`Upstream.protocol`).
+OPENAI: Final = "openai"
+ANTHROPIC: Final = "anthropic"
 
 # The provider account's identity, shown to clients only when the config names it.
 ACCOUNT_HEADERS: Final = frozenset(("openai-organization", "openai-project"))
 
 _DROP_REQUEST_RAW: Final = frozenset(name.encode() for name in DROP_REQUEST)
+_DROP_REQUEST_OPENAI_RAW: Final = _DROP_REQUEST_RAW | {n.encode() for n in _ANTHROPIC_HEADERS}
 _DROP_RESPONSE_RAW: Final = frozenset(name.encode() for name in DROP_RESPONSE)
-_DROP_RESPONSE_ACCOUNT_RAW: Final = _DROP_RESPONSE_RAW | {n.encode() for n in ACCOUNT_HEADERS}
+# Anthropic names the account an answer was billed to: hidden from clients as OpenAI's are.
+_ACCOUNT_RESPONSE: Final = ACCOUNT_HEADERS | {"anthropic-organization-id"}
+_DROP_RESPONSE_ACCOUNT_RAW: Final = _DROP_RESPONSE_RAW | {n.encode() for n in _ACCOUNT_RESPONSE}
 
 ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/responses")
+# An Anthropic upstream's (after its api_base and `/v1`).
+ANTHROPIC_ENDPOINTS: Final = ("/messages", "/messages/count_tokens")
 RawHeaders = Sequence[tuple[bytes, bytes]]
 
 # Azure OpenAI (dated API versions): these paths are per deployment,
@@ -126,6 +138,13 @@ class Upstream:
     query_names: frozenset[str] = frozenset()  # a client's parameters of these names are dropped
     path_prefix: str = ""  # before every path: "/openai" for Azure
     deployment_paths: frozenset[str] = frozenset()  # paths per deployment (Azure)
+    protocol: str = OPENAI  # OPENAI or ANTHROPIC: what the upstream speaks
+    # ANTHROPIC: the `anthropic-version` header line sent when the client sent none.
+    version_line: bytes = b""
+    # For a translated request: the max_tokens sent when the client gave none (Anthropic
+    # requires one), and a cap on it (None: none).
+    default_max_tokens: int = 4096
+    max_output_tokens: int | None = None
     _cache: dict[tuple[str, str, str | None, str], Target] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -202,10 +221,18 @@ def _encoded_query(params: Sequence[tuple[str, str]]) -> str:
     return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in params)
 
 
+def _path_prefix(provider: Provider) -> str:
+    """What comes between api_base and a path: Azure's `/openai`, Anthropic's `/v1` (its
+    api_base is the SDK's, without it)."""
+    if provider.provider_type == "azure":
+        return "/openai"
+    return "/v1" if provider.provider_type == ANTHROPIC else ""
+
+
 def compile_target(
     provider: Provider, config: Config, endpoint: str, method: str, env: Mapping[str, str]
 ) -> Target:
-    prefix = "/openai" if provider.provider_type == "azure" else ""
+    prefix = _path_prefix(provider)
     url = with_query(
         endpoint_url(provider.api_base, prefix + endpoint), _encoded_query(provider.query_params)
     )
@@ -234,8 +261,12 @@ def compile_upstream(
     configured = {name.lower() for name, _ in headers}
     shows_account = not ACCOUNT_HEADERS.isdisjoint(configured)
     azure = provider.provider_type == "azure"
+    anthropic = provider.provider_type == ANTHROPIC
     # Azure's per-deployment paths are compiled per model, on first use (see `target()`).
     fixed_endpoints = [ep for ep in ENDPOINTS if not (azure and ep in AZURE_DEPLOYMENT_PATHS)]
+    if anthropic:
+        fixed_endpoints = list(ANTHROPIC_ENDPOINTS)
+    drop_request = _DROP_REQUEST_RAW if anthropic else _DROP_REQUEST_OPENAI_RAW
     return Upstream(
         name=provider.name,
         targets={ep: compile_target(provider, config, ep, "POST", env) for ep in fixed_endpoints},
@@ -252,12 +283,24 @@ def compile_upstream(
         api_base=provider.api_base,
         verify=config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl,
         proxy=_proxy_for(provider, config, endpoint_url(provider.api_base, "/"), env),
-        drop_request=_DROP_REQUEST_RAW | {name.encode() for name in configured},
+        drop_request=drop_request | {name.encode() for name in configured},
         query=_encoded_query(provider.query_params),
         query_names=frozenset(name for name, _ in provider.query_params),
-        path_prefix="/openai" if azure else "",
+        path_prefix=_path_prefix(provider),
         deployment_paths=AZURE_DEPLOYMENT_PATHS if azure else frozenset(),
+        protocol=ANTHROPIC if anthropic else OPENAI,
+        version_line=_version_line(provider, configured) if anthropic else b"",
+        default_max_tokens=provider.default_max_tokens,
+        max_output_tokens=provider.max_output_tokens,
     )
+
+
+def _version_line(provider: Provider, configured: set[str]) -> bytes:
+    """The `anthropic-version` line for a client that sends none; none when the provider's
+    own `headers` set one (then it is fixed, as every configured header is)."""
+    if "anthropic-version" in configured:
+        return b""
+    return f"anthropic-version: {provider.anthropic_version}\r\n".encode("latin-1")
 
 
 def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
@@ -269,6 +312,8 @@ def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
         lines.append(("Authorization", f"Bearer {provider.api_key}"))
     elif provider.api_key and provider.auth == "api-key":
         lines.append(("api-key", provider.api_key))
+    elif provider.api_key and provider.auth == "x-api-key":
+        lines.append(("x-api-key", provider.api_key))
     lines.append(("Accept-Encoding", "identity"))
     if provider.organization is not None:
         lines.append(("OpenAI-Organization", provider.organization))
@@ -279,7 +324,10 @@ def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
 
 
 def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
-    """The client's header lines minus what must not cross, plus the provider's fixed ones."""
+    """The client's header lines minus what must not cross, plus the provider's fixed ones
+    (and, for an Anthropic upstream, `anthropic-version` when the client sent none)."""
+    if upstream.protocol == ANTHROPIC:
+        return _anthropic_headers(raw, upstream)
     lines = []
     has_type = False
     drop = upstream.drop_request
@@ -290,6 +338,25 @@ def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
             has_type = has_type or lname == b"content-type"
     if not has_type:
         lines.append(b"Content-Type: application/json\r\n")  # the body was checked to be JSON
+    lines.append(upstream.fixed_headers)
+    return b"".join(lines)
+
+
+def _anthropic_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
+    """As `request_headers`, and the body's type is JSON whatever the client said (it was
+    checked to be JSON, or translated into it)."""
+    lines = []
+    has_version = False
+    drop = upstream.drop_request
+    for name, value in raw:
+        lname = name.lower()
+        if lname in drop or lname == b"content-type":
+            continue
+        lines.append(name + b": " + value + b"\r\n")
+        has_version = has_version or lname == b"anthropic-version"
+    lines.append(b"Content-Type: application/json\r\n")
+    if not has_version:
+        lines.append(upstream.version_line)  # (b"" when the provider's headers set it)
     lines.append(upstream.fixed_headers)
     return b"".join(lines)
 

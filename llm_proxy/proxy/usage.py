@@ -13,13 +13,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
 from llm_proxy import errors
 from llm_proxy.proxy.decoding import Inflater
 from llm_proxy.proxy.jsonbody import exact_loads
+
+if TYPE_CHECKING:
+    from llm_proxy.proxy.translation import Translation
 
 _NUMBERS: Final = re.compile(
     rb'"(prompt_tokens|completion_tokens|total_tokens|input_tokens|output_tokens)"\s*:\s*(\d+)'
@@ -62,6 +65,38 @@ def find_usage(tail: bytes) -> Usage | None:
     return Usage(prompt, completion)
 
 
+_ANTHROPIC_NUMBERS: Final = re.compile(
+    rb'"(input_tokens|output_tokens|cache_read_input_tokens|cache_creation_input_tokens)"'
+    rb"\s*:\s*(\d+)"
+)
+
+
+def _anthropic_fields(window: bytes) -> dict[bytes, int]:
+    found: dict[bytes, int] = {}
+    for name, value in _ANTHROPIC_NUMBERS.findall(window):
+        found.setdefault(name, int(value))  # the first: nested objects come later
+    return found
+
+
+def find_anthropic_usage(head: bytes, tail: bytes) -> Usage | None:
+    """Usage from an Anthropic answer: a Message's `usage` (its input tokens not counting
+    the cache's reads and writes, which the prompt's count includes here); for a stream, the
+    `message_start` event's (in `head`) updated by the last `message_delta`'s (in `tail`)."""
+    fields: dict[bytes, int] = {}
+    for part in (head, tail):
+        at = part.find(b'"usage"') if part is head else part.rfind(b'"usage"')
+        if at >= 0:
+            fields.update(_anthropic_fields(part[at + 7 : at + 1200]))
+    if b"input_tokens" not in fields and b"output_tokens" not in fields:
+        return None
+    prompt = (
+        fields.get(b"input_tokens", 0)
+        + fields.get(b"cache_read_input_tokens", 0)
+        + fields.get(b"cache_creation_input_tokens", 0)
+    )
+    return Usage(prompt, fields.get(b"output_tokens", 0))
+
+
 def request_usage_in_stream(body: bytes, data: dict[str, Any]) -> tuple[bytes, bool]:
     """`body` asking for the stream's usage chunk, and whether the proxy added that request
     (then `UsageStripper` hides the chunk from the client). Whatever the client sent (no
@@ -100,6 +135,17 @@ def _plainly_once(body: bytes) -> bool:
         and body.count(b'"include_usage"') <= 1
         and (b"\\u00" not in body or _KEY_ESCAPES.search(body) is None)
     )
+
+
+class StreamFilter(Protocol):
+    """What the relay passes a stream's chunks through (whole events out)."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
 
 
 class UsageStripper:
@@ -172,12 +218,21 @@ class Relayed:
     _late_tail: bytes = b""
     total_bytes: int = 0
     complete: bool = False  # the upstream body was relayed to its end
-    stripper: UsageStripper | None = None
+    # What the relay passes each chunk through: the usage stripper of a pass-through stream,
+    # or the translator of a stream in the other protocol (`llm_proxy.proxy.translation`).
+    stripper: StreamFilter | None = None
     # Set when the upstream compressed its answer anyway: every byte above is inflated.
     inflater: Inflater | None = None
+    # The client speaks another protocol than the upstream: how the answer is translated.
+    translation: Translation | None = None
+    usage: Usage | None = None  # what a translated whole answer reported
+    anthropic: bool = False  # an Anthropic answer passed through (its usage read so)
 
     @property
     def stripped_usage(self) -> Usage | None:
+        """The usage the stream filter saw (or a translated answer reported), if any."""
+        if self.usage is not None:
+            return self.usage
         return self.stripper.usage if self.stripper is not None else None
 
     @property
@@ -201,6 +256,7 @@ def text_of_request(data: dict[str, Any]) -> str:
     _collect(data.get("prompt"), parts)
     _collect(data.get("input"), parts)
     _collect(data.get("instructions"), parts)
+    _collect(data.get("system"), parts)  # (Anthropic's Messages API)
     return "\n".join(parts)
 
 
