@@ -70,6 +70,9 @@ PARAM_KEYS: Final = TIMEOUT_KEYS | {
     "headers",
     "query_params",
     "proxy",
+    "anthropic_version",
+    "default_max_tokens",
+    "max_output_tokens",
 }
 
 

@@ -27,7 +27,15 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from llm_proxy.config.model import Config, MasterKey, Pricing, Provider
+from llm_proxy.config.model import (
+    DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_MAX_TOKENS,
+    Config,
+    MasterKey,
+    Pricing,
+    Provider,
+    default_auth,
+)
 from llm_proxy.config.providers import header_is_public, query_param_is_public
 
 
@@ -104,7 +112,7 @@ def provider_data(p: Provider) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": p.name, "api_base": p.api_base}
     if p.provider_type != "openai":
         entry["provider_type"] = p.provider_type
-    if p.auth != "bearer":
+    if p.auth != default_auth(p.provider_type):
         entry["auth"] = p.auth
     if p.api_key:
         entry["api_key"] = p.api_key
@@ -127,6 +135,12 @@ def provider_data(p: Provider) -> dict[str, Any]:
         entry["proxy"] = p.proxy
     if p.pricing:
         entry["pricing"] = pricing_data(p.pricing)
+    if p.provider_type == "anthropic" and p.anthropic_version != DEFAULT_ANTHROPIC_VERSION:
+        entry["anthropic_version"] = p.anthropic_version
+    if p.default_max_tokens != DEFAULT_MAX_TOKENS:
+        entry["default_max_tokens"] = p.default_max_tokens
+    if p.max_output_tokens is not None:
+        entry["max_output_tokens"] = p.max_output_tokens
     return entry
 
 

@@ -21,6 +21,32 @@ DEFAULT_TIMEOUT_SECS: Final = 600.0
 DEFAULT_MAX_BODY_MB: Final = 32.0
 
 
+ProviderType = Literal["openai", "azure", "anthropic"]
+
+
+# How a provider's api_key is sent: `Authorization: Bearer`, Azure's `api-key` header,
+# Anthropic's `x-api-key` header, or not at all.
+AuthMode = Literal["bearer", "api-key", "x-api-key", "none"]
+
+
+def default_auth(provider_type: ProviderType) -> AuthMode:
+    """The `auth` a provider of this type gets when its config gives none: each upstream's
+    own header (Azure's stays `bearer`, as it always was: its default predates `api-key`)."""
+    return "x-api-key" if provider_type == "anthropic" else "bearer"
+
+
+# Anthropic's Messages API: the base URL as the Anthropic SDK takes it (the proxy appends
+# /v1/messages), and the `anthropic-version` sent when the client sends none.
+ANTHROPIC_API_BASE: Final = "https://api.anthropic.com"
+
+
+DEFAULT_ANTHROPIC_VERSION: Final = "2023-06-01"
+
+
+# Anthropic requires max_tokens; an OpenAI client may give none.
+DEFAULT_MAX_TOKENS: Final = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRule:
     """One `model_mapping` entry: requested name or pattern -> upstream model name."""
@@ -114,14 +140,25 @@ class Provider:
     pricing: Pricing = ()  # overrides the global prices for this provider's models
     # "openai": every path is appended to api_base. "azure": api_base is the resource
     # endpoint, the upstream model name (after model_mapping) is the deployment.
-    provider_type: Literal["openai", "azure"] = "openai"
-    # How api_key is sent: Authorization: Bearer, Azure's api-key header, or not at all.
-    auth: Literal["bearer", "api-key", "none"] = "bearer"
+    # "anthropic": the upstream speaks Anthropic's Messages API; api_base is the base the
+    # Anthropic SDK takes (https://api.anthropic.com), the proxy appends /v1/messages.
+    provider_type: ProviderType = "openai"
+    # How api_key is sent (see AuthMode); when not configured, `default_auth(provider_type)`.
+    auth: AuthMode = "bearer"
     # Header lines every call carries, (name as configured, value); clients cannot set these.
     # Values may be secrets: shown masked unless the name is known to carry none.
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     # Added to every upstream URL. Values may be secrets (`?key=`): masked unless public.
     query_params: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # provider_type anthropic only: the `anthropic-version` header sent when the client sent
+    # none (an Anthropic client's own is forwarded unchanged; OpenAI clients never send one).
+    anthropic_version: str = DEFAULT_ANTHROPIC_VERSION
+    # The max_tokens a translated request carries when its client gave none (an Anthropic
+    # upstream requires one).
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+    # A cap on the max_tokens a translated request carries, whoever chose it (the client or
+    # default_max_tokens): below default_max_tokens it lowers that too. None: no cap.
+    max_output_tokens: int | None = None
 
     @property
     def request_timeout_secs(self) -> float | None:

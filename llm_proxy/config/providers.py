@@ -11,7 +11,17 @@ from yarl import URL
 
 from llm_proxy.config.checker import Checker, kind_of
 from llm_proxy.config.issues import Path
-from llm_proxy.config.model import ModelRule, Provider, Timeouts
+from llm_proxy.config.model import (
+    ANTHROPIC_API_BASE,
+    DEFAULT_ANTHROPIC_VERSION,
+    DEFAULT_MAX_TOKENS,
+    AuthMode,
+    ModelRule,
+    Provider,
+    ProviderType,
+    Timeouts,
+    default_auth,
+)
 from llm_proxy.config.patterns import compile_pattern
 from llm_proxy.config.sections import (
     PROVIDER_KEYS,
@@ -36,23 +46,32 @@ def parse_providers(check: Checker, raw: Any) -> tuple[Provider, ...]:
 
 def _provider(check: Checker, p: Mapping[str, Any], path: Path, seen: set[str]) -> Provider:
     """One entry of `providers` (its name joins `seen`)."""
-    check.required(p, path, "name", "api_base")
+    kind = cast(
+        ProviderType,
+        _choice(check, p.get("provider_type"), (*path, "provider_type"), PROVIDER_TYPES),
+    )
+    # Anthropic's base URL is known; any other type's must be given.
+    check.required(p, path, "name", *(() if kind == "anthropic" else ("api_base",)))
     name = check.unique_name(p, path, seen, "provider")
     api_base = _api_base(check, p.get("api_base"), (*path, "api_base"))
+    if kind == "anthropic":
+        api_base = _anthropic_base(check, api_base, (*path, "api_base"))
     # It becomes a header line as is: no spaces, control characters or non-ASCII.
     api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
     proxy = _provider_proxy(check, p.get("proxy"), (*path, "proxy"))
     ids = _ids(check, p, path)
     weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
     mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
-    kind = _choice(check, p.get("provider_type"), (*path, "provider_type"), PROVIDER_TYPES)
-    auth = _choice(check, p.get("auth"), (*path, "auth"), AUTH_MODES)
+    auth = cast(
+        AuthMode, _choice(check, p.get("auth"), (*path, "auth"), AUTH_MODES, default_auth(kind))
+    )
     if auth == "none" and api_key:
         check.fail(
             (*path, "api_key"),
-            "is never sent with auth: none: remove it, or use auth: bearer or api-key",
+            "is never sent with auth: none: remove it, or use auth: bearer, api-key or x-api-key",
         )
     headers = _headers(check, p.get("headers"), (*path, "headers"), ids)
+    _check_header_clashes(check, headers, kind, auth, (*path, "headers"))
     query = _query_params(check, p.get("query_params"), (*path, "query_params"), api_base)
     if kind == "azure":
         _check_azure(check, api_base, query, path)
@@ -74,11 +93,62 @@ def _provider(check: Checker, p: Mapping[str, Any], path: Path, seen: set[str]) 
         pricing=parse_pricing(check, p.get("pricing"), (*path, "pricing")),
         project=ids["project"],
         proxy=proxy,
-        provider_type=cast(Literal["openai", "azure"], kind),
-        auth=cast(Literal["bearer", "api-key", "none"], auth),
+        provider_type=kind,
+        auth=auth,
         headers=headers,
         query_params=query,
+        anthropic_version=_anthropic_version(check, p.get("anthropic_version"), kind, path),
+        default_max_tokens=check.positive_int(
+            check.optional(p, "default_max_tokens", DEFAULT_MAX_TOKENS),
+            (*path, "default_max_tokens"),
+        ),
+        max_output_tokens=None
+        if p.get("max_output_tokens") is None
+        else check.positive_int(p["max_output_tokens"], (*path, "max_output_tokens")),
     )
+
+
+def _anthropic_base(check: Checker, api_base: str, path: Path) -> str:
+    """provider_type anthropic: the base URL as the Anthropic SDK takes it, the default when
+    none is given. A trailing /v1 (the OpenAI SDKs' habit) is dropped: the proxy appends
+    /v1/messages itself."""
+    if not api_base:
+        return ANTHROPIC_API_BASE
+    base, mark, query = api_base.partition("?")
+    base = base.rstrip("/")
+    if base.endswith("/v1/messages"):
+        check.fail(
+            path,
+            f"with provider_type anthropic is the base URL ({ANTHROPIC_API_BASE}): "
+            "the proxy appends /v1/messages itself",
+        )
+    return base.removesuffix("/v1") + mark + query
+
+
+def _anthropic_version(check: Checker, raw: Any, kind: str, path: Path) -> str:
+    """`anthropic_version`: a header value, for provider_type anthropic only."""
+    if raw is None:
+        return DEFAULT_ANTHROPIC_VERSION
+    where = (*path, "anthropic_version")
+    value = _text(check, raw, where)  # an unquoted YAML date is a version too
+    if kind != "anthropic":
+        check.fail(where, f"is only for provider_type anthropic (this one is {kind})")
+    elif not HEADER_SAFE.fullmatch(value):
+        check.fail(where, "must be printable ASCII without spaces (for example 2023-06-01)")
+    return value or DEFAULT_ANTHROPIC_VERSION
+
+
+def _check_header_clashes(
+    check: Checker, headers: tuple[tuple[str, str], ...], kind: str, auth: str, path: Path
+) -> None:
+    """`headers` that would repeat what the provider's own settings send: the x-api-key
+    header when auth sends the key in it, anthropic-version when anthropic_version does."""
+    for name, _ in headers:
+        lower = name.lower()
+        if lower == "x-api-key" and auth == "x-api-key":
+            check.fail((*path, name), _KEY_HEADER)
+        elif lower == "anthropic-version" and kind == "anthropic":
+            check.fail((*path, name), "is sent from anthropic_version: set that instead")
 
 
 def _api_base(check: Checker, raw: Any, path: Path) -> str:
@@ -116,13 +186,15 @@ def _ids(check: Checker, p: Mapping[str, Any], path: Path) -> dict[str, str | No
 
 
 HEADER_SAFE: Final = re.compile(r"[!-~]+")  # printable ASCII, no spaces: a header value
-PROVIDER_TYPES: Final = ("openai", "azure")  # the first is the default
-AUTH_MODES: Final = ("bearer", "api-key", "none")
+PROVIDER_TYPES: Final = ("openai", "azure", "anthropic")  # the first is the default
+AUTH_MODES: Final = ("bearer", "api-key", "x-api-key", "none")  # the default: default_auth
 # RFC 9110 5.6.2: a header name is a token.
 HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A configured header value: printable ASCII, inner spaces allowed (`X-Title: My App`).
 HEADER_VALUE: Final = re.compile(r"[!-~](?:[ -~]*[!-~])?")
-_KEY_HEADER: Final = "carries the provider's key: set api_key and auth: bearer | api-key | none"
+_KEY_HEADER: Final = (
+    "carries the provider's key: set api_key and auth: bearer | api-key | x-api-key | none"
+)
 _OWNED: Final = "is set by the proxy itself (from the request it forwards)"
 _HOP: Final = "is a hop-by-hop header: it never crosses a proxy"
 # What `headers:` may not set (lower-case name -> why): the credential `auth` decides, what
@@ -158,6 +230,8 @@ PUBLIC_HEADERS: Final = frozenset(
         "openai-organization",
         "openai-project",
         "openai-beta",
+        "anthropic-beta",
+        "anthropic-version",
         "http-referer",  # OpenRouter's app attribution
         "referer",
         "x-title",  # OpenRouter's app name
@@ -182,13 +256,17 @@ def query_param_is_public(name: str) -> bool:
     return name.lower() in PUBLIC_QUERY_PARAMS
 
 
-def _choice(check: Checker, raw: Any, path: Path, allowed: tuple[str, ...]) -> str:
+def _choice(
+    check: Checker, raw: Any, path: Path, allowed: tuple[str, ...], default: str | None = None
+) -> str:
+    """One of `allowed`; `default` (else the first) when not given or not valid."""
+    fallback = allowed[0] if default is None else default
     if raw is None:
-        return allowed[0]
+        return fallback
     value = check.string(raw, path)
     if value not in allowed:
         check.fail(path, f"must be one of {', '.join(allowed)}, got {value!r}")
-        return allowed[0]
+        return fallback
     return value
 
 

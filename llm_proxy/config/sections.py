@@ -44,6 +44,9 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "auth",
         "headers",
         "query_params",
+        "anthropic_version",
+        "default_max_tokens",
+        "max_output_tokens",
     }
 )
 

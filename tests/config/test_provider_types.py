@@ -220,13 +220,16 @@ def test_request_headers_policy_unit() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"auth": "basic"}, "providers[0].auth: must be one of bearer, api-key, none, got 'basic'"),
-        ({"provider_type": "gcp"}, "provider_type: must be one of openai, azure"),
+        (
+            {"auth": "basic"},
+            "providers[0].auth: must be one of bearer, api-key, x-api-key, none, got 'basic'",
+        ),
+        ({"provider_type": "gcp"}, "provider_type: must be one of openai, azure, anthropic"),
         ({"headers": {"Host": "x"}}, "headers.Host: is set by the proxy itself"),
         ({"headers": {"content-length": "1"}}, "is set by the proxy itself"),
         ({"headers": {"Transfer-Encoding": "chunked"}}, "hop-by-hop"),
         ({"headers": {"Authorization": "Bearer x"}}, "headers.Authorization: carries the"),
-        ({"headers": {"API-Key": "x"}}, "auth: bearer | api-key | none"),
+        ({"headers": {"API-Key": "x"}}, "auth: bearer | api-key | x-api-key | none"),
         ({"headers": {"bad name": "x"}}, "is not a header name"),
         ({"headers": {"X-A": "1", "x-a": "2"}}, "is given twice (also as 'X-A')"),
         ({"headers": {"X-A": ["x"]}}, "headers['X-A']: must be a string, got a list"),
@@ -397,7 +400,7 @@ async def test_bad_admin_writes_are_400s_naming_the_field(
     url = await start_db_proxy(start_proxy, config_dsn, ADMIN_BASE)
     good = {**AZURE_ROW, "api_base": azure.url}
     cases: list[tuple[dict[str, Any], str, str]] = [
-        ({"provider_type": "gcp"}, "provider_type", "must be one of openai, azure"),
+        ({"provider_type": "gcp"}, "provider_type", "must be one of openai, azure, anthropic"),
         (
             {"params": {**good["params"], "auth": "basic"}},
             "params",
