@@ -56,8 +56,11 @@ def message_answer(chat: dict[str, Any], call: ChatCall) -> dict[str, Any]:
     for position, tool_call in enumerate(calls if isinstance(calls, list) else ()):
         if isinstance(tool_call, dict):
             content.append(_tool_use(tool_call, call, f"{identifier}_{position}"))
-    reason, sequence = stop_reason(choice, call)
-    if reason == "end_turn" and not text and isinstance(message.get("refusal"), str):
+    reason, sequence = final_stop_reason(
+        choice, call, any(b["type"] == "tool_use" for b in content)
+    )
+    refusal = message.get("refusal")
+    if reason == "end_turn" and isinstance(refusal, str) and refusal:
         reason = "refusal"
     usage = from_openai(chat.get("usage")) or TokenUsage(0, 0)
     model = chat.get("model")
@@ -137,6 +140,18 @@ def stop_reason(choice: dict[str, Any], call: ChatCall) -> tuple[str, str | None
     if finish == "stop" and isinstance(matched, str) and matched in call.stop_sequences:
         return "stop_sequence", matched
     return reason, None
+
+
+def final_stop_reason(
+    choice: dict[str, Any], call: ChatCall, has_tool_calls: bool
+) -> tuple[str, str | None]:
+    """`stop_reason`, except that an answer with tool calls that says it just stopped (some
+    servers finish with `stop` after calls) is a `tool_use`: the client runs its tools only
+    then."""
+    reason, sequence = stop_reason(choice, call)
+    if reason == "end_turn" and has_tool_calls:
+        return "tool_use", None
+    return reason, sequence
 
 
 def message_id(upstream_id: Any) -> str:
