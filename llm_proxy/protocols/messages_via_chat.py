@@ -74,7 +74,9 @@ def chat_request(
     if user is not None:
         body["user"] = user
     if data.get("mcp_servers"):
-        raise TranslationError("mcp_servers", "MCP servers are not supported by this model")
+        raise TranslationError(
+            "mcp_servers", "mcp_servers: MCP servers are not supported by this model"
+        )
     requested = data.get("model")
     call = ChatCall(
         model=requested if isinstance(requested, str) else model,
