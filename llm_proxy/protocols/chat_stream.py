@@ -1,0 +1,254 @@
+"""An Anthropic Messages stream as an OpenAI chat-completions stream, for OpenAI clients served
+by an Anthropic upstream (the request and the whole answer: `chat_via_messages`).
+
+Anthropic's events become `chat.completion.chunk` events: the first one (with `message_start`)
+carries `role: assistant`; text deltas are `content`; thinking deltas `reasoning_content`
+(signatures dropped: an OpenAI client cannot send them back); each client `tool_use` block is a
+tool call, its id, name and empty arguments first, then each `input_json_delta` as an argument
+fragment, its `index` counted among the tool calls; the json response_format's tool streams its
+input as `content`. `message_stop` ends the stream: the chunk with the finish_reason, a usage
+chunk (`choices: []`) when `stream_options.include_usage` was set, then `data: [DONE]`. Pings,
+other block types (server tools) and unknown events say nothing. An upstream `error` event, or
+`fail()`, ends it with an OpenAI error event (`data: {"error": {...}}`, no `[DONE]`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from llm_proxy.protocols.chat_via_messages import (
+    MessagesCall,
+    chat_id,
+    finish_reason,
+    openai_usage,
+)
+from llm_proxy.protocols.errors import ANTHROPIC_STATUSES, anthropic_to_openai, openai_error
+from llm_proxy.protocols.sse import Event, EventReader, encode
+from llm_proxy.protocols.usage import TokenUsage, from_anthropic
+
+DONE: Final = b"data: [DONE]\n\n"
+PING: Final = b": ping\n\n"
+
+
+@dataclass(slots=True)
+class _Block:
+    """An Anthropic content block being streamed, and what it is on the OpenAI side."""
+
+    kind: str  # text, thinking, tool (a client tool call), json (the answer), or ignored
+    tool_index: int = -1  # its index among the tool calls (kind tool)
+    initial_input: Any = None  # a tool_use block's input at its start (normally {})
+    said: bool = False  # a tool's arguments (or the json answer) have been sent
+
+
+class ChatStream:
+    """Anthropic stream bytes in, OpenAI chat-completions stream bytes out (a
+    `StreamTranslator`). Every client stream ends exactly once: `[DONE]` after the finish
+    (and usage) chunk, or one error event."""
+
+    __slots__ = (
+        "_blocks",
+        "_call",
+        "_called_tools",
+        "_created",
+        "_ended",
+        "_id",
+        "_model",
+        "_reader",
+        "_started",
+        "_stop_reason",
+        "_tool_calls",
+        "_usage",
+    )
+
+    def __init__(self, call: MessagesCall, *, created: int) -> None:
+        self._call = call
+        self._created = created
+        self._reader = EventReader()
+        self._id: str | None = None
+        self._model = call.model
+        self._blocks: dict[int, _Block] = {}
+        self._tool_calls = 0  # OpenAI tool call indexes handed out
+        self._called_tools = False
+        self._stop_reason: Any = None
+        self._usage: TokenUsage | None = None
+        self._started = False  # the first chunk (the role) was sent
+        self._ended = False  # [DONE] or an error event was sent
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self._reader.feed(chunk)) if not self._ended else b""
+
+    def flush(self) -> bytes:
+        said = self._events(self._reader.close()) if not self._ended else b""
+        if self._ended:
+            return said
+        if not self._started:
+            return said + self.fail("The upstream ended its stream without an answer.")
+        return said + self._finish()
+
+    def fail(self, message: str, type: str = "api_error") -> bytes:
+        if self._ended:
+            return b""
+        self._ended = True
+        return encode(openai_error(message, type))
+
+    def ping(self) -> bytes:
+        """An SSE comment that keeps the client's connection alive (nothing once ended)."""
+        return PING if not self._ended else b""
+
+    def _events(self, events: list[Event]) -> bytes:
+        said = []
+        for event in events:
+            if self._ended:
+                break
+            said.append(self._event(event))
+        return b"".join(said)
+
+    def _event(self, event: Event) -> bytes:
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(data, dict):
+            return b""
+        kind = data.get("type", event.event)
+        if kind == "message_start":
+            return self._message_start(data.get("message"))
+        if kind == "content_block_start":
+            return self._block_start(data.get("index"), data.get("content_block"))
+        if kind == "content_block_delta":
+            return self._block_delta(data.get("index"), data.get("delta"))
+        if kind == "content_block_stop":
+            return self._block_stop(data.get("index"))
+        if kind == "message_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason") is not None:
+                self._stop_reason = delta["stop_reason"]
+            self._usage = from_anthropic(data.get("usage"), self._usage)
+            return b""
+        if kind == "message_stop":
+            return self._finish()
+        if kind == "error":
+            return self._upstream_error(data, event.data)
+        return b""  # ping, and event types added after this was written
+
+    def _message_start(self, message: Any) -> bytes:
+        if isinstance(message, dict):
+            if self._id is None:
+                self._id = chat_id(message.get("id"))
+            if isinstance(message.get("model"), str):
+                self._model = message["model"]
+            self._usage = from_anthropic(message.get("usage"), self._usage)
+        return self._start()
+
+    def _start(self) -> bytes:
+        """The first chunk, once: the role (content and refusal empty, as OpenAI's)."""
+        if self._started:
+            return b""
+        self._started = True
+        if self._id is None:  # content before message_start: a broken upstream, still served
+            self._id = "chatcmpl-" + uuid.uuid4().hex
+        return self._chunk({"role": "assistant", "content": "", "refusal": None})
+
+    def _block_start(self, index: Any, block: Any) -> bytes:
+        if not isinstance(index, int) or not isinstance(block, dict):
+            return b""
+        kind = block.get("type")
+        said = self._start()
+        if kind == "text":
+            self._blocks[index] = _Block("text")
+            return said + self._say("content", block.get("text"))
+        if kind == "thinking":
+            self._blocks[index] = _Block("thinking")
+            return said + self._say("reasoning_content", block.get("thinking"))
+        if kind != "tool_use":
+            self._blocks[index] = _Block("ignored")
+            return said
+        initial = block.get("input")
+        if self._call.json_tool is not None and block.get("name") == self._call.json_tool:
+            self._blocks[index] = _Block("json", initial_input=initial)
+            return said
+        tool = _Block("tool", tool_index=self._tool_calls, initial_input=initial)
+        self._blocks[index] = tool
+        self._tool_calls += 1
+        self._called_tools = True
+        call = {
+            "index": tool.tool_index,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
+        return said + self._chunk({"tool_calls": [call]})
+
+    def _block_delta(self, index: Any, delta: Any) -> bytes:
+        block = self._blocks.get(index) if isinstance(index, int) else None
+        if block is None or not isinstance(delta, dict):
+            return b""
+        kind = delta.get("type")
+        if kind == "text_delta" and block.kind == "text":
+            return self._say("content", delta.get("text"))
+        if kind == "thinking_delta" and block.kind == "thinking":
+            return self._say("reasoning_content", delta.get("thinking"))
+        if kind == "input_json_delta" and block.kind in ("tool", "json"):
+            return self._arguments(block, delta.get("partial_json"))
+        return b""  # signatures, citations, and delta types added later
+
+    def _block_stop(self, index: Any) -> bytes:
+        block = self._blocks.get(index) if isinstance(index, int) else None
+        if block is None or block.kind not in ("tool", "json") or block.said:
+            return b""
+        # No input_json_delta came (a call without arguments): the arguments must still be
+        # JSON, so the block's input at its start is said.
+        initial = block.initial_input if isinstance(block.initial_input, dict) else {}
+        return self._arguments(block, orjson.dumps(initial).decode())
+
+    def _arguments(self, block: _Block, fragment: Any) -> bytes:
+        if not isinstance(fragment, str) or not fragment:
+            return b""
+        block.said = True
+        if block.kind == "json":
+            return self._chunk({"content": fragment})
+        call = {"index": block.tool_index, "function": {"arguments": fragment}}
+        return self._chunk({"tool_calls": [call]})
+
+    def _say(self, field: str, text: Any) -> bytes:
+        return self._chunk({field: text}) if isinstance(text, str) and text else b""
+
+    def _finish(self) -> bytes:
+        said = self._start()
+        reason = finish_reason(self._stop_reason, self._called_tools, self._call)
+        said += self._chunk({}, reason)
+        if self._call.include_usage:
+            usage = openai_usage(self._usage or TokenUsage(0, 0))
+            said += encode(orjson.dumps({**self._base(), "choices": [], "usage": usage}))
+        self._ended = True
+        return said + DONE
+
+    def _upstream_error(self, data: dict[str, Any], body: bytes) -> bytes:
+        error = data.get("error")
+        kind = error.get("type") if isinstance(error, dict) else None
+        status = ANTHROPIC_STATUSES.get(kind, 500) if isinstance(kind, str) else 500
+        self._ended = True
+        return encode(anthropic_to_openai(status, body))
+
+    def _base(self) -> dict[str, Any]:
+        return {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        chunk = {**self._base(), "choices": [choice]}
+        if self._call.include_usage:
+            chunk["usage"] = None  # as OpenAI's: every chunk but the last has a null usage
+        return encode(orjson.dumps(chunk))
