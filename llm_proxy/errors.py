@@ -54,13 +54,20 @@ def error_response(
 ) -> web.Response:
     """`err` as an answer: OpenAI's shape, or Anthropic's for its clients (`anthropic`), its
     type named by the status as Anthropic's SDKs expect, with the `request_id`."""
-    if anthropic:
-        body = anthropic_error(err.status, err.message, request_id)
-    else:
+    if not anthropic:
         body = error_body(err.message, err.type, err.code, err.param)
-    return web.Response(
-        status=err.status, body=body, content_type="application/json", headers=err.headers
+        return web.Response(
+            status=err.status, body=body, content_type="application/json", headers=err.headers
+        )
+    response = web.Response(
+        status=err.status,
+        body=anthropic_error(err.status, err.message, request_id),
+        content_type="application/json",
+        headers=err.headers,
     )
+    if request_id is not None:
+        response.headers["request-id"] = request_id  # where Anthropic's SDKs read it
+    return response
 
 
 def sse_error_event(

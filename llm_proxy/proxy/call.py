@@ -59,8 +59,8 @@ class Call:
             upload = self.body
             if self.form_boundary is not None:
                 part = _model_part(self.form_boundary, model)
-                body = StreamedBody(len(part) + upload.size, lambda: _then(part, upload))
-                return body, None, None
+                streamed = StreamedBody(len(part) + upload.size, lambda: _then(part, upload))
+                return streamed, None, None
             new = model.encode() if self.requested and model != self.requested else None
             length, replacement = upload.replaced(new)
             return StreamedBody(length, lambda: upload.chunks(replacement)), None, None

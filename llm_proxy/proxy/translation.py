@@ -20,11 +20,14 @@ import orjson
 
 from llm_proxy import errors
 from llm_proxy.protocols import chat_via_messages, messages_via_chat
+from llm_proxy.protocols.chat_stream import ChatStream
 from llm_proxy.protocols.errors import (
     TranslationError,
     anthropic_to_openai,
     openai_to_anthropic,
 )
+from llm_proxy.protocols.messages_answer import message_answer
+from llm_proxy.protocols.messages_stream import MessagesStream
 from llm_proxy.protocols.stream import StreamTranslator
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic, from_openai
 from llm_proxy.proxy.upstream import ANTHROPIC, Upstream
@@ -92,8 +95,8 @@ def _messages_via_chat(
     )
     translation = Translation(
         CHAT,
-        stream=lambda: messages_via_chat.MessagesStream(call),
-        answer=lambda answer: messages_via_chat.message_answer(answer, call),
+        stream=lambda: MessagesStream(call),
+        answer=lambda answer: message_answer(answer, call),
         error=openai_to_anthropic,
         anthropic=True,
     )
@@ -112,7 +115,7 @@ def _chat_via_messages(
     created = int(time.time())
     translation = Translation(
         MESSAGES,
-        stream=lambda: chat_via_messages.ChatStream(call, created=created),
+        stream=lambda: ChatStream(call, created=created),
         answer=lambda answer: chat_via_messages.chat_answer(answer, call, created=created),
         error=anthropic_to_openai,
         anthropic=False,

@@ -78,29 +78,38 @@ def text_stream(model: str, pieces: list[str], usage_out: int = 7) -> list[bytes
     }
     events = [
         event("message_start", {"type": "message_start", "message": start}),
-        event("content_block_start", {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }),
+        event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         event("ping", {"type": "ping"}),
     ]
     for piece in pieces:
         events.append(
-            event("content_block_delta", {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": piece},
-            })
+            event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
         )
     events += [
         event("content_block_stop", {"type": "content_block_stop", "index": 0}),
         event("future_event", {"type": "future_event", "detail": "kept as sent"}),
-        event("message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": usage_out},
-        }),
+        event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": usage_out},
+            },
+        ),
         event("message_stop", {"type": "message_stop"}),
     ]
     return events
@@ -131,7 +140,9 @@ def anthropic_app(fake: Fake, key: str = KEY) -> web.Application:
         except orjson.JSONDecodeError:
             body = None
         fake.received.append(
-            Received(request.path, dict(request.headers), body if isinstance(body, dict) else {}, raw)
+            Received(
+                request.path, dict(request.headers), body if isinstance(body, dict) else {}, raw
+            )
         )
         if request.headers.get("x-api-key") != key:
             return error(401, "authentication_error", "invalid x-api-key")
@@ -164,7 +175,9 @@ async def anthropic_upstream(key: str = KEY) -> AsyncIterator[Fake]:
         yield fake
 
 
-def anthropic_provider(name: str, url: str, mapping: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def anthropic_provider(
+    name: str, url: str, mapping: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     """A provider of type anthropic (its api_base as the SDK takes it: no /v1)."""
     return {
         "name": name,

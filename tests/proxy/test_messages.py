@@ -6,6 +6,7 @@ Anthropic's shape with its status. Also `/v1/messages/count_tokens`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -36,8 +37,21 @@ LIMITED = {
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
 
+_OPEN: list[anthropic.AsyncAnthropic] = []
+
+
 def sdk(url: str, key: str = CLIENT_KEY) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=url, api_key=key, max_retries=0)
+    """The real SDK's client for the proxy at `url` (closed after the test), no retries."""
+    client = anthropic.AsyncAnthropic(base_url=url, api_key=key, max_retries=0)
+    _OPEN.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients() -> AsyncIterator[None]:
+    yield
+    while _OPEN:
+        await _OPEN.pop().close()
 
 
 async def proxy_for(start_proxy: ProxyFactory, fake: Fake, **top: Any) -> str:
@@ -74,7 +88,8 @@ async def test_a_message_crosses_unchanged_but_for_the_model_and_the_key(
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == KEY  # the provider's key, never the client's
     assert CLIENT_KEY not in repr(sent.headers)
-    assert sent.headers["anthropic-version"] == VERSION  # the SDK's, forwarded
+    # The SDK's own version, forwarded (not the provider's default).
+    assert sent.headers["anthropic-version"] == sdk(url).default_headers["anthropic-version"]
     assert sent.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
     assert sent.body["model"] == "claude-sonnet-4-5-20250929"
     assert sent.body["system"][0]["cache_control"] == {"type": "ephemeral"}
@@ -139,20 +154,20 @@ async def test_the_proxys_own_errors_are_in_anthropics_shape(
         await sdk(url, "sk-wrong-key-0000").messages.create(
             model="claude-sonnet", max_tokens=5, messages=MESSAGES
         )
-    assert bad_key.value.body["type"] == "authentication_error"  # type: ignore[index]
+    assert bad_key.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     with pytest.raises(anthropic.NotFoundError) as unknown:
         await client.messages.create(model="no-such-model", max_tokens=5, messages=MESSAGES)
-    assert unknown.value.body["type"] == "not_found_error"  # type: ignore[index]
+    assert unknown.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     assert unknown.value.request_id is not None
     with pytest.raises(anthropic.BadRequestError) as bad:
         await client.messages.create(model=None, max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
-    assert bad.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+    assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     big = [{"role": "user", "content": "x" * 20_000}]
     with pytest.raises(anthropic.APIStatusError) as large:
         await client.messages.create(model="claude-sonnet", max_tokens=5, messages=big)
     assert large.value.status_code == 413
-    assert large.value.body["type"] == "request_too_large"  # type: ignore[index]
-    async with http.get(url + "/v1/messages/batches") as resp:
+    assert large.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+    async with http.get(url + "/v1/messages/batches", headers={"x-api-key": CLIENT_KEY}) as resp:
         body = await resp.json()
         assert (resp.status, body["type"], body["error"]["type"]) == (
             404,
@@ -172,16 +187,17 @@ async def test_limits_and_model_permissions_answer_in_anthropics_shape(
             other,
             master_keys=[LIMITED],
         ),
-        clock=FakeClock(),
+        clock=(clock := FakeClock()),
     )
     client = sdk(url, LIMITED["key"])  # type: ignore[arg-type]
     with pytest.raises(anthropic.PermissionDeniedError) as denied:
         await client.messages.create(model="gpt-4o", max_tokens=5, messages=MESSAGES)
-    assert denied.value.body["type"] == "permission_error"  # type: ignore[index]
+    assert denied.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    clock.now += 5  # the bucket full again
     await client.messages.create(model="claude-sonnet", max_tokens=5, messages=MESSAGES)
     with pytest.raises(anthropic.RateLimitError) as limited:
         await client.messages.create(model="claude-sonnet", max_tokens=5, messages=MESSAGES)
-    assert limited.value.body["type"] == "rate_limit_error"  # type: ignore[index]
+    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
     assert int(limited.value.response.headers["retry-after"]) >= 1
     # Counting tokens spends none: never limited.
     for _ in range(3):
