@@ -16,7 +16,8 @@ class StreamTranslator(Protocol):
     final events still gets a well-formed end, or an error event when nothing was said).
     `fail` is called instead of `flush` when the upstream failed mid-stream: it closes what
     is open and ends with the protocol's error event. `usage` is the usage the upstream
-    reported, once it has (None before, or if it never does).
+    reported, once it has (None before, or if it never does). `ping` is sent on an idle
+    stream, between events.
     """
 
     @property
@@ -27,3 +28,8 @@ class StreamTranslator(Protocol):
     def flush(self) -> bytes: ...
 
     def fail(self, message: str, type: str = "api_error") -> bytes: ...
+
+    def ping(self) -> bytes:
+        """What keeps an idle stream alive (Anthropic's `event: ping`, an SSE comment for
+        OpenAI clients): the relay sends it when the upstream has said nothing for a while."""
+        ...

@@ -149,6 +149,8 @@ async def relay(leg: Leg, first: bytes) -> bool:
     pending_ttft = is_sse
     handed_off = False
     chunk = first
+    # A translated stream gets pings while its upstream says nothing (a model thinking).
+    pinger = _Pinger(out, stripper) if isinstance(stripper, TranslatedStream) else None
     try:
         while True:
             if not chunk:
@@ -158,6 +160,8 @@ async def relay(leg: Leg, first: bytes) -> bool:
                     else:
                         chunk = await inflater.read_chunk(resp)
                 except (TimeoutError, UpstreamError) as exc:
+                    if pinger is not None:
+                        pinger.stop()  # no ping after the stream's last event
                     watch.writing()
                     await _upstream_failed(leg, exc)
                     return False
@@ -171,6 +175,8 @@ async def relay(leg: Leg, first: bytes) -> bool:
             watch.writing()
             await out.write(chunk)  # a hang-up (or the write watch) raises ConnectionResetError
             watch.written()
+            if pinger is not None:
+                pinger.wrote()
             if pending_ttft:
                 pending_ttft = False
                 ttft = time.perf_counter() - state.started
@@ -181,6 +187,8 @@ async def relay(leg: Leg, first: bytes) -> bool:
                 handed_off = True
                 break
             chunk = b""
+        if pinger is not None:
+            pinger.stop()
         watch.writing()
         await _finish(leg)
         return handed_off
@@ -189,6 +197,51 @@ async def relay(leg: Leg, first: bytes) -> bool:
         return False
     finally:
         watch.close()
+        if pinger is not None:
+            pinger.stop()
+
+
+# A translated stream whose upstream has been silent this long gets a ping (Anthropic's API
+# pings its own streams; proxies and load balancers drop connections idle for a minute).
+PING_SECS: float = 10.0
+
+
+class _Pinger:
+    """Sends the translator's ping on a stream idle for `PING_SECS`: one lazy timer per
+    stream, re-armed from the last write (the relay notes each), so a busy stream never
+    pings. A ping is one event in one write, so it never splits another."""
+
+    __slots__ = ("_handle", "_last", "_loop", "_out", "_stream", "_task")
+
+    def __init__(self, out: web.StreamResponse, stream: TranslatedStream) -> None:
+        self._out, self._stream = out, stream
+        self._loop = asyncio.get_running_loop()
+        self._last = self._loop.time()
+        self._task: asyncio.Task[None] | None = None
+        self._handle = self._loop.call_at(self._last + PING_SECS, self._fire)
+
+    def wrote(self) -> None:
+        self._last = self._loop.time()
+
+    def _fire(self) -> None:
+        now = self._loop.time()
+        if now - self._last >= PING_SECS and self._task is None:
+            self._task = self._loop.create_task(self._ping())
+            self._last = now
+        self._handle = self._loop.call_at(self._last + PING_SECS, self._fire)
+
+    async def _ping(self) -> None:
+        try:
+            await self._out.write(self._stream.ping())
+        except ConnectionResetError:
+            pass  # the relay finds out on its next write
+        finally:
+            self._task = None
+
+    def stop(self) -> None:
+        self._handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def _finish(leg: Leg) -> None:

@@ -141,6 +141,9 @@ class TranslatedStream:
     def fail(self, message: str) -> bytes:
         return self.translator.fail(message)
 
+    def ping(self) -> bytes:
+        return self.translator.ping()
+
     @property
     def usage(self) -> Usage | None:
         return as_usage(self.translator.usage)

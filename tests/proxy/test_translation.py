@@ -6,6 +6,7 @@ pass-through."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from llm_proxy.proxy import relay
 from tests.helpers import ProxyFactory, make_config, provider, sample, scrape, serve
 from tests.helpers.anthropic_upstream import (
     KEY as ANTHROPIC_KEY,
@@ -29,6 +31,7 @@ from tests.helpers.anthropic_upstream import (
     event,
     message,
     send_stream,
+    text_stream,
 )
 from tests.helpers.grammar_anthropic import check_anthropic_stream
 from tests.helpers.grammar_openai import check_openai_stream
@@ -578,3 +581,51 @@ async def test_a_model_served_both_ways_fails_over_across_protocols(
         final = await stream.get_final_message()
     assert final.content[0].text == "Hello"  # type: ignore[union-attr]
     assert oai.received[-1]["model"] == "gpt-up"  # translated for the second provider
+
+
+@pytest.mark.parametrize("anthropic_client", [True, False])
+async def test_a_silent_upstream_gets_the_client_pings_until_it_speaks(
+    start_proxy: ProxyFactory,
+    oai: OpenAIFake,
+    anth: Fake,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    anthropic_client: bool,
+) -> None:
+    monkeypatch.setattr(relay, "PING_SECS", 0.05)
+    url = await both_ways(start_proxy, oai, anth)
+    pinged = asyncio.Event()
+
+    async def thinking(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        await pinged.wait()  # silent until the client has had a ping
+        if anthropic_client:
+            chunks = text_chunks(body["model"], ["Hel", "lo"], usage=True)
+            await out.write(b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks))
+        else:
+            await out.write(b"".join(text_stream(body["model"], ["Hel", "lo"])))
+        await out.write_eof()
+        return out
+
+    if anthropic_client:
+        oai.answers.append(thinking)
+        path = "/v1/messages"
+        body = {"model": "claude-sonnet", "max_tokens": 9, "messages": MESSAGES, "stream": True}
+        ping = b"event: ping"
+    else:
+        anth.answers.append(thinking)
+        path = "/v1/chat/completions"
+        body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+        ping = b": ping"
+    raw = b""
+    async with http.post(url + path, json=body, headers={"x-api-key": CLIENT_KEY}) as resp:
+        async for piece in resp.content.iter_any():
+            raw += piece
+            if ping in raw:
+                pinged.set()
+    assert raw.startswith(ping)
+    if anthropic_client:
+        check_anthropic_stream(raw)
+    else:
+        check_openai_stream(raw)
