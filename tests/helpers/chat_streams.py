@@ -48,7 +48,7 @@ json_values = st.recursive(
     ),
     max_leaves=6,
 )
-RANK = {"reasoning_content": 0, "content": 1, "tool_calls": 2}
+RANK = {"reasoning_content": 0, "reasoning": 0, "content": 1, "tool_calls": 2}
 arguments = st.dictionaries(st.text(max_size=6), json_values, max_size=4)
 
 
@@ -78,8 +78,9 @@ def upstream_streams(draw: st.DrawFn) -> tuple[bytes, dict[str, Any]]:
         number = draw(st.sampled_from(choices))
         started = max(started, number + 1)
         tool_fragments.append(queues[number].pop(0))
+    reasoning_key = draw(st.sampled_from(["reasoning_content", "reasoning"]))  # vLLM, OpenRouter
     items: list[tuple[str, Any]] = (
-        [("reasoning_content", part) for part in reasoning]
+        [(reasoning_key, part) for part in reasoning]
         + [("content", part) for part in text]
         + [("tool_calls", fragment) for fragment in tool_fragments]
     )

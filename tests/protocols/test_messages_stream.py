@@ -212,6 +212,11 @@ def test_quirks_empty_choices_role_only_and_null_usage() -> None:
     assert result["stop_reason"] == "end_turn"  # no finish_reason: the stream just ended
 
 
+def test_a_last_event_without_its_blank_line() -> None:
+    raw = sse(chunk({"content": "a"}), chunk({"content": "b"}, "stop"))
+    assert message(raw[:-2])["content"][0]["text"] == "ab"
+
+
 def test_crlf_lines() -> None:
     raw = sse(chunk({"content": "a"}), chunk({"content": "b"}, "stop")).replace(b"\n", b"\r\n")
     assert message(raw, step=1)["content"][0]["text"] == "ab"
