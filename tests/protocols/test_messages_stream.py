@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from llm_proxy.protocols.messages_answer import ChatCall
 from llm_proxy.protocols.messages_stream import EMPTY_STREAM_MESSAGE, MessagesStream
+from llm_proxy.protocols.stream import StreamTranslator
 from llm_proxy.protocols.usage import TokenUsage
 from tests.helpers.chat_streams import chunk, sse, tool, upstream_streams
 from tests.helpers.grammar_anthropic import assemble, check_anthropic_stream
@@ -291,6 +292,11 @@ def test_fail_after_the_end_sends_nothing() -> None:
     out = stream.feed(sse(chunk({"content": "a"}, "stop"), "[DONE]"))
     assert stream.fail("late") == b""
     check_anthropic_stream(out)
+
+
+def test_it_is_a_stream_translator() -> None:
+    translator: StreamTranslator = MessagesStream(CALL)  # checked by mypy
+    assert translator.usage is None
 
 
 def test_pings() -> None:
