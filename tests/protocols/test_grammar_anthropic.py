@@ -187,6 +187,24 @@ BROKEN: dict[str, tuple[bytes, str]] = {
         ),
         "message.content is not empty",
     ),
+    "a delta to a block that takes none": (
+        encode(
+            [
+                START,
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "redacted_thinking", "data": "x"},
+                },
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": "x"},
+                },
+            ]
+        ),
+        "a 'text_delta' in a redacted_thinking block",
+    ),
     "data that is not JSON": (b"event: ping\ndata: {\n\n", "not JSON"),
     "an empty stream": (b"", "no event"),
 }
