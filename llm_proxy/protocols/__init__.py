@@ -6,6 +6,8 @@ stream state machines over bytes, no I/O, importing none of the other planes. Th
 * `sse`: an incremental Server-Sent Events reader and writer.
 * `errors`: each protocol's error shapes, and an error of one in the shape of the other.
 * `usage`: token usage with both protocols' meanings (cached tokens in or out of the input).
-* `messages_via_chat`: Anthropic Messages clients served by an OpenAI-compatible upstream.
+* `messages_via_chat`: Anthropic Messages clients served by an OpenAI-compatible upstream: the
+  request; `messages_answer` the answer, `messages_stream` the stream, `tool_names` the tool
+  names OpenAI rejects, shortened and restored.
 * `chat_via_messages`: OpenAI chat-completions clients served by an Anthropic upstream.
 """

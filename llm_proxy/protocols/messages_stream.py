@@ -54,8 +54,7 @@ class _ToolCall:
     name: str | None = None
     arguments: str = ""  # every fragment received
     sent: int = 0  # how much of `arguments` the client has
-    opened: bool = False
-    closed: bool = False
+    opened: bool = False  # its block started (it closes when the next block starts)
 
     def is_object(self) -> bool | None:
         """Whether the arguments start as a JSON object (None: nothing but blanks yet)."""
@@ -230,7 +229,6 @@ class MessagesStream:
         tool = self._open_tool
         if tool is not None:
             self._send_arguments(tool, final=True)
-            tool.closed = True
             self._open_tool = None
         self._send("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
         self._open = None

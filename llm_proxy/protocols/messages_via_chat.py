@@ -49,8 +49,9 @@ def chat_request(
 ) -> tuple[dict[str, Any], ChatCall]:
     """The Anthropic Messages request `data` as a chat-completions request for the upstream
     model `model`, and the call that translates its answer. `max_tokens_cap`: the most output
-    tokens the upstream may be asked for (a smaller request is kept). A TranslationError
-    names what the chat API cannot carry."""
+    tokens the upstream may be asked for (a smaller request is kept; a request without
+    max_tokens gets the cap). A TranslationError names what the chat API cannot carry (its
+    `param` the field's path, e.g. `messages[2].content[0]`)."""
     names = ToolNames()
     body: dict[str, Any] = {"model": model, "messages": _messages(data, names)}
     tools = data.get("tools")

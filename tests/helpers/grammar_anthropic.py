@@ -165,8 +165,10 @@ def _block_start(data: dict[str, Any], state: _State, where: str) -> None:
         assert isinstance(block.get("name"), str), f"{where}: tool_use.name"
         assert block.get("input") == {}, f"{where}: tool_use.input is not {{}}"
         state.arguments[state.blocks] = ""
-    elif kind != "redacted_thinking":
-        raise AssertionError(f"{where}: unknown block type {kind!r}")
+    else:
+        # redacted_thinking, server tool results (web_search_tool_result, ...): whole at their
+        # start, they take no delta (DELTAS has none for them).
+        assert isinstance(kind, str) and kind, f"{where}: content_block.type {kind!r}"
     state.open_type = kind
     state.blocks += 1
 
