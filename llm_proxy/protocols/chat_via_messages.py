@@ -36,6 +36,10 @@ Request (`messages_request`), what each OpenAI field becomes:
   `temperature` and `top_p` (below 0.95) with thinking: both are dropped, as reasoning models
   decide their own sampling. Thinking with a forced tool (`tool_choice` `required` or a named
   function, or a json `response_format`) is refused by Anthropic: a 400 here, saying why.
+  A request whose last assistant turn called tools (a tool loop's next step) goes without
+  thinking: Anthropic then requires that turn to start with its signed thinking block, which
+  an OpenAI client cannot send back (`reasoning_content` carries no signature), and refuses
+  the request without it ("To avoid this requirement, disable thinking").
 * `response_format`: `text`, nothing. `json_schema` and `json_object`: a tool whose
   `input_schema` is the schema (`{"type": "object"}` for `json_object`), named after the
   schema (`json_answer` when unnamed), forced by `tool_choice`, with parallel tool use
@@ -59,10 +63,6 @@ Answer (`chat_answer`): text blocks joined -> `message.content`; `tool_use` ->
 `tool_calls`; `thinking` -> `reasoning_content` (`redacted_thinking` is dropped: it is
 encrypted); other blocks (server tools) are dropped. The id is `chatcmpl-` and the message
 id without its `msg_` prefix; the model is the upstream answer's.
-
-Known limit: an OpenAI client cannot send thinking blocks back (no signature), so with
-`reasoning_effort` a tool loop's later turns carry none; Anthropic accepts that for
-earlier turns only.
 """
 
 from __future__ import annotations
@@ -138,8 +138,12 @@ def messages_request(
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
     max_tokens = _max_tokens(data, default_max_tokens, max_tokens_cap)
-    effort = data.get("reasoning_effort")
-    if effort is None or effort == "none":
+    budget = _thinking_budget(data.get("reasoning_effort"))
+    if budget is not None and _continues_tool_use(messages):
+        # Anthropic wants the signed thinking block that came before the tool calls, which an
+        # OpenAI client cannot send back: this step of the tool loop goes without thinking.
+        budget = None
+    if budget is None:
         body["max_tokens"] = max_tokens
         body.update(_sampling(data))
     else:
@@ -150,7 +154,7 @@ def messages_request(
                 " required or a named function, or a json response_format): Anthropic's"
                 " extended thinking allows tool_choice auto or none only.",
             )
-        body["max_tokens"], budget = _thinking_tokens(effort, max_tokens, max_tokens_cap)
+        body["max_tokens"], budget = _thinking_tokens(budget, max_tokens, max_tokens_cap)
         body["thinking"] = {"type": "enabled", "budget_tokens": budget}
     options = data.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
@@ -207,13 +211,28 @@ def _max_tokens(data: dict[str, Any], default: int, cap: int | None) -> int:
     return min(value, cap) if cap is not None else int(value)
 
 
-def _thinking_tokens(effort: Any, max_tokens: int, cap: int | None) -> tuple[int, int]:
-    """`max_tokens` and the thinking budget for a reasoning effort (the module's docstring)."""
+def _thinking_budget(effort: Any) -> int | None:
+    """The thinking budget of a reasoning effort; None: no thinking."""
+    if effort is None or effort == "none":
+        return None
     budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
     if budget is None:
         raise TranslationError(
             "reasoning_effort", "reasoning_effort must be none, minimal, low, medium or high."
         )
+    return budget
+
+
+def _continues_tool_use(turns: list[dict[str, Any]]) -> bool:
+    """The last assistant turn called tools (the request carries their results)."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            return any(block["type"] == "tool_use" for block in turn["content"])
+    return False
+
+
+def _thinking_tokens(budget: int, max_tokens: int, cap: int | None) -> tuple[int, int]:
+    """`max_tokens` and the thinking budget, within the cap (the module's docstring)."""
     if max_tokens <= budget:
         max_tokens = budget + max_tokens
         if cap is not None:

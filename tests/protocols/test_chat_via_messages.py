@@ -661,3 +661,28 @@ def test_an_answer_without_content_nor_usage_is_still_a_completion() -> None:
     assert completion["model"] == "gpt-x"
     assert completion["choices"][0]["message"]["content"] == ""
     assert completion["usage"]["total_tokens"] == 0
+
+
+def test_a_tool_loops_next_step_goes_without_thinking() -> None:
+    """Anthropic would want the signed thinking block before the tool calls, which an OpenAI
+    client cannot send back."""
+    call = {"id": "c", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+    loop = (
+        USER,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c", "content": "noon"},
+    )
+    translated = body(*loop, tools=[CLOCK], reasoning_effort="high", temperature=0.5)
+    assert "thinking" not in translated
+    assert translated["max_tokens"] == 4096
+    assert translated["temperature"] == 0.5
+    answered = (
+        *loop,
+        {"role": "assistant", "content": "It is noon."},
+        {"role": "user", "content": "Thanks"},
+    )
+    assert (
+        body(*answered, tools=[CLOCK], reasoning_effort="high")["thinking"]["budget_tokens"]
+        == 24576
+    )
+    assert refused(*loop, reasoning_effort="sometimes").param == "reasoning_effort"
