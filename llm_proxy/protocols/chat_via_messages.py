@@ -137,25 +137,9 @@ def messages_request(
         body["tools"] = tools
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
-    max_tokens = _max_tokens(data, default_max_tokens, max_tokens_cap)
-    budget = _thinking_budget(data.get("reasoning_effort"))
-    if budget is not None and _continues_tool_use(messages):
-        # Anthropic wants the signed thinking block that came before the tool calls, which an
-        # OpenAI client cannot send back: this step of the tool loop goes without thinking.
-        budget = None
-    if budget is None:
-        body["max_tokens"] = max_tokens
-        body.update(_sampling(data))
-    else:
-        if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
-            raise TranslationError(
-                "reasoning_effort",
-                "reasoning_effort cannot be combined with a forced tool call (tool_choice"
-                " required or a named function, or a json response_format): Anthropic's"
-                " extended thinking allows tool_choice auto or none only.",
-            )
-        body["max_tokens"], budget = _thinking_tokens(budget, max_tokens, max_tokens_cap)
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body.update(
+        _length_and_thinking(data, messages, tool_choice, default_max_tokens, max_tokens_cap)
+    )
     options = data.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
     call = MessagesCall(
@@ -167,6 +151,33 @@ def messages_request(
     return body, call
 
 
+def _length_and_thinking(
+    data: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tool_choice: dict[str, Any] | None,
+    default_max_tokens: int,
+    max_tokens_cap: int | None,
+) -> dict[str, Any]:
+    """`max_tokens`, and either `thinking` or the sampling fields (the module's docstring)."""
+    max_tokens = _max_tokens(data, default_max_tokens, max_tokens_cap)
+    budget = _thinking_budget(data.get("reasoning_effort"))
+    if budget is not None and _continues_tool_use(messages):
+        # Anthropic wants the signed thinking block that came before the tool calls, which an
+        # OpenAI client cannot send back: this step of the tool loop goes without thinking.
+        budget = None
+    if budget is None:
+        return {"max_tokens": max_tokens, **_sampling(data)}
+    if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
+        raise TranslationError(
+            "reasoning_effort",
+            "reasoning_effort cannot be combined with a forced tool call (tool_choice required"
+            " or a named function, or a json response_format): Anthropic's extended thinking"
+            " allows tool_choice auto or none only.",
+        )
+    max_tokens, budget = _thinking_tokens(budget, max_tokens, max_tokens_cap)
+    return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
 def _refuse_unsupported(data: dict[str, Any]) -> None:
     n = data.get("n")
     if n is not None and n != 1:
@@ -176,7 +187,9 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
     if data.get("top_logprobs"):
         raise TranslationError("top_logprobs", "logprobs are not supported by Anthropic models.")
     modalities = data.get("modalities")
-    if data.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+    if isinstance(modalities, list) and "audio" in modalities:
+        raise TranslationError("modalities", "Audio output is not supported by Anthropic models.")
+    if data.get("audio") is not None:
         raise TranslationError("audio", "Audio output is not supported by Anthropic models.")
     if data.get("web_search_options") is not None:
         raise TranslationError(
