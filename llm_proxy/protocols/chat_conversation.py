@@ -50,6 +50,10 @@ def conversation(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, An
     for turn in turns:
         # Anthropic wants a turn's tool results before anything else in it.
         turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    last = turns[-1]["content"][-1]
+    if turns[-1]["role"] == "assistant" and last["type"] == "text":
+        # A last assistant turn is a prefill to Anthropic, which refuses trailing whitespace.
+        last["text"] = last["text"].rstrip()
     return system, turns
 
 
@@ -67,11 +71,12 @@ def _parts(content: Any, param: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _text_block(part: dict[str, Any], param: str) -> dict[str, Any] | None:
-    """A text part as a text block; None when empty (Anthropic refuses empty text)."""
+    """A text part as a text block; None when only whitespace (Anthropic refuses a text
+    block without other characters)."""
     text = part.get("text")
     if not isinstance(text, str):
         raise TranslationError(f"{param}.text", "A text part needs a text.")
-    if not text:
+    if not text.strip():
         return None
     return _with_cache_control({"type": "text", "text": text}, part)
 

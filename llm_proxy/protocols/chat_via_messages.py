@@ -13,8 +13,10 @@ Request (`messages_request`), what each OpenAI field becomes:
   `arguments` parsed (a JSON object; an empty string is `{}`).
 * `tool` messages: `tool_result` blocks in a user turn. Anthropic requires the turns to
   alternate, so consecutive messages of one role become one turn (tool results, then the
-  following user message's content, which joins the same turn after them); a message left
-  without content (an empty string) is dropped. Tool call ids keep only the characters
+  following user message's content, which joins the same turn after them). Anthropic refuses
+  text of only whitespace: such text parts are dropped, and a message left without content;
+  a last assistant message (a prefill to Anthropic) loses its trailing whitespace, which
+  Anthropic refuses there too. Tool call ids keep only the characters
   Anthropic accepts (`[A-Za-z0-9_-]`, the others become `_`), the same way in the call and
   in its result.
 * `tools` (functions only): `name`, `description`, `input_schema` (the `parameters`; an empty

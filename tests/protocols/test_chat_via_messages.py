@@ -686,3 +686,16 @@ def test_a_tool_loops_next_step_goes_without_thinking() -> None:
         == 24576
     )
     assert refused(*loop, reasoning_effort="sometimes").param == "reasoning_effort"
+
+
+def test_whitespace_text_is_dropped_and_a_last_assistant_turn_loses_trailing_whitespace() -> None:
+    """Anthropic refuses text blocks of only whitespace, and a prefill ending in whitespace."""
+    content = [{"type": "text", "text": "Hi"}, {"type": "text", "text": " \n"}]
+    translated = body(
+        {"role": "user", "content": content},
+        {"role": "assistant", "content": "The answer is \n"},
+    )
+    assert translated["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "The answer is"}]},
+    ]
