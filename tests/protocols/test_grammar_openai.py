@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from llm_proxy.testing.mock.chat import stream_events
 from tests.helpers.grammar_openai import accumulate, check_openai_stream
 
 BASE = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
@@ -135,3 +136,11 @@ def test_an_error_event_may_end_a_stream() -> None:
 def test_what_the_checker_rejects(raw: bytes, include_usage: bool | None, complaint: str) -> None:
     with pytest.raises(AssertionError, match=complaint):
         check_openai_stream(raw, include_usage=include_usage)
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_the_mock_upstreams_streams_pass(include_usage: bool) -> None:
+    """The suite's OpenAI streams (the mock upstream's) are what the checker accepts."""
+    raw = b"".join(stream_events("chat", "m", 3, include_usage))
+    said = accumulate(check_openai_stream(raw, include_usage=include_usage))
+    assert said["content"] == "tok0 tok1 tok2 "
