@@ -9,7 +9,10 @@ fragment, its `index` counted among the tool calls; the json response_format's t
 input as `content`. `message_stop` ends the stream: the chunk with the finish_reason, a usage
 chunk (`choices: []`) when `stream_options.include_usage` was set, then `data: [DONE]`. Pings,
 other block types (server tools) and unknown events say nothing. An upstream `error` event, or
-`fail()`, ends it with an OpenAI error event (`data: {"error": {...}}`, no `[DONE]`).
+`fail()`, ends it with an OpenAI error event (`data: {"error": {...}}`, no `[DONE]`). An
+upstream that ends without `message_stop` still gets a finish (its `message_delta`'s stop
+reason, else `stop`) and `[DONE]`, unless it said nothing or stopped inside a tool call (its
+arguments cut): then an error event.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class _Block:
     tool_index: int = -1  # its index among the tool calls (kind tool)
     initial_input: Any = None  # a tool_use block's input at its start (normally {})
     said: bool = False  # a tool's arguments (or the json answer) have been sent
+    stopped: bool = False  # its content_block_stop came
 
 
 class ChatStream:
@@ -91,6 +95,9 @@ class ChatStream:
             return said
         if not self._started:
             return said + self.fail("The upstream ended its stream without an answer.")
+        if any(block.kind == "tool" and not block.stopped for block in self._blocks.values()):
+            # A tool call's arguments were cut: the client must not run it on a part of them.
+            return said + self.fail("The upstream ended its stream inside a tool call.")
         return said + self._finish()
 
     def fail(self, message: str, type: str = "api_error") -> bytes:
@@ -202,7 +209,10 @@ class ChatStream:
 
     def _block_stop(self, index: Any) -> bytes:
         block = self._blocks.get(index) if isinstance(index, int) else None
-        if block is None or block.kind not in ("tool", "json") or block.said:
+        if block is None:
+            return b""
+        block.stopped = True
+        if block.kind not in ("tool", "json") or block.said:
             return b""
         # No input_json_delta came (a call without arguments): the arguments must still be
         # JSON, so the block's input at its start is said.

@@ -13,8 +13,10 @@ Request (`messages_request`), what each OpenAI field becomes:
   `arguments` parsed (a JSON object; an empty string is `{}`).
 * `tool` messages: `tool_result` blocks in a user turn. Anthropic requires the turns to
   alternate, so consecutive messages of one role become one turn (tool results, then the
-  following user message's content, which joins the same turn after them); a message left
-  without content (an empty string) is dropped. Tool call ids keep only the characters
+  following user message's content, which joins the same turn after them). Anthropic refuses
+  text of only whitespace: such text parts are dropped, and a message left without content;
+  a last assistant message (a prefill to Anthropic) loses its trailing whitespace, which
+  Anthropic refuses there too. Tool call ids keep only the characters
   Anthropic accepts (`[A-Za-z0-9_-]`, the others become `_`), the same way in the call and
   in its result.
 * `tools` (functions only): `name`, `description`, `input_schema` (the `parameters`; an empty
@@ -36,6 +38,10 @@ Request (`messages_request`), what each OpenAI field becomes:
   `temperature` and `top_p` (below 0.95) with thinking: both are dropped, as reasoning models
   decide their own sampling. Thinking with a forced tool (`tool_choice` `required` or a named
   function, or a json `response_format`) is refused by Anthropic: a 400 here, saying why.
+  A request whose last assistant turn called tools (a tool loop's next step) goes without
+  thinking: Anthropic then requires that turn to start with its signed thinking block, which
+  an OpenAI client cannot send back (`reasoning_content` carries no signature), and refuses
+  the request without it ("To avoid this requirement, disable thinking").
 * `response_format`: `text`, nothing. `json_schema` and `json_object`: a tool whose
   `input_schema` is the schema (`{"type": "object"}` for `json_object`), named after the
   schema (`json_answer` when unnamed), forced by `tool_choice`, with parallel tool use
@@ -59,21 +65,16 @@ Answer (`chat_answer`): text blocks joined -> `message.content`; `tool_use` ->
 `tool_calls`; `thinking` -> `reasoning_content` (`redacted_thinking` is dropped: it is
 encrypted); other blocks (server tools) are dropped. The id is `chatcmpl-` and the message
 id without its `msg_` prefix; the model is the upstream answer's.
-
-Known limit: an OpenAI client cannot send thinking blocks back (no signature), so with
-`reasoning_effort` a tool loop's later turns carry none; Anthropic accepts that for
-earlier turns only.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from llm_proxy.protocols.chat_conversation import conversation
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
@@ -84,9 +85,6 @@ _JSON_TOOL_DESCRIPTION: Final = (
     "Give your final answer by calling this tool: its input is the answer, a JSON object"
     " that follows the schema."
 )
-IMAGE_MEDIA_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_DATA_URL: Final = re.compile(r"data:([^;,]+)((?:;[^;,]*)*),(.*)", re.DOTALL)
-_TOOL_ID_REFUSED: Final = re.compile(r"[^A-Za-z0-9_-]")
 _STOP_REASONS: Final = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -122,7 +120,7 @@ def messages_request(
     upstream model `model`, and what its answer's translation needs. Raises `TranslationError`
     for what Anthropic cannot honour (see the module's docstring)."""
     _refuse_unsupported(data)
-    system, messages = _conversation(data.get("messages"))
+    system, messages = conversation(data.get("messages"))
     body: dict[str, Any] = {"model": model, "messages": messages}
     if system:
         body["system"] = system
@@ -141,21 +139,9 @@ def messages_request(
         body["tools"] = tools
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
-    max_tokens = _max_tokens(data, default_max_tokens, max_tokens_cap)
-    effort = data.get("reasoning_effort")
-    if effort is None or effort == "none":
-        body["max_tokens"] = max_tokens
-        body.update(_sampling(data))
-    else:
-        if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
-            raise TranslationError(
-                "reasoning_effort",
-                "reasoning_effort cannot be combined with a forced tool call (tool_choice"
-                " required or a named function, or a json response_format): Anthropic's"
-                " extended thinking allows tool_choice auto or none only.",
-            )
-        body["max_tokens"], budget = _thinking_tokens(effort, max_tokens, max_tokens_cap)
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    body.update(
+        _length_and_thinking(data, messages, tool_choice, default_max_tokens, max_tokens_cap)
+    )
     options = data.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
     call = MessagesCall(
@@ -167,6 +153,33 @@ def messages_request(
     return body, call
 
 
+def _length_and_thinking(
+    data: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tool_choice: dict[str, Any] | None,
+    default_max_tokens: int,
+    max_tokens_cap: int | None,
+) -> dict[str, Any]:
+    """`max_tokens`, and either `thinking` or the sampling fields (the module's docstring)."""
+    max_tokens = _max_tokens(data, default_max_tokens, max_tokens_cap)
+    budget = _thinking_budget(data.get("reasoning_effort"))
+    if budget is not None and _continues_tool_use(messages):
+        # Anthropic wants the signed thinking block that came before the tool calls, which an
+        # OpenAI client cannot send back: this step of the tool loop goes without thinking.
+        budget = None
+    if budget is None:
+        return {"max_tokens": max_tokens, **_sampling(data)}
+    if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
+        raise TranslationError(
+            "reasoning_effort",
+            "reasoning_effort cannot be combined with a forced tool call (tool_choice required"
+            " or a named function, or a json response_format): Anthropic's extended thinking"
+            " allows tool_choice auto or none only.",
+        )
+    max_tokens, budget = _thinking_tokens(budget, max_tokens, max_tokens_cap)
+    return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
+
+
 def _refuse_unsupported(data: dict[str, Any]) -> None:
     n = data.get("n")
     if n is not None and n != 1:
@@ -176,7 +189,9 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
     if data.get("top_logprobs"):
         raise TranslationError("top_logprobs", "logprobs are not supported by Anthropic models.")
     modalities = data.get("modalities")
-    if data.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+    if isinstance(modalities, list) and "audio" in modalities:
+        raise TranslationError("modalities", "Audio output is not supported by Anthropic models.")
+    if data.get("audio") is not None:
         raise TranslationError("audio", "Audio output is not supported by Anthropic models.")
     if data.get("web_search_options") is not None:
         raise TranslationError(
@@ -211,13 +226,28 @@ def _max_tokens(data: dict[str, Any], default: int, cap: int | None) -> int:
     return min(value, cap) if cap is not None else int(value)
 
 
-def _thinking_tokens(effort: Any, max_tokens: int, cap: int | None) -> tuple[int, int]:
-    """`max_tokens` and the thinking budget for a reasoning effort (the module's docstring)."""
+def _thinking_budget(effort: Any) -> int | None:
+    """The thinking budget of a reasoning effort; None: no thinking."""
+    if effort is None or effort == "none":
+        return None
     budget = THINKING_BUDGETS.get(effort) if isinstance(effort, str) else None
     if budget is None:
         raise TranslationError(
             "reasoning_effort", "reasoning_effort must be none, minimal, low, medium or high."
         )
+    return budget
+
+
+def _continues_tool_use(turns: list[dict[str, Any]]) -> bool:
+    """The last assistant turn called tools (the request carries their results)."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            return any(block["type"] == "tool_use" for block in turn["content"])
+    return False
+
+
+def _thinking_tokens(budget: int, max_tokens: int, cap: int | None) -> tuple[int, int]:
+    """`max_tokens` and the thinking budget, within the cap (the module's docstring)."""
     if max_tokens <= budget:
         max_tokens = budget + max_tokens
         if cap is not None:
@@ -367,203 +397,6 @@ def _tool_choice(choice: Any, names: set[str]) -> dict[str, Any] | None:
     if name not in names:
         raise TranslationError("tool_choice", f"tool_choice names {name!r}, which is not a tool.")
     return {"type": "tool", "name": name}
-
-
-# The conversation.
-
-
-def _conversation(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The system blocks and the alternating turns of an OpenAI `messages` list."""
-    if not isinstance(messages, list):
-        raise TranslationError("messages", "messages must be a list.")
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        role = message.get("role") if isinstance(message, dict) else None
-        if role in ("system", "developer"):
-            system.extend(_text_blocks(message.get("content"), f"{param}.content"))
-            continue
-        if role == "user":
-            blocks = _user_blocks(message.get("content"), f"{param}.content")
-        elif role == "assistant":
-            blocks = _assistant_blocks(message, param)
-        elif role == "tool":
-            blocks = [_tool_result(message, param)]
-            role = "user"
-        else:
-            raise TranslationError(
-                f"{param}.role", "role must be system, developer, user, assistant or tool."
-            )
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
-    if not turns:
-        raise TranslationError("messages", "messages needs a user message with content.")
-    for turn in turns:
-        # Anthropic wants a turn's tool results before anything else in it.
-        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-    return system, turns
-
-
-def _parts(content: Any, param: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A message's content as (param, part) pairs: a string is one text part."""
-    if isinstance(content, str):
-        yield param, {"type": "text", "text": content}
-    elif isinstance(content, list):
-        for index, part in enumerate(content):
-            if not isinstance(part, dict):
-                raise TranslationError(f"{param}[{index}]", "A content part must be an object.")
-            yield f"{param}[{index}]", part
-    elif content is not None:
-        raise TranslationError(param, "content must be a string or a list of content parts.")
-
-
-def _text_block(part: dict[str, Any], param: str) -> dict[str, Any] | None:
-    """A text part as a text block; None when empty (Anthropic refuses empty text)."""
-    text = part.get("text")
-    if not isinstance(text, str):
-        raise TranslationError(f"{param}.text", "A text part needs a text.")
-    if not text:
-        return None
-    return _with_cache_control({"type": "text", "text": text}, part)
-
-
-def _with_cache_control(block: dict[str, Any], part: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(part.get("cache_control"), dict):
-        block["cache_control"] = part["cache_control"]
-    return block
-
-
-def _text_blocks(content: Any, param: str) -> list[dict[str, Any]]:
-    blocks = []
-    for part_param, part in _parts(content, param):
-        if part.get("type") not in ("text", "refusal"):
-            raise TranslationError(f"{part_param}.type", "Only text parts are allowed here.")
-        text = part.get("refusal") if part.get("type") == "refusal" else part.get("text")
-        block = _text_block({**part, "text": text}, part_param)
-        if block is not None:
-            blocks.append(block)
-    return blocks
-
-
-def _user_blocks(content: Any, param: str) -> list[dict[str, Any]]:
-    blocks = []
-    for part_param, part in _parts(content, param):
-        kind = part.get("type")
-        block: dict[str, Any] | None
-        if kind == "text":
-            block = _text_block(part, part_param)
-        elif kind == "image_url":
-            block = _image_block(part, part_param)
-        elif kind == "file":
-            block = _document_block(part, part_param)
-        else:
-            raise TranslationError(
-                f"{part_param}.type", f"Content parts of type {kind!r} are not supported."
-            )
-        if block is not None:
-            blocks.append(block)
-    return blocks
-
-
-def _image_block(part: dict[str, Any], param: str) -> dict[str, Any]:
-    image = part.get("image_url")
-    url = image.get("url") if isinstance(image, dict) else image
-    param = f"{param}.image_url"
-    if not isinstance(url, str):
-        raise TranslationError(param, "An image_url part needs a url.")
-    if url.startswith(("http://", "https://")):
-        return _with_cache_control({"type": "image", "source": {"type": "url", "url": url}}, part)
-    media_type, data = _base64_data_url(url, param)
-    if media_type not in IMAGE_MEDIA_TYPES:
-        raise TranslationError(
-            param, f"Images of type {media_type} are not supported: JPEG, PNG, GIF or WebP."
-        )
-    source = {"type": "base64", "media_type": media_type, "data": data}
-    return _with_cache_control({"type": "image", "source": source}, part)
-
-
-def _document_block(part: dict[str, Any], param: str) -> dict[str, Any]:
-    file = part.get("file")
-    file_data = file.get("file_data") if isinstance(file, dict) else None
-    param = f"{param}.file"
-    if not isinstance(file_data, str):
-        raise TranslationError(param, "Only files sent inline (file_data) are supported.")
-    media_type, data = _base64_data_url(file_data, f"{param}.file_data")
-    if media_type != "application/pdf":
-        raise TranslationError(f"{param}.file_data", "Only PDF files are supported.")
-    source = {"type": "base64", "media_type": media_type, "data": data}
-    return _with_cache_control({"type": "document", "source": source}, part)
-
-
-def _base64_data_url(url: str, param: str) -> tuple[str, str]:
-    """The media type and the base64 data of a `data:` URL."""
-    match = _DATA_URL.fullmatch(url)
-    if match is None or not match.group(2).endswith(";base64"):
-        raise TranslationError(param, "Expected an http(s) URL or a base64 data: URL.")
-    return match.group(1).lower(), match.group(3)
-
-
-def _assistant_blocks(message: dict[str, Any], param: str) -> list[dict[str, Any]]:
-    blocks = _text_blocks(message.get("content"), f"{param}.content")
-    calls = message.get("tool_calls")
-    if calls is None:
-        return blocks
-    if not isinstance(calls, list):
-        raise TranslationError(f"{param}.tool_calls", "tool_calls must be a list.")
-    for index, call in enumerate(calls):
-        blocks.append(_tool_use(call, f"{param}.tool_calls[{index}]"))
-    return blocks
-
-
-def _tool_use(call: Any, param: str) -> dict[str, Any]:
-    function = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(call, dict) or not isinstance(function, dict):
-        raise TranslationError(param, "A tool call needs a function.")
-    name = function.get("name")
-    if not isinstance(name, str) or not name:
-        raise TranslationError(f"{param}.function.name", "A tool call needs a name.")
-    arguments = function.get("arguments") or "{}"
-    try:
-        parsed = orjson.loads(arguments) if isinstance(arguments, str) else None
-    except orjson.JSONDecodeError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise TranslationError(
-            f"{param}.function.arguments", "A tool call's arguments must be a JSON object."
-        )
-    return {
-        "type": "tool_use",
-        "id": _tool_id(call.get("id"), param),
-        "name": name,
-        "input": parsed,
-    }
-
-
-def _tool_result(message: dict[str, Any], param: str) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "type": "tool_result",
-        "tool_use_id": _tool_id(message.get("tool_call_id"), f"{param}.tool_call_id"),
-    }
-    content = message.get("content")
-    if isinstance(content, str):
-        if content:
-            result["content"] = content
-    else:
-        blocks = _text_blocks(content, f"{param}.content")
-        if blocks:
-            result["content"] = blocks
-    return result
-
-
-def _tool_id(value: Any, param: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise TranslationError(param, "A tool call id is required.")
-    return _TOOL_ID_REFUSED.sub("_", value)
 
 
 # The answer.

@@ -288,7 +288,7 @@ def test_a_bad_max_tokens_is_a_400(value: Any) -> None:
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"top_logprobs": 3}, "top_logprobs"),
-        ({"modalities": ["text", "audio"]}, "audio"),
+        ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
         ({"web_search_options": {}}, "web_search_options"),
         ({"functions": [{"name": "f"}]}, "functions"),
@@ -661,3 +661,41 @@ def test_an_answer_without_content_nor_usage_is_still_a_completion() -> None:
     assert completion["model"] == "gpt-x"
     assert completion["choices"][0]["message"]["content"] == ""
     assert completion["usage"]["total_tokens"] == 0
+
+
+def test_a_tool_loops_next_step_goes_without_thinking() -> None:
+    """Anthropic would want the signed thinking block before the tool calls, which an OpenAI
+    client cannot send back."""
+    call = {"id": "c", "type": "function", "function": {"name": "clock", "arguments": "{}"}}
+    loop = (
+        USER,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c", "content": "noon"},
+    )
+    translated = body(*loop, tools=[CLOCK], reasoning_effort="high", temperature=0.5)
+    assert "thinking" not in translated
+    assert translated["max_tokens"] == 4096
+    assert translated["temperature"] == 0.5
+    answered = (
+        *loop,
+        {"role": "assistant", "content": "It is noon."},
+        {"role": "user", "content": "Thanks"},
+    )
+    assert (
+        body(*answered, tools=[CLOCK], reasoning_effort="high")["thinking"]["budget_tokens"]
+        == 24576
+    )
+    assert refused(*loop, reasoning_effort="sometimes").param == "reasoning_effort"
+
+
+def test_whitespace_text_is_dropped_and_a_last_assistant_turn_loses_trailing_whitespace() -> None:
+    """Anthropic refuses text blocks of only whitespace, and a prefill ending in whitespace."""
+    content = [{"type": "text", "text": "Hi"}, {"type": "text", "text": " \n"}]
+    translated = body(
+        {"role": "user", "content": content},
+        {"role": "assistant", "content": "The answer is \n"},
+    )
+    assert translated["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "The answer is"}]},
+    ]
