@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_proxy.cli import main
 from llm_proxy.config import history, migrate
@@ -25,6 +27,7 @@ from llm_proxy.config.model import (
     Provider,
     default_auth,
 )
+from llm_proxy.config.providers import AUTH_MODES, PROVIDER_TYPES
 from llm_proxy.config.yaml_file import load_config_text
 from tests.helpers import make_config, provider
 from tests.helpers.db import OPEN, db_version
@@ -250,6 +253,52 @@ def test_export_writes_what_reads_back() -> None:
     assert [provider_data(p) | {"api_key": ""} for p in again.providers] == [
         entry | {"api_key": ""} for entry in (claude, gateway, openai)
     ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(PROVIDER_TYPES),
+    auth=st.sampled_from((None, *AUTH_MODES)),
+    version=st.none() | st.from_regex(r"[!-~]{1,20}", fullmatch=True),
+    default_max=st.none() | st.integers(1, 2**31 - 1),
+    cap=st.none() | st.integers(1, 2**31 - 1),
+    base=st.sampled_from(("https://api.anthropic.com", "https://gw.example/a/v1/", None)),
+)
+def test_what_is_exported_reads_back_the_same(
+    kind: str,
+    auth: str | None,
+    version: str | None,
+    default_max: int | None,
+    cap: int | None,
+    base: str | None,
+) -> None:
+    """Any valid combination of type, auth and settings: `provider_data` (what export and
+    import-config write) parses back into the same provider."""
+    entry: dict[str, Any] = {"name": "p", "provider_type": kind, "api_base": base}
+    if kind == "azure":
+        entry["query_params"] = {"api-version": "2024-10-21"}
+        entry["api_base"] = "https://r.openai.azure.com"
+    elif base is None and kind != "anthropic":
+        entry["api_base"] = "https://o.example/v1"
+    optional = {
+        "auth": auth,
+        "api_key": None if auth == "none" else ANTHROPIC_KEY,
+        "anthropic_version": version if kind == "anthropic" else None,
+        "default_max_tokens": default_max,
+        "max_output_tokens": cap,
+    }
+    entry |= {k: v for k, v in optional.items() if v is not None}
+    (first,) = make_config({k: v for k, v in entry.items() if v is not None}).providers
+    (second,) = make_config(provider_data(first)).providers
+    assert provider_data(second) == provider_data(first)
+    assert second.auth == (auth or default_auth(second.provider_type))
+    assert (second.default_max_tokens, second.max_output_tokens) == (
+        default_max or DEFAULT_MAX_TOKENS,
+        cap,
+    )
+    if kind == "anthropic":
+        assert second.anthropic_version == (version or DEFAULT_ANTHROPIC_VERSION)
+        assert not second.api_base.endswith("/v1")
 
 
 async def test_check_config_shows_the_type(
