@@ -898,6 +898,8 @@ async def test_an_anthropic_provider_from_the_form(
             await form.get_by_label("Key sent as").select_option("bearer")
             await form.get_by_label("Default max tokens").fill("1024")
             await form.get_by_role("button", name="Save").click()
+            # (The flash of an earlier save reads the same: the form closing is this one's.)
+            await form.wait_for(state="detached")
             await page.get_by_text(re.compile(r"Saved provider claude")).wait_for()
             (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
             assert stored["params"] == {
@@ -914,6 +916,8 @@ async def test_an_anthropic_provider_from_the_form(
             await form.get_by_label("Anthropic version").wait_for(state="hidden")
             await form.get_by_label("API base URL").fill(slow_upstream + "/v1")
             await form.get_by_role("button", name="Save").click()
+            # (The flash of an earlier save reads the same: the form closing is this one's.)
+            await form.wait_for(state="detached")
             await page.get_by_text(re.compile(r"Saved provider claude")).wait_for()
             (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
             assert (stored["provider_type"], stored["params"]) == ("openai", {"auth": "bearer"})
