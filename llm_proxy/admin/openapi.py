@@ -73,10 +73,13 @@ def _obj(required: list[str], props: dict[str, Any], closed: bool = True) -> dic
 
 _PROVIDER_TYPE: Final = {
     "type": "string",
-    "enum": ["openai", "azure"],
+    "enum": ["openai", "azure", "anthropic"],
     "description": "azure: api_base is the resource endpoint (https://NAME.openai.azure.com), "
     "the upstream model name (model_mapping target) the deployment, and params.query_params "
-    "must give api-version",
+    "must give api-version. anthropic: the upstream speaks Anthropic's Messages API; api_base "
+    "is the base the Anthropic SDK takes (https://api.anthropic.com, the default: it may be "
+    "left out; a trailing /v1 is dropped), the proxy appends /v1/messages; params.auth "
+    "defaults to x-api-key",
 }
 
 
@@ -84,25 +87,28 @@ _PARAMS_DESCRIPTION: Final = (
     "settings without a column of their own, validated like the YAML keys of the same names "
     "(a 400 names the key): timeouts (request_timeout_secs, ...), verify_ssl, "
     "inject_stream_usage, health_check, pricing, organization, project, auth, headers, "
-    "query_params"
+    "query_params, anthropic_version, default_max_tokens, max_output_tokens"
 )
+_POSITIVE_INT: Final = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 _PARAMS_INPUT: Final = {
     "type": "object",
     "description": _PARAMS_DESCRIPTION,
     "properties": {
         "auth": {
             "type": "string",
-            "enum": ["bearer", "api-key", "none"],
-            "description": "how api_key is sent: Authorization: Bearer (default), api-key: <key> "
-            "(Azure), or not at all",
+            "enum": ["bearer", "api-key", "x-api-key", "none"],
+            "description": "how api_key is sent: Authorization: Bearer (the default, but for "
+            "anthropic), api-key: <key> (Azure), x-api-key: <key> (Anthropic's, its default), "
+            "or not at all",
         },
         "headers": {
             "type": "object",
             "additionalProperties": {"type": "string"},
             "description": "header name -> value, sent on every call; clients cannot override "
             "them. Not Host, Content-*, Accept-Encoding, hop-by-hop headers, nor "
-            "Authorization/api-key (see auth). A masked value as shown, sent back, keeps the "
-            "stored one",
+            "Authorization/api-key (see auth), nor x-api-key with auth x-api-key, nor "
+            "anthropic-version on an anthropic provider (see anthropic_version). A masked "
+            "value as shown, sent back, keeps the stored one",
         },
         "query_params": {
             "type": "object",
@@ -110,6 +116,22 @@ _PARAMS_INPUT: Final = {
             "description": "added to every upstream URL (Azure: api-version). Values but "
             "api-version's are secrets: shown masked; a masked value as shown, sent back, keeps "
             "the stored one",
+        },
+        "anthropic_version": {
+            "type": "string",
+            "description": "provider_type anthropic only: the anthropic-version header sent "
+            "when the client sent none (default 2023-06-01; an Anthropic client's own is "
+            "forwarded unchanged)",
+        },
+        "default_max_tokens": {
+            **_POSITIVE_INT,
+            "description": "max_tokens of a translated request whose client gave none "
+            "(default 4096; Anthropic requires one)",
+        },
+        "max_output_tokens": {
+            **_POSITIVE_INT,
+            "description": "a cap on the max_tokens of every translated request to this "
+            "provider; below default_max_tokens it lowers that too (no cap when left out)",
         },
     },
 }
@@ -127,7 +149,10 @@ _PARAMS_SHOWN: Final = {
 _PROVIDER_FIELDS: Final = {
     "name": {"type": "string"},
     "provider_type": _PROVIDER_TYPE,
-    "api_base": {"type": "string"},
+    "api_base": {
+        "type": "string",
+        "description": "required but for provider_type anthropic (https://api.anthropic.com)",
+    },
     "api_key": {"type": "string", "writeOnly": True},
     "model_mapping": {"type": "object", "additionalProperties": _NULLABLE_STR},
     "weight": {"type": "integer"},
@@ -185,7 +210,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         },
         closed=False,
     ),
-    "ProviderInput": _obj(["name", "api_base"], _PROVIDER_FIELDS),
+    "ProviderInput": _obj(["name"], _PROVIDER_FIELDS),
     "ProviderPatch": {**_obj([], _PROVIDER_FIELDS), "minProperties": 1},
     "Credential": _obj(
         ["id", "name", "enabled", "key_prefix"],

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
+from llm_proxy.config.model import ANTHROPIC_API_BASE
 from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import bad_param
 
@@ -182,6 +183,9 @@ def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str,
         if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
             raise bad_param(name, f"`provider_type` must be one of {', '.join(PROVIDER_TYPES)}.")
         out[name] = value
+    if not partial and table is PROVIDERS and out.get("provider_type") == "anthropic":
+        # The one type whose base URL is known: a body may leave it out (the column may not).
+        out.setdefault("api_base", ANTHROPIC_API_BASE)
     if not partial:
         missing = sorted(table.required - out.keys())
         if missing:

@@ -86,6 +86,10 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "auth": p.auth,
         "headers": shown_headers(dict(p.headers)),
         "query_params": shown_query(dict(p.query_params)),
+        # Sent to anthropic providers only: null for the other types.
+        "anthropic_version": p.anthropic_version if p.provider_type == "anthropic" else None,
+        "default_max_tokens": p.default_max_tokens,
+        "max_output_tokens": p.max_output_tokens,
     }
 
 

@@ -36,6 +36,23 @@ def test_every_admin_route_is_documented() -> None:
     assert served == documented, served ^ documented
 
 
+def test_the_provider_schemas_list_every_type_and_setting() -> None:
+    from llm_proxy.admin.openapi import SCHEMAS
+    from llm_proxy.config.providers import AUTH_MODES, PROVIDER_TYPES
+    from llm_proxy.config.sections import PROVIDER_KEYS
+
+    provider_input = SCHEMAS["ProviderInput"]
+    assert provider_input["required"] == ["name"]  # api_base: not for anthropic
+    assert provider_input["properties"]["provider_type"]["enum"] == list(PROVIDER_TYPES)
+    assert SCHEMAS["Provider"]["properties"]["provider_type"]["enum"] == list(PROVIDER_TYPES)
+    params = provider_input["properties"]["params"]
+    assert params["properties"]["auth"]["enum"] == list(AUTH_MODES)
+    for setting in ("anthropic_version", "default_max_tokens", "max_output_tokens"):
+        assert setting in PROVIDER_KEYS and setting in params["properties"]
+        assert setting in params["description"]
+    assert provider_input["properties"]["api_key"]["writeOnly"] is True  # never returned
+
+
 async def test_the_running_api_matches_its_document(config_dsn: str, tmp_path: Path) -> None:
     conn = await asyncpg.connect(config_dsn)
     try:  # objects for the fuzzer to find (id 1 of each)

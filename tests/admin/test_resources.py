@@ -11,7 +11,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from llm_proxy.config.model import Config
+from llm_proxy.config.model import ANTHROPIC_API_BASE, Config
 from tests.helpers import ProxyFactory, Upstream, chat, make_config, provider
 from tests.helpers.admin import ADMIN, KEYED, assert_error, call
 from tests.helpers.db import db_version, start_db_proxy, wait_version
@@ -326,3 +326,119 @@ async def test_writes_to_a_disabled_provider_are_validated_too(
         assert await sql.fetchval("SELECT count(*) FROM config_history") == history
     finally:
         await sql.close()
+
+
+# provider_type anthropic
+
+ANTHROPIC_KEY = "sk-ant-api03-0123456789abcdef"
+CLAUDE: dict[str, Any] = {
+    "name": "claude",
+    "provider_type": "anthropic",
+    "api_key": ANTHROPIC_KEY,
+    "model_mapping": {"claude-sonnet": "claude-sonnet-4-5"},
+    "params": {
+        "anthropic_version": "2024-10-22",
+        "default_max_tokens": 1024,
+        "max_output_tokens": 2048,
+        "headers": {"anthropic-beta": "prompt-caching-2024-07-31"},
+    },
+}
+
+
+async def test_an_anthropic_provider_through_the_api(
+    config_dsn: str, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = url + "/admin/v1/providers"
+    # No api_base: Anthropic's own.
+    status, created = await call(http, "POST", admin, json=CLAUDE)
+    assert status == 201, created
+    assert (created["provider_type"], created["api_base"]) == (
+        "anthropic",
+        ANTHROPIC_API_BASE,
+    )
+    assert created["api_key"] == "sk-...cdef" and created["params"] == CLAUDE["params"]
+    pid = created["id"]
+    # Served at once: the effective config shows the provider as the proxy compiled it.
+    status, config = await call(http, "GET", url + "/admin/v1/config")
+    (shown,) = config["providers"]
+    assert (shown["provider_type"], shown["auth"], shown["anthropic_version"]) == (
+        "anthropic",
+        "x-api-key",
+        "2024-10-22",
+    )
+    assert (shown["default_max_tokens"], shown["max_output_tokens"]) == (1024, 2048)
+    # PUT without api_base puts the default back; a trailing /v1 is kept as written (the
+    # configuration drops it when it reads the row).
+    status, put = await call(
+        http, "PUT", f"{admin}/{pid}", json={**CLAUDE, "api_base": "https://gw.example/v1"}
+    )
+    assert (status, put["api_base"]) == (200, "https://gw.example/v1"), put
+    status, config = await call(http, "GET", url + "/admin/v1/config")
+    assert config["providers"][0]["api_base"] == "https://gw.example"
+    status, put = await call(http, "PUT", f"{admin}/{pid}", json=CLAUDE)
+    assert (status, put["api_base"]) == (200, ANTHROPIC_API_BASE), put
+    status, patched = await call(
+        http, "PATCH", f"{admin}/{pid}", json={"params": {"auth": "bearer"}}
+    )
+    assert status == 200 and patched["params"] == {"auth": "bearer"}
+    status, config = await call(http, "GET", url + "/admin/v1/config")
+    assert config["providers"][0]["anthropic_version"] == "2023-06-01"  # the default again
+    shown_text = ""
+    for path in ("/providers", f"/providers/{pid}", "/config", "/config/history", "/config/export"):
+        async with http.get(url + "/admin/v1" + path, headers=ADMIN) as r:
+            assert r.status == 200, path
+            shown_text += await r.text()
+    assert ANTHROPIC_KEY not in shown_text
+    assert "provider_type: anthropic" in shown_text  # the export
+
+
+async def test_bad_anthropic_writes_name_the_field(
+    config_dsn: str, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = url + "/admin/v1/providers"
+    plain = {"name": "o", "provider_type": "openai", "api_base": "https://o.example/v1"}
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"provider_type": "claude"}, "provider_type", "openai, azure, anthropic"),
+        ({"provider_type": "openai", "api_base": None}, "api_base", "`api_base` is required"),
+        ({**plain, "params": {"anthropic_version": "x"}}, "params", "anthropic_version (table"),
+        ({"params": {"default_max_tokens": 0}}, "params", "default_max_tokens (table"),
+        ({"params": {"max_output_tokens": "10"}}, "params", "max_output_tokens (table"),
+        ({"params": {"auth": "x-api-key", "headers": {"X-Api-Key": "k"}}}, "params", "headers"),
+        ({"api_base": "https://api.anthropic.com/v1/messages"}, "api_base", "appends /v1/messages"),
+    ]
+    for change, param, message in cases:
+        body = {k: v for k, v in {**CLAUDE, **change}.items() if v is not None}
+        status, answer = await call(http, "POST", admin, json=body)
+        assert status == 400, (change, answer)
+        assert answer["error"]["param"] == param, answer
+        assert message in answer["error"]["message"], answer
+        assert ANTHROPIC_KEY not in str(answer)
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        assert await sql.fetchval("SELECT count(*) FROM providers") == 0
+    finally:
+        await sql.close()
+
+
+async def test_yaml_mode_shows_an_anthropic_provider(
+    start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    config = make_config(
+        {"name": "claude", "provider_type": "anthropic", "api_key": ANTHROPIC_KEY},
+        provider("o", "https://o.example/v1", {"m": None}),
+        admin_keys={"ops": "adm-ops-0123456789abcdef"},
+    )
+    url = await start_proxy(config)
+    status, listed = await call(http, "GET", url + "/admin/v1/providers")
+    assert status == 200
+    claude, other = listed["data"]
+    assert (claude["provider_type"], claude["auth"], claude["api_base"]) == (
+        "anthropic",
+        "x-api-key",
+        ANTHROPIC_API_BASE,
+    )
+    assert (claude["anthropic_version"], claude["default_max_tokens"]) == ("2023-06-01", 4096)
+    assert claude["max_output_tokens"] is None and claude["api_key"] == "sk-...cdef"
+    assert (other["auth"], other["anthropic_version"]) == ("bearer", None)

@@ -5,10 +5,20 @@ name the field, in YAML and as plain data."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path as FsPath
 from typing import Any
 
+import asyncpg
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from llm_proxy.cli import main
+from llm_proxy.config import history, migrate
+from llm_proxy.config.database import load_once
+from llm_proxy.config.export import export_yaml, key_variable, provider_data
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import (
     ANTHROPIC_API_BASE,
@@ -17,8 +27,10 @@ from llm_proxy.config.model import (
     Provider,
     default_auth,
 )
+from llm_proxy.config.providers import AUTH_MODES, PROVIDER_TYPES
 from llm_proxy.config.yaml_file import load_config_text
 from tests.helpers import make_config, provider
+from tests.helpers.db import OPEN, db_version
 
 ANTHROPIC_KEY = "sk-ant-api03-0123456789abcdef"
 
@@ -203,3 +215,239 @@ def test_a_cap_below_the_default_is_allowed() -> None:
     # The cap wins over the default (documented): no error, both kept as given.
     p = anthropic(default_max_tokens=8192, max_output_tokens=1024)
     assert (p.default_max_tokens, p.max_output_tokens) == (8192, 1024)
+
+
+def test_export_writes_what_reads_back() -> None:
+    config = make_config(
+        {"name": "claude", "provider_type": "anthropic", "api_key": ANTHROPIC_KEY},
+        {
+            "name": "gateway",
+            "provider_type": "anthropic",
+            "api_base": "https://gw.example/anthropic/v1",
+            "auth": "bearer",
+            "anthropic_version": "2024-10-22",
+            "default_max_tokens": 1024,
+            "max_output_tokens": 2048,
+        },
+        provider("o", "https://o.example/v1", {"m": None}, max_output_tokens=64),
+    )
+    claude, gateway, openai = (provider_data(p) for p in config.providers)
+    # Defaults are left out: the type's auth, the default version and max_tokens.
+    assert claude == {
+        "name": "claude",
+        "api_base": ANTHROPIC_API_BASE,
+        "provider_type": "anthropic",
+        "api_key": ANTHROPIC_KEY,
+        "weight": 1,
+        "model_mapping": {},
+    }
+    assert gateway["auth"] == "bearer"  # not the type's default: written
+    assert gateway["api_base"] == "https://gw.example/anthropic"
+    assert (gateway["anthropic_version"], gateway["default_max_tokens"]) == ("2024-10-22", 1024)
+    assert gateway["max_output_tokens"] == 2048
+    assert "auth" not in openai and "anthropic_version" not in openai
+    assert openai["max_output_tokens"] == 64
+    text = export_yaml(config, version="1")
+    assert ANTHROPIC_KEY not in text and f"${{{key_variable('claude')}}}" in text
+    again = load_config_text(text, {key_variable(n): "sk-x" for n in ("claude", "gateway", "o")})
+    assert [provider_data(p) | {"api_key": ""} for p in again.providers] == [
+        entry | {"api_key": ""} for entry in (claude, gateway, openai)
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from(PROVIDER_TYPES),
+    auth=st.sampled_from((None, *AUTH_MODES)),
+    version=st.none() | st.from_regex(r"[!-~]{1,20}", fullmatch=True),
+    default_max=st.none() | st.integers(1, 2**31 - 1),
+    cap=st.none() | st.integers(1, 2**31 - 1),
+    base=st.sampled_from(("https://api.anthropic.com", "https://gw.example/a/v1/", None)),
+)
+def test_what_is_exported_reads_back_the_same(
+    kind: str,
+    auth: str | None,
+    version: str | None,
+    default_max: int | None,
+    cap: int | None,
+    base: str | None,
+) -> None:
+    """Any valid combination of type, auth and settings: `provider_data` (what export and
+    import-config write) parses back into the same provider."""
+    entry: dict[str, Any] = {"name": "p", "provider_type": kind, "api_base": base}
+    if kind == "azure":
+        entry["query_params"] = {"api-version": "2024-10-21"}
+        entry["api_base"] = "https://r.openai.azure.com"
+    elif base is None and kind != "anthropic":
+        entry["api_base"] = "https://o.example/v1"
+    optional = {
+        "auth": auth,
+        "api_key": None if auth == "none" else ANTHROPIC_KEY,
+        "anthropic_version": version if kind == "anthropic" else None,
+        "default_max_tokens": default_max,
+        "max_output_tokens": cap,
+    }
+    entry |= {k: v for k, v in optional.items() if v is not None}
+    (first,) = make_config({k: v for k, v in entry.items() if v is not None}).providers
+    (second,) = make_config(provider_data(first)).providers
+    assert provider_data(second) == provider_data(first)
+    assert second.auth == (auth or default_auth(second.provider_type))
+    assert (second.default_max_tokens, second.max_output_tokens) == (
+        default_max or DEFAULT_MAX_TOKENS,
+        cap,
+    )
+    if kind == "anthropic":
+        assert second.anthropic_version == (version or DEFAULT_ANTHROPIC_VERSION)
+        assert not second.api_base.endswith("/v1")
+
+
+async def test_check_config_shows_the_type(
+    tmp_path: FsPath, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "require_auth: false\nproviders:\n  - name: claude\n    provider_type: anthropic\n"
+        f"    api_key: {ANTHROPIC_KEY}\n    model_mapping: {{claude-sonnet: null}}\n"
+    )
+    assert await asyncio.to_thread(main, ["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"claude  weight 1 (100.0%)  {ANTHROPIC_API_BASE}" in out
+    assert "anthropic; auth x-api-key" in out and ANTHROPIC_KEY not in out
+
+
+# Database mode: the settings live in `params`, the type in its column.
+
+INSERT = (
+    "INSERT INTO providers (name, provider_type, api_base, api_key, model_mapping, params)"
+    " VALUES ($1, $2, $3, $4, '{\"claude-sonnet\": null}', $5::jsonb)"
+)
+ANTHROPIC_PARAMS: dict[str, Any] = {
+    "anthropic_version": "2024-10-22",
+    "default_max_tokens": 1024,
+    "max_output_tokens": 2048,
+    "headers": {"anthropic-beta": "prompt-caching-2024-07-31"},
+}
+
+
+async def insert(sql: asyncpg.Connection, name: str, kind: str, params: dict[str, Any]) -> None:
+    base = ANTHROPIC_API_BASE + "/v1" if kind == "anthropic" else "https://o.example/v1"
+    await sql.execute(INSERT, name, kind, base, ANTHROPIC_KEY, orjson.dumps(params).decode())
+
+
+async def test_rows_are_read_like_yaml(config_dsn: str) -> None:
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        await insert(sql, "claude", "anthropic", ANTHROPIC_PARAMS)
+        await insert(sql, "plain", "anthropic", {})
+        config, _ = await load_once(config_dsn, OPEN)
+        claude, plain = config.providers
+        assert (claude.provider_type, claude.auth, claude.api_base) == (
+            "anthropic",
+            "x-api-key",
+            ANTHROPIC_API_BASE,  # the row's /v1 dropped
+        )
+        assert (claude.anthropic_version, claude.default_max_tokens) == ("2024-10-22", 1024)
+        assert claude.max_output_tokens == 2048
+        assert (plain.anthropic_version, plain.default_max_tokens, plain.max_output_tokens) == (
+            DEFAULT_ANTHROPIC_VERSION,
+            DEFAULT_MAX_TOKENS,
+            None,
+        )
+        # Errors name the row and the column.
+        await sql.execute("DELETE FROM providers")
+        await insert(sql, "o", "openai", {"anthropic_version": "2023-06-01"})
+        with pytest.raises(ConfigError) as exc:
+            await load_once(config_dsn, OPEN)
+        assert str(exc.value).startswith(
+            "providers[0].anthropic_version (table providers, row id=3 ('o'), column params): "
+            "is only for provider_type anthropic"
+        )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await sql.execute("UPDATE providers SET provider_type = 'claude'")
+    finally:
+        await sql.close()
+
+
+async def test_history_shows_the_settings_and_rollback_restores_them(config_dsn: str) -> None:
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        await insert(sql, "claude", "anthropic", ANTHROPIC_PARAMS)
+        created = int(await db_version(sql))
+        await sql.execute(
+            "UPDATE providers SET params = params || $1::jsonb",
+            '{"max_output_tokens": 512, "auth": "bearer", "anthropic_version": "2025-01-01"}',
+        )
+        (change,) = await history.history(sql, table="providers", limit=1)
+        assert change.fields_changed() == ["params"]
+        assert change.before is not None and change.after is not None
+        assert change.after["params"]["max_output_tokens"] == 512
+        assert change.before["params"]["anthropic_version"] == "2024-10-22"
+        assert change.after["provider_type"] == "anthropic"
+        assert ANTHROPIC_KEY not in str(change.as_dict())
+        (p,) = (await load_once(config_dsn, OPEN))[0].providers
+        assert (p.auth, p.max_output_tokens, p.anthropic_version) == ("bearer", 512, "2025-01-01")
+        await history.rollback(sql, created, "cli:test")
+        (p,) = (await load_once(config_dsn, OPEN))[0].providers
+        assert (p.auth, p.max_output_tokens, p.anthropic_version) == (
+            "x-api-key",
+            2048,
+            "2024-10-22",
+        )
+        assert p.api_key == ANTHROPIC_KEY
+    finally:
+        await sql.close()
+
+
+async def test_export_import_round_trip(
+    config_dsn: str,
+    other_config_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: FsPath,
+) -> None:
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        await insert(sql, "claude", "anthropic", ANTHROPIC_PARAMS)
+        await insert(sql, "gateway", "anthropic", {"auth": "bearer"})
+    finally:
+        await sql.close()
+
+    def run(*args: str) -> str:
+        assert main(list(args)) == 0
+        return capsys.readouterr().out
+
+    text = await asyncio.to_thread(run, "export-config", "--db-url", config_dsn)
+    assert ANTHROPIC_KEY not in text and text.count("provider_type: anthropic") == 2
+    assert "anthropic_version: '2024-10-22'" in text and "max_output_tokens: 2048" in text
+    assert "anthropic-beta: prompt-caching-2024-07-31" in text  # public: shown as it is
+    assert text.count("auth: ") == 1 and "auth: bearer" in text  # x-api-key: the default
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(text)
+    for name in ("claude", "gateway"):
+        monkeypatch.setenv(key_variable(name), ANTHROPIC_KEY)
+    out = await asyncio.to_thread(run, "import-config", str(exported), "--db-url", other_config_dsn)
+    assert out.startswith("imported 2 providers")
+    again = await asyncio.to_thread(run, "export-config", "--db-url", other_config_dsn)
+    assert again.splitlines()[1:] == text.splitlines()[1:]  # (the first line: the version)
+    first = (await load_once(config_dsn, OPEN))[0].providers
+    second = (await load_once(other_config_dsn, OPEN))[0].providers
+    assert [provider_data(p) for p in first] == [provider_data(p) for p in second]
+
+
+async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
+    config_dsn: str,
+) -> None:
+    sql = await asyncpg.connect(config_dsn)
+    try:
+        await insert(sql, "claude", "anthropic", {})
+        with pytest.raises(asyncpg.ObjectInUseError, match="provider_type anthropic exist"):
+            await migrate.migrate_down(sql, 1)
+        await sql.execute("UPDATE providers SET provider_type = 'openai', params = '{}'")
+        (reverted,) = await migrate.migrate_down(sql, 1)
+        assert reverted.name == "anthropic_providers"
+        with pytest.raises(asyncpg.CheckViolationError):
+            await sql.execute("UPDATE providers SET provider_type = 'anthropic'")
+        assert [m.name for m in await migrate.migrate_up(sql)] == ["anthropic_providers"]
+        await sql.execute("UPDATE providers SET provider_type = 'anthropic'")
+    finally:
+        await sql.close()

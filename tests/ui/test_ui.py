@@ -838,3 +838,87 @@ async def test_history_shows_a_rollback_as_field_changes(
             changes = [(c["operation"], c["fields_changed"]) for c in answer["changes"]]
             assert changes == [("UPDATE", ["weight"])]
         watch.check()
+
+
+@needs_browser
+async def test_an_anthropic_provider_from_the_form(
+    browser: Any, slow_upstream: str, config_dsn: str, tmp_path: Path
+) -> None:
+    """The type decides the form: anthropic's settings are shown (and sent) for that type
+    only, its base URL may be left empty (Anthropic's own), its key goes in x-api-key unless
+    "Key sent as" says otherwise; switching the type away drops its settings."""
+    env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(SETTINGS, tmp_path, env) as served:
+        page = await browser.new_page()
+        watch = Watch(page)
+        async with evidence(page, tmp_path):
+            await log_in(page, served.url)
+            await open_page(page, "Providers")
+            await page.get_by_role("button", name="Add provider").click()
+            form = page.get_by_role("form", name="New provider")
+            anthropic_version = form.get_by_label("Anthropic version")
+            auth = form.get_by_label("Key sent as")
+            assert not await anthropic_version.is_visible()  # openai: not meaningful
+            assert await auth.locator("option").first.inner_text() == "Type default: Bearer"
+            assert await form.get_by_label("API base URL").get_attribute("required") == ""
+            await form.get_by_label("Type").select_option("anthropic")
+            await anthropic_version.wait_for()
+            assert await auth.locator("option").first.inner_text() == "Type default: x-api-key"
+            assert await form.get_by_label("API base URL").get_attribute("required") is None
+            await assert_labelled(page)
+            await form.get_by_label("Name").fill("claude")
+            await form.get_by_label("API key").fill("sk-ant-ui-test-0123456789")
+            await form.get_by_label("Models").fill("claude-sonnet = claude-sonnet-4-5")
+            await anthropic_version.fill("2024-10-22")
+            await form.get_by_label("Max output tokens").fill("2048")
+            await form.get_by_role("button", name="Create provider").click()
+            await page.get_by_text(re.compile(r"Created provider claude")).wait_for()
+            row = page.locator("tr[data-provider='claude']")
+            await row.filter(has_text="https://api.anthropic.com").wait_for()
+            (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
+            assert (stored["provider_type"], stored["api_base"]) == (
+                "anthropic",
+                "https://api.anthropic.com",
+            )
+            # Only what was filled in: the type's auth and the default max_tokens are the
+            # server's to choose.
+            assert stored["params"] == {
+                "anthropic_version": "2024-10-22",
+                "max_output_tokens": 2048,
+            }
+
+            # Edit: the fields show what is stored; a key header chosen and a default set.
+            await page.get_by_role("button", name="Edit claude").click()
+            form = page.get_by_role("form", name="Edit provider claude")
+            assert await form.get_by_label("Anthropic version").input_value() == "2024-10-22"
+            assert await form.get_by_label("Max output tokens").input_value() == "2048"
+            assert await form.get_by_label("Other settings (JSON)").input_value() == ""
+            assert await form.get_by_label("Key sent as").input_value() == ""
+            await checkpoint(page, "provider-form-anthropic")  # legible and labelled
+            await form.get_by_label("Key sent as").select_option("bearer")
+            await form.get_by_label("Default max tokens").fill("1024")
+            await form.get_by_role("button", name="Save").click()
+            # (The flash of an earlier save reads the same: the form closing is this one's.)
+            await form.wait_for(state="detached")
+            await page.get_by_text(re.compile(r"Saved provider claude")).wait_for()
+            (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
+            assert stored["params"] == {
+                "anthropic_version": "2024-10-22",
+                "max_output_tokens": 2048,
+                "default_max_tokens": 1024,
+                "auth": "bearer",
+            }
+
+            # Another type: Anthropic's settings are hidden and dropped.
+            await page.get_by_role("button", name="Edit claude").click()
+            form = page.get_by_role("form", name="Edit provider claude")
+            await form.get_by_label("Type").select_option("openai")
+            await form.get_by_label("Anthropic version").wait_for(state="hidden")
+            await form.get_by_label("API base URL").fill(slow_upstream + "/v1")
+            await form.get_by_role("button", name="Save").click()
+            # (The flash of an earlier save reads the same: the form closing is this one's.)
+            await form.wait_for(state="detached")
+            await page.get_by_text(re.compile(r"Saved provider claude")).wait_for()
+            (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
+            assert (stored["provider_type"], stored["params"]) == ("openai", {"auth": "bearer"})
+        watch.check()

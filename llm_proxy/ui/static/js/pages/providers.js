@@ -1,5 +1,6 @@
-// Providers: list, create, edit (weight, model mapping, timeouts), enable/disable, delete, and
-// a health probe showing each model's latency. In YAML mode the list is read-only.
+// Providers: list, create, edit (type, key header, weight, model mapping, timeouts, Anthropic's
+// settings), enable/disable, delete, and a health probe showing each model's latency. In YAML
+// mode the list is read-only.
 
 import { api } from "../api.js";
 import { append, clear, confirmDialog, field, fmtMs, h, notice, show, table } from "../dom.js";
@@ -11,6 +12,31 @@ const TIMEOUTS = [
   ["stream_idle_timeout_secs", "Stream idle timeout (s)"],
   ["request_timeout_secs", "Request timeout (s)"],
 ];
+
+const TYPES = [
+  ["openai", "openai"],
+  ["azure", "azure"],
+  ["anthropic", "anthropic (Messages API)"],
+];
+
+// How the key is sent (params.auth); "" leaves it to the type: what the server then uses.
+const AUTH_MODES = [
+  ["bearer", "Authorization: Bearer"],
+  ["api-key", "api-key header (Azure)"],
+  ["x-api-key", "x-api-key header (Anthropic)"],
+  ["none", "not sent"],
+];
+// The type's own, as the server chooses it when params.auth is not given.
+const DEFAULT_AUTH = { openai: "Bearer", azure: "Bearer", anthropic: "x-api-key" };
+
+// Settings of anthropic providers, shown (and sent) for that type only; another type keeps
+// them, if the API was given any, in "Other settings".
+const ANTHROPIC = [
+  ["anthropic_version", "Anthropic version", "text", "2023-06-01", "The anthropic-version header sent when the client sends none (an Anthropic client's own is forwarded)."],
+  ["default_max_tokens", "Default max tokens", "number", "4096", "max_tokens sent when an OpenAI client gives none (Anthropic requires one)."],
+  ["max_output_tokens", "Max output tokens", "number", "no cap", "A cap on every request's max_tokens to this provider; below the default it lowers that too."],
+];
+const ANTHROPIC_BASE = "https://api.anthropic.com";
 
 // The Models field, one line per model_mapping entry. Every shape the API accepts reads back
 // as it was: `name` alone is a null target (the upstream gets the name the client asked for,
@@ -58,14 +84,23 @@ export function parseMapping(text) {
 function providerForm(ctx, provider, onDone) {
   const editing = Boolean(provider);
   const params = (provider && provider.params) || {};
+  const storedType = provider?.provider_type || "openai";
   const name = h("input", { name: "name", required: true, value: provider?.name ?? "", autocomplete: "off" });
   const type = h(
     "select",
     { name: "provider_type" },
-    ["openai", "azure"].map((t) => h("option", { value: t, selected: provider?.provider_type === t }, t)),
+    TYPES.map(([value, label]) => h("option", { value, selected: storedType === value }, label)),
   );
-  const base = h("input", { name: "api_base", type: "url", required: true, value: provider?.api_base ?? "", placeholder: "https://api.openai.com/v1" });
+  const base = h("input", { name: "api_base", type: "url", value: provider?.api_base ?? "" });
+  const baseHint = h("small", { class: "hint" });
   const key = h("input", { name: "api_key", type: "password", autocomplete: "new-password", placeholder: editing ? "unchanged" : "" });
+  const typeDefault = h("option", { value: "" });
+  const auth = h(
+    "select",
+    { name: "auth" },
+    typeDefault,
+    AUTH_MODES.map(([value, label]) => h("option", { value, selected: params.auth === value }, label)),
+  );
   const weight = h("input", { name: "weight", type: "number", min: "1", step: "1", value: String(provider?.weight ?? 1) });
   const mapping = h("textarea", { name: "model_mapping", rows: "4", placeholder: "gpt-4o-mini\nfast = gpt-4o-mini" });
   mapping.value = mappingText(provider?.model_mapping);
@@ -73,13 +108,48 @@ function providerForm(ctx, provider, onDone) {
     const input = h("input", { name: param, type: "number", min: "0", step: "any", value: params[param] ?? "", placeholder: "global" });
     return { param, input, label };
   });
-  const other = Object.fromEntries(Object.entries(params).filter(([k]) => !TIMEOUTS.some(([t]) => t === k)));
+  const anthropicInputs = ANTHROPIC.map(([param, label, kind, placeholder, hint]) => {
+    const value = storedType === "anthropic" ? params[param] ?? "" : "";
+    const attributes = kind === "number" ? { type: "number", min: "1", step: "1" } : { type: "text", spellcheck: "false" };
+    const input = h("input", { name: param, ...attributes, value, placeholder });
+    return { param, input, label, kind, hint };
+  });
+  const anthropicSettings = h(
+    "fieldset",
+    { class: "anthropic" },
+    h("legend", {}, "Anthropic (empty: the default)"),
+    anthropicInputs.map(({ input, label, hint }) => field(label, input, hint)),
+  );
+  // The fields above own their settings; every other one is edited as JSON.
+  const owned = new Set([...TIMEOUTS.map(([t]) => t), "auth", ...(storedType === "anthropic" ? ANTHROPIC.map(([a]) => a) : [])]);
+  const other = Object.fromEntries(Object.entries(params).filter(([k]) => !owned.has(k)));
   const extra = h("textarea", { name: "params", rows: "3", spellcheck: "false" });
   extra.value = Object.keys(other).length ? JSON.stringify(other, null, 2) : "";
+  const isAnthropic = () => type.value === "anthropic";
+  // What the type decides: Anthropic's base URL may be left empty, its key goes in x-api-key.
+  const followType = () => {
+    const anthropic = isAnthropic();
+    base.required = !anthropic;
+    base.placeholder = anthropic ? ANTHROPIC_BASE : "https://api.openai.com/v1";
+    baseHint.textContent = anthropic
+      ? `The base the Anthropic SDK takes; the proxy appends /v1/messages (a trailing /v1 is dropped). Empty: ${ANTHROPIC_BASE}.`
+      : "Every path is appended to it (Azure: the resource endpoint, https://NAME.openai.azure.com).";
+    typeDefault.textContent = `Type default: ${DEFAULT_AUTH[type.value]}`;
+    anthropicSettings.hidden = !anthropic;
+  };
+  type.addEventListener("change", followType);
+  const baseField = field("API base URL", base);
+  baseHint.id = `${base.id}-hint`;
+  base.setAttribute("aria-describedby", baseHint.id);
+  baseField.append(baseHint);
+  followType();
   const status = h("div", { "aria-live": "assertive" });
   // An edit sends model_mapping and params only when their fields were changed: what the user
   // did not touch is stored exactly as it was, whatever the text form can or cannot say.
-  const paramsText = () => [extra.value, ...timeoutInputs.map(({ input }) => input.value)].join("\n");
+  // (Anthropic's settings count while shown: hiding them by a change of type drops them.)
+  const shownAnthropic = () => (isAnthropic() ? anthropicInputs.map(({ input }) => input.value) : []);
+  const paramsText = () =>
+    [extra.value, auth.value, ...timeoutInputs.map(({ input }) => input.value), ...shownAnthropic()].join("\n");
   const untouched = { mapping: mapping.value, params: paramsText() };
 
   const form = h(
@@ -99,12 +169,20 @@ function providerForm(ctx, provider, onDone) {
         }
         const merged = { ...extraParams };
         for (const { param, input } of timeoutInputs) if (input.value !== "") merged[param] = Number(input.value);
+        if (auth.value) merged.auth = auth.value;
+        if (isAnthropic()) {
+          for (const { param, input, kind } of anthropicInputs) {
+            const value = input.value.trim();
+            if (value !== "") merged[param] = kind === "number" ? Number(value) : value;
+          }
+        }
         const body = {
           name: name.value.trim(),
           provider_type: type.value,
           api_base: base.value.trim(),
           weight: Number(weight.value || 1),
         };
+        if (isAnthropic() && !body.api_base) body.api_base = ANTHROPIC_BASE; // as the hint says
         if (!editing || mapping.value !== untouched.mapping) {
           try {
             body.model_mapping = parseMapping(mapping.value);
@@ -128,8 +206,9 @@ function providerForm(ctx, provider, onDone) {
     h("h2", {}, editing ? `Edit ${provider.name}` : "New provider"),
     field("Name", name),
     field("Type", type),
-    field("API base URL", base),
+    baseField,
     field("API key", key, editing ? "Leave empty to keep the stored key." : "Sent to the provider; never shown again."),
+    field("Key sent as", auth),
     field("Weight", weight, "This provider's share of a model's traffic among the providers serving it (1 or more)."),
     field(
       "Models",
@@ -142,10 +221,11 @@ function providerForm(ctx, provider, onDone) {
       h("legend", {}, "Timeouts (empty: the global value)"),
       timeoutInputs.map(({ input, label }) => field(label, input)),
     ),
+    anthropicSettings,
     field(
       "Other settings (JSON)",
       extra,
-      'More provider settings, e.g. {"query_params": {"api-version": "2024-10-21"}} (Azure), headers, health_check, pricing, proxy, verify_ssl, organization, project, auth, inject_stream_usage.',
+      'More provider settings, e.g. {"query_params": {"api-version": "2024-10-21"}} (Azure), headers (e.g. {"anthropic-beta": "..."}), health_check, pricing, proxy, verify_ssl, organization, project, inject_stream_usage.',
     ),
     h(
       "div",
