@@ -15,7 +15,7 @@ import structlog
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.client import Client, UpstreamError
 from llm_proxy.proxy.snapshot import ConfigStore
-from llm_proxy.proxy.upstream import Upstream
+from llm_proxy.proxy.upstream import ANTHROPIC, Upstream
 from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
@@ -97,13 +97,17 @@ class ProbeResult:
 async def probe(
     client: Client, upstream: Upstream, model: str | None, timeout_secs: float
 ) -> ProbeResult:
-    """One minimal call: `GET /models` without a model, else a one-token chat completion of
-    `model` (the upstream's name for it). Used by the active checks and the admin API."""
+    """One minimal call: `GET /models` without a model, else a one-token chat completion (or
+    Anthropic message) of `model` (the upstream's name for it). Used by the active checks and the admin API."""
+    # (An Anthropic provider's version header: b"" for the others. The one-token body is a
+    # valid request of both protocols.)
+    fixed = upstream.version_line + upstream.fixed_headers
     if model is None:
-        target, headers, body = upstream.models_target, upstream.fixed_headers, b""
+        target, headers, body = upstream.models_target, fixed, b""
     else:
-        target = upstream.target("POST", "/chat/completions", model)
-        headers = b"Content-Type: application/json\r\n" + upstream.fixed_headers
+        path = "/messages" if upstream.protocol == ANTHROPIC else "/chat/completions"
+        target = upstream.target("POST", path, model)
+        headers = b"Content-Type: application/json\r\n" + fixed
         body = orjson.dumps(
             {"model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
         )

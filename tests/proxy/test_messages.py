@@ -111,7 +111,7 @@ async def test_a_stream_crosses_byte_for_byte(
         assert resp.headers["Content-Type"].startswith("text/event-stream")
         raw = await resp.read()
     assert raw == b"".join(text_stream("claude-sonnet-4-5-20250929", ["Hel", "lo", "!"]))
-    check_anthropic_stream(raw)
+    check_anthropic_stream(raw, unknown_events=True)
     families = await scrape(http, url)
     labels = {"model": "claude-sonnet", "provider": "anth", "api_key_name": "team"}
     assert sample(families, "llm_proxy_tokens_total", token_type="prompt_tokens", **labels) == 20
@@ -292,3 +292,27 @@ async def test_a_client_key_never_reaches_the_provider_whatever_the_header(
         ) as resp:
             assert resp.status == 200
     assert all(CLIENT_KEY not in repr(r.headers) for r in fake.received)
+
+
+async def test_an_anthropic_provider_is_probed_in_its_protocol(fake: Fake) -> None:
+    from llm_proxy.config.validate import parse_config
+    from llm_proxy.proxy.client import Client
+    from llm_proxy.proxy.health_checks import probe
+    from llm_proxy.proxy.upstream import compile_upstream
+
+    config = parse_config(
+        {"providers": [anthropic_provider("anth", fake.url, {"claude-sonnet": "claude-up"})]}
+    )
+    upstream = compile_upstream(config.providers[0], config)
+    client = Client()
+    try:
+        result = await probe(client, upstream, "claude-up", 5.0)
+    finally:
+        await client.close()
+    assert result.status == 200
+    sent = fake.received[-1]
+    assert (sent.path, sent.body["max_tokens"], sent.headers["anthropic-version"]) == (
+        "/v1/messages",
+        1,
+        VERSION,
+    )
