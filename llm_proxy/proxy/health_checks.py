@@ -98,7 +98,8 @@ async def probe(
     client: Client, upstream: Upstream, model: str | None, timeout_secs: float
 ) -> ProbeResult:
     """One minimal call: `GET /models` without a model, else a one-token chat completion (or
-    Anthropic message) of `model` (the upstream's name for it). Used by the active checks and the admin API."""
+    Anthropic message) of `model` (the upstream's name for it). Used by the active checks
+    and the admin API."""
     # (An Anthropic provider's version header: b"" for the others. The one-token body is a
     # valid request of both protocols.)
     fixed = upstream.version_line + upstream.fixed_headers
