@@ -15,7 +15,8 @@ from typing import Any, Final
 
 import orjson
 
-THINKING: Final = "Thinking it over."
+from llm_proxy.testing.mock.tools import THINKING, chosen_tools, pieces, schema_value
+
 # Fragments of a streamed tool_use input, besides the empty first one Anthropic sends.
 TOOL_FRAGMENTS: Final = 3
 
@@ -64,18 +65,6 @@ class Answer:
         }
 
 
-def pieces(text: str, count: int) -> tuple[str, ...]:
-    """`text` in `count` near-equal non-empty pieces (fewer when it is shorter)."""
-    count = max(1, min(count, len(text)))
-    size, extra = divmod(len(text), count)
-    out, start = [], 0
-    for index in range(count):
-        end = start + size + (1 if index < extra else 0)
-        out.append(text[start:end])
-        start = end
-    return tuple(out)
-
-
 def tool_fragments(tool_use: ToolUse) -> tuple[str, ...]:
     """The `partial_json` deltas of a streamed tool_use: an empty one first, as Anthropic
     sends, then its input's JSON in several pieces."""
@@ -87,29 +76,6 @@ def count_input_tokens(data: dict[str, Any]) -> int:
     tools, over 4, at least 1 (what `count_tokens` answers and a Message's `input_tokens`)."""
     counted = [data.get("system"), data.get("messages"), data.get("tools")]
     return max(1, len(orjson.dumps(counted)) // 4)
-
-
-def schema_value(schema: Any, name: str = "") -> Any:
-    """A deterministic value of a JSON schema: an object's required properties filled (a
-    `command` string is "echo mock", another string "mock"), an enum's first value."""
-    if not isinstance(schema, dict):
-        return "mock"
-    if isinstance(schema.get("enum"), list) and schema["enum"]:
-        return schema["enum"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if kind == "object" or "properties" in schema:
-        properties = schema.get("properties") or {}
-        required = [n for n in schema.get("required") or [] if isinstance(n, str)]
-        return {key: schema_value(properties.get(key), key) for key in required}
-    if kind == "array":
-        return []
-    if kind in ("integer", "number"):
-        return 1
-    if kind == "boolean":
-        return True
-    return "echo mock" if name == "command" else "mock"
 
 
 def _block_text(content: Any) -> str:
@@ -139,18 +105,17 @@ def _tool_results(messages: list[Any]) -> list[str] | None:
 
 
 def _chosen_tool(data: dict[str, Any], preferred: str) -> dict[str, Any] | None:
-    """The tool to call: the one `tool_choice` names, else `preferred` ("first": the first
-    offered; "none": no tool; else a name, when offered), else the first; None for no call."""
+    """The tool to call: the one `tool_choice` names, none for `{"type": "none"}`, else as
+    `preferred` (`MockOptions.tool`) says (a forced `{"type": "any"}` calls the first)."""
     tools = [t for t in data.get("tools") or [] if isinstance(t, dict) and t.get("name")]
     choice = data.get("tool_choice") or {}
-    if not tools or choice.get("type") == "none":
+    if choice.get("type") == "none":
         return None
-    by_name = {tool["name"]: tool for tool in tools}
-    if choice.get("type") == "tool":
-        return by_name.get(choice.get("name"))
-    if preferred == "none" and choice.get("type") != "any":
-        return None
-    return by_name.get(preferred, tools[0])
+    forced = choice.get("name") if choice.get("type") == "tool" else None
+    if choice.get("type") == "any" and preferred == "none":
+        preferred = "first"
+    chosen = chosen_tools(tools, preferred, forced)
+    return chosen[0] if chosen else None
 
 
 def thinking_on(data: dict[str, Any]) -> bool:
