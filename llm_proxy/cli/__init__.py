@@ -141,8 +141,8 @@ def _add_mock_behaviour(mock: argparse.ArgumentParser) -> None:
     mock.add_argument(
         "--quirks",
         default="",
-        help="chat streams, comma-separated: usage-null, usage-in-finish, no-done, "
-        "merged-chunks, reasoning, tool-calls",
+        help="chat streams, comma-separated: usage-null, usage-after-finish, usage-in-finish, "
+        "no-done, merged-chunks, reasoning",
     )
 
 

@@ -17,7 +17,8 @@ from llm_proxy.testing.mock.chat_answer import (
     chat_stream_events,
     plan_chat,
 )
-from llm_proxy.testing.mock.state import OPTIONS, STATE
+from llm_proxy.testing.mock.errors import MockError
+from llm_proxy.testing.mock.state import OPTIONS, QUIRKS, STATE
 from llm_proxy.testing.mock.wire import (
     CREATED,
     json_response,
@@ -63,6 +64,15 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
+def _quirks(field: Any) -> frozenset[str]:
+    """A request's `mock_quirks`: a list of known quirks."""
+    if field is None:
+        return frozenset()
+    if not isinstance(field, list) or not set(field) <= QUIRKS:
+        raise MockError(400, f"mock_quirks: a list of {sorted(QUIRKS)}", param="mock_quirks")
+    return frozenset(field)
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     """A chat completion (`chat_answer.plan_chat`: text, tool calls, reasoning); a stream with
     the instance's quirks (`MockOptions.quirks`)."""
@@ -70,18 +80,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
     model = required(data, "model")
     options, state = request.app[OPTIONS], request.app[STATE]
     call_id = state.new_id("call_")
+    quirks = options.quirks | _quirks(data.get("mock_quirks"))
     if data.get("stream"):
-        answer = plan_chat(
-            data, stream_chunks(request, data), options.quirks, options.tool, call_id
-        )
+        answer = plan_chat(data, stream_chunks(request, data), quirks, options.tool, call_id)
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = chat_stream_events(
-            model, answer, name=options.name, include_usage=include_usage, quirks=options.quirks
+            model, answer, name=options.name, include_usage=include_usage, quirks=quirks
         )
         return await send(request, "text/event-stream", events, stream_delay(request, data))
     # Not streamed, the plain answer is one sentence, its usage counted in words.
     data.setdefault("mock_content", "Hello from the mock upstream.")
-    answer = plan_chat(data, 1, options.quirks, options.tool, call_id)
+    answer = plan_chat(data, 1, quirks, options.tool, call_id)
     message = chat_message(answer)
     words = len(
         " ".join(filter(None, (message["content"], message.get("reasoning_content")))).split()

@@ -3,7 +3,8 @@ DeepSeek and vLLM send it), tool calls when the request offers tools, text quoti
 result; and its stream with the quirks of OpenAI-compatible servers (`chat_stream_events`, the
 exact bytes). Pure and deterministic.
 
-Quirks (`MockOptions.quirks`, `--quirks`):
+Quirks (`state.QUIRKS`; for an instance `MockOptions.quirks`, `--quirks`; for one request the
+body field `mock_quirks`, a list, added to the instance's):
 
 * `usage-null`: `"usage": null` on every chunk, even without `include_usage`
 * `usage-after-finish`: a usage chunk after the finish chunk even without `include_usage` (with
@@ -25,16 +26,6 @@ import orjson
 from llm_proxy.testing.mock.tools import THINKING, chosen_tools, pieces, schema_value
 from llm_proxy.testing.mock.wire import CREATED
 
-QUIRKS: Final = frozenset(
-    {
-        "usage-null",
-        "usage-after-finish",
-        "usage-in-finish",
-        "no-done",
-        "merged-chunks",
-        "reasoning",
-    }
-)
 ARGUMENT_FRAGMENTS: Final = 3  # a streamed tool call's arguments arrive in this many pieces
 PROMPT_TOKENS: Final = 5
 

@@ -19,6 +19,10 @@ from multidict import CIMultiDict
 from llm_proxy.testing.mock.errors import not_found
 
 _NAME: Final = re.compile(r"[A-Za-z0-9-]{1,40}")
+# The quirks of OpenAI-compatible servers a chat stream can have (see `chat_answer`).
+QUIRKS: Final = frozenset(
+    {"usage-null", "usage-after-finish", "usage-in-finish", "no-done", "merged-chunks", "reasoning"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +45,15 @@ class MockOptions:
     fail_times: int = 0
     retry_after: int | None = None
     error_after: int | None = None  # Messages streams end with `event: error` after N deltas
-    # OpenAI chat stream quirks (`chat.QUIRKS`), e.g. {"usage-null", "no-done"}.
+    # OpenAI chat stream quirks (`QUIRKS`), e.g. {"usage-null", "no-done"}.
     quirks: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # `_` separates an id's counter, so a name without one keeps the owner readable.
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"mock name {self.name!r}: letters, digits and '-', at most 40")
+        if unknown := self.quirks - QUIRKS:
+            raise ValueError(f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}")
 
 
 @dataclass(frozen=True, slots=True)
