@@ -4,16 +4,14 @@ streamed (Claude Code never falls back to a non-streamed retry), with its key an
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
 import pytest
 
-from llm_proxy.testing.mock import MockOptions, create_mock_app
-from tests.helpers import Upstream, serve
+from tests.helpers import Upstream
 from tests.helpers.claude_code import claude_bin, run_claude
+from tests.testing.conftest import MockFactory
 
 pytestmark = pytest.mark.skipif(
     claude_bin() is None,
@@ -21,20 +19,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 KEY = "sk-ant-mock"
-MockFactory = Callable[..., Awaitable[Upstream]]
-
-
-@pytest.fixture
-async def start_mock() -> AsyncIterator[MockFactory]:
-    async with AsyncExitStack() as stack:
-
-        async def start(**options: Any) -> Upstream:
-            app = create_mock_app(
-                MockOptions(record=True, anthropic_key=KEY, chunks=3, delay_ms=0, **options)
-            )
-            return Upstream(app, await stack.enter_async_context(serve(app)))
-
-        yield start
+# What every test's mock has: the key Claude Code must send, short answers.
+MOCK: dict[str, Any] = {"anthropic_key": KEY, "chunks": 3, "delay_ms": 0}
 
 
 def streamed_messages(mock: Upstream) -> list[dict[str, Any]]:
@@ -53,7 +39,7 @@ def streamed_messages(mock: Upstream) -> list[dict[str, Any]]:
 
 
 async def test_plain_answer(start_mock: MockFactory) -> None:
-    mock = await start_mock(tool="none")
+    mock = await start_mock(tool="none", **MOCK)
     status, output, stderr = await run_claude(mock.url, KEY, "say hi")
     assert status == 0, stderr
     assert output is not None, stderr
@@ -64,7 +50,7 @@ async def test_plain_answer(start_mock: MockFactory) -> None:
 
 
 async def test_tool_round_trip(start_mock: MockFactory) -> None:
-    mock = await start_mock(tool="Bash")
+    mock = await start_mock(tool="Bash", **MOCK)
     status, output, stderr = await run_claude(
         mock.url, KEY, "run echo", "--allowedTools", "Bash(echo:*)"
     )
@@ -86,7 +72,7 @@ async def test_tool_round_trip(start_mock: MockFactory) -> None:
 async def test_overloaded_answers_are_retried(start_mock: MockFactory) -> None:
     """Claude Code retries a 529 overloaded_error (the same streamed request) until it gets
     an answer."""
-    mock = await start_mock(tool="none", fail_status=529, fail_times=2)
+    mock = await start_mock(tool="none", fail_status=529, fail_times=2, **MOCK)
     status, output, stderr = await run_claude(mock.url, KEY, "say hi")
     assert status == 0, stderr
     assert output is not None, stderr
@@ -100,7 +86,7 @@ async def test_error_events_mid_stream_end_in_a_non_streamed_request(
 ) -> None:
     """A stream that keeps ending in `event: error` is retried as a stream, then Claude Code
     falls back to one non-streamed request, whose Message it reads."""
-    mock = await start_mock(tool="none", error_after=1)
+    mock = await start_mock(tool="none", error_after=1, **MOCK)
     status, output, stderr = await run_claude(mock.url, KEY, "say hi")
     assert status == 0, stderr
     assert output is not None, stderr

@@ -95,30 +95,30 @@ def _check_messages(messages: Any) -> None:
         raise invalid("messages: Field required")
     if not isinstance(messages, list) or not messages:
         raise invalid("messages: at least one message is required")
-    turns = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
     for index, turn in enumerate(messages):
         if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant", "system"):
             raise invalid(f"messages.{index}.role: Input should be 'user' or 'assistant'")
-    if not turns or turns[0]["role"] != "user":
+    # (index, turn) of the user and assistant turns: a system turn sits between them unseen.
+    turns = [(index, turn) for index, turn in enumerate(messages) if turn["role"] != "system"]
+    if not turns or turns[0][1]["role"] != "user":
         raise invalid('messages: first message must use the "user" role')
-    for index, turn in enumerate(turns):
-        previous = turns[index - 1] if index else {}
-        following = turns[index + 1] if index + 1 < len(turns) else None
-        uses = _tool_ids(turn, "tool_use")
-        if uses and following is not None:
-            answered = set(_tool_ids(following, "tool_result"))
-            if missing := [tool_id for tool_id in uses if tool_id not in answered]:
-                raise invalid(
-                    f"messages.{index}: `tool_use` ids were found without `tool_result` blocks"
-                    f" immediately after: {', '.join(missing)}. Each `tool_use` block must have"
-                    " a corresponding `tool_result` block in the next message."
-                )
+    for position, (index, turn) in enumerate(turns):
+        previous = turns[position - 1][1] if position else {}
         offered = set(_tool_ids(previous, "tool_use"))
         if stray := [i for i in _tool_ids(turn, "tool_result") if i not in offered]:
             raise invalid(
                 f"messages.{index}: unexpected `tool_use_id` found in `tool_result` blocks:"
                 f" {', '.join(stray)}. Each `tool_result` block must have a corresponding"
                 " `tool_use` block in the previous message."
+            )
+        if position + 1 == len(turns):
+            break
+        answered = set(_tool_ids(turns[position + 1][1], "tool_result"))
+        if missing := [i for i in _tool_ids(turn, "tool_use") if i not in answered]:
+            raise invalid(
+                f"messages.{index}: `tool_use` ids were found without `tool_result` blocks"
+                f" immediately after: {', '.join(missing)}. Each `tool_use` block must have"
+                " a corresponding `tool_result` block in the next message."
             )
 
 
