@@ -28,7 +28,11 @@ def streamed_messages(mock: Upstream) -> list[dict[str, Any]]:
     headers, and streamed."""
     bodies = []
     for request in mock.recorded:
-        assert (request.method, request.path) == ("POST", "/v1/messages")
+        assert (request.method, request.path, request.query) == (
+            "POST",
+            "/v1/messages",
+            "beta=true",
+        )
         assert request.headers["x-api-key"] == KEY
         assert request.headers["anthropic-version"] == "2023-06-01"
         assert "claude-code-20250219" in request.headers["anthropic-beta"]

@@ -60,7 +60,8 @@ class MockOptions:
 class Recorded:
     """One request as the mock received it. A JSON body is kept whole; a multipart body only as
     its size and `form` (the text fields, and per file part its field, filename, size and
-    SHA-256); a request without a body has `body == b""`."""
+    SHA-256); a request without a body has `body == b""`. `query`: the query string, without
+    its `?` (Claude Code asks for `/v1/messages?beta=true`)."""
 
     path: str
     headers: CIMultiDict[str]
@@ -68,6 +69,7 @@ class Recorded:
     method: str = "POST"
     size: int = 0
     form: dict[str, Any] | None = None
+    query: str = ""
 
 
 T = TypeVar("T")

@@ -30,6 +30,7 @@ def record(
                 request.method,
                 len(body) if size is None else size,
                 form,
+                request.query_string,
             )
         )
 
