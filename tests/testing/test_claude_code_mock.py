@@ -44,11 +44,12 @@ def streamed_messages(mock: Upstream) -> list[dict[str, Any]]:
 
 async def test_plain_answer(start_mock: MockFactory) -> None:
     mock = await start_mock(tool="none", **MOCK)
-    status, output, stderr = await run_claude(mock.url, KEY, "say hi")
+    status, output, stderr = await run_claude(mock.url, KEY, "say hi", "--model", "claude-mock-1")
     assert status == 0, stderr
     assert output is not None, stderr
     assert (output["is_error"], output["result"]) == (False, "tok0 tok1 tok2 ")
     (body,) = streamed_messages(mock)
+    assert body["model"] == "claude-mock-1"
     assert body["tools"], "Claude Code offers its tools"
     assert any(block.get("text") == "say hi" for block in body["messages"][0]["content"])
 
