@@ -4,7 +4,8 @@
 * `check-config` — `cli/check.py` (the checks `serve` makes first, and a summary);
 * `migrate`, `config history|rollback`, `export-config`, `import-config` —
   `cli/db_commands.py`, thin over the config store (`config/database.py`, `config/db_write.py`);
-* `mock-upstream` — `llm_proxy.testing.mock`, a fake OpenAI API for demos and benchmarks.
+* `mock-upstream` — `llm_proxy.testing.mock`, a fake OpenAI (and Anthropic Messages) API for
+  demos, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -34,7 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "mock-upstream":
         from llm_proxy.testing.mock import MockOptions, run_mock
 
-        options = MockOptions(chunks=args.chunks, delay_ms=args.delay_ms, name=args.name)
+        options = MockOptions(
+            chunks=args.chunks,
+            delay_ms=args.delay_ms,
+            name=args.name,
+            anthropic_key=args.anthropic_key,
+            tool=args.tool,
+            fail_status=args.fail_status,
+            fail_type=args.fail_type,
+            fail_times=args.fail_times,
+            retry_after=args.retry_after,
+            error_after=args.error_after,
+            quirks=frozenset(filter(None, args.quirks.split(","))),
+        )
         run_mock(args.host, args.port, options)
         return 0
     from llm_proxy.cli import db_commands
@@ -94,13 +107,43 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser("config", help="database mode: the config history, and rollback")
     )
 
-    mock = sub.add_parser("mock-upstream", help="serve a fake OpenAI API on loopback")
+    mock = sub.add_parser(
+        "mock-upstream", help="serve a fake OpenAI and Anthropic Messages API on loopback"
+    )
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=18001)
     mock.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     mock.add_argument("--delay-ms", type=float, default=20.0, help="delay between chunks")
     mock.add_argument("--name", default="mock", help="instance name: in its ids, x-mock-instance")
+    _add_mock_behaviour(mock)
     return parser
+
+
+def _add_mock_behaviour(mock: argparse.ArgumentParser) -> None:
+    """The mock's Anthropic Messages options and OpenAI stream quirks (`MockOptions`)."""
+    mock.add_argument("--anthropic-key", help="/v1/messages: require this x-api-key")
+    mock.add_argument(
+        "--tool",
+        default="first",
+        help="/v1/messages: the tool to call when offered tools: first (default), none, a name",
+    )
+    mock.add_argument(
+        "--fail-status", type=int, help="/v1/messages: answer this status (e.g. 529, 429)"
+    )
+    mock.add_argument("--fail-type", help="its Anthropic error type (default: the status's)")
+    mock.add_argument(
+        "--fail-times", type=int, default=0, help="fail only the first N requests (0: all)"
+    )
+    mock.add_argument("--retry-after", type=int, help="seconds, in a retry-after header")
+    mock.add_argument(
+        "--error-after", type=int, help="/v1/messages streams: event: error after N deltas"
+    )
+    mock.add_argument(
+        "--quirks",
+        default="",
+        help="chat streams, comma-separated: usage-null, usage-after-finish, usage-in-finish, "
+        "no-done, merged-chunks, reasoning",
+    )
 
 
 def _add_config_commands(cfg: argparse.ArgumentParser) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +22,8 @@ from llm_proxy.testing.mock import (
     audio_bytes,
     create_mock_app,
 )
-from tests.helpers import Upstream, sdk, serve
-
-MockFactory = Callable[..., Awaitable[Upstream]]
-
-
-@pytest.fixture
-async def start_mock() -> AsyncIterator[MockFactory]:
-    """Start named mock instances (recording); all are stopped at the end of the test."""
-    async with AsyncExitStack() as stack:
-
-        async def start(name: str = "mock", **options: Any) -> Upstream:
-            app = create_mock_app(MockOptions(name=name, record=True, **options))
-            url = await stack.enter_async_context(serve(app))
-            return Upstream(app, url)
-
-        yield start
-
+from tests.helpers import sdk, serve
+from tests.testing.conftest import MockFactory
 
 # -- Responses ------------------------------------------------------------------------------------
 

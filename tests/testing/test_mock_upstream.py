@@ -6,8 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import openai
@@ -135,3 +137,55 @@ def test_client_hang_up_mid_stream_is_not_an_error(tmp_path: Path) -> None:
     output = log.read_text()
     assert "mock upstream on" in output
     assert "Traceback" not in output and "Error handling request" not in output, output
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, str, bytes]:
+    """(status, its retry-after header, body) of a POST, an error status included."""
+    request = urllib.request.Request(url, data=orjson.dumps(body), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, resp.headers.get("retry-after", ""), resp.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("retry-after", ""), error.read()
+
+
+def test_command_line_options(tmp_path: Path) -> None:
+    """`llm-proxy mock-upstream`'s Anthropic and quirk options reach the instance."""
+    port = free_port()
+    log = tmp_path / "mock.log"
+    options = "--anthropic-key k --tool none --fail-status 529 --fail-times 1 --retry-after 2"
+    options += " --error-after 1 --chunks 2 --delay-ms 0 --quirks no-done,usage-null"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llm_proxy",
+                "mock-upstream",
+                "--port",
+                str(port),
+                *options.split(),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/v1/models", proc, log)
+        messages = f"http://127.0.0.1:{port}/v1/messages"
+        ask = {"model": "c", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}]}
+        version = {"anthropic-version": "2023-06-01"}
+        assert _post(messages, ask, version)[0] == 401
+        keyed = {**version, "x-api-key": "k"}
+        status, retry_after, body = _post(messages, ask, keyed)
+        assert (status, retry_after) == (529, "2")
+        assert orjson.loads(body)["error"]["type"] == "overloaded_error"
+        status, _, body = _post(messages, {**ask, "stream": True}, keyed)
+        assert status == 200
+        assert body.count(b"event: content_block_delta") == 1
+        assert body.endswith(b'"message":"Overloaded"}}\n\n')
+        chat = f"http://127.0.0.1:{port}/v1/chat/completions"
+        status, _, body = _post(chat, {"model": "m", "stream": True}, {})
+        assert status == 200 and b"[DONE]" not in body
+        assert body.count(b'"usage":null') == 4  # the role, 2 content and the finish chunks
+    finally:
+        stop(proc)

@@ -1,7 +1,13 @@
-"""A fake OpenAI API for loopback use: offline demos (`llm-proxy mock-upstream`), the tests and
-the benchmark. Deterministic output in OpenAI's shapes, as the official SDK reads them:
+"""A fake OpenAI API (and Anthropic Messages API) for loopback use: offline demos (`llm-proxy
+mock-upstream`), the tests and the benchmark. Deterministic output in OpenAI's shapes, as the
+official SDK reads them:
 
-* chat and legacy completions (streamed or not), embeddings, `GET /v1/models` (`chat`)
+* chat and legacy completions (streamed or not), embeddings, `GET /v1/models` (`chat`); a chat
+  answer calls the offered tools, quotes a tool result, and streams with the quirks of
+  OpenAI-compatible servers when asked (`chat_answer`)
+* Anthropic's Messages API: `POST /v1/messages` (streamed or not) and
+  `/v1/messages/count_tokens`, checked and failing as Anthropic does, in its error shape
+  (`anthropic`); its answers: text, a tool_use, thinking (`anthropic_answer`)
 * the Responses API: create (streamed as its named events), retrieve, delete, cancel, input
   items; a `previous_response_id` must name a response this instance stored (`responses`)
 * images (generate; edit and variation as multipart), audio speech (bytes, streamed in chunks),
@@ -27,10 +33,30 @@ unknown fields):
   multipart form field)
 * `mock_content`: the reply text for non-streaming calls
 * `mock_bytes`: the size of a speech answer (default: `MockOptions.speech_bytes`)
+* `mock_quirks`: chat stream quirks for this request, a list (added to `--quirks`)
+* on `/v1/messages`: `mock_status` with `mock_error_type` and `mock_retry_after`, an Anthropic
+  error; `mock_error_after`: an `event: error` after that many deltas; `mock_cache_read_tokens`,
+  `mock_cache_write_tokens`: the usage's cache fields
 """
 
+from llm_proxy.testing.mock.anthropic_answer import (
+    Answer,
+    ToolUse,
+    answer_events,
+    anthropic_stream_events,
+    count_input_tokens,
+    message,
+    plan_answer,
+)
 from llm_proxy.testing.mock.app import create_mock_app, run_mock
 from llm_proxy.testing.mock.chat import stream_events
+from llm_proxy.testing.mock.chat_answer import (
+    ChatAnswer,
+    ToolCall,
+    chat_message,
+    chat_stream_events,
+    plan_chat,
+)
 from llm_proxy.testing.mock.errors import MockError
 from llm_proxy.testing.mock.forms import Upload
 from llm_proxy.testing.mock.media import PNG, audio_bytes, audio_chunks
@@ -38,28 +64,45 @@ from llm_proxy.testing.mock.responses import response_stream_events
 from llm_proxy.testing.mock.scoring import FLAG
 from llm_proxy.testing.mock.state import (
     OPTIONS,
+    QUIRKS,
     RECORDED,
     STATE,
     MockOptions,
     MockState,
     Recorded,
 )
+from llm_proxy.testing.mock.tools import pieces, schema_value
 
 __all__ = [
     "FLAG",
     "OPTIONS",
     "PNG",
+    "QUIRKS",
     "RECORDED",
     "STATE",
+    "Answer",
+    "ChatAnswer",
     "MockError",
     "MockOptions",
     "MockState",
     "Recorded",
+    "ToolCall",
+    "ToolUse",
     "Upload",
+    "answer_events",
+    "anthropic_stream_events",
     "audio_bytes",
     "audio_chunks",
+    "chat_message",
+    "chat_stream_events",
+    "count_input_tokens",
     "create_mock_app",
+    "message",
+    "pieces",
+    "plan_answer",
+    "plan_chat",
     "response_stream_events",
     "run_mock",
+    "schema_value",
     "stream_events",
 ]

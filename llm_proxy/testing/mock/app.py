@@ -10,6 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
+from llm_proxy.testing.mock.anthropic import count_tokens, messages
 from llm_proxy.testing.mock.chat import chat, completions, embeddings, models
 from llm_proxy.testing.mock.errors import render_errors
 from llm_proxy.testing.mock.media import (
@@ -81,6 +82,8 @@ async def _uploads(app: web.Application) -> AsyncIterator[None]:
 _ROUTES: Final = (
     ("POST", "/v1/chat/completions", chat),
     ("POST", "/v1/completions", completions),
+    ("POST", "/v1/messages", messages),
+    ("POST", "/v1/messages/count_tokens", count_tokens),
     ("POST", "/v1/embeddings", embeddings),
     ("GET", "/v1/models", models),
     ("POST", "/v1/responses", responses),

@@ -1,5 +1,6 @@
 """Chat and legacy completions (a stream is pre-encoded `data:` events, which the tests and the
-benchmark compare byte for byte: `stream_events`), embeddings and `GET /v1/models`."""
+benchmark compare byte for byte: `stream_events`; a chat answer's tool calls, reasoning and
+stream quirks are `chat_answer`'s), embeddings and `GET /v1/models`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from llm_proxy.testing.mock.state import OPTIONS
+from llm_proxy.testing.mock.chat_answer import (
+    ChatAnswer,
+    chat_message,
+    chat_stream_events,
+    plan_chat,
+)
+from llm_proxy.testing.mock.errors import MockError
+from llm_proxy.testing.mock.state import OPTIONS, QUIRKS, STATE
 from llm_proxy.testing.mock.wire import (
     CREATED,
     json_response,
@@ -25,38 +33,21 @@ from llm_proxy.testing.mock.wire import (
 def stream_events(
     kind: str, model: str, chunks: int, include_usage: bool, name: str = "mock"
 ) -> list[bytes]:
-    """The exact SSE bytes the mock (named `name`) sends for a stream (tests compare against
-    these)."""
-    rid = f"chatcmpl-{name}" if kind == "chat" else f"cmpl-{name}"
-    events: list[dict[str, Any]] = []
+    """The exact SSE bytes the mock (named `name`) sends for a plain stream without quirks
+    (tests compare against these): `kind` "chat" or "text" (legacy completions)."""
     if kind == "chat":
-        base = {"id": rid, "object": "chat.completion.chunk", "created": CREATED, "model": model}
-        events.append(
-            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
-        )
-        for i in range(chunks):
-            delta = {"content": f"tok{i} "}
-            events.append(
-                {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-            )
-        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    else:
-        base = {"id": rid, "object": "text_completion", "created": CREATED, "model": model}
-        for i in range(chunks):
-            events.append(
-                {
-                    **base,
-                    "choices": [
-                        {"text": f"tok{i} ", "index": 0, "logprobs": None, "finish_reason": None}
-                    ],
-                }
-            )
-        events.append(
-            {
-                **base,
-                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-            }
-        )
+        answer = ChatAnswer(tuple(f"tok{i} " for i in range(chunks)))
+        return chat_stream_events(model, answer, name=name, include_usage=include_usage)
+    base = {"id": f"cmpl-{name}", "object": "text_completion", "created": CREATED, "model": model}
+    events: list[dict[str, Any]] = [
+        {
+            **base,
+            "choices": [{"text": f"tok{i} ", "index": 0, "logprobs": None, "finish_reason": None}],
+        }
+        for i in range(chunks)
+    ]
+    finish = {"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}
+    events.append({**base, "choices": [finish]})
     if include_usage:
         # As OpenAI does: with include_usage every chunk carries "usage": null, and a final
         # chunk with no choices carries the usage.
@@ -73,30 +64,52 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
+def _quirks(field: Any) -> frozenset[str]:
+    """A request's `mock_quirks`: a list of known quirks."""
+    if field is None:
+        return frozenset()
+    if not isinstance(field, list) or not set(field) <= QUIRKS:
+        raise MockError(400, f"mock_quirks: a list of {sorted(QUIRKS)}", param="mock_quirks")
+    return frozenset(field)
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
+    """A chat completion (`chat_answer.plan_chat`: text, tool calls, reasoning); a stream with
+    the instance's quirks (`MockOptions.quirks`)."""
     data = await read_json(request)
     model = required(data, "model")
-    name = request.app[OPTIONS].name
+    options, state = request.app[OPTIONS], request.app[STATE]
+    call_id = state.new_id("call_")
+    quirks = options.quirks | _quirks(data.get("mock_quirks"))
     if data.get("stream"):
+        answer = plan_chat(data, stream_chunks(request, data), quirks, options.tool, call_id)
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        events = stream_events("chat", model, stream_chunks(request, data), include_usage, name)
+        events = chat_stream_events(
+            model, answer, name=options.name, include_usage=include_usage, quirks=quirks
+        )
         return await send(request, "text/event-stream", events, stream_delay(request, data))
-    content = data.get("mock_content", "Hello from the mock upstream.")
+    # Not streamed, the plain answer is one sentence, its usage counted in words.
+    data.setdefault("mock_content", "Hello from the mock upstream.")
+    answer = plan_chat(data, 1, quirks, options.tool, call_id)
+    message = chat_message(answer)
+    words = len(
+        " ".join(filter(None, (message["content"], message.get("reasoning_content")))).split()
+    )
     return json_response(
         {
-            "id": f"chatcmpl-{name}",
+            "id": f"chatcmpl-{options.name}",
             "object": "chat.completion",
             "created": CREATED,
             "model": model,
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": answer.finish_reason,
                 }
             ],
-            "usage": _usage(5, len(content.split())),
+            "usage": _usage(5, words),
         }
     )
 

@@ -1,7 +1,10 @@
-"""Errors in OpenAI's shape: raised anywhere in the mock as a `MockError` and rendered in one
-place, `render_errors` (the app's only middleware), which also answers an unknown path or method."""
+"""Errors in OpenAI's shape (or Anthropic's, on the Messages routes: `anthropic_error`): raised
+anywhere in the mock as a `MockError` and rendered in one place, `render_errors` (the app's only
+middleware), which also answers an unknown path or method."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -9,14 +12,23 @@ from aiohttp.typedefs import Handler
 
 
 class MockError(Exception):
-    """An answer in OpenAI's error shape; `render_errors` renders it."""
+    """An error answer, in OpenAI's shape unless `body` is given; `render_errors` renders it,
+    with `headers`."""
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
-        self.body = {
+        self.headers = headers or {}
+        self.body = body or {
             "error": {
                 "message": message,
                 "type": "server_error" if status >= 500 else "invalid_request_error",
@@ -24,6 +36,20 @@ class MockError(Exception):
                 "code": code,
             }
         }
+
+
+def anthropic_error(
+    status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+) -> MockError:
+    """An error in Anthropic's shape, with its `request-id` (as a header and in the body)."""
+    body = {
+        "type": "error",
+        "error": {"type": error_type, "message": message},
+        "request_id": "req_mock",
+    }
+    return MockError(
+        status, message, body=body, headers={"request-id": "req_mock", **(headers or {})}
+    )
 
 
 def forced(status: int) -> MockError:
@@ -52,5 +78,8 @@ async def render_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as e:
         error = MockError(e.status, f"Invalid URL ({request.method} {request.path})")
     return web.json_response(
-        error.body, status=error.status, dumps=lambda o: orjson.dumps(o).decode()
+        error.body,
+        status=error.status,
+        headers=error.headers,
+        dumps=lambda o: orjson.dumps(o).decode(),
     )

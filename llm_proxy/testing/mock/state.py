@@ -19,6 +19,10 @@ from multidict import CIMultiDict
 from llm_proxy.testing.mock.errors import not_found
 
 _NAME: Final = re.compile(r"[A-Za-z0-9-]{1,40}")
+# The quirks of OpenAI-compatible servers a chat stream can have (see `chat_answer`).
+QUIRKS: Final = frozenset(
+    {"usage-null", "usage-after-finish", "usage-in-finish", "no-done", "merged-chunks", "reasoning"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,18 +34,34 @@ class MockOptions:
     speech_bytes: int = 48_000  # size of a `/v1/audio/speech` answer without `mock_bytes`
     max_objects: int = 10_000  # remembered per kind (responses, files, batches, vector stores)
     max_file_bytes: int = 4 << 30  # uploaded bytes kept on disk; the oldest files go first
+    # Anthropic's Messages routes (`anthropic`): the x-api-key they require (None: any or none);
+    # the tool a Messages answer calls when offered tools ("first", "none" or a tool's name).
+    anthropic_key: str | None = None
+    tool: str = "first"
+    # Every Messages request fails with this status (the first `fail_times` when above 0), in
+    # Anthropic's shape: `fail_type` (default: the status's), a `retry-after` header.
+    fail_status: int | None = None
+    fail_type: str | None = None
+    fail_times: int = 0
+    retry_after: int | None = None
+    error_after: int | None = None  # Messages streams end with `event: error` after N deltas
+    # OpenAI chat stream quirks (`QUIRKS`), e.g. {"usage-null", "no-done"}.
+    quirks: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # `_` separates an id's counter, so a name without one keeps the owner readable.
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"mock name {self.name!r}: letters, digits and '-', at most 40")
+        if unknown := self.quirks - QUIRKS:
+            raise ValueError(f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}")
 
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """One request as the mock received it. A JSON body is kept whole; a multipart body only as
     its size and `form` (the text fields, and per file part its field, filename, size and
-    SHA-256); a request without a body has `body == b""`."""
+    SHA-256); a request without a body has `body == b""`. `query`: the query string, without
+    its `?` (Claude Code asks for `/v1/messages?beta=true`)."""
 
     path: str
     headers: CIMultiDict[str]
@@ -49,6 +69,7 @@ class Recorded:
     method: str = "POST"
     size: int = 0
     form: dict[str, Any] | None = None
+    query: str = ""
 
 
 T = TypeVar("T")
@@ -143,6 +164,11 @@ class MockState:
         self._counts[prefix] += 1
         n = self._counts[prefix]
         return f"{prefix}{self.name}" if n == 1 else f"{prefix}{self.name}_{n}"
+
+    def tally(self, kind: str) -> int:
+        """Count one more `kind` (a Messages request, ...); how many so far."""
+        self._counts[f"tally:{kind}"] += 1
+        return self._counts[f"tally:{kind}"]
 
     def upload_path(self, file_id: str) -> Path:
         if self._dir is None:

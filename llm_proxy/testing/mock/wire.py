@@ -30,6 +30,7 @@ def record(
                 request.method,
                 len(body) if size is None else size,
                 form,
+                request.query_string,
             )
         )
 
@@ -89,11 +90,15 @@ def page(
 
 
 async def send(
-    request: web.Request, content_type: str, pieces: Iterable[bytes], delay: float
+    request: web.Request,
+    content_type: str,
+    pieces: Iterable[bytes],
+    delay: float,
+    headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
     """Write `pieces` as a chunked body, each its own write (so a relay is tested chunk by
     chunk), `delay` seconds apart."""
-    resp = web.StreamResponse(headers={"Content-Type": content_type})
+    resp = web.StreamResponse(headers={"Content-Type": content_type, **(headers or {})})
     await resp.prepare(request)
     try:
         for piece in pieces:
