@@ -19,6 +19,7 @@ from llm_proxy.config.model import Config
 from llm_proxy.testing.mock import MockOptions, create_mock_app
 from tests.helpers import REDIS_URL, ProxyFactory, Upstream, make_config, provider, serve
 from tests.helpers.db import fresh_database, migrated, server_dsn
+from tests.helpers.stream_check import stream_checks
 
 # The upstream client's fakes and fixtures (`client`, `no_asyncio_errors`, `tls_cert`).
 pytest_plugins = ["tests.helpers.upstreams"]
@@ -65,7 +66,9 @@ async def proxy_url(upstream: Upstream, start_proxy: ProxyFactory) -> str:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    """A client session whose every stream read whole is grammar-checked
+    (`tests.helpers.stream_check`)."""
+    async with aiohttp.ClientSession(trace_configs=[stream_checks()]) as session:
         yield session
 
 
