@@ -181,7 +181,7 @@ def test_parse_dotenv() -> None:
 def test_example_config_is_valid() -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_config_file(root / "example.config.yaml", environ={})
-    assert {p.name for p in config.providers} == {"primary", "secondary"}
+    assert {p.name for p in config.providers} == {"primary", "secondary", "anthropic"}
 
 
 def test_every_error_of_a_file_at_once() -> None:

@@ -49,7 +49,8 @@ def test_image_sets_no_listen_address() -> None:
 def test_image_default_config_listens_on_all_interfaces(tmp_path: Path) -> None:
     """The image's config is example.config.yaml as the Dockerfile's own `sed` rewrites it: on
     0.0.0.0 (a container's loopback is unreachable through -p), authentication required, with
-    the upstreams the documented `-e PRIMARY_API_BASE=... -e SECONDARY_API_BASE=...` point at."""
+    the upstreams the documented `-e PRIMARY_API_BASE=... -e SECONDARY_API_BASE=...
+    -e ANTHROPIC_UPSTREAM_BASE=...` point at."""
     runs = [r for r in instructions("RUN") if "sed -i" in r and "/etc/llm-proxy/config.yaml" in r]
     assert len(runs) == 1, "one RUN rewrites the default config's listen address and auth"
     [run] = runs
@@ -62,10 +63,14 @@ def test_image_default_config_listens_on_all_interfaces(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(rewritten)
     upstream = "http://mock:18001/v1"
-    env = {"PRIMARY_API_BASE": upstream, "SECONDARY_API_BASE": upstream}
+    env = {
+        "PRIMARY_API_BASE": upstream,
+        "SECONDARY_API_BASE": upstream,
+        "ANTHROPIC_UPSTREAM_BASE": "http://mock:18001",
+    }
     config = load_config_file(path, env)
     assert (config.host, config.port) == ("0.0.0.0", 18000)
-    assert [p.api_base for p in config.providers] == [upstream, upstream]
+    assert [p.api_base for p in config.providers] == [upstream, upstream, "http://mock:18001"]
     # Published to a network, the image requires a key (the example is open for a laptop).
     assert "require_auth: false\n" in example and config.require_auth is True
     # Nothing else of the example changed.

@@ -58,6 +58,7 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart
     env = {k: v for k, v in os.environ.items() if k not in SERVE_ENV_DROPPED}
     upstream = f"http://127.0.0.1:{mock_port}/v1"
     env |= {"PRIMARY_API_BASE": upstream, "SECONDARY_API_BASE": upstream, "LOG_FORMAT": "json"}
+    env["ANTHROPIC_UPSTREAM_BASE"] = f"http://127.0.0.1:{mock_port}"
     cli = [sys.executable, "-m", "llm_proxy"]
     mock_log, proxy_log = tmp / "mock.log", tmp / "proxy.log"
     procs: list[subprocess.Popen[bytes]] = []
@@ -110,14 +111,30 @@ exec(compile(sys.stdin.read(), "README.md", "exec"), {"__name__": "__main__"})
 """
 
 
-def sdk_snippet() -> str:
-    """The Quick start's SDK snippet, preceded by blank lines so that a traceback's line
-    numbers are README.md's."""
+def sdk_snippet(sdk: str = "openai") -> str:
+    """The Quick start's snippet for the `sdk` (openai, anthropic), preceded by blank lines so
+    that a traceback's line numbers are README.md's."""
     blocks = code_blocks(section("Quick start"), "python")
-    assert len(blocks) == 1, "the Quick start has one Python SDK snippet"
-    assert DOCUMENTED_BASE in blocks[0]
-    first_line = README[: README.index(blocks[0])].count("\n")
-    return "\n" * first_line + blocks[0]
+    mine = [block for block in blocks if f"import {sdk}" in block or f"from {sdk} " in block]
+    assert len(mine) == 1, f"the Quick start has one Python snippet of the {sdk} SDK"
+    assert DOCUMENTED_BASE.removesuffix("/v1") in mine[0]
+    first_line = README[: README.index(mine[0])].count("\n")
+    return "\n" * first_line + mine[0]
+
+
+def test_quick_start_anthropic_snippet_runs(quick_start: QuickStart) -> None:
+    """The Anthropic SDK's snippet, both ways: to the example's Anthropic provider (passed
+    through) and to an OpenAI one (translated), streamed and accumulated by the SDK."""
+    base = quick_start.base_url.removesuffix("/v1")
+    code = sdk_snippet("anthropic").replace(DOCUMENTED_BASE.removesuffix("/v1"), base)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env=env, timeout=60, check=False
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and all("tok0 tok1" in line and "tokens]" in line for line in lines), out
 
 
 @pytest.mark.parametrize("usage", ["on", "off"])
