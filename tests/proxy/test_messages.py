@@ -6,6 +6,7 @@ Anthropic's shape with its status. Also `/v1/messages/count_tokens`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,15 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.helpers import FakeClock, ProxyFactory, make_config, provider, sample, scrape
+from tests.helpers import (
+    FakeClock,
+    ProxyFactory,
+    free_port,
+    make_config,
+    provider,
+    sample,
+    scrape,
+)
 from tests.helpers.anthropic_upstream import (
     KEY,
     VERSION,
@@ -316,3 +325,34 @@ async def test_an_anthropic_provider_is_probed_in_its_protocol(fake: Fake) -> No
         1,
         VERSION,
     )
+
+
+async def test_unreachable_and_silent_providers_answer_in_anthropics_shape(
+    fake: Fake, start_proxy: ProxyFactory
+) -> None:
+    silent = asyncio.Event()
+
+    async def never(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        await silent.wait()  # (set at the end: the handler then returns)
+        return error(500, "api_error", "late")
+
+    fake.answers.append(never)
+    url = await start_proxy(
+        make_config(
+            anthropic_provider("gone", f"http://127.0.0.1:{free_port()}", {"claude-gone": None}),
+            anthropic_provider("slow", fake.url, {"claude-slow": None}),
+            master_keys=[{"name": "team", "key": CLIENT_KEY}],
+            max_attempts=1,
+            request_timeout_secs=0.5,
+        )
+    )
+    client = sdk(url)
+    with pytest.raises(anthropic.InternalServerError) as unreachable:
+        await client.messages.create(model="claude-gone", max_tokens=5, messages=MESSAGES)
+    assert unreachable.value.status_code == 502
+    assert unreachable.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    with pytest.raises(anthropic.APIStatusError) as timed_out:
+        await client.messages.create(model="claude-slow", max_tokens=5, messages=MESSAGES)
+    silent.set()
+    assert timed_out.value.status_code == 504
+    assert timed_out.value.body["error"]["type"] == "timeout_error"  # type: ignore[index]
