@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -57,17 +57,14 @@ def proxy_handler(endpoint: str) -> Handler:
         try:
             body = await read_body(request, state, lifecycle)
             data = parse_object(body)
-            if has_duplicate_model(body):
-                raise errors.bad_param("model", "The body has more than one top-level `model`.")
+            refuse_duplicate_model(body)
             deployment = request.match_info.get("deployment")
             if deployment is not None:
                 # An Azure OpenAI route: the deployment in the path names the model, as on
                 # Azure, whatever the body says (`AzureOpenAI(azure_deployment=...)` sends its
                 # call's `model`, LangChain's AzureChatOpenAI null): it is put in its place.
                 body, data = with_model(body, data, deployment)
-            model = data.get("model")
-            if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
-                raise bad_model(model)
+            model = model_of(data)
             stream = data.get("stream")
             if stream is not None and not isinstance(stream, bool):
                 raise errors.bad_param("stream", "`stream` must be a boolean.")
@@ -143,6 +140,21 @@ def upload_handler(endpoint: str) -> Handler:
             upload.close()
 
     return handle
+
+
+def refuse_duplicate_model(body: bytes) -> None:
+    """A body naming `model` twice at the top level is a 400: the proxy would authorize one
+    name and an upstream might use the other."""
+    if has_duplicate_model(body):
+        raise errors.bad_param("model", "The body has more than one top-level `model`.")
+
+
+def model_of(data: dict[str, Any]) -> str:
+    """The body's `model`: a non-empty string of at most MAX_MODEL_CHARS (a 400 otherwise)."""
+    model = data.get("model")
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
+        raise bad_model(model)
+    return model
 
 
 def route_for(state: RequestState, model: str, name: str) -> Route:

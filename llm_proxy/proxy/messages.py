@@ -13,19 +13,18 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from llm_proxy import errors
 from llm_proxy.keys import LIFECYCLE, STATE
 from llm_proxy.protocols.messages_via_chat import request_text
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
 from llm_proxy.proxy.handlers import (
-    MAX_MODEL_CHARS,
-    bad_model,
     check_content_type,
+    model_of,
+    refuse_duplicate_model,
     route_for,
 )
-from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object
+from llm_proxy.proxy.jsonbody import parse_object
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.routing import Route
 from llm_proxy.proxy.upstream import ANTHROPIC
@@ -41,12 +40,8 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
     try:
         body = await read_body(request, state, lifecycle)
         data = parse_object(body)
-        if has_duplicate_model(body):
-            raise errors.bad_param("model", "The body has more than one top-level `model`.")
-        model = data.get("model")
-        if not isinstance(model, str) or not model or len(model) > MAX_MODEL_CHARS:
-            raise bad_model(model)
-        state.model = model
+        refuse_duplicate_model(body)
+        state.model = model = model_of(data)
         name = state.snapshot.routes.normalize(model)
         route = route_for(state, model, name)
         upstreams = state.snapshot.upstreams
