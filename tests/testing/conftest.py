@@ -1,4 +1,6 @@
-"""The `start_mock` fixture: named, recording mock upstream instances with any `MockOptions`."""
+"""The `start_mock` fixture: named, recording mock upstream instances with any `MockOptions`;
+and `http` without the suite's stream check: these tests read the mock's own streams, quirky
+ones (no `[DONE]`) on purpose, not the proxy's."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import aiohttp
 import pytest
 
 from llm_proxy.testing.mock import MockOptions, create_mock_app
@@ -25,3 +28,9 @@ async def start_mock() -> AsyncIterator[MockFactory]:
             return Upstream(app, url)
 
         yield start
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
