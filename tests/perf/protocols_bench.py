@@ -63,6 +63,8 @@ Protocol = Literal["openai", "anthropic"]
 PROMPT = [{"role": "user", "content": "Say hello."}]
 ANTHROPIC_VERSION = "2023-06-01"
 LITELLM_KEY = "sk-litellm-bench-0123456789"
+# An OpenAI chunk whose delta carries text.
+NON_EMPTY_CONTENT = re.compile(rb'"delta":\{[^{}]*"content":"[^"]')
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,11 @@ SCENARIOS = (
 LITELLM = Scenario(
     "litellm-anthropic-translated", "anthropic", "claude-via-litellm", "litellm", LITELLM_KEY
 )
-# (numerator, denominator, bound, "cpu" or "chunks"): what the issue holds the protocol paths to.
-# A translated stream is held to its client's pass-through; the mock paces every event it
-# writes (25 ms apart), and an Anthropic stream has more events before and after the content
-# than a chat stream, so the same ratios over the same upstream follow (bound None: shown only).
+# What the issue holds the protocol paths to: (numerator, denominator, bound, metric), the metric
+# "cpu" (per request), "chunks" (per second) or "stream_cpu" (per stream); bound None: shown only.
+# A translated stream is held to its client's pass-through. The mock paces every event it writes
+# (25 ms apart) and an Anthropic stream has more events around its content than a chat stream,
+# so the ratios over the same upstream protocol follow.
 TARGETS: tuple[tuple[str, str, float | None, str], ...] = (
     ("anthropic-pass", "openai-pass", 1.05, "cpu"),
     ("anthropic-translated", "anthropic-pass", 1.3, "cpu"),
@@ -119,6 +122,8 @@ TARGETS: tuple[tuple[str, str, float | None, str], ...] = (
     ("openai-translated", "openai-pass", 0.9, "chunks"),
     ("anthropic-translated", "openai-pass", None, "chunks"),
     ("openai-translated", "anthropic-pass", None, "chunks"),
+    ("anthropic-translated", "anthropic-pass", None, "stream_cpu"),
+    ("openai-translated", "openai-pass", None, "stream_cpu"),
     ("litellm-anthropic-translated", "anthropic-translated", None, "cpu"),
 )
 
@@ -264,14 +269,19 @@ class StreamReader:
     def _is_content_delta(self, event: bytes) -> bool:
         if self.protocol == "anthropic":
             return event.startswith(b"event: content_block_delta")
-        if not event.startswith(b"data: {"):
-            return False
-        choices = orjson.loads(event[6:]).get("choices") or [{}]
-        return bool((choices[0].get("delta") or {}).get("content"))
+        # A chunk with text in its delta (not the role's empty content nor the finish chunk's
+        # empty delta); a byte search keeps the clients' CPU (shared with the upstream) low.
+        return event.startswith(b"data: {") and NON_EMPTY_CONTENT.search(event) is not None
+
+
+def busy_secs(procs: list[bench.Proc]) -> float:
+    """CPU seconds used so far by `procs` and this process (the stream clients)."""
+    own = os.times()
+    return own.user + own.system + sum(proc.cpu_secs() for proc in procs)
 
 
 async def _streams(
-    target: bench.Proc, scenario: Scenario, count: int, chunks: int
+    target: bench.Proc, scenario: Scenario, count: int, chunks: int, mock: bench.Proc
 ) -> bench.StreamResult:
     body, headers = scenario.body(stream=True), scenario.headers()
     url = target.url + scenario.path
@@ -299,10 +309,11 @@ async def _streams(
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        cpu_before = target.cpu_secs()
+        cpu_before, load_before = target.cpu_secs(), busy_secs([mock])
         started = time.perf_counter()
         await asyncio.gather(*(one(session) for _ in range(count)))
         elapsed = time.perf_counter() - started
+        proxy_secs, load_secs = target.cpu_secs() - cpu_before, busy_secs([mock]) - load_before
     first_delta.sort()
     first_delta = first_delta or [0.0]
     return bench.StreamResult(
@@ -312,13 +323,18 @@ async def _streams(
         ttfc_p50_ms=first_delta[len(first_delta) // 2] * 1000,
         ttfc_p99_ms=first_delta[min(len(first_delta) - 1, int(len(first_delta) * 0.99))] * 1000,
         errors=errors,
-        cpu_ms_per_stream=(target.cpu_secs() - cpu_before) * 1000 / count,
+        cpu_ms_per_stream=proxy_secs * 1000 / count,
+        # How busy each side's CPU was: near 1.0, that side set the pace (chunks/s and time to
+        # first chunk then measure it, not the proxy).
+        extra={"proxy_cpu_busy": proxy_secs / elapsed, "load_cpu_busy": load_secs / elapsed},
     )
 
 
-def streams(target: bench.Proc, scenario: Scenario, count: int, chunks: int) -> bench.StreamResult:
+def streams(
+    target: bench.Proc, scenario: Scenario, count: int, chunks: int, mock: bench.Proc
+) -> bench.StreamResult:
     """`count` concurrent streams of the scenario, all opened at once."""
-    return asyncio.run(_streams(target, scenario, count, chunks))
+    return asyncio.run(_streams(target, scenario, count, chunks, mock))
 
 
 # Setup
@@ -414,6 +430,7 @@ def servers(
         config = tmp / "proxy.yaml"
         write_config(config, mock.url, ports["llm-proxy"])
         procs = {
+            "mock": mock,
             "llm-proxy": stack.enter_context(
                 bench.spawn(
                     "llm-proxy",
@@ -423,7 +440,7 @@ def servers(
                     tmp / "proxy.log",
                     "/health",
                 )
-            )
+            ),
         }
         if litellm is not None:
             litellm_config = tmp / "litellm.yaml"
@@ -494,18 +511,20 @@ def measure_load(
 
 
 def measure_streams(
-    proxy: bench.Proc, count: int, chunks: int, rounds: int
+    procs: dict[str, bench.Proc], count: int, chunks: int, rounds: int
 ) -> dict[str, list[bench.StreamResult]]:
     runs: dict[str, list[bench.StreamResult]] = {s.name: [] for s in SCENARIOS}
     for i in range(rounds):
         print(f"== {count} streams, round {i + 1} of {rounds}", flush=True)
         for scenario in rotated(list(SCENARIOS), i):
-            result = streams(proxy, scenario, count, chunks)
+            result = streams(procs["llm-proxy"], scenario, count, chunks, procs["mock"])
             runs[scenario.name].append(result)
             print(
                 f"   {scenario.name:>28}: {result.chunks_per_sec:8.0f} chunks/s  "
                 f"ttfc p50 {result.ttfc_p50_ms:.1f} ms  p99 {result.ttfc_p99_ms:.1f} ms  "
-                f"cpu {result.cpu_ms_per_stream or 0:.2f} ms/stream  errors {result.errors}",
+                f"cpu {result.cpu_ms_per_stream or 0:.2f} ms/stream  errors {result.errors}  "
+                f"busy: proxy {result.extra['proxy_cpu_busy']:.2f} "
+                f"load {result.extra['load_cpu_busy']:.2f}",
                 flush=True,
             )
             time.sleep(0.5)  # the closed streams' sockets leave before the next scenario opens
@@ -522,6 +541,8 @@ def median_stream(runs: list[bench.StreamResult]) -> dict[str, Any]:
         "ttfc_p99_ms": statistics.median(r.ttfc_p99_ms for r in runs),
         "cpu_ms_per_stream": statistics.median(cpus) if cpus else None,
         "errors": sum(r.errors for r in runs),
+        "proxy_cpu_busy": statistics.median(r.extra["proxy_cpu_busy"] for r in runs),
+        "load_cpu_busy": statistics.median(r.extra["load_cpu_busy"] for r in runs),
         "rounds": [asdict(r) for r in runs],
     }
 
@@ -537,6 +558,14 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             value = load[numerator]["cpu_ms_per_request"] / load[denominator]["cpu_ms_per_request"]
             label = f"CPU/req {numerator} ÷ {denominator}"
             wanted, met = (f"≤ {bound}", value <= bound) if bound else ("", None)
+        elif metric == "stream_cpu":
+            if numerator not in stream:
+                continue
+            value = (
+                stream[numerator]["cpu_ms_per_stream"] / stream[denominator]["cpu_ms_per_stream"]
+            )
+            label = f"CPU/stream {numerator} ÷ {denominator}"
+            wanted, met = "", None
         else:
             if numerator not in stream:
                 continue
@@ -572,13 +601,14 @@ def report(results: dict[str, Any]) -> None:
         count = next(iter(stream.values()))["streams"]
         print(
             f"\n{str(count) + ' streams':<30}{'chunks/s':>10}{'ttfc p50':>10}{'ttfc p99':>10}"
-            f"{'CPU ms/stream':>15}{'errors':>8}"
+            f"{'CPU ms/stream':>15}{'errors':>8}{'busy proxy':>12}{'busy load':>11}"
         )
         for name, figures in stream.items():
             print(
                 f"{name:<30}{figures['chunks_per_sec']:>10.0f}{figures['ttfc_p50_ms']:>10.1f}"
                 f"{figures['ttfc_p99_ms']:>10.1f}{figures['cpu_ms_per_stream']:>15.2f}"
-                f"{figures['errors']:>8}"
+                f"{figures['errors']:>8}{figures['proxy_cpu_busy']:>12.2f}"
+                f"{figures['load_cpu_busy']:>11.2f}"
             )
     print()
     for check in results["ratios"]:
@@ -636,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
             name: {**bench._median_run(runs), "rounds": [asdict(r) for r in runs]}
             for name, runs in load_runs.items()
         }
-        stream_runs = measure_streams(procs["llm-proxy"], count, chunks, rounds) if count else {}
+        stream_runs = measure_streams(procs, count, chunks, rounds) if count else {}
         results["streams"] = {name: median_stream(runs) for name, runs in stream_runs.items()}
     shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: the servers' logs are there
     results["ratios"] = ratios(results)
