@@ -400,6 +400,28 @@ def litellm_version(binary: str) -> str:
     return found.stdout.strip() or "unknown"
 
 
+def start_litellm(
+    stack: contextlib.ExitStack, binary: str, tmp: Path, port: int, upstream: str
+) -> bench.Proc:
+    """LiteLLM's proxy (one worker, pinned to the proxy's CPU), up; `stack` stops it. Its
+    start takes long (seconds of imports): its own, longer wait."""
+    config = tmp / "litellm.yaml"
+    write_litellm_config(config, upstream)
+    cmd = [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+           "--num_workers", "1"]  # fmt: skip
+    with (tmp / "litellm.log").open("wb") as out:
+        popen = subprocess.Popen(
+            bench.pinned(bench.PROXY_CPU, cmd),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LITELLM_LOG": "ERROR"},
+        )
+    proc = bench.Proc("litellm", popen, f"http://127.0.0.1:{port}")
+    stack.callback(proc.stop)
+    bench.wait_health(proc.url, "/health/liveliness", timeout=180)
+    return proc
+
+
 @contextlib.contextmanager
 def servers(
     tmp: Path, chunks: int, delay_ms: float, litellm: str | None
@@ -407,20 +429,8 @@ def servers(
     """The mock (CPU 1), llm-proxy (CPU 0) and, when asked, LiteLLM (CPU 0), all up."""
     py = sys.executable
     ports = {name: bench.free_port() for name in ("mock", "llm-proxy", "litellm")}
-    mock_cmd = [
-        py,
-        "-m",
-        "llm_proxy",
-        "mock-upstream",
-        "--port",
-        str(ports["mock"]),
-        "--tool",
-        "none",
-        "--chunks",
-        str(chunks),
-        "--delay-ms",
-        str(delay_ms),
-    ]
+    mock_cmd = [py, "-m", "llm_proxy", "mock-upstream", "--port", str(ports["mock"]),
+                "--tool", "none", "--chunks", str(chunks), "--delay-ms", str(delay_ms)]  # fmt: skip
     with contextlib.ExitStack() as stack:
         mock = stack.enter_context(
             bench.spawn(
@@ -443,30 +453,7 @@ def servers(
             ),
         }
         if litellm is not None:
-            litellm_config = tmp / "litellm.yaml"
-            write_litellm_config(litellm_config, mock.url)
-            cmd = [
-                litellm,
-                "--config",
-                str(litellm_config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(ports["litellm"]),
-                "--num_workers",
-                "1",
-            ]
-            with (tmp / "litellm.log").open("wb") as out:  # its start takes long: its own wait
-                popen = subprocess.Popen(
-                    bench.pinned(bench.PROXY_CPU, cmd),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "LITELLM_LOG": "ERROR"},
-                )
-            proc = bench.Proc("litellm", popen, f"http://127.0.0.1:{ports['litellm']}")
-            stack.callback(proc.stop)
-            bench.wait_health(proc.url, "/health/liveliness", timeout=180)
-            procs["litellm"] = proc
+            procs["litellm"] = start_litellm(stack, litellm, tmp, ports["litellm"], mock.url)
         yield procs
 
 
