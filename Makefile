@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= example.config.yaml
 
-.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-ab bench-quick bench-client bench-logs bench-scale soak
+.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-ab bench-quick bench-client bench-logs bench-scale soak
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -95,9 +95,18 @@ fmt: $(TEST_STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
-bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy; JSON into bench-results/
-	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
+# wrk is a Debian package: installed when missing and apt can (the benchmarks fall back to a
+# built-in aiohttp load generator). PROTOCOLS_ARGS go to protocols_bench (e.g. --litellm BIN).
+WRK := @command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
+
+bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy, then the protocol paths; JSON into bench-results/
+	$(WRK)
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
+	$(BIN)/python -m tests.perf.protocols_bench $(PROTOCOLS_ARGS)
+
+bench-protocols: $(TEST_STAMP)  ## OpenAI/Anthropic clients, passed through and translated: CPU/req, req/s, streams
+	$(WRK)
+	$(BIN)/python -m tests.perf.protocols_bench $(PROTOCOLS_ARGS)
 
 bench-ab: $(TEST_STAMP)  ## before/after: llm-proxy at BASE (default origin/main or main) vs this tree, interleaved
 	$(BIN)/python -m tests.perf.ab --base $(or $(BASE),$(shell git rev-parse -q --verify origin/main >/dev/null && echo origin/main || echo main)) $(BENCH_ARGS)
@@ -113,6 +122,7 @@ soak: $(TEST_STAMP)  ## 10 minutes of mixed traffic with every feature on; fails
 
 bench-quick: $(TEST_STAMP)  ## the same, in seconds (a smoke test of the harness)
 	$(BIN)/python -m tests.perf.bench --quick
+	$(BIN)/python -m tests.perf.protocols_bench --quick
 
 bench-client: $(TEST_STAMP)  ## CPU per request: the upstream client vs aiohttp.ClientSession vs pyreqwest
 	@$(BIN)/python -c "import pyreqwest" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[bench]' || echo "pyreqwest not installed: its row is skipped"
