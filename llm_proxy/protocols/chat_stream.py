@@ -61,6 +61,7 @@ class ChatStream:
         "_ended",
         "_id",
         "_model",
+        "_prefix",
         "_reader",
         "_started",
         "_stop_reason",
@@ -74,6 +75,7 @@ class ChatStream:
         self._reader = EventReader()
         self._id: str | None = None
         self._model = call.model
+        self._prefix = b""  # every chunk's bytes up to its delta (see `_chunk`)
         self._blocks: dict[int, _Block] = {}
         self._tool_calls = 0  # OpenAI tool call indexes handed out
         self._called_tools = False
@@ -152,6 +154,7 @@ class ChatStream:
                 self._id = chat_id(message.get("id"))
             if isinstance(message.get("model"), str):
                 self._model = message["model"]
+            self._prefix = b""  # (the id or the model may have changed)
             self._usage = from_anthropic(message.get("usage"), self._usage)
         return self._start()
 
@@ -257,8 +260,21 @@ class ChatStream:
         }
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        chunk = {**self._base(), "choices": [choice]}
-        if self._call.include_usage:
-            chunk["usage"] = None  # as OpenAI's: every chunk but the last has a null usage
-        return encode(orjson.dumps(chunk))
+        """One chunk: what every chunk of this stream shares (its id, created, model) encoded
+        once, only the delta and the finish reason each time. The bytes are those of
+        `orjson.dumps` of the whole chunk (compact, keys in this order)."""
+        prefix = self._prefix
+        if not prefix:
+            base = orjson.dumps(self._base())
+            prefix = self._prefix = b"data: " + base[:-1] + b',"choices":[{"index":0,"delta":'
+        # As OpenAI's: with include_usage, every chunk but the last has a null usage.
+        end = b',"usage":null}\n\n' if self._call.include_usage else b"}\n\n"
+        finished = b"null" if finish is None else orjson.dumps(finish)
+        return (
+            prefix
+            + orjson.dumps(delta)
+            + b',"logprobs":null,"finish_reason":'
+            + finished
+            + b"}]"
+            + end
+        )

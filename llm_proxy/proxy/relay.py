@@ -111,8 +111,7 @@ async def relay_whole(
     state.final_status = relayed.status
     if translation is not None:
         body, relayed.usage = translate_whole(translation, relayed.status, body)
-        head.headers.popall("Content-Type", None)
-        head.content_type = "application/json"
+        head.headers["Content-Type"] = "application/json"
     head.body = body
     return head
 
