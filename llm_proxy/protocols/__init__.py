@@ -9,5 +9,8 @@ stream state machines over bytes, no I/O, importing none of the other planes. Th
 * `messages_via_chat`: Anthropic Messages clients served by an OpenAI-compatible upstream: the
   request; `messages_answer` the answer, `messages_stream` the stream, `tool_names` the tool
   names OpenAI rejects, shortened and restored.
-* `chat_via_messages`: OpenAI chat-completions clients served by an Anthropic upstream.
+* `chat_via_messages`: OpenAI chat-completions clients served by an Anthropic upstream: the
+  request and the answer; `chat_conversation` the messages and content parts, `chat_stream`
+  the stream.
+* `stream`: the interface of a stream translator, as the relay drives it.
 """
