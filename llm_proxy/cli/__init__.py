@@ -47,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             retry_after=args.retry_after,
             error_after=args.error_after,
             quirks=frozenset(filter(None, args.quirks.split(","))),
+            record=args.record,
         )
         run_mock(args.host, args.port, options)
         return 0
@@ -115,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--chunks", type=int, default=20, help="content chunks per stream")
     mock.add_argument("--delay-ms", type=float, default=20.0, help="delay between chunks")
     mock.add_argument("--name", default="mock", help="instance name: in its ids, x-mock-instance")
+    mock.add_argument(
+        "--record",
+        action="store_true",
+        help="keep the last 1,000 requests (headers and bodies): GET /mock/requests shows them",
+    )
     _add_mock_behaviour(mock)
     return parser
 

@@ -153,7 +153,8 @@ def test_command_line_options(tmp_path: Path) -> None:
     """`llm-proxy mock-upstream`'s Anthropic and quirk options reach the instance."""
     port = free_port()
     log = tmp_path / "mock.log"
-    options = "--anthropic-key k --tool none --fail-status 529 --fail-times 1 --retry-after 2"
+    options = "--anthropic-key sk-ant-k --tool none --fail-status 529 --fail-times 1"
+    options += " --retry-after 2 --record"
     options += " --error-after 1 --chunks 2 --delay-ms 0 --quirks no-done,usage-null"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -175,7 +176,7 @@ def test_command_line_options(tmp_path: Path) -> None:
         ask = {"model": "c", "max_tokens": 9, "messages": [{"role": "user", "content": "x"}]}
         version = {"anthropic-version": "2023-06-01"}
         assert _post(messages, ask, version)[0] == 401
-        keyed = {**version, "x-api-key": "k"}
+        keyed = {**version, "x-api-key": "sk-ant-k"}
         status, retry_after, body = _post(messages, ask, keyed)
         assert (status, retry_after) == (529, "2")
         assert orjson.loads(body)["error"]["type"] == "overloaded_error"
@@ -187,5 +188,16 @@ def test_command_line_options(tmp_path: Path) -> None:
         status, _, body = _post(chat, {"model": "m", "stream": True}, {})
         assert status == 200 and b"[DONE]" not in body
         assert body.count(b'"usage":null') == 4  # the role, 2 content and the finish chunks
+        # --record: what it received, headers and bodies, credentials cut to their end.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/mock/requests", timeout=5) as r:
+            seen = orjson.loads(r.read())
+        assert [(item["method"], item["path"]) for item in seen][:2] == [
+            ("POST", "/v1/messages"),
+            ("POST", "/v1/messages"),
+        ]
+        headers = {name.lower(): value for name, value in seen[1]["headers"].items()}
+        assert headers["x-api-key"] == "...nt-k"
+        assert headers["anthropic-version"] == "2023-06-01"
+        assert seen[1]["body"] == ask
     finally:
         stop(proc)

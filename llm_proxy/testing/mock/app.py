@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
+import orjson
 from aiohttp import web
 
 from llm_proxy.testing.mock.anthropic import count_tokens, messages
@@ -50,7 +51,14 @@ from llm_proxy.testing.mock.responses import (
     responses,
 )
 from llm_proxy.testing.mock.scoring import moderations, rerank
-from llm_proxy.testing.mock.state import OPTIONS, RECORDED, STATE, MockOptions, MockState
+from llm_proxy.testing.mock.state import (
+    OPTIONS,
+    RECORDED,
+    STATE,
+    MockOptions,
+    MockState,
+    Recorded,
+)
 from llm_proxy.testing.mock.uploads import (
     conversation_create,
     conversation_delete,
@@ -65,6 +73,37 @@ from llm_proxy.testing.mock.uploads import (
     upload_create,
     upload_part,
 )
+
+# Request headers shown by GET /mock/requests only as their last four characters: a real
+# client pointed at the mock may send a real key.
+_CREDENTIALS: Final = frozenset({"authorization", "x-api-key", "api-key", "cookie"})
+
+
+async def recorded_requests(request: web.Request) -> web.Response:
+    """`GET /mock/requests`: what the mock received (with `--record`), oldest first, at most
+    the last 1,000: method, path, query, headers (credentials cut to their end) and the body
+    (JSON parsed; other bodies as their size)."""
+    return web.json_response([_shown(item) for item in request.app[RECORDED]])
+
+
+def _shown(item: Recorded) -> dict[str, Any]:
+    headers = {
+        name: ("..." + value[-4:] if name.lower() in _CREDENTIALS else value)
+        for name, value in item.headers.items()
+    }
+    try:
+        body: Any = orjson.loads(item.body) if item.body else None
+    except orjson.JSONDecodeError:
+        body = {"bytes": item.size or len(item.body)}
+    if item.form is not None:
+        body = {"form": item.form, "bytes": item.size}
+    return {
+        "method": item.method,
+        "path": item.path,
+        "query": item.query,
+        "headers": headers,
+        "body": body,
+    }
 
 
 async def _name_instance(request: web.Request, response: web.StreamResponse) -> None:
@@ -140,6 +179,7 @@ def create_mock_app(options: MockOptions | None = None) -> web.Application:
     app[STATE] = MockState(app[OPTIONS])
     app.on_response_prepare.append(_name_instance)
     app.cleanup_ctx.append(_uploads)
+    app.router.add_get("/mock/requests", recorded_requests)
     for method, path, handler in _ROUTES:
         if method == "GET":
             app.router.add_get(path, handler)  # and HEAD, as before
