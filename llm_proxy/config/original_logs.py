@@ -23,10 +23,10 @@ Column mapping (theirs -> ours):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 
@@ -156,11 +156,11 @@ async def copy_logs(
     requests_read = requests_added = errors_read = errors_added = 0
     async for rows in _newest(source, _READ_REQUESTS, limit, batch):
         requests_read += len(rows)
-        requests_added += await _write(target, _WRITE_REQUESTS, rows, _REQUEST_FIELDS, _text)
+        requests_added += await _write(target, _WRITE_REQUESTS, rows, _REQUEST_FIELDS)
     if await _has_table(source, "error_logs"):
         async for rows in _newest(source, _READ_ERRORS, limit, batch):
             errors_read += len(rows)
-            errors_added += await _write(target, _WRITE_ERRORS, rows, _ERROR_FIELDS, _text)
+            errors_added += await _write(target, _WRITE_ERRORS, rows, _ERROR_FIELDS)
     return LogsCopied(requests_read, requests_added, errors_read, errors_added)
 
 
@@ -184,17 +184,12 @@ async def _newest(
         last = (rows[-1]["timestamp"], rows[-1]["id"])
 
 
-def _text(value: Any) -> Any:
-    """PostgreSQL refuses NUL in text: a body that held one is kept with U+FFFD instead."""
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
-
-
 async def _write(
     conn: asyncpg.Connection,
     statement: str,
     rows: Sequence[asyncpg.Record],
     fields: Sequence[str],
-    clean: Callable[[Any], Any],
 ) -> int:
-    columns = [[clean(r[f]) for r in rows] for f in fields]
+    """One batch, as columns (the statements unnest them): the rows added."""
+    columns = [[r[f] for r in rows] for f in fields]
     return int(await conn.fetchval(statement, *columns))
