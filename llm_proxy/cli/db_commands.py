@@ -274,7 +274,8 @@ def import_original(
                         print("logs: not copied in a dry run")
                     raise _DryRun
             version = (await history.bounds(target))[1]
-            print(f"imported: config version {version}")
+            done = "imported" if written.changes else "nothing to change"
+            print(f"{done}: config version {version}")
             if with_logs:
                 copied = await copy_logs(source, target, limit=logs_limit)
                 print(
@@ -305,7 +306,8 @@ def _show_import(plan: ImportPlan, written: Written) -> None:
     and what is not carried over (one line each, with why)."""
     for c in written.changes:
         if c.operation == "INSERT":
-            print(f"add     {c.table}/{c.name}")
+            disabled = c.after is not None and c.after.get("is_enabled") is False
+            print(f"add     {c.table}/{c.name}" + (" (disabled)" if disabled else ""))
         else:
             print(f"change  {c.table}/{c.name} ({', '.join(c.fields_changed())})")
     rows = len(plan.providers) + len(plan.master_keys) - len(written.not_carried)

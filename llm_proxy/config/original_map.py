@@ -221,8 +221,8 @@ def _model_mapping(
                 problems.append(
                     NotCarried(
                         f"{what}: model_mapping.{name}",
-                        f"only mapped_model is kept ({', '.join(extra)} dropped: "
-                        "set prices in `pricing` instead)",
+                        f"only mapped_model is kept ({', '.join(extra)} dropped; "
+                        "prices can be set in `pricing`)",
                     )
                 )
         else:

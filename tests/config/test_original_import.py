@@ -187,13 +187,13 @@ async def test_import_serve_dry_run_and_rerun(
         added = sorted(line[8:] for line in out.splitlines() if line.startswith("add "))
         assert added == [
             "credentials/all-models",
-            "credentials/disabled",
+            "credentials/disabled (disabled)",
             "credentials/shared-name #4",
             "credentials/shared-name #5",
             "credentials/team",
             "providers/azure-east",
             "providers/claude",
-            "providers/old-openai",
+            "providers/old-openai (disabled)",
             "providers/openai-main",
         ]
         # One line each for what is not carried over, with why.
@@ -202,7 +202,7 @@ async def test_import_serve_dry_run_and_rerun(
             "  providers/gemini: provider_type 'gemini': this proxy has no Gemini",
             "  providers/claude: provider_params.anthropic_beta_policy: no anthropic-beta policy",
             "  providers/openai-main: model_mapping.gpt-4o: only mapped_model is kept "
-            "(supports_vision dropped",
+            "(supports_vision dropped; prices can be set in `pricing`)",
             "  credentials/shared-name: name shared by several keys: imported as 'shared-name #4'",
         ):
             assert any(o.startswith(line) for o in out.splitlines()), (line, out)
@@ -224,7 +224,7 @@ async def test_import_serve_dry_run_and_rerun(
         recorded = await history_size(config_dsn)
         code, out, err = await cli(capsys, *source)
         assert code == 0, err
-        assert "unchanged: 9" in out
+        assert "unchanged: 9" in out and "nothing to change: config version" in out
         assert not [line for line in out.splitlines() if line.startswith(("add ", "change "))]
         assert int(await db_version(sql)) == after
         assert await history_size(config_dsn) == recorded
@@ -417,3 +417,49 @@ async def test_refuses_a_database_that_is_not_the_original(
     assert code == 1 and "not an original llm-proxy database" in err
     code, _, err = await cli(capsys, "file.yaml", "--from-original-db", config_dsn)
     assert code == 2 and "a FILE or --from-original-db" in err
+
+
+async def test_changes_in_the_original_and_a_key_already_here(
+    original_dsn: str,
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    nowhere = "http://127.0.0.1:9/v1"
+    await fill(original_dsn, nowhere, nowhere, "http://127.0.0.1:9")
+    # The same key, already ours under another name: not imported twice (key_hash is unique).
+    await sql.execute(f"INSERT INTO credentials (name, key) VALUES ('mine', '{ALL_KEY}')")
+    source = ("--from-original-db", original_dsn, "--db-url", config_dsn)
+    code, out, err = await cli(capsys, *source)
+    assert code == 0, err
+    assert "  credentials/all-models: key already here as 'mine'" in out.splitlines()
+    assert "unchanged: 0" in out
+    assert "left as they are (not in the original): credentials/mine" in out
+
+    # Edited in the original since: the next import shows and applies exactly those edits.
+    conn = await asyncpg.connect(original_dsn)
+    try:
+        await conn.execute("UPDATE providers SET weight = 5 WHERE provider_key = 'azure-east'")
+        await conn.execute("UPDATE providers SET is_enabled = false WHERE provider_key = 'claude'")
+        await conn.execute("UPDATE credentials SET rate_limit = 3 WHERE name = 'team'")
+    finally:
+        await conn.close()
+    version = await db_version(sql)
+    code, out, err = await cli(capsys, *source, "--dry-run")
+    assert code == 0, err
+    changes = sorted(line for line in out.splitlines() if line.startswith(("add ", "change ")))
+    assert changes == [
+        "change  credentials/team (rate_limit_burst, rate_limit_rps)",
+        "change  providers/azure-east (weight)",
+        "change  providers/claude (is_enabled)",
+    ]
+    assert "unchanged: 5" in out
+    assert await db_version(sql) == version
+    code, out, err = await cli(capsys, *source)
+    assert code == 0, err
+    stored = await sql.fetchrow(
+        "SELECT rate_limit_rps, rate_limit_burst FROM credentials WHERE name = 'team'"
+    )
+    assert tuple(stored) == (3, 3)
+    enabled = await sql.fetch("SELECT name FROM providers WHERE is_enabled ORDER BY name")
+    assert [r["name"] for r in enabled] == ["azure-east", "openai-main"]
