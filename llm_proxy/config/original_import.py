@@ -91,14 +91,14 @@ def _provider(r: asyncpg.Record) -> OriginalProvider:
 
 
 def _credential(r: asyncpg.Record) -> OriginalCredential:
-    allowed = json.loads(r["allowed_models"]) if r["allowed_models"] else []
+    # JSON null read as [] there (`allowed_models or []`). Anything else odd is passed on as
+    # it is, for validation to refuse the key: never dropped, which would widen its access.
+    allowed = json.loads(r["allowed_models"]) if r["allowed_models"] else None
     return OriginalCredential(
         id=r["id"],
         credential_key=r["credential_key"],
         name=r["name"],
-        allowed_models=[m for m in allowed if isinstance(m, str)]
-        if isinstance(allowed, list)
-        else [],
+        allowed_models=allowed if allowed is not None else [],
         rate_limit=r["rate_limit"],
         is_enabled=r["is_enabled"],
     )

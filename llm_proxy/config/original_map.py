@@ -70,12 +70,12 @@ class OriginalProvider:
 @dataclass(frozen=True, slots=True)
 class OriginalCredential:
     """One row of the original's `credentials` table (`credential_key`: the key's SHA-256,
-    hex)."""
+    hex; `allowed_models`: its JSON as read, a list of names unless the row is corrupt)."""
 
     id: int
     credential_key: str
     name: str
-    allowed_models: Sequence[str] = ()
+    allowed_models: Any = ()
     rate_limit: int | None = None
     is_enabled: bool = True
 
@@ -255,7 +255,7 @@ def master_key_entry(
     # An empty list meant every model there: no `allowed_models` at all here (ours would
     # otherwise read it as a list to match against).
     if cred.allowed_models:
-        entry["allowed_models"] = list(cred.allowed_models)
+        entry["allowed_models"] = cred.allowed_models
     if cred.rate_limit is not None and cred.rate_limit > 0:
         entry["rate_limit"] = {
             "requests_per_second": cred.rate_limit,

@@ -301,9 +301,12 @@ def test_unmappable_credentials_are_listed() -> None:
             OriginalCredential(1, "not-a-hash", "plain"),
             OriginalCredential(2, sha256_hex(TEAM_KEY), "negative", rate_limit=-1),
             OriginalCredential(3, sha256_hex(ALL_KEY), "bad-pattern", ["gpt-(4"]),
+            # Refused, not imported with the odd entry dropped (an empty list is every model).
+            OriginalCredential(4, sha256_hex(OFF_KEY), "not-names", [42]),
         )
     )
     assert [k.name for k in plan.master_keys] == ["negative"]
+    assert plan.not_carried[3].what == "credentials/not-names"
     assert plan.master_keys[0].rate_limit is None
     lines = [item.line() for item in plan.not_carried]
     assert lines[0].startswith("credentials/plain: refused by validation: ")
