@@ -154,9 +154,11 @@ async def copy_logs(
     database) into `target` (ours), `batch` rows per statement; each batch commits alone, so
     an interrupted copy keeps what it wrote and a rerun completes it."""
     requests_read = requests_added = errors_read = errors_added = 0
-    async for rows in _newest(source, _READ_REQUESTS, limit, batch):
-        requests_read += len(rows)
-        requests_added += await _write(target, _WRITE_REQUESTS, rows, _REQUEST_FIELDS)
+    # Each table only when its migration ran there (000005 and 000007).
+    if await _has_table(source, "request_logs"):
+        async for rows in _newest(source, _READ_REQUESTS, limit, batch):
+            requests_read += len(rows)
+            requests_added += await _write(target, _WRITE_REQUESTS, rows, _REQUEST_FIELDS)
     if await _has_table(source, "error_logs"):
         async for rows in _newest(source, _READ_ERRORS, limit, batch):
             errors_read += len(rows)

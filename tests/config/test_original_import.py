@@ -466,3 +466,34 @@ async def test_changes_in_the_original_and_a_key_already_here(
     assert tuple(stored) == (3, 3)
     enabled = await sql.fetch("SELECT name FROM providers WHERE is_enabled ORDER BY name")
     assert [r["name"] for r in enabled] == ["azure-east", "openai-main"]
+
+
+async def test_an_older_original_imports_too(
+    pg_server: str, config_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployment migrated only to 000002: no weight, no provider_params, no logs."""
+    async with fresh_database(pg_server) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for path in sorted(MIGRATIONS.glob("*.up.sql"))[:2]:
+                await conn.execute(path.read_text())
+            await conn.execute(
+                "INSERT INTO providers (provider_key, provider_type, api_base, api_key, "
+                "model_mapping) VALUES ('p', 'openai', 'http://127.0.0.1:9/v1', 'k', $1)",
+                '{"m": "n"}',
+            )
+            await conn.execute(
+                "INSERT INTO credentials (credential_key, name) VALUES ($1, 'k')",
+                sha256_hex(TEAM_KEY),
+            )
+        finally:
+            await conn.close()
+        code, out, err = await cli(
+            capsys, "--from-original-db", dsn, "--db-url", config_dsn, "--with-logs"
+        )
+    assert code == 0, err
+    assert "add     providers/p" in out and "add     credentials/k" in out
+    assert "logs: 0 request logs added (0 read), 0 error logs added (0 read)" in out
+    assert [tuple(r) for r in await rows(config_dsn, "SELECT name, weight FROM providers")] == [
+        ("p", 1)
+    ]
