@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return db_commands.migrate_schema(args.action, args.db_url, args.steps)
     if args.command == "import-config":
-        return db_commands.import_config(args.file, args.db_url, dry_run=args.dry_run)
+        return db_commands.import_config_command(args)
     if args.command == "export-config":
         return db_commands.export_config(args.db_url, args.output, with_secrets=args.with_secrets)
     return db_commands.config_history(args)  # "config"
@@ -78,11 +78,29 @@ def _parser() -> argparse.ArgumentParser:
     mig.add_argument("--steps", type=int, default=1, help="migrations to revert with `down`")
     mig.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
 
-    imp = sub.add_parser("import-config", help="load a YAML file's providers and keys into the DB")
-    imp.add_argument("file")
+    imp = sub.add_parser(
+        "import-config",
+        help="load a YAML file's (or the original llm-proxy database's) providers and keys",
+    )
+    imp.add_argument("file", nargs="?", help="YAML config file (or --from-original-db)")
     imp.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")
     imp.add_argument(
         "--dry-run", action="store_true", help="print what would change; change nothing"
+    )
+    imp.add_argument(
+        "--from-original-db",
+        metavar="DSN",
+        help="read the original llm-proxy's database (maywzh/llm-proxy) instead of a file",
+    )
+    imp.add_argument(
+        "--with-logs", action="store_true", help="with --from-original-db: copy its logs too"
+    )
+    imp.add_argument(
+        "--logs-limit",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="with --with-logs: the newest N request logs and N error logs (default 100000)",
     )
 
     exp = sub.add_parser("export-config", help="write the DB's providers and keys as YAML")

@@ -1,7 +1,9 @@
 """The database commands: `migrate`, `config history|rollback`, `export-config` and
-`import-config`. Each reads its arguments, opens one connection (`config.database.connect`),
-calls the config store (`config.migrate`, `config.history`, `config.database`,
-`config.db_write`) and prints what it did; none holds SQL of its own.
+`import-config` (of a YAML file, or of the original llm-proxy's database). Each reads its
+arguments, opens its connections (`config.database.connect`), calls the config store
+(`config.migrate`, `config.history`, `config.database`, `config.db_write`,
+`config.original_import`, `config.original_logs`) and prints what it did; none holds SQL of
+its own.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from llm_proxy.config.db_write import upsert
 from llm_proxy.config.export import export_yaml
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import Config
+from llm_proxy.config.original_import import NotOriginalError, Written, read_original, write_plan
+from llm_proxy.config.original_logs import DEFAULT_LIMIT, copy_logs
+from llm_proxy.config.original_map import ImportPlan, plan_import
 
 
 def _dsn_arg(db_url: str | None) -> str | None:
@@ -206,3 +211,111 @@ async def _show_pending(conn: asyncpg.Connection) -> None:
         print(f"{c.operation:<6} {c.table}/{c.name}{what}")
     if not changes:
         print("no changes")
+
+
+def import_config_command(args: argparse.Namespace) -> int:
+    """`import-config FILE` or `import-config --from-original-db DSN` (exactly one)."""
+    if (args.file is None) == (args.from_original_db is None):
+        print("error: import-config takes a FILE or --from-original-db DSN", file=sys.stderr)
+        return 2
+    if args.file is not None:
+        if args.with_logs:
+            print("error: --with-logs needs --from-original-db", file=sys.stderr)
+            return 2
+        return import_config(args.file, args.db_url, dry_run=args.dry_run)
+    return import_original(
+        args.from_original_db,
+        args.db_url,
+        dry_run=args.dry_run,
+        with_logs=args.with_logs,
+        logs_limit=args.logs_limit,
+    )
+
+
+def import_original(
+    source_dsn: str,
+    db_url: str | None,
+    *,
+    dry_run: bool = False,
+    with_logs: bool = False,
+    logs_limit: int = DEFAULT_LIMIT,
+) -> int:
+    """Import the original llm-proxy's providers and credentials (`config.original_map` says
+    what maps to what) in one transaction, printing each row added or changed, the rows of
+    ours left as they are, and one line per thing not carried over. With `dry_run`, the same
+    output and a rollback. With `with_logs` (not in a dry run), then its newest logs."""
+    dsn = _dsn_arg(db_url)
+    if dsn is None:
+        return 2
+    problem = dsn_problem(source_dsn)
+    if problem is not None:
+        print(f"error: --from-original-db: {problem}", file=sys.stderr)
+        return 2
+    if logs_limit < 0:
+        print("error: --logs-limit must be 0 or more", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        source = await connect(source_dsn, connect_timeout=10)
+        target = await connect(dsn, connect_timeout=10)
+        try:
+            original = await read_original(source)
+            plan = plan_import(original)
+            print(
+                f"original database {describe_dsn(source_dsn)}: config version "
+                f"{original.version}, {len(original.providers)} providers, "
+                f"{len(original.credentials)} credentials"
+            )
+            async with target.transaction():
+                written = await write_plan(target, plan, f"cli:{getpass.getuser()}")
+                _show_import(plan, written)
+                if dry_run:
+                    if with_logs:
+                        print("logs: not copied in a dry run")
+                    raise _DryRun
+            version = (await history.bounds(target))[1]
+            done = "imported" if written.changes else "nothing to change"
+            print(f"{done}: config version {version}")
+            if with_logs:
+                copied = await copy_logs(source, target, limit=logs_limit)
+                print(
+                    f"logs: {copied.requests_added} request logs added "
+                    f"({copied.requests_read} read), {copied.errors_added} error logs added "
+                    f"({copied.errors_read} read)"
+                )
+        finally:
+            await target.close()
+            await source.close()
+
+    try:
+        asyncio.run(run())
+    except _DryRun:
+        print("dry run: nothing changed")
+        return 0
+    except NotOriginalError as exc:
+        print(f"error: import-config: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"error: import-config: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _show_import(plan: ImportPlan, written: Written) -> None:
+    """The diff: each row added or changed, how many are unchanged, ours left as they are,
+    and what is not carried over (one line each, with why)."""
+    for c in written.changes:
+        if c.operation == "INSERT":
+            disabled = c.after is not None and c.after.get("is_enabled") is False
+            print(f"add     {c.table}/{c.name}" + (" (disabled)" if disabled else ""))
+        else:
+            print(f"change  {c.table}/{c.name} ({', '.join(c.fields_changed())})")
+    rows = len(plan.providers) + len(plan.master_keys) - len(written.not_carried)
+    print(f"unchanged: {rows - len(written.changes)}")
+    if written.left:
+        print(f"left as they are (not in the original): {', '.join(written.left)}")
+    not_carried = plan.not_carried + written.not_carried
+    if not_carried:
+        print(f"not carried over ({len(not_carried)}):")
+        for item in not_carried:
+            print(f"  {item.line()}")

@@ -10,6 +10,7 @@ whole-file write: upsert by name, never a delete.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from typing import Any, Final
 
 import asyncpg
@@ -20,12 +21,13 @@ from llm_proxy.config.export import provider_data
 from llm_proxy.config.model import Config, MasterKey, Provider
 
 _UPSERT_PROVIDER: Final = """
-INSERT INTO providers (name, provider_type, api_base, api_key, weight, model_mapping, params)
-VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)
+INSERT INTO providers
+    (name, provider_type, api_base, api_key, weight, model_mapping, params, is_enabled)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, coalesce($8, true))
 ON CONFLICT (name) DO UPDATE SET provider_type = EXCLUDED.provider_type,
     api_base = EXCLUDED.api_base, api_key = EXCLUDED.api_key,
     weight = EXCLUDED.weight, model_mapping = EXCLUDED.model_mapping,
-    params = EXCLUDED.params
+    params = EXCLUDED.params, is_enabled = coalesce($8, providers.is_enabled)
 """
 _UPSERT_CREDENTIAL: Final = """
 INSERT INTO credentials
@@ -48,13 +50,17 @@ ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
 """
 
 
-async def upsert(conn: asyncpg.Connection, config: Config) -> None:
+async def upsert(
+    conn: asyncpg.Connection, config: Config, *, disabled_providers: Collection[str] | None = None
+) -> None:
     """Insert or update `config`'s providers and master keys by name, in one transaction
     (one config version; inside the caller's transaction, if any, as a savepoint). Rows not
-    in `config` are left as they are."""
+    in `config` are left as they are. A provider's `is_enabled` is left as it is (a new one is
+    enabled) unless `disabled_providers` is given: then it is set, false for those named."""
     async with conn.transaction():
         for p in config.providers:
-            await conn.execute(_UPSERT_PROVIDER, *_provider_row(p))
+            enabled = None if disabled_providers is None else p.name not in disabled_providers
+            await conn.execute(_UPSERT_PROVIDER, *_provider_row(p), enabled)
         for k in config.master_keys:
             await conn.execute(_UPSERT_CREDENTIAL, *_credential_row(k))
 

@@ -1,0 +1,499 @@
+"""`import-config --from-original-db`: a database built by the original llm-proxy's own
+migrations (tests/data/original_migrations), filled as a deployment fills it, imported and
+served: its plaintext keys authenticate, its routing (model mapping, weights) and limits hold;
+a dry run and a second run change nothing; what cannot be carried over is listed; its logs
+arrive, bounded. The mapping itself is also checked alone (`original_map`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from llm_proxy.cli import main
+from llm_proxy.config.model import Config, RateLimit
+from llm_proxy.config.original_logs import copy_logs
+from llm_proxy.config.original_map import (
+    OriginalConfig,
+    OriginalCredential,
+    OriginalProvider,
+    plan_import,
+)
+from llm_proxy.errors import ProxyError
+from llm_proxy.testing.mock import RECORDED, MockOptions, create_mock_app
+from tests.helpers import ProxyFactory, Upstream, chat, ring, serve
+from tests.helpers.db import db_version, fresh_database, rows, start_db_proxy
+
+MIGRATIONS = Path(__file__).parent.parent / "data" / "original_migrations"
+
+# The original's keys, as its users hold them; it stored only their SHA-256 (hex).
+TEAM_KEY = "sk-team-original-key-1"
+ALL_KEY = "sk-all-models-original-key"
+OFF_KEY = "sk-disabled-original-key"
+DUP_KEYS = ("sk-dup-original-key-one", "sk-dup-original-key-two")
+HI = [{"role": "user", "content": "hi"}]
+
+
+def sha256_hex(key: str) -> str:
+    """The original's `hash_key` (python-server/app/core/database.py)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@pytest.fixture
+async def original_dsn(pg_server: str) -> AsyncIterator[str]:
+    """A scratch database with the original's migrations 000001-000008 applied in order."""
+    async with fresh_database(pg_server) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for path in sorted(MIGRATIONS.glob("*.up.sql")):
+                await conn.execute(path.read_text())
+        finally:
+            await conn.close()
+        yield dsn
+
+
+async def fill(dsn: str, base_a: str, base_b: str, anthropic_base: str) -> None:
+    """Providers of each type the original knows, keys with allowed models (some empty) and
+    rate limits, disabled rows: as its admin API would have written them."""
+    providers: list[tuple[Any, ...]] = [
+        # key, type, api_base, model_mapping, weight, enabled, provider_params
+        (
+            "openai-main",
+            "openai",
+            base_a,
+            {
+                "gpt-4": "gpt-4-turbo",
+                "gpt-4o": {"mapped_model": "gpt-4o-x", "supports_vision": True},
+            },
+            3,
+            True,
+            {},
+        ),
+        ("azure-east", "azure", base_b, {"gpt-4": "gpt-4-azure"}, 1, True, {}),
+        (
+            "claude",
+            "anthropic",
+            anthropic_base,
+            {"claude-sonnet": "claude-sonnet-4"},
+            1,
+            True,
+            {"anthropic_beta_policy": "passthrough"},
+        ),
+        (
+            "vertex",
+            "gcp-vertex",
+            "https://aiplatform.googleapis.com",
+            {"claude-vertex": "claude-3"},
+            1,
+            True,
+            {"gcp_project": "p", "gcp_location": "global"},
+        ),
+        ("gemini", "gemini", "https://generativelanguage.googleapis.com", {}, 1, True, {}),
+        ("old-openai", "openai", base_a, {"gpt-3.5": "gpt-3.5-turbo"}, 1, False, {}),
+    ]
+    credentials: list[tuple[str, str, list[str], int | None, bool]] = [
+        (TEAM_KEY, "team", ["gpt-4"], 1, True),
+        (ALL_KEY, "all-models", [], 0, True),  # []: every model; 0: no limit
+        (OFF_KEY, "disabled", ["gpt-4"], None, False),
+        (DUP_KEYS[0], "shared-name", ["claude-*"], None, True),
+        (DUP_KEYS[1], "shared-name", [], 5, True),
+    ]
+    conn = await asyncpg.connect(dsn)
+    try:
+        for key, kind, base, mapping, weight, enabled, params in providers:
+            await conn.execute(
+                "INSERT INTO providers (provider_key, provider_type, api_base, api_key, "
+                "model_mapping, weight, is_enabled, provider_params) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8::jsonb)",
+                key,
+                kind,
+                base,
+                f"sk-upstream-{key}",
+                json.dumps(mapping),
+                weight,
+                enabled,
+                json.dumps(params),
+            )
+        for key, name, allowed, limit, enabled in credentials:
+            await conn.execute(
+                "INSERT INTO credentials (credential_key, name, allowed_models, rate_limit, "
+                "is_enabled) VALUES ($1, $2, $3::jsonb, $4, $5)",
+                sha256_hex(key),
+                name,
+                json.dumps(allowed),
+                limit,
+                enabled,
+            )
+    finally:
+        await conn.close()
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+async def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    return await asyncio.to_thread(run, capsys, "import-config", *args)
+
+
+async def history_size(dsn: str) -> int:
+    return len(await rows(dsn, "SELECT 1 FROM config_history"))
+
+
+async def test_import_serve_dry_run_and_rerun(
+    original_dsn: str,
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    upstream: Upstream,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    second = create_mock_app(MockOptions(record=True))
+    async with serve(second) as second_url:
+        await fill(original_dsn, upstream.api_base, second_url + "/v1", upstream.url)
+        # A row of ours the original does not have is left as it is.
+        await sql.execute(
+            "INSERT INTO providers (name, api_base, model_mapping) "
+            """VALUES ('ours', 'http://127.0.0.1:9/v1', '{"mine": null}')"""
+        )
+        source = ("--from-original-db", original_dsn, "--db-url", config_dsn)
+
+        # A dry run shows the diff and changes nothing.
+        version, recorded = await db_version(sql), await history_size(config_dsn)
+        code, out, err = await cli(capsys, *source, "--dry-run")
+        assert code == 0, err
+        assert "add     providers/openai-main" in out
+        assert "add     credentials/shared-name #4" in out
+        assert "left as they are (not in the original): providers/ours" in out
+        assert out.rstrip().endswith("dry run: nothing changed")
+        assert await db_version(sql) == version
+        assert await history_size(config_dsn) == recorded
+        assert len(await rows(config_dsn, "SELECT 1 FROM credentials")) == 0
+
+        code, out, err = await cli(capsys, *source)
+        assert code == 0, err
+        added = sorted(line[8:] for line in out.splitlines() if line.startswith("add "))
+        assert added == [
+            "credentials/all-models",
+            "credentials/disabled (disabled)",
+            "credentials/shared-name #4",
+            "credentials/shared-name #5",
+            "credentials/team",
+            "providers/azure-east",
+            "providers/claude",
+            "providers/old-openai (disabled)",
+            "providers/openai-main",
+        ]
+        # One line each for what is not carried over, with why.
+        for line in (
+            "  providers/vertex: provider_type 'gcp-vertex': this proxy has no Vertex AI",
+            "  providers/gemini: provider_type 'gemini': this proxy has no Gemini",
+            "  providers/claude: provider_params.anthropic_beta_policy: no anthropic-beta policy",
+            "  providers/openai-main: model_mapping.gpt-4o: only mapped_model is kept "
+            "(supports_vision dropped; prices can be set in `pricing`)",
+            "  credentials/shared-name: name shared by several keys: imported as 'shared-name #4'",
+        ):
+            assert any(o.startswith(line) for o in out.splitlines()), (line, out)
+        # Recorded in the history as one version, by the CLI's user.
+        after = int(await db_version(sql))
+        assert after == int(version) + 1
+        by = await rows(
+            config_dsn, "SELECT DISTINCT changed_by FROM config_history WHERE version = $1", after
+        )
+        assert [r["changed_by"][:4] for r in by] == ["cli:"]
+        stored = await sql.fetchrow(
+            "SELECT allowed_models, rate_limit_rps, rate_limit_burst FROM credentials "
+            "WHERE name = 'all-models'"
+        )
+        # [] there meant every model: no restriction here (NULL), not an empty list.
+        assert tuple(stored) == (None, None, None)
+
+        # A second run changes nothing.
+        recorded = await history_size(config_dsn)
+        code, out, err = await cli(capsys, *source)
+        assert code == 0, err
+        assert "unchanged: 9" in out and "nothing to change: config version" in out
+        assert not [line for line in out.splitlines() if line.startswith(("add ", "change "))]
+        assert int(await db_version(sql)) == after
+        assert await history_size(config_dsn) == recorded
+
+        url = await start_db_proxy(start_proxy, config_dsn, Config())
+        # The old plaintext keys authenticate; a disabled or unknown one does not.
+        assert (await chat(http, url, "gpt-4", key=ALL_KEY)).status == 200
+        assert (await chat(http, url, "gpt-4", key=OFF_KEY)).status == 401
+        assert (await chat(http, url, "gpt-4", key="sk-never-issued-key")).status == 401
+        # allowed_models: the listed ones, or (from []) every one.
+        assert (await chat(http, url, "claude-sonnet", key=DUP_KEYS[0], messages=HI)).status == 200
+        assert (await chat(http, url, "gpt-4", key=DUP_KEYS[0])).status == 403
+        assert (await chat(http, url, "claude-sonnet", key=ALL_KEY, messages=HI)).status == 200
+        # The anthropic provider: called in its own protocol, its mapping applied.
+        messages = [r for r in upstream.app[RECORDED] if r.path == "/v1/messages"]
+        assert [json.loads(r.body)["model"] for r in messages] == ["claude-sonnet-4"] * 2
+        assert messages[0].headers["x-api-key"] == "sk-upstream-claude"
+        # Weights 3:1 between openai-main and azure-east for gpt-4, each with its mapping.
+        upstream.app[RECORDED].clear()
+        second[RECORDED].clear()
+        for _ in range(8):
+            assert (await chat(http, url, "gpt-4", key=ALL_KEY)).status == 200
+        seen: Counter[str] = Counter()
+        for app in (upstream.app, second):
+            for r in app[RECORDED]:
+                seen[json.loads(r.body)["model"]] += 1
+        assert seen == {"gpt-4-turbo": 6, "gpt-4-azure": 2}
+        # The disabled provider is kept, not served.
+        assert (await chat(http, url, "gpt-3.5", key=ALL_KEY)).status == 404
+        # rate_limit 1: one request per second, burst 1.
+        statuses = [(await chat(http, url, "gpt-4", key=TEAM_KEY)).status for _ in range(3)]
+        assert statuses[0] == 200 and 429 in statuses
+
+
+def original(
+    *credentials: OriginalCredential, providers: tuple[OriginalProvider, ...] = ()
+) -> OriginalConfig:
+    return OriginalConfig(providers, credentials, version=1)
+
+
+def test_hash_is_kept_and_the_plaintext_authenticates() -> None:
+    plan = plan_import(original(OriginalCredential(1, sha256_hex(TEAM_KEY), "team")))
+    (key,) = plan.master_keys
+    assert key.key == "" and key.digest == hashlib.sha256(TEAM_KEY.encode()).digest()
+    keys = ring(*plan.master_keys)
+    assert keys.authenticate(TEAM_KEY).name == "team"
+    with pytest.raises(ProxyError):
+        keys.authenticate(TEAM_KEY + "x")
+
+
+@pytest.mark.parametrize(
+    ("allowed", "limit", "expected_allowed", "expected_limit"),
+    [
+        ([], None, None, None),
+        ([], 0, None, None),
+        (["gpt-4", "claude-*"], 7, ("gpt-4", "claude-*"), RateLimit(7, 7)),
+    ],
+)
+def test_allowed_models_and_rate_limit(
+    allowed: list[str],
+    limit: int | None,
+    expected_allowed: tuple[str, ...] | None,
+    expected_limit: RateLimit | None,
+) -> None:
+    cred = OriginalCredential(1, sha256_hex(TEAM_KEY), "team", allowed, limit)
+    (key,) = plan_import(original(cred)).master_keys
+    assert key.allowed_models == expected_allowed
+    assert key.rate_limit == expected_limit
+
+
+def test_unmappable_credentials_are_listed() -> None:
+    plan = plan_import(
+        original(
+            OriginalCredential(1, "not-a-hash", "plain"),
+            OriginalCredential(2, sha256_hex(TEAM_KEY), "negative", rate_limit=-1),
+            OriginalCredential(3, sha256_hex(ALL_KEY), "bad-pattern", ["gpt-(4"]),
+            # Refused, not imported with the odd entry dropped (an empty list is every model).
+            OriginalCredential(4, sha256_hex(OFF_KEY), "not-names", [42]),
+        )
+    )
+    assert [k.name for k in plan.master_keys] == ["negative"]
+    assert plan.not_carried[3].what == "credentials/not-names"
+    assert plan.master_keys[0].rate_limit is None
+    lines = [item.line() for item in plan.not_carried]
+    assert lines[0].startswith("credentials/plain: refused by validation: ")
+    assert "key_sha256" in lines[0] and "\n" not in lines[0]
+    assert lines[1] == "credentials/negative: rate_limit: -1 is not a rate: no limit set"
+    assert lines[2].startswith("credentials/bad-pattern: refused by validation: ")
+
+
+def test_provider_types() -> None:
+    def one(kind: str) -> OriginalProvider:
+        return OriginalProvider(1, f"p-{kind}", kind, "https://example.com/v1", "k", {"m": "n"})
+
+    plan = plan_import(
+        original(providers=tuple(one(k) for k in ("openai", "azure", "Claude", "custom", "vertex")))
+    )
+    assert [(p.name, p.provider_type, p.auth) for p in plan.providers] == [
+        ("p-openai", "openai", "bearer"),
+        ("p-azure", "openai", "bearer"),
+        ("p-Claude", "anthropic", "x-api-key"),
+        ("p-custom", "openai", "bearer"),
+    ]
+    assert [item.what for item in plan.not_carried] == [
+        "providers/p-custom: provider_type",
+        "providers/p-vertex",
+    ]
+
+
+async def test_with_logs_bounded_newest_first_and_once(
+    original_dsn: str,
+    config_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    start = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    conn = await asyncpg.connect(original_dsn)
+    try:
+        for i in range(30):
+            await conn.execute(
+                "INSERT INTO request_logs (timestamp, request_id, endpoint, credential_name, "
+                "model_requested, model_mapped, provider_name, provider_type, is_streaming, "
+                "status_code, input_tokens, output_tokens, total_tokens, total_duration_ms, "
+                "ttft_ms, request_body, request_headers) VALUES ($1, $2, '/v1/chat/completions', "
+                "'team', 'gpt-4', 'gpt-4-turbo', 'openai-main', 'openai', true, $3, 10, 5, 15, "
+                '120, 30, \'{"messages": []}\', \'{"authorization": "Bearer sk-x"}\')',
+                start + timedelta(minutes=i),
+                f"req-{i:02d}",
+                500 if i % 10 == 9 else 200,
+            )
+        for i in range(5):
+            await conn.execute(
+                "INSERT INTO error_logs (timestamp, request_id, error_category, error_code, "
+                "error_message, provider_name, response_status_code, response_body) "
+                "VALUES ($1, $2, 'upstream_5xx', 500, 'boom', 'openai-main', 502, '{\"e\": 1}')",
+                start + timedelta(minutes=i),
+                f"req-{i:02d}",
+            )
+    finally:
+        await conn.close()
+
+    args = ("--from-original-db", original_dsn, "--db-url", config_dsn, "--with-logs")
+    code, out, err = await cli(capsys, *args, "--logs-limit", "20")
+    assert code == 0, err
+    assert "logs: 20 request logs added (20 read), 5 error logs added (5 read)" in out
+    got = await rows(
+        config_dsn,
+        "SELECT request_id, key_name, path, model, model_sent, provider, status, streamed, "
+        "prompt_tokens, completion_tokens, prompt FROM request_logs ORDER BY ts",
+    )
+    # The newest 20: req-10 .. req-29.
+    assert [r["request_id"] for r in got] == [f"req-{i:02d}" for i in range(10, 30)]
+    assert tuple(got[0])[1:] == (
+        "team",
+        "/v1/chat/completions",
+        "gpt-4",
+        "gpt-4-turbo",
+        "openai-main",
+        200,
+        True,
+        10,
+        5,
+        '{"messages": []}',
+    )
+    usage = await rows(config_dsn, "SELECT requests, errors, prompt_tokens FROM usage_daily")
+    assert [tuple(u) for u in usage] == [(20, 2, 200)]
+    errors = await rows(
+        config_dsn, "SELECT provider, outcome, upstream_status, body, detail FROM error_logs"
+    )
+    assert len(errors) == 5
+    assert tuple(errors[0]) == ("openai-main", "upstream_5xx", 502, '{"e": 1}', "boom")
+
+    # Again: nothing is added twice (nor counted twice in usage_daily).
+    code, out, err = await cli(capsys, *args, "--logs-limit", "20")
+    assert code == 0, err
+    assert "logs: 0 request logs added (20 read), 0 error logs added (5 read)" in out
+    # In batches of 7, up to 25: the 5 older ones arrive, across pages.
+    source, target = await asyncpg.connect(original_dsn), await asyncpg.connect(config_dsn)
+    try:
+        copied = await copy_logs(source, target, limit=25, batch=7)
+    finally:
+        await source.close()
+        await target.close()
+    assert (copied.requests_read, copied.requests_added) == (25, 5)
+    assert len(await rows(config_dsn, "SELECT 1 FROM request_logs")) == 25
+    usage = await rows(config_dsn, "SELECT requests, errors FROM usage_daily")
+    assert [tuple(u) for u in usage] == [(25, 3)]
+
+
+async def test_refuses_a_database_that_is_not_the_original(
+    config_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = await cli(capsys, "--from-original-db", config_dsn, "--db-url", config_dsn)
+    assert code == 1 and "not an original llm-proxy database" in err
+    code, _, err = await cli(capsys, "file.yaml", "--from-original-db", config_dsn)
+    assert code == 2 and "a FILE or --from-original-db" in err
+
+
+async def test_changes_in_the_original_and_a_key_already_here(
+    original_dsn: str,
+    config_dsn: str,
+    sql: asyncpg.Connection,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    nowhere = "http://127.0.0.1:9/v1"
+    await fill(original_dsn, nowhere, nowhere, "http://127.0.0.1:9")
+    # The same key, already ours under another name: not imported twice (key_hash is unique).
+    await sql.execute(f"INSERT INTO credentials (name, key) VALUES ('mine', '{ALL_KEY}')")
+    source = ("--from-original-db", original_dsn, "--db-url", config_dsn)
+    code, out, err = await cli(capsys, *source)
+    assert code == 0, err
+    assert "  credentials/all-models: key already here as 'mine'" in out.splitlines()
+    assert "unchanged: 0" in out
+    assert "left as they are (not in the original): credentials/mine" in out
+
+    # Edited in the original since: the next import shows and applies exactly those edits.
+    conn = await asyncpg.connect(original_dsn)
+    try:
+        await conn.execute("UPDATE providers SET weight = 5 WHERE provider_key = 'azure-east'")
+        await conn.execute("UPDATE providers SET is_enabled = false WHERE provider_key = 'claude'")
+        await conn.execute("UPDATE credentials SET rate_limit = 3 WHERE name = 'team'")
+    finally:
+        await conn.close()
+    version = await db_version(sql)
+    code, out, err = await cli(capsys, *source, "--dry-run")
+    assert code == 0, err
+    changes = sorted(line for line in out.splitlines() if line.startswith(("add ", "change ")))
+    assert changes == [
+        "change  credentials/team (rate_limit_burst, rate_limit_rps)",
+        "change  providers/azure-east (weight)",
+        "change  providers/claude (is_enabled)",
+    ]
+    assert "unchanged: 5" in out
+    assert await db_version(sql) == version
+    code, out, err = await cli(capsys, *source)
+    assert code == 0, err
+    stored = await sql.fetchrow(
+        "SELECT rate_limit_rps, rate_limit_burst FROM credentials WHERE name = 'team'"
+    )
+    assert tuple(stored) == (3, 3)
+    enabled = await sql.fetch("SELECT name FROM providers WHERE is_enabled ORDER BY name")
+    assert [r["name"] for r in enabled] == ["azure-east", "openai-main"]
+
+
+async def test_an_older_original_imports_too(
+    pg_server: str, config_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deployment migrated only to 000002: no weight, no provider_params, no logs."""
+    async with fresh_database(pg_server) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for path in sorted(MIGRATIONS.glob("*.up.sql"))[:2]:
+                await conn.execute(path.read_text())
+            await conn.execute(
+                "INSERT INTO providers (provider_key, provider_type, api_base, api_key, "
+                "model_mapping) VALUES ('p', 'openai', 'http://127.0.0.1:9/v1', 'k', $1)",
+                '{"m": "n"}',
+            )
+            await conn.execute(
+                "INSERT INTO credentials (credential_key, name) VALUES ($1, 'k')",
+                sha256_hex(TEAM_KEY),
+            )
+        finally:
+            await conn.close()
+        code, out, err = await cli(
+            capsys, "--from-original-db", dsn, "--db-url", config_dsn, "--with-logs"
+        )
+    assert code == 0, err
+    assert "add     providers/p" in out and "add     credentials/k" in out
+    assert "logs: 0 request logs added (0 read), 0 error logs added (0 read)" in out
+    assert [tuple(r) for r in await rows(config_dsn, "SELECT name, weight FROM providers")] == [
+        ("p", 1)
+    ]
