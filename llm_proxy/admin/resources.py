@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from llm_proxy.admin.aliases import our_names
 from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.tables import (
     CREDENTIALS,
@@ -197,6 +198,15 @@ def _row_id(request: web.Request) -> int:
     return row_id
 
 
+async def _fields(
+    request: web.Request, table: Table, row_id: int | None, *, partial: bool
+) -> dict[str, Any]:
+    """The body's fields, the original llm-proxy's names read as ours (`admin.aliases`),
+    checked against `table`."""
+    data = our_names(table.name, await body_of(request), row_id)
+    return fields_of(table, data, partial=partial)
+
+
 # Handlers
 
 
@@ -244,7 +254,7 @@ async def get_row(request: web.Request) -> web.Response:
 
 async def create_row(request: web.Request) -> web.Response:
     table = _table(request)
-    values = fields_of(table, await body_of(request), partial=False)
+    values = await _fields(request, table, None, partial=False)
     key = None
     if table is CREDENTIALS:
         key = values.get("key") or new_master_key()
@@ -260,31 +270,31 @@ async def create_row(request: web.Request) -> web.Response:
 async def replace_row(request: web.Request) -> web.Response:
     """`PUT`: every field as given, omitted ones back to their defaults (a write-only secret
     omitted is kept)."""
-    table = _table(request)
-    values = {**DEFAULTS[table.name], **fields_of(table, await body_of(request), partial=False)}
-    row, version = await _write(request, table, "update", _row_id(request), values)
+    table, row_id = _table(request), _row_id(request)
+    values = {**DEFAULTS[table.name], **await _fields(request, table, row_id, partial=False)}
+    row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
 
 
 async def update_row(request: web.Request) -> web.Response:
     """`PATCH`: the fields given, nothing else."""
-    table = _table(request)
-    values = fields_of(table, await body_of(request), partial=True)
+    table, row_id = _table(request), _row_id(request)
+    values = await _fields(request, table, row_id, partial=True)
     if not values:
         raise bad_param("", "Nothing to change: the body names no field.")
-    row, version = await _write(request, table, "update", _row_id(request), values)
+    row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
 
 
 async def set_status(request: web.Request) -> web.Response:
-    """`PATCH .../status {"enabled": bool}`."""
-    table = _table(request)
-    data = await body_of(request)
+    """`PATCH .../status {"enabled": bool}` (or the original's `is_enabled`)."""
+    table, row_id = _table(request), _row_id(request)
+    data = our_names(table.name, await body_of(request), row_id)
     if set(data) != {"enabled"} or not isinstance(data["enabled"], bool):
         raise bad_param("enabled", 'The body must be {"enabled": true} or {"enabled": false}.')
-    row, version = await _write(request, table, "update", _row_id(request), data)
+    row, version = await _write(request, table, "update", row_id, data)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
 
@@ -296,16 +306,18 @@ async def delete_row(request: web.Request) -> web.Response:
 
 
 async def rotate(request: web.Request) -> web.Response:
-    """`POST /credentials/{id}/rotate` (`{"key": ...}` optional): a new key, shown once; the
-    old one stops working as soon as the answer comes."""
-    data = await body_of(request)
+    """`POST /credentials/{id}/rotate` (`{"key": ...}` optional, or the original's
+    `credential_key`): a new key, shown once; the old one stops working as soon as the answer
+    comes."""
+    row_id = _row_id(request)
+    data = our_names(CREDENTIALS.name, await body_of(request), row_id)
     unknown = set(data) - {"key"}
     if unknown:
         raise bad_param(sorted(unknown)[0], "Only `key` may be given to rotate.")
     key = data.get("key") or new_master_key()
     if not isinstance(key, str):
         raise bad_param("key", "`key` must be a string.")
-    row, version = await _write(request, CREDENTIALS, "update", _row_id(request), {"key": key})
+    row, version = await _write(request, CREDENTIALS, "update", row_id, {"key": key})
     assert row is not None
     return json_response({**view(CREDENTIALS, row), "key": key, "config_version": version})
 
