@@ -1,6 +1,7 @@
 """Health probes on demand: `POST /providers/{id}/health` (and the original llm-proxy's
 `GET /health/providers/{id}`) and `POST /health/check` call each model with a minimal request
-(one token) and answer per model with the status and the latency. A probe never feeds the circuit breaker: an operator's test must not eject a provider."""
+(one token) and answer per model with the status and the latency. A probe never feeds the
+circuit breaker: an operator's test must not eject a provider."""
 
 from __future__ import annotations
 
