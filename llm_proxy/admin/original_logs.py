@@ -266,6 +266,6 @@ def add_routes(app: web.Application) -> None:
     """After `logs.add_routes` (its pool): `/logs/stats` before `/logs/{id}`."""
     app.router.add_get("/logs", logs_page)
     app.router.add_get("/logs/stats", log_stats)
-    app.router.add_get("/logs/{id:[0-9]+}", log_detail)
+    app.router.add_get("/logs/{id}", log_detail)  # after the fixed /logs/... paths
     app.router.add_get("/error-logs", error_logs_page)
     app.router.add_get("/error-logs/{id}", error_log_detail)
