@@ -317,6 +317,7 @@ async def rotate(request: web.Request) -> web.Response:
     key = data.get("key") or new_master_key()
     if not isinstance(key, str):
         raise bad_param("key", "`key` must be a string.")
+    fields_of(CREDENTIALS, {"key": key}, partial=True)  # its length, as on a create
     row, version = await _write(request, CREDENTIALS, "update", row_id, {"key": key})
     assert row is not None
     return json_response({**view(CREDENTIALS, row), "key": key, "config_version": version})
