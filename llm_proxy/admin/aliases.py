@@ -45,6 +45,13 @@ ALIASES: Final[dict[str, dict[str, str]]] = {
 }
 
 
+def uses_original_names(table: str, data: dict[str, Any]) -> bool:
+    """Whether a body uses one of the original llm-proxy's field names (a number `id` is
+    ours: the row's own)."""
+    names = set(RENAMED.get(table, {})) | ({"rate_limit"} if table == "credentials" else set())
+    return bool(names & data.keys()) or isinstance(data.get("id"), str)
+
+
 def _put(out: dict[str, Any], alias: str, ours: str, value: Any) -> None:
     """`out[ours] = value`, unless the body gave `ours` a different value (a 400)."""
     if ours in out and out[ours] != value:

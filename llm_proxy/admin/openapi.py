@@ -465,7 +465,16 @@ def _rows(kind: str, schema: str, what: str) -> dict[str, Any]:
     item = {
         "get": _op(f"One {what}", _ref(schema), params=[_id_param()]),
         "put": _op(
-            f"Replace a {what}", _ref(schema), body=_ref(f"{schema}Input"), params=[_id_param()]
+            f"Replace a {what}",
+            _ref(schema),
+            body={
+                "anyOf": [_ref(f"{schema}Input"), _ref(f"{schema}Patch")],
+                "description": "with `name` and our field names: the row replaced, omitted "
+                "fields back to their defaults. Compatibility: a body using one of the "
+                "original llm-proxy's field names, or without `name`, changes only the fields "
+                "given (its PUT), as PATCH does.",
+            },
+            params=[_id_param()],
         ),
         "patch": _op(
             f"Change a {what}'s fields",

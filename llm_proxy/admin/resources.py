@@ -22,20 +22,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from llm_proxy.admin.aliases import our_names
+from llm_proxy.admin.aliases import our_names, uses_original_names
 from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.tables import (
     CREDENTIALS,
     DEFAULTS,
     PROVIDERS,
     SECRET_PARAMS,
+    SHOWN_ONLY,
     Table,
     fields_of,
     new_master_key,
     param_of,
     view,
 )
-from llm_proxy.admin.views import provider_view, shown_proxy
+from llm_proxy.admin.views import mask, provider_view, shown_proxy
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import ADMIN_NAME, DSN, STATE
@@ -105,6 +106,7 @@ async def _write(
                 )
                 if table is PROVIDERS and action == "update":
                     await _keep_masked_params(conn, row_id, values)
+                    await _keep_masked_key(conn, row_id, values)
                 row = await _statement(conn, table, action, row_id, values)
                 try:
                     if table is PROVIDERS and row is not None:  # disabled ones too
@@ -198,13 +200,25 @@ def _row_id(request: web.Request) -> int:
     return row_id
 
 
-async def _fields(
-    request: web.Request, table: Table, row_id: int | None, *, partial: bool
+def _fields(
+    table: Table, body: dict[str, Any], row_id: int | None, *, partial: bool
 ) -> dict[str, Any]:
-    """The body's fields, the original llm-proxy's names read as ours (`admin.aliases`),
-    checked against `table`."""
-    data = our_names(table.name, await body_of(request), row_id)
-    return fields_of(table, data, partial=partial)
+    """The body's fields, the original llm-proxy's names read as ours (`admin.aliases`), what
+    is only shown (`created_at`, ...) left out, checked against `table`."""
+    data = our_names(table.name, body, row_id)
+    return fields_of(table, {k: v for k, v in data.items() if k not in SHOWN_ONLY}, partial=partial)
+
+
+async def _keep_masked_key(
+    conn: asyncpg.Connection, row_id: int | None, values: dict[str, Any]
+) -> None:
+    """A provider's `api_key` sent back as the API shows it (masked) keeps the stored key."""
+    sent = values.get("api_key")
+    if sent is None or row_id is None:
+        return
+    stored = await conn.fetchval("SELECT api_key FROM providers WHERE id = $1", row_id)
+    if isinstance(stored, str) and sent != stored and sent == mask(stored):
+        values["api_key"] = stored
 
 
 # Handlers
@@ -254,7 +268,7 @@ async def get_row(request: web.Request) -> web.Response:
 
 async def create_row(request: web.Request) -> web.Response:
     table = _table(request)
-    values = await _fields(request, table, None, partial=False)
+    values = _fields(table, await body_of(request), None, partial=False)
     key = None
     if table is CREDENTIALS:
         key = values.get("key") or new_master_key()
@@ -269,9 +283,17 @@ async def create_row(request: web.Request) -> web.Response:
 
 async def replace_row(request: web.Request) -> web.Response:
     """`PUT`: every field as given, omitted ones back to their defaults (a write-only secret
-    omitted is kept)."""
+    omitted is kept). A body in the original llm-proxy's shape (one of its field names, or no
+    `name`: its PUT had none for providers) is read as it read it: only the fields given
+    change, as with PATCH."""
     table, row_id = _table(request), _row_id(request)
-    values = {**DEFAULTS[table.name], **await _fields(request, table, row_id, partial=False)}
+    body = await body_of(request)
+    if uses_original_names(table.name, body) or "name" not in body:
+        values = _fields(table, body, row_id, partial=True)
+        if not values:
+            raise bad_param("", "Nothing to change: the body names no field.")
+    else:
+        values = {**DEFAULTS[table.name], **_fields(table, body, row_id, partial=False)}
     row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
@@ -280,7 +302,7 @@ async def replace_row(request: web.Request) -> web.Response:
 async def update_row(request: web.Request) -> web.Response:
     """`PATCH`: the fields given, nothing else."""
     table, row_id = _table(request), _row_id(request)
-    values = await _fields(request, table, row_id, partial=True)
+    values = _fields(table, await body_of(request), row_id, partial=True)
     if not values:
         raise bad_param("", "Nothing to change: the body names no field.")
     row, version = await _write(request, table, "update", row_id, values)

@@ -70,6 +70,9 @@ CREDENTIALS: Final = Table(
     },
     frozenset({"name"}),
 )
+# What the API shows of a row but never takes: accepted in a body and left out, so that a row
+# read, edited and written back is taken as it was shown.
+SHOWN_ONLY: Final = frozenset({"created_at", "updated_at", "key_prefix", "config_version"})
 # On PUT, what an omitted field becomes (a write-only secret is kept instead).
 DEFAULTS: Final[dict[str, dict[str, Any]]] = {
     "providers": {

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import asyncpg
+import orjson
 import pytest
 import structlog
 
@@ -297,3 +299,98 @@ async def test_an_admin_calls_access_line_names_the_admin_key(
     lines = [e for e in logs if e["event"] == "request"]
     assert [line["key"] for line in lines] == ["admin:ops", "admin:ci"]
     assert "0123456789abcdef" not in str(lines)
+
+
+async def test_a_row_read_and_written_back_is_taken_as_shown(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """GET then PUT the same body: the read-only fields are left out, the masked api_key and
+    header values keep the stored secrets, the row is unchanged."""
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = url + "/admin/v1/providers"
+    status, made = await call(
+        http,
+        "POST",
+        admin,
+        json={
+            "name": "a",
+            "api_base": upstream.api_base,
+            "api_key": "sk-upstream-secret-0123456789",
+            "model_mapping": {"m": None},
+            "params": {"headers": {"X-Secret": "header-secret-0123456789"}},
+        },
+    )
+    assert status == 201, made
+    status, shown = await call(http, "GET", f"{admin}/{made['id']}")
+    assert shown["api_key"] != "sk-upstream-secret-0123456789"
+    status, written = await call(http, "PUT", f"{admin}/{made['id']}", json=shown)
+    assert status == 200, written
+    rows = await _provider_secrets(config_dsn)
+    assert rows == ("sk-upstream-secret-0123456789", "header-secret-0123456789")
+    # A write's answer, written back (config_version and all), is taken too.
+    status, again = await call(
+        http, "PATCH", f"{admin}/{made['id']}", json={**written, "weight": 5}
+    )
+    assert (status, again["weight"]) == (200, 5)
+    assert await _provider_secrets(config_dsn) == rows
+
+
+async def _provider_secrets(dsn: str) -> tuple[str, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow("SELECT api_key, params FROM providers")
+    finally:
+        await conn.close()
+    return row["api_key"], orjson.loads(row["params"])["headers"]["X-Secret"]
+
+
+async def test_a_put_in_the_originals_shape_changes_only_the_fields_given(
+    config_dsn: str, upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """The original's PUT was a partial update (its web UI and scripts send only what
+    changed): a PUT using its field names, or without `name`, is read so; ours replaces."""
+    url = await start_db_proxy(start_proxy, config_dsn, BASE)
+    admin = url + "/admin/v1"
+    status, made = await call(
+        http,
+        "POST",
+        admin + "/providers",
+        json={
+            "name": "a",
+            "api_base": upstream.api_base,
+            "model_mapping": {"m": None},
+            "weight": 3,
+        },
+    )
+    assert status == 201
+    status, put = await call(
+        http, "PUT", f"{admin}/providers/{made['id']}", json={"is_enabled": False}
+    )
+    assert status == 200, put
+    assert (put["enabled"], put["weight"], put["model_mapping"]) == (False, 3, {"m": None})
+    status, put = await call(http, "PUT", f"{admin}/providers/{made['id']}", json={"weight": 2})
+    assert (status, put["weight"], put["enabled"]) == (200, 2, False)
+    status, key = await call(
+        http,
+        "POST",
+        admin + "/credentials",
+        json={"name": "k", "allowed_models": ["m"], "rate_limit_rps": 4, "enabled": False},
+    )
+    assert status == 201
+    status, put = await call(
+        http,
+        "PUT",
+        f"{admin}/credentials/{key['id']}",
+        json={"name": "renamed", "rate_limit": 200},
+    )
+    assert status == 200, put
+    assert (put["name"], put["allowed_models"], put["enabled"]) == ("renamed", ["m"], False)
+    assert (put["rate_limit_rps"], put["rate_limit_burst"]) == (200, 200)
+    # Ours, with `name` and our field names: the row replaced, omitted fields to defaults.
+    status, put = await call(http, "PUT", f"{admin}/credentials/{key['id']}", json={"name": "k"})
+    assert (status, put["allowed_models"], put["enabled"], put["rate_limit_rps"]) == (
+        200,
+        None,
+        True,
+        None,
+    )
