@@ -645,7 +645,7 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
         {
             "interval_secs": {"type": "number"},
             "window_secs": {"type": "integer"},
-            "config_version": {"type": "string"},
+            "config_version": {"type": "integer"},
             "providers": {
                 "type": "array",
                 "items": _obj(

@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from llm_proxy.admin.http import int_param, json_response
-from llm_proxy.admin.logs import _fetch, _text, _time, _Where
+from llm_proxy.admin.logs import Where, fetch, text_param, time_param
 from llm_proxy.errors import ProxyError, bad_param
 
 _MAX_PAGE_SIZE: Final = 200  # the original's bound too
@@ -102,17 +102,17 @@ def _bool(value: str | None, name: str) -> bool | None:
     return value == "true"
 
 
-def _filters(query: Any, columns: dict[str, str]) -> _Where:
+def _filters(query: Any, columns: dict[str, str]) -> Where:
     """Its filters: the text ones named in `columns` (its name -> our column), and its
     `start_time` / `end_time` (both included, as it did)."""
-    where = _Where()
+    where = Where()
     for name, column in columns.items():
-        value = _text(query, name)
+        value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)
     start, end = (
-        _time(query.get("start_time"), "start_time"),
-        _time(query.get("end_time"), "end_time"),
+        time_param(query.get("start_time"), "start_time"),
+        time_param(query.get("end_time"), "end_time"),
     )
     if start is not None:
         where.add("ts >= ?", start)
@@ -122,15 +122,15 @@ def _filters(query: Any, columns: dict[str, str]) -> _Where:
 
 
 async def _paged(
-    request: web.Request, table: str, columns: str, where: _Where, order: str
+    request: web.Request, table: str, columns: str, where: Where, order: str
 ) -> tuple[list[Any], dict[str, int]]:
     """A page (`page`, `page_size`) of `table` and the original's paging fields."""
     query = request.query
     page = int_param(query.get("page"), "page", 1, _MAX_PAGE) or 1
     size = int_param(query.get("page_size"), "page_size", 1, _MAX_PAGE_SIZE) or 50
     direction = "ASC" if query.get("sort_order") == "asc" else "DESC"
-    (count,) = await _fetch(request, f"SELECT count(*) AS n FROM {table}{where.sql}", *where.args)  # noqa: S608 (constants and $n parameters only)
-    rows = await _fetch(
+    (count,) = await fetch(request, f"SELECT count(*) AS n FROM {table}{where.sql}", *where.args)  # noqa: S608 (constants and $n parameters only)
+    rows = await fetch(
         request,
         f"SELECT {columns} FROM {table}{where.sql} "  # noqa: S608 (constants and $n parameters only)
         f"ORDER BY {order} {direction}, id {direction} LIMIT {size} OFFSET {(page - 1) * size}",
@@ -181,7 +181,7 @@ async def logs_page(request: web.Request) -> web.Response:
 async def log_detail(request: web.Request) -> web.Response:
     """`GET /logs/{id}`: one request by its row id, with what was captured of it."""
     row_id = int_param(request.match_info["id"], "id", 1)
-    rows = await _fetch(
+    rows = await fetch(
         request,
         f"SELECT {_REQUEST_COLUMNS}, prompt, completion FROM request_logs WHERE id = $1",  # noqa: S608 (constants and $n parameters only)
         row_id,
@@ -202,10 +202,10 @@ async def log_detail(request: web.Request) -> web.Response:
 async def log_stats(request: web.Request) -> web.Response:
     """`GET /logs/stats?provider_name=&model=&start_time=&end_time=`: its sums."""
     where = _filters(request.query, {"provider_name": "provider", "model": "model"})
-    (totals,) = await _fetch(request, f"{_STATS} FROM request_logs{where.sql}", *where.args)
+    (totals,) = await fetch(request, f"{_STATS} FROM request_logs{where.sql}", *where.args)
     by: dict[str, dict[str, int]] = {}
     for name, column in (("provider", "provider"), ("model", "model"), ("status", "status")):
-        rows = await _fetch(
+        rows = await fetch(
             request,
             f"SELECT {column}::text AS label, count(*) AS n FROM request_logs{where.sql} "  # noqa: S608 (constants and $n parameters only)
             f"GROUP BY {column} ORDER BY n DESC LIMIT 1000",
@@ -243,7 +243,7 @@ async def error_logs_page(request: web.Request) -> web.Response:
 async def error_log_detail(request: web.Request) -> web.Response:
     """`GET /error-logs/{id}`: one failed attempt, with the upstream's answer."""
     row_id = int_param(request.match_info["id"], "id", 1)
-    rows = await _fetch(
+    rows = await fetch(
         request,
         f"SELECT {_ERROR_COLUMNS}, body FROM error_logs WHERE id = $1",  # noqa: S608 (constants and $n parameters only)
         row_id,
