@@ -14,7 +14,15 @@ from typing import Final
 
 from aiohttp import web
 
-from llm_proxy.admin.http import MAX_ID, Conn, body_of, int_param, json_response, serve_version
+from llm_proxy.admin.http import (
+    Conn,
+    body_of,
+    int_param,
+    json_response,
+    serve_version,
+    version_number,
+    version_param,
+)
 from llm_proxy.admin.views import config_view
 from llm_proxy.config.export import export_yaml
 from llm_proxy.errors import ProxyError, bad_param
@@ -44,7 +52,11 @@ def _source(request: web.Request) -> str:
 async def config_version(request: web.Request) -> web.Response:
     snapshot = request[STATE].snapshot
     return json_response(
-        {"version": snapshot.version, "loaded_at": snapshot.loaded_at, "source": _source(request)}
+        {
+            "version": version_number(snapshot.version),
+            "loaded_at": snapshot.loaded_at,
+            "source": _source(request),
+        }
     )
 
 
@@ -53,7 +65,7 @@ async def effective_config(request: web.Request) -> web.Response:
     snapshot = request[STATE].snapshot
     return json_response(
         {
-            "version": snapshot.version,
+            "version": version_number(snapshot.version),
             "source": _source(request),
             **config_view(snapshot.config),
         }
@@ -76,7 +88,10 @@ async def reload(request: web.Request) -> web.Response:
             version = int(await conn.fetchval("SELECT version FROM config_version"))
         served = await serve_version(request, version)
         return json_response(
-            {"version": request.config_dict[STORE].current.version, "served": served}
+            {
+                "version": version_number(request.config_dict[STORE].current.version),
+                "served": served,
+            }
         )
     path = request.config_dict.get(CONFIG_FILE)
     if path is None:
@@ -89,7 +104,7 @@ async def reload(request: web.Request) -> web.Response:
             "(the log line `config_reload_rejected` names each problem).",
             code="invalid_config",
         )
-    return json_response({"version": store.current.version, "served": True})
+    return json_response({"version": version_number(store.current.version), "served": True})
 
 
 async def history_page(request: web.Request) -> web.Response:
@@ -134,16 +149,15 @@ async def history_version(request: web.Request) -> web.Response:
 
 
 async def rollback(request: web.Request) -> web.Response:
-    """`POST /config/rollback {"version": N}`: providers and master keys back to exactly their
-    state at version N, in one transaction recorded as a change by this admin key. Master keys
-    revoked since (rotated, deleted) stay revoked unless `"restore_revoked_keys": true`; the
-    answer names them (`keys_left_out`, by name and reason, never a key)."""
+    """`POST /config/rollback {"version": N}` (N or "N"): providers and master keys back to
+    exactly their state at version N, in one transaction recorded as a change by this admin
+    key. Master keys revoked since (rotated, deleted) stay revoked unless
+    `"restore_revoked_keys": true`; the answer names them (`keys_left_out`, by name and
+    reason, never a key)."""
     from llm_proxy.config import history
 
     data = await body_of(request)
-    version = data.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_ID:
-        raise bad_param("version", "`version` must be a positive integer.")
+    version = version_param(data.get("version"))
     restore = data.get("restore_revoked_keys", False)
     if not isinstance(restore, bool):
         raise bad_param("restore_revoked_keys", "`restore_revoked_keys` must be true or false.")

@@ -76,6 +76,23 @@ def int_param(value: str | None, name: str, minimum: int, maximum: int = MAX_ID)
     return number
 
 
+def version_number(version: str) -> int | str:
+    """A served config version as the API shows it: a number, as every version this proxy
+    makes is one (database mode's `config_version`, YAML mode's reload count), so that what
+    `/config/version` answers is what `/config/rollback` and `If-Match` take back."""
+    return int(version) if version.isdigit() else version
+
+
+def version_param(value: object, name: str = "version") -> int:
+    """A config version given in a body: a positive integer, or its decimal string (what
+    `/config/version` answered before it answered numbers, and what old scripts send)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise bad_param(name, f"`{name}` must be a positive integer.")
+    return value
+
+
 async def serve_version(request: web.Request, version: int) -> bool:
     """Make this instance serve config `version` (or newer) before answering a write: reload
     at once rather than wait for the NOTIFY, then wait for the swap (bounded)."""

@@ -63,7 +63,9 @@ async def _pool(app: web.Application) -> AsyncIterator[None]:
     await app[LOGS_DB].close()
 
 
-async def _fetch(request: web.Request, query: str, *args: Any) -> list[asyncpg.Record]:
+async def fetch(request: web.Request, query: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of `query` on the request log's database (409 when the log is not in one,
+    503 when it cannot be reached), under the statement timeout."""
     import asyncpg
 
     dsn = request.config_dict.get(LOG_DSN)
@@ -104,7 +106,7 @@ async def _fetch(request: web.Request, query: str, *args: Any) -> list[asyncpg.R
 # Parameters
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def time_param(value: str | None, name: str) -> datetime | None:
     """ISO 8601 (a date, or a time with its offset; without one, UTC) or epoch seconds."""
     if value is None or value == "":
         return None
@@ -130,7 +132,8 @@ def _day(value: str | None, name: str) -> date | None:
         raise bad_param(name, f"`{name}` must be a date, YYYY-MM-DD.") from None
 
 
-def _text(query: Any, name: str) -> str | None:
+def text_param(query: Any, name: str) -> str | None:
+    """The query parameter `name` as a filter value (None: not given), bounded and checked."""
     value = query.get(name)
     if value is None or value == "":
         return None
@@ -187,7 +190,7 @@ def _decode_cursor(value: str | None) -> tuple[datetime, int] | None:
 _NOT_A_CURSOR: Final = "`cursor` is not one this API returned."
 
 
-class _Where:
+class Where:
     """WHERE clauses with numbered parameters."""
 
     def __init__(self) -> None:
@@ -205,10 +208,10 @@ class _Where:
         return " WHERE " + " AND ".join(self.clauses) if self.clauses else ""
 
 
-def _common(request: web.Request) -> tuple[_Where, int]:
+def _common(request: web.Request) -> tuple[Where, int]:
     query = request.query
-    where = _Where()
-    since, until = _time(query.get("since"), "since"), _time(query.get("until"), "until")
+    where = Where()
+    since, until = time_param(query.get("since"), "since"), time_param(query.get("until"), "until")
     if since is not None:
         where.add("ts >= ?", since)
     if until is not None:
@@ -218,7 +221,7 @@ def _common(request: web.Request) -> tuple[_Where, int]:
         ts, row_id = cursor
         where.add("(ts < ? OR (ts = ? AND id < ?))", ts, ts, row_id)
     for name, column in (("provider", "provider"), ("request_id", "request_id")):
-        value = _text(query, name)
+        value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)
     limit = int_param(query.get("limit"), "limit", 1, _MAX_PAGE) or _DEFAULT_PAGE
@@ -226,11 +229,11 @@ def _common(request: web.Request) -> tuple[_Where, int]:
 
 
 async def _page(
-    request: web.Request, fields: str, table: str, where: _Where, limit: int
+    request: web.Request, fields: str, table: str, where: Where, limit: int
 ) -> web.Response:
     """A page of `table`, newest first, and the cursor of the next one (None: no more); one
     row beyond the page is read to know."""
-    rows = await _fetch(
+    rows = await fetch(
         request,
         f"SELECT {fields} FROM {table}{where.sql} "  # noqa: S608 (constants and $n parameters only)
         f"ORDER BY ts DESC, id DESC LIMIT {limit + 1}",
@@ -264,7 +267,7 @@ async def requests_page(request: web.Request) -> web.Response:
     where, limit = _common(request)
     query = request.query
     for name, column in (("key", "key_name"), ("model", "model")):
-        value = _text(query, name)
+        value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)
     status = _status(query.get("status"))
@@ -280,7 +283,7 @@ async def request_detail(request: web.Request) -> web.Response:
     """`GET /logs/requests/{request_id}`: the request (every one, if a client reused the
     id) and its failed upstream attempts."""
     request_id = _checked(request.match_info["request_id"], "request_id", 128)
-    rows = await _fetch(
+    rows = await fetch(
         request,
         f"SELECT {_REQUEST_FIELDS} FROM request_logs WHERE request_id = $1 "  # noqa: S608 (constants and $n parameters only)
         "ORDER BY ts DESC, id DESC LIMIT 20",
@@ -290,7 +293,7 @@ async def request_detail(request: web.Request) -> web.Response:
         raise ProxyError(
             404, f"No request {request_id!r} in the request log.", code="request_not_found"
         )
-    errors = await _fetch(
+    errors = await fetch(
         request,
         f"SELECT {_ERROR_FIELDS} FROM error_logs WHERE request_id = $1 ORDER BY ts, id LIMIT 100",  # noqa: S608 (constants and $n parameters only)
         request_id,
@@ -302,7 +305,7 @@ async def errors_page(request: web.Request) -> web.Response:
     """`GET /logs/errors?since=&until=&provider=&outcome=&status=&request_id=&limit=&cursor=`:
     failed upstream attempts, newest first."""
     where, limit = _common(request)
-    outcome = _text(request.query, "outcome")
+    outcome = text_param(request.query, "outcome")
     if outcome is not None:
         where.add("outcome = ?", outcome)
     status = _status(request.query.get("status"))
@@ -334,22 +337,22 @@ async def usage(request: web.Request) -> web.Response:
         raise bad_param("since", "`since` is after `until`.")
     if (until - since).days >= _MAX_USAGE_DAYS:
         raise bad_param("since", f"At most {_MAX_USAGE_DAYS} days at once.")
-    where = _Where()
+    where = Where()
     where.add("day BETWEEN ? AND ?", since, until)
     for name, column in (("key", "key_name"), ("model", "model"), ("provider", "provider")):
-        value = _text(query, name)
+        value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)
     columns = [_GROUP_COLUMNS[g] for g in groups]
     selected = ", ".join(columns)
-    rows = await _fetch(
+    rows = await fetch(
         request,
         f"SELECT {selected}, {_SUMS} FROM usage_daily{where.sql} "  # noqa: S608 (constants and $n parameters only)
         f"GROUP BY {selected} ORDER BY cost_usd DESC, requests DESC, {selected} "
         f"LIMIT {_MAX_GROUPS + 1}",
         *where.args,
     )
-    (totals,) = await _fetch(request, f"SELECT {_SUMS} FROM usage_daily{where.sql}", *where.args)  # noqa: S608 (constants and $n parameters only)
+    (totals,) = await fetch(request, f"SELECT {_SUMS} FROM usage_daily{where.sql}", *where.args)  # noqa: S608 (constants and $n parameters only)
     data = []
     for r in rows[:_MAX_GROUPS]:
         item: dict[str, Any] = {g: r[_GROUP_COLUMNS[g]] for g in groups}

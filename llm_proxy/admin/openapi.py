@@ -9,6 +9,8 @@ from typing import Any, Final
 from aiohttp import web
 
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
+_NULLABLE_NUM: Final = {"type": ["number", "null"]}
+_NULLABLE_INT: Final = {"type": ["integer", "null"]}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -172,6 +174,58 @@ _CREDENTIAL_FIELDS: Final = {
     "max_parallel_requests": {"type": ["integer", "null"]},
     "enabled": {"type": "boolean"},
 }
+
+
+def _alias(ours: str, schema: dict[str, Any], meaning: str = "") -> dict[str, Any]:
+    """A body field accepted as a compatibility alias (`admin.aliases`)."""
+    return {
+        **schema,
+        "deprecated": True,
+        "description": f"Compatibility alias: the original llm-proxy's name for `{ours}`"
+        + (f" ({meaning})" if meaning else "")
+        + "; both given with different values: a 400 naming both.",
+    }
+
+
+def _compatible(op: dict[str, Any], ours: str) -> dict[str, Any]:
+    """An operation kept as a compatibility alias of the original llm-proxy's path."""
+    return {
+        **op,
+        "deprecated": True,
+        "x-compatibility": f"The original llm-proxy's path, kept for its clients; ours: {ours}.",
+    }
+
+
+_ROW_ID_ALIAS: Final = {
+    "type": ["string", "integer"],
+    "deprecated": True,
+}
+_PROVIDER_ALIASES: Final = {
+    "provider_key": _alias("name", {"type": "string"}),
+    "provider_params": _alias("params", _PARAMS_INPUT),
+    "is_enabled": _alias("enabled", {"type": "boolean"}),
+    "id": {
+        **_ROW_ID_ALIAS,
+        "description": "Compatibility: a string is the original llm-proxy's provider id "
+        "(`name`); a number is the row's own id, accepted when it is the id written (a row "
+        "read and written back).",
+    },
+}
+_CREDENTIAL_ALIASES: Final = {
+    "credential_key": _alias("key", {"type": "string", "writeOnly": True}),
+    "is_enabled": _alias("enabled", {"type": "boolean"}),
+    "rate_limit": _alias(
+        "rate_limit_rps",
+        {"type": ["integer", "null"], "minimum": 0},
+        "requests per second, also the burst unless rate_limit_burst is given; 0 or null: no limit",
+    ),
+    "id": {
+        **_ROW_ID_ALIAS,
+        "description": "Compatibility: a string is the original llm-proxy's key id, the "
+        "key's name when no `name` is given (not stored otherwise); a number is the row's "
+        "own id, accepted when it is the id written.",
+    },
+}
 _ROW: Final = {
     "id": {"type": "integer"},
     "name": {"type": "string"},
@@ -210,8 +264,14 @@ SCHEMAS: Final[dict[str, Any]] = {
         },
         closed=False,
     ),
-    "ProviderInput": _obj(["name"], _PROVIDER_FIELDS),
-    "ProviderPatch": {**_obj([], _PROVIDER_FIELDS), "minProperties": 1},
+    "ProviderInput": {
+        **_obj([], {**_PROVIDER_FIELDS, **_PROVIDER_ALIASES}),
+        "anyOf": [{"required": ["name"]}, {"required": ["provider_key"]}, {"required": ["id"]}],
+    },
+    "ProviderPatch": {
+        **_obj([], {**_PROVIDER_FIELDS, **_PROVIDER_ALIASES}),
+        "minProperties": 1,
+    },
     "Credential": _obj(
         ["id", "name", "enabled", "key_prefix"],
         {
@@ -240,10 +300,31 @@ SCHEMAS: Final[dict[str, Any]] = {
         },
         closed=False,
     ),
-    "CredentialInput": _obj(["name"], _CREDENTIAL_FIELDS),
-    "CredentialPatch": {**_obj([], _CREDENTIAL_FIELDS), "minProperties": 1},
-    "Status": _obj(["enabled"], {"enabled": {"type": "boolean"}}),
-    "Rotate": _obj([], {"key": {"type": "string"}}),
+    "CredentialInput": {
+        **_obj([], {**_CREDENTIAL_FIELDS, **_CREDENTIAL_ALIASES}),
+        "anyOf": [{"required": ["name"]}, {"required": ["id"]}],
+    },
+    "CredentialPatch": {
+        **_obj([], {**_CREDENTIAL_FIELDS, **_CREDENTIAL_ALIASES}),
+        "minProperties": 1,
+    },
+    "Status": {
+        **_obj(
+            [],
+            {
+                "enabled": {"type": "boolean"},
+                "is_enabled": _alias("enabled", {"type": "boolean"}),
+            },
+        ),
+        "anyOf": [{"required": ["enabled"]}, {"required": ["is_enabled"]}],
+    },
+    "Rotate": _obj(
+        [],
+        {
+            "key": {"type": "string"},
+            "credential_key": _alias("key", {"type": "string"}),
+        },
+    ),
     "List": _obj(["data"], {"data": {"type": "array"}, "source": {"type": "string"}}, False),
     "Deleted": _obj(
         ["id", "deleted"],
@@ -280,7 +361,20 @@ SCHEMAS: Final[dict[str, Any]] = {
     "Rollback": _obj(
         ["version"],
         {
-            "version": _ID,
+            "version": {
+                "oneOf": [
+                    _ID,
+                    {
+                        "type": "string",
+                        "pattern": "^[1-9][0-9]{0,17}$",
+                        "deprecated": True,
+                        "description": "Compatibility: the version as a decimal string "
+                        "(what /config/version answered before it answered a number).",
+                    },
+                ],
+                "description": "a version as /config/version, /config/history and every "
+                "write answer it",
+            },
             "restore_revoked_keys": {
                 "type": "boolean",
                 "description": "also revive master keys rotated or deleted since (default false)",
@@ -309,14 +403,14 @@ SCHEMAS: Final[dict[str, Any]] = {
     "ConfigVersion": _obj(
         ["version", "loaded_at", "source"],
         {
-            "version": {"type": "string"},
+            "version": {"type": "integer"},
             "loaded_at": {"type": "number"},
             "source": {"type": "string", "enum": ["file", "database"]},
         },
     ),
     "Config": _obj(["version", "source", "providers", "master_keys", "settings"], {}, False),
     "Reloaded": _obj(
-        ["version", "served"], {"version": {"type": "string"}, "served": {"type": "boolean"}}
+        ["version", "served"], {"version": {"type": "integer"}, "served": {"type": "boolean"}}
     ),
     "Valid": _obj(["valid", "name"], {"valid": {"type": "boolean"}, "name": {"type": "string"}}),
     "ProbeOptions": _obj(
@@ -331,12 +425,32 @@ SCHEMAS: Final[dict[str, Any]] = {
         [],
         {
             "providers": {"type": "array", "items": {"type": "string"}},
+            "provider_ids": {
+                "type": "array",
+                "items": _ID,
+                "deprecated": True,
+                "description": "Compatibility alias: the original llm-proxy's way to name the "
+                "providers, by id (as GET /providers shows them); with `providers` naming "
+                "others: a 400.",
+            },
             "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
             "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 32},
             "timeout_secs": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
         },
     ),
     "Probe": _obj(["provider", "healthy", "results"], {}, False),
+    "OriginalProbe": _obj(
+        ["provider", "healthy", "results", "provider_id", "provider_key", "status", "models"],
+        {
+            "provider_id": {"type": "integer"},
+            "provider_key": {"type": "string"},
+            "status": {"type": "string", "enum": ["healthy", "unhealthy"]},
+            "models": {"type": "array"},
+            "avg_response_time_ms": _NULLABLE_INT,
+            "checked_at": {"type": "string"},
+        },
+        False,
+    ),
     "Check": _obj(["healthy", "providers"], {}, False),
 }
 
@@ -351,7 +465,16 @@ def _rows(kind: str, schema: str, what: str) -> dict[str, Any]:
     item = {
         "get": _op(f"One {what}", _ref(schema), params=[_id_param()]),
         "put": _op(
-            f"Replace a {what}", _ref(schema), body=_ref(f"{schema}Input"), params=[_id_param()]
+            f"Replace a {what}",
+            _ref(schema),
+            body={
+                "anyOf": [_ref(f"{schema}Input"), _ref(f"{schema}Patch")],
+                "description": "with `name` and our field names: the row replaced, omitted "
+                "fields back to their defaults. Compatibility: a body using one of the "
+                "original llm-proxy's field names, or without `name`, changes only the fields "
+                "given (its PUT), as PATCH does.",
+            },
+            params=[_id_param()],
         ),
         "patch": _op(
             f"Change a {what}'s fields",
@@ -395,8 +518,6 @@ _PAGE_PARAMS: Final = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
     _query("cursor", {"type": "string", "maxLength": 200}),
 ]
-_NULLABLE_NUM: Final = {"type": ["number", "null"]}
-_NULLABLE_INT: Final = {"type": ["integer", "null"]}
 _STEP: Final = _obj(
     [
         "t",
@@ -424,13 +545,107 @@ _STEP: Final = _obj(
         "cost_usd": {"type": "number"},
     },
 )
+_NULLABLE_BOOL: Final = {"type": ["boolean", "null"]}
+_ORIGINAL_REQUEST: Final = _obj(
+    ["id", "timestamp", "request_id", "status_code", "input_tokens", "output_tokens"],
+    {
+        "id": {"type": "integer"},
+        "timestamp": {"type": "string"},
+        "request_id": {"type": "string"},
+        "endpoint": _NULLABLE_STR,
+        "credential_name": _NULLABLE_STR,
+        "model_requested": _NULLABLE_STR,
+        "model_mapped": _NULLABLE_STR,
+        "provider_name": _NULLABLE_STR,
+        "provider_type": {"type": "null", "description": "not recorded here"},
+        "client_protocol": {"type": "null", "description": "not recorded here"},
+        "provider_protocol": {"type": "null", "description": "not recorded here"},
+        "is_streaming": _NULLABLE_BOOL,
+        "status_code": _NULLABLE_INT,
+        "input_tokens": {"type": "integer"},
+        "output_tokens": {"type": "integer"},
+        "total_tokens": {"type": "integer"},
+        "total_duration_ms": _NULLABLE_INT,
+        "ttft_ms": _NULLABLE_INT,
+        "error_category": _NULLABLE_STR,
+        "error_message": _NULLABLE_STR,
+        "client": _NULLABLE_STR,
+        "request_headers": {"type": "null", "description": "not recorded here"},
+        "request_body": _NULLABLE_STR,
+        "response_body": _NULLABLE_STR,
+    },
+)
+_ORIGINAL_ERROR: Final = _obj(
+    ["id", "timestamp", "error_category"],
+    {
+        "id": {"type": "integer"},
+        "timestamp": {"type": "string"},
+        "request_id": _NULLABLE_STR,
+        "error_category": {"type": "string", "description": "our outcome"},
+        "error_code": _NULLABLE_INT,
+        "error_message": _NULLABLE_STR,
+        "provider_name": _NULLABLE_STR,
+        **{
+            name: {"type": "null", "description": "not recorded here"}
+            for name in (
+                "credential_name",
+                "model_requested",
+                "model_mapped",
+                "endpoint",
+                "client_protocol",
+                "provider_protocol",
+                "is_streaming",
+                "total_duration_ms",
+                "request_body",
+                "provider_request_body",
+                "provider_request_headers",
+            )
+        },
+        "response_body": _NULLABLE_STR,
+    },
+)
+
+
+def _original_page(item: dict[str, Any]) -> dict[str, Any]:
+    return _obj(
+        ["items", "total", "page", "page_size", "total_pages"],
+        {
+            "items": {"type": "array", "items": item},
+            "total": {"type": "integer"},
+            "page": {"type": "integer"},
+            "page_size": {"type": "integer"},
+            "total_pages": {"type": "integer"},
+        },
+    )
+
+
+_COUNTS: Final = {"type": "object", "additionalProperties": {"type": "integer"}}
 LOG_SCHEMAS: Final[dict[str, Any]] = {
+    "OriginalRequestLog": _ORIGINAL_REQUEST,
+    "OriginalRequestLogPage": _original_page(_ORIGINAL_REQUEST),
+    "OriginalErrorLog": _ORIGINAL_ERROR,
+    "OriginalErrorLogPage": _original_page(_ORIGINAL_ERROR),
+    "OriginalLogStats": _obj(
+        ["total_requests", "total_errors", "error_rate"],
+        {
+            "total_requests": {"type": "integer"},
+            "total_errors": {"type": "integer"},
+            "error_rate": {"type": "number"},
+            "total_input_tokens": {"type": "integer"},
+            "total_output_tokens": {"type": "integer"},
+            "avg_duration_ms": _NULLABLE_NUM,
+            "avg_ttft_ms": _NULLABLE_NUM,
+            "requests_by_provider": _COUNTS,
+            "requests_by_model": _COUNTS,
+            "requests_by_status": _COUNTS,
+        },
+    ),
     "Stats": _obj(
         ["interval_secs", "window_secs", "config_version", "providers", "series"],
         {
             "interval_secs": {"type": "number"},
             "window_secs": {"type": "integer"},
-            "config_version": {"type": "string"},
+            "config_version": {"type": "integer"},
             "providers": {
                 "type": "array",
                 "items": _obj(
@@ -544,6 +759,109 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
             "total": {"$ref": "#/components/schemas/UsageSums"},
         },
     ),
+}
+
+
+_ORIGINAL_TIMES: Final = [_query("start_time", _TIME_PARAM), _query("end_time", _TIME_PARAM)]
+_TRUE_FALSE: Final = {"type": "string", "enum": ["true", "false"]}
+_PAGE: Final = [
+    _query("page", {"type": "integer", "minimum": 1, "maximum": 1_000_000}),
+    _query("page_size", {"type": "integer", "minimum": 1, "maximum": 200}),
+    _query("sort_order", {"type": "string", "enum": ["asc", "desc"]}),
+]
+# The original llm-proxy's paths where ours differ (`admin.original_logs`, `admin.probes`).
+_ORIGINAL_PATHS: Final = {
+    "/health/providers/{id}": {
+        "get": _compatible(
+            _op(
+                "Probe a provider's models (models: comma-separated)",
+                _ref("OriginalProbe"),
+                params=[
+                    _id_param(),
+                    _query("models", {"type": "string", "maxLength": 1000}),
+                    _query("timeout_secs", {"type": "number", "exclusiveMinimum": 0}),
+                ],
+            ),
+            "POST /providers/{id}/health",
+        )
+    },
+    "/logs": {
+        "get": _compatible(
+            _op(
+                "The request log, by page",
+                _ref("OriginalRequestLogPage"),
+                params=[
+                    *_PAGE,
+                    *_ORIGINAL_TIMES,
+                    *(
+                        _query(name, _TEXT_PARAM)
+                        for name in ("request_id", "provider_name", "model", "credential_name")
+                    ),
+                    _query("status_code", {"type": "integer", "minimum": 100, "maximum": 999}),
+                    _query("is_streaming", _TRUE_FALSE),
+                    _query("error_only", _TRUE_FALSE),
+                    _query(
+                        "sort_by",
+                        {
+                            "type": "string",
+                            "enum": [
+                                "timestamp",
+                                "status_code",
+                                "total_duration_ms",
+                                "input_tokens",
+                                "output_tokens",
+                                "total_tokens",
+                            ],
+                        },
+                    ),
+                ],
+            ),
+            "GET /logs/requests",
+        )
+    },
+    "/logs/stats": {
+        "get": _compatible(
+            _op(
+                "Request log sums",
+                _ref("OriginalLogStats"),
+                params=[
+                    *_ORIGINAL_TIMES,
+                    _query("provider_name", _TEXT_PARAM),
+                    _query("model", _TEXT_PARAM),
+                ],
+            ),
+            "GET /usage",
+        )
+    },
+    "/logs/{id}": {
+        "get": _compatible(
+            _op("One request, by row id", _ref("OriginalRequestLog"), params=[_id_param()]),
+            "GET /logs/requests/{request_id}",
+        )
+    },
+    "/error-logs": {
+        "get": _compatible(
+            _op(
+                "Failed upstream attempts, by page",
+                _ref("OriginalErrorLogPage"),
+                params=[
+                    *_PAGE,
+                    *_ORIGINAL_TIMES,
+                    *(
+                        _query(name, _TEXT_PARAM)
+                        for name in ("request_id", "provider_name", "error_category")
+                    ),
+                ],
+            ),
+            "GET /logs/errors",
+        )
+    },
+    "/error-logs/{id}": {
+        "get": _compatible(
+            _op("One failed attempt, by row id", _ref("OriginalErrorLog"), params=[_id_param()]),
+            "GET /logs/errors",
+        )
+    },
 }
 
 
@@ -692,6 +1010,7 @@ def document() -> dict[str, Any]:
             )
         },
         "/openapi.json": {"get": _op("This document", {"type": "object"}, secured=False)},
+        **_ORIGINAL_PATHS,
     }
     return {
         "openapi": "3.1.0",

@@ -22,19 +22,21 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from llm_proxy.admin.aliases import our_names, uses_original_names
 from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
 from llm_proxy.admin.tables import (
     CREDENTIALS,
     DEFAULTS,
     PROVIDERS,
     SECRET_PARAMS,
+    SHOWN_ONLY,
     Table,
     fields_of,
     new_master_key,
     param_of,
     view,
 )
-from llm_proxy.admin.views import provider_view, shown_proxy
+from llm_proxy.admin.views import mask, provider_view, shown_proxy
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import ADMIN_NAME, DSN, STATE
@@ -104,6 +106,7 @@ async def _write(
                 )
                 if table is PROVIDERS and action == "update":
                     await _keep_masked_params(conn, row_id, values)
+                    await _keep_masked_key(conn, row_id, values)
                 row = await _statement(conn, table, action, row_id, values)
                 try:
                     if table is PROVIDERS and row is not None:  # disabled ones too
@@ -197,6 +200,27 @@ def _row_id(request: web.Request) -> int:
     return row_id
 
 
+def _fields(
+    table: Table, body: dict[str, Any], row_id: int | None, *, partial: bool
+) -> dict[str, Any]:
+    """The body's fields, the original llm-proxy's names read as ours (`admin.aliases`), what
+    is only shown (`created_at`, ...) left out, checked against `table`."""
+    data = our_names(table.name, body, row_id)
+    return fields_of(table, {k: v for k, v in data.items() if k not in SHOWN_ONLY}, partial=partial)
+
+
+async def _keep_masked_key(
+    conn: asyncpg.Connection, row_id: int | None, values: dict[str, Any]
+) -> None:
+    """A provider's `api_key` sent back as the API shows it (masked) keeps the stored key."""
+    sent = values.get("api_key")
+    if sent is None or row_id is None:
+        return
+    stored = await conn.fetchval("SELECT api_key FROM providers WHERE id = $1", row_id)
+    if isinstance(stored, str) and sent != stored and sent == mask(stored):
+        values["api_key"] = stored
+
+
 # Handlers
 
 
@@ -244,7 +268,7 @@ async def get_row(request: web.Request) -> web.Response:
 
 async def create_row(request: web.Request) -> web.Response:
     table = _table(request)
-    values = fields_of(table, await body_of(request), partial=False)
+    values = _fields(table, await body_of(request), None, partial=False)
     key = None
     if table is CREDENTIALS:
         key = values.get("key") or new_master_key()
@@ -259,32 +283,40 @@ async def create_row(request: web.Request) -> web.Response:
 
 async def replace_row(request: web.Request) -> web.Response:
     """`PUT`: every field as given, omitted ones back to their defaults (a write-only secret
-    omitted is kept)."""
-    table = _table(request)
-    values = {**DEFAULTS[table.name], **fields_of(table, await body_of(request), partial=False)}
-    row, version = await _write(request, table, "update", _row_id(request), values)
+    omitted is kept). A body in the original llm-proxy's shape (one of its field names, or no
+    `name`: its PUT had none for providers) is read as it read it: only the fields given
+    change, as with PATCH."""
+    table, row_id = _table(request), _row_id(request)
+    body = await body_of(request)
+    if uses_original_names(table.name, body) or "name" not in body:
+        values = _fields(table, body, row_id, partial=True)
+        if not values:
+            raise bad_param("", "Nothing to change: the body names no field.")
+    else:
+        values = {**DEFAULTS[table.name], **_fields(table, body, row_id, partial=False)}
+    row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
 
 
 async def update_row(request: web.Request) -> web.Response:
     """`PATCH`: the fields given, nothing else."""
-    table = _table(request)
-    values = fields_of(table, await body_of(request), partial=True)
+    table, row_id = _table(request), _row_id(request)
+    values = _fields(table, await body_of(request), row_id, partial=True)
     if not values:
         raise bad_param("", "Nothing to change: the body names no field.")
-    row, version = await _write(request, table, "update", _row_id(request), values)
+    row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
 
 
 async def set_status(request: web.Request) -> web.Response:
-    """`PATCH .../status {"enabled": bool}`."""
-    table = _table(request)
-    data = await body_of(request)
+    """`PATCH .../status {"enabled": bool}` (or the original's `is_enabled`)."""
+    table, row_id = _table(request), _row_id(request)
+    data = our_names(table.name, await body_of(request), row_id)
     if set(data) != {"enabled"} or not isinstance(data["enabled"], bool):
         raise bad_param("enabled", 'The body must be {"enabled": true} or {"enabled": false}.')
-    row, version = await _write(request, table, "update", _row_id(request), data)
+    row, version = await _write(request, table, "update", row_id, data)
     assert row is not None
     return json_response({**view(table, row), "config_version": version})
 
@@ -296,16 +328,19 @@ async def delete_row(request: web.Request) -> web.Response:
 
 
 async def rotate(request: web.Request) -> web.Response:
-    """`POST /credentials/{id}/rotate` (`{"key": ...}` optional): a new key, shown once; the
-    old one stops working as soon as the answer comes."""
-    data = await body_of(request)
+    """`POST /credentials/{id}/rotate` (`{"key": ...}` optional, or the original's
+    `credential_key`): a new key, shown once; the old one stops working as soon as the answer
+    comes."""
+    row_id = _row_id(request)
+    data = our_names(CREDENTIALS.name, await body_of(request), row_id)
     unknown = set(data) - {"key"}
     if unknown:
         raise bad_param(sorted(unknown)[0], "Only `key` may be given to rotate.")
     key = data.get("key") or new_master_key()
     if not isinstance(key, str):
         raise bad_param("key", "`key` must be a string.")
-    row, version = await _write(request, CREDENTIALS, "update", _row_id(request), {"key": key})
+    fields_of(CREDENTIALS, {"key": key}, partial=True)  # its length, as on a create
+    row, version = await _write(request, CREDENTIALS, "update", row_id, {"key": key})
     assert row is not None
     return json_response({**view(CREDENTIALS, row), "key": key, "config_version": version})
 

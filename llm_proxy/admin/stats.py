@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from llm_proxy.admin.http import int_param, json_response
+from llm_proxy.admin.http import int_param, json_response, version_number
 from llm_proxy.errors import bad_param
 from llm_proxy.keys import HEALTH, STATE
 from llm_proxy.keys import STATS as STATS_KEY
@@ -30,7 +30,7 @@ async def stats(request: web.Request) -> web.Response:
         {
             "interval_secs": STATS_INTERVAL,
             "window_secs": window,
-            "config_version": snapshot.version,
+            "config_version": version_number(snapshot.version),
             "providers": [
                 {
                     "name": p.name,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
+from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import ANTHROPIC_API_BASE
 from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import bad_param
@@ -69,6 +70,9 @@ CREDENTIALS: Final = Table(
     },
     frozenset({"name"}),
 )
+# What the API shows of a row but never takes: accepted in a body and left out, so that a row
+# read, edited and written back is taken as it was shown.
+SHOWN_ONLY: Final = frozenset({"created_at", "updated_at", "key_prefix", "config_version"})
 # On PUT, what an omitted field becomes (a write-only secret is kept instead).
 DEFAULTS: Final[dict[str, dict[str, Any]]] = {
     "providers": {
@@ -178,6 +182,9 @@ def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str,
             raise bad_param(name, f"`{name}` has the wrong type ({type(value).__name__}).")
         if isinstance(value, int) and not isinstance(value, bool):
             _in_column_range(name, field, value)
+        if table is CREDENTIALS and name == "key" and (short := short_key_problem(value)):
+            # The database refuses it too; this says why and how to make one.
+            raise bad_param(name, f"`key` {short}.")
         if name == "allowed_models" and not all(isinstance(m, str) for m in value):
             raise bad_param(name, "`allowed_models` must be a list of strings.")
         if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:

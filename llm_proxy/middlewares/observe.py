@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from llm_proxy.keys import LIFECYCLE, METRICS, SINKS, STATE, STORE
+from llm_proxy.keys import ADMIN_NAME, LIFECYCLE, METRICS, SINKS, STATE, STORE
 from llm_proxy.observe import log as access_log
 from llm_proxy.observe.clients import client_label
 from llm_proxy.observe.records import RequestRecord, Sinks
@@ -69,7 +69,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - start
         resource = request.match_info.route.resource
         endpoint = resource.canonical if resource is not None else "other"
-        key = state.api_key.name if state.api_key is not None else ANONYMOUS
+        key = _key_name(request, state)
         client = client_label(request.headers.get("User-Agent"))
         method = request.method
         app[METRICS].request_done(
@@ -102,6 +102,16 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             sinks = app[SINKS]
             if sinks and not endpoint.startswith(_UNLOGGED):
                 _submit(sinks, state, request, key, client, status, elapsed)
+
+
+def _key_name(request: web.Request, state: RequestState) -> str:
+    """Who made the request, by name (never a secret): its master key, else the admin key the
+    admin guard matched (`admin:<name>`, as the config history names its changes), else
+    `anonymous`."""
+    if state.api_key is not None:
+        return state.api_key.name
+    admin = request.get(ADMIN_NAME)
+    return f"admin:{admin}" if admin is not None else ANONYMOUS
 
 
 def _refused(request: web.Request, state: RequestState, client: str, now: float) -> None:

@@ -225,3 +225,45 @@ async def test_an_unreachable_log_database_is_503(
     )
     status, body = await get(http, url + "/admin/v1/logs/requests")
     assert status == 503 and body["error"]["code"] == "request_log_unavailable"
+
+
+async def test_the_originals_log_paths_and_shapes(logged: str, http: aiohttp.ClientSession) -> None:
+    """`/logs`, `/logs/stats`, `/logs/{id}`, `/error-logs`, `/error-logs/{id}`: the original
+    llm-proxy's paths, parameters and answers, from our log."""
+    base = logged + "/admin/v1"
+    status, page = await get(http, base + "/logs", page_size="3")
+    assert status == 200, page
+    assert (page["total"], page["page"], page["page_size"], page["total_pages"]) == (7, 1, 3, 3)
+    first = page["items"][0]
+    assert (first["model_requested"], first["status_code"]) == ("nope", 404)
+    assert first["credential_name"] == "team-b" and first["endpoint"] == "/v1/chat/completions"
+    assert first["error_category"] == "model_not_found" and first["timestamp"].endswith("Z")
+    _, last = await get(http, base + "/logs", page_size="3", page="3")
+    assert len(last["items"]) == 1
+    _, oldest = await get(http, base + "/logs", sort_order="asc", page_size="1")
+    assert oldest["items"][0]["credential_name"] == "team-a"
+    _, a = await get(http, base + "/logs", credential_name="team-a", model="m1")
+    assert a["total"] == 3 and {i["input_tokens"] > 0 for i in a["items"]} == {True}
+    _, failed = await get(http, base + "/logs", error_only="true")
+    assert [i["status_code"] for i in failed["items"]] == [404]
+    _, by_status = await get(http, base + "/logs", status_code="200", provider_name="up")
+    assert by_status["total"] == 6
+    status, detail = await get(http, base + f"/logs/{first['id']}")
+    assert status == 200 and detail["id"] == first["id"] and "response_body" in detail
+    status, body = await get(http, base + "/logs/999999")
+    assert status == 404
+    status, stats = await get(http, base + "/logs/stats")
+    assert status == 200, stats
+    assert (stats["total_requests"], stats["total_errors"]) == (7, 1)
+    assert stats["requests_by_model"]["m1"] == 4 and stats["requests_by_status"]["404"] == 1
+    assert stats["total_input_tokens"] > 0 and stats["avg_duration_ms"] > 0
+    _, m2 = await get(http, base + "/logs/stats", model="m2")
+    assert m2["total_requests"] == 2 and m2["error_rate"] == 0.0
+    status, errors = await get(http, base + "/error-logs")
+    assert status == 200 and errors["total"] >= 1
+    attempt = errors["items"][0]
+    assert attempt["provider_name"] == "down" and attempt["error_category"]
+    status, one = await get(http, base + f"/error-logs/{attempt['id']}")
+    assert status == 200 and one["id"] == attempt["id"] and "response_body" in one
+    status, body = await get(http, base + "/logs", page_size="201")
+    assert status == 400 and body["error"]["param"] == "page_size"

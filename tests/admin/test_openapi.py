@@ -36,13 +36,51 @@ def test_every_admin_route_is_documented() -> None:
     assert served == documented, served ^ documented
 
 
+def test_every_compatibility_alias_is_documented_as_one() -> None:
+    """The original llm-proxy's field names (`admin.aliases.ALIASES`) are properties of the
+    input schemas, and its paths operations, each marked deprecated with what it stands for."""
+    from llm_proxy.admin.aliases import ALIASES
+    from llm_proxy.admin.openapi import SCHEMAS, document
+
+    for table, schemas in (
+        ("providers", ("ProviderInput", "ProviderPatch")),
+        ("credentials", ("CredentialInput", "CredentialPatch")),
+    ):
+        for schema in schemas:
+            properties = SCHEMAS[schema]["properties"]
+            for alias in ALIASES[table]:
+                assert properties[alias]["deprecated"] is True, (schema, alias)
+                assert "original llm-proxy" in properties[alias]["description"]
+    assert SCHEMAS["Status"]["properties"]["is_enabled"]["deprecated"] is True
+    assert SCHEMAS["Rotate"]["properties"]["credential_key"]["deprecated"] is True
+    assert SCHEMAS["CheckOptions"]["properties"]["provider_ids"]["deprecated"] is True
+    assert SCHEMAS["ConfigVersion"]["properties"]["version"]["type"] == "integer"
+    paths = document()["paths"]
+    for path in (
+        "/logs",
+        "/logs/stats",
+        "/logs/{id}",
+        "/error-logs",
+        "/error-logs/{id}",
+        "/health/providers/{id}",
+    ):
+        operation = paths[path]["get"]
+        assert operation["deprecated"] is True
+        assert "ours:" in operation["x-compatibility"]
+
+
 def test_the_provider_schemas_list_every_type_and_setting() -> None:
     from llm_proxy.admin.openapi import SCHEMAS
     from llm_proxy.config.providers import AUTH_MODES, PROVIDER_TYPES
     from llm_proxy.config.sections import PROVIDER_KEYS
 
     provider_input = SCHEMAS["ProviderInput"]
-    assert provider_input["required"] == ["name"]  # api_base: not for anthropic
+    # api_base: not for anthropic; the name, or the original llm-proxy's provider_key or id
+    assert provider_input["anyOf"] == [
+        {"required": ["name"]},
+        {"required": ["provider_key"]},
+        {"required": ["id"]},
+    ]
     assert provider_input["properties"]["provider_type"]["enum"] == list(PROVIDER_TYPES)
     assert SCHEMAS["Provider"]["properties"]["provider_type"]["enum"] == list(PROVIDER_TYPES)
     params = provider_input["properties"]["params"]

@@ -277,7 +277,7 @@ async def test_master_key_replace_delete_and_database_reload(
     finally:
         await sql.close()
     status, reloaded = await call(http, "POST", admin + "/config/reload")
-    assert (status, reloaded) == (200, {"version": version, "served": True})
+    assert (status, reloaded) == (200, {"version": int(version), "served": True})
     assert await chat_status(http, url, "m", "sk-psql-0123456") in (200, 404)  # authenticated
 
 
