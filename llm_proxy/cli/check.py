@@ -1,6 +1,7 @@
 """What `serve` checks before it listens (or touches the database), and `check-config`, which
 makes the same checks without serving and prints a summary that never shows a secret.
 
+`load_startup_env()` runs before every command (the working directory's `.env`).
 `plan_for()` is shared by both, so that they accept exactly the same arguments and environment;
 `load_file()` reads a YAML config file for `serve`, `check-config` and `import-config` alike,
 saying on standard error why it cannot.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_proxy.config.dotenv import DotenvError, load_into_environment
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import Config
 from llm_proxy.config.providers import redact_url
@@ -24,12 +26,30 @@ if TYPE_CHECKING:
     from llm_proxy.observe.langfuse import LangfuseSettings
 
 
+def load_startup_env() -> bool:
+    """Load the working directory's `.env` into the process environment, below the variables
+    already set (`config/dotenv.py`); every command does this first, as the original did for
+    every variable. Prints why not (file and line, never a value) and returns False when the
+    file cannot be read."""
+    try:
+        load_into_environment()
+    except DotenvError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    except OSError as exc:
+        print(f"error: cannot read .env: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def load_file(path_arg: str | None) -> tuple[Path, Config] | None:
     path = resolve_config_path(path_arg, os.environ)
     try:
         return path, load_config_file(path)
     except FileNotFoundError:
         print(f"error: config file not found: {path}", file=sys.stderr)
+    except DotenvError as exc:  # the .env beside the file
+        print(f"error: {exc}", file=sys.stderr)
     except ConfigError as exc:
         print(f"error: invalid config {path}:", file=sys.stderr)
         for issue in exc.issues:
@@ -85,14 +105,14 @@ def _settings_plan(path_arg: str | None, db_url: str | None) -> Plan | None:
 
 def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | None:
     """In database mode the file (optional) holds settings only; rows hold providers/keys."""
-    from llm_proxy.config.yaml_file import apply_env_overrides, read_dotenv
+    from llm_proxy.config.yaml_file import apply_env_overrides
 
     explicit = path_arg or os.environ.get("CONFIG_PATH")
     path = resolve_config_path(path_arg, os.environ)
     if not explicit and not path.exists():
-        env = {**read_dotenv(Path.cwd()), **os.environ}
+        # The working directory's .env is in os.environ already (`load_startup_env`).
         try:
-            return None, apply_env_overrides(Config(), env)
+            return None, apply_env_overrides(Config(), os.environ)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return None

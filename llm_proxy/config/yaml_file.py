@@ -1,8 +1,9 @@
 """YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
 
 Precedence for `PORT`, `METRICS_PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH`,
-`ADMIN_KEY` and `CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is
-read from beside the config file (and from the working directory, for `CONFIG_PATH` itself).
+`ADMIN_KEY` and `CONFIG_PATH`: process environment > `.env` files > YAML. The working
+directory's `.env` is loaded into the process environment when a command starts
+(`config/dotenv.py`); the `.env` beside the config file is read with the file, below it.
 
 Every problem of a file is reported at once: unset variables, invalid values and invalid
 environment overrides, each with its location.
@@ -22,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from llm_proxy.config.checker import Interpolated, header_safe, parse_bool
+from llm_proxy.config.dotenv import read_dotenv
 from llm_proxy.config.issues import ConfigError, Issue, Path
 from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import Config
@@ -31,50 +33,25 @@ DEFAULT_CONFIG_PATH: Final = "config.yaml"
 _VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
-def parse_dotenv(text: str) -> dict[str, str]:
-    """`KEY=VALUE` lines; `export ` prefixes, `#` comments and surrounding quotes allowed."""
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
-
-
-def read_dotenv(directory: FsPath) -> dict[str, str]:
-    try:
-        return parse_dotenv((directory / ".env").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-
-
 def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> FsPath:
-    """--config > $CONFIG_PATH > CONFIG_PATH in ./.env > config.yaml."""
+    """--config > $CONFIG_PATH > config.yaml. (The command line has loaded the working
+    directory's `.env` into the environment, so its CONFIG_PATH counts as $CONFIG_PATH.)"""
     if cli_value:
         return FsPath(cli_value)
-    if environ.get("CONFIG_PATH"):
-        return FsPath(environ["CONFIG_PATH"])
-    return FsPath(read_dotenv(FsPath.cwd()).get("CONFIG_PATH") or DEFAULT_CONFIG_PATH)
+    return FsPath(environ.get("CONFIG_PATH") or DEFAULT_CONFIG_PATH)
 
 
 def load_config_file(path: FsPath, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate, validate. Raises ConfigError (with lines) or OSError."""
+    """Read, interpolate, validate. Raises ConfigError (with lines) or OSError.
+
+    Variables come from `environ` (default: the process environment, which includes the
+    working directory's `.env` loaded at startup), then from the `.env` beside the file: when
+    both `.env` files name a variable, the working directory's wins."""
     if environ is None:
         environ = os.environ
     text = path.read_text(encoding="utf-8")
-    env = {**read_dotenv(path.parent), **environ}
-    return load_config_text(text, env)
+    beside = read_dotenv(path.parent, environ)  # DotenvError is a ConfigError
+    return load_config_text(text, {**beside, **environ})
 
 
 def load_config_text(text: str, env: Mapping[str, str]) -> Config:
