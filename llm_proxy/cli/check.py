@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from llm_proxy.config.dotenv import DotenvError, load_into_environment
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.lockout import locked_warning
 from llm_proxy.config.model import Config
 from llm_proxy.config.providers import redact_url
 from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
@@ -175,7 +176,8 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
             file=sys.stderr,
         )
         return 1
-    print(summarize(f"{name} + database {where} (config version {fetched.version})", config))
+    source = f"{name} + database {where} (config version {fetched.version})"
+    print(summarize(source, config, database=True))
     return 0
 
 
@@ -195,9 +197,10 @@ def summarize_settings(config: Config) -> str:
     return "\n".join(lines)
 
 
-def summarize(source: str, config: Config) -> str:
+def summarize(source: str, config: Config, *, database: bool = False) -> str:
     """A human summary that never shows a secret: keys appear by name only, URLs without
-    their `user:password@`."""
+    their `user:password@`. `database`: the keys came from a database (the fix a locked proxy
+    is told)."""
     from llm_proxy.admin.views import shown_query
 
     lines = [f"{source}: OK", summarize_settings(config)]
@@ -237,11 +240,9 @@ def summarize(source: str, config: Config) -> str:
                 extra.append("shared objects")
             names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
         lines.append(f"master keys ({len(names)}): {', '.join(names)}")
-    if config.require_auth and not any(k.enabled for k in config.master_keys):
-        lines.append(
-            "master keys: none enabled: every /v1 request will be refused (401) until a key is "
-            "added (set require_auth: false to serve without authentication)"
-        )
+    locked = locked_warning(config, database=database)
+    if locked is not None:
+        lines.append(locked)
     if config.provider_suffix:
         lines.append(f"provider suffix: {config.provider_suffix}/")
     return "\n".join(lines)
