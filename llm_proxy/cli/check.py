@@ -20,6 +20,7 @@ from llm_proxy.config.dotenv import DotenvError, load_into_environment
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.lockout import locked_warning
 from llm_proxy.config.model import Config
+from llm_proxy.config.original_env import ignored_variables_line
 from llm_proxy.config.providers import redact_url
 from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
 
@@ -136,6 +137,9 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
     plan = plan_for(path_arg, db_url)
     if plan is None:
         return 1
+    ignored = ignored_variables_line(os.environ)
+    if ignored is not None:
+        print(f"warning: {ignored}", file=sys.stderr)
     if plan.dsn is None:
         assert plan.path is not None
         print(summarize(str(plan.path), plan.config))

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from llm_proxy.config.dotenv import DotenvError, load_into_environment, parse_dotenv, read_dotenv
 from llm_proxy.config.issues import ConfigError
-from llm_proxy.config.yaml_file import load_config_file
+from llm_proxy.config.model import Config
+from llm_proxy.config.original_env import ignored_variables, ignored_variables_line
+from llm_proxy.config.yaml_file import apply_env_overrides, load_config_file
 
 SECRET = "sk-very-secret-value"
 
@@ -141,3 +143,38 @@ def test_a_bad_line_beside_the_config_is_a_config_error(tmp_path: Path) -> None:
         str(exc.value) == f"{tmp_path / '.env'} line 2: expected NAME=value (no `=` on this line)"
     )
     assert SECRET not in " ".join(str(i) for i in exc.value.issues)
+
+
+def test_the_original_timeout_variables_are_read() -> None:
+    config = apply_env_overrides(
+        Config(require_auth=False), {"REQUEST_TIMEOUT_SECS": "300", "TTFT_TIMEOUT_SECS": "30"}
+    )
+    assert (config.timeouts.request_timeout_secs, config.timeouts.ttft_timeout_secs) == (300, 30)
+    assert config.timeouts.connect_timeout_secs == Config().timeouts.connect_timeout_secs
+    for bad in ("0", "-1", "soon", "inf", "nan"):
+        with pytest.raises(ConfigError) as exc:
+            apply_env_overrides(Config(require_auth=False), {"REQUEST_TIMEOUT_SECS": bad})
+        assert str(exc.value) == "REQUEST_TIMEOUT_SECS (env): must be a positive number of seconds"
+
+
+def test_variables_only_the_original_read_are_named_never_their_values() -> None:
+    environ = {
+        "MAX_TOKENS_LIMIT": "4096",
+        "ADAPTIVE_ROUTING_ENABLED": "true",
+        "ADAPTIVE_429_THRESHOLD": "3",
+        "JSONL_LOG_PATH": "/var/log/secret-path.jsonl",
+        "DB_URL": "postgresql://db/x",
+        "HOME": "/root",
+    }
+    assert list(ignored_variables(environ)) == [
+        "ADAPTIVE_429_THRESHOLD",
+        "ADAPTIVE_ROUTING_ENABLED",
+        "JSONL_LOG_PATH",
+        "MAX_TOKENS_LIMIT",
+    ]
+    line = ignored_variables_line(environ)
+    assert line is not None and "\n" not in line
+    assert "ADAPTIVE_429_THRESHOLD, ADAPTIVE_ROUTING_ENABLED (use circuit_breaker" in line
+    assert "JSONL_LOG_PATH (use request_log.jsonl_path)" in line
+    assert "secret-path" not in line and "DB_URL" not in line
+    assert ignored_variables_line({"DB_URL": "x"}) is None

@@ -59,6 +59,7 @@ async def test_serve_reads_the_working_directory_env_below_the_process_environme
         "PORT=1\n"  # the process environment's PORT wins
         "HOST=127.0.0.1\n"
         f"ADMIN_KEY={ADMIN_KEY}\n"
+        "ADAPTIVE_ROUTING_ENABLED=true\n"  # the original's, not read here: named at startup
     )
     (confdir / ".env").write_text("UPSTREAM_KEY=sk-upstream-0123\nREQUIRE_AUTH=true\n")
     proc = await asyncio.create_subprocess_exec(
@@ -93,8 +94,10 @@ async def test_serve_reads_the_working_directory_env_below_the_process_environme
         await asyncio.wait_for(reader, 5)
     lines = [line for line in served.lines if line.strip()]
     assert lines, "serve logged nothing"
-    events = [json.loads(line)["event"] for line in lines]  # LOG_FORMAT=json took effect
-    assert "starting" in events
+    events = [json.loads(line) for line in lines]  # LOG_FORMAT=json took effect
+    assert "starting" in [e["event"] for e in events]
+    (ignored,) = [e for e in events if e["event"] == "original_variables_ignored"]
+    assert list(ignored["variables"]) == ["ADAPTIVE_ROUTING_ENABLED"]
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -109,11 +112,17 @@ def test_check_config_reads_config_path_and_variables_from_the_working_directory
     tmp_path: Path,
 ) -> None:
     workdir, confdir = layout(tmp_path)
-    (workdir / ".env").write_text(f"CONFIG_PATH={confdir / 'config.yaml'}\nPORT=18123\n")
+    (workdir / ".env").write_text(
+        f"CONFIG_PATH={confdir / 'config.yaml'}\nPORT=18123\nMAX_TOKENS_LIMIT=4096\n"
+    )
     (confdir / ".env").write_text("UPSTREAM_KEY=sk-upstream-0123\nPORT=18999\n")
     done = run("check-config", cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert "listen: 0.0.0.0:18123" in done.stdout
+    assert done.stderr == (
+        "warning: variables of the original llm-proxy not read here: MAX_TOKENS_LIMIT "
+        "(use a provider's max_output_tokens: a cap, with no minimum)\n"
+    )
     done = run("check-config", cwd=workdir, PORT="18555")
     assert "listen: 0.0.0.0:18555" in done.stdout
 
