@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -133,15 +134,42 @@ def read_dotenv(directory: Path, environ: Mapping[str, str] | None = None) -> di
     return parse_dotenv(text, str(path), environ)
 
 
+@dataclass(slots=True)
+class _Loaded:
+    """What `load_into_environment` did to the process environment: a fact about the process,
+    like `os.environ` itself, kept so that a reload can tell the variables the process was
+    given from those it took from the file."""
+
+    directory: Path | None = None
+    names: frozenset[str] = frozenset()
+
+
+_LOADED: Final = _Loaded()
+
+
 def load_into_environment(
     directory: Path | None = None, environ: MutableMapping[str, str] | None = None
 ) -> list[str]:
     """Set each variable of `directory/.env` (default: the working directory) that `environ`
     (default: `os.environ`) does not have yet: the process environment wins, as with
     python-dotenv's `load_dotenv()`. Returns the names set. Raises DotenvError or OSError."""
+    into_process = environ is None
     environ = os.environ if environ is None else environ
-    found = read_dotenv(Path.cwd() if directory is None else directory, environ)
+    directory = (Path.cwd() if directory is None else directory).absolute()
+    found = read_dotenv(directory, environ)
     added = [name for name in found if name not in environ]
     for name in added:
         environ[name] = found[name]
+    if into_process:
+        _LOADED.directory, _LOADED.names = directory, frozenset(added)
     return added
+
+
+def current_environment() -> dict[str, str]:
+    """The process environment with the working directory's `.env` read again, for a reload:
+    the variables that came from it take the file's current values (or are gone with their
+    line); the variables the process was given still win. Raises DotenvError or OSError."""
+    given = {k: v for k, v in os.environ.items() if k not in _LOADED.names}
+    if _LOADED.directory is None:
+        return given
+    return {**read_dotenv(_LOADED.directory, given), **given}

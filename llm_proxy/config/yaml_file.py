@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path as FsPath
@@ -25,7 +24,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from llm_proxy.config.checker import MAX_NUMBER, Interpolated, header_safe, parse_bool
-from llm_proxy.config.dotenv import read_dotenv
+from llm_proxy.config.dotenv import current_environment, read_dotenv
 from llm_proxy.config.issues import ConfigError, Issue, Path
 from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import Config
@@ -46,12 +45,13 @@ def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> Fs
 def load_config_file(path: FsPath, environ: Mapping[str, str] | None = None) -> Config:
     """Read, interpolate, validate. Raises ConfigError (with lines) or OSError.
 
-    Variables come from `environ` (default: the process environment, which includes the
-    working directory's `.env` loaded at startup), then from the `.env` beside the file: when
-    both `.env` files name a variable, the working directory's wins."""
-    if environ is None:
-        environ = os.environ
+    Variables come from `environ` (default: the process environment, with the working
+    directory's `.env` as it is now: loaded at startup, read again here so that a reload sees
+    an edit to it), then from the `.env` beside the file: when both `.env` files name a
+    variable, the working directory's wins."""
     text = path.read_text(encoding="utf-8")
+    if environ is None:
+        environ = current_environment()
     beside = read_dotenv(path.parent, environ)  # DotenvError is a ConfigError
     return load_config_text(text, {**beside, **environ})
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.helpers.processes import Served, wait_for_health
 
 CONFIG = """\
@@ -152,3 +152,68 @@ def test_a_malformed_line_beside_the_config_names_that_file(tmp_path: Path) -> N
     assert done.returncode == 1
     assert f"{confdir / '.env'} line 1: the ' that opens the value is not closed" in done.stderr
     assert "sk-unterminated" not in done.stderr
+
+
+async def test_sighup_sees_an_edit_of_the_working_directory_env(tmp_path: Path) -> None:
+    """The common layout (config and `.env` in the working directory): the `.env` loaded at
+    startup is read again on SIGHUP, like the config, instead of its startup values winning
+    over the edit; a variable the process was given still wins."""
+    port = free_port()
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    (tmp_path / ".env").write_text(
+        f"UPSTREAM_KEY=sk-upstream-0123\nREQUIRE_AUTH=true\nADMIN_KEY={ADMIN_KEY}\n"
+        "LOG_FORMAT=json\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "llm_proxy", "serve", "--host", "127.0.0.1",
+        cwd=tmp_path, env=clean_environment(PORT=str(port)),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    served = Served(f"http://127.0.0.1:{port}", port, proc, tmp_path / "config.yaml")
+
+    async def collect() -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            served.lines.append(line)
+
+    reader = asyncio.create_task(collect())
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    try:
+        await wait_for_health(served)
+        async with aiohttp.ClientSession() as http:
+
+            async def required() -> bool:
+                async with http.get(served.url + "/health/detailed", headers=admin) as resp:
+                    return bool((await resp.json())["auth"]["required"])
+
+            assert await required() is True
+            # PORT=1 in the file: the process was given PORT, which still wins (no restart
+            # happens, but the reload must not refuse or move anything).
+            (tmp_path / ".env").write_text(
+                f"UPSTREAM_KEY=sk-upstream-0123\nREQUIRE_AUTH=false\nADMIN_KEY={ADMIN_KEY}\n"
+                "PORT=1\n"
+            )
+            proc.send_signal(signal.SIGHUP)
+
+            async def not_required() -> bool:
+                return not await required()
+
+            await eventually(not_required, timeout=10, what="REQUIRE_AUTH=false after SIGHUP")
+            # A bad line now: the reload is refused naming file and line; the old config serves.
+            (tmp_path / ".env").write_text("UPSTREAM_KEY='sk-upstream-0123\n")
+            proc.send_signal(signal.SIGHUP)
+            await eventually(
+                lambda: b"config_reload_rejected" in served.log, what="the reload rejected"
+            )
+            assert await required() is False
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        await asyncio.wait_for(reader, 5)
+    (rejected,) = [json.loads(line) for line in served.lines if b"config_reload_rejected" in line]
+    assert rejected["errors"] == [
+        f"(top level) ({tmp_path / '.env'} line 1): the ' that opens the value is not closed "
+        "on this line"
+    ]
+    assert b"sk-upstream-0123" not in served.log
