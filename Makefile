@@ -57,14 +57,16 @@ venv: $(STAMP)  ## .venv with llm-proxy and what serving needs
 venv-test: $(TEST_STAMP)  ## the same plus the test extra (pytest, the openai SDK, ruff, mypy, ...)
 
 # `serve` switches to database mode whenever DB_URL is set, and database mode refuses a file
-# with providers: `run` is the file, always (a DB_URL exported for other work is ignored).
+# with providers: `run` is the file, always (a DB_URL exported for other work is ignored; set
+# empty, not unset, so that a DB_URL in ./.env, loaded below the environment, is ignored too).
 run: $(STAMP)  ## the proxy on $(CONFIG) (port 18000), YAML mode even when DB_URL is set
-	env -u DB_URL $(BIN)/llm-proxy serve --config $(CONFIG)
+	DB_URL= $(BIN)/llm-proxy serve --config $(CONFIG)
 
 # Database mode: providers and keys from $DB_URL; settings (listen address, timeouts) from the
 # environment, or from DB_CONFIG, a file without providers and master_keys.
 run-db: $(STAMP)  ## the proxy in database mode (needs DB_URL; optional DB_CONFIG=settings.yaml)
-	@test -n "$$DB_URL" || { echo "run-db: set DB_URL (see README, Database mode)" >&2; exit 2; }
+	@test -n "$$DB_URL" || grep -qE '^[[:space:]]*(export[[:space:]]+)?DB_URL[[:space:]]*=[[:space:]]*[^[:space:]#]' .env 2>/dev/null \
+		|| { echo "run-db: set DB_URL, in the environment or ./.env (see README, Database mode)" >&2; exit 2; }
 	$(BIN)/llm-proxy serve $(if $(DB_CONFIG),--config $(DB_CONFIG))
 
 # PORT is taken from the command line only: a PORT exported for the proxy must not move the
@@ -73,7 +75,7 @@ mock: $(STAMP)  ## a fake OpenAI API on 127.0.0.1:18001 (PORT=... for another), 
 	$(BIN)/llm-proxy mock-upstream $(if $(filter command line,$(origin PORT)),--port $(PORT))
 
 check-config: $(STAMP)  ## check $(CONFIG) as `make run` serves it (YAML mode)
-	env -u DB_URL $(BIN)/llm-proxy check-config $(CONFIG)
+	DB_URL= $(BIN)/llm-proxy check-config $(CONFIG)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check llm_proxy tests

@@ -24,6 +24,10 @@ _DESCRIPTION: Final = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from llm_proxy.cli.check import load_startup_env
+
+    if not load_startup_env():  # ./.env, for every command and every variable
+        return 2
     if args.command == "serve":
         from llm_proxy.cli.serve import serve
 

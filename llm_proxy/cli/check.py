@@ -1,6 +1,7 @@
 """What `serve` checks before it listens (or touches the database), and `check-config`, which
 makes the same checks without serving and prints a summary that never shows a secret.
 
+`load_startup_env()` runs before every command (the working directory's `.env`).
 `plan_for()` is shared by both, so that they accept exactly the same arguments and environment;
 `load_file()` reads a YAML config file for `serve`, `check-config` and `import-config` alike,
 saying on standard error why it cannot.
@@ -15,13 +16,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_proxy.config.dotenv import DotenvError, load_into_environment
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.lockout import locked_warning
 from llm_proxy.config.model import Config
+from llm_proxy.config.original_env import ignored_variables_line
 from llm_proxy.config.providers import redact_url
 from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
 
 if TYPE_CHECKING:
     from llm_proxy.observe.langfuse import LangfuseSettings
+
+
+def load_startup_env() -> bool:
+    """Load the working directory's `.env` into the process environment, below the variables
+    already set (`config/dotenv.py`); every command does this first, as the original did for
+    every variable. Prints why not (file and line, never a value) and returns False when the
+    file cannot be read."""
+    try:
+        load_into_environment()
+    except DotenvError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    except OSError as exc:
+        print(f"error: cannot read .env: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def load_file(path_arg: str | None) -> tuple[Path, Config] | None:
@@ -30,6 +50,8 @@ def load_file(path_arg: str | None) -> tuple[Path, Config] | None:
         return path, load_config_file(path)
     except FileNotFoundError:
         print(f"error: config file not found: {path}", file=sys.stderr)
+    except DotenvError as exc:  # the .env beside the file
+        print(f"error: {exc}", file=sys.stderr)
     except ConfigError as exc:
         print(f"error: invalid config {path}:", file=sys.stderr)
         for issue in exc.issues:
@@ -85,14 +107,14 @@ def _settings_plan(path_arg: str | None, db_url: str | None) -> Plan | None:
 
 def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | None:
     """In database mode the file (optional) holds settings only; rows hold providers/keys."""
-    from llm_proxy.config.yaml_file import apply_env_overrides, read_dotenv
+    from llm_proxy.config.yaml_file import apply_env_overrides
 
     explicit = path_arg or os.environ.get("CONFIG_PATH")
     path = resolve_config_path(path_arg, os.environ)
     if not explicit and not path.exists():
-        env = {**read_dotenv(Path.cwd()), **os.environ}
+        # The working directory's .env is in os.environ already (`load_startup_env`).
         try:
-            return None, apply_env_overrides(Config(), env)
+            return None, apply_env_overrides(Config(), os.environ)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return None
@@ -115,6 +137,9 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
     plan = plan_for(path_arg, db_url)
     if plan is None:
         return 1
+    ignored = ignored_variables_line(os.environ)
+    if ignored is not None:
+        print(f"warning: {ignored}", file=sys.stderr)
     if plan.dsn is None:
         assert plan.path is not None
         print(summarize(str(plan.path), plan.config))
@@ -155,7 +180,8 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
             file=sys.stderr,
         )
         return 1
-    print(summarize(f"{name} + database {where} (config version {fetched.version})", config))
+    source = f"{name} + database {where} (config version {fetched.version})"
+    print(summarize(source, config, database=True))
     return 0
 
 
@@ -175,9 +201,10 @@ def summarize_settings(config: Config) -> str:
     return "\n".join(lines)
 
 
-def summarize(source: str, config: Config) -> str:
+def summarize(source: str, config: Config, *, database: bool = False) -> str:
     """A human summary that never shows a secret: keys appear by name only, URLs without
-    their `user:password@`."""
+    their `user:password@`. `database`: the keys came from a database (the fix a locked proxy
+    is told)."""
     from llm_proxy.admin.views import shown_query
 
     lines = [f"{source}: OK", summarize_settings(config)]
@@ -217,11 +244,9 @@ def summarize(source: str, config: Config) -> str:
                 extra.append("shared objects")
             names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
         lines.append(f"master keys ({len(names)}): {', '.join(names)}")
-    if config.require_auth and not any(k.enabled for k in config.master_keys):
-        lines.append(
-            "master keys: none enabled: every /v1 request will be refused (401) until a key is "
-            "added (set require_auth: false to serve without authentication)"
-        )
+    locked = locked_warning(config, database=database)
+    if locked is not None:
+        lines.append(locked)
     if config.provider_suffix:
         lines.append(f"provider suffix: {config.provider_suffix}/")
     return "\n".join(lines)

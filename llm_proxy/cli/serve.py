@@ -6,6 +6,7 @@ once, for the whole run (`observe.log`), and closed after the server stops.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from llm_proxy import __version__
 from llm_proxy.cli.check import Plan, plan_for
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import Config
+from llm_proxy.config.original_env import ignored_variables
 
 if TYPE_CHECKING:
     from llm_proxy.app import DatabaseMode
@@ -48,6 +50,9 @@ def _serve_logged(
     plan = plan_for(path_arg, db_url)
     if plan is None:
         return 2
+    ignored = ignored_variables(os.environ)
+    if ignored:  # names only: values may be secrets
+        logger.warning("original_variables_ignored", variables=ignored)
     loop = _new_loop()
     first = _first_config(loop, plan, logger)
     if first is None:

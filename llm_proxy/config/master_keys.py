@@ -115,16 +115,32 @@ def _secret(check: Checker, k: Mapping[str, Any], path: Path) -> tuple[str, byte
     return secret, key_sha256
 
 
+# `allowed_models: []` meant every model in the original llm-proxy (its column defaults to
+# '{}') and no model in earlier versions of this proxy: the same text, opposite meanings. Read
+# either way it would silently open up or lock out someone's key, so it is refused, saying how
+# to write each meaning.
+EMPTY_ALLOWED_MODELS: Final = (
+    "an empty list is refused: the original llm-proxy read it as every model, earlier versions "
+    "of this proxy as no model. For every model, remove allowed_models (NULL in the database, "
+    'null in the admin API) or write ["*"]; for no model, disable the key (enabled: false, '
+    "is_enabled in the database)"
+)
+
+
 def _allowed_models(check: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
-    """Model names and patterns the key may use (None: any model)."""
+    """Model names and patterns the key may use (None: any model). Refuses a list with no
+    entry (`EMPTY_ALLOWED_MODELS`)."""
     if raw is None:
         return None
     entries = []
-    for j, entry in enumerate(check.sequence(raw, path)):
+    items = check.sequence(raw, path)
+    for j, entry in enumerate(items):
         text = check.string(entry, (*path, j))
         if text:
             check_pattern(check, text, (*path, j))
             entries.append(text)
+    if not items and isinstance(raw, list | tuple):
+        check.fail(path, EMPTY_ALLOWED_MODELS)
     return tuple(entries)
 
 

@@ -1,8 +1,10 @@
 """YAML mode: read a config file, interpolate `${VAR}`, apply environment overrides.
 
 Precedence for `PORT`, `METRICS_PORT`, `HOST`, `VERIFY_SSL`, `PROVIDER_SUFFIX`, `REQUIRE_AUTH`,
-`ADMIN_KEY` and `CONFIG_PATH`: process environment > `.env` file > YAML. The `.env` file is
-read from beside the config file (and from the working directory, for `CONFIG_PATH` itself).
+`ADMIN_KEY`, `ADMIN_KEYS`, `REQUEST_TIMEOUT_SECS`, `TTFT_TIMEOUT_SECS` and `CONFIG_PATH`:
+process environment > `.env` files > YAML. The working directory's `.env` is loaded into the
+process environment when a command starts (`config/dotenv.py`); the `.env` beside the config
+file is read with the file, below it.
 
 Every problem of a file is reported at once: unset variables, invalid values and invalid
 environment overrides, each with its location.
@@ -11,7 +13,7 @@ environment overrides, each with its location.
 from __future__ import annotations
 
 import dataclasses
-import os
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path as FsPath
@@ -21,7 +23,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from llm_proxy.config.checker import Interpolated, header_safe, parse_bool
+from llm_proxy.config.checker import MAX_NUMBER, Interpolated, header_safe, parse_bool
+from llm_proxy.config.dotenv import current_environment, read_dotenv
 from llm_proxy.config.issues import ConfigError, Issue, Path
 from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import Config
@@ -31,50 +34,26 @@ DEFAULT_CONFIG_PATH: Final = "config.yaml"
 _VAR_RE: Final = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
-def parse_dotenv(text: str) -> dict[str, str]:
-    """`KEY=VALUE` lines; `export ` prefixes, `#` comments and surrounding quotes allowed."""
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
-
-
-def read_dotenv(directory: FsPath) -> dict[str, str]:
-    try:
-        return parse_dotenv((directory / ".env").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-
-
 def resolve_config_path(cli_value: str | None, environ: Mapping[str, str]) -> FsPath:
-    """--config > $CONFIG_PATH > CONFIG_PATH in ./.env > config.yaml."""
+    """--config > $CONFIG_PATH > config.yaml. (The command line has loaded the working
+    directory's `.env` into the environment, so its CONFIG_PATH counts as $CONFIG_PATH.)"""
     if cli_value:
         return FsPath(cli_value)
-    if environ.get("CONFIG_PATH"):
-        return FsPath(environ["CONFIG_PATH"])
-    return FsPath(read_dotenv(FsPath.cwd()).get("CONFIG_PATH") or DEFAULT_CONFIG_PATH)
+    return FsPath(environ.get("CONFIG_PATH") or DEFAULT_CONFIG_PATH)
 
 
 def load_config_file(path: FsPath, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate, validate. Raises ConfigError (with lines) or OSError."""
-    if environ is None:
-        environ = os.environ
+    """Read, interpolate, validate. Raises ConfigError (with lines) or OSError.
+
+    Variables come from `environ` (default: the process environment, with the working
+    directory's `.env` as it is now: loaded at startup, read again here so that a reload sees
+    an edit to it), then from the `.env` beside the file: when both `.env` files name a
+    variable, the working directory's wins."""
     text = path.read_text(encoding="utf-8")
-    env = {**read_dotenv(path.parent), **environ}
-    return load_config_text(text, env)
+    if environ is None:
+        environ = current_environment()
+    beside = read_dotenv(path.parent, environ)  # DotenvError is a ConfigError
+    return load_config_text(text, {**beside, **environ})
 
 
 def load_config_text(text: str, env: Mapping[str, str]) -> Config:
@@ -98,7 +77,7 @@ def load_config_text(text: str, env: Mapping[str, str]) -> Config:
     changes, env_issues = env_overrides(env)
     issues += env_issues
     if config is not None and not issues:
-        config = dataclasses.replace(config, **changes) if changes else config
+        config = with_overrides(config, changes)
         where = "env" if "require_auth" in changes else locate(("require_auth",))
         issues += auth_issues(config, where)
     if issues or config is None:
@@ -115,17 +94,46 @@ def apply_env_overrides(config: Config, env: Mapping[str, str]) -> Config:
     changes, issues = env_overrides(env)
     if issues:
         raise ConfigError(issues)
-    config = dataclasses.replace(config, **changes) if changes else config
+    config = with_overrides(config, changes)
     problems = auth_issues(config, "env" if "require_auth" in changes else None)
     if problems:
         raise ConfigError(problems)
     return config
 
 
+def with_overrides(config: Config, changes: Mapping[str, Any]) -> Config:
+    """`config` with `env_overrides`' changes (`timeouts`: the fields of the global timeouts
+    that change)."""
+    if not changes:
+        return config
+    fields = dict(changes)
+    timeouts = fields.pop("timeouts", None)
+    if timeouts:
+        fields["timeouts"] = dataclasses.replace(config.timeouts, **timeouts)
+    return dataclasses.replace(config, **fields)
+
+
+# The original llm-proxy's timeout variables, read the same way here: the global timeouts.
+_TIMEOUT_VARIABLES: Final = {
+    "REQUEST_TIMEOUT_SECS": "request_timeout_secs",
+    "TTFT_TIMEOUT_SECS": "ttft_timeout_secs",
+}
+
+
 def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
     """Config field changes from the environment, and the problems found in it."""
     issues: list[Issue] = []
     changes: dict[str, Any] = {}
+    timeouts: dict[str, float] = {}
+    for var, field in _TIMEOUT_VARIABLES.items():
+        if env.get(var):
+            seconds = _seconds(env[var])
+            if seconds is None:
+                issues.append(Issue((var,), "must be a positive number of seconds", "env"))
+            else:
+                timeouts[field] = seconds
+    if timeouts:
+        changes["timeouts"] = timeouts
     if env.get("HOST"):
         changes["host"] = env["HOST"]
     _env_port(env, "PORT", "port", changes, issues)
@@ -145,6 +153,14 @@ def env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], list[Issue]]:
     if env.get("ADMIN_KEYS"):
         changes["admin_keys"] = _env_admin_keys(env["ADMIN_KEYS"], issues)
     return changes, issues
+
+
+def _seconds(text: str) -> float | None:
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and 0 < seconds <= MAX_NUMBER else None
 
 
 def _env_port(

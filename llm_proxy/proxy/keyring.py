@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from llm_proxy.config.lockout import locked_line
 from llm_proxy.config.model import MasterKey, RateLimit
 from llm_proxy.config.patterns import NameMatcher
 from llm_proxy.errors import ProxyError
@@ -53,10 +54,6 @@ LOCKED_MESSAGE: Final = (
 AUTH_OFF_WARNING: Final = (
     "authentication is OFF (require_auth: false): anyone who can reach the proxy can use "
     "every provider"
-)
-LOCKED_WARNING: Final = (
-    "no master key is enabled and require_auth is true: every /v1 request is refused with 401 "
-    "until a key is added or re-enabled"
 )
 
 
@@ -100,7 +97,14 @@ class KeyRing:
             )
         self.enabled = require_auth
         self.locked = require_auth and not any(k.enabled for k in keys)
-        self.warning = LOCKED_WARNING if self.locked else None if require_auth else AUTH_OFF_WARNING
+        # The keyring does not know the mode: the warning gives the fix for both.
+        self.warning = (
+            locked_line(keys, database=None)
+            if self.locked
+            else None
+            if require_auth
+            else AUTH_OFF_WARNING
+        )
 
     def __iter__(self) -> Iterator[KeyEntry]:
         return iter(self._by_digest.values())

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from llm_proxy.cli import main
+from llm_proxy.config.dotenv import parse_dotenv
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.model import HealthCheck
-from llm_proxy.config.yaml_file import load_config_file, load_config_text, parse_dotenv
+from llm_proxy.config.yaml_file import load_config_file, load_config_text
 
 VALID = """\
 providers:
@@ -171,7 +172,7 @@ def test_dotenv_and_env_precedence(tmp_path: Path) -> None:
 
 
 def test_parse_dotenv() -> None:
-    assert parse_dotenv('A=1\n  B = "two words"\n#C=3\nD=x # trailing\nbad line\n') == {
+    assert parse_dotenv('A=1\n  B = "two words"\n#C=3\nD=x # trailing\n') == {
         "A": "1",
         "B": "two words",
         "D": "x",
