@@ -24,6 +24,7 @@ from llm_proxy.config.database import StartupError, connect, describe_dsn, dsn_p
 from llm_proxy.config.db_write import upsert
 from llm_proxy.config.export import export_yaml
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.lockout import locked_rows
 from llm_proxy.config.model import Config
 from llm_proxy.config.original_import import NotOriginalError, Written, read_original, write_plan
 from llm_proxy.config.original_logs import DEFAULT_LIMIT, copy_logs
@@ -186,6 +187,8 @@ def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -
         try:
             async with conn.transaction():
                 await upsert(conn, config)
+                if config.require_auth:
+                    await _say_if_locked(conn)
                 if dry_run:
                     await _show_pending(conn)
                     raise _DryRun
@@ -201,6 +204,18 @@ def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -
         return 1
     print(f"imported {len(config.providers)} providers and {len(config.master_keys)} master keys")
     return 0
+
+
+async def _say_if_locked(conn: asyncpg.Connection) -> None:
+    """One line when the rows as the import leaves them lock the proxy (no enabled master
+    key), with the fix: a proxy requiring authentication refuses every /v1 request then."""
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE is_enabled) AS enabled,"
+        " count(*) FILTER (WHERE NOT is_enabled) AS disabled FROM credentials"
+    )
+    line = locked_rows(row["enabled"], row["disabled"])
+    if line is not None:
+        print(f"warning: {line}")
 
 
 async def _show_pending(conn: asyncpg.Connection) -> None:
@@ -269,6 +284,7 @@ def import_original(
             async with target.transaction():
                 written = await write_plan(target, plan, f"cli:{getpass.getuser()}")
                 _show_import(plan, written)
+                await _say_if_locked(target)
                 if dry_run:
                     if with_logs:
                         print("logs: not copied in a dry run")

@@ -26,7 +26,16 @@ AUTH_OFF_FIX: Final = "or set require_auth: false to serve without authenticatio
 def locked_line(keys: Sequence[MasterKey], *, database: bool | None) -> str:
     """What a locked proxy says: its state, then the fix for its mode (database mode, YAML
     mode, or both when the caller does not know)."""
-    disabled = sum(1 for k in keys if not k.enabled)
+    return _line(sum(1 for k in keys if not k.enabled), database)
+
+
+def locked_rows(enabled: int, disabled: int) -> str | None:
+    """The line for a database whose `credentials` table holds `enabled` and `disabled` keys
+    (what `import-config` just wrote), when it locks a proxy requiring authentication."""
+    return None if enabled else _line(disabled, True)
+
+
+def _line(disabled: int, database: bool | None) -> str:
     state = f"no enabled master key ({disabled} disabled)" if disabled else "no master keys"
     add = "add or re-enable one" if disabled else "add one"
     if database is None:

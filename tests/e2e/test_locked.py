@@ -108,3 +108,20 @@ async def test_an_empty_credentials_table_locks_and_says_how_to_add_a_key(
     assert len(locked) == 1  # one line, at startup
     assert locked[0]["reason"] == locked_line((), database=None) == warnings[0]
     assert FIX_IN_DATABASE in locked[0]["reason"]
+
+
+def test_import_config_says_when_the_database_it_leaves_locks_the_proxy(
+    tmp_path: Path, other_config_dsn: str
+) -> None:
+    """Imported without a master key, the database locks a proxy: the import says so in one
+    line with the database's fix; once a key is imported, it says nothing."""
+    (tmp_path / "config.yaml").write_text(PROVIDER)
+    done = run("import-config", "config.yaml", "--db-url", other_config_dsn, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    warning = f"warning: {locked_line((), database=True)}"
+    assert warning in done.stdout.splitlines()
+    keyed = PROVIDER + "master_keys:\n  - {name: team, key: sk-team-0123456789}\n"
+    (tmp_path / "config.yaml").write_text(keyed)
+    done = run("import-config", "config.yaml", "--db-url", other_config_dsn, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "warning:" not in done.stdout
