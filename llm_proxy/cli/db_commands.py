@@ -207,15 +207,16 @@ def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -
 
 
 async def _say_if_locked(conn: asyncpg.Connection) -> None:
-    """One line when the rows as the import leaves them lock the proxy (no enabled master
-    key), with the fix: a proxy requiring authentication refuses every /v1 request then."""
+    """One line (on stderr: the output stays the import's report) when the rows as the import
+    leaves them lock the proxy (no enabled master key), with the fix: a proxy requiring
+    authentication refuses every /v1 request then."""
     row = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE is_enabled) AS enabled,"
         " count(*) FILTER (WHERE NOT is_enabled) AS disabled FROM credentials"
     )
     line = locked_rows(row["enabled"], row["disabled"])
     if line is not None:
-        print(f"warning: {line}")
+        print(f"warning: {line}", file=sys.stderr)
 
 
 async def _show_pending(conn: asyncpg.Connection) -> None:

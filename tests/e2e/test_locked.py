@@ -119,9 +119,9 @@ def test_import_config_says_when_the_database_it_leaves_locks_the_proxy(
     done = run("import-config", "config.yaml", "--db-url", other_config_dsn, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     warning = f"warning: {locked_line((), database=True)}"
-    assert warning in done.stdout.splitlines()
+    assert warning in done.stderr.splitlines()
     keyed = PROVIDER + "master_keys:\n  - {name: team, key: sk-team-0123456789}\n"
     (tmp_path / "config.yaml").write_text(keyed)
     done = run("import-config", "config.yaml", "--db-url", other_config_dsn, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "warning:" not in done.stdout
+    assert "warning:" not in done.stderr
