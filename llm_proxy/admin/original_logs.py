@@ -178,17 +178,24 @@ async def logs_page(request: web.Request) -> web.Response:
     return json_response({"items": [request_item(r) for r in rows], **paging})
 
 
-async def log_detail(request: web.Request) -> web.Response:
-    """`GET /logs/{id}`: one request by its row id, with what was captured of it."""
+async def _by_id(request: web.Request, table: str, columns: str) -> Any:
+    """The row of `table` (request_logs, error_logs: constants) whose id the path names; a
+    404 when there is none."""
     row_id = int_param(request.match_info["id"], "id", 1)
     rows = await fetch(
         request,
-        f"SELECT {_REQUEST_COLUMNS}, prompt, completion FROM request_logs WHERE id = $1",  # noqa: S608 (constants and $n parameters only)
+        f"SELECT {columns} FROM {table} WHERE id = $1",  # noqa: S608 (constants and $n parameters only)
         row_id,
     )
     if not rows:
-        raise ProxyError(404, f"No request log entry with id {row_id}.", code="not_found")
-    record = rows[0]
+        what = "request" if table == "request_logs" else "error"
+        raise ProxyError(404, f"No {what} log entry with id {row_id}.", code="not_found")
+    return rows[0]
+
+
+async def log_detail(request: web.Request) -> web.Response:
+    """`GET /logs/{id}`: one request by its row id, with what was captured of it."""
+    record = await _by_id(request, "request_logs", f"{_REQUEST_COLUMNS}, prompt, completion")
     return json_response(
         {
             **request_item(record),
@@ -242,15 +249,7 @@ async def error_logs_page(request: web.Request) -> web.Response:
 
 async def error_log_detail(request: web.Request) -> web.Response:
     """`GET /error-logs/{id}`: one failed attempt, with the upstream's answer."""
-    row_id = int_param(request.match_info["id"], "id", 1)
-    rows = await fetch(
-        request,
-        f"SELECT {_ERROR_COLUMNS}, body FROM error_logs WHERE id = $1",  # noqa: S608 (constants and $n parameters only)
-        row_id,
-    )
-    if not rows:
-        raise ProxyError(404, f"No error log entry with id {row_id}.", code="not_found")
-    record = rows[0]
+    record = await _by_id(request, "error_logs", f"{_ERROR_COLUMNS}, body")
     return json_response(
         {
             **error_item(record),
