@@ -55,6 +55,28 @@ def error_summary(body: bytes) -> str | None:
 
 
 @dataclass(slots=True)
+class AttemptRecord:
+    """One upstream attempt of a traced (sampled) request: its client span. Times are seconds
+    from the request's arrival (`RequestRecord.ts`)."""
+
+    span_id: str  # 16 lower-case hex digits: the `traceparent` the upstream was sent
+    number: int  # 1, 2, ...
+    provider: str  # the config's name
+    provider_type: str  # openai, azure, anthropic, ... (the config's provider_type)
+    server_address: str  # the upstream's host
+    server_port: int
+    model_sent: str | None
+    start: float
+    end: float = 0.0
+    # ok, or why it failed: connect_error, timeout, http_5xx, http_429, sse_error, ...
+    outcome: str = "ok"
+    upstream_status: int | None = None
+    retried: bool = False  # another attempt followed (this outcome is the retry reason)
+    first_token: float | None = None  # the first streamed byte relayed (answering attempt)
+    detail: str | None = None  # the failure's cause, as the proxy's log has it
+
+
+@dataclass(slots=True)
 class RequestRecord:
     ts: float  # epoch seconds, when the request arrived
     request_id: str
@@ -79,6 +101,18 @@ class RequestRecord:
     prompt: str | None = None
     completion: str | None = None
     errors: list[ErrorRecord] = field(default_factory=list)
+    # W3C trace context: the trace this request belongs to (the client's, else a new one),
+    # whether or not it is sampled; in the request log and the access line.
+    trace_id: str | None = None  # 32 lower-case hex digits
+    # Sampled requests only (what the spans are built from; not in `as_dict`):
+    span_id: str | None = None  # the server span's (16 hex digits)
+    parent_span_id: str | None = None  # the client's span, from its traceparent
+    trace_state: str | None = None  # the client's tracestate, as received
+    sampled: bool = False
+    route: str | None = None  # the route's pattern (`/v1/chat/completions`)
+    attempt_spans: list[AttemptRecord] = field(default_factory=list)
+    # The answer's last bytes (bounded): finish reasons, the model that answered, cached tokens.
+    response_tail: bytes | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (the JSON-lines file, the admin API)."""
@@ -87,7 +121,19 @@ class RequestRecord:
         return out
 
 
-_FIELDS = tuple(f for f in RequestRecord.__slots__ if f != "errors")
+# Span material stays out of the JSON: the request log keeps the trace id only.
+_SPAN_ONLY: Final = frozenset(
+    {
+        "span_id",
+        "parent_span_id",
+        "trace_state",
+        "sampled",
+        "route",
+        "attempt_spans",
+        "response_tail",
+    }
+)
+_FIELDS = tuple(f for f in RequestRecord.__slots__ if f != "errors" and f not in _SPAN_ONLY)
 _ERROR_FIELDS = tuple(ErrorRecord.__slots__)
 
 

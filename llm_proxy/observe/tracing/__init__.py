@@ -1,0 +1,1 @@
+"""OpenTelemetry tracing: W3C trace context, spans built from request records, OTLP export."""
