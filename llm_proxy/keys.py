@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from llm_proxy.observe.metrics import Metrics
     from llm_proxy.observe.records import Sinks
     from llm_proxy.observe.stats import Stats
+    from llm_proxy.observe.tracing.context import Sampler
     from llm_proxy.proxy.breaker import HealthBoard
     from llm_proxy.proxy.client import Client
     from llm_proxy.proxy.limiter import Limiter
@@ -46,6 +47,8 @@ OWNERS: web.AppKey[Owners] = web.AppKey("owners")
 STATS: web.AppKey[Stats] = web.AppKey("stats")  # the last hour, sampled, for the admin UI
 # Where request records go (the request log, Langfuse); empty: nowhere.
 SINKS: web.AppKey[Sinks] = web.AppKey("sinks")
+# Tracing on (an exporter is configured): the sampler every request's trace is decided by.
+TRACING: web.AppKey[Sampler] = web.AppKey("tracing")
 # With content capture on: the bytes of request and answer text a record keeps (0: off).
 CAPTURE = web.AppKey("capture_bytes", int)
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.

@@ -220,6 +220,32 @@ class RequestLogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TracingSettings:
+    """`tracing`: OpenTelemetry spans over OTLP/HTTP (llm_proxy.observe.tracing). Read once, at
+    startup. The standard OTEL_* environment variables override each field they name; None
+    here means "not set in the file" (then the variable, then the default applies)."""
+
+    # None: on when an endpoint is set (here or in OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT).
+    enabled: bool | None = None
+    endpoint: str | None = None  # the collector's base URL: /v1/traces is appended
+    traces_endpoint: str | None = None  # the full URL, used as it is
+    protocol: str | None = None  # http/protobuf (default) or http/json
+    # Sent with every export (an API key, a tenant): secrets, never logged or shown.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    compression: str | None = None  # gzip (default) or none
+    timeout_secs: float | None = None  # per export request (default 10)
+    service_name: str | None = None  # default llm-proxy
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    sampler: str | None = None  # OTEL_TRACES_SAMPLER's names; default parentbased_always_on
+    sampler_arg: float | None = None  # the ratio of the ratio samplers
+    capture_content: bool = False  # prompt and completion text on the spans (events)
+    max_content_bytes: int = 4096  # per text, with capture_content
+    queue_size: int | None = None  # requests waiting to be exported (default 2048)
+    batch_size: int | None = None  # requests per export (default 512)
+    flush_interval_secs: float | None = None  # default 5
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     providers: tuple[Provider, ...] = ()
     master_keys: tuple[MasterKey, ...] = ()
@@ -277,6 +303,7 @@ class Config:
     # Optional prices per model (exact names or patterns), for llm_proxy_cost_usd_total.
     pricing: Pricing = ()
     request_log: RequestLogSettings = RequestLogSettings()
+    tracing: TracingSettings = TracingSettings()
     # Answers calls that name no model and no object the proxy knows (files.list, a file id
     # created elsewhere); None: the only provider, when there is one.
     default_provider: str | None = None

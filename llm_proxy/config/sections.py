@@ -23,6 +23,7 @@ from llm_proxy.config.model import (
     RequestLogSettings,
     Timeouts,
     TlsSettings,
+    TracingSettings,
 )
 from llm_proxy.config.patterns import compile_pattern
 
@@ -302,3 +303,127 @@ def parse_request_log(check: Checker, raw: Any) -> RequestLogSettings:
             (*path, "flush_interval_secs"),
         ),
     )
+
+
+TRACING_KEYS: Final = frozenset(
+    {
+        "enabled",
+        "endpoint",
+        "traces_endpoint",
+        "protocol",
+        "headers",
+        "compression",
+        "timeout_secs",
+        "service_name",
+        "resource_attributes",
+        "sampler",
+        "sampler_arg",
+        "capture_content",
+        "max_content_bytes",
+        "queue_size",
+        "batch_size",
+        "flush_interval_secs",
+    }
+)
+DEFAULT_CONTENT_BYTES: Final = 4096
+TRACING_PROTOCOLS: Final = ("http/protobuf", "http/json")
+TRACING_COMPRESSIONS: Final = ("gzip", "none")
+TRACING_SAMPLERS: Final = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+def parse_tracing(check: Checker, raw: Any) -> TracingSettings:
+    """The `tracing` section (see TracingSettings)."""
+    if raw is None:
+        return TracingSettings()
+    path: Path = ("tracing",)
+    r = check.mapping(raw, path, TRACING_KEYS)
+    if r is None:
+        return TracingSettings()
+
+    def text(key: str) -> str | None:
+        value = r.get(key)
+        if value is None:
+            return None
+        return check.string(value, (*path, key), empty_ok=True).strip() or None
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str | None:
+        value = text(key)
+        if value is not None and value not in allowed:
+            check.fail((*path, key), f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def url(key: str) -> str | None:
+        value = text(key)
+        if value is not None and not value.startswith(("http://", "https://")):
+            check.fail((*path, key), f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+    def number(key: str, *, integer: bool = False) -> Any:
+        value = r.get(key)
+        if value is None:
+            return None
+        if integer:
+            return check.positive_int(value, (*path, key))
+        return check.positive_number(value, (*path, key))
+
+    enabled = None
+    if r.get("enabled") is not None:
+        enabled = check.boolean(r["enabled"], (*path, "enabled"))
+    headers: list[tuple[str, str]] = []
+    raw_headers = r.get("headers")
+    if raw_headers is not None:
+        h = check.mapping(raw_headers, (*path, "headers"), None) or {}
+        for name, value in h.items():
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                check.fail((*path, "headers"), f"{name!r} is not a header name")
+                continue
+            secret = check.header_secret(value, (*path, "headers", name))
+            if secret is not None:
+                headers.append((name, secret))
+    attributes: list[tuple[str, str]] = []
+    raw_attributes = r.get("resource_attributes")
+    if raw_attributes is not None:
+        a = check.mapping(raw_attributes, (*path, "resource_attributes"), None) or {}
+        for name, value in a.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                check.fail((*path, "resource_attributes", str(name)), "must be a string")
+                continue
+            attributes.append((str(name), str(value)))
+    sampler_arg = r.get("sampler_arg")
+    if sampler_arg is not None:
+        sampler_arg = check.non_negative_number(sampler_arg, (*path, "sampler_arg"))
+        if sampler_arg > 1:
+            check.fail((*path, "sampler_arg"), f"must be from 0 to 1, got {sampler_arg!r}")
+    return TracingSettings(
+        enabled=enabled,
+        endpoint=url("endpoint"),
+        traces_endpoint=url("traces_endpoint"),
+        protocol=choice("protocol", TRACING_PROTOCOLS),
+        headers=tuple(headers),
+        compression=choice("compression", TRACING_COMPRESSIONS),
+        timeout_secs=number("timeout_secs"),
+        service_name=text("service_name"),
+        resource_attributes=tuple(attributes),
+        sampler=choice("sampler", TRACING_SAMPLERS),
+        sampler_arg=sampler_arg,
+        capture_content=check.boolean(
+            check.optional(r, "capture_content", False), (*path, "capture_content")
+        ),
+        max_content_bytes=check.positive_int(
+            check.optional(r, "max_content_bytes", DEFAULT_CONTENT_BYTES),
+            (*path, "max_content_bytes"),
+        ),
+        queue_size=number("queue_size", integer=True),
+        batch_size=number("batch_size", integer=True),
+        flush_interval_secs=number("flush_interval_secs"),
+    )
+
+
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

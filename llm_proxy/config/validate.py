@@ -19,6 +19,7 @@ from llm_proxy.config.sections import (
     parse_request_log,
     parse_server,
     parse_timeouts,
+    parse_tracing,
 )
 
 TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
@@ -26,6 +27,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "providers",
         "master_keys",
         "request_log",
+        "tracing",
         "default_provider",
         "server",
         "verify_ssl",
@@ -108,6 +110,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         admin_keys=parse_admin_keys(check, top.get("admin_keys"), admin_key),
         pricing=parse_pricing(check, top.get("pricing"), ("pricing",)),
         request_log=parse_request_log(check, top.get("request_log")),
+        tracing=parse_tracing(check, top.get("tracing")),
         default_provider=_default_provider(check, top.get("default_provider"), providers),
     )
     if check.issues:

@@ -14,10 +14,11 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from llm_proxy.keys import ADMIN_NAME, LIFECYCLE, METRICS, SINKS, STATE, STORE
+from llm_proxy.keys import ADMIN_NAME, LIFECYCLE, METRICS, SINKS, STATE, STORE, TRACING
 from llm_proxy.observe import log as access_log
 from llm_proxy.observe.clients import client_label
 from llm_proxy.observe.records import RequestRecord, Sinks
+from llm_proxy.observe.tracing import context as trace_context
 from llm_proxy.proxy.state import ANONYMOUS, CLIENT_CLOSED, RequestState, stamp
 
 log = structlog.get_logger()
@@ -50,6 +51,20 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request[STATE] = RequestState(
         start, _request_id(request.headers.get("x-request-id")), app[STORE].current
     )
+    traceparent = request.headers.get("traceparent")
+    sampler = app.get(TRACING)
+    if sampler is not None:
+        trace = state.trace = trace_context.start(
+            sampler,
+            traceparent,
+            request.headers.getall("tracestate", None) if traceparent is not None else None,
+        )
+        state.trace_id = trace.trace_id
+        if trace.sampled:
+            state.attempt_spans = []
+    elif traceparent is not None:  # tracing off: the client's trace, for the logs
+        parent = trace_context.parse_traceparent(traceparent)
+        state.trace_id = parent.trace_id if parent is not None else None
     lifecycle = app[LIFECYCLE]
     lifecycle.in_flight += 1
     status = 500
@@ -96,12 +111,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                     "prompt_tokens": state.prompt_tokens,
                     "completion_tokens": state.completion_tokens,
                     "cost_usd": state.cost_usd,
+                    "trace_id": state.trace_id,
                 },
                 path in _QUIET_PATHS,
             )
             sinks = app[SINKS]
             if sinks and not endpoint.startswith(_UNLOGGED):
-                _submit(sinks, state, request, key, client, status, elapsed)
+                _submit(sinks, state, request, key, client, status, elapsed, endpoint)
 
 
 def _key_name(request: web.Request, state: RequestState) -> str:
@@ -143,6 +159,7 @@ def _submit(
     client: str,
     status: int,
     elapsed: float,
+    route: str,
 ) -> None:
     record = RequestRecord(
         time.time() - elapsed,
@@ -166,7 +183,19 @@ def _submit(
         state.prompt_text,
         state.completion_text,
         state.errors or [],
+        state.trace_id,
     )
+    trace = state.trace
+    if trace is not None and trace.sampled:
+        record.span_id = trace.span_id
+        record.parent_span_id = trace.parent_span_id
+        record.trace_state = trace.trace_state
+        record.sampled = True
+        record.route = route
+        record.attempt_spans = state.attempt_spans or []
+        relayed = state.relayed
+        if relayed is not None:
+            record.response_tail = relayed.facts
     counting = state.counting
     if counting is None or counting.done():
         sinks.submit(record)

@@ -21,7 +21,8 @@ from aiohttp import web
 from llm_proxy import errors
 from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, OWNERS, STATE
 from llm_proxy.observe.metrics import Metrics
-from llm_proxy.observe.records import ErrorRecord, error_summary
+from llm_proxy.observe.records import AttemptRecord, ErrorRecord, error_summary
+from llm_proxy.observe.tracing.context import new_span_id
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.client import (
@@ -73,7 +74,11 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         state.model_sent = target.model or call.name or None
         state.relayed = Relayed(stripper=stripper, translation=translation)
         health.begin(upstream.name, health.clock())
-        result = await _attempt(request, state, upstream, call, body, final)
+        trace = state.trace
+        if trace is None:
+            result = await _attempt(request, state, upstream, call, body, final)
+        else:
+            result = await _traced_attempt(request, state, upstream, call, body, final, attempt)
         if not isinstance(result, Failure):
             return result
         failure = result
@@ -222,6 +227,68 @@ async def _attempt(
     return out
 
 
+async def _traced_attempt(
+    request: web.Request,
+    state: RequestState,
+    upstream: Upstream,
+    call: Call,
+    body: bytes | StreamedBody,
+    final: bool,
+    number: int,
+) -> web.StreamResponse | Failure:
+    """`_attempt` with tracing on: its span's `traceparent` for the upstream and, when the
+    trace is sampled, its span's record (when, how it ended, the first token)."""
+    trace = state.trace
+    assert trace is not None
+    span_id = new_span_id()
+    state.trace_lines = trace.traceparent(span_id)
+    spans = state.attempt_spans
+    if spans is None:  # not sampled: the upstream still joins the trace
+        return await _attempt(request, state, upstream, call, body, final)
+    if spans:
+        spans[-1].retried = True  # this attempt is the previous one's retry
+    host, port = upstream.server
+    span = AttemptRecord(
+        span_id,
+        number,
+        upstream.name,
+        upstream.provider_type,
+        host,
+        port,
+        state.model_sent,
+        time.perf_counter() - state.started,
+    )
+    spans.append(span)
+    try:
+        result = await _attempt(request, state, upstream, call, body, final)
+    except BaseException as exc:
+        span.end = time.perf_counter() - state.started
+        span.outcome = "client_closed" if isinstance(exc, asyncio.CancelledError) else "error"
+        span.detail = type(exc).__name__
+        relayed = state.relayed
+        if relayed is not None and relayed.status:
+            span.upstream_status = relayed.status
+        raise
+    span.end = time.perf_counter() - state.started
+    if isinstance(result, Failure):
+        span.outcome = str(result.outcome)
+        span.detail = result.detail
+        if result.response is not None:
+            span.upstream_status = result.response.status
+        return result
+    relayed = state.relayed
+    if relayed is not None:
+        status = relayed.status
+        span.upstream_status = status or None
+        if status >= 500 or status == 429:
+            span.outcome = "http_429" if status == 429 else "http_5xx"
+        elif not relayed.complete:
+            span.outcome = "incomplete"
+    if state.ttft_ms is not None:
+        span.first_token = state.ttft_ms / 1000
+    return result
+
+
 def _send(
     request: web.Request,
     state: RequestState,
@@ -234,7 +301,7 @@ def _send(
     endpoint = call.endpoint if translation is None else translation.endpoint
     return request.app[CLIENT].request(
         upstream.target(call.method, endpoint, state.model_sent, call.query),
-        request_headers(request.raw_headers, upstream),
+        request_headers(request.raw_headers, upstream, state.trace_lines),
         body,
         total_secs=upstream.timeout_secs,
         connect_secs=upstream.connect_secs,

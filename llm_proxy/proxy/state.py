@@ -11,7 +11,8 @@ from typing import Final
 
 from aiohttp import web
 
-from llm_proxy.observe.records import ErrorRecord
+from llm_proxy.observe.records import AttemptRecord, ErrorRecord
+from llm_proxy.observe.tracing.context import Trace
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.usage import Relayed
@@ -54,6 +55,13 @@ class RequestState:
     reservation: Reservation | None = None
     prompt_text: str | None = None  # with content capture on
     completion_text: str | None = None
+    # Tracing: the request's trace id for the logs (with tracing off, the client's, if it
+    # sent a valid traceparent); with tracing on, its trace, and each attempt's span's
+    # `traceparent` line for the upstream; when sampled, the attempts' spans.
+    trace_id: str | None = None
+    trace: Trace | None = None
+    trace_lines: bytes | None = None
+    attempt_spans: list[AttemptRecord] | None = None
 
 
 # The Messages API's paths (with and without `/v1`): every answer on them, errors included, is

@@ -80,6 +80,7 @@ ACCOUNT_HEADERS: Final = frozenset(("openai-organization", "openai-project"))
 
 _DROP_REQUEST_RAW: Final = frozenset(name.encode() for name in DROP_REQUEST)
 _DROP_REQUEST_OPENAI_RAW: Final = _DROP_REQUEST_RAW | {n.encode() for n in _ANTHROPIC_HEADERS}
+_TRACE_HEADERS: Final = frozenset((b"traceparent", b"tracestate"))
 _DROP_RESPONSE_RAW: Final = frozenset(name.encode() for name in DROP_RESPONSE)
 # Anthropic names the account an answer was billed to: hidden from clients as OpenAI's are.
 _ACCOUNT_RESPONSE: Final = ACCOUNT_HEADERS | {"anthropic-organization-id"}
@@ -145,6 +146,11 @@ class Upstream:
     # requires one), and a cap on it (None: none).
     default_max_tokens: int = 4096
     max_output_tokens: int | None = None
+    # For traces: the config's provider_type and the host and port called.
+    provider_type: str = "openai"
+    server: tuple[str, int] = ("", 0)
+    # `drop_request` and the client's trace headers (tracing on: the attempt sends its own).
+    drop_traced: frozenset[bytes] = field(default=_DROP_REQUEST_RAW | _TRACE_HEADERS, repr=False)
     _cache: dict[tuple[str, str, str | None, str], Target] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -267,10 +273,11 @@ def compile_upstream(
     if anthropic:
         fixed_endpoints = list(ANTHROPIC_ENDPOINTS)
     drop_request = _DROP_REQUEST_RAW if anthropic else _DROP_REQUEST_OPENAI_RAW
+    models_target = compile_target(provider, config, "/models", "GET", env)
     return Upstream(
         name=provider.name,
         targets={ep: compile_target(provider, config, ep, "POST", env) for ep in fixed_endpoints},
-        models_target=compile_target(provider, config, "/models", "GET", env),
+        models_target=models_target,
         fixed_headers=fixed,
         connect_secs=connect,
         ttft_secs=ttft if ttft < total else None,
@@ -284,6 +291,7 @@ def compile_upstream(
         verify=config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl,
         proxy=_proxy_for(provider, config, endpoint_url(provider.api_base, "/"), env),
         drop_request=drop_request | {name.encode() for name in configured},
+        drop_traced=drop_request | _TRACE_HEADERS | {name.encode() for name in configured},
         query=_encoded_query(provider.query_params),
         query_names=frozenset(name for name, _ in provider.query_params),
         path_prefix=_path_prefix(provider),
@@ -292,6 +300,8 @@ def compile_upstream(
         version_line=_version_line(provider, configured) if anthropic else b"",
         default_max_tokens=provider.default_max_tokens,
         max_output_tokens=provider.max_output_tokens,
+        provider_type=provider.provider_type,
+        server=(models_target.host, models_target.port),
     )
 
 
@@ -323,14 +333,16 @@ def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
     return lines
 
 
-def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
+def request_headers(raw: RawHeaders, upstream: Upstream, trace: bytes | None = None) -> bytes:
     """The client's header lines minus what must not cross, plus the provider's fixed ones
-    (and, for an Anthropic upstream, `anthropic-version` when the client sent none)."""
+    (and, for an Anthropic upstream, `anthropic-version` when the client sent none). With
+    tracing on, `trace` is the attempt's `traceparent` (and `tracestate`) lines, sent in place
+    of the client's."""
     if upstream.protocol == ANTHROPIC:
-        return _anthropic_headers(raw, upstream)
+        return _anthropic_headers(raw, upstream, trace)
     lines = []
     has_type = False
-    drop = upstream.drop_request
+    drop = upstream.drop_request if trace is None else upstream.drop_traced
     for name, value in raw:
         lname = name.lower()
         if lname not in drop:
@@ -338,16 +350,18 @@ def request_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
             has_type = has_type or lname == b"content-type"
     if not has_type:
         lines.append(b"Content-Type: application/json\r\n")  # the body was checked to be JSON
+    if trace is not None:
+        lines.append(trace)
     lines.append(upstream.fixed_headers)
     return b"".join(lines)
 
 
-def _anthropic_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
+def _anthropic_headers(raw: RawHeaders, upstream: Upstream, trace: bytes | None) -> bytes:
     """As `request_headers`, and the body's type is JSON whatever the client said (it was
     checked to be JSON, or translated into it)."""
     lines = []
     has_version = False
-    drop = upstream.drop_request
+    drop = upstream.drop_request if trace is None else upstream.drop_traced
     for name, value in raw:
         lname = name.lower()
         if lname in drop or lname == b"content-type":
@@ -357,6 +371,8 @@ def _anthropic_headers(raw: RawHeaders, upstream: Upstream) -> bytes:
     lines.append(b"Content-Type: application/json\r\n")
     if not has_version:
         lines.append(upstream.version_line)  # (b"" when the provider's headers set it)
+    if trace is not None:
+        lines.append(trace)
     lines.append(upstream.fixed_headers)
     return b"".join(lines)
 

@@ -192,6 +192,7 @@ class UsageStripper:
 
 
 TAIL_BYTES: Final = 2048  # enough for a final usage chunk or a JSON body's trailing usage
+FACTS_HEAD_BYTES: Final = 4096  # of an answer, for its trace (with its tail)
 KEEP_BYTES: Final = 64 * 1024  # bounded copy for counting tokens ourselves (then extrapolated)
 # A stream keeps only its tail: its events are alike, so the tail extrapolates as well as a
 # prefix would, and a thousand open streams must not each hold a copy of what they relayed
@@ -239,6 +240,15 @@ class Relayed:
     def tail(self) -> bytes:
         """The last TAIL_BYTES relayed."""
         return self._late_tail or bytes(self.kept[-TAIL_BYTES:])
+
+    @property
+    def facts(self) -> bytes:
+        """What a trace reads the answer's model, id, finish reasons and cached tokens from:
+        its first bytes (an Anthropic stream's `message_start`) and its last."""
+        kept = self.kept
+        if not self._late_tail and len(kept) <= FACTS_HEAD_BYTES + TAIL_BYTES:
+            return bytes(kept)
+        return bytes(kept[:FACTS_HEAD_BYTES]) + b"\n\n" + self.tail
 
     def note(self, chunk: bytes) -> None:
         self.total_bytes += len(chunk)

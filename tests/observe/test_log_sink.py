@@ -185,6 +185,7 @@ async def test_serve_writes_one_access_line_per_request(tmp_path: Path, level: s
             "prompt_tokens",
             "completion_tokens",
             "cost_usd",
+            "trace_id",
             "event",
             "level",
             "timestamp",
