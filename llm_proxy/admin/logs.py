@@ -36,7 +36,7 @@ _GROUP_COLUMNS: Final = {"key": "key_name", "model": "model", "provider": "provi
 _REQUEST_FIELDS: Final = (
     "id, ts, request_id, key_name, client, method, path, model, model_sent, provider, "
     "attempts, status, duration_ms, ttft_ms, prompt_tokens, completion_tokens, cost_usd, "
-    "streamed, error_code, prompt, completion"
+    "streamed, error_code, prompt, completion, trace_id"
 )
 _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, body, detail"
 
@@ -262,11 +262,11 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
 
 
 async def requests_page(request: web.Request) -> web.Response:
-    """`GET /logs/requests?since=&until=&key=&model=&provider=&status=&request_id=&limit=
-    &cursor=`: requests, newest first; `next_cursor` fetches the next page."""
+    """`GET /logs/requests?since=&until=&key=&model=&provider=&status=&request_id=&trace_id=
+    &limit=&cursor=`: requests, newest first; `next_cursor` fetches the next page."""
     where, limit = _common(request)
     query = request.query
-    for name, column in (("key", "key_name"), ("model", "model")):
+    for name, column in (("key", "key_name"), ("model", "model"), ("trace_id", "trace_id")):
         value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)

@@ -570,6 +570,7 @@ _ORIGINAL_REQUEST: Final = _obj(
         "error_category": _NULLABLE_STR,
         "error_message": _NULLABLE_STR,
         "client": _NULLABLE_STR,
+        "trace_id": _NULLABLE_STR,
         "request_headers": {"type": "null", "description": "not recorded here"},
         "request_body": _NULLABLE_STR,
         "response_body": _NULLABLE_STR,
@@ -688,6 +689,7 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
             "error_code": _NULLABLE_STR,
             "prompt": _NULLABLE_STR,
             "completion": _NULLABLE_STR,
+            "trace_id": _NULLABLE_STR,
         },
     ),
     "ErrorLog": _obj(
@@ -961,6 +963,7 @@ def document() -> dict[str, Any]:
                     *_PAGE_PARAMS,
                     _query("key", _TEXT_PARAM),
                     _query("model", _TEXT_PARAM),
+                    _query("trace_id", {"type": "string", "maxLength": 32}),
                 ],
             )
         },

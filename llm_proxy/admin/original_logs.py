@@ -32,7 +32,7 @@ _REQUEST_SORTS: Final = {
 }
 _REQUEST_COLUMNS: Final = (
     "id, ts, request_id, key_name, client, path, model, model_sent, provider, status, "
-    "duration_ms, ttft_ms, prompt_tokens, completion_tokens, streamed, error_code"
+    "duration_ms, ttft_ms, prompt_tokens, completion_tokens, streamed, error_code, trace_id"
 )
 _ERROR_COLUMNS: Final = "id, ts, request_id, provider, outcome, upstream_status, detail"
 
@@ -70,6 +70,7 @@ def request_item(record: Any) -> dict[str, Any]:
         "error_category": record["error_code"],
         "error_message": None,
         "client": record["client"],
+        "trace_id": record["trace_id"],
     }
 
 

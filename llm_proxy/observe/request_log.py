@@ -139,6 +139,7 @@ _REQUEST_COLUMNS: Final = (
     "error_code",
     "prompt",
     "completion",
+    "trace_id",
 )
 _ERROR_COLUMNS: Final = (
     "ts",
@@ -192,6 +193,7 @@ def request_rows(batch: Iterable[RequestRecord], content: bool) -> list[tuple[An
             r.error_code,
             clean(r.prompt) if content else None,
             clean(r.completion) if content else None,
+            r.trace_id,
         )
         for r in batch
     ]

@@ -5,7 +5,7 @@ import { api, query } from "../api.js";
 import { pager } from "./shared.js";
 import { clear, field, fmtMs, fmtNumber, fmtTime, fmtUsd, h, notice, show, statusBadge, table } from "../dom.js";
 
-const REQUEST_FILTERS = ["key", "model", "provider", "status", "request_id", "since", "until"];
+const REQUEST_FILTERS = ["key", "model", "provider", "status", "request_id", "trace_id", "since", "until"];
 const ERROR_FILTERS = ["provider", "outcome", "status", "request_id", "since", "until"];
 
 function toIso(local) {
@@ -37,7 +37,7 @@ function filterForm(kind, params, navigate) {
       input = h("input", { name, value: params.get(name) || "", autocomplete: "off" });
     }
     inputs[name] = input;
-    const label = { request_id: "Request id", since: "From", until: "Until" }[name] || name[0].toUpperCase() + name.slice(1);
+    const label = { request_id: "Request id", trace_id: "Trace id", since: "From", until: "Until" }[name] || name[0].toUpperCase() + name.slice(1);
     return field(label, input);
   });
   return h(
@@ -121,6 +121,7 @@ const FIELD_LABELS = {
   error_code: "Error code",
   prompt: "Prompt",
   completion: "Completion",
+  trace_id: "Trace id",
 };
 
 // A column the table above does not know yet still gets words, not an identifier.
