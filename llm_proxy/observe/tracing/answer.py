@@ -46,8 +46,8 @@ _REASONING: Final = re.compile(rb'"reasoning_tokens"\s*:\s*(\d{1,12})')
 # The last event of a stream that ended as it should: OpenAI's sentinel, Anthropic's
 # message_stop, the Responses API's terminal events.
 _STREAM_END: Final = re.compile(
-    rb"data:\s*\[DONE\]|event:\s*message_stop|\"type\"\s*:\s*\"message_stop\""
-    rb"|\"type\"\s*:\s*\"response\.(?:completed|incomplete|failed)\""
+    rb"data:\s*\[DONE\]"
+    rb'|"type"\s*:\s*"(?:message_stop|response\.(?:completed|incomplete|failed))"'
 )
 _FINISH_REASONS_MAX: Final = 16  # n choices: one reason each; a bound for a hostile body
 
@@ -89,8 +89,17 @@ def read_answer(tail: bytes | None) -> Answer:
         cache_read_tokens=cache_read if cache_read is not None else cached,
         cache_write_tokens=_last_number(_CACHE_WRITE, tail),
         reasoning_tokens=_last_number(_REASONING, tail),
-        stream_end=_STREAM_END.search(tail) is not None,
+        stream_end=_ended(tail),
     )
+
+
+def _ended(tail: bytes) -> bool:
+    """Is the tail's last event, whole (its line ended), a stream's closing one?"""
+    if not tail.endswith((b"\n", b"\r")):
+        return False
+    body = tail.rstrip()
+    last = body[body.rfind(b"\n\n") + 1 :]
+    return _STREAM_END.search(last) is not None
 
 
 def _last_number(pattern: re.Pattern[bytes], tail: bytes) -> int | None:
