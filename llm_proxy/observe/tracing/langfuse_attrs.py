@@ -139,7 +139,7 @@ def _first_token_ns(record: RequestRecord, span: Span) -> int | None:
         if event.name == "llm_proxy.first_token":
             return event.time_ns
     if record.ttft_ms is not None:
-        return round((record.ts + record.ttft_ms / 1000) * 1e9)
+        return round(record.ts * 1e9) + round(record.ttft_ms * 1e6)
     return None
 
 

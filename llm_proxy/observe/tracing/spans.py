@@ -140,8 +140,11 @@ def _endpoint(record: RequestRecord) -> str | None:
     return route if route in _OPERATIONS else None
 
 
-def _ns(seconds: float) -> int:
-    return round(seconds * 1e9)
+def _at(record: RequestRecord, offset: float) -> int:
+    """The time `offset` seconds after the request's arrival, in ns since the epoch. Offsets
+    are added in ns (not to the epoch float, which has ~0.2 µs steps): equal offsets give
+    equal times."""
+    return round(record.ts * 1e9) + round(offset * 1e9)
 
 
 def _server_span(
@@ -173,8 +176,8 @@ def _server_span(
         _response(attributes, record, answer)
     _proxy(attributes, record)
     attributes["llm_proxy.attempt.count"] = len(record.attempt_spans) or len(record.attempts)
-    start = _ns(record.ts)
-    end = start + round(record.duration_ms * 1e6)
+    start = _at(record, 0.0)
+    end = _at(record, record.duration_ms / 1000)
     span = Span(
         trace_id=bytes.fromhex(record.trace_id),
         span_id=bytes.fromhex(record.span_id),
@@ -194,7 +197,7 @@ def _server_span(
         ttft = record.ttft_ms / 1000
         if record.streamed and operation is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = ttft
-        span.events.append(SpanEvent(FIRST_TOKEN_EVENT, _ns(record.ts + ttft)))
+        span.events.append(SpanEvent(FIRST_TOKEN_EVENT, _at(record, ttft)))
     if record.streamed:
         span.events.append(_stream_end(record, answer, end))
     return span
@@ -235,9 +238,10 @@ def _client_span(
         _response(attributes, record, answer)
         if record.cost_usd is not None:
             attributes["llm_proxy.cost.usd"] = record.cost_usd
-    start = _ns(record.ts + attempt.start)
+    start = _at(record, attempt.start)
+    # Not ended (0.0): it lasted as long as the request.
     ended = attempt.end if attempt.end > attempt.start else record.duration_ms / 1000
-    end = max(start, _ns(record.ts + ended))
+    end = max(start, _at(record, ended))
     if operation is not None:
         name = f"{operation} {model}" if model else operation
     else:
@@ -263,7 +267,7 @@ def _client_span(
         ttft = attempt.first_token - attempt.start
         if record.streamed and operation is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = ttft
-        span.events.append(SpanEvent(FIRST_TOKEN_EVENT, _ns(record.ts + attempt.first_token)))
+        span.events.append(SpanEvent(FIRST_TOKEN_EVENT, _at(record, attempt.first_token)))
     if answer is not None and record.streamed:
         span.events.append(_stream_end(record, answer, end))
     return span
