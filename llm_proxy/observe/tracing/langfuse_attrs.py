@@ -150,10 +150,12 @@ def _trace_metadata(record: RequestRecord) -> dict[str, object]:
         "client": record.client,
         "provider": record.provider,
         "attempts": record.attempts,
-        "failed_attempts": [
-            {"provider": e.provider, "outcome": e.outcome, "upstream_status": e.upstream_status}
-            for e in record.errors
-        ],
+        "failed_attempts": orjson.dumps(  # JSON text: objects cannot be attribute values
+            [
+                {"provider": e.provider, "outcome": e.outcome, "upstream_status": e.upstream_status}
+                for e in record.errors
+            ]
+        ).decode(),
         "status": record.status,
         "streamed": record.streamed,
         "error_code": record.error_code,
@@ -175,8 +177,7 @@ def _generation_metadata(record: RequestRecord) -> dict[str, object]:
 
 
 def _metadata(prefix: str, values: dict[str, object]) -> Attributes:
-    """One attribute per metadata key (None left out). A list of strings stays an array;
-    anything else that is not a scalar (the failed attempts) is JSON text."""
+    """One attribute per metadata key (None left out); a list of strings is an array."""
     out: Attributes = {}
     for key, value in values.items():
         if value is None:
