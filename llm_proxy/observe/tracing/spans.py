@@ -86,6 +86,7 @@ PROVIDER_NAMES: Final = {"openai": "openai", "azure": "azure.ai.openai", "anthro
 # The proxy's own conditions that end an attempt without it failing: a cancellation.
 _CANCELLED: Final = frozenset({"client_closed"})
 _CLIENT_CLOSED: Final = 499
+_MID_BODY: Final = "mid_body_"  # outcomes of an answer that failed after it started
 
 
 def build_spans(
@@ -121,11 +122,13 @@ def build_spans(
 
 
 def _answering(record: RequestRecord) -> AttemptRecord | None:
-    """The attempt whose answer the client got: the last, unless it failed or was retried."""
+    """The attempt whose answer the client got, whole or in part (failed mid-body): the last,
+    unless it was retried or got no answer."""
     if not record.attempt_spans:
         return None
     last = record.attempt_spans[-1]
-    return last if last.outcome == "ok" and not last.retried else None
+    answered = last.outcome == "ok" or last.outcome.startswith(_MID_BODY)
+    return last if answered and not last.retried else None
 
 
 def _endpoint(record: RequestRecord) -> str | None:

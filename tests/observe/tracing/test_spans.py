@@ -386,3 +386,23 @@ def test_an_attempt_without_an_end_ends_with_the_request() -> None:
     record = traced(attempt_spans=[attempt(end=0.0)])
     server, client = build_spans(record, capture_content=False)
     assert client.end_ns == server.end_ns
+
+
+def test_an_answer_that_failed_mid_body_is_still_the_answer() -> None:
+    record = traced(
+        status=200,
+        streamed=True,
+        response_tail=STREAM_TAIL[:200],
+        attempt_spans=[attempt(outcome="mid_body_timeout", first_token=0.1, detail="idle")],
+    )
+    server, client = build_spans(record, capture_content=True)
+    assert client.status_code == STATUS_ERROR
+    assert client.attributes["error.type"] == "mid_body_timeout"
+    assert client.attributes["gen_ai.usage.input_tokens"] == 1200  # the answer's facts
+    assert [e.name for e in client.events] == [
+        "llm_proxy.first_token",
+        "llm_proxy.stream_end",
+        "gen_ai.client.inference.operation.details",
+    ]
+    assert client.events[1].attributes["llm_proxy.stream.complete"] is False
+    assert server.attributes["gen_ai.provider.name"] == "openai"
