@@ -10,7 +10,9 @@ Read from Langfuse's own ingestion code (langfuse/langfuse, packages/shared/src/
 * trace fields come from `langfuse.trace.name`, `user.id`, `langfuse.trace.tags` (a string
   array), `langfuse.trace.metadata.<key>`, `langfuse.trace.input` / `.output`; they apply from
   any span carrying them, so a server span continuing a client's trace (not Langfuse's root)
-  still names and tags the trace;
+  still names and tags the trace; its parent (the client's span) is kept: Langfuse's trace
+  view shows an observation whose parent it lacks as a root (web/src/features/traces/fns/
+  treeBuilding.ts), and under the client's own span when the client exports there too;
 * a generation's fields: `langfuse.observation.model.name`, `.usage_details` and
   `.cost_details` (JSON objects, taken as given), `.completion_start_time` (ISO 8601),
   `.level` and `.status_message`, `.metadata.<key>`, `.input` / `.output`; a span whose status
