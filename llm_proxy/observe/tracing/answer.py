@@ -1,8 +1,11 @@
-"""What the end of an answer says about it, for the spans: the model that answered, the
-response's id, why generation stopped, the cache's share of the input tokens, and whether a
-stream reached its end. Read from `RequestRecord.response_tail` (the answer's last bytes, as
-relayed), off the request path, by regular expressions on bytes: no JSON parsing, so a tail
-cut anywhere (at its start, mid-event, or a stream aborted mid-chunk) only loses what was cut.
+"""What the bounded bytes kept of an answer say about it, for the spans: the model that
+answered, the response's id, why generation stopped, the cache's share of the input tokens,
+and whether a stream reached its end. Read from `RequestRecord.response_tail` (the answer's
+last bytes as relayed, possibly after its first ones and a blank line: `Relayed.facts`), off
+the request path, by regular expressions on bytes: no JSON parsing, so bytes cut anywhere (at
+the start, mid-event, a stream aborted mid-chunk, or a head joined to a tail) only lose what
+was cut. Between a key and its value only spaces and tabs are allowed (the providers' JSON
+has no newline there), so that a head's last key never pairs with a joined tail's first value.
 
 Shapes read (each tested on real-shaped bodies and streams):
 
@@ -14,10 +17,12 @@ Shapes read (each tested on real-shaped bodies and streams):
   cached_tokens`) and, when cut short, `incomplete_details.reason`.
 * Anthropic Messages: a JSON body, or events ending with `message_delta` (`stop_reason`, the
   final usage) and `message_stop`; `cache_read_input_tokens`, `cache_creation_input_tokens`.
-  A stream's id and model are in its first event (`message_start`): in the tail only when
-  the stream is short.
+  A stream's id, model and first cache counts are in its first event (`message_start`):
+  read when the head is kept, or when the stream is short.
 
-A value is reported only when its whole token is in the tail; nothing here raises.
+A value is reported only when its whole token is in the bytes; nothing here raises. Finish
+reasons are the distinct values, in order: a head and a tail may both hold the same chunk, so
+two choices that stopped for the same reason report it once.
 """
 
 from __future__ import annotations
@@ -30,24 +35,24 @@ from typing import Final
 # and Anthropic write `id` first and `object` / `type` next; a tool call's or an output
 # item's id is followed by something else, so it is never taken for the response's.
 _ID: Final = re.compile(
-    rb'"id"\s*:\s*"([^"\\]{1,256})"\s*,\s*"(?:object|type)"\s*:\s*'
+    rb'"id"[ \t]*:[ \t]*"([^"\\]{1,256})"[ \t]*,[ \t]*"(?:object|type)"[ \t]*:[ \t]*'
     rb'"(?:chat\.completion(?:\.chunk)?|text_completion|message|response)"'
 )
-_MODEL: Final = re.compile(rb'"model"\s*:\s*"([^"\\]{1,256})"')
-_FINISH: Final = re.compile(rb'"finish_reason"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
-_STOP: Final = re.compile(rb'"stop_reason"\s*:\s*"([A-Za-z0-9_.-]{1,64})"')
+_MODEL: Final = re.compile(rb'"model"[ \t]*:[ \t]*"([^"\\]{1,256})"')
+_FINISH: Final = re.compile(rb'"finish_reason"[ \t]*:[ \t]*"([A-Za-z0-9_.-]{1,64})"')
+_STOP: Final = re.compile(rb'"stop_reason"[ \t]*:[ \t]*"([A-Za-z0-9_.-]{1,64})"')
 _INCOMPLETE: Final = re.compile(
-    rb'"incomplete_details"\s*:\s*\{\s*"reason"\s*:\s*"([A-Za-z0-9_.-]{1,64})"'
+    rb'"incomplete_details"[ \t]*:[ \t]*\{[ \t]*"reason"[ \t]*:[ \t]*"([A-Za-z0-9_.-]{1,64})"'
 )
-_CACHED: Final = re.compile(rb'"cached_tokens"\s*:\s*(\d{1,12})')
-_CACHE_READ: Final = re.compile(rb'"cache_read_input_tokens"\s*:\s*(\d{1,12})')
-_CACHE_WRITE: Final = re.compile(rb'"cache_creation_input_tokens"\s*:\s*(\d{1,12})')
-_REASONING: Final = re.compile(rb'"reasoning_tokens"\s*:\s*(\d{1,12})')
+_CACHED: Final = re.compile(rb'"cached_tokens"[ \t]*:[ \t]*(\d{1,12})')
+_CACHE_READ: Final = re.compile(rb'"cache_read_input_tokens"[ \t]*:[ \t]*(\d{1,12})')
+_CACHE_WRITE: Final = re.compile(rb'"cache_creation_input_tokens"[ \t]*:[ \t]*(\d{1,12})')
+_REASONING: Final = re.compile(rb'"reasoning_tokens"[ \t]*:[ \t]*(\d{1,12})')
 # The last event of a stream that ended as it should: OpenAI's sentinel, Anthropic's
 # message_stop, the Responses API's terminal events.
 _STREAM_END: Final = re.compile(
-    rb"data:\s*\[DONE\]"
-    rb'|"type"\s*:\s*"(?:message_stop|response\.(?:completed|incomplete|failed))"'
+    rb"data:[ \t]*\[DONE\]"
+    rb'|"type"[ \t]*:[ \t]*"(?:message_stop|response\.(?:completed|incomplete|failed))"'
 )
 _FINISH_REASONS_MAX: Final = 16  # n choices: one reason each; a bound for a hostile body
 
@@ -75,7 +80,7 @@ def read_answer(tail: bytes | None) -> Answer:
     # OpenAI: one finish_reason per choice, each non-null once (a stream's last chunk of that
     # choice); Anthropic: the message's stop_reason (its last value is the final one);
     # Responses: why it was cut short, when it was.
-    reasons = [_text(r) for r in _FINISH.findall(tail)[:_FINISH_REASONS_MAX]]
+    reasons = list(dict.fromkeys(_text(r) for r in _FINISH.findall(tail)))[:_FINISH_REASONS_MAX]
     if not reasons and (stop := _STOP.findall(tail)):
         reasons = [_text(stop[-1])]
     if not reasons and (incomplete := _INCOMPLETE.findall(tail)):

@@ -232,3 +232,32 @@ def test_a_stream_aborted_mid_event() -> None:
 @pytest.mark.parametrize("tail", [None, b"", b"\x00\xff garbage", b'{"error":{"type":"x"}}'])
 def test_nothing_to_read(tail: bytes | None) -> None:
     assert read_answer(tail) == NOTHING
+
+
+def test_a_head_joined_to_a_tail() -> None:
+    """`Relayed.facts`: the first 4 KB, a blank line, the last 2 KB. A long Anthropic stream's
+    id, model and cache counts come from its head."""
+    stream = anthropic_stream(text_events=300)
+    facts = stream[:4096] + b"\n\n" + stream[-2048:]
+    assert read_answer(facts) == Answer(
+        response_id="msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY",
+        response_model="claude-opus-4-1-20250805",
+        finish_reasons=("end_turn",),
+        cache_read_tokens=1800,
+        cache_write_tokens=0,
+        stream_end=True,
+    )
+
+
+def test_a_chunk_in_both_the_head_and_the_tail_counts_once() -> None:
+    stream = chat_stream()
+    finish = stream.index(b'"finish_reason":"stop"')
+    head = stream[: stream.index(b"\n\n", finish) + 2]  # ends with the finish chunk
+    tail = stream[finish - 150 :]  # overlaps it
+    assert read_answer(head + b"\n\n" + tail).finish_reasons == ("stop",)
+
+
+def test_a_heads_last_key_never_pairs_with_the_tails_first_value() -> None:
+    head = b'data: {"id":"chatcmpl-9","object":"chat.completion.chunk","model":'
+    tail = b'"not-a-model"}]}\n\n'
+    assert read_answer(head + b"\n\n" + tail).response_model is None
