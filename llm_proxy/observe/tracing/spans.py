@@ -29,10 +29,15 @@ What is an error here (span status ERROR, with `error.type`):
   itself, else the status (`"502"`). A 4xx is the client's affair (status unset); a 499 (the
   client hung up) is a cancellation, not an error.
 * an attempt's span: any failed attempt (connect_error, timeout, http_5xx, http_429,
-  sse_error, mid-body failures, ...: `error.type` is that outcome), and an answered 4xx
-  (`error.type` is the status, `"400"`). `client_closed` (the client hung up while this attempt
-  waited) is a cancellation: status unset, no `error.type`. The failure's cause (the proxy
-  log's `detail`) is the status message.
+  sse_error, incomplete, ...: `error.type` is that outcome; for `error`, an exception, its
+  class name), and an answered 4xx (`error.type` is the status, `"400"`). A cancellation by
+  the client is no error (status unset, no `error.type`): `client_closed` (it hung up while
+  this attempt ran), or `incomplete` in a request that ended 499. The failure's cause (the
+  proxy log's `detail`) is the status message.
+
+The answering attempt (its span gets the answer's facts, usage, cost, the stream's end and the
+content) is the last one, unless it was retried or the provider never answered: a client that
+got part of an answer (cut mid-body, or it hung up) got it from that attempt.
 
 The proxy's own attributes are under `llm_proxy.*`. The first token and the stream's end are
 span events `llm_proxy.first_token` and `llm_proxy.stream_end` (the GenAI conventions define
@@ -83,10 +88,7 @@ _OPENAI_API: Final = {"/chat/completions": "chat_completions", "/responses": "re
 # compatible server configured as `openai` is reported as OpenAI: the conventions ask for the
 # instrumentation's best knowledge, and `server.address` tells the actual host.
 PROVIDER_NAMES: Final = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
-# The proxy's own conditions that end an attempt without it failing: a cancellation.
-_CANCELLED: Final = frozenset({"client_closed"})
 _CLIENT_CLOSED: Final = 499
-_MID_BODY: Final = "mid_body_"  # outcomes of an answer that failed after it started
 
 
 def build_spans(
@@ -122,13 +124,12 @@ def build_spans(
 
 
 def _answering(record: RequestRecord) -> AttemptRecord | None:
-    """The attempt whose answer the client got, whole or in part (failed mid-body): the last,
-    unless it was retried or got no answer."""
+    """The attempt whose answer the client got, whole or in part: the last, unless it was
+    retried or the provider never answered (no status)."""
     if not record.attempt_spans:
         return None
     last = record.attempt_spans[-1]
-    answered = last.outcome == "ok" or last.outcome.startswith(_MID_BODY)
-    return last if answered and not last.retried else None
+    return last if last.upstream_status is not None and not last.retried else None
 
 
 def _endpoint(record: RequestRecord) -> str | None:
@@ -261,7 +262,7 @@ def _client_span(
         trace_state=server.trace_state,
         flags=FLAG_SAMPLED | FLAG_HAS_IS_REMOTE,  # its parent is ours: not remote
     )
-    error = _attempt_error(attempt)
+    error = _attempt_error(attempt, record.status)
     if error is not None:
         span.status_code = STATUS_ERROR
         span.status_message = attempt.detail or ""
@@ -276,14 +277,17 @@ def _client_span(
     return span
 
 
-def _attempt_error(attempt: AttemptRecord) -> str | None:
+def _attempt_error(attempt: AttemptRecord, status: int) -> str | None:
     """The attempt's `error.type`, None when it is no error (see the module docstring)."""
-    if attempt.outcome in _CANCELLED:
-        return None
-    if attempt.outcome != "ok":
-        return attempt.outcome
-    status = attempt.upstream_status
-    return str(status) if status is not None and status >= 400 else None
+    outcome = attempt.outcome
+    if outcome == "client_closed" or (outcome == "incomplete" and status == _CLIENT_CLOSED):
+        return None  # the client cancelled
+    if outcome == "error":
+        return attempt.detail or "_OTHER"
+    if outcome != "ok":
+        return outcome
+    upstream = attempt.upstream_status
+    return str(upstream) if upstream is not None and upstream >= 400 else None
 
 
 def _provider(attributes: Attributes, attempt: AttemptRecord) -> None:

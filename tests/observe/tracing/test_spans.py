@@ -302,7 +302,7 @@ def test_content_of_a_request_no_attempt_answered_goes_on_the_server_span() -> N
         status=502,
         completion=None,
         response_tail=None,
-        attempt_spans=[attempt(outcome="timeout")],
+        attempt_spans=[attempt(outcome="timeout", upstream_status=None)],
         prompt="half a surrogate \ud83d",
     )
     server, client = build_spans(record, capture_content=True)
@@ -406,3 +406,31 @@ def test_an_answer_that_failed_mid_body_is_still_the_answer() -> None:
     ]
     assert client.events[1].attributes["llm_proxy.stream.complete"] is False
     assert server.attributes["gen_ai.provider.name"] == "openai"
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "detail", "error"),
+    [
+        (499, "incomplete", None, None),  # the client hung up mid-answer
+        (499, "client_closed", "CancelledError", None),
+        (200, "incomplete", None, "incomplete"),  # the upstream cut it
+        (500, "error", "ProtocolError", "ProtocolError"),  # an exception: its class
+        (500, "error", None, "_OTHER"),
+    ],
+)
+def test_cancelled_or_cut_answers(
+    status: int, outcome: str, detail: str | None, error: str | None
+) -> None:
+    record = traced(
+        status=status,
+        streamed=True,
+        response_tail=STREAM_TAIL[:300],
+        attempt_spans=[attempt(outcome=outcome, detail=detail, first_token=0.1)],
+    )
+    _, client = build_spans(record, capture_content=False)
+    assert client.attributes.get("error.type") == error
+    assert client.status_code == (STATUS_UNSET if error is None else STATUS_ERROR)
+    # the provider answered (a status): the client got that answer, in part
+    assert client.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert client.events[-1].name == "llm_proxy.stream_end"
+    assert client.events[-1].attributes["llm_proxy.stream.complete"] is False
