@@ -1,6 +1,11 @@
 """Langfuse export (optional): every sampled request becomes a trace with one generation, sent
 in batches to Langfuse's ingestion API (`POST {host}/api/public/ingestion`).
 
+`LangfuseSettings` (the LANGFUSE_* variables) serve both exports: `export` is `otlp` (the
+default: spans with the Langfuse attributes, `observe/tracing/langfuse_attrs.py`, sent to
+`otlp_url`) or `ingestion` (this module's exporter, for old self-hosted servers only: Langfuse
+Cloud removed the batch ingestion API on 2026-11-16; `INGESTION_WARNING` says so).
+
 The request path only appends to a bounded queue (`submit`, sync, never raises); one task
 sends. Contract with an unreachable or unhappy Langfuse:
 
@@ -49,6 +54,16 @@ log = structlog.get_logger()
 DEFAULT_HOST: Final = "https://cloud.langfuse.com"
 DEFAULT_FLUSH_INTERVAL: Final = 5.0  # seconds, as the seed proxy and Langfuse's SDK
 INGESTION_PATH: Final = "/api/public/ingestion"
+OTLP_PATH: Final = "/api/public/otel/v1/traces"
+# LANGFUSE_EXPORT: spans to Langfuse's OTLP endpoint (the default), or the legacy batch
+# ingestion API, which Langfuse Cloud removed on 2026-11-16 (old self-hosted servers only).
+EXPORTS: Final = ("otlp", "ingestion")
+INGESTION_WARNING: Final = (
+    "LANGFUSE_EXPORT=ingestion uses Langfuse's legacy batch ingestion API "
+    "(/api/public/ingestion), which Langfuse Cloud removed on 2026-11-16: it works only with "
+    "old self-hosted Langfuse servers, and this export will be removed from llm-proxy. "
+    "Unset LANGFUSE_EXPORT (or set it to otlp) to send traces to Langfuse's OTLP endpoint."
+)
 # Langfuse takes up to 3.5 MB per request. Batches are cut below 1 MiB, past which aiohttp
 # wants a file-like body (a lone larger record is sent as one).
 MAX_BATCH_BYTES: Final = 1_000_000
@@ -74,10 +89,21 @@ class LangfuseSettings:
     flush_interval: float = DEFAULT_FLUSH_INTERVAL
     debug: bool = False
     capture_content: bool = False
+    export: str = "otlp"  # one of EXPORTS (LANGFUSE_EXPORT)
 
     @property
     def ingestion_url(self) -> str:
         return self.host + INGESTION_PATH
+
+    @property
+    def otlp_url(self) -> str:
+        """Langfuse's OTLP/HTTP traces endpoint (protobuf or JSON bodies, Basic auth)."""
+        return self.host + OTLP_PATH
+
+    def authorization(self) -> str:
+        """The `Authorization` header value for either endpoint: Basic, the public key as the
+        user name and the secret key as the password (never logged)."""
+        return _basic_auth(self.public_key, self.secret_key)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> LangfuseSettings | None:
@@ -111,7 +137,17 @@ class LangfuseSettings:
             ),
             debug=_flag(environ, "LANGFUSE_DEBUG"),
             capture_content=_flag(environ, "LANGFUSE_CAPTURE_CONTENT"),
+            export=_export(environ),
         )
+
+
+def _export(environ: Mapping[str, str]) -> str:
+    """LANGFUSE_EXPORT: `otlp` (the default, also when empty) or `ingestion`, any case."""
+    raw = environ.get("LANGFUSE_EXPORT", "").strip()
+    value = raw.lower() or EXPORTS[0]
+    if value not in EXPORTS:
+        raise ValueError(f"LANGFUSE_EXPORT must be otlp or ingestion, got {raw!r}")
+    return value
 
 
 def _host(value: str) -> str:
@@ -217,7 +253,7 @@ class LangfuseExporter(Batcher[_Batch]):
         self._session = aiohttp.ClientSession(
             timeout=self._timeout,
             headers={
-                "Authorization": _basic_auth(self.settings.public_key, self.settings.secret_key),
+                "Authorization": self.settings.authorization(),
                 "Content-Type": "application/json",
                 "User-Agent": f"llm-proxy/{__version__}",
             },

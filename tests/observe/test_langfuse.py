@@ -6,6 +6,7 @@ sampling, refused keys, an outage and the recovery after it, the queue bound, an
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import os
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import structlog
 
-from llm_proxy.observe.langfuse import LangfuseExporter, LangfuseSettings
+from llm_proxy.observe.langfuse import INGESTION_WARNING, LangfuseExporter, LangfuseSettings
 from llm_proxy.observe.langfuse_events import trace_id
 from llm_proxy.observe.records import ErrorRecord, RequestRecord
 from tests.helpers import Upstream, eventually, free_port, sdk
@@ -110,6 +111,44 @@ def test_settings_from_every_variable() -> None:
     assert s.host == "http://langfuse.internal:3000"
     assert s.ingestion_url == "http://langfuse.internal:3000/api/public/ingestion"
     assert (s.sample_rate, s.flush_interval, s.debug, s.capture_content) == (0.25, 0.5, True, True)
+
+
+def test_export_is_otlp_by_default() -> None:
+    s = LangfuseSettings.from_env(ENABLED)
+    assert s is not None
+    assert s.export == "otlp"
+    assert s.otlp_url == "https://cloud.langfuse.com/api/public/otel/v1/traces"
+    assert s.authorization() == "Basic " + base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "export"),
+    [
+        ("", "otlp"),
+        (" otlp ", "otlp"),
+        ("OTLP", "otlp"),
+        ("ingestion", "ingestion"),
+        ("Ingestion", "ingestion"),
+    ],
+)
+def test_langfuse_export(value: str, export: str) -> None:
+    s = LangfuseSettings.from_env(ENABLED | {"LANGFUSE_EXPORT": value})
+    assert s is not None
+    assert s.export == export
+
+
+@pytest.mark.parametrize("value", ["otel", "batch", "ingestion-api", "grpc"])
+def test_a_bad_langfuse_export_names_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match="LANGFUSE_EXPORT") as caught:
+        LangfuseSettings.from_env(ENABLED | {"LANGFUSE_EXPORT": value})
+    assert repr(value) in str(caught.value)
+
+
+def test_the_ingestion_warning_names_the_removal() -> None:
+    assert "2026-11-16" in INGESTION_WARNING
+    assert "removed" in INGESTION_WARNING
+    assert "LANGFUSE_EXPORT" in INGESTION_WARNING
+    assert "self-hosted" in INGESTION_WARNING
 
 
 @pytest.mark.parametrize(
