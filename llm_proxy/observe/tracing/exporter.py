@@ -1,0 +1,356 @@
+"""OTLP/HTTP trace export: a request-record sink that turns sampled records into spans and
+POSTs them, in batches, to a collector's traces URL (`.../v1/traces`) as OTLP protobuf or
+JSON, gzipped or not. The same class sends to any OTLP endpoint (a collector, Langfuse's
+`/api/public/otel/v1/traces`): `name` tells them apart in metrics and logs.
+
+The request path only appends a record to a bounded queue (`submit`: O(1), sync, never
+raises; records not sampled, or outside `sample_ratio`, are ignored). Spans are built and
+encoded in the export task, never on the request path. Contract with the collector, as the
+OTLP/HTTP specification has it:
+
+* a 2xx delivers the batch. An ExportTraceServiceResponse with `partial_success` names
+  spans the collector refused: counted in `spans_dropped`, one warning until a batch is
+  accepted whole;
+* 429, 502, 503, 504, a connection error or a timeout (`timeout`, per POST) keeps the batch
+  and retries it as it is (the same bytes) after a capped exponential backoff with jitter,
+  from `min_backoff` to `max_backoff`; a Retry-After (seconds or an HTTP date) is honoured
+  within the cap;
+* meanwhile the queue keeps filling up to `queue_size` records, the held batch included;
+  past that, new records are dropped and counted (`dropped`): a dead or slow collector costs
+  memory within that bound and nothing else;
+* any other status (400, 401, 404, 413, 500, ...) drops the batch, counted, with one warning
+  per status until a batch is accepted again;
+* `close()` (SIGTERM) lets a POST on its way finish and sends everything that waits, all
+  within `close_timeout`; what is left is dropped and counted.
+
+Counters, cheap integers read by /metrics: `written` (records delivered), `dropped` (records
+lost), `spans_sent`, `spans_dropped` (spans lost: refused, in a dropped batch, or left at
+close), `failed_batches` (POSTs that failed, retried or not), `queued`.
+
+The headers (an API key, Basic auth) are never logged and not in the repr; log lines name
+the endpoint without its credentials or query, and never carry a record's content.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import io
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Final, Literal
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from llm_proxy import __version__
+from llm_proxy.observe.batching import Batcher
+from llm_proxy.observe.records import RequestRecord
+from llm_proxy.observe.tracing.model import Resource, Span
+from llm_proxy.observe.tracing.otlp import (
+    encode_json,
+    encode_protobuf,
+    rejected_spans_json,
+    rejected_spans_protobuf,
+)
+
+log = structlog.get_logger()
+
+Protocol = Literal["http/protobuf", "http/json"]
+Compression = Literal["gzip", "none"]
+
+RETRYABLE: Final = frozenset({429, 502, 503, 504})  # OTLP/HTTP: "retryable response codes"
+# gzip level 1: a third of level 6's CPU for a few percent more bytes (docs/decisions/0001).
+GZIP_LEVEL: Final = 1
+# aiohttp warns about (and tests fail on) a bytes body above 1 MiB: larger ones go as a file.
+_LARGE_BODY: Final = 1 << 20
+_CONTENT_TYPE: Final = {"http/protobuf": "application/x-protobuf", "http/json": "application/json"}
+
+
+@dataclass(slots=True)
+class _Batch:
+    body: bytes  # encoded (and compressed): re-sent as it is
+    records: int
+    spans: int
+
+    def __len__(self) -> int:  # records, as the engine counts
+        return self.records
+
+
+class OtlpExporter(Batcher[_Batch]):
+    """A request-record sink exporting spans over OTLP/HTTP (the contract: module docstring)."""
+
+    hold_failed = True  # retried as it is: the same bytes
+    crash_event = "otlp_export_failed"
+    task_name = "otlp-export"
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        endpoint: str,
+        headers: Mapping[str, str],
+        protocol: Protocol,
+        compression: Compression,
+        timeout: float,
+        resource: Resource,
+        build: Callable[[RequestRecord], list[Span]],
+        sample_ratio: float = 1.0,
+        queue_size: int = 2048,
+        batch_size: int = 512,
+        flush_interval: float = 5.0,
+        close_timeout: float = 5.0,
+        min_backoff: float = 1.0,
+        max_backoff: float = 32.0,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1:
+            raise ValueError("queue_size and batch_size must be positive")
+        if not 0.0 <= sample_ratio <= 1.0:
+            raise ValueError("sample_ratio must be from 0 to 1")
+        if protocol not in _CONTENT_TYPE:
+            raise ValueError(f"protocol must be http/protobuf or http/json, got {protocol!r}")
+        if compression not in ("gzip", "none"):
+            raise ValueError(f"compression must be gzip or none, got {compression!r}")
+        super().__init__(
+            queue_size=queue_size,
+            batch_size=min(batch_size, queue_size),
+            flush_interval=flush_interval,
+            min_backoff=min_backoff,
+            max_backoff=max_backoff,
+            close_timeout=close_timeout,
+        )
+        self.name = name
+        self.protocol: Protocol = protocol
+        self.compression: Compression = compression
+        self._url = URL(endpoint)
+        self._headers = dict(headers)  # secrets: only ever handed to the session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._resource = resource
+        self._build = build
+        self._encode = encode_protobuf if protocol == "http/protobuf" else encode_json
+        self._rejected = rejected_spans_protobuf if protocol == "http/protobuf" else rejected_spans_json
+        # TraceIdRatioBased: keep a trace when its id's low 64 bits are below ratio * 2**64,
+        # so every replica (and the client's SDK at the same ratio) keeps the same traces.
+        self._bound = round(sample_ratio * 2**64)
+        self._session: aiohttp.ClientSession | None = None
+        self._retry_after: float | None = None
+        self._warned: set[int | str] = set()  # statuses (and "partial") already warned about
+        self._build_failed = False
+        self.spans_sent = 0
+        self.spans_dropped = 0
+        self.failed_batches = 0
+
+    def __repr__(self) -> str:
+        return f"<OtlpExporter {self.name} {self.protocol} {_safe(self._url)}>"
+
+    def submit(self, record: RequestRecord) -> None:
+        """Queue a sampled record; never blocks, never raises."""
+        if not record.sampled:
+            return
+        if self._bound < 2**64:
+            try:
+                if int(record.trace_id[16:], 16) >= self._bound:  # type: ignore[index]
+                    return
+            except (TypeError, ValueError):  # no trace id: nothing to build spans under
+                return
+        super().submit(record)
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        headers = {
+            "User-Agent": f"llm-proxy/{__version__}",
+            "Content-Type": _CONTENT_TYPE[self.protocol],
+        }
+        if self.compression == "gzip":
+            headers["Content-Encoding"] = "gzip"
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout, headers=self._headers | headers
+        )
+        await super().start()
+        log.info(
+            "otlp_export_started",
+            sink=self.name,
+            endpoint=_safe(self._url),
+            protocol=self.protocol,
+            compression=self.compression,
+            sample_ratio=self._bound / 2**64,
+        )
+
+    def _lost_at_close(self, records: int) -> None:
+        # Called before the engine lets go of the held batch: its spans are lost too (records
+        # still queued were never built: they count in `dropped` only).
+        if self._pending is not None:
+            self.spans_dropped += self._pending.spans
+        log.warning("otlp_records_lost_at_close", sink=self.name, records=records)
+
+    async def _shutdown(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _retry_delay(self) -> float:
+        delay = super()._retry_delay()
+        delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter: replicas do not retry in step)
+        if self._retry_after is not None:
+            delay = max(delay, min(self._retry_after, self._max_backoff))
+        return delay
+
+    def _take(self) -> _Batch | None:
+        """Up to batch_size records as one encoded body. None before `start()` (nothing to
+        send with) or when no record gave a span."""
+        if self._session is None:
+            return None
+        spans: list[Span] = []
+        records = 0
+        queue, build = self._queue, self._build
+        while queue and records < self._batch_size:
+            record = queue.popleft()
+            try:
+                spans += build(record)
+            except Exception:
+                # A bug in the builder loses this record only; logged once (no content: the
+                # traceback names code, not values).
+                self.dropped += 1
+                if not self._build_failed:
+                    self._build_failed = True
+                    log.exception("otlp_span_build_failed", sink=self.name)
+                continue
+            records += 1
+        if not spans:
+            self.written += records  # nothing to export for them: done
+            return None
+        body = self._encode(self._resource, spans)
+        if self.compression == "gzip":
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        return _Batch(body, records, len(spans))
+
+    async def _send(self, batch: _Batch) -> bool:
+        """POST one batch; False when it should be retried later (it stays held)."""
+        assert self._session is not None
+        started = time.monotonic()
+        body = batch.body
+        try:
+            data = body if len(body) <= _LARGE_BODY else io.BytesIO(body)
+            async with self._session.post(self._url, data=data, allow_redirects=False) as resp:
+                status = resp.status
+                answer = await resp.read()
+                retry_after = resp.headers.get("Retry-After")
+                content_type = resp.content_type
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._failed(batch, type(exc).__name__, None)
+        if status in RETRYABLE:
+            return self._failed(batch, f"HTTP {status}", retry_after_seconds(retry_after))
+        if not 200 <= status < 300:
+            self.failed_batches += 1
+            self.dropped += batch.records
+            self.spans_dropped += batch.spans
+            (log.debug if status in self._warned else log.warning)(
+                "otlp_batch_refused",
+                sink=self.name,
+                status=status,
+                spans=batch.spans,
+                answer=_answer_text(answer, content_type),
+            )
+            self._warned.add(status)
+            self._recovered()
+            return True
+        self._accepted(batch, answer, content_type)
+        self._recovered()
+        log.debug(
+            "otlp_flush",
+            sink=self.name,
+            spans=batch.spans,
+            bytes=len(body),
+            ms=round((time.monotonic() - started) * 1000, 1),
+            queued=len(self._queue),
+        )
+        return True
+
+    def _recovered(self) -> None:
+        """The collector answered (a refusal is an answer): the backoff starts over."""
+        if self._failures:
+            log.info("otlp_export_recovered", sink=self.name, failures=self._failures)
+        self._failures, self._retry_after = 0, None
+
+    def _failed(self, batch: _Batch, reason: str, retry_after: float | None) -> bool:
+        """A failure to retry (the engine counts it in `_failures` when this returns)."""
+        self.failed_batches += 1
+        self._retry_after = retry_after
+        (log.warning if not self._failures else log.debug)(
+            "otlp_send_failed",
+            sink=self.name,
+            reason=reason,
+            endpoint=_safe(self._url),
+            spans=batch.spans,
+            queued=self.queued,
+        )
+        return False
+
+    def _accepted(self, batch: _Batch, answer: bytes, content_type: str) -> None:
+        """Count a 2xx; its `partial_success` names spans refused (one warning until a
+        batch is accepted whole)."""
+        self.written += batch.records
+        rejected, message = 0, ""
+        if answer:
+            decode = self._rejected
+            if content_type == "application/json":
+                decode = rejected_spans_json
+            elif content_type == "application/x-protobuf":
+                decode = rejected_spans_protobuf
+            try:
+                rejected, message = decode(answer)
+            except ValueError:
+                rejected = 0  # not a response message: the spans were accepted
+        rejected = max(0, min(rejected, batch.spans))
+        self.spans_sent += batch.spans - rejected
+        if not rejected:
+            self._warned.clear()
+            return
+        self.spans_dropped += rejected
+        (log.debug if "partial" in self._warned else log.warning)(
+            "otlp_spans_rejected",
+            sink=self.name,
+            rejected=rejected,
+            of=batch.spans,
+            message=message[:300],
+        )
+        self._warned.add("partial")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds from now: delay-seconds or an HTTP date; None when
+    absent or unreadable (the backoff applies)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, seconds)
+    return seconds if 0 <= seconds < math.inf else None
+
+
+def _safe(url: URL) -> str:
+    """The URL for a log line: no user info, no query (either may hold a token)."""
+    return str(url.with_user(None).with_query(None).with_fragment(None))
+
+
+def _answer_text(answer: bytes, content_type: str) -> str:
+    """A refusal's explanation for the log: text answers only, cut short."""
+    if content_type.startswith(("text/", "application/json")):
+        return answer[:300].decode(errors="replace")
+    return f"<{len(answer)} bytes {content_type}>"
+
