@@ -131,7 +131,7 @@ def _pb_kv(key: str, value: AttrValue) -> bytes:
         hit = _PB_KV.get(mkey)
         if hit is not None:
             return hit
-    body = _ld(_T_KV_KEY, key.encode()) + _ld(_T_KV_VALUE, _pb_any(value))
+    body = (_ld(_T_KV_KEY, key.encode()) if key else b"") + _ld(_T_KV_VALUE, _pb_any(value))
     out = _varint(len(body)) + body
     if memo:
         if len(_PB_KV) >= _MEMO_MAX_ENTRIES:
