@@ -57,7 +57,9 @@ class Received:
     @property
     def spans(self) -> int:
         return sum(
-            len(ss.spans) for rs in (self.message.resource_spans if self.message else ()) for ss in rs.scope_spans
+            len(ss.spans)
+            for rs in (self.message.resource_spans if self.message else ())
+            for ss in rs.scope_spans
         )
 
 
@@ -220,7 +222,9 @@ class FakeCollector:
             body = json_format.MessageToJson(response).encode()
         else:
             body = response.SerializeToString()
-        return await self._answer(received, answer.status, answer.headers, body, request.content_type)
+        return await self._answer(
+            received, answer.status, answer.headers, body, request.content_type
+        )
 
     async def _answer(
         self, received: Received, status: int, headers: dict[str, str], body: bytes, ctype: str

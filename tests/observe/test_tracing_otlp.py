@@ -33,7 +33,11 @@ from llm_proxy.observe.tracing.model import (
 from tests.helpers.otlp_collector import flatten, parse_json
 
 RESOURCE = Resource(
-    {"service.name": "llm-proxy", "service.instance.id": "pod-7", "telemetry.sdk.name": "llm-proxy"},
+    {
+        "service.name": "llm-proxy",
+        "service.instance.id": "pod-7",
+        "telemetry.sdk.name": "llm-proxy",
+    },
     scope_name="llm-proxy",
     scope_version="0.1.0",
 )
@@ -230,7 +234,13 @@ def test_memo_tells_types_apart_and_stays_bounded() -> None:
     spans = [server_span(attributes={"v": value}) for value in (1, True, 1.0, "1", [1])]
     for message in both(spans):
         assert [s["attributes"]["v"] for s in flatten(message)] == [1, True, 1.0, "1", [1]]
-        assert [type(s["attributes"]["v"]) for s in flatten(message)] == [int, bool, float, str, list]
+        assert [type(s["attributes"]["v"]) for s in flatten(message)] == [
+            int,
+            bool,
+            float,
+            str,
+            list,
+        ]
     many = [server_span(attributes={"request.id": f"req-{i}"}) for i in range(10_000)]
     otlp.encode_protobuf(RESOURCE, many)
     assert len(otlp._PB_KV) <= otlp._MEMO_MAX_ENTRIES
@@ -258,7 +268,7 @@ def test_partial_success_decoders() -> None:
     as_json = json_format.MessageToJson(answer).encode()
     assert otlp.rejected_spans_json(as_json) == (300, "too old ✗")
     assert otlp.rejected_spans_json(b"{}") == (0, "")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="truncated"):
         otlp.rejected_spans_protobuf(b"\x0a\x05\x08")
 
 

@@ -133,7 +133,9 @@ class OtlpExporter(Batcher[_Batch]):
         self._resource = resource
         self._build = build
         self._encode = encode_protobuf if protocol == "http/protobuf" else encode_json
-        self._rejected = rejected_spans_protobuf if protocol == "http/protobuf" else rejected_spans_json
+        self._rejected = (
+            rejected_spans_protobuf if protocol == "http/protobuf" else rejected_spans_json
+        )
         # TraceIdRatioBased: keep a trace when its id's low 64 bits are below ratio * 2**64,
         # so every replica (and the client's SDK at the same ratio) keeps the same traces.
         self._bound = round(sample_ratio * 2**64)
@@ -353,4 +355,3 @@ def _answer_text(answer: bytes, content_type: str) -> str:
     if content_type.startswith(("text/", "application/json")):
         return answer[:300].decode(errors="replace")
     return f"<{len(answer)} bytes {content_type}>"
-

@@ -28,7 +28,7 @@ from typing import Final
 
 import orjson
 
-from llm_proxy.observe.tracing.model import AttrValue, Attributes, Resource, Span, SpanEvent
+from llm_proxy.observe.tracing.model import Attributes, AttrValue, Resource, Span, SpanEvent
 
 # Memo bounds: values longer than this are encoded each time (a prompt, an error's detail).
 _MEMO_MAX_VALUE: Final = 128
@@ -118,7 +118,7 @@ def _pb_any(value: object) -> bytes:
     # Subclasses (an enum.StrEnum, an IntEnum) as their base type; the rest as text.
     for base in (bool, str, int, float):
         if isinstance(value, base):
-            return _pb_any(base(value))  # type: ignore[call-overload]
+            return _pb_any(base(value))
     return _ld(b"\x0a", str(value).encode())
 
 
@@ -284,7 +284,7 @@ def _json_any(value: object) -> object:
         return {"arrayValue": {"values": [_json_any(v) for v in value]}}  # type: ignore[attr-defined]
     for base in (bool, str, int, float):
         if isinstance(value, base):
-            return _json_any(base(value))  # type: ignore[call-overload]
+            return _json_any(base(value))
     return {"stringValue": str(value)}
 
 
