@@ -39,6 +39,7 @@ _INT64_MAX: Final = 2**63 - 1
 _fixed64 = struct.Struct("<Q").pack
 _fixed32 = struct.Struct("<I").pack
 _double = struct.Struct("<d").pack
+_times = struct.Struct("<BQBQ").pack  # a span's start and end, tags included
 _SMALL: Final = tuple(bytes((i,)) for i in range(128))  # one-byte varints
 
 
@@ -46,6 +47,11 @@ def _varint(n: int) -> bytes:
     """A protobuf varint; a negative int64 as its two's complement (10 bytes)."""
     if 0 <= n < 128:
         return _SMALL[n]
+    # Lengths and token counts: two or three bytes, without the loop.
+    if 0 < n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if 0 < n < 0x20_0000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
     n &= 0xFFFF_FFFF_FFFF_FFFF
     out = bytearray()
     while n > 0x7F:
@@ -96,7 +102,15 @@ _T_ARRAY_VALUES: Final = b"\x0a"  # ArrayValue.values = 1
 _AV_TRUE: Final = b"\x10\x01"
 _AV_FALSE: Final = b"\x10\x00"
 
-_PB_KV: dict[tuple[str, type, AttrValue], bytes] = {}
+# The memo, in two generations: when the young one is full the old one is let go, so values
+# seen once (a request id, a token count) age out while those that repeat stay, promoted on
+# each use. At most 2 * _MEMO_MAX_ENTRIES entries; keys (`_PB_KEYS`) are kept apart.
+_PB_KV: dict[tuple[str, type, object], bytes] = {}
+_PB_KV_OLD: dict[tuple[str, type, object], bytes] = {}
+_PB_KEYS: dict[str, bytes] = {}
+# Span and event names, as their encoded fields (emptied when full: few names repeat a lot).
+_PB_SPAN_NAMES: dict[str, bytes] = {}
+_PB_NAMES: dict[str, bytes] = {}
 
 
 def _pb_any(value: object) -> bytes:
@@ -123,55 +137,90 @@ def _pb_any(value: object) -> bytes:
 
 
 def _pb_kv(key: str, value: AttrValue) -> bytes:
-    """A KeyValue, length prefix included (the caller writes the tag): memoised."""
-    cls = value.__class__
-    memo = cls is bool or cls is int or (cls is str and len(value) <= _MEMO_MAX_VALUE)  # type: ignore[arg-type]
-    if memo:
-        mkey = (key, cls, value)
-        hit = _PB_KV.get(mkey)
-        if hit is not None:
-            return hit
-    body = (_ld(_T_KV_KEY, key.encode()) if key else b"") + _ld(_T_KV_VALUE, _pb_any(value))
-    out = _varint(len(body)) + body
-    if memo:
-        if len(_PB_KV) >= _MEMO_MAX_ENTRIES:
-            _PB_KV.clear()
-        _PB_KV[mkey] = out
-    return out
+    """A KeyValue, length prefix included (the caller writes the tag)."""
+    head = _PB_KEYS.get(key)
+    if head is None:
+        head = _ld(_T_KV_KEY, key.encode()) if key else b""
+        if len(_PB_KEYS) < _MEMO_MAX_ENTRIES:
+            _PB_KEYS[key] = head
+    if value.__class__ is int and 0 <= value <= _INT64_MAX:
+        any_value = b"\x18" + _varint(value)
+    else:
+        any_value = _pb_any(value)
+    body = head + _T_KV_VALUE + _varint(len(any_value)) + any_value
+    return _varint(len(body)) + body
 
 
-def _pb_attrs(tag: bytes, attributes: Attributes) -> list[bytes]:
-    out = []
+def _pb_attrs(tag: bytes, attributes: Attributes) -> bytes:
+    """The attributes as repeated KeyValue fields under `tag`: the encoder's hot loop, one memo
+    look-up per attribute (most hit); a miss encodes and remembers, unless the value is long.
+    The memo's key holds the value's class: True == 1 == 1.0 would share an entry."""
+    global _PB_KV, _PB_KV_OLD  # the memo's generations are swapped here
+    if not attributes:
+        return b""
+    get = _PB_KV.get
+    kvs: list[bytes] = []
+    append = kvs.append
+    mkey: tuple[str, type, object]
     for key, value in attributes.items():
-        out.append(tag)
-        out.append(_pb_kv(key, value))
-    return out
+        cls = value.__class__
+        if cls is list:
+            mkey = (key, cls, tuple(value))  # type: ignore[arg-type] # finish reasons repeat too
+        elif cls is str and len(value) > _MEMO_MAX_VALUE:  # type: ignore[arg-type]
+            append(_pb_kv(key, value))  # long: seldom repeats, costly to hash
+            continue
+        else:
+            mkey = (key, cls, value)
+        hit = get(mkey)
+        if hit is None:
+            hit = _PB_KV_OLD.get(mkey) or _pb_kv(key, value)
+            if len(_PB_KV) >= _MEMO_MAX_ENTRIES:
+                _PB_KV_OLD, _PB_KV = _PB_KV, {}
+                get = _PB_KV.get
+            _PB_KV[mkey] = hit
+        append(hit)
+    return tag + tag.join(kvs)
 
 
 def _pb_event(event: SpanEvent) -> bytes:
     parts = [_T_EV_TIME, _fixed64(event.time_ns)] if event.time_ns else []
     if event.name:
-        parts.append(_ld(_T_EV_NAME, event.name.encode()))
-    parts += _pb_attrs(_T_EV_ATTR, event.attributes)
+        parts.append(_PB_NAMES.get(event.name) or _pb_name(_T_EV_NAME, event.name))
+    parts.append(_pb_attrs(_T_EV_ATTR, event.attributes))
     return _ld(_T_EVENT, b"".join(parts))
 
 
+def _pb_name(tag: bytes, name: str) -> bytes:
+    """An event's name field, memoised: names repeat."""
+    out = _ld(tag, name.encode())
+    if len(_PB_NAMES) >= _MEMO_MAX_ENTRIES:
+        _PB_NAMES.clear()
+    _PB_NAMES[name] = out
+    return out
+
+
 def _pb_span(span: Span) -> bytes:
-    parts = [_T_TRACE_ID, _varint(len(span.trace_id)), span.trace_id]
-    parts += (_T_SPAN_ID, _varint(len(span.span_id)), span.span_id)
+    trace_id, span_id = span.trace_id, span.span_id
+    if len(trace_id) == 16 and len(span_id) == 8:
+        parts = [b"\x0a\x10", trace_id, b"\x12\x08", span_id]
+    else:
+        parts = [_ld(_T_TRACE_ID, trace_id), _ld(_T_SPAN_ID, span_id)]
     if span.trace_state:
         parts.append(_ld(_T_TRACE_STATE, span.trace_state.encode()))
     if span.parent_span_id:
         parts.append(_ld(_T_PARENT, span.parent_span_id))
     if span.name:
-        parts.append(_ld(_T_NAME, span.name.encode()))
+        parts.append(_PB_SPAN_NAMES.get(span.name) or _pb_span_name(span.name))
     if span.kind:
         parts += (_T_KIND, _varint(span.kind))
-    if span.start_ns:
-        parts += (_T_START, _fixed64(span.start_ns))
-    if span.end_ns:
-        parts += (_T_END, _fixed64(span.end_ns))
-    parts += _pb_attrs(_T_ATTR, span.attributes)
+    if span.start_ns and span.end_ns:
+        parts.append(_times(0x39, span.start_ns, 0x41, span.end_ns))
+    else:
+        if span.start_ns:
+            parts += (_T_START, _fixed64(span.start_ns))
+        if span.end_ns:
+            parts += (_T_END, _fixed64(span.end_ns))
+    parts.append(_pb_attrs(_T_ATTR, span.attributes))
     for event in span.events:
         parts.append(_pb_event(event))
     if span.status_code or span.status_message:
@@ -182,6 +231,14 @@ def _pb_span(span: Span) -> bytes:
     if span.flags:
         parts += (_T_FLAGS, _fixed32(span.flags & 0xFFFF_FFFF))
     return _ld(_T_SS_SPANS, b"".join(parts))
+
+
+def _pb_span_name(name: str) -> bytes:
+    out = _ld(_T_NAME, name.encode())
+    if len(_PB_SPAN_NAMES) >= _MEMO_MAX_ENTRIES:
+        _PB_SPAN_NAMES.clear()
+    _PB_SPAN_NAMES[name] = out
+    return out
 
 
 def _pb_scope(resource: Resource) -> bytes:
@@ -196,7 +253,7 @@ def _pb_scope(resource: Resource) -> bytes:
 def encode_protobuf(resource: Resource, spans: Sequence[Span]) -> bytes:
     """An ExportTraceServiceRequest: `spans` in one ResourceSpans / ScopeSpans."""
     scope_spans = _pb_scope(resource) + b"".join([_pb_span(span) for span in spans])
-    resource_body = b"".join(_pb_attrs(_T_RESOURCE_ATTR, resource.attributes))
+    resource_body = _pb_attrs(_T_RESOURCE_ATTR, resource.attributes)
     resource_spans = _ld(_T_RS_RESOURCE, resource_body) + _ld(_T_RS_SCOPE_SPANS, scope_spans)
     return _ld(_T_RESOURCE_SPANS, resource_spans)
 
