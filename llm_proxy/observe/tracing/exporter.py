@@ -152,13 +152,13 @@ class OtlpExporter(Batcher[_Batch]):
 
     def submit(self, record: RequestRecord) -> None:
         """Queue a sampled record; never blocks, never raises."""
-        if not record.sampled:
+        if not record.sampled or record.trace_id is None:
             return
         if self._bound < 2**64:
             try:
-                if int(record.trace_id[16:], 16) >= self._bound:  # type: ignore[index]
+                if int(record.trace_id[16:], 16) >= self._bound:
                     return
-            except (TypeError, ValueError):  # no trace id: nothing to build spans under
+            except ValueError:  # not hex: no trace to build spans under
                 return
         super().submit(record)
 
