@@ -20,7 +20,7 @@ import pytest
 import structlog
 
 from llm_proxy.observe.records import RequestRecord
-from llm_proxy.observe.tracing.exporter import OtlpExporter, retry_after_seconds
+from llm_proxy.observe.tracing.exporter import SLICE, OtlpExporter, retry_after_seconds
 from llm_proxy.observe.tracing.model import KIND_CLIENT, KIND_SERVER, Resource, Span, SpanEvent
 from tests.helpers import eventually
 from tests.helpers.otlp_collector import Answer, FakeCollector
@@ -441,3 +441,37 @@ def test_repr_and_logs_keep_secrets_out() -> None:
     text = repr(exporter)
     assert SECRET not in text and "pw" not in text and "t0k" not in text
     assert "collector.example/v1/traces" in text
+
+
+async def test_a_big_batch_is_encoded_with_the_event_loop_free_in_between(
+    collector: FakeCollector, exporters: Callable[..., OtlpExporter]
+) -> None:
+    """512 records are built and encoded a slice (SLICE records) at a time: between slices,
+    other tasks run (requests, on the proxy). The builder notes how often a ticker task ran."""
+    ticks = 0
+    seen: list[int] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    def noting(rec: RequestRecord) -> list[Span]:
+        seen.append(ticks)
+        return build(rec)
+
+    exporter = exporters(build=noting, batch_size=512, queue_size=512, flush_interval=60.0)
+    task = asyncio.create_task(ticker())
+    try:
+        await exporter.start()
+        for i in range(512):
+            exporter.submit(record(i))
+        await collector.wait_for_spans(1024, timeout=10)
+    finally:
+        task.cancel()
+    assert [r.spans for r in collector.requests] == [1024]  # one batch
+    slices = [seen[i : i + SLICE] for i in range(0, 512, SLICE)]
+    assert all(len(set(s)) == 1 for s in slices)  # a slice at once
+    assert len({s[0] for s in slices}) == len(slices)  # the ticker ran between slices
+    assert len(set(seen)) >= 8  # at most 64 records at a time

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import orjson
@@ -252,7 +253,17 @@ def _pb_scope(resource: Resource) -> bytes:
 
 def encode_protobuf(resource: Resource, spans: Sequence[Span]) -> bytes:
     """An ExportTraceServiceRequest: `spans` in one ResourceSpans / ScopeSpans."""
-    scope_spans = _pb_scope(resource) + b"".join([_pb_span(span) for span in spans])
+    return protobuf_request(resource, [protobuf_spans(spans)])
+
+
+def protobuf_spans(spans: Sequence[Span]) -> bytes:
+    """The spans' part of a request (`protobuf_request` puts parts together): a batch can be
+    encoded a slice at a time, the event loop free in between."""
+    return b"".join([_pb_span(span) for span in spans])
+
+
+def protobuf_request(resource: Resource, parts: Sequence[bytes]) -> bytes:
+    scope_spans = _pb_scope(resource) + b"".join(parts)
     resource_body = _pb_attrs(_T_RESOURCE_ATTR, resource.attributes)
     resource_spans = _ld(_T_RS_RESOURCE, resource_body) + _ld(_T_RS_SCOPE_SPANS, scope_spans)
     return _ld(_T_RESOURCE_SPANS, resource_spans)
@@ -409,6 +420,15 @@ def _json_span(span: Span) -> bytes:
 
 def encode_json(resource: Resource, spans: Sequence[Span]) -> bytes:
     """The ExportTraceServiceRequest of `encode_protobuf`, in OTLP/JSON."""
+    return json_request(resource, [json_spans(spans)])
+
+
+def json_spans(spans: Sequence[Span]) -> bytes:
+    """The spans' part of a request, as `protobuf_spans`."""
+    return b",".join([_json_span(span) for span in spans])
+
+
+def json_request(resource: Resource, parts: Sequence[bytes]) -> bytes:
     scope: dict[str, str] = {}
     if resource.scope_name:
         scope["name"] = resource.scope_name
@@ -421,7 +441,7 @@ def encode_json(resource: Resource, spans: Sequence[Span]) -> bytes:
             b'},"scopeSpans":[{"scope":',
             orjson.dumps(scope),
             b',"spans":[',
-            b",".join([_json_span(span) for span in spans]),
+            b",".join([part for part in parts if part]),
             b"]}]}]}",
         ]
     )
@@ -437,3 +457,20 @@ def rejected_spans_json(answer: bytes) -> tuple[int, str]:
     rejected = partial.get("rejectedSpans", 0)
     message = partial.get("errorMessage", "")
     return int(rejected or 0), message if isinstance(message, str) else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """One OTLP/HTTP encoding: its content type, the spans' part of a request, the request
+    from its parts, and the partial success of an answer."""
+
+    content_type: str
+    spans: Callable[[Sequence[Span]], bytes]
+    request: Callable[[Resource, Sequence[bytes]], bytes]
+    rejected: Callable[[bytes], tuple[int, str]]
+
+
+PROTOBUF: Final = Codec(
+    "application/x-protobuf", protobuf_spans, protobuf_request, rejected_spans_protobuf
+)
+JSON: Final = Codec("application/json", json_spans, json_request, rejected_spans_json)
