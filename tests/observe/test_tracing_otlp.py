@@ -232,7 +232,7 @@ def test_values_outside_otlp_are_mapped_not_refused() -> None:
 def test_memo_tells_types_apart_and_stays_bounded() -> None:
     """True == 1 == 1.0 in a dict: the memo must not hand one's encoding to another."""
     spans = [server_span(attributes={"v": value}) for value in (1, True, 1.0, "1", [1])]
-    for message in both(spans):
+    for message in both(spans) + both(spans):  # the second time from the memo
         assert [s["attributes"]["v"] for s in flatten(message)] == [1, True, 1.0, "1", [1]]
         assert [type(s["attributes"]["v"]) for s in flatten(message)] == [
             int,
@@ -243,7 +243,8 @@ def test_memo_tells_types_apart_and_stays_bounded() -> None:
         ]
     many = [server_span(attributes={"request.id": f"req-{i}"}) for i in range(10_000)]
     otlp.encode_protobuf(RESOURCE, many)
-    assert len(otlp._PB_KV) <= otlp._MEMO_MAX_ENTRIES
+    assert otlp._pb_kv_size <= otlp._MEMO_MAX_ENTRIES
+    assert sum(len(values) for _, values in otlp._PB_KV.values()) == otlp._pb_kv_size
     assert flatten(ExportTraceServiceRequest.FromString(otlp.encode_protobuf(RESOURCE, many)))[
         9_999
     ]["attributes"] == {"request.id": "req-9999"}

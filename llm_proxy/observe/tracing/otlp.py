@@ -33,7 +33,7 @@ from llm_proxy.observe.tracing.model import Attributes, AttrValue, Resource, Spa
 
 # Memo bounds: values longer than this are encoded each time (a prompt, an error's detail).
 _MEMO_MAX_VALUE: Final = 128
-_MEMO_MAX_ENTRIES: Final = 4096
+_MEMO_MAX_ENTRIES: Final = 8192
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
@@ -103,11 +103,12 @@ _T_ARRAY_VALUES: Final = b"\x0a"  # ArrayValue.values = 1
 _AV_TRUE: Final = b"\x10\x01"
 _AV_FALSE: Final = b"\x10\x00"
 
-# The memo, in two generations: when the young one is full the old one is let go, so values
-# seen once (a request id, a token count) age out while those that repeat stay, promoted on
-# each use. At most 2 * _MEMO_MAX_ENTRIES entries; keys (`_PB_KEYS`) are kept apart.
-_PB_KV: dict[tuple[str, type, object], bytes] = {}
-_PB_KV_OLD: dict[tuple[str, type, object], bytes] = {}
+# The memo: per attribute key, the class its values have and their encoded KeyValue fields by
+# value. One class per key (a key whose values change class starts over): True == 1 == 1.0
+# must not share an entry. Emptied when it holds _MEMO_MAX_ENTRIES values: what repeats fills
+# it again at once, values seen once (a request id) go.
+_PB_KV: dict[str, tuple[type, dict[object, bytes]]] = {}
+_pb_kv_size = 0
 _PB_KEYS: dict[str, bytes] = {}
 # Span and event names, as their encoded fields (emptied when full: few names repeat a lot).
 _PB_SPAN_NAMES: dict[str, bytes] = {}
@@ -153,34 +154,40 @@ def _pb_kv(key: str, value: AttrValue) -> bytes:
 
 
 def _pb_attrs(tag: bytes, attributes: Attributes) -> bytes:
-    """The attributes as repeated KeyValue fields under `tag`: the encoder's hot loop, one memo
-    look-up per attribute (most hit); a miss encodes and remembers, unless the value is long.
-    The memo's key holds the value's class: True == 1 == 1.0 would share an entry."""
-    global _PB_KV, _PB_KV_OLD  # the memo's generations are swapped here
+    """The attributes as repeated KeyValue fields under `tag`: the encoder's hot loop, two
+    dict look-ups per attribute when the memo has it (most do)."""
     if not attributes:
         return b""
     get = _PB_KV.get
     kvs: list[bytes] = []
     append = kvs.append
-    mkey: tuple[str, type, object]
     for key, value in attributes.items():
         cls = value.__class__
-        if cls is list:
-            mkey = (key, cls, tuple(value))  # type: ignore[arg-type] # finish reasons repeat too
-        elif cls is str and len(value) > _MEMO_MAX_VALUE:  # type: ignore[arg-type]
-            append(_pb_kv(key, value))  # long: seldom repeats, costly to hash
-            continue
-        else:
-            mkey = (key, cls, value)
-        hit = get(mkey)
-        if hit is None:
-            hit = _PB_KV_OLD.get(mkey) or _pb_kv(key, value)
-            if len(_PB_KV) >= _MEMO_MAX_ENTRIES:
-                _PB_KV_OLD, _PB_KV = _PB_KV, {}
-                get = _PB_KV.get
-            _PB_KV[mkey] = hit
-        append(hit)
+        entry = get(key)
+        if entry is not None and entry[0] is cls:
+            hit = entry[1].get(value if cls is not list else tuple(value))  # type: ignore[arg-type]
+            if hit is not None:
+                append(hit)
+                continue
+        append(_pb_learn(key, cls, value))
     return tag + tag.join(kvs)
+
+
+def _pb_learn(key: str, cls: type, value: AttrValue) -> bytes:
+    """A memo miss: encode, and remember unless the value is long (seldom repeats)."""
+    global _pb_kv_size  # the memo's size, counted here
+    out = _pb_kv(key, value)
+    if cls is str and len(value) > _MEMO_MAX_VALUE:  # type: ignore[arg-type]
+        return out
+    if _pb_kv_size >= _MEMO_MAX_ENTRIES:
+        _PB_KV.clear()
+        _pb_kv_size = 0
+    entry = _PB_KV.get(key)
+    if entry is None or entry[0] is not cls:
+        entry = _PB_KV[key] = (cls, {})
+    entry[1][value if cls is not list else tuple(value)] = out  # type: ignore[arg-type]
+    _pb_kv_size += 1
+    return out
 
 
 def _pb_event(event: SpanEvent) -> bytes:
