@@ -17,6 +17,7 @@ import asyncio
 import base64
 import gzip
 import json
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ class Answer:
 @dataclass
 class Received:
     at: float  # the loop's time when the POST arrived
+    wall: float  # and the wall clock's (an HTTP-date Retry-After is in wall time)
     headers: dict[str, str]
     content_type: str
     wire_size: int | None  # Content-Length: the body's size as sent (compressed if it was)
@@ -195,7 +197,13 @@ class FakeCollector:
         at = asyncio.get_running_loop().time()
         raw = await request.read()
         received = Received(
-            at, dict(request.headers), request.content_type, request.content_length, raw, None
+            at,
+            time.time(),
+            dict(request.headers),
+            request.content_type,
+            request.content_length,
+            raw,
+            None,
         )
         self.requests.append(received)
         answer = self._script.popleft() if self._script else Answer()
