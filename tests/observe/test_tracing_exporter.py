@@ -478,3 +478,29 @@ async def test_a_big_batch_is_encoded_with_the_event_loop_free_in_between(
     assert all(len(set(s)) == 1 for s in slices)  # a slice at once
     assert len({s[0] for s in slices}) == len(slices)  # the ticker ran between slices
     assert len(set(seen)) >= 8  # at most 64 records at a time
+
+
+async def test_a_record_whose_spans_cannot_be_encoded_is_dropped_alone(
+    collector: FakeCollector, exporters: Callable[..., OtlpExporter]
+) -> None:
+    def broken(rec: RequestRecord) -> list[Span]:
+        spans = build(rec)
+        if rec.request_id == "req-2":
+            spans[0].trace_id = "not bytes"  # type: ignore[assignment]
+        return spans
+
+    exporter = exporters(build=broken)
+    with structlog.testing.capture_logs() as logs:
+        await exporter.start()
+        for i in range(4):
+            exporter.submit(record(i))
+        await collector.wait_for_spans(6)
+        await eventually(lambda: exporter.written == 3)
+    assert exporter.dropped == 1
+    assert {s["attributes"].get("llm_proxy.request_id") for s in collector.spans()} == {
+        "req-0",
+        "req-1",
+        "req-3",
+        None,
+    }
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["otlp_span_encode_failed"]

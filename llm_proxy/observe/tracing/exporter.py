@@ -218,29 +218,37 @@ class OtlpExporter(Batcher[_Batch]):
 
     async def _encode(self, batch: _Batch) -> None:
         """Build the batch's spans and encode them, SLICE records at a time with the event
-        loop free in between; then compress, in chunks too. Idempotent until it completes
-        (a close() may cut it off and start it again)."""
+        loop free in between; then compress, in chunks too. A record whose spans cannot be
+        built or encoded (a bug) is dropped alone, counted, logged once. The batch changes
+        only at the end: a close() that cuts this off starts it again from the records."""
         assert batch.records is not None
-        codec, build = self._codec, self._build
+        codec = self._codec
         parts: list[bytes] = []
-        count = spans = 0
+        count = spans = lost = 0
         records = batch.records
         for start in range(0, len(records), SLICE):
-            built: list[Span] = []
+            built: list[list[Span]] = []
             for record in records[start : start + SLICE]:
                 try:
-                    built += build(record)
+                    built.append(self._build(record))
                 except Exception:
-                    # A bug in the builder loses this record only; logged once (no content:
-                    # the traceback names code, not values).
-                    self.dropped += 1
-                    if not self._build_failed:
-                        self._build_failed = True
-                        log.exception("otlp_span_build_failed", sink=self.name)
-                    continue
-                count += 1
-            parts.append(codec.spans(built))
-            spans += len(built)
+                    lost += 1
+                    self._bug("otlp_span_build_failed")
+            try:
+                parts.append(codec.spans([span for each in built for span in each]))
+            except Exception:  # one record's spans, surely: find it
+                kept = []
+                for each in built:
+                    try:
+                        parts.append(codec.spans(each))
+                    except Exception:
+                        lost += 1
+                        self._bug("otlp_span_encode_failed")
+                    else:
+                        kept.append(each)
+                built = kept
+            count += len(built)
+            spans += sum(len(each) for each in built)
             await asyncio.sleep(0)
         body = codec.request(self._resource, parts) if spans else b""
         if body and self.compression == "gzip":
@@ -251,7 +259,15 @@ class OtlpExporter(Batcher[_Batch]):
                 await asyncio.sleep(0)
             chunks.append(deflate.flush())
             body = b"".join(chunks)
+        self.dropped += lost
         batch.records, batch.count, batch.body, batch.spans = None, count, body, spans
+
+    def _bug(self, event: str) -> None:
+        """A record lost to a bug: the first one is logged (no content: a traceback names
+        code, not values), the rest are only counted."""
+        if not self._build_failed:
+            self._build_failed = True
+            log.exception(event, sink=self.name)
 
     async def _send(self, batch: _Batch) -> bool:
         """POST one batch; False when it should be retried later (it stays held)."""

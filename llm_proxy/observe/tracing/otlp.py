@@ -165,7 +165,10 @@ def _pb_attrs(tag: bytes, attributes: Attributes) -> bytes:
         cls = value.__class__
         entry = get(key)
         if entry is not None and entry[0] is cls:
-            hit = entry[1].get(value if cls is not list else tuple(value))  # type: ignore[arg-type]
+            try:
+                hit = entry[1].get(value if cls is not list else tuple(value))  # type: ignore[arg-type]
+            except TypeError:  # not hashable (a list of lists): not memoised
+                hit = None
             if hit is not None:
                 append(hit)
                 continue
@@ -185,7 +188,10 @@ def _pb_learn(key: str, cls: type, value: AttrValue) -> bytes:
     entry = _PB_KV.get(key)
     if entry is None or entry[0] is not cls:
         entry = _PB_KV[key] = (cls, {})
-    entry[1][value if cls is not list else tuple(value)] = out  # type: ignore[arg-type]
+    try:
+        entry[1][value if cls is not list else tuple(value)] = out  # type: ignore[arg-type]
+    except TypeError:  # not hashable (a list of lists): not memoised
+        return out
     _pb_kv_size += 1
     return out
 
