@@ -13,6 +13,10 @@ their encoded KeyValue is kept in a bounded memo (`_PB_KV`, `_JSON_KV`), so a ty
 costs a few dict look-ups and one `b"".join`. The memo holds short values only and is
 emptied when full: it stays small, and what repeats fills it again at once.
 
+`PROTOBUF` and `JSON` (a `Codec` each) hand the exporter the same encodings in parts: the
+spans of a slice of a batch (`protobuf_spans`, `json_spans`), then the request around the
+parts (`protobuf_request`, `json_request`), so a big batch never holds the event loop long.
+
 Values outside OTLP's types are mapped, never refused (one odd attribute must not lose a
 batch): an int outside int64 becomes its decimal string, a float NaN or infinity is a double
 (JSON: "NaN", "Infinity", "-Infinity", as the proto3 JSON mapping writes them), anything else
