@@ -1,0 +1,191 @@
+"""The tracing benchmark's OTLP sink (`tests.perf.sink_collector`) on loopback: exports counted
+per proxy (requests, bytes as sent, spans, spans of the clients' trace), gzipped or not,
+protobuf or JSON, each answered 200 at once, an unreadable one counted rather than refused;
+and the benchmark's verdict on what was exported (`tracing_bench.problems`)."""
+
+from __future__ import annotations
+
+import gzip
+
+import aiohttp
+import orjson
+
+from llm_proxy.observe.tracing.context import parse_traceparent
+from tests.helpers import serve
+from tests.perf import tracing_bench
+from tests.perf.sink_collector import PATH, SCENARIO_HEADER, make_app
+
+TRACE = bytes.fromhex(tracing_bench.TRACE_ID)
+OTHER = bytes(range(16))
+
+
+# A hand-made protobuf encoding: the sink must not trust our encoder, nor need the SDK.
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def span(trace_id: bytes, name: str) -> bytes:
+    # trace_id, span_id, name, kind (varint), start and end times (fixed64): every wire type
+    # the walk must step over.
+    return (
+        field(1, trace_id)
+        + field(2, b"\x01" * 8)
+        + field(5, name.encode())
+        + varint(6 << 3) + varint(2)
+        + varint(7 << 3 | 1) + (1_700_000_000_000_000_000).to_bytes(8, "little")
+        + varint(8 << 3 | 1) + (1_700_000_000_100_000_000).to_bytes(8, "little")
+    )  # fmt: skip
+
+
+def scope_spans(*spans: bytes) -> bytes:
+    return field(1, field(1, b"llm-proxy")) + b"".join(field(2, s) for s in spans)
+
+
+def request(*resource_spans: list[bytes]) -> bytes:
+    resource = field(1, field(1, field(1, b"service.name")))
+    return b"".join(
+        field(1, resource + b"".join(field(2, ss) for ss in scopes)) for scopes in resource_spans
+    )
+
+
+async def stats(http: aiohttp.ClientSession, url: str) -> dict[str, object]:
+    async with http.get(url + "/stats") as answer:
+        assert answer.status == 200
+        return dict(await answer.json())
+
+
+async def test_a_gzipped_protobuf_export_is_counted_and_answered_empty(
+    http: aiohttp.ClientSession,
+) -> None:
+    body = gzip.compress(
+        request(
+            [scope_spans(span(TRACE, "chat"), span(OTHER, "chat"))],
+            [scope_spans(span(TRACE, "attempt")), scope_spans()],
+        )
+    )
+    headers = {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "gzip",
+        SCENARIO_HEADER: "on",
+    }
+    async with serve(make_app(tracing_bench.TRACE_ID)) as url:
+        assert await stats(http, url) == {"idle_secs": None, "tallies": {}}
+        for _ in range(2):
+            async with http.post(url + PATH, data=body, headers=headers) as answer:
+                assert answer.status == 200
+                assert answer.content_type == "application/x-protobuf"
+                assert await answer.read() == b""
+        found = await stats(http, url)
+    assert found["tallies"] == {
+        "on": {
+            "requests": 2,
+            "bytes": 2 * len(body),
+            "spans": 6,
+            "spans_in_trace": 4,
+            "undecodable": 0,
+        }
+    }
+    assert isinstance(found["idle_secs"], float)
+
+
+async def test_a_json_export_is_counted_apart_per_proxy(http: aiohttp.ClientSession) -> None:
+    body = orjson.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": [
+                        {"spans": [{"traceId": TRACE.hex().upper()}, {"traceId": OTHER.hex()}]}
+                    ]
+                }
+            ]
+        }
+    )
+    async with serve(make_app(tracing_bench.TRACE_ID)) as url:
+        for scenario in ("on", "on-traceparent"):
+            async with http.post(
+                url + PATH,
+                data=body,
+                headers={"Content-Type": "application/json", SCENARIO_HEADER: scenario},
+            ) as answer:
+                assert answer.status == 200
+                assert await answer.json() == {}
+        tallies = (await stats(http, url))["tallies"]
+    expected = {"requests": 1, "bytes": len(body), "spans": 2, "spans_in_trace": 1}
+    assert tallies == {name: {**expected, "undecodable": 0} for name in ("on", "on-traceparent")}
+
+
+async def test_an_unreadable_export_is_answered_and_counted(http: aiohttp.ClientSession) -> None:
+    # A field whose length runs past the body; then a body that claims gzip and is not.
+    bodies = [(field(1, b"x" * 10)[:-3], {}), (b"not gzip", {"Content-Encoding": "gzip"})]
+    async with serve(make_app()) as url:
+        for body, extra in bodies:
+            headers = {"Content-Type": "application/x-protobuf", **extra}
+            async with http.post(url + PATH, data=body, headers=headers) as answer:
+                assert answer.status == 200
+        tallies = (await stats(http, url))["tallies"]
+    assert tallies == {
+        "-": {
+            "requests": 2,
+            "bytes": sum(len(body) for body, _ in bodies),
+            "spans": 0,
+            "spans_in_trace": 0,
+            "undecodable": 2,
+        }
+    }
+
+
+async def test_an_empty_export_leaves_the_sink_idle(http: aiohttp.ClientSession) -> None:
+    async with serve(make_app()) as url:
+        async with http.post(
+            url + PATH, data=b"", headers={"Content-Type": "application/x-protobuf"}
+        ) as answer:
+            assert answer.status == 200
+        found = await stats(http, url)
+    assert found["idle_secs"] is None
+    assert found["tallies"] == {
+        "-": {"requests": 1, "bytes": 0, "spans": 0, "spans_in_trace": 0, "undecodable": 0}
+    }
+
+
+# The benchmark's side
+
+
+def test_the_clients_traceparent_is_valid_and_sent_only_when_asked() -> None:
+    by_name = {s.name: s for s in tracing_bench.SCENARIOS}
+    parent = parse_traceparent(by_name["on-traceparent"].headers()["traceparent"])
+    assert parent is not None and parent.trace_id == tracing_bench.TRACE_ID
+    assert "traceparent" in by_name["off-traceparent"].headers()
+    assert "traceparent" not in by_name["on"].headers()
+    assert "traceparent" not in by_name["off"].headers()
+
+
+def test_a_tracing_scenario_without_spans_makes_the_run_invalid() -> None:
+    def sent(spans: int, in_trace: int = 0, requests: int = 1) -> dict[str, int]:
+        return {
+            "requests": requests,
+            "bytes": 100 * requests,
+            "spans": spans,
+            "spans_in_trace": in_trace,
+            "undecodable": 0,
+        }
+
+    nothing = sent(0, requests=0)
+    good = {"off": nothing, "off-traceparent": nothing, "on": sent(4), "on-traceparent": sent(4, 4)}
+    assert tracing_bench.problems(good) == []
+    assert tracing_bench.problems({**good, "on": nothing}) == [
+        "on: no spans exported (the sink received nothing)"
+    ]
+    assert tracing_bench.problems({**good, "on-traceparent": sent(4, 0)}) == [
+        "on-traceparent: no exported span continues the client's trace"
+    ]
