@@ -13,8 +13,8 @@ refusal would change it (retries).
 
 Counts are kept per exporter, named by the `x-bench-scenario` header the benchmark gives each
 proxy (OTEL_EXPORTER_OTLP_HEADERS); `GET /stats` returns them as JSON with `idle_secs`, the
-seconds since the last export that carried anything (null before the first), which tells the
-benchmark when a proxy's queued spans have all arrived.
+seconds since the last export that carried spans or could not be read (null before the first),
+which tells the benchmark when a proxy's queued spans have all arrived.
 """
 
 from __future__ import annotations
@@ -123,22 +123,20 @@ async def export(request: web.Request) -> web.Response:
     tally = sink.tallies.setdefault(request.headers.get(SCENARIO_HEADER, "-"), Tally())
     tally.requests += 1
     is_json = request.content_type == "application/json"
+    spans = in_trace = 0
     try:
         body = await request.read()  # aiohttp's server has inflated a gzipped body
-    except web.RequestPayloadError:  # a body that is not what it claims (not gzip after all)
-        body, spans, in_trace = b"", 0, 0
+        spans, in_trace = (count_json if is_json else count_protobuf)(body, sink.trace_id)
+    except (web.RequestPayloadError, ValueError, IndexError, AttributeError, TypeError):
+        # A body that is not what it claims (not gzip after all, a field past its message).
+        body = b""
         tally.undecodable += 1
-    else:
-        try:
-            spans, in_trace = (count_json if is_json else count_protobuf)(body, sink.trace_id)
-        except (ValueError, IndexError, AttributeError, TypeError):
-            tally.undecodable += 1
-            spans, in_trace = 0, 0
+        sink.last_export = time.monotonic()
     # As sent: the body's Content-Length (compressed when it was); its size when chunked.
     tally.bytes += request.content_length if request.content_length is not None else len(body)
     tally.spans += spans
     tally.spans_in_trace += in_trace
-    if body:
+    if spans:  # an export without spans (if an exporter sends them) is not a sign of work
         sink.last_export = time.monotonic()
     if is_json:
         return web.Response(body=b"{}", content_type="application/json")

@@ -143,14 +143,21 @@ async def test_an_unreadable_export_is_answered_and_counted(http: aiohttp.Client
     }
 
 
-async def test_an_empty_export_leaves_the_sink_idle(http: aiohttp.ClientSession) -> None:
+async def test_an_export_without_spans_leaves_the_sink_idle(http: aiohttp.ClientSession) -> None:
+    headers = {"Content-Type": "application/x-protobuf"}
+    bodies = [b"", request([scope_spans()])]
     async with serve(make_app()) as url:
-        async with http.post(
-            url + PATH, data=b"", headers={"Content-Type": "application/x-protobuf"}
-        ) as answer:
-            assert answer.status == 200
+        for body in bodies:
+            async with http.post(url + PATH, data=body, headers=headers) as answer:
+                assert answer.status == 200
         found = await stats(http, url)
     assert found["idle_secs"] is None
     assert found["tallies"] == {
-        "-": {"requests": 1, "bytes": 0, "spans": 0, "spans_in_trace": 0, "undecodable": 0}
+        "-": {
+            "requests": 2,
+            "bytes": len(bodies[1]),
+            "spans": 0,
+            "spans_in_trace": 0,
+            "undecodable": 0,
+        }
     }
