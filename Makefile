@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= example.config.yaml
 
-.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-ab bench-quick bench-client bench-logs bench-scale soak
+.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-tracing bench-ab bench-quick bench-client bench-logs bench-scale soak
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -98,17 +98,23 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # wrk is a Debian package: installed when missing and apt can (the benchmarks fall back to a
-# built-in aiohttp load generator). PROTOCOLS_ARGS go to protocols_bench (e.g. --litellm BIN).
+# built-in aiohttp load generator). PROTOCOLS_ARGS go to protocols_bench (e.g. --litellm BIN),
+# TRACING_ARGS to tracing_bench (e.g. --rounds 3).
 WRK := @command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 
 bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy, then the protocol paths; JSON into bench-results/
 	$(WRK)
 	$(BIN)/python -m tests.perf.bench $(BENCH_ARGS)
 	$(BIN)/python -m tests.perf.protocols_bench $(PROTOCOLS_ARGS)
+	$(BIN)/python -m tests.perf.tracing_bench $(TRACING_ARGS)
 
 bench-protocols: $(TEST_STAMP)  ## OpenAI/Anthropic clients, passed through and translated: CPU/req, req/s, streams
 	$(WRK)
 	$(BIN)/python -m tests.perf.protocols_bench $(PROTOCOLS_ARGS)
+
+bench-tracing: $(TEST_STAMP)  ## tracing off and on, a client's traceparent or not: CPU/req at 32 and 128 conns, streams
+	$(WRK)
+	$(BIN)/python -m tests.perf.tracing_bench $(TRACING_ARGS)
 
 bench-ab: $(TEST_STAMP)  ## before/after: llm-proxy at BASE (default origin/main or main) vs this tree, interleaved
 	$(BIN)/python -m tests.perf.ab --base $(or $(BASE),$(shell git rev-parse -q --verify origin/main >/dev/null && echo origin/main || echo main)) $(BENCH_ARGS)

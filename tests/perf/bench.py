@@ -111,10 +111,20 @@ def wait_health(url: str, path: str, timeout: float = 20.0) -> float:
 
 
 @contextlib.contextmanager
-def spawn(name: str, cmd: list[str], cpu: str, port: int, log: Path, health: str) -> Iterator[Proc]:
+def spawn(
+    name: str,
+    cmd: list[str],
+    cpu: str,
+    port: int,
+    log: Path,
+    health: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[Proc]:
+    """`cmd` pinned to `cpu`, its output into `log`, up (GET `health` answers); stopped on exit.
+    `env`: its whole environment (default: ours)."""
     started = time.perf_counter()
     with log.open("wb") as out:
-        popen = subprocess.Popen(pinned(cpu, cmd), stdout=out, stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(pinned(cpu, cmd), stdout=out, stderr=subprocess.STDOUT, env=env)
     proc = Proc(name, popen, f"http://127.0.0.1:{port}")
     try:
         wait_health(proc.url, health)
