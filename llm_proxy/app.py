@@ -35,18 +35,21 @@ from llm_proxy.keys import (
     SINKS,
     STATS,
     STORE,
+    TRACING,
 )
 from llm_proxy.lifecycle import ConnectionLimits, Lifecycle
 from llm_proxy.middlewares.auth import auth
 from llm_proxy.middlewares.errors import errors
 from llm_proxy.middlewares.observe import observe
 from llm_proxy.middlewares.ratelimit import ratelimit
-from llm_proxy.observe.langfuse import LangfuseExporter, LangfuseSettings
+from llm_proxy.observe.langfuse import LangfuseSettings
 from llm_proxy.observe.log import dropped_lines
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import Sink, Sinks
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from llm_proxy.observe.stats import Stats
+from llm_proxy.observe.tracing.settings import TracingPlan
+from llm_proxy.observe.tracing.setup import exporters
 from llm_proxy.proxy import handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.client import Client
@@ -121,6 +124,7 @@ def create_app(
     breaker_clock: Clock = time.monotonic,
     database: DatabaseMode | None = None,
     langfuse: LangfuseSettings | None = None,
+    tracing: TracingPlan | None = None,
     config_file: FsPath | None = None,
     handle_sighup: bool = False,
 ) -> web.Application:
@@ -140,7 +144,7 @@ def create_app(
     )
     dsn = database.dsn if database is not None else None
     _serving_state(app, config, version, dsn, breaker_clock)
-    _record_sinks_state(app, config, dsn, langfuse)
+    _record_sinks_state(app, config, dsn, langfuse, tracing)
     if dsn is not None:
         app[DSN] = dsn
     if config_file is not None:
@@ -178,19 +182,30 @@ def _serving_state(
 
 
 def _record_sinks_state(
-    app: web.Application, config: Config, dsn: str | None, langfuse: LangfuseSettings | None
+    app: web.Application,
+    config: Config,
+    dsn: str | None,
+    langfuse: LangfuseSettings | None,
+    tracing: TracingPlan | None,
 ) -> None:
-    """Where request records go (the request log, Langfuse) and how much content they keep."""
+    """Where request records go (the request log, span exporters, Langfuse), how much
+    content they keep, and whether each request starts a trace."""
     sinks = app[SINKS] = Sinks(record_sinks(config, dsn))
     for sink in sinks.sinks:
         if isinstance(sink, DatabaseLog):
             app[LOG_DSN] = sink.dsn  # the admin API's /logs and /usage read it
-    if langfuse is not None:
-        sinks.sinks.append(LangfuseExporter(langfuse))
+    traced = exporters(tracing, langfuse)
+    sinks.sinks.extend(traced.sinks)
+    if traced.sampler is not None:
+        app[TRACING] = traced.sampler
     capture = config.request_log.capture_content or (langfuse and langfuse.capture_content)
-    app[CAPTURE] = config.request_log.max_content_bytes if capture else 0
-    app[METRICS].record_sinks = lambda: [
+    app[CAPTURE] = max(config.request_log.max_content_bytes if capture else 0, traced.capture_bytes)
+    metrics = app[METRICS]
+    metrics.record_sinks = lambda: [
         (sink.name, sink.written, sink.dropped, sink.queued) for sink in sinks.sinks
+    ]
+    metrics.trace_exporters = lambda: [
+        (e.name, e.spans_sent, e.spans_dropped, e.failed_batches) for e in traced.otlp
     ]
 
 

@@ -26,6 +26,7 @@ from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
 
 if TYPE_CHECKING:
     from llm_proxy.observe.langfuse import LangfuseSettings
+    from llm_proxy.observe.tracing.settings import TracingPlan
 
 
 def load_startup_env() -> bool:
@@ -69,11 +70,14 @@ class Plan:
     config: Config  # YAML mode: everything; database mode: the settings (`base`)
     dsn: str | None  # database mode
     langfuse: LangfuseSettings | None = None  # LANGFUSE_ENABLED and its settings
+    tracing: TracingPlan | None = None  # the tracing section and OTEL_*: where spans go
 
 
 def plan_for(path_arg: str | None, db_url: str | None) -> Plan | None:
-    """`_settings_plan` and the Langfuse settings from the environment."""
+    """`_settings_plan`, the Langfuse settings from the environment and the tracing plan
+    (the config's `tracing` section and the OTEL_* variables)."""
     from llm_proxy.observe.langfuse import LangfuseSettings
+    from llm_proxy.observe.tracing.settings import resolve
 
     plan = _settings_plan(path_arg, db_url)
     try:
@@ -83,7 +87,25 @@ def plan_for(path_arg: str | None, db_url: str | None) -> Plan | None:
         return None
     if plan is None:
         return None
-    return Plan(plan.path, plan.config, plan.dsn, langfuse)
+    try:
+        tracing = resolve(plan.config.tracing, os.environ)
+    except ValueError as exc:
+        print(f"error: tracing: {exc}", file=sys.stderr)
+        return None
+    return Plan(plan.path, plan.config, plan.dsn, langfuse, tracing)
+
+
+def _exports(plan: Plan) -> None:
+    """check-config's lines for Langfuse and tracing (never a key or header value)."""
+    if plan.langfuse is not None:
+        how = "ingestion API (legacy)" if plan.langfuse.export == "ingestion" else "OTLP"
+        print(f"langfuse: on, {plan.langfuse.host} ({how})")
+        if plan.langfuse.export == "ingestion":
+            from llm_proxy.observe.langfuse import INGESTION_WARNING
+
+            print(f"warning: {INGESTION_WARNING}", file=sys.stderr)
+    if plan.tracing is not None:
+        print(f"tracing: on, {plan.tracing.describe()}")
 
 
 def _settings_plan(path_arg: str | None, db_url: str | None) -> Plan | None:
@@ -143,8 +165,7 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
     if plan.dsn is None:
         assert plan.path is not None
         print(summarize(str(plan.path), plan.config))
-        if plan.langfuse is not None:
-            print(f"langfuse: on, {plan.langfuse.host}")
+        _exports(plan)
         return 0
     from llm_proxy.config.database import StartupError, describe_dsn, load_once
 
@@ -152,8 +173,7 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
     name = plan.path or "(no config file: defaults and environment)"
     if not connect:
         print(f"{name}: OK (database mode: settings only)")
-        if plan.langfuse is not None:
-            print(f"langfuse: on, {plan.langfuse.host}")
+        _exports(plan)
         print(
             f"providers and master keys: read from the database {where} at start "
             "(not checked; add --connect to check them)"

@@ -73,6 +73,8 @@ def _serve_logged(
             url=_ui_url(host, port, tls=config.tls is not None),
             log_in_with=[name for name, _ in config.admin_credentials],
         )
+    if plan.tracing is not None:
+        logger.info("tracing", export=plan.tracing.describe())
     app = _app(plan, config, version, database)
     if app is None:
         loop.close()
@@ -120,6 +122,7 @@ def _app(
         version=version,
         database=database,
         langfuse=plan.langfuse,
+        tracing=plan.tracing,
         config_file=path if database is None else None,
         handle_sighup=True,
     )

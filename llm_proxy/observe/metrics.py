@@ -252,6 +252,15 @@ RECORDS_DROPPED: Final = Spec(
 RECORDS_QUEUED: Final = Spec(
     "llm_proxy_request_log_queued", "Request records waiting to be written, by sink."
 )
+TRACE_SPANS: Final = Spec(
+    "llm_proxy_trace_spans_total",
+    "Spans of sampled requests, by exporter (otlp, langfuse) and result: sent (the collector "
+    "took them) or dropped (queue full, refused, or left at shutdown).",
+)
+TRACE_EXPORT_FAILURES: Final = Spec(
+    "llm_proxy_trace_export_failures_total",
+    "Span exports that failed (retried or not), by exporter.",
+)
 CONFIG_VERSION: Final = Spec(
     "llm_proxy_config_version", "Version of the configuration being served."
 )
@@ -284,11 +293,17 @@ class Metrics:
         self._records_written = Counter(RECORDS_WRITTEN.name, RECORDS_WRITTEN.help, registry=r)
         self._records_dropped = Counter(RECORDS_DROPPED.name, RECORDS_DROPPED.help, registry=r)
         self._records_queued = Gauge(RECORDS_QUEUED.name, RECORDS_QUEUED.help, registry=r)
+        self._trace_spans = Counter(TRACE_SPANS.name, TRACE_SPANS.help, registry=r)
+        self._trace_failures = Counter(
+            TRACE_EXPORT_FAILURES.name, TRACE_EXPORT_FAILURES.help, registry=r
+        )
         self._config_version = Gauge(CONFIG_VERSION.name, CONFIG_VERSION.help, registry=r)
         # The sources read at scrape time (set by the app).
         self.log_dropped: Callable[[], int] = lambda: 0
         # (sink, written, dropped, queued) for each configured sink.
         self.record_sinks: Callable[[], list[tuple[str, int, int, int]]] = list
+        # (exporter, spans sent, spans dropped, failed exports) for each span exporter.
+        self.trace_exporters: Callable[[], list[tuple[str, int, int, int]]] = list
         self.config_version: Callable[[], str] = lambda: "0"
         self.active_requests: Callable[[], int] = lambda: 0
         self.backend_up: bool | None = None  # None: no shared backend configured
@@ -394,6 +409,10 @@ class Metrics:
             self._records_written.set({"sink": sink}, written)
             self._records_dropped.set({"sink": sink}, dropped)
             self._records_queued.set({"sink": sink}, queued)
+        for exporter, sent, dropped, failures in self.trace_exporters():
+            self._trace_spans.set({"exporter": exporter, "result": "sent"}, sent)
+            self._trace_spans.set({"exporter": exporter, "result": "dropped"}, dropped)
+            self._trace_failures.set({"exporter": exporter}, failures)
         self._active.set({}, self.active_requests())
         for provider, healthy in self.provider_health().items():
             self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)

@@ -27,6 +27,7 @@ from tests.helpers.langfuse import (
     FakeLangfuse,
     settings,
 )
+from tests.helpers.langfuse_otlp import FakeLangfuseOtlp
 from tests.helpers.processes import serve_process
 
 
@@ -567,9 +568,11 @@ async def test_close_is_bounded_when_langfuse_hangs(
 # Through the proxy: `llm-proxy serve` configured by the environment, the openai SDK.
 
 
-async def test_serve_sends_a_trace_per_request_to_langfuse(
+async def test_serve_sends_a_trace_per_request_to_langfuse_ingestion_api(
     upstream: Upstream, tmp_path: Path
 ) -> None:
+    """LANGFUSE_EXPORT=ingestion: the legacy batch ingestion API, for old self-hosted servers,
+    with a startup warning that names its removal."""
     server = FakeLangfuse(capture=True)
     await server.start()
     config = f"""
@@ -586,6 +589,7 @@ pricing: {{gpt-4o-mini: {{input_per_mtok: 1, output_per_mtok: 2}}}}
         "LANGFUSE_HOST": server.url,
         "LANGFUSE_FLUSH_INTERVAL": "0.05",
         "LANGFUSE_CAPTURE_CONTENT": "true",
+        "LANGFUSE_EXPORT": "ingestion",
     }
     try:
         async with serve_process(config, tmp_path, env) as served:
@@ -607,6 +611,59 @@ pricing: {{gpt-4o-mini: {{input_per_mtok: 1, output_per_mtok: 2}}}}
         assert generation["costDetails"]["total"] > 0
         assert generation["input"] == "what is up"
         assert generation["output"].startswith("tok0 ")
+        assert served.proc.returncode == 0
+        assert SECRET.encode() not in served.log
+        assert b"langfuse_ingestion_api" in served.log and b"2026-11-16" in served.log
+    finally:
+        await server.stop()
+
+
+async def test_serve_sends_each_request_to_langfuse_over_otlp(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """The default: Langfuse's OTLP endpoint, Basic auth, one trace per request with one
+    generation carrying model, usage, cost, latency and TTFT, content only with capture on."""
+    server = FakeLangfuseOtlp(capture=False)
+    await server.start()
+    config = f"""
+providers:
+  - name: alpha
+    api_base: {upstream.api_base}
+    api_key: sk-alpha
+    model_mapping: {{gpt-4o-mini: mini-sent}}
+require_auth: false
+pricing: {{gpt-4o-mini: {{input_per_mtok: 1, output_per_mtok: 2}}}}
+"""
+    env = {**ENABLED, "LANGFUSE_HOST": server.url, "LANGFUSE_FLUSH_INTERVAL": "0.05"}
+    try:
+        async with serve_process(config, tmp_path, env) as served:
+            async with sdk(served.url, "x") as client:
+                stream = await client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": "what is up"}],
+                    stream=True,
+                )
+                async for _ in stream:
+                    pass
+                await client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "plain"}]
+                )
+            await eventually(lambda: len(server.traces) == 2 and server.spans == 4)
+        assert server.problems == []
+        assert server.statuses and set(server.statuses) == {200}  # POSTed to OTLP_PATH only
+        assert all(r["Content-Type"] == "application/x-protobuf" for r in server.requests)
+        streamed, plain = sorted(
+            server.traces.values(), key=lambda t: t.metadata.get("streamed") is not True
+        )
+        for trace in (streamed, plain):
+            (generation,) = trace.generations
+            assert trace.user_id == "anonymous"
+            assert generation.model == "mini-sent"
+            assert generation.usage["input"] > 0 and generation.usage["output"] > 0
+            assert generation.cost["total"] > 0
+            assert generation.end > generation.start
+            assert generation.input is None and generation.output is None  # capture off
+        assert streamed.generations[0].completion_start is not None  # the TTFT
         assert served.proc.returncode == 0
         assert SECRET.encode() not in served.log
     finally:

@@ -35,7 +35,7 @@ def test_the_file_alone() -> None:
     plan = resolve(FILE, {})
     assert plan is not None
     assert plan.endpoint == "http://file-collector:4318/v1/traces"
-    assert (plan.protocol, plan.compression, plan.timeout) == ("http/protobuf", "gzip", 10.0)
+    assert (plan.protocol, plan.compression, plan.timeout) == ("http/protobuf", "none", 10.0)
     assert dict(plan.headers) == {"x-tenant": "from-file", "authorization": "Bearer file-secret"}
     attributes = plan.resource.attributes
     assert attributes["service.name"] == "gateway-from-file"

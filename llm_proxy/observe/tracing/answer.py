@@ -54,6 +54,8 @@ _STREAM_END: Final = re.compile(
     rb"data:[ \t]*\[DONE\]"
     rb'|"type"[ \t]*:[ \t]*"(?:message_stop|response\.(?:completed|incomplete|failed))"'
 )
+HEAD_WINDOW: Final = 512  # where a response's id and model are looked for first
+END_WINDOW: Final = 768  # where its finish reasons, cache counts and end are
 _FINISH_REASONS_MAX: Final = 16  # n choices: one reason each; a bound for a hostile body
 
 
@@ -72,30 +74,72 @@ NOTHING: Final = Answer()
 
 
 def read_answer(tail: bytes | None) -> Answer:
-    """The facts `tail` holds (see the module docstring); `NOTHING` for None or b""."""
+    """The facts `tail` holds (see the module docstring); `NOTHING` for None or b"".
+
+    A scan of JSON for a quoted key costs about a microsecond per 2 KB (its quotes defeat
+    the search's skipping), so each fact is looked for where it is: the response's id and
+    model in the first `HEAD_WINDOW` bytes (a body's or a stream's first event, or any chunk
+    of a stream's tail), else anywhere; why it stopped, the cache counts and the stream's end
+    in the last `END_WINDOW` bytes (a stream's last chunks and usage, a body's end). Each
+    pattern is tried only where its key is, never by a regular expression searching every
+    position."""
     if not tail:
         return NOTHING
-    ids = _ID.findall(tail)
-    models = _MODEL.findall(tail)
+    head = tail[:HEAD_WINDOW]
+    end = tail[-END_WINDOW:]
     # OpenAI: one finish_reason per choice, each non-null once (a stream's last chunk of that
     # choice); Anthropic: the message's stop_reason (its last value is the final one);
     # Responses: why it was cut short, when it was.
-    reasons = list(dict.fromkeys(_text(r) for r in _FINISH.findall(tail)))[:_FINISH_REASONS_MAX]
-    if not reasons and (stop := _STOP.findall(tail)):
-        reasons = [_text(stop[-1])]
-    if not reasons and (incomplete := _INCOMPLETE.findall(tail)):
-        reasons = [_text(incomplete[-1])]
-    cached = _last_number(_CACHED, tail)
-    cache_read = _last_number(_CACHE_READ, tail)
+    reasons = _all(_FINISH, b'"finish_reason"', end)
+    if not reasons and b"reason" in end:
+        stop = _last(_STOP, b'"stop_reason"', end)
+        if stop is None:
+            stop = _last(_INCOMPLETE, b'"incomplete_details"', end)
+        reasons = [stop] if stop is not None else []
+    cached = cache_read = cache_write = reasoning = None
+    if b"cache" in tail:
+        cached = _last_number(_CACHED, b'"cached_tokens"', end)
+        cache_read = _last_number(_CACHE_READ, b'"cache_read_input_tokens"', tail)
+        cache_write = _last_number(_CACHE_WRITE, b'"cache_creation_input_tokens"', tail)
+    if b"reasoning_tokens" in end:
+        reasoning = _last_number(_REASONING, b'"reasoning_tokens"', end)
     return Answer(
-        response_id=_text(ids[-1]) if ids else None,
-        response_model=_text(models[-1]) if models else None,
+        response_id=_last(_ID, b'"id"', head) or _last(_ID, b'"id"', tail),
+        response_model=_last(_MODEL, b'"model"', head) or _last(_MODEL, b'"model"', tail),
         finish_reasons=tuple(reasons),
         cache_read_tokens=cache_read if cache_read is not None else cached,
-        cache_write_tokens=_last_number(_CACHE_WRITE, tail),
-        reasoning_tokens=_last_number(_REASONING, tail),
-        stream_end=_ended(tail),
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
+        stream_end=_ended(end),
     )
+
+
+def _last(pattern: re.Pattern[bytes], key: bytes, tail: bytes) -> str | None:
+    """The value of the last occurrence of `key` that `pattern` matches at (a cut one, or a
+    tool call's id, is passed over for the one before)."""
+    at = len(tail)
+    while (at := tail.rfind(key, 0, at)) >= 0:
+        match = pattern.match(tail, at)
+        if match is not None:
+            return _text(match.group(1))
+    return None
+
+
+def _all(pattern: re.Pattern[bytes], key: bytes, tail: bytes) -> list[str]:
+    """The distinct values of every occurrence of `key` that `pattern` matches at, in order
+    (at most _FINISH_REASONS_MAX). Compact JSON (`"key":"value"`, what providers send) is
+    found directly, skipping the many `"key":null` of a stream's chunks; only a tail with
+    blanks after the key is walked occurrence by occurrence."""
+    spaced = b'": ' in tail or b'" :' in tail
+    needle = key if spaced else key + b':"'
+    found: dict[str, None] = {}
+    at = tail.find(needle)
+    while at >= 0 and len(found) < _FINISH_REASONS_MAX:
+        match = pattern.match(tail, at)
+        if match is not None:
+            found[_text(match.group(1))] = None
+        at = tail.find(needle, at + len(needle))
+    return list(found)
 
 
 def _ended(tail: bytes) -> bool:
@@ -104,14 +148,17 @@ def _ended(tail: bytes) -> bool:
         return False
     body = tail.rstrip()
     last = body[body.rfind(b"\n\n") + 1 :]
-    return _STREAM_END.search(last) is not None
+    if last.endswith(b"[DONE]"):
+        return _STREAM_END.search(last) is not None
+    return b'"type"' in last and _STREAM_END.search(last) is not None
 
 
-def _last_number(pattern: re.Pattern[bytes], tail: bytes) -> int | None:
+def _last_number(pattern: re.Pattern[bytes], name: bytes, tail: bytes) -> int | None:
     """The last count of that name: the final usage's (an Anthropic stream's message_delta
-    repeats message_start's cache counts, or lacks them: then message_start's is the one)."""
-    found = pattern.findall(tail)
-    return int(found[-1]) if found else None
+    repeats message_start's cache counts, or lacks them: then message_start's is the one).
+    (A substring test first: most answers have none of these, and it is far cheaper.)"""
+    value = _last(pattern, name, tail)
+    return int(value) if value is not None else None
 
 
 def _text(raw: bytes) -> str:

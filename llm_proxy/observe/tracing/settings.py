@@ -103,7 +103,7 @@ def resolve(file: TracingSettings, environ: Mapping[str, str] | None = None) -> 
             f"OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or http/json, got {protocol!r}"
             + (hint if protocol == "grpc" else "")
         )
-    compression = (_signal(env, "COMPRESSION") or file.compression or "gzip").lower()
+    compression = (_signal(env, "COMPRESSION") or file.compression or "none").lower()
     if compression not in TRACING_COMPRESSIONS:
         raise ValueError(
             f"OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none, got {compression!r}"
