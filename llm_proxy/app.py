@@ -196,8 +196,7 @@ def _record_sinks_state(
             app[LOG_DSN] = sink.dsn  # the admin API's /logs and /usage read it
     traced = exporters(tracing, langfuse)
     sinks.sinks.extend(traced.sinks)
-    if traced.sampler is not None:
-        app[TRACING] = traced.sampler
+    app[TRACING] = traced.sampler
     capture = config.request_log.capture_content or (langfuse and langfuse.capture_content)
     app[CAPTURE] = max(config.request_log.max_content_bytes if capture else 0, traced.capture_bytes)
     metrics = app[METRICS]

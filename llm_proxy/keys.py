@@ -47,8 +47,9 @@ OWNERS: web.AppKey[Owners] = web.AppKey("owners")
 STATS: web.AppKey[Stats] = web.AppKey("stats")  # the last hour, sampled, for the admin UI
 # Where request records go (the request log, Langfuse); empty: nowhere.
 SINKS: web.AppKey[Sinks] = web.AppKey("sinks")
-# Tracing on (an exporter is configured): the sampler every request's trace is decided by.
-TRACING: web.AppKey[Sampler] = web.AppKey("tracing")
+# Tracing on (an exporter is configured): the sampler every request's trace is decided by;
+# None: tracing off (always set: a missing key would cost a KeyError per request).
+TRACING: web.AppKey[Sampler | None] = web.AppKey("tracing")
 # With content capture on: the bytes of request and answer text a record keeps (0: off).
 CAPTURE = web.AppKey("capture_bytes", int)
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.

@@ -52,7 +52,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         start, _request_id(request.headers.get("x-request-id")), app[STORE].current
     )
     traceparent = request.headers.get("traceparent")
-    sampler = app.get(TRACING)
+    sampler = app[TRACING]
     if sampler is not None:
         trace = state.trace = trace_context.start(
             sampler,

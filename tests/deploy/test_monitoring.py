@@ -22,7 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ruamel.yaml import YAML
 
 from llm_proxy.app import create_app
+from llm_proxy.config.model import TracingSettings
 from llm_proxy.keys import METRICS, STORE
+from llm_proxy.observe.tracing.settings import resolve
 from llm_proxy.reload import reload_store
 from tests.helpers import Upstream, make_config, provider, serve
 
@@ -94,7 +96,11 @@ async def exported_metrics(upstream: Upstream, dead_port: int, tmp_path: Path) -
         rate_limit_backend=f"redis://127.0.0.1:{dead_port}/0",  # down: the gauge reads 0
         request_log={"jsonl_path": str(tmp_path / "requests.jsonl")},
     )
-    app = create_app(config)
+    # Tracing to a collector that is down: its span and failure counters exist.
+    tracing = resolve(
+        TracingSettings(traces_endpoint=f"http://127.0.0.1:{dead_port}/v1/traces"), {}
+    )
+    app = create_app(config, tracing=tracing)
     team = {"Authorization": "Bearer sk-team-0123"}
     limited = {"Authorization": "Bearer sk-limited-0123"}
     async with serve(app) as url, aiohttp.ClientSession() as http:

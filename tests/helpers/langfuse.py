@@ -190,10 +190,13 @@ class FakeLangfuse:
 
 
 def settings(url: str, **over: Any) -> LangfuseSettings:
+    """Settings for `FakeLangfuse`: the legacy ingestion API it fakes (LANGFUSE_EXPORT=
+    ingestion; the OTLP export's fake is tests/helpers/langfuse_otlp.py)."""
     values: dict[str, Any] = {
         "public_key": PUBLIC,
         "secret_key": SECRET,
         "host": url,
         "flush_interval": 0.05,
+        "export": "ingestion",
     }
     return LangfuseSettings(**(values | over))

@@ -59,7 +59,7 @@ END_WINDOW: Final = 768  # where its finish reasons, cache counts and end are
 _FINISH_REASONS_MAX: Final = 16  # n choices: one reason each; a bound for a hostile body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ costs twice as much)
 class Answer:
     response_id: str | None = None
     response_model: str | None = None
@@ -128,10 +128,15 @@ def _last(pattern: re.Pattern[bytes], key: bytes, tail: bytes) -> str | None:
 def _all(pattern: re.Pattern[bytes], key: bytes, tail: bytes) -> list[str]:
     """The distinct values of every occurrence of `key` that `pattern` matches at, in order
     (at most _FINISH_REASONS_MAX). Compact JSON (`"key":"value"`, what providers send) is
-    found directly, skipping the many `"key":null` of a stream's chunks; only a tail with
-    blanks after the key is walked occurrence by occurrence."""
-    spaced = b'": ' in tail or b'" :' in tail
-    needle = key if spaced else key + b':"'
+    found directly, skipping the many `"key":null` of a stream's chunks; only when there is
+    none is every occurrence tried (blanks after the key)."""
+    found = _each(pattern, key + b':"', tail)
+    if not found and (b'": ' in tail or b'" :' in tail):
+        found = _each(pattern, key, tail)
+    return found
+
+
+def _each(pattern: re.Pattern[bytes], needle: bytes, tail: bytes) -> list[str]:
     found: dict[str, None] = {}
     at = tail.find(needle)
     while at >= 0 and len(found) < _FINISH_REASONS_MAX:

@@ -66,6 +66,9 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+varint: Final = _varint  # for the record's own writer (fast.py)
+
+
 def _ld(tag: bytes, body: bytes) -> bytes:
     """A length-delimited field: its tag, the body's length, the body."""
     return tag + _varint(len(body)) + body
@@ -114,6 +117,8 @@ _AV_FALSE: Final = b"\x10\x00"
 _PB_KV: dict[str, tuple[type, dict[object, bytes]]] = {}
 _pb_kv_size = 0
 _PB_KEYS: dict[str, bytes] = {}
+# Attributes whose values are new with every request (ids): the memo would only churn.
+UNIQUE_KEYS: Final = frozenset({"llm_proxy.request.id", "gen_ai.response.id"})
 # Span and event names, as their encoded fields (emptied when full: few names repeat a lot).
 _PB_SPAN_NAMES: dict[str, bytes] = {}
 _PB_NAMES: dict[str, bytes] = {}
@@ -166,6 +171,9 @@ def _pb_attrs(tag: bytes, attributes: Attributes) -> bytes:
     kvs: list[bytes] = []
     append = kvs.append
     for key, value in attributes.items():
+        if key in UNIQUE_KEYS:  # never repeats: not looked up, not remembered
+            append(_pb_kv(key, value))
+            continue
         cls = value.__class__
         entry = get(key)
         if entry is not None and entry[0] is cls:
@@ -217,7 +225,7 @@ def _pb_name(tag: bytes, name: str) -> bytes:
     return out
 
 
-def _pb_span(span: Span) -> bytes:
+def _pb_span(span: Span, prefix: bytes = b"") -> bytes:
     trace_id, span_id = span.trace_id, span.span_id
     if len(trace_id) == 16 and len(span_id) == 8:
         parts = [b"\x0a\x10", trace_id, b"\x12\x08", span_id]
@@ -238,6 +246,8 @@ def _pb_span(span: Span) -> bytes:
             parts += (_T_START, _fixed64(span.start_ns))
         if span.end_ns:
             parts += (_T_END, _fixed64(span.end_ns))
+    if prefix:
+        parts.append(prefix)
     parts.append(_pb_attrs(_T_ATTR, span.attributes))
     for event in span.events:
         parts.append(_pb_event(event))
@@ -249,6 +259,18 @@ def _pb_span(span: Span) -> bytes:
     if span.flags:
         parts += (_T_FLAGS, _fixed32(span.flags & 0xFFFF_FFFF))
     return _ld(_T_SS_SPANS, b"".join(parts))
+
+
+def encode_attributes(attributes: Attributes) -> bytes:
+    """`attributes` as a Span's attribute fields (tags included): a block `encode_span` can
+    put before a span's own attributes."""
+    return _pb_attrs(_T_ATTR, attributes)
+
+
+def encode_span(span: Span, prefix: bytes = b"") -> bytes:
+    """One span as a ScopeSpans.spans field; `prefix` (from `encode_attributes`) is written
+    before its attributes, as if they came first in `span.attributes`."""
+    return _pb_span(span, prefix)
 
 
 def _pb_span_name(name: str) -> bytes:

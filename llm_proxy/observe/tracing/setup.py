@@ -26,6 +26,7 @@ from llm_proxy.observe.langfuse import INGESTION_WARNING, LangfuseExporter, Lang
 from llm_proxy.observe.records import Sink
 from llm_proxy.observe.tracing.context import Sampler
 from llm_proxy.observe.tracing.exporter import OtlpExporter
+from llm_proxy.observe.tracing.fast import encode_spans
 from llm_proxy.observe.tracing.settings import TracingPlan, resource
 from llm_proxy.observe.tracing.spans import build_spans
 
@@ -60,6 +61,7 @@ def exporters(
             timeout=plan.timeout,
             resource=plan.resource,
             build=partial(build_spans, capture_content=plan.capture_content),
+            encode=None if plan.capture_content else encode_spans,
             queue_size=plan.queue_size,
             batch_size=plan.batch_size,
             flush_interval=plan.flush_interval,

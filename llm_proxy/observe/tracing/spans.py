@@ -47,6 +47,7 @@ Langfuse flavour (`langfuse=True`) adds what Langfuse's OTLP endpoint maps: `lan
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 from llm_proxy.observe.records import AttemptRecord, RequestRecord
@@ -64,6 +65,7 @@ from llm_proxy.observe.tracing.model import (
     Span,
     SpanEvent,
 )
+from llm_proxy.observe.tracing.otlp import encode_attributes
 
 FIRST_TOKEN_EVENT: Final = "llm_proxy.first_token"  # noqa: S105 (an event name)
 STREAM_END_EVENT: Final = "llm_proxy.stream_end"
@@ -89,6 +91,9 @@ _OPENAI_API: Final = {"/chat/completions": "chat_completions", "/responses": "re
 # instrumentation's best knowledge, and `server.address` tells the actual host.
 PROVIDER_NAMES: Final = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
 _CLIENT_CLOSED: Final = 499
+_STATIC_CACHE: Final = 4096  # static attribute sets (and their encodings) kept
+_REMOTE_PARENT: Final = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE
+_LOCAL_PARENT: Final = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE
 
 
 def build_spans(
@@ -96,31 +101,114 @@ def build_spans(
 ) -> list[Span]:
     """The server span first, then one client span per attempt, in order. Prompt and
     completion text go only with `capture_content` on; with it off, no span holds any."""
-    if not (record.sampled and record.trace_id and record.span_id):
+    built = _build(record)
+    if built is None:
         return []
-    answer = read_answer(record.response_tail)
-    endpoint = _endpoint(record)
-    operation = _OPERATIONS.get(endpoint) if endpoint else None
-    answering = _answering(record)
-    server = _server_span(record, answer, operation, answering)
-    clients = [
-        _client_span(record, server, attempt, answer if attempt is answering else None, operation)
-        for attempt in record.attempt_spans
-    ]
-    if endpoint and _OPENAI_API.get(endpoint):
-        for span in (server, *clients):
-            if span.attributes.get("gen_ai.provider.name") == "openai":
-                span.attributes["openai.api.type"] = _OPENAI_API[endpoint]
-    generation = clients[-1] if answering is not None else None  # the answering one is last
+    spans, keys, answer, operation, generation = built
+    for span, key in zip(spans, keys, strict=True):
+        span.attributes = _static(key) | span.attributes
+    server, clients = spans[0], spans[1:]
     if capture_content and not langfuse and operation is not None:
         target = generation or server
         target.events.append(content_event(record, answer, operation, target.end_ns))
-    spans = [server, *clients]
     if langfuse:
         langfuse_attrs.annotate(
             record, server, clients, generation, capture_content=capture_content
         )
     return spans
+
+
+# A static key: ("server" | "client", the values the static attributes are made of).
+_Key = tuple[object, ...]
+_Built = tuple[list[Span], list[_Key], Answer, str | None, Span | None]
+
+
+def _build(record: RequestRecord) -> _Built | None:
+    """The spans with only their per-request attributes (`attributes`), the key of each one's
+    static attributes (`_static`), the answer's facts, the operation and the generation (the
+    answering attempt's span); None for a request that is not sampled."""
+    if not (record.sampled and record.trace_id and record.span_id):
+        return None
+    answer = read_answer(record.response_tail)
+    endpoint = _endpoint(record)
+    operation = _OPERATIONS.get(endpoint) if endpoint else None
+    api = _OPENAI_API.get(endpoint) if endpoint else None
+    answering = _answering(record)
+    server, server_key = _server_span(record, answer, operation, answering, api)
+    spans = [server]
+    keys = [server_key]
+    method = server_key[1]
+    for attempt in record.attempt_spans:
+        span, key = _client_span(
+            record,
+            server,
+            attempt,
+            answer if attempt is answering else None,
+            operation,
+            api,
+            method,
+        )
+        spans.append(span)
+        keys.append(key)
+    generation = spans[-1] if answering is not None else None  # the answering one is last
+    return spans, keys, answer, operation, generation
+
+
+@functools.lru_cache(maxsize=_STATIC_CACHE)
+def _static(key: _Key) -> Attributes:
+    """A span's static attributes from their key (cached: never change the dict returned)."""
+    if key[0] == "server":
+        _, method, original, path, route, operation, provider, api, model, stream, *proxy = key
+        attributes: Attributes = {"http.request.method": str(method)}
+        if original is not None:
+            attributes["http.request.method_original"] = str(original)
+        attributes["url.path"] = str(path)
+        # The proxy serves plain HTTP (TLS, when any, ends in front of it).
+        attributes["url.scheme"] = "http"
+        if route:
+            attributes["http.route"] = str(route)
+        _genai(attributes, operation, provider, api, model, stream)
+        key_name, client, provider_name = proxy
+        attributes["llm_proxy.key.name"] = str(key_name)
+        attributes["llm_proxy.client.name"] = str(client)
+        attributes["llm_proxy.provider.name"] = str(provider_name)
+        return attributes
+    _, method, address, port, operation, provider, api, model, stream, provider_name = key
+    attributes = {
+        "http.request.method": str(method),
+        "server.address": str(address),
+        "server.port": int(port),  # type: ignore[call-overload]
+    }
+    _genai(attributes, operation, provider, api, model, stream)
+    attributes["llm_proxy.provider.name"] = str(provider_name)
+    return attributes
+
+
+@functools.lru_cache(maxsize=_STATIC_CACHE)
+def _static_block(key: _Key) -> bytes:
+    """`_static(key)` encoded as a span's attribute fields (cached)."""
+    return encode_attributes(_static(key))
+
+
+def _genai(
+    attributes: Attributes,
+    operation: object,
+    provider: object,
+    api: object,
+    model: object,
+    stream: object,
+) -> None:
+    if operation is None:
+        return
+    attributes["gen_ai.operation.name"] = str(operation)
+    if provider is not None:
+        attributes["gen_ai.provider.name"] = str(provider)
+        if provider == "openai" and api is not None:
+            attributes["openai.api.type"] = str(api)
+    if model:
+        attributes["gen_ai.request.model"] = str(model)
+    if stream:
+        attributes["gen_ai.request.stream"] = True
 
 
 def _answering(record: RequestRecord) -> AttemptRecord | None:
@@ -152,33 +240,44 @@ def _at(record: RequestRecord, offset: float) -> int:
 
 
 def _server_span(
-    record: RequestRecord, answer: Answer, operation: str | None, answering: AttemptRecord | None
-) -> Span:
+    record: RequestRecord,
+    answer: Answer,
+    operation: str | None,
+    answering: AttemptRecord | None,
+    api: str | None,
+) -> tuple[Span, _Key]:
+    """The request's span, with its per-request attributes, and its static key."""
     assert record.trace_id is not None
     assert record.span_id is not None
     method = record.method if record.method in _METHODS else "_OTHER"
     shown = "HTTP" if method == "_OTHER" else method
-    attributes: Attributes = {
-        "http.request.method": method,
-        "url.path": record.path,
-        # The proxy serves plain HTTP (TLS, when any, ends in front of it).
-        "url.scheme": "http",
-        "http.response.status_code": record.status,
-    }
-    if method == "_OTHER":
-        attributes["http.request.method_original"] = record.method
-    if record.route:
-        attributes["http.route"] = record.route
+    provider = None
+    if answering is not None:
+        kind = answering.provider_type
+        provider = PROVIDER_NAMES.get(kind, kind)
+    key: _Key = (
+        "server",
+        method,
+        record.method if method == "_OTHER" else None,
+        record.path,
+        record.route,
+        operation,
+        provider if operation is not None else None,
+        api,
+        record.model if operation is not None else None,
+        record.streamed and operation is not None,
+        record.key_name,
+        record.client,
+        record.provider,
+    )
+    attributes: Attributes = {"http.response.status_code": record.status}
     if operation is not None:
-        attributes["gen_ai.operation.name"] = operation
-        if answering is not None:
-            _provider(attributes, answering)
-        if record.model:
-            attributes["gen_ai.request.model"] = record.model
-        if record.streamed:
-            attributes["gen_ai.request.stream"] = True
         _response(attributes, record, answer)
-    _proxy(attributes, record)
+    attributes["llm_proxy.request.id"] = record.request_id
+    if record.cost_usd is not None:
+        attributes["llm_proxy.cost.usd"] = record.cost_usd
+    if record.error_code:
+        attributes["llm_proxy.error.code"] = record.error_code
     attributes["llm_proxy.attempt.count"] = len(record.attempt_spans) or len(record.attempts)
     start = _at(record, 0.0)
     end = _at(record, record.duration_ms / 1000)
@@ -192,7 +291,7 @@ def _server_span(
         end_ns=end,
         attributes=attributes,
         trace_state=record.trace_state or "",
-        flags=FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | (FLAG_IS_REMOTE if record.parent_span_id else 0),
+        flags=_REMOTE_PARENT if record.parent_span_id else _LOCAL_PARENT,
     )
     if record.status >= 500:
         span.status_code = STATUS_ERROR
@@ -204,7 +303,7 @@ def _server_span(
         span.events.append(SpanEvent(FIRST_TOKEN_EVENT, _at(record, ttft)))
     if record.streamed:
         span.events.append(_stream_end(record, answer, end))
-    return span
+    return span, key
 
 
 def _client_span(
@@ -213,29 +312,31 @@ def _client_span(
     attempt: AttemptRecord,
     answer: Answer | None,
     operation: str | None,
-) -> Span:
-    """An attempt's span; `answer` is given for the attempt that answered."""
+    api: str | None,
+    method: object,
+) -> tuple[Span, _Key]:
+    """An attempt's span (`answer` is given for the attempt that answered), with its
+    per-request attributes, and its static key."""
     model = attempt.model_sent or record.model
-    attributes: Attributes = {
-        "http.request.method": server.attributes["http.request.method"],
-        "server.address": attempt.server_address,
-        "server.port": attempt.server_port,
-    }
-    if operation is not None:
-        attributes["gen_ai.operation.name"] = operation
-        _provider(attributes, attempt)
-        if model:
-            attributes["gen_ai.request.model"] = model
-        if record.streamed:
-            attributes["gen_ai.request.stream"] = True
+    kind = attempt.provider_type
+    key: _Key = (
+        "client",
+        method,
+        attempt.server_address,
+        attempt.server_port,
+        operation,
+        PROVIDER_NAMES.get(kind, kind) if operation is not None else None,
+        api,
+        model if operation is not None else None,
+        record.streamed and operation is not None,
+        attempt.provider,
+    )
+    attributes: Attributes = {}
     if attempt.upstream_status is not None:
         attributes["http.response.status_code"] = attempt.upstream_status
-    attributes |= {
-        "llm_proxy.request.id": record.request_id,
-        "llm_proxy.provider.name": attempt.provider,
-        "llm_proxy.attempt.number": attempt.number,
-        "llm_proxy.attempt.outcome": attempt.outcome,
-    }
+    attributes["llm_proxy.request.id"] = record.request_id
+    attributes["llm_proxy.attempt.number"] = attempt.number
+    attributes["llm_proxy.attempt.outcome"] = attempt.outcome
     if attempt.retried:
         attributes["llm_proxy.attempt.retry_reason"] = attempt.outcome
     if answer is not None and operation is not None:
@@ -249,7 +350,7 @@ def _client_span(
     if operation is not None:
         name = f"{operation} {model}" if model else operation
     else:
-        name = str(server.attributes["http.request.method"]).replace("_OTHER", "HTTP")
+        name = str(method).replace("_OTHER", "HTTP")
     span = Span(
         trace_id=server.trace_id,
         span_id=bytes.fromhex(attempt.span_id),
@@ -260,7 +361,7 @@ def _client_span(
         end_ns=end,
         attributes=attributes,
         trace_state=server.trace_state,
-        flags=FLAG_SAMPLED | FLAG_HAS_IS_REMOTE,  # its parent is ours: not remote
+        flags=_LOCAL_PARENT,  # its parent is ours: not remote
     )
     error = _attempt_error(attempt, record.status)
     if error is not None:
@@ -274,7 +375,7 @@ def _client_span(
         span.events.append(SpanEvent(FIRST_TOKEN_EVENT, _at(record, attempt.first_token)))
     if answer is not None and record.streamed:
         span.events.append(_stream_end(record, answer, end))
-    return span
+    return span, key
 
 
 def _attempt_error(attempt: AttemptRecord, status: int) -> str | None:
@@ -288,11 +389,6 @@ def _attempt_error(attempt: AttemptRecord, status: int) -> str | None:
         return outcome
     upstream = attempt.upstream_status
     return str(upstream) if upstream is not None and upstream >= 400 else None
-
-
-def _provider(attributes: Attributes, attempt: AttemptRecord) -> None:
-    kind = attempt.provider_type
-    attributes["gen_ai.provider.name"] = PROVIDER_NAMES.get(kind, kind)
 
 
 def _response(attributes: Attributes, record: RequestRecord, answer: Answer) -> None:
@@ -313,18 +409,6 @@ def _response(attributes: Attributes, record: RequestRecord, answer: Answer) -> 
         attributes["gen_ai.usage.cache_creation.input_tokens"] = answer.cache_write_tokens
     if answer.reasoning_tokens is not None:
         attributes["gen_ai.usage.reasoning.output_tokens"] = answer.reasoning_tokens
-
-
-def _proxy(attributes: Attributes, record: RequestRecord) -> None:
-    """The proxy's own facts about the request (bounded labels: never a key's secret)."""
-    attributes["llm_proxy.request.id"] = record.request_id
-    attributes["llm_proxy.key.name"] = record.key_name
-    attributes["llm_proxy.client.name"] = record.client
-    attributes["llm_proxy.provider.name"] = record.provider
-    if record.cost_usd is not None:
-        attributes["llm_proxy.cost.usd"] = record.cost_usd
-    if record.error_code:
-        attributes["llm_proxy.error.code"] = record.error_code
 
 
 def _stream_end(record: RequestRecord, answer: Answer, end_ns: int) -> SpanEvent:
