@@ -148,7 +148,7 @@ def encode_spans(record: RequestRecord) -> bytes:
     """The record's spans as ScopeSpans.spans fields (b"" when it is not sampled)."""
     if not (record.sampled and record.trace_id and record.span_id):
         return b""
-    answer = read_answer(record.response_tail)
+    answer = read_answer(record.response_tail, record.streamed)
     endpoint = _endpoint(record)
     operation = _OPERATIONS.get(endpoint) if endpoint else None
     api = _OPENAI_API.get(endpoint) if endpoint else None

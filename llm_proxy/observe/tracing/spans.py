@@ -129,7 +129,7 @@ def _build(record: RequestRecord) -> _Built | None:
     answering attempt's span); None for a request that is not sampled."""
     if not (record.sampled and record.trace_id and record.span_id):
         return None
-    answer = read_answer(record.response_tail)
+    answer = read_answer(record.response_tail, record.streamed)
     endpoint = _endpoint(record)
     operation = _OPERATIONS.get(endpoint) if endpoint else None
     api = _OPENAI_API.get(endpoint) if endpoint else None
