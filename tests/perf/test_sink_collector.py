@@ -11,7 +11,7 @@ import orjson
 
 from tests.helpers import serve
 from tests.perf import tracing_bench
-from tests.perf.sink_collector import PATH, SCENARIO_HEADER, make_app
+from tests.perf.sink_collector import PATH, SCENARIO_HEADER, count_protobuf, make_app
 
 TRACE = bytes.fromhex(tracing_bench.TRACE_ID)
 OTHER = bytes(range(16))
@@ -92,6 +92,7 @@ async def test_a_gzipped_protobuf_export_is_counted_and_answered_empty(
             "spans": 8,
             "spans_in_trace": 4,
             "undecodable": 0,
+            "decoded": 2,
         }
     }
     assert isinstance(found["idle_secs"], float)
@@ -120,7 +121,9 @@ async def test_a_json_export_is_counted_apart_per_proxy(http: aiohttp.ClientSess
                 assert await answer.json() == {}
         tallies = (await stats(http, url))["tallies"]
     expected = {"requests": 1, "bytes": len(body), "spans": 2, "spans_in_trace": 1}
-    assert tallies == {name: {**expected, "undecodable": 0} for name in ("on", "on-traceparent")}
+    assert tallies == {
+        name: {**expected, "undecodable": 0, "decoded": 1} for name in ("on", "on-traceparent")
+    }
 
 
 async def test_an_unreadable_export_is_answered_and_counted(http: aiohttp.ClientSession) -> None:
@@ -139,6 +142,7 @@ async def test_an_unreadable_export_is_answered_and_counted(http: aiohttp.Client
             "spans": 0,
             "spans_in_trace": 0,
             "undecodable": 2,
+            "decoded": 2,
         }
     }
 
@@ -159,5 +163,24 @@ async def test_an_export_without_spans_leaves_the_sink_idle(http: aiohttp.Client
             "spans": 0,
             "spans_in_trace": 0,
             "undecodable": 0,
+            "decoded": 2,
         }
     }
+
+
+async def test_with_sampling_only_every_nth_export_is_walked(
+    http: aiohttp.ClientSession,
+) -> None:
+    """The benchmark's sink walks one export in N (the others are only counted), so that it
+    takes little of the CPU it shares with the load generator."""
+    headers = {"Content-Type": "application/x-protobuf", SCENARIO_HEADER: "on"}
+    body = request([scope_spans()])
+    async with serve(make_app(sample_every=3)) as url:
+        for _ in range(7):
+            async with http.post(url + PATH, data=body, headers=headers) as answer:
+                assert answer.status == 200
+        found = await stats(http, url)
+    tally = found["tallies"]["on"]
+    assert (tally["requests"], tally["decoded"]) == (7, 3)  # the 1st, 4th and 7th
+    assert tally["spans"] == 3 * count_protobuf(body, b"")[0]
+    assert isinstance(found["idle_secs"], float)

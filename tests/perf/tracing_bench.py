@@ -3,9 +3,11 @@ sent or not, in one run.
 
     python -m tests.perf.tracing_bench [--quick] [--rounds N] [--duration S] [--out DIR]
 
-One fake upstream (`llm-proxy mock-upstream`), one OTLP sink (`tests.perf.sink_collector`),
-both on CPU 1, and one `llm-proxy serve` per scenario, all on CPU 0, all up for the whole run
-and measured in turns (as `bench` measures its peers):
+One fake upstream (`llm-proxy mock-upstream`) and one OTLP sink (`tests.perf.sink_collector`),
+both on CPU 1 for the whole run, and one `llm-proxy serve` per scenario on CPU 0, measured in
+turns; every round starts fresh proxies (two processes of the same code differ by up to
+10-15 % in CPU per request on this machine kind, which one process per scenario for the whole
+run reported as the scenarios' difference):
 
     off              no tracing (no OTEL_* variable; the caller's are removed)
     off-traceparent  no tracing, every request carrying the client's `traceparent`
@@ -55,7 +57,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from tests.perf import bench, protocols_bench
-from tests.perf.sink_collector import SCENARIO_HEADER
+from tests.perf.sink_collector import SAMPLE_EVERY, SCENARIO_HEADER
 
 # The W3C specification's example ids: any valid header costs the same to read.
 TRACE_ID: Final = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -135,12 +137,14 @@ def sink_stats(sink: bench.Proc) -> dict[str, Any]:
 
 
 def exported(stats: dict[str, Any], scenario: str) -> dict[str, int]:
-    """What the scenario's proxy has exported so far (zeros before its first export)."""
+    """What the scenario's proxy has exported so far (zeros before its first export); the
+    spans scaled from the sink's sample of exports (`sink_collector.SAMPLE_EVERY`)."""
     tally: dict[str, int] = stats["tallies"].get(scenario, {})
-    return {
-        key: tally.get(key, 0)
-        for key in ("requests", "bytes", "spans", "spans_in_trace", "undecodable")
-    }
+    out = {key: tally.get(key, 0) for key in ("requests", "bytes", "undecodable")}
+    scale = out["requests"] / tally["decoded"] if tally.get("decoded") else 0.0
+    out["spans"] = round(tally.get("spans", 0) * scale)
+    out["spans_in_trace"] = round(tally.get("spans_in_trace", 0) * scale)
+    return out
 
 
 def settle(sink: bench.Proc) -> None:
@@ -192,74 +196,104 @@ def load(
 
 
 def measure_load(
-    procs: dict[str, bench.Proc], sink: bench.Proc, tmp: Path, seconds: float, rounds: int
+    backend: dict[str, bench.Proc], sink: bench.Proc, tmp: Path, seconds: float, rounds: int
 ) -> dict[tuple[str, int], list[tuple[bench.LoadResult, dict[str, int]]]]:
     scripts = {
         s.name: protocols_bench.write_wrk_script(tmp / f"{s.name}.lua", s) for s in SCENARIOS
     }
     runs: dict[tuple[str, int], list[tuple[bench.LoadResult, dict[str, int]]]] = {}
     for i in range(rounds):
-        for connections in CONNECTIONS:
-            print(f"== load, {connections} connections, round {i + 1} of {rounds}", flush=True)
-            for scenario in protocols_bench.rotated(list(SCENARIOS), i):
-                assert isinstance(scenario, Traced)
-                result, sent = load(
-                    procs[scenario.name],
-                    sink,
-                    scenario,
-                    scripts[scenario.name],
-                    connections,
-                    seconds,
-                    warm_up=i == 0,
-                )
-                runs.setdefault((scenario.name, connections), []).append((result, sent))
-                print(
-                    f"   {scenario.name:>16}: {result.rps:8.0f} req/s  "
-                    f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
-                    f"cpu {result.cpu_ms_per_request or 0:.3f} ms/req  errors {result.errors}  "
-                    f"exported {sent['spans']} spans in {sent['requests']} requests",
-                    flush=True,
-                )
+        with proxies(tmp, backend) as procs:
+            _load_round(procs, sink, scripts, seconds, i, rounds, runs)
     return runs
 
 
+def _load_round(
+    procs: dict[str, bench.Proc],
+    sink: bench.Proc,
+    scripts: dict[str, Path],
+    seconds: float,
+    i: int,
+    rounds: int,
+    runs: dict[tuple[str, int], list[tuple[bench.LoadResult, dict[str, int]]]],
+) -> None:
+    """One round on fresh processes: each warmed up, then measured at each concurrency."""
+    for n, connections in enumerate(CONNECTIONS):
+        print(f"== load, {connections} connections, round {i + 1} of {rounds}", flush=True)
+        for scenario in protocols_bench.rotated(list(SCENARIOS), i):
+            assert isinstance(scenario, Traced)
+            result, sent = load(
+                procs[scenario.name],
+                sink,
+                scenario,
+                scripts[scenario.name],
+                connections,
+                seconds,
+                warm_up=n == 0,
+            )
+            runs.setdefault((scenario.name, connections), []).append((result, sent))
+            print(
+                f"   {scenario.name:>16}: {result.rps:8.0f} req/s  "
+                f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
+                f"cpu {result.cpu_ms_per_request or 0:.3f} ms/req  errors {result.errors}  "
+                f"exported {sent['spans']} spans in {sent['requests']} requests",
+                flush=True,
+            )
+
+
 def measure_streams(
-    procs: dict[str, bench.Proc], sink: bench.Proc, count: int, chunks: int, rounds: int
+    backend: dict[str, bench.Proc],
+    sink: bench.Proc,
+    tmp: Path,
+    count: int,
+    chunks: int,
+    rounds: int,
 ) -> dict[str, list[tuple[bench.StreamResult, dict[str, int]]]]:
     runs: dict[str, list[tuple[bench.StreamResult, dict[str, int]]]] = {}
     for i in range(rounds):
         print(f"== {count} streams, round {i + 1} of {rounds}", flush=True)
-        for scenario in protocols_bench.rotated(list(SCENARIOS), i):
-            target = procs[scenario.name]
-            cpu_before, before = target.cpu_secs(), exported(sink_stats(sink), scenario.name)
-            result = protocols_bench.streams(target, scenario, count, chunks, procs["mock"])
-            time.sleep(0.5)  # the closed streams' sockets leave before the next scenario opens
-            settle(sink)
-            sent = _delta(exported(sink_stats(sink), scenario.name), before)
-            # Per stream with the export of its spans (`streams` stops counting at the last
-            # stream's end, before the exporter has sent them).
-            result.cpu_ms_per_stream = (target.cpu_secs() - cpu_before) * 1000 / count
-            runs.setdefault(scenario.name, []).append((result, sent))
-            print(
-                f"   {scenario.name:>16}: {result.chunks_per_sec:8.0f} chunks/s  "
-                f"ttfc p50 {result.ttfc_p50_ms:.1f} ms  p99 {result.ttfc_p99_ms:.1f} ms  "
-                f"cpu {result.cpu_ms_per_stream or 0:.2f} ms/stream  errors {result.errors}  "
-                f"exported {sent['spans']} spans",
-                flush=True,
-            )
+        with proxies(tmp, backend) as procs:
+            _stream_round(procs, sink, count, chunks, i, runs)
     return runs
 
 
+def _stream_round(
+    procs: dict[str, bench.Proc],
+    sink: bench.Proc,
+    count: int,
+    chunks: int,
+    i: int,
+    runs: dict[str, list[tuple[bench.StreamResult, dict[str, int]]]],
+) -> None:
+    for scenario in protocols_bench.rotated(list(SCENARIOS), i):
+        target = procs[scenario.name]
+        cpu_before, before = target.cpu_secs(), exported(sink_stats(sink), scenario.name)
+        result = protocols_bench.streams(target, scenario, count, chunks, procs["mock"])
+        time.sleep(0.5)  # the closed streams' sockets leave before the next scenario opens
+        settle(sink)
+        sent = _delta(exported(sink_stats(sink), scenario.name), before)
+        # Per stream with the export of its spans (`streams` stops counting at the last
+        # stream's end, before the exporter has sent them).
+        result.cpu_ms_per_stream = (target.cpu_secs() - cpu_before) * 1000 / count
+        runs.setdefault(scenario.name, []).append((result, sent))
+        print(
+            f"   {scenario.name:>16}: {result.chunks_per_sec:8.0f} chunks/s  "
+            f"ttfc p50 {result.ttfc_p50_ms:.1f} ms  p99 {result.ttfc_p99_ms:.1f} ms  "
+            f"cpu {result.cpu_ms_per_stream or 0:.2f} ms/stream  errors {result.errors}  "
+            f"exported {sent['spans']} spans",
+            flush=True,
+        )
+
+
 @contextlib.contextmanager
-def servers(tmp: Path, chunks: int, delay_ms: float) -> Iterator[dict[str, bench.Proc]]:
-    """The mock and the sink (CPU 1), one proxy per scenario (CPU 0), all up; "mock" and
-    "sink" among them."""
+def backends(tmp: Path, chunks: int, delay_ms: float) -> Iterator[dict[str, bench.Proc]]:
+    """The mock and the sink (CPU 1), up for the whole run."""
     py = sys.executable
-    ports = {name: bench.free_port() for name in ("mock", "sink", *(s.name for s in SCENARIOS))}
+    ports = {name: bench.free_port() for name in ("mock", "sink")}
     mock_cmd = [py, "-m", "llm_proxy", "mock-upstream", "--port", str(ports["mock"]),
                 "--tool", "none", "--chunks", str(chunks), "--delay-ms", str(delay_ms)]  # fmt: skip
     sink_cmd = [py, "-m", "tests.perf.sink_collector", "--port", str(ports["sink"]),
-                "--trace-id", TRACE_ID]  # fmt: skip
+                "--trace-id", TRACE_ID, "--sample-every", str(SAMPLE_EVERY)]  # fmt: skip
     with contextlib.ExitStack() as stack:
         mock = bench.spawn(
             "mock", mock_cmd, bench.LOAD_CPU, ports["mock"], tmp / "mock.log", "/v1/models"
@@ -267,16 +301,28 @@ def servers(tmp: Path, chunks: int, delay_ms: float) -> Iterator[dict[str, bench
         sink = bench.spawn(
             "sink", sink_cmd, bench.LOAD_CPU, ports["sink"], tmp / "sink.log", "/stats"
         )
-        procs = {"mock": stack.enter_context(mock), "sink": stack.enter_context(sink)}
+        yield {"mock": stack.enter_context(mock), "sink": stack.enter_context(sink)}
+
+
+@contextlib.contextmanager
+def proxies(tmp: Path, backend: dict[str, bench.Proc]) -> Iterator[dict[str, bench.Proc]]:
+    """One fresh proxy per scenario (CPU 0), all up; with the backends among them. Each round
+    has its own processes: two processes of the same code differ by up to 10-15 % in CPU per
+    request here (memory layout, hash seeds), which a run with one process per scenario
+    would have reported as the scenarios' difference."""
+    py = sys.executable
+    with contextlib.ExitStack() as stack:
+        procs = dict(backend)
         for scenario in SCENARIOS:
+            port = bench.free_port()
             config = tmp / f"{scenario.name}.yaml"
-            bench.write_config(config, procs["mock"].url, ports[scenario.name])
+            bench.write_config(config, procs["mock"].url, port)
             procs[scenario.name] = stack.enter_context(
                 bench.spawn(
                     scenario.name,
                     [py, "-m", "llm_proxy", "serve", "--config", str(config)],
                     bench.PROXY_CPU,
-                    ports[scenario.name],
+                    port,
                     tmp / f"{scenario.name}.log",
                     "/health",
                     env=proxy_env(scenario, procs["sink"]),
@@ -465,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="llm-proxy-tracing-bench-"))
-    with servers(tmp, chunks, delay_ms) as procs:
+    with backends(tmp, chunks, delay_ms) as procs:
         sink = procs["sink"]
         time.sleep(0.5)
         load_runs = measure_load(procs, sink, tmp, seconds, rounds)
@@ -473,11 +519,10 @@ def main(argv: list[str] | None = None) -> int:
             s.name: {str(c): summarise_load(load_runs[(s.name, c)]) for c in CONNECTIONS}
             for s in SCENARIOS
         }
-        stream_runs = measure_streams(procs, sink, count, chunks, rounds) if count else {}
+        stream_runs = measure_streams(procs, sink, tmp, count, chunks, rounds) if count else {}
         results["streams"] = {name: summarise_streams(r) for name, r in stream_runs.items()}
         stats = sink_stats(sink)
         results["exported"] = {s.name: exported(stats, s.name) for s in SCENARIOS}
-        results["rss_after_mb"] = {s.name: procs[s.name].rss_mb() for s in SCENARIOS}
     results["problems"] = problems(results["exported"])
     if not results["problems"]:
         shutil.rmtree(tmp, ignore_errors=True)  # kept otherwise: the proxies' logs are there
