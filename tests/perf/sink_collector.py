@@ -6,14 +6,15 @@ answers at once, and does as little else as it can (it shares a CPU with the loa
 `POST /v1/traces`: the body is read whole and counted (requests, bytes as sent); the first
 export of each exporter and every N-th after it (the benchmark's `SAMPLE_EVERY`) is also
 inflated when gzipped and its spans counted (a shallow walk of the protobuf message, or the
-JSON mapping's `resourceSpans`), with how many of them carry `--trace-id` (a continued trace). Walking every
-body cost this process ~10 ms of CPU per export, on the CPU the load generator and the fake
-upstream share: enough to slow them, which made the traced proxies less loaded, hence costlier
-per request, than the untraced ones. `spans` and `spans_in_trace` are the sampled exports'
-(`decoded` of them); the benchmark scales them by `requests / decoded`. The answer is 200
-with an empty ExportTraceServiceResponse (no bytes, `application/x-protobuf`; `{}` to a JSON
-export). A body it cannot read is still answered 200 and counted as undecodable: the
-benchmark measures the exporter's cost, and a refusal would change it (retries).
+JSON mapping's `resourceSpans`), with how many of them carry `--trace-id` (a continued
+trace). Walking every body cost this process ~10 ms of CPU per export, on the CPU the load
+generator and the fake upstream share: enough to slow them, which made the traced proxies
+less loaded, hence costlier per request, than the untraced ones. `spans` and
+`spans_in_trace` are the sampled exports' (`decoded` of them); the benchmark scales them by
+`requests / decoded`. The answer is 200 with an empty ExportTraceServiceResponse (no bytes,
+`application/x-protobuf`; `{}` to a JSON export). A body it cannot read is still answered 200
+and counted as undecodable: the benchmark measures the exporter's cost, and a refusal would
+change it (retries).
 
 Counts are kept per exporter, named by the `x-bench-scenario` header the benchmark gives each
 proxy (OTEL_EXPORTER_OTLP_HEADERS); `GET /stats` returns them as JSON with `idle_secs`, the
