@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections import deque
 from collections.abc import Sized
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import structlog
 
 from llm_proxy.observe.records import RequestRecord
 from llm_proxy.tasks import stop_task
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = structlog.get_logger()
 
@@ -202,3 +206,25 @@ class Batcher(Generic[B]):
 
     async def _shutdown(self) -> None:
         """Release resources after the last flush."""
+
+
+class HttpBatcher(Batcher[B]):
+    """A batcher sending over HTTP with one aiohttp session (Langfuse, OTLP): its backoff has
+    jitter (replicas do not retry in step) and waits at least a Retry-After the destination
+    gave (`_retry_after`, set by `_send`, within `max_backoff`); the session is closed after
+    the last flush."""
+
+    _session: aiohttp.ClientSession | None = None
+    _retry_after: float | None = None
+
+    async def _shutdown(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _retry_delay(self) -> float:
+        delay = super()._retry_delay()
+        delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+        if self._retry_after is not None:
+            delay = max(delay, min(self._retry_after, self._max_backoff))
+        return delay

@@ -45,7 +45,7 @@ import structlog
 from yarl import URL
 
 from llm_proxy import __version__
-from llm_proxy.observe.batching import Batcher
+from llm_proxy.observe.batching import HttpBatcher
 from llm_proxy.observe.langfuse_events import encode, events, iso
 from llm_proxy.observe.records import RequestRecord
 
@@ -193,7 +193,7 @@ class _Batch:
         return 2 * len(self.event_ids)
 
 
-class LangfuseExporter(Batcher[_Batch]):
+class LangfuseExporter(HttpBatcher[_Batch]):
     """A request-record sink sending to Langfuse (see the module docstring for the contract).
 
     Counters, for metrics: `written` (records Langfuse accepted), `dropped` (records lost:
@@ -268,18 +268,6 @@ class LangfuseExporter(Batcher[_Batch]):
 
     def _lost_at_close(self, records: int) -> None:
         log.warning("langfuse_records_lost_at_close", records=records)
-
-    async def _shutdown(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _retry_delay(self) -> float:
-        delay = super()._retry_delay()
-        delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter: replicas do not retry in step)
-        if self._retry_after is not None:
-            delay = max(delay, min(self._retry_after, self._max_backoff))
-        return delay
 
     def _take(self) -> _Batch | None:
         """Up to batch_size records, as one request body of at most MAX_BATCH_BYTES (a lone

@@ -38,7 +38,6 @@ import asyncio
 import email.utils
 import io
 import math
-import random
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -51,7 +50,7 @@ import structlog
 from yarl import URL
 
 from llm_proxy import __version__
-from llm_proxy.observe.batching import Batcher
+from llm_proxy.observe.batching import HttpBatcher
 from llm_proxy.observe.records import RequestRecord
 from llm_proxy.observe.tracing.model import Resource, Span
 from llm_proxy.observe.tracing.otlp import (
@@ -89,7 +88,7 @@ class _Batch:
         return self.count
 
 
-class OtlpExporter(Batcher[_Batch]):
+class OtlpExporter(HttpBatcher[_Batch]):
     """A request-record sink exporting spans over OTLP/HTTP (the contract: module docstring)."""
 
     hold_failed = True  # retried as it is: the same bytes
@@ -198,18 +197,6 @@ class OtlpExporter(Batcher[_Batch]):
         if self._pending is not None:
             self.spans_dropped += self._pending.spans
         log.warning("otlp_records_lost_at_close", sink=self.name, records=records)
-
-    async def _shutdown(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _retry_delay(self) -> float:
-        delay = super()._retry_delay()
-        delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter: replicas do not retry in step)
-        if self._retry_after is not None:
-            delay = max(delay, min(self._retry_after, self._max_backoff))
-        return delay
 
     def _take(self) -> _Batch | None:
         """Up to batch_size records (built and encoded by `_send`, off the request path and

@@ -32,13 +32,13 @@ from llm_proxy.observe.tracing.spans import (
     _OPERATIONS,
     _REMOTE_PARENT,
     FIRST_TOKEN_EVENT,
-    PROVIDER_NAMES,
     STREAM_END_EVENT,
     _answering,
     _attempt_error,
     _endpoint,
-    _Key,
     _static_block,
+    client_key,
+    server_key,
 )
 
 _MEMO_MAX: Final = 4096  # values remembered per attribute
@@ -164,24 +164,7 @@ def encode_spans(record: RequestRecord) -> bytes:
 
     # The server span (spans._server_span).
     method = record.method if record.method in _METHODS else "_OTHER"
-    provider = None
-    if answering is not None:
-        provider = PROVIDER_NAMES.get(answering.provider_type, answering.provider_type)
-    key: _Key = (
-        "server",
-        method,
-        record.method if method == "_OTHER" else None,
-        record.path,
-        record.route,
-        operation,
-        provider if operation is not None else None,
-        api,
-        record.model if operation is not None else None,
-        streamed and operation is not None,
-        record.key_name,
-        record.client,
-        record.provider,
-    )
+    key = server_key(record, method, operation, answering, api)
     shown = "HTTP" if method == "_OTHER" else method
     end = base + round(record.duration_ms / 1000 * 1e9)
     parts = [b"\x0a\x10", trace_id, b"\x12\x08", server_id, state_field]
@@ -258,19 +241,7 @@ def _client(
     request_id: bytes,
 ) -> bytes:
     model = attempt.model_sent or record.model
-    kind = attempt.provider_type
-    key: _Key = (
-        "client",
-        method,
-        attempt.server_address,
-        attempt.server_port,
-        operation,
-        PROVIDER_NAMES.get(kind, kind) if operation is not None else None,
-        api,
-        model if operation is not None else None,
-        record.streamed and operation is not None,
-        attempt.provider,
-    )
+    key = client_key(record, attempt, method, operation, api, model)
     start = base + round(attempt.start * 1e9)
     ended = attempt.end if attempt.end > attempt.start else record.duration_ms / 1000
     end = max(start, base + round(ended * 1e9))

@@ -239,6 +239,58 @@ def _at(record: RequestRecord, offset: float) -> int:
     return round(record.ts * 1e9) + round(offset * 1e9)
 
 
+def server_key(
+    record: RequestRecord,
+    method: str,
+    operation: str | None,
+    answering: AttemptRecord | None,
+    api: str | None,
+) -> _Key:
+    """What the server span's static attributes are made of (`_static`'s key)."""
+    provider = None
+    if answering is not None and operation is not None:
+        provider = PROVIDER_NAMES.get(answering.provider_type, answering.provider_type)
+    return (
+        "server",
+        method,
+        record.method if method == "_OTHER" else None,
+        record.path,
+        record.route,
+        operation,
+        provider,
+        api,
+        record.model if operation is not None else None,
+        record.streamed and operation is not None,
+        record.key_name,
+        record.client,
+        record.provider,
+    )
+
+
+def client_key(
+    record: RequestRecord,
+    attempt: AttemptRecord,
+    method: object,
+    operation: str | None,
+    api: str | None,
+    model: str | None,
+) -> _Key:
+    """What an attempt span's static attributes are made of (`_static`'s key)."""
+    kind = attempt.provider_type
+    return (
+        "client",
+        method,
+        attempt.server_address,
+        attempt.server_port,
+        operation,
+        PROVIDER_NAMES.get(kind, kind) if operation is not None else None,
+        api,
+        model if operation is not None else None,
+        record.streamed and operation is not None,
+        attempt.provider,
+    )
+
+
 def _server_span(
     record: RequestRecord,
     answer: Answer,
@@ -251,25 +303,7 @@ def _server_span(
     assert record.span_id is not None
     method = record.method if record.method in _METHODS else "_OTHER"
     shown = "HTTP" if method == "_OTHER" else method
-    provider = None
-    if answering is not None:
-        kind = answering.provider_type
-        provider = PROVIDER_NAMES.get(kind, kind)
-    key: _Key = (
-        "server",
-        method,
-        record.method if method == "_OTHER" else None,
-        record.path,
-        record.route,
-        operation,
-        provider if operation is not None else None,
-        api,
-        record.model if operation is not None else None,
-        record.streamed and operation is not None,
-        record.key_name,
-        record.client,
-        record.provider,
-    )
+    key = server_key(record, method, operation, answering, api)
     attributes: Attributes = {"http.response.status_code": record.status}
     if operation is not None:
         _response(attributes, record, answer)
@@ -318,19 +352,7 @@ def _client_span(
     """An attempt's span (`answer` is given for the attempt that answered), with its
     per-request attributes, and its static key."""
     model = attempt.model_sent or record.model
-    kind = attempt.provider_type
-    key: _Key = (
-        "client",
-        method,
-        attempt.server_address,
-        attempt.server_port,
-        operation,
-        PROVIDER_NAMES.get(kind, kind) if operation is not None else None,
-        api,
-        model if operation is not None else None,
-        record.streamed and operation is not None,
-        attempt.provider,
-    )
+    key = client_key(record, attempt, method, operation, api, model)
     attributes: Attributes = {}
     if attempt.upstream_status is not None:
         attributes["http.response.status_code"] = attempt.upstream_status
