@@ -11,7 +11,8 @@ import orjson
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, STATE
+from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, SINKS, STATE
+from llm_proxy.observe.records import Sink
 from llm_proxy.proxy.handlers import JSON
 from llm_proxy.proxy.keyring import presented_key
 from llm_proxy.proxy.snapshot import Snapshot
@@ -77,8 +78,23 @@ async def health_detailed(request: web.Request) -> web.Response:
         },
         "warnings": [keys.warning] if keys.warning else [],
         "providers": providers,
+        "exports": [_export(sink) for sink in request.app[SINKS].sinks],
     }
     return web.Response(body=orjson.dumps(body), content_type=JSON)
+
+
+def _export(sink: Sink) -> dict[str, object]:
+    """Where request records go (the request log, spans, Langfuse), and how it goes."""
+    out: dict[str, object] = {
+        "sink": sink.name,
+        "written": sink.written,
+        "dropped": sink.dropped,
+        "queued": sink.queued,
+    }
+    status = getattr(sink, "status", None)
+    if callable(status):
+        out.update(status())
+    return out
 
 
 async def metrics(request: web.Request) -> web.Response:

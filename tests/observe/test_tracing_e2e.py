@@ -428,3 +428,51 @@ async def test_requests_refused_for_want_of_a_key_are_not_traced(
     spans = await collector.wait_for_spans(2)
     assert len(traces(spans)) == 1
     assert by_kind(spans)[0]["attributes"]["llm_proxy.key.name"] == "team"
+
+
+async def test_health_detailed_shows_where_records_and_spans_go(
+    upstream: Upstream, start_proxy: ProxyFactory, collector: FakeCollector, http: Any
+) -> None:
+    """At 3 a.m.: is the collector taking spans? /health/detailed says, per sink, what was
+    written, dropped and queued, and for span exporters where they go (never the secret that
+    may be in the URL's query or the headers) and whether exports fail now."""
+    config = make_config(provider("alpha", upstream.api_base, {"m": None}))
+    plan = resolve(
+        TracingSettings(
+            traces_endpoint=collector.url + "?api-key=secret-in-the-query",
+            headers=(("authorization", "Bearer header-secret-456"),),
+            flush_interval_secs=0.05,
+        ),
+        {},
+    )
+    url = await start_proxy(config, tracing=plan)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    async with http.post(url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200
+    await collector.wait_for_spans(2)
+
+    async def exports() -> list[dict[str, Any]]:
+        async with http.get(url + "/health/detailed") as resp:
+            text = await resp.text()
+        assert "secret-in-the-query" not in text and "header-secret-456" not in text
+        found: list[dict[str, Any]] = orjson.loads(text)["exports"]
+        return found
+
+    async def sent() -> bool:
+        (otlp,) = await exports()
+        return bool(otlp["spans_sent"] == 2 and otlp["written"] == 1)
+
+    await eventually(sent, what="the export counted")
+    (otlp,) = await exports()
+    assert otlp["sink"] == "otlp"
+    assert otlp["endpoint"] == collector.url
+    assert (otlp["failing"], otlp["dropped"], otlp["queued"]) == (False, 0, 0)
+    await collector.stop()
+    async with http.post(url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200
+
+    async def failing() -> bool:
+        (otlp,) = await exports()
+        return bool(otlp["failing"] and otlp["failed_exports"] >= 1)
+
+    await eventually(failing, what="the failing export shown")

@@ -157,6 +157,18 @@ class OtlpExporter(HttpBatcher[_Batch]):
     def __repr__(self) -> str:
         return f"<OtlpExporter {self.name} {self.protocol} {_safe(self._url)}>"
 
+    def status(self) -> dict[str, object]:
+        """For /health/detailed: where spans go (no user info, query or header: secrets may
+        live there), what was sent and lost, and whether exports fail right now."""
+        return {
+            "endpoint": _safe(self._url),
+            "protocol": self.protocol,
+            "spans_sent": self.spans_sent,
+            "spans_dropped": self.spans_dropped,
+            "failed_exports": self.failed_batches,
+            "failing": self._failures > 0,
+        }
+
     def submit(self, record: RequestRecord) -> None:
         """Queue a sampled record; never blocks, never raises."""
         if not record.sampled or record.trace_id is None:
