@@ -50,9 +50,10 @@ from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from llm_proxy.observe.stats import Stats
 from llm_proxy.observe.tracing.settings import TracingPlan
 from llm_proxy.observe.tracing.setup import exporters
-from llm_proxy.proxy import handlers, objects
+from llm_proxy.proxy import generate, handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.client import Client
+from llm_proxy.proxy.credentials import CredentialRegistry
 from llm_proxy.proxy.health_checks import HealthChecker
 from llm_proxy.proxy.limiter import Clock, Limiter
 from llm_proxy.proxy.messages import count_tokens
@@ -164,7 +165,8 @@ def _serving_state(
 ) -> None:
     """The config snapshot, the metrics (with what they read at scrape time), the breakers and
     the other per-process state the handlers share."""
-    store = app[STORE] = ConfigStore(compile_snapshot(config, version))
+    credentials = CredentialRegistry()
+    store = app[STORE] = ConfigStore(compile_snapshot(config, version, credentials), credentials)
     metrics = app[METRICS] = Metrics()
     health = app[HEALTH] = HealthBoard(breaker_clock)
     health.breaker = config.circuit_breaker
@@ -213,6 +215,7 @@ def _cleanup_contexts(
 ) -> None:
     """Started in this order, closed in the reverse one."""
     app.cleanup_ctx.append(_upstream_client)
+    app.cleanup_ctx.append(_credentials)
     app.cleanup_ctx.append(_owners)
     app.cleanup_ctx.append(_stats)
     app.cleanup_ctx.append(_limiter(clock))
@@ -247,9 +250,16 @@ def _routes() -> list[web.AbstractRouteDef]:
         stored = objects.object_handler("responses")  # a response, once created
         for tail in ("/{id}", "/{id}/{tail:.+}"):
             table.append(web.route("*", f"{prefix}/responses{tail}", stored))
-    for prefix in _PREFIXES:
-        table.append(web.get(f"{prefix}/models", handlers.list_models))
-        table.append(web.get(f"{prefix}/models/{{model:.+}}", handlers.retrieve_model))
+    # Gemini's API (the google-genai SDK): its `:method` paths cannot clash with OpenAI's;
+    # `GET /v1/models` answers in the caller's format (`generate.any_list_models`).
+    for prefix in ("/v1beta", "/v1"):
+        table.append(web.post(f"{prefix}/models/{{spec}}", generate.generate))
+    table.append(web.get("/v1beta/models", generate.list_models))
+    table.append(web.get("/v1beta/models/{model}", generate.get_model))
+    table.append(web.get("/v1/models", generate.any_list_models))
+    table.append(web.get("/v1/models/{model:.+}", generate.any_get_model))
+    table.append(web.get("/models", handlers.list_models))
+    table.append(web.get("/models/{model:.+}", handlers.retrieve_model))
     table.append(web.get("/health", endpoints.health))
     table.append(web.get("/health/detailed", endpoints.health_detailed))
     table.append(web.get("/metrics", endpoints.metrics))
@@ -267,6 +277,17 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await client.close()
+
+
+async def _credentials(app: web.Application) -> AsyncIterator[None]:
+    """Vertex AI's token sources refresh in the background while the app runs."""
+    credentials = app[STORE].credentials
+    assert credentials is not None
+    await credentials.start()
+    try:
+        yield
+    finally:
+        await credentials.close()
 
 
 async def _restore_budgets(limiter: Limiter, dsn: str) -> None:
@@ -329,7 +350,7 @@ def _listener(database: DatabaseMode) -> Any:
         store, metrics = app[STORE], app[METRICS]
 
         def on_config(config: Config, fetched: DbConfig) -> None:
-            store.swap(compile_snapshot(config, fetched.version))
+            store.swap(compile_snapshot(config, fetched.version, store.credentials))
 
         listener = app[LISTENER] = ConfigListener(
             database.dsn,

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import LooseHeaders
 
 from llm_proxy.protocols.errors import anthropic_error, anthropic_error_event
+from llm_proxy.protocols.gemini_client import gemini_error
 
 INVALID_REQUEST: Final = "invalid_request_error"
 API_ERROR: Final = "api_error"
@@ -50,10 +51,21 @@ def error_body(
 
 
 def error_response(
-    err: ProxyError, anthropic: bool = False, request_id: str | None = None
+    err: ProxyError,
+    anthropic: bool = False,
+    request_id: str | None = None,
+    gemini: bool = False,
 ) -> web.Response:
     """`err` as an answer: OpenAI's shape, or Anthropic's for its clients (`anthropic`), its
-    type named by the status as Anthropic's SDKs expect, with the `request_id`."""
+    type named by the status as Anthropic's SDKs expect, with the `request_id`; or Google's
+    for Gemini clients (`gemini`: `{"error": {"code", "message", "status"}}`)."""
+    if gemini:
+        return web.Response(
+            status=err.status,
+            body=gemini_error(err.status, err.message),
+            content_type="application/json",
+            headers=err.headers,
+        )
     if not anthropic:
         body = error_body(err.message, err.type, err.code, err.param)
         return web.Response(
@@ -71,10 +83,16 @@ def error_response(
 
 
 def sse_error_event(
-    message: str, type: str = API_ERROR, code: str | None = None, anthropic: bool = False
+    message: str,
+    type: str = API_ERROR,
+    code: str | None = None,
+    anthropic: bool = False,
+    gemini: bool = False,
 ) -> bytes:
-    """The error event that ends a stream which already started: OpenAI's `data:` error, or
-    Anthropic's `event: error` (`anthropic`)."""
+    """The error event that ends a stream which already started: OpenAI's `data:` error,
+    Anthropic's `event: error` (`anthropic`), or Google's error object (`gemini`)."""
+    if gemini:
+        return b"data: " + gemini_error(502, message) + b"\r\n\r\n"
     if anthropic:
         return anthropic_error_event(message, type)
     return b"data: " + error_body(message, type, code) + b"\n\n"

@@ -37,7 +37,7 @@ def reload_store(store: ConfigStore, path: FsPath, metrics: Metrics | None = Non
         return False
     old = store.current
     version = str(int(old.version) + 1) if old.version.isdigit() else "1"
-    store.swap(compile_snapshot(config, version))
+    store.swap(compile_snapshot(config, version, store.credentials))
     if metrics is not None:
         metrics.config_reload("ok")
     log.info("config_reloaded", path=str(path), version=version)

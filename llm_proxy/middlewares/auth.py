@@ -22,8 +22,18 @@ from llm_proxy.errors import ProxyError
 from llm_proxy.keys import STATE
 from llm_proxy.lifecycle import MAX_HEAD_BYTES
 from llm_proxy.proxy.keyring import presented_key
+from llm_proxy.proxy.state import speaks_gemini
 
 EXEMPT: Final = ("/health", "/metrics", "/admin/", "/ui/")
+
+
+def _query_key(request: web.Request) -> str | None:
+    """Gemini's clients may send their key as `?key=` (on Gemini's paths only)."""
+    if not request.rel_url.raw_query_string or not speaks_gemini(request.path):
+        return None
+    return request.rel_url.query.get("key")
+
+
 # aiohttp caps a field line at 8190 bytes: a head of this many fields or fewer cannot pass
 # MAX_HEAD_BYTES, and is not summed.
 _FEW_FIELDS: Final = MAX_HEAD_BYTES // (8190 + 4)
@@ -46,7 +56,10 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         state.api_key = keys.authenticate(
             presented_key(
                 headers.get("Authorization"),
-                headers.get("x-api-key") or headers.get("api-key"),  # (Azure clients)
+                headers.get("x-api-key")
+                or headers.get("api-key")  # (Azure clients)
+                or headers.get("x-goog-api-key")  # (Gemini clients)
+                or _query_key(request),
             )
         )
     return await handler(request)

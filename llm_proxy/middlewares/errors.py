@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 
 from llm_proxy.errors import API_ERROR, ProxyError, error_response
 from llm_proxy.keys import STATE
-from llm_proxy.proxy.state import CLIENT_CLOSED, speaks_anthropic
+from llm_proxy.proxy.state import CLIENT_CLOSED, speaks_anthropic, speaks_gemini
 
 log = structlog.get_logger()
 
@@ -35,7 +35,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ProxyError as err:
         state = request[STATE]
         state.error_code = err.code or err.type
-        response = error_response(err, speaks_anthropic(request.path), state.request_id)
+        response = _answer(request, err, state.request_id)
         if err.status in _CLOSES:
             response.force_close()
         return response
@@ -45,7 +45,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         made = _from_http_exception(request, exc)
         state = request[STATE]
         state.error_code = made.code or made.type
-        return error_response(made, speaks_anthropic(request.path), state.request_id)
+        return _answer(request, made, state.request_id)
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:
@@ -57,11 +57,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("unhandled_error", path=_bounded(request.path))
         state = request[STATE]
         state.error_code = "internal_error"
-        return error_response(
+        return _answer(
+            request,
             ProxyError(500, "Internal proxy error.", type=API_ERROR, code="internal_error"),
-            speaks_anthropic(request.path),
             state.request_id,
         )
+
+
+def _answer(request: web.Request, err: ProxyError, request_id: str) -> web.Response:
+    """`err` in the shape of the client's protocol, told by the path."""
+    path = request.path
+    return error_response(err, speaks_anthropic(path), request_id, speaks_gemini(path))
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ProxyError:

@@ -32,6 +32,7 @@ from llm_proxy.proxy.usage import (
     Relayed,
     Usage,
     find_anthropic_usage,
+    find_gemini_usage,
     find_usage,
     text_of_request,
     text_of_response,
@@ -152,6 +153,8 @@ def _reported(relayed: Relayed) -> Usage | None:
     """The usage the upstream's answer reports, read off what the relay kept."""
     if relayed.anthropic:
         return find_anthropic_usage(bytes(relayed.kept[:_ANTHROPIC_HEAD]), relayed.tail)
+    if relayed.gemini:
+        return find_gemini_usage(relayed.tail)
     return find_usage(relayed.tail)
 
 

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from llm_proxy import errors
 from llm_proxy.proxy.client import StreamedBody
+from llm_proxy.proxy.cloud import CloudTarget
 from llm_proxy.proxy.jsonbody import replace_model
 from llm_proxy.proxy.routing import Target
-from llm_proxy.proxy.translation import ANTHROPIC_ENDPOINTS, Translation, translate
+from llm_proxy.proxy.translation import (
+    ANTHROPIC_CLIENT,
+    ANTHROPIC_ENDPOINTS,
+    EMBEDDINGS,
+    GEMINI_CLIENT,
+    OPENAI_CLIENT,
+    Translation,
+    translate,
+)
 from llm_proxy.proxy.uploads import Upload
 from llm_proxy.proxy.upstream import ANTHROPIC, Upstream
 from llm_proxy.proxy.usage import UsageStripper, request_usage_in_stream
@@ -19,6 +28,18 @@ from llm_proxy.proxy.usage import UsageStripper, request_usage_in_stream
 USAGE_STREAMS: Final = frozenset({"/chat/completions", "/completions"})
 # What an Anthropic provider answers: its own endpoints, and chat completions translated.
 TRANSLATABLE: Final = ANTHROPIC_ENDPOINTS | {"/chat/completions"}
+# What a cloud provider (gemini, vertex, bedrock) answers for OpenAI and Anthropic clients.
+CLOUD_TRANSLATABLE: Final = frozenset({"/messages", "/chat/completions", EMBEDDINGS})
+
+
+class Outgoing(NamedTuple):
+    """What one attempt sends: the body, the filter its stream goes through, its
+    translation, and (a cloud provider's) its target."""
+
+    body: bytes | StreamedBody
+    stripper: UsageStripper | None = None
+    translation: Translation | None = None
+    target: CloudTarget | None = None
 
 
 @dataclass(slots=True)
@@ -43,29 +64,39 @@ class Call:
     # form's boundary, so each provider gets a `model` part put first.
     form_boundary: bytes | None = None
     anthropic: bool = False  # the client speaks Anthropic's Messages API (else OpenAI's)
+    # The client speaks Gemini's API (`llm_proxy.proxy.generate`): the method in its URL
+    # (generateContent, streamGenerateContent, countTokens, ...).
+    gemini_action: str | None = None
 
-    def body_for(
-        self, target: Target, upstream: Upstream
-    ) -> tuple[bytes | StreamedBody, UsageStripper | None, Translation | None]:
+    @property
+    def client(self) -> str:
+        """The client's protocol."""
+        if self.anthropic:
+            return ANTHROPIC_CLIENT
+        return OPENAI_CLIENT if self.gemini_action is None else GEMINI_CLIENT
+
+    def body_for(self, target: Target, upstream: Upstream) -> Outgoing:
         """The bytes to send to `target`: the model rewritten to its upstream name and, for
         streams, usage requested (with the stripper that hides it from the client); or, for
-        a provider of the other protocol, the request translated, with its translation."""
+        a provider of another protocol, the request translated, with its translation."""
         model = target.model or self.name
+        if self.gemini_action is not None or upstream.cloud is not None:
+            return self._for_cloud(upstream, model)
         if self.anthropic or upstream.protocol == ANTHROPIC:
             translated = self._translated(upstream, model)
             if translated is not None:
-                return translated[0], None, translated[1]
+                return Outgoing(translated[0], None, translated[1])
         if isinstance(self.body, Upload):
             upload = self.body
             if self.form_boundary is not None:
                 part = _model_part(self.form_boundary, model)
                 streamed = StreamedBody(len(part) + upload.size, lambda: _then(part, upload))
-                return streamed, None, None
+                return Outgoing(streamed)
             new = model.encode() if self.requested and model != self.requested else None
             length, replacement = upload.replaced(new)
-            return StreamedBody(length, lambda: upload.chunks(replacement)), None, None
+            return Outgoing(StreamedBody(length, lambda: upload.chunks(replacement)))
         if not self.requested:
-            return self.body, None, None  # a call without a model: sent as it came
+            return Outgoing(self.body)  # a call without a model: sent as it came
         body = (
             self.body
             if model == self.requested
@@ -73,8 +104,32 @@ class Call:
         )
         if self.stream and upstream.inject_stream_usage and self.endpoint in USAGE_STREAMS:
             body, added = request_usage_in_stream(body, self.data)
-            return body, UsageStripper() if added else None, None
-        return body, None, None
+            return Outgoing(body, UsageStripper() if added else None)
+        return Outgoing(body)
+
+    def _for_cloud(self, upstream: Upstream, model: str) -> Outgoing:
+        """A Gemini client's call (passed through to a provider speaking Gemini's API for the
+        model, the model in the URL), or any call to a cloud provider (translated)."""
+        if isinstance(self.body, Upload) or (
+            self.gemini_action is None and self.endpoint not in CLOUD_TRANSLATABLE
+        ):
+            raise errors.ProxyError(
+                400,
+                f"The model `{self.requested}` is served by provider {upstream.name!r} "
+                f"({upstream.provider_type}), which answers chat completions, embeddings "
+                f"and the Messages API only, not {self.endpoint}.",
+                code="unsupported_endpoint",
+                param="model",
+            )
+        translated = translate(self.client, upstream, self.data, model, self.stream, self.endpoint)
+        if translated is not None:
+            body, translation = translated
+            return Outgoing(body, None, translation, translation.target)
+        # A Gemini client, a provider speaking Gemini's API: the body as it came.
+        assert upstream.cloud is not None
+        assert self.gemini_action is not None
+        assert isinstance(self.body, bytes)
+        return Outgoing(self.body, None, None, upstream.cloud.call(model, self.gemini_action))
 
     def _translated(self, upstream: Upstream, model: str) -> tuple[bytes, Translation] | None:
         """For a provider of the other protocol: the translated body and its translation.
@@ -90,7 +145,7 @@ class Call:
                 code="unsupported_endpoint",
                 param="model",
             )
-        return translate(self.anthropic, upstream, self.data, model)
+        return translate(self.client, upstream, self.data, model, self.stream, self.endpoint)
 
 
 def _model_part(boundary: bytes, model: str) -> bytes:

@@ -23,13 +23,15 @@ from llm_proxy.keys import CAPTURE, CLIENT, HEALTH, METRICS, OWNERS, STATE
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import AttemptRecord, ErrorRecord, error_summary
 from llm_proxy.observe.tracing.context import new_span_id
+from llm_proxy.protocols.converse import upstream_status
 from llm_proxy.proxy.breaker import HealthBoard
-from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.call import Call, Outgoing
 from llm_proxy.proxy.client import (
     Response,
     StreamedBody,
     UpstreamError,
 )
+from llm_proxy.proxy.cloud import BEDROCK, CloudAuth, CloudTarget, CredentialsUnavailable
 from llm_proxy.proxy.decoding import inflater_for
 from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
@@ -50,6 +52,7 @@ _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a mode
 _SSE_BYTES_PER_TEXT_BYTE: Final = 8
 _ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error log
 _FIRST_EVENT_BYTES: Final = 8192
+EVENT_STREAM: Final = "application/vnd.amazon.eventstream"  # Bedrock's ConverseStream
 _OK: Final = Outcome.OK  # (a module global: an enum member's lookup costs ~0.4 µs on 3.11)
 
 
@@ -69,16 +72,20 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         upstream = snapshot.upstreams[target.provider.name]
         tried.append(upstream.name)
         final = attempt == max_attempts or not _has_alternative(route, tried)
-        body, stripper, translation = call.body_for(target, upstream)
+        out = call.body_for(target, upstream)
         state.provider = upstream.name
         state.model_sent = target.model or call.name or None
-        state.relayed = Relayed(stripper=stripper, translation=translation)
+        state.relayed = Relayed(
+            stripper=out.stripper,
+            translation=out.translation,
+            gemini=call.gemini_action is not None and out.translation is None,
+        )
         health.begin(upstream.name, health.clock())
         trace = state.trace
         if trace is None:
-            result = await _attempt(request, state, upstream, call, body, final)
+            result = await _attempt(request, state, upstream, call, out, final)
         else:
-            result = await _traced_attempt(request, state, upstream, call, body, final, attempt)
+            result = await _traced_attempt(request, state, upstream, call, out, final, attempt)
         if not isinstance(result, Failure):
             return result
         failure = result
@@ -98,12 +105,12 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         # Every candidate is inside a Retry-After window the upstream asked for: calling it
         # again would only earn another 429, so the client hears it at once.
         state.error_code = "rate_limit_exceeded"
-        return _rate_limited(route, health, call.anthropic, state.request_id)
+        return _rate_limited(route, health, call, state.request_id)
     if failure.error is not None and len(set(tried)) > 1 and failure.outcome in _UNREACHABLE:
         failure.error = _all_failed(tried, failure)
     if failure.error is not None:
         state.error_code = failure.error.code or failure.error.type
-    return failure.answer(call.anthropic, state.request_id)
+    return failure.answer(call.anthropic, state.request_id, call.gemini_action is not None)
 
 
 _UNREACHABLE: Final = frozenset(
@@ -128,9 +135,7 @@ def _all_failed(tried: list[str], last: Failure) -> errors.ProxyError:
     )
 
 
-def _rate_limited(
-    route: Route, health: HealthBoard, anthropic: bool, request_id: str
-) -> web.Response:
+def _rate_limited(route: Route, health: HealthBoard, call: Call, request_id: str) -> web.Response:
     now = health.clock()
     wait = min(health.rate_limited_for(t.provider.name, now) for t in route.targets)
     seconds = max(1, math.ceil(wait))
@@ -143,8 +148,9 @@ def _rate_limited(
             code="rate_limit_exceeded",
             headers={"Retry-After": str(seconds)},
         ),
-        anthropic,
+        call.anthropic,
         request_id,
+        gemini=call.gemini_action is not None,
     )
 
 
@@ -185,7 +191,7 @@ async def _attempt(
     state: RequestState,
     upstream: Upstream,
     call: Call,
-    body: bytes | StreamedBody,
+    out: Outgoing,
     final: bool,
 ) -> web.StreamResponse | Failure:
     """One attempt: sent, `_before_commit`, `_response_head`, relayed, `_settle`."""
@@ -197,9 +203,19 @@ async def _attempt(
     first = b""
     resp: Response | None = None
     try:
-        resp = await _send(request, state, upstream, call, body)
+        credential = b""
+        cloud = out.target
+        if cloud is not None and upstream.cloud is not None and upstream.cloud.auth is not None:
+            credential = await _credential(upstream, upstream.cloud.auth, cloud, out.body)
+        resp = await _send(request, state, upstream, call, out, credential)
         relayed.inflater = inflater_for(resp)
-        is_sse = resp.content_type == "text/event-stream"
+        if resp.status >= 400 and upstream.protocol == BEDROCK:
+            # AWS names the error in a header: throttling is a 429, a model not ready a 503.
+            resp.status = upstream_status(resp.status, resp.header(b"x-amzn-errortype"))
+        content_type = resp.content_type
+        is_sse = content_type == "text/event-stream" or (
+            content_type == EVENT_STREAM and relayed.translation is not None
+        )
         status = resp.status
         if not final and (status >= 500 or status == 429 or (is_sse and status < 300)):
             checked = await _before_commit(resp, upstream, relayed, health, metrics)
@@ -211,6 +227,8 @@ async def _attempt(
             resp.close()
         if isinstance(exc, (TimeoutError, UpstreamError)):
             return no_answer(exc, upstream, health, metrics)
+        if isinstance(exc, CredentialsUnavailable):
+            return _no_credential(exc, upstream, health, metrics)
         record(health, metrics, upstream.name, None)  # (say, the client left): no verdict
         raise
     # Committed: from here on, this upstream's answer is the client's answer.
@@ -232,7 +250,7 @@ async def _traced_attempt(
     state: RequestState,
     upstream: Upstream,
     call: Call,
-    body: bytes | StreamedBody,
+    out: Outgoing,
     final: bool,
     number: int,
 ) -> web.StreamResponse | Failure:
@@ -244,7 +262,7 @@ async def _traced_attempt(
     state.trace_lines = trace.traceparent(span_id)
     spans = state.attempt_spans
     if spans is None:  # not sampled: the upstream still joins the trace
-        return await _attempt(request, state, upstream, call, body, final)
+        return await _attempt(request, state, upstream, call, out, final)
     if spans:
         spans[-1].retried = True  # this attempt is the previous one's retry
     host, port = upstream.server
@@ -260,7 +278,7 @@ async def _traced_attempt(
     )
     spans.append(span)
     try:
-        result = await _attempt(request, state, upstream, call, body, final)
+        result = await _attempt(request, state, upstream, call, out, final)
     except BaseException as exc:
         span.end = time.perf_counter() - state.started
         span.outcome = "client_closed" if isinstance(exc, asyncio.CancelledError) else "error"
@@ -294,20 +312,57 @@ def _send(
     state: RequestState,
     upstream: Upstream,
     call: Call,
-    body: bytes | StreamedBody,
+    out: Outgoing,
+    credential: bytes,
 ) -> Awaitable[Response]:
     """The call to the upstream (awaited by `_attempt`: no coroutine of its own)."""
-    translation = state.relayed.translation if state.relayed is not None else None
-    endpoint = call.endpoint if translation is None else translation.endpoint
+    if out.target is not None:
+        target = out.target.target
+    else:
+        translation = out.translation
+        endpoint = call.endpoint if translation is None else translation.endpoint
+        target = upstream.target(call.method, endpoint, state.model_sent, call.query)
+    headers = request_headers(request.raw_headers, upstream, state.trace_lines)
     return request.app[CLIENT].request(
-        upstream.target(call.method, endpoint, state.model_sent, call.query),
-        request_headers(request.raw_headers, upstream, state.trace_lines),
-        body,
+        target,
+        headers + credential if credential else headers,
+        out.body,
         total_secs=upstream.timeout_secs,
         connect_secs=upstream.connect_secs,
         first_byte_secs=upstream.ttft_secs,  # None: the total timeout is the only bound
         idle_secs=upstream.idle_secs if call.stream else None,
     )
+
+
+async def _credential(
+    upstream: Upstream, auth: CloudAuth, target: CloudTarget, body: bytes | StreamedBody
+) -> bytes:
+    """A cloud call's credential lines: a cached token's, or a signature. Only before the
+    first token is had (or after failed refreshes) is there a wait, bounded by the connect
+    timeout."""
+    assert isinstance(body, bytes)  # (cloud calls are JSON, never uploads)
+    lines = auth.lines(target, body)
+    if lines is None:
+        await auth.ready(upstream.connect_secs)
+        lines = auth.lines(target, body)
+        if lines is None:
+            raise CredentialsUnavailable("no credential after the wait")
+    return lines
+
+
+def _no_credential(
+    exc: CredentialsUnavailable, upstream: Upstream, health: HealthBoard, metrics: Metrics
+) -> Failure:
+    """An attempt that could not be made: its provider's credential is not to be had."""
+    detail = str(exc)[:300]
+    record(health, metrics, upstream.name, Outcome.CONNECT_ERROR, kind="credentials", detail=detail)
+    error = errors.ProxyError(
+        502,
+        f"Upstream provider {upstream.name!r} could not be called: {detail}",
+        type=errors.API_ERROR,
+        code="upstream_credentials",
+    )
+    return Failure(Outcome.CONNECT_ERROR, error, detail=detail)
 
 
 async def _before_commit(
@@ -340,7 +395,8 @@ async def _before_commit(
         answer = web.Response(status=status, body=body, headers=headers)
         return Failure(outcome, response=answer, retry_after=retry_after)
     first = b""  # until the first complete SSE event (usually one read: it is one chunk)
-    while b"\n\n" not in first and len(first) < _PEEK_LIMIT:
+    binary = resp.content_type == EVENT_STREAM  # AWS's frames: the first read is enough
+    while not _has_event(first, binary) and len(first) < _PEEK_LIMIT:
         if inflater is None:
             chunk = await resp.read_chunk(resp.first_deadline)
         else:
@@ -515,6 +571,12 @@ def _text(body: bytes, capture: bool) -> str | None:
     if not capture:
         return error_summary(body)
     return body[:_ERROR_BODY_BYTES].decode("utf-8", "replace")
+
+
+def _has_event(first: bytes, binary: bool) -> bool:
+    if binary:
+        return bool(first)
+    return b"\n\n" in first or b"\r\n\r\n" in first
 
 
 def _is_error_event(first: bytes) -> bool:

@@ -13,14 +13,48 @@ import orjson
 import structlog
 
 from llm_proxy.proxy.breaker import HealthBoard
-from llm_proxy.proxy.client import Client, UpstreamError
+from llm_proxy.proxy.client import Client, Target, UpstreamError
+from llm_proxy.proxy.cloud import CredentialsUnavailable
 from llm_proxy.proxy.snapshot import ConfigStore
+from llm_proxy.proxy.translation import translate
 from llm_proxy.proxy.upstream import ANTHROPIC, Upstream
 from llm_proxy.tasks import stop_task
 
 log = structlog.get_logger()
 
 _TICK_SECS: Final = 0.25
+
+
+async def _cloud_probe(
+    upstream: Upstream, model: str | None, timeout_secs: float
+) -> tuple[Target | None, bytes, bytes]:
+    """A cloud provider's probe: AI Studio's model list without a model; with one, a
+    one-token answer in its protocol, with its credential. (Vertex and Bedrock have no
+    listing on their inference endpoints: without a model, no probe: None.)"""
+    place = upstream.cloud
+    assert place is not None
+    if model is None:
+        listing = place.list_models()
+        if listing is None:
+            return None, b"", b""
+        return listing.target, upstream.fixed_headers, b""
+    ping = {"max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
+    translated = translate("anthropic", upstream, ping, model)
+    assert translated is not None
+    body, translation = translated
+    call = translation.target
+    assert call is not None
+    credential = b""
+    if place.auth is not None:
+        credential = place.auth.lines(call, body) or b""
+        if not credential:
+            await place.auth.ready(timeout_secs)
+            credential = place.auth.lines(call, body) or b""
+    return (
+        call.target,
+        b"Content-Type: application/json\r\n" + upstream.fixed_headers + credential,
+        body,
+    )
 
 
 class HealthChecker:
@@ -76,6 +110,8 @@ class HealthChecker:
         finally:
             self._running.discard(name)
         status = result.status
+        if result.error == "no_model":  # Vertex or Bedrock without a `model` to check
+            return
         if status is None:
             kind = "timeout" if result.error == "timeout" else "connect_error"
             self._board.failure(name, f"health_check_{kind}")
@@ -103,7 +139,15 @@ async def probe(
     # (An Anthropic provider's version header: b"" for the others. The one-token body is a
     # valid request of both protocols.)
     fixed = upstream.version_line + upstream.fixed_headers
-    if model is None:
+    if upstream.cloud is not None:
+        try:
+            target, headers, body = await _cloud_probe(upstream, model, timeout_secs)
+        except CredentialsUnavailable:
+            return ProbeResult(None, 0.0, "credentials")
+        if target is None:
+            return ProbeResult(None, 0.0, "no_model")
+    elif model is None:
+        assert upstream.models_target is not None
         target, headers, body = upstream.models_target, fixed, b""
     else:
         path = "/messages" if upstream.protocol == ANTHROPIC else "/chat/completions"

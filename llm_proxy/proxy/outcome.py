@@ -129,13 +129,15 @@ class Failure:
     retry_after: float | None = None
     detail: str | None = None  # the cause, for the log (never sent to the client)
 
-    def answer(self, anthropic: bool = False, request_id: str | None = None) -> web.Response:
+    def answer(
+        self, anthropic: bool = False, request_id: str | None = None, gemini: bool = False
+    ) -> web.Response:
         """What the client gets when no attempt succeeded (a proxy-made error in Anthropic's
-        shape for its clients: `anthropic`, with the `request_id`)."""
+        shape for its clients: `anthropic`, with the `request_id`; in Google's: `gemini`)."""
         if self.response is not None:
             return self.response
         assert self.error is not None
-        return errors.error_response(self.error, anthropic, request_id)
+        return errors.error_response(self.error, anthropic, request_id, gemini)
 
 
 def no_answer(

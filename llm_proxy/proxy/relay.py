@@ -22,7 +22,7 @@ from llm_proxy import errors
 from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
 from llm_proxy.proxy.client import Response, UpstreamError
 from llm_proxy.proxy.outcome import Outcome, record
-from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState, speaks_anthropic
+from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState, speaks_anthropic, speaks_gemini
 from llm_proxy.proxy.translation import MAX_ANSWER_BYTES, TranslatedStream, translate_whole
 from llm_proxy.proxy.upstream import Upstream
 from llm_proxy.proxy.usage import Relayed
@@ -104,6 +104,7 @@ async def relay_whole(
             ),
             speaks_anthropic(request.path),
             state.request_id,
+            speaks_gemini(request.path),
         )
     body = parts[0] if len(parts) == 1 else b"".join(parts)
     relayed.note(body)
@@ -321,7 +322,9 @@ async def _upstream_failed(leg: Leg, exc: Exception) -> None:
     if isinstance(relayed.stripper, TranslatedStream):
         event = relayed.stripper.fail(message)  # closes the client's protocol's stream
     else:
-        event = errors.sse_error_event(message, code="upstream_error", anthropic=relayed.anthropic)
+        event = errors.sse_error_event(
+            message, code="upstream_error", anthropic=relayed.anthropic, gemini=relayed.gemini
+        )
     try:
         await out.write(prefix + event)
         await out.write_eof()

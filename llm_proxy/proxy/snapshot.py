@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from llm_proxy.config.model import Config
+from llm_proxy.proxy.credentials import CredentialRegistry
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.routing import RouteTable, render_models
 from llm_proxy.proxy.upstream import Upstream, compile_upstream
@@ -27,13 +28,19 @@ class Snapshot:
     loaded_at: float = field(default_factory=time.time)
 
 
-def compile_snapshot(config: Config, version: str = "1") -> Snapshot:
+def compile_snapshot(
+    config: Config, version: str = "1", credentials: CredentialRegistry | None = None
+) -> Snapshot:
+    """`config` compiled; `credentials`: where Vertex's token sources and Bedrock's signers
+    live across reloads (the store's)."""
     routes = RouteTable(config.providers, config.provider_suffix)
     return Snapshot(
         config=config,
         routes=routes,
         keys=KeyRing(config.master_keys, routes.model_names, config.require_auth),
-        upstreams={p.name: compile_upstream(p, config) for p in config.providers},
+        upstreams={
+            p.name: compile_upstream(p, config, credentials=credentials) for p in config.providers
+        },
         models_body=render_models(routes.model_names),
         max_body_bytes=int(config.max_request_body_mb * 1024 * 1024),
         version=version,
@@ -48,8 +55,10 @@ class ConfigStore:
     authentication is required) is logged as `authentication_locked`: the proxy refuses every
     /v1 request then, which an operator revoking keys may mean, but should hear about."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, credentials: CredentialRegistry | None = None) -> None:
         self.current = snapshot
+        # Cloud credentials, shared by every snapshot compiled for this store.
+        self.credentials = credentials
         self.subscribers: list[Callable[[Snapshot], None]] = []
         _warn_if_locked(snapshot)
 

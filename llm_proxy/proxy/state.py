@@ -77,6 +77,13 @@ def speaks_anthropic(path: str) -> bool:
     )
 
 
+def speaks_gemini(path: str) -> bool:
+    """Is `path` one of Gemini's API (`/v1beta/...`, or a `/v1/models/{model}:{method}`)?"""
+    if path.startswith("/v1beta/"):
+        return True
+    return path.startswith("/v1/models/") and ":" in path
+
+
 def stamp(response: web.StreamResponse, state: RequestState) -> None:
     """The headers every response carries, streamed or not, set before it is sent: the request
     id and, for a rate-limited key, OpenAI's x-ratelimit-* headers. (Called by observe for

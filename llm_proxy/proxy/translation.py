@@ -1,4 +1,4 @@
-"""A call whose client speaks another protocol than the provider that answers it: the request
+r"""A call whose client speaks another protocol than the provider that answers it: the request
 translated for the provider, and what turns its answer back into the client's protocol.
 
 The translators themselves are the protocol plane's (`llm_proxy.protocols`): pure functions
@@ -7,6 +7,17 @@ once per provider tried (providers of one model may speak different protocols), 
 is translated as the relay receives it: a stream event by event (`TranslatedStream`, in the
 relay's filter slot, where the usage stripper sits for a pass-through), a JSON answer or an
 error answer whole.
+
+Anthropic's Messages API is the pivot. A client's request is put in it (`_ClientLeg`: nothing
+to do for an Anthropic client), then in the provider's protocol (`_UpstreamLeg`: nothing to do
+for an Anthropic provider); an answer goes back the same two steps. So each protocol needs one
+pair of translators to and from the pivot, and OpenAI <-> Anthropic, the common pair, is a
+single step as before.
+
+    client, provider    openai         anthropic      gemini / vertex  bedrock
+    openai              (as is)        1 step         2 steps          2 steps
+    anthropic           1 step         (as is)        1 step           1 step
+    gemini              2 steps        1 step         (as is)          2 steps
 """
 
 from __future__ import annotations
@@ -19,28 +30,58 @@ from typing import Any, Final
 import orjson
 
 from llm_proxy import errors
-from llm_proxy.protocols import chat_via_messages, messages_via_chat
+from llm_proxy.protocols import (
+    chat_via_messages,
+    converse,
+    gemini,
+    gemini_client,
+    gemini_embeddings,
+    messages_via_chat,
+)
 from llm_proxy.protocols.chat_stream import ChatStream
+from llm_proxy.protocols.converse_stream import MessagesFromConverse
 from llm_proxy.protocols.errors import (
     TranslationError,
     anthropic_to_openai,
     openai_to_anthropic,
 )
+from llm_proxy.protocols.gemini_client_stream import GeminiFromMessages
+from llm_proxy.protocols.gemini_stream import MessagesFromGemini
 from llm_proxy.protocols.messages_answer import message_answer
 from llm_proxy.protocols.messages_stream import MessagesStream
 from llm_proxy.protocols.stream import StreamTranslator
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic, from_openai
-from llm_proxy.proxy.upstream import ANTHROPIC, Upstream
+from llm_proxy.proxy import cloud
+from llm_proxy.proxy.cloud import CloudTarget
+from llm_proxy.proxy.upstream import ANTHROPIC, OPENAI, Upstream
 from llm_proxy.proxy.usage import Usage
+
+# The client protocols (`Call.client`).
+OPENAI_CLIENT: Final = "openai"
+ANTHROPIC_CLIENT: Final = "anthropic"
+GEMINI_CLIENT: Final = "gemini"
 
 # The endpoints a call can be translated for: Anthropic's Messages for a chat-completions
 # upstream, chat completions for an Anthropic upstream.
 MESSAGES: Final = "/messages"
 CHAT: Final = "/chat/completions"
+EMBEDDINGS: Final = "/embeddings"
 # What an Anthropic upstream serves: every other OpenAI endpoint is refused before it is sent.
 ANTHROPIC_ENDPOINTS: Final = frozenset({MESSAGES, "/messages/count_tokens"})
 # A translated JSON answer is read whole before it is translated: bounded.
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
+
+_Answer = Callable[[dict[str, Any]], dict[str, Any]]
+_Error = Callable[[int, bytes], bytes]
+_Stream = Callable[[], StreamTranslator]
+
+
+def _same(answer: dict[str, Any]) -> dict[str, Any]:
+    return answer
+
+
+def _same_error(status: int, body: bytes) -> bytes:
+    return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,20 +89,19 @@ class Translation:
     """One attempt's translation: where the translated request goes, and how its answer
     comes back."""
 
-    endpoint: str  # the provider's endpoint
-    stream: Callable[[], StreamTranslator]  # for a successful event stream
-    answer: Callable[[dict[str, Any]], dict[str, Any]]  # for a successful JSON answer
-    error: Callable[[int, bytes], bytes]  # an error answer's body, in the client's shape
+    endpoint: str  # the provider's endpoint (an OpenAI or Anthropic provider's)
+    stream: _Stream  # for a successful event stream
+    answer: _Answer  # for a successful JSON answer
+    error: _Error  # an error answer's body, in the client's shape
     anthropic: bool  # the client speaks Anthropic's protocol
+    # The usage a JSON answer (the provider's, untranslated) reports.
+    usage: Callable[[dict[str, Any]], TokenUsage | None] = from_anthropic
+    target: CloudTarget | None = None  # a cloud provider's: where the call goes
+    client: str = OPENAI_CLIENT  # the client's protocol
 
     def usage_of(self, answer: dict[str, Any]) -> Usage | None:
         """The usage a JSON answer (the provider's, untranslated) reports."""
-        from_answer = answer.get("usage")
-        if not isinstance(from_answer, dict):
-            return None
-        # The provider speaks the other protocol than the client.
-        reported = from_openai(from_answer) if self.anthropic else from_anthropic(from_answer)
-        return as_usage(reported)
+        return as_usage(self.usage(answer))
 
 
 def as_usage(usage: TokenUsage | None) -> Usage | None:
@@ -71,18 +111,57 @@ def as_usage(usage: TokenUsage | None) -> Usage | None:
     return Usage(usage.prompt_tokens, usage.output_tokens)
 
 
+def _usage_field(read: Callable[[Any], TokenUsage | None]) -> Callable[[dict[str, Any]], Any]:
+    return lambda answer: read(answer.get("usage"))
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientLeg:
+    """The client's side: its request in the pivot's protocol, and the way back."""
+
+    request: dict[str, Any]  # an Anthropic Messages request
+    answer: _Answer  # an Anthropic message -> the client's answer
+    stream: _Stream | None  # Anthropic's stream -> the client's (None: it is the client's)
+    error: _Error  # an Anthropic error body -> the client's
+
+
+@dataclass(frozen=True, slots=True)
+class _UpstreamLeg:
+    body: bytes  # the request in the provider's protocol
+    endpoint: str
+    target: CloudTarget | None
+    answer: _Answer  # the provider's answer -> an Anthropic message
+    stream: _Stream | None  # the provider's stream -> Anthropic's (None: it is Anthropic's)
+    error: _Error  # the provider's error body -> Anthropic's
+    usage: Callable[[dict[str, Any]], TokenUsage | None]
+
+
 def translate(
-    anthropic_client: bool, upstream: Upstream, data: dict[str, Any], model: str
+    client: str,
+    upstream: Upstream,
+    data: dict[str, Any],
+    model: str,
+    stream: bool = False,
+    endpoint: str = CHAT,
 ) -> tuple[bytes, Translation] | None:
     """The request body for `upstream` and its translation, when the client's protocol
-    (`anthropic_client`) differs from the provider's; None when it does not. A request the
+    (`client`) differs from the provider's for `model`; None when it does not. A request the
     provider's protocol cannot carry is a 400."""
-    if anthropic_client == (upstream.protocol == ANTHROPIC):
+    speaks = upstream.speaks(model)
+    if client == speaks and upstream.cloud is None:
         return None
+    if client == GEMINI_CLIENT and speaks == cloud.GEMINI:
+        return None  # passed through (`Call.body_for`: the model is in the URL)
     try:
-        if anthropic_client:
+        if endpoint == EMBEDDINGS:
+            return _embeddings(upstream, data, model)
+        if client == ANTHROPIC_CLIENT and speaks == OPENAI:
             return _messages_via_chat(upstream, data, model)
-        return _chat_via_messages(upstream, data, model)
+        if client == OPENAI_CLIENT and speaks == ANTHROPIC and upstream.cloud is None:
+            return _chat_via_messages(upstream, data, model)
+        created = int(time.time())
+        leg = _client_leg(client, upstream, data, model, stream, created)
+        return _compose(client, leg, _upstream_leg(upstream, leg.request, model, stream))
     except TranslationError as exc:
         raise errors.bad_param(exc.param, exc.message) from None
 
@@ -99,6 +178,8 @@ def _messages_via_chat(
         answer=lambda answer: message_answer(answer, call),
         error=openai_to_anthropic,
         anthropic=True,
+        usage=_usage_field(from_openai),
+        client=ANTHROPIC_CLIENT,
     )
     return orjson.dumps(chat), translation
 
@@ -119,8 +200,201 @@ def _chat_via_messages(
         answer=lambda answer: chat_via_messages.chat_answer(answer, call, created=created),
         error=anthropic_to_openai,
         anthropic=False,
+        usage=_usage_field(from_anthropic),
     )
     return orjson.dumps(messages), translation
+
+
+def _client_leg(
+    client: str, upstream: Upstream, data: dict[str, Any], model: str, stream: bool, created: int
+) -> _ClientLeg:
+    if client == OPENAI_CLIENT:
+        request, chat_call = chat_via_messages.messages_request(
+            data,
+            model=model,
+            default_max_tokens=upstream.default_max_tokens,
+            max_tokens_cap=upstream.max_output_tokens,
+        )
+        return _ClientLeg(
+            request,
+            answer=lambda answer: chat_via_messages.chat_answer(answer, chat_call, created=created),
+            stream=lambda: ChatStream(chat_call, created=created),
+            error=anthropic_to_openai,
+        )
+    if client == GEMINI_CLIENT:
+        request, gemini_call = gemini_client.messages_from_gemini(
+            data, model=model, stream=stream, default_max_tokens=upstream.default_max_tokens
+        )
+        cap = upstream.max_output_tokens
+        if cap is not None and request.get("max_tokens", 0) > cap:
+            request["max_tokens"] = cap
+        return _ClientLeg(
+            request,
+            answer=lambda answer: gemini_client.gemini_answer(answer, gemini_call),
+            stream=lambda: GeminiFromMessages(gemini_call),
+            error=gemini_client.anthropic_to_gemini_error,
+        )
+    request = dict(data)
+    request["model"] = model
+    return _ClientLeg(request, answer=_same, stream=None, error=_same_error)
+
+
+def _upstream_leg(
+    upstream: Upstream, request: dict[str, Any], model: str, stream: bool
+) -> _UpstreamLeg:
+    speaks = upstream.speaks(model)
+    place = upstream.cloud
+    if speaks == OPENAI:
+        chat, chat_call = messages_via_chat.chat_request(
+            request, model=model, max_tokens_cap=upstream.max_output_tokens
+        )
+        return _UpstreamLeg(
+            orjson.dumps(chat),
+            CHAT,
+            None,
+            answer=lambda answer: message_answer(answer, chat_call),
+            stream=lambda: MessagesStream(chat_call),
+            error=openai_to_anthropic,
+            usage=_usage_field(from_openai),
+        )
+    if speaks == ANTHROPIC:
+        target = None
+        if place is not None:  # Vertex: the model in the URL, the version in the body
+            request = {k: v for k, v in request.items() if k != "model"}
+            request["anthropic_version"] = cloud.VERTEX_ANTHROPIC_VERSION
+            action = cloud.STREAM_RAW_PREDICT if stream else cloud.RAW_PREDICT
+            target = place.call(model, action)
+        else:
+            request["model"] = model
+        return _UpstreamLeg(
+            orjson.dumps(request),
+            MESSAGES,
+            target,
+            answer=_same,
+            stream=None,
+            error=_same_error,
+            usage=_usage_field(from_anthropic),
+        )
+    assert place is not None
+    if speaks == cloud.GEMINI:
+        body, gemini_call = gemini.gemini_request(request, model=model)
+        action = cloud.STREAM_GENERATE if stream else cloud.GENERATE
+        return _UpstreamLeg(
+            orjson.dumps(body),
+            "",
+            place.call(model, action),
+            answer=lambda answer: gemini.messages_answer(answer, gemini_call),
+            stream=lambda: MessagesFromGemini(gemini_call),
+            error=gemini.gemini_to_anthropic_error,
+            usage=gemini.gemini_usage,
+        )
+    body, converse_call = converse.converse_request(request, model=model)
+    action = cloud.CONVERSE_STREAM if stream else cloud.CONVERSE
+    return _UpstreamLeg(
+        orjson.dumps(body),
+        "",
+        place.call(model, action),
+        answer=lambda answer: converse.messages_answer(answer, converse_call),
+        stream=lambda: MessagesFromConverse(converse_call),
+        error=converse.bedrock_to_anthropic_error,
+        usage=_usage_field(converse.converse_usage),
+    )
+
+
+def _compose(client: str, near: _ClientLeg, far: _UpstreamLeg) -> tuple[bytes, Translation]:
+    """The client's leg after the provider's: answers, streams and errors go through both."""
+    upstream_answer, client_answer = far.answer, near.answer
+    upstream_error, client_error = far.error, near.error
+    upstream_stream, client_stream = far.stream, near.stream
+
+    def answer(body: dict[str, Any]) -> dict[str, Any]:
+        return client_answer(upstream_answer(body))
+
+    def error(status: int, body: bytes) -> bytes:
+        return client_error(status, upstream_error(status, body))
+
+    def stream() -> StreamTranslator:
+        if upstream_stream is None:
+            assert client_stream is not None
+            return client_stream()
+        if client_stream is None:
+            return upstream_stream()
+        return Chained(upstream_stream(), client_stream())
+
+    translation = Translation(
+        far.endpoint,
+        stream=stream,
+        answer=answer,
+        error=error,
+        anthropic=client == ANTHROPIC_CLIENT,
+        usage=far.usage,
+        target=far.target,
+        client=client,
+    )
+    return far.body, translation
+
+
+def _embeddings(upstream: Upstream, data: dict[str, Any], model: str) -> tuple[bytes, Translation]:
+    """OpenAI's embeddings from an AI Studio provider (`embedContent`)."""
+    place = upstream.cloud
+    if place is None or place.protocol(model) != cloud.GEMINI or place.kind != "gemini":
+        raise errors.ProxyError(
+            400,
+            f"The model `{model}` is served by provider {upstream.name!r}, which answers "
+            "embeddings only as a Google AI Studio (gemini) provider.",
+            code="unsupported_endpoint",
+            param="model",
+        )
+    action, body = gemini_embeddings.embeddings_request(data, model=model)
+    texts = len(body.get("requests", ())) or 1
+    translation = Translation(
+        EMBEDDINGS,
+        stream=_no_stream,
+        answer=lambda answer: gemini_embeddings.embeddings_answer(answer, model=model, texts=texts),
+        error=lambda status, body: anthropic_to_openai(
+            status, gemini.gemini_to_anthropic_error(status, body)
+        ),
+        anthropic=False,
+        usage=_no_usage,
+        target=place.call(model, action),
+    )
+    return orjson.dumps(body), translation
+
+
+def _no_stream() -> StreamTranslator:
+    raise errors.ProxyError(400, "Embeddings are not streamed.", code="invalid_value")
+
+
+def _no_usage(answer: dict[str, Any]) -> TokenUsage | None:
+    return None
+
+
+class Chained:
+    """Two stream translators in a row (a provider's stream to Anthropic's, Anthropic's to
+    the client's): a `StreamTranslator` whose usage is the provider's, as the first reads it."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
+        self.first = first
+        self.second = second
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self.first.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        middle = self.first.feed(chunk)
+        return self.second.feed(middle) if middle else b""
+
+    def flush(self) -> bytes:
+        return self.second.feed(self.first.flush()) + self.second.flush()
+
+    def fail(self, message: str, type: str = "api_error") -> bytes:
+        return self.second.fail(message, type)
+
+    def ping(self) -> bytes:
+        return self.second.ping()
 
 
 class TranslatedStream:

@@ -15,6 +15,8 @@ from yarl import URL
 from llm_proxy import errors
 from llm_proxy.config.model import Config, Provider
 from llm_proxy.proxy.client import Target, proxy_from_env, target
+from llm_proxy.proxy.cloud import BEDROCK, CLOUD_TYPES, GEMINI, Cloud, compile_cloud
+from llm_proxy.proxy.credentials import CredentialRegistry
 
 # Lower-case names (header names arrive in any case; `istr` does not hash case-insensitively).
 # Hop-by-hop headers (RFC 9110 7.6.1) plus what the proxy owns itself.
@@ -40,6 +42,7 @@ DROP_REQUEST: Final = _HOP_BY_HOP | frozenset(
         "authorization",
         "x-api-key",
         "api-key",
+        "x-goog-api-key",
         "openai-organization",
         "openai-project",
         "content-length",
@@ -90,6 +93,7 @@ ENDPOINTS: Final = ("/chat/completions", "/completions", "/embeddings", "/respon
 # An Anthropic upstream's (after its api_base and `/v1`).
 ANTHROPIC_ENDPOINTS: Final = ("/messages", "/messages/count_tokens")
 RawHeaders = Sequence[tuple[bytes, bytes]]
+_JSON_LINE: Final = b"Content-Type: application/json\r\n"
 
 # Azure OpenAI (dated API versions): these paths are per deployment,
 # `{api_base}/openai/deployments/{deployment}{path}`; every other one is `{api_base}/openai{path}`
@@ -117,7 +121,7 @@ class Upstream:
 
     name: str
     targets: Mapping[str, Target]  # endpoint ("/chat/completions") -> compiled POST target
-    models_target: Target  # GET .../models, for active health checks
+    models_target: Target | None  # GET .../models, for active health checks (None: none)
     # Header lines every call carries: the provider's key, and no compression (bytes are
     # relayed as they come, and usage is read from them).
     fixed_headers: bytes
@@ -139,7 +143,9 @@ class Upstream:
     query_names: frozenset[str] = frozenset()  # a client's parameters of these names are dropped
     path_prefix: str = ""  # before every path: "/openai" for Azure
     deployment_paths: frozenset[str] = frozenset()  # paths per deployment (Azure)
-    protocol: str = OPENAI  # OPENAI or ANTHROPIC: what the upstream speaks
+    # OPENAI, ANTHROPIC, GEMINI or BEDROCK: what the upstream speaks (a Vertex provider: see
+    # `speaks`, per model).
+    protocol: str = OPENAI
     # ANTHROPIC: the `anthropic-version` header line sent when the client sent none.
     version_line: bytes = b""
     # For a translated request: the max_tokens sent when the client gave none (Anthropic
@@ -151,9 +157,15 @@ class Upstream:
     server: tuple[str, int] = ("", 0)
     # `drop_request` and the client's trace headers (tracing on: the attempt sends its own).
     drop_traced: frozenset[bytes] = field(default=_DROP_REQUEST_RAW | _TRACE_HEADERS, repr=False)
+    # Google AI Studio, Vertex AI and Amazon Bedrock: their per-model URLs and credentials.
+    cloud: Cloud | None = field(default=None, repr=False)
     _cache: dict[tuple[str, str, str | None, str], Target] = field(
         default_factory=dict, repr=False, compare=False
     )
+
+    def speaks(self, model: str) -> str:
+        """The protocol the upstream speaks for `model`."""
+        return self.protocol if self.cloud is None else self.cloud.protocol(model)
 
     def target(self, method: str, path: str, model: str | None = None, query: str = "") -> Target:
         """The compiled target for `method` on `path` (OpenAI's, after `/v1`: `/images/
@@ -161,6 +173,13 @@ class Upstream:
         without one; for Azure, the deployment), with the client's `query` string (without
         `?`). The fixed POST endpoints are compiled with the snapshot (a dict lookup); others,
         Azure's per-deployment ones included, once, then cached (bounded)."""
+        if self.cloud is not None:
+            raise errors.ProxyError(
+                400,
+                f"Provider {self.name!r} ({self.provider_type}) answers chat completions, "
+                f"embeddings and the Messages API only, not {path}.",
+                code="unsupported_endpoint",
+            )
         if method == "POST" and not query:
             fixed = self.targets.get(path)
             if fixed is not None:
@@ -256,8 +275,15 @@ def _proxy_for(provider: Provider, config: Config, url: URL, env: Mapping[str, s
 
 
 def compile_upstream(
-    provider: Provider, config: Config, env: Mapping[str, str] = os.environ
+    provider: Provider,
+    config: Config,
+    env: Mapping[str, str] = os.environ,
+    credentials: CredentialRegistry | None = None,
 ) -> Upstream:
+    """How to call `provider`. (`credentials`: where Vertex's tokens and Bedrock's signers
+    live, shared across config reloads; required for those types.)"""
+    if provider.provider_type in CLOUD_TYPES:
+        return _compile_cloud_upstream(provider, config, env, credentials)
     total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
     connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
     idle = _pick(provider, config, "stream_idle_timeout_secs")
@@ -305,6 +331,48 @@ def compile_upstream(
     )
 
 
+def _compile_cloud_upstream(
+    provider: Provider,
+    config: Config,
+    env: Mapping[str, str],
+    credentials: CredentialRegistry | None,
+) -> Upstream:
+    """A `gemini`, `vertex` or `bedrock` provider: targets compiled per model (`Cloud`)."""
+    total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
+    connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
+    idle = _pick(provider, config, "stream_idle_timeout_secs")
+    ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
+    headers = _provider_headers(provider)
+    fixed = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+    verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
+    proxy = _proxy_for(provider, config, endpoint_url(provider.api_base, "/"), env)
+    cloud = compile_cloud(provider, verify, proxy, credentials, env)
+    listing = cloud.list_models()
+    origin = URL(provider.api_base)
+    protocol = BEDROCK if provider.provider_type == "bedrock" else GEMINI
+    return Upstream(
+        name=provider.name,
+        targets={},
+        models_target=listing.target if listing is not None else None,
+        fixed_headers=fixed,
+        connect_secs=connect,
+        ttft_secs=ttft if ttft < total else None,
+        idle_secs=idle,
+        timeout_secs=total,
+        inject_stream_usage=False,
+        drop_response=_DROP_RESPONSE_ACCOUNT_RAW,
+        api_base=provider.api_base,
+        verify=verify,
+        proxy=proxy,
+        protocol=protocol,
+        default_max_tokens=provider.default_max_tokens,
+        max_output_tokens=provider.max_output_tokens,
+        provider_type=provider.provider_type,
+        server=(origin.host or "", origin.port or 0),
+        cloud=cloud,
+    )
+
+
 def _version_line(provider: Provider, configured: set[str]) -> bytes:
     """The `anthropic-version` line for a client that sends none; none when the provider's
     own `headers` set one (then it is fixed, as every configured header is)."""
@@ -324,6 +392,8 @@ def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
         lines.append(("api-key", provider.api_key))
     elif provider.api_key and provider.auth == "x-api-key":
         lines.append(("x-api-key", provider.api_key))
+    elif provider.api_key and provider.auth == "x-goog-api-key":
+        lines.append(("x-goog-api-key", provider.api_key))
     lines.append(("Accept-Encoding", "identity"))
     if provider.organization is not None:
         lines.append(("OpenAI-Organization", provider.organization))
@@ -338,6 +408,12 @@ def request_headers(raw: RawHeaders, upstream: Upstream, trace: bytes | None = N
     (and, for an Anthropic upstream, `anthropic-version` when the client sent none). With
     tracing on, `trace` is the attempt's `traceparent` (and `tracestate`) lines, sent in place
     of the client's."""
+    if upstream.cloud is not None:
+        # A cloud API gets none of the client's headers: its own (and the call's credential,
+        # added by the caller) only.
+        if trace is None:
+            return _JSON_LINE + upstream.fixed_headers
+        return _JSON_LINE + trace + upstream.fixed_headers
     if upstream.protocol == ANTHROPIC:
         return _anthropic_headers(raw, upstream, trace)
     lines = []

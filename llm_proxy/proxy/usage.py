@@ -97,6 +97,29 @@ def find_anthropic_usage(head: bytes, tail: bytes) -> Usage | None:
     return Usage(prompt, fields.get(b"output_tokens", 0))
 
 
+_GEMINI_NUMBERS: Final = re.compile(
+    rb'"(promptTokenCount|candidatesTokenCount|thoughtsTokenCount|toolUsePromptTokenCount)"'
+    rb"\s*:\s*(\d+)"
+)
+
+
+def find_gemini_usage(tail: bytes) -> Usage | None:
+    """Usage from a Gemini answer or stream: the last `usageMetadata` (a stream's last chunk
+    carries the totals). Its prompt count includes cached tokens, as OpenAI's does; thinking
+    tokens are output."""
+    at = tail.rfind(b'"usageMetadata"')
+    if at < 0:
+        return None
+    found: dict[bytes, int] = {}
+    for name, value in _GEMINI_NUMBERS.findall(tail, at, at + 1200):
+        found.setdefault(name, int(value))
+    if b"promptTokenCount" not in found:
+        return None
+    prompt = found[b"promptTokenCount"] + found.get(b"toolUsePromptTokenCount", 0)
+    output = found.get(b"candidatesTokenCount", 0) + found.get(b"thoughtsTokenCount", 0)
+    return Usage(prompt, output)
+
+
 def request_usage_in_stream(body: bytes, data: dict[str, Any]) -> tuple[bytes, bool]:
     """`body` asking for the stream's usage chunk, and whether the proxy added that request
     (then `UsageStripper` hides the chunk from the client). Whatever the client sent (no
@@ -228,6 +251,7 @@ class Relayed:
     translation: Translation | None = None
     usage: Usage | None = None  # what a translated whole answer reported
     anthropic: bool = False  # an Anthropic answer passed through (its usage read so)
+    gemini: bool = False  # a Gemini answer passed through (its `usageMetadata` read so)
 
     @property
     def stripped_usage(self) -> Usage | None:
