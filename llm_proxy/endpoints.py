@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, SINKS, STATE
+from llm_proxy.keys import HEALTH, LIFECYCLE, LISTENER, METRICS, SINKS, STATE, STORE
 from llm_proxy.observe.records import Sink
 from llm_proxy.proxy.handlers import JSON
 from llm_proxy.proxy.keyring import presented_key
@@ -65,6 +65,7 @@ async def health_detailed(request: web.Request) -> web.Response:
     healthy = all(item["healthy"] for item in providers)
     keys = snapshot.keys
     listener = request.app.get(LISTENER)
+    credentials = request.app[STORE].credentials
     body = {
         "status": "ok" if healthy else "degraded",
         "config_version": snapshot.version,
@@ -79,6 +80,8 @@ async def health_detailed(request: web.Request) -> web.Response:
         "warnings": [keys.warning] if keys.warning else [],
         "providers": providers,
         "exports": [_export(sink) for sink in request.app[SINKS].sinks],
+        # Vertex AI's tokens and Bedrock's signers: whose, valid until when, the last error.
+        "credentials": credentials.status() if credentials is not None else [],
     }
     return web.Response(body=orjson.dumps(body), content_type=JSON)
 

@@ -89,7 +89,14 @@ _OPENAI_API: Final = {"/chat/completions": "chat_completions", "/responses": "re
 # gen_ai.provider.name's well-known values, from the config's provider_type. An OpenAI-
 # compatible server configured as `openai` is reported as OpenAI: the conventions ask for the
 # instrumentation's best knowledge, and `server.address` tells the actual host.
-PROVIDER_NAMES: Final = {"openai": "openai", "azure": "azure.ai.openai", "anthropic": "anthropic"}
+PROVIDER_NAMES: Final = {
+    "openai": "openai",
+    "azure": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "gemini": "gcp.gemini",
+    "vertex": "gcp.vertex_ai",
+    "bedrock": "aws.bedrock",
+}
 _CLIENT_CLOSED: Final = 499
 _STATIC_CACHE: Final = 4096  # static attribute sets (and their encodings) kept
 _REMOTE_PARENT: Final = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE
