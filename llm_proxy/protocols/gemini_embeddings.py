@@ -70,7 +70,7 @@ def embeddings_answer(
         vectors = [answer.get("embedding")]
     values = [vector.get("values") if isinstance(vector, dict) else None for vector in vectors]
     if len(values) != texts or not all(isinstance(vector, list) for vector in values):
-        raise ValueError(f"the upstream answered {len(values)} embeddings for {texts} texts")
+        raise ValueError(f"the upstream answer does not hold {texts} embeddings")
     usage = answer.get("usageMetadata")
     tokens = usage.get("promptTokenCount") if isinstance(usage, dict) else None
     tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
