@@ -11,8 +11,9 @@ documents (base64 as `inlineData`, a URL as a PDF `fileData`, plain text as text
 `is_error`; its images follow the responses as `inlineData` parts, which every Gemini model
 reads). Custom tools become `functionDeclarations`; `tool_choice` the calling mode;
 `max_tokens`, `temperature`, `top_p`, `top_k`, `stop_sequences` the `generationConfig`;
-`thinking` enabled asks for thoughts with its budget, adaptive for thoughts at the model's own
-budget, disabled (only when said) for a budget of 0. Dropped: `metadata`, `cache_control`,
+`thinking` enabled asks for thoughts with its budget (at most `MAX_THINKING_BUDGET`),
+adaptive for thoughts at the model's own budget, disabled (only when the client says so) for
+a budget of 0 (which Gemini 2.5 Pro refuses). Dropped: `metadata`, `cache_control`,
 `service_tier`, `disable_parallel_tool_use`, thinking blocks Gemini did not sign, and
 `redacted_thinking`. Refused (TranslationError): server tools, MCP servers, files, search
 results and other blocks Gemini has no part for.
@@ -49,6 +50,9 @@ from llm_proxy.protocols.usage import TokenUsage
 
 THOUGHT_SIGNATURE: Final = "gemini-thought:"
 PART_SIGNATURE: Final = "gemini-part:"
+# The largest thinking budget every Gemini 2.5 model takes (Flash's; Pro's is 32,768): a larger
+# one (Claude Code asks up to 31,999) is capped rather than refused by Gemini.
+MAX_THINKING_BUDGET: Final = 24_576
 # Google's placeholder for a function call Gemini did not sign (its thought signatures guide).
 SKIP_SIGNATURE: Final = "skip_thought_signature_validator"
 # Gemini's finish reasons as Anthropic stop reasons; any other is an end_turn (a tool_use when
@@ -455,7 +459,7 @@ def _thinking(thinking: Any) -> dict[str, Any] | None:
             raise TranslationError(
                 "thinking.budget_tokens", "thinking.budget_tokens: an integer is required"
             )
-        return {"thinkingBudget": budget, "includeThoughts": True}
+        return {"thinkingBudget": min(budget, MAX_THINKING_BUDGET), "includeThoughts": True}
     if kind == "adaptive":
         return {"includeThoughts": True}
     if kind == "disabled":

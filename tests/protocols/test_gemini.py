@@ -247,6 +247,10 @@ def test_tool_choice(choice: dict[str, Any], config: dict[str, Any]) -> None:
     [
         ({"type": "disabled"}, {"thinkingBudget": 0}),
         ({"type": "adaptive"}, {"includeThoughts": True}),
+        (
+            {"type": "enabled", "budget_tokens": 31_999},
+            {"thinkingBudget": 24_576, "includeThoughts": True},
+        ),
     ],
 )
 def test_thinking_settings(thinking: dict[str, Any], config: dict[str, Any]) -> None:
