@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.gemini import (
@@ -592,3 +594,66 @@ def test_a_body_that_is_not_google_json() -> None:
         "type": "api_error",
         "message": "The upstream answered HTTP 502: <html>Bad Gateway</html>",
     }
+
+
+# --- generated answers: every signature goes back on its part ---------------------------------
+
+_SIGNATURES = st.one_of(st.none(), st.text("ABC=", min_size=1, max_size=4))
+_PARTS = st.lists(
+    st.tuples(
+        st.sampled_from(["text", "thought", "call"]), st.text("xy ", min_size=1), _SIGNATURES
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PARTS)
+def test_every_signature_goes_back_on_its_part(specs: list[tuple[str, str, str | None]]) -> None:
+    parts: list[dict[str, Any]] = []
+    for position, (kind, text, signature) in enumerate(specs):
+        part: dict[str, Any] = {"text": text}
+        if kind == "thought":
+            part["thought"] = True
+        elif kind == "call":
+            part = {"functionCall": {"id": f"c{position}", "name": "get_weather", "args": {}}}
+        if signature is not None:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    answer = messages_answer({"candidates": [{"content": {"parts": parts}}]}, CALL)
+    results = [
+        {"type": "tool_result", "tool_use_id": block["id"], "content": "ok"}
+        for block in answer["content"]
+        if block["type"] == "tool_use"
+    ]
+    messages = [
+        {"role": "user", "content": "Go"},
+        {"role": "assistant", "content": answer["content"]},
+        {"role": "user", "content": results or "Next"},
+    ]
+    body, _ = gemini_request(_request(messages=messages, tools=[WEATHER_TOOL]), model="g")
+    replayed = body["contents"][1]["parts"] if len(body["contents"]) == 3 else []
+
+    def signatures(items: list[dict[str, Any]], kind: str) -> list[str]:
+        return [
+            item["thoughtSignature"]
+            for item in items
+            if "thoughtSignature" in item
+            and kind
+            == ("call" if "functionCall" in item else "thought" if item.get("thought") else "text")
+        ]
+
+    calls = [part for part in parts if "functionCall" in part]
+    expected_calls = signatures(parts, "call")
+    if calls and not expected_calls:
+        expected_calls = [SKIP_SIGNATURE]
+    assert signatures(replayed, "call") == expected_calls
+    assert signatures(replayed, "text") == signatures(parts, "text")
+    assert signatures(replayed, "thought") == signatures(parts, "thought")
+    # Each call keeps its own signature (not merely the same list).
+    for part in replayed:
+        if "functionCall" in part and part.get("thoughtSignature") != SKIP_SIGNATURE:
+            original = next(
+                p for p in calls if p["functionCall"]["id"] == part["functionCall"]["id"]
+            )
+            assert part.get("thoughtSignature") == original.get("thoughtSignature")
