@@ -657,3 +657,89 @@ def test_every_signature_goes_back_on_its_part(specs: list[tuple[str, str, str |
                 p for p in calls if p["functionCall"]["id"] == part["functionCall"]["id"]
             )
             assert part.get("thoughtSignature") == original.get("thoughtSignature")
+
+
+# --- generated conversations --------------------------------------------------------------------
+
+_TEXT_BLOCKS = st.builds(lambda text: {"type": "text", "text": text}, st.text("ab", max_size=2))
+_USER_BLOCKS = st.one_of(
+    _TEXT_BLOCKS,
+    st.builds(
+        lambda data: {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": data},
+        },
+        st.text("AB", min_size=1, max_size=2),
+    ),
+    st.builds(
+        lambda number, error: {
+            "type": "tool_result",
+            "tool_use_id": f"t{number}",
+            "content": "r",
+            "is_error": error,
+        },
+        st.integers(0, 5),
+        st.booleans(),
+    ),
+)
+_ASSISTANT_BLOCKS = st.one_of(
+    _TEXT_BLOCKS,
+    st.builds(
+        lambda number, name: {"type": "tool_use", "id": f"t{number}", "name": name, "input": {}},
+        st.integers(0, 5),
+        st.sampled_from(["get_weather", "9lives", "mcp__x__" + "y" * 70]),
+    ),
+    st.builds(
+        lambda prefix, text: {"type": "thinking", "thinking": text, "signature": prefix + "S"},
+        st.sampled_from(["", THOUGHT_SIGNATURE, PART_SIGNATURE, "Eq"]),
+        st.text("t", max_size=1),
+    ),
+)
+_TURNS = st.lists(
+    st.one_of(
+        st.builds(lambda blocks: ("user", blocks), st.lists(_USER_BLOCKS, max_size=4)),
+        st.builds(lambda blocks: ("assistant", blocks), st.lists(_ASSISTANT_BLOCKS, max_size=4)),
+    ),
+    max_size=6,
+)
+
+
+def _unknown_result(turns: list[tuple[str, list[dict[str, Any]]]]) -> bool:
+    """Whether a tool_result names a call no earlier turn made (the request is refused)."""
+    called: set[str] = set()
+    for _, blocks in turns:
+        for block in blocks:
+            if block["type"] == "tool_use":
+                called.add(block["id"])
+            elif block["type"] == "tool_result" and block["tool_use_id"] not in called:
+                return True
+    return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TURNS)
+def test_generated_conversations_make_valid_contents(
+    turns: list[tuple[str, list[dict[str, Any]]]],
+) -> None:
+    data = _request(messages=[{"role": role, "content": blocks} for role, blocks in turns])
+    if _unknown_result(turns):
+        with pytest.raises(TranslationError, match="no earlier tool_use"):
+            gemini_request(data, model="g")
+        return
+    contents = gemini_request(data, model="g")[0]["contents"]
+    called: dict[str, str] = {}
+    for position, content in enumerate(contents):
+        assert content["parts"], f"contents[{position}] has no part"
+        if position:
+            assert content["role"] != contents[position - 1]["role"]
+        for part in content["parts"]:
+            if "functionCall" in part:
+                assert content["role"] == "model"
+                call = part["functionCall"]
+                assert call["name"][:1].isalpha() or call["name"][0] == "_"
+                assert len(call["name"]) <= 64
+                called[call["id"]] = call["name"]
+            if "functionResponse" in part:
+                assert content["role"] == "user"
+                response = part["functionResponse"]
+                assert called[response["id"]] == response["name"]
