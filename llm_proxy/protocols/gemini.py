@@ -56,7 +56,8 @@ MAX_THINKING_BUDGET: Final = 24_576
 # Google's placeholder for a function call Gemini did not sign (its thought signatures guide).
 SKIP_SIGNATURE: Final = "skip_thought_signature_validator"
 # Gemini's finish reasons as Anthropic stop reasons; any other is an end_turn (a tool_use when
-# the answer called tools). MALFORMED_FUNCTION_CALL ends the turn with what came before it.
+# the answer called tools). MALFORMED_FUNCTION_CALL ends the turn with what came before it. A
+# STOP at a stop sequence is an end_turn too: Gemini does not say which sequence matched.
 STOP_REASONS: Final = {
     "STOP": "end_turn",
     "MAX_TOKENS": "max_tokens",
