@@ -347,16 +347,19 @@ def _embeddings(upstream: Upstream, data: dict[str, Any], model: str) -> tuple[b
         )
     action, body = gemini_embeddings.embeddings_request(data, model=model)
     texts = len(body.get("requests", ())) or 1
+    encoding = data.get("encoding_format") or "float"
     translation = Translation(
         EMBEDDINGS,
         stream=_no_stream,
-        answer=lambda answer: gemini_embeddings.embeddings_answer(answer, model=model, texts=texts),
+        answer=lambda answer: gemini_embeddings.embeddings_answer(
+            answer, model=model, texts=texts, encoding_format=encoding
+        ),
         error=lambda status, body: anthropic_to_openai(
             status, gemini.gemini_to_anthropic_error(status, body)
         ),
         anthropic=False,
         usage=_no_usage,
-        target=place.call(model, action),
+        target=place.call(model, action.lstrip(":")),
     )
     return orjson.dumps(body), translation
 
@@ -442,4 +445,13 @@ def translate_whole(
             type=errors.API_ERROR,
             code="upstream_error",
         )
-    return orjson.dumps(translation.answer(answer)), translation.usage_of(answer)
+    try:
+        translated = translation.answer(answer)
+    except ValueError as exc:  # an answer missing what its protocol promises
+        raise errors.ProxyError(
+            502,
+            f"The upstream's answer cannot be translated: {exc}",
+            type=errors.API_ERROR,
+            code="upstream_error",
+        ) from None
+    return orjson.dumps(translated), translation.usage_of(answer)
