@@ -51,7 +51,12 @@ class Message:
 
 class EventStreamError(ValueError):
     """The bytes are not a valid event stream (the message says what is wrong): the stream
-    cannot be resynchronised after it, so the decoder stays failed."""
+    cannot be resynchronised after it, so the decoder stays failed. `messages`: the whole
+    messages the same chunk held before the fault (they are valid)."""
+
+    def __init__(self, message: str, messages: list[Message] | None = None) -> None:
+        super().__init__(message)
+        self.messages = messages or []
 
 
 class EventStreamDecoder:
@@ -67,8 +72,10 @@ class EventStreamDecoder:
         self._error: EventStreamError | None = None
 
     def feed(self, data: bytes) -> list[Message]:
+        """The messages `data` completes; an EventStreamError at the first fault (then at
+        every later call)."""
         if self._error is not None:
-            raise self._error
+            raise EventStreamError(str(self._error))
         buffer = self._buffer
         buffer += data
         messages: list[Message] = []
@@ -87,7 +94,8 @@ class EventStreamDecoder:
                     start = end
         except EventStreamError as error:
             self._error = error
-            raise
+            buffer.clear()
+            raise EventStreamError(str(error), messages) from None
         if start:
             del buffer[:start]
         return messages
@@ -99,7 +107,7 @@ class EventStreamDecoder:
                 f"the event stream ends inside a message ({len(self._buffer)} bytes left over)"
             )
         if self._error is not None:
-            raise self._error
+            raise EventStreamError(str(self._error))
 
 
 def _prelude(view: memoryview, start: int) -> tuple[int, int, int]:
