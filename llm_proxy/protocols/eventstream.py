@@ -94,7 +94,7 @@ class EventStreamDecoder:
                     start = end
         except EventStreamError as error:
             self._error = error
-            buffer.clear()
+            self._buffer = bytearray()  # (the error's traceback may still hold views of it)
             raise EventStreamError(str(error), messages) from None
         if start:
             del buffer[:start]
