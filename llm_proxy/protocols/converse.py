@@ -21,9 +21,11 @@ Amazon Nova models only, the models Bedrock caches prompts for (others refuse a
 `cachePoint`); a failed tool's result is marked `status: error` for those two, with an
 `Error: ` text for others, which have no status field.
 
-`tool_choice` none: Converse has no such choice, so the tools are left out, unless the
-conversation has tool calls or results (Converse then requires `toolConfig`): the tools go
-with the default choice (auto), and the model may call one.
+`tool_choice` none: Converse has no such choice, so the tools are left out. A conversation
+with tool calls or results but no tool offered (none given, or `tool_choice` none: Claude
+Code's summaries) gets one placeholder tool, `no_tool_available`, that says not to call it:
+Converse refuses tool blocks without a `toolConfig`. A tool result without content says
+`(no content)` (Converse refuses an empty text block).
 """
 
 from __future__ import annotations
@@ -92,6 +94,17 @@ _UNSUPPORTED_BLOCKS: Final = {
     "mcp_tool_use": "MCP server tool calls",
     "mcp_tool_result": "MCP server tool results",
 }
+# The only tool of a request whose conversation has tool calls or results but that offers no
+# tool (Converse refuses tool blocks without a `toolConfig`).
+PLACEHOLDER_TOOL: Final = {
+    "toolSpec": {
+        "name": "no_tool_available",
+        "description": "Not a tool: no tool is available now. Never call it.",
+        "inputSchema": {"json": {"type": "object", "properties": {}}},
+    }
+}
+# What a tool result without content says (Converse refuses an empty text block).
+EMPTY_RESULT: Final = "(no content)"
 # What a document's name may hold (Bedrock: letters, digits, single spaces, hyphens,
 # parentheses, square brackets); anything else becomes a space.
 _NAME_INVALID: Final = re.compile(r"[^A-Za-z0-9\-()\[\] ]+|\s+")
@@ -366,14 +379,16 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
                 text = _text_of(part, place)
                 if text:
                     parts.append({"text": text})
+    if not parts:
+        parts.append({"text": EMPTY_RESULT})
     result: dict[str, Any] = {"toolUseId": call_id, "content": parts}
     if block.get("is_error") is True:
         if context.caches:
             result["status"] = "error"
-        elif parts and "text" in parts[0]:
+        elif "text" in parts[0]:
             parts[0] = {"text": TOOL_ERROR_PREFIX + parts[0]["text"]}
         else:
-            parts.insert(0, {"text": TOOL_ERROR_PREFIX + "the tool failed"})
+            parts.insert(0, {"text": TOOL_ERROR_PREFIX.strip()})
     return result
 
 
@@ -442,20 +457,21 @@ def _upstream_name(names: ToolNames, name: str, where: str) -> str:
 
 
 def _tool_config(tools: Any, choice: Any, context: _Context) -> dict[str, Any] | None:
-    if not tools:
-        return None
-    if not isinstance(tools, list):
+    """`toolConfig`; without tools to offer (none given, or `tool_choice` none), nothing, or
+    the placeholder tool when the conversation has tool blocks (Converse refuses them
+    without a `toolConfig`; the real tools would let the model call one)."""
+    if tools is not None and not isinstance(tools, list):
         raise TranslationError("tools", "tools: a list is required")
     specs: list[dict[str, Any]] = []
-    for position, tool in enumerate(tools):
+    for position, tool in enumerate(tools or ()):
         specs.append({"toolSpec": _tool(tool, f"tools[{position}]", context)})
         _cache_point(tool, specs, context)
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not specs or kind == "none":
+        return {"tools": [PLACEHOLDER_TOOL]} if context.has_tool_blocks else None
     config: dict[str, Any] = {"tools": specs}
     if choice is None:
         return config
-    kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "none":
-        return config if context.has_tool_blocks else None
     if kind in ("auto", "any"):
         config["toolChoice"] = {kind: {}}
     elif kind == "tool" and isinstance(choice, dict) and isinstance(choice.get("name"), str):

@@ -10,6 +10,8 @@ import orjson
 import pytest
 
 from llm_proxy.protocols.converse import (
+    EMPTY_RESULT,
+    PLACEHOLDER_TOOL,
     ConverseCall,
     bedrock_to_anthropic_error,
     converse_path,
@@ -320,7 +322,7 @@ def test_other_models_lose_what_only_anthropic_models_take() -> None:
         {
             "role": "user",
             "content": [
-                {"toolResult": {"toolUseId": "t1", "content": [{"text": "Error: the tool failed"}]}}
+                {"toolResult": {"toolUseId": "t1", "content": [{"text": "Error: (no content)"}]}}
             ],
         },
     ]
@@ -336,6 +338,15 @@ def test_thinking_is_refused_for_other_models_unless_disabled() -> None:
     error = refused(model=NOVA, thinking={"type": "enabled", "budget_tokens": 1024})
     assert error.param == "thinking"
     assert "additionalModelRequestFields" not in translate(NOVA, thinking={"type": "disabled"})
+
+
+def with_calls_messages() -> list[dict[str, Any]]:
+    call = {"type": "tool_use", "id": "t", "name": "get_weather", "input": {}}
+    return [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": [call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": []}]},
+    ]
 
 
 def test_tool_choice() -> None:
@@ -360,7 +371,12 @@ def test_tool_choice() -> None:
             },
         ],
     )
-    assert with_calls["toolConfig"] == {"tools": [WEATHER_SPEC]}
+    assert with_calls["toolConfig"] == {"tools": [PLACEHOLDER_TOOL]}
+    without_tools = translate(messages=with_calls_messages())
+    assert without_tools["toolConfig"] == {"tools": [PLACEHOLDER_TOOL]}
+    assert without_tools["messages"][2]["content"] == [
+        {"toolResult": {"toolUseId": "t", "content": [{"text": EMPTY_RESULT}]}}
+    ]
     assert refused(tools=[WEATHER], tool_choice={"type": "some"}).param == "tool_choice"
 
 
