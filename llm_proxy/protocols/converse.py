@@ -22,8 +22,8 @@ Amazon Nova models only, the models Bedrock caches prompts for (others refuse a
 `Error: ` text for others, which have no status field.
 
 `tool_choice` none: Converse has no such choice, so the tools are left out. A conversation
-with tool calls or results but no tool offered (none given, or `tool_choice` none: Claude
-Code's summaries) gets one placeholder tool, `no_tool_available`, that says not to call it:
+with tool calls or results but no tool offered (none given, or `tool_choice` none) gets one
+placeholder tool, `no_tool_available`, that says not to call it:
 Converse refuses tool blocks without a `toolConfig`. A tool result without content says
 `(no content)` (Converse refuses an empty text block).
 """
@@ -691,8 +691,10 @@ def upstream_status(status: int, error_type: str | None) -> int:
 def stream_error(exception: str, payload: bytes) -> tuple[str, str]:
     """A stream's exception event (`:exception-type` `exception`, its JSON `payload`) as
     the message and Anthropic type of the client's error event."""
-    known = EXCEPTIONS.get(exception_name(exception).lower())
-    return _message(_object(payload), payload, exception), known[1] if known else "api_error"
+    name = exception_name(exception)
+    known = EXCEPTIONS.get(name.lower())
+    message = _message(_object(payload), payload, name or "an exception")
+    return message, known[1] if known else "api_error"
 
 
 def bedrock_to_anthropic_error(status: int, body: bytes, error_type: str | None = None) -> bytes:

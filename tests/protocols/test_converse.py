@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import botocore.session  # type: ignore[import-untyped]
 import orjson
 import pytest
+from botocore.validate import ParamValidator  # type: ignore[import-untyped]
 
 from llm_proxy.protocols.converse import (
     EMPTY_RESULT,
@@ -66,8 +68,20 @@ def request(**fields: Any) -> dict[str, Any]:
     return body
 
 
+CONVERSE = botocore.session.get_session().get_service_model("bedrock-runtime")
+
+
+def valid(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """`body`, once botocore's own validator (types, required members, enums, unions,
+    lengths of the Converse model) found it a valid Converse request."""
+    shape = CONVERSE.operation_model("Converse").input_shape
+    report = ParamValidator().validate({**body, "modelId": model}, shape)
+    assert not report.has_errors(), report.generate_report()
+    return body
+
+
 def translate(model: str = CLAUDE, **fields: Any) -> dict[str, Any]:
-    return converse_request(request(**fields), model=model)[0]
+    return valid(converse_request(request(**fields), model=model)[0], model)
 
 
 def refused(model: str = CLAUDE, **fields: Any) -> TranslationError:
@@ -81,6 +95,7 @@ def refused(model: str = CLAUDE, **fields: Any) -> TranslationError:
 
 def test_a_plain_request() -> None:
     body, call = converse_request(request(stream=True), model=CLAUDE)
+    valid(body, CLAUDE)
     assert body == {
         "messages": [{"role": "user", "content": [{"text": "Hi"}]}],
         "inferenceConfig": {"maxTokens": 1024},
@@ -189,6 +204,7 @@ def test_a_multi_turn_tool_conversation_with_images_thinking_and_cache_points() 
         ],
     )
     body, call = converse_request(data, model=CLAUDE)
+    valid(body, CLAUDE)
     shortened = upstream_name("mcp__maps__find.place")
     assert shortened != "mcp__maps__find.place"
     assert body == {
@@ -309,7 +325,7 @@ def test_other_models_lose_what_only_anthropic_models_take() -> None:
             },
         ],
     )
-    llama = converse_request(data, model=LLAMA)[0]
+    llama = valid(converse_request(data, model=LLAMA)[0], LLAMA)
     assert llama["system"] == [{"text": "Sys"}]
     assert llama["messages"] == [
         {"role": "user", "content": [{"text": "Q"}]},
@@ -328,7 +344,7 @@ def test_other_models_lose_what_only_anthropic_models_take() -> None:
     ]
     assert "additionalModelRequestFields" not in llama
     assert "additionalModelResponseFieldPaths" not in llama
-    nova = converse_request(data, model=NOVA)[0]
+    nova = valid(converse_request(data, model=NOVA)[0], NOVA)
     assert nova["system"] == [{"text": "Sys"}, {"cachePoint": {"type": "default"}}]
     assert nova["messages"][2]["content"][0]["toolResult"]["status"] == "error"
     assert "reasoningContent" not in orjson.dumps(nova).decode()
@@ -703,6 +719,7 @@ def test_stream_exceptions() -> None:
     assert stream_error(
         "modelStreamErrorException", b'{"message":"boom","originalStatusCode":500}'
     ) == ("boom", "api_error")
+    assert stream_error("", b"") == ("The upstream answered an exception.", "api_error")
     assert stream_error("somethingNewException", b"") == (
         "The upstream answered somethingNewException.",
         "api_error",
