@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import botocore.session  # type: ignore[import-untyped]
 import orjson
+import pytest
+from botocore.eventstream import EventStream  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    EventStreamError as BotocoreEventStreamError,
+)
+from botocore.parsers import EventStreamJSONParser  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,6 +90,30 @@ def run(raw: bytes, step: int = 0, call: ConverseCall = CALL) -> bytes:
 
 def message(raw: bytes, step: int = 0) -> dict[str, Any]:
     return assemble(check_anthropic_stream(run(raw, step)))
+
+
+class _Body:
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def stream(self) -> Iterator[bytes]:
+        yield self._raw
+
+
+def test_the_fake_frames_are_what_botocore_reads_as_converse_stream_events() -> None:
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    shape = model.operation_model("ConverseStream").output_shape.members["stream"]
+    raw = start() + text(0, "Hi") + end() + exception("throttlingException", "Slow down")
+    events = EventStream(_Body(raw), shape, EventStreamJSONParser(), "ConverseStream")
+    seen: list[dict[str, Any]] = []
+    with pytest.raises(BotocoreEventStreamError, match="throttlingException"):
+        seen.extend(events)
+    assert seen == [
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockDelta": {"delta": {"text": "Hi"}, "contentBlockIndex": 0}},
+        {"messageStop": {"stopReason": "end_turn"}},
+        {"metadata": {"usage": USAGE, "metrics": {"latencyMs": 420}}},
+    ]
 
 
 def test_it_is_a_stream_translator() -> None:
