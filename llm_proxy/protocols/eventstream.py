@@ -142,33 +142,45 @@ def _message(frame: memoryview, headers_length: int, prelude_crc: int) -> Messag
             f"message CRC mismatch (expected 0x{expected:08x}, computed 0x{computed:08x})"
         )
     headers_end = PRELUDE_BYTES + headers_length
-    headers = _headers(frame[PRELUDE_BYTES:headers_end])
+    headers = _headers(bytes(frame[PRELUDE_BYTES:headers_end]))
     return Message(headers, bytes(frame[headers_end:crc_at]))
 
 
-def _headers(data: memoryview) -> dict[str, HeaderValue]:
+def _headers(data: bytes) -> dict[str, HeaderValue]:
+    """The headers section (a copy: small, and bytes index and slice faster than a view)."""
     headers: dict[str, HeaderValue] = {}
-    position = 0
+    position, end = 0, len(data)
     try:
-        while position < len(data):
+        while position < end:
             size = data[position]
-            name_bytes = data[position + 1 : position + 1 + size]
-            if len(name_bytes) < size or not size:
+            at = position + 1 + size  # the value type's position
+            if not size:
+                raise EventStreamError("a header has an empty name")
+            if at >= end:
                 raise EventStreamError("a header name runs past the headers")
-            name = _utf8(name_bytes, "a header name")
-            position += 1 + size
-            kind = data[position]
-            value, position = _value(data, kind, position + 1, name)
+            name = data[position + 1 : at].decode()
+            kind = data[at]
+            if kind == _STRING_TYPE:  # nearly every header: read here, without a call
+                position = at + 3 + ((data[at + 1] << 8) | data[at + 2])
+                if position > end:
+                    raise EventStreamError(
+                        f"the value of the header {name!r} runs past the headers"
+                    )
+                value: HeaderValue = data[at + 3 : position].decode()
+            else:
+                value, position = _value(data, kind, at + 1, name)
             if name in headers:
                 raise EventStreamError(f"the header {name!r} appears twice")
             headers[name] = value
     except (IndexError, struct.error):
         raise EventStreamError("a header runs past the headers") from None
+    except UnicodeDecodeError:
+        raise EventStreamError("a header's name or string value is not UTF-8") from None
     return headers
 
 
-def _value(data: memoryview, kind: int, at: int, name: str) -> tuple[HeaderValue, int]:
-    """The value of type `kind` at `at`, and the position after it."""
+def _value(data: bytes, kind: int, at: int, name: str) -> tuple[HeaderValue, int]:
+    """The value of type `kind` (not a string) at `at`, and the position after it."""
     if kind in (0, 1):
         return kind == 0, at
     integer = _INTEGERS.get(kind)
@@ -179,26 +191,16 @@ def _value(data: memoryview, kind: int, at: int, name: str) -> tuple[HeaderValue
         if kind == 5:
             return number, at + 8
         return _EPOCH + timedelta(milliseconds=number), at + 8
-    if kind in (6, _STRING_TYPE):
+    if kind == 6:
         (size,) = _UINT16.unpack_from(data, at)
-        raw = data[at + 2 : at + 2 + size]
-        if len(raw) < size:
+        if at + 2 + size > len(data):
             raise EventStreamError(f"the value of the header {name!r} runs past the headers")
-        value = _utf8(raw, f"the header {name!r}") if kind == _STRING_TYPE else bytes(raw)
-        return value, at + 2 + size
+        return data[at + 2 : at + 2 + size], at + 2 + size
     if kind == 9:
-        raw = data[at : at + 16]
-        if len(raw) < 16:
+        if at + 16 > len(data):
             raise EventStreamError(f"the value of the header {name!r} runs past the headers")
-        return uuid.UUID(bytes=bytes(raw)), at + 16
+        return uuid.UUID(bytes=data[at : at + 16]), at + 16
     raise EventStreamError(f"the header {name!r} has the unknown value type {kind}")
-
-
-def _utf8(raw: memoryview, what: str) -> str:
-    try:
-        return str(raw, "utf-8")
-    except UnicodeDecodeError:
-        raise EventStreamError(f"{what} is not UTF-8") from None
 
 
 def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:

@@ -215,7 +215,9 @@ def test_a_stream_cut_inside_a_message_fails_at_close() -> None:
         (header("a", 4, b"\x00\x01"), "runs past the headers"),
         (header("a", 9, b"\x00" * 15), "runs past the headers"),
         (b"\x05ab", "runs past the headers"),
-        (b"\x00", "runs past the headers"),
+        (b"\x00", "an empty name"),
+        (b"\x01a", "runs past the headers"),
+        (b"\x01a\x07\x00", "runs past the headers"),
         (header("a", 7, struct.pack(">H", 1) + b"\xff"), "is not UTF-8"),
     ],
 )
