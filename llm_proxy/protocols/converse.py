@@ -42,11 +42,10 @@ import orjson
 
 from llm_proxy.protocols.errors import TranslationError, anthropic_error, anthropic_type
 from llm_proxy.protocols.messages_answer import tool_id, tool_input
+from llm_proxy.protocols.messages_via_chat import BILLING_HEADER
 from llm_proxy.protocols.tool_names import ToolNames, client_name
 from llm_proxy.protocols.usage import TokenUsage
 
-# Claude Code's first system block: request accounting for Anthropic's service only.
-BILLING_HEADER: Final = "x-anthropic-billing-header"
 # How a failed tool's result is marked for a model without the `status` field.
 TOOL_ERROR_PREFIX: Final = "Error: "
 IMAGE_FORMATS: Final = {
