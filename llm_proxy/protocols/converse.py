@@ -1,0 +1,729 @@
+"""Anthropic Messages clients served by Amazon Bedrock's Converse API: the request, the whole
+answer, usage and errors (the stream is `converse_stream.MessagesFromConverse`, its bytes
+decoded by `eventstream`).
+
+The request goes to `converse_path(model_id, stream)`; its body has no model. Blocks map one
+to one: text, base64 images (`bytes` carries the base64 string: Converse's JSON encoding of a
+blob), base64 PDF and plain-text documents, tool_use/toolUse, tool_result/toolResult,
+signed thinking/reasoningContent, and `cache_control` on a system block, a content block or a
+tool becomes a `cachePoint` right after it (its 1h `ttl` kept). Refused with a
+`TranslationError`: URL and file sources (Bedrock fetches no URL), server tools and their
+blocks, search results, MCP servers. Dropped: `metadata`, `service_tier`,
+`disable_parallel_tool_use` and `context_management` (Converse has no field for them).
+
+Model families: Anthropic's models (an id containing `anthropic.`: `anthropic.claude-...`,
+the `us.`/`eu.`/`global.` inference profiles, foundation-model ARNs) get `top_k` and
+`thinking` through `additionalModelRequestFields`, keep the earlier turns' thinking blocks
+(those with a signature: Bedrock verifies it) and are asked for the matched stop sequence.
+Other models: `top_k` and thinking blocks are dropped, `thinking` is refused (each model
+has its own reasoning switch, when it has one); `cache_control` is kept for Anthropic and
+Amazon Nova models only, the models Bedrock caches prompts for (others refuse a
+`cachePoint`); a failed tool's result is marked `status: error` for those two, with an
+`Error: ` text for others, which have no status field.
+
+`tool_choice` none: Converse has no such choice, so the tools are left out. A conversation
+with tool calls or results but no tool offered (none given, or `tool_choice` none) gets one
+placeholder tool, `no_tool_available`, that says not to call it:
+Converse refuses tool blocks without a `toolConfig`. A tool result without content says
+`(no content)` (Converse refuses an empty text block).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+
+from llm_proxy.protocols.errors import TranslationError, anthropic_error, anthropic_type
+from llm_proxy.protocols.messages_answer import tool_id, tool_input
+from llm_proxy.protocols.messages_via_chat import BILLING_HEADER
+from llm_proxy.protocols.tool_names import ToolNames, client_name
+from llm_proxy.protocols.usage import TokenUsage
+
+# How a failed tool's result is marked for a model without the `status` field.
+TOOL_ERROR_PREFIX: Final = "Error: "
+IMAGE_FORMATS: Final = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+# Converse's stop reasons as Anthropic's; the malformed_* ones (no counterpart) end the turn.
+STOP_REASONS: Final = {
+    "end_turn": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "max_tokens": "max_tokens",
+    "tool_use": "tool_use",
+    "content_filtered": "refusal",
+    "guardrail_intervened": "refusal",
+    "model_context_window_exceeded": "model_context_window_exceeded",
+}
+# Bedrock's exceptions (lower case: a stream names them camelCase, an answer PascalCase) whose
+# status the proxy reads differently from the wire's, and each one's Anthropic type. A model
+# not ready (429 on the wire) is no rate limit: it is overloaded; a model's timeout (408) and
+# failure (424) are the upstream's, not the request's; a quota exceeded (400) is a limit.
+EXCEPTIONS: Final = {
+    "throttlingexception": (429, "rate_limit_error"),
+    "servicequotaexceededexception": (429, "rate_limit_error"),
+    "modelnotreadyexception": (503, "overloaded_error"),
+    "serviceunavailableexception": (503, "overloaded_error"),
+    "modeltimeoutexception": (504, "timeout_error"),
+    "modelerrorexception": (502, "api_error"),
+    "modelstreamerrorexception": (502, "api_error"),
+    "internalserverexception": (500, "api_error"),
+    "validationexception": (400, "invalid_request_error"),
+    "accessdeniedexception": (403, "permission_error"),
+    "resourcenotfoundexception": (404, "not_found_error"),
+}
+_UNSUPPORTED_BLOCKS: Final = {
+    "search_result": "search_result blocks",
+    "container_upload": "container_upload blocks",
+    "server_tool_use": "server tool calls",
+    "web_search_tool_result": "server tool results",
+    "web_fetch_tool_result": "server tool results",
+    "code_execution_tool_result": "server tool results",
+    "bash_code_execution_tool_result": "server tool results",
+    "text_editor_code_execution_tool_result": "server tool results",
+    "mcp_tool_use": "MCP server tool calls",
+    "mcp_tool_result": "MCP server tool results",
+}
+# The only tool of a request whose conversation has tool calls or results but that offers no
+# tool (Converse refuses tool blocks without a `toolConfig`).
+PLACEHOLDER_TOOL: Final = {
+    "toolSpec": {
+        "name": "no_tool_available",
+        "description": "Not a tool: no tool is available now. Never call it.",
+        "inputSchema": {"json": {"type": "object", "properties": {}}},
+    }
+}
+# What a tool result without content says (Converse refuses an empty text block).
+EMPTY_RESULT: Final = "(no content)"
+# What a document's name may hold (Bedrock: letters, digits, single spaces, hyphens,
+# parentheses, square brackets); anything else becomes a space.
+_NAME_INVALID: Final = re.compile(r"[^A-Za-z0-9\-()\[\] ]+|\s+")
+_NAME_LENGTH: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ConverseCall:
+    """What translating the answer needs to know of the request."""
+
+    model: str  # the model the client asked for: the answer's `model`
+    stream: bool = False
+    stop_sequences: tuple[str, ...] = ()
+    # Upstream tool name -> the client's, for names that were shortened.
+    tool_names: Mapping[str, str] = field(default_factory=dict)
+
+
+def is_anthropic(model_id: str) -> bool:
+    """Whether the Bedrock model id names one of Anthropic's models."""
+    return "anthropic." in model_id
+
+
+def converse_path(model_id: str, stream: bool) -> str:
+    """The request's path: `/model/{modelId}/converse` or `/converse-stream`, the id encoded
+    as botocore encodes a URI label (an ARN's `:` and `/` too)."""
+    return f"/model/{quote(model_id, safe='')}/{'converse-stream' if stream else 'converse'}"
+
+
+@dataclass(slots=True)
+class _Context:
+    """What translating one request keeps: the model's family, tool names, document names."""
+
+    anthropic: bool
+    caches: bool  # the model takes cachePoint blocks and a tool result's status
+    names: ToolNames = field(default_factory=ToolNames)
+    documents: set[str] = field(default_factory=set)
+    has_tool_blocks: bool = False
+
+
+def converse_request(
+    messages: dict[str, Any], *, model: str
+) -> tuple[dict[str, Any], ConverseCall]:
+    """The Anthropic Messages request `messages` as a Converse request body for the Bedrock
+    model id `model`, and the call that translates its answer. A TranslationError names
+    what Converse cannot carry (its `param` the field's path)."""
+    data = messages
+    context = _Context(anthropic=is_anthropic(model), caches=_caches(model))
+    body: dict[str, Any] = {}
+    system, turns = _conversation(data, context)
+    body["messages"] = turns
+    if system:
+        body["system"] = system
+    tool_config = _tool_config(data.get("tools"), data.get("tool_choice"), context)
+    if tool_config is not None:
+        body["toolConfig"] = tool_config
+    stop_sequences = _stop_sequences(data.get("stop_sequences"))
+    inference = _inference(data, stop_sequences)
+    if inference:
+        body["inferenceConfig"] = inference
+    additional = _additional_fields(data, context)
+    if additional:
+        body["additionalModelRequestFields"] = additional
+    if stop_sequences and context.anthropic:
+        body["additionalModelResponseFieldPaths"] = ["/stop_sequence"]
+    if data.get("mcp_servers"):
+        raise TranslationError("mcp_servers", "mcp_servers: MCP servers are not supported")
+    requested = data.get("model")
+    call = ConverseCall(
+        model=requested if isinstance(requested, str) else model,
+        stream=data.get("stream") is True,
+        stop_sequences=stop_sequences,
+        tool_names=context.names.restored,
+    )
+    return body, call
+
+
+def _caches(model_id: str) -> bool:
+    return is_anthropic(model_id) or "amazon.nova" in model_id
+
+
+# --- the conversation ------------------------------------------------------------------
+
+
+def _conversation(
+    data: dict[str, Any], context: _Context
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The system blocks and the messages, consecutive turns of one role merged (Converse
+    wants them alternating), turns left empty dropped."""
+    system = _system(data.get("system"), "system", context)
+    turns = data.get("messages")
+    if not isinstance(turns, list):
+        raise TranslationError("messages", "messages: a list of messages is required")
+    merged: list[dict[str, Any]] = []
+    for position, turn in enumerate(turns):
+        where = f"messages[{position}]"
+        if not isinstance(turn, dict):
+            raise TranslationError(where, f"{where}: a message must be an object")
+        role, content = turn.get("role"), turn.get("content")
+        if role == "system":
+            # Not in Anthropic's API, but clients send it: one more system instruction.
+            system.extend(_system(content, where, context))
+            continue
+        if role == "user":
+            blocks = _user_blocks(content, where, context)
+        elif role == "assistant":
+            blocks = _assistant_blocks(content, where, context)
+        else:
+            raise TranslationError(f"{where}.role", f"{where}.role: unknown role {role!r}")
+        if not blocks:
+            continue
+        if merged and merged[-1]["role"] == role:
+            merged[-1]["content"].extend(blocks)
+        else:
+            merged.append({"role": role, "content": blocks})
+    return system, merged
+
+
+def _system(system: Any, where: str, context: _Context) -> list[dict[str, Any]]:
+    if system is None:
+        return []
+    blocks: list[dict[str, Any]] = []
+    for position, block in enumerate(_blocks(system, where)):
+        place = f"{where}[{position}]" if isinstance(system, list) else where
+        text = _text_of(block, place)
+        if text and not text.startswith(BILLING_HEADER):
+            blocks.append({"text": text})
+            _cache_point(block, blocks, context)
+    return blocks
+
+
+def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
+    """`content` as a list of blocks (a string is one text block)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not all(isinstance(block, dict) for block in content):
+        raise TranslationError(where, f"{where}: a string or a list of content blocks expected")
+    return content
+
+
+def _text_of(block: dict[str, Any], where: str) -> str:
+    kind = block.get("type")
+    if kind != "text":
+        _refuse_block(kind, where)
+        raise TranslationError(where, f"{where}: a text block expected, not {kind!r}")
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise TranslationError(f"{where}.text", f"{where}.text: a string is required")
+    return text
+
+
+def _refuse_block(kind: Any, where: str) -> None:
+    what = _UNSUPPORTED_BLOCKS.get(kind) if isinstance(kind, str) else None
+    if what is not None:
+        raise TranslationError(where, f"{where}: {what} are not supported by Bedrock")
+
+
+def _cache_point(block: dict[str, Any], blocks: list[dict[str, Any]], context: _Context) -> None:
+    """A `cachePoint` after `block` when it has `cache_control` (and the model caches)."""
+    control = block.get("cache_control")
+    if not isinstance(control, dict) or not context.caches:
+        return
+    point: dict[str, Any] = {"type": "default"}
+    if control.get("ttl") in ("5m", "1h"):
+        point["ttl"] = control["ttl"]
+    blocks.append({"cachePoint": point})
+
+
+def _user_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for position, block in enumerate(_blocks(content, f"{where}.content")):
+        place = f"{where}.content[{position}]"
+        kind = block.get("type")
+        if kind == "text":
+            text = _text_of(block, place)
+            if not text:
+                continue  # Converse refuses a blank text block
+            blocks.append({"text": text})
+        elif kind == "image":
+            blocks.append({"image": _image(block, place)})
+        elif kind == "document":
+            blocks.append({"document": _document(block, place, context)})
+        elif kind == "tool_result":
+            blocks.append({"toolResult": _tool_result(block, place, context)})
+            context.has_tool_blocks = True
+        else:
+            _refuse_block(kind, place)
+            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
+        _cache_point(block, blocks, context)
+    return blocks
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64" and isinstance(source, dict):
+        media_type, data = source.get("media_type"), source.get("data")
+        image_format = IMAGE_FORMATS.get(media_type) if isinstance(media_type, str) else None
+        if image_format is None:
+            raise TranslationError(
+                f"{where}.source.media_type",
+                f"{where}.source.media_type: one of {', '.join(IMAGE_FORMATS)} is required",
+            )
+        if isinstance(data, str) and data:
+            return {"format": image_format, "source": {"bytes": data}}
+    elif kind in ("url", "file"):
+        raise TranslationError(
+            f"{where}.source",
+            f"{where}.source: Bedrock takes images as base64 data, it cannot fetch a {kind}",
+        )
+    raise TranslationError(f"{where}.source", f"{where}.source: a base64 image source required")
+
+
+def _document(block: dict[str, Any], where: str, context: _Context) -> dict[str, Any]:
+    """A base64 PDF or a plain-text document (sent as a `txt` document's bytes)."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    data = source.get("data") if isinstance(source, dict) else None
+    if kind == "base64" and isinstance(source, dict) and isinstance(data, str) and data:
+        if source.get("media_type") != "application/pdf":
+            raise TranslationError(
+                f"{where}.source.media_type", f"{where}.source.media_type: application/pdf"
+            )
+        document_format, encoded = "pdf", data
+    elif kind == "text" and isinstance(data, str) and data:
+        document_format, encoded = "txt", base64.b64encode(data.encode()).decode()
+    elif kind in ("url", "file", "content"):
+        raise TranslationError(
+            f"{where}.source",
+            f"{where}.source: Bedrock takes documents as base64 PDF or text, not a {kind} source",
+        )
+    else:
+        raise TranslationError(
+            f"{where}.source", f"{where}.source: a base64 PDF or a text source is required"
+        )
+    document: dict[str, Any] = {
+        "format": document_format,
+        "name": _document_name(block.get("title"), context),
+        "source": {"bytes": encoded},
+    }
+    if isinstance(block.get("context"), str) and block["context"]:
+        document["context"] = block["context"]
+    return document
+
+
+def _document_name(title: Any, context: _Context) -> str:
+    """The document's title in the characters Bedrock allows, else `document-N`; unique in
+    the request (Bedrock tells documents apart by name)."""
+    number = len(context.documents) + 1
+    name = _NAME_INVALID.sub(" ", title).strip()[:_NAME_LENGTH].strip() if title else ""
+    name = name or f"document-{number}"
+    if name in context.documents:
+        name = f"{name[: _NAME_LENGTH - 12]} ({number})"
+    context.documents.add(name)
+    return name
+
+
+def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[str, Any]:
+    call_id = block.get("tool_use_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise TranslationError(f"{where}.tool_use_id", f"{where}.tool_use_id: a string required")
+    parts: list[dict[str, Any]] = []
+    content = block.get("content")
+    if content is not None:
+        for position, part in enumerate(_blocks(content, f"{where}.content")):
+            place = f"{where}.content[{position}]"
+            kind = part.get("type")
+            if kind == "image":
+                parts.append({"image": _image(part, place)})
+            elif kind == "document":
+                parts.append({"document": _document(part, place, context)})
+            else:
+                text = _text_of(part, place)
+                if text:
+                    parts.append({"text": text})
+    if not parts:
+        parts.append({"text": EMPTY_RESULT})
+    result: dict[str, Any] = {"toolUseId": call_id, "content": parts}
+    if block.get("is_error") is True:
+        if context.caches:
+            result["status"] = "error"
+        elif "text" in parts[0]:
+            parts[0] = {"text": TOOL_ERROR_PREFIX + parts[0]["text"]}
+        else:
+            parts.insert(0, {"text": TOOL_ERROR_PREFIX.strip()})
+    return result
+
+
+def _assistant_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for position, block in enumerate(_blocks(content, f"{where}.content")):
+        place = f"{where}.content[{position}]"
+        kind = block.get("type")
+        if kind == "text":
+            text = _text_of(block, place)
+            if not text:
+                continue
+            blocks.append({"text": text})
+        elif kind == "tool_use":
+            blocks.append({"toolUse": _tool_use(block, place, context)})
+            context.has_tool_blocks = True
+        elif kind in ("thinking", "redacted_thinking"):
+            reasoning = _reasoning(block, context)
+            if reasoning is None:
+                continue
+            blocks.append({"reasoningContent": reasoning})
+        else:
+            _refuse_block(kind, place)
+            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
+        _cache_point(block, blocks, context)
+    return blocks
+
+
+def _tool_use(block: dict[str, Any], where: str, context: _Context) -> dict[str, Any]:
+    call_id, name = block.get("id"), block.get("name")
+    if not isinstance(call_id, str) or not isinstance(name, str) or not call_id:
+        raise TranslationError(where, f"{where}: a tool_use block needs an id and a name")
+    arguments = block.get("input", {})
+    if not isinstance(arguments, dict):
+        raise TranslationError(f"{where}.input", f"{where}.input: an object is required")
+    return {
+        "toolUseId": call_id,
+        "name": _upstream_name(context.names, name, f"{where}.name"),
+        "input": arguments,
+    }
+
+
+def _reasoning(block: dict[str, Any], context: _Context) -> dict[str, Any] | None:
+    """An earlier turn's thinking for an Anthropic model, which verifies its signature; None
+    (the block dropped) for other models, and for thinking that has no signature (another
+    upstream's reasoning: Bedrock would refuse it)."""
+    if not context.anthropic:
+        return None
+    if block.get("type") == "redacted_thinking":
+        data = block.get("data")
+        return {"redactedContent": data} if isinstance(data, str) and data else None
+    text, signature = block.get("thinking"), block.get("signature")
+    if not isinstance(text, str) or not isinstance(signature, str) or not signature:
+        return None
+    return {"reasoningText": {"text": text, "signature": signature}}
+
+
+def _upstream_name(names: ToolNames, name: str, where: str) -> str:
+    try:
+        return names.upstream(name)
+    except ValueError as error:
+        raise TranslationError(where, f"{where}: {error}") from None
+
+
+# --- tools and settings ----------------------------------------------------------------
+
+
+def _tool_config(tools: Any, choice: Any, context: _Context) -> dict[str, Any] | None:
+    """`toolConfig`; without tools to offer (none given, or `tool_choice` none), nothing, or
+    the placeholder tool when the conversation has tool blocks (Converse refuses them
+    without a `toolConfig`; the real tools would let the model call one)."""
+    if tools is not None and not isinstance(tools, list):
+        raise TranslationError("tools", "tools: a list is required")
+    specs: list[dict[str, Any]] = []
+    for position, tool in enumerate(tools or ()):
+        specs.append({"toolSpec": _tool(tool, f"tools[{position}]", context)})
+        _cache_point(tool, specs, context)
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    if not specs or kind == "none":
+        return {"tools": [PLACEHOLDER_TOOL]} if context.has_tool_blocks else None
+    config: dict[str, Any] = {"tools": specs}
+    if choice is None:
+        return config
+    if kind in ("auto", "any"):
+        config["toolChoice"] = {kind: {}}
+    elif kind == "tool" and isinstance(choice, dict) and isinstance(choice.get("name"), str):
+        name = _upstream_name(context.names, choice["name"], "tool_choice.name")
+        config["toolChoice"] = {"tool": {"name": name}}
+    else:
+        raise TranslationError("tool_choice", "tool_choice: auto, any, tool (with a name) or none")
+    return config
+
+
+def _tool(tool: Any, where: str, context: _Context) -> dict[str, Any]:
+    if not isinstance(tool, dict):
+        raise TranslationError(where, f"{where}: a tool must be an object")
+    kind = tool.get("type")
+    if kind not in (None, "custom"):
+        raise TranslationError(
+            f"{where}.type", f"{where}: the server tool {kind!r} is not supported by Bedrock"
+        )
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise TranslationError(f"{where}.name", f"{where}.name: a string is required")
+    schema = tool.get("input_schema", {"type": "object"})
+    if not isinstance(schema, dict):
+        raise TranslationError(f"{where}.input_schema", f"{where}.input_schema: an object")
+    spec: dict[str, Any] = {
+        "name": _upstream_name(context.names, name, f"{where}.name"),
+        "inputSchema": {"json": {key: value for key, value in schema.items() if key != "$schema"}},
+    }
+    if isinstance(tool.get("description"), str) and tool["description"]:
+        spec["description"] = tool["description"]
+    if tool.get("strict") is True:
+        spec["strict"] = True
+    return spec
+
+
+def _inference(data: dict[str, Any], stop_sequences: tuple[str, ...]) -> dict[str, Any]:
+    inference: dict[str, Any] = {}
+    max_tokens = data.get("max_tokens")
+    if max_tokens is not None:
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise TranslationError("max_tokens", "max_tokens: a positive integer is required")
+        inference["maxTokens"] = max_tokens
+    for name, key in (("temperature", "temperature"), ("top_p", "topP")):
+        value = data.get(name)
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TranslationError(name, f"{name}: a number is required")
+            inference[key] = value
+    if stop_sequences:
+        inference["stopSequences"] = list(stop_sequences)
+    return inference
+
+
+def _stop_sequences(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TranslationError("stop_sequences", "stop_sequences: a list of strings is required")
+    return tuple(item for item in value if item)
+
+
+def _additional_fields(data: dict[str, Any], context: _Context) -> dict[str, Any]:
+    """`top_k` and `thinking`, which Converse passes to an Anthropic model as they are."""
+    fields: dict[str, Any] = {}
+    top_k = data.get("top_k")
+    if top_k is not None:
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise TranslationError("top_k", "top_k: a positive integer is required")
+        if context.anthropic:
+            fields["top_k"] = top_k
+    thinking = data.get("thinking")
+    if thinking is None:
+        return fields
+    if not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str):
+        raise TranslationError("thinking", "thinking: an object with a type is required")
+    if context.anthropic:
+        fields["thinking"] = thinking
+    elif thinking["type"] != "disabled":
+        raise TranslationError(
+            "thinking", "thinking: extended thinking is not supported by this model"
+        )
+    return fields
+
+
+# --- the answer ------------------------------------------------------------------------
+
+
+def messages_answer(
+    answer: dict[str, Any], call: ConverseCall, request_id: str | None = None
+) -> dict[str, Any]:
+    """A Converse answer as an Anthropic Message. Its id: `msg_` and Bedrock's request id
+    (the `x-amzn-RequestId` header: the body has none) when given, else a random one."""
+    identifier = message_id(request_id)
+    output = answer.get("output")
+    message = output.get("message") if isinstance(output, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    blocks: list[dict[str, Any]] = []
+    for block in content if isinstance(content, list) else ():
+        if isinstance(block, dict):
+            blocks.extend(_answer_block(block, call, f"{identifier}_{len(blocks)}"))
+    reason, sequence = stop_reason(
+        answer.get("stopReason"), answer.get("additionalModelResponseFields"), call
+    )
+    usage = converse_usage(answer.get("usage")) or TokenUsage(0, 0)
+    return {
+        "id": identifier,
+        "type": "message",
+        "role": "assistant",
+        "model": call.model,
+        "content": blocks,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "usage": usage.anthropic(),
+    }
+
+
+def _answer_block(
+    block: dict[str, Any], call: ConverseCall, fallback_id: str
+) -> list[dict[str, Any]]:
+    """A content block of the answer (none for what Anthropic has no block for: citations,
+    images)."""
+    text = block.get("text")
+    if isinstance(text, str):
+        return [{"type": "text", "text": text}] if text else []
+    use = block.get("toolUse")
+    if isinstance(use, dict):
+        name = use.get("name")
+        return [
+            {
+                "type": "tool_use",
+                "id": tool_id(use.get("toolUseId"), fallback_id),
+                "name": client_name(name if isinstance(name, str) else "", call.tool_names),
+                "input": tool_input(use.get("input")),
+            }
+        ]
+    reasoning = block.get("reasoningContent")
+    if not isinstance(reasoning, dict):
+        return []
+    redacted = reasoning.get("redactedContent")
+    if isinstance(redacted, str) and redacted:
+        return [{"type": "redacted_thinking", "data": redacted}]
+    reasoning_text = reasoning.get("reasoningText")
+    if not isinstance(reasoning_text, dict):
+        return []
+    thinking, signature = reasoning_text.get("text"), reasoning_text.get("signature")
+    return [
+        {
+            "type": "thinking",
+            "thinking": thinking if isinstance(thinking, str) else "",
+            "signature": signature if isinstance(signature, str) else "",
+        }
+    ]
+
+
+def stop_reason(reason: Any, fields: Any, call: ConverseCall) -> tuple[str, str | None]:
+    """Converse's stop reason as Anthropic's, and the stop sequence matched: Anthropic's
+    models report it in `additionalModelResponseFields` (asked for by the request); for
+    others it is the request's only stop sequence, or unknown (several): `end_turn` then,
+    as Anthropic's answer names the sequence whenever it says `stop_sequence`."""
+    mapped = STOP_REASONS.get(reason, "end_turn") if isinstance(reason, str) else "end_turn"
+    if mapped != "stop_sequence":
+        return mapped, None
+    matched = fields.get("stop_sequence") if isinstance(fields, dict) else None
+    if isinstance(matched, str) and matched:
+        return mapped, matched
+    if len(call.stop_sequences) == 1:
+        return mapped, call.stop_sequences[0]
+    return "end_turn", None
+
+
+def message_id(request_id: str | None = None) -> str:
+    """`msg_bdrk_` and Bedrock's request id (dashes dropped), or a random id."""
+    if request_id:
+        return "msg_bdrk_" + request_id.replace("-", "")
+    return "msg_bdrk_" + uuid.uuid4().hex[:24]
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def converse_usage(usage: Any) -> TokenUsage | None:
+    """Converse's `usage` (None, or not an object: None). Its `inputTokens` already exclude
+    the tokens read from and written to the cache (AWS's prompt caching guide: the whole
+    input is inputTokens + cacheReadInputTokens + cacheWriteInputTokens): Anthropic's
+    meaning, kept as it is."""
+    if not isinstance(usage, dict):
+        return None
+    return TokenUsage(
+        _count(usage.get("inputTokens")),
+        _count(usage.get("outputTokens")),
+        _count(usage.get("cacheReadInputTokens")),
+        _count(usage.get("cacheWriteInputTokens")),
+    )
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def exception_name(error_type: str | None) -> str:
+    """The exception's name from the `x-amzn-ErrorType` header or a body's `__type`:
+    `ThrottlingException:http://internal.amazon.com/...` and
+    `com.amazon.coral.service#ExpiredTokenException` both name the part that matters."""
+    if not error_type:
+        return ""
+    return error_type.split(":", 1)[0].rsplit("#", 1)[-1].strip()
+
+
+def upstream_status(status: int, error_type: str | None) -> int:
+    """The status the proxy treats a Bedrock error as (see EXCEPTIONS): a throttle 429, a
+    model not ready or the service unavailable 503, a model's timeout 504, a model's
+    failure 502, a quota exceeded 429; any other exception keeps its status."""
+    known = EXCEPTIONS.get(exception_name(error_type).lower())
+    return known[0] if known is not None else status
+
+
+def stream_error(exception: str, payload: bytes) -> tuple[str, str]:
+    """A stream's exception event (`:exception-type` `exception`, its JSON `payload`) as
+    the message and Anthropic type of the client's error event."""
+    name = exception_name(exception)
+    known = EXCEPTIONS.get(name.lower())
+    message = _message(_object(payload), payload, name or "an exception")
+    return message, known[1] if known else "api_error"
+
+
+def bedrock_to_anthropic_error(status: int, body: bytes, error_type: str | None = None) -> bytes:
+    """A Bedrock error answer (`{"message": ...}`, its exception named by the
+    `x-amzn-ErrorType` header `error_type`, or by the body's `__type`) as an Anthropic error
+    body: the status `upstream_status` gives, the type by the exception (EXCEPTIONS), else
+    by that status."""
+    data = _object(body)
+    name = exception_name(error_type)
+    if not name and data is not None:
+        named = data.get("__type", data.get("code"))
+        name = exception_name(named if isinstance(named, str) else None)
+    known = EXCEPTIONS.get(name.lower())
+    final = known[0] if known is not None else status
+    kind = known[1] if known is not None else anthropic_type(final)
+    return anthropic_error(final, _message(data, body, name or f"HTTP {status}"), type=kind)
+
+
+def _object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _message(data: dict[str, Any] | None, body: bytes, what: str) -> str:
+    """The error's `message` (AWS spells it `Message` at times), else what the body says."""
+    message = data.get("message", data.get("Message")) if data is not None else None
+    if isinstance(message, str) and message:
+        return message
+    text = body[:300].decode("utf-8", "replace").strip() if data is None else ""
+    return f"The upstream answered {what}" + (f": {text}" if text else ".")
