@@ -1,5 +1,7 @@
 """The protocol plane: translation between the APIs clients speak and the APIs upstreams speak
-(OpenAI chat completions, Anthropic Messages). Pure code: request mapping, answer mapping and
+(OpenAI chat completions, Anthropic Messages, Google's Gemini generateContent, Amazon Bedrock's
+Converse). Anthropic's Messages API is the pivot: every other protocol has a pair of
+translators to and from it, and the request path chains two where neither side speaks it. Pure code: request mapping, answer mapping and
 stream state machines over bytes, no I/O, importing none of the other planes. The request path
 (`llm_proxy.proxy`) calls it for a client whose protocol differs from its upstream's.
 
@@ -12,5 +14,12 @@ stream state machines over bytes, no I/O, importing none of the other planes. Th
 * `chat_via_messages`: OpenAI chat-completions clients served by an Anthropic upstream: the
   request and the answer; `chat_conversation` the messages and content parts, `chat_stream`
   the stream.
+* `gemini`: Anthropic Messages requests as Gemini `generateContent` requests, and Gemini's
+  answers as Messages; `gemini_stream` its stream, `gemini_schema` tool schemas in Gemini's
+  OpenAPI subset, `gemini_embeddings` OpenAI embeddings from `embedContent`.
+* `gemini_client`: Gemini clients (the google-genai SDK): their requests as Messages requests,
+  Messages answers as Gemini's; `gemini_client_stream` the stream.
+* `converse`: Anthropic Messages requests as Bedrock Converse requests and the answers back;
+  `converse_stream` ConverseStream's events, `eventstream` AWS's binary event-stream framing.
 * `stream`: the interface of a stream translator, as the relay drives it.
 """
