@@ -21,11 +21,13 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   `response.output` or `response.result` when that is the response's only key and a string,
   else the JSON of `response`; a response whose only key is `error` is an error result; image
   `parts` of a response follow its text. Thought parts (`thought: true`): a run of them up to
-  one carrying a `thoughtSignature` of ours (see the answer) is that thinking block; thoughts
-  without one are dropped (Anthropic needs the signature). Consecutive turns of one role are
-  one turn (tool results first in it, as Anthropic requires). A conversation that starts with
-  the model gets a user turn of "." before it, Anthropic requires a user turn first; a last
-  model turn (a prefill) loses its trailing whitespace. Tool ids keep `[A-Za-z0-9_-]`.
+  one carrying a `thoughtSignature` of ours (see the answer) is that thinking block, the run
+  spanning consecutive model contents (the SDK's chat records a streamed answer as one content
+  per chunk); thoughts without one are dropped (Anthropic needs the signature). Consecutive
+  turns of one role are one turn (tool results first in it, as Anthropic requires). A
+  conversation that starts with the model gets a user turn of "." before it, Anthropic
+  requires a user turn first; a last model turn (a prefill) loses its trailing whitespace.
+  Tool ids keep `[A-Za-z0-9_-]`.
 * `generationConfig`: `maxOutputTokens` -> `max_tokens` (else `default_max_tokens`);
   `temperature` (Gemini's 0-2 range, Anthropic's 0-1: above 1 becomes 1), `topP`, `topK`,
   `stopSequences` (a sequence of only whitespace is a 400). `thinkingConfig`: a positive
@@ -271,14 +273,17 @@ def _system(instruction: Any) -> list[dict[str, Any]]:
 
 
 class _Conversation:
-    """The walk over `contents`: the turns, and the function calls awaiting their response
-    (by name, in order), which pairs a response without id with its call."""
+    """The walk over `contents`: the turns, the function calls awaiting their response (by
+    name, in order), which pairs a response without id with its call, and the texts of a run
+    of thought parts until its signature (a streamed answer's thoughts come back as one
+    content per chunk, as the SDK's chat records them)."""
 
-    __slots__ = ("_pending", "_turns")
+    __slots__ = ("_pending", "_thought", "_turns")
 
     def __init__(self) -> None:
         self._turns: list[dict[str, Any]] = []
         self._pending: dict[str, deque[str]] = {}
+        self._thought: list[str] = []
 
     def turns(self, contents: Any) -> list[dict[str, Any]]:
         contents = _list(contents, "contents")
@@ -313,17 +318,19 @@ class _Conversation:
 
     def _blocks(self, parts: Any, role: str, index: int) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
-        thought: list[str] = []  # the texts of a run of thought parts, until its signature
+        if role != "assistant":
+            self._thought.clear()
         for number, part in enumerate(_list(parts, f"contents[{index}].parts")):
             param = f"contents[{index}].parts[{number}]"
             part = _object(part, param)
             if part.get("thought") is True:
                 if role == "assistant":
-                    block = _thinking_block(part, thought)
+                    block = _thinking_block(part, self._thought)
                     if block is not None:
                         blocks.append(block)
                 continue
-            thought = []
+            if part:
+                self._thought.clear()
             block = self._block(part, role, param, f"call_{index}_{number}")
             if block is not None:
                 blocks.append(block)
