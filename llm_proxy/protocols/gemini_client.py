@@ -198,7 +198,7 @@ def messages_from_gemini(
     ):
         thinking = None
     if thinking is None:
-        messages = [_without_thinking(turn) for turn in messages]
+        messages = _without_thinking(messages)
     anthropic: dict[str, Any] = {"model": model_name(model), "messages": messages}
     if system:
         anthropic["system"] = system
@@ -297,24 +297,10 @@ class _Conversation:
                 role = "assistant"
             else:
                 raise TranslationError(f"{param}.role", "role must be user or model.")
-            blocks = self._blocks(content.get("parts"), role, index)
-            if not blocks:
-                continue
-            if self._turns and self._turns[-1]["role"] == role:
-                self._turns[-1]["content"].extend(blocks)
-            else:
-                self._turns.append({"role": role, "content": blocks})
-        if not self._turns:
-            raise TranslationError("contents", "contents needs a user turn with content.")
-        for turn in self._turns:
-            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-        if self._turns[0]["role"] == "assistant":
-            first = {"role": "user", "content": [{"type": "text", "text": FIRST_USER_TEXT}]}
-            self._turns.insert(0, first)
-        last = self._turns[-1]["content"][-1]
-        if self._turns[-1]["role"] == "assistant" and last["type"] == "text":
-            last["text"] = last["text"].rstrip()
-        return self._turns
+            self._turns.append(
+                {"role": role, "content": self._blocks(content.get("parts"), role, index)}
+            )
+        return _alternating(self._turns)
 
     def _blocks(self, parts: Any, role: str, index: int) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
@@ -512,11 +498,37 @@ def _file_block(file: dict[str, Any], param: str) -> dict[str, Any]:
     )
 
 
-def _without_thinking(turn: dict[str, Any]) -> dict[str, Any]:
-    if turn["role"] != "assistant":
-        return turn
-    blocks = [block for block in turn["content"] if block["type"] != "thinking"]
-    return {"role": "assistant", "content": blocks or [{"type": "text", "text": "."}]}
+def _alternating(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Turns as Anthropic takes them: none empty, consecutive ones of a role joined (tool
+    results first in a turn), a user turn first, no trailing whitespace in a last model turn
+    (a prefill)."""
+    joined: list[dict[str, Any]] = []
+    for turn in turns:
+        if not turn["content"]:
+            continue
+        if joined and joined[-1]["role"] == turn["role"]:
+            joined[-1]["content"].extend(turn["content"])
+        else:
+            joined.append({"role": turn["role"], "content": list(turn["content"])})
+    if not joined:
+        raise TranslationError("contents", "contents needs a user turn with content.")
+    for turn in joined:
+        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    if joined[0]["role"] == "assistant":
+        joined.insert(0, {"role": "user", "content": [{"type": "text", "text": FIRST_USER_TEXT}]})
+    last = joined[-1]["content"][-1]
+    if joined[-1]["role"] == "assistant" and last["type"] == "text":
+        joined[-1]["content"][-1] = {**last, "text": last["text"].rstrip()}
+    return joined
+
+
+def _without_thinking(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns without their thinking blocks (a request without thinking)."""
+    kept = [
+        {**turn, "content": [block for block in turn["content"] if block["type"] != "thinking"]}
+        for turn in turns
+    ]
+    return _alternating(kept)
 
 
 def _unsigned_tool_use(turns: list[dict[str, Any]]) -> bool:

@@ -748,3 +748,21 @@ def test_count_tokens() -> None:
     )
     assert set(whole) == {"model", "messages", "system", "tools"}
     assert count_tokens_answer({"input_tokens": 12}) == {"totalTokens": 12}
+
+
+def test_without_thinking_a_thought_only_turn_disappears_and_its_neighbours_join() -> None:
+    signed = {"text": "hm", "thought": True, "thoughtSignature": wrap_signature("sig")}
+    body = translate({"contents": [user({"text": "a"}), model(signed), user({"text": "b"})]})
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+    ]
+    with_thinking = translate(
+        {
+            "contents": [user({"text": "a"}), model(signed), user({"text": "b"})],
+            "generationConfig": THINKING,
+        }
+    )
+    assert with_thinking["messages"][1] == {
+        "role": "assistant",
+        "content": [{"type": "thinking", "thinking": "hm", "signature": "sig"}],
+    }
