@@ -37,13 +37,18 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   `maxOutputTokens` as Anthropic does within `max_tokens`, which must exceed the budget: when
   it does not, `max_tokens` becomes budget + `max_tokens`. With thinking, temperature, topP and
   topK are dropped (Anthropic refuses them). Thinking is off when a function call is forced
-  (mode ANY: Anthropic refuses the pair) and when the last model turn called functions without
-  a signed thought before them (Anthropic then requires that thinking block). `includeThoughts`
-  decides whether the answer shows the thoughts. Dropped: `presencePenalty`,
-  `frequencyPenalty`, `seed`, `mediaResolution`, `imageConfig`. Refused (400):
+  (mode ANY, or JSON mode: Anthropic refuses the pair) and when the last model turn called
+  functions without a signed thought before them (Anthropic then requires that thinking
+  block). `includeThoughts` decides whether the answer shows the thoughts. Dropped:
+  `presencePenalty`, `frequencyPenalty`, `seed`, `mediaResolution`, `imageConfig`. Refused:
   `candidateCount` > 1, `responseLogprobs`, `logprobs`, `responseModalities` other than TEXT,
-  `speechConfig`, a `responseMimeType` other than text/plain (JSON mode, with or without
-  `responseSchema`/`responseJsonSchema`: an Anthropic model has no such mode).
+  `speechConfig`, a `responseMimeType` other than text/plain and application/json.
+* JSON mode (`responseMimeType` application/json): a tool (`json_answer`) whose input schema
+  is `responseJsonSchema`, else `responseSchema` as JSON Schema, else any object, forced by
+  `tool_choice` with parallel calls off; its input is the answer's text. With the client's
+  functions and mode AUTO (or none), all are offered and one call is required (`any`): the
+  model answers in JSON or calls a function. A schema whose root is not an object, another
+  mode, or a function named `json_answer` is a 400 (an Anthropic tool's input is an object).
 * `tools`: `functionDeclarations` -> tools; `parametersJsonSchema` as it is, `parameters` (the
   OpenAPI subset Gemini takes) as JSON Schema: types lowercased, `nullable` -> a `null` type
   (and `null` in its `enum`), `propertyOrdering` and `example` dropped. Any other tool (Google
@@ -55,14 +60,15 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   Dropped: `safetySettings`, `labels`, `serviceTier`, and fields unknown here.
 
 Answer (`gemini_answer`): text blocks -> text parts; `tool_use` -> `functionCall` parts
-{id, name, args}; `thinking` (when `includeThoughts`) -> a part {text, thought: true,
-thoughtSignature}, the signature being the base64 of the Anthropic signature's UTF-8 bytes
-(the SDK decodes a thoughtSignature as base64 and sends it back re-encoded, URL-safe: the
-signature survives any such round trip); `redacted_thinking` and server tool blocks are
-dropped. finishReason: STOP (end_turn, stop_sequence, tool_use, pause_turn), MAX_TOKENS
-(max_tokens, model_context_window_exceeded), SAFETY (refusal). usageMetadata:
-promptTokenCount counts cache reads and writes, cachedContentTokenCount the reads;
-candidatesTokenCount counts thinking (Anthropic does not count it apart).
+{id, name, args} (JSON mode's tool: a text part, its input's JSON); `thinking` (when
+`includeThoughts`) -> a part {text, thought: true, thoughtSignature}, the signature being the
+base64 of the Anthropic signature's UTF-8 bytes (the SDK decodes a thoughtSignature as base64
+and sends it back re-encoded, URL-safe: the signature survives any such round trip);
+`redacted_thinking` and server tool blocks are dropped. finishReason: STOP (end_turn,
+stop_sequence, tool_use, pause_turn), MAX_TOKENS (max_tokens, model_context_window_exceeded),
+SAFETY (refusal), OTHER (any other). usageMetadata: promptTokenCount counts cache reads and
+writes, cachedContentTokenCount the reads; candidatesTokenCount counts thinking (Anthropic
+does not count it apart).
 """
 
 from __future__ import annotations
@@ -81,6 +87,11 @@ from llm_proxy.protocols.chat_via_messages import MIN_THINKING_BUDGET, THINKING_
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
+JSON_TOOL_NAME: Final = "json_answer"
+_JSON_TOOL_DESCRIPTION: Final = (
+    "Give your final answer by calling this tool: its input is the answer, a JSON object"
+    " that follows the schema."
+)
 DYNAMIC_THINKING_BUDGET: Final = 8192  # thinkingBudget -1: the model decides, "medium" here
 FIRST_USER_TEXT: Final = "."  # the user turn put before a conversation the model starts
 GENERATION_METHODS: Final = ("generateContent", "streamGenerateContent", "countTokens")
@@ -133,6 +144,7 @@ class GeminiClientCall:
     model: str  # as the client named it in the URL (answers carry it as modelVersion)
     stream: bool = False
     include_thoughts: bool = False  # thinkingConfig.includeThoughts: thought parts shown
+    json_tool: str | None = None  # the tool standing for JSON mode: its input is the text
 
 
 def _snake(name: str) -> str:
@@ -191,6 +203,10 @@ def messages_from_gemini(
     messages = _Conversation().turns(field(body, "contents"))
     tools = _tools(field(body, "tools"))
     tool_choice = _tool_choice(field(body, "toolConfig"), {tool["name"] for tool in tools})
+    json_tool = _json_tool(config)
+    if json_tool is not None:
+        tool_choice = _json_choice(json_tool, tools, tool_choice)
+        tools.append(json_tool)
     thinking = _thinking(_object(field(config, "thinkingConfig"), "thinkingConfig"))
     if thinking is not None and (
         (tool_choice is not None and tool_choice["type"] in ("any", "tool"))
@@ -216,6 +232,7 @@ def messages_from_gemini(
         model=model_name(model),
         stream=stream,
         include_thoughts=thinking is not None and field(thinking_config, "includeThoughts") is True,
+        json_tool=JSON_TOOL_NAME if json_tool is not None else None,
     )
     return anthropic, call
 
@@ -242,12 +259,11 @@ def _refuse_unsupported(config: dict[str, Any]) -> None:
             "generationConfig.responseModalities", "This model answers with text only."
         )
     mime = field(config, "responseMimeType")
-    if mime is not None and mime != "text/plain":
+    if mime is not None and mime not in ("text/plain", "application/json"):
         raise TranslationError(
             "generationConfig.responseMimeType",
-            f"responseMimeType {mime!r} is not supported: this model (served through the"
-            " Anthropic Messages API) has no JSON mode. Describe the wanted JSON in the"
-            " prompt, or declare a function whose parameters are the schema.",
+            f"responseMimeType {mime!r} is not supported: this model answers in text/plain or"
+            " application/json.",
         )
 
 
@@ -684,6 +700,46 @@ def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _json_tool(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool standing for JSON mode, or None (the module's docstring)."""
+    if field(config, "responseMimeType") != "application/json":
+        return None
+    schema = field(config, "responseJsonSchema")
+    param = "generationConfig.responseJsonSchema"
+    if schema is None and field(config, "responseSchema") is not None:
+        param = "generationConfig.responseSchema"
+        schema = json_schema(_object(field(config, "responseSchema"), param))
+    if schema is None:
+        schema = {"type": "object"}
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise TranslationError(
+            param,
+            'The schema\'s root must be {"type": "object"}: this model answers in JSON through'
+            " a tool's input, which is an object.",
+        )
+    return {"name": JSON_TOOL_NAME, "description": _JSON_TOOL_DESCRIPTION, "input_schema": schema}
+
+
+def _json_choice(
+    json_tool: dict[str, Any], tools: list[dict[str, Any]], choice: dict[str, Any] | None
+) -> dict[str, Any]:
+    if any(tool["name"] == json_tool["name"] for tool in tools):
+        raise TranslationError(
+            "tools",
+            f"A function is named {json_tool['name']!r}, the name JSON mode's tool takes here:"
+            " rename it.",
+        )
+    if choice is not None and choice["type"] != "auto":
+        raise TranslationError(
+            "toolConfig.functionCallingConfig.mode",
+            "JSON mode is honoured with a forced tool call: it cannot be combined with"
+            " function calling mode ANY or NONE.",
+        )
+    forced = {"type": "any"} if tools else {"type": "tool", "name": json_tool["name"]}
+    # One call: either the JSON answer or one of the client's functions, never both.
+    return {**forced, "disable_parallel_tool_use": True}
+
+
 def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
     calling = _object(
         field(_object(tool_config, "toolConfig"), "functionCallingConfig"),
@@ -725,6 +781,12 @@ def gemini_answer(message: dict[str, Any], call: GeminiClientCall) -> dict[str, 
             parts.append({"text": block["text"]})
         elif kind == "thinking" and call.include_thoughts:
             parts.append(thought_part(block.get("thinking"), block.get("signature")))
+        elif (
+            kind == "tool_use"
+            and call.json_tool is not None
+            and block.get("name") == call.json_tool
+        ):
+            parts.append({"text": orjson.dumps(block.get("input") or {}).decode()})
         elif kind == "tool_use":
             parts.append(function_call_part(block.get("id"), block.get("name"), block.get("input")))
     candidate: dict[str, Any] = {

@@ -7,15 +7,16 @@ Google's. Every chunk has one candidate whose content holds one part: a text del
 part; a thinking delta (when the client asked for thoughts) a thought part, and the block's
 signature, at its end, a thought part of empty text carrying the thoughtSignature; a
 `tool_use` block is one functionCall part, said whole at its `content_block_stop` (its
-`input_json_delta` fragments assembled: Gemini streams a call whole). `message_stop` ends the
-stream with a chunk holding an empty text part (the SDK's chat keeps a turn only when every
-chunk has a part), the finishReason and the usageMetadata. Every chunk carries modelVersion
-and responseId. An upstream `error` event, a tool input that is not JSON, or `fail()` ends the
-stream with Google's error object (`data: {"error": {"code", "message", "status"}}`), which
-the SDK raises as ClientError or ServerError from its iterator. An upstream that ends without
+`input_json_delta` fragments assembled: Gemini streams a call whole); JSON mode's tool
+streams its input's fragments as text parts. `message_stop` ends the stream with a chunk
+holding an empty text part (the SDK's chat keeps a turn only when every chunk has a part),
+the finishReason and the usageMetadata. Every chunk carries modelVersion and responseId. An
+upstream `error` event, a tool input that is not JSON, or `fail()` ends the stream with
+Google's error object (`data: {"error": {"code", "message", "status"}}`), which the SDK
+raises as ClientError or ServerError from its iterator. An upstream that ends without
 `message_stop` still gets the final chunk, unless it said nothing or stopped inside a tool
-call: then an error. Pings say nothing: the SDK reads a line that is not `data: ` as JSON,
-and would fail on an SSE comment.
+call or the JSON answer: then an error. Pings say nothing: the SDK reads a line that is not
+`data: ` as JSON, and would fail on an SSE comment.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ END: Final = b"\r\n\r\n"
 class _Block:
     """An Anthropic content block being streamed."""
 
-    kind: str  # text, thinking, tool, or ignored
+    kind: str  # text, thinking, tool, json (JSON mode's answer), or ignored
     id: Any = None  # a tool_use's
     name: Any = None
     initial_input: Any = None  # a tool_use block's input at its start (normally {})
@@ -95,7 +96,9 @@ class GeminiFromMessages:
             return said
         if not self._started:
             return said + self.fail("The upstream ended its stream without an answer.")
-        if any(block.kind == "tool" and not block.stopped for block in self._blocks.values()):
+        if any(
+            block.kind in ("tool", "json") and not block.stopped for block in self._blocks.values()
+        ):
             return said + self.fail("The upstream ended its stream inside a function call.")
         return said + self._finish()
 
@@ -171,6 +174,9 @@ class GeminiFromMessages:
         if kind == "thinking" and self._call.include_thoughts:
             self._blocks[index] = _Block("thinking", signature=block.get("signature") or "")
             return self._thought(block.get("thinking"))
+        if kind == "tool_use" and block.get("name") == self._call.json_tool:
+            self._blocks[index] = _Block("json", initial_input=block.get("input"))
+            return b""
         if kind == "tool_use":
             self._blocks[index] = _Block(
                 "tool", id=block.get("id"), name=block.get("name"), initial_input=block.get("input")
@@ -192,6 +198,11 @@ class GeminiFromMessages:
             signature = delta.get("signature")
             if isinstance(signature, str):
                 block.signature += signature
+        elif kind == "input_json_delta" and block.kind == "json":
+            fragment = delta.get("partial_json")
+            if isinstance(fragment, str) and fragment:
+                block.fragments.append(fragment)
+                return self._text(fragment)
         elif kind == "input_json_delta" and block.kind == "tool":
             fragment = delta.get("partial_json")
             if isinstance(fragment, str):
@@ -205,6 +216,10 @@ class GeminiFromMessages:
         block.stopped = True
         if block.kind == "thinking" and block.signature:
             return self._chunk(thought_part("", block.signature))
+        if block.kind == "json" and not block.fragments:
+            # No input_json_delta came: the answer is the block's input at its start.
+            initial = block.initial_input if isinstance(block.initial_input, dict) else {}
+            return self._text(orjson.dumps(initial).decode())
         if block.kind != "tool":
             return b""
         text = "".join(block.fragments)

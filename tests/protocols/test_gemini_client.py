@@ -443,8 +443,36 @@ def test_generation_config() -> None:
         ({"generationConfig": {"candidateCount": 2}}, "generationConfig.candidateCount"),
         ({"generationConfig": {"responseLogprobs": True}}, "generationConfig.responseLogprobs"),
         (
-            {"generationConfig": {"responseMimeType": "application/json", "responseSchema": {}}},
+            {"generationConfig": {"responseMimeType": "text/x.enum"}},
             "generationConfig.responseMimeType",
+        ),
+        (
+            {"generationConfig": {"responseMimeType": "application/json", "responseSchema": {}}},
+            "generationConfig.responseSchema",
+        ),
+        (
+            {
+                "generationConfig": {
+                    "responseMimeType": "application/json",
+                    "responseJsonSchema": {"type": "array"},
+                }
+            },
+            "generationConfig.responseJsonSchema",
+        ),
+        (
+            {
+                "generationConfig": {"responseMimeType": "application/json"},
+                "tools": [{"functionDeclarations": [{"name": "f"}]}],
+                "toolConfig": {"functionCallingConfig": {"mode": "ANY"}},
+            },
+            "toolConfig.functionCallingConfig.mode",
+        ),
+        (
+            {
+                "generationConfig": {"responseMimeType": "application/json"},
+                "tools": [{"functionDeclarations": [{"name": "json_answer"}]}],
+            },
+            "tools",
         ),
         (
             {"generationConfig": {"response_modalities": ["TEXT", "IMAGE"]}},
@@ -766,3 +794,64 @@ def test_without_thinking_a_thought_only_turn_disappears_and_its_neighbours_join
         "role": "assistant",
         "content": [{"type": "thinking", "thinking": "hm", "signature": "sig"}],
     }
+
+
+def test_json_mode_is_a_forced_tool() -> None:
+    body, call = messages_from_gemini(
+        {
+            "contents": [user({"text": "List two colours."})],
+            "generationConfig": {
+                "response_mime_type": "application/json",
+                "response_schema": {
+                    "type": "OBJECT",
+                    "properties": {"colours": {"type": "ARRAY", "items": {"type": "STRING"}}},
+                },
+                **THINKING,
+            },
+        },
+        model="claude-x",
+        stream=False,
+    )
+    assert body["tools"] == [
+        {
+            "name": "json_answer",
+            "description": body["tools"][0]["description"],
+            "input_schema": {
+                "type": "object",
+                "properties": {"colours": {"type": "array", "items": {"type": "string"}}},
+            },
+        }
+    ]
+    assert body["tool_choice"] == {
+        "type": "tool",
+        "name": "json_answer",
+        "disable_parallel_tool_use": True,
+    }
+    assert "thinking" not in body
+    assert call.json_tool == "json_answer"
+    reply = {
+        "id": "msg_1",
+        "content": [{"type": "tool_use", "id": "t", "name": "json_answer", "input": {"a": 1}}],
+        "stop_reason": "tool_use",
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    candidate = gemini_answer(reply, call)["candidates"][0]
+    assert candidate["content"]["parts"] == [{"text": '{"a":1}'}]
+    assert candidate["finishReason"] == "STOP"
+
+
+def test_json_mode_with_functions_requires_one_call_of_any() -> None:
+    body = translate(
+        {
+            "contents": [user({"text": "go"})],
+            "generationConfig": {
+                "responseMimeType": "application/json",
+                "responseJsonSchema": {"type": "object", "required": ["a"]},
+            },
+            "tools": [{"functionDeclarations": [{"name": "f"}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+        }
+    )
+    assert [tool["name"] for tool in body["tools"]] == ["f", "json_answer"]
+    assert body["tools"][1]["input_schema"] == {"type": "object", "required": ["a"]}
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}

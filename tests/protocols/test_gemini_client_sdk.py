@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import pydantic
 import pytest
 
 from llm_proxy.protocols.gemini_client import (
@@ -347,3 +348,24 @@ def test_the_sdk_counts_tokens() -> None:
         "model": "claude-x",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello there"}]}],
     }
+
+
+def test_the_sdk_parses_json_mode_answers_into_its_schema() -> None:
+    class Colours(pydantic.BaseModel):
+        colours: list[str]
+
+    reply = message(
+        {"type": "tool_use", "id": "t", "name": "json_answer", "input": {"colours": ["red"]}},
+        stop_reason="tool_use",
+    )
+    first = Upstream(answer(reply, GeminiClientCall("claude-x", json_tool="json_answer")))
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json", response_schema=Colours
+    )
+    response = first.client().models.generate_content(
+        model="claude-x", contents="A colour?", config=config
+    )
+    assert response.parsed == Colours(colours=["red"])
+    body, call = messages_from_gemini(first.requests[0][1], model="claude-x", stream=False)
+    assert call.json_tool == "json_answer"
+    assert body["tools"][0]["input_schema"]["properties"]["colours"]["type"] == "array"

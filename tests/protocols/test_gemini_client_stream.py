@@ -142,6 +142,19 @@ def test_arguments_that_are_not_json_end_the_stream_with_an_error() -> None:
     assert out["error"]["status"] == "UNAVAILABLE"
 
 
+def test_json_mode_streams_its_answer_as_text() -> None:
+    call = GeminiClientCall(model="claude-x", stream=True, json_tool="json_answer")
+    raw = start() + tool_block(0, "t", "json_answer", '{"a": ', "1}") + end("tool_use")
+    out = said(raw, call)
+    assert (out["text"], out["calls"], out["finish"]) == ('{"a": 1}', [], "STOP")
+    empty = said(start() + tool_block(0, "t", "json_answer") + end("tool_use"), call)
+    assert empty["text"] == "{}"
+    block = {"type": "tool_use", "id": "t", "name": "json_answer", "input": {}}
+    cut = start() + event("content_block_start", index=0, content_block=block)
+    cut += delta(0, type="input_json_delta", partial_json='{"a": ')
+    assert said(cut, call)["error"]["message"].startswith("The upstream ended its stream inside")
+
+
 @pytest.mark.parametrize(
     ("stop_reason", "finish"),
     [("max_tokens", "MAX_TOKENS"), ("refusal", "SAFETY"), ("stop_sequence", "STOP")],
