@@ -21,6 +21,7 @@ from llm_proxy.protocols.gemini_client import (
     count_tokens_request,
     gemini_answer,
     gemini_error,
+    gemini_model,
     gemini_models,
     messages_from_gemini,
 )
@@ -60,7 +61,9 @@ class Upstream:
     def client(self) -> Any:
         transport = http.MockTransport(self.handler)
         options = types.HttpOptions(
-            base_url="http://proxy.test", httpx_client=http.Client(transport=transport)
+            base_url="http://proxy.test",
+            httpx_client=http.Client(transport=transport),
+            httpx_async_client=http.AsyncClient(transport=transport),
         )
         return genai.Client(api_key="test", http_options=options)
 
@@ -208,6 +211,20 @@ def test_the_sdk_reads_the_stream() -> None:
     assert last.usage_metadata.total_token_count == 17
 
 
+async def test_the_async_sdk_reads_the_stream_and_its_error() -> None:
+    call = GeminiClientCall(model="claude-x", stream=True)
+    error = event("error", error={"type": "rate_limit_error", "message": "Slow down"})
+    upstream = Upstream(stream(start() + text_block(0, "Hi", " there") + error, call))
+    chunks = await upstream.client().aio.models.generate_content_stream(
+        model="claude-x", contents="hi"
+    )
+    texts = [(await anext(chunks)).text, (await anext(chunks)).text]
+    with pytest.raises(errors.ClientError) as caught:
+        await anext(chunks)
+    assert texts == ["Hi", " there"]
+    assert (caught.value.code, caught.value.status) == (429, "RESOURCE_EXHAUSTED")
+
+
 def test_an_error_mid_stream_is_raised_by_the_sdks_iterator() -> None:
     call = GeminiClientCall(model="claude-x", stream=True)
     error = event("error", error={"type": "overloaded_error", "message": "Overloaded"})
@@ -334,6 +351,13 @@ def test_the_sdk_pages_through_the_model_list() -> None:
         "pageSize=2&pageToken=2",
         "pageSize=2&pageToken=4",
     ]
+
+
+def test_the_sdk_gets_a_model() -> None:
+    upstream = Upstream((200, "application/json", orjson.dumps(gemini_model("claude-x"))))
+    model = upstream.client().models.get(model="claude-x")
+    assert upstream.requests[0][0].endswith("/models/claude-x")
+    assert (model.name, model.display_name) == ("models/claude-x", "claude-x")
 
 
 def test_the_sdk_counts_tokens() -> None:
