@@ -239,7 +239,9 @@ _BLOCKS = st.lists(
         st.tuples(st.just("thinking"), st.lists(st.text(min_size=1), min_size=1, max_size=3)),
         st.tuples(
             st.just("tool"),
-            st.dictionaries(st.text(max_size=5), st.integers() | st.text(), max_size=3),
+            st.dictionaries(
+                st.text(max_size=5), st.integers(-(2**53), 2**53) | st.text(), max_size=3
+            ),
         ),
     ),
     max_size=5,
