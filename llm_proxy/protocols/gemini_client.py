@@ -79,6 +79,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -147,10 +148,12 @@ class GeminiClientCall:
     json_tool: str | None = None  # the tool standing for JSON mode: its input is the text
 
 
+@lru_cache(maxsize=256)  # a request reads the same few field names again and again
 def _snake(name: str) -> str:
     return _CAMEL_HUMP.sub("_", name).lower()
 
 
+@lru_cache(maxsize=256)
 def _camel(name: str) -> str:
     return _SNAKE_HUMP.sub(lambda match: match.group(1).upper(), name)
 
