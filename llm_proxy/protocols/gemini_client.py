@@ -1,0 +1,943 @@
+"""Gemini-native clients (Google's `google-genai` SDK, the generateContent API) served by an
+Anthropic (Messages API) upstream: the request, the answer, errors, the model list and
+countTokens. The stream is `gemini_client_stream.GeminiFromMessages`.
+
+Google's JSON parser takes both spellings of a field (`inlineData` and `inline_data`), and the
+SDK sends both (`inlineData.mime_type`, `thinkingConfig.thinking_budget`): every field is read
+under either name. A model named `models/X` is `X`.
+
+Request (`messages_from_gemini`), what each Gemini field becomes:
+
+* `systemInstruction` (a Content, or a string) -> `system` text blocks.
+* `contents`: role `user` (or none, or `function`/`tool`, which older clients use for function
+  responses) -> `user`, `model` -> `assistant`. Parts: `text` (text of only whitespace dropped,
+  as Anthropic refuses it); `inlineData` (base64, either alphabet) of a JPEG, PNG, GIF or WebP
+  image -> an `image` block, of a PDF -> a `document`, of `text/plain` -> a text `document`
+  (any other type is a 400); `fileData` with an http(s) `fileUri` of an image or a PDF -> a
+  `url` source (a `gs://` or Files API URI is a 400: the upstream cannot fetch it);
+  `functionCall` -> `tool_use` (its `id`, else `call_<content>_<part>`); `functionResponse` ->
+  `tool_result` in the user turn, paired by `id`, else with the earliest unanswered call of its
+  name (the SDK's automatic function calling sends no id). The result's content is the text of
+  `response.output` or `response.result` when that is the response's only key and a string,
+  else the JSON of `response`; a response whose only key is `error` is an error result; image
+  `parts` of a response follow its text. Thought parts (`thought: true`): a run of them up to
+  one carrying a `thoughtSignature` of ours (see the answer) is that thinking block, the run
+  spanning consecutive model contents (the SDK's chat records a streamed answer as one content
+  per chunk); thoughts without one are dropped (Anthropic needs the signature). Consecutive
+  turns of one role are one turn (tool results first in it, as Anthropic requires). A
+  conversation that starts with the model gets a user turn of "." before it, Anthropic
+  requires a user turn first; a last model turn (a prefill) loses its trailing whitespace.
+  Tool ids keep `[A-Za-z0-9_-]`.
+* `generationConfig`: `maxOutputTokens` -> `max_tokens` (else `default_max_tokens`);
+  `temperature` (Gemini's 0-2 range, Anthropic's 0-1: above 1 becomes 1), `topP`, `topK`,
+  `stopSequences` (a sequence of only whitespace is a 400). `thinkingConfig`: a positive
+  `thinkingBudget` -> `thinking.budget_tokens` (at least 1024, Anthropic's minimum), -1
+  (dynamic) -> 8192, 0 -> no thinking; `thinkingLevel` minimal/low/medium/high ->
+  1024/2048/8192/24576; no thinkingConfig: no thinking. Gemini counts thoughts within
+  `maxOutputTokens` as Anthropic does within `max_tokens`, which must exceed the budget: when
+  it does not, `max_tokens` becomes budget + `max_tokens`. With thinking, temperature, topP and
+  topK are dropped (Anthropic refuses them). Thinking is off when a function call is forced
+  (mode ANY, or JSON mode: Anthropic refuses the pair) and when the last model turn called
+  functions without a signed thought before them (Anthropic then requires that thinking
+  block). `includeThoughts` decides whether the answer shows the thoughts. Dropped:
+  `presencePenalty`, `frequencyPenalty`, `seed`, `mediaResolution`, `imageConfig`. Refused:
+  `candidateCount` > 1, `responseLogprobs`, `logprobs`, `responseModalities` other than TEXT,
+  `speechConfig`, a `responseMimeType` other than text/plain and application/json.
+* JSON mode (`responseMimeType` application/json): a tool (`json_answer`) whose input schema
+  is `responseJsonSchema`, else `responseSchema` as JSON Schema, else any object, forced by
+  `tool_choice` with parallel calls off; its input is the answer's text. With the client's
+  functions and mode AUTO (or none), all are offered and one call is required (`any`): the
+  model answers in JSON or calls a function. A schema whose root is not an object, another
+  mode, or a function named `json_answer` is a 400 (an Anthropic tool's input is an object).
+* `tools`: `functionDeclarations` -> tools; `parametersJsonSchema` as it is, `parameters` (the
+  OpenAPI subset Gemini takes) as JSON Schema: types lowercased, `nullable` -> a `null` type
+  (and `null` in its `enum`), `propertyOrdering` and `example` dropped. Any other tool (Google
+  Search, code execution, URL context...) is a 400. `toolConfig.functionCallingConfig.mode`:
+  AUTO (and VALIDATED) -> `auto`, NONE -> `none`, ANY -> `any`, or `tool` when
+  `allowedFunctionNames` names exactly one function (several: `any` over all the tools, the
+  upstream cannot restrict it to them).
+* `cachedContent` is a 400: its contents live at Google, the upstream cannot read them.
+  Dropped: `safetySettings`, `labels`, `serviceTier`, and fields unknown here.
+
+Answer (`gemini_answer`): text blocks -> text parts; `tool_use` -> `functionCall` parts
+{id, name, args} (JSON mode's tool: a text part, its input's JSON); `thinking` (when
+`includeThoughts`) -> a part {text, thought: true, thoughtSignature}, the signature being the
+base64 of the Anthropic signature's UTF-8 bytes (the SDK decodes a thoughtSignature as base64
+and sends it back re-encoded, URL-safe: the signature survives any such round trip);
+`redacted_thinking` and server tool blocks are dropped. finishReason: STOP (end_turn,
+stop_sequence, tool_use, pause_turn), MAX_TOKENS (max_tokens, model_context_window_exceeded),
+SAFETY (refusal), OTHER (any other). usageMetadata: promptTokenCount counts cache reads and
+writes, cachedContentTokenCount the reads; candidatesTokenCount counts thinking (Anthropic
+does not count it apart).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Final
+
+import orjson
+
+from llm_proxy.protocols.chat_via_messages import MIN_THINKING_BUDGET, THINKING_BUDGETS
+from llm_proxy.protocols.errors import TranslationError
+from llm_proxy.protocols.usage import TokenUsage, from_anthropic
+
+JSON_TOOL_NAME: Final = "json_answer"
+_JSON_TOOL_DESCRIPTION: Final = (
+    "Give your final answer by calling this tool: its input is the answer, a JSON object"
+    " that follows the schema."
+)
+DYNAMIC_THINKING_BUDGET: Final = 8192  # thinkingBudget -1: the model decides, "medium" here
+FIRST_USER_TEXT: Final = "."  # the user turn put before a conversation the model starts
+GENERATION_METHODS: Final = ("generateContent", "streamGenerateContent", "countTokens")
+MODELS_PAGE_SIZE: Final = 50  # Google's default pageSize for models.list
+IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+FINISH_REASONS: Final = {
+    "end_turn": "STOP",
+    "stop_sequence": "STOP",
+    "tool_use": "STOP",
+    "pause_turn": "STOP",
+    "max_tokens": "MAX_TOKENS",
+    "model_context_window_exceeded": "MAX_TOKENS",
+    "refusal": "SAFETY",
+}
+# Google's canonical error status for each HTTP status (google.rpc.Code's HTTP mapping).
+GOOGLE_STATUSES: Final = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    402: "FAILED_PRECONDITION",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+    529: "UNAVAILABLE",
+}
+_FUNCTION_MODES: Final = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "any", "NONE": "none"}
+_TOOL_ID_REFUSED: Final = re.compile(r"[^A-Za-z0-9_-]")
+_CAMEL_HUMP: Final = re.compile(r"(?<!^)(?=[A-Z])")
+_SNAKE_HUMP: Final = re.compile(r"_([a-z])")
+_UNSUPPORTED_PARTS: Final = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
+_RESULT_KEYS: Final = ("output", "result", "error")
+_SCHEMA_DROPPED: Final = frozenset({"propertyOrdering", "example"})
+_SCHEMA_INTEGERS: Final = frozenset(
+    {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GeminiClientCall:
+    """What translating the answer needs to know of the request."""
+
+    model: str  # as the client named it in the URL (answers carry it as modelVersion)
+    stream: bool = False
+    include_thoughts: bool = False  # thinkingConfig.includeThoughts: thought parts shown
+    json_tool: str | None = None  # the tool standing for JSON mode: its input is the text
+
+
+@lru_cache(maxsize=256)  # a request reads the same few field names again and again
+def _snake(name: str) -> str:
+    return _CAMEL_HUMP.sub("_", name).lower()
+
+
+@lru_cache(maxsize=256)
+def _camel(name: str) -> str:
+    return _SNAKE_HUMP.sub(lambda match: match.group(1).upper(), name)
+
+
+def field(data: dict[str, Any], name: str) -> Any:
+    """A field under its camelCase `name` or its snake_case spelling (None when absent)."""
+    value = data.get(name)
+    return value if value is not None else data.get(_snake(name))
+
+
+def _object(value: Any, param: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TranslationError(param, f"{param} must be an object.")
+    return value
+
+
+def _list(value: Any, param: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TranslationError(param, f"{param} must be a list.")
+    return value
+
+
+def model_name(name: str) -> str:
+    """A model as the client named it, without the resource prefix (`models/X` -> `X`)."""
+    return name.removeprefix("models/")
+
+
+# The request.
+
+
+def messages_from_gemini(
+    body: dict[str, Any], *, model: str, stream: bool, default_max_tokens: int = 4096
+) -> tuple[dict[str, Any], GeminiClientCall]:
+    """A Gemini generateContent request body as an Anthropic Messages request body for the
+    model `model`, and what its answer's translation needs. Raises `TranslationError` for what
+    Anthropic cannot honour (see the module's docstring)."""
+    if field(body, "cachedContent") is not None:
+        raise TranslationError(
+            "cachedContent",
+            "cachedContent is not supported: cached contents are stored at Google, where this"
+            " model's provider cannot read them. Send the contents in the request.",
+        )
+    config = _object(field(body, "generationConfig"), "generationConfig")
+    _refuse_unsupported(config)
+    system = _system(field(body, "systemInstruction"))
+    messages = _Conversation().turns(field(body, "contents"))
+    tools = _tools(field(body, "tools"))
+    tool_choice = _tool_choice(field(body, "toolConfig"), {tool["name"] for tool in tools})
+    json_tool = _json_tool(config)
+    if json_tool is not None:
+        tool_choice = _json_choice(json_tool, tools, tool_choice)
+        tools.append(json_tool)
+    thinking = _thinking(_object(field(config, "thinkingConfig"), "thinkingConfig"))
+    if thinking is not None and (
+        (tool_choice is not None and tool_choice["type"] in ("any", "tool"))
+        or _unsigned_tool_use(messages)
+    ):
+        thinking = None
+    if thinking is None:
+        messages = _without_thinking(messages)
+    anthropic: dict[str, Any] = {"model": model_name(model), "messages": messages}
+    if system:
+        anthropic["system"] = system
+    if tools:
+        anthropic["tools"] = tools
+        if tool_choice is not None:
+            anthropic["tool_choice"] = tool_choice
+    anthropic.update(_length_and_sampling(config, thinking, default_max_tokens))
+    stop = _stop_sequences(field(config, "stopSequences"))
+    if stop:
+        anthropic["stop_sequences"] = stop
+    anthropic["stream"] = stream
+    thinking_config = _object(field(config, "thinkingConfig"), "thinkingConfig")
+    call = GeminiClientCall(
+        model=model_name(model),
+        stream=stream,
+        include_thoughts=thinking is not None and field(thinking_config, "includeThoughts") is True,
+        json_tool=JSON_TOOL_NAME if json_tool is not None else None,
+    )
+    return anthropic, call
+
+
+def _refuse_unsupported(config: dict[str, Any]) -> None:
+    count = field(config, "candidateCount")
+    if count is not None and count != 1:
+        raise TranslationError(
+            "generationConfig.candidateCount",
+            "candidateCount above 1 is not supported: this model returns one candidate.",
+        )
+    for name in ("responseLogprobs", "logprobs"):
+        if field(config, name):
+            raise TranslationError(
+                f"generationConfig.{name}", "Log probabilities are not supported by this model."
+            )
+    if field(config, "speechConfig") is not None:
+        raise TranslationError(
+            "generationConfig.speechConfig", "Audio output is not supported by this model."
+        )
+    modalities = _list(field(config, "responseModalities"), "generationConfig.responseModalities")
+    if any(str(modality).upper() != "TEXT" for modality in modalities):
+        raise TranslationError(
+            "generationConfig.responseModalities", "This model answers with text only."
+        )
+    mime = field(config, "responseMimeType")
+    if mime is not None and mime not in ("text/plain", "application/json"):
+        raise TranslationError(
+            "generationConfig.responseMimeType",
+            f"responseMimeType {mime!r} is not supported: this model answers in text/plain or"
+            " application/json.",
+        )
+
+
+def _system(instruction: Any) -> list[dict[str, Any]]:
+    if instruction is None:
+        return []
+    if isinstance(instruction, str):
+        parts: list[Any] = [{"text": instruction}]
+    else:
+        parts = _list(
+            _object(instruction, "systemInstruction").get("parts"), "systemInstruction.parts"
+        )
+    blocks = []
+    for index, part in enumerate(parts):
+        text = part.get("text") if isinstance(part, dict) else None
+        if not isinstance(text, str):
+            raise TranslationError(
+                f"systemInstruction.parts[{index}]", "A system instruction part must be text."
+            )
+        if text.strip():
+            blocks.append({"type": "text", "text": text})
+    return blocks
+
+
+class _Conversation:
+    """The walk over `contents`: the turns, the function calls awaiting their response (by
+    name, in order), which pairs a response without id with its call, and the texts of a run
+    of thought parts until its signature (a streamed answer's thoughts come back as one
+    content per chunk, as the SDK's chat records them)."""
+
+    __slots__ = ("_pending", "_thought", "_turns")
+
+    def __init__(self) -> None:
+        self._turns: list[dict[str, Any]] = []
+        self._pending: dict[str, deque[str]] = {}
+        self._thought: list[str] = []
+
+    def turns(self, contents: Any) -> list[dict[str, Any]]:
+        contents = _list(contents, "contents")
+        for index, content in enumerate(contents):
+            param = f"contents[{index}]"
+            content = _object(content, param)
+            role = content.get("role") or "user"
+            if role in ("user", "function", "tool"):
+                role = "user"
+            elif role == "model":
+                role = "assistant"
+            else:
+                raise TranslationError(f"{param}.role", "role must be user or model.")
+            self._turns.append(
+                {"role": role, "content": self._blocks(content.get("parts"), role, index)}
+            )
+        return _alternating(self._turns)
+
+    def _blocks(self, parts: Any, role: str, index: int) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if role != "assistant":
+            self._thought.clear()
+        for number, part in enumerate(_list(parts, f"contents[{index}].parts")):
+            param = f"contents[{index}].parts[{number}]"
+            part = _object(part, param)
+            if part.get("thought") is True:
+                if role == "assistant":
+                    block = _thinking_block(part, self._thought)
+                    if block is not None:
+                        blocks.append(block)
+                continue
+            if part:
+                self._thought.clear()
+            block = self._block(part, role, param, f"call_{index}_{number}")
+            if block is not None:
+                blocks.append(block)
+        return blocks
+
+    def _block(self, part: dict[str, Any], role: str, param: str, new_id: str) -> Any:
+        for name in _UNSUPPORTED_PARTS:
+            if field(part, name) is not None:
+                raise TranslationError(f"{param}.{name}", f"{name} parts are not supported.")
+        text = part.get("text")
+        if isinstance(text, str):
+            return {"type": "text", "text": text} if text.strip() else None
+        inline = field(part, "inlineData")
+        if inline is not None:
+            return _inline_block(_object(inline, f"{param}.inlineData"), f"{param}.inlineData")
+        file = field(part, "fileData")
+        if file is not None:
+            return _file_block(_object(file, f"{param}.fileData"), f"{param}.fileData")
+        call = field(part, "functionCall")
+        if call is not None:
+            if role != "assistant":
+                raise TranslationError(
+                    f"{param}.functionCall", "A functionCall belongs in a model turn."
+                )
+            return self._tool_use(_object(call, f"{param}.functionCall"), param, new_id)
+        response = field(part, "functionResponse")
+        if response is not None:
+            if role != "user":
+                raise TranslationError(
+                    f"{param}.functionResponse", "A functionResponse belongs in a user turn."
+                )
+            return self._tool_result(
+                _object(response, f"{param}.functionResponse"), f"{param}.functionResponse"
+            )
+        return None  # an empty part, or one of metadata only
+
+    def _tool_use(self, call: dict[str, Any], param: str, new_id: str) -> dict[str, Any]:
+        name = call.get("name")
+        if not isinstance(name, str) or not name:
+            raise TranslationError(f"{param}.functionCall.name", "A functionCall needs a name.")
+        given = call.get("id")
+        id = _TOOL_ID_REFUSED.sub("_", given) if isinstance(given, str) and given else new_id
+        self._pending.setdefault(name, deque()).append(id)
+        args = call.get("args")
+        return {
+            "type": "tool_use",
+            "id": id,
+            "name": name,
+            "input": _object(args, f"{param}.functionCall.args"),
+        }
+
+    def _tool_result(self, response: dict[str, Any], param: str) -> dict[str, Any]:
+        name = response.get("name")
+        given = response.get("id")
+        pending = self._pending.get(name) if isinstance(name, str) else None
+        if isinstance(given, str) and given:
+            id = _TOOL_ID_REFUSED.sub("_", given)
+            if pending is not None and id in pending:
+                pending.remove(id)
+        elif pending:
+            id = pending.popleft()
+        else:
+            raise TranslationError(
+                param,
+                f"This functionResponse (name {name!r}, no id) answers no earlier functionCall"
+                " of that name.",
+            )
+        result = _object(response.get("response"), f"{param}.response")
+        keys = list(result)
+        only = result[keys[0]] if len(keys) == 1 else None
+        is_error = keys == ["error"]
+        if isinstance(only, str) and keys[0] in _RESULT_KEYS:
+            text = only
+        else:
+            text = orjson.dumps(result).decode()
+        content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() else []
+        for number, extra in enumerate(_list(response.get("parts"), f"{param}.parts")):
+            inline = field(_object(extra, f"{param}.parts[{number}]"), "inlineData")
+            if inline is not None:
+                where = f"{param}.parts[{number}].inlineData"
+                content.append(_inline_block(_object(inline, where), where))
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": id}
+        if content:
+            block["content"] = content
+        if is_error:
+            block["is_error"] = True
+        return block
+
+
+def _thinking_block(part: dict[str, Any], run: list[str]) -> dict[str, Any] | None:
+    """A thought part of a model turn: its text joins the run; with a signature of ours, the
+    run is a thinking block (None until then, and for a signature not ours)."""
+    text = part.get("text")
+    if isinstance(text, str):
+        run.append(text)
+    signature = field(part, "thoughtSignature")
+    if signature is None:
+        return None
+    thinking = "".join(run)
+    run.clear()
+    decoded = unwrap_signature(signature)
+    if decoded is None:
+        return None
+    return {"type": "thinking", "thinking": thinking, "signature": decoded}
+
+
+def wrap_signature(signature: str) -> str:
+    """The thoughtSignature standing for an Anthropic signature (the module's docstring)."""
+    return base64.b64encode(signature.encode()).decode()
+
+
+def unwrap_signature(value: Any) -> str | None:
+    """The Anthropic signature a thoughtSignature stands for; None when it is not one of ours
+    (a real Gemini model's, say, which Anthropic cannot verify)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return _b64decode(value).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _b64decode(value: str) -> bytes:
+    """Base64 of either alphabet (standard, or URL-safe as the SDK writes), padded or not."""
+    value = value.replace("-", "+").replace("_", "/")
+    return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+
+
+def _standard_base64(value: Any, param: str) -> str:
+    """Base64 data in the standard alphabet, padded, which Anthropic requires."""
+    if not isinstance(value, str) or not value:
+        raise TranslationError(param, "data must be a base64 string.")
+    data = value.replace("-", "+").replace("_", "/") if "-" in value or "_" in value else value
+    return data + "=" * (-len(data) % 4)
+
+
+def _inline_block(inline: dict[str, Any], param: str) -> dict[str, Any]:
+    mime = field(inline, "mimeType")
+    data = _standard_base64(field(inline, "data"), f"{param}.data")
+    if mime in IMAGE_TYPES:
+        return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}
+    if mime == "application/pdf":
+        return {"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}}
+    if mime == "text/plain":
+        try:
+            text = _b64decode(data).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise TranslationError(f"{param}.data", "text/plain data must be UTF-8.") from None
+        return {"type": "document", "source": {"type": "text", "media_type": mime, "data": text}}
+    raise TranslationError(
+        f"{param}.mimeType",
+        f"inline data of type {mime!r} is not supported: this model takes JPEG, PNG, GIF and"
+        " WebP images, PDF and plain text.",
+    )
+
+
+def _file_block(file: dict[str, Any], param: str) -> dict[str, Any]:
+    uri = field(file, "fileUri")
+    mime = field(file, "mimeType")
+    if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
+        raise TranslationError(
+            f"{param}.fileUri",
+            "Only http(s) file URIs are supported: this model's provider cannot fetch gs:// or"
+            " Gemini Files API files. Send the file as inlineData.",
+        )
+    if uri.startswith("https://generativelanguage.googleapis.com/"):
+        raise TranslationError(
+            f"{param}.fileUri",
+            "Gemini Files API files are not supported: this model's provider cannot fetch"
+            " them. Send the file as inlineData.",
+        )
+    if isinstance(mime, str) and mime.startswith("image/"):
+        return {"type": "image", "source": {"type": "url", "url": uri}}
+    if mime == "application/pdf":
+        return {"type": "document", "source": {"type": "url", "url": uri}}
+    raise TranslationError(
+        f"{param}.mimeType",
+        f"file data of type {mime!r} is not supported: this model takes images and PDFs by URL.",
+    )
+
+
+def _alternating(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Turns as Anthropic takes them: none empty, consecutive ones of a role joined (tool
+    results first in a turn), a user turn first, no trailing whitespace in a last model turn
+    (a prefill)."""
+    joined: list[dict[str, Any]] = []
+    for turn in turns:
+        if not turn["content"]:
+            continue
+        if joined and joined[-1]["role"] == turn["role"]:
+            joined[-1]["content"].extend(turn["content"])
+        else:
+            joined.append({"role": turn["role"], "content": list(turn["content"])})
+    if not joined:
+        raise TranslationError("contents", "contents needs a user turn with content.")
+    for turn in joined:
+        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    if joined[0]["role"] == "assistant":
+        joined.insert(0, {"role": "user", "content": [{"type": "text", "text": FIRST_USER_TEXT}]})
+    last = joined[-1]["content"][-1]
+    if joined[-1]["role"] == "assistant" and last["type"] == "text":
+        joined[-1]["content"][-1] = {**last, "text": last["text"].rstrip()}
+    return joined
+
+
+def _without_thinking(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The turns without their thinking blocks (a request without thinking)."""
+    kept = [
+        {**turn, "content": [block for block in turn["content"] if block["type"] != "thinking"]}
+        for turn in turns
+    ]
+    return _alternating(kept)
+
+
+def _unsigned_tool_use(turns: list[dict[str, Any]]) -> bool:
+    """The last model turn called functions without its signed thinking block first."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            blocks = turn["content"]
+            called = any(block["type"] == "tool_use" for block in blocks)
+            return called and blocks[0]["type"] != "thinking"
+    return False
+
+
+def _thinking(config: dict[str, Any]) -> int | None:
+    """The thinking budget of a thinkingConfig; None: no thinking."""
+    budget = field(config, "thinkingBudget")
+    level = field(config, "thinkingLevel")
+    if budget is not None:
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
+            raise TranslationError(
+                "generationConfig.thinkingConfig.thinkingBudget",
+                "thinkingBudget must be -1 (dynamic), 0 (off) or a positive integer.",
+            )
+        if budget == 0:
+            return None
+        return DYNAMIC_THINKING_BUDGET if budget == -1 else max(budget, MIN_THINKING_BUDGET)
+    if level is None or level == "THINKING_LEVEL_UNSPECIFIED":
+        # includeThoughts alone asks for the model's default thinking, and to see it.
+        shown = field(config, "includeThoughts") is True
+        return DYNAMIC_THINKING_BUDGET if shown or level is not None else None
+    known = THINKING_BUDGETS.get(str(level).lower())
+    if known is None:
+        raise TranslationError(
+            "generationConfig.thinkingConfig.thinkingLevel",
+            "thinkingLevel must be MINIMAL, LOW, MEDIUM or HIGH.",
+        )
+    return int(known)
+
+
+def _length_and_sampling(
+    config: dict[str, Any], budget: int | None, default_max_tokens: int
+) -> dict[str, Any]:
+    max_tokens = field(config, "maxOutputTokens")
+    if max_tokens is None:
+        max_tokens = default_max_tokens
+    elif not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise TranslationError(
+            "generationConfig.maxOutputTokens", "maxOutputTokens must be a positive integer."
+        )
+    if budget is not None:
+        if max_tokens <= budget:
+            max_tokens += budget
+        return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
+    out: dict[str, Any] = {"max_tokens": max_tokens}
+    temperature = field(config, "temperature")
+    if isinstance(temperature, int | float) and not isinstance(temperature, bool):
+        out["temperature"] = min(temperature, 1.0)
+    top_p = field(config, "topP")
+    if top_p is not None:
+        out["top_p"] = top_p
+    top_k = field(config, "topK")
+    if isinstance(top_k, int | float) and not isinstance(top_k, bool):
+        out["top_k"] = int(top_k)  # Gemini's topK is a float in the API's schema
+    return out
+
+
+def _stop_sequences(stop: Any) -> list[str]:
+    sequences = _list(stop, "generationConfig.stopSequences")
+    for sequence in sequences:
+        if not isinstance(sequence, str) or not sequence.strip():
+            raise TranslationError(
+                "generationConfig.stopSequences",
+                f"The stop sequence {sequence!r} is not text with other characters than"
+                " whitespace, which this model cannot stop at.",
+            )
+    return sequences
+
+
+# Tools.
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    converted = []
+    for index, tool in enumerate(_list(tools, "tools")):
+        tool = _object(tool, f"tools[{index}]")
+        for name, value in tool.items():
+            camel = _camel(name)
+            if camel != "functionDeclarations" and value is not None:
+                raise TranslationError(
+                    f"tools[{index}].{camel}",
+                    f"The {camel} tool is not supported: this model takes function"
+                    " declarations only.",
+                )
+        declarations = field(tool, "functionDeclarations")
+        for number, declaration in enumerate(
+            _list(declarations, f"tools[{index}].functionDeclarations")
+        ):
+            param = f"tools[{index}].functionDeclarations[{number}]"
+            converted.append(_tool(_object(declaration, param), param))
+    return converted
+
+
+def _tool(declaration: dict[str, Any], param: str) -> dict[str, Any]:
+    name = declaration.get("name")
+    if not isinstance(name, str) or not name:
+        raise TranslationError(f"{param}.name", "A function declaration needs a name.")
+    schema = field(declaration, "parametersJsonSchema")
+    if schema is None:
+        parameters = field(declaration, "parameters")
+        schema = (
+            json_schema(_object(parameters, f"{param}.parameters"))
+            if parameters is not None
+            else {"type": "object", "properties": {}}
+        )
+    tool: dict[str, Any] = {"name": name, "input_schema": schema}
+    if isinstance(declaration.get("description"), str):
+        tool["description"] = declaration["description"]
+    return tool
+
+
+def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Gemini's OpenAPI-subset Schema as JSON Schema (the module's docstring)."""
+    out: dict[str, Any] = {}
+    nullable = False
+    for key, value in schema.items():
+        name = _camel(key)
+        if name in _SCHEMA_DROPPED:
+            continue
+        if name == "nullable":
+            nullable = value is True
+        elif name == "type":
+            if isinstance(value, str) and value.upper() != "TYPE_UNSPECIFIED":
+                out["type"] = value.lower()
+        elif name == "properties" and isinstance(value, dict):
+            out["properties"] = {
+                prop: json_schema(sub) if isinstance(sub, dict) else sub
+                for prop, sub in value.items()
+            }
+        elif name == "items" and isinstance(value, dict):
+            out["items"] = json_schema(value)
+        elif name == "anyOf" and isinstance(value, list):
+            out["anyOf"] = [json_schema(sub) if isinstance(sub, dict) else sub for sub in value]
+        elif name in _SCHEMA_INTEGERS and isinstance(value, str) and value.isdigit():
+            out[name] = int(value)  # int64 fields are strings in Google's JSON
+        else:
+            out[name] = value
+    if nullable:
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+        elif "anyOf" in out:
+            out["anyOf"] = [*out["anyOf"], {"type": "null"}]
+        if isinstance(out.get("enum"), list) and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def _json_tool(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool standing for JSON mode, or None (the module's docstring)."""
+    if field(config, "responseMimeType") != "application/json":
+        return None
+    schema = field(config, "responseJsonSchema")
+    param = "generationConfig.responseJsonSchema"
+    if schema is None and field(config, "responseSchema") is not None:
+        param = "generationConfig.responseSchema"
+        schema = json_schema(_object(field(config, "responseSchema"), param))
+    if schema is None:
+        schema = {"type": "object"}
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        raise TranslationError(
+            param,
+            'The schema\'s root must be {"type": "object"}: this model answers in JSON through'
+            " a tool's input, which is an object.",
+        )
+    return {"name": JSON_TOOL_NAME, "description": _JSON_TOOL_DESCRIPTION, "input_schema": schema}
+
+
+def _json_choice(
+    json_tool: dict[str, Any], tools: list[dict[str, Any]], choice: dict[str, Any] | None
+) -> dict[str, Any]:
+    if any(tool["name"] == json_tool["name"] for tool in tools):
+        raise TranslationError(
+            "tools",
+            f"A function is named {json_tool['name']!r}, the name JSON mode's tool takes here:"
+            " rename it.",
+        )
+    if choice is not None and choice["type"] != "auto":
+        raise TranslationError(
+            "toolConfig.functionCallingConfig.mode",
+            "JSON mode is honoured with a forced tool call: it cannot be combined with"
+            " function calling mode ANY or NONE.",
+        )
+    forced = {"type": "any"} if tools else {"type": "tool", "name": json_tool["name"]}
+    # One call: either the JSON answer or one of the client's functions, never both.
+    return {**forced, "disable_parallel_tool_use": True}
+
+
+def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
+    calling = _object(
+        field(_object(tool_config, "toolConfig"), "functionCallingConfig"),
+        "toolConfig.functionCallingConfig",
+    )
+    mode = field(calling, "mode")
+    if mode is None or mode == "MODE_UNSPECIFIED":
+        return None
+    choice = _FUNCTION_MODES.get(str(mode).upper())
+    if choice is None:
+        raise TranslationError(
+            "toolConfig.functionCallingConfig.mode", "mode must be AUTO, ANY, NONE or VALIDATED."
+        )
+    allowed = _list(
+        field(calling, "allowedFunctionNames"),
+        "toolConfig.functionCallingConfig.allowedFunctionNames",
+    )
+    for name in allowed:
+        if name not in names:
+            raise TranslationError(
+                "toolConfig.functionCallingConfig.allowedFunctionNames",
+                f"allowedFunctionNames names {name!r}, which no function declaration is.",
+            )
+    if choice == "any" and len(allowed) == 1:
+        return {"type": "tool", "name": allowed[0]}
+    return {"type": choice}
+
+
+# The answer.
+
+
+def gemini_answer(message: dict[str, Any], call: GeminiClientCall) -> dict[str, Any]:
+    """An Anthropic Message as a GenerateContentResponse."""
+    parts: list[dict[str, Any]] = []
+    content = message.get("content")
+    for block in content if isinstance(content, list) else []:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
+            parts.append({"text": block["text"]})
+        elif kind == "thinking" and call.include_thoughts:
+            parts.append(thought_part(block.get("thinking"), block.get("signature")))
+        elif (
+            kind == "tool_use"
+            and call.json_tool is not None
+            and block.get("name") == call.json_tool
+        ):
+            parts.append({"text": orjson.dumps(block.get("input") or {}).decode()})
+        elif kind == "tool_use":
+            parts.append(function_call_part(block.get("id"), block.get("name"), block.get("input")))
+    candidate: dict[str, Any] = {
+        "content": {"parts": parts or [{"text": ""}], "role": "model"},
+        "finishReason": finish_reason(message.get("stop_reason")),
+        "index": 0,
+    }
+    return {
+        "candidates": [candidate],
+        "usageMetadata": usage_metadata(from_anthropic(message.get("usage")) or TokenUsage(0, 0)),
+        "modelVersion": call.model,
+        "responseId": response_id(message.get("id")),
+    }
+
+
+def thought_part(thinking: Any, signature: Any) -> dict[str, Any]:
+    part: dict[str, Any] = {"text": thinking if isinstance(thinking, str) else "", "thought": True}
+    if isinstance(signature, str) and signature:
+        part["thoughtSignature"] = wrap_signature(signature)
+    return part
+
+
+def function_call_part(id: Any, name: Any, args: Any) -> dict[str, Any]:
+    call = {"id": id, "name": name, "args": args if isinstance(args, dict) else {}}
+    return {"functionCall": call}
+
+
+def finish_reason(stop_reason: Any) -> str:
+    if stop_reason is None:
+        return "STOP"
+    return FINISH_REASONS.get(stop_reason, "OTHER") if isinstance(stop_reason, str) else "OTHER"
+
+
+def usage_metadata(usage: TokenUsage) -> dict[str, Any]:
+    prompt = usage.prompt_tokens
+    metadata: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": usage.output_tokens,
+        "totalTokenCount": prompt + usage.output_tokens,
+    }
+    if usage.cache_read_tokens:
+        metadata["cachedContentTokenCount"] = usage.cache_read_tokens
+    return metadata
+
+
+def response_id(message_id: Any) -> str:
+    """The responseId for an Anthropic message id (`msg_01X` -> `01X`)."""
+    if not isinstance(message_id, str) or not message_id:
+        return "anthropic"
+    return message_id.removeprefix("msg_")
+
+
+# Errors.
+
+
+def google_status(status: int) -> str:
+    """Google's error status for an HTTP status: the table's, else by class."""
+    known = GOOGLE_STATUSES.get(status)
+    if known is not None:
+        return known
+    return "INVALID_ARGUMENT" if status < 500 else "INTERNAL"
+
+
+def error_object(status: int, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message, "status": google_status(status)}}
+
+
+def gemini_error(status: int, message: str) -> bytes:
+    """The body of a Google API error answer (the SDK raises ClientError for a 4xx,
+    ServerError for a 5xx, reading `code`, `message` and `status`)."""
+    return orjson.dumps(error_object(status, message))
+
+
+def _message(status: int, body: bytes, *paths: tuple[str, ...]) -> str:
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    for path in paths:
+        value = data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    text = body[:300].decode("utf-8", "replace").strip()
+    return f"The upstream answered HTTP {status}" + (f": {text}" if text else ".")
+
+
+def anthropic_to_gemini_error(status: int, body: bytes) -> bytes:
+    """An Anthropic error answer (or any body) in Google's shape, the status kept."""
+    return gemini_error(status, _message(status, body, ("error", "message"), ("message",)))
+
+
+def openai_to_gemini_error(status: int, body: bytes) -> bytes:
+    """An OpenAI error answer (or any body) in Google's shape, the status kept."""
+    return gemini_error(
+        status, _message(status, body, ("error", "message"), ("error",), ("message",))
+    )
+
+
+# Models and countTokens.
+
+
+def gemini_model(name: str) -> dict[str, Any]:
+    """A Model resource (GET /v1beta/models/X) for a model of the proxy's."""
+    name = model_name(name)
+    return {
+        "name": f"models/{name}",
+        "baseModelId": name,
+        "version": "1",
+        "displayName": name,
+        "supportedGenerationMethods": list(GENERATION_METHODS),
+    }
+
+
+def gemini_models(
+    names: Iterable[str], *, page_size: int | None = None, page_token: str | None = None
+) -> dict[str, Any]:
+    """The models.list answer (GET /v1beta/models?pageSize&pageToken): the models in the
+    order given, a page at a time; `nextPageToken` (an offset) when more follow."""
+    models = [gemini_model(name) for name in names]
+    size = page_size if page_size is not None and page_size > 0 else MODELS_PAGE_SIZE
+    start = 0
+    if page_token:
+        if not page_token.isdigit():
+            raise TranslationError("pageToken", "pageToken is not one this server gave.")
+        start = int(page_token)
+    answer: dict[str, Any] = {"models": models[start : start + size]}
+    if start + size < len(models):
+        answer["nextPageToken"] = str(start + size)
+    return answer
+
+
+_COUNTED: Final = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+
+
+def count_tokens_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """A countTokens body (`contents`, or a whole `generateContentRequest`) as an Anthropic
+    /v1/messages/count_tokens body."""
+    request = field(body, "generateContentRequest")
+    if request is None:
+        request = {"contents": field(body, "contents")}
+    request = _object(request, "generateContentRequest")
+    messages, _ = messages_from_gemini(request, model=model, stream=False)
+    return {key: messages[key] for key in _COUNTED if key in messages}
+
+
+def count_tokens_answer(anthropic_answer: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic's `{"input_tokens": n}` as Gemini's `{"totalTokens": n}`."""
+    tokens = anthropic_answer.get("input_tokens")
+    return {"totalTokens": tokens if isinstance(tokens, int) else 0}
