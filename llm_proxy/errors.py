@@ -60,9 +60,12 @@ def error_response(
     type named by the status as Anthropic's SDKs expect, with the `request_id`; or Google's
     for Gemini clients (`gemini`: `{"error": {"code", "message", "status"}}`)."""
     if gemini:
+        message = err.message
+        if err.param and err.param not in message:  # Google's shape has no `param`
+            message = f"{err.param}: {message}"
         return web.Response(
             status=err.status,
-            body=gemini_error(err.status, err.message),
+            body=gemini_error(err.status, message),
             content_type="application/json",
             headers=err.headers,
         )

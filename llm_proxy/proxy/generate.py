@@ -160,7 +160,16 @@ def _allowed(state: RequestState) -> list[str]:
 async def list_models(request: web.Request) -> web.Response:
     """`GET /v1beta/models` (and `/v1/models` with a Gemini key): the models the key may use,
     in Gemini's `ListModelsResponse`."""
-    body = gemini_client.gemini_models(_allowed(request[STATE]))
+    query = request.rel_url.query
+    size = query.get("pageSize")
+    try:
+        body = gemini_client.gemini_models(
+            _allowed(request[STATE]),
+            page_size=int(size) if size and size.isdigit() else None,
+            page_token=query.get("pageToken") or None,
+        )
+    except TranslationError as exc:
+        raise errors.bad_param(exc.param, exc.message) from None
     return web.Response(body=orjson.dumps(body), content_type=JSON)
 
 
@@ -179,8 +188,7 @@ async def get_model(request: web.Request) -> web.Response:
         raise errors.ProxyError(
             404, f"models/{requested} is not found for the API key.", code="model_not_found"
         )
-    (model,) = gemini_client.gemini_models([name])["models"]
-    return web.Response(body=orjson.dumps(model), content_type=JSON)
+    return web.Response(body=orjson.dumps(gemini_client.gemini_model(name)), content_type=JSON)
 
 
 async def any_list_models(request: web.Request) -> web.Response:
