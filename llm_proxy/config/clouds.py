@@ -62,10 +62,7 @@ GCP_PROJECT: Final = re.compile(r"(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]"
 AWS_PROFILE: Final = re.compile(r"[A-Za-z0-9_.@+-]+")
 _VERTEX_HOST: Final = re.compile(r"(?:([a-z0-9-]+)-)?aiplatform\.googleapis\.com")
 _BEDROCK_HOST: Final = re.compile(r"bedrock-runtime(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com")
-_SIGNED: Final = (
-    "is not used by provider_type {kind}: its calls are signed with {what} "
-    "(see the provider_type's settings)"
-)
+_SIGNED: Final = "is not used by provider_type {kind}: its calls are signed with {what}"
 _CREDENTIALS: Final = {
     "vertex": "Google credentials (credentials_file, credentials_json, or application "
     "default credentials)",
@@ -175,8 +172,9 @@ def parse_cloud(
         if p.get(name) is not None and kind != owner:
             check.fail((*path, name), f"is only for provider_type {owner} (this one is {kind})")
     if kind in _CREDENTIALS:
+        # (A database row's api_key column is "" when it holds none.)
         for name in ("api_key", "auth"):
-            if p.get(name) is not None:
+            if p.get(name) not in (None, ""):
                 check.fail((*path, name), _SIGNED.format(kind=kind, what=_CREDENTIALS[kind]))
     if kind in ("gemini", "vertex", "bedrock") and p.get("organization") is not None:
         check.fail(

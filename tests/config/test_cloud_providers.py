@@ -5,6 +5,7 @@ field and never quote a secret, in YAML and as plain data; export and `provider_
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path as FsPath
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_proxy.cli import main
 from llm_proxy.config.clouds import (
     CredentialsError,
     google_credentials,
@@ -32,32 +34,21 @@ from llm_proxy.config.model import (
 )
 from llm_proxy.config.yaml_file import load_config_text
 from tests.helpers import make_config, provider
-
-GEMINI_KEY = "AIzaSyD-0123456789abcdefghijklmnopqrstu"
-AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-AWS_TOKEN = "FwoGZXIvYXdzEXAMPLEsessiontoken0123456789"
-PRIVATE_KEY = (
-    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7secret\n"
-    "-----END PRIVATE KEY-----\n"
+from tests.helpers.cloud_config import (
+    AUTHORIZED_USER,
+    AWS_KEY_ID,
+    AWS_SECRET,
+    AWS_TOKEN,
+    CLIENT_SECRET,
+    GEMINI_KEY,
+    PRIVATE_KEY,
+    REFRESH_TOKEN,
+    SERVICE_ACCOUNT,
+    bedrock,
+    gemini,
+    leaked,
+    vertex,
 )
-REFRESH_TOKEN = "1//0gREFRESHtokenSECRETvalue"
-CLIENT_SECRET = "GOCSPX-clientSECRETvalue"
-SERVICE_ACCOUNT: dict[str, Any] = {
-    "type": "service_account",
-    "project_id": "my-project-123",
-    "private_key_id": "abc123",
-    "private_key": PRIVATE_KEY,
-    "client_email": "proxy@my-project-123.iam.gserviceaccount.com",
-    "token_uri": "https://oauth2.googleapis.com/token",
-}
-AUTHORIZED_USER: dict[str, Any] = {
-    "type": "authorized_user",
-    "client_id": "764086051850-abc.apps.googleusercontent.com",
-    "client_secret": CLIENT_SECRET,
-    "refresh_token": REFRESH_TOKEN,
-}
-SECRETS = (GEMINI_KEY, AWS_KEY_ID, AWS_SECRET, AWS_TOKEN, "MIIEvQ", REFRESH_TOKEN, CLIENT_SECRET)
 
 
 def one(**fields: Any) -> Provider:
@@ -71,21 +62,8 @@ def problems(*entries: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as exc:
         make_config(*entries)
     text = str(exc.value)
-    for secret in SECRETS:
-        assert secret not in text
+    assert leaked(text) == []
     return text
-
-
-def vertex(**fields: Any) -> dict[str, Any]:
-    return {"name": "v", "provider_type": "vertex", "project": "my-project-123", **fields}
-
-
-def bedrock(**fields: Any) -> dict[str, Any]:
-    return {"name": "b", "provider_type": "bedrock", "region": "us-east-1", **fields}
-
-
-def gemini(**fields: Any) -> dict[str, Any]:
-    return {"name": "g", "provider_type": "gemini", "api_key": GEMINI_KEY, **fields}
 
 
 @pytest.fixture
@@ -172,9 +150,7 @@ providers:
         None,
         bedrock_api_base("us-west-2"),
     )
-    shown = repr(config)
-    for secret in SECRETS:
-        assert secret not in shown
+    assert leaked(repr(config)) == []
 
 
 def test_defaults_by_type() -> None:
@@ -472,8 +448,7 @@ def test_export_hides_the_secrets(sa_file: str) -> None:
     ]
     assert secret_variables(config.providers[2]) == ["LLM_PROXY_CREDENTIALS_JSON_VJ"]
     text = export_yaml(config, version="1")
-    for secret in SECRETS:
-        assert secret not in text
+    assert leaked(text) == []
     assert "aws_secret_access_key: ${LLM_PROXY_AWS_SECRET_ACCESS_KEY_B}" in text
     assert "credentials_json: ${LLM_PROXY_CREDENTIALS_JSON_VJ}" in text
     assert "aws_profile: prod" in text and "credentials_file: " in text
@@ -519,3 +494,67 @@ def test_what_is_exported_reads_back_the_same(
     (second,) = make_config(provider_data(first)).providers
     assert second == first
     assert first.api_base and provider_data(second) == provider_data(first)
+
+
+async def test_check_config_says_what_signs_the_calls(
+    sa_file: str, tmp_path: FsPath, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""require_auth: false
+providers:
+  - {{name: g, provider_type: gemini, api_key: {GEMINI_KEY}, model_mapping: {{gm: null}}}}
+  - {{name: v, provider_type: vertex, location: us-east5, credentials_file: {sa_file}}}
+  - name: vj
+    provider_type: vertex
+    project: other-project
+    credentials_json: '{json.dumps(AUTHORIZED_USER)}'
+  - {{name: va, provider_type: vertex, project: my-project-123}}
+  - name: b
+    provider_type: bedrock
+    region: eu-west-1
+    aws_access_key_id: {AWS_KEY_ID}
+    aws_secret_access_key: {AWS_SECRET}
+    aws_session_token: {AWS_TOKEN}
+    model_mapping: {{claude: us.anthropic.claude-3-7-sonnet-20250219-v1:0}}
+  - {{name: bp, provider_type: bedrock, region: us-east-1, aws_profile: prod}}
+  - {{name: be, provider_type: bedrock, region: us-east-1}}
+"""
+    )
+    assert await asyncio.to_thread(main, ["check-config", str(path)]) == 0
+    out = capsys.readouterr()
+    assert leaked(out.out + out.err) == []
+    lines = out.out.splitlines()
+
+    def after(name: str) -> str:
+        return lines[lines.index(next(x for x in lines if x.startswith(f"  {name}  "))) + 1]
+
+    assert "g  weight 1 (14.3%)  https://generativelanguage.googleapis.com" in out.out
+    assert after("g").strip() == "gemini; auth x-goog-api-key"
+    assert after("v").strip() == (
+        "vertex; project my-project-123; location us-east5; credentials: service_account "
+        "proxy@my-project-123.iam.gserviceaccount.com (file)"
+    )
+    assert "v  weight 1 (14.3%)  https://us-east5-aiplatform.googleapis.com" in out.out
+    assert after("vj").strip() == (
+        "vertex; project other-project; location global; credentials: authorized_user "
+        "764086051850-abc.apps.googleusercontent.com (credentials_json)"
+    )
+    assert after("va").strip().endswith("credentials: application default credentials")
+    assert after("b").strip() == (
+        "bedrock; region eu-west-1; credentials: static keys + session token"
+    )
+    assert "claude -> us.anthropic.claude-3-7-sonnet-20250219-v1:0  [exact]" in out.out
+    assert after("bp").strip() == "bedrock; region us-east-1; credentials: profile prod"
+    assert after("be").strip().endswith("credentials: the environment's (or the default profile)")
+    # A bad one: reported, naming the field, without the key material.
+    bad = json.dumps({**SERVICE_ACCOUNT, "client_email": ""})
+    path.write_text(
+        "require_auth: false\nproviders:\n  - name: v\n    provider_type: vertex\n"
+        f"    credentials_json: '{bad}'\n  - {{name: b, provider_type: bedrock, region: x}}\n"
+    )
+    assert await asyncio.to_thread(main, ["check-config", str(path)]) != 0
+    out = capsys.readouterr()
+    assert leaked(out.out + out.err) == []
+    assert "providers[0].credentials_json (line 5): (service_account) lacks client_email" in out.err
+    assert "providers[1].region (line 6): must be an AWS region such as us-east-1" in out.err
