@@ -140,8 +140,9 @@ async def test_rows_are_read_like_yaml(config_dsn: str) -> None:
 async def rejected(http: aiohttp.ClientSession, url: str) -> None:
     """Once `url` counted a rejected reload (an edit its rules refuse)."""
 
-    async def counted() -> float | None:
-        return sample(await scrape(http, url), "llm_proxy_config_reloads_total", result="error")
+    async def counted() -> bool:
+        families = await scrape(http, url)
+        return bool(sample(families, "llm_proxy_config_reloads_total", result="error"))
 
     await eventually(counted, what="a rejected reload counted")
 
