@@ -137,14 +137,14 @@ async def test_rows_are_read_like_yaml(config_dsn: str) -> None:
         await sql.close()
 
 
-async def rejected(http: aiohttp.ClientSession, url: str) -> None:
+async def rejected(http: aiohttp.ClientSession, url: str) -> bool:
     """Once `url` counted a rejected reload (an edit its rules refuse)."""
 
     async def counted() -> bool:
         families = await scrape(http, url)
         return bool(sample(families, "llm_proxy_config_reloads_total", result="error"))
 
-    await eventually(counted, what="a rejected reload counted")
+    return await eventually(counted, what="a rejected reload counted")
 
 
 async def test_a_bad_psql_edit_is_refused_and_the_proxy_keeps_serving(
