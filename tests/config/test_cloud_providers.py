@@ -558,3 +558,25 @@ providers:
     assert leaked(out.out + out.err) == []
     assert "providers[0].credentials_json (line 5): (service_account) lacks client_email" in out.err
     assert "providers[1].region (line 6): must be an AWS region such as us-east-1" in out.err
+
+
+def test_the_commented_examples_parse(sa_file: str) -> None:
+    """example.config.yaml's commented gemini, vertex and bedrock entries, uncommented."""
+    lines = (FsPath(__file__).parents[2] / "example.config.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if "# The clouds" in line) + 1
+    block = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        body = line.strip().removeprefix("#").removeprefix(" ")
+        # YAML: an entry or its keys; prose and the entries' own comments are left out.
+        if body.startswith("- ") or (body.startswith("  ") and not body.strip().startswith("#")):
+            block.append("  " + body)
+    entries = "\n".join(block).replace("/etc/llm-proxy/vertex-sa.json", sa_file)
+    env = {"GEMINI_API_KEY": GEMINI_KEY, "AWS_ACCESS_KEY_ID": AWS_KEY_ID}
+    env["AWS_SECRET_ACCESS_KEY"] = AWS_SECRET
+    config = load_config_text(f"require_auth: false\nproviders:\n{entries}\n", env)
+    g, v, b = config.providers
+    assert (g.provider_type, v.provider_type, b.provider_type) == ("gemini", "vertex", "bedrock")
+    assert (v.location, v.credentials_file, b.region) == ("us-east5", sa_file, "us-east-1")
+    assert [r.target for r in b.model_mapping] == ["us.anthropic.claude-3-7-sonnet-20250219-v1:0"]
