@@ -208,7 +208,17 @@ def _root(check: Checker, api_base: str, path: Path, default: str, *versions: st
     if not api_base:
         return default
     base, mark, query = api_base.partition("?")
-    if "/models" in base or "/projects/" in base:
+    try:
+        segments = URL(base).path.split("/")
+    except ValueError:
+        segments = []
+    if segments[-2:] == ["v1beta", "openai"]:
+        check.fail(
+            path,
+            "is Gemini's OpenAI-compatible endpoint: use it with provider_type openai, or give "
+            f"the root URL ({default}) here",
+        )
+    elif "models" in segments or "projects" in segments:
         check.fail(
             path,
             f"is the API's root URL (like {default}): the proxy appends the version, "

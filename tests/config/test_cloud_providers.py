@@ -180,6 +180,7 @@ def test_defaults_by_type() -> None:
         ("https://generativelanguage.googleapis.com/v1", GEMINI_API_BASE),
         ("https://gw.example/google/v1beta?team=a", "https://gw.example/google?team=a"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("https://gw.example/models-gateway", "https://gw.example/models-gateway"),
     ],
 )
 def test_the_gemini_api_base_is_the_root(given: str | None, kept: str) -> None:
@@ -205,6 +206,15 @@ def test_gemini_keeps_the_chosen_auth(auth: str) -> None:
             gemini(api_base="https://generativelanguage.googleapis.com/v1beta/models"),
             "providers[0].api_base: is the API's root URL (like "
             "https://generativelanguage.googleapis.com)",
+        ),
+        (
+            gemini(api_base="https://generativelanguage.googleapis.com/v1beta/openai/"),
+            "providers[0].api_base: is Gemini's OpenAI-compatible endpoint: use it with "
+            "provider_type openai",
+        ),
+        (
+            vertex(api_base="https://aiplatform.googleapis.com/v1/projects/p/locations/global"),
+            "providers[0].api_base: is the API's root URL (like https://aiplatform",
         ),
         (gemini(api_key="has space"), "providers[0].api_key: must be printable ASCII"),
         (
