@@ -75,13 +75,23 @@ def _obj(required: list[str], props: dict[str, Any], closed: bool = True) -> dic
 
 _PROVIDER_TYPE: Final = {
     "type": "string",
-    "enum": ["openai", "azure", "anthropic"],
+    "enum": ["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"],
     "description": "azure: api_base is the resource endpoint (https://NAME.openai.azure.com), "
     "the upstream model name (model_mapping target) the deployment, and params.query_params "
     "must give api-version. anthropic: the upstream speaks Anthropic's Messages API; api_base "
     "is the base the Anthropic SDK takes (https://api.anthropic.com, the default: it may be "
     "left out; a trailing /v1 is dropped), the proxy appends /v1/messages; params.auth "
-    "defaults to x-api-key",
+    "defaults to x-api-key. gemini: Google AI Studio; api_key required, sent as "
+    "x-goog-api-key (params.auth's default); api_base defaults to "
+    "https://generativelanguage.googleapis.com (a trailing /v1beta or /v1 is dropped). "
+    "vertex: Vertex AI; no api_key: calls are signed with Google credentials "
+    "(params.credentials_file, params.credentials_json, or application default credentials); "
+    "params.project required unless the credentials hold a project_id; api_base defaults to "
+    "the endpoint of params.location. bedrock: Amazon Bedrock; no api_key: calls are signed "
+    "with AWS credentials (params.aws_access_key_id + aws_secret_access_key, params.aws_profile, "
+    "or the environment's); params.region required; api_base defaults to its runtime "
+    "endpoint. The model_mapping target is the upstream's model id (gemini-2.5-pro, "
+    "claude-sonnet-4@20250514, us.anthropic.claude-3-7-sonnet-20250219-v1:0)",
 }
 
 
@@ -89,7 +99,12 @@ _PARAMS_DESCRIPTION: Final = (
     "settings without a column of their own, validated like the YAML keys of the same names "
     "(a 400 names the key): timeouts (request_timeout_secs, ...), verify_ssl, "
     "inject_stream_usage, health_check, pricing, organization, project, auth, headers, "
-    "query_params, anthropic_version, default_max_tokens, max_output_tokens"
+    "query_params, anthropic_version, default_max_tokens, max_output_tokens; vertex: "
+    "location, credentials_file, credentials_json; bedrock: region, aws_access_key_id, "
+    "aws_secret_access_key, aws_session_token, aws_profile"
+)
+_MASKED: Final = (
+    ": a secret, shown masked; a masked value as shown, sent back, keeps the stored one"
 )
 _POSITIVE_INT: Final = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 _PARAMS_INPUT: Final = {
@@ -98,10 +113,11 @@ _PARAMS_INPUT: Final = {
     "properties": {
         "auth": {
             "type": "string",
-            "enum": ["bearer", "api-key", "x-api-key", "none"],
+            "enum": ["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"],
             "description": "how api_key is sent: Authorization: Bearer (the default, but for "
-            "anthropic), api-key: <key> (Azure), x-api-key: <key> (Anthropic's, its default), "
-            "or not at all",
+            "anthropic and gemini), api-key: <key> (Azure), x-api-key: <key> (Anthropic's, its "
+            "default), x-goog-api-key: <key> (Google's, gemini's default), or not at all. Not "
+            "for vertex and bedrock (their credentials sign each call)",
         },
         "headers": {
             "type": "object",
@@ -135,6 +151,43 @@ _PARAMS_INPUT: Final = {
             "description": "a cap on the max_tokens of every translated request to this "
             "provider; below default_max_tokens it lowers that too (no cap when left out)",
         },
+        "location": {
+            "type": "string",
+            "description": "provider_type vertex only: global (the default) or a Google Cloud "
+            "region such as us-east5",
+        },
+        "credentials_file": {
+            "type": "string",
+            "description": "provider_type vertex only: the path of a service_account or "
+            "authorized_user JSON file, readable by the proxy (not with credentials_json)",
+        },
+        "credentials_json": {
+            "type": "string",
+            "description": "provider_type vertex only: that JSON as a value (not with "
+            "credentials_file)" + _MASKED,
+        },
+        "region": {
+            "type": "string",
+            "description": "provider_type bedrock only (required): the AWS region, e.g. us-east-1",
+        },
+        "aws_access_key_id": {
+            "type": "string",
+            "description": "provider_type bedrock only, with aws_secret_access_key" + _MASKED,
+        },
+        "aws_secret_access_key": {
+            "type": "string",
+            "description": "provider_type bedrock only, with aws_access_key_id" + _MASKED,
+        },
+        "aws_session_token": {
+            "type": "string",
+            "description": "provider_type bedrock only, with the static keys (temporary "
+            "credentials)" + _MASKED,
+        },
+        "aws_profile": {
+            "type": "string",
+            "description": "provider_type bedrock only: a profile of the shared AWS config "
+            "files (not with static keys)",
+        },
     },
 }
 # As shown: what the row holds (a psql edit may hold anything), header values masked unless
@@ -144,7 +197,7 @@ _PARAMS_SHOWN: Final = {
     "type": "object",
     "description": _PARAMS_DESCRIPTION
     + "; header values masked unless known to be public, query_params values but "
-    "api-version's masked, proxy without user:password@",
+    "api-version's masked, cloud credentials masked, proxy without user:password@",
 }
 
 
@@ -153,7 +206,8 @@ _PROVIDER_FIELDS: Final = {
     "provider_type": _PROVIDER_TYPE,
     "api_base": {
         "type": "string",
-        "description": "required but for provider_type anthropic (https://api.anthropic.com)",
+        "description": "required but for provider_type anthropic (https://api.anthropic.com), "
+        "gemini, vertex and bedrock (the endpoint of their location or region)",
     },
     "api_key": {"type": "string", "writeOnly": True},
     "model_mapping": {"type": "object", "additionalProperties": _NULLABLE_STR},

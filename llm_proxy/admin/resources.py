@@ -9,10 +9,12 @@ committed; a bad write is a 400 naming the field and leaves nothing behind.
 `If-Match: <config version>` makes a write conditional (412 when the configuration changed
 meanwhile). The answer carries the new config version and comes once this instance serves it.
 Secrets are write-only: a provider's `api_key` is shown masked, and so is each value of its
-`params.headers` and `params.query_params` whose name is not known to be public, and the
-`user:password@` of its `params.proxy` (a masked value sent back unchanged keeps the stored
-one), a master key in full only in the answer that created or rotated it. The tables'
-fields, the checks of a body and the views of a row are `admin.tables`.
+`params.headers` and `params.query_params` whose name is not known to be public, each cloud
+credential in `params` (`credentials_json`, `aws_access_key_id`, `aws_secret_access_key`,
+`aws_session_token`), and the `user:password@` of its `params.proxy` (a masked value sent
+back unchanged keeps the stored one), a master key in full only in the answer that created
+or rotated it. The tables' fields, the checks of a body and the views of a row are
+`admin.tables`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from llm_proxy.admin.tables import (
     view,
 )
 from llm_proxy.admin.views import mask, provider_view, shown_proxy
+from llm_proxy.config.clouds import SECRET_CLOUD_FIELDS
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import ADMIN_NAME, DSN, STATE
@@ -48,9 +51,9 @@ if TYPE_CHECKING:
 async def _keep_masked_params(
     conn: asyncpg.Connection, row_id: int | None, values: dict[str, Any]
 ) -> None:
-    """A header or query parameter value, or a proxy URL, sent back as the API shows it
-    (masked) keeps the stored value, as an omitted `api_key` is kept: reading a provider,
-    editing and writing it back never replaces a secret with its mask."""
+    """A header or query parameter value, a cloud credential or a proxy URL, sent back as
+    the API shows it (masked) keeps the stored value, as an omitted `api_key` is kept:
+    reading a provider, editing and writing it back never replaces a secret with its mask."""
     params: Any = values.get("params")
     if not isinstance(params, dict) or row_id is None:
         return
@@ -63,6 +66,10 @@ async def _keep_masked_params(
     sent_proxy = params.get("proxy")
     if isinstance(proxy, str) and sent_proxy != proxy and sent_proxy == shown_proxy(proxy):
         kept["proxy"] = proxy
+    for name in SECRET_CLOUD_FIELDS:
+        secret, sent_secret = old.get(name), params.get(name)
+        if isinstance(secret, str) and sent_secret != secret and sent_secret == mask(secret):
+            kept[name] = secret
     # Header names are matched ignoring case (as HTTP does), query names exactly.
     for name, fold in (("headers", str.lower), ("query_params", str)):
         sent, before = params.get(name), old.get(name)

@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query
+from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query, shown_secret
+from llm_proxy.config.clouds import AWS_REGION, SECRET_CLOUD_FIELDS, VERTEX_LOCATION
 from llm_proxy.config.master_keys import short_key_problem
-from llm_proxy.config.model import ANTHROPIC_API_BASE
+from llm_proxy.config.model import (
+    ANTHROPIC_API_BASE,
+    DEFAULT_VERTEX_LOCATION,
+    GEMINI_API_BASE,
+    bedrock_api_base,
+    vertex_api_base,
+)
 from llm_proxy.config.providers import PROVIDER_TYPES
 from llm_proxy.errors import bad_param
 
@@ -136,8 +143,8 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
 
 
 def _shown_params(params: Any) -> Any:
-    """A provider's `params` without secrets: its `headers` and `query_params` values masked,
-    its `proxy` without `user:password@` (see views)."""
+    """A provider's `params` without secrets: its `headers` and `query_params` values and its
+    cloud credentials masked, its `proxy` without `user:password@` (see views)."""
     if not isinstance(params, dict):
         return params
     shown = dict(params)
@@ -151,6 +158,7 @@ SECRET_PARAMS: Final = {
     "headers": shown_headers,
     "query_params": shown_query,
     "proxy": shown_proxy,
+    **dict.fromkeys(SECRET_CLOUD_FIELDS, shown_secret),
 }
 
 
@@ -190,14 +198,40 @@ def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str,
         if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
             raise bad_param(name, f"`provider_type` must be one of {', '.join(PROVIDER_TYPES)}.")
         out[name] = value
-    if not partial and table is PROVIDERS and out.get("provider_type") == "anthropic":
-        # The one type whose base URL is known: a body may leave it out (the column may not).
-        out.setdefault("api_base", ANTHROPIC_API_BASE)
+    if not partial and table is PROVIDERS and not out.get("api_base"):
+        # The types whose base URL is known: a body may leave it out (the column may not).
+        base = default_api_base(out.get("provider_type"), out.get("params"))
+        if base is not None:
+            out["api_base"] = base
     if not partial:
         missing = sorted(table.required - out.keys())
         if missing:
             raise bad_param(missing[0], f"`{missing[0]}` is required.")
     return out
+
+
+def default_api_base(kind: Any, params: Any) -> str | None:
+    """The api_base a provider of type `kind` with these `params` gets when its body gives
+    none (the clouds': of its location or region), None when it must be given (or `params`
+    name no usable region: the validation says what is wrong with them)."""
+    settings = params if isinstance(params, dict) else {}
+    if kind == "anthropic":
+        return ANTHROPIC_API_BASE
+    if kind == "gemini":
+        return GEMINI_API_BASE
+    if kind == "vertex":
+        location = settings.get("location", DEFAULT_VERTEX_LOCATION)
+        if isinstance(location, str) and VERTEX_LOCATION.fullmatch(location):
+            return vertex_api_base(location)
+        return vertex_api_base(DEFAULT_VERTEX_LOCATION)  # the location's error comes next
+    if kind == "bedrock":
+        region = settings.get("region")
+        if isinstance(region, str) and AWS_REGION.fullmatch(region):
+            return bedrock_api_base(region)
+        raise bad_param(
+            "params", "`params.region` is required for provider_type bedrock (e.g. us-east-1)."
+        )
+    return None
 
 
 def param_of(issue_path: tuple[Any, ...]) -> str | None:

@@ -1,9 +1,10 @@
 """What the admin API shows of the configuration: everything an operator needs, no secret.
 A provider key is masked (`sk-...abcd`), and so is the value of each provider header and query
 parameter not known to be public (`header_is_public`: `HTTP-Referer`, `X-Title`, ... are shown;
-`query_param_is_public`: `api-version`); a forward proxy URL is shown without its
-`user:password@`; a master key is shown by name only, tokens and admin keys by whether (and
-under which names) they are set."""
+`query_param_is_public`: `api-version`); so is each cloud credential (`credentials_json`,
+`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`); a forward proxy URL is
+shown without its `user:password@`; a master key is shown by name only, tokens and admin
+keys by whether (and under which names) they are set."""
 
 from __future__ import annotations
 
@@ -36,6 +37,14 @@ def shown_query(query: Any) -> Any:
     """A provider's `query_params` as shown: every value masked but `api-version`'s (a key may
     be sent as `?key=`). Any shape, as `shown_headers`."""
     return _shown(query, query_param_is_public)
+
+
+def shown_secret(value: Any) -> Any:
+    """A secret setting as shown (a cloud credential): masked like a key; null as it is,
+    anything but a string masked whole."""
+    if value is None:
+        return None
+    return mask(value) if isinstance(value, str) else "..."
 
 
 def shown_proxy(proxy: Any) -> Any:
@@ -90,6 +99,15 @@ def provider_view(p: Provider) -> dict[str, Any]:
         "anthropic_version": p.anthropic_version if p.provider_type == "anthropic" else None,
         "default_max_tokens": p.default_max_tokens,
         "max_output_tokens": p.max_output_tokens,
+        # The clouds' own (null for the other types); credentials masked.
+        "location": p.location,
+        "credentials_file": p.credentials_file,
+        "credentials_json": shown_secret(p.credentials_json),
+        "region": p.region,
+        "aws_access_key_id": shown_secret(p.aws_access_key_id),
+        "aws_secret_access_key": shown_secret(p.aws_secret_access_key),
+        "aws_session_token": shown_secret(p.aws_session_token),
+        "aws_profile": p.aws_profile,
     }
 
 

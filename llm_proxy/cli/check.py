@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from llm_proxy.config.clouds import CredentialsError, provider_google_credentials
 from llm_proxy.config.dotenv import DotenvError, load_into_environment
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.lockout import locked_warning
-from llm_proxy.config.model import Config
+from llm_proxy.config.model import SIGNED_TYPES, Config, Provider
 from llm_proxy.config.original_env import ignored_variables_line
 from llm_proxy.config.providers import redact_url
 from llm_proxy.config.yaml_file import load_config_file, resolve_config_path
@@ -221,6 +222,35 @@ def summarize_settings(config: Config) -> str:
     return "\n".join(lines)
 
 
+def cloud_summary(p: Provider) -> list[str]:
+    """What a cloud provider signs its calls with: the kind of credentials found (the
+    service account's email at most, never a key), its project, location or region."""
+    if p.provider_type == "vertex":
+        found = None
+        try:
+            found = provider_google_credentials(p)
+        except CredentialsError as exc:  # (the file changed since the check)
+            credentials = f"credentials_file {exc}"
+        else:
+            if found is None:
+                credentials = "application default credentials"
+            else:
+                origin = "file" if p.credentials_file is not None else "credentials_json"
+                who = found.client_email or found.client_id
+                credentials = f"{found.kind} {who} ({origin})"
+        project = p.project or (found.project_id if found else None)
+        return [f"project {project}", f"location {p.location}", f"credentials: {credentials}"]
+    if p.provider_type == "bedrock":
+        if p.aws_access_key_id is not None:
+            credentials = "static keys" + (" + session token" if p.aws_session_token else "")
+        elif p.aws_profile is not None:
+            credentials = f"profile {p.aws_profile}"
+        else:
+            credentials = "the environment's (or the default profile)"
+        return [f"region {p.region}", f"credentials: {credentials}"]
+    return []
+
+
 def summarize(source: str, config: Config, *, database: bool = False) -> str:
     """A human summary that never shows a secret: keys appear by name only, URLs without
     their `user:password@`. `database`: the keys came from a database (the fix a locked proxy
@@ -234,8 +264,9 @@ def summarize(source: str, config: Config, *, database: bool = False) -> str:
         share = 100.0 * p.weight / total if total else 0.0
         lines.append(f"  {p.name}  weight {p.weight} ({share:.1f}%)  {redact_url(p.api_base)}")
         extra: list[str] = [] if p.provider_type == "openai" else [p.provider_type]
-        if p.auth != "bearer":
+        if p.auth != "bearer" and p.provider_type not in SIGNED_TYPES:
             extra.append(f"auth {p.auth}")
+        extra += cloud_summary(p)
         if p.headers:  # names only: values may be secrets
             extra.append("headers " + ", ".join(name for name, _ in p.headers))
         if p.query_params:  # values masked: some providers take their key as ?key=

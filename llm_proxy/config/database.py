@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import asyncpg
 import structlog
 
+from llm_proxy.config.clouds import CLOUD_FIELDS
 from llm_proxy.config.issues import ConfigError, Path
 from llm_proxy.config.model import TIMEOUT_KEYS, Config
 from llm_proxy.config.providers import redact_url
@@ -73,6 +74,7 @@ PARAM_KEYS: Final = TIMEOUT_KEYS | {
     "anthropic_version",
     "default_max_tokens",
     "max_output_tokens",
+    *CLOUD_FIELDS,
 }
 
 

@@ -7,7 +7,9 @@ value not known to be public (`${LLM_PROXY_HEADER_<NAME>_<HEADER>}`: any header 
 `HTTP-Referer`, `X-Title`, ..., see `header_is_public`), each query parameter value but
 `api-version`'s (`${LLM_PROXY_QUERY_<NAME>_<PARAM>}`), and the password of a forward proxy
 URL (`http://user:${LLM_PROXY_PROXY_PASSWORD_<NAME>}@host:port`, the password as the URL
-spells it, percent-encoded; a user without a password is `${LLM_PROXY_PROXY_USER_<NAME>}`);
+spells it, percent-encoded; a user without a password is `${LLM_PROXY_PROXY_USER_<NAME>}`),
+and each cloud credential (`credentials_json`, `aws_access_key_id`, `aws_secret_access_key`,
+`aws_session_token`: `${LLM_PROXY_<FIELD>_<NAME>}`, e.g. `${LLM_PROXY_AWS_SECRET_ACCESS_KEY_B}`);
 a master key becomes its SHA-256 (`key_sha256`, which both accept: the key itself was never
 stored). `with_secrets` (the CLI's `--with-secrets`, never the API) writes the secrets
 themselves.
@@ -27,14 +29,19 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from llm_proxy.config.clouds import CLOUD_FIELDS, SECRET_CLOUD_FIELDS
 from llm_proxy.config.model import (
     DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_MAX_TOKENS,
+    DEFAULT_VERTEX_LOCATION,
+    GEMINI_API_BASE,
     Config,
     MasterKey,
     Pricing,
     Provider,
+    bedrock_api_base,
     default_auth,
+    vertex_api_base,
 )
 from llm_proxy.config.providers import header_is_public, query_param_is_public
 
@@ -64,6 +71,12 @@ def proxy_password_variable(provider: str, *, user: bool = False) -> str:
     return f"LLM_PROXY_PROXY_{'USER' if user else 'PASSWORD'}_{_variable_part(provider)}"
 
 
+def cloud_variable(provider: str, field: str) -> str:
+    """The environment variable an exported provider's cloud credential (`credentials_json`,
+    `aws_secret_access_key`, ...) is read from."""
+    return f"LLM_PROXY_{field.upper()}_{_variable_part(provider)}"
+
+
 def secret_variables(p: Provider) -> list[str]:
     """The variables an export without secrets makes `p` read its secrets from."""
     keys = [key_variable(p.name)] if p.api_key else []
@@ -72,6 +85,7 @@ def secret_variables(p: Provider) -> list[str]:
     split = _proxy_credential(p.proxy)
     if split is not None:
         keys.append(proxy_password_variable(p.name, user=split[1] is None))
+    keys += [cloud_variable(p.name, f) for f in SECRET_CLOUD_FIELDS if getattr(p, f) is not None]
     return keys
 
 
@@ -109,7 +123,9 @@ def provider_data(p: Provider) -> dict[str, Any]:
     unset is left out, secrets are as they are. The one mapping from a provider to plain
     data: the export (which then hides the secrets) and `import-config`'s rows
     (`db_write.upsert`) are made of it."""
-    entry: dict[str, Any] = {"name": p.name, "api_base": p.api_base}
+    entry: dict[str, Any] = {"name": p.name}
+    if p.api_base != _default_base(p):
+        entry["api_base"] = p.api_base
     if p.provider_type != "openai":
         entry["provider_type"] = p.provider_type
     if p.auth != default_auth(p.provider_type):
@@ -141,7 +157,23 @@ def provider_data(p: Provider) -> dict[str, Any]:
         entry["default_max_tokens"] = p.default_max_tokens
     if p.max_output_tokens is not None:
         entry["max_output_tokens"] = p.max_output_tokens
+    for name in CLOUD_FIELDS:
+        value = getattr(p, name)
+        if value is not None and not (name == "location" and value == DEFAULT_VERTEX_LOCATION):
+            entry[name] = value
     return entry
+
+
+def _default_base(p: Provider) -> str | None:
+    """The api_base a cloud provider gets when its config gives none (left out of its data,
+    so that it follows the location or region); None for the types that always spell it."""
+    if p.provider_type == "gemini":
+        return GEMINI_API_BASE
+    if p.provider_type == "vertex" and p.location is not None:
+        return vertex_api_base(p.location)
+    if p.provider_type == "bedrock" and p.region is not None:
+        return bedrock_api_base(p.region)
+    return None
 
 
 def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
@@ -163,6 +195,12 @@ def _provider(p: Provider, with_secrets: bool) -> dict[str, Any]:
             }
     if p.proxy is not None:
         entry["proxy"] = _proxy(p, with_secrets)
+    for name in SECRET_CLOUD_FIELDS:
+        if name in entry:
+            secret = entry[name]
+            entry[name] = (
+                _literal(secret) if with_secrets else f"${{{cloud_variable(p.name, name)}}}"
+            )
     return entry
 
 

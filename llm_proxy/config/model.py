@@ -21,18 +21,28 @@ DEFAULT_TIMEOUT_SECS: Final = 600.0
 DEFAULT_MAX_BODY_MB: Final = 32.0
 
 
-ProviderType = Literal["openai", "azure", "anthropic"]
+ProviderType = Literal["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"]
 
 
 # How a provider's api_key is sent: `Authorization: Bearer`, Azure's `api-key` header,
-# Anthropic's `x-api-key` header, or not at all.
-AuthMode = Literal["bearer", "api-key", "x-api-key", "none"]
+# Anthropic's `x-api-key` header, Google's `x-goog-api-key` header, or not at all.
+AuthMode = Literal["bearer", "api-key", "x-api-key", "x-goog-api-key", "none"]
+
+
+# The types whose calls are signed with cloud credentials (a Google access token, AWS SigV4)
+# instead of carrying an api_key: `auth` is always "none" for them.
+SIGNED_TYPES: Final = frozenset({"vertex", "bedrock"})
 
 
 def default_auth(provider_type: ProviderType) -> AuthMode:
     """The `auth` a provider of this type gets when its config gives none: each upstream's
-    own header (Azure's stays `bearer`, as it always was: its default predates `api-key`)."""
-    return "x-api-key" if provider_type == "anthropic" else "bearer"
+    own header (Azure's stays `bearer`, as it always was: its default predates `api-key`);
+    "none" for the signed types (their credentials are not an api_key)."""
+    if provider_type == "anthropic":
+        return "x-api-key"
+    if provider_type == "gemini":
+        return "x-goog-api-key"
+    return "none" if provider_type in SIGNED_TYPES else "bearer"
 
 
 # Anthropic's Messages API: the base URL as the Anthropic SDK takes it (the proxy appends
@@ -45,6 +55,31 @@ DEFAULT_ANTHROPIC_VERSION: Final = "2023-06-01"
 
 # Anthropic requires max_tokens; an OpenAI client may give none.
 DEFAULT_MAX_TOKENS: Final = 4096
+
+
+# Google AI Studio's Gemini API: the root URL (the proxy appends /v1beta/models/...).
+GEMINI_API_BASE: Final = "https://generativelanguage.googleapis.com"
+
+
+# Vertex AI: the location a provider uses when its config names none.
+DEFAULT_VERTEX_LOCATION: Final = "global"
+
+
+def vertex_api_base(location: str) -> str:
+    """Vertex AI's endpoint for `location` (the proxy appends /v1/projects/...)."""
+    if location == "global":
+        return "https://aiplatform.googleapis.com"
+    return f"https://{location}-aiplatform.googleapis.com"
+
+
+def bedrock_api_base(region: str) -> str:
+    """Amazon Bedrock's runtime endpoint in `region` (the proxy appends /model/...)."""
+    return f"https://bedrock-runtime.{region}.amazonaws.com"
+
+
+# Where a service account's signed JWT is exchanged for an access token when its JSON file
+# names no token_uri (and where an authorized_user's refresh token always is).
+GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +166,8 @@ class Provider:
     health_check: HealthCheck | None = None  # None: the global setting (if any)
     # Sent as OpenAI-Organization / OpenAI-Project. Clients cannot set these (they would pick
     # the provider account's organization), and the upstream's are not shown to clients
-    # unless set here.
+    # unless set here. For provider_type vertex, `project` is the Google Cloud project (part
+    # of the URL, never a header), and `organization` is refused.
     organization: str | None = None
     project: str | None = None
     # A forward proxy for this provider: an http:// URL, False for none (ignore the
@@ -142,6 +178,12 @@ class Provider:
     # endpoint, the upstream model name (after model_mapping) is the deployment.
     # "anthropic": the upstream speaks Anthropic's Messages API; api_base is the base the
     # Anthropic SDK takes (https://api.anthropic.com), the proxy appends /v1/messages.
+    # "gemini": Google AI Studio's root URL (GEMINI_API_BASE), the proxy appends
+    # /v1beta/models/MODEL:ACTION. "vertex": Vertex AI's endpoint for `location`
+    # (vertex_api_base), the model a publisher model id (gemini-2.5-pro,
+    # claude-sonnet-4@20250514). "bedrock": the runtime endpoint of `region`
+    # (bedrock_api_base), the model a Bedrock model id or inference profile. The three always
+    # have an api_base once parsed: the type's default when the config gives none.
     provider_type: ProviderType = "openai"
     # How api_key is sent (see AuthMode); when not configured, `default_auth(provider_type)`.
     auth: AuthMode = "bearer"
@@ -159,6 +201,22 @@ class Provider:
     # A cap on the max_tokens a translated request carries, whoever chose it (the client or
     # default_max_tokens): below default_max_tokens it lowers that too. None: no cap.
     max_output_tokens: int | None = None
+    # provider_type vertex: the Vertex AI location ("global" or a region such as us-east5;
+    # "global" when not configured, None for the other types), and the Google credentials:
+    # a service-account or authorized_user JSON file, or that JSON as a value; neither means
+    # application default credentials. `project` is the Google Cloud project (None: the
+    # credentials JSON's project_id).
+    location: str | None = None
+    credentials_file: str | None = None
+    credentials_json: str | None = field(default=None, repr=False)
+    # provider_type bedrock: the AWS region, and the credentials that sign each call (SigV4):
+    # static keys (a session token only with them), or a profile of the shared AWS files, or
+    # none of these (the environment's, then the default profile).
+    region: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    aws_profile: str | None = None
 
     @property
     def request_timeout_secs(self) -> float | None:

@@ -10,11 +10,13 @@ from typing import Any, Final, Literal, cast
 from yarl import URL
 
 from llm_proxy.config.checker import Checker, kind_of
+from llm_proxy.config.clouds import parse_cloud
 from llm_proxy.config.issues import Path
 from llm_proxy.config.model import (
     ANTHROPIC_API_BASE,
     DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_MAX_TOKENS,
+    SIGNED_TYPES,
     AuthMode,
     ModelRule,
     Provider,
@@ -50,8 +52,8 @@ def _provider(check: Checker, p: Mapping[str, Any], path: Path, seen: set[str]) 
         ProviderType,
         _choice(check, p.get("provider_type"), (*path, "provider_type"), PROVIDER_TYPES),
     )
-    # Anthropic's base URL is known; any other type's must be given.
-    check.required(p, path, "name", *(() if kind == "anthropic" else ("api_base",)))
+    # The base URL of Anthropic and the clouds is known; any other type's must be given.
+    check.required(p, path, "name", *(() if kind in KNOWN_BASE else ("api_base",)))
     name = check.unique_name(p, path, seen, "provider")
     api_base = _api_base(check, p.get("api_base"), (*path, "api_base"))
     if kind == "anthropic":
@@ -60,12 +62,14 @@ def _provider(check: Checker, p: Mapping[str, Any], path: Path, seen: set[str]) 
     api_key = check.header_secret(check.optional(p, "api_key", ""), (*path, "api_key")) or ""
     proxy = _provider_proxy(check, p.get("proxy"), (*path, "proxy"))
     ids = _ids(check, p, path)
+    cloud = parse_cloud(check, p, kind, path, api_base, ids["project"])
+    api_base = cloud.pop("api_base")
     weight = check.positive_int(check.optional(p, "weight", 1), (*path, "weight"))
     mapping = _model_mapping(check, p.get("model_mapping"), (*path, "model_mapping"))
     auth = cast(
         AuthMode, _choice(check, p.get("auth"), (*path, "auth"), AUTH_MODES, default_auth(kind))
     )
-    if auth == "none" and api_key:
+    if auth == "none" and api_key and kind not in SIGNED_TYPES:  # (refused by parse_cloud)
         check.fail(
             (*path, "api_key"),
             "is never sent with auth: none: remove it, or use auth: bearer, api-key or x-api-key",
@@ -105,6 +109,7 @@ def _provider(check: Checker, p: Mapping[str, Any], path: Path, seen: set[str]) 
         max_output_tokens=None
         if p.get("max_output_tokens") is None
         else check.positive_int(p["max_output_tokens"], (*path, "max_output_tokens")),
+        **cloud,
     )
 
 
@@ -131,7 +136,13 @@ def _anthropic_version(check: Checker, raw: Any, kind: str, path: Path) -> str:
         return DEFAULT_ANTHROPIC_VERSION
     where = (*path, "anthropic_version")
     value = _text(check, raw, where)  # an unquoted YAML date is a version too
-    if kind != "anthropic":
+    if kind == "vertex":
+        check.fail(
+            where,
+            "is not sent to Vertex AI: its Anthropic models take anthropic_version "
+            "vertex-2023-10-16 in the request body, which the proxy sets itself",
+        )
+    elif kind != "anthropic":
         check.fail(where, f"is only for provider_type anthropic (this one is {kind})")
     elif not HEADER_SAFE.fullmatch(value):
         check.fail(where, "must be printable ASCII without spaces (for example 2023-06-01)")
@@ -141,12 +152,15 @@ def _anthropic_version(check: Checker, raw: Any, kind: str, path: Path) -> str:
 def _check_header_clashes(
     check: Checker, headers: tuple[tuple[str, str], ...], kind: str, auth: str, path: Path
 ) -> None:
-    """`headers` that would repeat what the provider's own settings send: the x-api-key
-    header when auth sends the key in it, anthropic-version when anthropic_version does."""
+    """`headers` that would repeat what the provider's own settings send: the x-api-key or
+    x-goog-api-key header when auth sends the key in it, anthropic-version when
+    anthropic_version does, and (bedrock) what AWS request signing sets."""
     for name, _ in headers:
         lower = name.lower()
-        if lower == "x-api-key" and auth == "x-api-key":
+        if lower in ("x-api-key", "x-goog-api-key") and auth == lower:
             check.fail((*path, name), _KEY_HEADER)
+        elif kind == "bedrock" and lower.startswith("x-amz-"):
+            check.fail((*path, name), "is set by the request's AWS signature (SigV4)")
         elif lower == "anthropic-version" and kind == "anthropic":
             check.fail((*path, name), "is sent from anthropic_version: set that instead")
 
@@ -186,14 +200,19 @@ def _ids(check: Checker, p: Mapping[str, Any], path: Path) -> dict[str, str | No
 
 
 HEADER_SAFE: Final = re.compile(r"[!-~]+")  # printable ASCII, no spaces: a header value
-PROVIDER_TYPES: Final = ("openai", "azure", "anthropic")  # the first is the default
-AUTH_MODES: Final = ("bearer", "api-key", "x-api-key", "none")  # the default: default_auth
+# The first is the default.
+PROVIDER_TYPES: Final = ("openai", "azure", "anthropic", "gemini", "vertex", "bedrock")
+# Whose api_base need not be given: the type's own is the default.
+KNOWN_BASE: Final = frozenset({"anthropic", "gemini", "vertex", "bedrock"})
+# The default: default_auth.
+AUTH_MODES: Final = ("bearer", "api-key", "x-api-key", "x-goog-api-key", "none")
 # RFC 9110 5.6.2: a header name is a token.
 HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A configured header value: printable ASCII, inner spaces allowed (`X-Title: My App`).
 HEADER_VALUE: Final = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 _KEY_HEADER: Final = (
-    "carries the provider's key: set api_key and auth: bearer | api-key | x-api-key | none"
+    "carries the provider's key: set api_key and auth: bearer | api-key | x-api-key | "
+    "x-goog-api-key | none"
 )
 _OWNED: Final = "is set by the proxy itself (from the request it forwards)"
 _HOP: Final = "is a hop-by-hop header: it never crosses a proxy"

@@ -48,6 +48,15 @@ PROVIDER_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "anthropic_version",
         "default_max_tokens",
         "max_output_tokens",
+        # The clouds' own (config/clouds.py): vertex, then bedrock.
+        "location",
+        "credentials_file",
+        "credentials_json",
+        "region",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile",
     }
 )
 

@@ -85,7 +85,9 @@ def test_the_provider_schemas_list_every_type_and_setting() -> None:
     assert SCHEMAS["Provider"]["properties"]["provider_type"]["enum"] == list(PROVIDER_TYPES)
     params = provider_input["properties"]["params"]
     assert params["properties"]["auth"]["enum"] == list(AUTH_MODES)
-    for setting in ("anthropic_version", "default_max_tokens", "max_output_tokens"):
+    from llm_proxy.config.clouds import CLOUD_FIELDS
+
+    for setting in ("anthropic_version", "default_max_tokens", "max_output_tokens", *CLOUD_FIELDS):
         assert setting in PROVIDER_KEYS and setting in params["properties"]
         assert setting in params["description"]
     assert provider_input["properties"]["api_key"]["writeOnly"] is True  # never returned

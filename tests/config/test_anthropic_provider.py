@@ -27,7 +27,7 @@ from llm_proxy.config.model import (
     Provider,
     default_auth,
 )
-from llm_proxy.config.providers import AUTH_MODES, PROVIDER_TYPES
+from llm_proxy.config.providers import AUTH_MODES
 from llm_proxy.config.yaml_file import load_config_text
 from tests.helpers import make_config, provider
 from tests.helpers.db import OPEN, db_version
@@ -149,7 +149,10 @@ def test_a_trailing_v1_is_kept_for_the_other_types() -> None:
         ({"max_output_tokens": -1}, "providers[0].max_output_tokens: must be a positive integer"),
         ({"max_output_tokens": True}, "providers[0].max_output_tokens: must be a positive"),
         ({"max_output_tokens": 2**31}, "providers[0].max_output_tokens: must be at most"),
-        ({"auth": "basic"}, "providers[0].auth: must be one of bearer, api-key, x-api-key, none"),
+        (
+            {"auth": "basic"},
+            "providers[0].auth: must be one of bearer, api-key, x-api-key, x-goog-api-key, none",
+        ),
         (
             {"auth": "none"},
             "providers[0].api_key: is never sent with auth: none: remove it, or use auth: "
@@ -158,7 +161,7 @@ def test_a_trailing_v1_is_kept_for_the_other_types() -> None:
         (
             {"headers": {"X-Api-Key": "k"}},
             "providers[0].headers['X-Api-Key']: carries the provider's key: set api_key and "
-            "auth: bearer | api-key | x-api-key | none",
+            "auth: bearer | api-key | x-api-key | x-goog-api-key | none",
         ),
         (
             {"headers": {"anthropic-version": "2024-01-01"}},
@@ -257,7 +260,7 @@ def test_export_writes_what_reads_back() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    kind=st.sampled_from(PROVIDER_TYPES),
+    kind=st.sampled_from(("openai", "azure", "anthropic")),  # the clouds: test_cloud_providers
     auth=st.sampled_from((None, *AUTH_MODES)),
     version=st.none() | st.from_regex(r"[!-~]{1,20}", fullmatch=True),
     default_max=st.none() | st.integers(1, 2**31 - 1),
@@ -440,8 +443,9 @@ async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
     sql = await asyncpg.connect(config_dsn)
     try:
         await insert(sql, "claude", "anthropic", {})
-        (later,) = await migrate.migrate_down(sql, 1)  # the request log's trace id (012)
-        assert later.name == "request_log_trace_id"
+        # The cloud providers (013), the request log's trace id (012).
+        later = await migrate.migrate_down(sql, 2)
+        assert [m.name for m in later] == ["cloud_providers", "request_log_trace_id"]
         with pytest.raises(asyncpg.ObjectInUseError, match="provider_type anthropic exist"):
             await migrate.migrate_down(sql, 1)
         await sql.execute("UPDATE providers SET provider_type = 'openai', params = '{}'")
@@ -452,6 +456,7 @@ async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
         assert [m.name for m in await migrate.migrate_up(sql)] == [
             "anthropic_providers",
             "request_log_trace_id",
+            "cloud_providers",
         ]
         await sql.execute("UPDATE providers SET provider_type = 'anthropic'")
     finally:

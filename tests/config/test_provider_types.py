@@ -222,14 +222,18 @@ def test_request_headers_policy_unit() -> None:
     [
         (
             {"auth": "basic"},
-            "providers[0].auth: must be one of bearer, api-key, x-api-key, none, got 'basic'",
+            "providers[0].auth: must be one of bearer, api-key, x-api-key, x-goog-api-key, "
+            "none, got 'basic'",
         ),
         ({"provider_type": "gcp"}, "provider_type: must be one of openai, azure, anthropic"),
         ({"headers": {"Host": "x"}}, "headers.Host: is set by the proxy itself"),
         ({"headers": {"content-length": "1"}}, "is set by the proxy itself"),
         ({"headers": {"Transfer-Encoding": "chunked"}}, "hop-by-hop"),
         ({"headers": {"Authorization": "Bearer x"}}, "headers.Authorization: carries the"),
-        ({"headers": {"API-Key": "x"}}, "auth: bearer | api-key | x-api-key | none"),
+        (
+            {"headers": {"API-Key": "x"}},
+            "auth: bearer | api-key | x-api-key | x-goog-api-key | none",
+        ),
         ({"headers": {"bad name": "x"}}, "is not a header name"),
         ({"headers": {"X-A": "1", "x-a": "2"}}, "is given twice (also as 'X-A')"),
         ({"headers": {"X-A": ["x"]}}, "headers['X-A']: must be a string, got a list"),

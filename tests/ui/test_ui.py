@@ -922,3 +922,113 @@ async def test_an_anthropic_provider_from_the_form(
             (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
             assert (stored["provider_type"], stored["params"]) == ("openai", {"auth": "bearer"})
         watch.check()
+
+
+@needs_browser
+async def test_a_bedrock_provider_from_the_form(
+    browser: Any, slow_upstream: str, config_dsn: str, tmp_path: Path
+) -> None:
+    """The cloud types decide the form: bedrock shows its region and AWS credentials (the
+    secrets as password inputs) and hides the API key and "Key sent as"; its base URL may be
+    left empty (the region's endpoint). Saved again, edited as shown, the masked secrets keep
+    the stored ones and nothing else changes; vertex shows its own fields instead."""
+    key_id, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY}
+    async with serve_process(SETTINGS, tmp_path, env) as served:
+        page = await browser.new_page()
+        watch = Watch(page)
+        async with evidence(page, tmp_path):
+            await log_in(page, served.url)
+            await open_page(page, "Providers")
+            await page.get_by_role("button", name="Add provider").click()
+            form = page.get_by_role("form", name="New provider")
+            region = form.get_by_label("AWS region")
+            assert not await region.is_visible()  # openai: not meaningful
+            await form.get_by_label("Type").select_option("bedrock")
+            await region.wait_for()
+            assert not await form.get_by_label("API key").is_visible()
+            assert not await form.get_by_label("Key sent as").is_visible()
+            assert not await form.get_by_label("Google Cloud project").is_visible()
+            assert await form.get_by_label("API base URL").get_attribute("required") is None
+            for label in ("AWS access key id", "AWS secret access key", "AWS session token"):
+                assert await form.get_by_label(label).get_attribute("type") == "password"
+            await assert_labelled(page)
+            await form.get_by_label("Name").fill("bedrock")
+            await form.get_by_label("Models").fill(
+                "claude = us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+            )
+            await region.fill("eu-central-1")
+            await form.get_by_label("AWS access key id").fill(key_id)
+            await form.get_by_label("AWS secret access key").fill(secret)
+            await form.get_by_label("Request timeout (s)").fill("300")
+            await form.get_by_role("button", name="Create provider").click()
+            await page.get_by_text(re.compile(r"Created provider bedrock")).wait_for()
+            base = "https://bedrock-runtime.eu-central-1.amazonaws.com"
+            await page.locator("tr[data-provider='bedrock']").filter(has_text=base).wait_for()
+            (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
+            assert (stored["provider_type"], stored["api_base"], stored["api_key"]) == (
+                "bedrock",
+                base,
+                "",
+            )
+            assert stored["params"] == {
+                "region": "eu-central-1",
+                "aws_access_key_id": "AKI...MPLE",
+                "aws_secret_access_key": "wJa...EKEY",
+                "request_timeout_secs": 300,
+            }
+            assert stored["model_mapping"] == {
+                "claude": "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
+            }
+
+            # Edit: the stored (masked) values shown; change the weight alone and save.
+            await page.get_by_role("button", name="Edit bedrock").click()
+            form = page.get_by_role("form", name="Edit provider bedrock")
+            assert await form.get_by_label("AWS region").input_value() == "eu-central-1"
+            assert await form.get_by_label("AWS secret access key").input_value() == "wJa...EKEY"
+            assert await form.get_by_label("API base URL").input_value() == ""  # the default
+            assert await form.get_by_label("Other settings (JSON)").input_value() == ""
+            await checkpoint(page, "provider-form-bedrock")
+            await form.get_by_label("Weight").fill("2")
+            await form.get_by_role("button", name="Save").click()
+            await form.wait_for(state="detached")
+            await page.get_by_text(re.compile(r"Saved provider bedrock")).wait_for()
+            # Then the region: the endpoint follows it, the secrets are kept.
+            await page.get_by_role("button", name="Edit bedrock").click()
+            form = page.get_by_role("form", name="Edit provider bedrock")
+            await form.get_by_label("AWS region").fill("us-west-2")
+            await form.get_by_role("button", name="Save").click()
+            await form.wait_for(state="detached")
+            (stored,) = (await admin_call(served.url, "GET", "/providers"))["data"]
+            assert (stored["weight"], stored["api_base"]) == (
+                2,
+                "https://bedrock-runtime.us-west-2.amazonaws.com",
+            )
+            assert stored["params"] == {
+                "region": "us-west-2",
+                "aws_access_key_id": "AKI...MPLE",
+                "aws_secret_access_key": "wJa...EKEY",
+                "request_timeout_secs": 300,
+            }
+            async with (
+                aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as http,
+                http.get(served.url + "/admin/v1/config/export") as resp,
+            ):
+                exported = await resp.text()
+            assert key_id not in exported and secret not in exported
+
+            # Vertex: its own fields, the AWS ones hidden.
+            await page.get_by_role("button", name="Add provider").click()
+            form = page.get_by_role("form", name="New provider")
+            await form.get_by_label("Type").select_option("vertex")
+            await form.get_by_label("Google Cloud project").wait_for()
+            assert not await form.get_by_label("AWS region").is_visible()
+            assert await form.get_by_label("Credentials JSON").get_attribute("type") == "password"
+            assert await form.get_by_label("API base URL").get_attribute("placeholder") == (
+                "https://aiplatform.googleapis.com"
+            )
+            await form.get_by_label("Location").fill("us-east5")
+            assert await form.get_by_label("API base URL").get_attribute("placeholder") == (
+                "https://us-east5-aiplatform.googleapis.com"
+            )
+        watch.check()

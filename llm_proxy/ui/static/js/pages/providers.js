@@ -1,6 +1,7 @@
 // Providers: list, create, edit (type, key header, weight, model mapping, timeouts, Anthropic's
-// settings), enable/disable, delete, and a health probe showing each model's latency. In YAML
-// mode the list is read-only.
+// settings, the clouds' project/location/credentials and region/AWS credentials),
+// enable/disable, delete, and a health probe showing each model's latency. In YAML mode the
+// list is read-only.
 
 import { api } from "../api.js";
 import { append, clear, confirmDialog, field, fmtMs, h, notice, show, table } from "../dom.js";
@@ -17,6 +18,9 @@ const TYPES = [
   ["openai", "openai"],
   ["azure", "azure"],
   ["anthropic", "anthropic (Messages API)"],
+  ["gemini", "gemini (Google AI Studio)"],
+  ["vertex", "vertex (Vertex AI)"],
+  ["bedrock", "bedrock (Amazon Bedrock)"],
 ];
 
 // How the key is sent (params.auth); "" leaves it to the type: what the server then uses.
@@ -24,10 +28,11 @@ const AUTH_MODES = [
   ["bearer", "Authorization: Bearer"],
   ["api-key", "api-key header (Azure)"],
   ["x-api-key", "x-api-key header (Anthropic)"],
+  ["x-goog-api-key", "x-goog-api-key header (Google)"],
   ["none", "not sent"],
 ];
 // The type's own, as the server chooses it when params.auth is not given.
-const DEFAULT_AUTH = { openai: "Bearer", azure: "Bearer", anthropic: "x-api-key" };
+const DEFAULT_AUTH = { openai: "Bearer", azure: "Bearer", anthropic: "x-api-key", gemini: "x-goog-api-key" };
 
 // Settings of anthropic providers, shown (and sent) for that type only; another type keeps
 // them, if the API was given any, in "Other settings".
@@ -37,6 +42,41 @@ const ANTHROPIC = [
   ["max_output_tokens", "Max output tokens", "number", "no cap", "A cap on every request's max_tokens to this provider; below the default it lowers that too."],
 ];
 const ANTHROPIC_BASE = "https://api.anthropic.com";
+const GEMINI_BASE = "https://generativelanguage.googleapis.com";
+
+// The clouds' settings (params), shown (and sent) for their type only, as Anthropic's are.
+// A secret is a password input holding the value as the API shows it (masked): sent back
+// unchanged, the server keeps the stored secret; cleared, it is removed; typed over, replaced.
+const CLOUD = {
+  vertex: [
+    ["project", "Google Cloud project", "text", "the credentials' project_id", "The project id (my-project-123); may be left empty when the credentials JSON has a project_id."],
+    ["location", "Location", "text", "global", "global, or a region such as us-east5 (Claude models) or europe-west4."],
+    ["credentials_file", "Credentials file", "text", "application default credentials", "Path of a service-account (or authorized_user) JSON file on the proxy's host. Empty, with no JSON either: application default credentials."],
+    ["credentials_json", "Credentials JSON", "secret", "", "The same JSON as a value (not with a file). A secret: shown masked."],
+  ],
+  bedrock: [
+    ["region", "AWS region", "text", "us-east-1", "Required: the region whose Bedrock runtime serves the calls."],
+    ["aws_access_key_id", "AWS access key id", "secret", "", "Static keys (with the secret access key). Empty, with no profile: the proxy's environment's credentials."],
+    ["aws_secret_access_key", "AWS secret access key", "secret", "", "A secret: shown masked."],
+    ["aws_session_token", "AWS session token", "secret", "", "Temporary credentials only, with the static keys."],
+    ["aws_profile", "AWS profile", "text", "the default", "A profile of the proxy's shared AWS files (not with static keys)."],
+  ],
+};
+// The types whose calls the cloud's credentials sign: no api_key, no "Key sent as".
+const SIGNED = new Set(["vertex", "bedrock"]);
+
+// The api_base the server gives a type when none is written (the clouds': of the location
+// or region); null when it must be given.
+function defaultBase(kind, settings) {
+  if (kind === "anthropic") return ANTHROPIC_BASE;
+  if (kind === "gemini") return GEMINI_BASE;
+  if (kind === "vertex") {
+    const location = settings.location || "global";
+    return location === "global" ? "https://aiplatform.googleapis.com" : `https://${location}-aiplatform.googleapis.com`;
+  }
+  if (kind === "bedrock" && settings.region) return `https://bedrock-runtime.${settings.region}.amazonaws.com`;
+  return null;
+}
 
 // The Models field, one line per model_mapping entry. Every shape the API accepts reads back
 // as it was: `name` alone is a null target (the upstream gets the name the client asked for,
@@ -91,7 +131,11 @@ function providerForm(ctx, provider, onDone) {
     { name: "provider_type" },
     TYPES.map(([value, label]) => h("option", { value, selected: storedType === value }, label)),
   );
-  const base = h("input", { name: "api_base", type: "url", value: provider?.api_base ?? "" });
+  // A cloud provider's base URL that is its type's default is shown empty: it then follows
+  // the location or region when they change.
+  const storedBase = provider?.api_base ?? "";
+  const shownBase = storedType in CLOUD || storedType === "gemini" ? (storedBase === defaultBase(storedType, params) ? "" : storedBase) : storedBase;
+  const base = h("input", { name: "api_base", type: "url", value: shownBase });
   const baseHint = h("small", { class: "hint" });
   const key = h("input", { name: "api_key", type: "password", autocomplete: "new-password", placeholder: editing ? "unchanged" : "" });
   const typeDefault = h("option", { value: "" });
@@ -120,24 +164,63 @@ function providerForm(ctx, provider, onDone) {
     h("legend", {}, "Anthropic (empty: the default)"),
     anthropicInputs.map(({ input, label, hint }) => field(label, input, hint)),
   );
+  const cloudInputs = Object.entries(CLOUD).flatMap(([kind, settings]) =>
+    settings.map(([param, label, kindOfInput, placeholder, hint]) => {
+      const value = storedType === kind ? params[param] ?? "" : "";
+      const attributes = kindOfInput === "secret" ? { type: "password", autocomplete: "new-password" } : { type: "text", spellcheck: "false" };
+      const input = h("input", { name: param, ...attributes, value: typeof value === "string" ? value : JSON.stringify(value), placeholder });
+      const stored = kindOfInput === "secret" && value ? ` Stored: ${value} (clear to remove, type to replace).` : "";
+      return { kind, param, input, label, hint: hint + stored };
+    }),
+  );
+  const cloudSettings = Object.fromEntries(
+    Object.keys(CLOUD).map((kind) => [
+      kind,
+      h(
+        "fieldset",
+        { class: `cloud ${kind}` },
+        h("legend", {}, kind === "vertex" ? "Vertex AI" : "Amazon Bedrock"),
+        cloudInputs.filter((c) => c.kind === kind).map(({ input, label, hint }) => field(label, input, hint)),
+      ),
+    ]),
+  );
   // The fields above own their settings; every other one is edited as JSON.
-  const owned = new Set([...TIMEOUTS.map(([t]) => t), "auth", ...(storedType === "anthropic" ? ANTHROPIC.map(([a]) => a) : [])]);
+  const owned = new Set([
+    ...TIMEOUTS.map(([t]) => t),
+    "auth",
+    ...(storedType === "anthropic" ? ANTHROPIC.map(([a]) => a) : []),
+    ...(CLOUD[storedType] || []).map(([c]) => c),
+  ]);
   const other = Object.fromEntries(Object.entries(params).filter(([k]) => !owned.has(k)));
   const extra = h("textarea", { name: "params", rows: "3", spellcheck: "false" });
   extra.value = Object.keys(other).length ? JSON.stringify(other, null, 2) : "";
   const isAnthropic = () => type.value === "anthropic";
-  // What the type decides: Anthropic's base URL may be left empty, its key goes in x-api-key.
+  const shownCloud = () => cloudInputs.filter((c) => c.kind === type.value);
+  const cloudValues = () => Object.fromEntries(shownCloud().map(({ param, input }) => [param, input.value.trim()]));
+  const BASE_HINTS = {
+    anthropic: `The base the Anthropic SDK takes; the proxy appends /v1/messages (a trailing /v1 is dropped). Empty: ${ANTHROPIC_BASE}.`,
+    gemini: `Google AI Studio's root URL; the proxy appends /v1beta/models/... (a trailing /v1beta is dropped). Empty: ${GEMINI_BASE}.`,
+    vertex: "Empty: Vertex AI's endpoint of the location (https://LOCATION-aiplatform.googleapis.com, global: https://aiplatform.googleapis.com).",
+    bedrock: "Empty: the Bedrock runtime endpoint of the region (https://bedrock-runtime.REGION.amazonaws.com).",
+  };
+  // What the type decides: whose base URL may be left empty, where the key goes (and whether
+  // there is one: the clouds' credentials sign their calls), which settings are shown.
   const followType = () => {
-    const anthropic = isAnthropic();
-    base.required = !anthropic;
-    base.placeholder = anthropic ? ANTHROPIC_BASE : "https://api.openai.com/v1";
-    baseHint.textContent = anthropic
-      ? `The base the Anthropic SDK takes; the proxy appends /v1/messages (a trailing /v1 is dropped). Empty: ${ANTHROPIC_BASE}.`
-      : "Every path is appended to it (Azure: the resource endpoint, https://NAME.openai.azure.com).";
-    typeDefault.textContent = `Type default: ${DEFAULT_AUTH[type.value]}`;
-    anthropicSettings.hidden = !anthropic;
+    const kind = type.value;
+    const known = kind in BASE_HINTS;
+    base.required = !known;
+    base.placeholder = defaultBase(kind, cloudValues()) || (known ? "" : "https://api.openai.com/v1");
+    baseHint.textContent = BASE_HINTS[kind] || "Every path is appended to it (Azure: the resource endpoint, https://NAME.openai.azure.com).";
+    typeDefault.textContent = `Type default: ${DEFAULT_AUTH[kind] || "none"}`;
+    anthropicSettings.hidden = !isAnthropic();
+    for (const [cloud, fieldset] of Object.entries(cloudSettings)) fieldset.hidden = cloud !== kind;
+    keyField.hidden = SIGNED.has(kind);
+    authField.hidden = SIGNED.has(kind);
   };
   type.addEventListener("change", followType);
+  for (const { input } of cloudInputs) input.addEventListener("input", followType);
+  const keyField = field("API key", key, editing ? "Leave empty to keep the stored key." : "Sent to the provider; never shown again.");
+  const authField = field("Key sent as", auth);
   const baseField = field("API base URL", base);
   baseHint.id = `${base.id}-hint`;
   base.setAttribute("aria-describedby", baseHint.id);
@@ -149,7 +232,13 @@ function providerForm(ctx, provider, onDone) {
   // (Anthropic's settings count while shown: hiding them by a change of type drops them.)
   const shownAnthropic = () => (isAnthropic() ? anthropicInputs.map(({ input }) => input.value) : []);
   const paramsText = () =>
-    [extra.value, auth.value, ...timeoutInputs.map(({ input }) => input.value), ...shownAnthropic()].join("\n");
+    [
+      extra.value,
+      auth.value,
+      ...timeoutInputs.map(({ input }) => input.value),
+      ...shownAnthropic(),
+      ...shownCloud().map(({ input }) => input.value),
+    ].join("\n");
   const untouched = { mapping: mapping.value, params: paramsText() };
 
   const form = h(
@@ -169,20 +258,26 @@ function providerForm(ctx, provider, onDone) {
         }
         const merged = { ...extraParams };
         for (const { param, input } of timeoutInputs) if (input.value !== "") merged[param] = Number(input.value);
-        if (auth.value) merged.auth = auth.value;
+        if (auth.value && !SIGNED.has(type.value)) merged.auth = auth.value;
         if (isAnthropic()) {
           for (const { param, input, kind } of anthropicInputs) {
             const value = input.value.trim();
             if (value !== "") merged[param] = kind === "number" ? Number(value) : value;
           }
         }
+        for (const [param, value] of Object.entries(cloudValues())) if (value !== "") merged[param] = value;
         const body = {
           name: name.value.trim(),
           provider_type: type.value,
           api_base: base.value.trim(),
           weight: Number(weight.value || 1),
         };
-        if (isAnthropic() && !body.api_base) body.api_base = ANTHROPIC_BASE; // as the hint says
+        // Empty: the type's own, as the hint says (left out when the server must say why not).
+        if (!body.api_base) {
+          const fallback = defaultBase(type.value, cloudValues());
+          if (fallback) body.api_base = fallback;
+          else delete body.api_base;
+        }
         if (!editing || mapping.value !== untouched.mapping) {
           try {
             body.model_mapping = parseMapping(mapping.value);
@@ -192,7 +287,9 @@ function providerForm(ctx, provider, onDone) {
           }
         }
         if (!editing || paramsText() !== untouched.params) body.params = merged;
-        if (key.value) body.api_key = key.value;
+        if (key.value && !SIGNED.has(type.value)) body.api_key = key.value;
+        // A key kept from another type would be refused: the cloud's credentials replace it.
+        if (SIGNED.has(type.value) && provider?.api_key) body.api_key = "";
         try {
           const answer = editing
             ? await api("PATCH", `/providers/${provider.id}`, body)
@@ -207,8 +304,8 @@ function providerForm(ctx, provider, onDone) {
     field("Name", name),
     field("Type", type),
     baseField,
-    field("API key", key, editing ? "Leave empty to keep the stored key." : "Sent to the provider; never shown again."),
-    field("Key sent as", auth),
+    keyField,
+    authField,
     field("Weight", weight, "This provider's share of a model's traffic among the providers serving it (1 or more)."),
     field(
       "Models",
@@ -222,10 +319,11 @@ function providerForm(ctx, provider, onDone) {
       timeoutInputs.map(({ input, label }) => field(label, input)),
     ),
     anthropicSettings,
+    Object.values(cloudSettings),
     field(
       "Other settings (JSON)",
       extra,
-      'More provider settings, e.g. {"query_params": {"api-version": "2024-10-21"}} (Azure), headers (e.g. {"anthropic-beta": "..."}), health_check, pricing, proxy, verify_ssl, organization, project, inject_stream_usage.',
+      'More provider settings, e.g. {"query_params": {"api-version": "2024-10-21"}} (Azure), headers (e.g. {"anthropic-beta": "..."}), health_check, pricing, proxy, verify_ssl, organization, project (OpenAI), inject_stream_usage.',
     ),
     h(
       "div",
