@@ -395,6 +395,9 @@ def _provider_headers(provider: Provider) -> list[tuple[str, str]]:
     elif provider.api_key and provider.auth == "x-goog-api-key":
         lines.append(("x-goog-api-key", provider.api_key))
     lines.append(("Accept-Encoding", "identity"))
+    if provider.provider_type in CLOUD_TYPES:  # (a Vertex `project` is Google's, in the URL)
+        lines.extend(provider.headers)
+        return lines
     if provider.organization is not None:
         lines.append(("OpenAI-Organization", provider.organization))
     if provider.project is not None:
