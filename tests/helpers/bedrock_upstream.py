@@ -403,7 +403,8 @@ class Knobs:
 
 class FakeBedrock:
     """Bedrock Runtime's Converse API (see the module docstring). `session_token`: when set,
-    requests must carry it; `clock`: the fake's time for the X-Amz-Date check; `chunks`: text
+    requests must carry it; `models`: the model ids (or ARNs) it serves, None for any;
+    `clock`: the fake's time for the X-Amz-Date check; `chunks`: text
     deltas per stream."""
 
     def __init__(
@@ -413,10 +414,12 @@ class FakeBedrock:
         secret_key: str = SECRET_KEY,
         region: str = REGION,
         session_token: str | None = None,
+        models: frozenset[str] | None = None,
         chunks: int = 3,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._credentials = Credentials(access_key, secret_key, session_token)
+        self.models = models
         self.region = region
         self.chunks = chunks
         self.clock = clock
@@ -501,6 +504,8 @@ class FakeBedrock:
             self._verify(request, raw)
             if match is None:
                 raise AwsError("UnknownOperationException", "Unknown operation", 404)
+            if self.models is not None and received.model_id not in self.models:
+                raise _validation("The provided model identifier is invalid.")
             body = check_body(data)
             if self.knobs.gate is not None:
                 await self.knobs.gate.wait()

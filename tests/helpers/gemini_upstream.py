@@ -21,7 +21,9 @@ finishReason STOP and the full usageMetadata); a functionCall of the first decla
 allowed) function, its args built from the schema's required properties, when tools are
 declared and the last turn is user text; a thought part first with thinkingConfig.
 includeThoughts; JSON for responseMimeType application/json; MAX_TOKENS past maxOutputTokens.
-A token is a whitespace-separated word: counts are exact and easy to assert.
+A token is a whitespace-separated word: counts are exact and easy to assert. With
+`require_thought_signatures`, the current turn's functionCall parts (after the last user text)
+must carry their thoughtSignature, as Gemini 3 requires.
 """
 
 from __future__ import annotations
@@ -108,38 +110,47 @@ class BadRequest(Exception):
 
 
 # The proto messages' fields (camelCase; snake_case is accepted too, as proto JSON does).
-_REQUEST = {"contents", "tools", "toolConfig", "safetySettings", "systemInstruction",
+_REQUEST: Final = {"contents", "tools", "toolConfig", "safetySettings", "systemInstruction",
             "generationConfig", "cachedContent", "labels", "model"}  # fmt: skip
-_GENERATION_CONFIG = {
+_GENERATION_CONFIG: Final = {
     "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
     "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK",
     "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
     "enableEnhancedCivicAnswers", "speechConfig", "thinkingConfig", "imageConfig",
     "mediaResolution",
 }  # fmt: skip
-_THINKING_CONFIG = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
-_CONTENT = {"role", "parts"}
-_PART_DATA = {"text", "inlineData", "functionCall", "functionResponse", "fileData",
+_THINKING_CONFIG: Final = {"includeThoughts", "thinkingBudget", "thinkingLevel"}
+_CONTENT: Final = {"role", "parts"}
+_PART_DATA: Final = {"text", "inlineData", "functionCall", "functionResponse", "fileData",
               "executableCode", "codeExecutionResult"}  # fmt: skip
-_PART = _PART_DATA | {"thought", "thoughtSignature", "videoMetadata", "partMetadata"}
-_FUNCTION_CALL = {"id", "name", "args"}
-_FUNCTION_RESPONSE = {"id", "name", "response", "parts", "willContinue", "scheduling"}
-_BLOB = {"mimeType", "data"}
-_FILE_DATA = {"mimeType", "fileUri"}
-_TOOL = {"functionDeclarations", "googleSearch", "googleSearchRetrieval", "codeExecution",
+_PART: Final = _PART_DATA | {"thought", "thoughtSignature", "videoMetadata", "partMetadata"}
+_FUNCTION_CALL: Final = {"id", "name", "args"}
+_FUNCTION_RESPONSE: Final = {"id", "name", "response", "parts", "willContinue", "scheduling"}
+_BLOB: Final = {"mimeType", "data"}
+_FILE_DATA: Final = {"mimeType", "fileUri"}
+_TOOL: Final = {"functionDeclarations", "googleSearch", "googleSearchRetrieval", "codeExecution",
          "urlContext", "computerUse", "fileSearch", "googleMaps"}  # fmt: skip
-_DECLARATION = {"name", "description", "parameters", "parametersJsonSchema", "response",
+_DECLARATION: Final = {"name", "description", "parameters", "parametersJsonSchema", "response",
                 "responseJsonSchema", "behavior"}  # fmt: skip
-_TOOL_CONFIG = {"functionCallingConfig", "retrievalConfig"}
-_CALLING_CONFIG = {"mode", "allowedFunctionNames"}
-_SAFETY_SETTING = {"category", "threshold", "method"}
+_TOOL_CONFIG: Final = {"functionCallingConfig", "retrievalConfig"}
+_CALLING_CONFIG: Final = {"mode", "allowedFunctionNames"}
+_SAFETY_SETTING: Final = {"category", "threshold", "method"}
 # Gemini's Schema: a subset of OpenAPI 3.0 (no additionalProperties, $ref, $defs, const, oneOf,
 # allOf, not, type lists...).
-_SCHEMA = {"type", "format", "title", "description", "nullable", "enum", "maxItems",
+_SCHEMA: Final = {"type", "format", "title", "description", "nullable", "enum", "maxItems",
            "minItems", "properties", "required", "minProperties", "maxProperties",
            "minLength", "maxLength", "pattern", "example", "anyOf", "propertyOrdering",
            "default", "items", "minimum", "maximum"}  # fmt: skip
-_TYPES = {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+_TYPES: Final = {
+    "TYPE_UNSPECIFIED",
+    "STRING",
+    "NUMBER",
+    "INTEGER",
+    "BOOLEAN",
+    "ARRAY",
+    "OBJECT",
+    "NULL",
+}
 
 
 def _camel(name: str) -> str:
@@ -402,11 +413,11 @@ def plan(request: dict[str, Any], calls: int) -> Plan:
         or (budget is not None and budget != 0)
         or ("thinkingLevel" in thinking)
     ):
-        result.thought = f"Thinking about: {said[:60]}".strip()
-        result.thoughts_tokens = words(result.thought) + 2
+        thought = f"Thinking about: {said[:60]}".strip()
+        result.thoughts_tokens = words(thought) + 2  # the model thinks whether it shows it or not
         result.signature = True
-        if not thinking.get("includeThoughts"):
-            result.thought = ""
+        if thinking.get("includeThoughts"):
+            result.thought = thought
     declared = [d for t in request["tools"] for d in t["functionDeclarations"]]
     calling = request["toolConfig"]["functionCallingConfig"]
     allowed = calling.get("allowedFunctionNames") or [d["name"] for d in declared]
@@ -495,6 +506,7 @@ class GoogleFake:
         self._stack = AsyncExitStack()
 
     def app(self) -> web.Application:
+        """The fake's routes (each fake has its own)."""
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
@@ -570,9 +582,16 @@ class GoogleFake:
         return response
 
     def _signatures(self, request: dict[str, Any]) -> None:
+        """Gemini 3 checks the function calls of the current turn: those after the last user
+        text."""
         if not self.require_thought_signatures:
             return
-        for i, content in enumerate(request["contents"]):
+        contents = request["contents"]
+        start = max(
+            (i for i, c in enumerate(contents) if c["role"] == "user" and any(_texts(c))),
+            default=0,
+        )
+        for i, content in enumerate(contents[start:], start):
             for j, part in enumerate(content["parts"]):
                 if "functionCall" in part and not part.get("thoughtSignature"):
                     raise BadRequest(

@@ -127,6 +127,18 @@ async def test_converse(fake: FakeBedrock) -> None:
     assert fake.refusals == []
 
 
+async def test_arn_model_ids_and_unknown_models() -> None:
+    arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-v2:1"
+    async with FakeBedrock(models=frozenset({arn})) as fake:
+        answer = await call(client(fake).converse, modelId=arn, messages=said("hi"))
+        assert answer["stopReason"] == "end_turn"
+        assert fake.requests[-1].model_id == arn
+        assert "%2F" in fake.requests[-1].path
+        with pytest.raises(ClientError) as info:
+            await call(client(fake).converse, modelId=MODEL, messages=said("hi"))
+        assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
 async def test_tool_use_and_result(fake: FakeBedrock) -> None:
     bedrock = client(fake)
     tools = {"tools": [WEATHER]}

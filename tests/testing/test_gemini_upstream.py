@@ -184,6 +184,14 @@ async def test_thought_signatures_required_on_replayed_calls(
         body["contents"][1]["parts"][0]["thoughtSignature"] = SIGNATURE
         status, answer = await post(http, fake, f"{MODEL}:generateContent", body)
         assert status == 200
+        # Only the current turn's calls are checked: those before the last user text are not.
+        del body["contents"][1]["parts"][0]["thoughtSignature"]
+        body["contents"] += [
+            {"role": "model", "parts": [{"text": "It is sunny."}]},
+            {"role": "user", "parts": [{"text": "Thanks"}]},
+        ]
+        status, answer = await post(http, fake, f"{MODEL}:generateContent", body)
+        assert status == 200, answer
 
 
 async def test_sdk_count_tokens_list_and_embed(fake: FakeGemini) -> None:
