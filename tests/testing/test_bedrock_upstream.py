@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -51,23 +51,38 @@ async def fake() -> AsyncIterator[FakeBedrock]:
         yield fake
 
 
-def client(
-    fake: FakeBedrock,
-    *,
-    secret: str = SECRET_KEY,
-    key: str = ACCESS_KEY,
-    region: str = REGION,
-    token: str | None = None,
-) -> Any:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=fake.url,
-        region_name=region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        aws_session_token=token,
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+MakeClient = Callable[..., Any]
+
+
+@pytest.fixture
+def client() -> Iterator[MakeClient]:
+    """boto3 bedrock-runtime clients for a fake (without retries), closed at the end."""
+    made: list[Any] = []
+
+    def make(
+        fake: FakeBedrock,
+        *,
+        secret: str = SECRET_KEY,
+        key: str = ACCESS_KEY,
+        region: str = REGION,
+        token: str | None = None,
+    ) -> Any:
+        made.append(
+            boto3.client(
+                "bedrock-runtime",
+                endpoint_url=fake.url,
+                region_name=region,
+                aws_access_key_id=key,
+                aws_secret_access_key=secret,
+                aws_session_token=token,
+                config=Config(retries={"total_max_attempts": 1}),
+            )
+        )
+        return made[-1]
+
+    yield make
+    for bedrock in made:
+        bedrock.close()
 
 
 async def call(function: Callable[..., Any], **kwargs: Any) -> Any:
@@ -75,11 +90,22 @@ async def call(function: Callable[..., Any], **kwargs: Any) -> Any:
     return await asyncio.to_thread(function, **kwargs)
 
 
-async def stream_events(bedrock: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    def read() -> list[dict[str, Any]]:
-        return list(bedrock.converse_stream(**kwargs)["stream"])
+async def stream_events(
+    bedrock: Any, seen: list[dict[str, Any]] | None = None, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """A converse_stream's events, read whole (into `seen` if given, so that what came before
+    an error is kept); the stream is closed whatever happens."""
+    events = [] if seen is None else seen
 
-    return await asyncio.to_thread(read)
+    def read() -> None:
+        stream = bedrock.converse_stream(**kwargs)["stream"]
+        try:
+            events.extend(stream)
+        finally:
+            stream.close()
+
+    await asyncio.to_thread(read)
+    return events
 
 
 def sign(
@@ -105,7 +131,7 @@ async def raw_post(
         return resp.status, dict(resp.headers), await resp.read()
 
 
-async def test_converse(fake: FakeBedrock) -> None:
+async def test_converse(fake: FakeBedrock, client: MakeClient) -> None:
     answer = await call(
         client(fake).converse,
         modelId=MODEL,
@@ -127,7 +153,7 @@ async def test_converse(fake: FakeBedrock) -> None:
     assert fake.refusals == []
 
 
-async def test_arn_model_ids_and_unknown_models() -> None:
+async def test_arn_model_ids_and_unknown_models(client: MakeClient) -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-v2:1"
     async with FakeBedrock(models=frozenset({arn})) as fake:
         answer = await call(client(fake).converse, modelId=arn, messages=said("hi"))
@@ -139,7 +165,7 @@ async def test_arn_model_ids_and_unknown_models() -> None:
         assert info.value.response["Error"]["Code"] == "ValidationException"
 
 
-async def test_tool_use_and_result(fake: FakeBedrock) -> None:
+async def test_tool_use_and_result(fake: FakeBedrock, client: MakeClient) -> None:
     bedrock = client(fake)
     tools = {"tools": [WEATHER]}
     answer = await call(
@@ -167,7 +193,7 @@ async def test_tool_use_and_result(fake: FakeBedrock) -> None:
     assert answer["stopReason"] == "end_turn"
 
 
-async def test_converse_stream_text(fake: FakeBedrock) -> None:
+async def test_converse_stream_text(fake: FakeBedrock, client: MakeClient) -> None:
     events = await stream_events(client(fake), modelId=MODEL, messages=said("one two three"))
     assert [next(iter(e)) for e in events] == [
         "messageStart",
@@ -189,7 +215,7 @@ async def test_converse_stream_text(fake: FakeBedrock) -> None:
     }
 
 
-async def test_converse_stream_tool_use(fake: FakeBedrock) -> None:
+async def test_converse_stream_tool_use(fake: FakeBedrock, client: MakeClient) -> None:
     events = await stream_events(
         client(fake), modelId=MODEL, messages=said("Weather?"), toolConfig={"tools": [WEATHER]}
     )
@@ -205,7 +231,7 @@ async def test_converse_stream_tool_use(fake: FakeBedrock) -> None:
     assert events[-2]["messageStop"] == {"stopReason": "tool_use"}
 
 
-async def test_reasoning(fake: FakeBedrock) -> None:
+async def test_reasoning(fake: FakeBedrock, client: MakeClient) -> None:
     thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
     answer = await call(
         client(fake).converse,
@@ -236,7 +262,7 @@ async def test_reasoning(fake: FakeBedrock) -> None:
     )
 
 
-async def test_cache_points_write_then_read(fake: FakeBedrock) -> None:
+async def test_cache_points_write_then_read(fake: FakeBedrock, client: MakeClient) -> None:
     system = [{"text": "a long system prompt"}, {"cachePoint": {"type": "default"}}]
     bedrock = client(fake)
     first = await call(bedrock.converse, modelId=MODEL, system=system, messages=said("hi"))
@@ -271,7 +297,9 @@ async def test_frames_decode_with_botocore(fake: FakeBedrock, http: aiohttp.Clie
         assert "p" in orjson.loads(message.payload)  # Bedrock's padding
 
 
-async def test_corrupt_frame(fake: FakeBedrock, http: aiohttp.ClientSession) -> None:
+async def test_corrupt_frame(
+    fake: FakeBedrock, http: aiohttp.ClientSession, client: MakeClient
+) -> None:
     fake.corrupt_next()
     _, _, raw = await raw_post(http, fake, {"messages": said("hi")}, operation="converse-stream")
     buffer = EventStreamBuffer()
@@ -279,25 +307,17 @@ async def test_corrupt_frame(fake: FakeBedrock, http: aiohttp.ClientSession) -> 
     with pytest.raises(ChecksumMismatch):
         list(buffer)
 
-    def read() -> list[Any]:
-        return list(client(fake).converse_stream(modelId=MODEL, messages=said("hi"))["stream"])
-
     fake.corrupt_next()
     with pytest.raises(ChecksumMismatch):
-        await asyncio.to_thread(read)
+        await stream_events(client(fake), modelId=MODEL, messages=said("hi"))
 
 
 @pytest.mark.parametrize("kind", ["throttlingException", "modelStreamErrorException"])
-async def test_exception_frame(fake: FakeBedrock, kind: str) -> None:
+async def test_exception_frame(fake: FakeBedrock, kind: str, client: MakeClient) -> None:
     fake.stream_exception_next(1, kind)
     seen: list[dict[str, Any]] = []
-
-    def read() -> None:
-        for item in client(fake).converse_stream(modelId=MODEL, messages=said("hi"))["stream"]:
-            seen.append(item)
-
     with pytest.raises(EventStreamError) as info:
-        await asyncio.to_thread(read)
+        await stream_events(client(fake), seen, modelId=MODEL, messages=said("hi"))
     assert info.value.response["Error"]["Code"] == kind
     assert [next(iter(e)) for e in seen] == ["messageStart", "contentBlockDelta"]
 
@@ -310,7 +330,7 @@ async def test_exception_frame(fake: FakeBedrock, kind: str) -> None:
         ("ServiceUnavailableException", 503),
     ],
 )
-async def test_fail_next(fake: FakeBedrock, error: str, status: int) -> None:
+async def test_fail_next(fake: FakeBedrock, error: str, status: int, client: MakeClient) -> None:
     fake.fail_next(1, error)
     bedrock = client(fake)
     with pytest.raises(ClientError) as info:
@@ -341,7 +361,9 @@ async def test_throttle_shape(fake: FakeBedrock, http: aiohttp.ClientSession) ->
         ({"region": "eu-west-1"}, "InvalidSignatureException"),
     ],
 )
-async def test_signature_refused(fake: FakeBedrock, credentials: dict[str, str], code: str) -> None:
+async def test_signature_refused(
+    fake: FakeBedrock, credentials: dict[str, str], code: str, client: MakeClient
+) -> None:
     with pytest.raises(ClientError) as info:
         await call(client(fake, **credentials).converse, modelId=MODEL, messages=said("hi"))
     assert info.value.response["Error"]["Code"] == code
@@ -366,7 +388,7 @@ async def test_tampered_body(fake: FakeBedrock, http: aiohttp.ClientSession) -> 
     assert fake.refusals[-1].startswith("InvalidSignatureException: The request signature")
 
 
-async def test_session_token() -> None:
+async def test_session_token(client: MakeClient) -> None:
     async with FakeBedrock(session_token="session-token-1") as fake:
         with pytest.raises(ClientError) as info:
             await call(client(fake).converse, modelId=MODEL, messages=said("hi"))
@@ -378,7 +400,7 @@ async def test_session_token() -> None:
         assert "session-token-1" not in repr(fake)
 
 
-async def test_clock_skew() -> None:
+async def test_clock_skew(client: MakeClient) -> None:
     async with FakeBedrock(clock=lambda: time.time() + 400) as fake:
         with pytest.raises(ClientError) as info:
             await call(client(fake).converse, modelId=MODEL, messages=said("hi"))
@@ -458,7 +480,7 @@ async def test_validation(
     assert message in orjson.loads(raw)["message"]
 
 
-async def test_hold_until_released(fake: FakeBedrock) -> None:
+async def test_hold_until_released(fake: FakeBedrock, client: MakeClient) -> None:
     gate = fake.hold()
     task = asyncio.create_task(call(client(fake).converse, modelId=MODEL, messages=said("hi")))
     await fake.wait_for_requests(1)

@@ -5,7 +5,7 @@ raw HTTP for the checks the SDK would never trip."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -13,6 +13,7 @@ import orjson
 import pytest
 from google import genai
 from google.genai import errors, types
+from google.genai.client import AsyncClient
 
 from tests.helpers.gemini_upstream import KEY, SIGNATURE, FakeGemini
 
@@ -43,8 +44,22 @@ async def fake() -> AsyncIterator[FakeGemini]:
         yield fake
 
 
-def sdk(fake: FakeGemini, key: str = KEY) -> genai.Client:
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=fake.url))
+MakeSdk = Callable[..., AsyncClient]
+
+
+@pytest.fixture
+async def sdk() -> AsyncIterator[MakeSdk]:
+    """google-genai async clients for a fake, closed at the end."""
+    made: list[AsyncClient] = []
+
+    def make(fake: FakeGemini, key: str = KEY) -> AsyncClient:
+        client = genai.Client(api_key=key, http_options=types.HttpOptions(base_url=fake.url))
+        made.append(client.aio)
+        return client.aio
+
+    yield make
+    for client in made:
+        await client.aclose()
 
 
 async def post(
@@ -60,8 +75,8 @@ def said(text: str) -> dict[str, Any]:
     return {"contents": [{"role": "user", "parts": [{"text": text}]}]}
 
 
-async def test_sdk_generate_content(fake: FakeGemini) -> None:
-    answer = await sdk(fake).aio.models.generate_content(model=MODEL, contents="Hello there")
+async def test_sdk_generate_content(fake: FakeGemini, sdk: MakeSdk) -> None:
+    answer = await sdk(fake).models.generate_content(model=MODEL, contents="Hello there")
     assert answer.text == "You said: Hello there"
     assert answer.candidates and answer.candidates[0].finish_reason == types.FinishReason.STOP
     assert answer.usage_metadata is not None
@@ -74,8 +89,8 @@ async def test_sdk_generate_content(fake: FakeGemini) -> None:
     assert sent.json["contents"] == [{"parts": [{"text": "Hello there"}], "role": "user"}]
 
 
-async def test_sdk_stream_in_chunks_with_usage_last(fake: FakeGemini) -> None:
-    stream = await sdk(fake).aio.models.generate_content_stream(
+async def test_sdk_stream_in_chunks_with_usage_last(fake: FakeGemini, sdk: MakeSdk) -> None:
+    stream = await sdk(fake).models.generate_content_stream(
         model=MODEL, contents="one two three four"
     )
     chunks = [chunk async for chunk in stream]
@@ -105,11 +120,11 @@ async def test_sse_framing_is_googles(fake: FakeGemini, http: aiohttp.ClientSess
     assert status == 400, body  # no alt=sse
 
 
-async def test_sdk_function_call_from_required_properties(fake: FakeGemini) -> None:
+async def test_sdk_function_call_from_required_properties(fake: FakeGemini, sdk: MakeSdk) -> None:
     config = types.GenerateContentConfig(
         tools=[types.Tool(function_declarations=[types.FunctionDeclaration(**WEATHER)])]  # type: ignore[arg-type]
     )
-    answer = await sdk(fake).aio.models.generate_content(
+    answer = await sdk(fake).models.generate_content(
         model=MODEL, contents="Weather in Paris?", config=config
     )
     assert answer.function_calls is not None
@@ -146,11 +161,11 @@ async def test_function_response_round_trip(fake: FakeGemini, http: aiohttp.Clie
     assert "number of function response parts" in answer["error"]["message"]
 
 
-async def test_thoughts_first_and_counted_apart(fake: FakeGemini) -> None:
+async def test_thoughts_first_and_counted_apart(fake: FakeGemini, sdk: MakeSdk) -> None:
     config = types.GenerateContentConfig(
         thinking_config=types.ThinkingConfig(include_thoughts=True, thinking_budget=512)
     )
-    answer = await sdk(fake).aio.models.generate_content(
+    answer = await sdk(fake).models.generate_content(
         model=MODEL, contents="Why is the sky blue", config=config
     )
     assert answer.candidates and answer.candidates[0].content
@@ -194,11 +209,11 @@ async def test_thought_signatures_required_on_replayed_calls(
         assert status == 200, answer
 
 
-async def test_sdk_count_tokens_list_and_embed(fake: FakeGemini) -> None:
+async def test_sdk_count_tokens_list_and_embed(fake: FakeGemini, sdk: MakeSdk) -> None:
     client = sdk(fake)
-    counted = await client.aio.models.count_tokens(model=MODEL, contents="a b c")
+    counted = await client.models.count_tokens(model=MODEL, contents="a b c")
     assert counted.total_tokens == 3
-    pager = await client.aio.models.list(config={"page_size": 2})
+    pager = await client.models.list(config={"page_size": 2})
     names = [m.name async for m in pager]
     assert names == [
         "models/gemini-2.5-flash",
@@ -206,7 +221,7 @@ async def test_sdk_count_tokens_list_and_embed(fake: FakeGemini) -> None:
         "models/gemini-embedding-001",
     ]
     assert [r.query.get("pageToken") for r in fake.requests if r.method == "GET"] == [None, "2"]
-    embedded = await client.aio.models.embed_content(
+    embedded = await client.models.embed_content(
         model="gemini-embedding-001", contents=["ab", "cd"]
     )
     assert embedded.embeddings is not None
@@ -232,9 +247,9 @@ async def test_embed_content_checks_the_model(
     assert status == 400
 
 
-async def test_keys(fake: FakeGemini, http: aiohttp.ClientSession) -> None:
+async def test_keys(fake: FakeGemini, http: aiohttp.ClientSession, sdk: MakeSdk) -> None:
     with pytest.raises(errors.ClientError) as info:
-        await sdk(fake, "wrong").aio.models.generate_content(model=MODEL, contents="hi")
+        await sdk(fake, "wrong").models.generate_content(model=MODEL, contents="hi")
     assert info.value.code == 400
     assert info.value.status == "INVALID_ARGUMENT"
     assert info.value.details["error"]["details"][0]["reason"] == "API_KEY_INVALID"
@@ -358,15 +373,15 @@ async def test_fail_next(fake: FakeGemini, http: aiohttp.ClientSession) -> None:
     assert status == 200
 
 
-async def test_safety_blocks(fake: FakeGemini) -> None:
+async def test_safety_blocks(fake: FakeGemini, sdk: MakeSdk) -> None:
     client = sdk(fake)
     fake.block_next(1, "prompt")
-    answer = await client.aio.models.generate_content(model=MODEL, contents="bad")
+    answer = await client.models.generate_content(model=MODEL, contents="bad")
     assert answer.prompt_feedback is not None
     assert answer.prompt_feedback.block_reason == types.BlockedReason.SAFETY
     assert not answer.candidates
     fake.block_next(1, "response")
-    stream = await client.aio.models.generate_content_stream(model=MODEL, contents="one two three")
+    stream = await client.models.generate_content_stream(model=MODEL, contents="one two three")
     chunks = [c async for c in stream]
     assert chunks[0].text == "You said"
     assert chunks[-1].candidates and chunks[-1].candidates[0].finish_reason == (
@@ -375,9 +390,9 @@ async def test_safety_blocks(fake: FakeGemini) -> None:
     assert len(chunks) == 2
 
 
-async def test_break_mid_stream(fake: FakeGemini) -> None:
+async def test_break_mid_stream(fake: FakeGemini, sdk: MakeSdk) -> None:
     fake.break_next()
-    stream = await sdk(fake).aio.models.generate_content_stream(model=MODEL, contents="a b c d")
+    stream = await sdk(fake).models.generate_content_stream(model=MODEL, contents="a b c d")
     seen = []
 
     async def read() -> None:
@@ -391,9 +406,9 @@ async def test_break_mid_stream(fake: FakeGemini) -> None:
     assert info.value.code == 500
 
 
-async def test_hold_until_released(fake: FakeGemini) -> None:
+async def test_hold_until_released(fake: FakeGemini, sdk: MakeSdk) -> None:
     gate = fake.hold()
-    call = asyncio.create_task(sdk(fake).aio.models.generate_content(model=MODEL, contents="hi"))
+    call = asyncio.create_task(sdk(fake).models.generate_content(model=MODEL, contents="hi"))
     await fake.wait_for_requests(1)
     assert not call.done()
     gate.set()

@@ -4,7 +4,7 @@ access token, so no Google credentials are needed), and raw HTTP for the refusal
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -12,6 +12,7 @@ import anthropic
 import pytest
 from google import genai
 from google.genai import types
+from google.genai.client import AsyncClient
 from google.oauth2.credentials import Credentials
 
 from tests.helpers.vertex_upstream import ANTHROPIC_VERSION, LOCATION, PROJECT, FakeVertex, host_for
@@ -36,14 +37,28 @@ async def fake() -> AsyncIterator[FakeVertex]:
         yield fake
 
 
-def gemini(fake: FakeVertex, token: str = TOKEN) -> genai.Client:
-    return genai.Client(
-        vertexai=True,
-        project=PROJECT,
-        location=LOCATION,
-        credentials=Credentials(token=token),  # type: ignore[no-untyped-call]
-        http_options=types.HttpOptions(base_url=fake.url),
-    )
+MakeGemini = Callable[..., AsyncClient]
+
+
+@pytest.fixture
+async def gemini() -> AsyncIterator[MakeGemini]:
+    """google-genai async clients in Vertex mode for a fake, closed at the end."""
+    made: list[AsyncClient] = []
+
+    def make(fake: FakeVertex, token: str = TOKEN) -> AsyncClient:
+        client = genai.Client(
+            vertexai=True,
+            project=PROJECT,
+            location=LOCATION,
+            credentials=Credentials(token=token),  # type: ignore[no-untyped-call]
+            http_options=types.HttpOptions(base_url=fake.url),
+        )
+        made.append(client.aio)
+        return client.aio
+
+    yield make
+    for client in made:
+        await client.aclose()
 
 
 def claude(fake: FakeVertex, token: str = TOKEN) -> anthropic.AsyncAnthropicVertex:
@@ -65,8 +80,8 @@ async def post(
         return resp.status, await resp.json()
 
 
-async def test_gemini_through_google_genai(fake: FakeVertex) -> None:
-    answer = await gemini(fake).aio.models.generate_content(model=GEMINI, contents="Hello there")
+async def test_gemini_through_google_genai(fake: FakeVertex, gemini: MakeGemini) -> None:
+    answer = await gemini(fake).models.generate_content(model=GEMINI, contents="Hello there")
     assert answer.text == "You said: Hello there"
     assert answer.usage_metadata is not None
     assert answer.usage_metadata.traffic_type == types.TrafficType.ON_DEMAND
@@ -75,7 +90,7 @@ async def test_gemini_through_google_genai(fake: FakeVertex) -> None:
         f"/projects/{PROJECT}/locations/{LOCATION}/publishers/google/models/{GEMINI}:generateContent"
     )
     assert sent.headers["Authorization"] == f"Bearer {TOKEN}"
-    stream = await gemini(fake).aio.models.generate_content_stream(model=GEMINI, contents="a b c")
+    stream = await gemini(fake).models.generate_content_stream(model=GEMINI, contents="a b c")
     chunks = [c async for c in stream]
     assert "".join(c.text or "" for c in chunks) == "You said: a b c"
     assert fake.requests[-1].query == {"alt": "sse"}
@@ -177,7 +192,7 @@ async def test_project_and_location(fake: FakeVertex, http: aiohttp.ClientSessio
     assert fake.requests[-1].host == "us-central1-aiplatform.googleapis.com"
 
 
-async def test_knobs_on_both_publishers(fake: FakeVertex) -> None:
+async def test_knobs_on_both_publishers(fake: FakeVertex, gemini: MakeGemini) -> None:
     fake.fail_next(1, 429)
     async with claude(fake) as client:
         with pytest.raises(anthropic.RateLimitError) as info:
@@ -196,6 +211,6 @@ async def test_knobs_on_both_publishers(fake: FakeVertex) -> None:
             ) as stream:
                 await stream.get_final_message()
     fake.block_next(1, "prompt")
-    answer = await gemini(fake).aio.models.generate_content(model=GEMINI, contents="x")
+    answer = await gemini(fake).models.generate_content(model=GEMINI, contents="x")
     assert answer.prompt_feedback is not None
     assert answer.prompt_feedback.block_reason == types.BlockedReason.SAFETY
