@@ -373,6 +373,8 @@ def plan(body: dict[str, Any], uses: int) -> Answer:
             return answer
     if said:
         answer.text = f"You said: {said[:80]}"
+    elif last["role"] == "assistant":  # a prefilled answer, continued
+        answer.text = "(continued)"
     else:
         results = [b["toolResult"] for b in last["content"] if "toolResult" in b]
         content = results[0].get("content", []) if results else []

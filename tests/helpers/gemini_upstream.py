@@ -237,7 +237,8 @@ def _content(node: Any, at: str, role_required: bool) -> dict[str, Any]:
 
 def _part(node: Any, at: str) -> dict[str, Any]:
     part = _fields(node, _PART, at)
-    data = [name for name in part if name in _PART_DATA]
+    # An empty string is an unset field in proto JSON: {"text": ""} has no data.
+    data = [name for name in part if name in _PART_DATA and part[name] != ""]
     if len(data) > 1:
         raise BadRequest(
             f"Invalid JSON payload received. Oneof field 'data' is already set. Cannot set "
@@ -430,6 +431,8 @@ def plan(request: dict[str, Any], calls: int) -> Plan:
         return result
     if said:
         text = f"You said: {said[:80]}"
+    elif last["role"] == "model":  # a prefilled answer, continued
+        text = "(continued)"
     else:
         results = [p["functionResponse"] for p in last["parts"] if "functionResponse" in p]
         text = "Result received: " + (

@@ -487,3 +487,9 @@ async def test_hold_until_released(fake: FakeBedrock, client: MakeClient) -> Non
     assert not task.done()
     gate.set()
     assert (await task)["stopReason"] == "end_turn"
+
+
+async def test_prefilled_answer_continued(fake: FakeBedrock, client: MakeClient) -> None:
+    messages = [*said("hi"), {"role": "assistant", "content": [{"text": "Sure"}]}]
+    answer = await call(client(fake).converse, modelId=MODEL, messages=messages)
+    assert answer["output"]["message"]["content"] == [{"text": "(continued)"}]

@@ -266,6 +266,10 @@ async def test_keys(fake: FakeGemini, http: aiohttp.ClientSession, sdk: MakeSdk)
         ({"contents": [{"role": "assistant", "parts": [{"text": "x"}]}]}, "valid role: user"),
         ({"contents": [{"role": "user", "parts": []}]}, "parts must not be empty"),
         (
+            {"contents": [{"role": "user", "parts": [{"text": ""}]}]},
+            "required oneof field 'data' must have one initialized field",
+        ),
+        (
             {"contents": [{"role": "user", "parts": [{"text": "x", "inlineData": {}}]}]},
             "Oneof field 'data' is already set",
         ),
@@ -413,3 +417,10 @@ async def test_hold_until_released(fake: FakeGemini, sdk: MakeSdk) -> None:
     assert not call.done()
     gate.set()
     assert (await call).text == "You said: hi"
+
+
+async def test_prefilled_answer_continued(fake: FakeGemini, http: aiohttp.ClientSession) -> None:
+    body = {"contents": [*said("hi")["contents"], {"role": "model", "parts": [{"text": "Sure"}]}]}
+    status, answer = await post(http, fake, f"{MODEL}:generateContent", body)
+    assert status == 200
+    assert answer["candidates"][0]["content"]["parts"] == [{"text": "(continued)"}]
