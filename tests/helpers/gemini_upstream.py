@@ -19,11 +19,18 @@ JSON Schema). This is what catches a translator that forgets to convert.
 The answers: "You said: <last user text>" (split across `chunks` SSE events, the last with
 finishReason STOP and the full usageMetadata); a functionCall of the first declared (or
 allowed) function, its args built from the schema's required properties, when tools are
-declared and the last turn is user text; a thought part first with thinkingConfig.
-includeThoughts; JSON for responseMimeType application/json; MAX_TOKENS past maxOutputTokens.
-A token is a whitespace-separated word: counts are exact and easy to assert. With
+declared and the last turn is user text; JSON for responseMimeType application/json;
+MAX_TOKENS past maxOutputTokens. With a thinkingConfig that thinks (includeThoughts, a non-zero
+thinkingBudget or a thinkingLevel): thoughtsTokenCount (apart from candidatesTokenCount, as
+Google counts), a thoughtSignature on the first answer part, and with includeThoughts a thought
+part first. A token is a whitespace-separated word: counts are exact and easy to assert. With
 `require_thought_signatures`, the current turn's functionCall parts (after the last user text)
 must carry their thoughtSignature, as Gemini 3 requires.
+
+Every request is recorded (`requests`: method, raw path, query, headers, JSON, Host header);
+`wait_for_requests(n)` waits on a condition. Knobs, each consumed by the next requests:
+`fail_next(n, status)`, `block_next(n, "prompt" | "response")`, `break_next(n)` (an error event
+after the first chunk), and `hold()` (an event: answers wait for it before their first byte).
 """
 
 from __future__ import annotations
@@ -524,8 +531,9 @@ class GoogleFake:
     # Knobs.
 
     def fail_next(self, n: int = 1, status: int = 429, *, retry_after: str | None = None) -> None:
-        """The next `n` requests are answered `status` (429 RESOURCE_EXHAUSTED, 500 INTERNAL,
-        503 UNAVAILABLE...) in Google's shape; with `retry_after`, a Retry-After header."""
+        """The next `n` model calls (generate, stream, count, embed; not the list) are answered
+        `status` (429 RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE...) in Google's shape;
+        with `retry_after`, a Retry-After header."""
         self.knobs.failures.extend([(status, retry_after)] * n)
 
     def block_next(self, n: int = 1, where: str = "prompt") -> None:
