@@ -26,6 +26,13 @@ the rest, as Bedrock does). converse-stream answers `application/vnd.amazon.even
 frames encoded here (prelude, headers, JSON payload with Bedrock's `p` padding, CRC32s) in
 Bedrock's order: messageStart, contentBlockStart (toolUse only), contentBlockDelta...,
 contentBlockStop, messageStop, metadata. A token is a whitespace-separated word.
+
+Every request is recorded (`requests`: raw path, decoded model id, operation, headers, JSON,
+Host header); `wait_for_requests(n)` waits on a condition. Knobs, each consumed by the next
+requests: `fail_next(n, error)` (any Bedrock Runtime error at its real status: ThrottlingException
+and ModelNotReadyException 429, ServiceUnavailableException 503...), `throttle_next(n)`,
+`stream_exception_next(n, kind)` (an exception frame after the first delta),
+`corrupt_next(n)` (a frame whose CRC does not match, after the first delta) and `hold()`.
 """
 
 from __future__ import annotations
