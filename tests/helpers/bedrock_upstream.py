@@ -214,12 +214,16 @@ def check_body(body: Any) -> dict[str, Any]:
             "1 validation error detected: Value at 'messages' failed to satisfy constraint: "
             "Member must not be null"
         )
-    if not isinstance(messages, list) or not messages or messages[0].get("role") != "user":
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise _validation("Malformed input request, please reformat your input and try again.")
+    if not messages or messages[0].get("role") != "user":
         raise _validation(
             "A conversation must start with a user message. Try again with a conversation "
             "that starts with a user message."
         )
     inference = body.get("inferenceConfig", {})
+    if not isinstance(inference, dict):
+        raise _validation("Malformed input request, please reformat your input and try again.")
     for key in inference:
         if key not in _INFERENCE:
             raise _validation(
