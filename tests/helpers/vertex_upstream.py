@@ -8,7 +8,8 @@ every content needs its role; usage with trafficType), and
 `publishers/anthropic/models/{model}:rawPredict` / `:streamRawPredict` (an Anthropic Messages
 answer or SSE stream, whichever `stream` in the body asks; the body must carry an
 `anthropic_version` of `anthropic_versions`, by default "vertex-2023-10-16", and no `model`:
-the model is in the path).
+the model is in the path), and `publishers/anthropic/models/count-tokens:rawPredict`
+(Anthropic's count_tokens: here the body names the model; `input_tokens` counts words).
 
 Every request needs `Authorization: Bearer <token>` that `token_valid(token)` accepts (the
 fake OAuth server's `valid`, `tests.helpers.google_oauth`): none or a refused one (expired,
@@ -30,6 +31,7 @@ from tests.helpers import anthropic_upstream
 from tests.helpers.gemini_upstream import BadRequest, GoogleFake, Received, google_error
 
 ANTHROPIC_VERSION: Final = "vertex-2023-10-16"
+COUNT_TOKENS: Final = "count-tokens"  # Anthropic's count_tokens: a model name in the path
 PROJECT: Final = "fake-project"
 LOCATION: Final = "us-central1"
 _PATH: Final = re.compile(
@@ -136,6 +138,8 @@ class FakeVertex(GoogleFake):
         body = received.json
         if not isinstance(body, dict):
             return anthropic_upstream.error(400, "invalid_request_error", "Invalid JSON body")
+        if model == COUNT_TOKENS:
+            return await self._count_tokens(body)
         if "model" in body:
             return anthropic_upstream.error(
                 400, "invalid_request_error", "model: Extra inputs are not permitted"
@@ -174,9 +178,24 @@ class FakeVertex(GoogleFake):
             events = [*events[:4], anthropic_upstream.event("error", overloaded)]
         return await anthropic_upstream.send_stream(request, events)
 
+    async def _count_tokens(self, body: dict[str, Any]) -> web.StreamResponse:
+        """`count-tokens:rawPredict`: Anthropic's count_tokens, whose body (unlike the
+        Messages calls) names the model."""
+        if not isinstance(body.get("model"), str):
+            return anthropic_upstream.error(400, "invalid_request_error", "model: Field required")
+        messages = body.get("messages")
+        if not messages or not isinstance(messages, list):
+            return anthropic_upstream.error(
+                400, "invalid_request_error", "messages: at least one message is required"
+            )
+        failure = await self.scripted_failure()
+        if failure is not None:
+            return failure
+        texts = [_text(body.get("system")), *(_last_text([m]) for m in messages)]
+        return web.json_response({"input_tokens": sum(len(t.split()) for t in texts)})
 
-def _last_text(messages: list[Any]) -> str:
-    content = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+
+def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -184,3 +203,7 @@ def _last_text(messages: list[Any]) -> str:
             block["text"] for block in content if isinstance(block, dict) and "text" in block
         )
     return ""
+
+
+def _last_text(messages: list[Any]) -> str:
+    return _text(messages[-1].get("content")) if isinstance(messages[-1], dict) else ""

@@ -159,6 +159,15 @@ async def test_claude_body_refused(
     assert message in answer["error"]["message"]
 
 
+async def test_claude_count_tokens(fake: FakeVertex, http: aiohttp.ClientSession) -> None:
+    path = f"{BASE}/anthropic/models/count-tokens:rawPredict"
+    body = {"model": CLAUDE, "system": "Be brief", "messages": [{"role": "user", "content": "a b"}]}
+    assert await post(http, fake, path, body) == (200, {"input_tokens": 4})
+    del body["model"]
+    status, answer = await post(http, fake, path, body)
+    assert (status, answer["error"]["message"]) == (400, "model: Field required")
+
+
 async def test_tokens_refused(fake: FakeVertex, http: aiohttp.ClientSession) -> None:
     path = f"{BASE}/google/models/{GEMINI}:generateContent"
     body = {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}
