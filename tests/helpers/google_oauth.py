@@ -17,8 +17,9 @@ Every grant issues a random token valid for `expires_in` seconds; `valid(token)`
 one was issued and has not expired (what a fake Vertex checks `Authorization: Bearer` with).
 `grants` counts the tokens issued, `requests` every token request with its kind and status.
 `fail_next(n, status)` answers the next n requests with Google's error shape (400
-invalid_grant, 500 ...), `stall_next(n)` holds the next n until `release()` or the server
-stops. A rejected assertion is answered 400 invalid_grant and its reason kept in `problems`.
+invalid_grant, 500 ...), `stall_next(n)` holds the next n (`stalled` counts them) until
+`release()` or the server stops. A rejected assertion is answered 400 invalid_grant and its
+reason kept in `problems`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class FakeGoogleOAuth:
         self.client_secret = secrets.token_urlsafe(18)
         self.refresh_token = "1//" + secrets.token_urlsafe(40)
         self.grants = 0
+        self.stalled = 0  # requests being held now
         self.requests: list[TokenRequest] = []
         self.problems: list[str] = []
         self.port = 0
@@ -190,7 +192,11 @@ class FakeGoogleOAuth:
     async def _answer(self, kind: str) -> web.Response:
         fault = self._faults.popleft() if self._faults else None
         if fault is not None and fault.status == 0:
-            await self._release.wait()
+            self.stalled += 1
+            try:
+                await self._release.wait()
+            finally:
+                self.stalled -= 1
             fault = Fault(503, "unavailable", "released after a stall")
         if fault is not None:
             error = {"error": fault.error, "error_description": fault.description}
