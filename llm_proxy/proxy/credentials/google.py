@@ -287,12 +287,15 @@ class GoogleTokenSource:
         return header
 
     async def close(self) -> None:
+        """Stop refreshing; callers waiting, and any after, get a GoogleCredentialsError."""
         await stop_task(self._task)
         if self._expiry is not None:
             self._expiry.cancel()
+        self._header = None
+        self.last_error = "closed"
         if self._attempt is not None and not self._attempt.done():
-            self.last_error = self.last_error or "closed"
             self._attempt.set_result(None)
+        self._attempt = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
