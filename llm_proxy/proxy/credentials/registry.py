@@ -4,11 +4,12 @@ and kept across config reloads, so a reload neither refetches a token nor re-der
 
 It owns the HTTP session the token sources fetch with; `close()` (at app cleanup) stops their
 background tasks and closes it. Entries live as long as the app: a credential dropped from the
-config keeps its (idle, refreshing) token source until then.
+config keeps its token source until `retain(...)` is told the credentials still in use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -28,7 +29,8 @@ class CredentialRegistry:
         self._session: aiohttp.ClientSession | None = None
 
     def google(self, info: GoogleInfo) -> GoogleTokenSource:
-        """The token source for this credential, started on first use (on the running loop)."""
+        """The token source for this credential, started on first use (call it on the app's
+        running loop)."""
         source = self._sources.get(info.identity)
         if source is None:
             source = GoogleTokenSource(
@@ -50,6 +52,13 @@ class CredentialRegistry:
                 creds.access_key_id, creds.secret_access_key, creds.session_token, region
             )
         return signer
+
+    async def retain(self, infos: Iterable[GoogleInfo]) -> None:
+        """Close the token sources of every credential not in `infos` (after a reload: a
+        removed provider, a rotated key), so they stop refreshing."""
+        keep = {info.identity for info in infos}
+        for identity in [i for i in self._sources if i not in keep]:
+            await self._sources.pop(identity).close()
 
     async def close(self) -> None:
         for source in self._sources.values():

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from llm_proxy.proxy.credentials.google import (
     GOOGLE_TOKEN_URI,
@@ -19,7 +20,7 @@ from llm_proxy.proxy.credentials.google import (
     GoogleTokenSource,
     load_google_info,
 )
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, serve
 from tests.helpers.google_oauth import FakeGoogleOAuth
 
 
@@ -309,3 +310,27 @@ async def test_close_ends_the_task_and_waiters(
         async with asyncio.timeout(2):
             await waiter
     fake.release()
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        # A token that would inject a header line into the upstream request.
+        ({"access_token": "ya29.x\r\nX-Evil: 1", "expires_in": 3600}, "usable access_token"),
+        ({"access_token": "ya29.x", "expires_in": 0}, "positive expires_in"),
+        ({"access_token": "ya29.x"}, "positive expires_in"),
+        ([1], "without a JSON object"),
+    ],
+)
+async def test_a_malformed_token_answer_is_refused(
+    fake: FakeGoogleOAuth, start: Any, answer: Any, match: str
+) -> None:
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    async with serve(app) as url:
+        data = {**fake.service_account_info(), "token_uri": f"{url}/token"}
+        with pytest.raises(GoogleCredentialsError, match=match):
+            await start(inline(data), min_backoff=30).wait_header(5)

@@ -111,3 +111,22 @@ async def test_close_stops_the_sources(fake: FakeGoogleOAuth) -> None:
     assert fresh.header() is None
     with pytest.raises(GoogleCredentialsError, match="closed"):
         await fresh.wait_header(1)
+
+
+async def test_a_rotated_key_is_another_source_and_retain_closes_the_old(
+    fake: FakeGoogleOAuth, registry: CredentialRegistry
+) -> None:
+    old = registry.google(info(fake.service_account_info()))
+    await old.wait_header(5)
+    async with FakeGoogleOAuth() as rotated_server:
+        rotated = rotated_server.service_account_info()
+        same_account = {**rotated, "client_email": fake.client_email, "token_uri": fake.token_uri}
+        assert info(same_account).identity != old.info.identity  # only the key differs
+        new = registry.google(info(rotated))
+        assert new is not old
+        await new.wait_header(5)
+        await registry.retain([info(rotated)])
+        assert old.header() is None
+        assert [s["identity"] for s in registry.status()] == [rotated_server.client_email]
+        assert registry.google(info(rotated)) is new
+        await registry.close()
