@@ -14,19 +14,23 @@ them. What is signed is what botocore's `SigV4Auth` signs for a non-S3 service, 
 - the payload hash is the body's SHA-256 (no X-Amz-Content-Sha256 header: only S3 wants it,
   and botocore does not send it to Bedrock).
 
-The signing key (four chained HMACs from the secret) is derived once per UTC date and kept, so
-one request costs a SHA-256 of the body, one of the canonical request and one HMAC.
+The signing key (four chained HMACs from the secret) is derived once per UTC date and kept, as
+is each path's canonical URI, so one request costs a SHA-256 of the body, one of the canonical
+request and one HMAC.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import quote, unquote
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
+# Canonical URIs kept per signer: a few model ids times a few actions; past this, reset.
+_URI_CACHE_SIZE: Final = 256
 _UNRESERVED: Final = "-_.~"
 
 
@@ -77,6 +81,7 @@ class SigV4Signer:
         "_secret",
         "_token",
         "_token_line",
+        "_uris",
         "access_key_id",
         "region",
         "service",
@@ -100,6 +105,7 @@ class SigV4Signer:
         )
         self._date = ""
         self._key = b""
+        self._uris: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (
@@ -128,9 +134,18 @@ class SigV4Signer:
         content_type: str | None = None,
     ) -> bytes:
         """The header lines ("Name: value\\r\\n" each, latin-1) that sign this request; `host`
-        is the Host header's value as sent, `raw_path` and `raw_query` the target as sent."""
-        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        is the Host header's value as sent, `raw_path` and `raw_query` the target as sent, `now` an
+        aware datetime (the clock when None)."""
+        if now is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        else:
+            stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
         date = stamp[:8]
+        uri = self._uris.get(raw_path)
+        if uri is None:
+            if len(self._uris) >= _URI_CACHE_SIZE:
+                self._uris.clear()
+            uri = self._uris[raw_path] = canonical_uri(raw_path)
         headers = [("host", " ".join(host.split())), ("x-amz-date", stamp)]
         if content_type is not None:
             headers.append(("content-type", " ".join(content_type.split())))
@@ -141,7 +156,7 @@ class SigV4Signer:
         request = "\n".join(
             (
                 method.upper(),
-                canonical_uri(raw_path),
+                uri,
                 canonical_query(raw_query),
                 "".join(f"{name}:{value}\n" for name, value in headers),
                 signed,

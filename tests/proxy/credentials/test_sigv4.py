@@ -158,3 +158,16 @@ def test_any_encoded_path_matches_botocore(segments: list[str], body: bytes) -> 
     with pytest.MonkeyPatch.context() as monkeypatch:
         expected = botocore_headers(monkeypatch, path=path, body=body, token=TOKEN)
     assert ours(path=path, body=body, token=TOKEN) == expected
+
+
+def test_one_signer_over_many_paths_and_the_real_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its cache of canonical URIs is bounded (reset when full): still right after that.
+    signer = SigV4Signer(AKID, SECRET, None, "us-east-1")
+    paths = [f"/model/m{i}%3A0/invoke" for i in range(300)] + ["/model/m0%3A0/invoke"]
+    for path in paths:
+        got = parse(signer.headers("POST", HOST, path, "", b"{}", NOW))
+        assert got == botocore_headers(monkeypatch, path=path, body=b"{}")
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamp = parse(signer.headers("POST", HOST, paths[0], "", b""))["X-Amz-Date"]
+    signed_at = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    assert before <= signed_at <= datetime.now(UTC)
