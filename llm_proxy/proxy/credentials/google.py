@@ -52,6 +52,8 @@ REFRESH_BEFORE_SECS: Final = 300.0
 REQUEST_TIMEOUT_SECS: Final = 20.0
 # An access token goes into a header line: anything outside RFC 6750's b64token is refused.
 _TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_ERROR_FIELDS: Final = ("error", "error_description")  # OAuth2's error answer (RFC 6749 5.2)
+_DETAIL_CHARS: Final = 300
 _SERVICE_ACCOUNT_FIELDS: Final = ("client_email", "private_key")
 _AUTHORIZED_USER_FIELDS: Final = ("client_id", "client_secret", "refresh_token")
 
@@ -284,6 +286,8 @@ class GoogleTokenSource:
 
     # The bound is the contract (a request never hangs on the token), not a caller's option.
     async def wait_header(self, timeout: float) -> bytes:  # noqa: ASYNC109
+        """The header line, waiting at most `timeout` for the fetch in flight; raises
+        GoogleCredentialsError with the cause when there is none to be had."""
         if self._header is not None:
             return self._header
         if self._attempt is None:
@@ -330,7 +334,16 @@ class GoogleTokenSource:
                 attempt.set_result(None)
                 failures += 1
                 base = min(self._max_backoff, self._min_backoff * 2 ** (failures - 1))
-                await asyncio.sleep(base * random.uniform(0.5, 1.0))  # noqa: S311 (jitter)
+                delay = base * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+                log.warning(
+                    "google_token_failed",
+                    credential=self.info.label,
+                    error=self.last_error,
+                    failures=failures,
+                    retry_in_secs=round(delay, 1),
+                    token_valid=self._header is not None,
+                )
+                await asyncio.sleep(delay)
                 continue
             failures = 0
             self.last_error = None
@@ -387,7 +400,7 @@ def _token(uri: str, status: int, body: bytes) -> tuple[str, float]:
     if status != 200:
         detail = ""
         if isinstance(data, dict):
-            parts = [str(data[k]) for k in ("error", "error_description") if data.get(k)]
+            parts = [str(data[k])[:_DETAIL_CHARS] for k in _ERROR_FIELDS if data.get(k)]
             detail = ": " + ": ".join(parts) if parts else ""
         raise GoogleCredentialsError(f"{uri} answered HTTP {status}{detail}")
     if not isinstance(data, dict):

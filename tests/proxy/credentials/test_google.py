@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from llm_proxy.proxy.credentials.google import (
     GOOGLE_TOKEN_URI,
@@ -212,19 +213,25 @@ async def test_a_refused_grant_surfaces_the_cause_at_once(
     fake: FakeGoogleOAuth, start: Any
 ) -> None:
     fake.fail_next(1, 400, "invalid_grant", "Invalid JWT Signature.")
-    source = start(inline(fake.service_account_info()), min_backoff=30)
-    async with asyncio.timeout(2):
-        with pytest.raises(GoogleCredentialsError) as caught:
-            await source.wait_header(60)
-        # In backoff: the next caller is answered at once, with the same cause.
-        with pytest.raises(GoogleCredentialsError):
-            await source.wait_header(60)
+    with capture_logs() as logs:
+        source = start(inline(fake.service_account_info()), min_backoff=30)
+        async with asyncio.timeout(2):
+            with pytest.raises(GoogleCredentialsError) as caught:
+                await source.wait_header(60)
+            # In backoff: the next caller is answered at once, with the same cause.
+            with pytest.raises(GoogleCredentialsError):
+                await source.wait_header(60)
     message = str(caught.value)
     assert "HTTP 400: invalid_grant: Invalid JWT Signature." in message
     assert fake.token_uri in message
     assert "eyJ" not in message  # no JWT
     assert source.last_error is not None and "HTTP 400" in source.last_error
     assert source.header() is None
+    [line] = [entry for entry in logs if entry["event"] == "google_token_failed"]
+    assert line["credential"] == fake.client_email
+    assert line["error"] == source.last_error
+    assert 15 <= line["retry_in_secs"] <= 30
+    assert "PRIVATE" not in str(line) and "eyJ" not in str(line)
 
 
 async def test_a_stalled_endpoint_never_hangs_a_caller(fake: FakeGoogleOAuth, start: Any) -> None:
