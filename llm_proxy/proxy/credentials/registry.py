@@ -70,11 +70,13 @@ class CredentialRegistry:
 
     def status(self) -> list[dict[str, Any]]:
         """For /health/detailed: each credential's kind, who it is (a service account's email,
-        an access key id's last 4 characters), until when its token is valid, its last error."""
+        an access key id's last 4 characters), where it was found, until when its token is
+        valid (wall-clock seconds, as `last_seen`), its last error."""
         out: list[dict[str, Any]] = [
             {
                 "kind": f"google_{source.info.kind}",
                 "identity": source.info.label,
+                "source": source.info.source,
                 "valid_until": source.expires_at if source.header() is not None else None,
                 "last_error": source.last_error,
             }

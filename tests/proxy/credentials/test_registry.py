@@ -84,6 +84,7 @@ async def test_status_names_without_secrets(
     text = json.dumps(status)
     assert status[0]["kind"] == "google_service_account"
     assert status[0]["identity"] == fake.client_email
+    assert status[0]["source"] == "credentials_json"
     assert status[0]["valid_until"] == source.expires_at
     assert status[0]["last_error"] is None
     assert status[1] == {
