@@ -163,3 +163,22 @@ def _profile(name: str, files: tuple[Path, Path]) -> AwsCredentials | None:
         missing = "aws_secret_access_key" if key_id else "aws_access_key_id"
         raise AwsCredentialsError("profile", f"{where} has no {missing}")
     return AwsCredentials(key_id, secret, token or None)
+
+
+def resolve_aws_region(*, profile: str | None, env: Mapping[str, str]) -> str | None:
+    """A default for a Bedrock provider without `region`, in the credentials' order: the
+    provider's profile's `region`, AWS_REGION, AWS_DEFAULT_REGION, the AWS_PROFILE (else
+    default) profile's `region`; None when none is set."""
+    files = _files(env)
+    if profile:
+        return _region(profile, files)
+    from_env = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if from_env:
+        return from_env
+    return _region(env.get("AWS_PROFILE") or "default", files)
+
+
+def _region(name: str, files: tuple[Path, Path]) -> str | None:
+    # The AWS CLI reads a profile's region from the config file only.
+    config = _read(files[1], name if name == "default" else f"profile {name}")
+    return (config or {}).get("region") or None

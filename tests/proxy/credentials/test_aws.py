@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from llm_proxy.proxy.credentials.aws import AwsCredentials, AwsCredentialsError, resolve_aws
+from llm_proxy.proxy.credentials.aws import (
+    AwsCredentials,
+    AwsCredentialsError,
+    resolve_aws,
+    resolve_aws_region,
+)
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -49,7 +54,8 @@ def home(tmp_path: Path) -> Path:
         tmp_path,
         "config",
         "[default]\nregion = us-east-1\n\n"
-        "[profile cfg]\naws_access_key_id = AKIDCFG\naws_secret_access_key = s-cfg\n\n"
+        "[profile cfg]\naws_access_key_id = AKIDCFG\naws_secret_access_key = s-cfg\n"
+        "region = eu-west-3\n\n"
         "[profile role]\nrole_arn = arn:aws:iam::123456789012:role/x\nsource_profile = default\n"
         "\n[profile sso]\nsso_session = corp\nsso_account_id = 123456789012\n"
         "\n[profile proc]\ncredential_process = /bin/creds\n"
@@ -173,3 +179,15 @@ def test_repr_hides_the_secret_and_token() -> None:
     assert "AKIDX" in text
     assert SECRET not in text
     assert "session-token-value" not in text
+
+
+def test_region_order(home: Path) -> None:
+    env = {"HOME": str(home), "AWS_REGION": "ap-south-1", "AWS_DEFAULT_REGION": "ca-central-1"}
+    assert resolve_aws_region(profile="cfg", env=env) == "eu-west-3"
+    assert resolve_aws_region(profile="work", env=env) is None  # no region in its profile
+    assert resolve_aws_region(profile=None, env=env) == "ap-south-1"
+    del env["AWS_REGION"]
+    assert resolve_aws_region(profile=None, env=env) == "ca-central-1"
+    del env["AWS_DEFAULT_REGION"]
+    assert resolve_aws_region(profile=None, env=env) == "us-east-1"  # [default] in config
+    assert resolve_aws_region(profile=None, env={**env, "AWS_PROFILE": "cfg"}) == "eu-west-3"
