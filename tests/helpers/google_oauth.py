@@ -14,7 +14,8 @@ and `GET /computeMetadata/v1/instance/service-accounts/default/token` answers as
 server does (only with `Metadata-Flavor: Google`; point GCE_METADATA_HOST at `metadata_host`).
 
 Every grant issues a random token valid for `expires_in` seconds; `valid(token)` says whether
-one was issued and has not expired (what a fake Vertex checks `Authorization: Bearer` with).
+one was issued and has not expired or been revoked (`revoke_all()`): what a fake Vertex
+checks `Authorization: Bearer` with.
 `grants` counts the tokens issued, `requests` every token request with its kind and status.
 `fail_next(n, status)` answers the next n requests with Google's error shape (400
 invalid_grant, 500 ...), `stall_next(n)` holds the next n (`stalled` counts them) until
@@ -140,6 +141,10 @@ class FakeGoogleOAuth:
     def valid(self, token: str) -> bool:
         expires = self._tokens.get(token)
         return expires is not None and time.monotonic() < expires
+
+    def revoke_all(self) -> None:
+        """Every token issued so far stops being valid (as after a key is disabled)."""
+        self._tokens.clear()
 
     def fail_next(
         self,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import random
 import re
@@ -50,6 +51,9 @@ METADATA_TOKEN_PATH: Final = "/computeMetadata/v1/instance/service-accounts/defa
 ASSERTION_SECS: Final = 3600  # the longest Google accepts
 REFRESH_BEFORE_SECS: Final = 300.0
 REQUEST_TIMEOUT_SECS: Final = 20.0
+# A token the upstream refused is replaced at once, but not more often than this: a 401 that
+# a new token does not cure must not become a grant per request.
+INVALIDATE_EVERY_SECS: Final = 10.0
 # An access token goes into a header line: anything outside RFC 6750's b64token is refused.
 _TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _ERROR_FIELDS: Final = ("error", "error_description")  # OAuth2's error answer (RFC 6749 5.2)
@@ -271,6 +275,8 @@ class GoogleTokenSource:
         self._expiry: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._wake = asyncio.Event()  # set: refresh now (the upstream refused the token)
+        self._invalidated_at = -INVALIDATE_EVERY_SECS
 
     def start(self, session: aiohttp.ClientSession) -> None:
         """Begin the first fetch (in a background task on the running loop)."""
@@ -304,6 +310,21 @@ class GoogleTokenSource:
         if header is None:
             raise GoogleCredentialsError(f"no Google access token: {self.last_error}")
         return header
+
+    def invalidate(self, header: bytes) -> None:
+        """The upstream refused this header's token (HTTP 401): drop it and fetch a new one
+        now, unless it was already replaced or the last invalidation is under
+        INVALIDATE_EVERY_SECS old. Callers then wait for the new token with `wait_header`."""
+        loop = asyncio.get_running_loop()
+        if header is not self._header or self._task is None:
+            return
+        if loop.time() - self._invalidated_at < INVALIDATE_EVERY_SECS:
+            return
+        self._invalidated_at = loop.time()
+        self._header = None
+        if self._attempt is None:
+            self._attempt = loop.create_future()
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop refreshing; callers waiting, and any after, get a GoogleCredentialsError."""
@@ -356,7 +377,10 @@ class GoogleTokenSource:
             self._expiry = loop.call_later(lifetime - min(10.0, lifetime / 20), self._expire)
             self._attempt = None
             attempt.set_result(header)
-            await asyncio.sleep(refresh_delay(lifetime))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(refresh_delay(lifetime)):
+                    await self._wake.wait()
 
     def _expire(self) -> None:
         self._header = None

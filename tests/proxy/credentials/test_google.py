@@ -341,3 +341,22 @@ async def test_a_malformed_token_answer_is_refused(
         data = {**fake.service_account_info(), "token_uri": f"{url}/token"}
         with pytest.raises(GoogleCredentialsError, match=match):
             await start(inline(data), min_backoff=30).wait_header(5)
+
+
+async def test_invalidate_replaces_a_refused_token_at_once(
+    fake: FakeGoogleOAuth, start: Any
+) -> None:
+    source = start(inline(fake.service_account_info()))
+    first = await source.wait_header(5)
+    fake.revoke_all()  # the upstream now answers 401 to it
+    assert not fake.valid(bearer(first))
+    source.invalidate(first)
+    assert source.header() is None
+    second = await source.wait_header(5)
+    assert fake.valid(bearer(second))
+    assert fake.grants == 2
+    source.invalidate(first)  # a late 401 for the old token: nothing to do
+    assert source.header() is second
+    source.invalidate(second)  # a 401 a new token does not cure: not a grant per request
+    assert source.header() is second
+    assert fake.grants == 2
