@@ -53,6 +53,7 @@ from llm_proxy.observe.tracing.setup import exporters
 from llm_proxy.proxy import generate, handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.client import Client
+from llm_proxy.proxy.cloud import google_infos
 from llm_proxy.proxy.credentials import CredentialRegistry
 from llm_proxy.proxy.health_checks import HealthChecker
 from llm_proxy.proxy.limiter import Clock, Limiter
@@ -61,6 +62,7 @@ from llm_proxy.proxy.owners import Owners
 from llm_proxy.proxy.snapshot import ConfigStore, Snapshot, compile_snapshot
 from llm_proxy.reload import install_sighup
 from llm_proxy.systemd import Notifier
+from llm_proxy.tasks import stop_task
 from llm_proxy.ui import handler as ui
 
 if TYPE_CHECKING:  # database mode only: asyncpg is imported when it is used
@@ -281,12 +283,26 @@ async def _upstream_client(app: web.Application) -> AsyncIterator[None]:
 
 async def _credentials(app: web.Application) -> AsyncIterator[None]:
     """Vertex AI's token sources refresh in the background while the app runs."""
-    credentials = app[STORE].credentials
+    store = app[STORE]
+    credentials = store.credentials
     assert credentials is not None
-    await credentials.start()
+    retired: set[asyncio.Task[None]] = set()
+
+    def on_swap(snapshot: Snapshot) -> None:
+        # A reload that dropped a Vertex credential (or rotated its key) stops its refresh.
+        task = asyncio.get_running_loop().create_task(
+            credentials.retain(google_infos(snapshot.upstreams.values()))
+        )
+        retired.add(task)
+        task.add_done_callback(retired.discard)
+
+    store.subscribers.append(on_swap)
     try:
         yield
     finally:
+        store.subscribers.remove(on_swap)
+        for task in list(retired):
+            await stop_task(task)
         await credentials.close()
 
 

@@ -1,9 +1,10 @@
 """The protocol plane: translation between the APIs clients speak and the APIs upstreams speak
 (OpenAI chat completions, Anthropic Messages, Google's Gemini generateContent, Amazon Bedrock's
 Converse). Anthropic's Messages API is the pivot: every other protocol has a pair of
-translators to and from it, and the request path chains two where neither side speaks it. Pure code: request mapping, answer mapping and
-stream state machines over bytes, no I/O, importing none of the other planes. The request path
-(`llm_proxy.proxy`) calls it for a client whose protocol differs from its upstream's.
+translators to and from it, and the request path chains two where neither side speaks it.
+Pure code: request mapping, answer mapping and stream state machines over bytes, no I/O,
+importing none of the other planes. The request path (`llm_proxy.proxy`) calls it for a client
+whose protocol differs from its upstream's.
 
 * `sse`: an incremental Server-Sent Events reader and writer.
 * `errors`: each protocol's error shapes, and an error of one in the shape of the other.

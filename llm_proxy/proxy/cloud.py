@@ -12,9 +12,9 @@ Bedrock call costs one SHA-256 of its body and one HMAC with a signing key deriv
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import quote
 
 from yarl import URL
@@ -26,11 +26,15 @@ from llm_proxy.proxy.credentials import (
     AwsCredentialsError,
     CredentialRegistry,
     GoogleCredentialsError,
+    GoogleInfo,
     GoogleTokenSource,
     SigV4Signer,
     load_google_info,
     resolve_aws,
 )
+
+if TYPE_CHECKING:
+    from llm_proxy.proxy.upstream import Upstream
 
 # The protocols an upstream speaks, besides `upstream.OPENAI` and `upstream.ANTHROPIC`.
 GEMINI: Final = "gemini"  # generateContent (AI Studio, and Vertex's Google models)
@@ -85,12 +89,23 @@ class CloudTarget:
 
 
 class GoogleAuth:
-    """Vertex AI: the shared token source's cached `Authorization` line."""
+    """Vertex AI: the shared token source's cached `Authorization` line. (The source is the
+    registry's, looked up on the first call: it runs on the app's loop, which a config
+    compiled before the app started does not have yet.)"""
 
-    __slots__ = ("source",)
+    __slots__ = ("_source", "info", "registry")
 
-    def __init__(self, source: GoogleTokenSource) -> None:
-        self.source = source
+    def __init__(self, registry: CredentialRegistry, info: GoogleInfo) -> None:
+        self.registry = registry
+        self.info = info
+        self._source: GoogleTokenSource | None = None
+
+    @property
+    def source(self) -> GoogleTokenSource:
+        source = self._source
+        if source is None:
+            source = self._source = self.registry.google(self.info)
+        return source
 
     def lines(self, call: CloudTarget, body: bytes) -> bytes | None:
         return self.source.header()
@@ -100,6 +115,10 @@ class GoogleAuth:
             await self.source.wait_header(within)
         except GoogleCredentialsError as exc:
             raise CredentialsUnavailable(f"Google credentials: {exc}") from None
+
+    def refused(self, lines: bytes) -> None:
+        """The upstream refused the token (401): fetch a new one (rate-limited)."""
+        self.source.invalidate(lines)
 
 
 class Unavailable:
@@ -145,6 +164,11 @@ class Cloud:
     proxy: URL | None
     auth: CloudAuth | None  # None: the provider's key is in its fixed header lines (gemini)
     _cache: dict[tuple[str, str], CloudTarget]
+
+    def refused(self, lines: bytes) -> None:
+        """The upstream answered 401 to this credential."""
+        if isinstance(self.auth, GoogleAuth):
+            self.auth.refused(lines)
 
     def protocol(self, model: str) -> str:
         """What the upstream speaks for `model`: Vertex serves Anthropic's models (named
@@ -197,6 +221,15 @@ class Cloud:
         return "/" + action if self.kind == "bedrock" else ":" + action
 
 
+def google_infos(upstreams: Iterable[Upstream]) -> list[GoogleInfo]:
+    """The Google credentials a snapshot's Vertex providers use."""
+    return [
+        u.cloud.auth.info
+        for u in upstreams
+        if u.cloud is not None and isinstance(u.cloud.auth, GoogleAuth)
+    ]
+
+
 def _segment(model: str) -> str:
     """A model name as one path segment, percent-encoded (`:` of a Bedrock id included); a
     dot segment is a 400, as for Azure's deployments."""
@@ -233,7 +266,7 @@ def compile_cloud(
             project = project or info.project_id or ""
             if credentials is None:
                 raise GoogleCredentialsError("no credential registry (a proxy without an app)")
-            auth = GoogleAuth(credentials.google(info))
+            auth = GoogleAuth(credentials, info)
         except (GoogleCredentialsError, OSError) as exc:
             auth = Unavailable(f"Google credentials: {exc}")
         if not project:

@@ -191,7 +191,7 @@ async def _attempt(
     state: RequestState,
     upstream: Upstream,
     call: Call,
-    out: Outgoing,
+    outgoing: Outgoing,
     final: bool,
 ) -> web.StreamResponse | Failure:
     """One attempt: sent, `_before_commit`, `_response_head`, relayed, `_settle`."""
@@ -204,11 +204,13 @@ async def _attempt(
     resp: Response | None = None
     try:
         credential = b""
-        cloud = out.target
+        cloud = outgoing.target
         if cloud is not None and upstream.cloud is not None and upstream.cloud.auth is not None:
-            credential = await _credential(upstream, upstream.cloud.auth, cloud, out.body)
-        resp = await _send(request, state, upstream, call, out, credential)
+            credential = await _credential(upstream, upstream.cloud.auth, cloud, outgoing.body)
+        resp = await _send(request, state, upstream, call, outgoing, credential)
         relayed.inflater = inflater_for(resp)
+        if resp.status == 401 and credential and upstream.cloud is not None:
+            upstream.cloud.refused(credential)  # Vertex: a revoked token is replaced at once
         if resp.status >= 400 and upstream.protocol == BEDROCK:
             # AWS names the error in a header: throttling is a 429, a model not ready a 503.
             resp.status = upstream_status(resp.status, resp.header(b"x-amzn-errortype"))
