@@ -99,6 +99,10 @@ _REQUIRED: Final = {
 }
 
 
+# An http:// token endpoint on this host (an emulator, a test fake) carries no secret off it.
+_LOOPBACK: Final = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://[::1]:")
+
+
 def google_credentials(text: str) -> GoogleCredentials:
     """Parse a Google credentials JSON (CredentialsError if it is not one we can use)."""
     try:
@@ -121,7 +125,8 @@ def google_credentials(text: str) -> GoogleCredentials:
     if kind == "service_account" and "PRIVATE KEY-----" not in data["private_key"]:
         raise CredentialsError("(service_account) private_key is not a PEM private key")
     token_uri = data.get("token_uri") or GOOGLE_TOKEN_URI
-    if not token_uri.startswith("https://"):
+    if not token_uri.startswith("https://") and not token_uri.startswith(_LOOPBACK):
+        # (http:// on the loopback only: a local emulator or test fake.)
         raise CredentialsError(f"({kind}) token_uri must be an https:// URL")
     if kind == "service_account":
         return GoogleCredentials(

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
+import orjson
+
 from llm_proxy import errors
 from llm_proxy.proxy.client import StreamedBody
 from llm_proxy.proxy.cloud import CloudTarget
@@ -124,12 +126,17 @@ class Call:
         translated = translate(self.client, upstream, self.data, model, self.stream, self.endpoint)
         if translated is not None:
             body, translation = translated
+            if translation.as_is:
+                return Outgoing(body, None, None, translation.target)
             return Outgoing(body, None, translation, translation.target)
         # A Gemini client, a provider speaking Gemini's API: the body as it came.
         assert upstream.cloud is not None
         assert self.gemini_action is not None
         assert isinstance(self.body, bytes)
-        return Outgoing(self.body, None, None, upstream.cloud.call(model, self.gemini_action))
+        body = self.body
+        if model != self.requested and self.gemini_action in _NAMES_MODEL:
+            body = orjson.dumps(_with_gemini_model(self.data, "models/" + model))
+        return Outgoing(body, None, None, upstream.cloud.call(model, self.gemini_action))
 
     def _translated(self, upstream: Upstream, model: str) -> tuple[bytes, Translation] | None:
         """For a provider of the other protocol: the translated body and its translation.
@@ -146,6 +153,25 @@ class Call:
                 param="model",
             )
         return translate(self.client, upstream, self.data, model, self.stream, self.endpoint)
+
+
+# Gemini methods whose body names the model again (each batch request, a count's request).
+_NAMES_MODEL: Final = frozenset(("batchEmbedContents", "countTokens"))
+
+
+def _with_gemini_model(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """A Gemini body whose inner `model` fields name `name` (the upstream's model): Google
+    refuses a batch whose requests name another model than the URL."""
+    out = dict(data)
+    requests = out.get("requests")
+    if isinstance(requests, list):
+        out["requests"] = [
+            {**r, "model": name} if isinstance(r, dict) and "model" in r else r for r in requests
+        ]
+    inner = out.get("generateContentRequest")
+    if isinstance(inner, dict) and "model" in inner:
+        out["generateContentRequest"] = {**inner, "model": name}
+    return out
 
 
 def _model_part(boundary: bytes, model: str) -> bytes:

@@ -98,6 +98,9 @@ class Translation:
     usage: Callable[[dict[str, Any]], TokenUsage | None] = from_anthropic
     target: CloudTarget | None = None  # a cloud provider's: where the call goes
     client: str = OPENAI_CLIENT  # the client's protocol
+    # Only the request changed (an Anthropic client, a Vertex Claude model): the answer is
+    # relayed as it comes, its usage read as an Anthropic answer's.
+    as_is: bool = False
 
     def usage_of(self, answer: dict[str, Any]) -> Usage | None:
         """The usage a JSON answer (the provider's, untranslated) reports."""
@@ -330,6 +333,7 @@ def _compose(client: str, near: _ClientLeg, far: _UpstreamLeg) -> tuple[bytes, T
         usage=far.usage,
         target=far.target,
         client=client,
+        as_is=upstream_stream is None and client_stream is None,
     )
     return far.body, translation
 
