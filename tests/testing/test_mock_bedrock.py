@@ -8,12 +8,15 @@ import asyncio
 from typing import Any
 
 import aiohttp
-import boto3
+import boto3  # type: ignore[import-untyped]  # no stubs: a test reference only
 import orjson
 import pytest
-from botocore.config import Config
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage
-from botocore.exceptions import ClientError
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.eventstream import (  # type: ignore[import-untyped]
+    EventStreamBuffer,
+    EventStreamMessage,
+)
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from llm_proxy.testing.mock.bedrock import encode_headers, encode_message
 from tests.helpers import Upstream
