@@ -1,17 +1,30 @@
-"""The protocol paths: OpenAI and Anthropic clients, passed through and translated, in one run.
+"""The protocol paths: OpenAI, Anthropic and Gemini clients, passed through and translated, in
+one run.
 
     python -m tests.perf.protocols_bench [--quick] [--rounds N] [--duration S] [--out DIR]
-                                         [--litellm PATH_TO_LITELLM_BIN]
+                                         [--only NAME,...] [--litellm PATH_TO_LITELLM_BIN]
 
-One fake upstream (`llm-proxy mock-upstream`, serving OpenAI's API under /v1 and Anthropic's
-`POST /v1/messages` on one port) and one `llm-proxy serve` with two providers on it: `oai`
-(OpenAI type) serves `gpt-pass` and `claude-via-chat`, `anth` (Anthropic type) serves
-`claude-pass` and `gpt-via-messages`. The four scenarios:
+One fake upstream (`llm-proxy mock-upstream`, serving on one port OpenAI's API under /v1,
+Anthropic's `POST /v1/messages`, Google's Gemini API, Vertex AI's publisher models with its
+token endpoint, and Bedrock's Converse) and one `llm-proxy serve` with five providers on it:
+`oai` (OpenAI type) serves `gpt-pass`, `claude-via-chat` and `gemini-via-openai`; `anth`
+(Anthropic type) `claude-pass` and `gpt-via-messages`; `gemini` (AI Studio, its key any)
+`gemini-pass`, `gpt-via-gemini` and `claude-via-gemini`; `bedrock` (static dummy keys: the mock
+checks a signature is there, not what it is) `gpt-via-bedrock` and `claude-via-bedrock`;
+`vertex` (a service account made for the run, whose token_uri is the mock's
+`/mock/oauth2/token`) `claude-via-vertex`. The scenarios:
 
     openai-pass           OpenAI client, chat completion passed to an OpenAI upstream
     anthropic-pass        Anthropic client, Messages call passed to an Anthropic upstream
     anthropic-translated  Anthropic client, its Messages call translated to a chat completion
     openai-translated     OpenAI client, its chat completion translated to a Messages call
+    gemini-pass           Gemini client (generateContent), passed to AI Studio
+    openai-via-gemini     OpenAI client, its chat completion translated to generateContent
+    anthropic-via-gemini  Anthropic client, its Messages call translated to generateContent
+    openai-via-bedrock    OpenAI client, its chat completion translated to Converse
+    anthropic-via-bedrock Anthropic client, its Messages call translated to Converse
+    anthropic-via-vertex  Anthropic client, its Messages call sent to Vertex's rawPredict
+    gemini-via-openai     Gemini client, its generateContent translated to a chat completion
 
 The proxy runs as production runs it (a master key with a never-triggered rate limit, prices,
 a JSON access line per request) but without the request log (no database: the log's cost is
@@ -24,11 +37,16 @@ its rounds. Streams: 1,000 concurrent streams per scenario (100 with --quick), 3
 apart, also in rotating rounds; a chunk is a content delta (an OpenAI `data:` event with
 content, an Anthropic `content_block_delta`), the time to first chunk is the time to the first
 such delta, and a stream is an error unless it answers 200, carries every chunk and ends
-properly (`data: [DONE]`, `event: message_stop`).
+properly (`data: [DONE]`, `event: message_stop`). A Gemini client's chunk is a
+streamGenerateContent (`alt=sse`) event with a text part; its stream ends properly when its last
+event carries a `finishReason`.
 
 The ratios the protocol work is held to: CPU per request of anthropic-pass ÷ openai-pass
-(≤ 1.05), of each translated scenario ÷ its client's pass-through (≤ 1.3), and the chunks/s of
-each translated stream ÷ its client's pass-through (≥ 0.9, no errors). With --litellm, LiteLLM's
+(≤ 1.05), of each translated scenario ÷ its client's pass-through (≤ 1.3: openai-pass for
+OpenAI clients, anthropic-pass for Anthropic clients, gemini-pass for Gemini clients), and the
+chunks/s of each translated stream between OpenAI and Anthropic ÷ its client's pass-through
+(≥ 0.9, no errors; over the cloud upstreams shown only: the mock paces every event it writes,
+and their streams have other numbers of events around the same content). With --litellm, LiteLLM's
 proxy (the peer users compare with) serves an Anthropic client's `/v1/messages` from the same
 mock as an OpenAI-compatible upstream, measured in the same rounds (non-streaming only).
 Prints a table and saves JSON into --out.
@@ -57,14 +75,20 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
+from llm_proxy.testing.mock.vertex import TOKEN_PATH, mock_service_account
 from tests.perf import bench
 
-Protocol = Literal["openai", "anthropic"]
+Protocol = Literal["openai", "anthropic", "gemini"]
 PROMPT = [{"role": "user", "content": "Say hello."}]
+GEMINI_PROMPT = [{"role": "user", "parts": [{"text": "Say hello."}]}]
 ANTHROPIC_VERSION = "2023-06-01"
 LITELLM_KEY = "sk-litellm-bench-0123456789"
 # An OpenAI chunk whose delta carries text.
 NON_EMPTY_CONTENT = re.compile(rb'"delta":\{[^{}]*"content":"[^"]')
+# A Gemini chunk with a text part.
+GEMINI_TEXT = re.compile(rb'"text":"[^"]')
+# The service account the vertex provider signs its token requests with (made once a run).
+VERTEX_PROJECT = "mock-project"
 
 
 @dataclass(frozen=True)
@@ -78,11 +102,15 @@ class Scenario:
     target: str = "llm-proxy"
     key: str = bench.KEY
 
-    @property
-    def path(self) -> str:
+    def path(self, stream: bool = False) -> str:
+        if self.protocol == "gemini":
+            method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+            return f"/v1beta/models/{self.model}:{method}"
         return "/v1/messages" if self.protocol == "anthropic" else "/v1/chat/completions"
 
     def headers(self) -> dict[str, str]:
+        if self.protocol == "gemini":
+            return {"x-goog-api-key": self.key, "Content-Type": "application/json"}
         if self.protocol == "anthropic":
             return {
                 "x-api-key": self.key,
@@ -92,6 +120,9 @@ class Scenario:
         return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
 
     def body(self, stream: bool = False) -> bytes:
+        if self.protocol == "gemini":  # the model and streaming are in the path
+            config = {"maxOutputTokens": 64}
+            return orjson.dumps({"contents": GEMINI_PROMPT, "generationConfig": config})
         data: dict[str, Any] = {"model": self.model, "messages": PROMPT}
         if self.protocol == "anthropic":
             data["max_tokens"] = 64
@@ -105,6 +136,13 @@ SCENARIOS = (
     Scenario("anthropic-pass", "anthropic", "claude-pass"),
     Scenario("anthropic-translated", "anthropic", "claude-via-chat"),
     Scenario("openai-translated", "openai", "gpt-via-messages"),
+    Scenario("gemini-pass", "gemini", "gemini-pass"),
+    Scenario("openai-via-gemini", "openai", "gpt-via-gemini"),
+    Scenario("anthropic-via-gemini", "anthropic", "claude-via-gemini"),
+    Scenario("openai-via-bedrock", "openai", "gpt-via-bedrock"),
+    Scenario("anthropic-via-bedrock", "anthropic", "claude-via-bedrock"),
+    Scenario("anthropic-via-vertex", "anthropic", "claude-via-vertex"),
+    Scenario("gemini-via-openai", "gemini", "gemini-via-openai"),
 )
 LITELLM = Scenario(
     "litellm-anthropic-translated", "anthropic", "claude-via-litellm", "litellm", LITELLM_KEY
@@ -125,6 +163,27 @@ TARGETS: tuple[tuple[str, str, float | None, str], ...] = (
     ("anthropic-translated", "anthropic-pass", None, "stream_cpu"),
     ("openai-translated", "openai-pass", None, "stream_cpu"),
     ("litellm-anthropic-translated", "anthropic-translated", None, "cpu"),
+    # The cloud upstreams, and Gemini clients: CPU held to the client's pass-through; the
+    # streams' figures shown.
+    ("gemini-pass", "openai-pass", None, "cpu"),
+    ("openai-via-gemini", "openai-pass", 1.3, "cpu"),
+    ("anthropic-via-gemini", "anthropic-pass", 1.3, "cpu"),
+    ("openai-via-bedrock", "openai-pass", 1.3, "cpu"),
+    ("anthropic-via-bedrock", "anthropic-pass", 1.3, "cpu"),
+    ("anthropic-via-vertex", "anthropic-pass", 1.3, "cpu"),
+    ("gemini-via-openai", "gemini-pass", 1.3, "cpu"),
+    ("openai-via-gemini", "openai-pass", None, "chunks"),
+    ("anthropic-via-gemini", "anthropic-pass", None, "chunks"),
+    ("openai-via-bedrock", "openai-pass", None, "chunks"),
+    ("anthropic-via-bedrock", "anthropic-pass", None, "chunks"),
+    ("anthropic-via-vertex", "anthropic-pass", None, "chunks"),
+    ("gemini-via-openai", "gemini-pass", None, "chunks"),
+    ("openai-via-gemini", "openai-pass", None, "stream_cpu"),
+    ("anthropic-via-gemini", "anthropic-pass", None, "stream_cpu"),
+    ("openai-via-bedrock", "openai-pass", None, "stream_cpu"),
+    ("anthropic-via-bedrock", "anthropic-pass", None, "stream_cpu"),
+    ("anthropic-via-vertex", "anthropic-pass", None, "stream_cpu"),
+    ("gemini-via-openai", "gemini-pass", None, "stream_cpu"),
 )
 
 
@@ -218,7 +277,7 @@ def load(
     warm_up: bool,
 ) -> bench.LoadResult:
     """One load run of the scenario, with the target's CPU ms per request from /proc."""
-    url = target.url + scenario.path
+    url = target.url + scenario.path()
 
     def run(duration: float) -> bench.LoadResult:
         if shutil.which("wrk"):
@@ -250,6 +309,8 @@ class StreamReader:
         self._pending = b""
 
     def feed(self, data: bytes) -> None:
+        if self.protocol == "gemini":  # Google ends its events with \r\n\r\n
+            data = data.replace(b"\r", b"")
         *events, self._pending = (self._pending + data).split(b"\n\n")
         for event in events:
             event = event.strip()
@@ -264,11 +325,15 @@ class StreamReader:
     def _is_end(self, event: bytes) -> bool:
         if self.protocol == "anthropic":
             return event.startswith(b"event: message_stop")
+        if self.protocol == "gemini":
+            return event.startswith(b"data: {") and b'"finishReason":"' in event
         return event == b"data: [DONE]"
 
     def _is_content_delta(self, event: bytes) -> bool:
         if self.protocol == "anthropic":
             return event.startswith(b"event: content_block_delta")
+        if self.protocol == "gemini":
+            return event.startswith(b"data: {") and GEMINI_TEXT.search(event) is not None
         # A chunk with text in its delta (not the role's empty content nor the finish chunk's
         # empty delta); a byte search keeps the clients' CPU (shared with the upstream) low.
         return event.startswith(b"data: {") and NON_EMPTY_CONTENT.search(event) is not None
@@ -284,7 +349,7 @@ async def _streams(
     target: bench.Proc, scenario: Scenario, count: int, chunks: int, mock: bench.Proc
 ) -> bench.StreamResult:
     body, headers = scenario.body(stream=True), scenario.headers()
-    url = target.url + scenario.path
+    url = target.url + scenario.path(stream=True)
     first_delta: list[float] = []
     received = errors = 0
 
@@ -340,33 +405,68 @@ def streams(
 # Setup
 
 
-def write_config(path: Path, upstream: str, port: int) -> None:
-    """The proxy: both providers on one mock; auth, a never-triggered rate limit, prices and
-    the JSON access line on; the request log off (it needs a database)."""
+# The models each provider serves (under their own names upstream).
+PROVIDER_MODELS: dict[str, tuple[str, ...]] = {
+    "oai": ("gpt-pass", "claude-via-chat", "gemini-via-openai"),
+    "anth": ("claude-pass", "gpt-via-messages"),
+    "gemini": ("gemini-pass", "gpt-via-gemini", "claude-via-gemini"),
+    "bedrock": ("gpt-via-bedrock", "claude-via-bedrock"),
+    "vertex": ("claude-via-vertex",),
+}
+
+
+def _mapping(provider: str) -> str:
+    return "{" + ", ".join(f'"{model}": null' for model in PROVIDER_MODELS[provider]) + "}"
+
+
+def write_config(path: Path, upstream: str, port: int, service_account: dict[str, str]) -> None:
+    """The proxy: every provider on one mock (the vertex one with `service_account`, its
+    token_uri the mock's); auth, a never-triggered rate limit, prices and the JSON access
+    line on; the request log off (it needs a database)."""
     prices = "{input_per_mtok: 3.0, output_per_mtok: 15.0}"
+    pricing = "".join(
+        f"  {model}: {prices}\n" for models in PROVIDER_MODELS.values() for model in models
+    )
+    # A JSON string is a YAML double-quoted scalar.
+    credentials = json.dumps(json.dumps(service_account))
     path.write_text(
         f"""
 providers:
   - name: oai
     api_base: {upstream}/v1
     api_key: sk-upstream-bench
-    model_mapping: {{"gpt-pass": null, "claude-via-chat": null}}
+    model_mapping: {_mapping("oai")}
   - name: anth
     provider_type: anthropic
     api_base: {upstream}
     api_key: sk-ant-upstream-bench
-    model_mapping: {{"claude-pass": null, "gpt-via-messages": null}}
+    model_mapping: {_mapping("anth")}
+  - name: gemini
+    provider_type: gemini
+    api_base: {upstream}
+    api_key: AIza-upstream-bench
+    model_mapping: {_mapping("gemini")}
+  - name: bedrock
+    provider_type: bedrock
+    region: us-east-1
+    api_base: {upstream}
+    aws_access_key_id: AKIAMOCKBENCHKEY0000
+    aws_secret_access_key: mock-bench-secret-access-key
+    model_mapping: {_mapping("bedrock")}
+  - name: vertex
+    provider_type: vertex
+    project: {VERTEX_PROJECT}
+    location: us-east5
+    api_base: {upstream}
+    credentials_json: {credentials}
+    model_mapping: {_mapping("vertex")}
 master_keys:
   - name: bench
     key: {bench.KEY}
     rate_limit: {{requests_per_second: 1000000, burst_size: 1000000}}
 server: {{host: 127.0.0.1, port: {port}}}
 pricing:
-  gpt-pass: {prices}
-  claude-via-chat: {prices}
-  claude-pass: {prices}
-  gpt-via-messages: {prices}
-request_log: {{enabled: false}}
+{pricing}request_log: {{enabled: false}}
 """
     )
 
@@ -438,7 +538,8 @@ def servers(
             )
         )
         config = tmp / "proxy.yaml"
-        write_config(config, mock.url, ports["llm-proxy"])
+        account = mock_service_account(mock.url + TOKEN_PATH, VERTEX_PROJECT)
+        write_config(config, mock.url, ports["llm-proxy"], account)
         procs = {
             "mock": mock,
             "llm-proxy": stack.enter_context(
@@ -498,12 +599,12 @@ def measure_load(
 
 
 def measure_streams(
-    procs: dict[str, bench.Proc], count: int, chunks: int, rounds: int
+    procs: dict[str, bench.Proc], scenarios: list[Scenario], count: int, chunks: int, rounds: int
 ) -> dict[str, list[bench.StreamResult]]:
-    runs: dict[str, list[bench.StreamResult]] = {s.name: [] for s in SCENARIOS}
+    runs: dict[str, list[bench.StreamResult]] = {s.name: [] for s in scenarios}
     for i in range(rounds):
         print(f"== {count} streams, round {i + 1} of {rounds}", flush=True)
-        for scenario in rotated(list(SCENARIOS), i):
+        for scenario in rotated(scenarios, i):
             result = streams(procs["llm-proxy"], scenario, count, chunks, procs["mock"])
             runs[scenario.name].append(result)
             print(
@@ -516,6 +617,15 @@ def measure_streams(
             )
             time.sleep(0.5)  # the closed streams' sockets leave before the next scenario opens
     return runs
+
+
+def selected(names: list[str]) -> list[Scenario]:
+    """The named scenarios and the ones their ratios divide by, in `SCENARIOS`' order."""
+    known = {scenario.name for scenario in SCENARIOS}
+    if unknown := [name for name in names if name not in known]:
+        raise SystemExit(f"unknown scenarios {unknown}; known: {sorted(known)}")
+    wanted = set(names) | {d for n, d, _, _ in TARGETS if n in names and d in known}
+    return [scenario for scenario in SCENARIOS if scenario.name in wanted]
 
 
 def median_stream(runs: list[bench.StreamResult]) -> dict[str, Any]:
@@ -540,13 +650,13 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     checked = []
     for numerator, denominator, bound, metric in TARGETS:
         if metric == "cpu":
-            if numerator not in load:
+            if numerator not in load or denominator not in load:
                 continue
             value = load[numerator]["cpu_ms_per_request"] / load[denominator]["cpu_ms_per_request"]
             label = f"CPU/req {numerator} ÷ {denominator}"
             wanted, met = (f"≤ {bound}", value <= bound) if bound else ("", None)
         elif metric == "stream_cpu":
-            if numerator not in stream:
+            if numerator not in stream or denominator not in stream:
                 continue
             value = (
                 stream[numerator]["cpu_ms_per_stream"] / stream[denominator]["cpu_ms_per_stream"]
@@ -554,7 +664,7 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             label = f"CPU/stream {numerator} ÷ {denominator}"
             wanted, met = "", None
         else:
-            if numerator not in stream:
+            if numerator not in stream or denominator not in stream:
                 continue
             value = stream[numerator]["chunks_per_sec"] / stream[denominator]["chunks_per_sec"]
             label = f"chunks/s {numerator} ÷ {denominator}"
@@ -615,6 +725,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32, help="non-streaming connections")
     parser.add_argument("--streams", type=int, help="concurrent streams (default 1000; 0: none)")
     parser.add_argument("--litellm", metavar="BIN", help="LiteLLM's `litellm` binary: a peer")
+    parser.add_argument(
+        "--only",
+        metavar="NAME,...",
+        help="these scenarios only (with the pass-through ones their ratios divide by)",
+    )
     args = parser.parse_args(argv)
     seconds = 1.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
@@ -641,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
             "request_log": False,
         },
     }
-    scenarios = list(SCENARIOS)
+    scenarios = selected(args.only.split(",")) if args.only else list(SCENARIOS)
     if args.litellm:
         scenarios.append(LITELLM)
         results["litellm_version"] = litellm_version(args.litellm)
@@ -653,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
             name: {**bench._median_run(runs), "rounds": [asdict(r) for r in runs]}
             for name, runs in load_runs.items()
         }
-        stream_runs = measure_streams(procs, count, chunks, rounds) if count else {}
+        streamed = [s for s in scenarios if s.target == "llm-proxy"]
+        stream_runs = measure_streams(procs, streamed, count, chunks, rounds) if count else {}
         results["streams"] = {name: median_stream(runs) for name, runs in stream_runs.items()}
     shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: the servers' logs are there
     results["ratios"] = ratios(results)

@@ -11,6 +11,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from llm_proxy.testing.mock import bedrock, gemini, vertex
 from llm_proxy.testing.mock.anthropic import count_tokens, messages
 from llm_proxy.testing.mock.chat import chat, completions, embeddings, models
 from llm_proxy.testing.mock.errors import render_errors
@@ -76,7 +77,9 @@ from llm_proxy.testing.mock.uploads import (
 
 # Request headers shown by GET /mock/requests only as their last four characters: a real
 # client pointed at the mock may send a real key.
-_CREDENTIALS: Final = frozenset({"authorization", "x-api-key", "api-key", "cookie"})
+_CREDENTIALS: Final = frozenset(
+    {"authorization", "x-api-key", "api-key", "cookie", "x-goog-api-key", "x-amz-security-token"}
+)
 
 
 async def recorded_requests(request: web.Request) -> web.Response:
@@ -169,6 +172,10 @@ _ROUTES: Final = (
     ("POST", "/v1/conversations/{id}/items", conversation_items_add),
     ("GET", "/v1/conversations/{id}/items/{item_id}", conversation_item),
     ("DELETE", "/v1/conversations/{id}/items/{item_id}", conversation_item_delete),
+    # Google's Gemini API, Vertex AI's publishers' models and token endpoint, Bedrock Converse.
+    *gemini.ROUTES,
+    *vertex.ROUTES,
+    *bedrock.ROUTES,
 )
 
 
