@@ -161,7 +161,9 @@ def _camel(name: str) -> str:
 def field(data: dict[str, Any], name: str) -> Any:
     """A field under its camelCase `name` or its snake_case spelling (None when absent)."""
     value = data.get(name)
-    return value if value is not None else data.get(_snake(name))
+    if value is not None or not data:  # (most objects read are small or empty)
+        return value
+    return data.get(_snake(name))
 
 
 def _object(value: Any, param: str) -> dict[str, Any]:
