@@ -4,8 +4,8 @@
 * `check-config` — `cli/check.py` (the checks `serve` makes first, and a summary);
 * `migrate`, `config history|rollback`, `export-config`, `import-config` —
   `cli/db_commands.py`, thin over the config store (`config/database.py`, `config/db_write.py`);
-* `mock-upstream` — `llm_proxy.testing.mock`, a fake OpenAI (and Anthropic Messages) API for
-  demos, tests and benchmarks.
+* `mock-upstream` — `llm_proxy.testing.mock`, a fake OpenAI API (and Anthropic's, Gemini's,
+  Vertex AI's and Bedrock's) for demos, tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     mock = sub.add_parser(
-        "mock-upstream", help="serve a fake OpenAI and Anthropic Messages API on loopback"
+        "mock-upstream",
+        help="serve a fake OpenAI, Anthropic, Gemini, Vertex AI and Bedrock API on loopback",
     )
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=18001)

@@ -1,5 +1,6 @@
-"""A fake OpenAI API (and Anthropic Messages API) for loopback use: offline demos (`llm-proxy
-mock-upstream`), the tests and the benchmark. Deterministic output in OpenAI's shapes, as the
+"""A fake OpenAI API (and Anthropic's, Gemini's, Vertex AI's and Bedrock's) for loopback use:
+offline demos (`llm-proxy mock-upstream`), the tests and the benchmark. Deterministic output in
+OpenAI's shapes (and each other API's own), as the
 official SDK reads them:
 
 * chat and legacy completions (streamed or not), embeddings, `GET /v1/models` (`chat`); a chat
@@ -8,6 +9,12 @@ official SDK reads them:
 * Anthropic's Messages API: `POST /v1/messages` (streamed or not) and
   `/v1/messages/count_tokens`, checked and failing as Anthropic does, in its error shape
   (`anthropic`); its answers: text, a tool_use, thinking (`anthropic_answer`)
+* Google AI Studio's Gemini API: `models/{model}:generateContent`, `:streamGenerateContent`,
+  `:countTokens`, `:embedContent`, `:batchEmbedContents`, the model list (`gemini`)
+* Vertex AI: Google's models as Gemini's, Anthropic's through `rawPredict` /
+  `:streamRawPredict`, a bearer token required, a token endpoint (`vertex`)
+* Amazon Bedrock's Converse and ConverseStream (AWS event-stream frames), a SigV4
+  `Authorization` required, not verified (`bedrock`)
 * the Responses API: create (streamed as its named events), retrieve, delete, cancel, input
   items; a `previous_response_id` must name a response this instance stored (`responses`)
 * images (generate; edit and variation as multipart), audio speech (bytes, streamed in chunks),
