@@ -19,12 +19,11 @@ import orjson
 from aiohttp import web
 
 from llm_proxy import errors
-from llm_proxy.keys import CAPTURE, LIFECYCLE, STATE
+from llm_proxy.keys import LIFECYCLE, STATE
 from llm_proxy.protocols import gemini_client
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.messages_via_chat import request_text
 from llm_proxy.proxy import cloud, handlers, tokens
-from llm_proxy.proxy.accounting import capture, reserve, settle
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.forward import forward
 from llm_proxy.proxy.handlers import JSON, MAX_MODEL_CHARS, check_content_type, route_for
@@ -77,16 +76,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         if action in EMBEDDINGS:
             route = _native(state, route, name, "embeddings", ai_studio=True)
         call = Call(action, body, data, model, name, stream, gemini_action=action)
-        key = state.api_key
-        if key is not None and key.reserves:
-            await reserve(request.app, state, data, action)
-        try:
-            return await forward(request, route, call)
-        finally:
-            settle(request.app, state, data)
-            limit = request.app[CAPTURE]
-            if limit:
-                capture(state, data, limit)
+        return await handlers.charged(request, state, route, call)
     finally:
         release(lifecycle, state)
 

@@ -90,21 +90,30 @@ def proxy_handler(endpoint: str) -> Handler:
                 creates=creates,
                 anthropic=anthropic,
             )
-            if key is not None and key.reserves:  # tokens per minute or a budget: 429?
-                await reserve(request.app, state, data, endpoint)
-            try:
-                return await forward(request, route, call)
-            finally:
-                # Also when the client hung up (CancelledError): what was relayed still counts,
-                # and the reservation ends (given back when nothing was relayed).
-                settle(request.app, state, data)
-                limit = request.app[CAPTURE]
-                if limit:
-                    capture(state, data, limit)
+            return await charged(request, state, route, call)
         finally:
             release(lifecycle, state)
 
     return handle
+
+
+async def charged(
+    request: web.Request, state: RequestState, route: Route, call: Call
+) -> web.StreamResponse:
+    """`call` forwarded on `route`, within the key's tokens per minute and budget (a 429 when
+    they are spent), its usage counted and charged after."""
+    key, data = state.api_key, call.data
+    if key is not None and key.reserves:  # tokens per minute or a budget: 429?
+        await reserve(request.app, state, data, call.endpoint)
+    try:
+        return await forward(request, route, call)
+    finally:
+        # Also when the client hung up (CancelledError): what was relayed still counts, and
+        # the reservation ends (given back when nothing was relayed).
+        settle(request.app, state, data)
+        limit = request.app[CAPTURE]
+        if limit:
+            capture(state, data, limit)
 
 
 def upload_handler(endpoint: str) -> Handler:

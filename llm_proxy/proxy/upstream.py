@@ -284,12 +284,9 @@ def compile_upstream(
     live, shared across config reloads; required for those types.)"""
     if provider.provider_type in CLOUD_TYPES:
         return _compile_cloud_upstream(provider, config, env, credentials)
-    total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
-    connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
-    idle = _pick(provider, config, "stream_idle_timeout_secs")
-    ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
+    total, connect, idle, ttft = _timeouts(provider, config)
     headers = _provider_headers(provider)
-    fixed = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+    fixed = _lines(headers)
     configured = {name.lower() for name, _ in headers}
     shows_account = not ACCOUNT_HEADERS.isdisjoint(configured)
     azure = provider.provider_type == "azure"
@@ -331,6 +328,20 @@ def compile_upstream(
     )
 
 
+def _timeouts(provider: Provider, config: Config) -> tuple[float, float, float | None, float]:
+    """Total, connect, stream idle and first-byte timeouts: the provider's, else the global
+    ones; connect and first byte bounded by the total."""
+    total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
+    connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
+    idle = _pick(provider, config, "stream_idle_timeout_secs")
+    ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
+    return total, connect, idle, ttft
+
+
+def _lines(headers: list[tuple[str, str]]) -> bytes:
+    return b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+
+
 def _compile_cloud_upstream(
     provider: Provider,
     config: Config,
@@ -338,12 +349,8 @@ def _compile_cloud_upstream(
     credentials: CredentialRegistry | None,
 ) -> Upstream:
     """A `gemini`, `vertex` or `bedrock` provider: targets compiled per model (`Cloud`)."""
-    total = _pick(provider, config, "request_timeout_secs") or config.request_timeout_secs
-    connect = min(total, _pick(provider, config, "connect_timeout_secs") or total)
-    idle = _pick(provider, config, "stream_idle_timeout_secs")
-    ttft = min(total, _pick(provider, config, "ttft_timeout_secs") or total)
-    headers = _provider_headers(provider)
-    fixed = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
+    total, connect, idle, ttft = _timeouts(provider, config)
+    fixed = _lines(_provider_headers(provider))
     verify = config.verify_ssl if provider.verify_ssl is None else provider.verify_ssl
     proxy = _proxy_for(provider, config, endpoint_url(provider.api_base, "/"), env)
     cloud = compile_cloud(provider, verify, proxy, credentials, env)
