@@ -42,6 +42,16 @@ _RESPONSE_KEYS = frozenset(
 _CANDIDATE_KEYS = frozenset(
     {"content", "finishReason", "index", "safetyRatings", "citationMetadata", "finishMessage"}
 )
+# What Google adds to usage (and the proxy passes through untouched).
+_USAGE_DETAILS = frozenset(
+    {
+        "promptTokensDetails",
+        "candidatesTokensDetails",
+        "cacheTokensDetails",
+        "toolUsePromptTokensDetails",
+        "trafficType",
+    }
+)
 _USAGE_KEYS = frozenset(
     {
         "promptTokenCount",
@@ -104,8 +114,10 @@ def _check_part(part: Any, where: str) -> None:
 
 def _check_usage(usage: Any, where: str) -> None:
     assert isinstance(usage, dict), f"{where}: usageMetadata is not an object"
-    assert set(usage) <= _USAGE_KEYS, f"{where}: usageMetadata keys {usage}"
+    assert set(usage) <= _USAGE_KEYS | _USAGE_DETAILS, f"{where}: usageMetadata keys {usage}"
     for name, value in usage.items():
+        if name in _USAGE_DETAILS:
+            continue  # per-modality breakdowns and the traffic type: Google's, passed through
         assert isinstance(value, int) and value >= 0, f"{where}: usageMetadata.{name} = {value}"
     total = (
         usage.get("promptTokenCount", 0)

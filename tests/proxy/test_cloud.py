@@ -20,7 +20,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from tests.helpers import ProxyFactory, eventually, make_config, sample, scrape
+from tests.helpers import ProxyFactory, Upstream, eventually, make_config, provider, sample, scrape
 from tests.helpers.anthropic_upstream import anthropic_provider, anthropic_upstream
 from tests.helpers.bedrock_upstream import ACCESS_KEY, SECRET_KEY, FakeBedrock
 from tests.helpers.gemini_upstream import KEY as GEMINI_KEY
@@ -588,3 +588,82 @@ async def test_credentials_never_leak_into_errors_or_health(
     assert SECRET_KEY not in text and "PRIVATE KEY" not in text
     tokens = await eventually(lambda: list(oauth._tokens))
     assert not [token for token in tokens if token in text]
+
+
+# Every provider type, for each client: google-genai here (the OpenAI and Anthropic SDKs above).
+
+WEATHER = genai_types.FunctionDeclaration(
+    name="get_weather",
+    description="The weather in a city",
+    parameters=genai_types.Schema(
+        type=genai_types.Type.OBJECT,
+        properties={"city": genai_types.Schema(type=genai_types.Type.STRING)},
+        required=["city"],
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "on-gemini",
+        "on-vertex-gemini",
+        "on-vertex-claude",
+        "on-bedrock",
+        "on-openai",
+        "on-anthropic",
+    ],
+)
+async def test_google_genai_on_every_provider_type_streamed_and_with_tools(
+    model: str,
+    start_proxy: ProxyFactory,
+    gemini_fake: FakeGemini,
+    vertex_fake: FakeVertex,
+    oauth: FakeGoogleOAuth,
+    bedrock_fake: FakeBedrock,
+    upstream: Upstream,
+    http: aiohttp.ClientSession,
+) -> None:
+    async with anthropic_upstream() as anth:
+        url = await start_proxy(
+            make_config(
+                gemini_provider(gemini_fake, {"on-gemini": "gemini-2.5-flash"}),
+                vertex_provider(
+                    vertex_fake,
+                    oauth,
+                    {
+                        "on-vertex-gemini": "gemini-2.5-pro",
+                        "on-vertex-claude": "claude-sonnet-4@20250514",
+                    },
+                ),
+                bedrock_provider(bedrock_fake, {"on-bedrock": "amazon.nova-pro-v1:0"}),
+                provider("oai", upstream.api_base, {"on-openai": "gpt-4o-mini"}),
+                anthropic_provider("anth", anth.url, {"on-anthropic": "claude-up"}),
+                master_keys=KEYS,
+            )
+        )
+        client = genai_sdk(url)
+        answer = await client.aio.models.generate_content(model=model, contents="Hello")
+        assert answer.text
+        assert answer.candidates and answer.candidates[0].finish_reason == "STOP"
+        assert answer.usage_metadata and answer.usage_metadata.prompt_token_count
+        tools = genai_types.GenerateContentConfig(
+            tools=[genai_types.Tool(function_declarations=[WEATHER])],
+            automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True),
+        )
+        called = await client.aio.models.generate_content(
+            model=model, contents="Weather in Paris?", config=tools
+        )
+        assert called.candidates  # a call where the upstream calls tools, text where not
+        if model not in ("on-vertex-claude", "on-anthropic"):  # (those fakes answer text)
+            assert called.function_calls and called.function_calls[0].name == "get_weather"
+        body = {"contents": [{"role": "user", "parts": [{"text": "one two three"}]}]}
+        async with http.post(
+            f"{url}/v1beta/models/{model}:streamGenerateContent?alt=sse",
+            json=body,
+            headers={"x-goog-api-key": CLIENT_KEY},
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            raw = await resp.read()
+        events = check_gemini_stream(raw)
+        assert events[-1]["candidates"][0]["finishReason"] == "STOP"
