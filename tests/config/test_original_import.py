@@ -91,13 +91,23 @@ async def fill(dsn: str, base_a: str, base_b: str, anthropic_base: str) -> None:
         (
             "vertex",
             "gcp-vertex",
-            "https://aiplatform.googleapis.com",
-            {"claude-vertex": "claude-3"},
+            "https://us-east5-aiplatform.googleapis.com",
+            {"claude-vertex": "claude-sonnet-4@20250514"},
             1,
             True,
-            {"gcp_project": "p", "gcp_location": "global"},
+            {"gcp_project": "my-project", "gcp_location": "us-east5", "gcp_publisher": "anthropic"},
         ),
-        ("gemini", "gemini", "https://generativelanguage.googleapis.com", {}, 1, True, {}),
+        # Its `gemini` type is Vertex AI's Gemini models (generateContent), not AI Studio.
+        (
+            "gemini",
+            "gemini",
+            "https://us-central1-aiplatform.googleapis.com",
+            {"gemini-pro": "gemini-2.5-pro"},
+            1,
+            True,
+            {"gcp_project": "my-project", "gcp_publisher": "google"},
+        ),
+        ("responses", "response_api", base_a, {"o3": "o3"}, 1, True, {}),
         ("old-openai", "openai", base_a, {"gpt-3.5": "gpt-3.5-turbo"}, 1, False, {}),
     ]
     credentials: list[tuple[str, str, list[str], int | None, bool]] = [
@@ -193,13 +203,17 @@ async def test_import_serve_dry_run_and_rerun(
             "credentials/team",
             "providers/azure-east",
             "providers/claude",
+            "providers/gemini",
             "providers/old-openai (disabled)",
             "providers/openai-main",
+            "providers/vertex",
         ]
         # One line each for what is not carried over, with why.
         for line in (
-            "  providers/vertex: provider_type 'gcp-vertex': this proxy has no Vertex AI",
-            "  providers/gemini: provider_type 'gemini': this proxy has no Gemini",
+            "  providers/responses: provider_type 'response_api': this proxy has no OpenAI "
+            "Responses API upstream",
+            "  providers/vertex: api_key: the original sent it as a bearer token",
+            "  providers/gemini: api_key: the original sent it as a bearer token",
             "  providers/claude: provider_params.anthropic_beta_policy: no anthropic-beta policy",
             "  providers/openai-main: model_mapping.gpt-4o: only mapped_model is kept "
             "(supports_vision dropped; prices can be set in `pricing`)",
@@ -219,12 +233,36 @@ async def test_import_serve_dry_run_and_rerun(
         )
         # [] there meant every model: no restriction here (NULL), not an empty list.
         assert tuple(stored) == (None, None, None)
+        # Its Vertex AI rows: project and location (its default written out), no key.
+        vertex = await sql.fetch(
+            "SELECT name, provider_type, api_base, api_key, params->>'project' AS project, "
+            "params->>'location' AS location FROM providers WHERE provider_type = 'vertex' "
+            "ORDER BY name"
+        )
+        assert [tuple(r) for r in vertex] == [
+            (
+                "gemini",
+                "vertex",
+                "https://us-central1-aiplatform.googleapis.com",
+                "",
+                "my-project",
+                "us-central1",
+            ),
+            (
+                "vertex",
+                "vertex",
+                "https://us-east5-aiplatform.googleapis.com",
+                "",
+                "my-project",
+                "us-east5",
+            ),
+        ]
 
         # A second run changes nothing.
         recorded = await history_size(config_dsn)
         code, out, err = await cli(capsys, *source)
         assert code == 0, err
-        assert "unchanged: 9" in out and "nothing to change: config version" in out
+        assert "unchanged: 11" in out and "nothing to change: config version" in out
         assert not [line for line in out.splitlines() if line.startswith(("add ", "change "))]
         assert int(await db_version(sql)) == after
         assert await history_size(config_dsn) == recorded
@@ -320,7 +358,9 @@ def test_provider_types() -> None:
         return OriginalProvider(1, f"p-{kind}", kind, "https://example.com/v1", "k", {"m": "n"})
 
     plan = plan_import(
-        original(providers=tuple(one(k) for k in ("openai", "azure", "Claude", "custom", "vertex")))
+        original(
+            providers=tuple(one(k) for k in ("openai", "azure", "Claude", "custom", "responses"))
+        )
     )
     assert [(p.name, p.provider_type, p.auth) for p in plan.providers] == [
         ("p-openai", "openai", "bearer"),
@@ -330,7 +370,7 @@ def test_provider_types() -> None:
     ]
     assert [item.what for item in plan.not_carried] == [
         "providers/p-custom: provider_type",
-        "providers/p-vertex",
+        "providers/p-responses",
     ]
 
 
@@ -456,7 +496,7 @@ async def test_changes_in_the_original_and_a_key_already_here(
         "change  providers/azure-east (weight)",
         "change  providers/claude (is_enabled)",
     ]
-    assert "unchanged: 5" in out
+    assert "unchanged: 7" in out
     assert await db_version(sql) == version
     code, out, err = await cli(capsys, *source)
     assert code == 0, err
@@ -465,7 +505,7 @@ async def test_changes_in_the_original_and_a_key_already_here(
     )
     assert tuple(stored) == (3, 3)
     enabled = await sql.fetch("SELECT name FROM providers WHERE is_enabled ORDER BY name")
-    assert [r["name"] for r in enabled] == ["azure-east", "openai-main"]
+    assert [r["name"] for r in enabled] == ["azure-east", "gemini", "openai-main", "vertex"]
 
 
 async def test_an_older_original_imports_too(
