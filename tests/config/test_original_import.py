@@ -11,24 +11,28 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import asyncpg
 import pytest
 
 from llm_proxy.cli import main
-from llm_proxy.config.model import Config, RateLimit
+from llm_proxy.config.model import GEMINI_API_BASE, Config, RateLimit
 from llm_proxy.config.original_logs import copy_logs
 from llm_proxy.config.original_map import (
     OriginalConfig,
     OriginalCredential,
     OriginalProvider,
     plan_import,
+    provider_entry,
 )
 from llm_proxy.errors import ProxyError
+from llm_proxy.proxy.cloud import compile_cloud
 from llm_proxy.testing.mock import RECORDED, MockOptions, create_mock_app
 from tests.helpers import ProxyFactory, Upstream, chat, ring, serve
 from tests.helpers.db import db_version, fresh_database, rows, start_db_proxy
@@ -536,4 +540,265 @@ async def test_an_older_original_imports_too(
     assert "logs: 0 request logs added (0 read), 0 error logs added (0 read)" in out
     assert [tuple(r) for r in await rows(config_dsn, "SELECT name, weight FROM providers")] == [
         ("p", 1)
+    ]
+
+
+def original_url(row: OriginalProvider, model: str, streaming: bool) -> str:
+    """Where the original sent a call of `model`, without its query string (its
+    `build_gcp_vertex_url`, the `gemini` type's fixed actions: python-server/app/api/
+    upstream.py and proxy.py; its defaults: `GcpVertexConfig`)."""
+    params = row.provider_params
+    gemini = row.provider_type == "gemini"
+    actions = params.get("gcp_vertex_actions") or {}
+    action = (
+        ("streamGenerateContent" if streaming else "generateContent")
+        if gemini
+        else actions.get("streaming" if streaming else "blocking")
+        or ("streamRawPredict" if streaming else "rawPredict")
+    )
+    return (
+        f"{row.api_base}/v1/projects/{params['gcp_project']}"
+        f"/locations/{params.get('gcp_location') or 'us-central1'}"
+        f"/publishers/{params.get('gcp_publisher') or 'anthropic'}/models/{model}:{action}"
+    )
+
+
+# Its Vertex AI providers as deployments configured them: its own tests' fixture, one relying on
+# its default location, its `gemini` type (Gemini models on Vertex AI), Gemini models under
+# `gcp-vertex` with `gcp_vertex_actions`, and one behind a gateway (its docs' example prefix
+# shape).
+VERTEX_ROWS = (
+    OriginalProvider(
+        1,
+        "gcp-vertex-test",
+        "gcp-vertex",
+        "https://us-central1-aiplatform.googleapis.com",
+        "test-access-token",
+        {"claude-sonnet-4-5": "claude-sonnet-4-5"},
+        provider_params={
+            "gcp_project": "test-project",
+            "gcp_location": "us-central1",
+            "gcp_publisher": "anthropic",
+        },
+    ),
+    OriginalProvider(
+        2,
+        "default-location",
+        "vertex",
+        "https://us-central1-aiplatform.googleapis.com",
+        "ya29.token",
+        {"claude-opus": "claude-opus-4-1@20250805"},
+        provider_params={"gcp_project": "test-project"},
+    ),
+    OriginalProvider(
+        3,
+        "gemini-on-vertex",
+        "gemini",
+        "https://europe-west1-aiplatform.googleapis.com",
+        "ya29.token",
+        {"gemini-pro": "gemini-2.5-pro", "gemini-flash-*": "gemini-2.5-flash"},
+        provider_params={
+            "gcp_project": "test-project",
+            "gcp_location": "europe-west1",
+            "gcp_publisher": "google",
+        },
+    ),
+    OriginalProvider(
+        4,
+        "vertex-gemini-actions",
+        "gcp-vertex",
+        "https://aiplatform.googleapis.com",
+        "ya29.token",
+        {"gemini-3": "gemini-3-pro-preview"},
+        provider_params={
+            "gcp_project": "test-project",
+            "gcp_location": "global",
+            "gcp_publisher": "google",
+            "gcp_vertex_actions": {
+                "blocking": "generateContent",
+                "streaming": "streamGenerateContent",
+            },
+        },
+    ),
+    OriginalProvider(
+        5,
+        "gateway",
+        "gcp-vertex",
+        "https://llm-gateway.example.com/vertex",
+        "sk-gateway-key",
+        {"claude-haiku": "claude-haiku-4-5"},
+        provider_params={"gcp_project": "test-project", "gcp_location": "us-east5"},
+    ),
+)
+
+
+def test_vertex_types_are_called_where_the_original_called_them() -> None:
+    plan = plan_import(original(providers=VERTEX_ROWS))
+    assert [p.name for p in plan.providers] == [row.provider_key for row in VERTEX_ROWS]
+    for row, p in zip(VERTEX_ROWS, plan.providers, strict=True):
+        entry, _ = provider_entry(row)
+        assert entry is not None
+        # Its default location is written out: ours would otherwise be global.
+        assert entry["location"] == (row.provider_params.get("gcp_location") or "us-central1")
+        assert "api_key" not in entry and p.api_key == ""
+        assert (p.provider_type, p.project, p.auth) == ("vertex", "test-project", "none")
+        # Application default credentials (the operator is told to set a file).
+        assert (p.credentials_file, p.credentials_json) == (None, None)
+        cloud = compile_cloud(p, True, None, None, {})
+        for model in {m for m in entry["model_mapping"].values() if m is not None}:
+            claude = model.startswith("claude")
+            for streaming, action in (
+                (False, "rawPredict" if claude else "generateContent"),
+                (True, "streamRawPredict" if claude else "streamGenerateContent"),
+            ):
+                ours, _, query = unquote(cloud.call(model, action).target.url).partition("?")
+                assert ours == original_url(row, model, streaming), (row.provider_key, model)
+                # A Gemini stream is asked for as SSE (the original's `gcp-vertex` type did
+                # not ask, and got Vertex's JSON array).
+                assert query == ("alt=sse" if streaming and not claude else "")
+    # The Google endpoint of the location is ours by default: not stored as an api_base.
+    google, _ = provider_entry(VERTEX_ROWS[0])
+    gateway, _ = provider_entry(VERTEX_ROWS[4])
+    assert google is not None and "api_base" not in google
+    assert gateway is not None and gateway["api_base"] == VERTEX_ROWS[4].api_base
+    notes = {item.what: item.why for item in plan.not_carried}
+    assert sorted(notes) == sorted(f"providers/{row.provider_key}: api_key" for row in VERTEX_ROWS)
+    assert notes["providers/gcp-vertex-test: api_key"] == (
+        "the original sent it as a bearer token (for Vertex AI an access token, valid an hour "
+        "at most): not carried; imported with application default credentials: set "
+        "credentials_file (a service account's key file) or credentials_json unless this "
+        "host has them"
+    )
+    assert notes["providers/gateway: api_key"].endswith(
+        "; api_base 'https://llm-gateway.example.com/vertex' is not Google's: this proxy "
+        "sends it a Google access token, not this key"
+    )
+    # Never the key itself.
+    assert not [line for line in map(str, plan.not_carried) if "ya29" in line or "sk-gat" in line]
+
+
+def vertex_row(**changes: Any) -> OriginalProvider:
+    return replace(VERTEX_ROWS[0], **changes)
+
+
+@pytest.mark.parametrize(
+    ("row", "what", "why"),
+    [
+        # Gemini models on publisher anthropic (its default): ours calls them on google.
+        (
+            vertex_row(
+                model_mapping={"g": "gemini-2.5-pro", "c": "claude-sonnet-4-5"},
+                provider_params={"gcp_project": "test-project"},
+            ),
+            "provider_params.gcp_publisher, provider_params.gcp_vertex_actions",
+            "the original called publisher anthropic with rawPredict, its default publisher; "
+            "this proxy picks both from the model name (claude-*: anthropic, rawPredict; any "
+            "other: google, generateContent) and calls gemini-2.5-pro on google with "
+            "generateContent",
+        ),
+        # Its `gemini` type with a Claude model: generateContent there, rawPredict here.
+        (
+            replace(
+                VERTEX_ROWS[2],
+                model_mapping={"c": "claude-sonnet-4-5"},
+                provider_params={"gcp_project": "test-project", "gcp_publisher": "anthropic"},
+            ),
+            "provider_type",
+            "the original called publisher anthropic with generateContent; this proxy picks "
+            "both from the model name (claude-*: anthropic, rawPredict; any other: google, "
+            "generateContent) and calls claude-sonnet-4-5 on anthropic with rawPredict",
+        ),
+        (
+            vertex_row(api_base="https://aiplatform.googleapis.com"),
+            "api_base",
+            "'https://aiplatform.googleapis.com' is not location us-central1's endpoint: this "
+            "proxy calls https://us-central1-aiplatform.googleapis.com",
+        ),
+        (
+            replace(
+                VERTEX_ROWS[2],
+                provider_params={
+                    **VERTEX_ROWS[2].provider_params,
+                    "gcp_vertex_actions": {"blocking": "x"},
+                },
+            ),
+            "provider_params.gcp_vertex_actions",
+            "not read by the original for provider_type gemini (always generateContent)",
+        ),
+        (
+            vertex_row(provider_params={"gcp_project": "test-project", "gcp_region": "x"}),
+            "provider_params.gcp_region",
+            "not a setting the original read",
+        ),
+        (
+            OriginalProvider(
+                1,
+                "openai",
+                "openai",
+                "https://api.openai.com/v1",
+                "k",
+                {},
+                provider_params={"gcp_project": "test-project"},
+            ),
+            "provider_params.gcp_project",
+            "a Vertex AI setting, which the original read only for its gcp-vertex and gemini types",
+        ),
+    ],
+)
+def test_what_differs_on_vertex_is_listed(row: OriginalProvider, what: str, why: str) -> None:
+    plan = plan_import(original(providers=(row,)))
+    assert len(plan.providers) == 1
+    notes = {item.what: item.why for item in plan.not_carried}
+    assert notes[f"providers/{row.provider_key}: {what}"] == why
+
+
+def test_a_vertex_row_without_a_project_is_refused_with_the_reason() -> None:
+    row = vertex_row(provider_params={"gcp_location": "us-central1"})
+    plan = plan_import(original(providers=(row,)))
+    assert plan.providers == ()
+    (refused,) = [item for item in plan.not_carried if item.what == "providers/gcp-vertex-test"]
+    assert refused.why.startswith("refused by validation: ") and "project" in refused.why
+
+
+@pytest.mark.parametrize(
+    ("api_base", "stored"),
+    [
+        ("https://generativelanguage.googleapis.com", None),
+        ("https://generativelanguage.googleapis.com/", None),
+        (
+            "https://generativelanguage.googleapis.com/v1beta",
+            "https://generativelanguage.googleapis.com/v1beta",
+        ),
+    ],
+)
+def test_a_gemini_row_on_ai_studio_becomes_an_ai_studio_provider(
+    api_base: str, stored: str | None
+) -> None:
+    """Its `gemini` type called Vertex AI's paths with a bearer token, which AI Studio does not
+    serve: such a row (a key meant for AI Studio) becomes our gemini, its key sent as
+    x-goog-api-key, Google's default api_base not stored, and a note says so."""
+    row = OriginalProvider(
+        1,
+        "studio",
+        "gemini",
+        api_base,
+        "AIza-studio-key",
+        {"g": "gemini-2.5-flash"},
+        provider_params={"gcp_project": "test-project"},
+    )
+    entry, _ = provider_entry(row)
+    assert entry is not None and entry.get("api_base") == stored
+    (p,) = plan_import(original(providers=(row,))).providers
+    assert (p.provider_type, p.api_base, p.api_key, p.auth) == (
+        "gemini",
+        GEMINI_API_BASE,
+        "AIza-studio-key",
+        "x-goog-api-key",
+    )
+    notes = [item.line() for item in plan_import(original(providers=(row,))).not_carried]
+    assert notes == [
+        "providers/studio: provider_type: 'gemini' on Google AI Studio's host, which does not "
+        "serve the original's Vertex AI paths and bearer token: imported as an AI Studio "
+        "provider (the key sent as x-goog-api-key); check that it is an AI Studio key",
+        "providers/studio: provider_params.gcp_project: not used by an AI Studio provider",
     ]
