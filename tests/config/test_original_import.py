@@ -36,6 +36,9 @@ from llm_proxy.proxy.cloud import compile_cloud
 from llm_proxy.testing.mock import RECORDED, MockOptions, create_mock_app
 from tests.helpers import ProxyFactory, Upstream, chat, ring, serve
 from tests.helpers.db import db_version, fresh_database, rows, start_db_proxy
+from tests.helpers.google_oauth import FakeGoogleOAuth
+from tests.helpers.vertex_upstream import PROJECT as VERTEX_PROJECT
+from tests.helpers.vertex_upstream import FakeVertex
 
 MIGRATIONS = Path(__file__).parent.parent / "data" / "original_migrations"
 
@@ -45,6 +48,7 @@ ALL_KEY = "sk-all-models-original-key"
 OFF_KEY = "sk-disabled-original-key"
 DUP_KEYS = ("sk-dup-original-key-one", "sk-dup-original-key-two")
 HI = [{"role": "user", "content": "hi"}]
+GOOGLE = {"gcp_publisher": "google"}
 
 
 def sha256_hex(key: str) -> str:
@@ -802,3 +806,67 @@ def test_a_gemini_row_on_ai_studio_becomes_an_ai_studio_provider(
         "provider (the key sent as x-goog-api-key); check that it is an AI Studio key",
         "providers/studio: provider_params.gcp_project: not used by an AI Studio provider",
     ]
+
+
+async def test_imported_vertex_rows_serve_with_application_default_credentials(
+    original_dsn: str,
+    config_dsn: str,
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its `gcp-vertex` row (its default location and publisher) and `gemini` row, behind an
+    endpoint of their own (here the fake Vertex AI on loopback), imported and served: the
+    operator's application default credentials sign the calls (its static bearer tokens are
+    not carried), which reach the paths the original called."""
+    async with FakeGoogleOAuth() as oauth, FakeVertex(token_valid=oauth.valid) as vertex:
+        # (The fake serves us-central1, the original's default location.)
+        originals: tuple[tuple[str, str, dict[str, str], dict[str, str]], ...] = (
+            ("claude-on-vertex", "gcp-vertex", {"claude-sonnet": "claude-sonnet-4-5"}, {}),
+            ("gemini-on-vertex", "gemini", {"gemini-pro": "gemini-2.5-pro"}, GOOGLE),
+        )
+        conn = await asyncpg.connect(original_dsn)
+        try:
+            for key, kind, mapping, params in originals:
+                await conn.execute(
+                    "INSERT INTO providers (provider_key, provider_type, api_base, api_key, "
+                    "model_mapping, provider_params) VALUES ($1, $2, $3, 'ya29.expired', $4, $5)",
+                    key,
+                    kind,
+                    vertex.url,
+                    json.dumps(mapping),
+                    json.dumps({"gcp_project": VERTEX_PROJECT, **params}),
+                )
+            await conn.execute(
+                "INSERT INTO credentials (credential_key, name) VALUES ($1, 'all')",
+                sha256_hex(ALL_KEY),
+            )
+        finally:
+            await conn.close()
+        code, out, err = await cli(
+            capsys, "--from-original-db", original_dsn, "--db-url", config_dsn
+        )
+        assert code == 0, err
+        notes = [line for line in out.splitlines() if ": api_key: " in line]
+        assert len(notes) == 2 and all("set credentials_file" in n for n in notes), out
+        assert "ya29" not in out
+
+        key_file = tmp_path / "service-account.json"
+        key_file.write_text(json.dumps(oauth.service_account_info()))
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
+        url = await start_db_proxy(start_proxy, config_dsn, Config())
+        headers = {"x-api-key": ALL_KEY, "anthropic-version": "2023-06-01"}
+        body = {"model": "claude-sonnet", "max_tokens": 20, "messages": HI}
+        async with http.post(url + "/v1/messages", json=body, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+        assert (await chat(http, url, "gemini-pro", key=ALL_KEY, messages=HI)).status == 200
+        # Its location and publisher defaults (us-central1, anthropic), and the publisher its
+        # gemini row named: the original's URLs.
+        prefix = f"/v1/projects/{VERTEX_PROJECT}/locations/us-central1/publishers"
+        assert [r.path for r in vertex.requests] == [
+            f"{prefix}/anthropic/models/claude-sonnet-4-5:rawPredict",
+            f"{prefix}/google/models/gemini-2.5-pro:generateContent",
+        ]
+        assert oauth.grants == 1
