@@ -78,6 +78,10 @@ _VERTEX_PARAMS: Final = frozenset({"gcp_project", "gcp_location", "gcp_publisher
 _ACTIONS_PARAM: Final = "gcp_vertex_actions"
 _VERTEX_HOST: Final = re.compile(r"(?:[a-z0-9-]+-)?aiplatform\.googleapis\.com")
 _AI_STUDIO_HOST: Final = URL(GEMINI_API_BASE).host
+_BETA: Final = (
+    "no anthropic-beta policy here: an Anthropic client's anthropic-beta header is forwarded "
+    "as sent"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +267,12 @@ def _vertex_entry(
             )
         )
     used = _VERTEX_PARAMS | {_ACTIONS_PARAM}
-    return entry, problems + _other_params(row, what, used, "not a setting the original read")
+    beta = (
+        "no anthropic-beta policy here: a Vertex AI call carries none of the client's "
+        "headers, anthropic-beta included"
+    )
+    gcp = "not a setting the original read"
+    return entry, problems + _other_params(row, what, used, gcp, beta)
 
 
 def _credentials_reason(row: OriginalProvider, google: bool) -> str:
@@ -344,24 +353,22 @@ def _host(url: str) -> str | None:
 
 
 def _other_params(
-    row: OriginalProvider, what: str, used: frozenset[str] | set[str], gcp: str
+    row: OriginalProvider, what: str, used: frozenset[str] | set[str], gcp: str, beta: str = _BETA
 ) -> list[NotCarried]:
-    """The provider_params not `used`, each with why (`gcp`: why a gcp_ one is not)."""
+    """The provider_params not `used`, each with why (`gcp`: why a gcp_ one is not; `beta`:
+    why its anthropic-beta policy is not)."""
     return [
-        NotCarried(f"{what}: provider_params.{name}", _param_reason(name, gcp))
+        NotCarried(f"{what}: provider_params.{name}", _param_reason(name, gcp, beta))
         for name in sorted(row.provider_params)
         if name not in used
     ]
 
 
-def _param_reason(name: str, gcp: str) -> str:
+def _param_reason(name: str, gcp: str, beta: str) -> str:
     if name.startswith("gcp_"):
         return gcp
     if name.startswith("anthropic_beta"):
-        return (
-            "no anthropic-beta policy here: an Anthropic client's anthropic-beta header is "
-            "forwarded as sent"
-        )
+        return beta
     return "not a setting the original read, nor one of ours"
 
 

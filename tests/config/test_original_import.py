@@ -735,6 +735,14 @@ def vertex_row(**changes: Any) -> OriginalProvider:
             "not a setting the original read",
         ),
         (
+            vertex_row(
+                provider_params={"gcp_project": "test-project", "anthropic_beta_policy": "allow"}
+            ),
+            "provider_params.anthropic_beta_policy",
+            "no anthropic-beta policy here: a Vertex AI call carries none of the client's "
+            "headers, anthropic-beta included",
+        ),
+        (
             OriginalProvider(
                 1,
                 "openai",
