@@ -1,8 +1,10 @@
 """`import-config --from-original-db`: a database built by the original llm-proxy's own
 migrations (tests/data/original_migrations), filled as a deployment fills it, imported and
 served: its plaintext keys authenticate, its routing (model mapping, weights) and limits hold;
-a dry run and a second run change nothing; what cannot be carried over is listed; its logs
-arrive, bounded. The mapping itself is also checked alone (`original_map`)."""
+a dry run and a second run change nothing; what cannot be carried over is listed; its Vertex
+AI rows (`gcp-vertex`, `gemini`) become our `vertex`, called where it called them, signed with
+application default credentials; its logs arrive, bounded. The mapping itself is also checked
+alone (`original_map`)."""
 
 from __future__ import annotations
 
