@@ -667,3 +667,26 @@ async def test_google_genai_on_every_provider_type_streamed_and_with_tools(
             raw = await resp.read()
         events = check_gemini_stream(raw)
         assert events[-1]["candidates"][0]["finishReason"] == "STOP"
+
+
+async def test_a_key_in_the_url_never_reaches_a_log_line(
+    start_proxy: ProxyFactory,
+    gemini_fake: FakeGemini,
+    http: aiohttp.ClientSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = await start_proxy(
+        make_config(gemini_provider(gemini_fake, {"g": "gemini-2.5-flash"}), master_keys=KEYS)
+    )
+    body = {"contents": [{"role": "user", "parts": [{"text": "q"}]}]}
+    for key in (CLIENT_KEY, "sk-wrong-key-in-url-0000"):
+        async with http.post(f"{url}/v1beta/models/g:generateContent?key={key}", json=body):
+            pass
+    gemini_fake.fail_next(1, status=500)  # an upstream error: logged with its context
+    async with http.post(f"{url}/v1beta/models/g:generateContent?key={CLIENT_KEY}", json=body):
+        pass
+    logged = capsys.readouterr()
+    text = logged.out + logged.err
+    assert "generateContent" in text  # the access lines are there...
+    assert CLIENT_KEY not in text and "sk-wrong-key-in-url" not in text  # ...without the key
+    assert GEMINI_KEY not in text
