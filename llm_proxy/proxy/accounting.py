@@ -46,7 +46,16 @@ log = structlog.get_logger()
 _OUTPUT_CAPS: Final = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 # The endpoints whose answer is generated text (an output to reserve); the others (embeddings,
 # moderations, images, speech, rerank) are charged for their input only.
-_GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses", "/messages"})
+_GENERATING: Final = frozenset(
+    {
+        "/chat/completions",
+        "/completions",
+        "/responses",
+        "/messages",
+        "generateContent",  # a Gemini client's (`Call.endpoint` is its method)
+        "streamGenerateContent",
+    }
+)
 # Characters per prompt token for the estimate at admission: a little fewer than tiktoken
 # finds in English (about 4), so that the estimate errs toward reserving too much.
 _CHARS_PER_TOKEN: Final = 3
@@ -88,13 +97,20 @@ async def reserve(
 
 
 def _output_cap(data: dict[str, Any], default: int) -> int:
-    """The most output the request asked for, times its `n` choices."""
+    """The most output the request asked for (OpenAI's and Anthropic's fields, a Gemini
+    client's `generationConfig.maxOutputTokens`), times its `n` choices."""
     cap = default
     for name in _OUTPUT_CAPS:
         value = data.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             cap = value
             break
+    else:
+        generation = data.get("generationConfig")  # a Gemini client's
+        if isinstance(generation, dict):
+            value = generation.get("maxOutputTokens")
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                cap = value
     n = data.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and 1 < n <= 128:
         cap *= n

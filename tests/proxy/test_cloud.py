@@ -690,3 +690,29 @@ async def test_a_key_in_the_url_never_reaches_a_log_line(
     assert "generateContent" in text  # the access lines are there...
     assert CLIENT_KEY not in text and "sk-wrong-key-in-url" not in text  # ...without the key
     assert GEMINI_KEY not in text
+
+
+async def test_gemini_clients_within_their_keys_token_limits_and_budgets(
+    start_proxy: ProxyFactory, gemini_fake: FakeGemini, http: aiohttp.ClientSession
+) -> None:
+    url = await start_proxy(
+        make_config(
+            gemini_provider(gemini_fake, {"g": "gemini-2.5-flash"}),
+            master_keys=[{"name": "small", "key": CLIENT_KEY, "tokens_per_minute": 1000}],
+            pricing={"g": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}},
+        )
+    )
+    client = genai_sdk(url)
+    answer = await client.aio.models.generate_content(model="g", contents="Hi")
+    assert answer.text
+    families = await scrape(http, url)
+    cost = sample(families, "llm_proxy_cost_usd_total", model="g", provider="gem")
+    assert cost and cost > 0  # priced from the usage Gemini reported
+    # Asking for more output than the key's tokens per minute leave: a 429, in Google's shape.
+    with pytest.raises(genai_errors.ClientError) as refused:
+        await client.aio.models.generate_content(
+            model="g",
+            contents="Hi",
+            config=genai_types.GenerateContentConfig(max_output_tokens=5000),
+        )
+    assert refused.value.code == 429 and refused.value.status == "RESOURCE_EXHAUSTED"
