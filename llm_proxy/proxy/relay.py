@@ -232,7 +232,9 @@ class _Pinger:
 
     async def _ping(self) -> None:
         try:
-            await self._out.write(self._stream.ping())
+            ping = self._stream.ping()  # (b"" for Gemini's clients: their SDK takes no comment)
+            if ping:
+                await self._out.write(ping)
         except ConnectionResetError:
             pass  # the relay finds out on its next write
         finally:
