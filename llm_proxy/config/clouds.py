@@ -100,7 +100,7 @@ _REQUIRED: Final = {
 
 
 # An http:// token endpoint on this host (an emulator, a test fake) carries no secret off it.
-_LOOPBACK: Final = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://[::1]:")
+_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def google_credentials(text: str) -> GoogleCredentials:
@@ -125,8 +125,7 @@ def google_credentials(text: str) -> GoogleCredentials:
     if kind == "service_account" and "PRIVATE KEY-----" not in data["private_key"]:
         raise CredentialsError("(service_account) private_key is not a PEM private key")
     token_uri = data.get("token_uri") or GOOGLE_TOKEN_URI
-    if not token_uri.startswith("https://") and not token_uri.startswith(_LOOPBACK):
-        # (http:// on the loopback only: a local emulator or test fake.)
+    if not _token_endpoint(token_uri):
         raise CredentialsError(f"({kind}) token_uri must be an https:// URL")
     if kind == "service_account":
         return GoogleCredentials(
@@ -145,6 +144,18 @@ def google_credentials(text: str) -> GoogleCredentials:
         client_secret=data["client_secret"],
         refresh_token=data["refresh_token"],
     )
+
+
+def _token_endpoint(uri: str) -> bool:
+    """https://, or http:// on the loopback only (a local emulator or test fake). The host is
+    parsed, not matched as a prefix: http://127.0.0.1:80@example.com/ is example.com."""
+    try:
+        url = URL(uri)
+    except ValueError:
+        return False
+    if not url.host:
+        return False
+    return url.scheme == "https" or (url.scheme == "http" and url.host in _LOOPBACK)
 
 
 def read_google_credentials(path: str) -> GoogleCredentials:

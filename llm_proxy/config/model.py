@@ -77,8 +77,8 @@ def bedrock_api_base(region: str) -> str:
     return f"https://bedrock-runtime.{region}.amazonaws.com"
 
 
-# Where a service account's signed JWT is exchanged for an access token when its JSON file
-# names no token_uri (and where an authorized_user's refresh token always is).
+# Where a credentials JSON's signed JWT (service_account) or refresh token (authorized_user)
+# is exchanged for an access token when the JSON names no token_uri (gcloud's never does).
 GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
 
 

@@ -405,6 +405,30 @@ def test_google_credentials(sa_file: str) -> None:
         google_credentials('{"private_key": "' + PRIVATE_KEY.replace("\n", "\\n"))
 
 
+@pytest.mark.parametrize(
+    ("token_uri", "usable"),
+    [
+        ("https://oauth2.example/token", True),
+        ("http://127.0.0.1:9/token", True),  # a local emulator or test fake
+        ("http://localhost/token", True),
+        ("http://[::1]:9/token", True),
+        ("http://127.0.0.1:80@attacker.example/token", False),  # the host is attacker.example
+        ("http://127.0.0.1.attacker.example/token", False),
+        ("http://oauth2.googleapis.com/token", False),
+        ("https:///token", False),
+        ("ftp://127.0.0.1/token", False),
+        ("https://[::1/token", False),  # not a URL
+    ],
+)
+def test_a_token_uri_off_the_loopback_must_be_https(token_uri: str, usable: bool) -> None:
+    text = json.dumps({**AUTHORIZED_USER, "token_uri": token_uri})
+    if usable:
+        assert google_credentials(text).token_uri == token_uri
+    else:
+        with pytest.raises(CredentialsError, match=r"^\(authorized_user\) token_uri must be"):
+            google_credentials(text)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_an_unreadable_credentials_file(tmp_path: FsPath) -> None:
     path = tmp_path / "sa.json"

@@ -6,7 +6,11 @@ Credentials, first found wins: the provider's `credentials_json` (inline) or
 GOOGLE_APPLICATION_CREDENTIALS (a file that must exist), gcloud's
 application_default_credentials.json under $CLOUDSDK_CONFIG or ~/.config/gcloud, else the
 metadata server (GCE_METADATA_HOST or metadata.google.internal). A file is a service account
-key (`type: service_account`) or gcloud's user credentials (`type: authorized_user`).
+key (`type: service_account`) or gcloud's user credentials (`type: authorized_user`), read and
+checked by the config's own parser (`config.clouds.google_credentials`): the proxy takes
+exactly the JSON that validation accepts, and adds one check of its own, that a service
+account's key loads as an RSA key (RS256). GOOGLE_CLOUD_PROJECT or GCLOUD_PROJECT, when set,
+overrides the credential's project, as in Google's libraries.
 
 Tokens: a service account signs an RS256 JWT assertion (RFC 7523: iss = client email, scope
 cloud-platform, aud = token URI, one hour) and trades it at its `token_uri`; user credentials
@@ -28,14 +32,20 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import aiohttp
 import orjson
 import structlog
 
+from llm_proxy.config.clouds import (
+    CredentialsError,
+    GoogleCredentials,
+    google_credentials,
+    read_google_credentials,
+)
 from llm_proxy.tasks import stop_task
 
 if TYPE_CHECKING:
@@ -44,7 +54,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 SCOPE: Final = "https://www.googleapis.com/auth/cloud-platform"
-GOOGLE_TOKEN_URI: Final = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
 JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 METADATA_HOST: Final = "metadata.google.internal"
 METADATA_TOKEN_PATH: Final = "/computeMetadata/v1/instance/service-accounts/default/token"  # noqa: S105 (a path)
@@ -58,8 +67,6 @@ INVALIDATE_EVERY_SECS: Final = 10.0
 _TOKEN_CHARS: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _ERROR_FIELDS: Final = ("error", "error_description")  # OAuth2's error answer (RFC 6749 5.2)
 _DETAIL_CHARS: Final = 300
-_SERVICE_ACCOUNT_FIELDS: Final = ("client_email", "private_key")
-_AUTHORIZED_USER_FIELDS: Final = ("client_id", "client_secret", "refresh_token")
 
 Kind = Literal["service_account", "authorized_user", "metadata"]
 
@@ -70,78 +77,89 @@ class GoogleCredentialsError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class GoogleInfo:
-    """One credential, validated. `source` says where it was found (a path, "inline",
-    "metadata server"); `project_id` is the default for Vertex's project."""
+    """One credential, validated. `source` says where it was found (a path,
+    "credentials_json", "metadata server"); `credentials` is the JSON's content (None: the
+    metadata server's account); `project_id` is the default for Vertex's project."""
 
-    kind: Kind
     source: str
     token_uri: str
     project_id: str | None = None
-    client_email: str | None = None
-    private_key_id: str | None = None
-    private_key: str | None = field(default=None, repr=False)
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    refresh_token: str | None = field(default=None, repr=False)
+    credentials: GoogleCredentials | None = None
+
+    @property
+    def kind(self) -> Kind:
+        return "metadata" if self.credentials is None else self.credentials.kind
 
     @property
     def identity(self) -> str:
         """What makes two credentials the same token source: the account, the endpoint and a
         digest of the secret (a rotated key is another source), never the secret itself."""
-        if self.kind == "service_account":
-            digest = _digest(self.private_key)
-            return f"service_account:{self.client_email}:{self.token_uri}:{digest}"
-        if self.kind == "authorized_user":
-            digest = _digest(f"{self.client_id}\n{self.client_secret}\n{self.refresh_token}")
-            return f"authorized_user:{self.token_uri}:{digest}"
-        return f"metadata:{self.token_uri}"
+        c = self.credentials
+        if c is None:
+            return f"metadata:{self.token_uri}"
+        if c.kind == "service_account":
+            return f"service_account:{c.client_email}:{c.token_uri}:{_digest(c.private_key)}"
+        digest = _digest(f"{c.client_id}\n{c.client_secret}\n{c.refresh_token}")
+        return f"authorized_user:{c.token_uri}:{digest}"
 
     @property
     def label(self) -> str:
         """For /health/detailed: the service account's email, else the kind."""
-        return self.client_email or self.kind
+        email = self.credentials.client_email if self.credentials is not None else None
+        return email or self.kind
 
 
-def _digest(secret: str | None) -> str:
-    return hashlib.sha256(str(secret).encode()).hexdigest()[:16]
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
 
 
 def load_google_info(
     *, credentials_file: str | None, credentials_json: str | None, env: Mapping[str, str]
 ) -> GoogleInfo:
-    """The credential to use, in the module docstring's order."""
+    """The credential to use, in the module docstring's order. A JSON is read and checked by
+    the config's own parser (`llm_proxy.config.clouds`), so the proxy uses exactly what
+    validation accepts; its messages name fields, never quote a value."""
     if credentials_file and credentials_json:
         raise GoogleCredentialsError("give credentials_file or credentials_json, not both")
     if credentials_json:
-        return _parse(credentials_json.encode(), "credentials_json", env)
+        return _info("credentials_json", env, text=credentials_json)
     if credentials_file:
-        return _parse(_read(Path(credentials_file), "credentials_file"), credentials_file, env)
+        return _info("credentials_file", env, path=credentials_file)
     explicit = env.get("GOOGLE_APPLICATION_CREDENTIALS")
     if explicit:
-        return _parse(_read(Path(explicit), "GOOGLE_APPLICATION_CREDENTIALS"), explicit, env)
+        return _info("GOOGLE_APPLICATION_CREDENTIALS", env, path=explicit)
     gcloud = env.get("CLOUDSDK_CONFIG")
     home = env.get("HOME")
     directory = Path(gcloud) if gcloud else Path(home) / ".config" / "gcloud" if home else None
     if directory is not None:
         well_known = directory / "application_default_credentials.json"
         if well_known.is_file():
-            return _parse(
-                _read(well_known, "application default credentials"), str(well_known), env
-            )
+            return _info(str(well_known), env, path=str(well_known))
     host = env.get("GCE_METADATA_HOST") or METADATA_HOST
     return GoogleInfo(
-        kind="metadata",
         source="metadata server",
         token_uri=f"http://{host}{METADATA_TOKEN_PATH}",
         project_id=_env_project(env),
     )
 
 
-def _read(path: Path, what: str) -> bytes:
+def _info(
+    what: str, env: Mapping[str, str], *, path: str | None = None, text: str = ""
+) -> GoogleInfo:
+    """The credentials JSON in the file at `path`, else `text`, as a GoogleInfo; an error
+    starts with `what` (a setting, a variable, the path of gcloud's file)."""
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise GoogleCredentialsError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        credentials = google_credentials(text) if path is None else read_google_credentials(path)
+        if credentials.kind == "service_account":
+            _check_key(credentials.private_key)
+    except CredentialsError as exc:
+        raise GoogleCredentialsError(f"{what}: {exc}") from None
+    return GoogleInfo(
+        source=path or what,
+        token_uri=credentials.token_uri,
+        project_id=_env_project(env) or credentials.project_id,
+        credentials=credentials,
+    )
 
 
 def _env_project(env: Mapping[str, str]) -> str | None:
@@ -149,62 +167,9 @@ def _env_project(env: Mapping[str, str]) -> str | None:
     return env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCLOUD_PROJECT") or None
 
 
-def _parse(raw: bytes, source: str, env: Mapping[str, str]) -> GoogleInfo:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        # Only the position: the message of a decoder may quote the text, a private key.
-        raise GoogleCredentialsError(
-            f"{source}: not JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    if not isinstance(data, dict):
-        raise GoogleCredentialsError(f"{source}: not a JSON object")
-    kind = data.get("type")
-    if kind == "service_account":
-        _require(data, _SERVICE_ACCOUNT_FIELDS, source)
-        _check_key(data["private_key"], source)
-        return GoogleInfo(
-            kind="service_account",
-            source=source,
-            token_uri=_optional(data, "token_uri", source) or GOOGLE_TOKEN_URI,
-            project_id=_env_project(env) or _optional(data, "project_id", source),
-            client_email=data["client_email"],
-            private_key_id=_optional(data, "private_key_id", source),
-            private_key=data["private_key"],
-        )
-    if kind == "authorized_user":
-        _require(data, _AUTHORIZED_USER_FIELDS, source)
-        return GoogleInfo(
-            kind="authorized_user",
-            source=source,
-            token_uri=_optional(data, "token_uri", source) or GOOGLE_TOKEN_URI,
-            project_id=_env_project(env) or _optional(data, "quota_project_id", source),
-            client_id=data["client_id"],
-            client_secret=data["client_secret"],
-            refresh_token=data["refresh_token"],
-        )
-    if isinstance(kind, str) and kind:
-        raise GoogleCredentialsError(
-            f"{source}: type {kind!r} is not supported (service_account or authorized_user)"
-        )
-    raise GoogleCredentialsError(f"{source}: type is required (service_account or authorized_user)")
-
-
-def _require(data: dict[str, Any], names: tuple[str, ...], source: str) -> None:
-    for name in names:
-        value = data.get(name)
-        if not isinstance(value, str) or not value:
-            raise GoogleCredentialsError(f"{source}: {name} is required (a non-empty string)")
-
-
-def _optional(data: dict[str, Any], name: str, source: str) -> str | None:
-    value = data.get(name)
-    if value is not None and not isinstance(value, str):
-        raise GoogleCredentialsError(f"{source}: {name} must be a string")
-    return value or None
-
-
-def _check_key(pem: str, source: str) -> RSAPrivateKey:
+def _check_key(pem: str) -> RSAPrivateKey:
+    """The service account's key, loaded: the config checks only that it looks like PEM, the
+    JWT needs an RSA key (CredentialsError, in the config's words, when it is not one)."""
     # cryptography is imported with the first service account (+8 MiB RSS, 13 ms measured):
     # a proxy without one does not load it.
     from cryptography.hazmat.primitives import serialization
@@ -213,9 +178,9 @@ def _check_key(pem: str, source: str) -> RSAPrivateKey:
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError):
-        raise GoogleCredentialsError(f"{source}: private_key is not a PEM private key") from None
+        raise CredentialsError("(service_account) private_key is not a PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise GoogleCredentialsError(f"{source}: private_key is not an RSA key (RS256)")
+        raise CredentialsError("(service_account) private_key is not an RSA key (RS256)")
     return key
 
 
@@ -223,18 +188,18 @@ def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def assertion(info: GoogleInfo, key: RSAPrivateKey, now: int) -> str:
+def assertion(account: GoogleCredentials, key: RSAPrivateKey, now: int) -> str:
     """The service account's signed JWT (RFC 7523) for the cloud-platform scope."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding
 
     header: dict[str, str] = {"alg": "RS256", "typ": "JWT"}
-    if info.private_key_id:
-        header["kid"] = info.private_key_id
+    if account.private_key_id:
+        header["kid"] = account.private_key_id
     claims = {
-        "iss": info.client_email,
+        "iss": account.client_email,
         "scope": SCOPE,
-        "aud": info.token_uri,
+        "aud": account.token_uri,
         "iat": now,
         "exp": now + ASSERTION_SECS,
     }
@@ -263,11 +228,8 @@ class GoogleTokenSource:
         self.info = info
         self.last_error: str | None = None
         self.expires_at: float | None = None  # wall-clock time of the current token's expiry
-        self._key = (
-            _check_key(str(info.private_key), info.source)
-            if info.kind == "service_account"
-            else None
-        )
+        c = info.credentials
+        self._key = _check_key(c.private_key) if c and c.kind == "service_account" else None
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._header: bytes | None = None
@@ -391,21 +353,22 @@ class GoogleTokenSource:
         assert self._session is not None
         info = self.info
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECS)
-        if info.kind == "metadata":
+        c = info.credentials
+        if c is None:
             request = self._session.get(
                 info.token_uri, headers={"Metadata-Flavor": "Google"}, timeout=timeout
             )
         else:
-            if info.kind == "service_account":
+            if c.kind == "service_account":
                 assert self._key is not None
-                signed = assertion(info, self._key, int(time.time()))
+                signed = assertion(c, self._key, int(time.time()))
                 form = {"grant_type": JWT_BEARER, "assertion": signed}
             else:
                 form = {
                     "grant_type": "refresh_token",
-                    "client_id": str(info.client_id),
-                    "client_secret": str(info.client_secret),
-                    "refresh_token": str(info.refresh_token),
+                    "client_id": str(c.client_id),
+                    "client_secret": c.client_secret,
+                    "refresh_token": c.refresh_token,
                 }
             request = self._session.post(
                 info.token_uri, data=form, headers={"Accept": "application/json"}, timeout=timeout

@@ -14,8 +14,9 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from llm_proxy.config.clouds import CredentialsError, google_credentials
+from llm_proxy.config.model import GOOGLE_TOKEN_URI
 from llm_proxy.proxy.credentials.google import (
-    GOOGLE_TOKEN_URI,
     GoogleCredentialsError,
     GoogleInfo,
     GoogleTokenSource,
@@ -23,13 +24,6 @@ from llm_proxy.proxy.credentials.google import (
 )
 from tests.helpers import eventually, free_port, serve
 from tests.helpers.google_oauth import FakeGoogleOAuth
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeGoogleOAuth]:
-    async with FakeGoogleOAuth() as server:
-        yield server
-    assert server.problems == []
 
 
 @pytest.fixture
@@ -74,7 +68,9 @@ async def test_service_account_inline_and_from_a_file(
 ) -> None:
     info = inline(fake.service_account_info())
     assert info.kind == "service_account"
-    assert info.client_email == fake.client_email
+    assert info.credentials is not None
+    assert info.credentials.client_email == fake.client_email
+    assert info.label == fake.client_email
     assert info.token_uri == fake.token_uri
     assert info.project_id == "fake-project"
     assert info.source == "credentials_json"
@@ -92,7 +88,9 @@ async def test_missing_service_account_fields_are_named(
 ) -> None:
     data = fake.service_account_info()
     del data[missing]
-    with pytest.raises(GoogleCredentialsError, match=f"{missing} is required"):
+    with pytest.raises(
+        GoogleCredentialsError, match=rf"^credentials_json: \(service_account\) lacks {missing}$"
+    ):
         inline(data)
 
 
@@ -103,9 +101,63 @@ async def test_a_bad_private_key_is_not_echoed(fake: FakeGoogleOAuth) -> None:
         inline(data)
     assert "PRIVATE KEY" not in str(caught.value)
     broken = json.dumps(fake.service_account_info())[:-3]
-    with pytest.raises(GoogleCredentialsError, match="not JSON") as caught:
+    with pytest.raises(
+        GoogleCredentialsError, match=r"^credentials_json: is not valid JSON$"
+    ) as caught:
         load_google_info(credentials_file=None, credentials_json=broken, env={})
     assert "PRIVATE" not in str(caught.value)
+
+
+def test_a_key_the_config_takes_but_a_jwt_cannot_use(fake: FakeGoogleOAuth) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    data = {**fake.service_account_info(), "private_key": pem}
+    assert google_credentials(json.dumps(data)).private_key == pem  # valid config
+    with pytest.raises(GoogleCredentialsError) as caught:
+        inline(data)
+    assert str(caught.value) == (
+        "credentials_json: (service_account) private_key is not an RSA key (RS256)"
+    )
+
+
+@pytest.mark.parametrize(
+    "token_uri",
+    [
+        "http://127.0.0.1:9/token",
+        "http://localhost/token",
+        "http://[::1]:9/token",
+        "https://oauth2.example/token",
+        "http://127.0.0.1:80@attacker.example/token",  # the host is attacker.example
+        "http://127.0.0.1.attacker.example/token",
+        "http://oauth2.googleapis.com/token",
+        "https:///token",
+        "ftp://127.0.0.1/token",
+    ],
+)
+def test_the_token_uris_config_validation_accepts(token_uri: str) -> None:
+    data = {"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}
+    data["token_uri"] = token_uri
+    refused = None
+    try:
+        google_credentials(json.dumps(data))
+    except CredentialsError as exc:
+        refused = f"credentials_json: {exc}"
+    if refused is None:
+        assert inline(data).token_uri == token_uri
+        return
+    with pytest.raises(GoogleCredentialsError) as caught:
+        inline(data)
+    assert str(caught.value) == refused
 
 
 def test_authorized_user_fields_and_default_token_uri() -> None:
@@ -119,16 +171,16 @@ def test_authorized_user_fields_and_default_token_uri() -> None:
     assert "'s'" not in repr(info)
     assert "'r'" not in repr(info)
     del data["refresh_token"]
-    with pytest.raises(GoogleCredentialsError, match="refresh_token is required"):
+    with pytest.raises(GoogleCredentialsError, match="lacks refresh_token"):
         inline(data)
 
 
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        ({"type": "external_account"}, "'external_account' is not supported"),
-        ({"client_email": "x"}, "type is required"),
-        ([], "not a JSON object"),
+        ({"type": "external_account"}, "authorized_user, not 'external_account'$"),
+        ({"client_email": "x"}, "must have type service_account or authorized_user$"),
+        ([], "must be a JSON object"),
     ],
 )
 def test_unsupported_credentials(data: Any, match: str) -> None:
@@ -167,8 +219,16 @@ async def test_application_default_order(fake: FakeGoogleOAuth, tmp_path: Path) 
     assert metadata.token_uri.startswith("http://10.0.0.1:8080/computeMetadata/v1/")
     assert metadata.project_id == "p"
     assert adc(HOME=str(tmp_path)).token_uri.startswith("http://metadata.google.internal/")
-    with pytest.raises(GoogleCredentialsError, match="GOOGLE_APPLICATION_CREDENTIALS"):
+    with pytest.raises(GoogleCredentialsError, match=r"^GOOGLE_APPLICATION_CREDENTIALS: cannot"):
         adc(HOME=str(home), GOOGLE_APPLICATION_CREDENTIALS=str(tmp_path / "gone.json"))
+    # The file gcloud wrote is checked by the same rules, and its path says which it was.
+    (elsewhere / "application_default_credentials.json").write_text(
+        json.dumps({**user, "refresh_token": ""})
+    )
+    with pytest.raises(GoogleCredentialsError) as caught:
+        adc(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(elsewhere))
+    well_known = elsewhere / "application_default_credentials.json"
+    assert str(caught.value) == f"{well_known}: (authorized_user) lacks refresh_token"
 
 
 async def test_the_environment_project_overrides_the_file(fake: FakeGoogleOAuth) -> None:

@@ -23,13 +23,6 @@ TOKEN = "session-token-value"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeGoogleOAuth]:
-    async with FakeGoogleOAuth() as server:
-        yield server
-    assert server.problems == []
-
-
-@pytest.fixture
 async def registry() -> AsyncIterator[CredentialRegistry]:
     registry = CredentialRegistry()
     yield registry
