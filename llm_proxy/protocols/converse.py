@@ -42,7 +42,15 @@ import orjson
 
 from llm_proxy.protocols.errors import TranslationError, anthropic_error, anthropic_type
 from llm_proxy.protocols.messages_answer import tool_id, tool_input
-from llm_proxy.protocols.messages_via_chat import BILLING_HEADER
+from llm_proxy.protocols.messages_request import (
+    BILLING_HEADER,
+    UNSUPPORTED_BLOCKS,
+    Target,
+    content_blocks,
+    custom_tool,
+    refuse_block,
+    text_of,
+)
 from llm_proxy.protocols.tool_names import ToolNames, client_name
 from llm_proxy.protocols.usage import TokenUsage
 
@@ -81,18 +89,7 @@ EXCEPTIONS: Final = {
     "accessdeniedexception": (403, "permission_error"),
     "resourcenotfoundexception": (404, "not_found_error"),
 }
-_UNSUPPORTED_BLOCKS: Final = {
-    "search_result": "search_result blocks",
-    "container_upload": "container_upload blocks",
-    "server_tool_use": "server tool calls",
-    "web_search_tool_result": "server tool results",
-    "web_fetch_tool_result": "server tool results",
-    "code_execution_tool_result": "server tool results",
-    "bash_code_execution_tool_result": "server tool results",
-    "text_editor_code_execution_tool_result": "server tool results",
-    "mcp_tool_use": "MCP server tool calls",
-    "mcp_tool_result": "MCP server tool results",
-}
+_TARGET: Final = Target("Bedrock", UNSUPPORTED_BLOCKS)
 # The only tool of a request whose conversation has tool calls or results but that offers no
 # tool (Converse refuses tool blocks without a `toolConfig`).
 PLACEHOLDER_TOOL: Final = {
@@ -225,39 +222,13 @@ def _system(system: Any, where: str, context: _Context) -> list[dict[str, Any]]:
     if system is None:
         return []
     blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(system, where)):
+    for position, block in enumerate(content_blocks(system, where)):
         place = f"{where}[{position}]" if isinstance(system, list) else where
-        text = _text_of(block, place)
+        text = text_of(block, place, _TARGET)
         if text and not text.startswith(BILLING_HEADER):
             blocks.append({"text": text})
             _cache_point(block, blocks, context)
     return blocks
-
-
-def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    """`content` as a list of blocks (a string is one text block)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list) or not all(isinstance(block, dict) for block in content):
-        raise TranslationError(where, f"{where}: a string or a list of content blocks expected")
-    return content
-
-
-def _text_of(block: dict[str, Any], where: str) -> str:
-    kind = block.get("type")
-    if kind != "text":
-        _refuse_block(kind, where)
-        raise TranslationError(where, f"{where}: a text block expected, not {kind!r}")
-    text = block.get("text")
-    if not isinstance(text, str):
-        raise TranslationError(f"{where}.text", f"{where}.text: a string is required")
-    return text
-
-
-def _refuse_block(kind: Any, where: str) -> None:
-    what = _UNSUPPORTED_BLOCKS.get(kind) if isinstance(kind, str) else None
-    if what is not None:
-        raise TranslationError(where, f"{where}: {what} are not supported by Bedrock")
 
 
 def _cache_point(block: dict[str, Any], blocks: list[dict[str, Any]], context: _Context) -> None:
@@ -273,11 +244,11 @@ def _cache_point(block: dict[str, Any], blocks: list[dict[str, Any]], context: _
 
 def _user_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(content, f"{where}.content")):
+    for position, block in enumerate(content_blocks(content, f"{where}.content")):
         place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "text":
-            text = _text_of(block, place)
+            text = text_of(block, place, _TARGET)
             if not text:
                 continue  # Converse refuses a blank text block
             blocks.append({"text": text})
@@ -289,8 +260,7 @@ def _user_blocks(content: Any, where: str, context: _Context) -> list[dict[str, 
             blocks.append({"toolResult": _tool_result(block, place, context)})
             context.has_tool_blocks = True
         else:
-            _refuse_block(kind, place)
-            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
+            refuse_block(kind, place, _TARGET)
         _cache_point(block, blocks, context)
     return blocks
 
@@ -367,7 +337,7 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
     parts: list[dict[str, Any]] = []
     content = block.get("content")
     if content is not None:
-        for position, part in enumerate(_blocks(content, f"{where}.content")):
+        for position, part in enumerate(content_blocks(content, f"{where}.content")):
             place = f"{where}.content[{position}]"
             kind = part.get("type")
             if kind == "image":
@@ -375,7 +345,7 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
             elif kind == "document":
                 parts.append({"document": _document(part, place, context)})
             else:
-                text = _text_of(part, place)
+                text = text_of(part, place, _TARGET)
                 if text:
                     parts.append({"text": text})
     if not parts:
@@ -393,11 +363,11 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
 
 def _assistant_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(content, f"{where}.content")):
+    for position, block in enumerate(content_blocks(content, f"{where}.content")):
         place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "text":
-            text = _text_of(block, place)
+            text = text_of(block, place, _TARGET)
             if not text:
                 continue
             blocks.append({"text": text})
@@ -410,8 +380,7 @@ def _assistant_blocks(content: Any, where: str, context: _Context) -> list[dict[
                 continue
             blocks.append({"reasoningContent": reasoning})
         else:
-            _refuse_block(kind, place)
-            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
+            refuse_block(kind, place, _TARGET)
         _cache_point(block, blocks, context)
     return blocks
 
@@ -482,16 +451,7 @@ def _tool_config(tools: Any, choice: Any, context: _Context) -> dict[str, Any] |
 
 
 def _tool(tool: Any, where: str, context: _Context) -> dict[str, Any]:
-    if not isinstance(tool, dict):
-        raise TranslationError(where, f"{where}: a tool must be an object")
-    kind = tool.get("type")
-    if kind not in (None, "custom"):
-        raise TranslationError(
-            f"{where}.type", f"{where}: the server tool {kind!r} is not supported by Bedrock"
-        )
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise TranslationError(f"{where}.name", f"{where}.name: a string is required")
+    tool, name = custom_tool(tool, where, _TARGET)
     schema = tool.get("input_schema", {"type": "object"})
     if not isinstance(schema, dict):
         raise TranslationError(f"{where}.input_schema", f"{where}.input_schema: an object")

@@ -44,7 +44,15 @@ import orjson
 
 from llm_proxy.protocols.errors import TranslationError, anthropic_error, anthropic_type
 from llm_proxy.protocols.gemini_schema import to_gemini_schema
-from llm_proxy.protocols.messages_via_chat import BILLING_HEADER
+from llm_proxy.protocols.messages_request import (
+    BILLING_HEADER,
+    UNSUPPORTED_BLOCKS,
+    Target,
+    content_blocks,
+    custom_tool,
+    refuse_block,
+    text_of,
+)
 from llm_proxy.protocols.tool_names import client_name, upstream_name
 from llm_proxy.protocols.usage import TokenUsage
 
@@ -93,18 +101,7 @@ _IMAGE_TYPES: Final = {
     ".heic": "image/heic",
     ".heif": "image/heif",
 }
-_UNSUPPORTED_BLOCKS: Final = {
-    "search_result": "search_result blocks",
-    "container_upload": "container_upload blocks",
-    "server_tool_use": "server tool calls",
-    "web_search_tool_result": "server tool results",
-    "web_fetch_tool_result": "server tool results",
-    "code_execution_tool_result": "server tool results",
-    "bash_code_execution_tool_result": "server tool results",
-    "text_editor_code_execution_tool_result": "server tool results",
-    "mcp_tool_use": "MCP server tool calls",
-    "mcp_tool_result": "MCP server tool results",
-}
+_TARGET: Final = Target("Gemini", UNSUPPORTED_BLOCKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,38 +177,11 @@ def _system(system: Any) -> list[dict[str, Any]]:
     if system is None:
         return []
     parts = []
-    for position, block in enumerate(_blocks(system, "system")):
-        text = _text(block, f"system[{position}]")
+    for position, block in enumerate(content_blocks(system, "system")):
+        text = text_of(block, f"system[{position}]", _TARGET)
         if text and not text.startswith(BILLING_HEADER):
             parts.append({"text": text})
     return parts
-
-
-def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    """`content` as a list of blocks (a string is one text block)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list) or not all(isinstance(block, dict) for block in content):
-        raise TranslationError(where, f"{where}: a string or a list of content blocks expected")
-    return content
-
-
-def _text(block: dict[str, Any], where: str) -> str:
-    kind = block.get("type")
-    if kind != "text":
-        _refuse(kind, where)
-        raise TranslationError(where, f"{where}: a text block expected, not {kind!r}")
-    text = block.get("text")
-    if not isinstance(text, str):
-        raise TranslationError(f"{where}.text", f"{where}.text: a string is required")
-    return text
-
-
-def _refuse(kind: Any, where: str) -> None:
-    what = _UNSUPPORTED_BLOCKS.get(kind) if isinstance(kind, str) else None
-    if what is not None:
-        raise TranslationError(where, f"{where}: {what} are not supported by Gemini")
-    raise TranslationError(where, f"{where}: unknown content block type {kind!r}")
 
 
 class _Contents:
@@ -233,7 +203,7 @@ class _Contents:
             if not isinstance(turn, dict):
                 raise TranslationError(where, f"{where}: a message must be an object")
             role = turn.get("role")
-            content = _blocks(turn.get("content"), f"{where}.content")
+            content = content_blocks(turn.get("content"), f"{where}.content")
             if role == "user":
                 self._add("user", self._user(content, f"{where}.content"))
             elif role == "assistant":
@@ -264,13 +234,13 @@ class _Contents:
                 responses.append(response)
                 result_media.extend(media)
             elif kind == "text":
-                text = _text(block, place)
+                text = text_of(block, place, _TARGET)
                 if text:
                     parts.append({"text": text})
             elif kind in ("image", "document"):
                 parts.append(_media(block, place))
             else:
-                _refuse(kind, place)
+                refuse_block(kind, place, _TARGET)
         return responses + result_media + parts
 
     def _tool_result(
@@ -289,12 +259,12 @@ class _Contents:
         media: list[dict[str, Any]] = []
         content = block.get("content")
         if content is not None:
-            for position, part in enumerate(_blocks(content, f"{where}.content")):
+            for position, part in enumerate(content_blocks(content, f"{where}.content")):
                 place = f"{where}.content[{position}]"
                 if part.get("type") in ("image", "document"):
                     media.append(_media(part, place))
                 else:
-                    texts.append(_text(part, place))
+                    texts.append(text_of(part, place, _TARGET))
         key = "error" if block.get("is_error") is True else "output"
         response = {"id": call_id, "name": name, "response": {key: "\n\n".join(texts)}}
         return {"functionResponse": response}, media
@@ -324,12 +294,12 @@ class _Contents:
             if kind == "redacted_thinking":
                 continue
             if kind == "text":
-                text = _text(block, place)
+                text = text_of(block, place, _TARGET)
                 part = {"text": text} if text or pending else None
             elif kind == "tool_use":
                 part = {"functionCall": self._tool_use(block, place)}
             else:
-                _refuse(kind, place)
+                refuse_block(kind, place, _TARGET)
             if part is not None:
                 if pending is not None:
                     part["thoughtSignature"] = pending
@@ -391,16 +361,7 @@ def _tools(tools: Any, names: _Names) -> list[dict[str, Any]]:
 
 
 def _tool(tool: Any, where: str, names: _Names) -> dict[str, Any]:
-    if not isinstance(tool, dict):
-        raise TranslationError(where, f"{where}: a tool must be an object")
-    kind = tool.get("type")
-    if kind not in (None, "custom"):
-        raise TranslationError(
-            f"{where}.type", f"{where}: the server tool {kind!r} is not supported by Gemini"
-        )
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise TranslationError(f"{where}.name", f"{where}.name: a string is required")
+    tool, name = custom_tool(tool, where, _TARGET)
     declaration: dict[str, Any] = {"name": names.gemini(name, f"{where}.name")}
     if isinstance(tool.get("description"), str):
         declaration["description"] = tool["description"]
