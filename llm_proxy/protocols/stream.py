@@ -1,10 +1,19 @@
-"""What the request path expects of a stream translator (`llm_proxy.proxy.relay` drives it)."""
+"""What the request path expects of a stream translator (`llm_proxy.proxy.relay` drives it),
+and what the translators to an Anthropic Messages stream share (`MessagesOut`)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar
 
+import orjson
+
+from llm_proxy.protocols.errors import anthropic_error_event
+from llm_proxy.protocols.sse import encode
 from llm_proxy.protocols.usage import TokenUsage
+
+EMPTY_STREAM_MESSAGE: Final = "The upstream ended its stream without an answer."
+PING_EVENT: Final = encode(b'{"type":"ping"}', "ping")
+E = TypeVar("E")  # an upstream event, as the translator's decoder gives it
 
 
 class StreamTranslator(Protocol):
@@ -33,3 +42,104 @@ class StreamTranslator(Protocol):
         """What keeps an idle stream alive (Anthropic's `event: ping`, an SSE comment for
         OpenAI clients): the relay sends it when the upstream has said nothing for a while."""
         ...
+
+
+class MessagesOut(Generic[E]):
+    """What the translators to an Anthropic Messages stream share (`messages_stream`,
+    `gemini_stream`, `converse_stream`): the output buffer, `message_start`, the end
+    (`message_delta` with the usage, `message_stop`), the error event and the
+    `StreamTranslator` contract of `flush`, `fail` and `ping`.
+
+    A subclass feeds the upstream's events of type `E` to `_handle` and translates each in
+    `_event`; `_drain` hands over what the body's end completes, `_end` ends a message that
+    started, `_close_block` closes the open block. The client's stream ends exactly once:
+    after `_message_end` or `_error`, nothing more is translated.
+    """
+
+    __slots__ = ("_ended", "_out", "_started", "_usage")
+
+    def __init__(self) -> None:
+        self._started = False  # message_start was sent
+        self._ended = False  # message_stop or the error event was sent
+        self._usage: TokenUsage | None = None
+        self._out = bytearray()
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._usage
+
+    def ping(self) -> bytes:
+        """An `event: ping`, which the client ignores: for a relay keeping an idle stream
+        alive (allowed anywhere, before `message_start` too)."""
+        return PING_EVENT
+
+    def flush(self) -> bytes:
+        self._drain()
+        if not self._ended:
+            if self._started:
+                self._end()
+            else:
+                self._error(EMPTY_STREAM_MESSAGE, "api_error")
+        return self._take()
+
+    def fail(self, message: str, type: str = "api_error") -> bytes:
+        if not self._ended:
+            self._error(message, type)
+        return self._take()
+
+    def _drain(self) -> None:
+        raise NotImplementedError
+
+    def _event(self, event: E) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        raise NotImplementedError
+
+    def _close_block(self) -> None:
+        raise NotImplementedError
+
+    def _handle(self, events: list[E]) -> None:
+        for event in events:
+            if self._ended:
+                return  # the client's stream is over: the rest is not for it
+            self._event(event)
+
+    def _take(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _send(self, name: str, body: dict[str, Any]) -> None:
+        self._out += encode(orjson.dumps(body), name)
+
+    def _message_start(self, message_id: str | None, model: str, usage: TokenUsage) -> None:
+        self._started = True
+        message: dict[str, Any] = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage.anthropic(),
+        }
+        self._send("message_start", {"type": "message_start", "message": message})
+
+    def _message_end(self, reason: str, sequence: str | None) -> None:
+        """`message_delta` (the stop reason, the whole usage) and `message_stop`."""
+        usage = self._usage or TokenUsage(0, 0)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
+        self._send(
+            "message_delta", {"type": "message_delta", "delta": delta, "usage": usage.anthropic()}
+        )
+        self._send("message_stop", {"type": "message_stop"})
+        self._ended = True
+
+    def _error(self, message: str, type: str) -> None:
+        """Closes the open block (every block the client saw is complete) and ends the stream
+        with `event: error`."""
+        self._close_block()
+        self._out += anthropic_error_event(message, type)
+        self._ended = True
