@@ -1,5 +1,6 @@
 """What the request path expects of a stream translator (`llm_proxy.proxy.relay` drives it),
-and what the translators to an Anthropic Messages stream share (`MessagesOut`)."""
+and what the translators to an Anthropic Messages stream (`MessagesOut`) and from one
+(`MessagesIn`) share."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 import orjson
 
 from llm_proxy.protocols.errors import anthropic_error_event
-from llm_proxy.protocols.sse import encode
-from llm_proxy.protocols.usage import TokenUsage
+from llm_proxy.protocols.sse import Event, EventReader, encode
+from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
 EMPTY_STREAM_MESSAGE: Final = "The upstream ended its stream without an answer."
 PING_EVENT: Final = encode(b'{"type":"ping"}', "ping")
@@ -143,3 +144,100 @@ class MessagesOut(Generic[E]):
         self._close_block()
         self._out += anthropic_error_event(message, type)
         self._ended = True
+
+
+class MessagesIn:
+    """What the translators from an Anthropic Messages stream share (`chat_stream`,
+    `gemini_client_stream`): its events read (chunks split anywhere), each kind handed to its
+    method, the stop reason and usage of `message_delta` kept, and `flush`'s rule: a stream
+    that said nothing, or stopped inside a block the client cannot take cut (`_cut`), ends
+    with an error; else with `_finish`. Once the client's stream ended (`_ended`), nothing
+    more is translated."""
+
+    __slots__ = ("_ended", "_reader", "_started", "_stop_reason", "_usage")
+
+    def __init__(self) -> None:
+        self._reader = EventReader()
+        self._stop_reason: Any = None
+        self._usage: TokenUsage | None = None
+        self._started = False  # the upstream's message started
+        self._ended = False  # the client's stream ended
+
+    @property
+    def usage(self) -> TokenUsage | None:
+        return self._usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self._reader.feed(chunk)) if not self._ended else b""
+
+    def flush(self) -> bytes:
+        said = self._events(self._reader.close()) if not self._ended else b""
+        if self._ended:
+            return said
+        if not self._started:
+            return said + self.fail(EMPTY_STREAM_MESSAGE)
+        cut = self._cut()
+        if cut is not None:
+            return said + self.fail(cut)
+        return said + self._finish()
+
+    def fail(self, message: str, type: str = "api_error") -> bytes:
+        raise NotImplementedError
+
+    def _cut(self) -> str | None:
+        """Why the stream cannot end well where it stopped (inside a tool call), or None."""
+        raise NotImplementedError
+
+    def _message_start(self, message: Any) -> bytes:
+        raise NotImplementedError
+
+    def _block_start(self, index: Any, block: Any) -> bytes:
+        raise NotImplementedError
+
+    def _block_delta(self, index: Any, delta: Any) -> bytes:
+        raise NotImplementedError
+
+    def _block_stop(self, index: Any) -> bytes:
+        raise NotImplementedError
+
+    def _finish(self) -> bytes:
+        raise NotImplementedError
+
+    def _upstream_error(self, data: dict[str, Any], body: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _events(self, events: list[Event]) -> bytes:
+        said = []
+        for event in events:
+            if self._ended:
+                break
+            said.append(self._event(event))
+        return b"".join(said)
+
+    def _event(self, event: Event) -> bytes:
+        try:
+            data = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            return b""
+        if not isinstance(data, dict):
+            return b""
+        kind = data.get("type", event.event)
+        if kind == "message_start":
+            return self._message_start(data.get("message"))
+        if kind == "content_block_start":
+            return self._block_start(data.get("index"), data.get("content_block"))
+        if kind == "content_block_delta":
+            return self._block_delta(data.get("index"), data.get("delta"))
+        if kind == "content_block_stop":
+            return self._block_stop(data.get("index"))
+        if kind == "message_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason") is not None:
+                self._stop_reason = delta["stop_reason"]
+            self._usage = from_anthropic(data.get("usage"), self._usage)
+            return b""
+        if kind == "message_stop":
+            return self._finish()
+        if kind == "error":
+            return self._upstream_error(data, event.data)
+        return b""  # ping, and event types added after this was written
