@@ -33,7 +33,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
@@ -48,7 +48,7 @@ from llm_proxy.protocols.messages_request import (
     Target,
     content_blocks,
     custom_tool,
-    refuse_block,
+    refused_block,
     text_of,
 )
 from llm_proxy.protocols.tool_names import ToolNames, client_name
@@ -140,6 +140,11 @@ class _Context:
     has_tool_blocks: bool = False
 
 
+# A turn's converter of its blocks other than text (the block, its type, its path): None
+# drops the block.
+_BlockConverter = Callable[[dict[str, Any], Any, str, _Context], dict[str, Any] | None]
+
+
 def converse_request(
     messages: dict[str, Any], *, model: str
 ) -> tuple[dict[str, Any], ConverseCall]:
@@ -204,9 +209,9 @@ def _conversation(
             system.extend(_system(content, where, context))
             continue
         if role == "user":
-            blocks = _user_blocks(content, where, context)
+            blocks = _turn(content, where, context, _user_block)
         elif role == "assistant":
-            blocks = _assistant_blocks(content, where, context)
+            blocks = _turn(content, where, context, _assistant_block)
         else:
             raise TranslationError(f"{where}.role", f"{where}.role: unknown role {role!r}")
         if not blocks:
@@ -242,27 +247,39 @@ def _cache_point(block: dict[str, Any], blocks: list[dict[str, Any]], context: _
     blocks.append({"cachePoint": point})
 
 
-def _user_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
+def _turn(
+    content: Any, where: str, context: _Context, convert: _BlockConverter
+) -> list[dict[str, Any]]:
+    """A turn's blocks as Converse's (text here, other blocks by the role's `convert`), each
+    followed by its cachePoint; a blank text block (Converse refuses it) and what `convert`
+    drops are left out."""
     blocks: list[dict[str, Any]] = []
     for position, block in enumerate(content_blocks(content, f"{where}.content")):
         place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "text":
             text = text_of(block, place, _TARGET)
-            if not text:
-                continue  # Converse refuses a blank text block
-            blocks.append({"text": text})
-        elif kind == "image":
-            blocks.append({"image": _image(block, place)})
-        elif kind == "document":
-            blocks.append({"document": _document(block, place, context)})
-        elif kind == "tool_result":
-            blocks.append({"toolResult": _tool_result(block, place, context)})
-            context.has_tool_blocks = True
+            converted = {"text": text} if text else None
         else:
-            refuse_block(kind, place, _TARGET)
-        _cache_point(block, blocks, context)
+            converted = convert(block, kind, place, context)
+        if converted is not None:
+            blocks.append(converted)
+            _cache_point(block, blocks, context)
     return blocks
+
+
+def _user_block(
+    block: dict[str, Any], kind: Any, where: str, context: _Context
+) -> dict[str, Any] | None:
+    if kind == "image":
+        return {"image": _image(block, where)}
+    if kind == "document":
+        return {"document": _document(block, where, context)}
+    if kind == "tool_result":
+        result = _tool_result(block, where, context)
+        context.has_tool_blocks = True
+        return {"toolResult": result}
+    raise refused_block(kind, where, _TARGET)
 
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
@@ -361,28 +378,17 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
     return result
 
 
-def _assistant_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(content_blocks(content, f"{where}.content")):
-        place = f"{where}.content[{position}]"
-        kind = block.get("type")
-        if kind == "text":
-            text = text_of(block, place, _TARGET)
-            if not text:
-                continue
-            blocks.append({"text": text})
-        elif kind == "tool_use":
-            blocks.append({"toolUse": _tool_use(block, place, context)})
-            context.has_tool_blocks = True
-        elif kind in ("thinking", "redacted_thinking"):
-            reasoning = _reasoning(block, context)
-            if reasoning is None:
-                continue
-            blocks.append({"reasoningContent": reasoning})
-        else:
-            refuse_block(kind, place, _TARGET)
-        _cache_point(block, blocks, context)
-    return blocks
+def _assistant_block(
+    block: dict[str, Any], kind: Any, where: str, context: _Context
+) -> dict[str, Any] | None:
+    if kind == "tool_use":
+        use = _tool_use(block, where, context)
+        context.has_tool_blocks = True
+        return {"toolUse": use}
+    if kind in ("thinking", "redacted_thinking"):
+        reasoning = _reasoning(block, context)
+        return {"reasoningContent": reasoning} if reasoning is not None else None
+    raise refused_block(kind, where, _TARGET)
 
 
 def _tool_use(block: dict[str, Any], where: str, context: _Context) -> dict[str, Any]:

@@ -50,7 +50,7 @@ from llm_proxy.protocols.messages_request import (
     Target,
     content_blocks,
     custom_tool,
-    refuse_block,
+    refused_block,
     text_of,
 )
 from llm_proxy.protocols.tool_names import client_name, upstream_name
@@ -240,7 +240,7 @@ class _Contents:
             elif kind in ("image", "document"):
                 parts.append(_media(block, place))
             else:
-                refuse_block(kind, place, _TARGET)
+                raise refused_block(kind, place, _TARGET)
         return responses + result_media + parts
 
     def _tool_result(
@@ -299,7 +299,7 @@ class _Contents:
             elif kind == "tool_use":
                 part = {"functionCall": self._tool_use(block, place)}
             else:
-                refuse_block(kind, place, _TARGET)
+                raise refused_block(kind, place, _TARGET)
             if part is not None:
                 if pending is not None:
                     part["thoughtSignature"] = pending

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 from llm_proxy.protocols.errors import TranslationError
 
@@ -52,9 +52,8 @@ def text_of(block: dict[str, Any], where: str, target: Target) -> str:
     """The text of a block that must be a text block (a system block, a tool result's)."""
     kind = block.get("type")
     if kind != "text":
-        what = target.blocks.get(kind) if isinstance(kind, str) else None
-        if what is not None:
-            raise TranslationError(where, f"{where}: {what} are not supported by {target.name}")
+        if isinstance(kind, str) and kind in target.blocks:
+            raise refused_block(kind, where, target)
         raise TranslationError(where, f"{where}: a text block expected, not {kind!r}")
     text = block.get("text")
     if not isinstance(text, str):
@@ -62,13 +61,13 @@ def text_of(block: dict[str, Any], where: str, target: Target) -> str:
     return text
 
 
-def refuse_block(kind: Any, where: str, target: Target) -> NoReturn:
-    """Refuses a block of a type the translator has no use for where it stands: one the
-    target has no counterpart for, or an unknown one."""
+def refused_block(kind: Any, where: str, target: Target) -> TranslationError:
+    """The error (to raise) for a block of a type the translator has no use for where it
+    stands: one the target has no counterpart for, or an unknown one."""
     what = target.blocks.get(kind) if isinstance(kind, str) else None
     if what is not None:
-        raise TranslationError(where, f"{where}: {what} are not supported by {target.name}")
-    raise TranslationError(where, f"{where}: unknown content block type {kind!r}")
+        return TranslationError(where, f"{where}: {what} are not supported by {target.name}")
+    return TranslationError(where, f"{where}: unknown content block type {kind!r}")
 
 
 def custom_tool(tool: Any, where: str, target: Target) -> tuple[dict[str, Any], str]:

@@ -26,7 +26,7 @@ from llm_proxy.protocols.messages_request import (
     Target,
     content_blocks,
     custom_tool,
-    refuse_block,
+    refused_block,
     text_of,
 )
 from llm_proxy.protocols.tool_names import ToolNames
@@ -146,7 +146,7 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
         elif kind == "image":
             parts.append(_image(block, place))
         else:
-            refuse_block(kind, place, _TARGET)
+            raise refused_block(kind, place, _TARGET)
     parts = result_images + parts
     if not parts:
         return tool_messages
@@ -213,7 +213,7 @@ def _assistant_turn(content: Any, where: str, names: ToolNames) -> dict[str, Any
         elif kind in ("thinking", "redacted_thinking"):
             continue  # signed by Anthropic for Anthropic: no other model can use them
         else:
-            refuse_block(kind, place, _TARGET)
+            raise refused_block(kind, place, _TARGET)
     message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
     if calls:
         message["tool_calls"] = calls

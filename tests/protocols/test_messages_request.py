@@ -15,7 +15,7 @@ from llm_proxy.protocols.messages_request import (
     Target,
     content_blocks,
     custom_tool,
-    refuse_block,
+    refused_block,
     text_of,
 )
 from llm_proxy.protocols.messages_via_chat import chat_request
@@ -79,11 +79,11 @@ def test_text_of_names_what_came_instead() -> None:
     assert raised.value.param == "system[0].text"
 
 
-def test_refuse_block_refuses_unknown_types_too() -> None:
+def test_an_unknown_block_type_is_refused_too() -> None:
     with pytest.raises(TranslationError, match="unknown content block type 'hologram'"):
-        refuse_block("hologram", "m", TARGET)
+        raise refused_block("hologram", "m", TARGET)
     with pytest.raises(TranslationError, match="server tool calls are not supported"):
-        refuse_block("server_tool_use", "m", TARGET)
+        raise refused_block("server_tool_use", "m", TARGET)
 
 
 def test_custom_tool_checks_the_tool_and_its_name() -> None:
