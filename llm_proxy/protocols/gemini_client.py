@@ -84,7 +84,11 @@ from typing import Any, Final
 
 import orjson
 
-from llm_proxy.protocols.chat_via_messages import MIN_THINKING_BUDGET, THINKING_BUDGETS
+from llm_proxy.protocols.chat_via_messages import (
+    MIN_THINKING_BUDGET,
+    THINKING_BUDGETS,
+    json_tool_choice,
+)
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
@@ -734,15 +738,14 @@ def _json_choice(
             f"A function is named {json_tool['name']!r}, the name JSON mode's tool takes here:"
             " rename it.",
         )
-    if choice is not None and choice["type"] != "auto":
+    forced = json_tool_choice(json_tool["name"], bool(tools), choice)
+    if forced is None:
         raise TranslationError(
             "toolConfig.functionCallingConfig.mode",
             "JSON mode is honoured with a forced tool call: it cannot be combined with"
             " function calling mode ANY or NONE.",
         )
-    forced = {"type": "any"} if tools else {"type": "tool", "name": json_tool["name"]}
-    # One call: either the JSON answer or one of the client's functions, never both.
-    return {**forced, "disable_parallel_tool_use": True}
+    return forced
 
 
 def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
