@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from llm_proxy.protocols.gemini import (
+from llm_proxy.protocols.gemini_response import (
     ContentBlocks,
     GeminiCall,
     candidate_parts,
