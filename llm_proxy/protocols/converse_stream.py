@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import orjson
 
-from llm_proxy.protocols.converse import (
+from llm_proxy.protocols.converse_response import (
     ConverseCall,
     converse_usage,
     message_id,
