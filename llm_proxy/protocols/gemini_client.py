@@ -1,6 +1,7 @@
 """Gemini-native clients (Google's `google-genai` SDK, the generateContent API) served by an
-Anthropic (Messages API) upstream: the request, the answer, errors, the model list and
-countTokens. The stream is `gemini_client_stream.GeminiFromMessages`.
+Anthropic (Messages API) upstream: the request and countTokens' request. The answer, errors,
+the model list and countTokens' answer are `gemini_client_answer`'s (re-exported here); the
+stream is `gemini_client_stream.GeminiFromMessages`.
 
 Google's JSON parser takes both spellings of a field (`inlineData` and `inline_data`), and the
 SDK sends both (`inlineData.mime_type`, `thinkingConfig.thinking_budget`): every field is read
@@ -21,9 +22,10 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   `response.output` or `response.result` when that is the response's only key and a string,
   else the JSON of `response`; a response whose only key is `error` is an error result; image
   `parts` of a response follow its text. Thought parts (`thought: true`): a run of them up to
-  one carrying a `thoughtSignature` of ours (see the answer) is that thinking block, the run
-  spanning consecutive model contents (the SDK's chat records a streamed answer as one content
-  per chunk); thoughts without one are dropped (Anthropic needs the signature). Consecutive
+  one carrying a `thoughtSignature` of ours (see `gemini_client_answer`) is that thinking
+  block, the run spanning consecutive model contents (the SDK's chat records a streamed
+  answer as one content per chunk); thoughts without one are dropped (Anthropic needs the
+  signature). Consecutive
   turns of one role are one turn (tool results first in it, as Anthropic requires). A
   conversation that starts with the model gets a user turn of "." before it, Anthropic
   requires a user turn first; a last model turn (a prefill) loses its trailing whitespace.
@@ -58,17 +60,6 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   upstream cannot restrict it to them).
 * `cachedContent` is a 400: its contents live at Google, the upstream cannot read them.
   Dropped: `safetySettings`, `labels`, `serviceTier`, and fields unknown here.
-
-Answer (`gemini_answer`): text blocks -> text parts; `tool_use` -> `functionCall` parts
-{id, name, args} (JSON mode's tool: a text part, its input's JSON); `thinking` (when
-`includeThoughts`) -> a part {text, thought: true, thoughtSignature}, the signature being the
-base64 of the Anthropic signature's UTF-8 bytes (the SDK decodes a thoughtSignature as base64
-and sends it back re-encoded, URL-safe: the signature survives any such round trip);
-`redacted_thinking` and server tool blocks are dropped. finishReason: STOP (end_turn,
-stop_sequence, tool_use, pause_turn), MAX_TOKENS (max_tokens, model_context_window_exceeded),
-SAFETY (refusal), OTHER (any other). usageMetadata: promptTokenCount counts cache reads and
-writes, cachedContentTokenCount the reads; candidatesTokenCount counts thinking (Anthropic
-does not count it apart).
 """
 
 from __future__ import annotations
@@ -77,8 +68,6 @@ import base64
 import binascii
 import re
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Final
 
@@ -90,7 +79,62 @@ from llm_proxy.protocols.chat_via_messages import (
     json_tool_choice,
 )
 from llm_proxy.protocols.errors import TranslationError
-from llm_proxy.protocols.usage import TokenUsage, from_anthropic
+from llm_proxy.protocols.gemini_client_answer import (
+    FINISH_REASONS,
+    GENERATION_METHODS,
+    GOOGLE_STATUSES,
+    MODELS_PAGE_SIZE,
+    GeminiClientCall,
+    anthropic_to_gemini_error,
+    count_tokens_answer,
+    error_object,
+    finish_reason,
+    function_call_part,
+    gemini_answer,
+    gemini_error,
+    gemini_model,
+    gemini_models,
+    google_status,
+    model_name,
+    openai_to_gemini_error,
+    response_id,
+    thought_part,
+    usage_metadata,
+    wrap_signature,
+)
+
+__all__ = [
+    "DYNAMIC_THINKING_BUDGET",
+    "FINISH_REASONS",
+    "FIRST_USER_TEXT",
+    "GENERATION_METHODS",
+    "GOOGLE_STATUSES",
+    "IMAGE_TYPES",
+    "JSON_TOOL_NAME",
+    "MODELS_PAGE_SIZE",
+    "GeminiClientCall",
+    "anthropic_to_gemini_error",
+    "count_tokens_answer",
+    "count_tokens_request",
+    "error_object",
+    "field",
+    "finish_reason",
+    "function_call_part",
+    "gemini_answer",
+    "gemini_error",
+    "gemini_model",
+    "gemini_models",
+    "google_status",
+    "json_schema",
+    "messages_from_gemini",
+    "model_name",
+    "openai_to_gemini_error",
+    "response_id",
+    "thought_part",
+    "unwrap_signature",
+    "usage_metadata",
+    "wrap_signature",
+]
 
 JSON_TOOL_NAME: Final = "json_answer"
 _JSON_TOOL_DESCRIPTION: Final = (
@@ -99,37 +143,7 @@ _JSON_TOOL_DESCRIPTION: Final = (
 )
 DYNAMIC_THINKING_BUDGET: Final = 8192  # thinkingBudget -1: the model decides, "medium" here
 FIRST_USER_TEXT: Final = "."  # the user turn put before a conversation the model starts
-GENERATION_METHODS: Final = ("generateContent", "streamGenerateContent", "countTokens")
-MODELS_PAGE_SIZE: Final = 50  # Google's default pageSize for models.list
 IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-FINISH_REASONS: Final = {
-    "end_turn": "STOP",
-    "stop_sequence": "STOP",
-    "tool_use": "STOP",
-    "pause_turn": "STOP",
-    "max_tokens": "MAX_TOKENS",
-    "model_context_window_exceeded": "MAX_TOKENS",
-    "refusal": "SAFETY",
-}
-# Google's canonical error status for each HTTP status (google.rpc.Code's HTTP mapping).
-GOOGLE_STATUSES: Final = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    402: "FAILED_PRECONDITION",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "ABORTED",
-    413: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-    529: "UNAVAILABLE",
-}
 _FUNCTION_MODES: Final = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "any", "NONE": "none"}
 _TOOL_ID_REFUSED: Final = re.compile(r"[^A-Za-z0-9_-]")
 _CAMEL_HUMP: Final = re.compile(r"(?<!^)(?=[A-Z])")
@@ -140,16 +154,6 @@ _SCHEMA_DROPPED: Final = frozenset({"propertyOrdering", "example"})
 _SCHEMA_INTEGERS: Final = frozenset(
     {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class GeminiClientCall:
-    """What translating the answer needs to know of the request."""
-
-    model: str  # as the client named it in the URL (answers carry it as modelVersion)
-    stream: bool = False
-    include_thoughts: bool = False  # thinkingConfig.includeThoughts: thought parts shown
-    json_tool: str | None = None  # the tool standing for JSON mode: its input is the text
 
 
 @lru_cache(maxsize=256)  # a request reads the same few field names again and again
@@ -184,11 +188,6 @@ def _list(value: Any, param: str) -> list[Any]:
     if not isinstance(value, list):
         raise TranslationError(param, f"{param} must be a list.")
     return value
-
-
-def model_name(name: str) -> str:
-    """A model as the client named it, without the resource prefix (`models/X` -> `X`)."""
-    return name.removeprefix("models/")
 
 
 # The request.
@@ -446,11 +445,6 @@ def _thinking_block(part: dict[str, Any], run: list[str]) -> dict[str, Any] | No
     if decoded is None:
         return None
     return {"type": "thinking", "thinking": thinking, "signature": decoded}
-
-
-def wrap_signature(signature: str) -> str:
-    """The thoughtSignature standing for an Anthropic signature (the module's docstring)."""
-    return base64.b64encode(signature.encode()).decode()
 
 
 def unwrap_signature(value: Any) -> str | None:
@@ -779,153 +773,10 @@ def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
 # The answer.
 
 
-def gemini_answer(message: dict[str, Any], call: GeminiClientCall) -> dict[str, Any]:
-    """An Anthropic Message as a GenerateContentResponse."""
-    parts: list[dict[str, Any]] = []
-    content = message.get("content")
-    for block in content if isinstance(content, list) else []:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text" and isinstance(block.get("text"), str):
-            parts.append({"text": block["text"]})
-        elif kind == "thinking" and call.include_thoughts:
-            parts.append(thought_part(block.get("thinking"), block.get("signature")))
-        elif (
-            kind == "tool_use"
-            and call.json_tool is not None
-            and block.get("name") == call.json_tool
-        ):
-            parts.append({"text": orjson.dumps(block.get("input") or {}).decode()})
-        elif kind == "tool_use":
-            parts.append(function_call_part(block.get("id"), block.get("name"), block.get("input")))
-    candidate: dict[str, Any] = {
-        "content": {"parts": parts or [{"text": ""}], "role": "model"},
-        "finishReason": finish_reason(message.get("stop_reason")),
-        "index": 0,
-    }
-    return {
-        "candidates": [candidate],
-        "usageMetadata": usage_metadata(from_anthropic(message.get("usage")) or TokenUsage(0, 0)),
-        "modelVersion": call.model,
-        "responseId": response_id(message.get("id")),
-    }
-
-
-def thought_part(thinking: Any, signature: Any) -> dict[str, Any]:
-    part: dict[str, Any] = {"text": thinking if isinstance(thinking, str) else "", "thought": True}
-    if isinstance(signature, str) and signature:
-        part["thoughtSignature"] = wrap_signature(signature)
-    return part
-
-
-def function_call_part(id: Any, name: Any, args: Any) -> dict[str, Any]:
-    call = {"id": id, "name": name, "args": args if isinstance(args, dict) else {}}
-    return {"functionCall": call}
-
-
-def finish_reason(stop_reason: Any) -> str:
-    if stop_reason is None:
-        return "STOP"
-    return FINISH_REASONS.get(stop_reason, "OTHER") if isinstance(stop_reason, str) else "OTHER"
-
-
-def usage_metadata(usage: TokenUsage) -> dict[str, Any]:
-    prompt = usage.prompt_tokens
-    metadata: dict[str, Any] = {
-        "promptTokenCount": prompt,
-        "candidatesTokenCount": usage.output_tokens,
-        "totalTokenCount": prompt + usage.output_tokens,
-    }
-    if usage.cache_read_tokens:
-        metadata["cachedContentTokenCount"] = usage.cache_read_tokens
-    return metadata
-
-
-def response_id(message_id: Any) -> str:
-    """The responseId for an Anthropic message id (`msg_01X` -> `01X`)."""
-    if not isinstance(message_id, str) or not message_id:
-        return "anthropic"
-    return message_id.removeprefix("msg_")
-
-
 # Errors.
 
 
-def google_status(status: int) -> str:
-    """Google's error status for an HTTP status: the table's, else by class."""
-    known = GOOGLE_STATUSES.get(status)
-    if known is not None:
-        return known
-    return "INVALID_ARGUMENT" if status < 500 else "INTERNAL"
-
-
-def error_object(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "status": google_status(status)}}
-
-
-def gemini_error(status: int, message: str) -> bytes:
-    """The body of a Google API error answer (the SDK raises ClientError for a 4xx,
-    ServerError for a 5xx, reading `code`, `message` and `status`)."""
-    return orjson.dumps(error_object(status, message))
-
-
-def _message(status: int, body: bytes, *paths: tuple[str, ...]) -> str:
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    for path in paths:
-        value = data
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    text = body[:300].decode("utf-8", "replace").strip()
-    return f"The upstream answered HTTP {status}" + (f": {text}" if text else ".")
-
-
-def anthropic_to_gemini_error(status: int, body: bytes) -> bytes:
-    """An Anthropic error answer (or any body) in Google's shape, the status kept."""
-    return gemini_error(status, _message(status, body, ("error", "message"), ("message",)))
-
-
-def openai_to_gemini_error(status: int, body: bytes) -> bytes:
-    """An OpenAI error answer (or any body) in Google's shape, the status kept."""
-    return gemini_error(
-        status, _message(status, body, ("error", "message"), ("error",), ("message",))
-    )
-
-
 # Models and countTokens.
-
-
-def gemini_model(name: str) -> dict[str, Any]:
-    """A Model resource (GET /v1beta/models/X) for a model of the proxy's."""
-    name = model_name(name)
-    return {
-        "name": f"models/{name}",
-        "baseModelId": name,
-        "version": "1",
-        "displayName": name,
-        "supportedGenerationMethods": list(GENERATION_METHODS),
-    }
-
-
-def gemini_models(
-    names: Iterable[str], *, page_size: int | None = None, page_token: str | None = None
-) -> dict[str, Any]:
-    """The models.list answer (GET /v1beta/models?pageSize&pageToken): the models in the
-    order given, a page at a time; `nextPageToken` (an offset) when more follow."""
-    models = [gemini_model(name) for name in names]
-    size = page_size if page_size is not None and page_size > 0 else MODELS_PAGE_SIZE
-    start = 0
-    if page_token:
-        if not page_token.isdigit():
-            raise TranslationError("pageToken", "pageToken is not one this server gave.")
-        start = int(page_token)
-    answer: dict[str, Any] = {"models": models[start : start + size]}
-    if start + size < len(models):
-        answer["nextPageToken"] = str(start + size)
-    return answer
 
 
 _COUNTED: Final = ("model", "messages", "system", "tools", "tool_choice", "thinking")
@@ -940,9 +791,3 @@ def count_tokens_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     request = _object(request, "generateContentRequest")
     messages, _ = messages_from_gemini(request, model=model, stream=False)
     return {key: messages[key] for key in _COUNTED if key in messages}
-
-
-def count_tokens_answer(anthropic_answer: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic's `{"input_tokens": n}` as Gemini's `{"totalTokens": n}`."""
-    tokens = anthropic_answer.get("input_tokens")
-    return {"totalTokens": tokens if isinstance(tokens, int) else 0}

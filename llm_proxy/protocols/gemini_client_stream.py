@@ -28,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from llm_proxy.protocols.errors import ANTHROPIC_STATUSES
-from llm_proxy.protocols.gemini_client import (
+from llm_proxy.protocols.gemini_client_answer import (
     GeminiClientCall,
     error_object,
     finish_reason,
