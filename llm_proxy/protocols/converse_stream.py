@@ -52,7 +52,7 @@ class MessagesFromConverse(MessagesOut[Message]):
     """Feed it ConverseStream's body, split anywhere; it returns the Anthropic events the
     bytes complete. Implements `llm_proxy.protocols.stream.StreamTranslator`."""
 
-    __slots__ = ("_blocks", "_call", "_decoder", "_id", "_open", "_open_index", "_stop")
+    __slots__ = ("_call", "_decoder", "_id", "_open", "_open_index", "_stop")
 
     def __init__(self, call: ConverseCall, message_id: str | None = None) -> None:
         super().__init__()
@@ -60,7 +60,6 @@ class MessagesFromConverse(MessagesOut[Message]):
         self._decoder = EventStreamDecoder()
         self._id = message_id
         self._stop: dict[str, Any] | None = None  # the messageStop event
-        self._blocks = 0  # blocks started so far: the next one's index
         self._open: str | None = None  # the open block's type
         self._open_index: Any = None  # the upstream's contentBlockIndex of the open block
 
@@ -193,19 +192,13 @@ class MessagesFromConverse(MessagesOut[Message]):
 
     def _open_block(self, kind: str, block: dict[str, Any], index: Any) -> None:
         self._close_block()
-        start = {"type": "content_block_start", "index": self._blocks, "content_block": block}
-        self._send("content_block_start", start)
+        self._start_block(block)
         self._open, self._open_index = kind, index
-        self._blocks += 1
-
-    def _block_delta(self, delta: dict[str, Any]) -> None:
-        body = {"type": "content_block_delta", "index": self._blocks - 1, "delta": delta}
-        self._send("content_block_delta", body)
 
     def _close_block(self) -> None:
         if self._open is None:
             return
-        self._send("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
+        self._stop_block()
         self._open = self._open_index = None
 
     # --- the end ---------------------------------------------------------------------
@@ -213,8 +206,5 @@ class MessagesFromConverse(MessagesOut[Message]):
     def _end(self) -> None:
         self._close_block()
         stop = self._stop or {}
-        self._message_end(
-            *stop_reason(
-                stop.get("stopReason"), stop.get("additionalModelResponseFields"), self._call
-            )
-        )
+        fields = stop.get("additionalModelResponseFields")
+        self._message_end(*stop_reason(stop.get("stopReason"), fields, self._call))

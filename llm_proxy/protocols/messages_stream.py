@@ -78,7 +78,6 @@ class MessagesStream(MessagesOut[Event]):
     `llm_proxy.protocols.stream.StreamTranslator`."""
 
     __slots__ = (
-        "_blocks",
         "_call",
         "_finish",
         "_held",
@@ -95,7 +94,6 @@ class MessagesStream(MessagesOut[Event]):
         self._reader = EventReader()
         self._id = message_id
         self._finish: dict[str, Any] | None = None  # the choice that had the finish_reason
-        self._blocks = 0  # blocks started so far: the next one's index
         self._open: str | None = None  # the open block's type
         self._tools: dict[int, _ToolCall] = {}  # by the upstream's index, in arrival order
         self._open_tool: _ToolCall | None = None
@@ -178,14 +176,8 @@ class MessagesStream(MessagesOut[Event]):
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> None:
         self._close_block()
-        start = {"type": "content_block_start", "index": self._blocks, "content_block": block}
-        self._send("content_block_start", start)
+        self._start_block(block)
         self._open = kind
-        self._blocks += 1
-
-    def _block_delta(self, delta: dict[str, Any]) -> None:
-        body = {"type": "content_block_delta", "index": self._blocks - 1, "delta": delta}
-        self._send("content_block_delta", body)
 
     def _close_block(self) -> None:
         if self._open is None:
@@ -194,7 +186,7 @@ class MessagesStream(MessagesOut[Event]):
         if tool is not None:
             self._send_arguments(tool, final=True)
             self._open_tool = None
-        self._send("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
+        self._stop_block()
         self._open = None
 
     # --- tool calls ------------------------------------------------------------------

@@ -47,8 +47,10 @@ class StreamTranslator(Protocol):
 
 class MessagesOut(Generic[E]):
     """What the translators to an Anthropic Messages stream share (`messages_stream`,
-    `gemini_stream`, `converse_stream`): the output buffer, `message_start`, the end
-    (`message_delta` with the usage, `message_stop`), the error event and the
+    `gemini_stream`, `converse_stream`): the output buffer, `message_start`, content
+    blocks numbered from 0 (`_start_block`, `_block_delta`, `_stop_block`, for a translator
+    that numbers its own), the end (`message_delta` with the usage, `message_stop`), the
+    error event and the
     `StreamTranslator` contract of `flush`, `fail` and `ping`.
 
     A subclass feeds the upstream's events of type `E` to `_handle` and translates each in
@@ -57,9 +59,10 @@ class MessagesOut(Generic[E]):
     after `_message_end` or `_error`, nothing more is translated.
     """
 
-    __slots__ = ("_ended", "_out", "_started", "_usage")
+    __slots__ = ("_blocks", "_ended", "_out", "_started", "_usage")
 
     def __init__(self) -> None:
+        self._blocks = 0  # blocks started by `_start_block` so far: the next one's index
         self._started = False  # message_start was sent
         self._ended = False  # message_stop or the error event was sent
         self._usage: TokenUsage | None = None
@@ -127,6 +130,19 @@ class MessagesOut(Generic[E]):
             "usage": usage.anthropic(),
         }
         self._send("message_start", {"type": "message_start", "message": message})
+
+    def _start_block(self, block: dict[str, Any]) -> None:
+        """`content_block_start` of the next block (the open one closed first)."""
+        start = {"type": "content_block_start", "index": self._blocks, "content_block": block}
+        self._send("content_block_start", start)
+        self._blocks += 1
+
+    def _block_delta(self, delta: dict[str, Any]) -> None:
+        body = {"type": "content_block_delta", "index": self._blocks - 1, "delta": delta}
+        self._send("content_block_delta", body)
+
+    def _stop_block(self) -> None:
+        self._send("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
 
     def _message_end(self, reason: str, sequence: str | None) -> None:
         """`message_delta` (the stop reason, the whole usage) and `message_stop`."""

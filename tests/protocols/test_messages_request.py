@@ -10,17 +10,10 @@ import pytest
 from llm_proxy.protocols.converse import converse_request
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.gemini import gemini_request
-from llm_proxy.protocols.messages_request import (
-    UNSUPPORTED_BLOCKS,
-    Target,
-    content_blocks,
-    custom_tool,
-    refused_block,
-    text_of,
-)
+from llm_proxy.protocols import messages_request as request
 from llm_proxy.protocols.messages_via_chat import chat_request
 
-TARGET = Target("Somewhere", UNSUPPORTED_BLOCKS)
+TARGET = request.Target("Somewhere", request.UNSUPPORTED_BLOCKS)
 
 
 def _gemini(data: dict[str, Any]) -> object:
@@ -62,35 +55,35 @@ def test_only_the_chat_translator_refuses_documents() -> None:
 
 
 def test_content_is_a_string_or_a_list_of_blocks() -> None:
-    assert content_blocks("hi", "x") == [{"type": "text", "text": "hi"}]
+    assert request.content_blocks("hi", "x") == [{"type": "text", "text": "hi"}]
     with pytest.raises(TranslationError) as raised:
-        content_blocks(["hi"], "messages[0].content")
+        request.content_blocks(["hi"], "messages[0].content")
     assert raised.value.param == "messages[0].content"
 
 
 def test_text_of_names_what_came_instead() -> None:
-    assert text_of({"type": "text", "text": "a"}, "system[0]", TARGET) == "a"
+    assert request.text_of({"type": "text", "text": "a"}, "system[0]", TARGET) == "a"
     with pytest.raises(TranslationError, match="a text block expected, not 'image'"):
-        text_of({"type": "image"}, "system[0]", TARGET)
+        request.text_of({"type": "image"}, "system[0]", TARGET)
     with pytest.raises(TranslationError, match="not supported by Somewhere"):
-        text_of({"type": "mcp_tool_use"}, "system[0]", TARGET)
+        request.text_of({"type": "mcp_tool_use"}, "system[0]", TARGET)
     with pytest.raises(TranslationError) as raised:
-        text_of({"type": "text", "text": 3}, "system[0]", TARGET)
+        request.text_of({"type": "text", "text": 3}, "system[0]", TARGET)
     assert raised.value.param == "system[0].text"
 
 
 def test_an_unknown_block_type_is_refused_too() -> None:
     with pytest.raises(TranslationError, match="unknown content block type 'hologram'"):
-        raise refused_block("hologram", "m", TARGET)
+        raise request.refused_block("hologram", "m", TARGET)
     with pytest.raises(TranslationError, match="server tool calls are not supported"):
-        raise refused_block("server_tool_use", "m", TARGET)
+        raise request.refused_block("server_tool_use", "m", TARGET)
 
 
 def test_custom_tool_checks_the_tool_and_its_name() -> None:
     tool = {"name": "f", "input_schema": {"type": "object"}}
-    assert custom_tool(tool, "tools[0]", TARGET) == (tool, "f")
-    assert custom_tool({"type": "custom", "name": "g"}, "tools[0]", TARGET)[1] == "g"
+    assert request.custom_tool(tool, "tools[0]", TARGET) == (tool, "f")
+    assert request.custom_tool({"type": "custom", "name": "g"}, "tools[0]", TARGET)[1] == "g"
     for bad, param in (("f", "tools[0]"), ({"name": ""}, "tools[0].name")):
         with pytest.raises(TranslationError) as raised:
-            custom_tool(bad, "tools[0]", TARGET)
+            request.custom_tool(bad, "tools[0]", TARGET)
         assert raised.value.param == param
