@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from llm_proxy.protocols import messages_request as request
 from llm_proxy.protocols.converse import converse_request
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.gemini import gemini_request
-from llm_proxy.protocols import messages_request as request
 from llm_proxy.protocols.messages_via_chat import chat_request
 
 TARGET = request.Target("Somewhere", request.UNSUPPORTED_BLOCKS)
