@@ -15,8 +15,8 @@ and a JSON payload (with a `p` padding field, ignored like every unknown field):
 * `messageStop` (`stopReason`), then `metadata` (`usage`): `message_delta` (the stop reason
   and the whole usage, input tokens included: Anthropic's `message_delta` may carry them)
   and `message_stop`, once `metadata` came (or at `flush`).
-* an `exception` message (`:exception-type`, `converse.EXCEPTIONS` names the Anthropic
-  type) or an `error` message: the `error` event, and nothing after.
+* an `exception` message (`:exception-type`, `converse_response.EXCEPTIONS` names the
+  Anthropic type) or an `error` message: the `error` event, and nothing after.
 
 Deltas of other kinds (citations, images, tool results) are dropped, as a tool input delta
 with no tool block open. A stream the decoder finds corrupt (a CRC mismatch, a length out of

@@ -3,8 +3,8 @@
 Each Gemini event is a whole `GenerateContentResponse` holding the next parts (text and
 thoughts in pieces, a function call whole) and the usage so far. The client gets
 `message_start` at the first event (its input usage, output 0), the blocks the parts make
-(`gemini.ContentBlocks`: one open at a time, a function call as a `tool_use` block with its
-whole arguments in one `input_json_delta`), and when the upstream body ends, one
+(`gemini_response.ContentBlocks`: one open at a time, a function call as a `tool_use` block
+with its whole arguments in one `input_json_delta`), and when the upstream body ends, one
 `message_delta` (the stop reason of the last `finishReason`, the last usage) and
 `message_stop`. A stream that ended without a finish reason still ends so if it said
 something (end_turn); one that said nothing gets only an error event. A Google error event
