@@ -1,6 +1,6 @@
 """An Anthropic Messages stream as a Gemini streamGenerateContent stream (`?alt=sse`), for
-Gemini-native clients served by an Anthropic upstream (the request and the whole answer:
-`gemini_client`).
+Gemini-native clients served by an Anthropic upstream (the request: `gemini_client`; the
+whole answer: `gemini_client_answer`).
 
 Each event is `data: <GenerateContentResponse>` and a blank line, lines ending in CRLF as
 Google's. Every chunk has one candidate whose content holds one part: a text delta is a text
