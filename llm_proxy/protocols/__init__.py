@@ -21,9 +21,9 @@ whose protocol differs from its upstream's.
   Gemini's answers, usage and errors as Messages', `gemini_stream` its stream, `gemini_schema`
   tool schemas in Gemini's OpenAPI subset, `gemini_embeddings` OpenAI embeddings from
   `embedContent`.
-* `gemini_client`: Gemini clients (the google-genai SDK): their requests as Messages requests;
-  `gemini_client_answer` Messages answers and errors as Gemini's, the model list;
-  `gemini_client_stream` the stream.
+* `gemini_client`: Gemini clients (the google-genai SDK): their requests as Messages requests,
+  `gemini_client_contents` their contents as turns; `gemini_client_answer` Messages answers
+  and errors as Gemini's, the model list; `gemini_client_stream` the stream.
 * `converse`: Anthropic Messages requests as Bedrock Converse requests; `converse_response`
   the answers, usage and errors back; `converse_stream` ConverseStream's events, `eventstream`
   AWS's binary event-stream framing.

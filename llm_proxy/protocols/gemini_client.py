@@ -1,7 +1,8 @@
 """Gemini-native clients (Google's `google-genai` SDK, the generateContent API) served by an
-Anthropic (Messages API) upstream: the request and countTokens' request. The answer, errors,
-the model list and countTokens' answer are `gemini_client_answer`'s (re-exported here); the
-stream is `gemini_client_stream.GeminiFromMessages`.
+Anthropic (Messages API) upstream: the request and countTokens' request (`contents` and
+`systemInstruction` read by `gemini_client_contents`). The answer, errors, the model list and
+countTokens' answer are `gemini_client_answer`'s (re-exported here); the stream is
+`gemini_client_stream.GeminiFromMessages`.
 
 Google's JSON parser takes both spellings of a field (`inlineData` and `inline_data`), and the
 SDK sends both (`inlineData.mime_type`, `thinkingConfig.thinking_budget`): every field is read
@@ -64,14 +65,7 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from collections import deque
-from functools import lru_cache
 from typing import Any, Final
-
-import orjson
 
 from llm_proxy.protocols.chat_via_messages import (
     MIN_THINKING_BUDGET,
@@ -101,6 +95,19 @@ from llm_proxy.protocols.gemini_client_answer import (
     thought_part,
     usage_metadata,
     wrap_signature,
+)
+from llm_proxy.protocols.gemini_client_contents import (
+    FIRST_USER_TEXT,
+    IMAGE_TYPES,
+    as_list,
+    as_object,
+    camel_case,
+    conversation,
+    field,
+    system_blocks,
+    unsigned_tool_use,
+    unwrap_signature,
+    without_thinking,
 )
 
 __all__ = [
@@ -142,52 +149,11 @@ _JSON_TOOL_DESCRIPTION: Final = (
     " that follows the schema."
 )
 DYNAMIC_THINKING_BUDGET: Final = 8192  # thinkingBudget -1: the model decides, "medium" here
-FIRST_USER_TEXT: Final = "."  # the user turn put before a conversation the model starts
-IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _FUNCTION_MODES: Final = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "any", "NONE": "none"}
-_TOOL_ID_REFUSED: Final = re.compile(r"[^A-Za-z0-9_-]")
-_CAMEL_HUMP: Final = re.compile(r"(?<!^)(?=[A-Z])")
-_SNAKE_HUMP: Final = re.compile(r"_([a-z])")
-_UNSUPPORTED_PARTS: Final = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
-_RESULT_KEYS: Final = ("output", "result", "error")
 _SCHEMA_DROPPED: Final = frozenset({"propertyOrdering", "example"})
 _SCHEMA_INTEGERS: Final = frozenset(
     {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
 )
-
-
-@lru_cache(maxsize=256)  # a request reads the same few field names again and again
-def _snake(name: str) -> str:
-    return _CAMEL_HUMP.sub("_", name).lower()
-
-
-@lru_cache(maxsize=256)
-def _camel(name: str) -> str:
-    return _SNAKE_HUMP.sub(lambda match: match.group(1).upper(), name)
-
-
-def field(data: dict[str, Any], name: str) -> Any:
-    """A field under its camelCase `name` or its snake_case spelling (None when absent)."""
-    value = data.get(name)
-    if value is not None or not data:  # (most objects read are small or empty)
-        return value
-    return data.get(_snake(name))
-
-
-def _object(value: Any, param: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TranslationError(param, f"{param} must be an object.")
-    return value
-
-
-def _list(value: Any, param: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TranslationError(param, f"{param} must be a list.")
-    return value
 
 
 # The request.
@@ -205,24 +171,24 @@ def messages_from_gemini(
             "cachedContent is not supported: cached contents are stored at Google, where this"
             " model's provider cannot read them. Send the contents in the request.",
         )
-    config = _object(field(body, "generationConfig"), "generationConfig")
+    config = as_object(field(body, "generationConfig"), "generationConfig")
     _refuse_unsupported(config)
-    system = _system(field(body, "systemInstruction"))
-    messages = _Conversation().turns(field(body, "contents"))
+    system = system_blocks(field(body, "systemInstruction"))
+    messages = conversation(field(body, "contents"))
     tools = _tools(field(body, "tools"))
     tool_choice = _tool_choice(field(body, "toolConfig"), {tool["name"] for tool in tools})
     json_tool = _json_tool(config)
     if json_tool is not None:
         tool_choice = _json_choice(json_tool, tools, tool_choice)
         tools.append(json_tool)
-    thinking = _thinking(_object(field(config, "thinkingConfig"), "thinkingConfig"))
+    thinking = _thinking(as_object(field(config, "thinkingConfig"), "thinkingConfig"))
     if thinking is not None and (
         (tool_choice is not None and tool_choice["type"] in ("any", "tool"))
-        or _unsigned_tool_use(messages)
+        or unsigned_tool_use(messages)
     ):
         thinking = None
     if thinking is None:
-        messages = _without_thinking(messages)
+        messages = without_thinking(messages)
     anthropic: dict[str, Any] = {"model": model_name(model), "messages": messages}
     if system:
         anthropic["system"] = system
@@ -235,7 +201,7 @@ def messages_from_gemini(
     if stop:
         anthropic["stop_sequences"] = stop
     anthropic["stream"] = stream
-    thinking_config = _object(field(config, "thinkingConfig"), "thinkingConfig")
+    thinking_config = as_object(field(config, "thinkingConfig"), "thinkingConfig")
     call = GeminiClientCall(
         model=model_name(model),
         stream=stream,
@@ -261,7 +227,7 @@ def _refuse_unsupported(config: dict[str, Any]) -> None:
         raise TranslationError(
             "generationConfig.speechConfig", "Audio output is not supported by this model."
         )
-    modalities = _list(field(config, "responseModalities"), "generationConfig.responseModalities")
+    modalities = as_list(field(config, "responseModalities"), "generationConfig.responseModalities")
     if any(str(modality).upper() != "TEXT" for modality in modalities):
         raise TranslationError(
             "generationConfig.responseModalities", "This model answers with text only."
@@ -273,291 +239,6 @@ def _refuse_unsupported(config: dict[str, Any]) -> None:
             f"responseMimeType {mime!r} is not supported: this model answers in text/plain or"
             " application/json.",
         )
-
-
-def _system(instruction: Any) -> list[dict[str, Any]]:
-    if instruction is None:
-        return []
-    if isinstance(instruction, str):
-        parts: list[Any] = [{"text": instruction}]
-    else:
-        parts = _list(
-            _object(instruction, "systemInstruction").get("parts"), "systemInstruction.parts"
-        )
-    blocks = []
-    for index, part in enumerate(parts):
-        text = part.get("text") if isinstance(part, dict) else None
-        if not isinstance(text, str):
-            raise TranslationError(
-                f"systemInstruction.parts[{index}]", "A system instruction part must be text."
-            )
-        if text.strip():
-            blocks.append({"type": "text", "text": text})
-    return blocks
-
-
-class _Conversation:
-    """The walk over `contents`: the turns, the function calls awaiting their response (by
-    name, in order), which pairs a response without id with its call, and the texts of a run
-    of thought parts until its signature (a streamed answer's thoughts come back as one
-    content per chunk, as the SDK's chat records them)."""
-
-    __slots__ = ("_pending", "_thought", "_turns")
-
-    def __init__(self) -> None:
-        self._turns: list[dict[str, Any]] = []
-        self._pending: dict[str, deque[str]] = {}
-        self._thought: list[str] = []
-
-    def turns(self, contents: Any) -> list[dict[str, Any]]:
-        contents = _list(contents, "contents")
-        for index, content in enumerate(contents):
-            param = f"contents[{index}]"
-            content = _object(content, param)
-            role = content.get("role") or "user"
-            if role in ("user", "function", "tool"):
-                role = "user"
-            elif role == "model":
-                role = "assistant"
-            else:
-                raise TranslationError(f"{param}.role", "role must be user or model.")
-            self._turns.append(
-                {"role": role, "content": self._blocks(content.get("parts"), role, index)}
-            )
-        return _alternating(self._turns)
-
-    def _blocks(self, parts: Any, role: str, index: int) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = []
-        if role != "assistant":
-            self._thought.clear()
-        for number, part in enumerate(_list(parts, f"contents[{index}].parts")):
-            param = f"contents[{index}].parts[{number}]"
-            part = _object(part, param)
-            if part.get("thought") is True:
-                if role == "assistant":
-                    block = _thinking_block(part, self._thought)
-                    if block is not None:
-                        blocks.append(block)
-                continue
-            if part:
-                self._thought.clear()
-            block = self._block(part, role, param, f"call_{index}_{number}")
-            if block is not None:
-                blocks.append(block)
-        return blocks
-
-    def _block(self, part: dict[str, Any], role: str, param: str, new_id: str) -> Any:
-        for name in _UNSUPPORTED_PARTS:
-            if field(part, name) is not None:
-                raise TranslationError(f"{param}.{name}", f"{name} parts are not supported.")
-        text = part.get("text")
-        if isinstance(text, str):
-            return {"type": "text", "text": text} if text.strip() else None
-        inline = field(part, "inlineData")
-        if inline is not None:
-            return _inline_block(_object(inline, f"{param}.inlineData"), f"{param}.inlineData")
-        file = field(part, "fileData")
-        if file is not None:
-            return _file_block(_object(file, f"{param}.fileData"), f"{param}.fileData")
-        call = field(part, "functionCall")
-        if call is not None:
-            if role != "assistant":
-                raise TranslationError(
-                    f"{param}.functionCall", "A functionCall belongs in a model turn."
-                )
-            return self._tool_use(_object(call, f"{param}.functionCall"), param, new_id)
-        response = field(part, "functionResponse")
-        if response is not None:
-            if role != "user":
-                raise TranslationError(
-                    f"{param}.functionResponse", "A functionResponse belongs in a user turn."
-                )
-            return self._tool_result(
-                _object(response, f"{param}.functionResponse"), f"{param}.functionResponse"
-            )
-        return None  # an empty part, or one of metadata only
-
-    def _tool_use(self, call: dict[str, Any], param: str, new_id: str) -> dict[str, Any]:
-        name = call.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError(f"{param}.functionCall.name", "A functionCall needs a name.")
-        given = call.get("id")
-        id = _TOOL_ID_REFUSED.sub("_", given) if isinstance(given, str) and given else new_id
-        self._pending.setdefault(name, deque()).append(id)
-        args = call.get("args")
-        return {
-            "type": "tool_use",
-            "id": id,
-            "name": name,
-            "input": _object(args, f"{param}.functionCall.args"),
-        }
-
-    def _tool_result(self, response: dict[str, Any], param: str) -> dict[str, Any]:
-        name = response.get("name")
-        given = response.get("id")
-        pending = self._pending.get(name) if isinstance(name, str) else None
-        if isinstance(given, str) and given:
-            id = _TOOL_ID_REFUSED.sub("_", given)
-            if pending is not None and id in pending:
-                pending.remove(id)
-        elif pending:
-            id = pending.popleft()
-        else:
-            raise TranslationError(
-                param,
-                f"This functionResponse (name {name!r}, no id) answers no earlier functionCall"
-                " of that name.",
-            )
-        result = _object(response.get("response"), f"{param}.response")
-        keys = list(result)
-        only = result[keys[0]] if len(keys) == 1 else None
-        is_error = keys == ["error"]
-        if isinstance(only, str) and keys[0] in _RESULT_KEYS:
-            text = only
-        else:
-            text = orjson.dumps(result).decode()
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() else []
-        for number, extra in enumerate(_list(response.get("parts"), f"{param}.parts")):
-            inline = field(_object(extra, f"{param}.parts[{number}]"), "inlineData")
-            if inline is not None:
-                where = f"{param}.parts[{number}].inlineData"
-                content.append(_inline_block(_object(inline, where), where))
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": id}
-        if content:
-            block["content"] = content
-        if is_error:
-            block["is_error"] = True
-        return block
-
-
-def _thinking_block(part: dict[str, Any], run: list[str]) -> dict[str, Any] | None:
-    """A thought part of a model turn: its text joins the run; with a signature of ours, the
-    run is a thinking block (None until then, and for a signature not ours)."""
-    text = part.get("text")
-    if isinstance(text, str):
-        run.append(text)
-    signature = field(part, "thoughtSignature")
-    if signature is None:
-        return None
-    thinking = "".join(run)
-    run.clear()
-    decoded = unwrap_signature(signature)
-    if decoded is None:
-        return None
-    return {"type": "thinking", "thinking": thinking, "signature": decoded}
-
-
-def unwrap_signature(value: Any) -> str | None:
-    """The Anthropic signature a thoughtSignature stands for; None when it is not one of ours
-    (a real Gemini model's, say, which Anthropic cannot verify)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return _b64decode(value).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def _b64decode(value: str) -> bytes:
-    """Base64 of either alphabet (standard, or URL-safe as the SDK writes), padded or not."""
-    value = value.replace("-", "+").replace("_", "/")
-    return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-
-
-def _standard_base64(value: Any, param: str) -> str:
-    """Base64 data in the standard alphabet, padded, which Anthropic requires."""
-    if not isinstance(value, str) or not value:
-        raise TranslationError(param, "data must be a base64 string.")
-    data = value.replace("-", "+").replace("_", "/") if "-" in value or "_" in value else value
-    return data + "=" * (-len(data) % 4)
-
-
-def _inline_block(inline: dict[str, Any], param: str) -> dict[str, Any]:
-    mime = field(inline, "mimeType")
-    data = _standard_base64(field(inline, "data"), f"{param}.data")
-    if mime in IMAGE_TYPES:
-        return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}
-    if mime == "application/pdf":
-        return {"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}}
-    if mime == "text/plain":
-        try:
-            text = _b64decode(data).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise TranslationError(f"{param}.data", "text/plain data must be UTF-8.") from None
-        return {"type": "document", "source": {"type": "text", "media_type": mime, "data": text}}
-    raise TranslationError(
-        f"{param}.mimeType",
-        f"inline data of type {mime!r} is not supported: this model takes JPEG, PNG, GIF and"
-        " WebP images, PDF and plain text.",
-    )
-
-
-def _file_block(file: dict[str, Any], param: str) -> dict[str, Any]:
-    uri = field(file, "fileUri")
-    mime = field(file, "mimeType")
-    if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
-        raise TranslationError(
-            f"{param}.fileUri",
-            "Only http(s) file URIs are supported: this model's provider cannot fetch gs:// or"
-            " Gemini Files API files. Send the file as inlineData.",
-        )
-    if uri.startswith("https://generativelanguage.googleapis.com/"):
-        raise TranslationError(
-            f"{param}.fileUri",
-            "Gemini Files API files are not supported: this model's provider cannot fetch"
-            " them. Send the file as inlineData.",
-        )
-    if isinstance(mime, str) and mime.startswith("image/"):
-        return {"type": "image", "source": {"type": "url", "url": uri}}
-    if mime == "application/pdf":
-        return {"type": "document", "source": {"type": "url", "url": uri}}
-    raise TranslationError(
-        f"{param}.mimeType",
-        f"file data of type {mime!r} is not supported: this model takes images and PDFs by URL.",
-    )
-
-
-def _alternating(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Turns as Anthropic takes them: none empty, consecutive ones of a role joined (tool
-    results first in a turn), a user turn first, no trailing whitespace in a last model turn
-    (a prefill)."""
-    joined: list[dict[str, Any]] = []
-    for turn in turns:
-        if not turn["content"]:
-            continue
-        if joined and joined[-1]["role"] == turn["role"]:
-            joined[-1]["content"].extend(turn["content"])
-        else:
-            joined.append({"role": turn["role"], "content": list(turn["content"])})
-    if not joined:
-        raise TranslationError("contents", "contents needs a user turn with content.")
-    for turn in joined:
-        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-    if joined[0]["role"] == "assistant":
-        joined.insert(0, {"role": "user", "content": [{"type": "text", "text": FIRST_USER_TEXT}]})
-    last = joined[-1]["content"][-1]
-    if joined[-1]["role"] == "assistant" and last["type"] == "text":
-        joined[-1]["content"][-1] = {**last, "text": last["text"].rstrip()}
-    return joined
-
-
-def _without_thinking(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The turns without their thinking blocks (a request without thinking)."""
-    kept = [
-        {**turn, "content": [block for block in turn["content"] if block["type"] != "thinking"]}
-        for turn in turns
-    ]
-    return _alternating(kept)
-
-
-def _unsigned_tool_use(turns: list[dict[str, Any]]) -> bool:
-    """The last model turn called functions without its signed thinking block first."""
-    for turn in reversed(turns):
-        if turn["role"] == "assistant":
-            blocks = turn["content"]
-            called = any(block["type"] == "tool_use" for block in blocks)
-            return called and blocks[0]["type"] != "thinking"
-    return False
 
 
 def _thinking(config: dict[str, Any]) -> int | None:
@@ -614,7 +295,7 @@ def _length_and_sampling(
 
 
 def _stop_sequences(stop: Any) -> list[str]:
-    sequences = _list(stop, "generationConfig.stopSequences")
+    sequences = as_list(stop, "generationConfig.stopSequences")
     for sequence in sequences:
         if not isinstance(sequence, str) or not sequence.strip():
             raise TranslationError(
@@ -630,10 +311,10 @@ def _stop_sequences(stop: Any) -> list[str]:
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
     converted = []
-    for index, tool in enumerate(_list(tools, "tools")):
-        tool = _object(tool, f"tools[{index}]")
+    for index, tool in enumerate(as_list(tools, "tools")):
+        tool = as_object(tool, f"tools[{index}]")
         for name, value in tool.items():
-            camel = _camel(name)
+            camel = camel_case(name)
             if camel != "functionDeclarations" and value is not None:
                 raise TranslationError(
                     f"tools[{index}].{camel}",
@@ -642,10 +323,10 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
                 )
         declarations = field(tool, "functionDeclarations")
         for number, declaration in enumerate(
-            _list(declarations, f"tools[{index}].functionDeclarations")
+            as_list(declarations, f"tools[{index}].functionDeclarations")
         ):
             param = f"tools[{index}].functionDeclarations[{number}]"
-            converted.append(_tool(_object(declaration, param), param))
+            converted.append(_tool(as_object(declaration, param), param))
     return converted
 
 
@@ -657,7 +338,7 @@ def _tool(declaration: dict[str, Any], param: str) -> dict[str, Any]:
     if schema is None:
         parameters = field(declaration, "parameters")
         schema = (
-            json_schema(_object(parameters, f"{param}.parameters"))
+            json_schema(as_object(parameters, f"{param}.parameters"))
             if parameters is not None
             else {"type": "object", "properties": {}}
         )
@@ -672,7 +353,7 @@ def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     nullable = False
     for key, value in schema.items():
-        name = _camel(key)
+        name = camel_case(key)
         if name in _SCHEMA_DROPPED:
             continue
         if name == "nullable":
@@ -711,7 +392,7 @@ def _json_tool(config: dict[str, Any]) -> dict[str, Any] | None:
     param = "generationConfig.responseJsonSchema"
     if schema is None and field(config, "responseSchema") is not None:
         param = "generationConfig.responseSchema"
-        schema = json_schema(_object(field(config, "responseSchema"), param))
+        schema = json_schema(as_object(field(config, "responseSchema"), param))
     if schema is None:
         schema = {"type": "object"}
     if not isinstance(schema, dict) or schema.get("type") != "object":
@@ -743,8 +424,8 @@ def _json_choice(
 
 
 def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
-    calling = _object(
-        field(_object(tool_config, "toolConfig"), "functionCallingConfig"),
+    calling = as_object(
+        field(as_object(tool_config, "toolConfig"), "functionCallingConfig"),
         "toolConfig.functionCallingConfig",
     )
     mode = field(calling, "mode")
@@ -755,7 +436,7 @@ def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
         raise TranslationError(
             "toolConfig.functionCallingConfig.mode", "mode must be AUTO, ANY, NONE or VALIDATED."
         )
-    allowed = _list(
+    allowed = as_list(
         field(calling, "allowedFunctionNames"),
         "toolConfig.functionCallingConfig.allowedFunctionNames",
     )
@@ -770,14 +451,7 @@ def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
     return {"type": choice}
 
 
-# The answer.
-
-
-# Errors.
-
-
-# Models and countTokens.
-
+# countTokens.
 
 _COUNTED: Final = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
@@ -788,6 +462,6 @@ def count_tokens_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     request = field(body, "generateContentRequest")
     if request is None:
         request = {"contents": field(body, "contents")}
-    request = _object(request, "generateContentRequest")
+    request = as_object(request, "generateContentRequest")
     messages, _ = messages_from_gemini(request, model=model, stream=False)
     return {key: messages[key] for key in _COUNTED if key in messages}
