@@ -255,7 +255,8 @@ def _turn(
             converted = convert(block, kind, place, context)
         if converted is not None:
             blocks.append(converted)
-            _cache_point(block, blocks, context)
+            if "cache_control" in block:  # (most blocks have none: no call for them)
+                _cache_point(block, blocks, context)
     return blocks
 
 
