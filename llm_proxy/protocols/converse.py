@@ -449,7 +449,7 @@ def _tool_config(tools: Any, choice: Any, context: _Context) -> dict[str, Any] |
 
 
 def _tool(tool: Any, where: str, context: _Context) -> dict[str, Any]:
-    tool, name = custom_tool(tool, where, _TARGET)
+    name = custom_tool(tool, where, _TARGET)
     schema = tool.get("input_schema", {"type": "object"})
     if not isinstance(schema, dict):
         raise TranslationError(f"{where}.input_schema", f"{where}.input_schema: an object")

@@ -346,7 +346,7 @@ def _tools(tools: Any, names: _Names) -> list[dict[str, Any]]:
 
 
 def _tool(tool: Any, where: str, names: _Names) -> dict[str, Any]:
-    tool, name = custom_tool(tool, where, _TARGET)
+    name = custom_tool(tool, where, _TARGET)
     declaration: dict[str, Any] = {"name": names.gemini(name, f"{where}.name")}
     if isinstance(tool.get("description"), str):
         declaration["description"] = tool["description"]

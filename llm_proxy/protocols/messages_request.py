@@ -1,6 +1,6 @@
 """Readers of an Anthropic Messages request, shared by the translators from it to other
 upstream protocols (`messages_via_chat`, `gemini`, `converse`): content as a list of blocks,
-a text block's text, a custom tool and its name, and the refusal (a `TranslationError`) of a
+a text block's text, a custom tool's name, and the refusal (a `TranslationError`) of a
 block or a tool the upstream has no counterpart for, worded with the upstream's name
 (`Target`).
 """
@@ -70,8 +70,9 @@ def refused_block(kind: Any, where: str, target: Target) -> TranslationError:
     return TranslationError(where, f"{where}: unknown content block type {kind!r}")
 
 
-def custom_tool(tool: Any, where: str, target: Target) -> tuple[dict[str, Any], str]:
-    """A tool of `tools` and its name, when it is a custom tool (a server tool is refused)."""
+def custom_tool(tool: Any, where: str, target: Target) -> str:
+    """The name of a tool of `tools`, which must be a custom tool's (an object; a server tool
+    is refused)."""
     if not isinstance(tool, dict):
         raise TranslationError(where, f"{where}: a tool must be an object")
     kind = tool.get("type")
@@ -82,4 +83,4 @@ def custom_tool(tool: Any, where: str, target: Target) -> tuple[dict[str, Any], 
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         raise TranslationError(f"{where}.name", f"{where}.name: a string is required")
-    return tool, name
+    return name

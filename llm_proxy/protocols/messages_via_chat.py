@@ -251,7 +251,7 @@ def _tools(tools: Any, names: ToolNames) -> list[dict[str, Any]]:
 
 
 def _tool(tool: Any, where: str, names: ToolNames) -> dict[str, Any]:
-    tool, name = custom_tool(tool, where, _TARGET)
+    name = custom_tool(tool, where, _TARGET)
     schema = tool.get("input_schema", {"type": "object"})
     if not isinstance(schema, dict):
         raise TranslationError(f"{where}.input_schema", f"{where}.input_schema: an object")

@@ -81,8 +81,8 @@ def test_an_unknown_block_type_is_refused_too() -> None:
 
 def test_custom_tool_checks_the_tool_and_its_name() -> None:
     tool = {"name": "f", "input_schema": {"type": "object"}}
-    assert request.custom_tool(tool, "tools[0]", TARGET) == (tool, "f")
-    assert request.custom_tool({"type": "custom", "name": "g"}, "tools[0]", TARGET)[1] == "g"
+    assert request.custom_tool(tool, "tools[0]", TARGET) == "f"
+    assert request.custom_tool({"type": "custom", "name": "g"}, "tools[0]", TARGET) == "g"
     for bad, param in (("f", "tools[0]"), ({"name": ""}, "tools[0].name")):
         with pytest.raises(TranslationError) as raised:
             request.custom_tool(bad, "tools[0]", TARGET)
