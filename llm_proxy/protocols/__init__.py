@@ -12,15 +12,21 @@ whose protocol differs from its upstream's.
 * `messages_via_chat`: Anthropic Messages clients served by an OpenAI-compatible upstream: the
   request; `messages_answer` the answer, `messages_stream` the stream, `tool_names` the tool
   names OpenAI rejects, shortened and restored.
+* `messages_request`: the readers of an Anthropic Messages request that the translators from
+  it share (content blocks, text, custom tools, refusals worded with the upstream's name).
 * `chat_via_messages`: OpenAI chat-completions clients served by an Anthropic upstream: the
   request and the answer; `chat_conversation` the messages and content parts, `chat_stream`
   the stream.
-* `gemini`: Anthropic Messages requests as Gemini `generateContent` requests, and Gemini's
-  answers as Messages; `gemini_stream` its stream, `gemini_schema` tool schemas in Gemini's
-  OpenAPI subset, `gemini_embeddings` OpenAI embeddings from `embedContent`.
+* `gemini`: Anthropic Messages requests as Gemini `generateContent` requests; `gemini_response`
+  Gemini's answers, usage and errors as Messages', `gemini_stream` its stream, `gemini_schema`
+  tool schemas in Gemini's OpenAPI subset, `gemini_embeddings` OpenAI embeddings from
+  `embedContent`.
 * `gemini_client`: Gemini clients (the google-genai SDK): their requests as Messages requests,
-  Messages answers as Gemini's; `gemini_client_stream` the stream.
-* `converse`: Anthropic Messages requests as Bedrock Converse requests and the answers back;
-  `converse_stream` ConverseStream's events, `eventstream` AWS's binary event-stream framing.
-* `stream`: the interface of a stream translator, as the relay drives it.
+  `gemini_client_contents` their contents as turns; `gemini_client_answer` Messages answers
+  and errors as Gemini's, the model list; `gemini_client_stream` the stream.
+* `converse`: Anthropic Messages requests as Bedrock Converse requests; `converse_response`
+  the answers, usage and errors back; `converse_stream` ConverseStream's events, `eventstream`
+  AWS's binary event-stream framing.
+* `stream`: the interface of a stream translator, as the relay drives it, and the skeletons the
+  translators to (`MessagesOut`) and from (`MessagesIn`) an Anthropic Messages stream share.
 """

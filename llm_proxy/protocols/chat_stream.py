@@ -30,7 +30,8 @@ from llm_proxy.protocols.chat_via_messages import (
     openai_usage,
 )
 from llm_proxy.protocols.errors import ANTHROPIC_STATUSES, anthropic_to_openai, openai_error
-from llm_proxy.protocols.sse import Event, EventReader, encode
+from llm_proxy.protocols.sse import encode
+from llm_proxy.protocols.stream import MessagesIn
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
 DONE: Final = b"data: [DONE]\n\n"
@@ -48,7 +49,7 @@ class _Block:
     stopped: bool = False  # its content_block_stop came
 
 
-class ChatStream:
+class ChatStream(MessagesIn):
     """Anthropic stream bytes in, OpenAI chat-completions stream bytes out (a
     `StreamTranslator`). Every client stream ends exactly once: `[DONE]` after the finish
     (and usage) chunk, or one error event."""
@@ -58,49 +59,22 @@ class ChatStream:
         "_call",
         "_called_tools",
         "_created",
-        "_ended",
         "_id",
         "_model",
         "_prefix",
-        "_reader",
-        "_started",
-        "_stop_reason",
         "_tool_calls",
-        "_usage",
     )
 
     def __init__(self, call: MessagesCall, *, created: int) -> None:
+        super().__init__()
         self._call = call
         self._created = created
-        self._reader = EventReader()
         self._id: str | None = None
         self._model = call.model
         self._prefix = b""  # every chunk's bytes up to its delta (see `_chunk`)
         self._blocks: dict[int, _Block] = {}
         self._tool_calls = 0  # OpenAI tool call indexes handed out
         self._called_tools = False
-        self._stop_reason: Any = None
-        self._usage: TokenUsage | None = None
-        self._started = False  # the first chunk (the role) was sent
-        self._ended = False  # [DONE] or an error event was sent
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self._events(self._reader.feed(chunk)) if not self._ended else b""
-
-    def flush(self) -> bytes:
-        said = self._events(self._reader.close()) if not self._ended else b""
-        if self._ended:
-            return said
-        if not self._started:
-            return said + self.fail("The upstream ended its stream without an answer.")
-        if any(block.kind == "tool" and not block.stopped for block in self._blocks.values()):
-            # A tool call's arguments were cut: the client must not run it on a part of them.
-            return said + self.fail("The upstream ended its stream inside a tool call.")
-        return said + self._finish()
 
     def fail(self, message: str, type: str = "api_error") -> bytes:
         if self._ended:
@@ -112,41 +86,11 @@ class ChatStream:
         """An SSE comment that keeps the client's connection alive (nothing once ended)."""
         return PING if not self._ended else b""
 
-    def _events(self, events: list[Event]) -> bytes:
-        said = []
-        for event in events:
-            if self._ended:
-                break
-            said.append(self._event(event))
-        return b"".join(said)
-
-    def _event(self, event: Event) -> bytes:
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(data, dict):
-            return b""
-        kind = data.get("type", event.event)
-        if kind == "message_start":
-            return self._message_start(data.get("message"))
-        if kind == "content_block_start":
-            return self._block_start(data.get("index"), data.get("content_block"))
-        if kind == "content_block_delta":
-            return self._block_delta(data.get("index"), data.get("delta"))
-        if kind == "content_block_stop":
-            return self._block_stop(data.get("index"))
-        if kind == "message_delta":
-            delta = data.get("delta")
-            if isinstance(delta, dict) and delta.get("stop_reason") is not None:
-                self._stop_reason = delta["stop_reason"]
-            self._usage = from_anthropic(data.get("usage"), self._usage)
-            return b""
-        if kind == "message_stop":
-            return self._finish()
-        if kind == "error":
-            return self._upstream_error(data, event.data)
-        return b""  # ping, and event types added after this was written
+    def _cut(self) -> str | None:
+        if any(block.kind == "tool" and not block.stopped for block in self._blocks.values()):
+            # A tool call's arguments were cut: the client must not run it on a part of them.
+            return "The upstream ended its stream inside a tool call."
+        return None
 
     def _message_start(self, message: Any) -> bytes:
         if isinstance(message, dict):

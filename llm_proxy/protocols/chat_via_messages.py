@@ -335,21 +335,34 @@ def _tooling(
                 f"A tool is named {json_tool['name']!r}, like the response_format's schema:"
                 " rename one of them.",
             )
-        if choice is not None and choice["type"] != "auto":
+        choice = json_tool_choice(json_tool["name"], bool(tools), choice)
+        if choice is None:
             raise TranslationError(
                 "tool_choice",
                 "A json response_format is honoured with a forced tool call: it cannot be"
                 " combined with tool_choice none, required or a named function.",
             )
-        choice = {"type": "any"} if tools else {"type": "tool", "name": json_tool["name"]}
-        # One call: either the JSON answer or one of the client's tools, never both.
-        choice["disable_parallel_tool_use"] = True
         tools.append(json_tool)
     elif tools and data.get("parallel_tool_calls") is False:
         choice = choice or {"type": "auto"}
         if choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
     return tools, choice
+
+
+def json_tool_choice(
+    json_tool: str, offered: bool, choice: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The `tool_choice` that has the model answer through the JSON mode's tool `json_tool`:
+    that tool, or any tool when the client's tools are `offered` too (the JSON answer or one
+    of them), one call only. None when the client's own `choice` (other than auto) forbids
+    forcing a call."""
+    if choice is not None and choice["type"] != "auto":
+        return None
+    forced: dict[str, Any] = {"type": "any"} if offered else {"type": "tool", "name": json_tool}
+    # One call: either the JSON answer or one of the client's tools, never both.
+    forced["disable_parallel_tool_use"] = True
+    return forced
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:

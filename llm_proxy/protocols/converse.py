@@ -1,6 +1,6 @@
-"""Anthropic Messages clients served by Amazon Bedrock's Converse API: the request, the whole
-answer, usage and errors (the stream is `converse_stream.MessagesFromConverse`, its bytes
-decoded by `eventstream`).
+"""Anthropic Messages clients served by Amazon Bedrock's Converse API: the request (the whole
+answer, its usage and Bedrock's errors are `converse_response`'s, re-exported here; the stream
+is `converse_stream.MessagesFromConverse`, its bytes decoded by `eventstream`).
 
 The request goes to `converse_path(model_id, stream)`; its body has no model. Blocks map one
 to one: text, base64 images (`bytes` carries the base64 string: Converse's JSON encoding of a
@@ -32,19 +32,56 @@ from __future__ import annotations
 
 import base64
 import re
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
-import orjson
+from llm_proxy.protocols.converse_response import (
+    EXCEPTIONS,
+    STOP_REASONS,
+    ConverseCall,
+    bedrock_to_anthropic_error,
+    converse_usage,
+    exception_name,
+    message_id,
+    messages_answer,
+    stop_reason,
+    stream_error,
+    upstream_status,
+)
+from llm_proxy.protocols.errors import TranslationError
+from llm_proxy.protocols.messages_request import (
+    BILLING_HEADER,
+    UNSUPPORTED_BLOCKS,
+    Target,
+    content_blocks,
+    custom_tool,
+    refused_block,
+    text_of,
+)
+from llm_proxy.protocols.tool_names import ToolNames
 
-from llm_proxy.protocols.errors import TranslationError, anthropic_error, anthropic_type
-from llm_proxy.protocols.messages_answer import tool_id, tool_input
-from llm_proxy.protocols.messages_via_chat import BILLING_HEADER
-from llm_proxy.protocols.tool_names import ToolNames, client_name
-from llm_proxy.protocols.usage import TokenUsage
+__all__ = [
+    "EMPTY_RESULT",
+    "EXCEPTIONS",
+    "IMAGE_FORMATS",
+    "PLACEHOLDER_TOOL",
+    "STOP_REASONS",
+    "TOOL_ERROR_PREFIX",
+    "ConverseCall",
+    "bedrock_to_anthropic_error",
+    "converse_path",
+    "converse_request",
+    "converse_usage",
+    "exception_name",
+    "is_anthropic",
+    "message_id",
+    "messages_answer",
+    "stop_reason",
+    "stream_error",
+    "upstream_status",
+]
 
 # How a failed tool's result is marked for a model without the `status` field.
 TOOL_ERROR_PREFIX: Final = "Error: "
@@ -54,45 +91,7 @@ IMAGE_FORMATS: Final = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
-# Converse's stop reasons as Anthropic's; the malformed_* ones (no counterpart) end the turn.
-STOP_REASONS: Final = {
-    "end_turn": "end_turn",
-    "stop_sequence": "stop_sequence",
-    "max_tokens": "max_tokens",
-    "tool_use": "tool_use",
-    "content_filtered": "refusal",
-    "guardrail_intervened": "refusal",
-    "model_context_window_exceeded": "model_context_window_exceeded",
-}
-# Bedrock's exceptions (lower case: a stream names them camelCase, an answer PascalCase) whose
-# status the proxy reads differently from the wire's, and each one's Anthropic type. A model
-# not ready (429 on the wire) is no rate limit: it is overloaded; a model's timeout (408) and
-# failure (424) are the upstream's, not the request's; a quota exceeded (400) is a limit.
-EXCEPTIONS: Final = {
-    "throttlingexception": (429, "rate_limit_error"),
-    "servicequotaexceededexception": (429, "rate_limit_error"),
-    "modelnotreadyexception": (503, "overloaded_error"),
-    "serviceunavailableexception": (503, "overloaded_error"),
-    "modeltimeoutexception": (504, "timeout_error"),
-    "modelerrorexception": (502, "api_error"),
-    "modelstreamerrorexception": (502, "api_error"),
-    "internalserverexception": (500, "api_error"),
-    "validationexception": (400, "invalid_request_error"),
-    "accessdeniedexception": (403, "permission_error"),
-    "resourcenotfoundexception": (404, "not_found_error"),
-}
-_UNSUPPORTED_BLOCKS: Final = {
-    "search_result": "search_result blocks",
-    "container_upload": "container_upload blocks",
-    "server_tool_use": "server tool calls",
-    "web_search_tool_result": "server tool results",
-    "web_fetch_tool_result": "server tool results",
-    "code_execution_tool_result": "server tool results",
-    "bash_code_execution_tool_result": "server tool results",
-    "text_editor_code_execution_tool_result": "server tool results",
-    "mcp_tool_use": "MCP server tool calls",
-    "mcp_tool_result": "MCP server tool results",
-}
+_TARGET: Final = Target("Bedrock", UNSUPPORTED_BLOCKS)
 # The only tool of a request whose conversation has tool calls or results but that offers no
 # tool (Converse refuses tool blocks without a `toolConfig`).
 PLACEHOLDER_TOOL: Final = {
@@ -108,17 +107,6 @@ EMPTY_RESULT: Final = "(no content)"
 # parentheses, square brackets); anything else becomes a space.
 _NAME_INVALID: Final = re.compile(r"[^A-Za-z0-9\-()\[\] ]+|\s+")
 _NAME_LENGTH: Final = 200
-
-
-@dataclass(frozen=True, slots=True)
-class ConverseCall:
-    """What translating the answer needs to know of the request."""
-
-    model: str  # the model the client asked for: the answer's `model`
-    stream: bool = False
-    stop_sequences: tuple[str, ...] = ()
-    # Upstream tool name -> the client's, for names that were shortened.
-    tool_names: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_anthropic(model_id: str) -> bool:
@@ -141,6 +129,11 @@ class _Context:
     names: ToolNames = field(default_factory=ToolNames)
     documents: set[str] = field(default_factory=set)
     has_tool_blocks: bool = False
+
+
+# A turn's converter of its blocks other than text (the block, its type, its path): None
+# drops the block.
+_BlockConverter = Callable[[dict[str, Any], Any, str, _Context], dict[str, Any] | None]
 
 
 def converse_request(
@@ -207,9 +200,9 @@ def _conversation(
             system.extend(_system(content, where, context))
             continue
         if role == "user":
-            blocks = _user_blocks(content, where, context)
+            blocks = _turn(content, where, context, _user_block)
         elif role == "assistant":
-            blocks = _assistant_blocks(content, where, context)
+            blocks = _turn(content, where, context, _assistant_block)
         else:
             raise TranslationError(f"{where}.role", f"{where}.role: unknown role {role!r}")
         if not blocks:
@@ -225,39 +218,13 @@ def _system(system: Any, where: str, context: _Context) -> list[dict[str, Any]]:
     if system is None:
         return []
     blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(system, where)):
+    for position, block in enumerate(content_blocks(system, where)):
         place = f"{where}[{position}]" if isinstance(system, list) else where
-        text = _text_of(block, place)
+        text = text_of(block, place, _TARGET)
         if text and not text.startswith(BILLING_HEADER):
             blocks.append({"text": text})
             _cache_point(block, blocks, context)
     return blocks
-
-
-def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    """`content` as a list of blocks (a string is one text block)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list) or not all(isinstance(block, dict) for block in content):
-        raise TranslationError(where, f"{where}: a string or a list of content blocks expected")
-    return content
-
-
-def _text_of(block: dict[str, Any], where: str) -> str:
-    kind = block.get("type")
-    if kind != "text":
-        _refuse_block(kind, where)
-        raise TranslationError(where, f"{where}: a text block expected, not {kind!r}")
-    text = block.get("text")
-    if not isinstance(text, str):
-        raise TranslationError(f"{where}.text", f"{where}.text: a string is required")
-    return text
-
-
-def _refuse_block(kind: Any, where: str) -> None:
-    what = _UNSUPPORTED_BLOCKS.get(kind) if isinstance(kind, str) else None
-    if what is not None:
-        raise TranslationError(where, f"{where}: {what} are not supported by Bedrock")
 
 
 def _cache_point(block: dict[str, Any], blocks: list[dict[str, Any]], context: _Context) -> None:
@@ -271,28 +238,40 @@ def _cache_point(block: dict[str, Any], blocks: list[dict[str, Any]], context: _
     blocks.append({"cachePoint": point})
 
 
-def _user_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
+def _turn(
+    content: Any, where: str, context: _Context, convert: _BlockConverter
+) -> list[dict[str, Any]]:
+    """A turn's blocks as Converse's (text here, other blocks by the role's `convert`), each
+    followed by its cachePoint; a blank text block (Converse refuses it) and what `convert`
+    drops are left out."""
     blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(content, f"{where}.content")):
+    for position, block in enumerate(content_blocks(content, f"{where}.content")):
         place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "text":
-            text = _text_of(block, place)
-            if not text:
-                continue  # Converse refuses a blank text block
-            blocks.append({"text": text})
-        elif kind == "image":
-            blocks.append({"image": _image(block, place)})
-        elif kind == "document":
-            blocks.append({"document": _document(block, place, context)})
-        elif kind == "tool_result":
-            blocks.append({"toolResult": _tool_result(block, place, context)})
-            context.has_tool_blocks = True
+            text = text_of(block, place, _TARGET)
+            converted = {"text": text} if text else None
         else:
-            _refuse_block(kind, place)
-            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
-        _cache_point(block, blocks, context)
+            converted = convert(block, kind, place, context)
+        if converted is not None:
+            blocks.append(converted)
+            if "cache_control" in block:  # (most blocks have none: no call for them)
+                _cache_point(block, blocks, context)
     return blocks
+
+
+def _user_block(
+    block: dict[str, Any], kind: Any, where: str, context: _Context
+) -> dict[str, Any] | None:
+    if kind == "image":
+        return {"image": _image(block, where)}
+    if kind == "document":
+        return {"document": _document(block, where, context)}
+    if kind == "tool_result":
+        result = _tool_result(block, where, context)
+        context.has_tool_blocks = True
+        return {"toolResult": result}
+    raise refused_block(kind, where, _TARGET)
 
 
 def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
@@ -367,7 +346,7 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
     parts: list[dict[str, Any]] = []
     content = block.get("content")
     if content is not None:
-        for position, part in enumerate(_blocks(content, f"{where}.content")):
+        for position, part in enumerate(content_blocks(content, f"{where}.content")):
             place = f"{where}.content[{position}]"
             kind = part.get("type")
             if kind == "image":
@@ -375,7 +354,7 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
             elif kind == "document":
                 parts.append({"document": _document(part, place, context)})
             else:
-                text = _text_of(part, place)
+                text = text_of(part, place, _TARGET)
                 if text:
                     parts.append({"text": text})
     if not parts:
@@ -391,29 +370,17 @@ def _tool_result(block: dict[str, Any], where: str, context: _Context) -> dict[s
     return result
 
 
-def _assistant_blocks(content: Any, where: str, context: _Context) -> list[dict[str, Any]]:
-    blocks: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(content, f"{where}.content")):
-        place = f"{where}.content[{position}]"
-        kind = block.get("type")
-        if kind == "text":
-            text = _text_of(block, place)
-            if not text:
-                continue
-            blocks.append({"text": text})
-        elif kind == "tool_use":
-            blocks.append({"toolUse": _tool_use(block, place, context)})
-            context.has_tool_blocks = True
-        elif kind in ("thinking", "redacted_thinking"):
-            reasoning = _reasoning(block, context)
-            if reasoning is None:
-                continue
-            blocks.append({"reasoningContent": reasoning})
-        else:
-            _refuse_block(kind, place)
-            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
-        _cache_point(block, blocks, context)
-    return blocks
+def _assistant_block(
+    block: dict[str, Any], kind: Any, where: str, context: _Context
+) -> dict[str, Any] | None:
+    if kind == "tool_use":
+        use = _tool_use(block, where, context)
+        context.has_tool_blocks = True
+        return {"toolUse": use}
+    if kind in ("thinking", "redacted_thinking"):
+        reasoning = _reasoning(block, context)
+        return {"reasoningContent": reasoning} if reasoning is not None else None
+    raise refused_block(kind, where, _TARGET)
 
 
 def _tool_use(block: dict[str, Any], where: str, context: _Context) -> dict[str, Any]:
@@ -482,16 +449,7 @@ def _tool_config(tools: Any, choice: Any, context: _Context) -> dict[str, Any] |
 
 
 def _tool(tool: Any, where: str, context: _Context) -> dict[str, Any]:
-    if not isinstance(tool, dict):
-        raise TranslationError(where, f"{where}: a tool must be an object")
-    kind = tool.get("type")
-    if kind not in (None, "custom"):
-        raise TranslationError(
-            f"{where}.type", f"{where}: the server tool {kind!r} is not supported by Bedrock"
-        )
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise TranslationError(f"{where}.name", f"{where}.name: a string is required")
+    name = custom_tool(tool, where, _TARGET)
     schema = tool.get("input_schema", {"type": "object"})
     if not isinstance(schema, dict):
         raise TranslationError(f"{where}.input_schema", f"{where}.input_schema: an object")
@@ -553,177 +511,3 @@ def _additional_fields(data: dict[str, Any], context: _Context) -> dict[str, Any
             "thinking", "thinking: extended thinking is not supported by this model"
         )
     return fields
-
-
-# --- the answer ------------------------------------------------------------------------
-
-
-def messages_answer(
-    answer: dict[str, Any], call: ConverseCall, request_id: str | None = None
-) -> dict[str, Any]:
-    """A Converse answer as an Anthropic Message. Its id: `msg_` and Bedrock's request id
-    (the `x-amzn-RequestId` header: the body has none) when given, else a random one."""
-    identifier = message_id(request_id)
-    output = answer.get("output")
-    message = output.get("message") if isinstance(output, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    blocks: list[dict[str, Any]] = []
-    for block in content if isinstance(content, list) else ():
-        if isinstance(block, dict):
-            blocks.extend(_answer_block(block, call, f"{identifier}_{len(blocks)}"))
-    reason, sequence = stop_reason(
-        answer.get("stopReason"), answer.get("additionalModelResponseFields"), call
-    )
-    usage = converse_usage(answer.get("usage")) or TokenUsage(0, 0)
-    return {
-        "id": identifier,
-        "type": "message",
-        "role": "assistant",
-        "model": call.model,
-        "content": blocks,
-        "stop_reason": reason,
-        "stop_sequence": sequence,
-        "usage": usage.anthropic(),
-    }
-
-
-def _answer_block(
-    block: dict[str, Any], call: ConverseCall, fallback_id: str
-) -> list[dict[str, Any]]:
-    """A content block of the answer (none for what Anthropic has no block for: citations,
-    images)."""
-    text = block.get("text")
-    if isinstance(text, str):
-        return [{"type": "text", "text": text}] if text else []
-    use = block.get("toolUse")
-    if isinstance(use, dict):
-        name = use.get("name")
-        return [
-            {
-                "type": "tool_use",
-                "id": tool_id(use.get("toolUseId"), fallback_id),
-                "name": client_name(name if isinstance(name, str) else "", call.tool_names),
-                "input": tool_input(use.get("input")),
-            }
-        ]
-    reasoning = block.get("reasoningContent")
-    if not isinstance(reasoning, dict):
-        return []
-    redacted = reasoning.get("redactedContent")
-    if isinstance(redacted, str) and redacted:
-        return [{"type": "redacted_thinking", "data": redacted}]
-    reasoning_text = reasoning.get("reasoningText")
-    if not isinstance(reasoning_text, dict):
-        return []
-    thinking, signature = reasoning_text.get("text"), reasoning_text.get("signature")
-    return [
-        {
-            "type": "thinking",
-            "thinking": thinking if isinstance(thinking, str) else "",
-            "signature": signature if isinstance(signature, str) else "",
-        }
-    ]
-
-
-def stop_reason(reason: Any, fields: Any, call: ConverseCall) -> tuple[str, str | None]:
-    """Converse's stop reason as Anthropic's, and the stop sequence matched: Anthropic's
-    models report it in `additionalModelResponseFields` (asked for by the request); for
-    others it is the request's only stop sequence, or unknown (several): `end_turn` then,
-    as Anthropic's answer names the sequence whenever it says `stop_sequence`."""
-    mapped = STOP_REASONS.get(reason, "end_turn") if isinstance(reason, str) else "end_turn"
-    if mapped != "stop_sequence":
-        return mapped, None
-    matched = fields.get("stop_sequence") if isinstance(fields, dict) else None
-    if isinstance(matched, str) and matched:
-        return mapped, matched
-    if len(call.stop_sequences) == 1:
-        return mapped, call.stop_sequences[0]
-    return "end_turn", None
-
-
-def message_id(request_id: str | None = None) -> str:
-    """`msg_bdrk_` and Bedrock's request id (dashes dropped), or a random id."""
-    if request_id:
-        return "msg_bdrk_" + request_id.replace("-", "")
-    return "msg_bdrk_" + uuid.uuid4().hex[:24]
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def converse_usage(usage: Any) -> TokenUsage | None:
-    """Converse's `usage` (None, or not an object: None). Its `inputTokens` already exclude
-    the tokens read from and written to the cache (AWS's prompt caching guide: the whole
-    input is inputTokens + cacheReadInputTokens + cacheWriteInputTokens): Anthropic's
-    meaning, kept as it is."""
-    if not isinstance(usage, dict):
-        return None
-    return TokenUsage(
-        _count(usage.get("inputTokens")),
-        _count(usage.get("outputTokens")),
-        _count(usage.get("cacheReadInputTokens")),
-        _count(usage.get("cacheWriteInputTokens")),
-    )
-
-
-# --- errors ----------------------------------------------------------------------------
-
-
-def exception_name(error_type: str | None) -> str:
-    """The exception's name from the `x-amzn-ErrorType` header or a body's `__type`:
-    `ThrottlingException:http://internal.amazon.com/...` and
-    `com.amazon.coral.service#ExpiredTokenException` both name the part that matters."""
-    if not error_type:
-        return ""
-    return error_type.split(":", 1)[0].rsplit("#", 1)[-1].strip()
-
-
-def upstream_status(status: int, error_type: str | None) -> int:
-    """The status the proxy treats a Bedrock error as (see EXCEPTIONS): a throttle 429, a
-    model not ready or the service unavailable 503, a model's timeout 504, a model's
-    failure 502, a quota exceeded 429; any other exception keeps its status."""
-    known = EXCEPTIONS.get(exception_name(error_type).lower())
-    return known[0] if known is not None else status
-
-
-def stream_error(exception: str, payload: bytes) -> tuple[str, str]:
-    """A stream's exception event (`:exception-type` `exception`, its JSON `payload`) as
-    the message and Anthropic type of the client's error event."""
-    name = exception_name(exception)
-    known = EXCEPTIONS.get(name.lower())
-    message = _message(_object(payload), payload, name or "an exception")
-    return message, known[1] if known else "api_error"
-
-
-def bedrock_to_anthropic_error(status: int, body: bytes, error_type: str | None = None) -> bytes:
-    """A Bedrock error answer (`{"message": ...}`, its exception named by the
-    `x-amzn-ErrorType` header `error_type`, or by the body's `__type`) as an Anthropic error
-    body: the status `upstream_status` gives, the type by the exception (EXCEPTIONS), else
-    by that status."""
-    data = _object(body)
-    name = exception_name(error_type)
-    if not name and data is not None:
-        named = data.get("__type", data.get("code"))
-        name = exception_name(named if isinstance(named, str) else None)
-    known = EXCEPTIONS.get(name.lower())
-    final = known[0] if known is not None else status
-    kind = known[1] if known is not None else anthropic_type(final)
-    return anthropic_error(final, _message(data, body, name or f"HTTP {status}"), type=kind)
-
-
-def _object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _message(data: dict[str, Any] | None, body: bytes, what: str) -> str:
-    """The error's `message` (AWS spells it `Message` at times), else what the body says."""
-    message = data.get("message", data.get("Message")) if data is not None else None
-    if isinstance(message, str) and message:
-        return message
-    text = body[:300].decode("utf-8", "replace").strip() if data is None else ""
-    return f"The upstream answered {what}" + (f": {text}" if text else ".")

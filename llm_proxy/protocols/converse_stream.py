@@ -15,8 +15,8 @@ and a JSON payload (with a `p` padding field, ignored like every unknown field):
 * `messageStop` (`stopReason`), then `metadata` (`usage`): `message_delta` (the stop reason
   and the whole usage, input tokens included: Anthropic's `message_delta` may carry them)
   and `message_stop`, once `metadata` came (or at `flush`).
-* an `exception` message (`:exception-type`, `converse.EXCEPTIONS` names the Anthropic
-  type) or an `error` message: the `error` event, and nothing after.
+* an `exception` message (`:exception-type`, `converse_response.EXCEPTIONS` names the
+  Anthropic type) or an `error` message: the `error` event, and nothing after.
 
 Deltas of other kinds (citations, images, tool results) are dropped, as a tool input delta
 with no tool block open. A stream the decoder finds corrupt (a CRC mismatch, a length out of
@@ -30,48 +30,38 @@ from typing import Any, Final
 
 import orjson
 
-from llm_proxy.protocols.converse import (
+from llm_proxy.protocols.converse_response import (
     ConverseCall,
     converse_usage,
     message_id,
     stop_reason,
     stream_error,
 )
-from llm_proxy.protocols.errors import anthropic_error_event
 from llm_proxy.protocols.eventstream import EventStreamDecoder, EventStreamError, Message
 from llm_proxy.protocols.messages_answer import tool_id
-from llm_proxy.protocols.sse import encode
+from llm_proxy.protocols.stream import EMPTY_STREAM_MESSAGE, MessagesOut
 from llm_proxy.protocols.tool_names import client_name
 from llm_proxy.protocols.usage import TokenUsage
 
-EMPTY_STREAM_MESSAGE: Final = "The upstream ended its stream without an answer."
 CORRUPT_STREAM_MESSAGE: Final = "The upstream's event stream is corrupted ({})."
-_PING: Final = encode(b'{"type":"ping"}', "ping")
+
+__all__ = ["CORRUPT_STREAM_MESSAGE", "EMPTY_STREAM_MESSAGE", "MessagesFromConverse"]
 
 
-class MessagesFromConverse:
+class MessagesFromConverse(MessagesOut[Message]):
     """Feed it ConverseStream's body, split anywhere; it returns the Anthropic events the
     bytes complete. Implements `llm_proxy.protocols.stream.StreamTranslator`."""
 
+    __slots__ = ("_call", "_decoder", "_id", "_open", "_open_index", "_stop")
+
     def __init__(self, call: ConverseCall, message_id: str | None = None) -> None:
+        super().__init__()
         self._call = call
         self._decoder = EventStreamDecoder()
         self._id = message_id
-        self._started = False
-        self._ended = False  # message_stop or the error event was sent
         self._stop: dict[str, Any] | None = None  # the messageStop event
-        self._usage: TokenUsage | None = None
-        self._blocks = 0  # blocks started so far: the next one's index
         self._open: str | None = None  # the open block's type
         self._open_index: Any = None  # the upstream's contentBlockIndex of the open block
-        self._out = bytearray()
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._usage
-
-    def ping(self) -> bytes:
-        return _PING
 
     def feed(self, chunk: bytes) -> bytes:
         if self._ended:
@@ -85,31 +75,12 @@ class MessagesFromConverse:
             self._handle(messages)
         return self._take()
 
-    def flush(self) -> bytes:
+    def _drain(self) -> None:
         if not self._ended:
             try:
                 self._decoder.close()
             except EventStreamError as error:
                 self._corrupt(error)
-        if not self._ended:
-            if self._started:
-                self._end_message()
-            else:
-                self._error(EMPTY_STREAM_MESSAGE, "api_error")
-        return self._take()
-
-    def fail(self, message: str, type: str = "api_error") -> bytes:
-        if not self._ended:
-            self._error(message, type)
-        return self._take()
-
-    def _take(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def _send(self, name: str, body: dict[str, Any]) -> None:
-        self._out += encode(orjson.dumps(body), name)
 
     def _corrupt(self, error: EventStreamError) -> None:
         if not self._ended:
@@ -117,13 +88,7 @@ class MessagesFromConverse:
 
     # --- upstream messages -----------------------------------------------------------
 
-    def _handle(self, messages: list[Message]) -> None:
-        for message in messages:
-            if self._ended:
-                return  # the client's stream is over: the rest is not for it
-            self._message(message)
-
-    def _message(self, message: Message) -> None:
+    def _event(self, message: Message) -> None:
         headers = message.headers
         kind = headers.get(":message-type")
         if kind == "exception":
@@ -158,28 +123,17 @@ class MessagesFromConverse:
             self._close_block()
             self._stop = data
             if self._usage is not None:
-                self._end_message()
+                self._end()
 
     def _start(self) -> None:
-        self._started = True
         if self._id is None:
             self._id = message_id()
-        message: dict[str, Any] = {
-            "id": self._id,
-            "type": "message",
-            "role": "assistant",
-            "model": self._call.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": TokenUsage(0, 0).anthropic(),
-        }
-        self._send("message_start", {"type": "message_start", "message": message})
+        self._message_start(self._id, self._call.model, TokenUsage(0, 0))
 
     def _metadata(self, data: dict[str, Any]) -> None:
         self._usage = converse_usage(data.get("usage")) or self._usage
         if self._stop is not None:
-            self._end_message()
+            self._end()
 
     # --- blocks ----------------------------------------------------------------------
 
@@ -238,38 +192,19 @@ class MessagesFromConverse:
 
     def _open_block(self, kind: str, block: dict[str, Any], index: Any) -> None:
         self._close_block()
-        start = {"type": "content_block_start", "index": self._blocks, "content_block": block}
-        self._send("content_block_start", start)
+        self._start_block(block)
         self._open, self._open_index = kind, index
-        self._blocks += 1
-
-    def _block_delta(self, delta: dict[str, Any]) -> None:
-        body = {"type": "content_block_delta", "index": self._blocks - 1, "delta": delta}
-        self._send("content_block_delta", body)
 
     def _close_block(self) -> None:
         if self._open is None:
             return
-        self._send("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
+        self._stop_block()
         self._open = self._open_index = None
 
     # --- the end ---------------------------------------------------------------------
 
-    def _end_message(self) -> None:
+    def _end(self) -> None:
         self._close_block()
         stop = self._stop or {}
-        reason, sequence = stop_reason(
-            stop.get("stopReason"), stop.get("additionalModelResponseFields"), self._call
-        )
-        usage = self._usage or TokenUsage(0, 0)
-        delta = {"stop_reason": reason, "stop_sequence": sequence}
-        self._send(
-            "message_delta", {"type": "message_delta", "delta": delta, "usage": usage.anthropic()}
-        )
-        self._send("message_stop", {"type": "message_stop"})
-        self._ended = True
-
-    def _error(self, message: str, type: str) -> None:
-        self._close_block()
-        self._out += anthropic_error_event(message, type)
-        self._ended = True
+        fields = stop.get("additionalModelResponseFields")
+        self._message_end(*stop_reason(stop.get("stopReason"), fields, self._call))

@@ -1,6 +1,8 @@
 """Gemini-native clients (Google's `google-genai` SDK, the generateContent API) served by an
-Anthropic (Messages API) upstream: the request, the answer, errors, the model list and
-countTokens. The stream is `gemini_client_stream.GeminiFromMessages`.
+Anthropic (Messages API) upstream: the request and countTokens' request (`contents` and
+`systemInstruction` read by `gemini_client_contents`). The answer, errors, the model list and
+countTokens' answer are `gemini_client_answer`'s (re-exported here); the stream is
+`gemini_client_stream.GeminiFromMessages`.
 
 Google's JSON parser takes both spellings of a field (`inlineData` and `inline_data`), and the
 SDK sends both (`inlineData.mime_type`, `thinkingConfig.thinking_budget`): every field is read
@@ -21,9 +23,10 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   `response.output` or `response.result` when that is the response's only key and a string,
   else the JSON of `response`; a response whose only key is `error` is an error result; image
   `parts` of a response follow its text. Thought parts (`thought: true`): a run of them up to
-  one carrying a `thoughtSignature` of ours (see the answer) is that thinking block, the run
-  spanning consecutive model contents (the SDK's chat records a streamed answer as one content
-  per chunk); thoughts without one are dropped (Anthropic needs the signature). Consecutive
+  one carrying a `thoughtSignature` of ours (see `gemini_client_answer`) is that thinking
+  block, the run spanning consecutive model contents (the SDK's chat records a streamed
+  answer as one content per chunk); thoughts without one are dropped (Anthropic needs the
+  signature). Consecutive
   turns of one role are one turn (tool results first in it, as Anthropic requires). A
   conversation that starts with the model gets a user turn of "." before it, Anthropic
   requires a user turn first; a last model turn (a prefill) loses its trailing whitespace.
@@ -58,35 +61,87 @@ Request (`messages_from_gemini`), what each Gemini field becomes:
   upstream cannot restrict it to them).
 * `cachedContent` is a 400: its contents live at Google, the upstream cannot read them.
   Dropped: `safetySettings`, `labels`, `serviceTier`, and fields unknown here.
-
-Answer (`gemini_answer`): text blocks -> text parts; `tool_use` -> `functionCall` parts
-{id, name, args} (JSON mode's tool: a text part, its input's JSON); `thinking` (when
-`includeThoughts`) -> a part {text, thought: true, thoughtSignature}, the signature being the
-base64 of the Anthropic signature's UTF-8 bytes (the SDK decodes a thoughtSignature as base64
-and sends it back re-encoded, URL-safe: the signature survives any such round trip);
-`redacted_thinking` and server tool blocks are dropped. finishReason: STOP (end_turn,
-stop_sequence, tool_use, pause_turn), MAX_TOKENS (max_tokens, model_context_window_exceeded),
-SAFETY (refusal), OTHER (any other). usageMetadata: promptTokenCount counts cache reads and
-writes, cachedContentTokenCount the reads; candidatesTokenCount counts thinking (Anthropic
-does not count it apart).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Final
 
-import orjson
-
-from llm_proxy.protocols.chat_via_messages import MIN_THINKING_BUDGET, THINKING_BUDGETS
+from llm_proxy.protocols.chat_via_messages import (
+    MIN_THINKING_BUDGET,
+    THINKING_BUDGETS,
+    json_tool_choice,
+)
 from llm_proxy.protocols.errors import TranslationError
-from llm_proxy.protocols.usage import TokenUsage, from_anthropic
+from llm_proxy.protocols.gemini_client_answer import (
+    FINISH_REASONS,
+    GENERATION_METHODS,
+    GOOGLE_STATUSES,
+    MODELS_PAGE_SIZE,
+    GeminiClientCall,
+    anthropic_to_gemini_error,
+    count_tokens_answer,
+    error_object,
+    finish_reason,
+    function_call_part,
+    gemini_answer,
+    gemini_error,
+    gemini_model,
+    gemini_models,
+    google_status,
+    model_name,
+    openai_to_gemini_error,
+    response_id,
+    thought_part,
+    usage_metadata,
+    wrap_signature,
+)
+from llm_proxy.protocols.gemini_client_contents import (
+    FIRST_USER_TEXT,
+    IMAGE_TYPES,
+    as_list,
+    as_object,
+    camel_case,
+    conversation,
+    field,
+    system_blocks,
+    unsigned_tool_use,
+    unwrap_signature,
+    without_thinking,
+)
+
+__all__ = [
+    "DYNAMIC_THINKING_BUDGET",
+    "FINISH_REASONS",
+    "FIRST_USER_TEXT",
+    "GENERATION_METHODS",
+    "GOOGLE_STATUSES",
+    "IMAGE_TYPES",
+    "JSON_TOOL_NAME",
+    "MODELS_PAGE_SIZE",
+    "GeminiClientCall",
+    "anthropic_to_gemini_error",
+    "count_tokens_answer",
+    "count_tokens_request",
+    "error_object",
+    "field",
+    "finish_reason",
+    "function_call_part",
+    "gemini_answer",
+    "gemini_error",
+    "gemini_model",
+    "gemini_models",
+    "google_status",
+    "json_schema",
+    "messages_from_gemini",
+    "model_name",
+    "openai_to_gemini_error",
+    "response_id",
+    "thought_part",
+    "unwrap_signature",
+    "usage_metadata",
+    "wrap_signature",
+]
 
 JSON_TOOL_NAME: Final = "json_answer"
 _JSON_TOOL_DESCRIPTION: Final = (
@@ -94,97 +149,11 @@ _JSON_TOOL_DESCRIPTION: Final = (
     " that follows the schema."
 )
 DYNAMIC_THINKING_BUDGET: Final = 8192  # thinkingBudget -1: the model decides, "medium" here
-FIRST_USER_TEXT: Final = "."  # the user turn put before a conversation the model starts
-GENERATION_METHODS: Final = ("generateContent", "streamGenerateContent", "countTokens")
-MODELS_PAGE_SIZE: Final = 50  # Google's default pageSize for models.list
-IMAGE_TYPES: Final = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-FINISH_REASONS: Final = {
-    "end_turn": "STOP",
-    "stop_sequence": "STOP",
-    "tool_use": "STOP",
-    "pause_turn": "STOP",
-    "max_tokens": "MAX_TOKENS",
-    "model_context_window_exceeded": "MAX_TOKENS",
-    "refusal": "SAFETY",
-}
-# Google's canonical error status for each HTTP status (google.rpc.Code's HTTP mapping).
-GOOGLE_STATUSES: Final = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    402: "FAILED_PRECONDITION",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "ABORTED",
-    413: "INVALID_ARGUMENT",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-    529: "UNAVAILABLE",
-}
 _FUNCTION_MODES: Final = {"AUTO": "auto", "VALIDATED": "auto", "ANY": "any", "NONE": "none"}
-_TOOL_ID_REFUSED: Final = re.compile(r"[^A-Za-z0-9_-]")
-_CAMEL_HUMP: Final = re.compile(r"(?<!^)(?=[A-Z])")
-_SNAKE_HUMP: Final = re.compile(r"_([a-z])")
-_UNSUPPORTED_PARTS: Final = ("executableCode", "codeExecutionResult", "toolCall", "toolResponse")
-_RESULT_KEYS: Final = ("output", "result", "error")
 _SCHEMA_DROPPED: Final = frozenset({"propertyOrdering", "example"})
 _SCHEMA_INTEGERS: Final = frozenset(
     {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class GeminiClientCall:
-    """What translating the answer needs to know of the request."""
-
-    model: str  # as the client named it in the URL (answers carry it as modelVersion)
-    stream: bool = False
-    include_thoughts: bool = False  # thinkingConfig.includeThoughts: thought parts shown
-    json_tool: str | None = None  # the tool standing for JSON mode: its input is the text
-
-
-@lru_cache(maxsize=256)  # a request reads the same few field names again and again
-def _snake(name: str) -> str:
-    return _CAMEL_HUMP.sub("_", name).lower()
-
-
-@lru_cache(maxsize=256)
-def _camel(name: str) -> str:
-    return _SNAKE_HUMP.sub(lambda match: match.group(1).upper(), name)
-
-
-def field(data: dict[str, Any], name: str) -> Any:
-    """A field under its camelCase `name` or its snake_case spelling (None when absent)."""
-    value = data.get(name)
-    if value is not None or not data:  # (most objects read are small or empty)
-        return value
-    return data.get(_snake(name))
-
-
-def _object(value: Any, param: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TranslationError(param, f"{param} must be an object.")
-    return value
-
-
-def _list(value: Any, param: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise TranslationError(param, f"{param} must be a list.")
-    return value
-
-
-def model_name(name: str) -> str:
-    """A model as the client named it, without the resource prefix (`models/X` -> `X`)."""
-    return name.removeprefix("models/")
 
 
 # The request.
@@ -202,24 +171,24 @@ def messages_from_gemini(
             "cachedContent is not supported: cached contents are stored at Google, where this"
             " model's provider cannot read them. Send the contents in the request.",
         )
-    config = _object(field(body, "generationConfig"), "generationConfig")
+    config = as_object(field(body, "generationConfig"), "generationConfig")
     _refuse_unsupported(config)
-    system = _system(field(body, "systemInstruction"))
-    messages = _Conversation().turns(field(body, "contents"))
+    system = system_blocks(field(body, "systemInstruction"))
+    messages = conversation(field(body, "contents"))
     tools = _tools(field(body, "tools"))
     tool_choice = _tool_choice(field(body, "toolConfig"), {tool["name"] for tool in tools})
     json_tool = _json_tool(config)
     if json_tool is not None:
         tool_choice = _json_choice(json_tool, tools, tool_choice)
         tools.append(json_tool)
-    thinking = _thinking(_object(field(config, "thinkingConfig"), "thinkingConfig"))
+    thinking = _thinking(as_object(field(config, "thinkingConfig"), "thinkingConfig"))
     if thinking is not None and (
         (tool_choice is not None and tool_choice["type"] in ("any", "tool"))
-        or _unsigned_tool_use(messages)
+        or unsigned_tool_use(messages)
     ):
         thinking = None
     if thinking is None:
-        messages = _without_thinking(messages)
+        messages = without_thinking(messages)
     anthropic: dict[str, Any] = {"model": model_name(model), "messages": messages}
     if system:
         anthropic["system"] = system
@@ -232,7 +201,7 @@ def messages_from_gemini(
     if stop:
         anthropic["stop_sequences"] = stop
     anthropic["stream"] = stream
-    thinking_config = _object(field(config, "thinkingConfig"), "thinkingConfig")
+    thinking_config = as_object(field(config, "thinkingConfig"), "thinkingConfig")
     call = GeminiClientCall(
         model=model_name(model),
         stream=stream,
@@ -258,7 +227,7 @@ def _refuse_unsupported(config: dict[str, Any]) -> None:
         raise TranslationError(
             "generationConfig.speechConfig", "Audio output is not supported by this model."
         )
-    modalities = _list(field(config, "responseModalities"), "generationConfig.responseModalities")
+    modalities = as_list(field(config, "responseModalities"), "generationConfig.responseModalities")
     if any(str(modality).upper() != "TEXT" for modality in modalities):
         raise TranslationError(
             "generationConfig.responseModalities", "This model answers with text only."
@@ -270,296 +239,6 @@ def _refuse_unsupported(config: dict[str, Any]) -> None:
             f"responseMimeType {mime!r} is not supported: this model answers in text/plain or"
             " application/json.",
         )
-
-
-def _system(instruction: Any) -> list[dict[str, Any]]:
-    if instruction is None:
-        return []
-    if isinstance(instruction, str):
-        parts: list[Any] = [{"text": instruction}]
-    else:
-        parts = _list(
-            _object(instruction, "systemInstruction").get("parts"), "systemInstruction.parts"
-        )
-    blocks = []
-    for index, part in enumerate(parts):
-        text = part.get("text") if isinstance(part, dict) else None
-        if not isinstance(text, str):
-            raise TranslationError(
-                f"systemInstruction.parts[{index}]", "A system instruction part must be text."
-            )
-        if text.strip():
-            blocks.append({"type": "text", "text": text})
-    return blocks
-
-
-class _Conversation:
-    """The walk over `contents`: the turns, the function calls awaiting their response (by
-    name, in order), which pairs a response without id with its call, and the texts of a run
-    of thought parts until its signature (a streamed answer's thoughts come back as one
-    content per chunk, as the SDK's chat records them)."""
-
-    __slots__ = ("_pending", "_thought", "_turns")
-
-    def __init__(self) -> None:
-        self._turns: list[dict[str, Any]] = []
-        self._pending: dict[str, deque[str]] = {}
-        self._thought: list[str] = []
-
-    def turns(self, contents: Any) -> list[dict[str, Any]]:
-        contents = _list(contents, "contents")
-        for index, content in enumerate(contents):
-            param = f"contents[{index}]"
-            content = _object(content, param)
-            role = content.get("role") or "user"
-            if role in ("user", "function", "tool"):
-                role = "user"
-            elif role == "model":
-                role = "assistant"
-            else:
-                raise TranslationError(f"{param}.role", "role must be user or model.")
-            self._turns.append(
-                {"role": role, "content": self._blocks(content.get("parts"), role, index)}
-            )
-        return _alternating(self._turns)
-
-    def _blocks(self, parts: Any, role: str, index: int) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = []
-        if role != "assistant":
-            self._thought.clear()
-        for number, part in enumerate(_list(parts, f"contents[{index}].parts")):
-            param = f"contents[{index}].parts[{number}]"
-            part = _object(part, param)
-            if part.get("thought") is True:
-                if role == "assistant":
-                    block = _thinking_block(part, self._thought)
-                    if block is not None:
-                        blocks.append(block)
-                continue
-            if part:
-                self._thought.clear()
-            block = self._block(part, role, param, f"call_{index}_{number}")
-            if block is not None:
-                blocks.append(block)
-        return blocks
-
-    def _block(self, part: dict[str, Any], role: str, param: str, new_id: str) -> Any:
-        for name in _UNSUPPORTED_PARTS:
-            if field(part, name) is not None:
-                raise TranslationError(f"{param}.{name}", f"{name} parts are not supported.")
-        text = part.get("text")
-        if isinstance(text, str):
-            return {"type": "text", "text": text} if text.strip() else None
-        inline = field(part, "inlineData")
-        if inline is not None:
-            return _inline_block(_object(inline, f"{param}.inlineData"), f"{param}.inlineData")
-        file = field(part, "fileData")
-        if file is not None:
-            return _file_block(_object(file, f"{param}.fileData"), f"{param}.fileData")
-        call = field(part, "functionCall")
-        if call is not None:
-            if role != "assistant":
-                raise TranslationError(
-                    f"{param}.functionCall", "A functionCall belongs in a model turn."
-                )
-            return self._tool_use(_object(call, f"{param}.functionCall"), param, new_id)
-        response = field(part, "functionResponse")
-        if response is not None:
-            if role != "user":
-                raise TranslationError(
-                    f"{param}.functionResponse", "A functionResponse belongs in a user turn."
-                )
-            return self._tool_result(
-                _object(response, f"{param}.functionResponse"), f"{param}.functionResponse"
-            )
-        return None  # an empty part, or one of metadata only
-
-    def _tool_use(self, call: dict[str, Any], param: str, new_id: str) -> dict[str, Any]:
-        name = call.get("name")
-        if not isinstance(name, str) or not name:
-            raise TranslationError(f"{param}.functionCall.name", "A functionCall needs a name.")
-        given = call.get("id")
-        id = _TOOL_ID_REFUSED.sub("_", given) if isinstance(given, str) and given else new_id
-        self._pending.setdefault(name, deque()).append(id)
-        args = call.get("args")
-        return {
-            "type": "tool_use",
-            "id": id,
-            "name": name,
-            "input": _object(args, f"{param}.functionCall.args"),
-        }
-
-    def _tool_result(self, response: dict[str, Any], param: str) -> dict[str, Any]:
-        name = response.get("name")
-        given = response.get("id")
-        pending = self._pending.get(name) if isinstance(name, str) else None
-        if isinstance(given, str) and given:
-            id = _TOOL_ID_REFUSED.sub("_", given)
-            if pending is not None and id in pending:
-                pending.remove(id)
-        elif pending:
-            id = pending.popleft()
-        else:
-            raise TranslationError(
-                param,
-                f"This functionResponse (name {name!r}, no id) answers no earlier functionCall"
-                " of that name.",
-            )
-        result = _object(response.get("response"), f"{param}.response")
-        keys = list(result)
-        only = result[keys[0]] if len(keys) == 1 else None
-        is_error = keys == ["error"]
-        if isinstance(only, str) and keys[0] in _RESULT_KEYS:
-            text = only
-        else:
-            text = orjson.dumps(result).decode()
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() else []
-        for number, extra in enumerate(_list(response.get("parts"), f"{param}.parts")):
-            inline = field(_object(extra, f"{param}.parts[{number}]"), "inlineData")
-            if inline is not None:
-                where = f"{param}.parts[{number}].inlineData"
-                content.append(_inline_block(_object(inline, where), where))
-        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": id}
-        if content:
-            block["content"] = content
-        if is_error:
-            block["is_error"] = True
-        return block
-
-
-def _thinking_block(part: dict[str, Any], run: list[str]) -> dict[str, Any] | None:
-    """A thought part of a model turn: its text joins the run; with a signature of ours, the
-    run is a thinking block (None until then, and for a signature not ours)."""
-    text = part.get("text")
-    if isinstance(text, str):
-        run.append(text)
-    signature = field(part, "thoughtSignature")
-    if signature is None:
-        return None
-    thinking = "".join(run)
-    run.clear()
-    decoded = unwrap_signature(signature)
-    if decoded is None:
-        return None
-    return {"type": "thinking", "thinking": thinking, "signature": decoded}
-
-
-def wrap_signature(signature: str) -> str:
-    """The thoughtSignature standing for an Anthropic signature (the module's docstring)."""
-    return base64.b64encode(signature.encode()).decode()
-
-
-def unwrap_signature(value: Any) -> str | None:
-    """The Anthropic signature a thoughtSignature stands for; None when it is not one of ours
-    (a real Gemini model's, say, which Anthropic cannot verify)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return _b64decode(value).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-
-
-def _b64decode(value: str) -> bytes:
-    """Base64 of either alphabet (standard, or URL-safe as the SDK writes), padded or not."""
-    value = value.replace("-", "+").replace("_", "/")
-    return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-
-
-def _standard_base64(value: Any, param: str) -> str:
-    """Base64 data in the standard alphabet, padded, which Anthropic requires."""
-    if not isinstance(value, str) or not value:
-        raise TranslationError(param, "data must be a base64 string.")
-    data = value.replace("-", "+").replace("_", "/") if "-" in value or "_" in value else value
-    return data + "=" * (-len(data) % 4)
-
-
-def _inline_block(inline: dict[str, Any], param: str) -> dict[str, Any]:
-    mime = field(inline, "mimeType")
-    data = _standard_base64(field(inline, "data"), f"{param}.data")
-    if mime in IMAGE_TYPES:
-        return {"type": "image", "source": {"type": "base64", "media_type": mime, "data": data}}
-    if mime == "application/pdf":
-        return {"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}}
-    if mime == "text/plain":
-        try:
-            text = _b64decode(data).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise TranslationError(f"{param}.data", "text/plain data must be UTF-8.") from None
-        return {"type": "document", "source": {"type": "text", "media_type": mime, "data": text}}
-    raise TranslationError(
-        f"{param}.mimeType",
-        f"inline data of type {mime!r} is not supported: this model takes JPEG, PNG, GIF and"
-        " WebP images, PDF and plain text.",
-    )
-
-
-def _file_block(file: dict[str, Any], param: str) -> dict[str, Any]:
-    uri = field(file, "fileUri")
-    mime = field(file, "mimeType")
-    if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
-        raise TranslationError(
-            f"{param}.fileUri",
-            "Only http(s) file URIs are supported: this model's provider cannot fetch gs:// or"
-            " Gemini Files API files. Send the file as inlineData.",
-        )
-    if uri.startswith("https://generativelanguage.googleapis.com/"):
-        raise TranslationError(
-            f"{param}.fileUri",
-            "Gemini Files API files are not supported: this model's provider cannot fetch"
-            " them. Send the file as inlineData.",
-        )
-    if isinstance(mime, str) and mime.startswith("image/"):
-        return {"type": "image", "source": {"type": "url", "url": uri}}
-    if mime == "application/pdf":
-        return {"type": "document", "source": {"type": "url", "url": uri}}
-    raise TranslationError(
-        f"{param}.mimeType",
-        f"file data of type {mime!r} is not supported: this model takes images and PDFs by URL.",
-    )
-
-
-def _alternating(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Turns as Anthropic takes them: none empty, consecutive ones of a role joined (tool
-    results first in a turn), a user turn first, no trailing whitespace in a last model turn
-    (a prefill)."""
-    joined: list[dict[str, Any]] = []
-    for turn in turns:
-        if not turn["content"]:
-            continue
-        if joined and joined[-1]["role"] == turn["role"]:
-            joined[-1]["content"].extend(turn["content"])
-        else:
-            joined.append({"role": turn["role"], "content": list(turn["content"])})
-    if not joined:
-        raise TranslationError("contents", "contents needs a user turn with content.")
-    for turn in joined:
-        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
-    if joined[0]["role"] == "assistant":
-        joined.insert(0, {"role": "user", "content": [{"type": "text", "text": FIRST_USER_TEXT}]})
-    last = joined[-1]["content"][-1]
-    if joined[-1]["role"] == "assistant" and last["type"] == "text":
-        joined[-1]["content"][-1] = {**last, "text": last["text"].rstrip()}
-    return joined
-
-
-def _without_thinking(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The turns without their thinking blocks (a request without thinking)."""
-    kept = [
-        {**turn, "content": [block for block in turn["content"] if block["type"] != "thinking"]}
-        for turn in turns
-    ]
-    return _alternating(kept)
-
-
-def _unsigned_tool_use(turns: list[dict[str, Any]]) -> bool:
-    """The last model turn called functions without its signed thinking block first."""
-    for turn in reversed(turns):
-        if turn["role"] == "assistant":
-            blocks = turn["content"]
-            called = any(block["type"] == "tool_use" for block in blocks)
-            return called and blocks[0]["type"] != "thinking"
-    return False
 
 
 def _thinking(config: dict[str, Any]) -> int | None:
@@ -616,7 +295,7 @@ def _length_and_sampling(
 
 
 def _stop_sequences(stop: Any) -> list[str]:
-    sequences = _list(stop, "generationConfig.stopSequences")
+    sequences = as_list(stop, "generationConfig.stopSequences")
     for sequence in sequences:
         if not isinstance(sequence, str) or not sequence.strip():
             raise TranslationError(
@@ -632,10 +311,10 @@ def _stop_sequences(stop: Any) -> list[str]:
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
     converted = []
-    for index, tool in enumerate(_list(tools, "tools")):
-        tool = _object(tool, f"tools[{index}]")
+    for index, tool in enumerate(as_list(tools, "tools")):
+        tool = as_object(tool, f"tools[{index}]")
         for name, value in tool.items():
-            camel = _camel(name)
+            camel = camel_case(name)
             if camel != "functionDeclarations" and value is not None:
                 raise TranslationError(
                     f"tools[{index}].{camel}",
@@ -644,10 +323,10 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
                 )
         declarations = field(tool, "functionDeclarations")
         for number, declaration in enumerate(
-            _list(declarations, f"tools[{index}].functionDeclarations")
+            as_list(declarations, f"tools[{index}].functionDeclarations")
         ):
             param = f"tools[{index}].functionDeclarations[{number}]"
-            converted.append(_tool(_object(declaration, param), param))
+            converted.append(_tool(as_object(declaration, param), param))
     return converted
 
 
@@ -659,7 +338,7 @@ def _tool(declaration: dict[str, Any], param: str) -> dict[str, Any]:
     if schema is None:
         parameters = field(declaration, "parameters")
         schema = (
-            json_schema(_object(parameters, f"{param}.parameters"))
+            json_schema(as_object(parameters, f"{param}.parameters"))
             if parameters is not None
             else {"type": "object", "properties": {}}
         )
@@ -674,7 +353,7 @@ def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     nullable = False
     for key, value in schema.items():
-        name = _camel(key)
+        name = camel_case(key)
         if name in _SCHEMA_DROPPED:
             continue
         if name == "nullable":
@@ -713,7 +392,7 @@ def _json_tool(config: dict[str, Any]) -> dict[str, Any] | None:
     param = "generationConfig.responseJsonSchema"
     if schema is None and field(config, "responseSchema") is not None:
         param = "generationConfig.responseSchema"
-        schema = json_schema(_object(field(config, "responseSchema"), param))
+        schema = json_schema(as_object(field(config, "responseSchema"), param))
     if schema is None:
         schema = {"type": "object"}
     if not isinstance(schema, dict) or schema.get("type") != "object":
@@ -734,20 +413,19 @@ def _json_choice(
             f"A function is named {json_tool['name']!r}, the name JSON mode's tool takes here:"
             " rename it.",
         )
-    if choice is not None and choice["type"] != "auto":
+    forced = json_tool_choice(json_tool["name"], bool(tools), choice)
+    if forced is None:
         raise TranslationError(
             "toolConfig.functionCallingConfig.mode",
             "JSON mode is honoured with a forced tool call: it cannot be combined with"
             " function calling mode ANY or NONE.",
         )
-    forced = {"type": "any"} if tools else {"type": "tool", "name": json_tool["name"]}
-    # One call: either the JSON answer or one of the client's functions, never both.
-    return {**forced, "disable_parallel_tool_use": True}
+    return forced
 
 
 def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
-    calling = _object(
-        field(_object(tool_config, "toolConfig"), "functionCallingConfig"),
+    calling = as_object(
+        field(as_object(tool_config, "toolConfig"), "functionCallingConfig"),
         "toolConfig.functionCallingConfig",
     )
     mode = field(calling, "mode")
@@ -758,7 +436,7 @@ def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
         raise TranslationError(
             "toolConfig.functionCallingConfig.mode", "mode must be AUTO, ANY, NONE or VALIDATED."
         )
-    allowed = _list(
+    allowed = as_list(
         field(calling, "allowedFunctionNames"),
         "toolConfig.functionCallingConfig.allowedFunctionNames",
     )
@@ -773,157 +451,7 @@ def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
     return {"type": choice}
 
 
-# The answer.
-
-
-def gemini_answer(message: dict[str, Any], call: GeminiClientCall) -> dict[str, Any]:
-    """An Anthropic Message as a GenerateContentResponse."""
-    parts: list[dict[str, Any]] = []
-    content = message.get("content")
-    for block in content if isinstance(content, list) else []:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text" and isinstance(block.get("text"), str):
-            parts.append({"text": block["text"]})
-        elif kind == "thinking" and call.include_thoughts:
-            parts.append(thought_part(block.get("thinking"), block.get("signature")))
-        elif (
-            kind == "tool_use"
-            and call.json_tool is not None
-            and block.get("name") == call.json_tool
-        ):
-            parts.append({"text": orjson.dumps(block.get("input") or {}).decode()})
-        elif kind == "tool_use":
-            parts.append(function_call_part(block.get("id"), block.get("name"), block.get("input")))
-    candidate: dict[str, Any] = {
-        "content": {"parts": parts or [{"text": ""}], "role": "model"},
-        "finishReason": finish_reason(message.get("stop_reason")),
-        "index": 0,
-    }
-    return {
-        "candidates": [candidate],
-        "usageMetadata": usage_metadata(from_anthropic(message.get("usage")) or TokenUsage(0, 0)),
-        "modelVersion": call.model,
-        "responseId": response_id(message.get("id")),
-    }
-
-
-def thought_part(thinking: Any, signature: Any) -> dict[str, Any]:
-    part: dict[str, Any] = {"text": thinking if isinstance(thinking, str) else "", "thought": True}
-    if isinstance(signature, str) and signature:
-        part["thoughtSignature"] = wrap_signature(signature)
-    return part
-
-
-def function_call_part(id: Any, name: Any, args: Any) -> dict[str, Any]:
-    call = {"id": id, "name": name, "args": args if isinstance(args, dict) else {}}
-    return {"functionCall": call}
-
-
-def finish_reason(stop_reason: Any) -> str:
-    if stop_reason is None:
-        return "STOP"
-    return FINISH_REASONS.get(stop_reason, "OTHER") if isinstance(stop_reason, str) else "OTHER"
-
-
-def usage_metadata(usage: TokenUsage) -> dict[str, Any]:
-    prompt = usage.prompt_tokens
-    metadata: dict[str, Any] = {
-        "promptTokenCount": prompt,
-        "candidatesTokenCount": usage.output_tokens,
-        "totalTokenCount": prompt + usage.output_tokens,
-    }
-    if usage.cache_read_tokens:
-        metadata["cachedContentTokenCount"] = usage.cache_read_tokens
-    return metadata
-
-
-def response_id(message_id: Any) -> str:
-    """The responseId for an Anthropic message id (`msg_01X` -> `01X`)."""
-    if not isinstance(message_id, str) or not message_id:
-        return "anthropic"
-    return message_id.removeprefix("msg_")
-
-
-# Errors.
-
-
-def google_status(status: int) -> str:
-    """Google's error status for an HTTP status: the table's, else by class."""
-    known = GOOGLE_STATUSES.get(status)
-    if known is not None:
-        return known
-    return "INVALID_ARGUMENT" if status < 500 else "INTERNAL"
-
-
-def error_object(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "status": google_status(status)}}
-
-
-def gemini_error(status: int, message: str) -> bytes:
-    """The body of a Google API error answer (the SDK raises ClientError for a 4xx,
-    ServerError for a 5xx, reading `code`, `message` and `status`)."""
-    return orjson.dumps(error_object(status, message))
-
-
-def _message(status: int, body: bytes, *paths: tuple[str, ...]) -> str:
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    for path in paths:
-        value = data
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    text = body[:300].decode("utf-8", "replace").strip()
-    return f"The upstream answered HTTP {status}" + (f": {text}" if text else ".")
-
-
-def anthropic_to_gemini_error(status: int, body: bytes) -> bytes:
-    """An Anthropic error answer (or any body) in Google's shape, the status kept."""
-    return gemini_error(status, _message(status, body, ("error", "message"), ("message",)))
-
-
-def openai_to_gemini_error(status: int, body: bytes) -> bytes:
-    """An OpenAI error answer (or any body) in Google's shape, the status kept."""
-    return gemini_error(
-        status, _message(status, body, ("error", "message"), ("error",), ("message",))
-    )
-
-
-# Models and countTokens.
-
-
-def gemini_model(name: str) -> dict[str, Any]:
-    """A Model resource (GET /v1beta/models/X) for a model of the proxy's."""
-    name = model_name(name)
-    return {
-        "name": f"models/{name}",
-        "baseModelId": name,
-        "version": "1",
-        "displayName": name,
-        "supportedGenerationMethods": list(GENERATION_METHODS),
-    }
-
-
-def gemini_models(
-    names: Iterable[str], *, page_size: int | None = None, page_token: str | None = None
-) -> dict[str, Any]:
-    """The models.list answer (GET /v1beta/models?pageSize&pageToken): the models in the
-    order given, a page at a time; `nextPageToken` (an offset) when more follow."""
-    models = [gemini_model(name) for name in names]
-    size = page_size if page_size is not None and page_size > 0 else MODELS_PAGE_SIZE
-    start = 0
-    if page_token:
-        if not page_token.isdigit():
-            raise TranslationError("pageToken", "pageToken is not one this server gave.")
-        start = int(page_token)
-    answer: dict[str, Any] = {"models": models[start : start + size]}
-    if start + size < len(models):
-        answer["nextPageToken"] = str(start + size)
-    return answer
-
+# countTokens.
 
 _COUNTED: Final = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
@@ -934,12 +462,6 @@ def count_tokens_request(body: dict[str, Any], *, model: str) -> dict[str, Any]:
     request = field(body, "generateContentRequest")
     if request is None:
         request = {"contents": field(body, "contents")}
-    request = _object(request, "generateContentRequest")
+    request = as_object(request, "generateContentRequest")
     messages, _ = messages_from_gemini(request, model=model, stream=False)
     return {key: messages[key] for key in _COUNTED if key in messages}
-
-
-def count_tokens_answer(anthropic_answer: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic's `{"input_tokens": n}` as Gemini's `{"totalTokens": n}`."""
-    tokens = anthropic_answer.get("input_tokens")
-    return {"totalTokens": tokens if isinstance(tokens, int) else 0}

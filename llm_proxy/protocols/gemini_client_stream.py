@@ -1,6 +1,6 @@
 """An Anthropic Messages stream as a Gemini streamGenerateContent stream (`?alt=sse`), for
-Gemini-native clients served by an Anthropic upstream (the request and the whole answer:
-`gemini_client`).
+Gemini-native clients served by an Anthropic upstream (the request: `gemini_client`; the
+whole answer: `gemini_client_answer`).
 
 Each event is `data: <GenerateContentResponse>` and a blank line, lines ending in CRLF as
 Google's. Every chunk has one candidate whose content holds one part: a text delta is a text
@@ -28,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from llm_proxy.protocols.errors import ANTHROPIC_STATUSES
-from llm_proxy.protocols.gemini_client import (
+from llm_proxy.protocols.gemini_client_answer import (
     GeminiClientCall,
     error_object,
     finish_reason,
@@ -37,7 +37,7 @@ from llm_proxy.protocols.gemini_client import (
     thought_part,
     usage_metadata,
 )
-from llm_proxy.protocols.sse import Event, EventReader
+from llm_proxy.protocols.stream import MessagesIn
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
 END: Final = b"\r\n\r\n"
@@ -56,51 +56,18 @@ class _Block:
     stopped: bool = False
 
 
-class GeminiFromMessages:
+class GeminiFromMessages(MessagesIn):
     """Anthropic stream bytes in, Gemini stream bytes out (a `StreamTranslator`). Every client
     stream ends exactly once: with the chunk carrying the finishReason, or an error object."""
 
-    __slots__ = (
-        "_blocks",
-        "_call",
-        "_ended",
-        "_id",
-        "_reader",
-        "_started",
-        "_stop_reason",
-        "_suffix",
-        "_usage",
-    )
+    __slots__ = ("_blocks", "_call", "_id", "_suffix")
 
     def __init__(self, call: GeminiClientCall) -> None:
+        super().__init__()
         self._call = call
-        self._reader = EventReader()
         self._id: str | None = None
         self._suffix = b""  # every chunk's bytes after its candidate (see `_chunk`)
         self._blocks: dict[int, _Block] = {}
-        self._stop_reason: Any = None
-        self._usage: TokenUsage | None = None
-        self._started = False  # message_start (or content) came
-        self._ended = False
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._usage
-
-    def feed(self, chunk: bytes) -> bytes:
-        return self._events(self._reader.feed(chunk)) if not self._ended else b""
-
-    def flush(self) -> bytes:
-        said = self._events(self._reader.close()) if not self._ended else b""
-        if self._ended:
-            return said
-        if not self._started:
-            return said + self.fail("The upstream ended its stream without an answer.")
-        if any(
-            block.kind in ("tool", "json") and not block.stopped for block in self._blocks.values()
-        ):
-            return said + self.fail("The upstream ended its stream inside a function call.")
-        return said + self._finish()
 
     def fail(self, message: str, type: str = "api_error") -> bytes:
         if self._ended:
@@ -111,57 +78,31 @@ class GeminiFromMessages:
         """Nothing: the SDK would read an SSE comment as a broken JSON chunk."""
         return b""
 
-    def _events(self, events: list[Event]) -> bytes:
-        said = []
-        for event in events:
-            if self._ended:
-                break
-            said.append(self._event(event))
-        return b"".join(said)
+    def _cut(self) -> str | None:
+        if any(
+            block.kind in ("tool", "json") and not block.stopped for block in self._blocks.values()
+        ):
+            return "The upstream ended its stream inside a function call."
+        return None
 
-    def _event(self, event: Event) -> bytes:
-        try:
-            data = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            return b""
-        if not isinstance(data, dict):
-            return b""
-        kind = data.get("type", event.event)
-        if kind == "message_start":
-            self._message_start(data.get("message"))
-            return b""
-        if kind == "content_block_start":
-            return self._block_start(data.get("index"), data.get("content_block"))
-        if kind == "content_block_delta":
-            return self._block_delta(data.get("index"), data.get("delta"))
-        if kind == "content_block_stop":
-            return self._block_stop(data.get("index"))
-        if kind == "message_delta":
-            delta = data.get("delta")
-            if isinstance(delta, dict) and delta.get("stop_reason") is not None:
-                self._stop_reason = delta["stop_reason"]
-            self._usage = from_anthropic(data.get("usage"), self._usage)
-            return b""
-        if kind == "message_stop":
-            return self._finish()
-        if kind == "error":
-            error = data.get("error")
-            error = error if isinstance(error, dict) else {}
-            kind = error.get("type")
-            message = error.get("message")
-            return self._error(
-                ANTHROPIC_STATUSES.get(kind, 500) if isinstance(kind, str) else 500,
-                message if isinstance(message, str) else "The upstream failed.",
-            )
-        return b""  # ping, and event types added after this was written
+    def _upstream_error(self, data: dict[str, Any], body: bytes) -> bytes:
+        error = data.get("error")
+        error = error if isinstance(error, dict) else {}
+        kind = error.get("type")
+        message = error.get("message")
+        return self._error(
+            ANTHROPIC_STATUSES.get(kind, 500) if isinstance(kind, str) else 500,
+            message if isinstance(message, str) else "The upstream failed.",
+        )
 
-    def _message_start(self, message: Any) -> None:
+    def _message_start(self, message: Any) -> bytes:
         self._started = True
         if isinstance(message, dict):
             if self._id is None and isinstance(message.get("id"), str):
                 self._id = response_id(message["id"])
                 self._suffix = b""
             self._usage = from_anthropic(message.get("usage"), self._usage)
+        return b""  # the first chunk is the first part's
 
     def _block_start(self, index: Any, block: Any) -> bytes:
         if not isinstance(index, int) or not isinstance(block, dict):

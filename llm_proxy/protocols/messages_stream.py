@@ -25,11 +25,11 @@ a call already closed (after its object was whole) are dropped. Arguments cut sh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
-from llm_proxy.protocols.errors import ANTHROPIC_STATUSES, anthropic_error_event, anthropic_type
+from llm_proxy.protocols.errors import ANTHROPIC_STATUSES, anthropic_type
 from llm_proxy.protocols.messages_answer import (
     ChatCall,
     final_stop_reason,
@@ -38,12 +38,12 @@ from llm_proxy.protocols.messages_answer import (
     tool_id,
     tool_input,
 )
-from llm_proxy.protocols.sse import Event, EventReader, encode
+from llm_proxy.protocols.sse import Event, EventReader
+from llm_proxy.protocols.stream import EMPTY_STREAM_MESSAGE, MessagesOut
 from llm_proxy.protocols.tool_names import client_name
 from llm_proxy.protocols.usage import TokenUsage, from_openai
 
-EMPTY_STREAM_MESSAGE: Final = "The upstream ended its stream without an answer."
-_PING: Final = encode(b'{"type":"ping"}', "ping")
+__all__ = ["EMPTY_STREAM_MESSAGE", "MessagesStream"]
 
 
 @dataclass(slots=True)
@@ -72,73 +72,46 @@ class _ToolCall:
         return True
 
 
-class MessagesStream:
+class MessagesStream(MessagesOut[Event]):
     """Feed it the upstream's stream bytes, split anywhere; it returns the Anthropic events
     they complete (see the module's docstring for the guarantees). Implements
     `llm_proxy.protocols.stream.StreamTranslator`."""
 
+    __slots__ = (
+        "_call",
+        "_finish",
+        "_held",
+        "_id",
+        "_open",
+        "_open_tool",
+        "_reader",
+        "_tools",
+    )
+
     def __init__(self, call: ChatCall, message_id: str | None = None) -> None:
+        super().__init__()
         self._call = call
         self._reader = EventReader()
         self._id = message_id
-        self._started = False
-        self._ended = False  # message_stop or the error event was sent
         self._finish: dict[str, Any] | None = None  # the choice that had the finish_reason
-        self._usage: TokenUsage | None = None
-        self._blocks = 0  # blocks started so far: the next one's index
         self._open: str | None = None  # the open block's type
         self._tools: dict[int, _ToolCall] = {}  # by the upstream's index, in arrival order
         self._open_tool: _ToolCall | None = None
         self._held: list[tuple[str, str]] = []  # (block type, text) after tool calls began
-        self._out = bytearray()
-
-    @property
-    def usage(self) -> TokenUsage | None:
-        return self._usage
-
-    def ping(self) -> bytes:
-        """An `event: ping`, which the client ignores: for a relay keeping an idle stream
-        alive (allowed anywhere, before `message_start` too)."""
-        return _PING
 
     def feed(self, chunk: bytes) -> bytes:
         self._handle(self._reader.feed(chunk))
         return self._take()
 
-    def flush(self) -> bytes:
+    def _drain(self) -> None:
         self._handle(self._reader.close())
-        if not self._ended:
-            if self._started:
-                self._end_message()
-            else:
-                self._error(EMPTY_STREAM_MESSAGE, "api_error")
-        return self._take()
-
-    def fail(self, message: str, type: str = "api_error") -> bytes:
-        if not self._ended:
-            self._error(message, type)
-        return self._take()
-
-    def _take(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    def _send(self, name: str, body: dict[str, Any]) -> None:
-        self._out += encode(orjson.dumps(body), name)
 
     # --- upstream events -------------------------------------------------------------
-
-    def _handle(self, events: list[Event]) -> None:
-        for event in events:
-            if self._ended:
-                return  # the client's stream is over: the rest is not for it
-            self._event(event)
 
     def _event(self, event: Event) -> None:
         if event.data.strip() == b"[DONE]":
             if self._started:
-                self._end_message()
+                self._end()
             else:
                 self._error(EMPTY_STREAM_MESSAGE, "api_error")
             return
@@ -166,22 +139,11 @@ class MessagesStream:
             self._finish = choice
 
     def _start(self, data: dict[str, Any], usage: TokenUsage | None) -> None:
-        self._started = True
         if self._id is None:
             self._id = message_id(data.get("id"))
         model = data.get("model")
-        start = usage or TokenUsage(0, 0)
-        message: dict[str, Any] = {
-            "id": self._id,
-            "type": "message",
-            "role": "assistant",
-            "model": model if isinstance(model, str) and model else self._call.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": start.anthropic(),
-        }
-        self._send("message_start", {"type": "message_start", "message": message})
+        model = model if isinstance(model, str) and model else self._call.model
+        self._message_start(self._id, model, usage or TokenUsage(0, 0))
 
     def _delta(self, delta: dict[str, Any]) -> None:
         reasoning = reasoning_of(delta)
@@ -214,14 +176,8 @@ class MessagesStream:
 
     def _open_block(self, kind: str, block: dict[str, Any]) -> None:
         self._close_block()
-        start = {"type": "content_block_start", "index": self._blocks, "content_block": block}
-        self._send("content_block_start", start)
+        self._start_block(block)
         self._open = kind
-        self._blocks += 1
-
-    def _block_delta(self, delta: dict[str, Any]) -> None:
-        body = {"type": "content_block_delta", "index": self._blocks - 1, "delta": delta}
-        self._send("content_block_delta", body)
 
     def _close_block(self) -> None:
         if self._open is None:
@@ -230,7 +186,7 @@ class MessagesStream:
         if tool is not None:
             self._send_arguments(tool, final=True)
             self._open_tool = None
-        self._send("content_block_stop", {"type": "content_block_stop", "index": self._blocks - 1})
+        self._stop_block()
         self._open = None
 
     # --- tool calls ------------------------------------------------------------------
@@ -308,7 +264,7 @@ class MessagesStream:
 
     # --- the end ---------------------------------------------------------------------
 
-    def _end_message(self) -> None:
+    def _end(self) -> None:
         self._advance_tools(final=True)
         self._close_block()
         held, self._held = self._held, []
@@ -316,20 +272,7 @@ class MessagesStream:
         for kind, text in held:
             self._text(kind, text)
         self._close_block()
-        reason, sequence = final_stop_reason(self._finish or {}, self._call, bool(tools))
-        usage = self._usage or TokenUsage(0, 0)
-        delta = {"stop_reason": reason, "stop_sequence": sequence}
-        self._send(
-            "message_delta", {"type": "message_delta", "delta": delta, "usage": usage.anthropic()}
-        )
-        self._send("message_stop", {"type": "message_stop"})
-        self._ended = True
-
-    def _error(self, message: str, type: str) -> None:
-        if self._started:
-            self._close_block()
-        self._out += anthropic_error_event(message, type)
-        self._ended = True
+        self._message_end(*final_stop_reason(self._finish or {}, self._call, bool(tools)))
 
 
 def _first_choice(choices: Any) -> dict[str, Any] | None:

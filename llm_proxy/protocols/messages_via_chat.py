@@ -20,28 +20,23 @@ import orjson
 
 from llm_proxy.protocols.errors import TranslationError
 from llm_proxy.protocols.messages_answer import ChatCall, message_answer
+from llm_proxy.protocols.messages_request import (
+    BILLING_HEADER,
+    UNSUPPORTED_BLOCKS,
+    Target,
+    content_blocks,
+    custom_tool,
+    refused_block,
+    text_of,
+)
 from llm_proxy.protocols.tool_names import ToolNames
 
-__all__ = ["ChatCall", "chat_request", "message_answer", "request_text"]
+__all__ = ["BILLING_HEADER", "ChatCall", "chat_request", "message_answer", "request_text"]
 
-# Claude Code's first system block: request accounting for Anthropic's service only.
-BILLING_HEADER: Final = "x-anthropic-billing-header"
 # How a failed tool's result is marked for a model that has no is_error flag.
 TOOL_ERROR_PREFIX: Final = "Error: "
-# Content blocks Anthropic has and the chat API has no counterpart for, by where they appear.
-_UNSUPPORTED_BLOCKS: Final = {
-    "document": "document blocks",
-    "search_result": "search_result blocks",
-    "container_upload": "container_upload blocks",
-    "server_tool_use": "server tool calls",
-    "web_search_tool_result": "server tool results",
-    "web_fetch_tool_result": "server tool results",
-    "code_execution_tool_result": "server tool results",
-    "bash_code_execution_tool_result": "server tool results",
-    "text_editor_code_execution_tool_result": "server tool results",
-    "mcp_tool_use": "MCP server tool calls",
-    "mcp_tool_result": "MCP server tool results",
-}
+# The chat API has no counterpart for documents either.
+_TARGET: Final = Target("this model", {"document": "document blocks", **UNSUPPORTED_BLOCKS})
 
 
 def chat_request(
@@ -125,37 +120,11 @@ def _system_text(system: Any, where: str) -> str:
     if isinstance(system, str):
         return system
     texts = []
-    for position, block in enumerate(_blocks(system, where)):
-        text = _text_of(block, f"{where}[{position}]")
+    for position, block in enumerate(content_blocks(system, where)):
+        text = text_of(block, f"{where}[{position}]", _TARGET)
         if not text.startswith(BILLING_HEADER):
             texts.append(text)
     return "\n\n".join(texts)
-
-
-def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    """`content` as a list of blocks (a string is one text block)."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    if not isinstance(content, list) or not all(isinstance(block, dict) for block in content):
-        raise TranslationError(where, f"{where}: a string or a list of content blocks expected")
-    return content
-
-
-def _text_of(block: dict[str, Any], where: str) -> str:
-    kind = block.get("type")
-    if kind != "text":
-        _refuse_block(kind, where)
-        raise TranslationError(where, f"{where}: a text block expected, not {kind!r}")
-    text = block.get("text")
-    if not isinstance(text, str):
-        raise TranslationError(f"{where}.text", f"{where}.text: a string is required")
-    return text
-
-
-def _refuse_block(kind: Any, where: str) -> None:
-    what = _UNSUPPORTED_BLOCKS.get(kind) if isinstance(kind, str) else None
-    if what is not None:
-        raise TranslationError(where, f"{where}: {what} are not supported by this model")
 
 
 def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
@@ -165,7 +134,7 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
     tool_messages: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     result_images: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(content, f"{where}.content")):
+    for position, block in enumerate(content_blocks(content, f"{where}.content")):
         place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "tool_result":
@@ -173,12 +142,11 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
             tool_messages.append(message)
             result_images.extend(images)
         elif kind == "text":
-            parts.append({"type": "text", "text": _text_of(block, place)})
+            parts.append({"type": "text", "text": text_of(block, place, _TARGET)})
         elif kind == "image":
             parts.append(_image(block, place))
         else:
-            _refuse_block(kind, place)
-            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
+            raise refused_block(kind, place, _TARGET)
     parts = result_images + parts
     if not parts:
         return tool_messages
@@ -218,12 +186,12 @@ def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], lis
     texts: list[str] = []
     images: list[dict[str, Any]] = []
     if content is not None:
-        for position, part in enumerate(_blocks(content, f"{where}.content")):
+        for position, part in enumerate(content_blocks(content, f"{where}.content")):
             place = f"{where}.content[{position}]"
             if part.get("type") == "image":
                 images.append(_image(part, place))
             else:
-                texts.append(_text_of(part, place))
+                texts.append(text_of(part, place, _TARGET))
     text = "\n\n".join(texts)
     if images and not text:
         text = "(the result is the image that follows)"
@@ -235,18 +203,17 @@ def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], lis
 def _assistant_turn(content: Any, where: str, names: ToolNames) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for position, block in enumerate(_blocks(content, f"{where}.content")):
+    for position, block in enumerate(content_blocks(content, f"{where}.content")):
         place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "text":
-            texts.append(_text_of(block, place))
+            texts.append(text_of(block, place, _TARGET))
         elif kind == "tool_use":
             calls.append(_tool_call(block, place, names))
         elif kind in ("thinking", "redacted_thinking"):
             continue  # signed by Anthropic for Anthropic: no other model can use them
         else:
-            _refuse_block(kind, place)
-            raise TranslationError(place, f"{place}: unknown content block type {kind!r}")
+            raise refused_block(kind, place, _TARGET)
     message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
@@ -284,16 +251,7 @@ def _tools(tools: Any, names: ToolNames) -> list[dict[str, Any]]:
 
 
 def _tool(tool: Any, where: str, names: ToolNames) -> dict[str, Any]:
-    if not isinstance(tool, dict):
-        raise TranslationError(where, f"{where}: a tool must be an object")
-    kind = tool.get("type")
-    if kind not in (None, "custom"):
-        raise TranslationError(
-            f"{where}.type", f"{where}: the server tool {kind!r} is not supported by this model"
-        )
-    name = tool.get("name")
-    if not isinstance(name, str) or not name:
-        raise TranslationError(f"{where}.name", f"{where}.name: a string is required")
+    name = custom_tool(tool, where, _TARGET)
     schema = tool.get("input_schema", {"type": "object"})
     if not isinstance(schema, dict):
         raise TranslationError(f"{where}.input_schema", f"{where}.input_schema: an object")
