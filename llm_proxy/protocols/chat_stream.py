@@ -17,7 +17,6 @@ arguments cut): then an error event.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -30,6 +29,7 @@ from llm_proxy.protocols.chat_via_messages import (
     openai_usage,
 )
 from llm_proxy.protocols.errors import ANTHROPIC_STATUSES, anthropic_to_openai, openai_error
+from llm_proxy.protocols.ids import random_hex
 from llm_proxy.protocols.sse import encode
 from llm_proxy.protocols.stream import MessagesIn
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
@@ -108,7 +108,7 @@ class ChatStream(MessagesIn):
             return b""
         self._started = True
         if self._id is None:  # content before message_start: a broken upstream, still served
-            self._id = "chatcmpl-" + uuid.uuid4().hex
+            self._id = "chatcmpl-" + random_hex(32)
         return self._chunk({"role": "assistant", "content": "", "refusal": None})
 
     def _block_start(self, index: Any, block: Any) -> bytes:

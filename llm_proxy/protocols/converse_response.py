@@ -11,7 +11,6 @@ Anthropic's meaning (`converse_usage`). Errors: `EXCEPTIONS`.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -19,6 +18,7 @@ from typing import Any, Final
 import orjson
 
 from llm_proxy.protocols.errors import anthropic_error, anthropic_type
+from llm_proxy.protocols.ids import random_hex
 from llm_proxy.protocols.messages_answer import tool_id, tool_input
 from llm_proxy.protocols.tool_names import client_name
 from llm_proxy.protocols.usage import TokenUsage
@@ -153,7 +153,7 @@ def message_id(request_id: str | None = None) -> str:
     """`msg_bdrk_` and Bedrock's request id (dashes dropped), or a random id."""
     if request_id:
         return "msg_bdrk_" + request_id.replace("-", "")
-    return "msg_bdrk_" + uuid.uuid4().hex[:24]
+    return "msg_bdrk_" + random_hex(24)
 
 
 def _count(value: Any) -> int:

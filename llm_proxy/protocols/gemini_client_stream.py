@@ -21,7 +21,6 @@ call or the JSON answer: then an error. Pings say nothing: the SDK reads a line 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,6 +36,7 @@ from llm_proxy.protocols.gemini_client_answer import (
     thought_part,
     usage_metadata,
 )
+from llm_proxy.protocols.ids import random_hex
 from llm_proxy.protocols.stream import MessagesIn
 from llm_proxy.protocols.usage import TokenUsage, from_anthropic
 
@@ -202,7 +202,7 @@ class GeminiFromMessages(MessagesIn):
         """What ends every chunk: modelVersion and responseId (encoded once)."""
         if not self._suffix:
             if self._id is None:  # content before message_start: a broken upstream, served
-                self._id = uuid.uuid4().hex
+                self._id = random_hex(32)
             fields = orjson.dumps({"modelVersion": self._call.model, "responseId": self._id})
             self._suffix = fields[1:] + END
         return self._suffix

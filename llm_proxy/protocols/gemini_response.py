@@ -12,7 +12,6 @@ Thought signatures go in `thinking` blocks (`THOUGHT_SIGNATURE`, `PART_SIGNATURE
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -20,6 +19,7 @@ from typing import Any, Final
 import orjson
 
 from llm_proxy.protocols.errors import anthropic_error, anthropic_type
+from llm_proxy.protocols.ids import random_hex
 from llm_proxy.protocols.tool_names import client_name
 from llm_proxy.protocols.usage import TokenUsage
 
@@ -148,7 +148,7 @@ class ContentBlocks:
     def _tool_use(self, call: dict[str, Any]) -> None:
         identifier = call.get("id")
         if not isinstance(identifier, str) or not identifier:
-            identifier = "toolu_" + uuid.uuid4().hex[:24]
+            identifier = "toolu_" + random_hex(24)
         name = call.get("name")
         block = {
             "type": "tool_use",
@@ -242,7 +242,7 @@ def message_id(response_id: Any) -> str:
     """`msg_` and Gemini's `responseId`, or a random id."""
     if isinstance(response_id, str) and response_id:
         return "msg_" + response_id
-    return "msg_" + uuid.uuid4().hex[:24]
+    return "msg_" + random_hex(24)
 
 
 def _count(value: Any) -> int:

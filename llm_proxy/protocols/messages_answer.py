@@ -4,13 +4,13 @@ know of the request), stop reasons, ids, tool input and reasoning."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
+from llm_proxy.protocols.ids import random_hex
 from llm_proxy.protocols.tool_names import client_name
 from llm_proxy.protocols.usage import TokenUsage, from_openai
 
@@ -158,7 +158,7 @@ def message_id(upstream_id: Any) -> str:
     """`msg_` and the upstream's id (its `chatcmpl-` prefix dropped), or a random id."""
     if isinstance(upstream_id, str) and upstream_id:
         return "msg_" + upstream_id.removeprefix("chatcmpl-")
-    return "msg_" + uuid.uuid4().hex[:24]
+    return "msg_" + random_hex(24)
 
 
 def tool_id(upstream_id: Any, fallback: str) -> str:
