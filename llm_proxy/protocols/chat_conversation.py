@@ -23,21 +23,25 @@ def conversation(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, An
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
-        param = f"messages[{index}]"
         role = message.get("role") if isinstance(message, dict) else None
-        if role in ("system", "developer"):
-            system.extend(_text_blocks(message.get("content"), f"{param}.content"))
-            continue
         if role == "user":
-            blocks = _user_blocks(message.get("content"), f"{param}.content")
+            content = message.get("content")
+            if isinstance(content, str):  # (most messages: `_user_blocks`' first case, inline)
+                blocks = [{"type": "text", "text": content}] if content.strip() else []
+            else:
+                blocks = _user_blocks(content, f"messages[{index}].content")
+        elif role in ("system", "developer"):
+            system.extend(_text_blocks(message.get("content"), f"messages[{index}].content"))
+            continue
         elif role == "assistant":
-            blocks = _assistant_blocks(message, param)
+            blocks = _assistant_blocks(message, f"messages[{index}]")
         elif role == "tool":
-            blocks = [_tool_result(message, param)]
+            blocks = [_tool_result(message, f"messages[{index}]")]
             role = "user"
         else:
             raise TranslationError(
-                f"{param}.role", "role must be system, developer, user, assistant or tool."
+                f"messages[{index}].role",
+                "role must be system, developer, user, assistant or tool.",
             )
         if not blocks:
             continue
@@ -49,12 +53,17 @@ def conversation(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, An
         raise TranslationError("messages", "messages needs a user message with content.")
     for turn in turns:
         # Anthropic wants a turn's tool results before anything else in it.
-        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+        if len(turn["content"]) > 1:
+            turn["content"].sort(key=_not_tool_result)
     last = turns[-1]["content"][-1]
     if turns[-1]["role"] == "assistant" and last["type"] == "text":
         # A last assistant turn is a prefill to Anthropic, which refuses trailing whitespace.
         last["text"] = last["text"].rstrip()
     return system, turns
+
+
+def _not_tool_result(block: dict[str, Any]) -> bool:
+    return bool(block["type"] != "tool_result")
 
 
 def _parts(content: Any, param: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -100,6 +109,8 @@ def _text_blocks(content: Any, param: str) -> list[dict[str, Any]]:
 
 
 def _user_blocks(content: Any, param: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):  # (most messages: `_text_block` of one text part, inline)
+        return [{"type": "text", "text": content}] if content.strip() else []
     blocks = []
     for part_param, part in _parts(content, param):
         kind = part.get("type")

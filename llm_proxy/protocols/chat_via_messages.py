@@ -96,7 +96,7 @@ _STOP_REASONS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessagesCall:
     """What translating the answer needs to know of the request."""
 
@@ -127,13 +127,14 @@ def messages_request(
     stream = data.get("stream") is True
     if stream:
         body["stream"] = True
-    stop = _stop_sequences(data.get("stop"))
-    if stop:
+    stop = data.get("stop")
+    if stop is not None and (stop := _stop_sequences(stop)):
         body["stop_sequences"] = stop
     user = data.get("user") or data.get("safety_identifier")
     if isinstance(user, str) and user:
         body["metadata"] = {"user_id": user}
-    json_tool = _json_tool(data.get("response_format"))
+    response_format = data.get("response_format")
+    json_tool = None if response_format is None else _json_tool(response_format)
     tools, tool_choice = _tooling(data, json_tool)
     if tools:
         body["tools"] = tools
@@ -162,7 +163,8 @@ def _length_and_thinking(
 ) -> dict[str, Any]:
     """`max_tokens`, and either `thinking` or the sampling fields (the module's docstring)."""
     max_tokens = _max_tokens(data, default_max_tokens, max_tokens_cap)
-    budget = _thinking_budget(data.get("reasoning_effort"))
+    effort = data.get("reasoning_effort")
+    budget = None if effort is None else _thinking_budget(effort)
     if budget is not None and _continues_tool_use(messages):
         # Anthropic wants the signed thinking block that came before the tool calls, which an
         # OpenAI client cannot send back: this step of the tool loop goes without thinking.
@@ -180,7 +182,16 @@ def _length_and_thinking(
     return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
 
 
+# The fields `_refuse_unsupported` looks at: a request with none of them (most) is not read.
+_REFUSABLE: Final = frozenset(
+    {"n", "logprobs", "top_logprobs", "modalities", "audio", "web_search_options"}
+    | {"functions", "function_call"}
+)
+
+
 def _refuse_unsupported(data: dict[str, Any]) -> None:
+    if data.keys().isdisjoint(_REFUSABLE):
+        return
     n = data.get("n")
     if n is not None and n != 1:
         raise TranslationError("n", "n > 1 is not supported: Anthropic returns one choice.")
@@ -325,6 +336,8 @@ def _tooling(
     data: dict[str, Any], json_tool: dict[str, Any] | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The `tools` and `tool_choice` of the Anthropic request (the module's docstring)."""
+    if json_tool is None and data.get("tools") is None:
+        return [], None  # (`tool_choice` without tools is ignored, as below)
     tools = _tools(data.get("tools"))
     names = {tool["name"] for tool in tools}
     choice = _tool_choice(data.get("tool_choice"), names) if tools else None

@@ -149,16 +149,19 @@ def converse_request(
     body["messages"] = turns
     if system:
         body["system"] = system
-    tool_config = _tool_config(data.get("tools"), data.get("tool_choice"), context)
-    if tool_config is not None:
-        body["toolConfig"] = tool_config
+    tools = data.get("tools")
+    if tools is not None or context.has_tool_blocks:  # (else no toolConfig, whatever the choice)
+        tool_config = _tool_config(tools, data.get("tool_choice"), context)
+        if tool_config is not None:
+            body["toolConfig"] = tool_config
     stop_sequences = _stop_sequences(data.get("stop_sequences"))
     inference = _inference(data, stop_sequences)
     if inference:
         body["inferenceConfig"] = inference
-    additional = _additional_fields(data, context)
-    if additional:
-        body["additionalModelRequestFields"] = additional
+    if "top_k" in data or "thinking" in data:
+        additional = _additional_fields(data, context)
+        if additional:
+            body["additionalModelRequestFields"] = additional
     if stop_sequences and context.anthropic:
         body["additionalModelResponseFieldPaths"] = ["/stop_sequence"]
     if data.get("mcp_servers"):
@@ -185,7 +188,8 @@ def _conversation(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The system blocks and the messages, consecutive turns of one role merged (Converse
     wants them alternating), turns left empty dropped."""
-    system = _system(data.get("system"), "system", context)
+    given = data.get("system")
+    system = [] if given is None else _system(given, "system", context)
     turns = data.get("messages")
     if not isinstance(turns, list):
         raise TranslationError("messages", "messages: a list of messages is required")
@@ -244,15 +248,18 @@ def _turn(
     """A turn's blocks as Converse's (text here, other blocks by the role's `convert`), each
     followed by its cachePoint; a blank text block (Converse refuses it) and what `convert`
     drops are left out."""
+    if isinstance(content, str):  # (most turns: one text block, inline)
+        return [{"text": content}] if content else []
     blocks: list[dict[str, Any]] = []
     for position, block in enumerate(content_blocks(content, f"{where}.content")):
-        place = f"{where}.content[{position}]"
         kind = block.get("type")
         if kind == "text":
-            text = text_of(block, place, _TARGET)
+            text = block.get("text")
+            if not isinstance(text, str):
+                text = text_of(block, f"{where}.content[{position}]", _TARGET)  # (raises)
             converted = {"text": text} if text else None
         else:
-            converted = convert(block, kind, place, context)
+            converted = convert(block, kind, f"{where}.content[{position}]", context)
         if converted is not None:
             blocks.append(converted)
             if "cache_control" in block:  # (most blocks have none: no call for them)

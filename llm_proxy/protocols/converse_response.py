@@ -52,7 +52,7 @@ EXCEPTIONS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ConverseCall:
     """What translating the answer needs to know of the request."""
 
@@ -157,7 +157,8 @@ def message_id(request_id: str | None = None) -> str:
 
 
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    # (`type(...) is int`: a bool is not a count)
+    return value if type(value) is int and value > 0 else 0
 
 
 def converse_usage(usage: Any) -> TokenUsage | None:
@@ -165,7 +166,7 @@ def converse_usage(usage: Any) -> TokenUsage | None:
     the tokens read from and written to the cache (AWS's prompt caching guide: the whole
     input is inputTokens + cacheReadInputTokens + cacheWriteInputTokens): Anthropic's
     meaning, kept as it is."""
-    if not isinstance(usage, dict):
+    if type(usage) is not dict:
         return None
     return TokenUsage(
         _count(usage.get("inputTokens")),

@@ -24,7 +24,7 @@ STOP_REASONS: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChatCall:
     """What translating the answer needs to know of the request."""
 
@@ -46,19 +46,20 @@ def message_answer(chat: dict[str, Any], call: ChatCall) -> dict[str, Any]:
     message = message if isinstance(message, dict) else {}
     identifier = message_id(chat.get("id"))
     content: list[dict[str, Any]] = []
-    reasoning = reasoning_of(message)
-    if reasoning:
-        content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
+    if "reasoning_content" in message or "reasoning" in message:
+        reasoning = reasoning_of(message)
+        if reasoning:
+            content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     text = _answer_text(message)
     if text:
         content.append({"type": "text", "text": text})
     calls = message.get("tool_calls")
+    called = False
     for position, tool_call in enumerate(calls if isinstance(calls, list) else ()):
         if isinstance(tool_call, dict):
             content.append(_tool_use(tool_call, call, f"{identifier}_{position}"))
-    reason, sequence = final_stop_reason(
-        choice, call, any(b["type"] == "tool_use" for b in content)
-    )
+            called = True
+    reason, sequence = final_stop_reason(choice, call, called)
     refusal = message.get("refusal")
     if reason == "end_turn" and isinstance(refusal, str) and refusal:
         reason = "refusal"

@@ -131,22 +131,26 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
     """A user turn: each tool result as its own `tool` message first (the chat API wants them
     right after the assistant's calls), then the images of those results and the turn's own
     text and images as one user message."""
+    if isinstance(content, str):  # (most turns: the text as it is, inline)
+        return [{"role": "user", "content": content}]
     tool_messages: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     result_images: list[dict[str, Any]] = []
     for position, block in enumerate(content_blocks(content, f"{where}.content")):
-        place = f"{where}.content[{position}]"
         kind = block.get("type")
-        if kind == "tool_result":
-            message, images = _tool_result(block, place)
+        if kind == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                text = text_of(block, f"{where}.content[{position}]", _TARGET)  # (raises)
+            parts.append({"type": "text", "text": text})
+        elif kind == "tool_result":
+            message, images = _tool_result(block, f"{where}.content[{position}]")
             tool_messages.append(message)
             result_images.extend(images)
-        elif kind == "text":
-            parts.append({"type": "text", "text": text_of(block, place, _TARGET)})
         elif kind == "image":
-            parts.append(_image(block, place))
+            parts.append(_image(block, f"{where}.content[{position}]"))
         else:
-            raise refused_block(kind, place, _TARGET)
+            raise refused_block(kind, f"{where}.content[{position}]", _TARGET)
     parts = result_images + parts
     if not parts:
         return tool_messages
@@ -155,6 +159,8 @@ def _user_turn(content: Any, where: str) -> list[dict[str, Any]]:
 
 def _user_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     """Text only: one string (what every chat server accepts); with images: the parts."""
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        return str(parts[0]["text"])
     if all(part["type"] == "text" for part in parts):
         return "\n\n".join(part["text"] for part in parts)
     return parts

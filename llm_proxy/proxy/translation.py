@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import orjson
@@ -84,7 +85,7 @@ def _same_error(status: int, body: bytes) -> bytes:
     return body
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (these three are made per request: not frozen, which costs twice)
 class Translation:
     """One attempt's translation: where the translated request goes, and how its answer
     comes back."""
@@ -95,7 +96,7 @@ class Translation:
     error: _Error  # an error answer's body, in the client's shape
     anthropic: bool  # the client speaks Anthropic's protocol
     # The usage a JSON answer (the provider's, untranslated) reports.
-    usage: Callable[[dict[str, Any]], TokenUsage | None] = from_anthropic
+    usage: Callable[[dict[str, Any]], TokenUsage | None]
     target: CloudTarget | None = None  # a cloud provider's: where the call goes
     client: str = OPENAI_CLIENT  # the client's protocol
     # Only the request changed (an Anthropic client, a Vertex Claude model): the answer is
@@ -114,11 +115,22 @@ def as_usage(usage: TokenUsage | None) -> Usage | None:
     return Usage(usage.prompt_tokens, usage.output_tokens)
 
 
-def _usage_field(read: Callable[[Any], TokenUsage | None]) -> Callable[[dict[str, Any]], Any]:
-    return lambda answer: read(answer.get("usage"))
+# The usage a JSON answer reports, by the provider's protocol.
 
 
-@dataclass(frozen=True, slots=True)
+def _openai_usage(answer: dict[str, Any]) -> TokenUsage | None:
+    return from_openai(answer.get("usage"))
+
+
+def _anthropic_usage(answer: dict[str, Any]) -> TokenUsage | None:
+    return from_anthropic(answer.get("usage"))
+
+
+def _converse_usage(answer: dict[str, Any]) -> TokenUsage | None:
+    return converse.converse_usage(answer.get("usage"))
+
+
+@dataclass(slots=True)
 class _ClientLeg:
     """The client's side: its request in the pivot's protocol, and the way back."""
 
@@ -128,7 +140,7 @@ class _ClientLeg:
     error: _Error  # an Anthropic error body -> the client's
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _UpstreamLeg:
     body: bytes  # the request in the provider's protocol
     endpoint: str
@@ -164,7 +176,7 @@ def translate(
             return _chat_via_messages(upstream, data, model)
         created = int(time.time())
         leg = _client_leg(client, upstream, data, model, stream, created)
-        return _compose(client, leg, _upstream_leg(upstream, leg.request, model, stream))
+        return _compose(client, leg, _upstream_leg(upstream, speaks, leg.request, model, stream))
     except TranslationError as exc:
         raise errors.bad_param(exc.param, exc.message) from None
 
@@ -177,11 +189,11 @@ def _messages_via_chat(
     )
     translation = Translation(
         CHAT,
-        stream=lambda: MessagesStream(call),
-        answer=lambda answer: message_answer(answer, call),
+        stream=partial(MessagesStream, call),
+        answer=partial(message_answer, call=call),
         error=openai_to_anthropic,
         anthropic=True,
-        usage=_usage_field(from_openai),
+        usage=_openai_usage,
         client=ANTHROPIC_CLIENT,
     )
     return orjson.dumps(chat), translation
@@ -199,11 +211,11 @@ def _chat_via_messages(
     created = int(time.time())
     translation = Translation(
         MESSAGES,
-        stream=lambda: ChatStream(call, created=created),
-        answer=lambda answer: chat_via_messages.chat_answer(answer, call, created=created),
+        stream=partial(ChatStream, call, created=created),
+        answer=partial(chat_via_messages.chat_answer, call=call, created=created),
         error=anthropic_to_openai,
         anthropic=False,
-        usage=_usage_field(from_anthropic),
+        usage=_anthropic_usage,
     )
     return orjson.dumps(messages), translation
 
@@ -220,8 +232,8 @@ def _client_leg(
         )
         return _ClientLeg(
             request,
-            answer=lambda answer: chat_via_messages.chat_answer(answer, chat_call, created=created),
-            stream=lambda: ChatStream(chat_call, created=created),
+            answer=partial(chat_via_messages.chat_answer, call=chat_call, created=created),
+            stream=partial(ChatStream, chat_call, created=created),
             error=anthropic_to_openai,
         )
     if client == GEMINI_CLIENT:
@@ -233,8 +245,8 @@ def _client_leg(
             request["max_tokens"] = cap
         return _ClientLeg(
             request,
-            answer=lambda answer: gemini_client.gemini_answer(answer, gemini_call),
-            stream=lambda: GeminiFromMessages(gemini_call),
+            answer=partial(gemini_client.gemini_answer, call=gemini_call),
+            stream=partial(GeminiFromMessages, gemini_call),
             error=gemini_client.anthropic_to_gemini_error,
         )
     request = dict(data)
@@ -243,9 +255,9 @@ def _client_leg(
 
 
 def _upstream_leg(
-    upstream: Upstream, request: dict[str, Any], model: str, stream: bool
+    upstream: Upstream, speaks: str, request: dict[str, Any], model: str, stream: bool
 ) -> _UpstreamLeg:
-    speaks = upstream.speaks(model)
+    """The provider's side (`speaks`: its protocol for the model)."""
     place = upstream.cloud
     if speaks == OPENAI:
         chat, chat_call = messages_via_chat.chat_request(
@@ -255,10 +267,10 @@ def _upstream_leg(
             orjson.dumps(chat),
             CHAT,
             None,
-            answer=lambda answer: message_answer(answer, chat_call),
-            stream=lambda: MessagesStream(chat_call),
+            answer=partial(message_answer, call=chat_call),
+            stream=partial(MessagesStream, chat_call),
             error=openai_to_anthropic,
-            usage=_usage_field(from_openai),
+            usage=_openai_usage,
         )
     if speaks == ANTHROPIC:
         target = None
@@ -276,7 +288,7 @@ def _upstream_leg(
             answer=_same,
             stream=None,
             error=_same_error,
-            usage=_usage_field(from_anthropic),
+            usage=_anthropic_usage,
         )
     assert place is not None
     if speaks == cloud.GEMINI:
@@ -286,8 +298,8 @@ def _upstream_leg(
             orjson.dumps(body),
             "",
             place.call(model, action),
-            answer=lambda answer: gemini.messages_answer(answer, gemini_call),
-            stream=lambda: MessagesFromGemini(gemini_call),
+            answer=partial(gemini.messages_answer, call=gemini_call),
+            stream=partial(MessagesFromGemini, gemini_call),
             error=gemini.gemini_to_anthropic_error,
             usage=gemini.gemini_usage,
         )
@@ -297,10 +309,10 @@ def _upstream_leg(
         orjson.dumps(body),
         "",
         place.call(model, action),
-        answer=lambda answer: converse.messages_answer(answer, converse_call),
-        stream=lambda: MessagesFromConverse(converse_call),
+        answer=partial(converse.messages_answer, call=converse_call),
+        stream=partial(MessagesFromConverse, converse_call),
         error=converse.bedrock_to_anthropic_error,
-        usage=_usage_field(converse.converse_usage),
+        usage=_converse_usage,
     )
 
 

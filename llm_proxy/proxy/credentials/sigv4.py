@@ -15,8 +15,9 @@ them. What is signed is what botocore's `SigV4Auth` signs for a non-S3 service, 
   and botocore does not send it to Bedrock).
 
 The signing key (four chained HMACs from the secret) is derived once per UTC date and kept, as
-is each path's canonical URI, so one request costs a SHA-256 of the body, one of the canonical
-request and one HMAC.
+is each request shape's canonical request around its date and payload hash, and the date stamp
+once a second, so one request costs a SHA-256 of the body, one of the canonical request and
+one HMAC (OpenSSL's one-shot `hmac.digest`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import quote, unquote
 
 ALGORITHM: Final = "AWS4-HMAC-SHA256"
-# Canonical URIs kept per signer: a few model ids times a few actions; past this, reset.
-_URI_CACHE_SIZE: Final = 256
+# Request shapes kept per signer: a few model ids times a few actions; past this, reset.
+_SHAPE_CACHE_SIZE: Final = 256
 _UNRESERVED: Final = "-_.~"
 
 
@@ -71,6 +72,16 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
+class _Shape(NamedTuple):
+    """What one request shape (method, host, path, query, content type) signs alike on every
+    call, precomputed: the canonical request around the date and the payload hash, and the
+    signed header names."""
+
+    before_date: str  # method, URI, query, the headers up to x-amz-date's value
+    after_date: str  # the rest of the headers, the signed names, up to the payload hash
+    signed: str
+
+
 class SigV4Signer:
     """Signs requests for one access key, region and service. Holds the secret: its repr
     names the access key id only."""
@@ -78,10 +89,12 @@ class SigV4Signer:
     __slots__ = (
         "_date",
         "_key",
+        "_second",
         "_secret",
+        "_shapes",
+        "_stamp",
         "_token",
         "_token_line",
-        "_uris",
         "access_key_id",
         "region",
         "service",
@@ -105,7 +118,9 @@ class SigV4Signer:
         )
         self._date = ""
         self._key = b""
-        self._uris: dict[str, str] = {}
+        self._second = -1  # the clock's whole second `_stamp` is for
+        self._stamp = ""
+        self._shapes: dict[tuple[str, str, str, str, str | None], _Shape] = {}
 
     def __repr__(self) -> str:
         return (
@@ -137,41 +152,46 @@ class SigV4Signer:
         is the Host header's value as sent, `raw_path` and `raw_query` the target as sent, `now` an
         aware datetime (the clock when None)."""
         if now is None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            second = int(time.time())
+            if second != self._second:  # the stamp is formatted once a second
+                self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+                self._second = second
+            stamp = self._stamp
         else:
             stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        key = (method, host, raw_path, raw_query, content_type)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shape(key)
+        request = f"{shape.before_date}{stamp}{shape.after_date}{hashlib.sha256(body).hexdigest()}"
         date = stamp[:8]
-        uri = self._uris.get(raw_path)
-        if uri is None:
-            if len(self._uris) >= _URI_CACHE_SIZE:
-                self._uris.clear()
-            uri = self._uris[raw_path] = canonical_uri(raw_path)
-        headers = [("host", " ".join(host.split())), ("x-amz-date", stamp)]
+        scope = f"{date}/{self.region}/{self.service}/aws4_request"
+        to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
+        signature = hmac.digest(self.signing_key(date), to_sign.encode(), "sha256").hex()
+        return (
+            f"X-Amz-Date: {stamp}\r\n".encode("latin-1")
+            + self._token_line
+            + (
+                f"Authorization: {ALGORITHM} Credential={self.access_key_id}/{scope}, "
+                f"SignedHeaders={shape.signed}, Signature={signature}\r\n"
+            ).encode("latin-1")
+        )
+
+    def _shape(self, key: tuple[str, str, str, str, str | None]) -> _Shape:
+        """A request shape's canonical parts (kept: a few model ids times a few actions)."""
+        method, host, raw_path, raw_query, content_type = key
+        headers = [("host", " ".join(host.split())), ("x-amz-date", "")]
         if content_type is not None:
             headers.append(("content-type", " ".join(content_type.split())))
         if self._token:
             headers.append(("x-amz-security-token", self._token))
         headers.sort()
         signed = ";".join(name for name, _ in headers)
-        request = "\n".join(
-            (
-                method.upper(),
-                uri,
-                canonical_query(raw_query),
-                "".join(f"{name}:{value}\n" for name, value in headers),
-                signed,
-                hashlib.sha256(body).hexdigest(),
-            )
-        )
-        scope = f"{date}/{self.region}/{self.service}/aws4_request"
-        to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
-        signature = hmac.new(self.signing_key(date), to_sign.encode(), hashlib.sha256).hexdigest()
-        authorization = (
-            f"Authorization: {ALGORITHM} Credential={self.access_key_id}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}\r\n"
-        )
-        return (
-            f"X-Amz-Date: {stamp}\r\n".encode("latin-1")
-            + self._token_line
-            + authorization.encode("latin-1")
-        )
+        lines = "".join(f"{name}:{value}\n" for name, value in headers)
+        before, _, after = lines.partition("x-amz-date:\n")
+        head = f"{method.upper()}\n{canonical_uri(raw_path)}\n{canonical_query(raw_query)}\n"
+        shape = _Shape(f"{head}{before}x-amz-date:", f"\n{after}\n{signed}\n", signed)
+        if len(self._shapes) >= _SHAPE_CACHE_SIZE:
+            self._shapes.clear()
+        self._shapes[key] = shape
+        return shape
