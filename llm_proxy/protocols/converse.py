@@ -143,7 +143,8 @@ def converse_request(
     model id `model`, and the call that translates its answer. A TranslationError names
     what Converse cannot carry (its `param` the field's path)."""
     data = messages
-    context = _Context(anthropic=is_anthropic(model), caches=_caches(model))
+    anthropic = is_anthropic(model)
+    context = _Context(anthropic=anthropic, caches=anthropic or _caches(model))
     body: dict[str, Any] = {}
     system, turns = _conversation(data, context)
     body["messages"] = turns
@@ -154,7 +155,8 @@ def converse_request(
         tool_config = _tool_config(tools, data.get("tool_choice"), context)
         if tool_config is not None:
             body["toolConfig"] = tool_config
-    stop_sequences = _stop_sequences(data.get("stop_sequences"))
+    stop = data.get("stop_sequences")
+    stop_sequences = () if stop is None else _stop_sequences(stop)
     inference = _inference(data, stop_sequences)
     if inference:
         body["inferenceConfig"] = inference

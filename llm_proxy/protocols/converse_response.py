@@ -156,11 +156,6 @@ def message_id(request_id: str | None = None) -> str:
     return "msg_bdrk_" + random_hex(24)
 
 
-def _count(value: Any) -> int:
-    # (`type(...) is int`: a bool is not a count)
-    return value if type(value) is int and value > 0 else 0
-
-
 def converse_usage(usage: Any) -> TokenUsage | None:
     """Converse's `usage` (None, or not an object: None). Its `inputTokens` already exclude
     the tokens read from and written to the cache (AWS's prompt caching guide: the whole
@@ -168,12 +163,12 @@ def converse_usage(usage: Any) -> TokenUsage | None:
     meaning, kept as it is."""
     if type(usage) is not dict:
         return None
-    return TokenUsage(
-        _count(usage.get("inputTokens")),
-        _count(usage.get("outputTokens")),
-        _count(usage.get("cacheReadInputTokens")),
-        _count(usage.get("cacheWriteInputTokens")),
-    )
+    get = usage.get
+    tokens = (get("inputTokens"), get("outputTokens"))
+    cached = (get("cacheReadInputTokens"), get("cacheWriteInputTokens"))
+    # (`type(...) is int`: a bool is not a count)
+    counts = [n if type(n) is int and n > 0 else 0 for n in (*tokens, *cached)]
+    return TokenUsage(*counts)
 
 
 # --- errors ----------------------------------------------------------------------------

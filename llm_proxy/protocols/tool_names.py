@@ -52,6 +52,8 @@ class ToolNames:
 
     @property
     def restored(self) -> dict[str, str]:
+        if not self._clients:
+            return {}
         return {sent: name for sent, name in self._clients.items() if sent != name}
 
 

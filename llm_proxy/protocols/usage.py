@@ -72,4 +72,5 @@ def from_anthropic(usage: Any, base: TokenUsage | None = None) -> TokenUsage | N
         for index, earlier in enumerate((*old, base.cache_write_tokens)):
             if tokens[index] is None:
                 tokens[index] = earlier
-    return TokenUsage(_int(tokens[0]), _int(tokens[1]), _int(tokens[2]), _int(tokens[3]))
+    # (`_int` of each, inline)
+    return TokenUsage(*[n if type(n) is int and n > 0 else 0 for n in tokens])

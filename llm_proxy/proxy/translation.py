@@ -85,7 +85,7 @@ def _same_error(status: int, body: bytes) -> bytes:
     return body
 
 
-@dataclass(slots=True)  # (these three are made per request: not frozen, which costs twice)
+@dataclass(slots=True)  # (made per request: not frozen, which costs twice)
 class Translation:
     """One attempt's translation: where the translated request goes, and how its answer
     comes back."""
@@ -130,25 +130,23 @@ def _converse_usage(answer: dict[str, Any]) -> TokenUsage | None:
     return converse.converse_usage(answer.get("usage"))
 
 
-@dataclass(slots=True)
-class _ClientLeg:
-    """The client's side: its request in the pivot's protocol, and the way back."""
-
-    request: dict[str, Any]  # an Anthropic Messages request
-    answer: _Answer  # an Anthropic message -> the client's answer
-    stream: _Stream | None  # Anthropic's stream -> the client's (None: it is the client's)
-    error: _Error  # an Anthropic error body -> the client's
-
-
-@dataclass(slots=True)
-class _UpstreamLeg:
-    body: bytes  # the request in the provider's protocol
-    endpoint: str
-    target: CloudTarget | None
-    answer: _Answer  # the provider's answer -> an Anthropic message
-    stream: _Stream | None  # the provider's stream -> Anthropic's (None: it is Anthropic's)
-    error: _Error  # the provider's error body -> Anthropic's
-    usage: Callable[[dict[str, Any]], TokenUsage | None]
+# The client's side (`_client_leg`): its request in the pivot's protocol (an Anthropic
+# Messages request), and the way back: an Anthropic message -> the client's answer,
+# Anthropic's stream -> the client's (None: it is the client's), an Anthropic error body ->
+# the client's. (Plain tuples: these are made per request.)
+_ClientLeg = tuple[dict[str, Any], _Answer, "_Stream | None", _Error]
+# The provider's side (`_upstream_leg`): the request in its protocol, its endpoint and
+# target, and the way back to the pivot (answer, stream, error, as the client's side), with
+# how its JSON answer reports usage.
+_UpstreamLeg = tuple[
+    bytes,
+    str,
+    "CloudTarget | None",
+    _Answer,
+    "_Stream | None",
+    _Error,
+    Callable[[dict[str, Any]], TokenUsage | None],
+]
 
 
 def translate(
@@ -176,7 +174,7 @@ def translate(
             return _chat_via_messages(upstream, data, model)
         created = int(time.time())
         leg = _client_leg(client, upstream, data, model, stream, created)
-        return _compose(client, leg, _upstream_leg(upstream, speaks, leg.request, model, stream))
+        return _compose(client, leg, _upstream_leg(upstream, speaks, leg[0], model, stream))
     except TranslationError as exc:
         raise errors.bad_param(exc.param, exc.message) from None
 
@@ -187,14 +185,17 @@ def _messages_via_chat(
     chat, call = messages_via_chat.chat_request(
         data, model=model, max_tokens_cap=upstream.max_output_tokens
     )
+    # (Translation's fields in order, here and below: built per request, positional is cheaper)
     translation = Translation(
         CHAT,
-        stream=partial(MessagesStream, call),
-        answer=partial(message_answer, call=call),
-        error=openai_to_anthropic,
-        anthropic=True,
-        usage=_openai_usage,
-        client=ANTHROPIC_CLIENT,
+        partial(MessagesStream, call),
+        partial(message_answer, call=call),
+        openai_to_anthropic,
+        True,
+        _openai_usage,
+        None,
+        ANTHROPIC_CLIENT,
+        False,
     )
     return orjson.dumps(chat), translation
 
@@ -211,11 +212,14 @@ def _chat_via_messages(
     created = int(time.time())
     translation = Translation(
         MESSAGES,
-        stream=partial(ChatStream, call, created=created),
-        answer=partial(chat_via_messages.chat_answer, call=call, created=created),
-        error=anthropic_to_openai,
-        anthropic=False,
-        usage=_anthropic_usage,
+        partial(ChatStream, call, created=created),
+        partial(chat_via_messages.chat_answer, call=call, created=created),
+        anthropic_to_openai,
+        False,
+        _anthropic_usage,
+        None,
+        OPENAI_CLIENT,
+        False,
     )
     return orjson.dumps(messages), translation
 
@@ -230,11 +234,11 @@ def _client_leg(
             default_max_tokens=upstream.default_max_tokens,
             max_tokens_cap=upstream.max_output_tokens,
         )
-        return _ClientLeg(
+        return (
             request,
-            answer=partial(chat_via_messages.chat_answer, call=chat_call, created=created),
-            stream=partial(ChatStream, chat_call, created=created),
-            error=anthropic_to_openai,
+            partial(chat_via_messages.chat_answer, call=chat_call, created=created),
+            partial(ChatStream, chat_call, created=created),
+            anthropic_to_openai,
         )
     if client == GEMINI_CLIENT:
         request, gemini_call = gemini_client.messages_from_gemini(
@@ -243,15 +247,15 @@ def _client_leg(
         cap = upstream.max_output_tokens
         if cap is not None and request.get("max_tokens", 0) > cap:
             request["max_tokens"] = cap
-        return _ClientLeg(
+        return (
             request,
-            answer=partial(gemini_client.gemini_answer, call=gemini_call),
-            stream=partial(GeminiFromMessages, gemini_call),
-            error=gemini_client.anthropic_to_gemini_error,
+            partial(gemini_client.gemini_answer, call=gemini_call),
+            partial(GeminiFromMessages, gemini_call),
+            gemini_client.anthropic_to_gemini_error,
         )
     request = dict(data)
     request["model"] = model
-    return _ClientLeg(request, answer=_same, stream=None, error=_same_error)
+    return request, _same, None, _same_error
 
 
 def _upstream_leg(
@@ -263,14 +267,14 @@ def _upstream_leg(
         chat, chat_call = messages_via_chat.chat_request(
             request, model=model, max_tokens_cap=upstream.max_output_tokens
         )
-        return _UpstreamLeg(
+        return (
             orjson.dumps(chat),
             CHAT,
             None,
-            answer=partial(message_answer, call=chat_call),
-            stream=partial(MessagesStream, chat_call),
-            error=openai_to_anthropic,
-            usage=_openai_usage,
+            partial(message_answer, call=chat_call),
+            partial(MessagesStream, chat_call),
+            openai_to_anthropic,
+            _openai_usage,
         )
     if speaks == ANTHROPIC:
         target = None
@@ -281,46 +285,37 @@ def _upstream_leg(
             target = place.call(model, action)
         else:
             request["model"] = model
-        return _UpstreamLeg(
-            orjson.dumps(request),
-            MESSAGES,
-            target,
-            answer=_same,
-            stream=None,
-            error=_same_error,
-            usage=_anthropic_usage,
-        )
+        return orjson.dumps(request), MESSAGES, target, _same, None, _same_error, _anthropic_usage
     assert place is not None
     if speaks == cloud.GEMINI:
         body, gemini_call = gemini.gemini_request(request, model=model)
         action = cloud.STREAM_GENERATE if stream else cloud.GENERATE
-        return _UpstreamLeg(
+        return (
             orjson.dumps(body),
             "",
             place.call(model, action),
-            answer=partial(gemini.messages_answer, call=gemini_call),
-            stream=partial(MessagesFromGemini, gemini_call),
-            error=gemini.gemini_to_anthropic_error,
-            usage=gemini.gemini_usage,
+            partial(gemini.messages_answer, call=gemini_call),
+            partial(MessagesFromGemini, gemini_call),
+            gemini.gemini_to_anthropic_error,
+            gemini.gemini_usage,
         )
     body, converse_call = converse.converse_request(request, model=model)
     action = cloud.CONVERSE_STREAM if stream else cloud.CONVERSE
-    return _UpstreamLeg(
+    return (
         orjson.dumps(body),
         "",
         place.call(model, action),
-        answer=partial(converse.messages_answer, call=converse_call),
-        stream=partial(MessagesFromConverse, converse_call),
-        error=converse.bedrock_to_anthropic_error,
-        usage=_converse_usage,
+        partial(converse.messages_answer, call=converse_call),
+        partial(MessagesFromConverse, converse_call),
+        converse.bedrock_to_anthropic_error,
+        _converse_usage,
     )
 
 
 def _compose(client: str, near: _ClientLeg, far: _UpstreamLeg) -> tuple[bytes, Translation]:
     """The client's leg after the provider's: answers, streams and errors go through both."""
-    upstream_answer, client_answer = far.answer, near.answer
-    upstream_error, client_error = far.error, near.error
-    upstream_stream, client_stream = far.stream, near.stream
+    _, client_answer, client_stream, client_error = near
+    body, endpoint, target, upstream_answer, upstream_stream, upstream_error, usage = far
 
     def answer(body: dict[str, Any]) -> dict[str, Any]:
         return client_answer(upstream_answer(body))
@@ -336,18 +331,11 @@ def _compose(client: str, near: _ClientLeg, far: _UpstreamLeg) -> tuple[bytes, T
             return upstream_stream()
         return Chained(upstream_stream(), client_stream())
 
-    translation = Translation(
-        far.endpoint,
-        stream=stream,
-        answer=answer,
-        error=error,
-        anthropic=client == ANTHROPIC_CLIENT,
-        usage=far.usage,
-        target=far.target,
-        client=client,
-        as_is=upstream_stream is None and client_stream is None,
+    as_is = upstream_stream is None and client_stream is None
+    anthropic = client == ANTHROPIC_CLIENT
+    return body, Translation(
+        endpoint, stream, answer, error, anthropic, usage, target, client, as_is
     )
-    return far.body, translation
 
 
 def _embeddings(upstream: Upstream, data: dict[str, Any], model: str) -> tuple[bytes, Translation]:

@@ -17,7 +17,7 @@ them. What is signed is what botocore's `SigV4Auth` signs for a non-S3 service, 
 The signing key (four chained HMACs from the secret) is derived once per UTC date and kept, as
 is each request shape's canonical request around its date and payload hash, and the date stamp
 once a second, so one request costs a SHA-256 of the body, one of the canonical request and
-one HMAC (OpenSSL's one-shot `hmac.digest`).
+one HMAC (a copy of the day's keyed HMAC: the key's own two hash blocks are not redone).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class SigV4Signer:
     __slots__ = (
         "_date",
         "_key",
+        "_mac",
         "_second",
         "_secret",
         "_shapes",
@@ -118,6 +119,7 @@ class SigV4Signer:
         )
         self._date = ""
         self._key = b""
+        self._mac = hmac.new(b"", digestmod=hashlib.sha256)  # (keyed by `_derive`)
         self._second = -1  # the clock's whole second `_stamp` is for
         self._stamp = ""
         self._shapes: dict[tuple[str, str, str, str, str | None], _Shape] = {}
@@ -131,12 +133,16 @@ class SigV4Signer:
     def signing_key(self, date: str) -> bytes:
         """The key for a UTC date (YYYYMMDD), derived once per date."""
         if date != self._date:
-            key = _hmac(self._secret, date)
-            key = _hmac(key, self.region)
-            key = _hmac(key, self.service)
-            self._key = _hmac(key, "aws4_request")
-            self._date = date
+            self._derive(date)
         return self._key
+
+    def _derive(self, date: str) -> None:
+        key = _hmac(self._secret, date)
+        key = _hmac(key, self.region)
+        key = _hmac(key, self.service)
+        self._key = _hmac(key, "aws4_request")
+        self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        self._date = date
 
     def headers(
         self,
@@ -167,7 +173,11 @@ class SigV4Signer:
         date = stamp[:8]
         scope = f"{date}/{self.region}/{self.service}/aws4_request"
         to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
-        signature = hmac.digest(self.signing_key(date), to_sign.encode(), "sha256").hex()
+        if date != self._date:
+            self._derive(date)
+        mac = self._mac.copy()  # (keyed once a day: a copy skips the key's two hash blocks)
+        mac.update(to_sign.encode())
+        signature = mac.hexdigest()
         return (
             f"X-Amz-Date: {stamp}\r\n".encode("latin-1")
             + self._token_line
