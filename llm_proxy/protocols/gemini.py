@@ -110,9 +110,11 @@ def gemini_request(data: dict[str, Any], *, model: str) -> tuple[dict[str, Any],
         raise TranslationError("mcp_servers", "mcp_servers: MCP servers are not supported here")
     names = _Names()
     body: dict[str, Any] = {"contents": _Contents(names).build(data.get("messages"))}
-    system = _system(data.get("system"))
-    if system:
-        body["systemInstruction"] = {"parts": system}
+    system = data.get("system")
+    if system is not None:
+        parts = _system(system)
+        if parts:
+            body["systemInstruction"] = {"parts": parts}
     tools = data.get("tools")
     if tools:
         declarations = _tools(tools, names)
@@ -155,12 +157,12 @@ class _Names:
 
     @property
     def restored(self) -> dict[str, str]:
+        if not self._clients:  # (no tool named, the common case: no comprehension)
+            return {}
         return {sent: name for sent, name in self._clients.items() if sent != name}
 
 
 def _system(system: Any) -> list[dict[str, Any]]:
-    if system is None:
-        return []
     parts = []
     for position, block in enumerate(content_blocks(system, "system")):
         text = text_of(block, f"system[{position}]", _TARGET)
@@ -390,15 +392,13 @@ def _generation(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
             raise TranslationError("stop_sequences", "stop_sequences: a list of strings")
         config["stopSequences"] = stop
-    thinking = _thinking(data.get("thinking"))
+    thinking = data.get("thinking")
     if thinking is not None:
-        config["thinkingConfig"] = thinking
+        config["thinkingConfig"] = _thinking(thinking)
     return config
 
 
-def _thinking(thinking: Any) -> dict[str, Any] | None:
-    if thinking is None:
-        return None
+def _thinking(thinking: Any) -> dict[str, Any]:
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "enabled" and isinstance(thinking, dict):
         budget = thinking.get("budget_tokens")
