@@ -156,14 +156,18 @@ class _Conversation:
                 continue
             if part and self._thought:
                 self._thought.clear()
+            text = part.get("text")
+            if isinstance(text, str) and part.keys().isdisjoint(_UNSUPPORTED_KEYS):
+                if text.strip():  # (a text part, the common one, without a call)
+                    blocks.append({"type": "text", "text": text})
+                continue
             block = self._block(part, role, index, number)
             if block is not None:
                 blocks.append(block)
         return blocks
 
     def _block(self, part: dict[str, Any], role: str, index: int, number: int) -> Any:
-        # Most parts are text: one set operation tells none is of a refused kind.
-        if not part.keys().isdisjoint(_UNSUPPORTED_KEYS):
+        if not part.keys().isdisjoint(_UNSUPPORTED_KEYS):  # (one set operation for most)
             for name in _UNSUPPORTED_PARTS:
                 if field(part, name) is not None:
                     raise TranslationError(
