@@ -100,6 +100,8 @@ _IMAGE_TYPES: Final = {
     ".heif": "image/heif",
 }
 _TARGET: Final = Target("Gemini", UNSUPPORTED_BLOCKS)
+# The sampling parameters and their generationConfig names.
+_SAMPLING: Final = {"temperature": "temperature", "top_p": "topP", "top_k": "topK"}
 
 
 def gemini_request(data: dict[str, Any], *, model: str) -> tuple[dict[str, Any], GeminiCall]:
@@ -190,11 +192,12 @@ class _Contents:
             if not isinstance(turn, dict):
                 raise TranslationError(where, f"{where}: a message must be an object")
             role = turn.get("role")
-            content = content_blocks(turn.get("content"), f"{where}.content")
+            place = f"{where}.content"
+            content = content_blocks(turn.get("content"), place)
             if role == "user":
-                self._add("user", self._user(content, f"{where}.content"))
+                self._add("user", self._user(content, place))
             elif role == "assistant":
-                self._add("model", self._model(content, f"{where}.content"))
+                self._add("model", self._model(content, place))
             else:
                 raise TranslationError(f"{where}.role", f"{where}.role: unknown role {role!r}")
         return self._contents
@@ -381,12 +384,13 @@ def _generation(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise TranslationError("max_tokens", "max_tokens: a positive integer is required")
         config["maxOutputTokens"] = max_tokens
-    for name, key in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK")):
-        value = data.get(name)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TranslationError(name, f"{name}: a number is required")
-            config[key] = value
+    if not data.keys().isdisjoint(_SAMPLING):  # (most requests set none of them)
+        for name, key in _SAMPLING.items():
+            value = data.get(name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise TranslationError(name, f"{name}: a number is required")
+                config[key] = value
     stop = data.get("stop_sequences")
     if stop:
         if not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
