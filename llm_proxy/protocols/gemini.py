@@ -100,6 +100,8 @@ _IMAGE_TYPES: Final = {
     ".heif": "image/heif",
 }
 _TARGET: Final = Target("Gemini", UNSUPPORTED_BLOCKS)
+# The sampling parameters and their generationConfig names.
+_SAMPLING: Final = {"temperature": "temperature", "top_p": "topP", "top_k": "topK"}
 
 
 def gemini_request(data: dict[str, Any], *, model: str) -> tuple[dict[str, Any], GeminiCall]:
@@ -110,9 +112,11 @@ def gemini_request(data: dict[str, Any], *, model: str) -> tuple[dict[str, Any],
         raise TranslationError("mcp_servers", "mcp_servers: MCP servers are not supported here")
     names = _Names()
     body: dict[str, Any] = {"contents": _Contents(names).build(data.get("messages"))}
-    system = _system(data.get("system"))
-    if system:
-        body["systemInstruction"] = {"parts": system}
+    system = data.get("system")
+    if system is not None:
+        parts = _system(system)
+        if parts:
+            body["systemInstruction"] = {"parts": parts}
     tools = data.get("tools")
     if tools:
         declarations = _tools(tools, names)
@@ -155,12 +159,12 @@ class _Names:
 
     @property
     def restored(self) -> dict[str, str]:
+        if not self._clients:  # (no tool named, the common case: no comprehension)
+            return {}
         return {sent: name for sent, name in self._clients.items() if sent != name}
 
 
 def _system(system: Any) -> list[dict[str, Any]]:
-    if system is None:
-        return []
     parts = []
     for position, block in enumerate(content_blocks(system, "system")):
         text = text_of(block, f"system[{position}]", _TARGET)
@@ -188,11 +192,12 @@ class _Contents:
             if not isinstance(turn, dict):
                 raise TranslationError(where, f"{where}: a message must be an object")
             role = turn.get("role")
-            content = content_blocks(turn.get("content"), f"{where}.content")
+            place = f"{where}.content"
+            content = content_blocks(turn.get("content"), place)
             if role == "user":
-                self._add("user", self._user(content, f"{where}.content"))
+                self._add("user", self._user(content, place))
             elif role == "assistant":
-                self._add("model", self._model(content, f"{where}.content"))
+                self._add("model", self._model(content, place))
             else:
                 raise TranslationError(f"{where}.role", f"{where}.role: unknown role {role!r}")
         return self._contents
@@ -379,26 +384,25 @@ def _generation(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise TranslationError("max_tokens", "max_tokens: a positive integer is required")
         config["maxOutputTokens"] = max_tokens
-    for name, key in (("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK")):
-        value = data.get(name)
-        if value is not None:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TranslationError(name, f"{name}: a number is required")
-            config[key] = value
+    if not data.keys().isdisjoint(_SAMPLING):  # (most requests set none of them)
+        for name, key in _SAMPLING.items():
+            value = data.get(name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise TranslationError(name, f"{name}: a number is required")
+                config[key] = value
     stop = data.get("stop_sequences")
     if stop:
         if not isinstance(stop, list) or not all(isinstance(item, str) for item in stop):
             raise TranslationError("stop_sequences", "stop_sequences: a list of strings")
         config["stopSequences"] = stop
-    thinking = _thinking(data.get("thinking"))
+    thinking = data.get("thinking")
     if thinking is not None:
-        config["thinkingConfig"] = thinking
+        config["thinkingConfig"] = _thinking(thinking)
     return config
 
 
-def _thinking(thinking: Any) -> dict[str, Any] | None:
-    if thinking is None:
-        return None
+def _thinking(thinking: Any) -> dict[str, Any]:
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "enabled" and isinstance(thinking, dict):
         budget = thinking.get("budget_tokens")

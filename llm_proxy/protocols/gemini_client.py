@@ -102,8 +102,10 @@ from llm_proxy.protocols.gemini_client_contents import (
     as_list,
     as_object,
     camel_case,
+    camel_fields,
     conversation,
     field,
+    snake_spellings,
     system_blocks,
     unsigned_tool_use,
     unwrap_signature,
@@ -154,6 +156,33 @@ _SCHEMA_DROPPED: Final = frozenset({"propertyOrdering", "example"})
 _SCHEMA_INTEGERS: Final = frozenset(
     {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
 )
+# The generationConfig fields `_refuse_unsupported` reads, and the sampling parameters: their
+# absence is one set operation (most configs have few fields).
+_REFUSABLE: Final = frozenset(
+    {
+        "candidateCount",
+        "responseLogprobs",
+        "logprobs",
+        "speechConfig",
+        "responseModalities",
+        "responseMimeType",
+    }
+)
+_SAMPLING: Final = frozenset({"temperature", "topP", "topK"})
+# The snake_case spellings of the fields read (`camel_fields`).
+_BODY_SPELLINGS: Final = snake_spellings(
+    "cachedContent", "generationConfig", "systemInstruction", "toolConfig"
+)
+_CONFIG_SPELLINGS: Final = snake_spellings(
+    *_REFUSABLE,
+    *_SAMPLING,
+    "maxOutputTokens",
+    "stopSequences",
+    "thinkingConfig",
+    "responseJsonSchema",
+    "responseSchema",
+)
+_THINKING_SPELLINGS: Final = snake_spellings("thinkingBudget", "thinkingLevel", "includeThoughts")
 
 
 # The request.
@@ -165,23 +194,37 @@ def messages_from_gemini(
     """A Gemini generateContent request body as an Anthropic Messages request body for the
     model `model`, and what its answer's translation needs. Raises `TranslationError` for what
     Anthropic cannot honour (see the module's docstring)."""
-    if field(body, "cachedContent") is not None:
+    body = camel_fields(body, _BODY_SPELLINGS)
+    if body.get("cachedContent") is not None:
         raise TranslationError(
             "cachedContent",
             "cachedContent is not supported: cached contents are stored at Google, where this"
             " model's provider cannot read them. Send the contents in the request.",
         )
-    config = as_object(field(body, "generationConfig"), "generationConfig")
-    _refuse_unsupported(config)
-    system = system_blocks(field(body, "systemInstruction"))
-    messages = conversation(field(body, "contents"))
-    tools = _tools(field(body, "tools"))
-    tool_choice = _tool_choice(field(body, "toolConfig"), {tool["name"] for tool in tools})
-    json_tool = _json_tool(config)
-    if json_tool is not None:
+    config = camel_fields(
+        as_object(body.get("generationConfig"), "generationConfig"), _CONFIG_SPELLINGS
+    )
+    if not config.keys().isdisjoint(_REFUSABLE):  # (most configs have none of them)
+        _refuse_unsupported(config)
+    instruction = body.get("systemInstruction")
+    system = system_blocks(instruction) if instruction is not None else []
+    messages = conversation(body.get("contents"))
+    declared = body.get("tools")
+    tools = _tools(declared) if declared is not None else []
+    tool_config = body.get("toolConfig")
+    tool_choice = _tool_choice(tool_config, tools) if tool_config is not None else None
+    json_tool = None
+    if config.get("responseMimeType") == "application/json":
+        json_tool = _json_tool(config)
         tool_choice = _json_choice(json_tool, tools, tool_choice)
         tools.append(json_tool)
-    thinking = _thinking(as_object(field(config, "thinkingConfig"), "thinkingConfig"))
+    thinking_config = config.get("thinkingConfig")
+    thinking = None
+    shown = False  # includeThoughts
+    if thinking_config is not None:
+        thoughts = camel_fields(as_object(thinking_config, "thinkingConfig"), _THINKING_SPELLINGS)
+        thinking = _thinking(thoughts)
+        shown = thoughts.get("includeThoughts") is True
     if thinking is not None and (
         (tool_choice is not None and tool_choice["type"] in ("any", "tool"))
         or unsigned_tool_use(messages)
@@ -189,50 +232,50 @@ def messages_from_gemini(
         thinking = None
     if thinking is None:
         messages = without_thinking(messages)
-    anthropic: dict[str, Any] = {"model": model_name(model), "messages": messages}
+    name = model_name(model)
+    anthropic: dict[str, Any] = {"model": name, "messages": messages}
     if system:
         anthropic["system"] = system
     if tools:
         anthropic["tools"] = tools
         if tool_choice is not None:
             anthropic["tool_choice"] = tool_choice
-    anthropic.update(_length_and_sampling(config, thinking, default_max_tokens))
-    stop = _stop_sequences(field(config, "stopSequences"))
-    if stop:
+    _length_and_sampling(anthropic, config, thinking, default_max_tokens)
+    stop = config.get("stopSequences")
+    if stop is not None and _stop_sequences(stop):
         anthropic["stop_sequences"] = stop
     anthropic["stream"] = stream
-    thinking_config = as_object(field(config, "thinkingConfig"), "thinkingConfig")
     call = GeminiClientCall(
-        model=model_name(model),
+        model=name,
         stream=stream,
-        include_thoughts=thinking is not None and field(thinking_config, "includeThoughts") is True,
+        include_thoughts=thinking is not None and shown,
         json_tool=JSON_TOOL_NAME if json_tool is not None else None,
     )
     return anthropic, call
 
 
 def _refuse_unsupported(config: dict[str, Any]) -> None:
-    count = field(config, "candidateCount")
+    count = config.get("candidateCount")
     if count is not None and count != 1:
         raise TranslationError(
             "generationConfig.candidateCount",
             "candidateCount above 1 is not supported: this model returns one candidate.",
         )
     for name in ("responseLogprobs", "logprobs"):
-        if field(config, name):
+        if config.get(name):
             raise TranslationError(
                 f"generationConfig.{name}", "Log probabilities are not supported by this model."
             )
-    if field(config, "speechConfig") is not None:
+    if config.get("speechConfig") is not None:
         raise TranslationError(
             "generationConfig.speechConfig", "Audio output is not supported by this model."
         )
-    modalities = as_list(field(config, "responseModalities"), "generationConfig.responseModalities")
+    modalities = as_list(config.get("responseModalities"), "generationConfig.responseModalities")
     if any(str(modality).upper() != "TEXT" for modality in modalities):
         raise TranslationError(
             "generationConfig.responseModalities", "This model answers with text only."
         )
-    mime = field(config, "responseMimeType")
+    mime = config.get("responseMimeType")
     if mime is not None and mime not in ("text/plain", "application/json"):
         raise TranslationError(
             "generationConfig.responseMimeType",
@@ -242,11 +285,12 @@ def _refuse_unsupported(config: dict[str, Any]) -> None:
 
 
 def _thinking(config: dict[str, Any]) -> int | None:
-    """The thinking budget of a thinkingConfig; None: no thinking."""
-    budget = field(config, "thinkingBudget")
-    level = field(config, "thinkingLevel")
+    """The thinking budget of a thinkingConfig (its fields under camelCase names); None: no
+    thinking."""
+    budget = config.get("thinkingBudget")
+    level = config.get("thinkingLevel")
     if budget is not None:
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < -1:
+        if type(budget) is not int or budget < -1:  # (bool is not an integer here)
             raise TranslationError(
                 "generationConfig.thinkingConfig.thinkingBudget",
                 "thinkingBudget must be -1 (dynamic), 0 (off) or a positive integer.",
@@ -256,7 +300,7 @@ def _thinking(config: dict[str, Any]) -> int | None:
         return DYNAMIC_THINKING_BUDGET if budget == -1 else max(budget, MIN_THINKING_BUDGET)
     if level is None or level == "THINKING_LEVEL_UNSPECIFIED":
         # includeThoughts alone asks for the model's default thinking, and to see it.
-        shown = field(config, "includeThoughts") is True
+        shown = config.get("includeThoughts") is True
         return DYNAMIC_THINKING_BUDGET if shown or level is not None else None
     known = THINKING_BUDGETS.get(str(level).lower())
     if known is None:
@@ -268,30 +312,34 @@ def _thinking(config: dict[str, Any]) -> int | None:
 
 
 def _length_and_sampling(
-    config: dict[str, Any], budget: int | None, default_max_tokens: int
-) -> dict[str, Any]:
-    max_tokens = field(config, "maxOutputTokens")
+    anthropic: dict[str, Any], config: dict[str, Any], budget: int | None, default: int
+) -> None:
+    """`max_tokens` and thinking, else the sampling parameters, put in `anthropic`."""
+    max_tokens = config.get("maxOutputTokens")
     if max_tokens is None:
-        max_tokens = default_max_tokens
-    elif not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        max_tokens = default
+    elif type(max_tokens) is not int or max_tokens < 1:  # (bool is not an integer here)
         raise TranslationError(
             "generationConfig.maxOutputTokens", "maxOutputTokens must be a positive integer."
         )
     if budget is not None:
         if max_tokens <= budget:
             max_tokens += budget
-        return {"max_tokens": max_tokens, "thinking": {"type": "enabled", "budget_tokens": budget}}
-    out: dict[str, Any] = {"max_tokens": max_tokens}
-    temperature = field(config, "temperature")
+        anthropic["max_tokens"] = max_tokens
+        anthropic["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        return
+    anthropic["max_tokens"] = max_tokens
+    if config.keys().isdisjoint(_SAMPLING):  # (most requests set none of them)
+        return
+    temperature = config.get("temperature")
     if isinstance(temperature, int | float) and not isinstance(temperature, bool):
-        out["temperature"] = min(temperature, 1.0)
-    top_p = field(config, "topP")
+        anthropic["temperature"] = min(temperature, 1.0)
+    top_p = config.get("topP")
     if top_p is not None:
-        out["top_p"] = top_p
-    top_k = field(config, "topK")
+        anthropic["top_p"] = top_p
+    top_k = config.get("topK")
     if isinstance(top_k, int | float) and not isinstance(top_k, bool):
-        out["top_k"] = int(top_k)  # Gemini's topK is a float in the API's schema
-    return out
+        anthropic["top_k"] = int(top_k)  # Gemini's topK is a float in the API's schema
 
 
 def _stop_sequences(stop: Any) -> list[str]:
@@ -384,15 +432,13 @@ def json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _json_tool(config: dict[str, Any]) -> dict[str, Any] | None:
-    """The tool standing for JSON mode, or None (the module's docstring)."""
-    if field(config, "responseMimeType") != "application/json":
-        return None
-    schema = field(config, "responseJsonSchema")
+def _json_tool(config: dict[str, Any]) -> dict[str, Any]:
+    """The tool standing for JSON mode (the module's docstring)."""
+    schema = config.get("responseJsonSchema")
     param = "generationConfig.responseJsonSchema"
-    if schema is None and field(config, "responseSchema") is not None:
+    if schema is None and config.get("responseSchema") is not None:
         param = "generationConfig.responseSchema"
-        schema = json_schema(as_object(field(config, "responseSchema"), param))
+        schema = json_schema(as_object(config.get("responseSchema"), param))
     if schema is None:
         schema = {"type": "object"}
     if not isinstance(schema, dict) or schema.get("type") != "object":
@@ -423,7 +469,7 @@ def _json_choice(
     return forced
 
 
-def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
+def _tool_choice(tool_config: Any, tools: list[dict[str, Any]]) -> dict[str, Any] | None:
     calling = as_object(
         field(as_object(tool_config, "toolConfig"), "functionCallingConfig"),
         "toolConfig.functionCallingConfig",
@@ -440,6 +486,7 @@ def _tool_choice(tool_config: Any, names: set[str]) -> dict[str, Any] | None:
         field(calling, "allowedFunctionNames"),
         "toolConfig.functionCallingConfig.allowedFunctionNames",
     )
+    names = {tool["name"] for tool in tools}
     for name in allowed:
         if name not in names:
             raise TranslationError(

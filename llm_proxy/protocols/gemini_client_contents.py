@@ -3,7 +3,8 @@
 (text, inline and file data, function calls and responses paired by id or name, thought runs
 with our signature as thinking blocks), and the turns without their thinking; each mapping is
 told in `gemini_client`'s docstring. Also Google's JSON reading that the request shares:
-`field` reads a field under either spelling, `as_object` and `as_list` check a value's type.
+`field` reads a field under either spelling (`camel_fields` puts an object's fields under their
+camelCase names at once), `as_object` and `as_list` check a value's type.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import binascii
 import re
 from collections import deque
+from collections.abc import Set
 from functools import lru_cache
 from typing import Any, Final
 
@@ -44,6 +46,30 @@ def field(data: dict[str, Any], name: str) -> Any:
     if value is not None or not data:  # (most objects read are small or empty)
         return value
     return data.get(_snake(name))
+
+
+def snake_spellings(*names: str) -> frozenset[str]:
+    """The snake_case spellings of camelCase field names, for `camel_fields`."""
+    return frozenset(_snake(name) for name in names) - frozenset(names)
+
+
+def camel_fields(data: dict[str, Any], spellings: Set[str]) -> dict[str, Any]:
+    """`data` with each field whose snake_case spelling is in `spellings` under its camelCase
+    name too, as `field` reads it (the camelCase value unless None): then `data.get(name)`
+    reads a field. `data` itself when no key is one of them, the common case, which one set
+    operation tells (rather than a second read for every absent field)."""
+    if data.keys().isdisjoint(spellings):
+        return data
+    fields = dict(data)
+    for snake in data.keys() & spellings:
+        name = camel_case(snake)
+        if fields.get(name) is None:
+            fields[name] = data[snake]
+    return fields
+
+
+# The keys of a part of a kind refused, under either spelling.
+_UNSUPPORTED_KEYS: Final = frozenset(_UNSUPPORTED_PARTS) | snake_spellings(*_UNSUPPORTED_PARTS)
 
 
 def as_object(value: Any, param: str) -> dict[str, Any]:
@@ -99,15 +125,15 @@ class _Conversation:
     def turns(self, contents: Any) -> list[dict[str, Any]]:
         contents = as_list(contents, "contents")
         for index, content in enumerate(contents):
-            param = f"contents[{index}]"
-            content = as_object(content, param)
+            if not isinstance(content, dict):  # (the param's path is built only then)
+                content = as_object(content, f"contents[{index}]")
             role = content.get("role") or "user"
             if role in ("user", "function", "tool"):
                 role = "user"
             elif role == "model":
                 role = "assistant"
             else:
-                raise TranslationError(f"{param}.role", "role must be user or model.")
+                raise TranslationError(f"contents[{index}].role", "role must be user or model.")
             self._turns.append(
                 {"role": role, "content": self._blocks(content.get("parts"), role, index)}
             )
@@ -117,29 +143,41 @@ class _Conversation:
         blocks: list[dict[str, Any]] = []
         if role != "assistant":
             self._thought.clear()
-        for number, part in enumerate(as_list(parts, f"contents[{index}].parts")):
-            param = f"contents[{index}].parts[{number}]"
-            part = as_object(part, param)
+        if not isinstance(parts, list):
+            parts = as_list(parts, f"contents[{index}].parts")
+        for number, part in enumerate(parts):
+            if not isinstance(part, dict):
+                part = as_object(part, f"contents[{index}].parts[{number}]")
             if part.get("thought") is True:
                 if role == "assistant":
                     block = _thinking_block(part, self._thought)
                     if block is not None:
                         blocks.append(block)
                 continue
-            if part:
+            if part and self._thought:
                 self._thought.clear()
-            block = self._block(part, role, param, f"call_{index}_{number}")
+            text = part.get("text")
+            if isinstance(text, str) and part.keys().isdisjoint(_UNSUPPORTED_KEYS):
+                if text.strip():  # (a text part, the common one, without a call)
+                    blocks.append({"type": "text", "text": text})
+                continue
+            block = self._block(part, role, index, number)
             if block is not None:
                 blocks.append(block)
         return blocks
 
-    def _block(self, part: dict[str, Any], role: str, param: str, new_id: str) -> Any:
-        for name in _UNSUPPORTED_PARTS:
-            if field(part, name) is not None:
-                raise TranslationError(f"{param}.{name}", f"{name} parts are not supported.")
+    def _block(self, part: dict[str, Any], role: str, index: int, number: int) -> Any:
+        if not part.keys().isdisjoint(_UNSUPPORTED_KEYS):  # (one set operation for most)
+            for name in _UNSUPPORTED_PARTS:
+                if field(part, name) is not None:
+                    raise TranslationError(
+                        f"contents[{index}].parts[{number}].{name}",
+                        f"{name} parts are not supported.",
+                    )
         text = part.get("text")
         if isinstance(text, str):
             return {"type": "text", "text": text} if text.strip() else None
+        param = f"contents[{index}].parts[{number}]"
         inline = field(part, "inlineData")
         if inline is not None:
             return _inline_block(as_object(inline, f"{param}.inlineData"), f"{param}.inlineData")
@@ -152,6 +190,7 @@ class _Conversation:
                 raise TranslationError(
                     f"{param}.functionCall", "A functionCall belongs in a model turn."
                 )
+            new_id = f"call_{index}_{number}"
             return self._tool_use(as_object(call, f"{param}.functionCall"), param, new_id)
         response = field(part, "functionResponse")
         if response is not None:
@@ -319,7 +358,8 @@ def _alternating(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not joined:
         raise TranslationError("contents", "contents needs a user turn with content.")
     for turn in joined:
-        turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+        if len(turn["content"]) > 1:  # (one block is in order)
+            turn["content"].sort(key=_after_tool_results)
     if joined[0]["role"] == "assistant":
         joined.insert(0, {"role": "user", "content": [{"type": "text", "text": FIRST_USER_TEXT}]})
     last = joined[-1]["content"][-1]
@@ -328,13 +368,23 @@ def _alternating(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return joined
 
 
+def _after_tool_results(block: dict[str, Any]) -> bool:
+    kind: str = block["type"]
+    return kind != "tool_result"
+
+
 def without_thinking(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The turns without their thinking blocks (a request without thinking)."""
-    kept = [
-        {**turn, "content": [block for block in turn["content"] if block["type"] != "thinking"]}
-        for turn in turns
-    ]
-    return _alternating(kept)
+    """The turns (as `conversation` gives them) without their thinking blocks (a request
+    without thinking)."""
+    for turn in turns:
+        for block in turn["content"]:
+            if block["type"] == "thinking":
+                kept = [
+                    {**each, "content": [b for b in each["content"] if b["type"] != "thinking"]}
+                    for each in turns
+                ]
+                return _alternating(kept)
+    return turns  # no thinking block: the turns are already as `_alternating` makes them
 
 
 def unsigned_tool_use(turns: list[dict[str, Any]]) -> bool:

@@ -15,6 +15,7 @@ from llm_proxy.protocols.gemini import (
     PART_SIGNATURE,
     SKIP_SIGNATURE,
     THOUGHT_SIGNATURE,
+    ContentBlocks,
     GeminiCall,
     gemini_request,
     gemini_to_anthropic_error,
@@ -518,6 +519,83 @@ def test_usage() -> None:
     )
     assert gemini_usage({"usageMetadata": {"promptTokenCount": 7}}) == TokenUsage(7, 0)
     assert gemini_usage({"candidates": []}) is None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+_COUNT = st.one_of(st.none(), st.booleans(), st.integers(-3, 9), st.just(2.0), st.just("4"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "promptTokenCount",
+                "candidatesTokenCount",
+                "totalTokenCount",
+                "cachedContentTokenCount",
+                "toolUsePromptTokenCount",
+                "thoughtsTokenCount",
+            ]
+        ),
+        _COUNT,
+    )
+)
+def test_usage_of_any_counts(usage: dict[str, Any]) -> None:
+    """Whichever counts are there (the common pair read first), the usage is the whole rule's."""
+    prompt = _count(usage.get("promptTokenCount"))
+    cached = min(_count(usage.get("cachedContentTokenCount")), prompt)
+    assert gemini_usage({"usageMetadata": usage}) == TokenUsage(
+        input_tokens=prompt - cached + _count(usage.get("toolUsePromptTokenCount")),
+        output_tokens=_count(usage.get("candidatesTokenCount"))
+        + _count(usage.get("thoughtsTokenCount")),
+        cache_read_tokens=cached,
+    )
+
+
+def _blocks_of(parts: list[Any]) -> list[dict[str, Any]]:
+    """The content `ContentBlocks` makes of parts, its events folded (as the stream does)."""
+    blocks = ContentBlocks({})
+    for part in parts:
+        blocks.part(part)
+    blocks.close()
+    content: list[dict[str, Any]] = []
+    for name, body in blocks.take():
+        if name == "content_block_start":
+            content.append(dict(body["content_block"]))
+        elif name == "content_block_delta":
+            delta = body["delta"]
+            if delta["type"] == "input_json_delta":
+                content[-1]["input"] = json.loads(delta["partial_json"])
+            else:
+                key = delta["type"].removesuffix("_delta")
+                content[-1][key] += delta[key]
+    return content
+
+
+_TEXT_PART = st.builds(lambda text: {"text": text}, st.sampled_from(["", " ", "a", "b c"]))
+_OTHER_PART = st.sampled_from(
+    [
+        {"text": 3},
+        {"text": None},
+        {"text": "t", "thought": True},
+        {"text": "s", "thoughtSignature": "c2ln"},
+        {"functionCall": {"id": "c", "name": "get_weather", "args": {"a": 1}}},
+        {"inlineData": {"mimeType": "image/png", "data": PNG}},
+        {},
+        "not a part",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_TEXT_PART, _TEXT_PART, _TEXT_PART, _OTHER_PART), max_size=5))
+def test_an_answer_of_text_parts_is_what_content_blocks_make_of_them(parts: list[Any]) -> None:
+    answer = {"candidates": [{"content": {"parts": parts}}], "responseId": "r"}
+    assert messages_answer(answer, GeminiCall(model="g"))["content"] == _blocks_of(parts)
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -855,3 +855,103 @@ def test_json_mode_with_functions_requires_one_call_of_any() -> None:
     assert [tool["name"] for tool in body["tools"]] == ["f", "json_answer"]
     assert body["tools"][1]["input_schema"] == {"type": "object", "required": ["a"]}
     assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+
+
+def snake(value: Any) -> Any:
+    """`value` with every key of every object in snake_case (as `field` spells it)."""
+    if isinstance(value, dict):
+        return {
+            "".join("_" + c.lower() if c.isupper() else c for c in key): snake(item)
+            for key, item in value.items()
+        }
+    return [snake(item) for item in value] if isinstance(value, list) else value
+
+
+FULL_REQUEST: dict[str, Any] = {
+    "contents": [user({"text": "go"})],
+    "systemInstruction": {"parts": [{"text": "Be brief."}]},
+    "tools": [{"functionDeclarations": [{"name": "f"}, {"name": "g"}]}],
+    "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["f"]}},
+    "generationConfig": {
+        "maxOutputTokens": 100,
+        "temperature": 0.5,
+        "topP": 0.9,
+        "topK": 40,
+        "stopSequences": ["END"],
+        "candidateCount": 1,
+        "responseMimeType": "text/plain",
+        "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": True},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        FULL_REQUEST["generationConfig"],
+        {"thinkingConfig": {"thinkingLevel": "LOW", "includeThoughts": True}},
+        {"responseMimeType": "application/json", "responseJsonSchema": {"type": "object"}},
+        {"responseMimeType": "application/json", "responseSchema": {"type": "OBJECT"}},
+    ],
+)
+def test_every_field_read_is_read_in_snake_case_too(config: dict[str, Any]) -> None:
+    camel = {**FULL_REQUEST, "generationConfig": config}
+    if "responseMimeType" in config:
+        camel = {key: value for key, value in camel.items() if key != "toolConfig"}
+    assert messages_from_gemini(snake(camel), model="m", stream=False) == messages_from_gemini(
+        camel, model="m", stream=False
+    )
+
+
+def test_a_field_in_both_spellings_is_the_camel_case_one_unless_it_is_null() -> None:
+    body = translate(
+        {
+            "contents": [user({"text": "go"})],
+            "generationConfig": {"maxOutputTokens": 10, "max_output_tokens": 20},
+            "generation_config": {"maxOutputTokens": 30},
+        }
+    )
+    assert body["max_tokens"] == 10
+    body = translate(
+        {
+            "contents": [user({"text": "go"})],
+            "generationConfig": None,
+            "generation_config": {"maxOutputTokens": None, "max_output_tokens": 20},
+        }
+    )
+    assert body["max_tokens"] == 20
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"cached_content": "cachedContents/abc"}, "cachedContent"),
+        ({"generation_config": {"candidate_count": 2}}, "generationConfig.candidateCount"),
+        ({"generationConfig": {"speech_config": {}}}, "generationConfig.speechConfig"),
+        (
+            {"generationConfig": {"response_mime_type": "text/x.enum"}},
+            "generationConfig.responseMimeType",
+        ),
+        (
+            {"generationConfig": {"thinking_config": {"thinking_budget": -2}}},
+            "generationConfig.thinkingConfig.thinkingBudget",
+        ),
+        (
+            {"generationConfig": {"thinkingConfig": {"thinkingBudget": True}}},
+            "generationConfig.thinkingConfig.thinkingBudget",
+        ),
+        ({"generationConfig": {"maxOutputTokens": True}}, "generationConfig.maxOutputTokens"),
+        ({"generationConfig": {"max_output_tokens": 1.5}}, "generationConfig.maxOutputTokens"),
+        ({"generationConfig": []}, "generationConfig"),
+        ({"generationConfig": {"thinkingConfig": 1}}, "thinkingConfig"),
+        (
+            {"contents": [user({"text": "go", "code_execution_result": {}})]},
+            "contents[0].parts[0].codeExecutionResult",
+        ),
+        ({"contents": [user({"text": "go"}), "x"]}, "contents[1]"),
+        ({"contents": [{"role": "user", "parts": {}}]}, "contents[0].parts"),
+        ({"contents": [user({"text": "go"}, [])]}, "contents[0].parts[1]"),
+    ],
+)
+def test_what_is_refused_in_either_spelling(body: dict[str, Any], param: str) -> None:
+    assert refused({"contents": [user({"text": "go"})], **body}).param == param
