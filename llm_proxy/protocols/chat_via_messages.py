@@ -428,8 +428,15 @@ def _tool_choice(choice: Any, names: set[str]) -> dict[str, Any] | None:
 # The answer.
 
 
-def chat_answer(message: dict[str, Any], call: MessagesCall, *, created: int) -> dict[str, Any]:
-    """An Anthropic Message as an OpenAI `chat.completion` object."""
+def chat_answer(
+    message: dict[str, Any],
+    call: MessagesCall,
+    *,
+    created: int,
+    usage: TokenUsage | None = None,
+) -> dict[str, Any]:
+    """An Anthropic Message as an OpenAI `chat.completion` object. `usage`: the message's,
+    when the caller has read it already (a translation in two steps reads it once)."""
     texts: list[str] = []
     thinking: list[str] = []
     tool_calls: list[dict[str, Any]] = []
@@ -471,7 +478,7 @@ def chat_answer(message: dict[str, Any], call: MessagesCall, *, created: int) ->
         "created": created,
         "model": message.get("model") or call.model,
         "choices": [{"index": 0, "message": answer, "logprobs": None, "finish_reason": finish}],
-        "usage": openai_usage(from_anthropic(message.get("usage")) or TokenUsage(0, 0)),
+        "usage": openai_usage(usage or from_anthropic(message.get("usage")) or TokenUsage(0, 0)),
     }
 
 

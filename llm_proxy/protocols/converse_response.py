@@ -67,10 +67,15 @@ class ConverseCall:
 
 
 def messages_answer(
-    answer: dict[str, Any], call: ConverseCall, request_id: str | None = None
+    answer: dict[str, Any],
+    call: ConverseCall,
+    request_id: str | None = None,
+    *,
+    usage: TokenUsage | None = None,
 ) -> dict[str, Any]:
     """A Converse answer as an Anthropic Message. Its id: `msg_` and Bedrock's request id
-    (the `x-amzn-RequestId` header: the body has none) when given, else a random one."""
+    (the `x-amzn-RequestId` header: the body has none) when given, else a random one.
+    `usage`: the answer's, when the caller has read it already (`converse_usage`)."""
     identifier = message_id(request_id)
     output = answer.get("output")
     message = output.get("message") if isinstance(output, dict) else None
@@ -82,7 +87,7 @@ def messages_answer(
     reason, sequence = stop_reason(
         answer.get("stopReason"), answer.get("additionalModelResponseFields"), call
     )
-    usage = converse_usage(answer.get("usage")) or TokenUsage(0, 0)
+    usage = usage or converse_usage(answer.get("usage")) or TokenUsage(0, 0)
     return {
         "id": identifier,
         "type": "message",

@@ -82,8 +82,11 @@ def wrap_signature(signature: str) -> str:
 # The answer.
 
 
-def gemini_answer(message: dict[str, Any], call: GeminiClientCall) -> dict[str, Any]:
-    """An Anthropic Message as a GenerateContentResponse."""
+def gemini_answer(
+    message: dict[str, Any], call: GeminiClientCall, *, usage: TokenUsage | None = None
+) -> dict[str, Any]:
+    """An Anthropic Message as a GenerateContentResponse. `usage`: the message's, when the
+    caller has read it already (a translation in two steps reads it once)."""
     parts: list[dict[str, Any]] = []
     content = message.get("content")
     for block in content if isinstance(content, list) else []:
@@ -107,7 +110,9 @@ def gemini_answer(message: dict[str, Any], call: GeminiClientCall) -> dict[str, 
     }
     return {
         "candidates": [candidate],
-        "usageMetadata": usage_metadata(from_anthropic(message.get("usage")) or TokenUsage(0, 0)),
+        "usageMetadata": usage_metadata(
+            usage or from_anthropic(message.get("usage")) or TokenUsage(0, 0)
+        ),
         "modelVersion": call.model,
         "responseId": response_id(message.get("id")),
     }

@@ -168,8 +168,11 @@ class ContentBlocks:
         self.tool_calls += 1
 
 
-def messages_answer(answer: dict[str, Any], call: GeminiCall) -> dict[str, Any]:
-    """A `GenerateContentResponse` as an Anthropic Message (see the module docstring)."""
+def messages_answer(
+    answer: dict[str, Any], call: GeminiCall, *, usage: TokenUsage | None = None
+) -> dict[str, Any]:
+    """A `GenerateContentResponse` as an Anthropic Message (see the module docstring).
+    `usage`: the answer's, when the caller has read it already (`gemini_usage`)."""
     candidate = first_candidate(answer)
     parts = candidate_parts(candidate)
     text = _text_only(parts)
@@ -196,7 +199,7 @@ def messages_answer(answer: dict[str, Any], call: GeminiCall) -> dict[str, Any]:
         "content": content,
         "stop_reason": stop_reason(answer, candidate, tools),
         "stop_sequence": None,
-        "usage": (gemini_usage(answer) or TokenUsage(0, 0)).anthropic(),
+        "usage": (usage or gemini_usage(answer) or TokenUsage(0, 0)).anthropic(),
     }
 
 

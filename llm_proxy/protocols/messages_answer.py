@@ -35,10 +35,14 @@ class ChatCall:
     tool_names: Mapping[str, str] = field(default_factory=dict)
 
 
-def message_answer(chat: dict[str, Any], call: ChatCall) -> dict[str, Any]:
+def message_answer(
+    chat: dict[str, Any], call: ChatCall, *, usage: TokenUsage | None = None
+) -> dict[str, Any]:
     """A chat.completion answer as an Anthropic Message: reasoning as a `thinking` block
     (empty signature), then the text, then each tool call as a `tool_use` block with its
-    client name. Arguments that are not a JSON object become `{}` (see `tool_input`)."""
+    client name. Arguments that are not a JSON object become `{}` (see `tool_input`).
+    `usage`: the answer's, when the caller has read it already (a translation in two steps
+    reads it once)."""
     choices = chat.get("choices")
     choice = choices[0] if isinstance(choices, list) and choices else {}
     choice = choice if isinstance(choice, dict) else {}
@@ -63,7 +67,7 @@ def message_answer(chat: dict[str, Any], call: ChatCall) -> dict[str, Any]:
     refusal = message.get("refusal")
     if reason == "end_turn" and isinstance(refusal, str) and refusal:
         reason = "refusal"
-    usage = from_openai(chat.get("usage")) or TokenUsage(0, 0)
+    usage = usage or from_openai(chat.get("usage")) or TokenUsage(0, 0)
     model = chat.get("model")
     return {
         "id": identifier,

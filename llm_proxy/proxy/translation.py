@@ -72,12 +72,13 @@ ANTHROPIC_ENDPOINTS: Final = frozenset({MESSAGES, "/messages/count_tokens"})
 # A translated JSON answer is read whole before it is translated: bounded.
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
 
-_Answer = Callable[[dict[str, Any]], dict[str, Any]]
+# An answer translator: the answer, and its usage (keyword `usage`) when read already.
+_Answer = Callable[..., dict[str, Any]]
 _Error = Callable[[int, bytes], bytes]
 _Stream = Callable[[], StreamTranslator]
 
 
-def _same(answer: dict[str, Any]) -> dict[str, Any]:
+def _same(answer: dict[str, Any], usage: TokenUsage | None = None) -> dict[str, Any]:
     return answer
 
 
@@ -102,10 +103,6 @@ class Translation:
     # Only the request changed (an Anthropic client, a Vertex Claude model): the answer is
     # relayed as it comes, its usage read as an Anthropic answer's.
     as_is: bool = False
-
-    def usage_of(self, answer: dict[str, Any]) -> Usage | None:
-        """The usage a JSON answer (the provider's, untranslated) reports."""
-        return as_usage(self.usage(answer))
 
 
 def as_usage(usage: TokenUsage | None) -> Usage | None:
@@ -317,8 +314,9 @@ def _compose(client: str, near: _ClientLeg, far: _UpstreamLeg) -> tuple[bytes, T
     _, client_answer, client_stream, client_error = near
     body, endpoint, target, upstream_answer, upstream_stream, upstream_error, usage = far
 
-    def answer(body: dict[str, Any]) -> dict[str, Any]:
-        return client_answer(upstream_answer(body))
+    def answer(body: dict[str, Any], usage: TokenUsage | None = None) -> dict[str, Any]:
+        # (the usage is the provider's answer's; the pivot's says the same, unread again)
+        return client_answer(upstream_answer(body, usage=usage), usage=usage)
 
     def error(status: int, body: bytes) -> bytes:
         return client_error(status, upstream_error(status, body))
@@ -355,7 +353,7 @@ def _embeddings(upstream: Upstream, data: dict[str, Any], model: str) -> tuple[b
     translation = Translation(
         EMBEDDINGS,
         stream=_no_stream,
-        answer=lambda answer: gemini_embeddings.embeddings_answer(
+        answer=lambda answer, usage=None: gemini_embeddings.embeddings_answer(
             answer, model=model, texts=texts, encoding_format=encoding
         ),
         error=lambda status, body: anthropic_to_openai(
@@ -449,8 +447,9 @@ def translate_whole(
             type=errors.API_ERROR,
             code="upstream_error",
         )
+    usage = translation.usage(answer)  # (read once: each step is given it)
     try:
-        translated = translation.answer(answer)
+        translated = translation.answer(answer, usage=usage)
     except ValueError as exc:  # an answer missing what its protocol promises
         raise errors.ProxyError(
             502,
@@ -458,4 +457,4 @@ def translate_whole(
             type=errors.API_ERROR,
             code="upstream_error",
         ) from None
-    return orjson.dumps(translated), translation.usage_of(answer)
+    return orjson.dumps(translated), as_usage(usage)
