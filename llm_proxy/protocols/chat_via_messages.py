@@ -145,11 +145,11 @@ def messages_request(
     )
     options = data.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-    call = MessagesCall(
-        model=str(data.get("model") or model),
-        stream=stream,
-        include_usage=include_usage,
-        json_tool=json_tool["name"] if json_tool is not None else None,
+    call = MessagesCall(  # (positional: made per request, and cheaper so)
+        str(data.get("model") or model),
+        stream,
+        include_usage,
+        json_tool["name"] if json_tool is not None else None,
     )
     return body, call
 

@@ -169,11 +169,11 @@ def converse_request(
     if data.get("mcp_servers"):
         raise TranslationError("mcp_servers", "mcp_servers: MCP servers are not supported")
     requested = data.get("model")
-    call = ConverseCall(
-        model=requested if isinstance(requested, str) else model,
-        stream=data.get("stream") is True,
-        stop_sequences=stop_sequences,
-        tool_names=context.names.restored,
+    call = ConverseCall(  # (positional: made per request, and cheaper so)
+        requested if isinstance(requested, str) else model,
+        data.get("stream") is True,
+        stop_sequences,
+        context.names.restored,
     )
     return body, call
 

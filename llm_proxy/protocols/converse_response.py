@@ -83,6 +83,11 @@ def messages_answer(
     blocks: list[dict[str, Any]] = []
     for block in content if isinstance(content, list) else ():
         if isinstance(block, dict):
+            text = block.get("text")
+            if type(text) is str:  # (most blocks: `_answer_block`'s first case, inline)
+                if text:
+                    blocks.append({"type": "text", "text": text})
+                continue
             blocks.extend(_answer_block(block, call, f"{identifier}_{len(blocks)}"))
     reason, sequence = stop_reason(
         answer.get("stopReason"), answer.get("additionalModelResponseFields"), call

@@ -128,10 +128,10 @@ def gemini_request(data: dict[str, Any], *, model: str) -> tuple[dict[str, Any],
     if generation:
         body["generationConfig"] = generation
     requested = data.get("model")
-    call = GeminiCall(
-        model=requested if isinstance(requested, str) and requested else model,
-        stream=data.get("stream") is True,
-        tool_names=names.restored,
+    call = GeminiCall(  # (positional: made per request, and cheaper so)
+        requested if isinstance(requested, str) and requested else model,
+        data.get("stream") is True,
+        names.restored,
     )
     return body, call
 

@@ -245,11 +245,11 @@ def messages_from_gemini(
     if stop is not None and _stop_sequences(stop):
         anthropic["stop_sequences"] = stop
     anthropic["stream"] = stream
-    call = GeminiClientCall(
-        model=name,
-        stream=stream,
-        include_thoughts=thinking is not None and shown,
-        json_tool=JSON_TOOL_NAME if json_tool is not None else None,
+    call = GeminiClientCall(  # (positional: made per request, and cheaper so)
+        name,
+        stream,
+        thinking is not None and shown,
+        JSON_TOOL_NAME if json_tool is not None else None,
     )
     return anthropic, call
 

@@ -74,11 +74,11 @@ def chat_request(
             "mcp_servers", "mcp_servers: MCP servers are not supported by this model"
         )
     requested = data.get("model")
-    call = ChatCall(
-        model=requested if isinstance(requested, str) else model,
-        stream=stream,
-        stop_sequences=stop_sequences,
-        tool_names=names.restored,
+    call = ChatCall(  # (positional: made per request, and cheaper so)
+        requested if isinstance(requested, str) else model,
+        stream,
+        stop_sequences,
+        names.restored,
     )
     return body, call
 

@@ -90,6 +90,7 @@ class SigV4Signer:
         "_date",
         "_key",
         "_mac",
+        "_scope",
         "_second",
         "_secret",
         "_shapes",
@@ -120,6 +121,7 @@ class SigV4Signer:
         self._date = ""
         self._key = b""
         self._mac = hmac.new(b"", digestmod=hashlib.sha256)  # (keyed by `_derive`)
+        self._scope = ""
         self._second = -1  # the clock's whole second `_stamp` is for
         self._stamp = ""
         self._shapes: dict[tuple[str, str, str, str, str | None], _Shape] = {}
@@ -142,6 +144,7 @@ class SigV4Signer:
         key = _hmac(key, self.service)
         self._key = _hmac(key, "aws4_request")
         self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        self._scope = f"{date}/{self.region}/{self.service}/aws4_request"
         self._date = date
 
     def headers(
@@ -171,10 +174,10 @@ class SigV4Signer:
             shape = self._shape(key)
         request = f"{shape.before_date}{stamp}{shape.after_date}{hashlib.sha256(body).hexdigest()}"
         date = stamp[:8]
-        scope = f"{date}/{self.region}/{self.service}/aws4_request"
-        to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
         if date != self._date:
             self._derive(date)
+        scope = self._scope
+        to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{hashlib.sha256(request.encode()).hexdigest()}"
         mac = self._mac.copy()  # (keyed once a day: a copy skips the key's two hash blocks)
         mac.update(to_sign.encode())
         signature = mac.hexdigest()
