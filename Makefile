@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= example.config.yaml
 
-.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-tracing bench-ab bench-quick bench-client bench-logs bench-scale soak
+.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-tracing bench-ab bench-quick bench-client bench-logs bench-scale bench-instructions soak
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -118,6 +118,10 @@ bench-tracing: $(TEST_STAMP)  ## tracing off and on, a client's traceparent or n
 
 bench-ab: $(TEST_STAMP)  ## before/after: llm-proxy at BASE (default origin/main or main) vs this tree, interleaved
 	$(BIN)/python -m tests.perf.ab --base $(or $(BASE),$(shell git rev-parse -q --verify origin/main >/dev/null && echo origin/main || echo main)) $(BENCH_ARGS)
+
+bench-instructions: $(TEST_STAMP)  ## instructions per request under callgrind, per protocol route (exact: any machine load)
+	@command -v valgrind >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q valgrind >/dev/null) || echo "valgrind not installed"
+	$(BIN)/python -m tests.perf.instructions $(INSTRUCTIONS_ARGS)
 
 bench-scale: $(TEST_STAMP)  ## req/s and CPU with 1..nproc instances on one port (server.reuse_port)
 	$(BIN)/python -m tests.perf.scale $(BENCH_ARGS)
