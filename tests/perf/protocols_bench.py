@@ -32,8 +32,9 @@ the same whatever the protocol, and `tests.perf.bench` measures it). The proxy i
 CPU 0, the upstream, wrk and this process (the stream clients) to CPU 1, as `bench` does.
 
 Non-streaming: 32 connections (wrk when installed, else a built-in aiohttp generator), every
-scenario once per round in an order that rotates round by round; each figure is the median of
-its rounds. Streams: 1,000 concurrent streams per scenario (100 with --quick), 30 chunks 25 ms
+scenario once per round in an order that rotates round by round, each round on a fresh
+`llm-proxy serve` process (`fresh_proxy`: processes of the same code differ by up to 10-15 %),
+each scenario warmed up on it first; each figure is the median of its rounds. Streams: 1,000 concurrent streams per scenario (100 with --quick), 30 chunks 25 ms
 apart, also in rotating rounds; a chunk is a content delta (an OpenAI `data:` event with
 content, an Anthropic `content_block_delta`), the time to first chunk is the time to the first
 such delta, and a stream is an error unless it answers 200, carries every chunk and ends
@@ -46,7 +47,9 @@ The ratios the protocol work is held to: CPU per request of anthropic-pass ÷ op
 OpenAI clients, anthropic-pass for Anthropic clients, gemini-pass for Gemini clients), and the
 chunks/s of each translated stream between OpenAI and Anthropic ÷ its client's pass-through
 (≥ 0.9, no errors; over the cloud upstreams shown only: the mock paces every event it writes,
-and their streams have other numbers of events around the same content). With --litellm, LiteLLM's
+and their streams have other numbers of events around the same content). A CPU ratio is the
+median over the rounds of the two scenarios' ratio within one round (`paired_ratio`): the
+machine's speed drifts between rounds, and a pair in one round shares it. With --litellm, LiteLLM's
 proxy (the peer users compare with) serves an Anthropic client's `/v1/messages` from the same
 mock as an OpenAI-compatible upstream, measured in the same rounds (non-streaming only).
 Prints a table and saves JSON into --out.
@@ -558,6 +561,23 @@ def servers(
         yield procs
 
 
+@contextlib.contextmanager
+def fresh_proxy(procs: dict[str, bench.Proc], tmp: Path, round_index: int) -> Iterator[None]:
+    """A new `llm-proxy serve` (the same config and port) as `procs["llm-proxy"]` for one
+    round, stopped after it. Two processes of the same code differ by up to 10-15 % in CPU per
+    request on this machine kind (memory layout, hash seeds), and not alike for every route:
+    each round on a process of its own, the medians over the rounds average the processes out
+    rather than measure one."""
+    old = procs["llm-proxy"]
+    old.stop()
+    port = int(old.url.rsplit(":", 1)[1])
+    cmd = [sys.executable, "-m", "llm_proxy", "serve", "--config", str(tmp / "proxy.yaml")]
+    log = tmp / f"proxy-round-{round_index}.log"
+    with bench.spawn("llm-proxy", cmd, bench.PROXY_CPU, port, log, "/health") as proxy:
+        procs["llm-proxy"] = proxy
+        yield
+
+
 # The run
 
 
@@ -579,43 +599,50 @@ def measure_load(
     runs: dict[str, list[bench.LoadResult]] = {s.name: [] for s in scenarios}
     for i in range(rounds):
         print(f"== load, {connections} connections, round {i + 1} of {rounds}", flush=True)
-        for scenario in rotated(scenarios, i):
-            result = load(
-                procs[scenario.target],
-                scenario,
-                scripts[scenario.name],
-                connections,
-                seconds,
-                warm_up=i == 0,
-            )
-            runs[scenario.name].append(result)
-            print(
-                f"   {scenario.name:>28}: {result.rps:8.0f} req/s  p50 {result.p50_ms:.2f} ms  "
-                f"p99 {result.p99_ms:.2f} ms  cpu {result.cpu_ms_per_request or 0:.3f} ms/req  "
-                f"errors {result.errors}",
-                flush=True,
-            )
+        with fresh_proxy(procs, tmp, i):
+            for scenario in rotated(scenarios, i):
+                result = load(
+                    procs[scenario.target],
+                    scenario,
+                    scripts[scenario.name],
+                    connections,
+                    seconds,
+                    warm_up=i == 0 or scenario.target == "llm-proxy",
+                )
+                runs[scenario.name].append(result)
+                print(
+                    f"   {scenario.name:>28}: {result.rps:8.0f} req/s  p50 {result.p50_ms:.2f} ms"
+                    f"  p99 {result.p99_ms:.2f} ms  cpu {result.cpu_ms_per_request or 0:.3f}"
+                    f" ms/req  errors {result.errors}",
+                    flush=True,
+                )
     return runs
 
 
 def measure_streams(
-    procs: dict[str, bench.Proc], scenarios: list[Scenario], count: int, chunks: int, rounds: int
+    procs: dict[str, bench.Proc],
+    scenarios: list[Scenario],
+    tmp: Path,
+    count: int,
+    chunks: int,
+    rounds: int,
 ) -> dict[str, list[bench.StreamResult]]:
     runs: dict[str, list[bench.StreamResult]] = {s.name: [] for s in scenarios}
     for i in range(rounds):
         print(f"== {count} streams, round {i + 1} of {rounds}", flush=True)
-        for scenario in rotated(scenarios, i):
-            result = streams(procs["llm-proxy"], scenario, count, chunks, procs["mock"])
-            runs[scenario.name].append(result)
-            print(
-                f"   {scenario.name:>28}: {result.chunks_per_sec:8.0f} chunks/s  "
-                f"ttfc p50 {result.ttfc_p50_ms:.1f} ms  p99 {result.ttfc_p99_ms:.1f} ms  "
-                f"cpu {result.cpu_ms_per_stream or 0:.2f} ms/stream  errors {result.errors}  "
-                f"busy: proxy {result.extra['proxy_cpu_busy']:.2f} "
-                f"load {result.extra['load_cpu_busy']:.2f}",
-                flush=True,
-            )
-            time.sleep(0.5)  # the closed streams' sockets leave before the next scenario opens
+        with fresh_proxy(procs, tmp, rounds + i):
+            for scenario in rotated(scenarios, i):
+                result = streams(procs["llm-proxy"], scenario, count, chunks, procs["mock"])
+                runs[scenario.name].append(result)
+                print(
+                    f"   {scenario.name:>28}: {result.chunks_per_sec:8.0f} chunks/s  "
+                    f"ttfc p50 {result.ttfc_p50_ms:.1f} ms  p99 {result.ttfc_p99_ms:.1f} ms  "
+                    f"cpu {result.cpu_ms_per_stream or 0:.2f} ms/stream  errors {result.errors}"
+                    f"  busy: proxy {result.extra['proxy_cpu_busy']:.2f} "
+                    f"load {result.extra['load_cpu_busy']:.2f}",
+                    flush=True,
+                )
+                time.sleep(0.5)  # the closed streams' sockets leave before the next opens
     return runs
 
 
@@ -644,6 +671,21 @@ def median_stream(runs: list[bench.StreamResult]) -> dict[str, Any]:
     }
 
 
+def paired_ratio(numerator: dict[str, Any], denominator: dict[str, Any]) -> float:
+    """CPU per request of `numerator` ÷ `denominator`: the median, over the rounds, of the two
+    scenarios' ratio in the same round (each round runs every scenario within a minute or
+    so), rather than the ratio of the two medians: this machine's speed drifts by 20-30 %
+    between rounds, and a pair in one round shares the drift."""
+    pairs = [
+        (a["cpu_ms_per_request"], b["cpu_ms_per_request"])
+        for a, b in zip(numerator.get("rounds", ()), denominator.get("rounds", ()), strict=False)
+        if a.get("cpu_ms_per_request") and b.get("cpu_ms_per_request")
+    ]
+    if not pairs:
+        return float(numerator["cpu_ms_per_request"] / denominator["cpu_ms_per_request"])
+    return float(statistics.median(a / b for a, b in pairs))
+
+
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target of `TARGETS`: its measured ratio and whether it is met."""
     load, stream = results["load"], results["streams"]
@@ -652,7 +694,7 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
         if metric == "cpu":
             if numerator not in load or denominator not in load:
                 continue
-            value = load[numerator]["cpu_ms_per_request"] / load[denominator]["cpu_ms_per_request"]
+            value = paired_ratio(load[numerator], load[denominator])
             label = f"CPU/req {numerator} ÷ {denominator}"
             wanted, met = (f"≤ {bound}", value <= bound) if bound else ("", None)
         elif metric == "stream_cpu":
@@ -769,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, runs in load_runs.items()
         }
         streamed = [s for s in scenarios if s.target == "llm-proxy"]
-        stream_runs = measure_streams(procs, streamed, count, chunks, rounds) if count else {}
+        stream_runs = measure_streams(procs, streamed, tmp, count, chunks, rounds) if count else {}
         results["streams"] = {name: median_stream(runs) for name, runs in stream_runs.items()}
     shutil.rmtree(tmp, ignore_errors=True)  # kept after a failure: the servers' logs are there
     results["ratios"] = ratios(results)
