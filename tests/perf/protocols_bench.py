@@ -34,8 +34,9 @@ CPU 0, the upstream, wrk and this process (the stream clients) to CPU 1, as `ben
 Non-streaming: 32 connections (wrk when installed, else a built-in aiohttp generator), every
 scenario once per round in an order that rotates round by round, each round on a fresh
 `llm-proxy serve` process (`fresh_proxy`: processes of the same code differ by up to 10-15 %),
-each scenario warmed up on it first; each figure is the median of its rounds. Streams: 1,000 concurrent streams per scenario (100 with --quick), 30 chunks 25 ms
-apart, also in rotating rounds; a chunk is a content delta (an OpenAI `data:` event with
+each scenario warmed up on it first; each figure is the median of its rounds. Streams: 1,000
+concurrent streams per scenario (100 with --quick), 30 chunks 25 ms apart, also in rotating
+rounds on a fresh process each; a chunk is a content delta (an OpenAI `data:` event with
 content, an Anthropic `content_block_delta`), the time to first chunk is the time to the first
 such delta, and a stream is an error unless it answers 200, carries every chunk and ends
 properly (`data: [DONE]`, `event: message_stop`). A Gemini client's chunk is a
