@@ -27,6 +27,7 @@ from llm_proxy.config.clouds import CLOUD_FIELDS
 from llm_proxy.config.issues import ConfigError, Path
 from llm_proxy.config.model import TIMEOUT_KEYS, Config
 from llm_proxy.config.providers import redact_url
+from llm_proxy.config.routing import routing_issues
 from llm_proxy.config.validate import auth_issues, parse_config
 
 log = structlog.get_logger()
@@ -248,6 +249,9 @@ def build_config(base: Config, fetched: DbConfig) -> Config:
     parsed = parse_config(fetched.data, _locator(fetched.rows))
     config = dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
     problems = auth_issues(config, "settings file or environment; keys in table credentials")
+    problems += routing_issues(
+        config, where="routing (settings file); providers and keys in tables"
+    )
     if problems:
         raise ConfigError(problems)
     return config

@@ -303,6 +303,99 @@ class TracingSettings:
     flush_interval_secs: float | None = None  # default 5
 
 
+# --- routing: fallbacks, retries, strategies, rules (`routing:`; llm_proxy.config.routing) ---
+
+Strategy = Literal["weighted", "latency", "least_busy", "cost"]
+STRATEGIES: Final = ("weighted", "latency", "least_busy", "cost")
+
+FallbackReason = Literal["any", "context_window", "content_policy"]
+
+# The outcome classes a retry policy names (besides single statuses "400"-"599"):
+# `connect` (no connection, a refused or reset one, the pool full, no cloud credential),
+# `timeout`, `429`, `5xx` (any 5xx status) and `stream_error` (a stream whose first event is
+# an error).
+RETRY_CLASSES: Final = frozenset({"connect", "timeout", "429", "5xx", "stream_error"})
+DEFAULT_RETRY_ON: Final = frozenset({"connect", "timeout", "429", "5xx", "stream_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How one model's failed attempts are retried, before its fallbacks are tried."""
+
+    attempts: int | None = None  # attempts at this model's providers; None: max_attempts
+    on: frozenset[str] = DEFAULT_RETRY_ON  # RETRY_CLASSES and single statuses ("503")
+    backoff_ms: float = 50.0  # before retrying a provider already tried: full jitter, doubling
+    max_backoff_ms: float = 2000.0
+
+    @property
+    def statuses(self) -> frozenset[int]:
+        """The single statuses `on` names (besides 429 and the 5xx class)."""
+        return frozenset(int(s) for s in self.on if s.isdigit())
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRouting:
+    """The routing settings of one model (or pattern), or the defaults (`routing.retry`, ...)."""
+
+    strategy: Strategy = "weighted"
+    retry: RetryPolicy = RetryPolicy()
+    deadline_secs: float | None = None  # bounds every retry and fallback until the first byte
+    # The model's context window in tokens: a prompt estimated above it goes straight to the
+    # model's context_window fallbacks (None: only the upstream's answer tells).
+    context_window: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """What a routing rule matches: every condition given must hold (an empty match: all)."""
+
+    tags: frozenset[str] = frozenset()  # any of these tags (x-llm-proxy-tags, metadata.tags)
+    keys: tuple[str, ...] = ()  # the key's name is one of these (exact names or patterns)
+    # (lower-cased header name, the values it may have): each header must have one of them
+    headers: tuple[tuple[str, frozenset[str]], ...] = ()
+    models: tuple[str, ...] = ()  # the requested model is one of these (names or patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRule:
+    """`routing.rules[i]`: requests that match go only to `providers` and/or to `model`."""
+
+    name: str  # given, or "rules[i]": for errors, the log and metrics
+    match: RuleMatch
+    providers: tuple[str, ...] | None = None
+    model: str | None = None
+
+
+# (model name or pattern, the chain of models tried after it, in order)
+Chains = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """`routing:`: what happens when a model's providers fail, and who goes where."""
+
+    fallbacks: Chains = ()  # after the model's own providers failed, whatever the failure
+    context_window_fallbacks: Chains = ()  # the prompt is too long for the model
+    content_policy_fallbacks: Chains = ()  # the upstream refused on content policy
+    default: ModelRouting = ModelRouting()
+    models: tuple[tuple[str, ModelRouting], ...] = ()  # per model (exact names, then patterns)
+    rules: tuple[RoutingRule, ...] = ()
+
+    def chains(self, reason: FallbackReason) -> Chains:
+        if reason == "context_window":
+            return self.context_window_fallbacks
+        if reason == "content_policy":
+            return self.content_policy_fallbacks
+        return self.fallbacks
+
+    @property
+    def configured(self) -> bool:
+        return self != NO_ROUTING
+
+
+NO_ROUTING: Final = Routing()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     providers: tuple[Provider, ...] = ()
@@ -368,6 +461,7 @@ class Config:
     # The output a request without max_tokens (max_completion_tokens, max_output_tokens)
     # reserves against its key's tokens per minute and budget at admission.
     reserve_output_tokens: int = 4096
+    routing: Routing = NO_ROUTING  # fallbacks, retries, strategies, rules
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

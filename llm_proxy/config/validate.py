@@ -12,6 +12,7 @@ from llm_proxy.config.issues import ConfigError, Issue, Locate, Path
 from llm_proxy.config.master_keys import parse_master_keys, short_key_problem
 from llm_proxy.config.model import DEFAULT_TIMEOUTS, TIMEOUT_KEYS, Config, Provider
 from llm_proxy.config.providers import parse_providers
+from llm_proxy.config.routing import parse_routing
 from llm_proxy.config.sections import (
     parse_circuit_breaker,
     parse_health_check,
@@ -58,6 +59,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "admin_keys",
         "pricing",
         "reserve_output_tokens",
+        "routing",
     }
 )
 
@@ -112,6 +114,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         request_log=parse_request_log(check, top.get("request_log")),
         tracing=parse_tracing(check, top.get("tracing")),
         default_provider=_default_provider(check, top.get("default_provider"), providers),
+        routing=parse_routing(check, top.get("routing")),
     )
     if check.issues:
         raise ConfigError(check.issues)

@@ -28,6 +28,7 @@ from llm_proxy.config.dotenv import current_environment, read_dotenv
 from llm_proxy.config.issues import ConfigError, Issue, Path
 from llm_proxy.config.master_keys import short_key_problem
 from llm_proxy.config.model import Config
+from llm_proxy.config.routing import routing_issues
 from llm_proxy.config.validate import auth_issues, parse_config
 
 DEFAULT_CONFIG_PATH: Final = "config.yaml"
@@ -80,6 +81,7 @@ def load_config_text(text: str, env: Mapping[str, str]) -> Config:
         config = with_overrides(config, changes)
         where = "env" if "require_auth" in changes else locate(("require_auth",))
         issues += auth_issues(config, where)
+        issues += routing_issues(config, locate)
     if issues or config is None:
         raise ConfigError(issues)
     return config

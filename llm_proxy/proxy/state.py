@@ -47,6 +47,11 @@ class RequestState:
     cost_usd: float | None = None  # with prices configured
     # For the request log (llm_proxy.observe.records):
     model_sent: str | None = None  # the model name sent to the answering provider
+    # Routing (`routing:`): the model asked for when a fallback model answered, and why it
+    # fell back (any, context_window, content_policy); the routing rule that matched.
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
+    rule: str | None = None
     error_code: str | None = None  # when the proxy answered an error itself
     errors: list[ErrorRecord] | None = None  # failed upstream attempts
     counting: asyncio.Task[None] | None = None  # tokens still being counted (tiktoken)
