@@ -315,7 +315,7 @@ FallbackReason = Literal["any", "context_window", "content_policy"]
 # `timeout`, `429`, `5xx` (any 5xx status) and `stream_error` (a stream whose first event is
 # an error).
 RETRY_CLASSES: Final = frozenset({"connect", "timeout", "429", "5xx", "stream_error"})
-DEFAULT_RETRY_ON: Final = frozenset({"connect", "timeout", "429", "5xx", "stream_error"})
+DEFAULT_RETRY_ON: Final = ("429", "5xx", "connect", "stream_error", "timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +323,7 @@ class RetryPolicy:
     """How one model's failed attempts are retried, before its fallbacks are tried."""
 
     attempts: int | None = None  # attempts at this model's providers; None: max_attempts
-    on: frozenset[str] = DEFAULT_RETRY_ON  # RETRY_CLASSES and single statuses ("503")
+    on: tuple[str, ...] = DEFAULT_RETRY_ON  # RETRY_CLASSES and single statuses ("503"), sorted
     backoff_ms: float = 50.0  # before retrying a provider already tried: full jitter, doubling
     max_backoff_ms: float = 2000.0
 
@@ -349,10 +349,10 @@ class ModelRouting:
 class RuleMatch:
     """What a routing rule matches: every condition given must hold (an empty match: all)."""
 
-    tags: frozenset[str] = frozenset()  # any of these tags (x-llm-proxy-tags, metadata.tags)
+    tags: tuple[str, ...] = ()  # any of these tags (x-llm-proxy-tags, metadata.tags)
     keys: tuple[str, ...] = ()  # the key's name is one of these (exact names or patterns)
     # (lower-cased header name, the values it may have): each header must have one of them
-    headers: tuple[tuple[str, frozenset[str]], ...] = ()
+    headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     models: tuple[str, ...] = ()  # the requested model is one of these (names or patterns)
 
 

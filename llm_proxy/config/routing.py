@@ -141,7 +141,7 @@ def _retry(check: Checker, raw: Any, path: Path, base: RetryPolicy) -> RetryPoli
             check.fail((*path, "attempts"), f"must be at most 100, got {attempts}")
     on = base.on
     if fields.get("on") is not None:
-        on = frozenset(_retry_on(check, fields["on"], (*path, "on")))
+        on = tuple(sorted(set(_retry_on(check, fields["on"], (*path, "on")))))
     backoff = base.backoff_ms
     if fields.get("backoff_ms") is not None:
         backoff = check.non_negative_number(fields["backoff_ms"], (*path, "backoff_ms"))
@@ -287,7 +287,7 @@ def _match(check: Checker, raw: Any, path: Path) -> RuleMatch:
     fields = check.mapping(raw, path, MATCH_KEYS)
     if fields is None:
         return RuleMatch()
-    tags = frozenset(_strings(check, fields.get("tags"), (*path, "tags")))
+    tags = tuple(sorted(set(_strings(check, fields.get("tags"), (*path, "tags")))))
     keys = tuple(_strings(check, fields.get("key"), (*path, "key"), patterns=True))
     models = tuple(_strings(check, fields.get("model"), (*path, "model"), patterns=True))
     headers = []
@@ -299,7 +299,7 @@ def _match(check: Checker, raw: Any, path: Path) -> RuleMatch:
                 check.fail(where, "must be an HTTP header name")
             if str(name).lower() == "authorization" or str(name).lower() == "x-api-key":
                 check.fail(where, "must not be a credential header")
-            values = frozenset(_strings(check, value, where))
+            values = tuple(sorted(set(_strings(check, value, where))))
             if not values:
                 check.fail(where, "must give at least one value")
             headers.append((str(name).lower(), values))

@@ -221,6 +221,17 @@ ATTEMPTS: Final = Spec(
     "http_5xx, http_429, sse_error); failed attempts before the first byte fail over.",
     ("provider", "outcome"),
 )
+FALLBACKS: Final = Spec(
+    "llm_proxy_fallbacks_total",
+    "Requests that fell back from a model to another (routing: fallbacks), by the model "
+    "asked for, the model tried next and why (any, context_window, content_policy).",
+    ("from", "to", "reason"),
+)
+ROUTING_RULES: Final = Spec(
+    "llm_proxy_routing_rule_matches_total",
+    "Requests a routing rule matched, by rule name.",
+    ("rule",),
+)
 CONFIG_RELOADS: Final = Spec(
     "llm_proxy_config_reloads_total",
     "Configuration reloads by result (ok, error: rejected, old config kept).",
@@ -282,6 +293,8 @@ class Metrics:
         self._backend_errors = self._counter(BACKEND_ERRORS)
         self._attempts = self._counter(ATTEMPTS)
         self._config_reloads = self._counter(CONFIG_RELOADS)
+        self._fallbacks = self._counter(FALLBACKS)
+        self._rule_matches = self._counter(ROUTING_RULES)
         # Both series exist from the start, at 0: an alert on increase() sees the first failure.
         for result in ("ok", "error"):
             self._config_reloads.add((result,), 0)
@@ -356,6 +369,12 @@ class Metrics:
 
     def attempt(self, provider: str, outcome: str) -> None:
         self._attempts.add((provider, outcome))
+
+    def fallback(self, source: str, target: str, reason: str) -> None:
+        self._fallbacks.add((source, target, reason))
+
+    def rule_matched(self, rule: str) -> None:
+        self._rule_matches.add((rule,))
 
     def upstream_error(self, provider: str, kind: str) -> None:
         self._upstream_errors.add((provider, kind))

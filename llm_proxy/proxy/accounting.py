@@ -96,6 +96,37 @@ async def reserve(
         state.reservation = Reservation(tokens, usd)
 
 
+async def move_reservation(
+    app: web.Application, state: RequestState, data: dict[str, Any], endpoint: str, model: str
+) -> bool:
+    """Before a fallback model is tried: the key's budget reservation re-made at `model`'s
+    prices (the new one held before the old is given back: never over the budget, even for
+    a moment). False, and the old one kept, when `model` would not fit the budget."""
+    key = state.api_key
+    if key is None or key.max_budget_usd is None:
+        return True
+    price = _reserve_price(state.snapshot.config, model)
+    old = state.reservation
+    old_usd = old.usd if old is not None else 0.0
+    usd = 0.0
+    if price is not None:
+        prompt = math.ceil(len(text_of_request(data)) / _CHARS_PER_TOKEN)
+        output = 0
+        if endpoint in _GENERATING:
+            output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
+        usd = price.cost(prompt, output)
+    if usd == old_usd:
+        return True
+    budgets = app[LIMITER].budgets
+    reserved, over = (await budgets.reserve(key.name, usd)) if usd else (0.0, None)
+    if over is not None:
+        return False
+    if old_usd:
+        budgets.settle(key.name, old_usd, 0.0)
+    state.reservation = Reservation(old.tokens if old is not None else 0, reserved)
+    return True
+
+
 def _output_cap(data: dict[str, Any], default: int) -> int:
     """The most output the request asked for (OpenAI's and Anthropic's fields, a Gemini
     client's `generationConfig.maxOutputTokens`), times its `n` choices."""

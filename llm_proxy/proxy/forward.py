@@ -24,6 +24,8 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import AttemptRecord, ErrorRecord, error_summary
 from llm_proxy.observe.tracing.context import new_span_id
 from llm_proxy.protocols.converse import upstream_status
+from llm_proxy.protocols.refusals import classify_error
+from llm_proxy.proxy.accounting import move_reservation
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call, Outgoing
 from llm_proxy.proxy.client import (
@@ -37,7 +39,7 @@ from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
-from llm_proxy.proxy.routing import Route, Target
+from llm_proxy.proxy.routing import CLASSIFIED_STATUSES, NO_FALLBACKS, Plan, Route, Target
 from llm_proxy.proxy.state import RequestState, stamp
 from llm_proxy.proxy.translation import TranslatedStream
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
@@ -47,6 +49,7 @@ log = structlog.get_logger()
 
 OVERHEAD_HEADER: Final = "x-llm-proxy-overhead-ms"
 PROVIDER_HEADER: Final = "x-llm-proxy-provider"  # which provider answered (the config's name)
+MODEL_HEADER: Final = "x-llm-proxy-model"  # which model answered (as requested, or a fallback)
 _PEEK_LIMIT: Final = 65536  # bytes read from a failed answer, or while waiting for a first event
 _RETRY_BACKOFF_SECS: Final = 0.05  # before retrying the only provider of a model
 _SSE_BYTES_PER_TEXT_BYTE: Final = 8
@@ -57,21 +60,160 @@ _OK: Final = Outcome.OK  # (a module global: an enum member's lookup costs ~0.4 
 
 
 async def forward(request: web.Request, route: Route, call: Call) -> web.StreamResponse:
-    """Try the route's providers in turn (see the module docstring) until one answers."""
+    """Try the route's providers in turn (see the module docstring) until one answers; when
+    they all fail, the models of its fallback chain, each the same way (`routing:`)."""
     state = request[STATE]
-    snapshot = state.snapshot
     health = request.app[HEALTH]
-    max_attempts = snapshot.config.max_attempts
     tried: list[str] = []
     state.attempts = tried  # (for the access line)
+    plan = route.plan
+    if plan.deadline is not None:
+        state.deadline = asyncio.get_running_loop().time() + plan.deadline
+    fallbacks = route.fallbacks
+    own = state.fallbacks
+    if fallbacks is NO_FALLBACKS and own is None:  # no fallbacks: one model
+        result = await _try_model(request, state, health, route, call, tried, plan.peek, False)
+        if isinstance(result, web.StreamResponse):
+            return result
+        return _no_answer(request, state, route, call, result, tried)
+    return await _with_fallbacks(request, state, health, route, call, tried)
+
+
+async def _with_fallbacks(
+    request: web.Request,
+    state: RequestState,
+    health: HealthBoard,
+    route: Route,
+    call: Call,
+    tried: list[str],
+) -> web.StreamResponse:
+    """`forward` for a model with fallbacks (its own, or the request's): after its providers
+    failed, the next model of the chain for why they failed, until one answers, the chain
+    ends or the deadline passes."""
+    first = route
+    own = state.fallbacks
+    visited = {route.name}
+    peek = route.plan.peek | (CLASSIFIED_STATUSES if own else frozenset())
+    while True:
+        more = _chain_left(first, own, visited)
+        result = await _try_model(request, state, health, route, call, tried, peek, more)
+        if isinstance(result, web.StreamResponse):
+            return result
+        reason = _reason(result)
+        if _past_deadline(state):
+            break
+        found = _next_model(state, first, own, reason, visited)
+        while found is not None and not await move_reservation(
+            request.app, state, call.data, call.endpoint, found[0]
+        ):
+            # Over the key's budget at that model's prices: the next may be cheaper.
+            log.info("model_fallback_over_budget", request_id=state.request_id, model=found[0])
+            found = _next_model(state, first, own, reason, visited)
+        if found is None:
+            break
+        name, next_route = found
+        request.app[METRICS].fallback(route.label, next_route.label, reason)
+        log.info(
+            "model_fallback",
+            request_id=state.request_id,
+            model=route.name,
+            fallback=name,
+            reason=reason,
+        )
+        if state.fallback_from is None:
+            state.fallback_from = state.model
+        state.fallback_reason = reason
+        state.model = name
+        state.model_label = next_route.label
+        call.name = next_route.name
+        route = next_route
+        peek = route.plan.peek | first.plan.peek | (CLASSIFIED_STATUSES if own else frozenset())
+    return _no_answer(request, state, route, call, result, tried)
+
+
+def _reason(failure: Failure | None) -> str:
+    if failure is not None:
+        if failure.outcome is Outcome.CONTEXT_WINDOW:
+            return "context_window"
+        if failure.outcome is Outcome.CONTENT_POLICY:
+            return "content_policy"
+    return "any"
+
+
+def _chain_left(first: Route, own: tuple[str, ...] | None, visited: set[str]) -> bool:
+    """Is any model of the chains still untried?"""
+    if own is not None:
+        return any(name not in visited for name in own)
+    chains = first.fallbacks
+    return any(
+        name not in visited
+        for chain in (chains.any, chains.context_window, chains.content_policy)
+        for name in chain
+    )
+
+
+def _next_model(
+    state: RequestState,
+    first: Route,
+    own: tuple[str, ...] | None,
+    reason: str,
+    visited: set[str],
+) -> tuple[str, Route] | None:
+    """The next model to try for `reason` (the requested model's chain for it, or the
+    request's own chain for any reason), with its route: one the key may use, served by a
+    provider (within the matching rule's providers). None: the chain is done."""
+    chain = own if own is not None else first.fallbacks.chain(reason)
+    key = state.api_key
+    routes = state.snapshot.routes
+    for name in chain:
+        if name in visited:
+            continue
+        visited.add(name)
+        if key is not None and not key.may_use(name):
+            log.info("model_fallback_not_allowed", request_id=state.request_id, model=name)
+            continue
+        only = state.only
+        route = routes.resolve(name) if only is None else routes.narrowed(name, only)
+        if route is not None:
+            return name, route
+    return None
+
+
+def _past_deadline(state: RequestState) -> bool:
+    deadline = state.deadline
+    return deadline is not None and asyncio.get_running_loop().time() >= deadline
+
+
+async def _try_model(
+    request: web.Request,
+    state: RequestState,
+    health: HealthBoard,
+    route: Route,
+    call: Call,
+    tried_all: list[str],
+    peek: frozenset[int],
+    more: bool,
+) -> web.StreamResponse | Failure | None:
+    """One model's providers, tried in turn by its retry policy: the answer, or the last
+    failure (None: every provider is inside a Retry-After window). `more`: a fallback
+    model may follow, so even the last attempt's failure is read before commit."""
+    snapshot = state.snapshot
+    plan = route.plan
+    attempts = plan.attempts
+    tried: list[str] = []
     failure: Failure | None = None
-    for attempt in range(1, max_attempts + 1):
+    for attempt in range(1, attempts + 1):
+        if state.deadline is not None and _past_deadline(state):
+            log.info("routing_deadline_passed", request_id=state.request_id, attempt=attempt)
+            break
         target = _choose(route, tried, health)
         if target is None:
             break
         upstream = snapshot.upstreams[target.provider.name]
         tried.append(upstream.name)
-        final = attempt == max_attempts or not _has_alternative(route, tried)
+        tried_all.append(upstream.name)
+        last = attempt == attempts or not _has_alternative(route, tried)
+        final = last and not more
         out = call.body_for(target, upstream)
         state.provider = upstream.name
         state.model_sent = target.model or call.name or None
@@ -82,35 +224,76 @@ async def forward(request: web.Request, route: Route, call: Call) -> web.StreamR
         )
         health.begin(upstream.name, health.clock())
         trace = state.trace
-        if trace is None:
-            result = await _attempt(request, state, upstream, call, out, final)
-        else:
-            result = await _traced_attempt(request, state, upstream, call, out, final, attempt)
+        tracks = route.tracks
+        if tracks:
+            route.begin(target)
+            state.upstream_secs = None
+        try:
+            if trace is None:
+                result = await _attempt(request, state, upstream, call, out, final, plan, peek)
+            else:
+                result = await _traced_attempt(
+                    request, state, upstream, call, out, final, attempt, plan, peek
+                )
+        finally:
+            if tracks:
+                route.end(target, state.upstream_secs)
         if not isinstance(result, Failure):
             return result
         failure = result
         _note_failure(state, upstream.name, result, bool(request.app[CAPTURE]))
+        outcome = result.outcome
+        retry = not last and plan.retries(outcome, _status_of(result))
         log.warning(
             "upstream_attempt_failed",
             request_id=state.request_id,
             provider=upstream.name,
             attempt=attempt,
-            outcome=result.outcome,
+            outcome=outcome,
             error=result.detail,
-            retry=not final,
+            retry=retry,
         )
-        if not final and len(route.targets) == 1 and result.outcome is not Outcome.HTTP_429:
-            await asyncio.sleep(_RETRY_BACKOFF_SECS * attempt)
+        if not retry:
+            break
+        if len(route.targets) == 1 and outcome is not Outcome.HTTP_429:
+            await _backoff(state, plan.backoff_for(attempt))
+    return failure
+
+
+def _status_of(failure: Failure) -> int | None:
+    return failure.response.status if failure.response is not None else None
+
+
+async def _backoff(state: RequestState, seconds: float) -> None:
+    """Wait before retrying a provider already tried, never past the deadline."""
+    if state.deadline is not None:
+        seconds = min(seconds, max(0.0, state.deadline - asyncio.get_running_loop().time()))
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+def _no_answer(
+    request: web.Request,
+    state: RequestState,
+    route: Route,
+    call: Call,
+    failure: Failure | None,
+    tried: list[str],
+) -> web.Response:
+    """What the client hears when no attempt answered: the last failure."""
     if failure is None:
         # Every candidate is inside a Retry-After window the upstream asked for: calling it
         # again would only earn another 429, so the client hears it at once.
         state.error_code = "rate_limit_exceeded"
-        return _rate_limited(route, health, call, state.request_id)
+        return _rate_limited(route, request.app[HEALTH], call, state.request_id)
     if failure.error is not None and len(set(tried)) > 1 and failure.outcome in _UNREACHABLE:
         failure.error = _all_failed(tried, failure)
     if failure.error is not None:
         state.error_code = failure.error.code or failure.error.type
-    return failure.answer(call.anthropic, state.request_id, call.gemini_action is not None)
+    answer = failure.answer(call.anthropic, state.request_id, call.gemini_action is not None)
+    if state.fallback_from is not None:
+        answer.headers[MODEL_HEADER] = state.model or route.name
+    return answer
 
 
 _UNREACHABLE: Final = frozenset(
@@ -193,8 +376,11 @@ async def _attempt(
     call: Call,
     outgoing: Outgoing,
     final: bool,
+    plan: Plan,
+    peek: frozenset[int],
 ) -> web.StreamResponse | Failure:
-    """One attempt: sent, `_before_commit`, `_response_head`, relayed, `_settle`."""
+    """One attempt: sent, `_before_commit`, `_response_head`, relayed, `_settle`. (`plan`:
+    the model's retry policy; `peek`: the 4xx statuses read before commit.)"""
     app = request.app
     health, metrics = app[HEALTH], app[METRICS]
     relayed = state.relayed
@@ -219,9 +405,11 @@ async def _attempt(
             content_type == EVENT_STREAM and relayed.translation is not None
         )
         status = resp.status
-        if not final and (status >= 500 or status == 429 or (is_sse and status < 300)):
-            checked = await _before_commit(resp, upstream, relayed, health, metrics)
-            if isinstance(checked, Failure):
+        if not final and (
+            status >= 500 or status == 429 or (is_sse and status < 300) or status in peek
+        ):
+            checked = await _before_commit(resp, upstream, relayed, health, metrics, state, plan)
+            if not isinstance(checked, bytes):
                 return checked
             first = checked
     except BaseException as exc:
@@ -255,6 +443,8 @@ async def _traced_attempt(
     out: Outgoing,
     final: bool,
     number: int,
+    plan: Plan,
+    peek: frozenset[int],
 ) -> web.StreamResponse | Failure:
     """`_attempt` with tracing on: its span's `traceparent` for the upstream and, when the
     trace is sampled, its span's record (when, how it ended, the first token)."""
@@ -264,7 +454,7 @@ async def _traced_attempt(
     state.trace_lines = trace.traceparent(span_id)
     spans = state.attempt_spans
     if spans is None:  # not sampled: the upstream still joins the trace
-        return await _attempt(request, state, upstream, call, out, final)
+        return await _attempt(request, state, upstream, call, out, final, plan, peek)
     if spans:
         spans[-1].retried = True  # this attempt is the previous one's retry
     host, port = upstream.server
@@ -280,7 +470,7 @@ async def _traced_attempt(
     )
     spans.append(span)
     try:
-        result = await _attempt(request, state, upstream, call, out, final)
+        result = await _attempt(request, state, upstream, call, out, final, plan, peek)
     except BaseException as exc:
         span.end = time.perf_counter() - state.started
         span.outcome = "client_closed" if isinstance(exc, asyncio.CancelledError) else "error"
@@ -325,13 +515,17 @@ def _send(
         endpoint = call.endpoint if translation is None else translation.endpoint
         target = upstream.target(call.method, endpoint, state.model_sent, call.query)
     headers = request_headers(request.raw_headers, upstream, state.trace_lines)
+    first_byte = upstream.ttft_secs  # None: the total timeout is the only bound
+    if state.deadline is not None:  # routing's deadline_secs: the answer must start by then
+        left = max(0.001, state.deadline - asyncio.get_running_loop().time())
+        first_byte = left if first_byte is None else min(first_byte, left)
     return request.app[CLIENT].request(
         target,
         headers + credential if credential else headers,
         out.body,
         total_secs=upstream.timeout_secs,
         connect_secs=upstream.connect_secs,
-        first_byte_secs=upstream.ttft_secs,  # None: the total timeout is the only bound
+        first_byte_secs=first_byte,
         idle_secs=upstream.idle_secs if call.stream else None,
     )
 
@@ -373,14 +567,19 @@ async def _before_commit(
     relayed: Relayed,
     health: HealthBoard,
     metrics: Metrics,
-) -> bytes | Failure:
+    state: RequestState,
+    plan: Plan,
+) -> bytes | Failure | web.Response:
     """An answer that may still fail over (not the last attempt): a 5xx or 429 does, its body
     kept in case it is the last word (in the client's protocol); so does a stream whose first
-    event is an error (held back until it is in, within the first-byte timeout too). Returns
-    what was read."""
+    event is an error (held back until it is in, within the first-byte timeout too), and a
+    4xx the policy retries or that says the context window or content policy (`peek`): a 4xx
+    that does neither is the answer, read (a `web.Response`). Returns what was read."""
     status = resp.status
     inflater = relayed.inflater
     translation = relayed.translation
+    if 400 <= status < 500 and status != 429:
+        return await _read_4xx(resp, upstream, relayed, health, metrics, state, plan)
     if status >= 500 or status == 429:
         try:
             body = await resp.read(_PEEK_LIMIT)
@@ -417,6 +616,44 @@ async def _before_commit(
     return Failure(Outcome.SSE_ERROR, response=answer)
 
 
+async def _read_4xx(
+    resp: Response,
+    upstream: Upstream,
+    relayed: Relayed,
+    health: HealthBoard,
+    metrics: Metrics,
+    state: RequestState,
+    plan: Plan,
+) -> Failure | web.Response:
+    """A 4xx read before commit: a context-window or content-policy failure (for the
+    model's chains), a status the retry policy names, or else the answer itself. None of
+    them is the provider's failure."""
+    status = resp.status
+    try:
+        body = await resp.read(_PEEK_LIMIT)
+    finally:
+        resp.close()
+    record(health, metrics, upstream.name, _OK, status)
+    reason = None
+    if status in CLASSIFIED_STATUSES:
+        reason = classify_error(upstream.speaks(state.model_sent or ""), status, body)
+    headers = response_headers(resp.raw_headers, upstream)
+    if relayed.translation is not None:
+        body = relayed.translation.error(status, body)
+        headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+        headers.append(("Content-Type", "application/json"))
+    answer = web.Response(status=status, body=body, headers=headers)
+    if reason == "context_window":
+        return Failure(Outcome.CONTEXT_WINDOW, response=answer, detail="context window")
+    if reason == "content_policy":
+        return Failure(Outcome.CONTENT_POLICY, response=answer, detail="content policy")
+    if str(status) in plan.on:
+        return Failure(Outcome.HTTP_4XX, response=answer, detail=f"status {status}")
+    relayed.status = status
+    answer.headers[PROVIDER_HEADER] = upstream.name
+    return answer
+
+
 def _response_head(
     app: web.Application,
     state: RequestState,
@@ -434,6 +671,7 @@ def _response_head(
     assert relayed is not None
     name = upstream.name
     headers_at = time.perf_counter()
+    state.upstream_secs = headers_at - sent_at
     metrics.provider_latency(name, headers_at - sent_at)
     whole = _commit(app, name, call, resp, relayed, is_sse, health, metrics)
     out = (web.Response if whole else web.StreamResponse)(
@@ -452,6 +690,7 @@ def _response_head(
     metrics.overhead(overhead)
     out.headers[OVERHEAD_HEADER] = f"{overhead * 1000:.3f}"
     out.headers[PROVIDER_HEADER] = name
+    out.headers[MODEL_HEADER] = call.name
     return out
 
 

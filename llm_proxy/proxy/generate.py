@@ -68,7 +68,8 @@ async def generate(request: web.Request) -> web.StreamResponse:
         body = await read_body(request, state, lifecycle)
         data = parse_object(body)
         name = state.snapshot.routes.normalize(model)
-        route = route_for(state, model, name)
+        route = route_for(request, state, model, name, data)
+        name = route.name
         stream = action == STREAM
         state.streamed = stream
         if action == COUNT:

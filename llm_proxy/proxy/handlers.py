@@ -9,15 +9,22 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from llm_proxy import errors
-from llm_proxy.keys import CAPTURE, LIFECYCLE, STATE
+from llm_proxy.keys import CAPTURE, LIFECYCLE, METRICS, STATE
 from llm_proxy.proxy.accounting import capture, reserve, settle
 from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.extensions import (
+    EXTENSION,
+    FALLBACKS_HEADER,
+    own_fallbacks,
+    take_extensions,
+)
 from llm_proxy.proxy.forward import forward
 from llm_proxy.proxy.jsonbody import has_duplicate_model, parse_object, with_model
 from llm_proxy.proxy.keyring import model_not_allowed
 from llm_proxy.proxy.objects import affinity
 from llm_proxy.proxy.request_body import read_body, release
 from llm_proxy.proxy.routing import Route
+from llm_proxy.proxy.rules import Rule
 from llm_proxy.proxy.state import RequestState
 from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
 from llm_proxy.proxy.uploads import Upload, boundary_of, spool
@@ -71,7 +78,13 @@ def proxy_handler(endpoint: str) -> Handler:
             state.model = model
 
             name = state.snapshot.routes.normalize(model)
-            route = route_for(state, model, name)
+            asked = data  # (the rules read the tags the body carries)
+            rules = state.snapshot.rules
+            tags = rules is not None and rules.wants_tags
+            if EXTENSION in data or (tags and "metadata" in data):
+                body, data = take_extensions(state, body, data, tags)
+            route = route_for(request, state, model, name, asked)
+            name = route.name
             key = state.api_key
             state.streamed = stream is True
             if key is not None and not key.shared_objects and NAMES_OBJECTS.search(body):
@@ -103,6 +116,9 @@ async def charged(
     """`call` forwarded on `route`, within the key's tokens per minute and budget (a 429 when
     they are spent), its usage counted and charged after."""
     key, data = state.api_key, call.data
+    header = request.headers.get(FALLBACKS_HEADER)
+    if header is not None or state.fallbacks is not None:
+        own_fallbacks(state, header)
     if key is not None and key.reserves:  # tokens per minute or a budget: 429?
         await reserve(request.app, state, data, call.endpoint)
     try:
@@ -139,7 +155,8 @@ def upload_handler(endpoint: str) -> Handler:
                 raise errors.bad_param("model", "The model name has a control character.")
             state.model = model
             name = snapshot.routes.normalize(model)
-            route = route_for(state, model, name)
+            route = route_for(request, state, model, name, {})
+            name = route.name
             # `requested`: the model as the form names it, so the one sent replaces it.
             call = Call(endpoint, upload, {}, upload.model or "", name, False)
             if upload.model is None:  # an Azure route: the form may leave the model out
@@ -166,15 +183,58 @@ def model_of(data: dict[str, Any]) -> str:
     return model
 
 
-def route_for(state: RequestState, model: str, name: str) -> Route:
+def route_for(
+    request: web.Request, state: RequestState, model: str, name: str, data: dict[str, Any]
+) -> Route:
     """The route serving `model` (`name`: as the routes normalize it), if the key may use it:
-    403 otherwise, 404 for a model no route serves."""
+    403 otherwise, 404 for a model no route serves. A routing rule that matches may narrow
+    it to some providers or send it to another model (`route.name`: the model it serves)."""
     key = state.api_key
     if key is not None and not key.may_use(name):
         raise model_not_allowed(model, key.name)
-    route = state.snapshot.routes.resolve(name)
+    snapshot = state.snapshot
+    rules = snapshot.rules
+    if rules is not None:
+        rule = rules.first(request.headers, key.name if key is not None else None, name, data)
+        if rule is not None:
+            return _ruled(request, state, rule, name)
+    route = snapshot.routes.resolve(name)
     if route is None:
         raise errors.model_not_found(model)
+    state.model_label = route.label
+    return route
+
+
+def _ruled(request: web.Request, state: RequestState, rule: Rule, name: str) -> Route:
+    """The route a matching rule gives: its model (which the key must be allowed too), over
+    its providers only (for every fallback model as well). None of them serving the model
+    is a 404 naming the rule, never a route elsewhere."""
+    state.rule = rule.name
+    request.app[METRICS].rule_matched(rule.name)
+    key = state.api_key
+    target = name
+    if rule.model is not None:
+        target = rule.model
+        if key is not None and not key.may_use(target):
+            raise model_not_allowed(target, key.name)
+        state.model = target
+    routes = state.snapshot.routes
+    if rule.providers is None:
+        route = routes.resolve(target)
+    else:
+        state.only = rule.providers
+        route = routes.narrowed(target, rule.providers)
+    if route is None:
+        if rule.providers is not None and routes.resolve(target) is not None:
+            providers = ", ".join(sorted(rule.providers))
+            raise errors.ProxyError(
+                404,
+                f"Routing rule {rule.name!r} sends this request to providers {providers}, "
+                f"none of which serves the model `{target}`.",
+                code="model_not_found",
+                param="model",
+            )
+        raise errors.model_not_found(target)
     state.model_label = route.label
     return route
 

@@ -43,7 +43,7 @@ async def count_tokens(request: web.Request) -> web.StreamResponse:
         refuse_duplicate_model(body)
         state.model = model = model_of(data)
         name = state.snapshot.routes.normalize(model)
-        route = route_for(state, model, name)
+        route = route_for(request, state, model, name, data)
         upstreams = state.snapshot.upstreams
         exact = [t for t in route.targets if upstreams[t.provider.name].protocol == ANTHROPIC]
         if exact:

@@ -55,6 +55,12 @@ class Outcome(StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     DISCONNECTED = "disconnected"
     POOL_FULL = "pool_full"
+    # Read before commit (`routing:`), none held against the provider: an upstream that says
+    # the prompt is too long for the model, or refuses on content policy; a 4xx status the
+    # retry policy names.
+    CONTEXT_WINDOW = "context_window"
+    CONTENT_POLICY = "content_policy"
+    HTTP_4XX = "http_4xx"
     # After the answer started (failed mid-body): the breaker and upstream_errors only.
     MID_BODY_TIMEOUT = "mid_body_timeout"
     MID_BODY_DISCONNECT = "mid_body_disconnect"

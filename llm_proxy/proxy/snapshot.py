@@ -13,6 +13,7 @@ from llm_proxy.config.model import Config
 from llm_proxy.proxy.credentials import CredentialRegistry
 from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.routing import RouteTable, render_models
+from llm_proxy.proxy.rules import Rules
 from llm_proxy.proxy.upstream import Upstream, compile_upstream
 
 
@@ -26,6 +27,7 @@ class Snapshot:
     max_body_bytes: int
     version: str
     loaded_at: float = field(default_factory=time.time)
+    rules: Rules | None = None  # routing.rules, compiled (None: none configured)
 
 
 def compile_snapshot(
@@ -33,7 +35,13 @@ def compile_snapshot(
 ) -> Snapshot:
     """`config` compiled; `credentials`: where Vertex's token sources and Bedrock's signers
     live across reloads (the store's)."""
-    routes = RouteTable(config.providers, config.provider_suffix)
+    routes = RouteTable(
+        config.providers,
+        config.provider_suffix,
+        config.routing,
+        config.max_attempts,
+        config.pricing,
+    )
     return Snapshot(
         config=config,
         routes=routes,
@@ -44,6 +52,7 @@ def compile_snapshot(
         models_body=render_models(routes.model_names),
         max_body_bytes=int(config.max_request_body_mb * 1024 * 1024),
         version=version,
+        rules=Rules(config.routing.rules) if config.routing.rules else None,
     )
 
 
