@@ -166,6 +166,7 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
     if plan.dsn is None:
         assert plan.path is not None
         print(summarize(str(plan.path), plan.config))
+        _routing(plan.config)
         _exports(plan)
         return 0
     from llm_proxy.config.database import StartupError, describe_dsn, load_once
@@ -180,6 +181,7 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
             "(not checked; add --connect to check them)"
         )
         print(summarize_settings(plan.config))
+        _routing(plan.config)  # (its warnings need the providers: none here)
         return 0
     from llm_proxy.config.database import CONNECTION_ERRORS
 
@@ -203,7 +205,18 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
         return 1
     source = f"{name} + database {where} (config version {fetched.version})"
     print(summarize(source, config, database=True))
+    _routing(config)
     return 0
+
+
+def _routing(config: Config) -> None:
+    """The routing section's summary, and its warnings (on standard error: not errors)."""
+    from llm_proxy.cli.check_routing import routing_summary, routing_warnings
+
+    for line in routing_summary(config):
+        print(line)
+    for warning in routing_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def summarize_settings(config: Config) -> str:

@@ -61,6 +61,124 @@ def test_check_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "config file not found" in capsys.readouterr().err
 
 
+ROUTED = """\
+providers:
+  - name: a
+    api_base: http://127.0.0.1:9/v1
+    model_mapping: {gpt-4o: null, gpt-4o-mini: null, "claude-*": null}
+  - name: b
+    api_base: http://127.0.0.1:9/v1
+    model_mapping: {gpt-4o: null, gpt-4o-mini: null}
+  - name: eu
+    api_base: http://127.0.0.1:9/v1
+    model_mapping: {mistral: null}
+routing:
+  fallbacks: {gpt-4o: [gpt-4o-mini, claude-sonnet]}
+  context_window_fallbacks: {gpt-4o-mini: [gpt-4o]}
+  retry: {attempts: 3, backoff_ms: 100}
+  deadline_secs: 60
+  strategy: {default: weighted, gpt-4o-mini: cost, claude-sonnet: latency}
+  models:
+    gpt-4o: {strategy: least_busy, deadline_secs: 30, context_window: 128000}
+  rules:
+    - name: eu
+      match: {key: [eu-*], model: [gpt-*]}
+      providers: [eu]
+    - name: batch
+      match: {tags: [batch]}
+      model: gpt-4o-mini
+"""
+
+
+def _check_routed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], config: str = ROUTED
+) -> tuple[str, list[str]]:
+    """check-config on `config`: its standard output, and its warnings."""
+    path = tmp_path / "routed.yaml"
+    path.write_text(config)
+    assert main(["check-config", str(path)]) == 0  # warnings never fail the check
+    out, err = capsys.readouterr()
+    return out, [line for line in err.splitlines() if line.startswith("warning: routing")]
+
+
+def test_check_config_summarizes_routing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = _check_routed(tmp_path, capsys)
+    section = out[out.index("routing:\n") :].splitlines()
+    assert "  fallbacks: gpt-4o -> gpt-4o-mini -> claude-sonnet" in section
+    assert "  context window fallbacks: gpt-4o-mini -> gpt-4o" in section
+    default = "  default: strategy weighted; 3 attempts on 5xx, connect, stream_error, timeout, 429"
+    assert f"{default}; backoff 100-2000 ms; deadline 60 s" in section
+    # Per model, what differs from the default only.
+    assert "  gpt-4o: strategy least_busy; deadline 30 s; context window 128000 tokens" in section
+    assert "  gpt-4o-mini: strategy cost" in section
+    assert "  rules (2, first match wins): eu, batch" in section
+    # A context-window chain for a model whose window is unknown: a note, not a warning.
+    (note,) = [line for line in section if line.startswith("  note:")]
+    assert "gpt-4o-mini" in note and "context_window" in note
+    out, warnings = _check_routed(tmp_path, capsys, CONFIG)
+    assert "routing" not in out and warnings == []
+
+
+def test_check_config_warns_of_cost_without_prices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, warnings = _check_routed(tmp_path, capsys)
+    (cost,) = [w for w in warnings if "strategy cost" in w]
+    assert "no price to compare" in cost and cost.endswith(
+        "for gpt-4o-mini: every provider looks free, cost cannot choose"
+    )
+    # A price anywhere (the global pricing, or one provider's own) gives cost something.
+    priced = "pricing:\n  gpt-4o-mini: {input_per_mtok: 0.15, output_per_mtok: 0.6}\n" + ROUTED
+    _, warnings = _check_routed(tmp_path, capsys, priced)
+    assert not [w for w in warnings if "strategy cost" in w]
+    own = ROUTED.replace(
+        "model_mapping: {gpt-4o: null, gpt-4o-mini: null}\n",
+        "model_mapping: {gpt-4o: null, gpt-4o-mini: null}\n"
+        "    pricing: {gpt-4o-*: {input_per_mtok: 0.15, output_per_mtok: 0.6}}\n",
+    )
+    _, warnings = _check_routed(tmp_path, capsys, own)
+    assert not [w for w in warnings if "strategy cost" in w]
+
+
+def test_check_config_warns_of_a_choice_among_one_provider(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, warnings = _check_routed(tmp_path, capsys)
+    (single,) = [w for w in warnings if "one provider" in w]
+    # claude-sonnet is served by `a` alone (its pattern); gpt-4o has two: no warning.
+    assert single.endswith("nothing to choose between: claude-sonnet (latency: only a)")
+    # The default strategy counts for every model without its own.
+    one = ROUTED.replace("default: weighted", "default: latency")
+    _, warnings = _check_routed(tmp_path, capsys, one)
+    (single,) = [w for w in warnings if "one provider" in w]
+    assert "mistral (latency: only eu)" in single and "claude-sonnet (latency" in single
+    assert "gpt-4o " not in single and "gpt-4o-mini" not in single
+
+
+def test_check_config_warns_of_a_rule_whose_providers_serve_none_of_its_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, warnings = _check_routed(tmp_path, capsys)
+    (rule,) = [w for w in warnings if "rules[" in w]
+    assert rule == (
+        "warning: routing.rules[0] (eu): providers eu serve none of the models it matches "
+        "(gpt-*): every request it matches would be refused (404)"
+    )
+    # The rule's provider serves one of them: fine. A rule giving no model: not judged.
+    fixed = ROUTED.replace("{mistral: null}", "{mistral: null, gpt-4o-eu: gpt-4o}")
+    _, warnings = _check_routed(tmp_path, capsys, fixed)
+    assert not [w for w in warnings if "rules[" in w]
+    # With `model:` the rule sends that model: its providers must serve that one.
+    renamed = ROUTED.replace(
+        "      model: gpt-4o-mini\n", "      model: mistral\n      providers: [a]\n"
+    )
+    _, warnings = _check_routed(tmp_path, capsys, renamed)
+    (rule,) = [w for w in warnings if "rules[1]" in w]
+    assert "providers a serve none of the model it sends (mistral)" in rule
+
+
 async def test_serve_subprocess_health_and_sigterm(tmp_path: Path, unused_tcp_port: int) -> None:
     env = {"PORT": str(unused_tcp_port), "HOST": "127.0.0.1"}  # the address from the environment
     started = time.monotonic()

@@ -65,18 +65,6 @@ needs_browser = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        instance = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            await instance.close()
-
-
 class Watch:
     """The page's console errors and uncaught exceptions: a CSP violation or a JS error
     fails the test."""

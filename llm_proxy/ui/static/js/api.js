@@ -41,9 +41,10 @@ async function parse(response) {
   return await response.text();
 }
 
-// `api("GET", "/stats?window=900")`: the parsed JSON answer, or throws ApiError.
-export async function api(method, path, body, { key = adminKey(), signal } = {}) {
-  const headers = { Accept: "application/json" };
+// `api("GET", "/stats?window=900")`: the parsed JSON answer, or throws ApiError. `headers`:
+// more request headers (`If-Match` for a conditional write).
+export async function api(method, path, body, { key = adminKey(), signal, headers: extra = {} } = {}) {
+  const headers = { ...extra, Accept: "application/json" };
   if (key) headers.Authorization = `Bearer ${key}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(ADMIN + path, {
