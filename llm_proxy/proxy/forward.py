@@ -24,7 +24,7 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import AttemptRecord, ErrorRecord, error_summary
 from llm_proxy.observe.tracing.context import new_span_id
 from llm_proxy.protocols.converse import upstream_status
-from llm_proxy.protocols.refusals import classify_error
+from llm_proxy.protocols.refusals import classify_answer, classify_error
 from llm_proxy.proxy.accounting import move_reservation
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call, Outgoing
@@ -39,11 +39,18 @@ from llm_proxy.proxy.outcome import Failure, Outcome, no_answer, record
 from llm_proxy.proxy.owners import created_id
 from llm_proxy.proxy.relay import Leg, answers_whole, relay, relay_whole
 from llm_proxy.proxy.retry_after import retry_after as read_retry_after
-from llm_proxy.proxy.routing import CLASSIFIED_STATUSES, NO_FALLBACKS, Plan, Route, Target
+from llm_proxy.proxy.routing import (
+    CLASSIFIED_STATUSES,
+    NO_FALLBACKS,
+    REFUSAL_STATUSES,
+    Plan,
+    Route,
+    Target,
+)
 from llm_proxy.proxy.state import RequestState, stamp
-from llm_proxy.proxy.translation import TranslatedStream
+from llm_proxy.proxy.translation import MAX_ANSWER_BYTES, TranslatedStream, translate_whole
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
-from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed
+from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed, text_of_request
 
 log = structlog.get_logger()
 
@@ -56,6 +63,10 @@ _SSE_BYTES_PER_TEXT_BYTE: Final = 8
 _ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error log
 _FIRST_EVENT_BYTES: Final = 8192
 EVENT_STREAM: Final = "application/vnd.amazon.eventstream"  # Bedrock's ConverseStream
+_LENGTH_AND_TYPE: Final = ("content-type", "content-length")
+_CHARS_PER_TOKEN: Final = 4  # the context-window estimate's
+# A request naming its own chain: its failures of every kind are read before commit.
+OWN_CHAIN_PEEK: Final = CLASSIFIED_STATUSES | REFUSAL_STATUSES
 _OK: Final = Outcome.OK  # (a module global: an enum member's lookup costs ~0.4 µs on 3.11)
 
 
@@ -93,10 +104,16 @@ async def _with_fallbacks(
     first = route
     own = state.fallbacks
     visited = {route.name}
-    peek = route.plan.peek | (CLASSIFIED_STATUSES if own else frozenset())
+    peek = route.plan.peek | (OWN_CHAIN_PEEK if own else frozenset())
     while True:
         more = _chain_left(first, own, visited)
-        result = await _try_model(request, state, health, route, call, tried, peek, more)
+        window = route.plan.context_window
+        result: web.StreamResponse | Failure | None
+        if window is not None and _estimate(call) > window:
+            # Too long for this model by the proxy's estimate: not even sent.
+            result = _too_long(route, window)
+        else:
+            result = await _try_model(request, state, health, route, call, tried, peek, more)
         if isinstance(result, web.StreamResponse):
             return result
         reason = _reason(result)
@@ -127,8 +144,25 @@ async def _with_fallbacks(
         state.model_label = next_route.label
         call.name = next_route.name
         route = next_route
-        peek = route.plan.peek | first.plan.peek | (CLASSIFIED_STATUSES if own else frozenset())
+        peek = route.plan.peek | first.plan.peek | (OWN_CHAIN_PEEK if own else frozenset())
     return _no_answer(request, state, route, call, result, tried)
+
+
+def _estimate(call: Call) -> int:
+    """The prompt's tokens, estimated at 4 characters each (a little under what tiktoken
+    finds in English: only a prompt clearly too long is kept from a model)."""
+    return len(text_of_request(call.data)) // _CHARS_PER_TOKEN
+
+
+def _too_long(route: Route, window: int) -> Failure:
+    error = errors.ProxyError(
+        400,
+        f"The prompt is longer than the context window of `{route.name}` ({window} tokens, "
+        "by the proxy's estimate).",
+        code="context_length_exceeded",
+        param="messages",
+    )
+    return Failure(Outcome.CONTEXT_WINDOW, error, detail="context window (estimated)")
 
 
 def _reason(failure: Failure | None) -> str:
@@ -426,7 +460,7 @@ async def _attempt(
     handed_off = False
     try:
         if isinstance(out, web.Response):
-            return await relay_whole(request, state, upstream, resp, relayed, out)
+            return await relay_whole(request, state, upstream, resp, relayed, out, first)
         stamp(out, state)
         await out.prepare(request)
         handed_off = await relay(Leg(request, state, upstream, resp, out, relayed, is_sse), first)
@@ -580,6 +614,8 @@ async def _before_commit(
     translation = relayed.translation
     if 400 <= status < 500 and status != 429:
         return await _read_4xx(resp, upstream, relayed, health, metrics, state, plan)
+    if status < 300 and resp.content_type not in ("text/event-stream", EVENT_STREAM):
+        return await _read_2xx(resp, upstream, relayed, health, metrics, state)
     if status >= 500 or status == 429:
         try:
             body = await resp.read(_PEEK_LIMIT)
@@ -652,6 +688,35 @@ async def _read_4xx(
     relayed.status = status
     answer.headers[PROVIDER_HEADER] = upstream.name
     return answer
+
+
+async def _read_2xx(
+    resp: Response,
+    upstream: Upstream,
+    relayed: Relayed,
+    health: HealthBoard,
+    metrics: Metrics,
+    state: RequestState,
+) -> bytes | Failure:
+    """A successful non-streamed answer, read before commit (for a content-policy chain):
+    a refusal fails over to the chain; anything else is what was read of the answer."""
+    if relayed.inflater is not None:
+        return b""  # compressed: relayed as it is (the upstream was asked for identity)
+    body = await resp.read(MAX_ANSWER_BYTES)
+    if classify_answer(upstream.speaks(state.model_sent or ""), body) != "content_policy":
+        return body
+    resp.close()
+    record(health, metrics, upstream.name, _OK, resp.status)
+    headers = response_headers(resp.raw_headers, upstream)
+    translation = relayed.translation
+    if translation is not None:
+        body, _ = translate_whole(translation, resp.status, body)
+        headers = [
+            (k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")
+        ]
+        headers.append(("Content-Type", "application/json"))
+    answer = web.Response(status=resp.status, body=body, headers=headers)
+    return Failure(Outcome.CONTENT_POLICY, response=answer, detail="content policy (answer)")
 
 
 def _response_head(

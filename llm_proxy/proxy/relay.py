@@ -79,12 +79,14 @@ async def relay_whole(
     resp: Response,
     relayed: Relayed,
     head: web.Response,
+    first: bytes = b"",
 ) -> web.Response:
     """Read a small sized body whole and answer it with `head` (status and headers set) in
     one write. Nothing reaches the client before the body is in, so an upstream that fails
     mid-body becomes a clean 502/504 in the client's shape rather than a cut body. (Also any
-    answer to translate: then read whole up to `MAX_ANSWER_BYTES`, inflated if need be.)"""
-    parts: list[bytes] = []
+    answer to translate: then read whole up to `MAX_ANSWER_BYTES`, inflated if need be.)
+    `first`: what was read of it already (before commit)."""
+    parts: list[bytes] = [first] if first else []
     translation = relayed.translation
     try:
         if translation is None:

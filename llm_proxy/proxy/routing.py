@@ -56,6 +56,9 @@ _RETRY_CLASS: Final = {
 # The statuses an upstream says "context window" or "content policy" with (read before commit
 # when the model has such a chain: `llm_proxy.protocols.refusals`).
 CLASSIFIED_STATUSES: Final = frozenset({400, 413})
+# With a content-policy chain, a successful non-streamed answer is read before commit too: a
+# refusal may come as a 200 (Anthropic's `stop_reason: refusal`, Gemini's blocked prompt).
+REFUSAL_STATUSES: Final = frozenset({200})
 
 
 class Plan:
@@ -63,7 +66,9 @@ class Plan:
 
     __slots__ = ("attempts", "backoff", "cap", "context_window", "deadline", "on", "peek")
 
-    def __init__(self, settings: ModelRouting, max_attempts: int, classify: bool) -> None:
+    def __init__(
+        self, settings: ModelRouting, max_attempts: int, classify: bool, refusals: bool = False
+    ) -> None:
         retry = settings.retry
         self.attempts = retry.attempts or max_attempts
         self.on = frozenset(retry.on)
@@ -73,7 +78,11 @@ class Plan:
         self.context_window = settings.context_window
         # The 4xx statuses read before commit: those retried, and (with a context-window or
         # content-policy chain) those that may say so.
-        self.peek = retry.statuses | (CLASSIFIED_STATUSES if classify else frozenset())
+        self.peek = (
+            retry.statuses
+            | (CLASSIFIED_STATUSES if classify else frozenset())
+            | (REFUSAL_STATUSES if refusals else frozenset())
+        )
 
     def retries(self, outcome: str, status: int | None) -> bool:
         """Does a failed attempt with this outcome (and the upstream's status) retry?"""
@@ -369,14 +378,19 @@ class Policies:
         )
         settings = _find(self._models, name)
         classify = bool(fallbacks.context_window or fallbacks.content_policy)
+        refusals = bool(fallbacks.content_policy)
         if settings is None:
             plan = (
                 self._default
                 if not classify
-                else Plan(self._routing.default, self._max_attempts, classify=True)
+                else Plan(self._routing.default, self._max_attempts, True, refusals)
             )
             return self._routing.default.strategy, plan, fallbacks
-        return settings.strategy, Plan(settings, self._max_attempts, classify), fallbacks
+        return (
+            settings.strategy,
+            Plan(settings, self._max_attempts, classify, refusals),
+            fallbacks,
+        )
 
 
 def _lookup(

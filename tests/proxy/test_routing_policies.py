@@ -62,6 +62,30 @@ class Fake:
         self.in_flight = 0
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self._chat)
+        self.app.router.add_post("/v1/messages", self._messages)
+
+    async def _messages(self, request: web.Request) -> web.Response:
+        """Anthropic's Messages API: its key header, and a refusal as a 200."""
+        if request.headers.get("x-api-key") != f"sk-{self.name}-secret":
+            error = {"type": "authentication_error", "message": "invalid x-api-key"}
+            return web.json_response({"type": "error", "error": error}, status=401)
+        data = await request.json()
+        self.models.append(data["model"])
+        self.bodies.append(data)
+        refused = self.behaviours.get(data["model"]) == "refusal"
+        content = [] if refused else [{"type": "text", "text": f"{self.name} says hi"}]
+        return web.json_response(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": data["model"],
+                "content": content,
+                "stop_reason": "refusal" if refused else "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 5, "output_tokens": 0 if refused else 3},
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Authorization") != f"Bearer sk-{self.name}-secret":
@@ -573,3 +597,61 @@ async def test_an_anthropic_client_falls_back_too(fakes: Fakes, start_proxy: Pro
     assert message.content[0].text == "up answers as n "[:-1]  # type: ignore[union-attr]
     assert raw.headers["x-llm-proxy-model"] == "n"
     assert (down.models, up.models) == (["m"] * 3, ["n"])  # (max_attempts: 3)
+
+
+async def test_a_refusal_answered_as_a_200_takes_the_content_policy_chain(
+    fakes: Fakes, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    claude, claude_base = await fakes("claude", {"claude-sonnet": "refusal"})
+    other, other_base = await fakes("other")
+    config = make_config(
+        provider(
+            "claude",
+            claude_base.removesuffix("/v1"),
+            {"claude-sonnet": None, "claude-haiku": None},
+            provider_type="anthropic",
+        ),
+        provider("other", other_base, {"gpt-4o": None}),
+        routing={"content_policy_fallbacks": {"claude-sonnet": ["gpt-4o"]}},
+    )
+    url = await start_proxy(config)
+    async with sdk(url) as client:  # an OpenAI client, its calls translated for Anthropic
+        answer = await client.chat.completions.create(
+            model="claude-sonnet", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert answer.choices[0].message.content == "other answers as gpt-4o"
+    assert (claude.models, other.models) == (["claude-sonnet"], ["gpt-4o"])
+    # With no chain, the refusal is the answer (in the client's protocol).
+    claude.behaviours["claude-haiku"] = "refusal"
+    status, _, body = await raw_chat(http, url, "claude-haiku")
+    assert status == 200
+    assert body["choices"][0]["finish_reason"] == "content_filter"
+    # And a normal answer of a model with a chain, read before commit, arrives whole.
+    claude.behaviours["claude-sonnet"] = "ok"
+    status, headers, body = await raw_chat(http, url, "claude-sonnet")
+    assert status == 200
+    assert body["choices"][0]["message"]["content"] == "claude says hi"
+    assert headers["x-llm-proxy-model"] == "claude-sonnet"
+
+
+async def test_a_prompt_estimated_too_long_skips_the_model(
+    fakes: Fakes, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    small, small_base = await fakes("small")
+    big, big_base = await fakes("big")
+    config = make_config(
+        provider("small", small_base, {"mini": None}),
+        provider("big", big_base, {"long": None}),
+        routing={
+            "context_window_fallbacks": {"mini": ["long"]},
+            "models": {"mini": {"context_window": 100}},
+        },
+    )
+    url = await start_proxy(config)
+    status, _, _ = await raw_chat(http, url, "mini")  # short: the model asked for
+    assert status == 200
+    long_prompt = [{"role": "user", "content": "word " * 200}]
+    status, headers, _ = await raw_chat(http, url, "mini", messages=long_prompt)
+    assert status == 200
+    assert headers["x-llm-proxy-model"] == "long"
+    assert (small.models, big.models) == (["mini"], ["long"])
