@@ -8,6 +8,8 @@ whose protocol differs from its upstream's.
 
 * `sse`: an incremental Server-Sent Events reader and writer.
 * `errors`: each protocol's error shapes, and an error of one in the shape of the other.
+* `refusals`: whether an upstream's error, or its answer, says the prompt is too long for the
+  model or refuses on content policy (what the fallback chains of those names are taken on).
 * `usage`: token usage with both protocols' meanings (cached tokens in or out of the input).
 * `messages_via_chat`: Anthropic Messages clients served by an OpenAI-compatible upstream: the
   request; `messages_answer` the answer, `messages_stream` the stream, `tool_names` the tool

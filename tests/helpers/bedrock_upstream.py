@@ -31,6 +31,7 @@ Every request is recorded (`requests`: raw path, decoded model id, operation, he
 Host header); `wait_for_requests(n)` waits on a condition. Knobs, each consumed by the next
 requests: `fail_next(n, error)` (any Bedrock Runtime error at its real status: ThrottlingException
 and ModelNotReadyException 429, ServiceUnavailableException 503...), `throttle_next(n)`,
+`refuse_next(n, stop)` (an answer that is a guardrail's or a content filter's refusal),
 `stream_exception_next(n, kind)` (an exception frame after the first delta),
 `corrupt_next(n)` (a frame whose CRC does not match, after the first delta) and `hold()`.
 """
@@ -61,6 +62,7 @@ from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
 from tests.helpers import serve
 from tests.helpers.gemini_upstream import example, split, words
+from tests.helpers.refusals import BEDROCK_REFUSALS
 
 ACCESS_KEY: Final = "AKIAFAKEBEDROCK00001"
 SECRET_KEY: Final = "fake/Bedrock+Secret/Key0000000000000000"
@@ -409,6 +411,7 @@ def _tokens(blocks: list[dict[str, Any]]) -> int:
 @dataclass
 class Knobs:
     failures: deque[tuple[str, str]] = field(default_factory=deque)  # (error type, message)
+    refusals: deque[str] = field(default_factory=deque)  # stop reasons
     stream_exceptions: deque[str] = field(default_factory=deque)
     corruptions: int = 0
     gate: asyncio.Event | None = None
@@ -468,6 +471,13 @@ class FakeBedrock:
 
     def throttle_next(self, n: int = 1) -> None:
         self.fail_next(n, "ThrottlingException")
+
+    def refuse_next(self, n: int = 1, stop: str = "guardrail_intervened") -> None:
+        """The next `n` answers are refusals: what a guardrail or a content filter says instead
+        of the model (BEDROCK_REFUSALS[stop]), and `stop` ("guardrail_intervened" or
+        "content_filtered") as stopReason."""
+        assert stop in BEDROCK_REFUSALS, stop
+        self.knobs.refusals.extend([stop] * n)
 
     def stream_exception_next(self, n: int = 1, kind: str = "throttlingException") -> None:
         """The next `n` streams send one delta, then an exception frame of `kind` (one of
@@ -529,6 +539,9 @@ class FakeBedrock:
         answer = plan(body, self._uses)
         if answer.tool is not None:
             self._uses += 1
+        if self.knobs.refusals:
+            stop = self.knobs.refusals.popleft()
+            answer = Answer(text=BEDROCK_REFUSALS[stop], stop=stop)
         if received.operation == "converse":
             return web.json_response(
                 self._converse(body, answer), headers={"x-amzn-RequestId": "fake-request-id"}

@@ -29,8 +29,9 @@ must carry their thoughtSignature, as Gemini 3 requires.
 
 Every request is recorded (`requests`: method, raw path, query, headers, JSON, Host header);
 `wait_for_requests(n)` waits on a condition. Knobs, each consumed by the next requests:
-`fail_next(n, status)`, `block_next(n, "prompt" | "response")`, `break_next(n)` (an error event
-after the first chunk), and `hold()` (an event: answers wait for it before their first byte).
+`fail_next(n, status, message=...)`, `block_next(n, "prompt" | "response")`, `break_next(n)`
+(an error event after the first chunk), and `hold()` (an event: answers wait for it before
+their first byte).
 """
 
 from __future__ import annotations
@@ -491,7 +492,8 @@ def split(text: str, pieces: int) -> list[str]:
 class Knobs:
     """What the next requests do instead of answering normally (each consumed by one request)."""
 
-    failures: deque[tuple[int, str | None]] = field(default_factory=deque)  # (status, retry-after)
+    # (status, retry-after, message)
+    failures: deque[tuple[int, str | None, str | None]] = field(default_factory=deque)
     blocks: deque[str] = field(default_factory=deque)  # "prompt" or "response"
     breaks: int = 0  # streams that end with an error event after their first chunk
     gate: asyncio.Event | None = None  # set: requests wait for it before their first byte
@@ -530,11 +532,19 @@ class GoogleFake:
 
     # Knobs.
 
-    def fail_next(self, n: int = 1, status: int = 429, *, retry_after: str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 429,
+        *,
+        retry_after: str | None = None,
+        message: str | None = None,
+    ) -> None:
         """The next `n` model calls (generate, stream, count, embed; not the list) are answered
         `status` (429 RESOURCE_EXHAUSTED, 500 INTERNAL, 503 UNAVAILABLE...) in Google's shape;
-        with `retry_after`, a Retry-After header."""
-        self.knobs.failures.extend([(status, retry_after)] * n)
+        with `retry_after`, a Retry-After header; with `message`, that message (a 400 whose
+        prompt is too long: `tests.helpers.refusals.GEMINI_CONTEXT`)."""
+        self.knobs.failures.extend([(status, retry_after, message)] * n)
 
     def block_next(self, n: int = 1, where: str = "prompt") -> None:
         """The next `n` generations are blocked for safety: "prompt" (promptFeedback.
@@ -586,8 +596,10 @@ class GoogleFake:
             await self.knobs.gate.wait()
         if not self.knobs.failures:
             return None
-        status, retry_after = self.knobs.failures.popleft()
-        response = google_error(status, MESSAGES.get(status, STATUS.get(status, "error")))
+        status, retry_after, message = self.knobs.failures.popleft()
+        if message is None:
+            message = MESSAGES.get(status, STATUS.get(status, "error"))
+        response = google_error(status, message)
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
         return response

@@ -29,6 +29,7 @@ from llm_proxy.proxy.client import (
     Response,
     target,
 )
+from tests.helpers import refusals
 
 RawHandler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -339,7 +340,10 @@ class FaultyUpstream:
     """Behaviours: "ok", "slow_headers", "status:<code>", "status:429:<retry_after>",
     "sse_error_first", "die_mid_stream", "stall_mid_stream", "trickle_body", "reset",
     "blame_request" (a 500 `invalid_request_error`), "linger_after_done" (a stream with a
-    usage chunk whose body ends `delay` after [DONE], as real front ends do)."""
+    usage chunk whose body ends `delay` after [DONE], as real front ends do), "context_window"
+    and "content_policy" (OpenAI's 400 for a prompt too long, Azure's for its content filter:
+    `tests.helpers.refusals`), "content_filter" (a 200 whose choice was filtered: no content,
+    finish_reason content_filter; streamed, the one chunk that says so)."""
 
     def __init__(self, default: str = "ok", *, delay: float = 2.0, events: int = 5) -> None:
         self.script: deque[str] = deque()
@@ -380,6 +384,10 @@ class FaultyUpstream:
         if behaviour == "blame_request":  # a 500 that says the request is at fault
             error = {"message": "prompt too large", "type": "invalid_request_error"}
             return web.json_response({"error": error}, status=500)
+        if behaviour in ("context_window", "content_policy"):
+            return refusals.response(*refusals.error("openai", behaviour))
+        if behaviour == "content_filter" and not stream:
+            return refusals.response(200, refusals.refused("openai"))
         if behaviour.startswith("status:"):
             parts = behaviour.split(":", 2)
             headers = {"Retry-After": parts[2]} if len(parts) > 2 else {}
@@ -402,6 +410,10 @@ class FaultyUpstream:
             )
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if behaviour == "content_filter":
+            choice = {"index": 0, "delta": {}, "finish_reason": "content_filter"}
+            await resp.write(b"data: " + orjson.dumps({"choices": [choice]}) + b"\n\n" + DONE)
+            return resp
         if behaviour == "sse_error_first":
             await resp.write(b'data: {"error": {"message": "overloaded", "type": "server"}}\n\n')
             return resp

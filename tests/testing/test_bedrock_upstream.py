@@ -23,7 +23,9 @@ from botocore.eventstream import ChecksumMismatch, EventStreamBuffer  # type: ig
 from botocore.exceptions import ClientError, EventStreamError  # type: ignore[import-untyped]
 from yarl import URL
 
+from llm_proxy.protocols.refusals import classify_answer, classify_error
 from tests.helpers.bedrock_upstream import ACCESS_KEY, REGION, SECRET_KEY, FakeBedrock
+from tests.helpers.refusals import BEDROCK_CONTEXT, BEDROCK_REFUSALS
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 WEATHER = {
@@ -338,6 +340,35 @@ async def test_fail_next(fake: FakeBedrock, error: str, status: int, client: Mak
     assert info.value.response["Error"]["Code"] == error
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
     await call(bedrock.converse, modelId=MODEL, messages=said("hi"))
+
+
+async def test_refusals_classified(fake: FakeBedrock, http: aiohttp.ClientSession) -> None:
+    """A prompt too long (fail_next with Bedrock's message) and the refusals (refuse_next) are
+    what `llm_proxy.protocols.refusals` classifies."""
+    fake.fail_next(1, "ValidationException", BEDROCK_CONTEXT)
+    status, headers, body = await raw_post(http, fake, {"messages": said("hi")})
+    assert status == 400
+    assert headers["x-amzn-ErrorType"].startswith("ValidationException:")
+    assert classify_error("bedrock", status, body) == "context_window"
+    for stop in ("guardrail_intervened", "content_filtered"):
+        fake.refuse_next(1, stop)
+        status, _, body = await raw_post(http, fake, {"messages": said("hi")})
+        answer = orjson.loads(body)
+        assert (status, answer["stopReason"]) == (200, stop)
+        assert answer["output"]["message"]["content"] == [{"text": BEDROCK_REFUSALS[stop]}]
+        assert classify_answer("bedrock", body) == "content_policy"
+    status, _, body = await raw_post(http, fake, {"messages": said("hi")})
+    assert classify_answer("bedrock", body) is None
+
+
+async def test_refusal_streamed(fake: FakeBedrock, client: MakeClient) -> None:
+    fake.refuse_next()
+    events = await stream_events(client(fake), modelId=MODEL, messages=said("one two three"))
+    text = "".join(
+        e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e
+    )
+    assert text == BEDROCK_REFUSALS["guardrail_intervened"]
+    assert {"messageStop": {"stopReason": "guardrail_intervened"}} in events
 
 
 async def test_throttle_shape(fake: FakeBedrock, http: aiohttp.ClientSession) -> None:

@@ -15,7 +15,9 @@ from google import genai
 from google.genai import errors, types
 from google.genai.client import AsyncClient
 
+from llm_proxy.protocols.refusals import classify_answer, classify_error
 from tests.helpers.gemini_upstream import KEY, SIGNATURE, FakeGemini
+from tests.helpers.refusals import GEMINI_CONTEXT
 
 # google-genai's async client subclasses aiohttp.ClientSession, which aiohttp warns against.
 pytestmark = pytest.mark.filterwarnings(
@@ -392,6 +394,28 @@ async def test_safety_blocks(fake: FakeGemini, sdk: MakeSdk) -> None:
         types.FinishReason.SAFETY
     )
     assert len(chunks) == 2
+
+
+async def test_refusals_classified(fake: FakeGemini, http: aiohttp.ClientSession) -> None:
+    """What the knobs answer is what `llm_proxy.protocols.refusals` classifies: a prompt too
+    long (a 400 with Google's message), a blocked prompt and a blocked response (200s)."""
+    fake.fail_next(1, 400, message=GEMINI_CONTEXT)
+    fake.block_next(1, "prompt")
+    fake.block_next(1, "response")
+    expected = [(400, "context_window"), (200, "content_policy"), (200, "content_policy")]
+    for status, reason in [*expected, (200, None)]:
+        async with http.post(
+            f"{fake.url}/v1beta/models/{MODEL}:generateContent",
+            json=said("x"),
+            headers={"x-goog-api-key": KEY},
+        ) as resp:
+            assert resp.status == status
+            body = await resp.read()
+        if status == 400:
+            assert orjson.loads(body)["error"]["message"] == GEMINI_CONTEXT
+            assert classify_error("gemini", status, body) == reason
+        else:
+            assert classify_answer("gemini", body) == reason
 
 
 async def test_break_mid_stream(fake: FakeGemini, sdk: MakeSdk) -> None:
