@@ -55,7 +55,7 @@ _RETRY_CLASS: Final = {
 }
 # The statuses an upstream says "context window" or "content policy" with (read before commit
 # when the model has such a chain: `llm_proxy.protocols.refusals`).
-CLASSIFIED_STATUSES: Final = frozenset({400, 413})
+CLASSIFIED_STATUSES: Final = frozenset({400, 413, 422})
 # With a content-policy chain, a successful non-streamed answer is read before commit too: a
 # refusal may come as a 200 (Anthropic's `stop_reason: refusal`, Gemini's blocked prompt).
 REFUSAL_STATUSES: Final = frozenset({200})
@@ -376,6 +376,8 @@ class Policies:
                 for r in ("any", "context_window", "content_policy")
             )
         )
+        if fallbacks == NO_FALLBACKS:
+            fallbacks = NO_FALLBACKS  # (`forward` tells "none" by identity)
         settings = _find(self._models, name)
         classify = bool(fallbacks.context_window or fallbacks.content_policy)
         refusals = bool(fallbacks.content_policy)

@@ -67,6 +67,10 @@ DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
         "set-cookie",
         "alt-svc",
         "strict-transport-security",
+        # The proxy's own (an upstream that is itself an llm-proxy sends them too).
+        "x-llm-proxy-overhead-ms",
+        "x-llm-proxy-provider",
+        "x-llm-proxy-model",
     )
 )
 UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
