@@ -59,6 +59,9 @@ RULE_KEYS: Final = frozenset({"name", "match", "providers", "model"})
 MATCH_KEYS: Final = frozenset({"tags", "key", "header", "model"})
 MAX_CHAIN: Final = 16  # models in one fallback chain
 MAX_RULES: Final = 256
+_CREDENTIAL_HEADERS: Final = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"}
+)
 _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
 
 
@@ -297,8 +300,8 @@ def _match(check: Checker, raw: Any, path: Path) -> RuleMatch:
             where = (*path, "header", str(name))
             if not _HEADER_NAME.match(str(name)):
                 check.fail(where, "must be an HTTP header name")
-            if str(name).lower() == "authorization" or str(name).lower() == "x-api-key":
-                check.fail(where, "must not be a credential header")
+            if str(name).lower() in _CREDENTIAL_HEADERS:
+                check.fail(where, "must not be a credential header (a rule would echo it)")
             values = tuple(sorted(set(_strings(check, value, where))))
             if not values:
                 check.fail(where, "must give at least one value")
