@@ -330,7 +330,7 @@ class RetryPolicy:
     @property
     def statuses(self) -> frozenset[int]:
         """The single statuses `on` names (besides 429 and the 5xx class)."""
-        return frozenset(int(s) for s in self.on if s.isdigit())
+        return frozenset(int(s) for s in self.on if s.isdigit() and s != "429")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from tests.helpers.google_oauth import FakeGoogleOAuth
 from tests.helpers.grammar_anthropic import check_anthropic_stream
 from tests.helpers.grammar_gemini import check_gemini_stream
 from tests.helpers.grammar_openai import check_openai_stream
+from tests.helpers.refusals import BEDROCK_CONTEXT
 from tests.helpers.vertex_upstream import LOCATION, PROJECT, FakeVertex
 
 pytestmark = pytest.mark.filterwarnings(
@@ -716,3 +717,64 @@ async def test_gemini_clients_within_their_keys_token_limits_and_budgets(
             config=genai_types.GenerateContentConfig(max_output_tokens=5000),
         )
     assert refused.value.code == 429 and refused.value.status == "RESOURCE_EXHAUSTED"
+
+
+async def test_bedrock_context_window_and_refusal_take_their_chains_to_gemini(
+    start_proxy: ProxyFactory,
+    bedrock_fake: FakeBedrock,
+    gemini_fake: FakeGemini,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Routing's chains across clouds: Bedrock's "Input is too long" (a 400
+    ValidationException) takes the context-window chain, its guardrail (a 200) the
+    content-policy one; each to a Gemini model, for an OpenAI client."""
+    url = await start_proxy(
+        make_config(
+            bedrock_provider(bedrock_fake, {"claude": "anthropic.claude-3-5-sonnet-20240620-v1:0"}),
+            gemini_provider(gemini_fake, {"gemini-long": "gemini-2.5-pro"}),
+            master_keys=KEYS,
+            routing={
+                "context_window_fallbacks": {"claude": ["gemini-long"]},
+                "content_policy_fallbacks": {"claude": ["gemini-long"]},
+            },
+        )
+    )
+    bedrock_fake.fail_next(1, "ValidationException", BEDROCK_CONTEXT)
+    raw = await openai_sdk(url).chat.completions.with_raw_response.create(
+        model="claude", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-llm-proxy-model"] == "gemini-long"
+    assert raw.parse().choices[0].message.content
+    bedrock_fake.refuse_next(1, "guardrail_intervened")
+    raw = await openai_sdk(url).chat.completions.with_raw_response.create(
+        model="claude", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-llm-proxy-model"] == "gemini-long"
+    assert len(bedrock_fake.requests) == 2 and len(gemini_fake.requests) == 2
+    families = await scrape(http, url)
+    for reason in ("context_window", "content_policy"):
+        labels = {"from": "claude", "to": "gemini-long", "reason": reason}
+        assert sample(families, "llm_proxy_fallbacks_total", **labels) == 1
+
+
+async def test_a_gemini_client_falls_back_from_a_blocked_prompt(
+    start_proxy: ProxyFactory,
+    gemini_fake: FakeGemini,
+    bedrock_fake: FakeBedrock,
+) -> None:
+    """A google-genai client: Gemini's blocked prompt (a 200 with promptFeedback.blockReason)
+    takes the content-policy chain to a Bedrock model, answered in Gemini's shape."""
+    url = await start_proxy(
+        make_config(
+            gemini_provider(gemini_fake, {"gemini-flash": "gemini-2.5-flash"}),
+            bedrock_provider(bedrock_fake, {"claude": "anthropic.claude-3-5-sonnet-20240620-v1:0"}),
+            master_keys=KEYS,
+            routing={"content_policy_fallbacks": {"gemini-flash": ["claude"]}},
+        )
+    )
+    gemini_fake.block_next(1, "prompt")
+    answer = await genai_sdk(url).aio.models.generate_content(
+        model="gemini-flash", contents="Hi there"
+    )
+    assert answer.text
+    assert len(gemini_fake.requests) == 1 and len(bedrock_fake.requests) == 1
