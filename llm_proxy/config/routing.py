@@ -59,6 +59,12 @@ RULE_KEYS: Final = frozenset({"name", "match", "providers", "model"})
 MATCH_KEYS: Final = frozenset({"tags", "key", "header", "model"})
 MAX_CHAIN: Final = 16  # models in one fallback chain
 MAX_RULES: Final = 256
+# `*` alone is the defaults (routing.retry, deadline_secs, strategy): the database keeps them
+# in routing_settings' row `model = '*'`, so no models entry may take that name.
+EVERY_MODEL: Final = "*"
+_EVERY_MODEL_HINT: Final = (
+    "'*' is every model: give its settings as routing.retry, deadline_secs and strategy"
+)
 _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
 
 
@@ -194,6 +200,8 @@ def _strategies(check: Checker, raw: Any) -> dict[str, Strategy]:
         return {}
     out = {}
     for model, value in mapping.items():
+        if model == EVERY_MODEL:
+            check.fail((*path, model), _EVERY_MODEL_HINT)
         if model != "default":
             _pattern(check, str(model), (*path, str(model)))
         out[str(model)] = _strategy(check, value, (*path, str(model)))
@@ -209,6 +217,8 @@ def _models(
     mapping = check.mapping(raw, path, None) if raw is not None else {}
     for model, value in (mapping or {}).items():
         where = (*path, str(model))
+        if model == EVERY_MODEL:
+            check.fail(where, _EVERY_MODEL_HINT)
         _pattern(check, str(model), where)
         fields = check.mapping(value, where, MODEL_KEYS)
         if fields is None:
