@@ -143,8 +143,9 @@ def routing_rows(raw: Mapping[str, Any]) -> dict[str, dict[tuple[Any, ...], tupl
     rules = {}
     for i, rule in enumerate(raw.get("rules") or []):
         providers = rule.get("providers")
+        name = rule.get("name")
         rules[((i + 1) * RULE_STEP,)] = (
-            rule.get("name"),
+            None if name == f"rules[{i}]" else name,  # the default name: none given
             dict(rule.get("match") or {}),
             [str(p) for p in providers] if providers is not None else None,
             rule.get("model"),
