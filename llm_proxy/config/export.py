@@ -263,7 +263,7 @@ def _set(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_yaml(config: Config, *, version: str, with_secrets: bool = False) -> str:
-    data = {
+    data: dict[str, Any] = {
         "providers": [_provider(p, with_secrets) for p in config.providers],
         "master_keys": [_master_key(k) for k in config.master_keys],
     }
