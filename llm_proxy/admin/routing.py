@@ -7,7 +7,8 @@ tables hold exactly that, in one transaction recorded as one change by this admi
 checked first on its own and against the providers and keys served (a 400 naming the field),
 then written and validated again with the whole configuration read back inside the
 transaction (`config.database.build_config`, as every admin write). An empty section empties
-the tables: the settings file's `routing:` (if any) serves again. `If-Match: <config version>`
+the tables: the settings file's `routing:` (if any) serves again; a section the tables
+already hold (in any form: `GET`'s answer sent back) writes nothing. `If-Match: <config version>`
 makes it conditional (412). The answer comes once this instance serves the new version. In
 YAML mode the section is the file's: `PUT` is 409 `read_only_config`.
 """
@@ -15,17 +16,20 @@ YAML mode the section is the file's: `PUT` is 409 `read_only_config`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from llm_proxy.admin.http import Conn, body_of, json_response, serve_version, version_number
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import ConfigError, Issue, format_path
-from llm_proxy.config.model import Config
+from llm_proxy.config.model import Config, Routing
 from llm_proxy.config.routing import parse_routing, routing_data, routing_issues
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import ADMIN_NAME, LISTENER, STATE
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 def add_routes(app: web.Application) -> None:
@@ -45,6 +49,21 @@ def _refused(issue: Issue) -> ProxyError:
     """A routing issue as the API's 400: `param` is the field's path in the body."""
     path = issue.path[1:] if issue.path[:1] == ("routing",) else issue.path
     return bad_param(format_path(path) if path else "", str(issue))
+
+
+async def _holds(conn: asyncpg.Connection, base: Config, routing: Routing) -> bool:
+    """Do the routing tables already hold `routing` (valid, in whatever form)? Then a PUT
+    writes nothing: what `GET` answered (every default written out) sent back unchanged
+    makes no new version."""
+    from llm_proxy.config.database import build_config, read_rows
+
+    current = await read_rows(conn)
+    if not current.has_routing:
+        return False
+    try:
+        return build_config(base, current).routing == routing
+    except ConfigError:
+        return False  # a bad psql edit being refused: this write is its fix
 
 
 # Handlers
@@ -91,7 +110,8 @@ async def put_routing(request: web.Request) -> web.Response:
                     "SELECT set_config('llm_proxy.actor', $1, true)",
                     f"admin:{request[ADMIN_NAME]}",
                 )
-                await replace_routing(conn, body)
+                if not await _holds(conn, base, routing):
+                    await replace_routing(conn, body)
                 try:
                     config = build_config(base, await read_rows(conn))
                 except ConfigError as exc:

@@ -97,7 +97,7 @@ async def test_rows_load_into_the_same_routing_as_the_yaml(sql: asyncpg.Connecti
     # Empty tables: the settings file's section routes.
     async with sql.transaction():
         for table in ("model_fallbacks", "routing_rules", "routing_settings"):
-            await sql.execute(f"DELETE FROM {table}")  # noqa: S608
+            await sql.execute(f"DELETE FROM {table}")
     emptied = await fetch(sql)
     assert not emptied.has_routing and routing_note(settings, emptied) is None
     assert build_config(settings, emptied).routing == from_yaml.routing
@@ -221,14 +221,15 @@ async def test_history_records_routing_rows_and_rollback_restores_them(
 
     done = await history.rollback(sql, good, "cli:test")
     assert done.version == int(await db_version(sql))
-    assert build_config(OPEN, await fetch(sql)).routing == load_config_text(
-        yaml_providers("http://127.0.0.1:9/v1") + ROUTING_YAML, {}
-    ).routing
+    assert (
+        build_config(OPEN, await fetch(sql)).routing
+        == load_config_text(yaml_providers("http://127.0.0.1:9/v1") + ROUTING_YAML, {}).routing
+    )
     # Back before any routing row: the tables are emptied.
     first, _ = await history.bounds(sql)
     await history.rollback(sql, first, "cli:test")
     for table in ("model_fallbacks", "routing_rules", "routing_settings"):
-        assert await sql.fetchval(f"SELECT count(*) FROM {table}") == 0  # noqa: S608
+        assert await sql.fetchval(f"SELECT count(*) FROM {table}") == 0
 
 
 async def test_the_tables_refuse_what_cannot_be_routing(sql: asyncpg.Connection) -> None:

@@ -14,8 +14,8 @@
 --
 -- Each table has an identity `id` beside its natural key: the config history and rollback
 -- (migrations 002, 010) follow rows by id, and restore a row by deleting it and inserting it
--- back with that id. `position` is unique but deferrable, so that renumbering in one statement
--- (`UPDATE routing_rules SET position = position + 1`) works.
+-- back with that id. `position` and `name` are unique but deferrable, so that renumbering in one
+-- statement (`UPDATE routing_rules SET position = position + 1`) works.
 
 CREATE TABLE model_fallbacks (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -38,7 +38,7 @@ CREATE TABLE routing_rules (
     model       text,
     is_enabled  boolean NOT NULL DEFAULT true,
     CONSTRAINT routing_rules_position_key UNIQUE (position) DEFERRABLE,
-    CONSTRAINT routing_rules_name_key UNIQUE (name),
+    CONSTRAINT routing_rules_name_key UNIQUE (name) DEFERRABLE,
     CONSTRAINT routing_rules_target_check CHECK (providers IS NOT NULL OR model IS NOT NULL)
 );
 
