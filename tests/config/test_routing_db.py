@@ -73,7 +73,8 @@ def yaml_providers(api_base: str) -> str:
     )
 
 
-async def seed(sql: asyncpg.Connection, api_base: str = "http://127.0.0.1:9/v1") -> None:
+async def seed_routing(sql: asyncpg.Connection, api_base: str = "http://127.0.0.1:9/v1") -> None:
+    """The providers of MAPPINGS and the routing rows of ROUTING_ROWS, as with psql."""
     for name, mapping in MAPPINGS.items():
         await add_provider(sql, name, api_base, mapping)
     async with sql.transaction():
@@ -82,7 +83,7 @@ async def seed(sql: asyncpg.Connection, api_base: str = "http://127.0.0.1:9/v1")
 
 
 async def test_rows_load_into_the_same_routing_as_the_yaml(sql: asyncpg.Connection) -> None:
-    await seed(sql)
+    await seed_routing(sql)
     from_yaml = load_config_text(yaml_providers("http://127.0.0.1:9/v1") + ROUTING_YAML, {})
     fetched = await fetch(sql)
     config = build_config(OPEN, fetched)
@@ -107,7 +108,7 @@ async def test_rows_load_into_the_same_routing_as_the_yaml(sql: asyncpg.Connecti
 async def test_the_cache_file_carries_the_routing_rows(
     sql: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    await seed(sql)
+    await seed_routing(sql)
     fetched = await fetch(sql)
     write_cache(str(tmp_path / "cache.json"), fetched)
     cached = read_cache(str(tmp_path / "cache.json"))
@@ -158,7 +159,7 @@ async def test_a_bad_row_is_refused_and_the_old_routing_keeps_serving(
     edit: str,
     error: str,
 ) -> None:
-    await seed(sql, upstream.api_base)
+    await seed_routing(sql, upstream.api_base)
     url = await start_db_proxy(start_proxy, config_dsn, ADMINISTERED)
     status, before = await call(http, "GET", url + "/admin/v1/routing")
     assert status == 200 and before["source"] == "database"
@@ -178,7 +179,7 @@ async def test_a_psql_update_reaches_a_running_proxy(
     start_proxy: ProxyFactory,
     http: aiohttp.ClientSession,
 ) -> None:
-    await seed(sql, upstream.api_base)
+    await seed_routing(sql, upstream.api_base)
     url = await start_db_proxy(start_proxy, config_dsn, ADMINISTERED)
     # At 3 a.m.: gpt-4o is down, send it to claude-sonnet first. One plain UPDATE.
     await sql.execute(
@@ -201,7 +202,7 @@ async def test_a_psql_update_reaches_a_running_proxy(
 async def test_history_records_routing_rows_and_rollback_restores_them(
     sql: asyncpg.Connection,
 ) -> None:
-    await seed(sql)
+    await seed_routing(sql)
     good = int(await db_version(sql))
     await sql.execute("UPDATE model_fallbacks SET chain = '{claude-sonnet}' WHERE model = 'gpt-4o'")
     await sql.execute("DELETE FROM routing_rules WHERE name = 'eu'")
