@@ -1031,7 +1031,7 @@ def document() -> dict[str, Any]:
         "/config/reload": {"post": _op("Read the config again now", _ref("Reloaded"))},
         "/config/export": {
             "get": {
-                "summary": "Providers and master keys as YAML (no secrets)",
+                "summary": "Providers, master keys and routing as YAML (no secrets)",
                 "responses": {
                     "200": {
                         "description": "OK",
@@ -1042,6 +1042,7 @@ def document() -> dict[str, Any]:
                                     {
                                         "providers": {"type": "array"},
                                         "master_keys": {"type": "array"},
+                                        "routing": {"type": "object"},
                                     },
                                 )
                             }

@@ -113,7 +113,7 @@ def _chains(check: Checker, raw: Any, path: Path) -> Chains:
             text = check.string(name, (*where, i))
             if not text:
                 continue
-            if compile_pattern(text) is not None:
+            if _is_pattern(text):
                 check.fail((*where, i), f"must be a model name, not a pattern: {text!r}")
             elif text == model:
                 check.fail((*where, i), f"falls back to itself ({text!r})")
@@ -131,6 +131,14 @@ def _pattern(check: Checker, text: str, path: Path) -> re.Pattern[str] | None:
     except re.error as exc:
         check.fail(path, f"invalid regular expression: {exc}")
         return None
+
+
+def _is_pattern(text: str) -> bool:
+    """Is `text` a pattern (a regex that does not compile too), not a model name?"""
+    try:
+        return compile_pattern(text) is not None
+    except re.error:
+        return True
 
 
 def _retry(check: Checker, raw: Any, path: Path, base: RetryPolicy) -> RetryPolicy:
@@ -285,7 +293,7 @@ def _rules(check: Checker, raw: Any) -> tuple[RoutingRule, ...]:
         model = None
         if fields.get("model") is not None:
             model = check.string(fields["model"], (*where, "model"))
-            if model and compile_pattern(model) is not None:
+            if model and _is_pattern(model):
                 check.fail((*where, "model"), f"must be a model name, not a pattern: {model!r}")
         if providers is None and model is None:
             check.fail(where, "must give `providers` and/or `model`: where matching requests go")

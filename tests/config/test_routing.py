@@ -124,6 +124,11 @@ def test_a_full_section_is_read_into_the_routing_served() -> None:
             id="star-model",
         ),
         pytest.param(
+            "fallbacks: {gpt-4o: ['gpt-4o-mini[']}\n",
+            "routing.fallbacks['gpt-4o'][0] (line 9): must be a model name, not a pattern",
+            id="broken-regex-in-chain",
+        ),
+        pytest.param(
             "retry: {attempts: 3, on: [sometimes]}\n",
             "routing.retry.on[0] (line 9): unknown outcome 'sometimes'",
             id="unknown-outcome",
