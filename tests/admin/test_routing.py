@@ -202,3 +202,9 @@ async def test_the_request_log_keeps_fallbacks_and_rules(
     assert [(r["request_id"], r["rule"]) for r in page["data"]] == [("r1", "eu")]
     status, answer = await call(http, "GET", logs + "?fallback=yes")
     assert status == 400 and answer["error"]["param"] == "fallback"
+
+
+def test_the_documented_history_tables_are_the_recorded_ones() -> None:
+    from llm_proxy.admin.openapi import HISTORY_TABLES
+
+    assert HISTORY_TABLES == history.TABLES
