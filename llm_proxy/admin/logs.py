@@ -36,7 +36,7 @@ _GROUP_COLUMNS: Final = {"key": "key_name", "model": "model", "provider": "provi
 _REQUEST_FIELDS: Final = (
     "id, ts, request_id, key_name, client, method, path, model, model_sent, provider, "
     "attempts, status, duration_ms, ttft_ms, prompt_tokens, completion_tokens, cost_usd, "
-    "streamed, error_code, prompt, completion, trace_id"
+    "streamed, error_code, prompt, completion, trace_id, fallback_from, fallback_reason, rule"
 )
 _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, body, detail"
 
@@ -263,13 +263,24 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
 
 async def requests_page(request: web.Request) -> web.Response:
     """`GET /logs/requests?since=&until=&key=&model=&provider=&status=&request_id=&trace_id=
-    &limit=&cursor=`: requests, newest first; `next_cursor` fetches the next page."""
+    &fallback=&rule=&limit=&cursor=`: requests, newest first; `next_cursor` fetches the next
+    page. `fallback=true` keeps the requests a fallback model answered (`false`: the others)."""
     where, limit = _common(request)
     query = request.query
-    for name, column in (("key", "key_name"), ("model", "model"), ("trace_id", "trace_id")):
+    for name, column in (
+        ("key", "key_name"),
+        ("model", "model"),
+        ("trace_id", "trace_id"),
+        ("rule", "rule"),
+    ):
         value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)
+    fallback = query.get("fallback")
+    if fallback not in (None, "", "true", "false"):
+        raise bad_param("fallback", "`fallback` must be true or false.")
+    if fallback:
+        where.add(f"fallback_from IS {'NOT ' if fallback == 'true' else ''}NULL")
     status = _status(query.get("status"))
     if status is not None:
         if status[0] == status[1]:

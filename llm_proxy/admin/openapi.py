@@ -8,6 +8,17 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from llm_proxy.config.model import STRATEGIES
+
+# The tables the config history records (llm_proxy.config.history.TABLES, which imports
+# asyncpg: not at startup).
+HISTORY_TABLES: Final = (
+    "providers",
+    "credentials",
+    "model_fallbacks",
+    "routing_rules",
+    "routing_settings",
+)
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
 _NULLABLE_NUM: Final = {"type": ["number", "null"]}
 _NULLABLE_INT: Final = {"type": ["integer", "null"]}
@@ -288,6 +299,82 @@ _ROW: Final = {
     "updated_at": {"type": "string"},
 }
 _VERSIONED: Final = {"config_version": {"type": "integer"}}
+# `routing:` in the YAML's shape (llm_proxy.config.routing; its checks are the server's).
+_CHAINS: Final = {
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    "description": "model name or pattern -> the models tried after it, in order",
+}
+_RETRY: Final = _obj(
+    [],
+    {
+        "attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
+        "on": {
+            "type": "array",
+            "items": {"type": ["string", "integer"]},
+            "description": "outcomes (connect, timeout, 429, 5xx, stream_error) or statuses",
+        },
+        "backoff_ms": {"type": "number", "minimum": 0},
+        "max_backoff_ms": {"type": "number", "minimum": 0},
+    },
+)
+_STRATEGY: Final = {"type": "string", "enum": list(STRATEGIES)}
+_ROUTING_SECTION: Final = _obj(
+    [],
+    {
+        "fallbacks": _CHAINS,
+        "context_window_fallbacks": _CHAINS,
+        "content_policy_fallbacks": _CHAINS,
+        "retry": _RETRY,
+        "deadline_secs": {"type": ["number", "null"], "exclusiveMinimum": 0},
+        "strategy": {
+            "oneOf": [_STRATEGY, {"type": "object", "additionalProperties": _STRATEGY}],
+            "description": "the default, or {default: NAME, model: NAME, ...}",
+        },
+        "models": {
+            "type": "object",
+            "additionalProperties": _obj(
+                [],
+                {
+                    "strategy": {"type": ["string", "null"], "enum": [*STRATEGIES, None]},
+                    "retry": _RETRY,
+                    "deadline_secs": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                    "context_window": {"type": ["integer", "null"], "minimum": 1},
+                },
+            ),
+        },
+        "rules": {
+            "type": "array",
+            "description": "first match wins",
+            "items": _obj(
+                ["match"],
+                {
+                    "name": {"type": "string"},
+                    "match": _obj(
+                        [],
+                        {
+                            "tags": {"type": ["string", "array"]},
+                            "key": {"type": ["string", "array"]},
+                            "header": {"type": "object"},
+                            "model": {"type": ["string", "array"]},
+                        },
+                    ),
+                    "providers": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "model": {"type": ["string", "null"]},
+                },
+            ),
+        },
+    },
+)
+_ROUTING_SERVED: Final = {
+    "source": {
+        "type": "string",
+        "enum": ["file", "database"],
+        "description": "the settings file's section, or the routing tables (database mode)",
+    },
+    "version": {"type": "integer"},
+    "routing": _ROUTING_SECTION,
+}
 
 SCHEMAS: Final[dict[str, Any]] = {
     "Error": _obj(
@@ -389,7 +476,7 @@ SCHEMAS: Final[dict[str, Any]] = {
         {
             "version": {"type": "integer"},
             "changed_at": {"type": "string"},
-            "table": {"type": "string", "enum": ["providers", "credentials"]},
+            "table": {"type": "string", "enum": list(HISTORY_TABLES)},
             "row_id": {"type": "integer"},
             "name": _NULLABLE_STR,
             "operation": {"type": "string", "enum": ["INSERT", "UPDATE", "DELETE"]},
@@ -453,6 +540,12 @@ SCHEMAS: Final[dict[str, Any]] = {
                 ),
             },
         },
+    ),
+    "RoutingSection": _ROUTING_SECTION,
+    "RoutingServed": _obj(["source", "version", "routing"], _ROUTING_SERVED),
+    "RoutingWritten": _obj(
+        ["source", "version", "routing", "served"],
+        {**_ROUTING_SERVED, "served": {"type": "boolean"}},
     ),
     "ConfigVersion": _obj(
         ["version", "loaded_at", "source"],
@@ -744,6 +837,15 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
             "prompt": _NULLABLE_STR,
             "completion": _NULLABLE_STR,
             "trace_id": _NULLABLE_STR,
+            "fallback_from": {
+                "type": ["string", "null"],
+                "description": "the model asked for, when a fallback model answered",
+            },
+            "fallback_reason": {
+                "type": ["string", "null"],
+                "enum": ["any", "context_window", "content_policy", None],
+            },
+            "rule": {"type": ["string", "null"], "description": "the routing rule that matched"},
         },
     ),
     "ErrorLog": _obj(
@@ -929,7 +1031,7 @@ def document() -> dict[str, Any]:
         "/config/reload": {"post": _op("Read the config again now", _ref("Reloaded"))},
         "/config/export": {
             "get": {
-                "summary": "Providers and master keys as YAML (no secrets)",
+                "summary": "Providers, master keys and routing as YAML (no secrets)",
                 "responses": {
                     "200": {
                         "description": "OK",
@@ -940,6 +1042,7 @@ def document() -> dict[str, Any]:
                                     {
                                         "providers": {"type": "array"},
                                         "master_keys": {"type": "array"},
+                                        "routing": {"type": "object"},
                                     },
                                 )
                             }
@@ -957,7 +1060,7 @@ def document() -> dict[str, Any]:
                     {
                         "name": "table",
                         "in": "query",
-                        "schema": {"type": "string", "enum": ["providers", "credentials"]},
+                        "schema": {"type": "string", "enum": list(HISTORY_TABLES)},
                     },
                     {"name": "row_id", "in": "query", "schema": _ID},
                     {"name": "before", "in": "query", "schema": _ID},
@@ -987,6 +1090,14 @@ def document() -> dict[str, Any]:
             "post": _op(
                 "Restore the config of a version", _ref("RolledBack"), body=_ref("Rollback")
             )
+        },
+        "/routing": {
+            "get": _op("The routing section served", _ref("RoutingServed")),
+            "put": _op(
+                "Replace the routing section (database mode)",
+                _ref("RoutingWritten"),
+                body=_ref("RoutingSection"),
+            ),
         },
         **_rows("providers", "Provider", "provider"),
         **_rows("credentials", "Credential", "master key"),
@@ -1018,6 +1129,8 @@ def document() -> dict[str, Any]:
                     _query("key", _TEXT_PARAM),
                     _query("model", _TEXT_PARAM),
                     _query("trace_id", {"type": "string", "maxLength": 32}),
+                    _query("fallback", {"type": "string", "enum": ["true", "false"]}),
+                    _query("rule", _TEXT_PARAM),
                 ],
             )
         },

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from llm_proxy.admin import config_routes, logs, openapi, original_logs, probes, resources
+from llm_proxy.admin import (
+    config_routes,
+    logs,
+    openapi,
+    original_logs,
+    probes,
+    resources,
+    routing,
+)
 from llm_proxy.admin.guard import guard, validate
 from llm_proxy.admin.pool import AdminPool
 from llm_proxy.admin.stats import stats
@@ -23,6 +31,7 @@ def create_admin_app() -> web.Application:
     config_routes.add_routes(app)
     app.router.add_get("/stats", stats)
     resources.add_routes(app)
+    routing.add_routes(app)
     logs.add_routes(app)
     original_logs.add_routes(app)  # the original llm-proxy's log paths
     probes.add_routes(app)

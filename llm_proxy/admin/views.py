@@ -15,6 +15,7 @@ from typing import Any
 from llm_proxy.config.export import pricing_data
 from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
 from llm_proxy.config.providers import header_is_public, query_param_is_public, redact_url
+from llm_proxy.config.routing import routing_data
 
 
 def mask(secret: str) -> str:
@@ -143,6 +144,7 @@ def config_view(config: Config) -> dict[str, Any]:
     settings["rate_limit_backend"] = redact_url(backend) if backend else None
     settings["admin_keys"] = [name for name, _ in config.admin_credentials]
     settings["pricing"] = pricing_data(config.pricing)
+    settings["routing"] = routing_data(config.routing)
     return {
         "providers": [provider_view(p) for p in config.providers],
         "master_keys": [

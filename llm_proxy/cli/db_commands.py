@@ -171,7 +171,8 @@ class _DryRun(Exception):
 
 
 def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -> int:
-    """Load providers and master keys from a YAML file into the database (upsert by name), in
+    """Load providers and master keys from a YAML file into the database (upsert by name; its
+    routing section, if any, replaces the routing tables' rows), in
     one transaction (one config version). With `dry_run`, print the changes it would make
     (read back from the config history the transaction records) and roll it back."""
     dsn = _dsn_arg(db_url)
@@ -202,7 +203,11 @@ def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"error: import-config: {exc}", file=sys.stderr)
         return 1
-    print(f"imported {len(config.providers)} providers and {len(config.master_keys)} master keys")
+    routing = " and the routing section" if config.routing.configured else ""
+    print(
+        f"imported {len(config.providers)} providers and {len(config.master_keys)} master keys"
+        + routing
+    )
     return 0
 
 

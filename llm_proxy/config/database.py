@@ -1,8 +1,14 @@
 """Database mode: configuration rows -> the same validated Config as YAML mode.
 
-Providers and credentials are read in one REPEATABLE READ transaction together with the
-config version, turned into the plain data `parse_config` reads, and validated by the same
-rules. Errors name the table, row and column. The request path never comes here.
+Providers, credentials and the routing tables (`model_fallbacks`, `routing_rules`,
+`routing_settings`: migration 014) are read in one REPEATABLE READ transaction together with
+the config version, turned into the plain data `parse_config` reads (the routing rows into the
+YAML's `routing:` shape), and validated by the same rules. Errors name the table, row and
+column. The request path never comes here.
+
+The routing served in database mode is the tables' as soon as they hold any row (a disabled
+rule counts); while they are empty, the settings file's `routing:` section (if any) serves,
+and a file section beside rows is ignored with a warning (`routing_note`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from llm_proxy.config.clouds import CLOUD_FIELDS
 from llm_proxy.config.issues import ConfigError, Path
 from llm_proxy.config.model import TIMEOUT_KEYS, Config
 from llm_proxy.config.providers import redact_url
-from llm_proxy.config.routing import routing_issues
+from llm_proxy.config.routing import CHAIN_KEYS, EVERY_MODEL, routing_issues
 from llm_proxy.config.validate import auth_issues, parse_config
 
 log = structlog.get_logger()
@@ -60,6 +66,22 @@ SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_lim
        shared_objects, max_parallel_requests
 FROM credentials ORDER BY id
 """
+_FALLBACKS_SQL: Final = "SELECT id, model, reason, chain FROM model_fallbacks ORDER BY id"
+_RULES_SQL: Final = """
+SELECT id, position, name, match::text AS match, providers, model, is_enabled
+FROM routing_rules ORDER BY position"""
+_SETTINGS_SQL: Final = """
+SELECT id, model, strategy, retry::text AS retry, deadline_secs, context_window
+FROM routing_settings ORDER BY id"""
+_REASON_KEYS: Final = {reason: key for key, reason in CHAIN_KEYS.items()}
+# The routing tables, and which of `DbConfig.rows`' sections hold their rows for errors.
+ROUTING_TABLES: Final = ("model_fallbacks", "routing_rules", "routing_settings")
+_ROUTING_ROWS: Final = {
+    **dict.fromkeys(CHAIN_KEYS, "model_fallbacks"),
+    "rules": "routing_rules",
+    "models": "routing_settings",
+    "defaults": "routing_settings",
+}
 # The provider settings kept in the `params` jsonb column (the rest have columns of their own).
 PARAM_KEYS: Final = TIMEOUT_KEYS | {
     "verify_ssl",
@@ -84,8 +106,17 @@ class DbConfig:
     """One consistent read of the configuration tables."""
 
     version: str
-    data: dict[str, Any]  # providers and master_keys, in parse_config's shape
-    rows: dict[str, list[tuple[int, str]]]  # table -> (id, name) per data entry, for errors
+    # providers, master_keys and (when the routing tables hold any row) routing, in
+    # parse_config's shape
+    data: dict[str, Any]
+    # table -> (id, name) per data entry, for errors; the routing's sections (fallbacks, ...,
+    # models, defaults: (id, model); rules: (position, name)) too
+    rows: dict[str, list[tuple[int, str]]]
+
+    @property
+    def has_routing(self) -> bool:
+        """Do the routing tables hold any row (then they, not the settings file, route)?"""
+        return "routing" in self.data
 
 
 def describe_dsn(dsn: str) -> str:
@@ -209,7 +240,50 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
                 key[column] = r[column]
         data["master_keys"].append(key)
         rows["master_keys"].append((r["id"], r["name"]))
+    await _read_routing(conn, data, rows)
     return DbConfig(str(version), data, rows)
+
+
+async def _read_routing(
+    conn: asyncpg.Connection, data: dict[str, Any], rows: dict[str, list[tuple[int, str]]]
+) -> None:
+    """The routing tables as the YAML's `routing:` section (enabled rules only, by position)
+    into `data`, and where each entry came from into `rows`; nothing when they are empty."""
+    fallbacks = await conn.fetch(_FALLBACKS_SQL)
+    rules = await conn.fetch(_RULES_SQL)
+    settings = await conn.fetch(_SETTINGS_SQL)
+    if not (fallbacks or rules or settings):
+        return
+    routing: dict[str, Any] = {}
+    for r in fallbacks:
+        key = _REASON_KEYS[r["reason"]]
+        routing.setdefault(key, {})[r["model"]] = list(r["chain"])
+        rows.setdefault(key, []).append((r["id"], r["model"]))
+    for r in settings:
+        entry = {
+            name: json.loads(r[name]) if name == "retry" else r[name]
+            for name in ("strategy", "retry", "deadline_secs", "context_window")
+            if r[name] is not None
+        }
+        if r["model"] == EVERY_MODEL:
+            routing.update(entry)  # the defaults: routing.strategy, retry, deadline_secs
+            rows["defaults"] = [(r["id"], r["model"])]
+        else:
+            routing.setdefault("models", {})[r["model"]] = entry
+            rows.setdefault("models", []).append((r["id"], r["model"]))
+    for r in rules:
+        if not r["is_enabled"]:
+            continue
+        rule: dict[str, Any] = {"match": json.loads(r["match"])}
+        if r["name"] is not None:
+            rule["name"] = r["name"]
+        if r["providers"] is not None:
+            rule["providers"] = list(r["providers"])
+        if r["model"] is not None:
+            rule["model"] = r["model"]
+        routing.setdefault("rules", []).append(rule)
+        rows.setdefault("rules", []).append((r["position"], r["name"] or ""))
+    data["routing"] = routing
 
 
 def _provider_entry(r: asyncpg.Record) -> dict[str, Any]:
@@ -245,16 +319,39 @@ async def check_provider_row(conn: asyncpg.Connection, row_id: int) -> None:
 
 def build_config(base: Config, fetched: DbConfig) -> Config:
     """Validate the rows and combine them with the file/env settings (`base`), which alone
-    decide everything but providers and keys (`require_auth` included)."""
-    parsed = parse_config(fetched.data, _locator(fetched.rows))
-    config = dataclasses.replace(base, providers=parsed.providers, master_keys=parsed.master_keys)
-    problems = auth_issues(config, "settings file or environment; keys in table credentials")
-    problems += routing_issues(
-        config, where="routing (settings file); providers and keys in tables"
+    decide everything but providers, keys and routing (`require_auth` included). The routing
+    is the tables' when they hold any row, else `base`'s (the settings file's section)."""
+    locate = _locator(fetched.rows)
+    parsed = parse_config(fetched.data, locate)
+    config = dataclasses.replace(
+        base,
+        providers=parsed.providers,
+        master_keys=parsed.master_keys,
+        routing=parsed.routing if fetched.has_routing else base.routing,
+        routing_from_rows=fetched.has_routing,
     )
+    problems = auth_issues(config, "settings file or environment; keys in table credentials")
+    if fetched.has_routing:
+        problems += routing_issues(config, locate)
+    else:
+        problems += routing_issues(
+            config, where="routing (settings file); providers and keys in tables"
+        )
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def routing_note(base: Config, fetched: DbConfig) -> str | None:
+    """A warning when the settings file has a `routing:` section the routing tables'
+    rows override (None otherwise): `serve` logs it at startup."""
+    if not (fetched.has_routing and base.routing.configured):
+        return None
+    return (
+        "the settings file's routing section is ignored: the routing tables "
+        f"({', '.join(ROUTING_TABLES)}) hold rows, and they route in database mode; remove the "
+        "section from the file (or empty the tables to route by it)"
+    )
 
 
 def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
@@ -269,6 +366,8 @@ def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
     }
 
     def locate(path: Path) -> str | None:
+        if path and path[0] == "routing":
+            return _routing_place(rows, path)
         if len(path) < 2 or path[0] not in tables or not isinstance(path[1], int):
             return None
         section = str(path[0])
@@ -280,6 +379,31 @@ def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
         return where
 
     return locate
+
+
+def _routing_place(rows: Mapping[str, list[tuple[int, str]]], path: Path) -> str | None:
+    """Where in the routing tables a `routing.*` path came from: table, row and column."""
+    section = str(path[1]) if len(path) > 1 else ""
+    if section in ("retry", "deadline_secs", "strategy"):
+        path, section = ("routing", "defaults", EVERY_MODEL, section, *path[2:]), "defaults"
+    table = _ROUTING_ROWS.get(section)
+    if table is None or len(path) < 3:
+        return None
+    entries = rows.get(section, [])
+    if section == "rules":
+        if not isinstance(path[2], int) or not 0 <= path[2] < len(entries):
+            return None
+        position, name = entries[path[2]]
+        where = f"table {table}, row position={position}" + (f" ({name!r})" if name else "")
+        column = str(path[3]) if len(path) > 3 else None
+    else:
+        found = [row_id for row_id, model in entries if model == path[2]]
+        if not found:
+            return None
+        key = f"{path[2]}, {CHAIN_KEYS[section]}" if section in CHAIN_KEYS else f"{path[2]}"
+        where = f"table {table}, row id={found[0]} ({key})"
+        column = "chain" if section in CHAIN_KEYS else str(path[3]) if len(path) > 3 else None
+    return where + (f", column {column}" if column else "")
 
 
 async def load(conn: asyncpg.Connection, base: Config) -> tuple[Config, DbConfig]:
@@ -429,6 +553,9 @@ async def initial_load(
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
             continue
+        note = routing_note(base, fetched)
+        if note is not None:
+            log.warning("routing_section_ignored", detail=note)
         if cache_path:
             write_cache(cache_path, fetched)
         return config, fetched.version

@@ -4,13 +4,15 @@
 hash (and the key itself when the file held it).
 
 The admin API writes row by row with its own statements (`admin/resources.py`); this is the
-whole-file write: upsert by name, never a delete.
+whole-file write: upsert by name, never a delete. The routing section is the exception: it is
+one whole (`replace_routing`, also the admin API's `PUT /routing`), so a file with one replaces
+the routing tables' rows; a file without one leaves them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 import asyncpg
@@ -19,6 +21,7 @@ import orjson
 from llm_proxy.config.database import PARAM_KEYS
 from llm_proxy.config.export import provider_data
 from llm_proxy.config.model import Config, MasterKey, Provider
+from llm_proxy.config.routing import CHAIN_KEYS, EVERY_MODEL, routing_data
 
 _UPSERT_PROVIDER: Final = """
 INSERT INTO providers
@@ -63,6 +66,8 @@ async def upsert(
             await conn.execute(_UPSERT_PROVIDER, *_provider_row(p), enabled)
         for k in config.master_keys:
             await conn.execute(_UPSERT_CREDENTIAL, *_credential_row(k))
+        if config.routing.configured:
+            await replace_routing(conn, routing_data(config.routing))
 
 
 def _provider_row(p: Provider) -> tuple[Any, ...]:
@@ -99,3 +104,117 @@ def _credential_row(k: MasterKey) -> tuple[Any, ...]:
         k.shared_objects,
         k.max_parallel_requests,
     )
+
+
+# The routing tables (migration 014): (key columns, value columns) of each, the key being
+# what a row is matched on (a row whose values did not change is not written, so it makes no
+# history); `position` numbers the rules 10, 20, ... (room for a psql INSERT between two).
+_ROUTING_COLUMNS: Final = {
+    "model_fallbacks": (("model", "reason"), ("chain",)),
+    "routing_rules": (("position",), ("name", "match", "providers", "model", "is_enabled")),
+    "routing_settings": (("model",), ("strategy", "retry", "deadline_secs", "context_window")),
+}
+_JSON_COLUMNS: Final = frozenset({"match", "retry"})
+RULE_STEP: Final = 10
+
+
+def routing_rows(raw: Mapping[str, Any]) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """A `routing:` section (in the YAML's shape, already validated by `parse_routing`) as
+    the rows of each routing table: key -> values, in `_ROUTING_COLUMNS`' order. Only what
+    the section gives is written (a models entry without `retry` inherits the defaults' when
+    read back, as in YAML)."""
+    fallbacks = {}
+    for key, reason in CHAIN_KEYS.items():
+        for model, chain in (raw.get(key) or {}).items():
+            fallbacks[(str(model), reason)] = ([str(name) for name in chain],)
+    strategy = raw.get("strategy")
+    strategies = dict(strategy) if isinstance(strategy, Mapping) else {"default": strategy}
+    defaults = (strategies.pop("default", None), raw.get("retry"), raw.get("deadline_secs"), None)
+    settings: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    if any(value is not None for value in defaults):
+        settings[(EVERY_MODEL,)] = defaults
+    models = {str(m): dict(fields or {}) for m, fields in (raw.get("models") or {}).items()}
+    for model, value in strategies.items():  # `strategy: {model: NAME}`: a models entry's
+        models.setdefault(str(model), {}).setdefault("strategy", value)
+    for model, fields in models.items():
+        settings[(model,)] = tuple(
+            fields.get(name) for name in ("strategy", "retry", "deadline_secs", "context_window")
+        )
+    rules = {}
+    for i, rule in enumerate(raw.get("rules") or []):
+        providers = rule.get("providers")
+        name = rule.get("name")
+        rules[((i + 1) * RULE_STEP,)] = (
+            None if name == f"rules[{i}]" else name,  # the default name: none given
+            dict(rule.get("match") or {}),
+            [str(p) for p in providers] if providers is not None else None,
+            rule.get("model"),
+            True,
+        )
+    return {"model_fallbacks": fallbacks, "routing_rules": rules, "routing_settings": settings}
+
+
+async def replace_routing(conn: asyncpg.Connection, raw: Mapping[str, Any]) -> None:
+    """Make the routing tables hold exactly the section `raw` (validated beforehand), in one
+    transaction (a savepoint inside the caller's): rows the section does not give are deleted
+    (disabled rules too: the section has none), rows that differ are updated, new ones
+    inserted, and rows already as given are left alone."""
+    wanted = routing_rows(raw)
+    async with conn.transaction():
+        # A rule's name or position may move to another row within the write.
+        await conn.execute(
+            "SET CONSTRAINTS routing_rules_position_key, routing_rules_name_key DEFERRED"
+        )
+        for table, (keys, values) in _ROUTING_COLUMNS.items():
+            await _replace_rows(conn, table, keys, values, wanted[table])
+
+
+async def _replace_rows(
+    conn: asyncpg.Connection,
+    table: str,
+    keys: tuple[str, ...],
+    values: tuple[str, ...],
+    wanted: dict[tuple[Any, ...], tuple[Any, ...]],
+) -> None:
+    shown = ", ".join(f"{c}::text AS {c}" if c in _JSON_COLUMNS else c for c in (*keys, *values))
+    existing = {}
+    for r in await conn.fetch(f"SELECT id, {shown} FROM {table}"):  # noqa: S608 (constants)
+        row = tuple(_loaded(c, r[c]) for c in values)
+        existing[tuple(r[c] for c in keys)] = (r["id"], row)
+    for key, (row_id, _) in existing.items():
+        if key not in wanted:
+            await conn.execute(f"DELETE FROM {table} WHERE id = $1", row_id)  # noqa: S608
+    for key, row in wanted.items():
+        args = [_dumped(c, v) for c, v in zip(values, row, strict=True)]
+        found = existing.get(key)
+        if found is None:
+            every = (*keys, *values)
+            await conn.execute(
+                f"INSERT INTO {table} ({', '.join(every)}) VALUES ({_marks(every)})",  # noqa: S608
+                *key,
+                *args,
+            )
+        elif found[1] != row:
+            sets = ", ".join(
+                f"{c} = {m}" for c, m in zip(values, _marks(values).split(", "), strict=True)
+            )
+            await conn.execute(
+                f"UPDATE {table} SET {sets} WHERE id = ${len(values) + 1}",  # noqa: S608
+                *args,
+                found[0],
+            )
+
+
+def _marks(columns: tuple[str, ...]) -> str:
+    """`$1, $2::jsonb, ...`: a statement's parameters for `columns`, in order."""
+    return ", ".join(
+        f"${i + 1}::jsonb" if c in _JSON_COLUMNS else f"${i + 1}" for i, c in enumerate(columns)
+    )
+
+
+def _loaded(column: str, value: Any) -> Any:
+    return orjson.loads(value) if column in _JSON_COLUMNS and value is not None else value
+
+
+def _dumped(column: str, value: Any) -> Any:
+    return orjson.dumps(value).decode() if column in _JSON_COLUMNS and value is not None else value

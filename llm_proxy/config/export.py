@@ -1,5 +1,6 @@
-"""The configuration's providers and master keys as a YAML file that YAML mode and
-`llm-proxy import-config` accept (`GET /admin/v1/config/export`, `llm-proxy export-config`).
+"""The configuration's providers, master keys and routing section as a YAML file that YAML
+mode and `llm-proxy import-config` accept (`GET /admin/v1/config/export`,
+`llm-proxy export-config`). The routing section is `routing_data`'s, unset values left out.
 
 Secrets stay out of it by default: each provider key becomes `${LLM_PROXY_KEY_<NAME>}` (set
 those variables, or a `.env` beside the file, to use it), and so does each provider header
@@ -44,6 +45,7 @@ from llm_proxy.config.model import (
     vertex_api_base,
 )
 from llm_proxy.config.providers import header_is_public, query_param_is_public
+from llm_proxy.config.routing import routing_data
 
 
 def _variable_part(text: str) -> str:
@@ -232,11 +234,41 @@ def _master_key(k: MasterKey) -> dict[str, Any]:
     return entry
 
 
+def _routing(config: Config) -> dict[str, Any]:
+    """`routing:` as exported: what is unset (None, an empty chain list, a rule's default
+    name `rules[i]`) left out."""
+    out: dict[str, Any] = {}
+    for key, value in routing_data(config.routing).items():
+        if key == "models":
+            value = {m: _set(fields) for m, fields in value.items()}
+        elif key == "rules":
+            value = [
+                _set({k: v for k, v in rule.items() if (k, v) != ("name", f"rules[{i}]")})
+                for i, rule in enumerate(value)
+            ]
+        elif key == "retry":
+            value = _set(value)
+        if value is not None and value != {} and value != []:
+            out[key] = value
+    return out
+
+
+def _set(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` without its None values, at every depth but a rule's `match`."""
+    return {
+        k: _set(v) if isinstance(v, dict) and k != "match" else v
+        for k, v in fields.items()
+        if v is not None
+    }
+
+
 def export_yaml(config: Config, *, version: str, with_secrets: bool = False) -> str:
-    data = {
+    data: dict[str, Any] = {
         "providers": [_provider(p, with_secrets) for p in config.providers],
         "master_keys": [_master_key(k) for k in config.master_keys],
     }
+    if config.routing.configured:
+        data["routing"] = _routing(config)
     out = io.StringIO()
     out.write(f"# llm-proxy configuration, exported at config version {version}.\n")
     variables = [] if with_secrets else [v for p in config.providers for v in secret_variables(p)]

@@ -1,15 +1,16 @@
 """Config history and rollback, read and driven from Python. The recording itself is done by
-the database (migration 002: triggers on providers and credentials), so an edit made with plain
-psql is in the history exactly like one made by the proxy's tools.
+the database (migration 002: triggers on providers and credentials; 014: on the routing
+tables), so an edit made with plain psql is in the history exactly like one made by the proxy's
+tools.
 
 * `history(conn, ...)`: the changes, newest first, paged by version;
 * `change(conn, version)`: every row one version changed (both read a row a rollback deleted
   and re-inserted as one UPDATE: `_paired`); `pending(conn)`: those of the caller's open
   transaction;
-* `rollback(conn, version, actor)`: providers and credentials back to exactly their state at
-  `version`, in one transaction that is itself one recorded change (and reloads every running
-  instance through NOTIFY, as any change does); master keys revoked since stay revoked unless
-  asked (`restore_revoked_keys`).
+* `rollback(conn, version, actor)`: providers, credentials and the routing tables back to
+  exactly their state at `version`, in one transaction that is itself one recorded change
+  (and reloads every running instance through NOTIFY, as any change does); master keys
+  revoked since stay revoked unless asked (`restore_revoked_keys`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-TABLES: Final = ("providers", "credentials")
+TABLES: Final = (
+    "providers",
+    "credentials",
+    "model_fallbacks",
+    "routing_rules",
+    "routing_settings",
+)
 
 
 class HistoryError(Exception):
@@ -46,9 +53,19 @@ class Change:
 
     @property
     def name(self) -> str | None:
+        """The row's name; a routing row's model (and a fallback's reason), a rule's name
+        else its position."""
         row = self.after or self.before or {}
         name = row.get("name")
-        return name if isinstance(name, str) else None
+        if isinstance(name, str):
+            return name
+        if self.table == "model_fallbacks":
+            return f"{row.get('model')} ({row.get('reason')})"
+        if self.table == "routing_settings":
+            return str(row.get("model"))
+        if self.table == "routing_rules":
+            return f"position {row.get('position')}"
+        return None
 
     def fields_changed(self) -> list[str]:
         """The columns an UPDATE changed (timestamps aside)."""
@@ -177,10 +194,10 @@ class RolledBack:
 async def rollback(
     conn: asyncpg.Connection, version: int, actor: str, *, restore_revoked_keys: bool = False
 ) -> RolledBack:
-    """Restore providers and credentials to their state at `version`. `actor` is recorded as
-    who did it. A master key revoked since (rotated: it keeps today's key; deleted: it stays
-    deleted) is not revived unless `restore_revoked_keys`: a key rotated because it leaked
-    must not come back with a rollback (migration 010)."""
+    """Restore providers, credentials and the routing tables to their state at `version`.
+    `actor` is recorded as who did it. A master key revoked since (rotated: it keeps today's
+    key; deleted: it stays deleted) is not revived unless `restore_revoked_keys`: a key
+    rotated because it leaked must not come back with a rollback (migration 010)."""
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('llm_proxy.actor', $1, true)", actor)

@@ -68,6 +68,12 @@ class ConfigListener:
         self.cache_written_at: float | None = None
         self.cache_error: str | None = None
 
+    @property
+    def base(self) -> Config:
+        """The settings from the file and environment the rows are combined with (the routing
+        section included: it serves while the routing tables are empty)."""
+        return self._base
+
     def status(self) -> dict[str, Any]:
         """The database side of the config, as operators need it at 3 a.m."""
         return {

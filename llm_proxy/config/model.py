@@ -462,6 +462,9 @@ class Config:
     # reserves against its key's tokens per minute and budget at admission.
     reserve_output_tokens: int = 4096
     routing: Routing = NO_ROUTING  # fallbacks, retries, strategies, rules
+    # Database mode: `routing` is the routing tables' (False: the settings file's section,
+    # which serves while the tables are empty; always False in YAML mode).
+    routing_from_rows: bool = False
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

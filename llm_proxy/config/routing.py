@@ -62,6 +62,12 @@ MAX_RULES: Final = 256
 _CREDENTIAL_HEADERS: Final = frozenset(
     {"authorization", "proxy-authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"}
 )
+# `*` alone is the defaults (routing.retry, deadline_secs, strategy): the database keeps them
+# in routing_settings' row `model = '*'`, so no models entry may take that name.
+EVERY_MODEL: Final = "*"
+_EVERY_MODEL_HINT: Final = (
+    "'*' is every model: give its settings as routing.retry, deadline_secs and strategy"
+)
 _HEADER_NAME: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
 
 
@@ -110,7 +116,7 @@ def _chains(check: Checker, raw: Any, path: Path) -> Chains:
             text = check.string(name, (*where, i))
             if not text:
                 continue
-            if compile_pattern(text) is not None:
+            if _is_pattern(text):
                 check.fail((*where, i), f"must be a model name, not a pattern: {text!r}")
             elif text == model:
                 check.fail((*where, i), f"falls back to itself ({text!r})")
@@ -128,6 +134,14 @@ def _pattern(check: Checker, text: str, path: Path) -> re.Pattern[str] | None:
     except re.error as exc:
         check.fail(path, f"invalid regular expression: {exc}")
         return None
+
+
+def _is_pattern(text: str) -> bool:
+    """Is `text` a pattern (a regex that does not compile too), not a model name?"""
+    try:
+        return compile_pattern(text) is not None
+    except re.error:
+        return True
 
 
 def _retry(check: Checker, raw: Any, path: Path, base: RetryPolicy) -> RetryPolicy:
@@ -197,6 +211,8 @@ def _strategies(check: Checker, raw: Any) -> dict[str, Strategy]:
         return {}
     out = {}
     for model, value in mapping.items():
+        if model == EVERY_MODEL:
+            check.fail((*path, model), _EVERY_MODEL_HINT)
         if model != "default":
             _pattern(check, str(model), (*path, str(model)))
         out[str(model)] = _strategy(check, value, (*path, str(model)))
@@ -212,6 +228,8 @@ def _models(
     mapping = check.mapping(raw, path, None) if raw is not None else {}
     for model, value in (mapping or {}).items():
         where = (*path, str(model))
+        if model == EVERY_MODEL:
+            check.fail(where, _EVERY_MODEL_HINT)
         _pattern(check, str(model), where)
         fields = check.mapping(value, where, MODEL_KEYS)
         if fields is None:
@@ -278,7 +296,7 @@ def _rules(check: Checker, raw: Any) -> tuple[RoutingRule, ...]:
         model = None
         if fields.get("model") is not None:
             model = check.string(fields["model"], (*where, "model"))
-            if model and compile_pattern(model) is not None:
+            if model and _is_pattern(model):
                 check.fail((*where, "model"), f"must be a model name, not a pattern: {model!r}")
         if providers is None and model is None:
             check.fail(where, "must give `providers` and/or `model`: where matching requests go")

@@ -184,6 +184,9 @@ def _submit(
         state.completion_text,
         state.errors or [],
         state.trace_id,
+        state.fallback_from,
+        state.fallback_reason,
+        state.rule,
     )
     trace = state.trace
     if trace is not None and trace.sampled:

@@ -105,6 +105,12 @@ class RequestRecord:
     # W3C trace context: the trace this request belongs to (the client's, else a new one),
     # whether or not it is sampled; in the request log and the access line.
     trace_id: str | None = None  # 32 lower-case hex digits
+    # Routing (`routing:`): the model asked for when a fallback model answered (`model_sent`
+    # is then the fallback's), why it fell back (any, context_window, content_policy), and the
+    # routing rule that matched.
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
+    rule: str | None = None
     # Sampled requests only (what the spans are built from; not in `as_dict`):
     span_id: str | None = None  # the server span's (16 hex digits)
     parent_span_id: str | None = None  # the client's span, from its traceparent

@@ -140,6 +140,9 @@ _REQUEST_COLUMNS: Final = (
     "prompt",
     "completion",
     "trace_id",
+    "fallback_from",
+    "fallback_reason",
+    "rule",
 )
 _ERROR_COLUMNS: Final = (
     "ts",
@@ -194,6 +197,9 @@ def request_rows(batch: Iterable[RequestRecord], content: bool) -> list[tuple[An
             clean(r.prompt) if content else None,
             clean(r.completion) if content else None,
             r.trace_id,
+            clean(r.fallback_from),
+            r.fallback_reason,
+            clean(r.rule),
         )
         for r in batch
     ]

@@ -15,7 +15,7 @@ import pytest
 from llm_proxy.cli import main
 from llm_proxy.config.export import key_variable
 from llm_proxy.config.model import Config
-from llm_proxy.config.yaml_file import load_config_file
+from llm_proxy.config.yaml_file import load_config_file, load_config_text
 from tests.helpers import ProxyFactory
 from tests.helpers.db import add_provider, db_version, start_db_proxy
 
@@ -139,5 +139,58 @@ async def test_the_admin_export_is_the_same_file(
     conn = await asyncpg.connect(config_dsn)
     try:
         assert f"config version {await db_version(conn)}" in served
+    finally:
+        await conn.close()
+
+
+async def test_the_routing_section_round_trips(
+    config_dsn: str,
+    other_config_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llm_proxy.config.database import build_config, fetch
+    from tests.config.test_routing_db import ROUTING_YAML, seed_routing, yaml_providers
+    from tests.helpers.db import OPEN
+
+    conn = await asyncpg.connect(config_dsn)
+    try:
+        await seed_routing(conn)
+        served = build_config(OPEN, await fetch(conn)).routing
+    finally:
+        await conn.close()
+    exported = tmp_path / "exported.yaml"
+    code, _, _ = await asyncio.to_thread(
+        run, capsys, "export-config", "--db-url", config_dsn, "-o", str(exported)
+    )
+    assert code == 0
+    text = exported.read_text()
+    assert "routing:" in text and "nowhere" not in text  # the disabled rule is not served
+    for name in ("openai", "anthropic"):
+        monkeypatch.setenv(key_variable(name), f"sk-{name}-provider-key")
+    # YAML mode reads the same routing from it as the section written by hand...
+    from_file = load_config_file(exported, dict(os.environ))
+    assert from_file.routing == served
+    assert (
+        served
+        == load_config_text(yaml_providers("http://127.0.0.1:9/v1") + ROUTING_YAML, {}).routing
+    )
+    # ...and import-config writes it into another database's tables: the same again.
+    code, out, _ = await asyncio.to_thread(
+        run, capsys, "import-config", str(exported), "--db-url", other_config_dsn
+    )
+    assert code == 0 and out.startswith("imported 2 providers and 0 master keys and the routing")
+    code, out, _ = await asyncio.to_thread(
+        run, capsys, "import-config", str(exported), "--db-url", other_config_dsn, "--dry-run"
+    )
+    assert out.strip() == "no changes"
+    code, again, _ = await asyncio.to_thread(
+        run, capsys, "export-config", "--db-url", other_config_dsn
+    )
+    assert again.splitlines()[1:] == text.splitlines()[1:]
+    conn = await asyncpg.connect(other_config_dsn)
+    try:
+        assert build_config(OPEN, await fetch(conn)).routing == served
     finally:
         await conn.close()
