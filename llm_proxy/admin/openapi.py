@@ -372,6 +372,10 @@ _ROUTING_SERVED: Final = {
         "enum": ["file", "database"],
         "description": "the settings file's section, or the routing tables (database mode)",
     },
+    "writable": {
+        "type": "boolean",
+        "description": "PUT may change it: database mode (also while the tables are empty)",
+    },
     "version": {"type": "integer"},
     "routing": _ROUTING_SECTION,
 }
@@ -542,9 +546,9 @@ SCHEMAS: Final[dict[str, Any]] = {
         },
     ),
     "RoutingSection": _ROUTING_SECTION,
-    "RoutingServed": _obj(["source", "version", "routing"], _ROUTING_SERVED),
+    "RoutingServed": _obj(["source", "writable", "version", "routing"], _ROUTING_SERVED),
     "RoutingWritten": _obj(
-        ["source", "version", "routing", "served"],
+        ["source", "writable", "version", "routing", "served"],
         {**_ROUTING_SERVED, "served": {"type": "boolean"}},
     ),
     "ConfigVersion": _obj(

@@ -26,7 +26,7 @@ from llm_proxy.config.issues import ConfigError, Issue, format_path
 from llm_proxy.config.model import Config, Routing
 from llm_proxy.config.routing import parse_routing, routing_data, routing_issues
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import ADMIN_NAME, LISTENER, STATE
+from llm_proxy.keys import ADMIN_NAME, DSN, LISTENER, STATE
 
 if TYPE_CHECKING:
     import asyncpg
@@ -37,9 +37,12 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/routing", put_routing)
 
 
-def _answer(config: Config, version: int | str) -> dict[str, Any]:
+def _answer(config: Config, version: int | str, writable: bool) -> dict[str, Any]:
+    """`source`: where the routing served comes from; `writable`: whether PUT may change it
+    (database mode: also while the file's section serves, the tables being empty)."""
     return {
         "source": "database" if config.routing_from_rows else "file",
+        "writable": writable,
         "version": version,
         "routing": routing_data(config.routing),
     }
@@ -74,7 +77,8 @@ async def get_routing(request: web.Request) -> web.Response:
     `source` says where the routing served comes from (the settings file's section, or the
     routing tables in database mode)."""
     snapshot = request[STATE].snapshot
-    return json_response(_answer(snapshot.config, version_number(snapshot.version)))
+    writable = DSN in request.config_dict
+    return json_response(_answer(snapshot.config, version_number(snapshot.version), writable))
 
 
 async def put_routing(request: web.Request) -> web.Response:
@@ -122,4 +126,4 @@ async def put_routing(request: web.Request) -> web.Response:
         except asyncpg.DataError as exc:  # a NUL in a string, ...
             raise bad_param("", f"Invalid value: {exc}") from None
     served_now = await serve_version(request, version)
-    return json_response({**_answer(config, version), "served": served_now})
+    return json_response({**_answer(config, version, True), "served": served_now})

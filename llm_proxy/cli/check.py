@@ -169,7 +169,7 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
         _routing(plan.config)
         _exports(plan)
         return 0
-    from llm_proxy.config.database import StartupError, describe_dsn, load_once
+    from llm_proxy.config.database import StartupError, describe_dsn, load_once, routing_note
 
     where = describe_dsn(plan.dsn)
     name = plan.path or "(no config file: defaults and environment)"
@@ -206,6 +206,9 @@ def check_config(path_arg: str | None, db_url: str | None, *, connect: bool) -> 
     source = f"{name} + database {where} (config version {fetched.version})"
     print(summarize(source, config, database=True))
     _routing(config)
+    note = routing_note(plan.config, fetched)
+    if note is not None:
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

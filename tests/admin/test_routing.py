@@ -56,7 +56,8 @@ async def test_file_mode_reads_the_section_and_refuses_writes(
     url = await start_proxy(config)
     status, served = await call(http, "GET", url + "/admin/v1/routing")
     assert status == 200
-    assert served == {"source": "file", "version": 1, "routing": routing_data(config.routing)}
+    expected = {"source": "file", "writable": False, "version": 1}
+    assert served == {**expected, "routing": routing_data(config.routing)}
     status, answer = await call(http, "PUT", url + "/admin/v1/routing", json=SECTION)
     assert status == 409
     assert_error(answer, "read_only_config")
@@ -74,6 +75,7 @@ async def test_put_replaces_the_tables_and_answers_once_served(
     url = await db_proxy(config_dsn, sql, upstream, start_proxy)
     status, served = await call(http, "GET", url + "/admin/v1/routing")
     assert (status, served["source"], served["routing"]["rules"]) == (200, "file", [])
+    assert served["writable"]  # database mode: the tables may be written, even empty
 
     status, written = await call(http, "PUT", url + "/admin/v1/routing", json=SECTION)
     assert status == 200, written

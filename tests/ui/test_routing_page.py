@@ -1,13 +1,7 @@
 """The Routing page (`js/pages/routing.js`) in a real browser, against the proxy app in this
-process (YAML mode, and database mode on a real PostgreSQL).
-
-`GET/PUT /admin/v1/routing` are not on main yet (another branch adds them): until they land,
-each test registers a stand-in for the agreed contract on the app (`stand_in`): GET answers
-`{"source", "version", "routing": routing_data(...)}` from the served config; PUT (database
-mode) validates the body with the real parser and checks (`parse_routing`, `routing_issues`),
-refuses it in the admin API's error shape naming the field, honours `If-Match`, and keeps an
-accepted section in memory (not in the database). What is tested is the page's side of the
-contract: what it shows, what it sends, and that a refused edit changes nothing.
+process: YAML mode (read-only), and database mode on a real PostgreSQL, where the page's
+editor saves through the real `PUT /admin/v1/routing` into the routing tables. What is tested:
+what the page shows, what it sends, and that a refused edit changes nothing.
 """
 
 from __future__ import annotations
@@ -21,18 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
-from aiohttp import web
 
 from llm_proxy.app import DatabaseMode, create_app
-from llm_proxy.config.checker import Checker
 from llm_proxy.config.database import initial_load
-from llm_proxy.config.issues import format_path
-from llm_proxy.config.model import Config, Routing
-from llm_proxy.config.routing import parse_routing, routing_data, routing_issues
+from llm_proxy.config.routing import routing_data
 from llm_proxy.config.yaml_file import load_config_file
-from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import STATE
+from llm_proxy.keys import STORE
 from tests.helpers import serve
 from tests.helpers.db import add_provider
 from tests.ui.test_ui import (
@@ -78,64 +66,11 @@ YAML = f"admin_key: {ADMIN_KEY}\nproviders:\n" + "".join(
 )
 
 
-def stand_in(app: web.Application, *, writable: bool) -> list[dict[str, Any]]:
-    """Register the stand-in `/admin/v1/routing` (see the module docstring) on `app`; the
-    list returned collects every PUT body that reached the server."""
-    puts: list[dict[str, Any]] = []
-    state: dict[str, Any] = {}
-
-    def guard(request: web.Request) -> None:
-        if request.headers.get("Authorization") != f"Bearer {ADMIN_KEY}":
-            raise ProxyError(401, "An admin key is required.", code="invalid_admin_key")
-
-    def current(request: web.Request) -> tuple[Routing, int]:
-        snapshot = request[STATE].snapshot
-        served = int(snapshot.version) if snapshot.version.isdigit() else 1
-        return state.get("routing", snapshot.config.routing), state.get("version", served)
-
-    async def get(request: web.Request) -> web.Response:
-        guard(request)
-        routing, version = current(request)
-        source = "database" if writable else "file"
-        return web.json_response(
-            {"source": source, "version": version, "routing": routing_data(routing)}
-        )
-
-    async def put(request: web.Request) -> web.Response:
-        guard(request)
-        if not writable:
-            raise ProxyError(409, "Routing comes from the file.", code="read_only_config")
-        body = orjson.loads(await request.read())
-        puts.append(body)
-        _, version = current(request)
-        if request.headers.get("If-Match") not in (None, str(version)):
-            raise ProxyError(
-                412,
-                f"The configuration is at version {version}: read it again and retry.",
-                code="precondition_failed",
-            )
-        check = Checker(None)
-        routing = parse_routing(check, body)
-        config: Config = request[STATE].snapshot.config
-        issues = check.issues or routing_issues(dataclasses.replace(config, routing=routing))
-        if issues:
-            raise bad_param(format_path(issues[0].path), str(issues[0]))
-        state.update(routing=routing, version=version + 1)
-        return web.json_response(
-            {"source": "database", "version": version + 1, "routing": routing_data(routing)}
-        )
-
-    app.router.add_get("/admin/v1/routing", get)
-    app.router.add_put("/admin/v1/routing", put)
-    return puts
-
-
 @asynccontextmanager
 async def yaml_proxy(tmp_path: Path, text: str) -> AsyncIterator[str]:
     path = tmp_path / "proxy.yaml"
     path.write_text(text)
     app = create_app(load_config_file(path), config_file=path)
-    stand_in(app, writable=False)
     async with serve(app) as url:
         yield url
 
@@ -246,15 +181,26 @@ async def test_routing_editor_in_database_mode(
     # The settings as database mode holds them: the file's, without providers and keys (a
     # settings file's rules could name no provider: checked once the rows are loaded).
     whole = tmp_path / "whole.yaml"
-    whole.write_text(YAML + ROUTING)
+    whole.write_text(YAML)
     base = dataclasses.replace(load_config_file(whole), providers=())
     config, version = await initial_load(config_dsn, base, timeout_secs=5)
-    assert config.routing == base.routing
     app = create_app(config, version=version, database=DatabaseMode(config_dsn, base))
-    puts = stand_in(app, writable=True)
+    (tmp_path / "routing.yaml").write_text(YAML + ROUTING)
+    section = routing_data(load_config_file(tmp_path / "routing.yaml").routing)
     page = await browser.new_page(viewport={"width": 1280, "height": 900})
     watch = Watch(page)
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+
+    async def rows() -> int:
+        return int(await sql.fetchval("SELECT count(*) FROM model_fallbacks"))
+
     async with serve(app) as url, evidence(page, tmp_path):
+        # The section into the tables, through the API the page uses.
+        seeded = await page.request.put(
+            url + "/admin/v1/routing", data=json.dumps(section), headers=headers
+        )
+        assert seeded.status == 200, await seeded.text()
+        config = app[STORE].current.config
         await log_in(page, url)
         await open_page(page, "Routing")
         assert await page.get_by_text("Read-only.").count() == 0
@@ -275,7 +221,7 @@ async def test_routing_editor_in_database_mode(
         await area.fill('["gpt-4o"]')
         await form.get_by_role("button", name="Save routing").click()
         await form.get_by_text(re.compile("must be a JSON object")).wait_for()
-        assert puts == []
+        assert await rows() == 3
 
         # Refused by the server: its error, naming the field; nothing changes.
         bad = dict(shown, fallbacks={"gpt-4o": ["gpt-5-nowhere"]})
@@ -287,7 +233,7 @@ async def test_routing_editor_in_database_mode(
         assert "routing.fallbacks['gpt-4o'][0]" in text and "no provider serves" in text
         assert "Nothing was changed." in text
         assert await area.input_value() == json.dumps(bad)  # kept, to be fixed
-        assert len(puts) == 1
+        assert routing_data(app[STORE].current.config.routing) == shown  # nothing changed
         await form.get_by_role("button", name="Cancel").click()
         assert await chain(page, "fallbacks", "gpt-4o") == [
             "gpt-4o",
@@ -304,12 +250,12 @@ async def test_routing_editor_in_database_mode(
         assert await chain(page, "fallbacks", "gpt-4o") == ["gpt-4o", "claude-sonnet"]
         strategy = await page.locator("dd[data-setting='Strategy']").inner_text()
         assert strategy.startswith("least_busy")
-        assert puts[-1] == good
+        assert app[STORE].current.config.routing.fallbacks == (("gpt-4o", ("claude-sonnet",)),)
+        assert await rows() == 3  # the chain changed in place: same rows
 
         # Someone else saves meanwhile (another tab, a script): this edit is not applied.
         await page.get_by_role("button", name="Edit routing").click()
         assert json.loads(await area.input_value())["strategy"] == "least_busy"
-        headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
         elsewhere = await page.request.put(
             url + "/admin/v1/routing", data=json.dumps(dict(good, deadline_secs=5)), headers=headers
         )

@@ -276,7 +276,7 @@ export async function render(root, ctx) {
       return;
     }
     const routing = answer.routing;
-    const editable = answer.source === "database" && !ctx.readOnly;
+    const editable = (answer.writable ?? answer.source === "database") && !ctx.readOnly;
     const startEditing = (data) => {
       clear(flash);
       clear(panel).append(
@@ -309,6 +309,15 @@ export async function render(root, ctx) {
           "warn",
           h("strong", {}, "Read-only. "),
           "Routing comes from the routing: section of the config file, which is the source: edit the file, then reload (SIGHUP or POST /admin/v1/config/reload). Run the proxy with DB_URL (database mode) to edit it here.",
+        ),
+      );
+    }
+    if (editable && answer.source === "file" && !isEmpty(routing)) {
+      parts.push(
+        notice(
+          "warn",
+          h("strong", {}, "From the settings file. "),
+          "The routing tables are empty, so the settings file's routing: section serves. Saving here writes the tables, which then take over.",
         ),
       );
     }
