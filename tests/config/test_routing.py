@@ -62,13 +62,13 @@ def test_a_full_section_is_read_into_the_routing_served() -> None:
     routing = config.routing
     assert routing.fallbacks == (("gpt-4o", ("gpt-4o-mini", "claude-sonnet")),)
     assert routing.context_window_fallbacks == (("gpt-4o-mini", ("gpt-4.1",)),)
-    retry = RetryPolicy(3, frozenset({"connect", "429"}), 100, 800)
+    retry = RetryPolicy(3, ("429", "connect"), 100, 800)
     assert routing.default == ModelRouting("weighted", retry, 60.0)
     assert dict(routing.models) == {
         "gpt-4o": ModelRouting("latency", retry, 30.0, 128000),
         "claude-sonnet": ModelRouting("cost", retry, 60.0),
     }
-    match = RuleMatch(keys=("eu-*",), headers=(("x-region", frozenset({"eu"})),))
+    match = RuleMatch(keys=("eu-*",), headers=(("x-region", ("eu",)),))
     assert routing.rules == (RoutingRule("eu", match, ("anthropic",)),)
     # Written back as data, it reads into the same Routing.
     again = parse_config({"routing": routing_data(routing)}).routing

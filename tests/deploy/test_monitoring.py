@@ -95,6 +95,11 @@ async def exported_metrics(upstream: Upstream, dead_port: int, tmp_path: Path) -
         pricing={"m": {"input_per_mtok": 1, "output_per_mtok": 2}},
         rate_limit_backend=f"redis://127.0.0.1:{dead_port}/0",  # down: the gauge reads 0
         request_log={"jsonl_path": str(tmp_path / "requests.jsonl")},
+        # The dead provider's model falls back to `m`; the header picks a rule.
+        routing={
+            "fallbacks": {"dead": ["m"]},
+            "rules": [{"name": "canary", "match": {"header": {"x-canary": "1"}}, "model": "m"}],
+        },
     )
     # Tracing to a collector that is down: its span and failure counters exist.
     tracing = resolve(
@@ -110,6 +115,7 @@ async def exported_metrics(upstream: Upstream, dead_port: int, tmp_path: Path) -
             ({"model": "dead"}, team),
             ({"model": "m"}, limited),
             ({"model": "m"}, limited),  # 429
+            ({"model": "m"}, {**team, "x-canary": "1"}),
         ):
             async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
                 await r.read()
