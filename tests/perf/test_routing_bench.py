@@ -132,6 +132,8 @@ def test_routing_is_held_to_three_percent_more_cpu_per_request() -> None:
     assert main["value"] == pytest.approx(1.03) and main["met"] is True
     assert main["min"] == pytest.approx(1.02) and main["max"] == pytest.approx(1.05)
     assert checked["CPU/req @32 routing-latency ÷ off"]["met"] is None  # shown, not judged
+    assert not routing_bench.too_spread(main)  # 1.02-1.05: within 0.06
+    assert routing_bench.too_spread({**main, "min": 0.91, "max": 1.2})
     load["routing"] = _load(0.21, 0.28, 0.21)
     assert routing_bench.ratios(load)[0]["met"] is False
     load["routing"] = _load(0.20, 0.26, 0.20, errors=3)
