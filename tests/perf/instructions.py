@@ -1,7 +1,7 @@
 """Instructions per request: `llm-proxy serve` under valgrind's callgrind, one count per scenario
 of `protocols_bench`, each divided by the first scenario's.
 
-    python -m tests.perf.instructions [--requests 300] [SCENARIO,SCENARIO,...]
+    python -m tests.perf.instructions [--requests 300] [--routing] [SCENARIO,SCENARIO,...]
 
 Callgrind counts the instructions the proxy's process runs in user space, not seconds: the same
 code, config and requests give the same count whatever else the machine does (measured: within
@@ -17,6 +17,12 @@ The proxy runs as in `protocols_bench` (the same config and mock upstream, uvloo
 with instrumentation off; for each scenario, 200 warm-up requests, then counting on for
 `--requests` requests (8 at a time), then a dump. All eleven in under a minute. Needs
 valgrind. Only 127.0.0.1; everything started here is stopped here, by PID.
+
+Routing's cost (issue 30): a scenario named `NAME+routing` runs on a proxy of its own whose
+config adds `routing_bench.routing_section` (every feature, no condition met by the bench's
+requests: chains for the models the `+routing` scenarios call, and for others),
+`NAME+routing-latency` the same with those models on `strategy: latency`; `--routing` adds
+both variants of every scenario named. Each variant's row also shows its ratio to NAME's.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from pathlib import Path
 import aiohttp
 
 from llm_proxy.testing.mock.vertex import TOKEN_PATH, mock_service_account
-from tests.perf import bench
+from tests.perf import bench, routing_bench
 from tests.perf import protocols_bench as pb
 
 DEFAULT = (
@@ -47,6 +53,27 @@ DEFAULT = (
 )
 WARM_UP = 200
 CONCURRENCY = 8
+# Scenario suffix -> the strategy of the routed models ("": the config without routing).
+VARIANTS = {"": None, "+routing": "weighted", "+routing-latency": "latency"}
+RULES_PROVIDER = "oai"  # the provider the routing rules name
+
+
+def split(name: str) -> tuple[str, str]:
+    """A scenario name as (the protocol bench's scenario, its variant's suffix)."""
+    for suffix in VARIANTS:
+        if suffix and name.endswith(suffix):
+            return name.removesuffix(suffix), suffix
+    return name, ""
+
+
+def routing_config(text: str, names: list[str], strategy: str) -> str:
+    """The protocol bench's config with a routing section: chains, overrides and strategies
+    (`strategy`) for the models the routed scenarios of `names` call, and for four others."""
+    known = {s.name: s for s in pb.SCENARIOS}
+    models = list(dict.fromkeys(known[split(n)[0]].model for n in names if split(n)[1]))
+    served = [m for ms in pb.PROVIDER_MODELS.values() for m in ms if m not in models]
+    section = routing_bench.routing_section(models, served[:4], RULES_PROVIDER, strategy)
+    return routing_bench.with_routing(text, section)
 
 
 async def _fire(port: int, scenario: pb.Scenario, count: int) -> int:
@@ -85,12 +112,43 @@ def _wait_up(proxy: subprocess.Popen[bytes], port: int, log: Path) -> None:
     raise RuntimeError("llm-proxy did not answer /health under valgrind")
 
 
+def _count(
+    config: Path, port: int, scenarios: list[tuple[str, pb.Scenario]], requests: int, log: Path
+) -> None:
+    """`llm-proxy serve` on `config` under callgrind: a dump per scenario (its name), of
+    `requests` requests after the warm-up."""
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+    cmd += [f"--callgrind-out-file={log.parent}/callgrind.%p", sys.executable, "-m"]
+    cmd += ["llm_proxy", "serve", "--config", str(config)]
+    with log.open("wb") as out:
+        proxy = subprocess.Popen(cmd, stdout=out, stderr=out)
+    try:
+        _wait_up(proxy, port, log)
+        for name, scenario in scenarios:
+            asyncio.run(_fire(port, scenario, WARM_UP))
+            _control(proxy.pid, "--zero")
+            _control(proxy.pid, "--instr=on")
+            failed = asyncio.run(_fire(port, scenario, requests))
+            _control(proxy.pid, "--instr=off")
+            _control(proxy.pid, f"--dump={name}")
+            if failed:
+                raise RuntimeError(f"{name}: {failed} of {requests} requests failed")
+    finally:
+        proxy.send_signal(signal.SIGTERM)
+        try:
+            proxy.wait(60)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait()
+
+
 def measure(names: list[str], requests: int, out: Path) -> dict[str, float]:
-    """Instructions per request of each scenario named."""
+    """Instructions per request of each scenario named (one proxy per variant, in turn)."""
     known = {s.name: s for s in pb.SCENARIOS}
-    scenarios = [known[name] for name in names]
+    if unknown := [n for n in names if split(n)[0] not in known]:
+        raise SystemExit(f"unknown scenarios {unknown}; known: {sorted(known)}")
     py = sys.executable
-    mock_port, proxy_port = bench.free_port(), bench.free_port()
+    mock_port = bench.free_port()
     mock_url = f"http://127.0.0.1:{mock_port}"
     with (out / "mock.log").open("wb") as log:
         mock = subprocess.Popen(
@@ -98,34 +156,19 @@ def measure(names: list[str], requests: int, out: Path) -> dict[str, float]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    proxy: subprocess.Popen[bytes] | None = None
     try:
         bench.wait_health(mock_url, "/v1/models")
-        config = out / "proxy.yaml"
         account = mock_service_account(mock_url + TOKEN_PATH, pb.VERTEX_PROJECT)
-        pb.write_config(config, mock_url, proxy_port, account)
-        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-        cmd += [f"--callgrind-out-file={out}/callgrind.%p", py, "-m", "llm_proxy", "serve"]
-        with (out / "proxy.log").open("wb") as log:
-            proxy = subprocess.Popen([*cmd, "--config", str(config)], stdout=log, stderr=log)
-        _wait_up(proxy, proxy_port, out / "proxy.log")
-        for scenario in scenarios:
-            asyncio.run(_fire(proxy_port, scenario, WARM_UP))
-            _control(proxy.pid, "--zero")
-            _control(proxy.pid, "--instr=on")
-            failed = asyncio.run(_fire(proxy_port, scenario, requests))
-            _control(proxy.pid, "--instr=off")
-            _control(proxy.pid, f"--dump={scenario.name}")
-            if failed:
-                raise RuntimeError(f"{scenario.name}: {failed} of {requests} requests failed")
+        for suffix in dict.fromkeys(split(n)[1] for n in names):
+            port = bench.free_port()
+            config = out / f"proxy{suffix}.yaml"
+            pb.write_config(config, mock_url, port, account)
+            strategy = VARIANTS[suffix]
+            if strategy is not None:
+                config.write_text(routing_config(config.read_text(), names, strategy))
+            ours = [(n, known[split(n)[0]]) for n in names if split(n)[1] == suffix]
+            _count(config, port, ours, requests, out / f"proxy{suffix}.log")
     finally:
-        if proxy is not None:
-            proxy.send_signal(signal.SIGTERM)
-            try:
-                proxy.wait(60)
-            except subprocess.TimeoutExpired:
-                proxy.kill()
-                proxy.wait()
         mock.terminate()
         mock.wait()
     counts: dict[str, float] = {}
@@ -144,18 +187,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("scenarios", nargs="?", default=DEFAULT, help="the first is the base")
     parser.add_argument("--requests", type=int, default=300, help="counted per scenario")
+    parser.add_argument(
+        "--routing",
+        action="store_true",
+        help="also NAME+routing and NAME+routing-latency for each scenario NAME",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
+    names = args.scenarios.split(",")
+    if args.routing:
+        names = [f"{n}{suffix}" if not split(n)[1] else n for n in names for suffix in VARIANTS]
+        names = list(dict.fromkeys(names))
     out = Path(tempfile.mkdtemp(prefix="llm-proxy-instructions-"))
-    counts = measure(args.scenarios.split(","), args.requests, out)
-    base = next(iter(counts.values()))
-    print(f"{'scenario':24} {'k instr/req':>12} {'ratio':>7}")
-    for name, count in counts.items():
-        print(f"{name:24} {count / 1000:12.1f} {count / base:7.3f}")
+    counts = measure(names, args.requests, out)
+    print(table(counts))
     shutil.rmtree(out, ignore_errors=True)
     return 0
+
+
+def table(counts: dict[str, float]) -> str:
+    """Each count, its ratio to the first; with routing variants, also to their scenario's."""
+    base = next(iter(counts.values()))
+    variants = any(split(name)[1] for name in counts)
+    width = max(24, *(len(name) for name in counts)) if variants else 24
+    lines = [f"{'scenario':{width}} {'k instr/req':>12} {'ratio':>7}" + (" ÷ off" * variants)]
+    for name, count in counts.items():
+        line = f"{name:{width}} {count / 1000:12.1f} {count / base:7.3f}"
+        plain = counts.get(split(name)[0])
+        if split(name)[1] and plain:
+            line += f" {count / plain:6.3f}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
