@@ -210,16 +210,26 @@ def classify_answer(protocol: str, body: bytes) -> Reason | None:
     """A successful (2xx) answer read whole (not a stream): "content_policy" if it is in fact
     a refusal (see the module docstring), else None. Never raises, except ValueError for a
     protocol not in PROTOCOLS."""
-    _check(protocol)
-    if protocol == "openai":
+    if protocol == "openai":  # (the common case first: one comparison, no call)
         refused = _OPENAI_REFUSAL.search(body) is not None and _openai_refused(_json(body))
     elif protocol == "anthropic":
         refused = _ANTHROPIC_REFUSAL.search(body) is not None and _anthropic_refused(_json(body))
     elif protocol == "gemini":
         refused = _GEMINI_REFUSAL.search(body) is not None and _gemini_refused(_json(body))
     else:
+        _check(protocol)
         refused = _BEDROCK_REFUSAL.search(body) is not None and _bedrock_refused(_json(body))
     return "content_policy" if refused else None
+
+
+# The cheap first look of `classify_answer`, by protocol: an answer none of whose bytes match
+# cannot be a refusal (the common case: one search of the body, no call, no parse).
+REFUSAL_HINTS: Final = {
+    "openai": _OPENAI_REFUSAL,
+    "anthropic": _ANTHROPIC_REFUSAL,
+    "gemini": _GEMINI_REFUSAL,
+    "bedrock": _BEDROCK_REFUSAL,
+}
 
 
 def _check(protocol: str) -> None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 import orjson
+from multidict import istr
 
 from llm_proxy import errors
 from llm_proxy.proxy.keyring import model_not_allowed
 from llm_proxy.proxy.state import RequestState
 
-FALLBACKS_HEADER: Final = "x-llm-proxy-fallbacks"
+FALLBACKS_HEADER: Final = istr("x-llm-proxy-fallbacks")  # (istr: looked up without lowering)
 EXTENSION: Final = "llm_proxy"
 EXTENSION_KEYS: Final = frozenset({"fallbacks"})
 MAX_OWN_CHAIN: Final = 16

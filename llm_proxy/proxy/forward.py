@@ -24,7 +24,7 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.observe.records import AttemptRecord, ErrorRecord, error_summary
 from llm_proxy.observe.tracing.context import new_span_id
 from llm_proxy.protocols.converse import upstream_status
-from llm_proxy.protocols.refusals import classify_answer, classify_error
+from llm_proxy.protocols.refusals import classify_error
 from llm_proxy.proxy.accounting import move_reservation
 from llm_proxy.proxy.breaker import HealthBoard
 from llm_proxy.proxy.call import Call, Outgoing
@@ -48,7 +48,7 @@ from llm_proxy.proxy.routing import (
     Target,
 )
 from llm_proxy.proxy.state import RequestState, stamp
-from llm_proxy.proxy.translation import MAX_ANSWER_BYTES, TranslatedStream, translate_whole
+from llm_proxy.proxy.translation import TranslatedStream
 from llm_proxy.proxy.upstream import Upstream, request_headers, response_headers
 from llm_proxy.proxy.usage import STREAM_KEEP_BYTES, Relayed, text_of_request
 
@@ -79,14 +79,25 @@ def forward(request: web.Request, route: Route, call: Call) -> Awaitable[web.Str
     tried: list[str] = []
     state.attempts = tried  # (for the access line)
     plan = route.plan
-    if plan.deadline is not None:
-        state.deadline = asyncio.get_running_loop().time() + plan.deadline
-    if route.fallbacks is NO_FALLBACKS and state.fallbacks is None:  # one model
+    if plan.deadline is not None:  # (from the request's arrival: a perf_counter() instant)
+        state.deadline = state.started + plan.deadline
+    own = state.fallbacks
+    if route.fallbacks is NO_FALLBACKS and own is None:  # one model
         # (With `more` False, the coroutine's result is always the answer.)
         return _try_model(  # type: ignore[return-value]
             request, state, health, route, call, tried, plan.peek, False
         )
-    return _with_fallbacks(request, state, health, route, call, tried)
+    window = plan.context_window
+    if window is not None and _estimate(call) > window:
+        # Too long for this model by the proxy's estimate: not even sent.
+        failure = _too_long(route, window)
+        return _with_fallbacks(request, state, health, route, call, tried, failure)
+    peek = plan.peek if not own else plan.peek | OWN_CHAIN_PEEK
+    # A chain never names its own model, so a fallback may follow (`more`); after a failure
+    # the same coroutine goes on down the chain (`chain`): one frame while all goes well.
+    return _try_model(  # type: ignore[return-value]
+        request, state, health, route, call, tried, peek, True, True
+    )
 
 
 async def _with_fallbacks(
@@ -96,25 +107,15 @@ async def _with_fallbacks(
     route: Route,
     call: Call,
     tried: list[str],
+    result: Failure | None,
 ) -> web.StreamResponse:
-    """`forward` for a model with fallbacks (its own, or the request's): after its providers
-    failed, the next model of the chain for why they failed, until one answers, the chain
-    ends or the deadline passes."""
+    """After the requested model failed (`result`; its own or the request's chain being
+    there): the next model of the chain for why it failed, tried the same way, until one
+    answers, the chain ends or the deadline passes."""
     first = route
     own = state.fallbacks
     visited = {route.name}
-    peek = route.plan.peek | (OWN_CHAIN_PEEK if own else frozenset())
     while True:
-        more = _chain_left(first, own, visited)
-        window = route.plan.context_window
-        result: web.StreamResponse | Failure | None
-        if window is not None and _estimate(call) > window:
-            # Too long for this model by the proxy's estimate: not even sent.
-            result = _too_long(route, window)
-        else:
-            result = await _try_model(request, state, health, route, call, tried, peek, more)
-        if isinstance(result, web.StreamResponse):
-            return result
         reason = _reason(result)
         if _past_deadline(state):
             break
@@ -144,6 +145,15 @@ async def _with_fallbacks(
         call.name = next_route.name
         route = next_route
         peek = route.plan.peek | first.plan.peek | (OWN_CHAIN_PEEK if own else frozenset())
+        more = _chain_left(first, own, visited)
+        window = route.plan.context_window
+        if window is not None and _estimate(call) > window:
+            result = _too_long(route, window)
+            continue
+        answer = await _try_model(request, state, health, route, call, tried, peek, more)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        result = answer
     return _no_answer(request, state, route, call, result, tried)
 
 
@@ -175,14 +185,8 @@ def _reason(failure: Failure | None) -> str:
 
 def _chain_left(first: Route, own: tuple[str, ...] | None, visited: set[str]) -> bool:
     """Is any model of the chains still untried?"""
-    if own is not None:
-        return any(name not in visited for name in own)
-    chains = first.fallbacks
-    return any(
-        name not in visited
-        for chain in (chains.any, chains.context_window, chains.content_policy)
-        for name in chain
-    )
+    names = first.fallbacks.names if own is None else frozenset(own)
+    return not names <= visited
 
 
 def _next_model(
@@ -214,7 +218,7 @@ def _next_model(
 
 def _past_deadline(state: RequestState) -> bool:
     deadline = state.deadline
-    return deadline is not None and asyncio.get_running_loop().time() >= deadline
+    return deadline is not None and time.perf_counter() >= deadline
 
 
 async def _try_model(
@@ -226,17 +230,19 @@ async def _try_model(
     tried_all: list[str],
     peek: frozenset[int],
     more: bool,
+    chain: bool = False,
 ) -> web.StreamResponse | Failure | None:
     """One model's providers, tried in turn by its retry policy: the answer; or, when a
     fallback model may follow (`more`: even the last attempt's failure is then read before
-    commit), the last failure (None: every provider is inside a Retry-After window)."""
+    commit), the last failure (None: every provider is inside a Retry-After window), or with
+    `chain` (the requested model's), what its fallbacks answer."""
     snapshot = state.snapshot
     plan = route.plan
     attempts = plan.attempts
     tried: list[str] = []
     failure: Failure | None = None
     for attempt in range(1, attempts + 1):
-        if state.deadline is not None and _past_deadline(state):
+        if attempt > 1 and state.deadline is not None and _past_deadline(state):
             log.info("routing_deadline_passed", request_id=state.request_id, attempt=attempt)
             break
         target = _choose(route, tried, health)
@@ -290,9 +296,11 @@ async def _try_model(
             break
         if len(route.targets) == 1 and outcome is not Outcome.HTTP_429:
             await _backoff(state, plan.backoff_for(attempt))
-    if more:
-        return failure
-    return _no_answer(request, state, route, call, failure, tried_all)
+    if not more:
+        return _no_answer(request, state, route, call, failure, tried_all)
+    if chain:
+        return await _with_fallbacks(request, state, health, route, call, tried_all, failure)
+    return failure
 
 
 def _status_of(failure: Failure) -> int | None:
@@ -302,7 +310,7 @@ def _status_of(failure: Failure) -> int | None:
 async def _backoff(state: RequestState, seconds: float) -> None:
     """Wait before retrying a provider already tried, never past the deadline."""
     if state.deadline is not None:
-        seconds = min(seconds, max(0.0, state.deadline - asyncio.get_running_loop().time()))
+        seconds = min(seconds, max(0.0, state.deadline - time.perf_counter()))
     if seconds > 0:
         await asyncio.sleep(seconds)
 
@@ -441,7 +449,10 @@ async def _attempt(
         )
         status = resp.status
         if not final and (
-            status >= 500 or status == 429 or (is_sse and status < 300) or status in peek
+            status >= 500
+            or status == 429
+            or (is_sse and status < 300)
+            or (status >= 400 and status in peek)
         ):
             checked = await _before_commit(resp, upstream, relayed, health, metrics, state, plan)
             if not isinstance(checked, bytes):
@@ -461,7 +472,18 @@ async def _attempt(
     handed_off = False
     try:
         if isinstance(out, web.Response):
-            return await relay_whole(request, state, upstream, resp, relayed, out, first)
+            # With a content-policy chain still to take, a refusal in a whole answer fails
+            # over (it is read before anything is sent; an answer relayed as it comes,
+            # larger or streamed, is not looked at).
+            refusal = None
+            if not final and 200 in peek:
+                refusal = upstream.protocol
+                if upstream.cloud is not None:
+                    refusal = upstream.speaks(state.model_sent or "")
+            answer = await relay_whole(request, state, upstream, resp, relayed, out, first, refusal)
+            if relayed.refused:
+                return Failure(Outcome.CONTENT_POLICY, response=answer, detail="refusal (200)")
+            return answer
         stamp(out, state)
         await out.prepare(request)
         handed_off = await relay(Leg(request, state, upstream, resp, out, relayed, is_sse), first)
@@ -552,7 +574,8 @@ def _send(
     headers = request_headers(request.raw_headers, upstream, state.trace_lines)
     first_byte = upstream.ttft_secs  # None: the total timeout is the only bound
     if state.deadline is not None:  # routing's deadline_secs: the answer must start by then
-        left = max(0.001, state.deadline - asyncio.get_running_loop().time())
+        left = state.deadline - time.perf_counter()
+        left = left if left > 0.001 else 0.001
         first_byte = left if first_byte is None else min(first_byte, left)
     return request.app[CLIENT].request(
         target,
@@ -615,8 +638,6 @@ async def _before_commit(
     translation = relayed.translation
     if 400 <= status < 500 and status != 429:
         return await _read_4xx(resp, upstream, relayed, health, metrics, state, plan)
-    if status < 300 and resp.content_type not in ("text/event-stream", EVENT_STREAM):
-        return await _read_2xx(resp, upstream, relayed, health, metrics, state)
     if status >= 500 or status == 429:
         try:
             body = await resp.read(_PEEK_LIMIT)
@@ -689,35 +710,6 @@ async def _read_4xx(
     relayed.status = status
     answer.headers[PROVIDER_HEADER] = upstream.name
     return answer
-
-
-async def _read_2xx(
-    resp: Response,
-    upstream: Upstream,
-    relayed: Relayed,
-    health: HealthBoard,
-    metrics: Metrics,
-    state: RequestState,
-) -> bytes | Failure:
-    """A successful non-streamed answer, read before commit (for a content-policy chain):
-    a refusal fails over to the chain; anything else is what was read of the answer."""
-    if relayed.inflater is not None:
-        return b""  # compressed: relayed as it is (the upstream was asked for identity)
-    body = await resp.read(MAX_ANSWER_BYTES)
-    if classify_answer(upstream.speaks(state.model_sent or ""), body) != "content_policy":
-        return body
-    resp.close()
-    record(health, metrics, upstream.name, _OK, resp.status)
-    headers = response_headers(resp.raw_headers, upstream)
-    translation = relayed.translation
-    if translation is not None:
-        body, _ = translate_whole(translation, resp.status, body)
-        headers = [
-            (k, v) for k, v in headers if k.lower() not in ("content-type", "content-length")
-        ]
-        headers.append(("Content-Type", "application/json"))
-    answer = web.Response(status=resp.status, body=body, headers=headers)
-    return Failure(Outcome.CONTENT_POLICY, response=answer, detail="content policy (answer)")
 
 
 def _response_head(

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from llm_proxy import errors
 from llm_proxy.keys import BACKGROUND, HEALTH, LIFECYCLE, METRICS
+from llm_proxy.protocols.refusals import REFUSAL_HINTS, classify_answer
 from llm_proxy.proxy.client import Response, UpstreamError
 from llm_proxy.proxy.outcome import Outcome, record
 from llm_proxy.proxy.state import CLIENT_CLOSED, RequestState, speaks_anthropic, speaks_gemini
@@ -80,12 +81,15 @@ async def relay_whole(
     relayed: Relayed,
     head: web.Response,
     first: bytes = b"",
+    refusal: str | None = None,
 ) -> web.Response:
     """Read a small sized body whole and answer it with `head` (status and headers set) in
     one write. Nothing reaches the client before the body is in, so an upstream that fails
     mid-body becomes a clean 502/504 in the client's shape rather than a cut body. (Also any
     answer to translate: then read whole up to `MAX_ANSWER_BYTES`, inflated if need be.)
-    `first`: what was read of it already (before commit)."""
+    `first`: what was read of it already (before commit). `refusal`: the upstream's protocol,
+    when a refusal on content policy could still fall back (then `relayed.refused` says
+    whether the answer is one; nothing has been sent yet either way)."""
     parts: list[bytes] = [first] if first else []
     translation = relayed.translation
     try:
@@ -109,6 +113,12 @@ async def relay_whole(
             speaks_gemini(request.path),
         )
     body = parts[0] if len(parts) == 1 else b"".join(parts)
+    if (
+        refusal is not None
+        and relayed.status < 300
+        and REFUSAL_HINTS[refusal].search(body) is not None
+    ):
+        relayed.refused = classify_answer(refusal, body) == "content_policy"
     relayed.note(body)
     relayed.complete = True
     state.final_status = relayed.status

@@ -109,6 +109,11 @@ class Fallbacks:
     context_window: tuple[str, ...] = ()
     content_policy: tuple[str, ...] = ()
 
+    @property
+    def names(self) -> frozenset[str]:
+        """Every model the chains name."""
+        return frozenset(self.any + self.context_window + self.content_policy)
+
     def chain(self, reason: str) -> tuple[str, ...]:
         if reason == "context_window":
             return self.context_window

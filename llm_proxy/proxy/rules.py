@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDictProxy, istr
 
 from llm_proxy.config.model import RoutingRule
 from llm_proxy.config.patterns import NameMatcher
 
-TAGS_HEADER: Final = "x-llm-proxy-tags"
+TAGS_HEADER: Final = istr("x-llm-proxy-tags")
 MAX_TAGS: Final = 32
 
 
@@ -34,35 +34,31 @@ class Rule:
         self.tags = frozenset(match.tags)
         self.keys = NameMatcher(match.keys) if match.keys else None
         self.models = NameMatcher(match.models) if match.models else None
-        self.headers = tuple((name, frozenset(values)) for name, values in match.headers)
+        self.headers = tuple((istr(name), frozenset(values)) for name, values in match.headers)
         self.providers = frozenset(rule.providers) if rule.providers is not None else None
         self.model = rule.model
 
-    def matches(
-        self,
-        headers: CIMultiDictProxy[str],
-        key_name: str | None,
-        model: str,
-        tags: frozenset[str],
-    ) -> bool:
+    def matches_caller(self, key_name: str | None, model: str) -> bool:
+        """The conditions a (key, model) pair decides."""
         if self.models is not None and model not in self.models:
             return False
-        if self.keys is not None and (key_name is None or key_name not in self.keys):
-            return False
-        for name, values in self.headers:
-            if headers.get(name) not in values:
-                return False
-        return not self.tags or not self.tags.isdisjoint(tags)
+        return self.keys is None or (key_name is not None and key_name in self.keys)
 
 
 class Rules:
-    """A snapshot's rules, in order."""
+    """A snapshot's rules, in order. Which rules a (key, model) pair can match at all is
+    worked out once per pair and kept (both are finite: the keyring's names, the routes'
+    names; bounded all the same), so a request checks only the header and tag conditions of
+    those, and reads its tags only when one of them names tags."""
 
-    __slots__ = ("rules", "wants_tags")
+    __slots__ = ("_cache", "rules", "wants_tags")
+    _CACHE_MAX: Final = 4096
 
     def __init__(self, rules: tuple[RoutingRule, ...]) -> None:
         self.rules = tuple(Rule(r) for r in rules)
         self.wants_tags = any(r.tags for r in self.rules)
+        # (key name, model) -> the rules still to check for each request of theirs
+        self._cache: dict[tuple[str | None, str], tuple[Rule, ...]] = {}
 
     def first(
         self,
@@ -71,17 +67,46 @@ class Rules:
         model: str,
         data: Mapping[str, Any],
     ) -> Rule | None:
-        tags = tags_of(headers, data) if self.wants_tags else frozenset()
-        for rule in self.rules:
-            if rule.matches(headers, key_name, model, tags):
-                return rule
+        candidates = self._cache.get((key_name, model))
+        if candidates is None:
+            candidates = self._candidates(key_name, model)
+        if not candidates:
+            return None
+        tags = None  # read only when a rule's other conditions hold and it names tags
+        get = headers.get
+        for rule in candidates:
+            for name, values in rule.headers:
+                if get(name) not in values:
+                    break
+            else:
+                if not rule.tags:
+                    return rule
+                if tags is None:
+                    tags = tags_of(get(TAGS_HEADER), data)
+                if not rule.tags.isdisjoint(tags):
+                    return rule
         return None
 
+    def _candidates(self, key_name: str | None, model: str) -> tuple[Rule, ...]:
+        """The rules whose key and model conditions hold for this pair, up to the first
+        with no other condition (it always matches: those after it never decide)."""
+        out: list[Rule] = []
+        for rule in self.rules:
+            if rule.matches_caller(key_name, model):
+                out.append(rule)
+                if not rule.headers and not rule.tags:
+                    break
+        found = tuple(out)
+        if len(self._cache) >= self._CACHE_MAX:
+            self._cache.clear()
+        self._cache[(key_name, model)] = found
+        return found
 
-def tags_of(headers: CIMultiDictProxy[str], data: Mapping[str, Any]) -> frozenset[str]:
-    """The request's tags: the header's and the body's `metadata.tags` (bounded)."""
+
+def tags_of(header: str | None, data: Mapping[str, Any]) -> frozenset[str]:
+    """The request's tags: the `x-llm-proxy-tags` header's (`header`) and the body's
+    `metadata.tags` (bounded)."""
     found: list[str] = []
-    header = headers.get(TAGS_HEADER)
     if header:
         found.extend(t.strip() for t in header.split(",", MAX_TAGS) if t.strip())
     metadata = data.get("metadata")

@@ -56,7 +56,7 @@ class RequestState:
     # The request's own fallback chain (`x-llm-proxy-fallbacks`, `llm_proxy.fallbacks`):
     # () to opt out, None to use the model's.
     fallbacks: tuple[str, ...] | None = None
-    deadline: float | None = None  # loop.time() after which no attempt starts (deadline_secs)
+    deadline: float | None = None  # perf_counter() after which no attempt starts (deadline_secs)
     upstream_secs: float | None = None  # the answering attempt's time to its head
     error_code: str | None = None  # when the proxy answered an error itself
     errors: list[ErrorRecord] | None = None  # failed upstream attempts

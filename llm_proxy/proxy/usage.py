@@ -252,6 +252,9 @@ class Relayed:
     usage: Usage | None = None  # what a translated whole answer reported
     anthropic: bool = False  # an Anthropic answer passed through (its usage read so)
     gemini: bool = False  # a Gemini answer passed through (its `usageMetadata` read so)
+    # A whole answer that is a refusal on content policy (looked for only with a
+    # content-policy chain to take: `relay_whole`'s `refusal`).
+    refused: bool = False
 
     @property
     def stripped_usage(self) -> Usage | None:
