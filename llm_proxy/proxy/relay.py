@@ -113,12 +113,11 @@ async def relay_whole(
             speaks_gemini(request.path),
         )
     body = parts[0] if len(parts) == 1 else b"".join(parts)
-    if (
-        refusal is not None
-        and relayed.status < 300
-        and REFUSAL_HINTS[refusal].search(body) is not None
-    ):
-        relayed.refused = classify_answer(refusal, body) == "content_policy"
+    if refusal is not None and relayed.status < 300:
+        for hint in REFUSAL_HINTS[refusal]:
+            if hint in body:
+                relayed.refused = classify_answer(refusal, body) == "content_policy"
+                break
     relayed.note(body)
     relayed.complete = True
     state.final_status = relayed.status

@@ -21,6 +21,7 @@ from llm_proxy.config.patterns import NameMatcher
 
 TAGS_HEADER: Final = istr("x-llm-proxy-tags")
 MAX_TAGS: Final = 32
+_NO_TAGS: Final[frozenset[str]] = frozenset()
 
 
 class Rule:
@@ -82,7 +83,8 @@ class Rules:
                 if not rule.tags:
                     return rule
                 if tags is None:
-                    tags = tags_of(get(TAGS_HEADER), data)
+                    header, metadata = get(TAGS_HEADER), data.get("metadata")
+                    tags = _NO_TAGS if not header and metadata is None else tags_of(header, data)
                 if not rule.tags.isdisjoint(tags):
                     return rule
         return None

@@ -18,6 +18,7 @@ from llm_proxy.protocols.refusals import (
     CONTENT_POLICY_PHRASES,
     CONTEXT_WINDOW_PHRASES,
     PROTOCOLS,
+    REFUSAL_HINTS,
     classify_answer,
     classify_error,
 )
@@ -39,6 +40,13 @@ def classify(case: Case, body: bytes | None = None, status: int | None = None) -
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_real_answers(case: Case) -> None:
     assert classify(case) == case.reason
+
+
+@pytest.mark.parametrize("case", [c for c in ANSWERS if c.reason], ids=lambda c: c.name)
+def test_every_refusal_carries_a_hint(case: Case) -> None:
+    """The relay looks for a refusal only in answers that carry one of its protocol's hints
+    (literal bytes, cheaper than the classifier's regex): every refusal must carry one."""
+    assert any(hint in case.body for hint in REFUSAL_HINTS[case.protocol])
 
 
 def test_every_protocol_has_both_reasons_and_near_misses() -> None:
