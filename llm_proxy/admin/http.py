@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from llm_proxy.errors import ProxyError, bad_param, invalid_json
-from llm_proxy.keys import ADMIN_DB, DSN, LISTENER, STORE
+from llm_proxy.keys import ADMIN_DB, ADMIN_NAME, DSN, LISTENER, STORE
 
 if TYPE_CHECKING:  # asyncpg (3 MB) is imported on the first database request, not at startup
     import asyncpg
@@ -107,3 +107,20 @@ async def serve_version(request: web.Request, version: int) -> bool:
             return True
         await asyncio.sleep(0.01)
     return False
+
+
+async def begin_change(conn: asyncpg.Connection, request: web.Request) -> None:
+    """The start of a write's transaction: the config version locked (a 412 when the
+    client's `If-Match` names another: it read an older configuration), and the change
+    recorded in the history as the admin key's."""
+    if_match = request.headers.get("If-Match")
+    current = await conn.fetchval("SELECT version FROM config_version FOR UPDATE")
+    if if_match is not None and if_match.strip('"') != str(current):
+        raise ProxyError(
+            412,
+            f"The configuration is at version {current}, not {if_match}: read it again and retry.",
+            code="precondition_failed",
+        )
+    await conn.execute(
+        "SELECT set_config('llm_proxy.actor', $1, true)", f"admin:{request[ADMIN_NAME]}"
+    )

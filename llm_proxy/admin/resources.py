@@ -25,7 +25,15 @@ import orjson
 from aiohttp import web
 
 from llm_proxy.admin.aliases import our_names, uses_original_names
-from llm_proxy.admin.http import PREFIX, Conn, body_of, int_param, json_response, serve_version
+from llm_proxy.admin.http import (
+    PREFIX,
+    Conn,
+    begin_change,
+    body_of,
+    int_param,
+    json_response,
+    serve_version,
+)
 from llm_proxy.admin.tables import (
     CREDENTIALS,
     DEFAULTS,
@@ -42,7 +50,7 @@ from llm_proxy.admin.views import mask, provider_view, shown_proxy
 from llm_proxy.config.clouds import SECRET_CLOUD_FIELDS
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import ADMIN_NAME, DSN, STATE
+from llm_proxy.keys import DSN, STATE
 
 if TYPE_CHECKING:
     import asyncpg
@@ -95,22 +103,10 @@ async def _write(
 
     from llm_proxy.config.database import build_config, check_provider_row, read_rows
 
-    if_match = request.headers.get("If-Match")
     async with Conn(request, "Changing the configuration") as conn:
         try:
             async with conn.transaction():
-                current = await conn.fetchval("SELECT version FROM config_version FOR UPDATE")
-                if if_match is not None and if_match.strip('"') != str(current):
-                    raise ProxyError(
-                        412,
-                        f"The configuration is at version {current}, not {if_match}: "
-                        "read it again and retry.",
-                        code="precondition_failed",
-                    )
-                await conn.execute(
-                    "SELECT set_config('llm_proxy.actor', $1, true)",
-                    f"admin:{request[ADMIN_NAME]}",
-                )
+                await begin_change(conn, request)
                 if table is PROVIDERS and action == "update":
                     await _keep_masked_params(conn, row_id, values)
                     await _keep_masked_key(conn, row_id, values)

@@ -20,13 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from llm_proxy.admin.http import Conn, body_of, json_response, serve_version, version_number
+from llm_proxy.admin.http import (
+    Conn,
+    begin_change,
+    body_of,
+    json_response,
+    serve_version,
+    version_number,
+)
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import ConfigError, Issue, format_path
 from llm_proxy.config.model import Config, Routing
 from llm_proxy.config.routing import parse_routing, routing_data, routing_issues
 from llm_proxy.errors import ProxyError, bad_param
-from llm_proxy.keys import ADMIN_NAME, DSN, LISTENER, STATE
+from llm_proxy.keys import DSN, LISTENER, STATE
 
 if TYPE_CHECKING:
     import asyncpg
@@ -98,22 +105,10 @@ async def put_routing(request: web.Request) -> web.Response:
         raise _refused(issues[0])
     listener = request.config_dict.get(LISTENER)
     base = listener.base if listener is not None else served
-    if_match = request.headers.get("If-Match")
     async with conn_for as conn:
         try:
             async with conn.transaction():
-                current = await conn.fetchval("SELECT version FROM config_version FOR UPDATE")
-                if if_match is not None and if_match.strip('"') != str(current):
-                    raise ProxyError(
-                        412,
-                        f"The configuration is at version {current}, not {if_match}: "
-                        "read it again and retry.",
-                        code="precondition_failed",
-                    )
-                await conn.execute(
-                    "SELECT set_config('llm_proxy.actor', $1, true)",
-                    f"admin:{request[ADMIN_NAME]}",
-                )
+                await begin_change(conn, request)
                 if not await _holds(conn, base, routing):
                     await replace_routing(conn, body)
                 try:

@@ -200,17 +200,11 @@ class Route:
         got no answer, or failed)."""
 
 
-class LatencyRoute(Route):
-    """`latency`: the target with the lowest recent time to the answer's head (an
-    exponentially weighted average; a failed attempt counts as slow), except one pick in
-    EXPLORE that goes by weight, so a provider that recovered is seen again."""
+class _Tracked(Route):
+    """A strategy that keeps state per target, told of each attempt (`begin`, `end`)."""
 
-    __slots__ = ("_index", "_latency", "_picks")
-    strategy = "latency"
+    __slots__ = ("_index",)
     tracks = True
-    EXPLORE: Final = 20
-    ALPHA: Final = 0.5  # the newest sample's share of the average
-    FAILED_SECS: Final = 60.0  # what a failed attempt counts as
 
     def __init__(
         self,
@@ -222,8 +216,26 @@ class LatencyRoute(Route):
         fallbacks: Fallbacks = NO_FALLBACKS,
     ) -> None:
         super().__init__(targets, label, name=name, plan=plan, fallbacks=fallbacks)
-        self._latency: list[float | None] = [None] * len(self.targets)
         self._index = {id(t): i for i, t in enumerate(self.targets)}
+        self._start()
+
+    def _start(self) -> None:
+        """The strategy's own state, fresh."""
+
+
+class LatencyRoute(_Tracked):
+    """`latency`: the target with the lowest recent time to the answer's head (an
+    exponentially weighted average; a failed attempt counts as slow), except one pick in
+    EXPLORE that goes by weight, so a provider that recovered is seen again."""
+
+    __slots__ = ("_latency", "_picks")
+    strategy = "latency"
+    EXPLORE: Final = 20
+    ALPHA: Final = 0.5  # the newest sample's share of the average
+    FAILED_SECS: Final = 60.0  # what a failed attempt counts as
+
+    def _start(self) -> None:
+        self._latency: list[float | None] = [None] * len(self.targets)
         self._picks = 0
 
     def pick(self, usable: Callable[[Target], bool] | None = None) -> Target | None:
@@ -253,26 +265,15 @@ class LatencyRoute(Route):
         return {t.provider.name: s for t, s in zip(self.targets, self._latency, strict=True)}
 
 
-class LeastBusyRoute(Route):
+class LeastBusyRoute(_Tracked):
     """`least_busy`: the target with the fewest attempts in flight from this process (ties:
     the next in turn, so equal targets share the load)."""
 
-    __slots__ = ("_busy", "_index", "_turn")
+    __slots__ = ("_busy", "_turn")
     strategy = "least_busy"
-    tracks = True
 
-    def __init__(
-        self,
-        targets: Sequence[Target],
-        label: str,
-        *,
-        name: str | None = None,
-        plan: Plan = DEFAULT_PLAN,
-        fallbacks: Fallbacks = NO_FALLBACKS,
-    ) -> None:
-        super().__init__(targets, label, name=name, plan=plan, fallbacks=fallbacks)
+    def _start(self) -> None:
         self._busy = [0] * len(self.targets)
-        self._index = {id(t): i for i, t in enumerate(self.targets)}
         self._turn = 0
 
     def pick(self, usable: Callable[[Target], bool] | None = None) -> Target | None:
