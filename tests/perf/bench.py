@@ -414,14 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     ports = {name: free_port() for name in ("mock", "bare", "nginx", "proxy")}
     py = sys.executable
     results: dict[str, Any] = {
-        "machine": {
-            "cpu": _cpu_model(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "pinning": bool(shutil.which("taskset")),
-            "load_generator": "wrk" if shutil.which("wrk") else "builtin-aiohttp",
-        },
+        "machine": machine(),
         "settings": {
             "seconds": seconds,
             "rounds": rounds,
@@ -607,6 +600,18 @@ http {{
 """
     )
     return conf
+
+
+def machine() -> dict[str, Any]:
+    """What a result was measured on (every benchmark's JSON has it)."""
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "pinning": bool(shutil.which("taskset")),
+        "load_generator": "wrk" if shutil.which("wrk") else "builtin-aiohttp",
+    }
 
 
 def _cpu_model() -> str:

@@ -63,7 +63,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -781,14 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {int(bench.LOAD_CPU)})  # the stream clients stay off CPU 0
     results: dict[str, Any] = {
-        "machine": {
-            "cpu": bench._cpu_model(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "pinning": bool(shutil.which("taskset")),
-            "load_generator": "wrk" if shutil.which("wrk") else "builtin-aiohttp",
-        },
+        "machine": bench.machine(),
         "settings": {
             "seconds": seconds,
             "rounds": rounds,

@@ -35,8 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -299,14 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 1.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
     results: dict[str, Any] = {
-        "machine": {
-            "cpu": bench._cpu_model(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "kernel": platform.release(),
-            "pinning": bool(shutil.which("taskset")),
-            "load_generator": "wrk" if shutil.which("wrk") else "builtin-aiohttp",
-        },
+        "machine": bench.machine(),
         "settings": {
             "seconds": seconds,
             "rounds": rounds,
