@@ -64,6 +64,7 @@ _ERROR_BODY_BYTES: Final = 2048  # of a failed attempt's answer, in the error lo
 _FIRST_EVENT_BYTES: Final = 8192
 EVENT_STREAM: Final = "application/vnd.amazon.eventstream"  # Bedrock's ConverseStream
 _LENGTH_AND_TYPE: Final = ("content-type", "content-length")
+_DEADLINE_SLACK: Final = 0.005  # a timeout this close to the deadline is the deadline's
 _CHARS_PER_TOKEN: Final = 4  # the context-window estimate's
 # A request naming its own chain: its failures of every kind are read before commit.
 OWN_CHAIN_PEEK: Final = CLASSIFIED_STATUSES | REFUSAL_STATUSES
@@ -117,7 +118,11 @@ async def _with_fallbacks(
     visited = {route.name}
     while True:
         reason = _reason(result)
+        if result is not None and result.outcome is Outcome.DEADLINE:
+            break
         if _past_deadline(state):
+            log.info("routing_deadline_passed", request_id=state.request_id, model=route.name)
+            result = _deadline_failure(state, result)
             break
         found = _next_model(state, first, own, reason, visited)
         while found is not None and not await move_reservation(
@@ -216,9 +221,28 @@ def _next_model(
     return None
 
 
-def _past_deadline(state: RequestState) -> bool:
+def _past_deadline(state: RequestState, slack: float = 0.0) -> bool:
     deadline = state.deadline
-    return deadline is not None and time.perf_counter() >= deadline
+    return deadline is not None and time.perf_counter() >= deadline - slack
+
+
+def _deadline_failure(state: RequestState, last: Failure | None) -> Failure:
+    """The answer when the routing deadline stopped the request before any upstream
+    answered: a 504 that says so (and what the last attempt got)."""
+    assert state.deadline is not None
+    secs = state.deadline - state.started
+    said = ""
+    if last is not None:
+        status = last.response.status if last.response is not None else None
+        said = f" The last attempt: {last.outcome}" + (f" ({status})." if status else ".")
+    error = errors.ProxyError(
+        504,
+        f"No upstream answered within the routing deadline ({secs:g}s, deadline_secs).{said} "
+        "The proxy's log has each attempt's cause.",
+        type=errors.API_ERROR,
+        code="deadline_exceeded",
+    )
+    return Failure(Outcome.DEADLINE, error, detail="routing deadline")
 
 
 async def _try_model(
@@ -244,6 +268,7 @@ async def _try_model(
     for attempt in range(1, attempts + 1):
         if attempt > 1 and state.deadline is not None and _past_deadline(state):
             log.info("routing_deadline_passed", request_id=state.request_id, attempt=attempt)
+            failure = _deadline_failure(state, failure)
             break
         target = _choose(route, tried, health)
         if target is None:
@@ -462,6 +487,10 @@ async def _attempt(
         if resp is not None:
             resp.close()
         if isinstance(exc, (TimeoutError, UpstreamError)):
+            if isinstance(exc, TimeoutError) and _past_deadline(state, _DEADLINE_SLACK):
+                # Cut by the routing deadline, not by the provider's timeouts: no verdict.
+                record(health, metrics, upstream.name, None)
+                return _deadline_failure(state, None)
             return no_answer(exc, upstream, health, metrics)
         if isinstance(exc, CredentialsUnavailable):
             return _no_credential(exc, upstream, health, metrics)

@@ -61,6 +61,7 @@ class Outcome(StrEnum):
     CONTEXT_WINDOW = "context_window"
     CONTENT_POLICY = "content_policy"
     HTTP_4XX = "http_4xx"
+    DEADLINE = "deadline"  # routing's deadline_secs passed before an answer (no verdict)
     # After the answer started (failed mid-body): the breaker and upstream_errors only.
     MID_BODY_TIMEOUT = "mid_body_timeout"
     MID_BODY_DISCONNECT = "mid_body_disconnect"

@@ -337,7 +337,9 @@ async def test_the_deadline_stops_a_retry_storm(
     started = time.monotonic()
     status, _, body = await raw_chat(http, url, "m")
     elapsed = time.monotonic() - started
-    assert status == 503, body
+    assert status == 504, body
+    assert body["error"]["code"] == "deadline_exceeded"
+    assert "0.5s" in body["error"]["message"] and "http_5xx" in body["error"]["message"]
     # Retried (the only provider), with backoff, until the deadline: far fewer than 100.
     assert 2 <= len(down.models) < 60
     assert elapsed < 5  # (a bound on a broken deadline, not a speed claim)
@@ -345,7 +347,11 @@ async def test_the_deadline_stops_a_retry_storm(
     started = time.monotonic()
     status, _, body = await raw_chat(http, url, "slow")
     assert status == 504, body
+    assert body["error"]["code"] == "deadline_exceeded"
     assert time.monotonic() - started < 5
+    # Neither cut was held against the provider: the breaker never saw a timeout.
+    families = await scrape(http, url)
+    assert sample(families, "llm_proxy_upstream_attempts_total", outcome="timeout") is None
 
 
 async def test_the_retry_policy_decides_which_outcomes_retry(
