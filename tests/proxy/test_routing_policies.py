@@ -379,7 +379,7 @@ async def test_the_retry_policy_decides_which_outcomes_retry(
 async def test_latency_routing_follows_the_fast_provider_and_comes_back(
     fakes: Fakes, start_proxy: ProxyFactory, http: aiohttp.ClientSession
 ) -> None:
-    a, a_base = await fakes("a", {"m": "slow:0.15"})
+    a, a_base = await fakes("a", {"m": "slow:0.3"})
     b, b_base = await fakes("b")
     config = make_config(
         provider("a", a_base, {"m": None}),
@@ -393,7 +393,7 @@ async def test_latency_routing_follows_the_fast_provider_and_comes_back(
     assert len(a.models) <= 4, (len(a.models), len(b.models))
     # `a` recovers and `b` slows down: within a bounded number of requests, `a` has it back.
     a.behaviours["m"] = "ok"
-    b.behaviours["m"] = "slow:0.05"
+    b.behaviours["m"] = "slow:0.1"
     before = len(a.models)
     for _ in range(120):
         await raw_chat(http, url, "m")
