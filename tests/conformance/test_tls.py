@@ -158,7 +158,9 @@ async def test_wrong_hostname_is_a_tls_failure(
     async with serve_process(config(api_base), tmp_path, {"SSL_CERT_FILE": str(ca_file)}) as p:
         answer = await chat(http, p.url, request_id)
         metrics = await scrape(http, p.url)
-        log = [json.loads(line) for line in p.lines if line.startswith(b"{")]
+    # Read once the process has stopped: its log lines leave through a background writer,
+    # so while it runs the last ones may not have reached the pipe yet.
+    log = [json.loads(line) for line in p.lines if line.startswith(b"{")]
     assert answer.status == 502, answer.body
     # The cause: a fixed kind in metrics, the detail in the log.
     assert sample(metrics, "llm_proxy_upstream_errors_total", provider="up", kind="tls")
