@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from llm_proxy.observe.stats import Stats
     from llm_proxy.observe.tracing.context import Sampler
     from llm_proxy.proxy.breaker import HealthBoard
+    from llm_proxy.proxy.cache import ResponseCache
     from llm_proxy.proxy.client import Client
     from llm_proxy.proxy.limiter import Limiter
     from llm_proxy.proxy.owners import Owners
@@ -54,6 +55,9 @@ TRACING: web.AppKey[Sampler | None] = web.AppKey("tracing")
 CAPTURE = web.AppKey("capture_bytes", int)
 # Work that outlives its request (token counting after a client hang-up); awaited at shutdown.
 BACKGROUND = web.AppKey("background", set[asyncio.Task[None]])
+
+# The response cache (`cache:`): always set, off while the config has no `cache:` section.
+CACHE: web.AppKey[ResponseCache] = web.AppKey("cache")
 
 # Per request: created by the observe middleware, filled in along the way.
 STATE: web.RequestKey[RequestState] = web.RequestKey("state")

@@ -396,6 +396,49 @@ class Routing:
 NO_ROUTING: Final = Routing()
 
 
+# --- cache: exact-match response cache (`cache:`; llm_proxy.config.cache, llm_proxy.proxy.cache) ---
+
+CacheBackendName = Literal["memory", "redis"]
+CacheNamespace = Literal["key", "global"]
+# The endpoints whose answers may be cached (`Call.endpoint`), as `cache.endpoints` names them.
+CACHEABLE_ENDPOINTS: Final = ("chat/completions", "completions", "embeddings", "responses", "messages")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOverride:
+    """`cache.per_model` / `cache.per_endpoint`: one pattern's (or endpoint's) own settings."""
+
+    enabled: bool | None = None  # None: as the section says
+    ttl_secs: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """`cache:` (see the README's "Response cache"). `backend`, `url` and `max_bytes` are
+    read when the cache starts (at startup, or when a reload turns it on or changes them:
+    then the memory backend starts empty); the rest on every reload."""
+
+    enabled: bool = False  # True when the section is present, unless it says `enabled: false`
+    backend: CacheBackendName = "memory"
+    url: str | None = field(default=None, repr=False)  # redis: default rate_limit_backend
+    max_bytes: int = 256 * 1024 * 1024  # memory backend, all entries
+    max_entry_bytes: int = 1024 * 1024  # larger answers (and streams) are not stored
+    ttl_secs: int = 3600
+    max_request_ttl_secs: int = 7 * 86400  # the most `x-llm-proxy-cache-ttl` may ask
+    namespace: CacheNamespace = "key"
+    models: tuple[str, ...] = ("*",)  # patterns: which models are cached
+    endpoints: tuple[str, ...] = CACHEABLE_ENDPOINTS
+    max_temperature: float = 0.0  # above it, only with `x-llm-proxy-cache: force`
+    allow_n: bool = False  # cache answers with n > 1 choices
+    charge_hits: bool = False  # a hit counts its tokens' cost against the key's budget
+    coalesce_wait_secs: float = 30.0  # an identical request waits this long for the first's
+    per_model: tuple[tuple[str, CacheOverride], ...] = ()  # in order: the first match wins
+    per_endpoint: tuple[tuple[str, CacheOverride], ...] = ()
+
+
+NO_CACHE: Final = CacheSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     providers: tuple[Provider, ...] = ()
@@ -465,6 +508,7 @@ class Config:
     # Database mode: `routing` is the routing tables' (False: the settings file's section,
     # which serves while the tables are empty; always False in YAML mode).
     routing_from_rows: bool = False
+    cache: CacheSettings = NO_CACHE  # the response cache (off unless configured)
 
     @property
     def admin_credentials(self) -> tuple[tuple[str, str], ...]:

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+from llm_proxy.config.cache import parse_cache
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import ConfigError, Issue, Locate, Path
 from llm_proxy.config.master_keys import parse_master_keys, short_key_problem
@@ -60,6 +61,7 @@ TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
         "pricing",
         "reserve_output_tokens",
         "routing",
+        "cache",
     }
 )
 
@@ -115,6 +117,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         tracing=parse_tracing(check, top.get("tracing")),
         default_provider=_default_provider(check, top.get("default_provider"), providers),
         routing=parse_routing(check, top.get("routing")),
+        cache=parse_cache(check, top.get("cache")),
     )
     if check.issues:
         raise ConfigError(check.issues)

@@ -73,6 +73,9 @@ class RequestState:
     trace: Trace | None = None
     trace_lines: bytes | None = None
     attempt_spans: list[AttemptRecord] | None = None
+    # The response cache's word on this request: hit, miss or bypass (None: the cache is off,
+    # or the endpoint is not one it keeps).
+    cache: str | None = None
 
 
 # The Messages API's paths (with and without `/v1`): every answer on them, errors included, is
