@@ -16,8 +16,8 @@ converts); the other endpoints keep the two apart.
 
 Never kept: answers other than a 200, a stream that did not end cleanly (no `[DONE]`, an error
 event, a client that left), answers larger than `max_entry_bytes`, answers of a fallback model,
-`n > 1` (unless `allow_n`), a temperature above `max_temperature` (a request without one has
-the API's default, 1), Responses calls that store an object or continue one, and anything a
+`n > 1` (unless `allow_n`), a temperature above `max_temperature` (a request that names none
+is kept), Responses calls that store an object or continue one, and anything a
 request says `Cache-Control: no-store` of. Unless forced (`x-llm-proxy-cache: force`).
 
 Backends: `memory` (this process: an LRU bounded by bytes) or `redis` (shared by every
@@ -73,8 +73,6 @@ _ENTRY_OVERHEAD: Final = 256  # bytes an entry costs beyond its body (memory acc
 _SCAN_LIMIT: Final = 1_000_000  # keys an admin stats or purge call walks at most (redis)
 _JSON: Final = "application/json"
 _SSE: Final = "text/event-stream"
-# The API's default temperature (OpenAI, Anthropic): a request without one samples at it.
-_DEFAULT_TEMPERATURE: Final = 1.0
 _GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses", "/messages"})
 
 
@@ -732,10 +730,10 @@ def _deterministic(settings: CacheSettings, call: Call) -> bool:
     ):
         return False
     if endpoint in _GENERATING:
-        temperature = data.get("temperature", _DEFAULT_TEMPERATURE)
-        if temperature is None:
-            temperature = _DEFAULT_TEMPERATURE
-        if (
+        # A request that asks for no temperature is kept: the operator turned the cache on
+        # for its model (and Anthropic's newer models take none at all).
+        temperature = data.get("temperature")
+        if temperature is not None and (
             not isinstance(temperature, int | float)
             or isinstance(temperature, bool)
             or temperature > settings.max_temperature

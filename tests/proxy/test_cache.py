@@ -9,17 +9,33 @@ by two instances and Redis down; 100 identical concurrent misses make one upstre
 from __future__ import annotations
 
 import asyncio
+import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiohttp
+import anthropic
 import openai
 import orjson
 import pytest
+import redis.asyncio
 from aiohttp import web
 
-from tests.helpers import ProxyFactory, make_config, provider, sample, scrape, sdk, serve
+from tests.helpers import (
+    REDIS_URL,
+    ProxyFactory,
+    Upstream,
+    eventually,
+    make_config,
+    provider,
+    sample,
+    scrape,
+    sdk,
+    serve,
+)
+from tests.helpers.anthropic_upstream import anthropic_provider, anthropic_upstream
 
 KEY_A = {"name": "team-a", "key": "sk-team-a-0123456789abcdef0123"}
 KEY_B = {"name": "team-b", "key": "sk-team-b-0123456789abcdef0123"}
@@ -259,8 +275,8 @@ async def test_what_is_never_cached(
             with pytest.raises(openai.APIError):
                 await _stream(client, model="die", temperature=0)
         assert upstream.calls == 4
-        # Sampled above max_temperature (or at the API's default, 1): not cached unless forced.
-        for kw in ({"temperature": 0.9}, {}, {"temperature": 0, "n": 2}):
+        # Sampled above max_temperature: not cached unless forced; nor are n > 1 answers.
+        for kw in ({"temperature": 0.9}, {"temperature": 2}, {"temperature": 0, "n": 2}):
             _, headers, _ = await _ask(client, **kw)
             assert headers["x-llm-proxy-cache"] == "bypass", kw
         forced = {"x-llm-proxy-cache": "force"}
@@ -306,3 +322,129 @@ async def test_a_hundred_identical_misses_make_one_upstream_call(
     assert {text for text, _, _ in answers} == {"answer 1"}
     results = sorted(headers["x-llm-proxy-cache"] for _, headers, _ in answers)
     assert results == ["hit"] * 99 + ["miss"]
+
+
+def _redis_config(base: str, url: str, key: dict[str, str]) -> Any:
+    return make_config(
+        provider("up", base, {"m": None}),
+        master_keys=[key],
+        cache={"backend": "redis", "url": url, "max_temperature": 1},
+        max_attempts=1,
+    )
+
+
+async def test_two_instances_share_hits_through_redis(
+    fake: tuple[Fake, str],
+    start_proxy: ProxyFactory,
+    redis_client: redis.asyncio.Redis,
+    http: aiohttp.ClientSession,
+) -> None:
+    upstream, base = fake
+    key = {"name": f"k-{uuid.uuid4().hex[:8]}", "key": "sk-shared-0123456789abcdef0123"}
+    one = await start_proxy(_redis_config(base, REDIS_URL, key))
+    two = await start_proxy(_redis_config(base, REDIS_URL, key))
+    pattern = f"llm-proxy:cache:{key['name']}:*"
+    try:
+        async with sdk(one, key["key"]) as first, sdk(two, key["key"]) as second:
+            text, headers, _ = await _stream(first)
+            assert (text, headers["x-llm-proxy-cache"]) == ("answer 1", "miss")
+            # Kept in the background, compressed, with Redis's own expiry.
+            names = await eventually(lambda: redis_client.keys(pattern), what="the entry")
+            assert len(names) == 1
+            assert 3500 < await redis_client.ttl(names[0]) <= 3600
+            assert zlib.decompress(await redis_client.get(names[0]))
+            text, headers, _ = await _ask(second)  # the other instance: a hit, as a whole
+            assert (text, headers["x-llm-proxy-cache"]) == ("answer 1", "hit")
+            text, headers, usage = await _stream(second, stream_options={"include_usage": True})
+            assert (text, headers["x-llm-proxy-cache"]) == ("answer 1", "hit")
+            assert usage is not None and usage.total_tokens == 9
+        assert upstream.calls == 1
+    finally:
+        for name in await redis_client.keys(pattern):
+            await redis_client.delete(name)
+
+
+async def test_redis_down_costs_no_request(
+    fake: tuple[Fake, str],
+    start_proxy: ProxyFactory,
+    unused_tcp_port: int,
+    http: aiohttp.ClientSession,
+) -> None:
+    upstream, base = fake
+    url = await start_proxy(_redis_config(base, f"redis://127.0.0.1:{unused_tcp_port}/0", KEY_A))
+    async with sdk(url, KEY_A["key"]) as client:
+        for n in range(1, 4):
+            text, headers, _ = await _ask(client)
+            assert (text, headers["x-llm-proxy-cache"]) == (f"answer {n}", "bypass")
+        text, headers, _ = await _stream(client)
+        assert (text, headers["x-llm-proxy-cache"]) == ("answer 4", "bypass")
+    assert upstream.calls == 4
+    families = await scrape(http, url)
+    # The first lookup failed; Redis is then left alone for a while (no wait per request).
+    assert sample(families, "llm_proxy_cache_errors_total") == 1
+    assert sample(families, "llm_proxy_cache_requests_total", result="bypass") == 4
+
+
+async def test_anthropic_messages_and_translated_answers_are_cached(
+    start_proxy: ProxyFactory,
+) -> None:
+    async with anthropic_upstream() as claude:
+        config = make_config(
+            anthropic_provider("claude", claude.url, {"claude-sonnet": None}),
+            master_keys=[KEY_A],
+            cache={"max_temperature": 0},
+        )
+        url = await start_proxy(config)
+        asked: Any = {
+            "model": "claude-sonnet",
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        async with anthropic.AsyncAnthropic(
+            base_url=url, api_key=KEY_A["key"], max_retries=0
+        ) as client:
+            for result in ("miss", "hit"):
+                raw = await client.messages.with_raw_response.create(**asked)
+                assert raw.headers["x-llm-proxy-cache"] == result
+                message = await raw.parse()
+                assert message.content[0].text == "Hello!"  # type: ignore[union-attr]
+                assert message.usage.output_tokens == 7
+            for result in ("miss", "hit"):  # a stream is its own entry here
+                async with client.messages.stream(**asked) as stream:
+                    text = "".join([t async for t in stream.text_stream])
+                    final = await stream.get_final_message()
+                assert (text, final.usage.output_tokens) == ("Hello!", 7)
+                assert stream.response.headers["x-llm-proxy-cache"] == result
+        assert len(claude.received) == 2
+        # An OpenAI client of the Anthropic model: the translated answer is what is kept.
+        async with sdk(url, KEY_A["key"]) as openai_client:
+            for result in ("miss", "hit"):
+                text, headers, usage = await _stream(
+                    openai_client,
+                    model="claude-sonnet",
+                    temperature=0,
+                    stream_options={"include_usage": True},
+                )
+                assert (text, headers["x-llm-proxy-cache"]) == ("Hello!", result)
+                assert usage is not None and usage.completion_tokens == 7
+            text, headers, _ = await _ask(openai_client, model="claude-sonnet", temperature=0)
+            assert (text, headers["x-llm-proxy-cache"]) == ("Hello!", "hit")
+        assert len(claude.received) == 3
+
+
+async def test_responses_are_cached_only_when_nothing_is_stored(
+    start_proxy: ProxyFactory, upstream: Upstream
+) -> None:
+    config = make_config(
+        provider("up", upstream.api_base, {"gpt-4o": None}),
+        master_keys=[KEY_A],
+        cache={"max_temperature": 0},
+    )
+    url = await start_proxy(config)
+    async with sdk(url, KEY_A["key"]) as client:
+        kw: Any = {"model": "gpt-4o", "input": "hi", "temperature": 0}
+        for store, results in ((False, ("miss", "hit")), (True, ("bypass", "bypass"))):
+            for result in results:
+                raw = await client.responses.with_raw_response.create(store=store, **kw)
+                assert raw.headers["x-llm-proxy-cache"] == result, store
+                assert raw.parse().output_text
