@@ -43,8 +43,9 @@ _UNITS: Final = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 MAX_ENTRY_BYTES: Final = 64 << 20
 
 
-def parse_cache(check: Checker, raw: Any) -> CacheSettings:
-    """`cache:` (absent or null: off; present: on unless `enabled: false`)."""
+def parse_cache(check: Checker, raw: Any, rate_limit_backend: str | None = None) -> CacheSettings:
+    """`cache:` (absent or null: off; present: on unless `enabled: false`). `backend: redis`
+    takes `url`, else `rate_limit_backend`'s Redis."""
     if raw is None:
         return NO_CACHE
     path: Path = ("cache",)
@@ -64,6 +65,11 @@ def parse_cache(check: Checker, raw: Any) -> CacheSettings:
             check.fail((*path, "url"), "must be a redis://, rediss:// or unix:// URL")
     if url is not None and backend != "redis":
         check.fail((*path, "url"), "is for `backend: redis` only")
+    if backend == "redis" and url is None and rate_limit_backend is None:
+        check.fail(
+            (*path, "backend"),
+            "is redis, but neither `cache.url` nor `rate_limit_backend` names a Redis",
+        )
     namespace = check.optional(c, "namespace", d.namespace)
     if namespace not in ("key", "global"):
         check.fail((*path, "namespace"), f"must be key or global, got {namespace!r}")

@@ -106,7 +106,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         max_request_body_mb=_number(check, top, "max_request_body_mb"),
         provider_suffix=_text(check, top, "provider_suffix"),
         metrics_token=_text(check, top, "metrics_token", strip=False),
-        rate_limit_backend=_rate_limit_backend(check, top),
+        rate_limit_backend=(redis := _rate_limit_backend(check, top)),
         inject_stream_usage=_flag(check, top, "inject_stream_usage"),
         config_cache_path=_cache_path(check, top),
         require_auth=_flag(check, top, "require_auth"),
@@ -117,7 +117,7 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
         tracing=parse_tracing(check, top.get("tracing")),
         default_provider=_default_provider(check, top.get("default_provider"), providers),
         routing=parse_routing(check, top.get("routing")),
-        cache=parse_cache(check, top.get("cache")),
+        cache=parse_cache(check, top.get("cache"), redis),
     )
     if check.issues:
         raise ConfigError(check.issues)
