@@ -235,6 +235,17 @@ def summarize_settings(config: Config) -> str:
         lines.append("metrics token: set")
     if config.rate_limit_backend:
         lines.append(f"rate limit backend: {redact_url(config.rate_limit_backend)}")
+    cache = config.cache
+    if cache.enabled:
+        where = f"memory, at most {cache.max_bytes >> 20} MiB"
+        if cache.backend == "redis":
+            url = cache.url or config.rate_limit_backend or ""
+            where = f"redis {redact_url(url)}"
+        lines.append(
+            f"response cache: {where}, ttl {cache.ttl_secs}s, per {cache.namespace}"
+            f", entries up to {cache.max_entry_bytes >> 10} KiB"
+            f", max_temperature {cache.max_temperature:g}"
+        )
     return "\n".join(lines)
 
 

@@ -367,6 +367,15 @@ def test_check_config_never_prints_url_credentials(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "rate limit backend: redis://***@127.0.0.1:6379/0" in done.stdout
     assert "redis-pw" not in done.stdout + done.stderr
+    # The response cache's Redis, its own or the rate limiter's, is shown without its password.
+    for cache in ("{backend: redis}", "{backend: redis, url: 'redis://:cache-pw@127.0.0.1/1'}"):
+        path.write_text(
+            CONFIG + f"rate_limit_backend: redis://:redis-pw@127.0.0.1:6379/0\ncache: {cache}\n"
+        )
+        done = cli("check-config", str(path), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "response cache: redis redis://***@127.0.0.1" in done.stdout
+        assert "-pw" not in done.stdout + done.stderr
 
 
 def test_check_config_reports_infinity_as_a_config_error(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ by two instances and Redis down; 100 identical concurrent misses make one upstre
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,8 +36,10 @@ from tests.helpers import (
     scrape,
     sdk,
     serve,
+    yaml_config,
 )
 from tests.helpers.anthropic_upstream import anthropic_provider, anthropic_upstream
+from tests.helpers.processes import serve_process
 
 KEY_A = {"name": "team-a", "key": "sk-team-a-0123456789abcdef0123"}
 KEY_B = {"name": "team-b", "key": "sk-team-b-0123456789abcdef0123"}
@@ -448,3 +452,38 @@ async def test_responses_are_cached_only_when_nothing_is_stored(
                 raw = await client.responses.with_raw_response.create(store=store, **kw)
                 assert raw.headers["x-llm-proxy-cache"] == result, store
                 assert raw.parse().output_text
+
+
+async def test_a_reload_turns_the_cache_on_and_off_in_a_running_proxy(
+    upstream: Upstream, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """`llm-proxy serve` (uvloop, a real process): a SIGHUP with a `cache:` section turns it
+    on, without a restart; `enabled: false` turns it off again."""
+    body = {"model": "m", "messages": MESSAGES, "temperature": 0}
+
+    async def cache_header() -> str | None:
+        async with http.post(served.url + "/v1/chat/completions", json=body) as resp:
+            assert resp.status == 200, await resp.text()
+            await resp.read()
+            return resp.headers.get("x-llm-proxy-cache")
+
+    async with serve_process(yaml_config(upstream), tmp_path) as served:
+        assert await cache_header() is None
+        sections: list[tuple[dict[str, Any], str | None]] = [
+            ({}, "hit"),
+            ({"enabled": False}, None),
+        ]
+        for section, want in sections:
+            served.config.write_text(yaml_config(upstream, cache=section))
+            served.proc.send_signal(signal.SIGHUP)
+            if want == "hit":
+                await eventually(cache_header, what="the cache turned on")
+                calls = len(upstream.recorded)
+                assert await cache_header() == "hit"
+                assert len(upstream.recorded) == calls
+            else:
+                await eventually(lambda: _is_none(cache_header()), what="the cache turned off")
+
+
+async def _is_none(value: Any) -> bool:
+    return await value is None
