@@ -404,7 +404,7 @@ class ResponseCache:
         wanted_ttl = headers.get(TTL_HEADER)
         if wanted_ttl is not None:
             ttl = _ttl(wanted_ttl, policy.settings.max_request_ttl_secs)
-        if not write or (not force and not _deterministic(policy.settings, call)):
+        if not write or not _cacheable(policy.settings, call, force):
             self._bypass(state)
             return None
         key = state.api_key
@@ -711,24 +711,26 @@ def _ttl(value: str, most: int) -> int:
     return int(text)
 
 
-def _deterministic(settings: CacheSettings, call: Call) -> bool:
-    """Is the request one whose answer may be kept without being forced: not more than one
-    choice (unless `allow_n`), not sampled above `max_temperature`, and (Responses) creating
-    or continuing no stored object?"""
+def _cacheable(settings: CacheSettings, call: Call, force: bool) -> bool:
+    """May the request's answer be kept: (Responses) creating or continuing no stored object,
+    and, unless `force`d, not more than one choice (unless `allow_n`) and not sampled above
+    `max_temperature`?"""
     data = call.data
     endpoint = call.endpoint
-    if not settings.allow_n:
-        for name in ("n", "best_of"):
-            n = data.get(name)
-            if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-                return False
     if endpoint == "/responses" and (
         data.get("store") is not False
         or data.get("previous_response_id") is not None
         or data.get("background") is True
         or data.get("conversation") is not None
     ):
-        return False
+        return False  # (its id belongs to the key that created it: never served again)
+    if force:
+        return True
+    if not settings.allow_n:
+        for name in ("n", "best_of"):
+            n = data.get(name)
+            if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+                return False
     if endpoint in _GENERATING:
         # A request that asks for no temperature is kept: the operator turned the cache on
         # for its model (and Anthropic's newer models take none at all).

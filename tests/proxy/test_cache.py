@@ -447,9 +447,12 @@ async def test_responses_are_cached_only_when_nothing_is_stored(
     url = await start_proxy(config)
     async with sdk(url, KEY_A["key"]) as client:
         kw: Any = {"model": "gpt-4o", "input": "hi", "temperature": 0}
+        force = {"x-llm-proxy-cache": "force"}  # (which does not force an object's answer)
         for store, results in ((False, ("miss", "hit")), (True, ("bypass", "bypass"))):
             for result in results:
-                raw = await client.responses.with_raw_response.create(store=store, **kw)
+                raw = await client.responses.with_raw_response.create(
+                    store=store, extra_headers=force, **kw
+                )
                 assert raw.headers["x-llm-proxy-cache"] == result, store
                 assert raw.parse().output_text
 
