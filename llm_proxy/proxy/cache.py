@@ -410,8 +410,11 @@ class ResponseCache:
         key = state.api_key
         shared = policy.settings.namespace == "global"
         namespace = "global" if shared else (key.name if key is not None else ANONYMOUS)
+        # A key's entries are its own: a key made later under the same name (or the same
+        # name's rotated secret) starts with none.
+        owner = key.digest if key is not None and not shared else b""
         try:
-            digest = cache_key(endpoint, model, rule, call)
+            digest = cache_key(endpoint, model, rule, call, owner)
         except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
             self._bypass(state)
             return None
@@ -648,8 +651,9 @@ class ResponseCache:
         return 0
 
 
-def cache_key(endpoint: str, model: str, rule: str | None, call: Call) -> str:
-    """The SHA-256 naming a request's answer (see the module docstring)."""
+def cache_key(endpoint: str, model: str, rule: str | None, call: Call, owner: bytes) -> str:
+    """The SHA-256 naming a request's answer (see the module docstring; `owner`: the digest
+    of the key whose entry it is, empty for a shared one)."""
     data = call.data
     canon = {k: v for k, v in data.items() if k not in _UNKEYED}
     for k, v in canon.items():
@@ -659,6 +663,7 @@ def cache_key(endpoint: str, model: str, rule: str | None, call: Call) -> str:
     digest = hashlib.sha256(
         b"\0".join(
             (
+                owner,
                 endpoint.encode(),
                 model.encode(),
                 (rule or "").encode(),

@@ -363,6 +363,13 @@ async def test_two_instances_share_hits_through_redis(
             assert (text, headers["x-llm-proxy-cache"]) == ("answer 1", "hit")
             assert usage is not None and usage.total_tokens == 9
         assert upstream.calls == 1
+        # A key of the same name with another secret (made anew, or rotated) reads nothing of
+        # the old one's.
+        renewed = {**key, "key": "sk-renewed-0123456789abcdef0123"}
+        three = await start_proxy(_redis_config(base, REDIS_URL, renewed))
+        async with sdk(three, renewed["key"]) as client:
+            text, headers, _ = await _ask(client)
+            assert (text, headers["x-llm-proxy-cache"]) == ("answer 2", "miss")
     finally:
         for name in await redis_client.keys(pattern):
             await redis_client.delete(name)
