@@ -94,6 +94,7 @@ async def exported_metrics(upstream: Upstream, dead_port: int, tmp_path: Path) -
         ],
         pricing={"m": {"input_per_mtok": 1, "output_per_mtok": 2}},
         rate_limit_backend=f"redis://127.0.0.1:{dead_port}/0",  # down: the gauge reads 0
+        cache={"backend": "redis"},  # the same Redis, down: bypasses and errors
         request_log={"jsonl_path": str(tmp_path / "requests.jsonl")},
         # The dead provider's model falls back to `m`; the header picks a rule.
         routing={
