@@ -52,6 +52,7 @@ from llm_proxy.config.patterns import NameMatcher
 from llm_proxy.keys import BACKGROUND, CAPTURE, LIMITER, METRICS
 from llm_proxy.observe.metrics import Metrics
 from llm_proxy.protocols import replay
+from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.state import ANONYMOUS, RequestState
 from llm_proxy.proxy.usage import Relayed
@@ -436,14 +437,14 @@ class ResponseCache:
                     self._failed(state, store, exc)
                     return None
             if entry is not None and _fresh(entry, now, max_age) and _serves(entry, call):
-                answer = self._hit(request, state, call, entry, now)
+                answer = await self._hit(request, state, call, entry, now)
                 if answer is not None:
                     return answer
             waiting = self._inflight.get(name)
             if waiting is not None:
                 entry = await _wait(waiting, policy.settings.coalesce_wait_secs)
                 if entry is not None and _serves(entry, call):
-                    answer = self._hit(request, state, call, entry, self._clock())
+                    answer = await self._hit(request, state, call, entry, self._clock())
                     if answer is not None:
                         return answer
                 return self._miss(state, name, namespace, model, endpoint, ttl, None)
@@ -488,13 +489,16 @@ class ResponseCache:
         if self._metrics is not None:
             self._metrics.cache_request(result)
 
-    def _hit(
+    async def _hit(
         self, request: web.Request, state: RequestState, call: Call, entry: Entry, now: float
     ) -> web.Response | None:
         """The answer of a hit (None: the entry could not be put in the form asked for)."""
         body = _served(entry, call)
         if body is None:
             return None
+        charge = self.policy.settings.charge_hits
+        if charge:  # a key over its budget gets its 429, as it would upstream
+            await _charge(request, state, entry)
         state.cache = HIT
         state.provider = PROVIDER
         self.counters.hits += 1
@@ -510,7 +514,7 @@ class ResponseCache:
             headers["X-Accel-Buffering"] = "no"
         relayed = state.relayed = Relayed(status=200, complete=True)
         state.final_status = 200
-        _account(request, state, entry, self.policy.settings.charge_hits)
+        _account(request, state, entry)
         if request.app[CAPTURE]:
             relayed.note(body)
         return answer
@@ -822,34 +826,48 @@ def _kept_stream(endpoint: str, body: bytes) -> tuple[bytes, bytes | None] | Non
     return None
 
 
-def _account(request: web.Request, state: RequestState, entry: Entry, charge: bool) -> None:
+def _account(request: web.Request, state: RequestState, entry: Entry) -> None:
     """A hit's tokens, recorded under the provider `cache` (spend dashboards tell them from
-    the upstream's); its cost against the key's budget only when `charge_hits`."""
+    the upstream's); its cost is 0 unless `_charge` set it."""
     prompt, completion = entry.prompt_tokens, entry.completion_tokens
+    if state.cost_usd is None:
+        state.cost_usd = 0.0
     if prompt is None or completion is None:
         return
     state.prompt_tokens, state.completion_tokens = prompt, completion
+    key = state.api_key
+    key_name = key.name if key is not None else ANONYMOUS
+    request.app[METRICS].tokens(state.model_label, PROVIDER, prompt, completion, key_name)
+
+
+async def _charge(request: web.Request, state: RequestState, entry: Entry) -> None:
+    """`charge_hits`: the hit's cost (at the price of the provider that answered it) against
+    the key's budget, or the key's 429 `budget_exceeded` when it does not fit."""
+    prompt, completion = entry.prompt_tokens, entry.completion_tokens
+    config = state.snapshot.config
+    model = state.model or ""
+    price = None
+    for p in config.providers:
+        if p.name == entry.provider and p.pricing:
+            price = price_for(p.pricing, model)
+            break
+    if price is None and config.pricing:
+        price = price_for(config.pricing, model)
+    if price is None or prompt is None or completion is None:
+        return
+    usd = state.cost_usd = price.cost(prompt, completion)
     app = request.app
     key = state.api_key
     key_name = key.name if key is not None else ANONYMOUS
-    metrics = app[METRICS]
-    metrics.tokens(state.model_label, PROVIDER, prompt, completion, key_name)
-    if not charge:
-        state.cost_usd = 0.0
-        return
-    config = state.snapshot.config
-    price = price_for(config.pricing, state.model or "") if config.pricing else None
-    if price is None:
-        for p in config.providers:
-            if p.name == entry.provider and p.pricing:
-                price = price_for(p.pricing, state.model or "")
-                break
-    if price is None:
-        return
-    usd = state.cost_usd = price.cost(prompt, completion)
-    metrics.cost(state.model_label, PROVIDER, key_name, usd)
     if key is not None and key.max_budget_usd is not None:
-        app[LIMITER].budgets.settle(key.name, 0.0, usd)
+        budgets = app[LIMITER].budgets
+        reserved, over = await budgets.reserve(key.name, usd)
+        if over is not None:
+            state.cost_usd = None
+            app[METRICS].rate_limited(key.name)
+            raise budget_exceeded(key.name, over, list(state.rate_headers or ()))
+        budgets.settle(key.name, reserved, usd)
+    app[METRICS].cost(state.model_label, PROVIDER, key_name, usd)
 
 
 async def _wait(leader: asyncio.Future[Entry | None], secs: float) -> Entry | None:

@@ -497,3 +497,38 @@ async def test_a_reload_turns_the_cache_on_and_off_in_a_running_proxy(
 
 async def _is_none(value: Any) -> bool:
     return await value is None
+
+
+@pytest.mark.parametrize("charge_hits", [False, True])
+async def test_hits_cost_the_budget_only_when_the_operator_says_so(
+    fake: tuple[Fake, str],
+    start_proxy: ProxyFactory,
+    http: aiohttp.ClientSession,
+    charge_hits: bool,
+) -> None:
+    upstream, base = fake
+    key = {**KEY_A, "max_budget_usd": 0.02}
+    config = make_config(
+        provider("up", base, {"m": None}),
+        master_keys=[key],
+        pricing={"m": {"input_per_mtok": 1000, "output_per_mtok": 1000}},  # $0.009 a call
+        cache={"charge_hits": charge_hits},
+    )
+    url = await start_proxy(config)
+    async with sdk(url, KEY_A["key"]) as client:
+        _, headers, _ = await _ask(client, max_tokens=2)
+        assert headers["x-llm-proxy-cache"] == "miss"
+        _, headers, _ = await _ask(client, max_tokens=2)  # $0.018 spent when charged
+        assert headers["x-llm-proxy-cache"] == "hit"
+        if charge_hits:
+            with pytest.raises(openai.RateLimitError) as caught:
+                await _ask(client, max_tokens=2)  # $0.027 would be over $0.02
+            assert caught.value.code == "budget_exceeded"
+        else:
+            for _ in range(5):
+                _, headers, _ = await _ask(client, max_tokens=2)
+                assert headers["x-llm-proxy-cache"] == "hit"
+    assert upstream.calls == 1
+    families = await scrape(http, url)
+    cached_cost = sample(families, "llm_proxy_cost_usd_total", provider="cache")
+    assert cached_cost == (pytest.approx(0.009) if charge_hits else None)
