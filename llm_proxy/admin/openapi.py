@@ -9,6 +9,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from llm_proxy.config.model import STRATEGIES
+from llm_proxy.observe.records import CACHE_RESULTS
 
 # The tables the config history records (llm_proxy.config.history.TABLES, which imports
 # asyncpg: not at startup).
@@ -850,6 +851,11 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
                 "enum": ["any", "context_window", "content_policy", None],
             },
             "rule": {"type": ["string", "null"], "description": "the routing rule that matched"},
+            "cache": {
+                "type": ["string", "null"],
+                "enum": [*CACHE_RESULTS, None],
+                "description": "the response cache's word (null: it did not look at the request)",
+            },
         },
     ),
     "ErrorLog": _obj(
@@ -1135,6 +1141,7 @@ def document() -> dict[str, Any]:
                     _query("trace_id", {"type": "string", "maxLength": 32}),
                     _query("fallback", {"type": "string", "enum": ["true", "false"]}),
                     _query("rule", _TEXT_PARAM),
+                    _query("cache", {"type": "string", "enum": list(CACHE_RESULTS)}),
                 ],
             )
         },

@@ -187,6 +187,7 @@ def _submit(
         state.fallback_from,
         state.fallback_reason,
         state.rule,
+        state.cache,
     )
     trace = state.trace
     if trace is not None and trace.sampled:
