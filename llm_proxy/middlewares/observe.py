@@ -112,6 +112,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                     "completion_tokens": state.completion_tokens,
                     "cost_usd": state.cost_usd,
                     "trace_id": state.trace_id,
+                    "cache": state.cache,
                 },
                 path in _QUIET_PATHS,
             )
