@@ -19,6 +19,7 @@ import asyncpg
 import openai
 import orjson
 import pytest
+import structlog
 
 from llm_proxy.config import migrate
 from llm_proxy.config.model import RequestLogSettings
@@ -557,3 +558,58 @@ async def test_migration_015_adds_the_cache_column_to_every_partition(config_dsn
         assert len(await conn.fetch(indexes)) == len(expected)
     finally:
         await conn.close()
+
+
+async def test_the_cache_word_of_each_request_reaches_the_row_the_line_and_the_access_line(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, tmp_path: Path
+) -> None:
+    """A real proxy with a memory cache: a miss, a hit (its provider `cache`), the same asked
+    as a stream (a hit too), a `no-store` request (bypass), and an endpoint the cache never
+    looks at (null), in the database, the JSON lines and the access line alike."""
+    path = tmp_path / "requests.jsonl"
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"gpt-4o-mini": None}),
+            master_keys=KEYS,
+            cache={"backend": "memory"},
+            request_log=log_settings(database_url=config_dsn, jsonl_path=str(path)),
+        )
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    asked = [
+        ({**body, "temperature": 0}, {}),
+        ({**body, "temperature": 0}, {}),
+        ({**body, "temperature": 0, "stream": True}, {}),
+        ({**body, "temperature": 0}, {"Cache-Control": "no-store"}),
+    ]
+    said = []
+    with structlog.testing.capture_logs() as logs:
+        async with aiohttp.ClientSession(
+            headers={"Authorization": "Bearer sk-team-a-0123456789"}
+        ) as http:
+            for data, headers in asked:
+                async with http.post(
+                    url + "/v1/chat/completions", json=data, headers=headers
+                ) as resp:
+                    assert resp.status == 200
+                    await resp.read()
+                    said.append(resp.headers["x-llm-proxy-cache"])
+            async with http.get(url + "/v1/models") as resp:
+                assert resp.status == 200 and "x-llm-proxy-cache" not in resp.headers
+    assert said == ["miss", "hit", "hit", "bypass"]
+    expected = [
+        ("miss", "up"),
+        ("hit", "cache"),
+        ("hit", "cache"),
+        ("bypass", "up"),
+        (None, "none"),
+    ]
+    found = await wait_rows(
+        config_dsn, "SELECT cache, provider, path FROM request_logs ORDER BY ts, id", 5
+    )
+    assert [(r["cache"], r["provider"]) for r in found] == expected
+    await eventually(lambda: len(path.read_text().splitlines()) == 5 if path.exists() else False)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["cache"], line["provider"]) for line in lines] == expected
+    access = [e for e in logs if e["event"] == "request" and e["path"].startswith("/v1/")]
+    assert [(e["cache"], e["provider"]) for e in access] == expected
