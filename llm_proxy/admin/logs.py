@@ -21,6 +21,7 @@ from llm_proxy.admin.http import MAX_ID, int_param, json_response
 from llm_proxy.admin.pool import AdminPool
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import LOG_DSN, LOGS_DB
+from llm_proxy.observe.records import CACHE_RESULTS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -36,7 +37,8 @@ _GROUP_COLUMNS: Final = {"key": "key_name", "model": "model", "provider": "provi
 _REQUEST_FIELDS: Final = (
     "id, ts, request_id, key_name, client, method, path, model, model_sent, provider, "
     "attempts, status, duration_ms, ttft_ms, prompt_tokens, completion_tokens, cost_usd, "
-    "streamed, error_code, prompt, completion, trace_id, fallback_from, fallback_reason, rule"
+    "streamed, error_code, prompt, completion, trace_id, fallback_from, fallback_reason, rule, "
+    "cache"
 )
 _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, body, detail"
 
@@ -263,8 +265,9 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
 
 async def requests_page(request: web.Request) -> web.Response:
     """`GET /logs/requests?since=&until=&key=&model=&provider=&status=&request_id=&trace_id=
-    &fallback=&rule=&limit=&cursor=`: requests, newest first; `next_cursor` fetches the next
-    page. `fallback=true` keeps the requests a fallback model answered (`false`: the others)."""
+    &fallback=&rule=&cache=&limit=&cursor=`: requests, newest first; `next_cursor` fetches the
+    next page. `fallback=true` keeps the requests a fallback model answered (`false`: the
+    others); `cache=hit|miss|bypass` those the response cache answered, missed or kept out of."""
     where, limit = _common(request)
     query = request.query
     for name, column in (
@@ -281,6 +284,11 @@ async def requests_page(request: web.Request) -> web.Response:
         raise bad_param("fallback", "`fallback` must be true or false.")
     if fallback:
         where.add(f"fallback_from IS {'NOT ' if fallback == 'true' else ''}NULL")
+    cache = query.get("cache")
+    if cache:
+        if cache not in CACHE_RESULTS:
+            raise bad_param("cache", "`cache` must be hit, miss or bypass.")
+        where.add("cache = ?", cache)
     status = _status(query.get("status"))
     if status is not None:
         if status[0] == status[1]:

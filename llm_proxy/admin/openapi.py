@@ -9,6 +9,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from llm_proxy.config.model import STRATEGIES
+from llm_proxy.observe.records import CACHE_RESULTS
 
 # The tables the config history records (llm_proxy.config.history.TABLES, which imports
 # asyncpg: not at startup).
@@ -545,6 +546,51 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
         },
     ),
+    "CacheStats": _obj(
+        [
+            "enabled",
+            "backend",
+            "entries",
+            "bytes",
+            "max_bytes",
+            "hits",
+            "misses",
+            "bypasses",
+            "stored",
+            "evictions",
+            "errors",
+        ],
+        {
+            "enabled": {"type": "boolean"},
+            "backend": {"type": ["string", "null"], "enum": ["memory", "redis", None]},
+            "entries": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "the backend's (redis: every instance's)",
+            },
+            "bytes": {"type": "integer", "minimum": 0},
+            "max_bytes": {
+                "type": ["integer", "null"],
+                "description": "the memory backend's bound (null: redis, or off)",
+            },
+            **{
+                name: {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": f"{what}, by this instance since it started",
+                }
+                for name, what in (
+                    ("hits", "requests answered from the cache"),
+                    ("misses", "requests asked upstream, their answers recorded"),
+                    ("bypasses", "requests kept out of the cache"),
+                    ("stored", "answers stored"),
+                    ("evictions", "entries evicted to make room"),
+                    ("errors", "backend errors (each made its request a bypass)"),
+                )
+            },
+        },
+    ),
+    "CachePurged": _obj(["purged"], {"purged": {"type": "integer", "minimum": 0}}),
     "RoutingSection": _ROUTING_SECTION,
     "RoutingServed": _obj(["source", "writable", "version", "routing"], _ROUTING_SERVED),
     "RoutingWritten": _obj(
@@ -850,6 +896,11 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
                 "enum": ["any", "context_window", "content_policy", None],
             },
             "rule": {"type": ["string", "null"], "description": "the routing rule that matched"},
+            "cache": {
+                "type": ["string", "null"],
+                "enum": [*CACHE_RESULTS, None],
+                "description": "the response cache's word (null: it did not look at the request)",
+            },
         },
     ),
     "ErrorLog": _obj(
@@ -1103,6 +1154,25 @@ def document() -> dict[str, Any]:
                 body=_ref("RoutingSection"),
             ),
         },
+        "/cache": {
+            "get": _op("The response cache: on or off, its size and counters", _ref("CacheStats")),
+            "delete": _op(
+                "Purge the response cache: every entry, or a key's and/or a model's",
+                _ref("CachePurged"),
+                params=[
+                    _query(
+                        "key",
+                        {
+                            **_TEXT_PARAM,
+                            "minLength": 1,
+                            "description": "a key's name: the namespace of its entries "
+                            "(`global` with cache.namespace: global)",
+                        },
+                    ),
+                    _query("model", {**_TEXT_PARAM, "minLength": 1}),
+                ],
+            ),
+        },
         **_rows("providers", "Provider", "provider"),
         **_rows("credentials", "Credential", "master key"),
         "/credentials/{id}/rotate": {
@@ -1135,6 +1205,7 @@ def document() -> dict[str, Any]:
                     _query("trace_id", {"type": "string", "maxLength": 32}),
                     _query("fallback", {"type": "string", "enum": ["true", "false"]}),
                     _query("rule", _TEXT_PARAM),
+                    _query("cache", {"type": "string", "enum": list(CACHE_RESULTS)}),
                 ],
             )
         },
@@ -1193,7 +1264,7 @@ def document() -> dict[str, Any]:
             "version": "1",
             "description": (
                 "Providers, master keys, config history and rollback, health probes, the "
-                "request log and usage."
+                "request log, usage and the response cache."
             ),
         },
         "servers": [{"url": "/admin/v1"}],

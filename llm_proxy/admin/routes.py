@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from llm_proxy.admin import (
+    cache,
     config_routes,
     logs,
     openapi,
@@ -32,6 +33,7 @@ def create_admin_app() -> web.Application:
     app.router.add_get("/stats", stats)
     resources.add_routes(app)
     routing.add_routes(app)
+    cache.add_routes(app)
     logs.add_routes(app)
     original_logs.add_routes(app)  # the original llm-proxy's log paths
     probes.add_routes(app)

@@ -94,27 +94,28 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         if status == 401 and state.attempts is None:  # refused by the proxy, not an upstream
             _refused(request, state, client, start + elapsed)
         else:
-            fields = {
-                "request_id": state.request_id,
-                "method": method,
-                "path": path if len(path) <= 200 else path[:200] + "...",
-                "model": state.model,
-                "provider": state.provider,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "streamed": state.streamed,
-                "key": key,
-                "client": client,
-                "attempts": state.attempts,
-                "ttft_ms": state.ttft_ms,
-                "prompt_tokens": state.prompt_tokens,
-                "completion_tokens": state.completion_tokens,
-                "cost_usd": state.cost_usd,
-                "trace_id": state.trace_id,
-            }
-            if state.cache is not None:  # (only where the response cache looked)
-                fields["cache"] = state.cache
-            access_log.request(fields, path in _QUIET_PATHS)
+            access_log.request(
+                {
+                    "request_id": state.request_id,
+                    "method": method,
+                    "path": path if len(path) <= 200 else path[:200] + "...",
+                    "model": state.model,
+                    "provider": state.provider,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "streamed": state.streamed,
+                    "key": key,
+                    "client": client,
+                    "attempts": state.attempts,
+                    "ttft_ms": state.ttft_ms,
+                    "prompt_tokens": state.prompt_tokens,
+                    "completion_tokens": state.completion_tokens,
+                    "cost_usd": state.cost_usd,
+                    "trace_id": state.trace_id,
+                    "cache": state.cache,
+                },
+                path in _QUIET_PATHS,
+            )
             sinks = app[SINKS]
             if sinks and not endpoint.startswith(_UNLOGGED):
                 _submit(sinks, state, request, key, client, status, elapsed, endpoint)
@@ -187,6 +188,7 @@ def _submit(
         state.fallback_from,
         state.fallback_reason,
         state.rule,
+        state.cache,
     )
     trace = state.trace
     if trace is not None and trace.sampled:

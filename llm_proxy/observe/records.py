@@ -14,6 +14,9 @@ from typing import Any, Final, Protocol
 
 import orjson
 
+# What the response cache says of a request it looked at (`RequestRecord.cache`).
+CACHE_RESULTS: Final = ("hit", "miss", "bypass")
+
 
 @dataclass(slots=True)
 class ErrorRecord:
@@ -111,6 +114,9 @@ class RequestRecord:
     fallback_from: str | None = None
     fallback_reason: str | None = None
     rule: str | None = None
+    # The response cache's word on this request: hit, miss or bypass (None: the cache is off,
+    # or the endpoint is not one it keeps). A hit's `provider` is `cache`.
+    cache: str | None = None  # one of CACHE_RESULTS
     # Sampled requests only (what the spans are built from; not in `as_dict`):
     span_id: str | None = None  # the server span's (16 hex digits)
     parent_span_id: str | None = None  # the client's span, from its traceparent

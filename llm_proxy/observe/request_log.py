@@ -143,6 +143,7 @@ _REQUEST_COLUMNS: Final = (
     "fallback_from",
     "fallback_reason",
     "rule",
+    "cache",
 )
 _ERROR_COLUMNS: Final = (
     "ts",
@@ -200,6 +201,7 @@ def request_rows(batch: Iterable[RequestRecord], content: bool) -> list[tuple[An
             clean(r.fallback_from),
             r.fallback_reason,
             clean(r.rule),
+            r.cache,
         )
         for r in batch
     ]

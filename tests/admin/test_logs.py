@@ -4,12 +4,16 @@ detail with its failed attempts, the usage sums, and the errors of each."""
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
+from llm_proxy.config.model import RequestLogSettings
+from llm_proxy.observe.records import RequestRecord
+from llm_proxy.observe.request_log import DatabaseLog
 from tests.helpers import ProxyFactory, Upstream, eventually, free_port, make_config, provider, sdk
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
@@ -267,3 +271,53 @@ async def test_the_originals_log_paths_and_shapes(logged: str, http: aiohttp.Cli
     assert status == 200 and one["id"] == attempt["id"] and "response_body" in one
     status, body = await get(http, base + "/logs", page_size="201")
     assert status == 400 and body["error"]["param"] == "page_size"
+
+
+async def test_each_row_says_what_the_cache_did_and_the_cache_filter_keeps_those(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, http: aiohttp.ClientSession
+) -> None:
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"m1": None}),
+            admin_key="admin-key-0123456789",
+            request_log={"database_url": config_dsn},
+        )
+    )
+    sink = DatabaseLog(config_dsn, RequestLogSettings())
+    await sink.start()
+    now = time.time()
+    said = ["miss", "hit", "hit", "bypass", None]
+    for i, cache in enumerate(said):
+        sink.submit(
+            RequestRecord(
+                now + i, f"r{i}", "team-a", "curl", "POST", "/v1/chat/completions", "m1", "m1",
+                "cache" if cache == "hit" else "up", [], 200, 1.0, None, 1, 2, None, False, None,
+                cache=cache,
+            )
+        )  # fmt: skip
+    await sink.close()
+    logs = url + "/admin/v1/logs/requests"
+    _, page = await get(http, logs)
+    assert [(r["request_id"], r["cache"], r["provider"]) for r in page["data"]] == [
+        ("r4", None, "up"),
+        ("r3", "bypass", "up"),
+        ("r2", "hit", "cache"),
+        ("r1", "hit", "cache"),
+        ("r0", "miss", "up"),
+    ]
+    for value, expected in (("hit", ["r2", "r1"]), ("miss", ["r0"]), ("bypass", ["r3"])):
+        _, page = await get(http, logs, cache=value)
+        assert [r["request_id"] for r in page["data"]] == expected
+    _, page = await get(http, logs, cache="hit", limit="1")
+    _, rest = await get(http, logs, cache="hit", cursor=page["next_cursor"])
+    assert [r["request_id"] for r in page["data"] + rest["data"]] == ["r2", "r1"]
+    _, page = await get(http, logs, cache="")  # empty: no filter, as for the others
+    assert len(page["data"]) == 5
+    _, detail = await get(http, logs + "/r2")
+    assert detail["data"][0]["cache"] == "hit"
+    for wrong in ("HIT", "true", "none", "hit,miss"):
+        status, body = await get(http, logs, cache=wrong)
+        assert status == 400, wrong
+        assert (
+            body["error"]["param"] == "cache" and "hit, miss or bypass" in body["error"]["message"]
+        )

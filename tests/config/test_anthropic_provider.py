@@ -443,9 +443,15 @@ async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
     sql = await asyncpg.connect(config_dsn)
     try:
         await insert(sql, "claude", "anthropic", {})
-        # The routing tables (014), the cloud providers (013), the request log's trace id (012).
-        later = await migrate.migrate_down(sql, 3)
-        assert [m.name for m in later] == ["routing", "cloud_providers", "request_log_trace_id"]
+        # The request log's cache column (015), the routing tables (014), the cloud providers
+        # (013), the request log's trace id (012).
+        later = await migrate.migrate_down(sql, 4)
+        assert [m.name for m in later] == [
+            "request_log_cache",
+            "routing",
+            "cloud_providers",
+            "request_log_trace_id",
+        ]
         with pytest.raises(asyncpg.ObjectInUseError, match="provider_type anthropic exist"):
             await migrate.migrate_down(sql, 1)
         await sql.execute("UPDATE providers SET provider_type = 'openai', params = '{}'")
@@ -458,6 +464,7 @@ async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
             "request_log_trace_id",
             "cloud_providers",
             "routing",
+            "request_log_cache",
         ]
         await sql.execute("UPDATE providers SET provider_type = 'anthropic'")
     finally:

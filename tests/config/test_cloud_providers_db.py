@@ -280,8 +280,8 @@ async def test_the_migration_down_refuses_while_a_cloud_provider_exists(
     sql = await asyncpg.connect(config_dsn)
     try:
         await insert_rows(sql)
-        (routing,) = await migrate.migrate_down(sql, 1)  # 014 first
-        assert routing.name == "routing"
+        later = await migrate.migrate_down(sql, 2)  # 015 and 014 first
+        assert [m.name for m in later] == ["request_log_cache", "routing"]
         with pytest.raises(asyncpg.ObjectInUseError, match="gemini, vertex or bedrock exist"):
             await migrate.migrate_down(sql, 1)
         await sql.execute("DELETE FROM providers")
@@ -292,7 +292,11 @@ async def test_the_migration_down_refuses_while_a_cloud_provider_exists(
         # The history of what was deleted stays masked on the way down.
         recorded = await sql.fetch("SELECT before::text, after::text FROM config_history")
         assert leaked(str(recorded)) == []
-        assert [m.name for m in await migrate.migrate_up(sql)] == ["cloud_providers", "routing"]
+        assert [m.name for m in await migrate.migrate_up(sql)] == [
+            "cloud_providers",
+            "routing",
+            "request_log_cache",
+        ]
         await insert_rows(sql)
     finally:
         await sql.close()

@@ -186,11 +186,13 @@ async def test_serve_writes_one_access_line_per_request(tmp_path: Path, level: s
             "completion_tokens",
             "cost_usd",
             "trace_id",
+            "cache",
             "event",
             "level",
             "timestamp",
         }
         assert (line["key"], line["client"]) == ("anonymous", "other")  # aiohttp's agent
+        assert line["cache"] is None  # no `cache:` section
         assert (line["request_id"], line["method"], line["status"]) == ("rid-1", "GET", 200)
         assert line["level"] == ("debug" if line["path"] == "/health" else "info")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["timestamp"])

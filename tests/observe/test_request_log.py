@@ -19,9 +19,11 @@ import asyncpg
 import openai
 import orjson
 import pytest
+import structlog
 
+from llm_proxy.config import migrate
 from llm_proxy.config.model import RequestLogSettings
-from llm_proxy.observe.records import ErrorRecord, RequestRecord, error_summary
+from llm_proxy.observe.records import CACHE_RESULTS, ErrorRecord, RequestRecord, error_summary
 from llm_proxy.observe.request_log import DatabaseLog, JsonlLog
 from tests.helpers import (
     ProxyFactory,
@@ -492,3 +494,122 @@ async def test_close_lets_a_batch_in_flight_arrive(config_dsn: str) -> None:
     found = await rows(config_dsn, "SELECT request_id FROM request_logs")
     assert sorted(r["request_id"] for r in found) == ["a", "b", "c"]
     assert (sink.written, sink.dropped) == (3, 0)
+
+
+async def test_both_sinks_write_what_the_cache_said(config_dsn: str, tmp_path: Path) -> None:
+    """`RequestRecord.cache` (migration 015) is in the row and in the JSON line: hit, miss,
+    bypass, or null when the cache did not look at the request."""
+    path = tmp_path / "x.jsonl"
+    database, jsonl = (
+        DatabaseLog(config_dsn, RequestLogSettings()),
+        JsonlLog(str(path), RequestLogSettings()),
+    )
+    for sink in (database, jsonl):
+        await sink.start()
+    now = time.time()
+    said = [*CACHE_RESULTS, None]
+    for i, cache in enumerate(said):
+        r = record(now + i, f"r{i}")
+        r.cache = cache
+        database.submit(r)
+        jsonl.submit(r)
+    for sink in (database, jsonl):
+        await sink.close()
+    found = await rows(config_dsn, "SELECT request_id, cache FROM request_logs ORDER BY ts")
+    assert [(r["request_id"], r["cache"]) for r in found] == [
+        ("r0", "hit"),
+        ("r1", "miss"),
+        ("r2", "bypass"),
+        ("r3", None),
+    ]
+    assert [json.loads(line)["cache"] for line in path.read_text().splitlines()] == said
+
+
+async def test_migration_015_adds_the_cache_column_to_every_partition(config_dsn: str) -> None:
+    """The column and its partial index reach the partitions there are and those made later
+    (`llm_proxy_log_partition`); down removes both, up puts them back."""
+    conn = await asyncpg.connect(config_dsn)
+    columns = (
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'cache' "
+        "AND table_name LIKE 'request_logs%' ORDER BY table_name"
+    )
+    indexes = (
+        "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%(cache, ts) WHERE (cache IS NOT "
+        "NULL)' ORDER BY tablename"
+    )
+    try:
+        later = (datetime.now(UTC) + timedelta(days=30)).date()
+        assert await conn.fetchval("SELECT llm_proxy_log_partition('request_logs', $1)", later)
+        tables = [
+            r["t"]
+            for r in await conn.fetch(
+                "SELECT c.relname AS t FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'request_logs'::regclass"
+            )
+        ]
+        assert f"request_logs_p{later:%Y%m%d}" in tables and "request_logs_default" in tables
+        expected = sorted(["request_logs", *tables])
+        assert [r["table_name"] for r in await conn.fetch(columns)] == expected
+        assert [r["tablename"] for r in await conn.fetch(indexes)] == expected
+        (reverted,) = await migrate.migrate_down(conn, 1)
+        assert reverted.name == "request_log_cache"
+        assert await conn.fetch(columns) == [] and await conn.fetch(indexes) == []
+        assert [m.name for m in await migrate.migrate_up(conn)] == ["request_log_cache"]
+        assert len(await conn.fetch(indexes)) == len(expected)
+    finally:
+        await conn.close()
+
+
+async def test_the_cache_word_of_each_request_reaches_the_row_the_line_and_the_access_line(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, tmp_path: Path
+) -> None:
+    """A real proxy with a memory cache: a miss, a hit (its provider `cache`), the same asked
+    as a stream (a hit too), a `no-store` request (bypass), and an endpoint the cache never
+    looks at (null), in the database, the JSON lines and the access line alike."""
+    path = tmp_path / "requests.jsonl"
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"gpt-4o-mini": None}),
+            master_keys=KEYS,
+            cache={"backend": "memory"},
+            request_log=log_settings(database_url=config_dsn, jsonl_path=str(path)),
+        )
+    )
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    asked = [
+        ({**body, "temperature": 0}, {}),
+        ({**body, "temperature": 0}, {}),
+        ({**body, "temperature": 0, "stream": True}, {}),
+        ({**body, "temperature": 0}, {"Cache-Control": "no-store"}),
+    ]
+    said = []
+    with structlog.testing.capture_logs() as logs:
+        async with aiohttp.ClientSession(
+            headers={"Authorization": "Bearer sk-team-a-0123456789"}
+        ) as http:
+            for data, headers in asked:
+                async with http.post(
+                    url + "/v1/chat/completions", json=data, headers=headers
+                ) as resp:
+                    assert resp.status == 200
+                    await resp.read()
+                    said.append(resp.headers["x-llm-proxy-cache"])
+            async with http.get(url + "/v1/models") as resp:
+                assert resp.status == 200 and "x-llm-proxy-cache" not in resp.headers
+    assert said == ["miss", "hit", "hit", "bypass"]
+    expected = [
+        ("miss", "up"),
+        ("hit", "cache"),
+        ("hit", "cache"),
+        ("bypass", "up"),
+        (None, "none"),
+    ]
+    found = await wait_rows(
+        config_dsn, "SELECT cache, provider, path FROM request_logs ORDER BY ts, id", 5
+    )
+    assert [(r["cache"], r["provider"]) for r in found] == expected
+    await eventually(lambda: len(path.read_text().splitlines()) == 5 if path.exists() else False)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["cache"], line["provider"]) for line in lines] == expected
+    access = [e for e in logs if e["event"] == "request" and e["path"].startswith("/v1/")]
+    assert [(e["cache"], e["provider"]) for e in access] == expected

@@ -1,9 +1,10 @@
 // Dashboard: the last 15 minutes or hour from GET /admin/v1/stats (the proxy's own counters,
-// no Prometheus needed), refreshed every 5 seconds; provider health and breaker state.
+// no Prometheus needed), refreshed every 5 seconds; provider health and breaker state; the
+// response cache from GET /admin/v1/cache, with a purge.
 
 import { api, query } from "../api.js";
 import { lineChart } from "../chart.js";
-import { clear, field, fmtMs, fmtNumber, fmtPercent, fmtUsd, h, notice, table } from "../dom.js";
+import { clear, confirmDialog, field, fmtMs, fmtNumber, fmtPercent, fmtUsd, h, notice, table } from "../dom.js";
 
 const REFRESH_MS = 5000;
 
@@ -40,6 +41,89 @@ function latest(steps, name) {
   return null;
 }
 
+function fmtBytes(value) {
+  if (value === null || value === undefined) return "–";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let v = Number(value);
+  let unit = 0;
+  while (v >= 1024 && unit < units.length - 1) {
+    v /= 1024;
+    unit += 1;
+  }
+  return `${unit ? v.toFixed(v < 10 ? 1 : 0) : v} ${units[unit]}`;
+}
+
+// The response cache's section. Its tiles are redrawn at each refresh; the purge button and
+// its status line stay (a refresh never takes the focus away from the button). `reload`: read
+// the stats again (after a purge).
+function cacheSection(reload) {
+  const content = h("div");
+  const status = h("div", { "aria-live": "polite" });
+  const purge = h(
+    "button",
+    {
+      type: "button",
+      class: "danger",
+      hidden: true,
+      onclick: async () => {
+        const sure = await confirmDialog(
+          "Purge the response cache?",
+          "Every cached answer is removed (with the redis backend, for every instance), so the next identical requests go upstream again. The hit and miss counts are kept.",
+          "Purge",
+        );
+        if (!sure) return;
+        purge.disabled = true;
+        clear(status);
+        try {
+          const answer = await api("DELETE", "/cache");
+          status.append(notice("ok", `Purged ${fmtNumber(answer.purged)} ${answer.purged === 1 ? "entry" : "entries"}.`));
+          await reload();
+        } catch (error) {
+          status.append(notice("error", `Not purged: ${error.message}`));
+        } finally {
+          purge.disabled = false;
+        }
+      },
+    },
+    "Purge cache",
+  );
+  const el = h("section", { "aria-label": "Cache", id: "cache" }, h("h2", {}, "Cache"), content, h("div", { class: "toolbar" }, purge), status);
+
+  function draw(cache) {
+    purge.hidden = !cache.enabled;
+    if (!cache.enabled) {
+      clear(content).append(h("p", { class: "muted", id: "cache-off" }, "The response cache is off: the configuration has no cache: section, or it says enabled: false."));
+      return;
+    }
+    const looked = cache.hits + cache.misses;
+    const size = cache.max_bytes ? `${fmtBytes(cache.bytes)} of ${fmtBytes(cache.max_bytes)}` : fmtBytes(cache.bytes);
+    clear(content).append(
+      h(
+        "div",
+        { class: "tiles" },
+        tile("Status", `on · ${cache.backend}`, "tile-cache"),
+        tile("Entries", fmtNumber(cache.entries), "tile-cache-entries"),
+        tile("Size", size, "tile-cache-bytes"),
+        tile("Hit ratio", looked ? fmtPercent(cache.hits / looked) : "–", "tile-cache-ratio"),
+        tile("Hits · misses · bypasses", `${fmtNumber(cache.hits)} · ${fmtNumber(cache.misses)} · ${fmtNumber(cache.bypasses)}`, "tile-cache-counts"),
+      ),
+      h(
+        "p",
+        { class: "hint" },
+        cache.backend === "redis" ? "Entries and size: in Redis, every instance's." : "Entries and size: this instance's memory.",
+        " Hits, misses and bypasses: this instance's since it started; hit ratio = hits ÷ (hits + misses).",
+      ),
+    );
+  }
+
+  function failed(error) {
+    purge.hidden = true;
+    clear(content).append(notice("error", `Cache stats unavailable: ${error.message}`));
+  }
+
+  return { el, draw, failed };
+}
+
 export async function render(root) {
   const windowSelect = h(
     "select",
@@ -56,14 +140,27 @@ export async function render(root) {
   );
   const updated = h("span", { class: "muted", "aria-live": "polite" });
   const controls = h("div", { class: "controls" }, field("Window", windowSelect), field("Show", groupSelect), updated);
-  const body = h("div", { class: "dashboard" });
+  const overview = h("div");
+  const cache = cacheSection(() => refreshCache());
+  const traffic = h("div");
+  const body = h("div", { class: "dashboard" }, overview, cache.el, traffic);
   root.append(controls, body);
 
   let timer = null;
   let stopped = false;
 
+  async function refreshCache() {
+    try {
+      const answer = await api("GET", "/cache");
+      if (!stopped) cache.draw(answer);
+    } catch (error) {
+      if (!stopped) cache.failed(error);
+    }
+  }
+
   async function refresh() {
     clearTimeout(timer);
+    const cached = refreshCache();
     try {
       const stats = await api("GET", `/stats${query({ window: windowSelect.value, by: groupSelect.value })}`);
       if (stopped) return;
@@ -71,8 +168,10 @@ export async function render(root) {
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (error) {
       if (stopped) return;
-      clear(body).append(notice("error", `Stats unavailable: ${error.message}`));
+      clear(overview).append(notice("error", `Stats unavailable: ${error.message}`));
+      clear(traffic);
     }
+    await cached;
     if (!stopped) timer = setTimeout(refresh, REFRESH_MS);
   }
 
@@ -132,7 +231,8 @@ export async function render(root) {
       "Providers",
     );
     const health = stats.providers.length ? providers : h("p", { class: "muted" }, "No providers configured.");
-    clear(body).append(tiles, h("section", { "aria-label": "Providers" }, h("h2", {}, "Providers"), health), h("h2", {}, "Traffic"), charts);
+    clear(overview).append(tiles, h("section", { "aria-label": "Providers" }, h("h2", {}, "Providers"), health));
+    clear(traffic).append(h("h2", {}, "Traffic"), charts);
   }
 
   windowSelect.addEventListener("change", refresh);

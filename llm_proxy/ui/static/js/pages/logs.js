@@ -5,7 +5,9 @@ import { api, query } from "../api.js";
 import { pager } from "./shared.js";
 import { clear, field, fmtMs, fmtNumber, fmtTime, fmtUsd, h, notice, show, statusBadge, table } from "../dom.js";
 
-const REQUEST_FILTERS = ["key", "model", "provider", "status", "request_id", "trace_id", "since", "until"];
+const REQUEST_FILTERS = ["key", "model", "provider", "status", "cache", "request_id", "trace_id", "since", "until"];
+// What the response cache said of a request (the `cache` column).
+const CACHE_RESULTS = ["hit", "miss", "bypass"];
 const ERROR_FILTERS = ["provider", "outcome", "status", "request_id", "since", "until"];
 
 function toIso(local) {
@@ -31,6 +33,8 @@ function filterForm(kind, params, navigate) {
     if (name === "status") {
       const options = kind === "errors" ? ["", "4xx", "5xx"] : ["", "200", "4xx", "5xx", "error"];
       input = h("select", { name }, options.map((o) => h("option", { value: o, selected: params.get(name) === o }, o || "any")));
+    } else if (name === "cache") {
+      input = h("select", { name }, ["", ...CACHE_RESULTS].map((o) => h("option", { value: o, selected: (params.get(name) || "") === o }, o || "any")));
     } else if (name === "since" || name === "until") {
       input = h("input", { name, type: "datetime-local", value: fromIso(params.get(name)) });
     } else {
@@ -122,6 +126,7 @@ const FIELD_LABELS = {
   prompt: "Prompt",
   completion: "Completion",
   trace_id: "Trace id",
+  cache: "Cache",
 };
 
 // A column the table above does not know yet still gets words, not an identifier.
