@@ -337,7 +337,9 @@ class ResponseCache:
             return
         self.policy = Policy(settings)
         self.on = settings.enabled
-        if not settings.enabled:
+        if not settings.enabled:  # off: what it held is let go (a reload may turn it on anew)
+            self._retire(self.store)
+            self.store = None
             return
         store = self.store
         if settings.backend == "memory":
