@@ -28,7 +28,7 @@ import pytest
 from yarl import URL
 
 from llm_proxy.testing.mock import MockOptions, create_mock_app
-from tests.helpers import sdk, serve
+from tests.helpers import eventually, sdk, serve
 from tests.helpers.processes import serve_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -764,9 +764,10 @@ async def test_editing_a_provider_keeps_its_model_mapping(
                 "gpt-5* = gpt-5-2025-08-07\nclaude-(opus|sonnet)-4.* = claude-sonnet-4-5"
             )
             await form.get_by_role("button", name="Save").click()
-            await page.get_by_text(re.compile(r"Saved provider kinds")).wait_for()
-            provider = (await admin_call(served.url, "GET", "/providers"))["data"][0]
-            assert provider["model_mapping"] == {
+            # (The first save's "Saved provider kinds" may still be shown: wait for the form to
+            # close, then for the stored mapping.)
+            await form.wait_for(state="detached")
+            edited = {
                 "gpt-4.1*": None,
                 "null-too": None,
                 "same": "same",
@@ -774,6 +775,12 @@ async def test_editing_a_provider_keeps_its_model_mapping(
                 "gpt-5*": "gpt-5-2025-08-07",
                 "claude-(opus|sonnet)-4.*": "claude-sonnet-4-5",
             }
+
+            async def stored() -> bool:
+                provider = (await admin_call(served.url, "GET", "/providers"))["data"][0]
+                return bool(provider["model_mapping"] == edited)
+
+            await eventually(stored, what="the edited mapping stored")
             # A line the editor cannot read is refused in the form, nothing is sent.
             await page.get_by_role("button", name="Edit kinds").click()
             form = page.get_by_role("form", name="Edit provider kinds")
