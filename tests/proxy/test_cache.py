@@ -532,3 +532,47 @@ async def test_hits_cost_the_budget_only_when_the_operator_says_so(
     families = await scrape(http, url)
     cached_cost = sample(families, "llm_proxy_cost_usd_total", provider="cache")
     assert cached_cost == (pytest.approx(0.009) if charge_hits else None)
+
+
+async def test_models_endpoints_and_overrides_choose_what_is_cached_and_for_how_long(
+    fake: tuple[Fake, str],
+    start_proxy: ProxyFactory,
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    upstream, base = fake
+    key = {"name": f"k-{uuid.uuid4().hex[:8]}", "key": "sk-override-0123456789abcdef0123"}
+    config = make_config(
+        provider("up", base, {"m": None, "slow": None, "emb": None}),
+        master_keys=[key],
+        cache={
+            "backend": "redis",
+            "url": REDIS_URL,
+            "models": ["m", "emb"],  # not `slow`
+            "per_model": {"m": {"ttl_secs": 120}},
+            "per_endpoint": {"embeddings": False},
+        },
+    )
+    url = await start_proxy(config)
+    pattern = f"llm-proxy:cache:{key['name']}:*"
+    try:
+        async with sdk(url, key["key"]) as client:
+            _, headers, _ = await _ask(client, model="slow")
+            assert "x-llm-proxy-cache" not in headers  # not looked at
+            raw = await client.embeddings.with_raw_response.create(model="emb", input="x")
+            assert "x-llm-proxy-cache" not in raw.headers
+            await _ask(client)
+            name = (await eventually(lambda: redis_client.keys(pattern), what="the entry"))[0]
+            assert 100 < await redis_client.ttl(name) <= 120  # per_model's, not ttl_secs'
+            # The request's own TTL wins, within max_request_ttl_secs.
+            await _ask(client, messages=[{"role": "user", "content": "ttl"}],
+                       extra_headers={"x-llm-proxy-cache-ttl": "30"})  # fmt: skip
+
+            async def short() -> bool:
+                ttls = [await redis_client.ttl(n) for n in await redis_client.keys(pattern)]
+                return any(0 < t <= 30 for t in ttls)
+
+            await eventually(short, what="the entry kept 30 s")
+        assert upstream.calls == 4
+    finally:
+        for name in await redis_client.keys(pattern):
+            await redis_client.delete(name)
