@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 import orjson
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import istr
 
 from llm_proxy import errors
@@ -54,6 +54,7 @@ from llm_proxy.observe.metrics import Metrics
 from llm_proxy.protocols import replay
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.state import ANONYMOUS, RequestState
 from llm_proxy.proxy.usage import Relayed
 
@@ -67,7 +68,7 @@ BYPASS: Final = "bypass"
 PROVIDER: Final = "cache"  # the provider of a hit, in metrics and the request log
 # Not part of the key: the model (the route's name is), the form of the answer (converted),
 # and what the proxy takes out itself.
-_UNKEYED: Final = frozenset({"model", "stream", "stream_options"})
+_UNKEYED: Final = ("model", "stream", "stream_options")
 _REDIS_PREFIX: Final = "llm-proxy:cache:"
 _REDIS_RETRY_SECS: Final = 5.0
 _ENTRY_OVERHEAD: Final = 256  # bytes an entry costs beyond its body (memory accounting)
@@ -131,6 +132,10 @@ class Miss:
     endpoint: str
     ttl: int
     leader: asyncio.Future[Entry | None] | None  # identical requests wait on it
+
+
+# What a hit's request says was relayed (without content capture, nothing writes to it).
+_HIT: Final = Relayed(status=200, complete=True)
 
 
 class MemoryStore:
@@ -258,7 +263,7 @@ def _glob(text: str) -> str:
 class Policy:
     """`cache:` compiled: which (endpoint, model) is kept, and for how long."""
 
-    __slots__ = ("_ttls", "endpoints", "models", "per_endpoint", "per_model", "settings")
+    __slots__ = ("_slots", "_ttls", "endpoints", "models", "per_endpoint", "per_model", "settings")
 
     def __init__(self, settings: CacheSettings) -> None:
         self.settings = settings
@@ -267,6 +272,26 @@ class Policy:
         self.per_endpoint = {"/" + name: o for name, o in settings.per_endpoint}
         self.per_model = tuple((NameMatcher((p,)), o) for p, o in settings.per_model)
         self._ttls: dict[tuple[str, str], int | None] = {}
+        self._slots: dict[tuple[str, str, str | None, str, bytes], Slot] = {}
+
+    def slot(self, endpoint: str, model: str, rule: str | None, key: KeyEntry | None) -> Slot:
+        """What an entry's name shares with every entry of the same endpoint, model, rule and
+        namespace (worked out once: a request only hashes its body on top)."""
+        if self.settings.namespace == "global":
+            namespace, owner = "global", b""
+        elif key is None:  # (authentication off: one namespace)
+            namespace, owner = ANONYMOUS, b""
+        else:
+            # A key's entries are its own: a key made later under the same name, or the same
+            # name's rotated secret, starts with none (its digest is hashed in).
+            namespace, owner = key.name, key.digest
+        memo = (endpoint, model, rule, namespace, owner)
+        found = self._slots.get(memo)
+        if found is None:
+            if len(self._slots) >= 10_000:  # (keys times models: bounded by the config)
+                self._slots.clear()
+            found = self._slots[memo] = Slot(endpoint, model, rule, namespace, owner)
+        return found
 
     def ttl_for(self, endpoint: str, model: str) -> int | None:
         """The seconds an answer of `model` at `endpoint` is kept; None: not kept."""
@@ -389,7 +414,7 @@ class ResponseCache:
         if ttl is None or call.gemini_action is not None:
             return None
         headers = request.headers
-        control = headers.get("Cache-Control")
+        control = headers.get(hdrs.CACHE_CONTROL)
         read, write, max_age = True, True, None
         if control is not None:
             read, write, max_age = _control(control)
@@ -410,18 +435,13 @@ class ResponseCache:
         if not write or not _cacheable(policy.settings, call, force):
             self._bypass(state)
             return None
-        key = state.api_key
-        shared = policy.settings.namespace == "global"
-        namespace = "global" if shared else (key.name if key is not None else ANONYMOUS)
-        # A key's entries are its own: a key made later under the same name (or the same
-        # name's rotated secret) starts with none.
-        owner = key.digest if key is not None and not shared else b""
+        slot = policy.slot(endpoint, model, rule, state.api_key)
         try:
-            digest = cache_key(endpoint, model, rule, call, owner)
+            name = slot.name + _digest(slot, call)
         except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
             self._bypass(state)
             return None
-        name = f"{quote(namespace, safe='')}:{quote(model, safe='')}:{digest}"
+        namespace = slot.namespace
         store = self.store
         assert store is not None
         if read:
@@ -514,11 +534,13 @@ class ResponseCache:
         if stream:
             headers["Cache-Control"] = "no-cache"
             headers["X-Accel-Buffering"] = "no"
-        relayed = state.relayed = Relayed(status=200, complete=True)
         state.final_status = 200
         _account(request, state, entry)
         if request.app[CAPTURE]:
+            relayed = state.relayed = Relayed(status=200, complete=True)
             relayed.note(body)
+        else:
+            state.relayed = _HIT  # (read only: its status)
         return answer
 
     def finished(
@@ -571,29 +593,30 @@ class ResponseCache:
             or state.fallback_from is not None
         ):
             return None
+        if not isinstance(answer, web.StreamResponse):
+            return None
         limit = state.record_limit
+        # (The header, not `content_type`: aiohttp parses that property anew on each read.)
+        content_type = answer.headers.get(hdrs.CONTENT_TYPE, "")
         if isinstance(answer, web.Response) and isinstance(answer.body, bytes):
             if answer.status != 200:
                 return None
             body = answer.body
-            streamed = answer.content_type == _SSE
-            content_type = answer.content_type
         else:
             recorded = state.recording
-            if recorded is None or not isinstance(answer, web.StreamResponse):
+            if recorded is None:
                 return None
             body = bytes(recorded)
-            content_type = answer.content_type
-            streamed = content_type == _SSE
         if len(body) > limit or not body:
             return None
         usage_json = None
+        streamed = content_type.startswith(_SSE)
         if streamed:
             kept = _kept_stream(miss.endpoint, body)
             if kept is None:
                 return None
             body, usage_json = kept
-        elif content_type != _JSON:
+        elif not content_type.startswith(_JSON):
             return None
         now = self._clock()
         return Entry(
@@ -601,7 +624,7 @@ class ResponseCache:
             now + miss.ttl,
             body,
             streamed,
-            content_type,
+            _SSE if streamed else _JSON,
             state.provider,
             state.model or miss.model,
             state.prompt_tokens,
@@ -657,29 +680,41 @@ class ResponseCache:
         return 0
 
 
-def cache_key(endpoint: str, model: str, rule: str | None, call: Call, owner: bytes) -> str:
-    """The SHA-256 naming a request's answer (see the module docstring; `owner`: the digest
-    of the key whose entry it is, empty for a shared one)."""
-    data = call.data
-    canon = {k: v for k, v in data.items() if k not in _UNKEYED}
+class Slot:
+    """An entry name's fixed part (the namespace and model, quoted) and its hash's (the key's
+    secret digest with `namespace: key`, the endpoint, model and rule, the form of the answer
+    when it does not convert), for one (endpoint, model, rule, key)."""
+
+    __slots__ = ("name", "namespace", "streamed", "whole")
+
+    def __init__(
+        self, endpoint: str, model: str, rule: str | None, namespace: str, owner: bytes
+    ) -> None:
+        self.namespace = namespace
+        self.name = f"{quote(self.namespace, safe='')}:{quote(model, safe='')}:"
+        parts = (owner, endpoint.encode(), model.encode(), (rule or "").encode())
+        base = hashlib.sha256(b"\0".join(parts) + b"\0")
+        if endpoint in replay.CONVERTIBLE:
+            self.streamed = self.whole = base
+        else:
+            self.streamed, self.whole = base.copy(), base.copy()
+            self.streamed.update(b"stream\0")
+            self.whole.update(b"whole\0")
+
+
+def _digest(slot: Slot, call: Call) -> str:
+    """The SHA-256 naming a request's answer (see the module docstring), in hex."""
+    canon = call.data.copy()
+    for name in _UNKEYED:
+        canon.pop(name, None)
     for k, v in canon.items():
         if type(v) is float and v.is_integer():
             canon[k] = int(v)
-    form = b"" if endpoint in replay.CONVERTIBLE else (b"stream" if call.stream else b"whole")
-    digest = hashlib.sha256(
-        b"\0".join(
-            (
-                owner,
-                endpoint.encode(),
-                model.encode(),
-                (rule or "").encode(),
-                call.query.encode(),
-                form,
-                orjson.dumps(canon, option=orjson.OPT_SORT_KEYS),
-            )
-        )
-    )
-    return digest.hexdigest()
+    hasher = (slot.streamed if call.stream else slot.whole).copy()
+    if call.query:
+        hasher.update(call.query.encode())
+    hasher.update(b"\0" + orjson.dumps(canon, option=orjson.OPT_SORT_KEYS))
+    return hasher.hexdigest()
 
 
 def _control(value: str) -> tuple[bool, bool, float | None]:
