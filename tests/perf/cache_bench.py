@@ -7,13 +7,15 @@ One fake upstream (`llm-proxy mock-upstream`, CPU 1 for the whole run) and one
 `llm-proxy serve` per scenario (CPU 0), all started afresh every round (two processes of the
 same code differ by up to 10-15 % in CPU per request on this machine kind), all with the
 config `bench` writes (one provider, a master key with a never-triggered rate limit, prices,
-the JSON access line; no request log) and the same key and chat completion:
+the JSON access line; no request log) and the same key and chat completion, the bench's at
+`temperature: 0` (`cacheable`: without one a request samples at the API's default, 1, and the
+cache keeps nothing above `max_temperature`, 0 by default):
 
     off         no `cache:` section: a pass-through; every request the same body
     hit         `cache: {backend: memory}` (`CACHE_SECTION`), every request the same body:
                 after the first, every one is answered from the cache
-    off-unique  off's config; every request's body differs (`unique.lua`: a nonce of the wrk
-                run and a counter at the end of the message text)
+    off-unique  off's config; every request's body differs (`write_script`: a nonce of the
+                wrk thread and a counter at the end of the message text)
     miss        hit's config and off-unique's bodies: every request is a miss (looked up,
                 forwarded, recorded and stored)
 
@@ -117,36 +119,52 @@ def write_config(path: Path, upstream: str, port: int, cache: bool) -> None:
 _MARK: Final = "@@TAG@@"
 
 
-def unique_body(scenario: Scenario, tag: str) -> bytes:
-    """The scenario's call with `tag` at the end of its (first) message's text: a body no
-    other tag gives. `tag` must need no escaping in JSON."""
+def cacheable(scenario: Scenario, tag: str | None = None) -> bytes:
+    """The scenario's call as the cache keeps it: at temperature 0 (a request without one
+    samples at the API's default, 1, above `max_temperature`'s default, 0: never kept); with
+    `tag` at the end of its (first) message's text, a body no other tag gives (`tag` must
+    need no escaping in JSON)."""
     data = orjson.loads(scenario.body())
     if scenario.protocol == "gemini":
-        part = data["contents"][0]["parts"][0]
-        part["text"] = f"{part['text']} {tag}"
+        data["generationConfig"]["temperature"] = 0
+        text = data["contents"][0]["parts"][0]
+        key = "text"
     else:
-        message = data["messages"][0]
-        message["content"] = f"{message['content']} {tag}"
+        data["temperature"] = 0
+        text = data["messages"][0]
+        key = "content"
+    if tag is not None:
+        text[key] = f"{text[key]} {tag}"
     return orjson.dumps(data)
 
 
 def unique_bodies(scenario: Scenario) -> Callable[[], bytes]:
-    """A supply of the scenario's call, each body new: a nonce of its own and a counter."""
+    """A supply of the scenario's cacheable call, each body new: a nonce of its own and a
+    counter as its tag."""
     nonce = os.urandom(6).hex()
     counter = itertools.count(1)
-    return lambda: unique_body(scenario, f"{nonce}-{next(counter)}")
+    return lambda: cacheable(scenario, f"{nonce}-{next(counter)}")
 
 
-def write_unique_script(path: Path, scenario: Scenario) -> Path:
-    """A wrk script sending the scenario's call with `unique_body`'s tag `NONCE-N`: the nonce
-    read from /dev/urandom when each wrk thread starts (so a run never repeats the warm-up's
-    bodies, nor a thread another's), N counting the thread's requests."""
-    head, tail = unique_body(scenario, _MARK).decode().split(_MARK)
-    assert "]]" not in head + tail  # Lua's long brackets hold them as they are
+def write_script(path: Path, scenario: Scenario, unique: bool) -> Path:
+    """A wrk script sending the scenario's cacheable call: the same body every time, or
+    (`unique`) with `cacheable`'s tag `NONCE-N`, the nonce read from /dev/urandom when each
+    wrk thread starts (so a run never repeats the warm-up's bodies, nor a thread another's)
+    and N counting the thread's requests."""
     lines = [
-        "-- wrk: every request's body new (a cache miss): a nonce and a counter in its text.",
         'wrk.method = "POST"',
         *(f'wrk.headers["{name}"] = "{value}"' for name, value in scenario.headers().items()),
+    ]
+    if not unique:
+        body = cacheable(scenario).decode()
+        assert "]]" not in body  # Lua's long brackets hold it as it is
+        path.write_text("\n".join([*lines, f"wrk.body = [[{body}]]"]) + "\n")
+        return path
+    head, tail = cacheable(scenario, _MARK).decode().split(_MARK)
+    assert "]]" not in head + tail
+    lines = [
+        "-- wrk: every request's body new (a cache miss): a nonce and a counter in its text.",
+        *lines,
         f"local head, tail = [[{head}]], [[{tail}]]",
         "local nonce, counter = nil, 0",
         "",
@@ -223,8 +241,9 @@ def check(name: str, proc: bench.Proc, scenario: Scenario) -> dict[str, Any]:
     """After the load: the cache's count of its answers, then what one more call (sent as
     often as `EXPECTED` says; a new body on the unique scenarios) is told."""
     counts = cache_counts(proc)
-    body = unique_body(scenario, f"check-{os.urandom(6).hex()}") if VARIANTS[name][1] else None
-    said = [cache_header(proc, scenario, body or scenario.body()) for _ in EXPECTED[name]]
+    tag = f"check-{os.urandom(6).hex()}" if VARIANTS[name][1] else None
+    body = cacheable(scenario, tag)
+    said = [cache_header(proc, scenario, body) for _ in EXPECTED[name]]
     return verdict(name, said, counts)
 
 
@@ -242,10 +261,7 @@ def measure(
     mock: bench.Proc, tmp: Path, seconds: float, rounds: int
 ) -> tuple[dict[str, list[bench.LoadResult]], dict[str, list[dict[str, Any]]]]:
     scripts = {
-        s.name: (write_unique_script if VARIANTS[s.name][1] else protocols_bench.write_wrk_script)(
-            tmp / f"{s.name}.lua", s
-        )
-        for s in SCENARIOS
+        s.name: write_script(tmp / f"{s.name}.lua", s, VARIANTS[s.name][1]) for s in SCENARIOS
     }
     runs: dict[str, list[bench.LoadResult]] = {s.name: [] for s in SCENARIOS}
     checks: dict[str, list[dict[str, Any]]] = {s.name: [] for s in SCENARIOS}

@@ -27,11 +27,13 @@ requests: chains for the models the `+routing` scenarios call, and for others),
 both variants of every scenario named. Each variant's row also shows its ratio to NAME's.
 
 The response cache's cost (issue 31): `NAME+cache-hit` and `NAME+cache-miss` run on one proxy
-of their own whose config adds `cache_bench.CACHE_SECTION` (`cache: {backend: memory}`):
-every request of the hit scenario the same body (after the first, a hit), every request of
-the miss scenario a new one (`cache_bench.unique_bodies`: a counter in the message text; a
-miss is looked up, forwarded, recorded and stored); `NAME+unique`, on NAME's proxy (no cache),
-sends the miss scenario's bodies: the miss's exact baseline, its ratio shown against it.
+of their own whose config adds `cache_bench.CACHE_SECTION` (`cache: {backend: memory}`), and
+send NAME's call at temperature 0 (`cache_bench.cacheable`: the cache keeps nothing sampled
+above 0 unless told): every request of the hit scenario the same body (after the first, a
+hit), every request of the miss scenario a new one (`cache_bench.unique_bodies`: a counter in
+the message text; a miss is looked up, forwarded, recorded and stored); `NAME+unique`, on
+NAME's proxy (no cache), sends the miss scenario's bodies: the miss's exact baseline, its
+ratio shown against it.
 `--cache` adds the three for every scenario named. Every counted answer must say
 `x-llm-proxy-cache: hit` (miss) on the cache's scenarios, and nothing on the others (else the
 run says which, and exits 1).
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import os
 import re
 import shutil
@@ -70,8 +73,9 @@ CONCURRENCY = 8
 # Scenario suffix -> the strategy of the routed models ("": the config without routing).
 VARIANTS = {"": None, "+routing": "weighted", "+routing-latency": "latency"}
 RULES_PROVIDER = "oai"  # the provider the routing rules name
-# The cache's variants: suffix -> (the proxy it runs on, every body new, what every counted
-# answer says in `x-llm-proxy-cache`). "+cache" is NAME's config with the `cache:` section.
+# The cache's variants: suffix -> (the proxy it runs on, every body new (else the same
+# `cache_bench.cacheable` call), what every counted answer says in `x-llm-proxy-cache`).
+# "+cache" is NAME's config with the `cache:` section.
 CACHE_VARIANTS: dict[str, tuple[str, bool, str | None]] = {
     "+unique": ("", True, None),
     "+cache-hit": ("+cache", False, "hit"),
@@ -163,11 +167,12 @@ def _count(
     try:
         _wait_up(proxy, port, log)
         for name, scenario in scenarios:
-            suffix = split(name)[1]
-            unique, expected = False, None
-            if suffix in CACHE_VARIANTS:
+            bodies: Callable[[], bytes] | None = None
+            expected = None
+            if (suffix := split(name)[1]) in CACHE_VARIANTS:
                 _, unique, expected = CACHE_VARIANTS[suffix]
-            bodies = cache_bench.unique_bodies(scenario) if unique else None
+                same = functools.partial(cache_bench.cacheable, scenario)
+                bodies = cache_bench.unique_bodies(scenario) if unique else same
             asyncio.run(_fire(port, scenario, WARM_UP, bodies))
             _control(proxy.pid, "--zero")
             _control(proxy.pid, "--instr=on")

@@ -62,35 +62,31 @@ def test_the_cache_configs_turn_on_a_memory_cache_that_keeps_the_bench_request(
     cache = load_config_text(text, {}).cache
     assert cache.enabled and cache.backend == "memory"
     assert cache.models == ("*",) and "chat/completions" in cache.endpoints
-    data = orjson.loads(SCENARIOS[name].body())
-    assert data["model"] == cache_bench.MODEL
-    assert data.get("temperature", 0) <= cache.max_temperature and data.get("n", 1) == 1
+    data = orjson.loads(cache_bench.cacheable(SCENARIOS[name]))
+    assert data["model"] == cache_bench.MODEL and "n" not in data
+    assert data["temperature"] <= cache.max_temperature  # (without one: 1, never kept)
 
 
-def test_all_scenarios_make_the_same_call_with_the_same_key() -> None:
-    bodies = {s.body() for s in cache_bench.SCENARIOS}
+def test_all_scenarios_make_the_bench_call_at_temperature_0_with_the_same_key() -> None:
+    bodies = {cache_bench.cacheable(s) for s in cache_bench.SCENARIOS}
     assert len(bodies) == 1 and {s.key for s in cache_bench.SCENARIOS} == {bench.KEY}
-    assert orjson.loads(bodies.pop()) == bench.BODY
+    assert orjson.loads(bodies.pop()) == {**bench.BODY, "temperature": 0}
     assert {s.path() for s in cache_bench.SCENARIOS} == {"/v1/chat/completions"}
 
 
-def test_a_unique_body_is_the_call_with_its_tag_at_the_end_of_the_text() -> None:
+def test_a_tag_goes_at_the_end_of_the_text() -> None:
     scenario = SCENARIOS["miss"]
-    data = orjson.loads(cache_bench.unique_body(scenario, "ab12-7"))
-    assert data == {**bench.BODY, "messages": [{"role": "user", "content": "Say hello. ab12-7"}]}
+    data = orjson.loads(cache_bench.cacheable(scenario, "ab12-7"))
+    message = {"role": "user", "content": "Say hello. ab12-7"}
+    assert data == {**bench.BODY, "messages": [message], "temperature": 0}
     supply = cache_bench.unique_bodies(scenario)
     assert len({supply() for _ in range(1000)}) == 1000
     assert supply() != cache_bench.unique_bodies(scenario)()  # each supply its own nonce
-    gemini = protocols_bench.Scenario("g", "gemini", "gemini-pass")
-    part = orjson.loads(cache_bench.unique_body(gemini, "x-1"))["contents"][0]["parts"][0]
-    assert part["text"] == "Say hello. x-1"
-
-
-def test_the_same_body_scripts_send_the_call_the_check_sends(tmp_path: Path) -> None:
-    for name in ("off", "hit"):
-        scenario = SCENARIOS[name]
-        script = protocols_bench.write_wrk_script(tmp_path / f"{name}.lua", scenario)
-        assert f"wrk.body = '{scenario.body().decode()}'" in script.read_text()
+    gemini = orjson.loads(
+        cache_bench.cacheable(protocols_bench.Scenario("g", "gemini", "gemini-pass"), "x-1")
+    )
+    assert gemini["contents"][0]["parts"][0]["text"] == "Say hello. x-1"
+    assert gemini["generationConfig"]["temperature"] == 0
 
 
 async def _capture(script: Path, runs: int) -> list[list[tuple[str, str, bytes]]]:
@@ -129,7 +125,7 @@ async def _capture(script: Path, runs: int) -> list[list[tuple[str, str, bytes]]
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
 async def test_the_unique_script_sends_every_request_a_new_body(tmp_path: Path) -> None:
     scenario = SCENARIOS["miss"]
-    script = cache_bench.write_unique_script(tmp_path / "miss.lua", scenario)
+    script = cache_bench.write_script(tmp_path / "miss.lua", scenario, unique=True)
     first, second = await _capture(script, 2)
     assert len(first) > 100 and len(second) > 100
     bodies = [body for _, _, body in first + second]
@@ -140,9 +136,18 @@ async def test_the_unique_script_sends_every_request_a_new_body(tmp_path: Path) 
         content = orjson.loads(body)["messages"][0]["content"]
         tag = content.removeprefix("Say hello. ")
         assert TAG.fullmatch(tag), content
-        assert body == cache_bench.unique_body(scenario, tag)  # byte for byte
+        assert body == cache_bench.cacheable(scenario, tag)  # byte for byte
         tags.add(tag.split("-")[0])
     assert len(tags) == 4  # a nonce per wrk thread per run
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="needs wrk")
+async def test_the_same_body_script_sends_the_call_the_check_sends(tmp_path: Path) -> None:
+    scenario = SCENARIOS["hit"]
+    script = cache_bench.write_script(tmp_path / "hit.lua", scenario, unique=False)
+    (sent,) = await _capture(script, 1)
+    assert len(sent) > 100
+    assert {body for _, _, body in sent} == {cache_bench.cacheable(scenario)}
 
 
 def test_the_check_wants_the_headers_and_the_share_the_scenario_needs() -> None:
