@@ -20,6 +20,7 @@ from llm_proxy.config.master_keys import STRONG_KEY_CHARS, STRONG_KEY_DISTINCT, 
 from llm_proxy.config.model import Config
 from llm_proxy.keys import (
     BACKGROUND,
+    CACHE,
     CAPTURE,
     CLIENT,
     CONFIG_FILE,
@@ -52,6 +53,7 @@ from llm_proxy.observe.tracing.settings import TracingPlan
 from llm_proxy.observe.tracing.setup import exporters
 from llm_proxy.proxy import generate, handlers, objects
 from llm_proxy.proxy.breaker import HealthBoard
+from llm_proxy.proxy.cache import ResponseCache
 from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.cloud import google_infos
 from llm_proxy.proxy.credentials import CredentialRegistry
@@ -183,6 +185,11 @@ def _serving_state(
     app[NOTIFIER] = Notifier()
     app[STATS] = Stats(metrics)
     app[OWNERS] = Owners(dsn)
+    cache = app[CACHE] = ResponseCache(metrics)
+    cache.configure(config.cache, config.rate_limit_backend)
+    store.subscribers.append(
+        lambda snapshot: cache.configure(snapshot.config.cache, snapshot.config.rate_limit_backend)
+    )
 
 
 def _record_sinks_state(
@@ -221,6 +228,7 @@ def _cleanup_contexts(
     app.cleanup_ctx.append(_owners)
     app.cleanup_ctx.append(_stats)
     app.cleanup_ctx.append(_limiter(clock))
+    app.cleanup_ctx.append(_response_cache)
     # Before the background tasks: closed after them, so late token counts are written.
     app.cleanup_ctx.append(_record_sinks)
     app.cleanup_ctx.append(_background_tasks)
@@ -421,6 +429,13 @@ async def _owners(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await owners.close()
+
+
+async def _response_cache(app: web.Application) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await app[CACHE].close()  # (its last writes to Redis, then its connections)
 
 
 async def _record_sinks(app: web.Application) -> AsyncIterator[None]:

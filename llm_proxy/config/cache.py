@@ -92,9 +92,7 @@ def parse_cache(check: Checker, raw: Any) -> CacheSettings:
         endpoints=_endpoints(check, c.get("endpoints"), (*path, "endpoints")),
         max_temperature=temperature,
         allow_n=check.boolean(check.optional(c, "allow_n", False), (*path, "allow_n")),
-        charge_hits=check.boolean(
-            check.optional(c, "charge_hits", False), (*path, "charge_hits")
-        ),
+        charge_hits=check.boolean(check.optional(c, "charge_hits", False), (*path, "charge_hits")),
         coalesce_wait_secs=check.non_negative_number(
             c.get("coalesce_wait_secs", d.coalesce_wait_secs), (*path, "coalesce_wait_secs")
         ),

@@ -396,12 +396,18 @@ class Routing:
 NO_ROUTING: Final = Routing()
 
 
-# --- cache: exact-match response cache (`cache:`; llm_proxy.config.cache, llm_proxy.proxy.cache) ---
+# --- cache: the response cache (`cache:`; llm_proxy.config.cache, llm_proxy.proxy.cache) ---
 
 CacheBackendName = Literal["memory", "redis"]
 CacheNamespace = Literal["key", "global"]
 # The endpoints whose answers may be cached (`Call.endpoint`), as `cache.endpoints` names them.
-CACHEABLE_ENDPOINTS: Final = ("chat/completions", "completions", "embeddings", "responses", "messages")
+CACHEABLE_ENDPOINTS: Final = (
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "messages",
+)
 
 
 @dataclass(frozen=True, slots=True)

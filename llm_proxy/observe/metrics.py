@@ -232,12 +232,33 @@ ROUTING_RULES: Final = Spec(
     "Requests a routing rule matched, by rule name.",
     ("rule",),
 )
+CACHE_REQUESTS: Final = Spec(
+    "llm_proxy_cache_requests_total",
+    "Requests the response cache looked at, by result: hit (answered from the cache), miss "
+    "(sent upstream, its answer kept if it may be), bypass (not cacheable, no-store, or the "
+    "cache's Redis down).",
+    ("result",),
+)
+CACHE_ERRORS: Final = Spec(
+    "llm_proxy_cache_errors_total",
+    "Failed calls to the response cache's Redis (each request concerned went upstream).",
+)
 CONFIG_RELOADS: Final = Spec(
     "llm_proxy_config_reloads_total",
     "Configuration reloads by result (ok, error: rejected, old config kept).",
     ("result",),
 )
 # Read from their sources at scrape time.
+CACHE_ENTRIES: Final = Spec(
+    "llm_proxy_cache_entries", "Entries in the response cache (memory backend: this process)."
+)
+CACHE_BYTES: Final = Spec(
+    "llm_proxy_cache_bytes", "Bytes the response cache's entries hold (memory backend)."
+)
+CACHE_EVICTIONS: Final = Spec(
+    "llm_proxy_cache_evictions_total",
+    "Entries the memory backend dropped to make room (least recently used first).",
+)
 ACTIVE: Final = Spec("llm_proxy_active_requests", "Requests being handled right now.")
 PROVIDER_HEALTH: Final = Spec(
     "llm_proxy_provider_health", "Provider health as seen by traffic (1 healthy, 0 unhealthy)."
@@ -295,6 +316,13 @@ class Metrics:
         self._config_reloads = self._counter(CONFIG_RELOADS)
         self._fallbacks = self._counter(FALLBACKS)
         self._rule_matches = self._counter(ROUTING_RULES)
+        self._cache_requests = self._counter(CACHE_REQUESTS)
+        self._cache_errors = self._counter(CACHE_ERRORS)
+        self._cache_entries = Gauge(CACHE_ENTRIES.name, CACHE_ENTRIES.help, registry=self.registry)
+        self._cache_bytes = Gauge(CACHE_BYTES.name, CACHE_BYTES.help, registry=self.registry)
+        self._cache_evictions = Counter(
+            CACHE_EVICTIONS.name, CACHE_EVICTIONS.help, registry=self.registry
+        )
         # Both series exist from the start, at 0: an alert on increase() sees the first failure.
         for result in ("ok", "error"):
             self._config_reloads.add((result,), 0)
@@ -321,6 +349,8 @@ class Metrics:
         self.active_requests: Callable[[], int] = lambda: 0
         self.backend_up: bool | None = None  # None: no shared backend configured
         self.provider_health: Callable[[], dict[str, bool]] = dict
+        # The response cache's memory backend: (entries, bytes, evictions); None: off.
+        self.cache_sizes: Callable[[], tuple[int, int, int]] | None = None
 
     def _counter(self, spec: Spec) -> _Counters:
         counters = _Counters(Counter(spec.name, spec.help, registry=self.registry), spec.labels)
@@ -385,6 +415,12 @@ class Metrics:
     def backend_error(self) -> None:
         self._backend_errors.add(())
 
+    def cache_request(self, result: str) -> None:
+        self._cache_requests.add((result,))
+
+    def cache_error(self) -> None:
+        self._cache_errors.add(())
+
     def config_reload(self, result: str) -> None:
         self._config_reloads.add((result,))
 
@@ -437,5 +473,10 @@ class Metrics:
             self._provider_health.set({"provider": _escape(provider)}, 1 if healthy else 0)
         if self.backend_up is not None:
             self._backend_up.set({}, 1 if self.backend_up else 0)
+        if self.cache_sizes is not None:
+            entries, size, evictions = self.cache_sizes()
+            self._cache_entries.set({}, entries)
+            self._cache_bytes.set({}, size)
+            self._cache_evictions.set({}, evictions)
         body, headers = render(self.registry, [])
         return body, dict(headers)

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from llm_proxy import errors
-from llm_proxy.keys import CAPTURE, LIFECYCLE, METRICS, STATE
+from llm_proxy.keys import CACHE, CAPTURE, LIFECYCLE, METRICS, STATE
 from llm_proxy.proxy.accounting import capture, reserve, settle
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.extensions import (
@@ -116,20 +116,34 @@ async def charged(
     """`call` forwarded on `route`, within the key's tokens per minute and budget (a 429 when
     they are spent), its usage counted and charged after."""
     key, data = state.api_key, call.data
+    app = request.app
     header = request.headers.get(FALLBACKS_HEADER)
     if header is not None or state.fallbacks is not None:
         own_fallbacks(state, header)
-    if key is not None and key.reserves:  # tokens per minute or a budget: 429?
-        await reserve(request.app, state, data, call.endpoint)
+    cache = app[CACHE]
+    miss = None
+    if cache.on:  # the response cache (`cache:`): a hit is answered here
+        found = await cache.lookup(request, state, state.rule, call)
+        if isinstance(found, web.Response):
+            if app[CAPTURE]:
+                capture(state, data, app[CAPTURE])
+            return found
+        miss = found
+    answer = None
     try:
-        return await forward(request, route, call)
+        if key is not None and key.reserves:  # tokens per minute or a budget: 429?
+            await reserve(app, state, data, call.endpoint)
+        answer = await forward(request, route, call)
+        return answer
     finally:
         # Also when the client hung up (CancelledError): what was relayed still counts, and
         # the reservation ends (given back when nothing was relayed).
-        settle(request.app, state, data)
-        limit = request.app[CAPTURE]
+        settle(app, state, data)
+        limit = app[CAPTURE]
         if limit:
             capture(state, data, limit)
+        if miss is not None:
+            cache.finished(app, state, miss, answer)
 
 
 def upload_handler(endpoint: str) -> Handler:

@@ -160,6 +160,7 @@ async def relay(leg: Leg, first: bytes) -> bool:
     pending_ttft = is_sse
     handed_off = False
     chunk = first
+    recording = state.recording  # a cache miss: what the client gets, kept (bounded)
     # A translated stream gets pings while its upstream says nothing (a model thinking).
     pinger = _Pinger(out, stripper) if isinstance(stripper, TranslatedStream) else None
     try:
@@ -183,6 +184,11 @@ async def relay(leg: Leg, first: bytes) -> bool:
                 chunk = stripper.feed(chunk)
                 if not chunk:
                     continue
+            if recording is not None:
+                if len(recording) + len(chunk) > state.record_limit:
+                    recording = state.recording = None  # too large to keep
+                else:
+                    recording += chunk
             watch.writing()
             await out.write(chunk)  # a hang-up (or the write watch) raises ConnectionResetError
             watch.written()
@@ -265,6 +271,9 @@ async def _finish(leg: Leg) -> None:
     leg.state.final_status = relayed.status
     try:
         if relayed.stripper is not None and (rest := relayed.stripper.flush()):
+            recording = leg.state.recording
+            if recording is not None:
+                recording += rest
             await out.write(rest)
         await out.write_eof()
     except ConnectionResetError:

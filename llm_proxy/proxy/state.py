@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
+from multidict import istr
 
 from llm_proxy.observe.records import AttemptRecord, ErrorRecord
 from llm_proxy.observe.tracing.context import Trace
@@ -18,6 +19,7 @@ from llm_proxy.proxy.snapshot import Snapshot
 from llm_proxy.proxy.usage import Relayed
 from llm_proxy.proxy.verdicts import Reservation
 
+_CACHE_HEADER: Final = istr("x-llm-proxy-cache")  # hit, miss or bypass (llm_proxy.proxy.cache)
 CLIENT_CLOSED: Final = 499  # nginx's "client closed request"
 ANONYMOUS: Final = "anonymous"  # the key name of requests made without one (auth off)
 
@@ -76,6 +78,10 @@ class RequestState:
     # The response cache's word on this request: hit, miss or bypass (None: the cache is off,
     # or the endpoint is not one it keeps).
     cache: str | None = None
+    # A miss the cache will keep: the bytes the client got (`relay`), up to `record_limit`
+    # (None: more than that, or nothing to record).
+    recording: bytearray | None = None
+    record_limit: int = 0
 
 
 # The Messages API's paths (with and without `/v1`): every answer on them, errors included, is
@@ -107,3 +113,5 @@ def stamp(response: web.StreamResponse, state: RequestState) -> None:
     headers["x-request-id"] = state.request_id
     if state.rate_headers is not None:
         headers.extend(state.rate_headers)
+    if state.cache is not None:
+        headers[_CACHE_HEADER] = state.cache

@@ -1,0 +1,858 @@
+"""The response cache (`cache:`): exact-match answers for repeated calls, streamed or not.
+
+Where it sits (`handlers.charged`): after authentication, the rate-limit middleware (a hit
+counts as a request) and the routing rules (the key of an entry is the model that will be
+asked), before the key's tokens-per-minute and budget reservation (a hit spends none of it,
+unless `charge_hits`). `lookup` answers a hit itself, or says `miss` (the answer will be kept:
+`RequestState.recording` gets the streamed bytes in `relay`, a whole answer is the handler's
+`web.Response`) or `bypass`; `finished` keeps what completed cleanly.
+
+The key (`cache_key`): a SHA-256 of the endpoint, the model asked, the matching routing rule,
+the query string and the body, canonical (keys sorted, integral numbers at the top level as
+integers, without `model`, `stream`, `stream_options` and the proxy's own fields), in a
+namespace: the key's name (`namespace: key`, the default) or `global`. Chat completions and
+completions are one entry for a stream and a whole answer (`llm_proxy.protocols.replay`
+converts); the other endpoints keep the two apart.
+
+Never kept: answers other than a 200, a stream that did not end cleanly (no `[DONE]`, an error
+event, a client that left), answers larger than `max_entry_bytes`, answers of a fallback model,
+`n > 1` (unless `allow_n`), a temperature above `max_temperature` (a request without one has
+the API's default, 1), Responses calls that store an object or continue one, and anything a
+request says `Cache-Control: no-store` of. Unless forced (`x-llm-proxy-cache: force`).
+
+Backends: `memory` (this process: an LRU bounded by bytes) or `redis` (shared by every
+instance; zlib-compressed values with Redis's own expiry; any Redis error is a bypass for that
+request, never an error to the client, and Redis is left alone for `_REDIS_RETRY_SECS`).
+Identical misses are coalesced per instance: the first goes upstream, the others wait for its
+entry up to `coalesce_wait_secs`, then go upstream themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import math
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import orjson
+import structlog
+from aiohttp import web
+from multidict import istr
+
+from llm_proxy import errors
+from llm_proxy.config.model import NO_CACHE, CacheSettings, price_for
+from llm_proxy.config.patterns import NameMatcher
+from llm_proxy.keys import BACKGROUND, CAPTURE, LIMITER, METRICS
+from llm_proxy.observe.metrics import Metrics
+from llm_proxy.protocols import replay
+from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.state import ANONYMOUS, RequestState
+from llm_proxy.proxy.usage import Relayed
+
+log = structlog.get_logger()
+
+CACHE_HEADER: Final = istr("x-llm-proxy-cache")  # request: force; answer: hit, miss, bypass
+TTL_HEADER: Final = istr("x-llm-proxy-cache-ttl")
+HIT: Final = "hit"
+MISS: Final = "miss"
+BYPASS: Final = "bypass"
+PROVIDER: Final = "cache"  # the provider of a hit, in metrics and the request log
+# Not part of the key: the model (the route's name is), the form of the answer (converted),
+# and what the proxy takes out itself.
+_UNKEYED: Final = frozenset({"model", "stream", "stream_options"})
+_REDIS_PREFIX: Final = "llm-proxy:cache:"
+_REDIS_RETRY_SECS: Final = 5.0
+_ENTRY_OVERHEAD: Final = 256  # bytes an entry costs beyond its body (memory accounting)
+_SCAN_LIMIT: Final = 1_000_000  # keys an admin stats or purge call walks at most (redis)
+_JSON: Final = "application/json"
+_SSE: Final = "text/event-stream"
+# The API's default temperature (OpenAI, Anthropic): a request without one samples at it.
+_DEFAULT_TEMPERATURE: Final = 1.0
+_GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses", "/messages"})
+
+
+@dataclass(slots=True)
+class Entry:
+    """One kept answer, in the client's protocol (a chat stream: `replay.normalize_stream`'s
+    form, its usage beside it)."""
+
+    created: float  # time.time() when kept
+    expires: float
+    body: bytes
+    streamed: bool  # body is an SSE stream
+    content_type: str
+    provider: str  # the provider that answered
+    model: str  # the model that answered (x-llm-proxy-model)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage_json: bytes | None = None  # an OpenAI stream's usage object
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + _ENTRY_OVERHEAD
+
+    def dump(self) -> bytes:
+        head = orjson.dumps(
+            [
+                self.created,
+                self.expires,
+                self.streamed,
+                self.content_type,
+                self.provider,
+                self.model,
+                self.prompt_tokens,
+                self.completion_tokens,
+                self.usage_json.decode() if self.usage_json is not None else None,
+            ]
+        )
+        return zlib.compress(head + b"\n" + self.body, 1)
+
+    @classmethod
+    def load(cls, blob: bytes) -> Entry:
+        raw = zlib.decompress(blob)
+        head, _, body = raw.partition(b"\n")
+        c, e, s, t, p, m, pt, ct, u = orjson.loads(head)
+        return cls(c, e, body, s, t, p, m, pt, ct, u.encode() if u is not None else None)
+
+
+@dataclass(slots=True)
+class Miss:
+    """A request the cache will keep the answer of (`finished`)."""
+
+    key: str
+    namespace: str
+    model: str
+    endpoint: str
+    ttl: int
+    leader: asyncio.Future[Entry | None] | None  # identical requests wait on it
+
+
+class MemoryStore:
+    """Entries in this process: least recently used first out, bounded by bytes."""
+
+    backend: Final = "memory"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.evictions = 0
+        # key -> (entry, namespace, model)
+        self._entries: OrderedDict[str, tuple[Entry, str, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, now: float) -> Entry | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        entry = found[0]
+        if entry.expires <= now:
+            self._drop(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def put(self, key: str, entry: Entry, namespace: str, model: str) -> int:
+        """Keep `entry`; returns how many entries made room for it."""
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = (entry, namespace, model)
+        self.bytes += entry.size
+        evicted = 0
+        while self.bytes > self.max_bytes and self._entries:
+            self._drop(next(iter(self._entries)))
+            evicted += 1
+        self.evictions += evicted
+        return evicted
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key)[0]
+        self.bytes -= entry.size
+
+    def purge(self, namespace: str | None, model: str | None) -> int:
+        doomed = [
+            key
+            for key, (_, ns, m) in self._entries.items()
+            if (namespace is None or ns == namespace) and (model is None or m == model)
+        ]
+        for key in doomed:
+            self._drop(key)
+        return len(doomed)
+
+
+class RedisStore:
+    """Entries in Redis, shared by every instance: `llm-proxy:cache:{namespace}:{model}:{hash}`
+    (namespace and model quoted), values compressed, expiring in Redis."""
+
+    backend: Final = "redis"
+
+    def __init__(self, url: str) -> None:
+        from redis.asyncio import Redis
+
+        # Short timeouts: a slow Redis must not slow requests (a lookup is then a bypass).
+        self.redis = Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
+        self.url = url
+        self._retry_at = 0.0
+        self.up = True
+
+    def available(self, now: float) -> bool:
+        return now >= self._retry_at
+
+    def failed(self, exc: Exception, now: float) -> None:
+        self._retry_at = now + _REDIS_RETRY_SECS
+        if self.up:
+            self.up = False
+            log.error(
+                "cache_backend_down",
+                error=type(exc).__name__,
+                detail=str(exc)[:200],
+                retry_in_secs=_REDIS_RETRY_SECS,
+            )
+
+    def ok(self) -> None:
+        if not self.up:
+            self.up = True
+            log.warning("cache_backend_recovered")
+
+    @staticmethod
+    def name(key: str) -> str:
+        return _REDIS_PREFIX + key
+
+    async def get(self, key: str) -> Entry | None:
+        blob: Any = await self.redis.get(self.name(key))
+        return None if blob is None else Entry.load(blob)
+
+    async def put(self, key: str, entry: Entry, ttl: int) -> None:
+        await self.redis.set(self.name(key), entry.dump(), ex=max(1, ttl))
+
+    async def scan(self, namespace: str | None, model: str | None) -> list[bytes]:
+        pattern = _REDIS_PREFIX + (
+            _glob(quote(namespace, safe="")) if namespace is not None else "*"
+        )
+        pattern += ":" + (_glob(quote(model, safe="")) if model is not None else "*") + ":*"
+        found: list[bytes] = []
+        async for name in self.redis.scan_iter(match=pattern, count=1000):
+            found.append(name)
+            if len(found) >= _SCAN_LIMIT:
+                break
+        return found
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def _glob(text: str) -> str:
+    """`text` matched literally by a Redis glob."""
+    for char in "\\*?[]":
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+class Policy:
+    """`cache:` compiled: which (endpoint, model) is kept, and for how long."""
+
+    __slots__ = ("_ttls", "endpoints", "models", "per_endpoint", "per_model", "settings")
+
+    def __init__(self, settings: CacheSettings) -> None:
+        self.settings = settings
+        self.endpoints = frozenset("/" + e for e in settings.endpoints)
+        self.models = NameMatcher(settings.models)
+        self.per_endpoint = {"/" + name: o for name, o in settings.per_endpoint}
+        self.per_model = tuple((NameMatcher((p,)), o) for p, o in settings.per_model)
+        self._ttls: dict[tuple[str, str], int | None] = {}
+
+    def ttl_for(self, endpoint: str, model: str) -> int | None:
+        """The seconds an answer of `model` at `endpoint` is kept; None: not kept."""
+        found = self._ttls.get((endpoint, model), -1)
+        if found != -1:
+            return found
+        ttl = self._decide(endpoint, model)
+        if len(self._ttls) < 10_000:  # (model names are bounded by the routes, mostly)
+            self._ttls[(endpoint, model)] = ttl
+        return ttl
+
+    def _decide(self, endpoint: str, model: str) -> int | None:
+        settings = self.settings
+        enabled = endpoint in self.endpoints and model in self.models
+        ttl = settings.ttl_secs
+        override = self.per_endpoint.get(endpoint)
+        if override is not None:
+            enabled = endpoint in self.endpoints if override.enabled is None else override.enabled
+            ttl = override.ttl_secs or ttl
+        for matcher, o in self.per_model:
+            if model in matcher:
+                if o.enabled is not None:
+                    enabled = o.enabled and endpoint in self.endpoints
+                ttl = o.ttl_secs or ttl
+                break
+        return ttl if enabled else None
+
+
+@dataclass(slots=True)
+class Counters:
+    hits: int = 0
+    misses: int = 0
+    bypasses: int = 0
+    stored: int = 0
+    errors: int = 0
+
+
+class ResponseCache:
+    """The app's cache (`keys.CACHE`): `on` while the config has an enabled `cache:`."""
+
+    def __init__(self, metrics: Metrics | None = None, rate_limit_backend: str | None = None):
+        self.on = False
+        self.policy = Policy(NO_CACHE)
+        self.store: MemoryStore | RedisStore | None = None
+        self.counters = Counters()
+        self._metrics = metrics
+        self._redis_default = rate_limit_backend
+        self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retired: list[RedisStore] = []
+        self._clock: Callable[[], float] = time.time
+        if metrics is not None:
+            metrics.cache_sizes = self._sizes
+
+    def _sizes(self) -> tuple[int, int, int]:
+        """Entries, bytes and evictions of the memory backend (for /metrics)."""
+        store = self.store
+        if isinstance(store, MemoryStore):
+            return len(store), store.bytes, store.evictions
+        return 0, 0, 0
+
+    def configure(self, settings: CacheSettings, rate_limit_backend: str | None = None) -> None:
+        """Serve `settings` from now on (at startup and on every reload): the backend is kept
+        while its kind, URL and size stay the same."""
+        if rate_limit_backend is not None:
+            self._redis_default = rate_limit_backend
+        if settings == self.policy.settings and self.on == settings.enabled:
+            return
+        self.policy = Policy(settings)
+        self.on = settings.enabled
+        if not settings.enabled:
+            return
+        store = self.store
+        if settings.backend == "memory":
+            if isinstance(store, MemoryStore) and store.max_bytes == settings.max_bytes:
+                return
+            if isinstance(store, MemoryStore):
+                store.max_bytes = settings.max_bytes  # (shrinks at the next put)
+                return
+            self._retire(store)
+            self.store = MemoryStore(settings.max_bytes)
+            return
+        url = settings.url or self._redis_default
+        if url is None:  # (config/cache.py refuses this combination; a reload may race)
+            log.error("cache_redis_without_url")
+            self.on = False
+            return
+        if isinstance(store, RedisStore) and store.url == url:
+            return
+        self._retire(store)
+        self.store = RedisStore(url)
+
+    def _retire(self, store: MemoryStore | RedisStore | None) -> None:
+        if isinstance(store, RedisStore):
+            self._retired.append(store)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 1.0)
+        stores = [*self._retired, self.store]
+        for store in stores:
+            if isinstance(store, RedisStore):
+                with contextlib.suppress(Exception):
+                    await store.close()
+
+    # --- the request path ---
+
+    async def lookup(
+        self, request: web.Request, state: RequestState, rule: str | None, call: Call
+    ) -> web.Response | Miss | None:
+        """A hit's answer, a `Miss` to keep the answer of, or None (`state.cache` says
+        bypass, or stays None for what the cache never looks at)."""
+        policy = self.policy
+        endpoint = call.endpoint
+        model = call.name
+        ttl = policy.ttl_for(endpoint, model)
+        if ttl is None or call.gemini_action is not None:
+            return None
+        headers = request.headers
+        control = headers.get("Cache-Control")
+        read, write, max_age = True, True, None
+        if control is not None:
+            read, write, max_age = _control(control)
+        force = False
+        asked = headers.get(CACHE_HEADER)
+        if asked is not None:
+            if asked.strip().lower() != "force":
+                raise errors.ProxyError(
+                    400,
+                    f"`{CACHE_HEADER}` may only be `force` (cache this answer even though the "
+                    f"request is not deterministic), got {asked[:40]!r}.",
+                    code="invalid_cache_control",
+                )
+            force = True
+        wanted_ttl = headers.get(TTL_HEADER)
+        if wanted_ttl is not None:
+            ttl = _ttl(wanted_ttl, policy.settings.max_request_ttl_secs)
+        if not write or (not force and not _deterministic(policy.settings, call)):
+            self._bypass(state)
+            return None
+        key = state.api_key
+        shared = policy.settings.namespace == "global"
+        namespace = "global" if shared else (key.name if key is not None else ANONYMOUS)
+        try:
+            digest = cache_key(endpoint, model, rule, call)
+        except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
+            self._bypass(state)
+            return None
+        name = f"{quote(namespace, safe='')}:{quote(model, safe='')}:{digest}"
+        store = self.store
+        assert store is not None
+        if read:
+            now = self._clock()
+            if isinstance(store, MemoryStore):
+                entry = store.get(name, now)
+            else:
+                if not store.available(now):
+                    self._bypass(state)
+                    return None
+                try:
+                    entry = await store.get(name)
+                    store.ok()
+                except Exception as exc:  # (any Redis failure: no cache)
+                    self._failed(state, store, exc)
+                    return None
+            if entry is not None and _fresh(entry, now, max_age) and _serves(entry, call):
+                answer = self._hit(request, state, call, entry, now)
+                if answer is not None:
+                    return answer
+            waiting = self._inflight.get(name)
+            if waiting is not None:
+                entry = await _wait(waiting, policy.settings.coalesce_wait_secs)
+                if entry is not None and _serves(entry, call):
+                    answer = self._hit(request, state, call, entry, self._clock())
+                    if answer is not None:
+                        return answer
+                return self._miss(state, name, namespace, model, endpoint, ttl, None)
+        leader: asyncio.Future[Entry | None] | None = None
+        if read and name not in self._inflight:
+            leader = self._inflight[name] = asyncio.get_running_loop().create_future()
+        return self._miss(state, name, namespace, model, endpoint, ttl, leader)
+
+    def _miss(
+        self,
+        state: RequestState,
+        name: str,
+        namespace: str,
+        model: str,
+        endpoint: str,
+        ttl: int,
+        leader: asyncio.Future[Entry | None] | None,
+    ) -> Miss:
+        state.cache = MISS
+        self.counters.misses += 1
+        self._count(MISS)
+        state.recording = bytearray()
+        state.record_limit = self.policy.settings.max_entry_bytes
+        return Miss(name, namespace, model, endpoint, ttl, leader)
+
+    def _bypass(self, state: RequestState) -> None:
+        state.cache = BYPASS
+        self.counters.bypasses += 1
+        self._count(BYPASS)
+
+    def _failed(self, state: RequestState, store: RedisStore, exc: Exception) -> None:
+        store.failed(exc, self._clock())
+        self._error()
+        self._bypass(state)
+
+    def _error(self) -> None:
+        self.counters.errors += 1
+        if self._metrics is not None:
+            self._metrics.cache_error()
+
+    def _count(self, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.cache_request(result)
+
+    def _hit(
+        self, request: web.Request, state: RequestState, call: Call, entry: Entry, now: float
+    ) -> web.Response | None:
+        """The answer of a hit (None: the entry could not be put in the form asked for)."""
+        body = _served(entry, call)
+        if body is None:
+            return None
+        state.cache = HIT
+        state.provider = PROVIDER
+        self.counters.hits += 1
+        self._count(HIT)
+        stream = call.stream
+        answer = web.Response(status=200, body=body, content_type=_SSE if stream else _JSON)
+        headers = answer.headers
+        headers["Age"] = str(max(0, int(now - entry.created)))
+        headers["x-llm-proxy-provider"] = PROVIDER
+        headers["x-llm-proxy-model"] = entry.model
+        if stream:
+            headers["Cache-Control"] = "no-cache"
+            headers["X-Accel-Buffering"] = "no"
+        relayed = state.relayed = Relayed(status=200, complete=True)
+        state.final_status = 200
+        _account(request, state, entry, self.policy.settings.charge_hits)
+        if request.app[CAPTURE]:
+            relayed.note(body)
+        return answer
+
+    def finished(
+        self, app: web.Application, state: RequestState, miss: Miss, answer: object
+    ) -> None:
+        """After the answer of a miss went out (or failed, or the client left): keep it when
+        it is one to keep, and wake the identical requests waiting for it."""
+        entry = None
+        try:
+            entry = self._entry(state, miss, answer)
+        except Exception:  # never the request's problem
+            log.exception("cache_entry_failed", request_id=state.request_id)
+        finally:
+            state.recording = None
+            leader = miss.leader
+            if leader is not None:
+                if self._inflight.get(miss.key) is leader:
+                    del self._inflight[miss.key]
+                if not leader.done():
+                    leader.set_result(entry)
+        if entry is None:
+            return
+        self.counters.stored += 1
+        store = self.store
+        if isinstance(store, MemoryStore):
+            store.put(miss.key, entry, miss.namespace, miss.model)
+        elif isinstance(store, RedisStore):
+            task = asyncio.get_running_loop().create_task(self._put(store, miss, entry))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            background = app[BACKGROUND]
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+    async def _put(self, store: RedisStore, miss: Miss, entry: Entry) -> None:
+        try:
+            await store.put(miss.key, entry, miss.ttl)
+            store.ok()
+        except Exception as exc:  # (not kept: the next request goes upstream)
+            store.failed(exc, self._clock())
+            self._error()
+
+    def _entry(self, state: RequestState, miss: Miss, answer: object) -> Entry | None:
+        relayed = state.relayed
+        if (
+            relayed is None
+            or relayed.status != 200
+            or not relayed.complete
+            or state.final_status not in (None, 200)
+            or state.fallback_from is not None
+        ):
+            return None
+        limit = state.record_limit
+        if isinstance(answer, web.Response) and isinstance(answer.body, bytes):
+            if answer.status != 200:
+                return None
+            body = answer.body
+            streamed = answer.content_type == _SSE
+            content_type = answer.content_type
+        else:
+            recorded = state.recording
+            if recorded is None or not isinstance(answer, web.StreamResponse):
+                return None
+            body = bytes(recorded)
+            content_type = answer.content_type
+            streamed = content_type == _SSE
+        if len(body) > limit or not body:
+            return None
+        usage_json = None
+        if streamed:
+            kept = _kept_stream(miss.endpoint, body)
+            if kept is None:
+                return None
+            body, usage_json = kept
+        elif content_type != _JSON:
+            return None
+        now = self._clock()
+        return Entry(
+            now,
+            now + miss.ttl,
+            body,
+            streamed,
+            content_type,
+            state.provider,
+            state.model or miss.model,
+            state.prompt_tokens,
+            state.completion_tokens,
+            usage_json,
+        )
+
+    # --- the admin plane ---
+
+    async def stats(self) -> dict[str, Any]:
+        """Counters of this instance since it started, and the backend's size."""
+        c = self.counters
+        store = self.store
+        entries = size = 0
+        if isinstance(store, MemoryStore):
+            entries, size = len(store), store.bytes
+        elif isinstance(store, RedisStore) and self.on:
+            try:
+                names = await store.scan(None, None)
+                entries = len(names)
+                if names:
+                    pipe = store.redis.pipeline(transaction=False)
+                    for name in names:
+                        pipe.strlen(name)
+                    size = sum(await pipe.execute())
+            except Exception as exc:  # (the admin hears of it as an error count)
+                store.failed(exc, self._clock())
+                self._error()
+        return {
+            "enabled": self.on,
+            "backend": self.policy.settings.backend if self.on else None,
+            "entries": entries,
+            "bytes": size,
+            "max_bytes": store.max_bytes if isinstance(store, MemoryStore) else None,
+            "hits": c.hits,
+            "misses": c.misses,
+            "bypasses": c.bypasses,
+            "stored": c.stored,
+            "evictions": store.evictions if isinstance(store, MemoryStore) else 0,
+            "errors": c.errors,
+        }
+
+    async def purge(self, namespace: str | None = None, model: str | None = None) -> int:
+        """Drop the entries of a namespace and/or a model (every entry: neither)."""
+        store = self.store
+        if isinstance(store, MemoryStore):
+            return store.purge(namespace, model)
+        if isinstance(store, RedisStore):
+            names = await store.scan(namespace, model)
+            for at in range(0, len(names), 1000):
+                await store.redis.delete(*names[at : at + 1000])
+            return len(names)
+        return 0
+
+
+def cache_key(endpoint: str, model: str, rule: str | None, call: Call) -> str:
+    """The SHA-256 naming a request's answer (see the module docstring)."""
+    data = call.data
+    canon = {k: v for k, v in data.items() if k not in _UNKEYED}
+    for k, v in canon.items():
+        if type(v) is float and v.is_integer():
+            canon[k] = int(v)
+    form = b"" if endpoint in replay.CONVERTIBLE else (b"stream" if call.stream else b"whole")
+    digest = hashlib.sha256(
+        b"\0".join(
+            (
+                endpoint.encode(),
+                model.encode(),
+                (rule or "").encode(),
+                call.query.encode(),
+                form,
+                orjson.dumps(canon, option=orjson.OPT_SORT_KEYS),
+            )
+        )
+    )
+    return digest.hexdigest()
+
+
+def _control(value: str) -> tuple[bool, bool, float | None]:
+    """`Cache-Control`: (read the cache, write it, the oldest entry accepted)."""
+    read = write = True
+    max_age = None
+    for part in value.lower().split(","):
+        name, _, arg = part.strip().partition("=")
+        if name == "no-store":
+            read = write = False
+        elif name == "no-cache":
+            read = False
+        elif name == "max-age":
+            try:
+                max_age = float(arg.strip().strip('"'))
+            except ValueError:
+                raise errors.ProxyError(
+                    400,
+                    f"`Cache-Control: max-age` must be a number of seconds, got {arg[:20]!r}.",
+                    code="invalid_cache_control",
+                ) from None
+            if not math.isfinite(max_age) or max_age < 0:
+                raise errors.ProxyError(
+                    400,
+                    "`Cache-Control: max-age` must be zero or more seconds.",
+                    code="invalid_cache_control",
+                )
+    return read, write, max_age
+
+
+def _ttl(value: str, most: int) -> int:
+    text = value.strip()
+    if not text.isdigit() or not 0 < int(text) <= most:
+        raise errors.ProxyError(
+            400,
+            f"`{TTL_HEADER}` must be a whole number of seconds from 1 to {most}, "
+            f"got {value[:20]!r}.",
+            code="invalid_cache_control",
+        )
+    return int(text)
+
+
+def _deterministic(settings: CacheSettings, call: Call) -> bool:
+    """Is the request one whose answer may be kept without being forced: not more than one
+    choice (unless `allow_n`), not sampled above `max_temperature`, and (Responses) creating
+    or continuing no stored object?"""
+    data = call.data
+    endpoint = call.endpoint
+    if not settings.allow_n:
+        for name in ("n", "best_of"):
+            n = data.get(name)
+            if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+                return False
+    if endpoint == "/responses" and (
+        data.get("store") is not False
+        or data.get("previous_response_id") is not None
+        or data.get("background") is True
+        or data.get("conversation") is not None
+    ):
+        return False
+    if endpoint in _GENERATING:
+        temperature = data.get("temperature", _DEFAULT_TEMPERATURE)
+        if temperature is None:
+            temperature = _DEFAULT_TEMPERATURE
+        if (
+            not isinstance(temperature, int | float)
+            or isinstance(temperature, bool)
+            or temperature > settings.max_temperature
+        ):
+            return False
+    return True
+
+
+def _fresh(entry: Entry, now: float, max_age: float | None) -> bool:
+    return entry.expires > now and (max_age is None or now - entry.created <= max_age)
+
+
+def _serves(entry: Entry, call: Call) -> bool:
+    """Can `entry` answer `call` (a stream, or not)? Only chat completions and completions
+    convert; a stream that asks for its usage needs the usage the entry knows."""
+    if entry.streamed != call.stream and call.endpoint not in replay.CONVERTIBLE:
+        return False
+    return not (call.stream and _include_usage(call) and _usage_of(entry) is None)
+
+
+def _include_usage(call: Call) -> bool:
+    if call.endpoint not in replay.CONVERTIBLE:
+        return False
+    options = call.data.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _usage_of(entry: Entry) -> bytes | None:
+    """The usage object of an OpenAI answer kept as a stream (as reported, or as counted)."""
+    if entry.usage_json is not None:
+        return entry.usage_json
+    prompt, completion = entry.prompt_tokens, entry.completion_tokens
+    if prompt is None or completion is None:
+        return None
+    return orjson.dumps(
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+    )
+
+
+def _served(entry: Entry, call: Call) -> bytes | None:
+    """The entry's body in the form `call` asks for (`_serves` said it can)."""
+    endpoint = call.endpoint
+    if not call.stream:
+        if not entry.streamed:
+            return entry.body
+        return replay.stream_to_whole(endpoint, entry.body, _usage_of(entry))
+    body, usage = entry.body, None
+    if not entry.streamed:
+        converted = replay.whole_to_stream(endpoint, entry.body)
+        if converted is None:
+            return None
+        body, usage = converted
+    if _include_usage(call):
+        usage = usage or _usage_of(entry)
+        if usage is None:
+            return None
+        body = replay.with_usage_chunk(body, usage, replay.stream_object(endpoint))
+    return body
+
+
+def _kept_stream(endpoint: str, body: bytes) -> tuple[bytes, bytes | None] | None:
+    """A recorded stream as it is kept, with its usage object (OpenAI's chat and
+    completions); None when it did not end as its protocol ends."""
+    if endpoint in replay.CONVERTIBLE:
+        return replay.normalize_stream(body)
+    tail = body[-4096:]
+    if endpoint == "/messages":
+        if b"event: message_stop" not in tail or b"event: error" in body:
+            return None
+        return body, None
+    if endpoint == "/responses":
+        if b'"response.completed"' not in tail or b'"type":"error"' in body:
+            return None
+        return body, None
+    return None
+
+
+def _account(request: web.Request, state: RequestState, entry: Entry, charge: bool) -> None:
+    """A hit's tokens, recorded under the provider `cache` (spend dashboards tell them from
+    the upstream's); its cost against the key's budget only when `charge_hits`."""
+    prompt, completion = entry.prompt_tokens, entry.completion_tokens
+    if prompt is None or completion is None:
+        return
+    state.prompt_tokens, state.completion_tokens = prompt, completion
+    app = request.app
+    key = state.api_key
+    key_name = key.name if key is not None else ANONYMOUS
+    metrics = app[METRICS]
+    metrics.tokens(state.model_label, PROVIDER, prompt, completion, key_name)
+    if not charge:
+        state.cost_usd = 0.0
+        return
+    config = state.snapshot.config
+    price = price_for(config.pricing, state.model or "") if config.pricing else None
+    if price is None:
+        for p in config.providers:
+            if p.name == entry.provider and p.pricing:
+                price = price_for(p.pricing, state.model or "")
+                break
+    if price is None:
+        return
+    usd = state.cost_usd = price.cost(prompt, completion)
+    metrics.cost(state.model_label, PROVIDER, key_name, usd)
+    if key is not None and key.max_budget_usd is not None:
+        app[LIMITER].budgets.settle(key.name, 0.0, usd)
+
+
+async def _wait(leader: asyncio.Future[Entry | None], secs: float) -> Entry | None:
+    """The entry an identical request in flight keeps, within `secs` (None: it kept none,
+    or took longer)."""
+    if secs <= 0:
+        return None
+    try:
+        return await asyncio.wait_for(asyncio.shield(leader), secs)
+    except TimeoutError:
+        return None
