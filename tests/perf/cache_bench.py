@@ -79,6 +79,7 @@ EXPECTED: Final[dict[str, tuple[str | None, ...]]] = {
 }
 # The cache's own count of its answers (`/metrics`): the share the scenario's must reach.
 COUNTED: Final = {"hit": "hit", "miss": "miss"}
+_PLURAL: Final = {"hit": "hits", "miss": "misses"}
 MIN_SHARE: Final = 0.99
 # (numerator, denominator, metric, bound): the ratio must be ≤ bound; None: shown only.
 TARGETS: Final[tuple[tuple[str, str, str, float | None], ...]] = (
@@ -391,7 +392,7 @@ def _said(results: dict[str, Any], name: str) -> str:
     shares = [c["share"] for c in rounds if c["share"] is not None]
     text = " then ".join(said or "no header" for said in EXPECTED[name])
     if shares:
-        text += f", {COUNTED[name]}s {100 * min(shares):.2f} %+"
+        text += f", {_PLURAL[COUNTED[name]]} {100 * min(shares):.2f} % (lowest round)"
     return text + (f", FAILED in {failed} of {len(rounds)} rounds" if failed else "")
 
 
