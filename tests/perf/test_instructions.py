@@ -12,7 +12,7 @@ from llm_proxy.config.yaml_file import load_config_text
 from llm_proxy.proxy.routing import LatencyRoute, Route, RouteTable
 from llm_proxy.proxy.rules import Rules
 from llm_proxy.testing.mock.vertex import mock_service_account
-from tests.perf import instructions
+from tests.perf import cache_bench, instructions
 from tests.perf import protocols_bench as pb
 
 
@@ -52,3 +52,39 @@ def test_the_table_adds_the_ratio_to_off_only_for_variants() -> None:
     routed = instructions.table({"openai-pass": 100_000.0, "openai-pass+routing": 102_000.0})
     assert routed.splitlines()[0].endswith("÷ off")
     assert routed.splitlines()[2].split()[-2:] == ["1.020", "1.020"]
+
+
+def test_the_cache_variants_run_on_the_cache_proxy_or_on_names() -> None:
+    assert instructions.split("openai-pass+cache-hit") == ("openai-pass", "+cache-hit")
+    assert instructions.split("openai-pass+cache-miss") == ("openai-pass", "+cache-miss")
+    assert instructions.split("anthropic-pass+unique") == ("anthropic-pass", "+unique")
+    assert instructions.proxy_of("+cache-hit") == instructions.proxy_of("+cache-miss") == "+cache"
+    assert instructions.proxy_of("+unique") == instructions.proxy_of("") == ""
+    assert instructions.proxy_of("+routing") == "+routing"
+
+
+def test_the_cache_proxy_is_the_protocol_bench_config_with_a_memory_cache(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.yaml"
+    account = mock_service_account("http://127.0.0.1:9/token", pb.VERTEX_PROJECT)
+    pb.write_config(path, "http://127.0.0.1:9", 18999, account)
+    plain = load_config_text(path.read_text(), {})
+    cached = load_config_text(cache_bench.with_cache(path.read_text()), {})
+    assert not plain.cache.enabled
+    assert cached.cache.enabled and cached.cache.backend == "memory"
+    assert cached.providers == plain.providers and cached.routing == plain.routing
+
+
+def test_a_miss_is_divided_by_the_unique_bodies_count_when_there_is_one() -> None:
+    counts = {
+        "openai-pass": 100_000.0,
+        "openai-pass+unique": 101_000.0,
+        "openai-pass+cache-hit": 40_000.0,
+        "openai-pass+cache-miss": 103_020.0,
+    }
+    rows = {line.split()[0]: line.split()[1:] for line in instructions.table(counts).splitlines()}
+    assert rows["openai-pass+unique"][-1] == "1.010"
+    assert rows["openai-pass+cache-hit"][-2:] == ["0.400", "0.400"]
+    assert rows["openai-pass+cache-miss"][-2:] == ["1.030", "1.020"]
+    del counts["openai-pass+unique"]
+    rows = {line.split()[0]: line.split()[1:] for line in instructions.table(counts).splitlines()}
+    assert rows["openai-pass+cache-miss"][-1] == "1.030"  # NAME's, without a unique count
