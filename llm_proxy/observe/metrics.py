@@ -13,7 +13,7 @@ import contextlib
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 from aioprometheus.histogram import Histogram as HistogramValue
@@ -316,8 +316,10 @@ class Metrics:
         self._config_reloads = self._counter(CONFIG_RELOADS)
         self._fallbacks = self._counter(FALLBACKS)
         self._rule_matches = self._counter(ROUTING_RULES)
-        self._cache_requests = self._counter(CACHE_REQUESTS)
-        self._cache_errors = self._counter(CACHE_ERRORS)
+        self._cache_requests = Counter(
+            CACHE_REQUESTS.name, CACHE_REQUESTS.help, registry=self.registry
+        )
+        self._cache_errors = Counter(CACHE_ERRORS.name, CACHE_ERRORS.help, registry=self.registry)
         self._cache_entries = Gauge(CACHE_ENTRIES.name, CACHE_ENTRIES.help, registry=self.registry)
         self._cache_bytes = Gauge(CACHE_BYTES.name, CACHE_BYTES.help, registry=self.registry)
         self._cache_evictions = Counter(
@@ -349,8 +351,9 @@ class Metrics:
         self.active_requests: Callable[[], int] = lambda: 0
         self.backend_up: bool | None = None  # None: no shared backend configured
         self.provider_health: Callable[[], dict[str, bool]] = dict
-        # The response cache's memory backend: (entries, bytes, evictions); None: off.
-        self.cache_sizes: Callable[[], tuple[int, int, int]] | None = None
+        # The response cache: its memory backend's entries, bytes and evictions, and its
+        # counters (hits, misses, bypasses, errors); None: no cache in this process.
+        self.cache_sizes: Callable[[], tuple[int, int, int, Any]] | None = None
 
     def _counter(self, spec: Spec) -> _Counters:
         counters = _Counters(Counter(spec.name, spec.help, registry=self.registry), spec.labels)
@@ -415,12 +418,6 @@ class Metrics:
     def backend_error(self) -> None:
         self._backend_errors.add(())
 
-    def cache_request(self, result: str) -> None:
-        self._cache_requests.add((result,))
-
-    def cache_error(self) -> None:
-        self._cache_errors.add(())
-
     def config_reload(self, result: str) -> None:
         self._config_reloads.add((result,))
 
@@ -474,9 +471,13 @@ class Metrics:
         if self.backend_up is not None:
             self._backend_up.set({}, 1 if self.backend_up else 0)
         if self.cache_sizes is not None:
-            entries, size, evictions = self.cache_sizes()
+            entries, size, evictions, counts = self.cache_sizes()
             self._cache_entries.set({}, entries)
             self._cache_bytes.set({}, size)
             self._cache_evictions.set({}, evictions)
+            for result, n in (("hit", counts.hits), ("miss", counts.misses)):
+                self._cache_requests.set({"result": result}, n)
+            self._cache_requests.set({"result": "bypass"}, counts.bypasses)
+            self._cache_errors.set({}, counts.errors)
         body, headers = render(self.registry, [])
         return body, dict(headers)

@@ -68,7 +68,7 @@ BYPASS: Final = "bypass"
 PROVIDER: Final = "cache"  # the provider of a hit, in metrics and the request log
 # Not part of the key: the model (the route's name is), the form of the answer (converted),
 # and what the proxy takes out itself.
-_UNKEYED: Final = ("model", "stream", "stream_options")
+_UNKEYED: Final = frozenset({"model", "stream", "stream_options"})
 _REDIS_PREFIX: Final = "llm-proxy:cache:"
 _REDIS_RETRY_SECS: Final = 5.0
 _ENTRY_OVERHEAD: Final = 256  # bytes an entry costs beyond its body (memory accounting)
@@ -272,26 +272,42 @@ class Policy:
         self.per_endpoint = {"/" + name: o for name, o in settings.per_endpoint}
         self.per_model = tuple((NameMatcher((p,)), o) for p, o in settings.per_model)
         self._ttls: dict[tuple[str, str], int | None] = {}
-        self._slots: dict[tuple[str, str, str | None, str, bytes], Slot] = {}
+        self._slots: dict[tuple[str, str, str | None, str | None, bytes], Slot | None] = {}
 
-    def slot(self, endpoint: str, model: str, rule: str | None, key: KeyEntry | None) -> Slot:
-        """What an entry's name shares with every entry of the same endpoint, model, rule and
-        namespace (worked out once: a request only hashes its body on top)."""
-        if self.settings.namespace == "global":
-            namespace, owner = "global", b""
-        elif key is None:  # (authentication off: one namespace)
-            namespace, owner = ANONYMOUS, b""
+    def slot(
+        self, endpoint: str, model: str, rule: str | None, key: KeyEntry | None
+    ) -> Slot | None:
+        """What every entry of one endpoint, model, rule and namespace shares (worked out
+        once: a request only hashes its body on top); None when they are not kept."""
+        if key is None or self.settings.namespace == "global":
+            memo: tuple[str, str, str | None, str | None, bytes] = (
+                endpoint,
+                model,
+                rule,
+                None,
+                b"",
+            )
         else:
-            # A key's entries are its own: a key made later under the same name, or the same
-            # name's rotated secret, starts with none (its digest is hashed in).
-            namespace, owner = key.name, key.digest
-        memo = (endpoint, model, rule, namespace, owner)
-        found = self._slots.get(memo)
-        if found is None:
-            if len(self._slots) >= 10_000:  # (keys times models: bounded by the config)
-                self._slots.clear()
-            found = self._slots[memo] = Slot(endpoint, model, rule, namespace, owner)
-        return found
+            memo = (endpoint, model, rule, key.name, key.digest)
+        found = self._slots.get(memo, False)
+        if found is not False:
+            return found  # type: ignore[return-value]
+        ttl = self.ttl_for(endpoint, model)
+        slot = None
+        if ttl is not None:
+            if self.settings.namespace == "global":
+                namespace, owner = "global", b""
+            elif key is None:  # (authentication off: one namespace)
+                namespace, owner = ANONYMOUS, b""
+            else:
+                # A key's entries are its own: a key made later under the same name, or the
+                # same name's rotated secret, starts with none (its digest is hashed in).
+                namespace, owner = key.name, key.digest
+            slot = Slot(endpoint, model, rule, namespace, owner, ttl)
+        if len(self._slots) >= 10_000:  # (keys times models: bounded by the config)
+            self._slots.clear()
+        self._slots[memo] = slot
+        return slot
 
     def ttl_for(self, endpoint: str, model: str) -> int | None:
         """The seconds an answer of `model` at `endpoint` is kept; None: not kept."""
@@ -342,16 +358,18 @@ class ResponseCache:
         self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: list[RedisStore] = []
+        self._evicted = 0  # by memory stores let go (the metric is a counter: it never drops)
         self._clock: Callable[[], float] = time.time
         if metrics is not None:
             metrics.cache_sizes = self._sizes
 
-    def _sizes(self) -> tuple[int, int, int]:
-        """Entries, bytes and evictions of the memory backend (for /metrics)."""
+    def _sizes(self) -> tuple[int, int, int, Counters]:
+        """Entries, bytes and evictions of the memory backend, and the counters (/metrics
+        reads them when scraped: nothing is counted twice on the request path)."""
         store = self.store
         if isinstance(store, MemoryStore):
-            return len(store), store.bytes, store.evictions
-        return 0, 0, 0
+            return len(store), store.bytes, self._evicted + store.evictions, self.counters
+        return 0, 0, self._evicted, self.counters
 
     def configure(self, settings: CacheSettings, rate_limit_backend: str | None = None) -> None:
         """Serve `settings` from now on (at startup and on every reload): the backend is kept
@@ -389,6 +407,8 @@ class ResponseCache:
     def _retire(self, store: MemoryStore | RedisStore | None) -> None:
         if isinstance(store, RedisStore):
             self._retired.append(store)
+        elif isinstance(store, MemoryStore):
+            self._evicted += store.evictions
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -410,9 +430,10 @@ class ResponseCache:
         policy = self.policy
         endpoint = call.endpoint
         model = call.name
-        ttl = policy.ttl_for(endpoint, model)
-        if ttl is None or call.gemini_action is not None:
+        slot = policy.slot(endpoint, model, rule, state.api_key)
+        if slot is None or call.gemini_action is not None:
             return None
+        ttl = slot.ttl
         headers = request.headers
         control = headers.get(hdrs.CACHE_CONTROL)
         read, write, max_age = True, True, None
@@ -435,7 +456,6 @@ class ResponseCache:
         if not write or not _cacheable(policy.settings, call, force):
             self._bypass(state)
             return None
-        slot = policy.slot(endpoint, model, rule, state.api_key)
         try:
             name = slot.name + _digest(slot, call)
         except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
@@ -487,7 +507,6 @@ class ResponseCache:
     ) -> Miss:
         state.cache = MISS
         self.counters.misses += 1
-        self._count(MISS)
         state.recording = bytearray()
         state.record_limit = self.policy.settings.max_entry_bytes
         return Miss(name, namespace, model, endpoint, ttl, leader)
@@ -495,7 +514,6 @@ class ResponseCache:
     def _bypass(self, state: RequestState) -> None:
         state.cache = BYPASS
         self.counters.bypasses += 1
-        self._count(BYPASS)
 
     def _failed(self, state: RequestState, store: RedisStore, exc: Exception) -> None:
         store.failed(exc, self._clock())
@@ -504,12 +522,6 @@ class ResponseCache:
 
     def _error(self) -> None:
         self.counters.errors += 1
-        if self._metrics is not None:
-            self._metrics.cache_error()
-
-    def _count(self, result: str) -> None:
-        if self._metrics is not None:
-            self._metrics.cache_request(result)
 
     async def _hit(
         self, request: web.Request, state: RequestState, call: Call, entry: Entry, now: float
@@ -524,7 +536,6 @@ class ResponseCache:
         state.cache = HIT
         state.provider = PROVIDER
         self.counters.hits += 1
-        self._count(HIT)
         stream = call.stream
         answer = web.Response(status=200, body=body, content_type=_SSE if stream else _JSON)
         headers = answer.headers
@@ -681,40 +692,39 @@ class ResponseCache:
 
 
 class Slot:
-    """An entry name's fixed part (the namespace and model, quoted) and its hash's (the key's
-    secret digest with `namespace: key`, the endpoint, model and rule, the form of the answer
-    when it does not convert), for one (endpoint, model, rule, key)."""
+    """What the entries of one (endpoint, model, rule, namespace) share: their TTL, their
+    name's fixed part (namespace and model, quoted) and what their hash starts with (the key's
+    secret digest with `namespace: key`, the endpoint, model and rule, and the form of the
+    answer where it does not convert)."""
 
-    __slots__ = ("name", "namespace", "streamed", "whole")
+    __slots__ = ("name", "namespace", "streamed", "ttl", "whole")
 
     def __init__(
-        self, endpoint: str, model: str, rule: str | None, namespace: str, owner: bytes
+        self, endpoint: str, model: str, rule: str | None, namespace: str, owner: bytes, ttl: int
     ) -> None:
         self.namespace = namespace
-        self.name = f"{quote(self.namespace, safe='')}:{quote(model, safe='')}:"
-        parts = (owner, endpoint.encode(), model.encode(), (rule or "").encode())
-        base = hashlib.sha256(b"\0".join(parts) + b"\0")
+        self.ttl = ttl
+        self.name = f"{quote(namespace, safe='')}:{quote(model, safe='')}:"
+        base = b"\0".join((owner, endpoint.encode(), model.encode(), (rule or "").encode(), b""))
         if endpoint in replay.CONVERTIBLE:
             self.streamed = self.whole = base
         else:
-            self.streamed, self.whole = base.copy(), base.copy()
-            self.streamed.update(b"stream\0")
-            self.whole.update(b"whole\0")
+            self.streamed, self.whole = base + b"stream\0", base + b"whole\0"
 
 
 def _digest(slot: Slot, call: Call) -> str:
-    """The SHA-256 naming a request's answer (see the module docstring), in hex."""
-    canon = call.data.copy()
-    for name in _UNKEYED:
-        canon.pop(name, None)
-    for k, v in canon.items():
-        if type(v) is float and v.is_integer():
-            canon[k] = int(v)
-    hasher = (slot.streamed if call.stream else slot.whole).copy()
+    """The hash naming a request's answer (BLAKE2b, 256 bits, in hex; see the module
+    docstring): the slot's prefix, the query string, the canonical body."""
+    canon = {
+        k: int(v) if type(v) is float and v.is_integer() else v
+        for k, v in call.data.items()
+        if k not in _UNKEYED
+    }
+    head = slot.streamed if call.stream else slot.whole
     if call.query:
-        hasher.update(call.query.encode())
-    hasher.update(b"\0" + orjson.dumps(canon, option=orjson.OPT_SORT_KEYS))
-    return hasher.hexdigest()
+        head += call.query.encode() + b"\0"
+    body = orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(head + body, digest_size=32).hexdigest()
 
 
 def _control(value: str) -> tuple[bool, bool, float | None]:
