@@ -131,7 +131,8 @@ class Miss:
     model: str
     endpoint: str
     ttl: int
-    leader: asyncio.Future[Entry | None] | None  # identical requests wait on it
+    leads: bool  # identical requests meanwhile wait for this one's answer (`waiters`)
+    waiters: asyncio.Future[Entry | None] | None = None  # made by the first that waits
 
 
 # What a hit's request says was relayed (without content capture, nothing writes to it).
@@ -355,7 +356,7 @@ class ResponseCache:
         self.counters = Counters()
         self._metrics = metrics
         self._redis_default = rate_limit_backend
-        self._inflight: dict[str, asyncio.Future[Entry | None]] = {}
+        self._inflight: dict[str, Miss] = {}  # the misses upstream, by entry name
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: list[RedisStore] = []
         self._evicted = 0  # by memory stores let go (the metric is a counter: it never drops)
@@ -478,22 +479,30 @@ class ResponseCache:
                 except Exception as exc:  # (any Redis failure: no cache)
                     self._failed(state, store, exc)
                     return None
-            if entry is not None and _fresh(entry, now, max_age) and _serves(entry, call):
-                answer = await self._hit(request, state, call, entry, now)
-                if answer is not None:
-                    return answer
-            waiting = self._inflight.get(name)
-            if waiting is not None:
+            if entry is not None and _fresh(entry, now, max_age):
+                body = _served(entry, call)
+                if body is not None:
+                    if policy.settings.charge_hits:  # over its budget: the key's 429
+                        await _charge(request, state, entry)
+                    return self._hit(request, state, call, entry, body, now)
+            leader = self._inflight.get(name)
+            if leader is not None:  # an identical request is upstream: its answer will do
+                waiting = leader.waiters
+                if waiting is None:
+                    waiting = leader.waiters = asyncio.get_running_loop().create_future()
                 entry = await _wait(waiting, policy.settings.coalesce_wait_secs)
-                if entry is not None and _serves(entry, call):
-                    answer = await self._hit(request, state, call, entry, self._clock())
-                    if answer is not None:
-                        return answer
-                return self._miss(state, name, namespace, model, endpoint, ttl, None)
-        leader: asyncio.Future[Entry | None] | None = None
+                body = _served(entry, call) if entry is not None else None
+                if entry is not None and body is not None:
+                    if policy.settings.charge_hits:
+                        await _charge(request, state, entry)
+                    return self._hit(request, state, call, entry, body, self._clock())
+                return self._miss(state, name, namespace, model, endpoint, ttl, False)
+        miss = self._miss(state, name, namespace, model, endpoint, ttl, read)
         if read and name not in self._inflight:
-            leader = self._inflight[name] = asyncio.get_running_loop().create_future()
-        return self._miss(state, name, namespace, model, endpoint, ttl, leader)
+            self._inflight[name] = miss
+        else:
+            miss.leads = False
+        return miss
 
     def _miss(
         self,
@@ -503,13 +512,13 @@ class ResponseCache:
         model: str,
         endpoint: str,
         ttl: int,
-        leader: asyncio.Future[Entry | None] | None,
+        leads: bool,
     ) -> Miss:
         state.cache = MISS
         self.counters.misses += 1
         state.recording = bytearray()
         state.record_limit = self.policy.settings.max_entry_bytes
-        return Miss(name, namespace, model, endpoint, ttl, leader)
+        return Miss(name, namespace, model, endpoint, ttl, leads)
 
     def _bypass(self, state: RequestState) -> None:
         state.cache = BYPASS
@@ -523,16 +532,16 @@ class ResponseCache:
     def _error(self) -> None:
         self.counters.errors += 1
 
-    async def _hit(
-        self, request: web.Request, state: RequestState, call: Call, entry: Entry, now: float
-    ) -> web.Response | None:
-        """The answer of a hit (None: the entry could not be put in the form asked for)."""
-        body = _served(entry, call)
-        if body is None:
-            return None
-        charge = self.policy.settings.charge_hits
-        if charge:  # a key over its budget gets its 429, as it would upstream
-            await _charge(request, state, entry)
+    def _hit(
+        self,
+        request: web.Request,
+        state: RequestState,
+        call: Call,
+        entry: Entry,
+        body: bytes,
+        now: float,
+    ) -> web.Response:
+        """The answer of a hit: `body`, the entry in the form `call` asks for."""
         state.cache = HIT
         state.provider = PROVIDER
         self.counters.hits += 1
@@ -566,12 +575,11 @@ class ResponseCache:
             log.exception("cache_entry_failed", request_id=state.request_id)
         finally:
             state.recording = None
-            leader = miss.leader
-            if leader is not None:
-                if self._inflight.get(miss.key) is leader:
-                    del self._inflight[miss.key]
-                if not leader.done():
-                    leader.set_result(entry)
+            if miss.leads and self._inflight.get(miss.key) is miss:
+                del self._inflight[miss.key]
+            waiters = miss.waiters
+            if waiters is not None and not waiters.done():
+                waiters.set_result(entry)
         if entry is None:
             return
         self.counters.stored += 1
@@ -836,7 +844,11 @@ def _usage_of(entry: Entry) -> bytes | None:
 
 
 def _served(entry: Entry, call: Call) -> bytes | None:
-    """The entry's body in the form `call` asks for (`_serves` said it can)."""
+    """The entry's body in the form `call` asks for; None when it cannot be put so."""
+    if entry.streamed == call.stream and not call.stream:
+        return entry.body  # (the common case: a whole answer for a whole answer)
+    if not _serves(entry, call):
+        return None
     endpoint = call.endpoint
     if not call.stream:
         if not entry.streamed:
