@@ -7,10 +7,11 @@ unless `charge_hits`). `lookup` answers a hit itself, or says `miss` (the answer
 `RequestState.recording` gets the streamed bytes in `relay`, a whole answer is the handler's
 `web.Response`) or `bypass`; `finished` keeps what completed cleanly.
 
-The key (`cache_key`): a SHA-256 of the endpoint, the model asked, the matching routing rule,
-the query string and the body, canonical (keys sorted, integral numbers at the top level as
-integers, without `model`, `stream`, `stream_options` and the proxy's own fields), in a
-namespace: the key's name (`namespace: key`, the default) or `global`. Chat completions and
+The key (`Slot`, `_digest`): a BLAKE2b hash of the key's secret digest (with `namespace:
+key`), the endpoint, the model that will be asked, the matching routing rule, the query string
+and the body, canonical (`canonical`: keys sorted, integral numbers at the top level as
+integers, without `stream`, `stream_options` and the proxy's own fields), in a namespace: the
+key's name (`namespace: key`, the default) or `global`. Chat completions and
 completions are one entry for a stream and a whole answer (`llm_proxy.protocols.replay`
 converts); the other endpoints keep the two apart.
 
@@ -66,9 +67,9 @@ HIT: Final = "hit"
 MISS: Final = "miss"
 BYPASS: Final = "bypass"
 PROVIDER: Final = "cache"  # the provider of a hit, in metrics and the request log
-# Not part of the key: the model (the route's name is), the form of the answer (converted),
-# and what the proxy takes out itself.
-_UNKEYED: Final = frozenset({"model", "stream", "stream_options"})
+# Not part of the key: the form of the answer (one entry serves both, converted). (The proxy's
+# own fields, `llm_proxy` and `metadata.tags`, were taken out of the body before.)
+_UNKEYED: Final = frozenset({"stream", "stream_options"})
 _REDIS_PREFIX: Final = "llm-proxy:cache:"
 _REDIS_RETRY_SECS: Final = 5.0
 _ENTRY_OVERHEAD: Final = 256  # bytes an entry costs beyond its body (memory accounting)
@@ -723,16 +724,26 @@ class Slot:
 def _digest(slot: Slot, call: Call) -> str:
     """The hash naming a request's answer (BLAKE2b, 256 bits, in hex; see the module
     docstring): the slot's prefix, the query string, the canonical body."""
-    canon = {
-        k: int(v) if type(v) is float and v.is_integer() else v
-        for k, v in call.data.items()
-        if k not in _UNKEYED
-    }
     head = slot.streamed if call.stream else slot.whole
     if call.query:
         head += call.query.encode() + b"\0"
-    body = orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(head + body, digest_size=32).hexdigest()
+    return hashlib.blake2b(head + canonical(call.data), digest_size=32).hexdigest()
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    """`data` as the key hashes it: keys sorted, at any depth; without `stream` and
+    `stream_options` (one entry for both forms of an answer); integral numbers at the top level
+    written as integers (`"temperature": 0.0` and `0` are one request). Most bodies have none
+    of these: their sorted dump is the answer, with no copy made."""
+    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    if b'"stream' not in body and b".0" not in body:
+        return body
+    canon = {
+        k: int(v) if type(v) is float and v.is_integer() else v
+        for k, v in data.items()
+        if k not in _UNKEYED
+    }
+    return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
 
 
 def _control(value: str) -> tuple[bool, bool, float | None]:

@@ -1,0 +1,94 @@
+"""The response cache's key: what makes two requests one entry (key order at any depth, `0`
+and `0.0` at the top level, the answer's form where it converts) and what keeps them apart
+(the endpoint, the model asked, the rule, the namespace and key, the query, any other byte of
+meaning)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from llm_proxy.config.model import CacheSettings
+from llm_proxy.proxy.cache import Policy, _digest, canonical
+from llm_proxy.proxy.call import Call
+from llm_proxy.proxy.keyring import KeyEntry
+
+BODY: dict[str, Any] = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "hi"}],
+    "temperature": 0,
+    "response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": True}},
+}
+
+
+def key_of(
+    data: dict[str, Any],
+    *,
+    endpoint: str = "/chat/completions",
+    model: str = "m",
+    rule: str | None = None,
+    key: KeyEntry | None = None,
+    query: str = "",
+    namespace: str = "key",
+) -> str:
+    policy = Policy(CacheSettings(enabled=True, namespace=namespace))  # type: ignore[arg-type]
+    slot = policy.slot(endpoint, model, rule, key)
+    assert slot is not None
+    call = Call(endpoint, b"", data, "m", model, bool(data.get("stream")), query=query)
+    return slot.name + _digest(slot, call)
+
+
+def entry(name: str, secret: bytes) -> KeyEntry:
+    return KeyEntry(name, secret, True, None, None, None, None)
+
+
+def test_one_request_however_written() -> None:
+    base = key_of(BODY)
+    reordered = orjson.loads(
+        b'{"response_format":{"json_schema":{"strict":true,"name":"a"},"type":"json_schema"},'
+        b'"temperature":0.0,"messages":[{"content":"hi","role":"user"}],"model":"m"}'
+    )
+    assert key_of(reordered) == base
+    # A stream and a whole answer share the entry where they convert, not elsewhere.
+    streamed = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+    assert key_of(streamed) == key_of({**BODY, "stream": False}) == base
+    messages = {**BODY, "max_tokens": 5}
+    assert key_of({**messages, "stream": True}, endpoint="/messages") != key_of(
+        messages, endpoint="/messages"
+    )
+    assert canonical({"b": 1.0, "a": [2.0]}) == b'{"a":[2.0],"b":1}'  # (the top level only)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"temperature": 0.1},
+        {"messages": [{"role": "user", "content": "hi "}]},
+        {"model": "alias"},
+        {"seed": 1},
+        {"user": "someone"},
+    ],
+)
+def test_any_other_change_is_another_entry(change: dict[str, Any]) -> None:
+    assert key_of({**BODY, **change}) != key_of(BODY)
+
+
+def test_what_the_key_is_made_of_besides_the_body() -> None:
+    base = key_of(BODY)
+    assert key_of(BODY, endpoint="/completions") != base
+    assert key_of(BODY, model="other") != base
+    assert key_of(BODY, rule="eu") != base
+    assert key_of(BODY, query="api-version=2024-10-21") != base
+    alice, alice2, bob = entry("alice", b"1" * 32), entry("alice", b"2" * 32), entry("bob", b"1")
+    mine = key_of(BODY, key=alice)
+    assert mine.startswith("alice:m:") and key_of(BODY).startswith("anonymous:m:")
+    assert key_of(BODY, key=alice2) != mine  # the same name, another secret
+    assert key_of(BODY, key=bob) != mine
+    shared = key_of(BODY, key=alice, namespace="global")
+    assert shared == key_of(BODY, key=bob, namespace="global")
+    assert shared.startswith("global:m:")
+    # Names are quoted: a namespace or model cannot forge another's prefix.
+    odd = key_of(BODY, key=entry("a:b*", b"3"), model="m:x")
+    assert odd.startswith("a%3Ab%2A:m%3Ax:")
