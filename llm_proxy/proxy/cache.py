@@ -127,7 +127,7 @@ class Entry:
 class Miss:
     """A request the cache will keep the answer of (`finished`)."""
 
-    key: str
+    key: str | bytes
     namespace: str
     model: str
     endpoint: str
@@ -144,18 +144,19 @@ class MemoryStore:
     """Entries in this process: least recently used first out, bounded by bytes."""
 
     backend: Final = "memory"
+    exact: Final = True  # entries named by their request's bytes (`_name`)
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.evictions = 0
-        # key -> (entry, namespace, model)
-        self._entries: OrderedDict[str, tuple[Entry, str, str]] = OrderedDict()
+        # name -> (entry, its size, namespace, model)
+        self._entries: OrderedDict[str | bytes, tuple[Entry, int, str, str]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str, now: float) -> Entry | None:
+    def get(self, key: str | bytes, now: float) -> Entry | None:
         found = self._entries.get(key)
         if found is None:
             return None
@@ -166,27 +167,27 @@ class MemoryStore:
         self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: str, entry: Entry, namespace: str, model: str) -> int:
-        """Keep `entry`; returns how many entries made room for it."""
-        if key in self._entries:
-            self._drop(key)
-        self._entries[key] = (entry, namespace, model)
-        self.bytes += entry.size
-        evicted = 0
-        while self.bytes > self.max_bytes and self._entries:
-            self._drop(next(iter(self._entries)))
-            evicted += 1
-        self.evictions += evicted
-        return evicted
+    def put(self, key: str | bytes, entry: Entry, namespace: str, model: str) -> None:
+        """Keep `entry` (its name's bytes count too), making room for it."""
+        entries = self._entries
+        old = entries.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        size = len(entry.body) + len(key) + _ENTRY_OVERHEAD
+        entries[key] = (entry, size, namespace, model)
+        self.bytes += size
+        if self.bytes > self.max_bytes:
+            while self.bytes > self.max_bytes and entries:
+                self._drop(next(iter(entries)))
+                self.evictions += 1
 
-    def _drop(self, key: str) -> None:
-        entry = self._entries.pop(key)[0]
-        self.bytes -= entry.size
+    def _drop(self, key: str | bytes) -> None:
+        self.bytes -= self._entries.pop(key)[1]
 
     def purge(self, namespace: str | None, model: str | None) -> int:
         doomed = [
             key
-            for key, (_, ns, m) in self._entries.items()
+            for key, (_, _, ns, m) in self._entries.items()
             if (namespace is None or ns == namespace) and (model is None or m == model)
         ]
         for key in doomed:
@@ -199,6 +200,7 @@ class RedisStore:
     (namespace and model quoted), values compressed, expiring in Redis."""
 
     backend: Final = "redis"
+    exact: Final = False  # entries named by a hash
 
     def __init__(self, url: str) -> None:
         from redis.asyncio import Redis
@@ -232,11 +234,13 @@ class RedisStore:
     def name(key: str) -> str:
         return _REDIS_PREFIX + key
 
-    async def get(self, key: str) -> Entry | None:
+    async def get(self, key: str | bytes) -> Entry | None:
+        assert isinstance(key, str)  # (`exact` is False: hashed names)
         blob: Any = await self.redis.get(self.name(key))
         return None if blob is None else Entry.load(blob)
 
-    async def put(self, key: str, entry: Entry, ttl: int) -> None:
+    async def put(self, key: str | bytes, entry: Entry, ttl: int) -> None:
+        assert isinstance(key, str)
         await self.redis.set(self.name(key), entry.dump(), ex=max(1, ttl))
 
     async def scan(self, namespace: str | None, model: str | None) -> list[bytes]:
@@ -357,7 +361,7 @@ class ResponseCache:
         self.counters = Counters()
         self._metrics = metrics
         self._redis_default = rate_limit_backend
-        self._inflight: dict[str, Miss] = {}  # the misses upstream, by entry name
+        self._inflight: dict[str | bytes, Miss] = {}  # the misses upstream, by entry name
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: list[RedisStore] = []
         self._evicted = 0  # by memory stores let go (the metric is a counter: it never drops)
@@ -458,14 +462,14 @@ class ResponseCache:
         if not write or not _cacheable(policy.settings, call, force):
             self._bypass(state)
             return None
+        store = self.store
+        assert store is not None
         try:
-            name = slot.name + _digest(slot, call)
+            name = _name(slot, call, store.exact)
         except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
             self._bypass(state)
             return None
         namespace = slot.namespace
-        store = self.store
-        assert store is not None
         if read:
             now = self._clock()
             if isinstance(store, MemoryStore):
@@ -508,7 +512,7 @@ class ResponseCache:
     def _miss(
         self,
         state: RequestState,
-        name: str,
+        name: str | bytes,
         namespace: str,
         model: str,
         endpoint: str,
@@ -574,18 +578,17 @@ class ResponseCache:
             entry = self._entry(state, miss, answer)
         except Exception:  # never the request's problem
             log.exception("cache_entry_failed", request_id=state.request_id)
-        finally:
-            state.recording = None
-            if miss.leads and self._inflight.get(miss.key) is miss:
-                del self._inflight[miss.key]
-            waiters = miss.waiters
-            if waiters is not None and not waiters.done():
-                waiters.set_result(entry)
+        state.recording = None
+        if miss.leads and self._inflight.get(miss.key) is miss:
+            del self._inflight[miss.key]
+        waiters = miss.waiters
+        if waiters is not None and not waiters.done():
+            waiters.set_result(entry)
         if entry is None:
             return
         self.counters.stored += 1
         store = self.store
-        if isinstance(store, MemoryStore):
+        if type(store) is MemoryStore:
             store.put(miss.key, entry, miss.namespace, miss.model)
         elif isinstance(store, RedisStore):
             task = asyncio.get_running_loop().create_task(self._put(store, miss, entry))
@@ -604,39 +607,40 @@ class ResponseCache:
             self._error()
 
     def _entry(self, state: RequestState, miss: Miss, answer: object) -> Entry | None:
+        """What to keep of a miss's answer: a clean 200 of the model asked for, whole or
+        streamed to its end, JSON or SSE, within `max_entry_bytes`; else None."""
         relayed = state.relayed
         if (
             relayed is None
             or relayed.status != 200
             or not relayed.complete
-            or state.final_status not in (None, 200)
             or state.fallback_from is not None
+            or not isinstance(answer, web.StreamResponse)
         ):
             return None
-        if not isinstance(answer, web.StreamResponse):
-            return None
-        limit = state.record_limit
         # (The header, not `content_type`: aiohttp parses that property anew on each read.)
         content_type = answer.headers.get(hdrs.CONTENT_TYPE, "")
-        if isinstance(answer, web.Response) and isinstance(answer.body, bytes):
-            if answer.status != 200:
-                return None
+        if type(answer) is web.Response:
             body = answer.body
+            if answer.status != 200 or type(body) is not bytes:
+                return None
         else:
             recorded = state.recording
-            if recorded is None:
+            if recorded is None or state.final_status not in (None, 200):
                 return None
             body = bytes(recorded)
-        if len(body) > limit or not body:
+        if not body or len(body) > state.record_limit:
             return None
         usage_json = None
-        streamed = content_type.startswith(_SSE)
-        if streamed:
+        if content_type.startswith(_JSON):
+            streamed = False
+        elif content_type.startswith(_SSE):
             kept = _kept_stream(miss.endpoint, body)
             if kept is None:
                 return None
             body, usage_json = kept
-        elif not content_type.startswith(_JSON):
+            streamed = True
+        else:
             return None
         now = self._clock()
         return Entry(
@@ -714,20 +718,32 @@ class Slot:
         self.namespace = namespace
         self.ttl = ttl
         self.name = f"{quote(namespace, safe='')}:{quote(model, safe='')}:"
-        base = b"\0".join((owner, endpoint.encode(), model.encode(), (rule or "").encode(), b""))
+        parts = (
+            namespace.encode(),
+            owner,
+            endpoint.encode(),
+            model.encode(),
+            (rule or "").encode(),
+        )
+        base = b"\0".join(parts) + b"\0"
         if endpoint in replay.CONVERTIBLE:
             self.streamed = self.whole = base
         else:
             self.streamed, self.whole = base + b"stream\0", base + b"whole\0"
 
 
-def _digest(slot: Slot, call: Call) -> str:
-    """The hash naming a request's answer (BLAKE2b, 256 bits, in hex; see the module
-    docstring): the slot's prefix, the query string, the canonical body."""
+def _name(slot: Slot, call: Call, exact: bool) -> str | bytes:
+    """The entry's name. `exact` (the memory backend): the slot's prefix, the query string
+    and the canonical body themselves (a dict compares them byte for byte: no hash to
+    compute, none to collide). Redis: the namespace and model, then a BLAKE2b hash (256 bits,
+    in hex) of those bytes."""
     head = slot.streamed if call.stream else slot.whole
     if call.query:
         head += call.query.encode() + b"\0"
-    return hashlib.blake2b(head + canonical(call.data), digest_size=32).hexdigest()
+    raw = head + canonical(call.data)
+    if exact:
+        return raw
+    return slot.name + hashlib.blake2b(raw, digest_size=32).hexdigest()
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -735,15 +751,13 @@ def canonical(data: dict[str, Any]) -> bytes:
     `stream_options` (one entry for both forms of an answer); integral numbers at the top level
     written as integers (`"temperature": 0.0` and `0` are one request). Most bodies have none
     of these: their sorted dump is the answer, with no copy made."""
-    body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    if b'"stream' not in body and b".0" not in body:
-        return body
-    canon = {
-        k: int(v) if type(v) is float and v.is_integer() else v
-        for k, v in data.items()
-        if k not in _UNKEYED
-    }
-    return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
+    if "stream" in data or "stream_options" in data or float in map(type, data.values()):
+        data = {
+            k: int(v) if type(v) is float and v.is_integer() else v
+            for k, v in data.items()
+            if k not in _UNKEYED
+        }
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
 def _control(value: str) -> tuple[bool, bool, float | None]:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from llm_proxy.config.model import CacheSettings
-from llm_proxy.proxy.cache import Policy, _digest, canonical
+from llm_proxy.proxy.cache import Policy, _name, canonical
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.keyring import KeyEntry
 
@@ -32,12 +32,13 @@ def key_of(
     key: KeyEntry | None = None,
     query: str = "",
     namespace: str = "key",
-) -> str:
+    exact: bool = False,
+) -> str | bytes:
     policy = Policy(CacheSettings(enabled=True, namespace=namespace))  # type: ignore[arg-type]
     slot = policy.slot(endpoint, model, rule, key)
     assert slot is not None
     call = Call(endpoint, b"", data, "m", model, bool(data.get("stream")), query=query)
-    return slot.name + _digest(slot, call)
+    return _name(slot, call, exact)
 
 
 def entry(name: str, secret: bytes) -> KeyEntry:
@@ -51,6 +52,7 @@ def test_one_request_however_written() -> None:
         b'"temperature":0.0,"messages":[{"content":"hi","role":"user"}],"model":"m"}'
     )
     assert key_of(reordered) == base
+    assert key_of(reordered, exact=True) == key_of(BODY, exact=True)
     # A stream and a whole answer share the entry where they convert, not elsewhere.
     streamed = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
     assert key_of(streamed) == key_of({**BODY, "stream": False}) == base
@@ -73,6 +75,8 @@ def test_one_request_however_written() -> None:
 )
 def test_any_other_change_is_another_entry(change: dict[str, Any]) -> None:
     assert key_of({**BODY, **change}) != key_of(BODY)
+    # (The memory backend names an entry by the bytes the hash is made of.)
+    assert key_of({**BODY, **change}, exact=True) != key_of(BODY, exact=True)
 
 
 def test_what_the_key_is_made_of_besides_the_body() -> None:
@@ -83,12 +87,14 @@ def test_what_the_key_is_made_of_besides_the_body() -> None:
     assert key_of(BODY, query="api-version=2024-10-21") != base
     alice, alice2, bob = entry("alice", b"1" * 32), entry("alice", b"2" * 32), entry("bob", b"1")
     mine = key_of(BODY, key=alice)
-    assert mine.startswith("alice:m:") and key_of(BODY).startswith("anonymous:m:")
+    assert isinstance(mine, str)
+    assert mine.startswith("alice:m:") and str(key_of(BODY)).startswith("anonymous:m:")
+    assert key_of(BODY, key=alice2, exact=True) != key_of(BODY, key=alice, exact=True)
     assert key_of(BODY, key=alice2) != mine  # the same name, another secret
     assert key_of(BODY, key=bob) != mine
     shared = key_of(BODY, key=alice, namespace="global")
     assert shared == key_of(BODY, key=bob, namespace="global")
-    assert shared.startswith("global:m:")
+    assert str(shared).startswith("global:m:")
     # Names are quoted: a namespace or model cannot forge another's prefix.
     odd = key_of(BODY, key=entry("a:b*", b"3"), model="m:x")
-    assert odd.startswith("a%3Ab%2A:m%3Ax:")
+    assert str(odd).startswith("a%3Ab%2A:m%3Ax:")
