@@ -37,7 +37,7 @@ import math
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -428,36 +428,26 @@ class ResponseCache:
 
     # --- the request path ---
 
-    async def lookup(
+    def lookup(
         self, request: web.Request, state: RequestState, rule: str | None, call: Call
-    ) -> web.Response | Miss | None:
+    ) -> web.Response | Miss | Coroutine[Any, Any, web.Response | Miss | None] | None:
         """A hit's answer, a `Miss` to keep the answer of, or None (`state.cache` says
-        bypass, or stays None for what the cache never looks at)."""
+        bypass, or stays None for what the cache never looks at); or, where the answer needs
+        a wait (Redis, an identical request upstream, `charge_hits`' budget), the coroutine
+        that has it. (Not a coroutine itself: a hit or miss in memory costs no frame.)"""
         policy = self.policy
-        endpoint = call.endpoint
-        model = call.name
-        slot = policy.slot(endpoint, model, rule, state.api_key)
+        slot = policy.slot(call.endpoint, call.name, rule, state.api_key)
         if slot is None or call.gemini_action is not None:
             return None
         ttl = slot.ttl
         headers = request.headers
-        control = headers.get(hdrs.CACHE_CONTROL)
         read, write, max_age = True, True, None
-        if control is not None:
-            read, write, max_age = _control(control)
         force = False
-        asked = headers.get(CACHE_HEADER)
-        if asked is not None:
-            if asked.strip().lower() != "force":
-                raise errors.ProxyError(
-                    400,
-                    f"`{CACHE_HEADER}` may only be `force` (cache this answer even though the "
-                    f"request is not deterministic), got {asked[:40]!r}.",
-                    code="invalid_cache_control",
-                )
-            force = True
-        wanted_ttl = headers.get(TTL_HEADER)
-        if wanted_ttl is not None:
+        if (control := headers.get(hdrs.CACHE_CONTROL)) is not None:
+            read, write, max_age = _control(control)
+        if (asked := headers.get(CACHE_HEADER)) is not None:
+            force = _forced(asked)
+        if (wanted_ttl := headers.get(TTL_HEADER)) is not None:
             ttl = _ttl(wanted_ttl, policy.settings.max_request_ttl_secs)
         if not write or not _cacheable(policy.settings, call, force):
             self._bypass(state)
@@ -469,45 +459,109 @@ class ResponseCache:
         except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
             self._bypass(state)
             return None
-        namespace = slot.namespace
+        if type(store) is not MemoryStore:
+            return self._remote(request, state, call, slot, name, ttl, read, max_age)
         if read:
             now = self._clock()
-            if isinstance(store, MemoryStore):
-                entry = store.get(name, now)
-            else:
-                if not store.available(now):
-                    self._bypass(state)
-                    return None
-                try:
-                    entry = await store.get(name)
-                    store.ok()
-                except Exception as exc:  # (any Redis failure: no cache)
-                    self._failed(state, store, exc)
-                    return None
+            entry = store.get(name, now)
             if entry is not None and _fresh(entry, now, max_age):
-                body = _served(entry, call)
-                if body is not None:
-                    if policy.settings.charge_hits:  # over its budget: the key's 429
-                        await _charge(request, state, entry)
-                    return self._hit(request, state, call, entry, body, now)
+                answer = self._served(request, state, call, entry, now)
+                if answer is not None:
+                    return answer
             leader = self._inflight.get(name)
             if leader is not None:  # an identical request is upstream: its answer will do
-                waiting = leader.waiters
-                if waiting is None:
-                    waiting = leader.waiters = asyncio.get_running_loop().create_future()
-                entry = await _wait(waiting, policy.settings.coalesce_wait_secs)
-                body = _served(entry, call) if entry is not None else None
-                if entry is not None and body is not None:
-                    if policy.settings.charge_hits:
-                        await _charge(request, state, entry)
-                    return self._hit(request, state, call, entry, body, self._clock())
-                return self._miss(state, name, namespace, model, endpoint, ttl, False)
-        miss = self._miss(state, name, namespace, model, endpoint, ttl, read)
+                return self._follow(request, state, call, slot, name, ttl, leader)
+        return self._lead(state, call, slot, name, ttl, read)
+
+    def _served(
+        self, request: web.Request, state: RequestState, call: Call, entry: Entry, now: float
+    ) -> web.Response | Coroutine[Any, Any, web.Response] | None:
+        """A hit on `entry` (None: it cannot be put in the form `call` asks for)."""
+        body = _served(entry, call)
+        if body is None:
+            return None
+        if self.policy.settings.charge_hits:  # over its budget: the key's 429
+            return self._charged_hit(request, state, call, entry, body, now)
+        return self._hit(request, state, call, entry, body, now)
+
+    async def _charged_hit(
+        self,
+        request: web.Request,
+        state: RequestState,
+        call: Call,
+        entry: Entry,
+        body: bytes,
+        now: float,
+    ) -> web.Response:
+        await _charge(request, state, entry)
+        return self._hit(request, state, call, entry, body, now)
+
+    def _lead(
+        self, state: RequestState, call: Call, slot: Slot, name: str | bytes, ttl: int, read: bool
+    ) -> Miss:
+        """A miss: upstream it goes, and identical requests meanwhile wait for its answer."""
+        miss = self._miss(state, name, slot.namespace, call.name, call.endpoint, ttl, read)
         if read and name not in self._inflight:
             self._inflight[name] = miss
         else:
             miss.leads = False
         return miss
+
+    async def _follow(
+        self,
+        request: web.Request,
+        state: RequestState,
+        call: Call,
+        slot: Slot,
+        name: str | bytes,
+        ttl: int,
+        leader: Miss,
+    ) -> web.Response | Miss | None:
+        """Wait for the answer of the identical request upstream (within
+        `coalesce_wait_secs`), else go upstream too."""
+        waiting = leader.waiters
+        if waiting is None:
+            waiting = leader.waiters = asyncio.get_running_loop().create_future()
+        entry = await _wait(waiting, self.policy.settings.coalesce_wait_secs)
+        if entry is not None:
+            answer = self._served(request, state, call, entry, self._clock())
+            if answer is not None:
+                return answer if isinstance(answer, web.Response) else await answer
+        return self._miss(state, name, slot.namespace, call.name, call.endpoint, ttl, False)
+
+    async def _remote(
+        self,
+        request: web.Request,
+        state: RequestState,
+        call: Call,
+        slot: Slot,
+        name: str | bytes,
+        ttl: int,
+        read: bool,
+        max_age: float | None,
+    ) -> web.Response | Miss | None:
+        """`lookup` on Redis: any failure, or Redis inside its pause after one, is a bypass."""
+        store = self.store
+        assert isinstance(store, RedisStore)
+        if read:
+            now = self._clock()
+            if not store.available(now):
+                self._bypass(state)
+                return None
+            try:
+                entry = await store.get(name)
+                store.ok()
+            except Exception as exc:  # (any Redis failure: no cache)
+                self._failed(state, store, exc)
+                return None
+            if entry is not None and _fresh(entry, now, max_age):
+                answer = self._served(request, state, call, entry, now)
+                if answer is not None:
+                    return answer if isinstance(answer, web.Response) else await answer
+            leader = self._inflight.get(name)
+            if leader is not None:
+                return await self._follow(request, state, call, slot, name, ttl, leader)
+        return self._lead(state, call, slot, name, ttl, read)
 
     def _miss(
         self,
@@ -521,8 +575,7 @@ class ResponseCache:
     ) -> Miss:
         state.cache = MISS
         self.counters.misses += 1
-        state.recording = bytearray()
-        state.record_limit = self.policy.settings.max_entry_bytes
+        state.record_limit = self.policy.settings.max_entry_bytes  # (`relay` records)
         return Miss(name, namespace, model, endpoint, ttl, leads)
 
     def _bypass(self, state: RequestState) -> None:
@@ -786,6 +839,18 @@ def _control(value: str) -> tuple[bool, bool, float | None]:
                     code="invalid_cache_control",
                 )
     return read, write, max_age
+
+
+def _forced(value: str) -> bool:
+    """`x-llm-proxy-cache: force` (anything else there is a 400)."""
+    if value.strip().lower() != "force":
+        raise errors.ProxyError(
+            400,
+            f"`{CACHE_HEADER}` may only be `force` (cache this answer even though the request "
+            f"is not deterministic), got {value[:40]!r}.",
+            code="invalid_cache_control",
+        )
+    return True
 
 
 def _ttl(value: str, most: int) -> int:

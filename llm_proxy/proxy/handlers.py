@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from llm_proxy import errors
 from llm_proxy.keys import CACHE, CAPTURE, LIFECYCLE, METRICS, STATE
 from llm_proxy.proxy.accounting import capture, reserve, settle
+from llm_proxy.proxy.cache import Miss
 from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.extensions import (
     EXTENSION,
@@ -30,6 +31,7 @@ from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
 from llm_proxy.proxy.uploads import Upload, boundary_of, spool
 
 JSON: Final = "application/json"
+_SETTLED: Final = (Miss, web.Response)  # what the cache's lookup answers without a wait
 MESSAGES: Final = "/messages"  # Anthropic's Messages API
 
 
@@ -123,7 +125,9 @@ async def charged(
     cache = app[CACHE]
     miss = None
     if cache.on:  # the response cache (`cache:`): a hit is answered here
-        found = await cache.lookup(request, state, state.rule, call)
+        found = cache.lookup(request, state, state.rule, call)
+        if found is not None and not isinstance(found, _SETTLED):
+            found = await found  # (Redis, a wait for an identical request, a budget)
         if isinstance(found, web.Response):
             if app[CAPTURE]:
                 capture(state, data, app[CAPTURE])

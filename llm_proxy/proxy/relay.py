@@ -160,7 +160,9 @@ async def relay(leg: Leg, first: bytes) -> bool:
     pending_ttft = is_sse
     handed_off = False
     chunk = first
-    recording = state.recording  # a cache miss: what the client gets, kept (bounded)
+    recording = None
+    if state.record_limit:  # a cache miss: what the client gets, kept (bounded)
+        recording = state.recording = bytearray()
     # A translated stream gets pings while its upstream says nothing (a model thinking).
     pinger = _Pinger(out, stripper) if isinstance(stripper, TranslatedStream) else None
     try:
