@@ -77,6 +77,7 @@ _SCAN_LIMIT: Final = 1_000_000  # keys an admin stats or purge call walks at mos
 _JSON: Final = "application/json"
 _SSE: Final = "text/event-stream"
 _GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses", "/messages"})
+_NUMBERS: Final = (int, float)
 
 
 @dataclass(slots=True)
@@ -128,9 +129,7 @@ class Miss:
     """A request the cache will keep the answer of (`finished`)."""
 
     key: str | bytes
-    namespace: str
-    model: str
-    endpoint: str
+    slot: Slot  # its namespace, endpoint and model
     ttl: int
     leads: bool  # identical requests meanwhile wait for this one's answer (`waiters`)
     waiters: asyncio.Future[Entry | None] | None = None  # made by the first that waits
@@ -309,7 +308,7 @@ class Policy:
                 # A key's entries are its own: a key made later under the same name, or the
                 # same name's rotated secret, starts with none (its digest is hashed in).
                 namespace, owner = key.name, key.digest
-            slot = Slot(endpoint, model, rule, namespace, owner, ttl)
+            slot = Slot(endpoint, model, rule, namespace, owner, ttl, self.settings)
         if len(self._slots) >= 10_000:  # (keys times models: bounded by the config)
             self._slots.clear()
         self._slots[memo] = slot
@@ -449,7 +448,7 @@ class ResponseCache:
             force = _forced(asked)
         if (wanted_ttl := headers.get(TTL_HEADER)) is not None:
             ttl = _ttl(wanted_ttl, policy.settings.max_request_ttl_secs)
-        if not write or not _cacheable(policy.settings, call, force):
+        if not write or not _cacheable(slot, call.data, force):
             self._bypass(state)
             return None
         store = self.store
@@ -471,7 +470,8 @@ class ResponseCache:
             leader = self._inflight.get(name)
             if leader is not None:  # an identical request is upstream: its answer will do
                 return self._follow(request, state, call, slot, name, ttl, leader)
-        return self._lead(state, call, slot, name, ttl, read)
+            return self._lead(state, slot, name, ttl)
+        return self._miss(state, name, slot, ttl)  # (no-cache: not read, so nobody waits)
 
     def _served(
         self, request: web.Request, state: RequestState, call: Call, entry: Entry, now: float
@@ -496,15 +496,12 @@ class ResponseCache:
         await _charge(request, state, entry)
         return self._hit(request, state, call, entry, body, now)
 
-    def _lead(
-        self, state: RequestState, call: Call, slot: Slot, name: str | bytes, ttl: int, read: bool
-    ) -> Miss:
+    def _lead(self, state: RequestState, slot: Slot, name: str | bytes, ttl: int) -> Miss:
         """A miss: upstream it goes, and identical requests meanwhile wait for its answer."""
-        miss = self._miss(state, name, slot.namespace, call.name, call.endpoint, ttl, read)
-        if read and name not in self._inflight:
-            self._inflight[name] = miss
-        else:
-            miss.leads = False
+        state.cache = MISS
+        self.counters.misses += 1
+        state.record_limit = slot.max_entry_bytes  # (`relay` records)
+        miss = self._inflight[name] = Miss(name, slot, ttl, True)
         return miss
 
     async def _follow(
@@ -527,7 +524,7 @@ class ResponseCache:
             answer = self._served(request, state, call, entry, self._clock())
             if answer is not None:
                 return answer if isinstance(answer, web.Response) else await answer
-        return self._miss(state, name, slot.namespace, call.name, call.endpoint, ttl, False)
+        return self._miss(state, name, slot, ttl)
 
     async def _remote(
         self,
@@ -561,22 +558,17 @@ class ResponseCache:
             leader = self._inflight.get(name)
             if leader is not None:
                 return await self._follow(request, state, call, slot, name, ttl, leader)
-        return self._lead(state, call, slot, name, ttl, read)
+        if read and name not in self._inflight:
+            return self._lead(state, slot, name, ttl)
+        return self._miss(state, name, slot, ttl)
 
-    def _miss(
-        self,
-        state: RequestState,
-        name: str | bytes,
-        namespace: str,
-        model: str,
-        endpoint: str,
-        ttl: int,
-        leads: bool,
-    ) -> Miss:
+    def _miss(self, state: RequestState, name: str | bytes, slot: Slot, ttl: int) -> Miss:
+        """A miss that goes upstream on its own (another is upstream already, or the request
+        said `no-cache`)."""
         state.cache = MISS
         self.counters.misses += 1
-        state.record_limit = self.policy.settings.max_entry_bytes  # (`relay` records)
-        return Miss(name, namespace, model, endpoint, ttl, leads)
+        state.record_limit = slot.max_entry_bytes  # (`relay` records)
+        return Miss(name, slot, ttl, False)
 
     def _bypass(self, state: RequestState) -> None:
         state.cache = BYPASS
@@ -642,7 +634,7 @@ class ResponseCache:
         self.counters.stored += 1
         store = self.store
         if type(store) is MemoryStore:
-            store.put(miss.key, entry, miss.namespace, miss.model)
+            store.put(miss.key, entry, miss.slot.namespace, miss.slot.model)
         elif isinstance(store, RedisStore):
             task = asyncio.get_running_loop().create_task(self._put(store, miss, entry))
             self._tasks.add(task)
@@ -688,7 +680,7 @@ class ResponseCache:
         if content_type.startswith(_JSON):
             streamed = False
         elif content_type.startswith(_SSE):
-            kept = _kept_stream(miss.endpoint, body)
+            kept = _kept_stream(miss.slot.endpoint, body)
             if kept is None:
                 return None
             body, usage_json = kept
@@ -703,7 +695,7 @@ class ResponseCache:
             streamed,
             _SSE if streamed else _JSON,
             state.provider,
-            state.model or miss.model,
+            state.model or miss.slot.model,
             state.prompt_tokens,
             state.completion_tokens,
             usage_json,
@@ -763,13 +755,37 @@ class Slot:
     secret digest with `namespace: key`, the endpoint, model and rule, and the form of the
     answer where it does not convert)."""
 
-    __slots__ = ("name", "namespace", "streamed", "ttl", "whole")
+    __slots__ = (
+        "endpoint",
+        "generating",
+        "max_entry_bytes",
+        "max_temperature",
+        "model",
+        "name",
+        "namespace",
+        "one_choice",
+        "responses",
+        "streamed",
+        "ttl",
+        "whole",
+    )
 
     def __init__(
-        self, endpoint: str, model: str, rule: str | None, namespace: str, owner: bytes, ttl: int
+        self,
+        endpoint: str,
+        model: str,
+        rule: str | None,
+        namespace: str,
+        owner: bytes,
+        ttl: int,
+        settings: CacheSettings,
     ) -> None:
-        self.namespace = namespace
-        self.ttl = ttl
+        self.endpoint, self.model, self.namespace, self.ttl = endpoint, model, namespace, ttl
+        self.max_entry_bytes = settings.max_entry_bytes
+        self.max_temperature = settings.max_temperature
+        self.one_choice = not settings.allow_n
+        self.responses = endpoint == "/responses"
+        self.generating = endpoint in _GENERATING
         self.name = f"{quote(namespace, safe='')}:{quote(model, safe='')}:"
         parts = (
             namespace.encode(),
@@ -865,13 +881,12 @@ def _ttl(value: str, most: int) -> int:
     return int(text)
 
 
-def _cacheable(settings: CacheSettings, call: Call, force: bool) -> bool:
+def _cacheable(slot: Slot, data: dict[str, Any], force: bool) -> bool:
     """May the request's answer be kept: (Responses) creating or continuing no stored object,
     and, unless `force`d, not more than one choice (unless `allow_n`) and not sampled above
-    `max_temperature`?"""
-    data = call.data
-    endpoint = call.endpoint
-    if endpoint == "/responses" and (
+    `max_temperature`? (A request that asks for no temperature is kept: the operator turned
+    the cache on for its model, and Anthropic's newer models take none at all.)"""
+    if slot.responses and (
         data.get("store") is not False
         or data.get("previous_response_id") is not None
         or data.get("background") is True
@@ -880,19 +895,17 @@ def _cacheable(settings: CacheSettings, call: Call, force: bool) -> bool:
         return False  # (its id belongs to the key that created it: never served again)
     if force:
         return True
-    if not settings.allow_n:
-        for name in ("n", "best_of"):
-            n = data.get(name)
-            if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-                return False
-    if endpoint in _GENERATING:
-        # A request that asks for no temperature is kept: the operator turned the cache on
-        # for its model (and Anthropic's newer models take none at all).
+    if slot.one_choice:
+        n = data.get("n")
+        if type(n) is int and n > 1:
+            return False
+        n = data.get("best_of")
+        if type(n) is int and n > 1:
+            return False
+    if slot.generating:
         temperature = data.get("temperature")
         if temperature is not None and (
-            not isinstance(temperature, int | float)
-            or isinstance(temperature, bool)
-            or temperature > settings.max_temperature
+            type(temperature) not in _NUMBERS or temperature > slot.max_temperature
         ):
             return False
     return True
