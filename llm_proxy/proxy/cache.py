@@ -453,11 +453,19 @@ class ResponseCache:
             return None
         store = self.store
         assert store is not None
+        data = call.data
         try:
-            name = _name(slot, call, store.exact)
+            if "stream" in data or "stream_options" in data or float in map(type, data.values()):
+                body = _canonical(data)
+            else:  # (most bodies: their sorted dump is their canonical form)
+                body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except (TypeError, orjson.JSONEncodeError):  # (a number orjson cannot write)
             self._bypass(state)
             return None
+        head = slot.streamed if call.stream else slot.whole
+        if call.query:
+            head += call.query.encode() + b"\0"
+        name = _name(slot, head + body, store.exact)
         if type(store) is not MemoryStore:
             return self._remote(request, state, call, slot, name, ttl, read, max_age)
         if read:
@@ -617,18 +625,17 @@ class ResponseCache:
         self, app: web.Application, state: RequestState, miss: Miss, answer: object
     ) -> None:
         """After the answer of a miss went out (or failed, or the client left): keep it when
-        it is one to keep, and wake the identical requests waiting for it."""
-        entry = None
+        it is one to keep (`_entry`), and wake the identical requests waiting for it."""
         try:
             entry = self._entry(state, miss, answer)
         except Exception:  # never the request's problem
             log.exception("cache_entry_failed", request_id=state.request_id)
+            entry = None
         state.recording = None
         if miss.leads and self._inflight.get(miss.key) is miss:
             del self._inflight[miss.key]
-        waiters = miss.waiters
-        if waiters is not None and not waiters.done():
-            waiters.set_result(entry)
+        if miss.waiters is not None and not miss.waiters.done():
+            miss.waiters.set_result(entry)
         if entry is None:
             return
         self.counters.stored += 1
@@ -801,32 +808,33 @@ class Slot:
             self.streamed, self.whole = base + b"stream\0", base + b"whole\0"
 
 
-def _name(slot: Slot, call: Call, exact: bool) -> str | bytes:
-    """The entry's name. `exact` (the memory backend): the slot's prefix, the query string
-    and the canonical body themselves (a dict compares them byte for byte: no hash to
-    compute, none to collide). Redis: the namespace and model, then a BLAKE2b hash (256 bits,
-    in hex) of those bytes."""
-    head = slot.streamed if call.stream else slot.whole
-    if call.query:
-        head += call.query.encode() + b"\0"
-    raw = head + canonical(call.data)
+def _name(slot: Slot, raw: bytes, exact: bool) -> str | bytes:
+    """An entry's name from what it is made of (`raw`: the slot's prefix, the query string
+    and the canonical body). `exact` (the memory backend): those bytes themselves (a dict
+    compares them byte for byte: no hash to compute, none to collide). Redis: the namespace
+    and model, then a BLAKE2b hash (256 bits, in hex) of them."""
     if exact:
         return raw
     return slot.name + hashlib.blake2b(raw, digest_size=32).hexdigest()
 
 
 def canonical(data: dict[str, Any]) -> bytes:
-    """`data` as the key hashes it: keys sorted, at any depth; without `stream` and
+    """`data` as an entry's name has it: keys sorted, at any depth; without `stream` and
     `stream_options` (one entry for both forms of an answer); integral numbers at the top level
-    written as integers (`"temperature": 0.0` and `0` are one request). Most bodies have none
-    of these: their sorted dump is the answer, with no copy made."""
+    written as integers (`"temperature": 0.0` and `0` are one request). (`lookup` has this
+    inline, for the bodies that need none of it.)"""
     if "stream" in data or "stream_options" in data or float in map(type, data.values()):
-        data = {
-            k: int(v) if type(v) is float and v.is_integer() else v
-            for k, v in data.items()
-            if k not in _UNKEYED
-        }
+        return _canonical(data)
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def _canonical(data: dict[str, Any]) -> bytes:
+    canon = {
+        k: int(v) if type(v) is float and v.is_integer() else v
+        for k, v in data.items()
+        if k not in _UNKEYED
+    }
+    return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS)
 
 
 def _control(value: str) -> tuple[bool, bool, float | None]:

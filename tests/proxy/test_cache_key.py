@@ -12,7 +12,6 @@ import pytest
 
 from llm_proxy.config.model import CacheSettings
 from llm_proxy.proxy.cache import Policy, _name, canonical
-from llm_proxy.proxy.call import Call
 from llm_proxy.proxy.keyring import KeyEntry
 
 BODY: dict[str, Any] = {
@@ -37,8 +36,10 @@ def key_of(
     policy = Policy(CacheSettings(enabled=True, namespace=namespace))  # type: ignore[arg-type]
     slot = policy.slot(endpoint, model, rule, key)
     assert slot is not None
-    call = Call(endpoint, b"", data, "m", model, bool(data.get("stream")), query=query)
-    return _name(slot, call, exact)
+    head = slot.streamed if data.get("stream") else slot.whole
+    if query:
+        head += query.encode() + b"\0"
+    return _name(slot, head + canonical(data), exact)
 
 
 def entry(name: str, secret: bytes) -> KeyEntry:
