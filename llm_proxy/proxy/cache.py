@@ -37,7 +37,7 @@ import math
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
@@ -144,6 +144,8 @@ class MemoryStore:
 
     backend: Final = "memory"
     exact: Final = True  # entries named by their request's bytes (`_name`)
+    # (Its entries' times are perf_counter()'s: a request's arrival, `RequestState.started`,
+    # is one, so a request reads no clock for them.)
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -200,6 +202,7 @@ class RedisStore:
 
     backend: Final = "redis"
     exact: Final = False  # entries named by a hash
+    # (Its entries' times are the wall clock's: every instance reads them.)
 
     def __init__(self, url: str) -> None:
         from redis.asyncio import Redis
@@ -364,7 +367,6 @@ class ResponseCache:
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: list[RedisStore] = []
         self._evicted = 0  # by memory stores let go (the metric is a counter: it never drops)
-        self._clock: Callable[[], float] = time.time
         if metrics is not None:
             metrics.cache_sizes = self._sizes
 
@@ -469,7 +471,7 @@ class ResponseCache:
         if type(store) is not MemoryStore:
             return self._remote(request, state, call, slot, name, ttl, read, max_age)
         if read:
-            now = self._clock()
+            now = state.started
             entry = store.get(name, now)
             if entry is not None and _fresh(entry, now, max_age):
                 answer = self._served(request, state, call, entry, now)
@@ -529,7 +531,7 @@ class ResponseCache:
             waiting = leader.waiters = asyncio.get_running_loop().create_future()
         entry = await _wait(waiting, self.policy.settings.coalesce_wait_secs)
         if entry is not None:
-            answer = self._served(request, state, call, entry, self._clock())
+            answer = self._served(request, state, call, entry, _clock(self.store))
             if answer is not None:
                 return answer if isinstance(answer, web.Response) else await answer
         return self._miss(state, name, slot, ttl)
@@ -549,7 +551,7 @@ class ResponseCache:
         store = self.store
         assert isinstance(store, RedisStore)
         if read:
-            now = self._clock()
+            now = time.time()
             if not store.available(now):
                 self._bypass(state)
                 return None
@@ -583,7 +585,7 @@ class ResponseCache:
         self.counters.bypasses += 1
 
     def _failed(self, state: RequestState, store: RedisStore, exc: Exception) -> None:
-        store.failed(exc, self._clock())
+        store.failed(exc, time.time())
         self._error()
         self._bypass(state)
 
@@ -632,10 +634,11 @@ class ResponseCache:
             log.exception("cache_entry_failed", request_id=state.request_id)
             entry = None
         state.recording = None
-        if miss.leads and self._inflight.get(miss.key) is miss:
+        if miss.leads:  # (only one leads at a time for a name)
             del self._inflight[miss.key]
-        if miss.waiters is not None and not miss.waiters.done():
-            miss.waiters.set_result(entry)
+        waiters = miss.waiters
+        if waiters is not None and not waiters.done():
+            waiters.set_result(entry)
         if entry is None:
             return
         self.counters.stored += 1
@@ -655,7 +658,7 @@ class ResponseCache:
             await store.put(miss.key, entry, miss.ttl)
             store.ok()
         except Exception as exc:  # (not kept: the next request goes upstream)
-            store.failed(exc, self._clock())
+            store.failed(exc, time.time())
             self._error()
 
     def _entry(self, state: RequestState, miss: Miss, answer: object) -> Entry | None:
@@ -670,31 +673,30 @@ class ResponseCache:
             or not isinstance(answer, web.StreamResponse)
         ):
             return None
-        # (The header, not `content_type`: aiohttp parses that property anew on each read.)
-        content_type = answer.headers.get(hdrs.CONTENT_TYPE, "")
-        if type(answer) is web.Response:
+        usage_json = None
+        streamed = False
+        if type(answer) is web.Response:  # read whole (`relay_whole`): never an event stream
             body = answer.body
-            if answer.status != 200 or type(body) is not bytes:
-                return None
+            if answer.status != 200 or type(body) is not bytes or body[:1] != b"{":
+                return None  # (every answer the cache keeps whole is a JSON object)
         else:
             recorded = state.recording
             if recorded is None or state.final_status not in (None, 200):
                 return None
             body = bytes(recorded)
+            # (The header, not `content_type`: aiohttp parses that property on each read.)
+            content_type = answer.headers.get(hdrs.CONTENT_TYPE, "")
+            if content_type.startswith(_SSE):
+                kept = _kept_stream(miss.slot.endpoint, body)
+                if kept is None:
+                    return None
+                body, usage_json = kept
+                streamed = True
+            elif not content_type.startswith(_JSON) or body[:1] != b"{":
+                return None
         if not body or len(body) > state.record_limit:
             return None
-        usage_json = None
-        if content_type.startswith(_JSON):
-            streamed = False
-        elif content_type.startswith(_SSE):
-            kept = _kept_stream(miss.slot.endpoint, body)
-            if kept is None:
-                return None
-            body, usage_json = kept
-            streamed = True
-        else:
-            return None
-        now = self._clock()
+        now = state.started if type(self.store) is MemoryStore else time.time()
         return Entry(
             now,
             now + miss.ttl,
@@ -727,7 +729,7 @@ class ResponseCache:
                         pipe.strlen(name)
                     size = sum(await pipe.execute())
             except Exception as exc:  # (the admin hears of it as an error count)
-                store.failed(exc, self._clock())
+                store.failed(exc, time.time())
                 self._error()
         return {
             "enabled": self.on,
@@ -1038,6 +1040,10 @@ async def _charge(request: web.Request, state: RequestState, entry: Entry) -> No
             raise budget_exceeded(key.name, over, list(state.rate_headers or ()))
         budgets.settle(key.name, reserved, usd)
     app[METRICS].cost(state.model_label, PROVIDER, key_name, usd)
+
+
+def _clock(store: MemoryStore | RedisStore | None) -> float:
+    return time.time() if isinstance(store, RedisStore) else time.perf_counter()
 
 
 async def _wait(leader: asyncio.Future[Entry | None], secs: float) -> Entry | None:
