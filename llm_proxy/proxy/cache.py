@@ -36,10 +36,9 @@ import hashlib
 import math
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -80,25 +79,20 @@ _GENERATING: Final = frozenset({"/chat/completions", "/completions", "/responses
 _NUMBERS: Final = (int, float)
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One kept answer, in the client's protocol (a chat stream: `replay.normalize_stream`'s
-    form, its usage beside it)."""
+    form, its usage beside it). (A named tuple: the cheapest record Python makes, once per
+    miss.)"""
 
-    created: float  # time.time() when kept
+    created: float  # when kept: the store's clock (`_clock`)
     expires: float
     body: bytes
-    streamed: bool  # body is an SSE stream
-    content_type: str
+    streamed: bool  # body is an SSE stream (else JSON)
     provider: str  # the provider that answered
     model: str  # the model that answered (x-llm-proxy-model)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     usage_json: bytes | None = None  # an OpenAI stream's usage object
-
-    @property
-    def size(self) -> int:
-        return len(self.body) + _ENTRY_OVERHEAD
 
     def dump(self) -> bytes:
         head = orjson.dumps(
@@ -106,7 +100,6 @@ class Entry:
                 self.created,
                 self.expires,
                 self.streamed,
-                self.content_type,
                 self.provider,
                 self.model,
                 self.prompt_tokens,
@@ -120,8 +113,8 @@ class Entry:
     def load(cls, blob: bytes) -> Entry:
         raw = zlib.decompress(blob)
         head, _, body = raw.partition(b"\n")
-        c, e, s, t, p, m, pt, ct, u = orjson.loads(head)
-        return cls(c, e, body, s, t, p, m, pt, ct, u.encode() if u is not None else None)
+        c, e, s, p, m, pt, ct, u = orjson.loads(head)
+        return cls(c, e, body, s, p, m, pt, ct, u.encode() if u is not None else None)
 
 
 @dataclass(slots=True)
@@ -152,7 +145,8 @@ class MemoryStore:
         self.bytes = 0
         self.evictions = 0
         # name -> (entry, its size, namespace, model)
-        self._entries: OrderedDict[str | bytes, tuple[Entry, int, str, str]] = OrderedDict()
+        # (A dict keeps its insertion order: the first is the least recently used.)
+        self._entries: dict[str | bytes, tuple[Entry, int, str, str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,7 +159,8 @@ class MemoryStore:
         if entry.expires <= now:
             self._drop(key)
             return None
-        self._entries.move_to_end(key)
+        del self._entries[key]  # (to the end: the most recently used)
+        self._entries[key] = found
         return entry
 
     def put(self, key: str | bytes, entry: Entry, namespace: str, model: str) -> None:
@@ -702,7 +697,6 @@ class ResponseCache:
             now + miss.ttl,
             body,
             streamed,
-            _SSE if streamed else _JSON,
             state.provider,
             state.model or miss.slot.model,
             state.prompt_tokens,
