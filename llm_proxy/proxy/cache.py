@@ -452,7 +452,12 @@ class ResponseCache:
         assert store is not None
         data = call.data
         try:
-            if "stream" in data or "stream_options" in data or float in map(type, data.values()):
+            if (
+                "stream" in data
+                or "stream_options" in data
+                or type(data.get("temperature")) is float
+                or type(data.get("top_p")) is float
+            ):
                 body = _canonical(data)
             else:  # (most bodies: their sorted dump is their canonical form)
                 body = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
@@ -817,9 +822,15 @@ def _name(slot: Slot, raw: bytes, exact: bool) -> str | bytes:
 def canonical(data: dict[str, Any]) -> bytes:
     """`data` as an entry's name has it: keys sorted, at any depth; without `stream` and
     `stream_options` (one entry for both forms of an answer); integral numbers at the top level
-    written as integers (`"temperature": 0.0` and `0` are one request). (`lookup` has this
-    inline, for the bodies that need none of it.)"""
-    if "stream" in data or "stream_options" in data or float in map(type, data.values()):
+    written as integers (`"temperature": 0.0` and `0` are one request: they are looked for
+    where clients write them, in `temperature` and `top_p`, and then everywhere at the top
+    level). (`lookup` has this inline.)"""
+    if (
+        "stream" in data
+        or "stream_options" in data
+        or type(data.get("temperature")) is float
+        or type(data.get("top_p")) is float
+    ):
         return _canonical(data)
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 

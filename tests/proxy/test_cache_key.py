@@ -61,7 +61,10 @@ def test_one_request_however_written() -> None:
     assert key_of({**messages, "stream": True}, endpoint="/messages") != key_of(
         messages, endpoint="/messages"
     )
-    assert canonical({"b": 1.0, "a": [2.0]}) == b'{"a":[2.0],"b":1}'  # (the top level only)
+    # (Looked for in temperature and top_p, then at the whole top level; never nested.)
+    assert canonical({"top_p": 1.0, "b": 1.0, "a": [2.0]}) == b'{"a":[2.0],"b":1,"top_p":1}'
+    assert canonical({"b": 1.0}) == b'{"b":1.0}'
+    assert key_of({**BODY, "top_p": 1.0}) == key_of({**BODY, "top_p": 1})
 
 
 @pytest.mark.parametrize(
