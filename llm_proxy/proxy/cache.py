@@ -145,8 +145,10 @@ class MemoryStore:
         self.bytes = 0
         self.evictions = 0
         # name -> (entry, its size, namespace, model)
-        # (A dict keeps its insertion order: the first is the least recently used.)
-        self._entries: dict[str | bytes, tuple[Entry, int, str, str]] = {}
+        # (A dict keeps its insertion order: the first is the least recently used.) An entry is
+        # kept as a plain tuple of plain values: the garbage collector stops tracking such a
+        # tuple, so a cache of a million entries adds nothing to its full collections.
+        self._entries: dict[str | bytes, tuple[tuple[Any, ...], int, str, str]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -155,13 +157,13 @@ class MemoryStore:
         found = self._entries.get(key)
         if found is None:
             return None
-        entry = found[0]
-        if entry.expires <= now:
+        kept = found[0]
+        if kept[1] <= now:  # (expires)
             self._drop(key)
             return None
         del self._entries[key]  # (to the end: the most recently used)
         self._entries[key] = found
-        return entry
+        return Entry._make(kept)
 
     def put(self, key: str | bytes, entry: Entry, namespace: str, model: str) -> None:
         """Keep `entry` (its name's bytes count too), making room for it."""
@@ -170,7 +172,7 @@ class MemoryStore:
         if old is not None:
             self.bytes -= old[1]
         size = len(entry.body) + len(key) + _ENTRY_OVERHEAD
-        entries[key] = (entry, size, namespace, model)
+        entries[key] = (tuple(entry), size, namespace, model)
         self.bytes += size
         if self.bytes > self.max_bytes:
             while self.bytes > self.max_bytes and entries:

@@ -1,17 +1,19 @@
 """The response cache's key: what makes two requests one entry (key order at any depth, `0`
 and `0.0` at the top level, the answer's form where it converts) and what keeps them apart
 (the endpoint, the model asked, the rule, the namespace and key, the query, any other byte of
-meaning)."""
+meaning); and its memory store (an LRU bounded by bytes, expiry, purges, no work for the
+garbage collector)."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
 import pytest
 
 from llm_proxy.config.model import CacheSettings
-from llm_proxy.proxy.cache import Policy, _name, canonical
+from llm_proxy.proxy.cache import Entry, MemoryStore, Policy, _name, canonical
 from llm_proxy.proxy.keyring import KeyEntry
 
 BODY: dict[str, Any] = {
@@ -102,3 +104,27 @@ def test_what_the_key_is_made_of_besides_the_body() -> None:
     # Names are quoted: a namespace or model cannot forge another's prefix.
     odd = key_of(BODY, key=entry("a:b*", b"3"), model="m:x")
     assert str(odd).startswith("a%3Ab%2A:m%3Ax:")
+
+
+def test_the_memory_store_is_an_lru_bounded_by_bytes_and_invisible_to_the_collector() -> None:
+    store = MemoryStore(4000)
+
+    def put(name: bytes, size: int, expires: float = 1e18) -> None:
+        store.put(name, Entry(0.0, expires, b"{" + b" " * size, False, "p", "m"), "ns", "m")
+
+    put(b"a", 1000)
+    put(b"b", 1000)
+    assert store.get(b"a", 1.0) is not None  # a: now the most recently used
+    put(b"c", 1500)  # over 4000 bytes with the overhead: b, the least recently used, goes
+    assert store.get(b"b", 1.0) is None and store.evictions == 1
+    assert store.get(b"a", 1.0) is not None and store.get(b"c", 1.0) is not None
+    put(b"d", 10, expires=5.0)
+    assert store.get(b"d", 4.9) is not None and store.get(b"d", 5.0) is None  # expired
+    store.put(b"e", Entry(0.0, 1e18, b"{}", False, "p", "other"), "other-ns", "other")
+    assert store.purge("other-ns", None) == 1 and store.purge(None, "m") == 2
+    assert len(store) == 0 and store.bytes == 0
+    for i in range(100):
+        put(b"k%d" % i, 1)
+    gc.collect()
+    gc.collect()  # (the inner tuples first, then the outer ones)
+    assert not any(gc.is_tracked(kept) for kept in store._entries.values())
