@@ -165,14 +165,16 @@ class MemoryStore:
         self._entries[key] = found
         return Entry._make(kept)
 
-    def put(self, key: str | bytes, entry: Entry, namespace: str, model: str) -> None:
-        """Keep `entry` (its name's bytes count too), making room for it."""
+    def put(self, key: str | bytes, entry: tuple[Any, ...], namespace: str, model: str) -> None:
+        """Keep `entry` (an `Entry`, or its fields as a plain tuple; its name's bytes count
+        too), making room for it."""
         entries = self._entries
         old = entries.pop(key, None)
         if old is not None:
             self.bytes -= old[1]
-        size = len(entry.body) + len(key) + _ENTRY_OVERHEAD
-        entries[key] = (tuple(entry), size, namespace, model)
+        kept = entry if type(entry) is tuple else tuple(entry)
+        size = len(kept[2]) + len(key) + _ENTRY_OVERHEAD  # (the body's)
+        entries[key] = (kept, size, namespace, model)
         self.bytes += size
         if self.bytes > self.max_bytes:
             while self.bytes > self.max_bytes and entries:
@@ -635,12 +637,11 @@ class ResponseCache:
         except Exception:  # never the request's problem
             log.exception("cache_entry_failed", request_id=state.request_id)
             entry = None
-        state.recording = None
         if miss.leads:  # (only one leads at a time for a name)
             del self._inflight[miss.key]
         waiters = miss.waiters
         if waiters is not None and not waiters.done():
-            waiters.set_result(entry)
+            waiters.set_result(Entry._make(entry) if entry is not None else None)
         if entry is None:
             return
         self.counters.stored += 1
@@ -648,7 +649,9 @@ class ResponseCache:
         if type(store) is MemoryStore:
             store.put(miss.key, entry, miss.slot.namespace, miss.slot.model)
         elif isinstance(store, RedisStore):
-            task = asyncio.get_running_loop().create_task(self._put(store, miss, entry))
+            task = asyncio.get_running_loop().create_task(
+                self._put(store, miss, Entry._make(entry))
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             background = app[BACKGROUND]
@@ -663,7 +666,7 @@ class ResponseCache:
             store.failed(exc, time.time())
             self._error()
 
-    def _entry(self, state: RequestState, miss: Miss, answer: object) -> Entry | None:
+    def _entry(self, state: RequestState, miss: Miss, answer: object) -> tuple[Any, ...] | None:
         """What to keep of a miss's answer: a clean 200 of the model asked for, whole or
         streamed to its end, JSON or SSE, within `max_entry_bytes`; else None."""
         relayed = state.relayed
@@ -678,8 +681,8 @@ class ResponseCache:
         usage_json = None
         streamed = False
         if type(answer) is web.Response:  # read whole (`relay_whole`): never an event stream
-            body = answer.body
-            if answer.status != 200 or type(body) is not bytes or body[:1] != b"{":
+            body = answer.body  # (its status is the upstream's: `relayed.status`, 200)
+            if type(body) is not bytes or not body.startswith(b"{"):
                 return None  # (every answer the cache keeps whole is a JSON object)
         else:
             recorded = state.recording
@@ -699,7 +702,7 @@ class ResponseCache:
         if not body or len(body) > state.record_limit:
             return None
         now = state.started if type(self.store) is MemoryStore else time.time()
-        return Entry(
+        return (  # (an `Entry`'s fields: a plain tuple is what the memory store keeps)
             now,
             now + miss.ttl,
             body,
@@ -766,6 +769,7 @@ class Slot:
     answer where it does not convert)."""
 
     __slots__ = (
+        "completions",
         "endpoint",
         "generating",
         "max_entry_bytes",
@@ -795,6 +799,7 @@ class Slot:
         self.max_temperature = settings.max_temperature
         self.one_choice = not settings.allow_n
         self.responses = endpoint == "/responses"
+        self.completions = endpoint == "/completions"
         self.generating = endpoint in _GENERATING
         self.name = f"{quote(namespace, safe='')}:{quote(model, safe='')}:"
         parts = (
@@ -916,9 +921,10 @@ def _cacheable(slot: Slot, data: dict[str, Any], force: bool) -> bool:
         n = data.get("n")
         if type(n) is int and n > 1:
             return False
-        n = data.get("best_of")
-        if type(n) is int and n > 1:
-            return False
+        if slot.completions:  # (legacy completions' other way to ask for several)
+            n = data.get("best_of")
+            if type(n) is int and n > 1:
+                return False
     if slot.generating:
         temperature = data.get("temperature")
         if temperature is not None and (

@@ -31,7 +31,6 @@ from llm_proxy.proxy.tenancy import NAMES_OBJECTS, check_named
 from llm_proxy.proxy.uploads import Upload, boundary_of, spool
 
 JSON: Final = "application/json"
-_SETTLED: Final = (Miss, web.Response)  # what the cache's lookup answers without a wait
 MESSAGES: Final = "/messages"  # Anthropic's Messages API
 
 
@@ -126,13 +125,16 @@ async def charged(
     miss = None
     if cache.on:  # the response cache (`cache:`): a hit is answered here
         found = cache.lookup(request, state, state.rule, call)
-        if found is not None and not isinstance(found, _SETTLED):
-            found = await found  # (Redis, a wait for an identical request, a budget)
-        if isinstance(found, web.Response):
-            if app[CAPTURE]:
-                capture(state, data, app[CAPTURE])
-            return found
-        miss = found
+        if isinstance(found, Miss):
+            miss = found
+        elif found is not None:
+            if not isinstance(found, web.Response):
+                found = await found  # (Redis, a wait for an identical request, a budget)
+            if isinstance(found, web.Response):
+                if app[CAPTURE]:
+                    capture(state, data, app[CAPTURE])
+                return found
+            miss = found
     answer = None
     try:
         if key is not None and key.reserves:  # tokens per minute or a budget: 429?

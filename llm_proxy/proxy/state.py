@@ -113,5 +113,5 @@ def stamp(response: web.StreamResponse, state: RequestState) -> None:
     headers["x-request-id"] = state.request_id
     if state.rate_headers is not None:
         headers.extend(state.rate_headers)
-    if state.cache is not None:
-        headers[_CACHE_HEADER] = state.cache
+    if state.cache is not None:  # (never an upstream's: `upstream.DROP_RESPONSE`)
+        headers.add(_CACHE_HEADER, state.cache)

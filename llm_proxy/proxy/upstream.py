@@ -71,6 +71,7 @@ DROP_RESPONSE: Final = _HOP_BY_HOP | frozenset(
         "x-llm-proxy-overhead-ms",
         "x-llm-proxy-provider",
         "x-llm-proxy-model",
+        "x-llm-proxy-cache",
     )
 )
 UPSTREAM_REQUEST_ID: Final = "x-upstream-request-id"
