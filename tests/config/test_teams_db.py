@@ -248,7 +248,7 @@ async def test_export_and_import_round_trip_teams(
     exported.write_text(text)
     monkeypatch.setenv(key_variable("alpha"), "sk-alpha-provider-key")
     out = await asyncio.to_thread(run, "import-config", str(exported), "--db-url", other_config_dsn)
-    assert out.startswith("imported 1 providers and 2 master keys")
+    assert out.strip() == "imported 1 providers and 2 master keys, 2 teams"
     again = await asyncio.to_thread(run, "export-config", "--db-url", other_config_dsn)
     assert again.splitlines()[1:] == text.splitlines()[1:]
     other = await asyncpg.connect(other_config_dsn)
