@@ -15,7 +15,7 @@ process counts it (with Redis, every instance's, as of the last exchange with it
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
@@ -27,6 +27,9 @@ from llm_proxy.config.model import Config, Team
 from llm_proxy.config.teams import TEAM_PREFIX
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import DSN, LIMITER, STATE
+
+if TYPE_CHECKING:
+    from llm_proxy.proxy.budgets import BudgetVerdict
 
 _TEAMS_SQL: Final = """
 SELECT t.*, (SELECT count(*) FROM credentials c WHERE c.team = t.name) AS members
@@ -201,7 +204,7 @@ async def usage(request: web.Request) -> web.Response:
     )
 
 
-def _spend(verdict: Any) -> dict[str, Any]:
+def _spend(verdict: BudgetVerdict | None) -> dict[str, Any]:
     """A budget verdict as the usage shows it (all null: no budget is counted, e.g. a team
     written but not yet served)."""
     if verdict is None:
