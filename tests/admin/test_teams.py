@@ -286,6 +286,8 @@ async def test_yaml_mode_answers_from_the_file_and_refuses_writes(
     assert status == 200 and listed["source"] == "file"
     (team,) = listed["data"]
     assert (team["id"], team["name"], team["members"]) == (1, "search", 1)
+    status, one = await call(http, "GET", admin + "/teams/1")
+    assert one == team and "keys" not in one
     assert (team["rate_limit_rps"], team["rate_limit_burst"], team["budget_period"]) == (
         2,
         2,
