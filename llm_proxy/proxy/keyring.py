@@ -54,6 +54,8 @@ class KeyEntry:
     display: str = ""  # the name people gave it (a team's without `team:`)
     own_limits: bool = False
     own_reserves: bool = False
+    # A team's keys, by name: with `shared_objects`, they see each other's stored objects.
+    members: frozenset[str] = frozenset()
 
     def may_use(self, model: str) -> bool:
         if self.allowed is not None and model not in self.allowed:
@@ -85,7 +87,7 @@ class KeyEntry:
         return (*own, team) if team is not None and team.reserves else own
 
 
-def team_entry(team: Team) -> KeyEntry:
+def team_entry(team: Team, members: frozenset[str] = frozenset()) -> KeyEntry:
     """A team as the limiter sees it: an entry named `team:<name>`."""
     limited = bool(
         team.rate_limit
@@ -113,6 +115,7 @@ def team_entry(team: Team) -> KeyEntry:
         display=team.name,
         own_limits=limited,
         own_reserves=reserves,
+        members=members,
     )
 
 
@@ -143,7 +146,10 @@ class KeyRing:
         teams: Sequence[Team] = (),
     ) -> None:
         self._by_digest: dict[bytes, KeyEntry] = {}
-        self.teams = {t.name: team_entry(t) for t in teams}
+        self.teams = {
+            t.name: team_entry(t, frozenset(k.name for k in keys if k.team == t.name))
+            for t in teams
+        }
         for k in keys:
             allowed = NameMatcher(k.allowed_models) if k.allowed_models is not None else None
             team = self.teams.get(k.team) if k.team is not None else None
