@@ -235,6 +235,7 @@ def _cleanup_contexts(
     app.cleanup_ctx.append(_health_checks)
     if database is not None:
         app.cleanup_ctx.append(_listener(database))
+        app.cleanup_ctx.append(_key_usage(database))
 
 
 def _routes() -> list[web.AbstractRouteDef]:
@@ -389,6 +390,27 @@ def _listener(database: DatabaseMode) -> Any:
             yield
         finally:
             await listener.stop()
+
+    return ctx
+
+
+def _key_usage(database: DatabaseMode) -> Any:
+    """Database mode: each key's last use written to `key_last_used` about once a minute,
+    and at shutdown."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        from llm_proxy.config.key_usage import KeyUsageWriter  # asyncpg: database mode only
+
+        store = app[STORE]
+        writer = KeyUsageWriter(database.dsn, lambda: store.current.keys.used)
+        task = asyncio.get_running_loop().create_task(writer.run(), name="key-usage")
+        try:
+            yield
+        finally:
+            await stop_task(task)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(6):
+                    await writer.flush()
 
     return ctx
 

@@ -19,7 +19,7 @@ or rotated it. The tables' fields, the checks of a body and the views of a row a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from aiohttp import web
@@ -49,6 +49,7 @@ from llm_proxy.admin.tables import (
 from llm_proxy.admin.views import mask, provider_view, shown_proxy
 from llm_proxy.config.clouds import SECRET_CLOUD_FIELDS
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.master_keys import expiry_text
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import DSN, STATE
 
@@ -169,12 +170,15 @@ async def _statement(
     if action == "insert":
         sql = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(casts)}) "  # noqa: S608 (whitelisted columns)
-            "RETURNING *"
+            f"RETURNING *{_extra(table)}"
         )
         row = await conn.fetchrow(sql, *params)
     elif action == "update":
         sets = ", ".join(f"{c} = {v}" for c, v in zip(columns, casts, strict=True))
-        sql = f"UPDATE {table.name} SET {sets} WHERE id = ${len(params) + 1} RETURNING *"  # noqa: S608
+        sql = (
+            f"UPDATE {table.name} SET {sets} WHERE id = ${len(params) + 1} "  # noqa: S608
+            f"RETURNING *{_extra(table)}"
+        )
         row = await conn.fetchrow(sql, *params, row_id)
     else:
         row = await conn.fetchrow(f"DELETE FROM {table.name} WHERE id = $1 RETURNING *", row_id)  # noqa: S608
@@ -184,6 +188,30 @@ async def _statement(
     if row is None:
         raise _not_found(table, row_id)
     return dict(row)
+
+
+# A master key's last use as the database has it (every proxy writes there about once a
+# minute, `KeyUsageWriter`); `_shown` adds this process's own, when later.
+_LAST_USED: Final = (
+    ", (SELECT u.last_used_at FROM key_last_used u WHERE u.key_hash = credentials.key_hash)"
+    " AS last_used_at"
+)
+
+
+def _extra(table: Table) -> str:
+    return _LAST_USED if table is CREDENTIALS else ""
+
+
+def _shown(request: web.Request, table: Table, row: Any) -> dict[str, Any]:
+    """`view(table, row)`; a master key's `last_used_at` the later of the database's and this
+    process's."""
+    shown = view(table, row)
+    if table is CREDENTIALS:
+        seen = request[STATE].snapshot.keys.used_at(bytes(row["key_hash"]))
+        stored = row.get("last_used_at")
+        if seen is not None and (stored is None or seen > stored.timestamp()):
+            shown["last_used_at"] = expiry_text(seen)
+    return shown
 
 
 def _not_found(table: Table, row_id: int | None) -> ProxyError:
@@ -237,11 +265,11 @@ async def list_rows(request: web.Request) -> web.Response:
         return json_response({"data": _snapshot_rows(request, table), "source": "file"})
     async with Conn(request, "Listing") as conn:
         rows = await conn.fetch(
-            f"SELECT * FROM {table.name} WHERE ($1::boolean IS NULL OR is_enabled = $1) "  # noqa: S608
-            "ORDER BY id",
+            f"SELECT *{_extra(table)} FROM {table.name} "  # noqa: S608
+            "WHERE ($1::boolean IS NULL OR is_enabled = $1) ORDER BY id",
             None if enabled is None else enabled == "true",
         )
-    return json_response({"data": [view(table, r) for r in rows], "source": "database"})
+    return json_response({"data": [_shown(request, table, r) for r in rows], "source": "database"})
 
 
 def _snapshot_rows(request: web.Request, table: Table) -> list[dict[str, Any]]:
@@ -249,10 +277,22 @@ def _snapshot_rows(request: web.Request, table: Table) -> list[dict[str, Any]]:
     config = request[STATE].snapshot.config
     if table is PROVIDERS:
         return [{"id": i + 1, **provider_view(p)} for i, p in enumerate(config.providers)]
-    return [
-        {"id": i + 1, "name": k.name, "enabled": k.enabled}
-        for i, k in enumerate(config.master_keys)
-    ]
+    keys = request[STATE].snapshot.keys
+    out = []
+    for i, k in enumerate(config.master_keys):
+        seen = keys.used_at(k.digest)
+        out.append(
+            {
+                "id": i + 1,
+                "name": k.name,
+                "enabled": k.enabled,
+                "expires_at": expiry_text(k.expires_at) if k.expires_at is not None else None,
+                "metadata": dict(k.metadata),
+                "created_by": k.created_by,
+                "last_used_at": expiry_text(seen) if seen is not None else None,
+            }
+        )
+    return out
 
 
 async def get_row(request: web.Request) -> web.Response:
@@ -263,10 +303,13 @@ async def get_row(request: web.Request) -> web.Response:
             raise _not_found(table, row_id)
         return json_response(rows[row_id - 1])
     async with Conn(request, "Reading") as conn:
-        row = await conn.fetchrow(f"SELECT * FROM {table.name} WHERE id = $1", row_id)  # noqa: S608
+        row = await conn.fetchrow(
+            f"SELECT *{_extra(table)} FROM {table.name} WHERE id = $1",  # noqa: S608
+            row_id,
+        )
     if row is None:
         raise _not_found(table, row_id)
-    return json_response(view(table, row))
+    return json_response(_shown(request, table, row))
 
 
 async def create_row(request: web.Request) -> web.Response:
@@ -278,7 +321,7 @@ async def create_row(request: web.Request) -> web.Response:
         values["key"] = key
     row, version = await _write(request, table, "insert", None, values)
     assert row is not None
-    answer = {**view(table, row), "config_version": version}
+    answer = {**_shown(request, table, row), "config_version": version}
     if key is not None:
         answer["key"] = key  # shown once, now
     return json_response(answer, status=201)
@@ -299,7 +342,7 @@ async def replace_row(request: web.Request) -> web.Response:
         values = {**DEFAULTS[table.name], **_fields(table, body, row_id, partial=False)}
     row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
-    return json_response({**view(table, row), "config_version": version})
+    return json_response({**_shown(request, table, row), "config_version": version})
 
 
 async def update_row(request: web.Request) -> web.Response:
@@ -310,7 +353,7 @@ async def update_row(request: web.Request) -> web.Response:
         raise bad_param("", "Nothing to change: the body names no field.")
     row, version = await _write(request, table, "update", row_id, values)
     assert row is not None
-    return json_response({**view(table, row), "config_version": version})
+    return json_response({**_shown(request, table, row), "config_version": version})
 
 
 async def set_status(request: web.Request) -> web.Response:
@@ -321,7 +364,7 @@ async def set_status(request: web.Request) -> web.Response:
         raise bad_param("enabled", 'The body must be {"enabled": true} or {"enabled": false}.')
     row, version = await _write(request, table, "update", row_id, data)
     assert row is not None
-    return json_response({**view(table, row), "config_version": version})
+    return json_response({**_shown(request, table, row), "config_version": version})
 
 
 async def delete_row(request: web.Request) -> web.Response:
@@ -345,7 +388,9 @@ async def rotate(request: web.Request) -> web.Response:
     fields_of(CREDENTIALS, {"key": key}, partial=True)  # its length, as on a create
     row, version = await _write(request, CREDENTIALS, "update", row_id, {"key": key})
     assert row is not None
-    return json_response({**view(CREDENTIALS, row), "key": key, "config_version": version})
+    return json_response(
+        {**_shown(request, CREDENTIALS, row), "key": key, "config_version": version}
+    )
 
 
 def add_routes(app: web.Application) -> None:

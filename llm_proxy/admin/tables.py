@@ -5,6 +5,7 @@ field a config validation issue is about. No I/O: the writes are `resources`'s."
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -12,8 +13,14 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from llm_proxy.admin.views import mask, shown_headers, shown_proxy, shown_query, shown_secret
+from llm_proxy.config.checker import Checker
 from llm_proxy.config.clouds import AWS_REGION, SECRET_CLOUD_FIELDS, VERTEX_LOCATION
-from llm_proxy.config.master_keys import short_key_problem
+from llm_proxy.config.master_keys import (
+    MAX_METADATA_BYTES,
+    expiry_text,
+    parse_expiry,
+    short_key_problem,
+)
 from llm_proxy.config.model import (
     ANTHROPIC_API_BASE,
     DEFAULT_VERTEX_LOCATION,
@@ -73,13 +80,17 @@ CREDENTIALS: Final = Table(
         "budget_period": Field("budget_period", str, nullable=True),  # null: monthly
         "shared_objects": Field("shared_objects", bool),
         "max_parallel_requests": Field("max_parallel_requests", int, nullable=True),
+        "expires_at": Field("expires_at", str, nullable=True),  # ISO-8601, with its offset
+        "metadata": Field("metadata", dict, json=True),
         "enabled": Field("is_enabled", bool),
     },
     frozenset({"name"}),
 )
 # What the API shows of a row but never takes: accepted in a body and left out, so that a row
 # read, edited and written back is taken as it was shown.
-SHOWN_ONLY: Final = frozenset({"created_at", "updated_at", "key_prefix", "config_version"})
+SHOWN_ONLY: Final = frozenset(
+    {"created_at", "updated_at", "key_prefix", "config_version", "created_by", "last_used_at"}
+)
 # On PUT, what an omitted field becomes (a write-only secret is kept instead).
 DEFAULTS: Final[dict[str, dict[str, Any]]] = {
     "providers": {
@@ -98,6 +109,8 @@ DEFAULTS: Final[dict[str, dict[str, Any]]] = {
         "budget_period": None,
         "shared_objects": False,
         "max_parallel_requests": None,
+        "expires_at": None,
+        "metadata": {},
         "enabled": True,
     },
 }
@@ -139,7 +152,21 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "budget_period": row["budget_period"],
         "shared_objects": row["shared_objects"],
         "max_parallel_requests": row["max_parallel_requests"],
+        "expires_at": _moment_text(row["expires_at"]),
+        "metadata": _json(row["metadata"]),
+        "created_by": row["created_by"],
+        # (a column of key_last_used, where the query joined it; `resources` adds what this
+        # process saw since its last write there)
+        "last_used_at": _moment_text(row.get("last_used_at")),
     }
+
+
+def _moment_text(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else expiry_text(moment.timestamp())
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _shown_params(params: Any) -> Any:
@@ -193,6 +220,10 @@ def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str,
         if table is CREDENTIALS and name == "key" and (short := short_key_problem(value)):
             # The database refuses it too; this says why and how to make one.
             raise bad_param(name, f"`key` {short}.")
+        if table is CREDENTIALS and name == "expires_at":
+            value = _expiry(value)
+        if table is CREDENTIALS and name == "metadata":
+            _metadata(value)
         if name == "allowed_models" and not all(isinstance(m, str) for m in value):
             raise bad_param(name, "`allowed_models` must be a list of strings.")
         if table is PROVIDERS and name == "provider_type" and value not in PROVIDER_TYPES:
@@ -208,6 +239,23 @@ def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str,
         if missing:
             raise bad_param(missing[0], f"`{missing[0]}` is required.")
     return out
+
+
+def _expiry(text: str) -> datetime.datetime:
+    """`expires_at` as the column takes it (a 400 for what the config would refuse)."""
+    check = Checker(None)
+    unix = parse_expiry(check, text, ("expires_at",))
+    if unix is None or check.issues:
+        message = check.issues[0].message if check.issues else "is not a date-time"
+        raise bad_param("expires_at", f"`expires_at` {message}.")
+    return datetime.datetime.fromtimestamp(unix, datetime.UTC)
+
+
+def _metadata(value: dict[str, Any]) -> None:
+    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+        raise bad_param(
+            "metadata", f"`metadata` is larger than {MAX_METADATA_BYTES // 1024} KiB as JSON."
+        )
 
 
 def default_api_base(kind: Any, params: Any) -> str | None:

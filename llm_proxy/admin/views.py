@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llm_proxy.config.export import pricing_data
+from llm_proxy.config.master_keys import expiry_text
 from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
 from llm_proxy.config.providers import header_is_public, query_param_is_public, redact_url
 from llm_proxy.config.routing import routing_data
@@ -158,6 +159,9 @@ def config_view(config: Config) -> dict[str, Any]:
                 "budget_period": k.budget_period if k.max_budget_usd is not None else None,
                 "shared_objects": k.shared_objects,
                 "max_parallel_requests": k.max_parallel_requests,
+                "expires_at": expiry_text(k.expires_at) if k.expires_at is not None else None,
+                "metadata": dict(k.metadata),
+                "created_by": k.created_by,
             }
             for k in config.master_keys
         ],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from llm_proxy.config.clouds import CredentialsError, provider_google_credential
 from llm_proxy.config.dotenv import DotenvError, load_into_environment
 from llm_proxy.config.issues import ConfigError
 from llm_proxy.config.lockout import locked_warning
+from llm_proxy.config.master_keys import expiry_text
 from llm_proxy.config.model import SIGNED_TYPES, Config, Provider
 from llm_proxy.config.original_env import ignored_variables_line
 from llm_proxy.config.providers import redact_url
@@ -320,6 +322,9 @@ def summarize(source: str, config: Config, *, database: bool = False) -> str:
                 extra.append(f"{k.max_parallel_requests} parallel")
             if k.shared_objects:
                 extra.append("shared objects")
+            if k.expires_at is not None:
+                word = "EXPIRED" if k.expires_at <= time.time() else "expires"
+                extra.append(f"{word} {expiry_text(k.expires_at)}")
             names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
         lines.append(f"master keys ({len(names)}): {', '.join(names)}")
     locked = locked_warning(config, database=database)

@@ -63,7 +63,8 @@ _ONE_PROVIDER_SQL: Final = _PROVIDER_COLUMNS + " WHERE id = $1"
 _CREDENTIALS_SQL: Final = """
 SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_limit_rps,
        rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled,
-       shared_objects, max_parallel_requests
+       shared_objects, max_parallel_requests, expires_at, metadata::text AS metadata,
+       created_by
 FROM credentials ORDER BY id
 """
 _FALLBACKS_SQL: Final = "SELECT id, model, reason, chain FROM model_fallbacks ORDER BY id"
@@ -235,9 +236,17 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
             key["tokens_per_minute"] = r["tokens_per_minute"]
         if r["shared_objects"]:
             key["shared_objects"] = True
-        for column in ("max_budget_usd", "budget_period", "max_parallel_requests"):
+        for column in (
+            "max_budget_usd",
+            "budget_period",
+            "max_parallel_requests",
+            "expires_at",
+            "created_by",
+        ):
             if r[column] is not None:
                 key[column] = r[column]
+        if r["metadata"] != "{}":
+            key["metadata"] = json.loads(r["metadata"])
         data["master_keys"].append(key)
         rows["master_keys"].append((r["id"], r["name"]))
     await _read_routing(conn, data, rows)

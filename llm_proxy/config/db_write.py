@@ -12,6 +12,7 @@ the routing tables' rows; a file without one leaves them.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 
@@ -37,8 +38,9 @@ INSERT INTO credentials
     (name, key, key_hash, allowed_models, rate_limit_rps,
      rate_limit_burst, tokens_per_minute, is_enabled,
      max_budget_usd, budget_period, shared_objects,
-     max_parallel_requests)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+     max_parallel_requests, expires_at, metadata, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb,
+        coalesce($15, llm_proxy_actor()))
 ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
     key_hash = EXCLUDED.key_hash,
     allowed_models = EXCLUDED.allowed_models,
@@ -49,7 +51,10 @@ ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
     max_budget_usd = EXCLUDED.max_budget_usd,
     budget_period = EXCLUDED.budget_period,
     shared_objects = EXCLUDED.shared_objects,
-    max_parallel_requests = EXCLUDED.max_parallel_requests
+    max_parallel_requests = EXCLUDED.max_parallel_requests,
+    expires_at = EXCLUDED.expires_at,
+    metadata = EXCLUDED.metadata,
+    created_by = coalesce($15, credentials.created_by)
 """
 
 
@@ -103,7 +108,14 @@ def _credential_row(k: MasterKey) -> tuple[Any, ...]:
         k.budget_period if k.max_budget_usd is not None else None,
         k.shared_objects,
         k.max_parallel_requests,
+        _moment(k.expires_at),
+        orjson.dumps(k.metadata).decode(),
+        k.created_by,
     )
+
+
+def _moment(unix: float | None) -> datetime.datetime | None:
+    return None if unix is None else datetime.datetime.fromtimestamp(unix, datetime.UTC)
 
 
 # The routing tables (migration 014): (key columns, value columns) of each, the key being

@@ -31,6 +31,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from llm_proxy.config.clouds import CLOUD_FIELDS, SECRET_CLOUD_FIELDS
+from llm_proxy.config.master_keys import expiry_text
 from llm_proxy.config.model import (
     DEFAULT_ANTHROPIC_VERSION,
     DEFAULT_MAX_TOKENS,
@@ -231,6 +232,12 @@ def _master_key(k: MasterKey) -> dict[str, Any]:
         entry["shared_objects"] = True
     if not k.enabled:
         entry["enabled"] = False
+    if k.expires_at is not None:
+        entry["expires_at"] = expiry_text(k.expires_at)
+    if k.metadata:
+        entry["metadata"] = dict(k.metadata)
+    if k.created_by is not None:
+        entry["created_by"] = k.created_by
     return entry
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
+
+import orjson
 
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Path
@@ -78,6 +81,13 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         parallel = k.get("max_parallel_requests")
         if parallel is not None:
             parallel = check.positive_int(parallel, (*path, "max_parallel_requests"))
+        expires = k.get("expires_at")
+        if expires is not None:
+            expires = parse_expiry(check, expires, (*path, "expires_at"))
+        metadata = parse_metadata(check, k.get("metadata"), (*path, "metadata"))
+        created_by = k.get("created_by")
+        if created_by is not None:
+            created_by = check.string(created_by, (*path, "created_by"))[:MAX_CREATED_BY]
         out.append(
             MasterKey(
                 name,
@@ -91,9 +101,84 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
                 period,
                 shared_objects=shared,
                 max_parallel_requests=parallel,
+                expires_at=expires,
+                metadata=metadata,
+                created_by=created_by or None,
             )
         )
     return tuple(out)
+
+
+# A key's metadata is returned by the admin API and kept in every snapshot: bounded.
+MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_CREATED_BY: Final = 200
+
+
+def parse_expiry(check: Checker, raw: Any, path: Path) -> float | None:
+    """`expires_at`: an ISO-8601 date-time with its offset (`2027-01-31T00:00:00Z`), or a
+    date (`2027-01-31`: its midnight, UTC), as Unix time. YAML's own timestamps (unquoted)
+    and the database's `timestamptz` arrive as datetimes."""
+    value = raw
+    if isinstance(raw, str):
+        text = raw.strip()
+        try:
+            value = (
+                datetime.date.fromisoformat(text)
+                if len(text) == 10
+                else datetime.datetime.fromisoformat(text)
+            )
+        except ValueError:
+            check.fail(path, f"must be an ISO-8601 date-time with its offset, got {raw!r}")
+            return None
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            check.fail(
+                path,
+                "must say its time zone (`2027-01-31T00:00:00Z`, or `+02:00`): "
+                "a key must expire at the same second on every machine",
+            )
+            return None
+        return value.timestamp()
+    if isinstance(value, datetime.date):
+        return datetime.datetime(
+            value.year, value.month, value.day, tzinfo=datetime.UTC
+        ).timestamp()
+    check.fail(path, f"must be an ISO-8601 date-time (a string), got {type(raw).__name__}")
+    return None
+
+
+def parse_metadata(check: Checker, raw: Any, path: Path) -> dict[str, Any]:
+    """`metadata`: a mapping of anything JSON holds, at most MAX_METADATA_BYTES written."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        check.fail(path, f"must be a mapping (a JSON object), got {type(raw).__name__}")
+        return {}
+    try:
+        plain = orjson.loads(orjson.dumps(raw, default=_yaml_scalar))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        check.fail(path, f"must hold only what JSON can: {exc}")
+        return {}
+    if len(orjson.dumps(plain)) > MAX_METADATA_BYTES:
+        check.fail(path, f"is larger than {MAX_METADATA_BYTES // 1024} KiB written as JSON")
+        return {}
+    return cast(dict[str, Any], plain)
+
+
+def _yaml_scalar(value: Any) -> Any:
+    """What ruamel's round-trip types are as JSON (its mappings and sequences are dicts and
+    lists already; dates are written as ISO-8601)."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def expiry_text(expires_at: float) -> str:
+    """`expires_at` as the API and errors show it: ISO-8601, UTC."""
+    moment = datetime.datetime.fromtimestamp(expires_at, datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _secret(check: Checker, k: Mapping[str, Any], path: Path) -> tuple[str, bytes | None]:

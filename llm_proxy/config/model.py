@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 DEFAULT_PORT: Final = 18000
 
@@ -245,6 +246,13 @@ class MasterKey:
     # only those it created.
     shared_objects: bool = False
     max_parallel_requests: int | None = None  # requests in flight at once; None: no limit
+    # Lifetime and description (issue 32): refused with a 401 from this second on (Unix
+    # time, UTC; None: never); free JSON (a mapping) the admin API returns and routing
+    # rules match (`key_metadata`); who made it (`admin:<name>`, `db:<role>`, or the YAML's
+    # word).
+    expires_at: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_by: str | None = None
 
     @property
     def digest(self) -> bytes:
@@ -354,6 +362,9 @@ class RuleMatch:
     # (lower-cased header name, the values it may have): each header must have one of them
     headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
     models: tuple[str, ...] = ()  # the requested model is one of these (names or patterns)
+    # (field, the values it may have, each written as JSON): the key's `metadata` must have
+    # each field with one of them
+    key_metadata: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, cast
 
+import orjson
+
 from llm_proxy.config.checker import Checker
 from llm_proxy.config.issues import Issue, Locate, Path
 from llm_proxy.config.model import (
@@ -56,7 +58,7 @@ ROUTING_KEYS: Final = frozenset(
 RETRY_KEYS: Final = frozenset({"attempts", "on", "backoff_ms", "max_backoff_ms"})
 MODEL_KEYS: Final = frozenset({"strategy", "retry", "deadline_secs", "context_window"})
 RULE_KEYS: Final = frozenset({"name", "match", "providers", "model"})
-MATCH_KEYS: Final = frozenset({"tags", "key", "header", "model"})
+MATCH_KEYS: Final = frozenset({"tags", "key", "header", "model", "key_metadata"})
 MAX_CHAIN: Final = 16  # models in one fallback chain
 MAX_RULES: Final = 256
 _CREDENTIAL_HEADERS: Final = frozenset(
@@ -324,7 +326,25 @@ def _match(check: Checker, raw: Any, path: Path) -> RuleMatch:
             if not values:
                 check.fail(where, "must give at least one value")
             headers.append((str(name).lower(), values))
-    return RuleMatch(tags, keys, tuple(headers), models)
+    metadata = []
+    if fields.get("key_metadata") is not None:
+        mapping = check.mapping(fields["key_metadata"], (*path, "key_metadata"), None)
+        for name, value in (mapping or {}).items():
+            where = (*path, "key_metadata", str(name))
+            items = value if isinstance(value, list | tuple) else [value]
+            written = []
+            for i, item in enumerate(items):
+                if item is None or isinstance(item, dict | list | tuple):
+                    check.fail(
+                        (*where, i) if items is value else where,
+                        "must be a string, number or boolean (or a list of them)",
+                    )
+                    continue
+                written.append(orjson.dumps(item).decode())
+            if not items:
+                check.fail(where, "must give at least one value")
+            metadata.append((str(name), tuple(sorted(set(written)))))
+    return RuleMatch(tags, keys, tuple(headers), models, tuple(metadata))
 
 
 def _strings(check: Checker, raw: Any, path: Path, *, patterns: bool = False) -> Iterator[str]:
@@ -499,4 +519,8 @@ def _match_data(match: RuleMatch) -> dict[str, Any]:
         out["header"] = {name: sorted(values) for name, values in match.headers}
     if match.models:
         out["model"] = list(match.models)
+    if match.key_metadata:
+        out["key_metadata"] = {
+            name: [orjson.loads(v) for v in values] for name, values in match.key_metadata
+        }
     return out

@@ -84,6 +84,9 @@ KEY_KEYS: Final = frozenset(
         "budget_period",
         "shared_objects",
         "max_parallel_requests",
+        "expires_at",
+        "metadata",
+        "created_by",
     }
 )
 

@@ -60,6 +60,7 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
                 or headers.get("api-key")  # (Azure clients)
                 or headers.get("x-goog-api-key")  # (Gemini clients)
                 or _query_key(request),
-            )
+            ),
+            state.started,
         )
     return await handler(request)

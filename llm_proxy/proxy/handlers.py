@@ -215,7 +215,10 @@ def route_for(
     snapshot = state.snapshot
     rules = snapshot.rules
     if rules is not None:
-        rule = rules.first(request.headers, key.name if key is not None else None, name, data)
+        if key is None:
+            rule = rules.first(request.headers, None, name, data)
+        else:
+            rule = rules.first(request.headers, key.name, name, data, key.metadata)
         if rule is not None:
             return _ruled(request, state, rule, name)
     route = snapshot.routes.resolve(name)

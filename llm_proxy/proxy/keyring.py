@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 from llm_proxy.config.lockout import locked_line
+from llm_proxy.config.master_keys import expiry_text
 from llm_proxy.config.model import MasterKey, RateLimit
 from llm_proxy.config.patterns import NameMatcher
 from llm_proxy.errors import ProxyError
@@ -41,6 +43,8 @@ class KeyEntry:
     # (tokens per minute or a budget).
     limited: bool = False
     reserves: bool = False
+    expires_at: float | None = None  # Unix time from which it is refused (None: never)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def may_use(self, model: str) -> bool:
         return self.allowed is None or model in self.allowed
@@ -94,7 +98,13 @@ class KeyRing:
                     or k.max_parallel_requests
                 ),
                 reserves=bool(k.tokens_per_minute or k.max_budget_usd),
+                expires_at=k.expires_at,
+                metadata=k.metadata,
             )
+        # When each key was last used, by digest: the `perf_counter()` of its last request's
+        # arrival (`used_at` turns it into wall time). Carried from snapshot to snapshot by
+        # `ConfigStore.swap` (`carry_usage`); written to the database by `KeyUsageWriter`.
+        self.used: dict[bytes, float] = {}
         self.enabled = require_auth
         self.locked = require_auth and not any(k.enabled for k in keys)
         # The keyring does not know the mode: the warning gives the fix for both.
@@ -109,8 +119,21 @@ class KeyRing:
     def __iter__(self) -> Iterator[KeyEntry]:
         return iter(self._by_digest.values())
 
-    def authenticate(self, presented: str | None) -> KeyEntry:
-        """The entry for a presented key, or a 401 ProxyError."""
+    def carry_usage(self, old: KeyRing) -> None:
+        """The last uses `old` saw, of the keys this ring still has."""
+        mine = self._by_digest
+        self.used.update((d, t) for d, t in old.used.items() if d in mine)
+
+    def used_at(self, digest: bytes) -> float | None:
+        """When the key with `digest` was last used by this process (Unix time), or None."""
+        seen = self.used.get(digest)
+        if seen is None:
+            return None
+        return time.time() - (time.perf_counter() - seen)
+
+    def authenticate(self, presented: str | None, arrived: float | None = None) -> KeyEntry:
+        """The entry for a presented key, or a 401 ProxyError; `arrived` (the request's
+        `perf_counter()`): noted as the key's last use."""
         if self.locked:
             raise ProxyError(401, LOCKED_MESSAGE, code="invalid_api_key")
         if not presented:
@@ -126,6 +149,15 @@ class KeyRing:
             raise ProxyError(401, "Incorrect API key provided.", code="invalid_api_key")
         if not entry.enabled:
             raise ProxyError(401, "This API key is disabled.", code="invalid_api_key")
+        expires = entry.expires_at
+        if expires is not None and time.time() >= expires:
+            raise ProxyError(
+                401,
+                f"This API key expired at {expiry_text(expires)}.",
+                code="expired_api_key",
+            )
+        if arrived is not None:
+            self.used[digest] = arrived
         return entry
 
 

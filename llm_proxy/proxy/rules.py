@@ -2,7 +2,8 @@
 after authentication and before the route is resolved. The first rule whose every condition
 holds decides: the request goes only to the rule's providers (for its model and for every
 fallback model) and/or to the rule's model instead. No rule: no cost beyond one check per
-rule of what it names (a header, the key's name, the model, the tags).
+rule of what it names (a header, the key's name, the model, the tags; the key's metadata
+and name are decided once per key and model).
 
 Tags come from the `x-llm-proxy-tags` header (comma-separated) or the body's
 `metadata.tags` (a list of strings; taken out of the body before it is sent on, since
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
 from multidict import CIMultiDictProxy, istr
 
 from llm_proxy.config.model import RoutingRule
@@ -27,7 +29,7 @@ _NO_TAGS: Final[frozenset[str]] = frozenset()
 class Rule:
     """One rule, its conditions compiled (names and patterns matched the keyring's way)."""
 
-    __slots__ = ("headers", "keys", "model", "models", "name", "providers", "tags")
+    __slots__ = ("headers", "keys", "metadata", "model", "models", "name", "providers", "tags")
 
     def __init__(self, rule: RoutingRule) -> None:
         self.name = rule.name
@@ -38,12 +40,23 @@ class Rule:
         self.headers = tuple((istr(name), frozenset(values)) for name, values in match.headers)
         self.providers = frozenset(rule.providers) if rule.providers is not None else None
         self.model = rule.model
+        self.metadata = tuple((name, frozenset(values)) for name, values in match.key_metadata)
 
-    def matches_caller(self, key_name: str | None, model: str) -> bool:
-        """The conditions a (key, model) pair decides."""
+    def matches_caller(
+        self, key_name: str | None, model: str, metadata: Mapping[str, Any] | None = None
+    ) -> bool:
+        """The conditions a (key, model) pair decides (the key's name and metadata)."""
         if self.models is not None and model not in self.models:
             return False
-        return self.keys is None or (key_name is not None and key_name in self.keys)
+        if self.keys is not None and (key_name is None or key_name not in self.keys):
+            return False
+        for name, values in self.metadata:
+            if metadata is None or name not in metadata:
+                return False
+            value = metadata[name]
+            if isinstance(value, dict | list) or orjson.dumps(value).decode() not in values:
+                return False
+        return True
 
 
 class Rules:
@@ -67,10 +80,12 @@ class Rules:
         key_name: str | None,
         model: str,
         data: Mapping[str, Any],
+        metadata: Mapping[str, Any] | None = None,
     ) -> Rule | None:
+        """The first rule matching the request (`metadata`: its key's)."""
         candidates = self._cache.get((key_name, model))
         if candidates is None:
-            candidates = self._candidates(key_name, model)
+            candidates = self._candidates(key_name, model, metadata)
         if not candidates:
             return None
         tags = None  # read only when a rule's other conditions hold and it names tags
@@ -89,12 +104,15 @@ class Rules:
                     return rule
         return None
 
-    def _candidates(self, key_name: str | None, model: str) -> tuple[Rule, ...]:
+    def _candidates(
+        self, key_name: str | None, model: str, metadata: Mapping[str, Any] | None
+    ) -> tuple[Rule, ...]:
         """The rules whose key and model conditions hold for this pair, up to the first
-        with no other condition (it always matches: those after it never decide)."""
+        with no other condition (it always matches: those after it never decide). (A key's
+        metadata is its name's within a snapshot, which is what these rules are.)"""
         out: list[Rule] = []
         for rule in self.rules:
-            if rule.matches_caller(key_name, model):
+            if rule.matches_caller(key_name, model, metadata):
                 out.append(rule)
                 if not rule.headers and not rule.tags:
                     break

@@ -72,6 +72,7 @@ class ConfigStore:
         _warn_if_locked(snapshot)
 
     def swap(self, snapshot: Snapshot) -> Snapshot:
+        snapshot.keys.carry_usage(self.current.keys)
         old, self.current = self.current, snapshot
         _warn_if_locked(snapshot)
         for notify in self.subscribers:
