@@ -19,7 +19,7 @@ function parseTime(iso) {
 }
 
 function utcText(date) {
-  return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  return date.toISOString().slice(0, 16).replace("T", " ");
 }
 
 // "5 min ago", "in 3 d": how far `date` is from now.
@@ -43,44 +43,57 @@ function expiryFromInput(value) {
   return value.length === 16 ? `${value}:00+00:00` : `${value}+00:00`;
 }
 
-// Metadata in a cell: `k=v` pairs (strings bare, anything else as JSON).
+// Metadata by name: the order it was written in is not kept (PostgreSQL's jsonb has its own).
+function sortedMetadata(metadata) {
+  return Object.fromEntries(Object.entries(metadata).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+// Metadata shown: `k=v` pairs by name (strings bare, anything else as JSON).
 function metadataPairs(metadata) {
-  return Object.entries(metadata)
+  return Object.entries(sortedMetadata(metadata))
     .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
     .join(", ");
 }
 
 const PAIRS_SHOWN = 60; // characters of the pairs shown before the rest is folded away
 
-function metadataCell(metadata) {
-  if (!metadata || typeof metadata !== "object" || !Object.keys(metadata).length) return h("span", { class: "muted" }, "—");
+// A key's metadata under its name: the pairs, folded when long (the whole object unfolded).
+function metadataLine(metadata) {
+  if (!metadata || typeof metadata !== "object" || !Object.keys(metadata).length) return null;
   const pairs = metadataPairs(metadata);
-  if (pairs.length <= PAIRS_SHOWN) return h("span", { class: "mono" }, pairs);
+  const label = h("span", { class: "visually-hidden" }, "Metadata: ");
+  if (pairs.length <= PAIRS_SHOWN) return h("div", { class: "key-metadata mono", dataset: { cell: "metadata" } }, label, pairs);
   return h(
     "details",
-    { class: "metadata" },
-    h("summary", { class: "mono" }, `${pairs.slice(0, PAIRS_SHOWN)}…`),
-    h("pre", { class: "pre" }, JSON.stringify(metadata, null, 2)),
+    { class: "key-metadata", dataset: { cell: "metadata" } },
+    h("summary", { class: "mono" }, label, `${pairs.slice(0, PAIRS_SHOWN)}…`),
+    h("pre", { class: "pre" }, JSON.stringify(sortedMetadata(metadata), null, 2)),
   );
 }
 
+// The expiry (its UTC date and time; the header says UTC), and how far it is: a red
+// "expired" once past, amber within a week.
 function expiryCell(k) {
   const date = parseTime(k.expires_at);
   if (!date) return h("span", { class: "muted" }, "never");
-  const expired = date.getTime() <= Date.now();
+  const left = date.getTime() - Date.now();
   return [
     h("time", { datetime: k.expires_at }, utcText(date)),
-    " ",
-    expired
-      ? h("span", { class: "badge bad" }, "expired")
-      : h("span", { class: date.getTime() - Date.now() < 7 * 86400e3 ? "badge warn" : "muted" }, relative(date)),
+    h("div", {}, left <= 0 ? h("span", { class: "badge bad" }, "expired") : h("span", { class: left < 7 * 86400e3 ? "badge warn" : "muted" }, relative(date))),
   ];
+}
+
+const WHO_SHOWN = 40; // characters of created_by shown (YAML may say anything, up to 200)
+
+function createdBy(who) {
+  if (!who) return h("span", { class: "muted" }, "—");
+  return who.length > WHO_SHOWN ? `${who.slice(0, WHO_SHOWN - 1)}…` : who;
 }
 
 function lastUsedCell(k) {
   const date = parseTime(k.last_used_at);
   if (!date) return h("span", { class: "muted" }, "never");
-  return h("time", { datetime: k.last_used_at, title: utcText(date) }, relative(date));
+  return h("time", { datetime: k.last_used_at, title: `${utcText(date)} UTC` }, relative(date));
 }
 
 function keyForm(key, onDone) {
@@ -115,8 +128,9 @@ function keyForm(key, onDone) {
       expires.focus();
     } }, "Never"),
   );
-  const shownMetadata = key?.metadata && Object.keys(key.metadata).length ? JSON.stringify(key.metadata, null, 2) : "";
-  const metadata = h("textarea", { name: "metadata", rows: "3", spellcheck: "false", placeholder: '{"team": "ml", "owner": "alice"}' });
+  const shownMetadata = key?.metadata && Object.keys(key.metadata).length ? JSON.stringify(sortedMetadata(key.metadata), null, 2) : "";
+  const rows = Math.min(Math.max(shownMetadata.split("\n").length, 3), 12);
+  const metadata = h("textarea", { name: "metadata", rows: String(rows), spellcheck: "false", placeholder: '{"team": "ml", "owner": "alice"}' });
   metadata.value = shownMetadata;
   const metadataField = field("Metadata (JSON object)", metadata, "Free-form labels kept with the key, e.g. team or owner. Empty: none.");
   metadataField.classList.add("wide");
@@ -319,8 +333,8 @@ export async function render(root, ctx) {
       return h(
         "tr",
         { dataset: { key: k.name } },
-        h("th", { scope: "row" }, k.name),
-        h("td", { class: "mono" }, k.key_prefix || "–"),
+        h("th", { scope: "row" }, k.name, metadataLine(k.metadata)),
+        h("td", { class: "mono nowrap" }, k.key_prefix || "–"),
         h("td", {}, h("span", { class: `badge ${enabled ? "good" : "muted"}` }, enabled ? "enabled" : "disabled")),
         h("td", { class: "nowrap", dataset: { cell: "expires" } }, expiryCell(k)),
         h("td", { class: "wrap" }, k.allowed_models ? k.allowed_models.join(", ") : "all"),
@@ -329,15 +343,14 @@ export async function render(root, ctx) {
         h("td", { class: "num" }, used ? fmtNumber(used.total_tokens) : "0"),
         h("td", { class: "num" }, used ? fmtUsd(used.cost_usd) : show(null)),
         h("td", { class: "nowrap", dataset: { cell: "last-used" } }, lastUsedCell(k)),
-        h("td", { class: "wrap", dataset: { cell: "created-by" } }, k.created_by || h("span", { class: "muted" }, "—")),
-        h("td", { class: "wrap", dataset: { cell: "metadata" } }, metadataCell(k.metadata)),
+        h("td", { dataset: { cell: "created-by" }, title: k.created_by && k.created_by.length > WHO_SHOWN ? k.created_by : null }, createdBy(k.created_by)),
         h("td", { class: "actions-cell" }, actions),
       );
     });
     append(clear(list), [
       keys.length
         ? table(
-            ["Name", "Key", "Status", "Expires (UTC)", "Models", "Limits", "Requests (30 d)", "Tokens (30 d)", "Cost (30 d)", "Last used", "Created by", "Metadata", "Actions"],
+            ["Name", "Key", "Status", "Expires (UTC)", "Models", "Limits", "Requests (30 d)", "Tokens (30 d)", "Cost (30 d)", "Last used", "Created by", "Actions"],
             rows,
             "Master keys",
           )
