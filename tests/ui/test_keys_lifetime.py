@@ -50,7 +50,8 @@ def input_value(when: datetime) -> str:
 
 
 def shown(when: datetime) -> str:
-    return when.strftime("%Y-%m-%d %H:%M UTC")
+    """An expiry in the list (under its header, "Expires (UTC)")."""
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def stored_time(value: str | None) -> datetime | None:
@@ -106,6 +107,13 @@ async def test_a_keys_expiry_and_metadata_from_the_form(
             form = page.get_by_role("form", name="New key")
             await form.get_by_label("Name").fill("team-ml")
             expires = form.get_by_label("Expires at (UTC)")
+            # A month alone, an incomplete date and time: the browser's own check stops the
+            # form (the page's would, were it not there), and nothing is sent.
+            await expires.click()
+            await page.keyboard.type("01")
+            assert await expires.evaluate("(input) => input.validity.badInput")
+            await form.get_by_role("button", name="Create key").click()
+            assert writes.sent == []
             await expires.fill(input_value(expiry))
             metadata = form.get_by_label("Metadata (JSON object)")
             await metadata.fill('{"team": "ml",')
@@ -137,8 +145,8 @@ async def test_a_keys_expiry_and_metadata_from_the_form(
             created_by = await row.locator("td[data-cell='created-by']").inner_text()
             assert created_by == (key["created_by"] or "—")
             assert (
-                await row.locator("td[data-cell='metadata']").inner_text()
-                == "team=ml, owner=alice, tier=2"
+                await row.locator("[data-cell='metadata']").text_content()
+                == "Metadata: owner=alice, team=ml, tier=2"  # by name
             )
             await checkpoint(page, "keys-lifetime")
 
@@ -149,7 +157,7 @@ async def test_a_keys_expiry_and_metadata_from_the_form(
             metadata = form.get_by_label("Metadata (JSON object)")
             assert await expires.input_value() == input_value(expiry)
             assert json.loads(await metadata.input_value()) == key["metadata"]
-            await assert_labelled(page)
+            await checkpoint(page, "keys-lifetime-form")
 
             # Metadata that is not an object, or not JSON: refused, nothing sent or changed.
             sent = len(writes.sent)
@@ -169,7 +177,7 @@ async def test_a_keys_expiry_and_metadata_from_the_form(
             # Metadata alone: the expiry, untouched, is not sent and stays as it was.
             await metadata.fill('{"team": "infra"}')
             await form.get_by_role("button", name="Save").click()
-            await row.locator("td[data-cell='metadata']", has_text="team=infra").wait_for()
+            await row.locator("[data-cell='metadata']", has_text="team=infra").wait_for()
             body = writes.last("PATCH")
             assert body["metadata"] == {"team": "infra"} and "expires_at" not in body
             edited = await credential(served.url, "team-ml")
@@ -197,7 +205,7 @@ async def test_a_keys_expiry_and_metadata_from_the_form(
             assert writes.last("PATCH")["expires_at"] is None
             edited = await credential(served.url, "team-ml")
             assert edited["expires_at"] is None and edited["metadata"] == {}
-            assert await row.locator("td[data-cell='metadata']").inner_text() == "—"
+            assert await row.locator("[data-cell='metadata']").count() == 0  # none shown
         watch.check()
 
 
@@ -240,11 +248,11 @@ async def test_an_expired_key_and_a_used_one(browser: Any, config_dsn: str, tmp_
             ) as resp:
                 assert resp.status == 200
 
-        async def used_at() -> str | None:
+        async def used_at() -> str:
             value = (await credential(served.url, "used"))["last_used_at"]
-            return value if isinstance(value, str) else None
+            return value if isinstance(value, str) else ""
 
-        last_used = await eventually(used_at, timeout=15, interval=0.2, what="last_used_at")
+        last_used: str = await eventually(used_at, timeout=15, interval=0.2, what="last_used_at")
         page = await browser.new_page(viewport={"width": 1280, "height": 900}, timezone_id=TIMEZONE)
         watch = Watch(page)
         async with evidence(page, tmp_path):
@@ -261,12 +269,16 @@ async def test_an_expired_key_and_a_used_one(browser: Any, config_dsn: str, tmp_
             soon_cell = used.locator("td[data-cell='expires']")
             assert "expired" not in await soon_cell.inner_text()
             assert re.fullmatch(r"in \d+ (h|d)", await soon_cell.locator(".badge").inner_text())
-            time = used.locator("td[data-cell='last-used'] time")
-            assert await time.get_attribute("datetime") == last_used
-            assert re.fullmatch(r"just now|\d+ min ago", await time.inner_text())
-            metadata = used.locator("td[data-cell='metadata'] details")
-            summary = await metadata.locator("summary").inner_text()
-            assert summary.startswith("description=xxx") and summary.endswith("…")
+            when = used.locator("td[data-cell='last-used'] time")
+            assert re.fullmatch(r"just now|\d+ min ago", await when.inner_text())
+            # (this process's own note of the use, not yet written to the database, is read
+            # off two clocks: it may move by microseconds from one read to the next)
+            shown_at = stored_time(await when.get_attribute("datetime"))
+            assert shown_at is not None
+            assert abs(shown_at - datetime.fromisoformat(last_used)) < timedelta(seconds=1)
+            metadata = used.locator("details[data-cell='metadata']")
+            summary = await metadata.locator("summary").text_content() or ""
+            assert summary.startswith("Metadata: description=xxx") and summary.endswith("…")
             await metadata.locator("summary").click()
             assert json.loads(await metadata.locator("pre").inner_text()) == long_metadata
             await checkpoint(page, "keys-expired")
@@ -313,13 +325,13 @@ async def test_the_keys_lifetimes_in_yaml_mode(browser: Any, tmp_path: Path) -> 
             old = page.locator("tr[data-key='yaml-old']")
             expires = old.locator("td[data-cell='expires']")
             await expires.filter(has_text="expired").wait_for()
-            assert "2025-03-01 08:15 UTC" in await expires.inner_text()
+            assert "2025-03-01 08:15" in await expires.inner_text()
             assert await old.locator("td[data-cell='created-by']").inner_text() == "ops-team"
-            assert await old.locator("td[data-cell='metadata']").inner_text() == "team=ml"
+            assert await old.locator("[data-cell='metadata']").text_content() == "Metadata: team=ml"
             forever = page.locator("tr[data-key='yaml-forever']")
             assert await forever.locator("td[data-cell='expires']").inner_text() == "never"
             assert await forever.locator("td[data-cell='created-by']").inner_text() == "—"
-            assert await forever.locator("td[data-cell='metadata']").inner_text() == "—"
+            assert await forever.locator("[data-cell='metadata']").count() == 0
             await assert_labelled(page)
             await assert_contrast(page)
         watch.check()
