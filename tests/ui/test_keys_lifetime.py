@@ -174,6 +174,16 @@ async def test_a_keys_expiry_and_metadata_from_the_form(
             assert await credential(served.url, "team-ml") == key
             await assert_contrast(page)
 
+            # An object the server refuses (too large): its error, naming the field; the text
+            # is kept, to be fixed, and nothing changes.
+            large = json.dumps({"notes": "x" * 20_000})
+            await metadata.fill(large)
+            await form.get_by_role("button", name="Save").click()
+            await form.get_by_role("alert").filter(has_text=re.compile(r"^metadata: ")).wait_for()
+            assert len(writes.sent) == sent + 1
+            assert await metadata.input_value() == large
+            assert await credential(served.url, "team-ml") == key
+
             # Metadata alone: the expiry, untouched, is not sent and stays as it was.
             await metadata.fill('{"team": "infra"}')
             await form.get_by_role("button", name="Save").click()
