@@ -344,12 +344,12 @@ def _limiter(clock: Clock | None) -> Any:
         if clock is not None:
             kwargs["clock"] = clock
         limiter = app[LIMITER] = Limiter(**kwargs)
-        limiter.sync(store.current.keys)
+        limiter.sync(store.current.keys.subjects())
         if redis is None and LOG_DSN in app:
             await _restore_budgets(limiter, app[LOG_DSN])
 
         def on_swap(snapshot: Snapshot) -> None:
-            limiter.sync(snapshot.keys)
+            limiter.sync(snapshot.keys.subjects())
             app[HEALTH].breaker = snapshot.config.circuit_breaker
             _warn_if_no_keys(snapshot)
 

@@ -238,6 +238,8 @@ _CREDENTIAL_FIELDS: Final = {
     "budget_period": {"type": ["string", "null"], "enum": ["daily", "monthly", None]},
     "shared_objects": {"type": "boolean"},
     "max_parallel_requests": {"type": ["integer", "null"]},
+    "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    "metadata": {"type": "object"},
     "enabled": {"type": "boolean"},
 }
 
@@ -440,6 +442,25 @@ SCHEMAS: Final[dict[str, Any]] = {
             "max_parallel_requests": {
                 "type": ["integer", "null"],
                 "description": "requests in flight at once; null: no limit",
+            },
+            "expires_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "refused (401 expired_api_key) from this moment on; null: never",
+            },
+            "metadata": {
+                "type": "object",
+                "description": "free JSON (at most 16 KiB); routing rules match it",
+            },
+            "created_by": {
+                "type": ["string", "null"],
+                "description": "admin:<name>, db:<role> (psql), or the imported file's word",
+            },
+            "last_used_at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "the key's last request seen by any proxy (about a minute "
+                "behind for other proxies than this one); null: never",
             },
             "key": {"type": "string", "description": "in full, only when created or rotated"},
             **_VERSIONED,

@@ -69,12 +69,12 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         limit = None
         if k.get("rate_limit") is not None:
             limit = parse_rate_limit(check, k["rate_limit"], (*path, "rate_limit"))
-        allowed = _allowed_models(check, k.get("allowed_models"), (*path, "allowed_models"))
+        allowed = allowed_models(check, k.get("allowed_models"), (*path, "allowed_models"))
         enabled = check.boolean(check.optional(k, "enabled", True), (*path, "enabled"))
         tpm = k.get("tokens_per_minute")
         if tpm is not None:
             tpm = check.positive_int(tpm, (*path, "tokens_per_minute"))
-        budget, period = _budget(check, k, path)
+        budget, period = parse_budget(check, k, path)
         shared = check.boolean(
             check.optional(k, "shared_objects", False), (*path, "shared_objects")
         )
@@ -85,6 +85,9 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
         if expires is not None:
             expires = parse_expiry(check, expires, (*path, "expires_at"))
         metadata = parse_metadata(check, k.get("metadata"), (*path, "metadata"))
+        team = k.get("team")
+        if team is not None:
+            team = check.name(team, (*path, "team"))
         created_by = k.get("created_by")
         if created_by is not None:
             created_by = check.string(created_by, (*path, "created_by"))[:MAX_CREATED_BY]
@@ -104,6 +107,7 @@ def parse_master_keys(check: Checker, raw: Any) -> tuple[MasterKey, ...]:
                 expires_at=expires,
                 metadata=metadata,
                 created_by=created_by or None,
+                team=team or None,
             )
         )
     return tuple(out)
@@ -212,7 +216,7 @@ EMPTY_ALLOWED_MODELS: Final = (
 )
 
 
-def _allowed_models(check: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
+def allowed_models(check: Checker, raw: Any, path: Path) -> tuple[str, ...] | None:
     """Model names and patterns the key may use (None: any model). Refuses a list with no
     entry (`EMPTY_ALLOWED_MODELS`)."""
     if raw is None:
@@ -229,7 +233,7 @@ def _allowed_models(check: Checker, raw: Any, path: Path) -> tuple[str, ...] | N
     return tuple(entries)
 
 
-def _budget(
+def parse_budget(
     check: Checker, k: Mapping[str, Any], path: Path
 ) -> tuple[float | None, Literal["daily", "monthly"]]:
     """`max_budget_usd` and its `budget_period` (monthly unless given; never without a

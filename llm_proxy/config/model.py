@@ -253,10 +253,28 @@ class MasterKey:
     expires_at: float | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     created_by: str | None = None
+    team: str | None = None  # the team it belongs to (`teams:`), whose limits it shares
 
     @property
     def digest(self) -> bytes:
         return self.key_sha256 or hashlib.sha256(self.key.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """`teams[i]`: limits, a budget and models shared by every key of the team (each key keeps
+    its own too: a request must pass both, and its spend counts against both)."""
+
+    name: str
+    allowed_models: tuple[str, ...] | None = None  # None: every model; a key's are within
+    rate_limit: RateLimit | None = None
+    tokens_per_minute: int | None = None
+    max_budget_usd: float | None = None
+    budget_period: Literal["daily", "monthly"] = "monthly"
+    max_parallel_requests: int | None = None
+    # Its keys see each other's stored objects (files, batches, responses, vector stores).
+    shared_objects: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +478,7 @@ NO_CACHE: Final = CacheSettings()
 class Config:
     providers: tuple[Provider, ...] = ()
     master_keys: tuple[MasterKey, ...] = ()
+    teams: tuple[Team, ...] = ()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     # SO_REUSEPORT: several instances (one per core) listen on one port, the kernel spreads

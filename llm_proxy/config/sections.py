@@ -87,6 +87,7 @@ KEY_KEYS: Final = frozenset(
         "expires_at",
         "metadata",
         "created_by",
+        "team",
     }
 )
 

@@ -23,11 +23,13 @@ from llm_proxy.config.sections import (
     parse_timeouts,
     parse_tracing,
 )
+from llm_proxy.config.teams import fit_keys_in_teams, parse_teams
 
 TOP_KEYS: Final = TIMEOUT_KEYS | frozenset(
     {
         "providers",
         "master_keys",
+        "teams",
         "request_log",
         "tracing",
         "default_provider",
@@ -82,7 +84,12 @@ def parse_config(data: Any, locate: Locate | None = None) -> Config:
     providers = parse_providers(check, top.get("providers"))
     config = Config(
         providers=providers,
-        master_keys=parse_master_keys(check, top.get("master_keys")),
+        master_keys=fit_keys_in_teams(
+            check,
+            parse_master_keys(check, top.get("master_keys")),
+            teams := parse_teams(check, top.get("teams")),
+        ),
+        teams=teams,
         **parse_server(check, top.get("server")),
         verify_ssl=_flag(check, top, "verify_ssl"),
         timeouts=parse_timeouts(check, top, (), DEFAULT_TIMEOUTS),

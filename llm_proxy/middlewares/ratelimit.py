@@ -36,54 +36,81 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)  # counting tokens spends none
     limiter = request.app[LIMITER]
     headers: list[tuple[str, str]] = []
-    if key.max_budget_usd is not None:
-        # First: a spent budget refuses for hours, and spends no request from the bucket.
-        budget = limiter.budget_verdict(key.name)
-        if budget is not None:
-            headers += budget.headers()
-            if not budget.allowed:
+    # The key's limits, then its team's (`teams:`): a request must pass both. The headers
+    # are the key's own (OpenAI's, one set); a refusal by the team names the team.
+    subjects = key.limit_subjects()
+    for subject in subjects:
+        if subject.max_budget_usd is not None:
+            # First: a spent budget refuses for hours, and spends no request from the bucket.
+            budget = limiter.budget_verdict(subject.name)
+            if budget is not None:
+                if subject is key:
+                    headers += budget.headers()
+                if not budget.allowed:
+                    request.app[METRICS].rate_limited(key.name)
+                    await name_refused_model(request)
+                    raise budget_exceeded(subject.who, budget, headers)
+    if key.max_parallel_requests is None and (
+        key.team is None or not key.team.max_parallel_requests
+    ):
+        await _admit(request, key, subjects, limiter, headers)
+        return await handler(request)
+    # Before the request buckets: a refused request spends nothing from them.
+    slots = []
+    try:
+        for subject in subjects:
+            limit = subject.max_parallel_requests
+            if limit is None:
+                continue
+            slot = (
+                limiter.acquire_local(subject) if limiter.local else await limiter.acquire(subject)
+            )
+            if slot is None:
+                if subject is key:
+                    headers += _parallel_headers(limit, 0)
                 request.app[METRICS].rate_limited(key.name)
                 await name_refused_model(request)
-                raise budget_exceeded(key.name, budget, headers)
-    limit = key.max_parallel_requests
-    if limit is None:
-        await _admit(request, key, limiter, headers)
-        return await handler(request)
-    # Before the request bucket: a refused request spends nothing from it.
-    slot = limiter.acquire_local(key) if limiter.local else await limiter.acquire(key)
-    if slot is None:
-        headers += _parallel_headers(limit, 0)
-        request.app[METRICS].rate_limited(key.name)
-        await name_refused_model(request)
-        raise parallel_limited(key.name, limit, headers)
-    try:
-        headers += _parallel_headers(limit, limit - slot.held)
-        await _admit(request, key, limiter, headers)
+                raise parallel_limited(subject.who, limit, headers)
+            slots.append(slot)
+            if subject is key:
+                headers += _parallel_headers(limit, limit - slot.held)
+        await _admit(request, key, subjects, limiter, headers)
         return await handler(request)
     finally:
-        limiter.release(slot)
+        for slot in slots:
+            limiter.release(slot)
 
 
 async def _admit(
-    request: web.Request, key: KeyEntry, limiter: Limiter, headers: list[tuple[str, str]]
+    request: web.Request,
+    key: KeyEntry,
+    subjects: tuple[KeyEntry, ...],
+    limiter: Limiter,
+    headers: list[tuple[str, str]],
 ) -> None:
     """The request-rate and tokens-per-minute checks (429), and the rate headers."""
     refused = None
-    requests = limiter.check_local(key.name) if limiter.local else await limiter.check(key.name)
-    if requests is not None:
-        headers += requests.headers("requests")
-        if not requests.allowed:
-            refused = requests, "requests per second"
-    tokens = limiter.tokens_verdict(key.name)
-    if tokens is not None:
-        headers += tokens.headers("tokens")
-        if refused is None and not tokens.allowed:
-            refused = tokens, "tokens per minute"
+    for subject in subjects:
+        name = subject.name
+        requests = limiter.check_local(name) if limiter.local else await limiter.check(name)
+        if requests is not None:
+            if subject is key:
+                headers += requests.headers("requests")
+            if refused is None and not requests.allowed:
+                refused = subject, requests, "requests per second"
+        tokens = limiter.tokens_verdict(name)
+        if tokens is not None:
+            if subject is key:
+                headers += tokens.headers("tokens")
+            if refused is None and not tokens.allowed:
+                refused = subject, tokens, "tokens per minute"
+        if refused is not None:
+            break
     if refused is not None:
-        verdict, what = refused
+        who, verdict, what = refused
         request.app[METRICS].rate_limited(key.name)
         await name_refused_model(request)
-        raise rate_limited(key.name, verdict, what, headers)
+        raise rate_limited(who.who, verdict, what, headers)
     request[STATE].rate_headers = headers
 
 

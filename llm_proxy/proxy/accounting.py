@@ -27,6 +27,7 @@ from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
+from llm_proxy.proxy.limiter import Limiter
 from llm_proxy.proxy.state import ANONYMOUS, RequestState
 from llm_proxy.proxy.usage import (
     Relayed,
@@ -64,9 +65,10 @@ _CHARS_PER_TOKEN: Final = 3
 async def reserve(
     app: web.Application, state: RequestState, data: dict[str, Any], endpoint: str
 ) -> None:
-    """Hold what this request could use against its key's tokens per minute and budget, or
-    refuse it (429, the shapes of those limits) when that does not fit. Only for a key
-    with either (`KeyEntry.reserves`, precomputed); `settle` must follow."""
+    """Hold what this request could use against its key's tokens per minute and budget, and
+    its team's (`teams:`), or refuse it (429, the shapes of those limits) when that does not
+    fit either. Only for a key with any of those (`KeyEntry.reserves`, precomputed);
+    `settle` must follow."""
     key = state.api_key
     if key is None or not key.reserves:
         return
@@ -76,38 +78,73 @@ async def reserve(
         output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
     limiter = app[LIMITER]
     headers = list(state.rate_headers or ())
-    tokens, refused = await limiter.reserve_tokens(key.name, prompt + output)
+    price = _reserve_price(state.snapshot.config, state.model)
+    cost = price.cost(prompt, output) if price is not None else None
+    made: list[tuple[KeyEntry, Reservation]] = []
+    try:
+        for subject in key.reserving_subjects():
+            held = await _reserve_one(app, limiter, key, subject, prompt + output, cost, headers)
+            if held is not None:
+                made.append((subject, held))
+    except BaseException:  # refused by the team, or cancelled: the key's goes back
+        for subject, held in made:
+            _give_back(limiter, subject, held)
+        raise
+    for subject, held in made:
+        if subject is key:
+            state.reservation = held
+        else:
+            state.team_reservation = held
+
+
+async def _reserve_one(
+    app: web.Application,
+    limiter: Limiter,
+    key: KeyEntry,
+    subject: KeyEntry,
+    tokens_wanted: int,
+    cost: float | None,
+    headers: list[tuple[str, str]],
+) -> Reservation | None:
+    """One subject's (the key's, or its team's) reservation, or its 429."""
+    tokens, refused = await limiter.reserve_tokens(subject.name, tokens_wanted)
     if refused is not None:
         app[METRICS].rate_limited(key.name)
-        raise rate_limited(key.name, refused, "tokens per minute", headers)
+        raise rate_limited(subject.who, refused, "tokens per minute", headers)
     usd, over = 0.0, None
-    price = _reserve_price(state.snapshot.config, state.model)
-    if price is not None and key.max_budget_usd is not None:
+    if cost is not None and subject.max_budget_usd is not None:
         try:
-            usd, over = await limiter.budgets.reserve(key.name, price.cost(prompt, output))
+            usd, over = await limiter.budgets.reserve(subject.name, cost)
         except BaseException:  # cancelled (the client hung up) while Redis answered
-            limiter.charge_tokens(key.name, -tokens)
+            limiter.charge_tokens(subject.name, -tokens)
             raise
     if over is not None:
-        limiter.charge_tokens(key.name, -tokens)
+        limiter.charge_tokens(subject.name, -tokens)
         app[METRICS].rate_limited(key.name)
-        raise budget_exceeded(key.name, over, headers)
-    if tokens or usd:
-        state.reservation = Reservation(tokens, usd)
+        raise budget_exceeded(subject.who, over, headers)
+    return Reservation(tokens, usd) if tokens or usd else None
+
+
+def _give_back(limiter: Limiter, subject: KeyEntry, reservation: Reservation) -> None:
+    limiter.charge_tokens(subject.name, -reservation.tokens)
+    limiter.budgets.settle(subject.name, reservation.usd, 0.0)
 
 
 async def move_reservation(
     app: web.Application, state: RequestState, data: dict[str, Any], endpoint: str, model: str
 ) -> bool:
-    """Before a fallback model is tried: the key's budget reservation re-made at `model`'s
-    prices (the new one held before the old is given back: never over the budget, even for
-    a moment). False, and the old one kept, when `model` would not fit the budget."""
+    """Before a fallback model is tried: the budget reservations (the key's, its team's)
+    re-made at `model`'s prices (the new ones held before the old are given back: never over
+    a budget, even for a moment). False, and the old ones kept, when `model` would not fit a
+    budget."""
     key = state.api_key
-    if key is None or key.max_budget_usd is None:
+    if key is None:
+        return True
+    team = key.team
+    subjects = [s for s in (key, team) if s is not None and s.max_budget_usd is not None]
+    if not subjects:
         return True
     price = _reserve_price(state.snapshot.config, model)
-    old = state.reservation
-    old_usd = old.usd if old is not None else 0.0
     usd = 0.0
     if price is not None:
         prompt = math.ceil(len(text_of_request(data)) / _CHARS_PER_TOKEN)
@@ -115,15 +152,27 @@ async def move_reservation(
         if endpoint in _GENERATING:
             output = _output_cap(data, state.snapshot.config.reserve_output_tokens)
         usd = price.cost(prompt, output)
-    if usd == old_usd:
-        return True
     budgets = app[LIMITER].budgets
-    reserved, over = (await budgets.reserve(key.name, usd)) if usd else (0.0, None)
-    if over is not None:
-        return False
-    if old_usd:
-        budgets.settle(key.name, old_usd, 0.0)
-    state.reservation = Reservation(old.tokens if old is not None else 0, reserved)
+    moved: list[tuple[KeyEntry, float]] = []
+    for subject in subjects:
+        old = state.reservation if subject is key else state.team_reservation
+        if usd == (old.usd if old is not None else 0.0):
+            continue
+        reserved, over = (await budgets.reserve(subject.name, usd)) if usd else (0.0, None)
+        if over is not None:
+            for done, amount in moved:
+                budgets.settle(done.name, amount, 0.0)
+            return False
+        moved.append((subject, reserved))
+    for subject, reserved in moved:
+        old = state.reservation if subject is key else state.team_reservation
+        if old is not None and old.usd:
+            budgets.settle(subject.name, old.usd, 0.0)
+        new = Reservation(old.tokens if old is not None else 0, reserved)
+        if subject is key:
+            state.reservation = new
+        else:
+            state.team_reservation = new
     return True
 
 
@@ -162,22 +211,31 @@ def _reserve_price(config: Config, model: str | None) -> Price | None:
     return max(prices, key=lambda p: (p.output_per_mtok, p.input_per_mtok))
 
 
-def release(app: web.Application, key: KeyEntry | None, reservation: Reservation | None) -> None:
-    """Give back a reservation whose request used nothing (refused, failed upstream)."""
-    if reservation is None or key is None:
+def release(app: web.Application, key: KeyEntry | None, held: Held) -> None:
+    """Give back the reservations (the key's, its team's) of a request that used nothing
+    (refused, failed upstream)."""
+    if key is None:
         return
+    reservation, team_reservation = held
     limiter = app[LIMITER]
-    limiter.charge_tokens(key.name, -reservation.tokens)
-    limiter.budgets.settle(key.name, reservation.usd, 0.0)
+    if reservation is not None:
+        _give_back(limiter, key, reservation)
+    if team_reservation is not None and key.team is not None:
+        _give_back(limiter, key.team, team_reservation)
+
+
+# A request's reservations: its key's, its team's.
+Held = tuple[Reservation | None, Reservation | None]
 
 
 def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> None:
     """Account for the answering attempt of a finished (or abandoned) request, and settle
-    its reservation (also when nothing was relayed)."""
-    reservation, state.reservation = state.reservation, None
+    its reservations (also when nothing was relayed)."""
+    held: Held = (state.reservation, state.team_reservation)
+    state.reservation = state.team_reservation = None
     relayed = state.relayed
     if relayed is None or not 200 <= relayed.status < 300:
-        release(app, state.api_key, reservation)
+        release(app, state.api_key, held)
         return
     model, provider = state.model_label, state.provider
     price = _price(state)
@@ -186,10 +244,10 @@ def settle(app: web.Application, state: RequestState, data: dict[str, Any]) -> N
         state.prompt_tokens, state.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if price is not None:
             state.cost_usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        _record(app, usage, state.api_key, model, provider, price, reservation)
+        _record(app, usage, state.api_key, model, provider, price, held)
         return
     task = state.counting = asyncio.get_running_loop().create_task(
-        _count_and_record(app, state, relayed, data, model, provider, price, reservation)
+        _count_and_record(app, state, relayed, data, model, provider, price, held)
     )
     background = app[BACKGROUND]
     background.add(task)
@@ -217,7 +275,7 @@ async def _count_and_record(
     model: str,
     provider: str,
     price: Price | None,
-    reservation: Reservation | None,
+    reservation: Held,
 ) -> None:
     try:
         usage = await count_usage(relayed, data)
@@ -281,7 +339,7 @@ def _record(
     model: str,
     provider: str,
     price: Price | None = None,
-    reservation: Reservation | None = None,
+    reservation: Held = (None, None),
 ) -> None:
     metrics = app[METRICS]
     key_name = key.name if key is not None else ANONYMOUS
@@ -292,8 +350,21 @@ def _record(
         metrics.cost(model, provider, key_name, usd)
     if key is not None:
         limiter = app[LIMITER]
-        reserved_tokens = reservation.tokens if reservation is not None else 0
-        limiter.charge_tokens(key_name, usage.total_tokens - reserved_tokens)
-        if key.max_budget_usd is not None:
-            reserved_usd = reservation.usd if reservation is not None else 0.0
-            limiter.budgets.settle(key_name, reserved_usd, usd or 0.0)
+        _charge(limiter, key, usage.total_tokens, usd, reservation[0])
+        if key.team is not None:  # the team's spend: every key's of it
+            _charge(limiter, key.team, usage.total_tokens, usd, reservation[1])
+
+
+def _charge(
+    limiter: Limiter,
+    subject: KeyEntry,
+    tokens: int,
+    usd: float | None,
+    reservation: Reservation | None,
+) -> None:
+    """A request's usage charged to a key or a team, its reservation settled."""
+    reserved_tokens = reservation.tokens if reservation is not None else 0
+    limiter.charge_tokens(subject.name, tokens - reserved_tokens)
+    if subject.max_budget_usd is not None:
+        reserved_usd = reservation.usd if reservation is not None else 0.0
+        limiter.budgets.settle(subject.name, reserved_usd, usd or 0.0)

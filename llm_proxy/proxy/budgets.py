@@ -115,9 +115,7 @@ def _refusal(
     )
 
 
-def budget_exceeded(
-    key_name: str, budget: BudgetVerdict, headers: list[tuple[str, str]]
-) -> ProxyError:
+def budget_exceeded(who: str, budget: BudgetVerdict, headers: list[tuple[str, str]]) -> ProxyError:
     """The 429 of a spent budget, or of a request that could cost more than is left."""
     # `insufficient_quota` is the type OpenAI gives a spent quota: clients that tell it from
     # a transient 429 stop retrying. Retry-After is the time to the period's end (or 1 s when
@@ -127,14 +125,14 @@ def budget_exceeded(
         message = (
             f"This request could cost up to ${usd(budget.reserving_usd)} (its prompt and its "
             f"output cap, max_tokens), more than the ${usd(budget.remaining_usd)} left of the "
-            f"budget of ${usd(budget.limit_usd)} for this {budget.period} of key "
-            f"{key_name!r} beside the requests in flight; lower max_tokens or retry when "
+            f"budget of ${usd(budget.limit_usd)} for this {budget.period} of "
+            f"{who} beside the requests in flight; lower max_tokens or retry when "
             f"they end. The budget resets at {budget.resets_at}."
         )
     else:
         message = (
-            f"The budget of ${usd(budget.limit_usd)} for this {budget.period} of key "
-            f"{key_name!r} is spent; it resets at {budget.resets_at}."
+            f"The budget of ${usd(budget.limit_usd)} for this {budget.period} of "
+            f"{who} is spent; it resets at {budget.resets_at}."
         )
     return ProxyError(
         429, message, type="insufficient_quota", code="budget_exceeded", headers=headers

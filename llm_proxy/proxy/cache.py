@@ -1044,14 +1044,22 @@ async def _charge(request: web.Request, state: RequestState, entry: Entry) -> No
     app = request.app
     key = state.api_key
     key_name = key.name if key is not None else ANONYMOUS
-    if key is not None and key.max_budget_usd is not None:
-        budgets = app[LIMITER].budgets
-        reserved, over = await budgets.reserve(key.name, usd)
+    budgets = app[LIMITER].budgets
+    held: list[tuple[str, float]] = []
+    subjects = (key, key.team) if key is not None else ()
+    for subject in subjects:  # the key's budget and its team's
+        if subject is None or subject.max_budget_usd is None:
+            continue
+        reserved, over = await budgets.reserve(subject.name, usd)
         if over is not None:
+            for name, amount in held:
+                budgets.settle(name, amount, 0.0)
             state.cost_usd = None
-            app[METRICS].rate_limited(key.name)
-            raise budget_exceeded(key.name, over, list(state.rate_headers or ()))
-        budgets.settle(key.name, reserved, usd)
+            app[METRICS].rate_limited(key_name)
+            raise budget_exceeded(subject.who, over, list(state.rate_headers or ()))
+        held.append((subject.name, reserved))
+    for name, amount in held:
+        budgets.settle(name, amount, usd)
     app[METRICS].cost(state.model_label, PROVIDER, key_name, usd)
 
 

@@ -19,8 +19,9 @@ from typing import Any, Final, Literal
 
 from llm_proxy.config.lockout import locked_line
 from llm_proxy.config.master_keys import expiry_text
-from llm_proxy.config.model import MasterKey, RateLimit
+from llm_proxy.config.model import MasterKey, RateLimit, Team
 from llm_proxy.config.patterns import NameMatcher
+from llm_proxy.config.teams import TEAM_PREFIX
 from llm_proxy.errors import ProxyError
 from llm_proxy.proxy.routing import render_models
 
@@ -45,9 +46,74 @@ class KeyEntry:
     reserves: bool = False
     expires_at: float | None = None  # Unix time from which it is refused (None: never)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Teams (`teams:`): a key's team, as an entry of its own whose name is `team:<name>`
+    # (what the limiter keeps its state under) and whose `kind` is "team"; `limited` and
+    # `reserves` above count the team's limits too, `own_limits`/`own_reserves` the key's.
+    team: KeyEntry | None = None
+    kind: str = "key"
+    display: str = ""  # the name people gave it (a team's without `team:`)
+    own_limits: bool = False
+    own_reserves: bool = False
 
     def may_use(self, model: str) -> bool:
-        return self.allowed is None or model in self.allowed
+        if self.allowed is not None and model not in self.allowed:
+            return False
+        team = self.team
+        return team is None or team.allowed is None or model in team.allowed
+
+    @property
+    def who(self) -> str:
+        """How refusals name it: `key 'ci'`, `team 'search'`."""
+        return f"{self.kind} {self.display or self.name!r}"
+
+    @property
+    def team_name(self) -> str | None:
+        team = self.team
+        return team.display if team is not None else None
+
+    def limit_subjects(self) -> tuple[KeyEntry, ...]:
+        """Whose limits a request of this key must pass: the key's (if it has any), then its
+        team's (if that has any)."""
+        team = self.team
+        own = (self,) if self.own_limits else ()
+        return (*own, team) if team is not None and team.limited else own
+
+    def reserving_subjects(self) -> tuple[KeyEntry, ...]:
+        """Who holds a reservation for a request of this key (tokens per minute, a budget)."""
+        team = self.team
+        own = (self,) if self.own_reserves else ()
+        return (*own, team) if team is not None and team.reserves else own
+
+
+def team_entry(team: Team) -> KeyEntry:
+    """A team as the limiter sees it: an entry named `team:<name>`."""
+    limited = bool(
+        team.rate_limit
+        or team.tokens_per_minute
+        or team.max_budget_usd
+        or team.max_parallel_requests
+    )
+    reserves = bool(team.tokens_per_minute or team.max_budget_usd)
+    return KeyEntry(
+        TEAM_PREFIX + team.name,
+        b"",
+        True,
+        NameMatcher(team.allowed_models) if team.allowed_models is not None else None,
+        team.rate_limit,
+        team.tokens_per_minute,
+        None,
+        team.max_budget_usd,
+        team.budget_period,
+        team.shared_objects,
+        team.max_parallel_requests,
+        limited=limited,
+        reserves=reserves,
+        metadata=team.metadata,
+        kind="team",
+        display=team.name,
+        own_limits=limited,
+        own_reserves=reserves,
+    )
 
 
 LOCKED_MESSAGE: Final = (
@@ -70,14 +136,25 @@ class KeyRing:
     """
 
     def __init__(
-        self, keys: Sequence[MasterKey], model_names: Sequence[str], require_auth: bool = True
+        self,
+        keys: Sequence[MasterKey],
+        model_names: Sequence[str],
+        require_auth: bool = True,
+        teams: Sequence[Team] = (),
     ) -> None:
         self._by_digest: dict[bytes, KeyEntry] = {}
+        self.teams = {t.name: team_entry(t) for t in teams}
         for k in keys:
             allowed = NameMatcher(k.allowed_models) if k.allowed_models is not None else None
+            team = self.teams.get(k.team) if k.team is not None else None
+            matchers = [m for m in (allowed, team.allowed if team else None) if m is not None]
             body = None
-            if allowed is not None:
-                body = render_models([m for m in model_names if m in allowed])
+            if matchers:  # /v1/models: what the key and its team both allow
+                body = render_models([n for n in model_names if all(n in m for m in matchers)])
+            own_limits = bool(
+                k.rate_limit or k.tokens_per_minute or k.max_budget_usd or k.max_parallel_requests
+            )
+            own_reserves = bool(k.tokens_per_minute or k.max_budget_usd)
             digest = k.digest
             self._by_digest[digest] = KeyEntry(
                 k.name,
@@ -91,15 +168,14 @@ class KeyRing:
                 k.budget_period,
                 k.shared_objects,
                 k.max_parallel_requests,
-                limited=bool(
-                    k.rate_limit
-                    or k.tokens_per_minute
-                    or k.max_budget_usd
-                    or k.max_parallel_requests
-                ),
-                reserves=bool(k.tokens_per_minute or k.max_budget_usd),
+                limited=own_limits or (team is not None and team.limited),
+                reserves=own_reserves or (team is not None and team.reserves),
                 expires_at=k.expires_at,
                 metadata=k.metadata,
+                team=team,
+                display=k.name,
+                own_limits=own_limits,
+                own_reserves=own_reserves,
             )
         # When each key was last used, by digest: the `perf_counter()` of its last request's
         # arrival (`used_at` turns it into wall time). Carried from snapshot to snapshot by
@@ -118,6 +194,10 @@ class KeyRing:
 
     def __iter__(self) -> Iterator[KeyEntry]:
         return iter(self._by_digest.values())
+
+    def subjects(self) -> list[KeyEntry]:
+        """Every key and every team: what the limiter keeps state for."""
+        return [*self._by_digest.values(), *self.teams.values()]
 
     def carry_usage(self, old: KeyRing) -> None:
         """The last uses `old` saw, of the keys this ring still has."""

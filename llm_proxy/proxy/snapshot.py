@@ -45,7 +45,7 @@ def compile_snapshot(
     return Snapshot(
         config=config,
         routes=routes,
-        keys=KeyRing(config.master_keys, routes.model_names, config.require_auth),
+        keys=KeyRing(config.master_keys, routes.model_names, config.require_auth, config.teams),
         upstreams={
             p.name: compile_upstream(p, config, credentials=credentials) for p in config.providers
         },

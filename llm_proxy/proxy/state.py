@@ -66,6 +66,7 @@ class RequestState:
     # What the request reserved at admission against its key's tokens per minute and budget,
     # until its usage is known (llm_proxy.proxy.accounting).
     reservation: Reservation | None = None
+    team_reservation: Reservation | None = None  # what it reserved against its key's team's
     prompt_text: str | None = None  # with content capture on
     completion_text: str | None = None
     # Tracing: the request's trace id for the logs (with tracing off, the client's, if it

@@ -67,26 +67,25 @@ class Slot:
 
 
 def rate_limited(
-    key_name: str, verdict: Verdict, what: str, headers: list[tuple[str, str]]
+    who: str, verdict: Verdict, what: str, headers: list[tuple[str, str]]
 ) -> ProxyError:
-    """The 429 for requests or tokens per minute."""
+    """The 429 for requests or tokens per minute (`who`: `KeyEntry.who`, `key 'ci'`)."""
     headers.append(("Retry-After", str(max(1, math.ceil(verdict.retry_after_secs)))))
     return ProxyError(
         429,
-        f"Rate limit reached for key {key_name!r} ({what}). "
-        f"Try again in {verdict.retry_after_secs:.3g}s.",
+        f"Rate limit reached for {who} ({what}). Try again in {verdict.retry_after_secs:.3g}s.",
         type="requests" if what.startswith("requests") else "tokens",
         code="rate_limit_exceeded",
         headers=headers,
     )
 
 
-def parallel_limited(key_name: str, limit: int, headers: list[tuple[str, str]]) -> ProxyError:
+def parallel_limited(who: str, limit: int, headers: list[tuple[str, str]]) -> ProxyError:
     """The 429 for `max_parallel_requests`: a slot comes back when any request ends."""
     headers.append(("Retry-After", "1"))
     return ProxyError(
         429,
-        f"Rate limit reached for key {key_name!r} (parallel requests): at most {limit} "
+        f"Rate limit reached for {who} (parallel requests): at most {limit} "
         "requests at once. Try again when one of them has finished.",
         type="requests",
         code="parallel_requests_exceeded",

@@ -132,6 +132,9 @@ async def test_the_effective_config_shows_no_secret(
             "budget_period": None,
             "shared_objects": False,
             "max_parallel_requests": None,
+            "expires_at": None,
+            "metadata": {},
+            "created_by": None,
         }
     ]
     assert body["settings"]["metrics_token"] == "set"
