@@ -5,6 +5,7 @@ openai SDK against the mock upstream; two instances on one Redis for the shared 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ import aiohttp
 import openai
 import pytest
 import redis.asyncio
+from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.config.issues import ConfigError
@@ -25,11 +27,13 @@ from tests.helpers import (
     ProxyFactory,
     Upstream,
     chat,
+    eventually,
     make_config,
     provider,
     sdk,
     serve,
 )
+from tests.proxy.test_parallel import GatedUpstream
 
 # Every mock call reports 5 prompt and 5 completion tokens: at these prices each costs $1.
 PRICING = {"m": {"input_per_mtok": 100_000, "output_per_mtok": 100_000}}
@@ -231,3 +235,50 @@ async def test_without_shared_objects_teammates_are_tenants(
         with pytest.raises(openai.NotFoundError):
             await ben.files.retrieve(mine.id)
         assert (await ben.files.list()).data == []
+
+
+@pytest.fixture
+async def gated() -> AsyncIterator[tuple[GatedUpstream, str]]:
+    """An upstream holding every stream at a gate the test opens (`test_parallel`'s)."""
+    fake = GatedUpstream()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.chat)
+    async with serve(app) as url:
+        yield fake, url + "/v1"
+    fake.gate.set()
+
+
+async def test_a_teams_parallel_requests_are_shared_by_its_keys(
+    gated: tuple[GatedUpstream, str], start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    fake, api_base = gated
+    config = make_config(
+        provider("up", api_base, {"hold": None}),
+        teams=[{"name": "search", "max_parallel_requests": 2, "tokens_per_minute": 1000}],
+        master_keys=[
+            {"name": "ann", "key": ANN, "team": "search"},
+            {"name": "ben", "key": BEN, "team": "search"},
+            {"name": "out", "key": OUT},
+        ],
+    )
+    url = await start_proxy(config)
+
+    async def held(key: str) -> int:
+        body = {"model": "hold", "stream": True, "max_tokens": 8, "messages": []}
+        headers = {"Authorization": f"Bearer {key}"}
+        async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+            await r.read()
+            return r.status
+
+    calls = [asyncio.create_task(held(k)) for k in (ANN, BEN)]
+    await eventually(lambda: fake.arrived == 2)
+    third = await chat(http, url, "hold", key=ANN, max_tokens=8)
+    assert third.status == 429
+    error = (await third.json())["error"]
+    assert error["code"] == "parallel_requests_exceeded"
+    assert "team 'search' (parallel requests): at most 2" in error["message"]
+    outsider = asyncio.create_task(held(OUT))  # another team's key is not held back
+    await eventually(lambda: fake.arrived == 3)
+    fake.gate.set()
+    assert [await c for c in calls] == [200, 200] and await outsider == 200
+    assert (await chat(http, url, "hold", key=BEN, max_tokens=8)).status == 200
