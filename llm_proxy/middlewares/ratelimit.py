@@ -38,7 +38,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     headers: list[tuple[str, str]] = []
     # The key's limits, then its team's (`teams:`): a request must pass both. The headers
     # are the key's own (OpenAI's, one set); a refusal by the team names the team.
-    subjects = key.limit_subjects()
+    subjects = key.limits
     for subject in subjects:
         if subject.max_budget_usd is not None:
             # First: a spent budget refuses for hours, and spends no request from the bucket.

@@ -82,7 +82,7 @@ async def reserve(
     cost = price.cost(prompt, output) if price is not None else None
     made: list[tuple[KeyEntry, Reservation]] = []
     try:
-        for subject in key.reserving_subjects():
+        for subject in key.reserving:
             if limiter.local:  # (no wait: no coroutine)
                 held = _reserve_local(app, limiter, key, subject, prompt + output, cost, headers)
             else:

@@ -56,6 +56,9 @@ class KeyEntry:
     own_reserves: bool = False
     # A team's keys, by name: with `shared_objects`, they see each other's stored objects.
     members: frozenset[str] = frozenset()
+    # `limit_subjects()` and `reserving_subjects()`, worked out once (`_subjects`).
+    limits: tuple[KeyEntry, ...] = ()
+    reserving: tuple[KeyEntry, ...] = ()
 
     def may_use(self, model: str) -> bool:
         if self.allowed is not None and model not in self.allowed:
@@ -85,6 +88,12 @@ class KeyEntry:
         team = self.team
         own = (self,) if self.own_reserves else ()
         return (*own, team) if team is not None and team.reserves else own
+
+
+def _subjects(entry: KeyEntry) -> None:
+    """`entry.limits` and `entry.reserving` set (a frozen entry, once, as it is made)."""
+    object.__setattr__(entry, "limits", entry.limit_subjects())
+    object.__setattr__(entry, "reserving", entry.reserving_subjects())
 
 
 def team_entry(team: Team, members: frozenset[str] = frozenset()) -> KeyEntry:
@@ -183,6 +192,8 @@ class KeyRing:
                 own_limits=own_limits,
                 own_reserves=own_reserves,
             )
+        for entry in [*self._by_digest.values(), *self.teams.values()]:
+            _subjects(entry)
         # When each key was last used, by digest: the `perf_counter()` of its last request's
         # arrival (`used_at` turns it into wall time). Carried from snapshot to snapshot by
         # `ConfigStore.swap` (`carry_usage`); written to the database by `KeyUsageWriter`.
