@@ -164,6 +164,7 @@ def _submit(
     elapsed: float,
     route: str,
 ) -> None:
+    api_key = state.api_key
     record = RequestRecord(
         time.time() - elapsed,
         state.request_id,
@@ -191,6 +192,7 @@ def _submit(
         state.fallback_reason,
         state.rule,
         state.cache,
+        api_key.team_name if api_key is not None else None,
     )
     trace = state.trace
     if trace is not None and trace.sampled:
