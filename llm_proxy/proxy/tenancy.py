@@ -245,7 +245,11 @@ async def _batch_seen(
     if price is None or not await owners.charge_once(batch["id"], owner):
         return
     cost = price.cost(prompt, completion)
-    request.app[LIMITER].charge_cost(owner.key, cost)
+    limiter = request.app[LIMITER]
+    limiter.charge_cost(owner.key, cost)
+    for team in state.snapshot.keys.teams.values():  # and its team's, as every request's
+        if owner.key in team.members:
+            limiter.charge_cost(team.name, cost)
     key = state.api_key
     if key is not None and key.name == owner.key:
         # On this request's log line too: spend is restored from the log after a restart.

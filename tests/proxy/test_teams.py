@@ -33,6 +33,7 @@ from tests.helpers import (
     sdk,
     serve,
 )
+from tests.proxy.test_objects import jsonl
 from tests.proxy.test_parallel import GatedUpstream
 
 # Every mock call reports 5 prompt and 5 completion tokens: at these prices each costs $1.
@@ -282,3 +283,34 @@ async def test_a_teams_parallel_requests_are_shared_by_its_keys(
     fake.gate.set()
     assert [await c for c in calls] == [200, 200] and await outsider == 200
     assert (await chat(http, url, "hold", key=BEN, max_tokens=8)).status == 200
+
+
+async def test_a_finished_batch_is_charged_to_its_team_too(
+    account: str, start_proxy: ProxyFactory
+) -> None:
+    # $1 per input token, $2 per output token: a two-line batch (20 in, 10 out) costs $40.
+    config = make_config(
+        provider("acct", account, {"gpt-4o-mini": None, "free": None}),
+        teams=[{"name": "search", "max_budget_usd": 70}],
+        master_keys=[{"name": "ann", "key": ANN, "team": "search"}],
+        pricing={"gpt-4o-mini": {"input_per_mtok": 1e6, "output_per_mtok": 2e6}},
+    )
+    url = await start_proxy(config)
+    chat_call = {"model": "free", "messages": [{"role": "user", "content": "hi"}]}
+    async with sdk(url, ANN) as client:
+        file = await client.files.create(
+            file=("in.jsonl", jsonl("gpt-4o-mini", "gpt-4o-mini")), purpose="batch"
+        )
+        for _ in range(2):  # $40, then $80 in all: over the team's $70
+            await client.chat.completions.create(**chat_call)
+            batch = await client.batches.create(
+                input_file_id=file.id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                metadata={"mock_complete": "true"},
+            )
+            assert batch.status == "completed"
+        with pytest.raises(openai.RateLimitError) as caught:
+            await client.chat.completions.create(**chat_call)
+        assert caught.value.code == "budget_exceeded"
+        assert "team 'search'" in str(caught.value)
