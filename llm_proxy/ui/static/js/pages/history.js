@@ -5,7 +5,7 @@ import { api, query } from "../api.js";
 import { clear, confirmDialog, fmtTime, h, notice, show } from "../dom.js";
 import { pager, writable } from "./shared.js";
 
-const TABLE_NAMES = { providers: "provider", credentials: "master key" };
+const TABLE_NAMES = { providers: "provider", credentials: "master key", teams: "team" };
 
 function diff(change) {
   const op = change.operation.toLowerCase();
