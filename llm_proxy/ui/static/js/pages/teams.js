@@ -84,19 +84,20 @@ function numberOf(input) {
 // Cheap checks before anything is sent: `{field: message}` (empty: nothing found).
 function problems(f) {
   const found = {};
-  const number = (name, { integer = false, least = 0 } = {}) => {
+  // Empty is no limit; a value is above zero (a whole number where `integer`).
+  const number = (name, integer = false) => {
     const input = f[name].input;
     if (input.validity.badInput) return (found[name] = "Not a number.");
     const value = numberOf(input);
     if (value === null) return;
-    if (!Number.isFinite(value) || value < least) found[name] = `At least ${least}.`;
+    if (!Number.isFinite(value) || value <= 0) found[name] = "Above 0 (empty: no limit).";
     else if (integer && !Number.isInteger(value)) found[name] = "A whole number.";
   };
   if (!f.name.input.value.trim()) found.name = "A team needs a name.";
   number("rate_limit_rps");
-  number("rate_limit_burst", { integer: true, least: 1 });
-  number("tokens_per_minute", { integer: true, least: 1 });
-  number("max_parallel_requests", { integer: true, least: 1 });
+  number("rate_limit_burst", true);
+  number("tokens_per_minute", true);
+  number("max_parallel_requests", true);
   number("max_budget_usd");
   if (!found.rate_limit_burst && f.rate_limit_burst.input.value !== "" && f.rate_limit_rps.input.value === "") {
     found.rate_limit_burst = "A burst needs a rate (requests per second).";
