@@ -37,11 +37,12 @@ function periodWord(period) {
 }
 
 // "$0.42 of $10.00 this month", with a <meter> when there is a budget; the spend alone when
-// there is none. `usage`: the answer of GET /teams/{id}/usage (null: unknown).
+// there is none. `usage`: the answer of GET /teams/{id}/usage (null: unknown); its `spent_usd`
+// is null when no budget is counted.
 function budgetCell(team, usage) {
-  const limit = usage?.limit_usd ?? team.max_budget_usd;
-  const period = usage?.period ?? team.budget_period ?? "monthly";
-  const spent = usage ? (usage.spent_usd ?? 0) : null;
+  const limit = usage ? usage.max_budget_usd : team.max_budget_usd;
+  const period = (usage ? usage.budget_period : team.budget_period) || "monthly";
+  const spent = usage && typeof usage.spent_usd === "number" ? usage.spent_usd : null;
   if (limit === null || limit === undefined) {
     return h("span", { class: "budget" }, spent === null ? "no budget" : `${fmtUsd(spent)} ${periodWord(period)}, no budget`);
   }
@@ -397,7 +398,9 @@ async function spendSection(team) {
 
 function settings(team, usage) {
   const row = (label, value) => [h("dt", {}, label), h("dd", { dataset: { setting: label } }, value)];
-  const resets = usage && usage.resets_at ? ` (resets ${fmtTime(usage.resets_at)})` : "";
+  // (`resets_at`: an ISO time, or Unix seconds)
+  const at = usage ? usage.resets_at : null;
+  const resets = at ? ` (resets ${fmtTime(typeof at === "number" ? new Date(at * 1000).toISOString() : at)})` : "";
   return h(
     "dl",
     { class: "detail" },
@@ -425,10 +428,12 @@ async function renderTeam(root, ctx, id) {
       clear(view).append(notice("error", error.status === 404 ? `No team with id ${id}.` : error.message));
       return;
     }
-    const [usage, members, keys] = await Promise.all([
+    const [usage, members, keys, costs] = await Promise.all([
       teamUsage(team),
       api("GET", `/teams/${team.id}/members`).then((a) => a.data, (error) => error),
       writable(ctx) ? api("GET", "/credentials").then((a) => a.data, () => []) : Promise.resolve([]),
+      // Each key's spend in this team over 30 days (null: no request log to read it from).
+      api("GET", `/usage${query({ group_by: "key", team: team.name })}`).then((a) => new Map(a.data.map((r) => [r.key, r])), () => null),
     ]);
     const edit = writable(ctx)
       ? h("div", { class: "toolbar" }, h("button", { type: "button", class: "secondary", onclick: () => {
@@ -446,12 +451,12 @@ async function renderTeam(root, ctx, id) {
       : null;
     append(clear(view), [
       h("section", { class: "card team", "aria-labelledby": "team-title" }, h("h2", { id: "team-title" }, `Team ${team.name}`), settings(team, usage), edit),
-      membersSection(team, members, keys),
+      membersSection(team, members, keys, costs),
       await spendSection(team),
     ]);
   }
 
-  function membersSection(team, members, keys) {
+  function membersSection(team, members, keys, costs) {
     const section = h("section", { "aria-labelledby": "team-keys" }, h("h2", { id: "team-keys" }, "Keys"));
     if (members instanceof Error) {
       section.append(notice("error", `Keys unavailable: ${members.message}`));
@@ -465,6 +470,7 @@ async function renderTeam(root, ctx, id) {
         h("th", { scope: "row" }, k.name),
         h("td", { class: "mono" }, k.key_prefix || "–"),
         h("td", {}, h("span", { class: `badge ${enabled ? "good" : "muted"}` }, enabled ? "enabled" : "disabled")),
+        costs ? h("td", { class: "num" }, fmtUsd(costs.get(k.name)?.cost_usd ?? 0)) : null,
         writable(ctx)
           ? h("td", { class: "actions-cell" }, h("button", { type: "button", class: "secondary small", "aria-label": `Remove ${k.name} from ${team.name}`, onclick: async () => {
               clear(flash);
@@ -482,7 +488,7 @@ async function renderTeam(root, ctx, id) {
     });
     section.append(
       rows.length
-        ? table(["Name", "Key", "Status", ...(writable(ctx) ? ["Actions"] : [])], rows, `Keys of ${team.name}`)
+        ? table(["Name", "Key", "Status", ...(costs ? ["Cost in team (30 d)"] : []), ...(writable(ctx) ? ["Actions"] : [])], rows, `Keys of ${team.name}`)
         : h("p", { class: "muted" }, "No keys in this team yet."),
     );
     if (!writable(ctx)) return section;
