@@ -19,6 +19,7 @@ HISTORY_TABLES: Final = (
     "model_fallbacks",
     "routing_rules",
     "routing_settings",
+    "teams",
 )
 _NULLABLE_STR: Final = {"type": ["string", "null"]}
 _NULLABLE_NUM: Final = {"type": ["number", "null"]}
@@ -240,7 +241,32 @@ _CREDENTIAL_FIELDS: Final = {
     "max_parallel_requests": {"type": ["integer", "null"]},
     "expires_at": {"type": ["string", "null"], "format": "date-time"},
     "metadata": {"type": "object"},
+    "team": {"type": ["string", "null"], "description": "a team's name; null: in no team"},
     "enabled": {"type": "boolean"},
+}
+_TEAM_FIELDS: Final = {
+    "name": {"type": "string"},
+    "allowed_models": {
+        "type": ["array", "null"],
+        "items": {"type": "string"},
+        "description": "names and patterns; a key of the team names only models within them "
+        "(or none: it gets the team's); null: every model",
+    },
+    "rate_limit_rps": {"type": ["number", "null"], "description": "the team's requests/s"},
+    "rate_limit_burst": {"type": ["integer", "null"]},
+    "tokens_per_minute": {"type": ["integer", "null"]},
+    "max_budget_usd": {"type": ["number", "null"], "description": "US dollars, all keys'"},
+    "budget_period": {
+        "type": ["string", "null"],
+        "enum": ["daily", "monthly", None],
+        "description": "UTC day or calendar month; null: monthly",
+    },
+    "max_parallel_requests": {"type": ["integer", "null"]},
+    "shared_objects": {
+        "type": "boolean",
+        "description": "the team's keys see each other's stored objects",
+    },
+    "metadata": {"type": "object", "description": "free JSON (at most 16 KiB)"},
 }
 
 
@@ -462,10 +488,64 @@ SCHEMAS: Final[dict[str, Any]] = {
                 "description": "the key's last request seen by any proxy (about a minute "
                 "behind for other proxies than this one); null: never",
             },
+            "team": {"type": ["string", "null"], "description": "its team's name"},
             "key": {"type": "string", "description": "in full, only when created or rotated"},
             **_VERSIONED,
         },
         closed=False,
+    ),
+    "Team": _obj(
+        ["id", "name", "created_at", "updated_at"],
+        {
+            **_TEAM_FIELDS,
+            "id": {"type": "integer"},
+            "members": {"type": ["integer", "null"], "description": "how many keys it has"},
+            "created_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+            **_VERSIONED,
+        },
+        closed=False,
+    ),
+    "TeamInput": _obj(["name"], _TEAM_FIELDS),
+    "TeamPatch": {**_obj([], _TEAM_FIELDS), "minProperties": 1},
+    "TeamMember": _obj(
+        ["id", "name", "enabled", "key_prefix"],
+        {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "key_prefix": {"type": ["string", "null"], "description": "null in YAML mode"},
+            "team": {"type": ["string", "null"]},
+            **_VERSIONED,
+        },
+        closed=False,
+    ),
+    "TeamMemberInput": _obj(["key"], {"key": {"type": "string", "description": "a key's name"}}),
+    "TeamUsage": _obj(
+        ["id", "name", "max_budget_usd", "budget_period", "spent_usd", "remaining_usd", "keys"],
+        {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "max_budget_usd": _NULLABLE_NUM,
+            "budget_period": {"type": ["string", "null"], "enum": ["daily", "monthly", None]},
+            "spent_usd": {
+                "type": ["number", "null"],
+                "description": "this period, as this instance's limiter counts it (with Redis: "
+                "every instance's); null: no budget counted",
+            },
+            "remaining_usd": _NULLABLE_NUM,
+            "resets_at": _NULLABLE_STR,
+            "keys": {
+                "type": "array",
+                "items": _obj(
+                    ["id", "name", "spent_usd"],
+                    {"spent_usd": _NULLABLE_NUM, "remaining_usd": _NULLABLE_NUM},
+                    False,
+                ),
+                "description": "its keys, each with its own budget's spend (null: none)",
+            },
+        },
+        False,
     ),
     "CredentialInput": {
         **_obj([], {**_CREDENTIAL_FIELDS, **_CREDENTIAL_ALIASES}),
@@ -626,7 +706,9 @@ SCHEMAS: Final[dict[str, Any]] = {
             "source": {"type": "string", "enum": ["file", "database"]},
         },
     ),
-    "Config": _obj(["version", "source", "providers", "master_keys", "settings"], {}, False),
+    "Config": _obj(
+        ["version", "source", "providers", "master_keys", "teams", "settings"], {}, False
+    ),
     "Reloaded": _obj(
         ["version", "served"], {"version": {"type": "integer"}, "served": {"type": "boolean"}}
     ),
@@ -715,6 +797,57 @@ def _rows(kind: str, schema: str, what: str) -> dict[str, Any]:
                 f"Enable or disable a {what}",
                 _ref(schema),
                 body=_ref("Status"),
+                params=[_id_param()],
+            )
+        },
+    }
+
+
+def _teams() -> dict[str, Any]:
+    key_id = {"name": "key_id", "in": "path", "required": True, "schema": _ID}
+    return {
+        "/teams": {
+            "get": _op("List teams (with how many keys each has)", _ref("List")),
+            "post": _op("Create a team", _ref("Team"), body=_ref("TeamInput"), status="201"),
+        },
+        "/teams/{id}": {
+            "get": _op("One team", _ref("Team"), params=[_id_param()]),
+            "put": _op(
+                "Replace a team (omitted fields back to their defaults)",
+                _ref("Team"),
+                body=_ref("TeamInput"),
+                params=[_id_param()],
+            ),
+            "patch": _op(
+                "Change a team's fields", _ref("Team"), body=_ref("TeamPatch"), params=[_id_param()]
+            ),
+            "delete": _op(
+                "Delete a team (409 team_has_members while keys are in it)",
+                _ref("Deleted"),
+                params=[_id_param()],
+            ),
+        },
+        "/teams/{id}/members": {
+            "get": _op("The team's keys", _ref("List"), params=[_id_param()]),
+            "post": _op(
+                "Put a key (by name) in the team",
+                _ref("TeamMember"),
+                body=_ref("TeamMemberInput"),
+                params=[_id_param()],
+                status="201",
+            ),
+        },
+        "/teams/{id}/members/{key_id}": {
+            "delete": _op(
+                "Take a key out of the team (the key stays, in no team)",
+                _ref("TeamMember"),
+                params=[_id_param(), key_id],
+            )
+        },
+        "/teams/{id}/usage": {
+            "get": _op(
+                "The team's budget and its spend this period, and its keys'",
+                _ref("TeamUsage"),
                 params=[_id_param()],
             )
         },
@@ -1107,7 +1240,7 @@ def document() -> dict[str, Any]:
         "/config/reload": {"post": _op("Read the config again now", _ref("Reloaded"))},
         "/config/export": {
             "get": {
-                "summary": "Providers, master keys and routing as YAML (no secrets)",
+                "summary": "Providers, master keys, teams and routing as YAML (no secrets)",
                 "responses": {
                     "200": {
                         "description": "OK",
@@ -1118,6 +1251,7 @@ def document() -> dict[str, Any]:
                                     {
                                         "providers": {"type": "array"},
                                         "master_keys": {"type": "array"},
+                                        "teams": {"type": "array"},
                                         "routing": {"type": "object"},
                                     },
                                 )
@@ -1196,6 +1330,7 @@ def document() -> dict[str, Any]:
         },
         **_rows("providers", "Provider", "provider"),
         **_rows("credentials", "Credential", "master key"),
+        **_teams(),
         "/credentials/{id}/rotate": {
             "post": _op(
                 "A new key, shown once",
@@ -1284,7 +1419,7 @@ def document() -> dict[str, Any]:
             "title": "llm-proxy admin API",
             "version": "1",
             "description": (
-                "Providers, master keys, config history and rollback, health probes, the "
+                "Providers, master keys, teams, config history and rollback, health probes, the "
                 "request log, usage and the response cache."
             ),
         },

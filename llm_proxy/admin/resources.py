@@ -1,4 +1,5 @@
-"""Providers and master keys (`credentials`, also `/master-keys`) through the admin API.
+"""Providers, master keys (`credentials`, also `/master-keys`) and the writes of teams through
+the admin API (their reads, members and usage are `admin.teams`'s).
 
 Every write is one database transaction: the admin key's name is set as the change's actor
 (config history), the row is written, the whole configuration is read back inside the same
@@ -40,6 +41,7 @@ from llm_proxy.admin.tables import (
     PROVIDERS,
     SECRET_PARAMS,
     SHOWN_ONLY,
+    TEAMS,
     Table,
     fields_of,
     new_master_key,
@@ -95,7 +97,7 @@ async def _keep_masked_params(
     values["params"] = kept
 
 
-async def _write(
+async def write(
     request: web.Request, table: Table, action: str, row_id: int | None, values: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, int]:
     """Run one write (`insert`, `update`, `delete`) in a validated, attributed transaction.
@@ -127,12 +129,27 @@ async def _write(
                 code="duplicate_name",
                 param="name",
             ) from None
+        except asyncpg.ForeignKeyViolationError:
+            raise _no_such_team(table, values.get("team")) from None
         except (asyncpg.CheckViolationError, asyncpg.NotNullViolationError) as exc:
             raise bad_param(_column_param(table, exc), _check_message(exc)) from None
         except asyncpg.DataError as exc:
             raise bad_param("", f"Invalid value: {exc}") from None
     await serve_version(request, version)
     return row, version
+
+
+def _no_such_team(table: Table, team: Any) -> ProxyError:
+    """What `credentials.team`'s foreign key refused: a team deleted while keys are in it
+    (409), or a key put in a team that does not exist (400)."""
+    if table is TEAMS:
+        return ProxyError(
+            409,
+            "This team still has keys: move them to another team (PATCH "
+            '/admin/v1/credentials/{id} {"team": ...}) or delete them first.',
+            code="team_has_members",
+        )
+    return bad_param("team", f"No team named {team!r}.")
 
 
 def _column_param(table: Table, exc: Any) -> str:
@@ -187,8 +204,13 @@ async def _statement(
         return None
     if row is None:
         raise _not_found(table, row_id)
-    return dict(row)
+    found = dict(row)
+    if table is TEAMS:  # (counted after the statement: a rename has carried its keys along)
+        found["members"] = await conn.fetchval(MEMBERS_SQL, found["name"])
+    return found
 
+
+MEMBERS_SQL: Final = "SELECT count(*) FROM credentials WHERE team = $1"
 
 # A master key's last use as the database has it (every proxy writes there about once a
 # minute, `KeyUsageWriter`); `_shown` adds this process's own, when later.
@@ -222,7 +244,9 @@ def _table(request: web.Request) -> Table:
     """Which table a route is about: its first path segment under the admin prefix."""
     resource = request.match_info.route.resource
     path = resource.canonical.removeprefix(PREFIX) if resource is not None else ""
-    return PROVIDERS if path.startswith("/providers") else CREDENTIALS
+    if path.startswith("/providers"):
+        return PROVIDERS
+    return TEAMS if path.startswith("/teams") else CREDENTIALS
 
 
 def _row_id(request: web.Request) -> int:
@@ -289,6 +313,7 @@ def _snapshot_rows(request: web.Request, table: Table) -> list[dict[str, Any]]:
                 "expires_at": expiry_text(k.expires_at) if k.expires_at is not None else None,
                 "metadata": dict(k.metadata),
                 "created_by": k.created_by,
+                "team": k.team,
                 "last_used_at": expiry_text(seen) if seen is not None else None,
             }
         )
@@ -319,7 +344,7 @@ async def create_row(request: web.Request) -> web.Response:
     if table is CREDENTIALS:
         key = values.get("key") or new_master_key()
         values["key"] = key
-    row, version = await _write(request, table, "insert", None, values)
+    row, version = await write(request, table, "insert", None, values)
     assert row is not None
     answer = {**_shown(request, table, row), "config_version": version}
     if key is not None:
@@ -334,13 +359,14 @@ async def replace_row(request: web.Request) -> web.Response:
     change, as with PATCH."""
     table, row_id = _table(request), _row_id(request)
     body = await body_of(request)
-    if uses_original_names(table.name, body) or "name" not in body:
+    original = uses_original_names(table.name, body) or "name" not in body
+    if original and table is not TEAMS:  # (a team has no original: its PUT is ours only)
         values = _fields(table, body, row_id, partial=True)
         if not values:
             raise bad_param("", "Nothing to change: the body names no field.")
     else:
         values = {**DEFAULTS[table.name], **_fields(table, body, row_id, partial=False)}
-    row, version = await _write(request, table, "update", row_id, values)
+    row, version = await write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**_shown(request, table, row), "config_version": version})
 
@@ -351,7 +377,7 @@ async def update_row(request: web.Request) -> web.Response:
     values = _fields(table, await body_of(request), row_id, partial=True)
     if not values:
         raise bad_param("", "Nothing to change: the body names no field.")
-    row, version = await _write(request, table, "update", row_id, values)
+    row, version = await write(request, table, "update", row_id, values)
     assert row is not None
     return json_response({**_shown(request, table, row), "config_version": version})
 
@@ -362,14 +388,14 @@ async def set_status(request: web.Request) -> web.Response:
     data = our_names(table.name, await body_of(request), row_id)
     if set(data) != {"enabled"} or not isinstance(data["enabled"], bool):
         raise bad_param("enabled", 'The body must be {"enabled": true} or {"enabled": false}.')
-    row, version = await _write(request, table, "update", row_id, data)
+    row, version = await write(request, table, "update", row_id, data)
     assert row is not None
     return json_response({**_shown(request, table, row), "config_version": version})
 
 
 async def delete_row(request: web.Request) -> web.Response:
     table, row_id = _table(request), _row_id(request)
-    _, version = await _write(request, table, "delete", row_id, {})
+    _, version = await write(request, table, "delete", row_id, {})
     return json_response({"id": row_id, "deleted": True, "config_version": version})
 
 
@@ -386,7 +412,7 @@ async def rotate(request: web.Request) -> web.Response:
     if not isinstance(key, str):
         raise bad_param("key", "`key` must be a string.")
     fields_of(CREDENTIALS, {"key": key}, partial=True)  # its length, as on a create
-    row, version = await _write(request, CREDENTIALS, "update", row_id, {"key": key})
+    row, version = await write(request, CREDENTIALS, "update", row_id, {"key": key})
     assert row is not None
     return json_response(
         {**_shown(request, CREDENTIALS, row), "key": key, "config_version": version}

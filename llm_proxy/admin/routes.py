@@ -16,6 +16,7 @@ from llm_proxy.admin import (
     probes,
     resources,
     routing,
+    teams,
 )
 from llm_proxy.admin.guard import guard, validate
 from llm_proxy.admin.pool import AdminPool
@@ -32,6 +33,7 @@ def create_admin_app() -> web.Application:
     config_routes.add_routes(app)
     app.router.add_get("/stats", stats)
     resources.add_routes(app)
+    teams.add_routes(app)
     routing.add_routes(app)
     cache.add_routes(app)
     logs.add_routes(app)

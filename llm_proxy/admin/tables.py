@@ -1,4 +1,4 @@
-"""The providers and master keys of the admin API as data: each table's fields and their
+"""The providers, master keys and teams of the admin API as data: each table's fields and their
 types, a request body's fields checked against them (unknown ones, wrong types, values out of
 a column's range: 400 naming the field), a row as the API shows it (no secret), and the API
 field a config validation issue is about. No I/O: the writes are `resources`'s."""
@@ -46,7 +46,7 @@ class Field:
 @dataclass(frozen=True, slots=True)
 class Table:
     name: str  # the SQL table
-    what: str  # "provider", "master key"
+    what: str  # "provider", "master key", "team"
     fields: dict[str, Field]  # API field -> column
     required: frozenset[str]  # on create and PUT
 
@@ -82,14 +82,40 @@ CREDENTIALS: Final = Table(
         "max_parallel_requests": Field("max_parallel_requests", int, nullable=True),
         "expires_at": Field("expires_at", str, nullable=True),  # ISO-8601, with its offset
         "metadata": Field("metadata", dict, json=True),
+        "team": Field("team", str, nullable=True),  # a team's name (`/teams`); null: none
         "enabled": Field("is_enabled", bool),
+    },
+    frozenset({"name"}),
+)
+TEAMS: Final = Table(
+    "teams",
+    "team",
+    {
+        "name": Field("name", str),
+        "allowed_models": Field("allowed_models", list, nullable=True),
+        "rate_limit_rps": Field("rate_limit_rps", (int, float), nullable=True),
+        "rate_limit_burst": Field("rate_limit_burst", int, nullable=True),
+        "tokens_per_minute": Field("tokens_per_minute", int, nullable=True),
+        "max_budget_usd": Field("max_budget_usd", (int, float), nullable=True),
+        "budget_period": Field("budget_period", str, nullable=True),  # null: monthly
+        "max_parallel_requests": Field("max_parallel_requests", int, nullable=True),
+        "shared_objects": Field("shared_objects", bool),
+        "metadata": Field("metadata", dict, json=True),
     },
     frozenset({"name"}),
 )
 # What the API shows of a row but never takes: accepted in a body and left out, so that a row
 # read, edited and written back is taken as it was shown.
 SHOWN_ONLY: Final = frozenset(
-    {"created_at", "updated_at", "key_prefix", "config_version", "created_by", "last_used_at"}
+    {
+        "created_at",
+        "updated_at",
+        "key_prefix",
+        "config_version",
+        "created_by",
+        "last_used_at",
+        "members",
+    }
 )
 # On PUT, what an omitted field becomes (a write-only secret is kept instead).
 DEFAULTS: Final[dict[str, dict[str, Any]]] = {
@@ -111,7 +137,19 @@ DEFAULTS: Final[dict[str, dict[str, Any]]] = {
         "max_parallel_requests": None,
         "expires_at": None,
         "metadata": {},
+        "team": None,
         "enabled": True,
+    },
+    "teams": {
+        "allowed_models": None,
+        "rate_limit_rps": None,
+        "rate_limit_burst": None,
+        "tokens_per_minute": None,
+        "max_budget_usd": None,
+        "budget_period": None,
+        "max_parallel_requests": None,
+        "shared_objects": False,
+        "metadata": {},
     },
 }
 
@@ -123,6 +161,8 @@ def new_master_key() -> str:
 
 def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     """A row as the API shows it: no secret."""
+    if table is TEAMS:
+        return team_view(row)
     common = {
         "id": row["id"],
         "name": row["name"],
@@ -155,9 +195,32 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "expires_at": _moment_text(row["expires_at"]),
         "metadata": _json(row["metadata"]),
         "created_by": row["created_by"],
+        "team": row["team"],
         # (a column of key_last_used, where the query joined it; `resources` adds what this
         # process saw since its last write there)
         "last_used_at": _moment_text(row.get("last_used_at")),
+    }
+
+
+def team_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A team row as the API shows it; `members`, how many keys it has, where the query
+    counted them."""
+    allowed = row["allowed_models"]
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "allowed_models": list(allowed) if allowed is not None else None,
+        "rate_limit_rps": row["rate_limit_rps"],
+        "rate_limit_burst": row["rate_limit_burst"],
+        "tokens_per_minute": row["tokens_per_minute"],
+        "max_budget_usd": row["max_budget_usd"],
+        "budget_period": row["budget_period"],
+        "max_parallel_requests": row["max_parallel_requests"],
+        "shared_objects": row["shared_objects"],
+        "metadata": _json(row["metadata"]),
+        "members": row.get("members"),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
     }
 
 
@@ -222,7 +285,7 @@ def fields_of(table: Table, data: dict[str, Any], *, partial: bool) -> dict[str,
             raise bad_param(name, f"`key` {short}.")
         if table is CREDENTIALS and name == "expires_at":
             value = _expiry(value)
-        if table is CREDENTIALS and name == "metadata":
+        if name == "metadata":
             _metadata(value)
         if name == "allowed_models" and not all(isinstance(m, str) for m in value):
             raise bad_param(name, "`allowed_models` must be a list of strings.")
@@ -285,7 +348,7 @@ def default_api_base(kind: Any, params: Any) -> str | None:
 def param_of(issue_path: tuple[Any, ...]) -> str | None:
     """The API field a config validation issue is about (a provider's `params` are read as
     settings of the provider, so their issues name the setting: the field is `params`)."""
-    if len(issue_path) < 3 or issue_path[0] not in ("providers", "master_keys"):
+    if len(issue_path) < 3 or issue_path[0] not in ("providers", "master_keys", "teams"):
         return None
     name = str(issue_path[2])
     if issue_path[0] == "providers":

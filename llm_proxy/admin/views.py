@@ -14,7 +14,7 @@ from typing import Any
 
 from llm_proxy.config.export import pricing_data
 from llm_proxy.config.master_keys import expiry_text
-from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Timeouts
+from llm_proxy.config.model import CircuitBreaker, Config, HealthCheck, Provider, Team, Timeouts
 from llm_proxy.config.providers import header_is_public, query_param_is_public, redact_url
 from llm_proxy.config.routing import routing_data
 
@@ -113,10 +113,30 @@ def provider_view(p: Provider) -> dict[str, Any]:
     }
 
 
+def team_view(team: Team, config: Config) -> dict[str, Any]:
+    """A team of the loaded configuration, in the shape of the admin API's team rows (the
+    names of its keys in `keys`)."""
+    limit = team.rate_limit
+    return {
+        "name": team.name,
+        "allowed_models": list(team.allowed_models) if team.allowed_models is not None else None,
+        "rate_limit_rps": limit.requests_per_second if limit else None,
+        "rate_limit_burst": limit.burst_size if limit else None,
+        "tokens_per_minute": team.tokens_per_minute,
+        "max_budget_usd": team.max_budget_usd,
+        "budget_period": team.budget_period if team.max_budget_usd is not None else None,
+        "max_parallel_requests": team.max_parallel_requests,
+        "shared_objects": team.shared_objects,
+        "metadata": dict(team.metadata),
+        "keys": [k.name for k in config.master_keys if k.team == team.name],
+    }
+
+
 _SECRET_SETTINGS = frozenset(
     {
         "providers",
         "master_keys",
+        "teams",
         "metrics_token",
         "rate_limit_backend",
         "admin_key",
@@ -162,8 +182,10 @@ def config_view(config: Config) -> dict[str, Any]:
                 "expires_at": expiry_text(k.expires_at) if k.expires_at is not None else None,
                 "metadata": dict(k.metadata),
                 "created_by": k.created_by,
+                "team": k.team,
             }
             for k in config.master_keys
         ],
+        "teams": [team_view(t, config) for t in config.teams],
         "settings": settings,
     }

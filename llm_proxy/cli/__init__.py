@@ -181,7 +181,7 @@ def _add_config_commands(cfg: argparse.ArgumentParser) -> None:
         "history", help="recorded changes to providers and keys, newest first"
     )
     hist.add_argument("version", nargs="?", type=int, help="show this version's changes in full")
-    hist.add_argument("--table", choices=("providers", "credentials"))
+    hist.add_argument("--table", choices=("providers", "credentials", "teams"))
     hist.add_argument("--row", type=int, help="one row's changes (its id)")
     hist.add_argument("--limit", type=int, default=20, help="versions to show (default 20)")
     hist.add_argument("--db-url", help="PostgreSQL DSN (default: $DB_URL)")

@@ -147,10 +147,10 @@ def _database_settings(path_arg: str | None) -> tuple[Path | None, Config] | Non
     if loaded is None:
         return None
     path, config = loaded
-    if config.providers or config.master_keys:
+    if config.providers or config.master_keys or config.teams:
         print(
             f"error: {path}: in database mode (DB_URL set) providers and master_keys live in "
-            "the database; remove them from the file (or load them once with "
+            "the database (teams too); remove them from the file (or load them once with "
             "`llm-proxy import-config`)",
             file=sys.stderr,
         )
@@ -280,6 +280,31 @@ def cloud_summary(p: Provider) -> list[str]:
     return []
 
 
+def _teams_line(config: Config) -> str:
+    """`teams (N): name (limits...; K keys), ...`"""
+    names = []
+    for t in config.teams:
+        extra = []
+        if t.allowed_models is not None:
+            extra.append("models " + ", ".join(t.allowed_models))
+        if t.rate_limit:
+            extra.append(
+                f"{t.rate_limit.requests_per_second:g} rps, burst {t.rate_limit.burst_size}"
+            )
+        if t.tokens_per_minute is not None:
+            extra.append(f"{t.tokens_per_minute} tokens/min")
+        if t.max_budget_usd is not None:
+            extra.append(f"${t.max_budget_usd:g} {t.budget_period}")
+        if t.max_parallel_requests is not None:
+            extra.append(f"{t.max_parallel_requests} parallel")
+        if t.shared_objects:
+            extra.append("shared objects")
+        members = sum(1 for k in config.master_keys if k.team == t.name)
+        extra.append(f"{members} key{'' if members == 1 else 's'}")
+        names.append(f"{t.name} ({'; '.join(extra)})")
+    return f"teams ({len(names)}): {', '.join(names)}"
+
+
 def summarize(source: str, config: Config, *, database: bool = False) -> str:
     """A human summary that never shows a secret: keys appear by name only, URLs without
     their `user:password@`. `database`: the keys came from a database (the fix a locked proxy
@@ -327,6 +352,8 @@ def summarize(source: str, config: Config, *, database: bool = False) -> str:
                 extra.append(f"{word} {expiry_text(k.expires_at)}")
             names.append(k.name + (f" ({'; '.join(extra)})" if extra else ""))
         lines.append(f"master keys ({len(names)}): {', '.join(names)}")
+    if config.teams:
+        lines.append(_teams_line(config))
     locked = locked_warning(config, database=database)
     if locked is not None:
         lines.append(locked)

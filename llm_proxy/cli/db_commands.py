@@ -171,9 +171,9 @@ class _DryRun(Exception):
 
 
 def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -> int:
-    """Load providers and master keys from a YAML file into the database (upsert by name; its
-    routing section, if any, replaces the routing tables' rows), in
-    one transaction (one config version). With `dry_run`, print the changes it would make
+    """Load providers, teams and master keys from a YAML file into the database (upsert by
+    name; its routing section, if any, replaces the routing tables' rows), in one transaction
+    (one config version). With `dry_run`, print the changes it would make
     (read back from the config history the transaction records) and roll it back."""
     dsn = _dsn_arg(db_url)
     if dsn is None:
@@ -203,9 +203,11 @@ def import_config(path_arg: str, db_url: str | None, *, dry_run: bool = False) -
     except (OSError, asyncpg.PostgresError) as exc:
         print(f"error: import-config: {exc}", file=sys.stderr)
         return 1
+    teams = f", {len(config.teams)} teams" if config.teams else ""
     routing = " and the routing section" if config.routing.configured else ""
     print(
         f"imported {len(config.providers)} providers and {len(config.master_keys)} master keys"
+        + teams
         + routing
     )
     return 0

@@ -1,10 +1,10 @@
 """Database mode: configuration rows -> the same validated Config as YAML mode.
 
-Providers, credentials and the routing tables (`model_fallbacks`, `routing_rules`,
-`routing_settings`: migration 014) are read in one REPEATABLE READ transaction together with
-the config version, turned into the plain data `parse_config` reads (the routing rows into the
-YAML's `routing:` shape), and validated by the same rules. Errors name the table, row and
-column. The request path never comes here.
+Providers, credentials, teams (migration 017) and the routing tables (`model_fallbacks`,
+`routing_rules`, `routing_settings`: migration 014) are read in one REPEATABLE READ transaction
+together with the config version, turned into the plain data `parse_config` reads (the routing
+rows into the YAML's `routing:` shape), and validated by the same rules. Errors name the table,
+row and column. The request path never comes here.
 
 The routing served in database mode is the tables' as soon as they hold any row (a disabled
 rule counts); while they are empty, the settings file's `routing:` section (if any) serves,
@@ -64,8 +64,14 @@ _CREDENTIALS_SQL: Final = """
 SELECT id, name, encode(key_hash, 'hex') AS key_sha256, allowed_models, rate_limit_rps,
        rate_limit_burst, tokens_per_minute, max_budget_usd, budget_period, is_enabled,
        shared_objects, max_parallel_requests, expires_at, metadata::text AS metadata,
-       created_by
+       created_by, team
 FROM credentials ORDER BY id
+"""
+_TEAMS_SQL: Final = """
+SELECT id, name, allowed_models, rate_limit_rps, rate_limit_burst, tokens_per_minute,
+       max_budget_usd, budget_period, max_parallel_requests, shared_objects,
+       metadata::text AS metadata
+FROM teams ORDER BY id
 """
 _FALLBACKS_SQL: Final = "SELECT id, model, reason, chain FROM model_fallbacks ORDER BY id"
 _RULES_SQL: Final = """
@@ -107,7 +113,7 @@ class DbConfig:
     """One consistent read of the configuration tables."""
 
     version: str
-    # providers, master_keys and (when the routing tables hold any row) routing, in
+    # providers, master_keys, teams and (when the routing tables hold any row) routing, in
     # parse_config's shape
     data: dict[str, Any]
     # table -> (id, name) per data entry, for errors; the routing's sections (fallbacks, ...,
@@ -215,8 +221,9 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
     version = await conn.fetchval("SELECT version FROM config_version")
     providers = await conn.fetch(_PROVIDERS_SQL)
     credentials = await conn.fetch(_CREDENTIALS_SQL)
-    data: dict[str, Any] = {"providers": [], "master_keys": []}
-    rows: dict[str, list[tuple[int, str]]] = {"providers": [], "master_keys": []}
+    teams = await conn.fetch(_TEAMS_SQL)
+    data: dict[str, Any] = {"providers": [], "master_keys": [], "teams": []}
+    rows: dict[str, list[tuple[int, str]]] = {"providers": [], "master_keys": [], "teams": []}
     for r in providers:
         data["providers"].append(_provider_entry(r))
         rows["providers"].append((r["id"], r["name"]))
@@ -225,30 +232,16 @@ async def read_rows(conn: asyncpg.Connection) -> DbConfig:
             "name": r["name"],
             "key_sha256": r["key_sha256"],
             "enabled": r["is_enabled"],
+            **_limits(r),
         }
-        if r["allowed_models"] is not None:
-            key["allowed_models"] = list(r["allowed_models"])
-        if r["rate_limit_rps"] is not None:
-            key["rate_limit"] = {"requests_per_second": r["rate_limit_rps"]}
-            if r["rate_limit_burst"] is not None:
-                key["rate_limit"]["burst_size"] = r["rate_limit_burst"]
-        if r["tokens_per_minute"] is not None:
-            key["tokens_per_minute"] = r["tokens_per_minute"]
-        if r["shared_objects"]:
-            key["shared_objects"] = True
-        for column in (
-            "max_budget_usd",
-            "budget_period",
-            "max_parallel_requests",
-            "expires_at",
-            "created_by",
-        ):
+        for column in ("expires_at", "created_by", "team"):
             if r[column] is not None:
                 key[column] = r[column]
-        if r["metadata"] != "{}":
-            key["metadata"] = json.loads(r["metadata"])
         data["master_keys"].append(key)
         rows["master_keys"].append((r["id"], r["name"]))
+    for r in teams:
+        data["teams"].append(_team_entry(r))
+        rows["teams"].append((r["id"], r["name"]))
     await _read_routing(conn, data, rows)
     return DbConfig(str(version), data, rows)
 
@@ -295,6 +288,30 @@ async def _read_routing(
     data["routing"] = routing
 
 
+def _limits(r: asyncpg.Record) -> dict[str, Any]:
+    """The limit columns a key and a team share, as the YAML spells them (unset ones left
+    out)."""
+    entry: dict[str, Any] = {}
+    if r["allowed_models"] is not None:
+        entry["allowed_models"] = list(r["allowed_models"])
+    if r["rate_limit_rps"] is not None:
+        entry["rate_limit"] = {"requests_per_second": r["rate_limit_rps"]}
+        if r["rate_limit_burst"] is not None:
+            entry["rate_limit"]["burst_size"] = r["rate_limit_burst"]
+    for column in ("tokens_per_minute", "max_budget_usd", "budget_period", "max_parallel_requests"):
+        if r[column] is not None:
+            entry[column] = r[column]
+    if r["shared_objects"]:
+        entry["shared_objects"] = True
+    if r["metadata"] != "{}":
+        entry["metadata"] = json.loads(r["metadata"])
+    return entry
+
+
+def _team_entry(r: asyncpg.Record) -> dict[str, Any]:
+    return {"name": r["name"], **_limits(r)}
+
+
 def _provider_entry(r: asyncpg.Record) -> dict[str, Any]:
     params = json.loads(r["params"])
     entry: dict[str, Any] = {
@@ -328,7 +345,7 @@ async def check_provider_row(conn: asyncpg.Connection, row_id: int) -> None:
 
 def build_config(base: Config, fetched: DbConfig) -> Config:
     """Validate the rows and combine them with the file/env settings (`base`), which alone
-    decide everything but providers, keys and routing (`require_auth` included). The routing
+    decide everything but providers, keys, teams and routing (`require_auth` included). The routing
     is the tables' when they hold any row, else `base`'s (the settings file's section)."""
     locate = _locator(fetched.rows)
     parsed = parse_config(fetched.data, locate)
@@ -336,6 +353,7 @@ def build_config(base: Config, fetched: DbConfig) -> Config:
         base,
         providers=parsed.providers,
         master_keys=parsed.master_keys,
+        teams=parsed.teams,
         routing=parsed.routing if fetched.has_routing else base.routing,
         routing_from_rows=fetched.has_routing,
     )
@@ -364,13 +382,14 @@ def routing_note(base: Config, fetched: DbConfig) -> str | None:
 
 
 def _locator(rows: Mapping[str, list[tuple[int, str]]]) -> Any:
-    tables = {"providers": "providers", "master_keys": "credentials"}
+    tables = {"providers": "providers", "master_keys": "credentials", "teams": "teams"}
     columns = {
         "master_keys": {
             "key_sha256": "key_hash",
             "enabled": "is_enabled",
             "rate_limit": "rate_limit_rps/rate_limit_burst",
         },
+        "teams": {"rate_limit": "rate_limit_rps/rate_limit_burst"},
         "providers": dict.fromkeys(PARAM_KEYS, "params"),
     }
 

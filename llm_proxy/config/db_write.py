@@ -1,7 +1,8 @@
 """The configuration written to the database: `upsert`, the inverse of `database.fetch`
 (`llm-proxy import-config`). A provider's settings without a column of their own go to its
 `params` (`database.PARAM_KEYS`), as `fetch` reads them back; a master key is stored by its
-hash (and the key itself when the file held it).
+hash (and the key itself when the file held it); teams are written before the keys that
+name them.
 
 The admin API writes row by row with its own statements (`admin/resources.py`); this is the
 whole-file write: upsert by name, never a delete. The routing section is the exception: it is
@@ -21,8 +22,9 @@ import orjson
 
 from llm_proxy.config.database import PARAM_KEYS
 from llm_proxy.config.export import provider_data
-from llm_proxy.config.model import Config, MasterKey, Provider
+from llm_proxy.config.model import Config, MasterKey, Provider, Team
 from llm_proxy.config.routing import CHAIN_KEYS, EVERY_MODEL, routing_data
+from llm_proxy.config.teams import own_models
 
 _UPSERT_PROVIDER: Final = """
 INSERT INTO providers
@@ -38,9 +40,9 @@ INSERT INTO credentials
     (name, key, key_hash, allowed_models, rate_limit_rps,
      rate_limit_burst, tokens_per_minute, is_enabled,
      max_budget_usd, budget_period, shared_objects,
-     max_parallel_requests, expires_at, metadata, created_by)
+     max_parallel_requests, expires_at, metadata, created_by, team)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb,
-        coalesce($15, llm_proxy_actor()))
+        coalesce($15, llm_proxy_actor()), $16)
 ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
     key_hash = EXCLUDED.key_hash,
     allowed_models = EXCLUDED.allowed_models,
@@ -54,14 +56,30 @@ ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key,
     max_parallel_requests = EXCLUDED.max_parallel_requests,
     expires_at = EXCLUDED.expires_at,
     metadata = EXCLUDED.metadata,
-    created_by = coalesce($15, credentials.created_by)
+    created_by = coalesce($15, credentials.created_by),
+    team = EXCLUDED.team
+"""
+_UPSERT_TEAM: Final = """
+INSERT INTO teams
+    (name, allowed_models, rate_limit_rps, rate_limit_burst, tokens_per_minute,
+     max_budget_usd, budget_period, max_parallel_requests, shared_objects, metadata)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+ON CONFLICT (name) DO UPDATE SET allowed_models = EXCLUDED.allowed_models,
+    rate_limit_rps = EXCLUDED.rate_limit_rps,
+    rate_limit_burst = EXCLUDED.rate_limit_burst,
+    tokens_per_minute = EXCLUDED.tokens_per_minute,
+    max_budget_usd = EXCLUDED.max_budget_usd,
+    budget_period = EXCLUDED.budget_period,
+    max_parallel_requests = EXCLUDED.max_parallel_requests,
+    shared_objects = EXCLUDED.shared_objects,
+    metadata = EXCLUDED.metadata
 """
 
 
 async def upsert(
     conn: asyncpg.Connection, config: Config, *, disabled_providers: Collection[str] | None = None
 ) -> None:
-    """Insert or update `config`'s providers and master keys by name, in one transaction
+    """Insert or update `config`'s providers, teams and master keys by name, in one transaction
     (one config version; inside the caller's transaction, if any, as a savepoint). Rows not
     in `config` are left as they are. A provider's `is_enabled` is left as it is (a new one is
     enabled) unless `disabled_providers` is given: then it is set, false for those named."""
@@ -69,8 +87,10 @@ async def upsert(
         for p in config.providers:
             enabled = None if disabled_providers is None else p.name not in disabled_providers
             await conn.execute(_UPSERT_PROVIDER, *_provider_row(p), enabled)
+        for t in config.teams:
+            await conn.execute(_UPSERT_TEAM, *_team_row(t))
         for k in config.master_keys:
-            await conn.execute(_UPSERT_CREDENTIAL, *_credential_row(k))
+            await conn.execute(_UPSERT_CREDENTIAL, *_credential_row(k, config.teams))
         if config.routing.configured:
             await replace_routing(conn, routing_data(config.routing))
 
@@ -93,13 +113,14 @@ def _provider_row(p: Provider) -> tuple[Any, ...]:
     )
 
 
-def _credential_row(k: MasterKey) -> tuple[Any, ...]:
+def _credential_row(k: MasterKey, teams: tuple[Team, ...]) -> tuple[Any, ...]:
     limit = k.rate_limit
+    models = own_models(k, teams)
     return (
         k.name,
         k.key or None,
         k.digest,
-        list(k.allowed_models) if k.allowed_models is not None else None,
+        list(models) if models is not None else None,
         limit.requests_per_second if limit else None,
         limit.burst_size if limit else None,
         k.tokens_per_minute,
@@ -111,6 +132,23 @@ def _credential_row(k: MasterKey) -> tuple[Any, ...]:
         _moment(k.expires_at),
         orjson.dumps(k.metadata).decode(),
         k.created_by,
+        k.team,
+    )
+
+
+def _team_row(t: Team) -> tuple[Any, ...]:
+    limit = t.rate_limit
+    return (
+        t.name,
+        list(t.allowed_models) if t.allowed_models is not None else None,
+        limit.requests_per_second if limit else None,
+        limit.burst_size if limit else None,
+        t.tokens_per_minute,
+        t.max_budget_usd,
+        t.budget_period if t.max_budget_usd is not None else None,
+        t.max_parallel_requests,
+        t.shared_objects,
+        orjson.dumps(t.metadata).decode(),
     )
 
 

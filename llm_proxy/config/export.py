@@ -1,4 +1,4 @@
-"""The configuration's providers, master keys and routing section as a YAML file that YAML
+"""The configuration's providers, master keys, teams and routing section as a YAML file that YAML
 mode and `llm-proxy import-config` accept (`GET /admin/v1/config/export`,
 `llm-proxy export-config`). The routing section is `routing_data`'s, unset values left out.
 
@@ -41,12 +41,14 @@ from llm_proxy.config.model import (
     MasterKey,
     Pricing,
     Provider,
+    Team,
     bedrock_api_base,
     default_auth,
     vertex_api_base,
 )
 from llm_proxy.config.providers import header_is_public, query_param_is_public
 from llm_proxy.config.routing import routing_data
+from llm_proxy.config.teams import own_models
 
 
 def _variable_part(text: str) -> str:
@@ -215,10 +217,38 @@ def pricing_data(pricing: Pricing) -> dict[str, dict[str, float]]:
     }
 
 
-def _master_key(k: MasterKey) -> dict[str, Any]:
+def _master_key(k: MasterKey, teams: tuple[Team, ...]) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": k.name, "key_sha256": k.digest.hex()}
-    if k.allowed_models is not None:
-        entry["allowed_models"] = list(k.allowed_models)
+    if k.team is not None:
+        entry["team"] = k.team
+    models = own_models(k, teams)  # (a key with its team's models names none)
+    if models is not None:
+        entry["allowed_models"] = list(models)
+    entry.update(_limits(k))
+    if not k.enabled:
+        entry["enabled"] = False
+    if k.expires_at is not None:
+        entry["expires_at"] = expiry_text(k.expires_at)
+    if k.metadata:
+        entry["metadata"] = dict(k.metadata)
+    if k.created_by is not None:
+        entry["created_by"] = k.created_by
+    return entry
+
+
+def _team(t: Team) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": t.name}
+    if t.allowed_models is not None:
+        entry["allowed_models"] = list(t.allowed_models)
+    entry.update(_limits(t))
+    if t.metadata:
+        entry["metadata"] = dict(t.metadata)
+    return entry
+
+
+def _limits(k: MasterKey | Team) -> dict[str, Any]:
+    """The limits a key and a team share, as the YAML spells them (unset ones left out)."""
+    entry: dict[str, Any] = {}
     if k.rate_limit is not None:
         entry["rate_limit"] = dataclasses.asdict(k.rate_limit)
     if k.tokens_per_minute is not None:
@@ -230,14 +260,6 @@ def _master_key(k: MasterKey) -> dict[str, Any]:
         entry["max_parallel_requests"] = k.max_parallel_requests
     if k.shared_objects:
         entry["shared_objects"] = True
-    if not k.enabled:
-        entry["enabled"] = False
-    if k.expires_at is not None:
-        entry["expires_at"] = expiry_text(k.expires_at)
-    if k.metadata:
-        entry["metadata"] = dict(k.metadata)
-    if k.created_by is not None:
-        entry["created_by"] = k.created_by
     return entry
 
 
@@ -272,8 +294,10 @@ def _set(fields: dict[str, Any]) -> dict[str, Any]:
 def export_yaml(config: Config, *, version: str, with_secrets: bool = False) -> str:
     data: dict[str, Any] = {
         "providers": [_provider(p, with_secrets) for p in config.providers],
-        "master_keys": [_master_key(k) for k in config.master_keys],
+        "master_keys": [_master_key(k, config.teams) for k in config.master_keys],
     }
+    if config.teams:
+        data["teams"] = [_team(t) for t in config.teams]
     if config.routing.configured:
         data["routing"] = _routing(config)
     out = io.StringIO()

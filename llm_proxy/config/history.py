@@ -1,14 +1,14 @@
 """Config history and rollback, read and driven from Python. The recording itself is done by
 the database (migration 002: triggers on providers and credentials; 014: on the routing
-tables), so an edit made with plain psql is in the history exactly like one made by the proxy's
-tools.
+tables; 017: on teams), so an edit made with plain psql is in the history exactly like one
+made by the proxy's tools.
 
 * `history(conn, ...)`: the changes, newest first, paged by version;
 * `change(conn, version)`: every row one version changed (both read a row a rollback deleted
   and re-inserted as one UPDATE: `_paired`); `pending(conn)`: those of the caller's open
   transaction;
-* `rollback(conn, version, actor)`: providers, credentials and the routing tables back to
-  exactly their state at `version`, in one transaction that is itself one recorded change
+* `rollback(conn, version, actor)`: providers, credentials, teams and the routing tables back
+  to exactly their state at `version`, in one transaction that is itself one recorded change
   (and reloads every running instance through NOTIFY, as any change does); master keys
   revoked since stay revoked unless asked (`restore_revoked_keys`).
 """
@@ -28,6 +28,7 @@ TABLES: Final = (
     "model_fallbacks",
     "routing_rules",
     "routing_settings",
+    "teams",
 )
 
 
@@ -194,7 +195,7 @@ class RolledBack:
 async def rollback(
     conn: asyncpg.Connection, version: int, actor: str, *, restore_revoked_keys: bool = False
 ) -> RolledBack:
-    """Restore providers, credentials and the routing tables to their state at `version`.
+    """Restore providers, credentials, teams and routing tables to their state at `version`.
     `actor` is recorded as who did it. A master key revoked since (rotated: it keeps today's
     key; deleted: it stays deleted) is not revived unless `restore_revoked_keys`: a key
     rotated because it leaked must not come back with a rollback (migration 010)."""

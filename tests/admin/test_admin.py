@@ -135,8 +135,10 @@ async def test_the_effective_config_shows_no_secret(
             "expires_at": None,
             "metadata": {},
             "created_by": None,
+            "team": None,
         }
     ]
+    assert body["teams"] == []
     assert body["settings"]["metrics_token"] == "set"
     assert body["settings"]["admin_keys"] == ["ops", "ci"]
     status, version = await call(http, "GET", url + "/admin/v1/config/version")

@@ -97,7 +97,10 @@ async def test_the_running_api_matches_its_document(config_dsn: str, tmp_path: P
     conn = await asyncpg.connect(config_dsn)
     try:  # objects for the fuzzer to find (id 1 of each)
         await add_provider(conn, "alpha", "http://127.0.0.1:9/v1", {"m": None})
-        await conn.execute("INSERT INTO credentials (name, key) VALUES ('team', 'sk-team-0123456')")
+        await conn.execute("INSERT INTO teams (name) VALUES ('search')")
+        await conn.execute(
+            "INSERT INTO credentials (name, key, team) VALUES ('team', 'sk-team-0123456', 'search')"
+        )
     finally:
         await conn.close()
     env = {"DB_URL": config_dsn, "ADMIN_KEY": ADMIN_KEY, "LOG_LEVEL": "warning"}

@@ -329,7 +329,7 @@ async def test_history_from_before_the_migration_still_rolls_back(
     older = tmp_path / "sql"
     older.mkdir()
     for path in SQL_DIR.glob("*.sql"):
-        if not path.name.startswith("016_"):
+        if int(path.name[:3]) < 16:  # (the later ones need 016's columns)
             shutil.copy(path, older / path.name)
     conn = await asyncpg.connect(pg_dsn)
     try:
