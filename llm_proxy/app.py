@@ -58,6 +58,7 @@ from llm_proxy.proxy.client import Client
 from llm_proxy.proxy.cloud import google_infos
 from llm_proxy.proxy.credentials import CredentialRegistry
 from llm_proxy.proxy.health_checks import HealthChecker
+from llm_proxy.proxy.keyring import KeyRing
 from llm_proxy.proxy.limiter import Clock, Limiter
 from llm_proxy.proxy.messages import count_tokens
 from llm_proxy.proxy.owners import Owners
@@ -315,14 +316,16 @@ async def _credentials(app: web.Application) -> AsyncIterator[None]:
         await credentials.close()
 
 
-async def _restore_budgets(limiter: Limiter, dsn: str) -> None:
+async def _restore_budgets(limiter: Limiter, dsn: str, keys: KeyRing) -> None:
     """Budgets counted here alone (no Redis) start from what the request log says each key
-    spent this period; at most `_RESTORE_SECS` of startup, and never a reason not to start."""
+    and each team spent this period; at most `_RESTORE_SECS` of startup, and never a reason
+    not to start."""
     from llm_proxy.proxy.budgets import restore_from_log
 
+    teams = {team.name: team.display for team in keys.teams.values()}
     try:
         async with asyncio.timeout(_RESTORE_SECS):
-            restored = await restore_from_log(limiter.budgets, dsn, time.time())
+            restored = await restore_from_log(limiter.budgets, dsn, time.time(), teams)
     except Exception as exc:  # the database is down or slow: budgets start at zero, as before
         log.warning("budget_restore_failed", error=type(exc).__name__)
     else:
@@ -346,7 +349,7 @@ def _limiter(clock: Clock | None) -> Any:
         limiter = app[LIMITER] = Limiter(**kwargs)
         limiter.sync(store.current.keys.subjects())
         if redis is None and LOG_DSN in app:
-            await _restore_budgets(limiter, app[LOG_DSN])
+            await _restore_budgets(limiter, app[LOG_DSN], store.current.keys)
 
         def on_swap(snapshot: Snapshot) -> None:
             limiter.sync(snapshot.keys.subjects())

@@ -1,6 +1,6 @@
 """The request log through the admin API: `GET /logs/requests`, `/logs/requests/{request_id}`,
-`/logs/errors` (filters, newest first, cursor paging) and `GET /usage` (sums by key, model,
-provider and day, from the `usage_daily` rollup).
+`/logs/errors` (filters, newest first, cursor paging) and `GET /usage` (sums by key, team,
+model, provider and day, from the `usage_daily` rollup).
 
 Read from the request log's database (database mode's own, or `request_log.database_url`)
 through a pool of at most two connections opened on first use; every query runs under a
@@ -31,14 +31,20 @@ _DEFAULT_PAGE: Final = 50
 _STATEMENT_TIMEOUT_MS: Final = 10_000
 _USAGE_DEFAULT_DAYS: Final = 30
 _MAX_USAGE_DAYS: Final = 3660
-GROUPS: Final = ("key", "model", "provider", "day")
-_GROUP_COLUMNS: Final = {"key": "key_name", "model": "model", "provider": "provider", "day": "day"}
+GROUPS: Final = ("key", "team", "model", "provider", "day")
+_GROUP_COLUMNS: Final = {
+    "key": "key_name",
+    "team": "team",
+    "model": "model",
+    "provider": "provider",
+    "day": "day",
+}
 
 _REQUEST_FIELDS: Final = (
     "id, ts, request_id, key_name, client, method, path, model, model_sent, provider, "
     "attempts, status, duration_ms, ttft_ms, prompt_tokens, completion_tokens, cost_usd, "
     "streamed, error_code, prompt, completion, trace_id, fallback_from, fallback_reason, rule, "
-    "cache"
+    "cache, team"
 )
 _ERROR_FIELDS: Final = "id, ts, request_id, provider, outcome, upstream_status, body, detail"
 
@@ -264,14 +270,16 @@ def _row(record: asyncpg.Record) -> dict[str, Any]:
 
 
 async def requests_page(request: web.Request) -> web.Response:
-    """`GET /logs/requests?since=&until=&key=&model=&provider=&status=&request_id=&trace_id=
-    &fallback=&rule=&cache=&limit=&cursor=`: requests, newest first; `next_cursor` fetches the
-    next page. `fallback=true` keeps the requests a fallback model answered (`false`: the
-    others); `cache=hit|miss|bypass` those the response cache answered, missed or kept out of."""
+    """`GET /logs/requests?since=&until=&key=&team=&model=&provider=&status=&request_id=
+    &trace_id=&fallback=&rule=&cache=&limit=&cursor=`: requests, newest first; `next_cursor`
+    fetches the next page. `team` keeps the requests of keys in that team (when they made
+    them); `fallback=true` the requests a fallback model answered (`false`: the others);
+    `cache=hit|miss|bypass` those the response cache answered, missed or kept out of."""
     where, limit = _common(request)
     query = request.query
     for name, column in (
         ("key", "key_name"),
+        ("team", "team"),
         ("model", "model"),
         ("trace_id", "trace_id"),
         ("rule", "rule"),
@@ -334,9 +342,10 @@ async def errors_page(request: web.Request) -> web.Response:
 
 
 async def usage(request: web.Request) -> web.Response:
-    """`GET /usage?group_by=key,model,provider,day&since=&until=&key=&model=&provider=`:
-    requests, errors, tokens and cost per group, over days `since` to `until` (UTC, both
-    included; the last 30 days by default), largest cost first."""
+    """`GET /usage?group_by=key,team,model,provider,day&since=&until=&key=&team=&model=
+    &provider=`: requests, errors, tokens and cost per group, over days `since` to `until`
+    (UTC, both included; the last 30 days by default), largest cost first. A key's team is
+    the one it was in when it made the request; `team` is null for requests of keys in none."""
     query = request.query
     groups = [g.strip() for g in (query.get("group_by") or "key").split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
@@ -358,7 +367,12 @@ async def usage(request: web.Request) -> web.Response:
         raise bad_param("since", f"At most {_MAX_USAGE_DAYS} days at once.")
     where = Where()
     where.add("day BETWEEN ? AND ?", since, until)
-    for name, column in (("key", "key_name"), ("model", "model"), ("provider", "provider")):
+    for name, column in (
+        ("key", "key_name"),
+        ("team", "team"),
+        ("model", "model"),
+        ("provider", "provider"),
+    ):
         value = text_param(query, name)
         if value is not None:
             where.add(f"{column} = ?", value)
@@ -377,6 +391,8 @@ async def usage(request: web.Request) -> web.Response:
         item: dict[str, Any] = {g: r[_GROUP_COLUMNS[g]] for g in groups}
         if "day" in item:
             item["day"] = item["day"].isoformat()
+        if "team" in item:
+            item["team"] = item["team"] or None  # '' in the rollup: in no team
         item.update(_sums(r))
         data.append(item)
     return json_response(

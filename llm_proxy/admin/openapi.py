@@ -1055,6 +1055,7 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
                 "enum": [*CACHE_RESULTS, None],
                 "description": "the response cache's word (null: it did not look at the request)",
             },
+            "team": {"type": ["string", "null"], "description": "the key's team (null: none)"},
         },
     ),
     "ErrorLog": _obj(
@@ -1103,6 +1104,7 @@ LOG_SCHEMAS: Final[dict[str, Any]] = {
         ],
         {
             "key": {"type": "string"},
+            "team": {"type": ["string", "null"], "description": "the key's team (null: none)"},
             "model": {"type": "string"},
             "provider": {"type": "string"},
             "day": {"type": "string"},
@@ -1357,6 +1359,7 @@ def document() -> dict[str, Any]:
                 params=[
                     *_PAGE_PARAMS,
                     _query("key", _TEXT_PARAM),
+                    _query("team", _TEXT_PARAM),
                     _query("model", _TEXT_PARAM),
                     _query("trace_id", {"type": "string", "maxLength": 32}),
                     _query("fallback", {"type": "string", "enum": ["true", "false"]}),
@@ -1388,13 +1391,14 @@ def document() -> dict[str, Any]:
         },
         "/usage": {
             "get": _op(
-                "Requests, errors, tokens and cost by key, model, provider, day",
+                "Requests, errors, tokens and cost by key, team, model, provider, day",
                 _ref("Usage"),
                 params=[
                     _query("group_by", {"type": "string", "maxLength": 64}),
                     _query("since", {"type": "string", "maxLength": 32}),
                     _query("until", {"type": "string", "maxLength": 32}),
                     _query("key", _TEXT_PARAM),
+                    _query("team", _TEXT_PARAM),
                     _query("model", _TEXT_PARAM),
                     _query("provider", _TEXT_PARAM),
                 ],

@@ -12,8 +12,9 @@ Column mapping (theirs -> ours):
   prompt_tokens, output_tokens -> completion_tokens, is_streaming -> streamed,
   error_category -> error_code, request_body -> prompt, response_body -> completion. The
   method is POST (the original logged only its POST endpoints), the client family `other`
-  (it did not record one). Dropped: provider_type, client_protocol, provider_protocol,
-  total_tokens (the sum of the two), error_message, request_headers (they may hold keys).
+  (it did not record one), no team (it had none). Dropped: provider_type, client_protocol,
+  provider_protocol, total_tokens (the sum of the two), error_message, request_headers (they
+  may hold keys).
 * error_logs: timestamp -> ts, request_id, provider_name -> provider, error_category ->
   outcome, response_status_code (else error_code) -> upstream_status, response_body -> body,
   error_message -> detail. Dropped: the request's and the provider request's headers and
@@ -81,7 +82,7 @@ WITH incoming AS (
            count(*) FILTER (WHERE status >= 400), coalesce(sum(prompt_tokens), 0),
            coalesce(sum(completion_tokens), 0), 0
     FROM added GROUP BY 1, 2, 3, 4
-    ON CONFLICT (day, key_name, model, provider) DO UPDATE SET
+    ON CONFLICT (day, key_name, team, model, provider) DO UPDATE SET
         requests = u.requests + EXCLUDED.requests,
         errors = u.errors + EXCLUDED.errors,
         prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens,

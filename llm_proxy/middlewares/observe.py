@@ -84,11 +84,15 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         elapsed = time.perf_counter() - start
         resource = request.match_info.route.resource
         endpoint = resource.canonical if resource is not None else "other"
-        key = _key_name(request, state)
+        api_key = state.api_key
+        if api_key is not None:
+            key, team = api_key.name, api_key.team_label
+        else:
+            key, team = _keyless_name(request), ""
         client = client_label(request.headers.get("User-Agent"))
         method = request.method
         app[METRICS].request_done(
-            method, endpoint, state.model_label, state.provider, status, elapsed, key, client
+            method, endpoint, state.model_label, state.provider, status, elapsed, key, client, team
         )
         path = request.path
         if status == 401 and state.attempts is None:  # refused by the proxy, not an upstream
@@ -121,12 +125,10 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 _submit(sinks, state, request, key, client, status, elapsed, endpoint)
 
 
-def _key_name(request: web.Request, state: RequestState) -> str:
-    """Who made the request, by name (never a secret): its master key, else the admin key the
+def _keyless_name(request: web.Request) -> str:
+    """Who made a request without a master key, by name (never a secret): the admin key the
     admin guard matched (`admin:<name>`, as the config history names its changes), else
     `anonymous`."""
-    if state.api_key is not None:
-        return state.api_key.name
     admin = request.get(ADMIN_NAME)
     return f"admin:{admin}" if admin is not None else ANONYMOUS
 
@@ -162,6 +164,7 @@ def _submit(
     elapsed: float,
     route: str,
 ) -> None:
+    api_key = state.api_key
     record = RequestRecord(
         time.time() - elapsed,
         state.request_id,
@@ -189,6 +192,7 @@ def _submit(
         state.fallback_reason,
         state.rule,
         state.cache,
+        api_key.team_name if api_key is not None else None,
     )
     trace = state.trace
     if trace is not None and trace.sampled:

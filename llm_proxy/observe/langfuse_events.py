@@ -63,7 +63,7 @@ def _trace(record: RequestRecord, tid: str, start: str, path: str) -> dict[str, 
         {"provider": e.provider, "outcome": e.outcome, "upstream_status": e.upstream_status}
         for e in record.errors
     ]
-    return {
+    trace: dict[str, Any] = {
         "id": tid,
         "timestamp": start,
         "name": f"llm-proxy {path}",
@@ -81,6 +81,10 @@ def _trace(record: RequestRecord, tid: str, start: str, path: str) -> dict[str, 
             "error_code": record.error_code,
         },
     }
+    if record.team is not None:  # the key's team (`teams:`)
+        trace["tags"].append(f"team:{record.team}")
+        trace["metadata"]["team"] = record.team
+    return trace
 
 
 def _generation(record: RequestRecord, tid: str, start: str, path: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ aioprometheus serialises the label dict to JSON on every update, which is too sl
 request path. So the hot path only bumps plain dict entries and observes into cached histogram
 objects; counters and gauges are copied into the collectors when `/metrics` is scraped.
 Label values are bounded: model labels are configured names (or `other`), key labels are key
-names, never a raw path or a key.
+names, team labels team names (`""` for a key in no team), never a raw path or a key.
 """
 
 from __future__ import annotations
@@ -165,24 +165,24 @@ class Spec:
 REQUESTS: Final = Spec(
     "llm_proxy_requests_total",
     "Requests handled, by method, endpoint, model, provider and status code.",
-    ("method", "endpoint", "model", "provider", "status_code", "api_key_name", "client"),
+    ("method", "endpoint", "model", "provider", "status_code", "api_key_name", "client", "team"),
 )
 DURATION: Final = Spec(
     "llm_proxy_request_duration_seconds",
     "Time from request received to response finished (whole stream included).",
-    ("endpoint", "model", "provider", "api_key_name"),
+    ("endpoint", "model", "provider", "api_key_name", "team"),
     DURATION_BUCKETS,
 )
 TOKENS: Final = Spec(
     "llm_proxy_tokens_total",
     "Tokens used, by model, provider and token_type "
     "(prompt_tokens, completion_tokens, total_tokens).",
-    ("model", "provider", "token_type", "api_key_name"),
+    ("model", "provider", "token_type", "api_key_name", "team"),
 )
 COST: Final = Spec(
     "llm_proxy_cost_usd_total",
     "US dollars spent, from the configured prices and the tokens used.",
-    ("model", "provider", "api_key_name"),
+    ("model", "provider", "api_key_name", "team"),
 )
 PROVIDER_LATENCY: Final = Spec(
     "llm_proxy_provider_latency_seconds",
@@ -376,20 +376,27 @@ class Metrics:
         seconds: float,
         key_name: str = "anonymous",
         client: str = "other",
+        team: str = "",
     ) -> None:
-        self._requests.add((method, endpoint, model, provider, str(status), key_name, client))
-        self._duration.observe((endpoint, model, provider, key_name), seconds)
+        self._requests.add((method, endpoint, model, provider, str(status), key_name, client, team))
+        self._duration.observe((endpoint, model, provider, key_name, team), seconds)
 
     def tokens(
-        self, model: str, provider: str, prompt: int, completion: int, key_name: str = "anonymous"
+        self,
+        model: str,
+        provider: str,
+        prompt: int,
+        completion: int,
+        key_name: str = "anonymous",
+        team: str = "",
     ) -> None:
         add = self._tokens.add
-        add((model, provider, "prompt_tokens", key_name), prompt)
-        add((model, provider, "completion_tokens", key_name), completion)
-        add((model, provider, "total_tokens", key_name), prompt + completion)
+        add((model, provider, "prompt_tokens", key_name, team), prompt)
+        add((model, provider, "completion_tokens", key_name, team), completion)
+        add((model, provider, "total_tokens", key_name, team), prompt + completion)
 
-    def cost(self, model: str, provider: str, key_name: str, usd: float) -> None:
-        self._cost.add((model, provider, key_name), usd)
+    def cost(self, model: str, provider: str, key_name: str, usd: float, team: str = "") -> None:
+        self._cost.add((model, provider, key_name, team), usd)
 
     def provider_latency(self, provider: str, seconds: float) -> None:
         self._provider_latency.observe((provider,), seconds)
@@ -425,7 +432,7 @@ class Metrics:
         """The running totals the admin API's live stats sample (`llm_proxy.observe.stats`):
         per provider and per key, read from the counters' own dicts (no copy per request)."""
         out = Totals()
-        for (_, endpoint, _, provider, status, key, _), n in self._requests.counts.items():
+        for (_, endpoint, _, provider, status, key, _, _), n in self._requests.counts.items():
             if endpoint.startswith(_NOT_API) or endpoint == "other":
                 continue
             failed = n if status[:1] == "5" else 0
@@ -433,7 +440,7 @@ class Metrics:
                 requests = out.requests.setdefault((group, name), [0.0, 0.0])
                 requests[0] += n
                 requests[1] += failed
-        for (endpoint, _, provider, key), counts in self._duration._values.items():
+        for (endpoint, _, provider, key, _), counts in self._duration._values.items():
             if endpoint.startswith(_NOT_API) or endpoint == "other":
                 continue
             for group, name in (("provider", provider), ("key", key), ("all", "all")):
@@ -441,11 +448,11 @@ class Metrics:
         for (_, provider), counts in self._ttft._values.items():
             for group, name in (("provider", provider), ("all", "all")):
                 _add(out.ttft, (group, name), counts.buckets)
-        for (_, provider, kind, key), n in self._tokens.counts.items():
+        for (_, provider, kind, key, _), n in self._tokens.counts.items():
             if kind == "total_tokens":
                 for group, name in (("provider", provider), ("key", key), ("all", "all")):
                     out.tokens[(group, name)] = out.tokens.get((group, name), 0.0) + n
-        for (_, provider, key), usd in self._cost.counts.items():
+        for (_, provider, key, _), usd in self._cost.counts.items():
             for group, name in (("provider", provider), ("key", key), ("all", "all")):
                 out.cost[(group, name)] = out.cost.get((group, name), 0.0) + usd
         return out

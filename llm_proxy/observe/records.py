@@ -117,6 +117,7 @@ class RequestRecord:
     # The response cache's word on this request: hit, miss or bypass (None: the cache is off,
     # or the endpoint is not one it keeps). A hit's `provider` is `cache`.
     cache: str | None = None  # one of CACHE_RESULTS
+    team: str | None = None  # the key's team (`teams:`), None for a key in none
     # Sampled requests only (what the spans are built from; not in `as_dict`):
     span_id: str | None = None  # the server span's (16 hex digits)
     parent_span_id: str | None = None  # the client's span, from its traceparent

@@ -144,6 +144,7 @@ _REQUEST_COLUMNS: Final = (
     "fallback_reason",
     "rule",
     "cache",
+    "team",
 )
 _ERROR_COLUMNS: Final = (
     "ts",
@@ -156,11 +157,11 @@ _ERROR_COLUMNS: Final = (
 )
 _UPSERT_USAGE: Final = """
 INSERT INTO usage_daily AS u
-    (day, key_name, model, provider, requests, errors, prompt_tokens, completion_tokens,
+    (day, key_name, team, model, provider, requests, errors, prompt_tokens, completion_tokens,
      cost_usd)
-SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                     $6::bigint[], $7::bigint[], $8::bigint[], $9::float8[])
-ON CONFLICT (day, key_name, model, provider) DO UPDATE SET
+SELECT * FROM unnest($1::date[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::float8[])
+ON CONFLICT (day, key_name, team, model, provider) DO UPDATE SET
     requests = u.requests + EXCLUDED.requests,
     errors = u.errors + EXCLUDED.errors,
     prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens,
@@ -202,6 +203,7 @@ def request_rows(batch: Iterable[RequestRecord], content: bool) -> list[tuple[An
             r.fallback_reason,
             clean(r.rule),
             r.cache,
+            clean(r.team),
         )
         for r in batch
     ]
@@ -224,12 +226,19 @@ def error_rows(batch: Iterable[RequestRecord]) -> list[tuple[Any, ...]]:
 
 
 def usage_columns(batch: Iterable[RequestRecord]) -> list[list[Any]]:
-    """The batch summed per (day, key, model, provider), as the upsert's nine arrays, sorted
-    (instances upserting the same rows lock them in one order: no deadlock)."""
-    sums: dict[tuple[int, str, str, str], list[Any]] = {}
+    """The batch summed per (day, key, team, model, provider), as the upsert's ten arrays,
+    sorted (instances upserting the same rows lock them in one order: no deadlock). A key in
+    no team is in team `''` (a primary key's column cannot be NULL)."""
+    sums: dict[tuple[int, str, str, str, str], list[Any]] = {}
     for r in batch:
         model = (clean(r.model) or "") if r.provider != "none" else ""
-        key = (int(r.ts // 86400), clean(r.key_name) or "", model, clean(r.provider) or "")
+        key = (
+            int(r.ts // 86400),
+            clean(r.key_name) or "",
+            clean(r.team) or "",
+            model,
+            clean(r.provider) or "",
+        )
         row = sums.get(key)
         if row is None:
             row = sums[key] = [0, 0, 0, 0, 0.0]
@@ -238,10 +247,10 @@ def usage_columns(batch: Iterable[RequestRecord]) -> list[list[Any]]:
         row[2] += r.prompt_tokens or 0
         row[3] += r.completion_tokens or 0
         row[4] += r.cost_usd or 0.0
-    columns: list[list[Any]] = [[] for _ in range(9)]
-    for day, key_name, model, provider in sorted(sums):
-        row = sums[(day, key_name, model, provider)]
-        values = (_EPOCH_DAY + timedelta(days=day), key_name, model, provider, *row)
+    columns: list[list[Any]] = [[] for _ in range(10)]
+    for group in sorted(sums):
+        day, *names = group
+        values = (_EPOCH_DAY + timedelta(days=day), *names, *sums[group])
         for i, value in enumerate(values):
             columns[i].append(value)
     return columns

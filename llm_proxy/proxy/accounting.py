@@ -342,12 +342,16 @@ def _record(
     reservation: Held = (None, None),
 ) -> None:
     metrics = app[METRICS]
-    key_name = key.name if key is not None else ANONYMOUS
-    metrics.tokens(model, provider, usage.prompt_tokens, usage.completion_tokens, key_name)
+    if key is not None:
+        key_name, team = key.name, key.team_label
+    else:
+        key_name, team = ANONYMOUS, ""
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    metrics.tokens(model, provider, prompt, completion, key_name, team)
     usd = None
     if price is not None:
-        usd = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        metrics.cost(model, provider, key_name, usd)
+        usd = price.cost(prompt, completion)
+        metrics.cost(model, provider, key_name, usd, team)
     if key is not None:
         limiter = app[LIMITER]
         _charge(limiter, key, usage.total_tokens, usd, reservation[0])

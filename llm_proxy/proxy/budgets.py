@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
@@ -455,21 +455,28 @@ class CostBudgets:
             spend.syncing = False
 
 
-# What each budgeted key spent this period before the process started, from the request log:
-# whole days from the daily rollup (kept past the rows' retention), today from the rows written
+# What each budgeted key (or team: every request whose key was in it then, by the log's
+# `team` column) spent this period before the process started, from the request log: whole
+# days from the daily rollup (kept past the rows' retention), today from the rows written
 # before `started` (this process's own requests are counted as they happen).
 _SPENT_BEFORE: Final = """
 SELECT coalesce((SELECT sum(cost_usd) FROM usage_daily
-                 WHERE key_name = $1 AND day >= $2::date AND day < $3::date), 0)
+                 WHERE {column} = $1 AND day >= $2::date AND day < $3::date), 0)
      + coalesce((SELECT sum(cost_usd) FROM request_logs
-                 WHERE key_name = $1 AND ts >= $4::timestamptz AND ts < $5::timestamptz), 0)
+                 WHERE {column} = $1 AND ts >= $4::timestamptz AND ts < $5::timestamptz), 0)
 """
+_KEY_SPENT_BEFORE: Final = _SPENT_BEFORE.format(column="key_name")
+_TEAM_SPENT_BEFORE: Final = _SPENT_BEFORE.format(column="team")
 
 
-async def restore_from_log(budgets: CostBudgets, dsn: str, started: float) -> int:
+async def restore_from_log(
+    budgets: CostBudgets, dsn: str, started: float, teams: Mapping[str, str] | None = None
+) -> int:
     """Seed the budgets of a proxy without Redis with what the request log (in PostgreSQL)
-    says each key spent this period, so that a restart does not hand every key a fresh
-    budget. Returns how many keys had spent something."""
+    says each key and each team spent this period, so that a restart does not hand any a
+    fresh budget. `teams` maps the limiter's name of each team (`team:<name>`) to its name
+    (a key may be called `team:x` when no team is `x`). Returns how many keys and teams had
+    spent something."""
     from llm_proxy.config.database import connect
 
     periods = budgets.periods()
@@ -480,11 +487,12 @@ async def restore_from_log(budgets: CostBudgets, dsn: str, started: float) -> in
     try:
         restored = 0
         for key_name, start, label in periods:
+            team = teams.get(key_name) if teams else None
             # Days are UTC days (as the rollup's), whatever the session's time zone.
             first = datetime.fromtimestamp(start, UTC).date()
             spent = await conn.fetchval(
-                _SPENT_BEFORE,
-                key_name,
+                _TEAM_SPENT_BEFORE if team is not None else _KEY_SPENT_BEFORE,
+                team if team is not None else key_name,
                 first,
                 today.date(),
                 today,

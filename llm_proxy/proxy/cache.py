@@ -1021,8 +1021,11 @@ def _account(request: web.Request, state: RequestState, entry: Entry) -> None:
         return
     state.prompt_tokens, state.completion_tokens = prompt, completion
     key = state.api_key
-    key_name = key.name if key is not None else ANONYMOUS
-    request.app[METRICS].tokens(state.model_label, PROVIDER, prompt, completion, key_name)
+    if key is not None:
+        key_name, team = key.name, key.team_label
+    else:
+        key_name, team = ANONYMOUS, ""
+    request.app[METRICS].tokens(state.model_label, PROVIDER, prompt, completion, key_name, team)
 
 
 async def _charge(request: web.Request, state: RequestState, entry: Entry) -> None:
@@ -1060,7 +1063,9 @@ async def _charge(request: web.Request, state: RequestState, entry: Entry) -> No
         held.append((subject.name, reserved))
     for name, amount in held:
         budgets.settle(name, amount, usd)
-    app[METRICS].cost(state.model_label, PROVIDER, key_name, usd)
+    app[METRICS].cost(
+        state.model_label, PROVIDER, key_name, usd, key.team_label if key is not None else ""
+    )
 
 
 def _clock(store: MemoryStore | RedisStore | None) -> float:

@@ -54,6 +54,9 @@ class KeyEntry:
     display: str = ""  # the name people gave it (a team's without `team:`)
     own_limits: bool = False
     own_reserves: bool = False
+    # Its team's name as the metrics' `team` label shows it ("": in no team), precomputed
+    # for the hot path (`team_name` is the same, None for no team).
+    team_label: str = ""
 
     def may_use(self, model: str) -> bool:
         if self.allowed is not None and model not in self.allowed:
@@ -174,6 +177,7 @@ class KeyRing:
                 metadata=k.metadata,
                 team=team,
                 display=k.name,
+                team_label=team.display if team is not None else "",
                 own_limits=own_limits,
                 own_reserves=own_reserves,
             )

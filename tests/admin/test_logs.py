@@ -17,8 +17,9 @@ from llm_proxy.observe.request_log import DatabaseLog
 from tests.helpers import ProxyFactory, Upstream, eventually, free_port, make_config, provider, sdk
 
 ADMIN = {"Authorization": "Bearer admin-key-0123456789"}
+TEAMS = [{"name": "search", "max_budget_usd": 5}]
 KEYS = [
-    {"name": "team-a", "key": "sk-team-a-0123456789"},
+    {"name": "team-a", "key": "sk-team-a-0123456789", "team": "search"},
     {"name": "team-b", "key": "sk-team-b-0123456789"},
 ]
 PRICING = {"m1": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}}
@@ -33,13 +34,15 @@ async def get(http: aiohttp.ClientSession, url: str, **params: Any) -> tuple[int
 async def logged(
     upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, http: aiohttp.ClientSession
 ) -> str:
-    """A proxy whose request log holds: team-a 3 x m1 (ok), team-b 2 x m2 (ok), team-b 1 x
-    m1 failed over from a dead provider, 1 unknown model (404)."""
+    """A proxy whose request log holds: team-a (of team `search`) 3 x m1 (ok), team-b (in no
+    team) 2 x m2 (ok), team-b 1 x m1 failed over from a dead provider, 1 unknown model
+    (404)."""
     dead = free_port()
     url = await start_proxy(
         make_config(
             provider("up", upstream.api_base, {"m1": None, "m2": None}),
             provider("down", f"http://127.0.0.1:{dead}/v1", {"m1": None}),
+            teams=TEAMS,
             master_keys=KEYS,
             admin_key="admin-key-0123456789",
             pricing=PRICING,
@@ -153,6 +156,31 @@ async def test_usage_by_key_model_and_day(logged: str, http: aiohttp.ClientSessi
     assert past["data"] == [] and past["total"]["requests"] == 0
     status, first_days = await get(http, logged + "/admin/v1/usage", until="0001-01-05")
     assert status == 200 and first_days["since"] == "0001-01-01"
+
+
+async def test_requests_and_usage_by_team(logged: str, http: aiohttp.ClientSession) -> None:
+    """Each row names its key's team (null: none); `?team=` keeps a team's requests, and
+    usage sums by team (`group_by=team`, null for keys in none) or for one (`team=`)."""
+    _, page = await get(http, logged + "/admin/v1/logs/requests")
+    assert {(r["key_name"], r["team"]) for r in page["data"]} == {
+        ("team-a", "search"),
+        ("team-b", None),
+    }
+    _, search = await get(http, logged + "/admin/v1/logs/requests", team="search")
+    assert [(r["key_name"], r["team"]) for r in search["data"]] == [("team-a", "search")] * 3
+    _, nobody = await get(http, logged + "/admin/v1/logs/requests", team="team-b")
+    assert nobody["data"] == []
+
+    status, usage = await get(http, logged + "/admin/v1/usage", group_by="team")
+    assert status == 200 and usage["group_by"] == ["team"]
+    by = {u["team"]: u for u in usage["data"]}
+    assert set(by) == {"search", None}
+    assert by["search"]["requests"] == 3 and by["search"]["cost_usd"] > 0
+    assert by[None]["requests"] == 4 and by[None]["errors"] == 1
+    _, keys = await get(http, logged + "/admin/v1/usage", group_by="team,key", team="search")
+    assert [(u["team"], u["key"], u["requests"]) for u in keys["data"]] == [("search", "team-a", 3)]
+    assert keys["total"]["requests"] == 3
+    assert keys["total"]["cost_usd"] == by["search"]["cost_usd"]
 
 
 def cursor_of(seconds: str, row_id: int) -> str:

@@ -443,10 +443,12 @@ async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
     sql = await asyncpg.connect(config_dsn)
     try:
         await insert(sql, "claude", "anthropic", {})
-        # The teams (017), the key lifetimes (016), the request log's cache column (015), the
-        # routing tables (014), the cloud providers (013), the request log's trace id (012).
-        later = await migrate.migrate_down(sql, 6)
+        # The request log's team column (018), the teams (017), the key lifetimes (016), the
+        # request log's cache column (015), the routing tables (014), the cloud providers
+        # (013), the request log's trace id (012).
+        later = await migrate.migrate_down(sql, 7)
         assert [m.name for m in later] == [
+            "request_log_team",
             "teams",
             "key_lifetimes",
             "request_log_cache",
@@ -469,6 +471,7 @@ async def test_the_migration_down_refuses_while_an_anthropic_provider_exists(
             "request_log_cache",
             "key_lifetimes",
             "teams",
+            "request_log_team",
         ]
         await sql.execute("UPDATE providers SET provider_type = 'anthropic'")
     finally:

@@ -280,8 +280,14 @@ async def test_the_migration_down_refuses_while_a_cloud_provider_exists(
     sql = await asyncpg.connect(config_dsn)
     try:
         await insert_rows(sql)
-        later = await migrate.migrate_down(sql, 4)  # 017, 016, 015 and 014 first
-        assert [m.name for m in later] == ["teams", "key_lifetimes", "request_log_cache", "routing"]
+        later = await migrate.migrate_down(sql, 5)  # 018 to 014 first
+        assert [m.name for m in later] == [
+            "request_log_team",
+            "teams",
+            "key_lifetimes",
+            "request_log_cache",
+            "routing",
+        ]
         with pytest.raises(asyncpg.ObjectInUseError, match="gemini, vertex or bedrock exist"):
             await migrate.migrate_down(sql, 1)
         await sql.execute("DELETE FROM providers")
@@ -298,6 +304,7 @@ async def test_the_migration_down_refuses_while_a_cloud_provider_exists(
             "request_log_cache",
             "key_lifetimes",
             "teams",
+            "request_log_team",
         ]
         await insert_rows(sql)
     finally:

@@ -42,7 +42,7 @@ TARGET_LABELS = frozenset({"job", "instance"})
 PROMETHEUS_SERIES = {"up": frozenset[str]()}
 # Grafana's own variables, replaced by durations before promtool reads an expression.
 GRAFANA_INTERVALS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
-DASHBOARD_VARIABLES = ("datasource", "instance", "provider", "model", "api_key_name")
+DASHBOARD_VARIABLES = ("datasource", "instance", "provider", "model", "api_key_name", "team")
 # What the seed README's dashboard list and issue 16 ask for, by panel title.
 REQUIRED_PANELS = (
     "Request rate",
@@ -51,6 +51,8 @@ REQUIRED_PANELS = (
     "Tokens/s by model",
     "Tokens/s by provider",
     "Tokens/s by API key",
+    "Tokens/s by team",
+    "Cost by team",
     "status code",
     "Provider load share",
     "Provider health",
@@ -84,8 +86,9 @@ async def exported_metrics(upstream: Upstream, dead_port: int, tmp_path: Path) -
     config = make_config(
         provider("alpha", upstream.api_base, {"m": None}),
         provider("dead", f"http://127.0.0.1:{dead_port}/v1", {"dead": None}),
+        teams=[{"name": "search"}],
         master_keys=[
-            {"name": "team", "key": "sk-team-0123"},
+            {"name": "team", "key": "sk-team-0123", "team": "search"},
             {
                 "name": "limited",
                 "key": "sk-limited-0123",

@@ -229,7 +229,9 @@ async def test_each_record_is_a_trace_with_its_generation(
     retried = record(
         3, errors=[ErrorRecord(1_750_000_003.1, "req-3", "alpha", "http_5xx", 503, "")]
     )
-    plain = record(4, model_sent=None, prompt_tokens=7, completion_tokens=None, cost_usd=None)
+    plain = record(
+        4, model_sent=None, prompt_tokens=7, completion_tokens=None, cost_usd=None, team="search"
+    )
     for r in (ok, failed, retried, plain):
         exporter.submit(r)
     await eventually(lambda: len(fake.traces) == 4)
@@ -277,6 +279,8 @@ async def test_each_record_is_a_trace_with_its_generation(
     assert not {"completionStartTime", "usageDetails", "costDetails"} & set(gen)
 
     assert fake.generations[trace_id(retried)]["level"] == "WARNING"
+    trace = fake.traces[trace_id(plain)]  # of a key in team `search`
+    assert "team:search" in trace["tags"] and trace["metadata"]["team"] == "search"
     gen = fake.generations[trace_id(plain)]
     assert gen["model"] == "gpt-4o"
     assert gen["usageDetails"] == {"input": 7, "total": 7}

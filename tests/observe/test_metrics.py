@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.helpers import ProxyFactory, Upstream, make_config, provider, sample, scrape
+from tests.helpers import ProxyFactory, Upstream, chat, make_config, provider, sample, scrape
 
 
 async def test_metric_values_after_known_sequence(
@@ -93,3 +93,38 @@ async def test_label_values_are_escaped(
     assert sample(m, "llm_proxy_rate_limited_total", key_name=name) == 1
     assert sample(m, "llm_proxy_provider_health", provider='prov "x"') == 1
     assert sample(m, "llm_proxy_requests_total", provider='prov "x"', status_code="200") == 1
+
+
+async def test_team_label_on_requests_tokens_and_cost(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    """A key's team is a label of its requests, durations, tokens and cost (a cache hit's
+    too); a key in no team has `team=""` (Prometheus stores no label)."""
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"m": None}),
+            teams=[{"name": "search", "max_budget_usd": 5}],
+            master_keys=[
+                {"name": "a", "key": "sk-team-member-0123", "team": "search"},
+                {"name": "b", "key": "sk-no-team-0123456"},
+            ],
+            pricing={"m": {"input_per_mtok": 1, "output_per_mtok": 2}},
+            cache={"backend": "memory", "charge_hits": True},
+        )
+    )
+    for key in ("sk-team-member-0123", "sk-team-member-0123", "sk-no-team-0123456"):
+        resp = await chat(http, url, key=key, temperature=0)  # the member's second: a hit
+        assert resp.status == 200
+    m = await scrape(http, url)
+    requests = "llm_proxy_requests_total"
+    for source in ("up", "cache"):
+        assert sample(m, requests, api_key_name="a", team="search", provider=source) == 1
+        duration = "llm_proxy_request_duration_seconds_count"
+        assert sample(m, duration, api_key_name="a", team="search", provider=source) == 1
+    assert sample(m, requests, api_key_name="b", team="", status_code="200") == 1
+    tokens = "llm_proxy_tokens_total"
+    for source in ("up", "cache"):  # the upstream's answer, then the hit's
+        assert sample(m, tokens, provider=source, team="search", token_type="total_tokens") == 10
+        assert sample(m, "llm_proxy_cost_usd_total", provider=source, team="search") > 0
+    assert sample(m, tokens, api_key_name="b", team="", token_type="total_tokens") == 10
+    assert sample(m, "llm_proxy_cost_usd_total", api_key_name="b", team="") > 0

@@ -551,10 +551,11 @@ async def test_migration_015_adds_the_cache_column_to_every_partition(config_dsn
         expected = sorted(["request_logs", *tables])
         assert [r["table_name"] for r in await conn.fetch(columns)] == expected
         assert [r["tablename"] for r in await conn.fetch(indexes)] == expected
-        (reverted,) = await migrate.migrate_down(conn, 1)
-        assert reverted.name == "request_log_cache"
+        since = [m for m in migrate.discover() if m.version >= 15]  # 015 and any later
+        reverted = await migrate.migrate_down(conn, len(since))
+        assert reverted[-1].name == "request_log_cache"
         assert await conn.fetch(columns) == [] and await conn.fetch(indexes) == []
-        assert [m.name for m in await migrate.migrate_up(conn)] == ["request_log_cache"]
+        assert [m.name for m in await migrate.migrate_up(conn)] == [m.name for m in since]
         assert len(await conn.fetch(indexes)) == len(expected)
     finally:
         await conn.close()
@@ -613,3 +614,97 @@ async def test_the_cache_word_of_each_request_reaches_the_row_the_line_and_the_a
     assert [(line["cache"], line["provider"]) for line in lines] == expected
     access = [e for e in logs if e["event"] == "request" and e["path"].startswith("/v1/")]
     assert [(e["cache"], e["provider"]) for e in access] == expected
+
+
+async def test_the_team_of_each_requests_key_reaches_the_row_the_line_and_the_usage(
+    upstream: Upstream, start_proxy: ProxyFactory, config_dsn: str, tmp_path: Path
+) -> None:
+    """Migration 018: a request of a key in a team names the team in its row, its JSON line
+    and its usage rollup row; a key in no team has none (NULL, null, '')."""
+    path = tmp_path / "requests.jsonl"
+    url = await start_proxy(
+        make_config(
+            provider("up", upstream.api_base, {"gpt-4o-mini": None}),
+            teams=[{"name": "search", "max_budget_usd": 5}],
+            master_keys=[
+                {"name": "member", "key": "sk-member-0123456789", "team": "search"},
+                *KEYS,
+            ],
+            pricing=PRICING,
+            request_log=log_settings(database_url=config_dsn, jsonl_path=str(path)),
+        )
+    )
+    for key in ("sk-member-0123456789", "sk-team-a-0123456789", "sk-member-0123456789"):
+        async with sdk(url, key) as client:
+            await ask(client, "gpt-4o-mini")
+    expected = [("member", "search"), ("team-a", None), ("member", "search")]
+    found = await wait_rows(config_dsn, "SELECT key_name, team FROM request_logs ORDER BY ts", 3)
+    assert [(r["key_name"], r["team"]) for r in found] == expected
+    await eventually(lambda: len(path.read_text().splitlines()) == 3 if path.exists() else False)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(line["key_name"], line["team"]) for line in lines] == expected
+    usage = await rows(config_dsn, "SELECT key_name, team, requests, cost_usd FROM usage_daily")
+    by = {(u["key_name"], u["team"]): u for u in usage}
+    assert set(by) == {("member", "search"), ("team-a", "")}
+    assert by[("member", "search")]["requests"] == 2 and by[("member", "search")]["cost_usd"] > 0
+
+
+async def test_migration_018_adds_the_team_columns_and_down_merges_a_keys_teams(
+    config_dsn: str,
+) -> None:
+    """The request log's `team` column and its partial index reach every partition, those
+    made later too; usage_daily's `team` is in its primary key, so a key that changed teams
+    in a day has a row per team, which down merges into one."""
+    conn = await asyncpg.connect(config_dsn)
+    columns = (
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'team' "
+        "AND table_name LIKE 'request_logs%' ORDER BY table_name"
+    )
+    indexes = (
+        "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%(team, ts) WHERE (team IS NOT "
+        "NULL)' ORDER BY tablename"
+    )
+    sink = DatabaseLog(config_dsn, RequestLogSettings())
+    since = [m for m in migrate.discover() if m.version >= 18]  # 018 and any later
+    try:
+        # One key, one day: in team x, then in none (one batch: one upsert, two rows).
+        await sink.start()
+        now = time.time()
+        for i, team in enumerate(("x", None, "x")):
+            r = record(now, f"r{i}")
+            r.team = team
+            sink.submit(r)
+        await sink.close()
+        assert (sink.written, sink.dropped) == (3, 0)
+        usage = "SELECT * FROM usage_daily ORDER BY requests"
+        assert [(u["team"], u["requests"], u["cost_usd"]) for u in await conn.fetch(usage)] == [
+            ("", 1, 0.5),
+            ("x", 2, 1.0),
+        ]
+        later = (datetime.now(UTC) + timedelta(days=30)).date()
+        assert await conn.fetchval("SELECT llm_proxy_log_partition('request_logs', $1)", later)
+        expected = await _request_log_tables(conn)
+        assert f"request_logs_p{later:%Y%m%d}" in expected and len(expected) > 3
+        assert [r["table_name"] for r in await conn.fetch(columns)] == expected
+        assert [r["tablename"] for r in await conn.fetch(indexes)] == expected
+
+        reverted = await migrate.migrate_down(conn, len(since))
+        assert reverted[-1].name == "request_log_team"
+        assert await conn.fetch(columns) == [] and await conn.fetch(indexes) == []
+        (merged,) = await conn.fetch(usage)
+        assert (merged["key_name"], merged["requests"], merged["cost_usd"]) == ("k", 3, 1.5)
+        assert (merged["prompt_tokens"], merged["completion_tokens"]) == (3, 6)
+        assert [m.name for m in await migrate.migrate_up(conn)] == [m.name for m in since]
+        assert [r["tablename"] for r in await conn.fetch(indexes)] == expected
+        assert [(u["team"], u["requests"]) for u in await conn.fetch(usage)] == [("", 3)]
+    finally:
+        await conn.close()
+
+
+async def _request_log_tables(conn: asyncpg.Connection) -> list[str]:
+    """`request_logs` and its partitions, by name."""
+    found = await conn.fetch(
+        "SELECT c.relname AS t FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'request_logs'::regclass"
+    )
+    return sorted(["request_logs", *(r["t"] for r in found)])

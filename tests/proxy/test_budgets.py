@@ -624,3 +624,49 @@ async def test_a_restart_keeps_the_spend_recorded_in_the_request_log(
     )
     async with serve(create_app(down)) as url:
         assert (await post(http, url)).headers["x-llm-proxy-budget-remaining-usd"] == "5"
+
+
+async def test_a_restart_keeps_a_teams_spend_recorded_in_the_request_log(
+    upstream: Upstream, config_dsn: str, http: aiohttp.ClientSession
+) -> None:
+    """A team's budget survives a restart as a key's does: its spend is what every request of
+    a key in the team spent (the log's `team` column, as the key was then), today's rows and
+    the rollup's earlier days. A key named `team:<x>` when no team is `x` is a key."""
+    config = make_config(
+        provider("a", upstream.api_base, {"m": None}),
+        teams=[{"name": "search", "max_budget_usd": 10}],
+        master_keys=[
+            {"name": "one", "key": KEY, "team": "search"},
+            {"name": "two", "key": KEY + "-two", "team": "search", "max_budget_usd": 10},
+            {"name": "team:solo", "key": KEY + "-solo", "max_budget_usd": 10},
+        ],
+        pricing=PRICING,  # $1 a call
+        reserve_output_tokens=RESERVE,
+        request_log={"database_url": config_dsn, "flush_interval_secs": 0.1},
+    )
+    async with serve(create_app(config)) as url:
+        for key in (KEY, KEY + "-two", KEY + "-two", KEY + "-solo"):
+            assert (await post(http, url, key)).status == 200
+    now = datetime.now(UTC)
+    yesterday = (now - timedelta(days=1)).date()
+    conn = await asyncpg.connect(config_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM request_logs WHERE team = 'search'") == 3
+        # Yesterday: key `gone`, in the team then, and key `one` before it joined.
+        await conn.executemany(
+            "INSERT INTO usage_daily (day, key_name, team, model, provider, requests, cost_usd) "
+            "VALUES ($1, $2, $3, 'm', 'a', 1, 1.0)",
+            [(yesterday, "gone", "search"), (yesterday, "one", "")],
+        )
+    finally:
+        await conn.close()
+    earlier = 1 if yesterday.month == now.month else 0  # (on the 1st, yesterday was last month)
+    app = create_app(config)
+    async with serve(app):
+        budgets = app[LIMITER].budgets
+        spent = {}
+        for name in ("team:search", "two", "team:solo"):
+            verdict = budgets.verdict(name)
+            assert verdict is not None
+            spent[name] = 10 - verdict.remaining_usd
+    assert spent == {"team:search": 3 + earlier, "two": 2, "team:solo": 1}

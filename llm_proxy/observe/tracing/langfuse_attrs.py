@@ -55,6 +55,8 @@ def annotate(
     None when no attempt answered (then the server span is the generation)."""
     path = record.path if len(record.path) <= _PATH_CHARS else record.path[:_PATH_CHARS] + "..."
     tags = ["llm-proxy", f"provider:{record.provider}", f"client:{record.client}"]
+    if record.team is not None:
+        tags.append(f"team:{record.team}")
     if record.status >= 400:
         tags.append("error")
     trace: Attributes = {
@@ -150,6 +152,7 @@ def _trace_metadata(record: RequestRecord) -> dict[str, object]:
         "request_id": record.request_id,
         "method": record.method,
         "client": record.client,
+        "team": record.team,  # left out when None
         "provider": record.provider,
         "attempts": record.attempts,
         "failed_attempts": orjson.dumps(  # JSON text: objects cannot be attribute values

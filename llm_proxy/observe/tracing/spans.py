@@ -175,8 +175,10 @@ def _static(key: _Key) -> Attributes:
         if route:
             attributes["http.route"] = str(route)
         _genai(attributes, operation, provider, api, model, stream)
-        key_name, client, provider_name = proxy
+        key_name, client, provider_name, team = proxy
         attributes["llm_proxy.key.name"] = str(key_name)
+        if team is not None:
+            attributes["llm_proxy.team.name"] = str(team)
         attributes["llm_proxy.client.name"] = str(client)
         attributes["llm_proxy.provider.name"] = str(provider_name)
         return attributes
@@ -271,6 +273,7 @@ def server_key(
         record.key_name,
         record.client,
         record.provider,
+        record.team,
     )
 
 

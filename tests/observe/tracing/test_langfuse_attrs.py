@@ -59,6 +59,18 @@ def failed_over(**over: Any) -> Any:
     return streamed(**(values | over))
 
 
+def test_a_team_is_a_tag_and_trace_metadata() -> None:
+    server, _ = build_spans(streamed(team="search"), capture_content=False, langfuse=True)
+    a = server.attributes
+    assert a["langfuse.trace.tags"] == [
+        "llm-proxy",
+        "provider:alpha",
+        "client:openai-python",
+        "team:search",
+    ]
+    assert a["langfuse.trace.metadata.team"] == "search"
+
+
 def test_the_trace_and_its_generation() -> None:
     server, generation = build_spans(streamed(), capture_content=False, langfuse=True)
     a = server.attributes

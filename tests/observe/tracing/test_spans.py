@@ -434,3 +434,11 @@ def test_cancelled_or_cut_answers(
     assert client.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
     assert client.events[-1].name == "llm_proxy.stream_end"
     assert client.events[-1].attributes["llm_proxy.stream.complete"] is False
+
+
+def test_a_request_of_a_key_in_a_team_names_the_team() -> None:
+    server, client = build_spans(traced(team="search"), capture_content=False)
+    assert server.attributes["llm_proxy.team.name"] == "search"
+    assert "llm_proxy.team.name" not in client.attributes  # the key's, as llm_proxy.key.name
+    (alone, _) = build_spans(traced(), capture_content=False)
+    assert "llm_proxy.team.name" not in alone.attributes
