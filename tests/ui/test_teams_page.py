@@ -141,6 +141,20 @@ async def test_teams_page_in_database_mode(
             assert team["max_budget_usd"] == 5 and team["budget_period"] == "monthly"
             assert team["shared_objects"] is True and team["metadata"] == {"owner": "ana"}
             assert "$0.00 of $5.00 this month" in await row.inner_text()
+            await checkpoint(page, "teams")
+
+            # Edit: the form holds what was saved; a change is the admin API's.
+            await page.get_by_role("button", name="Edit search").click()
+            form = page.get_by_role("form", name="Edit team search")
+            assert await form.get_by_label("Allowed models").input_value() == "m, gpt-4o*"
+            assert await form.get_by_label("Stored objects").input_value() == "true"
+            await form.get_by_label("Tokens per minute").fill("5000")
+            await form.get_by_role("button", name="Save").click()
+            await page.get_by_text(re.compile(r"^Saved team search \(config v\d+\)\.$")).wait_for()
+            await row.filter(has_text="5,000 tok/min").wait_for()
+            team = await team_named(url, "search")
+            assert team is not None and team["tokens_per_minute"] == 5000
+            assert team["max_budget_usd"] == 5 and team["metadata"] == {"owner": "ana"}
 
             # The team's page: add svc-a to it by name.
             await row.get_by_role("link", name="search").click()
@@ -212,6 +226,13 @@ async def test_teams_page_in_database_mode(
             assert keys_cost == usd(today_cost + sum(earlier.values()))  # 30 days in the team
             await assert_labelled(page)
             await checkpoint(page, "team-spend")
+            # On a phone, in both themes.
+            await page.set_viewport_size({"width": 390, "height": 844})
+            await assert_fits(page)
+            await page.emulate_media(color_scheme="dark")
+            await assert_contrast(page)
+            await page.emulate_media(color_scheme="light")
+            await page.set_viewport_size({"width": 1280, "height": 900})
 
             # Delete a team that still has a key: refused (409), and the page says why.
             await open_page(page, "Teams")
@@ -238,12 +259,6 @@ async def test_teams_page_in_database_mode(
             await row.wait_for(state="detached")
             assert await team_named(url, "search") is None
 
-            # On a phone, in both themes.
-            await page.set_viewport_size({"width": 390, "height": 844})
-            await assert_fits(page)
-            await page.emulate_media(color_scheme="dark")
-            await assert_contrast(page)
-            await page.emulate_media(color_scheme="light")
         watch.check()
 
 
