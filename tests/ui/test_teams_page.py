@@ -91,7 +91,10 @@ async def test_teams_page_in_database_mode(
         )
         assert status == 201, answer
         for name, key in KEYS.items():
-            status, answer = await admin(url, "POST", "/credentials", {"name": name, "key": key})
+            # svc-b names a model the team will not allow.
+            models = ["other-model"] if name == "svc-b" else None
+            body = {"name": name, "key": key, "allowed_models": models}
+            status, answer = await admin(url, "POST", "/credentials", body)
             assert status == 201, answer
 
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
@@ -160,6 +163,17 @@ async def test_teams_page_in_database_mode(
             await row.get_by_role("link", name="search").click()
             await page.get_by_role("heading", name="Team search").wait_for()
             await page.get_by_text("No keys in this team yet.").wait_for()
+            # A key whose models are not within the team's: refused, and the page says why.
+            add = page.get_by_role("form", name="Add a key to search")
+            await page.get_by_label("Key to add").select_option("svc-b")
+            await page.get_by_role("button", name="Add to team").click()
+            refused = add.get_by_role("alert")
+            await refused.wait_for()
+            text = await refused.inner_text()
+            assert text.startswith("svc-b was not added:"), text
+            assert "not within the models of its team 'search'" in text, text
+            status, members = await admin(url, "GET", f"/teams/{team['id']}/members")
+            assert members["data"] == []
             await page.get_by_label("Key to add").select_option("svc-a")
             await page.get_by_role("button", name="Add to team").click()
             await page.get_by_text("Added svc-a to search.").wait_for()

@@ -17,12 +17,6 @@ const PERIOD_WORDS = { daily: "today", monthly: "this month" };
 // `rate_limit.burst_size` all name one of the form's fields.
 const PARAM_ALIASES = { requests_per_second: "rate_limit_rps", burst_size: "rate_limit_burst", rate_limit: "rate_limit_rps" };
 
-function memberCount(team) {
-  const members = team.members ?? team.keys;
-  if (Array.isArray(members)) return members.length;
-  return typeof members === "number" ? members : null;
-}
-
 function limits(t) {
   const parts = [];
   if (t.rate_limit_rps !== null && t.rate_limit_rps !== undefined) parts.push(`${t.rate_limit_rps} req/s${t.rate_limit_burst ? ` (burst ${t.rate_limit_burst})` : ""}`);
@@ -266,7 +260,7 @@ async function renderList(root, ctx) {
       load();
     } catch (error) {
       const open = h("a", { href: `#/teams/${team.id}` }, `Open ${team.name} to remove its keys`);
-      flash.append(notice("error", `Team ${team.name} was not deleted: ${error.message}`, error.status === 409 && error.code !== "read_only_config" ? [" ", open, "."] : null));
+      flash.append(notice("error", `Team ${team.name} was not deleted: ${error.message}`, error.code === "team_has_members" ? [" ", open, "."] : null));
     }
   }
 
@@ -279,9 +273,9 @@ async function renderList(root, ctx) {
       clear(list).append(notice("error", missing ? "This proxy's admin API has no /teams: it predates teams." : error.message));
       return;
     }
-    const usages = await Promise.all(teams.map(teamUsage));
+    // This period's spend: counted only where there is a budget to count it against.
+    const usages = await Promise.all(teams.map((t) => (t.max_budget_usd === null ? null : teamUsage(t))));
     const rows = teams.map((t, i) => {
-      const count = memberCount(t);
       const actions = writable(ctx)
         ? h(
             "td",
@@ -297,7 +291,7 @@ async function renderList(root, ctx) {
         h("td", { class: "wrap" }, t.allowed_models ? t.allowed_models.join(", ") : "all"),
         h("td", {}, limits(t)),
         h("td", { class: "budget-cell" }, budgetCell(t, usages[i])),
-        h("td", { class: "num" }, count === null ? "–" : fmtNumber(count)),
+        h("td", { class: "num" }, typeof t.members === "number" ? fmtNumber(t.members) : "–"),
         actions,
       );
     });
@@ -342,8 +336,10 @@ async function spendSection(team) {
     return section;
   }
   const byDay = new Map(answer.data.map((row) => [row.day, row]));
-  const monthly = (team.budget_period || "monthly") === "monthly";
+  const period = team.budget_period || "monthly";
+  const monthly = period === "monthly";
   const budget = team.max_budget_usd;
+  const budgeted = budget !== null && budget !== undefined;
   // The spend so far in each calendar month, day by day from the first of the first month.
   const soFar = new Map();
   let running = 0;
@@ -355,16 +351,16 @@ async function spendSection(team) {
   const line = days.map((day, i) => ({ value: soFar.get(day), restart: i > 0 && day.endsWith("-01") }));
   const spent = days.reduce((sum, day) => sum + (byDay.get(day)?.cost_usd || 0), 0);
   const words = [`${fmtUsd(spent)} in ${DAYS} days`];
-  if (budget !== null && budget !== undefined) words.push(`budget ${fmtUsd(budget)} ${team.budget_period || "monthly"}`);
-  if (monthly && budget !== null && budget !== undefined) words.push(`${fmtUsd(line[line.length - 1].value)} so far this month`);
+  if (budgeted) words.push(`budget ${fmtUsd(budget)} ${period}`);
+  if (budgeted && monthly) words.push(`${fmtUsd(line[line.length - 1].value)} so far this month`);
   const usd = (v) => (!v ? "$0" : v < 0.01 ? `$${Number(v.toPrecision(2))}` : `$${v.toFixed(2)}`);
   section.append(
     dayChart({
       title: `Spend of ${team.name}`,
       summary: words.join("; "),
       bars: { name: "Spend per day", days: days.map((day) => ({ day, value: byDay.get(day)?.cost_usd || 0 })) },
-      line: monthly && budget !== null && budget !== undefined ? { name: "Month to date", points: line } : null,
-      limit: budget !== null && budget !== undefined ? { name: `Budget (${team.budget_period || "monthly"})`, value: budget } : null,
+      line: budgeted && monthly ? { name: "Month to date", points: line } : null,
+      limit: budgeted ? { name: `Budget (${period})`, value: budget } : null,
       format: usd,
     }),
   );
@@ -398,9 +394,7 @@ async function spendSection(team) {
 
 function settings(team, usage) {
   const row = (label, value) => [h("dt", {}, label), h("dd", { dataset: { setting: label } }, value)];
-  // (`resets_at`: an ISO time, or Unix seconds)
-  const at = usage ? usage.resets_at : null;
-  const resets = at ? ` (resets ${fmtTime(typeof at === "number" ? new Date(at * 1000).toISOString() : at)})` : "";
+  const resets = usage && usage.resets_at ? ` (resets ${fmtTime(usage.resets_at)})` : "";
   return h(
     "dl",
     { class: "detail" },
@@ -495,7 +489,7 @@ async function renderTeam(root, ctx, id) {
     const inTeam = new Set(members.map((k) => k.name));
     const candidates = keys.filter((k) => !inTeam.has(k.name));
     if (!candidates.length) {
-      section.append(h("p", { class: "muted" }, keys.length ? "Every key is in this team." : "No keys to add: create one on the Keys page."));
+      section.append(h("p", { class: "muted" }, keys.length ? "Every key is in this team." : ["No keys to add: create one on the ", h("a", { href: "#/keys" }, "Keys page"), "."]));
       return section;
     }
     const select = h(
