@@ -74,7 +74,7 @@ export async function render(root, ctx) {
           onclick: async () => {
             const ok = await confirmDialog(
               `Roll back to version ${target}?`,
-              `Providers and master keys go back to exactly what they were at version ${target}, undoing version ${version} and everything after it; master keys rotated or deleted since stay revoked. The rollback is itself recorded as a new version.`,
+              `Providers, master keys, teams and routing go back to exactly what they were at version ${target}, undoing version ${version} and everything after it; master keys rotated or deleted since stay revoked. The rollback is itself recorded as a new version.`,
               "Roll back",
             );
             if (!ok) return;
