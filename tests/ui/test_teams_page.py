@@ -248,6 +248,19 @@ async def test_teams_page_in_database_mode(
             await page.emulate_media(color_scheme="light")
             await page.set_viewport_size({"width": 1280, "height": 900})
 
+            # Its requests in the log: the Logs page, filtered by the team.
+            await page.get_by_role("link", name="Requests of search in the log").click()
+            await page.get_by_role("heading", name="Logs", exact=True).wait_for()
+            assert await page.get_by_label("Team").input_value() == "search"
+            logged = page.get_by_role("table", name="Requests").locator("tbody tr")
+            await logged.nth(2).wait_for()
+            assert await logged.count() == 3
+            for text in await logged.all_inner_texts():
+                assert text.split("\t")[2:4] == ["svc-a", "search"]
+            await page.get_by_label("Team").fill("nobody")
+            await page.get_by_role("button", name="Filter").click()
+            await page.get_by_text("Nothing logged matches.").wait_for()
+
             # Delete a team that still has a key: refused (409), and the page says why.
             await open_page(page, "Teams")
             await page.get_by_role("button", name="Delete search").click()

@@ -388,6 +388,7 @@ async function spendSection(team) {
           table(["Day (UTC)", "Requests", "Tokens", "Cost", ...(monthly ? ["Month so far"] : [])], rows, `Spend per day of ${team.name}`),
         )
       : h("p", { class: "muted" }, "No requests in the last 30 days."),
+    h("p", {}, h("a", { href: `#/logs${query({ team: team.name })}` }, `Requests of ${team.name} in the log`)),
   );
   return section;
 }
