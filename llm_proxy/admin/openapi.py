@@ -495,13 +495,13 @@ SCHEMAS: Final[dict[str, Any]] = {
         closed=False,
     ),
     "Team": _obj(
-        ["id", "name", "created_at", "updated_at"],
+        ["id", "name", "members"],
         {
             **_TEAM_FIELDS,
             "id": {"type": "integer"},
-            "members": {"type": ["integer", "null"], "description": "how many keys it has"},
-            "created_at": {"type": "string"},
-            "updated_at": {"type": "string"},
+            "members": {"type": "integer", "description": "how many keys it has"},
+            "created_at": {"type": "string", "description": "database mode only"},
+            "updated_at": {"type": "string", "description": "database mode only"},
             **_VERSIONED,
         },
         closed=False,

@@ -162,7 +162,7 @@ def new_master_key() -> str:
 def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     """A row as the API shows it: no secret."""
     if table is TEAMS:
-        return team_view(row)
+        return _team_view(row)
     common = {
         "id": row["id"],
         "name": row["name"],
@@ -202,7 +202,7 @@ def view(table: Table, row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def team_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+def _team_view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
     """A team row as the API shows it; `members`, how many keys it has, where the query
     counted them."""
     allowed = row["allowed_models"]

@@ -15,18 +15,21 @@ process counts it (with Redis, every instance's, as of the last exchange with it
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
 from llm_proxy.admin import resources
 from llm_proxy.admin.http import Conn, body_of, int_param, json_response
-from llm_proxy.admin.tables import CREDENTIALS, team_view
-from llm_proxy.admin.views import team_view as config_team_view
+from llm_proxy.admin.tables import CREDENTIALS, TEAMS, view
+from llm_proxy.admin.views import team_view
 from llm_proxy.config.model import Config, Team
 from llm_proxy.config.teams import TEAM_PREFIX
 from llm_proxy.errors import ProxyError, bad_param
 from llm_proxy.keys import DSN, LIMITER, STATE
+
+if TYPE_CHECKING:
+    from llm_proxy.proxy.budgets import BudgetVerdict
 
 _TEAMS_SQL: Final = """
 SELECT t.*, (SELECT count(*) FROM credentials c WHERE c.team = t.name) AS members
@@ -60,8 +63,9 @@ def _file_team(request: web.Request, row_id: int) -> tuple[Team, dict[str, Any]]
     if not 1 <= row_id <= len(config.teams):
         raise _not_found(row_id)
     team = config.teams[row_id - 1]
-    shown = config_team_view(team, config)
-    return team, {"id": row_id, **shown, "members": len(shown.pop("keys"))}
+    shown = team_view(team, config)
+    members = len(shown.pop("keys"))
+    return team, {"id": row_id, **shown, "members": members}
 
 
 def _file_members(config: Config, team: str) -> list[dict[str, Any]]:
@@ -78,7 +82,7 @@ async def _db_team(request: web.Request, row_id: int) -> dict[str, Any]:
         row = await conn.fetchrow(_TEAMS_SQL + " WHERE t.id = $1", row_id)
     if row is None:
         raise _not_found(row_id)
-    return team_view(row)
+    return view(TEAMS, row)
 
 
 async def _db_members(request: web.Request, team: str) -> list[dict[str, Any]]:
@@ -106,7 +110,7 @@ async def list_teams(request: web.Request) -> web.Response:
         return json_response({"data": data, "source": "file"})
     async with Conn(request, "Listing") as conn:
         rows = await conn.fetch(_TEAMS_SQL + " ORDER BY t.id")
-    return json_response({"data": [team_view(r) for r in rows], "source": "database"})
+    return json_response({"data": [view(TEAMS, r) for r in rows], "source": "database"})
 
 
 async def get_team(request: web.Request) -> web.Response:
@@ -201,7 +205,7 @@ async def usage(request: web.Request) -> web.Response:
     )
 
 
-def _spend(verdict: Any) -> dict[str, Any]:
+def _spend(verdict: BudgetVerdict | None) -> dict[str, Any]:
     """A budget verdict as the usage shows it (all null: no budget is counted, e.g. a team
     written but not yet served)."""
     if verdict is None:

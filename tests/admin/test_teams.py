@@ -213,6 +213,13 @@ async def test_members_models_deletion_and_usage(
     keys = {k["name"]: k for k in used["keys"]}
     assert keys["one"]["spent_usd"] is None  # no budget of its own
     assert (keys["two"]["spent_usd"], keys["two"]["remaining_usd"]) == (1, 9)
+    # Narrowing the team's models below a key's own: a 400 naming allowed_models.
+    await call(http, "PATCH", f"{admin}/credentials/{one['id']}", json={"allowed_models": ["m"]})
+    status, answer = await call(
+        http, "PATCH", f"{admin}/teams/{tid}", json={"allowed_models": ["gpt-4o"]}
+    )
+    assert (status, answer["error"]["param"]) == (400, "allowed_models"), answer
+    assert "table credentials" in answer["error"]["message"]
     # A team with keys cannot be deleted.
     status, answer = await call(http, "DELETE", f"{admin}/teams/{tid}")
     assert status == 409
@@ -279,6 +286,8 @@ async def test_yaml_mode_answers_from_the_file_and_refuses_writes(
     assert status == 200 and listed["source"] == "file"
     (team,) = listed["data"]
     assert (team["id"], team["name"], team["members"]) == (1, "search", 1)
+    status, one = await call(http, "GET", admin + "/teams/1")
+    assert one == team and "keys" not in one
     assert (team["rate_limit_rps"], team["rate_limit_burst"], team["budget_period"]) == (
         2,
         2,
