@@ -38,18 +38,20 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     headers: list[tuple[str, str]] = []
     # The key's limits, then its team's (`teams:`): a request must pass both. The headers
     # are the key's own (OpenAI's, one set); a refusal by the team names the team.
-    subjects = key.limit_subjects()
+    subjects = key.limits
     for subject in subjects:
         if subject.max_budget_usd is not None:
             # First: a spent budget refuses for hours, and spends no request from the bucket.
-            budget = limiter.budget_verdict(subject.name)
-            if budget is not None:
-                if subject is key:
+            if subject is key:
+                budget = limiter.budget_verdict(subject.name)
+                if budget is not None:
                     headers += budget.headers()
-                if not budget.allowed:
-                    request.app[METRICS].rate_limited(key.name)
-                    await name_refused_model(request)
-                    raise budget_exceeded(subject.who, budget, headers)
+            else:  # (no header: only a refusal is made)
+                budget = limiter.budgets.refusal(subject.name)
+            if budget is not None and not budget.allowed:
+                request.app[METRICS].rate_limited(key.name)
+                await name_refused_model(request)
+                raise budget_exceeded(subject.who, budget, headers)
     if key.max_parallel_requests is None and (
         key.team is None or not key.team.max_parallel_requests
     ):
@@ -92,6 +94,12 @@ async def _admit(
     refused = None
     for subject in subjects:
         name = subject.name
+        if subject is not key and limiter.local:  # a team's: only a refusal is made
+            found = limiter.refusal_local(name)
+            if found is not None:
+                refused = subject, *found
+                break
+            continue
         requests = limiter.check_local(name) if limiter.local else await limiter.check(name)
         if requests is not None:
             if subject is key:

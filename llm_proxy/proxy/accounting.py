@@ -82,8 +82,13 @@ async def reserve(
     cost = price.cost(prompt, output) if price is not None else None
     made: list[tuple[KeyEntry, Reservation]] = []
     try:
-        for subject in key.reserving_subjects():
-            held = await _reserve_one(app, limiter, key, subject, prompt + output, cost, headers)
+        for subject in key.reserving:
+            if limiter.local:  # (no wait: no coroutine)
+                held = _reserve_local(app, limiter, key, subject, prompt + output, cost, headers)
+            else:
+                held = await _reserve_one(
+                    app, limiter, key, subject, prompt + output, cost, headers
+                )
             if held is not None:
                 made.append((subject, held))
     except BaseException:  # refused by the team, or cancelled: the key's goes back
@@ -122,6 +127,30 @@ async def _reserve_one(
         limiter.charge_tokens(subject.name, -tokens)
         app[METRICS].rate_limited(key.name)
         raise budget_exceeded(subject.who, over, headers)
+    return Reservation(tokens, usd) if tokens or usd else None
+
+
+def _reserve_local(
+    app: web.Application,
+    limiter: Limiter,
+    key: KeyEntry,
+    subject: KeyEntry,
+    tokens_wanted: int,
+    cost: float | None,
+    headers: list[tuple[str, str]],
+) -> Reservation | None:
+    """`_reserve_one` without Redis."""
+    tokens, refused = limiter.reserve_tokens_local(subject.name, tokens_wanted)
+    if refused is not None:
+        app[METRICS].rate_limited(key.name)
+        raise rate_limited(subject.who, refused, "tokens per minute", headers)
+    usd = 0.0
+    if cost is not None and subject.max_budget_usd is not None:
+        usd, over = limiter.budgets.reserve_local(subject.name, cost)
+        if over is not None:
+            limiter.charge_tokens(subject.name, -tokens)
+            app[METRICS].rate_limited(key.name)
+            raise budget_exceeded(subject.who, over, headers)
     return Reservation(tokens, usd) if tokens or usd else None
 
 

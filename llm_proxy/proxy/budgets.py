@@ -266,6 +266,37 @@ class CostBudgets:
             )
         return BudgetVerdict(True, spend.max_usd, spend.max_usd - spent, what, spend.resets_at, 0.0)
 
+    def refusal(self, key_name: str) -> BudgetVerdict | None:
+        """`verdict`, made only when it refuses (the check for whom no header is sent: a
+        key's team)."""
+        spend = self._spends.get(key_name)
+        if spend is None:
+            return None
+        now = self._clock()
+        if now >= spend.ends_at or self._backend.redis is not None:
+            return self._refused(self.verdict(key_name))
+        if spend.shared_usd + spend.sending_usd + spend.pending_usd < spend.max_usd:
+            return None
+        return self.verdict(key_name)
+
+    @staticmethod
+    def _refused(verdict: BudgetVerdict | None) -> BudgetVerdict | None:
+        return verdict if verdict is not None and not verdict.allowed else None
+
+    def reserve_local(self, key_name: str, cost_usd: float) -> tuple[float, BudgetVerdict | None]:
+        """`reserve` without Redis (no wait): what it would answer."""
+        spend = self._spends.get(key_name)
+        if spend is None or not cost_usd > 0:
+            return 0.0, None
+        now = self._clock()
+        if now >= spend.ends_at:
+            spend.roll(now)
+        refused = _refusal(spend, cost_usd, now)
+        if refused is not None:
+            return 0.0, refused
+        spend.reserved_usd += cost_usd
+        return cost_usd, None
+
     async def reserve(self, key_name: str, cost_usd: float) -> tuple[float, BudgetVerdict | None]:
         """Reserve what an admitted request could cost: (the amount reserved, None), or
         (0, a refusing verdict) when it exceeds what is left of the budget beside the
@@ -327,10 +358,19 @@ class CostBudgets:
         spend = self._spends.get(key_name)
         if spend is None:
             return
+        if self._backend.redis is None:  # (this process's count only: nothing to send)
+            if reserved_usd > 0:
+                spend.reserved_usd = max(0.0, spend.reserved_usd - reserved_usd)
+                if spend.reserved_usd < 1e-12:
+                    spend.reserved_usd = 0.0
+            if cost_usd > 0:
+                now = self._clock()
+                if now >= spend.ends_at:
+                    spend.roll(now)
+                spend.pending_usd += cost_usd
+            return
         if reserved_usd > 0:
             self._unreserve(spend, reserved_usd)
-            if self._backend.redis is None:
-                spend.releasing_usd = 0.0
         if cost_usd > 0:
             self.charge(key_name, cost_usd)
         elif reserved_usd > 0:

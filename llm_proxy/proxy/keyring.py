@@ -54,6 +54,11 @@ class KeyEntry:
     display: str = ""  # the name people gave it (a team's without `team:`)
     own_limits: bool = False
     own_reserves: bool = False
+    # A team's keys, by name: with `shared_objects`, they see each other's stored objects.
+    members: frozenset[str] = frozenset()
+    # `limit_subjects()` and `reserving_subjects()`, worked out once (`_subjects`).
+    limits: tuple[KeyEntry, ...] = ()
+    reserving: tuple[KeyEntry, ...] = ()
     # Its team's name as the metrics' `team` label shows it ("": in no team), precomputed
     # for the hot path (`team_name` is the same, None for no team).
     team_label: str = ""
@@ -88,7 +93,13 @@ class KeyEntry:
         return (*own, team) if team is not None and team.reserves else own
 
 
-def team_entry(team: Team) -> KeyEntry:
+def _subjects(entry: KeyEntry) -> None:
+    """`entry.limits` and `entry.reserving` set (a frozen entry, once, as it is made)."""
+    object.__setattr__(entry, "limits", entry.limit_subjects())
+    object.__setattr__(entry, "reserving", entry.reserving_subjects())
+
+
+def team_entry(team: Team, members: frozenset[str] = frozenset()) -> KeyEntry:
     """A team as the limiter sees it: an entry named `team:<name>`."""
     limited = bool(
         team.rate_limit
@@ -116,6 +127,7 @@ def team_entry(team: Team) -> KeyEntry:
         display=team.name,
         own_limits=limited,
         own_reserves=reserves,
+        members=members,
     )
 
 
@@ -146,7 +158,10 @@ class KeyRing:
         teams: Sequence[Team] = (),
     ) -> None:
         self._by_digest: dict[bytes, KeyEntry] = {}
-        self.teams = {t.name: team_entry(t) for t in teams}
+        self.teams = {
+            t.name: team_entry(t, frozenset(k.name for k in keys if k.team == t.name))
+            for t in teams
+        }
         for k in keys:
             allowed = NameMatcher(k.allowed_models) if k.allowed_models is not None else None
             team = self.teams.get(k.team) if k.team is not None else None
@@ -181,6 +196,8 @@ class KeyRing:
                 own_limits=own_limits,
                 own_reserves=own_reserves,
             )
+        for entry in [*self._by_digest.values(), *self.teams.values()]:
+            _subjects(entry)
         # When each key was last used, by digest: the `perf_counter()` of its last request's
         # arrival (`used_at` turns it into wall time). Carried from snapshot to snapshot by
         # `ConfigStore.swap` (`carry_usage`); written to the database by `KeyUsageWriter`.

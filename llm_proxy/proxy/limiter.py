@@ -219,6 +219,39 @@ class Limiter:
         bucket.state = state
         return self._verdict(bucket, state, now_ms, decision)
 
+    def refusal_local(self, key_name: str) -> tuple[Verdict, str] | None:
+        """The request-rate and tokens-per-minute checks of `check_local` and
+        `tokens_verdict` (one request spent from the bucket), for whom no header is sent (a
+        key's team): a verdict made only when one refuses, with what it refused."""
+        bucket = self._buckets.get(key_name)
+        if bucket is not None:
+            now_ms = int(self._clock() * 1000)
+            state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
+            bucket.state = state
+            if not decision.allowed:
+                return self._verdict(bucket, state, now_ms, decision), "requests per second"
+        budget = self._budgets.get(key_name)
+        if budget is not None and budget.tat_us - int(self._clock() * 1_000_000) >= _MINUTE_US:
+            verdict = self.tokens_verdict(key_name)
+            if verdict is not None and not verdict.allowed:
+                return verdict, "tokens per minute"
+        return None
+
+    def reserve_tokens_local(self, key_name: str, tokens: int) -> tuple[int, Verdict | None]:
+        """`reserve_tokens` without Redis (no wait): what it would answer."""
+        budget = self._budgets.get(key_name)
+        if budget is None or tokens <= 0:
+            return 0, None
+        tpm = budget.tokens_per_minute
+        tokens = min(tokens, tpm)
+        now_us = int(self._clock() * 1_000_000)
+        need_us = int(tokens * _MINUTE_US / tpm)
+        refused = _tokens_refusal(budget, now_us, need_us)
+        if refused is not None:
+            return 0, refused
+        budget.tat_us = max(budget.tat_us, now_us) + need_us
+        return tokens, None
+
     async def _check_redis(self, key_name: str, bucket: _Bucket, now_ms: int) -> Verdict:
         # pyrate-limiter's stores are untyped (sync-or-async returns); treat as Any.
         store: Any = self._stores.get(key_name)

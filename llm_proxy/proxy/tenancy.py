@@ -3,7 +3,9 @@ which). A key sees its own objects only: an id another key created is a 404 with
 body as an id nobody created, a list shows only the caller's objects, and an object a body
 names (a batch's input file, a vector store's files, a file in a message, a response to
 continue) must be the caller's too. A key marked `shared_objects` (an account-wide key) sees
-every object; without authentication there is one tenant.
+every object; the keys of a team with `shared_objects` see each other's (membership as the
+current config says: a key moved to another team takes its objects with it), never another
+team's; without authentication there is one tenant.
 
 Batches: a key limited to some models may run a batch only on a file the proxy saw uploaded
 (so it knows the models its lines name: `llm_proxy.proxy.batch_files`), and a batch's usage,
@@ -53,10 +55,16 @@ _TERMINAL: Final = frozenset(("completed", "failed", "expired", "cancelled"))
 
 
 def visible(owner: Owner | None, key: KeyEntry | None) -> bool:
-    """Whether `key` may use an object `owner` describes (None: unknown to the proxy)."""
+    """Whether `key` may use an object `owner` describes (None: unknown to the proxy): its
+    own, or (its team has `shared_objects`) one a key of its team created."""
     if key is None or key.shared_objects:
         return True  # one tenant (no authentication), or an account-wide key
-    return owner is not None and owner.key == key.name
+    if owner is None:
+        return False
+    if owner.key == key.name:
+        return True
+    team = key.team
+    return team is not None and team.shared_objects and owner.key in team.members
 
 
 def isolated(key: KeyEntry | None) -> bool:
@@ -237,7 +245,11 @@ async def _batch_seen(
     if price is None or not await owners.charge_once(batch["id"], owner):
         return
     cost = price.cost(prompt, completion)
-    request.app[LIMITER].charge_cost(owner.key, cost)
+    limiter = request.app[LIMITER]
+    limiter.charge_cost(owner.key, cost)
+    for team in state.snapshot.keys.teams.values():  # and its team's, as every request's
+        if owner.key in team.members:
+            limiter.charge_cost(team.name, cost)
     key = state.api_key
     if key is not None and key.name == owner.key:
         # On this request's log line too: spend is restored from the log after a restart.

@@ -34,9 +34,14 @@ hit), every request of the miss scenario a new one (`cache_bench.unique_bodies`:
 the message text; a miss is looked up, forwarded, recorded and stored); `NAME+unique`, on
 NAME's proxy (no cache), sends the miss scenario's bodies: the miss's exact baseline, its
 ratio shown against it.
-`--cache` adds the three for every scenario named. Every counted answer must say
-`x-llm-proxy-cache: hit` (miss) on the cache's scenarios, and nothing on the others (else the
-run says which, and exits 1).
+`--cache` adds the three for every scenario named.
+
+What a team costs (issue 32): `NAME+key-limits` runs on a proxy whose key has every limit on,
+`NAME+team-limits` on one where that key is also in a team with every limit on
+(`teams_bench`); the latter's ratio to the former's is its last column. `--teams` adds both.
+
+Every counted answer must say `x-llm-proxy-cache: hit` (miss) on the cache's scenarios, and
+nothing on the others (else the run says which, and exits 1).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from pathlib import Path
 import aiohttp
 
 from llm_proxy.testing.mock.vertex import TOKEN_PATH, mock_service_account
-from tests.perf import bench, cache_bench, routing_bench
+from tests.perf import bench, cache_bench, routing_bench, teams_bench
 from tests.perf import protocols_bench as pb
 
 DEFAULT = (
@@ -81,13 +86,16 @@ CACHE_VARIANTS: dict[str, tuple[str, bool, str | None]] = {
     "+cache-hit": ("+cache", False, "hit"),
     "+cache-miss": ("+cache", True, "miss"),
 }
+# Teams' cost (issue 32, `teams_bench`): suffix -> the key in a team (else: alone), every
+# limit on either way; each its own proxy.
+TEAM_VARIANTS: dict[str, bool] = {"+key-limits": False, "+team-limits": True}
 # Each variant's row is divided by this variant's count of the same scenario ("": NAME's).
-BASELINES = {"+cache-miss": "+unique"}
+BASELINES = {"+cache-miss": "+unique", "+team-limits": "+key-limits"}
 
 
 def split(name: str) -> tuple[str, str]:
     """A scenario name as (the protocol bench's scenario, its variant's suffix)."""
-    for suffix in (*VARIANTS, *CACHE_VARIANTS):
+    for suffix in (*VARIANTS, *CACHE_VARIANTS, *TEAM_VARIANTS):
         if suffix and name.endswith(suffix):
             return name.removesuffix(suffix), suffix
     return name, ""
@@ -218,6 +226,8 @@ def measure(names: list[str], requests: int, out: Path) -> tuple[dict[str, float
             pb.write_config(config, mock_url, port, account)
             if proxy == "+cache":
                 config.write_text(cache_bench.with_cache(config.read_text()))
+            elif proxy in TEAM_VARIANTS:
+                config.write_text(teams_bench.with_limits(config.read_text(), TEAM_VARIANTS[proxy]))
             elif (strategy := VARIANTS[proxy]) is not None:
                 config.write_text(routing_config(config.read_text(), names, strategy))
             ours = [(n, known[split(n)[0]]) for n in names if proxy_of(split(n)[1]) == proxy]
@@ -251,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also NAME+unique, NAME+cache-hit and NAME+cache-miss for each scenario NAME",
     )
+    parser.add_argument(
+        "--teams",
+        action="store_true",
+        help="also NAME+key-limits and NAME+team-limits (teams_bench) for each scenario NAME",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -261,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         suffixes += [s for s in VARIANTS if s]
     if args.cache:
         suffixes += list(CACHE_VARIANTS)
+    if args.teams:
+        suffixes += list(TEAM_VARIANTS)
     names = [f"{n}{suffix}" if not split(n)[1] else n for n in names for suffix in suffixes]
     names = list(dict.fromkeys(names))
     out = Path(tempfile.mkdtemp(prefix="llm-proxy-instructions-"))
