@@ -286,6 +286,13 @@ async def test_teams_page_in_database_mode(
             await row.wait_for(state="detached")
             assert await team_named(url, "search") is None
 
+            # The history names each change of the team, and shows what the edit changed.
+            await open_page(page, "History")
+            for verb in ("created", "changed", "deleted"):
+                await page.locator("li.change", has_text=f"team search {verb}").first.wait_for()
+            edit = page.locator("li.change", has_text="team search changed").last
+            # (before: none, shown as an en dash)
+            assert re.search(r"tokens_per_minute\s+\u2013\s+5000", await edit.inner_text())
         watch.check()
 
 
