@@ -298,12 +298,13 @@ def test_check_config_summarizes_teams() -> None:
 async def test_the_migration_goes_down_and_up(sql: asyncpg.Connection) -> None:
     await sql.execute("INSERT INTO teams (name) VALUES ('search')")
     await sql.execute(IN_SEARCH)
-    (reverted,) = await migrate.migrate_down(sql, 1)
-    assert reverted.name == "teams"
+    since = sum(1 for m in migrate.discover() if m.version >= 17)  # 017 and those after it
+    reverted = await migrate.migrate_down(sql, since)
+    assert reverted[-1].name == "teams"
     assert await sql.fetchval("SELECT to_regclass('teams')") is None
     assert await sql.fetchval("SELECT count(*) FROM config_history WHERE table_name = 'teams'") == 0
     before = int(await db_version(sql))
-    assert [m.name for m in await migrate.migrate_up(sql)] == ["teams"]
+    assert (await migrate.migrate_up(sql))[0].name == "teams"
     assert await sql.fetchval("SELECT team FROM credentials") is None
     await sql.execute("INSERT INTO teams (name) VALUES ('search')")
     await sql.execute("UPDATE credentials SET team = 'search'")
