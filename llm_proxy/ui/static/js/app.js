@@ -10,11 +10,13 @@ import * as logs from "./pages/logs.js";
 import * as playground from "./pages/playground.js";
 import * as providers from "./pages/providers.js";
 import * as routing from "./pages/routing.js";
+import * as teams from "./pages/teams.js";
 
 const PAGES = [
   { path: "dashboard", title: "Dashboard", module: dashboard },
   { path: "providers", title: "Providers", module: providers },
   { path: "keys", title: "Keys", module: keys },
+  { path: "teams", title: "Teams", module: teams },
   { path: "routing", title: "Routing", module: routing },
   { path: "logs", title: "Logs", module: logs },
   { path: "history", title: "History", module: history },

@@ -98,3 +98,88 @@ export function lineChart({ title, format = (v) => String(v), series }) {
   );
   return h("figure", { class: "chart" }, h("figcaption", {}, title), chart, legend);
 }
+
+// A day's label on the axis: "Dec 6" (the days are UTC dates, "2026-12-06").
+function dayLabel(day) {
+  return new Date(`${day}T00:00:00Z`).toLocaleDateString([], { month: "short", day: "numeric", timeZone: "UTC" });
+}
+
+// `dayChart({title, summary, bars, line, limit, format})`: one bar a day (`bars: {name,
+// days: [{day, value}]}`); `line` (optional, `{name, points: [{value, restart}]}` on the same
+// days): a running total drawn over the bars, such as the spend so far in a budget's period,
+// broken where `restart` is set; `limit` (optional, `{name, value}`): a dashed rule, such as
+// the budget. `summary`: the chart in words, for a screen reader. A <figure>.
+export function dayChart({ title, summary = "", bars, line = null, limit = null, format = (v) => String(v) }) {
+  const days = bars.days;
+  const highest = Math.max(0, ...days.map((d) => d.value || 0), ...(line ? line.points.map((p) => p.value || 0) : []), limit ? limit.value : 0);
+  const top = niceMax(highest);
+  const plotW = WIDTH - PAD.left - PAD.right;
+  const plotH = HEIGHT - PAD.top - PAD.bottom;
+  const step = plotW / Math.max(1, days.length);
+  const y = (v) => PAD.top + plotH - (v / top) * plotH;
+  const centre = (i) => PAD.left + step * (i + 0.5);
+  const width = Math.max(1, step * 0.7);
+
+  const parts = [0, 0.5, 1].map((f) =>
+    svg(
+      "g",
+      {},
+      svg("line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y(top * f), y2: y(top * f), class: "grid" }),
+      svg("text", { x: PAD.left - 6, y: y(top * f) + 4, "text-anchor": "end", class: "axis" }, document.createTextNode(format(top * f))),
+    ),
+  );
+  if (days.length) {
+    parts.push(
+      svg("text", { x: PAD.left, y: HEIGHT - 6, class: "axis" }, document.createTextNode(dayLabel(days[0].day))),
+      svg("text", { x: WIDTH - PAD.right, y: HEIGHT - 6, "text-anchor": "end", class: "axis" }, document.createTextNode(dayLabel(days[days.length - 1].day))),
+    );
+  }
+  const legend = [{ name: bars.name, colour: 0 }];
+  parts.push(
+    svg(
+      "g",
+      { fill: PALETTE[0] },
+      ...days.flatMap((d, i) => {
+        if (!(d.value > 0)) return [];
+        const height = Math.max(1, PAD.top + plotH - y(d.value));
+        return [svg("rect", { x: (centre(i) - width / 2).toFixed(1), y: (PAD.top + plotH - height).toFixed(1), width: width.toFixed(1), height: height.toFixed(1) })];
+      }),
+    ),
+  );
+  if (line) {
+    const segments = [];
+    let current = [];
+    line.points.forEach((p, i) => {
+      if (p.restart && current.length) {
+        segments.push(current);
+        current = [];
+      }
+      current.push([centre(i).toFixed(1), y(p.value || 0).toFixed(1)]);
+    });
+    if (current.length) segments.push(current);
+    parts.push(
+      svg(
+        "g",
+        { stroke: PALETTE[1], fill: PALETTE[1] },
+        ...segments.map((points) =>
+          points.length === 1
+            ? svg("circle", { cx: points[0][0], cy: points[0][1], r: 2.5 })
+            : svg("polyline", { points: points.map((p) => p.join(",")).join(" "), fill: "none", "stroke-width": 2, "stroke-linejoin": "round" }),
+        ),
+      ),
+    );
+    legend.push({ name: line.name, colour: 1 });
+  }
+  if (limit) {
+    parts.push(svg("line", { x1: PAD.left, x2: WIDTH - PAD.right, y1: y(limit.value), y2: y(limit.value), stroke: PALETTE[7], "stroke-width": 1.5, "stroke-dasharray": "6 4" }));
+    legend.push({ name: limit.name, colour: 7 });
+  }
+  const chart = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": summary ? `${title}. ${summary}` : title, preserveAspectRatio: "none" }, ...parts);
+  return h(
+    "figure",
+    { class: "chart" },
+    h("figcaption", {}, title),
+    chart,
+    h("ul", { class: "legend" }, legend.map((l) => h("li", {}, h("span", { class: "swatch", dataset: { colour: String(l.colour) } }), l.name))),
+  );
+}

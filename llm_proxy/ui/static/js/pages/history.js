@@ -5,7 +5,7 @@ import { api, query } from "../api.js";
 import { clear, confirmDialog, fmtTime, h, notice, show } from "../dom.js";
 import { pager, writable } from "./shared.js";
 
-const TABLE_NAMES = { providers: "provider", credentials: "master key" };
+const TABLE_NAMES = { providers: "provider", credentials: "master key", teams: "team" };
 
 function diff(change) {
   const op = change.operation.toLowerCase();
@@ -74,7 +74,7 @@ export async function render(root, ctx) {
           onclick: async () => {
             const ok = await confirmDialog(
               `Roll back to version ${target}?`,
-              `Providers and master keys go back to exactly what they were at version ${target}, undoing version ${version} and everything after it; master keys rotated or deleted since stay revoked. The rollback is itself recorded as a new version.`,
+              `Providers, master keys, teams and routing go back to exactly what they were at version ${target}, undoing version ${version} and everything after it; master keys rotated or deleted since stay revoked. The rollback is itself recorded as a new version.`,
               "Roll back",
             );
             if (!ok) return;

@@ -5,7 +5,7 @@ import { api, query } from "../api.js";
 import { pager } from "./shared.js";
 import { clear, field, fmtMs, fmtNumber, fmtTime, fmtUsd, h, notice, show, statusBadge, table } from "../dom.js";
 
-const REQUEST_FILTERS = ["key", "model", "provider", "status", "cache", "request_id", "trace_id", "since", "until"];
+const REQUEST_FILTERS = ["key", "team", "model", "provider", "status", "cache", "request_id", "trace_id", "since", "until"];
 // What the response cache said of a request (the `cache` column).
 const CACHE_RESULTS = ["hit", "miss", "bypass"];
 const ERROR_FILTERS = ["provider", "outcome", "status", "request_id", "since", "until"];
@@ -77,6 +77,7 @@ function requestRows(data) {
       h("td", { class: "nowrap" }, fmtTime(r.ts)),
       h("td", {}, statusBadge(r.status)),
       h("td", {}, show(r.key_name)),
+      h("td", {}, show(r.team)),
       h("td", {}, show(r.model)),
       h("td", {}, show(r.provider)),
       h("td", { class: "num" }, fmtMs(r.duration_ms)),
@@ -108,6 +109,7 @@ const FIELD_LABELS = {
   ts: "Time",
   request_id: "Request id",
   key_name: "Key",
+  team: "Team",
   client: "Client",
   method: "Method",
   path: "Path",
@@ -222,7 +224,7 @@ export async function render(root, ctx) {
     const headers =
       kind === "errors"
         ? ["Time", "Provider", "Outcome", "Upstream status", "Detail", "Request id"]
-        : ["Time", "Status", "Key", "Model", "Provider", "Duration", "TTFT", "Tokens", "Cost", "Request id"];
+        : ["Time", "Status", "Key", "Team", "Model", "Provider", "Duration", "TTFT", "Tokens", "Cost", "Request id"];
     clear(results).append(
       answer.data.length
         ? table(headers, kind === "errors" ? errorRows(answer.data) : requestRows(answer.data), kind === "errors" ? "Failed attempts" : "Requests")
