@@ -284,7 +284,8 @@ class CostBudgets:
         return verdict if verdict is not None and not verdict.allowed else None
 
     def reserve_local(self, key_name: str, cost_usd: float) -> tuple[float, BudgetVerdict | None]:
-        """`reserve` without Redis (no wait): what it would answer."""
+        """`reserve` as this process sees the spend (no wait): without Redis, its answer;
+        with Redis, its first step (the amount is then held here while Redis is asked)."""
         spend = self._spends.get(key_name)
         if spend is None or not cost_usd > 0:
             return 0.0, None
@@ -302,17 +303,12 @@ class CostBudgets:
         (0, a refusing verdict) when it exceeds what is left of the budget beside the
         reservations of the requests in flight (with Redis: on every instance, checked
         atomically there). `settle` must follow."""
-        spend = self._spends.get(key_name)
-        if spend is None or not cost_usd > 0:
-            return 0.0, None
-        now = self._clock()
-        if now >= spend.ends_at:
-            spend.roll(now)
-        refused = _refusal(spend, cost_usd, now)
-        if refused is not None:
-            return 0.0, refused
         # Held here first: a check made while this one waits on Redis counts it.
-        spend.reserved_usd += cost_usd
+        reserved, refused = self.reserve_local(key_name, cost_usd)
+        if not reserved:
+            return reserved, refused
+        spend = self._spends[key_name]
+        now = self._clock()
         if not self._backend.redis_available(now):
             return cost_usd, None
         now_ms = int(now * 1000)
