@@ -314,3 +314,37 @@ async def test_a_finished_batch_is_charged_to_its_team_too(
             await client.chat.completions.create(**chat_call)
         assert caught.value.code == "budget_exceeded"
         assert "team 'search'" in str(caught.value)
+
+
+async def test_a_team_budget_is_one_budget_across_two_instances_on_redis(
+    upstream: Upstream, http: aiohttp.ClientSession, redis_client: redis.asyncio.Redis
+) -> None:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    config = make_config(
+        provider("a", upstream.api_base, {"m": None}),
+        teams=[{"name": name, "max_budget_usd": 4}],
+        master_keys=[
+            {"name": f"{name}-ann", "key": ANN, "team": name},
+            {"name": f"{name}-ben", "key": BEN, "team": name},
+        ],
+        pricing=PRICING,
+        reserve_output_tokens=1,
+        rate_limit_backend=REDIS_URL,
+    )
+    clock = FakeClock(NOON)
+    apps = [create_app(config, clock=clock), create_app(config, clock=clock)]
+    try:
+        async with serve(apps[0]) as first, serve(apps[1]) as second:
+            statuses = []
+            for url, key in [(first, ANN), (second, BEN)] * 4:
+                statuses.append((await chat(http, url, key=key)).status)
+                for app in apps:
+                    await app[LIMITER].flush()
+            # $4 for the team across both instances and both keys, not $4 per instance.
+            assert statuses == [200, 200, 200, 200, 429, 429, 429, 429]
+            stored = await redis_client.get(f"llm_proxy:budget:team:{name}:2025-06")
+            assert float(stored) == 4.0
+    finally:
+        found = [k async for k in redis_client.scan_iter(match=f"llm_proxy:*team:{name}*")]
+        if found:
+            await redis_client.delete(*found)
