@@ -4,6 +4,11 @@ limited key carries OpenAI's `x-ratelimit-*` headers (and, with a budget,
 `x-llm-proxy-budget-*`); a refused request gets 429 `rate_limit_exceeded`, `budget_exceeded`
 once the budget is spent, or `parallel_requests_exceeded`, with `Retry-After`.
 
+A key in a team (`teams:`) passes its team's limits too, in the same order (budgets, then
+parallel slots, then the request and token rates); the headers stay the key's, and a refusal
+by the team names the team. Without Redis a team's checks make a verdict only when one
+refuses (`Limiter.refusal_local`, `CostBudgets.refusal`).
+
 This middleware owns the request's lifetime for the parallel limit: the slot taken here is
 given back in its `finally`, whether the request succeeded, failed, or was cancelled by the
 client hanging up (the handler returns only once a stream has been relayed)."""
