@@ -90,7 +90,7 @@ async def upsert(
         for t in config.teams:
             await conn.execute(_UPSERT_TEAM, *_team_row(t))
         for k in config.master_keys:
-            await conn.execute(_UPSERT_CREDENTIAL, *_credential_row(k, config.teams))
+            await conn.execute(_UPSERT_CREDENTIAL, *_credential_row(k))
         if config.routing.configured:
             await replace_routing(conn, routing_data(config.routing))
 
@@ -113,9 +113,9 @@ def _provider_row(p: Provider) -> tuple[Any, ...]:
     )
 
 
-def _credential_row(k: MasterKey, teams: tuple[Team, ...]) -> tuple[Any, ...]:
+def _credential_row(k: MasterKey) -> tuple[Any, ...]:
     limit = k.rate_limit
-    models = own_models(k, teams)
+    models = own_models(k)
     return (
         k.name,
         k.key or None,

@@ -217,11 +217,11 @@ def pricing_data(pricing: Pricing) -> dict[str, dict[str, float]]:
     }
 
 
-def _master_key(k: MasterKey, teams: tuple[Team, ...]) -> dict[str, Any]:
+def _master_key(k: MasterKey) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": k.name, "key_sha256": k.digest.hex()}
     if k.team is not None:
         entry["team"] = k.team
-    models = own_models(k, teams)  # (a key with its team's models names none)
+    models = own_models(k)  # (a key with its team's models names none)
     if models is not None:
         entry["allowed_models"] = list(models)
     entry.update(_limits(k))
@@ -294,7 +294,7 @@ def _set(fields: dict[str, Any]) -> dict[str, Any]:
 def export_yaml(config: Config, *, version: str, with_secrets: bool = False) -> str:
     data: dict[str, Any] = {
         "providers": [_provider(p, with_secrets) for p in config.providers],
-        "master_keys": [_master_key(k, config.teams) for k in config.master_keys],
+        "master_keys": [_master_key(k) for k in config.master_keys],
     }
     if config.teams:
         data["teams"] = [_team(t) for t in config.teams]

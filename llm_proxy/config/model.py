@@ -254,6 +254,9 @@ class MasterKey:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     created_by: str | None = None
     team: str | None = None  # the team it belongs to (`teams:`), whose limits it shares
+    # `allowed_models` are its team's, given because it named none (`fit_keys_in_teams`):
+    # an export or an import writes none, so that it keeps following its team's.
+    team_models: bool = False
 
     @property
     def digest(self) -> bytes:

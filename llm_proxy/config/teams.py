@@ -130,16 +130,11 @@ def _within(entry: str, team: tuple[str, ...], matcher: NameMatcher) -> bool:
 
 
 def _with_models(key: MasterKey, models: tuple[str, ...]) -> MasterKey:
-    return dataclasses.replace(key, allowed_models=models)
+    return dataclasses.replace(key, allowed_models=models, team_models=True)
 
 
-def own_models(key: MasterKey, teams: tuple[Team, ...]) -> tuple[str, ...] | None:
+def own_models(key: MasterKey) -> tuple[str, ...] | None:
     """The key's `allowed_models` as configured: None when it named none and has its team's
-    (`fit_keys_in_teams` gives it the team's very tuple), so that an export or an import
-    writes what was written, and a key keeps following its team's models."""
-    if key.team is None or key.allowed_models is None:
-        return key.allowed_models
-    team = next((t for t in teams if t.name == key.team), None)
-    if team is not None and key.allowed_models is team.allowed_models:
-        return None
-    return key.allowed_models
+    (`MasterKey.team_models`), so that an export or an import writes what was written, and a
+    key keeps following its team's models."""
+    return None if key.team_models else key.allowed_models
