@@ -71,8 +71,8 @@ def parse_cache(check: Checker, raw: Any, rate_limit_backend: str | None = None)
             "is redis, but neither `cache.url` nor `rate_limit_backend` names a Redis",
         )
     namespace = check.optional(c, "namespace", d.namespace)
-    if namespace not in ("key", "global"):
-        check.fail((*path, "namespace"), f"must be key or global, got {namespace!r}")
+    if namespace not in ("key", "team", "global"):
+        check.fail((*path, "namespace"), f"must be key, team or global, got {namespace!r}")
         namespace = d.namespace
     max_entry = _size(check, c, "max_entry_bytes", d.max_entry_bytes)
     if max_entry > MAX_ENTRY_BYTES:

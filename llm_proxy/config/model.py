@@ -431,7 +431,7 @@ NO_ROUTING: Final = Routing()
 # --- cache: the response cache (`cache:`; llm_proxy.config.cache, llm_proxy.proxy.cache) ---
 
 CacheBackendName = Literal["memory", "redis"]
-CacheNamespace = Literal["key", "global"]
+CacheNamespace = Literal["key", "team", "global"]
 # The endpoints whose answers may be cached (`Call.endpoint`), as `cache.endpoints` names them.
 CACHEABLE_ENDPOINTS: Final = (
     "chat/completions",

@@ -11,7 +11,8 @@ The key (`Slot`, `_digest`): a BLAKE2b hash of the key's secret digest (with `na
 key`), the endpoint, the model that will be asked, the matching routing rule, the query string
 and the body, canonical (`canonical`: keys sorted, integral numbers at the top level as
 integers, without `stream`, `stream_options` and the proxy's own fields), in a namespace: the
-key's name (`namespace: key`, the default) or `global`. Chat completions and
+key's name (`namespace: key`, the default), its team's (`namespace: team`: `team:<name>`,
+for a key in a team; a key in none keeps its own) or `global`. Chat completions and
 completions are one entry for a stream and a whole answer (`llm_proxy.protocols.replay`
 converts); the other endpoints keep the two apart.
 
@@ -279,23 +280,25 @@ class Policy:
         self.per_endpoint = {"/" + name: o for name, o in settings.per_endpoint}
         self.per_model = tuple((NameMatcher((p,)), o) for p, o in settings.per_model)
         self._ttls: dict[tuple[str, str], int | None] = {}
-        self._slots: dict[tuple[str, str, str | None, str | None, bytes], Slot | None] = {}
+        self._slots: dict[tuple[str, str, str | None, str | None, bytes, str], Slot | None] = {}
 
     def slot(
         self, endpoint: str, model: str, rule: str | None, key: KeyEntry | None
     ) -> Slot | None:
         """What every entry of one endpoint, model, rule and namespace shares (worked out
         once: a request only hashes its body on top); None when they are not kept."""
-        if key is None or self.settings.namespace == "global":
-            memo: tuple[str, str, str | None, str | None, bytes] = (
+        shared = self.settings.namespace
+        if key is None or shared == "global":
+            memo: tuple[str, str, str | None, str | None, bytes, str] = (
                 endpoint,
                 model,
                 rule,
                 None,
                 b"",
+                "",
             )
-        else:
-            memo = (endpoint, model, rule, key.name, key.digest)
+        else:  # (the key's team too: a key moved to another team reads that team's)
+            memo = (endpoint, model, rule, key.name, key.digest, key.team_label)
         found = self._slots.get(memo, False)
         if found is not False:
             return found  # type: ignore[return-value]
@@ -306,6 +309,10 @@ class Policy:
                 namespace, owner = "global", b""
             elif key is None:  # (authentication off: one namespace)
                 namespace, owner = ANONYMOUS, b""
+            elif shared == "team" and key.team is not None:
+                # A team's keys share its entries (`team:<name>`, as its limits are kept);
+                # a key in no team keeps its own.
+                namespace, owner = key.team.name, key.team.name.encode()
             else:
                 # A key's entries are its own: a key made later under the same name, or the
                 # same name's rotated secret, starts with none (its digest is hashed in).

@@ -96,7 +96,7 @@ def test_every_problem_is_named_with_its_line() -> None:
         backend: disk
         max_bytes: lots
         max_entry_bytes: 2MB
-        namespace: team
+        namespace: org
         ttl_secs: 0
         models: ["gpt-(4"]
         endpoints: [audio/speech]

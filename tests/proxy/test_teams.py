@@ -348,3 +348,36 @@ async def test_a_team_budget_is_one_budget_across_two_instances_on_redis(
         found = [k async for k in redis_client.scan_iter(match=f"llm_proxy:*team:{name}*")]
         if found:
             await redis_client.delete(*found)
+
+
+async def test_cache_namespace_team_shares_entries_within_a_team_only(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    solo = "sk-solo-key-0123456789"
+    config = make_config(
+        provider("a", upstream.api_base, {"m": None}),
+        teams=[{"name": "search"}, {"name": "ads"}],
+        master_keys=[
+            {"name": "ann", "key": ANN, "team": "search"},
+            {"name": "ben", "key": BEN, "team": "search"},
+            {"name": "out", "key": OUT, "team": "ads"},
+            {"name": "solo", "key": solo},
+            {"name": "solo2", "key": "sk-solo2-key-012345678"},
+        ],
+        cache={"backend": "memory", "namespace": "team"},
+    )
+    url = await start_proxy(config)
+
+    async def said(key: str) -> str:
+        resp = await chat(http, url, key=key, temperature=0, messages=[])
+        assert resp.status == 200
+        return resp.headers["x-llm-proxy-cache"]
+
+    assert await said(ANN) == "miss"
+    assert await said(BEN) == "hit"  # a teammate's entry
+    assert await said(OUT) == "miss"  # another team's: never
+    assert await said(solo) == "miss"  # a key in no team keeps its own
+    assert await said("sk-solo2-key-012345678") == "miss"
+    assert await said(solo) == "hit"
+    with pytest.raises(ConfigError, match=r"cache.namespace: must be key, team or global"):
+        parse_config({"cache": {"namespace": "org"}})
