@@ -4,10 +4,11 @@ limited key carries OpenAI's `x-ratelimit-*` headers (and, with a budget,
 `x-llm-proxy-budget-*`); a refused request gets 429 `rate_limit_exceeded`, `budget_exceeded`
 once the budget is spent, or `parallel_requests_exceeded`, with `Retry-After`.
 
-A key in a team (`teams:`) passes its team's limits too, in the same order (budgets, then
-parallel slots, then the request and token rates); the headers stay the key's, and a refusal
-by the team names the team. Without Redis a team's checks make a verdict only when one
-refuses (`Limiter.refusal_local`, `CostBudgets.refusal`).
+A key in a team (`teams:`) passes its team's limits too; the headers stay the key's, and a
+refusal by the team names the team. Without Redis the team's four checks (budget, parallel
+slot, request rate, tokens per minute) are one step after all of the key's
+(`Limiter.team_admit`: a verdict is made only when one refuses), so a key refused by its own
+limits spends nothing of its team's; with Redis each check is the key's, then the team's.
 
 This middleware owns the request's lifetime for the parallel limit: the slot taken here is
 given back in its `finally`, whether the request succeeded, failed, or was cancelled by the
@@ -20,11 +21,12 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from llm_proxy.errors import ProxyError
 from llm_proxy.keys import LIMITER, METRICS, STATE
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.handlers import name_refused_model
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Limiter
+from llm_proxy.proxy.limiter import Limiter, TeamRefusal
 from llm_proxy.proxy.verdicts import parallel_limited, rate_limited
 
 # Anthropic's token counting: authenticated, never limited.
@@ -42,8 +44,11 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     limiter = request.app[LIMITER]
     headers: list[tuple[str, str]] = []
     # The key's limits, then its team's (`teams:`): a request must pass both. The headers
-    # are the key's own (OpenAI's, one set); a refusal by the team names the team.
-    subjects = key.limits
+    # are the key's own (OpenAI's, one set); a refusal by the team names the team. Without
+    # Redis the team's are met in one step after the key's (`Limiter.team_admit`).
+    team = key.team
+    fused = limiter.local and team is not None and team.limited
+    subjects = key.limits[:-1] if fused else key.limits
     for subject in subjects:
         if subject.max_budget_usd is not None:
             # First: a spent budget refuses for hours, and spends no request from the bucket.
@@ -57,13 +62,16 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
                 request.app[METRICS].rate_limited(key.name)
                 await name_refused_model(request)
                 raise budget_exceeded(subject.who, budget, headers)
-    if key.max_parallel_requests is None and (
-        key.team is None or not key.team.max_parallel_requests
+    if (
+        not fused
+        and key.max_parallel_requests is None
+        and (team is None or not team.max_parallel_requests)
     ):
         await _admit(request, key, subjects, limiter, headers)
         return await handler(request)
     # Before the request buckets: a refused request spends nothing from them.
     slots = []
+    team_slot = False
     try:
         for subject in subjects:
             limit = subject.max_parallel_requests
@@ -82,10 +90,33 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             if subject is key:
                 headers += _parallel_headers(limit, limit - slot.held)
         await _admit(request, key, subjects, limiter, headers)
+        if fused:
+            assert team is not None
+            refused = limiter.team_admit(team)
+            if refused is not None:
+                request.app[METRICS].rate_limited(key.name)
+                await name_refused_model(request)
+                raise _team_refused(team, refused, headers)
+            team_slot = team.max_parallel_requests is not None
         return await handler(request)
     finally:
         for slot in slots:
             limiter.release(slot)
+        if team_slot:
+            assert team is not None
+            limiter.team_leave(team)
+
+
+def _team_refused(
+    team: KeyEntry, refused: TeamRefusal, headers: list[tuple[str, str]]
+) -> ProxyError:
+    """The 429 of a refusal by the key's team (`Limiter.team_admit`, `team_reserve`)."""
+    what, detail = refused
+    if what == "budget":
+        return budget_exceeded(team.who, detail, headers)
+    if what == "parallel requests":
+        return parallel_limited(team.who, detail, headers)
+    return rate_limited(team.who, detail, what, headers)
 
 
 async def _admit(
@@ -99,12 +130,6 @@ async def _admit(
     refused = None
     for subject in subjects:
         name = subject.name
-        if subject is not key and limiter.local:  # a team's: only a refusal is made
-            found = limiter.refusal_local(name)
-            if found is not None:
-                refused = subject, *found
-                break
-            continue
         requests = limiter.check_local(name) if limiter.local else await limiter.check(name)
         if requests is not None:
             if subject is key:

@@ -83,7 +83,15 @@ async def reserve(
     made: list[tuple[KeyEntry, Reservation]] = []
     try:
         for subject in key.reserving:
-            if limiter.local:  # (no wait: no coroutine)
+            if limiter.local and subject is not key:  # a team's, in one step
+                held, refused = limiter.team_reserve(subject, prompt + output, cost)
+                if refused is not None:
+                    app[METRICS].rate_limited(key.name)
+                    what, detail = refused
+                    if what == "budget":
+                        raise budget_exceeded(subject.who, detail, headers)
+                    raise rate_limited(subject.who, detail, what, headers)
+            elif limiter.local:  # (no wait: no coroutine)
                 held = _reserve_local(app, limiter, key, subject, prompt + output, cost, headers)
             else:
                 held = await _reserve_one(
@@ -384,8 +392,12 @@ def _record(
     if key is not None:
         limiter = app[LIMITER]
         _charge(limiter, key, usage.total_tokens, usd, reservation[0])
-        if key.team is not None:  # the team's spend: every key's of it
-            _charge(limiter, key.team, usage.total_tokens, usd, reservation[1])
+        group = key.team
+        if group is not None:  # the team's spend: every key's of it
+            if limiter.local:
+                limiter.team_settle(group, usage.total_tokens, usd, reservation[1])
+            else:
+                _charge(limiter, group, usage.total_tokens, usd, reservation[1])
 
 
 def _charge(

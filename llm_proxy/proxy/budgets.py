@@ -96,7 +96,7 @@ class BudgetVerdict:
         ]
 
 
-def _refusal(
+def reservation_refusal(
     spend: _Spend, cost_usd: float, now: float, *, force: bool = False
 ) -> BudgetVerdict | None:
     """The refusal of a reservation of `cost_usd` (None: it fits, as this process sees the
@@ -266,6 +266,11 @@ class CostBudgets:
             )
         return BudgetVerdict(True, spend.max_usd, spend.max_usd - spent, what, spend.resets_at, 0.0)
 
+    def spend_of(self, key_name: str) -> _Spend | None:
+        """The count of a key's (or team's) budget, for the limiter's one-step team path
+        (without Redis; None: no budget)."""
+        return self._spends.get(key_name)
+
     def refusal(self, key_name: str) -> BudgetVerdict | None:
         """`verdict`, made only when it refuses (the check for whom no header is sent: a
         key's team)."""
@@ -292,7 +297,7 @@ class CostBudgets:
         now = self._clock()
         if now >= spend.ends_at:
             spend.roll(now)
-        refused = _refusal(spend, cost_usd, now)
+        refused = reservation_refusal(spend, cost_usd, now)
         if refused is not None:
             return 0.0, refused
         spend.reserved_usd += cost_usd
@@ -336,7 +341,7 @@ class CostBudgets:
         if not int(made):
             spend.reserved_usd = max(0.0, spend.reserved_usd - cost_usd)
             self._start_sync(spend, self._clock())  # learn the shared spend
-            return 0.0, _refusal(spend, cost_usd, now, force=True)
+            return 0.0, reservation_refusal(spend, cost_usd, now, force=True)
         self._backend.keep_leases()
         return cost_usd, None
 

@@ -40,7 +40,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import structlog
 from pyrate_limiter import Decision, Rate, TokenBucket
@@ -49,10 +49,10 @@ from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from llm_proxy.config.model import RateLimit
 from llm_proxy.observe.metrics import Metrics
-from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets
+from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets, reservation_refusal
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.limiter_backend import LEASE_SECS, RedisBackend
-from llm_proxy.proxy.verdicts import Slot, Verdict
+from llm_proxy.proxy.verdicts import Reservation, Slot, Verdict
 
 log = structlog.get_logger()
 
@@ -82,6 +82,15 @@ def _rates(limit: RateLimit) -> list[Rate]:
     # up to one per 1000 s).
     period_us = max(1, round(1_000_000 / limit.requests_per_second))
     return [Rate(1000, period_us, limit.burst_size)]
+
+
+class TeamRefusal(NamedTuple):
+    """What refused a team's request (`Limiter.team_admit`, `team_reserve`): `what` is
+    `budget`, `parallel requests`, `requests per second` or `tokens per minute`; `detail`
+    its verdict (for parallel requests, the limit)."""
+
+    what: str
+    detail: Any
 
 
 @dataclass(slots=True)
@@ -219,24 +228,6 @@ class Limiter:
         bucket.state = state
         return self._verdict(bucket, state, now_ms, decision)
 
-    def refusal_local(self, key_name: str) -> tuple[Verdict, str] | None:
-        """The request-rate and tokens-per-minute checks of `check_local` and
-        `tokens_verdict` (one request spent from the bucket), for whom no header is sent (a
-        key's team): a verdict made only when one refuses, with what it refused."""
-        bucket = self._buckets.get(key_name)
-        if bucket is not None:
-            now_ms = int(self._clock() * 1000)
-            state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
-            bucket.state = state
-            if not decision.allowed:
-                return self._verdict(bucket, state, now_ms, decision), "requests per second"
-        budget = self._budgets.get(key_name)
-        if budget is not None and budget.tat_us - int(self._clock() * 1_000_000) >= _MINUTE_US:
-            verdict = self.tokens_verdict(key_name)
-            if verdict is not None and not verdict.allowed:
-                return verdict, "tokens per minute"
-        return None
-
     def reserve_tokens_local(self, key_name: str, tokens: int) -> tuple[int, Verdict | None]:
         """`reserve_tokens` without Redis (no wait): what it would answer."""
         budget = self._budgets.get(key_name)
@@ -251,6 +242,135 @@ class Limiter:
             return 0, refused
         budget.tat_us = max(budget.tat_us, now_us) + need_us
         return tokens, None
+
+    # A key's team without Redis (issue 32): its four limits in one step each at admission,
+    # reservation and settlement, with one clock reading each (what a team adds to a request
+    # is those steps; separately, they cost twice as much).
+
+    def team_admit(self, team: KeyEntry) -> TeamRefusal | None:
+        """One request of a key of `team` (no Redis) against the team's spent budget, a
+        parallel slot (taken: `team_leave` gives it back when the request ends), its
+        request rate (one spent) and its tokens per minute, in that order. None: admitted;
+        else what refused (nothing is held then)."""
+        name = team.name
+        now = self._clock()
+        if team.max_budget_usd is not None:
+            spend = self.budgets.spend_of(name)
+            if spend is not None and (
+                now >= spend.ends_at
+                or spend.shared_usd + spend.sending_usd + spend.pending_usd >= spend.max_usd
+            ):
+                budget = self.budgets.verdict(name)
+                if budget is not None and not budget.allowed:
+                    return TeamRefusal("budget", budget)
+        limit = team.max_parallel_requests
+        if limit is not None:
+            held = self._inflight.get(name, 0)
+            if held >= limit:
+                return TeamRefusal("parallel requests", limit)
+            self._inflight[name] = held + 1
+        bucket = self._buckets.get(name)
+        if bucket is not None:
+            now_ms = int(now * 1000)
+            state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
+            bucket.state = state
+            if not decision.allowed:
+                self._leave(name, limit)
+                verdict = self._verdict(bucket, state, now_ms, decision)
+                return TeamRefusal("requests per second", verdict)
+        tokens = self._budgets.get(name)
+        if tokens is not None and tokens.tat_us - int(now * 1_000_000) >= _MINUTE_US:
+            spent = self.tokens_verdict(name)
+            if spent is not None and not spent.allowed:
+                self._leave(name, limit)
+                return TeamRefusal("tokens per minute", spent)
+        return None
+
+    def team_leave(self, team: KeyEntry) -> None:
+        """The parallel slot `team_admit` took, given back."""
+        self._leave(team.name, team.max_parallel_requests)
+
+    def _leave(self, name: str, limit: int | None) -> None:
+        if limit is not None:
+            held = self._inflight.get(name, 0) - 1
+            if held > 0:
+                self._inflight[name] = held
+            else:
+                self._inflight.pop(name, None)
+
+    def team_reserve(
+        self, team: KeyEntry, tokens: int, cost_usd: float | None
+    ) -> tuple[Reservation | None, TeamRefusal | None]:
+        """What a request of a key of `team` could use, held against the team's tokens per
+        minute and budget (no Redis): `reserve_tokens_local` and `CostBudgets.reserve_local`
+        in one step; nothing is held when either refuses."""
+        name = team.name
+        now = self._clock()
+        held_tokens, need_us = 0, 0
+        minute = self._budgets.get(name)
+        now_us = int(now * 1_000_000)
+        if minute is not None and tokens > 0:
+            tpm = minute.tokens_per_minute
+            held_tokens = min(tokens, tpm)
+            need_us = int(held_tokens * _MINUTE_US / tpm)
+            if max(0, minute.tat_us - now_us) + need_us > _MINUTE_US:
+                refused = _tokens_refusal(minute, now_us, need_us)
+                if refused is not None:
+                    return None, TeamRefusal("tokens per minute", refused)
+        usd = 0.0
+        if cost_usd is not None and cost_usd > 0 and team.max_budget_usd is not None:
+            spend = self.budgets.spend_of(name)
+            if spend is not None:
+                if now >= spend.ends_at:
+                    spend.roll(now)
+                free = (
+                    spend.max_usd
+                    - spend.shared_usd
+                    - spend.sending_usd
+                    - spend.pending_usd
+                    - spend.reserved_usd
+                    - spend.others_reserved_usd
+                )
+                if cost_usd > free:
+                    over = reservation_refusal(spend, cost_usd, now)
+                    if over is not None:
+                        return None, TeamRefusal("budget", over)
+                spend.reserved_usd += cost_usd
+                usd = cost_usd
+        if need_us:
+            minute.tat_us = max(minute.tat_us, now_us) + need_us  # type: ignore[union-attr]
+        if held_tokens or usd:
+            return Reservation(held_tokens, usd), None
+        return None, None
+
+    def team_settle(
+        self, team: KeyEntry, tokens: int, cost_usd: float | None, held: Reservation | None
+    ) -> None:
+        """A finished request of a key of `team` charged to the team (no Redis), its
+        reservation replaced: `charge_tokens` and `CostBudgets.settle` in one step."""
+        name = team.name
+        now = self._clock()
+        minute = self._budgets.get(name)
+        if minute is not None:
+            charged = tokens - (held.tokens if held is not None else 0)
+            if charged:
+                per_token_us = _MINUTE_US / minute.tokens_per_minute
+                minute.tat_us = max(minute.tat_us, int(now * 1_000_000)) + int(
+                    charged * per_token_us
+                )
+        if team.max_budget_usd is None:
+            return
+        spend = self.budgets.spend_of(name)
+        if spend is None:
+            return
+        if held is not None and held.usd > 0:
+            spend.reserved_usd = max(0.0, spend.reserved_usd - held.usd)
+            if spend.reserved_usd < 1e-12:
+                spend.reserved_usd = 0.0
+        if cost_usd is not None and cost_usd > 0:
+            if now >= spend.ends_at:
+                spend.roll(now)
+            spend.pending_usd += cost_usd
 
     async def _check_redis(self, key_name: str, bucket: _Bucket, now_ms: int) -> Verdict:
         # pyrate-limiter's stores are untyped (sync-or-async returns); treat as Any.

@@ -381,3 +381,31 @@ async def test_cache_namespace_team_shares_entries_within_a_team_only(
     assert await said(solo) == "hit"
     with pytest.raises(ConfigError, match=r"cache.namespace: must be key, team or global"):
         parse_config({"cache": {"namespace": "org"}})
+
+
+async def test_a_teams_tokens_per_minute_are_spent_by_all_its_keys(
+    upstream: Upstream, start_proxy: ProxyFactory, http: aiohttp.ClientSession
+) -> None:
+    # Each mock call uses 10 tokens: the team's minute holds two calls, each key's ten.
+    team = {"tokens_per_minute": 20}
+    config = make_config(
+        provider("a", upstream.api_base, {"m": None}),
+        teams=[{"name": "search", **team}],
+        master_keys=[
+            {"name": "ann", "key": ANN, "team": "search", "tokens_per_minute": 100},
+            {"name": "ben", "key": BEN, "team": "search", "tokens_per_minute": 100},
+        ],
+        reserve_output_tokens=1,
+    )
+    clock = FakeClock(NOON)
+    url = await start_proxy(config, clock=clock)
+    assert (await chat(http, url, key=ANN)).status == 200
+    assert (await chat(http, url, key=BEN)).status == 200
+    refused = await chat(http, url, key=ANN)
+    assert refused.status == 429
+    error = (await refused.json())["error"]
+    assert error["code"] == "rate_limit_exceeded"
+    assert "team 'search' (tokens per minute)" in error["message"]
+    assert refused.headers["x-ratelimit-limit-tokens"] == "100"  # the key's own headers
+    clock.advance(60)
+    assert (await chat(http, url, key=BEN)).status == 200
