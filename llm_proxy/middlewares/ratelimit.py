@@ -21,12 +21,11 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from llm_proxy.errors import ProxyError
 from llm_proxy.keys import LIMITER, METRICS, STATE
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.handlers import name_refused_model
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Limiter, TeamRefusal
+from llm_proxy.proxy.limiter import Limiter, TeamRefused, TeamState
 from llm_proxy.proxy.verdicts import parallel_limited, rate_limited
 
 # Anthropic's token counting: authenticated, never limited.
@@ -47,8 +46,8 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
     # are the key's own (OpenAI's, one set); a refusal by the team names the team. Without
     # Redis the team's are met in one step after the key's (`Limiter.team_admit`).
     team = key.team
-    fused = limiter.local and team is not None and team.limited
-    subjects = key.limits[:-1] if fused else key.limits
+    fused = team if limiter.local and team is not None and team.limited else None
+    subjects = key.own if fused is not None else key.limits
     for subject in subjects:
         if subject.max_budget_usd is not None:
             # First: a spent budget refuses for hours, and spends no request from the bucket.
@@ -63,7 +62,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
                 await name_refused_model(request)
                 raise budget_exceeded(subject.who, budget, headers)
     if (
-        not fused
+        fused is None
         and key.max_parallel_requests is None
         and (team is None or not team.max_parallel_requests)
     ):
@@ -71,7 +70,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     # Before the request buckets: a refused request spends nothing from them.
     slots = []
-    team_slot = False
+    team_slot: TeamState | None = None  # the team's parallel slot, when this request holds one
     try:
         for subject in subjects:
             limit = subject.max_parallel_requests
@@ -90,33 +89,19 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             if subject is key:
                 headers += _parallel_headers(limit, limit - slot.held)
         await _admit(request, key, subjects, limiter, headers)
-        if fused:
-            assert team is not None
-            refused = limiter.team_admit(team)
-            if refused is not None:
+        if fused is not None:
+            try:
+                team_slot = limiter.team_admit(fused)
+            except TeamRefused as refused:
                 request.app[METRICS].rate_limited(key.name)
                 await name_refused_model(request)
-                raise _team_refused(team, refused, headers)
-            team_slot = team.max_parallel_requests is not None
+                raise refused.answer(fused, headers) from None
         return await handler(request)
     finally:
         for slot in slots:
             limiter.release(slot)
-        if team_slot:
-            assert team is not None
-            limiter.team_leave(team)
-
-
-def _team_refused(
-    team: KeyEntry, refused: TeamRefusal, headers: list[tuple[str, str]]
-) -> ProxyError:
-    """The 429 of a refusal by the key's team (`Limiter.team_admit`, `team_reserve`)."""
-    what, detail = refused
-    if what == "budget":
-        return budget_exceeded(team.who, detail, headers)
-    if what == "parallel requests":
-        return parallel_limited(team.who, detail, headers)
-    return rate_limited(team.who, detail, what, headers)
+        if team_slot is not None:
+            team_slot.leave()
 
 
 async def _admit(

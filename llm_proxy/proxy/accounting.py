@@ -27,7 +27,7 @@ from llm_proxy.keys import BACKGROUND, LIMITER, METRICS
 from llm_proxy.proxy import tokens
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Limiter
+from llm_proxy.proxy.limiter import Limiter, TeamRefused
 from llm_proxy.proxy.state import ANONYMOUS, RequestState
 from llm_proxy.proxy.usage import (
     Relayed,
@@ -80,23 +80,26 @@ async def reserve(
     headers = list(state.rate_headers or ())
     price = _reserve_price(state.snapshot.config, state.model)
     cost = price.cost(prompt, output) if price is not None else None
+    team = key.team
+    if limiter.local:  # (no wait: no coroutine)
+        if key.own_reserves:
+            state.reservation = _reserve_local(
+                app, limiter, key, key, prompt + output, cost, headers
+            )
+        if team is not None and team.reserves:  # the team's, in one step
+            try:
+                state.team_reservation = limiter.team_reserve(team, prompt + output, cost)
+            except TeamRefused as refused:
+                app[METRICS].rate_limited(key.name)
+                if (held := state.reservation) is not None:  # the key's goes back
+                    state.reservation = None
+                    _give_back(limiter, key, held)
+                raise refused.answer(team, headers) from None
+        return
     made: list[tuple[KeyEntry, Reservation]] = []
     try:
         for subject in key.reserving:
-            if limiter.local and subject is not key:  # a team's, in one step
-                held, refused = limiter.team_reserve(subject, prompt + output, cost)
-                if refused is not None:
-                    app[METRICS].rate_limited(key.name)
-                    what, detail = refused
-                    if what == "budget":
-                        raise budget_exceeded(subject.who, detail, headers)
-                    raise rate_limited(subject.who, detail, what, headers)
-            elif limiter.local:  # (no wait: no coroutine)
-                held = _reserve_local(app, limiter, key, subject, prompt + output, cost, headers)
-            else:
-                held = await _reserve_one(
-                    app, limiter, key, subject, prompt + output, cost, headers
-                )
+            held = await _reserve_one(app, limiter, key, subject, prompt + output, cost, headers)
             if held is not None:
                 made.append((subject, held))
     except BaseException:  # refused by the team, or cancelled: the key's goes back
@@ -391,13 +394,14 @@ def _record(
         metrics.cost(model, provider, key_name, usd, team)
     if key is not None:
         limiter = app[LIMITER]
-        _charge(limiter, key, usage.total_tokens, usd, reservation[0])
+        total = prompt + completion
+        _charge(limiter, key, total, usd, reservation[0])
         group = key.team
         if group is not None:  # the team's spend: every key's of it
             if limiter.local:
-                limiter.team_settle(group, usage.total_tokens, usd, reservation[1])
+                limiter.team_settle(group, total, usd, reservation[1])
             else:
-                _charge(limiter, group, usage.total_tokens, usd, reservation[1])
+                _charge(limiter, group, total, usd, reservation[1])
 
 
 def _charge(

@@ -56,9 +56,11 @@ class KeyEntry:
     own_reserves: bool = False
     # A team's keys, by name: with `shared_objects`, they see each other's stored objects.
     members: frozenset[str] = frozenset()
-    # `limit_subjects()` and `reserving_subjects()`, worked out once (`_subjects`).
+    # `limit_subjects()` and `reserving_subjects()`, worked out once (`_subjects`), and
+    # `limits` without the team's (the key itself, if it has limits of its own).
     limits: tuple[KeyEntry, ...] = ()
     reserving: tuple[KeyEntry, ...] = ()
+    own: tuple[KeyEntry, ...] = ()
     # Its team's name as the metrics' `team` label shows it ("": in no team), precomputed
     # for the hot path (`team_name` is the same, None for no team).
     team_label: str = ""
@@ -97,6 +99,7 @@ def _subjects(entry: KeyEntry) -> None:
     """`entry.limits` and `entry.reserving` set (a frozen entry, once, as it is made)."""
     object.__setattr__(entry, "limits", entry.limit_subjects())
     object.__setattr__(entry, "reserving", entry.reserving_subjects())
+    object.__setattr__(entry, "own", (entry,) if entry.own_limits else ())
 
 
 def team_entry(team: Team, members: frozenset[str] = frozenset()) -> KeyEntry:

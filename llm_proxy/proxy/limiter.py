@@ -40,7 +40,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import structlog
 from pyrate_limiter import Decision, Rate, TokenBucket
@@ -48,11 +48,18 @@ from pyrate_limiter.abstracts.algorithm import State
 from pyrate_limiter.buckets.redis_state import RedisStateStore
 
 from llm_proxy.config.model import RateLimit
+from llm_proxy.errors import ProxyError
 from llm_proxy.observe.metrics import Metrics
-from llm_proxy.proxy.budgets import BudgetVerdict, CostBudgets, reservation_refusal
+from llm_proxy.proxy.budgets import (
+    BudgetVerdict,
+    CostBudgets,
+    _Spend,
+    budget_exceeded,
+    reservation_refusal,
+)
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.limiter_backend import LEASE_SECS, RedisBackend
-from llm_proxy.proxy.verdicts import Reservation, Slot, Verdict
+from llm_proxy.proxy.verdicts import Reservation, Slot, Verdict, parallel_limited, rate_limited
 
 log = structlog.get_logger()
 
@@ -84,13 +91,23 @@ def _rates(limit: RateLimit) -> list[Rate]:
     return [Rate(1000, period_us, limit.burst_size)]
 
 
-class TeamRefusal(NamedTuple):
-    """What refused a team's request (`Limiter.team_admit`, `team_reserve`): `what` is
-    `budget`, `parallel requests`, `requests per second` or `tokens per minute`; `detail`
-    its verdict (for parallel requests, the limit)."""
+class TeamRefused(Exception):
+    """A team refused a request (`Limiter.team_admit`, `team_reserve`): `what` is `budget`,
+    `parallel requests`, `requests per second` or `tokens per minute`; `detail` its verdict
+    (for parallel requests, the limit). Nothing of the team's is held then."""
 
-    what: str
-    detail: Any
+    def __init__(self, what: str, detail: Any) -> None:
+        super().__init__(what)
+        self.what = what
+        self.detail = detail
+
+    def answer(self, team: KeyEntry, headers: list[tuple[str, str]]) -> ProxyError:
+        """The 429 that names the team (`headers`: the key's)."""
+        if self.what == "budget":
+            return budget_exceeded(team.who, self.detail, headers)
+        if self.what == "parallel requests":
+            return parallel_limited(team.who, self.detail, headers)
+        return rate_limited(team.who, self.detail, self.what, headers)
 
 
 @dataclass(slots=True)
@@ -110,6 +127,26 @@ class _Budget:
     pending: int = 0  # tokens charged here, not yet added in Redis
     synced_at: float = -math.inf  # when tat_us was last read from Redis
     syncing: bool = False
+
+
+@dataclass(slots=True)
+class TeamState:
+    """A team's state without Redis, for its one-step admission, reservation and
+    settlement: the objects the generic path keeps under its name (request bucket, tokens
+    per minute, budget count), gathered again at each reload (`Limiter.sync`, in place:
+    the same object for as long as the team exists), its parallel limit and its requests
+    in flight (`inflight`: `Limiter.team_admit` takes a slot, `leave` gives it back)."""
+
+    bucket: _Bucket | None
+    backlog_us: int  # the bucket's most backlog before a request that is still admitted
+    minute: _Budget | None
+    spend: _Spend | None
+    parallel: int | None
+    inflight: int = 0
+
+    def leave(self) -> None:
+        """The parallel slot `Limiter.team_admit` took, given back."""
+        self.inflight -= 1
 
 
 # Tokens per minute in Redis: the same "theoretical arrival time" as in this process, moved
@@ -161,12 +198,15 @@ class Limiter:
         self._buckets: dict[str, _Bucket] = {}
         self._budgets: dict[str, _Budget] = {}
         self._redis = redis
+        # True when state is in this process only (`check_local` then needs no await).
+        self.local = redis is None
         self._stores: dict[str, RedisStateStore] = {}
         self._shared = RedisBackend(clock, redis, metrics)
         self.budgets = self._shared.budgets = CostBudgets(clock, self._shared)
         # Parallel slots: this instance's requests in flight per key (with Redis too, for
         # when it fails).
         self._inflight: dict[str, int] = {}
+        self._teams: dict[str, TeamState] = {}  # by a team's name (`team:<name>`)
 
     def sync(self, keys: Iterable[KeyEntry]) -> None:
         """Adopt a new key set: state is kept for keys whose limits did not change (cost
@@ -200,12 +240,22 @@ class Limiter:
                         redis_key=f"llm_proxy:tpm:{key.name}:{key.tokens_per_minute}",
                     )
         self._buckets, self._budgets = buckets, budgets
+        teams: dict[str, TeamState] = {}
+        for key in keys:
+            if key.kind != "team":
+                continue
+            bucket = buckets.get(key.name)
+            backlog_us = (bucket.rates[0].burst - 1) * bucket.emission_us if bucket else 0
+            minute, spend = budgets.get(key.name), self.budgets.spend_of(key.name)
+            team = self._teams.get(key.name)
+            if team is None:
+                team = TeamState(bucket, backlog_us, minute, spend, key.max_parallel_requests)
+            else:  # (its requests in flight hold this object: their slots stay counted)
+                team.bucket, team.backlog_us, team.minute = bucket, backlog_us, minute
+                team.spend, team.parallel = spend, key.max_parallel_requests
+            teams[key.name] = team
+        self._teams = teams
         self._stores = {k: s for k, s in self._stores.items() if k in buckets}
-
-    @property
-    def local(self) -> bool:
-        """True when state is in this process only (`check_local` then needs no await)."""
-        return self._redis is None
 
     async def check(self, key_name: str) -> Verdict | None:
         """Spend one request from the key's bucket; None when the key has no request limit."""
@@ -244,130 +294,145 @@ class Limiter:
         return tokens, None
 
     # A key's team without Redis (issue 32): its four limits in one step each at admission,
-    # reservation and settlement, with one clock reading each (what a team adds to a request
-    # is those steps; separately, they cost twice as much).
+    # reservation and settlement, with one clock reading each, on its state gathered in one
+    # `_Team` at each reload (what a team adds to a request is those steps).
 
-    def team_admit(self, team: KeyEntry) -> TeamRefusal | None:
+    def team_admit(self, team: KeyEntry) -> TeamState | None:
         """One request of a key of `team` (no Redis) against the team's spent budget, a
-        parallel slot (taken: `team_leave` gives it back when the request ends), its
-        request rate (one spent) and its tokens per minute, in that order. None: admitted;
-        else what refused (nothing is held then)."""
-        name = team.name
+        parallel slot, its request rate (one spent) and its tokens per minute, in that
+        order; `TeamRefused` when one refuses (nothing is held then). Returns the team's
+        state when it took a parallel slot (its `leave` gives it back when the request
+        ends)."""
+        try:
+            t = self._teams[team.name]
+        except KeyError:  # (a reload removed the team while this request was authenticated)
+            return None
         now = self._clock()
-        if team.max_budget_usd is not None:
-            spend = self.budgets.spend_of(name)
-            if spend is not None and (
-                now >= spend.ends_at
-                or spend.shared_usd + spend.sending_usd + spend.pending_usd >= spend.max_usd
-            ):
-                budget = self.budgets.verdict(name)
-                if budget is not None and not budget.allowed:
-                    return TeamRefusal("budget", budget)
-        limit = team.max_parallel_requests
+        spend = t.spend
+        if spend is not None and (
+            now >= spend.ends_at
+            or spend.shared_usd + spend.sending_usd + spend.pending_usd >= spend.max_usd
+        ):
+            budget = self.budgets.verdict(team.name)
+            if budget is not None and not budget.allowed:
+                raise TeamRefused("budget", budget)
+        limit = t.parallel
         if limit is not None:
-            held = self._inflight.get(name, 0)
-            if held >= limit:
-                return TeamRefusal("parallel requests", limit)
-            self._inflight[name] = held + 1
-        bucket = self._buckets.get(name)
+            if t.inflight >= limit:
+                raise TeamRefused("parallel requests", limit)
+            t.inflight += 1
+        # pyrate-limiter's clock: whole milliseconds (here in microseconds); the tokens
+        # per minute's check below is then early by less than a millisecond, which only
+        # means a verdict is made, by the exact clock.
+        now_us = int(now * 1000) * 1000
+        bucket = t.bucket
         if bucket is not None:
-            now_ms = int(now * 1000)
-            state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
-            bucket.state = state
-            if not decision.allowed:
-                self._leave(name, limit)
-                verdict = self._verdict(bucket, state, now_ms, decision)
-                return TeamRefusal("requests per second", verdict)
-        tokens = self._budgets.get(name)
-        if tokens is not None and tokens.tat_us - int(now * 1_000_000) >= _MINUTE_US:
-            spent = self.tokens_verdict(name)
-            if spent is not None and not spent.allowed:
-                self._leave(name, limit)
-                return TeamRefusal("tokens per minute", spent)
-        return None
-
-    def team_leave(self, team: KeyEntry) -> None:
-        """The parallel slot `team_admit` took, given back."""
-        self._leave(team.name, team.max_parallel_requests)
-
-    def _leave(self, name: str, limit: int | None) -> None:
-        if limit is not None:
-            held = self._inflight.get(name, 0) - 1
-            if held > 0:
-                self._inflight[name] = held
+            # pyrate-limiter's TokenBucket step, its admitting half inline (a request is
+            # admitted while the backlog stays within the burst); a refusal is its own
+            # step's (`_team_rate_refused`).
+            tat = bucket.state[0]
+            if tat < now_us:
+                tat = now_us
+            if tat - now_us > t.backlog_us:
+                self._team_rate_refused(t, bucket, now)
             else:
-                self._inflight.pop(name, None)
+                bucket.state = (tat + bucket.emission_us,)
+        minute = t.minute
+        if minute is not None and minute.tat_us - now_us >= _MINUTE_US:
+            spent = self.tokens_verdict(team.name)
+            if spent is not None and not spent.allowed:
+                if limit is not None:
+                    t.leave()
+                raise TeamRefused("tokens per minute", spent)
+        return t if limit is not None else None
+
+    def _team_rate_refused(self, team: TeamState, bucket: _Bucket, now: float) -> None:
+        """A team's request over its request rate: pyrate-limiter's step says so (and how
+        long to wait: `TeamRefused`); the parallel slot taken goes back."""
+        now_ms = int(now * 1000)
+        state, decision = self._algorithm.step(bucket.rates, bucket.state, now_ms, 1)
+        bucket.state = state
+        if decision.allowed:  # (never: the inline half admits exactly what the step does)
+            return
+        if team.parallel is not None:
+            team.leave()
+        raise TeamRefused("requests per second", self._verdict(bucket, state, now_ms, decision))
 
     def team_reserve(
         self, team: KeyEntry, tokens: int, cost_usd: float | None
-    ) -> tuple[Reservation | None, TeamRefusal | None]:
+    ) -> Reservation | None:
         """What a request of a key of `team` could use, held against the team's tokens per
         minute and budget (no Redis): `reserve_tokens_local` and `CostBudgets.reserve_local`
-        in one step; nothing is held when either refuses."""
-        name = team.name
+        in one step (None: nothing held); nothing is held when either refuses (`TeamRefused`
+        is raised)."""
+        try:
+            t = self._teams[team.name]
+        except KeyError:
+            return None
         now = self._clock()
-        held_tokens, need_us = 0, 0
-        minute = self._budgets.get(name)
-        now_us = int(now * 1_000_000)
+        minute = t.minute
+        held_tokens = need_us = 0
         if minute is not None and tokens > 0:
             tpm = minute.tokens_per_minute
-            held_tokens = min(tokens, tpm)
+            held_tokens = tokens if tokens < tpm else tpm
             need_us = int(held_tokens * _MINUTE_US / tpm)
-            if max(0, minute.tat_us - now_us) + need_us > _MINUTE_US:
+            now_us = int(now * 1_000_000)
+            tat = minute.tat_us
+            if tat < now_us:
+                tat = now_us
+            if tat - now_us + need_us > _MINUTE_US:
                 refused = _tokens_refusal(minute, now_us, need_us)
                 if refused is not None:
-                    return None, TeamRefusal("tokens per minute", refused)
-        usd = 0.0
-        if cost_usd is not None and cost_usd > 0 and team.max_budget_usd is not None:
-            spend = self.budgets.spend_of(name)
-            if spend is not None:
-                if now >= spend.ends_at:
-                    spend.roll(now)
-                free = (
-                    spend.max_usd
-                    - spend.shared_usd
-                    - spend.sending_usd
-                    - spend.pending_usd
-                    - spend.reserved_usd
-                    - spend.others_reserved_usd
-                )
-                if cost_usd > free:
-                    over = reservation_refusal(spend, cost_usd, now)
-                    if over is not None:
-                        return None, TeamRefusal("budget", over)
-                spend.reserved_usd += cost_usd
-                usd = cost_usd
+                    raise TeamRefused("tokens per minute", refused)
+        spend = t.spend
+        if spend is not None and cost_usd:  # (a cost is never negative)
+            if now >= spend.ends_at:
+                spend.roll(now)
+            if cost_usd > spend.max_usd - (
+                spend.shared_usd
+                + spend.sending_usd
+                + spend.pending_usd
+                + spend.reserved_usd
+                + spend.others_reserved_usd
+            ):
+                over = reservation_refusal(spend, cost_usd, now)
+                if over is not None:
+                    raise TeamRefused("budget", over)
+            spend.reserved_usd += cost_usd
+            if need_us:
+                minute.tat_us = tat + need_us  # type: ignore[union-attr]
+            return Reservation(held_tokens, cost_usd)
         if need_us:
-            minute.tat_us = max(minute.tat_us, now_us) + need_us  # type: ignore[union-attr]
-        if held_tokens or usd:
-            return Reservation(held_tokens, usd), None
-        return None, None
+            minute.tat_us = tat + need_us  # type: ignore[union-attr]
+            return Reservation(held_tokens, 0.0)
+        return None
 
     def team_settle(
         self, team: KeyEntry, tokens: int, cost_usd: float | None, held: Reservation | None
     ) -> None:
         """A finished request of a key of `team` charged to the team (no Redis), its
-        reservation replaced: `charge_tokens` and `CostBudgets.settle` in one step."""
-        name = team.name
-        now = self._clock()
-        minute = self._budgets.get(name)
-        if minute is not None:
-            charged = tokens - (held.tokens if held is not None else 0)
-            if charged:
-                per_token_us = _MINUTE_US / minute.tokens_per_minute
-                minute.tat_us = max(minute.tat_us, int(now * 1_000_000)) + int(
-                    charged * per_token_us
-                )
-        if team.max_budget_usd is None:
+        reservation (`held`) replaced: `charge_tokens` and `CostBudgets.settle` in one step."""
+        try:
+            t = self._teams[team.name]
+        except KeyError:
             return
-        spend = self.budgets.spend_of(name)
+        now = self._clock()
+        minute = t.minute
+        if minute is not None:
+            charged = tokens - held.tokens if held is not None else tokens
+            if charged:
+                now_us = int(now * 1_000_000)
+                tat = minute.tat_us
+                minute.tat_us = (tat if tat > now_us else now_us) + int(
+                    charged * (_MINUTE_US / minute.tokens_per_minute)
+                )
+        spend = t.spend
         if spend is None:
             return
-        if held is not None and held.usd > 0:
-            spend.reserved_usd = max(0.0, spend.reserved_usd - held.usd)
-            if spend.reserved_usd < 1e-12:
-                spend.reserved_usd = 0.0
-        if cost_usd is not None and cost_usd > 0:
+        if held is not None and held.usd:
+            reserved = spend.reserved_usd - held.usd
+            spend.reserved_usd = reserved if reserved >= 1e-12 else 0.0
+        if cost_usd:
             if now >= spend.ends_at:
                 spend.roll(now)
             spend.pending_usd += cost_usd

@@ -18,8 +18,12 @@ from aiohttp import web
 
 from llm_proxy.app import create_app
 from llm_proxy.config.issues import ConfigError
+from llm_proxy.config.model import MasterKey, RateLimit, Team
 from llm_proxy.config.validate import parse_config
 from llm_proxy.keys import LIMITER
+from llm_proxy.proxy.keyring import KeyEntry, KeyRing
+from llm_proxy.proxy.limiter import Limiter, TeamRefused
+from llm_proxy.proxy.verdicts import Reservation
 from llm_proxy.testing.mock import MockOptions, create_mock_app
 from tests.helpers import (
     REDIS_URL,
@@ -30,6 +34,7 @@ from tests.helpers import (
     eventually,
     make_config,
     provider,
+    ring,
     sdk,
     serve,
 )
@@ -409,3 +414,120 @@ async def test_a_teams_tokens_per_minute_are_spent_by_all_its_keys(
     assert refused.headers["x-ratelimit-limit-tokens"] == "100"  # the key's own headers
     clock.advance(60)
     assert (await chat(http, url, key=BEN)).status == 200
+
+
+# The team's one-step path without Redis (`Limiter.team_admit`, `team_reserve`,
+# `team_settle`), on a hand-moved clock: what it admits and refuses is what the generic
+# per-subject path does for a key with the same limits.
+
+
+def _team_ring(team: Team, **key: Any) -> KeyRing:
+    """A ring with a key `solo` (no team) of `key`'s limits and a key `member` of `team`."""
+    return KeyRing(
+        [MasterKey("solo", "sk-solo", **key), MasterKey("member", "sk-member", team=team.name)],
+        [],
+        teams=[team],
+    )
+
+
+def _refusal(limiter: Limiter, team: KeyEntry) -> TeamRefused | None:
+    try:
+        limiter.team_admit(team)
+    except TeamRefused as refusal:
+        return refusal
+    return None
+
+
+@pytest.mark.parametrize(
+    ("rps", "burst"), [(2.0, 5), (1 / 3600, 1), (0.3, 2), (1000.0, 1), (7.0, 3)]
+)
+def test_a_teams_request_rate_admits_exactly_what_pyrate_limiters_bucket_does(
+    rps: float, burst: int
+) -> None:
+    """The admitting half of the token bucket is inline for a team (pyrate-limiter's step
+    only makes its refusals): over an irregular arrival sequence, the team admits and refuses
+    the same requests, with the same wait, as pyrate-limiter does for a key of that limit."""
+    clock = FakeClock()
+    limiter = Limiter(clock=clock)
+    limit = RateLimit(requests_per_second=rps, burst_size=burst)
+    keys = _team_ring(Team("t", rate_limit=limit), rate_limit=limit)
+    limiter.sync(keys.subjects())
+    team = keys.teams["t"]
+    gaps = [0.0, 0.0001, 0.2, 0.0, 0.49, 0.51, 0.001, 3.0, 0.0, 0.0, 0.0, 0.333, 0.167, 1e-4]
+    gaps *= 6
+    gaps += [1 / rps, 0.0, 1 / rps - 0.0005, 0.0006, 0.0]
+    admitted, refused = 0, 0
+    for gap in gaps:
+        clock.advance(gap)
+        solo = limiter.check_local("solo")
+        assert solo is not None
+        refusal = _refusal(limiter, team)
+        assert (refusal is None) == solo.allowed, f"the team and the key differ after {gap}"
+        if refusal is not None:
+            assert refusal.what == "requests per second"
+            assert refusal.detail.retry_after_secs == solo.retry_after_secs > 0
+            refused += 1
+        else:
+            admitted += 1
+    assert admitted and refused  # the sequence meets both
+
+
+def test_a_teams_limits_refuse_in_one_step_and_hold_nothing_then() -> None:
+    clock = FakeClock()
+    limiter = Limiter(clock=clock)
+    team = Team("t", tokens_per_minute=1000, max_budget_usd=1.0, max_parallel_requests=2)
+    keys = _team_ring(team)
+    limiter.sync(keys.subjects())
+    entry = keys.teams["t"]
+    first = limiter.team_admit(entry)
+    second = limiter.team_admit(entry)
+    assert first is second is not None  # the team's state: each holds a slot of it
+    with pytest.raises(TeamRefused) as refused:
+        limiter.team_admit(entry)
+    assert refused.value.what == "parallel requests" and refused.value.detail == 2
+    first.leave()
+    # Tokens per minute: a reservation beyond what is left is refused, holding nothing.
+    held = limiter.team_reserve(entry, 800, 0.5)
+    assert held == Reservation(800, 0.5)
+    with pytest.raises(TeamRefused) as refused:
+        limiter.team_reserve(entry, 300, 0.1)
+    assert refused.value.what == "tokens per minute"
+    # The budget: 0.5 held, 0.6 more does not fit; nothing of it is held, neither its
+    # tokens (the rest of the minute, exactly, fits after it) nor its cost.
+    with pytest.raises(TeamRefused) as refused:
+        limiter.team_reserve(entry, 200, 0.6)
+    assert refused.value.what == "budget"
+    assert limiter.team_reserve(entry, 200, 0.5) == Reservation(200, 0.5)
+    # Settled at what they used: 1,000 tokens of the minute and $1.00 spent.
+    limiter.team_settle(entry, 900, 0.9, held)
+    limiter.team_settle(entry, 100, 0.1, Reservation(200, 0.5))
+    with pytest.raises(TeamRefused) as refused:
+        limiter.team_admit(entry)
+    assert refused.value.what == "budget"
+    assert refused.value.detail.remaining_usd == 0
+    second.leave()
+    # A new budget period (a month on), and a minute on: admitted again.
+    clock.advance(32 * 86_400)
+    assert limiter.team_admit(entry) is not None
+
+
+def test_a_teams_slots_in_flight_stay_counted_across_a_reload() -> None:
+    """A reload that changes the team keeps its state object: a request admitted before it
+    gives its slot back to the count that the requests after it are held to."""
+    clock = FakeClock()
+    limiter = Limiter(clock=clock)
+    keys = _team_ring(Team("t", max_parallel_requests=1))
+    limiter.sync(keys.subjects())
+    slot = limiter.team_admit(keys.teams["t"])
+    assert slot is not None
+    reloaded = _team_ring(Team("t", max_parallel_requests=1, tokens_per_minute=10_000))
+    limiter.sync(reloaded.subjects())
+    with pytest.raises(TeamRefused):
+        limiter.team_admit(reloaded.teams["t"])
+    slot.leave()
+    assert limiter.team_admit(reloaded.teams["t"]) is not None
+    # A team removed while a request of it was on its way: nothing of it is limited.
+    limiter.sync(ring(MasterKey("solo", "sk-solo")).subjects())
+    assert limiter.team_admit(reloaded.teams["t"]) is None
+    assert limiter.team_reserve(reloaded.teams["t"], 100, 1.0) is None
+    limiter.team_settle(reloaded.teams["t"], 100, 1.0, None)
