@@ -38,7 +38,7 @@ from llm_proxy.proxy.usage import (
     text_of_request,
     text_of_response,
 )
-from llm_proxy.proxy.verdicts import Reservation, rate_limited
+from llm_proxy.proxy.verdicts import Reservation, hold, rate_limited
 
 log = structlog.get_logger()
 
@@ -138,7 +138,7 @@ async def _reserve_one(
         limiter.charge_tokens(subject.name, -tokens)
         app[METRICS].rate_limited(key.name)
         raise budget_exceeded(subject.who, over, headers)
-    return Reservation(tokens, usd) if tokens or usd else None
+    return hold((tokens, usd)) if tokens or usd else None
 
 
 def _reserve_local(
@@ -162,7 +162,7 @@ def _reserve_local(
             limiter.charge_tokens(subject.name, -tokens)
             app[METRICS].rate_limited(key.name)
             raise budget_exceeded(subject.who, over, headers)
-    return Reservation(tokens, usd) if tokens or usd else None
+    return hold((tokens, usd)) if tokens or usd else None
 
 
 def _give_back(limiter: Limiter, subject: KeyEntry, reservation: Reservation) -> None:

@@ -59,7 +59,14 @@ from llm_proxy.proxy.budgets import (
 )
 from llm_proxy.proxy.keyring import KeyEntry
 from llm_proxy.proxy.limiter_backend import LEASE_SECS, RedisBackend
-from llm_proxy.proxy.verdicts import Reservation, Slot, Verdict, parallel_limited, rate_limited
+from llm_proxy.proxy.verdicts import (
+    Reservation,
+    Slot,
+    Verdict,
+    hold,
+    parallel_limited,
+    rate_limited,
+)
 
 log = structlog.get_logger()
 
@@ -401,10 +408,10 @@ class Limiter:
             spend.reserved_usd += cost_usd
             if need_us:
                 minute.tat_us = tat + need_us  # type: ignore[union-attr]
-            return Reservation(held_tokens, cost_usd)
+            return hold((held_tokens, cost_usd))
         if need_us:
             minute.tat_us = tat + need_us  # type: ignore[union-attr]
-            return Reservation(held_tokens, 0.0)
+            return hold((held_tokens, 0.0))
         return None
 
     def team_settle(

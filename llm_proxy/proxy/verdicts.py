@@ -5,7 +5,9 @@ pure functions: the request state and the accounting use them without the limite
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -56,6 +58,14 @@ class Reservation(NamedTuple):
 
     tokens: int  # charged to tokens per minute already
     usd: float  # held against the budget
+
+
+# `Reservation(tokens, usd)` made as `hold((tokens, usd))`: one C call, where a NamedTuple's
+# own `__new__` is a Python function (200 ns against 130: one or two are made on the path of
+# every request with a tokens-per-minute limit or a budget).
+hold: Final[Callable[[tuple[int, float]], Reservation]] = functools.partial(
+    tuple.__new__, Reservation
+)
 
 
 class Slot(NamedTuple):
