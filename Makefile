@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 CONFIG ?= example.config.yaml
 
-.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-tracing bench-routing bench-cache bench-ab bench-quick bench-client bench-logs bench-scale bench-instructions soak
+.PHONY: help venv venv-test run run-db mock check-config test screenshots lint typecheck fmt clean bench bench-protocols bench-tracing bench-routing bench-cache bench-teams bench-ab bench-quick bench-client bench-logs bench-scale bench-instructions soak
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -100,7 +100,7 @@ clean:
 # wrk is a Debian package: installed when missing and apt can (the benchmarks fall back to a
 # built-in aiohttp load generator). PROTOCOLS_ARGS go to protocols_bench (e.g. --litellm BIN),
 # TRACING_ARGS to tracing_bench (e.g. --rounds 3), ROUTING_ARGS to routing_bench, CACHE_ARGS to
-# cache_bench.
+# cache_bench, TEAMS_ARGS to teams_bench.
 WRK := @command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get install -y -q wrk >/dev/null) || echo "wrk not installed: using the built-in load generator"
 
 bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy, then the protocol paths; JSON into bench-results/
@@ -110,6 +110,7 @@ bench: $(TEST_STAMP)  ## direct vs bare aiohttp forwarder vs nginx vs llm-proxy,
 	$(BIN)/python -m tests.perf.tracing_bench $(TRACING_ARGS)
 	$(BIN)/python -m tests.perf.routing_bench $(ROUTING_ARGS)
 	$(BIN)/python -m tests.perf.cache_bench $(CACHE_ARGS)
+	$(BIN)/python -m tests.perf.teams_bench $(TEAMS_ARGS)
 
 bench-protocols: $(TEST_STAMP)  ## OpenAI/Anthropic clients, passed through and translated: CPU/req, req/s, streams
 	$(WRK)
@@ -126,6 +127,10 @@ bench-routing: $(TEST_STAMP)  ## no routing vs a routing section that matches no
 bench-cache: $(TEST_STAMP)  ## the response cache: no cache vs every request a hit vs every one a miss: CPU/req, p50 at 32 conns
 	$(WRK)
 	$(BIN)/python -m tests.perf.cache_bench $(CACHE_ARGS)
+
+bench-teams: $(TEST_STAMP)  ## a key with every limit vs the same key in a team with every limit: CPU/req at 32 conns
+	$(WRK)
+	$(BIN)/python -m tests.perf.teams_bench $(TEAMS_ARGS)
 
 bench-ab: $(TEST_STAMP)  ## before/after: llm-proxy at BASE (default origin/main or main) vs this tree, interleaved
 	$(BIN)/python -m tests.perf.ab --base $(or $(BASE),$(shell git rev-parse -q --verify origin/main >/dev/null && echo origin/main || echo main)) $(BENCH_ARGS)

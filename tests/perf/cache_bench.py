@@ -56,7 +56,7 @@ from typing import Any, Final
 
 import orjson
 
-from tests.perf import bench, protocols_bench, routing_bench
+from tests.perf import bench, paired_bench, protocols_bench
 from tests.perf.protocols_bench import Scenario
 
 MODEL: Final = str(bench.BODY["model"])
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         "mock", mock_cmd, bench.LOAD_CPU, mock_port, tmp / "mock.log", "/v1/models"
     ) as mock:
         runs, checks = measure(mock, tmp, seconds, rounds)
-    results["load"] = {s.name: routing_bench.summarise(runs[s.name]) for s in SCENARIOS}
+    results["load"] = {s.name: paired_bench.summarise(runs[s.name]) for s in SCENARIOS}
     results["checks"] = checks
     results["elapsed_secs"] = time.monotonic() - started
     results["ratios"] = ratios(results["load"], checks)

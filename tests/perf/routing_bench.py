@@ -21,7 +21,8 @@ Non-streamed chat completions (`bench.BODY`) at 32 connections (wrk when install
 built-in aiohttp generator), each scenario warmed up and then measured once per round in an
 order that rotates round by round. A ratio is the median of the rounds' own ratios
 (`protocols_bench.paired_ratio`: the machine's speed drifts between rounds, a pair in one round
-shares it), shown with its lowest and highest round.
+shares it), shown with its lowest and highest round. The run, table, JSON and exit status are
+`paired_bench`'s (shared with `teams_bench`); this module holds the configs and the targets.
 
 What the issue holds routing to: CPU per request of `routing` ≤ 1.03x `off` at 32
 connections. On a shared 2-vCPU VM the rounds' own ratios spread by ±10-20 %, far wider than
@@ -32,26 +33,19 @@ commits, off against the code before routing. Prints a table and saves JSON into
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import shutil
 import sys
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from tests.perf import bench, protocols_bench
-from tests.perf.protocols_bench import Scenario
+from tests.perf import bench, paired_bench
+from tests.perf.paired_bench import PairedBench, Target
 
-MODEL: Final = str(bench.BODY["model"])
+MODEL: Final = paired_bench.MODEL
 PROVIDER: Final = "bench"  # `bench.write_config`'s provider
 # The other models the routing section names (served by the bench's provider in `routing`).
 OTHERS: Final = ("gpt-4o", "gpt-4.1", "o3-mini", "claude-sonnet")
-CONNECTIONS: Final = 32
 BOUND: Final = 1.03
 # Scenario name -> the strategy of the bench's model (None: no routing section).
 VARIANTS: Final[dict[str, str | None]] = {
@@ -60,7 +54,7 @@ VARIANTS: Final[dict[str, str | None]] = {
     "routing-latency": "latency",
 }
 # (numerator, denominator, bound): None shown only.
-TARGETS: Final[tuple[tuple[str, str, float | None], ...]] = (
+TARGETS: Final[tuple[Target, ...]] = (
     ("routing", "off", BOUND),
     ("routing-latency", "off", None),
     ("routing-latency", "routing", None),
@@ -69,11 +63,7 @@ TARGETS: Final[tuple[tuple[str, str, float | None], ...]] = (
 REGION_HEADER: Final = "x-region"
 
 
-def _scenario(name: str) -> Scenario:
-    return Scenario(name, "openai", MODEL, target=name)
-
-
-SCENARIOS: Final = tuple(_scenario(name) for name in VARIANTS)
+SCENARIOS: Final = paired_bench.scenarios(VARIANTS)
 
 
 # The configs
@@ -163,175 +153,25 @@ def write_config(path: Path, upstream: str, port: int, strategy: str | None) -> 
     path.write_text(with_routing(text, section))
 
 
-# The run
+def write_scenario_config(path: Path, upstream: str, port: int, scenario: str) -> None:
+    """`write_config` for the scenario named (its strategy from `VARIANTS`)."""
+    write_config(path, upstream, port, VARIANTS[scenario])
 
 
-@contextlib.contextmanager
-def proxies(tmp: Path, mock: bench.Proc, round_index: int) -> Iterator[dict[str, bench.Proc]]:
-    """One fresh proxy per scenario (CPU 0), all up."""
-    with contextlib.ExitStack() as stack:
-        procs = {}
-        for scenario in SCENARIOS:
-            port = bench.free_port()
-            config = tmp / f"{scenario.name}.yaml"
-            write_config(config, mock.url, port, VARIANTS[scenario.name])
-            cmd = [sys.executable, "-m", "llm_proxy", "serve", "--config", str(config)]
-            log = tmp / f"{scenario.name}-{round_index}.log"
-            procs[scenario.name] = stack.enter_context(
-                bench.spawn(scenario.name, cmd, bench.PROXY_CPU, port, log, "/health")
-            )
-        yield procs
-
-
-def measure(
-    mock: bench.Proc, tmp: Path, seconds: float, rounds: int
-) -> dict[str, list[bench.LoadResult]]:
-    scripts = {
-        s.name: protocols_bench.write_wrk_script(tmp / f"{s.name}.lua", s) for s in SCENARIOS
-    }
-    runs: dict[str, list[bench.LoadResult]] = {s.name: [] for s in SCENARIOS}
-    for i in range(rounds):
-        print(f"== load, {CONNECTIONS} connections, round {i + 1} of {rounds}", flush=True)
-        with proxies(tmp, mock, i) as procs:
-            for scenario in protocols_bench.rotated(list(SCENARIOS), i):
-                result = protocols_bench.load(
-                    procs[scenario.name],
-                    scenario,
-                    scripts[scenario.name],
-                    CONNECTIONS,
-                    seconds,
-                    warm_up=True,
-                )
-                runs[scenario.name].append(result)
-                print(
-                    f"   {scenario.name:>16}: {result.rps:8.0f} req/s  "
-                    f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
-                    f"cpu {result.cpu_ms_per_request or 0:.3f} ms/req  errors {result.errors}",
-                    flush=True,
-                )
-    return runs
-
-
-# Results
-
-
-def ratios(load: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each target of `TARGETS`: the paired ratio, its rounds' lowest and highest, and
-    whether its bound is met (None: no bound, or a scenario with failed requests)."""
-    checked = []
-    for numerator, denominator, bound in TARGETS:
-        top, bottom = load[numerator], load[denominator]
-        value = protocols_bench.paired_ratio(top, bottom)
-        per_round = [
-            a["cpu_ms_per_request"] / b["cpu_ms_per_request"]
-            for a, b in zip(top.get("rounds", ()), bottom.get("rounds", ()), strict=False)
-            if a.get("cpu_ms_per_request") and b.get("cpu_ms_per_request")
-        ]
-        met = None if bound is None else value <= bound
-        if top["errors"] or bottom["errors"]:
-            met = None
-        checked.append(
-            {
-                "ratio": f"CPU/req @{CONNECTIONS} {numerator} ÷ {denominator}",
-                "value": value,
-                "min": min(per_round, default=value),
-                "max": max(per_round, default=value),
-                "rounds": per_round,
-                "target": f"≤ {bound}" if bound is not None else "",
-                "met": met,
-            }
-        )
-    return checked
-
-
-def too_spread(check: dict[str, Any]) -> bool:
-    """Do the rounds' ratios spread over more than twice the bound's margin (1.03: 0.06)?"""
-    return bool(check["max"] - check["min"] > 2 * (BOUND - 1))
-
-
-def summarise(runs: list[bench.LoadResult]) -> dict[str, Any]:
-    return {
-        **bench._median_run(runs),
-        "errors": sum(r.errors for r in runs),
-        "rounds": [asdict(r) for r in runs],
-    }
-
-
-def report(results: dict[str, Any]) -> None:
-    print("\n" + "=" * 96)
-    print(f"machine: {results['machine']}")
-    print(f"settings: {results['settings']}")
-    print(
-        f"\n{'scenario':<18}{'conns':>6}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU ms/req':>12}{'errors':>8}"
-    )
-    for name, f in results["load"].items():
-        print(
-            f"{name:<18}{CONNECTIONS:>6}{f['rps']:>9.0f}{f['p50_ms']:>9.2f}{f['p99_ms']:>9.2f}"
-            f"{f['cpu_ms_per_request'] or 0:>12.3f}{f['errors']:>8}"
-        )
-    print()
-    for check in results["ratios"]:
-        verdict = {True: "met", False: "MISSED", None: "not judged"}[check["met"]]
-        target = f"  ({check['target']}: {verdict})" if check["target"] else ""
-        print(
-            f"{check['ratio']:<44}{check['value']:>7.3f}  rounds {check['min']:.3f}"
-            f"-{check['max']:.3f}{target}"
-        )
-        if check["target"] and too_spread(check):
-            print(
-                "   (the rounds spread wider than the bound's margin: this machine cannot "
-                "resolve it; count it with `python -m tests.perf.instructions --routing`)"
-            )
+# The run: `paired_bench`'s, on these scenarios.
+BENCH: Final = PairedBench(
+    name="routing",
+    doc=__doc__ or "",
+    scenarios=SCENARIOS,
+    write_config=write_scenario_config,
+    targets=TARGETS,
+    exact="python -m tests.perf.instructions --routing",
+    described={"routing": routing_section((MODEL,), OTHERS, PROVIDER)},
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds over all scenarios")
-    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
-    parser.add_argument("--out", default="bench-results", help="directory for the JSON results")
-    args = parser.parse_args(argv)
-    seconds = 1.0 if args.quick else args.duration
-    rounds = 1 if args.quick else max(1, args.rounds)
-    results: dict[str, Any] = {
-        "machine": bench.machine(),
-        "settings": {
-            "seconds": seconds,
-            "rounds": rounds,
-            "connections": CONNECTIONS,
-            "model": MODEL,
-            "request_log": False,
-        },
-        "routing": routing_section((MODEL,), OTHERS, PROVIDER),
-    }
-    started = time.monotonic()
-    tmp = Path(tempfile.mkdtemp(prefix="llm-proxy-routing-bench-"))
-    mock_port = bench.free_port()
-    mock_cmd = [sys.executable, "-m", "llm_proxy", "mock-upstream", "--port", str(mock_port),
-                "--tool", "none"]  # fmt: skip
-    with bench.spawn(
-        "mock", mock_cmd, bench.LOAD_CPU, mock_port, tmp / "mock.log", "/v1/models"
-    ) as mock:
-        runs = measure(mock, tmp, seconds, rounds)
-    results["load"] = {s.name: summarise(runs[s.name]) for s in SCENARIOS}
-    results["elapsed_secs"] = time.monotonic() - started
-    results["ratios"] = ratios(results["load"])
-    failed = any(f["errors"] for f in results["load"].values())
-    if not failed:
-        shutil.rmtree(tmp, ignore_errors=True)  # kept otherwise: the proxies' logs are there
-    report(results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"routing-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"\nresults: {path}  ({results['elapsed_secs']:.0f} s)")
-    if failed:
-        print(f"requests failed: the servers' logs are in {tmp}")
-        return 1
-    return 0
+    return BENCH.main(argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from llm_proxy.proxy.routing import (
 )
 from llm_proxy.proxy.rules import Rules
 from llm_proxy.testing.mock.vertex import mock_service_account
-from tests.perf import bench, routing_bench
+from tests.perf import bench, paired_bench, routing_bench
 from tests.perf.protocols_bench import PROVIDER_MODELS
 from tests.perf.protocols_bench import write_config as write_protocols_config
 
@@ -127,14 +127,14 @@ def test_routing_is_held_to_three_percent_more_cpu_per_request() -> None:
         "routing": _load(0.204, 0.2678, 0.21),  # 1.02, 1.03, 1.05
         "routing-latency": _load(0.22, 0.29, 0.22),
     }
-    checked = {c["ratio"]: c for c in routing_bench.ratios(load)}
+    checked = {c["ratio"]: c for c in routing_bench.BENCH.ratios(load)}
     main = checked["CPU/req @32 routing ÷ off"]
     assert main["value"] == pytest.approx(1.03) and main["met"] is True
     assert main["min"] == pytest.approx(1.02) and main["max"] == pytest.approx(1.05)
     assert checked["CPU/req @32 routing-latency ÷ off"]["met"] is None  # shown, not judged
-    assert not routing_bench.too_spread(main)  # 1.02-1.05: within 0.06
-    assert routing_bench.too_spread({**main, "min": 0.91, "max": 1.2})
+    assert not paired_bench.too_spread(main, routing_bench.BOUND)  # 1.02-1.05: within 0.06
+    assert paired_bench.too_spread({**main, "min": 0.91, "max": 1.2}, routing_bench.BOUND)
     load["routing"] = _load(0.21, 0.28, 0.21)
-    assert routing_bench.ratios(load)[0]["met"] is False
+    assert routing_bench.BENCH.ratios(load)[0]["met"] is False
     load["routing"] = _load(0.20, 0.26, 0.20, errors=3)
-    assert routing_bench.ratios(load)[0]["met"] is None  # failed requests: not judged
+    assert routing_bench.BENCH.ratios(load)[0]["met"] is None  # failed requests: not judged
