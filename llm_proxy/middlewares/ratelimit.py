@@ -7,8 +7,9 @@ once the budget is spent, or `parallel_requests_exceeded`, with `Retry-After`.
 A key in a team (`teams:`) passes its team's limits too; the headers stay the key's, and a
 refusal by the team names the team. Without Redis the team's four checks (budget, parallel
 slot, request rate, tokens per minute) are one step after all of the key's
-(`Limiter.team_admit`: a verdict is made only when one refuses), so a key refused by its own
-limits spends nothing of its team's; with Redis each check is the key's, then the team's.
+(`Limiter.team_admit`, on the team's `TeamState`: a verdict is made only when one refuses,
+raised as `TeamRefused`), so a key refused by its own limits spends nothing of its team's;
+with Redis each check is the key's, then the team's.
 
 This middleware owns the request's lifetime for the parallel limit: the slot taken here is
 given back in its `finally`, whether the request succeeded, failed, or was cancelled by the

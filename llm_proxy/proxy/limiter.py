@@ -27,7 +27,15 @@ all pass a check made before any of them is charged.
 
 Each limit's local state and its atomic step in Redis are here; the Redis they share (the
 client, the pause after a failure, up/down reporting, this instance's leases and their
-renewal) is `llm_proxy.proxy.limiter_backend`. Cost budgets (`max_budget_usd` per day or
+renewal) is `llm_proxy.proxy.limiter_backend`.
+
+A key's team (`teams:`) keeps its state under its entry's name (`team:<name>`), as a key
+does, and with Redis goes the same generic way. Without Redis its four limits are met in one
+step each at admission, reservation and settlement (`team_admit`, `team_reserve`,
+`team_settle`) on a `TeamState` that gathers the objects kept under its name: one lookup,
+one clock reading and a verdict only on a refusal each, the request bucket's admitting half
+inline (pyrate-limiter's own step makes its refusals), so that a team adds under 3 % to a
+limited key's request (issue 32). Cost budgets (`max_budget_usd` per day or
 month) live in `llm_proxy.proxy.budgets`; the verdicts, their headers and the 429s in
 `llm_proxy.proxy.verdicts`.
 """
