@@ -197,7 +197,10 @@ TTFT: Final = Spec(
     DURATION_BUCKETS,
 )
 RATE_LIMITED: Final = Spec(
-    "llm_proxy_rate_limited_total", "Requests refused with 429 by a key's limits.", ("key_name",)
+    "llm_proxy_rate_limited_total",
+    "Requests refused with 429 by a key's limits or its team's (by: key or team; limit: "
+    "requests, tokens, budget or parallel).",
+    ("key_name", "team", "by", "limit"),
 )
 UPSTREAM_ERRORS: Final = Spec(
     "llm_proxy_upstream_errors_total",
@@ -404,8 +407,12 @@ class Metrics:
     def time_to_first_token(self, model: str, provider: str, seconds: float) -> None:
         self._ttft.observe((model, provider), seconds)
 
-    def rate_limited(self, key_name: str) -> None:
-        self._rate_limited.add((key_name,))
+    def rate_limited(
+        self, key_name: str, team: str = "", by: str = "key", limit: str = "requests"
+    ) -> None:
+        """A 429 for key `key_name` (of `team`, "" for none), refused by the key's own limit
+        or its team's (`by`), which limit (`requests`, `tokens`, `budget`, `parallel`)."""
+        self._rate_limited.add((key_name, team, by, limit))
 
     def attempt(self, provider: str, outcome: str) -> None:
         self._attempts.add((provider, outcome))
