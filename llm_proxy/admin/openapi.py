@@ -1410,7 +1410,7 @@ def document() -> dict[str, Any]:
                 _ref("Stats"),
                 params=[
                     _query("window", {"type": "integer", "minimum": 10, "maximum": 3600}),
-                    _query("by", {"type": "string", "enum": ["provider", "key"]}),
+                    _query("by", {"type": "string", "enum": ["provider", "key", "team"]}),
                 ],
             )
         },

@@ -13,15 +13,16 @@ from llm_proxy.observe.stats import INTERVAL_SECS as STATS_INTERVAL
 
 
 async def stats(request: web.Request) -> web.Response:
-    """`GET /stats?window=3600&by=provider|key`: the last `window` seconds (at most an hour)
-    in steps of a few seconds, from the proxy's own counters: requests/s, 5xx rate,
+    """`GET /stats?window=3600&by=provider|key|team`: the last `window` seconds (at most an
+    hour) in steps of a few seconds, from the proxy's own counters: requests/s, 5xx rate,
     p50/p95/p99 latency, time to first token, tokens/min and cost, overall (`all`) and per
-    provider or key; with the providers' health and the config version."""
+    provider, key or team (time to first token: overall and per provider only); with the
+    providers' health and the config version."""
     query = request.query
     window = int_param(query.get("window"), "window", 10, 3600) or 900
     group = query.get("by") or None
-    if group not in (None, "provider", "key"):
-        raise bad_param("by", "`by` is `provider` or `key`.")
+    if group not in (None, "provider", "key", "team"):
+        raise bad_param("by", "`by` is `provider`, `key` or `team`.")
     config_dict = request.config_dict
     snapshot = request[STATE].snapshot
     health = config_dict[HEALTH]

@@ -26,7 +26,7 @@ from llm_proxy.keys import LIMITER, METRICS, STATE
 from llm_proxy.proxy.budgets import budget_exceeded
 from llm_proxy.proxy.handlers import name_refused_model
 from llm_proxy.proxy.keyring import KeyEntry
-from llm_proxy.proxy.limiter import Limiter, TeamRefused, TeamState
+from llm_proxy.proxy.limiter import LIMIT_LABELS, Limiter, TeamRefused, TeamState
 from llm_proxy.proxy.verdicts import parallel_limited, rate_limited
 
 # Anthropic's token counting: authenticated, never limited.
@@ -59,7 +59,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             else:  # (no header: only a refusal is made)
                 budget = limiter.budgets.refusal(subject.name)
             if budget is not None and not budget.allowed:
-                request.app[METRICS].rate_limited(key.name)
+                request.app[METRICS].rate_limited(key.name, key.team_label, subject.kind, "budget")
                 await name_refused_model(request)
                 raise budget_exceeded(subject.who, budget, headers)
     if (
@@ -83,7 +83,9 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             if slot is None:
                 if subject is key:
                     headers += _parallel_headers(limit, 0)
-                request.app[METRICS].rate_limited(key.name)
+                request.app[METRICS].rate_limited(
+                    key.name, key.team_label, subject.kind, "parallel"
+                )
                 await name_refused_model(request)
                 raise parallel_limited(subject.who, limit, headers)
             slots.append(slot)
@@ -94,7 +96,7 @@ async def ratelimit(request: web.Request, handler: Handler) -> web.StreamRespons
             try:
                 team_slot = limiter.team_admit(fused)
             except TeamRefused as refused:
-                request.app[METRICS].rate_limited(key.name)
+                request.app[METRICS].rate_limited(key.name, key.team_label, "team", refused.limit)
                 await name_refused_model(request)
                 raise refused.answer(fused, headers) from None
         return await handler(request)
@@ -132,7 +134,7 @@ async def _admit(
             break
     if refused is not None:
         who, verdict, what = refused
-        request.app[METRICS].rate_limited(key.name)
+        request.app[METRICS].rate_limited(key.name, key.team_label, who.kind, LIMIT_LABELS[what])
         await name_refused_model(request)
         raise rate_limited(who.who, verdict, what, headers)
     request[STATE].rate_headers = headers

@@ -130,7 +130,7 @@ class _Counters:
 
 
 _NOT_API: Final = ("/admin", "/health", "/metrics", "/ui")
-Group = tuple[str, str]  # ("provider", name), ("key", name) or ("all", "all")
+Group = tuple[str, str]  # ("provider", name), ("key", name), ("team", name) or ("all", "all")
 
 
 @dataclass(slots=True)
@@ -140,6 +140,13 @@ class Totals:
     ttft: dict[Group, list[int]] = field(default_factory=dict)
     tokens: dict[Group, float] = field(default_factory=dict)
     cost: dict[Group, float] = field(default_factory=dict)
+
+
+def _groups(provider: str, key: str, team: str) -> tuple[Group, ...]:
+    """The live stats' groups a counter's labels count in (`Metrics.totals`)."""
+    if team:
+        return ("provider", provider), ("key", key), ("team", team), ("all", "all")
+    return ("provider", provider), ("key", key), ("all", "all")
 
 
 def _add(into: dict[Group, list[int]], group: Group, buckets: list[int]) -> None:
@@ -197,7 +204,10 @@ TTFT: Final = Spec(
     DURATION_BUCKETS,
 )
 RATE_LIMITED: Final = Spec(
-    "llm_proxy_rate_limited_total", "Requests refused with 429 by a key's limits.", ("key_name",)
+    "llm_proxy_rate_limited_total",
+    "Requests refused with 429 by a key's limits or its team's (by: key or team; limit: "
+    "requests, tokens, budget or parallel).",
+    ("key_name", "team", "by", "limit"),
 )
 UPSTREAM_ERRORS: Final = Spec(
     "llm_proxy_upstream_errors_total",
@@ -404,8 +414,12 @@ class Metrics:
     def time_to_first_token(self, model: str, provider: str, seconds: float) -> None:
         self._ttft.observe((model, provider), seconds)
 
-    def rate_limited(self, key_name: str) -> None:
-        self._rate_limited.add((key_name,))
+    def rate_limited(
+        self, key_name: str, team: str = "", by: str = "key", limit: str = "requests"
+    ) -> None:
+        """A 429 for key `key_name` (of `team`, "" for none), refused by the key's own limit
+        or its team's (`by`), which limit (`requests`, `tokens`, `budget`, `parallel`)."""
+        self._rate_limited.add((key_name, team, by, limit))
 
     def attempt(self, provider: str, outcome: str) -> None:
         self._attempts.add((provider, outcome))
@@ -430,31 +444,32 @@ class Metrics:
 
     def totals(self) -> Totals:
         """The running totals the admin API's live stats sample (`llm_proxy.observe.stats`):
-        per provider and per key, read from the counters' own dicts (no copy per request)."""
+        per provider, per key and per team (a key in no team counts in none), read from the
+        counters' own dicts (no copy per request)."""
         out = Totals()
-        for (_, endpoint, _, provider, status, key, _, _), n in self._requests.counts.items():
+        for (_, endpoint, _, provider, status, key, _, team), n in self._requests.counts.items():
             if endpoint.startswith(_NOT_API) or endpoint == "other":
                 continue
             failed = n if status[:1] == "5" else 0
-            for group, name in (("provider", provider), ("key", key), ("all", "all")):
-                requests = out.requests.setdefault((group, name), [0.0, 0.0])
+            for group in _groups(provider, key, team):
+                requests = out.requests.setdefault(group, [0.0, 0.0])
                 requests[0] += n
                 requests[1] += failed
-        for (endpoint, _, provider, key, _), counts in self._duration._values.items():
+        for (endpoint, _, provider, key, team), counts in self._duration._values.items():
             if endpoint.startswith(_NOT_API) or endpoint == "other":
                 continue
-            for group, name in (("provider", provider), ("key", key), ("all", "all")):
-                _add(out.duration, (group, name), counts.buckets)
+            for group in _groups(provider, key, team):
+                _add(out.duration, group, counts.buckets)
         for (_, provider), counts in self._ttft._values.items():
-            for group, name in (("provider", provider), ("all", "all")):
-                _add(out.ttft, (group, name), counts.buckets)
-        for (_, provider, kind, key, _), n in self._tokens.counts.items():
+            for group in (("provider", provider), ("all", "all")):
+                _add(out.ttft, group, counts.buckets)
+        for (_, provider, kind, key, team), n in self._tokens.counts.items():
             if kind == "total_tokens":
-                for group, name in (("provider", provider), ("key", key), ("all", "all")):
-                    out.tokens[(group, name)] = out.tokens.get((group, name), 0.0) + n
-        for (_, provider, key, _), usd in self._cost.counts.items():
-            for group, name in (("provider", provider), ("key", key), ("all", "all")):
-                out.cost[(group, name)] = out.cost.get((group, name), 0.0) + usd
+                for group in _groups(provider, key, team):
+                    out.tokens[group] = out.tokens.get(group, 0.0) + n
+        for (_, provider, key, team), usd in self._cost.counts.items():
+            for group in _groups(provider, key, team):
+                out.cost[group] = out.cost.get(group, 0.0) + usd
         return out
 
     def render(self) -> tuple[bytes, dict[str, str]]:

@@ -90,7 +90,7 @@ async def reserve(
             try:
                 state.team_reservation = limiter.team_reserve(team, prompt + output, cost)
             except TeamRefused as refused:
-                app[METRICS].rate_limited(key.name)
+                app[METRICS].rate_limited(key.name, key.team_label, "team", refused.limit)
                 if (held := state.reservation) is not None:  # the key's goes back
                     state.reservation = None
                     _give_back(limiter, key, held)
@@ -125,7 +125,7 @@ async def _reserve_one(
     """One subject's (the key's, or its team's) reservation, or its 429."""
     tokens, refused = await limiter.reserve_tokens(subject.name, tokens_wanted)
     if refused is not None:
-        app[METRICS].rate_limited(key.name)
+        app[METRICS].rate_limited(key.name, key.team_label, subject.kind, "tokens")
         raise rate_limited(subject.who, refused, "tokens per minute", headers)
     usd, over = 0.0, None
     if cost is not None and subject.max_budget_usd is not None:
@@ -136,7 +136,7 @@ async def _reserve_one(
             raise
     if over is not None:
         limiter.charge_tokens(subject.name, -tokens)
-        app[METRICS].rate_limited(key.name)
+        app[METRICS].rate_limited(key.name, key.team_label, subject.kind, "budget")
         raise budget_exceeded(subject.who, over, headers)
     return hold((tokens, usd)) if tokens or usd else None
 
@@ -153,14 +153,14 @@ def _reserve_local(
     """`_reserve_one` without Redis."""
     tokens, refused = limiter.reserve_tokens_local(subject.name, tokens_wanted)
     if refused is not None:
-        app[METRICS].rate_limited(key.name)
+        app[METRICS].rate_limited(key.name, key.team_label, subject.kind, "tokens")
         raise rate_limited(subject.who, refused, "tokens per minute", headers)
     usd = 0.0
     if cost is not None and subject.max_budget_usd is not None:
         usd, over = limiter.budgets.reserve_local(subject.name, cost)
         if over is not None:
             limiter.charge_tokens(subject.name, -tokens)
-            app[METRICS].rate_limited(key.name)
+            app[METRICS].rate_limited(key.name, key.team_label, subject.kind, "budget")
             raise budget_exceeded(subject.who, over, headers)
     return hold((tokens, usd)) if tokens or usd else None
 

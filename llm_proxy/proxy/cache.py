@@ -1065,7 +1065,8 @@ async def _charge(request: web.Request, state: RequestState, entry: Entry) -> No
             for name, amount in held:
                 budgets.settle(name, amount, 0.0)
             state.cost_usd = None
-            app[METRICS].rate_limited(key_name)
+            team = key.team_label if key is not None else ""
+            app[METRICS].rate_limited(key_name, team, subject.kind, "budget")
             raise budget_exceeded(subject.who, over, list(state.rate_headers or ()))
         held.append((subject.name, reserved))
     for name, amount in held:

@@ -106,6 +106,15 @@ def _rates(limit: RateLimit) -> list[Rate]:
     return [Rate(1000, period_us, limit.burst_size)]
 
 
+# A limit's name in refusals -> in the metrics (`llm_proxy_rate_limited_total{limit}`).
+LIMIT_LABELS: Final = {
+    "requests per second": "requests",
+    "tokens per minute": "tokens",
+    "budget": "budget",
+    "parallel requests": "parallel",
+}
+
+
 class TeamRefused(Exception):
     """A team refused a request (`Limiter.team_admit`, `team_reserve`): `what` is `budget`,
     `parallel requests`, `requests per second` or `tokens per minute`; `detail` its verdict
@@ -115,6 +124,11 @@ class TeamRefused(Exception):
         super().__init__(what)
         self.what = what
         self.detail = detail
+
+    @property
+    def limit(self) -> str:
+        """The metrics' name of the limit (`llm_proxy_rate_limited_total{limit}`)."""
+        return LIMIT_LABELS[self.what]
 
     def answer(self, team: KeyEntry, headers: list[tuple[str, str]]) -> ProxyError:
         """The 429 that names the team (`headers`: the key's)."""

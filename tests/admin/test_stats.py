@@ -69,3 +69,37 @@ async def test_stats_by_provider_and_key(upstream: Upstream) -> None:
                 assert r.status == 400
         async with http.get(url + "/admin/v1/stats") as r:
             assert r.status == 401
+
+
+async def test_stats_by_team(upstream: Upstream) -> None:
+    """`?by=team`: a team's line counts its keys' requests, tokens and cost; a key in no
+    team counts in `all` only."""
+    from llm_proxy.app import create_app
+
+    config = make_config(
+        provider("alpha", upstream.api_base, {"m": None}),
+        teams=[{"name": "search"}, {"name": "idle"}],
+        master_keys=[
+            {"name": "ann", "key": "sk-ann-0123456789", "team": "search"},
+            {"name": "ben", "key": "sk-ben-0123456789", "team": "search"},
+            {"name": "out", "key": "sk-out-0123456789"},
+        ],
+        admin_key="admin-key-0123456789",
+        pricing={"m": {"input_per_mtok": 1, "output_per_mtok": 1}},
+    )
+    app = create_app(config)
+    async with serve(app) as url, aiohttp.ClientSession() as http:
+        for key, times in (("ann", 3), ("ben", 2), ("out", 4)):
+            auth = {"Authorization": f"Bearer sk-{key}-0123456789"}
+            for _ in range(times):
+                body = {"model": "m", "messages": []}
+                async with http.post(url + "/v1/chat/completions", json=body, headers=auth) as r:
+                    assert r.status == 200
+        async with http.get(url + "/admin/v1/stats?by=team&window=60", headers=ADMIN) as r:
+            assert r.status == 200
+            series = (await r.json())["series"]
+        assert set(series) == {"all", "search"}  # `idle` served nothing; `out` is in none
+        assert sum(s["requests"] for s in series["search"]) == 5
+        assert sum(s["requests"] for s in series["all"]) == 9
+        assert sum(s["cost_usd"] for s in series["search"]) > 0
+        assert sum(s["tokens_per_min"] * s["secs"] for s in series["search"]) > 0

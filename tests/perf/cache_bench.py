@@ -56,11 +56,11 @@ from typing import Any, Final
 
 import orjson
 
-from tests.perf import bench, paired_bench, protocols_bench
+from tests.perf import bench, paired_bench
 from tests.perf.protocols_bench import Scenario
 
 MODEL: Final = str(bench.BODY["model"])
-CONNECTIONS: Final = 32
+CONNECTIONS: Final = paired_bench.CONNECTIONS
 CACHE_SECTION: Final = {"backend": "memory"}
 CACHE_HEADER: Final = "x-llm-proxy-cache"
 # Scenario name -> (its proxy has `CACHE_SECTION`, every request's body differs).
@@ -272,22 +272,7 @@ def measure(
     for i in range(rounds):
         print(f"== load, {CONNECTIONS} connections, round {i + 1} of {rounds}", flush=True)
         with proxies(tmp, mock, i) as procs:
-            for scenario in protocols_bench.rotated(list(SCENARIOS), i):
-                result = protocols_bench.load(
-                    procs[scenario.name],
-                    scenario,
-                    scripts[scenario.name],
-                    CONNECTIONS,
-                    seconds,
-                    warm_up=True,
-                )
-                runs[scenario.name].append(result)
-                print(
-                    f"   {scenario.name:>10}: {result.rps:8.0f} req/s  "
-                    f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
-                    f"cpu {result.cpu_ms_per_request or 0:.3f} ms/req  errors {result.errors}",
-                    flush=True,
-                )
+            paired_bench.load_round(procs, SCENARIOS, scripts, seconds, i, runs, width=10)
             for scenario in SCENARIOS:
                 checked = check(scenario.name, procs[scenario.name], scenario)
                 checks[scenario.name].append(checked)

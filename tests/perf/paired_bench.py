@@ -58,6 +58,36 @@ def summarise(runs: list[bench.LoadResult]) -> dict[str, Any]:
     }
 
 
+def load_round(
+    procs: Mapping[str, bench.Proc],
+    scenarios: Iterable[Scenario],
+    scripts: Mapping[str, Path],
+    seconds: float,
+    round_index: int,
+    runs: dict[str, list[bench.LoadResult]],
+    width: int = 16,
+) -> None:
+    """One round's load: each scenario warmed up, then run for `seconds` at `CONNECTIONS`
+    on its proxy, in the round's order (`protocols_bench.rotated`); each result added to
+    `runs` and printed (`width`: the names' column)."""
+    for scenario in protocols_bench.rotated(list(scenarios), round_index):
+        result = protocols_bench.load(
+            procs[scenario.name],
+            scenario,
+            scripts[scenario.name],
+            CONNECTIONS,
+            seconds,
+            warm_up=True,
+        )
+        runs[scenario.name].append(result)
+        print(
+            f"   {scenario.name:>{width}}: {result.rps:8.0f} req/s  "
+            f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
+            f"cpu {result.cpu_ms_per_request or 0:.3f} ms/req  errors {result.errors}",
+            flush=True,
+        )
+
+
 def too_spread(check: dict[str, Any], bound: float) -> bool:
     """Do the rounds' ratios spread over more than twice the bound's margin (1.03: 0.06)?"""
     return bool(check["max"] - check["min"] > 2 * (bound - 1))
@@ -110,23 +140,7 @@ class PairedBench:
         for i in range(rounds):
             print(f"== load, {CONNECTIONS} connections, round {i + 1} of {rounds}", flush=True)
             with self.proxies(tmp, mock, i) as procs:
-                for scenario in protocols_bench.rotated(list(self.scenarios), i):
-                    result = protocols_bench.load(
-                        procs[scenario.name],
-                        scenario,
-                        scripts[scenario.name],
-                        CONNECTIONS,
-                        seconds,
-                        warm_up=True,
-                    )
-                    runs[scenario.name].append(result)
-                    print(
-                        f"   {scenario.name:>16}: {result.rps:8.0f} req/s  "
-                        f"p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
-                        f"cpu {result.cpu_ms_per_request or 0:.3f} ms/req  "
-                        f"errors {result.errors}",
-                        flush=True,
-                    )
+                load_round(procs, self.scenarios, scripts, seconds, i, runs)
         return runs
 
     def ratios(self, load: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,6 +35,8 @@ from tests.helpers import (
     make_config,
     provider,
     ring,
+    sample,
+    scrape,
     sdk,
     serve,
 )
@@ -100,6 +102,11 @@ async def test_the_keys_own_budget_still_applies_within_the_team(
     body = await (await chat(http, url, key=ANN)).json()
     assert "key 'ann'" in body["error"]["message"]
     assert (await chat(http, url, key=BEN)).status == 200
+    # Refusals count by whose limit refused, and which.
+    families = await scrape(http, url)
+    refusals = {"key_name": "ann", "team": "search", "limit": "budget"}
+    assert sample(families, "llm_proxy_rate_limited_total", by="key", **refusals) == 2
+    assert sample(families, "llm_proxy_rate_limited_total", by="team", **refusals) is None
 
 
 async def test_team_rate_and_parallel_limits(
@@ -112,6 +119,10 @@ async def test_team_rate_and_parallel_limits(
     body = await (await chat(http, url, key=ANN)).json()
     assert body["error"]["code"] == "rate_limit_exceeded"
     assert "team 'search' (requests per second)" in body["error"]["message"]
+    families = await scrape(http, url)
+    for key in ("ann", "ben"):
+        labels = {"key_name": key, "team": "search", "by": "team", "limit": "requests"}
+        assert sample(families, "llm_proxy_rate_limited_total", **labels) == 1
 
 
 async def test_a_team_rate_limit_holds_across_two_instances_on_one_redis(

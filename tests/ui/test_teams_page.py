@@ -261,6 +261,12 @@ async def test_teams_page_in_database_mode(
             await page.get_by_role("button", name="Filter").click()
             await page.get_by_text("Nothing logged matches.").wait_for()
 
+            # The dashboard, a line per team: search's (svc-a's requests).
+            await open_page(page, "Dashboard")
+            await page.get_by_label("Show").select_option("team")
+            legend = page.locator("figure.chart .legend li", has_text="search")
+            await legend.first.wait_for()
+
             # Delete a team that still has a key: refused (409), and the page says why.
             await open_page(page, "Teams")
             await page.get_by_role("button", name="Delete search").click()

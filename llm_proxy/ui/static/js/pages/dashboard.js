@@ -137,6 +137,7 @@ export async function render(root) {
     h("option", { value: "" }, "All traffic"),
     h("option", { value: "provider" }, "Per provider"),
     h("option", { value: "key" }, "Per key"),
+    h("option", { value: "team" }, "Per team"),
   );
   const updated = h("span", { class: "muted", "aria-live": "polite" });
   const controls = h("div", { class: "controls" }, field("Window", windowSelect), field("Show", groupSelect), updated);
