@@ -396,24 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 1.0 if args.quick else args.duration
     rounds = 1 if args.quick else max(1, args.rounds)
     results: dict[str, Any] = {
-        "machine": bench.machine(),
-        "settings": {
-            "seconds": seconds,
-            "rounds": rounds,
-            "connections": CONNECTIONS,
-            "model": MODEL,
-            "request_log": False,
-        },
+        **paired_bench.run_header(seconds, rounds),
         "cache": CACHE_SECTION,
     }
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="llm-proxy-cache-bench-"))
-    mock_port = bench.free_port()
-    mock_cmd = [sys.executable, "-m", "llm_proxy", "mock-upstream", "--port", str(mock_port),
-                "--tool", "none"]  # fmt: skip
-    with bench.spawn(
-        "mock", mock_cmd, bench.LOAD_CPU, mock_port, tmp / "mock.log", "/v1/models"
-    ) as mock:
+    with paired_bench.mock_upstream(tmp) as mock:
         runs, checks = measure(mock, tmp, seconds, rounds)
     results["load"] = {s.name: paired_bench.summarise(runs[s.name]) for s in SCENARIOS}
     results["checks"] = checks

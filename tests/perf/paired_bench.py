@@ -58,6 +58,31 @@ def summarise(runs: list[bench.LoadResult]) -> dict[str, Any]:
     }
 
 
+def run_header(seconds: float, rounds: int) -> dict[str, Any]:
+    """What a run's JSON starts with: the machine, and the settings of its load."""
+    return {
+        "machine": bench.machine(),
+        "settings": {
+            "seconds": seconds,
+            "rounds": rounds,
+            "connections": CONNECTIONS,
+            "model": MODEL,
+            "request_log": False,
+        },
+    }
+
+
+@contextlib.contextmanager
+def mock_upstream(tmp: Path) -> Iterator[bench.Proc]:
+    """The fake upstream (`llm-proxy mock-upstream`, on the load generator's CPU), up, for
+    the whole run; its log in `tmp`."""
+    port = bench.free_port()
+    cmd = [sys.executable, "-m", "llm_proxy", "mock-upstream", "--port", str(port),
+           "--tool", "none"]  # fmt: skip
+    with bench.spawn("mock", cmd, bench.LOAD_CPU, port, tmp / "mock.log", "/v1/models") as mock:
+        yield mock
+
+
 def load_round(
     procs: Mapping[str, bench.Proc],
     scenarios: Iterable[Scenario],
@@ -213,25 +238,10 @@ class PairedBench:
         args = parser.parse_args(argv)
         seconds = 1.0 if args.quick else args.duration
         rounds = 1 if args.quick else max(1, args.rounds)
-        results: dict[str, Any] = {
-            "machine": bench.machine(),
-            "settings": {
-                "seconds": seconds,
-                "rounds": rounds,
-                "connections": CONNECTIONS,
-                "model": MODEL,
-                "request_log": False,
-            },
-            **self.described,
-        }
+        results: dict[str, Any] = {**run_header(seconds, rounds), **self.described}
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f"llm-proxy-{self.name}-bench-"))
-        mock_port = bench.free_port()
-        mock_cmd = [sys.executable, "-m", "llm_proxy", "mock-upstream", "--port", str(mock_port),
-                    "--tool", "none"]  # fmt: skip
-        with bench.spawn(
-            "mock", mock_cmd, bench.LOAD_CPU, mock_port, tmp / "mock.log", "/v1/models"
-        ) as mock:
+        with mock_upstream(tmp) as mock:
             runs = self.measure(mock, tmp, seconds, rounds)
         results["load"] = {s.name: summarise(runs[s.name]) for s in self.scenarios}
         results["elapsed_secs"] = time.monotonic() - started
