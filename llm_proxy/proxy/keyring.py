@@ -202,8 +202,9 @@ class KeyRing:
         for entry in [*self._by_digest.values(), *self.teams.values()]:
             _subjects(entry)
         # When each key was last used, by digest: the `perf_counter()` of its last request's
-        # arrival (`used_at` turns it into wall time). Carried from snapshot to snapshot by
-        # `ConfigStore.swap` (`carry_usage`); written to the database by `KeyUsageWriter`.
+        # arrival (`used_at` turns it into wall time). One dict for the process's life,
+        # handed from snapshot to snapshot by `ConfigStore.swap` (`carry_usage`); written to
+        # the database by `KeyUsageWriter`.
         self.used: dict[bytes, float] = {}
         self.enabled = require_auth
         self.locked = require_auth and not any(k.enabled for k in keys)
@@ -224,9 +225,16 @@ class KeyRing:
         return [*self._by_digest.values(), *self.teams.values()]
 
     def carry_usage(self, old: KeyRing) -> None:
-        """The last uses `old` saw, of the keys this ring still has."""
-        mine = self._by_digest
-        self.used.update((d, t) for d, t in old.used.items() if d in mine)
+        """The last uses `old` saw, of the keys this ring still has, kept in `old`'s own
+        dict, which this ring takes over: a request authenticated on `old` while this ring
+        took its place notes its use where this ring (and `KeyUsageWriter`) sees it. Keys
+        this ring no longer has are dropped from it (a late use of one is written, and its
+        row pruned, by the writer's next flush)."""
+        used, mine = old.used, self._by_digest
+        for digest in [d for d in used if d not in mine]:
+            del used[digest]
+        used.update(self.used)  # (anything this ring noted before taking over: normally none)
+        self.used = used
 
     def used_at(self, digest: bytes) -> float | None:
         """When the key with `digest` was last used by this process (Unix time), or None."""

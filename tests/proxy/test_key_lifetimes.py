@@ -360,3 +360,13 @@ def test_keyring_carries_last_uses_to_the_next_snapshot() -> None:
     seen = new.used_at(digest_key(SECRET))
     assert seen is not None and abs(seen - time.time()) < 5
     assert new.used_at(digest_key(OTHER)) is None
+    # A request authenticated on the old ring after the swap (it was on its way): its use is
+    # seen by the new one, not lost with the old snapshot.
+    later = time.perf_counter()
+    old.authenticate(SECRET, later)
+    assert new.used[digest_key(SECRET)] == later
+    # And so on, snapshot after snapshot: one dict.
+    newer = KeyRing(kept.master_keys, [])
+    newer.carry_usage(new)
+    new.authenticate(SECRET, later + 1)
+    assert newer.used[digest_key(SECRET)] == later + 1
